@@ -1,0 +1,26 @@
+/** The CLI's commands, one file each under this folder, loaded only when called. */
+export interface Command {
+  summary: string;
+  run(argv: string[]): Promise<number>;
+}
+
+function lazy(file: string, summary: string): Command {
+  return {
+    summary,
+    async run(argv) {
+      const mod = (await import(`./${file}.ts`)) as { run(argv: string[]): Promise<number> };
+      return mod.run(argv);
+    },
+  };
+}
+
+export const commands: Record<string, Command> = {
+  inspect: lazy("inspect", "print a GGUF file's metadata and tensor table"),
+  convert: lazy("convert", "convert a Hugging Face StableLM checkpoint to GGUF"),
+  synth: lazy("synth", "write a synthetic (random-weight) StableLM model"),
+  download: lazy("download", "download a Stable LM 2 checkpoint from Hugging Face and convert it"),
+  logits: lazy("logits", "print the next-token logits for a token sequence"),
+  generate: lazy("generate", "generate tokens from a prompt"),
+  tokenize: lazy("tokenize", "text → Arcade100k token ids"),
+  detokenize: lazy("detokenize", "token ids → text"),
+};

@@ -1,0 +1,34 @@
+import { ENGINES, loadEngine, type EngineName } from "../../node/engines";
+import { UsageError, parseCommand, required, tokenList } from "../args";
+
+const spec = {
+  name: "logits",
+  summary: "Print the next-token logits after a token sequence (the last position's vocab_size values).",
+  usage: "logits --model FILE.gguf --tokens 1,2,3 [--engine ref|wasm] [--json]",
+  details: `
+  --model FILE     a stablelm GGUF (F32, F16, BF16, Q8_0, Q4_0, Q6_K tensors)
+  --tokens IDS     comma-separated token ids, fed from position 0
+  --engine NAME    ref (plain TypeScript, float64, the numerical oracle) or wasm; default ref
+  --json           print {"logits":[…]}; otherwise one value per line`,
+  options: { model: { type: "string" }, tokens: { type: "string" }, engine: { type: "string" }, json: { type: "boolean" } },
+} as const;
+
+export function engineOption(cmd: string, value: string | undefined): EngineName {
+  const name = value ?? "ref";
+  if (!(ENGINES as readonly string[]).includes(name)) throw new UsageError(`${cmd}: --engine must be one of ${ENGINES.join(", ")}, got "${name}"`);
+  return name as EngineName;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const opts = parseCommand(spec, argv);
+  if (!opts) return 0;
+  const model = required("logits", opts.model, "model");
+  const tokens = tokenList("logits", required("logits", opts.tokens, "tokens"));
+  const engine = await loadEngine(model, engineOption("logits", opts.engine));
+  const bad = tokens.find((t) => t >= engine.config.vocabSize);
+  if (bad !== undefined) throw new UsageError(`logits: token id ${bad} is outside the model's vocabulary (0..${engine.config.vocabSize - 1})`);
+  const [logits] = await engine.forward(engine.newSequence(), tokens);
+  const values = Array.from(logits);
+  process.stdout.write(opts.json ? `${JSON.stringify({ logits: values })}\n` : `${values.join("\n")}\n`);
+  return 0;
+}

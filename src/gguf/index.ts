@@ -1,0 +1,6 @@
+export * from "./types";
+export * from "./quant";
+export * from "./metadata";
+export * from "./reader";
+export * from "./source";
+export { encodeGGUF, writeGGUF, type GGUFSpec, type TensorSpec } from "./writer";

@@ -1,0 +1,185 @@
+/**
+ * Sequential byte sources the GGUF parser reads from: a file handle (Node) or a
+ * ReadableStream (an R2 object body, a fetch body). Only a bounded buffer is
+ * ever held; tensor bytes can be delivered straight into a caller's buffer.
+ */
+
+export class TruncatedError extends Error {
+  override name = "TruncatedError";
+}
+
+export interface ByteSource {
+  /** Bytes consumed so far (absolute file offset). */
+  readonly position: number;
+  /** Total size when known (files, R2 objects); undefined for unknown-length streams. */
+  readonly size: number | undefined;
+  /** Exactly n bytes. The returned view is valid until the next call. */
+  read(n: number): Promise<Uint8Array>;
+  /** Exactly dest.length bytes into dest. */
+  readInto(dest: Uint8Array): Promise<void>;
+  skip(n: number): Promise<void>;
+}
+
+const CHUNK = 1 << 20;
+
+/** A random-access file read front to back through a 1 MiB buffer. */
+export class FileSource implements ByteSource {
+  private buf = new Uint8Array(CHUNK);
+  private start = 0; // file offset of buf[0]
+  private end = 0; // valid bytes in buf
+  private pos = 0;
+
+  constructor(
+    private readonly handle: { read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> },
+    readonly size: number,
+  ) {}
+
+  get position(): number {
+    return this.pos;
+  }
+
+  private need(n: number): void {
+    if (this.pos + n > this.size) {
+      throw new TruncatedError(`truncated file: needed ${n} bytes at offset ${this.pos}, file is ${this.size} bytes`);
+    }
+  }
+
+  async read(n: number): Promise<Uint8Array> {
+    this.need(n);
+    if (this.pos >= this.start && this.pos + n <= this.start + this.end) {
+      const v = this.buf.subarray(this.pos - this.start, this.pos - this.start + n);
+      this.pos += n;
+      return v;
+    }
+    if (n > this.buf.length) this.buf = new Uint8Array(n);
+    const want = Math.min(Math.max(n, CHUNK), this.size - this.pos, this.buf.length);
+    await this.fill(this.buf.subarray(0, want), this.pos);
+    this.start = this.pos;
+    this.end = want;
+    this.pos += n;
+    return this.buf.subarray(0, n);
+  }
+
+  async readInto(dest: Uint8Array): Promise<void> {
+    this.need(dest.length);
+    await this.fill(dest, this.pos);
+    this.pos += dest.length;
+  }
+
+  async skip(n: number): Promise<void> {
+    this.need(n);
+    this.pos += n;
+  }
+
+  /** Random access for callers that hold the header: one tensor's bytes. */
+  async readAt(dest: Uint8Array, position: number): Promise<void> {
+    if (position + dest.length > this.size) {
+      throw new TruncatedError(`truncated file: needed ${dest.length} bytes at offset ${position}, file is ${this.size} bytes`);
+    }
+    await this.fill(dest, position);
+  }
+
+  private async fill(dest: Uint8Array, position: number): Promise<void> {
+    let done = 0;
+    while (done < dest.length) {
+      const { bytesRead } = await this.handle.read(dest, done, dest.length - done, position + done);
+      if (bytesRead === 0) throw new TruncatedError(`truncated file: unexpected end at offset ${position + done}`);
+      done += bytesRead;
+    }
+  }
+}
+
+/** A ReadableStream of bytes, read once, front to back. */
+export class StreamSource implements ByteSource {
+  private reader: ReadableStreamDefaultReader<Uint8Array>;
+  private chunk: Uint8Array = new Uint8Array(0);
+  private chunkPos = 0;
+  private pos = 0;
+  private scratch = new Uint8Array(256);
+
+  constructor(stream: ReadableStream<Uint8Array>, readonly size: number | undefined = undefined) {
+    this.reader = stream.getReader();
+  }
+
+  get position(): number {
+    return this.pos;
+  }
+
+  private async next(): Promise<void> {
+    const { done, value } = await this.reader.read();
+    if (done) throw new TruncatedError(`truncated stream: ended at offset ${this.pos}`);
+    this.chunk = value;
+    this.chunkPos = 0;
+  }
+
+  async read(n: number): Promise<Uint8Array> {
+    if (this.chunk.length - this.chunkPos >= n) {
+      const v = this.chunk.subarray(this.chunkPos, this.chunkPos + n);
+      this.chunkPos += n;
+      this.pos += n;
+      return v;
+    }
+    if (this.scratch.length < n) this.scratch = new Uint8Array(Math.max(n, this.scratch.length * 2));
+    const dest = this.scratch.subarray(0, n);
+    await this.readInto(dest);
+    return dest;
+  }
+
+  async readInto(dest: Uint8Array): Promise<void> {
+    let done = 0;
+    while (done < dest.length) {
+      if (this.chunkPos >= this.chunk.length) await this.next();
+      const take = Math.min(dest.length - done, this.chunk.length - this.chunkPos);
+      dest.set(this.chunk.subarray(this.chunkPos, this.chunkPos + take), done);
+      this.chunkPos += take;
+      done += take;
+      this.pos += take;
+    }
+  }
+
+  async skip(n: number): Promise<void> {
+    let left = n;
+    while (left > 0) {
+      if (this.chunkPos >= this.chunk.length) await this.next();
+      const take = Math.min(left, this.chunk.length - this.chunkPos);
+      this.chunkPos += take;
+      left -= take;
+      this.pos += take;
+    }
+  }
+
+  /** Stop reading (e.g. after the header); releases the underlying body. */
+  async cancel(): Promise<void> {
+    await this.reader.cancel().catch(() => {});
+  }
+}
+
+/** An in-memory GGUF (tests, small files). */
+export class BufferSource implements ByteSource {
+  private pos = 0;
+  constructor(private readonly bytes: Uint8Array) {}
+  get size(): number {
+    return this.bytes.length;
+  }
+  get position(): number {
+    return this.pos;
+  }
+  private need(n: number): void {
+    if (this.pos + n > this.bytes.length) {
+      throw new TruncatedError(`truncated file: needed ${n} bytes at offset ${this.pos}, file is ${this.bytes.length} bytes`);
+    }
+  }
+  async read(n: number): Promise<Uint8Array> {
+    this.need(n);
+    const v = this.bytes.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return v;
+  }
+  async readInto(dest: Uint8Array): Promise<void> {
+    dest.set(await this.read(dest.length));
+  }
+  async skip(n: number): Promise<void> {
+    this.need(n);
+    this.pos += n;
+  }
+}
