@@ -155,12 +155,15 @@ function headNorm(x: Float64Array, heads: number, headDim: number, weight: Float
 /** W·x (+ b), W row-major [rows × cols], x [cols] → [rows]. */
 export function matvec(m: Matrix, x: Float64Array, bias?: Float32Array): Float64Array {
   const out = new Float64Array(m.rows);
-  const direct = m.type === TensorType.F32 && m.bytes.byteOffset % 4 === 0 ? new Float32Array(m.bytes.buffer, m.bytes.byteOffset, m.rows * m.cols) : undefined;
-  const row = new Float32Array(m.cols);
-  for (let r = 0; r < m.rows; r++) {
-    const w = direct ? direct.subarray(r * m.cols, (r + 1) * m.cols) : matrixRow(m, r, row);
+  const { rows, cols } = m;
+  // F32 weights are read in place; other types are dequantized a row at a time.
+  const direct = m.type === TensorType.F32 && m.bytes.byteOffset % 4 === 0 ? new Float32Array(m.bytes.buffer, m.bytes.byteOffset, rows * cols) : undefined;
+  const row = new Float32Array(cols);
+  for (let r = 0; r < rows; r++) {
+    const w = direct ?? matrixRow(m, r, row);
+    const base = direct ? r * cols : 0;
     let s = 0;
-    for (let c = 0; c < m.cols; c++) s += w[c] * x[c];
+    for (let c = 0; c < cols; c++) s += w[base + c] * x[c];
     out[r] = bias ? s + bias[r] : s;
   }
   return out;
