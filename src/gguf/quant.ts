@@ -159,6 +159,7 @@ function quantizeQ4_0(x: Float32Array, out: Uint8Array): void {
 
 function quantizeQ8_0(x: Float32Array, out: Uint8Array): void {
   const dv = view(out);
+  const qs = new Int8Array(out.buffer, out.byteOffset, out.byteLength);
   for (let b = 0; b < x.length / 32; b++) {
     const src = b * 32;
     let amax = 0;
@@ -167,7 +168,7 @@ function quantizeQ8_0(x: Float32Array, out: Uint8Array): void {
     const id = d ? 1 / d : 0;
     const o = b * 34;
     dv.setUint16(o, f32ToF16(d), true);
-    for (let j = 0; j < 32; j++) dv.setInt8(o + 2 + j, Math.round(x[src + j] * id));
+    for (let j = 0; j < 32; j++) qs[o + 2 + j] = Math.round(x[src + j] * id);
   }
 }
 
