@@ -10,11 +10,11 @@ import { llamaLogProbs, logSoftmax, top2 } from "../helpers/llama";
 
 const POSITIONS = 48;
 
-async function compare(preset: string, type: string, seed = 1) {
+async function compare(preset: string, type: string, positions = POSITIONS, seed = 1) {
   const path = await synthGGUF(preset, type);
   const { model } = await loadReferenceModel(path);
   const r = seededRandom(seed);
-  const tokens = Array.from({ length: POSITIONS }, () => Math.floor(r() * 100256));
+  const tokens = Array.from({ length: positions }, () => Math.floor(r() * 100256));
   const ours = model.forward(model.newSequence(), tokens, 0, { allLogits: true }).map(logSoftmax);
   const theirs = await llamaLogProbs(path, tokens, model.config.vocabSize);
   let maxDiff = 0;
@@ -64,4 +64,18 @@ describe("reference vs llama.cpp (node-llama-cpp 3.21.1)", () => {
       expect(maxDiff).toBeLessThan(bound[type]);
     });
   }
+
+  // All 1.6B shapes (hidden 2048, 32 heads, rotary 16, ffn 5632, vocab 100352), 2 layers.
+  it("full2l F32: within 1e-4 at 1.6B shapes", async () => {
+    const { maxDiff, clear, agree } = await compare("full2l", "f32", 16);
+    expect(maxDiff).toBeLessThan(1e-4);
+    expect(agree).toBe(clear);
+  });
+
+  it("full2l Q4_0: same top-1 token wherever the margin is clear", async () => {
+    const { maxDiff, clear, agree } = await compare("full2l", "q4_0", 12);
+    expect(clear).toBeGreaterThan(6);
+    expect(agree).toBe(clear);
+    expect(maxDiff).toBeLessThan(0.2);
+  });
 });
