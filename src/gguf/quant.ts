@@ -281,12 +281,16 @@ export function dequantize(type: TensorType, bytes: Uint8Array, count: number, o
     case TensorType.F32:
       for (let i = 0; i < count; i++) out[i] = dv.getFloat32(i * 4, true);
       break;
-    case TensorType.F16:
-      for (let i = 0; i < count; i++) out[i] = f16ToF32(dv.getUint16(i * 2, true));
+    case TensorType.F16: {
+      const table = (f16Table ??= buildF16Table());
+      for (let i = 0; i < count; i++) out[i] = table[bytes[2 * i] | (bytes[2 * i + 1] << 8)];
       break;
-    case TensorType.BF16:
-      for (let i = 0; i < count; i++) out[i] = bf16ToF32(dv.getUint16(i * 2, true));
+    }
+    case TensorType.BF16: {
+      const bits = new Uint32Array(out.buffer, out.byteOffset, count);
+      for (let i = 0; i < count; i++) bits[i] = (bytes[2 * i] << 16) | (bytes[2 * i + 1] << 24);
       break;
+    }
     case TensorType.Q4_0:
       for (let b = 0; b < count / 32; b++) {
         const o = b * 18;

@@ -1,0 +1,114 @@
+/**
+ * Token events → OpenAI `text_completion` objects. The streamed chunks and the whole response have
+ * the same shape (as in the OpenAI SDK); finish_reason is null until the final chunk, and always present.
+ */
+import type { FinishReason, GenerateEvent, TokenEvent } from "../generate/generator";
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  top_logprobs: Record<string, number>[];
+  text_offset: number[];
+}
+
+export interface CompletionChoice {
+  text: string;
+  index: number;
+  logprobs: CompletionLogprobs | null;
+  finish_reason: FinishReason | null;
+}
+
+export interface CompletionObject {
+  id: string;
+  object: "text_completion";
+  created: number;
+  model: string;
+  choices: CompletionChoice[];
+  usage?: Usage | null;
+}
+
+export interface FormatContext {
+  id: string;
+  created: number;
+  model: string;
+  /** Text to put before the output (echo). */
+  echo?: string;
+  logprobs: boolean;
+  includeUsage: boolean;
+}
+
+export function usageOf(u: { prompt_tokens: number; completion_tokens: number }): Usage {
+  return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: u.prompt_tokens + u.completion_tokens };
+}
+
+/** Logprobs of one token; `offset` is where its text starts in the returned text. */
+function tokenLogprobs(ev: TokenEvent, offset: number): CompletionLogprobs {
+  return {
+    tokens: [ev.token ?? ev.text],
+    token_logprobs: [ev.logprob ?? 0],
+    top_logprobs: [Object.fromEntries((ev.topLogprobs ?? []).map((t) => [t.token, t.logprob]))],
+    text_offset: [offset],
+  };
+}
+
+function mergeLogprobs(all: CompletionLogprobs[]): CompletionLogprobs {
+  return {
+    tokens: all.flatMap((l) => l.tokens),
+    token_logprobs: all.flatMap((l) => l.token_logprobs),
+    top_logprobs: all.flatMap((l) => l.top_logprobs),
+    text_offset: all.flatMap((l) => l.text_offset),
+  };
+}
+
+export async function* completionChunks(events: AsyncIterable<GenerateEvent>, ctx: FormatContext): AsyncGenerator<CompletionObject> {
+  const base = { id: ctx.id, object: "text_completion" as const, created: ctx.created, model: ctx.model };
+  const usageField = ctx.includeUsage ? { usage: null } : {};
+  const chunk = (text: string, logprobs: CompletionLogprobs | null, finish: FinishReason | null): CompletionObject => ({
+    ...base,
+    choices: [{ text, index: 0, logprobs, finish_reason: finish }],
+    ...usageField,
+  });
+  let offset = 0;
+  if (ctx.echo) {
+    yield chunk(ctx.echo, null, null);
+    offset = ctx.echo.length;
+  }
+  for await (const ev of events) {
+    if (ev.type === "token") {
+      // Held-back tokens (text "") make no chunk unless the client asked for per-token logprobs.
+      if (ev.text === "" && !ctx.logprobs) continue;
+      yield chunk(ev.text, ctx.logprobs ? tokenLogprobs(ev, offset) : null, null);
+      offset += ev.text.length;
+    } else {
+      yield chunk("", null, ev.finishReason);
+      if (ctx.includeUsage) yield { ...base, choices: [], usage: usageOf(ev.usage) };
+    }
+  }
+}
+
+export async function collectCompletion(events: AsyncIterable<GenerateEvent>, ctx: FormatContext): Promise<CompletionObject> {
+  let text = ctx.echo ?? "";
+  const lps: CompletionLogprobs[] = [];
+  for await (const ev of events) {
+    if (ev.type === "token") {
+      if (ctx.logprobs) lps.push(tokenLogprobs(ev, text.length));
+      text += ev.text;
+    } else {
+      return {
+        id: ctx.id,
+        object: "text_completion",
+        created: ctx.created,
+        model: ctx.model,
+        choices: [{ text, index: 0, logprobs: ctx.logprobs ? mergeLogprobs(lps) : null, finish_reason: ev.finishReason }],
+        usage: usageOf(ev.usage),
+      };
+    }
+  }
+  throw new Error("generation ended without a done event");
+}

@@ -1,0 +1,66 @@
+/**
+ * The whole HTTP API on web-standard Request/Response, shared by the Node server and the Worker:
+ * routing, CORS, body limits, load state, and turning every failure into an OpenAI error body.
+ */
+import { readJson } from "./body";
+import { corsHeaders, preflight } from "./cors";
+import { DEFAULT_MAX_BODY_BYTES, type ApiDeps, type ServedModel } from "./deps";
+import { ApiError, errorResponse, toApiError } from "./errors";
+import { chatCompletions } from "./handlers/chat";
+import { completions } from "./handlers/completions";
+import { health, models } from "./handlers/info";
+
+type Generate = (req: Request, body: unknown, deps: ApiDeps, model: ServedModel) => Promise<Response>;
+
+interface Route {
+  method: "GET" | "POST";
+  run: (req: Request, deps: ApiDeps) => Promise<Response> | Response;
+}
+
+/** POST routes: body read and model readiness checked before the handler sees the request. */
+const generation =
+  (handler: Generate) =>
+  async (req: Request, deps: ApiDeps): Promise<Response> => {
+    const body = await readJson(req, deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
+    const state = deps.model();
+    if (state.status === "loading") {
+      throw new ApiError(503, `the model is still loading (${state.message}); retry shortly`, "service_unavailable_error", null, "model_loading", 2);
+    }
+    if (state.status === "failed") throw new ApiError(503, `the model failed to load: ${state.message}`, "service_unavailable_error", null, "model_unavailable", 30);
+    return handler(req, body, deps, state.model);
+  };
+
+const ROUTES: Record<string, Route> = {
+  "/v1/completions": { method: "POST", run: generation(completions) },
+  "/v1/chat/completions": { method: "POST", run: generation(chatCompletions) },
+  "/v1/models": { method: "GET", run: (_req, deps) => models(deps.model()) },
+  "/health": { method: "GET", run: (_req, deps) => health(deps.model()) },
+};
+
+export async function handleRequest(req: Request, deps: ApiDeps): Promise<Response> {
+  const origins = deps.corsOrigins ?? "*";
+  if (req.method === "OPTIONS") return preflight(req, origins);
+  const cors = corsHeaders(req, origins);
+  let res: Response;
+  try {
+    res = await route(req, deps);
+  } catch (err) {
+    res = errorResponse(toApiError(err));
+  }
+  // Response headers may be immutable (e.g. Response.json in some runtimes): copy into a new Response.
+  const headers = new Headers(res.headers);
+  cors.forEach((v, k) => headers.set(k, v));
+  return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
+}
+
+async function route(req: Request, deps: ApiDeps): Promise<Response> {
+  const path = new URL(req.url).pathname.replace(/\/+$/, "") || "/";
+  const r = ROUTES[path];
+  if (!r) throw new ApiError(404, `no route for ${req.method} ${path}; this server has ${Object.keys(ROUTES).join(", ")}`, "not_found_error", null, "not_found");
+  const allowed = r.method === "GET" ? "GET, HEAD" : r.method;
+  if (req.method !== r.method && !(r.method === "GET" && req.method === "HEAD")) {
+    const e = new ApiError(405, `${path} takes ${r.method}, not ${req.method}`, "invalid_request_error", null, "method_not_allowed");
+    return errorResponse(e, { allow: `${allowed}, OPTIONS` });
+  }
+  return r.run(req, deps);
+}

@@ -1,0 +1,43 @@
+/** POST /v1/chat/completions: messages → template (zephyr / ChatML) → token ids → generation. */
+import { encodeChat } from "../../tokenizer/core";
+import { chatChunks, collectChat, type ChatFormatContext } from "../chatFormat";
+import { parseChatRequest } from "../chatRequest";
+import { DEFAULT_CHAT_MAX_TOKENS, type ApiDeps, type ServedModel } from "../deps";
+import { invalid } from "../errors";
+import { responseId, unixNow } from "../ids";
+import { checkContext, checkPromptIds } from "../prompt";
+import { respond, startRun } from "../run";
+import { checkModelName } from "./model";
+
+export async function chatCompletions(req: Request, body: unknown, deps: ApiDeps, model: ServedModel): Promise<Response> {
+  const r = parseChatRequest(body);
+  checkModelName(r.model, model);
+  const { tokenizer, engine, chatTemplate } = model;
+  if (!chatTemplate) {
+    throw invalid("messages", `the model "${model.id}" has no chat template (a base model): use /v1/completions, or serve it with --chat-template zephyr|chatml`, "no_chat_template");
+  }
+  let ids: number[];
+  try {
+    ids = encodeChat(tokenizer, r.messages, { template: chatTemplate });
+  } catch (err) {
+    throw invalid("messages", (err as Error).message);
+  }
+  checkPromptIds(ids, engine.config.vocabSize);
+  const left = engine.config.contextLength - ids.length;
+  const maxTokens = r.maxTokens ?? Math.min(deps.chatDefaultMaxTokens ?? DEFAULT_CHAT_MAX_TOKENS, left);
+  if (maxTokens < 1) checkContext(ids.length, 1, engine.config.contextLength, "messages");
+  checkContext(ids.length, maxTokens, engine.config.contextLength, "max_tokens");
+
+  // The template's end-of-turn tokens end the answer (ChatML's <|im_end|>, and eos for both).
+  const stopTokenIds = [tokenizer.eosId, chatTemplate === "chatml" ? tokenizer.specialId("<|im_end|>") : undefined].filter((t): t is number => t !== undefined);
+  const run = await startRun(deps, model, { prompt: ids, maxTokens, sampling: r.sampling, seed: r.seed, stop: r.stop, stopTokenIds, logprobs: r.logprobs }, req.signal);
+  const ctx: ChatFormatContext = {
+    id: responseId("chatcmpl"),
+    created: unixNow(),
+    model: model.id,
+    logprobs: r.logprobs !== undefined,
+    includeUsage: r.includeUsage,
+    tokenizer,
+  };
+  return respond(run, r.stream, (ev) => chatChunks(ev, ctx), (ev) => collectChat(ev, ctx));
+}

@@ -1,0 +1,28 @@
+/** POST /v1/completions */
+import { collectCompletion, completionChunks, type FormatContext } from "../completionFormat";
+import { parseCompletionRequest } from "../completionRequest";
+import type { ApiDeps, ServedModel } from "../deps";
+import { responseId, unixNow } from "../ids";
+import { checkContext, checkPromptIds } from "../prompt";
+import { respond, startRun } from "../run";
+import { checkModelName } from "./model";
+
+export async function completions(req: Request, body: unknown, deps: ApiDeps, model: ServedModel): Promise<Response> {
+  const r = parseCompletionRequest(body);
+  checkModelName(r.model, model);
+  const { tokenizer, engine } = model;
+  const ids = typeof r.prompt === "string" ? tokenizer.encode(r.prompt, { allowSpecial: r.allowSpecialTokens }) : r.prompt;
+  checkPromptIds(ids, engine.config.vocabSize);
+  checkContext(ids.length, r.maxTokens, engine.config.contextLength, "max_tokens");
+
+  const run = await startRun(deps, model, { prompt: ids, maxTokens: r.maxTokens, sampling: r.sampling, seed: r.seed, stop: r.stop, logprobs: r.logprobs }, req.signal);
+  const ctx: FormatContext = {
+    id: responseId("cmpl"),
+    created: unixNow(),
+    model: model.id,
+    echo: r.echo ? (typeof r.prompt === "string" ? r.prompt : tokenizer.decode(ids)) : undefined,
+    logprobs: r.logprobs !== undefined,
+    includeUsage: r.includeUsage,
+  };
+  return respond(run, r.stream, (ev) => completionChunks(ev, ctx), (ev) => collectCompletion(ev, ctx));
+}

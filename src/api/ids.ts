@@ -1,0 +1,8 @@
+/** Response ids and timestamps, OpenAI style (`cmpl-…`, `chatcmpl-…`, unix seconds). */
+export function responseId(prefix: "cmpl" | "chatcmpl"): string {
+  return `${prefix}-${crypto.randomUUID().replace(/-/g, "")}`;
+}
+
+export function unixNow(): number {
+  return Math.floor(Date.now() / 1000);
+}

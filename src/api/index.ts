@@ -1,0 +1,8 @@
+/** The platform-neutral OpenAI-compatible API (no Node imports): hosts call handleRequest. */
+export { handleRequest } from "./handleRequest";
+export { GenerationQueue, type Release } from "./queue";
+export { ApiError, type ErrorBody } from "./errors";
+export { parseCompletionRequest, type CompletionRequest } from "./completionRequest";
+export { parseChatRequest, type ChatRequest } from "./chatRequest";
+export type { ApiDeps, ModelState, ServedModel } from "./deps";
+export { DEFAULT_MAX_BODY_BYTES, DEFAULT_CHAT_MAX_TOKENS } from "./deps";

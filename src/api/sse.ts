@@ -1,0 +1,61 @@
+/**
+ * Server-sent events as OpenAI streams them: `data: <json>\n\n` per event, `data: [DONE]\n\n` at
+ * the end. An error after the headers went out becomes one `data: {"error":…}` event and the
+ * stream closes without [DONE], which OpenAI SDKs raise as an APIError.
+ */
+import { toApiError } from "./errors";
+
+const encoder = new TextEncoder();
+
+export function sseEvent(data: unknown): Uint8Array {
+  return encoder.encode(`data: ${JSON.stringify(data)}\n\n`);
+}
+
+export const SSE_DONE = encoder.encode("data: [DONE]\n\n");
+
+export const SSE_HEADERS: Record<string, string> = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache, no-transform",
+  // Proxies (nginx) buffer responses unless told not to; tokens must arrive as made.
+  "x-accel-buffering": "no",
+};
+
+/**
+ * A byte stream of the chunks `source` yields, then [DONE]. Pull-based: the next chunk is made only
+ * when the consumer wants it. `onCancel` runs when the consumer goes away (client disconnect), and
+ * `onEnd` once however the stream ends, so the caller can free its resources (queue slot).
+ */
+export function sseStream(source: AsyncIterator<unknown>, hooks: { onCancel?: () => void; onEnd?: () => void } = {}): ReadableStream<Uint8Array> {
+  let ended = false;
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    hooks.onEnd?.();
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const next = await source.next();
+        if (ended) return;
+        if (next.done) {
+          controller.enqueue(SSE_DONE);
+          controller.close();
+          end();
+        } else {
+          controller.enqueue(sseEvent(next.value));
+        }
+      } catch (err) {
+        if (ended) return;
+        controller.enqueue(sseEvent(toApiError(err).body()));
+        controller.close();
+        end();
+      }
+    },
+    async cancel() {
+      hooks.onCancel?.();
+      end();
+      // Let the generator run its cleanup; an abort error from it is expected here.
+      await source.return?.(undefined)?.catch(() => {});
+    },
+  });
+}

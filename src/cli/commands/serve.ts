@@ -1,0 +1,78 @@
+import { UsageError, intOption, parseCommand, required } from "../args";
+import { startServer } from "../../node/server";
+import type { ChatTemplateName } from "../../tokenizer/index";
+import { engineOption } from "./logits";
+
+const spec = {
+  name: "serve",
+  summary: "Serve the OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models, /health) over HTTP.",
+  usage: "serve --model FILE.gguf [--port 8000] [--host 127.0.0.1] [--model-id NAME] [--engine ref|wasm] [--chat-template zephyr|chatml] [--cors-origin ORIGINS] [--queue-depth N]",
+  details: `
+  --model FILE          a stablelm GGUF
+  --port N              default 8000 (0: any free port, printed on start)
+  --host ADDR           address to bind, default 127.0.0.1 (this machine only); 0.0.0.0 exposes it to the network
+  --model-id NAME       the id clients send as "model"; default the file name without .gguf
+  --engine NAME         ref or wasm; default ref
+  --chat-template NAME  zephyr or chatml, overriding the GGUF's tokenizer.chat_template (base models have none,
+                        and /v1/chat/completions answers 400 without one)
+  --cors-origin LIST    comma-separated allowed browser origins; default * (any)
+  --queue-depth N       requests that may wait for the engine (one generation runs at a time); more get 429; default 16
+
+See docs/api.md for the endpoints and fields.`,
+  options: {
+    model: { type: "string" },
+    port: { type: "string" },
+    host: { type: "string" },
+    "model-id": { type: "string" },
+    engine: { type: "string" },
+    "chat-template": { type: "string" },
+    "cors-origin": { type: "string" },
+    "queue-depth": { type: "string" },
+  },
+} as const;
+
+export async function run(argv: string[]): Promise<number> {
+  const opts = parseCommand(spec, argv);
+  if (!opts) return 0;
+  const cmd = "serve";
+  const modelPath = required(cmd, opts.model, "model");
+  const port = intOption(cmd, opts.port, "port", 8000, 0, 65535);
+  const engine = engineOption(cmd, opts.engine);
+  const template = opts["chat-template"];
+  if (template !== undefined && template !== "zephyr" && template !== "chatml") throw new UsageError(`${cmd}: --chat-template must be zephyr or chatml, got "${template}"`);
+  const origins = opts["cors-origin"];
+  const corsOrigins = origins === undefined || origins.trim() === "*" ? "*" : origins.split(",").map((s) => s.trim()).filter(Boolean);
+  const modelId = opts["model-id"];
+  if (modelId !== undefined && modelId.trim() === "") throw new UsageError(`${cmd}: --model-id must not be empty`);
+
+  const server = await startServer({
+    modelPath,
+    port,
+    host: opts.host ?? "127.0.0.1",
+    modelId,
+    engine,
+    chatTemplate: template as ChatTemplateName | undefined,
+    corsOrigins,
+    queueDepth: intOption(cmd, opts["queue-depth"], "queue-depth", 16, 0, 10_000),
+  });
+  process.stderr.write(`edgelm serve: listening on ${server.url}, loading ${modelPath} …\n`);
+  const stop = () => {
+    process.stderr.write("edgelm serve: shutting down\n");
+    void server.close().then(() => process.exit(0));
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  try {
+    const model = await server.ready;
+    const synthetic = model.info?.synthetic ? " — SYNTHETIC random-weights model, output is gibberish" : "";
+    process.stderr.write(
+      `edgelm serve: ready: model "${model.id}" (${model.engine.name} engine, chat ${model.chatTemplate ?? "off"})${synthetic}\n` +
+        `  curl ${server.url}/v1/completions -H 'content-type: application/json' -d '{"prompt":"The capital of France is","max_tokens":16}'\n`,
+    );
+  } catch (err) {
+    await server.close();
+    throw err;
+  }
+  // Serve until a signal ends the process.
+  return new Promise<number>(() => {});
+}

@@ -1,0 +1,128 @@
+/**
+ * One generation as an async iterator of token events: prefill, then sample → detokenize →
+ * decode, one token at a time. Platform-neutral (Node, Workers): no timers beyond setTimeout,
+ * no Node imports. The HTTP layer formats these events; it never touches logits.
+ */
+import { StreamDetokenizer, type StopReason, type Tokenizer } from "../tokenizer/core";
+import { logSumExp, topK, type TokenLogprob } from "./logprobs";
+import { DEFAULT_SAMPLING, sample, seededRandom, type SamplingOptions } from "./sampler";
+import { yieldToEventLoop } from "./yield";
+
+/** What generation needs from an engine (the Node `Engine` and the future WASM one both fit). */
+export interface GenerationEngine {
+  readonly name: string;
+  readonly config: { readonly vocabSize: number; readonly contextLength: number };
+  newSequence(): unknown;
+  forward(seq: unknown, tokens: number[], startPos?: number, opts?: { allLogits?: boolean }): Float32Array[] | Promise<Float32Array[]>;
+}
+
+export interface GenerateOptions {
+  /** Prompt token ids (at least one). */
+  prompt: readonly number[];
+  /** Upper bound on generated tokens (≥ 1). */
+  maxTokens: number;
+  sampling?: Partial<SamplingOptions>;
+  /** Same seed + same request ⇒ same tokens. Default: a random seed. */
+  seed?: number;
+  /** Stop strings: the output is cut before the first match, which is never emitted. */
+  stop?: readonly string[];
+  /** Token ids that end generation (not emitted as text). Default: the tokenizer's eos. */
+  stopTokenIds?: readonly number[];
+  /** Report each token's logprob and this many alternatives (0..20). Undefined: no logprobs. */
+  logprobs?: number;
+  signal?: AbortSignal;
+}
+
+export interface TokenEvent {
+  type: "token";
+  id: number;
+  /** Text that is now final for the client (may be "": held back for UTF-8 or a possible stop string). */
+  text: string;
+  /** With `logprobs`: the token's own text (raw, may be a partial character) and probabilities. */
+  token?: string;
+  logprob?: number;
+  topLogprobs?: (TokenLogprob & { token: string })[];
+}
+
+export type FinishReason = "stop" | "length";
+
+export interface DoneEvent {
+  type: "done";
+  finishReason: FinishReason;
+  /** What stopped it when finishReason is "stop". */
+  stop?: StopReason;
+  usage: { prompt_tokens: number; completion_tokens: number };
+}
+
+export type GenerateEvent = TokenEvent | DoneEvent;
+
+/** Thrown (as the iterator's rejection) when `signal` aborts; `cause` is the signal's reason. */
+export class GenerationAborted extends Error {
+  override name = "AbortError";
+}
+
+function checkAbort(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new GenerationAborted("generation aborted", { cause: signal.reason });
+}
+
+/** Validates what the API layer should already have validated: a bad call is a bug, not a 500 later. */
+function checkOptions(engine: GenerationEngine, opts: GenerateOptions): void {
+  const { vocabSize, contextLength } = engine.config;
+  if (opts.prompt.length === 0) throw new RangeError("generate: the prompt is empty");
+  if (!Number.isInteger(opts.maxTokens) || opts.maxTokens < 1) throw new RangeError(`generate: maxTokens must be an integer ≥ 1, got ${opts.maxTokens}`);
+  const bad = opts.prompt.find((t) => !Number.isInteger(t) || t < 0 || t >= vocabSize);
+  if (bad !== undefined) throw new RangeError(`generate: token id ${bad} is outside the vocabulary (0..${vocabSize - 1})`);
+  if (opts.prompt.length + opts.maxTokens > contextLength) {
+    throw new RangeError(`generate: prompt (${opts.prompt.length}) + maxTokens (${opts.maxTokens}) exceeds the context length ${contextLength}`);
+  }
+}
+
+export async function* generate(engine: GenerationEngine, tokenizer: Tokenizer, opts: GenerateOptions): AsyncGenerator<GenerateEvent, void, undefined> {
+  checkOptions(engine, opts);
+  const { signal, maxTokens } = opts;
+  const sampling: SamplingOptions = { ...DEFAULT_SAMPLING, ...opts.sampling };
+  const random = seededRandom(opts.seed ?? Math.floor(Math.random() * 2 ** 32));
+  const stopTokenIds = opts.stopTokenIds ?? (tokenizer.eosId === undefined ? [] : [tokenizer.eosId]);
+  const detok = new StreamDetokenizer(tokenizer, { stop: opts.stop, stopTokenIds });
+  const prompt = [...opts.prompt];
+  const generated: number[] = [];
+
+  // Yield before prefill: a request that was aborted while it waited in a queue stops here.
+  await yieldToEventLoop();
+  checkAbort(signal);
+  const seq = engine.newSequence();
+  let logits = (await engine.forward(seq, prompt, 0))[0];
+
+  for (;;) {
+    await yieldToEventLoop();
+    checkAbort(signal);
+    const id = sample(logits, sampling, random, generated.length ? [...prompt, ...generated] : prompt, generated);
+    generated.push(id);
+    const ev = detok.push(id);
+    const last = ev.stop !== undefined || generated.length === maxTokens;
+    const text = last && !ev.stop ? ev.text + detok.flush().text : ev.text;
+    yield { type: "token", id, text, ...(opts.logprobs !== undefined ? tokenLogprobs(tokenizer, logits, id, opts.logprobs) : {}) };
+    if (last) {
+      yield {
+        type: "done",
+        finishReason: ev.stop ? "stop" : "length",
+        ...(ev.stop ? { stop: ev.stop } : {}),
+        usage: { prompt_tokens: prompt.length, completion_tokens: generated.length },
+      };
+      return;
+    }
+    // Yield between sampling and the next forward so a disconnect can stop the work, not just the output.
+    await yieldToEventLoop();
+    checkAbort(signal);
+    logits = (await engine.forward(seq, [id], prompt.length + generated.length - 1))[0];
+  }
+}
+
+function tokenLogprobs(tokenizer: Tokenizer, logits: Float32Array, id: number, k: number): Pick<TokenEvent, "token" | "logprob" | "topLogprobs"> {
+  const lse = logSumExp(logits);
+  return {
+    token: tokenizer.decode([id]),
+    logprob: logits[id] - lse,
+    topLogprobs: topK(logits, k, lse).map((t) => ({ ...t, token: tokenizer.decode([t.id]) })),
+  };
+}

@@ -1,0 +1,243 @@
+/**
+ * Node host for the platform-neutral API: a `node:http` server that turns each IncomingMessage into
+ * a web Request, calls `handleRequest`, and streams the Response back. It listens before the model
+ * is loaded so /health can report progress, and a client disconnect aborts that client's generation.
+ */
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { basename } from "node:path";
+import { handleRequest } from "../api/handleRequest";
+import { GenerationQueue } from "../api/queue";
+import type { ApiDeps, ModelState, ServedModel } from "../api/deps";
+import { openGGUF } from "../gguf/file";
+import { metaString } from "../gguf/metadata";
+import { chatTemplateFromGGUF, Tokenizer, type ChatTemplateName } from "../tokenizer/index";
+import { loadEngine, type EngineName } from "./engines";
+
+export interface ServeOptions {
+  modelPath: string;
+  /** Default 127.0.0.1: only this machine can connect unless asked otherwise. */
+  host?: string;
+  /** Default 8000; 0 picks a free port. */
+  port?: number;
+  /** Default: the file name without `.gguf`. */
+  modelId?: string;
+  engine?: EngineName;
+  /** Overrides the GGUF's `tokenizer.chat_template` (base models have none). */
+  chatTemplate?: ChatTemplateName;
+  corsOrigins?: "*" | readonly string[];
+  /** Requests that may wait for the engine; more get 429. Default 16. */
+  queueDepth?: number;
+  /** One line per request and lifecycle messages; default stderr. */
+  log?: (line: string) => void;
+}
+
+export interface RunningServer {
+  url: string;
+  host: string;
+  port: number;
+  /** Resolves when the model is loaded; rejects when loading fails (the server keeps answering 503). */
+  ready: Promise<ServedModel>;
+  queue: GenerationQueue;
+  close(): Promise<void>;
+}
+
+/** Reads the tokenizer and chat template from the GGUF header, then loads the weights into the engine. */
+export async function loadServedModel(
+  path: string,
+  opts: { engine?: EngineName; modelId?: string; chatTemplate?: ChatTemplateName; log?: (line: string) => void },
+  progress: (message: string, fraction: number) => void = () => {},
+): Promise<ServedModel> {
+  progress("reading the GGUF header", 0);
+  const header = await openGGUF(path);
+  await header.close();
+  progress("building the tokenizer", 0.1);
+  const tokenizer = Tokenizer.fromGGUF(header.metadata);
+  let chatTemplate = opts.chatTemplate;
+  if (!chatTemplate) {
+    try {
+      chatTemplate = chatTemplateFromGGUF(header.metadata);
+    } catch (err) {
+      opts.log?.(`warning: ${(err as Error).message}; /v1/chat/completions is off (pass --chat-template)`);
+    }
+  }
+  progress("loading the weights", 0.3);
+  const engine = await loadEngine(path, opts.engine ?? "ref");
+  const generalName = metaString(header.metadata, "general.name");
+  return {
+    id: opts.modelId ?? basename(path).replace(/\.gguf$/i, ""),
+    engine,
+    tokenizer,
+    chatTemplate,
+    created: Math.floor(Date.now() / 1000),
+    info: {
+      file: basename(path),
+      general_name: generalName ?? null,
+      // weights-tools names synthetic models so; their output is noise and /health should say so.
+      synthetic: generalName?.startsWith("edgelm-synth") ?? false,
+    },
+  };
+}
+
+export async function startServer(opts: ServeOptions): Promise<RunningServer> {
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const host = opts.host ?? "127.0.0.1";
+  let state: ModelState = { status: "loading", message: "starting", progress: 0 };
+  const queue = new GenerationQueue(opts.queueDepth ?? 16);
+  const deps: ApiDeps = { model: () => state, queue, corsOrigins: opts.corsOrigins ?? "*" };
+  const server = createServer(nodeListener((req) => handleRequest(req, deps), log));
+  await listen(server, opts.port ?? 8000, host);
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+
+  const ready = loadServedModel(opts.modelPath, { ...opts, log }, (message, progress) => {
+    state = { status: "loading", message, progress };
+  }).then(
+    (model) => {
+      state = { status: "ready", model };
+      return model;
+    },
+    (err: Error) => {
+      state = { status: "failed", message: err.message };
+      throw err;
+    },
+  );
+  ready.catch(() => {}); // the caller decides what a failed load means; never an unhandled rejection
+
+  return {
+    url,
+    host,
+    port,
+    ready,
+    queue,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Open SSE streams would keep close() waiting forever.
+        server.closeAllConnections();
+      }),
+  };
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+}
+
+/** A node:http listener around a web-standard handler (reusable for any Request → Response function). */
+export function nodeListener(handler: (req: Request) => Promise<Response>, log: (line: string) => void = () => {}): RequestListener {
+  return (req, res) => {
+    const t0 = performance.now();
+    const disconnect = new AbortController();
+    let status = 0;
+    res.on("close", () => {
+      const aborted = !res.writableFinished;
+      if (aborted) disconnect.abort(new Error("client disconnected"));
+      const ms = Math.round(performance.now() - t0);
+      log(`${new Date().toISOString()} ${req.method} ${req.url} ${status || "-"} ${ms}ms${aborted ? " (client disconnected)" : ""}`);
+    });
+    serve(req, res, handler, disconnect.signal, (s) => (status = s)).catch((err: Error) => {
+      // Only reached if writing itself failed; the handler turns its own errors into responses.
+      log(`error serving ${req.method} ${req.url}: ${err.message}`);
+      if (!res.headersSent) {
+        status = 500;
+        res.writeHead(500, { "content-type": "application/json" });
+        res.end(JSON.stringify({ error: { message: "internal error", type: "server_error", param: null, code: null } }));
+      } else res.destroy();
+    });
+  };
+}
+
+async function serve(req: IncomingMessage, res: ServerResponse, handler: (req: Request) => Promise<Response>, signal: AbortSignal, setStatus: (s: number) => void): Promise<void> {
+  const body = requestBody(req);
+  const headers = new Headers();
+  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i], req.rawHeaders[i + 1]);
+  const hasBody = req.method !== "GET" && req.method !== "HEAD";
+  let request: Request;
+  try {
+    // The handler routes on the path only; a fixed origin keeps odd Host headers from mattering.
+    request = new Request(new URL(req.url ?? "/", "http://localhost"), {
+      method: req.method,
+      headers,
+      body: hasBody ? body.stream : undefined,
+      signal,
+      // Required by undici for a streamed request body.
+      duplex: "half",
+    } as RequestInit);
+  } catch (err) {
+    // e.g. a method fetch forbids (TRACE, CONNECT): a client error, not a crash.
+    setStatus(400);
+    res.writeHead(400, { "content-type": "application/json", connection: "close" });
+    res.end(JSON.stringify({ error: { message: `bad request: ${(err as Error).message}`, type: "invalid_request_error", param: null, code: null } }));
+    return;
+  }
+  const response = await handler(request);
+  setStatus(response.status);
+  if (res.destroyed) {
+    // The client left while the request waited or ran: nothing to write, but free the body's resources.
+    await response.body?.cancel().catch(() => {});
+    return;
+  }
+  const out: Record<string, string> = {};
+  response.headers.forEach((v, k) => (out[k] = v));
+  // An unread upload (e.g. 413 over the cap) can't be left on a keep-alive connection.
+  if (body.abandoned() || (hasBody && !req.complete)) out.connection = "close";
+  res.writeHead(response.status, out);
+  if (!response.body || req.method === "HEAD") {
+    await response.body?.cancel();
+    res.end();
+    return;
+  }
+  const reader = response.body.getReader();
+  const onClose = () => void reader.cancel(new Error("client disconnected")).catch(() => {});
+  res.on("close", onClose);
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done || res.destroyed) break;
+      // Respect backpressure: a slow client should not make the server buffer the whole stream.
+      if (!res.write(value)) await new Promise<void>((resolve) => {
+        res.once("drain", resolve);
+        res.once("close", resolve);
+      });
+    }
+  } finally {
+    res.off("close", onClose);
+  }
+  res.end();
+}
+
+/** The request body as a web stream that pauses the socket when unread and stops (without destroying it) when cancelled. */
+function requestBody(req: IncomingMessage): { stream: ReadableStream<Uint8Array>; abandoned: () => boolean } {
+  let abandoned = false;
+  const stream = new ReadableStream<Uint8Array>({
+    start(controller) {
+      req.pause();
+      req.on("data", (chunk: Buffer) => {
+        controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        if ((controller.desiredSize ?? 0) <= 0) req.pause();
+      });
+      // After a cancel the controller is closed; late events must not throw from an emitter.
+      req.on("end", () => {
+        if (!abandoned) controller.close();
+      });
+      req.on("error", (err) => {
+        if (!abandoned) controller.error(err);
+      });
+    },
+    pull() {
+      req.resume();
+    },
+    cancel() {
+      abandoned = true;
+      req.removeAllListeners("data");
+      req.pause();
+    },
+  });
+  return { stream, abandoned: () => abandoned };
+}
