@@ -5,7 +5,8 @@
  * `model.safetensors.index.json`. Every header field is checked before it is trusted.
  */
 import { existsSync } from "node:fs";
-import { open, readFile, rename, rm, type FileHandle } from "node:fs/promises";
+import { open, readFile, type FileHandle } from "node:fs/promises";
+import { writeAtomically } from "../src/node/atomic-write";
 import { basename, join } from "node:path";
 import { f16ToF32, f32ToBF16, f32ToF16 } from "../src/gguf/quant";
 
@@ -357,19 +358,11 @@ export async function writeSafetensors(
   // The format pads the header with spaces so tensor data starts 8-byte aligned.
   json += " ".repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
   const headerBytes = new TextEncoder().encode(json);
-  const tmp = `${path}.partial-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  const fh = await open(tmp, "w");
-  try {
-    let pos = 0;
-    const put = async (b: Uint8Array) => {
-      let done = 0;
-      while (done < b.length) done += (await fh.write(b, done, b.length - done, pos + done)).bytesWritten;
-      pos += b.length;
-    };
+  await writeAtomically(path, async (put) => {
     const len = new Uint8Array(8);
     new DataView(len.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
     await put(len);
-    await put(headerBytes);
+    let pos = await put(headerBytes);
     for (let i = 0; i < tensors.length; i++) {
       const t = tensors[i];
       const { rows, rowLength } = rowsOf(t.shape);
@@ -378,15 +371,9 @@ export async function writeSafetensors(
         const n = Math.min(step, rows - r);
         const x = await t.rows(r, n);
         if (x.length !== n * rowLength) throw new Error(`writeSafetensors: ${t.name} rows ${r}..${r + n} gave ${x.length} values, expected ${n * rowLength}`);
-        await put(encodeFloats(dtype, x));
+        pos = await put(encodeFloats(dtype, x));
       }
       opts.onTensor?.(i + 1, tensors.length, t.name, pos);
     }
-    await fh.close();
-    await rename(tmp, path);
-  } catch (e) {
-    await fh.close().catch(() => {});
-    await rm(tmp, { force: true });
-    throw e;
-  }
+  });
 }

@@ -159,30 +159,17 @@ export async function writeGGUF(
   spec: GGUFSpec,
   onTensor?: (index: number, total: number, name: string, bytesWritten: number) => void,
 ): Promise<void> {
-  const { open, rename, rm } = await import("node:fs/promises");
+  // Node-only, loaded on demand so this module stays importable in a Worker.
+  const { writeAtomically } = await import("../node/atomic-write");
   const { header, alignment, sizes } = layout(spec);
-  const tmp = `${path}.partial-${process.pid}`;
-  const fh = await open(tmp, "w");
-  try {
-    let pos = 0;
-    const put = async (b: Uint8Array) => {
-      let done = 0;
-      while (done < b.length) done += (await fh.write(b, done, b.length - done, pos + done)).bytesWritten;
-      pos += b.length;
-    };
+  await writeAtomically(path, async (put) => {
     await put(header);
     for (let i = 0; i < spec.tensors.length; i++) {
       const data = await tensorData(spec.tensors[i], sizes[i]);
-      await put(data);
+      let pos = await put(data);
       const pad = (alignment - (data.length % alignment)) % alignment;
-      if (pad) await put(new Uint8Array(pad));
+      if (pad) pos = await put(new Uint8Array(pad));
       onTensor?.(i + 1, spec.tensors.length, spec.tensors[i].name, pos);
     }
-    await fh.close();
-    await rename(tmp, path);
-  } catch (e) {
-    await fh.close().catch(() => {});
-    await rm(tmp, { force: true });
-    throw e;
-  }
+  });
 }

@@ -1,15 +1,6 @@
 /** Seeded random strings that stress the split regex and BPE: mixed scripts, digits, whitespace runs, emoji, combining marks, lone surrogates. */
 
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom as rng } from "../../src/generate/sampler";
 
 const POOLS: string[][] = [
   ["the", " the", "Hello", " world", "ing", "tion", "AND", "I", " a", "x", "Z", "q"],
