@@ -1,0 +1,78 @@
+// Shared helpers for the kernels. Everything here works on raw linear-memory
+// addresses: the host owns the memory layout and passes pointers in.
+
+// Fixed scratch region right after the module's static data. Kernels that need
+// a little temporary space (repack, prefill tiles) use it instead of heap
+// allocation; the host starts its own allocations at heap_base().
+export const SCRATCH_BYTES: usize = 512 * 1024;
+
+@inline export function scratchBase(): usize {
+  return (__heap_base + 63) & ~(<usize>63);
+}
+
+// f16 bits -> f32, exact for every finite half (normals and subnormals): move
+// exponent+mantissa into f32 position, then rescale the exponent bias with one
+// exact multiply by 2^112. Inf/NaN are never produced by f32_to_f16 below
+// (it saturates), so they are not special-cased here.
+@inline export function h2f(h: u32): f32 {
+  return reinterpret<f32>(((h & 0x8000) << 16) | ((h & 0x7fff) << 13)) * <f32>5.192296858534828e33;
+}
+
+// f32 -> f16 bits, round to nearest even; saturates to +-65504 instead of
+// producing infinity so cached values stay finite; NaN becomes a quiet NaN.
+export function f2h(f: f32): u32 {
+  const x = reinterpret<u32>(f);
+  const sign = (x >> 16) & 0x8000;
+  const a = x & 0x7fffffff;
+  if (a > 0x7f800000) return sign | 0x7e00;
+  if (a >= 0x477ff000) return sign | 0x7bff;
+  if (a < 0x38800000) {
+    // Subnormal half: the value times 2^24 is the mantissa (exact scaling).
+    return sign | <u32>nearest<f32>(reinterpret<f32>(a) * <f32>16777216.0);
+  }
+  return sign | (((a + 0x0fff + ((a >> 13) & 1)) >> 13) - (112 << 10));
+}
+
+// Four halves (8 bytes at p) -> f32x4, same bits as h2f: sign-extending to
+// 32 bits and shifting by 13 leaves sign copies in bits 28..31; masking bits
+// 28..30 off gives sign<<31 | (h & 0x7fff)<<13 in three vector ops.
+@inline export function h2f_x4(p: usize): v128 {
+  const h = i32x4.extend_low_i16x8_s(v128.load64_zero(p));
+  const bits = v128.and(i32x4.shl(h, 13), i32x4.splat(0x8fffe000));
+  return f32x4.mul(bits, f32x4.splat(<f32>5.192296858534828e33));
+}
+
+// Eight halves at p -> two f32x4 (low four, high four).
+@inline export function h2f_lo(v: v128): v128 {
+  const h = i32x4.extend_low_i16x8_u(v);
+  return f32x4.mul(
+    v128.or(i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16), i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13)),
+    f32x4.splat(<f32>5.192296858534828e33),
+  );
+}
+@inline export function h2f_hi(v: v128): v128 {
+  const h = i32x4.extend_high_i16x8_u(v);
+  return f32x4.mul(
+    v128.or(i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16), i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13)),
+    f32x4.splat(<f32>5.192296858534828e33),
+  );
+}
+
+// Lane sum in a fixed order ((l0+l1)+(l2+l3)); scalar twins use the same order
+// so both builds produce bit-identical results.
+@inline export function hsum_f32x4(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+// Q8A activation layout (n = 32*nb values), sections 16-byte aligned:
+//   [0, 4nb)            f32 scale d per block
+//   [S, S+4nb)          i32 sum of the block's int8 values   (S = align16(4nb))
+//   [Q8, Q8+32nb)       int8 values, natural order           (Q8 = 2S)
+//   [Q16, Q16+64nb)     int16 values, per block permuted as  (Q16 = Q8 + 32nb)
+//                       x0,x2,..,x14 | x1,x3,..,x15 | x16,x18,..,x30 | x17,..,x31
+// The permutation matches how Q4_0 nibbles and Q8_0/Q6_K bytes widen when a
+// 16-byte vector is viewed as 8 int16 lanes, so no shuffles are needed.
+@inline export function q8aSumOff(nb: usize): usize { return ((nb << 2) + 15) & ~(<usize>15); }
+@inline export function q8aQ8Off(nb: usize): usize { return q8aSumOff(nb) << 1; }
+@inline export function q8aQ16Off(nb: usize): usize { return q8aQ8Off(nb) + (nb << 5); }
+@inline export function q8aBytes(nb: usize): usize { return q8aQ16Off(nb) + (nb << 6); }

@@ -1,0 +1,296 @@
+// Float kernels: F32/F16/BF16 matvec, LayerNorm, rotary, attention over an f16
+// KV cache, SiLU gate, vector helpers. SIMD versions accumulate in four lanes;
+// the scalar twins keep four explicit lane accumulators and combine them in
+// the same order, so the builds agree bit for bit.
+
+import { scratchBase, h2f, f2h, h2f_lo, h2f_hi, hsum_f32x4 } from "./common";
+
+// ---------------------------------------------------------------- float matvecs
+
+// out[r] = dot(W[r,:], x). W row-major f32, cols a multiple of 4.
+export function matvec_f32(w: usize, rows: i32, cols: i32, x: usize, out: usize): void {
+  const rowBytes = <usize>cols << 2;
+  for (let r = 0; r < rows; r++) {
+    const p = w + <usize>r * rowBytes;
+    let res: f32;
+    if (ASC_FEATURE_SIMD) {
+      let acc = f32x4.splat(0);
+      for (let i: usize = 0; i < rowBytes; i += 16) acc = f32x4.add(acc, f32x4.mul(v128.load(p + i), v128.load(x + i)));
+      res = hsum_f32x4(acc);
+    } else {
+      let a0: f32 = 0, a1: f32 = 0, a2: f32 = 0, a3: f32 = 0;
+      for (let i: usize = 0; i < rowBytes; i += 16) {
+        a0 += load<f32>(p + i) * load<f32>(x + i);
+        a1 += load<f32>(p + i, 4) * load<f32>(x + i, 4);
+        a2 += load<f32>(p + i, 8) * load<f32>(x + i, 8);
+        a3 += load<f32>(p + i, 12) * load<f32>(x + i, 12);
+      }
+      res = (a0 + a1) + (a2 + a3);
+    }
+    store<f32>(out + (<usize>r << 2), res);
+  }
+}
+
+// W row-major f16 (IEEE half), cols a multiple of 8.
+export function matvec_f16(w: usize, rows: i32, cols: i32, x: usize, out: usize): void {
+  const rowBytes = <usize>cols << 1;
+  for (let r = 0; r < rows; r++) {
+    const p = w + <usize>r * rowBytes;
+    let res: f32;
+    if (ASC_FEATURE_SIMD) {
+      let acc = f32x4.splat(0);
+      for (let i: usize = 0; i < rowBytes; i += 16) {
+        const v = v128.load(p + i);
+        const xp = x + (i << 1);
+        acc = f32x4.add(acc, f32x4.mul(h2f_lo(v), v128.load(xp)));
+        acc = f32x4.add(acc, f32x4.mul(h2f_hi(v), v128.load(xp, 16)));
+      }
+      res = hsum_f32x4(acc);
+    } else {
+      let a0: f32 = 0, a1: f32 = 0, a2: f32 = 0, a3: f32 = 0;
+      for (let i: usize = 0; i < rowBytes; i += 8) {
+        const xp = x + (i << 1);
+        a0 += h2f(load<u16>(p + i)) * load<f32>(xp);
+        a1 += h2f(load<u16>(p + i, 2)) * load<f32>(xp, 4);
+        a2 += h2f(load<u16>(p + i, 4)) * load<f32>(xp, 8);
+        a3 += h2f(load<u16>(p + i, 6)) * load<f32>(xp, 12);
+      }
+      res = (a0 + a1) + (a2 + a3);
+    }
+    store<f32>(out + (<usize>r << 2), res);
+  }
+}
+
+@inline function bf2f(h: u32): f32 { return reinterpret<f32>(h << 16); }
+
+// W row-major bf16, cols a multiple of 8.
+export function matvec_bf16(w: usize, rows: i32, cols: i32, x: usize, out: usize): void {
+  const rowBytes = <usize>cols << 1;
+  for (let r = 0; r < rows; r++) {
+    const p = w + <usize>r * rowBytes;
+    let res: f32;
+    if (ASC_FEATURE_SIMD) {
+      let acc = f32x4.splat(0);
+      for (let i: usize = 0; i < rowBytes; i += 16) {
+        const v = v128.load(p + i);
+        const xp = x + (i << 1);
+        acc = f32x4.add(acc, f32x4.mul(i32x4.shl(i32x4.extend_low_i16x8_u(v), 16), v128.load(xp)));
+        acc = f32x4.add(acc, f32x4.mul(i32x4.shl(i32x4.extend_high_i16x8_u(v), 16), v128.load(xp, 16)));
+      }
+      res = hsum_f32x4(acc);
+    } else {
+      let a0: f32 = 0, a1: f32 = 0, a2: f32 = 0, a3: f32 = 0;
+      for (let i: usize = 0; i < rowBytes; i += 8) {
+        const xp = x + (i << 1);
+        a0 += bf2f(load<u16>(p + i)) * load<f32>(xp);
+        a1 += bf2f(load<u16>(p + i, 2)) * load<f32>(xp, 4);
+        a2 += bf2f(load<u16>(p + i, 4)) * load<f32>(xp, 8);
+        a3 += bf2f(load<u16>(p + i, 6)) * load<f32>(xp, 12);
+      }
+      res = (a0 + a1) + (a2 + a3);
+    }
+    store<f32>(out + (<usize>r << 2), res);
+  }
+}
+
+// ---------------------------------------------------------------- LayerNorm
+
+// For each of `rows` rows of n floats (n a multiple of 4):
+//   out = (x - mean) / sqrt(var + eps) * w + b, population variance.
+// Two passes (mean, then squared deviations) to avoid cancellation. out may
+// alias x.
+export function layernorm(x: usize, w: usize, b: usize, out: usize, n: i32, rows: i32, eps: f32): void {
+  const nBytes = <usize>n << 2;
+  const inv_n: f32 = <f32>1 / <f32>n;
+  for (let r = 0; r < rows; r++) {
+    const xr = x + <usize>r * nBytes;
+    const or = out + <usize>r * nBytes;
+    if (ASC_FEATURE_SIMD) {
+      let acc = f32x4.splat(0);
+      for (let i: usize = 0; i < nBytes; i += 16) acc = f32x4.add(acc, v128.load(xr + i));
+      const mean = hsum_f32x4(acc) * inv_n;
+      const mv = f32x4.splat(mean);
+      acc = f32x4.splat(0);
+      for (let i: usize = 0; i < nBytes; i += 16) {
+        const d = f32x4.sub(v128.load(xr + i), mv);
+        acc = f32x4.add(acc, f32x4.mul(d, d));
+      }
+      const rstd = <f32>1 / sqrt<f32>(hsum_f32x4(acc) * inv_n + eps);
+      const rv = f32x4.splat(rstd);
+      for (let i: usize = 0; i < nBytes; i += 16) {
+        const d = f32x4.mul(f32x4.sub(v128.load(xr + i), mv), rv);
+        v128.store(or + i, f32x4.add(f32x4.mul(d, v128.load(w + i)), v128.load(b + i)));
+      }
+    } else {
+      let a0: f32 = 0, a1: f32 = 0, a2: f32 = 0, a3: f32 = 0;
+      for (let i: usize = 0; i < nBytes; i += 16) {
+        a0 += load<f32>(xr + i); a1 += load<f32>(xr + i, 4); a2 += load<f32>(xr + i, 8); a3 += load<f32>(xr + i, 12);
+      }
+      const mean = ((a0 + a1) + (a2 + a3)) * inv_n;
+      a0 = 0; a1 = 0; a2 = 0; a3 = 0;
+      for (let i: usize = 0; i < nBytes; i += 16) {
+        const d0 = load<f32>(xr + i) - mean, d1 = load<f32>(xr + i, 4) - mean;
+        const d2 = load<f32>(xr + i, 8) - mean, d3 = load<f32>(xr + i, 12) - mean;
+        a0 += d0 * d0; a1 += d1 * d1; a2 += d2 * d2; a3 += d3 * d3;
+      }
+      const rstd = <f32>1 / sqrt<f32>(((a0 + a1) + (a2 + a3)) * inv_n + eps);
+      for (let i: usize = 0; i < nBytes; i += 4) {
+        store<f32>(or + i, ((load<f32>(xr + i) - mean) * rstd) * load<f32>(w + i) + load<f32>(b + i));
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- rotary
+
+// Partial NeoX rotary, in place. x: ntok rows (row stride `row_stride` floats),
+// each holding n_heads heads of head_dim floats from the row start. Only the
+// first rotary_dim dims of a head rotate, as pairs (j, j + rotary_dim/2), by
+// angle (pos0 + t) * base^(-2j/rotary_dim). Angles and cos/sin in f64 (exact
+// enough at long positions), then f32. Scalar in all builds: O(ntok*heads*R).
+export function rope_neox(x: usize, row_stride: i32, ntok: i32, n_heads: i32, head_dim: i32, rotary_dim: i32, pos0: i32, base: f32): void {
+  const half = rotary_dim >> 1;
+  const cs = scratchBase();
+  for (let t = 0; t < ntok; t++) {
+    const pos = <f64>(pos0 + t);
+    for (let j = 0; j < half; j++) {
+      const ang = pos * Math.pow(<f64>base, -2.0 * <f64>j / <f64>rotary_dim);
+      store<f32>(cs + (<usize>j << 3), <f32>Math.cos(ang));
+      store<f32>(cs + (<usize>j << 3), <f32>Math.sin(ang), 4);
+    }
+    const row = x + <usize>t * (<usize>row_stride << 2);
+    for (let h = 0; h < n_heads; h++) {
+      const hp = row + <usize>(h * head_dim) * 4;
+      for (let j = 0; j < half; j++) {
+        const c = load<f32>(cs + (<usize>j << 3));
+        const s = load<f32>(cs + (<usize>j << 3), 4);
+        const p0 = hp + (<usize>j << 2);
+        const p1 = hp + (<usize>(j + half) << 2);
+        const x0 = load<f32>(p0);
+        const x1 = load<f32>(p1);
+        store<f32>(p0, x0 * c - x1 * s);
+        store<f32>(p1, x1 * c + x0 * s);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- attention
+
+// One query against a KV cache of n_past positions (keys 0..n_past-1; the
+// caller has already written the current position). q, out: n_heads*head_dim
+// f32. kc, vc: f16, position-major, [pos][n_kv * head_dim]. Query head h uses
+// KV head h / (n_heads / n_kv). head_dim a multiple of 8. scores: n_past f32
+// of scratch. Softmax subtracts the max, so huge scores do not overflow.
+export function attention_f16kv(q: usize, kc: usize, vc: usize, out: usize, n_past: i32, n_heads: i32, n_kv: i32, head_dim: i32, scores: usize): void {
+  const group = n_heads / n_kv;
+  const hdB = <usize>head_dim << 2;
+  const rowHalfB = <usize>(n_kv * head_dim) << 1;
+  const scale: f32 = <f32>1 / sqrt<f32>(<f32>head_dim);
+  for (let h = 0; h < n_heads; h++) {
+    const qh = q + <usize>h * hdB;
+    const oh = out + <usize>h * hdB;
+    const kvOff = <usize>((h / group) * head_dim) << 1;
+    let mx: f32 = -Infinity;
+    for (let p = 0; p < n_past; p++) {
+      const kp = kc + <usize>p * rowHalfB + kvOff;
+      let s: f32;
+      if (ASC_FEATURE_SIMD) {
+        let acc = f32x4.splat(0);
+        for (let d: usize = 0; d < <usize>head_dim; d += 8) {
+          const v = v128.load(kp + (d << 1));
+          acc = f32x4.add(acc, f32x4.mul(v128.load(qh + (d << 2)), h2f_lo(v)));
+          acc = f32x4.add(acc, f32x4.mul(v128.load(qh + (d << 2), 16), h2f_hi(v)));
+        }
+        s = hsum_f32x4(acc) * scale;
+      } else {
+        let a0: f32 = 0, a1: f32 = 0, a2: f32 = 0, a3: f32 = 0;
+        for (let d: usize = 0; d < <usize>head_dim; d += 4) {
+          a0 += load<f32>(qh + (d << 2)) * h2f(load<u16>(kp + (d << 1)));
+          a1 += load<f32>(qh + (d << 2), 4) * h2f(load<u16>(kp + (d << 1), 2));
+          a2 += load<f32>(qh + (d << 2), 8) * h2f(load<u16>(kp + (d << 1), 4));
+          a3 += load<f32>(qh + (d << 2), 12) * h2f(load<u16>(kp + (d << 1), 6));
+        }
+        s = ((a0 + a1) + (a2 + a3)) * scale;
+      }
+      store<f32>(scores + (<usize>p << 2), s);
+      if (s > mx) mx = s;
+    }
+    let sum: f32 = 0;
+    for (let p = 0; p < n_past; p++) {
+      const e = Mathf.exp(load<f32>(scores + (<usize>p << 2)) - mx);
+      store<f32>(scores + (<usize>p << 2), e);
+      sum += e;
+    }
+    memory.fill(oh, 0, hdB);
+    for (let p = 0; p < n_past; p++) {
+      const e = load<f32>(scores + (<usize>p << 2));
+      const vp = vc + <usize>p * rowHalfB + kvOff;
+      if (ASC_FEATURE_SIMD) {
+        const ev = f32x4.splat(e);
+        for (let d: usize = 0; d < <usize>head_dim; d += 8) {
+          const v = v128.load(vp + (d << 1));
+          const op = oh + (d << 2);
+          v128.store(op, f32x4.add(v128.load(op), f32x4.mul(ev, h2f_lo(v))));
+          v128.store(op, f32x4.add(v128.load(op, 16), f32x4.mul(ev, h2f_hi(v))), 16);
+        }
+      } else {
+        for (let d: usize = 0; d < <usize>head_dim; d++) {
+          const op = oh + (d << 2);
+          store<f32>(op, load<f32>(op) + e * h2f(load<u16>(vp + (d << 1))));
+        }
+      }
+    }
+    const inv: f32 = <f32>1 / sum;
+    for (let d: usize = 0; d < <usize>head_dim; d++) {
+      const op = oh + (d << 2);
+      store<f32>(op, load<f32>(op) * inv);
+    }
+  }
+}
+
+// Causal attention for n_q consecutive queries at positions pos0..pos0+n_q-1
+// (the cache already holds keys/values up to pos0+n_q-1). q/out rows of
+// n_heads*head_dim floats; scores: (pos0+n_q) f32 of scratch.
+export function attention_f16kv_causal(q: usize, kc: usize, vc: usize, out: usize, n_q: i32, pos0: i32, n_heads: i32, n_kv: i32, head_dim: i32, scores: usize): void {
+  const rowB = <usize>(n_heads * head_dim) << 2;
+  for (let i = 0; i < n_q; i++) {
+    attention_f16kv(q + <usize>i * rowB, kc, vc, out + <usize>i * rowB, pos0 + i + 1, n_heads, n_kv, head_dim, scores);
+  }
+}
+
+// ---------------------------------------------------------------- elementwise
+
+// out = silu(g) * u = g / (1 + exp(-g)) * u. out may alias g or u.
+export function silu_mul(g: usize, u: usize, out: usize, n: i32): void {
+  for (let i: usize = 0; i < <usize>n; i++) {
+    const o = i << 2;
+    const gv = load<f32>(g + o);
+    store<f32>(out + o, gv / (<f32>1 + Mathf.exp(-gv)) * load<f32>(u + o));
+  }
+}
+
+// out = a + b (n floats; any aliasing).
+export function add_f32(a: usize, b: usize, out: usize, n: i32): void {
+  const nB = <usize>n << 2;
+  let i: usize = 0;
+  if (ASC_FEATURE_SIMD) {
+    for (; i + 16 <= nB; i += 16) v128.store(out + i, f32x4.add(v128.load(a + i), v128.load(b + i)));
+  }
+  for (; i < nB; i += 4) store<f32>(out + i, load<f32>(a + i) + load<f32>(b + i));
+}
+
+// ---------------------------------------------------------------- conversions
+
+export function f16_to_f32(src: usize, dst: usize, n: i32): void {
+  for (let i: usize = 0; i < <usize>n; i++) store<f32>(dst + (i << 2), h2f(load<u16>(src + (i << 1))));
+}
+
+export function bf16_to_f32(src: usize, dst: usize, n: i32): void {
+  for (let i: usize = 0; i < <usize>n; i++) store<f32>(dst + (i << 2), bf2f(load<u16>(src + (i << 1))));
+}
+
+// Round to nearest even; saturates at +-65504 (no infinities in the cache).
+export function f32_to_f16(src: usize, dst: usize, n: i32): void {
+  for (let i: usize = 0; i < <usize>n; i++) store<u16>(dst + (i << 1), <u16>f2h(load<f32>(src + (i << 2))));
+}

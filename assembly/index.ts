@@ -1,0 +1,20 @@
+// Kernel entry point. The same sources compile to three builds; each kernel
+// picks its implementation with the compile-time constants ASC_FEATURE_SIMD /
+// ASC_FEATURE_RELAXED_SIMD, so the untaken branches are never compiled.
+
+import { scratchBase, SCRATCH_BYTES } from "./common";
+
+export * from "./quant";
+export * from "./float";
+
+// First byte the host may use: after static data and the kernels' scratch.
+export function heap_base(): usize {
+  return scratchBase() + SCRATCH_BYTES;
+}
+
+// 2 = relaxed SIMD, 1 = SIMD, 0 = scalar.
+export function build_kind(): i32 {
+  if (ASC_FEATURE_RELAXED_SIMD) return 2;
+  if (ASC_FEATURE_SIMD) return 1;
+  return 0;
+}

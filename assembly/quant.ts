@@ -1,0 +1,946 @@
+// Quantized matrix-vector (decode) and matrix-matrix (prefill) kernels.
+// Weights: Q4R (repacked Q4_0, see repack_q4_0), GGUF Q8_0, GGUF Q6_K and
+// Q6R (row-interleaved Q6_K, see repack_q6_k).
+// Activations: Q8A (see common.ts) for matvecs, Q8B (see quantize_q8b) for
+// the prefill matmuls; both carry the same int8 values and scales.
+//
+// Every dot product is computed per 32-block in exact integer arithmetic and
+// folded into an f32 accumulator per output, block after block, as
+//   acc += f32(int_dot) * (d_w * d_x)
+// The SIMD matvecs keep four rows in the four lanes of one accumulator
+// (transposing the per-row integer partial sums), the matmuls four tokens,
+// so the order of f32 operations per output is the same as in the scalar
+// twins: all builds agree bit for bit, which the start-up self-test relies on.
+
+import { scratchBase, h2f, h2f_x4, q8aSumOff, q8aQ8Off, q8aQ16Off, q8aBytes } from "./common";
+
+// ---------------------------------------------------------------- sizes
+
+export function q8a_bytes(n: i32): usize {
+  return q8aBytes(<usize>n >> 5);
+}
+
+export function q4r_bytes(rows: i32, cols: i32): usize {
+  return <usize>((rows + 3) >> 2) * (<usize>cols >> 5) * 72;
+}
+
+// ---------------------------------------------------------------- activations
+
+// f32[n] -> Q8A, d = max|x|/127, q = round-half-even(x/d). Scalar in every
+// build: it is O(n) next to the O(rows*n) products and keeping one
+// implementation guarantees identical Q8A bytes across builds.
+export function quantize_q8a(x: usize, n: i32, dst: usize): void {
+  const nb = <usize>n >> 5;
+  const sOff = q8aSumOff(nb);
+  const q8 = dst + q8aQ8Off(nb);
+  const q16 = dst + q8aQ16Off(nb);
+  for (let b: usize = 0; b < nb; b++) {
+    const xb = x + (b << 7);
+    let amax: f32 = 0;
+    for (let j: usize = 0; j < 32; j++) {
+      const a = abs<f32>(load<f32>(xb + (j << 2)));
+      if (a > amax) amax = a;
+    }
+    const d = amax / <f32>127;
+    const id: f32 = d != 0 ? <f32>1 / d : <f32>0;
+    store<f32>(dst + (b << 2), d);
+    let sum: i32 = 0;
+    const o8 = q8 + (b << 5);
+    const o16 = q16 + (b << 6);
+    for (let j: usize = 0; j < 32; j++) {
+      const q = <i32>nearest<f32>(load<f32>(xb + (j << 2)) * id);
+      sum += q;
+      store<i8>(o8 + j, <i8>q);
+      const pos = ((j >> 4) << 4) + ((j & 1) << 3) + ((j & 15) >> 1);
+      store<i16>(o16 + (pos << 1), <i16>q);
+    }
+    store<i32>(dst + sOff + (b << 2), sum);
+  }
+}
+
+// ntok rows of n floats (row stride n) -> ntok Q8A vectors (stride q8a_bytes(n)).
+export function quantize_q8a_batch(x: usize, n: i32, ntok: i32, dst: usize): void {
+  const stride = q8aBytes(<usize>n >> 5);
+  for (let t = 0; t < ntok; t++) quantize_q8a(x + <usize>t * (<usize>n << 2), n, dst + <usize>t * stride);
+}
+
+// ---------------------------------------------------------------- Q4_0 repack
+
+// GGUF Q4_0 rows (18-byte blocks: f16 d, 16 nibble bytes) -> Q4R.
+// Q4R: groups of 4 rows (the last group zero-padded); group g starts at
+// dst + g*nb*72 and holds, for each column block b, 72 bytes:
+//   d[r0] d[r1] d[r2] d[r3] (4 x f16) | qs[r0] (16 B) | qs[r1] | qs[r2] | qs[r3]
+// with qs in GGUF nibble order. A group occupies exactly the bytes its four
+// source rows did, so dst == src (in place) works; otherwise src and dst must
+// not overlap. dst needs q4r_bytes(rows, cols). Uses the scratch region
+// (4 rows: cols/32*72 bytes <= SCRATCH_BYTES).
+export function repack_q4_0(src: usize, dst: usize, rows: i32, cols: i32): void {
+  const nb = <usize>cols >> 5;
+  const rowBytes = nb * 18;
+  const groups = (rows + 3) >> 2;
+  const tmp = scratchBase();
+  for (let g = 0; g < groups; g++) {
+    const nr = min(4, rows - (g << 2));
+    memory.copy(tmp, src + <usize>(g << 2) * rowBytes, <usize>nr * rowBytes);
+    if (nr < 4) memory.fill(tmp + <usize>nr * rowBytes, 0, <usize>(4 - nr) * rowBytes);
+    let o = dst + <usize>g * nb * 72;
+    for (let b: usize = 0; b < nb; b++) {
+      for (let r: usize = 0; r < 4; r++) {
+        const s = tmp + r * rowBytes + b * 18;
+        store<u16>(o + (r << 1), load<u16>(s));
+        store<u64>(o + 8 + (r << 4), load<u64>(s + 2));
+        store<u64>(o + 16 + (r << 4), load<u64>(s + 10));
+      }
+      o += 72;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- SIMD helpers
+
+// One Q4_0 block row (16 nibble bytes as 8 int16 lanes) dotted with the
+// permuted int16 activations; nibbles are unsigned (0..15), the -8 offset is
+// applied once per block through the activation block sum.
+@inline function dotNib16(v: v128, x0: v128, x1: v128, x2: v128, x3: v128, m: v128): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(v, m), x0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 8), m), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 4), m), x2), i32x4.dot_i16x8_s(i16x8.shr_u(v, 12), x3)),
+  );
+}
+
+// Relaxed: nibbles (0..15) are a valid 7-bit operand, activations the signed
+// one; pair sums fit int16 (2*15*127) and so does the sum of the two halves.
+@inline function dotNibRelaxed(v: v128, xlo: v128, xhi: v128, m: v128): v128 {
+  return i32x4.extadd_pairwise_i16x8_s(
+    i16x8.add(
+      i16x8.relaxed_dot_i8x16_i7x16_s(xlo, v128.and(v, m)),
+      i16x8.relaxed_dot_i8x16_i7x16_s(xhi, v128.and(i16x8.shr_u(v, 4), m)),
+    ),
+  );
+}
+
+// Sign-extend the low / high byte of every int16 lane (int8 weight pairs).
+@inline function evenI8(v: v128): v128 { return i16x8.shr_s(i16x8.shl(v, 8), 8); }
+@inline function oddI8(v: v128): v128 { return i16x8.shr_s(v, 8); }
+
+@inline function dotQ8Row(p: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const a = v128.load(p, 2);
+  const b = v128.load(p, 18);
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(evenI8(a), x0), i32x4.dot_i16x8_s(oddI8(a), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(evenI8(b), x2), i32x4.dot_i16x8_s(oddI8(b), x3)),
+  );
+}
+
+// [sum(r0), sum(r1), sum(r2), sum(r3)] from four int32x4 partial sums.
+@inline function reduce4(r0: v128, r1: v128, r2: v128, r3: v128): v128 {
+  const a = i32x4.add(i32x4.shuffle(r0, r1, 0, 1, 4, 5), i32x4.shuffle(r0, r1, 2, 3, 6, 7));
+  const c = i32x4.add(i32x4.shuffle(r2, r3, 0, 1, 4, 5), i32x4.shuffle(r2, r3, 2, 3, 6, 7));
+  return i32x4.add(i32x4.shuffle(a, c, 0, 2, 4, 6), i32x4.shuffle(a, c, 1, 3, 5, 7));
+}
+
+@inline function f32x4of(a: f32, b: f32, c: f32, d: f32): v128 {
+  return f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(a), 1, b), 2, c), 3, d);
+}
+
+@inline function storeRows(out: usize, r0: i32, rows: i32, acc: v128): void {
+  if (r0 + 4 <= rows) {
+    v128.store(out + (<usize>r0 << 2), acc);
+  } else {
+    const n = rows - r0;
+    store<f32>(out + (<usize>r0 << 2), f32x4.extract_lane(acc, 0));
+    if (n > 1) store<f32>(out + (<usize>r0 << 2), f32x4.extract_lane(acc, 1), 4);
+    if (n > 2) store<f32>(out + (<usize>r0 << 2), f32x4.extract_lane(acc, 2), 8);
+  }
+}
+
+// ---------------------------------------------------------------- Q4R x Q8A
+
+// out[r] = sum_b d_w[r,b] * d_x[b] * sum_j (q[r,b,j] - 8) * x[b,j]
+// w: Q4R (rows x cols), xa: Q8A of cols values, out: f32[rows].
+export function matvec_q4r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  if (ASC_FEATURE_SIMD) matvecQ4rSimd(w, rows, cols, xa, out);
+  else matvecQ4rScalar(w, rows, cols, xa, out);
+}
+
+function matvecQ4rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  const nb = <usize>cols >> 5;
+  const xs = xa + q8aSumOff(nb);
+  const x8 = xa + q8aQ8Off(nb);
+  const x16 = xa + q8aQ16Off(nb);
+  // Relaxed path masks bytes (0x0f0f per int16 lane), plain path int16 lanes (0x000f).
+  const m = ASC_FEATURE_RELAXED_SIMD ? i8x16.splat(0x0f) : i16x8.splat(0x0f);
+  let p = w;
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    let acc = f32x4.splat(0);
+    for (let b: usize = 0; b < nb; b++) {
+      let s: v128;
+      if (ASC_FEATURE_RELAXED_SIMD) {
+        const xl = v128.load(x8 + (b << 5));
+        const xh = v128.load(x8 + (b << 5), 16);
+        s = reduce4(
+          dotNibRelaxed(v128.load(p, 8), xl, xh, m),
+          dotNibRelaxed(v128.load(p, 24), xl, xh, m),
+          dotNibRelaxed(v128.load(p, 40), xl, xh, m),
+          dotNibRelaxed(v128.load(p, 56), xl, xh, m),
+        );
+      } else {
+        const xp = x16 + (b << 6);
+        const x0 = v128.load(xp);
+        const x1 = v128.load(xp, 16);
+        const x2 = v128.load(xp, 32);
+        const x3 = v128.load(xp, 48);
+        s = reduce4(
+          dotNib16(v128.load(p, 8), x0, x1, x2, x3, m),
+          dotNib16(v128.load(p, 24), x0, x1, x2, x3, m),
+          dotNib16(v128.load(p, 40), x0, x1, x2, x3, m),
+          dotNib16(v128.load(p, 56), x0, x1, x2, x3, m),
+        );
+      }
+      s = i32x4.sub(s, i32x4.shl(v128.load32_splat(xs + (b << 2)), 3));
+      const scale = f32x4.mul(h2f_x4(p), f32x4.splat(load<f32>(xa + (b << 2))));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), scale));
+      p += 72;
+    }
+    storeRows(out, r0, rows, acc);
+  }
+}
+
+@inline function q4rBlockDot(q: usize, x8: usize): i32 {
+  let s: i32 = 0;
+  for (let j: usize = 0; j < 16; j++) {
+    const v = <i32>load<u8>(q + j);
+    s += (v & 15) * <i32>load<i8>(x8 + j) + (v >> 4) * <i32>load<i8>(x8 + j + 16);
+  }
+  return s;
+}
+
+function matvecQ4rScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  const nb = <usize>cols >> 5;
+  const xs = xa + q8aSumOff(nb);
+  const x8 = xa + q8aQ8Off(nb);
+  const gBytes = nb * 72;
+  for (let r = 0; r < rows; r++) {
+    const lane = <usize>(r & 3);
+    let p = w + <usize>(r >> 2) * gBytes;
+    let acc: f32 = 0;
+    for (let b: usize = 0; b < nb; b++) {
+      const s = q4rBlockDot(p + 8 + (lane << 4), x8 + (b << 5)) - (load<i32>(xs + (b << 2)) << 3);
+      acc += <f32>s * (h2f(load<u16>(p + (lane << 1))) * load<f32>(xa + (b << 2)));
+      p += 72;
+    }
+    store<f32>(out + (<usize>r << 2), acc);
+  }
+}
+
+// ---------------------------------------------------------------- Q8_0 x Q8A
+
+// w: GGUF Q8_0 rows (34-byte blocks: f16 d, 32 x int8), row stride cols/32*34.
+export function matvec_q8_0_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  if (ASC_FEATURE_SIMD) matvecQ8Simd(w, rows, cols, xa, out);
+  else matvecQ8Scalar(w, rows, cols, xa, out);
+}
+
+function matvecQ8Scalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  const nb = <usize>cols >> 5;
+  const x8 = xa + q8aQ8Off(nb);
+  const rowBytes = nb * 34;
+  for (let r = 0; r < rows; r++) {
+    let p = w + <usize>r * rowBytes;
+    let acc: f32 = 0;
+    for (let b: usize = 0; b < nb; b++) {
+      let s: i32 = 0;
+      const xb = x8 + (b << 5);
+      for (let j: usize = 0; j < 32; j++) s += <i32>load<i8>(p + 2 + j) * <i32>load<i8>(xb + j);
+      acc += <f32>s * (h2f(load<u16>(p)) * load<f32>(xa + (b << 2)));
+      p += 34;
+    }
+    store<f32>(out + (<usize>r << 2), acc);
+  }
+}
+
+function matvecQ8Simd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  const nb = <usize>cols >> 5;
+  const x16 = xa + q8aQ16Off(nb);
+  const rowBytes = nb * 34;
+  const last = rows - 1;
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    // Rows past the end re-read the last row; their lanes are not stored.
+    let p0 = w + <usize>r0 * rowBytes;
+    let p1 = w + <usize>min(r0 + 1, last) * rowBytes;
+    let p2 = w + <usize>min(r0 + 2, last) * rowBytes;
+    let p3 = w + <usize>min(r0 + 3, last) * rowBytes;
+    let acc = f32x4.splat(0);
+    for (let b: usize = 0; b < nb; b++) {
+      const dw = f32x4of(h2f(load<u16>(p0)), h2f(load<u16>(p1)), h2f(load<u16>(p2)), h2f(load<u16>(p3)));
+      const xp = x16 + (b << 6);
+      const x0 = v128.load(xp), x1 = v128.load(xp, 16), x2 = v128.load(xp, 32), x3 = v128.load(xp, 48);
+      const s = reduce4(dotQ8Row(p0, x0, x1, x2, x3), dotQ8Row(p1, x0, x1, x2, x3), dotQ8Row(p2, x0, x1, x2, x3), dotQ8Row(p3, x0, x1, x2, x3));
+      const scale = f32x4.mul(dw, f32x4.splat(load<f32>(xa + (b << 2))));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), scale));
+      p0 += 34; p1 += 34; p2 += 34; p3 += 34;
+    }
+    storeRows(out, r0, rows, acc);
+  }
+}
+
+// ---------------------------------------------------------------- Q6_K x Q8A
+
+// w: GGUF Q6_K rows (210-byte blocks of 256: ql[128] qh[64] sc[16] i8, d f16),
+// cols a multiple of 256. Per 32-block of activations:
+//   int = sc[2k]*dot16(q, x[0..15]) + sc[2k+1]*dot16(q, x[16..31])
+// with q in -32..31; |int| < 2^24, so f32(int) is exact.
+export function matvec_q6k_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  if (ASC_FEATURE_SIMD) matvecQ6kSimd(w, rows, cols, xa, out, false);
+  else matvecQ6kScalar(w, rows, cols, xa, out, false);
+}
+
+// Q6R: Q6_K with the superblocks of each group of four rows interleaved
+// (row0 sb0, row1 sb0, row2 sb0, row3 sb0, row0 sb1, ...; 840 bytes per
+// superblock column; last group zero-padded). The 4-row kernel then reads one
+// sequential stream instead of four short ones 1.6 KiB apart, which the
+// hardware prefetcher handles far better (about 2x on the output head).
+export function q6r_bytes(rows: i32, cols: i32): usize {
+  return <usize>((rows + 3) >> 2) * (<usize>cols >> 8) * 840;
+}
+
+// GGUF Q6_K rows -> Q6R; dst == src (in place, dst sized q6r_bytes) or disjoint.
+export function repack_q6_k(src: usize, dst: usize, rows: i32, cols: i32): void {
+  const nsb = <usize>cols >> 8;
+  const rowBytes = nsb * 210;
+  const groups = (rows + 3) >> 2;
+  const tmp = scratchBase();
+  for (let g = 0; g < groups; g++) {
+    const nr = min(4, rows - (g << 2));
+    memory.copy(tmp, src + <usize>(g << 2) * rowBytes, <usize>nr * rowBytes);
+    if (nr < 4) memory.fill(tmp + <usize>nr * rowBytes, 0, <usize>(4 - nr) * rowBytes);
+    const o = dst + <usize>g * nsb * 840;
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      for (let r: usize = 0; r < 4; r++) memory.copy(o + sb * 840 + r * 210, tmp + r * rowBytes + sb * 210, 210);
+    }
+  }
+}
+
+export function matvec_q6r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  if (ASC_FEATURE_SIMD) matvecQ6kSimd(w, rows, cols, xa, out, true);
+  else matvecQ6kScalar(w, rows, cols, xa, out, true);
+}
+
+// Six-bit values of one 16-wide sub-block as int16 pairs (low byte, high byte)
+// in 0..63: group k picks the nibble half of ql and the bit pair of qh.
+@inline function q6Bytes(L: v128, H: v128, k: i32): v128 {
+  const m4 = i16x8.splat(0x0f0f);
+  const m2 = i16x8.splat(0x3030);
+  if (k == 0) return v128.or(v128.and(L, m4), v128.and(i16x8.shl(H, 4), m2));
+  if (k == 1) return v128.or(v128.and(L, m4), v128.and(i16x8.shl(H, 2), m2));
+  if (k == 2) return v128.or(v128.and(i16x8.shr_u(L, 4), m4), v128.and(H, m2));
+  return v128.or(v128.and(i16x8.shr_u(L, 4), m4), v128.and(i16x8.shr_u(H, 2), m2));
+}
+
+@inline function q6SubDot(q: v128, xe: v128, xo: v128): v128 {
+  const c32 = i16x8.splat(32);
+  return i32x4.add(
+    i32x4.dot_i16x8_s(i16x8.sub(v128.and(q, i16x8.splat(0xff)), c32), xe),
+    i32x4.dot_i16x8_s(i16x8.sub(i16x8.shr_u(q, 8), c32), xo),
+  );
+}
+
+@inline function q6Dot(p: usize, h: usize, k: i32, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const ql = p + (h << 6) + (<usize>(k & 1) << 5);
+  const qh = p + 128 + (h << 5);
+  const sc = p + 192 + (h << 3) + (<usize>k << 1);
+  const s0 = q6SubDot(q6Bytes(v128.load(ql), v128.load(qh), k), x0, x1);
+  const s1 = q6SubDot(q6Bytes(v128.load(ql, 16), v128.load(qh, 16), k), x2, x3);
+  return i32x4.add(
+    i32x4.mul(s0, i32x4.splat(<i32>load<i8>(sc))),
+    i32x4.mul(s1, i32x4.splat(<i32>load<i8>(sc, 1))),
+  );
+}
+
+@inline function q6Step(acc: v128, p0: usize, p1: usize, p2: usize, p3: usize, h: usize, k: i32, dd: v128, xa: usize, x16: usize, xb: usize): v128 {
+  const xp = x16 + (xb << 6);
+  const x0 = v128.load(xp), x1 = v128.load(xp, 16), x2 = v128.load(xp, 32), x3 = v128.load(xp, 48);
+  // Each row's partial goes through scratch memory: the stores order the next
+  // row's loads after them, which keeps V8 from scheduling all four rows'
+  // loads up front and spilling most of the registers.
+  const t = scratchBase();
+  v128.store(t, q6Dot(p0, h, k, x0, x1, x2, x3), 0);
+  v128.store(t, q6Dot(p1, h, k, x0, x1, x2, x3), 16);
+  v128.store(t, q6Dot(p2, h, k, x0, x1, x2, x3), 32);
+  v128.store(t, q6Dot(p3, h, k, x0, x1, x2, x3), 48);
+  const s = reduce4(v128.load(t, 0), v128.load(t, 16), v128.load(t, 32), v128.load(t, 48));
+  const scale = f32x4.mul(dd, f32x4.splat(load<f32>(xa + (xb << 2))));
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), scale));
+}
+
+function matvecQ6kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, interleaved: bool): void {
+  const nsb = <usize>cols >> 8;
+  const nb = nsb << 3;
+  const x16 = xa + q8aQ16Off(nb);
+  const rowBytes = nsb * 210;
+  const last = rows - 1;
+  const step: usize = interleaved ? 840 : 210;
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    let p0: usize, p1: usize, p2: usize, p3: usize;
+    if (interleaved) {
+      p0 = w + <usize>(r0 >> 2) * nsb * 840;
+      p1 = p0 + 210;
+      p2 = p0 + 420;
+      p3 = p0 + 630;
+    } else {
+      // Rows past the end re-read the last row; their lanes are not stored.
+      p0 = w + <usize>r0 * rowBytes;
+      p1 = w + <usize>min(r0 + 1, last) * rowBytes;
+      p2 = w + <usize>min(r0 + 2, last) * rowBytes;
+      p3 = w + <usize>min(r0 + 3, last) * rowBytes;
+    }
+    let acc = f32x4.splat(0);
+    let xb: usize = 0;
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      const dd = f32x4of(h2f(load<u16>(p0, 208)), h2f(load<u16>(p1, 208)), h2f(load<u16>(p2, 208)), h2f(load<u16>(p3, 208)));
+      // k unrolled by hand so q6Bytes' branches fold at compile time.
+      for (let h: usize = 0; h < 2; h++) {
+        acc = q6Step(acc, p0, p1, p2, p3, h, 0, dd, xa, x16, xb);
+        acc = q6Step(acc, p0, p1, p2, p3, h, 1, dd, xa, x16, xb + 1);
+        acc = q6Step(acc, p0, p1, p2, p3, h, 2, dd, xa, x16, xb + 2);
+        acc = q6Step(acc, p0, p1, p2, p3, h, 3, dd, xa, x16, xb + 3);
+        xb += 4;
+      }
+      p0 += step; p1 += step; p2 += step; p3 += step;
+    }
+    storeRows(out, r0, rows, acc);
+  }
+}
+
+// The six-bit value of element e (0..255) of a Q6_K block, minus 32.
+@inline function q6At(p: usize, e: usize): i32 {
+  const h = e >> 7;
+  const k = (e >> 5) & 3;
+  const l = e & 31;
+  const qlb = <i32>load<u8>(p + (h << 6) + ((k & 1) << 5) + l);
+  const qhb = <i32>load<u8>(p + 128 + (h << 5) + l);
+  const lo = k >= 2 ? qlb >> 4 : qlb & 15;
+  return (lo | (((qhb >> (<i32>k << 1)) & 3) << 4)) - 32;
+}
+
+function matvecQ6kScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, interleaved: bool): void {
+  const nsb = <usize>cols >> 8;
+  const nb = nsb << 3;
+  const x8 = xa + q8aQ8Off(nb);
+  const rowBytes = nsb * 210;
+  const step: usize = interleaved ? 840 : 210;
+  for (let r = 0; r < rows; r++) {
+    let p = interleaved ? w + <usize>(r >> 2) * nsb * 840 + <usize>(r & 3) * 210 : w + <usize>r * rowBytes;
+    let acc: f32 = 0;
+    let xb: usize = 0;
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      const d = h2f(load<u16>(p, 208));
+      for (let e0: usize = 0; e0 < 256; e0 += 32) {
+        let s: i32 = 0;
+        for (let half: usize = 0; half < 2; half++) {
+          let t: i32 = 0;
+          for (let l: usize = 0; l < 16; l++) {
+            const e = e0 + (half << 4) + l;
+            t += q6At(p, e) * <i32>load<i8>(x8 + (xb << 5) + (half << 4) + l);
+          }
+          // Sub-block scale index: element e lies in 16-wide sub-block (h*8 + k*2 + half).
+          const h = e0 >> 7;
+          const k = (e0 >> 5) & 3;
+          s += t * <i32>load<i8>(p + 192 + (h << 3) + (k << 1) + half);
+        }
+        acc += <f32>s * (d * load<f32>(xa + (xb << 2)));
+        xb++;
+      }
+      p += step;
+    }
+    store<f32>(out + (<usize>r << 2), acc);
+  }
+}
+
+// ---------------------------------------------------------------- dequantize (embedding rows)
+
+// n values (multiple of 32) of GGUF Q4_0 at src -> f32 at dst.
+export function dequant_q4_0(src: usize, dst: usize, n: i32): void {
+  const nb = <usize>n >> 5;
+  for (let b: usize = 0; b < nb; b++) {
+    const p = src + b * 18;
+    const d = h2f(load<u16>(p));
+    const o = dst + (b << 7);
+    for (let j: usize = 0; j < 16; j++) {
+      const v = <i32>load<u8>(p + 2 + j);
+      store<f32>(o + (j << 2), <f32>((v & 15) - 8) * d);
+      store<f32>(o + ((j + 16) << 2), <f32>((v >> 4) - 8) * d);
+    }
+  }
+}
+
+export function dequant_q8_0(src: usize, dst: usize, n: i32): void {
+  const nb = <usize>n >> 5;
+  for (let b: usize = 0; b < nb; b++) {
+    const p = src + b * 34;
+    const d = h2f(load<u16>(p));
+    const o = dst + (b << 7);
+    for (let j: usize = 0; j < 32; j++) store<f32>(o + (j << 2), <f32>load<i8>(p + 2 + j) * d);
+  }
+}
+
+// n a multiple of 256.
+export function dequant_q6_k(src: usize, dst: usize, n: i32): void {
+  const nsb = <usize>n >> 8;
+  for (let sb: usize = 0; sb < nsb; sb++) {
+    const p = src + sb * 210;
+    const d = h2f(load<u16>(p, 208));
+    const o = dst + (sb << 10);
+    for (let e: usize = 0; e < 256; e++) {
+      const sc = <f32>load<i8>(p + 192 + (e >> 4));
+      store<f32>(o + (e << 2), d * sc * <f32>q6At(p, e));
+    }
+  }
+}
+
+// ---------------------------------------------------------------- prefill: Q8B batches and matmul
+
+// Q8B: ntok activation vectors of n = 32*nb values, quantized exactly like
+// Q8A (same d and q), laid out for the prefill matmul. Tokens go in groups of
+// four (the last group zero-padded); group g, block b at (g*nb + b)*288:
+//   [0, 256)    16 x 16 bytes: pair p = (x[2p], x[2p+1]) as int16 for tokens
+//               t0..t3 of the group, i.e. one i32x4.dot_i16x8_s with a
+//               splatted weight pair gives four tokens' partial sums at once
+//   [256, 272)  f32 d of the four tokens
+//   [272, 288)  i32 sum of q of the four tokens
+//
+// The relaxed build appends a second copy for its Q4R matmul at
+// q8bPlainBytes: groups of eight tokens, block b of group g at (g*nb + b)*320:
+//   [0, 256)    16 x 16 bytes: pair p = (x[2p], x[2p+1]) as int8 for t0..t7
+//   [256, 288)  f32 d of t0..t7;  [288, 320)  i32 sum of q of t0..t7
+export function q8b_bytes(n: i32, ntok: i32): usize {
+  const plain = q8bPlainBytes(<usize>n >> 5, ntok);
+  if (ASC_FEATURE_RELAXED_SIMD) return plain + <usize>((ntok + 7) >> 3) * (<usize>n >> 5) * 320;
+  return plain;
+}
+
+@inline function q8bPlainBytes(nb: usize, ntok: i32): usize {
+  return <usize>((ntok + 3) >> 2) * nb * 288;
+}
+
+// ntok rows of n floats (row stride n) -> Q8B.
+export function quantize_q8b(x: usize, n: i32, ntok: i32, dst: usize): void {
+  const nb = <usize>n >> 5;
+  const groups = <usize>((ntok + 3) >> 2);
+  if (ntok & 3) memory.fill(dst + (groups - 1) * nb * 288, 0, nb * 288);
+  const dst8 = dst + q8bPlainBytes(nb, ntok);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    if (ntok & 7) memory.fill(dst8 + <usize>((ntok - 1) >> 3) * nb * 320, 0, nb * 320);
+  }
+  for (let t = 0; t < ntok; t++) {
+    const xt = x + <usize>t * (<usize>n << 2);
+    const lane = <usize>(t & 3);
+    const lane8 = <usize>(t & 7);
+    let o8 = dst8 + <usize>(t >> 3) * nb * 320;
+    let o = dst + <usize>(t >> 2) * nb * 288;
+    for (let b: usize = 0; b < nb; b++) {
+      const xb = xt + (b << 7);
+      let amax: f32 = 0;
+      for (let j: usize = 0; j < 32; j++) {
+        const a = abs<f32>(load<f32>(xb + (j << 2)));
+        if (a > amax) amax = a;
+      }
+      const d = amax / <f32>127;
+      const id: f32 = d != 0 ? <f32>1 / d : <f32>0;
+      let sum: i32 = 0;
+      for (let j: usize = 0; j < 32; j++) {
+        const q = <i32>nearest<f32>(load<f32>(xb + (j << 2)) * id);
+        sum += q;
+        store<i16>(o + ((j >> 1) << 4) + (lane << 2) + ((j & 1) << 1), <i16>q);
+        if (ASC_FEATURE_RELAXED_SIMD) store<i8>(o8 + ((j >> 1) << 4) + (lane8 << 1) + (j & 1), <i8>q);
+      }
+      store<f32>(o + 256 + (lane << 2), d);
+      store<i32>(o + 272 + (lane << 2), sum);
+      if (ASC_FEATURE_RELAXED_SIMD) {
+        store<f32>(o8 + 256 + (lane8 << 2), d);
+        store<i32>(o8 + 288 + (lane8 << 2), sum);
+      }
+      o += 288;
+      o8 += 320;
+    }
+  }
+}
+
+// Rows per pass of the SIMD matmul and tokens per chunk. Four rows times two
+// token groups is 8 int32x4 accumulators + 4 weight pairs + 2 activation
+// vectors: that fits V8's 15 usable xmm registers, so the inner loop does not
+// spill (8 rows x 1 group did).
+const MM_ROWS: i32 = 4;
+const MM_TOK: i32 = 64;
+// Scratch: [0, 1024) splatted weight pairs of 4 rows for one block,
+// [2048, 2064) their f32 scales, [4096, 6144) f32 accumulators [group][row].
+const MM_DW: usize = 2048;
+const MM_ACC: usize = 4096;
+const MM_TMP: usize = 2560; // 2 x 128 bytes of widened int32 sums
+
+// One block row, unpacked to signed int16 weights in natural order and
+// stored as 16 splatted (w[2p], w[2p+1]) pairs.
+@inline function splatPairs(ws: usize, r: usize, w0: v128, w1: v128, w2: v128, w3: v128): void {
+  const o = ws + (r << 8);
+  v128.store(o, i32x4.shuffle(w0, w0, 0, 0, 0, 0), 0);
+  v128.store(o, i32x4.shuffle(w0, w0, 1, 1, 1, 1), 16);
+  v128.store(o, i32x4.shuffle(w0, w0, 2, 2, 2, 2), 32);
+  v128.store(o, i32x4.shuffle(w0, w0, 3, 3, 3, 3), 48);
+  v128.store(o, i32x4.shuffle(w1, w1, 0, 0, 0, 0), 64);
+  v128.store(o, i32x4.shuffle(w1, w1, 1, 1, 1, 1), 80);
+  v128.store(o, i32x4.shuffle(w1, w1, 2, 2, 2, 2), 96);
+  v128.store(o, i32x4.shuffle(w1, w1, 3, 3, 3, 3), 112);
+  v128.store(o, i32x4.shuffle(w2, w2, 0, 0, 0, 0), 128);
+  v128.store(o, i32x4.shuffle(w2, w2, 1, 1, 1, 1), 144);
+  v128.store(o, i32x4.shuffle(w2, w2, 2, 2, 2, 2), 160);
+  v128.store(o, i32x4.shuffle(w2, w2, 3, 3, 3, 3), 176);
+  v128.store(o, i32x4.shuffle(w3, w3, 0, 0, 0, 0), 192);
+  v128.store(o, i32x4.shuffle(w3, w3, 1, 1, 1, 1), 208);
+  v128.store(o, i32x4.shuffle(w3, w3, 2, 2, 2, 2), 224);
+  v128.store(o, i32x4.shuffle(w3, w3, 3, 3, 3, 3), 240);
+}
+
+@inline function unpackQ4Row(ws: usize, r: usize, q: usize): void {
+  const v = v128.load(q);
+  const m = i8x16.splat(0x0f);
+  const c8 = i16x8.splat(8);
+  const lo = v128.and(v, m);
+  const hi = v128.and(i16x8.shr_u(v, 4), m);
+  splatPairs(ws, r,
+    i16x8.sub(i16x8.extend_low_i8x16_u(lo), c8), i16x8.sub(i16x8.extend_high_i8x16_u(lo), c8),
+    i16x8.sub(i16x8.extend_low_i8x16_u(hi), c8), i16x8.sub(i16x8.extend_high_i8x16_u(hi), c8));
+}
+
+@inline function unpackQ8Row(ws: usize, r: usize, q: usize): void {
+  const a = v128.load(q);
+  const b = v128.load(q, 16);
+  splatPairs(ws, r, i16x8.extend_low_i8x16_s(a), i16x8.extend_high_i8x16_s(a), i16x8.extend_low_i8x16_s(b), i16x8.extend_high_i8x16_s(b));
+}
+
+// acc[g][r] += f32(dot) * (d_w[r] * d_x[t]) for one token group (lanes = tokens).
+@inline function mmFold(ws: usize, g: i32, xg: usize, a0: v128, a1: v128, a2: v128, a3: v128): void {
+  const dx = v128.load(xg, 256);
+  const ap = ws + MM_ACC + (<usize>g << 6);
+  const dw = ws + MM_DW;
+  v128.store(ap, f32x4.add(v128.load(ap, 0), f32x4.mul(f32x4.convert_i32x4_s(a0), f32x4.mul(v128.load32_splat(dw, 0), dx))), 0);
+  v128.store(ap, f32x4.add(v128.load(ap, 16), f32x4.mul(f32x4.convert_i32x4_s(a1), f32x4.mul(v128.load32_splat(dw, 4), dx))), 16);
+  v128.store(ap, f32x4.add(v128.load(ap, 32), f32x4.mul(f32x4.convert_i32x4_s(a2), f32x4.mul(v128.load32_splat(dw, 8), dx))), 32);
+  v128.store(ap, f32x4.add(v128.load(ap, 48), f32x4.mul(f32x4.convert_i32x4_s(a3), f32x4.mul(v128.load32_splat(dw, 12), dx))), 48);
+}
+
+// For the current block (4 rows unpacked in scratch), every token group of
+// the chunk: exact int32 dots of 4 rows x 4 tokens per group, two groups at
+// a time, then folded into the f32 accumulators in block order (the
+// matvec's per-row order, hence bit-identical results).
+function mmBlock(ws: usize, xg0: usize, gStride: usize, ng: i32): void {
+  let xg = xg0;
+  let g = 0;
+  for (; g + 2 <= ng; g += 2) {
+    const xh = xg + gStride;
+    let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
+    let b0 = i32x4.splat(0), b1 = i32x4.splat(0), b2 = i32x4.splat(0), b3 = i32x4.splat(0);
+    for (let p: usize = 0; p < 256; p += 16) {
+      const wp = ws + p;
+      const x = v128.load(xg + p);
+      const y = v128.load(xh + p);
+      const w0 = v128.load(wp, 0), w1 = v128.load(wp, 256), w2 = v128.load(wp, 512), w3 = v128.load(wp, 768);
+      a0 = i32x4.add(a0, i32x4.dot_i16x8_s(w0, x));
+      a1 = i32x4.add(a1, i32x4.dot_i16x8_s(w1, x));
+      a2 = i32x4.add(a2, i32x4.dot_i16x8_s(w2, x));
+      a3 = i32x4.add(a3, i32x4.dot_i16x8_s(w3, x));
+      b0 = i32x4.add(b0, i32x4.dot_i16x8_s(w0, y));
+      b1 = i32x4.add(b1, i32x4.dot_i16x8_s(w1, y));
+      b2 = i32x4.add(b2, i32x4.dot_i16x8_s(w2, y));
+      b3 = i32x4.add(b3, i32x4.dot_i16x8_s(w3, y));
+    }
+    mmFold(ws, g, xg, a0, a1, a2, a3);
+    mmFold(ws, g + 1, xh, b0, b1, b2, b3);
+    xg = xh + gStride;
+  }
+  if (g < ng) {
+    let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
+    for (let p: usize = 0; p < 256; p += 16) {
+      const wp = ws + p;
+      const x = v128.load(xg + p);
+      a0 = i32x4.add(a0, i32x4.dot_i16x8_s(v128.load(wp, 0), x));
+      a1 = i32x4.add(a1, i32x4.dot_i16x8_s(v128.load(wp, 256), x));
+      a2 = i32x4.add(a2, i32x4.dot_i16x8_s(v128.load(wp, 512), x));
+      a3 = i32x4.add(a3, i32x4.dot_i16x8_s(v128.load(wp, 768), x));
+    }
+    mmFold(ws, g, xg, a0, a1, a2, a3);
+  }
+}
+
+// Writes acc[g][r] lanes (tokens) of one chunk to out[t*rows + r0 + r].
+function mmStore(ws: usize, out: usize, rows: i32, r0: i32, t0: i32, tn: i32): void {
+  const nr = min(MM_ROWS, rows - r0);
+  for (let t = 0; t < tn; t++) {
+    const src = ws + MM_ACC + (<usize>(t >> 2) << 6) + (<usize>(t & 3) << 2);
+    const dst = out + (<usize>(t0 + t) * <usize>rows + <usize>r0) * 4;
+    for (let r = 0; r < nr; r++) store<f32>(dst + (<usize>r << 2), load<f32>(src + (<usize>r << 4)));
+  }
+}
+
+// Prefill: out[t*rows + r] = sum_b d_w d_x int_dot, for ntok tokens given as
+// Q8B (q8b_bytes(cols, ntok)); w is Q4R. Bit-identical to ntok calls of
+// matvec_q4r_q8a on the same tokens' Q8A.
+export function matmul_q4r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
+  const nb = <usize>cols >> 5;
+  if (!ASC_FEATURE_SIMD) {
+    const xa = scratchBase();
+    for (let t = 0; t < ntok; t++) {
+      q8bToQ8a(xb, nb, t, xa);
+      matvecQ4rScalar(w, rows, cols, xa, out + <usize>t * (<usize>rows << 2));
+    }
+    return;
+  }
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    matmulQ4rRelaxed(w, rows, cols, xb + q8bPlainBytes(nb, ntok), ntok, out);
+    return;
+  }
+  const ws = scratchBase();
+  const gStride = nb * 288;
+  for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
+    const tn = min(MM_TOK, ntok - t0);
+    const ng = (tn + 3) >> 2;
+    const xg0 = xb + <usize>(t0 >> 2) * gStride;
+    for (let r0 = 0; r0 < rows; r0 += MM_ROWS) {
+      memory.fill(ws + MM_ACC, 0, <usize>ng << 6);
+      let p = w + <usize>(r0 >> 2) * nb * 72;
+      for (let b: usize = 0; b < nb; b++) {
+        v128.store(ws + MM_DW, h2f_x4(p));
+        unpackQ4Row(ws, 0, p + 8);
+        unpackQ4Row(ws, 1, p + 24);
+        unpackQ4Row(ws, 2, p + 40);
+        unpackQ4Row(ws, 3, p + 56);
+        mmBlock(ws, xg0 + b * 288, gStride, ng);
+        p += 72;
+      }
+      mmStore(ws, out, rows, r0, t0, tn);
+    }
+  }
+}
+
+// Same for GGUF Q8_0 weights.
+export function matmul_q8_0_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
+  const nb = <usize>cols >> 5;
+  if (!ASC_FEATURE_SIMD) {
+    const xa = scratchBase();
+    for (let t = 0; t < ntok; t++) {
+      q8bToQ8a(xb, nb, t, xa);
+      matvecQ8Scalar(w, rows, cols, xa, out + <usize>t * (<usize>rows << 2));
+    }
+    return;
+  }
+  const ws = scratchBase();
+  const gStride = nb * 288;
+  const rowBytes = nb * 34;
+  for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
+    const tn = min(MM_TOK, ntok - t0);
+    const ng = (tn + 3) >> 2;
+    const xg0 = xb + <usize>(t0 >> 2) * gStride;
+    for (let r0 = 0; r0 < rows; r0 += MM_ROWS) {
+      memory.fill(ws + MM_ACC, 0, <usize>ng << 6);
+      for (let b: usize = 0; b < nb; b++) {
+        for (let r = 0; r < MM_ROWS; r++) {
+          const q = w + <usize>min(r0 + r, rows - 1) * rowBytes + b * 34;
+          store<f32>(ws + MM_DW + (<usize>r << 2), h2f(load<u16>(q)));
+          unpackQ8Row(ws, <usize>r, q + 2);
+        }
+        mmBlock(ws, xg0 + b * 288, gStride, ng);
+      }
+      mmStore(ws, out, rows, r0, t0, tn);
+    }
+  }
+}
+
+// Token t of a Q8B batch -> Q8A (scalar build: the matmul runs as matvecs).
+// Only the sections the scalar matvecs read (d, sum, int8) are written.
+function q8bToQ8a(xb: usize, nb: usize, t: i32, xa: usize): void {
+  const lane = <usize>(t & 3);
+  let o = xb + <usize>(t >> 2) * nb * 288;
+  const sOff = q8aSumOff(nb);
+  const q8 = xa + q8aQ8Off(nb);
+  for (let b: usize = 0; b < nb; b++) {
+    store<f32>(xa + (b << 2), load<f32>(o + 256 + (lane << 2)));
+    store<i32>(xa + sOff + (b << 2), load<i32>(o + 272 + (lane << 2)));
+    for (let j: usize = 0; j < 32; j++) {
+      store<i8>(q8 + (b << 5) + j, <i8>load<i16>(o + ((j >> 1) << 4) + (lane << 2) + ((j & 1) << 1)));
+    }
+    o += 288;
+  }
+}
+
+// ---------------------------------------------------------------- relaxed prefill
+
+// Nibble pairs of one Q4R block row, each splatted over eight int16 lanes:
+// the 7-bit operand of i16x8.relaxed_dot_i8x16_i7x16_s against eight
+// tokens' int8 pairs.
+@inline function splatLanes16(o: usize, v: v128): void {
+  v128.store(o, i16x8.shuffle(v, v, 0, 0, 0, 0, 0, 0, 0, 0), 0);
+  v128.store(o, i16x8.shuffle(v, v, 1, 1, 1, 1, 1, 1, 1, 1), 16);
+  v128.store(o, i16x8.shuffle(v, v, 2, 2, 2, 2, 2, 2, 2, 2), 32);
+  v128.store(o, i16x8.shuffle(v, v, 3, 3, 3, 3, 3, 3, 3, 3), 48);
+  v128.store(o, i16x8.shuffle(v, v, 4, 4, 4, 4, 4, 4, 4, 4), 64);
+  v128.store(o, i16x8.shuffle(v, v, 5, 5, 5, 5, 5, 5, 5, 5), 80);
+  v128.store(o, i16x8.shuffle(v, v, 6, 6, 6, 6, 6, 6, 6, 6), 96);
+  v128.store(o, i16x8.shuffle(v, v, 7, 7, 7, 7, 7, 7, 7, 7), 112);
+}
+
+@inline function unpackNibPairs(ws: usize, r: usize, q: usize): void {
+  const v = v128.load(q);
+  const m = i8x16.splat(0x0f);
+  splatLanes16(ws + (r << 8), v128.and(v, m));
+  splatLanes16(ws + (r << 8) + 128, v128.and(i16x8.shr_u(v, 4), m));
+}
+
+// Four rows x eight tokens of one block: int16 sums over eight pairs at a
+// time (at most 8*2*15*127 = 30480, no overflow), widened through scratch
+// (keeps the loop at 4 + 4 + 1 live vectors), minus 8*sum(x) for the
+// nibbles' offset, folded into acc like mmFold (same per-output f32 order as
+// the scalar matvec, hence bit-identical).
+@inline function mmRelaxedHalf(ws: usize, xg: usize, p0: usize, add: bool): void {
+  let s0 = i16x8.splat(0), s1 = i16x8.splat(0), s2 = i16x8.splat(0), s3 = i16x8.splat(0);
+  for (let p: usize = p0; p < p0 + 128; p += 16) {
+    const x = v128.load(xg + p);
+    const wp = ws + p;
+    s0 = i16x8.add(s0, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load(wp, 0)));
+    s1 = i16x8.add(s1, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load(wp, 256)));
+    s2 = i16x8.add(s2, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load(wp, 512)));
+    s3 = i16x8.add(s3, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load(wp, 768)));
+  }
+  const t = ws + MM_TMP;
+  if (add) {
+    v128.store(t, i32x4.add(v128.load(t, 0), i32x4.extend_low_i16x8_s(s0)), 0);
+    v128.store(t, i32x4.add(v128.load(t, 16), i32x4.extend_high_i16x8_s(s0)), 16);
+    v128.store(t, i32x4.add(v128.load(t, 32), i32x4.extend_low_i16x8_s(s1)), 32);
+    v128.store(t, i32x4.add(v128.load(t, 48), i32x4.extend_high_i16x8_s(s1)), 48);
+    v128.store(t, i32x4.add(v128.load(t, 64), i32x4.extend_low_i16x8_s(s2)), 64);
+    v128.store(t, i32x4.add(v128.load(t, 80), i32x4.extend_high_i16x8_s(s2)), 80);
+    v128.store(t, i32x4.add(v128.load(t, 96), i32x4.extend_low_i16x8_s(s3)), 96);
+    v128.store(t, i32x4.add(v128.load(t, 112), i32x4.extend_high_i16x8_s(s3)), 112);
+  } else {
+    v128.store(t, i32x4.extend_low_i16x8_s(s0), 0);
+    v128.store(t, i32x4.extend_high_i16x8_s(s0), 16);
+    v128.store(t, i32x4.extend_low_i16x8_s(s1), 32);
+    v128.store(t, i32x4.extend_high_i16x8_s(s1), 48);
+    v128.store(t, i32x4.extend_low_i16x8_s(s2), 64);
+    v128.store(t, i32x4.extend_high_i16x8_s(s2), 80);
+    v128.store(t, i32x4.extend_low_i16x8_s(s3), 96);
+    v128.store(t, i32x4.extend_high_i16x8_s(s3), 112);
+  }
+}
+
+// Two token groups at once (4 rows x 16 tokens): 8 int16 accumulators +
+// 4 weight pairs + 2 activation vectors still fit in registers, and each
+// weight load now feeds two relaxed dots.
+@inline function mmRelaxedHalf2(ws: usize, xg: usize, xh: usize, p0: usize, add: bool): void {
+  let s0 = i16x8.splat(0), s1 = i16x8.splat(0), s2 = i16x8.splat(0), s3 = i16x8.splat(0);
+  let u0 = i16x8.splat(0), u1 = i16x8.splat(0), u2 = i16x8.splat(0), u3 = i16x8.splat(0);
+  for (let p: usize = p0; p < p0 + 128; p += 16) {
+    const x = v128.load(xg + p);
+    const y = v128.load(xh + p);
+    const wp = ws + p;
+    const w0 = v128.load(wp, 0), w1 = v128.load(wp, 256), w2 = v128.load(wp, 512), w3 = v128.load(wp, 768);
+    s0 = i16x8.add(s0, i16x8.relaxed_dot_i8x16_i7x16_s(x, w0));
+    s1 = i16x8.add(s1, i16x8.relaxed_dot_i8x16_i7x16_s(x, w1));
+    s2 = i16x8.add(s2, i16x8.relaxed_dot_i8x16_i7x16_s(x, w2));
+    s3 = i16x8.add(s3, i16x8.relaxed_dot_i8x16_i7x16_s(x, w3));
+    u0 = i16x8.add(u0, i16x8.relaxed_dot_i8x16_i7x16_s(y, w0));
+    u1 = i16x8.add(u1, i16x8.relaxed_dot_i8x16_i7x16_s(y, w1));
+    u2 = i16x8.add(u2, i16x8.relaxed_dot_i8x16_i7x16_s(y, w2));
+    u3 = i16x8.add(u3, i16x8.relaxed_dot_i8x16_i7x16_s(y, w3));
+  }
+  widenTo(ws + MM_TMP, s0, s1, s2, s3, add);
+  widenTo(ws + MM_TMP + 128, u0, u1, u2, u3, add);
+}
+
+@inline function widenTo(t: usize, s0: v128, s1: v128, s2: v128, s3: v128, add: bool): void {
+  if (add) {
+    v128.store(t, i32x4.add(v128.load(t, 0), i32x4.extend_low_i16x8_s(s0)), 0);
+    v128.store(t, i32x4.add(v128.load(t, 16), i32x4.extend_high_i16x8_s(s0)), 16);
+    v128.store(t, i32x4.add(v128.load(t, 32), i32x4.extend_low_i16x8_s(s1)), 32);
+    v128.store(t, i32x4.add(v128.load(t, 48), i32x4.extend_high_i16x8_s(s1)), 48);
+    v128.store(t, i32x4.add(v128.load(t, 64), i32x4.extend_low_i16x8_s(s2)), 64);
+    v128.store(t, i32x4.add(v128.load(t, 80), i32x4.extend_high_i16x8_s(s2)), 80);
+    v128.store(t, i32x4.add(v128.load(t, 96), i32x4.extend_low_i16x8_s(s3)), 96);
+    v128.store(t, i32x4.add(v128.load(t, 112), i32x4.extend_high_i16x8_s(s3)), 112);
+  } else {
+    v128.store(t, i32x4.extend_low_i16x8_s(s0), 0);
+    v128.store(t, i32x4.extend_high_i16x8_s(s0), 16);
+    v128.store(t, i32x4.extend_low_i16x8_s(s1), 32);
+    v128.store(t, i32x4.extend_high_i16x8_s(s1), 48);
+    v128.store(t, i32x4.extend_low_i16x8_s(s2), 64);
+    v128.store(t, i32x4.extend_high_i16x8_s(s2), 80);
+    v128.store(t, i32x4.extend_low_i16x8_s(s3), 96);
+    v128.store(t, i32x4.extend_high_i16x8_s(s3), 112);
+  }
+}
+
+@inline function mmRelaxedFoldRow(ws: usize, tb: usize, ap: usize, r: usize, d0: v128, d1: v128, c0: v128, c1: v128): void {
+  const t = tb + (r << 5);
+  const dr = v128.load32_splat(ws + MM_DW + (r << 2));
+  const pa = ap + (r << 5);
+  v128.store(pa, f32x4.add(v128.load(pa, 0), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(v128.load(t, 0), c0)), f32x4.mul(dr, d0))), 0);
+  v128.store(pa, f32x4.add(v128.load(pa, 16), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(v128.load(t, 16), c1)), f32x4.mul(dr, d1))), 16);
+}
+
+@inline function mmRelaxedFold(ws: usize, tb: usize, ap: usize, xg: usize): void {
+  const c0 = i32x4.shl(v128.load(xg, 288), 3);
+  const c1 = i32x4.shl(v128.load(xg, 304), 3);
+  const d0 = v128.load(xg, 256);
+  const d1 = v128.load(xg, 272);
+  mmRelaxedFoldRow(ws, tb, ap, 0, d0, d1, c0, c1);
+  mmRelaxedFoldRow(ws, tb, ap, 1, d0, d1, c0, c1);
+  mmRelaxedFoldRow(ws, tb, ap, 2, d0, d1, c0, c1);
+  mmRelaxedFoldRow(ws, tb, ap, 3, d0, d1, c0, c1);
+}
+
+function mmRelaxedGroup(ws: usize, ap: usize, xg: usize): void {
+  mmRelaxedHalf(ws, xg, 0, false);
+  mmRelaxedHalf(ws, xg, 128, true);
+  mmRelaxedFold(ws, ws + MM_TMP, ap, xg);
+}
+
+function mmRelaxedGroup2(ws: usize, ap: usize, xg: usize, xh: usize): void {
+  mmRelaxedHalf2(ws, xg, xh, 0, false);
+  mmRelaxedHalf2(ws, xg, xh, 128, true);
+  mmRelaxedFold(ws, ws + MM_TMP, ap, xg);
+  mmRelaxedFold(ws, ws + MM_TMP + 128, ap + 128, xh);
+}
+
+function matmulQ4rRelaxed(w: usize, rows: i32, cols: i32, x8b: usize, ntok: i32, out: usize): void {
+  const nb = <usize>cols >> 5;
+  const ws = scratchBase();
+  const gStride = nb * 320;
+  for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
+    const tn = min(MM_TOK, ntok - t0);
+    const ng = (tn + 7) >> 3;
+    const xg0 = x8b + <usize>(t0 >> 3) * gStride;
+    for (let r0 = 0; r0 < rows; r0 += 4) {
+      memory.fill(ws + MM_ACC, 0, <usize>ng << 7);
+      let p = w + <usize>(r0 >> 2) * nb * 72;
+      for (let b: usize = 0; b < nb; b++) {
+        v128.store(ws + MM_DW, h2f_x4(p));
+        unpackNibPairs(ws, 0, p + 8);
+        unpackNibPairs(ws, 1, p + 24);
+        unpackNibPairs(ws, 2, p + 40);
+        unpackNibPairs(ws, 3, p + 56);
+        let xg = xg0 + b * 320;
+        let g = 0;
+        for (; g + 2 <= ng; g += 2) {
+          mmRelaxedGroup2(ws, ws + MM_ACC + (<usize>g << 7), xg, xg + gStride);
+          xg += gStride << 1;
+        }
+        if (g < ng) mmRelaxedGroup(ws, ws + MM_ACC + (<usize>g << 7), xg);
+        p += 72;
+      }
+      const nr = min(4, rows - r0);
+      for (let t = 0; t < tn; t++) {
+        const src = ws + MM_ACC + (<usize>(t >> 3) << 7) + (<usize>(t & 7) << 2);
+        const dst = out + (<usize>(t0 + t) * <usize>rows + <usize>r0) * 4;
+        for (let r = 0; r < nr; r++) store<f32>(dst + (<usize>r << 2), load<f32>(src + (<usize>r << 5)));
+      }
+    }
+  }
+}

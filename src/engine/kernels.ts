@@ -1,0 +1,335 @@
+/**
+ * Thin wrapper over the AssemblyScript kernels (build/kernels-*.wasm).
+ *
+ * Instantiation only (`new WebAssembly.Instance`): workerd refuses to compile
+ * wasm from bytes at run time, so a Worker passes the modules wrangler
+ * imported; Node compiles them in kernels-node.ts. Start-up picks the fastest
+ * build that passes a numeric self-test against the scalar build (bit-exact:
+ * the kernels are written so that all builds agree bit for bit):
+ * relaxed SIMD, then SIMD, then scalar.
+ *
+ * Memory layouts and each export's contract: docs/kernels.md.
+ */
+
+export type BuildKind = "relaxed" | "simd" | "scalar";
+
+/** Raw kernel exports. Pointers are byte offsets into the imported memory. */
+export interface KernelExports {
+  heap_base(): number;
+  build_kind(): number;
+  q8a_bytes(n: number): number;
+  q4r_bytes(rows: number, cols: number): number;
+  quantize_q8a(x: number, n: number, dst: number): void;
+  quantize_q8a_batch(x: number, n: number, ntok: number, dst: number): void;
+  repack_q4_0(src: number, dst: number, rows: number, cols: number): void;
+  matvec_q4r_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  q8b_bytes(n: number, ntok: number): number;
+  quantize_q8b(x: number, n: number, ntok: number, dst: number): void;
+  matmul_q4r_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  matvec_q8_0_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matmul_q8_0_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  matvec_q6k_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  q6r_bytes(rows: number, cols: number): number;
+  repack_q6_k(src: number, dst: number, rows: number, cols: number): void;
+  matvec_q6r_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  dequant_q4_0(src: number, dst: number, n: number): void;
+  dequant_q8_0(src: number, dst: number, n: number): void;
+  dequant_q6_k(src: number, dst: number, n: number): void;
+  matvec_f32(w: number, rows: number, cols: number, x: number, out: number): void;
+  matvec_f16(w: number, rows: number, cols: number, x: number, out: number): void;
+  matvec_bf16(w: number, rows: number, cols: number, x: number, out: number): void;
+  layernorm(x: number, w: number, b: number, out: number, n: number, rows: number, eps: number): void;
+  rope_neox(x: number, rowStride: number, ntok: number, nHeads: number, headDim: number, rotaryDim: number, pos0: number, base: number): void;
+  attention_f16kv(q: number, kc: number, vc: number, out: number, nPast: number, nHeads: number, nKv: number, headDim: number, scores: number): void;
+  attention_f16kv_causal(q: number, kc: number, vc: number, out: number, nQ: number, pos0: number, nHeads: number, nKv: number, headDim: number, scores: number): void;
+  silu_mul(g: number, u: number, out: number, n: number): void;
+  add_f32(a: number, b: number, out: number, n: number): void;
+  f16_to_f32(src: number, dst: number, n: number): void;
+  bf16_to_f32(src: number, dst: number, n: number): void;
+  f32_to_f16(src: number, dst: number, n: number): void;
+}
+
+export interface KernelModules {
+  relaxed?: WebAssembly.Module;
+  simd?: WebAssembly.Module;
+  scalar?: WebAssembly.Module;
+}
+
+export interface LoadKernelsOptions {
+  memory: WebAssembly.Memory;
+  /** The candidate builds (any subset). */
+  modules?: KernelModules;
+  /** A single module to use as is (still self-tested when `modules.scalar` is given). */
+  module?: WebAssembly.Module;
+  /** Why a build is missing (e.g. its compile error), folded into `reason`. */
+  unavailable?: Partial<Record<BuildKind, string>>;
+  /** Restrict the choice to this build (falls back to scalar if it fails the self-test). */
+  force?: BuildKind;
+  /** Short calls after instantiation so V8 tiers the kernels up (default true). */
+  warmup?: boolean;
+}
+
+export interface Kernels {
+  kind: BuildKind;
+  /** Human-readable account of the choice, for logs and /health. */
+  reason: string;
+  exports: KernelExports;
+  instance: WebAssembly.Instance;
+  memory: WebAssembly.Memory;
+  /** First byte the host may allocate (after static data and kernel scratch). */
+  heapBase: number;
+  /** Bytes of the Q8A form of an n-vector (n a multiple of 32). */
+  q8aBytes(n: number): number;
+  /** Bytes of the Q8B form of ntok n-vectors (prefill matmul input). */
+  q8bBytes(n: number, ntok: number): number;
+  /** Bytes of a Q6R (4-row interleaved Q6_K) matrix. */
+  q6rBytes(rows: number, cols: number): number;
+  /** Bytes of a Q4R (repacked Q4_0) matrix. */
+  q4rBytes(rows: number, cols: number): number;
+}
+
+const KIND_CODE: Record<number, BuildKind> = { 2: "relaxed", 1: "simd", 0: "scalar" };
+
+function instantiate(module: WebAssembly.Module, memory: WebAssembly.Memory): WebAssembly.Instance {
+  return new WebAssembly.Instance(module, { env: { memory } });
+}
+
+/** Deterministic PRNG (mulberry32) so every build sees the same probe data. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A random finite half with magnitude in about [2^-10, 2^-3]: realistic block scales. */
+function randHalf(r: () => number): number {
+  const exp = 5 + Math.floor(r() * 8);
+  return ((r() < 0.5 ? 0x8000 : 0) | (exp << 10) | Math.floor(r() * 1024)) & 0xffff;
+}
+
+interface ProbeSizes {
+  q4Rows: number;
+  q4Cols: number;
+  ntok: number;
+  q8Rows: number;
+  q6Rows: number;
+}
+
+// ntok 19: the matmuls take both their token-group-pair and single-group paths.
+const PROBE: ProbeSizes = { q4Rows: 7, q4Cols: 96, ntok: 19, q8Rows: 6, q6Rows: 5 };
+const WARM: ProbeSizes = { q4Rows: 64, q4Cols: 256, ntok: 20, q8Rows: 16, q6Rows: 8 };
+
+/**
+ * Runs the quantized kernels on deterministic data in a private memory and
+ * returns every output float's bits. Extreme values are included on purpose
+ * (nibbles 0 and 15, activations at +-max) to catch saturating or
+ * mis-implemented integer dots.
+ */
+function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1): Uint32Array {
+  const memory = new WebAssembly.Memory({ initial: 64 });
+  const e = instantiate(module, memory).exports as unknown as KernelExports;
+  let top = e.heap_base() >>> 0;
+  const alloc = (n: number) => {
+    const p = Math.ceil(top / 64) * 64;
+    top = p + n;
+    if (top > memory.buffer.byteLength) memory.grow(Math.ceil((top - memory.buffer.byteLength) / 65536));
+    return p;
+  };
+  const r = rng(0x5eed);
+  const cols = s.q4Cols;
+  const ntok = s.ntok;
+  const nb = cols / 32;
+  const x = alloc(ntok * cols * 4);
+  const xa = alloc(e.q8a_bytes(cols) >>> 0);
+  const xb = alloc(e.q8b_bytes(cols, ntok) >>> 0);
+  const q4 = alloc(e.q4r_bytes(s.q4Rows, cols) >>> 0);
+  const q8 = alloc(s.q8Rows * nb * 34);
+  const q6cols = 256;
+  const q6 = alloc(s.q6Rows * 210);
+  const xa6 = alloc(e.q8a_bytes(q6cols) >>> 0);
+  const q6r = alloc(e.q6r_bytes(s.q6Rows, 256) >>> 0);
+  const outN = Math.max(s.q4Rows, s.q8Rows) * ntok + s.q4Rows + s.q8Rows + 2 * s.q6Rows;
+  const out = alloc(outN * 4);
+  const buf = memory.buffer;
+  const xf = new Float32Array(buf, x, ntok * cols);
+  for (let i = 0; i < xf.length; i++) xf[i] = (r() - 0.5) * 8;
+  xf[0] = 1000; // one block dominated by a single value: other entries quantize to 0
+  for (let i = 32; i < 64 && i < xf.length; i++) xf[i] = i % 2 ? 3 : -3; // exact +-127
+  const q4src = new Uint8Array(buf, q4, s.q4Rows * nb * 18);
+  const dv = new DataView(buf);
+  for (let row = 0; row < s.q4Rows; row++) {
+    for (let b = 0; b < nb; b++) {
+      const o = q4 + (row * nb + b) * 18;
+      dv.setUint16(o, randHalf(r), true);
+      for (let j = 0; j < 16; j++) q4src[o - q4 + 2 + j] = row === 0 ? (b % 2 ? 0xff : 0x00) : Math.floor(r() * 256);
+    }
+  }
+  for (let row = 0; row < s.q8Rows; row++) {
+    for (let b = 0; b < nb; b++) {
+      const o = q8 + (row * nb + b) * 34;
+      dv.setUint16(o, randHalf(r), true);
+      for (let j = 0; j < 32; j++) dv.setInt8(o + 2 + j, row === 0 ? (j % 2 ? 127 : -128) : Math.floor(r() * 255) - 127);
+    }
+  }
+  for (let row = 0; row < s.q6Rows; row++) {
+    const o = q6 + row * 210;
+    for (let j = 0; j < 192; j++) dv.setUint8(o + j, Math.floor(r() * 256));
+    for (let j = 0; j < 16; j++) dv.setInt8(o + 192 + j, row === 0 ? -128 : Math.floor(r() * 256) - 128);
+    dv.setUint16(o + 208, randHalf(r), true);
+  }
+  const outF = new Float32Array(buf, out, outN);
+  for (let round = 0; round < rounds; round++) {
+    e.quantize_q8a(x, cols, xa);
+    e.quantize_q8b(x, cols, ntok, xb);
+    e.quantize_q8a(x, q6cols <= ntok * cols ? q6cols : 0, xa6);
+    if (round === 0) e.repack_q4_0(q4, q4, s.q4Rows, cols);
+    let o = out;
+    e.matmul_q4r_q8b(q4, s.q4Rows, cols, xb, ntok, o);
+    o += s.q4Rows * ntok * 4;
+    e.matvec_q4r_q8a(q4, s.q4Rows, cols, xa, o);
+    o += s.q4Rows * 4;
+    e.matvec_q8_0_q8a(q8, s.q8Rows, cols, xa, o);
+    o += s.q8Rows * 4;
+    e.matvec_q6k_q8a(q6, s.q6Rows, q6cols, xa6, o);
+    o += s.q6Rows * 4;
+    if (round === 0) e.repack_q6_k(q6, q6r, s.q6Rows, q6cols);
+    e.matvec_q6r_q8a(q6r, s.q6Rows, q6cols, xa6, o);
+    o += s.q6Rows * 4;
+    e.matmul_q8_0_q8b(q8, s.q8Rows, cols, xb, ntok, o);
+  }
+  return new Uint32Array(outF.buffer.slice(out, out + outN * 4));
+}
+
+export interface SelfTestResult {
+  ok: boolean;
+  detail: string;
+}
+
+/** Candidate build vs reference (scalar) build: all probe outputs bit-identical. */
+export function selfTest(candidate: WebAssembly.Module, reference: WebAssembly.Module): SelfTestResult {
+  let got: Uint32Array, want: Uint32Array;
+  try {
+    got = probe(candidate, PROBE);
+  } catch (e) {
+    return { ok: false, detail: `probe failed: ${(e as Error).message}` };
+  }
+  want = probe(reference, PROBE);
+  let bad = 0;
+  let first = -1;
+  for (let i = 0; i < want.length; i++) {
+    if (got[i] !== want[i]) {
+      bad++;
+      if (first < 0) first = i;
+    }
+  }
+  if (bad === 0) return { ok: true, detail: `${want.length} outputs bit-identical to scalar` };
+  const f = (u: number) => new Float32Array(new Uint32Array([u]).buffer)[0];
+  return {
+    ok: false,
+    detail: `${bad}/${want.length} outputs differ from scalar (first #${first}: ${f(got[first])} vs ${f(want[first])})`,
+  };
+}
+
+/**
+ * Calls the hot kernels repeatedly on small shapes in a private memory. V8
+ * runs a function's first calls in its baseline compiler and cannot switch
+ * inside a running loop, so one long first call would stay slow; compiled
+ * code is shared by all instances of a Module, so warming a throwaway
+ * instance warms the real one.
+ */
+export function warmUp(module: WebAssembly.Module, rounds = 40): void {
+  probe(module, WARM, rounds);
+  const memory = new WebAssembly.Memory({ initial: 32 });
+  const e = instantiate(module, memory).exports as unknown as KernelExports;
+  const base = Math.ceil((e.heap_base() >>> 0) / 64) * 64;
+  const need = base + 256 * 1024;
+  if (need > memory.buffer.byteLength) memory.grow(Math.ceil((need - memory.buffer.byteLength) / 65536));
+  // Memory is zero: a zero vector and zero weights are valid inputs for all of these.
+  const a = base, b = base + 16384, c = base + 32768, d = base + 65536, kv = base + 98304, sc = base + 200000;
+  for (let i = 0; i < rounds; i++) {
+    e.matvec_f32(a, 16, 256, b, c);
+    e.matvec_f16(a, 16, 256, b, c);
+    e.matvec_bf16(a, 16, 256, b, c);
+    e.layernorm(a, b, c, d, 256, 4, 1e-5);
+    e.rope_neox(a, 256, 2, 4, 64, 16, i, 10000);
+    e.attention_f16kv(a, kv, kv, d, 32, 4, 2, 64, sc);
+    e.silu_mul(a, b, c, 1024);
+    e.add_f32(a, b, c, 1024);
+  }
+}
+
+function describeMissing(kind: BuildKind, why?: string): string {
+  return `${kind}: ${why ?? "not provided"}`;
+}
+
+/**
+ * Instantiates the kernels over `memory`, choosing the build as described in
+ * the module comment. Synchronous. Call before placing data in `memory`
+ * (instantiation writes the modules' small static data below heapBase).
+ */
+export function loadKernels(opts: LoadKernelsOptions): Kernels {
+  const { memory } = opts;
+  const mods: KernelModules = { ...opts.modules };
+  const notes: string[] = [];
+  const order: BuildKind[] = ["relaxed", "simd", "scalar"];
+
+  let chosen: { kind: BuildKind; module: WebAssembly.Module; why: string } | undefined;
+
+  if (opts.module) {
+    const inst = instantiate(opts.module, new WebAssembly.Memory({ initial: 16 }));
+    const kind = KIND_CODE[(inst.exports as unknown as KernelExports).build_kind()] ?? "scalar";
+    if (kind !== "scalar" && mods.scalar) {
+      const t = selfTest(opts.module, mods.scalar);
+      if (t.ok) chosen = { kind, module: opts.module, why: `given module (${kind}), self-test passed: ${t.detail}` };
+      else notes.push(`given module (${kind}) failed self-test: ${t.detail}`);
+    } else {
+      chosen = { kind, module: opts.module, why: `given module (${kind}), not self-tested` + (kind === "scalar" ? " (scalar is the reference)" : ": no scalar build to compare") };
+    }
+  }
+
+  for (const kind of order) {
+    if (chosen) break;
+    if (opts.force && kind !== opts.force && kind !== "scalar") continue;
+    const m = mods[kind];
+    if (!m) {
+      notes.push(describeMissing(kind, opts.unavailable?.[kind]));
+      continue;
+    }
+    if (kind === "scalar") {
+      chosen = { kind, module: m, why: "scalar build (reference, no SIMD)" };
+      break;
+    }
+    if (!mods.scalar) {
+      notes.push(`${kind}: no scalar build to self-test against`);
+      continue;
+    }
+    const t = selfTest(m, mods.scalar);
+    if (t.ok) chosen = { kind, module: m, why: `${kind} build, self-test passed (${t.detail})` };
+    else notes.push(`${kind}: self-test FAILED: ${t.detail}`);
+  }
+  if (!chosen) throw new Error(`loadKernels: no usable kernel build (${notes.join("; ")})`);
+
+  if (opts.warmup !== false) warmUp(chosen.module);
+  const instance = instantiate(chosen.module, memory);
+  const exports = instance.exports as unknown as KernelExports;
+  const heapBase = exports.heap_base() >>> 0;
+  if (memory.buffer.byteLength < heapBase) memory.grow(Math.ceil((heapBase - memory.buffer.byteLength) / 65536));
+  const reason = notes.length ? `${chosen.why}; skipped ${notes.join("; ")}` : chosen.why;
+  return {
+    kind: chosen.kind,
+    reason,
+    exports,
+    instance,
+    memory,
+    heapBase,
+    q8aBytes: (n) => exports.q8a_bytes(n) >>> 0,
+    q8bBytes: (n, ntok) => exports.q8b_bytes(n, ntok) >>> 0,
+    q4rBytes: (rows, cols) => exports.q4r_bytes(rows, cols) >>> 0,
+    q6rBytes: (rows, cols) => exports.q6r_bytes(rows, cols) >>> 0,
+  };
+}

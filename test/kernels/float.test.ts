@@ -1,0 +1,264 @@
+// Float kernels vs float64 references (SPEC §2.2) and SIMD vs scalar
+// (bit-identical: the scalar twins use the SIMD lane order).
+// Tolerances: results are f32 with f32 accumulation over at most a few
+// thousand terms, so 2e-5 of the output scale (or of sum |terms|) is ample
+// while any indexing mistake is off by O(1).
+import { describe, expect, it } from "vitest";
+import { both, rng, randVec, bitsEqual, relErr, halfToF64, f64ToHalf, bf16ToF64, Harness } from "./harness";
+
+function refMatvec(w: ArrayLike<number>, rows: number, cols: number, x: Float32Array) {
+  const out = new Float64Array(rows);
+  const mag = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < cols; j++) {
+      out[r] += w[r * cols + j] * x[j];
+      mag[r] += Math.abs(w[r * cols + j] * x[j]);
+    }
+  }
+  return { out, mag };
+}
+
+function randHalves(r: () => number, n: number): Uint16Array {
+  const a = new Uint16Array(n);
+  for (let i = 0; i < n; i++) a[i] = f64ToHalf((r() - 0.5) * 4);
+  return a;
+}
+
+describe("float matvecs", () => {
+  it.each([[1, 8], [7, 64], [13, 2048]])("f32/f16/bf16 rows=%i cols=%i", (rows, cols) => {
+    const r = rng(rows * 31 + cols);
+    const x = randVec(r, cols);
+    const w32 = randVec(r, rows * cols, 0.5);
+    const w16 = randHalves(r, rows * cols);
+    const wb = new Uint16Array(rows * cols);
+    for (let i = 0; i < wb.length; i++) wb[i] = Math.floor(r() * 0x7f00) | (r() < 0.5 ? 0x8000 : 0) & 0xffff;
+    for (let i = 0; i < wb.length; i++) wb[i] = (wb[i] & 0x803f) | 0x3f00; // bf16 values in +-[0.5, 1)
+    const cases: Array<[string, ArrayLike<number>, (h: Harness) => number]> = [
+      ["f32", w32, (h) => h.putF32(w32)],
+      ["f16", Array.from(w16, halfToF64), (h) => h.putU16(w16)],
+      ["bf16", Array.from(wb, bf16ToF64), (h) => h.putU16(wb)],
+    ];
+    for (const [name, wRef, put] of cases) {
+      const { out: ref, mag } = refMatvec(wRef, rows, cols, x);
+      const outs: Float32Array[] = [];
+      for (const h of both()) {
+        const wp = put(h);
+        const xp = h.putF32(x);
+        const op = h.alloc(rows * 4);
+        const fn = name === "f32" ? h.k.matvec_f32 : name === "f16" ? h.k.matvec_f16 : h.k.matvec_bf16;
+        fn(wp, rows, cols, xp, op);
+        outs.push(h.f32(op, rows));
+      }
+      expect(bitsEqual(outs[0], outs[1]), name).toBe(true);
+      for (let i = 0; i < rows; i++) expect(Math.abs(outs[0][i] - ref[i]), `${name} row ${i}`).toBeLessThanOrEqual(2e-6 * mag[i] + 1e-30);
+    }
+  });
+});
+
+describe("layernorm", () => {
+  it.each([[4, 1], [36, 3], [2048, 2]])("n=%i rows=%i", (n, rows) => {
+    const r = rng(n + rows);
+    const x = randVec(r, n * rows, 3);
+    for (let i = 0; i < n; i++) x[i] += 100; // large mean: two-pass variance must cope
+    const w = randVec(r, n);
+    const b = randVec(r, n);
+    const eps = 1e-5;
+    const ref = new Float64Array(n * rows);
+    for (let row = 0; row < rows; row++) {
+      let mean = 0;
+      for (let i = 0; i < n; i++) mean += x[row * n + i];
+      mean /= n;
+      let v = 0;
+      for (let i = 0; i < n; i++) v += (x[row * n + i] - mean) ** 2;
+      v /= n;
+      for (let i = 0; i < n; i++) ref[row * n + i] = ((x[row * n + i] - mean) / Math.sqrt(v + eps)) * w[i] + b[i];
+    }
+    const outs: Float32Array[] = [];
+    for (const h of both()) {
+      const xp = h.putF32(x);
+      h.k.layernorm(xp, h.putF32(w), h.putF32(b), xp, n, rows, eps); // in place
+      outs.push(h.f32(xp, n * rows));
+    }
+    expect(bitsEqual(outs[0], outs[1])).toBe(true);
+    expect(relErr(outs[0], ref)).toBeLessThan(2e-5);
+  });
+});
+
+function ropeRef(x: Float32Array, rowStride: number, ntok: number, nh: number, hd: number, R: number, pos0: number, base: number) {
+  const y = Float64Array.from(x);
+  for (let t = 0; t < ntok; t++) {
+    for (let h = 0; h < nh; h++) {
+      const o = t * rowStride + h * hd;
+      for (let j = 0; j < R / 2; j++) {
+        const th = (pos0 + t) * Math.pow(base, (-2 * j) / R);
+        const a = x[o + j], b = x[o + j + R / 2];
+        y[o + j] = a * Math.cos(th) - b * Math.sin(th);
+        y[o + j + R / 2] = b * Math.cos(th) + a * Math.sin(th);
+      }
+    }
+  }
+  return y;
+}
+
+describe("rope_neox", () => {
+  it.each([
+    [2, 4, 64, 16, 0],
+    [3, 2, 64, 64, 7],
+    [2, 3, 32, 8, 4000],
+  ])("ntok=%i heads=%i head_dim=%i rotary=%i pos0=%i", (ntok, nh, hd, R, pos0) => {
+    const r = rng(ntok * 100 + R + pos0);
+    const rowStride = nh * hd + 8; // rows padded: the kernel must honour the stride
+    const x = randVec(r, ntok * rowStride);
+    const ref = ropeRef(x, rowStride, ntok, nh, hd, R, pos0, 10000);
+    const outs: Float32Array[] = [];
+    for (const h of both()) {
+      const xp = h.putF32(x);
+      h.k.rope_neox(xp, rowStride, ntok, nh, hd, R, pos0, 10000);
+      outs.push(h.f32(xp, x.length));
+    }
+    expect(bitsEqual(outs[0], outs[1])).toBe(true);
+    for (let i = 0; i < x.length; i++) {
+      const inHead = i % rowStride;
+      const d = inHead % hd;
+      if (inHead >= nh * hd || d >= R) expect(outs[0][i]).toBe(x[i]); // untouched
+      else expect(Math.abs(outs[0][i] - ref[i])).toBeLessThan(1e-5 * (Math.abs(x[i]) + 1));
+    }
+  });
+});
+
+function attnRef(q: Float32Array, k: Float64Array, v: Float64Array, nPast: number, nh: number, nkv: number, hd: number) {
+  const out = new Float64Array(nh * hd);
+  const group = nh / nkv;
+  for (let h = 0; h < nh; h++) {
+    const kvh = Math.floor(h / group);
+    const s = new Float64Array(nPast);
+    for (let p = 0; p < nPast; p++) {
+      let d = 0;
+      for (let i = 0; i < hd; i++) d += q[h * hd + i] * k[(p * nkv + kvh) * hd + i];
+      s[p] = d / Math.sqrt(hd);
+    }
+    const m = Math.max(...s);
+    let z = 0;
+    for (let p = 0; p < nPast; p++) z += Math.exp(s[p] - m);
+    for (let p = 0; p < nPast; p++) {
+      const a = Math.exp(s[p] - m) / z;
+      for (let i = 0; i < hd; i++) out[h * hd + i] += a * v[(p * nkv + kvh) * hd + i];
+    }
+  }
+  return out;
+}
+
+describe("attention over an f16 KV cache", () => {
+  it.each([
+    [1, 4, 4, 64, 1],
+    [37, 4, 4, 64, 1],
+    [50, 8, 2, 64, 1], // GQA: 4 query heads per KV head
+    [19, 6, 3, 32, 1],
+    [23, 4, 2, 64, 300], // huge scores: softmax must subtract the max
+  ])("n_past=%i heads=%i kv=%i head_dim=%i qscale=%i", (nPast, nh, nkv, hd, qscale) => {
+    const r = rng(nPast * 13 + nh + nkv + qscale);
+    const q = randVec(r, nh * hd, qscale);
+    const kf = randVec(r, nPast * nkv * hd);
+    const vf = randVec(r, nPast * nkv * hd);
+    const outs: Float32Array[] = [];
+    let kq: Float64Array | undefined, vq: Float64Array | undefined;
+    for (const h of both()) {
+      // Cache written through the kernel's f32 -> f16 conversion, as the engine will.
+      const kc = h.alloc(kf.length * 2), vc = h.alloc(vf.length * 2);
+      h.k.f32_to_f16(h.putF32(kf), kc, kf.length);
+      h.k.f32_to_f16(h.putF32(vf), vc, vf.length);
+      kq ??= Float64Array.from(h.arena.u16(kc, kf.length), halfToF64);
+      vq ??= Float64Array.from(h.arena.u16(vc, vf.length), halfToF64);
+      const out = h.alloc(nh * hd * 4);
+      h.k.attention_f16kv(h.putF32(q), kc, vc, out, nPast, nh, nkv, hd, h.alloc(nPast * 4));
+      outs.push(h.f32(out, nh * hd));
+    }
+    expect(bitsEqual(outs[0], outs[1])).toBe(true);
+    const ref = attnRef(q, kq!, vq!, nPast, nh, nkv, hd);
+    expect(outs[0].every(Number.isFinite)).toBe(true);
+    // Scores carry ~1e-7 * |q||k| relative error; with qscale the softmax
+    // amplifies it, hence the scaled tolerance.
+    expect(relErr(outs[0], ref)).toBeLessThan(2e-5 * qscale);
+  });
+
+  it("causal prefill == one decode call per query with its own n_past", () => {
+    const nh = 4, nkv = 2, hd = 32, nq = 5, pos0 = 3;
+    const total = pos0 + nq;
+    const r = rng(5);
+    const q = randVec(r, nq * nh * hd);
+    const kv = randVec(r, total * nkv * hd);
+    for (const h of both()) {
+      const kc = h.alloc(kv.length * 2), vc = h.alloc(kv.length * 2);
+      h.k.f32_to_f16(h.putF32(kv), kc, kv.length);
+      h.k.f32_to_f16(h.putF32(kv.map((v) => -v)), vc, kv.length);
+      const qp = h.putF32(q);
+      const out = h.alloc(nq * nh * hd * 4);
+      const sc = h.alloc(total * 4);
+      h.k.attention_f16kv_causal(qp, kc, vc, out, nq, pos0, nh, nkv, hd, sc);
+      const one = h.alloc(nh * hd * 4);
+      const kq = Float64Array.from(h.arena.u16(kc, kv.length), halfToF64);
+      const vq = Float64Array.from(h.arena.u16(vc, kv.length), halfToF64);
+      for (let i = 0; i < nq; i++) {
+        h.k.attention_f16kv(qp + i * nh * hd * 4, kc, vc, one, pos0 + i + 1, nh, nkv, hd, sc);
+        const got = h.f32(out + i * nh * hd * 4, nh * hd);
+        expect(bitsEqual(got, h.f32(one, nh * hd))).toBe(true);
+        const ref = attnRef(q.subarray(i * nh * hd), kq, vq, pos0 + i + 1, nh, nkv, hd);
+        expect(relErr(got, ref)).toBeLessThan(2e-5);
+      }
+    }
+  });
+});
+
+describe("elementwise and conversions", () => {
+  it("silu_mul and add_f32", () => {
+    const r = rng(8);
+    const n = 1001; // odd: add_f32 has a scalar tail
+    const g = randVec(r, n, 4);
+    g[0] = -200; g[1] = 200; g[2] = 0;
+    const u = randVec(r, n);
+    for (const h of both()) {
+      const gp = h.putF32(g), up = h.putF32(u), op = h.alloc(n * 4);
+      h.k.silu_mul(gp, up, op, n);
+      const got = h.f32(op, n);
+      for (let i = 0; i < n; i++) {
+        const ref = (g[i] / (1 + Math.exp(-g[i]))) * u[i];
+        expect(Math.abs(got[i] - ref)).toBeLessThanOrEqual(3e-7 * Math.abs(g[i] * u[i]) + 1e-30);
+      }
+      h.k.add_f32(gp, up, op, n);
+      expect(Array.from(h.f32(op, n))).toEqual(Array.from(g, (v, i) => Math.fround(v + u[i])));
+    }
+  });
+
+  it("f16 <-> f32 over every finite half, bf16 -> f32, rounding and saturation", () => {
+    const halves = new Uint16Array(65536 - 2 * 1024); // all but Inf/NaN patterns
+    let k = 0;
+    for (let hbits = 0; hbits < 65536; hbits++) if (((hbits >> 10) & 31) !== 31) halves[k++] = hbits;
+    const specials = new Float32Array([0, -0, 65504, 65519.99, 65520, 1e9, -1e9, Infinity, -Infinity, 2 ** -24, 2 ** -25, 3 * 2 ** -26, 2 ** -14 - 2 ** -25, 1 + 2 ** -11, 1 + 3 * 2 ** -11]);
+    const r = rng(9);
+    const rnd = new Float32Array(20000);
+    for (let i = 0; i < rnd.length; i++) rnd[i] = (r() - 0.5) * 2 ** Math.floor(r() * 40 - 28);
+    for (const h of both()) {
+      const n = halves.length;
+      const dst = h.alloc(n * 4);
+      h.k.f16_to_f32(h.putU16(halves), dst, n);
+      const f32s = h.f32(dst, n);
+      let bad = 0;
+      for (let i = 0; i < n; i++) if (f32s[i] !== halfToF64(halves[i])) bad++;
+      expect(bad).toBe(0);
+      const back = h.alloc(n * 2);
+      h.k.f32_to_f16(h.putF32(f32s), back, n);
+      expect(Array.from(h.arena.u16(back, n))).toEqual(Array.from(halves));
+      const all = new Float32Array([...specials, ...rnd]);
+      const hp = h.alloc(all.length * 2);
+      h.k.f32_to_f16(h.putF32(all), hp, all.length);
+      const got = h.arena.u16(hp, all.length);
+      const wrong: string[] = [];
+      for (let i = 0; i < all.length; i++) if (got[i] !== f64ToHalf(all[i])) wrong.push(`${all[i]} -> ${got[i]}`);
+      expect(wrong).toEqual([]);
+      const bf = new Uint16Array([0x3f80, 0xbf80, 0x0001, 0x7f7f, 0x4049]);
+      const bp = h.alloc(bf.length * 4);
+      h.k.bf16_to_f32(h.putU16(bf), bp, bf.length);
+      expect(Array.from(h.f32(bp, bf.length))).toEqual(Array.from(bf, bf16ToF64));
+    }
+  });
+});

@@ -1,0 +1,318 @@
+// Quantized kernels: Q8A activation quantization, Q4_0 repack, Q4_0/Q8_0/Q6_K
+// matvec and the prefill matmul. Each is checked three ways:
+//  1. SIMD build == scalar build, bit for bit (the kernels are written so the
+//     per-row f32 operation order is the same in every build);
+//  2. == a plain-TS emulation of the integer dot + f32 accumulation (exact);
+//  3. within quantBound() of float64 math on dequantized weights and the
+//     unquantized activations (the activation rounding error, see harness).
+import { describe, expect, it } from "vitest";
+import {
+  both, rng, randVec, randQ4_0, randQ8_0, randQ6K, dequantQ6K, quantRef, quantBound, bitsEqual, halfToF64,
+} from "./harness";
+
+const f = Math.fround;
+
+function q4Emulate(bytes: Uint8Array, rows: number, cols: number, x: Float32Array): Float32Array {
+  const { d, q } = quantRef(x);
+  const nb = cols / 32;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset);
+  const out = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let acc = 0;
+    for (let b = 0; b < nb; b++) {
+      const o = (r * nb + b) * 18;
+      let s = 0;
+      for (let j = 0; j < 16; j++) {
+        const v = bytes[o + 2 + j];
+        s += ((v & 15) - 8) * q[b * 32 + j] + ((v >> 4) - 8) * q[b * 32 + j + 16];
+      }
+      acc = f(acc + f(s * f(f(halfToF64(dv.getUint16(o, true))) * d[b])));
+    }
+    out[r] = acc;
+  }
+  return out;
+}
+
+function q8Emulate(bytes: Uint8Array, rows: number, cols: number, x: Float32Array): Float32Array {
+  const { d, q } = quantRef(x);
+  const nb = cols / 32;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset);
+  const out = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let acc = 0;
+    for (let b = 0; b < nb; b++) {
+      const o = (r * nb + b) * 34;
+      let s = 0;
+      for (let j = 0; j < 32; j++) s += dv.getInt8(o + 2 + j) * q[b * 32 + j];
+      acc = f(acc + f(s * f(f(halfToF64(dv.getUint16(o, true))) * d[b])));
+    }
+    out[r] = acc;
+  }
+  return out;
+}
+
+function refMatvec(w: Float64Array, rows: number, cols: number, x: Float32Array): Float64Array {
+  const out = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let s = 0;
+    for (let j = 0; j < cols; j++) s += w[r * cols + j] * x[j];
+    out[r] = s;
+  }
+  return out;
+}
+
+function expectWithinQuantBound(got: Float32Array, w: Float64Array, rows: number, cols: number, x: Float32Array) {
+  const ref = refMatvec(w, rows, cols, x);
+  for (let r = 0; r < rows; r++) {
+    const bound = quantBound(w, r * cols, x);
+    if (!(Math.abs(got[r] - ref[r]) <= bound)) {
+      throw new Error(`row ${r}: |${got[r]} - ${ref[r]}| > bound ${bound}`);
+    }
+  }
+}
+
+describe("quantize_q8a", () => {
+  it("matches the reference quantizer and the documented layout", () => {
+    const r = rng(1);
+    const n = 32 * 7;
+    const x = randVec(r, n, 3);
+    x.fill(0, 64, 96); // an all-zero block: d = 0, q = 0
+    x[100] = 1e6; // one huge value: the rest of its block rounds to 0
+    const ref = quantRef(x);
+    for (const h of both()) {
+      const xp = h.putF32(x);
+      const size = h.k.q8a_bytes(n) >>> 0;
+      const nb = n / 32;
+      const S = Math.ceil((4 * nb) / 16) * 16;
+      expect(size).toBe(2 * S + 32 * nb + 64 * nb);
+      const dst = h.alloc(size);
+      h.k.quantize_q8a(xp, n, dst);
+      const bytes = h.u8(dst, size);
+      const dv = new DataView(bytes.buffer);
+      for (let b = 0; b < nb; b++) {
+        expect(dv.getFloat32(4 * b, true)).toBe(ref.d[b]);
+        expect(dv.getInt32(S + 4 * b, true)).toBe(ref.sum[b]);
+      }
+      for (let i = 0; i < n; i++) expect(dv.getInt8(2 * S + i)).toBe(ref.q[i]);
+      const q16 = 2 * S + 32 * nb;
+      for (let b = 0; b < nb; b++) {
+        for (let j = 0; j < 32; j++) {
+          const pos = (j >> 4) * 16 + (j & 1) * 8 + ((j & 15) >> 1);
+          expect(dv.getInt16(q16 + b * 64 + pos * 2, true)).toBe(ref.q[b * 32 + j]);
+        }
+      }
+      expect(ref.d[2]).toBe(0);
+    }
+  });
+});
+
+describe("Q4_0 repack + matvec / matmul", () => {
+  const shapes: Array<[number, number]> = [[1, 32], [3, 64], [7, 96], [13, 256], [64, 512], [37, 2048]];
+
+  it.each(shapes)("rows=%i cols=%i: simd == scalar == TS emulation, within the quantization bound", (rows, cols) => {
+    const r = rng(rows * 1000 + cols);
+    const { bytes, w } = randQ4_0(r, rows, cols, 5);
+    const x = randVec(r, cols, 2);
+    const want = q4Emulate(bytes, rows, cols, x);
+    const outs: Float32Array[] = [];
+    for (const h of both()) {
+      const size = h.k.q4r_bytes(rows, cols) >>> 0;
+      expect(size).toBe(Math.ceil(rows / 4) * (cols / 32) * 72);
+      const wp = h.alloc(size);
+      h.arena.u8(wp, bytes.length).set(bytes);
+      h.k.repack_q4_0(wp, wp, rows, cols); // in place
+      const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
+      h.k.quantize_q8a(h.putF32(x), cols, xa);
+      const out = h.alloc(rows * 4);
+      h.k.matvec_q4r_q8a(wp, rows, cols, xa, out);
+      outs.push(h.f32(out, rows));
+    }
+    expect(bitsEqual(outs[0], outs[1])).toBe(true);
+    expect(bitsEqual(outs[1], want)).toBe(true);
+    expectWithinQuantBound(outs[0], w, rows, cols, x);
+  });
+
+  it("repack: in place == out of place, and Q4R decodes to the GGUF weights", () => {
+    const r = rng(7);
+    const rows = 6, cols = 64, nb = 2;
+    const { bytes, w } = randQ4_0(r, rows, cols);
+    for (const h of both()) {
+      const size = h.k.q4r_bytes(rows, cols) >>> 0;
+      const a = h.alloc(size);
+      h.arena.u8(a, bytes.length).set(bytes);
+      const src = h.putU8(bytes);
+      const b = h.alloc(size);
+      h.k.repack_q4_0(a, a, rows, cols);
+      h.k.repack_q4_0(src, b, rows, cols);
+      const A = h.u8(a, size);
+      expect(A).toEqual(h.u8(b, size));
+      const dv = new DataView(A.buffer);
+      for (let row = 0; row < 8; row++) {
+        for (let blk = 0; blk < nb; blk++) {
+          const o = (row >> 2) * nb * 72 + blk * 72;
+          const d = halfToF64(dv.getUint16(o + 2 * (row & 3), true));
+          for (let j = 0; j < 16; j++) {
+            const v = A[o + 8 + 16 * (row & 3) + j];
+            const lo = ((v & 15) - 8) * d, hi = ((v >> 4) - 8) * d;
+            if (row < rows) {
+              expect(lo).toBe(w[row * cols + blk * 32 + j]);
+              expect(hi).toBe(w[row * cols + blk * 32 + j + 16]);
+            } else {
+              expect(d).toBe(0); // padding rows
+            }
+          }
+        }
+      }
+    }
+  });
+
+  it.each([[1, 11, 160], [5, 8, 64], [33, 13, 96], [70, 9, 256], [130, 20, 32]])(
+    "matmul with %i tokens, rows=%i cols=%i == per-token matvec (bit-exact) in both builds",
+    (ntok, rows, cols) => {
+      const r = rng(99 + ntok);
+      const q4 = randQ4_0(r, rows, cols, 7);
+      const q8 = randQ8_0(r, rows, cols);
+      const xs = randVec(r, ntok * cols, 1.5);
+      const res: Float32Array[] = [];
+      for (const h of both()) {
+        const wr = h.alloc(h.k.q4r_bytes(rows, cols) >>> 0);
+        h.k.repack_q4_0(h.putU8(q4.bytes), wr, rows, cols);
+        const w8 = h.putU8(q8.bytes);
+        const xp = h.putF32(xs);
+        const xb = h.alloc(h.k.q8b_bytes(cols, ntok) >>> 0);
+        const relaxedPart = h.k.build_kind() === 2 ? Math.ceil(ntok / 8) * (cols / 32) * 320 : 0;
+        expect(h.k.q8b_bytes(cols, ntok) >>> 0).toBe(Math.ceil(ntok / 4) * (cols / 32) * 288 + relaxedPart);
+        h.k.quantize_q8b(xp, cols, ntok, xb);
+        const mm = h.alloc(rows * ntok * 4);
+        const mm8 = h.alloc(rows * ntok * 4);
+        h.k.matmul_q4r_q8b(wr, rows, cols, xb, ntok, mm);
+        h.k.matmul_q8_0_q8b(w8, rows, cols, xb, ntok, mm8);
+        const got = h.f32(mm, rows * ntok);
+        const got8 = h.f32(mm8, rows * ntok);
+        const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
+        const mv = h.alloc(rows * 4);
+        for (let t = 0; t < ntok; t++) {
+          h.k.quantize_q8a(xp + t * cols * 4, cols, xa);
+          h.k.matvec_q4r_q8a(wr, rows, cols, xa, mv);
+          expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), h.f32(mv, rows)), `q4 token ${t}`).toBe(true);
+          h.k.matvec_q8_0_q8a(w8, rows, cols, xa, mv);
+          expect(bitsEqual(got8.subarray(t * rows, (t + 1) * rows), h.f32(mv, rows)), `q8 token ${t}`).toBe(true);
+        }
+        res.push(got, got8);
+      }
+      expect(bitsEqual(res[0], res[2])).toBe(true);
+      expect(bitsEqual(res[1], res[3])).toBe(true);
+    },
+  );
+
+  it("quantize_q8b lays out the reference quantization in token groups of four", () => {
+    const r = rng(17);
+    const ntok = 6, n = 64, nb = 2;
+    const xs = randVec(r, ntok * n, 2);
+    for (const h of both()) {
+      const size = h.k.q8b_bytes(n, ntok) >>> 0;
+      const xb = h.alloc(size);
+      h.arena.u8(xb, size).fill(0xaa); // padding tokens must be zeroed
+      h.k.quantize_q8b(h.putF32(xs), n, ntok, xb);
+      const dv = new DataView(h.u8(xb, size).buffer);
+      for (let t = 0; t < 8; t++) {
+        const ref = t < ntok ? quantRef(xs.subarray(t * n, (t + 1) * n)) : { d: new Float32Array(nb), q: new Int8Array(n), sum: new Int32Array(nb) };
+        for (let b = 0; b < nb; b++) {
+          const o = ((t >> 2) * nb + b) * 288;
+          expect(dv.getFloat32(o + 256 + 4 * (t & 3), true)).toBe(ref.d[b]);
+          expect(dv.getInt32(o + 272 + 4 * (t & 3), true)).toBe(ref.sum[b]);
+          for (let j = 0; j < 32; j++) expect(dv.getInt16(o + (j >> 1) * 16 + (t & 3) * 4 + (j & 1) * 2, true)).toBe(ref.q[b * 32 + j]);
+        }
+      }
+    }
+  });
+
+  it("all-zero weights and all-zero activations give exact zeros", () => {
+    for (const h of both()) {
+      const rows = 5, cols = 64;
+      const wr = h.alloc(h.k.q4r_bytes(rows, cols) >>> 0);
+      h.arena.u8(wr, h.k.q4r_bytes(rows, cols) >>> 0).fill(0x88);
+      const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
+      h.k.quantize_q8a(h.putF32(randVec(rng(3), cols)), cols, xa);
+      const out = h.alloc(rows * 4);
+      h.k.matvec_q4r_q8a(wr, rows, cols, xa, out); // nibbles 8 -> weight 0
+      expect(Array.from(h.f32(out, rows))).toEqual([0, 0, 0, 0, 0]);
+      h.k.quantize_q8a(h.putF32(new Float32Array(cols)), cols, xa);
+      h.arena.u8(wr, h.k.q4r_bytes(rows, cols) >>> 0).fill(0x3f);
+      h.k.matvec_q4r_q8a(wr, rows, cols, xa, out);
+      expect(Array.from(h.f32(out, rows)).every((v) => v === 0)).toBe(true);
+    }
+  });
+});
+
+describe("Q8_0 matvec / matmul", () => {
+  it.each([[1, 32], [5, 96], [9, 256], [33, 1024]])("rows=%i cols=%i", (rows, cols) => {
+    const r = rng(rows * 7 + cols);
+    const { bytes, w } = randQ8_0(r, rows, cols);
+    const x = randVec(r, cols);
+    const want = q8Emulate(bytes, rows, cols, x);
+    const outs: Float32Array[] = [];
+    for (const h of both()) {
+      const wp = h.putU8(bytes);
+      const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
+      h.k.quantize_q8a(h.putF32(x), cols, xa);
+      const out = h.alloc(rows * 4);
+      h.k.matvec_q8_0_q8a(wp, rows, cols, xa, out);
+      outs.push(h.f32(out, rows));
+    }
+    expect(bitsEqual(outs[0], outs[1])).toBe(true);
+    expect(bitsEqual(outs[1], want)).toBe(true);
+    expectWithinQuantBound(outs[0], w, rows, cols, x);
+  });
+});
+
+describe("Q6_K matvec (GGUF layout and Q6R)", () => {
+  it.each([[1, 256], [6, 512], [11, 2048], [16, 256]])("rows=%i cols=%i", (rows, cols) => {
+    const r = rng(rows + cols * 3);
+    const { bytes, w } = randQ6K(r, rows, cols);
+    const x = randVec(r, cols);
+    const outs: Float32Array[] = [];
+    for (const h of both()) {
+      const wp = h.putU8(bytes);
+      const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
+      h.k.quantize_q8a(h.putF32(x), cols, xa);
+      const out = h.alloc(rows * 4);
+      h.k.matvec_q6k_q8a(wp, rows, cols, xa, out);
+      outs.push(h.f32(out, rows));
+      // Q6R, repacked in place and out of place: same numbers as the GGUF layout.
+      const size = h.k.q6r_bytes(rows, cols) >>> 0;
+      expect(size).toBe(Math.ceil(rows / 4) * (cols / 256) * 840);
+      const inPlace = h.alloc(size);
+      h.arena.u8(inPlace, bytes.length).set(bytes);
+      h.k.repack_q6_k(inPlace, inPlace, rows, cols);
+      const other = h.alloc(size);
+      h.k.repack_q6_k(wp, other, rows, cols);
+      expect(h.u8(inPlace, size)).toEqual(h.u8(other, size));
+      h.k.matvec_q6r_q8a(inPlace, rows, cols, xa, out);
+      expect(bitsEqual(h.f32(out, rows), outs[outs.length - 1])).toBe(true);
+    }
+    expect(bitsEqual(outs[0], outs[1])).toBe(true);
+    expectWithinQuantBound(outs[0], w, rows, cols, x);
+  });
+});
+
+describe("dequantize rows", () => {
+  it("Q4_0, Q8_0, Q6_K rows decode exactly to the reference (f32 of the f64 value)", () => {
+    const r = rng(42);
+    const n = 512;
+    const q4 = randQ4_0(r, 1, n, 3);
+    const q8 = randQ8_0(r, 1, n);
+    const q6 = randQ6K(r, 1, n);
+    expect(dequantQ6K(q6.bytes, n)).toEqual(q6.w);
+    for (const h of both()) {
+      const out = h.alloc(n * 4);
+      h.k.dequant_q4_0(h.putU8(q4.bytes), out, n);
+      expect(Array.from(h.f32(out, n))).toEqual(Array.from(q4.w, f));
+      h.k.dequant_q8_0(h.putU8(q8.bytes), out, n);
+      expect(Array.from(h.f32(out, n))).toEqual(Array.from(q8.w, f));
+      h.k.dequant_q6_k(h.putU8(q6.bytes), out, n);
+      const got = h.f32(out, n);
+      for (let i = 0; i < n; i++) expect(Math.abs(got[i] - q6.w[i])).toBeLessThanOrEqual(Math.abs(q6.w[i]) * 2 ** -23);
+    }
+  });
+});

@@ -1,0 +1,137 @@
+// Build selection: the self-test must reject a build whose numbers differ,
+// the loader must fall back cleanly, and the relaxed build (which needs
+// --experimental-wasm-relaxed-simd in Node 20) is exercised in a child
+// process that has the flag.
+import { describe, expect, it } from "vitest";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import binaryen from "binaryen";
+import { loadKernels, selfTest } from "../../src/engine/kernels";
+import { compileKernelModules, DEFAULT_BUILD_DIR, loadKernelsNode } from "../../src/engine/kernels-node";
+import { Arena } from "../../src/engine/arena";
+
+/** The SIMD build with matvec_q4r_q8a wrapped so that it corrupts out[rows-1] by one ulp. */
+function sabotagedSimd(): WebAssembly.Module {
+  const m = binaryen.readBinary(readFileSync(join(DEFAULT_BUILD_DIR, "kernels-simd.wasm")));
+  m.setFeatures(binaryen.Features.All);
+  const target = binaryen.getExportInfo(m.getExport("matvec_q4r_q8a")).value;
+  m.removeExport("matvec_q4r_q8a");
+  const i32 = binaryen.i32;
+  const get = (i: number) => m.local.get(i, i32);
+  // addr = out + 4*(rows-1); store(addr, bits(load(addr)) + 1)
+  const addr = m.i32.add(get(4), m.i32.shl(m.i32.sub(get(1), m.i32.const(1)), m.i32.const(2)));
+  m.addFunction(
+    "sabotaged",
+    binaryen.createType([i32, i32, i32, i32, i32]),
+    binaryen.none,
+    [],
+    m.block(null, [
+      m.call(target, [get(0), get(1), get(2), get(3), get(4)], binaryen.none),
+      m.i32.store(0, 4, addr, m.i32.add(m.i32.load(0, 4, addr), m.i32.const(1))),
+    ]),
+  );
+  m.addFunctionExport("sabotaged", "matvec_q4r_q8a");
+  const bytes = m.emitBinary();
+  m.dispose();
+  return new WebAssembly.Module(new Uint8Array(bytes));
+}
+
+describe("kernel selection", () => {
+  it("picks SIMD without the relaxed flag and says why", () => {
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536 });
+    const k = loadKernelsNode({ memory });
+    const relaxedFlag = process.execArgv.includes("--experimental-wasm-relaxed-simd");
+    expect(k.kind).toBe(relaxedFlag ? "relaxed" : "simd");
+    expect(k.reason).toMatch(/self-test passed/);
+    if (!relaxedFlag) expect(k.reason).toMatch(/relaxed: not supported by this runtime/);
+    expect(k.exports.build_kind()).toBe(relaxedFlag ? 2 : 1);
+    expect(memory.buffer.byteLength).toBeGreaterThanOrEqual(k.heapBase);
+  });
+
+  it("a build that is off by one ulp fails the self-test and the loader falls back", () => {
+    const { modules } = compileKernelModules();
+    const bad = sabotagedSimd();
+    const t = selfTest(bad, modules.scalar!);
+    expect(t.ok).toBe(false);
+    expect(t.detail).toMatch(/differ/);
+    expect(selfTest(modules.simd!, modules.scalar!).ok).toBe(true);
+    const memory = new WebAssembly.Memory({ initial: 1 });
+    const k = loadKernels({ memory, modules: { simd: bad, scalar: modules.scalar }, warmup: false });
+    expect(k.kind).toBe("scalar");
+    expect(k.reason).toMatch(/simd: self-test FAILED/);
+    expect(() => loadKernels({ memory, modules: { simd: bad }, warmup: false })).toThrow(/no usable kernel build/);
+  });
+
+  it("relaxed build: chosen and bit-identical to scalar when Node has the flag", () => {
+    const script = `
+      import { loadKernelsNode, compileKernelModules } from "./src/engine/kernels-node.ts";
+      import { selfTest } from "./src/engine/kernels.ts";
+      const { modules } = compileKernelModules();
+      const k = loadKernelsNode({ memory: new WebAssembly.Memory({ initial: 1 }) });
+      // A larger prefill shape than the self-test's (several token tiles, padded rows).
+      const rows = 9, cols = 256, ntok = 70;
+      const outs = [];
+      for (const mod of [modules.relaxed, modules.scalar]) {
+        const memory = new WebAssembly.Memory({ initial: 64 });
+        const e = new WebAssembly.Instance(mod, { env: { memory } }).exports;
+        let top = e.heap_base() >>> 0;
+        const alloc = (n) => { const p = Math.ceil(top / 64) * 64; top = p + n; return p; };
+        const w = alloc(e.q4r_bytes(rows, cols)), x = alloc(ntok * cols * 4), xa = alloc(e.q8b_bytes(cols, ntok)), o = alloc(rows * ntok * 4);
+        let s = 1;
+        const u8 = new Uint8Array(memory.buffer, w, rows * cols / 32 * 18);
+        for (let i = 0; i < u8.length; i++) { s = (s * 1103515245 + 12345) >>> 0; u8[i] = s >>> 24; }
+        for (let i = 0; i < rows * cols / 32; i++) new DataView(memory.buffer).setUint16(w + i * 18, 0x2c00 + (i % 300), true);
+        const xf = new Float32Array(memory.buffer, x, ntok * cols);
+        for (let i = 0; i < xf.length; i++) { s = (s * 1103515245 + 12345) >>> 0; xf[i] = (s / 2 ** 32 - 0.5) * 6; }
+        e.repack_q4_0(w, w, rows, cols);
+        e.quantize_q8b(x, cols, ntok, xa);
+        e.matmul_q4r_q8b(w, rows, cols, xa, ntok, o);
+        outs.push(Array.from(new Uint32Array(memory.buffer, o, rows * ntok)));
+      }
+      const matmulEqual = outs[0].every((v, i) => v === outs[1][i]);
+      console.log(JSON.stringify({ kind: k.kind, reason: k.reason, direct: selfTest(modules.relaxed, modules.scalar), matmulEqual }));
+    `;
+    const res = spawnSync(process.execPath, ["--experimental-wasm-relaxed-simd", "--import", "tsx", "--input-type=module", "-e", script], {
+      cwd: join(DEFAULT_BUILD_DIR, ".."),
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    expect(res.status, res.stderr).toBe(0);
+    const out = JSON.parse(res.stdout.trim().split("\n").pop()!);
+    expect(out.kind).toBe("relaxed");
+    expect(out.direct.ok).toBe(true);
+    expect(out.matmulEqual).toBe(true);
+  });
+});
+
+describe("relaxed build, full kernel suite", () => {
+  it("quant + float tests pass against the relaxed build (child vitest with the flag)", () => {
+    const root = join(DEFAULT_BUILD_DIR, "..");
+    const res = spawnSync(
+      process.execPath,
+      ["--experimental-wasm-relaxed-simd", join(root, "node_modules/vitest/vitest.mjs"), "run", "--pool=threads",
+        "test/kernels/quant.test.ts", "test/kernels/float.test.ts"],
+      { cwd: root, encoding: "utf8", timeout: 120_000, env: { ...process.env, KERNELS_SIMD_BUILD: "relaxed", NO_COLOR: "1" } },
+    );
+    expect(res.status, res.stdout + res.stderr).toBe(0);
+    expect(res.stdout).toMatch(/Tests\s+\d+ passed/);
+  });
+});
+
+describe("Arena", () => {
+  it("aligns, grows the memory, resets, and refuses past the maximum", () => {
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 4 });
+    const a = new Arena(memory, 100);
+    const p = a.alloc(10, 64);
+    expect(p).toBe(128);
+    const q = a.alloc(100_000);
+    expect(q % 16).toBe(0);
+    expect(memory.buffer.byteLength).toBeGreaterThanOrEqual(q + 100_000);
+    const m = a.mark();
+    a.alloc(1000);
+    a.reset(m);
+    expect(a.top).toBe(m);
+    expect(() => a.alloc(300_000)).toThrow(/cannot grow/);
+  });
+});
