@@ -5,6 +5,7 @@
 import type { FinishReason, GenerateEvent, TokenEvent } from "../generate/generator";
 import type { Tokenizer } from "../tokenizer/core";
 import { usageOf, type Usage } from "./completionFormat";
+import { KEEP_ALIVE } from "./sse";
 
 export interface ChatTokenLogprob {
   token: string;
@@ -60,18 +61,20 @@ function entry(ev: TokenEvent, tok: Tokenizer): ChatTokenLogprob {
   };
 }
 
-export async function* chatChunks(events: AsyncIterable<GenerateEvent>, ctx: ChatFormatContext): AsyncGenerator<ChatChunk> {
+export async function* chatChunks(events: AsyncIterable<GenerateEvent>, ctx: ChatFormatContext): AsyncGenerator<ChatChunk | typeof KEEP_ALIVE> {
   const base = { id: ctx.id, object: "chat.completion.chunk" as const, created: ctx.created, model: ctx.model };
   const usageField = ctx.includeUsage ? { usage: null } : {};
   yield { ...base, choices: [{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }], ...usageField };
   for await (const ev of events) {
-    if (ev.type === "token") {
+    if (ev.type === "prefill") {
+      yield KEEP_ALIVE;
+    } else if (ev.type === "token") {
       if (ev.text === "" && !ctx.logprobs) continue;
       const logprobs = ctx.logprobs ? { content: [entry(ev, ctx.tokenizer)], refusal: null } : null;
       yield { ...base, choices: [{ index: 0, delta: { content: ev.text }, logprobs, finish_reason: null }], ...usageField };
     } else {
       yield { ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: ev.finishReason }], ...usageField };
-      if (ctx.includeUsage) yield { ...base, choices: [], usage: usageOf(ev.usage) };
+      if (ctx.includeUsage) yield { ...base, choices: [], usage: usageOf(ev.usage, ev.timing) };
     }
   }
 }
@@ -83,14 +86,14 @@ export async function collectChat(events: AsyncIterable<GenerateEvent>, ctx: Cha
     if (ev.type === "token") {
       content += ev.text;
       if (ctx.logprobs) lps.push(entry(ev, ctx.tokenizer));
-    } else {
+    } else if (ev.type === "done") {
       return {
         id: ctx.id,
         object: "chat.completion",
         created: ctx.created,
         model: ctx.model,
         choices: [{ index: 0, message: { role: "assistant", content, refusal: null }, logprobs: ctx.logprobs ? { content: lps, refusal: null } : null, finish_reason: ev.finishReason }],
-        usage: usageOf(ev.usage),
+        usage: usageOf(ev.usage, ev.timing),
       };
     }
   }

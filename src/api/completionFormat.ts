@@ -2,9 +2,11 @@
  * Token events → OpenAI `text_completion` objects. The streamed chunks and the whole response have
  * the same shape (as in the OpenAI SDK); finish_reason is null until the final chunk, and always present.
  */
-import type { FinishReason, GenerateEvent, TokenEvent } from "../generate/generator";
+import type { FinishReason, GenerateEvent, Timing, TokenEvent } from "../generate/generator";
+import { KEEP_ALIVE } from "./sse";
 
-export interface Usage {
+/** OpenAI's usage, plus our timing fields when the host asked for them (clients ignore extra keys). */
+export interface Usage extends Partial<Timing> {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
@@ -43,8 +45,8 @@ export interface FormatContext {
   includeUsage: boolean;
 }
 
-export function usageOf(u: { prompt_tokens: number; completion_tokens: number }): Usage {
-  return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: u.prompt_tokens + u.completion_tokens };
+export function usageOf(u: { prompt_tokens: number; completion_tokens: number }, timing?: Timing): Usage {
+  return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: u.prompt_tokens + u.completion_tokens, ...timing };
 }
 
 /** Logprobs of one token; `offset` is where its text starts in the returned text. */
@@ -66,7 +68,7 @@ function mergeLogprobs(all: CompletionLogprobs[]): CompletionLogprobs {
   };
 }
 
-export async function* completionChunks(events: AsyncIterable<GenerateEvent>, ctx: FormatContext): AsyncGenerator<CompletionObject> {
+export async function* completionChunks(events: AsyncIterable<GenerateEvent>, ctx: FormatContext): AsyncGenerator<CompletionObject | typeof KEEP_ALIVE> {
   const base = { id: ctx.id, object: "text_completion" as const, created: ctx.created, model: ctx.model };
   const usageField = ctx.includeUsage ? { usage: null } : {};
   const chunk = (text: string, logprobs: CompletionLogprobs | null, finish: FinishReason | null): CompletionObject => ({
@@ -80,14 +82,16 @@ export async function* completionChunks(events: AsyncIterable<GenerateEvent>, ct
     offset = ctx.echo.length;
   }
   for await (const ev of events) {
-    if (ev.type === "token") {
+    if (ev.type === "prefill") {
+      yield KEEP_ALIVE;
+    } else if (ev.type === "token") {
       // Held-back tokens (text "") make no chunk unless the client asked for per-token logprobs.
       if (ev.text === "" && !ctx.logprobs) continue;
       yield chunk(ev.text, ctx.logprobs ? tokenLogprobs(ev, offset) : null, null);
       offset += ev.text.length;
     } else {
       yield chunk("", null, ev.finishReason);
-      if (ctx.includeUsage) yield { ...base, choices: [], usage: usageOf(ev.usage) };
+      if (ctx.includeUsage) yield { ...base, choices: [], usage: usageOf(ev.usage, ev.timing) };
     }
   }
 }
@@ -99,14 +103,14 @@ export async function collectCompletion(events: AsyncIterable<GenerateEvent>, ct
     if (ev.type === "token") {
       if (ctx.logprobs) lps.push(tokenLogprobs(ev, text.length));
       text += ev.text;
-    } else {
+    } else if (ev.type === "done") {
       return {
         id: ctx.id,
         object: "text_completion",
         created: ctx.created,
         model: ctx.model,
         choices: [{ text, index: 0, logprobs: ctx.logprobs ? mergeLogprobs(lps) : null, finish_reason: ev.finishReason }],
-        usage: usageOf(ev.usage),
+        usage: usageOf(ev.usage, ev.timing),
       };
     }
   }

@@ -8,6 +8,8 @@ export const MAX_LOGPROBS = 5;
 
 export interface CompletionRequest extends CommonParams {
   maxTokens: number;
+  /** Whether max_tokens came from the request (false: the default 16). */
+  maxTokensGiven: boolean;
   /** Text, or token ids. */
   prompt: string | number[];
   echo: boolean;
@@ -31,7 +33,7 @@ export function parseCompletionRequest(body: unknown): CompletionRequest {
   f.unsupported("suffix", (v) => v === "", "insertion (suffix) is not implemented");
   if (echo && logprobs !== undefined) throw invalid("echo", "echo together with logprobs is not supported yet (prompt logprobs are not computed)", "unsupported_parameter");
   f.finish();
-  return { ...common, maxTokens: common.maxTokens ?? COMPLETION_DEFAULT_MAX_TOKENS, prompt, echo, logprobs, allowSpecialTokens };
+  return { ...common, maxTokens: common.maxTokens ?? COMPLETION_DEFAULT_MAX_TOKENS, maxTokensGiven: common.maxTokens !== undefined, prompt, echo, logprobs, allowSpecialTokens };
 }
 
 /** A string or token ids; a one-element batch is accepted (SDKs wrap single prompts), larger batches are not. */

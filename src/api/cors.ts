@@ -17,7 +17,8 @@ export function corsHeaders(req: Request, allowed: "*" | readonly string[]): Hea
   if (allowed !== "*") h.set("vary", "origin");
   if (origin === undefined) return h;
   h.set("access-control-allow-origin", origin);
-  h.set("access-control-expose-headers", "retry-after");
+  // Browser code may read only exposed headers: the retry hint, the request id and the route taken.
+  h.set("access-control-expose-headers", "retry-after, x-request-id, x-edgelm-route");
   return h;
 }
 

@@ -35,6 +35,45 @@ export interface ApiDeps {
   maxBodyBytes?: number;
   /** Chat's max_tokens when the request gives none (capped by the context left). Default 256. */
   chatDefaultMaxTokens?: number;
+  /**
+   * Called before a generation request looks at the model state: a host that is still loading can
+   * wait here (bounded) instead of answering 503 at once. Resolve to go on; the state is read after.
+   */
+  awaitModel?(signal: AbortSignal): Promise<void>;
+  /**
+   * Admission after the prompt is tokenized and validated, before the request queues: throw an
+   * ApiError to refuse (e.g. a CPU-time budget), or lower max_tokens when the client left it to
+   * the default. The seam where routing to an origin will go.
+   */
+  admit?(request: Admission): AdmitResult | Promise<AdmitResult>;
+  /** Prompt tokens per prefill pass (abort and keep-alive granularity); default the generator's. */
+  prefillChunkTokens?: number;
+  /** When given, usage carries prefill_ms, decode_ms and decode_tokens_per_s measured with it. */
+  clock?: () => number;
+  /** Called once when a generation ends however it ends (hosts log it: where an abort stopped the work). */
+  onGenerationEnd?(req: Request, summary: GenerationSummary): void;
+}
+
+export interface GenerationSummary {
+  outcome: "done" | "aborted" | "error";
+  promptTokens: number;
+  /** Prompt tokens in the KV cache when it ended (all of them once decoding started). */
+  prefilled: number;
+  completionTokens: number;
+}
+
+/** Admission's answer: nothing (go on as asked), or a smaller max_tokens (only when not given by the client). */
+export type AdmitResult = void | { maxTokens?: number };
+
+/** What admission knows about a generation request. */
+export interface Admission {
+  endpoint: "completions" | "chat";
+  promptTokens: number;
+  maxTokens: number;
+  /** The request field that sets maxTokens (for error messages). */
+  maxTokensParam: string;
+  /** Whether the client chose max_tokens (false: the endpoint's default). */
+  maxTokensGiven: boolean;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 1 << 20;

@@ -22,6 +22,7 @@ const generation =
   (handler: Generate) =>
   async (req: Request, deps: ApiDeps): Promise<Response> => {
     const body = await readJson(req, deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
+    await deps.awaitModel?.(req.signal);
     const state = deps.model();
     if (state.status === "loading") {
       throw new ApiError(503, `the model is still loading (${state.message}); retry shortly`, "service_unavailable_error", null, "model_loading", 2);
@@ -34,7 +35,7 @@ const ROUTES: Record<string, Route> = {
   "/v1/completions": { method: "POST", run: generation(completions) },
   "/v1/chat/completions": { method: "POST", run: generation(chatCompletions) },
   "/v1/models": { method: "GET", run: (_req, deps) => models(deps.model()) },
-  "/health": { method: "GET", run: (_req, deps) => health(deps.model()) },
+  "/health": { method: "GET", run: (_req, deps) => health(deps.model(), deps.queue) },
 };
 
 export async function handleRequest(req: Request, deps: ApiDeps): Promise<Response> {

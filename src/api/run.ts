@@ -4,7 +4,7 @@
  * finished, failed, or cancelled mid-stream.
  */
 import { generate, type GenerateEvent, type GenerateOptions } from "../generate/generator";
-import type { ApiDeps, ServedModel } from "./deps";
+import type { ApiDeps, GenerationSummary, ServedModel } from "./deps";
 import { sseStream, SSE_HEADERS } from "./sse";
 
 export interface Run {
@@ -13,23 +13,44 @@ export interface Run {
   release(): void;
 }
 
-export async function startRun(deps: ApiDeps, model: ServedModel, opts: Omit<GenerateOptions, "signal">, signal: AbortSignal): Promise<Run> {
+export async function startRun(deps: ApiDeps, model: ServedModel, opts: Omit<GenerateOptions, "signal">, req: Request): Promise<Run> {
+  const signal = req.signal;
   const releaseSlot = deps.queue ? await deps.queue.acquire(signal) : () => {};
   const controller = new AbortController();
-  const onAbort = () => controller.abort(signal.reason);
+  let released = false;
+  const summary: GenerationSummary = { outcome: "error", promptTokens: opts.prompt.length, prefilled: 0, completionTokens: 0 };
+  const release = () => {
+    if (released) return;
+    released = true;
+    signal.removeEventListener("abort", onAbort);
+    releaseSlot();
+    if (summary.outcome !== "done" && controller.signal.aborted) summary.outcome = "aborted";
+    deps.onGenerationEnd?.(req, summary);
+  };
+  // A disconnect frees the engine at once. The generator is parked at an await (it yields to the
+  // event loop between every step), and it checks the signal before any further forward pass.
+  // Freeing here matters where nothing would ever pull or cancel the response body again (workerd
+  // may just drop it), which would otherwise hold the queue forever.
+  const onAbort = () => {
+    controller.abort(signal.reason);
+    release();
+  };
   if (signal.aborted) onAbort();
   else signal.addEventListener("abort", onAbort, { once: true });
-  let released = false;
-  return {
-    events: generate(model.engine, model.tokenizer, { ...opts, signal: controller.signal }),
-    abort: () => controller.abort(),
-    release: () => {
-      if (released) return;
-      released = true;
-      signal.removeEventListener("abort", onAbort);
-      releaseSlot();
-    },
-  };
+  const events = generate(model.engine, model.tokenizer, { prefillChunkTokens: deps.prefillChunkTokens, clock: deps.clock, ...opts, signal: controller.signal });
+  return { events: tracked(events, summary), abort: () => controller.abort(), release };
+}
+
+/** Passes events through, noting how far the generation got (for onGenerationEnd). */
+async function* tracked(events: AsyncGenerator<GenerateEvent, void, undefined>, s: GenerationSummary): AsyncGenerator<GenerateEvent, void, undefined> {
+  for await (const ev of events) {
+    if (ev.type === "prefill") s.prefilled = ev.done;
+    else if (ev.type === "token") {
+      s.prefilled = s.promptTokens;
+      s.completionTokens++;
+    } else s.outcome = "done";
+    yield ev;
+  }
 }
 
 /** Streams `chunks` as SSE, or collects the whole response as JSON; the slot is released either way. */

@@ -13,6 +13,13 @@ export function sseEvent(data: unknown): Uint8Array {
 
 export const SSE_DONE = encoder.encode("data: [DONE]\n\n");
 
+/**
+ * Yielded by a chunk source to send an SSE comment instead of an event: during a long prefill it
+ * keeps proxies and clients from timing out an idle connection. Clients ignore comments.
+ */
+export const KEEP_ALIVE: unique symbol = Symbol("keep-alive");
+const SSE_KEEP_ALIVE = encoder.encode(": keep-alive\n\n");
+
 export const SSE_HEADERS: Record<string, string> = {
   "content-type": "text/event-stream; charset=utf-8",
   "cache-control": "no-cache, no-transform",
@@ -42,7 +49,7 @@ export function sseStream(source: AsyncIterator<unknown>, hooks: { onCancel?: ()
           controller.close();
           end();
         } else {
-          controller.enqueue(sseEvent(next.value));
+          controller.enqueue(next.value === KEEP_ALIVE ? SSE_KEEP_ALIVE : sseEvent(next.value));
         }
       } catch (err) {
         if (ended) return;

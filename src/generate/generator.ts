@@ -31,6 +31,13 @@ export interface GenerateOptions {
   /** Report each token's logprob and this many alternatives (0..20). Undefined: no logprobs. */
   logprobs?: number;
   signal?: AbortSignal;
+  /**
+   * Prompt tokens per prefill forward pass (default 128). A long prompt is fed in chunks with a
+   * yield between them, so an abort is seen during prefill and the host can send keep-alives.
+   */
+  prefillChunkTokens?: number;
+  /** When given, the done event carries prefill/decode timing measured with this clock (ms). */
+  clock?: () => number;
 }
 
 export interface TokenEvent {
@@ -46,15 +53,35 @@ export interface TokenEvent {
 
 export type FinishReason = "stop" | "length";
 
+/** Prefill is under way: `done` of `total` prompt tokens are in the KV cache (only between chunks). */
+export interface PrefillEvent {
+  type: "prefill";
+  done: number;
+  total: number;
+}
+
+export interface Timing {
+  /** Wall time of the prompt's forward passes. */
+  prefill_ms: number;
+  /** Wall time from the end of prefill to the last token (sampling included). */
+  decode_ms: number;
+  /** Generated tokens after the first per second of decode time (null when there were none). */
+  decode_tokens_per_s: number | null;
+}
+
 export interface DoneEvent {
   type: "done";
   finishReason: FinishReason;
   /** What stopped it when finishReason is "stop". */
   stop?: StopReason;
   usage: { prompt_tokens: number; completion_tokens: number };
+  /** Only when `clock` was given. */
+  timing?: Timing;
 }
 
-export type GenerateEvent = TokenEvent | DoneEvent;
+export type GenerateEvent = TokenEvent | DoneEvent | PrefillEvent;
+
+export const DEFAULT_PREFILL_CHUNK_TOKENS = 128;
 
 /** Thrown (as the iterator's rejection) when `signal` aborts; `cause` is the signal's reason. */
 export class GenerationAborted extends Error {
@@ -72,6 +99,8 @@ function checkOptions(engine: GenerationEngine, opts: GenerateOptions): void {
   if (!Number.isInteger(opts.maxTokens) || opts.maxTokens < 1) throw new RangeError(`generate: maxTokens must be an integer ≥ 1, got ${opts.maxTokens}`);
   const bad = opts.prompt.find((t) => !Number.isInteger(t) || t < 0 || t >= vocabSize);
   if (bad !== undefined) throw new RangeError(`generate: token id ${bad} is outside the vocabulary (0..${vocabSize - 1})`);
+  const chunk = opts.prefillChunkTokens;
+  if (chunk !== undefined && (!Number.isInteger(chunk) || chunk < 1)) throw new RangeError(`generate: prefillChunkTokens must be an integer ≥ 1, got ${chunk}`);
   if (opts.prompt.length + opts.maxTokens > contextLength) {
     throw new RangeError(`generate: prompt (${opts.prompt.length}) + maxTokens (${opts.maxTokens}) exceeds the context length ${contextLength}`);
   }
@@ -90,8 +119,22 @@ export async function* generate(engine: GenerationEngine, tokenizer: Tokenizer, 
   // Yield before prefill: a request that was aborted while it waited in a queue stops here.
   await yieldToEventLoop();
   checkAbort(signal);
+  const clock = opts.clock;
+  const t0 = clock?.() ?? 0;
   const seq = engine.newSequence();
-  let logits = (await engine.forward(seq, prompt, 0))[0];
+  const chunk = opts.prefillChunkTokens ?? DEFAULT_PREFILL_CHUNK_TOKENS;
+  let logits: Float32Array | undefined;
+  for (let at = 0; at < prompt.length; at += chunk) {
+    if (at > 0) {
+      // Between chunks: report progress (hosts turn it into a keep-alive) and honour an abort.
+      yield { type: "prefill", done: at, total: prompt.length };
+      await yieldToEventLoop();
+      checkAbort(signal);
+    }
+    logits = (await engine.forward(seq, prompt.slice(at, at + chunk), at))[0];
+  }
+  if (!logits) throw new Error("generate: prefill produced no logits");
+  const t1 = clock?.() ?? 0;
 
   for (;;) {
     await yieldToEventLoop();
@@ -108,6 +151,7 @@ export async function* generate(engine: GenerationEngine, tokenizer: Tokenizer, 
         finishReason: ev.stop ? "stop" : "length",
         ...(ev.stop ? { stop: ev.stop } : {}),
         usage: { prompt_tokens: prompt.length, completion_tokens: generated.length },
+        ...(clock ? { timing: timing(t0, t1, clock(), generated.length) } : {}),
       };
       return;
     }
@@ -116,6 +160,14 @@ export async function* generate(engine: GenerationEngine, tokenizer: Tokenizer, 
     checkAbort(signal);
     logits = (await engine.forward(seq, [id], prompt.length + generated.length - 1))[0];
   }
+}
+
+function timing(start: number, prefilled: number, end: number, tokens: number): Timing {
+  const decodeMs = Math.max(0, end - prefilled);
+  // The first token comes from the prefill's logits; the decode rate counts the forward passes after it.
+  const rate = tokens > 1 && decodeMs > 0 ? (tokens - 1) / (decodeMs / 1000) : null;
+  const round = (x: number) => Math.round(x * 10) / 10;
+  return { prefill_ms: round(Math.max(0, prefilled - start)), decode_ms: round(decodeMs), decode_tokens_per_s: rate === null ? null : round(rate) };
 }
 
 function tokenLogprobs(tokenizer: Tokenizer, logits: Float32Array, id: number, k: number): Pick<TokenEvent, "token" | "logprob" | "topLogprobs"> {

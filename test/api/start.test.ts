@@ -1,4 +1,7 @@
-/** `npm start` on a fresh checkout: no model anywhere → a synthetic one is made once and served. */
+/**
+ * `npm start` on a fresh checkout: no model anywhere → a synthetic one is made once, put into
+ * wrangler's local R2 (state in a temporary folder), and served by the Worker under `wrangler dev`.
+ */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -30,9 +33,9 @@ afterAll(async () => {
 });
 
 describe("scripts/start.mjs", () => {
-  it("synthesizes a tiny model into EDGELM_MODELS_DIR, warns loudly, and serves /health on PORT", async () => {
+  it("synthesizes a tiny model, seeds local R2, warns loudly, and serves the Worker on PORT via wrangler dev", async () => {
     const port = await freePort();
-    const env: NodeJS.ProcessEnv = { ...process.env, EDGELM_MODELS_DIR: dir, PORT: String(port) };
+    const env: NodeJS.ProcessEnv = { ...process.env, EDGELM_MODELS_DIR: join(dir, "models"), EDGELM_WRANGLER_STATE: join(dir, "state"), PORT: String(port) };
     delete env.EDGELM_MODEL;
     child = spawn(process.execPath, ["scripts/start.mjs"], { env, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
@@ -46,15 +49,27 @@ describe("scripts/start.mjs", () => {
         if (res.status !== 200) throw new Error(`health ${res.status}`);
         return res.json();
       },
-      { timeout: 90_000, interval: 250 },
+      { timeout: 120_000, interval: 250 },
     );
-    expect(health).toMatchObject({ status: "ok", model: "edgelm-synth-tiny", synthetic: true, chat_template: "zephyr" });
-    expect(existsSync(join(dir, "default-tiny.gguf"))).toBe(true);
+    expect(health).toMatchObject({ status: "ok", model: "edgelm-synth-tiny", synthetic: true, chat_template: "zephyr", source: "r2", engine: "ref" });
+    expect(existsSync(join(dir, "models", "default-tiny-q8_0.gguf"))).toBe(true);
     expect(output).toMatch(/SYNTHETIC model with RANDOM WEIGHTS/);
     expect(output).toMatch(/edgelm\.mjs download --model stabilityai\/stablelm-2-1_6b/);
+    // It is the Worker answering (route header), streaming a real completion.
+    const res = await fetch(`http://127.0.0.1:${port}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "Hello", max_tokens: 3, stream: true }),
+    });
+    expect(res.headers.get("x-edgelm-route")).toBe("edge");
+    expect(await res.text()).toMatch(/"finish_reason":"length"[\s\S]*data: \[DONE\]/);
+    // Offline: wrangler was told not to fetch the Request.cf placeholder.
+    expect(output).not.toMatch(/Unable to fetch the `Request.cf` object/);
 
     const exited = new Promise<number | null>((r) => child!.once("exit", (code) => r(code)));
     child.kill("SIGTERM");
     expect(await exited).toBe(0);
-  }, 120_000);
+    // wrangler took workerd down with it: nothing listens on the port any more.
+    await vi.waitFor(async () => expect(await fetch(`http://127.0.0.1:${port}/health`).then(() => "up", () => "down")).toBe("down"), { timeout: 10_000 });
+  }, 150_000);
 });

@@ -5,7 +5,7 @@ import { parseChatRequest } from "../chatRequest";
 import { DEFAULT_CHAT_MAX_TOKENS, type ApiDeps, type ServedModel } from "../deps";
 import { invalid } from "../errors";
 import { responseId, unixNow } from "../ids";
-import { checkContext, checkPromptIds } from "../prompt";
+import { admittedMaxTokens, checkContext, checkPromptIds } from "../prompt";
 import { respond, startRun } from "../run";
 import { checkModelName } from "./model";
 
@@ -24,13 +24,16 @@ export async function chatCompletions(req: Request, body: unknown, deps: ApiDeps
   }
   checkPromptIds(ids, engine.config.vocabSize);
   const left = engine.config.contextLength - ids.length;
-  const maxTokens = r.maxTokens ?? Math.min(deps.chatDefaultMaxTokens ?? DEFAULT_CHAT_MAX_TOKENS, left);
-  if (maxTokens < 1) checkContext(ids.length, 1, engine.config.contextLength, "messages");
-  checkContext(ids.length, maxTokens, engine.config.contextLength, "max_tokens");
+  const asked = r.maxTokens ?? Math.min(deps.chatDefaultMaxTokens ?? DEFAULT_CHAT_MAX_TOKENS, left);
+  if (asked < 1) checkContext(ids.length, 1, engine.config.contextLength, "messages");
+  checkContext(ids.length, asked, engine.config.contextLength, "max_tokens");
+  const given = r.maxTokens !== undefined;
+  const admitted = await deps.admit?.({ endpoint: "chat", promptTokens: ids.length, maxTokens: asked, maxTokensParam: "max_tokens", maxTokensGiven: given });
+  const maxTokens = admittedMaxTokens(admitted, asked, given);
 
   // The template's end-of-turn tokens end the answer (ChatML's <|im_end|>, and eos for both).
   const stopTokenIds = [tokenizer.eosId, chatTemplate === "chatml" ? tokenizer.specialId("<|im_end|>") : undefined].filter((t): t is number => t !== undefined);
-  const run = await startRun(deps, model, { prompt: ids, maxTokens, sampling: r.sampling, seed: r.seed, stop: r.stop, stopTokenIds, logprobs: r.logprobs }, req.signal);
+  const run = await startRun(deps, model, { prompt: ids, maxTokens, sampling: r.sampling, seed: r.seed, stop: r.stop, stopTokenIds, logprobs: r.logprobs }, req);
   const ctx: ChatFormatContext = {
     id: responseId("chatcmpl"),
     created: unixNow(),

@@ -1,10 +1,13 @@
 /** GET /health and GET /v1/models: what is served, or how far loading got. */
 import type { ModelState } from "../deps";
+import type { GenerationQueue } from "../queue";
 
-export function health(state: ModelState): Response {
+export function health(state: ModelState, queue?: GenerationQueue): Response {
   if (state.status === "ready") {
     const { model } = state;
-    return Response.json({ status: "ok", model: model.id, engine: model.engine.name, context_length: model.engine.config.contextLength, chat_template: model.chatTemplate ?? null, ...model.info });
+    // The queue's state lets operators (and tests) see whether a generation is running right now.
+    const q = queue ? { queue: { running: queue.running, waiting: queue.depth, max_waiting: queue.maxWaiting } } : {};
+    return Response.json({ status: "ok", model: model.id, engine: model.engine.name, context_length: model.engine.config.contextLength, chat_template: model.chatTemplate ?? null, ...model.info, ...q });
   }
   const body =
     state.status === "loading"

@@ -24,4 +24,5 @@ export const commands: Record<string, Command> = {
   serve: lazy("serve", "serve the OpenAI-compatible API over HTTP (Node)"),
   tokenize: lazy("tokenize", "text → Arcade100k token ids"),
   detokenize: lazy("detokenize", "token ids → text"),
+  complete: lazy("complete", "stream a completion or chat from an edgelm (or any OpenAI-compatible) server"),
 };

@@ -1,0 +1,114 @@
+/**
+ * The Worker's bindings and vars (wrangler.toml), and their parsed, validated form. The binding
+ * types are the few members we use, declared structurally, so this code type-checks with the
+ * project's DOM/Node types and needs no ambient @cloudflare/workers-types globals.
+ */
+import type { ChatTemplateName } from "../tokenizer/core";
+
+/** The part of an R2 bucket binding we use. */
+export interface R2BucketLike {
+  get(key: string): Promise<{ body: ReadableStream<Uint8Array>; size: number } | null>;
+}
+
+/** A service binding (e.g. Miniflare's read-only folder binding) that serves `GET /<key>`. */
+export interface FetcherLike {
+  fetch(input: Request | string, init?: RequestInit): Promise<Response>;
+}
+
+export interface ExecutionContextLike {
+  waitUntil(promise: Promise<unknown>): void;
+}
+
+/** Vars arrive as strings (wrangler.toml `[vars]`, `--var`), numbers when written as TOML numbers. */
+type Var = string | number | undefined;
+
+export interface Env {
+  /** R2 bucket holding the GGUF. */
+  MODELS?: R2BucketLike;
+  /** Alternative source for local development: a folder served over a service binding. Wins over MODELS. */
+  MODEL_FILES?: FetcherLike;
+  /** Object key of the GGUF in MODELS (or path under MODEL_FILES). */
+  MODEL_KEY?: Var;
+  /** The id clients send as `model`; default the key without `.gguf`. */
+  MODEL_ID?: Var;
+  /** zephyr | chatml: overrides the GGUF's template (base models have none; synthetic ones default to zephyr). */
+  CHAT_TEMPLATE?: Var;
+  /** ref | wasm. */
+  ENGINE?: Var;
+  /** "*" or comma-separated origins. */
+  CORS_ORIGINS?: Var;
+  /** Requests that may wait for the engine in one isolate; more get 429. */
+  QUEUE_DEPTH?: Var;
+  /** How long a generation request waits for the weights to load before 503. */
+  LOAD_WAIT_MS?: Var;
+  /** Mirror of `[limits] cpu_ms`: the CPU time one request may use. 0 = no check. */
+  CPU_BUDGET_MS?: Var;
+  /** Throughput of this deployment's engine on this model, for the up-front CPU estimate. */
+  PREFILL_TOKENS_PER_S?: Var;
+  DECODE_TOKENS_PER_S?: Var;
+  /** Prompt tokens per prefill pass: abort and keep-alive granularity during prefill. */
+  PREFILL_CHUNK_TOKENS?: Var;
+  /** Secret: JSON object {"<key>": "<tier>"}. Unset or empty: no auth. */
+  API_KEYS?: Var;
+}
+
+export type EngineName = "ref" | "wasm";
+
+export interface WorkerConfig {
+  modelKey: string;
+  modelId: string;
+  chatTemplate?: ChatTemplateName;
+  engine: EngineName;
+  corsOrigins: "*" | string[];
+  queueDepth: number;
+  loadWaitMs: number;
+  cpuBudgetMs: number;
+  prefillTokensPerS: number;
+  decodeTokensPerS: number;
+  prefillChunkTokens: number;
+}
+
+export const DEFAULT_MODEL_KEY = "stablelm-2-1_6b-q4_0.gguf";
+
+/** A misconfigured deployment: every request answers 500 with this message (it names vars, never secrets). */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+function text(v: Var): string | undefined {
+  if (v === undefined) return undefined;
+  const s = String(v).trim();
+  return s === "" ? undefined : s;
+}
+
+function num(name: string, v: Var, def: number, opts: { min: number; integer?: boolean }): number {
+  const s = text(v);
+  if (s === undefined) return def;
+  const n = Number(s);
+  if (!Number.isFinite(n) || n < opts.min || (opts.integer && !Number.isInteger(n))) {
+    throw new ConfigError(`var ${name} must be ${opts.integer ? "an integer" : "a number"} ≥ ${opts.min}, got ${JSON.stringify(s)}`);
+  }
+  return n;
+}
+
+export function parseConfig(env: Env): WorkerConfig {
+  const modelKey = text(env.MODEL_KEY) ?? DEFAULT_MODEL_KEY;
+  const engine = text(env.ENGINE) ?? "ref";
+  if (engine !== "ref" && engine !== "wasm") throw new ConfigError(`var ENGINE must be "ref" or "wasm", got ${JSON.stringify(engine)}`);
+  const chat = text(env.CHAT_TEMPLATE);
+  if (chat !== undefined && chat !== "zephyr" && chat !== "chatml") throw new ConfigError(`var CHAT_TEMPLATE must be "zephyr", "chatml" or empty, got ${JSON.stringify(chat)}`);
+  const cors = text(env.CORS_ORIGINS) ?? "*";
+  return {
+    modelKey,
+    modelId: text(env.MODEL_ID) ?? modelKey.replace(/^.*\//, "").replace(/\.gguf$/i, ""),
+    chatTemplate: chat,
+    engine,
+    corsOrigins: cors === "*" ? "*" : cors.split(",").map((s) => s.trim()).filter(Boolean),
+    queueDepth: num("QUEUE_DEPTH", env.QUEUE_DEPTH, 16, { min: 0, integer: true }),
+    loadWaitMs: num("LOAD_WAIT_MS", env.LOAD_WAIT_MS, 30_000, { min: 0 }),
+    cpuBudgetMs: num("CPU_BUDGET_MS", env.CPU_BUDGET_MS, 30_000, { min: 0 }),
+    prefillTokensPerS: num("PREFILL_TOKENS_PER_S", env.PREFILL_TOKENS_PER_S, 0, { min: 0 }),
+    decodeTokensPerS: num("DECODE_TOKENS_PER_S", env.DECODE_TOKENS_PER_S, 0, { min: 0 }),
+    prefillChunkTokens: num("PREFILL_CHUNK_TOKENS", env.PREFILL_CHUNK_TOKENS, 32, { min: 1, integer: true }),
+  };
+}

@@ -1,0 +1,113 @@
+/**
+ * The model, once per isolate: the first request starts streaming the GGUF into the engine (kept
+ * alive with waitUntil), every request reads the state, and generation requests may wait for it,
+ * bounded. Progress goes to the logs (every 10%) and to /health. A failed load is retried by a
+ * later request after a pause, so uploading a missing object fixes a running deployment.
+ */
+import type { ModelState, ServedModel } from "../api/deps";
+import { metaString } from "../gguf/metadata";
+import { chatTemplateFromGGUF, Tokenizer, type ChatTemplateName } from "../tokenizer/core";
+import { loadEngineFromStream } from "./engines";
+import type { Env, ExecutionContextLike, WorkerConfig } from "./env";
+import { openModelObject } from "./source";
+
+/** A failed load is tried again by the first request after this pause. */
+export const RETRY_FAILED_MS = 30_000;
+/** How often a waiting request looks at the state (polling keeps each request in its own I/O context). */
+const WAIT_POLL_MS = 25;
+/** Share of the progress bar that reading the weights takes; the tokenizer is the rest. */
+const WEIGHTS_SHARE = 0.9;
+
+const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+
+export class ModelLoader {
+  private current: ModelState = { status: "loading", message: "waiting for the first request to start loading", progress: 0 };
+  private running = false;
+  private failedAt = 0;
+
+  constructor(
+    private readonly cfg: WorkerConfig,
+    private readonly log: (line: string) => void = (l) => console.log(l),
+    private readonly now: () => number = () => Date.now(),
+  ) {}
+
+  get state(): ModelState {
+    return this.current;
+  }
+
+  /** Starts loading unless it is running, done, or failed too recently. Never throws. */
+  start(env: Env, ctx: ExecutionContextLike): void {
+    if (this.running || this.current.status === "ready") return;
+    if (this.current.status === "failed" && this.now() - this.failedAt < RETRY_FAILED_MS) return;
+    this.running = true;
+    const done = this.load(env).finally(() => (this.running = false));
+    // The stream belongs to this request's I/O context: keep the context alive until it is read.
+    ctx.waitUntil(done);
+  }
+
+  /** Resolves when the model is no longer loading, after `ms`, or when `signal` aborts — whichever is first. */
+  async waitReady(ms: number, signal: AbortSignal): Promise<void> {
+    const deadline = this.now() + ms;
+    while (this.current.status === "loading" && !signal.aborted) {
+      const left = deadline - this.now();
+      if (left <= 0) return;
+      await new Promise((r) => setTimeout(r, Math.min(WAIT_POLL_MS, left)));
+    }
+  }
+
+  private async load(env: Env): Promise<void> {
+    const { modelKey, engine } = this.cfg;
+    const t0 = this.now();
+    try {
+      this.current = { status: "loading", message: `opening ${modelKey}`, progress: 0 };
+      const obj = await openModelObject(env, modelKey);
+      this.log(`edgelm: loading ${modelKey}${obj.size ? ` (${mb(obj.size)})` : ""} from ${obj.source} into the ${engine} engine`);
+      let nextLog = 0.1;
+      const loaded = await loadEngineFromStream(engine, obj.body, {
+        size: obj.size,
+        onProgress: (read, total) => {
+          const f = total > 0 ? Math.min(1, read / total) : 0;
+          this.current = { status: "loading", message: `reading the weights: ${mb(read)} of ${mb(total)}`, progress: Math.round(WEIGHTS_SHARE * f * 1000) / 1000 };
+          if (f >= nextLog) {
+            this.log(`edgelm: loading ${modelKey}: ${Math.floor(f * 100)}% (${mb(read)} of ${mb(total)}, ${((this.now() - t0) / 1000).toFixed(1)} s)`);
+            nextLog = Math.floor(f * 10) / 10 + 0.1;
+          }
+        },
+      });
+      this.current = { status: "loading", message: "building the tokenizer from the GGUF vocabulary", progress: WEIGHTS_SHARE };
+      const model = this.served(loaded.engine, loaded.metadata, obj.source, this.now() - t0);
+      this.current = { status: "ready", model };
+      this.log(`edgelm: ${model.id} ready (${engine} engine, chat template ${model.chatTemplate ?? "none"}) in ${((this.now() - t0) / 1000).toFixed(1)} s`);
+    } catch (err) {
+      this.failedAt = this.now();
+      const message = err instanceof Error ? err.message : String(err);
+      this.current = { status: "failed", message };
+      this.log(`edgelm: loading ${modelKey} failed: ${message}`);
+    }
+  }
+
+  private served(engine: ServedModel["engine"], metadata: Parameters<typeof Tokenizer.fromGGUF>[0], source: string, loadMs: number): ServedModel {
+    const tokenizer = Tokenizer.fromGGUF(metadata);
+    const generalName = metaString(metadata, "general.name");
+    // weights-tools names synthetic models so; their output is noise and /health must say so.
+    const synthetic = generalName?.startsWith("edgelm-synth") ?? false;
+    let chatTemplate: ChatTemplateName | undefined = this.cfg.chatTemplate;
+    if (!chatTemplate) {
+      try {
+        chatTemplate = chatTemplateFromGGUF(metadata);
+      } catch (err) {
+        this.log(`edgelm: warning: ${(err as Error).message}; /v1/chat/completions is off (set CHAT_TEMPLATE)`);
+      }
+    }
+    // Synthetic models carry the real vocabulary but no template: zephyr lets clients exercise chat (as `edgelm serve` does).
+    if (!chatTemplate && synthetic) chatTemplate = "zephyr";
+    return {
+      id: this.cfg.modelId,
+      engine,
+      tokenizer,
+      chatTemplate,
+      created: Math.floor(Date.now() / 1000),
+      info: { file: this.cfg.modelKey, source, general_name: generalName ?? null, synthetic, load_ms: Math.round(loadMs) },
+    };
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * Runs src/worker.ts in real workerd through programmatic Miniflare, listening on a real socket,
+ * with the compatibility date and flags of wrangler.toml. The Worker is bundled once per test
+ * process with esbuild (as wrangler would), so what is tested is what ships.
+ */
+import { build } from "esbuild";
+import { readFileSync } from "node:fs";
+import type { Readable } from "node:stream";
+import { Miniflare, type MiniflareOptions } from "miniflare";
+import { synthGGUF } from "../../weights-tools/fixtures";
+
+const root = new URL("../../", import.meta.url);
+
+let bundle: Promise<string> | undefined;
+
+export function bundleWorker(): Promise<string> {
+  bundle ??= build({
+    entryPoints: [new URL("src/worker.ts", root).pathname],
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    target: "es2022",
+    conditions: ["workerd", "worker", "browser"],
+    write: false,
+    logLevel: "silent",
+  }).then((out) => out.outputFiles[0].text);
+  return bundle;
+}
+
+/** compatibility_date and compatibility_flags, read from wrangler.toml so tests run what deploys. */
+export function wranglerCompat(): { compatibilityDate: string; compatibilityFlags: string[] } {
+  const toml = readFileSync(new URL("wrangler.toml", root), "utf8");
+  const date = toml.match(/^compatibility_date\s*=\s*"([^"]+)"/m)?.[1];
+  const flags = toml.match(/^compatibility_flags\s*=\s*\[([^\]]*)\]/m)?.[1];
+  if (!date || flags === undefined) throw new Error("wrangler.toml: compatibility_date / compatibility_flags not found");
+  return { compatibilityDate: date, compatibilityFlags: [...flags.matchAll(/"([^"]+)"/g)].map((m) => m[1]) };
+}
+
+/** The smallest model with the real vocabulary: local R2 puts are slow, so keep it small. */
+export const TEST_MODEL = { preset: "tiny", type: "q4_0" } as const;
+
+export interface WorkerUnderTest {
+  mf: Miniflare;
+  url: string;
+  /** Everything the Worker wrote to stdout/stderr (console.log), to check what is logged. */
+  logs(): string;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  vars: Record<string, string>;
+  /** Put this file into the R2 binding MODELS under vars.MODEL_KEY before the first request. */
+  r2Model?: string;
+  serviceBindings?: MiniflareOptions["serviceBindings"];
+}
+
+export async function startWorker(opts: StartOptions): Promise<WorkerUnderTest> {
+  const contents = await bundleWorker();
+  let output = "";
+  const capture = (s: Readable) => s.on("data", (d) => (output += String(d)));
+  const mf = new Miniflare({
+    modules: [{ type: "ESModule", path: "worker.js", contents }],
+    ...wranglerCompat(),
+    bindings: opts.vars,
+    r2Buckets: ["MODELS"],
+    serviceBindings: opts.serviceBindings,
+    host: "127.0.0.1",
+    port: 0,
+    handleRuntimeStdio: (stdout: Readable, stderr: Readable) => {
+      capture(stdout);
+      capture(stderr);
+    },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, "");
+  if (opts.r2Model) {
+    const bucket = await mf.getR2Bucket("MODELS");
+    // A plain ArrayBuffer: Miniflare's proxy serialiser rejects Node Buffers.
+    const bytes = readFileSync(opts.r2Model);
+    await bucket.put(opts.vars.MODEL_KEY, bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  }
+  return { mf, url, logs: () => output, close: () => mf.dispose() };
+}
+
+export function testModelPath(): Promise<string> {
+  return synthGGUF(TEST_MODEL.preset, TEST_MODEL.type);
+}
+
+/** Splits an SSE body into `data:` payloads and comments. */
+export function parseSSE(raw: string): { data: string[]; comments: string[] } {
+  const data: string[] = [];
+  const comments: string[] = [];
+  for (const block of raw.split(/\n\n/)) {
+    const lines = block.split("\n").filter(Boolean);
+    const d = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart());
+    if (d.length) data.push(d.join("\n"));
+    comments.push(...lines.filter((l) => l.startsWith(":")));
+  }
+  return { data, comments };
+}
