@@ -5,6 +5,7 @@
  * hands the modules to loadKernels.
  */
 import { readFileSync } from "node:fs";
+import { setFlagsFromString } from "node:v8";
 import { fileURLToPath } from "node:url";
 import { join, dirname } from "node:path";
 import { loadKernels, type BuildKind, type KernelModules, type Kernels, type LoadKernelsOptions } from "./kernels";
@@ -48,4 +49,41 @@ export function loadKernelsNode(
 ): Kernels {
   const { modules, unavailable } = compileKernelModules(opts.dir);
   return loadKernels({ ...opts, modules, unavailable });
+}
+
+/**
+ * Turns on relaxed SIMD for wasm compiled from now on in this process
+ * (Node 20 ships it behind `--experimental-wasm-relaxed-simd`; V8 reads the
+ * flag at compile time, so setting it at run time works — checked on Node
+ * 20.20). Safe to try: the relaxed build is still used only if its self-test
+ * is bit-identical to scalar. Returns whether relaxed modules now compile.
+ */
+export function enableRelaxedSimd(): boolean {
+  if (relaxedSupported()) return true;
+  try {
+    setFlagsFromString("--experimental-wasm-relaxed-simd");
+  } catch {
+    return false;
+  }
+  return relaxedSupported();
+}
+
+// A function whose body is `v128.const 0; i16x8.relaxed_dot_i8x16_i7x16_s; drop` — compiles only with relaxed SIMD.
+function relaxedSupported(): boolean {
+  const bytes = new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type: () -> ()
+    0x03, 0x02, 0x01, 0x00, // func 0: type 0
+    0x0a, 0x2c, 0x01, 0x2a, 0x00, // code section (44 B): 1 body of 42 B, no locals
+    0xfd, 0x0c, ...new Array(16).fill(0), // v128.const 0
+    0xfd, 0x0c, ...new Array(16).fill(0), // v128.const 0
+    0xfd, 0x92, 0x02, // i16x8.relaxed_dot_i8x16_i7x16_s (0x112)
+    0x1a, 0x0b, // drop, end
+  ]);
+  try {
+    new WebAssembly.Module(bytes);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { argmax } from "../../src/generate/sampler";
 import { loadReferenceModel } from "../../src/model/load";
+import { loadWasmEngine } from "../../src/engine/node";
 import { synthGGUF } from "../../weights-tools/fixtures";
 
 function edgelm(...args: string[]) {
@@ -43,7 +44,7 @@ describe("edgelm inspect / logits / generate", async () => {
   });
 
   it("generate is greedy at temperature 0 and reproducible with a seed", async () => {
-    const g = JSON.parse(edgelm("generate", "--model", model, "--prompt", "Hello", "--max-tokens", "4", "--json").stdout);
+    const g = JSON.parse(edgelm("generate", "--model", model, "--prompt", "Hello", "--max-tokens", "4", "--engine", "ref", "--json").stdout);
     const { model: ref } = await loadReferenceModel(model);
     const seq = ref.newSequence();
     const want: number[] = [];
@@ -58,6 +59,28 @@ describe("edgelm inspect / logits / generate", async () => {
     const a = edgelm("generate", "--model", model, "--tokens", "1,2", "--max-tokens", "5", "--temperature", "0.7", "--top-p", "0.95", "--top-k", "50", "--seed", "7", "--json");
     const b = edgelm("generate", "--model", model, "--tokens", "1,2", "--max-tokens", "5", "--temperature", "0.7", "--top-p", "0.95", "--top-k", "50", "--seed", "7", "--json");
     expect(JSON.parse(a.stdout).tokens).toEqual(JSON.parse(b.stdout).tokens);
+  });
+
+  it("logits and generate use the wasm engine by default, matching it in process", async () => {
+    const e = await loadWasmEngine(model, { relaxed: false });
+    const r = edgelm("logits", "--model", model, "--tokens", "9906,11,358", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const { logits } = JSON.parse(r.stdout) as { logits: number[] };
+    // Every kernel build gives the same bits, so the CLI's choice (relaxed when possible) does not matter.
+    expect(Float32Array.from(logits)).toEqual(e.forward(e.newSequence(), [9906, 11, 358])[0]);
+    const explicit = JSON.parse(edgelm("logits", "--model", model, "--tokens", "9906,11,358", "--engine", "wasm", "--json").stdout);
+    expect(explicit.logits).toEqual(logits);
+
+    const g = JSON.parse(edgelm("generate", "--model", model, "--prompt", "Hello", "--max-tokens", "6", "--json").stdout);
+    expect(g.timings.engine).toMatch(/^wasm \((relaxed|simd) kernels: /);
+    const seq = e.newSequence();
+    const want: number[] = [];
+    let next = e.forward(seq, [9906])[0];
+    for (let i = 0; i < 6; i++) {
+      want.push(argmax(next));
+      next = e.forward(seq, [want[i]])[0];
+    }
+    expect(g.tokens).toEqual(want);
   });
 
   it("bad arguments and files: one line on stderr, non-zero exit", () => {

@@ -19,7 +19,7 @@ const spec = {
   --top-p P           nucleus sampling, default 1 (off)
   --top-k K           default 0 (off); Hugging Face's default is 50
   --seed S            seed for sampling, default 0: the same seed gives the same tokens
-  --engine NAME       ref or wasm; default ref
+  --engine NAME       wasm or ref; default wasm
   --json              print {"tokens":[…],"text":"…","timings":{…}} instead of streaming the text`,
   options: {
     model: { type: "string" },

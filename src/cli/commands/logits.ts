@@ -1,4 +1,4 @@
-import { ENGINES, loadEngine, type EngineName } from "../../node/engines";
+import { DEFAULT_ENGINE, ENGINES, loadEngine, type EngineName } from "../../node/engines";
 import { UsageError, parseCommand, required, tokenList } from "../args";
 
 const spec = {
@@ -8,13 +8,14 @@ const spec = {
   details: `
   --model FILE     a stablelm GGUF (F32, F16, BF16, Q8_0, Q4_0, Q6_K tensors)
   --tokens IDS     comma-separated token ids, fed from position 0
-  --engine NAME    ref (plain TypeScript, float64, the numerical oracle) or wasm; default ref
+  --engine NAME    wasm (int8/int4 WASM SIMD kernels, the fast engine) or ref (plain
+                   TypeScript, float64, the numerical oracle); default wasm
   --json           print {"logits":[…]}; otherwise one value per line`,
   options: { model: { type: "string" }, tokens: { type: "string" }, engine: { type: "string" }, json: { type: "boolean" } },
 } as const;
 
 export function engineOption(cmd: string, value: string | undefined): EngineName {
-  const name = value ?? "ref";
+  const name = value ?? DEFAULT_ENGINE;
   if (!(ENGINES as readonly string[]).includes(name)) throw new UsageError(`${cmd}: --engine must be one of ${ENGINES.join(", ")}, got "${name}"`);
   return name as EngineName;
 }

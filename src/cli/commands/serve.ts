@@ -12,7 +12,7 @@ const spec = {
   --port N              default 8000 (0: any free port, printed on start)
   --host ADDR           address to bind, default 127.0.0.1 (this machine only); 0.0.0.0 exposes it to the network
   --model-id NAME       the id clients send as "model"; default the file name without .gguf
-  --engine NAME         ref or wasm; default ref
+  --engine NAME         wasm or ref; default wasm
   --chat-template NAME  zephyr or chatml, overriding the GGUF's tokenizer.chat_template (base models have none,
                         and /v1/chat/completions answers 400 without one)
   --cors-origin LIST    comma-separated allowed browser origins; default * (any)

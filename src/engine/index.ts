@@ -1,0 +1,83 @@
+/**
+ * The wasm engine's host-neutral entry point: load a GGUF from a stream (an R2
+ * object body, a fetch body) into WASM memory. No node: imports here — the
+ * Worker imports this with the kernel builds wrangler bundled as
+ * `WebAssembly.Module`s (workerd cannot compile wasm from bytes). Node loads
+ * files through ./node.ts.
+ */
+import { readGGUFStream, type GGUFHeader } from "../gguf/reader";
+import type { TensorInfo } from "../gguf/types";
+import { configFromGGUF } from "../model/config";
+import { Arena, MAX_PAGES } from "./arena";
+import { loadKernels, type BuildKind, type KernelModules, type Kernels } from "./kernels";
+import { planModel, type ModelPlan } from "./load";
+import { WasmEngine, type WasmEngineOptions } from "./wasm-engine";
+
+export { WasmEngine, type WasmEngineOptions } from "./wasm-engine";
+export { WasmSequence, SequenceEvictedError } from "./kv-cache";
+
+export interface KernelChoice {
+  /** Candidate kernel builds; the fastest that passes the self-test is used. */
+  modules?: KernelModules;
+  /** Or exactly this build. */
+  module?: WebAssembly.Module;
+  /** Why a build is missing, folded into the reported reason. */
+  unavailable?: Partial<Record<BuildKind, string>>;
+  /** Restrict the choice (tests); falls back to scalar if the build fails its self-test. */
+  force?: BuildKind;
+  /** Kernel warm-up calls before use (default true; see kernels.ts). */
+  warmup?: boolean;
+}
+
+export interface StreamLoadOptions extends KernelChoice, WasmEngineOptions {
+  /** Total bytes of the stream, if known (bounds checks before reading). */
+  size?: number;
+  onProgress?: (bytesRead: number, total: number) => void;
+}
+
+/** A fresh memory (up to the 4 GiB wasm32 limit, committed only as touched) with the kernels in it. */
+export function newKernels(choice: KernelChoice): { kernels: Kernels; arena: Arena } {
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES });
+  const kernels = loadKernels({ memory, modules: choice.modules, module: choice.module, unavailable: choice.unavailable, force: choice.force, warmup: choice.warmup });
+  return { kernels, arena: new Arena(memory, kernels.heapBase) };
+}
+
+/**
+ * Everything is allocated from the header before a byte of tensor data is
+ * read: weights, then the engine's buffers and KV pool (so a model that does
+ * not fit fails at once, and memory never grows — or detaches views — while
+ * tensors stream in).
+ */
+export function prepareEngine(
+  header: Pick<GGUFHeader, "metadata" | "tensorByName">,
+  choice: KernelChoice,
+  opts: WasmEngineOptions,
+): { engine: WasmEngine; plan: ModelPlan } {
+  const config = configFromGGUF(header.metadata, header.tensorByName);
+  const { kernels, arena } = newKernels(choice);
+  const plan = planModel(config, header.tensorByName, kernels, arena);
+  const engine = new WasmEngine(config, kernels, arena, plan.weights, opts);
+  return { engine, plan };
+}
+
+/** Loads a GGUF from a stream in one pass: each tensor is written straight into WASM memory, then repacked there. */
+export async function loadWasmEngineFromStream(stream: ReadableStream<Uint8Array>, opts: StreamLoadOptions): Promise<WasmEngine> {
+  let prepared: ReturnType<typeof prepareEngine> | undefined;
+  let pending: (() => void) | undefined;
+  const seen = new Set<string>();
+  const place = (info: TensorInfo, header: GGUFHeader): Uint8Array | undefined => {
+    pending?.(); // the previous tensor has fully arrived: repack/convert it while it is in cache
+    pending = undefined;
+    prepared ??= prepareEngine(header, opts, opts);
+    const p = prepared.plan.placements.get(info.name);
+    if (!p) return undefined;
+    seen.add(info.name);
+    pending = p.finalize;
+    return p.dest();
+  };
+  await readGGUFStream(stream, place, { size: opts.size, onProgress: opts.onProgress });
+  pending?.();
+  if (!prepared) throw new Error("the GGUF has no tensors");
+  for (const name of prepared.plan.placements.keys()) if (!seen.has(name)) throw new Error(`tensor ${name} was not read`);
+  return prepared.engine;
+}

@@ -1,0 +1,379 @@
+/**
+ * The fast StableLM forward pass: the same algorithm as src/model/reference.ts
+ * (SPEC §2.2), written as a sequence of kernel calls over buffers in WASM
+ * memory. Readable top to bottom; every buffer's shape is stated where it is
+ * allocated. The kernels (assembly/, docs/kernels.md) do the arithmetic; this
+ * file only decides what is multiplied with what.
+ *
+ * Prefill runs in chunks of up to `prefillChunk` positions as matrix-matrix
+ * products (each weight block is unpacked once per chunk and used for every
+ * position in it); decode (one position) runs as matrix-vector products.
+ * Activations entering a quantized matrix are rounded to int8 per 32-block
+ * (Q8A for one position, Q8B for a chunk), as llama.cpp does.
+ */
+import type { Engine } from "../model/engine";
+import type { StableLMConfig } from "../model/config";
+import { layoutOf } from "../gguf/quant";
+import { TensorType } from "../gguf/types";
+import type { Arena } from "./arena";
+import type { KernelExports, Kernels } from "./kernels";
+import { KVPool, WasmSequence, kvBytes } from "./kv-cache";
+import type { WasmMatrix, WasmWeights } from "./load";
+
+export interface WasmEngineOptions {
+  /** Positions per KV slot; default min(model context, 4096). */
+  contextLength?: number;
+  /** KV slots (live sequences) in the pool; default 2. See kv-cache.ts. */
+  sequences?: number;
+  /** Positions per prefill matrix-matrix step; default 64 (the matmul kernels' own tile). */
+  prefillChunk?: number;
+}
+
+export const DEFAULT_CONTEXT = 4096;
+export const DEFAULT_SEQUENCES = 2;
+export const DEFAULT_PREFILL_CHUNK = 64;
+
+const F32 = 4;
+
+export class WasmEngine implements Engine {
+  readonly name: string;
+  readonly contextLength: number;
+  readonly prefillChunk: number;
+  readonly pool: KVPool;
+  private readonly k: KernelExports;
+  private readonly memory: WebAssembly.Memory;
+  private f32view: Float32Array;
+
+  // Work buffers (byte offsets in WASM memory). C = prefillChunk, H = hidden,
+  // KV = numKVHeads·headDim, F = intermediate, V = vocabulary.
+  private readonly X: number; //      [C × H]  f32  residual stream (hidden state), updated in place
+  private readonly A: number; //      [C × H]  f32  LayerNorm output (input of q/k/v, and of the MLP when parallel)
+  private readonly Q: number; //      [C × H]  f32  queries (numHeads × headDim per position)
+  private readonly K: number; //      [C × KV] f32  keys of the new positions, before they go to the f16 cache
+  private readonly Vv: number; //     [C × KV] f32  values of the new positions
+  private readonly ATT: number; //    [C × H]  f32  attention output (heads concatenated)
+  private readonly O: number; //      [C × H]  f32  attn_output projection
+  private readonly M: number; //      [C × H]  f32  ffn_norm output (sequential layout)
+  private readonly G: number; //      [C × F]  f32  gate projection, then silu(gate)·up
+  private readonly U: number; //      [C × F]  f32  up projection
+  private readonly D: number; //      [C × H]  f32  down projection
+  private readonly Q8: number; //     Q8B of [C × max(H, F)] (or Q8A of one row): quantized input of the next products
+  private readonly Q8ROW: number; //  Q8A of one [max(H, F)] row: per-position products (Q6R in prefill, the head)
+  private readonly SCORES: number; // [ctx] f32  attention scores of one head
+  private readonly XN: number; //     [H] f32  final LayerNorm of one position
+  private readonly LOGITS: number; // [V] f32  logits of one position
+
+  constructor(
+    readonly config: StableLMConfig,
+    readonly kernels: Kernels,
+    arena: Arena,
+    readonly weights: WasmWeights,
+    opts: WasmEngineOptions = {},
+  ) {
+    const { hiddenSize: H, intermediateSize: F, vocabSize, numLayers, numKVHeads, headDim } = config;
+    this.k = kernels.exports;
+    this.memory = arena.memory;
+    this.contextLength = opts.contextLength ?? Math.min(config.contextLength, DEFAULT_CONTEXT);
+    if (!Number.isInteger(this.contextLength) || this.contextLength < 1 || this.contextLength > config.contextLength) {
+      throw new RangeError(`contextLength must be an integer in 1..${config.contextLength} (the model's), got ${opts.contextLength}`);
+    }
+    const slots = opts.sequences ?? DEFAULT_SEQUENCES;
+    if (!Number.isInteger(slots) || slots < 1) throw new RangeError(`sequences must be a positive integer, got ${opts.sequences}`);
+    const C = (this.prefillChunk = opts.prefillChunk ?? DEFAULT_PREFILL_CHUNK);
+    if (!Number.isInteger(C) || C < 1) throw new RangeError(`prefillChunk must be a positive integer, got ${opts.prefillChunk}`);
+    if (H % 32 !== 0 || F % 32 !== 0 || headDim % 8 !== 0) throw new Error(`the wasm kernels need hidden and ffn sizes that are multiples of 32 and a head size multiple of 8 (got ${H}, ${F}, ${headDim})`);
+
+    const kvDim = numKVHeads * headDim;
+    const maxCols = Math.max(H, F);
+    const a = (bytes: number) => arena.alloc(bytes, 64);
+    this.X = a(C * H * F32);
+    this.A = a(C * H * F32);
+    this.Q = a(C * H * F32);
+    this.K = a(C * kvDim * F32);
+    this.Vv = a(C * kvDim * F32);
+    this.ATT = a(C * H * F32);
+    this.O = a(C * H * F32);
+    this.M = a(C * H * F32);
+    this.G = a(C * F * F32);
+    this.U = a(C * F * F32);
+    this.D = a(C * H * F32);
+    this.Q8 = a(Math.max(kernels.q8bBytes(maxCols, C), kernels.q8aBytes(maxCols)));
+    this.Q8ROW = a(kernels.q8aBytes(maxCols));
+    this.SCORES = a(this.contextLength * F32);
+    this.XN = a(H * F32);
+    this.LOGITS = a(vocabSize * F32);
+    const layout = { numLayers, numKVHeads, headDim, contextLength: this.contextLength, slots };
+    const kvb = kvBytes(layout);
+    if (arena.top + kvb > 2 ** 32) {
+      throw new RangeError(
+        `the KV cache (${slots} × ${this.contextLength} positions, ${(kvb / 2 ** 20).toFixed(0)} MiB) does not fit in the 4 GiB of wasm32 memory beside ${(arena.top / 2 ** 20).toFixed(0)} MiB of weights and buffers; lower contextLength or sequences`,
+      );
+    }
+    this.pool = new KVPool(layout, arena.alloc(kvb, 64));
+    this.f32view = new Float32Array(this.memory.buffer);
+    this.name = `wasm (${kernels.kind} kernels: ${kernels.reason})`;
+  }
+
+  /** A new, empty sequence in a KV slot (free, or the least recently used one: its old owner is evicted). */
+  newSequence(): WasmSequence {
+    return this.pool.acquire();
+  }
+
+  /**
+   * Feeds `tokens` at positions startPos.. (each layer's cache is rewound to
+   * startPos first, as the reference does) and returns the logits of the last
+   * position, or of every position with `allLogits`.
+   */
+  forward(seqArg: unknown, tokens: number[], startPos?: number, opts: { allLogits?: boolean } = {}): Float32Array[] {
+    const seq = this.pool.use(seqArg);
+    const { hiddenSize: H, numLayers, vocabSize } = this.config;
+    const n = tokens.length;
+    if (n === 0) throw new RangeError("forward: no tokens");
+    for (const t of tokens) {
+      if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new RangeError(`token id ${t} is outside the vocabulary (0..${vocabSize - 1})`);
+    }
+    const pos0 = startPos ?? seq.length(0);
+    this.checkRange(seq, pos0, n, 0, numLayers);
+
+    const out: Float32Array[] = [];
+    for (let c0 = 0; c0 < n; c0 += this.prefillChunk) {
+      const m = Math.min(this.prefillChunk, n - c0);
+      for (let t = 0; t < m; t++) this.embedRow(tokens[c0 + t], this.X + t * H * F32);
+      this.layers(seq, pos0 + c0, m, 0, numLayers);
+      for (let t = 0; t < m; t++) {
+        if (opts.allLogits || c0 + t === n - 1) out.push(this.logits(this.X + t * H * F32));
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Runs layers [firstLayer, endLayer) over n positions in place: hidden is
+   * [n × H], position i is startPos + i. Those layers' caches are rewound to
+   * startPos, then extended by n. For layer-range shards (DESIGN decision 5).
+   */
+  forwardLayers(seqArg: unknown, startPos: number, hidden: Float32Array, firstLayer: number, endLayer: number): void {
+    const seq = this.pool.use(seqArg);
+    const H = this.config.hiddenSize;
+    if (hidden.length === 0 || hidden.length % H !== 0) throw new RangeError(`hidden has ${hidden.length} values, not a positive multiple of ${H}`);
+    const n = hidden.length / H;
+    this.checkRange(seq, startPos, n, firstLayer, endLayer);
+    for (let c0 = 0; c0 < n; c0 += this.prefillChunk) {
+      const m = Math.min(this.prefillChunk, n - c0);
+      this.mem().set(hidden.subarray(c0 * H, (c0 + m) * H), this.X / F32);
+      this.layers(seq, startPos + c0, m, firstLayer, endLayer);
+      hidden.set(this.mem().subarray(this.X / F32, this.X / F32 + m * H), c0 * H);
+    }
+  }
+
+  /** token ids → embedding rows [n × H] (the input of forwardLayers). */
+  embed(tokens: number[]): Float32Array {
+    const { hiddenSize: H, vocabSize } = this.config;
+    const out = new Float32Array(tokens.length * H);
+    tokens.forEach((t, i) => {
+      if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new RangeError(`token id ${t} is outside the vocabulary (0..${vocabSize - 1})`);
+      this.embedRow(t, this.XN);
+      out.set(this.mem().subarray(this.XN / F32, this.XN / F32 + H), i * H);
+    });
+    return out;
+  }
+
+  /** Final LayerNorm and LM head of one hidden vector [H] → logits [vocab]. */
+  logitsOf(hidden: Float32Array): Float32Array {
+    const H = this.config.hiddenSize;
+    if (hidden.length !== H) throw new RangeError(`hidden has ${hidden.length} values, expected ${H}`);
+    this.mem().set(hidden, this.XN / F32);
+    return this.logits(this.XN);
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private mem(): Float32Array {
+    if (this.f32view.buffer !== this.memory.buffer) this.f32view = new Float32Array(this.memory.buffer); // memory grew: old view detached
+    return this.f32view;
+  }
+
+  private checkRange(seq: WasmSequence, pos0: number, n: number, first: number, end: number): void {
+    if (!Number.isInteger(first) || !Number.isInteger(end) || first < 0 || end > this.config.numLayers || first >= end) {
+      throw new RangeError(`bad layer range [${first}, ${end}) (the model has ${this.config.numLayers} layers)`);
+    }
+    if (!Number.isInteger(pos0) || pos0 < 0) throw new RangeError(`startPos must be a non-negative integer, got ${pos0}`);
+    if (pos0 + n > this.contextLength) {
+      throw new RangeError(`positions up to ${pos0 + n} exceed the context length ${this.contextLength}`);
+    }
+    for (let l = first; l < end; l++) {
+      if (pos0 > seq.lengths[l]) throw new RangeError(`layer ${l} caches ${seq.lengths[l]} positions; cannot start at ${pos0}`);
+    }
+  }
+
+  /** One token's embedding row → f32 [H] at dst. The table stays in the file's type. */
+  private embedRow(token: number, dst: number): void {
+    const e = this.weights.embed;
+    const H = e.cols;
+    const { blockSize, blockBytes } = layoutOf(e.type);
+    const src = e.ptr + token * (H / blockSize) * blockBytes;
+    const k = this.k;
+    switch (e.type) {
+      case TensorType.F32: this.mem().copyWithin(dst / F32, src / F32, src / F32 + H); break;
+      case TensorType.F16: k.f16_to_f32(src, dst, H); break;
+      case TensorType.BF16: k.bf16_to_f32(src, dst, H); break;
+      case TensorType.Q8_0: k.dequant_q8_0(src, dst, H); break;
+      case TensorType.Q4_0: k.dequant_q4_0(src, dst, H); break;
+      case TensorType.Q6_K: k.dequant_q6_k(src, dst, H); break;
+      default: throw new Error(`embedding type ${e.type} unsupported`);
+    }
+  }
+
+  /** The transformer layers [first, end) over m ≤ C positions in X, at positions pos0..pos0+m−1. */
+  private layers(seq: WasmSequence, pos0: number, m: number, first: number, end: number): void {
+    const k = this.k;
+    const cfg = this.config;
+    const { hiddenSize: H, intermediateSize: F, numHeads, numKVHeads, headDim, rotaryDim, ropeTheta, layerNormEps: eps } = cfg;
+    const kvDim = numKVHeads * headDim;
+    const { X, A, Q, K, Vv, ATT, O, M, G, U, D } = this;
+
+    for (let l = first; l < end; l++) {
+      const w = this.weights.layers[l];
+      const kc = this.pool.ptr(seq.slot, l, 0); // [numKVHeads × ctx × headDim] f16
+      const vc = this.pool.ptr(seq.slot, l, 1); // [numKVHeads × ctx × headDim] f16
+
+      // Attention block.
+      k.layernorm(X, w.attnNorm.weight, w.attnNorm.bias, A, H, m, eps);
+      this.quantize(A, m, H);
+      this.linear(w.q, A, m, Q);
+      this.linear(w.k, A, m, K);
+      this.linear(w.v, A, m, Vv);
+      if (w.qBias !== undefined) this.addRows(Q, w.qBias, m, H);
+      if (w.kBias !== undefined) this.addRows(K, w.kBias, m, kvDim);
+      if (w.vBias !== undefined) this.addRows(Vv, w.vBias, m, kvDim);
+      if (w.qNorm !== undefined && w.kNorm !== undefined) {
+        this.headNorm(Q, m, numHeads, w.qNorm);
+        this.headNorm(K, m, numKVHeads, w.kNorm);
+      }
+      k.rope_neox(Q, H, m, numHeads, headDim, rotaryDim, pos0, ropeTheta);
+      k.rope_neox(K, kvDim, m, numKVHeads, headDim, rotaryDim, pos0, ropeTheta);
+      // Positions pos0.. are (re)written: this is the rewind.
+      this.storeKV(K, kc, pos0, m);
+      this.storeKV(Vv, vc, pos0, m);
+      seq.lengths[l] = pos0 + m;
+      this.attention(kc, vc, pos0, m);
+      this.quantize(ATT, m, H);
+      this.linear(w.o, ATT, m, O);
+
+      // MLP block: sequential (1.6B) reads LayerNorm(h + attn); parallel (12B) reads A.
+      let mlpIn = A;
+      if (w.ffnNorm) {
+        k.add_f32(X, O, X, m * H);
+        k.layernorm(X, w.ffnNorm.weight, w.ffnNorm.bias, M, H, m, eps);
+        mlpIn = M;
+      }
+      this.quantize(mlpIn, m, H);
+      this.linear(w.gate, mlpIn, m, G);
+      this.linear(w.up, mlpIn, m, U);
+      k.silu_mul(G, U, G, m * F);
+      this.quantize(G, m, F);
+      this.linear(w.down, G, m, D);
+      k.add_f32(X, D, X, m * H);
+      if (!w.ffnNorm) k.add_f32(X, O, X, m * H);
+    }
+  }
+
+  /** x [m × KV] f32 → the cache's head-major f16 blocks at positions pos0.. (see kv-cache.ts). */
+  private storeKV(x: number, cache: number, pos0: number, m: number): void {
+    const { numKVHeads, headDim } = this.config;
+    const headBytes = this.pool.headBytes;
+    for (let t = 0; t < m; t++) {
+      for (let j = 0; j < numKVHeads; j++) {
+        this.k.f32_to_f16(x + (t * numKVHeads + j) * headDim * F32, cache + j * headBytes + (pos0 + t) * headDim * 2, headDim);
+      }
+    }
+  }
+
+  /**
+   * ATT [m × H] = causal softmax attention of the queries Q [m × H] at
+   * positions pos0.. over the cache. One kernel call per (position, kv head):
+   * with n_kv = 1 the kernel reads that head's contiguous [pos × headDim]
+   * block, and its n_heads = the query heads sharing it (GQA group).
+   */
+  private attention(kc: number, vc: number, pos0: number, m: number): void {
+    const { numHeads, numKVHeads, headDim, hiddenSize: H } = this.config;
+    const group = numHeads / numKVHeads;
+    const headBytes = this.pool.headBytes;
+    for (let t = 0; t < m; t++) {
+      for (let j = 0; j < numKVHeads; j++) {
+        const off = (t * H + j * group * headDim) * F32;
+        this.k.attention_f16kv(this.Q + off, kc + j * headBytes, vc + j * headBytes, this.ATT + off, pos0 + t + 1, group, 1, headDim, this.SCORES);
+      }
+    }
+  }
+
+  /** hidden [H] at x → logits [vocab], copied out of WASM memory. */
+  private logits(x: number): Float32Array {
+    const { hiddenSize: H, vocabSize, layerNormEps } = this.config;
+    const { outputNorm, output } = this.weights;
+    this.k.layernorm(x, outputNorm.weight, outputNorm.bias, this.XN, H, 1, layerNormEps);
+    this.quantize(this.XN, 1, H);
+    this.linear(output, this.XN, 1, this.LOGITS);
+    return this.mem().slice(this.LOGITS / F32, this.LOGITS / F32 + vocabSize);
+  }
+
+  /** x [m × cols] → Q8 (Q8A when m = 1, else Q8B), for the quantized products that follow. */
+  private quantize(x: number, m: number, cols: number): void {
+    if (!this.weights.quantized) return;
+    if (m === 1) this.k.quantize_q8a(x, cols, this.Q8);
+    else this.k.quantize_q8b(x, cols, m, this.Q8);
+  }
+
+  /**
+   * out [m × rows] = x [m × cols] · Wᵀ. Quantized kinds read the Q8 form of x
+   * made by quantize(); float kinds read x itself.
+   */
+  private linear(w: WasmMatrix, x: number, m: number, out: number): void {
+    const k = this.k;
+    const { rows, cols, ptr } = w;
+    switch (w.kind) {
+      case "q4r":
+        if (m === 1) k.matvec_q4r_q8a(ptr, rows, cols, this.Q8, out);
+        else k.matmul_q4r_q8b(ptr, rows, cols, this.Q8, m, out);
+        return;
+      case "q8_0":
+        if (m === 1) k.matvec_q8_0_q8a(ptr, rows, cols, this.Q8, out);
+        else k.matmul_q8_0_q8b(ptr, rows, cols, this.Q8, m, out);
+        return;
+      case "q6r":
+        // No Q6 matrix-matrix kernel: only llama.cpp's output head is Q6_K, and it runs for one position.
+        if (m === 1) {
+          k.matvec_q6r_q8a(ptr, rows, cols, this.Q8, out);
+          return;
+        }
+        for (let t = 0; t < m; t++) {
+          k.quantize_q8a(x + t * cols * F32, cols, this.Q8ROW);
+          k.matvec_q6r_q8a(ptr, rows, cols, this.Q8ROW, out + t * rows * F32);
+        }
+        return;
+      case "f32":
+      case "f16":
+      case "bf16": {
+        const mv = w.kind === "f32" ? k.matvec_f32 : w.kind === "f16" ? k.matvec_f16 : k.matvec_bf16;
+        for (let t = 0; t < m; t++) mv(ptr, rows, cols, x + t * cols * F32, out + t * rows * F32);
+        return;
+      }
+    }
+  }
+
+  /** x [m × n] += b [n], row by row. */
+  private addRows(x: number, b: number, m: number, n: number): void {
+    for (let t = 0; t < m; t++) this.k.add_f32(x + t * n * F32, b, x + t * n * F32, n);
+  }
+
+  /** 12B qk-norm: each head vector [headDim] of x [m × heads × headDim] normalised alone, times its head's weights, no bias. */
+  private headNorm(x: number, m: number, heads: number, weight: number): void {
+    const { headDim, layerNormEps } = this.config;
+    for (let t = 0; t < m; t++) {
+      for (let h = 0; h < heads; h++) {
+        const p = x + (t * heads + h) * headDim * F32;
+        this.k.layernorm(p, weight + h * headDim * F32, this.weights.zeros, p, headDim, 1, layerNormEps);
+      }
+    }
+  }
+}
