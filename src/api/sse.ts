@@ -28,9 +28,12 @@ export const SSE_HEADERS: Record<string, string> = {
 };
 
 /**
- * A byte stream of the chunks `source` yields, then [DONE]. Pull-based: the next chunk is made only
- * when the consumer wants it. `onCancel` runs when the consumer goes away (client disconnect), and
- * `onEnd` once however the stream ends, so the caller can free its resources (queue slot).
+ * A byte stream of the chunks `source` yields, then [DONE]. The source is driven as fast as it
+ * produces, not only when the consumer pulls: a generation must not park between tokens waiting
+ * for a reader, because workerd notices a vanished client only when it writes (a parked stream
+ * never writes again, so neither the cancel nor request.signal would ever fire). Events are small
+ * and bounded by max_tokens, so the read-ahead is too. `onCancel` runs when the consumer goes
+ * away, and `onEnd` once however the stream ends, so the caller can free its resources.
  */
 export function sseStream(source: AsyncIterator<unknown>, hooks: { onCancel?: () => void; onEnd?: () => void } = {}): ReadableStream<Uint8Array> {
   let ended = false;
@@ -40,23 +43,24 @@ export function sseStream(source: AsyncIterator<unknown>, hooks: { onCancel?: ()
     hooks.onEnd?.();
   };
   return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const next = await source.next();
-        if (ended) return;
-        if (next.done) {
+    start(controller) {
+      void (async () => {
+        try {
+          for (;;) {
+            const next = await source.next();
+            if (ended) return;
+            if (next.done) break;
+            controller.enqueue(next.value === KEEP_ALIVE ? SSE_KEEP_ALIVE : sseEvent(next.value));
+          }
           controller.enqueue(SSE_DONE);
           controller.close();
-          end();
-        } else {
-          controller.enqueue(next.value === KEEP_ALIVE ? SSE_KEEP_ALIVE : sseEvent(next.value));
+        } catch (err) {
+          if (ended) return;
+          controller.enqueue(sseEvent(toApiError(err).body()));
+          controller.close();
         }
-      } catch (err) {
-        if (ended) return;
-        controller.enqueue(sseEvent(toApiError(err).body()));
-        controller.close();
         end();
-      }
+      })();
     },
     async cancel() {
       hooks.onCancel?.();

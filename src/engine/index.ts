@@ -33,6 +33,8 @@ export interface StreamLoadOptions extends KernelChoice, WasmEngineOptions {
   /** Total bytes of the stream, if known (bounds checks before reading). */
   size?: number;
   onProgress?: (bytesRead: number, total: number) => void;
+  /** Called once with the parsed header (hosts build the tokenizer from its metadata). */
+  onHeader?: (header: GGUFHeader) => void;
 }
 
 /** A fresh memory (up to the 4 GiB wasm32 limit, committed only as touched) with the kernels in it. */
@@ -68,7 +70,10 @@ export async function loadWasmEngineFromStream(stream: ReadableStream<Uint8Array
   const place = (info: TensorInfo, header: GGUFHeader): Uint8Array | undefined => {
     pending?.(); // the previous tensor has fully arrived: repack/convert it while it is in cache
     pending = undefined;
-    prepared ??= prepareEngine(header, opts, opts);
+    if (!prepared) {
+      opts.onHeader?.(header);
+      prepared = prepareEngine(header, opts, opts);
+    }
     const p = prepared.plan.placements.get(info.name);
     if (!p) return undefined;
     seen.add(info.name);

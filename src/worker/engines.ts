@@ -3,13 +3,14 @@
  * Worker bundle. Only Worker-safe modules are imported here (src/model/load.ts pulls node:fs in
  * through its file loader, so the stream path is assembled from its parts instead).
  *
- * Hook for the WASM SIMD engine (src/engine/): workerd refuses to compile wasm from bytes, so its
- * kernels must be imported as a module (`import kernels from "../../build/kernels.wasm"`, which
- * wrangler's bundler turns into a WebAssembly.Module) and instantiated with
- * `new WebAssembly.Instance(kernels, imports)`. Add that import and a `case "wasm"` below that
- * streams the tensors straight into the engine's memory (readGGUFStream's `place` callback can
- * return a view of WASM memory, so there is no second copy in the JS heap).
+ * workerd refuses to compile wasm from bytes, so the kernel builds are imported as modules:
+ * wrangler's bundler (and the test harness) turn `*.wasm` imports into WebAssembly.Modules.
  */
+import relaxedKernels from "../../build/kernels-relaxed.wasm";
+import scalarKernels from "../../build/kernels-scalar.wasm";
+import simdKernels from "../../build/kernels-simd.wasm";
+import { loadWasmEngineFromStream } from "../engine/index";
+import type { GGUFHeader } from "../gguf/reader";
 import type { GenerationEngine } from "../generate/generator";
 import { readGGUFStream } from "../gguf/reader";
 import type { Metadata } from "../gguf/types";
@@ -36,10 +37,7 @@ export async function loadEngineFromStream(name: EngineName, stream: ReadableStr
     case "ref":
       return loadReference(stream, opts);
     case "wasm":
-      await stream.cancel().catch(() => {});
-      throw new Error(
-        'ENGINE="wasm": the WASM SIMD engine is not built into this Worker yet (src/engine/ is in progress; see the hook in src/worker/engines.ts). Set ENGINE="ref".',
-      );
+      return loadWasm(stream, opts);
   }
 }
 
@@ -62,4 +60,16 @@ async function loadReference(stream: ReadableStream<Uint8Array>, opts: LoadOptio
     return b;
   });
   return { engine: referenceEngine(new ReferenceModel(config, weights)), metadata: header.metadata };
+}
+
+/** The WASM SIMD engine: tensors stream straight into its memory; the kernel build is picked by self-test. */
+async function loadWasm(stream: ReadableStream<Uint8Array>, opts: LoadOptions): Promise<LoadedEngine> {
+  let header: GGUFHeader | undefined;
+  const engine = await loadWasmEngineFromStream(stream, {
+    modules: { relaxed: relaxedKernels, simd: simdKernels, scalar: scalarKernels },
+    size: opts.size,
+    onProgress: opts.onProgress,
+    onHeader: (h) => (header = h),
+  });
+  return { engine, metadata: header!.metadata };
 }

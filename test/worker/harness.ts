@@ -11,9 +11,13 @@ import { synthGGUF } from "../../weights-tools/fixtures";
 
 const root = new URL("../../", import.meta.url);
 
-let bundle: Promise<string> | undefined;
+type WorkerModule = NonNullable<MiniflareOptions["modules"]> extends (infer M)[] ? M : never;
 
-export function bundleWorker(): Promise<string> {
+let bundle: Promise<WorkerModule[]> | undefined;
+
+/** The Worker's modules: the bundle, plus each imported `*.wasm` as a compiled module (as wrangler ships them). */
+export function bundleWorker(): Promise<WorkerModule[]> {
+  const wasm = new Map<string, string>();
   bundle ??= build({
     entryPoints: [new URL("src/worker.ts", root).pathname],
     bundle: true,
@@ -23,7 +27,23 @@ export function bundleWorker(): Promise<string> {
     conditions: ["workerd", "worker", "browser"],
     write: false,
     logLevel: "silent",
-  }).then((out) => out.outputFiles[0].text);
+    plugins: [
+      {
+        name: "compiled-wasm",
+        setup(b) {
+          b.onResolve({ filter: /\.wasm$/ }, (args) => {
+            const file = new URL(args.path, `file://${args.resolveDir}/`).pathname;
+            const name = file.slice(file.lastIndexOf("/") + 1);
+            wasm.set(name, file);
+            return { path: `./${name}`, external: true };
+          });
+        },
+      },
+    ],
+  }).then((out) => [
+    { type: "ESModule" as const, path: "worker.js", contents: out.outputFiles[0].text },
+    ...[...wasm].map(([name, file]) => ({ type: "CompiledWasm" as const, path: name, contents: readFileSync(file) })),
+  ]);
   return bundle;
 }
 
@@ -55,11 +75,11 @@ export interface StartOptions {
 }
 
 export async function startWorker(opts: StartOptions): Promise<WorkerUnderTest> {
-  const contents = await bundleWorker();
+  const modules = await bundleWorker();
   let output = "";
   const capture = (s: Readable) => s.on("data", (d) => (output += String(d)));
   const mf = new Miniflare({
-    modules: [{ type: "ESModule", path: "worker.js", contents }],
+    modules,
     ...wranglerCompat(),
     bindings: opts.vars,
     r2Buckets: ["MODELS"],

@@ -110,12 +110,18 @@ describe("Worker: load failures are reported, not crashed on", () => {
     }
   });
 
-  it("ENGINE=wasm → a clear 'not built in yet'; a bad var → 500 naming it", async () => {
-    const x = await startWorker({ vars: { MODEL_KEY: "tiny.gguf", ENGINE: "wasm" }, serviceBindings: { MODEL_FILES: () => new MfResponse(bytes as any) } });
-    try {
-      expect((await failedHealth(x)).reason).toMatch(/ENGINE="wasm".*not built into this Worker yet.*ENGINE="ref"/);
-    } finally {
-      await x.close();
+  it("both engines load from R2 and serve (wasm: the kernel build is named); a bad var → 500 naming it", async () => {
+    for (const engine of ["wasm", "ref"]) {
+      const x = await startWorker({ vars: { MODEL_KEY: "tiny.gguf", ENGINE: engine }, r2Model: await testModelPath() });
+      try {
+        const res = await fetch(`${x.url}/v1/completions`, { method: "POST", body: JSON.stringify({ prompt: "Hello", max_tokens: 3, temperature: 0 }) });
+        expect(res.status, engine).toBe(200);
+        expect(((await res.json()) as any).usage.completion_tokens).toBe(3);
+        const health = (await (await fetch(`${x.url}/health`)).json()) as any;
+        expect(health.engine).toMatch(engine === "wasm" ? /^wasm \((relaxed|simd|scalar) kernels: .*self-test/ : /^ref$/);
+      } finally {
+        await x.close();
+      }
     }
     const y = await startWorker({ vars: { QUEUE_DEPTH: "many" } });
     try {
