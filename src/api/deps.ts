@@ -52,6 +52,21 @@ export interface ApiDeps {
   clock?: () => number;
   /** Called once when a generation ends however it ends (hosts log it: where an abort stopped the work). */
   onGenerationEnd?(req: Request, summary: GenerationSummary): void;
+  /**
+   * Routing hook: given a generation request's parsed (not yet validated) body, the host decides
+   * who serves it — this host's engine through `local` (the usual path: wait for the model,
+   * validate, admit, generate; errors come back as error responses so the host can fall back), or
+   * something else (a GPU origin). Without it every request is served locally.
+   */
+  route?(ctx: RouteContext): Promise<Response>;
+}
+
+export interface RouteContext {
+  req: Request;
+  endpoint: "completions" | "chat";
+  body: unknown;
+  /** Serves `body` (possibly rewritten by the host) on this host's engine; never throws. */
+  local(body: unknown): Promise<Response>;
 }
 
 export interface GenerationSummary {

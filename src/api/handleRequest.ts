@@ -4,7 +4,7 @@
  */
 import { readJson } from "./body";
 import { corsHeaders, preflight } from "./cors";
-import { DEFAULT_MAX_BODY_BYTES, type ApiDeps, type ServedModel } from "./deps";
+import { DEFAULT_MAX_BODY_BYTES, type ApiDeps, type RouteContext, type ServedModel } from "./deps";
 import { ApiError, errorResponse, toApiError } from "./errors";
 import { chatCompletions } from "./handlers/chat";
 import { completions } from "./handlers/completions";
@@ -17,23 +17,30 @@ interface Route {
   run: (req: Request, deps: ApiDeps) => Promise<Response> | Response;
 }
 
-/** POST routes: body read and model readiness checked before the handler sees the request. */
+/** POST routes: body read, then routed (when the host routes), then model readiness checked before the handler sees the request. */
 const generation =
-  (handler: Generate) =>
+  (endpoint: RouteContext["endpoint"], handler: Generate) =>
   async (req: Request, deps: ApiDeps): Promise<Response> => {
     const body = await readJson(req, deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
-    await deps.awaitModel?.(req.signal);
-    const state = deps.model();
-    if (state.status === "loading") {
-      throw new ApiError(503, `the model is still loading (${state.message}); retry shortly`, "service_unavailable_error", null, "model_loading", 2);
-    }
-    if (state.status === "failed") throw new ApiError(503, `the model failed to load: ${state.message}`, "service_unavailable_error", null, "model_unavailable", 30);
-    return handler(req, body, deps, state.model);
+    if (!deps.route) return local(handler, req, body, deps);
+    const serveLocally = (b: unknown) => local(handler, req, b, deps).catch((err) => errorResponse(toApiError(err)));
+    return deps.route({ req, endpoint, body, local: serveLocally });
   };
 
+/** This host's engine serves the request. */
+async function local(handler: Generate, req: Request, body: unknown, deps: ApiDeps): Promise<Response> {
+  await deps.awaitModel?.(req.signal);
+  const state = deps.model();
+  if (state.status === "loading") {
+    throw new ApiError(503, `the model is still loading (${state.message}); retry shortly`, "service_unavailable_error", null, "model_loading", 2);
+  }
+  if (state.status === "failed") throw new ApiError(503, `the model failed to load: ${state.message}`, "service_unavailable_error", null, "model_unavailable", 30);
+  return handler(req, body, deps, state.model);
+}
+
 const ROUTES: Record<string, Route> = {
-  "/v1/completions": { method: "POST", run: generation(completions) },
-  "/v1/chat/completions": { method: "POST", run: generation(chatCompletions) },
+  "/v1/completions": { method: "POST", run: generation("completions", completions) },
+  "/v1/chat/completions": { method: "POST", run: generation("chat", chatCompletions) },
   "/v1/models": { method: "GET", run: (_req, deps) => models(deps.model()) },
   "/health": { method: "GET", run: (_req, deps) => health(deps.model(), deps.queue) },
 };

@@ -4,5 +4,5 @@ export { GenerationQueue, type Release } from "./queue";
 export { ApiError, type ErrorBody } from "./errors";
 export { parseCompletionRequest, type CompletionRequest } from "./completionRequest";
 export { parseChatRequest, type ChatRequest } from "./chatRequest";
-export type { Admission, ApiDeps, GenerationSummary, ModelState, ServedModel } from "./deps";
+export type { Admission, ApiDeps, GenerationSummary, ModelState, RouteContext, ServedModel } from "./deps";
 export { DEFAULT_MAX_BODY_BYTES, DEFAULT_CHAT_MAX_TOKENS } from "./deps";
