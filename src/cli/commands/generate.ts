@@ -1,8 +1,8 @@
 import { openGGUF } from "../../gguf/file";
-import { metaNumber } from "../../gguf/metadata";
-import { DEFAULT_SAMPLING, sample, seededRandom, type SamplingOptions } from "../../generate/sampler";
+import { generate, type Timing } from "../../generate/generator";
+import { DEFAULT_SAMPLING, type SamplingOptions } from "../../generate/sampler";
 import { loadEngine } from "../../node/engines";
-import { StreamDetokenizer, Tokenizer } from "../../tokenizer/index";
+import { Tokenizer } from "../../tokenizer/index";
 import { UsageError, floatOption, intOption, parseCommand, required, tokenList } from "../args";
 import { engineOption } from "./logits";
 
@@ -64,42 +64,34 @@ export async function run(argv: string[]): Promise<number> {
   const bad = prompt.find((t) => t >= vocabSize);
   if (bad !== undefined) throw new UsageError(`${cmd}: token id ${bad} is outside the model's vocabulary (0..${vocabSize - 1})`);
   if (prompt.length + maxTokens > contextLength) throw new UsageError(`${cmd}: prompt (${prompt.length}) + --max-tokens (${maxTokens}) exceeds the context length ${contextLength}`);
-  const eos = metaNumber(header.metadata, "tokenizer.ggml.eos_token_id");
   const t1 = performance.now();
 
-  const seq = engine.newSequence();
-  const random = seededRandom(seed);
-  const detok = new StreamDetokenizer(tokenizer, { stopTokenIds: eos === undefined ? [] : [eos] });
-  const generated: number[] = [];
+  // The same generation loop the servers run (sampling in HF's order, stop at end-of-text).
+  const tokens: number[] = [];
   let text = "";
-  let logits = (await engine.forward(seq, prompt, 0))[0];
-  const t2 = performance.now();
-  while (generated.length < maxTokens) {
-    const next = sample(logits, sampling, random, [...prompt, ...generated], generated);
-    generated.push(next);
-    const ev = detok.push(next);
-    text += ev.text;
-    if (!opts.json) process.stdout.write(ev.text);
-    if (ev.stop || generated.length === maxTokens) break;
-    logits = (await engine.forward(seq, [next], prompt.length + generated.length - 1))[0];
+  let timing: Timing | undefined;
+  for await (const ev of generate(engine, tokenizer, { prompt, maxTokens, sampling, seed, clock: () => performance.now() })) {
+    if (ev.type === "token") {
+      tokens.push(ev.id);
+      text += ev.text;
+      if (!opts.json) process.stdout.write(ev.text);
+    } else if (ev.type === "done") timing = ev.timing;
   }
-  const rest = detok.flush().text;
-  text += rest;
-  const t3 = performance.now();
+  const prefillMs = timing?.prefill_ms ?? 0;
   const timings = {
     load_ms: round(t1 - t0),
-    prefill_ms: round(t2 - t1),
-    decode_ms: round(t3 - t2),
+    prefill_ms: prefillMs,
+    decode_ms: timing?.decode_ms ?? 0,
     prompt_tokens: prompt.length,
-    generated_tokens: generated.length,
-    prefill_tokens_per_s: round((prompt.length * 1000) / (t2 - t1)),
-    decode_tokens_per_s: round((generated.length * 1000) / (t3 - t2)),
+    generated_tokens: tokens.length,
+    prefill_tokens_per_s: prefillMs > 0 ? round((prompt.length * 1000) / prefillMs) : null,
+    decode_tokens_per_s: timing?.decode_tokens_per_s ?? null,
     engine: engine.name,
   };
-  if (opts.json) process.stdout.write(`${JSON.stringify({ tokens: generated, text, timings })}\n`);
+  if (opts.json) process.stdout.write(`${JSON.stringify({ tokens, text, timings })}\n`);
   else {
-    process.stdout.write(`${rest}\n`);
-    process.stderr.write(`[${engine.name}] prompt ${prompt.length} tokens in ${timings.prefill_ms} ms, ${generated.length} tokens at ${timings.decode_tokens_per_s} tok/s\n`);
+    process.stdout.write("\n");
+    process.stderr.write(`[${engine.name}] prompt ${prompt.length} tokens in ${prefillMs} ms, ${tokens.length} tokens at ${timings.decode_tokens_per_s ?? "-"} tok/s\n`);
   }
   return 0;
 }
