@@ -43,7 +43,7 @@ export interface ApiDeps {
   /**
    * Admission after the prompt is tokenized and validated, before the request queues: throw an
    * ApiError to refuse (e.g. a CPU-time budget), or lower max_tokens when the client left it to
-   * the default. The seam where routing to an origin will go.
+   * the default. Runs on the local path only (after `route`, when the host routes).
    */
   admit?(request: Admission): AdmitResult | Promise<AdmitResult>;
   /** Prompt tokens per prefill pass (abort and keep-alive granularity); default the generator's. */

@@ -1,18 +1,32 @@
 /**
- * One isolate's Worker: config parsed once, the model loader, the fair queue, and the per-request
- * wrapper around the platform-neutral API (auth, request id, route header, one log line). Isolate
- * state lives here, so each isolate loads the weights once and serialises its own generations.
+ * One isolate's Worker: config parsed once, the model loader, the fair queue, the origin's circuit
+ * breaker and the metrics, and the per-request wrapper around the platform-neutral API (auth,
+ * request id, route headers, one log line). Isolate state lives here, so each isolate loads the
+ * weights once, serialises its own generations and learns the origin's health on its own.
  */
 import { corsHeaders } from "../api/cors";
 import type { ApiDeps } from "../api/deps";
 import { ApiError, errorResponse, toApiError } from "../api/errors";
 import { handleRequest } from "../api/handleRequest";
 import { authorize, parseApiKeys, type Keys } from "./auth";
+import { CircuitBreaker } from "../routing/breaker";
+import type { RoutingConfig } from "../routing/config";
+import { PROMETHEUS_CONTENT_TYPE, RoutingMetrics } from "../routing/metrics";
+import { routeRequest } from "../routing/router";
 import { cpuAdmission } from "./budget";
+import { edgeView } from "./edgeView";
 import { parseConfig, type Env, type ExecutionContextLike, type WorkerConfig } from "./env";
 import { ModelLoader } from "./loader";
 import { WorkerQueue } from "./queue";
 import { requestIdOf } from "./requestId";
+import { parseRoutingConfig } from "./routingEnv";
+
+/** The routing headers, as they appear in the per-request log line. */
+const ROUTE_LOG_HEADERS = [
+  ["route", "x-edgelm-route"],
+  ["reason", "x-edgelm-route-reason"],
+  ["fallback", "x-edgelm-fallback"],
+] as const;
 
 /** Paths anyone may call: load balancers and uptime checks carry no key. */
 const OPEN_PATHS = new Set(["/health"]);
@@ -20,17 +34,29 @@ const OPEN_PATHS = new Set(["/health"]);
 export class WorkerApp {
   readonly loader: ModelLoader;
   readonly queue: WorkerQueue;
+  readonly breaker: CircuitBreaker;
+  readonly metrics: RoutingMetrics;
   private readonly deps: ApiDeps;
-  /** Request → its x-request-id, for log lines written from inside the API layer. */
+  /** Request → its x-request-id and tier, for log lines and routing decisions made inside the API layer. */
   private readonly ids = new WeakMap<Request, string>();
+  private readonly tiers = new WeakMap<Request, string>();
 
   constructor(
     readonly cfg: WorkerConfig,
     private readonly keys: Keys,
+    readonly routing: RoutingConfig,
     private readonly log: (line: string) => void = (l) => console.log(l),
   ) {
     this.loader = new ModelLoader(cfg, log);
     this.queue = new WorkerQueue(cfg.queueDepth, 1);
+    this.breaker = new CircuitBreaker(routing.breaker, () => Date.now(), (state, why) => log(`edgelm: origin circuit breaker ${state}: ${why}`));
+    this.metrics = new RoutingMetrics(Date.now());
+    const breakerStates = { closed: 0, open: 1, "half-open": 2 } as const;
+    this.metrics.gauge("edgelm_origin_breaker_state", "The origin's circuit breaker: 0 closed, 1 open, 2 half-open.", () => breakerStates[this.breaker.state]);
+    this.metrics.gauge("edgelm_origin_consecutive_failures", "Consecutive origin failures seen by the breaker.", () => this.breaker.failures);
+    this.metrics.gauge("edgelm_edge_queue_waiting", "Requests waiting for this isolate's engine.", () => this.queue.depth);
+    this.metrics.gauge("edgelm_edge_queue_running", "1 while a generation runs on this isolate's engine.", () => (this.queue.running ? 1 : 0));
+    this.metrics.gauge("edgelm_edge_model_ready", "1 once the edge model is loaded in this isolate.", () => (this.loader.state.status === "ready" ? 1 : 0));
     this.deps = {
       model: () => this.loader.state,
       queue: this.queue,
@@ -43,6 +69,18 @@ export class WorkerApp {
         const where = s.prefilled < s.promptTokens ? `during prefill (${s.prefilled} of ${s.promptTokens} prompt tokens)` : `after ${s.completionTokens} tokens (prompt ${s.promptTokens})`;
         this.log(`${this.ids.get(req) ?? "-"} generation ${s.outcome} ${where}`);
       },
+      route: (ctx) =>
+        routeRequest(
+          { ...ctx, tier: this.tiers.get(ctx.req) ?? "open", log: (line) => this.log(`${this.ids.get(ctx.req) ?? "-"} ${line}`) },
+          {
+            cfg: routing,
+            modelId: cfg.modelId,
+            breaker: this.breaker,
+            metrics: this.metrics,
+            edge: () => edgeView(this.loader.state, this.queue, cfg),
+            now: () => Date.now(),
+          },
+        ),
     };
   }
 
@@ -58,15 +96,25 @@ export class WorkerApp {
     let res: Response;
     try {
       if (req.method !== "OPTIONS" && !OPEN_PATHS.has(path)) tier = authorize(req, this.keys);
-      res = await handleRequest(req, this.deps);
+      this.tiers.set(req, tier);
+      res = path === "/metrics" && req.method === "GET" ? withCors(this.metricsResponse(), req, this.cfg) : await handleRequest(req, this.deps);
     } catch (err) {
       res = withCors(errorResponse(toApiError(err), err instanceof ApiError && err.status === 401 ? { "www-authenticate": "Bearer" } : {}), req, this.cfg);
     }
     res.headers.set("x-request-id", id);
-    res.headers.set("x-edgelm-route", "edge");
+    // Generation requests carry the router's answer; everything else is answered by the edge Worker itself.
+    if (!res.headers.has("x-edgelm-route")) res.headers.set("x-edgelm-route", "edge");
+    const routeLog = ROUTE_LOG_HEADERS.flatMap(([k, h]) => {
+      const v = res.headers.get(h);
+      return v === null ? [] : [`${k}=${k === "fallback" ? JSON.stringify(v) : v}`];
+    }).join(" ");
     // Never the Authorization header or the key: the tier is enough to follow a client.
-    this.log(`${id} ${req.method} ${path} ${res.status} ${Date.now() - t0}ms tier=${tier}`);
+    this.log(`${id} ${req.method} ${path} ${res.status} ${Date.now() - t0}ms tier=${tier} ${routeLog}`);
     return res;
+  }
+
+  private metricsResponse(): Response {
+    return new Response(this.metrics.render(), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" } });
   }
 }
 
@@ -83,7 +131,8 @@ export function isolateApp(env: Env): WorkerApp {
   if (app) return app;
   if (appError) throw appError;
   try {
-    app = new WorkerApp(parseConfig(env), parseApiKeys(env.API_KEYS));
+    const cfg = parseConfig(env);
+    app = new WorkerApp(cfg, parseApiKeys(env.API_KEYS), parseRoutingConfig(env, cfg));
     return app;
   } catch (err) {
     appError = err as Error;

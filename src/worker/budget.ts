@@ -3,7 +3,8 @@
  * (`[limits] cpu_ms`, mirrored in the CPU_BUDGET_MS var because a Worker cannot read its limits).
  * A request the estimate says cannot finish is refused before any work, with a 400 that says how
  * much would fit; a request that left max_tokens to the default gets a smaller default instead.
- * This is the seam for routing: once the GPU origin exists, `decide` returns "origin" here.
+ * The routing policy (src/routing/policy.ts) reads `estimate` first and sends what does not fit to
+ * the GPU origin; this admission check is what the edge itself does when it serves the request anyway.
  */
 import type { Admission, AdmitResult } from "../api/deps";
 import { ApiError } from "../api/errors";

@@ -20,7 +20,7 @@ export interface ExecutionContextLike {
 }
 
 /** Vars arrive as strings (wrangler.toml `[vars]`, `--var`), numbers when written as TOML numbers. */
-type Var = string | number | undefined;
+export type Var = string | number | undefined;
 
 export interface Env {
   /** R2 bucket holding the GGUF. */
@@ -50,6 +50,28 @@ export interface Env {
   PREFILL_CHUNK_TOKENS?: Var;
   /** Secret: JSON object {"<key>": "<tier>"}. Unset or empty: no auth. */
   API_KEYS?: Var;
+  /** Routing to the GPU origin (src/routing/, docs/routing.md). ORIGIN_URL unset: edge only. */
+  ORIGIN_URL?: Var;
+  ORIGIN_MODEL?: Var;
+  /** Secret: the origin's bearer token (vLLM --api-key). Never logged or echoed. */
+  ORIGIN_API_KEY?: Var;
+  ORIGIN_CONNECT_TIMEOUT_MS?: Var;
+  ORIGIN_FIRST_TOKEN_TIMEOUT_MS?: Var;
+  ORIGIN_IDLE_TIMEOUT_MS?: Var;
+  /** JSON {"<tier>": "edge-only" | "origin-only" | "auto"}. */
+  ROUTE_TIERS?: Var;
+  ROUTE_DEFAULT_TIER_MODE?: Var;
+  ROUTE_AUTO_DEFAULT?: Var;
+  ROUTE_LONG_PROMPT_TOKENS?: Var;
+  ROUTE_LARGE_MAX_TOKENS?: Var;
+  BREAKER_FAILURES?: Var;
+  BREAKER_COOLDOWN_MS?: Var;
+  /** The price table (USD). */
+  EDGE_USD_PER_CPU_MS?: Var;
+  EDGE_USD_PER_REQUEST?: Var;
+  ORIGIN_USD_PER_GPU_HOUR?: Var;
+  ORIGIN_PREFILL_TOKENS_PER_S?: Var;
+  ORIGIN_DECODE_TOKENS_PER_S?: Var;
 }
 
 export type EngineName = "ref" | "wasm";
@@ -75,13 +97,13 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
-function text(v: Var): string | undefined {
+export function text(v: Var): string | undefined {
   if (v === undefined) return undefined;
   const s = String(v).trim();
   return s === "" ? undefined : s;
 }
 
-function num(name: string, v: Var, def: number, opts: { min: number; integer?: boolean }): number {
+export function num(name: string, v: Var, def: number, opts: { min: number; integer?: boolean }): number {
   const s = text(v);
   if (s === undefined) return def;
   const n = Number(s);

@@ -1,0 +1,15 @@
+/** The response shapes the routing layer reads and writes (the API layer's, re-exported in one place). */
+import type { CompletionChoice, CompletionLogprobs, CompletionObject, Usage } from "../api/completionFormat";
+
+export type { CompletionLogprobs, CompletionObject, Usage };
+/** A streamed text_completion chunk (same shape as the whole object, as OpenAI's SDK says). */
+export type CompletionChunk = Omit<CompletionObject, "choices"> & { choices: CompletionChoice[] };
+
+/** The cost fields we add to `usage` (documented in docs/routing.md). */
+export interface CostUsage {
+  edgelm_route: "edge" | "origin";
+  /** Up-front estimate on the path that served (max_tokens as the completion length). */
+  edgelm_estimated_cost_usd: number | null;
+  /** After the fact, from the tokens actually used. */
+  edgelm_cost_usd: number | null;
+}

@@ -1,0 +1,46 @@
+/**
+ * What the router sees of this isolate's edge: the load state, whether the queue would refuse, the
+ * prompt size (counted with the model's own tokenizer once loaded, estimated before), and the
+ * CPU estimate of budget.ts.
+ */
+import type { ChatRequest } from "../api/chatRequest";
+import type { CompletionRequest } from "../api/completionRequest";
+import type { ModelState } from "../api/deps";
+import type { GenerationQueue } from "../api/queue";
+import type { EdgeView } from "../routing/router";
+import { encodeChat } from "../tokenizer/core";
+import { estimate } from "./budget";
+import type { WorkerConfig } from "./env";
+
+const utf8 = new TextEncoder();
+/** Arcade100k averages about 4 bytes of English per token; a template adds a few tokens per message. */
+const BYTES_PER_TOKEN = 4;
+const TEMPLATE_TOKENS_PER_MESSAGE = 4;
+
+export function edgeView(state: ModelState, queue: GenerationQueue, cfg: WorkerConfig): EdgeView {
+  return {
+    state: state.status,
+    queueFull: queue.running && queue.depth >= queue.maxWaiting,
+    countPromptTokens(endpoint, r) {
+      const model = state.status === "ready" ? state.model : undefined;
+      if (endpoint === "completions") {
+        const { prompt, allowSpecialTokens } = r as CompletionRequest;
+        if (typeof prompt !== "string") return prompt.length;
+        return model ? model.tokenizer.encode(prompt, { allowSpecial: allowSpecialTokens }).length : Math.ceil(utf8.encode(prompt).length / BYTES_PER_TOKEN);
+      }
+      const { messages } = r as ChatRequest;
+      if (model?.chatTemplate) {
+        try {
+          return encodeChat(model.tokenizer, messages, { template: model.chatTemplate }).length;
+        } catch {
+          // The edge will answer this one with its own 400; the estimate below is enough to route it.
+        }
+      }
+      return messages.reduce((n, m) => n + Math.ceil(utf8.encode(m.content).length / BYTES_PER_TOKEN) + TEMPLATE_TOKENS_PER_MESSAGE, 0);
+    },
+    cpu(promptTokens, maxTokens) {
+      const e = estimate({ promptTokens, maxTokens }, cfg);
+      return e && { cpuMs: e.cpuMs, budgetMs: e.budgetMs };
+    },
+  };
+}
