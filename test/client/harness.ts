@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { startServer, type RunningServer } from "../../src/node/server";
 import { synthGGUF } from "../../weights-tools/fixtures";
+import { sseEventsOf } from "../helpers/sse";
 
 export async function startTinyServer(): Promise<RunningServer> {
   const path = await synthGGUF("tiny", "f32");
@@ -99,26 +100,8 @@ export function writeHead(res: ServerResponse, up: Response, extra: Record<strin
   res.writeHead(up.status, { ...headers, ...extra });
 }
 
-/** The upstream SSE body as whole events (each with its "\n\n"), as the server produced them. */
-export async function* upstreamEvents(up: Response): AsyncGenerator<string> {
-  const reader = up.body!.getReader();
-  const dec = new TextDecoder();
-  let buf = "";
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      buf += dec.decode(value, { stream: true });
-      let i: number;
-      while ((i = buf.indexOf("\n\n")) >= 0) {
-        yield buf.slice(0, i + 2);
-        buf = buf.slice(i + 2);
-      }
-    }
-  } finally {
-    await reader.cancel().catch(() => {});
-  }
-}
+/** The upstream SSE body as whole events, as the server produced them. */
+export const upstreamEvents = sseEventsOf;
 
 export type EventAction = "send" | "skip" | "end" | "destroy";
 

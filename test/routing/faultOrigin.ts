@@ -10,6 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from "node:net";
 import { startServer, type RunningServer } from "../../src/node/server";
 import { synthGGUF } from "../../weights-tools/fixtures";
+import { sseEventsOf } from "../helpers/sse";
 
 export const ORIGIN_MODEL = "stabilityai/stablelm-2-1_6b";
 
@@ -110,7 +111,7 @@ async function handle(o: FaultOrigin, apiKey: string, req: IncomingMessage, res:
     return hold();
   }
   let tokens = 0;
-  for await (const ev of events(up)) {
+  for await (const ev of sseEventsOf(up)) {
     if (f.kind === "pass" && f.delayMs) await new Promise((r) => setTimeout(r, f.delayMs));
     if (res.destroyed) return;
     res.write(ev);
@@ -119,24 +120,3 @@ async function handle(o: FaultOrigin, apiKey: string, req: IncomingMessage, res:
   res.end();
 }
 
-/** The upstream body as whole SSE events (or raw chunks for JSON). */
-async function* events(up: Response): AsyncGenerator<string> {
-  const reader = up.body!.getReader();
-  const dec = new TextDecoder();
-  let buf = "";
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      buf += dec.decode(value, { stream: true });
-      let i: number;
-      while ((i = buf.indexOf("\n\n")) >= 0) {
-        yield buf.slice(0, i + 2);
-        buf = buf.slice(i + 2);
-      }
-    }
-    if (buf) yield buf;
-  } finally {
-    await reader.cancel().catch(() => {});
-  }
-}
