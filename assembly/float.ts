@@ -3,7 +3,7 @@
 // the scalar twins keep four explicit lane accumulators and combine them in
 // the same order, so the builds agree bit for bit.
 
-import { scratchBase, h2f, f2h, h2f_lo, h2f_hi, hsum_f32x4 } from "./common";
+import { scratchBase, h2f, f2h, h2f_lo, h2f_hi, hsum_f32x4, VCONST, VC_HMASK, VC_HMUL, expf, expf4 } from "./common";
 
 // ---------------------------------------------------------------- float matvecs
 
@@ -191,34 +191,27 @@ export function attention_f16kv(q: usize, kc: usize, vc: usize, out: usize, n_pa
     const qh = q + <usize>h * hdB;
     const oh = out + <usize>h * hdB;
     const kvOff = <usize>((h / group) * head_dim) << 1;
+    if (ASC_FEATURE_SIMD) {
+      attnHeadSimd(qh, kc + kvOff, vc + kvOff, oh, n_past, head_dim, rowHalfB, scale, scores);
+      continue;
+    }
     let mx: f32 = -Infinity;
     for (let p = 0; p < n_past; p++) {
       const kp = kc + <usize>p * rowHalfB + kvOff;
-      let s: f32;
-      if (ASC_FEATURE_SIMD) {
-        let acc = f32x4.splat(0);
-        for (let d: usize = 0; d < <usize>head_dim; d += 8) {
-          const v = v128.load(kp + (d << 1));
-          acc = f32x4.add(acc, f32x4.mul(v128.load(qh + (d << 2)), h2f_lo(v)));
-          acc = f32x4.add(acc, f32x4.mul(v128.load(qh + (d << 2), 16), h2f_hi(v)));
-        }
-        s = hsum_f32x4(acc) * scale;
-      } else {
-        let a0: f32 = 0, a1: f32 = 0, a2: f32 = 0, a3: f32 = 0;
-        for (let d: usize = 0; d < <usize>head_dim; d += 4) {
-          a0 += load<f32>(qh + (d << 2)) * h2f(load<u16>(kp + (d << 1)));
-          a1 += load<f32>(qh + (d << 2), 4) * h2f(load<u16>(kp + (d << 1), 2));
-          a2 += load<f32>(qh + (d << 2), 8) * h2f(load<u16>(kp + (d << 1), 4));
-          a3 += load<f32>(qh + (d << 2), 12) * h2f(load<u16>(kp + (d << 1), 6));
-        }
-        s = ((a0 + a1) + (a2 + a3)) * scale;
+      let a0: f32 = 0, a1: f32 = 0, a2: f32 = 0, a3: f32 = 0;
+      for (let d: usize = 0; d < <usize>head_dim; d += 4) {
+        a0 += load<f32>(qh + (d << 2)) * h2f(load<u16>(kp + (d << 1)));
+        a1 += load<f32>(qh + (d << 2), 4) * h2f(load<u16>(kp + (d << 1), 2));
+        a2 += load<f32>(qh + (d << 2), 8) * h2f(load<u16>(kp + (d << 1), 4));
+        a3 += load<f32>(qh + (d << 2), 12) * h2f(load<u16>(kp + (d << 1), 6));
       }
+      const s = ((a0 + a1) + (a2 + a3)) * scale;
       store<f32>(scores + (<usize>p << 2), s);
       if (s > mx) mx = s;
     }
     let sum: f32 = 0;
     for (let p = 0; p < n_past; p++) {
-      const e = Mathf.exp(load<f32>(scores + (<usize>p << 2)) - mx);
+      const e = expf(load<f32>(scores + (<usize>p << 2)) - mx);
       store<f32>(scores + (<usize>p << 2), e);
       sum += e;
     }
@@ -226,19 +219,9 @@ export function attention_f16kv(q: usize, kc: usize, vc: usize, out: usize, n_pa
     for (let p = 0; p < n_past; p++) {
       const e = load<f32>(scores + (<usize>p << 2));
       const vp = vc + <usize>p * rowHalfB + kvOff;
-      if (ASC_FEATURE_SIMD) {
-        const ev = f32x4.splat(e);
-        for (let d: usize = 0; d < <usize>head_dim; d += 8) {
-          const v = v128.load(vp + (d << 1));
-          const op = oh + (d << 2);
-          v128.store(op, f32x4.add(v128.load(op), f32x4.mul(ev, h2f_lo(v))));
-          v128.store(op, f32x4.add(v128.load(op, 16), f32x4.mul(ev, h2f_hi(v))), 16);
-        }
-      } else {
-        for (let d: usize = 0; d < <usize>head_dim; d++) {
-          const op = oh + (d << 2);
-          store<f32>(op, load<f32>(op) + e * h2f(load<u16>(vp + (d << 1))));
-        }
+      for (let d: usize = 0; d < <usize>head_dim; d++) {
+        const op = oh + (d << 2);
+        store<f32>(op, load<f32>(op) + e * h2f(load<u16>(vp + (d << 1))));
       }
     }
     const inv: f32 = <f32>1 / sum;
@@ -246,6 +229,97 @@ export function attention_f16kv(q: usize, kc: usize, vc: usize, out: usize, n_pa
       const op = oh + (d << 2);
       store<f32>(op, load<f32>(op) * inv);
     }
+  }
+}
+
+// Four f16 at p -> f32x4 (h2f_x4 with its constants in registers).
+@inline function h4(p: usize, hmask: v128, hmul: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shl(v128.load16x4_s(p), 13), hmask), hmul);
+}
+
+// Partial q.k of one position, lane i = sum over d = i mod 4 in d order (the
+// scalar twin's a_i).
+@inline function qkLanes(qh: usize, kp: usize, hdB: usize, hmask: v128, hmul: v128): v128 {
+  let acc = f32x4.splat(0);
+  for (let d: usize = 0; d < hdB; d += 16) acc = f32x4.add(acc, f32x4.mul(v128.load(qh + d), h4(kp + (d >> 1), hmask, hmul)));
+  return acc;
+}
+
+// One head, SIMD: same f32 operations per output as the scalar twin above.
+// Scores four positions at a time (independent accumulator chains instead of
+// one 16-add chain per position, and a 4x4 transpose instead of four
+// horizontal sums: (l0+l1)+(l2+l3) per position, as hsum_f32x4); the
+// weighted sum of values runs over 16 output dims at a time in registers.
+function attnHeadSimd(qh: usize, kb: usize, vb: usize, oh: usize, n_past: i32, head_dim: i32, rowB: usize, scale: f32, scores: usize): void {
+  const hmask = v128.load(VCONST + VC_HMASK);
+  const hmul = v128.load(VCONST + VC_HMUL);
+  const hdB = <usize>head_dim << 2;
+  const sc = f32x4.splat(scale);
+  let p = 0;
+  let kp = kb;
+  for (; p + 4 <= n_past; p += 4) {
+    const a0 = qkLanes(qh, kp, hdB, hmask, hmul);
+    const a1 = qkLanes(qh, kp + rowB, hdB, hmask, hmul);
+    const a2 = qkLanes(qh, kp + rowB * 2, hdB, hmask, hmul);
+    const a3 = qkLanes(qh, kp + rowB * 3, hdB, hmask, hmul);
+    const t0 = i32x4.shuffle(a0, a1, 0, 4, 1, 5);
+    const t1 = i32x4.shuffle(a0, a1, 2, 6, 3, 7);
+    const t2 = i32x4.shuffle(a2, a3, 0, 4, 1, 5);
+    const t3 = i32x4.shuffle(a2, a3, 2, 6, 3, 7);
+    const l01 = f32x4.add(i32x4.shuffle(t0, t2, 0, 1, 4, 5), i32x4.shuffle(t0, t2, 2, 3, 6, 7));
+    const l23 = f32x4.add(i32x4.shuffle(t1, t3, 0, 1, 4, 5), i32x4.shuffle(t1, t3, 2, 3, 6, 7));
+    v128.store(scores + (<usize>p << 2), f32x4.mul(f32x4.add(l01, l23), sc));
+    kp += rowB << 2;
+  }
+  for (; p < n_past; p++) {
+    store<f32>(scores + (<usize>p << 2), hsum_f32x4(qkLanes(qh, kp, hdB, hmask, hmul)) * scale);
+    kp += rowB;
+  }
+  let mx: f32 = -Infinity;
+  for (let i = 0; i < n_past; i++) {
+    const s = load<f32>(scores + (<usize>i << 2));
+    if (s > mx) mx = s;
+  }
+  // exp four at a time (expf4 == expf lane by lane), then the sum in position order.
+  const mxv = f32x4.splat(mx);
+  let i = 0;
+  for (; i + 4 <= n_past; i += 4) {
+    const sp = scores + (<usize>i << 2);
+    v128.store(sp, expf4(f32x4.sub(v128.load(sp), mxv)));
+  }
+  for (; i < n_past; i++) store<f32>(scores + (<usize>i << 2), expf(load<f32>(scores + (<usize>i << 2)) - mx));
+  let sum: f32 = 0;
+  for (let j = 0; j < n_past; j++) sum += load<f32>(scores + (<usize>j << 2));
+  const inv = f32x4.splat(<f32>1 / sum);
+  const end = scores + (<usize>n_past << 2);
+  let d: usize = 0;
+  for (; d + 64 <= hdB; d += 64) {
+    let o0 = f32x4.splat(0), o1 = f32x4.splat(0), o2 = f32x4.splat(0), o3 = f32x4.splat(0);
+    let vp = vb + (d >> 1);
+    for (let sp = scores; sp < end; sp += 4) {
+      const e = v128.load32_splat(sp);
+      o0 = f32x4.add(o0, f32x4.mul(e, h4(vp, hmask, hmul)));
+      o1 = f32x4.add(o1, f32x4.mul(e, h4(vp + 8, hmask, hmul)));
+      o2 = f32x4.add(o2, f32x4.mul(e, h4(vp + 16, hmask, hmul)));
+      o3 = f32x4.add(o3, f32x4.mul(e, h4(vp + 24, hmask, hmul)));
+      vp += rowB;
+    }
+    v128.store(oh + d, f32x4.mul(o0, inv));
+    v128.store(oh + d, f32x4.mul(o1, inv), 16);
+    v128.store(oh + d, f32x4.mul(o2, inv), 32);
+    v128.store(oh + d, f32x4.mul(o3, inv), 48);
+  }
+  for (; d < hdB; d += 32) {
+    let o0 = f32x4.splat(0), o1 = f32x4.splat(0);
+    let vp = vb + (d >> 1);
+    for (let sp = scores; sp < end; sp += 4) {
+      const e = v128.load32_splat(sp);
+      o0 = f32x4.add(o0, f32x4.mul(e, h4(vp, hmask, hmul)));
+      o1 = f32x4.add(o1, f32x4.mul(e, h4(vp + 8, hmask, hmul)));
+      vp += rowB;
+    }
+    v128.store(oh + d, f32x4.mul(o0, inv));
+    v128.store(oh + d, f32x4.mul(o1, inv), 16);
   }
 }
 
@@ -262,11 +336,21 @@ export function attention_f16kv_causal(q: usize, kc: usize, vc: usize, out: usiz
 // ---------------------------------------------------------------- elementwise
 
 // out = silu(g) * u = g / (1 + exp(-g)) * u. out may alias g or u.
+// exp is expf (common.ts), the same in every build.
 export function silu_mul(g: usize, u: usize, out: usize, n: i32): void {
-  for (let i: usize = 0; i < <usize>n; i++) {
+  let i: usize = 0;
+  if (ASC_FEATURE_SIMD) {
+    const one = f32x4.splat(1);
+    for (; i + 4 <= <usize>n; i += 4) {
+      const o = i << 2;
+      const gv = v128.load(g + o);
+      v128.store(out + o, f32x4.mul(f32x4.div(gv, f32x4.add(one, expf4(f32x4.neg(gv)))), v128.load(u + o)));
+    }
+  }
+  for (; i < <usize>n; i++) {
     const o = i << 2;
     const gv = load<f32>(g + o);
-    store<f32>(out + o, gv / (<f32>1 + Mathf.exp(-gv)) * load<f32>(u + o));
+    store<f32>(out + o, gv / (<f32>1 + expf(-gv)) * load<f32>(u + o));
   }
 }
 
@@ -288,6 +372,24 @@ export function f16_to_f32(src: usize, dst: usize, n: i32): void {
 
 export function bf16_to_f32(src: usize, dst: usize, n: i32): void {
   for (let i: usize = 0; i < <usize>n; i++) store<f32>(dst + (i << 2), bf2f(load<u16>(src + (i << 1))));
+}
+
+// KV store: x holds ntok rows of n_kv * head_dim f32 (one row per position);
+// head j of row t goes, as f16 (f32_to_f16's rounding), to
+// cache + j * head_stride + (pos0 + t) * head_dim * 2 — the head-major cache
+// layout (src/engine/kv-cache.ts). One call per layer instead of one per
+// (position, head). Scalar in every build.
+export function store_kv_f16(x: usize, cache: usize, pos0: i32, ntok: i32, n_kv: i32, head_dim: i32, head_stride: usize): void {
+  const hd = <usize>head_dim;
+  let src = x;
+  for (let t = 0; t < ntok; t++) {
+    let dst = cache + <usize>(pos0 + t) * (hd << 1);
+    for (let j = 0; j < n_kv; j++) {
+      for (let i: usize = 0; i < hd; i++) store<u16>(dst + (i << 1), <u16>f2h(load<f32>(src + (i << 2))));
+      src += hd << 2;
+      dst += head_stride;
+    }
+  }
 }
 
 // Round to nearest even; saturates at +-65504 (no infinities in the cache).

@@ -125,6 +125,31 @@ for (const kind of kinds) {
     row(kind, `matmul Q8_0 5632x2048 x ${NTOK} tok`, `${(s2 * 1e3).toFixed(2)} ms`, "-", `${((FF * H * NTOK) / s2 / 1e9).toFixed(2)} GMAC/s`);
     arena.reset(mark);
   }
+  // Load: the in-place Q4_0 -> Q4R repack (what the loader runs on every layer matrix).
+  {
+    const mark = arena.mark();
+    const w = q4(FF, H);
+    const s = time(() => e.repack_q4_0(w.p, w.p, FF, H));
+    row(kind, "repack Q4_0 -> Q4R 5632x2048 (in place)", `${(s * 1e3).toFixed(3)} ms`, `${(w.bytes / s / 1e9).toFixed(2)} GB/s`, "-");
+    arena.reset(mark);
+  }
+  // Decode attention over a head-major f16 cache: 24 layers x 32 heads x 160 positions, head_dim 64.
+  {
+    const mark = arena.mark();
+    const ctx = 4096, hd = 64, np = 160;
+    const kc = arena.alloc(32 * ctx * hd * 2), vc = arena.alloc(32 * ctx * hd * 2);
+    const u16 = arena.u16(kc, 32 * ctx * hd);
+    for (let i = 0; i < 32 * ctx * hd; i++) u16[i] = 0x3000 + ((i * 37) & 0x3ff); // every half set: old arena bytes could be NaN or subnormal
+    const v16 = arena.u16(vc, 32 * ctx * hd);
+    for (let i = 0; i < 32 * ctx * hd; i++) v16[i] = 0xb000 + ((i * 11) & 0x3ff);
+    const qp = arena.alloc(32 * hd * 4), op = arena.alloc(32 * hd * 4), sc = arena.alloc(ctx * 4);
+    arena.f32(qp, 32 * hd).forEach((_, i, a) => (a[i] = Math.sin(i))); // finite, normal (old arena bytes could be denormals)
+    const s = time(() => {
+      for (let l = 0; l < 24; l++) for (let j = 0; j < 32; j++) e.attention_f16kv(qp + j * hd * 4, kc + j * ctx * hd * 2, vc + j * ctx * hd * 2, op + j * hd * 4, np, 1, 1, hd, sc);
+    });
+    row(kind, "attention per decoded token (24 x 32 heads x 160 pos)", `${(s * 1e3).toFixed(3)} ms`, "-", "-");
+    arena.reset(mark);
+  }
   // Per-token decode estimate for StableLM-2-1.6B (Q4_0 layers, Q6_K head as Q6R).
   {
     const mark = arena.mark();

@@ -36,7 +36,7 @@ async function benchModel(): Promise<string> {
   return path;
 }
 
-/** Seconds to read the file front to back once (4 MiB reads): the floor for any loader. */
+/** Seconds to read the file front to back once (4 MiB reads into one reused buffer): the floor for any loader. */
 function readTime(path: string): number {
   const buf = Buffer.allocUnsafe(4 << 20);
   const fd = openSync(path, "r");
@@ -74,8 +74,8 @@ function child(args: string[]): Result | { engine: string; error: string } {
 
 const path = await benchModel();
 const size = statSync(path).size;
-readTime(path); // once to settle the page cache, then measured
-const fileRead = readTime(path);
+readTime(path); // once to settle the page cache, then best of 2
+const fileRead = Math.min(readTime(path), readTime(path));
 const builds: ("relaxed" | "simd")[] = enableRelaxedSimd() ? ["relaxed", "simd"] : ["simd"];
 const results = [...builds.map((b) => child(["--model", path, "--engine", "edgelm", "--build", b])), child(["--model", path, "--engine", "llama.cpp"])];
 
@@ -88,16 +88,17 @@ const weightsMB = size / 2 ** 20;
 
 const lines = [
   `model: ${path} (${f(size / 1e9, 2)} GB, synthetic Stable LM 2 1.6B shape, Q4_0); prompt ${PROMPT} tokens, decode ${DECODE}; one thread`,
-  `machine: ${cpus()[0]?.model ?? "?"} × ${cpus().length}, Node ${process.version}; reading the file once: ${f(fileRead, 2)} s (page cache warm)`,
+  `machine: ${cpus()[0]?.model ?? "?"} × ${cpus().length}, Node ${process.version}; reading the file into a reused 4 MiB buffer: ${f(fileRead, 2)} s (page cache warm, best of 2)`,
   "",
-  "| engine | load s | prefill tok/s | decode tok/s | peak RSS MB | load / file read | prefill vs llama.cpp | decode vs llama.cpp | RSS vs llama.cpp |",
-  "|---|---|---|---|---|---|---|---|---|",
+  "| engine | load s | prefill tok/s | decode tok/s | peak RSS MB | RSS above node's baseline MB | load / file read | prefill vs llama.cpp | decode vs llama.cpp | RSS vs llama.cpp |",
+  "|---|---|---|---|---|---|---|---|---|---|",
   ...ok.map(
     (r) =>
-      `| ${r.engine} | ${f(r.load_s, 2)} | ${f(r.prefill_tok_s)} | ${f(r.decode_tok_s)} | ${f(r.peak_rss_mb, 0)} | ${f(r.load_s / fileRead, 1)}× | ${ratio(r.prefill_tok_s, llama?.prefill_tok_s)} | ${ratio(r.decode_tok_s, llama?.decode_tok_s)} | ${ratio(r.peak_rss_mb, llama?.peak_rss_mb)} |`,
+      `| ${r.engine} | ${f(r.load_s, 2)} | ${f(r.prefill_tok_s)} | ${f(r.decode_tok_s)} | ${f(r.peak_rss_mb, 0)} | ${f(r.peak_rss_mb - r.baseline_rss_mb, 0)} | ${f(r.load_s / fileRead, 2)}× | ${ratio(r.prefill_tok_s, llama?.prefill_tok_s)} | ${ratio(r.decode_tok_s, llama?.decode_tok_s)} | ${ratio(r.peak_rss_mb, llama?.peak_rss_mb)} |`,
   ),
   "",
-  `targets (edgelm, one thread): decode ≥ 12 tok/s, prefill ≥ 25 tok/s, load ≤ 1.5× file read, RSS ≤ weights + KV + 64 MB = ${f(weightsMB + kvMB + 64, 0)} MB (node's own baseline before loading: ${ok[0] ? f(ok[0].baseline_rss_mb, 0) : "?"} MB)`,
+  `targets (edgelm, one thread): decode ≥ 12 tok/s, prefill ≥ 25 tok/s, load ≤ 1.5× file read, RSS ≤ weights + KV + 64 MB = ${f(weightsMB, 0)} + ${f(kvMB, 0)} + 64 = ${f(weightsMB + kvMB + 64, 0)} MB,`,
+  `  counted above node's own baseline (the child's RSS after node + tsx start, before the engine module loads: ${ok[0] ? f(ok[0].baseline_rss_mb, 0) : "?"} MB — not ours)`,
   ...ok.map((r) => `  ${r.engine}: ${r.detail}`),
   ...results.filter((r) => "error" in r).map((r) => `  FAILED ${r.engine}: ${(r as { error: string }).error}`),
 ];

@@ -57,9 +57,12 @@ export function prepareEngine(
 ): { engine: WasmEngine; plan: ModelPlan } {
   const config = configFromGGUF(header.metadata, header.tensorByName);
   const { kernels, arena } = newKernels(choice);
-  const plan = planModel(config, header.tensorByName, kernels, arena);
-  const engine = new WasmEngine(config, kernels, arena, plan.weights, opts);
-  return { engine, plan };
+  // One memory.grow for everything (weights, buffers, KV pool) instead of one per tensor.
+  return arena.batch(() => {
+    const plan = planModel(config, header.tensorByName, kernels, arena);
+    const engine = new WasmEngine(config, kernels, arena, plan.weights, opts);
+    return { engine, plan };
+  });
 }
 
 /** Loads a GGUF from a stream in one pass: each tensor is written straight into WASM memory, then repacked there. */

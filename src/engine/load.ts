@@ -79,6 +79,16 @@ export interface Placement {
   /** The destination for the tensor's bytes (a view of WASM memory or a small JS buffer). */
   dest(): Uint8Array;
   finalize(): void;
+  /**
+   * Matrices repacked in 4-row groups can be finalized piece by piece as
+   * their bytes arrive: `partBytes` (one group) is the granularity, and
+   * finalizePart(start, end) (byte offsets into dest(), multiples of
+   * partBytes, or end = the tensor's length) replaces finalize() — used by
+   * the Node loader so that the last tensor's repack does not wait for its
+   * last byte.
+   */
+  partBytes?: number;
+  finalizePart?(start: number, end: number): void;
 }
 
 export interface ModelPlan {
@@ -139,7 +149,19 @@ export function planModel(config: StableLMConfig, tensors: Map<string, TensorInf
     const ptr = arena.alloc(Math.max(bytes, t.byteLength), 64);
     const finalize =
       kind === "q4r" ? () => k.repack_q4_0(ptr, ptr, rows, cols) : kind === "q6r" ? () => k.repack_q6_k(ptr, ptr, rows, cols) : () => {};
-    placements.set(name, { info: t, dest: view(ptr, t.byteLength), finalize });
+    const placement: Placement = { info: t, dest: view(ptr, t.byteLength), finalize };
+    if (kind === "q4r" || kind === "q6r") {
+      // A 4-row group's bytes are the same in the file and in Q4R/Q6R, so a range of whole groups repacks alone.
+      const groupBytes = 4 * (kind === "q4r" ? (cols / 32) * 18 : (cols / 256) * 210);
+      const repack = kind === "q4r" ? k.repack_q4_0 : k.repack_q6_k;
+      placement.partBytes = groupBytes;
+      placement.finalizePart = (start, end) => {
+        const r0 = (start / groupBytes) * 4;
+        const r1 = Math.min(rows, Math.ceil(end / groupBytes) * 4);
+        repack(ptr + start, ptr + start, r1 - r0, cols);
+      };
+    }
+    placements.set(name, placement);
     return { name, type: t.type, kind, ptr, rows, cols };
   };
 

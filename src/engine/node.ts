@@ -1,11 +1,19 @@
 /**
- * Node entry point of the wasm engine: a GGUF file → WASM memory. Tensors are
- * read in file order straight into their final place in WASM memory (one
- * positioned read each, no JS-heap copy) and repacked there right after.
+ * Node entry point of the wasm engine: a GGUF file → WASM memory.
+ *
+ * The header is parsed without its arrays (the tokenizer's 300k items are
+ * walked, not decoded: the forward pass never uses them). Tensors are read in
+ * file order straight into their final place in WASM memory — positioned
+ * reads of up to 8 MiB, a few in flight on libuv's thread pool, no JS-heap
+ * copy — and each is repacked there on the main thread as soon as all of its
+ * bytes have arrived, while the following reads proceed.
  */
-import { openGGUF } from "../gguf/file";
+import { open } from "node:fs/promises";
 import { prepareEngine, type KernelChoice } from "./index";
 import { compileKernelModules, enableRelaxedSimd } from "./kernels-node";
+import { parseHeader } from "../gguf/reader";
+import { FileSource } from "../gguf/source";
+import type { Placement } from "./load";
 import type { WasmEngine, WasmEngineOptions } from "./wasm-engine";
 
 export interface FileLoadOptions extends WasmEngineOptions, Pick<KernelChoice, "force" | "warmup"> {
@@ -14,7 +22,13 @@ export interface FileLoadOptions extends WasmEngineOptions, Pick<KernelChoice, "
   /** Folder of the kernel builds (default build/). */
   buildDir?: string;
   onProgress?: (bytesRead: number, total: number) => void;
+  /** Bytes per positioned read (default 8 MiB; tests use tiny pieces to exercise the piecewise repack). */
+  readChunkBytes?: number;
 }
+
+/** Bytes per positioned read, and reads in flight (libuv's pool has 4 threads). */
+const READ_CHUNK = 8 << 20;
+const IN_FLIGHT = 3;
 
 export async function loadWasmEngine(path: string, opts: FileLoadOptions = {}): Promise<WasmEngine> {
   const wantRelaxed = opts.relaxed ?? process.env.EDGELM_RELAXED_SIMD !== "0";
@@ -26,17 +40,114 @@ export async function loadWasmEngine(path: string, opts: FileLoadOptions = {}): 
     unavailable.relaxed = opts.relaxed === false ? "disabled by the caller" : "disabled by EDGELM_RELAXED_SIMD=0";
   } else if (relaxedNote && !modules.relaxed) unavailable.relaxed = `${relaxedNote}: ${unavailable.relaxed ?? ""}`;
 
-  const file = await openGGUF(path);
+  let handle;
   try {
-    const { engine, plan } = prepareEngine(file, { modules, unavailable, force: opts.force, warmup: opts.warmup }, opts);
-    const order = [...plan.placements.values()].sort((a, b) => a.info.offset - b.info.offset);
-    for (const p of order) {
-      await file.readTensor(p.info, p.dest());
-      p.finalize();
-      opts.onProgress?.(file.dataOffset + p.info.offset + p.info.byteLength, file.totalSize);
+    handle = await open(path, "r");
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new Error(err.code === "ENOENT" ? `no such file: ${path}` : `cannot open ${path}: ${err.message}`);
+  }
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw new Error(`${path} is not a file`);
+    let header;
+    try {
+      header = await parseHeader(new FileSource(handle, stat.size), { skipArrays: true });
+    } catch (e) {
+      throw Object.assign(e as Error, { message: `${path}: ${(e as Error).message}` });
     }
+    const { engine, plan } = prepareEngine(header, { modules, unavailable, force: opts.force, warmup: opts.warmup }, opts);
+    const order = [...plan.placements.values()].sort((a, b) => a.info.offset - b.info.offset);
+    await readPipelined(order, header.dataOffset, opts.readChunkBytes ?? READ_CHUNK, (d, p) => handle.read(d, 0, d.length, p).then((r) => r.bytesRead), (p) =>
+      opts.onProgress?.(header.dataOffset + p.info.offset + p.info.byteLength, header.totalSize),
+    );
     return engine;
   } finally {
-    await file.close();
+    await handle.close();
+  }
+}
+
+/**
+ * Reads every placement's bytes (READ_CHUNK pieces, IN_FLIGHT at a time, in
+ * file order). A piece of a matrix that repacks in 4-row groups is repacked
+ * as soon as it arrives (the next reads already issued); any other tensor is
+ * finalized once all its bytes are in. `ready` is called for each placement,
+ * in order, once it is complete.
+ */
+async function readPipelined(
+  order: Placement[],
+  dataOffset: number,
+  chunk: number,
+  read: (dest: Uint8Array, position: number) => Promise<number>,
+  ready: (p: Placement) => void,
+): Promise<void> {
+  interface Piece { dest: Uint8Array; pos: number; tensor: number; start: number }
+  const pieces: Piece[] = [];
+  const remaining = new Int32Array(order.length);
+  order.forEach((p, i) => {
+    const dest = p.dest();
+    const base = dataOffset + p.info.offset;
+    // Pieces of whole 4-row groups where the tensor repacks piece by piece.
+    const step = p.finalizePart && p.partBytes ? Math.max(1, Math.floor(chunk / p.partBytes)) * p.partBytes : chunk;
+    for (let o = 0; o < dest.length; o += step) {
+      pieces.push({ dest: dest.subarray(o, Math.min(dest.length, o + step)), pos: base + o, tensor: i, start: o });
+      remaining[i]++;
+    }
+  });
+  const waiters: (() => void)[] = new Array(order.length);
+  let failure: unknown;
+  let next = 0;
+  let active = 0;
+  let settle: (() => void) | undefined;
+  const readPiece = async (piece: Piece) => {
+    let done = 0;
+    while (done < piece.dest.length) {
+      const n = await read(piece.dest.subarray(done), piece.pos + done);
+      if (n <= 0) throw new Error(`truncated file: ${piece.dest.length - done} bytes missing at offset ${piece.pos + done}`);
+      done += n;
+    }
+  };
+  const pump = () => {
+    while (failure === undefined && active < IN_FLIGHT && next < pieces.length) {
+      const piece = pieces[next++];
+      active++;
+      readPiece(piece).then(
+        () => {
+          active--;
+          pump(); // the next read starts before this piece is repacked
+          const p = order[piece.tensor];
+          if (p.finalizePart && failure === undefined) {
+            try {
+              p.finalizePart(piece.start, piece.start + piece.dest.length);
+            } catch (e) {
+              failure ??= e;
+              waiters.forEach((w) => w?.());
+            }
+          }
+          if (--remaining[piece.tensor] === 0) waiters[piece.tensor]?.();
+          if (active === 0) settle?.();
+        },
+        (e) => {
+          active--;
+          failure ??= e;
+          waiters.forEach((w) => w?.());
+          if (active === 0) settle?.();
+        },
+      );
+    }
+    if (active === 0) settle?.();
+  };
+  try {
+    pump();
+    for (let i = 0; i < order.length; i++) {
+      if (remaining[i] > 0 && failure === undefined) await new Promise<void>((res) => (waiters[i] = res));
+      if (failure !== undefined) throw failure;
+      if (!order[i].finalizePart) order[i].finalize();
+      ready(order[i]);
+    }
+  } finally {
+    // Never leave reads running into memory the caller may drop.
+    failure ??= new Error("load aborted");
+    if (active > 0) await new Promise<void>((res) => (settle = res));
   }
 }

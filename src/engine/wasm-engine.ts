@@ -281,12 +281,7 @@ export class WasmEngine implements Engine {
   /** x [m × KV] f32 → the cache's head-major f16 blocks at positions pos0.. (see kv-cache.ts). */
   private storeKV(x: number, cache: number, pos0: number, m: number): void {
     const { numKVHeads, headDim } = this.config;
-    const headBytes = this.pool.headBytes;
-    for (let t = 0; t < m; t++) {
-      for (let j = 0; j < numKVHeads; j++) {
-        this.k.f32_to_f16(x + (t * numKVHeads + j) * headDim * F32, cache + j * headBytes + (pos0 + t) * headDim * 2, headDim);
-      }
-    }
+    this.k.store_kv_f16(x, cache, pos0, m, numKVHeads, headDim, this.pool.headBytes);
   }
 
   /**

@@ -107,6 +107,83 @@ class HeaderParser {
     }
   }
 
+  /**
+   * Parses items [i, count) for as long as their bytes are already buffered, consumes them, and
+   * returns the index of the first item it could not take (i itself when none fit).
+   */
+  bufferedItems(type: ValueType, what: string, items: (Scalar | MetaValue)[], i: number, count: number): number {
+    const b = this.src.buffered();
+    let at = 0;
+    if (type === ValueType.STRING) {
+      for (; i < count && at + 8 <= b.length; i++) {
+        const n = (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+        if ((b[at + 4] | b[at + 5] | b[at + 6] | b[at + 7]) !== 0 || n > LIMITS.stringBytes || at + 8 + n > b.length) break; // the slow path reports it
+        let s = n <= 64 ? shortUtf8(b, at + 8, at + 8 + n) : undefined;
+        if (s === undefined) {
+          try {
+            s = decoder.decode(b.subarray(at + 8, at + 8 + n));
+          } catch {
+            throw new GGUFFormatError(`${what}: string is not valid UTF-8`);
+          }
+        }
+        items[i] = s;
+        at += 8 + n;
+      }
+    } else {
+      const size = SCALAR_SIZE[type];
+      if (size === undefined || type === ValueType.BOOL) return i;
+      const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+      for (; i < count && at + size <= b.length; i++, at += size) {
+        switch (type) {
+          case ValueType.UINT8: items[i] = dv.getUint8(at); break;
+          case ValueType.INT8: items[i] = dv.getInt8(at); break;
+          case ValueType.UINT16: items[i] = dv.getUint16(at, true); break;
+          case ValueType.INT16: items[i] = dv.getInt16(at, true); break;
+          case ValueType.UINT32: items[i] = dv.getUint32(at, true); break;
+          case ValueType.INT32: items[i] = dv.getInt32(at, true); break;
+          case ValueType.FLOAT32: items[i] = dv.getFloat32(at, true); break;
+          case ValueType.UINT64: items[i] = dv.getBigUint64(at, true); break;
+          case ValueType.INT64: items[i] = dv.getBigInt64(at, true); break;
+          default: items[i] = dv.getFloat64(at, true);
+        }
+      }
+    }
+    this.src.consume(at);
+    return i;
+  }
+
+  /** Moves past an array value (after its type tag) with the same checks as reading it. */
+  async skipArray(what: string, depth = 0): Promise<void> {
+    if (depth > 2) throw new GGUFFormatError(`${what}: arrays nested too deeply`);
+    const itemType = await this.u32();
+    if (!(itemType in ValueType)) throw new GGUFFormatError(`${what}: unknown array element type ${itemType}`);
+    const count = await this.u64(`item count of ${what}`, LIMITS.arrayItems);
+    if (itemType === ValueType.ARRAY) {
+      for (let i = 0; i < count; i++) await this.skipArray(`${what}[${i}]`, depth + 1);
+    } else if (itemType === ValueType.STRING) {
+      for (let i = 0; i < count; i++) {
+        const b = this.src.buffered();
+        let at = 0;
+        // Walk the lengths that are already buffered; fall back to awaited reads at the edge.
+        for (; i < count && at + 8 <= b.length; i++) {
+          const n = (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+          if ((b[at + 4] | b[at + 5] | b[at + 6] | b[at + 7]) !== 0 || at + 8 + n > b.length) break;
+          at += 8 + n;
+        }
+        this.src.consume(at);
+        if (i < count) {
+          const n = await this.u64(`length of ${what}`, LIMITS.stringBytes);
+          if (n > this.left()) throw new GGUFFormatError(`${what}: string of ${n} bytes runs past the end of the file`);
+          await this.src.skip(n);
+        }
+      }
+    } else {
+      const bytes = count * SCALAR_SIZE[itemType as ValueType]!;
+      if (bytes > this.left()) throw new GGUFFormatError(`${what}: array of ${count} items runs past the end of the file`);
+      await this.src.skip(bytes);
+    }
+  }
+
   async value(type: number, what: string, depth = 0): Promise<MetaValue> {
     if (type !== ValueType.ARRAY) {
       if (!(type in ValueType)) throw new GGUFFormatError(`${what}: unknown value type ${type}`);
@@ -122,14 +199,44 @@ class HeaderParser {
     if (itemType === ValueType.ARRAY) {
       for (let i = 0; i < count; i++) items[i] = await this.value(ValueType.ARRAY, `${what}[${i}]`, depth + 1);
     } else {
-      for (let i = 0; i < count; i++) items[i] = await this.scalar(itemType, what);
+      // A tokenizer holds ~300k items: take what is buffered synchronously, await only to refill.
+      for (let i = 0; i < count; ) {
+        const next = this.bufferedItems(itemType, what, items, i, count);
+        if (next > i) i = next;
+        else items[i++] = await this.scalar(itemType, what);
+      }
     }
     return { type: ValueType.ARRAY, itemType, value: items } as MetaValue;
   }
 }
 
+/**
+ * UTF-8 → string for short byte runs (vocabulary tokens), faster than a TextDecoder call each.
+ * Undefined for anything unusual (invalid, overlong, surrogates, 4-byte sequences): the caller
+ * then decodes with the strict TextDecoder, which gives the same result or the error.
+ */
+function shortUtf8(b: Uint8Array, start: number, end: number): string | undefined {
+  let out = "";
+  for (let i = start; i < end; ) {
+    const c = b[i];
+    if (c < 0x80) {
+      out += String.fromCharCode(c);
+      i += 1;
+    } else if (c >= 0xc2 && c < 0xe0 && i + 1 < end && (b[i + 1] & 0xc0) === 0x80) {
+      out += String.fromCharCode(((c & 0x1f) << 6) | (b[i + 1] & 0x3f));
+      i += 2;
+    } else if (c >= 0xe0 && c < 0xf0 && i + 2 < end && (b[i + 1] & 0xc0) === 0x80 && (b[i + 2] & 0xc0) === 0x80) {
+      const cp = ((c & 0x0f) << 12) | ((b[i + 1] & 0x3f) << 6) | (b[i + 2] & 0x3f);
+      if (cp < 0x800 || (cp >= 0xd800 && cp < 0xe000)) return undefined;
+      out += String.fromCharCode(cp);
+      i += 3;
+    } else return undefined;
+  }
+  return out;
+}
+
 /** Parses magic, version, metadata and tensor infos; leaves the source at the data section. */
-export async function parseHeader(src: ByteSource): Promise<GGUFHeader> {
+export async function parseHeader(src: ByteSource, opts: { skipArrays?: boolean } = {}): Promise<GGUFHeader> {
   const p = new HeaderParser(src);
   if (src.size !== undefined && src.size < 24) throw new GGUFFormatError(`not a GGUF file: only ${src.size} bytes`);
   const magic = await p.u32();
@@ -146,7 +253,9 @@ export async function parseHeader(src: ByteSource): Promise<GGUFHeader> {
     const key = await p.string(`metadata key #${i}`);
     if (metadata.has(key)) throw new GGUFFormatError(`duplicate metadata key ${key}`);
     const type = await p.u32();
-    metadata.set(key, await p.value(type, `metadata ${key}`));
+    // The engine needs no arrays (a tokenizer's 300k items): walked and checked, not decoded.
+    if (opts.skipArrays && type === ValueType.ARRAY) await p.skipArray(`metadata ${key}`);
+    else metadata.set(key, await p.value(type, `metadata ${key}`));
   }
 
   let alignment = DEFAULT_ALIGNMENT;

@@ -18,6 +18,13 @@ export interface ByteSource {
   /** Exactly dest.length bytes into dest. */
   readInto(dest: Uint8Array): Promise<void>;
   skip(n: number): Promise<void>;
+  /**
+   * The bytes already buffered past the position, without consuming them (may be empty), and
+   * `consume` to advance over some of them: parsers take many small values synchronously and
+   * await `read` only when the buffer runs dry.
+   */
+  buffered(): Uint8Array;
+  consume(n: number): void;
 }
 
 const CHUNK = 1 << 20;
@@ -64,6 +71,15 @@ export class FileSource implements ByteSource {
     this.need(dest.length);
     await this.fill(dest, this.pos);
     this.pos += dest.length;
+  }
+
+  buffered(): Uint8Array {
+    const at = this.pos - this.start;
+    return at >= 0 && at < this.end ? this.buf.subarray(at, this.end) : this.buf.subarray(0, 0);
+  }
+
+  consume(n: number): void {
+    this.pos += n;
   }
 
   async skip(n: number): Promise<void> {
@@ -137,6 +153,15 @@ export class StreamSource implements ByteSource {
     }
   }
 
+  buffered(): Uint8Array {
+    return this.chunk.subarray(this.chunkPos);
+  }
+
+  consume(n: number): void {
+    this.chunkPos += n;
+    this.pos += n;
+  }
+
   async skip(n: number): Promise<void> {
     let left = n;
     while (left > 0) {
@@ -180,6 +205,12 @@ export class BufferSource implements ByteSource {
   }
   async skip(n: number): Promise<void> {
     this.need(n);
+    this.pos += n;
+  }
+  buffered(): Uint8Array {
+    return this.bytes.subarray(this.pos);
+  }
+  consume(n: number): void {
     this.pos += n;
   }
 }

@@ -5,12 +5,14 @@
  * (matmul == repeated matvec, docs/kernels.md), so those checks are exact.
  */
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { TensorType } from "../../src/gguf/types";
 import { SequenceEvictedError } from "../../src/engine/index";
+import { loadWasmEngine } from "../../src/engine/node";
 import { synthGGUF } from "../../weights-tools/fixtures";
 import { BUILDS, engineFor, engineFromBytes, fileBytes, randomTokens, relErr, sameBits, smallGGUF } from "./helpers";
 
@@ -141,6 +143,17 @@ describe("wasm engine slots, errors and loading", () => {
     const a = await engineFor(path, build);
     const b = await engineFromBytes(fileBytes(path), build);
     expect(sameBits(b.forward(b.newSequence(), tokens)[0], a.forward(a.newSequence(), tokens)[0])).toBe("same");
+    // File loading in tiny pieces (many reads in flight, Q4R repacked group range by group range, Q6R too,
+    // odd row counts): same bits again.
+    for (const spec of [{}, { output: TensorType.Q6_K, vocab: 510 }]) {
+      const file = join(tmpdir(), `edgelm-pieces-${process.pid}-${spec.output ?? 0}.gguf`);
+      writeFileSync(file, await smallGGUF(spec));
+      const whole = await engineFor(file, build);
+      const pieces = await loadWasmEngine(file, { force: build, relaxed: build === "relaxed", readChunkBytes: 1000 });
+      const toks = randomTokens(7, 510, 5);
+      expect(sameBits(pieces.forward(pieces.newSequence(), toks)[0], whole.forward(whole.newSequence(), toks)[0])).toBe("same");
+      rmSync(file);
+    }
   });
 
   it("the stream path imports nothing from node:", () => {

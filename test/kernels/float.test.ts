@@ -155,6 +155,8 @@ describe("attention over an f16 KV cache", () => {
     [50, 8, 2, 64, 1], // GQA: 4 query heads per KV head
     [19, 6, 3, 32, 1],
     [23, 4, 2, 64, 300], // huge scores: softmax must subtract the max
+    [6, 2, 1, 24, 1], // head_dim not a multiple of 16: the SIMD kernel's 8-wide tail
+    [9, 2, 2, 40, 1],
   ])("n_past=%i heads=%i kv=%i head_dim=%i qscale=%i", (nPast, nh, nkv, hd, qscale) => {
     const r = rng(nPast * 13 + nh + nkv + qscale);
     const q = randVec(r, nh * hd, qscale);
@@ -216,16 +218,39 @@ describe("elementwise and conversions", () => {
     const g = randVec(r, n, 4);
     g[0] = -200; g[1] = 200; g[2] = 0;
     const u = randVec(r, n);
+    for (let i = 3; i < 300; i++) g[i] = -100 + (200 * i) / 300; // the exp's clamp ends and everything between
+    const outs: Float32Array[] = [];
     for (const h of both()) {
       const gp = h.putF32(g), up = h.putF32(u), op = h.alloc(n * 4);
       h.k.silu_mul(gp, up, op, n);
       const got = h.f32(op, n);
+      outs.push(got.slice());
       for (let i = 0; i < n; i++) {
         const ref = (g[i] / (1 + Math.exp(-g[i]))) * u[i];
         expect(Math.abs(got[i] - ref)).toBeLessThanOrEqual(3e-7 * Math.abs(g[i] * u[i]) + 1e-30);
       }
       h.k.add_f32(gp, up, op, n);
       expect(Array.from(h.f32(op, n))).toEqual(Array.from(g, (v, i) => Math.fround(v + u[i])));
+    }
+    expect(bitsEqual(outs[0], outs[1])).toBe(true); // vector exp == scalar exp, lane by lane
+  });
+
+  it("store_kv_f16 writes each head of each position where f32_to_f16 per head would (head-major cache)", () => {
+    const ntok = 3, nkv = 2, hd = 24, ctx = 10, pos0 = 5;
+    const x = randVec(rng(12), ntok * nkv * hd, 3);
+    x[0] = 1e6; // saturates like f32_to_f16
+    for (const h of both()) {
+      const stride = ctx * hd * 2;
+      const a = h.alloc(nkv * stride), b = h.alloc(nkv * stride);
+      h.arena.u8(a, nkv * stride).fill(0);
+      h.arena.u8(b, nkv * stride).fill(0);
+      const xp = h.putF32(x);
+      h.k.store_kv_f16(xp, a, pos0, ntok, nkv, hd, stride);
+      for (let t = 0; t < ntok; t++) {
+        for (let j = 0; j < nkv; j++) h.k.f32_to_f16(xp + (t * nkv + j) * hd * 4, b + j * stride + (pos0 + t) * hd * 2, hd);
+      }
+      expect(Array.from(h.arena.u16(a, nkv * ctx * hd))).toEqual(Array.from(h.arena.u16(b, nkv * ctx * hd)));
+      expect(h.arena.u16(a, 1)[0]).toBe(0); // position 0 untouched
     }
   });
 

@@ -227,6 +227,50 @@ describe("Q4_0 repack + matvec / matmul", () => {
     }
   });
 
+  it("extreme blocks (nibbles all 15 or all 0, activations all +-127): matmul == matvec == exact integer dot", () => {
+    // Nibbles 15 with x = +127 make the unsigned pair-product sum 32*15*127 = 60960 (past int16; the
+    // relaxed matmul's int16 accumulators wrap and are corrected exactly); nibbles 0 give -8*127*32 = -32512.
+    const rows = 4, cols = 64, ntok = 11;
+    const nb = cols / 32;
+    const bytes = new Uint8Array(rows * nb * 18);
+    const dv = new DataView(bytes.buffer);
+    const fill = [0xff, 0x00, 0xff, 0x0f]; // per row: all 15, all 0, all 15, low 15 / high 0
+    for (let r = 0; r < rows; r++) {
+      for (let b = 0; b < nb; b++) {
+        dv.setUint16((r * nb + b) * 18, 0x3c00, true); // d = 1
+        bytes.fill(fill[r], (r * nb + b) * 18 + 2, (r * nb + b) * 18 + 18);
+      }
+    }
+    const xs = new Float32Array(ntok * cols);
+    for (let t = 0; t < ntok; t++) xs.fill(t % 2 ? -1 : 1, t * cols, (t + 1) * cols); // q = +-127 everywhere
+    const want = (r: number, t: number) => {
+      const s = t % 2 ? -127 : 127;
+      const w = [7, -8, 7, 0][r]; // mean weight over the block: row 3 is 16 x 7 and 16 x -8
+      return r === 3 ? nb * s * (16 * 7 - 16 * 8) * (1 / 127) : nb * 32 * w * s * (1 / 127);
+    };
+    const res: Float32Array[] = [];
+    for (const h of both()) {
+      const wr = h.alloc(h.k.q4r_bytes(rows, cols) >>> 0);
+      h.k.repack_q4_0(h.putU8(bytes), wr, rows, cols);
+      const xp = h.putF32(xs);
+      const xb = h.alloc(h.k.q8b_bytes(cols, ntok) >>> 0);
+      h.k.quantize_q8b(xp, cols, ntok, xb);
+      const mm = h.alloc(rows * ntok * 4);
+      h.k.matmul_q4r_q8b(wr, rows, cols, xb, ntok, mm);
+      const got = h.f32(mm, rows * ntok);
+      const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
+      const mv = h.alloc(rows * 4);
+      for (let t = 0; t < ntok; t++) {
+        h.k.quantize_q8a(xp + t * cols * 4, cols, xa);
+        h.k.matvec_q4r_q8a(wr, rows, cols, xa, mv);
+        expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), h.f32(mv, rows)), `token ${t}`).toBe(true);
+        for (let r = 0; r < rows; r++) expect(got[t * rows + r]).toBeCloseTo(want(r, t), 3);
+      }
+      res.push(got);
+    }
+    expect(bitsEqual(res[0], res[1])).toBe(true);
+  });
+
   it("all-zero weights and all-zero activations give exact zeros", () => {
     for (const h of both()) {
       const rows = 5, cols = 64;
