@@ -24,5 +24,6 @@ export const commands: Record<string, Command> = {
   serve: lazy("serve", "serve the OpenAI-compatible API over HTTP (Node)"),
   tokenize: lazy("tokenize", "text → Arcade100k token ids"),
   detokenize: lazy("detokenize", "token ids → text"),
+  "shard-plan": lazy("shard-plan", "plan Worker-sized layer/head shards of a GGUF and write their wrangler configs"),
   complete: lazy("complete", "stream a completion or chat from an edgelm (or any OpenAI-compatible) server"),
 };

@@ -1,0 +1,78 @@
+/** `edgelm shard-plan`: cut a GGUF into Worker-sized layer and head shards (docs/sharding.md). */
+import { mkdir, writeFile, chmod } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { basename, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { formatPlan, planFile, renderDeployment } from "../../../weights-tools/shard-plan";
+import { floatOption, intOption, parseCommand, required, UsageError } from "../args";
+
+const root = fileURLToPath(new URL("../../../", import.meta.url));
+
+const spec = {
+  name: "shard-plan",
+  summary: "plan layer/head shards of a GGUF that each fit a Worker's memory, and write their wrangler configs",
+  usage: "shard-plan --model FILE.gguf [--budget-mb 120] [--context 2048] [--sequences 1] [--out DIR] [--json]",
+  details: `
+  --model FILE        the GGUF (only its header is read)
+  --budget-mb N       memory per shard isolate, MiB (default 120; production isolates have 128 MB)
+  --context N         positions per sequence in each shard's KV cache (default 2048)
+  --sequences N       KV slots per shard (sequences kept alive, LRU beyond; default 1)
+  --prefill-chunk N   positions per prefill pass in a shard (default 32; buffers scale with it)
+  --overhead-mb N     JS/isolate memory assumed per shard beside WASM memory (default 16)
+  --key KEY           the GGUF's R2 object key (default the file name)
+  --bucket NAME       R2 bucket (default edgelm-models)
+  --out DIR           write plan.json, wrangler.shard-<i>.toml, wrangler.coordinator.toml, deploy.sh
+  --json              print the plan as JSON instead of the table`,
+  options: {
+    model: { type: "string" },
+    "budget-mb": { type: "string" },
+    context: { type: "string" },
+    sequences: { type: "string" },
+    "prefill-chunk": { type: "string" },
+    "overhead-mb": { type: "string" },
+    key: { type: "string" },
+    bucket: { type: "string" },
+    out: { type: "string" },
+    json: { type: "boolean" },
+  },
+} as const;
+
+export async function run(argv: string[]): Promise<number> {
+  const o = parseCommand(spec, argv);
+  if (!o) return 0;
+  const model = required("shard-plan", o.model, "model");
+  const MiB = 2 ** 20;
+  let plan;
+  try {
+    plan = await planFile(model, {
+      key: o.key ?? basename(model),
+      budgetBytes: Math.floor(floatOption("shard-plan", o["budget-mb"], "budget-mb", 120, 1) * MiB),
+      contextLength: intOption("shard-plan", o.context, "context", 2048, 1),
+      sequences: intOption("shard-plan", o.sequences, "sequences", 1, 1),
+      prefillChunk: intOption("shard-plan", o["prefill-chunk"], "prefill-chunk", 32, 1),
+      overheadBytes: Math.floor(floatOption("shard-plan", o["overhead-mb"], "overhead-mb", 16, 0) * MiB),
+    });
+  } catch (e) {
+    if ((e as Error).name === "ShardPlanError") throw new UsageError(`shard-plan: ${(e as Error).message}`);
+    throw e;
+  }
+  process.stdout.write(o.json ? `${JSON.stringify(plan)}\n` : `${formatPlan(plan)}\n`);
+  if (o.out) {
+    const dir = resolve(o.out);
+    const toml = readFileSync(join(root, "wrangler.toml"), "utf8");
+    const flags = toml.match(/^compatibility_flags\s*=\s*\[([^\]]*)\]/m)?.[1] ?? "";
+    const files = renderDeployment(plan, {
+      bucket: o.bucket ?? "edgelm-models",
+      compatibilityDate: toml.match(/^compatibility_date\s*=\s*"([^"]+)"/m)?.[1] ?? "2026-04-20",
+      compatibilityFlags: [...flags.matchAll(/"([^"]+)"/g)].map((m) => m[1]),
+      shardMain: relative(dir, join(root, "src/shard/worker.ts")),
+      coordinatorMain: relative(dir, join(root, "src/worker.ts")),
+      modelFile: resolve(model),
+    });
+    await mkdir(dir, { recursive: true });
+    for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);
+    await chmod(join(dir, "deploy.sh"), 0o755);
+    process.stderr.write(`wrote ${Object.keys(files).length} files to ${dir}\n`);
+  }
+  return 0;
+}

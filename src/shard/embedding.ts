@@ -1,0 +1,60 @@
+/**
+ * Embedding rows on demand: the coordinator never holds token_embd (116 MB as Q4_0); it reads
+ * the rows a request needs by range from the one GGUF, dequantizes them (src/gguf/quant, exact
+ * for Q4_0/Q8_0/F16/BF16/F32: the same values the engine's kernels produce) and keeps a bounded
+ * LRU of rows per isolate. Rows that lie close together in the file are fetched by one read, and
+ * every read is counted: each is a subrequest of the request that made it.
+ */
+import { dequantize } from "../gguf/quant";
+import type { EmbeddingRows } from "./engine";
+import type { ShardPlan } from "./plan";
+
+/** Bytes at an absolute offset of the GGUF. */
+export type ReadBytes = (offset: number, length: number) => Promise<Uint8Array>;
+
+/** Two missing rows at most this far apart (in rows) are fetched by one read, the rows between included. */
+const COALESCE_ROWS = 8;
+
+export class RangeEmbedding implements EmbeddingRows {
+  private readonly cache = new Map<number, Float32Array>();
+  /** Range reads made (subrequests). */
+  reads = 0;
+  hits = 0;
+
+  constructor(
+    private readonly plan: ShardPlan,
+    private readonly read: ReadBytes,
+    /** Rows kept (default 1024: 8 MiB of f32 at the 1.6B width). */
+    private readonly maxRows = 1024,
+  ) {}
+
+  async rows(tokens: readonly number[]): Promise<Float32Array> {
+    const H = this.plan.model.config.hiddenSize;
+    const missing = [...new Set(tokens.filter((t) => !this.cache.has(t)))].sort((a, b) => a - b);
+    this.hits += tokens.length - missing.length;
+    const fetched = new Map<number, Float32Array>();
+    for (let i = 0; i < missing.length; ) {
+      let j = i + 1;
+      while (j < missing.length && missing[j] - missing[j - 1] <= COALESCE_ROWS) j++;
+      const first = missing[i];
+      const last = missing[j - 1];
+      const { offset, rowBytes, type } = this.plan.embedding;
+      this.reads++;
+      const bytes = await this.read(offset + first * rowBytes, (last - first + 1) * rowBytes);
+      for (let k = i; k < j; k++) {
+        const t = missing[k];
+        fetched.set(t, dequantize(type, bytes.subarray((t - first) * rowBytes, (t - first + 1) * rowBytes), H));
+      }
+      i = j;
+    }
+    const out = new Float32Array(tokens.length * H);
+    tokens.forEach((t, i) => {
+      const row = fetched.get(t) ?? this.cache.get(t)!;
+      out.set(row, i * H);
+      this.cache.delete(t); // re-insert: the map's order is recency
+      this.cache.set(t, row);
+    });
+    while (this.cache.size > this.maxRows) this.cache.delete(this.cache.keys().next().value!);
+    return out;
+  }
+}

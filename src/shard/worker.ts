@@ -1,0 +1,147 @@
+/**
+ * A shard's Worker script (one per shard: Durable Object instances of one class may share an
+ * isolate, so shards must be separate scripts to get 128 MB each). The coordinator reaches the
+ * single instance `idFromName("shard")` of this script's `Shard` class over RPC:
+ *
+ *   session(requests) → replies   one long-lived frame stream per coordinator request
+ *   call(frame) → frame           one frame per RPC (transport "rpc")
+ *
+ * The weights load on first use (range reads of the one GGUF in R2, by the plan stored beside
+ * it) into a WebAssembly.Memory capped at the plan's page budget. The instance keeps the
+ * runtime — and so its sequences' KV caches — for as long as the platform keeps it alive.
+ */
+import { DurableObject } from "cloudflare:workers";
+import relaxedKernels from "../../build/kernels-relaxed.wasm";
+import scalarKernels from "../../build/kernels-scalar.wasm";
+import simdKernels from "../../build/kernels-simd.wasm";
+import type { ShardPlan } from "./plan";
+import { encodeFrame, FrameReader } from "./protocol";
+import { ShardRuntime, type RangeSource } from "./runtime";
+
+interface R2Range {
+  get(key: string, opts?: { range?: { offset: number; length: number } }): Promise<{ size: number; text(): Promise<string>; arrayBuffer(): Promise<ArrayBuffer> } | null>;
+}
+
+/** Bytes per R2 range read while loading (each one is a subrequest of the shard's invocation). */
+const READ_PIECE = 8 << 20;
+
+export interface ShardEnv {
+  MODELS: R2Range;
+  MODEL_KEY: string;
+  PLAN_KEY?: string;
+  SHARD_INDEX: string;
+  /** Tests only: after this many frames, the instance drops its runtime and breaks its sessions (a recycled isolate). */
+  TEST_CRASH_AFTER_FRAMES?: string;
+}
+
+async function loadRuntime(env: ShardEnv): Promise<ShardRuntime> {
+  const planKey = env.PLAN_KEY || `${env.MODEL_KEY}.plan.json`;
+  const planObj = await env.MODELS.get(planKey);
+  if (!planObj) throw new Error(`the shard plan "${planKey}" is not in the R2 bucket bound as MODELS (edgelm shard-plan --out writes it; upload plan.json there)`);
+  const plan = JSON.parse(await planObj.text()) as ShardPlan;
+  const index = Number(env.SHARD_INDEX);
+  if (plan.model.key !== env.MODEL_KEY) throw new Error(`the plan is for "${plan.model.key}", this shard serves "${env.MODEL_KEY}"`);
+  // Pieces of at most READ_PIECE bytes, each read whole (arrayBuffer) and handed on before the
+  // next is requested: JS heap holds one piece at a time. Streaming R2 bodies straight through
+  // stalled local (Miniflare) R2 in some runs; whole small reads never did.
+  const source: RangeSource = {
+    async read(offset, length) {
+      let at = offset;
+      const end = offset + length;
+      return new ReadableStream<Uint8Array>({
+        async pull(c) {
+          if (at >= end) return c.close();
+          const n = Math.min(READ_PIECE, end - at);
+          const obj = await env.MODELS.get(env.MODEL_KEY, { range: { offset: at, length: n } });
+          if (!obj) throw new Error(`the object "${env.MODEL_KEY}" is not in the R2 bucket bound as MODELS`);
+          if (obj.size !== plan.model.size) throw new Error(`"${env.MODEL_KEY}" is ${obj.size} bytes, the plan was made for ${plan.model.size}: re-run edgelm shard-plan`);
+          c.enqueue(new Uint8Array(await obj.arrayBuffer()));
+          at += n;
+        },
+      });
+    },
+  };
+  const rt = await ShardRuntime.load(plan, index, source, { modules: { relaxed: relaxedKernels, simd: simdKernels, scalar: scalarKernels } });
+  const i = rt.info();
+  console.log(`edgelm shard ${index} (${i.script}): loaded in ${i.loadMs} ms, wasm ${(i.memoryBytes / 2 ** 20).toFixed(1)} of ${(i.maxBytes / 2 ** 20).toFixed(1)} MiB, ${i.kernels} kernels`);
+  return rt;
+}
+
+export class Shard extends DurableObject<ShardEnv> {
+  private runtime?: Promise<ShardRuntime>;
+  private frames = 0;
+  private crashed = false;
+  private readonly sessions = new Set<WritableStreamDefaultWriter<Uint8Array>>();
+
+  private ready(): Promise<ShardRuntime> {
+    this.runtime ??= loadRuntime(this.env).catch((e) => {
+      this.runtime = undefined; // the next frame tries again (e.g. after the object is uploaded)
+      throw e;
+    });
+    return this.runtime;
+  }
+
+  /** One frame; load failures become error replies, as runtime errors do. */
+  private async handle(frame: Uint8Array): Promise<Uint8Array> {
+    let rt: ShardRuntime;
+    try {
+      rt = await this.ready();
+    } catch (e) {
+      return encodeFrame({ ok: false, error: `shard ${this.env.SHARD_INDEX} failed to load: ${(e as Error).message}` });
+    }
+    const out = rt.handle(frame);
+    this.maybeCrash();
+    return out;
+  }
+
+  private maybeCrash(): void {
+    const after = Number(this.env.TEST_CRASH_AFTER_FRAMES ?? 0);
+    if (!after || this.crashed || ++this.frames < after) return;
+    this.crashed = true;
+    this.runtime = undefined; // KV and weights gone, as in a fresh isolate
+    for (const w of this.sessions) w.abort(new Error("shard restarted")).catch(() => {});
+    this.sessions.clear();
+  }
+
+  async call(frame: Uint8Array): Promise<Uint8Array> {
+    return this.handle(frame);
+  }
+
+  async session(requests: ReadableStream<Uint8Array>): Promise<ReadableStream<Uint8Array>> {
+    // Load inside this RPC call, not in the pump below (a waitUntil task): R2 reads from a
+    // waitUntil task hung now and then in local workerd. A load error is answered per frame.
+    await this.ready().catch(() => {});
+    const pipe = new IdentityTransformStream();
+    const writer = pipe.writable.getWriter();
+    this.sessions.add(writer);
+    const pump = async () => {
+      const reader = new FrameReader(requests);
+      try {
+        for (let frame = await reader.next(); frame; frame = await reader.next()) {
+          const reply = await this.handle(frame);
+          if (!this.sessions.has(writer)) return; // crashed meanwhile: the reply is lost, as it would be
+          await writer.write(reply);
+        }
+        await writer.close();
+      } catch (e) {
+        await writer.abort(e).catch(() => {});
+        await reader.cancel(e);
+      } finally {
+        this.sessions.delete(writer);
+      }
+    };
+    this.ctx.waitUntil(pump());
+    return pipe.readable;
+  }
+
+  async fetch(): Promise<Response> {
+    const rt = await this.ready();
+    return Response.json(rt.info());
+  }
+}
+
+export default {
+  async fetch(): Promise<Response> {
+    return new Response("edgelm shard: reached by the coordinator through its Durable Object binding\n", { status: 404 });
+  },
+};

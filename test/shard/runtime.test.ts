@@ -1,0 +1,139 @@
+/**
+ * Shards in Node against the single-isolate wasm engine on the same file: every shard loads only
+ * its tensors into a memory capped by the plan, and the sharded forward pass gives the engine's
+ * logits bit for bit (same kernels, same code, layer range by layer range). Budgets are enforced:
+ * a plan whose page maximum is too small fails at load, naming the shard and its budget.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openGGUF } from "../../src/gguf/file";
+import { loadWasmEngine } from "../../src/engine/node";
+import type { WasmEngine } from "../../src/engine/index";
+import { decodeFrame, encodeFrame, FrameReader, type ShardReply } from "../../src/shard/protocol";
+import { planShards, type ShardPlan } from "../../src/shard/plan";
+import { fileRanges, loadLocalShards, nodeKernels, type LocalShards } from "../../src/shard/node";
+import { ShardBudgetError, ShardRuntime } from "../../src/shard/runtime";
+import { synthGGUF } from "../../weights-tools/fixtures";
+
+const MiB = 2 ** 20;
+
+async function planFor(path: string, budgetMb: number, context: number, sequences = 2): Promise<ShardPlan> {
+  const f = await openGGUF(path);
+  await f.close();
+  return planShards(f, { budgetBytes: budgetMb * MiB, contextLength: context, sequences, key: "m.gguf", size: f.size });
+}
+
+describe("protocol frames", () => {
+  it("round-trip a head and a payload, whatever the stream's chunking", async () => {
+    const a = encodeFrame({ op: "run", seq: "s", pos: 3, n: 2 }, new Float32Array([1, 2.5, -3, 4]));
+    const b = encodeFrame({ ok: true });
+    const bytes = new Uint8Array([...a, ...b]);
+    // Chunks of 3 bytes: frames straddle chunk boundaries.
+    const stream = new ReadableStream<Uint8Array>({
+      start(c) {
+        for (let i = 0; i < bytes.length; i += 3) c.enqueue(bytes.slice(i, i + 3));
+        c.close();
+      },
+    });
+    const r = new FrameReader(stream);
+    const f1 = decodeFrame<{ op: string; pos: number }>((await r.next())!);
+    expect(f1.head).toEqual({ op: "run", seq: "s", pos: 3, n: 2 });
+    expect([...f1.payload]).toEqual([1, 2.5, -3, 4]);
+    expect(decodeFrame((await r.next())!).head).toEqual({ ok: true });
+    expect(await r.next()).toBeUndefined();
+  });
+});
+
+describe("shards of tiny (Q4_0) in Node", () => {
+  let path: string;
+  let single: WasmEngine;
+  let plan: ShardPlan;
+  let shards: LocalShards;
+
+  beforeAll(async () => {
+    path = await synthGGUF("tiny", "q4_0");
+    single = await loadWasmEngine(path, { contextLength: 256, sequences: 2 });
+    // 19 MiB: one layer shard and five head slices, so the logits are gathered from several shards.
+    plan = await planFor(path, 19, 256);
+    shards = await loadLocalShards(plan, path);
+  });
+
+  it("the plan cuts the head into slices and every shard stays inside its page maximum", () => {
+    expect(plan.shards.filter((s) => s.kind === "head").length).toBeGreaterThan(1);
+    for (const r of shards.runtimes) {
+      const i = r.info();
+      expect(i.memoryBytes).toBeLessThanOrEqual(i.maxBytes);
+      expect(i.allocatedBytes).toBeLessThanOrEqual(i.maxBytes);
+      // The estimate is not wildly above what is used either (a plan that wastes budget is a bad plan).
+      expect(i.maxBytes - i.allocatedBytes, r.spec.script).toBeLessThan(2 * MiB);
+    }
+  });
+
+  it("prefill + decode: sharded logits equal the single engine's bit for bit; allLogits too", async () => {
+    const prompt = [9906, 11, 358, 1097, 264, 1296, 13, 578, 4062];
+    const a = single.newSequence();
+    const b = shards.engine.newSequence();
+    const la = single.forward(a, prompt, 0, { allLogits: true });
+    const lb = await shards.engine.forward(b, prompt, 0, { allLogits: true });
+    expect(lb.length).toBe(prompt.length);
+    lb.forEach((l, i) => expect(Buffer.from(l.buffer).equals(Buffer.from(la[i].buffer)), `position ${i}`).toBe(true));
+    for (const [i, t] of [17, 4242, 100].entries()) {
+      const [x] = single.forward(a, [t], prompt.length + i);
+      const [y] = await shards.engine.forward(b, [t], prompt.length + i);
+      expect(Buffer.from(y.buffer).equals(Buffer.from(x.buffer)), `decode ${i}`).toBe(true);
+    }
+  });
+
+  it("a shard that lost the sequence says so, and the coordinator re-runs the prefix: same logits", async () => {
+    const prompt = [1, 2, 3, 4, 5];
+    const a = single.newSequence();
+    const b = shards.engine.newSequence();
+    single.forward(a, prompt, 0);
+    await shards.engine.forward(b, prompt, 0);
+    // The layer shard forgets everything (an isolate recycled would start empty).
+    const layer = shards.runtimes.find((r) => r.spec.kind === "layers")!;
+    const reply = decodeFrame<ShardReply>(layer.handle(encodeFrame({ op: "drop", seq: b.id }))).head;
+    expect(reply.ok).toBe(true);
+    const unknown = decodeFrame<ShardReply>(layer.handle(encodeFrame({ op: "run", seq: b.id, pos: 5, n: 1 }, new Float32Array(64)))).head;
+    expect(unknown).toEqual({ ok: false, unknown: true, have: 0 });
+    const before = shards.engine.stats.recoveries;
+    const [x] = single.forward(a, [77], 5);
+    const [y] = await shards.engine.forward(b, [77], 5);
+    expect(shards.engine.stats.recoveries).toBe(before + 1);
+    expect(Buffer.from(y.buffer).equals(Buffer.from(x.buffer))).toBe(true);
+  });
+
+  it("the KV slots are an LRU of the plan's size: a third sequence evicts the oldest, which then reports unknown", async () => {
+    const layer = shards.runtimes.find((r) => r.spec.kind === "layers")!;
+    const run = (seq: string, pos: number) => decodeFrame<ShardReply>(layer.handle(encodeFrame({ op: "run", seq, pos, n: 1 }, new Float32Array(64).fill(0.1)))).head;
+    expect(run("lru-a", 0).ok).toBe(true);
+    expect(run("lru-b", 0).ok).toBe(true);
+    expect(run("lru-c", 0).ok).toBe(true); // plan.sequences = 2: lru-a's slot goes to lru-c
+    expect(run("lru-a", 1)).toEqual({ ok: false, unknown: true, have: 0 });
+    expect(run("lru-c", 1).ok).toBe(true);
+    expect(layer.info().sequences).not.toContain("lru-a");
+  });
+
+  it("errors come back as replies, not exceptions: wrong op for the shard kind, bad sizes", () => {
+    const head = shards.runtimes.find((r) => r.spec.kind === "head")!;
+    const layer = shards.runtimes.find((r) => r.spec.kind === "layers")!;
+    expect(decodeFrame<ShardReply>(head.handle(encodeFrame({ op: "run", seq: "x", pos: 0, n: 1 }, new Float32Array(64)))).head).toMatchObject({ ok: false, error: /head shard/ });
+    expect(decodeFrame<ShardReply>(layer.handle(encodeFrame({ op: "run", seq: "x", pos: 0, n: 2 }, new Float32Array(64)))).head).toMatchObject({ ok: false, error: /64 values for 2 positions/ });
+  });
+
+  it("loading over budget fails clearly: a plan with too few pages for shard 0", async () => {
+    const tight = structuredClone(plan);
+    // One page less than shard 0 actually allocates.
+    tight.shards[0].maxPages = Math.ceil(shards.runtimes[0].info().allocatedBytes / 65536) - 1;
+    const err = await ShardRuntime.load(tight, 0, fileRanges(path), nodeKernels()).catch((e) => e);
+    expect(err).toBeInstanceOf(ShardBudgetError);
+    expect(err.message).toMatch(new RegExp(`shard 0 \\(edgelm-shard-0\\) needs more WASM memory than its budget of ${tight.shards[0].maxPages} pages`));
+  });
+
+  it("measured overhead: JS heap and peak WASM memory per shard (printed for docs/sharding.md)", () => {
+    for (const r of shards.runtimes) {
+      const i = r.info();
+      console.log(`shard ${i.index} ${i.kind}: wasm ${(i.memoryBytes / MiB).toFixed(2)} MiB of max ${(i.maxBytes / MiB).toFixed(2)} MiB, allocated ${(i.allocatedBytes / MiB).toFixed(2)} MiB, kernels ${i.kernels}`);
+    }
+    expect(shards.runtimes.length).toBe(plan.shards.length);
+  });
+});
