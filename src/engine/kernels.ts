@@ -13,6 +13,8 @@
 
 export type BuildKind = "relaxed" | "simd" | "scalar";
 
+import { seededRandom } from "../util/random";
+
 /** Raw kernel exports. Pointers are byte offsets into the imported memory. */
 export interface KernelExports {
   heap_base(): number;
@@ -95,17 +97,8 @@ function instantiate(module: WebAssembly.Module, memory: WebAssembly.Memory): We
   return new WebAssembly.Instance(module, { env: { memory } });
 }
 
-/** Deterministic PRNG (mulberry32) so every build sees the same probe data. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic draws so every build sees the same probe data. */
+const rng = seededRandom;
 
 /** A random finite half with magnitude in about [2^-10, 2^-3]: realistic block scales. */
 function randHalf(r: () => number): number {

@@ -8,7 +8,7 @@
  * copy — and each is repacked there on the main thread as soon as all of its
  * bytes have arrived, while the following reads proceed.
  */
-import { open } from "node:fs/promises";
+import { openModelFile } from "../gguf/file";
 import { prepareEngine, type KernelChoice } from "./index";
 import { compileKernelModules, enableRelaxedSimd } from "./kernels-node";
 import { parseHeader } from "../gguf/reader";
@@ -40,19 +40,11 @@ export async function loadWasmEngine(path: string, opts: FileLoadOptions = {}): 
     unavailable.relaxed = opts.relaxed === false ? "disabled by the caller" : "disabled by EDGELM_RELAXED_SIMD=0";
   } else if (relaxedNote && !modules.relaxed) unavailable.relaxed = `${relaxedNote}: ${unavailable.relaxed ?? ""}`;
 
-  let handle;
+  const { handle, size } = await openModelFile(path);
   try {
-    handle = await open(path, "r");
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new Error(err.code === "ENOENT" ? `no such file: ${path}` : `cannot open ${path}: ${err.message}`);
-  }
-  try {
-    const stat = await handle.stat();
-    if (!stat.isFile()) throw new Error(`${path} is not a file`);
     let header;
     try {
-      header = await parseHeader(new FileSource(handle, stat.size), { skipArrays: true });
+      header = await parseHeader(new FileSource(handle, size), { skipArrays: true });
     } catch (e) {
       throw Object.assign(e as Error, { message: `${path}: ${(e as Error).message}` });
     }

@@ -4,6 +4,10 @@
  * top_k 50` draws from the same distribution as HF's generate(do_sample=True).
  */
 
+import { seededRandom } from "../util/random";
+
+export { seededRandom };
+
 export interface SamplingOptions {
   /** 0 means greedy (argmax). */
   temperature: number;
@@ -29,17 +33,6 @@ export const DEFAULT_SAMPLING: SamplingOptions = {
   frequencyPenalty: 0,
 };
 
-/** mulberry32: a small seeded PRNG, identical on every platform. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function argmax(logits: ArrayLike<number>): number {
   let best = 0;

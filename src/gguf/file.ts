@@ -13,7 +13,8 @@ export interface GGUFFile extends GGUFHeader {
   close(): Promise<void>;
 }
 
-export async function openGGUF(path: string): Promise<GGUFFile> {
+/** Opens a model file for reading, with one-line errors that name it (missing, not a file). */
+export async function openModelFile(path: string): Promise<{ handle: FileHandle; size: number }> {
   let handle: FileHandle;
   try {
     handle = await open(path, "r");
@@ -21,9 +22,17 @@ export async function openGGUF(path: string): Promise<GGUFFile> {
     const err = e as NodeJS.ErrnoException;
     throw new Error(err.code === "ENOENT" ? `no such file: ${path}` : `cannot open ${path}: ${err.message}`);
   }
+  const stat = await handle.stat();
+  if (!stat.isFile()) {
+    await handle.close();
+    throw new Error(`${path} is not a file`);
+  }
+  return { handle, size: stat.size };
+}
+
+export async function openGGUF(path: string): Promise<GGUFFile> {
+  const { handle, size } = await openModelFile(path);
   try {
-    const { size } = await handle.stat();
-    if (!(await handle.stat()).isFile()) throw new Error(`${path} is not a file`);
     const src = new FileSource(handle, size);
     const header = await parseHeader(src);
     const tensor = (name: string): TensorInfo => {
