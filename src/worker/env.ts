@@ -115,8 +115,8 @@ export function num(name: string, v: Var, def: number, opts: { min: number; inte
 
 export function parseConfig(env: Env): WorkerConfig {
   const modelKey = text(env.MODEL_KEY) ?? DEFAULT_MODEL_KEY;
-  if (engine !== "ref" && engine !== "wasm") throw new ConfigError(`var ENGINE must be "ref" or "wasm", got ${JSON.stringify(engine)}`);
   const engine = text(env.ENGINE) ?? "ref";
+  if (engine !== "ref" && engine !== "wasm") throw new ConfigError(`var ENGINE must be "ref" or "wasm", got ${JSON.stringify(engine)}`);
   const chat = text(env.CHAT_TEMPLATE);
   if (chat !== undefined && chat !== "zephyr" && chat !== "chatml") throw new ConfigError(`var CHAT_TEMPLATE must be "zephyr", "chatml" or empty, got ${JSON.stringify(chat)}`);
   const cors = text(env.CORS_ORIGINS) ?? "*";
