@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { APIError, APIUserAbortError, TruncatedStreamError, createClient, type RetryInfo } from "../../src/client/index";
-import { startWorker, testModelPath, type WorkerUnderTest } from "../worker/harness";
+import { startWorker, testModelPath, type WorkerUnderTest, waitHealthy } from "../worker/harness";
 import { gate, passThrough, startFaultProxy, type FaultProxy } from "./harness";
 
 const KEY = "sk-edgelm-client-test-0001";
@@ -30,13 +30,7 @@ let proxy: FaultProxy;
 beforeAll(async () => {
   w = await startWorker({ vars: VARS, r2Model: await testModelPath() });
   proxy = await startFaultProxy(w.url);
-  await vi.waitFor(
-    async () => {
-      const res = await fetch(`${w.url}/health`);
-      if (res.status !== 200) throw new Error(`health ${res.status}`);
-    },
-    { timeout: 60_000, interval: 100 },
-  );
+  await waitHealthy(w);
 }, 120_000);
 afterAll(async () => {
   await proxy?.close();

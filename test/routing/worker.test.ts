@@ -7,7 +7,7 @@
  */
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { parseSSE, startWorker, testModelPath, type WorkerUnderTest } from "../worker/harness";
+import { parseSSE, startWorker, testModelPath, type WorkerUnderTest, waitHealthy } from "../worker/harness";
 import { ORIGIN_MODEL, startFaultOrigin, type FaultOrigin } from "./faultOrigin";
 
 const SECRET = "origin-secret-7f3a9c1e5b2d";
@@ -50,13 +50,7 @@ beforeAll(async () => {
       BREAKER_COOLDOWN_MS: String(COOLDOWN_MS),
     },
   });
-  await vi.waitFor(
-    async () => {
-      const res = await fetch(`${w.url}/health`);
-      if (res.status !== 200) throw new Error(`health ${res.status}`);
-    },
-    { timeout: 60_000, interval: 100 },
-  );
+  await waitHealthy(w);
 }, 120_000);
 
 afterAll(async () => {

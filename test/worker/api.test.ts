@@ -5,7 +5,7 @@
  */
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { parseSSE, startWorker, testModelPath, type WorkerUnderTest } from "./harness";
+import { parseSSE, startWorker, testModelPath, type WorkerUnderTest, waitHealthy } from "./harness";
 
 const KEYS = { "sk-edgelm-test-free-0001": "free", "sk-edgelm-test-pro-00002": "pro" };
 const KEY = "sk-edgelm-test-free-0001";
@@ -30,13 +30,7 @@ let client: OpenAI;
 beforeAll(async () => {
   w = await startWorker({ vars: VARS, r2Model: await testModelPath() });
   client = new OpenAI({ baseURL: `${w.url}/v1`, apiKey: KEY, maxRetries: 0 });
-  await vi.waitFor(
-    async () => {
-      const res = await fetch(`${w.url}/health`);
-      if (res.status !== 200) throw new Error(`health ${res.status}: ${await res.text()}`);
-    },
-    { timeout: 60_000, interval: 100 },
-  );
+  await waitHealthy(w);
 }, 120_000);
 
 afterAll(async () => {

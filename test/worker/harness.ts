@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { Miniflare, type MiniflareOptions } from "miniflare";
 import { synthGGUF } from "../../weights-tools/fixtures";
+import { vi } from "vitest";
 
 const root = new URL("../../", import.meta.url);
 
@@ -116,4 +117,15 @@ export function parseSSE(raw: string): { data: string[]; comments: string[] } {
     comments.push(...lines.filter((l) => l.startsWith(":")));
   }
   return { data, comments };
+}
+
+/** Resolves once the Worker's /health answers 200 (the model loaded from R2). */
+export async function waitHealthy(w: WorkerUnderTest, timeout = 60_000): Promise<void> {
+  await vi.waitFor(
+    async () => {
+      const res = await fetch(`${w.url}/health`);
+      if (res.status !== 200) throw new Error(`health ${res.status}: ${await res.text()}`);
+    },
+    { timeout, interval: 100 },
+  );
 }
