@@ -48,8 +48,20 @@ export interface ApiDeps {
   admit?(request: Admission): AdmitResult | Promise<AdmitResult>;
   /** Prompt tokens per prefill pass (abort and keep-alive granularity); default the generator's. */
   prefillChunkTokens?: number;
+  /**
+   * A streaming client that reads nothing for this long, with the read-ahead full, is treated as
+   * disconnected (the fallback where the host loses the disconnect itself). Default: sse.ts's.
+   */
+  streamStallMs?: number;
   /** When given, usage carries prefill_ms, decode_ms and decode_tokens_per_s measured with it. */
   clock?: () => number;
+  /**
+   * Called when a generation takes the engine, with a promise that settles once it has freed it. A
+   * host that may tear a request's context down while its generation still runs (workerd, once
+   * the response has gone out) keeps the context alive until then, so the generation can still
+   * notice that its client left and free the queue.
+   */
+  onGenerationStart?(req: Request, finished: Promise<void>): void;
   /** Called once when a generation ends however it ends (hosts log it: where an abort stopped the work). */
   onGenerationEnd?(req: Request, summary: GenerationSummary): void;
   /**

@@ -11,6 +11,8 @@ export interface Run {
   events: AsyncGenerator<GenerateEvent, void, undefined>;
   abort(): void;
   release(): void;
+  /** See ApiDeps.streamStallMs. */
+  stallMs?: number;
 }
 
 export async function startRun(deps: ApiDeps, model: ServedModel, opts: Omit<GenerateOptions, "signal">, req: Request): Promise<Run> {
@@ -18,6 +20,9 @@ export async function startRun(deps: ApiDeps, model: ServedModel, opts: Omit<Gen
   const releaseSlot = deps.queue ? await deps.queue.acquire(signal) : () => {};
   const controller = new AbortController();
   let released = false;
+  let finished!: () => void;
+  const freed = new Promise<void>((r) => (finished = r));
+  deps.onGenerationStart?.(req, freed);
   const summary: GenerationSummary = { outcome: "error", promptTokens: opts.prompt.length, prefilled: 0, completionTokens: 0 };
   const release = () => {
     if (released) return;
@@ -26,6 +31,7 @@ export async function startRun(deps: ApiDeps, model: ServedModel, opts: Omit<Gen
     releaseSlot();
     if (summary.outcome !== "done" && controller.signal.aborted) summary.outcome = "aborted";
     deps.onGenerationEnd?.(req, summary);
+    finished();
   };
   // A disconnect frees the engine at once. The generator is parked at an await (it yields to the
   // event loop between every step), and it checks the signal before any further forward pass.
@@ -38,7 +44,7 @@ export async function startRun(deps: ApiDeps, model: ServedModel, opts: Omit<Gen
   if (signal.aborted) onAbort();
   else signal.addEventListener("abort", onAbort, { once: true });
   const events = generate(model.engine, model.tokenizer, { prefillChunkTokens: deps.prefillChunkTokens, clock: deps.clock, ...opts, signal: controller.signal });
-  return { events: tracked(events, summary), abort: () => controller.abort(), release };
+  return { events: tracked(events, summary), abort: () => controller.abort(), release, stallMs: deps.streamStallMs };
 }
 
 /** Passes events through, noting how far the generation got (for onGenerationEnd). */
@@ -61,7 +67,7 @@ export async function respond<T>(
   collect: (events: AsyncIterable<GenerateEvent>) => Promise<T>,
 ): Promise<Response> {
   if (stream) {
-    const body = sseStream(chunks(run.events), { onCancel: run.abort, onEnd: run.release });
+    const body = sseStream(chunks(run.events), { onCancel: run.abort, onEnd: run.release, stallMs: run.stallMs });
     return new Response(body, { status: 200, headers: SSE_HEADERS });
   }
   try {

@@ -27,46 +27,94 @@ export const SSE_HEADERS: Record<string, string> = {
   "x-accel-buffering": "no",
 };
 
+/** Events made ahead of a reader that has not taken them yet. */
+export const DEFAULT_READ_AHEAD = 64;
+/** A reader that takes nothing for this long, with a full read-ahead waiting, is taken as gone. */
+export const DEFAULT_STALL_MS = 15_000;
+
+export interface SseHooks {
+  /** The consumer went away: it cancelled, or stalled past `stallMs`. */
+  onCancel?: () => void;
+  /** Once, however the stream ends. */
+  onEnd?: () => void;
+  readAhead?: number;
+  stallMs?: number;
+}
+
 /**
- * A byte stream of the chunks `source` yields, then [DONE]. The source is driven as fast as it
- * produces, not only when the consumer pulls: a generation must not park between tokens waiting
- * for a reader, because workerd notices a vanished client only when it writes (a parked stream
- * never writes again, so neither the cancel nor request.signal would ever fire). Events are small
- * and bounded by max_tokens, so the read-ahead is too. `onCancel` runs when the consumer goes
- * away, and `onEnd` once however the stream ends, so the caller can free its resources.
+ * A byte stream of the chunks `source` yields, then [DONE]. The source is driven ahead of the
+ * consumer, up to `readAhead` events, rather than only on pull: workerd notices a vanished client
+ * when it writes, so a generation parked until the next pull would never learn the client left.
+ * Past the read-ahead it waits for the consumer; one that takes nothing for `stallMs` is treated as
+ * gone. That is the fallback for hosts that lose the disconnect: Miniflare's entry Worker (wrangler
+ * dev) often stops pulling without cancelling or aborting request.signal, and an unbounded
+ * read-ahead there kept a dead client's generation running, slowly, to max_tokens.
  */
-export function sseStream(source: AsyncIterator<unknown>, hooks: { onCancel?: () => void; onEnd?: () => void } = {}): ReadableStream<Uint8Array> {
+export function sseStream(source: AsyncIterator<unknown>, hooks: SseHooks = {}): ReadableStream<Uint8Array> {
+  const readAhead = hooks.readAhead ?? DEFAULT_READ_AHEAD;
+  const stallMs = hooks.stallMs ?? DEFAULT_STALL_MS;
   let ended = false;
+  let pulled: (() => void) | undefined;
   const end = () => {
     if (ended) return;
     ended = true;
     hooks.onEnd?.();
   };
-  return new ReadableStream<Uint8Array>({
-    start(controller) {
-      void (async () => {
-        try {
-          for (;;) {
-            const next = await source.next();
+  const gone = () => {
+    hooks.onCancel?.();
+    end();
+    // Let the generator run its cleanup; an abort error from it is expected here.
+    return source.return?.(undefined)?.catch(() => {});
+  };
+  /** Resolves true once the consumer has room again, false if it stalled. */
+  const room = (controller: ReadableStreamDefaultController<Uint8Array>): Promise<boolean> | true => {
+    if ((controller.desiredSize ?? 1) > 0) return true;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), stallMs);
+      pulled = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+    });
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        void (async () => {
+          try {
+            for (;;) {
+              const ok = await room(controller);
+              if (ended) return;
+              if (!ok) {
+                controller.error(new Error(`the client took no data for ${stallMs} ms`));
+                await gone();
+                return;
+              }
+              const next = await source.next();
+              if (ended) return;
+              if (next.done) break;
+              controller.enqueue(next.value === KEEP_ALIVE ? SSE_KEEP_ALIVE : sseEvent(next.value));
+            }
+            controller.enqueue(SSE_DONE);
+            controller.close();
+          } catch (err) {
             if (ended) return;
-            if (next.done) break;
-            controller.enqueue(next.value === KEEP_ALIVE ? SSE_KEEP_ALIVE : sseEvent(next.value));
+            controller.enqueue(sseEvent(toApiError(err).body()));
+            controller.close();
           }
-          controller.enqueue(SSE_DONE);
-          controller.close();
-        } catch (err) {
-          if (ended) return;
-          controller.enqueue(sseEvent(toApiError(err).body()));
-          controller.close();
-        }
-        end();
-      })();
+          end();
+        })();
+      },
+      pull() {
+        const wake = pulled;
+        pulled = undefined;
+        wake?.();
+      },
+      async cancel() {
+        pulled?.();
+        await gone();
+      },
     },
-    async cancel() {
-      hooks.onCancel?.();
-      end();
-      // Let the generator run its cleanup; an abort error from it is expected here.
-      await source.return?.(undefined)?.catch(() => {});
-    },
-  });
+    new CountQueuingStrategy({ highWaterMark: readAhead }),
+  );
 }

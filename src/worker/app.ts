@@ -40,6 +40,7 @@ export class WorkerApp {
   /** Request → its x-request-id and tier, for log lines and routing decisions made inside the API layer. */
   private readonly ids = new WeakMap<Request, string>();
   private readonly tiers = new WeakMap<Request, string>();
+  private readonly contexts = new WeakMap<Request, ExecutionContextLike>();
 
   constructor(
     readonly cfg: WorkerConfig,
@@ -64,7 +65,12 @@ export class WorkerApp {
       awaitModel: (signal) => this.loader.waitReady(cfg.loadWaitMs, signal),
       admit: cpuAdmission(cfg),
       prefillChunkTokens: cfg.prefillChunkTokens,
+      streamStallMs: cfg.streamStallMs,
       clock: () => performance.now(),
+      // Without this, a request context that workerd drops after a disconnect it never reported
+      // (Miniflare's entry Worker loses them) takes the generation's timers with it: the generation
+      // then never runs again, and never frees the queue.
+      onGenerationStart: (req, finished) => this.contexts.get(req)?.waitUntil(finished),
       onGenerationEnd: (req, s) => {
         const where = s.prefilled < s.promptTokens ? `during prefill (${s.prefilled} of ${s.promptTokens} prompt tokens)` : `after ${s.completionTokens} tokens (prompt ${s.promptTokens})`;
         this.log(`${this.ids.get(req) ?? "-"} generation ${s.outcome} ${where}`);
@@ -88,6 +94,7 @@ export class WorkerApp {
     const t0 = Date.now();
     const id = requestIdOf(req);
     this.ids.set(req, id);
+    this.contexts.set(req, ctx);
     req.signal.addEventListener("abort", () => this.log(`${id} client disconnected`), { once: true });
     const path = new URL(req.url).pathname.replace(/\/+$/, "") || "/";
     // Any request (a health check included) starts the load, so the weights are in by the first completion.

@@ -3,6 +3,7 @@
  * types are the few members we use, declared structurally, so this code type-checks with the
  * project's DOM/Node types and needs no ambient @cloudflare/workers-types globals.
  */
+import { DEFAULT_STALL_MS } from "../api/sse";
 import type { ChatTemplateName } from "../tokenizer/core";
 
 /** The part of an R2 bucket binding we use. */
@@ -33,7 +34,7 @@ export interface Env {
   MODEL_ID?: Var;
   /** zephyr | chatml: overrides the GGUF's template (base models have none; synthetic ones default to zephyr). */
   CHAT_TEMPLATE?: Var;
-  /** ref | wasm. */
+  /** wasm (default) | ref. */
   ENGINE?: Var;
   /** "*" or comma-separated origins. */
   CORS_ORIGINS?: Var;
@@ -48,6 +49,8 @@ export interface Env {
   DECODE_TOKENS_PER_S?: Var;
   /** Prompt tokens per prefill pass: abort and keep-alive granularity during prefill. */
   PREFILL_CHUNK_TOKENS?: Var;
+  /** A streaming client that takes no data for this long is treated as gone (see src/api/sse.ts). */
+  STREAM_STALL_MS?: Var;
   /** Secret: JSON object {"<key>": "<tier>"}. Unset or empty: no auth. */
   API_KEYS?: Var;
   /** Routing to the GPU origin (src/routing/, docs/routing.md). ORIGIN_URL unset: edge only. */
@@ -88,6 +91,7 @@ export interface WorkerConfig {
   prefillTokensPerS: number;
   decodeTokensPerS: number;
   prefillChunkTokens: number;
+  streamStallMs: number;
 }
 
 export const DEFAULT_MODEL_KEY = "stablelm-2-1_6b-q4_0.gguf";
@@ -115,7 +119,7 @@ export function num(name: string, v: Var, def: number, opts: { min: number; inte
 
 export function parseConfig(env: Env): WorkerConfig {
   const modelKey = text(env.MODEL_KEY) ?? DEFAULT_MODEL_KEY;
-  const engine = text(env.ENGINE) ?? "ref";
+  const engine = text(env.ENGINE) ?? "wasm";
   if (engine !== "ref" && engine !== "wasm") throw new ConfigError(`var ENGINE must be "ref" or "wasm", got ${JSON.stringify(engine)}`);
   const chat = text(env.CHAT_TEMPLATE);
   if (chat !== undefined && chat !== "zephyr" && chat !== "chatml") throw new ConfigError(`var CHAT_TEMPLATE must be "zephyr", "chatml" or empty, got ${JSON.stringify(chat)}`);
@@ -132,5 +136,6 @@ export function parseConfig(env: Env): WorkerConfig {
     prefillTokensPerS: num("PREFILL_TOKENS_PER_S", env.PREFILL_TOKENS_PER_S, 0, { min: 0 }),
     decodeTokensPerS: num("DECODE_TOKENS_PER_S", env.DECODE_TOKENS_PER_S, 0, { min: 0 }),
     prefillChunkTokens: num("PREFILL_CHUNK_TOKENS", env.PREFILL_CHUNK_TOKENS, 32, { min: 1, integer: true }),
+    streamStallMs: num("STREAM_STALL_MS", env.STREAM_STALL_MS, DEFAULT_STALL_MS, { min: 1 }),
   };
 }

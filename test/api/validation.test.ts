@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { parseChatRequest } from "../../src/api/chatRequest";
 import { parseCompletionRequest } from "../../src/api/completionRequest";
 import { ApiError } from "../../src/api/errors";
@@ -233,5 +233,60 @@ describe("SSE framing", () => {
     await reader.read();
     await reader.cancel();
     expect([cancelled, ended, finallyRan]).toEqual([1, 1, true]);
+  });
+
+  /** An endless source that counts how far it was driven. */
+  function counted() {
+    const c = { made: 0, finallyRan: false };
+    async function* src() {
+      try {
+        for (;;) {
+          await new Promise((r) => setTimeout(r, 0));
+          yield { i: c.made++ };
+        }
+      } finally {
+        c.finallyRan = true;
+      }
+    }
+    return { c, src: src() };
+  }
+
+  it("runs ahead of a reader by at most readAhead events, and goes on as the reader takes them", async () => {
+    const { c, src } = counted();
+    const reader = sseStream(src, { readAhead: 5, stallMs: 60_000 }).getReader();
+    await vi.waitFor(() => expect(c.made).toBe(5));
+    // Nobody reads: the source stays parked at the bound.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(c.made).toBe(5);
+    for (let i = 0; i < 3; i++) await reader.read();
+    await vi.waitFor(() => expect(c.made).toBe(8));
+    await reader.cancel();
+    expect(c.finallyRan).toBe(true);
+  });
+
+  it("treats a reader that takes nothing for stallMs as gone: onCancel, onEnd, the source closed, the stream errored", async () => {
+    const { c, src } = counted();
+    let cancelled = 0;
+    let ended = 0;
+    const reader = sseStream(src, { readAhead: 4, stallMs: 100, onCancel: () => cancelled++, onEnd: () => ended++ }).getReader();
+    await vi.waitFor(() => expect([cancelled, ended, c.finallyRan]).toEqual([1, 1, true]), { timeout: 5_000 });
+    expect(c.made).toBe(4);
+    await expect(async () => {
+      for (;;) if ((await reader.read()).done) break;
+    }).rejects.toThrow(/took no data for 100 ms/);
+  });
+
+  it("a slow reader that keeps taking events is not treated as stalled", async () => {
+    const { c, src } = counted();
+    let cancelled = 0;
+    const reader = sseStream(src, { readAhead: 2, stallMs: 200, onCancel: () => cancelled++ }).getReader();
+    for (let i = 0; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, 120));
+      expect((await reader.read()).done).toBe(false);
+    }
+    expect(cancelled).toBe(0);
+    expect(c.made).toBeGreaterThanOrEqual(6);
+    await reader.cancel();
+    expect(cancelled).toBe(1);
   });
 });

@@ -22,6 +22,8 @@ const VARS = {
   DECODE_TOKENS_PER_S: "100",
   PREFILL_CHUNK_TOKENS: "8",
   API_KEYS: JSON.stringify({ [KEY]: "free" }),
+  // Through Miniflare a disconnect may only be noticed as a reader that stopped (test/worker/disconnect.test.ts).
+  STREAM_STALL_MS: "1000",
 };
 
 let w: WorkerUnderTest;
@@ -114,7 +116,7 @@ describe("edgelm/client against the Worker in workerd", { timeout: 60_000 }, () 
     ).rejects.toBeInstanceOf(APIUserAbortError);
     expect(n).toBe(1);
     expect(s.finishReason).toBeNull();
-    // Retries ride out the engine still being busy with the aborted request (see the report on disconnects).
+    // Retries ride out the engine still being busy with the aborted request until the Worker lets it go.
     const next = await client({ maxRetries: 30 }).completion({ prompt: "ok", max_tokens: 2 });
     expect(next.usage?.completion_tokens).toBe(2);
   });

@@ -37,6 +37,8 @@ beforeAll(async () => {
       PREFILL_TOKENS_PER_S: "1000000",
       DECODE_TOKENS_PER_S: "100",
       API_KEYS: JSON.stringify(KEYS),
+      // Miniflare may lose a disconnect; the stalled-reader fallback then frees the edge (docs/worker.md).
+      STREAM_STALL_MS: "1000",
       ROUTE_TIERS: JSON.stringify({ free: "edge-only", pro: "auto", ent: "origin-only" }),
       ORIGIN_URL: origin.url,
       ORIGIN_MODEL,

@@ -120,7 +120,7 @@ export function parseSSE(raw: string): { data: string[]; comments: string[] } {
 }
 
 /** Resolves once the Worker's /health answers 200 (the model loaded from R2). */
-export async function waitHealthy(w: WorkerUnderTest, timeout = 60_000): Promise<void> {
+export async function waitHealthy(w: Pick<WorkerUnderTest, "url">, timeout = 60_000): Promise<void> {
   await vi.waitFor(
     async () => {
       const res = await fetch(`${w.url}/health`);

@@ -1,0 +1,79 @@
+/**
+ * A client that disconnects stops its generation, in decode and in prefill, and frees the engine
+ * for the request waiting behind it. Runs in the workerd binary without Miniflare (bareWorkerd.ts
+ * says why), with the WASM engine, and with the stalled-reader fallback pushed out of reach
+ * (10 minutes), so what stops the work can only be workerd reporting the disconnect.
+ */
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { startBareWorkerd } from "./bareWorkerd";
+import { parseSSE, testModelPath, waitHealthy } from "./harness";
+
+const VARS = {
+  MODEL_KEY: "models/tiny-q4_0.gguf",
+  MODEL_ID: "edgelm-tiny",
+  ENGINE: "wasm",
+  QUEUE_DEPTH: "1",
+  CPU_BUDGET_MS: "0",
+  PREFILL_CHUNK_TOKENS: "8",
+  STREAM_STALL_MS: "600000",
+};
+
+let w: Awaited<ReturnType<typeof startBareWorkerd>>;
+
+beforeAll(async () => {
+  w = await startBareWorkerd({ vars: VARS, model: await testModelPath() });
+  await waitHealthy(w);
+}, 120_000);
+
+afterAll(async () => {
+  await w?.close();
+});
+
+function post(body: unknown, signal?: AbortSignal): Promise<Response> {
+  return fetch(`${w.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal });
+}
+
+/** The Worker's log lines about one request. */
+const linesOf = (id: string) =>
+  w
+    .logs()
+    .split("\n")
+    .filter((l) => l.includes(id))
+    .join("\n");
+
+describe("client disconnect in workerd (no Miniflare)", () => {
+  it("during decode: request.signal aborts, the generation stops far short of max_tokens, and the waiting request is served", async () => {
+    expect((await (await fetch(`${w.url}/health`)).json()).engine).toMatch(/^wasm /);
+    const a = new AbortController();
+    const resA = await post({ prompt: "A", max_tokens: 4000, stream: true }, a.signal);
+    const idA = resA.headers.get("x-request-id")!;
+    const readerA = resA.body!.getReader();
+    expect((await readerA.read()).done).toBe(false);
+    // B waits behind A for the engine (queue depth 1).
+    const b = post({ prompt: "B", max_tokens: 3, stream: true });
+    await vi.waitFor(async () => expect((await (await fetch(`${w.url}/health`)).json()).queue.waiting).toBe(1), { timeout: 10_000, interval: 20 });
+
+    a.abort();
+    const resB = await b;
+    expect(resB.status).toBe(200);
+    expect(parseSSE(await resB.text()).data.at(-1)).toBe("[DONE]");
+    await vi.waitFor(() => expect(linesOf(idA)).toMatch(/generation aborted after \d+ tokens/), { timeout: 10_000 });
+    expect(linesOf(idA)).toMatch(`${idA} client disconnected`);
+    const tokens = Number(linesOf(idA).match(/generation aborted after (\d+) tokens/)![1]);
+    expect(tokens).toBeLessThan(4000);
+  }, 30_000);
+
+  it("during prefill: the generation stops between prefill chunks, and the isolate keeps serving", async () => {
+    const prompt = Array.from({ length: 3000 }, (_, i) => 500 + i);
+    const a = new AbortController();
+    const res = await post({ prompt, max_tokens: 5, stream: true }, a.signal);
+    const id = res.headers.get("x-request-id")!;
+    const reader = res.body!.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toMatch(/^: keep-alive\n\n/);
+    a.abort();
+    await vi.waitFor(() => expect(linesOf(id)).toMatch(/generation aborted during prefill \(\d+ of 3000 prompt tokens\)/), { timeout: 10_000 });
+    expect(linesOf(id)).toMatch(`${id} client disconnected`);
+    const after = await post({ prompt: "ok", max_tokens: 2, temperature: 0 });
+    expect((await after.json()).usage.completion_tokens).toBe(2);
+  }, 30_000);
+});
