@@ -6,6 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { promptTokens, type EngineResult } from "./common";
 
 const { values: args } = parseArgs({
   options: {
@@ -26,32 +27,13 @@ function rss(): { peak: number; now: number } {
   return { peak: kb("VmHWM"), now: kb("VmRSS") };
 }
 
-// The same pseudo-random prompt for every engine (ids inside the Arcade100k text range).
-function promptTokens(n: number): number[] {
-  let a = 12345;
-  return Array.from({ length: n }, () => {
-    a = (Math.imul(a, 1103515245) + 12345) >>> 0;
-    return a % 100000;
-  });
-}
-
 const argmax = (x: ArrayLike<number>) => {
   let b = 0;
   for (let i = 1; i < x.length; i++) if (x[i] > x[b]) b = i;
   return b;
 };
 
-interface Result {
-  engine: string;
-  detail: string;
-  load_s: number;
-  prefill_tok_s: number;
-  decode_tok_s: number;
-  peak_rss_mb: number;
-  baseline_rss_mb: number;
-}
-
-async function edgelm(path: string, build: "relaxed" | "simd"): Promise<Result> {
+async function edgelm(path: string, build: "relaxed" | "simd"): Promise<EngineResult> {
   const baseline = rss().now;
   const { loadWasmEngine } = await import("../src/engine/node");
   const t0 = performance.now();
@@ -77,7 +59,7 @@ async function edgelm(path: string, build: "relaxed" | "simd"): Promise<Result> 
   };
 }
 
-async function llamaCpp(path: string): Promise<Result> {
+async function llamaCpp(path: string): Promise<EngineResult> {
   const baseline = rss().now;
   const { getLlama } = await import("node-llama-cpp");
   type Token = import("node-llama-cpp").Token;
@@ -98,7 +80,7 @@ async function llamaCpp(path: string): Promise<Result> {
     if (++n >= DECODE) break;
   }
   const t4 = performance.now();
-  const result: Result = {
+  const result: EngineResult = {
     engine: "llama.cpp",
     detail: `node-llama-cpp prebuilt (${llama.buildType}, ${llama.cpuMathCores} math cores), threads 1, f16 KV, mmap`,
     load_s: (t1 - t0) / 1000,

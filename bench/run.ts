@@ -8,33 +8,23 @@
  *
  *   npm run bench [-- --quick] [-- --all]
  *   --quick   32-token prompt, 16 decoded tokens
- *   --all     also run bench/kernels.ts (per-kernel GB/s, G mult-adds/s) and bench/tokenizer.ts
+ *   --all     also run bench/kernels.ts (per-kernel GB/s, G mult-adds/s), bench/tokenizer.ts and
+ *             bench/worker.ts (the Worker in workerd vs the engine in Node)
  *
  * Timings only here, never in tests. The machine is shared and noisy: compare
  * ratios within one run.
  */
 import { spawnSync } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readSync, statSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { writeSynthGGUF } from "../weights-tools/synth";
+import { join } from "node:path";
+import { benchModel, engineChild, root, type EngineResult } from "./common";
 import { enableRelaxedSimd } from "../src/engine/kernels-node";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const quick = process.argv.includes("--quick");
 const all = process.argv.includes("--all");
 const PROMPT = quick ? 32 : 128;
 const DECODE = quick ? 16 : 64;
-
-async function benchModel(): Promise<string> {
-  const path = join(root, "models", "bench", "synth-1_6b-q4_0-seed0.gguf");
-  if (existsSync(path)) return path;
-  mkdirSync(dirname(path), { recursive: true });
-  process.stderr.write(`generating ${path} (synthetic 1.6B, Q4_0; ~35 s, once) …\n`);
-  await writeSynthGGUF("1_6b", path, "q4_0", 0, { onWarning: () => {} });
-  return path;
-}
 
 /** Seconds to read the file front to back once (4 MiB reads into one reused buffer): the floor for any loader. */
 function readTime(path: string): number {
@@ -47,39 +37,14 @@ function readTime(path: string): number {
   return t;
 }
 
-interface Result {
-  engine: string;
-  detail: string;
-  load_s: number;
-  prefill_tok_s: number;
-  decode_tok_s: number;
-  peak_rss_mb: number;
-  baseline_rss_mb: number;
-}
-
-function child(args: string[]): Result | { engine: string; error: string } {
-  const r = spawnSync(process.execPath, ["--import", "tsx", join(root, "bench/engine-child.ts"), ...args, "--prompt", String(PROMPT), "--decode", String(DECODE)], {
-    cwd: root,
-    encoding: "utf8",
-    timeout: 600_000,
-    maxBuffer: 16 << 20,
-  });
-  const line = r.stdout.trim().split("\n").pop() ?? "";
-  try {
-    return JSON.parse(line) as Result;
-  } catch {
-    return { engine: args.join(" "), error: (r.stderr || r.stdout || `exit ${r.status}`).trim().split("\n").slice(-3).join(" | ") };
-  }
-}
-
 const path = await benchModel();
 const size = statSync(path).size;
 readTime(path); // once to settle the page cache, then best of 2
 const fileRead = Math.min(readTime(path), readTime(path));
 const builds: ("relaxed" | "simd")[] = enableRelaxedSimd() ? ["relaxed", "simd"] : ["simd"];
-const results = [...builds.map((b) => child(["--model", path, "--engine", "edgelm", "--build", b])), child(["--model", path, "--engine", "llama.cpp"])];
+const results = [...builds.map((b) => engineChild(["--model", path, "--engine", "edgelm", "--build", b], PROMPT, DECODE)), engineChild(["--model", path, "--engine", "llama.cpp"], PROMPT, DECODE)];
 
-const ok = results.filter((r): r is Result => !("error" in r));
+const ok = results.filter((r): r is EngineResult => !("error" in r));
 const llama = ok.find((r) => r.engine === "llama.cpp");
 const f = (x: number, d = 1) => x.toFixed(d);
 const ratio = (a: number, b: number | undefined) => (b ? `${f(a / b, 2)}×` : "—");
@@ -116,6 +81,7 @@ if (all) {
   for (const [what, argv] of [
     ["kernels (relaxed build included)", ["--experimental-wasm-relaxed-simd", "--import", "tsx", "bench/kernels.ts", ...(quick ? ["--quick"] : [])]],
     ["tokenizer", ["--import", "tsx", "bench/tokenizer.ts"]],
+    ["the Worker in workerd vs the engine in Node", ["--import", "tsx", "bench/worker.ts", ...(quick ? ["--quick"] : [])]],
   ] as const) {
     console.log(`\n== ${what} ==`);
     spawnSync(process.execPath, [...argv], { cwd: root, stdio: "inherit" });

@@ -11,7 +11,7 @@ import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { bundleWorker, wranglerCompat, type WorkerUnderTest } from "./harness";
+import { bundleWorker, wranglerCompat } from "./bundle";
 
 /** The binary Miniflare runs (workerd is Miniflare's dependency, pinned by the lockfile). */
 function workerdBinary(): string {
@@ -38,7 +38,14 @@ export interface BareWorkerdOptions {
   model: string;
 }
 
-export async function startBareWorkerd(opts: BareWorkerdOptions): Promise<Omit<WorkerUnderTest, "mf">> {
+export interface BareWorkerd {
+  url: string;
+  /** Everything workerd and the Worker wrote (console.log included). */
+  logs(): string;
+  close(): Promise<void>;
+}
+
+export async function startBareWorkerd(opts: BareWorkerdOptions): Promise<BareWorkerd> {
   const dir = mkdtempSync(join(tmpdir(), "edgelm-workerd-"));
   const modules = await bundleWorker();
   const moduleLines = modules.map((m) => {

@@ -1,61 +1,15 @@
 /**
  * Runs src/worker.ts in real workerd through programmatic Miniflare, listening on a real socket,
  * with the compatibility date and flags of wrangler.toml. The Worker is bundled once per test
- * process with esbuild (as wrangler would), so what is tested is what ships.
+ * process with esbuild (as wrangler would; bundle.ts), so what is tested is what ships.
  */
-import { build } from "esbuild";
+export { bundleWorker, wranglerCompat } from "./bundle";
 import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { Miniflare, type MiniflareOptions } from "miniflare";
+import { bundleWorker, wranglerCompat } from "./bundle";
 import { synthGGUF } from "../../weights-tools/fixtures";
 import { vi } from "vitest";
-
-const root = new URL("../../", import.meta.url);
-
-type WorkerModule = NonNullable<MiniflareOptions["modules"]> extends (infer M)[] ? M : never;
-
-let bundle: Promise<WorkerModule[]> | undefined;
-
-/** The Worker's modules: the bundle, plus each imported `*.wasm` as a compiled module (as wrangler ships them). */
-export function bundleWorker(): Promise<WorkerModule[]> {
-  const wasm = new Map<string, string>();
-  bundle ??= build({
-    entryPoints: [new URL("src/worker.ts", root).pathname],
-    bundle: true,
-    format: "esm",
-    platform: "neutral",
-    target: "es2022",
-    conditions: ["workerd", "worker", "browser"],
-    write: false,
-    logLevel: "silent",
-    plugins: [
-      {
-        name: "compiled-wasm",
-        setup(b) {
-          b.onResolve({ filter: /\.wasm$/ }, (args) => {
-            const file = new URL(args.path, `file://${args.resolveDir}/`).pathname;
-            const name = file.slice(file.lastIndexOf("/") + 1);
-            wasm.set(name, file);
-            return { path: `./${name}`, external: true };
-          });
-        },
-      },
-    ],
-  }).then((out) => [
-    { type: "ESModule" as const, path: "worker.js", contents: out.outputFiles[0].text },
-    ...[...wasm].map(([name, file]) => ({ type: "CompiledWasm" as const, path: name, contents: readFileSync(file) })),
-  ]);
-  return bundle;
-}
-
-/** compatibility_date and compatibility_flags, read from wrangler.toml so tests run what deploys. */
-export function wranglerCompat(): { compatibilityDate: string; compatibilityFlags: string[] } {
-  const toml = readFileSync(new URL("wrangler.toml", root), "utf8");
-  const date = toml.match(/^compatibility_date\s*=\s*"([^"]+)"/m)?.[1];
-  const flags = toml.match(/^compatibility_flags\s*=\s*\[([^\]]*)\]/m)?.[1];
-  if (!date || flags === undefined) throw new Error("wrangler.toml: compatibility_date / compatibility_flags not found");
-  return { compatibilityDate: date, compatibilityFlags: [...flags.matchAll(/"([^"]+)"/g)].map((m) => m[1]) };
-}
 
 /** The smallest model with the real vocabulary: local R2 puts are slow, so keep it small. */
 export const TEST_MODEL = { preset: "tiny", type: "q4_0" } as const;

@@ -1,0 +1,53 @@
+/** What the benches share: the synthetic 1.6B model file, the prompt, and one engine per child process. */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { writeSynthGGUF } from "../weights-tools/synth";
+
+export const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** The synthetic Stable LM 2 1.6B-shaped Q4_0 GGUF (made once, ~35 s, kept under models/bench/). */
+export async function benchModel(): Promise<string> {
+  const path = join(root, "models", "bench", "synth-1_6b-q4_0-seed0.gguf");
+  if (existsSync(path)) return path;
+  mkdirSync(dirname(path), { recursive: true });
+  process.stderr.write(`generating ${path} (synthetic 1.6B, Q4_0; ~35 s, once) …\n`);
+  await writeSynthGGUF("1_6b", path, "q4_0", 0, { onWarning: () => {} });
+  return path;
+}
+
+/** The same pseudo-random prompt for every engine (ids inside the Arcade100k text range). */
+export function promptTokens(n: number): number[] {
+  let a = 12345;
+  return Array.from({ length: n }, () => {
+    a = (Math.imul(a, 1103515245) + 12345) >>> 0;
+    return a % 100000;
+  });
+}
+
+export interface EngineResult {
+  engine: string;
+  detail: string;
+  load_s: number;
+  prefill_tok_s: number;
+  decode_tok_s: number;
+  peak_rss_mb: number;
+  baseline_rss_mb: number;
+}
+
+/** Runs bench/engine-child.ts with `args` in its own process and returns its JSON line (or the error). */
+export function engineChild(args: string[], prompt: number, decode: number): EngineResult | { engine: string; error: string } {
+  const r = spawnSync(process.execPath, ["--import", "tsx", join(root, "bench/engine-child.ts"), ...args, "--prompt", String(prompt), "--decode", String(decode)], {
+    cwd: root,
+    encoding: "utf8",
+    timeout: 600_000,
+    maxBuffer: 16 << 20,
+  });
+  const line = r.stdout.trim().split("\n").pop() ?? "";
+  try {
+    return JSON.parse(line) as EngineResult;
+  } catch {
+    return { engine: args.join(" "), error: (r.stderr || r.stdout || `exit ${r.status}`).trim().split("\n").slice(-3).join(" | ") };
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * The Worker's own cost: the same synthetic 1.6B Q4_0 file served by the Worker in workerd (the
+ * bare binary, as a self-hosted deployment runs it; weights from a folder binding) against the
+ * same WASM engine in a Node child process, in one run. The Worker gets a token-id prompt and
+ * streams greedy tokens over SSE; the ratio is what workerd, the API layer and SSE add.
+ *
+ *   node --import tsx bench/worker.ts [--quick]      (also part of `npm run bench -- --all`)
+ *
+ * Timings only here, never in tests; compare ratios within one run.
+ */
+import { mkdirSync, statSync, writeFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { join } from "node:path";
+import { startBareWorkerd } from "../test/worker/bareWorkerd";
+import { benchModel, engineChild, promptTokens, root, type EngineResult } from "./common";
+
+const quick = process.argv.includes("--quick");
+if (process.argv.includes("--help")) {
+  console.log("usage: node --import tsx bench/worker.ts [--quick]\n  the Worker in workerd vs the WASM engine in Node on the synthetic 1.6B Q4_0 model");
+  process.exit(0);
+}
+const PROMPT = quick ? 32 : 128;
+const DECODE = quick ? 16 : 64;
+
+interface WorkerResult {
+  load_s: number;
+  /** Of load_s: streaming the weights in (the rest builds the tokenizer from the GGUF vocabulary). */
+  weights_s: number;
+  ttft_ms: number;
+  prefill_ms: number;
+  decode_tok_s: number;
+  server_decode_tok_s: number | null;
+  tokens: number;
+}
+
+async function waitReady(url: string, timeoutMs: number): Promise<{ load_ms: number; engine: string }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await fetch(`${url}/health`);
+    const h = (await res.json()) as { status: string; load_ms?: number; engine?: string; reason?: string };
+    if (res.status === 200) return { load_ms: h.load_ms ?? NaN, engine: h.engine ?? "?" };
+    if (h.status === "failed") throw new Error(`the Worker failed to load the model: ${h.reason}`);
+    if (Date.now() > deadline) throw new Error(`the Worker did not load within ${timeoutMs / 1000} s: ${h.reason}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** One streamed greedy completion; event arrival times measured here, at the client. */
+async function streamOnce(url: string): Promise<Omit<WorkerResult, "load_s" | "weights_s">> {
+  const t0 = performance.now();
+  const res = await fetch(`${url}/v1/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ prompt: promptTokens(PROMPT), max_tokens: DECODE, temperature: 0, stream: true, stream_options: { include_usage: true } }),
+  });
+  if (res.status !== 200) throw new Error(`completion: HTTP ${res.status}: ${await res.text()}`);
+  const arrivals: number[] = [];
+  let usage: { prefill_ms?: number; decode_tokens_per_s?: number | null } = {};
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += value;
+    let i;
+    while ((i = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      if (!block.startsWith("data: ") || block === "data: [DONE]") continue;
+      const ev = JSON.parse(block.slice(6)) as { choices: { finish_reason: string | null }[]; usage?: typeof usage };
+      // A token's chunk; the closing chunk (finish_reason) and the usage chunk carry none.
+      if (ev.choices[0]?.finish_reason === null) arrivals.push(performance.now());
+      if (ev.usage) usage = ev.usage;
+    }
+  }
+  const n = arrivals.length;
+  return {
+    ttft_ms: arrivals[0] - t0,
+    prefill_ms: usage.prefill_ms ?? NaN,
+    decode_tok_s: n > 1 ? ((n - 1) * 1000) / (arrivals[n - 1] - arrivals[0]) : NaN,
+    server_decode_tok_s: usage.decode_tokens_per_s ?? null,
+    tokens: n,
+  };
+}
+
+const path = await benchModel();
+const node = engineChild(["--model", path, "--engine", "edgelm", "--build", "relaxed"], PROMPT, DECODE);
+if ("error" in node) throw new Error(`the Node peer failed: ${node.error}`);
+
+const w = await startBareWorkerd({
+  model: path,
+  // One prefill pass, as the Node peer does; no CPU-budget refusal; greedy tokens only.
+  vars: { MODEL_KEY: "synth-1_6b-q4_0.gguf", MODEL_ID: "bench", ENGINE: "wasm", CPU_BUDGET_MS: "0", PREFILL_CHUNK_TOKENS: String(PROMPT) },
+});
+let worker: WorkerResult;
+let engine: string;
+try {
+  const ready = await waitReady(w.url, 300_000);
+  engine = ready.engine;
+  await streamOnce(w.url); // warm-up: first-call costs (tokenizer caches, JIT) are not the steady state
+  const runs = [await streamOnce(w.url), await streamOnce(w.url)];
+  const best = runs.reduce((a, b) => (b.decode_tok_s > a.decode_tok_s ? b : a));
+  const weights = w.logs().match(/loading \S+: 100% \([^,]+, ([\d.]+) s\)/);
+  worker = { load_s: ready.load_ms / 1000, weights_s: weights ? Number(weights[1]) : NaN, ...best };
+} finally {
+  await w.close();
+}
+
+const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "—");
+const peer = node as EngineResult;
+const lines = [
+  `model: ${path} (${f(statSync(path).size / 1e9, 2)} GB, synthetic 1.6B shape, Q4_0); prompt ${PROMPT} token ids, ${DECODE} greedy tokens; one thread each`,
+  `machine: ${cpus()[0]?.model ?? "?"} × ${cpus().length}, Node ${process.version}; Worker engine: ${engine}`,
+  "",
+  "| path | load s | prefill ms | first token ms (client) | decode tok/s (client) | decode tok/s (server) |",
+  "|---|---|---|---|---|---|",
+  `| Node, engine in-process (${peer.engine}) | ${f(peer.load_s, 2)} | ${f((PROMPT * 1000) / peer.prefill_tok_s, 0)} | — | ${f(peer.decode_tok_s)} | — |`,
+  `| Worker in workerd, SSE over HTTP (${worker.tokens} tokens) | ${f(worker.load_s, 2)} | ${f(worker.prefill_ms, 0)} | ${f(worker.ttft_ms, 0)} | ${f(worker.decode_tok_s)} | ${f(worker.server_decode_tok_s ?? NaN)} |`,
+  "",
+  `Worker load: ${f(worker.weights_s, 1)} s streaming the weights from the folder binding, the rest building the tokenizer from the GGUF vocabulary (the Node peer loads weights only)`,
+  `Worker / Node: decode ${f(worker.decode_tok_s / peer.decode_tok_s, 2)}×, prefill ${f(((PROMPT * 1000) / peer.prefill_tok_s) / worker.prefill_ms, 2)}× (speed; > 1 = the Worker is faster)`,
+];
+console.log(lines.join("\n"));
+mkdirSync(join(root, "bench/results"), { recursive: true });
+const out = join(root, "bench/results", `worker-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), model: path, prompt: PROMPT, decode: DECODE, machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version }, node: peer, worker, workerEngine: engine }, null, 2));
+console.log(`\nwrote ${out}`);

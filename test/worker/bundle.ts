@@ -1,0 +1,55 @@
+/**
+ * The Worker as it ships: src/worker.ts bundled with esbuild (as wrangler bundles it), each imported
+ * `*.wasm` as a compiled module, and the compatibility date and flags of wrangler.toml. Shared by
+ * the Miniflare harness, the bare-workerd harness and the Worker bench; no test framework here.
+ */
+import { build } from "esbuild";
+import { readFileSync } from "node:fs";
+import type { MiniflareOptions } from "miniflare";
+
+const root = new URL("../../", import.meta.url);
+
+type WorkerModule = NonNullable<MiniflareOptions["modules"]> extends (infer M)[] ? M : never;
+
+let bundle: Promise<WorkerModule[]> | undefined;
+
+/** The Worker's modules: the bundle, plus each imported `*.wasm` as a compiled module (as wrangler ships them). */
+export function bundleWorker(): Promise<WorkerModule[]> {
+  const wasm = new Map<string, string>();
+  bundle ??= build({
+    entryPoints: [new URL("src/worker.ts", root).pathname],
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    target: "es2022",
+    conditions: ["workerd", "worker", "browser"],
+    write: false,
+    logLevel: "silent",
+    plugins: [
+      {
+        name: "compiled-wasm",
+        setup(b) {
+          b.onResolve({ filter: /\.wasm$/ }, (args) => {
+            const file = new URL(args.path, `file://${args.resolveDir}/`).pathname;
+            const name = file.slice(file.lastIndexOf("/") + 1);
+            wasm.set(name, file);
+            return { path: `./${name}`, external: true };
+          });
+        },
+      },
+    ],
+  }).then((out) => [
+    { type: "ESModule" as const, path: "worker.js", contents: out.outputFiles[0].text },
+    ...[...wasm].map(([name, file]) => ({ type: "CompiledWasm" as const, path: name, contents: readFileSync(file) })),
+  ]);
+  return bundle;
+}
+
+/** compatibility_date and compatibility_flags, read from wrangler.toml so tests run what deploys. */
+export function wranglerCompat(): { compatibilityDate: string; compatibilityFlags: string[] } {
+  const toml = readFileSync(new URL("wrangler.toml", root), "utf8");
+  const date = toml.match(/^compatibility_date\s*=\s*"([^"]+)"/m)?.[1];
+  const flags = toml.match(/^compatibility_flags\s*=\s*\[([^\]]*)\]/m)?.[1];
+  if (!date || flags === undefined) throw new Error("wrangler.toml: compatibility_date / compatibility_flags not found");
+  return { compatibilityDate: date, compatibilityFlags: [...flags.matchAll(/"([^"]+)"/g)].map((m) => m[1]) };
+}
