@@ -9,6 +9,7 @@
 import type { Admission, AdmitResult } from "../api/deps";
 import { ApiError } from "../api/errors";
 import type { WorkerConfig } from "./env";
+import { shardAdmission } from "./shardAdmission";
 
 /** Part of the budget the estimate may use: throughput varies (noisy neighbours, sampling cost). */
 export const BUDGET_SAFETY = 0.8;
@@ -47,11 +48,14 @@ export function decide(a: Admission, r: Rates): Decision {
   return { route: "refuse", estimate: est, param: a.maxTokensParam, reason: `${why}; set ${a.maxTokensParam} to at most ${est.maxTokensThatFit}` };
 }
 
-/** ApiDeps.admit for the Worker. */
+/** ApiDeps.admit for the Worker: the CPU budget, then (sharded engine) the per-request platform counts. */
 export function cpuAdmission(r: Rates): (a: Admission) => AdmitResult {
   return (a) => {
     const d = decide(a, r);
     if (d.route === "refuse") throw new ApiError(400, d.reason, "invalid_request_error", d.param, "cpu_budget_exceeded");
-    return d.maxTokens === undefined ? undefined : { maxTokens: d.maxTokens };
+    const maxTokens = d.maxTokens ?? a.maxTokens;
+    const shard = shardAdmission({ ...a, maxTokens });
+    const lowest = Math.min(maxTokens, shard?.maxTokens ?? maxTokens);
+    return lowest === a.maxTokens ? undefined : { maxTokens: lowest };
   };
 }

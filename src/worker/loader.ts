@@ -91,7 +91,7 @@ export class ModelLoader {
   /** ENGINE = "sharded": the plan and header from R2, the layers in shard Workers (docs/sharding.md). */
   private async loadSharded(env: Env, t0: number): Promise<void> {
     this.current = { status: "loading", message: `reading the shard plan and header of ${this.cfg.modelKey}`, progress: 0 };
-    const { engine, metadata } = await loadShardedEngine(env, this.cfg.modelKey, this.log);
+    const { engine, metadata } = await loadShardedEngine(env, this.cfg.modelKey, this.cfg.prefillChunkTokens, this.log);
     const model = this.served(engine, metadata, "r2 (sharded)", this.now() - t0);
     // Read live by /health (spread copies a getter's current value): invocations and subrequests so far.
     Object.defineProperty(model.info!, "sharding", { enumerable: true, get: () => shardCounters(engine) });

@@ -14,6 +14,7 @@ import { RangeEmbedding } from "../shard/embedding";
 import { RpcLink, StreamLink, type ShardStub } from "../shard/links";
 import type { ShardPlan } from "../shard/plan";
 import type { Env } from "./env";
+import { parseShardLimits, setShardAdmission, shardAdmissionCheck } from "./shardAdmission";
 
 interface R2Ranged {
   get(key: string, opts?: { range?: { offset: number; length: number } }): Promise<{ size: number; arrayBuffer(): Promise<ArrayBuffer>; text(): Promise<string> } | null>;
@@ -34,7 +35,7 @@ class HeaderBytes extends BufferSource {
   }
 }
 
-export async function loadShardedEngine(env: Env, modelKey: string, log: (line: string) => void): Promise<{ engine: ShardedEngine; metadata: Metadata }> {
+export async function loadShardedEngine(env: Env, modelKey: string, prefillChunk: number, log: (line: string) => void): Promise<{ engine: ShardedEngine; metadata: Metadata }> {
   const vars = env as unknown as Record<string, unknown>;
   const bucket = env.MODELS as unknown as R2Ranged | undefined;
   if (!bucket) throw new Error("sharded mode reads the plan, header and embedding rows from R2: bind the bucket as MODELS");
@@ -67,7 +68,9 @@ export async function loadShardedEngine(env: Env, modelKey: string, log: (line: 
   // Shards load inside their first session() call, made by the first generation request (which
   // stays open while they load): this loader runs in the waitUntil of whichever request started
   // it, where a shard's load would count against that unrelated request's 30 s after-response cap.
-  log(`edgelm: sharded model ${modelKey}: ${plan.shards.length} shards (${transport} transport), context ${plan.contextLength}`);
+  const limits = parseShardLimits(vars);
+  setShardAdmission(shardAdmissionCheck({ shards: plan.shards.length, transport, prefillChunk }, limits));
+  log(`edgelm: sharded model ${modelKey}: ${plan.shards.length} shards (${transport} transport), context ${plan.contextLength}, at most ${limits.subrequests} subrequests and ${limits.invocations} invocations per request`);
   return { engine: new ShardedEngine(plan, links, new RangeEmbedding(plan, read)), metadata: header.metadata };
 }
 

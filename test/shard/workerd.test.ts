@@ -103,6 +103,20 @@ describe("sharded Worker (workerd) vs single-isolate Worker", () => {
     expect(invocations).toBeLessThanOrEqual(32);
   });
 
+  it("a request that could exceed the subrequest limit (Free plan's 50 by default) is a clear 400 before any shard is called", async () => {
+    const before = (await health(sharded.url)).sharding;
+    const r = await complete(sharded.url, { prompt: "Counting hops", max_tokens: 60, temperature: 0 });
+    expect(r.status).toBe(400);
+    expect(r.json.error).toMatchObject({ code: "subrequest_limit_exceeded", param: "max_tokens" });
+    expect(r.json.error.message).toMatch(/more than the 50 subrequests and 32 invocations a request may make here; set max_tokens to at most \d+/);
+    const after = (await health(sharded.url)).sharding;
+    expect(after.shard_invocations).toBe(before.shard_invocations);
+    expect(after.shard_frames).toBe(before.shard_frames);
+    // What the message says fits is admitted.
+    const fit = Number(/at most (\d+)/.exec(r.json.error.message)![1]);
+    expect((await complete(sharded.url, { prompt: "Counting hops", max_tokens: fit, temperature: 0 })).status).toBe(200);
+  });
+
   it("a request beyond the plan's context is a clear 400 before any work", async () => {
     const r = await complete(sharded.url, { prompt: "hello", max_tokens: CONTEXT });
     expect(r.status).toBe(400);
