@@ -17,6 +17,8 @@ export interface ServedModel {
   created: number;
   /** Extra facts for /health and /v1/models (file, synthetic, quantization …). */
   info?: Record<string, unknown>;
+  /** The engine's own per-request limits, checked after the host's ApiDeps.admit (same contract). */
+  admit?(request: Admission): AdmitResult | Promise<AdmitResult>;
 }
 
 export type ModelState =

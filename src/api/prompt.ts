@@ -1,5 +1,5 @@
 /** Prompt-size checks shared by both generation endpoints, as 400s the client can act on. */
-import type { AdmitResult } from "./deps";
+import type { Admission, AdmitResult, ApiDeps, ServedModel } from "./deps";
 import { invalid } from "./errors";
 
 export function checkPromptIds(ids: readonly number[], vocabSize: number): void {
@@ -17,8 +17,17 @@ export function checkContext(promptTokens: number, maxTokens: number, contextLen
   );
 }
 
-/** max_tokens after admission: a host may only lower a default, never what the client asked for. */
-export function admittedMaxTokens(admitted: AdmitResult, asked: number, given: boolean): number {
+/**
+ * max_tokens after admission: the host's (ApiDeps.admit: e.g. the CPU budget), then the model's own
+ * (ServedModel.admit: e.g. a sharded engine's per-request platform counts), each of which may
+ * refuse, or lower a default but never what the client asked for.
+ */
+export async function admit(deps: ApiDeps, model: ServedModel, a: Admission): Promise<number> {
+  const host = admittedMaxTokens(await deps.admit?.(a), a.maxTokens, a.maxTokensGiven);
+  return admittedMaxTokens(await model.admit?.({ ...a, maxTokens: host }), host, a.maxTokensGiven);
+}
+
+function admittedMaxTokens(admitted: AdmitResult, asked: number, given: boolean): number {
   const lower = admitted?.maxTokens;
   if (lower === undefined || given) return asked;
   return Math.max(1, Math.min(asked, Math.floor(lower)));

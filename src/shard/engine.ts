@@ -17,9 +17,13 @@ import { decodeFrame, encodeFrame, type ShardReply, type ShardRequest } from "./
 
 /** One shard, as the coordinator reaches it. */
 export interface ShardLink {
-  /** One request frame → its reply frame. Rejects when the transport broke. */
-  call(frame: Uint8Array): Promise<Uint8Array>;
-  /** Ends whatever this link holds open for the current request (a stream session). */
+  /**
+   * One request frame → its reply frame. Rejects when the transport broke. `scope` is the
+   * sequence the frame belongs to: one sequence is one request, so what a link holds open (a
+   * stream session) is opened, used and closed by one request only.
+   */
+  call(frame: Uint8Array, scope: string): Promise<Uint8Array>;
+  /** Ends what this link holds open; called only from the request that is using it (recovery). */
   close(): void;
   /** Transport invocations made so far (RPC calls / sessions opened): what the platform counts. */
   readonly invocations: number;
@@ -61,8 +65,6 @@ export class ShardedEngine implements GenerationEngine {
     readonly plan: ShardPlan,
     readonly links: ShardLink[],
     readonly embedding: EmbeddingRows,
-    /** Re-opens links between requests (each sequence opens its own sessions). */
-    private readonly onNewSequence: () => void = () => links.forEach((l) => l.close()),
   ) {
     if (links.length !== plan.shards.length) throw new Error(`${links.length} links for ${plan.shards.length} shards`);
     const c = plan.model.config;
@@ -78,7 +80,6 @@ export class ShardedEngine implements GenerationEngine {
   }
 
   newSequence(): ShardedSequence {
-    this.onNewSequence();
     // Unique across coordinator isolates: shards are shared by all of them.
     const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}-${++this.counter}`;
     return { id, tokens: [] };
@@ -117,22 +118,22 @@ export class ShardedEngine implements GenerationEngine {
     const wanted = opts.allLogits ? Array.from({ length: n }, (_, i) => offset + i) : [offset + n - 1];
     const h = new Float32Array(wanted.length * H);
     wanted.forEach((p, i) => h.set(hidden.subarray(p * H, (p + 1) * H), i * H));
-    return this.logits(h, wanted.length);
+    return this.logits(seq.id, h, wanted.length);
   }
 
   /** Runs every layer shard in order; returns the index of a shard that lost the sequence, else undefined. */
   private async runLayers(seq: string, pos: number, n: number, hidden: Float32Array): Promise<number | undefined> {
     for (let i = 0; i < this.layerLinks.length; i++) {
-      const { reply, payload } = await this.call(this.layerLinks[i], { op: "run", seq, pos, n }, hidden, i);
+      const { reply, payload } = await this.call(this.layerLinks[i], seq, { op: "run", seq, pos, n }, hidden, i);
       if (!reply.ok && "unknown" in reply) return i;
       hidden.set(payload);
     }
     return undefined;
   }
 
-  private async logits(hidden: Float32Array, n: number): Promise<Float32Array[]> {
+  private async logits(seq: string, hidden: Float32Array, n: number): Promise<Float32Array[]> {
     const V = this.config.vocabSize;
-    const parts = await Promise.all(this.headLinks.map(({ link }, i) => this.call(link, { op: "logits", n }, hidden, this.layerLinks.length + i)));
+    const parts = await Promise.all(this.headLinks.map(({ link }, i) => this.call(link, seq, { op: "logits", n }, hidden, this.layerLinks.length + i)));
     const out = Array.from({ length: n }, () => new Float32Array(V));
     parts.forEach(({ payload }, i) => {
       const [r0, r1] = this.headLinks[i].rows;
@@ -143,17 +144,17 @@ export class ShardedEngine implements GenerationEngine {
   }
 
   /** One frame to one shard. A broken link is reopened once (a new session); the shard then says what it lost. */
-  private async call(link: ShardLink, req: ShardRequest, payload: Float32Array | undefined, which: number): Promise<{ reply: ShardReply; payload: Float32Array }> {
+  private async call(link: ShardLink, seq: string, req: ShardRequest, payload: Float32Array | undefined, which: number): Promise<{ reply: ShardReply; payload: Float32Array }> {
     const frame = encodeFrame(req, payload);
     let raw: Uint8Array;
     try {
       this.stats.frames++;
-      raw = await link.call(frame);
+      raw = await link.call(frame, seq);
     } catch (first) {
       link.close();
       try {
         this.stats.frames++;
-        raw = await link.call(frame);
+        raw = await link.call(frame, seq);
       } catch (e) {
         throw new ShardError(`shard ${which} is unreachable: ${(e as Error).message} (first try: ${(first as Error).message})`);
       }

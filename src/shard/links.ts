@@ -28,16 +28,20 @@ export class RpcLink implements ShardLink {
 
 export class StreamLink implements ShardLink {
   invocations = 0;
-  private session?: { writer: WritableStreamDefaultWriter<Uint8Array>; reader: FrameReader };
+  private session?: { scope: string; writer: WritableStreamDefaultWriter<Uint8Array>; reader: FrameReader };
 
   constructor(private readonly stub: () => ShardStub) {}
 
-  async call(frame: Uint8Array): Promise<Uint8Array> {
-    if (!this.session) {
+  async call(frame: Uint8Array, scope: string): Promise<Uint8Array> {
+    if (this.session?.scope !== scope) {
+      // A session of another sequence was opened by an earlier request: workerd ended it with
+      // that request, and its streams are that request's I/O objects, which this request must
+      // not touch (not even to close them). Drop the reference only.
+      this.session = undefined;
       const pipe = new IdentityTransformStream();
       this.invocations++;
       const replies = await this.stub().session(pipe.readable);
-      this.session = { writer: pipe.writable.getWriter(), reader: new FrameReader(replies) };
+      this.session = { scope, writer: pipe.writable.getWriter(), reader: new FrameReader(replies) };
     }
     const s = this.session;
     // An identity stream has no buffer: the write completes as the shard reads it, so wait for both.
@@ -50,12 +54,9 @@ export class StreamLink implements ShardLink {
     const s = this.session;
     this.session = undefined;
     if (!s) return;
-    // Best effort: the request that opened it may be over (then workerd has torn the pair down).
-    try {
-      s.writer.close().catch(() => {});
-      void s.reader.cancel();
-    } catch {
-      /* another request's I/O object: nothing to do */
-    }
+    // Only reached from the request that opened it, after a call failed: the pair may already be
+    // broken, so failures to close are expected and carry no news.
+    s.writer.close().catch(() => {});
+    s.reader.cancel().catch(() => {});
   }
 }

@@ -30,7 +30,7 @@ export interface ShardEnv {
   MODEL_KEY: string;
   PLAN_KEY?: string;
   SHARD_INDEX: string;
-  /** Tests only: after this many frames, the instance drops its runtime and breaks its sessions (a recycled isolate). */
+  /** Tests only: after this many frames, the object is reset by the platform (ctx.abort), once. */
   TEST_CRASH_AFTER_FRAMES?: string;
 }
 
@@ -70,8 +70,6 @@ async function loadRuntime(env: ShardEnv): Promise<ShardRuntime> {
 export class Shard extends DurableObject<ShardEnv> {
   private runtime?: Promise<ShardRuntime>;
   private frames = 0;
-  private crashed = false;
-  private readonly sessions = new Set<WritableStreamDefaultWriter<Uint8Array>>();
 
   private ready(): Promise<ShardRuntime> {
     this.runtime ??= loadRuntime(this.env).catch((e) => {
@@ -90,17 +88,22 @@ export class Shard extends DurableObject<ShardEnv> {
       return encodeFrame({ ok: false, error: `shard ${this.env.SHARD_INDEX} failed to load: ${(e as Error).message}` });
     }
     const out = rt.handle(frame);
-    this.maybeCrash();
+    await this.maybeCrash();
     return out;
   }
 
-  private maybeCrash(): void {
+  /**
+   * Tests: the platform resets this object (ctx.abort: in-flight calls and streams break, the
+   * next call gets a new instance that must load again and holds no KV), once per object: the
+   * mark is in the object's storage, which outlives the instance.
+   */
+  private async maybeCrash(): Promise<void> {
     const after = Number(this.env.TEST_CRASH_AFTER_FRAMES ?? 0);
-    if (!after || this.crashed || ++this.frames < after) return;
-    this.crashed = true;
-    this.runtime = undefined; // KV and weights gone, as in a fresh isolate
-    for (const w of this.sessions) w.abort(new Error("shard restarted")).catch(() => {});
-    this.sessions.clear();
+    if (!after || ++this.frames < after || (await this.ctx.storage.get("test-crashed"))) return;
+    await this.ctx.storage.put("test-crashed", true);
+    // abort() cancels writes not yet flushed, and the mark must survive it.
+    await this.ctx.storage.sync();
+    this.ctx.abort("shard reset by TEST_CRASH_AFTER_FRAMES");
   }
 
   async call(frame: Uint8Array): Promise<Uint8Array> {
@@ -108,26 +111,20 @@ export class Shard extends DurableObject<ShardEnv> {
   }
 
   async session(requests: ReadableStream<Uint8Array>): Promise<ReadableStream<Uint8Array>> {
-    // Load inside this RPC call, not in the pump below (a waitUntil task): R2 reads from a
-    // waitUntil task hung now and then in local workerd. A load error is answered per frame.
+    // Load inside this call: the coordinator's first frame then waits for an answer, not for a
+    // load running in the background, and a load error is answered per frame.
     await this.ready().catch(() => {});
     const pipe = new IdentityTransformStream();
     const writer = pipe.writable.getWriter();
-    this.sessions.add(writer);
     const pump = async () => {
       const reader = new FrameReader(requests);
       try {
-        for (let frame = await reader.next(); frame; frame = await reader.next()) {
-          const reply = await this.handle(frame);
-          if (!this.sessions.has(writer)) return; // crashed meanwhile: the reply is lost, as it would be
-          await writer.write(reply);
-        }
+        for (let frame = await reader.next(); frame; frame = await reader.next()) await writer.write(await this.handle(frame));
         await writer.close();
       } catch (e) {
+        // The usual end: the coordinator's request is over, and workerd disconnects its stream.
         await writer.abort(e).catch(() => {});
         await reader.cancel(e);
-      } finally {
-        this.sessions.delete(writer);
       }
     };
     this.ctx.waitUntil(pump());

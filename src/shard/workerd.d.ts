@@ -2,7 +2,11 @@
 // load @cloudflare/workers-types globally; see src/worker/env.ts).
 declare module "cloudflare:workers" {
   export abstract class DurableObject<Env = unknown> {
-    protected readonly ctx: { waitUntil(p: Promise<unknown>): void; abort(reason?: string): void };
+    protected readonly ctx: {
+      waitUntil(p: Promise<unknown>): void;
+      abort(reason?: string): void;
+      storage: { get(key: string): Promise<unknown>; put(key: string, value: unknown): Promise<void>; sync(): Promise<void> };
+    };
     protected readonly env: Env;
     constructor(ctx: unknown, env: Env);
   }

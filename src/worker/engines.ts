@@ -38,6 +38,8 @@ export async function loadEngineFromStream(name: EngineName, stream: ReadableStr
       return loadReference(stream, opts);
     case "wasm":
       return loadWasm(stream, opts);
+    case "sharded":
+      throw new Error("a sharded model is not streamed into the isolate: src/worker/sharded.ts loads it");
   }
 }
 

@@ -34,7 +34,7 @@ export interface Env {
   MODEL_ID?: Var;
   /** zephyr | chatml: overrides the GGUF's template (base models have none; synthetic ones default to zephyr). */
   CHAT_TEMPLATE?: Var;
-  /** wasm (default) | ref. */
+  /** wasm (default) | ref | sharded (docs/sharding.md). */
   ENGINE?: Var;
   /** "*" or comma-separated origins. */
   CORS_ORIGINS?: Var;
@@ -77,7 +77,8 @@ export interface Env {
   ORIGIN_DECODE_TOKENS_PER_S?: Var;
 }
 
-export type EngineName = "ref" | "wasm";
+/** "sharded": the model runs in shard Workers (src/worker/sharded.ts, docs/sharding.md). */
+export type EngineName = "ref" | "wasm" | "sharded";
 
 export interface WorkerConfig {
   modelKey: string;
@@ -120,7 +121,7 @@ export function num(name: string, v: Var, def: number, opts: { min: number; inte
 export function parseConfig(env: Env): WorkerConfig {
   const modelKey = text(env.MODEL_KEY) ?? DEFAULT_MODEL_KEY;
   const engine = text(env.ENGINE) ?? "wasm";
-  if (engine !== "ref" && engine !== "wasm") throw new ConfigError(`var ENGINE must be "ref" or "wasm", got ${JSON.stringify(engine)}`);
+  if (engine !== "ref" && engine !== "wasm" && engine !== "sharded") throw new ConfigError(`var ENGINE must be "ref", "wasm" or "sharded", got ${JSON.stringify(engine)}`);
   const chat = text(env.CHAT_TEMPLATE);
   if (chat !== undefined && chat !== "zephyr" && chat !== "chatml") throw new ConfigError(`var CHAT_TEMPLATE must be "zephyr", "chatml" or empty, got ${JSON.stringify(chat)}`);
   const cors = text(env.CORS_ORIGINS) ?? "*";

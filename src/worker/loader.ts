@@ -9,6 +9,7 @@ import { metaString } from "../gguf/metadata";
 import { chatTemplateFromGGUF, Tokenizer, type ChatTemplateName } from "../tokenizer/core";
 import { loadEngineFromStream } from "./engines";
 import type { Env, ExecutionContextLike, WorkerConfig } from "./env";
+import { loadShardedEngine, shardCounters } from "./sharded";
 import { openModelObject } from "./source";
 
 /** A failed load is tried again by the first request after this pause. */
@@ -59,6 +60,7 @@ export class ModelLoader {
     const { modelKey, engine } = this.cfg;
     const t0 = this.now();
     try {
+      if (engine === "sharded") return await this.loadSharded(env, t0);
       this.current = { status: "loading", message: `opening ${modelKey}`, progress: 0 };
       const obj = await openModelObject(env, modelKey);
       this.log(`edgelm: loading ${modelKey}${obj.size ? ` (${mb(obj.size)})` : ""} from ${obj.source} into the ${engine} engine`);
@@ -84,6 +86,17 @@ export class ModelLoader {
       this.current = { status: "failed", message };
       this.log(`edgelm: loading ${modelKey} failed: ${message}`);
     }
+  }
+
+  /** ENGINE = "sharded": the plan and header from R2, the layers in shard Workers (docs/sharding.md). */
+  private async loadSharded(env: Env, t0: number): Promise<void> {
+    this.current = { status: "loading", message: `reading the shard plan and header of ${this.cfg.modelKey}`, progress: 0 };
+    const { engine, metadata, admit } = await loadShardedEngine(env, this.cfg.modelKey, this.cfg.prefillChunkTokens, this.log);
+    const model = { ...this.served(engine, metadata, "r2 (sharded)", this.now() - t0), admit };
+    // Read live by /health (spread copies a getter's current value): invocations and subrequests so far.
+    Object.defineProperty(model.info!, "sharding", { enumerable: true, get: () => shardCounters(engine) });
+    this.current = { status: "ready", model };
+    this.log(`edgelm: ${model.id} ready (sharded engine, chat template ${model.chatTemplate ?? "none"}) in ${((this.now() - t0) / 1000).toFixed(1)} s`);
   }
 
   private served(engine: ServedModel["engine"], metadata: Parameters<typeof Tokenizer.fromGGUF>[0], source: string, loadMs: number): ServedModel {

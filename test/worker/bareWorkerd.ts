@@ -12,6 +12,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { bundleWorker, wranglerCompat } from "./bundle";
+import { localWorkerdV8Flags } from "./v8-flags";
 
 /** The binary Miniflare runs (workerd is Miniflare's dependency, pinned by the lockfile). */
 function workerdBinary(): string {
@@ -74,6 +75,7 @@ const config :Workerd.Config = (
     (name = "model-files", disk = (path = ${capnpString(join(dir, "models"))}, writable = false)),
   ],
   sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
+  v8Flags = [${localWorkerdV8Flags().map(capnpString).join(", ")}],
 );
 `,
   );

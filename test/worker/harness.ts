@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { Miniflare, type MiniflareOptions } from "miniflare";
 import { bundleWorker, wranglerCompat } from "./bundle";
+import { localWorkerdV8Flags, useWorkerdV8Flags } from "./v8-flags";
 import { synthGGUF } from "../../weights-tools/fixtures";
 import { vi } from "vitest";
 
@@ -31,6 +32,8 @@ export interface StartOptions {
 
 export async function startWorker(opts: StartOptions): Promise<WorkerUnderTest> {
   const modules = await bundleWorker();
+  // On 2 cores a workerd with several isolates can livelock in V8's GC (v8-flags.ts).
+  useWorkerdV8Flags(localWorkerdV8Flags());
   let output = "";
   const capture = (s: Readable) => s.on("data", (d) => (output += String(d)));
   const mf = new Miniflare({

@@ -5,7 +5,7 @@ import { parseChatRequest } from "../chatRequest";
 import { DEFAULT_CHAT_MAX_TOKENS, type ApiDeps, type ServedModel } from "../deps";
 import { invalid } from "../errors";
 import { responseId, unixNow } from "../ids";
-import { admittedMaxTokens, checkContext, checkPromptIds } from "../prompt";
+import { admit, checkContext, checkPromptIds } from "../prompt";
 import { respond, startRun } from "../run";
 import { checkModelName } from "./model";
 
@@ -28,8 +28,7 @@ export async function chatCompletions(req: Request, body: unknown, deps: ApiDeps
   if (asked < 1) checkContext(ids.length, 1, engine.config.contextLength, "messages");
   checkContext(ids.length, asked, engine.config.contextLength, "max_tokens");
   const given = r.maxTokens !== undefined;
-  const admitted = await deps.admit?.({ endpoint: "chat", promptTokens: ids.length, maxTokens: asked, maxTokensParam: "max_tokens", maxTokensGiven: given });
-  const maxTokens = admittedMaxTokens(admitted, asked, given);
+  const maxTokens = await admit(deps, model, { endpoint: "chat", promptTokens: ids.length, maxTokens: asked, maxTokensParam: "max_tokens", maxTokensGiven: given });
 
   // The template's end-of-turn tokens end the answer (ChatML's <|im_end|>, and eos for both).
   const stopTokenIds = [tokenizer.eosId, chatTemplate === "chatml" ? tokenizer.specialId("<|im_end|>") : undefined].filter((t): t is number => t !== undefined);

@@ -3,7 +3,7 @@ import { collectCompletion, completionChunks, type FormatContext } from "../comp
 import { parseCompletionRequest } from "../completionRequest";
 import type { ApiDeps, ServedModel } from "../deps";
 import { responseId, unixNow } from "../ids";
-import { admittedMaxTokens, checkContext, checkPromptIds } from "../prompt";
+import { admit, checkContext, checkPromptIds } from "../prompt";
 import { respond, startRun } from "../run";
 import { checkModelName } from "./model";
 
@@ -14,8 +14,7 @@ export async function completions(req: Request, body: unknown, deps: ApiDeps, mo
   const ids = typeof r.prompt === "string" ? tokenizer.encode(r.prompt, { allowSpecial: r.allowSpecialTokens }) : r.prompt;
   checkPromptIds(ids, engine.config.vocabSize);
   checkContext(ids.length, r.maxTokens, engine.config.contextLength, "max_tokens");
-  const admitted = await deps.admit?.({ endpoint: "completions", promptTokens: ids.length, maxTokens: r.maxTokens, maxTokensParam: "max_tokens", maxTokensGiven: r.maxTokensGiven });
-  const maxTokens = admittedMaxTokens(admitted, r.maxTokens, r.maxTokensGiven);
+  const maxTokens = await admit(deps, model, { endpoint: "completions", promptTokens: ids.length, maxTokens: r.maxTokens, maxTokensParam: "max_tokens", maxTokensGiven: r.maxTokensGiven });
 
   const run = await startRun(deps, model, { prompt: ids, maxTokens, sampling: r.sampling, seed: r.seed, stop: r.stop, logprobs: r.logprobs }, req);
   const ctx: FormatContext = {

@@ -1,0 +1,82 @@
+/**
+ * The edge Worker in sharded mode (ENGINE = "sharded"; docs/sharding.md): instead of streaming the
+ * whole GGUF into this isolate, read the shard plan and the GGUF header from R2, and serve the
+ * model through a ShardedEngine whose layers and head live in the shard Workers bound as
+ * SHARD_<i> (Durable Object namespaces, one script each). The tokenizer comes from the header;
+ * embedding rows are range-read on demand. Nothing here is big: the isolate stays well under
+ * 128 MB (header + tokenizer + a bounded row cache).
+ */
+import { parseHeader } from "../gguf/reader";
+import { BufferSource } from "../gguf/source";
+import type { Metadata } from "../gguf/types";
+import { ShardedEngine } from "../shard/engine";
+import { RangeEmbedding } from "../shard/embedding";
+import { RpcLink, StreamLink, type ShardStub } from "../shard/links";
+import type { ShardPlan } from "../shard/plan";
+import type { Env } from "./env";
+import type { Admission, AdmitResult } from "../api/deps";
+import { parseShardLimits, shardAdmissionCheck } from "./shardAdmission";
+
+interface R2Ranged {
+  get(key: string, opts?: { range?: { offset: number; length: number } }): Promise<{ size: number; arrayBuffer(): Promise<ArrayBuffer>; text(): Promise<string> } | null>;
+}
+
+interface DurableObjectNamespaceLike {
+  idFromName(name: string): unknown;
+  get(id: unknown): ShardStub;
+}
+
+/** The header bytes of a file of `fileSize` bytes: parseHeader checks tensor bounds against the whole file. */
+class HeaderBytes extends BufferSource {
+  constructor(bytes: Uint8Array, private readonly fileSize: number) {
+    super(bytes);
+  }
+  override get size(): number {
+    return this.fileSize;
+  }
+}
+
+export async function loadShardedEngine(env: Env, modelKey: string, prefillChunk: number, log: (line: string) => void): Promise<{ engine: ShardedEngine; metadata: Metadata; admit: (a: Admission) => AdmitResult }> {
+  const vars = env as unknown as Record<string, unknown>;
+  const bucket = env.MODELS as unknown as R2Ranged | undefined;
+  if (!bucket) throw new Error("sharded mode reads the plan, header and embedding rows from R2: bind the bucket as MODELS");
+  const planKey = typeof vars.PLAN_KEY === "string" && vars.PLAN_KEY ? vars.PLAN_KEY : `${modelKey}.plan.json`;
+  const planObj = await bucket.get(planKey);
+  if (!planObj) throw new Error(`the shard plan "${planKey}" is not in the R2 bucket bound as MODELS (write it with edgelm shard-plan --out, then upload plan.json under that key)`);
+  const plan = JSON.parse(await planObj.text()) as ShardPlan;
+  if (plan.model.key !== modelKey) throw new Error(`the plan "${planKey}" is for "${plan.model.key}", MODEL_KEY is "${modelKey}"`);
+
+  const read = async (offset: number, length: number): Promise<Uint8Array> => {
+    const obj = await bucket.get(modelKey, { range: { offset, length } });
+    if (!obj) throw new Error(`the object "${modelKey}" is not in the R2 bucket bound as MODELS`);
+    if (obj.size !== plan.model.size) throw new Error(`"${modelKey}" is ${obj.size} bytes, the plan was made for ${plan.model.size}: re-run edgelm shard-plan`);
+    return new Uint8Array(await obj.arrayBuffer());
+  };
+  const header = await parseHeader(new HeaderBytes(await read(0, plan.model.dataOffset), plan.model.size));
+  if (header.dataOffset !== plan.model.dataOffset) throw new Error(`"${modelKey}" has its data at ${header.dataOffset}, the plan says ${plan.model.dataOffset}: re-run edgelm shard-plan`);
+
+  const transport = typeof vars.SHARD_TRANSPORT === "string" && vars.SHARD_TRANSPORT ? vars.SHARD_TRANSPORT : "stream";
+  if (transport !== "stream" && transport !== "rpc") throw new Error(`var SHARD_TRANSPORT must be "stream" or "rpc", got ${JSON.stringify(transport)}`);
+  const links = plan.shards.map((s) => {
+    const ns = vars[s.binding] as DurableObjectNamespaceLike | undefined;
+    if (!ns || typeof ns.idFromName !== "function") {
+      throw new Error(`the Durable Object binding ${s.binding} (script ${s.script}) is missing: use the wrangler.coordinator.toml that edgelm shard-plan wrote`);
+    }
+    // One instance per shard script: every coordinator isolate reaches the same KV caches.
+    const stub = () => ns.get(ns.idFromName("shard"));
+    return transport === "stream" ? new StreamLink(stub) : new RpcLink(stub);
+  });
+  // Shards load inside their first session() call, made by the first generation request (which
+  // stays open while they load): this loader runs in the waitUntil of whichever request started
+  // it, where a shard's load would count against that unrelated request's 30 s after-response cap.
+  const limits = parseShardLimits(vars);
+  log(`edgelm: sharded model ${modelKey}: ${plan.shards.length} shards (${transport} transport), context ${plan.contextLength}, at most ${limits.subrequests} subrequests and ${limits.invocations} invocations per request`);
+  const admit = shardAdmissionCheck({ shards: plan.shards.length, transport, prefillChunk }, limits);
+  return { engine: new ShardedEngine(plan, links, new RangeEmbedding(plan, read)), metadata: header.metadata, admit };
+}
+
+/** Counters for /health: what the platform bills and limits (invocations, subrequests). */
+export function shardCounters(engine: ShardedEngine): Record<string, number> {
+  const reads = (engine.embedding as Partial<RangeEmbedding>).reads ?? 0;
+  return { shard_invocations: engine.invocations, shard_frames: engine.stats.frames, prefix_reruns: engine.stats.recoveries, embedding_reads: reads };
+}

@@ -1,0 +1,124 @@
+/**
+ * The sharded deployment in real workerd: the coordinator (src/worker.ts, ENGINE = "sharded") and
+ * one Worker per shard (src/shard/worker.ts, each with its own Durable Object class), all in one
+ * Miniflare on a real socket, sharing one local R2 bucket that holds the GGUF and its plan —
+ * the layout `edgelm shard-plan` writes configs for.
+ */
+import { build } from "esbuild";
+import { readFileSync } from "node:fs";
+import type { Readable } from "node:stream";
+import { Miniflare, type MiniflareOptions, type WorkerOptions } from "miniflare";
+import { openGGUF } from "../../src/gguf/file";
+import { planKeyOf } from "../../src/shard/deploy";
+import { planShards, type ShardPlan } from "../../src/shard/plan";
+import { bundleWorker, wranglerCompat } from "../worker/harness";
+import { localWorkerdV8Flags, useWorkerdV8Flags } from "../worker/v8-flags";
+
+const root = new URL("../../", import.meta.url);
+type WorkerModule = NonNullable<MiniflareOptions["modules"]> extends (infer M)[] ? M : never;
+
+let shardBundle: Promise<WorkerModule[]> | undefined;
+
+/** src/shard/worker.ts bundled as wrangler would: `*.wasm` imports as compiled modules, cloudflare:* left to workerd. */
+export function bundleShard(): Promise<WorkerModule[]> {
+  const wasm = new Map<string, string>();
+  shardBundle ??= build({
+    entryPoints: [new URL("src/shard/worker.ts", root).pathname],
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    target: "es2022",
+    conditions: ["workerd", "worker", "browser"],
+    external: ["cloudflare:*"],
+    write: false,
+    logLevel: "silent",
+    plugins: [
+      {
+        name: "compiled-wasm",
+        setup(b) {
+          b.onResolve({ filter: /\.wasm$/ }, (args) => {
+            const file = new URL(args.path, `file://${args.resolveDir}/`).pathname;
+            const name = file.slice(file.lastIndexOf("/") + 1);
+            wasm.set(name, file);
+            return { path: `./${name}`, external: true };
+          });
+        },
+      },
+    ],
+  }).then((out) => [
+    { type: "ESModule" as const, path: "shard.js", contents: out.outputFiles[0].text },
+    ...[...wasm].map(([name, file]) => ({ type: "CompiledWasm" as const, path: name, contents: readFileSync(file) })),
+  ]);
+  return shardBundle;
+}
+
+export interface ShardedUnderTest {
+  mf: Miniflare;
+  url: string;
+  plan: ShardPlan;
+  logs(): string;
+  close(): Promise<void>;
+}
+
+export interface ShardedOptions {
+  model: string;
+  key: string;
+  budgetMb: number;
+  context: number;
+  sequences?: number;
+  /** Coordinator vars (MODEL_KEY, ENGINE and PLAN_KEY are set here). */
+  vars?: Record<string, string>;
+  /** Extra vars for one shard (by index), e.g. TEST_CRASH_AFTER_FRAMES. */
+  shardVars?: Record<number, Record<string, string>>;
+  port?: number;
+}
+
+export async function planForFile(model: string, key: string, budgetMb: number, context: number, sequences = 1): Promise<ShardPlan> {
+  const f = await openGGUF(model);
+  await f.close();
+  return planShards(f, { key, size: f.size, budgetBytes: budgetMb * 2 ** 20, contextLength: context, sequences });
+}
+
+export async function startSharded(o: ShardedOptions): Promise<ShardedUnderTest> {
+  // Seven and more isolates in one workerd: without this, one start in ~8 livelocks on 2 cores (v8-flags.ts).
+  useWorkerdV8Flags(localWorkerdV8Flags());
+  const plan = await planForFile(o.model, o.key, o.budgetMb, o.context, o.sequences ?? 1);
+  const [coordinator, shard] = await Promise.all([bundleWorker(), bundleShard()]);
+  const compat = wranglerCompat();
+  const r2 = { MODELS: "edgelm-models" };
+  let output = "";
+  const capture = (s: Readable) => s.on("data", (d) => (output += String(d)));
+  const workers: WorkerOptions[] = [
+    {
+      name: "edgelm",
+      modules: coordinator,
+      ...compat,
+      r2Buckets: r2,
+      bindings: { ...o.vars, ENGINE: "sharded", MODEL_KEY: o.key, PLAN_KEY: planKeyOf(o.key) },
+      durableObjects: Object.fromEntries(plan.shards.map((s) => [s.binding, { className: "Shard", scriptName: s.script }])),
+    },
+    ...plan.shards.map((s) => ({
+      name: s.script,
+      modules: shard,
+      ...compat,
+      r2Buckets: r2,
+      bindings: { MODEL_KEY: o.key, PLAN_KEY: planKeyOf(o.key), SHARD_INDEX: String(s.index), ...o.shardVars?.[s.index] },
+      durableObjects: { SHARD: "Shard" },
+    })),
+  ];
+  const mf = new Miniflare({
+    workers,
+    host: "127.0.0.1",
+    port: o.port ?? 0,
+    handleRuntimeStdio: (stdout: Readable, stderr: Readable) => {
+      capture(stdout);
+      capture(stderr);
+    },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, "");
+  const bucket = await mf.getR2Bucket("MODELS", "edgelm");
+  const bytes = readFileSync(o.model);
+  await bucket.put(o.key, bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  await bucket.put(planKeyOf(o.key), JSON.stringify(plan));
+  return { mf, url, plan, logs: () => output, close: () => mf.dispose() };
+}
