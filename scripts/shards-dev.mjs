@@ -11,20 +11,50 @@
 // Default: the synthetic tiny model (Q4_0) with a 19 MiB budget, which still cuts its head into
 // five slices. --preset 1_6b makes the synthetic full-size model once (~1 min) and puts 0.93 GB
 // into local R2 (a minute or more).
+import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { tsImport } from "tsx/esm/api";
 
-const { values: o } = parseArgs({
-  options: {
-    model: { type: "string" },
-    preset: { type: "string", default: "tiny" },
-    "budget-mb": { type: "string" },
-    context: { type: "string" },
-    sequences: { type: "string", default: "1" },
-    port: { type: "string", default: process.env.PORT ?? "8787" },
-    transport: { type: "string", default: "stream" },
-  },
-});
+const USAGE = `usage: node scripts/shards-dev.mjs [--model FILE.gguf | --preset tiny|full2l|1_6b] [--budget-mb MB]
+                                 [--context N] [--sequences N] [--port 8787] [--transport stream|rpc]
+Plans the shards, starts the coordinator and every shard Worker in workerd (Miniflare) on
+127.0.0.1, puts the GGUF and plan into local R2, and serves until Ctrl-C (docs/sharding.md).
+Defaults: synthetic tiny Q4_0, 19 MiB budget, context 512; other models: 120 MiB, context 2048.`;
+let o;
+try {
+  ({ values: o } = parseArgs({
+    options: {
+      model: { type: "string" },
+      preset: { type: "string", default: "tiny" },
+      "budget-mb": { type: "string" },
+      context: { type: "string" },
+      sequences: { type: "string", default: "1" },
+      port: { type: "string", default: process.env.PORT ?? "8787" },
+      transport: { type: "string", default: "stream" },
+      help: { type: "boolean", short: "h" },
+    },
+  }));
+} catch (err) {
+  console.error(`shards-dev: ${err.message}\n${USAGE}`);
+  process.exit(2);
+}
+if (o.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const badNumber = ["budget-mb", "context", "sequences", "port"].find((k) => o[k] !== undefined && !(Number(o[k]) > 0));
+if (badNumber) {
+  console.error(`shards-dev: --${badNumber} must be a positive number, got ${JSON.stringify(o[badNumber])}`);
+  process.exit(2);
+}
+if (!["tiny", "full2l", "1_6b"].includes(o.preset) || !["stream", "rpc"].includes(o.transport)) {
+  console.error(`shards-dev: --preset must be tiny, full2l or 1_6b and --transport stream or rpc\n${USAGE}`);
+  process.exit(2);
+}
+if (o.model && !existsSync(o.model)) {
+  console.error(`shards-dev: no such file: ${o.model}`);
+  process.exit(1);
+}
 const { startSharded } = await tsImport("../test/shard/harness.ts", import.meta.url);
 const { synthGGUF } = await tsImport("../weights-tools/fixtures.ts", import.meta.url);
 const { formatPlan } = await tsImport("../src/shard/plan.ts", import.meta.url);
