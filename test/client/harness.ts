@@ -162,11 +162,5 @@ export function gate(): { promise: Promise<void>; open(): void } {
   return { promise, open };
 }
 
-/** A port nothing listens on: bound, read, released. */
-export async function closedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
+/** A port nothing listens on. */
+export { freePort as closedPort } from "../helpers/ports";

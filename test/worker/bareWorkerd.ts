@@ -8,9 +8,9 @@
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { freePort } from "../helpers/ports";
 import { bundleWorker, wranglerCompat } from "./bundle";
 import { localWorkerdV8Flags } from "./v8-flags";
 
@@ -18,17 +18,6 @@ import { localWorkerdV8Flags } from "./v8-flags";
 function workerdBinary(): string {
   const fromMiniflare = createRequire(createRequire(import.meta.url).resolve("miniflare"));
   return (fromMiniflare("workerd") as { default: string }).default;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 const capnpString = (s: string) => JSON.stringify(s);

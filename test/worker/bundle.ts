@@ -9,20 +9,26 @@ import type { MiniflareOptions } from "miniflare";
 
 const root = new URL("../../", import.meta.url);
 
-type WorkerModule = NonNullable<MiniflareOptions["modules"]> extends (infer M)[] ? M : never;
+export type WorkerModule = NonNullable<MiniflareOptions["modules"]> extends (infer M)[] ? M : never;
 
-let bundle: Promise<WorkerModule[]> | undefined;
+const bundles = new Map<string, Promise<WorkerModule[]>>();
 
-/** The Worker's modules: the bundle, plus each imported `*.wasm` as a compiled module (as wrangler ships them). */
-export function bundleWorker(): Promise<WorkerModule[]> {
+/**
+ * `entry` (relative to the repo) bundled once per process as wrangler bundles it, named `name`,
+ * plus each imported `*.wasm` as a compiled module; `external` stays for workerd (cloudflare:*).
+ */
+export function bundleEntry(entry: string, name: string, external: string[] = []): Promise<WorkerModule[]> {
+  const cached = bundles.get(entry);
+  if (cached) return cached;
   const wasm = new Map<string, string>();
-  bundle ??= build({
-    entryPoints: [new URL("src/worker.ts", root).pathname],
+  const bundle = build({
+    entryPoints: [new URL(entry, root).pathname],
     bundle: true,
     format: "esm",
     platform: "neutral",
     target: "es2022",
     conditions: ["workerd", "worker", "browser"],
+    external,
     write: false,
     logLevel: "silent",
     plugins: [
@@ -31,18 +37,24 @@ export function bundleWorker(): Promise<WorkerModule[]> {
         setup(b) {
           b.onResolve({ filter: /\.wasm$/ }, (args) => {
             const file = new URL(args.path, `file://${args.resolveDir}/`).pathname;
-            const name = file.slice(file.lastIndexOf("/") + 1);
-            wasm.set(name, file);
-            return { path: `./${name}`, external: true };
+            const wasmName = file.slice(file.lastIndexOf("/") + 1);
+            wasm.set(wasmName, file);
+            return { path: `./${wasmName}`, external: true };
           });
         },
       },
     ],
   }).then((out) => [
-    { type: "ESModule" as const, path: "worker.js", contents: out.outputFiles[0].text },
-    ...[...wasm].map(([name, file]) => ({ type: "CompiledWasm" as const, path: name, contents: readFileSync(file) })),
+    { type: "ESModule" as const, path: name, contents: out.outputFiles[0].text },
+    ...[...wasm].map(([wasmName, file]) => ({ type: "CompiledWasm" as const, path: wasmName, contents: readFileSync(file) })),
   ]);
+  bundles.set(entry, bundle);
   return bundle;
+}
+
+/** The edge Worker's modules. */
+export function bundleWorker(): Promise<WorkerModule[]> {
+  return bundleEntry("src/worker.ts", "worker.js");
 }
 
 /** compatibility_date and compatibility_flags, read from wrangler.toml so tests run what deploys. */
