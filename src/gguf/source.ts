@@ -105,16 +105,31 @@ export class FileSource implements ByteSource {
   }
 }
 
+/** Bytes asked of a byte stream per read: large reads are what make a 1 GB stream fast. */
+const BYOB_CHUNK = 1 << 20;
+
+/** workerd's BYOB reader also has readAtLeast (fill at least `min` bytes unless the stream ends). */
+interface ByobReader extends ReadableStreamBYOBReader {
+  readAtLeast?(min: number, view: Uint8Array): Promise<ReadableStreamReadResult<Uint8Array>>;
+}
+
 /** A ReadableStream of bytes, read once, front to back. */
 export class StreamSource implements ByteSource {
-  private reader: ReadableStreamDefaultReader<Uint8Array>;
+  private reader: { kind: "byob"; r: ByobReader } | { kind: "default"; r: ReadableStreamDefaultReader<Uint8Array> };
   private chunk: Uint8Array = new Uint8Array(0);
   private chunkPos = 0;
   private pos = 0;
   private scratch = new Uint8Array(256);
 
   constructor(stream: ReadableStream<Uint8Array>, readonly size: number | undefined = undefined) {
-    this.reader = stream.getReader();
+    // A byte stream (workerd's R2 and fetch bodies) read by default hands out 4 KiB chunks: a
+    // 0.93 GB model took 227,000 reads and 9.3 s in workerd, against 0.24 s in 1 MiB BYOB reads.
+    try {
+      this.reader = { kind: "byob", r: stream.getReader({ mode: "byob" }) as ByobReader };
+    } catch {
+      // Not a byte stream: only the default reader exists.
+      this.reader = { kind: "default", r: stream.getReader() };
+    }
   }
 
   get position(): number {
@@ -122,9 +137,16 @@ export class StreamSource implements ByteSource {
   }
 
   private async next(): Promise<void> {
-    const { done, value } = await this.reader.read();
-    if (done) throw new TruncatedError(`truncated stream: ended at offset ${this.pos}`);
-    this.chunk = value;
+    let result: ReadableStreamReadResult<Uint8Array>;
+    if (this.reader.kind === "default") result = await this.reader.r.read();
+    else {
+      // A fresh buffer per read: views handed out by read() stay valid, as with the default reader.
+      const { r } = this.reader;
+      const view = new Uint8Array(BYOB_CHUNK);
+      result = r.readAtLeast ? await r.readAtLeast(BYOB_CHUNK, view) : await r.read(view);
+    }
+    if (result.done) throw new TruncatedError(`truncated stream: ended at offset ${this.pos}`);
+    this.chunk = result.value;
     this.chunkPos = 0;
   }
 
@@ -175,7 +197,7 @@ export class StreamSource implements ByteSource {
 
   /** Stop reading (e.g. after the header); releases the underlying body. */
   async cancel(): Promise<void> {
-    await this.reader.cancel().catch(() => {});
+    await this.reader.r.cancel().catch(() => {});
   }
 }
 
