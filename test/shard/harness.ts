@@ -4,52 +4,18 @@
  * Miniflare on a real socket, sharing one local R2 bucket that holds the GGUF and its plan —
  * the layout `edgelm shard-plan` writes configs for.
  */
-import { build } from "esbuild";
-import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
-import { Miniflare, type MiniflareOptions, type WorkerOptions } from "miniflare";
+import { Miniflare, type WorkerOptions } from "miniflare";
 import { openGGUF } from "../../src/gguf/file";
 import { planKeyOf } from "../../src/shard/deploy";
 import { planShards, type ShardPlan } from "../../src/shard/plan";
-import { bundleWorker, wranglerCompat } from "../worker/harness";
+import { bundleEntry, bundleWorker, wranglerCompat, type WorkerModule } from "../worker/bundle";
+import { putFile } from "../worker/harness";
 import { localWorkerdV8Flags, useWorkerdV8Flags } from "../worker/v8-flags";
-
-const root = new URL("../../", import.meta.url);
-type WorkerModule = NonNullable<MiniflareOptions["modules"]> extends (infer M)[] ? M : never;
-
-let shardBundle: Promise<WorkerModule[]> | undefined;
 
 /** src/shard/worker.ts bundled as wrangler would: `*.wasm` imports as compiled modules, cloudflare:* left to workerd. */
 export function bundleShard(): Promise<WorkerModule[]> {
-  const wasm = new Map<string, string>();
-  shardBundle ??= build({
-    entryPoints: [new URL("src/shard/worker.ts", root).pathname],
-    bundle: true,
-    format: "esm",
-    platform: "neutral",
-    target: "es2022",
-    conditions: ["workerd", "worker", "browser"],
-    external: ["cloudflare:*"],
-    write: false,
-    logLevel: "silent",
-    plugins: [
-      {
-        name: "compiled-wasm",
-        setup(b) {
-          b.onResolve({ filter: /\.wasm$/ }, (args) => {
-            const file = new URL(args.path, `file://${args.resolveDir}/`).pathname;
-            const name = file.slice(file.lastIndexOf("/") + 1);
-            wasm.set(name, file);
-            return { path: `./${name}`, external: true };
-          });
-        },
-      },
-    ],
-  }).then((out) => [
-    { type: "ESModule" as const, path: "shard.js", contents: out.outputFiles[0].text },
-    ...[...wasm].map(([name, file]) => ({ type: "CompiledWasm" as const, path: name, contents: readFileSync(file) })),
-  ]);
-  return shardBundle;
+  return bundleEntry("src/shard/worker.ts", "shard.js", ["cloudflare:*"]);
 }
 
 export interface ShardedUnderTest {
@@ -117,8 +83,7 @@ export async function startSharded(o: ShardedOptions): Promise<ShardedUnderTest>
   });
   const url = (await mf.ready).toString().replace(/\/$/, "");
   const bucket = await mf.getR2Bucket("MODELS", "edgelm");
-  const bytes = readFileSync(o.model);
-  await bucket.put(o.key, bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  await putFile(bucket, o.key, o.model);
   await bucket.put(planKeyOf(o.key), JSON.stringify(plan));
   return { mf, url, plan, logs: () => output, close: () => mf.dispose() };
 }

@@ -4,7 +4,8 @@
  * process with esbuild (as wrangler would; bundle.ts), so what is tested is what ships.
  */
 export { bundleWorker, wranglerCompat } from "./bundle";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
+import { open } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { Miniflare, type MiniflareOptions } from "miniflare";
 import { bundleWorker, wranglerCompat } from "./bundle";
@@ -52,11 +53,50 @@ export async function startWorker(opts: StartOptions): Promise<WorkerUnderTest> 
   const url = (await mf.ready).toString().replace(/\/$/, "");
   if (opts.r2Model) {
     const bucket = await mf.getR2Bucket("MODELS");
-    // A plain ArrayBuffer: Miniflare's proxy serialiser rejects Node Buffers.
-    const bytes = readFileSync(opts.r2Model);
-    await bucket.put(opts.vars.MODEL_KEY, bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+    await putFile(bucket, opts.vars.MODEL_KEY, opts.r2Model);
   }
   return { mf, url, logs: () => output, close: () => mf.dispose() };
+}
+
+type LocalBucket = Awaited<ReturnType<Miniflare["getR2Bucket"]>>;
+
+/**
+ * Miniflare's proxy sends an ArrayBuffer to workerd as one base64 string, and V8 strings stop at
+ * 2^29 − 24 characters: a put of more than ~384 MiB throws ERR_STRING_TOO_LONG (the 0.93 GB 1.6B
+ * file did). Larger files go up as an R2 multipart upload — equal parts, as R2 requires — which
+ * the shards read back by range like any object. The cut is below that limit so that full2l
+ * (279 MiB, test/shard/full2l.test.ts) takes the multipart path the 1.6B file needs, on CI; it is
+ * also the cheaper path there (26 s for that test file and 0.9 GB of Node RSS, against 40 s and 3 GB).
+ */
+export const SINGLE_PUT_MAX = 256 * 2 ** 20;
+const PART = 64 * 2 ** 20;
+
+export async function putFile(bucket: LocalBucket, key: string, path: string): Promise<void> {
+  const size = statSync(path).size;
+  if (size <= SINGLE_PUT_MAX) {
+    // A plain ArrayBuffer: Miniflare's proxy serialiser rejects Node Buffers.
+    const bytes = readFileSync(path);
+    await bucket.put(key, bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+    return;
+  }
+  const upload = await bucket.createMultipartUpload(key);
+  const fh = await open(path, "r");
+  try {
+    const parts = [];
+    for (let at = 0, n = 1; at < size; at += PART, n++) {
+      // One part in memory at a time: the Node side then holds 64 MiB and its base64, not the file.
+      const buf = new ArrayBuffer(Math.min(PART, size - at));
+      const { bytesRead } = await fh.read(new Uint8Array(buf), 0, buf.byteLength, at);
+      if (bytesRead !== buf.byteLength) throw new Error(`${path}: short read at ${at}`);
+      parts.push(await upload.uploadPart(n, buf));
+    }
+    await upload.complete(parts);
+  } catch (e) {
+    await upload.abort().catch(() => {});
+    throw e;
+  } finally {
+    await fh.close();
+  }
 }
 
 export function testModelPath(): Promise<string> {
