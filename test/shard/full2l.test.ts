@@ -8,10 +8,10 @@
  * The reference is the Worker in the bare workerd binary reading the file through a folder
  * binding: a second local-R2 put of 280 MB would cost ~20 s on CI for nothing the test checks.
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { parseSSE } from "../worker/harness";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { waitHealthy } from "../worker/harness";
 import { startBareWorkerd, type BareWorkerd } from "../worker/bareWorkerd";
-import { startSharded, type ShardedUnderTest } from "./harness";
+import { complete as completeOn, startSharded, type ShardedUnderTest } from "./harness";
 import { localWorkerdV8Flags, useWorkerdV8Flags } from "../worker/v8-flags";
 import { synthGGUF } from "../../weights-tools/fixtures";
 import type { ShardInfo } from "../../src/shard/protocol";
@@ -29,33 +29,17 @@ useWorkerdV8Flags(localWorkerdV8Flags());
 let single: BareWorkerd;
 let sharded: ShardedUnderTest;
 
+/** Healthy within 3 minutes (cold local R2 on 2 cores), or the test fails with that workerd's logs. */
 async function ready(url: string, logs: () => string): Promise<void> {
-  try {
-    await vi.waitFor(
-      async () => {
-        const res = await fetch(`${url}/health`);
-        if (res.status !== 200) throw new Error(`health ${res.status}: ${await res.text()}`);
-      },
-      { timeout: 180_000, interval: 200 },
-    );
-  } catch (e) {
+  await waitHealthy({ url }, 180_000).catch((e) => {
     console.log(logs());
     throw e;
-  }
+  });
 }
 
 const health = async (url: string) => (await (await fetch(`${url}/health`)).json()) as any;
 
-async function complete(url: string, body: Record<string, unknown>): Promise<{ status: number; text: string; json?: any }> {
-  const res = await fetch(`${url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: VARS.MODEL_ID, ...body }) });
-  const raw = await res.text();
-  if (!body.stream) {
-    const json = JSON.parse(raw);
-    return { status: res.status, text: json.choices?.[0]?.text ?? raw, json };
-  }
-  const events = parseSSE(raw).data.filter((d) => d !== "[DONE]").map((d) => JSON.parse(d));
-  return { status: res.status, text: events.map((e) => e.choices?.[0]?.text ?? "").join(""), json: events };
-}
+const complete = (url: string, body: Record<string, unknown>) => completeOn(url, VARS.MODEL_ID, body);
 
 beforeAll(async () => {
   const model = await synthGGUF("full2l", "q4_0");

@@ -10,7 +10,7 @@ import { openGGUF } from "../../src/gguf/file";
 import { planKeyOf } from "../../src/shard/deploy";
 import { planShards, type ShardPlan } from "../../src/shard/plan";
 import { bundleEntry, bundleWorker, wranglerCompat, type WorkerModule } from "../worker/bundle";
-import { putFile } from "../worker/harness";
+import { parseSSE, putFile } from "../worker/harness";
 import { localWorkerdV8Flags, useWorkerdV8Flags } from "../worker/v8-flags";
 
 /** src/shard/worker.ts bundled as wrangler would: `*.wasm` imports as compiled modules, cloudflare:* left to workerd. */
@@ -86,4 +86,16 @@ export async function startSharded(o: ShardedOptions): Promise<ShardedUnderTest>
   await putFile(bucket, o.key, o.model);
   await bucket.put(planKeyOf(o.key), JSON.stringify(plan));
   return { mf, url, plan, logs: () => output, close: () => mf.dispose() };
+}
+
+/** One completion of `model` on `url`: its text, and the parsed body (the events, when streamed). */
+export async function complete(url: string, model: string, body: Record<string, unknown>): Promise<{ status: number; text: string; json?: any }> {
+  const res = await fetch(`${url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model, ...body }) });
+  const raw = await res.text();
+  if (!body.stream) {
+    const json = JSON.parse(raw);
+    return { status: res.status, text: json.choices?.[0]?.text ?? raw, json };
+  }
+  const events = parseSSE(raw).data.filter((d) => d !== "[DONE]").map((d) => JSON.parse(d));
+  return { status: res.status, text: events.map((e) => e.choices?.[0]?.text ?? "").join(""), json: events };
 }

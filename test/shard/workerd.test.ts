@@ -4,9 +4,9 @@
  * invoked once per request (stream transport), and the counts stay inside the platform limits;
  * a shard that restarts mid-generation is survived; a request beyond the plan is a clear 4xx.
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { parseSSE, startWorker, type WorkerUnderTest } from "../worker/harness";
-import { startSharded, type ShardedUnderTest } from "./harness";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startWorker, waitHealthy, type WorkerUnderTest } from "../worker/harness";
+import { complete as completeOn, startSharded, type ShardedUnderTest } from "./harness";
 import { localWorkerdV8Flags, useWorkerdV8Flags } from "../worker/v8-flags";
 import { synthGGUF } from "../../weights-tools/fixtures";
 
@@ -22,28 +22,11 @@ useWorkerdV8Flags(localWorkerdV8Flags());
 let single: WorkerUnderTest;
 let sharded: ShardedUnderTest;
 
-async function ready(url: string): Promise<void> {
-  await vi.waitFor(
-    async () => {
-      const res = await fetch(`${url}/health`);
-      if (res.status !== 200) throw new Error(`health ${res.status}: ${await res.text()}`);
-    },
-    { timeout: 60_000, interval: 100 },
-  );
-}
+const ready = (url: string) => waitHealthy({ url });
 
 const health = async (url: string) => (await (await fetch(`${url}/health`)).json()) as any;
 
-async function complete(url: string, body: Record<string, unknown>): Promise<{ status: number; text: string; ids?: unknown; json?: any }> {
-  const res = await fetch(`${url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "edgelm-tiny", ...body }) });
-  const raw = await res.text();
-  if (!body.stream) {
-    const json = JSON.parse(raw);
-    return { status: res.status, text: json.choices?.[0]?.text ?? raw, json };
-  }
-  const events = parseSSE(raw).data.filter((d) => d !== "[DONE]").map((d) => JSON.parse(d));
-  return { status: res.status, text: events.map((e) => e.choices?.[0]?.text ?? "").join(""), json: events };
-}
+const complete = (url: string, body: Record<string, unknown>) => completeOn(url, "edgelm-tiny", body);
 
 beforeAll(async () => {
   const model = await synthGGUF("tiny", "q4_0");
