@@ -16,10 +16,13 @@ import { parseArgs } from "node:util";
 import { tsImport } from "tsx/esm/api";
 
 const USAGE = `usage: node scripts/shards-dev.mjs [--model FILE.gguf | --preset tiny|full2l|1_6b] [--budget-mb MB]
-                                 [--context N] [--sequences N] [--port 8787] [--transport stream|rpc]
+                                 [--context N] [--sequences N] [--port 8787] [--transport stream|rpc] [--wrangler]
 Plans the shards, starts the coordinator and every shard Worker in workerd (Miniflare) on
 127.0.0.1, puts the GGUF and plan into local R2, and serves until Ctrl-C (docs/sharding.md).
-Defaults: synthetic tiny Q4_0, 19 MiB budget, context 512; other models: 120 MiB, context 2048.`;
+Defaults: synthetic tiny Q4_0, 19 MiB budget, context 512; other models: 120 MiB, context 2048.
+--wrangler: run the configs \`edgelm shard-plan --out\` writes under \`wrangler dev -c … -c …\` instead
+  (state in .wrangler/shards-dev; files up to wrangler's 300 MiB local put; on a 2-core machine a
+  start can livelock in V8's GC, which only the default mode can prevent).`;
 let o;
 try {
   ({ values: o } = parseArgs({
@@ -32,6 +35,7 @@ try {
       port: { type: "string", default: process.env.PORT ?? "8787" },
       transport: { type: "string", default: "stream" },
       help: { type: "boolean", short: "h" },
+      wrangler: { type: "boolean" },
     },
   }));
 } catch (err) {
@@ -54,6 +58,11 @@ if (!["tiny", "full2l", "1_6b"].includes(o.preset) || !["stream", "rpc"].include
 if (o.model && !existsSync(o.model)) {
   console.error(`shards-dev: no such file: ${o.model}`);
   process.exit(1);
+}
+if (o.wrangler) {
+  const { runWranglerDev } = await import("./shards-wrangler-dev.mjs");
+  await runWranglerDev(o);
+  process.exit(0);
 }
 const { startSharded } = await tsImport("../test/shard/harness.ts", import.meta.url);
 const { synthGGUF } = await tsImport("../weights-tools/fixtures.ts", import.meta.url);

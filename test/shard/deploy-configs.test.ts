@@ -1,0 +1,51 @@
+/**
+ * What `edgelm shard-plan --out` writes is what wrangler deploys: the coordinator's config and a
+ * shard's config go through `wrangler deploy --dry-run` (wrangler's own config validation and
+ * bundling, no account needed), and the bundles carry the kernels as wasm modules. Every shard
+ * config has the same shape, so one of them stands for all. (Running them together under
+ * `wrangler dev -c … -c …` works too — docs/sharding.md — but is left out of CI: seven isolates in
+ * one workerd can livelock on 2 cores, and wrangler offers no V8 flags to prevent it.)
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { synthGGUF } from "../../weights-tools/fixtures";
+
+const dir = mkdtempSync(join(tmpdir(), "edgelm-deploy-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const env = { ...process.env, WRANGLER_SEND_METRICS: "false", WRANGLER_HIDE_BANNER: "true" };
+const wrangler = join(process.cwd(), "node_modules", "wrangler", "bin", "wrangler.js");
+
+function run(cmd: string, args: string[]) {
+  const r = spawnSync(process.execPath, [cmd, ...args], { encoding: "utf8", timeout: 120_000, env, maxBuffer: 16 << 20 });
+  return { code: r.status, out: `${r.stdout}\n${r.stderr}` };
+}
+
+describe("edgelm shard-plan --out → wrangler deploy --dry-run", () => {
+  it("the coordinator's and a shard's configs validate and bundle, with the kernels as wasm modules", async () => {
+    const model = await synthGGUF("tiny", "q4_0");
+    const plan = run("bin/edgelm.mjs", ["shard-plan", "--model", model, "--budget-mb", "19", "--context", "512", "--out", join(dir, "shards")]);
+    expect(plan.code, plan.out).toBe(0);
+    expect(readdirSync(join(dir, "shards")).sort()).toEqual(["deploy.sh", "plan.json", ...Array.from({ length: 6 }, (_, i) => `wrangler.shard-${i}.toml`), "wrangler.coordinator.toml"].sort());
+
+    for (const [config, main] of [
+      ["wrangler.coordinator.toml", "ENGINE"],
+      ["wrangler.shard-3.toml", "SHARD_INDEX"],
+    ] as const) {
+      const out = join(dir, `out-${config}`);
+      const r = run(wrangler, ["deploy", "--dry-run", "--config", join(dir, "shards", config), "--outdir", out]);
+      expect(r.code, r.out).toBe(0);
+      expect(r.out).toContain("--dry-run: exiting now.");
+      // The vars and bindings wrangler read back from the config.
+      expect(r.out).toContain(`env.${main}`);
+      expect(r.out).toMatch(/MODELS \(edgelm-models\)/);
+      expect(existsSync(join(out, "worker.js"))).toBe(true);
+      expect(readdirSync(out).filter((f) => f.endsWith(".wasm"))).toHaveLength(3);
+    }
+    const coordinator = readFileSync(join(dir, "shards", "wrangler.coordinator.toml"), "utf8");
+    expect(coordinator.match(/script_name = "edgelm-shard-\d"/g)).toHaveLength(6);
+  });
+});
