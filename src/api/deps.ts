@@ -85,6 +85,11 @@ export interface RouteContext {
 
 export interface GenerationSummary {
   outcome: "done" | "aborted" | "error";
+  /**
+   * What ended an aborted generation: the host's disconnect signal, the response stream cancelled,
+   * or a reader that took nothing for the stall time (a disconnect nobody reported).
+   */
+  abortedBy?: "signal" | "cancelled" | "stalled";
   promptTokens: number;
   /** Prompt tokens in the KV cache when it ended (all of them once decoding started). */
   prefilled: number;

@@ -9,7 +9,7 @@ import { sseStream, SSE_HEADERS } from "./sse";
 
 export interface Run {
   events: AsyncGenerator<GenerateEvent, void, undefined>;
-  abort(): void;
+  abort(why?: "cancelled" | "stalled"): void;
   release(): void;
   /** See ApiDeps.streamStallMs. */
   stallMs?: number;
@@ -38,13 +38,19 @@ export async function startRun(deps: ApiDeps, model: ServedModel, opts: Omit<Gen
   // Freeing here matters where nothing would ever pull or cancel the response body again (workerd
   // may just drop it), which would otherwise hold the queue forever.
   const onAbort = () => {
+    summary.abortedBy ??= "signal";
     controller.abort(signal.reason);
     release();
   };
   if (signal.aborted) onAbort();
   else signal.addEventListener("abort", onAbort, { once: true });
   const events = generate(model.engine, model.tokenizer, { prefillChunkTokens: deps.prefillChunkTokens, clock: deps.clock, ...opts, signal: controller.signal });
-  return { events: tracked(events, summary), abort: () => controller.abort(), release, stallMs: deps.streamStallMs };
+  return { events: tracked(events, summary), abort: (why = "cancelled") => {
+      summary.abortedBy ??= why;
+      controller.abort();
+    },
+    release,
+    stallMs: deps.streamStallMs };
 }
 
 /** Passes events through, noting how far the generation got (for onGenerationEnd). */

@@ -34,7 +34,7 @@ export const DEFAULT_STALL_MS = 15_000;
 
 export interface SseHooks {
   /** The consumer went away: it cancelled, or stalled past `stallMs`. */
-  onCancel?: () => void;
+  onCancel?: (why: "cancelled" | "stalled") => void;
   /** Once, however the stream ends. */
   onEnd?: () => void;
   readAhead?: number;
@@ -47,8 +47,9 @@ export interface SseHooks {
  * when it writes, so a generation parked until the next pull would never learn the client left.
  * Past the read-ahead it waits for the consumer; one that takes nothing for `stallMs` is treated as
  * gone. That is the fallback for hosts that lose the disconnect: Miniflare's entry Worker (wrangler
- * dev) often stops pulling without cancelling or aborting request.signal, and an unbounded
- * read-ahead there kept a dead client's generation running, slowly, to max_tokens.
+ * dev) often stops pulling without cancelling or aborting request.signal, and so does workerd
+ * itself when the disconnect surfaces as a failed write; an unbounded read-ahead kept a dead
+ * client's generation running, slowly, to max_tokens.
  */
 export function sseStream(source: AsyncIterator<unknown>, hooks: SseHooks = {}): ReadableStream<Uint8Array> {
   const readAhead = hooks.readAhead ?? DEFAULT_READ_AHEAD;
@@ -60,8 +61,8 @@ export function sseStream(source: AsyncIterator<unknown>, hooks: SseHooks = {}):
     ended = true;
     hooks.onEnd?.();
   };
-  const gone = () => {
-    hooks.onCancel?.();
+  const gone = (why: "cancelled" | "stalled") => {
+    hooks.onCancel?.(why);
     end();
     // Let the generator run its cleanup; an abort error from it is expected here.
     return source.return?.(undefined)?.catch(() => {});
@@ -87,7 +88,7 @@ export function sseStream(source: AsyncIterator<unknown>, hooks: SseHooks = {}):
               if (ended) return;
               if (!ok) {
                 controller.error(new Error(`the client took no data for ${stallMs} ms`));
-                await gone();
+                await gone("stalled");
                 return;
               }
               const next = await source.next();
@@ -112,7 +113,7 @@ export function sseStream(source: AsyncIterator<unknown>, hooks: SseHooks = {}):
       },
       async cancel() {
         pulled?.();
-        await gone();
+        await gone("cancelled");
       },
     },
     new CountQueuingStrategy({ highWaterMark: readAhead }),

@@ -28,6 +28,9 @@ const ROUTE_LOG_HEADERS = [
   ["fallback", "x-edgelm-fallback"],
 ] as const;
 
+/** How an aborted generation's log line says what ended it. */
+const ABORTED_BY = { signal: "client disconnect (request.signal)", cancelled: "response stream cancelled", stalled: `a client that took no data for STREAM_STALL_MS` } as const;
+
 /** Paths anyone may call: load balancers and uptime checks carry no key. */
 const OPEN_PATHS = new Set(["/health"]);
 
@@ -73,7 +76,8 @@ export class WorkerApp {
       onGenerationStart: (req, finished) => this.contexts.get(req)?.waitUntil(finished),
       onGenerationEnd: (req, s) => {
         const where = s.prefilled < s.promptTokens ? `during prefill (${s.prefilled} of ${s.promptTokens} prompt tokens)` : `after ${s.completionTokens} tokens (prompt ${s.promptTokens})`;
-        this.log(`${this.ids.get(req) ?? "-"} generation ${s.outcome} ${where}`);
+        const by = s.outcome === "aborted" && s.abortedBy ? `; by ${ABORTED_BY[s.abortedBy]}` : "";
+        this.log(`${this.ids.get(req) ?? "-"} generation ${s.outcome} ${where}${by}`);
       },
       route: (ctx) =>
         routeRequest(

@@ -184,7 +184,10 @@ describe("Worker: bad input → 4xx with a clear message, and the isolate keeps 
   });
 
   it("the SDK raises the 400 as BadRequestError, and the isolate keeps serving after all of the above", async () => {
-    await expect(client.completions.create({ model: MODEL, prompt: "a", n: 3 })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+    // The oversized body above was refused before it was all sent, so workerd closes that connection;
+    // a fetch that picks it from the keep-alive pool just then fails to connect. Real SDK callers retry
+    // (default 2); one retry here keeps that race out of what this test checks.
+    await expect(client.completions.create({ model: MODEL, prompt: "a", n: 3 }, { maxRetries: 1 })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
     await stillServes();
     expect((await health()).queue).toEqual({ running: false, waiting: 0, max_waiting: 1 });
   });

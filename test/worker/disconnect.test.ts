@@ -1,8 +1,14 @@
 /**
  * A client that disconnects stops its generation, in decode and in prefill, and frees the engine
  * for the request waiting behind it. Runs in the workerd binary without Miniflare (bareWorkerd.ts
- * says why), with the WASM engine, and with the stalled-reader fallback pushed out of reach
- * (10 minutes), so what stops the work can only be workerd reporting the disconnect.
+ * says why), with the WASM engine.
+ *
+ * workerd reports a disconnect in one of two ways, depending on a race: it aborts request.signal
+ * (and cancels the body) within milliseconds — or, when the disconnect first shows up as a failed
+ * write of the body ("Network connection lost"), it just stops reading the body, with no cancel and
+ * no abort. Under load the second happened in about 1 prefill disconnect in 3 here. Then only the
+ * stalled-reader fallback (src/api/sse.ts) ends the work, so it is short (2 s) in this file, and the
+ * log line's cause says which path ended each generation.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startBareWorkerd } from "./bareWorkerd";
@@ -15,7 +21,7 @@ const VARS = {
   QUEUE_DEPTH: "1",
   CPU_BUDGET_MS: "0",
   PREFILL_CHUNK_TOKENS: "8",
-  STREAM_STALL_MS: "600000",
+  STREAM_STALL_MS: "2000",
 };
 
 let w: Awaited<ReturnType<typeof startBareWorkerd>>;
@@ -58,7 +64,7 @@ describe("client disconnect in workerd (no Miniflare)", () => {
     expect(resB.status).toBe(200);
     expect(parseSSE(await resB.text()).data.at(-1)).toBe("[DONE]");
     await vi.waitFor(() => expect(linesOf(idA)).toMatch(/generation aborted after \d+ tokens/), { timeout: 10_000 });
-    expect(linesOf(idA)).toMatch(`${idA} client disconnected`);
+    expect(linesOf(idA)).toMatch(/; by (client disconnect \(request\.signal\)|response stream cancelled|a client that took no data)/);
     const tokens = Number(linesOf(idA).match(/generation aborted after (\d+) tokens/)![1]);
     expect(tokens).toBeLessThan(4000);
   }, 30_000);
@@ -71,8 +77,7 @@ describe("client disconnect in workerd (no Miniflare)", () => {
     const reader = res.body!.getReader();
     expect(new TextDecoder().decode((await reader.read()).value)).toMatch(/^: keep-alive\n\n/);
     a.abort();
-    await vi.waitFor(() => expect(linesOf(id)).toMatch(/generation aborted during prefill \(\d+ of 3000 prompt tokens\)/), { timeout: 10_000 });
-    expect(linesOf(id)).toMatch(`${id} client disconnected`);
+    await vi.waitFor(() => expect(linesOf(id)).toMatch(/generation aborted during prefill \(\d+ of 3000 prompt tokens\); by /), { timeout: 10_000 });
     const after = await post({ prompt: "ok", max_tokens: 2, temperature: 0 });
     expect((await after.json()).usage.completion_tokens).toBe(2);
   }, 30_000);
