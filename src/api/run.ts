@@ -45,12 +45,11 @@ export async function startRun(deps: ApiDeps, model: ServedModel, opts: Omit<Gen
   if (signal.aborted) onAbort();
   else signal.addEventListener("abort", onAbort, { once: true });
   const events = generate(model.engine, model.tokenizer, { prefillChunkTokens: deps.prefillChunkTokens, clock: deps.clock, ...opts, signal: controller.signal });
-  return { events: tracked(events, summary), abort: (why = "cancelled") => {
-      summary.abortedBy ??= why;
-      controller.abort();
-    },
-    release,
-    stallMs: deps.streamStallMs };
+  const abort = (why: "cancelled" | "stalled" = "cancelled") => {
+    summary.abortedBy ??= why;
+    controller.abort();
+  };
+  return { events: tracked(events, summary), abort, release, stallMs: deps.streamStallMs };
 }
 
 /** Passes events through, noting how far the generation got (for onGenerationEnd). */

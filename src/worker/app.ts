@@ -29,7 +29,7 @@ const ROUTE_LOG_HEADERS = [
 ] as const;
 
 /** How an aborted generation's log line says what ended it. */
-const ABORTED_BY = { signal: "client disconnect (request.signal)", cancelled: "response stream cancelled", stalled: `a client that took no data for STREAM_STALL_MS` } as const;
+const ABORTED_BY = { signal: "client disconnect (request.signal)", cancelled: "response stream cancelled", stalled: "a client that took no data for STREAM_STALL_MS" } as const;
 
 /** Paths anyone may call: load balancers and uptime checks carry no key. */
 const OPEN_PATHS = new Set(["/health"]);
@@ -71,8 +71,9 @@ export class WorkerApp {
       streamStallMs: cfg.streamStallMs,
       clock: () => performance.now(),
       // Without this, a request context that workerd drops after a disconnect it never reported
-      // (Miniflare's entry Worker loses them) takes the generation's timers with it: the generation
-      // then never runs again, and never frees the queue.
+      // (Miniflare's entry Worker loses them; workerd itself does when the disconnect shows up as
+      // a failed write) takes the generation's timers with it: the generation never runs again, so
+      // not even the stalled-reader fallback could free the queue.
       onGenerationStart: (req, finished) => this.contexts.get(req)?.waitUntil(finished),
       onGenerationEnd: (req, s) => {
         const where = s.prefilled < s.promptTokens ? `during prefill (${s.prefilled} of ${s.promptTokens} prompt tokens)` : `after ${s.completionTokens} tokens (prompt ${s.promptTokens})`;
