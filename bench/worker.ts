@@ -11,6 +11,7 @@
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
+import { sseEventsOf } from "../test/helpers/sse";
 import { startBareWorkerd } from "../test/worker/bareWorkerd";
 import { benchModel, engineChild, promptTokens, root, type EngineResult } from "./common";
 
@@ -56,22 +57,13 @@ async function streamOnce(url: string): Promise<Omit<WorkerResult, "load_s" | "w
   if (res.status !== 200) throw new Error(`completion: HTTP ${res.status}: ${await res.text()}`);
   const arrivals: number[] = [];
   let usage: { prefill_ms?: number; decode_tokens_per_s?: number | null } = {};
-  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += value;
-    let i;
-    while ((i = buf.indexOf("\n\n")) >= 0) {
-      const block = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      if (!block.startsWith("data: ") || block === "data: [DONE]") continue;
-      const ev = JSON.parse(block.slice(6)) as { choices: { finish_reason: string | null }[]; usage?: typeof usage };
-      // A token's chunk; the closing chunk (finish_reason) and the usage chunk carry none.
-      if (ev.choices[0]?.finish_reason === null) arrivals.push(performance.now());
-      if (ev.usage) usage = ev.usage;
-    }
+  for await (const event of sseEventsOf(res)) {
+    const block = event.trimEnd();
+    if (!block.startsWith("data: ") || block === "data: [DONE]") continue;
+    const ev = JSON.parse(block.slice(6)) as { choices: { finish_reason: string | null }[]; usage?: typeof usage };
+    // A token's chunk; the closing chunk (finish_reason) and the usage chunk carry none.
+    if (ev.choices[0]?.finish_reason === null) arrivals.push(performance.now());
+    if (ev.usage) usage = ev.usage;
   }
   const n = arrivals.length;
   return {
