@@ -6,7 +6,7 @@
  * head, the Q4R prefill matmul with 128 tokens, and Q8_0 for reference; GB/s of weights read and G multiply-adds/s,
  * per build, after warm-up. Single thread.
  */
-import { compileKernelModules } from "../src/engine/kernels-node";
+import { compileKernelModules } from "../src/engine/node";
 import { warmUp, type BuildKind, type KernelExports } from "../src/engine/kernels";
 import { Arena } from "../src/engine/arena";
 

@@ -19,7 +19,7 @@ import { closeSync, mkdirSync, openSync, readSync, statSync, writeFileSync } fro
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { benchModel, engineChild, root, type EngineResult } from "./common";
-import { enableRelaxedSimd } from "../src/engine/kernels-node";
+import { enableRelaxedSimd } from "../src/engine/node";
 
 const quick = process.argv.includes("--quick");
 const all = process.argv.includes("--all");

@@ -12,7 +12,7 @@ import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { sseEventsOf } from "../test/helpers/sse";
-import { startBareWorkerd } from "../test/worker/bareWorkerd";
+import { startBareWorkerd } from "../test/worker/bare-workerd";
 import { benchModel, engineChild, promptTokens, root, type EngineResult } from "./common";
 
 const quick = process.argv.includes("--quick");

@@ -13,7 +13,7 @@
 import { existsSync, statSync } from "node:fs";
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
-import { startBareWorkerd } from "../test/worker/bareWorkerd";
+import { startBareWorkerd } from "../test/worker/bare-workerd";
 import { planForFile, startSharded } from "../test/shard/harness";
 import { formatPlan } from "../src/shard/plan";
 import type { ShardInfo } from "../src/shard/protocol";

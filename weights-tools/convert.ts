@@ -7,7 +7,8 @@
 import { readFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { tensorByteLength } from "../src/gguf/quant";
-import { writeGGUF, type GGUFSpec } from "../src/gguf/writer";
+import type { GGUFSpec } from "../src/gguf/writer";
+import { writeGGUFFile } from "../src/gguf/node";
 import { checkSource, expectedHFTensors, ggufTensors, modelMetadata, planTensors, type OutType, isOutType, OUT_TYPES } from "./mapping";
 import { SafetensorsCheckpoint, type TensorSource } from "./safetensors";
 import { parseStableLMConfig, type StableLMParams } from "./stablelm-config";
@@ -71,7 +72,7 @@ export async function writeStableLMGGUF(hp: StableLMParams, src: TensorSource, o
   const totalBytes = sizes.reduce((a, b) => a + b, 0);
   let done = 0;
   let bytes = 0;
-  await writeGGUF(outPath, spec, (i, total, name, written) => {
+  await writeGGUFFile(outPath, spec, (i, total, name, written) => {
     bytes = written;
     done += sizes[i - 1];
     opts.onProgress?.({ tensor: i, tensors: total, name, bytes: done, totalBytes });

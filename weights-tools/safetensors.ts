@@ -6,7 +6,7 @@
  */
 import { existsSync } from "node:fs";
 import { open, readFile, type FileHandle } from "node:fs/promises";
-import { writeAtomically } from "../src/node/atomic-write";
+import { writeAtomically } from "../src/gguf/node";
 import { basename, join } from "node:path";
 import { f16ToF32, f32ToBF16, f32ToF16 } from "../src/gguf/quant";
 

@@ -3,7 +3,7 @@
  * The planning itself is pure and lives in src/shard/plan.ts (the coordinator and the tests use
  * it too); this module only reads the file's header and renders the deployment (Node).
  */
-import { openGGUF } from "../src/gguf/file";
+import { openGGUF } from "../src/gguf/node";
 import { deploymentFiles, type DeployOptions } from "../src/shard/deploy";
 import { planShards, type PlanOptions, type ShardPlan } from "../src/shard/plan";
 

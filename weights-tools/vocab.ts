@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { str, u32 } from "../src/gguf/metadata";
 import type { Metadata } from "../src/gguf/types";
 // The Node entry registers where the cl100k_base rank file is read from (Arcade100k's vocabulary).
-import "../src/tokenizer";
+import "../src/tokenizer/node";
 import { arcade100kGGUFMetadata, placeholderVocabGGUFMetadata } from "../src/tokenizer/gguf";
 import { chatTemplateOf, hfTokenizerGGUFMetadata } from "./hf-tokenizer";
 import type { StableLMParams } from "./stablelm-config";

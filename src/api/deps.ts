@@ -2,14 +2,14 @@
  * What a host (Node server, Worker) hands to `handleRequest`: the model once loaded (or how far
  * loading got), the generation queue, and HTTP policy. The API layer never loads anything itself.
  */
-import type { GenerationEngine } from "../generate/generator";
-import type { ChatTemplateName, Tokenizer } from "../tokenizer/core";
+import type { Engine } from "../model/engine";
+import type { ChatTemplateName, Tokenizer } from "../tokenizer/index";
 import type { GenerationQueue } from "./queue";
 
 export interface ServedModel {
   /** The id clients send as `model` and see in /v1/models. */
   id: string;
-  engine: GenerationEngine;
+  engine: Engine;
   tokenizer: Tokenizer;
   /** Template for /v1/chat/completions; without one that endpoint answers 400. */
   chatTemplate?: ChatTemplateName;

@@ -1,8 +1,8 @@
 /** The platform-neutral OpenAI-compatible API (no Node imports): hosts call handleRequest. */
-export { handleRequest } from "./handleRequest";
+export { handleRequest } from "./handle-request";
 export { GenerationQueue, type Release } from "./queue";
 export { ApiError, type ErrorBody } from "./errors";
-export { parseCompletionRequest, type CompletionRequest } from "./completionRequest";
-export { parseChatRequest, type ChatRequest } from "./chatRequest";
+export { parseCompletionRequest, type CompletionRequest } from "./completion-request";
+export { parseChatRequest, type ChatRequest } from "./chat-request";
 export type { Admission, ApiDeps, GenerationSummary, ModelState, RouteContext, ServedModel } from "./deps";
 export { DEFAULT_MAX_BODY_BYTES, DEFAULT_CHAT_MAX_TOKENS } from "./deps";

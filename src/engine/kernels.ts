@@ -3,7 +3,7 @@
  *
  * Instantiation only (`new WebAssembly.Instance`): workerd refuses to compile
  * wasm from bytes at run time, so a Worker passes the modules wrangler
- * imported; Node compiles them in kernels-node.ts. Start-up picks the fastest
+ * imported; Node compiles them in node.ts. Start-up picks the fastest
  * build that passes a numeric self-test against the scalar build (bit-exact:
  * the kernels are written so that all builds agree bit for bit):
  * relaxed SIMD, then SIMD, then scalar.

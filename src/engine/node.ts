@@ -1,5 +1,6 @@
 /**
- * Node entry point of the wasm engine: a GGUF file → WASM memory.
+ * Node entry point of the wasm engine: the kernel builds compiled from build/,
+ * and a GGUF file → WASM memory.
  *
  * The header is parsed without its arrays (the tokenizer's 300k items are
  * walked, not decoded: the forward pass never uses them). Tensors are read in
@@ -8,13 +9,101 @@
  * copy — and each is repacked there on the main thread as soon as all of its
  * bytes have arrived, while the following reads proceed.
  */
-import { openModelFile } from "../gguf/file";
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { setFlagsFromString } from "node:v8";
+import { openModelFile } from "../gguf/node";
 import { prepareEngine, type KernelChoice } from "./index";
-import { compileKernelModules, enableRelaxedSimd } from "./kernels-node";
+import { loadKernels, type BuildKind, type KernelModules, type Kernels, type LoadKernelsOptions } from "./kernels";
 import { parseHeader } from "../gguf/reader";
 import { FileSource } from "../gguf/source";
 import type { Placement } from "./load";
 import type { WasmEngine, WasmEngineOptions } from "./wasm-engine";
+
+// ------------------------------------------------------------------ kernel builds
+// build/kernels-*.wasm are compiled here for what this runtime supports: the
+// relaxed build needs `--experimental-wasm-relaxed-simd` in Node 20; without
+// it compilation fails and that build is skipped.
+export const DEFAULT_BUILD_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "build");
+
+export interface CompiledKernels {
+  modules: KernelModules;
+  unavailable: Partial<Record<BuildKind, string>>;
+}
+
+const FILES: Record<BuildKind, string> = {
+  relaxed: "kernels-relaxed.wasm",
+  simd: "kernels-simd.wasm",
+  scalar: "kernels-scalar.wasm",
+};
+
+export function compileKernelModules(dir = DEFAULT_BUILD_DIR): CompiledKernels {
+  const modules: KernelModules = {};
+  const unavailable: Partial<Record<BuildKind, string>> = {};
+  for (const kind of Object.keys(FILES) as BuildKind[]) {
+    let bytes: ReturnType<typeof readFileSync>;
+    try {
+      bytes = readFileSync(join(dir, FILES[kind]));
+    } catch (e) {
+      unavailable[kind] = `cannot read ${FILES[kind]} (run npm run build): ${(e as Error).message}`;
+      continue;
+    }
+    try {
+      modules[kind] = new WebAssembly.Module(bytes);
+    } catch (e) {
+      const msg = (e as Error).message;
+      unavailable[kind] = /relaxed/i.test(msg) ? `not supported by this runtime (${msg.split("\n")[0]})` : `compile error: ${msg}`;
+    }
+  }
+  return { modules, unavailable };
+}
+
+export function loadKernelsNode(
+  opts: Omit<LoadKernelsOptions, "modules" | "unavailable"> & { dir?: string },
+): Kernels {
+  const { modules, unavailable } = compileKernelModules(opts.dir);
+  return loadKernels({ ...opts, modules, unavailable });
+}
+
+/**
+ * Turns on relaxed SIMD for wasm compiled from now on in this process
+ * (Node 20 ships it behind `--experimental-wasm-relaxed-simd`; V8 reads the
+ * flag at compile time, so setting it at run time works — checked on Node
+ * 20.20). Safe to try: the relaxed build is still used only if its self-test
+ * is bit-identical to scalar. Returns whether relaxed modules now compile.
+ */
+export function enableRelaxedSimd(): boolean {
+  if (relaxedSupported()) return true;
+  try {
+    setFlagsFromString("--experimental-wasm-relaxed-simd");
+  } catch {
+    return false;
+  }
+  return relaxedSupported();
+}
+
+// A function whose body is `v128.const 0; i16x8.relaxed_dot_i8x16_i7x16_s; drop` — compiles only with relaxed SIMD.
+function relaxedSupported(): boolean {
+  const bytes = new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type: () -> ()
+    0x03, 0x02, 0x01, 0x00, // func 0: type 0
+    0x0a, 0x2c, 0x01, 0x2a, 0x00, // code section (44 B): 1 body of 42 B, no locals
+    0xfd, 0x0c, ...new Array(16).fill(0), // v128.const 0
+    0xfd, 0x0c, ...new Array(16).fill(0), // v128.const 0
+    0xfd, 0x92, 0x02, // i16x8.relaxed_dot_i8x16_i7x16_s (0x112)
+    0x1a, 0x0b, // drop, end
+  ]);
+  try {
+    new WebAssembly.Module(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ------------------------------------------------------------------ model files
 
 export interface FileLoadOptions extends WasmEngineOptions, Pick<KernelChoice, "force" | "warmup"> {
   /** Try the relaxed-SIMD build (turns on V8's flag at run time; default true unless EDGELM_RELAXED_SIMD=0). */

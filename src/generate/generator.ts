@@ -3,18 +3,11 @@
  * decode, one token at a time. Platform-neutral (Node, Workers): no timers beyond setTimeout,
  * no Node imports. The HTTP layer formats these events; it never touches logits.
  */
-import { StreamDetokenizer, type StopReason, type Tokenizer } from "../tokenizer/core";
+import type { Engine } from "../model/engine";
+import { StreamDetokenizer, type StopReason, type Tokenizer } from "../tokenizer/index";
 import { logSumExp, topK, type TokenLogprob } from "./logprobs";
 import { DEFAULT_SAMPLING, sample, seededRandom, type SamplingOptions } from "./sampler";
 import { yieldToEventLoop } from "./yield";
-
-/** What generation needs from an engine (the Node `Engine` and the future WASM one both fit). */
-export interface GenerationEngine {
-  readonly name: string;
-  readonly config: { readonly vocabSize: number; readonly contextLength: number };
-  newSequence(): unknown;
-  forward(seq: unknown, tokens: number[], startPos?: number, opts?: { allLogits?: boolean }): Float32Array[] | Promise<Float32Array[]>;
-}
 
 export interface GenerateOptions {
   /** Prompt token ids (at least one). */
@@ -93,7 +86,7 @@ function checkAbort(signal: AbortSignal | undefined): void {
 }
 
 /** Validates what the API layer should already have validated: a bad call is a bug, not a 500 later. */
-function checkOptions(engine: GenerationEngine, opts: GenerateOptions): void {
+function checkOptions(engine: Engine, opts: GenerateOptions): void {
   const { vocabSize, contextLength } = engine.config;
   if (opts.prompt.length === 0) throw new RangeError("generate: the prompt is empty");
   if (!Number.isInteger(opts.maxTokens) || opts.maxTokens < 1) throw new RangeError(`generate: maxTokens must be an integer ≥ 1, got ${opts.maxTokens}`);
@@ -106,7 +99,7 @@ function checkOptions(engine: GenerationEngine, opts: GenerateOptions): void {
   }
 }
 
-export async function* generate(engine: GenerationEngine, tokenizer: Tokenizer, opts: GenerateOptions): AsyncGenerator<GenerateEvent, void, undefined> {
+export async function* generate(engine: Engine, tokenizer: Tokenizer, opts: GenerateOptions): AsyncGenerator<GenerateEvent, void, undefined> {
   checkOptions(engine, opts);
   const { signal, maxTokens } = opts;
   const sampling: SamplingOptions = { ...DEFAULT_SAMPLING, ...opts.sampling };

@@ -3,4 +3,4 @@ export * from "./quant";
 export * from "./metadata";
 export * from "./reader";
 export * from "./source";
-export { encodeGGUF, writeGGUF, type GGUFSpec, type TensorSpec } from "./writer";
+export { encodeGGUF, writeGGUF, type ByteSink, type GGUFSpec, type TensorProgress, type TensorSpec } from "./writer";

@@ -1,7 +1,7 @@
 /**
  * GGUF v3 writer. Tensor data may be given lazily so a converter holds one
- * tensor at a time; files are written to a temporary name and renamed, so a
- * failed conversion never leaves a half-written model behind.
+ * tensor at a time; bytes go to a sink the host supplies (gguf/node.ts writes
+ * files atomically through one).
  */
 import { tensorByteLength, typeName } from "./quant";
 import { DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, ValueType, type MetaValue, type Metadata, type Scalar, type TensorType } from "./types";
@@ -153,23 +153,20 @@ export async function encodeGGUF(spec: GGUFSpec): Promise<Uint8Array> {
   return out;
 }
 
-/** Writes a GGUF file tensor by tensor; `onTensor` reports progress. */
-export async function writeGGUF(
-  path: string,
-  spec: GGUFSpec,
-  onTensor?: (index: number, total: number, name: string, bytesWritten: number) => void,
-): Promise<void> {
-  // Node-only, loaded on demand so this module stays importable in a Worker.
-  const { writeAtomically } = await import("../node/atomic-write");
+/** Appends bytes; resolves to the total written so far. */
+export type ByteSink = (bytes: Uint8Array) => Promise<number>;
+
+export type TensorProgress = (index: number, total: number, name: string, bytesWritten: number) => void;
+
+/** Streams a GGUF into `put` tensor by tensor; `onTensor` reports progress. */
+export async function writeGGUF(spec: GGUFSpec, put: ByteSink, onTensor?: TensorProgress): Promise<void> {
   const { header, alignment, sizes } = layout(spec);
-  await writeAtomically(path, async (put) => {
-    await put(header);
-    for (let i = 0; i < spec.tensors.length; i++) {
-      const data = await tensorData(spec.tensors[i], sizes[i]);
-      let pos = await put(data);
-      const pad = (alignment - (data.length % alignment)) % alignment;
-      if (pad) pos = await put(new Uint8Array(pad));
-      onTensor?.(i + 1, spec.tensors.length, spec.tensors[i].name, pos);
-    }
-  });
+  await put(header);
+  for (let i = 0; i < spec.tensors.length; i++) {
+    const data = await tensorData(spec.tensors[i], sizes[i]);
+    let pos = await put(data);
+    const pad = (alignment - (data.length % alignment)) % alignment;
+    if (pad) pos = await put(new Uint8Array(pad));
+    onTensor?.(i + 1, spec.tensors.length, spec.tensors[i].name, pos);
+  }
 }

@@ -1,17 +1,23 @@
-/** What every engine offers the generation loop: prefill/decode over a sequence's KV cache. */
+/**
+ * The one engine interface: what the generation loop, the API and the hosts
+ * need from a forward pass, whichever engine runs it (the reference model, the
+ * WASM engine, the sharded coordinator).
+ */
 import type { StableLMConfig } from "./config";
 import { ReferenceModel, type Sequence } from "./reference";
 
 export interface Engine {
   /** Which engine and kernel build is running (shown in /health and logs). */
   readonly name: string;
-  readonly config: StableLMConfig;
+  /** Generation needs only these; the in-process engines carry the whole config. */
+  readonly config: Pick<StableLMConfig, "vocabSize" | "contextLength">;
+  /** A fresh, empty KV sequence; opaque to callers, handed back to forward(). */
   newSequence(): unknown;
   /** Feeds tokens at positions startPos.. and returns the last position's logits (or every position's). */
   forward(seq: unknown, tokens: number[], startPos?: number, opts?: { allLogits?: boolean }): Float32Array[] | Promise<Float32Array[]>;
 }
 
-export function referenceEngine(model: ReferenceModel): Engine {
+export function referenceEngine(model: ReferenceModel): Engine & { readonly config: StableLMConfig } {
   return {
     name: "ref",
     config: model.config,

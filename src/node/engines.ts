@@ -1,6 +1,6 @@
 /** Loads a GGUF model into one of the engines, for the Node CLI and hosts. */
 import { referenceEngine, type Engine } from "../model/engine";
-import { loadReferenceModel } from "../model/load";
+import { loadReferenceModel } from "../model/node";
 import { loadWasmEngine, type FileLoadOptions } from "../engine/node";
 
 export type { Engine } from "../model/engine";

@@ -6,12 +6,12 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { basename } from "node:path";
-import { handleRequest } from "../api/handleRequest";
+import { handleRequest } from "../api/handle-request";
 import { GenerationQueue } from "../api/queue";
 import type { ApiDeps, ModelState, ServedModel } from "../api/deps";
-import { openGGUF } from "../gguf/file";
+import { openGGUF } from "../gguf/node";
 import { metaString } from "../gguf/metadata";
-import { chatTemplateFromGGUF, Tokenizer, type ChatTemplateName } from "../tokenizer/index";
+import { chatTemplateFromGGUF, Tokenizer, type ChatTemplateName } from "../tokenizer/node";
 import { loadEngine, type EngineName } from "./engines";
 
 export interface ServeOptions {

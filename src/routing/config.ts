@@ -1,5 +1,5 @@
 /**
- * The routing configuration (wrangler.toml vars, parsed in src/worker/routingEnv.ts): which tiers
+ * The routing configuration (wrangler.toml vars, parsed in src/worker/routing-env.ts): which tiers
  * may use which path, the thresholds of the auto policy, the origin's timeouts and breaker, and the
  * price table. Defaults live here so the policy, the docs and the tests share one set of numbers.
  */

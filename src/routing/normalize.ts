@@ -5,7 +5,7 @@
  * per our include_usage rules. Also collects a whole (non-streamed) response from the chunks.
  */
 import type { FinishReason } from "../generate/generator";
-import type { ChatChunk, ChatCompletion, ChatLogprobs } from "../api/chatFormat";
+import type { ChatChunk, ChatCompletion, ChatLogprobs } from "../api/chat-format";
 import type { CompletionChunk, CompletionLogprobs, CompletionObject, Usage } from "./shapes";
 import type { Endpoint } from "./origin";
 

@@ -12,7 +12,7 @@
  * upstream text that reaches a client or a log passes through `scrub` first.
  */
 import type { OriginConfig } from "./config";
-import { SseReader, SseTimeout } from "./sseReader";
+import { SseReader, SseTimeout } from "./sse-reader";
 
 export type Endpoint = "completions" | "chat";
 

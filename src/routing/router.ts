@@ -5,8 +5,8 @@
  * usage. Platform-neutral: the host supplies the edge (a continuation into src/api), its load, the
  * breaker, the metrics and fetch.
  */
-import { parseChatRequest, type ChatRequest } from "../api/chatRequest";
-import { parseCompletionRequest, type CompletionRequest } from "../api/completionRequest";
+import { parseChatRequest, type ChatRequest } from "../api/chat-request";
+import { parseCompletionRequest, type CompletionRequest } from "../api/completion-request";
 import { DEFAULT_CHAT_MAX_TOKENS, type RouteContext } from "../api/deps";
 import { ApiError, errorResponse, toApiError, type ErrorType } from "../api/errors";
 import { responseId, unixNow } from "../api/ids";
@@ -18,8 +18,8 @@ import type { RoutingMetrics } from "./metrics";
 import { collect, normalizeChunk, upstreamUsage, type NormalizeContext } from "./normalize";
 import { OriginFailure, OriginRejected, OriginStreamError, openOrigin, type Endpoint, type OriginStream } from "./origin";
 import { decideRoute, parsePrefer, splitModel, type RouteDecision } from "./policy";
-import { SseReader } from "./sseReader";
-import type { ChatChunk } from "../api/chatFormat";
+import { SseReader } from "./sse-reader";
+import type { ChatChunk } from "../api/chat-format";
 import type { CompletionChunk } from "./shapes";
 
 /** What the router needs to know about the edge right now. */

@@ -1,5 +1,5 @@
 /** The response shapes the routing layer reads and writes (the API layer's, re-exported in one place). */
-import type { CompletionChoice, CompletionLogprobs, CompletionObject, Usage } from "../api/completionFormat";
+import type { CompletionChoice, CompletionLogprobs, CompletionObject, Usage } from "../api/completion-format";
 
 export type { CompletionLogprobs, CompletionObject, Usage };
 /** A streamed text_completion chunk (same shape as the whole object, as OpenAI's SDK says). */

@@ -1,5 +1,5 @@
 /**
- * The coordinator's engine: the `GenerationEngine` the API and the generator already use, with
+ * The coordinator's engine: the same `Engine` the API and the generator use, with
  * the forward pass done by shards. forward(seq, tokens, startPos):
  *
  *   embedding rows (EmbeddingRows: range reads, cached) → hidden [n × H]
@@ -11,7 +11,7 @@
  * through every layer shard (rewinding costs nothing: forwardLayers rewrites positions from
  * startPos) — the client only sees latency. The sequence keeps its token history for that.
  */
-import type { GenerationEngine } from "../generate/generator";
+import type { Engine } from "../model/engine";
 import type { ShardPlan } from "./plan";
 import { decodeFrame, encodeFrame, type ShardReply, type ShardRequest } from "./protocol";
 
@@ -53,7 +53,7 @@ export interface ShardedStats {
 
 const MAX_RECOVERIES = 3;
 
-export class ShardedEngine implements GenerationEngine {
+export class ShardedEngine implements Engine {
   readonly name: string;
   readonly config: { vocabSize: number; contextLength: number; hiddenSize: number };
   readonly stats: ShardedStats = { forwards: 0, frames: 0, recoveries: 0 };

@@ -3,7 +3,7 @@
  * and every shard runs in this process behind a LocalLink. Same runtime and engine as workerd.
  */
 import { open } from "node:fs/promises";
-import { compileKernelModules, enableRelaxedSimd } from "../engine/kernels-node";
+import { compileKernelModules, enableRelaxedSimd } from "../engine/node";
 import { LocalLink, ShardedEngine } from "./engine";
 import { RangeEmbedding, type ReadBytes } from "./embedding";
 import type { ShardPlan } from "./plan";

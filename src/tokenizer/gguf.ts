@@ -4,7 +4,7 @@
  * without a token.
  */
 import { ValueType, type Metadata, type MetaValue } from "../gguf/types";
-import { binaryToUnicodeToken } from "./byteUnicode";
+import { binaryToUnicodeToken } from "./byte-unicode";
 import { mergesFromRanks } from "./merges";
 import { ARCADE_SPECIAL_START, ARCADE_SPECIAL_TOKENS, ARCADE_VOCAB_SIZE, ENDOFTEXT_ID } from "./specials";
 import { TokenType, arcade100kRanks } from "./tokenizer";

@@ -2,7 +2,7 @@
  * The cl100k_base rank data (SPEC §6): the raw OpenAI `.tiktoken` file, lines "base64 rank".
  *
  * Platform choice: this module only parses text. Where the text comes from is registered by the
- * platform — `ranksNode.ts` reads it from node_modules in Node; a Worker imports the same file as a
+ * platform — `node.ts` reads it from node_modules in Node; a Worker imports the same file as a
  * text module (wrangler `Text` rule) and passes it to `setCl100kRankSource`. Keeping `node:fs` out
  * of here keeps the encoder bundleable for workerd.
  */
@@ -38,7 +38,7 @@ export function setCl100kRankSource(get: () => string): void {
 export function cl100kRankText(): string {
   if (!source) {
     throw new Error(
-      "cl100k_base ranks are not available: import the tokenizer from src/tokenizer (Node), " +
+      "cl100k_base ranks are not available: import the tokenizer from src/tokenizer/node (Node), " +
         "or call setCl100kRankSource() with the text of gpt-tokenizer/data/cl100k_base.tiktoken",
     );
   }

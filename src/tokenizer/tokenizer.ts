@@ -8,7 +8,7 @@
  */
 import type { Metadata, MetaValue } from "../gguf/types";
 import { binaryToBytes, utf8Binary, wellFormed } from "./binary";
-import { binaryToUnicodeToken, unicodeTokenToBinary } from "./byteUnicode";
+import { binaryToUnicodeToken, unicodeTokenToBinary } from "./byte-unicode";
 import { bpeBoundaries, type MergeTable } from "./bpe";
 import { arcadeSplitRegex } from "./pretokenize";
 import { cl100kRankText, parseTiktokenRanks } from "./ranks";

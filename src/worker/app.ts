@@ -7,19 +7,19 @@
 import { corsHeaders } from "../api/cors";
 import type { ApiDeps } from "../api/deps";
 import { ApiError, errorResponse, toApiError } from "../api/errors";
-import { handleRequest } from "../api/handleRequest";
+import { handleRequest } from "../api/handle-request";
 import { authorize, parseApiKeys, type Keys } from "./auth";
 import { CircuitBreaker } from "../routing/breaker";
 import type { RoutingConfig } from "../routing/config";
 import { PROMETHEUS_CONTENT_TYPE, RoutingMetrics } from "../routing/metrics";
 import { routeRequest } from "../routing/router";
 import { cpuAdmission } from "./budget";
-import { edgeView } from "./edgeView";
+import { edgeView } from "./edge-view";
 import { parseConfig, type Env, type ExecutionContextLike, type WorkerConfig } from "./env";
 import { ModelLoader } from "./loader";
 import { WorkerQueue } from "./queue";
-import { requestIdOf } from "./requestId";
-import { parseRoutingConfig } from "./routingEnv";
+import { requestIdOf } from "./request-id";
+import { parseRoutingConfig } from "./routing-env";
 
 /** The routing headers, as they appear in the per-request log line. */
 const ROUTE_LOG_HEADERS = [

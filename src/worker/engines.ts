@@ -1,7 +1,6 @@
 /**
  * Weights stream → engine, inside workerd. The one place that knows which engines exist in the
- * Worker bundle. Only Worker-safe modules are imported here (src/model/load.ts pulls node:fs in
- * through its file loader, so the stream path is assembled from its parts instead).
+ * Worker bundle; both loaders are the host-neutral stream loaders of src/model and src/engine.
  *
  * workerd refuses to compile wasm from bytes, so the kernel builds are imported as modules:
  * wrangler's bundler (and the test harness) turn `*.wasm` imports into WebAssembly.Modules.
@@ -11,13 +10,9 @@ import scalarKernels from "../../build/kernels-scalar.wasm";
 import simdKernels from "../../build/kernels-simd.wasm";
 import { loadWasmEngineFromStream } from "../engine/index";
 import type { GGUFHeader } from "../gguf/reader";
-import type { GenerationEngine } from "../generate/generator";
-import { readGGUFStream } from "../gguf/reader";
 import type { Metadata } from "../gguf/types";
-import { configFromGGUF } from "../model/config";
-import { referenceEngine } from "../model/engine";
-import { ReferenceModel } from "../model/reference";
-import { loadWeights } from "../model/weights";
+import { referenceEngine, type Engine } from "../model/engine";
+import { loadReferenceModelFromStream } from "../model/load";
 import type { EngineName } from "./env";
 
 export interface LoadOptions {
@@ -27,7 +22,7 @@ export interface LoadOptions {
 }
 
 export interface LoadedEngine {
-  engine: GenerationEngine;
+  engine: Engine;
   /** The GGUF's key/values: the tokenizer and chat template are built from them. */
   metadata: Metadata;
 }
@@ -45,23 +40,8 @@ export async function loadEngineFromStream(name: EngineName, stream: ReadableStr
 
 /** The pure-TypeScript reference engine: each tensor lands in its own buffer in one pass over the stream. */
 async function loadReference(stream: ReadableStream<Uint8Array>, opts: LoadOptions): Promise<LoadedEngine> {
-  const buffers = new Map<string, Uint8Array>();
-  const header = await readGGUFStream(
-    stream,
-    (info) => {
-      const b = new Uint8Array(info.byteLength);
-      buffers.set(info.name, b);
-      return b;
-    },
-    opts,
-  );
-  const config = configFromGGUF(header.metadata, header.tensorByName);
-  const weights = await loadWeights(config, header.tensorByName, async (info) => {
-    const b = buffers.get(info.name);
-    if (!b) throw new Error(`tensor ${info.name} was not in the stream`);
-    return b;
-  });
-  return { engine: referenceEngine(new ReferenceModel(config, weights)), metadata: header.metadata };
+  const { model, header } = await loadReferenceModelFromStream(stream, opts);
+  return { engine: referenceEngine(model), metadata: header.metadata };
 }
 
 /** The WASM SIMD engine: tensors stream straight into its memory; the kernel build is picked by self-test. */

@@ -4,7 +4,7 @@
  * project's DOM/Node types and needs no ambient @cloudflare/workers-types globals.
  */
 import { DEFAULT_STALL_MS } from "../api/sse";
-import type { ChatTemplateName } from "../tokenizer/core";
+import type { ChatTemplateName } from "../tokenizer/index";
 
 /** The part of an R2 bucket binding we use. */
 export interface R2BucketLike {

@@ -6,7 +6,7 @@
  */
 import type { ModelState, ServedModel } from "../api/deps";
 import { metaString } from "../gguf/metadata";
-import { chatTemplateFromGGUF, Tokenizer, type ChatTemplateName } from "../tokenizer/core";
+import { chatTemplateFromGGUF, Tokenizer, type ChatTemplateName } from "../tokenizer/index";
 import { loadEngineFromStream } from "./engines";
 import type { Env, ExecutionContextLike, WorkerConfig } from "./env";
 import { loadShardedEngine, shardCounters } from "./sharded";

@@ -15,7 +15,7 @@ import { RpcLink, StreamLink, type ShardStub } from "../shard/links";
 import type { ShardPlan } from "../shard/plan";
 import type { Env } from "./env";
 import type { Admission, AdmitResult } from "../api/deps";
-import { parseShardLimits, shardAdmissionCheck } from "./shardAdmission";
+import { parseShardLimits, shardAdmissionCheck } from "./shard-admission";
 
 interface R2Ranged {
   get(key: string, opts?: { range?: { offset: number; length: number } }): Promise<{ size: number; arrayBuffer(): Promise<ArrayBuffer>; text(): Promise<string> } | null>;

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { ServedModel } from "../../src/api/deps";
-import { generate, type GenerateEvent, type GenerateOptions, type GenerationEngine } from "../../src/generate/generator";
+import { generate, type GenerateEvent, type GenerateOptions } from "../../src/generate/generator";
+import type { Engine } from "../../src/model/engine";
 import { tinyModel } from "./helpers";
 
 let m: ServedModel;
@@ -8,7 +9,7 @@ beforeAll(async () => {
   m = await tinyModel();
 });
 
-async function collect(opts: GenerateOptions, engine: GenerationEngine = m.engine): Promise<GenerateEvent[]> {
+async function collect(opts: GenerateOptions, engine: Engine = m.engine): Promise<GenerateEvent[]> {
   const out: GenerateEvent[] = [];
   for await (const ev of generate(engine, m.tokenizer, opts)) out.push(ev);
   return out;
@@ -18,7 +19,7 @@ const textOf = (evs: GenerateEvent[]) => evs.map((e) => (e.type === "token" ? e.
 const idsOf = (evs: GenerateEvent[]) => evs.flatMap((e) => (e.type === "token" ? [e.id] : []));
 
 /** Counts forward calls, to see where an abort stopped the work. */
-function countingEngine(inner: GenerationEngine): GenerationEngine & { calls: number } {
+function countingEngine(inner: Engine): Engine & { calls: number } {
   const e = {
     name: inner.name,
     config: inner.config,

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
-import { parseChatRequest } from "../../src/api/chatRequest";
-import { parseCompletionRequest } from "../../src/api/completionRequest";
+import { parseChatRequest } from "../../src/api/chat-request";
+import { parseCompletionRequest } from "../../src/api/completion-request";
 import { ApiError } from "../../src/api/errors";
 import { GenerationQueue } from "../../src/api/queue";
 import { SSE_DONE, sseEvent, sseStream } from "../../src/api/sse";

@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { argmax } from "../../src/generate/sampler";
-import { loadReferenceModel } from "../../src/model/load";
+import { loadReferenceModel } from "../../src/model/node";
 import { loadWasmEngine } from "../../src/engine/node";
 import { synthGGUF } from "../../weights-tools/fixtures";
 

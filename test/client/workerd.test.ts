@@ -18,7 +18,7 @@ beforeAll(async () => {
   server = await startTinyServer();
   proxy = await startFaultProxy(server.url);
   const out = await build({
-    entryPoints: [new URL("./workerEntry.ts", import.meta.url).pathname],
+    entryPoints: [new URL("./worker-entry.ts", import.meta.url).pathname],
     bundle: true,
     format: "esm",
     platform: "browser",

@@ -13,7 +13,8 @@
  * Runs once per kernel build in BUILDS (default simd and scalar).
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { loadReferenceModel, loadReferenceModelFromStream } from "../../src/model/load";
+import { loadReferenceModelFromStream } from "../../src/model/load";
+import { loadReferenceModel } from "../../src/model/node";
 import { TensorType } from "../../src/gguf/types";
 import { synthGGUF } from "../../weights-tools/fixtures";
 import { BUILDS, agreement, engineFor, engineFromBytes, randomTokens, relErr, smallGGUF, streamOf } from "./helpers";

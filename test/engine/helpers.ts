@@ -10,8 +10,7 @@ import { f32 as metaF32, str, u32 } from "../../src/gguf/metadata";
 import { quantize } from "../../src/gguf/quant";
 import { TensorType, type Metadata } from "../../src/gguf/types";
 import { loadWasmEngineFromStream, type WasmEngine, type WasmEngineOptions } from "../../src/engine/index";
-import { loadWasmEngine } from "../../src/engine/node";
-import { compileKernelModules } from "../../src/engine/kernels-node";
+import { compileKernelModules, loadWasmEngine } from "../../src/engine/node";
 import type { BuildKind } from "../../src/engine/kernels";
 
 /**

@@ -2,12 +2,12 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { openGGUF } from "../../src/gguf/file";
 import { bool, f32, i32Array, str, strArray, u32 } from "../../src/gguf/metadata";
 import { dequantize, quantize } from "../../src/gguf/quant";
 import { parseGGUFBuffer, readGGUFStream } from "../../src/gguf/reader";
 import { TensorType, ValueType, type Metadata } from "../../src/gguf/types";
-import { encodeGGUF, writeGGUF, type GGUFSpec } from "../../src/gguf/writer";
+import { encodeGGUF, type GGUFSpec } from "../../src/gguf/writer";
+import { openGGUF, writeGGUFFile } from "../../src/gguf/node";
 
 const dir = await mkdtemp(join(tmpdir(), "edgelm-gguf-"));
 afterAll(() => rm(dir, { recursive: true, force: true }));
@@ -69,7 +69,7 @@ describe("GGUF round trip", () => {
     const { spec, values } = specWithTensors(64);
     const path = join(dir, "aligned.gguf");
     const progress: string[] = [];
-    await writeGGUF(path, spec, (_i, _n, name) => progress.push(name));
+    await writeGGUFFile(path, spec, (_i, _n, name) => progress.push(name));
     expect(progress).toEqual(TYPES.map((_, i) => `t${i}`));
     const file = await openGGUF(path);
     expect(file.alignment).toBe(64);
@@ -122,7 +122,7 @@ describe("GGUF round trip", () => {
   it("writes no partial file when a tensor's data is wrong", async () => {
     const path = join(dir, "bad.gguf");
     const spec: GGUFSpec = { metadata: new Map(), tensors: [{ name: "w", type: TensorType.F32, dims: [4], data: new Uint8Array(12) }] };
-    await expect(writeGGUF(path, spec)).rejects.toThrow(/needs 16 bytes, got 12/);
+    await expect(writeGGUFFile(path, spec)).rejects.toThrow(/needs 16 bytes, got 12/);
     await expect(readFile(path)).rejects.toThrow(/ENOENT/);
   });
 

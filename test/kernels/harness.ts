@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Arena } from "../../src/engine/arena";
 import type { KernelExports } from "../../src/engine/kernels";
-import { DEFAULT_BUILD_DIR } from "../../src/engine/kernels-node";
+import { DEFAULT_BUILD_DIR } from "../../src/engine/node";
 
 export type Kind = "simd" | "scalar";
 

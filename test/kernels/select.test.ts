@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import binaryen from "binaryen";
 import { loadKernels, selfTest } from "../../src/engine/kernels";
-import { compileKernelModules, DEFAULT_BUILD_DIR, loadKernelsNode } from "../../src/engine/kernels-node";
+import { compileKernelModules, DEFAULT_BUILD_DIR, loadKernelsNode } from "../../src/engine/node";
 import { Arena } from "../../src/engine/arena";
 
 /** The SIMD build with matvec_q4r_q8a wrapped so that it corrupts out[rows-1] by one ulp. */
@@ -65,7 +65,7 @@ describe("kernel selection", () => {
 
   it("relaxed build: chosen and bit-identical to scalar when Node has the flag", () => {
     const script = `
-      import { loadKernelsNode, compileKernelModules } from "./src/engine/kernels-node.ts";
+      import { loadKernelsNode, compileKernelModules } from "./src/engine/node.ts";
       import { selfTest } from "./src/engine/kernels.ts";
       const { modules } = compileKernelModules();
       const k = loadKernelsNode({ memory: new WebAssembly.Memory({ initial: 1 }) });

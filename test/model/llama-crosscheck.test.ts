@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { seededRandom } from "../../src/generate/sampler";
-import { loadReferenceModel } from "../../src/model/load";
+import { loadReferenceModel } from "../../src/model/node";
 import { synthGGUF } from "../../weights-tools/fixtures";
 import { llamaLogProbs, logSoftmax, top2 } from "../helpers/llama";
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { seededRandom } from "../../src/generate/sampler";
-import { loadReferenceModel } from "../../src/model/load";
+import { loadReferenceModel } from "../../src/model/node";
 import { synthGGUF } from "../../weights-tools/fixtures";
 
 function randomTokens(n: number, vocab: number, seed: number): number[] {

@@ -8,7 +8,7 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { parseSSE, startWorker, testModelPath, type WorkerUnderTest, waitHealthy } from "../worker/harness";
-import { ORIGIN_MODEL, startFaultOrigin, type FaultOrigin } from "./faultOrigin";
+import { ORIGIN_MODEL, startFaultOrigin, type FaultOrigin } from "./fault-origin";
 
 const SECRET = "origin-secret-7f3a9c1e5b2d";
 const KEYS = { "sk-route-free-00000001": "free", "sk-route-pro-000000002": "pro", "sk-route-ent-000000003": "ent" };

@@ -1,10 +1,10 @@
 /**
- * The per-request subrequest/invocation check of the sharded coordinator (src/worker/shardAdmission.ts):
+ * The per-request subrequest/invocation check of the sharded coordinator (src/worker/shard-admission.ts):
  * the worst-case counts, what fits, the refusal and the smaller default.
  */
 import { describe, expect, it } from "vitest";
 import { ApiError } from "../../src/api/errors";
-import { maxTokensThatFit, parseShardLimits, requestCounts, shardAdmissionCheck } from "../../src/worker/shardAdmission";
+import { maxTokensThatFit, parseShardLimits, requestCounts, shardAdmissionCheck } from "../../src/worker/shard-admission";
 
 const stream = { shards: 6, transport: "stream" as const, prefillChunk: 8 };
 const rpc = { ...stream, transport: "rpc" as const };

@@ -10,7 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitHealthy } from "../worker/harness";
-import { startBareWorkerd, type BareWorkerd } from "../worker/bareWorkerd";
+import { startBareWorkerd, type BareWorkerd } from "../worker/bare-workerd";
 import { complete as completeOn, startSharded, type ShardedUnderTest } from "./harness";
 import { localWorkerdV8Flags, useWorkerdV8Flags } from "../worker/v8-flags";
 import { synthGGUF } from "../../weights-tools/fixtures";

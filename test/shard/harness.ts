@@ -6,7 +6,7 @@
  */
 import type { Readable } from "node:stream";
 import { Miniflare, type WorkerOptions } from "miniflare";
-import { openGGUF } from "../../src/gguf/file";
+import { openGGUF } from "../../src/gguf/node";
 import { planKeyOf } from "../../src/shard/deploy";
 import { planShards, type ShardPlan } from "../../src/shard/plan";
 import { bundleEntry, bundleWorker, wranglerCompat, type WorkerModule } from "../worker/bundle";

@@ -5,7 +5,7 @@
  * a plan whose page maximum is too small fails at load, naming the shard and its budget.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openGGUF } from "../../src/gguf/file";
+import { openGGUF } from "../../src/gguf/node";
 import { loadWasmEngine } from "../../src/engine/node";
 import type { WasmEngine } from "../../src/engine/index";
 import { decodeFrame, encodeFrame, FrameReader, type ShardReply } from "../../src/shard/protocol";

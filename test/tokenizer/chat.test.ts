@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ValueType } from "../../src/gguf/types";
-import { Tokenizer, chatTemplateFromGGUF, chatTemplateFromJinja, encodeChat, renderChatText, type ChatMessage } from "../../src/tokenizer/index";
+import { Tokenizer, chatTemplateFromGGUF, chatTemplateFromJinja, encodeChat, renderChatText, type ChatMessage } from "../../src/tokenizer/node";
 import { tiktokenArcade } from "./oracle";
 
 const tok = Tokenizer.arcade100k();

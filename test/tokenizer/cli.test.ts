@@ -1,8 +1,8 @@
 import { execFile } from "node:child_process";
 import { rmSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { placeholderVocabGGUFMetadata } from "../../src/tokenizer/index";
-import { writeVocabOnlyGGUF } from "./llamaVocab";
+import { placeholderVocabGGUFMetadata } from "../../src/tokenizer/node";
+import { writeVocabOnlyGGUF } from "./llama-vocab";
 
 const root = new URL("../../", import.meta.url).pathname;
 /** Runs the real CLI; independent runs go concurrently since each pays tsx's start-up. */

@@ -2,8 +2,8 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { bpeFlat, bpeHeap } from "../../src/tokenizer/bpe";
 import { utf8Binary, wellFormed } from "../../src/tokenizer/binary";
-import { ARCADE_SPECIAL_TOKENS, ENDOFTEXT_ID, IM_START_ID, Tokenizer, arcade100kRanks, pretokenize } from "../../src/tokenizer/index";
-import { randomText, rng } from "./randomText";
+import { ARCADE_SPECIAL_TOKENS, ENDOFTEXT_ID, IM_START_ID, Tokenizer, arcade100kRanks, pretokenize } from "../../src/tokenizer/node";
+import { randomText, rng } from "./random-text";
 
 const fixture = (name: string) => new URL(`../fixtures/tokenizer/${name}`, import.meta.url);
 const tok = Tokenizer.arcade100k();

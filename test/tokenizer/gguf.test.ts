@@ -2,9 +2,9 @@ import { describe, expect, it } from "vitest";
 import { parseGGUFBuffer } from "../../src/gguf/reader";
 import { ValueType, type Metadata } from "../../src/gguf/types";
 import { encodeGGUF } from "../../src/gguf/writer";
-import { Tokenizer, arcade100kGGUFMetadata, arcade100kMerges, placeholderVocabGGUFMetadata } from "../../src/tokenizer/index";
+import { Tokenizer, arcade100kGGUFMetadata, arcade100kMerges, placeholderVocabGGUFMetadata } from "../../src/tokenizer/node";
 import { mergesFromRanks } from "../../src/tokenizer/merges";
-import { randomText, rng } from "./randomText";
+import { randomText, rng } from "./random-text";
 
 const meta = arcade100kGGUFMetadata({ chatTemplate: "{{ '<|user|>' }}" });
 const arr = (m: Metadata, k: string) => m.get(k)!.value as unknown[];

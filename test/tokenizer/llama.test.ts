@@ -5,9 +5,9 @@
 import { readFileSync, rmSync } from "node:fs";
 import { getLlama, LlamaLogLevel, type Llama, type LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Tokenizer, arcade100kGGUFMetadata, placeholderVocabGGUFMetadata } from "../../src/tokenizer/index";
-import { writeVocabOnlyGGUF } from "./llamaVocab";
-import { randomCodePoints, randomText, rng } from "./randomText";
+import { Tokenizer, arcade100kGGUFMetadata, placeholderVocabGGUFMetadata } from "../../src/tokenizer/node";
+import { writeVocabOnlyGGUF } from "./llama-vocab";
+import { randomCodePoints, randomText, rng } from "./random-text";
 
 let llama: Llama;
 const files: string[] = [];

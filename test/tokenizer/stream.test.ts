@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { StreamDetokenizer, Tokenizer, type StreamOptions } from "../../src/tokenizer/index";
-import { randomText, rng } from "./randomText";
+import { StreamDetokenizer, Tokenizer, type StreamOptions } from "../../src/tokenizer/node";
+import { randomText, rng } from "./random-text";
 import { wellFormed } from "../../src/tokenizer/binary";
 
 const tok = Tokenizer.arcade100k();

@@ -1,8 +1,8 @@
 /** Property test: ours against tiktoken 1.0.22 (an independent Rust implementation) on random text. */
 import { afterAll, describe, expect, it } from "vitest";
-import { Tokenizer } from "../../src/tokenizer/index";
+import { Tokenizer } from "../../src/tokenizer/node";
 import { tiktokenArcade } from "./oracle";
-import { randomCodePoints, randomText, rng } from "./randomText";
+import { randomCodePoints, randomText, rng } from "./random-text";
 
 const tok = Tokenizer.arcade100k();
 const peer = tiktokenArcade();

@@ -2,12 +2,12 @@
 import { build } from "esbuild";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { cl100kRankPath } from "../../src/tokenizer/ranksNode";
+import { cl100kRankPath } from "../../src/tokenizer/node";
 
-describe("src/tokenizer/core (Workers entry)", () => {
+describe("src/tokenizer/index (Workers entry)", () => {
   it("bundles with no Node built-ins and encodes once given the rank text", async () => {
     const out = await build({
-      entryPoints: [new URL("../../src/tokenizer/core.ts", import.meta.url).pathname],
+      entryPoints: [new URL("../../src/tokenizer/index.ts", import.meta.url).pathname],
       bundle: true,
       platform: "neutral",
       format: "esm",

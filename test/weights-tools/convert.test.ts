@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openGGUF, type GGUFFile } from "../../src/gguf/file";
+import { openGGUF, type GGUFFile } from "../../src/gguf/node";
 import { metaArray, metaBool, metaNumber, metaString } from "../../src/gguf/metadata";
 import { dequantize } from "../../src/gguf/quant";
 import { TensorType } from "../../src/gguf/types";

@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openGGUF } from "../../src/gguf/file";
+import { openGGUF } from "../../src/gguf/node";
 import { metaString } from "../../src/gguf/metadata";
 import { convertHF } from "../../weights-tools/convert";
 import { downloadModel } from "../../weights-tools/download";

@@ -1,7 +1,7 @@
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { openGGUF } from "../../src/gguf/file";
+import { openGGUF } from "../../src/gguf/node";
 import { metaBool, metaNumber, metaString } from "../../src/gguf/metadata";
 import { dequantize } from "../../src/gguf/quant";
 import { TensorType } from "../../src/gguf/types";

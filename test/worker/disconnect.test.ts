@@ -11,7 +11,7 @@
  * log line's cause says which path ended each generation.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { startBareWorkerd } from "./bareWorkerd";
+import { startBareWorkerd } from "./bare-workerd";
 import { parseSSE, testModelPath, waitHealthy } from "./harness";
 
 const VARS = {

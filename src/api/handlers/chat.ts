@@ -1,7 +1,7 @@
 /** POST /v1/chat/completions: messages → template (zephyr / ChatML) → token ids → generation. */
-import { encodeChat } from "../../tokenizer/core";
-import { chatChunks, collectChat, type ChatFormatContext } from "../chatFormat";
-import { parseChatRequest } from "../chatRequest";
+import { encodeChat } from "../../tokenizer/index";
+import { chatChunks, collectChat, type ChatFormatContext } from "../chat-format";
+import { parseChatRequest } from "../chat-request";
 import { DEFAULT_CHAT_MAX_TOKENS, type ApiDeps, type ServedModel } from "../deps";
 import { invalid } from "../errors";
 import { responseId, unixNow } from "../ids";

@@ -1,6 +1,6 @@
 /** POST /v1/completions */
-import { collectCompletion, completionChunks, type FormatContext } from "../completionFormat";
-import { parseCompletionRequest } from "../completionRequest";
+import { collectCompletion, completionChunks, type FormatContext } from "../completion-format";
+import { parseCompletionRequest } from "../completion-request";
 import type { ApiDeps, ServedModel } from "../deps";
 import { responseId, unixNow } from "../ids";
 import { admit, checkContext, checkPromptIds } from "../prompt";

@@ -1,4 +1,4 @@
-import { loadTokenizer } from "../../tokenizer/fromFile";
+import { loadTokenizer } from "../../tokenizer/node";
 import { parseCommand, required, tokenList } from "../args";
 
 const spec = {

@@ -1,8 +1,8 @@
-import { openGGUF } from "../../gguf/file";
+import { openGGUF } from "../../gguf/node";
 import { generate, type Timing } from "../../generate/generator";
 import { DEFAULT_SAMPLING, type SamplingOptions } from "../../generate/sampler";
 import { loadEngine } from "../../node/engines";
-import { Tokenizer } from "../../tokenizer/index";
+import { Tokenizer } from "../../tokenizer/node";
 import { UsageError, floatOption, intOption, parseCommand, required, tokenList } from "../args";
 import { engineOption } from "./logits";
 

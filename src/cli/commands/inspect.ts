@@ -1,4 +1,4 @@
-import { openGGUF } from "../../gguf/file";
+import { openGGUF } from "../../gguf/node";
 import { formatValue } from "../../gguf/metadata";
 import { typeName } from "../../gguf/quant";
 import { ValueType } from "../../gguf/types";

@@ -1,6 +1,6 @@
 import { UsageError, intOption, parseCommand, required } from "../args";
 import { startServer } from "../../node/server";
-import type { ChatTemplateName } from "../../tokenizer/index";
+import type { ChatTemplateName } from "../../tokenizer/node";
 import { engineOption } from "./logits";
 
 const spec = {

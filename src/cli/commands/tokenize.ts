@@ -1,4 +1,4 @@
-import { loadTokenizer } from "../../tokenizer/fromFile";
+import { loadTokenizer } from "../../tokenizer/node";
 import { parseCommand, UsageError } from "../args";
 
 const spec = {

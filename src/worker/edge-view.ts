@@ -3,12 +3,12 @@
  * prompt size (counted with the model's own tokenizer once loaded, estimated before), and the
  * CPU estimate of budget.ts.
  */
-import type { ChatRequest } from "../api/chatRequest";
-import type { CompletionRequest } from "../api/completionRequest";
+import type { ChatRequest } from "../api/chat-request";
+import type { CompletionRequest } from "../api/completion-request";
 import type { ModelState } from "../api/deps";
 import type { GenerationQueue } from "../api/queue";
 import type { EdgeView } from "../routing/router";
-import { encodeChat } from "../tokenizer/core";
+import { encodeChat } from "../tokenizer/index";
 import { estimate } from "./budget";
 import type { WorkerConfig } from "./env";
 

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { ServedModel } from "../../src/api/deps";
-import { handleRequest } from "../../src/api/handleRequest";
+import { handleRequest } from "../../src/api/handle-request";
 import { GenerationQueue } from "../../src/api/queue";
 import { parseSSE, post, readyDeps, tinyModel } from "./helpers";
 

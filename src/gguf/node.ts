@@ -1,8 +1,12 @@
-/** GGUF files on disk (Node): the header parsed once, tensors read by offset on demand. */
-import { open, type FileHandle } from "node:fs/promises";
+/**
+ * GGUF files on disk (Node): the header parsed once, tensors read by offset on
+ * demand; and files written whole or not at all (a temporary name, then a rename).
+ */
+import { open, rename, rm, type FileHandle } from "node:fs/promises";
 import { parseHeader, type GGUFHeader } from "./reader";
 import { FileSource } from "./source";
 import type { TensorInfo } from "./types";
+import { writeGGUF, type ByteSink, type GGUFSpec, type TensorProgress } from "./writer";
 
 export interface GGUFFile extends GGUFHeader {
   path: string;
@@ -58,4 +62,33 @@ export async function openGGUF(path: string): Promise<GGUFFile> {
     await handle.close();
     throw e instanceof Error && !e.message.includes(path) ? Object.assign(e, { message: `${path}: ${e.message}` }) : e;
   }
+}
+
+/**
+ * Writes a file front to back under a temporary name and renames it into
+ * place, so a failed or interrupted write never leaves a partial model behind.
+ */
+export async function writeAtomically(path: string, write: (put: ByteSink) => Promise<void>): Promise<void> {
+  const tmp = `${path}.partial-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const fh = await open(tmp, "w");
+  try {
+    let pos = 0;
+    await write(async (b) => {
+      let done = 0;
+      while (done < b.length) done += (await fh.write(b, done, b.length - done, pos + done)).bytesWritten;
+      pos += b.length;
+      return pos;
+    });
+    await fh.close();
+    await rename(tmp, path);
+  } catch (e) {
+    await fh.close().catch(() => {});
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+/** Writes a GGUF file tensor by tensor (one tensor's bytes in memory at a time); `onTensor` reports progress. */
+export function writeGGUFFile(path: string, spec: GGUFSpec, onTensor?: TensorProgress): Promise<void> {
+  return writeAtomically(path, (put) => writeGGUF(spec, put, onTensor));
 }

@@ -3,8 +3,8 @@
  * carries the assistant role, the last an empty delta with finish_reason.
  */
 import type { FinishReason, GenerateEvent, TokenEvent } from "../generate/generator";
-import type { Tokenizer } from "../tokenizer/core";
-import { usageOf, type Usage } from "./completionFormat";
+import type { Tokenizer } from "../tokenizer/index";
+import { usageOf, type Usage } from "./completion-format";
 import { KEEP_ALIVE } from "./sse";
 
 export interface ChatTokenLogprob {

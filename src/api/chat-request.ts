@@ -3,7 +3,7 @@
  * text (a string, or text parts); it is never parsed for special tokens — that is what keeps a
  * user from injecting `<|im_end|>` or `<|endoftext|>` into the template.
  */
-import type { ChatMessage } from "../tokenizer/core";
+import type { ChatMessage } from "../tokenizer/index";
 import { invalid } from "./errors";
 import { Fields, isObject } from "./fields";
 import { parseCommon, type CommonParams } from "./params";

@@ -1,0 +1,4 @@
+/** Generation over any Engine: sampling, logprobs and the token-event loop, host-neutral. */
+export * from "./sampler";
+export * from "./logprobs";
+export * from "./generator";

@@ -1,0 +1,2 @@
+/** The bottom layer: small helpers every other layer may use. */
+export * from "./random";
