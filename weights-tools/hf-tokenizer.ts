@@ -1,6 +1,6 @@
 /**
  * A Hugging Face `tokenizer.json` (byte-level BPE, as the Stable LM 2 repos ship since Mar 2024)
- * → GGUF `tokenizer.*` metadata the way llama.cpp's `_set_vocab_gpt2` writes it (SPEC §3.4).
+ * → GGUF `tokenizer.*` metadata the way llama.cpp's `_set_vocab_gpt2` writes it (docs/model.md, Tokenizer metadata).
  * The vocab strings are already in GPT-2 byte-unicode form, so they are copied as they are.
  */
 import { bool, i32Array, str, strArray, u32 } from "../src/gguf/metadata";
@@ -86,7 +86,7 @@ export function hfTokenizerGGUFMetadata(inp: HFTokenizerInputs, where = "tokeniz
 
   const m: Metadata = new Map();
   m.set("tokenizer.ggml.model", str("gpt2"));
-  // Stable LM 2's pre-tokenizer (SPEC §3.5); llama.cpp picks it by a tokenizer fingerprint we do not recompute.
+  // Stable LM 2's pre-tokenizer (docs/model.md, Ranks and the split); llama.cpp picks it by a tokenizer fingerprint we do not recompute.
   m.set("tokenizer.ggml.pre", str("stablelm2"));
   m.set("tokenizer.ggml.tokens", strArray(filled));
   m.set("tokenizer.ggml.token_type", i32Array(types));

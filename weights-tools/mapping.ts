@@ -1,5 +1,5 @@
 /**
- * The StableLM HF → GGUF mapping (SPEC §2.1, §3.1, §3.3) shared by `convert` and `synth`, so a
+ * The StableLM HF → GGUF mapping (docs/model.md, Tensors / Metadata keys) shared by `convert` and `synth`, so a
  * synthetic model written straight to GGUF is byte-identical to converting its HF folder.
  * PyTorch [out, in] row-major is already ggml ne [in, out]: no transposition, dims just reverse.
  */
@@ -21,7 +21,7 @@ const TENSOR_TYPE: Record<OutType, TensorType> = {
   q4_0: TensorType.Q4_0,
 };
 
-/** llama_ftype values (SPEC §3.6). */
+/** llama_ftype values (docs/model.md, Container). */
 const FILE_TYPE: Record<OutType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, bf16: 32 };
 
 export function isOutType(s: string): s is OutType {
@@ -49,7 +49,7 @@ export interface PlannedTensor {
 export interface ExpectedHFTensor {
   name: string;
   shape: number[];
-  /** LayerNorm biases may be omitted and are then zeros (SPEC §1.2). */
+  /** LayerNorm biases may be omitted and are then zeros (docs/model.md, Hyper-parameters). */
   mayBeAbsent?: boolean;
 }
 

@@ -1,6 +1,6 @@
 /**
  * StableLM hyper-parameters from a Hugging Face config.json, in both eras: transformers'
- * `stablelm` and the original remote-code `stablelm_epoch` (`rope_pct`, `norm_eps`). SPEC §1.
+ * `stablelm` and the original remote-code `stablelm_epoch` (`rope_pct`, `norm_eps`). docs/model.md, Hyper-parameters.
  */
 
 export interface StableLMParams {
@@ -22,7 +22,7 @@ export interface StableLMParams {
   qkLayernorm: boolean;
   /** What the model computes (HF default false). */
   parallelResidual: boolean;
-  /** What llama.cpp's converter writes as stablelm.use_parallel_residual: the config value if present, else true (SPEC §3.2). */
+  /** What llama.cpp's converter writes as stablelm.use_parallel_residual: the config value if present, else true (docs/model.md, The parallel-residual flag). */
   parallelResidualKey: boolean;
   tieWordEmbeddings: boolean;
   bosTokenId?: number;

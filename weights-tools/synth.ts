@@ -45,7 +45,7 @@ const PRESETS: Record<PresetName, PresetShape> = {
     num_attention_heads: 4, num_key_value_heads: 2, partial_rotary_factor: 0.25,
     use_qkv_bias: false, qk_layernorm: true, use_parallel_residual: true, max_position_embeddings: 4096,
   },
-  /** Every tensor shape of Stable LM 2 1.6B (SPEC §1.1), two layers. */
+  /** Every tensor shape of Stable LM 2 1.6B (docs/model.md, Hyper-parameters), two layers. */
   full2l: {
     vocab_size: ARCADE_ROWS, hidden_size: 2048, intermediate_size: 5632, num_hidden_layers: 2,
     num_attention_heads: 32, num_key_value_heads: 32, partial_rotary_factor: 0.25,

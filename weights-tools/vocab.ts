@@ -1,5 +1,5 @@
 /**
- * Which tokenizer metadata a converted model gets (SPEC §3.4): the repo's own tokenizer.json when
+ * Which tokenizer metadata a converted model gets (docs/model.md, Tokenizer metadata): the repo's own tokenizer.json when
  * there is one; else the built-in Arcade100k vocabulary when the model has its 100352 rows; else a
  * placeholder vocabulary, so the file still loads everywhere.
  */

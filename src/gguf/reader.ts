@@ -1,5 +1,5 @@
 /**
- * GGUF header parser (SPEC §3.6) over any ByteSource, and streaming placement
+ * GGUF header parser (docs/model.md, Container) over any ByteSource, and streaming placement
  * of tensor data. Hostile input fails with an error naming the problem; every
  * count and length is bounded before anything is allocated for it.
  */

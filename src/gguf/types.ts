@@ -1,4 +1,4 @@
-/** GGUF v3 value and tensor types (SPEC §3.6). */
+/** GGUF v3 value and tensor types (docs/model.md, Container). */
 
 export enum ValueType {
   UINT8 = 0,

@@ -1,5 +1,5 @@
 /**
- * GPT-2's reversible byte ↔ printable-character map (SPEC §4.4). GGUF and HF tokenizer.json store
+ * GPT-2's reversible byte ↔ printable-character map (docs/model.md, Decoding). GGUF and HF tokenizer.json store
  * byte-level tokens in this form so every token is a printable string without spaces, which is what
  * lets a merge line be written as "left right".
  */

@@ -7,7 +7,7 @@
 import type { Metadata } from "../gguf/types";
 import type { Tokenizer } from "./tokenizer";
 
-/** `zephyr`: stablelm-2-zephyr-1_6b (SPEC §5). `chatml`: stablelm-2-1_6b-chat. */
+/** `zephyr`: stablelm-2-zephyr-1_6b (docs/model.md, Chat templates). `chatml`: stablelm-2-1_6b-chat. */
 export type ChatTemplateName = "zephyr" | "chatml";
 
 export interface ChatMessage {

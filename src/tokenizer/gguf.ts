@@ -1,5 +1,5 @@
 /**
- * Vocabulary → GGUF tokenizer metadata (SPEC §3.4), in the shape llama.cpp's `gpt2` loader expects:
+ * Vocabulary → GGUF tokenizer metadata (docs/model.md, Tokenizer metadata), in the shape llama.cpp's `gpt2` loader expects:
  * byte-unicode tokens, token types, "left right" merges, and `[PAD<id>]` UNUSED fillers for ids
  * without a token.
  */
@@ -33,7 +33,7 @@ function vocabMetadata(tokens: string[], types: number[], merges: string[], eos:
     ["tokenizer.ggml.eos_token_id", u32(eos)],
     ["tokenizer.ggml.unknown_token_id", u32(eos)],
     ["tokenizer.ggml.padding_token_id", u32(eos)],
-    // llama.cpp's BPE default is already false; written so no reader has to know that (SPEC §4.3).
+    // llama.cpp's BPE default is already false; written so no reader has to know that (docs/model.md, No BOS).
     ["tokenizer.ggml.add_bos_token", { type: ValueType.BOOL, value: false }],
   ]);
 }

@@ -1,5 +1,5 @@
 /**
- * The Arcade100k split (SPEC §3.5/§4.1), made to behave like the Rust regex that tiktoken (the
+ * The Arcade100k split (docs/model.md, Ranks and the split), made to behave like the Rust regex that tiktoken (the
  * original Arcade100k implementation) runs:
  * - `(?i:…)` becomes explicit classes; Rust's simple case folding also folds `ſ` (U+017F) to `s`, so
  *   `'ſ` is a contraction there (llama.cpp's `[sS]` expansion disagrees; docs/tokenizer.md).

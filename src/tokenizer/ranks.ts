@@ -1,5 +1,5 @@
 /**
- * The cl100k_base rank data (SPEC §6): the raw OpenAI `.tiktoken` file, lines "base64 rank".
+ * The cl100k_base rank data (docs/model.md, Where the ranks come from): the raw OpenAI `.tiktoken` file, lines "base64 rank".
  *
  * Platform choice: this module only parses text. Where the text comes from is registered by the
  * platform — `node.ts` reads it from node_modules in Node; a Worker imports the same file as a

@@ -1,5 +1,5 @@
 /**
- * Arcade100k byte-level BPE (SPEC §4): one encoder, whichever way it is built — built in from the
+ * Arcade100k byte-level BPE (docs/model.md, Tokenizer): one encoder, whichever way it is built — built in from the
  * cl100k_base ranks, from GGUF tokenizer metadata, or from a HF tokenizer.json.
  *
  * Specials policy: special-token strings in text are ordinary text unless the caller passes
@@ -210,7 +210,7 @@ export class Tokenizer {
     return new Tokenizer({ bytes, types: typeArr, table: { pairRank, leftLen }, pieceId, wholePiece: false, bosId, eosId });
   }
 
-  /** Token ids of `text`; no BOS is added (SPEC §4.3). Lone surrogates encode as U+FFFD (like TextEncoder). */
+  /** Token ids of `text`; no BOS is added (docs/model.md, No BOS). Lone surrogates encode as U+FFFD (like TextEncoder). */
   encode(text: string, opts: EncodeOptions = {}): number[] {
     if (typeof text !== "string") throw new TypeError(`encode: text must be a string, got ${typeof text}`);
     const s = wellFormed(text);

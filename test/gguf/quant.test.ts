@@ -52,7 +52,7 @@ describe("quantize / dequantize error bounds", () => {
     for (let j = b; j < b + size; j++) m = Math.max(m, Math.abs(x[j]));
     return m;
   };
-  it("sizes blocks as SPEC §3.7 says", () => {
+  it("sizes blocks as docs/model.md (Quant block layouts) gives them", () => {
     expect(tensorByteLength(TensorType.Q4_0, [64, 3])).toBe(6 * 18);
     expect(tensorByteLength(TensorType.Q8_0, [64])).toBe(2 * 34);
     expect(tensorByteLength(TensorType.Q6_K, [512])).toBe(2 * 210);
@@ -104,7 +104,7 @@ describe("quantize / dequantize error bounds", () => {
     }
     expect(sum / x.length).toBeLessThan(0.35); // typical error is a quarter step, as for rounding
   });
-  it("decodes hand-made Q4_0 and Q6_K blocks per SPEC §3.7 nibble order", () => {
+  it("decodes hand-made Q4_0 and Q6_K blocks in the nibble order of docs/model.md (Quant block layouts)", () => {
     const q4 = new Uint8Array(18);
     new DataView(q4.buffer).setUint16(0, f32ToF16(0.5), true);
     for (let j = 0; j < 16; j++) q4[2 + j] = (j & 0xf) | ((15 - j) << 4);

@@ -1,6 +1,6 @@
 // Test support: the three kernel builds side by side, each in its own memory,
 // plus independent plain-TypeScript references (float64 math, written from
-// SPEC §3.7 / §2.2, not from the kernels).
+// docs/model.md, Quant block layouts and The forward pass, not from the kernels).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Arena } from "../../src/engine/arena";
@@ -134,7 +134,7 @@ export function randScaleHalf(r: () => number): number {
   return (r() < 0.5 ? 0x8000 : 0) | ((6 + Math.floor(r() * 7)) << 10) | Math.floor(r() * 1024);
 }
 
-// ------------------------------------------------------------------ quant blocks (SPEC §3.7)
+// ------------------------------------------------------------------ quant blocks (docs/model.md, Quant block layouts)
 
 /** Random GGUF Q4_0 matrix; returns bytes and the dequantized weights. */
 export function randQ4_0(r: () => number, rows: number, cols: number, zeroBlockEvery = 0): { bytes: Uint8Array; w: Float64Array } {
@@ -181,7 +181,7 @@ export function randQ8_0(r: () => number, rows: number, cols: number): { bytes: 
   return { bytes, w };
 }
 
-/** Q6_K dequantization written from the SPEC's loop (halves of 128, l = 0..31). */
+/** Q6_K dequantization written from the unpack loop in docs/model.md (Quant block layouts) (halves of 128, l = 0..31). */
 export function dequantQ6K(bytes: Uint8Array, n: number): Float64Array {
   const y = new Float64Array(n);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);

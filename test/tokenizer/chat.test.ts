@@ -11,14 +11,14 @@ const convo: ChatMessage[] = [
   { role: "user", content: "Bye" },
 ];
 
-// The zephyr-1.6B tokenizer_config template (SPEC §5) and the stablelm-2-1_6b-chat ChatML one.
+// The zephyr-1.6B tokenizer_config template (docs/model.md, Chat templates) and the stablelm-2-1_6b-chat ChatML one.
 const ZEPHYR_JINJA =
   "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content'] + eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] + eos_token }}\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}";
 const CHATML_JINJA =
   "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
 describe("chat templates", () => {
-  it("zephyr: SPEC §5 example, specials as single ids (checked against tiktoken with specials allowed)", () => {
+  it("zephyr: the example in docs/model.md (Chat templates), specials as single ids (checked against tiktoken with specials allowed)", () => {
     const text = "<|system|>\nYou are helpful.<|endoftext|>\n<|user|>\nHi<|endoftext|>\n<|assistant|>\nHello!<|endoftext|>\n<|user|>\nBye<|endoftext|>\n<|assistant|>\n";
     const ids = encodeChat(tok, convo, { template: "zephyr" });
     const peer = tiktokenArcade();

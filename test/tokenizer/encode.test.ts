@@ -23,7 +23,7 @@ describe("Arcade100k encode", () => {
     ["The weather is always wonderful", [791, 9282, 374, 2744, 11364]],
     ["My favorite ride at the amusement park", [5159, 7075, 12141, 520, 279, 62468, 6246]],
     ["12345 3.14159 1,000,000", [16, 17, 18, 19, 20, 220, 18, 13, 16, 19, 16, 20, 24, 220, 16, 11, 15, 15, 15, 11, 15, 15, 15]],
-  ])("SPEC §7.2: %j", (text, ids) => {
+  ])("encode vector (docs/model.md, Test vectors): %j", (text, ids) => {
     expect(tok.encode(text)).toEqual(ids);
   });
 

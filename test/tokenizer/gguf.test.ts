@@ -11,7 +11,7 @@ const arr = (m: Metadata, k: string) => m.get(k)!.value as unknown[];
 const tok = Tokenizer.arcade100k();
 
 describe("arcade100kGGUFMetadata", () => {
-  it("has the converter's keys and shapes (SPEC §3.4)", () => {
+  it("has the converter's keys and shapes (docs/model.md, Tokenizer metadata)", () => {
     expect(meta.get("tokenizer.ggml.model")).toEqual({ type: ValueType.STRING, value: "gpt2" });
     expect(meta.get("tokenizer.ggml.pre")).toEqual({ type: ValueType.STRING, value: "stablelm2" });
     for (const k of ["bos", "eos", "unknown"]) expect(meta.get(`tokenizer.ggml.${k}_token_id`)?.value).toBe(100257);

@@ -10,7 +10,7 @@ export async function writeVocabOnlyGGUF(name: string, vocab: Metadata): Promise
   const u32 = (value: number) => ({ type: ValueType.UINT32, value }) as const;
   m.set("general.architecture", { type: ValueType.STRING, value: "stablelm" });
   m.set("general.name", { type: ValueType.STRING, value: `edgelm-${name}` });
-  // SPEC §3.1 hyper-parameters of the 1.6B model; llama.cpp reads them even for a vocab-only load.
+  // The 1.6B model's hyper-parameters (docs/model.md, Metadata keys); llama.cpp reads them even for a vocab-only load.
   m.set("stablelm.context_length", u32(4096));
   m.set("stablelm.embedding_length", u32(2048));
   m.set("stablelm.block_count", u32(24));

@@ -231,7 +231,7 @@ describe("convert checks its input", () => {
     const g = await openGGUF(out);
     expect(metaNumber(g.metadata, "stablelm.rope.dimension_count")).toBe(4);
     expect(metaNumber(g.metadata, "stablelm.attention.layer_norm_epsilon")).toBeCloseTo(1e-5, 10);
-    // SPEC §3.2: the key says true, the model is sequential: ffn_norm tensors are present.
+    // docs/model.md, The parallel-residual flag: the key says true, the model is sequential: ffn_norm tensors are present.
     expect(metaBool(g.metadata, "stablelm.use_parallel_residual")).toBe(true);
     expect(g.tensorByName.has("blk.0.ffn_norm.weight")).toBe(true);
     await g.close();

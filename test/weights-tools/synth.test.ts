@@ -85,7 +85,7 @@ describe("presets", () => {
       expect(hp).toMatchObject({ vocabSize: 100352, hiddenSize: 2048, intermediateSize: 5632, numLayers: layers, numHeads: 32, numKVHeads: 32, rotaryDim: 16, useQkvBias: true, parallelResidual: false });
     }
     const t = expectedHFTensors(presetParams("1_6b"));
-    expect(t).toHaveLength(340); // SPEC §2.1
+    expect(t).toHaveLength(340); // docs/model.md, Tensors
     expect(t.reduce((a, x) => a + x.shape.reduce((p, d) => p * d, 1), 0)).toBe(1_644_515_328);
   });
 
