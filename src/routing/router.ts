@@ -11,6 +11,7 @@ import { DEFAULT_CHAT_MAX_TOKENS, type RouteContext } from "../api/deps";
 import { ApiError, errorResponse, toApiError, type ErrorType } from "../api/errors";
 import { responseId, unixNow } from "../api/ids";
 import { KEEP_ALIVE, SSE_HEADERS, sseStream } from "../api/sse";
+import { SseReader } from "../util";
 import { Accounting } from "./accounting";
 import type { CircuitBreaker } from "./breaker";
 import type { Route, RoutingConfig } from "./config";
@@ -18,7 +19,6 @@ import type { RoutingMetrics } from "./metrics";
 import { collect, normalizeChunk, upstreamUsage, type NormalizeContext } from "./normalize";
 import { OriginFailure, OriginRejected, OriginStreamError, openOrigin, type Endpoint, type OriginStream } from "./origin";
 import { decideRoute, parsePrefer, splitModel, type RouteDecision } from "./policy";
-import { SseReader } from "./sse-reader";
 import type { ChatChunk } from "../api/chat-format";
 import type { CompletionChunk } from "./shapes";
 
@@ -169,7 +169,7 @@ export async function routeRequest(call: RouteCall, deps: RouterDeps): Promise<R
       return withHeaders(res, headers("edge", fb));
     }
     if (type.startsWith("text/event-stream")) {
-      const reader = new SseReader(res.body!);
+      const reader = new SseReader(res.body!, { comments: true, keepUnterminated: true });
       return sseResponse(edgeItems(reader, parsed.includeUsage, acct), acct, headers("edge", fb), () => void reader.cancel());
     }
     const whole = (await res.json()) as Record<string, any>;
@@ -271,7 +271,7 @@ export async function routeRequest(call: RouteCall, deps: RouterDeps): Promise<R
 }
 
 /** The edge's own SSE, re-read: usage (always asked for) stripped unless the client asked, cost fields added. */
-async function* edgeItems(reader: SseReader, includeUsage: boolean, acct: Accounting): AsyncGenerator<unknown> {
+async function* edgeItems(reader: SseReader<true>, includeUsage: boolean, acct: Accounting): AsyncGenerator<unknown> {
   try {
     for (;;) {
       const item = await reader.next();
