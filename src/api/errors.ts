@@ -4,12 +4,12 @@
  * `retry-after` so they back off instead.
  */
 
-export type ErrorType =
-  | "invalid_request_error"
-  | "not_found_error"
-  | "rate_limit_error"
-  | "server_error"
-  | "service_unavailable_error";
+const ERROR_TYPES = ["invalid_request_error", "not_found_error", "rate_limit_error", "server_error", "service_unavailable_error"] as const;
+export type ErrorType = (typeof ERROR_TYPES)[number];
+
+export function isErrorType(v: unknown): v is ErrorType {
+  return ERROR_TYPES.some((t) => t === v);
+}
 
 export interface ErrorBody {
   error: { message: string; type: ErrorType; param: string | null; code: string | null };

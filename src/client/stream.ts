@@ -5,9 +5,9 @@
  * that, a stream that breaks off without [DONE] and without a finish_reason throws
  * TruncatedStreamError instead of passing a partial answer off as a whole one.
  */
+import { SseReader, type SseEvent } from "../util";
 import { APIConnectionError, APIError, APIUserAbortError, EdgelmError, TruncatedStreamError } from "./errors";
 import { childController } from "./signals";
-import { SSEReader, type EventSourceMessage } from "./sse";
 import { classify, requestHeaders, sendOnce, withRetries, type Attempt, type TransportOptions } from "./transport";
 import type { FinishReason, ResponseInfo, Usage } from "./types";
 
@@ -29,6 +29,9 @@ export interface StreamSpec<C> {
 }
 
 const DONE = Symbol("done");
+
+/** A line or event bigger than this is a broken or hostile stream, not a token. */
+const MAX_BUFFER_CHARS = 8 << 20;
 
 export function responseInfo(res: Response): ResponseInfo {
   return { status: res.status, statusText: res.statusText, headers: res.headers, url: res.url };
@@ -108,7 +111,7 @@ export class ChunkStream<C extends ChunkLike> implements AsyncIterable<C> {
     const callSignal = this.#call.signal;
     const timeoutMs = this.#spec.transport.timeoutMs;
     let attempt: Attempt | undefined;
-    let sse: SSEReader | undefined;
+    let sse: SseReader | undefined;
     let outcome: { err?: unknown } | undefined;
     let stopOnAbort: (() => void) | undefined;
     try {
@@ -120,12 +123,12 @@ export class ChunkStream<C extends ChunkLike> implements AsyncIterable<C> {
       const reader = sse;
       stopOnAbort = () => void reader.cancel();
       callSignal.addEventListener("abort", stopOnAbort, { once: true });
-      let msg: EventSourceMessage | null = opened.value.first;
+      let msg: SseEvent | undefined = opened.value.first;
       attempt.watchdog.stop();
       for (;;) {
         // Events already buffered must not outlive an abort.
         if (callSignal.aborted) throw new APIUserAbortError(undefined, { cause: callSignal.reason });
-        if (msg === null) {
+        if (msg === undefined) {
           if (this.#sawDone || this.finishReason !== null) break;
           throw new TruncatedStreamError(this.textSoFar, this.chunks);
         }
@@ -139,7 +142,7 @@ export class ChunkStream<C extends ChunkLike> implements AsyncIterable<C> {
           const err = classify(raw, callSignal, attempt, timeoutMs);
           if (err instanceof APIUserAbortError) throw err;
           // The answer was complete; only the usage chunk / [DONE] went missing.
-          if (this.finishReason !== null) msg = null;
+          if (this.finishReason !== null) msg = undefined;
           else throw new TruncatedStreamError(this.textSoFar, this.chunks, { cause: err });
         } finally {
           attempt.watchdog.stop();
@@ -161,7 +164,7 @@ export class ChunkStream<C extends ChunkLike> implements AsyncIterable<C> {
   }
 
   /** One attempt: send, check the answer is a stream, and wait for its first event. */
-  async #open(attempt: Attempt): Promise<{ reader: SSEReader; first: EventSourceMessage }> {
+  async #open(attempt: Attempt): Promise<{ reader: SseReader; first: SseEvent }> {
     this.attempts = attempt.number;
     const { transport, url, body } = this.#spec;
     const init = { method: "POST", headers: requestHeaders(transport, "text/event-stream"), body: JSON.stringify(body) };
@@ -175,11 +178,11 @@ export class ChunkStream<C extends ChunkLike> implements AsyncIterable<C> {
       throw new EdgelmError(`expected a text/event-stream answer, got "${type}"`);
     }
     if (!res.body) throw new APIConnectionError("the response has no body");
-    const reader = new SSEReader(res.body);
+    const reader = new SseReader(res.body, { maxBufferSize: MAX_BUFFER_CHARS, overflowError: (message) => new EdgelmError(message) });
     try {
       const first = await reader.next();
       // Nothing at all before the end is a failed attempt, not an answer: safe to retry.
-      if (first === null) throw new APIConnectionError("the stream ended before its first event");
+      if (first === undefined) throw new APIConnectionError("the stream ended before its first event");
       return { reader, first };
     } catch (err) {
       await reader.cancel();
@@ -188,7 +191,7 @@ export class ChunkStream<C extends ChunkLike> implements AsyncIterable<C> {
   }
 
   /** A chunk to yield, DONE, or undefined for events that are not chunks; throws for error events. */
-  #accept(msg: EventSourceMessage): C | typeof DONE | undefined {
+  #accept(msg: SseEvent): C | typeof DONE | undefined {
     if (msg.data === "[DONE]") {
       this.#sawDone = true;
       return DONE;

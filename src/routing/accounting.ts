@@ -38,6 +38,11 @@ export class Accounting {
       : { promptTokens: this.promptTokens, completionTokens: this.chunks };
   }
 
+  /** The path's own usage when it sent one, else the prompt as counted and the token chunks seen. */
+  finalUsage(): Usage {
+    return this.usage ?? { prompt_tokens: this.promptTokens, completion_tokens: this.chunks, total_tokens: this.promptTokens + this.chunks };
+  }
+
   actualCost(): number | null {
     const c = costUsd(this.route, this.counts(), this.prices);
     return c === undefined ? null : roundUsd(c);

@@ -5,6 +5,7 @@
  * per our include_usage rules. Also collects a whole (non-streamed) response from the chunks.
  */
 import type { FinishReason } from "../generate/generator";
+import { isObject } from "../api/fields";
 import type { ChatChunk, ChatCompletion, ChatLogprobs } from "../api/chat-format";
 import type { CompletionChunk, CompletionLogprobs, CompletionObject, Usage } from "./shapes";
 import type { Endpoint } from "./origin";
@@ -58,6 +59,13 @@ export function normalizeChunk(chunk: Obj, ctx: NormalizeContext): CompletionChu
     model: ctx.model,
     choices: [{ index: 0, delta, logprobs: (c.logprobs as ChatLogprobs | null) ?? null, finish_reason: finish(c.finish_reason) }],
   };
+}
+
+/** The text a chunk's choice adds (`text` for completions, `delta.content` for chat); "" for none. */
+export function choiceText(choice: unknown): string {
+  if (!isObject(choice)) return "";
+  if (typeof choice.text === "string") return choice.text;
+  return isObject(choice.delta) && typeof choice.delta.content === "string" ? choice.delta.content : "";
 }
 
 /** Our chunks (as normalizeChunk made them) → one whole response, as the edge would answer without stream. */

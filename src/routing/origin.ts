@@ -11,8 +11,8 @@
  * The origin's credential (ORIGIN_API_KEY) goes only into the upstream Authorization header; any
  * upstream text that reaches a client or a log passes through `scrub` first.
  */
+import { SseReader, SseTimeout } from "../util";
 import type { OriginConfig } from "./config";
-import { SseReader, SseTimeout } from "./sse-reader";
 
 export type Endpoint = "completions" | "chat";
 
@@ -100,7 +100,8 @@ export async function openOrigin(cfg: OriginConfig, endpoint: Endpoint, body: Re
     await res.body?.cancel().catch(() => {});
     throw err;
   }
-  const reader = new SseReader(res.body!);
+  // Keep-alive comments restart the idle clock (they are proof of life), though they are no token.
+  const reader = new SseReader(res.body!, { comments: true, keepUnterminated: true });
   const close = async () => {
     detach();
     ctl.abort();

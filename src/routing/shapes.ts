@@ -1,4 +1,5 @@
 /** The response shapes the routing layer reads and writes (the API layer's, re-exported in one place). */
+import { isObject } from "../api/fields";
 import type { CompletionChoice, CompletionLogprobs, CompletionObject, Usage } from "../api/completion-format";
 
 export type { CompletionLogprobs, CompletionObject, Usage };
@@ -12,4 +13,9 @@ export interface CostUsage {
   edgelm_estimated_cost_usd: number | null;
   /** After the fact, from the tokens actually used. */
   edgelm_cost_usd: number | null;
+}
+
+/** Usage as a path reports it: the three counts, and whatever else it adds (the edge's timings). */
+export function isUsage(v: unknown): v is Usage {
+  return isObject(v) && typeof v.prompt_tokens === "number" && typeof v.completion_tokens === "number" && typeof v.total_tokens === "number";
 }
