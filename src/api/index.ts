@@ -6,3 +6,15 @@ export { parseCompletionRequest, type CompletionRequest } from "./completion-req
 export { parseChatRequest, type ChatRequest } from "./chat-request";
 export type { Admission, ApiDeps, GenerationSummary, ModelState, RouteContext, ServedModel } from "./deps";
 export { DEFAULT_MAX_BODY_BYTES, DEFAULT_CHAT_MAX_TOKENS } from "./deps";
+export {
+  buildServedModel,
+  chooseEngine,
+  modelIdFromFile,
+  readModelFacts,
+  DEFAULT_ENGINE,
+  ENGINE_NAMES,
+  type ChatChoice,
+  type EngineName,
+  type LoadedModel,
+  type ModelFacts,
+} from "./served-model";

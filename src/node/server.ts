@@ -6,13 +6,10 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { basename } from "node:path";
-import { handleRequest } from "../api/handle-request";
-import { GenerationQueue } from "../api/queue";
-import type { ApiDeps, ModelState, ServedModel } from "../api/deps";
+import { buildServedModel, chooseEngine, GenerationQueue, handleRequest, readModelFacts, type ApiDeps, type ModelState, type ServedModel } from "../api/index";
 import { openGGUF } from "../gguf/node";
-import { metaString } from "../gguf/metadata";
-import { chatTemplateFromGGUF, Tokenizer, type ChatTemplateName } from "../tokenizer/node";
-import { loadEngine, type EngineName } from "./engines";
+import type { ChatTemplateName } from "../tokenizer/node";
+import { loadEngine, NODE_ENGINES, type NodeEngineName } from "./engines";
 
 export interface ServeOptions {
   modelPath: string;
@@ -22,8 +19,9 @@ export interface ServeOptions {
   port?: number;
   /** Default: the file name without `.gguf`. */
   modelId?: string;
-  engine?: EngineName;
-  /** Overrides the GGUF's `tokenizer.chat_template` (base models have none). */
+  /** Default: the served-model builder's (wasm), as for the CLI and the Worker. */
+  engine?: NodeEngineName;
+  /** Overrides the GGUF's `tokenizer.chat_template` (base models have none; synthetic ones get zephyr). */
   chatTemplate?: ChatTemplateName;
   corsOrigins?: "*" | readonly string[];
   /** Requests that may wait for the engine; more get 429. Default 16. */
@@ -45,38 +43,18 @@ export interface RunningServer {
 /** Reads the tokenizer and chat template from the GGUF header, then loads the weights into the engine. */
 export async function loadServedModel(
   path: string,
-  opts: { engine?: EngineName; modelId?: string; chatTemplate?: ChatTemplateName; log?: (line: string) => void },
+  opts: { engine?: NodeEngineName; modelId?: string; chatTemplate?: ChatTemplateName; log?: (line: string) => void },
   progress: (message: string, fraction: number) => void = () => {},
 ): Promise<ServedModel> {
+  const engineName = chooseEngine(opts.engine, NODE_ENGINES);
   progress("reading the GGUF header", 0);
   const header = await openGGUF(path);
   await header.close();
   progress("building the tokenizer", 0.1);
-  const tokenizer = Tokenizer.fromGGUF(header.metadata);
-  let chatTemplate = opts.chatTemplate;
-  if (!chatTemplate) {
-    try {
-      chatTemplate = chatTemplateFromGGUF(header.metadata);
-    } catch (err) {
-      opts.log?.(`warning: ${(err as Error).message}; /v1/chat/completions is off (pass --chat-template)`);
-    }
-  }
+  const facts = readModelFacts(header.metadata, { override: opts.chatTemplate, hint: "pass --chat-template", log: opts.log });
   progress("loading the weights", 0.3);
-  const engine = await loadEngine(path, opts.engine ?? "ref");
-  const generalName = metaString(header.metadata, "general.name");
-  return {
-    id: opts.modelId ?? basename(path).replace(/\.gguf$/i, ""),
-    engine,
-    tokenizer,
-    chatTemplate,
-    created: Math.floor(Date.now() / 1000),
-    info: {
-      file: basename(path),
-      general_name: generalName ?? null,
-      // weights-tools names synthetic models so; their output is noise and /health should say so.
-      synthetic: generalName?.startsWith("edgelm-synth") ?? false,
-    },
-  };
+  const engine = await loadEngine(path, engineName);
+  return buildServedModel(facts, { engine, file: basename(path), id: opts.modelId });
 }
 
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {

@@ -13,7 +13,7 @@ import type { GGUFHeader } from "../gguf/reader";
 import type { Metadata } from "../gguf/types";
 import { referenceEngine, type Engine } from "../model/engine";
 import { loadReferenceModelFromStream } from "../model/load";
-import type { EngineName } from "./env";
+import type { EngineName } from "../api/index";
 
 export interface LoadOptions {
   /** Total bytes of the stream, for progress (the GGUF header's own size is used when unknown). */

@@ -3,6 +3,7 @@
  * types are the few members we use, declared structurally, so this code type-checks with the
  * project's DOM/Node types and needs no ambient @cloudflare/workers-types globals.
  */
+import { chooseEngine, ENGINE_NAMES, modelIdFromFile, type EngineName } from "../api/index";
 import { DEFAULT_STALL_MS } from "../api/sse";
 import type { ChatTemplateName } from "../tokenizer/index";
 
@@ -77,9 +78,6 @@ export interface Env {
   ORIGIN_DECODE_TOKENS_PER_S?: Var;
 }
 
-/** "sharded": the model runs in shard Workers (src/worker/sharded.ts, docs/sharding.md). */
-export type EngineName = "ref" | "wasm" | "sharded";
-
 export interface WorkerConfig {
   modelKey: string;
   modelId: string;
@@ -120,14 +118,13 @@ export function num(name: string, v: Var, def: number, opts: { min: number; inte
 
 export function parseConfig(env: Env): WorkerConfig {
   const modelKey = text(env.MODEL_KEY) ?? DEFAULT_MODEL_KEY;
-  const engine = text(env.ENGINE) ?? "wasm";
-  if (engine !== "ref" && engine !== "wasm" && engine !== "sharded") throw new ConfigError(`var ENGINE must be "ref", "wasm" or "sharded", got ${JSON.stringify(engine)}`);
+  const engine = engineVar(env.ENGINE);
   const chat = text(env.CHAT_TEMPLATE);
   if (chat !== undefined && chat !== "zephyr" && chat !== "chatml") throw new ConfigError(`var CHAT_TEMPLATE must be "zephyr", "chatml" or empty, got ${JSON.stringify(chat)}`);
   const cors = text(env.CORS_ORIGINS) ?? "*";
   return {
     modelKey,
-    modelId: text(env.MODEL_ID) ?? modelKey.replace(/^.*\//, "").replace(/\.gguf$/i, ""),
+    modelId: text(env.MODEL_ID) ?? modelIdFromFile(modelKey),
     chatTemplate: chat,
     engine,
     corsOrigins: cors === "*" ? "*" : cors.split(",").map((s) => s.trim()).filter(Boolean),
@@ -139,4 +136,13 @@ export function parseConfig(env: Env): WorkerConfig {
     prefillChunkTokens: num("PREFILL_CHUNK_TOKENS", env.PREFILL_CHUNK_TOKENS, 32, { min: 1, integer: true }),
     streamStallMs: num("STREAM_STALL_MS", env.STREAM_STALL_MS, DEFAULT_STALL_MS, { min: 1 }),
   };
+}
+
+/** The Worker loads every engine, "sharded" included (src/worker/sharded.ts, docs/sharding.md). */
+function engineVar(v: Var): EngineName {
+  try {
+    return chooseEngine(text(v), ENGINE_NAMES, "var ENGINE");
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
 }

@@ -4,9 +4,8 @@
  * bounded. Progress goes to the logs (every 10%) and to /health. A failed load is retried by a
  * later request after a pause, so uploading a missing object fixes a running deployment.
  */
-import type { ModelState, ServedModel } from "../api/deps";
-import { metaString } from "../gguf/metadata";
-import { chatTemplateFromGGUF, Tokenizer, type ChatTemplateName } from "../tokenizer/index";
+import { buildServedModel, readModelFacts, type LoadedModel, type ModelState, type ServedModel } from "../api/index";
+import type { Metadata } from "../gguf/index";
 import { loadEngineFromStream } from "./engines";
 import type { Env, ExecutionContextLike, WorkerConfig } from "./env";
 import { loadShardedEngine, shardCounters } from "./sharded";
@@ -77,7 +76,7 @@ export class ModelLoader {
         },
       });
       this.current = { status: "loading", message: "building the tokenizer from the GGUF vocabulary", progress: WEIGHTS_SHARE };
-      const model = this.served(loaded.engine, loaded.metadata, obj.source, this.now() - t0);
+      const model = this.served(loaded.metadata, { engine: loaded.engine, source: obj.source, loadMs: this.now() - t0 });
       this.current = { status: "ready", model };
       this.log(`edgelm: ${model.id} ready (${engine} engine, chat template ${model.chatTemplate ?? "none"}) in ${((this.now() - t0) / 1000).toFixed(1)} s`);
     } catch (err) {
@@ -92,35 +91,15 @@ export class ModelLoader {
   private async loadSharded(env: Env, t0: number): Promise<void> {
     this.current = { status: "loading", message: `reading the shard plan and header of ${this.cfg.modelKey}`, progress: 0 };
     const { engine, metadata, admit } = await loadShardedEngine(env, this.cfg.modelKey, this.cfg.prefillChunkTokens, this.log);
-    const model = { ...this.served(engine, metadata, "r2 (sharded)", this.now() - t0), admit };
+    const model = this.served(metadata, { engine, source: "r2 (sharded)", loadMs: this.now() - t0, admit });
     // Read live by /health (spread copies a getter's current value): invocations and subrequests so far.
     Object.defineProperty(model.info!, "sharding", { enumerable: true, get: () => shardCounters(engine) });
     this.current = { status: "ready", model };
     this.log(`edgelm: ${model.id} ready (sharded engine, chat template ${model.chatTemplate ?? "none"}) in ${((this.now() - t0) / 1000).toFixed(1)} s`);
   }
 
-  private served(engine: ServedModel["engine"], metadata: Parameters<typeof Tokenizer.fromGGUF>[0], source: string, loadMs: number): ServedModel {
-    const tokenizer = Tokenizer.fromGGUF(metadata);
-    const generalName = metaString(metadata, "general.name");
-    // weights-tools names synthetic models so; their output is noise and /health must say so.
-    const synthetic = generalName?.startsWith("edgelm-synth") ?? false;
-    let chatTemplate: ChatTemplateName | undefined = this.cfg.chatTemplate;
-    if (!chatTemplate) {
-      try {
-        chatTemplate = chatTemplateFromGGUF(metadata);
-      } catch (err) {
-        this.log(`edgelm: warning: ${(err as Error).message}; /v1/chat/completions is off (set CHAT_TEMPLATE)`);
-      }
-    }
-    // Synthetic models carry the real vocabulary but no template: zephyr lets clients exercise chat (as `edgelm serve` does).
-    if (!chatTemplate && synthetic) chatTemplate = "zephyr";
-    return {
-      id: this.cfg.modelId,
-      engine,
-      tokenizer,
-      chatTemplate,
-      created: Math.floor(Date.now() / 1000),
-      info: { file: this.cfg.modelKey, source, general_name: generalName ?? null, synthetic, load_ms: Math.round(loadMs) },
-    };
+  private served(metadata: Metadata, loaded: Omit<LoadedModel, "file" | "id">): ServedModel {
+    const facts = readModelFacts(metadata, { override: this.cfg.chatTemplate, hint: "set CHAT_TEMPLATE", log: (line) => this.log(`edgelm: ${line}`) });
+    return buildServedModel(facts, { ...loaded, file: this.cfg.modelKey, id: this.cfg.modelId });
   }
 }

@@ -6,9 +6,9 @@ import { loadServedModel } from "../../src/node/server";
 
 let model: Promise<ServedModel> | undefined;
 
-/** Loaded once per test file; zephyr template so /v1/chat/completions works on the base-layout model. */
+/** Loaded once per test file, on the reference engine (the tests check its name), zephyr for chat. */
 export function tinyModel(): Promise<ServedModel> {
-  model ??= synthGGUF("tiny", "f32").then((path) => loadServedModel(path, { modelId: "tiny", chatTemplate: "zephyr" }));
+  model ??= synthGGUF("tiny", "f32").then((path) => loadServedModel(path, { modelId: "tiny", engine: "ref", chatTemplate: "zephyr" }));
   return model;
 }
 

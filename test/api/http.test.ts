@@ -10,7 +10,8 @@ const lines: string[] = [];
 
 beforeAll(async () => {
   const path = await synthGGUF("tiny", "f32");
-  server = await startServer({ modelPath: path, port: 0, modelId: "tiny", log: (l) => lines.push(l) });
+  // The reference engine: slow enough that a 4000-token generation only ends when it is aborted.
+  server = await startServer({ modelPath: path, port: 0, modelId: "tiny", engine: "ref", log: (l) => lines.push(l) });
   await server.ready;
 });
 afterAll(() => server?.close());

@@ -11,7 +11,7 @@ import { sseEventsOf } from "../helpers/sse";
 
 export async function startTinyServer(): Promise<RunningServer> {
   const path = await synthGGUF("tiny", "f32");
-  const server = await startServer({ modelPath: path, port: 0, host: "127.0.0.1", modelId: "tiny", chatTemplate: "zephyr", log: () => {} });
+  const server = await startServer({ modelPath: path, port: 0, host: "127.0.0.1", modelId: "tiny", engine: "ref", chatTemplate: "zephyr", log: () => {} });
   await server.ready;
   return server;
 }

@@ -40,7 +40,7 @@ export interface FaultOrigin {
 }
 
 export async function startStandIn(): Promise<RunningServer> {
-  const server = await startServer({ modelPath: await synthGGUF("tiny", "f32"), port: 0, host: "127.0.0.1", modelId: ORIGIN_MODEL, chatTemplate: "zephyr", log: () => {} });
+  const server = await startServer({ modelPath: await synthGGUF("tiny", "f32"), port: 0, host: "127.0.0.1", modelId: ORIGIN_MODEL, engine: "ref", chatTemplate: "zephyr", log: () => {} });
   await server.ready;
   return server;
 }

@@ -1,4 +1,5 @@
-import { DEFAULT_ENGINE, ENGINES, loadEngine, type EngineName } from "../../node/engines";
+import { chooseEngine } from "../../api/index";
+import { loadEngine, NODE_ENGINES, type NodeEngineName } from "../../node/engines";
 import { UsageError, parseCommand, required, tokenList } from "../args";
 
 const spec = {
@@ -14,10 +15,12 @@ const spec = {
   options: { model: { type: "string" }, tokens: { type: "string" }, engine: { type: "string" }, json: { type: "boolean" } },
 } as const;
 
-export function engineOption(cmd: string, value: string | undefined): EngineName {
-  const name = value ?? DEFAULT_ENGINE;
-  if (!(ENGINES as readonly string[]).includes(name)) throw new UsageError(`${cmd}: --engine must be one of ${ENGINES.join(", ")}, got "${name}"`);
-  return name as EngineName;
+export function engineOption(cmd: string, value: string | undefined): NodeEngineName {
+  try {
+    return chooseEngine(value, NODE_ENGINES, "--engine");
+  } catch (err) {
+    throw new UsageError(`${cmd}: ${(err as Error).message}`);
+  }
 }
 
 export async function run(argv: string[]): Promise<number> {

@@ -13,8 +13,8 @@ const spec = {
   --host ADDR           address to bind, default 127.0.0.1 (this machine only); 0.0.0.0 exposes it to the network
   --model-id NAME       the id clients send as "model"; default the file name without .gguf
   --engine NAME         wasm or ref; default wasm
-  --chat-template NAME  zephyr or chatml, overriding the GGUF's tokenizer.chat_template (base models have none,
-                        and /v1/chat/completions answers 400 without one)
+  --chat-template NAME  zephyr or chatml, overriding the GGUF's tokenizer.chat_template; without either, synthetic
+                        models get zephyr, and base models have none (/v1/chat/completions answers 400)
   --cors-origin LIST    comma-separated allowed browser origins; default * (any)
   --queue-depth N       requests that may wait for the engine (one generation runs at a time); more get 429; default 16
 
