@@ -22,7 +22,6 @@ export interface KernelExports {
   q8a_bytes(n: number): number;
   q4r_bytes(rows: number, cols: number): number;
   quantize_q8a(x: number, n: number, dst: number): void;
-  quantize_q8a_batch(x: number, n: number, ntok: number, dst: number): void;
   repack_q4_0(src: number, dst: number, rows: number, cols: number): void;
   matvec_q4r_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
   q8b_bytes(n: number, ntok: number): number;
@@ -43,7 +42,6 @@ export interface KernelExports {
   layernorm(x: number, w: number, b: number, out: number, n: number, rows: number, eps: number): void;
   rope_neox(x: number, rowStride: number, ntok: number, nHeads: number, headDim: number, rotaryDim: number, pos0: number, base: number): void;
   attention_f16kv(q: number, kc: number, vc: number, out: number, nPast: number, nHeads: number, nKv: number, headDim: number, scores: number): void;
-  attention_f16kv_causal(q: number, kc: number, vc: number, out: number, nQ: number, pos0: number, nHeads: number, nKv: number, headDim: number, scores: number): void;
   silu_mul(g: number, u: number, out: number, n: number): void;
   add_f32(a: number, b: number, out: number, n: number): void;
   f16_to_f32(src: number, dst: number, n: number): void;
