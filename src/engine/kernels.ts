@@ -79,14 +79,6 @@ export interface Kernels {
   memory: WebAssembly.Memory;
   /** First byte the host may allocate (after static data and kernel scratch). */
   heapBase: number;
-  /** Bytes of the Q8A form of an n-vector (n a multiple of 32). */
-  q8aBytes(n: number): number;
-  /** Bytes of the Q8B form of ntok n-vectors (prefill matmul input). */
-  q8bBytes(n: number, ntok: number): number;
-  /** Bytes of a Q6R (4-row interleaved Q6_K) matrix. */
-  q6rBytes(rows: number, cols: number): number;
-  /** Bytes of a Q4R (repacked Q4_0) matrix. */
-  q4rBytes(rows: number, cols: number): number;
 }
 
 const KIND_CODE: Record<number, BuildKind> = { 2: "relaxed", 1: "simd", 0: "scalar" };
@@ -320,9 +312,5 @@ export function loadKernels(opts: LoadKernelsOptions): Kernels {
     instance,
     memory,
     heapBase,
-    q8aBytes: (n) => exports.q8a_bytes(n) >>> 0,
-    q8bBytes: (n, ntok) => exports.q8b_bytes(n, ntok) >>> 0,
-    q4rBytes: (rows, cols) => exports.q4r_bytes(rows, cols) >>> 0,
-    q6rBytes: (rows, cols) => exports.q6r_bytes(rows, cols) >>> 0,
   };
 }
