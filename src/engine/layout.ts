@@ -58,7 +58,7 @@ export interface LayoutOptions extends WasmEngineOptions, PartOptions {
 /** How the kernels read a matrix. */
 export type MatrixKind = "q4r" | "q8_0" | "q6r" | "f32" | "f16" | "bf16";
 
-export const MATRIX_KINDS: Partial<Record<TensorType, MatrixKind>> = {
+const MATRIX_KINDS: Partial<Record<TensorType, MatrixKind>> = {
   [TensorType.Q4_0]: "q4r",
   [TensorType.Q8_0]: "q8_0",
   [TensorType.Q6_K]: "q6r",

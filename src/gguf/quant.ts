@@ -1,5 +1,5 @@
 /**
- * Element types' block layouts (SPEC §3.7): sizes, f16/bf16 conversion, and
+ * Element types' block layouts (docs/model.md, Quant block layouts): sizes, f16/bf16 conversion, and
  * quantize/dequantize for every type we read or write. Plain scalar code: this
  * is the reference the WASM kernels are checked against.
  */
@@ -13,7 +13,7 @@ export interface TypeLayout {
   blockBytes: number;
 }
 
-export const TYPE_LAYOUT: Partial<Record<TensorType, TypeLayout>> = {
+const TYPE_LAYOUT: Partial<Record<TensorType, TypeLayout>> = {
   [TensorType.F32]: { name: "F32", blockSize: 1, blockBytes: 4 },
   [TensorType.F16]: { name: "F16", blockSize: 1, blockBytes: 2 },
   [TensorType.BF16]: { name: "BF16", blockSize: 1, blockBytes: 2 },
@@ -223,7 +223,7 @@ function quantizeQ6_K(x: Float32Array, out: Uint8Array): void {
       }
     }
     dv.setUint16(o + 208, f32ToF16(d), true);
-    // Pack per SPEC §3.7: two halves of 128; ql holds low nibbles, qh the top two bits.
+    // Pack per docs/model.md, Quant block layouts: two halves of 128; ql holds low nibbles, qh the top two bits.
     for (let half = 0; half < 2; half++) {
       const ql = o + half * 64;
       const qh = o + 128 + half * 32;

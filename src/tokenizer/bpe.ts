@@ -1,5 +1,5 @@
 /**
- * Byte-pair merging of one pre-token (SPEC §4.1): repeatedly merge the adjacent pair with the lowest
+ * Byte-pair merging of one pre-token (docs/model.md, Ranks and the split): repeatedly merge the adjacent pair with the lowest
  * priority, leftmost first on ties — tiktoken's loop, which equals HF/llama.cpp merge-list BPE when
  * the merge list was derived from the ranks.
  *
@@ -19,7 +19,7 @@ export interface MergeTable {
 }
 
 /** Pieces longer than this (in bytes) use the heap; below it the flat scan is faster. */
-export const HEAP_THRESHOLD = 96;
+const HEAP_THRESHOLD = 96;
 
 const NONE = Number.POSITIVE_INFINITY;
 

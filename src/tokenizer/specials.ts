@@ -1,4 +1,4 @@
-/** Arcade100k's added tokens, ids 100257–100288 in this order (SPEC §4.2). */
+/** Arcade100k's added tokens, ids 100257–100288 in this order (docs/model.md, Special tokens). */
 export const ARCADE_SPECIAL_START = 100257;
 
 export const ARCADE_SPECIAL_TOKENS: readonly string[] = [
@@ -38,8 +38,6 @@ export const ARCADE_SPECIAL_TOKENS: readonly string[] = [
 
 /** Number of ranked (mergeable) tokens: cl100k_base ranks 0..100255. */
 export const ARCADE_RANK_COUNT = 100256;
-/** The model's embedding rows; ids without a token are padding (SPEC §4.2). */
+/** The model's embedding rows; ids without a token are padding (docs/model.md, Special tokens). */
 export const ARCADE_VOCAB_SIZE = 100352;
 export const ENDOFTEXT_ID = 100257;
-export const IM_START_ID = 100277;
-export const IM_END_ID = 100278;
