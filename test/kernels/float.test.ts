@@ -1,4 +1,4 @@
-// Float kernels vs float64 references (SPEC §2.2) and SIMD vs scalar
+// Float kernels vs float64 references (docs/model.md, The forward pass) and SIMD vs scalar
 // (bit-identical: the scalar twins use the SIMD lane order).
 // Tolerances: results are f32 with f32 accumulation over at most a few
 // thousand terms, so 2e-5 of the output scale (or of sum |terms|) is ample
