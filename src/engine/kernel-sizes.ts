@@ -2,9 +2,9 @@
  * Byte sizes of the kernels' memory layouts (docs/kernels.md) as pure
  * functions, so the engine's memory can be laid out (./layout.ts) without
  * instantiating wasm — the shard planner never does. They restate
- * assembly/'s `q8a_bytes`, `q8b_bytes`, `q4r_bytes` and `q6r_bytes`;
- * test/engine/layout.test.ts checks they agree with every build's exports,
- * and `Kernels` answers with these.
+ * assembly/'s `q8a_bytes`, `q8b_bytes`, `q4r_bytes` and `q6r_bytes`, and are
+ * the only statement of them on the TypeScript side;
+ * test/engine/layout.test.ts checks they agree with every build's exports.
  */
 import type { BuildKind } from "./kernels";
 

@@ -26,7 +26,7 @@ import { kvBytes, type KVLayout } from "./kv-cache";
 const DEFAULT_CONTEXT = 4096;
 const DEFAULT_SEQUENCES = 2;
 const DEFAULT_PREFILL_CHUNK = 64;
-/** Every region starts on a cache line, so no v128 access straddles one. */
+/** Every region starts on a cache line. */
 export const ALIGN = 64;
 
 const F32 = 4;
