@@ -323,16 +323,6 @@ function attnHeadSimd(qh: usize, kb: usize, vb: usize, oh: usize, n_past: i32, h
   }
 }
 
-// Causal attention for n_q consecutive queries at positions pos0..pos0+n_q-1
-// (the cache already holds keys/values up to pos0+n_q-1). q/out rows of
-// n_heads*head_dim floats; scores: (pos0+n_q) f32 of scratch.
-export function attention_f16kv_causal(q: usize, kc: usize, vc: usize, out: usize, n_q: i32, pos0: i32, n_heads: i32, n_kv: i32, head_dim: i32, scores: usize): void {
-  const rowB = <usize>(n_heads * head_dim) << 2;
-  for (let i = 0; i < n_q; i++) {
-    attention_f16kv(q + <usize>i * rowB, kc, vc, out + <usize>i * rowB, pos0 + i + 1, n_heads, n_kv, head_dim, scores);
-  }
-}
-
 // ---------------------------------------------------------------- elementwise
 
 // out = silu(g) * u = g / (1 + exp(-g)) * u. out may alias g or u.

@@ -110,12 +110,6 @@ const Q8T: usize = 8192;
   return d;
 }
 
-// ntok rows of n floats (row stride n) -> ntok Q8A vectors (stride q8a_bytes(n)).
-export function quantize_q8a_batch(x: usize, n: i32, ntok: i32, dst: usize): void {
-  const stride = q8aBytes(<usize>n >> 5);
-  for (let t = 0; t < ntok; t++) quantize_q8a(x + <usize>t * (<usize>n << 2), n, dst + <usize>t * stride);
-}
-
 // ---------------------------------------------------------------- Q4_0 repack
 
 // GGUF Q4_0 rows (18-byte blocks: f16 d, 16 nibble bytes) -> Q4R.

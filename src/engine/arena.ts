@@ -9,7 +9,6 @@ export const MAX_PAGES = 65536; // 4 GiB, the wasm32 limit
 
 export class Arena {
   private topPtr: number;
-  private deferring = false;
 
   /** `base`: first usable byte (the kernels' `heapBase`). */
   constructor(
@@ -37,26 +36,9 @@ export class Arena {
     const p = Math.ceil(this.topPtr / align) * align;
     const end = p + bytes;
     if (end > 2 ** 32) throw new RangeError(`Arena: ${end} bytes exceed the 4 GiB wasm32 limit`);
-    if (!this.deferring) this.ensure(end);
+    this.ensure(end);
     this.topPtr = end;
     return p >>> 0;
-  }
-
-  /**
-   * Runs `fn` with growth deferred: its allocations only move the top, and the
-   * memory grows once at the end. Each memory.grow costs ~0.5 ms in V8 (a
-   * model plans hundreds of tensors); views of the new space must not be
-   * made inside `fn`.
-   */
-  batch<T>(fn: () => T): T {
-    if (this.deferring) return fn();
-    this.deferring = true;
-    try {
-      return fn();
-    } finally {
-      this.deferring = false;
-      this.ensure(this.topPtr);
-    }
   }
 
   /** Current position, to release everything allocated after it with reset(). */

@@ -7,13 +7,16 @@
  */
 import { readGGUFStream, type GGUFHeader } from "../gguf/reader";
 import type { TensorInfo } from "../gguf/types";
+import type { StableLMConfig } from "../model/config";
 import { configFromGGUF } from "../model/config";
 import { Arena, MAX_PAGES } from "./arena";
 import { loadKernels, type BuildKind, type KernelModules, type Kernels } from "./kernels";
-import { planModel, type ModelPlan } from "./load";
-import { WasmEngine, type WasmEngineOptions } from "./wasm-engine";
+import { ALIGN, engineLayout, type EngineLayout, type PartOptions, type WasmEngineOptions } from "./layout";
+import { planModel, type Placement } from "./load";
+import { WasmEngine } from "./wasm-engine";
 
-export { WasmEngine, type WasmEngineOptions } from "./wasm-engine";
+export { WasmEngine } from "./wasm-engine";
+export { engineLayout, type EngineLayout, type LayoutOptions, type PartOptions, type WasmEngineOptions } from "./layout";
 export { WasmSequence, SequenceEvictedError } from "./kv-cache";
 
 export interface KernelChoice {
@@ -44,25 +47,45 @@ export function newKernels(choice: KernelChoice): { kernels: Kernels; arena: Are
   return { kernels, arena: new Arena(memory, kernels.heapBase) };
 }
 
+export interface PlacedEngine {
+  engine: WasmEngine;
+  /** Where each tensor's bytes go, by name. */
+  placements: Map<string, Placement>;
+  layout: EngineLayout;
+}
+
 /**
- * Everything is allocated from the header before a byte of tensor data is
- * read: weights, then the engine's buffers and KV pool (so a model that does
- * not fit fails at once, and memory never grows — or detaches views — while
- * tensors stream in).
+ * Lays the engine out for this build and takes its memory from `arena` in one
+ * allocation, before a byte of tensor data is read: weights, buffers and KV
+ * pool (so a model that does not fit fails at once, and memory never grows —
+ * or detaches views — while tensors stream in). A shard passes `opts` that
+ * place only its part.
  */
-export function prepareEngine(
-  header: Pick<GGUFHeader, "metadata" | "tensorByName">,
-  choice: KernelChoice,
-  opts: WasmEngineOptions,
-): { engine: WasmEngine; plan: ModelPlan } {
+export function placeEngine(
+  config: StableLMConfig,
+  tensors: ReadonlyMap<string, TensorInfo>,
+  kernels: Kernels,
+  arena: Arena,
+  opts: WasmEngineOptions & PartOptions,
+): PlacedEngine {
+  const layout = engineLayout(config, tensors, { ...opts, build: kernels.kind });
+  const end = Math.ceil(arena.top / ALIGN) * ALIGN + layout.total;
+  if (end > 2 ** 32) {
+    const { slots, contextLength } = layout.kv.layout;
+    throw new RangeError(
+      `the KV cache (${slots} × ${contextLength} positions, ${(layout.kvBytes / 2 ** 20).toFixed(0)} MiB) does not fit in the 4 GiB of wasm32 memory beside ${((end - layout.kvBytes) / 2 ** 20).toFixed(0)} MiB of weights and buffers; lower contextLength or sequences`,
+    );
+  }
+  const base = arena.alloc(layout.total, ALIGN);
+  const { weights, placements } = planModel(layout, base, kernels);
+  return { engine: new WasmEngine(config, kernels, weights, layout, base), placements, layout };
+}
+
+/** The whole model of a GGUF header, in a fresh memory: the engine and where each tensor's bytes go. */
+export function prepareEngine(header: Pick<GGUFHeader, "metadata" | "tensorByName">, choice: KernelChoice, opts: WasmEngineOptions): PlacedEngine {
   const config = configFromGGUF(header.metadata, header.tensorByName);
   const { kernels, arena } = newKernels(choice);
-  // One memory.grow for everything (weights, buffers, KV pool) instead of one per tensor.
-  return arena.batch(() => {
-    const plan = planModel(config, header.tensorByName, kernels, arena);
-    const engine = new WasmEngine(config, kernels, arena, plan.weights, opts);
-    return { engine, plan };
-  });
+  return placeEngine(config, header.tensorByName, kernels, arena, opts);
 }
 
 /** Loads a GGUF from a stream in one pass: each tensor is written straight into WASM memory, then repacked there. */
@@ -77,7 +100,7 @@ export async function loadWasmEngineFromStream(stream: ReadableStream<Uint8Array
       opts.onHeader?.(header);
       prepared = prepareEngine(header, opts, opts);
     }
-    const p = prepared.plan.placements.get(info.name);
+    const p = prepared.placements.get(info.name);
     if (!p) return undefined;
     seen.add(info.name);
     pending = p.finalize;
@@ -86,6 +109,6 @@ export async function loadWasmEngineFromStream(stream: ReadableStream<Uint8Array
   await readGGUFStream(stream, place, { size: opts.size, onProgress: opts.onProgress });
   pending?.();
   if (!prepared) throw new Error("the GGUF has no tensors");
-  for (const name of prepared.plan.placements.keys()) if (!seen.has(name)) throw new Error(`tensor ${name} was not read`);
+  for (const name of prepared.placements.keys()) if (!seen.has(name)) throw new Error(`tensor ${name} was not read`);
   return prepared.engine;
 }

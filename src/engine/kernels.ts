@@ -22,7 +22,6 @@ export interface KernelExports {
   q8a_bytes(n: number): number;
   q4r_bytes(rows: number, cols: number): number;
   quantize_q8a(x: number, n: number, dst: number): void;
-  quantize_q8a_batch(x: number, n: number, ntok: number, dst: number): void;
   repack_q4_0(src: number, dst: number, rows: number, cols: number): void;
   matvec_q4r_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
   q8b_bytes(n: number, ntok: number): number;
@@ -43,7 +42,6 @@ export interface KernelExports {
   layernorm(x: number, w: number, b: number, out: number, n: number, rows: number, eps: number): void;
   rope_neox(x: number, rowStride: number, ntok: number, nHeads: number, headDim: number, rotaryDim: number, pos0: number, base: number): void;
   attention_f16kv(q: number, kc: number, vc: number, out: number, nPast: number, nHeads: number, nKv: number, headDim: number, scores: number): void;
-  attention_f16kv_causal(q: number, kc: number, vc: number, out: number, nQ: number, pos0: number, nHeads: number, nKv: number, headDim: number, scores: number): void;
   silu_mul(g: number, u: number, out: number, n: number): void;
   add_f32(a: number, b: number, out: number, n: number): void;
   f16_to_f32(src: number, dst: number, n: number): void;
@@ -81,14 +79,6 @@ export interface Kernels {
   memory: WebAssembly.Memory;
   /** First byte the host may allocate (after static data and kernel scratch). */
   heapBase: number;
-  /** Bytes of the Q8A form of an n-vector (n a multiple of 32). */
-  q8aBytes(n: number): number;
-  /** Bytes of the Q8B form of ntok n-vectors (prefill matmul input). */
-  q8bBytes(n: number, ntok: number): number;
-  /** Bytes of a Q6R (4-row interleaved Q6_K) matrix. */
-  q6rBytes(rows: number, cols: number): number;
-  /** Bytes of a Q4R (repacked Q4_0) matrix. */
-  q4rBytes(rows: number, cols: number): number;
 }
 
 const KIND_CODE: Record<number, BuildKind> = { 2: "relaxed", 1: "simd", 0: "scalar" };
@@ -322,9 +312,5 @@ export function loadKernels(opts: LoadKernelsOptions): Kernels {
     instance,
     memory,
     heapBase,
-    q8aBytes: (n) => exports.q8a_bytes(n) >>> 0,
-    q8bBytes: (n, ntok) => exports.q8b_bytes(n, ntok) >>> 0,
-    q4rBytes: (rows, cols) => exports.q4r_bytes(rows, cols) >>> 0,
-    q6rBytes: (rows, cols) => exports.q6r_bytes(rows, cols) >>> 0,
   };
 }

@@ -5,8 +5,11 @@
  * Storage is f16 (the kernels' `attention_f16kv` reads it directly), post-rotary
  * K and V, head-major within a layer, positions contiguous within a head:
  *
- *   slot s, layer l, kv head j:  K at kvBase + (((s·L + l)·2 + 0)·nKV + j)·ctx·hd·2   [ctx × hd] f16
- *                                V at kvBase + (((s·L + l)·2 + 1)·nKV + j)·ctx·hd·2   [ctx × hd] f16
+ *   slot s, layer l, kv head j:  K at kvBase + (((s·L + l')·2 + 0)·nKV + j)·ctx·hd·2   [ctx × hd] f16
+ *                                V at kvBase + (((s·L + l')·2 + 1)·nKV + j)·ctx·hd·2   [ctx × hd] f16
+ *
+ * where L is the number of layers the engine holds and l' = l − its first
+ * layer (a shard holds layers [first, end) only).
  *
  * Why head-major: decode attention reads one head's keys for every cached
  * position. Position-major ([pos][nKV·hd]) makes that a 128-byte read every
@@ -71,6 +74,9 @@ export class WasmSequence {
 }
 
 export interface KVLayout {
+  /** The first layer held; sequences index layers as the model does. */
+  firstLayer: number;
+  /** Layers held. */
   numLayers: number;
   numKVHeads: number;
   headDim: number;
@@ -107,7 +113,7 @@ export class KVPool {
       for (let s = 1; s < this.owners.length; s++) if (this.owners[s]!.lastUsed < this.owners[slot]!.lastUsed) slot = s;
       this.owners[slot]!.evicted = true;
     }
-    const seq = new WasmSequence(this, slot, this.layout.numLayers);
+    const seq = new WasmSequence(this, slot, this.layout.firstLayer + this.layout.numLayers);
     seq.lastUsed = ++this.clock;
     this.owners[slot] = seq;
     return seq;
@@ -133,6 +139,6 @@ export class KVPool {
 
   /** Byte offset of K (which = 0) or V (which = 1) of kv head 0 of a layer in a slot; head j is j·headBytes further. */
   ptr(slot: number, layer: number, which: 0 | 1): number {
-    return this.base + ((slot * this.layout.numLayers + layer) * 2 + which) * this.layout.numKVHeads * this.headBytes;
+    return this.base + ((slot * this.layout.numLayers + layer - this.layout.firstLayer) * 2 + which) * this.layout.numKVHeads * this.headBytes;
   }
 }

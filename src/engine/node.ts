@@ -19,7 +19,8 @@ import { loadKernels, type BuildKind, type KernelModules, type Kernels, type Loa
 import { parseHeader } from "../gguf/reader";
 import { FileSource } from "../gguf/source";
 import type { Placement } from "./load";
-import type { WasmEngine, WasmEngineOptions } from "./wasm-engine";
+import type { WasmEngineOptions } from "./layout";
+import type { WasmEngine } from "./wasm-engine";
 
 // ------------------------------------------------------------------ kernel builds
 // build/kernels-*.wasm are compiled here for what this runtime supports: the
@@ -137,8 +138,8 @@ export async function loadWasmEngine(path: string, opts: FileLoadOptions = {}): 
     } catch (e) {
       throw Object.assign(e as Error, { message: `${path}: ${(e as Error).message}` });
     }
-    const { engine, plan } = prepareEngine(header, { modules, unavailable, force: opts.force, warmup: opts.warmup }, opts);
-    const order = [...plan.placements.values()].sort((a, b) => a.info.offset - b.info.offset);
+    const { engine, placements } = prepareEngine(header, { modules, unavailable, force: opts.force, warmup: opts.warmup }, opts);
+    const order = [...placements.values()].sort((a, b) => a.info.offset - b.info.offset);
     await readPipelined(order, header.dataOffset, opts.readChunkBytes ?? READ_CHUNK, (d, p) => handle.read(d, 0, d.length, p).then((r) => r.bytesRead), (p) =>
       opts.onProgress?.(header.dataOffset + p.info.offset + p.info.byteLength, header.totalSize),
     );

@@ -1,9 +1,10 @@
 /**
  * The fast StableLM forward pass: the same algorithm as src/model/reference.ts
- * (SPEC §2.2), written as a sequence of kernel calls over buffers in WASM
- * memory. Readable top to bottom; every buffer's shape is stated where it is
- * allocated. The kernels (assembly/, docs/kernels.md) do the arithmetic; this
- * file only decides what is multiplied with what.
+ * (docs/model.md, The forward pass), written as a sequence of kernel calls
+ * over buffers in WASM memory. Readable top to bottom; every buffer's shape is
+ * stated where it is declared (its bytes come from the engine's layout,
+ * ./layout.ts). The kernels (assembly/, docs/kernels.md) do the arithmetic;
+ * this file only decides what is multiplied with what.
  *
  * Prefill runs in chunks of up to `prefillChunk` positions as matrix-matrix
  * products (each weight block is unpacked once per chunk and used for every
@@ -13,25 +14,13 @@
  */
 import type { Engine } from "../model/engine";
 import type { StableLMConfig } from "../model/config";
+import type { Head } from "../model/tensors";
 import { layoutOf } from "../gguf/quant";
 import { TensorType } from "../gguf/types";
-import type { Arena } from "./arena";
 import type { KernelExports, Kernels } from "./kernels";
-import { KVPool, WasmSequence, kvBytes } from "./kv-cache";
+import { KVPool, WasmSequence } from "./kv-cache";
+import type { EngineLayout } from "./layout";
 import type { WasmMatrix, WasmWeights } from "./load";
-
-export interface WasmEngineOptions {
-  /** Positions per KV slot; default min(model context, 4096). */
-  contextLength?: number;
-  /** KV slots (live sequences) in the pool; default 2. See kv-cache.ts. */
-  sequences?: number;
-  /** Positions per prefill matrix-matrix step; default 64 (the matmul kernels' own tile). */
-  prefillChunk?: number;
-}
-
-export const DEFAULT_CONTEXT = 4096;
-export const DEFAULT_SEQUENCES = 2;
-export const DEFAULT_PREFILL_CHUNK = 64;
 
 const F32 = 4;
 
@@ -39,13 +28,15 @@ export class WasmEngine implements Engine {
   readonly name: string;
   readonly contextLength: number;
   readonly prefillChunk: number;
+  /** The layers this engine holds, [first, end): all of them unless it is a shard. */
+  readonly heldLayers: readonly [number, number];
   readonly pool: KVPool;
   private readonly k: KernelExports;
   private readonly memory: WebAssembly.Memory;
   private f32view: Float32Array;
 
   // Work buffers (byte offsets in WASM memory). C = prefillChunk, H = hidden,
-  // KV = numKVHeads·headDim, F = intermediate, V = vocabulary.
+  // KV = numKVHeads·headDim, F = intermediate, R = logitsRows (V unless a head shard).
   private readonly X: number; //      [C × H]  f32  residual stream (hidden state), updated in place
   private readonly A: number; //      [C × H]  f32  LayerNorm output (input of q/k/v, and of the MLP when parallel)
   private readonly Q: number; //      [C × H]  f32  queries (numHeads × headDim per position)
@@ -61,55 +52,39 @@ export class WasmEngine implements Engine {
   private readonly Q8ROW: number; //  Q8A of one [max(H, F)] row: per-position products (Q6R in prefill, the head)
   private readonly SCORES: number; // [ctx] f32  attention scores of one head
   private readonly XN: number; //     [H] f32  final LayerNorm of one position
-  private readonly LOGITS: number; // [V] f32  logits of one position
+  private readonly LOGITS: number; // [R] f32  logits of one position
 
+  /** Over the memory of `kernels`, in the allocation of `layout.total` bytes at `base` that planModel placed `weights` in. */
   constructor(
     readonly config: StableLMConfig,
     readonly kernels: Kernels,
-    arena: Arena,
     readonly weights: WasmWeights,
-    opts: WasmEngineOptions = {},
+    layout: EngineLayout,
+    base: number,
   ) {
-    const { hiddenSize: H, intermediateSize: F, vocabSize, numLayers, numKVHeads, headDim } = config;
     this.k = kernels.exports;
-    this.memory = arena.memory;
-    this.contextLength = opts.contextLength ?? Math.min(config.contextLength, DEFAULT_CONTEXT);
-    if (!Number.isInteger(this.contextLength) || this.contextLength < 1 || this.contextLength > config.contextLength) {
-      throw new RangeError(`contextLength must be an integer in 1..${config.contextLength} (the model's), got ${opts.contextLength}`);
-    }
-    const slots = opts.sequences ?? DEFAULT_SEQUENCES;
-    if (!Number.isInteger(slots) || slots < 1) throw new RangeError(`sequences must be a positive integer, got ${opts.sequences}`);
-    const C = (this.prefillChunk = opts.prefillChunk ?? DEFAULT_PREFILL_CHUNK);
-    if (!Number.isInteger(C) || C < 1) throw new RangeError(`prefillChunk must be a positive integer, got ${opts.prefillChunk}`);
-    if (H % 32 !== 0 || F % 32 !== 0 || headDim % 8 !== 0) throw new Error(`the wasm kernels need hidden and ffn sizes that are multiples of 32 and a head size multiple of 8 (got ${H}, ${F}, ${headDim})`);
-
-    const kvDim = numKVHeads * headDim;
-    const maxCols = Math.max(H, F);
-    const a = (bytes: number) => arena.alloc(bytes, 64);
-    this.X = a(C * H * F32);
-    this.A = a(C * H * F32);
-    this.Q = a(C * H * F32);
-    this.K = a(C * kvDim * F32);
-    this.Vv = a(C * kvDim * F32);
-    this.ATT = a(C * H * F32);
-    this.O = a(C * H * F32);
-    this.M = a(C * H * F32);
-    this.G = a(C * F * F32);
-    this.U = a(C * F * F32);
-    this.D = a(C * H * F32);
-    this.Q8 = a(Math.max(kernels.q8bBytes(maxCols, C), kernels.q8aBytes(maxCols)));
-    this.Q8ROW = a(kernels.q8aBytes(maxCols));
-    this.SCORES = a(this.contextLength * F32);
-    this.XN = a(H * F32);
-    this.LOGITS = a(vocabSize * F32);
-    const layout = { numLayers, numKVHeads, headDim, contextLength: this.contextLength, slots };
-    const kvb = kvBytes(layout);
-    if (arena.top + kvb > 2 ** 32) {
-      throw new RangeError(
-        `the KV cache (${slots} × ${this.contextLength} positions, ${(kvb / 2 ** 20).toFixed(0)} MiB) does not fit in the 4 GiB of wasm32 memory beside ${(arena.top / 2 ** 20).toFixed(0)} MiB of weights and buffers; lower contextLength or sequences`,
-      );
-    }
-    this.pool = new KVPool(layout, arena.alloc(kvb, 64));
+    this.memory = kernels.memory;
+    this.contextLength = layout.contextLength;
+    this.prefillChunk = layout.prefillChunk;
+    this.heldLayers = layout.layers;
+    const at = (name: keyof EngineLayout["buffers"]) => base + layout.buffers[name].offset;
+    this.X = at("X");
+    this.A = at("A");
+    this.Q = at("Q");
+    this.K = at("K");
+    this.Vv = at("V");
+    this.ATT = at("ATT");
+    this.O = at("O");
+    this.M = at("M");
+    this.G = at("G");
+    this.U = at("U");
+    this.D = at("D");
+    this.Q8 = at("Q8");
+    this.Q8ROW = at("Q8ROW");
+    this.SCORES = at("SCORES");
+    this.XN = at("XN");
+    this.LOGITS = at("LOGITS");
+    this.pool = new KVPool(layout.kv.layout, base + layout.kv.offset);
     this.f32view = new Float32Array(this.memory.buffer);
     this.name = `wasm (${kernels.kind} kernels: ${kernels.reason})`;
   }
@@ -132,6 +107,9 @@ export class WasmEngine implements Engine {
     for (const t of tokens) {
       if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new RangeError(`token id ${t} is outside the vocabulary (0..${vocabSize - 1})`);
     }
+    // A shard's engine holds only part of the model: refuse before a cache is touched.
+    this.embedTable();
+    this.head();
     const pos0 = startPos ?? seq.length(0);
     this.checkRange(seq, pos0, n, 0, numLayers);
 
@@ -150,7 +128,7 @@ export class WasmEngine implements Engine {
   /**
    * Runs layers [firstLayer, endLayer) over n positions in place: hidden is
    * [n × H], position i is startPos + i. Those layers' caches are rewound to
-   * startPos, then extended by n. For layer-range shards (DESIGN decision 5).
+   * startPos, then extended by n. For layer-range shards (docs/sharding.md).
    */
   forwardLayers(seqArg: unknown, startPos: number, hidden: Float32Array, firstLayer: number, endLayer: number): void {
     const seq = this.pool.use(seqArg);
@@ -178,7 +156,7 @@ export class WasmEngine implements Engine {
     return out;
   }
 
-  /** Final LayerNorm and LM head of one hidden vector [H] → logits [vocab]. */
+  /** Final LayerNorm and LM head of one hidden vector [H] → logits [R] (the vocabulary, or a head shard's slice of it). */
   logitsOf(hidden: Float32Array): Float32Array {
     const H = this.config.hiddenSize;
     if (hidden.length !== H) throw new RangeError(`hidden has ${hidden.length} values, expected ${H}`);
@@ -194,8 +172,9 @@ export class WasmEngine implements Engine {
   }
 
   private checkRange(seq: WasmSequence, pos0: number, n: number, first: number, end: number): void {
-    if (!Number.isInteger(first) || !Number.isInteger(end) || first < 0 || end > this.config.numLayers || first >= end) {
-      throw new RangeError(`bad layer range [${first}, ${end}) (the model has ${this.config.numLayers} layers)`);
+    const [held0, held1] = this.heldLayers;
+    if (!Number.isInteger(first) || !Number.isInteger(end) || first < held0 || end > held1 || first >= end) {
+      throw new RangeError(`bad layer range [${first}, ${end}) (the engine holds layers [${held0}, ${held1}) of ${this.config.numLayers})`);
     }
     if (!Number.isInteger(pos0) || pos0 < 0) throw new RangeError(`startPos must be a non-negative integer, got ${pos0}`);
     if (pos0 + n > this.contextLength) {
@@ -206,9 +185,20 @@ export class WasmEngine implements Engine {
     }
   }
 
+  private embedTable(): WasmMatrix {
+    if (!this.weights.embed) throw new Error("this engine holds no embedding table (a shard is handed hidden states)");
+    return this.weights.embed;
+  }
+
+  private head(): Head<WasmMatrix, number> {
+    const { outputNorm, output } = this.weights;
+    if (!outputNorm || !output) throw new Error("this engine holds no output head (a layer shard)");
+    return { outputNorm, output };
+  }
+
   /** One token's embedding row → f32 [H] at dst. The table stays in the file's type. */
   private embedRow(token: number, dst: number): void {
-    const e = this.weights.embed;
+    const e = this.embedTable();
     const H = e.cols;
     const { blockSize, blockBytes } = layoutOf(e.type);
     const src = e.ptr + token * (H / blockSize) * blockBytes;
@@ -302,14 +292,14 @@ export class WasmEngine implements Engine {
     }
   }
 
-  /** hidden [H] at x → logits [vocab], copied out of WASM memory. */
+  /** hidden [H] at x → logits [R], copied out of WASM memory. */
   private logits(x: number): Float32Array {
-    const { hiddenSize: H, vocabSize, layerNormEps } = this.config;
-    const { outputNorm, output } = this.weights;
+    const { hiddenSize: H, layerNormEps } = this.config;
+    const { outputNorm, output } = this.head();
     this.k.layernorm(x, outputNorm.weight, outputNorm.bias, this.XN, H, 1, layerNormEps);
     this.quantize(this.XN, 1, H);
     this.linear(output, this.XN, 1, this.LOGITS);
-    return this.mem().slice(this.LOGITS / F32, this.LOGITS / F32 + vocabSize);
+    return this.mem().slice(this.LOGITS / F32, this.LOGITS / F32 + output.rows);
   }
 
   /** x [m × cols] → Q8 (Q8A when m = 1, else Q8B), for the quantized products that follow. */

@@ -39,7 +39,6 @@ export function metaArray(meta: Metadata, key: string): Scalar[] | undefined {
 // Constructors, so writers read like the key/value lists they produce.
 export const str = (value: string): MetaValue => ({ type: ValueType.STRING, value });
 export const u32 = (value: number): MetaValue => ({ type: ValueType.UINT32, value });
-export const i32 = (value: number): MetaValue => ({ type: ValueType.INT32, value });
 export const f32 = (value: number): MetaValue => ({ type: ValueType.FLOAT32, value });
 export const bool = (value: boolean): MetaValue => ({ type: ValueType.BOOL, value });
 export const strArray = (value: string[]): MetaValue => ({ type: ValueType.ARRAY, itemType: ValueType.STRING, value });

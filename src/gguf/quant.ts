@@ -13,7 +13,7 @@ export interface TypeLayout {
   blockBytes: number;
 }
 
-export const TYPE_LAYOUT: Partial<Record<TensorType, TypeLayout>> = {
+const TYPE_LAYOUT: Partial<Record<TensorType, TypeLayout>> = {
   [TensorType.F32]: { name: "F32", blockSize: 1, blockBytes: 4 },
   [TensorType.F16]: { name: "F16", blockSize: 1, blockBytes: 2 },
   [TensorType.BF16]: { name: "BF16", blockSize: 1, blockBytes: 2 },

@@ -7,7 +7,7 @@ import { storageLayout, tensorByteLength, typeName } from "./quant";
 import { BufferSource, StreamSource, type ByteSource } from "./source";
 import { DEFAULT_ALIGNMENT, GGUF_MAGIC, ValueType, type MetaValue, type Metadata, type Scalar, type TensorInfo } from "./types";
 
-export class GGUFFormatError extends Error {
+class GGUFFormatError extends Error {
   override name = "GGUFFormatError";
 }
 
@@ -24,7 +24,7 @@ export interface GGUFHeader {
 }
 
 // Bounds no real model comes near; they stop a hostile header from asking for absurd allocations.
-export const LIMITS = {
+const LIMITS = {
   tensors: 1 << 20,
   kv: 1 << 20,
   stringBytes: 64 << 20,

@@ -4,7 +4,7 @@
  * ever held; tensor bytes can be delivered straight into a caller's buffer.
  */
 
-export class TruncatedError extends Error {
+class TruncatedError extends Error {
   override name = "TruncatedError";
 }
 

@@ -1,5 +1,6 @@
 /**
- * StableLM hyper-parameters from GGUF metadata and tensor presence (SPEC §3.1–3.3).
+ * StableLM hyper-parameters from GGUF metadata and tensor presence (docs/model.md,
+ * Metadata keys and The parallel-residual flag).
  * Names follow the HF config so the two can be compared side by side.
  */
 import { metaNumber, metaString, requireNumber } from "../gguf/metadata";

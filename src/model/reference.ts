@@ -1,5 +1,5 @@
 /**
- * The reference StableLM forward pass (SPEC §2.2): plain TypeScript, float64
+ * The reference StableLM forward pass (docs/model.md, The forward pass): plain TypeScript, float64
  * activations, weights dequantized a row at a time. Obviously correct beats
  * fast: this is the oracle the WASM engine is checked against.
  */
@@ -129,7 +129,7 @@ export class ReferenceModel {
 }
 
 /** (x − mean) / sqrt(var + eps) · w + b, population variance. */
-export function layerNorm(x: Float64Array, norm: Norm, eps: number): Float64Array {
+function layerNorm(x: Float64Array, norm: Norm, eps: number): Float64Array {
   const n = x.length;
   let mean = 0;
   for (let i = 0; i < n; i++) mean += x[i];
@@ -153,7 +153,7 @@ function headNorm(x: Float64Array, heads: number, headDim: number, weight: Float
 }
 
 /** W·x (+ b), W row-major [rows × cols], x [cols] → [rows]. */
-export function matvec(m: Matrix, x: Float64Array, bias?: Float32Array): Float64Array {
+function matvec(m: Matrix, x: Float64Array, bias?: Float32Array): Float64Array {
   const out = new Float64Array(m.rows);
   const { rows, cols } = m;
   // F32 weights are read in place; other types are dequantized a row at a time.
@@ -174,7 +174,7 @@ export function matvec(m: Matrix, x: Float64Array, bias?: Float32Array): Float64
  * pairs (j, j + rotaryDim/2). Angles are formed in float32 as HF does, so
  * long positions round the same way.
  */
-export function rotary(x: Float64Array, heads: number, headDim: number, rotaryDim: number, pos: number, theta: number): void {
+function rotary(x: Float64Array, heads: number, headDim: number, rotaryDim: number, pos: number, theta: number): void {
   const half = rotaryDim / 2;
   for (let j = 0; j < half; j++) {
     const invFreq = Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * j) / rotaryDim))));

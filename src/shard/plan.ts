@@ -1,5 +1,5 @@
 /**
- * The shard planner: cuts a StableLM GGUF into Worker-sized pieces (DESIGN decision 5, issue 8).
+ * The shard planner: cuts a StableLM GGUF into Worker-sized pieces (docs/sharding.md).
  * Pure: it sees only the GGUF header (metadata + tensor table) and the options, so it runs in
  * Node (`edgelm shard-plan`), in tests on synthetic headers, and could run in a Worker.
  *
@@ -9,16 +9,19 @@
  *           (vocabulary rows), producing that slice of the logits.
  * The embedding table is not in any shard: the coordinator reads single rows by range.
  *
- * Each shard's memory is estimated the way src/shard/runtime.ts allocates it (the engine's own
- * planModel + WasmEngine over a virtual one-shard view of the file), rounded up and checked
- * against the budget together with a fixed JS/isolate overhead. The runtime gives the shard's
- * WebAssembly.Memory `maxPages` as its hard maximum, so an estimate that is too low fails at
- * load, loudly, instead of running over the production limit.
+ * Each shard's memory is the engine's own layout of the shard (src/engine/layout.ts, the largest
+ * over kernel builds, over the same tensors and options the runtime builds the shard's engine from:
+ * ./shard-part.ts), rounded up and checked against the budget together with a fixed JS/isolate
+ * overhead. The runtime gives the shard's WebAssembly.Memory `maxPages` as its hard maximum, so an
+ * estimate that is too low fails at load, loudly, instead of running over the production limit.
  */
+import { engineLayout } from "../engine/index";
 import type { GGUFHeader } from "../gguf/reader";
 import { typeName } from "../gguf/quant";
-import { TensorType, type TensorInfo } from "../gguf/types";
+import type { TensorInfo, TensorType } from "../gguf/types";
 import { configFromGGUF, type StableLMConfig } from "../model/config";
+import { embeddingTensor, findTensor, headTensors, layerTensors, type ModelTensor } from "../model/tensors";
+import { shardPart } from "./shard-part";
 
 export const PLAN_VERSION = 1;
 const MiB = 2 ** 20;
@@ -33,7 +36,7 @@ const PAGE = 65536;
 export const DEFAULT_OVERHEAD_BYTES = 16 * MiB;
 /** Kernel static data + 512 KiB scratch below heapBase (all three builds are < 600 KiB). */
 export const KERNEL_RESERVE = 1 * MiB;
-/** Slack pages on top of the estimate: alignment, and small engine buffers added later. */
+/** Headroom on top of the engine's layout, so a plan survives a small engine buffer added later. */
 export const SLACK_BYTES = 1 * MiB;
 /** Default positions per prefill pass in a shard (the engine's work buffers scale with it). */
 export const DEFAULT_SHARD_PREFILL_CHUNK = 32;
@@ -51,11 +54,11 @@ export interface TensorRef {
 }
 
 export interface ShardMemory {
-  /** Weights as placed in WASM memory (repacked matrices, f32 vectors, 64-byte alignment). */
+  /** Weights as the engine places them (its layout: repacked matrices, f32 vectors, 64-byte alignment). */
   weights: number;
   /** KV cache: layers × 2 × kvDim × 2 B × context × sequences. */
   kv: number;
-  /** Engine work buffers (prefill chunk, scores, logits slice) + kernel reserve. */
+  /** Engine work buffers (prefill chunk, scores, logits slice; the largest kernel build's) + kernel reserve. */
   buffers: number;
   /** The WASM memory's hard maximum, in bytes (= maxPages × 64 KiB). */
   wasm: number;
@@ -121,51 +124,31 @@ export class ShardPlanError extends Error {
   override name = "ShardPlanError";
 }
 
-const align = (n: number, a = 64) => Math.ceil(n / a) * a;
+const align = (n: number, a: number) => Math.ceil(n / a) * a;
 const mib = (n: number) => `${(n / MiB).toFixed(1)} MiB`;
-
-/** Bytes a tensor takes in WASM memory once placed (mirrors src/engine/load.ts). */
-export function placedBytes(t: Pick<TensorInfo, "type" | "dims" | "byteLength">): number {
-  if (t.dims.length === 1) return align(t.dims[0] * 4); // vectors become f32
-  const [cols, rows] = t.dims;
-  let bytes = t.byteLength;
-  if (t.type === TensorType.Q4_0) bytes = Math.ceil(rows / 4) * (cols / 32) * 72;
-  if (t.type === TensorType.Q6_K) bytes = Math.ceil(rows / 4) * (cols / 256) * 840;
-  return align(Math.max(bytes, t.byteLength));
-}
-
-/** The engine's work buffers for one shard (src/engine/wasm-engine.ts), an upper bound over kernel builds. */
-export function bufferBytes(c: StableLMConfig, chunk: number, context: number, logitsRows: number): number {
-  const { hiddenSize: H, intermediateSize: F } = c;
-  const kvDim = c.numKVHeads * c.headDim;
-  const maxCols = Math.max(H, F);
-  const nb = maxCols / 32;
-  const q8a = nb * 128 + 64; // Q8A: scale + i8 + i16 copies per block (< 128 B per block in every build)
-  const q8b = Math.ceil(chunk / 4) * nb * 288 + Math.ceil(chunk / 8) * nb * 320; // the relaxed build's extra panel included
-  const f = 4;
-  const parts = [
-    ...Array(7).fill(chunk * H * f), // X A Q ATT O M D
-    chunk * kvDim * f, chunk * kvDim * f, // K V
-    chunk * F * f, chunk * F * f, // G U
-    Math.max(q8b, q8a), q8a,
-    context * f, // SCORES
-    H * f, // XN
-    logitsRows * f, // LOGITS
-    Math.max(H, c.headDim) * f, // zeros
-  ];
-  return KERNEL_RESERVE + parts.reduce((a, b) => a + align(b), 0);
-}
-
-/** KV bytes of `layers` layers (f16 K and V). */
-export function kvBytesFor(c: StableLMConfig, layers: number, context: number, sequences: number): number {
-  return sequences * layers * 2 * c.numKVHeads * c.headDim * context * 2;
-}
 
 function ref(t: TensorInfo, dataOffset: number): TensorRef {
   return { name: t.name, type: t.type, dims: [...t.dims], offset: dataOffset + t.offset, byteLength: t.byteLength };
 }
 
-function memory(weights: number, kv: number, buffers: number, overhead: number): { memory: ShardMemory; maxPages: number } {
+/** The planner's errors are ShardPlanErrors (the CLI reports them as usage errors), the engine's included. */
+function planning<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw e instanceof ShardPlanError ? e : new ShardPlanError((e as Error).message);
+  }
+}
+
+type Run = { contextLength: number; sequences: number; prefillChunk: number };
+
+/** The shard's memory: the engine's layout of its part, the largest over kernel builds, in whole pages with headroom. */
+function shardMemory(config: StableLMConfig, run: Run, part: Pick<ShardSpec, "kind" | "layers" | "rows" | "tensors">, overhead: number): { memory: ShardMemory; maxPages: number } {
+  const { tensors, options } = shardPart(run, part);
+  const layout = planning(() => engineLayout(config, tensors, { ...options, build: "max" }));
+  const weights = layout.weightBytes;
+  const kv = layout.kvBytes;
+  const buffers = KERNEL_RESERVE + layout.bufferBytes;
   const maxPages = Math.ceil((weights + kv + buffers + SLACK_BYTES) / PAGE);
   const wasm = maxPages * PAGE;
   return { memory: { weights, kv, buffers, wasm, overhead, total: wasm + overhead }, maxPages };
@@ -183,18 +166,17 @@ export function planShards(header: Pick<GGUFHeader, "metadata" | "tensorByName" 
   if (!Number.isInteger(chunk) || chunk < 1) throw new ShardPlanError(`prefill chunk must be a positive integer, got ${chunk}`);
   if (!(budgetBytes > 0)) throw new ShardPlanError(`budget must be positive, got ${budgetBytes}`);
 
-  const get = (name: string) => {
-    const t = header.tensorByName.get(name);
-    if (!t) throw new ShardPlanError(`tensor ${name} is missing`);
-    return t;
-  };
+  const run: Run = { contextLength: ctx, sequences, prefillChunk: chunk };
+  // The table's tensors that the file holds (absent optional ones are not read), in file order.
+  const present = (list: ModelTensor[]) =>
+    planning(() => list.map((t) => findTensor(header.tensorByName, t)))
+      .filter((t): t is TensorInfo => !!t)
+      .sort((a, b) => a.offset - b.offset);
 
   // ---- layer shards: contiguous ranges, as few shards as fit, then balanced.
-  const layerTensors = (l: number) => header.tensors.filter((t) => t.name.startsWith(`blk.${l}.`));
-  const layerWeights = Array.from({ length: config.numLayers }, (_, l) => layerTensors(l).reduce((a, t) => a + placedBytes(t), 0));
-  const kvPerLayer = kvBytesFor(config, 1, ctx, sequences);
-  const layerFixed = bufferBytes(config, chunk, ctx, 1);
-  const rangeCost = (a: number, b: number) => memory(layerWeights.slice(a, b).reduce((x, y) => x + y, 0), kvPerLayer * (b - a), layerFixed, overhead);
+  const layerRefs = Array.from({ length: config.numLayers }, (_, l) => present(layerTensors(config, l)).map((t) => ref(t, dataOffset)));
+  const layerPart = (a: number, b: number) => ({ kind: "layers" as const, layers: [a, b] as [number, number], tensors: layerRefs.slice(a, b).flat() });
+  const rangeCost = (a: number, b: number) => shardMemory(config, run, layerPart(a, b), overhead);
   const fits = (a: number, b: number) => rangeCost(a, b).memory.total <= budgetBytes;
 
   for (let l = 0; l < config.numLayers; l++) {
@@ -236,24 +218,21 @@ export function planShards(header: Pick<GGUFHeader, "metadata" | "tensorByName" 
     const index = shards.length;
     shards.push({ index, script: `${prefix}-${index}`, binding: `SHARD_${index}`, ...s });
   };
-  for (const [a, b] of ranges) {
-    const tensors = Array.from({ length: b - a }, (_, i) => layerTensors(a + i)).flat().map((t) => ref(t, dataOffset));
-    add({ kind: "layers", layers: [a, b], tensors, ...rangeCost(a, b) });
-  }
+  for (const [a, b] of ranges) add({ ...layerPart(a, b), ...rangeCost(a, b) });
 
   // ---- head shards: output_norm + a slice of output.weight's rows each.
-  const out = get("output.weight");
-  const norms = ["output_norm.weight", "output_norm.bias"].map((n) => header.tensorByName.get(n)).filter((t): t is TensorInfo => !!t);
+  const head = present(headTensors(config));
+  const out = head.find((t) => t.name === "output.weight")!;
+  const norms = head.filter((t) => t !== out).map((t) => ref(t, dataOffset));
   const V = config.vocabSize;
   const H = config.hiddenSize;
-  if (out.dims[0] !== H || out.dims[1] !== V) throw new ShardPlanError(`output.weight has dims [${out.dims.join(", ")}], expected [${H}, ${V}]`);
   const rowBytes = out.byteLength / V;
-  const normBytes = norms.reduce((a, t) => a + placedBytes(t), 0);
-  const headCost = (rows: number) =>
-    memory(normBytes + placedBytes({ type: out.type, dims: [H, rows], byteLength: rows * rowBytes }), 0, bufferBytes(config, chunk, ctx, rows), overhead);
+  const slice = (r0: number, r1: number): TensorRef => ({ name: out.name, type: out.type, dims: [H, r1 - r0], offset: dataOffset + out.offset + r0 * rowBytes, byteLength: (r1 - r0) * rowBytes });
+  const headPart = (r0: number, r1: number) => ({ kind: "head" as const, rows: [r0, r1] as [number, number], tensors: [...norms, slice(r0, r1)] });
+  const headCost = (rows: number) => shardMemory(config, run, headPart(0, rows), overhead);
   let maxRows = 0;
   for (let step = 1 << 20; step >= HEAD_ROW_ALIGN; step >>= 1) {
-    if (maxRows + step <= align(V, HEAD_ROW_ALIGN) && headCost(maxRows + step).memory.total <= budgetBytes) maxRows += step;
+    if (maxRows + step <= align(V, HEAD_ROW_ALIGN) && headCost(Math.min(V, maxRows + step)).memory.total <= budgetBytes) maxRows += step;
   }
   if (maxRows === 0) {
     throw new ShardPlanError(
@@ -263,12 +242,11 @@ export function planShards(header: Pick<GGUFHeader, "metadata" | "tensorByName" 
   const heads = Math.ceil(V / maxRows);
   const per = align(Math.ceil(V / heads), HEAD_ROW_ALIGN);
   for (let r0 = 0; r0 < V; r0 += per) {
-    const r1 = Math.min(V, r0 + per);
-    const slice: TensorRef = { name: "output.weight", type: out.type, dims: [H, r1 - r0], offset: dataOffset + out.offset + r0 * rowBytes, byteLength: (r1 - r0) * rowBytes };
-    add({ kind: "head", rows: [r0, r1], tensors: [...norms.map((t) => ref(t, dataOffset)), slice], ...headCost(r1 - r0) });
+    const part = headPart(r0, Math.min(V, r0 + per));
+    add({ ...part, ...shardMemory(config, run, part, overhead) });
   }
 
-  const embd = get("token_embd.weight");
+  const embd = present([embeddingTensor(config)])[0];
   return {
     version: PLAN_VERSION,
     model: { key: opts.key ?? "model.gguf", size: opts.size ?? header.totalSize, dataOffset, config },

@@ -3,22 +3,18 @@
  * only its tensors, by range, into a WebAssembly.Memory whose maximum is the plan's page budget,
  * keeps per-sequence KV for its layers (LRU over the plan's slots), and answers protocol frames.
  *
- * The forward pass is the engine's own (src/engine): the shard builds a *virtual one-shard view*
- * of the file — its layers renamed blk.0.., the model's vocabulary replaced by its head slice, and
- * one-row placeholders for the tensors it does not hold — and hands it to the engine's
- * `planModel` and `WasmEngine` unchanged. So a shard computes exactly what the single-isolate
- * engine computes for those layers/rows (same kernels, same code, bit for bit), and a speed-up
- * in src/engine reaches the shards without a second copy of the forward pass to maintain.
+ * The forward pass is the engine's own (src/engine): the shard's engine is the single-isolate
+ * engine placing only the shard's part of the model (./shard-part.ts: its layers, or the final
+ * norm and a slice of the head). So a shard computes exactly what the single-isolate engine
+ * computes for those layers/rows (same kernels, same code, bit for bit), and a speed-up in
+ * src/engine reaches the shards without a second copy of the forward pass to maintain.
  */
-import type { KernelChoice } from "../engine/index";
+import { placeEngine, SequenceEvictedError, type KernelChoice, type WasmEngine, type WasmSequence } from "../engine/index";
 import { loadKernels } from "../engine/kernels";
 import { Arena, WASM_PAGE } from "../engine/arena";
-import { planModel } from "../engine/load";
-import { SequenceEvictedError, WasmEngine, WasmSequence } from "../engine/index";
 import { StreamSource } from "../gguf/source";
-import { TensorType, type TensorInfo } from "../gguf/types";
-import type { StableLMConfig } from "../model/config";
-import type { ShardPlan, ShardSpec, TensorRef } from "./plan";
+import type { ShardPlan, ShardSpec } from "./plan";
+import { shardPart } from "./shard-part";
 import { decodeFrame, encodeFrame, type ShardInfo, type ShardReply, type ShardRequest } from "./protocol";
 
 /** Byte ranges of the one GGUF: R2 `get(key, {range})` in a Worker, a file in Node. */
@@ -33,40 +29,6 @@ export class ShardBudgetError extends Error {
 
 /** Tensors closer than this in the file are fetched by one range read (fewer subrequests per load). */
 const MAX_GAP = 1 << 20;
-
-/** The virtual header a shard gives the engine, and which of its tensors come from the file. */
-export function shardView(plan: ShardPlan, spec: ShardSpec): { config: StableLMConfig; tensors: Map<string, TensorInfo>; sources: Map<string, TensorRef> } {
-  const base = plan.model.config;
-  const H = base.hiddenSize;
-  const tensors = new Map<string, TensorInfo>();
-  const sources = new Map<string, TensorRef>();
-  const real = (name: string, r: TensorRef) => {
-    tensors.set(name, { name, type: r.type, dims: r.dims, offset: r.offset, byteLength: r.byteLength, count: r.dims.reduce((a, b) => a * b, 1) });
-    sources.set(name, r);
-  };
-  // Placeholders: never read, never used by the ops this shard answers; F32 so their size is what we say.
-  const placeholder = (name: string, dims: number[], byteLength: number) =>
-    tensors.set(name, { name, type: TensorType.F32, dims, offset: 0, byteLength, count: dims.reduce((a, b) => a * b, 1) });
-
-  if (spec.kind === "layers") {
-    const [first, end] = spec.layers!;
-    for (const r of spec.tensors) {
-      const m = /^blk\.(\d+)\.(.*)$/.exec(r.name);
-      if (!m || Number(m[1]) < first || Number(m[1]) >= end) throw new Error(`shard ${spec.index}: tensor ${r.name} is outside its layers [${first}, ${end})`);
-      real(`blk.${Number(m[1]) - first}.${m[2]}`, r);
-    }
-    placeholder("token_embd.weight", [H, 1], H * 4);
-    placeholder("output_norm.weight", [H], H * 4);
-    placeholder("output.weight", [H, 1], H * 4);
-    return { config: { ...base, numLayers: end - first, vocabSize: 1 }, tensors, sources };
-  }
-  const [r0, r1] = spec.rows!;
-  for (const r of spec.tensors) real(r.name, r);
-  // The embedding placeholder must have the slice's row count (planModel checks the shape) but
-  // only 64 bytes are reserved for it: it is never read.
-  placeholder("token_embd.weight", [H, r1 - r0], 64);
-  return { config: { ...base, numLayers: 0, vocabSize: r1 - r0 }, tensors, sources };
-}
 
 export interface ShardLoadOptions extends KernelChoice {
   /** Called as bytes arrive. */
@@ -97,14 +59,12 @@ export class ShardRuntime {
     const budget = `${spec.maxPages} pages (${((spec.maxPages * WASM_PAGE) / 2 ** 20).toFixed(1)} MiB) from the plan`;
     let engine: WasmEngine;
     let arena: Arena;
-    let placements: ReturnType<typeof planModel>["placements"];
-    const { config, tensors, sources } = shardView(plan, spec);
+    let placements: ReturnType<typeof placeEngine>["placements"];
+    const part = shardPart(plan, spec);
     try {
       const kernels = loadKernels({ memory, modules: opts.modules, module: opts.module, unavailable: opts.unavailable, force: opts.force, warmup: opts.warmup });
       arena = new Arena(memory, kernels.heapBase);
-      const mp = planModel(config, tensors, kernels, arena);
-      placements = mp.placements;
-      engine = new WasmEngine(config, kernels, arena, mp.weights, { contextLength: plan.contextLength, sequences: plan.sequences, prefillChunk: plan.prefillChunk });
+      ({ engine, placements } = placeEngine(plan.model.config, part.tensors, kernels, arena, part.options));
     } catch (e) {
       const msg = (e as Error).message;
       if (e instanceof RangeError && /grow|exceed/i.test(msg)) {
@@ -114,7 +74,7 @@ export class ShardRuntime {
     }
 
     // Real tensors in file order, fetched in runs of nearby tensors; each finalized (repacked) on arrival.
-    const order = [...sources.entries()].sort((a, b) => a[1].offset - b[1].offset);
+    const order = spec.tensors.map((r) => [r.name, r] as const).sort((a, b) => a[1].offset - b[1].offset);
     const total = order.reduce((a, [, r]) => a + r.byteLength, 0);
     let done = 0;
     for (let i = 0; i < order.length; ) {
@@ -177,13 +137,14 @@ export class ShardRuntime {
         const seq = this.sequence(req.seq, req.pos);
         if (!seq) return [{ ok: false, unknown: true, have: this.have(req.seq) }];
         // The payload is this frame's own copy: run in place and send it back.
-        this.engine.forwardLayers(seq, req.pos, input, 0, this.engine.config.numLayers);
+        this.engine.forwardLayers(seq, req.pos, input, ...this.engine.heldLayers);
         return [{ ok: true, n: req.n }, input];
       }
       case "logits": {
         if (this.spec.kind !== "head") throw new Error("logits: this is a layer shard");
         if (input.length !== req.n * H) throw new Error(`logits: ${input.length} values for ${req.n} positions of ${H}`);
-        const rows = this.engine.config.vocabSize;
+        const [r0, r1] = this.spec.rows!;
+        const rows = r1 - r0;
         const out = new Float32Array(req.n * rows);
         for (let i = 0; i < req.n; i++) out.set(this.engine.logitsOf(input.subarray(i * H, (i + 1) * H)), i * rows);
         return [{ ok: true, n: req.n }, out];
@@ -203,7 +164,7 @@ export class ShardRuntime {
 
   private have(id: string): number {
     const s = this.seqs.get(id);
-    return s && !s.evicted ? s.length(0) : 0;
+    return s && !s.evicted ? s.length(this.engine.heldLayers[0]) : 0;
   }
 
   /**
@@ -217,7 +178,7 @@ export class ShardRuntime {
       this.seqs.delete(id);
       s = undefined;
     }
-    if (s && pos <= s.length(0)) {
+    if (s && pos <= s.length(this.engine.heldLayers[0])) {
       this.seqs.delete(id); // re-insert: the map's order is recency
       this.seqs.set(id, s);
       return s;

@@ -50,12 +50,6 @@ export function binaryToBytes(bin: string, out?: Uint8Array, offset = 0): Uint8A
   return dst;
 }
 
-export function bytesToBinary(bytes: Uint8Array): string {
-  let out = "";
-  for (let i = 0; i < bytes.length; i += 8192) out += String.fromCharCode.apply(null, Array.from(bytes.subarray(i, i + 8192)));
-  return out;
-}
-
 /** Lone surrogates → U+FFFD, exactly what TextEncoder (and so every UTF-8 consumer) does. */
 export function wellFormed(s: string): string {
   const f = (s as string & { toWellFormed?: () => string }).toWellFormed;

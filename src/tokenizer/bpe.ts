@@ -19,7 +19,7 @@ export interface MergeTable {
 }
 
 /** Pieces longer than this (in bytes) use the heap; below it the flat scan is faster. */
-export const HEAP_THRESHOLD = 96;
+const HEAP_THRESHOLD = 96;
 
 const NONE = Number.POSITIVE_INFINITY;
 

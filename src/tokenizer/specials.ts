@@ -41,5 +41,3 @@ export const ARCADE_RANK_COUNT = 100256;
 /** The model's embedding rows; ids without a token are padding (docs/model.md, Special tokens). */
 export const ARCADE_VOCAB_SIZE = 100352;
 export const ENDOFTEXT_ID = 100257;
-export const IM_START_ID = 100277;
-export const IM_END_ID = 100278;

@@ -81,7 +81,7 @@ describe.each(BUILDS)("wasm engine (%s kernels) vs reference", (build) => {
     const { model } = await loadReferenceModelFromStream(streamOf(bytes));
     const ref = model.forward(model.newSequence(), tokens, 0, { allLogits: true });
     const e = await engineFromBytes(bytes, build);
-    expect(e.weights.output.kind).toBe("q6r");
+    expect(e.weights.output!.kind).toBe("q6r");
     const ours = e.forward(e.newSequence(), tokens, 0, { allLogits: true });
     const a = agreement(ours, ref);
     report(`${build} small q4_0 + q6_k head`, `top-1 agrees at ${a.agree}/${a.clear} clear positions`);

@@ -182,33 +182,6 @@ describe("attention over an f16 KV cache", () => {
     // amplifies it, hence the scaled tolerance.
     expect(relErr(outs[0], ref)).toBeLessThan(2e-5 * qscale);
   });
-
-  it("causal prefill == one decode call per query with its own n_past", () => {
-    const nh = 4, nkv = 2, hd = 32, nq = 5, pos0 = 3;
-    const total = pos0 + nq;
-    const r = rng(5);
-    const q = randVec(r, nq * nh * hd);
-    const kv = randVec(r, total * nkv * hd);
-    for (const h of both()) {
-      const kc = h.alloc(kv.length * 2), vc = h.alloc(kv.length * 2);
-      h.k.f32_to_f16(h.putF32(kv), kc, kv.length);
-      h.k.f32_to_f16(h.putF32(kv.map((v) => -v)), vc, kv.length);
-      const qp = h.putF32(q);
-      const out = h.alloc(nq * nh * hd * 4);
-      const sc = h.alloc(total * 4);
-      h.k.attention_f16kv_causal(qp, kc, vc, out, nq, pos0, nh, nkv, hd, sc);
-      const one = h.alloc(nh * hd * 4);
-      const kq = Float64Array.from(h.arena.u16(kc, kv.length), halfToF64);
-      const vq = Float64Array.from(h.arena.u16(vc, kv.length), halfToF64);
-      for (let i = 0; i < nq; i++) {
-        h.k.attention_f16kv(qp + i * nh * hd * 4, kc, vc, one, pos0 + i + 1, nh, nkv, hd, sc);
-        const got = h.f32(out + i * nh * hd * 4, nh * hd);
-        expect(bitsEqual(got, h.f32(one, nh * hd))).toBe(true);
-        const ref = attnRef(q.subarray(i * nh * hd), kq, vq, pos0 + i + 1, nh, nkv, hd);
-        expect(relErr(got, ref)).toBeLessThan(2e-5);
-      }
-    }
-  });
 });
 
 describe("elementwise and conversions", () => {

@@ -12,6 +12,8 @@ import { decodeFrame, encodeFrame, FrameReader, type ShardReply } from "../../sr
 import { planShards, type ShardPlan } from "../../src/shard/plan";
 import { fileRanges, loadLocalShards, nodeKernels, type LocalShards } from "../../src/shard/node";
 import { ShardBudgetError, ShardRuntime } from "../../src/shard/runtime";
+import { shardPart } from "../../src/shard/shard-part";
+import { engineLayout } from "../../src/engine/index";
 import { synthGGUF } from "../../weights-tools/fixtures";
 
 const MiB = 2 ** 20;
@@ -65,6 +67,16 @@ describe("shards of tiny (Q4_0) in Node", () => {
       expect(i.allocatedBytes).toBeLessThanOrEqual(i.maxBytes);
       // The estimate is not wildly above what is used either (a plan that wastes budget is a bad plan).
       expect(i.maxBytes - i.allocatedBytes, r.spec.script).toBeLessThan(2 * MiB);
+    }
+  });
+
+  it("each shard allocates exactly the engine's layout of its part for the build it runs, inside the plan's maximum", () => {
+    for (const r of shards.runtimes) {
+      const part = shardPart(plan, r.spec);
+      const { kernels } = r.engine;
+      const layout = engineLayout(plan.model.config, part.tensors, { ...part.options, build: kernels.kind });
+      expect(r.info().allocatedBytes, r.spec.script).toBe(kernels.heapBase + layout.total);
+      expect(kernels.heapBase + engineLayout(plan.model.config, part.tensors, { ...part.options, build: "max" }).total).toBeLessThanOrEqual(r.info().maxBytes);
     }
   });
 

@@ -1,0 +1,36 @@
+/**
+ * Byte sizes of the kernels' memory layouts (docs/kernels.md) as pure
+ * functions, so the engine's memory can be laid out (./layout.ts) without
+ * instantiating wasm — the shard planner never does. They restate
+ * assembly/'s `q8a_bytes`, `q8b_bytes`, `q4r_bytes` and `q6r_bytes`, and are
+ * the only statement of them on the TypeScript side;
+ * test/engine/layout.test.ts checks they agree with every build's exports.
+ */
+import type { BuildKind } from "./kernels";
+
+export const BUILD_KINDS: readonly BuildKind[] = ["relaxed", "simd", "scalar"];
+
+const align16 = (n: number) => Math.ceil(n / 16) * 16;
+
+/** Q8A of an n-vector (n a multiple of 32): f32 scales and i32 sums (each section 16-byte aligned), int8 and permuted int16 values. */
+export function q8aBytes(n: number): number {
+  const nb = n >>> 5;
+  return 2 * align16(4 * nb) + 32 * nb + 64 * nb;
+}
+
+/** Q8B of ntok n-vectors: 4-token groups of 288 B per block; the relaxed build appends 8-token groups of 320 B per block. */
+export function q8bBytes(build: BuildKind, n: number, ntok: number): number {
+  const nb = n >>> 5;
+  const plain = Math.ceil(ntok / 4) * nb * 288;
+  return build === "relaxed" ? plain + Math.ceil(ntok / 8) * nb * 320 : plain;
+}
+
+/** Q4R (repacked Q4_0): 4-row groups (the last zero-padded) of 72 B per 32-column block. */
+export function q4rBytes(rows: number, cols: number): number {
+  return Math.ceil(rows / 4) * (cols >>> 5) * 72;
+}
+
+/** Q6R (4-row interleaved Q6_K): 4-row groups (the last zero-padded) of 840 B per 256-column superblock. */
+export function q6rBytes(rows: number, cols: number): number {
+  return Math.ceil(rows / 4) * (cols >>> 8) * 840;
+}

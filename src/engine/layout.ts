@@ -1,0 +1,213 @@
+/**
+ * The WASM engine's memory, as one pure function of the model: from a config,
+ * the file's tensor entries and the options, where every placed weight, every
+ * work buffer and the KV pool go, and how many bytes each takes. The engine
+ * allocates by it (`placeEngine` in ./index.ts) and the shard planner sizes
+ * shards by it (src/shard/plan.ts), so the two cannot drift apart. It needs no
+ * kernel instance: the kernels' block sizes are ./kernel-sizes.ts.
+ *
+ * Every tensor, shape check and "tensor X is missing" error comes from the
+ * model's tensor table (src/model/tensors.ts); this file adds what the engine
+ * makes of each tensor:
+ *
+ *   Q4_0 matrices  → Q4R (4-row interleave, repacked in place; a last partial group is padded)
+ *   Q6_K matrices  → Q6R (likewise)
+ *   Q8_0/F32/F16/BF16 matrices, and the embedding table of any type: as stored
+ *   1-D tensors (norms, biases) → f32
+ */
+import { layoutOf, typeName } from "../gguf/quant";
+import { TensorType, type TensorInfo } from "../gguf/types";
+import type { StableLMConfig } from "../model/config";
+import { embeddingTensor, findTensor, headTensors, layerTensors, type ModelTensor } from "../model/tensors";
+import type { BuildKind } from "./kernels";
+import { BUILD_KINDS, q4rBytes, q6rBytes, q8aBytes, q8bBytes } from "./kernel-sizes";
+import { kvBytes, type KVLayout } from "./kv-cache";
+
+const DEFAULT_CONTEXT = 4096;
+const DEFAULT_SEQUENCES = 2;
+const DEFAULT_PREFILL_CHUNK = 64;
+/** Every region starts on a cache line. */
+export const ALIGN = 64;
+
+const F32 = 4;
+
+export interface WasmEngineOptions {
+  /** Positions per KV slot; default min(model context, 4096). */
+  contextLength?: number;
+  /** KV slots (live sequences) in the pool; default 2. See kv-cache.ts. */
+  sequences?: number;
+  /** Positions per prefill matrix-matrix step; default 64 (the matmul kernels' own tile). */
+  prefillChunk?: number;
+}
+
+/** The part of the model an engine holds: all of it by default, one shard's share in a shard. */
+export interface PartOptions {
+  /** Transformer layers [first, end) whose weights and KV cache are placed (default: all). */
+  layers?: readonly [number, number];
+  /** Rows of output.weight placed (a head shard's vocabulary slice); 0 places no head (default: the vocabulary). */
+  logitsRows?: number;
+  /** Whether token_embd.weight is placed (default true; shards are handed hidden states instead). */
+  embedding?: boolean;
+}
+
+export interface LayoutOptions extends WasmEngineOptions, PartOptions {
+  /** The kernel build whose sizes apply, or "max": the largest over all builds (the shard planner cannot know which build a shard will run). */
+  build: BuildKind | "max";
+}
+
+/** How the kernels read a matrix. */
+export type MatrixKind = "q4r" | "q8_0" | "q6r" | "f32" | "f16" | "bf16";
+
+const MATRIX_KINDS: Partial<Record<TensorType, MatrixKind>> = {
+  [TensorType.Q4_0]: "q4r",
+  [TensorType.Q8_0]: "q8_0",
+  [TensorType.Q6_K]: "q6r",
+  [TensorType.F32]: "f32",
+  [TensorType.F16]: "f16",
+  [TensorType.BF16]: "bf16",
+};
+
+/** Bytes at `offset` from the start of the layout. */
+export interface Region {
+  offset: number;
+  bytes: number;
+}
+
+/** One tensor's place, with the table's entry and the file's. */
+export interface PlacedTensor extends Region {
+  tensor: ModelTensor;
+  info: TensorInfo;
+  /** Matrices: how the kernels read it (the embedding is read a row at a time by its type instead). */
+  kind?: MatrixKind;
+  /** Repacked in place once its bytes are in (Q4R, Q6R). */
+  repack: boolean;
+}
+
+/** The engine's work buffers (their shapes are stated in wasm-engine.ts). */
+export type BufferName = "X" | "A" | "Q" | "K" | "V" | "ATT" | "O" | "M" | "G" | "U" | "D" | "Q8" | "Q8ROW" | "SCORES" | "XN" | "LOGITS" | "ZEROS";
+
+export interface EngineLayout {
+  contextLength: number;
+  sequences: number;
+  prefillChunk: number;
+  layers: [number, number];
+  logitsRows: number;
+  embedding: boolean;
+  /** Placed tensors by GGUF name (absent optional tensors are not here). */
+  tensors: Map<string, PlacedTensor>;
+  buffers: Record<BufferName, Region>;
+  kv: Region & { layout: KVLayout };
+  /** Bytes of the weights and of the buffers, each region rounded up to ALIGN, and of the KV pool. */
+  weightBytes: number;
+  bufferBytes: number;
+  kvBytes: number;
+  /** weightBytes + bufferBytes + kvBytes: one allocation at an ALIGN boundary holds it all. */
+  total: number;
+}
+
+const align = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
+const isQuantized = (k: MatrixKind | undefined) => k === "q4r" || k === "q8_0" || k === "q6r";
+
+/** Throws, naming the tensor, on a missing tensor, a wrong shape or a type the kernels cannot read. */
+export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string, TensorInfo>, opts: LayoutOptions): EngineLayout {
+  const { hiddenSize: H, intermediateSize: F, numLayers: L, numKVHeads, headDim } = config;
+  const contextLength = opts.contextLength ?? Math.min(config.contextLength, DEFAULT_CONTEXT);
+  if (!Number.isInteger(contextLength) || contextLength < 1 || contextLength > config.contextLength) {
+    throw new RangeError(`contextLength must be an integer in 1..${config.contextLength} (the model's), got ${opts.contextLength}`);
+  }
+  const sequences = opts.sequences ?? DEFAULT_SEQUENCES;
+  if (!Number.isInteger(sequences) || sequences < 1) throw new RangeError(`sequences must be a positive integer, got ${opts.sequences}`);
+  const C = opts.prefillChunk ?? DEFAULT_PREFILL_CHUNK;
+  if (!Number.isInteger(C) || C < 1) throw new RangeError(`prefillChunk must be a positive integer, got ${opts.prefillChunk}`);
+  const [first, end] = opts.layers ?? [0, L];
+  if (!Number.isInteger(first) || !Number.isInteger(end) || first < 0 || end > L || first > end) throw new RangeError(`layers [${first}, ${end}) are outside the model's 0..${L}`);
+  const logitsRows = opts.logitsRows ?? config.vocabSize;
+  if (!Number.isInteger(logitsRows) || logitsRows < 0 || logitsRows > config.vocabSize) throw new RangeError(`logitsRows must be an integer in 0..${config.vocabSize}, got ${opts.logitsRows}`);
+  const embedding = opts.embedding ?? true;
+  if (H % 32 !== 0 || F % 32 !== 0 || headDim % 8 !== 0) throw new Error(`the wasm kernels need hidden and ffn sizes that are multiples of 32 and a head size multiple of 8 (got ${H}, ${F}, ${headDim})`);
+
+  let top = 0;
+  const region = (bytes: number): Region => {
+    const offset = align(top);
+    top = offset + bytes;
+    return { offset, bytes };
+  };
+
+  // ---- weights: the table's tensors for this part (a head slice is output.weight with logitsRows rows)
+  const wanted: ModelTensor[] = [
+    ...(embedding ? [embeddingTensor(config)] : []),
+    ...Array.from({ length: end - first }, (_, i) => layerTensors(config, first + i)).flat(),
+    ...(logitsRows > 0 ? headTensors({ ...config, vocabSize: logitsRows }) : []),
+  ];
+  const placed = new Map<string, PlacedTensor>();
+  for (const t of wanted) {
+    const info = findTensor(tensors, t);
+    if (!info) continue;
+    if (t.kind === "vector") {
+      layoutOf(info.type);
+      placed.set(t.name, { tensor: t, info, repack: false, ...region(t.length * F32) });
+      continue;
+    }
+    const kind = MATRIX_KINDS[info.type];
+    if (!kind) {
+      const names = Object.keys(MATRIX_KINDS).map((x) => typeName(Number(x))).join(", ");
+      throw new Error(`tensor ${t.name}: unsupported tensor type ${typeName(info.type)} (the wasm engine supports ${names})`);
+    }
+    if (isQuantized(kind) && t.cols % 32 !== 0) throw new Error(`tensor ${t.name}: ${t.cols} columns`);
+    if (t.role === "embed") {
+      // Read a row at a time by the dequantize kernels, which want the file layout.
+      if (kind === "q6r" && H % 256 !== 0) throw new Error(`token_embd.weight: Q6_K rows of ${H}`);
+      placed.set(t.name, { tensor: t, info, kind, repack: false, ...region(info.byteLength) });
+      continue;
+    }
+    // Q4R and Q6R have the file's bytes per 4-row group; only a last partial group needs padding.
+    const repacked = kind === "q4r" ? q4rBytes(t.rows, t.cols) : kind === "q6r" ? q6rBytes(t.rows, t.cols) : 0;
+    placed.set(t.name, { tensor: t, info, kind, repack: repacked > 0, ...region(Math.max(repacked, info.byteLength)) });
+  }
+  const weightBytes = align(top);
+
+  // ---- work buffers: C = prefillChunk positions of every activation, one row of the rest
+  const kvDim = numKVHeads * headDim;
+  const maxCols = Math.max(H, F);
+  const overBuilds = (f: (b: BuildKind) => number) => (opts.build === "max" ? Math.max(...BUILD_KINDS.map(f)) : f(opts.build));
+  const buffers: Record<BufferName, Region> = {
+    X: region(C * H * F32),
+    A: region(C * H * F32),
+    Q: region(C * H * F32),
+    K: region(C * kvDim * F32),
+    V: region(C * kvDim * F32),
+    ATT: region(C * H * F32),
+    O: region(C * H * F32),
+    M: region(C * H * F32),
+    G: region(C * F * F32),
+    U: region(C * F * F32),
+    D: region(C * H * F32),
+    Q8: region(overBuilds((b) => Math.max(q8bBytes(b, maxCols, C), q8aBytes(maxCols)))),
+    Q8ROW: region(q8aBytes(maxCols)),
+    SCORES: region(contextLength * F32),
+    XN: region(H * F32),
+    LOGITS: region(logitsRows * F32),
+    ZEROS: region(Math.max(H, headDim) * F32),
+  };
+  const bufferBytes = align(top) - weightBytes;
+
+  // ---- the KV pool, last
+  const kvLayout: KVLayout = { firstLayer: first, numLayers: end - first, numKVHeads, headDim, contextLength, slots: sequences };
+  const kv = { ...region(kvBytes(kvLayout)), layout: kvLayout };
+
+  return {
+    contextLength,
+    sequences,
+    prefillChunk: C,
+    layers: [first, end],
+    logitsRows,
+    embedding,
+    tensors: placed,
+    buffers,
+    kv,
+    weightBytes,
+    bufferBytes,
+    kvBytes: kv.bytes,
+    total: top,
+  };
+}

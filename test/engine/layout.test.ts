@@ -1,0 +1,131 @@
+/**
+ * The engine's memory layout (src/engine/layout.ts) is what the engine allocates: for several
+ * shapes, tensor types, options and every kernel build, a WasmEngine placed over a header takes
+ * exactly the layout's bytes from its arena, and the kernels' size formulas (kernel-sizes.ts)
+ * equal every build's own exports. The shard planner sizes shards by the same layout; its page
+ * maximum covers each build's layout of each shard.
+ */
+import { beforeAll, describe, expect, it } from "vitest";
+import type { GGUFHeader } from "../../src/gguf/reader";
+import { TensorType } from "../../src/gguf/types";
+import { engineLayout, newKernels, placeEngine, type LayoutOptions, type PartOptions, type WasmEngineOptions } from "../../src/engine/index";
+import { q4rBytes, q6rBytes, q8aBytes, q8bBytes } from "../../src/engine/kernel-sizes";
+import type { BuildKind, KernelExports, KernelModules } from "../../src/engine/kernels";
+import { compileKernelModules, enableRelaxedSimd } from "../../src/engine/node";
+import { openGGUF } from "../../src/gguf/node";
+import { configFromGGUF } from "../../src/model/config";
+import { modelTensors } from "../../src/model/tensors";
+import { KERNEL_RESERVE, planShards } from "../../src/shard/plan";
+import { shardPart } from "../../src/shard/shard-part";
+import { synthGGUF } from "../../weights-tools/fixtures";
+import { SHAPES, stablelmHeader, type Shape } from "../shard/headers";
+
+const BUILDS: BuildKind[] = ["relaxed", "simd", "scalar"];
+type Header = Pick<GGUFHeader, "metadata" | "tensorByName">;
+
+let modules: KernelModules;
+beforeAll(() => {
+  enableRelaxedSimd();
+  modules = compileKernelModules().modules;
+  for (const b of BUILDS) if (!modules[b]) throw new Error(`the ${b} build did not compile`);
+});
+
+/** The arena bytes an engine placed over `header` with these options takes, for this build. */
+function allocated(header: Header, build: BuildKind, opts: WasmEngineOptions & PartOptions): { used: number; layoutTotal: number } {
+  const config = configFromGGUF(header.metadata, header.tensorByName);
+  const { kernels, arena } = newKernels({ modules, force: build, warmup: false });
+  expect(kernels.kind).toBe(build);
+  const { layout } = placeEngine(config, header.tensorByName, kernels, arena, opts);
+  return { used: arena.used, layoutTotal: layout.total };
+}
+
+describe("kernel sizes", () => {
+  it("equal every build's q8a_bytes, q8b_bytes, q4r_bytes and q6r_bytes", () => {
+    for (const build of BUILDS) {
+      const e = new WebAssembly.Instance(modules[build]!, { env: { memory: new WebAssembly.Memory({ initial: 16 }) } }).exports as unknown as KernelExports;
+      for (const n of [32, 64, 96, 160, 256, 2048, 5120, 5632, 13824]) {
+        expect(q8aBytes(n), `${build} q8a ${n}`).toBe(e.q8a_bytes(n) >>> 0);
+        for (const ntok of [1, 2, 3, 4, 5, 7, 8, 9, 16, 19, 32, 33, 64]) expect(q8bBytes(build, n, ntok), `${build} q8b ${n} × ${ntok}`).toBe(e.q8b_bytes(n, ntok) >>> 0);
+        for (const rows of [1, 3, 4, 5, 510, 2048, 100352]) {
+          expect(q4rBytes(rows, n), `${build} q4r ${rows} × ${n}`).toBe(e.q4r_bytes(rows, n) >>> 0);
+          if (n % 256 === 0) expect(q6rBytes(rows, n), `${build} q6r ${rows} × ${n}`).toBe(e.q6r_bytes(rows, n) >>> 0);
+        }
+      }
+    }
+  });
+});
+
+describe("the layout's total is what a placed engine allocates", () => {
+  const shape = (s: Shape) => async (): Promise<Header> => stablelmHeader(s);
+  const cases: [string, () => Promise<Header>, WasmEngineOptions & PartOptions][] = [
+    ["tiny Q4_0, defaults", shape(SHAPES.tiny), {}],
+    ["tiny Q8_0, context 100, 3 sequences, chunk 5", shape({ ...SHAPES.tiny, type: TensorType.Q8_0 }), { contextLength: 100, sequences: 3, prefillChunk: 5 }],
+    ["tiny F16, chunk 1", shape({ ...SHAPES.tiny, type: TensorType.F16 }), { prefillChunk: 1 }],
+    ["510-row vocabulary, hidden 256, Q4_0 + Q6_K head (padded 4-row groups)", shape({ vocab: 510, hidden: 256, ffn: 512, layers: 2, heads: 4, type: TensorType.Q4_0, outputType: TensorType.Q6_K }), { contextLength: 64 }],
+    ["full2l Q4_0 + Q6_K head, context 256, 1 sequence, chunk 32", shape({ ...SHAPES.full2l, outputType: TensorType.Q6_K }), { contextLength: 256, sequences: 1, prefillChunk: 32 }],
+    ["full2l Q4_0, layer 1 only (a layer shard)", shape(SHAPES.full2l), { contextLength: 256, sequences: 2, prefillChunk: 32, layers: [1, 2], logitsRows: 0, embedding: false }],
+    ["full2l Q4_0, 50176 head rows only (a head shard)", async () => headSlice(stablelmHeader(SHAPES.full2l), 50176), { contextLength: 256, layers: [0, 0], logitsRows: 50176, embedding: false }],
+    ["1.6B Q4_0, context 64, 1 sequence", shape(SHAPES["1_6b"]), { contextLength: 64, sequences: 1 }],
+    ["tiny-parallel F16 file (GQA, qk-norm, parallel residual, no biases)", async () => headerOf(await synthGGUF("tiny-parallel", "f16")), { contextLength: 128 }],
+  ];
+  for (const [name, header, opts] of cases) {
+    it(name, async () => {
+      const h = await header();
+      const config = configFromGGUF(h.metadata, h.tensorByName);
+      const totals = BUILDS.map((build) => {
+        const { used, layoutTotal } = allocated(h, build, opts);
+        expect(used, build).toBe(layoutTotal);
+        expect(engineLayout(config, h.tensorByName, { ...opts, build }).total, build).toBe(used);
+        return used;
+      });
+      // The planner's "max" is the largest build's (relaxed: its Q8B has a second panel).
+      expect(engineLayout(config, h.tensorByName, { ...opts, build: "max" }).total).toBe(Math.max(...totals));
+      expect(totals[0]).toBeGreaterThanOrEqual(totals[1]);
+    });
+  }
+
+  it("a whole-model layout places every tensor of the file, and nothing else", () => {
+    const h = stablelmHeader(SHAPES.tiny);
+    const config = configFromGGUF(h.metadata, h.tensorByName);
+    const layout = engineLayout(config, h.tensorByName, { build: "simd" });
+    expect([...layout.tensors.keys()].sort()).toEqual(h.tensors.map((t) => t.name).sort());
+    expect(modelTensors(config).map((t) => t.name).sort()).toEqual(h.tensors.map((t) => t.name).sort());
+  });
+});
+
+describe("shard plans cover the engine's layout of every shard, for every build", () => {
+  const plans: [string, Shape, number, number, number][] = [
+    ["tiny, 19 MiB", SHAPES.tiny, 19, 256, 2],
+    ["full2l, 80 MiB, context 256", SHAPES.full2l, 80, 256, 1],
+    ["1.6B, 120 MiB, context 2048", SHAPES["1_6b"], 120, 2048, 1],
+    ["1.6B with a Q6_K head, 120 MiB, context 512", { ...SHAPES["1_6b"], outputType: TensorType.Q6_K }, 120, 512, 1],
+  ];
+  for (const [name, s, budgetMb, contextLength, sequences] of plans) {
+    it(name, () => {
+      const plan = planShards(stablelmHeader(s), { budgetBytes: budgetMb * 2 ** 20, contextLength, sequences });
+      for (const build of BUILDS) {
+        const { kernels } = newKernels({ modules, force: build, warmup: false });
+        expect(kernels.heapBase, build).toBeLessThanOrEqual(KERNEL_RESERVE);
+        for (const spec of plan.shards) {
+          const part = shardPart(plan, spec);
+          const layout = engineLayout(plan.model.config, part.tensors, { ...part.options, build } satisfies LayoutOptions);
+          expect(kernels.heapBase + layout.total, `${spec.script} (${build})`).toBeLessThanOrEqual(spec.maxPages * 65536);
+        }
+      }
+    });
+  }
+});
+
+function headerOf(path: string): Promise<Header> {
+  return openGGUF(path).then(async (f) => {
+    await f.close();
+    return f;
+  });
+}
+
+/** A header whose output.weight is rows [0, rows) of the original (what a head shard's engine sees). */
+function headSlice(h: ReturnType<typeof stablelmHeader>, rows: number): Header {
+  const out = h.tensorByName.get("output.weight")!;
+  const slice = { ...out, dims: [out.dims[0], rows], byteLength: (out.byteLength / out.dims[1]) * rows, count: out.dims[0] * rows };
+  return { metadata: h.metadata, tensorByName: new Map(h.tensorByName).set("output.weight", slice) };
+}
