@@ -86,8 +86,10 @@ export function scan(logits: Float32Array, len: number, temperature: number): bo
  */
 export function collectNearTop(): boolean {
   const { vals, n, max, temperature } = scale;
+  // Start from the deepest depth that a sample of every 32nd logit says will fit.
   let d = 0;
-  let floor = max - (DEPTHS[0] + 1e-6) * temperature;
+  while (d < DEPTHS.length - 1 && countAboveStrided(vals, n, 32, max - (DEPTHS[d] + 1e-6) * temperature) * 32 > CAP / 2) d++;
+  let floor = max - (DEPTHS[d] + 1e-6) * temperature;
   let k = 0;
   for (let from = 0; ; ) {
     const stop = collectAbove(vals, from, n, floor, k, CAP, scale.nearTop, minMax);
@@ -149,18 +151,28 @@ export function placeExactly(i: number, w: number): number {
 
 /** out[0] = max, out[1] = min of x[0..len); out[2] = 1 for a NaN. */
 function extremes(x: Float32Array, len: number, out: Float64Array): void {
-  let top = -Infinity;
-  let low = Infinity;
-  let nan = 0;
-  for (let i = 0; i < len; i++) {
+  let top = x[0];
+  let low = top;
+  let nan = top !== top ? 1 : 0;
+  // Two comparisons for most logits, not three: a new max is not a new min, and NaN fails both.
+  for (let i = 1; i < len; i++) {
     const v = x[i];
     if (v > top) top = v;
-    if (v < low) low = v;
-    if (v !== v) nan = 1;
+    else if (!(v >= low)) {
+      if (v !== v) nan = 1;
+      else low = v;
+    }
   }
   out[0] = top;
   out[1] = low;
   out[2] = nan;
+}
+
+/** How many of x[0], x[stride], x[2·stride], … are above `floor`. */
+function countAboveStrided(x: Float32Array, len: number, stride: number, floor: number): number {
+  let k = 0;
+  for (let i = 0; i < len; i += stride) if (x[i] > floor) k++;
+  return k;
 }
 
 /**
