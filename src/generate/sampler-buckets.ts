@@ -16,8 +16,8 @@
  * exponentials), but both lie within ~1e-11 of the true sums, relative to the
  * total. A decision is taken only when the threshold clears every value the
  * sums could have by `TOL` (1e-9) of the total; the exact path then decides
- * alike. Otherwise this returns -1 and the caller runs the exact path (about one
- * draw in 10^4 on flat logits).
+ * alike. Otherwise this returns -1 and the caller runs the exact path (two or three
+ * draws in 10^4 on flat logits).
  *
  * Peaked logits get a cheaper first try: only the few thousand tokens at most
  * within 12–24 of the top log-weight (sampler-scale.ts collects them) are

@@ -48,7 +48,7 @@ export const scale = {
    * which Math.exp may be off: outside it a weight is strictly inside its bucket.
    */
   guard: 0,
-  /** The positions `collectNearTop` collected, how many (-1: too many), and the depth. */
+  /** The positions `collectNearTop` collected, how many, and their depth. */
   nearTop: new Int32Array(CAP),
   nearTopCount: 0,
   depth: 0,
@@ -61,7 +61,7 @@ export const boundBelow = new Float64Array(NB + 1);
 /** exp at each bucket's middle: a token's weight is this times exp of its offset from the middle. */
 export const middle = new Float64Array(NB);
 
-const minMax = new Float64Array(4);
+const minMax = new Float64Array(3);
 
 /**
  * Finds the max and min of `logits[0..len)`. False when the exact path must decide: a NaN, or
