@@ -64,10 +64,11 @@ export function argmax(logits: ArrayLike<number>): number {
  * place for the call and restored before it returns.
  */
 export function sample(logits: Float32Array, opts: SamplingOptions, random: () => number, context: readonly number[] = [], generated: readonly number[] = []): number {
+  // The draw first: no caller code runs while the logits hold the penalised values.
+  const r = opts.temperature === 0 ? 0 : random();
   const restore = penalise(logits, opts, context, generated);
   try {
-    if (opts.temperature === 0) return argmax(logits);
-    return draw(logits, opts, random());
+    return opts.temperature === 0 ? argmax(logits) : draw(logits, opts, r);
   } finally {
     restore();
   }
