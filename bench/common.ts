@@ -32,6 +32,10 @@ export interface EngineResult {
   load_s: number;
   prefill_tok_s: number;
   decode_tok_s: number;
+  /** The same decode again, sampling with temperature 0.7, top_p 0.95 (the model card's settings) instead of argmax. */
+  decode_sampled_tok_s?: number;
+  /** How the sampled decode sampled. */
+  sampled_detail?: string;
   peak_rss_mb: number;
   baseline_rss_mb: number;
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_SAMPLING, applyPenalties, argmax, sample, seededRandom, warpedDistribution, type SamplingOptions } from "../../src/generate/sampler";
+import { DEFAULT_SAMPLING, applyPenalties, argmax, sample, seededRandom, type SamplingOptions } from "../../src/generate/sampler";
+import { warpedDistribution } from "./reference-sampler";
 
 /** HF's warpers written the obvious way: full sort, then each cut in turn. */
 function naive(logits: Float32Array, o: SamplingOptions): Map<number, number> {
