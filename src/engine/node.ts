@@ -33,21 +33,19 @@ export interface CompiledKernels {
   unavailable: Partial<Record<BuildKind, string>>;
 }
 
-const FILES: Record<BuildKind, string> = {
-  relaxed: "kernels-relaxed.wasm",
-  simd: "kernels-simd.wasm",
-  scalar: "kernels-scalar.wasm",
-};
+const KINDS: BuildKind[] = ["relaxed", "simd", "scalar"];
 
-export function compileKernelModules(dir = DEFAULT_BUILD_DIR): CompiledKernels {
+/** The builds in `dir`; `shared`: the shared-memory ones (kernels-*-shared.wasm), for more than one thread. */
+export function compileKernelModules(dir = DEFAULT_BUILD_DIR, shared = false): CompiledKernels {
   const modules: KernelModules = {};
   const unavailable: Partial<Record<BuildKind, string>> = {};
-  for (const kind of Object.keys(FILES) as BuildKind[]) {
+  for (const kind of KINDS) {
+    const file = `kernels-${kind}${shared ? "-shared" : ""}.wasm`;
     let bytes: ReturnType<typeof readFileSync>;
     try {
-      bytes = readFileSync(join(dir, FILES[kind]));
+      bytes = readFileSync(join(dir, file));
     } catch (e) {
-      unavailable[kind] = `cannot read ${FILES[kind]} (run npm run build): ${(e as Error).message}`;
+      unavailable[kind] = `cannot read ${file} (run npm run build): ${(e as Error).message}`;
       continue;
     }
     try {
@@ -60,10 +58,11 @@ export function compileKernelModules(dir = DEFAULT_BUILD_DIR): CompiledKernels {
   return { modules, unavailable };
 }
 
+/** A shared memory gets the shared-memory builds. */
 export function loadKernelsNode(
   opts: Omit<LoadKernelsOptions, "modules" | "unavailable"> & { dir?: string },
 ): Kernels {
-  const { modules, unavailable } = compileKernelModules(opts.dir);
+  const { modules, unavailable } = compileKernelModules(opts.dir, opts.memory.buffer instanceof SharedArrayBuffer);
   return loadKernels({ ...opts, modules, unavailable });
 }
 
