@@ -183,28 +183,25 @@ export async function loadWasmEngine(path: string, opts: FileLoadOptions = {}): 
 // Each thread instantiates the engine's kernel build over the shared memory,
 // points its scratch at its own region, says it is ready, and runs the job
 // loop until the pool stops it. Plain JavaScript evaluated by Node, so that it
-// needs no TypeScript loader in the thread; a dynamic import, because the
-// code is a CommonJS or an ES module depending on the process's flags.
+// needs no TypeScript loader in the thread; a dynamic import works whether
+// Node evaluates it as CommonJS or as an ES module (NODE_OPTIONS may say).
 const THREAD_MAIN = `
 import("node:worker_threads").then(({ parentPort, workerData: d }) => {
   const { exports } = new WebAssembly.Instance(d.module, { env: { memory: d.memory } });
   exports.set_scratch(d.scratch);
   parentPort.postMessage("ready");
-  (${threadLoopSource()})(exports, d.memory, d.control, d.index, d.threads, d.gen);
+  (${threadLoopSource()})(exports, d.memory, d.control, d.index, d.threads, d.gen, d.tile);
 });
 `;
 
 /** Starts the engine's extra threads and resolves with their pool once all are ready. */
 async function startThreads(engine: WasmEngine): Promise<ThreadPool> {
-  const { count, control, scratch } = engine.threadMemory;
+  const { count, control, scratch, tiles } = engine.threadMemory;
   const { module, memory } = engine.kernels;
   const workers = Array.from({ length: count - 1 }, (_, j) => {
-    const workerData = { module, memory, control, index: j + 1, threads: count, scratch: scratch[j], gen: generation(memory, control) };
+    const workerData = { module, memory, control, index: j + 1, threads: count, scratch: scratch[j], tile: tiles[j + 1], gen: generation(memory, control) };
     // No execArgv: the thread needs none of the process's loaders (tsx) or flags; V8's flags are process-wide anyway.
-    const worker = new Worker(THREAD_MAIN, { eval: true, execArgv: [], name: `edgelm engine thread ${j + 1}`, workerData });
-    // A pool nobody closed must not keep the process alive.
-    worker.unref();
-    return worker;
+    return new Worker(THREAD_MAIN, { eval: true, execArgv: [], name: `edgelm engine thread ${j + 1}`, workerData });
   });
   try {
     await Promise.all(
@@ -221,8 +218,11 @@ async function startThreads(engine: WasmEngine): Promise<ThreadPool> {
     await Promise.allSettled(workers.map((w) => w.terminate()));
     throw e;
   }
-  const pool = new ThreadPool(memory, control, engine.kernels.exports, workers.map((w) => ({ terminate: () => w.terminate() })));
+  const handles = workers.map((w) => ({ terminate: () => w.terminate() }));
+  const pool = new ThreadPool({ memory, control, exports: engine.kernels.exports, tile: tiles[0], handles });
   workers.forEach((w, j) => {
+    // Referenced until ready (the load awaits them); from now on a pool nobody closed must not keep the process alive.
+    w.unref();
     w.removeAllListeners();
     w.on("error", (e) => pool.lost(j + 1, `failed: ${e.message}`));
     w.on("exit", (code) => pool.lost(j + 1, `exited (code ${code})`));

@@ -5,31 +5,41 @@
  * worker_threads). workerd has no threads, so the Worker never builds a pool.
  *
  * Each extra thread has its own instance of the kernel module over the one
- * shared memory and runs lists of kernel calls that the main thread writes
- * into a control block in that memory (./row-split.ts decides the calls).
- * Why not postMessage: a decode step runs ~100 split products of a few
- * hundred µs each; a message costs tens of µs and an event-loop turn on both
- * sides (and the main thread's loop is blocked inside forward() anyway).
- * Handing a job over through a few words of shared memory costs about a
- * microsecond while the thread spins, and one futex wake once it sleeps.
+ * shared memory. A job is a list of chunks — each a few kernel calls that
+ * compute some rows of a product (./row-split.ts) — that the main thread
+ * writes into a control block in that memory; every thread, the main one
+ * included, claims chunks one at a time until none is left, and the job is
+ * over when every chunk is done. Claiming (not a fixed share per thread)
+ * keeps a job from waiting on a thread the OS has not scheduled: on a busy
+ * machine the others take its chunks, so N threads never do much worse than
+ * one.
  *
- * Control block (Int32 words from `control`):
- *   GEN          job generation: the main thread bumps it and notifies to start a job
- *                (alone on its cache line: every idle thread spins on it)
- *   PENDING      threads still working on the job; the one that brings it to 0 notifies
- *   FAILED       0, or 1 + the index of the first thread whose calls threw
- *   STOP         nonzero: the threads return from their loop
- *   MSG_LEN, MSG that thread's error message (UTF-8, up to MSG_BYTES)
- *   slot i       thread i's words at SLOTS + i·SLOT_WORDS: the last generation it finished
- *                (names the late ones on a timeout), its call count, then CALL_WORDS words
- *                per call (an index into OPS and the arguments); the main thread's slot is unused
+ * Why not postMessage: a decode step runs ~100 products of a few hundred µs
+ * each; a message costs tens of µs and an event-loop turn on both sides (and
+ * the main thread's loop is blocked inside forward() anyway). A handover
+ * through a few words of shared memory costs a few µs while the threads spin,
+ * and a futex wake once they sleep.
+ *
+ * Control block (Int32 words from `control`; the first four each alone on a cache line):
+ *   GEN        bumped (and notified) by the main thread when a job starts: wakes the threads
+ *   CLAIM      total << 16 | next: the job's chunk count and the next unclaimed chunk. A
+ *              successful compare-exchange from (total, i), i < total, to (total, i + 1) hands
+ *              out chunk i of the job in progress, whoever does it and whenever it read the
+ *              word: the chunks are rewritten only after all of them are done
+ *   DONE       chunks finished; the thread that finishes the last one notifies
+ *   FAILED     0, or 1 + the index of the first thread whose calls threw
+ *   STOP       nonzero: the threads return from their loop
+ *   HOOK       the test hook: the index of the thread to fail at its next job, until it has
+ *   MSG_LEN, MSG  the failing thread's error message (UTF-8, up to MSG_BYTES)
+ *   CHUNKS     per chunk its first call and call count
+ *   CALLS      per call an index into OPS and up to 7 arguments (TILE: the running thread's tile)
+ *   BUSY + i   1 while thread i runs a chunk (names the late ones on a timeout)
  */
 import type { KernelExports } from "./kernels";
 
-/** What a thread can be asked to run: a row-block copy, the test hook's failure, or a kernel export. */
+/** What a thread can be asked to run: a row-block copy or a kernel export. */
 export const OPS = [
   "copy",
-  "fail",
   "matvec_q4r_q8a",
   "matmul_q4r_q8b",
   "matvec_q8_0_q8a",
@@ -42,96 +52,128 @@ export const OPS = [
 export type Op = (typeof OPS)[number];
 
 /**
- * One call. Arguments are u32 (pointers, counts). `copy` moves `count` rows of
- * `bytes` from src (rows srcStride apart) to dst (rows dstStride apart): args
- * [src, dst, bytes, count, srcStride, dstStride].
+ * One call. Arguments are u32 (pointers, counts); TILE stands for the tile of
+ * the thread that runs it. `copy` moves `count` rows of `bytes` from src
+ * (rows srcStride apart) to dst (rows dstStride apart): args [src, dst,
+ * bytes, count, srcStride, dstStride].
  */
 export interface Call {
   op: Op;
   args: number[];
 }
 
+/** Calls run together by whichever thread claims them. */
+export type Chunk = Call[];
+
+/** An argument meaning "this thread's tile" (no tile can end at 4 GiB − 1). */
+export const TILE = 0xffffffff;
+
 const GEN = 0;
-const PENDING = 16;
-const FAILED = 17;
-const STOP = 18;
-const MSG_LEN = 19;
-const MSG = 32;
+const CLAIM = 16;
+const DONE = 32;
+const FAILED = 48;
+const STOP = 49;
+const HOOK = 50;
+const MSG_LEN = 51;
+const MSG = 64;
 const MSG_BYTES = 1024;
-const SLOTS = MSG + MSG_BYTES / 4;
+/** Per job; more chunks run as several jobs. 16 bits each in CLAIM. */
+const MAX_CHUNKS = 1024;
+/** A chunk is one or two calls (./row-split.ts). */
+const MAX_CALLS = 2 * MAX_CHUNKS;
 const CALL_WORDS = 8;
-/** Calls per thread per job; longer lists run as several jobs. */
-const MAX_CALLS = 256;
-/** done, count, calls; a multiple of 16 words so that each slot starts a cache line. */
-const SLOT_WORDS = Math.ceil((2 + MAX_CALLS * CALL_WORDS) / 16) * 16;
+const CHUNKS = MSG + MSG_BYTES / 4;
+const CALLS = CHUNKS + 2 * MAX_CHUNKS;
+const BUSY = CALLS + MAX_CALLS * CALL_WORDS;
+
+/** Bytes of the control block for `threads` threads. */
+export function controlBytes(threads: number): number {
+  return (BUSY + threads) * 4;
+}
 
 /** The current job generation (a thread started now waits for the next). */
 export function generation(memory: WebAssembly.Memory, control: number): number {
   return Atomics.load(new Int32Array(memory.buffer, control, 1), GEN);
 }
 
-/** Bytes of the control block for `threads` threads. */
-export function controlBytes(threads: number): number {
-  return (SLOTS + threads * SLOT_WORDS) * 4;
-}
-
 /**
- * How long an idle thread spins before it sleeps, and how long the main
- * thread spins on the others before it does: the gaps between the products
- * of one step (norms, attention) are mostly shorter than this, so the handover
- * stays a memory write; between steps and requests they sleep.
+ * How long an idle thread spins for the next job before it sleeps, and the
+ * main thread for the last chunks: the short gaps inside a step (a norm, a
+ * quantize) stay a memory write; after longer ones (attention, between
+ * tokens) a futex wake costs ~20 µs on the shared 2-core VM. Spinning longer
+ * gained nothing measurable there when the machine was quiet, and on a busy
+ * machine a spinner takes the time of the thread it waits for.
  */
-const SPIN_MS = 1;
+const SPIN_MS = 0.1;
 /** A job far longer than any product means a thread is gone. */
 const DEFAULT_TIMEOUT_MS = 60_000;
 
 /**
- * JavaScript source of `(exports, memory, control, index, threads, gen) => void`:
- * the loop an extra thread runs until STOP. `gen` is the generation when the
- * thread was started (the main thread may start a job before the thread
- * reaches its loop, so the thread must not read its starting point later). A string, not a function, because the
- * thread runs it without our TypeScript loader (Node evaluates the worker's
- * code as plain JavaScript); the constants above are spliced in.
+ * JavaScript source of `(exports, memory, control, index, threads, gen0, tile) => void`:
+ * the loop an extra thread runs until STOP. `gen0` is the generation when the
+ * thread was started: the main thread may start a job before the thread
+ * reaches its loop, so the thread must not read its starting point later. A
+ * string, not a function, because the thread runs it without our TypeScript
+ * loader (Node evaluates the worker's code as plain JavaScript); the
+ * constants above are spliced in.
  */
 export function threadLoopSource(): string {
-  return `(k, memory, control, index, threads, gen0) => {
+  return `(k, memory, control, index, threads, gen0, tile) => {
   const ops = ${JSON.stringify(OPS)};
-  const w = new Int32Array(memory.buffer, control, ${SLOTS} + threads * ${SLOT_WORDS});
-  const slot = ${SLOTS} + index * ${SLOT_WORDS};
+  const w = new Int32Array(memory.buffer, control, ${BUSY} + threads);
+  const fail = (e) => {
+    if (Atomics.compareExchange(w, ${FAILED}, 0, index + 1) !== 0) return;
+    const text = new TextEncoder().encode(String(e)).subarray(0, ${MSG_BYTES});
+    new Uint8Array(memory.buffer, control + ${MSG * 4}, ${MSG_BYTES}).set(text);
+    Atomics.store(w, ${MSG_LEN}, text.length);
+  };
+  const run = (chunk) => {
+    const u8 = new Uint8Array(memory.buffer);
+    for (let j = 0, first = w[${CHUNKS} + 2 * chunk], n = w[${CHUNKS} + 2 * chunk + 1]; j < n; j++) {
+      const p = ${CALLS} + (first + j) * ${CALL_WORDS};
+      const a = [];
+      for (let i = 1; i < ${CALL_WORDS}; i++) a.push(w[p + i] === -1 ? tile : w[p + i] >>> 0);
+      const op = ops[w[p]];
+      if (op === "copy") for (let r = 0; r < a[3]; r++) u8.copyWithin(a[1] + r * a[5], a[0] + r * a[4], a[0] + r * a[4] + a[2]);
+      else k[op](a[0], a[1], a[2], a[3], a[4], a[5]);
+    }
+  };
   let seen = gen0;
+  // Spin for the next job only after one this thread took part in: one it came too late for
+  // means it does not have a core of its own, and spinning would take the time of those that work.
+  let claimed = 0;
   for (;;) {
-    let gen = Atomics.load(w, ${GEN});
-    if (gen === seen) {
-      const t0 = performance.now();
-      for (let n = 1; (gen = Atomics.load(w, ${GEN})) === seen; n++) {
-        if ((n & 255) === 0 && performance.now() - t0 > ${SPIN_MS}) Atomics.wait(w, ${GEN}, seen);
+    let gen;
+    for (let n = 1, t0 = performance.now(); (gen = Atomics.load(w, ${GEN})) === seen; n++) {
+      if (claimed === 0) {
+        Atomics.wait(w, ${GEN}, seen);
+        continue;
       }
+      if ((n & 255) === 0 && performance.now() - t0 > ${SPIN_MS}) claimed = 0;
     }
     seen = gen;
     if (Atomics.load(w, ${STOP}) !== 0) return;
-    try {
-      const u8 = new Uint8Array(memory.buffer);
-      for (let j = 0, n = w[slot + 1]; j < n; j++) {
-        const p = slot + 2 + j * ${CALL_WORDS};
-        const op = ops[w[p]];
-        if (op === "copy") {
-          const src = w[p + 1] >>> 0, dst = w[p + 2] >>> 0, bytes = w[p + 3] >>> 0, count = w[p + 4] >>> 0, ss = w[p + 5] >>> 0, ds = w[p + 6] >>> 0;
-          for (let r = 0; r < count; r++) u8.copyWithin(dst + r * ds, src + r * ss, src + r * ss + bytes);
-        } else if (op === "fail") {
-          throw new Error("failing on purpose (test hook)");
-        } else {
-          k[op](w[p + 1], w[p + 2], w[p + 3], w[p + 4], w[p + 5], w[p + 6]);
-        }
-      }
-    } catch (e) {
-      if (Atomics.compareExchange(w, ${FAILED}, 0, index + 1) === 0) {
-        const text = new TextEncoder().encode(String(e)).subarray(0, ${MSG_BYTES});
-        new Uint8Array(memory.buffer, control + ${MSG * 4}, ${MSG_BYTES}).set(text);
-        Atomics.store(w, ${MSG_LEN}, text.length);
-      }
+    if (Atomics.load(w, ${HOOK}) === index) {
+      fail(new Error("failing on purpose (test hook)"));
+      Atomics.store(w, ${HOOK}, 0);
+      Atomics.notify(w, ${DONE});
+      continue;
     }
-    Atomics.store(w, slot, gen);
-    if (Atomics.sub(w, ${PENDING}, 1) === 1) Atomics.notify(w, ${PENDING});
+    claimed = 0;
+    for (;;) {
+      const c = Atomics.load(w, ${CLAIM});
+      if ((c & 0xffff) >= c >>> 16) break;
+      if (Atomics.compareExchange(w, ${CLAIM}, c, c + 1) !== c) continue;
+      claimed++;
+      Atomics.store(w, ${BUSY} + index, 1);
+      try {
+        run(c & 0xffff);
+      } catch (e) {
+        fail(e);
+      }
+      Atomics.store(w, ${BUSY} + index, 0);
+      if (Atomics.add(w, ${DONE}, 1) + 1 === c >>> 16) Atomics.notify(w, ${DONE});
+    }
   }
 }`;
 }
@@ -147,37 +189,44 @@ export interface ThreadHandle {
 }
 
 export interface ThreadPoolOptions {
+  memory: WebAssembly.Memory;
+  /** The control block (controlBytes(handles.length + 1) bytes, zeroed). */
+  control: number;
+  /** The main thread's kernels, and its tile. */
+  exports: KernelExports;
+  tile: number;
+  /** Thread i is handles[i − 1], already running threadLoopSource over `memory` with this control block. */
+  handles: ThreadHandle[];
   /** Give up on a job after this long (default 60 s). */
   timeoutMs?: number;
 }
 
 /**
- * Runs per-thread call lists: list 0 on the calling (main) thread, list i on
- * thread i, and returns when all are done. The first failure of a thread —
- * its calls threw, it exited, it did not finish in time — closes the pool:
- * `run` throws a ThreadError naming the thread and `usable` turns false, so
- * the engine carries on with one thread.
+ * Runs jobs of chunks on the main thread and the others, and returns when
+ * all chunks are done. The first failure of a thread — its calls threw, it
+ * exited, it did not finish in time — closes the pool: `run` throws a
+ * ThreadError naming the thread and `usable` turns false, so the engine
+ * carries on with one thread.
  */
 export class ThreadPool {
   /** Threads including the main one. */
   readonly size: number;
-  private readonly words: Int32Array;
+  private readonly memory: WebAssembly.Memory;
+  private readonly control: number;
+  private readonly exports: KernelExports;
+  private readonly tile: number;
+  private readonly handles: ThreadHandle[];
   private readonly timeoutMs: number;
+  private readonly words: Int32Array;
   private why: string | undefined;
   private failOn = 0;
   private stopping: Promise<unknown> | undefined;
 
-  /** `handles[i − 1]` is thread i, already running threadLoopSource over `memory` with this control block. */
-  constructor(
-    private readonly memory: WebAssembly.Memory,
-    private readonly control: number,
-    private readonly exports: KernelExports,
-    private readonly handles: ThreadHandle[],
-    opts: ThreadPoolOptions = {},
-  ) {
-    this.size = handles.length + 1;
-    this.words = new Int32Array(memory.buffer, control, controlBytes(this.size) / 4);
+  constructor(opts: ThreadPoolOptions) {
+    ({ memory: this.memory, control: this.control, exports: this.exports, tile: this.tile, handles: this.handles } = opts);
+    this.size = opts.handles.length + 1;
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.words = new Int32Array(this.memory.buffer, this.control, controlBytes(this.size) / 4);
   }
 
   get usable(): boolean {
@@ -189,7 +238,7 @@ export class ThreadPool {
     return this.why;
   }
 
-  /** Test hook: thread `thread` (1..size−1) throws on its next job, as if one of its kernel calls had. */
+  /** Test hook: thread `thread` (1..size−1) fails at its next job, as if one of its kernel calls had thrown. */
   failNext(thread: number): void {
     if (!Number.isInteger(thread) || thread < 1 || thread >= this.size) throw new RangeError(`failNext: thread must be in 1..${this.size - 1}, got ${thread}`);
     this.failOn = thread;
@@ -200,16 +249,17 @@ export class ThreadPool {
     if (this.why === undefined) this.fail(`engine thread ${thread} ${why}`);
   }
 
-  /** `lists[i]` runs on thread i (0: here). Lists longer than a control block holds run as several jobs. */
-  run(lists: Call[][]): void {
-    if (lists.length !== this.size) throw new RangeError(`run: ${lists.length} lists for ${this.size} threads`);
+  /** Runs the chunks (in as many jobs as the control block needs) and returns when all are done. */
+  run(chunks: readonly Chunk[]): void {
     if (this.why !== undefined) throw new ThreadError(this.why);
-    if (this.failOn) {
-      lists = lists.map((l, i) => (i === this.failOn ? [{ op: "fail" as const, args: [] }, ...l] : l));
-      this.failOn = 0;
+    let from = 0;
+    while (from < chunks.length) {
+      let to = from;
+      for (let calls = 0; to < chunks.length && to - from < MAX_CHUNKS && calls + chunks[to].length <= MAX_CALLS; to++) calls += chunks[to].length;
+      if (to === from) throw new RangeError(`a chunk of ${chunks[from].length} calls (at most ${MAX_CALLS})`);
+      this.job(chunks.slice(from, to));
+      from = to;
     }
-    const longest = Math.max(...lists.map((l) => l.length));
-    for (let from = 0; from < longest; from += MAX_CALLS) this.job(lists.map((l) => l.slice(from, from + MAX_CALLS)));
   }
 
   /** Stops the threads; resolves when they have ended. The pool is unusable afterwards. */
@@ -218,47 +268,61 @@ export class ThreadPool {
     return this.stopping!.then(() => {});
   }
 
-  private job(lists: Call[][]): void {
+  private job(chunks: readonly Chunk[]): void {
     const w = this.words;
-    for (let i = 1; i < this.size; i++) {
-      const slot = SLOTS + i * SLOT_WORDS;
-      w[slot + 1] = lists[i].length;
-      lists[i].forEach((call, j) => {
-        const p = slot + 2 + j * CALL_WORDS;
-        w[p] = OPS.indexOf(call.op);
-        for (let a = 0; a < call.args.length; a++) w[p + 1 + a] = call.args[a];
-      });
-    }
-    Atomics.store(w, PENDING, this.size - 1);
-    const gen = (Atomics.load(w, GEN) + 1) | 0;
-    Atomics.store(w, GEN, gen);
+    let call = 0;
+    chunks.forEach((chunk, i) => {
+      w[CHUNKS + 2 * i] = call;
+      w[CHUNKS + 2 * i + 1] = chunk.length;
+      for (const { op, args } of chunk) {
+        const p = CALLS + call++ * CALL_WORDS;
+        w[p] = OPS.indexOf(op);
+        for (let a = 0; a < args.length; a++) w[p + 1 + a] = args[a];
+      }
+    });
+    const total = chunks.length;
+    Atomics.store(w, DONE, 0);
+    if (this.failOn) Atomics.store(w, HOOK, this.failOn);
+    this.failOn = 0;
+    Atomics.store(w, CLAIM, total << 16);
+    Atomics.add(w, GEN, 1);
     Atomics.notify(w, GEN);
+    // Our share: whatever is left when we come to claim it. A failing call does not stop the claiming, so that the job completes.
     let mainError: unknown;
-    try {
-      for (const call of lists[0]) this.call(call);
-    } catch (e) {
-      mainError = e;
+    for (;;) {
+      const c = Atomics.load(w, CLAIM);
+      const i = c & 0xffff;
+      if (i >= total) break;
+      if (Atomics.compareExchange(w, CLAIM, c, c + 1) !== c) continue;
+      try {
+        for (const call of chunks[i]) this.call(call);
+      } catch (e) {
+        mainError ??= e;
+      }
+      Atomics.add(w, DONE, 1);
     }
-    // Wait even when our share threw: the others are still writing into memory the caller may reuse.
-    this.await(gen);
+    // Wait even when a call here threw: the others may still be writing into memory the caller will reuse.
+    this.await(total);
     if (mainError !== undefined) throw mainError;
   }
 
-  private await(gen: number): void {
+  /** Until all `total` chunks are done and the test hook (if armed) has fired. */
+  private await(total: number): void {
     const w = this.words;
-    if (Atomics.load(w, PENDING) !== 0) {
+    const over = () => Atomics.load(w, DONE) === total && Atomics.load(w, HOOK) === 0;
+    if (!over()) {
       const t0 = performance.now();
-      for (let n = 1; Atomics.load(w, PENDING) !== 0; n++) {
+      for (let n = 1; !over(); n++) {
         if ((n & 255) !== 0) continue;
         const waited = performance.now() - t0;
         if (waited < SPIN_MS) continue;
         if (waited > this.timeoutMs) {
           const late = [];
-          for (let i = 1; i < this.size; i++) if (Atomics.load(w, SLOTS + i * SLOT_WORDS) !== gen) late.push(i);
+          for (let i = 1; i < this.size; i++) if (Atomics.load(w, BUSY + i) !== 0 || Atomics.load(w, HOOK) === i) late.push(i);
           throw this.fail(`engine thread ${late.join(", ")} did not finish a job within ${this.timeoutMs / 1000} s`);
         }
-        const pending = Atomics.load(w, PENDING);
-        if (pending !== 0) Atomics.wait(w, PENDING, pending, Math.min(1000, this.timeoutMs));
+        const done = Atomics.load(w, DONE);
+        if (!over()) Atomics.wait(w, DONE, done, Math.min(1000, this.timeoutMs));
       }
     }
     const failed = Atomics.load(w, FAILED);
@@ -270,14 +334,13 @@ export class ThreadPool {
   }
 
   private call({ op, args }: Call): void {
+    const a = args.map((x) => (x === TILE ? this.tile : x));
     if (op === "copy") {
-      const [src, dst, bytes, count, ss, ds] = args.map((a) => a >>> 0);
+      const [src, dst, bytes, count, ss, ds] = a;
       const u8 = new Uint8Array(this.memory.buffer);
       for (let r = 0; r < count; r++) u8.copyWithin(dst + r * ds, src + r * ss, src + r * ss + bytes);
-    } else if (op === "fail") {
-      throw new Error("failing on purpose (test hook)");
     } else {
-      (this.exports[op] as (...a: number[]) => void)(...args);
+      (this.exports[op] as (...x: number[]) => void)(...a);
     }
   }
 

@@ -13,7 +13,7 @@
  * (Q8A for one position, Q8B for a chunk), as llama.cpp does.
  *
  * With a thread pool (Node, ./thread-pool.ts) the matrix products are split by
- * rows over the threads (./row-split.ts), bit-identical to one thread;
+ * rows between the threads (./row-split.ts), bit-identical to one thread;
  * everything else runs here, on the calling thread.
  */
 import type { Engine } from "../model/engine";
@@ -366,8 +366,8 @@ export class WasmEngine implements Engine {
 
   /**
    * Each product's out [m × rows] = x [m × cols] · Wᵀ, one after the other
-   * on one thread, or in one job over the pool's threads (each computing its
-   * rows of every product). Quantized kinds read the Q8 form of x made by
+   * on one thread, or in one job over the pool's threads (chunks of rows of
+   * every product, claimed by whichever thread is free). Quantized kinds read the Q8 form of x made by
    * quantize(); float kinds read x itself.
    */
   private products(x: number, m: number, ...products: Product[]): void {
@@ -376,16 +376,15 @@ export class WasmEngine implements Engine {
       for (const p of products) this.linear(p.w, x, m, p.out);
       return;
     }
-    const tiles = this.threadMemory.tiles;
     const perPosition = m > 1 ? products.filter((p) => p.w.kind === "q6r") : [];
     const together = products.filter((p) => !perPosition.includes(p));
     try {
-      if (together.length) pool.run(splitProducts(together, { x, xq: this.Q8, m }, tiles));
+      if (together.length) pool.run(splitProducts(together, { x, xq: this.Q8, m }, pool.size));
       for (const { w, out } of perPosition) {
         for (let t = 0; t < m; t++) {
           const xt = x + t * w.cols * F32;
           this.k.quantize_q8a(xt, w.cols, this.Q8ROW);
-          pool.run(splitProducts([{ w, out: out + t * w.rows * F32 }], { x: xt, xq: this.Q8ROW, m: 1 }, tiles));
+          pool.run(splitProducts([{ w, out: out + t * w.rows * F32 }], { x: xt, xq: this.Q8ROW, m: 1 }, pool.size));
         }
       }
     } catch (e) {

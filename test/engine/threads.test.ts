@@ -3,11 +3,13 @@
  * the big products split by rows give the same bits as one thread — prefill
  * in chunks, allLogits, decode steps, the LM head — for every kernel build and
  * every matrix kind, with 2 and 3 threads on shapes whose rows do not split
- * evenly (hidden 256 → 64 groups of 4 rows over 3 threads: 21/21/22; kv 128:
- * 10/11/11; ffn 544: 45/45/46; a 509-row vocabulary whose last group is
- * partial). A thread that throws gives the caller a ThreadError and the
- * engine goes on with one thread; a job that never finishes times out;
- * threads end on close and never keep the process alive.
+ * evenly (3 threads cut each product into 12 chunks of 4-row groups: hidden
+ * 256 → 64 groups, 5 or 6 a chunk; kv 128 → 32 groups, 2 or 3; ffn 544 → 136;
+ * a 509-row vocabulary whose last group is partial). A thread that throws
+ * gives the caller a ThreadError and the
+ * engine goes on with one thread; a thread that never runs does not hold a
+ * job up, and one that never answers times out; threads end on close and
+ * never keep the process alive.
  */
 import { spawnSync } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
@@ -20,7 +22,7 @@ import { ThreadError, ThreadPool, type WasmEngine } from "../../src/engine/index
 import type { BuildKind, KernelExports } from "../../src/engine/kernels";
 import { enableRelaxedSimd } from "../../src/engine/node";
 import { shareRows, shareRowsMax } from "../../src/engine/row-split";
-import { controlBytes } from "../../src/engine/thread-pool";
+import { controlBytes, TILE } from "../../src/engine/thread-pool";
 import { engineFor, randomTokens, sameBits, smallGGUF, type SmallModelSpec } from "./helpers";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -129,19 +131,28 @@ describe("a thread that fails", () => {
     await Promise.all([e.close(), d.close()]);
   });
 
-  it("that never finishes a job: the caller gets a ThreadError after the timeout, not a hang", () => {
-    // A pool whose one extra thread was never started: the job it is given is never done.
-    const memory = new WebAssembly.Memory({ initial: 1, maximum: 16, shared: true });
+  it("that never runs: its chunks are taken by the others, and a job waiting on it (the test hook) times out, not hangs", () => {
+    // A pool whose one extra thread was never started.
+    const memory = new WebAssembly.Memory({ initial: 2, maximum: 16, shared: true });
+    const u8 = new Uint8Array(memory.buffer);
+    u8.set([1, 2, 3, 4, 5, 6, 7, 8], 100_000);
     let terminated = 0;
-    const pool = new ThreadPool(memory, 0, {} as KernelExports, [{ terminate: async () => terminated++ }], { timeoutMs: 300 });
-    expect(controlBytes(2)).toBeLessThan(65536);
+    const pool = new ThreadPool({ memory, control: 0, exports: {} as KernelExports, tile: 120_000, handles: [{ terminate: async () => terminated++ }], timeoutMs: 300 });
+    expect(controlBytes(2)).toBeLessThan(100_000);
+    const copy = (src: number, dst: number) => [{ op: "copy" as const, args: [src, dst, 2, 2, 4, 2] }];
+    // Rows of 2 bytes, 4 apart → 2 apart; then out of "this thread's tile".
+    pool.run([copy(100_000, 110_000), copy(100_002, 110_004)]);
+    expect([...u8.subarray(110_000, 110_008)]).toEqual([1, 2, 5, 6, 3, 4, 7, 8]);
+    pool.run([copy(100_000, TILE)]);
+    expect([...u8.subarray(120_000, 120_004)]).toEqual([1, 2, 5, 6]);
+
+    pool.failNext(1);
     const t0 = performance.now();
-    const job = [[], [{ op: "copy" as const, args: [0, 0, 0, 0, 0, 0] }]];
-    expect(() => pool.run(job)).toThrow(/^engine thread 1 did not finish a job within 0.3 s; the engine continues on one thread$/);
+    expect(() => pool.run([copy(100_000, 110_000)])).toThrow(/^engine thread 1 did not finish a job within 0.3 s; the engine continues on one thread$/);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(300);
     expect(pool.usable).toBe(false);
     expect(terminated).toBe(1);
-    expect(() => pool.run(job)).toThrow(ThreadError);
+    expect(() => pool.run([copy(100_000, 110_000)])).toThrow(ThreadError);
   });
 });
 
