@@ -274,7 +274,8 @@ function describeMissing(kind: BuildKind, why?: string): string {
  */
 export function loadKernels(opts: LoadKernelsOptions): Kernels {
   const { memory } = opts;
-  const shared = memory.buffer instanceof SharedArrayBuffer;
+  // A runtime without SharedArrayBuffer has no shared memories to tell apart.
+  const shared = typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;
   const mods: KernelModules = { ...opts.modules };
   const notes: string[] = [];
   const order: BuildKind[] = ["relaxed", "simd", "scalar"];
