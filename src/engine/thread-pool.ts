@@ -34,6 +34,7 @@
  *   CHUNKS     per chunk its first call and call count
  *   CALLS      per call an index into OPS and up to 7 arguments (TILE: the running thread's tile)
  *   BUSY + i   1 while thread i runs a chunk (names the late ones on a timeout)
+ *   RAN + i    chunks thread i has run (after BUSY's words; RAN = BUSY + threads)
  */
 import type { KernelExports } from "./kernels";
 
@@ -88,7 +89,7 @@ const BUSY = CALLS + MAX_CALLS * CALL_WORDS;
 
 /** Bytes of the control block for `threads` threads. */
 export function controlBytes(threads: number): number {
-  return (BUSY + threads) * 4;
+  return (BUSY + 2 * threads) * 4;
 }
 
 /** The current job generation (a thread started now waits for the next). */
@@ -105,6 +106,15 @@ export function generation(memory: WebAssembly.Memory, control: number): number 
  * machine a spinner takes the time of the thread it waits for.
  */
 const SPIN_MS = 0.1;
+/**
+ * A thread that found nothing left to claim in this many jobs in a row is
+ * not getting a core in time (the machine is busy): waking it for every job
+ * (a futex wake, and a context switch that may well preempt the thread
+ * doing the work) only costs, so it then naps NAP_MS at a time and joins
+ * whatever job is running when it wakes.
+ */
+const MISSED_JOBS = 4;
+const NAP_MS = 2;
 /** A job far longer than any product means a thread is gone. */
 const DEFAULT_TIMEOUT_MS = 60_000;
 
@@ -120,7 +130,7 @@ const DEFAULT_TIMEOUT_MS = 60_000;
 export function threadLoopSource(): string {
   return `(k, memory, control, index, threads, gen0, tile) => {
   const ops = ${JSON.stringify(OPS)};
-  const w = new Int32Array(memory.buffer, control, ${BUSY} + threads);
+  const w = new Int32Array(memory.buffer, control, ${BUSY} + 2 * threads);
   const fail = (e) => {
     if (Atomics.compareExchange(w, ${FAILED}, 0, index + 1) !== 0) return;
     const text = new TextEncoder().encode(String(e)).subarray(0, ${MSG_BYTES});
@@ -141,16 +151,23 @@ export function threadLoopSource(): string {
   let seen = gen0;
   // Spin for the next job only after one this thread took part in: one it came too late for
   // means it does not have a core of its own, and spinning would take the time of those that work.
+  // After several such jobs in a row it stops being woken for each job and looks in now and then.
   let claimed = 0;
+  let missed = 0;
   for (;;) {
     let gen;
     for (let n = 1, t0 = performance.now(); (gen = Atomics.load(w, ${GEN})) === seen; n++) {
-      if (claimed === 0) {
+      if (claimed !== 0) {
+        if ((n & 255) === 0 && performance.now() - t0 > ${SPIN_MS}) claimed = 0;
+      } else if (missed < ${MISSED_JOBS}) {
         Atomics.wait(w, ${GEN}, seen);
-        continue;
+      } else {
+        // Nobody notifies this word: a nap, not a wait for the job.
+        Atomics.wait(w, ${BUSY} + index, 0, ${NAP_MS});
+        break;
       }
-      if ((n & 255) === 0 && performance.now() - t0 > ${SPIN_MS}) claimed = 0;
     }
+    if (gen === seen) continue;
     seen = gen;
     if (Atomics.load(w, ${STOP}) !== 0) return;
     if (Atomics.load(w, ${HOOK}) === index) {
@@ -172,8 +189,10 @@ export function threadLoopSource(): string {
         fail(e);
       }
       Atomics.store(w, ${BUSY} + index, 0);
+      Atomics.add(w, ${BUSY} + threads + index, 1);
       if (Atomics.add(w, ${DONE}, 1) + 1 === c >>> 16) Atomics.notify(w, ${DONE});
     }
+    missed = claimed === 0 ? missed + 1 : 0;
   }
 }`;
 }
@@ -218,8 +237,11 @@ export class ThreadPool {
   private readonly handles: ThreadHandle[];
   private readonly timeoutMs: number;
   private readonly words: Int32Array;
+  /** Whether the main thread claims chunks too; tests turn it off so that every chunk runs on the other threads. */
+  mainClaims = true;
   private why: string | undefined;
   private failOn = 0;
+  private mainRan = 0;
   private stopping: Promise<unknown> | undefined;
 
   constructor(opts: ThreadPoolOptions) {
@@ -242,6 +264,11 @@ export class ThreadPool {
   failNext(thread: number): void {
     if (!Number.isInteger(thread) || thread < 1 || thread >= this.size) throw new RangeError(`failNext: thread must be in 1..${this.size - 1}, got ${thread}`);
     this.failOn = thread;
+  }
+
+  /** Chunks each thread has run so far (index 0: the main thread). */
+  chunksRun(): number[] {
+    return Array.from({ length: this.size }, (_, i) => (i === 0 ? this.mainRan : Atomics.load(this.words, BUSY + this.size + i)));
   }
 
   /** The host saw a thread end or fail outside a job: the next run throws. */
@@ -289,7 +316,7 @@ export class ThreadPool {
     Atomics.notify(w, GEN);
     // Our share: whatever is left when we come to claim it. A failing call does not stop the claiming, so that the job completes.
     let mainError: unknown;
-    for (;;) {
+    while (this.mainClaims) {
       const c = Atomics.load(w, CLAIM);
       const i = c & 0xffff;
       if (i >= total) break;
@@ -299,6 +326,7 @@ export class ThreadPool {
       } catch (e) {
         mainError ??= e;
       }
+      this.mainRan++;
       Atomics.add(w, DONE, 1);
     }
     // Wait even when a call here threw: the others may still be writing into memory the caller will reuse.
