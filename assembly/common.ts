@@ -1,13 +1,28 @@
 // Shared helpers for the kernels. Everything here works on raw linear-memory
 // addresses: the host owns the memory layout and passes pointers in.
 
-// Fixed scratch region right after the module's static data. Kernels that need
-// a little temporary space (repack, prefill tiles) use it instead of heap
-// allocation; the host starts its own allocations at heap_base().
+// Scratch region for kernels that need a little temporary space (repack,
+// prefill tiles) instead of heap allocation. By default it lies right after
+// the module's static data and the host starts its own allocations at
+// heap_base(). A global, not a constant, because every thread that shares the
+// memory runs its own instance and needs its own region: the host points each
+// extra instance at one it allocated (set_scratch).
 export const SCRATCH_BYTES: usize = 512 * 1024;
 
-@inline export function scratchBase(): usize {
+@inline export function defaultScratch(): usize {
   return (__heap_base + 63) & ~(<usize>63);
+}
+
+let scratch: usize = defaultScratch();
+
+@inline export function scratchBase(): usize {
+  return scratch;
+}
+
+// For this instance only; ptr is 64-byte aligned, SCRATCH_BYTES long, and
+// used by no other instance.
+export function set_scratch(ptr: usize): void {
+  scratch = ptr;
 }
 
 // f16 bits -> f32, exact for every finite half (normals and subnormals): move

@@ -2,14 +2,20 @@
 // picks its implementation with the compile-time constants ASC_FEATURE_SIMD /
 // ASC_FEATURE_RELAXED_SIMD, so the untaken branches are never compiled.
 
-import { scratchBase, SCRATCH_BYTES } from "./common";
+import { defaultScratch, SCRATCH_BYTES } from "./common";
 
+export { set_scratch } from "./common";
 export * from "./quant";
 export * from "./float";
 
-// First byte the host may use: after static data and the kernels' scratch.
+// First byte the host may use: after static data and the default scratch.
 export function heap_base(): usize {
-  return scratchBase() + SCRATCH_BYTES;
+  return defaultScratch() + SCRATCH_BYTES;
+}
+
+// Bytes of a scratch region (what set_scratch expects).
+export function scratch_bytes(): usize {
+  return SCRATCH_BYTES;
 }
 
 // 2 = relaxed SIMD, 1 = SIMD, 0 = scalar.

@@ -28,6 +28,9 @@ export function promptTokens(n: number): number[] {
 
 export interface EngineResult {
   engine: string;
+  /** Where the engine runs ("Node": in-process in a Node child). */
+  host: string;
+  threads: number;
   detail: string;
   load_s: number;
   prefill_tok_s: number;

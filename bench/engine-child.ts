@@ -1,11 +1,14 @@
 /**
  * One engine, one process (so peak RSS is that engine's alone), run by
- * bench/run.ts:  node --import tsx bench/engine-child.ts --model F.gguf --engine edgelm|llama.cpp [--build relaxed|simd]
+ * bench/run.ts:  node --import tsx bench/engine-child.ts --model F.gguf --engine edgelm|llama.cpp [--build relaxed|simd] [--threads N]
  * Prints one JSON line: load time, prefill and decode throughput, peak RSS.
  * Both engines get the same prompt ids and decode greedily, then decode the same
  * positions again sampling with the model card's settings (temperature 0.7,
  * top_p 0.95): edgelm with its production sampler on each step's logits,
- * llama.cpp with its own.
+ * llama.cpp with its own. Both run on N threads (default 1). llama.cpp
+ * evaluates a short prompt and one token first, as llama-bench's warm-up does
+ * (its first evaluation pays one-time set-up); edgelm's kernels are warmed up
+ * at load.
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -16,12 +19,14 @@ const { values: args } = parseArgs({
     model: { type: "string" },
     engine: { type: "string" },
     build: { type: "string" },
+    threads: { type: "string", default: "1" },
     prompt: { type: "string", default: "128" },
     decode: { type: "string", default: "64" },
   },
 });
 const PROMPT = Number(args.prompt);
 const DECODE = Number(args.decode);
+const THREADS = Number(args.threads);
 
 /** Peak and current resident set from the kernel (bytes). */
 function rss(): { peak: number; now: number } {
@@ -45,9 +50,10 @@ async function edgelm(path: string, build: "relaxed" | "simd"): Promise<EngineRe
   const { loadWasmEngine } = await import("../src/engine/node");
   const { DEFAULT_SAMPLING, sample, seededRandom } = await import("../src/generate/sampler");
   const t0 = performance.now();
-  const e = await loadWasmEngine(path, { force: build, relaxed: build === "relaxed" });
+  const e = await loadWasmEngine(path, { force: build, relaxed: build === "relaxed", threads: THREADS });
   const t1 = performance.now();
   if (e.kernels.kind !== build) throw new Error(`wanted the ${build} build, got ${e.kernels.kind}: ${e.kernels.reason}`);
+  if (e.threads !== THREADS) throw new Error(`wanted ${THREADS} threads, got ${e.threads}: ${e.name}`);
   const seq = e.newSequence();
   const prompt = promptTokens(PROMPT);
   const t2 = performance.now();
@@ -76,9 +82,13 @@ async function edgelm(path: string, build: "relaxed" | "simd"): Promise<EngineRe
     logits = e.forward(seq, [id], pos++)[0];
   }
   const t6 = performance.now();
+  const detail = e.name; // before close(), which drops the thread count from it
+  await e.close();
   return {
     engine: `edgelm ${build}`,
-    detail: e.name,
+    host: "Node",
+    threads: THREADS,
+    detail,
     load_s: (t1 - t0) / 1000,
     prefill_tok_s: (PROMPT * 1000) / (t3 - t2),
     decode_tok_s: (DECODE * 1000) / (t4 - t3),
@@ -93,13 +103,20 @@ async function llamaCpp(path: string): Promise<EngineResult> {
   const baseline = rss().now;
   const { getLlama } = await import("node-llama-cpp");
   type Token = import("node-llama-cpp").Token;
-  const llama = await getLlama({ gpu: false, build: "never", skipDownload: true, usePrebuiltBinaries: true, logLevel: "error" as never });
+  const llama = await getLlama({ gpu: false, build: "never", skipDownload: true, usePrebuiltBinaries: true, logLevel: "error" as never, maxThreads: 0 });
   const t0 = performance.now();
   const model = await llama.loadModel({ modelPath: path, useMmap: true });
-  const context = await model.createContext({ contextSize: 512, batchSize: PROMPT, threads: 1 });
+  const context = await model.createContext({ contextSize: 512, batchSize: PROMPT, threads: { ideal: THREADS, min: THREADS } });
   const t1 = performance.now();
   const seq = context.getSequence();
   const prompt = promptTokens(PROMPT) as Token[];
+  // Warm-up: a short prompt and one generated token, then an empty cache again.
+  await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(0, 8));
+  for await (const tok of seq.evaluate([prompt[8]], { temperature: 0 })) {
+    void tok;
+    break;
+  }
+  await seq.clearHistory();
   const t2 = performance.now();
   await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(0, -1));
   const t3 = performance.now();
@@ -122,7 +139,9 @@ async function llamaCpp(path: string): Promise<EngineResult> {
   const t6 = performance.now();
   const result: EngineResult = {
     engine: "llama.cpp",
-    detail: `node-llama-cpp prebuilt (${llama.buildType}, ${llama.cpuMathCores} math cores), threads 1, f16 KV, mmap`,
+    host: "Node",
+    threads: THREADS,
+    detail: `node-llama-cpp prebuilt (${llama.buildType}, ${llama.cpuMathCores} math cores), threads ${context.currentThreads}, f16 KV, mmap, warmed up`,
     load_s: (t1 - t0) / 1000,
     prefill_tok_s: ((PROMPT - 1) * 1000) / (t3 - t2),
     decode_tok_s: (DECODE * 1000) / (t4 - t3),

@@ -1,29 +1,38 @@
 /**
  * `npm run bench`: edgelm's wasm engine vs llama.cpp (node-llama-cpp, prebuilt
- * CPU binary) on the synthetic Stable LM 2 1.6B-shaped Q4_0 GGUF, one thread,
- * same file, each engine in its own child process (bench/engine-child.ts).
- * Measures load time, prefill tok/s (128-token prompt), decode tok/s (64
- * greedy tokens after it, then the same positions again sampled with the model
- * card's temperature 0.7, top_p 0.95: a row of its own) and peak RSS; prints a
- * table with edgelm/llama.cpp ratios and writes bench/results/engines-<time>.json.
+ * CPU binary) on the synthetic Stable LM 2 1.6B-shaped Q4_0 GGUF, same file,
+ * each engine in its own child process (bench/engine-child.ts), hosted by
+ * Node: both at one thread (edgelm's relaxed and plain SIMD builds), then
+ * both at N threads. Measures load time, prefill tok/s (128-token prompt),
+ * decode tok/s (64 greedy tokens after it, then the same positions again
+ * sampled with the model card's temperature 0.7, top_p 0.95: a row of its own)
+ * and peak RSS; prints a table with ratios against llama.cpp at the same
+ * thread count and against the same engine at one thread, and writes
+ * bench/results/engines-<time>.json.
  *
- *   npm run bench [-- --quick] [-- --all]
- *   --quick   32-token prompt, 16 decoded tokens
- *   --all     also run bench/kernels.ts (per-kernel GB/s, G mult-adds/s), bench/tokenizer.ts and
- *             bench/worker.ts (the Worker in workerd vs the engine in Node)
+ *   npm run bench [-- --quick] [-- --threads N] [-- --all]
+ *   --quick      32-token prompt, 16 decoded tokens
+ *   --threads N  the multi-threaded rows' thread count (default: the cores, os.availableParallelism());
+ *                1 leaves them out
+ *   --all        also run bench/kernels.ts (per-kernel GB/s, G mult-adds/s), bench/tokenizer.ts and
+ *                bench/worker.ts (the Worker in workerd vs the engine in Node)
  *
  * Timings only here, never in tests. The machine is shared and noisy: compare
  * ratios within one run.
  */
 import { spawnSync } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readSync, statSync, writeFileSync } from "node:fs";
-import { cpus } from "node:os";
+import { availableParallelism, cpus } from "node:os";
 import { join } from "node:path";
+import { parseArgs } from "node:util";
 import { benchModel, engineChild, root, type EngineResult } from "./common";
 import { enableRelaxedSimd } from "../src/engine/node";
 
-const quick = process.argv.includes("--quick");
-const all = process.argv.includes("--all");
+const { values: cli } = parseArgs({ options: { quick: { type: "boolean" }, all: { type: "boolean" }, threads: { type: "string" } } });
+const quick = cli.quick ?? false;
+const all = cli.all ?? false;
+const THREADS = Number(cli.threads ?? availableParallelism());
+if (!Number.isInteger(THREADS) || THREADS < 1) throw new Error(`--threads must be a positive integer, got ${cli.threads}`);
 const PROMPT = quick ? 32 : 128;
 const DECODE = quick ? 16 : 64;
 
@@ -43,35 +52,44 @@ const size = statSync(path).size;
 readTime(path); // once to settle the page cache, then best of 2
 const fileRead = Math.min(readTime(path), readTime(path));
 const builds: ("relaxed" | "simd")[] = enableRelaxedSimd() ? ["relaxed", "simd"] : ["simd"];
-const results = [...builds.map((b) => engineChild(["--model", path, "--engine", "edgelm", "--build", b], PROMPT, DECODE)), engineChild(["--model", path, "--engine", "llama.cpp"], PROMPT, DECODE)];
+const child = (engine: string[], threads: number) => engineChild(["--model", path, ...engine, "--threads", String(threads)], PROMPT, DECODE);
+const results = [
+  ...builds.map((b) => child(["--engine", "edgelm", "--build", b], 1)),
+  child(["--engine", "llama.cpp"], 1),
+  // At N threads, the faster build only.
+  ...(THREADS > 1 ? [child(["--engine", "edgelm", "--build", builds[0]], THREADS), child(["--engine", "llama.cpp"], THREADS)] : []),
+];
 
 const ok = results.filter((r): r is EngineResult => !("error" in r));
-const llama = ok.find((r) => r.engine === "llama.cpp");
+const llamaAt = (threads: number) => ok.find((r) => r.engine === "llama.cpp" && r.threads === threads);
+const oneThread = (r: EngineResult) => ok.find((o) => o.engine === r.engine && o.threads === 1);
 const f = (x: number, d = 1) => x.toFixed(d);
 const ratio = (a: number, b: number | undefined) => (b ? `${f(a / b, 2)}×` : "—");
 const kvMB = (24 * 2 * 2048 * 2 * (PROMPT + DECODE)) / 2 ** 20;
 const weightsMB = size / 2 ** 20;
 
 const lines = [
-  `model: ${path} (${f(size / 1e9, 2)} GB, synthetic Stable LM 2 1.6B shape, Q4_0); prompt ${PROMPT} tokens, decode ${DECODE}; one thread`,
+  `model: ${path} (${f(size / 1e9, 2)} GB, synthetic Stable LM 2 1.6B shape, Q4_0); prompt ${PROMPT} tokens, decode ${DECODE}; 1 and ${THREADS} threads`,
   `machine: ${cpus()[0]?.model ?? "?"} × ${cpus().length}, Node ${process.version}; reading the file into a reused 4 MiB buffer: ${f(fileRead, 2)} s (page cache warm, best of 2)`,
   "",
-  "| engine | load s | prefill tok/s | decode tok/s | peak RSS MB | RSS above node's baseline MB | load / file read | prefill vs llama.cpp | decode vs llama.cpp | RSS vs llama.cpp |",
-  "|---|---|---|---|---|---|---|---|---|---|",
-  ...ok.map(
-    (r) =>
-      `| ${r.engine} | ${f(r.load_s, 2)} | ${f(r.prefill_tok_s)} | ${f(r.decode_tok_s)} | ${f(r.peak_rss_mb, 0)} | ${f(r.peak_rss_mb - r.baseline_rss_mb, 0)} | ${f(r.load_s / fileRead, 2)}× | ${ratio(r.prefill_tok_s, llama?.prefill_tok_s)} | ${ratio(r.decode_tok_s, llama?.decode_tok_s)} | ${ratio(r.peak_rss_mb, llama?.peak_rss_mb)} |`,
-  ),
+  "| engine | host | threads | load s | prefill tok/s | decode tok/s | peak RSS MB | RSS above node's baseline MB | load / file read | prefill vs llama.cpp (same threads) | decode vs llama.cpp | RSS vs llama.cpp | prefill vs its 1 thread | decode vs its 1 thread |",
+  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+  ...ok.map((r) => {
+    const llama = llamaAt(r.threads);
+    const one = r.threads > 1 ? oneThread(r) : undefined;
+    return `| ${r.engine} | ${r.host} | ${r.threads} | ${f(r.load_s, 2)} | ${f(r.prefill_tok_s)} | ${f(r.decode_tok_s)} | ${f(r.peak_rss_mb, 0)} | ${f(r.peak_rss_mb - r.baseline_rss_mb, 0)} | ${f(r.load_s / fileRead, 2)}× | ${ratio(r.prefill_tok_s, llama?.prefill_tok_s)} | ${ratio(r.decode_tok_s, llama?.decode_tok_s)} | ${ratio(r.peak_rss_mb, llama?.peak_rss_mb)} | ${ratio(r.prefill_tok_s, one?.prefill_tok_s)} | ${ratio(r.decode_tok_s, one?.decode_tok_s)} |`;
+  }),
   ...ok
     .filter((r) => r.decode_sampled_tok_s !== undefined)
-    .map((r) => `| ${r.engine}, sampled (temperature 0.7, top_p 0.95) | — | — | ${f(r.decode_sampled_tok_s!)} | — | — | — | — | ${ratio(r.decode_sampled_tok_s!, llama?.decode_sampled_tok_s)} | — |`),
+    .map((r) => `| ${r.engine}, sampled (temperature 0.7, top_p 0.95) | ${r.host} | ${r.threads} | — | — | ${f(r.decode_sampled_tok_s!)} | — | — | — | — | ${ratio(r.decode_sampled_tok_s!, llamaAt(r.threads)?.decode_sampled_tok_s)} | — | — | ${r.threads > 1 ? ratio(r.decode_sampled_tok_s!, oneThread(r)?.decode_sampled_tok_s) : "—"} |`),
   "",
   "sampled rows: the decode again over the same positions, sampling each token instead of taking the argmax:",
-  ...ok.filter((r) => r.sampled_detail).map((r) => `  ${r.engine}: ${r.sampled_detail}`),
+  ...ok.filter((r) => r.sampled_detail && r.threads === 1).map((r) => `  ${r.engine}: ${r.sampled_detail}`),
   "",
   `targets (edgelm, one thread): decode ≥ 12 tok/s, prefill ≥ 25 tok/s, load ≤ 1.5× file read, RSS ≤ weights + KV + 64 MB = ${f(weightsMB, 0)} + ${f(kvMB, 0)} + 64 = ${f(weightsMB + kvMB + 64, 0)} MB,`,
   `  counted above node's own baseline (the child's RSS after node + tsx start, before the engine module loads: ${ok[0] ? f(ok[0].baseline_rss_mb, 0) : "?"} MB — not ours)`,
-  ...ok.map((r) => `  ${r.engine}: ${r.detail}`),
+  ...(THREADS > 1 ? [`targets (edgelm, ${THREADS} threads): decode ≥ 1.0× llama.cpp at ${THREADS} threads, prefill ≥ 1.8× its own one-thread prefill`] : []),
+  ...ok.map((r) => `  ${r.engine}, ${r.threads} thread${r.threads > 1 ? "s" : ""}: ${r.detail}`),
   ...results.filter((r) => "error" in r).map((r) => `  FAILED ${r.engine}: ${(r as { error: string }).error}`),
 ];
 console.log(lines.join("\n"));
@@ -80,7 +98,7 @@ mkdirSync(join(root, "bench/results"), { recursive: true });
 const out = join(root, "bench/results", `engines-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
 writeFileSync(
   out,
-  JSON.stringify({ date: new Date().toISOString(), model: path, size, prompt: PROMPT, decode: DECODE, fileRead_s: fileRead, machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version }, results }, null, 2),
+  JSON.stringify({ date: new Date().toISOString(), model: path, size, prompt: PROMPT, decode: DECODE, threads: THREADS, fileRead_s: fileRead, machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version }, results }, null, 2),
 );
 console.log(`\nwrote ${out}`);
 

@@ -4,6 +4,9 @@
 //   build/kernels-relaxed.wasm  SIMD + relaxed SIMD (i16x8 relaxed dot)
 //   build/kernels-simd.wasm     SIMD (i32x4.dot_i16x8_s)
 //   build/kernels-scalar.wasm   no SIMD: reference and fallback
+// and each again as build/kernels-*-shared.wasm, importing a shared memory
+// (up to 4 GiB) that several threads' instances work in (the Node host's
+// threads; workerd has no threads and loads the plain builds).
 // Memory is imported (env.memory) so the host owns it and can size it up to
 // 4 GiB; the stub runtime is never used for allocation by the kernels.
 // Exits non-zero on any compile error.
@@ -22,11 +25,17 @@ const common = [
   "--importMemory",
   "--noExportMemory",
 ];
-const builds = [
-  { name: "kernels-simd.wasm", flags: ["--enable", "simd"] },
-  { name: "kernels-relaxed.wasm", flags: ["--enable", "simd,relaxed-simd"] },
-  { name: "kernels-scalar.wasm", flags: [] },
+const features = [
+  { name: "kernels-simd", enable: ["simd"] },
+  { name: "kernels-relaxed", enable: ["simd", "relaxed-simd"] },
+  { name: "kernels-scalar", enable: [] },
 ];
+// A shared memory must declare its maximum: 65536 pages, the wasm32 limit.
+const shared = ["--sharedMemory", "--maximumMemory", "65536"];
+const builds = features.flatMap((b) => [
+  { name: `${b.name}.wasm`, flags: b.enable.length ? ["--enable", b.enable.join(",")] : [] },
+  { name: `${b.name}-shared.wasm`, flags: ["--enable", [...b.enable, "threads"].join(","), ...shared] },
+]);
 
 mkdirSync(join(root, "build"), { recursive: true });
 const t0 = performance.now();

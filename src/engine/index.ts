@@ -11,12 +11,13 @@ import type { StableLMConfig } from "../model/config";
 import { configFromGGUF } from "../model/config";
 import { Arena, MAX_PAGES } from "./arena";
 import { loadKernels, type BuildKind, type KernelModules, type Kernels } from "./kernels";
-import { ALIGN, engineLayout, type EngineLayout, type PartOptions, type WasmEngineOptions } from "./layout";
+import { ALIGN, engineLayout, type EngineLayout, type PartOptions, type ThreadOptions, type WasmEngineOptions } from "./layout";
 import { planModel, type Placement } from "./load";
 import { WasmEngine } from "./wasm-engine";
 
 export { WasmEngine } from "./wasm-engine";
-export { engineLayout, type EngineLayout, type LayoutOptions, type PartOptions, type WasmEngineOptions } from "./layout";
+export { engineLayout, type EngineLayout, type LayoutOptions, type PartOptions, type ThreadOptions, type WasmEngineOptions } from "./layout";
+export { ThreadError, ThreadPool, type ThreadHandle } from "./thread-pool";
 export { WasmSequence, SequenceEvictedError } from "./kv-cache";
 
 export interface KernelChoice {
@@ -30,6 +31,8 @@ export interface KernelChoice {
   force?: BuildKind;
   /** Kernel warm-up calls before use (default true; see kernels.ts). */
   warmup?: boolean;
+  /** The modules are the shared-memory builds: the memory is made shared, for more threads to work in. */
+  shared?: boolean;
 }
 
 export interface StreamLoadOptions extends KernelChoice, WasmEngineOptions {
@@ -42,7 +45,7 @@ export interface StreamLoadOptions extends KernelChoice, WasmEngineOptions {
 
 /** A fresh memory (up to the 4 GiB wasm32 limit, committed only as touched) with the kernels in it. */
 export function newKernels(choice: KernelChoice): { kernels: Kernels; arena: Arena } {
-  const memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES });
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: choice.shared ?? false });
   const kernels = loadKernels({ memory, modules: choice.modules, module: choice.module, unavailable: choice.unavailable, force: choice.force, warmup: choice.warmup });
   return { kernels, arena: new Arena(memory, kernels.heapBase) };
 }
@@ -66,7 +69,7 @@ export function placeEngine(
   tensors: ReadonlyMap<string, TensorInfo>,
   kernels: Kernels,
   arena: Arena,
-  opts: WasmEngineOptions & PartOptions,
+  opts: WasmEngineOptions & PartOptions & ThreadOptions,
 ): PlacedEngine {
   const layout = engineLayout(config, tensors, { ...opts, build: kernels.kind });
   const end = Math.ceil(arena.top / ALIGN) * ALIGN + layout.total;
@@ -82,7 +85,7 @@ export function placeEngine(
 }
 
 /** The whole model of a GGUF header, in a fresh memory: the engine and where each tensor's bytes go. */
-export function prepareEngine(header: Pick<GGUFHeader, "metadata" | "tensorByName">, choice: KernelChoice, opts: WasmEngineOptions): PlacedEngine {
+export function prepareEngine(header: Pick<GGUFHeader, "metadata" | "tensorByName">, choice: KernelChoice, opts: WasmEngineOptions & ThreadOptions): PlacedEngine {
   const config = configFromGGUF(header.metadata, header.tensorByName);
   const { kernels, arena } = newKernels(choice);
   return placeEngine(config, header.tensorByName, kernels, arena, opts);

@@ -2,8 +2,8 @@
  * Byte sizes of the kernels' memory layouts (docs/kernels.md) as pure
  * functions, so the engine's memory can be laid out (./layout.ts) without
  * instantiating wasm — the shard planner never does. They restate
- * assembly/'s `q8a_bytes`, `q8b_bytes`, `q4r_bytes` and `q6r_bytes`, and are
- * the only statement of them on the TypeScript side;
+ * assembly/'s `q8a_bytes`, `q8b_bytes`, `q4r_bytes`, `q6r_bytes` and
+ * `scratch_bytes`, and are the only statement of them on the TypeScript side;
  * test/engine/layout.test.ts checks they agree with every build's exports.
  */
 import type { BuildKind } from "./kernels";
@@ -11,6 +11,9 @@ import type { BuildKind } from "./kernels";
 export const BUILD_KINDS: readonly BuildKind[] = ["relaxed", "simd", "scalar"];
 
 const align16 = (n: number) => Math.ceil(n / 16) * 16;
+
+/** Bytes of one kernel instance's scratch region: each extra thread's instance gets its own (set_scratch). */
+export const SCRATCH_BYTES = 512 * 1024;
 
 /** Q8A of an n-vector (n a multiple of 32): f32 scales and i32 sums (each section 16-byte aligned), int8 and permuted int16 values. */
 export function q8aBytes(n: number): number {

@@ -19,6 +19,9 @@ import { seededRandom } from "../util/random";
 export interface KernelExports {
   heap_base(): number;
   build_kind(): number;
+  scratch_bytes(): number;
+  /** Points this instance's scratch at a region of scratch_bytes() (every thread's instance needs its own). */
+  set_scratch(ptr: number): void;
   q8a_bytes(n: number): number;
   q4r_bytes(rows: number, cols: number): number;
   quantize_q8a(x: number, n: number, dst: number): void;
@@ -57,6 +60,7 @@ export interface KernelModules {
 }
 
 export interface LoadKernelsOptions {
+  /** A shared memory takes the shared-memory builds (build/kernels-*-shared.wasm), and they are self-tested in shared memories. */
   memory: WebAssembly.Memory;
   /** The candidate builds (any subset). */
   modules?: KernelModules;
@@ -76,6 +80,8 @@ export interface Kernels {
   reason: string;
   exports: KernelExports;
   instance: WebAssembly.Instance;
+  /** The chosen build: more threads instantiate it over the same (shared) memory. */
+  module: WebAssembly.Module;
   memory: WebAssembly.Memory;
   /** First byte the host may allocate (after static data and kernel scratch). */
   heapBase: number;
@@ -85,6 +91,15 @@ const KIND_CODE: Record<number, BuildKind> = { 2: "relaxed", 1: "simd", 0: "scal
 
 function instantiate(module: WebAssembly.Module, memory: WebAssembly.Memory): WebAssembly.Instance {
   return new WebAssembly.Instance(module, { env: { memory } });
+}
+
+/**
+ * A private memory for probes and warm-up, shared when the builds import a
+ * shared one (a shared-memory build cannot be instantiated over a plain
+ * memory, nor the other way round).
+ */
+function privateMemory(pages: number, shared: boolean): WebAssembly.Memory {
+  return shared ? new WebAssembly.Memory({ initial: pages, maximum: 1024, shared: true }) : new WebAssembly.Memory({ initial: pages });
 }
 
 /** Deterministic draws so every build sees the same probe data. */
@@ -114,8 +129,8 @@ const WARM: ProbeSizes = { q4Rows: 64, q4Cols: 256, ntok: 20, q8Rows: 16, q6Rows
  * (nibbles 0 and 15, activations at +-max) to catch saturating or
  * mis-implemented integer dots.
  */
-function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1): Uint32Array {
-  const memory = new WebAssembly.Memory({ initial: 64 });
+function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = false): Uint32Array {
+  const memory = privateMemory(64, shared);
   const e = instantiate(module, memory).exports as unknown as KernelExports;
   let top = e.heap_base() >>> 0;
   const alloc = (n: number) => {
@@ -196,14 +211,14 @@ export interface SelfTestResult {
 }
 
 /** Candidate build vs reference (scalar) build: all probe outputs bit-identical. */
-export function selfTest(candidate: WebAssembly.Module, reference: WebAssembly.Module): SelfTestResult {
+export function selfTest(candidate: WebAssembly.Module, reference: WebAssembly.Module, shared = false): SelfTestResult {
   let got: Uint32Array, want: Uint32Array;
   try {
-    got = probe(candidate, PROBE);
+    got = probe(candidate, PROBE, 1, shared);
   } catch (e) {
     return { ok: false, detail: `probe failed: ${(e as Error).message}` };
   }
-  want = probe(reference, PROBE);
+  want = probe(reference, PROBE, 1, shared);
   let bad = 0;
   let first = -1;
   for (let i = 0; i < want.length; i++) {
@@ -227,9 +242,9 @@ export function selfTest(candidate: WebAssembly.Module, reference: WebAssembly.M
  * code is shared by all instances of a Module, so warming a throwaway
  * instance warms the real one.
  */
-export function warmUp(module: WebAssembly.Module, rounds = 40): void {
-  probe(module, WARM, rounds);
-  const memory = new WebAssembly.Memory({ initial: 32 });
+export function warmUp(module: WebAssembly.Module, rounds = 40, shared = false): void {
+  probe(module, WARM, rounds, shared);
+  const memory = privateMemory(32, shared);
   const e = instantiate(module, memory).exports as unknown as KernelExports;
   const base = Math.ceil((e.heap_base() >>> 0) / 64) * 64;
   const need = base + 256 * 1024;
@@ -259,6 +274,8 @@ function describeMissing(kind: BuildKind, why?: string): string {
  */
 export function loadKernels(opts: LoadKernelsOptions): Kernels {
   const { memory } = opts;
+  // A runtime without SharedArrayBuffer has no shared memories to tell apart.
+  const shared = typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;
   const mods: KernelModules = { ...opts.modules };
   const notes: string[] = [];
   const order: BuildKind[] = ["relaxed", "simd", "scalar"];
@@ -266,10 +283,10 @@ export function loadKernels(opts: LoadKernelsOptions): Kernels {
   let chosen: { kind: BuildKind; module: WebAssembly.Module; why: string } | undefined;
 
   if (opts.module) {
-    const inst = instantiate(opts.module, new WebAssembly.Memory({ initial: 16 }));
+    const inst = instantiate(opts.module, privateMemory(16, shared));
     const kind = KIND_CODE[(inst.exports as unknown as KernelExports).build_kind()] ?? "scalar";
     if (kind !== "scalar" && mods.scalar) {
-      const t = selfTest(opts.module, mods.scalar);
+      const t = selfTest(opts.module, mods.scalar, shared);
       if (t.ok) chosen = { kind, module: opts.module, why: `given module (${kind}), self-test passed: ${t.detail}` };
       else notes.push(`given module (${kind}) failed self-test: ${t.detail}`);
     } else {
@@ -293,13 +310,13 @@ export function loadKernels(opts: LoadKernelsOptions): Kernels {
       notes.push(`${kind}: no scalar build to self-test against`);
       continue;
     }
-    const t = selfTest(m, mods.scalar);
+    const t = selfTest(m, mods.scalar, shared);
     if (t.ok) chosen = { kind, module: m, why: `${kind} build, self-test passed (${t.detail})` };
     else notes.push(`${kind}: self-test FAILED: ${t.detail}`);
   }
   if (!chosen) throw new Error(`loadKernels: no usable kernel build (${notes.join("; ")})`);
 
-  if (opts.warmup !== false) warmUp(chosen.module);
+  if (opts.warmup !== false) warmUp(chosen.module, undefined, shared);
   const instance = instantiate(chosen.module, memory);
   const exports = instance.exports as unknown as KernelExports;
   const heapBase = exports.heap_base() >>> 0;
@@ -310,6 +327,7 @@ export function loadKernels(opts: LoadKernelsOptions): Kernels {
     reason,
     exports,
     instance,
+    module: chosen.module,
     memory,
     heapBase,
   };

@@ -20,8 +20,10 @@ import { TensorType, type TensorInfo } from "../gguf/types";
 import type { StableLMConfig } from "../model/config";
 import { embeddingTensor, findTensor, headTensors, layerTensors, type ModelTensor } from "../model/tensors";
 import type { BuildKind } from "./kernels";
-import { BUILD_KINDS, q4rBytes, q6rBytes, q8aBytes, q8bBytes } from "./kernel-sizes";
+import { BUILD_KINDS, q4rBytes, q6rBytes, q8aBytes, q8bBytes, SCRATCH_BYTES } from "./kernel-sizes";
 import { kvBytes, type KVLayout } from "./kv-cache";
+import { shareRowsMax } from "./row-split";
+import { controlBytes } from "./thread-pool";
 
 const DEFAULT_CONTEXT = 4096;
 const DEFAULT_SEQUENCES = 2;
@@ -50,7 +52,12 @@ export interface PartOptions {
   embedding?: boolean;
 }
 
-export interface LayoutOptions extends WasmEngineOptions, PartOptions {
+export interface ThreadOptions {
+  /** Threads that share the big matrix products (Node only; default 1). Each beyond the first needs its own regions. */
+  threads?: number;
+}
+
+export interface LayoutOptions extends WasmEngineOptions, PartOptions, ThreadOptions {
   /** The kernel build whose sizes apply, or "max": the largest over all builds (the shard planner cannot know which build a shard will run). */
   build: BuildKind | "max";
 }
@@ -86,6 +93,20 @@ export interface PlacedTensor extends Region {
 /** The engine's work buffers (their shapes are stated in wasm-engine.ts). */
 export type BufferName = "X" | "A" | "Q" | "K" | "V" | "ATT" | "O" | "M" | "G" | "U" | "D" | "Q8" | "Q8ROW" | "SCORES" | "XN" | "LOGITS" | "ZEROS";
 
+/**
+ * What the threads of a multi-threaded engine need (./thread-pool.ts): the
+ * control block, a scratch region for each kernel instance beyond the main
+ * thread's (thread i ≥ 1 gets scratch[i − 1]; the main thread keeps the
+ * kernels' static one), and an output tile per thread for its rows of a
+ * prefill product (./row-split.ts). Empty with one thread.
+ */
+export interface ThreadRegions {
+  count: number;
+  control: Region;
+  scratch: Region[];
+  tiles: Region[];
+}
+
 export interface EngineLayout {
   contextLength: number;
   sequences: number;
@@ -96,8 +117,9 @@ export interface EngineLayout {
   /** Placed tensors by GGUF name (absent optional tensors are not here). */
   tensors: Map<string, PlacedTensor>;
   buffers: Record<BufferName, Region>;
+  threads: ThreadRegions;
   kv: Region & { layout: KVLayout };
-  /** Bytes of the weights and of the buffers, each region rounded up to ALIGN, and of the KV pool. */
+  /** Bytes of the weights, of the buffers (the threads' regions included), each region rounded up to ALIGN, and of the KV pool. */
   weightBytes: number;
   bufferBytes: number;
   kvBytes: number;
@@ -124,6 +146,8 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
   const logitsRows = opts.logitsRows ?? config.vocabSize;
   if (!Number.isInteger(logitsRows) || logitsRows < 0 || logitsRows > config.vocabSize) throw new RangeError(`logitsRows must be an integer in 0..${config.vocabSize}, got ${opts.logitsRows}`);
   const embedding = opts.embedding ?? true;
+  const threads = opts.threads ?? 1;
+  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${opts.threads}`);
   if (H % 32 !== 0 || F % 32 !== 0 || headDim % 8 !== 0) throw new Error(`the wasm kernels need hidden and ffn sizes that are multiples of 32 and a head size multiple of 8 (got ${H}, ${F}, ${headDim})`);
 
   let top = 0;
@@ -189,6 +213,18 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
     LOGITS: region(logitsRows * F32),
     ZEROS: region(Math.max(H, headDim) * F32),
   };
+  // ---- threads: control block, scratch per extra kernel instance, a [C × share] output tile per thread
+  const none = { count: 1, control: { offset: 0, bytes: 0 }, scratch: [], tiles: [] };
+  const tileBytes = C > 1 ? C * shareRowsMax(Math.max(H, F, kvDim), threads) * F32 : 0;
+  const threadRegions: ThreadRegions =
+    threads === 1
+      ? none
+      : {
+          count: threads,
+          control: region(controlBytes(threads)),
+          scratch: Array.from({ length: threads - 1 }, () => region(SCRATCH_BYTES)),
+          tiles: Array.from({ length: threads }, () => region(tileBytes)),
+        };
   const bufferBytes = align(top) - weightBytes;
 
   // ---- the KV pool, last
@@ -204,6 +240,7 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
     embedding,
     tensors: placed,
     buffers,
+    threads: threadRegions,
     kv,
     weightBytes,
     bufferBytes,

@@ -8,18 +8,26 @@
  * reads of up to 8 MiB, a few in flight on libuv's thread pool, no JS-heap
  * copy — and each is repacked there on the main thread as soon as all of its
  * bytes have arrived, while the following reads proceed.
+ *
+ * With more than one thread (the default: one per core) the memory is shared
+ * and the shared-memory builds are loaded; the extra threads are
+ * worker_threads started while the file is read, each running the kernel
+ * build over that memory (./thread-pool.ts, docs/engine.md "Threads").
  */
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
+import { Worker } from "node:worker_threads";
 import { openModelFile } from "../gguf/node";
 import { prepareEngine, type KernelChoice } from "./index";
 import { loadKernels, type BuildKind, type KernelModules, type Kernels, type LoadKernelsOptions } from "./kernels";
 import { parseHeader } from "../gguf/reader";
 import { FileSource } from "../gguf/source";
 import type { Placement } from "./load";
-import type { WasmEngineOptions } from "./layout";
+import type { ThreadOptions, WasmEngineOptions } from "./layout";
+import { generation, threadLoopSource, ThreadPool } from "./thread-pool";
 import type { WasmEngine } from "./wasm-engine";
 
 // ------------------------------------------------------------------ kernel builds
@@ -33,21 +41,19 @@ export interface CompiledKernels {
   unavailable: Partial<Record<BuildKind, string>>;
 }
 
-const FILES: Record<BuildKind, string> = {
-  relaxed: "kernels-relaxed.wasm",
-  simd: "kernels-simd.wasm",
-  scalar: "kernels-scalar.wasm",
-};
+const KINDS: BuildKind[] = ["relaxed", "simd", "scalar"];
 
-export function compileKernelModules(dir = DEFAULT_BUILD_DIR): CompiledKernels {
+/** The builds in `dir`; `shared`: the shared-memory ones (kernels-*-shared.wasm), for more than one thread. */
+export function compileKernelModules(dir = DEFAULT_BUILD_DIR, shared = false): CompiledKernels {
   const modules: KernelModules = {};
   const unavailable: Partial<Record<BuildKind, string>> = {};
-  for (const kind of Object.keys(FILES) as BuildKind[]) {
+  for (const kind of KINDS) {
+    const file = `kernels-${kind}${shared ? "-shared" : ""}.wasm`;
     let bytes: ReturnType<typeof readFileSync>;
     try {
-      bytes = readFileSync(join(dir, FILES[kind]));
+      bytes = readFileSync(join(dir, file));
     } catch (e) {
-      unavailable[kind] = `cannot read ${FILES[kind]} (run npm run build): ${(e as Error).message}`;
+      unavailable[kind] = `cannot read ${file} (run npm run build): ${(e as Error).message}`;
       continue;
     }
     try {
@@ -60,10 +66,11 @@ export function compileKernelModules(dir = DEFAULT_BUILD_DIR): CompiledKernels {
   return { modules, unavailable };
 }
 
+/** A shared memory gets the shared-memory builds. */
 export function loadKernelsNode(
   opts: Omit<LoadKernelsOptions, "modules" | "unavailable"> & { dir?: string },
 ): Kernels {
-  const { modules, unavailable } = compileKernelModules(opts.dir);
+  const { modules, unavailable } = compileKernelModules(opts.dir, opts.memory.buffer instanceof SharedArrayBuffer);
   return loadKernels({ ...opts, modules, unavailable });
 }
 
@@ -106,7 +113,7 @@ function relaxedSupported(): boolean {
 
 // ------------------------------------------------------------------ model files
 
-export interface FileLoadOptions extends WasmEngineOptions, Pick<KernelChoice, "force" | "warmup"> {
+export interface FileLoadOptions extends WasmEngineOptions, ThreadOptions, Pick<KernelChoice, "force" | "warmup"> {
   /** Try the relaxed-SIMD build (turns on V8's flag at run time; default true unless EDGELM_RELAXED_SIMD=0). */
   relaxed?: boolean;
   /** Folder of the kernel builds (default build/). */
@@ -114,6 +121,7 @@ export interface FileLoadOptions extends WasmEngineOptions, Pick<KernelChoice, "
   onProgress?: (bytesRead: number, total: number) => void;
   /** Bytes per positioned read (default 8 MiB; tests use tiny pieces to exercise the piecewise repack). */
   readChunkBytes?: number;
+  // threads (ThreadOptions): default os.availableParallelism(); 1 runs everything on the calling thread.
 }
 
 /** Bytes per positioned read, and reads in flight (libuv's pool has 4 threads). */
@@ -121,10 +129,19 @@ const READ_CHUNK = 8 << 20;
 const IN_FLIGHT = 3;
 
 export async function loadWasmEngine(path: string, opts: FileLoadOptions = {}): Promise<WasmEngine> {
+  let threads = opts.threads ?? availableParallelism();
+  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${opts.threads}`);
   const wantRelaxed = opts.relaxed ?? process.env.EDGELM_RELAXED_SIMD !== "0";
   let relaxedNote: string | undefined;
   if (wantRelaxed && !enableRelaxedSimd()) relaxedNote = "this runtime cannot enable relaxed SIMD";
-  const { modules, unavailable } = compileKernelModules(opts.buildDir);
+  let compiled = compileKernelModules(opts.buildDir, threads > 1);
+  let threadNote: string | undefined;
+  if (threads > 1 && !compiled.modules.scalar) {
+    threadNote = `1 thread of ${threads} asked: no shared-memory scalar build (${compiled.unavailable.scalar})`;
+    threads = 1;
+    compiled = compileKernelModules(opts.buildDir);
+  }
+  const { modules, unavailable } = compiled;
   if (!wantRelaxed) {
     delete modules.relaxed;
     unavailable.relaxed = opts.relaxed === false ? "disabled by the caller" : "disabled by EDGELM_RELAXED_SIMD=0";
@@ -138,15 +155,79 @@ export async function loadWasmEngine(path: string, opts: FileLoadOptions = {}): 
     } catch (e) {
       throw Object.assign(e as Error, { message: `${path}: ${(e as Error).message}` });
     }
-    const { engine, placements } = prepareEngine(header, { modules, unavailable, force: opts.force, warmup: opts.warmup }, opts);
+    const { engine, placements } = prepareEngine(header, { modules, unavailable, force: opts.force, warmup: opts.warmup, shared: threads > 1 }, { ...opts, threads });
+    if (threadNote) engine.noteThreads(threadNote);
+    // The threads start (tens of ms each) while the file is read.
+    const starting = threads > 1 ? startThreads(engine).then((pool) => ({ pool }), (error: Error) => ({ error })) : undefined;
     const order = [...placements.values()].sort((a, b) => a.info.offset - b.info.offset);
-    await readPipelined(order, header.dataOffset, opts.readChunkBytes ?? READ_CHUNK, (d, p) => handle.read(d, 0, d.length, p).then((r) => r.bytesRead), (p) =>
-      opts.onProgress?.(header.dataOffset + p.info.offset + p.info.byteLength, header.totalSize),
-    );
+    try {
+      await readPipelined(order, header.dataOffset, opts.readChunkBytes ?? READ_CHUNK, (d, p) => handle.read(d, 0, d.length, p).then((r) => r.bytesRead), (p) =>
+        opts.onProgress?.(header.dataOffset + p.info.offset + p.info.byteLength, header.totalSize),
+      );
+    } catch (e) {
+      const started = await starting;
+      if (started && "pool" in started) await started.pool.close();
+      throw e;
+    }
+    const started = await starting;
+    if (started && "pool" in started) engine.useThreads(started.pool);
+    else if (started) engine.noteThreads(`1 thread of ${threads} asked: the threads did not start (${started.error.message})`);
     return engine;
   } finally {
     await handle.close();
   }
+}
+
+// ------------------------------------------------------------------ threads
+
+// Each thread instantiates the engine's kernel build over the shared memory,
+// points its scratch at its own region, says it is ready, and runs the job
+// loop until the pool stops it. Plain JavaScript evaluated by Node, so that it
+// needs no TypeScript loader in the thread; a dynamic import works whether
+// Node evaluates it as CommonJS or as an ES module (NODE_OPTIONS may say).
+const THREAD_MAIN = `
+import("node:worker_threads").then(({ parentPort, workerData: d }) => {
+  const { exports } = new WebAssembly.Instance(d.module, { env: { memory: d.memory } });
+  exports.set_scratch(d.scratch);
+  parentPort.postMessage("ready");
+  (${threadLoopSource()})(exports, d.memory, d.control, d.index, d.threads, d.gen, d.tile);
+});
+`;
+
+/** Starts the engine's extra threads and resolves with their pool once all are ready. */
+async function startThreads(engine: WasmEngine): Promise<ThreadPool> {
+  const { count, control, scratch, tiles } = engine.threadMemory;
+  const { module, memory } = engine.kernels;
+  const workers = Array.from({ length: count - 1 }, (_, j) => {
+    const workerData = { module, memory, control, index: j + 1, threads: count, scratch: scratch[j], tile: tiles[j + 1], gen: generation(memory, control) };
+    // No execArgv: the thread needs none of the process's loaders (tsx) or flags; V8's flags are process-wide anyway.
+    return new Worker(THREAD_MAIN, { eval: true, execArgv: [], name: `edgelm engine thread ${j + 1}`, workerData });
+  });
+  try {
+    await Promise.all(
+      workers.map(
+        (w, j) =>
+          new Promise<void>((resolve, reject) => {
+            w.once("message", () => resolve());
+            w.once("error", (e) => reject(new Error(`thread ${j + 1}: ${e.message}`)));
+            w.once("exit", (code) => reject(new Error(`thread ${j + 1} exited (code ${code})`)));
+          }),
+      ),
+    );
+  } catch (e) {
+    await Promise.allSettled(workers.map((w) => w.terminate()));
+    throw e;
+  }
+  const handles = workers.map((w) => ({ terminate: () => w.terminate() }));
+  const pool = new ThreadPool({ memory, control, exports: engine.kernels.exports, tile: tiles[0], handles });
+  workers.forEach((w, j) => {
+    // Referenced until ready (the load awaits them); from now on a pool nobody closed must not keep the process alive.
+    w.unref();
+    w.removeAllListeners();
+    w.on("error", (e) => pool.lost(j + 1, `failed: ${e.message}`));
+    w.on("exit", (code) => pool.lost(j + 1, `exited (code ${code})`));
+  });
+  return pool;
 }
 
 /**

@@ -11,6 +11,10 @@
  * position in it); decode (one position) runs as matrix-vector products.
  * Activations entering a quantized matrix are rounded to int8 per 32-block
  * (Q8A for one position, Q8B for a chunk), as llama.cpp does.
+ *
+ * With a thread pool (Node, ./thread-pool.ts) the matrix products are split by
+ * rows between the threads (./row-split.ts), bit-identical to one thread;
+ * everything else runs here, on the calling thread.
  */
 import type { Engine } from "../model/engine";
 import type { StableLMConfig } from "../model/config";
@@ -21,11 +25,21 @@ import type { KernelExports, Kernels } from "./kernels";
 import { KVPool, WasmSequence } from "./kv-cache";
 import type { EngineLayout } from "./layout";
 import type { WasmMatrix, WasmWeights } from "./load";
+import { splitProducts, type Product } from "./row-split";
+import { ThreadError, type ThreadPool } from "./thread-pool";
 
 const F32 = 4;
 
+/** Absolute addresses of the layout's ThreadRegions: what the host hands each thread it starts. */
+export interface ThreadMemory {
+  count: number;
+  control: number;
+  /** Thread i ≥ 1 gets scratch[i − 1]. */
+  scratch: number[];
+  tiles: number[];
+}
+
 export class WasmEngine implements Engine {
-  readonly name: string;
   readonly contextLength: number;
   readonly prefillChunk: number;
   /** The layers this engine holds, [first, end): all of them unless it is a shard. */
@@ -34,6 +48,10 @@ export class WasmEngine implements Engine {
   private readonly k: KernelExports;
   private readonly memory: WebAssembly.Memory;
   private f32view: Float32Array;
+  /** The threads that share the products, while usable; see useThreads. */
+  private threadsInUse: ThreadPool | undefined;
+  private threadNote = "";
+  readonly threadMemory: ThreadMemory;
 
   // Work buffers (byte offsets in WASM memory). C = prefillChunk, H = hidden,
   // KV = numKVHeads·headDim, F = intermediate, R = logitsRows (V unless a head shard).
@@ -86,7 +104,47 @@ export class WasmEngine implements Engine {
     this.LOGITS = at("LOGITS");
     this.pool = new KVPool(layout.kv.layout, base + layout.kv.offset);
     this.f32view = new Float32Array(this.memory.buffer);
-    this.name = `wasm (${kernels.kind} kernels: ${kernels.reason})`;
+    const t = layout.threads;
+    this.threadMemory = { count: t.count, control: base + t.control.offset, scratch: t.scratch.map((r) => base + r.offset), tiles: t.tiles.map((r) => base + r.offset) };
+  }
+
+  get name(): string {
+    return `wasm (${this.kernels.kind} kernels: ${this.kernels.reason}${this.threadNote})`;
+  }
+
+  /** Threads computing the products now: the pool's, or 1. */
+  get threads(): number {
+    return this.threadsInUse?.usable ? this.threadsInUse.size : 1;
+  }
+
+  /** The pool while it is in use (tests reach its failNext hook through this). */
+  get threadPool(): ThreadPool | undefined {
+    return this.threadsInUse?.usable ? this.threadsInUse : undefined;
+  }
+
+  /**
+   * Shares the products with `pool`, whose threads run this engine's kernel
+   * build over its memory (threadMemory). If a thread fails, the call that
+   * saw it throws a ThreadError and the engine continues on one thread.
+   */
+  useThreads(pool: ThreadPool): void {
+    if (pool.size !== this.threadMemory.count) throw new RangeError(`a pool of ${pool.size} threads for a layout of ${this.threadMemory.count}`);
+    this.threadsInUse = pool;
+    this.threadNote = `; ${pool.size} threads`;
+  }
+
+  /** Whatever the engine asked for with the thread count left unused, said in its name. */
+  noteThreads(note: string): void {
+    this.threadNote = `; ${note}`;
+  }
+
+  /** Stops the threads (the engine goes on with one). */
+  async close(): Promise<void> {
+    const pool = this.threadsInUse;
+    if (!pool) return;
+    this.threadsInUse = undefined;
+    this.threadNote = pool.usable ? "" : this.threadNote;
+    await pool.close();
   }
 
   /** A new, empty sequence in a KV slot (free, or the least recently used one: its old owner is evicted). */
@@ -230,9 +288,7 @@ export class WasmEngine implements Engine {
       // Attention block.
       k.layernorm(X, w.attnNorm.weight, w.attnNorm.bias, A, H, m, eps);
       this.quantize(A, m, H);
-      this.linear(w.q, A, m, Q);
-      this.linear(w.k, A, m, K);
-      this.linear(w.v, A, m, Vv);
+      this.products(A, m, { w: w.q, out: Q }, { w: w.k, out: K }, { w: w.v, out: Vv });
       if (w.qBias !== undefined) this.addRows(Q, w.qBias, m, H);
       if (w.kBias !== undefined) this.addRows(K, w.kBias, m, kvDim);
       if (w.vBias !== undefined) this.addRows(Vv, w.vBias, m, kvDim);
@@ -248,7 +304,7 @@ export class WasmEngine implements Engine {
       seq.lengths[l] = pos0 + m;
       this.attention(kc, vc, pos0, m);
       this.quantize(ATT, m, H);
-      this.linear(w.o, ATT, m, O);
+      this.products(ATT, m, { w: w.o, out: O });
 
       // MLP block: sequential (1.6B) reads LayerNorm(h + attn); parallel (12B) reads A.
       let mlpIn = A;
@@ -258,11 +314,10 @@ export class WasmEngine implements Engine {
         mlpIn = M;
       }
       this.quantize(mlpIn, m, H);
-      this.linear(w.gate, mlpIn, m, G);
-      this.linear(w.up, mlpIn, m, U);
+      this.products(mlpIn, m, { w: w.gate, out: G }, { w: w.up, out: U });
       k.silu_mul(G, U, G, m * F);
       this.quantize(G, m, F);
-      this.linear(w.down, G, m, D);
+      this.products(G, m, { w: w.down, out: D });
       k.add_f32(X, D, X, m * H);
       if (!w.ffnNorm) k.add_f32(X, O, X, m * H);
     }
@@ -298,7 +353,7 @@ export class WasmEngine implements Engine {
     const { outputNorm, output } = this.head();
     this.k.layernorm(x, outputNorm.weight, outputNorm.bias, this.XN, H, 1, layerNormEps);
     this.quantize(this.XN, 1, H);
-    this.linear(output, this.XN, 1, this.LOGITS);
+    this.products(this.XN, 1, { w: output, out: this.LOGITS });
     return this.mem().slice(this.LOGITS / F32, this.LOGITS / F32 + output.rows);
   }
 
@@ -310,9 +365,35 @@ export class WasmEngine implements Engine {
   }
 
   /**
-   * out [m × rows] = x [m × cols] · Wᵀ. Quantized kinds read the Q8 form of x
-   * made by quantize(); float kinds read x itself.
+   * Each product's out [m × rows] = x [m × cols] · Wᵀ, one after the other
+   * on one thread, or in one job over the pool's threads (chunks of rows of
+   * every product, claimed by whichever thread is free). Quantized kinds read the Q8 form of x made by
+   * quantize(); float kinds read x itself.
    */
+  private products(x: number, m: number, ...products: Product[]): void {
+    const pool = this.threadsInUse;
+    if (!pool?.usable) {
+      for (const p of products) this.linear(p.w, x, m, p.out);
+      return;
+    }
+    const perPosition = m > 1 ? products.filter((p) => p.w.kind === "q6r") : [];
+    const together = products.filter((p) => !perPosition.includes(p));
+    try {
+      if (together.length) pool.run(splitProducts(together, { x, xq: this.Q8, m }, pool.size));
+      for (const { w, out } of perPosition) {
+        for (let t = 0; t < m; t++) {
+          const xt = x + t * w.cols * F32;
+          this.k.quantize_q8a(xt, w.cols, this.Q8ROW);
+          pool.run(splitProducts([{ w, out: out + t * w.rows * F32 }], { x: xt, xq: this.Q8ROW, m: 1 }, pool.size));
+        }
+      }
+    } catch (e) {
+      if (e instanceof ThreadError) this.threadNote = `; 1 thread (${pool.reason})`;
+      throw e;
+    }
+  }
+
+  /** out [m × rows] = x [m × cols] · Wᵀ on this thread. */
   private linear(w: WasmMatrix, x: number, m: number, out: number): void {
     const k = this.k;
     const { rows, cols, ptr } = w;

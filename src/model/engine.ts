@@ -15,6 +15,8 @@ export interface Engine {
   newSequence(): unknown;
   /** Feeds tokens at positions startPos.. and returns the last position's logits (or every position's). */
   forward(seq: unknown, tokens: number[], startPos?: number, opts?: { allLogits?: boolean }): Float32Array[] | Promise<Float32Array[]>;
+  /** Releases what the engine holds beyond memory (the wasm engine's threads in Node); the hosts call it when they stop. */
+  close?(): Promise<void>;
 }
 
 export function referenceEngine(model: ReferenceModel): Engine & { readonly config: StableLMConfig } {

@@ -21,6 +21,8 @@ export interface ServeOptions {
   modelId?: string;
   /** Default: the served-model builder's (wasm), as for the CLI and the Worker. */
   engine?: NodeEngineName;
+  /** Threads of the wasm engine; default one per core (os.availableParallelism()). */
+  threads?: number;
   /** Overrides the GGUF's `tokenizer.chat_template` (base models have none; synthetic ones get zephyr). */
   chatTemplate?: ChatTemplateName;
   corsOrigins?: "*" | readonly string[];
@@ -37,13 +39,14 @@ export interface RunningServer {
   /** Resolves when the model is loaded; rejects when loading fails (the server keeps answering 503). */
   ready: Promise<ServedModel>;
   queue: GenerationQueue;
+  /** Stops listening, drops open connections and stops the engine's threads. */
   close(): Promise<void>;
 }
 
 /** Reads the tokenizer and chat template from the GGUF header, then loads the weights into the engine. */
 export async function loadServedModel(
   path: string,
-  opts: { engine?: NodeEngineName; modelId?: string; chatTemplate?: ChatTemplateName; log?: (line: string) => void },
+  opts: { engine?: NodeEngineName; threads?: number; modelId?: string; chatTemplate?: ChatTemplateName; log?: (line: string) => void },
   progress: (message: string, fraction: number) => void = () => {},
 ): Promise<ServedModel> {
   const engineName = chooseEngine(opts.engine, NODE_ENGINES);
@@ -53,7 +56,7 @@ export async function loadServedModel(
   progress("building the tokenizer", 0.1);
   const facts = readModelFacts(header.metadata, { override: opts.chatTemplate, hint: "pass --chat-template", log: opts.log });
   progress("loading the weights", 0.3);
-  const engine = await loadEngine(path, engineName);
+  const engine = await loadEngine(path, engineName, { threads: opts.threads });
   return buildServedModel(facts, { engine, file: basename(path), id: opts.modelId });
 }
 
@@ -88,12 +91,16 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     port,
     ready,
     queue,
-    close: () =>
-      new Promise<void>((resolve) => {
+    close: async () => {
+      await new Promise<void>((resolve) => {
         server.close(() => resolve());
         // Open SSE streams would keep close() waiting forever.
         server.closeAllConnections();
-      }),
+      });
+      // A load still running is not waited for: its threads do not keep the process alive.
+      if (state.status === "ready") await state.model.engine.close?.();
+      else void ready.then((m) => m.engine.close?.(), () => {});
+    },
   };
 }
 

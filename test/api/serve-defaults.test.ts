@@ -8,8 +8,8 @@ let server: RunningServer;
 const lines: string[] = [];
 
 beforeAll(async () => {
-  // No engine and no chat template: what a user gets from `edgelm serve --model synth.gguf`.
-  server = await startServer({ modelPath: await synthGGUF("tiny", "f32"), port: 0, modelId: "tiny", log: (l) => lines.push(l) });
+  // No engine and no chat template: what a user gets from `edgelm serve --model synth.gguf` (pinned to one thread, like every test but the threads tests).
+  server = await startServer({ modelPath: await synthGGUF("tiny", "f32"), port: 0, modelId: "tiny", threads: 1, log: (l) => lines.push(l) });
   await server.ready;
 });
 afterAll(() => server?.close());

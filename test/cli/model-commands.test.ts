@@ -56,22 +56,23 @@ describe("edgelm inspect / logits / generate", async () => {
     expect(g.tokens).toEqual(want);
     expect(typeof g.text).toBe("string");
     expect(g.timings.prompt_tokens).toBe(1);
-    const a = edgelm("generate", "--model", model, "--tokens", "1,2", "--max-tokens", "5", "--temperature", "0.7", "--top-p", "0.95", "--top-k", "50", "--seed", "7", "--json");
-    const b = edgelm("generate", "--model", model, "--tokens", "1,2", "--max-tokens", "5", "--temperature", "0.7", "--top-p", "0.95", "--top-k", "50", "--seed", "7", "--json");
+    const a = edgelm("generate", "--model", model, "--tokens", "1,2", "--max-tokens", "5", "--temperature", "0.7", "--top-p", "0.95", "--top-k", "50", "--seed", "7", "--threads", "1", "--json");
+    const b = edgelm("generate", "--model", model, "--tokens", "1,2", "--max-tokens", "5", "--temperature", "0.7", "--top-p", "0.95", "--top-k", "50", "--seed", "7", "--threads", "1", "--json");
     expect(JSON.parse(a.stdout).tokens).toEqual(JSON.parse(b.stdout).tokens);
   });
 
-  it("logits and generate use the wasm engine by default, matching it in process", async () => {
-    const e = await loadWasmEngine(model, { relaxed: false });
-    const r = edgelm("logits", "--model", model, "--tokens", "9906,11,358", "--json");
+  it("logits and generate use the wasm engine by default, matching it in process (any --threads)", async () => {
+    const e = await loadWasmEngine(model, { relaxed: false, threads: 1 });
+    const r = edgelm("logits", "--model", model, "--tokens", "9906,11,358", "--threads", "1", "--json");
     expect(r.code, r.stderr).toBe(0);
     const { logits } = JSON.parse(r.stdout) as { logits: number[] };
     // Every kernel build gives the same bits, so the CLI's choice (relaxed when possible) does not matter.
     expect(Float32Array.from(logits)).toEqual(e.forward(e.newSequence(), [9906, 11, 358])[0]);
-    const explicit = JSON.parse(edgelm("logits", "--model", model, "--tokens", "9906,11,358", "--engine", "wasm", "--json").stdout);
+    // Rows split over three threads: the same bits.
+    const explicit = JSON.parse(edgelm("logits", "--model", model, "--tokens", "9906,11,358", "--engine", "wasm", "--threads", "3", "--json").stdout);
     expect(explicit.logits).toEqual(logits);
 
-    const g = JSON.parse(edgelm("generate", "--model", model, "--prompt", "Hello", "--max-tokens", "6", "--json").stdout);
+    const g = JSON.parse(edgelm("generate", "--model", model, "--prompt", "Hello", "--max-tokens", "6", "--threads", "1", "--json").stdout);
     expect(g.timings.engine).toMatch(/^wasm \((relaxed|simd) kernels: /);
     const seq = e.newSequence();
     const want: number[] = [];
@@ -89,6 +90,7 @@ describe("edgelm inspect / logits / generate", async () => {
       [["logits", "--model", model, "--tokens", "1,x"], 2, /"x" is not a token id/],
       [["logits", "--model", model, "--tokens", "100352"], 2, /outside the model's vocabulary/],
       [["logits", "--model", model, "--tokens", "1", "--engine", "gpu"], 2, /--engine must be one of/],
+      [["logits", "--model", model, "--tokens", "1", "--threads", "0"], 2, /--threads must be in 1\.\.1024, got 0/],
       [["logits", "--model", "/nonexistent.gguf", "--tokens", "1"], 1, /no such file: \/nonexistent\.gguf/],
       [["logits", "--model", "package.json", "--tokens", "1"], 1, /not a GGUF file/],
       [["generate", "--model", model], 2, /exactly one of --prompt or --tokens/],

@@ -9,7 +9,7 @@ import { encodeGGUF, type TensorSpec } from "../../src/gguf/writer";
 import { f32 as metaF32, str, u32 } from "../../src/gguf/metadata";
 import { quantize } from "../../src/gguf/quant";
 import { TensorType, type Metadata } from "../../src/gguf/types";
-import { loadWasmEngineFromStream, type WasmEngine, type WasmEngineOptions } from "../../src/engine/index";
+import { loadWasmEngineFromStream, type ThreadOptions, type WasmEngine, type WasmEngineOptions } from "../../src/engine/index";
 import { compileKernelModules, loadWasmEngine } from "../../src/engine/node";
 import type { BuildKind } from "../../src/engine/kernels";
 
@@ -19,9 +19,9 @@ import type { BuildKind } from "../../src/engine/kernels";
  */
 export const BUILDS = (process.env.EDGELM_ENGINE_BUILDS ?? "simd,scalar").split(",").map((s) => s.trim()) as BuildKind[];
 
-/** Loads a file with exactly this kernel build (relaxed only when asked, so the process flag stays off otherwise). */
-export async function engineFor(path: string, build: BuildKind, opts: WasmEngineOptions = {}): Promise<WasmEngine> {
-  const e = await loadWasmEngine(path, { ...opts, force: build, relaxed: build === "relaxed" });
+/** Loads a file with exactly this kernel build (relaxed only when asked, so the process flag stays off otherwise), on one thread unless asked. */
+export async function engineFor(path: string, build: BuildKind, opts: WasmEngineOptions & ThreadOptions = {}): Promise<WasmEngine> {
+  const e = await loadWasmEngine(path, { threads: 1, ...opts, force: build, relaxed: build === "relaxed" });
   if (e.kernels.kind !== build) throw new Error(`asked for the ${build} build, got ${e.kernels.kind}: ${e.kernels.reason}`);
   return e;
 }

@@ -8,8 +8,8 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { GGUFHeader } from "../../src/gguf/reader";
 import { TensorType } from "../../src/gguf/types";
-import { engineLayout, newKernels, placeEngine, type LayoutOptions, type PartOptions, type WasmEngineOptions } from "../../src/engine/index";
-import { q4rBytes, q6rBytes, q8aBytes, q8bBytes } from "../../src/engine/kernel-sizes";
+import { engineLayout, newKernels, placeEngine, type LayoutOptions, type PartOptions, type ThreadOptions, type WasmEngineOptions } from "../../src/engine/index";
+import { q4rBytes, q6rBytes, q8aBytes, q8bBytes, SCRATCH_BYTES } from "../../src/engine/kernel-sizes";
 import type { BuildKind, KernelExports, KernelModules } from "../../src/engine/kernels";
 import { compileKernelModules, enableRelaxedSimd } from "../../src/engine/node";
 import { openGGUF } from "../../src/gguf/node";
@@ -24,31 +24,40 @@ const BUILDS: BuildKind[] = ["relaxed", "simd", "scalar"];
 type Header = Pick<GGUFHeader, "metadata" | "tensorByName">;
 
 let modules: KernelModules;
+let sharedModules: KernelModules;
 beforeAll(() => {
   enableRelaxedSimd();
   modules = compileKernelModules().modules;
-  for (const b of BUILDS) if (!modules[b]) throw new Error(`the ${b} build did not compile`);
+  sharedModules = compileKernelModules(undefined, true).modules;
+  for (const b of BUILDS) if (!modules[b] || !sharedModules[b]) throw new Error(`the ${b} build did not compile`);
 });
 
-/** The arena bytes an engine placed over `header` with these options takes, for this build. */
-function allocated(header: Header, build: BuildKind, opts: WasmEngineOptions & PartOptions): { used: number; layoutTotal: number } {
+/** The arena bytes an engine placed over `header` with these options takes, for this build (the shared-memory one with threads). */
+function allocated(header: Header, build: BuildKind, opts: WasmEngineOptions & PartOptions & ThreadOptions): { used: number; layoutTotal: number } {
   const config = configFromGGUF(header.metadata, header.tensorByName);
-  const { kernels, arena } = newKernels({ modules, force: build, warmup: false });
+  const shared = (opts.threads ?? 1) > 1;
+  const { kernels, arena } = newKernels({ modules: shared ? sharedModules : modules, shared, force: build, warmup: false });
   expect(kernels.kind).toBe(build);
   const { layout } = placeEngine(config, header.tensorByName, kernels, arena, opts);
   return { used: arena.used, layoutTotal: layout.total };
 }
 
 describe("kernel sizes", () => {
-  it("equal every build's q8a_bytes, q8b_bytes, q4r_bytes and q6r_bytes", () => {
-    for (const build of BUILDS) {
-      const e = new WebAssembly.Instance(modules[build]!, { env: { memory: new WebAssembly.Memory({ initial: 16 }) } }).exports as unknown as KernelExports;
+  it("equal every build's q8a_bytes, q8b_bytes, q4r_bytes, q6r_bytes and scratch_bytes, shared-memory builds too", () => {
+    const instances = BUILDS.flatMap((build) => [
+      [build, new WebAssembly.Instance(modules[build]!, { env: { memory: new WebAssembly.Memory({ initial: 16 }) } })],
+      [`${build} shared`, new WebAssembly.Instance(sharedModules[build]!, { env: { memory: new WebAssembly.Memory({ initial: 16, maximum: 16, shared: true }) } })],
+    ] as const);
+    for (const [name, instance] of instances) {
+      const e = instance.exports as unknown as KernelExports;
+      const build = name.split(" ")[0] as BuildKind;
+      expect(SCRATCH_BYTES, `${name} scratch`).toBe(e.scratch_bytes() >>> 0);
       for (const n of [32, 64, 96, 160, 256, 2048, 5120, 5632, 13824]) {
-        expect(q8aBytes(n), `${build} q8a ${n}`).toBe(e.q8a_bytes(n) >>> 0);
-        for (const ntok of [1, 2, 3, 4, 5, 7, 8, 9, 16, 19, 32, 33, 64]) expect(q8bBytes(build, n, ntok), `${build} q8b ${n} × ${ntok}`).toBe(e.q8b_bytes(n, ntok) >>> 0);
+        expect(q8aBytes(n), `${name} q8a ${n}`).toBe(e.q8a_bytes(n) >>> 0);
+        for (const ntok of [1, 2, 3, 4, 5, 7, 8, 9, 16, 19, 32, 33, 64]) expect(q8bBytes(build, n, ntok), `${name} q8b ${n} × ${ntok}`).toBe(e.q8b_bytes(n, ntok) >>> 0);
         for (const rows of [1, 3, 4, 5, 510, 2048, 100352]) {
-          expect(q4rBytes(rows, n), `${build} q4r ${rows} × ${n}`).toBe(e.q4r_bytes(rows, n) >>> 0);
-          if (n % 256 === 0) expect(q6rBytes(rows, n), `${build} q6r ${rows} × ${n}`).toBe(e.q6r_bytes(rows, n) >>> 0);
+          expect(q4rBytes(rows, n), `${name} q4r ${rows} × ${n}`).toBe(e.q4r_bytes(rows, n) >>> 0);
+          if (n % 256 === 0) expect(q6rBytes(rows, n), `${name} q6r ${rows} × ${n}`).toBe(e.q6r_bytes(rows, n) >>> 0);
         }
       }
     }
@@ -57,8 +66,10 @@ describe("kernel sizes", () => {
 
 describe("the layout's total is what a placed engine allocates", () => {
   const shape = (s: Shape) => async (): Promise<Header> => stablelmHeader(s);
-  const cases: [string, () => Promise<Header>, WasmEngineOptions & PartOptions][] = [
+  const cases: [string, () => Promise<Header>, WasmEngineOptions & PartOptions & ThreadOptions][] = [
     ["tiny Q4_0, defaults", shape(SHAPES.tiny), {}],
+    ["tiny Q4_0, 3 threads (control block, 2 scratch regions, 3 tiles)", shape(SHAPES.tiny), { threads: 3 }],
+    ["510-row vocabulary, Q8_0, 2 threads, chunk 5", shape({ vocab: 510, hidden: 256, ffn: 544, layers: 2, heads: 4, type: TensorType.Q8_0 }), { threads: 2, prefillChunk: 5, contextLength: 64 }],
     ["tiny Q8_0, context 100, 3 sequences, chunk 5", shape({ ...SHAPES.tiny, type: TensorType.Q8_0 }), { contextLength: 100, sequences: 3, prefillChunk: 5 }],
     ["tiny F16, chunk 1", shape({ ...SHAPES.tiny, type: TensorType.F16 }), { prefillChunk: 1 }],
     ["510-row vocabulary, hidden 256, Q4_0 + Q6_K head (padded 4-row groups)", shape({ vocab: 510, hidden: 256, ffn: 512, layers: 2, heads: 4, type: TensorType.Q4_0, outputType: TensorType.Q6_K }), { contextLength: 64 }],

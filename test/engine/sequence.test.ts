@@ -149,7 +149,7 @@ describe("wasm engine slots, errors and loading", () => {
       const file = join(tmpdir(), `edgelm-pieces-${process.pid}-${spec.output ?? 0}.gguf`);
       writeFileSync(file, await smallGGUF(spec));
       const whole = await engineFor(file, build);
-      const pieces = await loadWasmEngine(file, { force: build, relaxed: build === "relaxed", readChunkBytes: 1000 });
+      const pieces = await loadWasmEngine(file, { threads: 1, force: build, relaxed: build === "relaxed", readChunkBytes: 1000 });
       const toks = randomTokens(7, 510, 5);
       expect(sameBits(pieces.forward(pieces.newSequence(), toks)[0], whole.forward(whole.newSequence(), toks)[0])).toBe("same");
       rmSync(file);
@@ -180,7 +180,7 @@ describe("kernel builds give identical logits", () => {
     import { synthGGUF } from "./weights-tools/fixtures.ts";
     const out = {};
     for (const [preset, type] of [["tiny", "q4_0"], ["tiny-parallel", "f16"]]) {
-      const e = await loadWasmEngine(await synthGGUF(preset, type), { force: "${build}", relaxed: ${build === "relaxed"} });
+      const e = await loadWasmEngine(await synthGGUF(preset, type), { threads: 1, force: "${build}", relaxed: ${build === "relaxed"} });
       const tokens = Array.from({ length: 70 }, (_, i) => (i * 7919 + 11) % 100256);
       const h = createHash("sha256");
       for (const l of e.forward(e.newSequence(), tokens, 0, { allLogits: true })) h.update(new Uint8Array(l.buffer));

@@ -49,6 +49,17 @@ describe("kernel selection", () => {
     expect(memory.buffer.byteLength).toBeGreaterThanOrEqual(k.heapBase);
   });
 
+  it("a shared memory gets the shared-memory builds, self-tested the same way", () => {
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
+    const k = loadKernelsNode({ memory, warmup: false });
+    expect(k.kind).toBe(process.execArgv.includes("--experimental-wasm-relaxed-simd") ? "relaxed" : "simd");
+    expect(k.reason).toMatch(/self-test passed \(156 outputs bit-identical to scalar\)/);
+    // It imports a shared memory: a plain one does not link.
+    expect(() => new WebAssembly.Instance(k.module, { env: { memory: new WebAssembly.Memory({ initial: 16 }) } })).toThrow();
+    const shared = compileKernelModules(undefined, true).modules;
+    expect(selfTest(shared.simd!, shared.scalar!, true)).toMatchObject({ ok: true });
+  });
+
   it("a build that is off by one ulp fails the self-test and the loader falls back", () => {
     const { modules } = compileKernelModules();
     const bad = sabotagedSimd();

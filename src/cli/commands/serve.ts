@@ -1,18 +1,20 @@
 import { UsageError, intOption, parseCommand, required } from "../args";
 import { startServer } from "../../node/server";
 import type { ChatTemplateName } from "../../tokenizer/node";
-import { engineOption } from "./logits";
+import { engineOption, threadsOption } from "./logits";
 
 const spec = {
   name: "serve",
   summary: "Serve the OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models, /health) over HTTP.",
-  usage: "serve --model FILE.gguf [--port 8000] [--host 127.0.0.1] [--model-id NAME] [--engine ref|wasm] [--chat-template zephyr|chatml] [--cors-origin ORIGINS] [--queue-depth N]",
+  usage: "serve --model FILE.gguf [--port 8000] [--host 127.0.0.1] [--model-id NAME] [--engine ref|wasm] [--threads N] [--chat-template zephyr|chatml] [--cors-origin ORIGINS] [--queue-depth N]",
   details: `
   --model FILE          a stablelm GGUF
   --port N              default 8000 (0: any free port, printed on start)
   --host ADDR           address to bind, default 127.0.0.1 (this machine only); 0.0.0.0 exposes it to the network
   --model-id NAME       the id clients send as "model"; default the file name without .gguf
   --engine NAME         wasm or ref; default wasm
+  --threads N           threads of the wasm engine (the big matrix products are split between them); default one
+                        per core; the answers are the same for any N
   --chat-template NAME  zephyr or chatml, overriding the GGUF's tokenizer.chat_template; without either, synthetic
                         models get zephyr, and base models have none (/v1/chat/completions answers 400)
   --cors-origin LIST    comma-separated allowed browser origins; default * (any)
@@ -25,6 +27,7 @@ See docs/api.md for the endpoints and fields.`,
     host: { type: "string" },
     "model-id": { type: "string" },
     engine: { type: "string" },
+    threads: { type: "string" },
     "chat-template": { type: "string" },
     "cors-origin": { type: "string" },
     "queue-depth": { type: "string" },
@@ -38,6 +41,7 @@ export async function run(argv: string[]): Promise<number> {
   const modelPath = required(cmd, opts.model, "model");
   const port = intOption(cmd, opts.port, "port", 8000, 0, 65535);
   const engine = engineOption(cmd, opts.engine);
+  const threads = threadsOption(cmd, opts.threads);
   const template = opts["chat-template"];
   if (template !== undefined && template !== "zephyr" && template !== "chatml") throw new UsageError(`${cmd}: --chat-template must be zephyr or chatml, got "${template}"`);
   const origins = opts["cors-origin"];
@@ -51,6 +55,7 @@ export async function run(argv: string[]): Promise<number> {
     host: opts.host ?? "127.0.0.1",
     modelId,
     engine,
+    threads,
     chatTemplate: template as ChatTemplateName | undefined,
     corsOrigins,
     queueDepth: intOption(cmd, opts["queue-depth"], "queue-depth", 16, 0, 10_000),

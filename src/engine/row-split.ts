@@ -1,0 +1,100 @@
+/**
+ * How a matrix product is shared between threads: by rows of the weight
+ * matrix. A chunk computes whole output rows with the same kernel, on its
+ * own slice of the weights, so every row's arithmetic — and every bit of the
+ * result — is what one thread computes, whichever thread runs the chunk, and
+ * the threads stream disjoint parts of the weights (decode is limited by
+ * reading them). Chunks are whole 4-row groups: Q4R and Q6R interleave four
+ * rows, and the kernels handle rows four at a time, so a chunk that starts
+ * on a group boundary groups every row exactly as one call over all rows
+ * does. A few chunks per thread and product, claimed as the threads come
+ * (./thread-pool.ts), even out threads that start late or run slower.
+ *
+ * A matrix-vector product's rows are contiguous in the output, so a chunk
+ * writes its rows in place. The prefill matmul kernels write out[t·rows + r]
+ * with their own row count as the stride, so a chunk writes its [m × rows]
+ * block into the running thread's tile (the layout's ThreadRegions) and
+ * copies the rows into place.
+ */
+import { layoutOf } from "../gguf/quant";
+import type { WasmMatrix } from "./load";
+import { TILE, type Chunk } from "./thread-pool";
+
+const F32 = 4;
+
+/** Chunks per thread and product: enough for a late thread's share to be taken over, few enough to cost nothing. */
+const CHUNKS_PER_THREAD = 4;
+
+/** Rows [r0, r1) of share i of `shares`: whole 4-row groups, as even as the groups allow. */
+export function shareRows(rows: number, shares: number, i: number): [number, number] {
+  const groups = Math.ceil(rows / 4);
+  const g0 = Math.floor((groups * i) / shares);
+  const g1 = Math.floor((groups * (i + 1)) / shares);
+  return [Math.min(rows, g0 * 4), Math.min(rows, g1 * 4)];
+}
+
+/** The largest share of `rows` rows in `shares` (no chunk is larger when there are at least as many chunks: a tile holds that many rows per position). */
+export function shareRowsMax(rows: number, shares: number): number {
+  return Math.ceil(Math.ceil(rows / 4) / shares) * 4;
+}
+
+/** out [m × w.rows] = x [m × w.cols] · Wᵀ. */
+export interface Product {
+  w: WasmMatrix;
+  out: number;
+}
+
+export interface ProductInput {
+  /** f32 [m × cols], read by the float kernels. */
+  x: number;
+  /** Its Q8A (m = 1) or Q8B form, read by the quantized kernels. */
+  xq: number;
+  m: number;
+}
+
+/**
+ * The chunks of the products for `threads` threads: each a kernel call on a
+ * range of rows (a matmul's followed by the copy out of the tile). Q6R with
+ * m > 1 has no matrix-matrix kernel and needs one Q8A per position: the
+ * caller runs those a position at a time with m = 1.
+ */
+export function splitProducts(products: readonly Product[], input: ProductInput, threads: number): Chunk[] {
+  const { x, xq, m } = input;
+  const chunks: Chunk[] = [];
+  for (const { w, out } of products) {
+    const { blockSize, blockBytes } = layoutOf(w.type);
+    // Bytes per row as stored; for Q4R/Q6R, 4 rows take 4 stored rows' bytes, so this also finds a group's start.
+    const rowBytes = (w.cols / blockSize) * blockBytes;
+    const quantized = w.kind === "q4r" || w.kind === "q8_0" || w.kind === "q6r";
+    if (w.kind === "q6r" && m > 1) throw new Error(`${w.name}: Q6R products run one position at a time`);
+    const shares = Math.min(Math.ceil(w.rows / 4), threads * CHUNKS_PER_THREAD);
+    for (let i = 0; i < shares; i++) {
+      const [r0, r1] = shareRows(w.rows, shares, i);
+      const n = r1 - r0;
+      const wp = w.ptr + r0 * rowBytes;
+      if (m === 1) {
+        chunks.push([{ op: matvecOp(w), args: [wp, n, w.cols, quantized ? xq : x, out + r0 * F32] }]);
+      } else if (quantized) {
+        const op = w.kind === "q4r" ? "matmul_q4r_q8b" : "matmul_q8_0_q8b";
+        chunks.push([
+          { op, args: [wp, n, w.cols, xq, m, TILE] },
+          { op: "copy", args: [TILE, out + r0 * F32, n * F32, m, n * F32, w.rows * F32] },
+        ]);
+      } else {
+        for (let t = 0; t < m; t++) chunks.push([{ op: matvecOp(w), args: [wp, n, w.cols, x + t * w.cols * F32, out + (t * w.rows + r0) * F32] }]);
+      }
+    }
+  }
+  return chunks;
+}
+
+function matvecOp(w: WasmMatrix): Chunk[number]["op"] {
+  switch (w.kind) {
+    case "q4r": return "matvec_q4r_q8a";
+    case "q8_0": return "matvec_q8_0_q8a";
+    case "q6r": return "matvec_q6r_q8a";
+    case "f32": return "matvec_f32";
+    case "f16": return "matvec_f16";
+    case "bf16": return "matvec_bf16";
+  }
+}

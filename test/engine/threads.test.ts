@@ -1,0 +1,194 @@
+/**
+ * The wasm engine on several threads (src/engine/thread-pool.ts, row-split.ts):
+ * the big products split by rows give the same bits as one thread — prefill
+ * in chunks, allLogits, decode steps, the LM head — for every kernel build and
+ * every matrix kind, with 2 and 3 threads on shapes whose rows do not split
+ * evenly (3 threads cut each product into 12 chunks of 4-row groups: hidden
+ * 256 → 64 groups, 5 or 6 a chunk; kv 128 → 32 groups, 2 or 3; ffn 544 → 136;
+ * a 509-row vocabulary whose last group is partial). A thread that throws
+ * gives the caller a ThreadError and the
+ * engine goes on with one thread; a thread that never runs does not hold a
+ * job up, and one that never answers times out; threads end on close and
+ * never keep the process alive.
+ */
+import { spawnSync } from "node:child_process";
+import { rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { TensorType } from "../../src/gguf/types";
+import { ThreadError, ThreadPool, type WasmEngine } from "../../src/engine/index";
+import type { BuildKind, KernelExports } from "../../src/engine/kernels";
+import { enableRelaxedSimd } from "../../src/engine/node";
+import { shareRows, shareRowsMax } from "../../src/engine/row-split";
+import { controlBytes, TILE } from "../../src/engine/thread-pool";
+import { engineFor, randomTokens, sameBits, smallGGUF, type SmallModelSpec } from "./helpers";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const BUILDS: BuildKind[] = enableRelaxedSimd() ? ["relaxed", "simd", "scalar"] : ["simd", "scalar"];
+const VOCAB = 509;
+const odd: SmallModelSpec = { vocab: VOCAB, ffn: 544, kvHeads: 2 };
+const MODELS: [string, SmallModelSpec][] = [
+  ["Q4_0 layers, Q6_K head", { ...odd, output: TensorType.Q6_K, seed: 21 }],
+  ["Q8_0", { ...odd, matrix: TensorType.Q8_0, seed: 22 }],
+  ["F16 layers, F32 head", { ...odd, matrix: TensorType.F16, output: TensorType.F32, seed: 23 }],
+  ["BF16, parallel residual with qk-norm", { ...odd, matrix: TensorType.BF16, parallel: true, seed: 24 }],
+  // Q6_K layers have no matmul kernel: prefill runs them a position at a time.
+  ["Q6_K layers and head", { vocab: VOCAB, ffn: 768, kvHeads: 2, matrix: TensorType.Q6_K, seed: 25 }],
+];
+
+const files: string[] = [];
+afterAll(() => files.forEach((f) => rmSync(f, { force: true })));
+async function modelFile(spec: SmallModelSpec): Promise<string> {
+  const file = join(tmpdir(), `edgelm-threads-${process.pid}-${files.length}.gguf`);
+  writeFileSync(file, await smallGGUF(spec));
+  files.push(file);
+  return file;
+}
+
+const argmax = (x: Float32Array) => x.reduce((b, v, i) => (v > x[b] ? i : b), 0);
+const PROMPT = randomTokens(70, VOCAB, 8);
+
+/** Every logit the engine gives: a 70-token prompt in chunks of 32 (32, 32, 6) with allLogits, then 4 greedy decode steps. */
+function run(e: WasmEngine): Float32Array[] {
+  const seq = e.newSequence();
+  const out = e.forward(seq, PROMPT, 0, { allLogits: true });
+  for (let pos = PROMPT.length; pos < PROMPT.length + 4; pos++) out.push(e.forward(seq, [argmax(out.at(-1)!)], pos)[0]);
+  return out;
+}
+
+function differences(a: Float32Array[], b: Float32Array[]): string[] {
+  expect(a).toHaveLength(b.length);
+  return a.map((x, i) => `#${i}: ${sameBits(x, b[i])}`).filter((s) => !s.endsWith(": same"));
+}
+
+describe("row shares", () => {
+  it("cover the rows once, in whole 4-row groups, as evenly as groups allow", () => {
+    for (const rows of [1, 3, 4, 5, 128, 256, 509, 544, 2048, 100352]) {
+      for (const threads of [1, 2, 3, 4, 7]) {
+        let next = 0;
+        const sizes: number[] = [];
+        for (let i = 0; i < threads; i++) {
+          const [r0, r1] = shareRows(rows, threads, i);
+          expect(r0).toBe(next);
+          expect(r0 % 4).toBe(0);
+          next = r1;
+          sizes.push(r1 - r0);
+        }
+        expect(next).toBe(rows);
+        expect(Math.max(...sizes)).toBeLessThanOrEqual(shareRowsMax(rows, threads));
+        expect(Math.max(...sizes) - Math.min(...sizes)).toBeLessThanOrEqual(rows % 4 ? 7 : 4);
+      }
+    }
+    expect([0, 1, 2].map((i) => shareRows(256, 3, i))).toEqual([[0, 84], [84, 168], [168, 256]]);
+  });
+});
+
+describe.each(BUILDS)("threads (%s kernels): the same bits as one thread", (build) => {
+  for (const [name, spec] of MODELS) {
+    it(name, async () => {
+      const file = await modelFile(spec);
+      const one = await engineFor(file, build, { prefillChunk: 32 });
+      const want = run(one);
+      for (const threads of [2, 3]) {
+        const e = await engineFor(file, build, { prefillChunk: 32, threads });
+        expect(e.threads).toBe(threads);
+        expect(e.name).toContain(`; ${threads} threads`);
+        expect(differences(run(e), want)).toEqual([]);
+        // Which thread runs which chunk depends on timing; with the main thread out of it, every row comes from the others.
+        const pool = e.threadPool!;
+        pool.mainClaims = false;
+        const before = pool.chunksRun();
+        expect(differences(run(e), want)).toEqual([]);
+        const ran = pool.chunksRun().map((n, i) => n - before[i]);
+        expect(ran[0]).toBe(0);
+        expect(ran.slice(1).reduce((a, b) => a + b)).toBeGreaterThan(0);
+        await e.close();
+      }
+    });
+  }
+});
+
+describe("a thread that fails", () => {
+  it("throws a ThreadError naming it, in prefill or decode; the engine continues on one thread with the same bits", async () => {
+    const file = await modelFile(MODELS[0][1]);
+    const want = run(await engineFor(file, "simd", { prefillChunk: 32 }));
+
+    const e = await engineFor(file, "simd", { prefillChunk: 32, threads: 3 });
+    e.threadPool!.failNext(2);
+    expect(() => e.forward(e.newSequence(), PROMPT)).toThrow(ThreadError);
+    expect(e.threads).toBe(1);
+    expect(e.threadPool).toBeUndefined();
+    expect(e.name).toMatch(/; 1 thread \(engine thread 2 failed: Error: failing on purpose \(test hook\)\)\)$/);
+    expect(differences(run(e), want)).toEqual([]);
+
+    const d = await engineFor(file, "simd", { prefillChunk: 32, threads: 2 });
+    const seq = d.newSequence();
+    d.forward(seq, PROMPT.slice(0, 10));
+    d.threadPool!.failNext(1);
+    let error: unknown;
+    try {
+      d.forward(seq, [PROMPT[10]], 10);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ThreadError);
+    expect((error as Error).message).toBe("engine thread 1 failed: Error: failing on purpose (test hook); the engine continues on one thread");
+    expect(differences(run(d), want)).toEqual([]);
+    await Promise.all([e.close(), d.close()]);
+  });
+
+  it("that never runs: its chunks are taken by the others, and a job waiting on it (the test hook) times out, not hangs", () => {
+    // A pool whose one extra thread was never started.
+    const memory = new WebAssembly.Memory({ initial: 2, maximum: 16, shared: true });
+    const u8 = new Uint8Array(memory.buffer);
+    u8.set([1, 2, 3, 4, 5, 6, 7, 8], 100_000);
+    let terminated = 0;
+    const pool = new ThreadPool({ memory, control: 0, exports: {} as KernelExports, tile: 120_000, handles: [{ terminate: async () => terminated++ }], timeoutMs: 300 });
+    expect(controlBytes(2)).toBeLessThan(100_000);
+    const copy = (src: number, dst: number) => [{ op: "copy" as const, args: [src, dst, 2, 2, 4, 2] }];
+    // Rows of 2 bytes, 4 apart → 2 apart; then out of "this thread's tile".
+    pool.run([copy(100_000, 110_000), copy(100_002, 110_004)]);
+    expect([...u8.subarray(110_000, 110_008)]).toEqual([1, 2, 5, 6, 3, 4, 7, 8]);
+    pool.run([copy(100_000, TILE)]);
+    expect([...u8.subarray(120_000, 120_004)]).toEqual([1, 2, 5, 6]);
+
+    pool.failNext(1);
+    const t0 = performance.now();
+    expect(() => pool.run([copy(100_000, 110_000)])).toThrow(/^engine thread 1 did not finish a job within 0.3 s; the engine continues on one thread$/);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(300);
+    expect(pool.usable).toBe(false);
+    expect(terminated).toBe(1);
+    expect(() => pool.run([copy(100_000, 110_000)])).toThrow(ThreadError);
+  });
+});
+
+describe("closing", () => {
+  it("close() ends the threads; the engine goes on with one, same bits", async () => {
+    const file = await modelFile(MODELS[1][1]);
+    const want = run(await engineFor(file, "scalar", { prefillChunk: 32 }));
+    const e = await engineFor(file, "scalar", { prefillChunk: 32, threads: 3 });
+    const pool = e.threadPool!;
+    await e.close();
+    expect(pool.usable).toBe(false);
+    expect(pool.reason).toBe("closed");
+    expect(e.threads).toBe(1);
+    expect(e.name).not.toMatch(/thread/);
+    expect(differences(run(e), want)).toEqual([]);
+  });
+
+  it("an engine nobody closed does not keep the process alive", () => {
+    const script = `
+      import { loadWasmEngine } from "./src/engine/node.ts";
+      import { synthGGUF } from "./weights-tools/fixtures.ts";
+      const e = await loadWasmEngine(await synthGGUF("tiny", "q4_0"), { threads: 3 });
+      e.forward(e.newSequence(), [1, 2, 3]);
+      console.log(e.threads);`;
+    const t0 = performance.now();
+    const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: root, encoding: "utf8", timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe("3");
+    expect(performance.now() - t0).toBeLessThan(60_000);
+  });
+});
