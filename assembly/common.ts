@@ -15,12 +15,15 @@ export const SCRATCH_BYTES: usize = 512 * 1024;
 
 let scratch: usize = defaultScratch();
 
+// Only the shared-memory builds read the global: in the plain builds (one
+// thread; the Worker's) the region stays a constant, because workerd runs the
+// hot loops markedly slower when they read a mutable global for it.
 @inline export function scratchBase(): usize {
-  return scratch;
+  return ASC_FEATURE_THREADS ? scratch : defaultScratch();
 }
 
 // For this instance only; ptr is 64-byte aligned, SCRATCH_BYTES long, and
-// used by no other instance.
+// used by no other instance. A no-op in the plain builds, which run one thread.
 export function set_scratch(ptr: usize): void {
   scratch = ptr;
 }
