@@ -111,6 +111,8 @@ export interface EngineLayout {
   contextLength: number;
   sequences: number;
   prefillChunk: number;
+  /** Positions whose logits one LM-head product computes: one per sequence of a batched step, up to the chunk. */
+  logitsBatch: number;
   layers: [number, number];
   logitsRows: number;
   embedding: boolean;
@@ -190,7 +192,8 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
   }
   const weightBytes = align(top);
 
-  // ---- work buffers: C = prefillChunk positions of every activation, one row of the rest
+  // ---- work buffers: C = prefillChunk positions of every activation, B = logitsBatch of the head's, one row of the rest
+  const B = Math.min(sequences, C);
   const kvDim = numKVHeads * headDim;
   const maxCols = Math.max(H, F);
   const overBuilds = (f: (b: BuildKind) => number) => (opts.build === "max" ? Math.max(...BUILD_KINDS.map(f)) : f(opts.build));
@@ -209,8 +212,8 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
     Q8: region(overBuilds((b) => Math.max(q8bBytes(b, maxCols, C), q8aBytes(maxCols)))),
     Q8ROW: region(q8aBytes(maxCols)),
     SCORES: region(contextLength * F32),
-    XN: region(H * F32),
-    LOGITS: region(logitsRows * F32),
+    XN: region(B * H * F32),
+    LOGITS: region(B * logitsRows * F32),
     ZEROS: region(Math.max(H, headDim) * F32),
   };
   // ---- threads: control block, scratch per extra kernel instance, a [C × share] output tile per thread
@@ -235,6 +238,7 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
     contextLength,
     sequences,
     prefillChunk: C,
+    logitsBatch: B,
     layers: [first, end],
     logitsRows,
     embedding,

@@ -50,6 +50,8 @@ export interface ProductInput {
   /** Its Q8A (m = 1) or Q8B form, read by the quantized kernels. */
   xq: number;
   m: number;
+  /** Bytes of each thread's tile: a matmul chunk's [m × rows] output must fit (the LM head over a batch has far more rows than a layer product). */
+  tileBytes: number;
 }
 
 /**
@@ -59,7 +61,7 @@ export interface ProductInput {
  * caller runs those a position at a time with m = 1.
  */
 export function splitProducts(products: readonly Product[], input: ProductInput, threads: number): Chunk[] {
-  const { x, xq, m } = input;
+  const { x, xq, m, tileBytes } = input;
   const chunks: Chunk[] = [];
   for (const { w, out } of products) {
     const { blockSize, blockBytes } = layoutOf(w.type);
@@ -67,7 +69,13 @@ export function splitProducts(products: readonly Product[], input: ProductInput,
     const rowBytes = (w.cols / blockSize) * blockBytes;
     const quantized = w.kind === "q4r" || w.kind === "q8_0" || w.kind === "q6r";
     if (w.kind === "q6r" && m > 1) throw new Error(`${w.name}: Q6R products run one position at a time`);
-    const shares = Math.min(Math.ceil(w.rows / 4), threads * CHUNKS_PER_THREAD);
+    const groups = Math.ceil(w.rows / 4);
+    let shares = Math.min(groups, threads * CHUNKS_PER_THREAD);
+    if (m > 1 && quantized) {
+      const tileGroups = Math.floor(tileBytes / (m * F32 * 4));
+      if (tileGroups < 1) throw new RangeError(`a tile of ${tileBytes} bytes cannot hold 4 rows of ${m} positions`);
+      shares = Math.max(shares, Math.ceil(groups / tileGroups));
+    }
     for (let i = 0; i < shares; i++) {
       const [r0, r1] = shareRows(w.rows, shares, i);
       const n = r1 - r0;

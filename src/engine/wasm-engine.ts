@@ -12,11 +12,19 @@
  * Activations entering a quantized matrix are rounded to int8 per 32-block
  * (Q8A for one position, Q8B for a chunk), as llama.cpp does.
  *
+ * A batched step (forwardBatch) puts several sequences' positions in one
+ * chunk: the rows of every matrix product are all of them, so each weight
+ * block is read once per step for every sequence, while rotary, the KV store
+ * and attention run per sequence on its own positions and cache. A row's
+ * arithmetic does not depend on the rows beside it (the matmul kernels give
+ * each position the bits of a matrix-vector product), so a sequence's logits
+ * are the same bits batched or alone.
+ *
  * With a thread pool (Node, ./thread-pool.ts) the matrix products are split by
  * rows between the threads (./row-split.ts), bit-identical to one thread;
  * everything else runs here, on the calling thread.
  */
-import type { Engine } from "../model/engine";
+import type { BatchEntry, Engine } from "../model/engine";
 import type { StableLMConfig } from "../model/config";
 import type { Head } from "../model/tensors";
 import { layoutOf } from "../gguf/quant";
@@ -37,11 +45,22 @@ export interface ThreadMemory {
   /** Thread i ≥ 1 gets scratch[i − 1]. */
   scratch: number[];
   tiles: number[];
+  tileBytes: number;
+}
+
+/** A run of consecutive rows of a chunk that belong to one sequence: rows row..row+m−1 are its positions pos0..pos0+m−1. */
+interface Segment {
+  seq: WasmSequence;
+  pos0: number;
+  row: number;
+  m: number;
 }
 
 export class WasmEngine implements Engine {
   readonly contextLength: number;
   readonly prefillChunk: number;
+  /** Positions whose logits one LM-head product computes. */
+  readonly logitsBatch: number;
   /** The layers this engine holds, [first, end): all of them unless it is a shard. */
   readonly heldLayers: readonly [number, number];
   readonly pool: KVPool;
@@ -69,8 +88,8 @@ export class WasmEngine implements Engine {
   private readonly Q8: number; //     Q8B of [C × max(H, F)] (or Q8A of one row): quantized input of the next products
   private readonly Q8ROW: number; //  Q8A of one [max(H, F)] row: per-position products (Q6R in prefill, the head)
   private readonly SCORES: number; // [ctx] f32  attention scores of one head
-  private readonly XN: number; //     [H] f32  final LayerNorm of one position
-  private readonly LOGITS: number; // [R] f32  logits of one position
+  private readonly XN: number; //     [B × H] f32  final LayerNorm of the positions whose logits are wanted (B = logitsBatch)
+  private readonly LOGITS: number; // [B × R] f32  their logits
 
   /** Over the memory of `kernels`, in the allocation of `layout.total` bytes at `base` that planModel placed `weights` in. */
   constructor(
@@ -84,6 +103,7 @@ export class WasmEngine implements Engine {
     this.memory = kernels.memory;
     this.contextLength = layout.contextLength;
     this.prefillChunk = layout.prefillChunk;
+    this.logitsBatch = layout.logitsBatch;
     this.heldLayers = layout.layers;
     const at = (name: keyof EngineLayout["buffers"]) => base + layout.buffers[name].offset;
     this.X = at("X");
@@ -105,7 +125,13 @@ export class WasmEngine implements Engine {
     this.pool = new KVPool(layout.kv.layout, base + layout.kv.offset);
     this.f32view = new Float32Array(this.memory.buffer);
     const t = layout.threads;
-    this.threadMemory = { count: t.count, control: base + t.control.offset, scratch: t.scratch.map((r) => base + r.offset), tiles: t.tiles.map((r) => base + r.offset) };
+    this.threadMemory = {
+      count: t.count,
+      control: base + t.control.offset,
+      scratch: t.scratch.map((r) => base + r.offset),
+      tiles: t.tiles.map((r) => base + r.offset),
+      tileBytes: t.tiles[0]?.bytes ?? 0,
+    };
   }
 
   get name(): string {
@@ -157,28 +183,58 @@ export class WasmEngine implements Engine {
    * startPos first, as the reference does) and returns the logits of the last
    * position, or of every position with `allLogits`.
    */
-  forward(seqArg: unknown, tokens: number[], startPos?: number, opts: { allLogits?: boolean } = {}): Float32Array[] {
-    const seq = this.pool.use(seqArg);
-    const { hiddenSize: H, numLayers, vocabSize } = this.config;
-    const n = tokens.length;
-    if (n === 0) throw new RangeError("forward: no tokens");
-    for (const t of tokens) {
-      if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new RangeError(`token id ${t} is outside the vocabulary (0..${vocabSize - 1})`);
-    }
+  forward(seq: unknown, tokens: number[], startPos?: number, opts: { allLogits?: boolean } = {}): Float32Array[] {
+    return this.forwardBatch([{ seq, tokens, startPos, allLogits: opts.allLogits }])[0];
+  }
+
+  /**
+   * One step for several sequences: each entry's tokens at its own positions,
+   * as forward() would feed them alone, with the rows of all entries sharing
+   * every matrix product (chunks of up to prefillChunk rows; an entry longer
+   * than what is left of a chunk continues in the next). Returns each entry's
+   * logits as forward() would. Everything is checked before any cache is
+   * touched; a sequence may appear once per step.
+   */
+  forwardBatch(entries: readonly BatchEntry[]): Float32Array[][] {
+    const { hiddenSize: H, numLayers } = this.config;
     // A shard's engine holds only part of the model: refuse before a cache is touched.
     this.embedTable();
     this.head();
-    const pos0 = startPos ?? seq.length(0);
-    this.checkRange(seq, pos0, n, 0, numLayers);
+    const seqs = new Set<WasmSequence>();
+    const plan = entries.map((e, i) => {
+      const seq = this.pool.use(e.seq);
+      if (seqs.has(seq)) throw new RangeError(`batch entry ${i}: the same sequence twice in one step`);
+      seqs.add(seq);
+      if (e.tokens.length === 0) throw new RangeError(entries.length > 1 ? `batch entry ${i}: no tokens` : "forward: no tokens");
+      this.checkTokens(e.tokens);
+      const pos0 = e.startPos ?? seq.length(0);
+      this.checkRange(seq, pos0, e.tokens.length, 0, numLayers);
+      return { seq, pos0, tokens: e.tokens, allLogits: e.allLogits ?? false };
+    });
 
-    const out: Float32Array[] = [];
-    for (let c0 = 0; c0 < n; c0 += this.prefillChunk) {
-      const m = Math.min(this.prefillChunk, n - c0);
-      for (let t = 0; t < m; t++) this.embedRow(tokens[c0 + t], this.X + t * H * F32);
-      this.layers(seq, pos0 + c0, m, 0, numLayers);
-      for (let t = 0; t < m; t++) {
-        if (opts.allLogits || c0 + t === n - 1) out.push(this.logits(this.X + t * H * F32));
+    const out: Float32Array[][] = entries.map(() => []);
+    const C = this.prefillChunk;
+    let entry = 0; // the entry whose next token is the next row
+    let done = 0; //  tokens of it already fed
+    while (entry < plan.length) {
+      const segments: Segment[] = [];
+      const wanted: { row: number; entry: number }[] = [];
+      let m = 0;
+      while (m < C && entry < plan.length) {
+        const p = plan[entry];
+        const take = Math.min(C - m, p.tokens.length - done);
+        for (let t = 0; t < take; t++) {
+          this.embedRow(p.tokens[done + t], this.X + (m + t) * H * F32);
+          if (p.allLogits || done + t === p.tokens.length - 1) wanted.push({ row: m + t, entry });
+        }
+        segments.push({ seq: p.seq, pos0: p.pos0 + done, row: m, m: take });
+        m += take;
+        done += take;
+        if (done === p.tokens.length) [entry, done] = [entry + 1, 0];
       }
+      this.layers(segments, m, 0, numLayers);
+      const logits = this.logits(wanted.map((w) => this.X + w.row * H * F32));
+      wanted.forEach((w, i) => out[w.entry].push(logits[i]));
     }
     return out;
   }
@@ -197,7 +253,7 @@ export class WasmEngine implements Engine {
     for (let c0 = 0; c0 < n; c0 += this.prefillChunk) {
       const m = Math.min(this.prefillChunk, n - c0);
       this.mem().set(hidden.subarray(c0 * H, (c0 + m) * H), this.X / F32);
-      this.layers(seq, startPos + c0, m, firstLayer, endLayer);
+      this.layers([{ seq, pos0: startPos + c0, row: 0, m }], m, firstLayer, endLayer);
       hidden.set(this.mem().subarray(this.X / F32, this.X / F32 + m * H), c0 * H);
     }
   }
@@ -218,8 +274,8 @@ export class WasmEngine implements Engine {
   logitsOf(hidden: Float32Array): Float32Array {
     const H = this.config.hiddenSize;
     if (hidden.length !== H) throw new RangeError(`hidden has ${hidden.length} values, expected ${H}`);
-    this.mem().set(hidden, this.XN / F32);
-    return this.logits(this.XN);
+    this.mem().set(hidden, this.X / F32);
+    return this.logits([this.X])[0];
   }
 
   // ------------------------------------------------------------------ internals
@@ -227,6 +283,13 @@ export class WasmEngine implements Engine {
   private mem(): Float32Array {
     if (this.f32view.buffer !== this.memory.buffer) this.f32view = new Float32Array(this.memory.buffer); // memory grew: old view detached
     return this.f32view;
+  }
+
+  private checkTokens(tokens: number[]): void {
+    const { vocabSize } = this.config;
+    for (const t of tokens) {
+      if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new RangeError(`token id ${t} is outside the vocabulary (0..${vocabSize - 1})`);
+    }
   }
 
   private checkRange(seq: WasmSequence, pos0: number, n: number, first: number, end: number): void {
@@ -272,8 +335,8 @@ export class WasmEngine implements Engine {
     }
   }
 
-  /** The transformer layers [first, end) over m ≤ C positions in X, at positions pos0..pos0+m−1. */
-  private layers(seq: WasmSequence, pos0: number, m: number, first: number, end: number): void {
+  /** The transformer layers [first, end) over the m ≤ C rows of X, which are the segments' positions of their sequences. */
+  private layers(segments: readonly Segment[], m: number, first: number, end: number): void {
     const k = this.k;
     const cfg = this.config;
     const { hiddenSize: H, intermediateSize: F, numHeads, numKVHeads, headDim, rotaryDim, ropeTheta, layerNormEps: eps } = cfg;
@@ -282,8 +345,6 @@ export class WasmEngine implements Engine {
 
     for (let l = first; l < end; l++) {
       const w = this.weights.layers[l];
-      const kc = this.pool.ptr(seq.slot, l, 0); // [numKVHeads × ctx × headDim] f16
-      const vc = this.pool.ptr(seq.slot, l, 1); // [numKVHeads × ctx × headDim] f16
 
       // Attention block.
       k.layernorm(X, w.attnNorm.weight, w.attnNorm.bias, A, H, m, eps);
@@ -296,13 +357,20 @@ export class WasmEngine implements Engine {
         this.headNorm(Q, m, numHeads, w.qNorm);
         this.headNorm(K, m, numKVHeads, w.kNorm);
       }
-      k.rope_neox(Q, H, m, numHeads, headDim, rotaryDim, pos0, ropeTheta);
-      k.rope_neox(K, kvDim, m, numKVHeads, headDim, rotaryDim, pos0, ropeTheta);
-      // Positions pos0.. are (re)written: this is the rewind.
-      this.storeKV(K, kc, pos0, m);
-      this.storeKV(Vv, vc, pos0, m);
-      seq.lengths[l] = pos0 + m;
-      this.attention(kc, vc, pos0, m);
+      for (const s of segments) {
+        const kc = this.pool.ptr(s.seq.slot, l, 0); // [numKVHeads × ctx × headDim] f16
+        const vc = this.pool.ptr(s.seq.slot, l, 1); // [numKVHeads × ctx × headDim] f16
+        const q = Q + s.row * H * F32; //             [s.m × H] f32
+        const kNew = K + s.row * kvDim * F32; //       [s.m × KV] f32
+        const vNew = Vv + s.row * kvDim * F32; //      [s.m × KV] f32
+        k.rope_neox(q, H, s.m, numHeads, headDim, rotaryDim, s.pos0, ropeTheta);
+        k.rope_neox(kNew, kvDim, s.m, numKVHeads, headDim, rotaryDim, s.pos0, ropeTheta);
+        // Positions pos0.. are (re)written: this is the rewind.
+        this.storeKV(kNew, kc, s.pos0, s.m);
+        this.storeKV(vNew, vc, s.pos0, s.m);
+        s.seq.lengths[l] = s.pos0 + s.m;
+        this.attention(q, kc, vc, ATT + s.row * H * F32, s.pos0, s.m);
+      }
       this.quantize(ATT, m, H);
       this.products(ATT, m, { w: w.o, out: O });
 
@@ -330,31 +398,41 @@ export class WasmEngine implements Engine {
   }
 
   /**
-   * ATT [m × H] = causal softmax attention of the queries Q [m × H] at
-   * positions pos0.. over the cache. One kernel call per (position, kv head):
-   * with n_kv = 1 the kernel reads that head's contiguous [pos × headDim]
-   * block, and its n_heads = the query heads sharing it (GQA group).
+   * att [m × H] = causal softmax attention of one sequence's queries
+   * q [m × H] at positions pos0.. over its cache. One kernel call per
+   * (position, kv head): with n_kv = 1 the kernel reads that head's contiguous
+   * [pos × headDim] block, and its n_heads = the query heads sharing it (GQA group).
    */
-  private attention(kc: number, vc: number, pos0: number, m: number): void {
+  private attention(q: number, kc: number, vc: number, att: number, pos0: number, m: number): void {
     const { numHeads, numKVHeads, headDim, hiddenSize: H } = this.config;
     const group = numHeads / numKVHeads;
     const headBytes = this.pool.headBytes;
     for (let t = 0; t < m; t++) {
       for (let j = 0; j < numKVHeads; j++) {
         const off = (t * H + j * group * headDim) * F32;
-        this.k.attention_f16kv(this.Q + off, kc + j * headBytes, vc + j * headBytes, this.ATT + off, pos0 + t + 1, group, 1, headDim, this.SCORES);
+        this.k.attention_f16kv(q + off, kc + j * headBytes, vc + j * headBytes, att + off, pos0 + t + 1, group, 1, headDim, this.SCORES);
       }
     }
   }
 
-  /** hidden [H] at x → logits [R], copied out of WASM memory. */
-  private logits(x: number): Float32Array {
+  /**
+   * Each hidden [H] at rows[i] → its logits [R], copied out of WASM memory;
+   * up to logitsBatch positions per head product, so the head's weights are
+   * read once for all the sequences of a step.
+   */
+  private logits(rows: readonly number[]): Float32Array[] {
     const { hiddenSize: H, layerNormEps } = this.config;
     const { outputNorm, output } = this.head();
-    this.k.layernorm(x, outputNorm.weight, outputNorm.bias, this.XN, H, 1, layerNormEps);
-    this.quantize(this.XN, 1, H);
-    this.products(this.XN, 1, { w: output, out: this.LOGITS });
-    return this.mem().slice(this.LOGITS / F32, this.LOGITS / F32 + output.rows);
+    const R = output.rows;
+    const out: Float32Array[] = [];
+    for (let i0 = 0; i0 < rows.length; i0 += this.logitsBatch) {
+      const b = Math.min(this.logitsBatch, rows.length - i0);
+      for (let i = 0; i < b; i++) this.k.layernorm(rows[i0 + i], outputNorm.weight, outputNorm.bias, this.XN + i * H * F32, H, 1, layerNormEps);
+      this.quantize(this.XN, b, H);
+      this.products(this.XN, b, { w: output, out: this.LOGITS });
+      for (let i = 0; i < b; i++) out.push(this.mem().slice(this.LOGITS / F32 + i * R, this.LOGITS / F32 + (i + 1) * R));
+    }
+    return out;
   }
 
   /** x [m × cols] → Q8 (Q8A when m = 1, else Q8B), for the quantized products that follow. */
@@ -379,12 +457,12 @@ export class WasmEngine implements Engine {
     const perPosition = m > 1 ? products.filter((p) => p.w.kind === "q6r") : [];
     const together = products.filter((p) => !perPosition.includes(p));
     try {
-      if (together.length) pool.run(splitProducts(together, { x, xq: this.Q8, m }, pool.size));
+      if (together.length) pool.run(splitProducts(together, { x, xq: this.Q8, m, tileBytes: this.threadMemory.tileBytes }, pool.size));
       for (const { w, out } of perPosition) {
         for (let t = 0; t < m; t++) {
           const xt = x + t * w.cols * F32;
           this.k.quantize_q8a(xt, w.cols, this.Q8ROW);
-          pool.run(splitProducts([{ w, out: out + t * w.rows * F32 }], { x: xt, xq: this.Q8ROW, m: 1 }, pool.size));
+          pool.run(splitProducts([{ w, out: out + t * w.rows * F32 }], { x: xt, xq: this.Q8ROW, m: 1, tileBytes: this.threadMemory.tileBytes }, pool.size));
         }
       }
     } catch (e) {

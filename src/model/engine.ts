@@ -15,8 +15,32 @@ export interface Engine {
   newSequence(): unknown;
   /** Feeds tokens at positions startPos.. and returns the last position's logits (or every position's). */
   forward(seq: unknown, tokens: number[], startPos?: number, opts?: { allLogits?: boolean }): Float32Array[] | Promise<Float32Array[]>;
+  /**
+   * One step for several sequences (each its own tokens and position), giving
+   * each entry what forward() would give it alone. Engines that share the
+   * weight reads between the rows implement it; the others are fed one
+   * sequence at a time (forwardEach).
+   */
+  forwardBatch?(entries: readonly BatchEntry[]): Float32Array[][] | Promise<Float32Array[][]>;
   /** Releases what the engine holds beyond memory (the wasm engine's threads in Node); the hosts call it when they stop. */
   close?(): Promise<void>;
+}
+
+/** One sequence's part of a batched step: its new tokens at positions startPos.. (default: after what it caches). */
+export interface BatchEntry {
+  seq: unknown;
+  tokens: number[];
+  startPos?: number;
+  /** Logits of every new position, not only the last. */
+  allLogits?: boolean;
+}
+
+/** A batched step on any engine: its forwardBatch, or forward() per entry. */
+export async function forwardEach(engine: Engine, entries: readonly BatchEntry[]): Promise<Float32Array[][]> {
+  if (engine.forwardBatch) return engine.forwardBatch(entries);
+  const out: Float32Array[][] = [];
+  for (const e of entries) out.push(await engine.forward(e.seq, e.tokens, e.startPos, { allLogits: e.allLogits }));
+  return out;
 }
 
 export function referenceEngine(model: ReferenceModel): Engine & { readonly config: StableLMConfig } {

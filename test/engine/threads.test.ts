@@ -21,7 +21,8 @@ import { TensorType } from "../../src/gguf/types";
 import { ThreadError, ThreadPool, type WasmEngine } from "../../src/engine/index";
 import type { BuildKind, KernelExports } from "../../src/engine/kernels";
 import { enableRelaxedSimd } from "../../src/engine/node";
-import { shareRows, shareRowsMax } from "../../src/engine/row-split";
+import type { WasmMatrix } from "../../src/engine/load";
+import { shareRows, shareRowsMax, splitProducts } from "../../src/engine/row-split";
 import { controlBytes, TILE } from "../../src/engine/thread-pool";
 import { engineFor, randomTokens, sameBits, smallGGUF, type SmallModelSpec } from "./helpers";
 
@@ -82,6 +83,22 @@ describe("row shares", () => {
       }
     }
     expect([0, 1, 2].map((i) => shareRows(256, 3, i))).toEqual([[0, 84], [84, 168], [168, 256]]);
+  });
+
+  it("a matmul chunk's [m × rows] output fits the thread's tile, however many rows the matrix has", () => {
+    const w = { name: "output.weight", kind: "q4r", type: TensorType.Q4_0, rows: 100352, cols: 2048, ptr: 0 } as unknown as WasmMatrix;
+    for (const [m, tileBytes] of [[2, 720_896], [8, 720_896], [64, 720_896], [64, 4096]] as const) {
+      const chunks = splitProducts([{ w, out: 1 << 20 }], { x: 0, xq: 0, m, tileBytes }, 2);
+      let rows = 0;
+      for (const [mm] of chunks) {
+        const n = mm.args[1];
+        expect(n * m * 4).toBeLessThanOrEqual(tileBytes);
+        rows += n;
+      }
+      expect(rows).toBe(100352);
+      expect(chunks.length).toBeGreaterThanOrEqual(Math.max(8, Math.ceil((100352 * m * 4) / tileBytes)));
+    }
+    expect(() => splitProducts([{ w, out: 0 }], { x: 0, xq: 0, m: 64, tileBytes: 1000 }, 2)).toThrow(/cannot hold 4 rows of 64 positions/);
   });
 });
 
