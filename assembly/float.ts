@@ -177,58 +177,67 @@ export function rope_neox(x: usize, row_stride: i32, ntok: i32, n_heads: i32, he
 
 // ---------------------------------------------------------------- attention
 
-// One query against a KV cache of n_past positions (keys 0..n_past-1; the
-// caller has already written the current position). q, out: n_heads*head_dim
-// f32. kc, vc: f16, position-major, [pos][n_kv * head_dim]. Query head h uses
-// KV head h / (n_heads / n_kv). head_dim a multiple of 8. scores: n_past f32
-// of scratch. Softmax subtracts the max, so huge scores do not overflow.
-export function attention_f16kv(q: usize, kc: usize, vc: usize, out: usize, n_past: i32, n_heads: i32, n_kv: i32, head_dim: i32, scores: usize): void {
-  const group = n_heads / n_kv;
+// One position's queries against one KV head's cache of n_past positions
+// (keys 0..n_past-1; the caller has already written the current position).
+// q, out: n_heads*head_dim f32, the query heads that share this KV head. The
+// cache is paged: position p's key is [head_dim] f16 at
+//   load<u32>(table + 4*(p / block_pos)) + k_off + (p % block_pos)*head_dim*2
+// and its value likewise at v_off (one block holds block_pos positions of
+// every layer and head; a contiguous cache is one block at address 0 with
+// k_off, v_off its K and V). head_dim a multiple of 8. scores: n_past f32 of
+// scratch. Softmax subtracts the max, so huge scores do not overflow.
+export function attention_f16kv(q: usize, table: usize, block_pos: i32, k_off: usize, v_off: usize, out: usize, n_past: i32, n_heads: i32, head_dim: i32, scores: usize): void {
   const hdB = <usize>head_dim << 2;
-  const rowHalfB = <usize>(n_kv * head_dim) << 1;
   const scale: f32 = <f32>1 / sqrt<f32>(<f32>head_dim);
   for (let h = 0; h < n_heads; h++) {
     const qh = q + <usize>h * hdB;
     const oh = out + <usize>h * hdB;
-    const kvOff = <usize>((h / group) * head_dim) << 1;
-    if (ASC_FEATURE_SIMD) {
-      attnHeadSimd(qh, kc + kvOff, vc + kvOff, oh, n_past, head_dim, rowHalfB, scale, scores);
-      continue;
+    if (ASC_FEATURE_SIMD) attnHeadSimd(qh, table, block_pos, k_off, v_off, oh, n_past, head_dim, scale, scores);
+    else attnHeadScalar(qh, table, block_pos, k_off, v_off, oh, n_past, head_dim, scale, scores);
+  }
+}
+
+// Address of position p's row at offset off of its block.
+@inline function kvRow(table: usize, block_pos: i32, off: usize, p: i32, rowB: usize): usize {
+  return <usize>load<u32>(table + (<usize>(p / block_pos) << 2)) + off + <usize>(p % block_pos) * rowB;
+}
+
+function attnHeadScalar(qh: usize, table: usize, block_pos: i32, k_off: usize, v_off: usize, oh: usize, n_past: i32, head_dim: i32, scale: f32, scores: usize): void {
+  const hdB = <usize>head_dim << 2;
+  const rowB = <usize>head_dim << 1;
+  let mx: f32 = -Infinity;
+  for (let p = 0; p < n_past; p++) {
+    const kp = kvRow(table, block_pos, k_off, p, rowB);
+    let a0: f32 = 0, a1: f32 = 0, a2: f32 = 0, a3: f32 = 0;
+    for (let d: usize = 0; d < <usize>head_dim; d += 4) {
+      a0 += load<f32>(qh + (d << 2)) * h2f(load<u16>(kp + (d << 1)));
+      a1 += load<f32>(qh + (d << 2), 4) * h2f(load<u16>(kp + (d << 1), 2));
+      a2 += load<f32>(qh + (d << 2), 8) * h2f(load<u16>(kp + (d << 1), 4));
+      a3 += load<f32>(qh + (d << 2), 12) * h2f(load<u16>(kp + (d << 1), 6));
     }
-    let mx: f32 = -Infinity;
-    for (let p = 0; p < n_past; p++) {
-      const kp = kc + <usize>p * rowHalfB + kvOff;
-      let a0: f32 = 0, a1: f32 = 0, a2: f32 = 0, a3: f32 = 0;
-      for (let d: usize = 0; d < <usize>head_dim; d += 4) {
-        a0 += load<f32>(qh + (d << 2)) * h2f(load<u16>(kp + (d << 1)));
-        a1 += load<f32>(qh + (d << 2), 4) * h2f(load<u16>(kp + (d << 1), 2));
-        a2 += load<f32>(qh + (d << 2), 8) * h2f(load<u16>(kp + (d << 1), 4));
-        a3 += load<f32>(qh + (d << 2), 12) * h2f(load<u16>(kp + (d << 1), 6));
-      }
-      const s = ((a0 + a1) + (a2 + a3)) * scale;
-      store<f32>(scores + (<usize>p << 2), s);
-      if (s > mx) mx = s;
-    }
-    let sum: f32 = 0;
-    for (let p = 0; p < n_past; p++) {
-      const e = expf(load<f32>(scores + (<usize>p << 2)) - mx);
-      store<f32>(scores + (<usize>p << 2), e);
-      sum += e;
-    }
-    memory.fill(oh, 0, hdB);
-    for (let p = 0; p < n_past; p++) {
-      const e = load<f32>(scores + (<usize>p << 2));
-      const vp = vc + <usize>p * rowHalfB + kvOff;
-      for (let d: usize = 0; d < <usize>head_dim; d++) {
-        const op = oh + (d << 2);
-        store<f32>(op, load<f32>(op) + e * h2f(load<u16>(vp + (d << 1))));
-      }
-    }
-    const inv: f32 = <f32>1 / sum;
+    const s = ((a0 + a1) + (a2 + a3)) * scale;
+    store<f32>(scores + (<usize>p << 2), s);
+    if (s > mx) mx = s;
+  }
+  let sum: f32 = 0;
+  for (let p = 0; p < n_past; p++) {
+    const e = expf(load<f32>(scores + (<usize>p << 2)) - mx);
+    store<f32>(scores + (<usize>p << 2), e);
+    sum += e;
+  }
+  memory.fill(oh, 0, hdB);
+  for (let p = 0; p < n_past; p++) {
+    const e = load<f32>(scores + (<usize>p << 2));
+    const vp = kvRow(table, block_pos, v_off, p, rowB);
     for (let d: usize = 0; d < <usize>head_dim; d++) {
       const op = oh + (d << 2);
-      store<f32>(op, load<f32>(op) * inv);
+      store<f32>(op, load<f32>(op) + e * h2f(load<u16>(vp + (d << 1))));
     }
+  }
+  const inv: f32 = <f32>1 / sum;
+  for (let d: usize = 0; d < <usize>head_dim; d++) {
+    const op = oh + (d << 2);
+    store<f32>(op, load<f32>(op) * inv);
   }
 }
 
@@ -250,30 +259,34 @@ export function attention_f16kv(q: usize, kc: usize, vc: usize, out: usize, n_pa
 // one 16-add chain per position, and a 4x4 transpose instead of four
 // horizontal sums: (l0+l1)+(l2+l3) per position, as hsum_f32x4); the
 // weighted sum of values runs over 16 output dims at a time in registers.
-function attnHeadSimd(qh: usize, kb: usize, vb: usize, oh: usize, n_past: i32, head_dim: i32, rowB: usize, scale: f32, scores: usize): void {
+// Both walk the cache a block at a time, positions in order.
+function attnHeadSimd(qh: usize, table: usize, block_pos: i32, k_off: usize, v_off: usize, oh: usize, n_past: i32, head_dim: i32, scale: f32, scores: usize): void {
   const hmask = v128.load(VCONST + VC_HMASK);
   const hmul = v128.load(VCONST + VC_HMUL);
   const hdB = <usize>head_dim << 2;
+  const rowB = <usize>head_dim << 1;
   const sc = f32x4.splat(scale);
-  let p = 0;
-  let kp = kb;
-  for (; p + 4 <= n_past; p += 4) {
-    const a0 = qkLanes(qh, kp, hdB, hmask, hmul);
-    const a1 = qkLanes(qh, kp + rowB, hdB, hmask, hmul);
-    const a2 = qkLanes(qh, kp + rowB * 2, hdB, hmask, hmul);
-    const a3 = qkLanes(qh, kp + rowB * 3, hdB, hmask, hmul);
-    const t0 = i32x4.shuffle(a0, a1, 0, 4, 1, 5);
-    const t1 = i32x4.shuffle(a0, a1, 2, 6, 3, 7);
-    const t2 = i32x4.shuffle(a2, a3, 0, 4, 1, 5);
-    const t3 = i32x4.shuffle(a2, a3, 2, 6, 3, 7);
-    const l01 = f32x4.add(i32x4.shuffle(t0, t2, 0, 1, 4, 5), i32x4.shuffle(t0, t2, 2, 3, 6, 7));
-    const l23 = f32x4.add(i32x4.shuffle(t1, t3, 0, 1, 4, 5), i32x4.shuffle(t1, t3, 2, 3, 6, 7));
-    v128.store(scores + (<usize>p << 2), f32x4.mul(f32x4.add(l01, l23), sc));
-    kp += rowB << 2;
-  }
-  for (; p < n_past; p++) {
-    store<f32>(scores + (<usize>p << 2), hsum_f32x4(qkLanes(qh, kp, hdB, hmask, hmul)) * scale);
-    kp += rowB;
+  for (let p = 0, blk: usize = table; p < n_past; blk += 4) {
+    const end = min(p + block_pos, n_past);
+    let kp = <usize>load<u32>(blk) + k_off;
+    for (; p + 4 <= end; p += 4) {
+      const a0 = qkLanes(qh, kp, hdB, hmask, hmul);
+      const a1 = qkLanes(qh, kp + rowB, hdB, hmask, hmul);
+      const a2 = qkLanes(qh, kp + rowB * 2, hdB, hmask, hmul);
+      const a3 = qkLanes(qh, kp + rowB * 3, hdB, hmask, hmul);
+      const t0 = i32x4.shuffle(a0, a1, 0, 4, 1, 5);
+      const t1 = i32x4.shuffle(a0, a1, 2, 6, 3, 7);
+      const t2 = i32x4.shuffle(a2, a3, 0, 4, 1, 5);
+      const t3 = i32x4.shuffle(a2, a3, 2, 6, 3, 7);
+      const l01 = f32x4.add(i32x4.shuffle(t0, t2, 0, 1, 4, 5), i32x4.shuffle(t0, t2, 2, 3, 6, 7));
+      const l23 = f32x4.add(i32x4.shuffle(t1, t3, 0, 1, 4, 5), i32x4.shuffle(t1, t3, 2, 3, 6, 7));
+      v128.store(scores + (<usize>p << 2), f32x4.mul(f32x4.add(l01, l23), sc));
+      kp += rowB << 2;
+    }
+    for (; p < end; p++) {
+      store<f32>(scores + (<usize>p << 2), hsum_f32x4(qkLanes(qh, kp, hdB, hmask, hmul)) * scale);
+      kp += rowB;
+    }
   }
   let mx: f32 = -Infinity;
   for (let i = 0; i < n_past; i++) {
@@ -291,18 +304,21 @@ function attnHeadSimd(qh: usize, kb: usize, vb: usize, oh: usize, n_past: i32, h
   let sum: f32 = 0;
   for (let j = 0; j < n_past; j++) sum += load<f32>(scores + (<usize>j << 2));
   const inv = f32x4.splat(<f32>1 / sum);
-  const end = scores + (<usize>n_past << 2);
+  const blockB = <usize>block_pos << 2;
   let d: usize = 0;
   for (; d + 64 <= hdB; d += 64) {
     let o0 = f32x4.splat(0), o1 = f32x4.splat(0), o2 = f32x4.splat(0), o3 = f32x4.splat(0);
-    let vp = vb + (d >> 1);
-    for (let sp = scores; sp < end; sp += 4) {
-      const e = v128.load32_splat(sp);
-      o0 = f32x4.add(o0, f32x4.mul(e, h4(vp, hmask, hmul)));
-      o1 = f32x4.add(o1, f32x4.mul(e, h4(vp + 8, hmask, hmul)));
-      o2 = f32x4.add(o2, f32x4.mul(e, h4(vp + 16, hmask, hmul)));
-      o3 = f32x4.add(o3, f32x4.mul(e, h4(vp + 24, hmask, hmul)));
-      vp += rowB;
+    for (let s0: usize = 0, blk: usize = table; s0 < (<usize>n_past << 2); s0 += blockB, blk += 4) {
+      let vp = <usize>load<u32>(blk) + v_off + (d >> 1);
+      const end = scores + min(s0 + blockB, <usize>n_past << 2);
+      for (let sp = scores + s0; sp < end; sp += 4) {
+        const e = v128.load32_splat(sp);
+        o0 = f32x4.add(o0, f32x4.mul(e, h4(vp, hmask, hmul)));
+        o1 = f32x4.add(o1, f32x4.mul(e, h4(vp + 8, hmask, hmul)));
+        o2 = f32x4.add(o2, f32x4.mul(e, h4(vp + 16, hmask, hmul)));
+        o3 = f32x4.add(o3, f32x4.mul(e, h4(vp + 24, hmask, hmul)));
+        vp += rowB;
+      }
     }
     v128.store(oh + d, f32x4.mul(o0, inv));
     v128.store(oh + d, f32x4.mul(o1, inv), 16);
@@ -311,12 +327,15 @@ function attnHeadSimd(qh: usize, kb: usize, vb: usize, oh: usize, n_past: i32, h
   }
   for (; d < hdB; d += 32) {
     let o0 = f32x4.splat(0), o1 = f32x4.splat(0);
-    let vp = vb + (d >> 1);
-    for (let sp = scores; sp < end; sp += 4) {
-      const e = v128.load32_splat(sp);
-      o0 = f32x4.add(o0, f32x4.mul(e, h4(vp, hmask, hmul)));
-      o1 = f32x4.add(o1, f32x4.mul(e, h4(vp + 8, hmask, hmul)));
-      vp += rowB;
+    for (let s0: usize = 0, blk: usize = table; s0 < (<usize>n_past << 2); s0 += blockB, blk += 4) {
+      let vp = <usize>load<u32>(blk) + v_off + (d >> 1);
+      const end = scores + min(s0 + blockB, <usize>n_past << 2);
+      for (let sp = scores + s0; sp < end; sp += 4) {
+        const e = v128.load32_splat(sp);
+        o0 = f32x4.add(o0, f32x4.mul(e, h4(vp, hmask, hmul)));
+        o1 = f32x4.add(o1, f32x4.mul(e, h4(vp + 8, hmask, hmul)));
+        vp += rowB;
+      }
     }
     v128.store(oh + d, f32x4.mul(o0, inv));
     v128.store(oh + d, f32x4.mul(o1, inv), 16);

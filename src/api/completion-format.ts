@@ -10,6 +10,8 @@ export interface Usage extends Partial<Timing> {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** Engines with a prefix cache: how much of the prompt it served. */
+  prompt_tokens_details?: { cached_tokens: number };
 }
 
 export interface CompletionLogprobs {
@@ -45,8 +47,9 @@ export interface FormatContext {
   includeUsage: boolean;
 }
 
-export function usageOf(u: { prompt_tokens: number; completion_tokens: number }, timing?: Timing): Usage {
-  return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: u.prompt_tokens + u.completion_tokens, ...timing };
+export function usageOf(u: { prompt_tokens: number; completion_tokens: number; cached_tokens?: number }, timing?: Timing): Usage {
+  const details = u.cached_tokens !== undefined ? { prompt_tokens_details: { cached_tokens: u.cached_tokens } } : {};
+  return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: u.prompt_tokens + u.completion_tokens, ...details, ...timing };
 }
 
 /** Logprobs of one token; `offset` is where its text starts in the returned text. */

@@ -8,7 +8,7 @@ import { DEFAULT_MAX_BODY_BYTES, type ApiDeps, type RouteContext, type ServedMod
 import { ApiError, errorResponse, toApiError } from "./errors";
 import { chatCompletions } from "./handlers/chat";
 import { completions } from "./handlers/completions";
-import { health, models } from "./handlers/info";
+import { engineMetrics, health, models, PROMETHEUS_CONTENT_TYPE } from "./handlers/info";
 
 type Generate = (req: Request, body: unknown, deps: ApiDeps, model: ServedModel) => Promise<Response>;
 
@@ -43,6 +43,7 @@ const ROUTES: Record<string, Route> = {
   "/v1/chat/completions": { method: "POST", run: generation("chat", chatCompletions) },
   "/v1/models": { method: "GET", run: (_req, deps) => models(deps.model()) },
   "/health": { method: "GET", run: (_req, deps) => health(deps.model(), deps.queue) },
+  "/metrics": { method: "GET", run: (_req, deps) => new Response(engineMetrics(deps.model(), deps.queue), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" } }) },
 };
 
 export async function handleRequest(req: Request, deps: ApiDeps): Promise<Response> {

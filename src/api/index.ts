@@ -1,6 +1,8 @@
 /** The platform-neutral OpenAI-compatible API (no Node imports): hosts call handleRequest. */
 export { handleRequest } from "./handle-request";
-export { GenerationQueue, type Release } from "./queue";
+export { GenerationQueue, type KVBudget, type QueueCapacity, type Release } from "./queue";
+export { DEFAULT_MAX_BATCH_TOKENS, queueCapacity, withBatching, type BatchingOptions } from "./batching";
+export { StepScheduler } from "./step-scheduler";
 export { ApiError, type ErrorBody } from "./errors";
 export { parseCompletionRequest, type CompletionRequest } from "./completion-request";
 export { parseChatRequest, type ChatRequest } from "./chat-request";

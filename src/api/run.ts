@@ -17,7 +17,7 @@ export interface Run {
 
 export async function startRun(deps: ApiDeps, model: ServedModel, opts: Omit<GenerateOptions, "signal">, req: Request): Promise<Run> {
   const signal = req.signal;
-  const releaseSlot = deps.queue ? await deps.queue.acquire(signal) : () => {};
+  const releaseSlot = deps.queue ? await deps.queue.acquire(signal, opts.prompt.length + opts.maxTokens) : () => {};
   const controller = new AbortController();
   let released = false;
   let finished!: () => void;

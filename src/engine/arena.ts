@@ -76,4 +76,7 @@ export class Arena {
   u16(ptr: number, length: number): Uint16Array {
     return new Uint16Array(this.memory.buffer, ptr >>> 0, length);
   }
+  u32(ptr: number, length: number): Uint32Array {
+    return new Uint32Array(this.memory.buffer, ptr >>> 0, length);
+  }
 }

@@ -18,7 +18,7 @@ import { WasmEngine } from "./wasm-engine";
 export { WasmEngine } from "./wasm-engine";
 export { engineLayout, type EngineLayout, type LayoutOptions, type PartOptions, type ThreadOptions, type WasmEngineOptions } from "./layout";
 export { ThreadError, ThreadPool, type ThreadHandle } from "./thread-pool";
-export { WasmSequence, SequenceEvictedError } from "./kv-cache";
+export { KVBudgetError, SequenceEvictedError, WasmSequence } from "./kv-cache";
 
 export interface KernelChoice {
   /** Candidate kernel builds; the fastest that passes the self-test is used. */
@@ -74,9 +74,9 @@ export function placeEngine(
   const layout = engineLayout(config, tensors, { ...opts, build: kernels.kind });
   const end = Math.ceil(arena.top / ALIGN) * ALIGN + layout.total;
   if (end > 2 ** 32) {
-    const { slots, contextLength } = layout.kv.layout;
+    const { blocks, blockPositions } = layout.kv.layout;
     throw new RangeError(
-      `the KV cache (${slots} × ${contextLength} positions, ${(layout.kvBytes / 2 ** 20).toFixed(0)} MiB) does not fit in the 4 GiB of wasm32 memory beside ${((end - layout.kvBytes) / 2 ** 20).toFixed(0)} MiB of weights and buffers; lower contextLength or sequences`,
+      `the KV cache (${blocks} blocks of ${blockPositions} positions, ${(layout.kvBytes / 2 ** 20).toFixed(0)} MiB) does not fit in the 4 GiB of wasm32 memory beside ${((end - layout.kvBytes) / 2 ** 20).toFixed(0)} MiB of weights and buffers; lower the KV budget (kvBudgetMB, or sequences × contextLength)`,
     );
   }
   const base = arena.alloc(layout.total, ALIGN);

@@ -44,7 +44,7 @@ export interface KernelExports {
   matvec_bf16(w: number, rows: number, cols: number, x: number, out: number): void;
   layernorm(x: number, w: number, b: number, out: number, n: number, rows: number, eps: number): void;
   rope_neox(x: number, rowStride: number, ntok: number, nHeads: number, headDim: number, rotaryDim: number, pos0: number, base: number): void;
-  attention_f16kv(q: number, kc: number, vc: number, out: number, nPast: number, nHeads: number, nKv: number, headDim: number, scores: number): void;
+  attention_f16kv(q: number, table: number, blockPos: number, kOff: number, vOff: number, out: number, nPast: number, nHeads: number, headDim: number, scores: number): void;
   silu_mul(g: number, u: number, out: number, n: number): void;
   add_f32(a: number, b: number, out: number, n: number): void;
   f16_to_f32(src: number, dst: number, n: number): void;
@@ -250,14 +250,16 @@ export function warmUp(module: WebAssembly.Module, rounds = 40, shared = false):
   const need = base + 256 * 1024;
   if (need > memory.buffer.byteLength) memory.grow(Math.ceil((need - memory.buffer.byteLength) / 65536));
   // Memory is zero: a zero vector and zero weights are valid inputs for all of these.
-  const a = base, b = base + 16384, c = base + 32768, d = base + 65536, kv = base + 98304, sc = base + 200000;
+  const a = base, b = base + 16384, c = base + 32768, d = base + 65536, kv = base + 98304, sc = base + 200000, table = base + 250000;
   for (let i = 0; i < rounds; i++) {
     e.matvec_f32(a, 16, 256, b, c);
     e.matvec_f16(a, 16, 256, b, c);
     e.matvec_bf16(a, 16, 256, b, c);
     e.layernorm(a, b, c, d, 256, 4, 1e-5);
     e.rope_neox(a, 256, 2, 4, 64, 16, i, 10000);
-    e.attention_f16kv(a, kv, kv, d, 32, 4, 2, 64, sc);
+    // Blocks of 16 positions, both at kv (the table's two entries are zero-memory words).
+    new Uint32Array(memory.buffer, table, 2).fill(kv);
+    e.attention_f16kv(a, table, 16, 0, 0, d, 32, 4, 64, sc);
     e.silu_mul(a, b, c, 1024);
     e.add_f32(a, b, c, 1024);
   }

@@ -21,23 +21,30 @@ import type { StableLMConfig } from "../model/config";
 import { embeddingTensor, findTensor, headTensors, layerTensors, type ModelTensor } from "../model/tensors";
 import type { BuildKind } from "./kernels";
 import { BUILD_KINDS, q4rBytes, q6rBytes, q8aBytes, q8bBytes, SCRATCH_BYTES } from "./kernel-sizes";
-import { kvBytes, type KVLayout } from "./kv-cache";
+import { kvBlockBytes, kvBytes, type KVLayout } from "./kv-cache";
 import { shareRowsMax } from "./row-split";
 import { controlBytes } from "./thread-pool";
 
 const DEFAULT_CONTEXT = 4096;
 const DEFAULT_SEQUENCES = 2;
 const DEFAULT_PREFILL_CHUNK = 64;
+const DEFAULT_BLOCK_POSITIONS = 16;
 /** Every region starts on a cache line. */
 export const ALIGN = 64;
 
 const F32 = 4;
 
 export interface WasmEngineOptions {
-  /** Positions per KV slot; default min(model context, 4096). */
+  /** Positions one sequence may reach; default min(model context, 4096). */
   contextLength?: number;
-  /** KV slots (live sequences) in the pool; default 2. See kv-cache.ts. */
+  /** The KV budget in sequences of the full context (default 2), unless kvBudgetMB is given. See kv-cache.ts. */
   sequences?: number;
+  /** The KV budget in MiB (rounded down to whole blocks). */
+  kvBudgetMB?: number;
+  /** Positions per KV block (default 16). */
+  blockPositions?: number;
+  /** Sequences whose logits one LM-head product computes: the largest batched step expected (default `sequences`, at most the prefill chunk). */
+  maxBatch?: number;
   /** Positions per prefill matrix-matrix step; default 64 (the matmul kernels' own tile). */
   prefillChunk?: number;
 }
@@ -91,7 +98,7 @@ export interface PlacedTensor extends Region {
 }
 
 /** The engine's work buffers (their shapes are stated in wasm-engine.ts). */
-export type BufferName = "X" | "A" | "Q" | "K" | "V" | "ATT" | "O" | "M" | "G" | "U" | "D" | "Q8" | "Q8ROW" | "SCORES" | "XN" | "LOGITS" | "ZEROS";
+export type BufferName = "X" | "A" | "Q" | "K" | "V" | "ATT" | "O" | "M" | "G" | "U" | "D" | "Q8" | "Q8ROW" | "SCORES" | "TABLE" | "XN" | "LOGITS" | "ZEROS";
 
 /**
  * What the threads of a multi-threaded engine need (./thread-pool.ts): the
@@ -141,6 +148,10 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
   }
   const sequences = opts.sequences ?? DEFAULT_SEQUENCES;
   if (!Number.isInteger(sequences) || sequences < 1) throw new RangeError(`sequences must be a positive integer, got ${opts.sequences}`);
+  const P = opts.blockPositions ?? DEFAULT_BLOCK_POSITIONS;
+  if (!Number.isInteger(P) || P < 1 || P > contextLength) throw new RangeError(`blockPositions must be an integer in 1..${contextLength} (the context), got ${opts.blockPositions}`);
+  const maxBatch = opts.maxBatch ?? sequences;
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError(`maxBatch must be a positive integer, got ${opts.maxBatch}`);
   const C = opts.prefillChunk ?? DEFAULT_PREFILL_CHUNK;
   if (!Number.isInteger(C) || C < 1) throw new RangeError(`prefillChunk must be a positive integer, got ${opts.prefillChunk}`);
   const [first, end] = opts.layers ?? [0, L];
@@ -193,7 +204,7 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
   const weightBytes = align(top);
 
   // ---- work buffers: C = prefillChunk positions of every activation, B = logitsBatch of the head's, one row of the rest
-  const B = Math.min(sequences, C);
+  const B = Math.min(maxBatch, C);
   const kvDim = numKVHeads * headDim;
   const maxCols = Math.max(H, F);
   const overBuilds = (f: (b: BuildKind) => number) => (opts.build === "max" ? Math.max(...BUILD_KINDS.map(f)) : f(opts.build));
@@ -212,6 +223,7 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
     Q8: region(overBuilds((b) => Math.max(q8bBytes(b, maxCols, C), q8aBytes(maxCols)))),
     Q8ROW: region(q8aBytes(maxCols)),
     SCORES: region(contextLength * F32),
+    TABLE: region(Math.ceil(contextLength / P) * 4),
     XN: region(B * H * F32),
     LOGITS: region(B * logitsRows * F32),
     ZEROS: region(Math.max(H, headDim) * F32),
@@ -231,7 +243,12 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
   const bufferBytes = align(top) - weightBytes;
 
   // ---- the KV pool, last
-  const kvLayout: KVLayout = { firstLayer: first, numLayers: end - first, numKVHeads, headDim, contextLength, slots: sequences };
+  const blockShape = { firstLayer: first, numLayers: end - first, numKVHeads, headDim, blockPositions: P };
+  const blocks =
+    opts.kvBudgetMB === undefined ? sequences * Math.ceil(contextLength / P) : Math.floor((opts.kvBudgetMB * 2 ** 20) / Math.max(1, kvBlockBytes(blockShape)));
+  if (opts.kvBudgetMB !== undefined && !(opts.kvBudgetMB > 0)) throw new RangeError(`kvBudgetMB must be a positive number, got ${opts.kvBudgetMB}`);
+  if (blocks < 1) throw new RangeError(`a KV budget of ${opts.kvBudgetMB} MiB holds no block of ${P} positions (${(kvBlockBytes(blockShape) / 2 ** 20).toFixed(2)} MiB)`);
+  const kvLayout: KVLayout = { ...blockShape, contextLength, blocks };
   const kv = { ...region(kvBytes(kvLayout)), layout: kvLayout };
 
   return {

@@ -24,7 +24,7 @@
  * rows between the threads (./row-split.ts), bit-identical to one thread;
  * everything else runs here, on the calling thread.
  */
-import type { BatchEntry, Engine } from "../model/engine";
+import type { BatchEntry, Engine, EngineStats } from "../model/engine";
 import type { StableLMConfig } from "../model/config";
 import type { Head } from "../model/tensors";
 import { layoutOf } from "../gguf/quant";
@@ -37,6 +37,14 @@ import { splitProducts, type Product } from "./row-split";
 import { ThreadError, type ThreadPool } from "./thread-pool";
 
 const F32 = 4;
+
+/**
+ * Fewer positions than this run the quantized products as one matrix-vector
+ * product per position: the matmul kernels work on tiles of 8–16 tokens, so a
+ * step of 2 or 3 (a small batch of decoding streams) costs them nearly a whole
+ * tile. The bits are the same either way.
+ */
+const MATMUL_MIN_ROWS = 4;
 
 /** Absolute addresses of the layout's ThreadRegions: what the host hands each thread it starts. */
 export interface ThreadMemory {
@@ -88,6 +96,7 @@ export class WasmEngine implements Engine {
   private readonly Q8: number; //     Q8B of [C × max(H, F)] (or Q8A of one row): quantized input of the next products
   private readonly Q8ROW: number; //  Q8A of one [max(H, F)] row: per-position products (Q6R in prefill, the head)
   private readonly SCORES: number; // [ctx] f32  attention scores of one head
+  private readonly TABLE: number; //  [ctx / P] u32  addresses of one sequence's KV blocks (P = positions per block)
   private readonly XN: number; //     [B × H] f32  final LayerNorm of the positions whose logits are wanted (B = logitsBatch)
   private readonly LOGITS: number; // [B × R] f32  their logits
 
@@ -120,9 +129,11 @@ export class WasmEngine implements Engine {
     this.Q8 = at("Q8");
     this.Q8ROW = at("Q8ROW");
     this.SCORES = at("SCORES");
+    this.TABLE = at("TABLE");
     this.XN = at("XN");
     this.LOGITS = at("LOGITS");
     this.pool = new KVPool(layout.kv.layout, base + layout.kv.offset);
+    this.pool.memory = this.memory;
     this.f32view = new Float32Array(this.memory.buffer);
     const t = layout.threads;
     this.threadMemory = {
@@ -173,9 +184,22 @@ export class WasmEngine implements Engine {
     await pool.close();
   }
 
-  /** A new, empty sequence in a KV slot (free, or the least recently used one: its old owner is evicted). */
+  /** A new, empty sequence; it takes KV blocks as it is written (kv-cache.ts). */
   newSequence(): WasmSequence {
     return this.pool.acquire();
+  }
+
+  liveStats(): EngineStats {
+    return { kv: this.pool.stats };
+  }
+
+  releaseSequence(seq: unknown): void {
+    if (seq instanceof WasmSequence && seq.pool === this.pool) seq.release();
+  }
+
+  /** A new sequence takes the cached KV blocks of the start of `prompt`; returns the positions it now holds (feed the rest from there). */
+  reusePrefix(seq: unknown, prompt: readonly number[]): number {
+    return this.pool.reusePrefix(seq, prompt);
   }
 
   /**
@@ -211,6 +235,12 @@ export class WasmEngine implements Engine {
       this.checkRange(seq, pos0, e.tokens.length, 0, numLayers);
       return { seq, pos0, tokens: e.tokens, allLogits: e.allLogits ?? false };
     });
+    for (const p of plan) this.pool.prepareWrite(p.seq, p.pos0, p.tokens.length, seqs);
+    for (const p of plan) {
+      if (!p.seq.tokens) continue;
+      p.seq.tokens.length = p.pos0;
+      p.seq.tokens.push(...p.tokens);
+    }
 
     const out: Float32Array[][] = entries.map(() => []);
     const C = this.prefillChunk;
@@ -233,6 +263,7 @@ export class WasmEngine implements Engine {
         if (done === p.tokens.length) [entry, done] = [entry + 1, 0];
       }
       this.layers(segments, m, 0, numLayers);
+      for (const s of segments) this.pool.recordPrefix(s.seq, s.pos0 + s.m);
       const logits = this.logits(wanted.map((w) => this.X + w.row * H * F32));
       wanted.forEach((w, i) => out[w.entry].push(logits[i]));
     }
@@ -250,6 +281,8 @@ export class WasmEngine implements Engine {
     if (hidden.length === 0 || hidden.length % H !== 0) throw new RangeError(`hidden has ${hidden.length} values, not a positive multiple of ${H}`);
     const n = hidden.length / H;
     this.checkRange(seq, startPos, n, firstLayer, endLayer);
+    this.pool.prepareWrite(seq, startPos, n, new Set([seq]));
+    seq.tokens = null; // hidden states, not tokens: nothing here can key the prefix cache
     for (let c0 = 0; c0 < n; c0 += this.prefillChunk) {
       const m = Math.min(this.prefillChunk, n - c0);
       this.mem().set(hidden.subarray(c0 * H, (c0 + m) * H), this.X / F32);
@@ -358,18 +391,16 @@ export class WasmEngine implements Engine {
         this.headNorm(K, m, numKVHeads, w.kNorm);
       }
       for (const s of segments) {
-        const kc = this.pool.ptr(s.seq.slot, l, 0); // [numKVHeads × ctx × headDim] f16
-        const vc = this.pool.ptr(s.seq.slot, l, 1); // [numKVHeads × ctx × headDim] f16
         const q = Q + s.row * H * F32; //             [s.m × H] f32
         const kNew = K + s.row * kvDim * F32; //       [s.m × KV] f32
         const vNew = Vv + s.row * kvDim * F32; //      [s.m × KV] f32
         k.rope_neox(q, H, s.m, numHeads, headDim, rotaryDim, s.pos0, ropeTheta);
         k.rope_neox(kNew, kvDim, s.m, numKVHeads, headDim, rotaryDim, s.pos0, ropeTheta);
         // Positions pos0.. are (re)written: this is the rewind.
-        this.storeKV(kNew, kc, s.pos0, s.m);
-        this.storeKV(vNew, vc, s.pos0, s.m);
+        this.storeKV(kNew, s.seq, l, 0, s.pos0, s.m);
+        this.storeKV(vNew, s.seq, l, 1, s.pos0, s.m);
         s.seq.lengths[l] = s.pos0 + s.m;
-        this.attention(q, kc, vc, ATT + s.row * H * F32, s.pos0, s.m);
+        this.attention(q, s.seq, l, ATT + s.row * H * F32, s.pos0, s.m);
       }
       this.quantize(ATT, m, H);
       this.products(ATT, m, { w: w.o, out: O });
@@ -391,26 +422,39 @@ export class WasmEngine implements Engine {
     }
   }
 
-  /** x [m × KV] f32 → the cache's head-major f16 blocks at positions pos0.. (see kv-cache.ts). */
-  private storeKV(x: number, cache: number, pos0: number, m: number): void {
+  /** x [m × KV] f32 → K (which 0) or V (1) of layer l at positions pos0.. of seq's blocks (see kv-cache.ts), a block's run at a time. */
+  private storeKV(x: number, seq: WasmSequence, l: number, which: 0 | 1, pos0: number, m: number): void {
     const { numKVHeads, headDim } = this.config;
-    this.k.store_kv_f16(x, cache, pos0, m, numKVHeads, headDim, this.pool.headBytes);
+    const P = this.pool.layout.blockPositions;
+    const off = this.pool.offset(l, which);
+    for (let p = pos0; p < pos0 + m; ) {
+      const run = Math.min(P - (p % P), pos0 + m - p);
+      const block = this.pool.blockAddr(seq.blocks[Math.floor(p / P)]);
+      this.k.store_kv_f16(x + (p - pos0) * numKVHeads * headDim * F32, block + off, p % P, run, numKVHeads, headDim, this.pool.headBytes);
+      p += run;
+    }
   }
 
   /**
    * att [m × H] = causal softmax attention of one sequence's queries
-   * q [m × H] at positions pos0.. over its cache. One kernel call per
-   * (position, kv head): with n_kv = 1 the kernel reads that head's contiguous
-   * [pos × headDim] block, and its n_heads = the query heads sharing it (GQA group).
+   * q [m × H] at positions pos0.. over its cache in layer l. One kernel call
+   * per (position, kv head): the kernel follows the sequence's block table
+   * (TABLE) to that head's [P × headDim] run in each block, and its n_heads
+   * = the query heads sharing it (GQA group).
    */
-  private attention(q: number, kc: number, vc: number, att: number, pos0: number, m: number): void {
+  private attention(q: number, seq: WasmSequence, l: number, att: number, pos0: number, m: number): void {
     const { numHeads, numKVHeads, headDim, hiddenSize: H } = this.config;
     const group = numHeads / numKVHeads;
-    const headBytes = this.pool.headBytes;
+    const pool = this.pool;
+    const table = new Uint32Array(this.memory.buffer, this.TABLE, seq.blocks.length);
+    seq.blocks.forEach((b, i) => (table[i] = pool.blockAddr(b)));
+    const kOff = pool.offset(l, 0);
+    const vOff = pool.offset(l, 1);
     for (let t = 0; t < m; t++) {
       for (let j = 0; j < numKVHeads; j++) {
         const off = (t * H + j * group * headDim) * F32;
-        this.k.attention_f16kv(q + off, kc + j * headBytes, vc + j * headBytes, att + off, pos0 + t + 1, group, 1, headDim, this.SCORES);
+        const head = j * pool.headBytes;
+        this.k.attention_f16kv(q + off, this.TABLE, pool.layout.blockPositions, kOff + head, vOff + head, att + off, pos0 + t + 1, group, headDim, this.SCORES);
       }
     }
   }
@@ -454,7 +498,7 @@ export class WasmEngine implements Engine {
       for (const p of products) this.linear(p.w, x, m, p.out);
       return;
     }
-    const perPosition = m > 1 ? products.filter((p) => p.w.kind === "q6r") : [];
+    const perPosition = m > 1 ? products.filter((p) => p.w.kind === "q6r" || (m < MATMUL_MIN_ROWS && (p.w.kind === "q4r" || p.w.kind === "q8_0"))) : [];
     const together = products.filter((p) => !perPosition.includes(p));
     try {
       if (together.length) pool.run(splitProducts(together, { x, xq: this.Q8, m, tileBytes: this.threadMemory.tileBytes }, pool.size));
@@ -477,24 +521,21 @@ export class WasmEngine implements Engine {
     const { rows, cols, ptr } = w;
     switch (w.kind) {
       case "q4r":
-        if (m === 1) k.matvec_q4r_q8a(ptr, rows, cols, this.Q8, out);
-        else k.matmul_q4r_q8b(ptr, rows, cols, this.Q8, m, out);
-        return;
       case "q8_0":
-        if (m === 1) k.matvec_q8_0_q8a(ptr, rows, cols, this.Q8, out);
-        else k.matmul_q8_0_q8b(ptr, rows, cols, this.Q8, m, out);
-        return;
-      case "q6r":
-        // No Q6 matrix-matrix kernel: only llama.cpp's output head is Q6_K, and it runs for one position.
-        if (m === 1) {
-          k.matvec_q6r_q8a(ptr, rows, cols, this.Q8, out);
-          return;
+      case "q6r": {
+        const matvec = w.kind === "q4r" ? k.matvec_q4r_q8a : w.kind === "q8_0" ? k.matvec_q8_0_q8a : k.matvec_q6r_q8a;
+        if (m === 1) matvec(ptr, rows, cols, this.Q8, out);
+        else if (w.kind === "q4r" && m >= MATMUL_MIN_ROWS) k.matmul_q4r_q8b(ptr, rows, cols, this.Q8, m, out);
+        else if (w.kind === "q8_0" && m >= MATMUL_MIN_ROWS) k.matmul_q8_0_q8b(ptr, rows, cols, this.Q8, m, out);
+        else {
+          // Q6R has no matrix-matrix kernel (only llama.cpp's output head is Q6_K, run once per prompt).
+          for (let t = 0; t < m; t++) {
+            k.quantize_q8a(x + t * cols * F32, cols, this.Q8ROW);
+            matvec(ptr, rows, cols, this.Q8ROW, out + t * rows * F32);
+          }
         }
-        for (let t = 0; t < m; t++) {
-          k.quantize_q8a(x + t * cols * F32, cols, this.Q8ROW);
-          k.matvec_q6r_q8a(ptr, rows, cols, this.Q8ROW, out + t * rows * F32);
-        }
         return;
+      }
       case "f32":
       case "f16":
       case "bf16": {

@@ -67,7 +67,8 @@ export interface DoneEvent {
   finishReason: FinishReason;
   /** What stopped it when finishReason is "stop". */
   stop?: StopReason;
-  usage: { prompt_tokens: number; completion_tokens: number };
+  /** cached_tokens: prompt positions served from the engine's prefix cache (engines that have one). */
+  usage: { prompt_tokens: number; completion_tokens: number; cached_tokens?: number };
   /** Only when `clock` was given. */
   timing?: Timing;
 }
@@ -115,43 +116,50 @@ export async function* generate(engine: Engine, tokenizer: Tokenizer, opts: Gene
   const clock = opts.clock;
   const t0 = clock?.() ?? 0;
   const seq = engine.newSequence();
-  const chunk = opts.prefillChunkTokens ?? DEFAULT_PREFILL_CHUNK_TOKENS;
-  let logits: Float32Array | undefined;
-  for (let at = 0; at < prompt.length; at += chunk) {
-    if (at > 0) {
-      // Between chunks: report progress (hosts turn it into a keep-alive) and honour an abort.
-      yield { type: "prefill", done: at, total: prompt.length };
+  try {
+    const chunk = opts.prefillChunkTokens ?? DEFAULT_PREFILL_CHUNK_TOKENS;
+    // The start of the prompt may already be in the engine's KV cache (a shared system prompt, the previous turn).
+    const cached = engine.reusePrefix?.(seq, prompt);
+    let logits: Float32Array | undefined;
+    for (let at = cached ?? 0; at < prompt.length; at += chunk) {
+      if (at > (cached ?? 0)) {
+        // Between chunks: report progress (hosts turn it into a keep-alive) and honour an abort.
+        yield { type: "prefill", done: at, total: prompt.length };
+        await yieldToEventLoop();
+        checkAbort(signal);
+      }
+      logits = (await engine.forward(seq, prompt.slice(at, at + chunk), at))[0];
+    }
+    if (!logits) throw new Error("generate: prefill produced no logits");
+    const t1 = clock?.() ?? 0;
+
+    for (;;) {
       await yieldToEventLoop();
       checkAbort(signal);
+      const id = sample(logits, sampling, random, generated.length ? [...prompt, ...generated] : prompt, generated);
+      generated.push(id);
+      const ev = detok.push(id);
+      const last = ev.stop !== undefined || generated.length === maxTokens;
+      const text = last && !ev.stop ? ev.text + detok.flush().text : ev.text;
+      yield { type: "token", id, text, ...(opts.logprobs !== undefined ? tokenLogprobs(tokenizer, logits, id, opts.logprobs) : {}) };
+      if (last) {
+        yield {
+          type: "done",
+          finishReason: ev.stop ? "stop" : "length",
+          ...(ev.stop ? { stop: ev.stop } : {}),
+          usage: { prompt_tokens: prompt.length, completion_tokens: generated.length, ...(cached !== undefined ? { cached_tokens: cached } : {}) },
+          ...(clock ? { timing: timing(t0, t1, clock(), generated.length) } : {}),
+        };
+        return;
+      }
+      // Yield between sampling and the next forward so a disconnect can stop the work, not just the output.
+      await yieldToEventLoop();
+      checkAbort(signal);
+      logits = (await engine.forward(seq, [id], prompt.length + generated.length - 1))[0];
     }
-    logits = (await engine.forward(seq, prompt.slice(at, at + chunk), at))[0];
-  }
-  if (!logits) throw new Error("generate: prefill produced no logits");
-  const t1 = clock?.() ?? 0;
-
-  for (;;) {
-    await yieldToEventLoop();
-    checkAbort(signal);
-    const id = sample(logits, sampling, random, generated.length ? [...prompt, ...generated] : prompt, generated);
-    generated.push(id);
-    const ev = detok.push(id);
-    const last = ev.stop !== undefined || generated.length === maxTokens;
-    const text = last && !ev.stop ? ev.text + detok.flush().text : ev.text;
-    yield { type: "token", id, text, ...(opts.logprobs !== undefined ? tokenLogprobs(tokenizer, logits, id, opts.logprobs) : {}) };
-    if (last) {
-      yield {
-        type: "done",
-        finishReason: ev.stop ? "stop" : "length",
-        ...(ev.stop ? { stop: ev.stop } : {}),
-        usage: { prompt_tokens: prompt.length, completion_tokens: generated.length },
-        ...(clock ? { timing: timing(t0, t1, clock(), generated.length) } : {}),
-      };
-      return;
-    }
-    // Yield between sampling and the next forward so a disconnect can stop the work, not just the output.
-    await yieldToEventLoop();
-    checkAbort(signal);
-    logits = (await engine.forward(seq, [id], prompt.length + generated.length - 1))[0];
+  } finally {
+    // However it ends (done, aborted, failed, or the consumer stopped pulling): the sequence's KV is free.
+    engine.releaseSequence?.(seq);
   }
 }
 

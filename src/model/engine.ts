@@ -22,8 +22,39 @@ export interface Engine {
    * sequence at a time (forwardEach).
    */
   forwardBatch?(entries: readonly BatchEntry[]): Float32Array[][] | Promise<Float32Array[][]>;
+  /** A new sequence takes what the engine has cached of the start of `prompt`; returns the positions it holds (at most prompt.length − 1). */
+  reusePrefix?(seq: unknown, prompt: readonly number[]): number;
+  /** The sequence is finished: its KV may go to another (without it, engines reuse the least recently used). */
+  releaseSequence?(seq: unknown): void;
+  /** Live figures for /health and /metrics: the KV cache's blocks and the batching scheduler's steps, where the engine has them. */
+  liveStats?(): EngineStats;
   /** Releases what the engine holds beyond memory (the wasm engine's threads in Node); the hosts call it when they stop. */
   close?(): Promise<void>;
+}
+
+export interface EngineStats {
+  kv?: {
+    blocks: number;
+    blockPositions: number;
+    /** Held by live sequences / cached for prefix reuse but held by none / never written or forgotten. */
+    used: number;
+    cached: number;
+    free: number;
+    /** Prompt positions served from the prefix cache, and prompts that found any. */
+    reusedPositions: number;
+    prefixHits: number;
+  };
+  batch?: {
+    steps: number;
+    /** Rows and sequences over all steps (÷ steps: the mean batch). */
+    rows: number;
+    sequences: number;
+    /** Sequences made and not released; forward calls waiting for a step. */
+    live: number;
+    waiting: number;
+    maxBatch: number;
+    maxBatchTokens: number;
+  };
 }
 
 /** One sequence's part of a batched step: its new tokens at positions startPos.. (default: after what it caches). */

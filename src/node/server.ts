@@ -6,7 +6,7 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { basename } from "node:path";
-import { buildServedModel, chooseEngine, GenerationQueue, handleRequest, readModelFacts, type ApiDeps, type ModelState, type ServedModel } from "../api/index";
+import { buildServedModel, chooseEngine, GenerationQueue, handleRequest, queueCapacity, readModelFacts, withBatching, type ApiDeps, type BatchingOptions, type ModelState, type ServedModel } from "../api/index";
 import { openGGUF } from "../gguf/node";
 import type { ChatTemplateName } from "../tokenizer/node";
 import { loadEngine, NODE_ENGINES, type NodeEngineName } from "./engines";
@@ -28,6 +28,12 @@ export interface ServeOptions {
   corsOrigins?: "*" | readonly string[];
   /** Requests that may wait for the engine; more get 429. Default 16. */
   queueDepth?: number;
+  /** Generations decoding together in batched steps (wasm engine); default DEFAULT_MAX_BATCH. 1: one at a time. */
+  maxBatch?: number;
+  /** Token rows per batched step, prompt parts included; default 64. */
+  maxBatchTokens?: number;
+  /** KV cache budget in MiB, shared by the running generations; default two full contexts. */
+  kvBudgetMB?: number;
   /** One line per request and lifecycle messages; default stderr. */
   log?: (line: string) => void;
 }
@@ -43,10 +49,18 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Reads the tokenizer and chat template from the GGUF header, then loads the weights into the engine. */
+/** Generations `edgelm serve` decodes together by default. */
+export const DEFAULT_MAX_BATCH = 4;
+
+type LoadOptions = { engine?: NodeEngineName; threads?: number; modelId?: string; chatTemplate?: ChatTemplateName; log?: (line: string) => void } & Partial<BatchingOptions> & { kvBudgetMB?: number };
+
+/**
+ * Reads the tokenizer and chat template from the GGUF header, then loads the weights into the
+ * engine; with `maxBatch` > 1 the engine serves through the batching scheduler.
+ */
 export async function loadServedModel(
   path: string,
-  opts: { engine?: NodeEngineName; threads?: number; modelId?: string; chatTemplate?: ChatTemplateName; log?: (line: string) => void },
+  opts: LoadOptions,
   progress: (message: string, fraction: number) => void = () => {},
 ): Promise<ServedModel> {
   const engineName = chooseEngine(opts.engine, NODE_ENGINES);
@@ -56,8 +70,9 @@ export async function loadServedModel(
   progress("building the tokenizer", 0.1);
   const facts = readModelFacts(header.metadata, { override: opts.chatTemplate, hint: "pass --chat-template", log: opts.log });
   progress("loading the weights", 0.3);
-  const engine = await loadEngine(path, engineName, { threads: opts.threads });
-  return buildServedModel(facts, { engine, file: basename(path), id: opts.modelId });
+  const batching: BatchingOptions = { maxBatch: opts.maxBatch ?? 1, maxBatchTokens: opts.maxBatchTokens };
+  const engine = await loadEngine(path, engineName, { threads: opts.threads, maxBatch: batching.maxBatch, kvBudgetMB: opts.kvBudgetMB });
+  return buildServedModel(facts, { engine: withBatching(engine, batching), file: basename(path), id: opts.modelId });
 }
 
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
@@ -71,10 +86,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const port = (server.address() as AddressInfo).port;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
 
-  const ready = loadServedModel(opts.modelPath, { ...opts, log }, (message, progress) => {
+  const maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
+  const ready = loadServedModel(opts.modelPath, { ...opts, maxBatch, log }, (message, progress) => {
     state = { status: "loading", message, progress };
   }).then(
     (model) => {
+      queue.configure(queueCapacity(model.engine, { maxBatch }));
       state = { status: "ready", model };
       return model;
     },

@@ -119,4 +119,4 @@ export class RoutingMetrics {
   }
 }
 
-export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+export { PROMETHEUS_CONTENT_TYPE } from "../api/handlers/info";

@@ -112,7 +112,7 @@ export interface PlanOptions {
   size?: number;
   budgetBytes: number;
   contextLength: number;
-  /** KV slots per shard (live sequences kept per shard, LRU beyond). */
+  /** KV budget per shard, in sequences of the full context (blocks shared by however many sequences fit; the least recently used gives way beyond). */
   sequences: number;
   prefillChunk?: number;
   overheadBytes?: number;

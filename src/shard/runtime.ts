@@ -1,7 +1,8 @@
 /**
  * One shard of a plan, host-neutral (a Durable Object in workerd, or in-process in Node): loads
  * only its tensors, by range, into a WebAssembly.Memory whose maximum is the plan's page budget,
- * keeps per-sequence KV for its layers (LRU over the plan's slots), and answers protocol frames.
+ * keeps per-sequence KV for its layers (paged blocks under the plan's budget; the least recently
+ * used sequence gives way when they run out), and answers protocol frames.
  *
  * The forward pass is the engine's own (src/engine): the shard's engine is the single-isolate
  * engine placing only the shard's part of the model (./shard-part.ts: its layers, or the final
@@ -168,8 +169,8 @@ export class ShardRuntime {
   }
 
   /**
-   * The sequence to extend at `pos`: the one held (if it reaches pos), or a fresh KV slot when
-   * pos is 0 (the pool evicts its least recently used slot). Undefined: the coordinator must
+   * The sequence to extend at `pos`: the one held (if it reaches pos), or a fresh one when pos
+   * is 0 (when the pool's blocks run out it evicts its least recently used). Undefined: the coordinator must
    * re-run the prefix.
    */
   private sequence(id: string, pos: number): WasmSequence | undefined {
@@ -184,10 +185,10 @@ export class ShardRuntime {
       return s;
     }
     if (pos !== 0) return undefined;
-    if (s) return s; // rewinding to 0 reuses the slot
+    if (s) return s; // rewinding to 0 reuses its blocks
     for (const [k, v] of this.seqs) if (v.evicted) this.seqs.delete(k);
     s = this.engine.newSequence();
-    // The pool evicted its LRU slot if full; forget handles that lost theirs.
+    // Forget handles whose blocks went to others.
     for (const [k, v] of this.seqs) if (v.evicted) this.seqs.delete(k);
     this.seqs.set(id, s);
     return s;

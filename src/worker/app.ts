@@ -8,6 +8,7 @@ import { corsHeaders } from "../api/cors";
 import type { ApiDeps } from "../api/deps";
 import { ApiError, errorResponse, toApiError } from "../api/errors";
 import { handleRequest } from "../api/handle-request";
+import { engineMetrics } from "../api/handlers/info";
 import { authorize, parseApiKeys, type Keys } from "./auth";
 import { CircuitBreaker } from "../routing/breaker";
 import type { RoutingConfig } from "../routing/config";
@@ -126,7 +127,8 @@ export class WorkerApp {
   }
 
   private metricsResponse(): Response {
-    return new Response(this.metrics.render(), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" } });
+    // Routing counters, then the engine's gauges (the same as `edgelm serve`'s /metrics).
+    return new Response(this.metrics.render() + engineMetrics(this.deps.model(), this.deps.queue), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" } });
   }
 }
 

@@ -9,8 +9,8 @@ import { GenerationQueue, type Release } from "../api/queue";
 const TICK_MS = 25;
 
 export class WorkerQueue extends GenerationQueue {
-  override async acquire(signal?: AbortSignal): Promise<Release> {
-    const turn = super.acquire(signal);
+  override async acquire(signal?: AbortSignal, positions?: number): Promise<Release> {
+    const turn = super.acquire(signal, positions);
     let settled = false;
     turn.then(
       () => (settled = true),

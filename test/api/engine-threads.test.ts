@@ -6,6 +6,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WasmEngine } from "../../src/engine/index";
+import { StepScheduler } from "../../src/api/step-scheduler";
+import type { Engine } from "../../src/model/engine";
+
+/** The served engine is the batching scheduler over the wasm engine. */
+const wasmOf = (e: Engine) => (e instanceof StepScheduler ? e.engine : e) as WasmEngine;
 import { startServer, type RunningServer } from "../../src/node/server";
 import { synthGGUF } from "../../weights-tools/fixtures";
 
@@ -36,9 +41,9 @@ describe("serve with threads", { timeout: 60_000 }, () => {
   it("answers as one thread does; a failing thread fails one request cleanly and the server goes on with one thread", async () => {
     const want = await text(one);
     expect(await text(three)).toBe(want);
-    expect((await health(three)).engine).toMatch(/; 3 threads\)$/);
+    expect((await health(three)).engine).toMatch(/; 3 threads\); batches of up to 4 sequences, 64 rows$/);
 
-    const engine = (await three.ready).engine as WasmEngine;
+    const engine = wasmOf((await three.ready).engine);
     engine.threadPool!.failNext(2);
     const failed = await complete(three);
     expect(failed.status).toBe(500);
@@ -49,13 +54,13 @@ describe("serve with threads", { timeout: 60_000 }, () => {
 
     expect(await text(three)).toBe(want);
     expect(engine.threads).toBe(1);
-    expect((await health(three)).engine).toMatch(/; 1 thread \(engine thread 2 failed: .*\)\)$/);
+    expect((await health(three)).engine).toMatch(/; 1 thread \(engine thread 2 failed: .*\)\); batches/);
   });
 
   it("a failure during a stream ends it with an error event and no [DONE]; the next stream is whole", async () => {
     const server = await startServer({ modelPath: await synthGGUF("tiny", "q4_0"), port: 0, modelId: "tiny", threads: 2, log: () => {} });
     try {
-      const engine = (await server.ready).engine as WasmEngine;
+      const engine = wasmOf((await server.ready).engine);
       const want = await (await complete(server, true)).text();
       expect(want).toMatch(/data: \[DONE\]\s*$/);
       engine.threadPool!.failNext(1);
@@ -72,7 +77,7 @@ describe("serve with threads", { timeout: 60_000 }, () => {
 
   it("close() stops the engine's threads", async () => {
     const server = await startServer({ modelPath: await synthGGUF("tiny", "q4_0"), port: 0, modelId: "tiny", threads: 2, log: () => {} });
-    const engine = (await server.ready).engine as WasmEngine;
+    const engine = wasmOf((await server.ready).engine);
     const pool = engine.threadPool!;
     expect(pool.usable).toBe(true);
     await server.close();

@@ -11,7 +11,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { TensorType } from "../../src/gguf/types";
-import { SequenceEvictedError } from "../../src/engine/index";
+import { KVBudgetError, SequenceEvictedError } from "../../src/engine/index";
 import { loadWasmEngine } from "../../src/engine/node";
 import { synthGGUF } from "../../weights-tools/fixtures";
 import { BUILDS, engineFor, engineFromBytes, fileBytes, randomTokens, relErr, sameBits, smallGGUF } from "./helpers";
@@ -86,21 +86,29 @@ describe.each(BUILDS)("wasm engine sequences (%s kernels)", (build) => {
 describe("wasm engine slots, errors and loading", () => {
   const build = BUILDS[0];
 
-  it("a fixed pool of KV slots, reused least-recently-used first; an evicted sequence refuses to run", async () => {
-    const e = await engineFor(await synthGGUF("tiny", "q4_0"), build, { sequences: 2 });
+  it("KV blocks: a sequence holds what it uses; a full pool evicts the least recently used sequence outside the step; an evicted or released one refuses to run", async () => {
+    // 64 positions of budget in blocks of 16: 4 blocks.
+    const e = await engineFor(await synthGGUF("tiny", "q4_0"), build, { sequences: 1, contextLength: 64, blockPositions: 16 });
+    const prompt = Array.from({ length: 20 }, (_, i) => 1 + i);
     const s1 = e.newSequence();
     const s2 = e.newSequence();
-    e.forward(s1, [1, 2, 3]);
+    e.forward(s1, prompt);
     e.forward(s2, [4, 5]);
-    e.forward(s1, [6]); // s2 is now least recently used
+    expect([s1.blocks.length, s2.blocks.length, e.pool.freeBlocks()]).toEqual([2, 1, 1]);
+    e.forward(s1, [6]); // s2 is now least recently used; position 20 is in s1's second block
+    expect(e.pool.freeBlocks()).toBe(1);
     const s3 = e.newSequence();
-    expect(s3.slot).toBe(s2.slot);
+    expect(s3.blocks).toEqual([]);
+    const got = e.forward(s3, [...prompt, 6, 7])[0]; // 22 positions: 2 blocks, one of them s2's
     expect(() => e.forward(s2, [7])).toThrow(SequenceEvictedError);
-    expect(sameBits(e.forward(s1, [7])[0], e.forward(s3, [1, 2, 3, 6, 7], 0)[0])).toBe("same");
+    expect(sameBits(e.forward(s1, [7])[0], got)).toBe("same");
     s3.release();
-    const s4 = e.newSequence();
-    expect(s4.slot).toBe(s3.slot);
+    expect(() => e.forward(s3, [1], 0)).toThrow(SequenceEvictedError);
     expect(() => e.forward({}, [1])).toThrow(/not a sequence of this engine/);
+    // One sequence can never hold more than the pool: refused before anything changes.
+    const s4 = e.newSequence();
+    expect(() => e.forwardBatch([{ seq: s1, tokens: prompt.slice(0, 16) }, { seq: s4, tokens: Array.from({ length: 40 }, (_, i) => i) }])).toThrow(KVBudgetError);
+    expect(s1.length()).toBe(22);
   });
 
   it("rejects bad tokens, positions past the context, and empty input", async () => {

@@ -148,7 +148,30 @@ function attnRef(q: Float32Array, k: Float64Array, v: Float64Array, nPast: numbe
   return out;
 }
 
-describe("attention over an f16 KV cache", () => {
+/**
+ * Writes position-major halves [nPast][nkv][hd] into blocks of P positions, placed in
+ * memory in reverse order (so a kernel that ignored the table would read the wrong
+ * block): block i at table[i], K of kv head j at +j·P·hd·2, V at +(nkv + j)·P·hd·2.
+ */
+function paged(h: { alloc(n: number): number; arena: { u16(p: number, n: number): Uint16Array; u32(p: number, n: number): Uint32Array } }, k: Uint16Array, v: Uint16Array, nPast: number, nkv: number, hd: number, P: number) {
+  const nb = Math.ceil(nPast / P);
+  const blockBytes = 2 * nkv * P * hd * 2;
+  const base = h.alloc(nb * blockBytes);
+  const table = h.alloc(nb * 4);
+  const t = h.arena.u32(table, nb);
+  for (let i = 0; i < nb; i++) t[i] = base + (nb - 1 - i) * blockBytes;
+  for (let p = 0; p < nPast; p++) {
+    const blk = t[Math.floor(p / P)];
+    for (let j = 0; j < nkv; j++) {
+      const src = (p * nkv + j) * hd;
+      h.arena.u16(blk + (j * P + (p % P)) * hd * 2, hd).set(k.subarray(src, src + hd));
+      h.arena.u16(blk + ((nkv + j) * P + (p % P)) * hd * 2, hd).set(v.subarray(src, src + hd));
+    }
+  }
+  return { table, kOff: (j: number) => j * P * hd * 2, vOff: (j: number) => (nkv + j) * P * hd * 2 };
+}
+
+describe("attention over a paged f16 KV cache", () => {
   it.each([
     [1, 4, 4, 64, 1],
     [37, 4, 4, 64, 1],
@@ -157,11 +180,12 @@ describe("attention over an f16 KV cache", () => {
     [23, 4, 2, 64, 300], // huge scores: softmax must subtract the max
     [6, 2, 1, 24, 1], // head_dim not a multiple of 16: the SIMD kernel's 8-wide tail
     [9, 2, 2, 40, 1],
-  ])("n_past=%i heads=%i kv=%i head_dim=%i qscale=%i", (nPast, nh, nkv, hd, qscale) => {
+  ])("n_past=%i heads=%i kv=%i head_dim=%i qscale=%i; blocks of 4, 5, 16 and one block: the same bits", (nPast, nh, nkv, hd, qscale) => {
     const r = rng(nPast * 13 + nh + nkv + qscale);
     const q = randVec(r, nh * hd, qscale);
     const kf = randVec(r, nPast * nkv * hd);
     const vf = randVec(r, nPast * nkv * hd);
+    const group = nh / nkv;
     const outs: Float32Array[] = [];
     let kq: Float64Array | undefined, vq: Float64Array | undefined;
     for (const h of both()) {
@@ -169,13 +193,18 @@ describe("attention over an f16 KV cache", () => {
       const kc = h.alloc(kf.length * 2), vc = h.alloc(vf.length * 2);
       h.k.f32_to_f16(h.putF32(kf), kc, kf.length);
       h.k.f32_to_f16(h.putF32(vf), vc, vf.length);
-      kq ??= Float64Array.from(h.arena.u16(kc, kf.length), halfToF64);
-      vq ??= Float64Array.from(h.arena.u16(vc, vf.length), halfToF64);
-      const out = h.alloc(nh * hd * 4);
-      h.k.attention_f16kv(h.putF32(q), kc, vc, out, nPast, nh, nkv, hd, h.alloc(nPast * 4));
-      outs.push(h.f32(out, nh * hd));
+      const k16 = h.arena.u16(kc, kf.length).slice(), v16 = h.arena.u16(vc, vf.length).slice();
+      kq ??= Float64Array.from(k16, halfToF64);
+      vq ??= Float64Array.from(v16, halfToF64);
+      const qp = h.putF32(q);
+      for (const P of [4, 5, 16, nPast + 3]) {
+        const c = paged(h, k16, v16, nPast, nkv, hd, P);
+        const out = h.alloc(nh * hd * 4);
+        for (let j = 0; j < nkv; j++) h.k.attention_f16kv(qp + j * group * hd * 4, c.table, P, c.kOff(j), c.vOff(j), out + j * group * hd * 4, nPast, group, hd, h.alloc(nPast * 4));
+        outs.push(h.f32(out, nh * hd));
+      }
     }
-    expect(bitsEqual(outs[0], outs[1])).toBe(true);
+    for (const o of outs.slice(1)) expect(bitsEqual(o, outs[0])).toBe(true);
     const ref = attnRef(q, kq!, vq!, nPast, nh, nkv, hd);
     expect(outs[0].every(Number.isFinite)).toBe(true);
     // Scores carry ~1e-7 * |q||k| relative error; with qscale the softmax

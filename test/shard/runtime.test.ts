@@ -114,15 +114,16 @@ describe("shards of tiny (Q4_0) in Node", () => {
     expect(Buffer.from(y.buffer).equals(Buffer.from(x.buffer))).toBe(true);
   });
 
-  it("the KV slots are an LRU of the plan's size: a third sequence evicts the oldest, which then reports unknown", async () => {
+  it("the KV blocks are shared under the plan's budget (2 × 256 positions): three 160-position sequences fit; a fourth evicts the least recently used, which then reports unknown", async () => {
     const layer = shards.runtimes.find((r) => r.spec.kind === "layers")!;
-    const run = (seq: string, pos: number) => decodeFrame<ShardReply>(layer.handle(encodeFrame({ op: "run", seq, pos, n: 1 }, new Float32Array(64).fill(0.1)))).head;
-    expect(run("lru-a", 0).ok).toBe(true);
-    expect(run("lru-b", 0).ok).toBe(true);
-    expect(run("lru-c", 0).ok).toBe(true); // plan.sequences = 2: lru-a's slot goes to lru-c
-    expect(run("lru-a", 1)).toEqual({ ok: false, unknown: true, have: 0 });
-    expect(run("lru-c", 1).ok).toBe(true);
-    expect(layer.info().sequences).not.toContain("lru-a");
+    const run = (seq: string, pos: number, n = 1) => decodeFrame<ShardReply>(layer.handle(encodeFrame({ op: "run", seq, pos, n }, new Float32Array(64 * n).fill(0.1)))).head;
+    for (const s of ["lru-a", "lru-b", "lru-c"]) expect(run(s, 0, 160).ok).toBe(true);
+    expect(run("lru-a", 160).ok).toBe(true); // all three held: 30 of 32 blocks
+    expect(run("lru-b", 160).ok).toBe(true);
+    expect(run("lru-d", 0, 48).ok).toBe(true); // 3 more blocks: lru-c, least recently used, gives its 10
+    expect(run("lru-c", 160)).toEqual({ ok: false, unknown: true, have: 0 });
+    expect(run("lru-a", 161).ok).toBe(true);
+    expect(layer.info().sequences).not.toContain("lru-c");
   });
 
   it("errors come back as replies, not exceptions: wrong op for the shard kind, bad sizes", () => {

@@ -1,12 +1,13 @@
 import { UsageError, intOption, parseCommand, required } from "../args";
-import { startServer } from "../../node/server";
+import { DEFAULT_MAX_BATCH_TOKENS } from "../../api/index";
+import { DEFAULT_MAX_BATCH, startServer } from "../../node/server";
 import type { ChatTemplateName } from "../../tokenizer/node";
 import { engineOption, threadsOption } from "./logits";
 
 const spec = {
   name: "serve",
   summary: "Serve the OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models, /health) over HTTP.",
-  usage: "serve --model FILE.gguf [--port 8000] [--host 127.0.0.1] [--model-id NAME] [--engine ref|wasm] [--threads N] [--chat-template zephyr|chatml] [--cors-origin ORIGINS] [--queue-depth N]",
+  usage: "serve --model FILE.gguf [--port 8000] [--host 127.0.0.1] [--model-id NAME] [--engine ref|wasm] [--threads N] [--chat-template zephyr|chatml] [--cors-origin ORIGINS] [--queue-depth N] [--max-batch N] [--max-batch-tokens N] [--kv-budget-mb MB]",
   details: `
   --model FILE          a stablelm GGUF
   --port N              default 8000 (0: any free port, printed on start)
@@ -18,7 +19,13 @@ const spec = {
   --chat-template NAME  zephyr or chatml, overriding the GGUF's tokenizer.chat_template; without either, synthetic
                         models get zephyr, and base models have none (/v1/chat/completions answers 400)
   --cors-origin LIST    comma-separated allowed browser origins; default * (any)
-  --queue-depth N       requests that may wait for the engine (one generation runs at a time); more get 429; default 16
+  --queue-depth N       requests that may wait for admission; more get 429; default 16
+  --max-batch N         generations decoding together in batched steps (wasm engine: each weight is read once per
+                        step for all of them); default ${DEFAULT_MAX_BATCH}; 1 runs one at a time
+  --max-batch-tokens N  token rows per step, prompt parts included, so a long prompt is fed beside the others'
+                        decoding rather than ahead of it; default ${DEFAULT_MAX_BATCH_TOKENS}
+  --kv-budget-mb MB     the KV cache shared by the running generations (blocks of 16 positions; a request is admitted
+                        when prompt + max_tokens fit beside the others'); default two full contexts
 
 See docs/api.md for the endpoints and fields.`,
   options: {
@@ -31,6 +38,9 @@ See docs/api.md for the endpoints and fields.`,
     "chat-template": { type: "string" },
     "cors-origin": { type: "string" },
     "queue-depth": { type: "string" },
+    "max-batch": { type: "string" },
+    "max-batch-tokens": { type: "string" },
+    "kv-budget-mb": { type: "string" },
   },
 } as const;
 
@@ -49,6 +59,7 @@ export async function run(argv: string[]): Promise<number> {
   const modelId = opts["model-id"];
   if (modelId !== undefined && modelId.trim() === "") throw new UsageError(`${cmd}: --model-id must not be empty`);
 
+  const maxBatch = intOption(cmd, opts["max-batch"], "max-batch", DEFAULT_MAX_BATCH, 1, 256);
   const server = await startServer({
     modelPath,
     port,
@@ -59,6 +70,9 @@ export async function run(argv: string[]): Promise<number> {
     chatTemplate: template as ChatTemplateName | undefined,
     corsOrigins,
     queueDepth: intOption(cmd, opts["queue-depth"], "queue-depth", 16, 0, 10_000),
+    maxBatch,
+    maxBatchTokens: intOption(cmd, opts["max-batch-tokens"], "max-batch-tokens", DEFAULT_MAX_BATCH_TOKENS, maxBatch, 4096),
+    kvBudgetMB: opts["kv-budget-mb"] === undefined ? undefined : intOption(cmd, opts["kv-budget-mb"], "kv-budget-mb", 0, 1, 4096),
   });
   process.stderr.write(`edgelm serve: listening on ${server.url}, loading ${modelPath} …\n`);
   const stop = () => {

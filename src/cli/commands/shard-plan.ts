@@ -16,7 +16,8 @@ const spec = {
   --model FILE        the GGUF (only its header is read)
   --budget-mb N       memory per shard isolate, MiB (default 120; production isolates have 128 MB)
   --context N         positions per sequence in each shard's KV cache (default 2048)
-  --sequences N       KV slots per shard (sequences kept alive, LRU beyond; default 1)
+  --sequences N       KV budget per shard in full-context sequences (shared by as
+                      many shorter ones as fit; least recently used evicted; default 1)
   --prefill-chunk N   positions per prefill pass in a shard (default 32; buffers scale with it)
   --overhead-mb N     JS/isolate memory assumed per shard beside WASM memory (default 16)
   --key KEY           the GGUF's R2 object key (default the file name)

@@ -1,0 +1,145 @@
+/**
+ * The continuous-batching scheduler (src/api/step-scheduler.ts) over the real
+ * wasm engine, without HTTP: concurrent generations get exactly the tokens
+ * they get alone (seeded sampling), in shared steps; a long prompt is fed over
+ * several steps while the others decode in every one of them (checked from
+ * the plans the engine was given, not by timing); an abort or a failing
+ * sequence leaves the rest untouched.
+ */
+import { beforeAll, describe, expect, it } from "vitest";
+import { StepScheduler } from "../../src/api/step-scheduler";
+import type { ServedModel } from "../../src/api/deps";
+import { loadWasmEngine } from "../../src/engine/node";
+import type { WasmEngine } from "../../src/engine/wasm-engine";
+import { generate, type GenerateEvent, type GenerateOptions } from "../../src/generate/generator";
+import type { BatchEntry, Engine } from "../../src/model/engine";
+import { synthGGUF } from "../../weights-tools/fixtures";
+import { tinyModel } from "./helpers";
+
+let m: ServedModel;
+let engine: WasmEngine;
+beforeAll(async () => {
+  m = await tinyModel();
+  engine = await loadWasmEngine(await synthGGUF("tiny", "q4_0"), { threads: 1, sequences: 8, prefillChunk: 16 });
+});
+
+const idsOf = (evs: GenerateEvent[]) => evs.flatMap((e) => (e.type === "token" ? [e.id] : []));
+
+async function collect(e: Engine, opts: GenerateOptions): Promise<GenerateEvent[]> {
+  const out: GenerateEvent[] = [];
+  for await (const ev of generate(e, m.tokenizer, opts)) out.push(ev);
+  return out;
+}
+
+/** The engine with every step's entries recorded (and a token that makes any step containing it fail). */
+function recording(inner: WasmEngine, poison = -1) {
+  const steps: { seq: unknown; rows: number; startPos: number }[][] = [];
+  const e: Engine & Required<Pick<Engine, "forwardBatch">> = {
+    name: inner.name,
+    config: inner.config,
+    newSequence: () => inner.newSequence(),
+    releaseSequence: (s) => inner.releaseSequence(s),
+    forward: (s, t, p, o) => inner.forward(s, t, p, o),
+    forwardBatch(entries: readonly BatchEntry[]) {
+      if (entries.some((x) => x.tokens.includes(poison))) throw new Error("poisoned step");
+      steps.push(entries.map((x) => ({ seq: x.seq, rows: x.tokens.length, startPos: x.startPos ?? -1 })));
+      return inner.forwardBatch(entries);
+    },
+  };
+  return { engine: e, steps };
+}
+
+const PROMPTS = ["The quick brown fox", "Once upon a time", "In a hole in the ground", "A", "To be or not to be, that is", "Hello", "Call me Ishmael.", "It was a bright cold day"];
+const request = (i: number, extra: Partial<GenerateOptions> = {}): GenerateOptions => ({
+  prompt: m.tokenizer.encode(PROMPTS[i]),
+  maxTokens: 5 + i,
+  seed: 100 + i,
+  sampling: { temperature: 0.7, topP: 0.95 },
+  stopTokenIds: [],
+  ...extra,
+});
+
+describe("StepScheduler", () => {
+  it("8 concurrent generations: each gets its tokens alone, in shared steps", async () => {
+    const alone = [];
+    for (let i = 0; i < 8; i++) alone.push(idsOf(await collect(engine, request(i))));
+    const rec = recording(engine);
+    const s = new StepScheduler(rec.engine, { maxBatch: 8, maxBatchTokens: 64, gatherMs: 2000 });
+    const together = await Promise.all(PROMPTS.map((_, i) => collect(s, request(i)).then(idsOf)));
+    expect(together).toEqual(alone);
+    const forwards = alone.reduce((n, ids) => n + ids.length, 0); // one prompt step + (tokens − 1) decode steps each
+    expect(s.batchStats.steps).toBe(rec.steps.length);
+    expect(s.batchStats.steps).toBeLessThan(forwards / 3);
+    expect(Math.max(...rec.steps.map((st) => st.length))).toBe(8);
+    expect(s.batchStats.live).toBe(0);
+    expect(s.batchStats.waiting).toBe(0);
+  });
+
+  it("a long prompt is fed over several steps, and every stream already decoding has a row in each of them", async () => {
+    const rec = recording(engine);
+    const s = new StepScheduler(rec.engine, { maxBatch: 4, maxBatchTokens: 8, gatherMs: 2000 });
+    const long = Array.from({ length: 60 }, (_, i) => 10 + ((i * 7) % 200));
+    const decoders = [0, 1].map((i) => collect(s, request(i, { maxTokens: 40 })));
+    // Start the long prompt once both streams are decoding.
+    while (rec.steps.length < 3) await new Promise((r) => setTimeout(r, 1));
+    const before = rec.steps.length;
+    const longRun = collect(s, { prompt: long, maxTokens: 2, seed: 1, stopTokenIds: [], prefillChunkTokens: 60 });
+    const [a, b, l] = await Promise.all([...decoders, longRun]);
+    expect(idsOf(l)).toEqual(idsOf(await collect(engine, { prompt: long, maxTokens: 2, seed: 1, stopTokenIds: [] })));
+    const withLong = rec.steps.slice(before).filter((st) => st.some((x) => x.rows > 1));
+    // 60 rows at most 8 − 2 a step (the two decode rows come first).
+    expect(withLong.length).toBeGreaterThanOrEqual(10);
+    for (const st of withLong) {
+      expect(st).toHaveLength(3);
+      expect(st.filter((x) => x.rows === 1)).toHaveLength(2);
+      expect(st.reduce((n, x) => n + x.rows, 0)).toBeLessThanOrEqual(8);
+    }
+    // The parts follow each other in place.
+    const parts = withLong.map((st) => st.find((x) => x.rows > 1)!);
+    parts.slice(1).forEach((p, i) => expect(p.startPos).toBe(parts[i].startPos + parts[i].rows));
+    expect(idsOf(a)).toHaveLength(40);
+    expect(idsOf(b)).toHaveLength(40);
+  });
+
+  it("an aborted generation leaves the batch at once; the others finish with their own tokens", async () => {
+    const alone = [0, 2].map(async (i) => idsOf(await collect(engine, request(i, { maxTokens: 12 }))));
+    const want = await Promise.all(alone);
+    const rec = recording(engine);
+    const s = new StepScheduler(rec.engine, { maxBatch: 4, maxBatchTokens: 64, gatherMs: 2000 });
+    const ac = new AbortController();
+    const victim = (async () => {
+      let n = 0;
+      for await (const ev of generate(s, m.tokenizer, { ...request(1, { maxTokens: 30 }), signal: ac.signal })) if (ev.type === "token" && ++n === 3) ac.abort();
+    })();
+    const others = [0, 2].map(async (i) => idsOf(await collect(s, request(i, { maxTokens: 12 }))));
+    await expect(victim).rejects.toThrow(/aborted/);
+    expect(await Promise.all(others)).toEqual(want);
+    expect(s.batchStats.live).toBe(0);
+    // After the abort no step carries the victim: its steps are the first few only.
+    const victimSeq = rec.steps[0].find((x) => x.rows === m.tokenizer.encode(PROMPTS[1]).length)!.seq;
+    const last = rec.steps.findLastIndex((st) => st.some((x) => x.seq === victimSeq));
+    expect(last).toBeLessThan(4);
+  });
+
+  it("a step that fails is re-run a sequence at a time: only the failing generation fails", async () => {
+    const POISON = 77;
+    const rec = recording(engine, POISON);
+    const s = new StepScheduler(rec.engine, { maxBatch: 4, maxBatchTokens: 64, gatherMs: 2000 });
+    const want = idsOf(await collect(engine, request(0)));
+    const [ok, bad] = await Promise.allSettled([collect(s, request(0)), collect(s, { ...request(1), prompt: [5, POISON, 9] })]);
+    expect(ok.status === "fulfilled" && idsOf(ok.value)).toEqual(want);
+    expect(bad.status === "rejected" && String(bad.reason)).toMatch(/poisoned step/);
+    expect(s.batchStats.live).toBe(0);
+  });
+
+  it("plans decode rows first, then prompt rows, within maxBatch and maxBatchTokens; refuses bad options and calls", async () => {
+    expect(() => new StepScheduler(engine, { maxBatch: 0, maxBatchTokens: 8 })).toThrow(/maxBatch must be a positive integer/);
+    expect(() => new StepScheduler(engine, { maxBatch: 4, maxBatchTokens: 2 })).toThrow(/maxBatchTokens must be an integer ≥ maxBatch \(4\)/);
+    const s = new StepScheduler(engine, { maxBatch: 2, maxBatchTokens: 8 });
+    await expect(s.forward(engine.newSequence(), [1])).rejects.toThrow(/not a live sequence/);
+    const seq = s.newSequence();
+    await expect(s.forward(seq, [])).rejects.toThrow(/no tokens/);
+    s.releaseSequence(seq);
+    await expect(s.forward(seq, [1], 0)).rejects.toThrow(/not a live sequence/);
+  });
+});
