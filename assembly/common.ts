@@ -1,6 +1,14 @@
 // Shared helpers for the kernels. Everything here works on raw linear-memory
 // addresses: the host owns the memory layout and passes pointers in.
 
+// The relaxed-fused build (scripts/build-wasm.mjs passes KERNELS_FUSED=1 to it
+// and 0 to the others): its integer products use the fused
+// i32x4.relaxed_dot_i8x16_i7x16_add_s, the relaxed build the two-step
+// i16x8.relaxed_dot_i8x16_i7x16_s. A constant, so the untaken path is never
+// compiled into either build.
+// @ts-ignore: decorator
+@inline export const FUSED: bool = ASC_FEATURE_RELAXED_SIMD && KERNELS_FUSED != 0;
+
 // Fixed scratch region right after the module's static data. Kernels that need
 // a little temporary space (repack, prefill tiles) use it instead of heap
 // allocation; the host starts its own allocations at heap_base().
@@ -67,12 +75,20 @@ export const VC_ONES16: usize = 16; // i16x8 1
 export const VC_HMASK: usize = 32; //  i32x4 0x8fffe000 (h2f_x4)
 export const VC_HMUL: usize = 48; //   f32x4 2^112      (h2f_x4)
 export const VC_NIB16: usize = 64; //  i16x8 0x000f
+export const VC_EVEN16: usize = 80; // i16x8 1, 0, 1, 0, ... (dot: the even lanes widened)
+export const VC_ODD16: usize = 96; //  i16x8 0, 1, 0, 1, ... (dot: the odd lanes widened)
+export const VC_Q6M4: usize = 112; //  i16x8 0x0f0f (Q6_K: low nibbles of ql)
+export const VC_Q6M2: usize = 128; //  i16x8 0x3030 (Q6_K: bit pair of qh)
 export const VCONST: usize = memory.data<u32>([
   0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f,
   0x00010001, 0x00010001, 0x00010001, 0x00010001,
   0x8fffe000, 0x8fffe000, 0x8fffe000, 0x8fffe000,
   0x77800000, 0x77800000, 0x77800000, 0x77800000,
   0x000f000f, 0x000f000f, 0x000f000f, 0x000f000f,
+  0x00000001, 0x00000001, 0x00000001, 0x00000001,
+  0x00010000, 0x00010000, 0x00010000, 0x00010000,
+  0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f,
+  0x30303030, 0x30303030, 0x30303030, 0x30303030,
 ], 16);
 
 // h2f_x4 with its two constants passed in (loaded once per call from VCONST).

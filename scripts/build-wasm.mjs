@@ -1,9 +1,15 @@
 #!/usr/bin/env node
-// Compiles assembly/ into three kernel builds (same sources; the kernels pick
-// their implementation from the enabled features at compile time):
-//   build/kernels-relaxed.wasm  SIMD + relaxed SIMD (i16x8 relaxed dot)
-//   build/kernels-simd.wasm     SIMD (i32x4.dot_i16x8_s)
-//   build/kernels-scalar.wasm   no SIMD: reference and fallback
+// Compiles assembly/ into four kernel builds (same sources; the kernels pick
+// their implementation from the enabled features and KERNELS_FUSED at compile
+// time):
+//   build/kernels-relaxed-fused.wasm  relaxed SIMD with i32x4.relaxed_dot_i8x16_i7x16_add_s
+//   build/kernels-relaxed.wasm        relaxed SIMD, i16x8.relaxed_dot_i8x16_i7x16_s only
+//   build/kernels-simd.wasm           SIMD (i32x4.dot_i16x8_s)
+//   build/kernels-scalar.wasm         no SIMD: reference and fallback
+// The fused instruction is a build of its own because hosts differ in whether
+// it is right (Node 20's baseline compiler gets it wrong) and whether it is
+// fast (one VNNI instruction where V8 uses AVX-VNNI); the engine picks a
+// build at start-up (src/engine/kernels.ts).
 // Memory is imported (env.memory) so the host owns it and can size it up to
 // 4 GiB; the stub runtime is never used for allocation by the kernels.
 // Exits non-zero on any compile error.
@@ -23,9 +29,10 @@ const common = [
   "--noExportMemory",
 ];
 const builds = [
-  { name: "kernels-simd.wasm", flags: ["--enable", "simd"] },
-  { name: "kernels-relaxed.wasm", flags: ["--enable", "simd,relaxed-simd"] },
-  { name: "kernels-scalar.wasm", flags: [] },
+  { name: "kernels-simd.wasm", flags: ["--enable", "simd", "--use", "KERNELS_FUSED=0"] },
+  { name: "kernels-relaxed.wasm", flags: ["--enable", "simd,relaxed-simd", "--use", "KERNELS_FUSED=0"] },
+  { name: "kernels-relaxed-fused.wasm", flags: ["--enable", "simd,relaxed-simd", "--use", "KERNELS_FUSED=1"] },
+  { name: "kernels-scalar.wasm", flags: ["--use", "KERNELS_FUSED=0"] },
 ];
 
 mkdirSync(join(root, "build"), { recursive: true });

@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { openModelFile } from "../gguf/node";
 import { prepareEngine, type KernelChoice } from "./index";
-import { loadKernels, type BuildKind, type KernelModules, type Kernels, type LoadKernelsOptions } from "./kernels";
+import { loadKernels, parseBuildKind, type BuildKind, type KernelModules, type Kernels, type LoadKernelsOptions } from "./kernels";
 import { parseHeader } from "../gguf/reader";
 import { FileSource } from "../gguf/source";
 import type { Placement } from "./load";
@@ -34,6 +34,7 @@ export interface CompiledKernels {
 }
 
 const FILES: Record<BuildKind, string> = {
+  "relaxed-fused": "kernels-relaxed-fused.wasm",
   relaxed: "kernels-relaxed.wasm",
   simd: "kernels-simd.wasm",
   scalar: "kernels-scalar.wasm",
@@ -58,6 +59,19 @@ export function compileKernelModules(dir = DEFAULT_BUILD_DIR): CompiledKernels {
     }
   }
   return { modules, unavailable };
+}
+
+/** The build EDGELM_KERNELS names (relaxed-fused, relaxed, simd, scalar; unset or "auto": the normal choice). */
+export function kernelsFromEnv(): BuildKind | undefined {
+  return parseBuildKind(process.env.EDGELM_KERNELS, "EDGELM_KERNELS");
+}
+
+/** Both relaxed builds need relaxed SIMD; without it (or with it turned off) they are left out, saying why. */
+export function dropRelaxed(compiled: CompiledKernels, why: string): void {
+  for (const kind of ["relaxed-fused", "relaxed"] as const) {
+    delete compiled.modules[kind];
+    compiled.unavailable[kind] = why;
+  }
 }
 
 export function loadKernelsNode(
@@ -107,7 +121,7 @@ function relaxedSupported(): boolean {
 // ------------------------------------------------------------------ model files
 
 export interface FileLoadOptions extends WasmEngineOptions, Pick<KernelChoice, "force" | "warmup"> {
-  /** Try the relaxed-SIMD build (turns on V8's flag at run time; default true unless EDGELM_RELAXED_SIMD=0). */
+  /** Try the relaxed-SIMD builds (turns on V8's flag at run time; default true unless EDGELM_RELAXED_SIMD=0). */
   relaxed?: boolean;
   /** Folder of the kernel builds (default build/). */
   buildDir?: string;
@@ -121,14 +135,16 @@ const READ_CHUNK = 8 << 20;
 const IN_FLIGHT = 3;
 
 export async function loadWasmEngine(path: string, opts: FileLoadOptions = {}): Promise<WasmEngine> {
+  const force = opts.force ?? kernelsFromEnv();
   const wantRelaxed = opts.relaxed ?? process.env.EDGELM_RELAXED_SIMD !== "0";
   let relaxedNote: string | undefined;
   if (wantRelaxed && !enableRelaxedSimd()) relaxedNote = "this runtime cannot enable relaxed SIMD";
-  const { modules, unavailable } = compileKernelModules(opts.buildDir);
-  if (!wantRelaxed) {
-    delete modules.relaxed;
-    unavailable.relaxed = opts.relaxed === false ? "disabled by the caller" : "disabled by EDGELM_RELAXED_SIMD=0";
-  } else if (relaxedNote && !modules.relaxed) unavailable.relaxed = `${relaxedNote}: ${unavailable.relaxed ?? ""}`;
+  const compiled = compileKernelModules(opts.buildDir);
+  const { modules, unavailable } = compiled;
+  if (!wantRelaxed) dropRelaxed(compiled, opts.relaxed === false ? "disabled by the caller" : "disabled by EDGELM_RELAXED_SIMD=0");
+  else if (relaxedNote) {
+    for (const kind of ["relaxed-fused", "relaxed"] as const) if (!modules[kind]) unavailable[kind] = `${relaxedNote}: ${unavailable[kind] ?? ""}`;
+  }
 
   const { handle, size } = await openModelFile(path);
   try {
@@ -138,7 +154,7 @@ export async function loadWasmEngine(path: string, opts: FileLoadOptions = {}): 
     } catch (e) {
       throw Object.assign(e as Error, { message: `${path}: ${(e as Error).message}` });
     }
-    const { engine, placements } = prepareEngine(header, { modules, unavailable, force: opts.force, warmup: opts.warmup }, opts);
+    const { engine, placements } = prepareEngine(header, { modules, unavailable, force, warmup: opts.warmup }, opts);
     const order = [...placements.values()].sort((a, b) => a.info.offset - b.info.offset);
     await readPipelined(order, header.dataOffset, opts.readChunkBytes ?? READ_CHUNK, (d, p) => handle.read(d, 0, d.length, p).then((r) => r.bytesRead), (p) =>
       opts.onProgress?.(header.dataOffset + p.info.offset + p.info.byteLength, header.totalSize),

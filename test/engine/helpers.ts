@@ -21,7 +21,7 @@ export const BUILDS = (process.env.EDGELM_ENGINE_BUILDS ?? "simd,scalar").split(
 
 /** Loads a file with exactly this kernel build (relaxed only when asked, so the process flag stays off otherwise). */
 export async function engineFor(path: string, build: BuildKind, opts: WasmEngineOptions = {}): Promise<WasmEngine> {
-  const e = await loadWasmEngine(path, { ...opts, force: build, relaxed: build === "relaxed" });
+  const e = await loadWasmEngine(path, { ...opts, force: build, relaxed: build.startsWith("relaxed") });
   if (e.kernels.kind !== build) throw new Error(`asked for the ${build} build, got ${e.kernels.kind}: ${e.kernels.reason}`);
   return e;
 }
