@@ -41,6 +41,28 @@ export function f2h(f: f32): u32 {
   return sign | (((a + 0x0fff + ((a >> 13) & 1)) >> 13) - (112 << 10));
 }
 
+// f2h on four lanes, same bits: every case computed, then selected per lane
+// (compares on the non-negative magnitude bits, so signed compares are right).
+// Subnormal lanes round with f32x4.nearest on the magnitude times 2^24, as f2h.
+@inline export function f2h_x4(x: v128): v128 {
+  const a = v128.and(x, i32x4.splat(0x7fffffff));
+  const sign = v128.and(i32x4.shr_u(x, 16), i32x4.splat(0x8000));
+  const normal = i32x4.sub(
+    i32x4.shr_u(i32x4.add(i32x4.add(a, i32x4.splat(0x0fff)), v128.and(i32x4.shr_u(a, 13), i32x4.splat(1))), 13),
+    i32x4.splat(112 << 10),
+  );
+  const sub = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(a, f32x4.splat(<f32>16777216.0))));
+  let r = v128.bitselect(sub, normal, i32x4.lt_s(a, i32x4.splat(0x38800000)));
+  r = v128.bitselect(i32x4.splat(0x7bff), r, i32x4.ge_s(a, i32x4.splat(0x477ff000)));
+  r = v128.bitselect(i32x4.splat(0x7e00), r, i32x4.gt_s(a, i32x4.splat(0x7f800000)));
+  return v128.or(r, sign);
+}
+
+// Eight f32 at p -> eight halves at q (f2h_x4 twice, narrowed: every value fits in 16 bits).
+@inline export function f2h_x8(p: usize, q: usize): void {
+  v128.store(q, i16x8.narrow_i32x4_u(f2h_x4(v128.load(p)), f2h_x4(v128.load(p, 16))));
+}
+
 // Four halves (8 bytes at p) -> f32x4, same bits as h2f: sign-extending to
 // 32 bits and shifting by 13 leaves sign copies in bits 28..31; masking bits
 // 28..30 off gives sign<<31 | (h & 0x7fff)<<13 in three vector ops.
