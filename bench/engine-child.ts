@@ -1,11 +1,13 @@
 /**
  * One engine, one process (so peak RSS is that engine's alone), run by
- * bench/run.ts:  node --import tsx bench/engine-child.ts --model F.gguf --engine edgelm|llama.cpp [--build relaxed|simd]
+ * bench/run.ts:  node --import tsx bench/engine-child.ts --model F.gguf --engine edgelm|llama.cpp [--build relaxed-fused|relaxed|simd]
+ * [--build-dir folder] (another set of kernel builds, e.g. a copy of build/ from before a change, for A/B runs)
  * Prints one JSON line: load time, prefill and decode throughput, peak RSS.
  * Both engines get the same prompt ids and decode greedily.
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import type { BuildKind } from "../src/engine/kernels";
 import { promptTokens, type EngineResult } from "./common";
 
 const { values: args } = parseArgs({
@@ -13,6 +15,7 @@ const { values: args } = parseArgs({
     model: { type: "string" },
     engine: { type: "string" },
     build: { type: "string" },
+    "build-dir": { type: "string" },
     prompt: { type: "string", default: "128" },
     decode: { type: "string", default: "64" },
   },
@@ -33,11 +36,11 @@ const argmax = (x: ArrayLike<number>) => {
   return b;
 };
 
-async function edgelm(path: string, build: "relaxed" | "simd"): Promise<EngineResult> {
+async function edgelm(path: string, build: BuildKind): Promise<EngineResult> {
   const baseline = rss().now;
   const { loadWasmEngine } = await import("../src/engine/node");
   const t0 = performance.now();
-  const e = await loadWasmEngine(path, { force: build, relaxed: build === "relaxed" });
+  const e = await loadWasmEngine(path, { force: build, relaxed: build.startsWith("relaxed"), buildDir: args["build-dir"] });
   const t1 = performance.now();
   if (e.kernels.kind !== build) throw new Error(`wanted the ${build} build, got ${e.kernels.kind}: ${e.kernels.reason}`);
   const seq = e.newSequence();
@@ -95,6 +98,6 @@ async function llamaCpp(path: string): Promise<EngineResult> {
 }
 
 const path = args.model!;
-const result = args.engine === "llama.cpp" ? await llamaCpp(path) : await edgelm(path, (args.build ?? "simd") as "relaxed" | "simd");
+const result = args.engine === "llama.cpp" ? await llamaCpp(path) : await edgelm(path, (args.build ?? "simd") as BuildKind);
 console.log(JSON.stringify(result));
 process.exit(0);
