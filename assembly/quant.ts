@@ -902,8 +902,9 @@ function quantizeQ8bQuads(x: usize, nb: usize, ntok: i32, dst: usize): void {
 // spill (8 rows x 1 group did).
 const MM_ROWS: i32 = 4;
 const MM_TOK: i32 = 64;
-// Scratch: [0, 1024) splatted weight pairs of 4 rows for one block,
-// [2048, 2064) their f32 scales, [4096, 6144) f32 accumulators [group][row].
+// Scratch (SIMD build): [0, 1024) splatted weight pairs of 4 rows for one
+// block, [2048, 2064) their f32 scales, [4096, 6144) f32 accumulators
+// [group][row]; the relaxed builds share MM_DW and MM_ACC (see below).
 const MM_DW: usize = 2048;
 const MM_ACC: usize = 4096;
 
@@ -1124,7 +1125,8 @@ function q8bToQ8a(xb: usize, nb: usize, t: i32, xa: usize): void {
 
 // Scratch of the relaxed matmuls: [0, 128) the tile's four rows of unpacked
 // weight bytes for the current block (row r at 32r: low nibbles, then high
-// nibbles; Q8_0: the row's 32 bytes), MM_DW their f32 scales, MM_ACC the f32
+// nibbles; Q8_0: the row's 32 bytes), [MM_QT, MM_QT + 128) the same
+// transposed by quads (fused build), MM_DW their f32 scales, MM_ACC the f32
 // accumulators of the chunk's outputs.
 
 // Low and high nibbles of four Q4R rows, 32 bytes per row (pair p of row r at 32r + 2p, quad k at 32r + 4k).

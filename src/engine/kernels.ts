@@ -77,7 +77,7 @@ export interface LoadKernelsOptions {
   force?: BuildKind;
   /** Among the builds that pass the self-test: the fastest on a timed probe (default) or the first in PREFERENCE. */
   choose?: "timed" | "first";
-  /** Short calls after instantiation so V8 tiers the kernels up (default true). */
+  /** Short calls after instantiation so V8 tiers the kernels up (default true; a SIMD build is warmed by its self-test in any case). */
   warmup?: boolean;
 }
 
@@ -281,7 +281,8 @@ function timeProbe(module: WebAssembly.Module, rounds = 3): number {
   const r = rng(7);
   const u8 = new Uint8Array(memory.buffer, w, e.q4r_bytes(rows, cols) >>> 0);
   for (let i = 0; i < u8.length; i++) u8[i] = Math.floor(r() * 256);
-  for (let i = 0; i < u8.length; i += 72) new DataView(memory.buffer).setUint32(w + i, 0x2c002c00, true); // small finite scales
+  const dv = new DataView(memory.buffer);
+  for (let i = 0; i < u8.length; i += 72) dv.setBigUint64(w + i, 0x2c002c002c002c00n, true); // small finite scales
   const xf = new Float32Array(memory.buffer, x, ntok * cols);
   for (let i = 0; i < xf.length; i++) xf[i] = r() - 0.5;
   e.quantize_q8b(x, cols, ntok, xb);
