@@ -9,12 +9,33 @@ import { describe, expect, it } from "vitest";
 import { q8bBytes } from "../../src/engine/kernel-sizes";
 import type { BuildKind } from "../../src/engine/kernels";
 import {
-  both, rng, randVec, randQ4_0, randQ8_0, randQ6K, dequantQ6K, quantRef, quantBound, bitsEqual, halfToF64,
+  type Harness, both, rng, randVec, randQ4_0, randQ8_0, randQ6K, dequantQ6K, quantRef, quantBound, bitsEqual, halfToF64,
 } from "./harness";
 
 const BUILD_OF: Record<number, BuildKind> = { 3: "relaxed-fused", 2: "relaxed", 1: "simd", 0: "scalar" };
 
 const f = Math.fround;
+
+/**
+ * In harness h, over weights w already in its memory (Q4R or GGUF Q8_0): the prefill matmul of
+ * the ntok activation rows xs, and each token's matvec on its own Q8A, which it must equal.
+ */
+function matmulAndMatvecs(h: Harness, kind: "q4r" | "q8_0", w: number, rows: number, cols: number, xs: Float32Array, ntok: number): { matmul: Float32Array; matvecs: Float32Array[] } {
+  const xp = h.putF32(xs);
+  const xb = h.alloc(h.k.q8b_bytes(cols, ntok) >>> 0);
+  h.k.quantize_q8b(xp, cols, ntok, xb);
+  const mm = h.alloc(rows * ntok * 4);
+  (kind === "q4r" ? h.k.matmul_q4r_q8b : h.k.matmul_q8_0_q8b)(w, rows, cols, xb, ntok, mm);
+  const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
+  const mv = h.alloc(rows * 4);
+  const matvecs: Float32Array[] = [];
+  for (let t = 0; t < ntok; t++) {
+    h.k.quantize_q8a(xp + t * cols * 4, cols, xa);
+    (kind === "q4r" ? h.k.matvec_q4r_q8a : h.k.matvec_q8_0_q8a)(w, rows, cols, xa, mv);
+    matvecs.push(h.f32(mv, rows));
+  }
+  return { matmul: h.f32(mm, rows * ntok), matvecs };
+}
 
 function q4Emulate(bytes: Uint8Array, rows: number, cols: number, x: Float32Array): Float32Array {
   const { d, q } = quantRef(x);
@@ -213,25 +234,13 @@ describe("Q4_0 repack + matvec / matmul", () => {
       for (const h of both()) {
         const wr = h.alloc(h.k.q4r_bytes(rows, cols) >>> 0);
         h.k.repack_q4_0(h.putU8(q4.bytes), wr, rows, cols);
-        const w8 = h.putU8(q8.bytes);
-        const xp = h.putF32(xs);
-        const xb = h.alloc(h.k.q8b_bytes(cols, ntok) >>> 0);
         expect(h.k.q8b_bytes(cols, ntok) >>> 0).toBe(q8bBytes(BUILD_OF[h.k.build_kind()], cols, ntok));
-        h.k.quantize_q8b(xp, cols, ntok, xb);
-        const mm = h.alloc(rows * ntok * 4);
-        const mm8 = h.alloc(rows * ntok * 4);
-        h.k.matmul_q4r_q8b(wr, rows, cols, xb, ntok, mm);
-        h.k.matmul_q8_0_q8b(w8, rows, cols, xb, ntok, mm8);
-        const got = h.f32(mm, rows * ntok);
-        const got8 = h.f32(mm8, rows * ntok);
-        const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
-        const mv = h.alloc(rows * 4);
+        const q4r = matmulAndMatvecs(h, "q4r", wr, rows, cols, xs, ntok);
+        const q80 = matmulAndMatvecs(h, "q8_0", h.putU8(q8.bytes), rows, cols, xs, ntok);
+        const got = q4r.matmul, got8 = q80.matmul;
         for (let t = 0; t < ntok; t++) {
-          h.k.quantize_q8a(xp + t * cols * 4, cols, xa);
-          h.k.matvec_q4r_q8a(wr, rows, cols, xa, mv);
-          expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), h.f32(mv, rows)), `q4 token ${t}`).toBe(true);
-          h.k.matvec_q8_0_q8a(w8, rows, cols, xa, mv);
-          expect(bitsEqual(got8.subarray(t * rows, (t + 1) * rows), h.f32(mv, rows)), `q8 token ${t}`).toBe(true);
+          expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), q4r.matvecs[t]), `q4 token ${t}`).toBe(true);
+          expect(bitsEqual(got8.subarray(t * rows, (t + 1) * rows), q80.matvecs[t]), `q8 token ${t}`).toBe(true);
         }
         res.push(got, got8);
       }
@@ -319,18 +328,9 @@ describe("Q4_0 repack + matvec / matmul", () => {
     for (const h of both()) {
       const wr = h.alloc(h.k.q4r_bytes(rows, cols) >>> 0);
       h.k.repack_q4_0(h.putU8(bytes), wr, rows, cols);
-      const xp = h.putF32(xs);
-      const xb = h.alloc(h.k.q8b_bytes(cols, ntok) >>> 0);
-      h.k.quantize_q8b(xp, cols, ntok, xb);
-      const mm = h.alloc(rows * ntok * 4);
-      h.k.matmul_q4r_q8b(wr, rows, cols, xb, ntok, mm);
-      const got = h.f32(mm, rows * ntok);
-      const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
-      const mv = h.alloc(rows * 4);
+      const { matmul: got, matvecs } = matmulAndMatvecs(h, "q4r", wr, rows, cols, xs, ntok);
       for (let t = 0; t < ntok; t++) {
-        h.k.quantize_q8a(xp + t * cols * 4, cols, xa);
-        h.k.matvec_q4r_q8a(wr, rows, cols, xa, mv);
-        expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), h.f32(mv, rows)), `token ${t}`).toBe(true);
+        expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), matvecs[t]), `token ${t}`).toBe(true);
         for (let r = 0; r < rows; r++) expect(got[t * rows + r]).toBeCloseTo(want(r, t), 3);
       }
       res.push(got);
@@ -395,20 +395,10 @@ describe("Q8_0 extremes", () => {
     for (let t = 0; t < ntok; t++) for (let j = 0; j < cols; j++) xs[t * cols + j] = t % 3 === 0 ? 1 : t % 3 === 1 ? -1 : j % 2 ? 1 : -1;
     const res: Float32Array[] = [];
     for (const h of both()) {
-      const wp = h.putU8(bytes);
-      const xp = h.putF32(xs);
-      const xb = h.alloc(h.k.q8b_bytes(cols, ntok) >>> 0);
-      h.k.quantize_q8b(xp, cols, ntok, xb);
-      const mm = h.alloc(rows * ntok * 4);
-      h.k.matmul_q8_0_q8b(wp, rows, cols, xb, ntok, mm);
-      const got = h.f32(mm, rows * ntok);
-      const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
-      const mv = h.alloc(rows * 4);
+      const { matmul: got, matvecs } = matmulAndMatvecs(h, "q8_0", h.putU8(bytes), rows, cols, xs, ntok);
       for (let t = 0; t < ntok; t++) {
-        h.k.quantize_q8a(xp + t * cols * 4, cols, xa);
-        h.k.matvec_q8_0_q8a(wp, rows, cols, xa, mv);
         const want = q8Emulate(bytes, rows, cols, xs.subarray(t * cols, (t + 1) * cols));
-        expect(bitsEqual(h.f32(mv, rows), want), `matvec token ${t}`).toBe(true);
+        expect(bitsEqual(matvecs[t], want), `matvec token ${t}`).toBe(true);
         expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), want), `matmul token ${t}`).toBe(true);
       }
       res.push(got);
