@@ -1,6 +1,14 @@
 // Shared helpers for the kernels. Everything here works on raw linear-memory
 // addresses: the host owns the memory layout and passes pointers in.
 
+// The relaxed-fused build (scripts/build-wasm.mjs passes KERNELS_FUSED=1 to it
+// and 0 to the others): its integer products use the fused
+// i32x4.relaxed_dot_i8x16_i7x16_add_s, the relaxed build the two-step
+// i16x8.relaxed_dot_i8x16_i7x16_s. A constant, so the untaken path is never
+// compiled into either build.
+// @ts-ignore: decorator
+@inline export const FUSED: bool = ASC_FEATURE_RELAXED_SIMD && KERNELS_FUSED != 0;
+
 // Scratch region for kernels that need a little temporary space (repack,
 // prefill tiles) instead of heap allocation. By default it lies right after
 // the module's static data and the host starts its own allocations at
@@ -51,6 +59,28 @@ export function f2h(f: f32): u32 {
   return sign | (((a + 0x0fff + ((a >> 13) & 1)) >> 13) - (112 << 10));
 }
 
+// f2h on four lanes, same bits: every case computed, then selected per lane
+// (compares on the non-negative magnitude bits, so signed compares are right).
+// Subnormal lanes round with f32x4.nearest on the magnitude times 2^24, as f2h.
+@inline export function f2h_x4(x: v128): v128 {
+  const a = v128.and(x, i32x4.splat(0x7fffffff));
+  const sign = v128.and(i32x4.shr_u(x, 16), i32x4.splat(0x8000));
+  const normal = i32x4.sub(
+    i32x4.shr_u(i32x4.add(i32x4.add(a, i32x4.splat(0x0fff)), v128.and(i32x4.shr_u(a, 13), i32x4.splat(1))), 13),
+    i32x4.splat(112 << 10),
+  );
+  const sub = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(a, f32x4.splat(<f32>16777216.0))));
+  let r = v128.bitselect(sub, normal, i32x4.lt_s(a, i32x4.splat(0x38800000)));
+  r = v128.bitselect(i32x4.splat(0x7bff), r, i32x4.ge_s(a, i32x4.splat(0x477ff000)));
+  r = v128.bitselect(i32x4.splat(0x7e00), r, i32x4.gt_s(a, i32x4.splat(0x7f800000)));
+  return v128.or(r, sign);
+}
+
+// Eight f32 at p -> eight halves at q (f2h_x4 twice, narrowed: every value fits in 16 bits).
+@inline export function f2h_x8(p: usize, q: usize): void {
+  v128.store(q, i16x8.narrow_i32x4_u(f2h_x4(v128.load(p)), f2h_x4(v128.load(p, 16))));
+}
+
 // Four halves (8 bytes at p) -> f32x4, same bits as h2f: sign-extending to
 // 32 bits and shifting by 13 leaves sign copies in bits 28..31; masking bits
 // 28..30 off gives sign<<31 | (h & 0x7fff)<<13 in three vector ops.
@@ -85,12 +115,20 @@ export const VC_ONES16: usize = 16; // i16x8 1
 export const VC_HMASK: usize = 32; //  i32x4 0x8fffe000 (h2f_x4)
 export const VC_HMUL: usize = 48; //   f32x4 2^112      (h2f_x4)
 export const VC_NIB16: usize = 64; //  i16x8 0x000f
+export const VC_EVEN16: usize = 80; // i16x8 1, 0, 1, 0, ... (dot: the even lanes widened)
+export const VC_ODD16: usize = 96; //  i16x8 0, 1, 0, 1, ... (dot: the odd lanes widened)
+export const VC_Q6M4: usize = 112; //  i16x8 0x0f0f (Q6_K: low nibbles of ql)
+export const VC_Q6M2: usize = 128; //  i16x8 0x3030 (Q6_K: bit pair of qh)
 export const VCONST: usize = memory.data<u32>([
   0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f,
   0x00010001, 0x00010001, 0x00010001, 0x00010001,
   0x8fffe000, 0x8fffe000, 0x8fffe000, 0x8fffe000,
   0x77800000, 0x77800000, 0x77800000, 0x77800000,
   0x000f000f, 0x000f000f, 0x000f000f, 0x000f000f,
+  0x00000001, 0x00000001, 0x00000001, 0x00000001,
+  0x00010000, 0x00010000, 0x00010000, 0x00010000,
+  0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f,
+  0x30303030, 0x30303030, 0x30303030, 0x30303030,
 ], 16);
 
 // h2f_x4 with its two constants passed in (loaded once per call from VCONST).

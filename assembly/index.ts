@@ -1,8 +1,8 @@
-// Kernel entry point. The same sources compile to three builds; each kernel
+// Kernel entry point. The same sources compile to four builds; each kernel
 // picks its implementation with the compile-time constants ASC_FEATURE_SIMD /
-// ASC_FEATURE_RELAXED_SIMD, so the untaken branches are never compiled.
+// ASC_FEATURE_RELAXED_SIMD / FUSED, so the untaken branches are never compiled.
 
-import { defaultScratch, SCRATCH_BYTES } from "./common";
+import { defaultScratch, FUSED, SCRATCH_BYTES } from "./common";
 
 export { set_scratch } from "./common";
 export * from "./quant";
@@ -18,8 +18,9 @@ export function scratch_bytes(): usize {
   return SCRATCH_BYTES;
 }
 
-// 2 = relaxed SIMD, 1 = SIMD, 0 = scalar.
+// 3 = relaxed SIMD with the fused dot, 2 = relaxed SIMD, 1 = SIMD, 0 = scalar.
 export function build_kind(): i32 {
+  if (FUSED) return 3;
   if (ASC_FEATURE_RELAXED_SIMD) return 2;
   if (ASC_FEATURE_SIMD) return 1;
   return 0;

@@ -1,6 +1,7 @@
 /**
  * One engine, one process (so peak RSS is that engine's alone), run by
- * bench/run.ts:  node --import tsx bench/engine-child.ts --model F.gguf --engine edgelm|llama.cpp [--build relaxed|simd] [--threads N]
+ * bench/run.ts:  node --import tsx bench/engine-child.ts --model F.gguf --engine edgelm|llama.cpp [--build relaxed-fused|relaxed|simd] [--threads N]
+ * [--build-dir folder] (another set of kernel builds, e.g. a copy of build/ from before a change, for A/B runs)
  * Prints one JSON line: load time, prefill and decode throughput, peak RSS.
  * Both engines get the same prompt ids and decode greedily, then decode the same
  * positions again sampling with the model card's settings (temperature 0.7,
@@ -12,6 +13,7 @@
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import type { BuildKind } from "../src/engine/kernels";
 import { promptTokens, type EngineResult } from "./common";
 
 const { values: args } = parseArgs({
@@ -20,6 +22,7 @@ const { values: args } = parseArgs({
     engine: { type: "string" },
     build: { type: "string" },
     threads: { type: "string", default: "1" },
+    "build-dir": { type: "string" },
     prompt: { type: "string", default: "128" },
     decode: { type: "string", default: "64" },
   },
@@ -45,12 +48,12 @@ const argmax = (x: ArrayLike<number>) => {
 const TEMPERATURE = 0.7;
 const TOP_P = 0.95;
 
-async function edgelm(path: string, build: "relaxed" | "simd"): Promise<EngineResult> {
+async function edgelm(path: string, build: BuildKind): Promise<EngineResult> {
   const baseline = rss().now;
   const { loadWasmEngine } = await import("../src/engine/node");
   const { DEFAULT_SAMPLING, sample, seededRandom } = await import("../src/generate/sampler");
   const t0 = performance.now();
-  const e = await loadWasmEngine(path, { force: build, relaxed: build === "relaxed", threads: THREADS });
+  const e = await loadWasmEngine(path, { force: build, relaxed: build.startsWith("relaxed"), buildDir: args["build-dir"], threads: THREADS });
   const t1 = performance.now();
   if (e.kernels.kind !== build) throw new Error(`wanted the ${build} build, got ${e.kernels.kind}: ${e.kernels.reason}`);
   if (e.threads !== THREADS) throw new Error(`wanted ${THREADS} threads, got ${e.threads}: ${e.name}`);
@@ -156,6 +159,6 @@ async function llamaCpp(path: string): Promise<EngineResult> {
 }
 
 const path = args.model!;
-const result = args.engine === "llama.cpp" ? await llamaCpp(path) : await edgelm(path, (args.build ?? "simd") as "relaxed" | "simd");
+const result = args.engine === "llama.cpp" ? await llamaCpp(path) : await edgelm(path, (args.build ?? "simd") as BuildKind);
 console.log(JSON.stringify(result));
 process.exit(0);

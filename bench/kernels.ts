@@ -1,6 +1,10 @@
 /**
  * Kernel micro-benchmarks (not a test): npx tsx bench/kernels.ts
  * With relaxed SIMD: node --experimental-wasm-relaxed-simd --import tsx bench/kernels.ts
+ *   [--quick] [--builds relaxed-fused,relaxed,simd,scalar] [--dir build-folder] [--only matmul]
+ * --dir compares another set of builds (e.g. a copy of build/ from before a change); --only keeps
+ * the rows whose kernel name contains the word. In Node 20 the relaxed-fused build runs its
+ * fused dot as TurboFan compiles it (its first, Liftoff, calls are wrong; the warm-up runs them).
  *
  * Q4R matvec (decode) at the StableLM-2-1.6B shapes, the Q6_K / Q6R output
  * head, the Q4R prefill matmul with 128 tokens, and Q8_0 for reference; GB/s of weights read and G multiply-adds/s,
@@ -11,6 +15,11 @@ import { warmUp, type BuildKind, type KernelExports } from "../src/engine/kernel
 import { Arena } from "../src/engine/arena";
 
 const quick = process.argv.includes("--quick");
+const arg = (name: string) => {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+};
+const only = arg("--only");
 const minTime = quick ? 0.15 : 0.5;
 
 // Seconds per call. On a shared machine wall time includes time the thread
@@ -44,11 +53,14 @@ function fillRandom(u8: Uint8Array, seed: number) {
   }
 }
 
-const { modules, unavailable } = compileKernelModules();
-const kinds: BuildKind[] = ["relaxed", "simd", "scalar"];
+const { modules, unavailable } = compileKernelModules(arg("--dir"));
+const kinds = (arg("--builds")?.split(",") ?? ["relaxed-fused", "relaxed", "simd", "scalar"]) as BuildKind[];
 const H = 2048, FF = 5632, V = 100352, NTOK = 128;
 const rows: string[] = [];
-const row = (...c: Array<string | number>) => rows.push(c.map(String).join(" | "));
+const row = (...c: Array<string | number>) => {
+  if (!only || String(c[1]).includes(only)) rows.push(c.map(String).join(" | "));
+};
+const want = (name: string) => !only || name.includes(only);
 
 for (const kind of kinds) {
   const mod = modules[kind];
@@ -80,6 +92,7 @@ for (const kind of kinds) {
 
   // Decode: Q4R matvec.
   for (const [r, c, label] of [[H, FF, "down 2048x5632"], [FF, H, "up/gate 5632x2048"], [V, H, "head 100352x2048 (Q4_0)"]] as const) {
+    if (!want(`matvec Q4R ${label}`)) continue;
     const mark = arena.mark();
     const w = q4(r, c);
     e.quantize_q8a(x, c, xa);
@@ -89,6 +102,7 @@ for (const kind of kinds) {
   }
   // Decode: Q6_K output head (what llama.cpp's Q4_0 files carry), GGUF layout and Q6R.
   for (const q6r of [false, true]) {
+    if (!want(`matvec ${q6r ? "Q6R" : "Q6_K"} head`)) continue;
     const mark = arena.mark();
     const bytes = V * (H / 256) * 210;
     const p = arena.alloc(bytes);
@@ -102,6 +116,7 @@ for (const kind of kinds) {
   }
   // Prefill: Q4R matmul, 128 tokens.
   for (const [r, c, label] of [[FF, H, "5632x2048"], [H, FF, "2048x5632"]] as const) {
+    if (!want(`matmul Q4R ${label}`)) continue;
     const mark = arena.mark();
     const w = q4(r, c);
     e.quantize_q8b(x, c, NTOK, xa);
@@ -110,7 +125,7 @@ for (const kind of kinds) {
     arena.reset(mark);
   }
   // Q8_0 (GGUF layout, not repacked) at the up/gate shape, decode and prefill.
-  {
+  if (want("matvec Q8_0") || want("matmul Q8_0")) {
     const mark = arena.mark();
     const bytes = FF * (H / 32) * 34;
     const p = arena.alloc(bytes);
@@ -126,7 +141,7 @@ for (const kind of kinds) {
     arena.reset(mark);
   }
   // Load: the in-place Q4_0 -> Q4R repack (what the loader runs on every layer matrix).
-  {
+  if (want("repack")) {
     const mark = arena.mark();
     const w = q4(FF, H);
     const s = time(() => e.repack_q4_0(w.p, w.p, FF, H));
@@ -134,7 +149,7 @@ for (const kind of kinds) {
     arena.reset(mark);
   }
   // Decode attention over a head-major f16 cache in one block (the engine's blocks of 16 positions add a table lookup per block): 24 layers x 32 heads x 160 positions, head_dim 64.
-  {
+  if (want("attention")) {
     const mark = arena.mark();
     const ctx = 4096, hd = 64, np = 160;
     const kc = arena.alloc(32 * ctx * hd * 2), vc = arena.alloc(32 * ctx * hd * 2);
@@ -152,7 +167,7 @@ for (const kind of kinds) {
     arena.reset(mark);
   }
   // Per-token decode estimate for StableLM-2-1.6B (Q4_0 layers, Q6_K head as Q6R).
-  {
+  if (want("decode matvecs")) {
     const mark = arena.mark();
     const wq = q4(H, H), wu = q4(FF, H), wd = q4(H, FF);
     e.quantize_q8a(x, FF, xa);

@@ -5,7 +5,12 @@
  * prompt and streams tokens over SSE, greedy and then with the model card's sampling settings
  * (temperature 0.7, top_p 0.95); the ratio to Node is what workerd, the API layer and SSE add.
  *
- *   node --import tsx bench/worker.ts [--quick]      (also part of `npm run bench -- --all`)
+ *   node --import tsx bench/worker.ts [--quick] [--kernels relaxed-fused|relaxed|simd] [--v8-flags "..."]
+ *   (also part of `npm run bench -- --all`)
+ *
+ * --kernels sets the Worker's KERNELS var (default: its own choice, relaxed-fused where it passes
+ * the self-test) and, for relaxed and simd, the Node peer's build (default relaxed: the fused dot
+ * is wrong in Node 20); --v8-flags are workerd's, e.g. to compare its tiers or CPU features.
  *
  * Timings only here, never in tests; compare ratios within one run.
  */
@@ -17,8 +22,13 @@ import { startBareWorkerd } from "../test/worker/bare-workerd";
 import { benchModel, engineChild, promptTokens, root, type EngineResult } from "./common";
 
 const quick = process.argv.includes("--quick");
+const arg = (name: string) => {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+};
+const kernels = arg("--kernels");
 if (process.argv.includes("--help")) {
-  console.log("usage: node --import tsx bench/worker.ts [--quick]\n  the Worker in workerd vs the WASM engine in Node on the synthetic 1.6B Q4_0 model");
+  console.log("usage: node --import tsx bench/worker.ts [--quick] [--kernels build] [--v8-flags flags]\n  the Worker in workerd vs the WASM engine in Node on the synthetic 1.6B Q4_0 model");
   process.exit(0);
 }
 const PROMPT = quick ? 32 : 128;
@@ -82,7 +92,8 @@ async function streamOnce(url: string, sampling: Record<string, number> = { temp
 }
 
 const path = await benchModel();
-const node = engineChild(["--model", path, "--engine", "edgelm", "--build", "relaxed"], PROMPT, DECODE);
+const nodeBuild = kernels === "simd" ? "simd" : "relaxed";
+const node = engineChild(["--model", path, "--engine", "edgelm", "--build", nodeBuild], PROMPT, DECODE);
 if ("error" in node) throw new Error(`the Node peer failed: ${node.error}`);
 const llama = engineChild(["--model", path, "--engine", "llama.cpp"], PROMPT, DECODE);
 if ("error" in llama) throw new Error(`the llama.cpp peer failed: ${llama.error}`);
@@ -90,7 +101,8 @@ if ("error" in llama) throw new Error(`the llama.cpp peer failed: ${llama.error}
 const w = await startBareWorkerd({
   model: path,
   // One prefill pass, as the Node peer does; no CPU-budget refusal; greedy tokens only.
-  vars: { MODEL_KEY: "synth-1_6b-q4_0.gguf", MODEL_ID: "bench", ENGINE: "wasm", CPU_BUDGET_MS: "0", PREFILL_CHUNK_TOKENS: String(PROMPT) },
+  vars: { MODEL_KEY: "synth-1_6b-q4_0.gguf", MODEL_ID: "bench", ENGINE: "wasm", CPU_BUDGET_MS: "0", PREFILL_CHUNK_TOKENS: String(PROMPT), ...(kernels ? { KERNELS: kernels } : {}) },
+  v8Flags: arg("--v8-flags")?.split(/\s+/).filter(Boolean),
 });
 let worker: WorkerResult;
 let engine: string;

@@ -27,8 +27,10 @@ export interface KernelChoice {
   module?: WebAssembly.Module;
   /** Why a build is missing, folded into the reported reason. */
   unavailable?: Partial<Record<BuildKind, string>>;
-  /** Restrict the choice (tests); falls back to scalar if the build fails its self-test. */
+  /** Restrict the choice (EDGELM_KERNELS, the Worker's KERNELS, tests); falls back to scalar if the build fails its self-test. */
   force?: BuildKind;
+  /** Among the builds that pass the self-test: the fastest on a timed probe (default) or the first in preference order (workerd, whose clock cannot time one). */
+  choose?: "timed" | "first";
   /** Kernel warm-up calls before use (default true; see kernels.ts). */
   warmup?: boolean;
   /** The modules are the shared-memory builds: the memory is made shared, for more threads to work in. */
@@ -46,7 +48,7 @@ export interface StreamLoadOptions extends KernelChoice, WasmEngineOptions {
 /** A fresh memory (up to the 4 GiB wasm32 limit, committed only as touched) with the kernels in it. */
 export function newKernels(choice: KernelChoice): { kernels: Kernels; arena: Arena } {
   const memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: choice.shared ?? false });
-  const kernels = loadKernels({ memory, modules: choice.modules, module: choice.module, unavailable: choice.unavailable, force: choice.force, warmup: choice.warmup });
+  const kernels = loadKernels({ memory, modules: choice.modules, module: choice.module, unavailable: choice.unavailable, force: choice.force, choose: choice.choose, warmup: choice.warmup });
   return { kernels, arena: new Arena(memory, kernels.heapBase) };
 }
 

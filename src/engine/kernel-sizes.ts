@@ -8,7 +8,7 @@
  */
 import type { BuildKind } from "./kernels";
 
-export const BUILD_KINDS: readonly BuildKind[] = ["relaxed", "simd", "scalar"];
+export const BUILD_KINDS: readonly BuildKind[] = ["relaxed-fused", "relaxed", "simd", "scalar"];
 
 const align16 = (n: number) => Math.ceil(n / 16) * 16;
 
@@ -21,9 +21,13 @@ export function q8aBytes(n: number): number {
   return 2 * align16(4 * nb) + 32 * nb + 64 * nb;
 }
 
-/** Q8B of ntok n-vectors: 4-token groups of 288 B per block; the relaxed build appends 8-token groups of 320 B per block. */
+/**
+ * Q8B of ntok n-vectors: 4-token groups of 288 B per block; the relaxed build appends 8-token
+ * groups of 320 B per block; the relaxed-fused build has only 4-token groups of 416 B per block.
+ */
 export function q8bBytes(build: BuildKind, n: number, ntok: number): number {
   const nb = n >>> 5;
+  if (build === "relaxed-fused") return Math.ceil(ntok / 4) * nb * 416;
   const plain = Math.ceil(ntok / 4) * nb * 288;
   return build === "relaxed" ? plain + Math.ceil(ntok / 8) * nb * 320 : plain;
 }

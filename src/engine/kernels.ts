@@ -3,15 +3,28 @@
  *
  * Instantiation only (`new WebAssembly.Instance`): workerd refuses to compile
  * wasm from bytes at run time, so a Worker passes the modules wrangler
- * imported; Node compiles them in node.ts. Start-up picks the fastest
- * build that passes a numeric self-test against the scalar build (bit-exact:
- * the kernels are written so that all builds agree bit for bit):
- * relaxed SIMD, then SIMD, then scalar.
+ * imported; Node compiles them in node.ts.
+ *
+ * Choosing a build (docs/kernels.md, "Selection"): a build is usable only if
+ * its outputs are bit-identical to the scalar build's on a probe, both on its
+ * first calls (V8's baseline compiler, Liftoff) and after warm-up (TurboFan):
+ * the kernels are written so that all builds agree bit for bit, and a host's
+ * compiler may get an instruction wrong in one tier only (Node 20's Liftoff
+ * computes i32x4.relaxed_dot_i8x16_i7x16_add_s wrongly, its TurboFan does
+ * not). Among the usable builds, `choose: "first"` takes the first in
+ * PREFERENCE (workerd: a Worker's clock does not advance while it computes,
+ * so it cannot time anything), `choose: "timed"` (the default) runs a short
+ * timed probe on each and takes the fastest (Node, browsers). `force` (the
+ * EDGELM_KERNELS env var in Node, the KERNELS var in a Worker) restricts the
+ * choice to one build.
  *
  * Memory layouts and each export's contract: docs/kernels.md.
  */
 
-export type BuildKind = "relaxed" | "simd" | "scalar";
+export type BuildKind = "relaxed-fused" | "relaxed" | "simd" | "scalar";
+
+/** Fastest first where each is right, as measured on the hosts we run (docs/kernels.md, "Speed per host"). */
+export const PREFERENCE: readonly BuildKind[] = ["relaxed-fused", "relaxed", "simd", "scalar"];
 
 import { seededRandom } from "../util/random";
 
@@ -53,11 +66,7 @@ export interface KernelExports {
   store_kv_f16(x: number, cache: number, pos0: number, ntok: number, nKv: number, headDim: number, headStride: number): void;
 }
 
-export interface KernelModules {
-  relaxed?: WebAssembly.Module;
-  simd?: WebAssembly.Module;
-  scalar?: WebAssembly.Module;
-}
+export type KernelModules = Partial<Record<BuildKind, WebAssembly.Module>>;
 
 export interface LoadKernelsOptions {
   /** A shared memory takes the shared-memory builds (build/kernels-*-shared.wasm), and they are self-tested in shared memories. */
@@ -70,7 +79,9 @@ export interface LoadKernelsOptions {
   unavailable?: Partial<Record<BuildKind, string>>;
   /** Restrict the choice to this build (falls back to scalar if it fails the self-test). */
   force?: BuildKind;
-  /** Short calls after instantiation so V8 tiers the kernels up (default true). */
+  /** Among the builds that pass the self-test: the fastest on a timed probe (default) or the first in PREFERENCE. */
+  choose?: "timed" | "first";
+  /** Short calls after instantiation so V8 tiers the kernels up (default true; a SIMD build is warmed by its self-test in any case). */
   warmup?: boolean;
 }
 
@@ -87,7 +98,15 @@ export interface Kernels {
   heapBase: number;
 }
 
-const KIND_CODE: Record<number, BuildKind> = { 2: "relaxed", 1: "simd", 0: "scalar" };
+const KIND_CODE: Record<number, BuildKind> = { 3: "relaxed-fused", 2: "relaxed", 1: "simd", 0: "scalar" };
+
+/** The build names a user may give (EDGELM_KERNELS, the Worker's KERNELS): a build, or "auto" for the normal choice. */
+export function parseBuildKind(value: string | undefined, source: string): BuildKind | undefined {
+  const v = value?.trim();
+  if (!v || v === "auto") return undefined;
+  if ((PREFERENCE as readonly string[]).includes(v)) return v as BuildKind;
+  throw new Error(`${source} must be one of auto, ${PREFERENCE.join(", ")}; got ${JSON.stringify(v)}`);
+}
 
 function instantiate(module: WebAssembly.Module, memory: WebAssembly.Memory): WebAssembly.Instance {
   return new WebAssembly.Instance(module, { env: { memory } });
@@ -159,6 +178,13 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
   for (let i = 0; i < xf.length; i++) xf[i] = (r() - 0.5) * 8;
   xf[0] = 1000; // one block dominated by a single value: other entries quantize to 0
   for (let i = 32; i < 64 && i < xf.length; i++) xf[i] = i % 2 ? 3 : -3; // exact +-127
+  // Tokens 1 and 2: every activation +127 / -127. Against Q4_0 row 0 (blocks of nibbles all 0 or
+  // all 15) they give the extreme block dots -32512 and 28448 (the relaxed matmul's int16 sums
+  // wrap on the way there); against Q8_0 row 0 (127 and -128) the largest pair dots.
+  if (ntok > 2) {
+    xf.fill(3, cols, 2 * cols);
+    xf.fill(-3, 2 * cols, 3 * cols);
+  }
   const q4src = new Uint8Array(buf, q4, s.q4Rows * nb * 18);
   const dv = new DataView(buf);
   for (let row = 0; row < s.q4Rows; row++) {
@@ -236,6 +262,57 @@ export function selfTest(candidate: WebAssembly.Module, reference: WebAssembly.M
 }
 
 /**
+ * The self-test on first calls, then warm-up, then the self-test again (now
+ * TurboFan code: compiled code is shared by all instances of a Module). A
+ * build that passes is left warm.
+ */
+function selfTestBothTiers(candidate: WebAssembly.Module, reference: WebAssembly.Module, shared: boolean): SelfTestResult {
+  const cold = selfTest(candidate, reference, shared);
+  if (!cold.ok) return { ok: false, detail: `on first calls: ${cold.detail}` };
+  warmUp(candidate, undefined, shared);
+  const warm = selfTest(candidate, reference, shared);
+  if (!warm.ok) return { ok: false, detail: `after warm-up: ${warm.detail}` };
+  return { ok: true, detail: `${cold.detail}, on first calls and after warm-up` };
+}
+
+const TIMED: ProbeSizes = { q4Rows: 256, q4Cols: 1024, ntok: 32, q8Rows: 4, q6Rows: 4 };
+
+/**
+ * Seconds for one prefill-and-decode-shaped probe (a Q4R matmul of 32 tokens
+ * and 32 Q4R matvecs, 256 × 1024), best of `rounds`; 0 when the clock did not
+ * advance (a Worker's clock stands still while it computes).
+ */
+function timeProbe(module: WebAssembly.Module, shared: boolean, rounds = 3): number {
+  const memory = privateMemory(64, shared);
+  const e = instantiate(module, memory).exports as unknown as KernelExports;
+  const base = Math.ceil((e.heap_base() >>> 0) / 64) * 64;
+  const { q4Rows: rows, q4Cols: cols, ntok } = TIMED;
+  const w = base, x = w + (e.q4r_bytes(rows, cols) >>> 0);
+  const xb = Math.ceil((x + ntok * cols * 4) / 64) * 64;
+  const xa = Math.ceil((xb + (e.q8b_bytes(cols, ntok) >>> 0)) / 64) * 64;
+  const out = Math.ceil((xa + (e.q8a_bytes(cols) >>> 0)) / 64) * 64;
+  const end = out + rows * ntok * 4;
+  if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
+  const r = rng(7);
+  const u8 = new Uint8Array(memory.buffer, w, e.q4r_bytes(rows, cols) >>> 0);
+  for (let i = 0; i < u8.length; i++) u8[i] = Math.floor(r() * 256);
+  const dv = new DataView(memory.buffer);
+  for (let i = 0; i < u8.length; i += 72) dv.setBigUint64(w + i, 0x2c002c002c002c00n, true); // small finite scales
+  const xf = new Float32Array(memory.buffer, x, ntok * cols);
+  for (let i = 0; i < xf.length; i++) xf[i] = r() - 0.5;
+  e.quantize_q8b(x, cols, ntok, xb);
+  e.quantize_q8a(x, cols, xa);
+  let best = Infinity;
+  for (let i = 0; i < rounds; i++) {
+    const t0 = performance.now();
+    e.matmul_q4r_q8b(w, rows, cols, xb, ntok, out);
+    for (let j = 0; j < 32; j++) e.matvec_q4r_q8a(w, rows, cols, xa, out);
+    best = Math.min(best, performance.now() - t0);
+  }
+  return best / 1000;
+}
+
+/**
  * Calls the hot kernels repeatedly on small shapes in a private memory. V8
  * runs a function's first calls in its baseline compiler and cannot switch
  * inside a running loop, so one long first call would stay slow; compiled
@@ -280,45 +357,72 @@ export function loadKernels(opts: LoadKernelsOptions): Kernels {
   const shared = typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;
   const mods: KernelModules = { ...opts.modules };
   const notes: string[] = [];
-  const order: BuildKind[] = ["relaxed", "simd", "scalar"];
+  const choose = opts.choose ?? "timed";
 
   let chosen: { kind: BuildKind; module: WebAssembly.Module; why: string } | undefined;
+  let warm = false;
 
   if (opts.module) {
     const inst = instantiate(opts.module, privateMemory(16, shared));
     const kind = KIND_CODE[(inst.exports as unknown as KernelExports).build_kind()] ?? "scalar";
     if (kind !== "scalar" && mods.scalar) {
-      const t = selfTest(opts.module, mods.scalar, shared);
+      const t = selfTestBothTiers(opts.module, mods.scalar, shared);
       if (t.ok) chosen = { kind, module: opts.module, why: `given module (${kind}), self-test passed: ${t.detail}` };
       else notes.push(`given module (${kind}) failed self-test: ${t.detail}`);
+      warm = t.ok;
     } else {
       chosen = { kind, module: opts.module, why: `given module (${kind}), not self-tested` + (kind === "scalar" ? " (scalar is the reference)" : ": no scalar build to compare") };
     }
   }
 
-  for (const kind of order) {
-    if (chosen) break;
-    if (opts.force && kind !== opts.force && kind !== "scalar") continue;
+  // The SIMD builds that pass, in preference order (warm after their self-test).
+  const passed: { kind: BuildKind; module: WebAssembly.Module; detail: string }[] = [];
+  for (const kind of PREFERENCE) {
+    if (chosen || kind === "scalar") continue;
+    if (opts.force && kind !== opts.force) continue;
     const m = mods[kind];
     if (!m) {
       notes.push(describeMissing(kind, opts.unavailable?.[kind]));
       continue;
     }
-    if (kind === "scalar") {
-      chosen = { kind, module: m, why: "scalar build (reference, no SIMD)" };
-      break;
-    }
     if (!mods.scalar) {
       notes.push(`${kind}: no scalar build to self-test against`);
       continue;
     }
-    const t = selfTest(m, mods.scalar, shared);
-    if (t.ok) chosen = { kind, module: m, why: `${kind} build, self-test passed (${t.detail})` };
-    else notes.push(`${kind}: self-test FAILED: ${t.detail}`);
+    const t = selfTestBothTiers(m, mods.scalar, shared);
+    if (t.ok) passed.push({ kind, module: m, detail: t.detail });
+    else notes.push(`${kind}: self-test FAILED ${t.detail}`);
+    if (t.ok && choose === "first") break;
   }
-  if (!chosen) throw new Error(`loadKernels: no usable kernel build (${notes.join("; ")})`);
+  if (!chosen && passed.length > 0) {
+    const forced = opts.force ? ` (forced: ${opts.force})` : "";
+    if (passed.length === 1 || choose === "first") {
+      const c = passed[0];
+      chosen = { kind: c.kind, module: c.module, why: `${c.kind} build${forced}, self-test passed (${c.detail})` };
+    } else {
+      // Builds alternate, so that a noisy neighbour slows each about alike.
+      const times = passed.map(() => Infinity);
+      for (let round = 0; round < 2; round++) passed.forEach((c, i) => (times[i] = Math.min(times[i], timeProbe(c.module, shared))));
+      if (times.every((t) => t === 0)) {
+        const c = passed[0];
+        chosen = { kind: c.kind, module: c.module, why: `${c.kind} build, self-test passed (${c.detail}); the clock did not advance, so the first that passed` };
+      } else {
+        // The fastest, unless an earlier one in PREFERENCE is within 3% of it.
+        const best = Math.min(...times);
+        const i = times.findIndex((t) => t <= best * 1.03);
+        const c = passed[i];
+        const timing = passed.map((p, j) => `${p.kind} ${(times[j] * 1e3).toFixed(2)} ms`).join(", ");
+        chosen = { kind: c.kind, module: c.module, why: `${c.kind} build, self-test passed (${c.detail}); fastest on the timed probe (${timing})` };
+      }
+    }
+    warm = true;
+  }
+  if (!chosen && mods.scalar) {
+    chosen = { kind: "scalar", module: mods.scalar, why: "scalar build (reference, no SIMD)" };
+  }
+  if (!chosen) throw new Error(`loadKernels: no usable kernel build (${notes.length ? notes.join("; ") : "no builds given"})`);
 
-  if (opts.warmup !== false) warmUp(chosen.module, undefined, shared);
+  if (opts.warmup !== false && !warm) warmUp(chosen.module, undefined, shared);
   const instance = instantiate(chosen.module, memory);
   const exports = instance.exports as unknown as KernelExports;
   const heapBase = exports.heap_base() >>> 0;

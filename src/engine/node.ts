@@ -22,7 +22,7 @@ import { setFlagsFromString } from "node:v8";
 import { Worker } from "node:worker_threads";
 import { openModelFile } from "../gguf/node";
 import { prepareEngine, type KernelChoice } from "./index";
-import { loadKernels, type BuildKind, type KernelModules, type Kernels, type LoadKernelsOptions } from "./kernels";
+import { loadKernels, parseBuildKind, PREFERENCE, type BuildKind, type KernelModules, type Kernels, type LoadKernelsOptions } from "./kernels";
 import { parseHeader } from "../gguf/reader";
 import { FileSource } from "../gguf/source";
 import type { Placement } from "./load";
@@ -41,13 +41,11 @@ export interface CompiledKernels {
   unavailable: Partial<Record<BuildKind, string>>;
 }
 
-const KINDS: BuildKind[] = ["relaxed", "simd", "scalar"];
-
 /** The builds in `dir`; `shared`: the shared-memory ones (kernels-*-shared.wasm), for more than one thread. */
 export function compileKernelModules(dir = DEFAULT_BUILD_DIR, shared = false): CompiledKernels {
   const modules: KernelModules = {};
   const unavailable: Partial<Record<BuildKind, string>> = {};
-  for (const kind of KINDS) {
+  for (const kind of PREFERENCE) {
     const file = `kernels-${kind}${shared ? "-shared" : ""}.wasm`;
     let bytes: ReturnType<typeof readFileSync>;
     try {
@@ -64,6 +62,19 @@ export function compileKernelModules(dir = DEFAULT_BUILD_DIR, shared = false): C
     }
   }
   return { modules, unavailable };
+}
+
+/** The build EDGELM_KERNELS names (relaxed-fused, relaxed, simd, scalar; unset or "auto": the normal choice). */
+export function kernelsFromEnv(): BuildKind | undefined {
+  return parseBuildKind(process.env.EDGELM_KERNELS, "EDGELM_KERNELS");
+}
+
+/** Both relaxed builds need relaxed SIMD; without it (or with it turned off) they are left out, saying why. */
+export function dropRelaxed(compiled: CompiledKernels, why: string): void {
+  for (const kind of ["relaxed-fused", "relaxed"] as const) {
+    delete compiled.modules[kind];
+    compiled.unavailable[kind] = why;
+  }
 }
 
 /** A shared memory gets the shared-memory builds. */
@@ -114,7 +125,7 @@ function relaxedSupported(): boolean {
 // ------------------------------------------------------------------ model files
 
 export interface FileLoadOptions extends WasmEngineOptions, ThreadOptions, Pick<KernelChoice, "force" | "warmup"> {
-  /** Try the relaxed-SIMD build (turns on V8's flag at run time; default true unless EDGELM_RELAXED_SIMD=0). */
+  /** Try the relaxed-SIMD builds (turns on V8's flag at run time; default true unless EDGELM_RELAXED_SIMD=0). */
   relaxed?: boolean;
   /** Folder of the kernel builds (default build/). */
   buildDir?: string;
@@ -131,6 +142,7 @@ const IN_FLIGHT = 3;
 export async function loadWasmEngine(path: string, opts: FileLoadOptions = {}): Promise<WasmEngine> {
   let threads = opts.threads ?? availableParallelism();
   if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${opts.threads}`);
+  const force = opts.force ?? kernelsFromEnv();
   const wantRelaxed = opts.relaxed ?? process.env.EDGELM_RELAXED_SIMD !== "0";
   let relaxedNote: string | undefined;
   if (wantRelaxed && !enableRelaxedSimd()) relaxedNote = "this runtime cannot enable relaxed SIMD";
@@ -142,10 +154,10 @@ export async function loadWasmEngine(path: string, opts: FileLoadOptions = {}): 
     compiled = compileKernelModules(opts.buildDir);
   }
   const { modules, unavailable } = compiled;
-  if (!wantRelaxed) {
-    delete modules.relaxed;
-    unavailable.relaxed = opts.relaxed === false ? "disabled by the caller" : "disabled by EDGELM_RELAXED_SIMD=0";
-  } else if (relaxedNote && !modules.relaxed) unavailable.relaxed = `${relaxedNote}: ${unavailable.relaxed ?? ""}`;
+  if (!wantRelaxed) dropRelaxed(compiled, opts.relaxed === false ? "disabled by the caller" : "disabled by EDGELM_RELAXED_SIMD=0");
+  else if (relaxedNote) {
+    for (const kind of ["relaxed-fused", "relaxed"] as const) if (!modules[kind]) unavailable[kind] = `${relaxedNote}: ${unavailable[kind] ?? ""}`;
+  }
 
   const { handle, size } = await openModelFile(path);
   try {
@@ -155,7 +167,7 @@ export async function loadWasmEngine(path: string, opts: FileLoadOptions = {}): 
     } catch (e) {
       throw Object.assign(e as Error, { message: `${path}: ${(e as Error).message}` });
     }
-    const { engine, placements } = prepareEngine(header, { modules, unavailable, force: opts.force, warmup: opts.warmup, shared: threads > 1 }, { ...opts, threads });
+    const { engine, placements } = prepareEngine(header, { modules, unavailable, force, warmup: opts.warmup, shared: threads > 1 }, { ...opts, threads });
     if (threadNote) engine.noteThreads(threadNote);
     // The threads start (tens of ms each) while the file is read.
     const starting = threads > 1 ? startThreads(engine).then((pool) => ({ pool }), (error: Error) => ({ error })) : undefined;

@@ -44,7 +44,7 @@ const F32 = 4;
  * step of 2 or 3 (a small batch of decoding streams) costs them nearly a whole
  * tile. The bits are the same either way.
  */
-const MATMUL_MIN_ROWS = 4;
+const MATMUL_MIN_ROWS = 8;
 
 /** Absolute addresses of the layout's ThreadRegions: what the host hands each thread it starts. */
 export interface ThreadMemory {

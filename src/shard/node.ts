@@ -3,7 +3,7 @@
  * and every shard runs in this process behind a LocalLink. Same runtime and engine as workerd.
  */
 import { open } from "node:fs/promises";
-import { compileKernelModules, enableRelaxedSimd } from "../engine/node";
+import { compileKernelModules, dropRelaxed, enableRelaxedSimd, kernelsFromEnv } from "../engine/node";
 import { LocalLink, ShardedEngine } from "./engine";
 import { RangeEmbedding, type ReadBytes } from "./embedding";
 import type { ShardPlan } from "./plan";
@@ -40,12 +40,12 @@ export function fileRanges(path: string): RangeSource & { bytes: ReadBytes } {
   };
 }
 
-/** The kernel builds this Node can run (relaxed SIMD switched on, as the engine's own Node loader does). */
+/** The kernel builds this Node can run (relaxed SIMD switched on, and EDGELM_KERNELS heeded, as the engine's own Node loader does). */
 export function nodeKernels(relaxed = process.env.EDGELM_RELAXED_SIMD !== "0"): ShardLoadOptions {
   if (relaxed) enableRelaxedSimd();
-  const { modules, unavailable } = compileKernelModules();
-  if (!relaxed) delete modules.relaxed;
-  return { modules, unavailable };
+  const compiled = compileKernelModules();
+  if (!relaxed) dropRelaxed(compiled, "disabled by EDGELM_RELAXED_SIMD=0");
+  return { modules: compiled.modules, unavailable: compiled.unavailable, force: kernelsFromEnv() };
 }
 
 export interface LocalShards {

@@ -34,7 +34,7 @@ const PAGE = 65536;
  * leaves room for workerd's own per-isolate structures, which cannot be measured locally.
  */
 export const DEFAULT_OVERHEAD_BYTES = 16 * MiB;
-/** Kernel static data + 512 KiB scratch below heapBase (all three builds are < 600 KiB). */
+/** Kernel static data + 512 KiB scratch below heapBase (every build is < 600 KiB). */
 export const KERNEL_RESERVE = 1 * MiB;
 /** Headroom on top of the engine's layout, so a plan survives a small engine buffer added later. */
 export const SLACK_BYTES = 1 * MiB;

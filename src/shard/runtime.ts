@@ -63,7 +63,7 @@ export class ShardRuntime {
     let placements: ReturnType<typeof placeEngine>["placements"];
     const part = shardPart(plan, spec);
     try {
-      const kernels = loadKernels({ memory, modules: opts.modules, module: opts.module, unavailable: opts.unavailable, force: opts.force, warmup: opts.warmup });
+      const kernels = loadKernels({ memory, modules: opts.modules, module: opts.module, unavailable: opts.unavailable, force: opts.force, choose: opts.choose, warmup: opts.warmup });
       arena = new Arena(memory, kernels.heapBase);
       ({ engine, placements } = placeEngine(plan.model.config, part.tensors, kernels, arena, part.options));
     } catch (e) {

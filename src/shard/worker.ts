@@ -11,9 +11,11 @@
  * runtime — and so its sequences' KV caches — for as long as the platform keeps it alive.
  */
 import { DurableObject } from "cloudflare:workers";
+import fusedKernels from "../../build/kernels-relaxed-fused.wasm";
 import relaxedKernels from "../../build/kernels-relaxed.wasm";
 import scalarKernels from "../../build/kernels-scalar.wasm";
 import simdKernels from "../../build/kernels-simd.wasm";
+import { parseBuildKind } from "../engine/kernels";
 import type { ShardPlan } from "./plan";
 import { encodeFrame, FrameReader } from "./protocol";
 import { ShardRuntime, type RangeSource } from "./runtime";
@@ -30,6 +32,8 @@ export interface ShardEnv {
   MODEL_KEY: string;
   PLAN_KEY?: string;
   SHARD_INDEX: string;
+  /** auto (default) | relaxed-fused | relaxed | simd | scalar, as the edge Worker's KERNELS. */
+  KERNELS?: string;
   /** Tests only: after this many frames, the object is reset by the platform (ctx.abort), once. */
   TEST_CRASH_AFTER_FRAMES?: string;
 }
@@ -61,7 +65,12 @@ async function loadRuntime(env: ShardEnv): Promise<ShardRuntime> {
       });
     },
   };
-  const rt = await ShardRuntime.load(plan, index, source, { modules: { relaxed: relaxedKernels, simd: simdKernels, scalar: scalarKernels } });
+  // The first build in preference order that passes the self-test (a Worker cannot time a probe).
+  const rt = await ShardRuntime.load(plan, index, source, {
+    modules: { "relaxed-fused": fusedKernels, relaxed: relaxedKernels, simd: simdKernels, scalar: scalarKernels },
+    force: parseBuildKind(env.KERNELS, "var KERNELS"),
+    choose: "first",
+  });
   const i = rt.info();
   console.log(`edgelm shard ${index} (${i.script}): loaded in ${i.loadMs} ms, wasm ${(i.memoryBytes / 2 ** 20).toFixed(1)} of ${(i.maxBytes / 2 ** 20).toFixed(1)} MiB, ${i.kernels} kernels`);
   return rt;

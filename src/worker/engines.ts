@@ -5,19 +5,26 @@
  * workerd refuses to compile wasm from bytes, so the kernel builds are imported as modules:
  * wrangler's bundler (and the test harness) turn `*.wasm` imports into WebAssembly.Modules.
  */
+import fusedKernels from "../../build/kernels-relaxed-fused.wasm";
 import relaxedKernels from "../../build/kernels-relaxed.wasm";
 import scalarKernels from "../../build/kernels-scalar.wasm";
 import simdKernels from "../../build/kernels-simd.wasm";
 import { loadWasmEngineFromStream } from "../engine/index";
+import type { BuildKind, KernelModules } from "../engine/kernels";
 import type { GGUFHeader } from "../gguf/reader";
 import type { Metadata } from "../gguf/types";
 import { referenceEngine, type Engine } from "../model/engine";
 import { loadReferenceModelFromStream } from "../model/load";
 import type { EngineName } from "../api/index";
 
+/** Every kernel build, as wrangler bundles them; the engine picks one by self-test (docs/kernels.md, "Selection"). */
+const KERNEL_MODULES: KernelModules = { "relaxed-fused": fusedKernels, relaxed: relaxedKernels, simd: simdKernels, scalar: scalarKernels };
+
 export interface LoadOptions {
   /** Total bytes of the stream, for progress (the GGUF header's own size is used when unknown). */
   size?: number;
+  /** The build the KERNELS var forces (default: the first that passes the self-test). */
+  kernels?: BuildKind;
   onProgress?: (bytesRead: number, total: number) => void;
 }
 
@@ -44,11 +51,17 @@ async function loadReference(stream: ReadableStream<Uint8Array>, opts: LoadOptio
   return { engine: referenceEngine(model), metadata: header.metadata };
 }
 
-/** The WASM SIMD engine: tensors stream straight into its memory; the kernel build is picked by self-test. */
+/**
+ * The WASM SIMD engine: tensors stream straight into its memory. The kernel build is the first in
+ * preference order that passes the self-test: a Worker's clock does not advance while it
+ * computes, so a timed probe cannot choose here.
+ */
 async function loadWasm(stream: ReadableStream<Uint8Array>, opts: LoadOptions): Promise<LoadedEngine> {
   let header: GGUFHeader | undefined;
   const engine = await loadWasmEngineFromStream(stream, {
-    modules: { relaxed: relaxedKernels, simd: simdKernels, scalar: scalarKernels },
+    modules: KERNEL_MODULES,
+    force: opts.kernels,
+    choose: "first",
     size: opts.size,
     onProgress: opts.onProgress,
     onHeader: (h) => (header = h),

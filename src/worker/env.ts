@@ -4,6 +4,7 @@
  * project's DOM/Node types and needs no ambient @cloudflare/workers-types globals.
  */
 import { chooseEngine, ENGINE_NAMES, modelIdFromFile, type EngineName } from "../api/index";
+import { parseBuildKind, type BuildKind } from "../engine/kernels";
 import { DEFAULT_STALL_MS } from "../api/sse";
 import type { ChatTemplateName } from "../tokenizer/index";
 
@@ -37,6 +38,8 @@ export interface Env {
   CHAT_TEMPLATE?: Var;
   /** wasm (default) | ref | sharded (docs/sharding.md). */
   ENGINE?: Var;
+  /** auto (default) | relaxed-fused | relaxed | simd | scalar: the kernel build of the wasm engine (docs/kernels.md, "Selection"). */
+  KERNELS?: Var;
   /** "*" or comma-separated origins. */
   CORS_ORIGINS?: Var;
   /** Requests that may wait for the engine in one isolate; more get 429. */
@@ -83,6 +86,8 @@ export interface WorkerConfig {
   modelId: string;
   chatTemplate?: ChatTemplateName;
   engine: EngineName;
+  /** The kernel build KERNELS forces; undefined = the first build in preference order that passes the self-test. */
+  kernels?: BuildKind;
   corsOrigins: "*" | string[];
   queueDepth: number;
   loadWaitMs: number;
@@ -127,6 +132,7 @@ export function parseConfig(env: Env): WorkerConfig {
     modelId: text(env.MODEL_ID) ?? modelIdFromFile(modelKey),
     chatTemplate: chat,
     engine,
+    kernels: kernelsVar(env.KERNELS),
     corsOrigins: cors === "*" ? "*" : cors.split(",").map((s) => s.trim()).filter(Boolean),
     queueDepth: num("QUEUE_DEPTH", env.QUEUE_DEPTH, 16, { min: 0, integer: true }),
     loadWaitMs: num("LOAD_WAIT_MS", env.LOAD_WAIT_MS, 30_000, { min: 0 }),
@@ -142,6 +148,14 @@ export function parseConfig(env: Env): WorkerConfig {
 function engineVar(v: Var): EngineName {
   try {
     return chooseEngine(text(v), ENGINE_NAMES, "var ENGINE");
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+}
+
+function kernelsVar(v: Var): BuildKind | undefined {
+  try {
+    return parseBuildKind(text(v), "var KERNELS");
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }

@@ -9,9 +9,10 @@ import { encodeGGUF, type TensorSpec } from "../../src/gguf/writer";
 import { f32 as metaF32, str, u32 } from "../../src/gguf/metadata";
 import { quantize } from "../../src/gguf/quant";
 import { TensorType, type Metadata } from "../../src/gguf/types";
-import { loadWasmEngineFromStream, type ThreadOptions, type WasmEngine, type WasmEngineOptions } from "../../src/engine/index";
-import { compileKernelModules, loadWasmEngine } from "../../src/engine/node";
+import { loadWasmEngineFromStream, type WasmEngine, type WasmEngineOptions } from "../../src/engine/index";
+import { compileKernelModules, loadWasmEngine, type FileLoadOptions } from "../../src/engine/node";
 import type { BuildKind } from "../../src/engine/kernels";
+import { emulatedFusedBuildDir } from "../kernels/fused-emulation";
 
 /**
  * Builds the suites run under: EDGELM_ENGINE_BUILDS (comma list), default simd and scalar.
@@ -19,9 +20,14 @@ import type { BuildKind } from "../../src/engine/kernels";
  */
 export const BUILDS = (process.env.EDGELM_ENGINE_BUILDS ?? "simd,scalar").split(",").map((s) => s.trim()) as BuildKind[];
 
-/** Loads a file with exactly this kernel build (relaxed only when asked, so the process flag stays off otherwise), on one thread unless asked. */
-export async function engineFor(path: string, build: BuildKind, opts: WasmEngineOptions & ThreadOptions = {}): Promise<WasmEngine> {
-  const e = await loadWasmEngine(path, { threads: 1, ...opts, force: build, relaxed: build === "relaxed" });
+/**
+ * Loads a file with exactly this kernel build (relaxed only when asked, so the process flag stays
+ * off otherwise), on one thread unless asked. relaxed-fused is its emulated form: Node 20 computes
+ * the fused dot wrongly on first calls (../kernels/fused-emulation.ts).
+ */
+export async function engineFor(path: string, build: BuildKind, opts: Omit<FileLoadOptions, "force" | "relaxed" | "buildDir"> = {}): Promise<WasmEngine> {
+  const buildDir = build === "relaxed-fused" ? emulatedFusedBuildDir() : undefined;
+  const e = await loadWasmEngine(path, { threads: 1, ...opts, force: build, relaxed: build.startsWith("relaxed"), buildDir });
   if (e.kernels.kind !== build) throw new Error(`asked for the ${build} build, got ${e.kernels.kind}: ${e.kernels.reason}`);
   return e;
 }
@@ -38,7 +44,7 @@ export function streamOf(bytes: Uint8Array, chunk = 1 << 16): ReadableStream<Uin
 }
 
 export async function engineFromBytes(bytes: Uint8Array, build: BuildKind, opts: WasmEngineOptions = {}): Promise<WasmEngine> {
-  const { modules, unavailable } = compileKernelModules();
+  const { modules, unavailable } = compileKernelModules(build === "relaxed-fused" ? emulatedFusedBuildDir() : undefined);
   return loadWasmEngineFromStream(streamOf(bytes), { ...opts, modules, unavailable, force: build, size: bytes.length });
 }
 

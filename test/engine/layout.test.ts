@@ -19,8 +19,9 @@ import { KERNEL_RESERVE, planShards } from "../../src/shard/plan";
 import { shardPart } from "../../src/shard/shard-part";
 import { synthGGUF } from "../../weights-tools/fixtures";
 import { SHAPES, stablelmHeader, type Shape } from "../shard/headers";
+import { moduleOf } from "../kernels/harness";
 
-const BUILDS: BuildKind[] = ["relaxed", "simd", "scalar"];
+const BUILDS: BuildKind[] = ["relaxed-fused", "relaxed", "simd", "scalar"];
 type Header = Pick<GGUFHeader, "metadata" | "tensorByName">;
 
 let modules: KernelModules;
@@ -29,6 +30,10 @@ beforeAll(() => {
   enableRelaxedSimd();
   modules = compileKernelModules().modules;
   sharedModules = compileKernelModules(undefined, true).modules;
+  // Node 20 computes the fused dot wrongly on first calls, so that build would fail its self-test
+  // here: its kernels with the dot emulated have the same exports and sizes (../kernels/fused-emulation.ts).
+  modules["relaxed-fused"] = moduleOf("relaxed-fused-emulated");
+  sharedModules["relaxed-fused"] = moduleOf("relaxed-fused-shared-emulated");
   for (const b of BUILDS) if (!modules[b] || !sharedModules[b]) throw new Error(`the ${b} build did not compile`);
 });
 
@@ -91,7 +96,7 @@ describe("the layout's total is what a placed engine allocates", () => {
       });
       // The planner's "max" is the largest build's (relaxed: its Q8B has a second panel).
       expect(engineLayout(config, h.tensorByName, { ...opts, build: "max" }).total).toBe(Math.max(...totals));
-      expect(totals[0]).toBeGreaterThanOrEqual(totals[1]);
+      expect(totals[BUILDS.indexOf("relaxed")]).toBe(Math.max(...totals));
     });
   }
 

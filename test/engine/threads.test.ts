@@ -20,14 +20,15 @@ import { afterAll, describe, expect, it } from "vitest";
 import { TensorType } from "../../src/gguf/types";
 import { ThreadError, ThreadPool, type WasmEngine } from "../../src/engine/index";
 import type { BuildKind, KernelExports } from "../../src/engine/kernels";
-import { enableRelaxedSimd } from "../../src/engine/node";
+import { enableRelaxedSimd, loadWasmEngine } from "../../src/engine/node";
 import type { WasmMatrix } from "../../src/engine/load";
 import { shareRows, shareRowsMax, splitProducts } from "../../src/engine/row-split";
 import { controlBytes, TILE } from "../../src/engine/thread-pool";
 import { engineFor, randomTokens, sameBits, smallGGUF, type SmallModelSpec } from "./helpers";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const BUILDS: BuildKind[] = enableRelaxedSimd() ? ["relaxed", "simd", "scalar"] : ["simd", "scalar"];
+// relaxed-fused: its kernels with the fused dot emulated (engineFor; Node 20 computes the instruction wrongly on first calls).
+const BUILDS: BuildKind[] = enableRelaxedSimd() ? ["relaxed-fused", "relaxed", "simd", "scalar"] : ["simd", "scalar"];
 const VOCAB = 509;
 const odd: SmallModelSpec = { vocab: VOCAB, ffn: 544, kvHeads: 2 };
 const MODELS: [string, SmallModelSpec][] = [
@@ -125,6 +126,31 @@ describe.each(BUILDS)("threads (%s kernels): the same bits as one thread", (buil
       }
     });
   }
+});
+
+describe("the build the threads run", () => {
+  it.runIf(BUILDS.includes("relaxed"))("EDGELM_KERNELS=relaxed with 2 threads: the shared-memory relaxed build, the one every thread instantiates", async () => {
+    const file = await modelFile(MODELS[0][1]);
+    const want = run(await engineFor(file, "relaxed", { prefillChunk: 32 }));
+    const saved = process.env.EDGELM_KERNELS;
+    process.env.EDGELM_KERNELS = "relaxed";
+    let e: WasmEngine;
+    try {
+      e = await loadWasmEngine(file, { prefillChunk: 32, threads: 2 });
+    } finally {
+      if (saved === undefined) delete process.env.EDGELM_KERNELS;
+      else process.env.EDGELM_KERNELS = saved;
+    }
+    expect(e.threads).toBe(2);
+    expect(e.kernels.kind).toBe("relaxed");
+    expect(e.kernels.reason).toMatch(/^relaxed build \(forced: relaxed\), self-test passed/);
+    // The module the threads are started with (node.ts startThreads) is the relaxed build, and it imports a shared memory.
+    const shared = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
+    expect((new WebAssembly.Instance(e.kernels.module, { env: { memory: shared } }).exports as unknown as KernelExports).build_kind()).toBe(2);
+    e.threadPool!.mainClaims = false;
+    expect(differences(run(e), want)).toEqual([]);
+    await e.close();
+  });
 });
 
 describe("a thread that fails", () => {

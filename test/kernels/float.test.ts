@@ -260,7 +260,7 @@ describe("elementwise and conversions", () => {
     const halves = new Uint16Array(65536 - 2 * 1024); // all but Inf/NaN patterns
     let k = 0;
     for (let hbits = 0; hbits < 65536; hbits++) if (((hbits >> 10) & 31) !== 31) halves[k++] = hbits;
-    const specials = new Float32Array([0, -0, 65504, 65519.99, 65520, 1e9, -1e9, Infinity, -Infinity, 2 ** -24, 2 ** -25, 3 * 2 ** -26, 2 ** -14 - 2 ** -25, 1 + 2 ** -11, 1 + 3 * 2 ** -11]);
+    const specials = new Float32Array([0, -0, 65504, 65519.99, 65520, 1e9, -1e9, Infinity, -Infinity, NaN, 2 ** -24, 2 ** -25, 3 * 2 ** -26, 2 ** -14 - 2 ** -25, 2 ** -14, -(2 ** -15), 1 + 2 ** -11, 1 + 3 * 2 ** -11]);
     const r = rng(9);
     const rnd = new Float32Array(20000);
     for (let i = 0; i < rnd.length; i++) rnd[i] = (r() - 0.5) * 2 ** Math.floor(r() * 40 - 28);

@@ -6,15 +6,21 @@ import { join } from "node:path";
 import { Arena } from "../../src/engine/arena";
 import type { KernelExports } from "../../src/engine/kernels";
 import { DEFAULT_BUILD_DIR } from "../../src/engine/node";
+import { emulateFusedDot } from "./fused-emulation";
 
-export type Kind = "simd" | "scalar";
-
+/**
+ * A build by name: "relaxed-fused", "relaxed", "simd", "scalar", or "relaxed-fused-emulated" —
+ * the relaxed-fused build with its fused dot computed by instructions Node 20 gets right
+ * (fused-emulation.ts), which is how Node checks that build's kernels.
+ */
 export const moduleOf = (() => {
   const cache = new Map<string, WebAssembly.Module>();
   return (kind: string): WebAssembly.Module => {
     let m = cache.get(kind);
     if (!m) {
-      m = new WebAssembly.Module(readFileSync(join(DEFAULT_BUILD_DIR, `kernels-${kind}.wasm`)));
+      const file = join(DEFAULT_BUILD_DIR, `kernels-${kind.replace(/-emulated$/, "")}.wasm`);
+      const bytes = kind.endsWith("-emulated") ? emulateFusedDot(readFileSync(file)).bytes : readFileSync(file);
+      m = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
       cache.set(kind, m);
     }
     return m;
@@ -60,9 +66,9 @@ export class Harness {
 }
 
 /**
- * One harness per build, reset per use: [SIMD, scalar]. With
- * KERNELS_SIMD_BUILD=relaxed (and NODE_OPTIONS=--experimental-wasm-relaxed-simd)
- * the whole suite checks the relaxed build against scalar instead.
+ * One harness per build, reset per use: [SIMD, scalar]. With KERNELS_SIMD_BUILD=relaxed or
+ * relaxed-fused-emulated (and --experimental-wasm-relaxed-simd) the whole suite checks that
+ * build against scalar instead.
  */
 export const both = (() => {
   let hs: Harness[] | undefined;

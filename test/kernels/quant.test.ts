@@ -6,11 +6,36 @@
 //  3. within quantBound() of float64 math on dequantized weights and the
 //     unquantized activations (the activation rounding error, see harness).
 import { describe, expect, it } from "vitest";
+import { q8bBytes } from "../../src/engine/kernel-sizes";
+import type { BuildKind } from "../../src/engine/kernels";
 import {
-  both, rng, randVec, randQ4_0, randQ8_0, randQ6K, dequantQ6K, quantRef, quantBound, bitsEqual, halfToF64,
+  type Harness, both, rng, randVec, randQ4_0, randQ8_0, randQ6K, dequantQ6K, quantRef, quantBound, bitsEqual, halfToF64,
 } from "./harness";
 
+const BUILD_OF: Record<number, BuildKind> = { 3: "relaxed-fused", 2: "relaxed", 1: "simd", 0: "scalar" };
+
 const f = Math.fround;
+
+/**
+ * In harness h, over weights w already in its memory (Q4R or GGUF Q8_0): the prefill matmul of
+ * the ntok activation rows xs, and each token's matvec on its own Q8A, which it must equal.
+ */
+function matmulAndMatvecs(h: Harness, kind: "q4r" | "q8_0", w: number, rows: number, cols: number, xs: Float32Array, ntok: number): { matmul: Float32Array; matvecs: Float32Array[] } {
+  const xp = h.putF32(xs);
+  const xb = h.alloc(h.k.q8b_bytes(cols, ntok) >>> 0);
+  h.k.quantize_q8b(xp, cols, ntok, xb);
+  const mm = h.alloc(rows * ntok * 4);
+  (kind === "q4r" ? h.k.matmul_q4r_q8b : h.k.matmul_q8_0_q8b)(w, rows, cols, xb, ntok, mm);
+  const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
+  const mv = h.alloc(rows * 4);
+  const matvecs: Float32Array[] = [];
+  for (let t = 0; t < ntok; t++) {
+    h.k.quantize_q8a(xp + t * cols * 4, cols, xa);
+    (kind === "q4r" ? h.k.matvec_q4r_q8a : h.k.matvec_q8_0_q8a)(w, rows, cols, xa, mv);
+    matvecs.push(h.f32(mv, rows));
+  }
+  return { matmul: h.f32(mm, rows * ntok), matvecs };
+}
 
 function q4Emulate(bytes: Uint8Array, rows: number, cols: number, x: Float32Array): Float32Array {
   const { d, q } = quantRef(x);
@@ -45,6 +70,38 @@ function q8Emulate(bytes: Uint8Array, rows: number, cols: number, x: Float32Arra
       let s = 0;
       for (let j = 0; j < 32; j++) s += dv.getInt8(o + 2 + j) * q[b * 32 + j];
       acc = f(acc + f(s * f(f(halfToF64(dv.getUint16(o, true))) * d[b])));
+    }
+    out[r] = acc;
+  }
+  return out;
+}
+
+/** Q6_K: per 32-block, int = sum over its two 16-wide sub-blocks of sc * sum (q - 32) x, then the same f32 fold. */
+function q6Emulate(bytes: Uint8Array, rows: number, cols: number, x: Float32Array): Float32Array {
+  const { d, q } = quantRef(x);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset);
+  const nsb = cols / 256;
+  const out = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let acc = 0;
+    for (let sb = 0; sb < nsb; sb++) {
+      const o = (r * nsb + sb) * 210;
+      const dd = f(halfToF64(dv.getUint16(o + 208, true)));
+      for (let blk = 0; blk < 8; blk++) {
+        const h = blk >> 2, k = blk & 3;
+        let s = 0;
+        for (let half = 0; half < 2; half++) {
+          let t = 0;
+          for (let l = half * 16; l < half * 16 + 16; l++) {
+            const qlb = bytes[o + h * 64 + (k & 1) * 32 + l];
+            const qhb = bytes[o + 128 + h * 32 + l];
+            const v = ((k >= 2 ? qlb >> 4 : qlb & 15) | (((qhb >> (2 * k)) & 3) << 4)) - 32;
+            t += v * q[(sb * 8 + blk) * 32 + l];
+          }
+          s += t * dv.getInt8(o + 192 + h * 8 + k * 2 + half);
+        }
+        acc = f(acc + f(s * f(dd * d[sb * 8 + blk])));
+      }
     }
     out[r] = acc;
   }
@@ -177,26 +234,13 @@ describe("Q4_0 repack + matvec / matmul", () => {
       for (const h of both()) {
         const wr = h.alloc(h.k.q4r_bytes(rows, cols) >>> 0);
         h.k.repack_q4_0(h.putU8(q4.bytes), wr, rows, cols);
-        const w8 = h.putU8(q8.bytes);
-        const xp = h.putF32(xs);
-        const xb = h.alloc(h.k.q8b_bytes(cols, ntok) >>> 0);
-        const relaxedPart = h.k.build_kind() === 2 ? Math.ceil(ntok / 8) * (cols / 32) * 320 : 0;
-        expect(h.k.q8b_bytes(cols, ntok) >>> 0).toBe(Math.ceil(ntok / 4) * (cols / 32) * 288 + relaxedPart);
-        h.k.quantize_q8b(xp, cols, ntok, xb);
-        const mm = h.alloc(rows * ntok * 4);
-        const mm8 = h.alloc(rows * ntok * 4);
-        h.k.matmul_q4r_q8b(wr, rows, cols, xb, ntok, mm);
-        h.k.matmul_q8_0_q8b(w8, rows, cols, xb, ntok, mm8);
-        const got = h.f32(mm, rows * ntok);
-        const got8 = h.f32(mm8, rows * ntok);
-        const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
-        const mv = h.alloc(rows * 4);
+        expect(h.k.q8b_bytes(cols, ntok) >>> 0).toBe(q8bBytes(BUILD_OF[h.k.build_kind()], cols, ntok));
+        const q4r = matmulAndMatvecs(h, "q4r", wr, rows, cols, xs, ntok);
+        const q80 = matmulAndMatvecs(h, "q8_0", h.putU8(q8.bytes), rows, cols, xs, ntok);
+        const got = q4r.matmul, got8 = q80.matmul;
         for (let t = 0; t < ntok; t++) {
-          h.k.quantize_q8a(xp + t * cols * 4, cols, xa);
-          h.k.matvec_q4r_q8a(wr, rows, cols, xa, mv);
-          expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), h.f32(mv, rows)), `q4 token ${t}`).toBe(true);
-          h.k.matvec_q8_0_q8a(w8, rows, cols, xa, mv);
-          expect(bitsEqual(got8.subarray(t * rows, (t + 1) * rows), h.f32(mv, rows)), `q8 token ${t}`).toBe(true);
+          expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), q4r.matvecs[t]), `q4 token ${t}`).toBe(true);
+          expect(bitsEqual(got8.subarray(t * rows, (t + 1) * rows), q80.matvecs[t]), `q8 token ${t}`).toBe(true);
         }
         res.push(got, got8);
       }
@@ -205,23 +249,55 @@ describe("Q4_0 repack + matvec / matmul", () => {
     },
   );
 
-  it("quantize_q8b lays out the reference quantization in token groups of four", () => {
+  it("quantize_q8b lays out the reference quantization in each build's sections (docs/kernels.md, Q8B)", () => {
     const r = rng(17);
     const ntok = 6, n = 64, nb = 2;
     const xs = randVec(r, ntok * n, 2);
+    const refs = Array.from({ length: 8 }, (_, t) =>
+      t < ntok ? quantRef(xs.subarray(t * n, (t + 1) * n)) : { d: new Float32Array(nb), q: new Int8Array(n), sum: new Int32Array(nb) },
+    );
     for (const h of both()) {
+      const build = BUILD_OF[h.k.build_kind()];
       const size = h.k.q8b_bytes(n, ntok) >>> 0;
       const xb = h.alloc(size);
       h.arena.u8(xb, size).fill(0xaa); // padding tokens must be zeroed
       h.k.quantize_q8b(h.putF32(xs), n, ntok, xb);
       const dv = new DataView(h.u8(xb, size).buffer);
+      if (build === "relaxed-fused") {
+        // Quads: x, max(x,0), max(-x,0) of tokens in groups of four, then d and -8*sum.
+        for (let t = 0; t < 8; t++) {
+          for (let b = 0; b < nb; b++) {
+            const o = ((t >> 2) * nb + b) * 416 + (t & 3) * 4;
+            expect(dv.getFloat32(o + 384, true)).toBe(refs[t].d[b]);
+            expect(dv.getInt32(o + 400, true)).toBe((-8 * refs[t].sum[b]) | 0);
+            for (let j = 0; j < 32; j++) {
+              const q = refs[t].q[b * 32 + j];
+              const at = o + (j >> 2) * 16 + (j & 3);
+              expect([dv.getInt8(at), dv.getInt8(at + 128), dv.getInt8(at + 256)]).toEqual([q, Math.max(q, 0), Math.max(-q, 0)]);
+            }
+          }
+        }
+        continue;
+      }
       for (let t = 0; t < 8; t++) {
-        const ref = t < ntok ? quantRef(xs.subarray(t * n, (t + 1) * n)) : { d: new Float32Array(nb), q: new Int8Array(n), sum: new Int32Array(nb) };
+        const ref = refs[t];
         for (let b = 0; b < nb; b++) {
           const o = ((t >> 2) * nb + b) * 288;
           expect(dv.getFloat32(o + 256 + 4 * (t & 3), true)).toBe(ref.d[b]);
           expect(dv.getInt32(o + 272 + 4 * (t & 3), true)).toBe(ref.sum[b]);
           for (let j = 0; j < 32; j++) expect(dv.getInt16(o + (j >> 1) * 16 + (t & 3) * 4 + (j & 1) * 2, true)).toBe(ref.q[b * 32 + j]);
+        }
+      }
+      if (build === "relaxed") {
+        // Pairs: int8 pairs of tokens in groups of eight, d of the even then the odd tokens, int16 -8*sum.
+        const base = Math.ceil(ntok / 4) * nb * 288;
+        for (let t = 0; t < 8; t++) {
+          for (let b = 0; b < nb; b++) {
+            const o = base + ((t >> 3) * nb + b) * 320;
+            expect(dv.getFloat32(o + 256 + 4 * ((t >> 1) + 4 * (t & 1)), true)).toBe(refs[t].d[b]);
+            expect(dv.getInt16(o + 288 + 2 * t, true)).toBe((-8 * refs[t].sum[b]) | 0);
+            for (let j = 0; j < 32; j++) expect(dv.getInt8(o + (j >> 1) * 16 + 2 * t + (j & 1))).toBe(refs[t].q[b * 32 + j]);
+          }
         }
       }
     }
@@ -252,18 +328,9 @@ describe("Q4_0 repack + matvec / matmul", () => {
     for (const h of both()) {
       const wr = h.alloc(h.k.q4r_bytes(rows, cols) >>> 0);
       h.k.repack_q4_0(h.putU8(bytes), wr, rows, cols);
-      const xp = h.putF32(xs);
-      const xb = h.alloc(h.k.q8b_bytes(cols, ntok) >>> 0);
-      h.k.quantize_q8b(xp, cols, ntok, xb);
-      const mm = h.alloc(rows * ntok * 4);
-      h.k.matmul_q4r_q8b(wr, rows, cols, xb, ntok, mm);
-      const got = h.f32(mm, rows * ntok);
-      const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
-      const mv = h.alloc(rows * 4);
+      const { matmul: got, matvecs } = matmulAndMatvecs(h, "q4r", wr, rows, cols, xs, ntok);
       for (let t = 0; t < ntok; t++) {
-        h.k.quantize_q8a(xp + t * cols * 4, cols, xa);
-        h.k.matvec_q4r_q8a(wr, rows, cols, xa, mv);
-        expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), h.f32(mv, rows)), `token ${t}`).toBe(true);
+        expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), matvecs[t]), `token ${t}`).toBe(true);
         for (let r = 0; r < rows; r++) expect(got[t * rows + r]).toBeCloseTo(want(r, t), 3);
       }
       res.push(got);
@@ -310,7 +377,67 @@ describe("Q8_0 matvec / matmul", () => {
   });
 });
 
+describe("Q8_0 extremes", () => {
+  it("weights -128 and 127 against activations +-127: matvec == matmul == exact TS emulation in every build", () => {
+    // w = -128 with x = -127 (one half of the activation split at its largest) and pair dots at
+    // 2*128*127, the largest the two-step relaxed matvec holds in int16.
+    const rows = 6, cols = 96, ntok = 9, nb = cols / 32;
+    const bytes = new Uint8Array(rows * nb * 34);
+    const dv = new DataView(bytes.buffer);
+    const pattern = [(j: number) => -128, (j: number) => 127, (j: number) => (j % 2 ? 127 : -128), (j: number) => (j % 3 ? -128 : 127), (j: number) => 0, (j: number) => (j * 37) % 256 - 128];
+    for (let r = 0; r < rows; r++) {
+      for (let b = 0; b < nb; b++) {
+        dv.setUint16((r * nb + b) * 34, 0x3c00 + r, true);
+        for (let j = 0; j < 32; j++) dv.setInt8((r * nb + b) * 34 + 2 + j, pattern[r](j));
+      }
+    }
+    const xs = new Float32Array(ntok * cols);
+    for (let t = 0; t < ntok; t++) for (let j = 0; j < cols; j++) xs[t * cols + j] = t % 3 === 0 ? 1 : t % 3 === 1 ? -1 : j % 2 ? 1 : -1;
+    const res: Float32Array[] = [];
+    for (const h of both()) {
+      const { matmul: got, matvecs } = matmulAndMatvecs(h, "q8_0", h.putU8(bytes), rows, cols, xs, ntok);
+      for (let t = 0; t < ntok; t++) {
+        const want = q8Emulate(bytes, rows, cols, xs.subarray(t * cols, (t + 1) * cols));
+        expect(bitsEqual(matvecs[t], want), `matvec token ${t}`).toBe(true);
+        expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), want), `matmul token ${t}`).toBe(true);
+      }
+      res.push(got);
+    }
+    expect(bitsEqual(res[0], res[1])).toBe(true);
+  });
+});
+
 describe("Q6_K matvec (GGUF layout and Q6R)", () => {
+  it("extremes (six-bit values 0 and 63, scales -128 and 127, activations +-127) == exact TS emulation in every build", () => {
+    const rows = 5, cols = 512;
+    const bytes = new Uint8Array(rows * (cols / 256) * 210);
+    const dv = new DataView(bytes.buffer);
+    for (let i = 0; i < rows * (cols / 256); i++) {
+      const o = i * 210;
+      const r = Math.floor(i / (cols / 256));
+      bytes.fill(r % 2 ? 0xff : 0x00, o, o + 192); // all values 63 or all 0
+      for (let j = 0; j < 16; j++) dv.setInt8(o + 192 + j, r < 2 ? -128 : r < 4 ? 127 : j * 17 - 128);
+      dv.setUint16(o + 208, 0x2000 + r, true);
+    }
+    for (const sign of [1, -1]) {
+      const x = new Float32Array(cols).fill(sign);
+      for (let j = 0; j < cols; j += 5) x[j] = -sign; // mixed signs, still +-127 after quantization
+      const want = q6Emulate(bytes, rows, cols, x);
+      for (const h of both()) {
+        const wp = h.putU8(bytes);
+        const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
+        h.k.quantize_q8a(h.putF32(x), cols, xa);
+        const out = h.alloc(rows * 4);
+        h.k.matvec_q6k_q8a(wp, rows, cols, xa, out);
+        expect(bitsEqual(h.f32(out, rows), want)).toBe(true);
+        const q6r = h.alloc(h.k.q6r_bytes(rows, cols) >>> 0);
+        h.k.repack_q6_k(wp, q6r, rows, cols);
+        h.k.matvec_q6r_q8a(q6r, rows, cols, xa, out);
+        expect(bitsEqual(h.f32(out, rows), want)).toBe(true);
+      }
+    }
+  });
+
   it.each([[1, 256], [6, 512], [11, 2048], [16, 256]])("rows=%i cols=%i", (rows, cols) => {
     const r = rng(rows + cols * 3);
     const { bytes, w } = randQ6K(r, rows, cols);
@@ -336,6 +463,7 @@ describe("Q6_K matvec (GGUF layout and Q6R)", () => {
       expect(bitsEqual(h.f32(out, rows), outs[outs.length - 1])).toBe(true);
     }
     expect(bitsEqual(outs[0], outs[1])).toBe(true);
+    expect(bitsEqual(outs[1], q6Emulate(bytes, rows, cols, x))).toBe(true);
     expectWithinQuantBound(outs[0], w, rows, cols, x);
   });
 });

@@ -26,6 +26,8 @@ export interface BareWorkerdOptions {
   vars: Record<string, string>;
   /** A GGUF on disk, served to the Worker as MODEL_FILES/<vars.MODEL_KEY>. */
   model: string;
+  /** workerd's V8 flags (default: the repository's, localWorkerdV8Flags). */
+  v8Flags?: string[];
 }
 
 export interface BareWorkerd {
@@ -64,7 +66,7 @@ const config :Workerd.Config = (
     (name = "model-files", disk = (path = ${capnpString(join(dir, "models"))}, writable = false)),
   ],
   sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
-  v8Flags = [${localWorkerdV8Flags().map(capnpString).join(", ")}],
+  v8Flags = [${(opts.v8Flags ?? localWorkerdV8Flags()).map(capnpString).join(", ")}],
 );
 `,
   );

@@ -1,0 +1,172 @@
+/**
+ * One kernel, two builds, alternating in one process: the A/B measurement behind the before/after
+ * figures in docs/kernels.md. Not a test.
+ *
+ *   node --experimental-wasm-relaxed-simd --import tsx bench/kernels-ab.ts A.wasm B.wasm
+ *        [--kernel matmul_q4r_q8b] [--shape 5632,2048,64] [--host node|workerd] [--n 10]
+ *        [--v8-flags "..."]   (workerd's V8 flags; for Node put them on node's command line)
+ *
+ * A and B are kernel builds (e.g. a copy of build/kernels-relaxed.wasm from before a change, and
+ * the current one). Kernels: matmul_q4r_q8b, matmul_q8_0_q8b (shape rows,cols,tokens),
+ * matvec_q4r_q8a, matvec_q8_0_q8a, matvec_q6r_q8a (shape rows,cols). Node: each build is called
+ * for 150 ms at a time, twelve times in turn, and the best CPU time per call is kept. workerd (the
+ * bare binary): a Worker runs n calls per request, timed from outside the process (a Worker's
+ * clock does not advance while it computes): (best of 6 requests of 2n calls − best of 6 of n) / n.
+ * Both warm each build up first, and print whether A's and B's outputs agree.
+ */
+import { spawn } from "node:child_process";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { freePort } from "../test/helpers/ports";
+import { wranglerCompat } from "../test/worker/bundle";
+
+const argv = process.argv.slice(2);
+const opt = (name: string, def: string) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : def;
+};
+const [fileA, fileB] = argv.filter((a, i) => !a.startsWith("--") && !argv[i - 1]?.startsWith("--"));
+if (!fileA || !fileB) throw new Error("usage: bench/kernels-ab.ts A.wasm B.wasm [--kernel name] [--shape rows,cols[,tokens]] [--host node|workerd] [--n calls]");
+const kernel = opt("--kernel", "matmul_q4r_q8b");
+const [rows, cols, ntok = 1] = opt("--shape", kernel.startsWith("matmul") ? "5632,2048,64" : "5632,2048").split(",").map(Number);
+const host = opt("--host", "node");
+
+/**
+ * Plain JavaScript shared by both hosts: random weights (finite block scales) and activations in
+ * a memory of the build's own, and a closure that calls the kernel once.
+ */
+const SETUP = String.raw`
+export function setup(module, fn, rows, cols, ntok) {
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536 });
+  const e = new WebAssembly.Instance(module, { env: { memory } }).exports;
+  let top = e.heap_base() >>> 0;
+  const alloc = (n) => { const p = Math.ceil(top / 64) * 64; top = p + n; if (top > memory.buffer.byteLength) memory.grow(Math.ceil((top - memory.buffer.byteLength) / 65536)); return p; };
+  const q8 = fn.includes("q8_0"), q6 = fn.includes("q6r");
+  const wb = q8 ? rows * cols / 32 * 34 : q6 ? e.q6r_bytes(rows, cols) >>> 0 : e.q4r_bytes(rows, cols) >>> 0;
+  const w = alloc(wb), x = alloc(ntok * cols * 4), xb = alloc(Math.max(e.q8b_bytes(cols, ntok) >>> 0, e.q8a_bytes(cols) >>> 0)), out = alloc(rows * ntok * 4);
+  let s = 1;
+  const u8 = new Uint8Array(memory.buffer, w, wb);
+  for (let i = 0; i < u8.length; i++) { s = (Math.imul(s, 1103515245) + 12345) >>> 0; u8[i] = s >>> 24; }
+  const dv = new DataView(memory.buffer);
+  if (q8) for (let i = 0; i < rows * cols / 32; i++) dv.setUint16(w + i * 34, 0x2c00, true);
+  else if (q6) for (let i = 0; i < wb / 210; i++) dv.setUint16(w + i * 210 + 208, 0x1800, true);
+  else for (let i = 0; i < wb; i += 72) { dv.setUint32(w + i, 0x2c002c00, true); dv.setUint32(w + i + 4, 0x2c002c00, true); }
+  const xf = new Float32Array(memory.buffer, x, ntok * cols);
+  for (let i = 0; i < xf.length; i++) xf[i] = Math.sin(i * 0.37) * 2;
+  let call;
+  if (fn.startsWith("matmul")) { e.quantize_q8b(x, cols, ntok, xb); call = () => e[fn](w, rows, cols, xb, ntok, out); }
+  else { e.quantize_q8a(x, cols, xb); call = () => e[fn](w, rows, cols, xb, out); }
+  for (let i = 0; i < 30; i++) call();
+  return { call, out: () => Array.from(new Uint32Array(memory.buffer, out, Math.min(256, rows * ntok))) };
+}
+`;
+
+const WORKER = String.raw`
+import A from "./a.wasm";
+import B from "./b.wasm";
+import { setup } from "./setup.js";
+let S;
+export default {
+  async fetch(req) {
+    const u = new URL(req.url);
+    S ??= { a: setup(A, FN, ROWS, COLS, NTOK), b: setup(B, FN, ROWS, COLS, NTOK) };
+    const X = S[u.searchParams.get("w")];
+    if (u.searchParams.has("out")) return Response.json(X.out());
+    for (let i = 0, n = Number(u.searchParams.get("n")); i < n; i++) X.call();
+    return new Response("ok");
+  },
+};
+`;
+
+interface Outcome {
+  a: number;
+  b: number;
+  same: boolean;
+}
+
+async function inNode(): Promise<Outcome> {
+  setFlagsFromString("--experimental-wasm-relaxed-simd");
+  const { setup } = await import(`data:text/javascript,${encodeURIComponent(SETUP)}`);
+  const [A, B] = [fileA, fileB].map((f) => setup(new WebAssembly.Module(readFileSync(f)), kernel, rows, cols, ntok));
+  const best = [Infinity, Infinity];
+  for (let round = 0; round < 12; round++) {
+    [A, B].forEach((X, i) => {
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      let n = 0;
+      while (performance.now() - t0 < 150) {
+        X.call();
+        n++;
+      }
+      const c = process.cpuUsage(c0);
+      best[i] = Math.min(best[i], (c.user + c.system) / 1e6 / n);
+    });
+  }
+  return { a: best[0], b: best[1], same: JSON.stringify(A.out()) === JSON.stringify(B.out()) };
+}
+
+async function inWorkerd(): Promise<Outcome> {
+  const dir = mkdtempSync(join(tmpdir(), "edgelm-kernels-ab-"));
+  copyFileSync(fileA, join(dir, "a.wasm"));
+  copyFileSync(fileB, join(dir, "b.wasm"));
+  writeFileSync(join(dir, "setup.js"), SETUP);
+  writeFileSync(join(dir, "worker.js"), WORKER.replaceAll("FN, ROWS, COLS, NTOK", `${JSON.stringify(kernel)}, ${rows}, ${cols}, ${ntok}`));
+  const port = await freePort();
+  const modules = ['(name = "worker.js", esModule = embed "worker.js")', '(name = "setup.js", esModule = embed "setup.js")', '(name = "a.wasm", wasm = embed "a.wasm")', '(name = "b.wasm", wasm = embed "b.wasm")'];
+  writeFileSync(
+    join(dir, "config.capnp"),
+    `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [(name = "main", worker = (modules = [${modules.join(", ")}], compatibilityDate = ${JSON.stringify(wranglerCompat().compatibilityDate)}))],
+  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
+  v8Flags = [${opt("--v8-flags", "").split(/\s+/).filter(Boolean).map((f) => JSON.stringify(f)).join(", ")}],
+);
+`,
+  );
+  const binary = (createRequire(createRequire(import.meta.url).resolve("miniflare"))("workerd") as { default: string }).default;
+  const child = spawn(binary, ["serve", join(dir, "config.capnp")], { stdio: ["ignore", "inherit", "inherit"] });
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    for (let tries = 0; ; tries++) {
+      try {
+        await fetch(`${url}/?w=a&n=0`);
+        break;
+      } catch (e) {
+        if (tries > 300) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    const get = async (q: string) => {
+      const t0 = performance.now();
+      const res = await fetch(`${url}/?${q}`);
+      const body = await res.text();
+      if (res.status !== 200) throw new Error(`workerd: ${body}`);
+      return { ms: performance.now() - t0, body };
+    };
+    for (let i = 0; i < 30; i++) for (const w of ["a", "b"]) await get(`w=${w}&n=1`); // tier up
+    await new Promise((r) => setTimeout(r, 300));
+    const n = Number(opt("--n", "10"));
+    const best: Record<string, [number, number]> = { a: [Infinity, Infinity], b: [Infinity, Infinity] };
+    for (let round = 0; round < 6; round++) {
+      for (const w of ["a", "b"]) {
+        best[w][0] = Math.min(best[w][0], (await get(`w=${w}&n=${n}`)).ms);
+        best[w][1] = Math.min(best[w][1], (await get(`w=${w}&n=${2 * n}`)).ms);
+      }
+    }
+    const same = (await get("w=a&out=1")).body === (await get("w=b&out=1")).body;
+    return { a: (best.a[1] - best.a[0]) / n / 1000, b: (best.b[1] - best.b[0]) / n / 1000, same };
+  } finally {
+    child.kill("SIGTERM");
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const r = host === "workerd" ? await inWorkerd() : await inNode();
+const macs = rows * cols * ntok;
+const g = (s: number) => `${(macs / s / 1e9).toFixed(1)} G MAC/s (${(s * 1e3).toFixed(3)} ms)`;
+console.log(`${host} ${kernel} ${rows}×${cols}${kernel.startsWith("matmul") ? `×${ntok}` : ""}: A ${g(r.a)}, B ${g(r.b)}, B/A ${(r.a / r.b).toFixed(3)}; outputs ${r.same ? "identical" : "DIFFER"}`);
