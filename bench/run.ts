@@ -10,12 +10,14 @@
  * thread count and against the same engine at one thread, and writes
  * bench/results/engines-<time>.json.
  *
- *   npm run bench [-- --quick] [-- --threads N] [-- --all]
+ *   npm run bench [-- --quick] [-- --threads N] [-- --all] [-- --concurrency]
  *   --quick      32-token prompt, 16 decoded tokens
  *   --threads N  the multi-threaded rows' thread count (default: the cores, os.availableParallelism());
  *                1 leaves them out
  *   --all        also run bench/kernels.ts (per-kernel GB/s, G mult-adds/s), bench/tokenizer.ts and
  *                bench/worker.ts (the Worker in workerd vs the engine in Node)
+ *   --concurrency  instead: many users at once (bench/concurrency.ts: edgelm serve batching vs llama.cpp
+ *                with as many sequences, at 1, 2, 4 and 8 streams, and the prefix-reuse case)
  *
  * Timings only here, never in tests. The machine is shared and noisy: compare
  * ratios within one run.
@@ -28,8 +30,12 @@ import { parseArgs } from "node:util";
 import { benchModel, engineChild, root, type EngineResult } from "./common";
 import { enableRelaxedSimd } from "../src/engine/node";
 
-const { values: cli } = parseArgs({ options: { quick: { type: "boolean" }, all: { type: "boolean" }, threads: { type: "string" } } });
+const { values: cli } = parseArgs({ options: { quick: { type: "boolean" }, all: { type: "boolean" }, threads: { type: "string" }, concurrency: { type: "boolean" } } });
 const quick = cli.quick ?? false;
+if (cli.concurrency) {
+  const r = spawnSync(process.execPath, ["--import", "tsx", join(root, "bench/concurrency.ts"), ...(quick ? ["--quick"] : [])], { cwd: root, stdio: "inherit" });
+  process.exit(r.status ?? 1);
+}
 const all = cli.all ?? false;
 const THREADS = Number(cli.threads ?? availableParallelism());
 if (!Number.isInteger(THREADS) || THREADS < 1) throw new Error(`--threads must be a positive integer, got ${cli.threads}`);
