@@ -90,7 +90,7 @@ MODEL_KEY = ${q(plan.model.key)}
 PLAN_KEY = ${q(planKeyOf(plan.model.key))}
 # Mirror of limits.cpu_ms and the subrequest cap of your plan (Cloudflare's limits page, 2026-11: 50 Free, 10000 Paid).
 CPU_BUDGET_MS = "${o.cpuMs ?? 30000}"
-SUBREQUEST_LIMIT = "50"
+SUBREQUEST_LIMIT = "10000"
 `;
 }
 

@@ -22,7 +22,8 @@ export interface ShardLimits {
   invocations: number;
 }
 
-export const DEFAULT_SHARD_LIMITS: ShardLimits = { subrequests: 50, invocations: 32 };
+/** The Paid plan's subrequests (cpu_ms = 30000 in the generated config already assumes a paid plan); the Free plan's 50 is SUBREQUEST_LIMIT = "50". */
+export const DEFAULT_SHARD_LIMITS: ShardLimits = { subrequests: 10_000, invocations: 32 };
 
 export interface ShardShape {
   shards: number;

@@ -47,7 +47,7 @@ describe("shard admission", () => {
     expect(() => check(ask(45, 16, false))).toThrow(/shorten the prompt/);
   });
   it("reads the limits from vars, defaulting to the Free plan's, and rejects nonsense", () => {
-    expect(parseShardLimits({})).toEqual({ subrequests: 50, invocations: 32 });
+    expect(parseShardLimits({})).toEqual({ subrequests: 10_000, invocations: 32 });
     expect(parseShardLimits({ SUBREQUEST_LIMIT: "1000", SHARD_INVOCATION_LIMIT: "32" })).toEqual({ subrequests: 1000, invocations: 32 });
     expect(() => parseShardLimits({ SUBREQUEST_LIMIT: "0" })).toThrow(/SUBREQUEST_LIMIT must be a positive integer/);
   });
