@@ -274,9 +274,13 @@ export function matvec_q4r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: u
       dotNib16(v128.load(p, 56), x0, x1, x2, x3, m),
     );
   }
+  return q4rFold(s, xs, xd, h2f_x4c(p, hmask, hmul), acc);
+}
+
+// acc + f32(s - 8*sum(x)) * (d_w * d_x): the scalar twin's fold of one block, four rows.
+@inline function q4rFold(s: v128, xs: usize, xd: usize, dw: v128, acc: v128): v128 {
   s = i32x4.sub(s, i32x4.shl(v128.load32_splat(xs), 3));
-  const scale = f32x4.mul(h2f_x4c(p, hmask, hmul), v128.load32_splat(xd));
-  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), scale));
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dw, v128.load32_splat(xd))));
 }
 
 function matvecQ4rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
@@ -1013,7 +1017,9 @@ function mmStore(ws: usize, out: usize, rows: i32, r0: i32, t0: i32, tn: i32): v
 
 // Prefill: out[t*rows + r] = sum_b d_w d_x int_dot, for ntok tokens given as
 // Q8B (q8b_bytes(cols, ntok)); w is Q4R. Bit-identical to ntok calls of
-// matvec_q4r_q8a on the same tokens' Q8A.
+// matvec_q4r_q8a on the same tokens' Q8A. The tiles take whole groups of
+// eight tokens; a few tokens (a decode step of a few streams, or the last
+// ntok % 8 of a prompt) take the small-batch path (see smallTail).
 export function matmul_q4r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
   const nb = <usize>cols >> 5;
   if (!ASC_FEATURE_SIMD) {
@@ -1024,14 +1030,17 @@ export function matmul_q4r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: 
     }
     return;
   }
-  if (FUSED) {
-    matmulQ4rFused(w, rows, cols, xb, ntok, out);
-    return;
+  const tiled = ntok - smallTail(ntok);
+  if (tiled > 0) {
+    if (FUSED) matmulQ4rFused(w, rows, cols, xb, tiled, out);
+    else if (ASC_FEATURE_RELAXED_SIMD) matmulQ4rRelaxed(w, rows, cols, xb + q8bPlainBytes(nb, ntok), tiled, out);
+    else matmulQ4rPlain(w, rows, cols, xb, tiled, out);
   }
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    matmulQ4rRelaxed(w, rows, cols, xb + q8bPlainBytes(nb, ntok), ntok, out);
-    return;
-  }
+  if (tiled < ntok) matmulSmall(w, rows, cols, xb, tiled, ntok, out, true);
+}
+
+function matmulQ4rPlain(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
+  const nb = <usize>cols >> 5;
   const ws = scratchBase();
   const gStride = nb * 288;
   for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
@@ -1066,13 +1075,19 @@ export function matmul_q8_0_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok:
     }
     return;
   }
-  if (FUSED) {
-    matmulQ8Fused(w, rows, cols, xb, ntok, out);
-    return;
+  const tiled = ntok - smallTail(ntok);
+  if (tiled > 0) {
+    if (FUSED) matmulQ8Fused(w, rows, cols, xb, tiled, out);
+    else matmulQ8Plain(w, rows, cols, xb, tiled, out);
   }
-  // The relaxed build keeps dot_i16x8_s here: signed weights times signed
-  // activations need two 8-bit dots per pair (docs/kernels.md), and widening
-  // their int16 results costs more than the 16-bit dot saves.
+  if (tiled < ntok) matmulSmall(w, rows, cols, xb, tiled, ntok, out, false);
+}
+
+// The relaxed build keeps dot_i16x8_s here: signed weights times signed
+// activations need two 8-bit dots per pair (docs/kernels.md), and widening
+// their int16 results costs more than the 16-bit dot saves.
+function matmulQ8Plain(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
+  const nb = <usize>cols >> 5;
   const ws = scratchBase();
   const gStride = nb * 288;
   const rowBytes = nb * 34;
@@ -1095,20 +1110,40 @@ export function matmul_q8_0_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok:
   }
 }
 
-// Token t of a Q8B batch -> Q8A (scalar build: the matmul runs as matvecs).
-// Only the sections the scalar matvecs read (d, sum, int8) are written.
+// Token t of a Q8B batch (its plain section) -> Q8A, for the matvecs that
+// stand in for the matmul: the sections they read, d, sum and int8, and in
+// the plain SIMD build the permuted int16 as well. O(cols) per token.
 function q8bToQ8a(xb: usize, nb: usize, t: i32, xa: usize): void {
   const lane = <usize>(t & 3);
   let o = xb + <usize>(t >> 2) * nb * 288;
   const sOff = q8aSumOff(nb);
   const q8 = xa + q8aQ8Off(nb);
+  const q16 = xa + q8aQ16Off(nb);
   for (let b: usize = 0; b < nb; b++) {
     store<f32>(xa + (b << 2), load<f32>(o + 256 + (lane << 2)));
     store<i32>(xa + sOff + (b << 2), load<i32>(o + 272 + (lane << 2)));
     for (let j: usize = 0; j < 32; j++) {
-      store<i8>(q8 + (b << 5) + j, <i8>load<i16>(o + ((j >> 1) << 4) + (lane << 2) + ((j & 1) << 1)));
+      const q = load<i16>(o + ((j >> 1) << 4) + (lane << 2) + ((j & 1) << 1));
+      store<i8>(q8 + (b << 5) + j, <i8>q);
+      if (ASC_FEATURE_SIMD && !ASC_FEATURE_RELAXED_SIMD) {
+        store<i16>(q16 + (b << 6) + ((((j >> 4) << 4) + ((j & 1) << 3) + ((j & 15) >> 1)) << 1), q);
+      }
     }
     o += 288;
+  }
+}
+
+// The same from the quads section (relaxed-fused build): d, sum (from its
+// -8*sum) and int8; the relaxed matvecs read no more.
+function quadsToQ8a(xq: usize, nb: usize, t: i32, xa: usize): void {
+  let o = xq + <usize>(t >> 2) * nb * Q8B_QUAD + (<usize>(t & 3) << 2);
+  const sOff = q8aSumOff(nb);
+  const q8 = xa + q8aQ8Off(nb);
+  for (let b: usize = 0; b < nb; b++) {
+    store<f32>(xa + (b << 2), load<f32>(o, 384));
+    store<i32>(xa + sOff + (b << 2), -(load<i32>(o, 400) >> 3));
+    for (let k: usize = 0; k < 8; k++) store<u32>(q8 + (b << 5) + (k << 2), load<u32>(o + (k << 4)));
+    o += Q8B_QUAD;
   }
 }
 
@@ -1415,4 +1450,129 @@ function matmulQ8Fused(w: usize, rows: i32, cols: i32, xq: usize, ntok: i32, out
       mmStore(ws, out, rows, r0, t0, tn);
     }
   }
+}
+
+// ---------------------------------------------------------------- small batches
+//
+// A decode step of a few streams multiplies each matrix by a few token rows,
+// and the last ntok % 8 tokens of a prompt are a few rows too. The tiles
+// above put tokens in the lanes of 8- or 4-token groups and pay for a whole
+// tile whatever the count (a group of 8 costs about 5.8 matvecs in the
+// relaxed build); one matvec per token pays for the weights' loads and
+// nibble split again per token. Here the tokens' Q8A images (made from the
+// Q8B, O(cols) each) are read by one pass over the weights for up to four
+// tokens: per 4 rows and block the nibbles are split once (4 loads, 12
+// instructions) and each token costs the matvec's own arithmetic (2 loads, 8
+// relaxed dots and 4 adds, the 4-row int16 reduction, the fold: ~30
+// instructions) — bit for bit one matvec per token. Q8_0 weights (and the
+// plain SIMD build, whose tiles cost more than per-token matvecs below eight
+// tokens) run the matvec per token on the images. docs/kernels.md, "Small
+// batches", has the measurements and the designs that lost.
+
+// Tokens that take the small path: all of them up to SMALL_MAX, else the
+// last ntok % 8 unless that is 7 (then one more 8-token group costs less).
+const SMALL_MAX: i32 = 6;
+
+@inline function smallTail(ntok: i32): i32 {
+  if (ntok <= SMALL_MAX) return ntok;
+  const r = ntok & 7;
+  return r <= SMALL_MAX ? r : 0;
+}
+
+// Scratch offset of the (up to four) tokens' Q8A images: clear of the tiles'
+// scratch and of the relaxed Q8_0 matvec's table at MV_X (nb*64 bytes).
+const SMALL_X: usize = 128 * 1024;
+
+@inline function smallStride(nb: usize): usize {
+  return (q8aBytes(nb) + 63) & ~(<usize>63);
+}
+
+// out[t*rows + r] for tokens [t0, t1) of Q8B xb, four at a time.
+function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize, q4: bool): void {
+  const nb = <usize>cols >> 5;
+  const stride = smallStride(nb);
+  const xa = scratchBase() + SMALL_X;
+  const outStride = <usize>rows << 2;
+  for (let t = t0; t < t1; t += 4) {
+    const n = min(4, t1 - t);
+    for (let i = 0; i < n; i++) {
+      if (FUSED) quadsToQ8a(xb, nb, t + i, xa + <usize>i * stride);
+      else q8bToQ8a(xb, nb, t + i, xa + <usize>i * stride);
+    }
+    const o = out + <usize>t * outStride;
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      if (q4 && n > 1) {
+        if (n == 2) matmulQ4rFew2(w, rows, cols, xa, stride, o);
+        else if (n == 3) matmulQ4rFew3(w, rows, cols, xa, stride, o);
+        else matmulQ4rFew4(w, rows, cols, xa, stride, o);
+        continue;
+      }
+    }
+    for (let i = 0; i < n; i++) {
+      if (q4) matvecQ4rSimd(w, rows, cols, xa + <usize>i * stride, o + <usize>i * outStride);
+      else matvecQ8Simd(w, rows, cols, xa + <usize>i * stride, o + <usize>i * outStride);
+    }
+  }
+}
+
+// One pass for n = 2..4 tokens (a constant: each caller below gets its own
+// copy with the other tokens' code removed, so the accumulators stay in
+// registers). Q8A images at xa + i*stride; out[i*rows + r].
+@inline function matmulQ4rFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32): void {
+  const nb = <usize>cols >> 5;
+  const m = v128.load(VCONST + VC_NIB8);
+  const ones = v128.load(VCONST + VC_ONES16);
+  const hmask = v128.load(VCONST + VC_HMASK);
+  const hmul = v128.load(VCONST + VC_HMUL);
+  const s2 = stride << 1, s3 = stride * 3;
+  const outStride = <usize>rows << 2;
+  const xEnd = xa + (nb << 2);
+  let p = w;
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+    let xq = xa + q8aQ8Off(nb), xs = xa + q8aSumOff(nb);
+    for (let xd = xa; xd < xEnd; xd += 4) {
+      const v0 = v128.load(p, 8), v1 = v128.load(p, 24), v2 = v128.load(p, 40), v3 = v128.load(p, 56);
+      const l0 = v128.and(v0, m), h0 = v128.and(i16x8.shr_u(v0, 4), m);
+      const l1 = v128.and(v1, m), h1 = v128.and(i16x8.shr_u(v1, 4), m);
+      const l2 = v128.and(v2, m), h2 = v128.and(i16x8.shr_u(v2, 4), m);
+      const l3 = v128.and(v3, m), h3 = v128.and(i16x8.shr_u(v3, 4), m);
+      const dw = h2f_x4c(p, hmask, hmul);
+      a0 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq, ones), xs, xd, dw, a0);
+      if (n > 1) a1 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride, ones), xs + stride, xd + stride, dw, a1);
+      if (n > 2) a2 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + s2, ones), xs + s2, xd + s2, dw, a2);
+      if (n > 3) a3 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + s3, ones), xs + s3, xd + s3, dw, a3);
+      p += 72;
+      xq += 32;
+      xs += 4;
+    }
+    storeRows(out, r0, rows, a0);
+    if (n > 1) storeRows(out + outStride, r0, rows, a1);
+    if (n > 2) storeRows(out + (outStride << 1), r0, rows, a2);
+    if (n > 3) storeRows(out + outStride * 3, r0, rows, a3);
+  }
+}
+
+// One token's four row sums of a block, as the relaxed matvec forms them
+// (q4rBlockSimd), from the nibbles already split: exact, see reduce4i16.
+@inline function q4rFewDot(l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128, xq: usize, ones: v128): v128 {
+  const xl = v128.load(xq);
+  const xh = v128.load(xq, 16);
+  return reduce4i16(
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l0), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h0)),
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l1), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h1)),
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l2), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h2)),
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l3), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h3)),
+    ones,
+  );
+}
+
+function matmulQ4rFew2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
+  matmulQ4rFew(w, rows, cols, xa, stride, out, 2);
+}
+function matmulQ4rFew3(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
+  matmulQ4rFew(w, rows, cols, xa, stride, out, 3);
+}
+function matmulQ4rFew4(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
+  matmulQ4rFew(w, rows, cols, xa, stride, out, 4);
 }

@@ -124,6 +124,23 @@ for (const kind of kinds) {
     row(kind, `matmul Q4R ${label} x ${NTOK} tok`, `${(s * 1e3).toFixed(2)} ms`, `-`, `${((r * c * NTOK) / s / 1e9).toFixed(2)} GMAC/s`);
     arena.reset(mark);
   }
+  // Batched decode (a step of a few streams) and the tail of a prompt: the matmul over a few
+  // tokens, as a multiple of one matvec (n tokens' matvecs cost n).
+  for (const [r, c, label] of [[FF, H, "5632x2048"], [H, FF, "2048x5632"]] as const) {
+    if (!want(`small matmul Q4R ${label}`)) continue;
+    const mark = arena.mark();
+    const w = q4(r, c);
+    const xq = arena.alloc(e.q8a_bytes(c) >>> 0);
+    e.quantize_q8a(x, c, xq);
+    const one = time(() => e.matvec_q4r_q8a(w.p, r, c, xq, out));
+    row(kind, `small matmul Q4R ${label}: 1 matvec`, `${(one * 1e3).toFixed(3)} ms`, "-", "1.00");
+    for (const n of [1, 2, 3, 4, 5, 6, 8]) {
+      e.quantize_q8b(x, c, n, xa);
+      const s = time(() => e.matmul_q4r_q8b(w.p, r, c, xa, n, out));
+      row(kind, `small matmul Q4R ${label} x ${n} tok`, `${(s * 1e3).toFixed(3)} ms`, "-", `${(s / one).toFixed(2)} matvecs`);
+    }
+    arena.reset(mark);
+  }
   // Q8_0 (GGUF layout, not repacked) at the up/gate shape, decode and prefill.
   if (want("matvec Q8_0") || want("matmul Q8_0")) {
     const mark = arena.mark();

@@ -134,13 +134,16 @@ interface ProbeSizes {
   q4Rows: number;
   q4Cols: number;
   ntok: number;
+  /** Further matmuls over the first few tokens alone. */
+  few: number[];
   q8Rows: number;
   q6Rows: number;
 }
 
-// ntok 19: the matmuls take both their token-group-pair and single-group paths.
-const PROBE: ProbeSizes = { q4Rows: 7, q4Cols: 96, ntok: 19, q8Rows: 6, q6Rows: 5 };
-const WARM: ProbeSizes = { q4Rows: 64, q4Cols: 256, ntok: 20, q8Rows: 16, q6Rows: 8 };
+// 27 tokens: the tiles' two-group and one-group passes (24) and a small tail of 3; then 2 and 4
+// tokens: the small-batch path alone (docs/kernels.md, Small batches), each of its token counts.
+const PROBE: ProbeSizes = { q4Rows: 7, q4Cols: 96, ntok: 27, few: [2, 4], q8Rows: 6, q6Rows: 5 };
+const WARM: ProbeSizes = { q4Rows: 64, q4Cols: 256, ntok: 27, few: [2, 4], q8Rows: 16, q6Rows: 8 };
 
 /**
  * Runs the quantized kernels on deterministic data in a private memory and
@@ -171,7 +174,8 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
   const q6 = alloc(s.q6Rows * 210);
   const xa6 = alloc(e.q8a_bytes(q6cols) >>> 0);
   const q6r = alloc(e.q6r_bytes(s.q6Rows, 256) >>> 0);
-  const outN = Math.max(s.q4Rows, s.q8Rows) * ntok + s.q4Rows + s.q8Rows + 2 * s.q6Rows;
+  const counts = [ntok, ...s.few];
+  const outN = (s.q4Rows + s.q8Rows) * counts.reduce((a, n) => a + n, 0) + s.q4Rows + s.q8Rows + 2 * s.q6Rows;
   const out = alloc(outN * 4);
   const buf = memory.buffer;
   const xf = new Float32Array(buf, x, ntok * cols);
@@ -210,13 +214,17 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
   const outF = new Float32Array(buf, out, outN);
   for (let round = 0; round < rounds; round++) {
     e.quantize_q8a(x, cols, xa);
-    e.quantize_q8b(x, cols, ntok, xb);
     e.quantize_q8a(x, q6cols <= ntok * cols ? q6cols : 0, xa6);
     // Warm-up (rounds > 1) repacks every round, so the loader's repacks run optimized code.
     if (round === 0 || rounds > 1) e.repack_q4_0(q4, q4, s.q4Rows, cols);
     let o = out;
-    e.matmul_q4r_q8b(q4, s.q4Rows, cols, xb, ntok, o);
-    o += s.q4Rows * ntok * 4;
+    for (const n of counts) {
+      e.quantize_q8b(x, cols, n, xb);
+      e.matmul_q4r_q8b(q4, s.q4Rows, cols, xb, n, o);
+      o += s.q4Rows * n * 4;
+      e.matmul_q8_0_q8b(q8, s.q8Rows, cols, xb, n, o);
+      o += s.q8Rows * n * 4;
+    }
     e.matvec_q4r_q8a(q4, s.q4Rows, cols, xa, o);
     o += s.q4Rows * 4;
     e.matvec_q8_0_q8a(q8, s.q8Rows, cols, xa, o);
@@ -225,8 +233,6 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
     o += s.q6Rows * 4;
     if (round === 0 || rounds > 1) e.repack_q6_k(q6, q6r, s.q6Rows, q6cols);
     e.matvec_q6r_q8a(q6r, s.q6Rows, q6cols, xa6, o);
-    o += s.q6Rows * 4;
-    e.matmul_q8_0_q8b(q8, s.q8Rows, cols, xb, ntok, o);
   }
   return new Uint32Array(outF.buffer.slice(out, out + outN * 4));
 }
@@ -275,7 +281,7 @@ function selfTestBothTiers(candidate: WebAssembly.Module, reference: WebAssembly
   return { ok: true, detail: `${cold.detail}, on first calls and after warm-up` };
 }
 
-const TIMED: ProbeSizes = { q4Rows: 256, q4Cols: 1024, ntok: 32, q8Rows: 4, q6Rows: 4 };
+const TIMED: ProbeSizes = { q4Rows: 256, q4Cols: 1024, ntok: 32, few: [], q8Rows: 4, q6Rows: 4 };
 
 /**
  * Seconds for one prefill-and-decode-shaped probe (a Q4R matmul of 32 tokens

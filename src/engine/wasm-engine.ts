@@ -39,12 +39,13 @@ import { ThreadError, type ThreadPool } from "./thread-pool";
 const F32 = 4;
 
 /**
- * Fewer positions than this run the quantized products as one matrix-vector
- * product per position: the matmul kernels work on tiles of 8–16 tokens, so a
- * step of 2 or 3 (a small batch of decoding streams) costs them nearly a whole
- * tile. The bits are the same either way.
+ * From this many positions the Q4R and Q8_0 products run as one matmul call:
+ * the kernel takes up to six positions (and a prompt's last ntok % 8) on its
+ * small-batch path, one pass over the weights for up to four of them, so
+ * even a step of two decoding streams costs no more than two matrix-vector
+ * products (docs/kernels.md, Small batches). The bits are the same either way.
  */
-const MATMUL_MIN_ROWS = 8;
+const MATMUL_MIN_ROWS = 2;
 
 /** Absolute addresses of the layout's ThreadRegions: what the host hands each thread it starts. */
 export interface ThreadMemory {

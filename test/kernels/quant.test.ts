@@ -303,10 +303,12 @@ describe("Q4_0 repack + matvec / matmul", () => {
     }
   });
 
-  it("extreme blocks (nibbles all 15 or all 0, activations all +-127): matmul == matvec == exact integer dot", () => {
+  it("extreme blocks (nibbles all 15 or all 0, activations all +-127): matmul == matvec == exact integer dot, every ntok 1..20", () => {
     // Nibbles 15 with x = +127 make the unsigned pair-product sum 32*15*127 = 60960 (past int16; the
     // relaxed matmul's int16 accumulators wrap and are corrected exactly); nibbles 0 give -8*127*32 = -32512.
-    const rows = 4, cols = 64, ntok = 11;
+    // Every token count takes each path the matmul has: the small batch (up to 6), the tiles, and
+    // the tiles with a small tail (ntok % 8 up to 6).
+    const rows = 4, cols = 64, NTOK = 20;
     const nb = cols / 32;
     const bytes = new Uint8Array(rows * nb * 18);
     const dv = new DataView(bytes.buffer);
@@ -317,25 +319,54 @@ describe("Q4_0 repack + matvec / matmul", () => {
         bytes.fill(fill[r], (r * nb + b) * 18 + 2, (r * nb + b) * 18 + 18);
       }
     }
-    const xs = new Float32Array(ntok * cols);
-    for (let t = 0; t < ntok; t++) xs.fill(t % 2 ? -1 : 1, t * cols, (t + 1) * cols); // q = +-127 everywhere
+    const xs = new Float32Array(NTOK * cols);
+    for (let t = 0; t < NTOK; t++) xs.fill(t % 2 ? -1 : 1, t * cols, (t + 1) * cols); // q = +-127 everywhere
     const want = (r: number, t: number) => {
       const s = t % 2 ? -127 : 127;
       const w = [7, -8, 7, 0][r]; // mean weight over the block: row 3 is 16 x 7 and 16 x -8
       return r === 3 ? nb * s * (16 * 7 - 16 * 8) * (1 / 127) : nb * 32 * w * s * (1 / 127);
     };
-    const res: Float32Array[] = [];
-    for (const h of both()) {
-      const wr = h.alloc(h.k.q4r_bytes(rows, cols) >>> 0);
-      h.k.repack_q4_0(h.putU8(bytes), wr, rows, cols);
-      const { matmul: got, matvecs } = matmulAndMatvecs(h, "q4r", wr, rows, cols, xs, ntok);
-      for (let t = 0; t < ntok; t++) {
-        expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), matvecs[t]), `token ${t}`).toBe(true);
-        for (let r = 0; r < rows; r++) expect(got[t * rows + r]).toBeCloseTo(want(r, t), 3);
+    for (let ntok = 1; ntok <= NTOK; ntok++) {
+      const res: Float32Array[] = [];
+      for (const h of both()) {
+        const wr = h.alloc(h.k.q4r_bytes(rows, cols) >>> 0);
+        h.k.repack_q4_0(h.putU8(bytes), wr, rows, cols);
+        const { matmul: got, matvecs } = matmulAndMatvecs(h, "q4r", wr, rows, cols, xs.subarray(0, ntok * cols), ntok);
+        for (let t = 0; t < ntok; t++) {
+          expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), matvecs[t]), `${ntok} tokens: token ${t}`).toBe(true);
+          for (let r = 0; r < rows; r++) expect(got[t * rows + r]).toBeCloseTo(want(r, t), 3);
+        }
+        res.push(got);
       }
-      res.push(got);
+      expect(bitsEqual(res[0], res[1]), `${ntok} tokens`).toBe(true);
     }
-    expect(bitsEqual(res[0], res[1])).toBe(true);
+  });
+
+  it("every ntok 1..20 (small batches, tiles, tiles with a tail): matmul == one matvec per token, bit for bit, Q4_0 and Q8_0", () => {
+    // Rows not a multiple of four (a padded last group) and a single 4-row group.
+    for (const [rows, cols] of [[13, 96], [4, 256]]) {
+      const r = rng(rows * 131 + cols);
+      const q4 = randQ4_0(r, rows, cols, 7);
+      const q8 = randQ8_0(r, rows, cols);
+      const xs = randVec(r, 20 * cols, 1.5);
+      for (let ntok = 1; ntok <= 20; ntok++) {
+        const res: Float32Array[] = [];
+        for (const h of both()) {
+          const wr = h.alloc(h.k.q4r_bytes(rows, cols) >>> 0);
+          h.k.repack_q4_0(h.putU8(q4.bytes), wr, rows, cols);
+          const x = xs.subarray(0, ntok * cols);
+          const q4r = matmulAndMatvecs(h, "q4r", wr, rows, cols, x, ntok);
+          const q80 = matmulAndMatvecs(h, "q8_0", h.putU8(q8.bytes), rows, cols, x, ntok);
+          for (let t = 0; t < ntok; t++) {
+            expect(bitsEqual(q4r.matmul.subarray(t * rows, (t + 1) * rows), q4r.matvecs[t]), `${rows}x${cols}, ${ntok} tokens: q4 token ${t}`).toBe(true);
+            expect(bitsEqual(q80.matmul.subarray(t * rows, (t + 1) * rows), q80.matvecs[t]), `${rows}x${cols}, ${ntok} tokens: q8 token ${t}`).toBe(true);
+          }
+          res.push(q4r.matmul, q80.matmul);
+        }
+        expect(bitsEqual(res[0], res[2]), `${rows}x${cols}, ${ntok} tokens: q4 vs scalar`).toBe(true);
+        expect(bitsEqual(res[1], res[3]), `${rows}x${cols}, ${ntok} tokens: q8 vs scalar`).toBe(true);
+      }
+    }
   });
 
   it("all-zero weights and all-zero activations give exact zeros", () => {
@@ -378,10 +409,10 @@ describe("Q8_0 matvec / matmul", () => {
 });
 
 describe("Q8_0 extremes", () => {
-  it("weights -128 and 127 against activations +-127: matvec == matmul == exact TS emulation in every build", () => {
+  it("weights -128 and 127 against activations +-127: matvec == matmul == exact TS emulation in every build, every ntok 1..20", () => {
     // w = -128 with x = -127 (one half of the activation split at its largest) and pair dots at
     // 2*128*127, the largest the two-step relaxed matvec holds in int16.
-    const rows = 6, cols = 96, ntok = 9, nb = cols / 32;
+    const rows = 6, cols = 96, NTOK = 20, nb = cols / 32;
     const bytes = new Uint8Array(rows * nb * 34);
     const dv = new DataView(bytes.buffer);
     const pattern = [(j: number) => -128, (j: number) => 127, (j: number) => (j % 2 ? 127 : -128), (j: number) => (j % 3 ? -128 : 127), (j: number) => 0, (j: number) => (j * 37) % 256 - 128];
@@ -391,19 +422,21 @@ describe("Q8_0 extremes", () => {
         for (let j = 0; j < 32; j++) dv.setInt8((r * nb + b) * 34 + 2 + j, pattern[r](j));
       }
     }
-    const xs = new Float32Array(ntok * cols);
-    for (let t = 0; t < ntok; t++) for (let j = 0; j < cols; j++) xs[t * cols + j] = t % 3 === 0 ? 1 : t % 3 === 1 ? -1 : j % 2 ? 1 : -1;
-    const res: Float32Array[] = [];
-    for (const h of both()) {
-      const { matmul: got, matvecs } = matmulAndMatvecs(h, "q8_0", h.putU8(bytes), rows, cols, xs, ntok);
-      for (let t = 0; t < ntok; t++) {
-        const want = q8Emulate(bytes, rows, cols, xs.subarray(t * cols, (t + 1) * cols));
-        expect(bitsEqual(matvecs[t], want), `matvec token ${t}`).toBe(true);
-        expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), want), `matmul token ${t}`).toBe(true);
+    const xs = new Float32Array(NTOK * cols);
+    for (let t = 0; t < NTOK; t++) for (let j = 0; j < cols; j++) xs[t * cols + j] = t % 3 === 0 ? 1 : t % 3 === 1 ? -1 : j % 2 ? 1 : -1;
+    const wants = Array.from({ length: NTOK }, (_, t) => q8Emulate(bytes, rows, cols, xs.subarray(t * cols, (t + 1) * cols)));
+    for (let ntok = 1; ntok <= NTOK; ntok++) {
+      const res: Float32Array[] = [];
+      for (const h of both()) {
+        const { matmul: got, matvecs } = matmulAndMatvecs(h, "q8_0", h.putU8(bytes), rows, cols, xs.subarray(0, ntok * cols), ntok);
+        for (let t = 0; t < ntok; t++) {
+          expect(bitsEqual(matvecs[t], wants[t]), `${ntok} tokens: matvec token ${t}`).toBe(true);
+          expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), wants[t]), `${ntok} tokens: matmul token ${t}`).toBe(true);
+        }
+        res.push(got);
       }
-      res.push(got);
+      expect(bitsEqual(res[0], res[1]), `${ntok} tokens`).toBe(true);
     }
-    expect(bitsEqual(res[0], res[1])).toBe(true);
   });
 });
 

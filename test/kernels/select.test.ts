@@ -58,7 +58,7 @@ describe("kernel selection", () => {
     const k = loadKernelsNode({ memory, warmup: false });
     if (process.execArgv.includes("--experimental-wasm-relaxed-simd")) expect(["relaxed", "simd"]).toContain(k.kind);
     else expect(k.kind).toBe("simd");
-    expect(k.reason).toMatch(/self-test passed \(156 outputs bit-identical to scalar, on first calls and after warm-up\)/);
+    expect(k.reason).toMatch(/self-test passed \(452 outputs bit-identical to scalar, on first calls and after warm-up\)/);
     // It imports a shared memory: a plain one does not link.
     expect(() => new WebAssembly.Instance(k.module, { env: { memory: new WebAssembly.Memory({ initial: 16 }) } })).toThrow();
     const shared = compileKernelModules(undefined, true).modules;
