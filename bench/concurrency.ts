@@ -78,8 +78,8 @@ async function stream(url: string, prompt: number[], maxTokens: number, seed: nu
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ prompt, max_tokens: maxTokens, temperature, top_p: 0.95, seed, stream: true, stream_options: { include_usage: true } }),
     });
-  // A kept-alive connection the server closed while the peer ran is not retried by fetch for a POST: retry once.
-  const res = await send().catch(send);
+  // Kept-alive connections the server closed while the peer ran are not retried by fetch for a POST: retry on a new one.
+  const res = await send().catch(send).catch(send);
   if (res.status !== 200) throw new Error(`completion: HTTP ${res.status}: ${await res.text()}`);
   const tokens: number[] = [];
   let cached: number | undefined;
