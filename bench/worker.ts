@@ -62,13 +62,16 @@ async function waitReady(url: string, timeoutMs: number): Promise<{ load_ms: num
 /** The model card's settings; a fixed seed so every run draws the same tokens. */
 const SAMPLED = { temperature: 0.7, top_p: 0.95, seed: 7 };
 
+/** Each request's prompt differs from the others' from its first token on, so none is served from the Worker's prefix cache. */
+let requests = 0;
+
 /** One streamed completion (greedy unless `sampling` is given); event arrival times measured here, at the client. */
 async function streamOnce(url: string, sampling: Record<string, number> = { temperature: 0 }): Promise<Omit<WorkerResult, "load_s" | "weights_s" | "sampled_decode_tok_s">> {
   const t0 = performance.now();
   const res = await fetch(`${url}/v1/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ prompt: promptTokens(PROMPT), max_tokens: DECODE, ...sampling, stream: true, stream_options: { include_usage: true } }),
+    body: JSON.stringify({ prompt: promptTokens(PROMPT + ++requests).slice(requests), max_tokens: DECODE, ...sampling, stream: true, stream_options: { include_usage: true } }),
   });
   if (res.status !== 200) throw new Error(`completion: HTTP ${res.status}: ${await res.text()}`);
   const arrivals: number[] = [];
