@@ -197,6 +197,17 @@ export function attention_f16kv(q: usize, table: usize, block_pos: i32, k_off: u
   }
 }
 
+// Causal attention of ntok consecutive positions of one KV head: query t, at
+// q + t*row_stride floats, sees positions 0..n_past+t-1 and writes out +
+// t*row_stride floats. Exactly ntok attention_f16kv calls; one call for a
+// head's positions keeps a thread's share of prefill attention one call.
+export function attention_f16kv_causal(q: usize, table: usize, block_pos: i32, k_off: usize, v_off: usize, out: usize, ntok: i32, n_past: i32, n_heads: i32, head_dim: i32, row_stride: i32, scores: usize): void {
+  const strideB = <usize>row_stride << 2;
+  for (let t = 0; t < ntok; t++) {
+    attention_f16kv(q + <usize>t * strideB, table, block_pos, k_off, v_off, out + <usize>t * strideB, n_past + t, n_heads, head_dim, scores);
+  }
+}
+
 // Address of position p's row at offset off of its block.
 @inline function kvRow(table: usize, block_pos: i32, off: usize, p: i32, rowB: usize): usize {
   return <usize>load<u32>(table + (<usize>(p / block_pos) << 2)) + off + <usize>(p % block_pos) * rowB;

@@ -32,6 +32,22 @@ export function q8bBytes(build: BuildKind, n: number, ntok: number): number {
   return build === "relaxed" ? plain + Math.ceil(ntok / 8) * nb * 320 : plain;
 }
 
+/**
+ * How the Q8B of positions [t0, t1) of a batch of ntok, made alone
+ * (quantize_q8b of t1 − t0 rows), goes into the Q8B of the whole batch:
+ * [from, to, bytes] moves, one per part. t0 a multiple of 8 (whole groups of
+ * every part); a last partial group comes zero-padded, as the whole batch's.
+ */
+export function q8bPieces(build: BuildKind, n: number, ntok: number, t0: number, t1: number): [number, number, number][] {
+  if (t0 % 8 !== 0 || t0 < 0 || t1 <= t0 || t1 > ntok) throw new RangeError(`positions [${t0}, ${t1}) of ${ntok} are not whole 8-position groups`);
+  const nb = n >>> 5;
+  const group4 = build === "relaxed-fused" ? 416 : 288;
+  const first = Math.ceil((t1 - t0) / 4) * nb * group4;
+  const pieces: [number, number, number][] = [[0, (t0 / 4) * nb * group4, first]];
+  if (build === "relaxed") pieces.push([first, Math.ceil(ntok / 4) * nb * 288 + (t0 / 8) * nb * 320, Math.ceil((t1 - t0) / 8) * nb * 320]);
+  return pieces;
+}
+
 /** Q4R (repacked Q4_0): 4-row groups (the last zero-padded) of 72 B per 32-column block. */
 export function q4rBytes(rows: number, cols: number): number {
   return Math.ceil(rows / 4) * (cols >>> 5) * 72;

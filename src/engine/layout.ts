@@ -22,6 +22,7 @@ import { embeddingTensor, findTensor, headTensors, layerTensors, type ModelTenso
 import type { BuildKind } from "./kernels";
 import { BUILD_KINDS, q4rBytes, q6rBytes, q8aBytes, q8bBytes, SCRATCH_BYTES } from "./kernel-sizes";
 import { kvBlockBytes, kvBytes, type KVLayout } from "./kv-cache";
+import { MAX_CHUNK_POSITIONS } from "./position-split";
 import { shareRowsMax } from "./row-split";
 import { controlBytes } from "./thread-pool";
 
@@ -102,15 +103,18 @@ export type BufferName = "X" | "A" | "Q" | "K" | "V" | "ATT" | "O" | "M" | "G" |
 
 /**
  * What the threads of a multi-threaded engine need (./thread-pool.ts): the
- * control block, a scratch region for each kernel instance beyond the main
- * thread's (thread i ≥ 1 gets scratch[i − 1]; the main thread keeps the
- * kernels' static one), and an output tile per thread for its rows of a
- * prefill product (./row-split.ts). Empty with one thread.
+ * control block; for each thread beyond the main one a scratch region for
+ * its kernel instance and an attention scores buffer (thread i ≥ 1 gets
+ * scratch[i − 1] and scores[i − 1]; the main thread keeps the kernels'
+ * static scratch and SCORES); and a tile per thread for its rows of a
+ * prefill product (./row-split.ts) or its positions' Q8B
+ * (./position-split.ts). Empty with one thread.
  */
 export interface ThreadRegions {
   count: number;
   control: Region;
   scratch: Region[];
+  scores: Region[];
   tiles: Region[];
 }
 
@@ -223,14 +227,15 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
     Q8: region(overBuilds((b) => Math.max(q8bBytes(b, maxCols, C), q8aBytes(maxCols)))),
     Q8ROW: region(q8aBytes(maxCols)),
     SCORES: region(contextLength * F32),
-    TABLE: region(Math.ceil(contextLength / P) * 4),
+    TABLE: region(C * Math.ceil(contextLength / P) * 4),
     XN: region(B * H * F32),
     LOGITS: region(B * logitsRows * F32),
     ZEROS: region(Math.max(H, headDim) * F32),
   };
-  // ---- threads: control block, scratch per extra kernel instance, a [C × share] output tile per thread
-  const none = { count: 1, control: { offset: 0, bytes: 0 }, scratch: [], tiles: [] };
-  const tileBytes = C > 1 ? C * shareRowsMax(Math.max(H, F, kvDim), threads) * F32 : 0;
+  // ---- threads: control block, scratch and scores per extra thread, a tile per thread: [C × share] f32 or the Q8B of a chunk's positions
+  const none = { count: 1, control: { offset: 0, bytes: 0 }, scratch: [], scores: [], tiles: [] };
+  const productTile = C * shareRowsMax(Math.max(H, F, kvDim), threads) * F32;
+  const tileBytes = C > 1 ? Math.max(productTile, overBuilds((b) => q8bBytes(b, maxCols, Math.min(C, MAX_CHUNK_POSITIONS)))) : 0;
   const threadRegions: ThreadRegions =
     threads === 1
       ? none
@@ -238,6 +243,7 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
           count: threads,
           control: region(controlBytes(threads)),
           scratch: Array.from({ length: threads - 1 }, () => region(SCRATCH_BYTES)),
+          scores: Array.from({ length: threads - 1 }, () => region(contextLength * F32)),
           tiles: Array.from({ length: threads }, () => region(tileBytes)),
         };
   const bufferBytes = align(top) - weightBytes;

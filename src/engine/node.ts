@@ -202,16 +202,16 @@ import("node:worker_threads").then(({ parentPort, workerData: d }) => {
   const { exports } = new WebAssembly.Instance(d.module, { env: { memory: d.memory } });
   exports.set_scratch(d.scratch);
   parentPort.postMessage("ready");
-  (${threadLoopSource()})(exports, d.memory, d.control, d.index, d.threads, d.gen, d.tile);
+  (${threadLoopSource()})(exports, d.memory, d.control, d.index, d.threads, d.gen, d.tile, d.scores);
 });
 `;
 
 /** Starts the engine's extra threads and resolves with their pool once all are ready. */
 async function startThreads(engine: WasmEngine): Promise<ThreadPool> {
-  const { count, control, scratch, tiles } = engine.threadMemory;
+  const { count, control, scratch, tiles, scores } = engine.threadMemory;
   const { module, memory } = engine.kernels;
   const workers = Array.from({ length: count - 1 }, (_, j) => {
-    const workerData = { module, memory, control, index: j + 1, threads: count, scratch: scratch[j], tile: tiles[j + 1], gen: generation(memory, control) };
+    const workerData = { module, memory, control, index: j + 1, threads: count, scratch: scratch[j], tile: tiles[j + 1], scores: scores[j + 1], gen: generation(memory, control) };
     // No execArgv: the thread needs none of the process's loaders (tsx) or flags; V8's flags are process-wide anyway.
     return new Worker(THREAD_MAIN, { eval: true, execArgv: [], name: `edgelm engine thread ${j + 1}`, workerData });
   });
@@ -231,7 +231,7 @@ async function startThreads(engine: WasmEngine): Promise<ThreadPool> {
     throw e;
   }
   const handles = workers.map((w) => ({ terminate: () => w.terminate() }));
-  const pool = new ThreadPool({ memory, control, exports: engine.kernels.exports, tile: tiles[0], handles });
+  const pool = new ThreadPool({ memory, control, exports: engine.kernels.exports, own: { tile: tiles[0], scores: scores[0] }, handles });
   workers.forEach((w, j) => {
     // Referenced until ready (the load awaits them); from now on a pool nobody closed must not keep the process alive.
     w.unref();

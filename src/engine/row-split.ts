@@ -22,15 +22,15 @@ import { TILE, type Chunk } from "./thread-pool";
 
 const F32 = 4;
 
-/** Chunks per thread and product: enough for a late thread's share to be taken over, few enough to cost nothing. */
-const CHUNKS_PER_THREAD = 4;
+/** Chunks per thread and product (or step between products): enough for a late thread's share to be taken over, few enough to cost nothing. */
+export const CHUNKS_PER_THREAD = 4;
 
-/** Rows [r0, r1) of share i of `shares`: whole 4-row groups, as even as the groups allow. */
-export function shareRows(rows: number, shares: number, i: number): [number, number] {
-  const groups = Math.ceil(rows / 4);
+/** Rows [r0, r1) of share i of `shares`: whole groups of `group` rows, as even as the groups allow. */
+export function shareRows(rows: number, shares: number, i: number, group = 4): [number, number] {
+  const groups = Math.ceil(rows / group);
   const g0 = Math.floor((groups * i) / shares);
   const g1 = Math.floor((groups * (i + 1)) / shares);
-  return [Math.min(rows, g0 * 4), Math.min(rows, g1 * 4)];
+  return [Math.min(rows, g0 * group), Math.min(rows, g1 * group)];
 }
 
 /** The largest share of `rows` rows in `shares` (no chunk is larger when there are at least as many chunks: a tile holds that many rows per position). */

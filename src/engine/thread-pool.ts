@@ -6,10 +6,11 @@
  *
  * Each extra thread has its own instance of the kernel module over the one
  * shared memory. A job is a list of chunks — each a few kernel calls that
- * compute some rows of a product (./row-split.ts) — that the main thread
- * writes into a control block in that memory; every thread, the main one
- * included, claims chunks one at a time until none is left, and the job is
- * over when every chunk is done. Claiming (not a fixed share per thread)
+ * compute some rows of a product (./row-split.ts), or some positions' or
+ * heads' share of the work between products (./position-split.ts) — that
+ * the main thread writes into a control block in that memory; every thread,
+ * the main one included, claims chunks one at a time until none is left, and
+ * the job is over when every chunk is done. Claiming (not a fixed share per thread)
  * keeps a job from waiting on a thread the OS has not scheduled: on a busy
  * machine the others take its chunks, so N threads never do much worse than
  * one.
@@ -32,42 +33,97 @@
  *   HOOK       the test hook: the index of the thread to fail at its next job, until it has
  *   MSG_LEN, MSG  the failing thread's error message (UTF-8, up to MSG_BYTES)
  *   CHUNKS     per chunk its first call and call count
- *   CALLS      per call an index into OPS and up to 7 arguments (TILE: the running thread's tile)
+ *   CALLS      per call an index into OPS, a word saying which arguments are offsets into the
+ *              running thread's own regions (2 bits each: 0 none, 1 its tile, 2 its scores
+ *              buffer), and the arguments, as OPS types them
  *   BUSY + i   1 while thread i runs a chunk (names the late ones on a timeout)
  *   RAN + i    chunks thread i has run (after BUSY's words; RAN = BUSY + threads)
  */
 import type { KernelExports } from "./kernels";
 
-/** What a thread can be asked to run: a row-block copy or a kernel export. */
-export const OPS = [
-  "copy",
-  "matvec_q4r_q8a",
-  "matmul_q4r_q8b",
-  "matvec_q8_0_q8a",
-  "matmul_q8_0_q8b",
-  "matvec_q6r_q8a",
-  "matvec_f32",
-  "matvec_f16",
-  "matvec_bf16",
-] as const;
-export type Op = (typeof OPS)[number];
-
 /**
- * One call. Arguments are u32 (pointers, counts); TILE stands for the tile of
- * the thread that runs it. `copy` moves `count` rows of `bytes` from src
- * (rows srcStride apart) to dst (rows dstStride apart): args [src, dst,
+ * What a thread can be asked to run — a row-block copy or a kernel export —
+ * and its arguments, one letter each: u (u32: pointers, counts) or f (f32:
+ * LayerNorm's eps, rotary's base). `copy` moves `count` rows of `bytes` from
+ * src (rows srcStride apart) to dst (rows dstStride apart): args [src, dst,
  * bytes, count, srcStride, dstStride].
  */
+export const OPS = {
+  copy: "uuuuuu",
+  matvec_q4r_q8a: "uuuuu",
+  matmul_q4r_q8b: "uuuuuu",
+  matvec_q8_0_q8a: "uuuuu",
+  matmul_q8_0_q8b: "uuuuuu",
+  matvec_q6r_q8a: "uuuuu",
+  matvec_f32: "uuuuu",
+  matvec_f16: "uuuuu",
+  matvec_bf16: "uuuuu",
+  quantize_q8a: "uuu",
+  quantize_q8b: "uuuu",
+  layernorm: "uuuuuuf",
+  rope_neox: "uuuuuuuf",
+  store_kv_f16: "uuuuuuu",
+  attention_f16kv_causal: "uuuuuuuuuuuu",
+  silu_mul: "uuuu",
+  add_f32: "uuuu",
+} as const;
+export type Op = keyof typeof OPS;
+const OP_NAMES = Object.keys(OPS) as Op[];
+
+/** A place in the running thread's own region: whichever thread runs the call, its own. */
+export interface Own {
+  region: "tile" | "scores";
+  offset: number;
+}
+export type Arg = number | Own;
+
+/** One call: its arguments as OPS types them (a u32 may be a place in the thread's own regions). */
 export interface Call {
   op: Op;
-  args: number[];
+  args: Arg[];
 }
 
-/** Calls run together by whichever thread claims them. */
+/** Calls run together, in order, by whichever thread claims them. */
 export type Chunk = Call[];
 
-/** An argument meaning "this thread's tile" (no tile can end at 4 GiB − 1). */
-export const TILE = 0xffffffff;
+/** The start of the running thread's tile, a place in it, and its scores buffer. */
+export const TILE: Own = { region: "tile", offset: 0 };
+export const inTile = (offset: number): Own => ({ region: "tile", offset });
+export const SCORES: Own = { region: "scores", offset: 0 };
+const OWN_CODE = { tile: 1, scores: 2 } as const;
+
+/** A thread's own regions. */
+export interface OwnRegions {
+  /** [C × share] f32 (its rows of a product) or its positions' Q8B (./layout.ts); absent with one thread. */
+  tile?: number;
+  /** [ctx] f32: one head's attention scores. */
+  scores: number;
+}
+
+/** Runs `chunk`'s calls here, in order (the main thread's share of a job, or a job too small to hand out). */
+export function runChunk(k: KernelExports, memory: WebAssembly.Memory, chunk: Chunk, own: OwnRegions): void {
+  for (const { op, args } of chunk) {
+    checkArity(op, args);
+    const a = args.map((x) => (typeof x === "number" ? x : ownBase(own, x.region) + x.offset));
+    if (op === "copy") {
+      const [src, dst, bytes, count, ss, ds] = a;
+      const u8 = new Uint8Array(memory.buffer);
+      for (let r = 0; r < count; r++) u8.copyWithin(dst + r * ds, src + r * ss, src + r * ss + bytes);
+    } else {
+      (k[op] as (...x: number[]) => void)(...a);
+    }
+  }
+}
+
+function checkArity(op: Op, args: readonly Arg[]): void {
+  if (args.length !== OPS[op].length) throw new RangeError(`${op} takes ${OPS[op].length} arguments, got ${args.length}`);
+}
+
+function ownBase(own: OwnRegions, region: Own["region"]): number {
+  const base = own[region];
+  if (base === undefined) throw new Error(`a call asks for the thread's ${region}, and this thread has none`);
+  return base;
+}
 
 const GEN = 0;
 const CLAIM = 16;
@@ -80,9 +136,10 @@ const MSG = 64;
 const MSG_BYTES = 1024;
 /** Per job; more chunks run as several jobs. 16 bits each in CLAIM. */
 const MAX_CHUNKS = 1024;
-/** A chunk is one or two calls (./row-split.ts). */
-const MAX_CALLS = 2 * MAX_CHUNKS;
-const CALL_WORDS = 8;
+/** Per job; more run as several jobs. A product's chunk is two calls, a share of positions a few per position (./position-split.ts). */
+const MAX_CALLS = 2048;
+/** The op, which arguments are in the thread's own regions, and the most arguments any op has. */
+const CALL_WORDS = 2 + Math.max(...Object.values(OPS).map((sig) => sig.length));
 const CHUNKS = MSG + MSG_BYTES / 4;
 const CALLS = CHUNKS + 2 * MAX_CHUNKS;
 const BUSY = CALLS + MAX_CALLS * CALL_WORDS;
@@ -119,7 +176,7 @@ const NAP_MS = 2;
 const DEFAULT_TIMEOUT_MS = 60_000;
 
 /**
- * JavaScript source of `(exports, memory, control, index, threads, gen0, tile) => void`:
+ * JavaScript source of `(exports, memory, control, index, threads, gen0, tile, scores) => void`:
  * the loop an extra thread runs until STOP. `gen0` is the generation when the
  * thread was started: the main thread may start a job before the thread
  * reaches its loop, so the thread must not read its starting point later. A
@@ -128,9 +185,11 @@ const DEFAULT_TIMEOUT_MS = 60_000;
  * constants above are spliced in.
  */
 export function threadLoopSource(): string {
-  return `(k, memory, control, index, threads, gen0, tile) => {
-  const ops = ${JSON.stringify(OPS)};
+  return `(k, memory, control, index, threads, gen0, tile, scores) => {
+  const ops = ${JSON.stringify(Object.entries(OPS))};
   const w = new Int32Array(memory.buffer, control, ${BUSY} + 2 * threads);
+  const f = new Float32Array(memory.buffer, control, ${BUSY} + 2 * threads);
+  const bases = [0, tile, scores];
   const fail = (e) => {
     if (Atomics.compareExchange(w, ${FAILED}, 0, index + 1) !== 0) return;
     const text = new TextEncoder().encode(String(e)).subarray(0, ${MSG_BYTES});
@@ -141,11 +200,14 @@ export function threadLoopSource(): string {
     const u8 = new Uint8Array(memory.buffer);
     for (let j = 0, first = w[${CHUNKS} + 2 * chunk], n = w[${CHUNKS} + 2 * chunk + 1]; j < n; j++) {
       const p = ${CALLS} + (first + j) * ${CALL_WORDS};
+      const [op, sig] = ops[w[p]];
+      const own = w[p + 1];
       const a = [];
-      for (let i = 1; i < ${CALL_WORDS}; i++) a.push(w[p + i] === -1 ? tile : w[p + i] >>> 0);
-      const op = ops[w[p]];
+      for (let i = 0; i < sig.length; i++) {
+        a.push(sig[i] === "f" ? f[p + 2 + i] : bases[(own >>> (2 * i)) & 3] + (w[p + 2 + i] >>> 0));
+      }
       if (op === "copy") for (let r = 0; r < a[3]; r++) u8.copyWithin(a[1] + r * a[5], a[0] + r * a[4], a[0] + r * a[4] + a[2]);
-      else k[op](a[0], a[1], a[2], a[3], a[4], a[5]);
+      else k[op](...a);
     }
   };
   let seen = gen0;
@@ -211,9 +273,9 @@ export interface ThreadPoolOptions {
   memory: WebAssembly.Memory;
   /** The control block (controlBytes(handles.length + 1) bytes, zeroed). */
   control: number;
-  /** The main thread's kernels, and its tile. */
+  /** The main thread's kernels, and its own regions. */
   exports: KernelExports;
-  tile: number;
+  own: Required<OwnRegions>;
   /** Thread i is handles[i − 1], already running threadLoopSource over `memory` with this control block. */
   handles: ThreadHandle[];
   /** Give up on a job after this long (default 60 s). */
@@ -233,10 +295,11 @@ export class ThreadPool {
   private readonly memory: WebAssembly.Memory;
   private readonly control: number;
   private readonly exports: KernelExports;
-  private readonly tile: number;
+  private readonly own: Required<OwnRegions>;
   private readonly handles: ThreadHandle[];
   private readonly timeoutMs: number;
   private readonly words: Int32Array;
+  private readonly floats: Float32Array;
   /** Whether the main thread claims chunks too; tests turn it off so that every chunk runs on the other threads. */
   mainClaims = true;
   private why: string | undefined;
@@ -245,10 +308,11 @@ export class ThreadPool {
   private stopping: Promise<unknown> | undefined;
 
   constructor(opts: ThreadPoolOptions) {
-    ({ memory: this.memory, control: this.control, exports: this.exports, tile: this.tile, handles: this.handles } = opts);
+    ({ memory: this.memory, control: this.control, exports: this.exports, own: this.own, handles: this.handles } = opts);
     this.size = opts.handles.length + 1;
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.words = new Int32Array(this.memory.buffer, this.control, controlBytes(this.size) / 4);
+    this.floats = new Float32Array(this.memory.buffer, this.control, controlBytes(this.size) / 4);
   }
 
   get usable(): boolean {
@@ -302,9 +366,19 @@ export class ThreadPool {
       w[CHUNKS + 2 * i] = call;
       w[CHUNKS + 2 * i + 1] = chunk.length;
       for (const { op, args } of chunk) {
+        checkArity(op, args);
+        const sig = OPS[op];
         const p = CALLS + call++ * CALL_WORDS;
-        w[p] = OPS.indexOf(op);
-        for (let a = 0; a < args.length; a++) w[p + 1 + a] = args[a];
+        w[p] = OP_NAMES.indexOf(op);
+        let own = 0;
+        args.forEach((x, a) => {
+          if (typeof x !== "number") {
+            own |= OWN_CODE[x.region] << (2 * a);
+            w[p + 2 + a] = x.offset;
+          } else if (sig[a] === "f") this.floats[p + 2 + a] = x;
+          else w[p + 2 + a] = x;
+        });
+        w[p + 1] = own;
       }
     });
     const total = chunks.length;
@@ -322,7 +396,7 @@ export class ThreadPool {
       if (i >= total) break;
       if (Atomics.compareExchange(w, CLAIM, c, c + 1) !== c) continue;
       try {
-        for (const call of chunks[i]) this.call(call);
+        runChunk(this.exports, this.memory, chunks[i], this.own);
       } catch (e) {
         mainError ??= e;
       }
@@ -358,17 +432,6 @@ export class ThreadPool {
       const len = Atomics.load(w, MSG_LEN);
       const msg = new TextDecoder().decode(new Uint8Array(this.memory.buffer, this.control + MSG * 4, len).slice());
       throw this.fail(`engine thread ${failed - 1} failed: ${msg.split("\n")[0]}`);
-    }
-  }
-
-  private call({ op, args }: Call): void {
-    const a = args.map((x) => (x === TILE ? this.tile : x));
-    if (op === "copy") {
-      const [src, dst, bytes, count, ss, ds] = a;
-      const u8 = new Uint8Array(this.memory.buffer);
-      for (let r = 0; r < count; r++) u8.copyWithin(dst + r * ds, src + r * ss, src + r * ss + bytes);
-    } else {
-      (this.exports[op] as (...x: number[]) => void)(...a);
     }
   }
 

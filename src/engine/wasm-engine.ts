@@ -20,9 +20,12 @@
  * each position the bits of a matrix-vector product), so a sequence's logits
  * are the same bits batched or alone.
  *
- * With a thread pool (Node, ./thread-pool.ts) the matrix products are split by
- * rows between the threads (./row-split.ts), bit-identical to one thread;
- * everything else runs here, on the calling thread.
+ * The work between the products is written as kernel calls over a range of
+ * rows (and attention as calls per sequence and KV head): on one thread they
+ * run over all rows at once; with a thread pool (Node, ./thread-pool.ts) the
+ * products are split by rows of the weights (./row-split.ts) and the rest by
+ * rows of the chunk and by heads (./position-split.ts) between the threads,
+ * bit-identical to one thread.
  */
 import type { BatchEntry, Engine, EngineStats } from "../model/engine";
 import type { StableLMConfig } from "../model/config";
@@ -33,8 +36,9 @@ import type { KernelExports, Kernels } from "./kernels";
 import { KVPool, WasmSequence } from "./kv-cache";
 import type { EngineLayout } from "./layout";
 import type { WasmMatrix, WasmWeights } from "./load";
+import { attentionChunks, positionRanges, quantizeCalls, type AttentionSegment, type Q8Target } from "./position-split";
 import { splitProducts, type Product } from "./row-split";
-import { ThreadError, type ThreadPool } from "./thread-pool";
+import { runChunk, ThreadError, type Call, type Chunk, type ThreadPool } from "./thread-pool";
 
 const F32 = 4;
 
@@ -53,6 +57,8 @@ export interface ThreadMemory {
   control: number;
   /** Thread i ≥ 1 gets scratch[i − 1]. */
   scratch: number[];
+  /** Thread i gets scores[i] and tiles[i] (scores[0] is the engine's SCORES). */
+  scores: number[];
   tiles: number[];
   tileBytes: number;
 }
@@ -80,6 +86,8 @@ export class WasmEngine implements Engine {
   private threadsInUse: ThreadPool | undefined;
   private threadNote = "";
   readonly threadMemory: ThreadMemory;
+  /** Where quantizeCalls put a chunk's Q8B. */
+  private readonly q8: Q8Target;
 
   // Work buffers (byte offsets in WASM memory). C = prefillChunk, H = hidden,
   // KV = numKVHeads·headDim, F = intermediate, R = logitsRows (V unless a head shard).
@@ -96,8 +104,8 @@ export class WasmEngine implements Engine {
   private readonly D: number; //      [C × H]  f32  down projection
   private readonly Q8: number; //     Q8B of [C × max(H, F)] (or Q8A of one row): quantized input of the next products
   private readonly Q8ROW: number; //  Q8A of one [max(H, F)] row: per-position products (Q6R in prefill, the head)
-  private readonly SCORES: number; // [ctx] f32  attention scores of one head
-  private readonly TABLE: number; //  [ctx / P] u32  addresses of one sequence's KV blocks (P = positions per block)
+  private readonly SCORES: number; // [ctx] f32  attention scores of one head (the main thread's; each other thread has its own)
+  private readonly TABLE: number; //  [C × ctx/P] u32  addresses of each segment's KV blocks (P = positions per block)
   private readonly XN: number; //     [B × H] f32  final LayerNorm of the positions whose logits are wanted (B = logitsBatch)
   private readonly LOGITS: number; // [B × R] f32  their logits
 
@@ -141,9 +149,11 @@ export class WasmEngine implements Engine {
       count: t.count,
       control: base + t.control.offset,
       scratch: t.scratch.map((r) => base + r.offset),
+      scores: [this.SCORES, ...t.scores.map((r) => base + r.offset)],
       tiles: t.tiles.map((r) => base + r.offset),
       tileBytes: t.tiles[0]?.bytes ?? 0,
     };
+    this.q8 = { build: kernels.kind, dst: this.Q8 };
   }
 
   get name(): string {
@@ -371,93 +381,97 @@ export class WasmEngine implements Engine {
 
   /** The transformer layers [first, end) over the m ≤ C rows of X, which are the segments' positions of their sequences. */
   private layers(segments: readonly Segment[], m: number, first: number, end: number): void {
-    const k = this.k;
     const cfg = this.config;
-    const { hiddenSize: H, intermediateSize: F, numHeads, numKVHeads, headDim, rotaryDim, ropeTheta, layerNormEps: eps } = cfg;
+    const { hiddenSize: H, intermediateSize: F, numHeads, numKVHeads, headDim, layerNormEps: eps } = cfg;
     const kvDim = numKVHeads * headDim;
     const { X, A, Q, K, Vv, ATT, O, M, G, U, D } = this;
+    const at = (buf: number, cols: number, row: number) => buf + row * cols * F32;
+    const norm = (x: number, n: { weight: number; bias: number }, out: number, t0: number, t1: number): Call => ({
+      op: "layernorm",
+      args: [at(x, H, t0), n.weight, n.bias, at(out, H, t0), H, t1 - t0, eps],
+    });
+    const add = (a: number, b: number, t0: number, t1: number): Call => ({ op: "add_f32", args: [at(a, H, t0), at(b, H, t0), at(a, H, t0), (t1 - t0) * H] });
+    // A layer's last step, run with the next layer's first: one job fewer per layer.
+    const residual = (l: number, t0: number, t1: number): Call[] => [add(X, D, t0, t1), ...(this.weights.layers[l].ffnNorm ? [] : [add(X, O, t0, t1)])];
+    const tables = this.blockTables(segments);
 
     for (let l = first; l < end; l++) {
       const w = this.weights.layers[l];
 
       // Attention block.
-      k.layernorm(X, w.attnNorm.weight, w.attnNorm.bias, A, H, m, eps);
-      this.quantize(A, m, H);
+      this.positions(m, (t0, t1) => [...(l > first ? residual(l - 1, t0, t1) : []), norm(X, w.attnNorm, A, t0, t1), ...this.quantizeCalls(A, H, m, t0, t1)]);
       this.products(A, m, { w: w.q, out: Q }, { w: w.k, out: K }, { w: w.v, out: Vv });
-      if (w.qBias !== undefined) this.addRows(Q, w.qBias, m, H);
-      if (w.kBias !== undefined) this.addRows(K, w.kBias, m, kvDim);
-      if (w.vBias !== undefined) this.addRows(Vv, w.vBias, m, kvDim);
-      if (w.qNorm !== undefined && w.kNorm !== undefined) {
-        this.headNorm(Q, m, numHeads, w.qNorm);
-        this.headNorm(K, m, numKVHeads, w.kNorm);
-      }
-      for (const s of segments) {
-        const q = Q + s.row * H * F32; //             [s.m × H] f32
-        const kNew = K + s.row * kvDim * F32; //       [s.m × KV] f32
-        const vNew = Vv + s.row * kvDim * F32; //      [s.m × KV] f32
-        k.rope_neox(q, H, s.m, numHeads, headDim, rotaryDim, s.pos0, ropeTheta);
-        k.rope_neox(kNew, kvDim, s.m, numKVHeads, headDim, rotaryDim, s.pos0, ropeTheta);
-        // Positions pos0.. are (re)written: this is the rewind.
-        this.storeKV(kNew, s.seq, l, 0, s.pos0, s.m);
-        this.storeKV(vNew, s.seq, l, 1, s.pos0, s.m);
-        s.seq.lengths[l] = s.pos0 + s.m;
-        this.attention(q, s.seq, l, ATT + s.row * H * F32, s.pos0, s.m);
-      }
-      this.quantize(ATT, m, H);
+      this.positions(m, (t0, t1) => [
+        ...this.addRows(Q, w.qBias, t0, t1, H),
+        ...this.addRows(K, w.kBias, t0, t1, kvDim),
+        ...this.addRows(Vv, w.vBias, t0, t1, kvDim),
+        ...(w.qNorm !== undefined && w.kNorm !== undefined ? [...this.headNorm(Q, t0, t1, numHeads, w.qNorm), ...this.headNorm(K, t0, t1, numKVHeads, w.kNorm)] : []),
+        ...segments.flatMap((s) => this.ropeAndStore(s, l, Math.max(t0, s.row), Math.min(t1, s.row + s.m))),
+      ]);
+      for (const s of segments) s.seq.lengths[l] = s.pos0 + s.m;
+      const { pool } = this;
+      const kv = { kOff: pool.offset(l, 0), vOff: pool.offset(l, 1), headBytes: pool.headBytes, blockPositions: pool.layout.blockPositions };
+      this.dispatch(attentionChunks({ q: Q, out: ATT, ...kv, numHeads, numKVHeads, headDim, segments: tables }, this.threads));
+      this.positions(m, (t0, t1) => this.quantizeCalls(ATT, H, m, t0, t1));
       this.products(ATT, m, { w: w.o, out: O });
 
       // MLP block: sequential (1.6B) reads LayerNorm(h + attn); parallel (12B) reads A.
-      let mlpIn = A;
-      if (w.ffnNorm) {
-        k.add_f32(X, O, X, m * H);
-        k.layernorm(X, w.ffnNorm.weight, w.ffnNorm.bias, M, H, m, eps);
-        mlpIn = M;
-      }
-      this.quantize(mlpIn, m, H);
+      const ffnNorm = w.ffnNorm;
+      const mlpIn = ffnNorm ? M : A;
+      this.positions(m, (t0, t1) => [...(ffnNorm ? [add(X, O, t0, t1), norm(X, ffnNorm, M, t0, t1)] : []), ...this.quantizeCalls(mlpIn, H, m, t0, t1)]);
       this.products(mlpIn, m, { w: w.gate, out: G }, { w: w.up, out: U });
-      k.silu_mul(G, U, G, m * F);
-      this.quantize(G, m, F);
+      this.positions(m, (t0, t1) => [
+        { op: "silu_mul", args: [at(G, F, t0), at(U, F, t0), at(G, F, t0), (t1 - t0) * F] },
+        ...this.quantizeCalls(G, F, m, t0, t1),
+      ]);
       this.products(G, m, { w: w.down, out: D });
-      k.add_f32(X, D, X, m * H);
-      if (!w.ffnNorm) k.add_f32(X, O, X, m * H);
     }
+    this.positions(m, (t0, t1) => residual(end - 1, t0, t1));
   }
 
-  /** x [m × KV] f32 → K (which 0) or V (1) of layer l at positions pos0.. of seq's blocks (see kv-cache.ts), a block's run at a time. */
-  private storeKV(x: number, seq: WasmSequence, l: number, which: 0 | 1, pos0: number, m: number): void {
-    const { numKVHeads, headDim } = this.config;
-    const P = this.pool.layout.blockPositions;
-    const off = this.pool.offset(l, which);
-    for (let p = pos0; p < pos0 + m; ) {
-      const run = Math.min(P - (p % P), pos0 + m - p);
-      const block = this.pool.blockAddr(seq.blocks[Math.floor(p / P)]);
-      this.k.store_kv_f16(x + (p - pos0) * numKVHeads * headDim * F32, block + off, p % P, run, numKVHeads, headDim, this.pool.headBytes);
-      p += run;
-    }
+  /** Each segment's block table (the addresses of its sequence's KV blocks, [ctx/P] u32) into TABLE, one after the other. */
+  private blockTables(segments: readonly Segment[]): AttentionSegment[] {
+    const { pool } = this;
+    const stride = Math.ceil(this.contextLength / pool.layout.blockPositions);
+    return segments.map((s, i) => {
+      const table = this.TABLE + i * stride * 4;
+      const words = new Uint32Array(this.memory.buffer, table, s.seq.blocks.length);
+      s.seq.blocks.forEach((b, j) => (words[j] = pool.blockAddr(b)));
+      return { row: s.row, m: s.m, pos0: s.pos0, table };
+    });
   }
 
   /**
-   * att [m × H] = causal softmax attention of one sequence's queries
-   * q [m × H] at positions pos0.. over its cache in layer l. One kernel call
-   * per (position, kv head): the kernel follows the sequence's block table
-   * (TABLE) to that head's [P × headDim] run in each block, and its n_heads
-   * = the query heads sharing it (GQA group).
+   * Rows r0..r1−1 of the chunk, which are segment s's (none when r0 ≥ r1):
+   * rotary on their queries and keys at their positions, and their keys and
+   * values into the cache — positions pos0.. are (re)written: this is the
+   * rewind — a block's run of positions per call (./kv-cache.ts).
    */
-  private attention(q: number, seq: WasmSequence, l: number, att: number, pos0: number, m: number): void {
-    const { numHeads, numKVHeads, headDim, hiddenSize: H } = this.config;
-    const group = numHeads / numKVHeads;
-    const pool = this.pool;
-    const table = new Uint32Array(this.memory.buffer, this.TABLE, seq.blocks.length);
-    seq.blocks.forEach((b, i) => (table[i] = pool.blockAddr(b)));
-    const kOff = pool.offset(l, 0);
-    const vOff = pool.offset(l, 1);
-    for (let t = 0; t < m; t++) {
-      for (let j = 0; j < numKVHeads; j++) {
-        const off = (t * H + j * group * headDim) * F32;
-        const head = j * pool.headBytes;
-        this.k.attention_f16kv(q + off, this.TABLE, pool.layout.blockPositions, kOff + head, vOff + head, att + off, pos0 + t + 1, group, headDim, this.SCORES);
+  private ropeAndStore(s: Segment, l: number, r0: number, r1: number): Call[] {
+    if (r0 >= r1) return [];
+    const { hiddenSize: H, numHeads, numKVHeads, headDim, rotaryDim, ropeTheta } = this.config;
+    const kvDim = numKVHeads * headDim;
+    const { pool } = this;
+    const P = pool.layout.blockPositions;
+    const pos0 = s.pos0 + (r0 - s.row);
+    const n = r1 - r0;
+    const q = this.Q + r0 * H * F32; //      [n × H] f32
+    const kNew = this.K + r0 * kvDim * F32; //  [n × KV] f32
+    const vNew = this.Vv + r0 * kvDim * F32; // [n × KV] f32
+    const calls: Call[] = [
+      { op: "rope_neox", args: [q, H, n, numHeads, headDim, rotaryDim, pos0, ropeTheta] },
+      { op: "rope_neox", args: [kNew, kvDim, n, numKVHeads, headDim, rotaryDim, pos0, ropeTheta] },
+    ];
+    for (let p = pos0; p < pos0 + n; ) {
+      const run = Math.min(P - (p % P), pos0 + n - p);
+      const block = pool.blockAddr(s.seq.blocks[Math.floor(p / P)]);
+      const row = (p - pos0) * kvDim * F32;
+      for (const [x, which] of [[kNew, 0], [vNew, 1]] as const) {
+        calls.push({ op: "store_kv_f16", args: [x + row, block + pool.offset(l, which), p % P, run, numKVHeads, headDim, pool.headBytes] });
       }
+      p += run;
     }
+    return calls;
   }
 
   /**
@@ -487,6 +501,38 @@ export class WasmEngine implements Engine {
     else this.k.quantize_q8b(x, cols, m, this.Q8);
   }
 
+  /** Rows t0..t1−1 of x [m × cols] → their part of Q8 (Q8A when m = 1, else Q8B), for the quantized products that follow. */
+  private quantizeCalls(x: number, cols: number, m: number, t0: number, t1: number): Call[] {
+    if (!this.weights.quantized) return [];
+    if (m === 1) return [{ op: "quantize_q8a", args: [x, cols, this.Q8] }];
+    return quantizeCalls(x, cols, m, t0, t1, this.q8);
+  }
+
+  /**
+   * The calls `calls(t0, t1)` makes for rows t0..t1−1 of the chunk, over rows
+   * [0, m): on one thread in one range, with the pool in ranges that the
+   * threads claim (./position-split.ts).
+   */
+  private positions(m: number, calls: (t0: number, t1: number) => Call[]): void {
+    this.dispatch(positionRanges(m, this.threads).map(([t0, t1]) => calls(t0, t1)));
+  }
+
+  /** Runs the chunks on the pool's threads, or here when there is no pool or a single chunk (waking the threads for it would cost more than it). */
+  private dispatch(chunks: Chunk[]): void {
+    const pool = this.threadsInUse;
+    if (!pool?.usable || chunks.length === 1) {
+      const own = { tile: this.threadMemory.tiles[0], scores: this.SCORES };
+      for (const chunk of chunks) runChunk(this.k, this.memory, chunk, own);
+      return;
+    }
+    try {
+      pool.run(chunks);
+    } catch (e) {
+      if (e instanceof ThreadError) this.threadNote = `; 1 thread (${pool.reason})`;
+      throw e;
+    }
+  }
+
   /**
    * Each product's out [m × rows] = x [m × cols] · Wᵀ, one after the other
    * on one thread, or in one job over the pool's threads (chunks of rows of
@@ -501,18 +547,14 @@ export class WasmEngine implements Engine {
     }
     const perPosition = m > 1 ? products.filter((p) => p.w.kind === "q6r" || (m < MATMUL_MIN_ROWS && (p.w.kind === "q4r" || p.w.kind === "q8_0"))) : [];
     const together = products.filter((p) => !perPosition.includes(p));
-    try {
-      if (together.length) pool.run(splitProducts(together, { x, xq: this.Q8, m, tileBytes: this.threadMemory.tileBytes }, pool.size));
-      for (const { w, out } of perPosition) {
-        for (let t = 0; t < m; t++) {
-          const xt = x + t * w.cols * F32;
-          this.k.quantize_q8a(xt, w.cols, this.Q8ROW);
-          pool.run(splitProducts([{ w, out: out + t * w.rows * F32 }], { x: xt, xq: this.Q8ROW, m: 1, tileBytes: this.threadMemory.tileBytes }, pool.size));
-        }
+    const { tileBytes } = this.threadMemory;
+    if (together.length) this.dispatch(splitProducts(together, { x, xq: this.Q8, m, tileBytes }, pool.size));
+    for (const { w, out } of perPosition) {
+      for (let t = 0; t < m; t++) {
+        const xt = x + t * w.cols * F32;
+        this.k.quantize_q8a(xt, w.cols, this.Q8ROW);
+        this.dispatch(splitProducts([{ w, out: out + t * w.rows * F32 }], { x: xt, xq: this.Q8ROW, m: 1, tileBytes }, pool.size));
       }
-    } catch (e) {
-      if (e instanceof ThreadError) this.threadNote = `; 1 thread (${pool.reason})`;
-      throw e;
     }
   }
 
@@ -547,19 +589,25 @@ export class WasmEngine implements Engine {
     }
   }
 
-  /** x [m × n] += b [n], row by row. */
-  private addRows(x: number, b: number, m: number, n: number): void {
-    for (let t = 0; t < m; t++) this.k.add_f32(x + t * n * F32, b, x + t * n * F32, n);
+  /** Rows t0..t1−1 of x [m × n] += b [n] (none without a bias). */
+  private addRows(x: number, b: number | undefined, t0: number, t1: number, n: number): Call[] {
+    if (b === undefined) return [];
+    return Array.from({ length: t1 - t0 }, (_, i): Call => {
+      const row = x + (t0 + i) * n * F32;
+      return { op: "add_f32", args: [row, b, row, n] };
+    });
   }
 
-  /** 12B qk-norm: each head vector [headDim] of x [m × heads × headDim] normalised alone, times its head's weights, no bias. */
-  private headNorm(x: number, m: number, heads: number, weight: number): void {
+  /** 12B qk-norm, rows t0..t1−1: each head vector [headDim] of x [m × heads × headDim] normalised alone, times its head's weights, no bias. */
+  private headNorm(x: number, t0: number, t1: number, heads: number, weight: number): Call[] {
     const { headDim, layerNormEps } = this.config;
-    for (let t = 0; t < m; t++) {
+    const calls: Call[] = [];
+    for (let t = t0; t < t1; t++) {
       for (let h = 0; h < heads; h++) {
         const p = x + (t * heads + h) * headDim * F32;
-        this.k.layernorm(p, weight + h * headDim * F32, this.weights.zeros, p, headDim, 1, layerNormEps);
+        calls.push({ op: "layernorm", args: [p, weight + h * headDim * F32, this.weights.zeros, p, headDim, 1, layerNormEps] });
       }
     }
+    return calls;
   }
 }

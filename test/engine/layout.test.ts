@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { GGUFHeader } from "../../src/gguf/reader";
 import { TensorType } from "../../src/gguf/types";
 import { engineLayout, newKernels, placeEngine, type LayoutOptions, type PartOptions, type ThreadOptions, type WasmEngineOptions } from "../../src/engine/index";
-import { q4rBytes, q6rBytes, q8aBytes, q8bBytes, SCRATCH_BYTES } from "../../src/engine/kernel-sizes";
+import { q4rBytes, q6rBytes, q8aBytes, q8bBytes, q8bPieces, SCRATCH_BYTES } from "../../src/engine/kernel-sizes";
 import type { BuildKind, KernelExports, KernelModules } from "../../src/engine/kernels";
 import { compileKernelModules, enableRelaxedSimd } from "../../src/engine/node";
 import { openGGUF } from "../../src/gguf/node";
@@ -66,6 +66,39 @@ describe("kernel sizes", () => {
         }
       }
     }
+  });
+});
+
+describe("Q8B by positions", () => {
+  it("positions quantized alone and moved by q8bPieces give the whole batch's Q8B, byte for byte, in every build", () => {
+    for (const build of BUILDS) {
+      const memory = new WebAssembly.Memory({ initial: 64 });
+      const e = new WebAssembly.Instance(modules[build]!, { env: { memory } }).exports as unknown as KernelExports;
+      const base = Math.ceil((e.heap_base() >>> 0) / 64) * 64;
+      for (const [n, ntok, cuts] of [[96, 19, [0, 8, 16]], [64, 64, [0, 16, 24, 48]], [2048, 13, [0, 8]], [32, 8, [0]]] as const) {
+        const x = base;
+        const whole = x + ntok * n * 4;
+        const parts = whole + q8bBytes(build, n, ntok);
+        const tile = parts + q8bBytes(build, n, ntok);
+        const f32 = new Float32Array(memory.buffer, x, ntok * n);
+        for (let i = 0; i < f32.length; i++) f32[i] = Math.sin(i * 0.37) * (1 + (i % 7));
+        const u8 = new Uint8Array(memory.buffer);
+        // Garbage where the padding goes: each must write its own zeros.
+        u8.fill(0xa5, whole, tile + q8bBytes(build, n, 16));
+        e.quantize_q8b(x, n, ntok, whole);
+        cuts.forEach((t0, i) => {
+          const t1 = cuts[i + 1] ?? ntok;
+          e.quantize_q8b(x + t0 * n * 4, n, t1 - t0, tile);
+          for (const [from, to, bytes] of q8bPieces(build, n, ntok, t0, t1)) u8.copyWithin(parts + to, tile + from, tile + from + bytes);
+        });
+        // The relaxed build's pairs blocks end in 16 bytes nothing writes or reads.
+        const pairs = build === "relaxed" ? q8bBytes("simd", n, ntok) : Infinity;
+        const differ = [];
+        for (let i = 0; i < q8bBytes(build, n, ntok); i++) if (u8[whole + i] !== u8[parts + i] && !(i >= pairs && (i - pairs) % 320 >= 304)) differ.push(i);
+        expect(differ, `${build} ${n} × ${ntok} cut at ${cuts}`).toEqual([]);
+      }
+    }
+    expect(() => q8bPieces("simd", 32, 16, 4, 8)).toThrow(RangeError);
   });
 });
 

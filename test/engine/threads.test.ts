@@ -1,11 +1,14 @@
 /**
- * The wasm engine on several threads (src/engine/thread-pool.ts, row-split.ts):
- * the big products split by rows give the same bits as one thread — prefill
- * in chunks, allLogits, decode steps, the LM head — for every kernel build and
- * every matrix kind, with 2 and 3 threads on shapes whose rows do not split
- * evenly (3 threads cut each product into 12 chunks of 4-row groups: hidden
- * 256 → 64 groups, 5 or 6 a chunk; kv 128 → 32 groups, 2 or 3; ffn 544 → 136;
- * a 509-row vocabulary whose last group is partial). A thread that throws
+ * The wasm engine on several threads (src/engine/thread-pool.ts, row-split.ts,
+ * position-split.ts): the big products split by rows, and the rest of a layer
+ * by positions and KV heads, give the same bits as one thread — prefill in
+ * chunks of several sizes, allLogits, decode steps, the LM head — for every
+ * kernel build and every matrix kind, with 2 and 3 threads on shapes whose
+ * rows, positions and heads do not split evenly (3 threads cut each product
+ * into 12 chunks of 4-row groups: hidden 256 → 64 groups, 5 or 6 a chunk; kv
+ * 128 → 32 groups, 2 or 3; ffn 544 → 136; a 509-row vocabulary whose last
+ * group is partial; a chunk of 70 positions into 8-position groups, the last
+ * one partial; 2 KV heads into 6 ranges of positions each). A thread that throws
  * gives the caller a ThreadError and the
  * engine goes on with one thread; a thread that never runs does not hold a
  * job up, and one that never answers times out; threads end on close and
@@ -22,8 +25,9 @@ import { ThreadError, ThreadPool, type WasmEngine } from "../../src/engine/index
 import type { BuildKind, KernelExports } from "../../src/engine/kernels";
 import { enableRelaxedSimd, loadWasmEngine } from "../../src/engine/node";
 import type { WasmMatrix } from "../../src/engine/load";
+import { attentionChunks, MAX_CHUNK_POSITIONS, positionRanges } from "../../src/engine/position-split";
 import { shareRows, shareRowsMax, splitProducts } from "../../src/engine/row-split";
-import { controlBytes, TILE } from "../../src/engine/thread-pool";
+import { controlBytes, TILE, type Arg } from "../../src/engine/thread-pool";
 import { engineFor, randomTokens, sameBits, smallGGUF, type SmallModelSpec } from "./helpers";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -52,7 +56,7 @@ async function modelFile(spec: SmallModelSpec): Promise<string> {
 const argmax = (x: Float32Array) => x.reduce((b, v, i) => (v > x[b] ? i : b), 0);
 const PROMPT = randomTokens(70, VOCAB, 8);
 
-/** Every logit the engine gives: a 70-token prompt in chunks of 32 (32, 32, 6) with allLogits, then 4 greedy decode steps. */
+/** Every logit the engine gives: a 70-token prompt in prefill chunks (of 32: 32, 32, 6) with allLogits, then 4 greedy decode steps. */
 function run(e: WasmEngine): Float32Array[] {
   const seq = e.newSequence();
   const out = e.forward(seq, PROMPT, 0, { allLogits: true });
@@ -92,7 +96,7 @@ describe("row shares", () => {
       const chunks = splitProducts([{ w, out: 1 << 20 }], { x: 0, xq: 0, m, tileBytes }, 2);
       let rows = 0;
       for (const [mm] of chunks) {
-        const n = mm.args[1];
+        const n = mm.args[1] as number;
         expect(n * m * 4).toBeLessThanOrEqual(tileBytes);
         rows += n;
       }
@@ -100,6 +104,69 @@ describe("row shares", () => {
       expect(chunks.length).toBeGreaterThanOrEqual(Math.max(8, Math.ceil((100352 * m * 4) / tileBytes)));
     }
     expect(() => splitProducts([{ w, out: 0 }], { x: 0, xq: 0, m: 64, tileBytes: 1000 }, 2)).toThrow(/cannot hold 4 rows of 64 positions/);
+  });
+});
+
+describe("position ranges and attention chunks", () => {
+  it("cover the positions once, in whole 8-position groups of at most MAX_CHUNK_POSITIONS, one range on one thread", () => {
+    for (const m of [1, 5, 8, 9, 32, 64, 70, 100, 512]) {
+      expect(positionRanges(m, 1)).toEqual([[0, m]]);
+      for (const threads of [2, 3, 4]) {
+        const ranges = positionRanges(m, threads);
+        let next = 0;
+        for (const [t0, t1] of ranges) {
+          expect(t0).toBe(next);
+          expect(t0 % 8).toBe(0);
+          expect(t1 - t0).toBeGreaterThan(0);
+          expect(t1 - t0).toBeLessThanOrEqual(MAX_CHUNK_POSITIONS);
+          next = t1;
+        }
+        expect(next).toBe(m);
+        expect(ranges.length).toBe(Math.min(Math.ceil(m / 8), Math.max(threads * 4, Math.ceil(m / MAX_CHUNK_POSITIONS))));
+      }
+    }
+  });
+
+  it("attention: every query head of every segment's positions once, in ranges of about even cost", () => {
+    const [numHeads, headDim, headBytes] = [8, 16, 1 << 20];
+    const kOff = 1 << 28, vOff = 1 << 29, out = 1 << 30;
+    const batches = [[[1, 0]], [[1, 300]], [[3, 10]], [[64, 0]], [[70, 130]], [[1, 40], [5, 0], [30, 7]]];
+    for (const numKVHeads of [1, 2, 8]) {
+      for (const batch of batches) {
+        let row = 0;
+        const segments = batch.map(([m, pos0], i) => ({ row: (row += m) - m, m, pos0, table: 1000 + i }));
+        const rows = row;
+        for (const threads of [1, 2, 3]) {
+          const chunks = attentionChunks({ q: 0, out, kOff, vOff, headBytes, blockPositions: 16, numHeads, numKVHeads, headDim, segments }, threads);
+          const group = numHeads / numKVHeads;
+          const seen = new Int32Array(rows * numHeads);
+          const costs: number[] = [];
+          for (const chunk of chunks) {
+            let cost = 0;
+            for (const { op, args } of chunk) {
+              expect(op).toBe("attention_f16kv_causal");
+              const [q, table, P, k, v, o, ntok, nPast, nh, hd, stride] = args as number[];
+              const s = segments[table - 1000];
+              const j = (k - kOff) / headBytes;
+              const t0 = nPast - s.pos0 - 1;
+              expect([P, v - vOff, o - out, nh, hd, stride]).toEqual([16, j * headBytes, q, group, headDim, numHeads * headDim]);
+              expect(q).toBe(((s.row + t0) * numHeads + j * group) * headDim * 4);
+              for (let t = t0; t < t0 + ntok; t++) for (let h = j * group; h < (j + 1) * group; h++) seen[(s.row + t) * numHeads + h]++;
+              for (let t = t0; t < t0 + ntok; t++) cost += s.pos0 + t + 1;
+            }
+            costs.push(cost);
+          }
+          expect(seen.every((n) => n === 1)).toBe(true);
+          if (threads === 1) expect(chunks).toHaveLength(1);
+          else expect(chunks.length).toBeGreaterThanOrEqual(Math.min(threads * 4, segments.reduce((a, s) => a + s.m, 0) * numKVHeads) - numKVHeads * segments.length);
+          if (threads > 1 && segments.length === 1) {
+            // No chunk costs more than twice an even share, or than one position (positions are not cut).
+            const [{ m, pos0 }] = segments;
+            expect(Math.max(...costs)).toBeLessThanOrEqual(Math.max((2 * costs.reduce((a, b) => a + b)) / chunks.length, pos0 + m));
+          }
+        }
+      }
+    }
   });
 });
 
@@ -153,6 +220,24 @@ describe("the build the threads run", () => {
   });
 });
 
+describe("prefill in chunks of several sizes on 3 threads", () => {
+  const cases: [string, SmallModelSpec][] = [
+    ["Q4_0, 4 KV heads", { vocab: VOCAB, ffn: 544, kvHeads: 4, seed: 31 }],
+    ["BF16, GQA 4/2, parallel residual with qk-norm", { ...odd, matrix: TensorType.BF16, parallel: true, seed: 32 }],
+  ];
+  for (const [name, spec] of cases) {
+    it(`${name}: the same bits as one thread with chunks of 1, 5, 8, 17 and 64 positions`, async () => {
+      const file = await modelFile(spec);
+      for (const prefillChunk of [1, 5, 8, 17, 64]) {
+        const want = run(await engineFor(file, BUILDS[0], { prefillChunk }));
+        const e = await engineFor(file, BUILDS[0], { prefillChunk, threads: 3 });
+        expect(differences(run(e), want), `chunks of ${prefillChunk}`).toEqual([]);
+        await e.close();
+      }
+    });
+  }
+});
+
 describe("a thread that fails", () => {
   it("throws a ThreadError naming it, in prefill or decode; the engine continues on one thread with the same bits", async () => {
     const file = await modelFile(MODELS[0][1]);
@@ -184,26 +269,26 @@ describe("a thread that fails", () => {
 
   it("that never runs: its chunks are taken by the others, and a job waiting on it (the test hook) times out, not hangs", () => {
     // A pool whose one extra thread was never started.
-    const memory = new WebAssembly.Memory({ initial: 2, maximum: 16, shared: true });
+    const memory = new WebAssembly.Memory({ initial: 4, maximum: 16, shared: true });
     const u8 = new Uint8Array(memory.buffer);
-    u8.set([1, 2, 3, 4, 5, 6, 7, 8], 100_000);
+    u8.set([1, 2, 3, 4, 5, 6, 7, 8], 150_000);
     let terminated = 0;
-    const pool = new ThreadPool({ memory, control: 0, exports: {} as KernelExports, tile: 120_000, handles: [{ terminate: async () => terminated++ }], timeoutMs: 300 });
-    expect(controlBytes(2)).toBeLessThan(100_000);
-    const copy = (src: number, dst: number) => [{ op: "copy" as const, args: [src, dst, 2, 2, 4, 2] }];
+    const pool = new ThreadPool({ memory, control: 0, exports: {} as KernelExports, own: { tile: 170_000, scores: 180_000 }, handles: [{ terminate: async () => terminated++ }], timeoutMs: 300 });
+    expect(controlBytes(2)).toBeLessThan(150_000);
+    const copy = (src: number, dst: Arg) => [{ op: "copy" as const, args: [src, dst, 2, 2, 4, 2] }];
     // Rows of 2 bytes, 4 apart → 2 apart; then out of "this thread's tile".
-    pool.run([copy(100_000, 110_000), copy(100_002, 110_004)]);
-    expect([...u8.subarray(110_000, 110_008)]).toEqual([1, 2, 5, 6, 3, 4, 7, 8]);
-    pool.run([copy(100_000, TILE)]);
-    expect([...u8.subarray(120_000, 120_004)]).toEqual([1, 2, 5, 6]);
+    pool.run([copy(150_000, 160_000), copy(150_002, 160_004)]);
+    expect([...u8.subarray(160_000, 160_008)]).toEqual([1, 2, 5, 6, 3, 4, 7, 8]);
+    pool.run([copy(150_000, TILE)]);
+    expect([...u8.subarray(170_000, 170_004)]).toEqual([1, 2, 5, 6]);
 
     pool.failNext(1);
     const t0 = performance.now();
-    expect(() => pool.run([copy(100_000, 110_000)])).toThrow(/^engine thread 1 did not finish a job within 0.3 s; the engine continues on one thread$/);
+    expect(() => pool.run([copy(150_000, 160_000)])).toThrow(/^engine thread 1 did not finish a job within 0.3 s; the engine continues on one thread$/);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(300);
     expect(pool.usable).toBe(false);
     expect(terminated).toBe(1);
-    expect(() => pool.run([copy(100_000, 110_000)])).toThrow(ThreadError);
+    expect(() => pool.run([copy(150_000, 160_000)])).toThrow(ThreadError);
   });
 });
 

@@ -213,6 +213,38 @@ describe("attention over a paged f16 KV cache", () => {
   });
 });
 
+describe("causal attention over one KV head's positions", () => {
+  it.each([
+    [1, 4, 1, 64, 512], // one position, a group of 4 query heads
+    [7, 0, 2, 64, 256],
+    [5, 30, 1, 24, 96], // head_dim not a multiple of 16
+  ])("ntok=%i after %i cached positions, %i query heads, head_dim=%i, row stride %i: ntok attention_f16kv calls, bit for bit", (ntok, past, nh, hd, stride) => {
+    const r = rng(ntok * 7 + past + hd);
+    const positions = past + ntok;
+    const q = randVec(r, ntok * stride);
+    const kf = randVec(r, positions * hd);
+    const vf = randVec(r, positions * hd);
+    const outs: Float32Array[] = [];
+    for (const h of both()) {
+      const kc = h.alloc(kf.length * 2), vc = h.alloc(vf.length * 2);
+      h.k.f32_to_f16(h.putF32(kf), kc, kf.length);
+      h.k.f32_to_f16(h.putF32(vf), vc, vf.length);
+      const c = paged(h, h.arena.u16(kc, kf.length).slice(), h.arena.u16(vc, vf.length).slice(), positions, 1, hd, 4);
+      const qp = h.putF32(q);
+      const scores = h.alloc(positions * 4);
+      const one = h.putF32(new Float32Array(ntok * stride)), rows = h.putF32(new Float32Array(ntok * stride));
+      h.k.attention_f16kv_causal(qp, c.table, 4, c.kOff(0), c.vOff(0), rows, ntok, past + 1, nh, hd, stride, scores);
+      for (let t = 0; t < ntok; t++) h.k.attention_f16kv(qp + t * stride * 4, c.table, 4, c.kOff(0), c.vOff(0), one + t * stride * 4, past + t + 1, nh, hd, scores);
+      const got = h.f32(rows, ntok * stride);
+      expect(bitsEqual(got, h.f32(one, ntok * stride))).toBe(true);
+      // Only each position's nh heads are written.
+      for (let t = 0; t < ntok; t++) expect(got.subarray(t * stride + nh * hd, (t + 1) * stride).every((x) => x === 0)).toBe(true);
+      outs.push(got);
+    }
+    expect(bitsEqual(outs[0], outs[1])).toBe(true);
+  });
+});
+
 describe("elementwise and conversions", () => {
   it("silu_mul and add_f32", () => {
     const r = rng(8);

@@ -1,0 +1,122 @@
+/**
+ * How the work between a layer's matrix products is shared between threads
+ * (./thread-pool.ts): by positions, and attention by KV heads. LayerNorm,
+ * the biases, rotary, the KV store, SiLU, the residual adds and quantizing
+ * the next product's input each compute a position's row from that row
+ * alone, so a chunk of whole positions gives the bits one call over all of
+ * them gives, whichever thread runs it and however the positions are cut.
+ * Attention reads every cached position up to its own, so it runs after the
+ * KV store (a job of its own) and is cut by KV head and, where there are
+ * fewer heads than chunks wanted, by positions, each chunk with the running
+ * thread's scores buffer.
+ *
+ * Position ranges are whole groups of 8: Q8B keeps positions in groups of 4,
+ * and the relaxed build's second copy in groups of 8, so a chunk quantizes
+ * its positions alone into the thread's tile and copies whole groups into
+ * place (kernel-sizes.ts, q8bPieces). With one range (one thread, or too few
+ * positions) the calls are those over all positions, straight into place.
+ */
+import type { BuildKind } from "./kernels";
+import { q8bPieces } from "./kernel-sizes";
+import { CHUNKS_PER_THREAD, shareRows } from "./row-split";
+import { inTile, SCORES, TILE, type Call, type Chunk } from "./thread-pool";
+
+const F32 = 4;
+const GROUP = 8;
+/** Positions per chunk at most, so that a chunk's calls (a few per position) fit a job, and its Q8B a tile (./layout.ts). */
+export const MAX_CHUNK_POSITIONS = 16;
+
+/** Ranges [t0, t1) covering positions [0, m) for `threads` threads: whole 8-position groups, at most MAX_CHUNK_POSITIONS each. */
+export function positionRanges(m: number, threads: number): [number, number][] {
+  const groups = Math.ceil(m / GROUP);
+  const shares = threads === 1 ? 1 : Math.min(groups, Math.max(threads * CHUNKS_PER_THREAD, Math.ceil(m / MAX_CHUNK_POSITIONS)));
+  return Array.from({ length: shares }, (_, i) => shareRows(m, shares, i, GROUP));
+}
+
+/** Where a range's quantized rows go: the Q8 buffer of the whole batch, for the build whose Q8B layout applies. */
+export interface Q8Target {
+  build: BuildKind;
+  dst: number;
+}
+
+/**
+ * x [m × cols] rows t0..t1−1 → their place in the Q8B of all m rows at
+ * target.dst (Q8A when m = 1). Alone in its range, straight into place;
+ * otherwise into the running thread's tile, then copied.
+ */
+export function quantizeCalls(x: number, cols: number, m: number, t0: number, t1: number, target: Q8Target): Call[] {
+  if (t0 === 0 && t1 === m) return [{ op: "quantize_q8b", args: [x, cols, m, target.dst] }];
+  return [
+    { op: "quantize_q8b", args: [x + t0 * cols * F32, cols, t1 - t0, TILE] },
+    ...q8bPieces(target.build, cols, m, t0, t1).map(([from, to, bytes]): Call => ({ op: "copy", args: [inTile(from), target.dst + to, bytes, 1, 0, 0] })),
+  ];
+}
+
+/** One sequence's rows of the chunk: rows row..row+m−1 are its positions pos0..pos0+m−1; table: its block table in WASM memory. */
+export interface AttentionSegment {
+  row: number;
+  m: number;
+  pos0: number;
+  table: number;
+}
+
+/** A layer's causal attention, for the chunk's segments, over their paged caches (./kv-cache.ts). */
+export interface AttentionInput {
+  /** Queries and output, [rows × numHeads·headDim] f32. */
+  q: number;
+  out: number;
+  /** Where the layer's K and V of kv head 0 lie in each block; kv head j is j·headBytes further. */
+  kOff: number;
+  vOff: number;
+  headBytes: number;
+  blockPositions: number;
+  numHeads: number;
+  numKVHeads: number;
+  headDim: number;
+  segments: readonly AttentionSegment[];
+}
+
+/**
+ * The attention's chunks for `threads` threads: per segment and KV head (and
+ * the query heads of its group), one call over a range of the segment's
+ * positions. With fewer (segment, head) pairs than chunks wanted, each
+ * segment's positions are cut where the cached positions read (pos0 + t + 1
+ * for position t) are about even.
+ */
+export function attentionChunks(a: AttentionInput, threads: number): Chunk[] {
+  const { numHeads, numKVHeads, headDim, segments } = a;
+  const group = numHeads / numKVHeads;
+  const rowFloats = numHeads * headDim;
+  const heads = Array.from({ length: numKVHeads }, (_, j) => j);
+  const call = (s: AttentionSegment, j: number, t0: number, t1: number): Call => {
+    const off = ((s.row + t0) * rowFloats + j * group * headDim) * F32;
+    const head = j * a.headBytes;
+    return {
+      op: "attention_f16kv_causal",
+      args: [a.q + off, s.table, a.blockPositions, a.kOff + head, a.vOff + head, a.out + off, t1 - t0, s.pos0 + t0 + 1, group, headDim, rowFloats, SCORES],
+    };
+  };
+  if (threads === 1) return [segments.flatMap((s) => heads.map((j) => call(s, j, 0, s.m)))];
+  const wanted = Math.ceil((threads * CHUNKS_PER_THREAD) / (segments.length * numKVHeads));
+  return segments.flatMap((s) => {
+    const ranges = evenCost(s.m, Math.min(s.m, wanted), (t) => s.pos0 + t + 1);
+    return heads.flatMap((j) => ranges.map(([t0, t1]) => [call(s, j, t0, t1)]));
+  });
+}
+
+/** [0, m) cut into at most `parts` non-empty ranges of about even summed cost (costs rising with t): each cut at the position boundary nearest the next even share. */
+function evenCost(m: number, parts: number, cost: (t: number) => number): [number, number][] {
+  let total = 0;
+  for (let t = 0; t < m; t++) total += cost(t);
+  const ranges: [number, number][] = [];
+  let t0 = 0;
+  let sum = 0;
+  for (let t = 0; t < m; t++) {
+    sum += cost(t);
+    if (t === m - 1 || sum + cost(t + 1) / 2 >= (total * (ranges.length + 1)) / parts) {
+      ranges.push([t0, t + 1]);
+      t0 = t + 1;
+    }
+  }
+  return ranges;
+}
