@@ -1,20 +1,21 @@
 /**
  * How the work between a layer's matrix products is shared between threads
- * (./thread-pool.ts): by positions, and attention by KV heads. LayerNorm,
- * the biases, rotary, the KV store, SiLU, the residual adds and quantizing
- * the next product's input each compute a position's row from that row
- * alone, so a chunk of whole positions gives the bits one call over all of
- * them gives, whichever thread runs it and however the positions are cut.
- * Attention reads every cached position up to its own, so it runs after the
- * KV store (a job of its own) and is cut by KV head and, where there are
- * fewer heads than chunks wanted, by positions, each chunk with the running
- * thread's scores buffer.
+ * (./thread-pool.ts): by rows of the chunk (positions, of one sequence or of
+ * several in a batched step), and attention by sequence and KV head.
+ * LayerNorm, the biases, rotary, the KV store, SiLU, the residual adds and
+ * quantizing the next product's input each compute a row from that row
+ * alone, so a chunk of whole rows gives the bits one call over all of them
+ * gives, whichever thread runs it and however the rows are cut. Attention
+ * reads every cached position up to its own, so it runs after the KV store
+ * (a job of its own) and is cut by sequence and KV head and, where there are
+ * fewer of those than chunks wanted, by positions, each chunk with the
+ * running thread's scores buffer.
  *
- * Position ranges are whole groups of 8: Q8B keeps positions in groups of 4,
- * and the relaxed build's second copy in groups of 8, so a chunk quantizes
- * its positions alone into the thread's tile and copies whole groups into
- * place (kernel-sizes.ts, q8bPieces). With one range (one thread, or too few
- * positions) the calls are those over all positions, straight into place.
+ * Row ranges are whole groups of 8: Q8B keeps rows in groups of 4 (the
+ * relaxed build's second copy in groups of 8), so a chunk quantizes its rows
+ * alone into the thread's tile and copies whole groups into place
+ * (kernel-sizes.ts, q8bPieces). With one range (one thread, or too few rows)
+ * the calls are those over all rows, straight into place.
  */
 import type { BuildKind } from "./kernels";
 import { q8bPieces } from "./kernel-sizes";
@@ -23,10 +24,10 @@ import { inTile, SCORES, TILE, type Call, type Chunk } from "./thread-pool";
 
 const F32 = 4;
 const GROUP = 8;
-/** Positions per chunk at most, so that a chunk's calls (a few per position) fit a job, and its Q8B a tile (./layout.ts). */
+/** Rows per chunk at most, so that a chunk's calls (a few per row) fit a job, and its Q8B a tile (./layout.ts). */
 export const MAX_CHUNK_POSITIONS = 16;
 
-/** Ranges [t0, t1) covering positions [0, m) for `threads` threads: whole 8-position groups, at most MAX_CHUNK_POSITIONS each. */
+/** Ranges [t0, t1) covering rows [0, m) for `threads` threads: whole 8-row groups, at most MAX_CHUNK_POSITIONS each. */
 export function positionRanges(m: number, threads: number): [number, number][] {
   const groups = Math.ceil(m / GROUP);
   const shares = threads === 1 ? 1 : Math.min(groups, Math.max(threads * CHUNKS_PER_THREAD, Math.ceil(m / MAX_CHUNK_POSITIONS)));
@@ -41,8 +42,8 @@ export interface Q8Target {
 
 /**
  * x [m × cols] rows t0..t1−1 → their place in the Q8B of all m rows at
- * target.dst (Q8A when m = 1). Alone in its range, straight into place;
- * otherwise into the running thread's tile, then copied.
+ * target.dst: straight into place when they are all the rows, otherwise into
+ * the running thread's tile, then copied.
  */
 export function quantizeCalls(x: number, cols: number, m: number, t0: number, t1: number, target: Q8Target): Call[] {
   if (t0 === 0 && t1 === m) return [{ op: "quantize_q8b", args: [x, cols, m, target.dst] }];
