@@ -304,10 +304,10 @@ export class WasmEngine implements Engine {
 
   /** token ids → embedding rows [n × H] (the input of forwardLayers). */
   embed(tokens: number[]): Float32Array {
-    const { hiddenSize: H, vocabSize } = this.config;
+    const H = this.config.hiddenSize;
+    this.checkTokens(tokens);
     const out = new Float32Array(tokens.length * H);
     tokens.forEach((t, i) => {
-      if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new RangeError(`token id ${t} is outside the vocabulary (0..${vocabSize - 1})`);
       this.embedRow(t, this.XN);
       out.set(this.mem().subarray(this.XN / F32, this.XN / F32 + H), i * H);
     });

@@ -7,15 +7,12 @@
  * than the LM head's batch, and on 3 threads. Bad batches are refused before
  * any cache is touched.
  */
-import { rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { TensorType } from "../../src/gguf/types";
 import type { WasmEngine } from "../../src/engine/index";
 import type { WasmSequence } from "../../src/engine/kv-cache";
 import type { BatchEntry } from "../../src/model/engine";
-import { BUILDS, engineFor, randomTokens, sameBits, smallGGUF, type SmallModelSpec } from "./helpers";
+import { argmax, BUILDS, engineFor, randomTokens, sameBits, tempModels, type SmallModelSpec } from "./helpers";
 
 const VOCAB = 509;
 const MODELS: [string, SmallModelSpec][] = [
@@ -26,16 +23,9 @@ const MODELS: [string, SmallModelSpec][] = [
   ["BF16, parallel residual with qk-norm", { vocab: VOCAB, ffn: 544, kvHeads: 2, matrix: TensorType.BF16, parallel: true, seed: 35 }],
 ];
 
-const files: string[] = [];
-afterAll(() => files.forEach((f) => rmSync(f, { force: true })));
-async function modelFile(spec: SmallModelSpec): Promise<string> {
-  const file = join(tmpdir(), `edgelm-batch-${process.pid}-${files.length}.gguf`);
-  writeFileSync(file, await smallGGUF(spec));
-  files.push(file);
-  return file;
-}
-
-const argmax = (x: Float32Array) => x.reduce((b, v, i) => (v > x[b] ? i : b), 0);
+const models = tempModels("batch");
+afterAll(models.remove);
+const modelFile = models.file;
 
 /** Four users: prompt lengths that fill, straddle and undershoot the 16-row chunks; each decodes greedily for `steps` steps. */
 const USERS = [

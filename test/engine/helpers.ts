@@ -3,7 +3,9 @@
  * hand-made GGUF (any tensor type per role, odd row counts), and the metrics
  * the agreement tests use.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { seededRandom } from "../../src/generate/sampler";
 import { encodeGGUF, type TensorSpec } from "../../src/gguf/writer";
 import { f32 as metaF32, str, u32 } from "../../src/gguf/metadata";
@@ -188,3 +190,20 @@ export function sameBits(a: Float32Array, b: Float32Array): string {
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return `first difference at ${i}: ${a[i]} vs ${b[i]}`;
   return "same";
 }
+
+/** Writes small GGUFs to temp files for one test file; `remove` deletes them (call it in afterAll). */
+export function tempModels(tag: string): { file(spec: SmallModelSpec): Promise<string>; remove(): void } {
+  const files: string[] = [];
+  return {
+    async file(spec) {
+      const file = join(tmpdir(), `edgelm-${tag}-${process.pid}-${files.length}.gguf`);
+      writeFileSync(file, await smallGGUF(spec));
+      files.push(file);
+      return file;
+    },
+    remove: () => files.forEach((f) => rmSync(f, { force: true })),
+  };
+}
+
+/** The index of the largest logit (greedy decoding in the tests). */
+export const argmax = (x: Float32Array) => x.reduce((b, v, i) => (v > x[b] ? i : b), 0);

@@ -15,9 +15,7 @@
  * never keep the process alive.
  */
 import { spawnSync } from "node:child_process";
-import { rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { TensorType } from "../../src/gguf/types";
@@ -28,7 +26,7 @@ import type { WasmMatrix } from "../../src/engine/load";
 import { attentionChunks, MAX_CHUNK_POSITIONS, positionRanges } from "../../src/engine/position-split";
 import { shareRows, shareRowsMax, splitProducts } from "../../src/engine/row-split";
 import { controlBytes, TILE, type Arg } from "../../src/engine/thread-pool";
-import { engineFor, randomTokens, sameBits, smallGGUF, type SmallModelSpec } from "./helpers";
+import { argmax, engineFor, randomTokens, sameBits, tempModels, type SmallModelSpec } from "./helpers";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 // relaxed-fused: its kernels with the fused dot emulated (engineFor; Node 20 computes the instruction wrongly on first calls).
@@ -44,16 +42,9 @@ const MODELS: [string, SmallModelSpec][] = [
   ["Q6_K layers and head", { vocab: VOCAB, ffn: 768, kvHeads: 2, matrix: TensorType.Q6_K, seed: 25 }],
 ];
 
-const files: string[] = [];
-afterAll(() => files.forEach((f) => rmSync(f, { force: true })));
-async function modelFile(spec: SmallModelSpec): Promise<string> {
-  const file = join(tmpdir(), `edgelm-threads-${process.pid}-${files.length}.gguf`);
-  writeFileSync(file, await smallGGUF(spec));
-  files.push(file);
-  return file;
-}
-
-const argmax = (x: Float32Array) => x.reduce((b, v, i) => (v > x[b] ? i : b), 0);
+const models = tempModels("threads");
+afterAll(models.remove);
+const modelFile = models.file;
 const PROMPT = randomTokens(70, VOCAB, 8);
 
 /** Every logit the engine gives: a 70-token prompt in prefill chunks (of 32: 32, 32, 6) with allLogits, then 4 greedy decode steps. */
