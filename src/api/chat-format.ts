@@ -19,12 +19,43 @@ export interface ChatLogprobs {
   refusal: null;
 }
 
+/** A finished call, as in `message.tool_calls`; `arguments` is JSON text. */
+export interface ToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+}
+
+/** A streamed piece of a call: the first carries id, type and name; later ones append to `arguments`. */
+export interface ToolCallDelta {
+  index: number;
+  id?: string;
+  type?: "function";
+  function: { name?: string; arguments: string };
+}
+
+export type ChatFinishReason = FinishReason | "tool_calls";
+
+export interface ChatDelta {
+  role?: "assistant";
+  content?: string | null;
+  tool_calls?: ToolCallDelta[];
+}
+
+export interface ChatMessageOut {
+  role: "assistant";
+  /** null when the answer is tool calls only. */
+  content: string | null;
+  refusal: null;
+  tool_calls?: ToolCall[];
+}
+
 export interface ChatChunk {
   id: string;
   object: "chat.completion.chunk";
   created: number;
   model: string;
-  choices: { index: number; delta: { role?: "assistant"; content?: string }; logprobs: ChatLogprobs | null; finish_reason: FinishReason | null }[];
+  choices: { index: number; delta: ChatDelta; logprobs: ChatLogprobs | null; finish_reason: ChatFinishReason | null }[];
   usage?: Usage | null;
 }
 
@@ -33,7 +64,7 @@ export interface ChatCompletion {
   object: "chat.completion";
   created: number;
   model: string;
-  choices: { index: number; message: { role: "assistant"; content: string; refusal: null }; logprobs: ChatLogprobs | null; finish_reason: FinishReason }[];
+  choices: { index: number; message: ChatMessageOut; logprobs: ChatLogprobs | null; finish_reason: ChatFinishReason }[];
   usage: Usage;
 }
 

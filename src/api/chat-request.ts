@@ -7,12 +7,13 @@ import type { ChatMessage } from "../tokenizer/index";
 import { invalid } from "./errors";
 import { Fields, isObject } from "./fields";
 import { parseCommon, type CommonParams } from "./params";
+import { parseStructured, type StructuredParams } from "./structured-request";
 
-export const CHAT_ROLES = ["system", "user", "assistant"] as const;
+export const CHAT_ROLES = ["system", "user", "assistant", "tool"] as const;
 /** Same cap as /v1/completions' logprobs (web-llm's limit; the engine reports at most this many). */
 export const MAX_TOP_LOGPROBS = 5;
 
-export interface ChatRequest extends CommonParams {
+export interface ChatRequest extends CommonParams, StructuredParams {
   messages: ChatMessage[];
   /** Alternatives per token when `logprobs: true` (top_logprobs, default 0); undefined: no logprobs. */
   logprobs?: number;
@@ -31,12 +32,10 @@ export function parseChatRequest(body: unknown): ChatRequest {
   const wantLogprobs = f.boolean("logprobs") ?? false;
   const top = f.integer("top_logprobs", { min: 0, max: MAX_TOP_LOGPROBS });
   if (top !== undefined && !wantLogprobs) throw invalid("top_logprobs", "top_logprobs requires logprobs: true");
-  for (const key of ["tools", "functions"]) f.unsupported(key, (v) => Array.isArray(v) && v.length === 0, "tool and function calling are not implemented");
-  for (const key of ["tool_choice", "function_call"]) f.unsupported(key, (v) => v === "none", "tool and function calling are not implemented");
-  f.unsupported("response_format", (v) => isObject(v) && v.type === "text" && Object.keys(v).length === 1, "only {\"type\":\"text\"} is implemented (no JSON mode)");
+  const structured = parseStructured(f);
   if (f.has("allow_special_tokens")) throw invalid("allow_special_tokens", "allow_special_tokens applies only to /v1/completions; chat message content is never parsed for special tokens", "unsupported_parameter");
   f.finish();
-  return { ...common, maxTokens: common.maxTokens ?? legacy, messages, logprobs: wantLogprobs ? (top ?? 0) : undefined };
+  return { ...common, ...structured, maxTokens: common.maxTokens ?? legacy, messages, logprobs: wantLogprobs ? (top ?? 0) : undefined };
 }
 
 function parseMessages(v: unknown): ChatMessage[] {
@@ -50,10 +49,40 @@ function parseMessages(v: unknown): ChatMessage[] {
     if (role === undefined || !(CHAT_ROLES as readonly string[]).includes(role)) {
       throw invalid(`${p}.role`, `${p}.role must be one of ${CHAT_ROLES.join(", ")}${role === undefined ? "" : `, got "${role}"`}`);
     }
-    const content = parseContent(f.raw("content"), `${p}.content`);
     f.string("name"); // accepted for compatibility; the templates have no place for it
+    if (role === "tool") f.string("tool_call_id"); // results are rendered in order; the id is not needed
+    const calls = role === "assistant" ? parseToolCalls(f.raw("tool_calls"), `${p}.tool_calls`) : undefined;
+    // An assistant turn that called tools may have null content, as OpenAI sends it back.
+    const content = calls?.length && f.raw("content") === undefined ? "" : parseContent(f.raw("content"), `${p}.content`);
     f.finish();
-    return { role, content };
+    return { role, content, ...(calls?.length ? { toolCalls: calls } : {}) };
+  });
+}
+
+function parseToolCalls(v: unknown, p: string): ChatMessage["toolCalls"] {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v)) throw invalid(p, `${p} must be an array`, "invalid_type");
+  return v.map((c, j) => {
+    const q = `${p}[${j}]`;
+    if (!isObject(c)) throw invalid(q, `${q} must be an object`, "invalid_type");
+    const f = new Fields(c, `${q}.`);
+    f.string("id");
+    if ((f.string("type") ?? "function") !== "function") throw invalid(`${q}.type`, `${q}.type must be "function"`);
+    const fn = f.raw("function");
+    f.finish();
+    if (!isObject(fn)) throw invalid(`${q}.function`, `${q}.function must be an object`, "invalid_type");
+    const g = new Fields(fn, `${q}.function.`);
+    const name = g.string("name");
+    const args = g.string("arguments");
+    g.finish();
+    if (name === undefined) throw invalid(`${q}.function.name`, `${q}.function.name is required`, "missing_required_parameter");
+    if (args === undefined) throw invalid(`${q}.function.arguments`, `${q}.function.arguments is required`, "missing_required_parameter");
+    try {
+      JSON.parse(args);
+    } catch {
+      throw invalid(`${q}.function.arguments`, `${q}.function.arguments must be a JSON text`);
+    }
+    return { name, arguments: args };
   });
 }
 

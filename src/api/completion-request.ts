@@ -2,6 +2,7 @@
 import { invalid } from "./errors";
 import { Fields, isObject } from "./fields";
 import { parseCommon, type CommonParams } from "./params";
+import { parseResponseFormat, type ResponseFormat } from "./structured-request";
 
 export const COMPLETION_DEFAULT_MAX_TOKENS = 16;
 export const MAX_LOGPROBS = 5;
@@ -17,6 +18,7 @@ export interface CompletionRequest extends CommonParams {
   logprobs?: number;
   /** Vendor extension: parse special-token text (e.g. `<|endoftext|>`) in a text prompt as the special token. */
   allowSpecialTokens: boolean;
+  responseFormat: ResponseFormat;
 }
 
 export function parseCompletionRequest(body: unknown): CompletionRequest {
@@ -27,13 +29,14 @@ export function parseCompletionRequest(body: unknown): CompletionRequest {
   const echo = f.boolean("echo") ?? false;
   const logprobs = f.integer("logprobs", { min: 0, max: MAX_LOGPROBS });
   const allowSpecialTokens = f.boolean("allow_special_tokens") ?? false;
+  const responseFormat = parseResponseFormat(f.raw("response_format"));
   if (allowSpecialTokens && typeof prompt !== "string") throw invalid("allow_special_tokens", "allow_special_tokens applies only to a text prompt");
   const bestOf = f.integer("best_of");
   if (bestOf !== undefined && bestOf !== 1) throw invalid("best_of", "best_of > 1 is not supported: this server generates one sequence per request", "unsupported_parameter");
   f.unsupported("suffix", (v) => v === "", "insertion (suffix) is not implemented");
   if (echo && logprobs !== undefined) throw invalid("echo", "echo together with logprobs is not supported yet (prompt logprobs are not computed)", "unsupported_parameter");
   f.finish();
-  return { ...common, maxTokens: common.maxTokens ?? COMPLETION_DEFAULT_MAX_TOKENS, maxTokensGiven: common.maxTokens !== undefined, prompt, echo, logprobs, allowSpecialTokens };
+  return { ...common, maxTokens: common.maxTokens ?? COMPLETION_DEFAULT_MAX_TOKENS, maxTokensGiven: common.maxTokens !== undefined, prompt, echo, logprobs, allowSpecialTokens, responseFormat };
 }
 
 /** A string or token ids; a one-element batch is accepted (SDKs wrap single prompts), larger batches are not. */

@@ -2,3 +2,5 @@
 export * from "./sampler";
 export * from "./logprobs";
 export * from "./generator";
+export * from "./output-spec";
+export { compileSchema, SchemaError } from "./json-schema";

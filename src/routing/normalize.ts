@@ -6,7 +6,7 @@
  */
 import type { FinishReason } from "../generate/generator";
 import { isObject } from "../api/fields";
-import type { ChatChunk, ChatCompletion, ChatLogprobs } from "../api/chat-format";
+import type { ChatChunk, ChatCompletion, ChatFinishReason, ChatLogprobs } from "../api/chat-format";
 import type { CompletionChunk, CompletionLogprobs, CompletionObject, Usage } from "./shapes";
 import type { Endpoint } from "./origin";
 
@@ -71,7 +71,7 @@ export function choiceText(choice: unknown): string {
 /** Our chunks (as normalizeChunk made them) → one whole response, as the edge would answer without stream. */
 export function collect(chunks: (CompletionChunk | ChatChunk)[], usage: Usage, ctx: NormalizeContext): CompletionObject | ChatCompletion {
   let text = "";
-  let reason: FinishReason | null = null;
+  let reason: ChatFinishReason | null = null;
   if (ctx.endpoint === "completions") {
     const lps: CompletionLogprobs[] = [];
     for (const ch of chunks as CompletionChunk[]) {
@@ -88,7 +88,7 @@ export function collect(chunks: (CompletionChunk | ChatChunk)[], usage: Usage, c
           text_offset: lps.flatMap((l) => l.text_offset ?? []),
         }
       : null;
-    return { id: ctx.id, object: "text_completion", created: ctx.created, model: ctx.model, choices: [{ text, index: 0, logprobs, finish_reason: reason ?? "stop" }], usage };
+    return { id: ctx.id, object: "text_completion", created: ctx.created, model: ctx.model, choices: [{ text, index: 0, logprobs, finish_reason: (reason ?? "stop") as FinishReason }], usage };
   }
   const content: ChatLogprobs["content"] = [];
   let anyLogprobs = false;

@@ -12,16 +12,79 @@ export type ChatTemplateName = "zephyr" | "chatml";
 
 export interface ChatMessage {
   role: string;
+  /** "" for an assistant turn that only called tools. */
   content: string;
+  /** An assistant turn's calls; `arguments` is the JSON text the model wrote. */
+  toolCalls?: readonly { name: string; arguments: string }[];
+}
+
+/** A function the model may call: OpenAI's `tools[].function`. */
+export interface ChatTool {
+  name: string;
+  description?: string;
+  /** A JSON Schema object; absent means no arguments. */
+  parameters?: unknown;
 }
 
 export interface ChatOptions {
   template: ChatTemplateName;
   /** Append the assistant header so the model answers next. Default true. */
   addGenerationPrompt?: boolean;
+  /** Rendered into the system turn with the call format (docs/structured-output.md, "Prompt format"). */
+  tools?: readonly ChatTool[];
 }
 
-const ROLES = ["system", "user", "assistant"];
+const ROLES = ["system", "user", "assistant", "tool"];
+
+/**
+ * JSON as Python's json.dumps writes it (", " and ": " separators, non-ASCII kept): the origin's
+ * chat template renders tools with Jinja's tojson, and the two prompts must be the same text.
+ */
+export function pythonJson(v: unknown): string {
+  if (v === null || typeof v !== "object") return JSON.stringify(v) ?? "null";
+  if (Array.isArray(v)) return `[${v.map(pythonJson).join(", ")}]`;
+  return `{${Object.entries(v as Record<string, unknown>).map(([k, x]) => `${JSON.stringify(k)}: ${pythonJson(x)}`).join(", ")}}`;
+}
+
+export const TOOL_CALL_OPEN = "<tool_call>\n";
+export const TOOL_CALL_CLOSE = "\n</tool_call>";
+
+/** The text of one call as the model writes it (and as history renders it). */
+export function renderToolCall(name: string, args: unknown): string {
+  return `${TOOL_CALL_OPEN}${pythonJson({ name, arguments: args })}${TOOL_CALL_CLOSE}`;
+}
+
+function toolsBlock(tools: readonly ChatTool[]): string {
+  const lines = tools.map((t) => pythonJson({ type: "function", function: { name: t.name, ...(t.description !== undefined ? { description: t.description } : {}), parameters: t.parameters ?? { type: "object", properties: {} } } }));
+  return (
+    "You can call these functions, described as JSON one per line:\n<tools>\n" +
+    lines.join("\n") +
+    '\n</tools>\nTo call a function, answer with only this, once per call:\n<tool_call>\n{"name": "the function name", "arguments": {the arguments as a JSON object}}\n</tool_call>'
+  );
+}
+
+/** Messages as the templates see them: tools folded into the system turn, calls and results as text. */
+function withTools(messages: readonly ChatMessage[], tools: readonly ChatTool[] | undefined): { role: string; content: string }[] {
+  const out = messages.map((m, i) => {
+    if (m.role === "tool") return { role: "user", content: `<tool_response>\n${m.content}\n</tool_response>` };
+    if (!m.toolCalls?.length) return { role: m.role, content: m.content };
+    const calls = m.toolCalls.map((c) => {
+      let args: unknown;
+      try {
+        args = JSON.parse(c.arguments);
+      } catch {
+        throw new Error(`chat message ${i}: the arguments of tool call "${c.name}" are not JSON`);
+      }
+      return renderToolCall(c.name, args);
+    });
+    return { role: m.role, content: (m.content ? m.content + "\n" : "") + calls.join("\n") };
+  });
+  if (!tools?.length) return out;
+  const block = toolsBlock(tools);
+  if (out[0]?.role === "system") out[0] = { role: "system", content: `${out[0].content}\n\n${block}` };
+  else out.unshift({ role: "system", content: block });
+  return out;
+}
 
 /**
  * Recognises a `tokenizer.chat_template` Jinja string by its markers, not byte-for-byte: the
@@ -37,17 +100,18 @@ export function chatTemplateFromJinja(jinja: string): ChatTemplateName {
 /** Text and special ids in order; adjacent text parts are later encoded together. */
 type Part = string | number;
 
-function render(tok: Tokenizer, messages: readonly ChatMessage[], opts: ChatOptions): Part[] {
+function render(tok: Tokenizer, given: readonly ChatMessage[], opts: ChatOptions): Part[] {
   const parts: Part[] = [];
   const special = (text: string): number => {
     const id = tok.specialId(text);
     if (id === undefined || !tok.isSpecial(id)) throw new Error(`the ${opts.template} template needs the special token ${text}, which this vocabulary lacks`);
     return id;
   };
-  for (const [i, m] of messages.entries()) {
+  for (const [i, m] of given.entries()) {
     if (!m || typeof m.role !== "string" || typeof m.content !== "string") throw new Error(`chat message ${i} must have string role and content`);
     if (!ROLES.includes(m.role)) throw new Error(`chat message ${i}: unknown role "${m.role}" (the ${opts.template} template knows ${ROLES.join(", ")})`);
   }
+  const messages = withTools(given, opts.tools);
   const gen = opts.addGenerationPrompt ?? true;
   if (opts.template === "zephyr") {
     const eos = tok.eosId;
