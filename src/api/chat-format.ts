@@ -6,6 +6,7 @@ import type { FinishReason, GenerateEvent, TokenEvent } from "../generate/genera
 import type { Tokenizer } from "../tokenizer/index";
 import { usageOf, type Usage } from "./completion-format";
 import { KEEP_ALIVE } from "./sse";
+import { ToolCallReader } from "./tool-calls";
 
 export interface ChatTokenLogprob {
   token: string;
@@ -76,6 +77,8 @@ export interface ChatFormatContext {
   includeUsage: boolean;
   /** For each token's raw bytes (a token may be part of a UTF-8 character). */
   tokenizer: Tokenizer;
+  /** Tools were offered: calls in the text become `tool_calls`. */
+  tools?: boolean;
 }
 
 function bytesOf(tok: Tokenizer, id: number): number[] | null {
@@ -92,19 +95,34 @@ function entry(ev: TokenEvent, tok: Tokenizer): ChatTokenLogprob {
   };
 }
 
+/** Calls end a turn with "tool_calls" (OpenAI's reason) unless max_tokens cut them short. */
+function finishOf(reason: FinishReason, reader: ToolCallReader | undefined): ChatFinishReason {
+  return reason === "stop" && reader?.toolCalls.length ? "tool_calls" : reason;
+}
+
 export async function* chatChunks(events: AsyncIterable<GenerateEvent>, ctx: ChatFormatContext): AsyncGenerator<ChatChunk | typeof KEEP_ALIVE> {
   const base = { id: ctx.id, object: "chat.completion.chunk" as const, created: ctx.created, model: ctx.model };
   const usageField = ctx.includeUsage ? { usage: null } : {};
-  yield { ...base, choices: [{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }], ...usageField };
+  const reader = ctx.tools ? new ToolCallReader() : undefined;
+  const chunk = (delta: ChatDelta, logprobs: ChatLogprobs | null = null, finish: ChatFinishReason | null = null): ChatChunk => ({ ...base, choices: [{ index: 0, delta, logprobs, finish_reason: finish }], ...usageField });
+  yield chunk({ role: "assistant", content: "" });
   for await (const ev of events) {
     if (ev.type === "prefill") {
       yield KEEP_ALIVE;
     } else if (ev.type === "token") {
-      if (ev.text === "" && !ctx.logprobs) continue;
       const logprobs = ctx.logprobs ? { content: [entry(ev, ctx.tokenizer)], refusal: null } : null;
-      yield { ...base, choices: [{ index: 0, delta: { content: ev.text }, logprobs, finish_reason: null }], ...usageField };
+      if (!reader) {
+        if (ev.text === "" && !ctx.logprobs) continue;
+        yield chunk({ content: ev.text }, logprobs);
+        continue;
+      }
+      const out = reader.push(ev.text);
+      if (out.content || logprobs) yield chunk(out.calls.length ? { content: out.content, tool_calls: out.calls } : { content: out.content }, logprobs);
+      else if (out.calls.length) yield chunk({ tool_calls: out.calls });
     } else {
-      yield { ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: ev.finishReason }], ...usageField };
+      const rest = reader?.flush();
+      if (rest?.content) yield chunk({ content: rest.content });
+      yield chunk({}, null, finishOf(ev.finishReason, reader));
       if (ctx.includeUsage) yield { ...base, choices: [], usage: usageOf(ev.usage, ev.timing) };
     }
   }
@@ -113,17 +131,21 @@ export async function* chatChunks(events: AsyncIterable<GenerateEvent>, ctx: Cha
 export async function collectChat(events: AsyncIterable<GenerateEvent>, ctx: ChatFormatContext): Promise<ChatCompletion> {
   let content = "";
   const lps: ChatTokenLogprob[] = [];
+  const reader = ctx.tools ? new ToolCallReader() : undefined;
   for await (const ev of events) {
     if (ev.type === "token") {
-      content += ev.text;
+      content += reader ? reader.push(ev.text).content : ev.text;
       if (ctx.logprobs) lps.push(entry(ev, ctx.tokenizer));
     } else if (ev.type === "done") {
+      if (reader) content += reader.flush().content;
+      const calls = reader?.toolCalls ?? [];
+      const message: ChatMessageOut = calls.length ? { role: "assistant", content: content || null, refusal: null, tool_calls: calls } : { role: "assistant", content, refusal: null };
       return {
         id: ctx.id,
         object: "chat.completion",
         created: ctx.created,
         model: ctx.model,
-        choices: [{ index: 0, message: { role: "assistant", content, refusal: null }, logprobs: ctx.logprobs ? { content: lps, refusal: null } : null, finish_reason: ev.finishReason }],
+        choices: [{ index: 0, message, logprobs: ctx.logprobs ? { content: lps, refusal: null } : null, finish_reason: finishOf(ev.finishReason, reader) }],
         usage: usageOf(ev.usage, ev.timing),
       };
     }

@@ -5,6 +5,7 @@
  */
 import type { Engine } from "../model/engine";
 import { StreamDetokenizer, type StopReason, type Tokenizer } from "../tokenizer/index";
+import type { TokenConstraint } from "./constraint";
 import { logSumExp, topK, type TokenLogprob } from "./logprobs";
 import { DEFAULT_SAMPLING, sample, seededRandom, type SamplingOptions } from "./sampler";
 import { yieldToEventLoop } from "./yield";
@@ -31,6 +32,11 @@ export interface GenerateOptions {
   prefillChunkTokens?: number;
   /** When given, the done event carries prefill/decode timing measured with this clock (ms). */
   clock?: () => number;
+  /**
+   * Structured output: tokens that do not fit are masked before sampling (so logprobs describe
+   * the distribution actually sampled), and generation ends when the output is complete.
+   */
+  constraint?: TokenConstraint;
 }
 
 export interface TokenEvent {
@@ -136,16 +142,19 @@ export async function* generate(engine: Engine, tokenizer: Tokenizer, opts: Gene
     for (;;) {
       await yieldToEventLoop();
       checkAbort(signal);
+      opts.constraint?.apply(logits, stopTokenIds);
       const id = sample(logits, sampling, random, generated.length ? [...prompt, ...generated] : prompt, generated);
       generated.push(id);
       const ev = detok.push(id);
-      const last = ev.stop !== undefined || generated.length === maxTokens;
+      if (!ev.stop) opts.constraint?.accept(id);
+      const complete = opts.constraint?.complete ?? false;
+      const last = ev.stop !== undefined || complete || generated.length === maxTokens;
       const text = last && !ev.stop ? ev.text + detok.flush().text : ev.text;
       yield { type: "token", id, text, ...(opts.logprobs !== undefined ? tokenLogprobs(tokenizer, logits, id, opts.logprobs) : {}) };
       if (last) {
         yield {
           type: "done",
-          finishReason: ev.stop ? "stop" : "length",
+          finishReason: ev.stop || complete ? "stop" : "length",
           ...(ev.stop ? { stop: ev.stop } : {}),
           usage: { prompt_tokens: prompt.length, completion_tokens: generated.length, ...(cached !== undefined ? { cached_tokens: cached } : {}) },
           ...(clock ? { timing: timing(t0, t1, clock(), generated.length) } : {}),

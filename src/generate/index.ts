@@ -4,3 +4,4 @@ export * from "./logprobs";
 export * from "./generator";
 export * from "./output-spec";
 export { compileSchema, SchemaError } from "./json-schema";
+export { buildGrammar, createConstraint, type TokenConstraint } from "./constraint";
