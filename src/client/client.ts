@@ -8,7 +8,7 @@ import { APIConnectionError, EdgelmError } from "./errors";
 import type { BackoffOptions } from "./retry";
 import { ChunkStream, responseInfo } from "./stream";
 import { endpointURL, requestHeaders, sendOnce, withRetries, type FetchLike, type RetryInfo, type TransportOptions } from "./transport";
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest, Completion, CompletionChunk, CompletionRequest, FinishReason, ResponseInfo, Usage } from "./types";
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest, Completion, CompletionChunk, CompletionRequest, FinishReason, ResponseInfo, ToolCall, Usage } from "./types";
 
 export interface ClientOptions extends BackoffOptions {
   /** The server, e.g. `http://127.0.0.1:8787` or `https://api.example.com/v1`. */
@@ -41,7 +41,10 @@ export type ChatStream = ChunkStream<ChatCompletionChunk>;
 /** A non-streamed answer with the same helpers a stream has. */
 export interface Result<T> {
   data: T;
+  /** Choice 0's text ("" when a chat answer's content is null). */
   text: string;
+  /** Choice 0's `message.tool_calls`; empty for completions and for answers without calls. */
+  toolCalls: ToolCall[];
   finishReason: FinishReason | null;
   usage: Usage | null;
   route: string | null;
@@ -109,15 +112,17 @@ export function createClient(options: ClientOptions): EdgelmClient {
         body: streamed(req),
         signal: opts.signal,
         textOf: (c) => c.choices[0]?.delta?.content ?? "",
+        toolCallsOf: (c) => c.choices[0]?.delta?.tool_calls,
       });
     },
     async completion(req, opts = {}) {
       const r = await fetchJSON<Completion>(transportFor(opts), "POST", endpointURL(options.baseURL, "/completions"), { ...withModel(req), stream: false }, opts.signal);
-      return toResult(r.data, r.res, r.data.choices?.[0]?.text ?? "");
+      return toResult(r.data, r.res, r.data.choices?.[0]?.text ?? "", []);
     },
     async chatCompletion(req, opts = {}) {
       const r = await fetchJSON<ChatCompletion>(transportFor(opts), "POST", endpointURL(options.baseURL, "/chat/completions"), { ...withModel(req), stream: false }, opts.signal);
-      return toResult(r.data, r.res, r.data.choices?.[0]?.message?.content ?? "");
+      const message = r.data.choices?.[0]?.message;
+      return toResult(r.data, r.res, message?.content ?? "", Array.isArray(message?.tool_calls) ? message.tool_calls : []);
     },
     async models(opts = {}) {
       return (await fetchJSON<ModelList>(transportFor(opts), "GET", endpointURL(options.baseURL, "/models"), undefined, opts.signal)).data;
@@ -155,10 +160,11 @@ async function fetchJSON<T>(transport: TransportOptions, method: string, url: st
   }
 }
 
-function toResult<T extends { id?: string; choices?: { finish_reason?: FinishReason | null }[]; usage?: Usage }>(data: T, res: Response, text: string): Result<T> {
+function toResult<T extends { id?: string; choices?: { finish_reason?: FinishReason | null }[]; usage?: Usage }>(data: T, res: Response, text: string, toolCalls: ToolCall[]): Result<T> {
   return {
     data,
     text,
+    toolCalls,
     finishReason: data.choices?.[0]?.finish_reason ?? null,
     usage: data.usage ?? null,
     route: res.headers.get("x-edgelm-route"),

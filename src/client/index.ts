@@ -6,6 +6,7 @@ export { createClient } from "./client";
 export type { CallOptions, ChatStream, ClientOptions, CompletionStream, EdgelmClient, ModelList, Result } from "./client";
 export { ChunkStream } from "./stream";
 export type { ChunkLike } from "./stream";
+export { ToolCallAccumulator } from "./tool-calls";
 export { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, EdgelmError, TruncatedStreamError } from "./errors";
 export type { ErrorObject } from "./errors";
 export { isRetryable, retryDelayMs, serverRetryDelayMs } from "./retry";

@@ -1,6 +1,6 @@
 /**
  * A streamed completion or chat: an async iterable of the server's chunks, plus what a caller
- * usually wants afterwards (the text, finish reason, usage, route, request id). Retries happen only
+ * usually wants afterwards (the text, tool calls, finish reason, usage, route, request id). Retries happen only
  * while opening — until the first event arrives — so a chunk once yielded is never repeated; after
  * that, a stream that breaks off without [DONE] and without a finish_reason throws
  * TruncatedStreamError instead of passing a partial answer off as a whole one.
@@ -9,7 +9,8 @@ import { SseReader, type SseEvent } from "../util";
 import { APIConnectionError, APIError, APIUserAbortError, EdgelmError, TruncatedStreamError } from "./errors";
 import { childController } from "./signals";
 import { classify, requestHeaders, sendOnce, withRetries, type Attempt, type TransportOptions } from "./transport";
-import type { FinishReason, ResponseInfo, Usage } from "./types";
+import { ToolCallAccumulator } from "./tool-calls";
+import type { FinishReason, ResponseInfo, ToolCall, ToolCallDelta, Usage } from "./types";
 
 /** What the stream needs to know about a chunk shape (completion or chat). */
 export interface ChunkLike {
@@ -26,6 +27,8 @@ export interface StreamSpec<C> {
   signal?: AbortSignal;
   /** The text a chunk adds (choice 0; the API serves n = 1). */
   textOf(chunk: C): string;
+  /** The tool-call pieces a chunk adds (chat streams; choice 0). */
+  toolCallsOf?(chunk: C): readonly ToolCallDelta[] | null | undefined;
 }
 
 const DONE = Symbol("done");
@@ -40,6 +43,10 @@ export function responseInfo(res: Response): ResponseInfo {
 export class ChunkStream<C extends ChunkLike> implements AsyncIterable<C> {
   /** Text of all chunks yielded so far. */
   textSoFar = "";
+  /** Tool calls put together from the chunks yielded so far; a call's arguments may still be growing. */
+  get toolCallsSoFar(): ToolCall[] {
+    return this.#toolCalls.calls;
+  }
   /** choice 0's finish_reason once a chunk carried it. */
   finishReason: FinishReason | null = null;
   /** From the usage chunk (the client asks for `include_usage` unless the request set stream_options). */
@@ -58,6 +65,7 @@ export class ChunkStream<C extends ChunkLike> implements AsyncIterable<C> {
   attempts = 0;
 
   readonly #spec: StreamSpec<C>;
+  readonly #toolCalls = new ToolCallAccumulator();
   /** The call's own controller: follows the caller's signal, and `abort()`. */
   readonly #call: AbortController;
   readonly #unhook: () => void;
@@ -97,14 +105,27 @@ export class ChunkStream<C extends ChunkLike> implements AsyncIterable<C> {
 
   /** The whole text: reads the rest of the stream (or waits for the loop that is reading it). */
   async text(): Promise<string> {
+    await this.#readAll();
+    return this.textSoFar;
+  }
+
+  /**
+   * The whole answer's tool calls (empty when it had none), read like `text()`. Check
+   * `finishReason`: after "length" the last call's arguments are cut off.
+   */
+  async toolCalls(): Promise<ToolCall[]> {
+    await this.#readAll();
+    return this.toolCallsSoFar;
+  }
+
+  async #readAll(): Promise<void> {
     if (!this.#started) {
       for await (const _ of this) {
-        // Reading is all that is needed; the text accumulates in textSoFar.
+        // Reading is all that is needed; text and tool calls accumulate as chunks are accepted.
       }
     } else {
       await this.#finished;
     }
-    return this.textSoFar;
   }
 
   async *#run(): AsyncGenerator<C, void, undefined> {
@@ -213,6 +234,7 @@ export class ChunkStream<C extends ChunkLike> implements AsyncIterable<C> {
     const choice = chunk.choices?.[0];
     if (choice) {
       this.textSoFar += this.#spec.textOf(chunk);
+      if (this.#spec.toolCallsOf) this.#toolCalls.add(this.#spec.toolCallsOf(chunk));
       if (choice.finish_reason != null) this.finishReason = choice.finish_reason;
     }
     if (chunk.usage) this.usage = chunk.usage;

@@ -32,27 +32,110 @@ export interface SamplingParams {
   stream_options?: { include_usage?: boolean } | null;
 }
 
+/** A JSON Schema, as the server receives it; the client neither reads nor checks it. */
+export type JsonSchema = { [keyword: string]: unknown };
+
+/**
+ * `response_format`: free text (the default), any JSON object, or JSON matching a schema. Servers
+ * that constrain decoding guarantee the shape only when the answer is not cut off (finish_reason
+ * "length" leaves partial JSON).
+ */
+export type ResponseFormat = { type: "text" } | { type: "json_object" } | { type: "json_schema"; json_schema: JsonSchemaFormat };
+
+export interface JsonSchemaFormat {
+  /** 1-64 of `[A-Za-z0-9_-]`. */
+  name: string;
+  description?: string;
+  schema: JsonSchema;
+  strict?: boolean | null;
+}
+
 export interface CompletionRequest extends SamplingParams {
   prompt: string | number[];
   echo?: boolean;
   logprobs?: number | null;
   /** edgelm extension: encode special-token text in a string prompt as the special token. */
   allow_special_tokens?: boolean;
+  response_format?: ResponseFormat;
 }
 
-export type ChatRole = "system" | "user" | "assistant";
+export type ChatRole = "system" | "user" | "assistant" | "tool";
 
-export interface ChatMessage {
-  role: ChatRole;
+/** A finished tool call; `arguments` is JSON text (parse it yourself: a model may get it wrong). */
+export interface ToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+}
+
+/**
+ * A streamed piece of a tool call. The first piece of call `index` carries its id, type and name;
+ * the following ones add to `arguments`. Optional fields are optional because servers differ in
+ * what they repeat.
+ */
+export interface ToolCallDelta {
+  index: number;
+  id?: string;
+  type?: "function";
+  function?: { name?: string; arguments?: string };
+}
+
+export interface SystemMessage {
+  role: "system";
   content: string;
   name?: string;
 }
+
+export interface UserMessage {
+  role: "user";
+  content: string;
+  name?: string;
+}
+
+export interface AssistantMessage {
+  role: "assistant";
+  /** null when the turn was tool calls only, as servers send it back. */
+  content: string | null;
+  name?: string;
+  tool_calls?: ToolCall[];
+}
+
+/** The result of a tool call, answering the assistant's call with the same id. */
+export interface ToolMessage {
+  role: "tool";
+  content: string;
+  tool_call_id: string;
+}
+
+export type ChatMessage = SystemMessage | UserMessage | AssistantMessage | ToolMessage;
+
+export interface FunctionDefinition {
+  /** 1-64 of `[A-Za-z0-9_-]`. */
+  name: string;
+  description?: string;
+  /** The arguments' JSON Schema; omitted: a function without arguments. */
+  parameters?: JsonSchema;
+  strict?: boolean | null;
+}
+
+export interface ChatTool {
+  type: "function";
+  function: FunctionDefinition;
+}
+
+/** "none": answer in text; "auto": the model decides; "required": at least one call; an object: that function. */
+export type ToolChoice = "none" | "auto" | "required" | { type: "function"; function: { name: string } };
 
 export interface ChatRequest extends SamplingParams {
   messages: ChatMessage[];
   max_completion_tokens?: number;
   logprobs?: boolean;
   top_logprobs?: number;
+  response_format?: ResponseFormat;
+  tools?: ChatTool[];
+  tool_choice?: ToolChoice;
+  /** Whether one answer may make several calls; servers default to true. */
+  parallel_tool_calls?: boolean;
 }
 
 export interface CompletionLogprobs {
@@ -96,13 +179,28 @@ export interface ChatLogprobs {
   refusal?: unknown;
 }
 
+export interface ChatCompletionDelta {
+  role?: "assistant";
+  content?: string | null;
+  tool_calls?: ToolCallDelta[];
+  refusal?: string | null;
+}
+
 export interface ChatCompletionChunk {
   id: string;
   object: "chat.completion.chunk";
   created: number;
   model: string;
-  choices: { index: number; delta: { role?: "assistant"; content?: string | null }; logprobs?: ChatLogprobs | null; finish_reason: FinishReason | null }[];
+  choices: { index: number; delta: ChatCompletionDelta; logprobs?: ChatLogprobs | null; finish_reason: FinishReason | null }[];
   usage?: Usage | null;
+}
+
+/** An answer's message; with tool calls, finish_reason is "tool_calls" and content may be null. */
+export interface ChatCompletionMessage {
+  role: "assistant";
+  content: string | null;
+  refusal?: unknown;
+  tool_calls?: ToolCall[];
 }
 
 export interface ChatCompletion {
@@ -110,7 +208,7 @@ export interface ChatCompletion {
   object: "chat.completion";
   created: number;
   model: string;
-  choices: { index: number; message: { role: "assistant"; content: string | null; refusal?: unknown }; logprobs?: ChatLogprobs | null; finish_reason: FinishReason }[];
+  choices: { index: number; message: ChatCompletionMessage; logprobs?: ChatLogprobs | null; finish_reason: FinishReason }[];
   usage?: Usage;
 }
 

@@ -3,10 +3,10 @@
  * counting proxy where the test needs to see the requests), streamed output, chat history over
  * piped stdin, and Ctrl-C (SIGINT) in the middle of a generation.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import type { RunningServer } from "../../src/node/server";
 import { createClient } from "../../src/client/index";
+import { spawnEdgelm as edgelm } from "../helpers/cli";
 import { passThrough, startFaultProxy, startTinyServer, type FaultProxy } from "./harness";
 
 let server: RunningServer;
@@ -25,31 +25,13 @@ beforeEach(() => {
   proxy.handle(passThrough());
 });
 
-interface Run {
-  child: ChildProcessWithoutNullStreams;
-  stdout: () => string;
-  stderr: () => string;
-  exit: Promise<number | null>;
-}
-
-/** Spawns the CLI (async: the server lives in this process, so a blocking spawnSync would deadlock). */
-function edgelm(args: string[], env: Record<string, string> = {}): Run {
-  const child = spawn(process.execPath, ["bin/edgelm.mjs", ...args], { env: { ...process.env, EDGELM_API_KEY: "", ...env } });
-  let out = "";
-  let err = "";
-  child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
-  child.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
-  const exit = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
-  return { child, stdout: () => out, stderr: () => err, exit };
-}
-
 const engineFreed = () => vi.waitFor(() => expect(server.queue.running).toBe(false), { timeout: 20_000, interval: 20 });
 
 describe("edgelm complete", { timeout: 60_000 }, () => {
   it("--help documents every option", async () => {
     const r = edgelm(["complete", "--help"]);
     expect(await r.exit).toBe(0);
-    for (const flag of ["--url", "--api-key", "--prompt", "--chat", "--system", "--max-tokens", "--temperature", "--top-p", "--top-k", "--seed", "--stop", "--model", "--max-retries", "--timeout", "--json", "EDGELM_API_KEY"]) {
+    for (const flag of ["--url", "--api-key", "--prompt", "--chat", "--system", "--max-tokens", "--temperature", "--top-p", "--top-k", "--seed", "--stop", "--model", "--max-retries", "--timeout", "--json", "--json-schema", "--json-object", "EDGELM_API_KEY"]) {
       expect(r.stdout(), flag).toContain(flag);
     }
     const bad = edgelm(["complete", "--url", server.url]);

@@ -2,17 +2,19 @@
  * `edgelm complete`: the terminal face of src/client. Streams a completion (`--prompt`) or a chat
  * with history (`--chat`, lines from stdin) to stdout as tokens arrive, and a summary (finish
  * reason, route, usage, speed) to stderr. Ctrl-C stops the generation in progress; in a chat that
- * returns to the prompt, and a second Ctrl-C exits.
+ * returns to the prompt, and a second Ctrl-C exits. With --json-schema or --json-object the answer
+ * is not streamed: it is parsed and checked locally, and only a valid object reaches stdout.
  */
 import { createInterface, type Interface } from "node:readline";
-import { APIError, APIUserAbortError, createClient, type ChatMessage, type ChunkLike, type ChunkStream, type EdgelmClient, type SamplingParams } from "../../client/index";
+import { APIError, APIUserAbortError, createClient, type ChatMessage, type ChatRequest, type ChunkLike, type ChunkStream, type CompletionRequest, type EdgelmClient, type SamplingParams } from "../../client/index";
 import { UsageError, floatOption, intOption, parseCommand, required } from "../args";
+import { checkAnswer, jsonObjectOutput, jsonSchemaOutput, type StructuredOutput } from "../structured-output";
 
 const spec = {
   name: "complete",
   summary: "Stream a completion, or chat, from an edgelm (or any OpenAI-compatible) server.",
   usage:
-    "complete --url URL [--api-key K] (--prompt TEXT | --chat [--system TEXT]) [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--stop STR]... [--model ID] [--max-retries N] [--timeout SECONDS] [--json]",
+    "complete --url URL [--api-key K] (--prompt TEXT | --chat [--system TEXT]) [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--stop STR]... [--model ID] [--max-retries N] [--timeout SECONDS] [--json-schema FILE | --json-object] [--json]",
   details: `
   --url URL             the server, e.g. http://127.0.0.1:8787 (a base URL ending in /v1 works too)
   --api-key K           sent as "Authorization: Bearer K"; default $EDGELM_API_KEY
@@ -30,13 +32,22 @@ const spec = {
   --model ID            the model to ask for; default the one the server serves
   --max-retries N       retries before the first token on 429/503/5xx and network errors; default 2
   --timeout SECONDS     give up when nothing arrives for this long (before the first token: retried); default 600
+  --json-schema FILE    structured output: ask for JSON matching the JSON Schema in FILE (response_format
+                        json_schema, strict, named after the file), with --prompt or --chat. The answer is
+                        not streamed: it is parsed and validated locally (ajv; "format" is not checked), and
+                        only then printed to stdout as indented JSON. Output that is not JSON or does not
+                        match, or was cut off by max tokens, is an error (exit 1) with the raw text on
+                        stderr. Completions stop at 16 tokens unless --max-tokens says otherwise.
+  --json-object         like --json-schema, but any JSON object (response_format json_object)
   --json                instead of streaming text, print one JSON object per answer to stdout:
-                        {text, finish_reason, usage, route, request_id, model, attempts, timings}
+                        {text, finish_reason, usage, route, request_id, model, attempts, outcome, timings};
+                        with --json-schema/--json-object also "value" (the parsed answer, or null)
 
 Generated text goes to stdout as it arrives; the summary goes to stderr:
   [finish: length · route: edge · tokens: 5 prompt + 16 completion · first token 120 ms · 16 in 0.9 s = 17.8 tokens/s]
 Ctrl-C stops the generation (the request is cancelled, so the server stops too); at the chat prompt or
-with --prompt, a second Ctrl-C exits. Exit status: 0 done, 1 an error, 2 bad usage, 130 stopped by Ctrl-C.
+with --prompt, a second Ctrl-C exits. Exit status: 0 done, 1 an error (or an invalid structured answer),
+2 bad usage, 130 stopped by Ctrl-C.
 
 The client library behind this command is edgelm/client; see docs/client.md.`,
   options: {
@@ -55,6 +66,8 @@ The client library behind this command is edgelm/client; see docs/client.md.`,
     "max-retries": { type: "string" },
     timeout: { type: "string" },
     json: { type: "boolean" },
+    "json-schema": { type: "string" },
+    "json-object": { type: "boolean" },
   },
 } as const;
 
@@ -69,7 +82,9 @@ export async function run(argv: string[]): Promise<number> {
   if (!/^https?:\/\/[^/]/i.test(url)) throw new UsageError(`${CMD}: --url must be an http(s) URL, got "${url}"`);
   if ((opts.prompt === undefined) === !opts.chat) throw new UsageError(`${CMD}: give exactly one of --prompt TEXT or --chat (see --help)`);
   if (opts.system !== undefined && !opts.chat) throw new UsageError(`${CMD}: --system goes with --chat`);
+  if (opts["json-schema"] !== undefined && opts["json-object"]) throw new UsageError(`${CMD}: give one of --json-schema FILE or --json-object`);
   const sampling = samplingOf(opts);
+  const structured = opts["json-schema"] !== undefined ? await jsonSchemaOutput(opts["json-schema"]) : opts["json-object"] ? jsonObjectOutput() : undefined;
   const timeout = floatOption(CMD, opts.timeout, "timeout", 600, 0.001);
 
   const client = createClient({
@@ -82,7 +97,9 @@ export async function run(argv: string[]): Promise<number> {
   });
   const interrupts = new Interrupts();
   try {
-    return opts.chat ? await chatLoop(client, sampling, opts, interrupts) : await completeOnce(client, { ...sampling, prompt: opts.prompt! }, opts, interrupts);
+    const turnOpts: TurnOptions = { json: Boolean(opts.json), structured, maxTokens: sampling.max_tokens };
+    const request = structured ? { ...sampling, response_format: structured.format } : sampling;
+    return opts.chat ? await chatLoop(client, request, opts.system, turnOpts, interrupts) : await completeOnce(client, { ...request, prompt: opts.prompt! }, turnOpts, interrupts);
   } finally {
     interrupts.dispose();
   }
@@ -149,12 +166,26 @@ class Interrupts {
 
 interface Turn {
   text: string;
-  /** "done", "stopped" (Ctrl-C; text is partial) or "failed" (error already reported). */
-  outcome: "done" | "stopped" | "failed";
+  /**
+   * "done", "stopped" (Ctrl-C; text is partial), "failed" (error already reported) or "invalid"
+   * (a structured answer that did not parse or validate; reported too).
+   */
+  outcome: "done" | "stopped" | "failed" | "invalid";
 }
 
-/** Streams one answer to stdout (or collects it for --json) and reports on stderr. */
-async function streamTurn(stream: ChunkStream<ChunkLike>, opts: Options, ctl: AbortController, interrupts: Interrupts): Promise<Turn> {
+interface TurnOptions {
+  /** --json: one record per answer instead of streamed text. */
+  json: boolean;
+  /** --json-schema / --json-object: the answer is checked, and printed only when valid. */
+  structured: StructuredOutput | undefined;
+  /** For the "cut off" message; undefined: the server's default. */
+  maxTokens: number | undefined;
+}
+
+/** Streams one answer to stdout (or collects it for --json or a structured answer) and reports on stderr. */
+async function streamTurn(stream: ChunkStream<ChunkLike>, opts: TurnOptions, ctl: AbortController, interrupts: Interrupts): Promise<Turn> {
+  // Half an object is of no use on stdout, so a structured answer is printed only once it checks out.
+  const live = !opts.json && !opts.structured;
   const t0 = performance.now();
   let tFirst: number | undefined;
   let printed = 0;
@@ -164,7 +195,7 @@ async function streamTurn(stream: ChunkStream<ChunkLike>, opts: Options, ctl: Ab
     for await (const _ of stream) {
       if (stream.textSoFar.length > printed) {
         tFirst ??= performance.now();
-        if (!opts.json) process.stdout.write(stream.textSoFar.slice(printed));
+        if (live) process.stdout.write(stream.textSoFar.slice(printed));
         printed = stream.textSoFar.length;
       }
     }
@@ -178,9 +209,20 @@ async function streamTurn(stream: ChunkStream<ChunkLike>, opts: Options, ctl: Ab
     interrupts.end();
   }
   const tEnd = performance.now();
-  if (!opts.json && printed > 0) process.stdout.write("\n");
+  if (live && printed > 0) process.stdout.write("\n");
+  let value: unknown = null;
+  let problem: string | undefined;
+  if (opts.structured && outcome === "done") {
+    const checked = checkAnswer(stream.textSoFar, stream.finishReason, opts.structured, opts.maxTokens);
+    if (checked.ok) value = checked.value;
+    else {
+      outcome = "invalid";
+      problem = checked.message;
+    }
+  }
   if (outcome === "stopped") process.stderr.write(`edgelm complete: stopped by Ctrl-C after ${stream.chunks} chunk(s)\n`);
   if (outcome === "failed") process.stderr.write(`edgelm complete: ${describeError(error)}\n`);
+  if (outcome === "invalid") process.stderr.write(`edgelm complete: ${problem}\nedgelm complete: the raw output was:\n${stream.textSoFar}\n`);
   const completionTokens = stream.usage?.completion_tokens;
   const seconds = (tEnd - t0) / 1000;
   const timings = {
@@ -198,12 +240,14 @@ async function streamTurn(stream: ChunkStream<ChunkLike>, opts: Options, ctl: Ab
       model: stream.model,
       attempts: stream.attempts,
       outcome,
-      ...(outcome === "failed" ? { error: describeError(error) } : {}),
+      ...(opts.structured ? { value } : {}),
+      ...(outcome === "failed" ? { error: describeError(error) } : outcome === "invalid" ? { error: problem } : {}),
       timings,
     };
     process.stdout.write(`${JSON.stringify(result)}\n`);
-  } else if (outcome !== "failed") {
-    process.stderr.write(`${summary(stream, timings)}\n`);
+  } else {
+    if (outcome === "done" && opts.structured) process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+    if (outcome !== "failed") process.stderr.write(`${summary(stream, timings)}\n`);
   }
   return { text: stream.textSoFar, outcome };
 }
@@ -229,20 +273,20 @@ function describeError(err: unknown): string {
 
 const round1 = (x: number) => Math.round(x * 10) / 10;
 
-async function completeOnce(client: EdgelmClient, req: SamplingParams & { prompt: string }, opts: Options, interrupts: Interrupts): Promise<number> {
+async function completeOnce(client: EdgelmClient, req: CompletionRequest, opts: TurnOptions, interrupts: Interrupts): Promise<number> {
   const ctl = interrupts.begin();
   const turn = await streamTurn(client.complete(req, { signal: ctl.signal }), opts, ctl, interrupts);
   return turn.outcome === "done" ? 0 : turn.outcome === "stopped" ? 130 : 1;
 }
 
-async function chatLoop(client: EdgelmClient, sampling: SamplingParams, opts: Options, interrupts: Interrupts): Promise<number> {
+async function chatLoop(client: EdgelmClient, params: Omit<ChatRequest, "messages">, system: string | undefined, opts: TurnOptions, interrupts: Interrupts): Promise<number> {
   const interactive = Boolean(process.stdin.isTTY);
   // The prompt goes to stderr so that stdout carries only the assistant's words.
   const rl = createInterface({ input: process.stdin, output: interactive ? process.stderr : undefined, terminal: interactive });
   interrupts.attach(rl);
   rl.setPrompt("you> ");
   const prompt = () => interactive && rl.prompt();
-  const history: ChatMessage[] = opts.system !== undefined ? [{ role: "system", content: opts.system }] : [];
+  const history: ChatMessage[] = system !== undefined ? [{ role: "system", content: system }] : [];
   const kept = history.length;
   let failures = 0;
   if (interactive) process.stderr.write("chat: type a message; /reset forgets the conversation, /exit (or Ctrl-D) ends it\n");
@@ -258,12 +302,14 @@ async function chatLoop(client: EdgelmClient, sampling: SamplingParams, opts: Op
         history.push({ role: "user", content: line });
         const ctl = interrupts.begin();
         if (interactive) process.stderr.write("assistant> ");
-        const turn = await streamTurn(client.chat({ ...sampling, messages: [...history] }, { signal: ctl.signal }), opts, ctl, interrupts);
-        // A stopped answer stays in the history as far as it went: that is what the user saw.
+        const turn = await streamTurn(client.chat({ ...params, messages: [...history] }, { signal: ctl.signal }), opts, ctl, interrupts);
+        // A stopped answer stays in the history as far as it went: that is what the user saw. So
+        // does an invalid structured one: it is what the model said, and the user may ask it to fix it.
         if (turn.outcome === "failed") {
           history.pop();
           failures++;
         } else {
+          if (turn.outcome === "invalid") failures++;
           history.push({ role: "assistant", content: turn.text });
         }
       }
