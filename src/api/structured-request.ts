@@ -119,5 +119,6 @@ export function outputSpec(s: StructuredParams): OutputSpec | undefined {
   const json = s.responseFormat.type === "text" ? undefined : s.responseFormat.type === "json_object" ? ({ kind: "json_object" } as const) : ({ kind: "json_schema", schema: s.responseFormat.schema } as const);
   if (s.toolChoice === "none" || !s.tools.length) return json && { text: json };
   const tools = typeof s.toolChoice === "object" ? s.tools.filter((t) => t.name === (s.toolChoice as { name: string }).name) : s.tools;
-  return { text: json, tools: { tools: tools.map((t) => ({ name: t.name, parameters: t.parameters })), required: s.toolChoice !== "auto", parallel: s.parallelToolCalls } };
+  // A named choice asks for that one call, as OpenAI answers it.
+  return { text: json, tools: { tools: tools.map((t) => ({ name: t.name, parameters: t.parameters })), required: s.toolChoice !== "auto", parallel: s.parallelToolCalls && typeof s.toolChoice !== "object" } };
 }

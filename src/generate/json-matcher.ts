@@ -266,7 +266,9 @@ function addChar(st: Stack, f: Extract<Frame, { t: "str" }>, cp: number): S[] {
 /** Whether a character in lo..hi may still join the string (checked at each byte of a multi-byte character). */
 function rangeOk(f: Extract<Frame, { t: "str" }>, lo: number, hi: number): boolean {
   if (f.c + 1 > f.n.max) return false;
-  return !f.n.re || !f.re || regexRangeNeed(f.n.re, f.re, lo, hi) <= f.n.max - f.c;
+  if (!f.n.re || !f.re) return true;
+  const need = regexRangeNeed(f.n.re, f.re, lo, hi);
+  return need !== Infinity && need <= f.n.max - f.c;
 }
 
 /** Lowest and highest code point of each UTF-8 length (overlong forms excluded). */

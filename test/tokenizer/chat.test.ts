@@ -54,9 +54,31 @@ describe("chat templates", () => {
   });
 
   it("rejects unknown roles and malformed messages clearly", () => {
-    expect(() => encodeChat(tok, [{ role: "tool", content: "x" }], { template: "zephyr" })).toThrow(/unknown role "tool"/);
+    expect(() => encodeChat(tok, [{ role: "robot", content: "x" }], { template: "zephyr" })).toThrow(/unknown role "robot"/);
+    expect(() => encodeChat(tok, [{ role: "assistant", content: "", toolCalls: [{ name: "f", arguments: "{x" }] }], { template: "zephyr" })).toThrow(/not JSON/);
     expect(() => encodeChat(tok, [{ role: "bot", content: "x" }], { template: "chatml" })).toThrow(/unknown role "bot"/);
     expect(() => encodeChat(tok, [{ role: "user" } as ChatMessage], { template: "chatml" })).toThrow(/string role and content/);
+  });
+
+  it("renders tools into the system turn, calls and results as text (the hermes-style format)", () => {
+    const text = renderChatText(
+      tok,
+      [
+        { role: "system", content: "Be brief." },
+        { role: "user", content: "Weather?" },
+        { role: "assistant", content: "", toolCalls: [{ name: "get_weather", arguments: '{"city":"Oslo","n":[1,2]}' }] },
+        { role: "tool", content: "-3 C" },
+      ],
+      { template: "zephyr", tools: [{ name: "get_weather", description: "Weather now", parameters: { type: "object", properties: { city: { type: "string" } } } }] },
+    );
+    expect(text).toBe(
+      "<|system|>\nBe brief.\n\nYou can call these functions, described as JSON one per line:\n<tools>\n" +
+        '{"type": "function", "function": {"name": "get_weather", "description": "Weather now", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}\n</tools>\n' +
+        'To call a function, answer with only this, once per call:\n<tool_call>\n{"name": "the function name", "arguments": {the arguments as a JSON object}}\n</tool_call><|endoftext|>\n' +
+        "<|user|>\nWeather?<|endoftext|>\n" +
+        '<|assistant|>\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo", "n": [1, 2]}}\n</tool_call><|endoftext|>\n' +
+        "<|user|>\n<tool_response>\n-3 C\n</tool_response><|endoftext|>\n<|assistant|>\n",
+    );
   });
 
   it("recognises the templates by their markers", () => {
