@@ -9,7 +9,7 @@ import { KEEP_ALIVE } from "../api/sse";
 import { SseReader } from "../util";
 import type { Accounting } from "./accounting";
 import type { Attempt, Fallback, RoutedRequest } from "./context";
-import { choiceText } from "./normalize";
+import { carriesOutput } from "./normalize";
 import { accountingFor, routeHeaders, sseResponse, wholeResponse, withHeaders } from "./respond";
 import { isUsage } from "./shapes";
 
@@ -69,7 +69,7 @@ async function* edgeItems(reader: SseReader<true>, includeUsage: boolean, acct: 
         continue;
       }
       if (!includeUsage) delete o.usage;
-      if (choiceText(Array.isArray(o.choices) ? o.choices[0] : undefined) !== "") acct.token();
+      if (carriesOutput(Array.isArray(o.choices) ? o.choices[0] : undefined)) acct.token();
       yield o;
     }
   } finally {

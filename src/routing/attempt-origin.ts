@@ -5,11 +5,11 @@
  */
 import type { ChatChunk } from "../api/chat-format";
 import { ApiError, errorResponse, toApiError } from "../api/errors";
-import type { JsonObject } from "../api/fields";
 import { responseId, unixNow } from "../api/ids";
 import type { Accounting } from "./accounting";
 import type { Attempt, Fallback, RoutedRequest } from "./context";
-import { choiceText, collect, normalizeChunk, upstreamUsage, type NormalizeContext } from "./normalize";
+import { carriesOutput, collect, normalizeChunk, upstreamUsage, type NormalizeContext } from "./normalize";
+import { originBody } from "./origin-body";
 import { OriginFailure, OriginRejected, OriginStreamError, openOrigin, type OriginStream } from "./origin";
 import { accountingFor, routeHeaders, sseResponse, wholeResponse, withHeaders } from "./respond";
 import type { CompletionChunk } from "./shapes";
@@ -22,14 +22,7 @@ export async function attemptOrigin(r: RoutedRequest): Promise<Attempt> {
   if (!deps.breaker.tryAcquire()) {
     return failure("breaker_open", new ApiError(503, "the GPU origin is unavailable right now (circuit breaker open); retry later", "service_unavailable_error", null, "origin_unavailable", Math.ceil(deps.cfg.breaker.cooldownMs / 1000)));
   }
-  const upstream: JsonObject = { ...r.body, model: origin.model, stream: true, stream_options: { include_usage: true } };
-  // Our extension; vLLM would ignore it (its text prompts always parse special tokens).
-  delete upstream.allow_special_tokens;
-  // Our defaults, not the origin's: the same request means the same length on both paths.
-  if (request.maxTokens === undefined || ("maxTokensGiven" in request && !request.maxTokensGiven)) {
-    upstream.max_tokens = r.maxTokens;
-    delete upstream.max_completion_tokens;
-  }
+  const upstream = originBody(call.endpoint, r.body, request, origin.model, r.maxTokens);
   let stream: OriginStream;
   try {
     stream = await openOrigin(origin, call.endpoint, upstream, call.req.signal, deps.fetch);
@@ -90,7 +83,7 @@ async function* originChunks(r: RoutedRequest, stream: OriginStream, ctx: Normal
       if (u) acct.usage = u;
       const chunk = normalizeChunk(raw, ctx);
       if (!chunk) continue;
-      if (choiceText(chunk.choices[0]) !== "") acct.token();
+      if (carriesOutput(chunk.choices[0])) acct.token();
       yield chunk;
     }
   } catch (err) {

@@ -199,7 +199,11 @@ function parseChunk<E extends Error>(data: string, secret: string | undefined, f
   return o;
 }
 
-/** A chunk that commits the answer: text or content, or a finish. Chat's opening role-only chunk does not. */
+/**
+ * A chunk that commits the answer: text or content, a piece of a tool call, or a finish. Chat's
+ * opening role-only chunk does not. A tool call counts: an answer that is only calls has no content
+ * before its finish, and waiting for that would hold the whole answer to the first-token timeout.
+ */
 export function isFirstToken(chunk: Record<string, unknown>): boolean {
   const choices = chunk.choices;
   if (!Array.isArray(choices)) return false;
@@ -207,6 +211,7 @@ export function isFirstToken(chunk: Record<string, unknown>): boolean {
     if (typeof c !== "object" || c === null) return false;
     if (c.finish_reason != null) return true;
     if (typeof c.text === "string" && c.text !== "") return true;
+    if (Array.isArray(c.delta?.tool_calls) && c.delta.tool_calls.length > 0) return true;
     return typeof c.delta?.content === "string" && c.delta.content !== "";
   });
 }

@@ -16,6 +16,9 @@ const utf8 = new TextEncoder();
 /** Arcade100k averages about 4 bytes of English per token; a template adds a few tokens per message. */
 const BYTES_PER_TOKEN = 4;
 const TEMPLATE_TOKENS_PER_MESSAGE = 4;
+/** Measured on Arcade100k: the text around the tool list (with a system turn of its own), and each tool's JSON wrapper. */
+const TOOLS_BLOCK_TOKENS = 70;
+const TOKENS_PER_TOOL = 26;
 
 export function edgeView(state: ModelState, queue: GenerationQueue, cfg: WorkerConfig): EdgeView {
   return {
@@ -28,15 +31,19 @@ export function edgeView(state: ModelState, queue: GenerationQueue, cfg: WorkerC
         if (typeof prompt !== "string") return prompt.length;
         return model ? model.tokenizer.encode(prompt, { allowSpecial: allowSpecialTokens }).length : Math.ceil(utf8.encode(prompt).length / BYTES_PER_TOKEN);
       }
-      const { messages } = r as ChatRequest;
+      const { messages, toolChoice } = r as ChatRequest;
+      // The tools go into the prompt (the system turn) unless tool_choice is "none".
+      const tools = toolChoice === "none" ? undefined : (r as ChatRequest).tools;
       if (model?.chatTemplate) {
         try {
-          return encodeChat(model.tokenizer, messages, { template: model.chatTemplate }).length;
+          return encodeChat(model.tokenizer, messages, { template: model.chatTemplate, tools }).length;
         } catch {
           // The edge will answer this one with its own 400; the estimate below is enough to route it.
         }
       }
-      return messages.reduce((n, m) => n + Math.ceil(utf8.encode(m.content).length / BYTES_PER_TOKEN) + TEMPLATE_TOKENS_PER_MESSAGE, 0);
+      const bytes = (text: string) => Math.ceil(utf8.encode(text).length / BYTES_PER_TOKEN);
+      const inMessages = messages.reduce((n, m) => n + bytes(m.content) + (m.toolCalls ?? []).reduce((k, c) => k + bytes(c.name + c.arguments), 0) + TEMPLATE_TOKENS_PER_MESSAGE, 0);
+      return inMessages + (tools?.length ? TOOLS_BLOCK_TOKENS + tools.length * TOKENS_PER_TOOL + bytes(JSON.stringify(tools)) : 0);
     },
     cpu(promptTokens, maxTokens) {
       const e = estimate({ promptTokens, maxTokens }, cfg);

@@ -3,8 +3,9 @@
  * same OpenAI protocol vLLM speaks) serving a tiny F32 model under vLLM's served name, behind a
  * fault-injecting HTTP front that also plays vLLM's `--api-key` (401 without the right bearer).
  * The front can answer a status, refuse connections (it stops listening on its port), stall
- * before the headers, before the first token or after it, slow every event down, or echo the
- * credential it received; it records every request that reached it.
+ * before the headers, before the first token or after it, slow every event down, echo the
+ * credential it received, or replay canned chunks as vLLM would stream them (for what the stand-in
+ * cannot produce on cue: vLLM's tool-call deltas); it records every request that reached it.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
@@ -19,7 +20,9 @@ export type Fault =
   | { kind: "status"; status: number; body?: (auth: string) => string }
   | { kind: "stall-before-headers" }
   | { kind: "stall-before-first-token" }
-  | { kind: "stall-after-first-token" };
+  | { kind: "stall-after-first-token" }
+  /** Answers 200 with these objects as SSE events, then [DONE]; the stand-in is not asked. */
+  | { kind: "replay"; events: readonly unknown[] };
 
 export interface Seen {
   path: string;
@@ -98,6 +101,11 @@ async function handle(o: FaultOrigin, apiKey: string, req: IncomingMessage, res:
     return void res.end(f.body ? f.body(auth ?? "") : JSON.stringify({ error: { message: "injected failure", type: "InternalServerError", param: null, code: f.status } }));
   }
   if (f.kind === "stall-before-headers") return hold();
+  if (f.kind === "replay") {
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+    for (const e of f.events) res.write(`data: ${JSON.stringify(e)}\n\n`);
+    return void res.end("data: [DONE]\n\n");
+  }
 
   const up = await fetch(o.standIn.url + (req.url ?? "/"), { method: req.method, headers: { "content-type": "application/json" }, body: req.method === "GET" ? undefined : text, signal: gone.signal });
   const headers: Record<string, string> = {};
