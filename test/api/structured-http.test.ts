@@ -20,7 +20,7 @@ const PERSON = {
   additionalProperties: false,
 };
 
-const TOOLS: OpenAI.Chat.Completions.ChatCompletionTool[] = [
+const TOOLS: OpenAI.Chat.Completions.ChatCompletionFunctionTool[] = [
   {
     type: "function",
     function: {
