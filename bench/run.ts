@@ -18,6 +18,8 @@
  *                bench/worker.ts (the Worker in workerd vs the engine in Node)
  *   --concurrency  instead: many users at once (bench/concurrency.ts: edgelm serve batching vs llama.cpp
  *                with as many sequences, at 1, 2, 4 and 8 streams, and the prefix-reuse case)
+ *   --structured instead: what structured output costs (bench/structured.ts: mask time per token
+ *                against the decode step, first-token latency with a new schema)
  *
  * Timings only here, never in tests. The machine is shared and noisy: compare
  * ratios within one run.
@@ -30,10 +32,11 @@ import { parseArgs } from "node:util";
 import { benchModel, engineChild, root, type EngineResult } from "./common";
 import { enableRelaxedSimd } from "../src/engine/node";
 
-const { values: cli } = parseArgs({ options: { quick: { type: "boolean" }, all: { type: "boolean" }, threads: { type: "string" }, concurrency: { type: "boolean" } } });
+const { values: cli } = parseArgs({ options: { quick: { type: "boolean" }, all: { type: "boolean" }, threads: { type: "string" }, concurrency: { type: "boolean" }, structured: { type: "boolean" } } });
 const quick = cli.quick ?? false;
-if (cli.concurrency) {
-  const r = spawnSync(process.execPath, ["--import", "tsx", join(root, "bench/concurrency.ts"), ...(quick ? ["--quick"] : [])], { cwd: root, stdio: "inherit" });
+if (cli.concurrency || cli.structured) {
+  const script = cli.concurrency ? "bench/concurrency.ts" : "bench/structured.ts";
+  const r = spawnSync(process.execPath, ["--import", "tsx", join(root, script), ...(quick ? ["--quick"] : [])], { cwd: root, stdio: "inherit" });
   process.exit(r.status ?? 1);
 }
 const all = cli.all ?? false;

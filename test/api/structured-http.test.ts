@@ -66,6 +66,22 @@ describe("response_format", () => {
     expect(ajv.validate(PERSON, JSON.parse(done.choices[0].message.content!))).toBe(true);
   });
 
+  it("concurrent requests in batched steps each keep their own mask", async () => {
+    const { SCHEMAS } = await import("../generate/schemas");
+    const names = ["flat", "enums", "topArray", "optional"];
+    const counter = async (name: string) => Number(new RegExp(`^${name} (\\d+)`, "m").exec(await (await fetch(`${server.url}/metrics`)).text())?.[1] ?? NaN);
+    const [steps0, seqs0] = [await counter("edgelm_batch_steps_total"), await counter("edgelm_batch_sequences_total")];
+    const answers = await Promise.all(
+      names.map((n, i) => client.chat.completions.create({ model: "tiny", messages, seed: 10 + i, max_tokens: 200, response_format: { type: "json_schema", json_schema: { name: n, schema: SCHEMAS[n] } } })),
+    );
+    answers.forEach((r, i) => {
+      expect(r.choices[0].finish_reason).toBe("stop");
+      expect(ajv.validate(SCHEMAS[names[i]], JSON.parse(r.choices[0].message.content!)), names[i]).toBe(true);
+    });
+    // More sequences than steps: some steps carried several of these requests at once.
+    expect((await counter("edgelm_batch_sequences_total")) - seqs0).toBeGreaterThan((await counter("edgelm_batch_steps_total")) - steps0);
+  });
+
   it("json_object on /v1/completions gives a JSON object", async () => {
     const r = await client.completions.create({ model: "tiny", prompt: "JSON:", seed: 4, max_tokens: 200, response_format: { type: "json_object" } } as OpenAI.Completions.CompletionCreateParamsNonStreaming);
     if (r.choices[0].finish_reason === "stop") expect(typeof JSON.parse(r.choices[0].text)).toBe("object");

@@ -112,6 +112,23 @@ describe("Worker: OpenAI SDK against workerd", () => {
     expect(whole.choices[0].message.content).toBe(chunks.map((c) => c.choices[0]?.delta.content ?? "").join(""));
   });
 
+  it("structured output on the edge: a streamed json_schema answer validates; a tool call streams in OpenAI's shape", async () => {
+    const schema = { type: "object", properties: { city: { type: "string", maxLength: 8 }, temp: { type: "integer", minimum: -50, maximum: 50 } }, required: ["city", "temp"], additionalProperties: false };
+    const stream = client.chat.completions.stream({ model: MODEL, messages: [{ role: "user", content: "Weather as JSON" }], seed: 3, max_tokens: 120, response_format: { type: "json_schema", json_schema: { name: "weather", schema } } });
+    const answer = await stream.finalChatCompletion();
+    expect(answer.choices[0].finish_reason).toBe("stop");
+    const value = JSON.parse(answer.choices[0].message.content!);
+    expect(Object.keys(value)).toEqual(["city", "temp"]);
+    expect(Number.isInteger(value.temp) && value.temp >= -50 && value.temp <= 50).toBe(true);
+    const tools = [{ type: "function" as const, function: { name: "lookup", parameters: { type: "object", properties: { q: { type: "string", maxLength: 6 } }, required: ["q"] } } }];
+    const called = await client.chat.completions.stream({ model: MODEL, messages: [{ role: "user", content: "Look it up" }], seed: 2, max_tokens: 120, tools, tool_choice: "required" }).finalChatCompletion();
+    expect(called.choices[0].finish_reason).toBe("tool_calls");
+    const call = called.choices[0].message.tool_calls![0] as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
+    expect(call.function.name).toBe("lookup");
+    expect(typeof JSON.parse(call.function.arguments).q).toBe("string");
+    await stillServes();
+  });
+
   it("echoes a sane x-request-id and exposes it to allowed browser origins", async () => {
     const res = await post("/v1/completions", { prompt: "a", max_tokens: 1 }, { "x-request-id": "client-req-42", origin: "https://app.example" });
     expect(res.status).toBe(200);
