@@ -8,10 +8,11 @@
  */
 import Ajv from "ajv";
 import { parseArgs } from "node:util";
-import { compileSchema, createConstraint, generate } from "../src/generate/index";
+import { compileSchema } from "../src/generate/index";
 import { advance, initial } from "../src/generate/json-matcher";
 import { loadServedModel } from "../src/node/server";
 import { synthGGUF } from "../weights-tools/fixtures";
+import { sampleUnderSchema } from "../test/generate/sample-schema";
 import { SCHEMAS } from "../test/generate/schemas";
 
 const { values: cli } = parseArgs({ options: { seeds: { type: "string" }, schema: { type: "string" }, help: { type: "boolean", short: "h" } } });
@@ -37,15 +38,8 @@ for (const name of names) {
   let prefixes = 0;
   let tokens = 0;
   for (let seed = 0; seed < SEEDS; seed++) {
-    const constraint = createConstraint({ text: { kind: "json_schema", schema: SCHEMAS[name] } }, model.tokenizer);
-    let text = "";
-    let finish = "";
-    for await (const ev of generate(model.engine, model.tokenizer, { prompt, maxTokens: 256, seed, sampling: { temperature: 1 }, constraint })) {
-      if (ev.type === "token") {
-        text += ev.text;
-        tokens++;
-      } else if (ev.type === "done") finish = ev.finishReason;
-    }
+    const { text, finish, tokens: n } = await sampleUnderSchema(model, SCHEMAS[name], prompt, seed);
+    tokens += n;
     if (finish === "stop") {
       stops++;
       try {

@@ -2,7 +2,7 @@
  * Test schemas, one or more per supported construct. Strings and arrays are bounded so a random
  * model finishes its value well inside 256 tokens. Also used by the opt-in many-seeds script.
  */
-export const SCHEMAS: Record<string, object> = {
+export const SCHEMAS: Record<string, Record<string, unknown>> = {
   flat: {
     type: "object",
     properties: { name: { type: "string", maxLength: 12 }, age: { type: "integer", minimum: 0, maximum: 150 }, active: { type: "boolean" }, note: { type: "null" } },

@@ -11,6 +11,7 @@ import { seededRandom } from "../../src/util/random";
 import type { ServedModel } from "../../src/api/deps";
 import { synthGGUF } from "../../weights-tools/fixtures";
 import { loadServedModel } from "../../src/node/server";
+import { sampleUnderSchema } from "./sample-schema";
 import { SCHEMAS } from "./schemas";
 
 const ajv = new Ajv({ strict: false });
@@ -129,6 +130,12 @@ describe("the schema subset", () => {
     expect(error({ type: "integer", minimum: 3, maximum: 2 }).path).toBe("#/minimum");
     expect(error({ $ref: "#/$defs/missing" }).path).toBe("#/$ref");
     expect(error({ type: "string", maxLength: 2, minimum: 1 }).path).toBe("#/minimum");
+    // Malformed, not just unsupported.
+    expect(error({ type: "object", properties: 5 }).path).toBe("#/properties");
+    expect(error({ type: "strng" }).path).toBe("#/type");
+    expect(error({ type: "array", items: { type: "string", maxLength: -1 } }).path).toBe("#/items/maxLength");
+    expect(error({ type: "object", properties: { a: { type: "string" } }, required: ["b"] }).path).toBe("#/required");
+    expect(error({ enum: [] }).path).toBe("#/enum");
   });
 
   it("accepts annotations and ignores them", () => {
@@ -182,13 +189,7 @@ describe("a random-weight model sampling at temperature 1 under each schema", ()
       const prompt = model.tokenizer.encode(`Answer in JSON (${name}):`);
       let stops = 0;
       for (let seed = 0; seed < SEEDS; seed++) {
-        const constraint = createConstraint({ text: { kind: "json_schema", schema: SCHEMAS[name] } }, model.tokenizer);
-        let text = "";
-        let finish = "";
-        for await (const ev of generate(model.engine, model.tokenizer, { prompt, maxTokens: 256, seed, sampling: { temperature: 1 }, constraint })) {
-          if (ev.type === "token") text += ev.text;
-          else if (ev.type === "done") finish = ev.finishReason;
-        }
+        const { text, finish } = await sampleUnderSchema(model, SCHEMAS[name], prompt, seed);
         if (finish === "stop") {
           stops++;
           expect(validate(JSON.parse(text)), `seed ${seed}: ${text}\n${JSON.stringify(validate.errors)}`).toBe(true);
