@@ -8,7 +8,7 @@
  */
 const { builtinModules } = require("node:module");
 
-const LIB = "util|gguf|tokenizer|model|engine|shard|generate|api|routing|client";
+const LIB = "util|gguf|tokenizer|model|engine|shard|generate|api|routing|client|playground";
 /** Node's built-ins as dependency-cruiser names them once resolved ("fs", "fs/promises", "node:test"). */
 const NODE_BUILTIN = `^(node:|(${builtinModules.filter((m) => !m.startsWith("_")).map((m) => m.replace(/[/]/g, "\\/")).join("|")})$)`;
 
@@ -36,6 +36,8 @@ module.exports = {
     onlyBelow("api", ["shard", "generate", "engine", "model", "tokenizer", "gguf", "util"]),
     onlyBelow("routing", ["api", "shard", "generate", "engine", "model", "tokenizer", "gguf", "util"]),
     onlyBelow("client", ["util"]),
+    // The page bundled for browsers (scripts/build-playground.mjs): it talks to servers through the client only.
+    onlyBelow("playground", ["client", "util"]),
     {
       name: "weights-tools-imports-gguf-tokenizer-shard-node",
       comment: "weights-tools/ may import gguf, tokenizer, shard, util and Node (docs/architecture.md, Layers)",

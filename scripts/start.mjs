@@ -4,6 +4,7 @@
 // Which model: $EDGELM_MODEL, else a real Stable LM 2 GGUF in the models folder, else a synthetic
 // tiny model made once (random weights: the API works end to end, the text is gibberish).
 // The model is put into local R2 once (re-put when the file changes); `edgelm serve` is the Node host.
+// The playground page (src/playground/) is rebuilt first, and its URL printed once the Worker answers.
 // Env: EDGELM_MODEL (a .gguf), EDGELM_MODELS_DIR (default <repo>/models), PORT (default 8787),
 // HOST (default 127.0.0.1), EDGELM_WRANGLER_STATE (local R2 etc.; default <repo>/.wrangler/state).
 import { spawn, spawnSync } from "node:child_process";
@@ -68,6 +69,20 @@ function seedLocalR2(path, key) {
   writeFileSync(markerPath, JSON.stringify(seeded, null, 2));
 }
 
+/** Prints the playground's URL once the Worker serves it: wrangler's own "Ready" line comes before the Worker can answer. */
+function announcePlayground(url) {
+  const poll = setInterval(async () => {
+    try {
+      const res = await fetch(url);
+      await res.body?.cancel();
+      if (res.status !== 200) return;
+      clearInterval(poll);
+      console.error(`npm start: playground at ${url} (the API is under ${url}v1/)`);
+    } catch {}
+  }, 500);
+  poll.unref();
+}
+
 const model = pickModel();
 const key = basename(model.path);
 if (model.synthetic) {
@@ -100,7 +115,11 @@ const args = [
   "--show-interactive-dev-session=false",
   ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
 ];
+// wrangler bundles build/playground/index.html: build it from the current sources.
+const page = spawnSync(process.execPath, [join(root, "scripts", "build-playground.mjs")], { stdio: "inherit", cwd: root });
+if (page.status !== 0) fail("could not build the playground page (see above)");
 const child = spawn(process.execPath, args, { stdio: "inherit", cwd: root, env });
+announcePlayground(`http://${process.env.HOST || "127.0.0.1"}:${process.env.PORT || "8787"}/`);
 // Forward Ctrl-C / termination so wrangler stops workerd cleanly, and exit with its status.
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => child.kill(sig));
 child.on("exit", (code, signal) => process.exit(code ?? (signal ? 0 : 1)));

@@ -2,8 +2,8 @@
  * CORS for browser clients: every response carries the allow-origin header for an allowed origin,
  * and OPTIONS preflights are answered here without touching a handler.
  */
-const ALLOW_METHODS = "GET, POST, OPTIONS";
-const ALLOW_HEADERS = "authorization, content-type, x-request-id, x-edgelm-prefer-route, openai-organization, openai-project";
+const ALLOW_METHODS = "GET, HEAD, POST, OPTIONS";
+const ALLOW_HEADERS = "authorization, content-type, x-request-id, x-edgelm-prefer-route, openai-organization, openai-project, range, if-range, if-none-match";
 
 /** The Access-Control-Allow-Origin value for this request, or undefined when the origin is not allowed. */
 export function allowedOrigin(origin: string | null, allowed: "*" | readonly string[]): string | undefined {
@@ -17,8 +17,12 @@ export function corsHeaders(req: Request, allowed: "*" | readonly string[]): Hea
   if (allowed !== "*") h.set("vary", "origin");
   if (origin === undefined) return h;
   h.set("access-control-allow-origin", origin);
-  // Browser code may read only exposed headers: the retry hint, the request id and the route taken (and why, and its cost).
-  h.set("access-control-expose-headers", "retry-after, x-request-id, x-edgelm-route, x-edgelm-route-reason, x-edgelm-fallback, x-edgelm-estimated-cost-usd, x-edgelm-cost-usd");
+  // Browser code may read only exposed headers: the retry hint, the request id and the route taken (and why, and its cost);
+  // for the model file, what a ranged, resumable download needs.
+  h.set(
+    "access-control-expose-headers",
+    "retry-after, x-request-id, x-edgelm-route, x-edgelm-route-reason, x-edgelm-fallback, x-edgelm-estimated-cost-usd, x-edgelm-cost-usd, content-range, etag, accept-ranges, content-length",
+  );
   return h;
 }
 

@@ -73,6 +73,28 @@ export interface ApiDeps {
    * something else (a GPU origin). Without it every request is served locally.
    */
   route?(ctx: RouteContext): Promise<Response>;
+  /**
+   * The GGUF itself, for `GET /v1/models/{id}/file` (a browser running the model on its own
+   * device downloads it by ranges). Absent: that route answers 404 saying how to turn it on.
+   */
+  modelFile?: ModelFileSource;
+  /** The HTML page served at `GET /` (the playground); absent: `/` is a 404 like any unknown path. */
+  page?: string;
+}
+
+/** A host's view of the model file: stat, then ranged reads, so either host can serve downloads. */
+export interface ModelFileSource {
+  /** The model id the file is served under (the same id as `model` in requests). */
+  id: string;
+  /** File name offered to a browser saving it. */
+  fileName: string;
+  /** Size and a strong ETag (quoted, as sent in the header) of the file as it is now. */
+  stat(): Promise<{ size: number; etag: string }>;
+  /**
+   * Bytes start..end inclusive of the file whose ETag is `etag`; a host that can tell the file
+   * changed since `stat` throws rather than mixing two versions.
+   */
+  read(start: number, end: number, etag: string): Promise<ReadableStream<Uint8Array>>;
 }
 
 export interface RouteContext {

@@ -9,6 +9,7 @@ import { ApiError, errorResponse, toApiError } from "./errors";
 import { chatCompletions } from "./handlers/chat";
 import { completions } from "./handlers/completions";
 import { engineMetrics, health, models, PROMETHEUS_CONTENT_TYPE } from "./handlers/info";
+import { MODEL_FILE_PATH, modelFile } from "./handlers/model-file";
 
 type Generate = (req: Request, body: unknown, deps: ApiDeps, model: ServedModel) => Promise<Response>;
 
@@ -62,9 +63,15 @@ export async function handleRequest(req: Request, deps: ApiDeps): Promise<Respon
   return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
 }
 
+function pageRoute(html: string): Route {
+  // no-cache: a redeploy changes the page; the browser revalidates rather than running a stale one.
+  return { method: "GET", run: () => new Response(html, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" } }) };
+}
+
 async function route(req: Request, deps: ApiDeps): Promise<Response> {
   const path = new URL(req.url).pathname.replace(/\/+$/, "") || "/";
-  const r = ROUTES[path];
+  const file = path.match(MODEL_FILE_PATH);
+  const r = file ? { method: "GET" as const, run: (q: Request) => modelFile(q, file[1], deps.modelFile) } : path === "/" && deps.page !== undefined ? pageRoute(deps.page) : ROUTES[path];
   if (!r) throw new ApiError(404, `no route for ${req.method} ${path}; this server has ${Object.keys(ROUTES).join(", ")}`, "not_found_error", null, "not_found");
   const allowed = r.method === "GET" ? "GET, HEAD" : r.method;
   if (req.method !== r.method && !(r.method === "GET" && req.method === "HEAD")) {

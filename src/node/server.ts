@@ -6,10 +6,12 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { basename } from "node:path";
-import { buildServedModel, chooseEngine, GenerationQueue, handleRequest, queueCapacity, readModelFacts, withBatching, type ApiDeps, type BatchingOptions, type ModelState, type ServedModel } from "../api/index";
+import { buildServedModel, chooseEngine, modelIdFromFile, GenerationQueue, handleRequest, queueCapacity, readModelFacts, withBatching, type ApiDeps, type BatchingOptions, type ModelState, type ServedModel } from "../api/index";
 import { openGGUF } from "../gguf/node";
 import type { ChatTemplateName } from "../tokenizer/node";
 import { loadEngine, NODE_ENGINES, type NodeEngineName } from "./engines";
+import { diskModelFile } from "./model-file";
+import { playgroundPage } from "./playground";
 
 export interface ServeOptions {
   modelPath: string;
@@ -34,6 +36,8 @@ export interface ServeOptions {
   maxBatchTokens?: number;
   /** KV cache budget in MiB, shared by the running generations; default two full contexts. */
   kvBudgetMB?: number;
+  /** Serve the GGUF at GET /v1/models/{id}/file (redistribution: docs/api.md). Default off. */
+  serveModelFile?: boolean;
   /** One line per request and lifecycle messages; default stderr. */
   log?: (line: string) => void;
 }
@@ -80,7 +84,13 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const host = opts.host ?? "127.0.0.1";
   let state: ModelState = { status: "loading", message: "starting", progress: 0 };
   const queue = new GenerationQueue(opts.queueDepth ?? 16);
-  const deps: ApiDeps = { model: () => state, queue, corsOrigins: opts.corsOrigins ?? "*" };
+  const deps: ApiDeps = {
+    model: () => state,
+    queue,
+    corsOrigins: opts.corsOrigins ?? "*",
+    modelFile: opts.serveModelFile ? diskModelFile(opts.modelPath, opts.modelId ?? modelIdFromFile(basename(opts.modelPath))) : undefined,
+    page: playgroundPage(log),
+  };
   const server = createServer(nodeListener((req) => handleRequest(req, deps), log));
   await listen(server, opts.port ?? 8000, host);
   const port = (server.address() as AddressInfo).port;

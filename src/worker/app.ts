@@ -18,6 +18,8 @@ import { cpuAdmission } from "./budget";
 import { edgeView } from "./edge-view";
 import { parseConfig, type Env, type ExecutionContextLike, type WorkerConfig } from "./env";
 import { ModelLoader } from "./loader";
+import { r2ModelFile } from "./model-file";
+import playground from "../../build/playground/index.html";
 import { WorkerQueue } from "./queue";
 import { requestIdOf } from "./request-id";
 import { parseRoutingConfig } from "./routing-env";
@@ -32,8 +34,8 @@ const ROUTE_LOG_HEADERS = [
 /** How an aborted generation's log line says what ended it. */
 const ABORTED_BY = { signal: "client disconnect (request.signal)", cancelled: "response stream cancelled", stalled: "a client that took no data for STREAM_STALL_MS" } as const;
 
-/** Paths anyone may call: load balancers and uptime checks carry no key. */
-const OPEN_PATHS = new Set(["/health"]);
+/** Paths anyone may call: load balancers and uptime checks carry no key; the playground page asks for one itself. */
+const OPEN_PATHS = new Set(["/health", "/"]);
 
 export class WorkerApp {
   readonly loader: ModelLoader;
@@ -51,6 +53,7 @@ export class WorkerApp {
     private readonly keys: Keys,
     readonly routing: RoutingConfig,
     private readonly log: (line: string) => void = (l) => console.log(l),
+    env: Env = {},
   ) {
     this.loader = new ModelLoader(cfg, log);
     this.queue = new WorkerQueue(cfg.queueDepth, 1);
@@ -70,6 +73,8 @@ export class WorkerApp {
       admit: cpuAdmission(cfg),
       prefillChunkTokens: cfg.prefillChunkTokens,
       streamStallMs: cfg.streamStallMs,
+      modelFile: cfg.serveModelFile ? r2ModelFile(env, cfg) : undefined,
+      page: playground,
       clock: () => performance.now(),
       // Without this, a request context that workerd drops after a disconnect it never reported
       // (Miniflare's entry Worker loses them; workerd itself does when the disconnect shows up as
@@ -146,7 +151,7 @@ export function isolateApp(env: Env): WorkerApp {
   if (appError) throw appError;
   try {
     const cfg = parseConfig(env);
-    app = new WorkerApp(cfg, parseApiKeys(env.API_KEYS), parseRoutingConfig(env, cfg));
+    app = new WorkerApp(cfg, parseApiKeys(env.API_KEYS), parseRoutingConfig(env, cfg), undefined, env);
     return app;
   } catch (err) {
     appError = err as Error;

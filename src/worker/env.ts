@@ -55,6 +55,8 @@ export interface Env {
   PREFILL_CHUNK_TOKENS?: Var;
   /** A streaming client that takes no data for this long is treated as gone (see src/api/sse.ts). */
   STREAM_STALL_MS?: Var;
+  /** "true": GET /v1/models/{id}/file serves the GGUF from MODELS (redistribution: docs/worker.md). Default off. */
+  SERVE_MODEL_FILE?: Var;
   /** Secret: JSON object {"<key>": "<tier>"}. Unset or empty: no auth. */
   API_KEYS?: Var;
   /** Routing to the GPU origin (src/routing/, docs/routing.md). ORIGIN_URL unset: edge only. */
@@ -96,6 +98,7 @@ export interface WorkerConfig {
   decodeTokensPerS: number;
   prefillChunkTokens: number;
   streamStallMs: number;
+  serveModelFile: boolean;
 }
 
 export const DEFAULT_MODEL_KEY = "stablelm-2-1_6b-q4_0.gguf";
@@ -141,7 +144,16 @@ export function parseConfig(env: Env): WorkerConfig {
     decodeTokensPerS: num("DECODE_TOKENS_PER_S", env.DECODE_TOKENS_PER_S, 0, { min: 0 }),
     prefillChunkTokens: num("PREFILL_CHUNK_TOKENS", env.PREFILL_CHUNK_TOKENS, 32, { min: 1, integer: true }),
     streamStallMs: num("STREAM_STALL_MS", env.STREAM_STALL_MS, DEFAULT_STALL_MS, { min: 1 }),
+    serveModelFile: flag("SERVE_MODEL_FILE", env.SERVE_MODEL_FILE),
   };
+}
+
+/** A yes/no var: "true" or "false" (or unset: false); anything else names the var rather than guessing. */
+export function flag(name: string, v: Var): boolean {
+  const s = text(v)?.toLowerCase();
+  if (s === undefined || s === "false") return false;
+  if (s === "true") return true;
+  throw new ConfigError(`var ${name} must be "true" or "false", got ${JSON.stringify(s)}`);
 }
 
 /** The Worker loads every engine, "sharded" included (src/worker/sharded.ts, docs/sharding.md). */

@@ -56,6 +56,10 @@ describe("scripts/start.mjs", () => {
     expect(await res.text()).toMatch(/"finish_reason":"length"[\s\S]*data: \[DONE\]/);
     // Offline: wrangler was told not to fetch the Request.cf placeholder.
     expect(output).not.toMatch(/Unable to fetch the `Request.cf` object/);
+    await vi.waitFor(() => expect(output).toContain(`npm start: playground at http://127.0.0.1:${port}/`), { timeout: 10_000 });
+    const page = await fetch(`http://127.0.0.1:${port}/`);
+    expect(page.headers.get("content-type")).toMatch(/^text\/html/);
+    expect(await page.text()).toMatch(/<title>edgelm playground<\/title>/);
 
     const exited = new Promise<number | null>((r) => child!.once("exit", (code) => r(code)));
     child.kill("SIGTERM");

@@ -44,6 +44,7 @@ describe("layers (dependency-cruiser, .dependency-cruiser.cjs)", () => {
       "src/routing/route.ts": 'import { w } from "../worker/host"; export const r = w;',
       "src/api/reads-routing.ts": 'import { r } from "../routing/route"; export const y = r;',
       "src/client/reads-api.ts": 'import { h } from "../api/handler"; export const y = h;',
+      "src/playground/reads-api.ts": 'import { h } from "../api/handler"; export const y = h;',
       "src/worker/host.ts": "export const w = 1;",
       "src/model/uses-fs.ts": 'import { readFileSync } from "node:fs"; export const f = readFileSync;',
       "src/model/node.ts": 'import { readFileSync } from "node:fs"; export const n = readFileSync;',
@@ -63,6 +64,7 @@ describe("layers (dependency-cruiser, .dependency-cruiser.cjs)", () => {
       [
         "api-imports-only-below",
         "client-imports-only-below",
+        "playground-imports-only-below",
         "file-names-kebab-case",
         "generate-imports-only-below",
         "gguf-imports-only-below",

@@ -159,6 +159,11 @@ describe("Worker: auth", () => {
     const sdk = new OpenAI({ baseURL: `${w.url}/v1`, apiKey: "sk-wrong-key-4567", maxRetries: 0 });
     await expect(sdk.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
     expect((await fetch(`${w.url}/health`)).status).toBe(200);
+    // The playground page is open too: it asks for the key itself once the API answers 401.
+    const page = await fetch(`${w.url}/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toMatch(/^text\/html/);
+    expect(await page.text()).toMatch(/<title>edgelm playground<\/title>/);
 
     const pro = await post("/v1/completions", { prompt: "a", max_tokens: 1 }, { authorization: "Bearer sk-edgelm-test-pro-00002" });
     expect(pro.status).toBe(200);

@@ -42,7 +42,8 @@ export async function startBareWorkerd(opts: BareWorkerdOptions): Promise<BareWo
   const modules = await bundleWorker();
   const moduleLines = modules.map((m) => {
     writeFileSync(join(dir, m.path), m.contents as string | Uint8Array);
-    return m.type === "ESModule" ? `(name = ${capnpString(m.path)}, esModule = embed ${capnpString(m.path)})` : `(name = ${capnpString(m.path)}, wasm = embed ${capnpString(m.path)})`;
+    const kind = m.type === "ESModule" ? "esModule" : m.type === "Text" ? "text" : "wasm";
+    return `(name = ${capnpString(m.path)}, ${kind} = embed ${capnpString(m.path)})`;
   });
   const key = opts.vars.MODEL_KEY;
   if (!key) throw new Error("startBareWorkerd: vars.MODEL_KEY is required");

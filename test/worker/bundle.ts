@@ -1,9 +1,11 @@
 /**
  * The Worker as it ships: src/worker.ts bundled with esbuild (as wrangler bundles it), each imported
- * `*.wasm` as a compiled module, and the compatibility date and flags of wrangler.toml. Shared by
- * the Miniflare harness, the bare-workerd harness and the Worker bench; no test framework here.
+ * `*.wasm` as a compiled module and each `*.html` as a Text module (wrangler's default rules), and
+ * the compatibility date and flags of wrangler.toml. Shared by the Miniflare harness, the
+ * bare-workerd harness and the Worker bench; no test framework here.
  */
 import { build } from "esbuild";
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import type { MiniflareOptions } from "miniflare";
 
@@ -21,6 +23,9 @@ export function bundleEntry(entry: string, name: string, external: string[] = []
   const cached = bundles.get(entry);
   if (cached) return cached;
   const wasm = new Map<string, string>();
+  const text = new Map<string, string>();
+  // The Worker imports the built playground page: build it from the current sources, not a stale copy.
+  if (entry === "src/worker.ts") execFileSync(process.execPath, [new URL("scripts/build-playground.mjs", root).pathname], { stdio: "ignore" });
   const bundle = build({
     entryPoints: [new URL(entry, root).pathname],
     bundle: true,
@@ -41,12 +46,19 @@ export function bundleEntry(entry: string, name: string, external: string[] = []
             wasm.set(wasmName, file);
             return { path: `./${wasmName}`, external: true };
           });
+          b.onResolve({ filter: /\.html$/ }, (args) => {
+            const file = new URL(args.path, `file://${args.resolveDir}/`).pathname;
+            const textName = file.slice(file.lastIndexOf("/") + 1);
+            text.set(textName, file);
+            return { path: `./${textName}`, external: true };
+          });
         },
       },
     ],
   }).then((out) => [
     { type: "ESModule" as const, path: name, contents: out.outputFiles[0].text },
     ...[...wasm].map(([wasmName, file]) => ({ type: "CompiledWasm" as const, path: wasmName, contents: readFileSync(file) })),
+    ...[...text].map(([textName, file]) => ({ type: "Text" as const, path: textName, contents: readFileSync(file, "utf8") })),
   ]);
   bundles.set(entry, bundle);
   return bundle;

@@ -7,7 +7,7 @@ import { engineOption, threadsOption } from "./logits";
 const spec = {
   name: "serve",
   summary: "Serve the OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models, /health) over HTTP.",
-  usage: "serve --model FILE.gguf [--port 8000] [--host 127.0.0.1] [--model-id NAME] [--engine ref|wasm] [--threads N] [--chat-template zephyr|chatml] [--cors-origin ORIGINS] [--queue-depth N] [--max-batch N] [--max-batch-tokens N] [--kv-budget-mb MB]",
+  usage: "serve --model FILE.gguf [--port 8000] [--host 127.0.0.1] [--model-id NAME] [--engine ref|wasm] [--threads N] [--chat-template zephyr|chatml] [--cors-origin ORIGINS] [--queue-depth N] [--max-batch N] [--max-batch-tokens N] [--kv-budget-mb MB] [--serve-model-file]",
   details: `
   --model FILE          a stablelm GGUF
   --port N              default 8000 (0: any free port, printed on start)
@@ -26,6 +26,11 @@ const spec = {
                         decoding rather than ahead of it; default ${DEFAULT_MAX_BATCH_TOKENS}
   --kv-budget-mb MB     the KV cache shared by the running generations (blocks of 16 positions; a request is admitted
                         when prompt + max_tokens fit beside the others'); default two full contexts
+  --serve-model-file    serve the GGUF itself at GET /v1/models/{id}/file (ranges, ETag), for browsers that run the
+                        model on their own device; off by default: serving the weights redistributes them under the
+                        model's licence (Stability AI's, for Stable LM 2)
+
+The playground page is at / (build/playground/, made by npm run build).
 
 See docs/api.md for the endpoints and fields.`,
   options: {
@@ -41,6 +46,7 @@ See docs/api.md for the endpoints and fields.`,
     "max-batch": { type: "string" },
     "max-batch-tokens": { type: "string" },
     "kv-budget-mb": { type: "string" },
+    "serve-model-file": { type: "boolean" },
   },
 } as const;
 
@@ -73,6 +79,7 @@ export async function run(argv: string[]): Promise<number> {
     maxBatch,
     maxBatchTokens: intOption(cmd, opts["max-batch-tokens"], "max-batch-tokens", DEFAULT_MAX_BATCH_TOKENS, maxBatch, 4096),
     kvBudgetMB: opts["kv-budget-mb"] === undefined ? undefined : intOption(cmd, opts["kv-budget-mb"], "kv-budget-mb", 0, 1, 4096),
+    serveModelFile: opts["serve-model-file"] === true,
   });
   process.stderr.write(`edgelm serve: listening on ${server.url}, loading ${modelPath} …\n`);
   const stop = () => {
@@ -86,6 +93,7 @@ export async function run(argv: string[]): Promise<number> {
     const synthetic = model.info?.synthetic ? " — SYNTHETIC random-weights model, output is gibberish" : "";
     process.stderr.write(
       `edgelm serve: ready: model "${model.id}" (${model.engine.name} engine, chat ${model.chatTemplate ?? "off"})${synthetic}\n` +
+        `  playground: ${server.url}/\n` +
         `  curl ${server.url}/v1/completions -H 'content-type: application/json' -d '{"prompt":"The capital of France is","max_tokens":16}'\n`,
     );
   } catch (err) {
