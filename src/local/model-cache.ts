@@ -107,8 +107,11 @@ export async function openModelBytes(url: string, opts: OpenOptions): Promise<Mo
     async (e: unknown) => {
       if (e instanceof LocalLoadError) throw e;
       if ((e as Error)?.name === "QuotaExceededError") return { cached: false, warning: await quotaMessage(size) };
-      // The put reads the body itself, so a cut-off download usually arrives here as our own error.
-      throw cutShort ?? new LocalLoadError({ code: "download_failed", message: `the download of ${url} was not stored: ${(e as Error)?.message ?? e}` });
+      // A cut-off body is the file's fault: nothing may use it. Any other failure is the store's
+      // (private windows keep the Cache API in memory and refuse large entries): the engine's
+      // copy was read and checked all the same, so only the next visit pays.
+      if (cutShort) throw cutShort;
+      return { cached: false, warning: `the model was not stored for the next visit: ${(e as Error)?.message ?? e}` };
     },
   );
   return { stream: forEngine, size, source: "network", etag, stored, warnings };

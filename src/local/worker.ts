@@ -21,6 +21,7 @@ import type { Tokenizer } from "../tokenizer/index";
 import { memoryError, missingCapability } from "./capabilities";
 import { LocalLoadError, openModelBytes } from "./model-cache";
 import type { FromWorker, LoadRequest, ToWorker, TokensRequest } from "./protocol";
+import { unclampZeroDelayTimers } from "./zero-delay-timers";
 
 interface WorkerScope {
   postMessage(msg: FromWorker, transfer?: Transferable[]): void;
@@ -28,6 +29,7 @@ interface WorkerScope {
   location: { href: string };
 }
 const scope = self as unknown as WorkerScope;
+unclampZeroDelayTimers(globalThis as unknown as Parameters<typeof unclampZeroDelayTimers>[0]);
 const post = (msg: FromWorker, transfer?: Transferable[]) => scope.postMessage(msg, transfer);
 
 let state: ModelState = { status: "loading", message: "the model is loading" };
