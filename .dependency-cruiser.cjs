@@ -3,12 +3,13 @@
  * (test/architecture/layers.test.ts); a broken rule fails with its name.
  *
  * Layers, bottom to top: util · gguf ← model ← engine ← (shard, generate) ← api ← routing ← hosts,
+ * and local (the browser's host: api and below, never routing),
  * with tokenizer above gguf and below generate and api. The kernels (assembly/) are not
  * TypeScript imports: the engine loads their .wasm builds.
  */
 const { builtinModules } = require("node:module");
 
-const LIB = "util|gguf|tokenizer|model|engine|shard|generate|api|routing|client|playground";
+const LIB = "util|gguf|tokenizer|model|engine|shard|generate|api|routing|client|playground|local";
 /** Node's built-ins as dependency-cruiser names them once resolved ("fs", "fs/promises", "node:test"). */
 const NODE_BUILTIN = `^(node:|(${builtinModules.filter((m) => !m.startsWith("_")).map((m) => m.replace(/[/]/g, "\\/")).join("|")})$)`;
 
@@ -36,8 +37,23 @@ module.exports = {
     onlyBelow("api", ["shard", "generate", "engine", "model", "tokenizer", "gguf", "util"]),
     onlyBelow("routing", ["api", "shard", "generate", "engine", "model", "tokenizer", "gguf", "util"]),
     onlyBelow("client", ["util"]),
-    // The page bundled for browsers (scripts/build-playground.mjs): it talks to servers through the client only.
-    onlyBelow("playground", ["client", "util"]),
+    // The page bundled for browsers (scripts/build-playground.mjs): servers through the client, the device through edgelm/local.
+    onlyBelow("playground", ["client", "local", "util"]),
+    {
+      name: "playground-uses-local-page-side-only",
+      comment: "the playground reaches the on-device engine only through edgelm/local's page side (index.ts): the engine stays in the Web Worker's bundle",
+      severity: "error",
+      from: { path: "^src/playground/" },
+      to: { path: "^src/local/", pathNot: "^src/local/(index|protocol)\\.ts$" },
+    },
+    onlyBelow("local", ["api", "generate", "engine", "model", "tokenizer", "gguf", "util"]),
+    {
+      name: "local-page-imports-only-protocol",
+      comment: "edgelm/local's page side (src/local/index.ts) imports only the message protocol: the engine stays in the Web Worker's bundle (docs/local.md)",
+      severity: "error",
+      from: { path: "^src/local/index\\.ts$" },
+      to: { path: "^(src|weights-tools)/", pathNot: "^src/local/protocol\\.ts$" },
+    },
     {
       name: "weights-tools-imports-gguf-tokenizer-shard-node",
       comment: "weights-tools/ may import gguf, tokenizer, shard, util and Node (docs/architecture.md, Layers)",
@@ -71,6 +87,13 @@ module.exports = {
       comment: "nothing the Worker bundle reaches (from src/worker.ts or a shard Durable Object) imports node: modules",
       severity: "error",
       from: { path: "^src/(worker\\.ts|shard/worker\\.ts)$" },
+      to: { reachable: true, path: NODE_BUILTIN },
+    },
+    {
+      name: "local-bundle-has-no-node",
+      comment: "nothing edgelm/local's browser bundles reach imports node: modules",
+      severity: "error",
+      from: { path: "^src/local/(index|worker)\\.ts$" },
       to: { reachable: true, path: NODE_BUILTIN },
     },
     {

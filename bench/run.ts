@@ -20,6 +20,8 @@
  *                with as many sequences, at 1, 2, 4 and 8 streams, and the prefix-reuse case)
  *   --structured instead: what structured output costs (bench/structured.ts: mask time per token
  *                against the decode step, first-token latency with a new schema)
+ *   --browser    instead: edgelm/local in headless Chromium vs the engine in Node (bench/browser.ts:
+ *                decode tok/s at one thread, first-visit vs cached load time)
  *
  * Timings only here, never in tests. The machine is shared and noisy: compare
  * ratios within one run.
@@ -32,10 +34,10 @@ import { parseArgs } from "node:util";
 import { benchModel, engineChild, root, type EngineResult } from "./common";
 import { enableRelaxedSimd } from "../src/engine/node";
 
-const { values: cli } = parseArgs({ options: { quick: { type: "boolean" }, all: { type: "boolean" }, threads: { type: "string" }, concurrency: { type: "boolean" }, structured: { type: "boolean" } } });
+const { values: cli } = parseArgs({ options: { quick: { type: "boolean" }, all: { type: "boolean" }, threads: { type: "string" }, concurrency: { type: "boolean" }, structured: { type: "boolean" }, browser: { type: "boolean" } } });
 const quick = cli.quick ?? false;
-if (cli.concurrency || cli.structured) {
-  const script = cli.concurrency ? "bench/concurrency.ts" : "bench/structured.ts";
+if (cli.concurrency || cli.structured || cli.browser) {
+  const script = cli.concurrency ? "bench/concurrency.ts" : cli.structured ? "bench/structured.ts" : "bench/browser.ts";
   const r = spawnSync(process.execPath, ["--import", "tsx", join(root, script), ...(quick ? ["--quick"] : [])], { cwd: root, stdio: "inherit" });
   process.exit(r.status ?? 1);
 }

@@ -51,6 +51,9 @@ describe("layers (dependency-cruiser, .dependency-cruiser.cjs)", () => {
       "src/engine/uses-node-face.ts": 'import { n } from "../model/node"; export const y = n;',
       "src/worker.ts": 'import { f } from "./model/uses-fs"; export default f;',
       "src/gguf/camelCase.ts": 'import { h } from "../api/handler"; export const y = h;',
+      "src/local/reads-routing.ts": 'import { r } from "../routing/route"; export const y = r;',
+      "src/local/index.ts": 'import { e } from "../engine/thing"; export const y = e;',
+      "src/local/worker.ts": 'import { f } from "../model/uses-fs"; export const y = f;',
       "weights-tools/reads-api.ts": 'import { h } from "../src/api/handler"; export const y = h;',
     };
     for (const [path, text] of Object.entries(files)) {
@@ -70,6 +73,9 @@ describe("layers (dependency-cruiser, .dependency-cruiser.cjs)", () => {
         "gguf-imports-only-below",
         "host-neutral-imports-no-node-ts",
         "library-imports-no-host",
+        "local-bundle-has-no-node",
+        "local-imports-only-below",
+        "local-page-imports-only-protocol",
         "model-imports-only-below",
         "node-builtins-only-in-node-ts",
         "routing-imports-only-below",
