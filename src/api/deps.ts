@@ -80,6 +80,11 @@ export interface ApiDeps {
   modelFile?: ModelFileSource;
   /** The HTML page served at `GET /` (the playground); absent: `/` is a 404 like any unknown path. */
   page?: string;
+  /**
+   * Files served at `GET /local/NAME` with no key, like the page: edgelm/local's Web Worker script
+   * and kernels, which the playground's "on this device" mode loads (docs/local.md).
+   */
+  pageAssets?: PageAssets;
 }
 
 /** A host's view of the model file: stat, then ranged reads, so either host can serve downloads. */
@@ -134,3 +139,6 @@ export interface Admission {
 
 export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
 export const DEFAULT_CHAT_MAX_TOKENS = 256;
+
+/** name → its bytes (or text) and content type. */
+export type PageAssets = Readonly<Record<string, { type: string; body: string | Uint8Array<ArrayBuffer> }>>;

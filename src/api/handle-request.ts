@@ -4,7 +4,7 @@
  */
 import { readJson } from "./body";
 import { corsHeaders, preflight } from "./cors";
-import { DEFAULT_MAX_BODY_BYTES, type ApiDeps, type RouteContext, type ServedModel } from "./deps";
+import { DEFAULT_MAX_BODY_BYTES, type ApiDeps, type PageAssets, type RouteContext, type ServedModel } from "./deps";
 import { ApiError, errorResponse, toApiError } from "./errors";
 import { chatCompletions } from "./handlers/chat";
 import { completions } from "./handlers/completions";
@@ -68,10 +68,16 @@ function pageRoute(html: string): Route {
   return { method: "GET", run: () => new Response(html, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" } }) };
 }
 
+function assetRoute(a: PageAssets[string]): Route {
+  // The bundle changes with each build: revalidate, as for the page.
+  return { method: "GET", run: () => new Response(a.body, { headers: { "content-type": a.type, "cache-control": "no-cache" } }) };
+}
+
 async function route(req: Request, deps: ApiDeps): Promise<Response> {
   const path = new URL(req.url).pathname.replace(/\/+$/, "") || "/";
   const file = path.match(MODEL_FILE_PATH);
-  const r = file ? { method: "GET" as const, run: (q: Request) => modelFile(q, file[1], deps.modelFile) } : path === "/" && deps.page !== undefined ? pageRoute(deps.page) : ROUTES[path];
+  const asset = path.startsWith("/local/") ? deps.pageAssets?.[path.slice("/local/".length)] : undefined;
+  const r = file ? { method: "GET" as const, run: (q: Request) => modelFile(q, file[1], deps.modelFile) } : path === "/" && deps.page !== undefined ? pageRoute(deps.page) : asset ? assetRoute(asset) : ROUTES[path];
   if (!r) throw new ApiError(404, `no route for ${req.method} ${path}; this server has ${Object.keys(ROUTES).join(", ")}`, "not_found_error", null, "not_found");
   const allowed = r.method === "GET" ? "GET, HEAD" : r.method;
   if (req.method !== r.method && !(r.method === "GET" && req.method === "HEAD")) {

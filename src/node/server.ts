@@ -11,7 +11,7 @@ import { openGGUF } from "../gguf/node";
 import type { ChatTemplateName } from "../tokenizer/node";
 import { loadEngine, NODE_ENGINES, type NodeEngineName } from "./engines";
 import { diskModelFile } from "./model-file";
-import { playgroundPage } from "./playground";
+import { localPageAssets, playgroundPage } from "./playground";
 
 export interface ServeOptions {
   modelPath: string;
@@ -90,6 +90,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     corsOrigins: opts.corsOrigins ?? "*",
     modelFile: opts.serveModelFile ? diskModelFile(opts.modelPath, opts.modelId ?? modelIdFromFile(basename(opts.modelPath))) : undefined,
     page: playgroundPage(log),
+    pageAssets: localPageAssets(),
   };
   const server = createServer(nodeListener((req) => handleRequest(req, deps), log));
   await listen(server, opts.port ?? 8000, host);

@@ -5,6 +5,7 @@
  */
 import { APIError, APIUserAbortError, type ChatMessage } from "../client/index";
 import { backends, edgeBackend, registerBackend, type PlaygroundBackend, type PlaygroundStream } from "./backends";
+import { deviceBackend } from "./device";
 import { storedKey, storeKey } from "./key-store";
 import { RunTiming } from "./timing";
 
@@ -34,8 +35,7 @@ const ui = {
 };
 
 registerBackend("edge", edgeBackend(location.origin, storedKey));
-// A second backend (the on-device engine) registers itself in a module imported above; the select
-// lists whatever is registered when the page starts.
+registerBackend("device", deviceBackend((text) => setStatus(text)));
 for (const [id, b] of backends()) ui.backend.add(new Option(b.label, id));
 
 /** The chat so far (chat mode); completion mode keeps no history. */

@@ -20,6 +20,7 @@ import { parseConfig, type Env, type ExecutionContextLike, type WorkerConfig } f
 import { ModelLoader } from "./loader";
 import { r2ModelFile } from "./model-file";
 import playground from "../../build/playground/index.html";
+import { localPageAssets } from "./page-assets";
 import { WorkerQueue } from "./queue";
 import { requestIdOf } from "./request-id";
 import { parseRoutingConfig } from "./routing-env";
@@ -36,6 +37,8 @@ const ABORTED_BY = { signal: "client disconnect (request.signal)", cancelled: "r
 
 /** Paths anyone may call: load balancers and uptime checks carry no key; the playground page asks for one itself. */
 const OPEN_PATHS = new Set(["/health", "/"]);
+/** The playground's own files (edgelm/local's worker and kernels) are as open as the page. */
+const isOpen = (path: string) => OPEN_PATHS.has(path) || path.startsWith("/local/");
 
 export class WorkerApp {
   readonly loader: ModelLoader;
@@ -75,6 +78,9 @@ export class WorkerApp {
       streamStallMs: cfg.streamStallMs,
       modelFile: cfg.serveModelFile ? r2ModelFile(env, cfg) : undefined,
       page: playground,
+      get pageAssets() {
+        return localPageAssets();
+      },
       clock: () => performance.now(),
       // Without this, a request context that workerd drops after a disconnect it never reported
       // (Miniflare's entry Worker loses them; workerd itself does when the disconnect shows up as
@@ -113,7 +119,7 @@ export class WorkerApp {
     let tier = "-";
     let res: Response;
     try {
-      if (req.method !== "OPTIONS" && !OPEN_PATHS.has(path)) tier = authorize(req, this.keys);
+      if (req.method !== "OPTIONS" && !isOpen(path)) tier = authorize(req, this.keys);
       this.tiers.set(req, tier);
       res = path === "/metrics" && req.method === "GET" ? withCors(this.metricsResponse(), req, this.cfg) : await handleRequest(req, this.deps);
     } catch (err) {
