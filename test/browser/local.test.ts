@@ -141,4 +141,16 @@ describe.runIf(BROWSER_TESTS)("edgelm/local in Chromium", () => {
     expect(again.info).toMatchObject({ source: "network", cached: true, etag: '"v3"' });
     expect(server.counts.downloads).toBe(4);
   });
+
+  it("a full storage quota: the model still loads, is not stored, and the page is told why", async () => {
+    // Chromium's DevTools protocol can shrink this origin's quota below the file's size.
+    const cdp = await context.newCDPSession(page);
+    await cdp.send("Storage.overrideQuotaForOrigin", { origin: server.url, quotaSize: 1024 });
+    server.model.etag = '"v4"';
+    const r = await reload();
+    expect(r.error).toBeUndefined();
+    expect(r.info).toMatchObject({ source: "network", cached: false });
+    expect(r.warnings.join("\n")).toMatch(/storage quota is full/);
+    await cdp.send("Storage.overrideQuotaForOrigin", { origin: server.url });
+  });
 });
