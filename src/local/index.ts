@@ -37,6 +37,8 @@ export interface LocalEngineOptions {
   /** false: no Cache API, the file is downloaded on every load. Default true. */
   cache?: boolean;
   settings?: EngineSettings;
+  /** Headers for the model's download, e.g. `{ authorization: "Bearer …" }` for a server with API keys. */
+  headers?: Record<string, string>;
   onProgress?(p: Progress): void;
   /** Non-fatal news: the model could not be stored (quota), the server could not be asked … */
   onWarning?(message: string): void;
@@ -140,6 +142,7 @@ export function createLocalEngine(opts: LocalEngineOptions): LocalEngine {
     modelId: opts.modelId,
     cache: opts.cache,
     settings: opts.settings,
+    headers: Object.entries(opts.headers ?? {}),
     kernelsBase: new URL(".", new URL(workerURL, location.href)).href,
   });
 

@@ -39,6 +39,8 @@ export interface ModelBytes {
 export interface OpenOptions {
   cache: boolean;
   onProgress(p: Progress): void;
+  /** Sent with the download (never stored): an API key, say. */
+  headers?: [string, string][];
   fetch?: typeof fetch;
 }
 
@@ -63,7 +65,7 @@ export async function openModelBytes(url: string, opts: OpenOptions): Promise<Mo
   let res: Response;
   try {
     // no-store: the browser's HTTP cache would keep a second copy of a file of a gigabyte.
-    res = await doFetch(url, { cache: "no-store", headers: hitETag ? { "if-none-match": hitETag } : {} });
+    res = await doFetch(url, { cache: "no-store", headers: [...(opts.headers ?? []), ...(hitETag ? [["if-none-match", hitETag] as [string, string]] : [])] });
   } catch (e) {
     if (hit?.body && hitETag) {
       warnings.push(`could not ask ${url} whether the model changed (${(e as Error).message}); using the stored copy`);

@@ -23,6 +23,8 @@ export interface LoadRequest {
   /** false: never read or write the Cache API (the file is downloaded every time). */
   cache?: boolean;
   settings?: EngineSettings;
+  /** Sent with the model's download (an API key for a server that wants one). */
+  headers?: [string, string][];
 }
 
 /** One HTTP request to the worker's OpenAI-compatible API, in a form postMessage can carry. */

@@ -81,7 +81,7 @@ async function load(req: LoadRequest): Promise<void> {
     const missing = missingCapability();
     if (missing) throw new LocalLoadError(missing);
     const kernels = compileKernels(req.kernelsBase ?? scope.location.href);
-    const bytes = await openModelBytes(req.url, { cache: req.cache !== false, onProgress: (progress) => post({ type: "progress", progress }) });
+    const bytes = await openModelBytes(req.url, { cache: req.cache !== false, headers: req.headers, onProgress: (progress) => post({ type: "progress", progress }) });
     const { modules, unavailable } = await kernels;
     if (!modules.scalar) throw new LocalLoadError({ code: "internal", message: `the kernels could not be loaded: ${unavailable.scalar}` });
     let header: GGUFHeader | undefined;

@@ -4,7 +4,7 @@
  * must allow: SERVE_MODEL_FILE=true / --serve-model-file) and kept in the browser's cache. Loaded
  * on the first request made with it; answers through edgelm/client like the edge does.
  */
-import { createClient, type ChatCompletionChunk, type CompletionChunk, type FinishReason, type Usage } from "../client/index";
+import { APIError, createClient, type ChatCompletionChunk, type CompletionChunk, type FinishReason, type Usage } from "../client/index";
 import { createLocalEngine, LOCAL_BASE_URL, type LocalEngine } from "../local/index";
 import type { PlaygroundBackend, PlaygroundStream } from "./backends";
 
@@ -32,7 +32,8 @@ function deferred<C>(open: () => Promise<Inner<C>>): PlaygroundStream<C> {
   };
 }
 
-export function deviceBackend(status: (text: string) => void): PlaygroundBackend {
+/** `apiKey`: the key the page keeps (the file route wants one where the API does). */
+export function deviceBackend(status: (text: string) => void, apiKey: () => string | undefined): PlaygroundBackend {
   let engine: Promise<LocalEngine> | undefined;
   const load = (): Promise<LocalEngine> =>
     (engine ??= (async () => {
@@ -41,6 +42,7 @@ export function deviceBackend(status: (text: string) => void): PlaygroundBackend
       const e = createLocalEngine({
         model: `/v1/models/${encodeURIComponent(h.model)}/file`,
         workerURL: "/local/edgelm-local-worker.js",
+        headers: apiKey() ? { authorization: `Bearer ${apiKey()}` } : {},
         onProgress: (p) => status(`on this device: ${p.phase} ${(p.loaded / 2 ** 20).toFixed(1)} of ${(p.total / 2 ** 20).toFixed(1)} MiB`),
         onWarning: (w) => status(`on this device: ${w}`),
       });
@@ -49,6 +51,8 @@ export function deviceBackend(status: (text: string) => void): PlaygroundBackend
       } catch (err) {
         e.close();
         engine = undefined; // the next request tries again (say, after the server allows the file)
+        // The file route wants the API's key: the page's 401 path asks for one, as for the edge.
+        if (/HTTP 401/.test((err as Error).message)) throw new APIError(401, { error: { message: (err as Error).message, type: "invalid_request_error" } }, undefined);
         throw err;
       }
       status("on this device: model ready");

@@ -35,7 +35,7 @@ const ui = {
 };
 
 registerBackend("edge", edgeBackend(location.origin, storedKey));
-registerBackend("device", deviceBackend((text) => setStatus(text)));
+registerBackend("device", deviceBackend((text) => setStatus(text), storedKey));
 for (const [id, b] of backends()) ui.backend.add(new Option(b.label, id));
 
 /** The chat so far (chat mode); completion mode keeps no history. */

@@ -51,6 +51,28 @@ describe.runIf(BROWSER_TESTS)("playground, on this device", () => {
     expect(device.text).toBe(edge.text);
   });
 
+  it("with API keys, the device asks for the key like the edge does and then loads with it", async () => {
+    const KEY = "sk-edgelm-test-device-01";
+    const keyed = await startWorker({ vars: { ...VARS, API_KEYS: JSON.stringify({ [KEY]: "free" }) }, r2Model: await testModelPath() });
+    try {
+      await waitHealthy(keyed);
+      const p = await browser.newPage();
+      await p.goto(`${keyed.url}/`);
+      await p.selectOption("#backend", "device");
+      await p.fill("#prompt", "Hello");
+      await p.fill("#max-tokens", "4");
+      await p.click("#run");
+      await p.waitForSelector("#key-dialog[open]");
+      await p.fill("#api-key", KEY);
+      await p.click("#key-save");
+      await p.waitForSelector("#status:text-matches('^done')", { timeout: 60_000 });
+      expect(await p.textContent("#route")).toBe("on this device");
+      await p.close();
+    } finally {
+      await keyed.close();
+    }
+  });
+
   it("the worker script and kernels are open files, like the page", async () => {
     for (const name of ["edgelm-local-worker.js", "kernels-simd.wasm"]) {
       const res = await fetch(`${worker.url}/local/${name}`);
