@@ -46,7 +46,8 @@ let emulatedDir: string | undefined;
 export function emulatedFusedBuildDir(): string {
   if (emulatedDir) return emulatedDir;
   const dir = mkdtempSync(join(tmpdir(), "edgelm-fused-"));
-  for (const f of readdirSync(DEFAULT_BUILD_DIR)) {
+  // Only the kernel builds: build/ also holds the playground and edgelm/local folders.
+  for (const f of readdirSync(DEFAULT_BUILD_DIR).filter((n) => /^kernels-.*\.wasm$/.test(n))) {
     const bytes = readFileSync(join(DEFAULT_BUILD_DIR, f));
     if (f.startsWith("kernels-relaxed-fused")) writeFileSync(join(dir, f), emulateFusedDot(bytes).bytes);
     else copyFileSync(join(DEFAULT_BUILD_DIR, f), join(dir, f));
