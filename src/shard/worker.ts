@@ -36,6 +36,10 @@ export interface ShardEnv {
   KERNELS?: string;
   /** Tests only: after this many frames, the object is reset by the platform (ctx.abort), once. */
   TEST_CRASH_AFTER_FRAMES?: string;
+  /** Tests only: every load first waits this long (a slow cold start). */
+  TEST_LOAD_DELAY_MS?: string;
+  /** Tests only: this many loads of the instance fail before one succeeds ("always": none does). */
+  TEST_LOAD_FAILURES?: string;
 }
 
 async function loadRuntime(env: ShardEnv): Promise<ShardRuntime> {
@@ -76,12 +80,22 @@ async function loadRuntime(env: ShardEnv): Promise<ShardRuntime> {
   return rt;
 }
 
+/** The chaos tests' faults at load (TEST_LOAD_DELAY_MS, TEST_LOAD_FAILURES); nothing when unset. */
+async function injectedLoadFault(env: ShardEnv, attempt: number): Promise<void> {
+  const delay = Number(env.TEST_LOAD_DELAY_MS ?? 0);
+  if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+  const failures = env.TEST_LOAD_FAILURES;
+  if (failures && (failures === "always" || attempt <= Number(failures))) throw new Error(`load ${attempt} failed (TEST_LOAD_FAILURES=${failures})`);
+}
+
 export class Shard extends DurableObject<ShardEnv> {
   private runtime?: Promise<ShardRuntime>;
   private frames = 0;
+  private loads = 0;
 
   private ready(): Promise<ShardRuntime> {
-    this.runtime ??= loadRuntime(this.env).catch((e) => {
+    this.runtime ??= injectedLoadFault(this.env, ++this.loads).then(() => loadRuntime(this.env)).catch((e) => {
+      console.log(`edgelm shard ${this.env.SHARD_INDEX}: load failed: ${(e as Error).message}`);
       this.runtime = undefined; // the next frame tries again (e.g. after the object is uploaded)
       throw e;
     });
