@@ -63,7 +63,7 @@ export interface ApiDeps {
    * the response has gone out) keeps the context alive until then, so the generation can still
    * notice that its client left and free the queue.
    */
-  onGenerationStart?(req: Request, finished: Promise<void>): void;
+  onGenerationStart?(req: Request, finished: Promise<void>, model: ServedModel): void;
   /** Called once when a generation ends however it ends (hosts log it: where an abort stopped the work). */
   onGenerationEnd?(req: Request, summary: GenerationSummary): void;
   /**

@@ -22,7 +22,7 @@ export async function startRun(deps: ApiDeps, model: ServedModel, opts: Omit<Gen
   let released = false;
   let finished!: () => void;
   const freed = new Promise<void>((r) => (finished = r));
-  deps.onGenerationStart?.(req, freed);
+  deps.onGenerationStart?.(req, freed, model);
   const summary: GenerationSummary = { outcome: "error", promptTokens: opts.prompt.length, prefilled: 0, completionTokens: 0 };
   const release = () => {
     if (released) return;

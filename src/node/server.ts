@@ -11,6 +11,7 @@ import { openGGUF } from "../gguf/node";
 import type { ChatTemplateName } from "../tokenizer/node";
 import { loadEngine, NODE_ENGINES, type NodeEngineName } from "./engines";
 import { diskModelFile } from "./model-file";
+import { InFlight, swapModel } from "./model-swap";
 import { localPageAssets, playgroundPage } from "./playground";
 
 export interface ServeOptions {
@@ -49,6 +50,12 @@ export interface RunningServer {
   /** Resolves when the model is loaded; rejects when loading fails (the server keeps answering 503). */
   ready: Promise<ServedModel>;
   queue: GenerationQueue;
+  /**
+   * Loads the model file again (replace the file first) and swaps it in: running generations end
+   * on the old weights, new requests get the new ones (model-swap.ts). `edgelm serve` does this
+   * on SIGHUP.
+   */
+  reload(): Promise<ServedModel>;
   /** Stops listening, drops open connections and stops the engine's threads. */
   close(): Promise<void>;
 }
@@ -84,9 +91,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const host = opts.host ?? "127.0.0.1";
   let state: ModelState = { status: "loading", message: "starting", progress: 0 };
   const queue = new GenerationQueue(opts.queueDepth ?? 16);
+  const inflight = new InFlight();
   const deps: ApiDeps = {
     model: () => state,
     queue,
+    // Each generation is counted against the model it runs on, so a reload can wait for it.
+    onGenerationStart: (_req, finished, model) => inflight.add(model, finished),
     corsOrigins: opts.corsOrigins ?? "*",
     modelFile: opts.serveModelFile ? diskModelFile(opts.modelPath, opts.modelId ?? modelIdFromFile(basename(opts.modelPath))) : undefined,
     page: playgroundPage(log),
@@ -98,12 +108,15 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
 
   const maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
+  const install = (model: ServedModel) => {
+    queue.configure(queueCapacity(model.engine, { maxBatch }));
+    state = { status: "ready", model };
+  };
   const ready = loadServedModel(opts.modelPath, { ...opts, maxBatch, log }, (message, progress) => {
     state = { status: "loading", message, progress };
   }).then(
     (model) => {
-      queue.configure(queueCapacity(model.engine, { maxBatch }));
-      state = { status: "ready", model };
+      install(model);
       return model;
     },
     (err: Error) => {
@@ -113,12 +126,33 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   );
   ready.catch(() => {}); // the caller decides what a failed load means; never an unhandled rejection
 
+  let swapping: Promise<ServedModel> | undefined;
+  const reload = () =>
+    (swapping ??= swapModel(
+      {
+        current: () => (state.status === "ready" ? state.model : undefined),
+        load: () => loadServedModel(opts.modelPath, { ...opts, maxBatch, log }),
+        install,
+        pause: (message) => (state = { status: "loading", message, progress: 0 }),
+        log,
+      },
+      opts.modelPath,
+      inflight,
+    )
+      .catch((err: Error) => {
+        // Drained for lack of memory and then failed: there is no model left to serve.
+        if (state.status !== "ready") state = { status: "failed", message: `reload failed: ${err.message}` };
+        throw err;
+      })
+      .finally(() => (swapping = undefined)));
+
   return {
     url,
     host,
     port,
     ready,
     queue,
+    reload,
     close: async () => {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

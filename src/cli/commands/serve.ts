@@ -32,6 +32,11 @@ const spec = {
 
 The playground page is at / (build/playground/, made by npm run build).
 
+Replacing the model while serving: put the new file at the same path (write it elsewhere, then
+rename it over the old one), then send SIGHUP (kill -HUP PID). The new model loads beside the old
+one; new requests go to it, and the streams already running finish on the old weights, whose
+engine is then closed. Without memory for both models, the server drains first (503 meanwhile).
+
 See docs/api.md for the endpoints and fields.`,
   options: {
     model: { type: "string" },
@@ -88,6 +93,11 @@ export async function run(argv: string[]): Promise<number> {
   };
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
+  // SIGHUP: replace the model file, then `kill -HUP`; streams running finish on the old weights.
+  process.on("SIGHUP", () => {
+    process.stderr.write(`edgelm serve: SIGHUP: reloading ${modelPath}\n`);
+    server.reload().catch((err: Error) => process.stderr.write(`edgelm serve: reload failed, the current model serves on: ${err.message}\n`));
+  });
   try {
     const model = await server.ready;
     const synthetic = model.info?.synthetic ? " — SYNTHETIC random-weights model, output is gibberish" : "";
