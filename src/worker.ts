@@ -7,6 +7,8 @@ import { isolateApp, misconfigured } from "./worker/app";
 import type { Env, ExecutionContextLike } from "./worker/env";
 
 export type { Env } from "./worker/env";
+// The per-key rate limiter's Durable Object class (bound as RATE_LIMITER; docs/worker.md, "Rate limits").
+export { RateLimiter } from "./worker/rate-limiter";
 
 export default {
   async fetch(req: Request, env: Env, ctx: ExecutionContextLike): Promise<Response> {

@@ -24,6 +24,8 @@ export class Accounting {
     private readonly metrics: RoutingMetrics,
     private readonly now: () => number,
     private readonly t0: number,
+    /** Hears the tokens used when the request ends (the rate limit's refund). */
+    private readonly onEnd?: (usedTokens: number) => void,
   ) {}
 
   /** A chunk with content went out (the first one sets time to first token). */
@@ -68,5 +70,8 @@ export class Accounting {
     if (this.estimate !== null) m.estimatedCostUsd.inc({ route }, this.estimate);
     m.duration.observe({ route }, (this.now() - this.t0) / 1000);
     if (stream && this.firstAt !== undefined) m.firstToken.observe({ route }, (this.firstAt - this.t0) / 1000);
+    // An error answer with nothing generated processed no prompt either (refused before the engine or the origin took it).
+    const served = status < 400 || this.usage !== undefined || this.chunks > 0;
+    this.onEnd?.(served ? c.promptTokens + c.completionTokens : 0);
   }
 }

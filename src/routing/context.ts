@@ -5,6 +5,7 @@
 import type { ChatRequest } from "../api/chat-request";
 import type { CompletionRequest } from "../api/completion-request";
 import type { RouteContext } from "../api/deps";
+import type { ApiError } from "../api/errors";
 import type { JsonObject } from "../api/fields";
 import type { CircuitBreaker } from "./breaker";
 import type { Route, RoutingConfig } from "./config";
@@ -31,7 +32,22 @@ export interface RouterDeps {
   edge(): EdgeView;
   fetch?: typeof fetch;
   now(): number;
+  /**
+   * The caller's rate limit, asked once per request when its size is known and before any path is
+   * tried, so both paths count. Undefined (or no hook): not limited.
+   */
+  limit?(call: RouteCall, reserveTokens: number): Promise<LimitAnswer | undefined>;
 }
+
+/** A limit's answer: refused (the error and its headers), or admitted with headers and a way to settle. */
+export type LimitAnswer =
+  | { ok: false; error: ApiError; headers: Headers }
+  | {
+      ok: true;
+      headers: Headers;
+      /** Once, when the request ends: the tokens it used (prompt + completion; 0 when no path served it). */
+      settle(usedTokens: number): void;
+    };
 
 export interface RouteCall extends RouteContext {
   tier: string;
@@ -53,6 +69,8 @@ export interface RoutedRequest {
   decision: RouteDecision;
   /** When the request arrived, for the duration metrics. */
   t0: number;
+  /** Tells the rate limit what the request used, once it ends (accounting calls it). */
+  settle?(usedTokens: number): void;
 }
 
 export interface Fallback {

@@ -29,7 +29,7 @@ export function routeHeaders(decision: RouteDecision, route: Route, fallback: Fa
 
 export function accountingFor(r: RoutedRequest, route: Route): Accounting {
   const { deps } = r;
-  return new Accounting(route, r.call.endpoint, estimateFor(r.decision, route), r.promptTokens, deps.cfg.prices, deps.metrics, deps.now, r.t0);
+  return new Accounting(route, r.call.endpoint, estimateFor(r.decision, route), r.promptTokens, deps.cfg.prices, deps.metrics, deps.now, r.t0, r.settle);
 }
 
 /** Turned away before any path was tried (invalid, unknown model, or no route allowed). */
@@ -44,6 +44,7 @@ export function refused(metrics: RoutingMetrics, endpoint: Endpoint, err: ApiErr
 /** The last path tried failed before its first token and nothing is left to try: its error goes out. */
 export function failed(r: RoutedRequest, res: Response, route: Route, fallback: Fallback | null): Response {
   r.deps.metrics.requests.inc({ route, endpoint: r.call.endpoint, status: String(res.status) });
+  r.settle?.(0);
   return withHeaders(res, routeHeaders(r.decision, route, fallback));
 }
 

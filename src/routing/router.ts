@@ -10,7 +10,7 @@ import { attemptOrigin } from "./attempt-origin";
 import type { Route } from "./config";
 import type { Attempt, Fallback, RouteCall, RoutedRequest, RouterDeps } from "./context";
 import { decide } from "./decide";
-import { failed } from "./respond";
+import { failed, refused } from "./respond";
 
 export type { EdgeView, RouteCall, RouterDeps } from "./context";
 
@@ -18,6 +18,31 @@ export async function routeRequest(call: RouteCall, deps: RouterDeps): Promise<R
   const decided = decide(call, deps);
   if (!decided.ok) return decided.response;
   const r = decided.routed;
+  // Reserved before either path runs, so the origin's requests count as the edge's do.
+  const limit = await deps.limit?.(call, r.promptTokens + r.maxTokens);
+  if (limit && !limit.ok) return withLimitHeaders(refused(deps.metrics, call.endpoint, limit.error, "rate_limited"), limit.headers);
+  if (!limit) return routeLimited(r);
+  let settled = false;
+  r.settle = (used) => {
+    if (settled) return;
+    settled = true;
+    limit.settle(used);
+  };
+  try {
+    return withLimitHeaders(await routeLimited(r), limit.headers);
+  } catch (err) {
+    r.settle(0);
+    throw err;
+  }
+}
+
+function withLimitHeaders(res: Response, h: Headers): Response {
+  h.forEach((v, k) => res.headers.set(k, v));
+  return res;
+}
+
+async function routeLimited(r: RoutedRequest): Promise<Response> {
+  const { call, deps } = r;
   const { route, reason, fallback } = r.decision;
   const { metrics } = deps;
 

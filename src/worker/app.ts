@@ -24,6 +24,7 @@ import { localPageAssets } from "./page-assets";
 import { WorkerQueue } from "./queue";
 import { requestIdOf } from "./request-id";
 import { parseRoutingConfig } from "./routing-env";
+import { rateLimitHook } from "./rate-limit";
 
 /** The routing headers, as they appear in the per-request log line. */
 const ROUTE_LOG_HEADERS = [
@@ -68,6 +69,7 @@ export class WorkerApp {
     this.metrics.gauge("edgelm_edge_queue_waiting", "Requests waiting for this isolate's engine.", () => this.queue.depth);
     this.metrics.gauge("edgelm_edge_queue_running", "1 while a generation runs on this isolate's engine.", () => (this.queue.running ? 1 : 0));
     this.metrics.gauge("edgelm_edge_model_ready", "1 once the edge model is loaded in this isolate.", () => (this.loader.state.status === "ready" ? 1 : 0));
+    const limit = rateLimitHook(env, log, (req) => this.contexts.get(req));
     this.deps = {
       model: () => this.loader.state,
       queue: this.queue,
@@ -102,6 +104,7 @@ export class WorkerApp {
             metrics: this.metrics,
             edge: () => edgeView(this.loader.state, this.queue, cfg),
             now: () => Date.now(),
+            limit,
           },
         ),
     };

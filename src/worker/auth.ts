@@ -33,16 +33,20 @@ function sameKey(a: string, b: string): boolean {
   return diff === 0;
 }
 
+/** The bearer token as sent, if any (authorize decides whether it is a key). */
+export function bearerToken(req: Request): string | undefined {
+  return req.headers.get("authorization")?.match(/^Bearer\s+(\S+)\s*$/i)?.[1];
+}
+
 /** The caller's tier ("open" when auth is off), or a 401. */
 export function authorize(req: Request, keys: Keys): string {
   if (!keys) return "open";
-  const header = req.headers.get("authorization");
-  const match = header?.match(/^Bearer\s+(\S+)\s*$/i);
-  if (!match) {
+  const token = bearerToken(req);
+  if (token === undefined) {
     throw new ApiError(401, "missing API key: send it as 'Authorization: Bearer <key>'", "invalid_request_error", null, "missing_api_key");
   }
   let tier: string | undefined;
-  for (const [k, t] of keys) if (sameKey(k, match[1])) tier = t;
+  for (const [k, t] of keys) if (sameKey(k, token)) tier = t;
   if (tier === undefined) throw new ApiError(401, "invalid API key", "invalid_request_error", null, "invalid_api_key");
   return tier;
 }

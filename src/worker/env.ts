@@ -18,6 +18,12 @@ export interface FetcherLike {
   fetch(input: Request | string, init?: RequestInit): Promise<Response>;
 }
 
+/** A Durable Object namespace binding, as far as fetch-based objects need it. */
+export interface DurableObjectNamespaceLike {
+  idFromName(name: string): unknown;
+  get(id: unknown): FetcherLike;
+}
+
 export interface ExecutionContextLike {
   waitUntil(promise: Promise<unknown>): void;
 }
@@ -59,6 +65,10 @@ export interface Env {
   SERVE_MODEL_FILE?: Var;
   /** Secret: JSON object {"<key>": "<tier>"}. Unset or empty: no auth. */
   API_KEYS?: Var;
+  /** JSON {"<tier>": {"rpm": n, "tpm": n, "slice": f}}: per-key rate limits (docs/worker.md, "Rate limits"). Unset: none. */
+  RATE_LIMITS?: Var;
+  /** The RateLimiter Durable Object namespace; needed when RATE_LIMITS is set. */
+  RATE_LIMITER?: DurableObjectNamespaceLike;
   /** Routing to the GPU origin (src/routing/, docs/routing.md). ORIGIN_URL unset: edge only. */
   ORIGIN_URL?: Var;
   ORIGIN_MODEL?: Var;
