@@ -5,6 +5,7 @@
  */
 import type { Prices, Route } from "./config";
 import { costUsd, roundUsd } from "./cost";
+import type { RouteReport } from "./context";
 import type { RoutingMetrics } from "./metrics";
 import type { CostUsage, Usage } from "./shapes";
 
@@ -24,6 +25,7 @@ export class Accounting {
     private readonly metrics: RoutingMetrics,
     private readonly now: () => number,
     private readonly t0: number,
+    private readonly report?: (e: RouteReport) => void,
   ) {}
 
   /** A chunk with content went out (the first one sets time to first token). */
@@ -68,5 +70,6 @@ export class Accounting {
     if (this.estimate !== null) m.estimatedCostUsd.inc({ route }, this.estimate);
     m.duration.observe({ route }, (this.now() - this.t0) / 1000);
     if (stream && this.firstAt !== undefined) m.firstToken.observe({ route }, (this.firstAt - this.t0) / 1000);
+    this.report?.({ route, status, errorKind, ...c, firstTokenAt: this.firstAt });
   }
 }
