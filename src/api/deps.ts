@@ -24,7 +24,20 @@ export interface ServedModel {
 export type ModelState =
   | { status: "ready"; model: ServedModel }
   | { status: "loading"; message: string; /** 0..1 when known */ progress?: number }
-  | { status: "failed"; message: string };
+  | { status: "failed"; message: string; retry?: LoadRetry };
+
+/** How a host that retries failed loads will try again (the Worker's loader; docs/worker.md, "Loading"). */
+export interface LoadRetry {
+  /** Loads tried so far, the failed ones included. */
+  attempts: number;
+  /**
+   * "backoff": the object could not be read; a request after `at` tries again.
+   * "object_change": the file itself is invalid; only a new upload of it is tried.
+   */
+  mode: "backoff" | "object_change";
+  /** Epoch ms when the next attempt is due (backoff only). */
+  at?: number;
+}
 
 export interface ApiDeps {
   /** Called per request, so the host can swap state as loading progresses. */
@@ -121,6 +134,8 @@ export interface GenerationSummary {
   /** Prompt tokens in the KV cache when it ended (all of them once decoding started). */
   prefilled: number;
   completionTokens: number;
+  /** Epoch ms (Date.now) when the first token came out; absent when none did. */
+  firstTokenAt?: number;
 }
 
 /** Admission's answer: nothing (go on as asked), or a smaller max_tokens (only when not given by the client). */

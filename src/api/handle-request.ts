@@ -8,7 +8,7 @@ import { DEFAULT_MAX_BODY_BYTES, type ApiDeps, type PageAssets, type RouteContex
 import { ApiError, errorResponse, toApiError } from "./errors";
 import { chatCompletions } from "./handlers/chat";
 import { completions } from "./handlers/completions";
-import { engineMetrics, health, models, PROMETHEUS_CONTENT_TYPE } from "./handlers/info";
+import { engineMetrics, health, models, PROMETHEUS_CONTENT_TYPE, retryAfterSeconds } from "./handlers/info";
 import { MODEL_FILE_PATH, modelFile } from "./handlers/model-file";
 
 type Generate = (req: Request, body: unknown, deps: ApiDeps, model: ServedModel) => Promise<Response>;
@@ -35,7 +35,10 @@ async function local(handler: Generate, req: Request, body: unknown, deps: ApiDe
   if (state.status === "loading") {
     throw new ApiError(503, `the model is still loading (${state.message}); retry shortly`, "service_unavailable_error", null, "model_loading", 2);
   }
-  if (state.status === "failed") throw new ApiError(503, `the model failed to load: ${state.message}`, "service_unavailable_error", null, "model_unavailable", 30);
+  if (state.status === "failed") {
+    const next = state.retry?.mode === "object_change" ? "; it is loaded again once the file is replaced" : state.retry ? `; the next attempt is in about ${retryAfterSeconds(state)} s` : "";
+    throw new ApiError(503, `the model failed to load: ${state.message}${next}`, "service_unavailable_error", null, "model_unavailable", retryAfterSeconds(state));
+  }
   return handler(req, body, deps, state.model);
 }
 

@@ -6,7 +6,7 @@ export { StepScheduler } from "./step-scheduler";
 export { ApiError, type ErrorBody } from "./errors";
 export { parseCompletionRequest, type CompletionRequest } from "./completion-request";
 export { parseChatRequest, type ChatRequest } from "./chat-request";
-export type { Admission, ApiDeps, GenerationSummary, ModelFileSource, ModelState, PageAssets, RouteContext, ServedModel } from "./deps";
+export type { Admission, ApiDeps, GenerationSummary, LoadRetry, ModelFileSource, ModelState, PageAssets, RouteContext, ServedModel } from "./deps";
 export { DEFAULT_MAX_BODY_BYTES, DEFAULT_CHAT_MAX_TOKENS } from "./deps";
 export {
   buildServedModel,

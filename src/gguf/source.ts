@@ -8,6 +8,14 @@ class TruncatedError extends Error {
   override name = "TruncatedError";
 }
 
+/**
+ * The bytes could not be read (the stream failed, or ended before the size its source declared):
+ * the source's fault, not the file's, so a host may try the same file again.
+ */
+export class SourceReadError extends Error {
+  override name = "SourceReadError";
+}
+
 export interface ByteSource {
   /** Bytes consumed so far (absolute file offset). */
   readonly position: number;
@@ -138,14 +146,22 @@ export class StreamSource implements ByteSource {
 
   private async next(): Promise<void> {
     let result: ReadableStreamReadResult<Uint8Array>;
-    if (this.reader.kind === "default") result = await this.reader.r.read();
-    else {
-      // A fresh buffer per read: views handed out by read() stay valid, as with the default reader.
-      const { r } = this.reader;
-      const view = new Uint8Array(BYOB_CHUNK);
-      result = r.readAtLeast ? await r.readAtLeast(BYOB_CHUNK, view) : await r.read(view);
+    try {
+      if (this.reader.kind === "default") result = await this.reader.r.read();
+      else {
+        // A fresh buffer per read: views handed out by read() stay valid, as with the default reader.
+        const { r } = this.reader;
+        const view = new Uint8Array(BYOB_CHUNK);
+        result = r.readAtLeast ? await r.readAtLeast(BYOB_CHUNK, view) : await r.read(view);
+      }
+    } catch (err) {
+      throw new SourceReadError(`reading the stream failed at offset ${this.pos}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
-    if (result.done) throw new TruncatedError(`truncated stream: ended at offset ${this.pos}`);
+    if (result.done) {
+      // Shorter than its source said: the transfer was cut, the file itself may be whole.
+      if (this.size !== undefined && this.pos < this.size) throw new SourceReadError(`truncated stream: ended at offset ${this.pos} of the ${this.size} bytes announced`);
+      throw new TruncatedError(`truncated stream: ended at offset ${this.pos}`);
+    }
     this.chunk = result.value;
     this.chunkPos = 0;
   }

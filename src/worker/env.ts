@@ -10,7 +10,8 @@ import type { ChatTemplateName } from "../tokenizer/index";
 
 /** The part of an R2 bucket binding we use. */
 export interface R2BucketLike {
-  get(key: string): Promise<{ body: ReadableStream<Uint8Array>; size: number } | null>;
+  get(key: string): Promise<{ body: ReadableStream<Uint8Array>; size: number; etag?: string; uploaded?: Date } | null>;
+  head(key: string): Promise<{ size: number; etag?: string; uploaded?: Date } | null>;
 }
 
 /** A service binding (e.g. Miniflare's read-only folder binding) that serves `GET /<key>`. */
@@ -52,6 +53,9 @@ export interface Env {
   QUEUE_DEPTH?: Var;
   /** How long a generation request waits for the weights to load before 503. */
   LOAD_WAIT_MS?: Var;
+  /** First pause before a load that could not read its object is tried again; doubles per failure up to LOAD_RETRY_MAX_MS. */
+  LOAD_RETRY_MS?: Var;
+  LOAD_RETRY_MAX_MS?: Var;
   /** Mirror of `[limits] cpu_ms`: the CPU time one request may use. 0 = no check. */
   CPU_BUDGET_MS?: Var;
   /** Throughput of this deployment's engine on this model, for the up-front CPU estimate. */
@@ -103,6 +107,9 @@ export interface WorkerConfig {
   corsOrigins: "*" | string[];
   queueDepth: number;
   loadWaitMs: number;
+  /** Backoff of a load that could not read its object: the first pause, and the most it grows to. */
+  loadRetryMs: number;
+  loadRetryMaxMs: number;
   cpuBudgetMs: number;
   prefillTokensPerS: number;
   decodeTokensPerS: number;
@@ -149,6 +156,8 @@ export function parseConfig(env: Env): WorkerConfig {
     corsOrigins: cors === "*" ? "*" : cors.split(",").map((s) => s.trim()).filter(Boolean),
     queueDepth: num("QUEUE_DEPTH", env.QUEUE_DEPTH, 16, { min: 0, integer: true }),
     loadWaitMs: num("LOAD_WAIT_MS", env.LOAD_WAIT_MS, 30_000, { min: 0 }),
+    loadRetryMs: num("LOAD_RETRY_MS", env.LOAD_RETRY_MS, 1_000, { min: 1 }),
+    loadRetryMaxMs: num("LOAD_RETRY_MAX_MS", env.LOAD_RETRY_MAX_MS, 60_000, { min: 1 }),
     cpuBudgetMs: num("CPU_BUDGET_MS", env.CPU_BUDGET_MS, 30_000, { min: 0 }),
     prefillTokensPerS: num("PREFILL_TOKENS_PER_S", env.PREFILL_TOKENS_PER_S, 0, { min: 0 }),
     decodeTokensPerS: num("DECODE_TOKENS_PER_S", env.DECODE_TOKENS_PER_S, 0, { min: 0 }),

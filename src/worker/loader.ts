@@ -1,18 +1,21 @@
 /**
  * The model, once per isolate: the first request starts streaming the GGUF into the engine (kept
  * alive with waitUntil), every request reads the state, and generation requests may wait for it,
- * bounded. Progress goes to the logs (every 10%) and to /health. A failed load is retried by a
- * later request after a pause, so uploading a missing object fixes a running deployment.
+ * bounded. Progress goes to the logs (every 10%) and to /health.
+ *
+ * A failed load recovers without a redeploy, driven by requests (workerd has no timers that outlive
+ * a request, and alarms would need a Durable Object): a missing or unreadable object is tried again
+ * by the first request after a doubling pause (LOAD_RETRY_MS, at most LOAD_RETRY_MAX_MS); a file
+ * found invalid is tried again only once a cheap head() shows a new upload (load-retry.ts says why).
  */
-import { buildServedModel, readModelFacts, type LoadedModel, type ModelState, type ServedModel } from "../api/index";
+import { buildServedModel, readModelFacts, type LoadedModel, type LoadRetry, type ModelState, type ServedModel } from "../api/index";
 import type { Metadata } from "../gguf/index";
 import { loadEngineFromStream } from "./engines";
 import type { Env, ExecutionContextLike, WorkerConfig } from "./env";
-import { loadShardedEngine, shardCounters } from "./sharded";
-import { openModelObject } from "./source";
+import { backoffMs, retriesOnItsOwn } from "./load-retry";
+import { loadShardedEngine, planKeyFor, shardCounters } from "./sharded";
+import { objectVersion, openModelObject } from "./source";
 
-/** A failed load is tried again by the first request after this pause. */
-export const RETRY_FAILED_MS = 30_000;
 /** How often a waiting request looks at the state (polling keeps each request in its own I/O context). */
 const WAIT_POLL_MS = 25;
 /** Share of the progress bar that reading the weights takes; the tokenizer is the rest. */
@@ -20,10 +23,22 @@ const WEIGHTS_SHARE = 0.9;
 
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
+/** The last failure, and what brings the next attempt. */
+interface Failure extends LoadRetry {
+  /** Failures in a row: the backoff grows with them. */
+  streak: number;
+  /** The upload that was found invalid (null: none was there, or the source cannot tell). */
+  version: string | null;
+}
+
 export class ModelLoader {
   private current: ModelState = { status: "loading", message: "waiting for the first request to start loading", progress: 0 };
   private running = false;
-  private failedAt = 0;
+  private attempts = 0;
+  private failure?: Failure;
+  /** The object-change check: one at a time, and not more often than LOAD_RETRY_MS. */
+  private checking = false;
+  private checkedAt = -Infinity;
 
   constructor(
     private readonly cfg: WorkerConfig,
@@ -35,14 +50,14 @@ export class ModelLoader {
     return this.current;
   }
 
-  /** Starts loading unless it is running, done, or failed too recently. Never throws. */
+  /** Starts loading unless it is running, done, or failed and not due again yet. Never throws. */
   start(env: Env, ctx: ExecutionContextLike): void {
     if (this.running || this.current.status === "ready") return;
-    if (this.current.status === "failed" && this.now() - this.failedAt < RETRY_FAILED_MS) return;
-    this.running = true;
-    const done = this.load(env).finally(() => (this.running = false));
+    const f = this.failure;
+    if (f?.mode === "backoff" && this.now() < f.at!) return;
+    if (f?.mode === "object_change") return this.checkForNewUpload(env, ctx, f);
     // The stream belongs to this request's I/O context: keep the context alive until it is read.
-    ctx.waitUntil(done);
+    ctx.waitUntil(this.run(env));
   }
 
   /** Resolves when the model is no longer loading, after `ms`, or when `signal` aborts — whichever is first. */
@@ -55,13 +70,50 @@ export class ModelLoader {
     }
   }
 
+  private run(env: Env): Promise<void> {
+    this.running = true;
+    return this.load(env).finally(() => (this.running = false));
+  }
+
+  private checkForNewUpload(env: Env, ctx: ExecutionContextLike, f: Failure): void {
+    if (this.checking || this.now() - this.checkedAt < this.cfg.loadRetryMs) return;
+    this.checking = true;
+    this.checkedAt = this.now();
+    const check = this.version(env).then(
+      (v) => {
+        if (v === f.version || this.running || this.failure !== f) return;
+        this.log(`edgelm: ${this.cfg.modelKey} was replaced since it was found invalid: loading it again`);
+        return this.run(env);
+      },
+      // A lookup that fails says nothing about the file: the next request looks again.
+      () => {},
+    );
+    // The load, when one starts, runs inside this request's context like any other.
+    ctx.waitUntil(check.finally(() => (this.checking = false)));
+  }
+
+  /** The upload(s) a load would read now: the GGUF, and in sharded mode its plan too. */
+  private async version(env: Env): Promise<string | null> {
+    const { modelKey, engine } = this.cfg;
+    if (engine !== "sharded") return objectVersion(env, modelKey);
+    const [plan, model] = await Promise.all([objectVersion(env, planKeyFor(env, modelKey)), objectVersion(env, modelKey)]);
+    return plan === null && model === null ? null : `${plan} + ${model}`;
+  }
+
   private async load(env: Env): Promise<void> {
     const { modelKey, engine } = this.cfg;
     const t0 = this.now();
+    this.attempts++;
+    let version: string | null = null;
     try {
-      if (engine === "sharded") return await this.loadSharded(env, t0);
+      if (engine === "sharded") {
+        this.current = { status: "loading", message: `reading the shard plan and header of ${modelKey}`, progress: 0 };
+        version = await this.version(env);
+        return await this.loadSharded(env, t0);
+      }
       this.current = { status: "loading", message: `opening ${modelKey}`, progress: 0 };
       const obj = await openModelObject(env, modelKey);
+      version = obj.version ?? null;
       this.log(`edgelm: loading ${modelKey}${obj.size ? ` (${mb(obj.size)})` : ""} from ${obj.source} into the ${engine} engine`);
       let nextLog = 0.1;
       const loaded = await loadEngineFromStream(engine, obj.body, {
@@ -78,25 +130,39 @@ export class ModelLoader {
       });
       this.current = { status: "loading", message: "building the tokenizer from the GGUF vocabulary", progress: WEIGHTS_SHARE };
       const model = this.served(loaded.metadata, { engine: loaded.engine, source: obj.source, loadMs: this.now() - t0 });
-      this.current = { status: "ready", model };
-      this.log(`edgelm: ${model.id} ready (${engine} engine, chat template ${model.chatTemplate ?? "none"}) in ${((this.now() - t0) / 1000).toFixed(1)} s`);
+      this.ready(model, engine, t0);
     } catch (err) {
-      this.failedAt = this.now();
-      const message = err instanceof Error ? err.message : String(err);
-      this.current = { status: "failed", message };
-      this.log(`edgelm: loading ${modelKey} failed: ${message}`);
+      this.failed(err, version);
     }
+  }
+
+  private failed(err: unknown, version: string | null): void {
+    const message = err instanceof Error ? err.message : String(err);
+    const streak = (this.failure?.streak ?? 0) + 1;
+    const again = retriesOnItsOwn(err);
+    const wait = backoffMs(streak, this.cfg.loadRetryMs, this.cfg.loadRetryMaxMs);
+    this.failure = again
+      ? { mode: "backoff", attempts: this.attempts, at: this.now() + wait, streak, version }
+      : { mode: "object_change", attempts: this.attempts, streak, version };
+    const { mode, attempts, at } = this.failure;
+    this.current = { status: "failed", message, retry: { mode, attempts, ...(at === undefined ? {} : { at }) } };
+    const next = again ? `next attempt in ${(wait / 1000).toFixed(1)} s` : "the file is invalid: not retried until the object changes";
+    this.log(`edgelm: loading ${this.cfg.modelKey} failed (attempt ${this.attempts}; ${next}): ${message}`);
+  }
+
+  private ready(model: ServedModel, engine: string, t0: number): void {
+    this.failure = undefined;
+    this.current = { status: "ready", model };
+    this.log(`edgelm: ${model.id} ready (${engine} engine, chat template ${model.chatTemplate ?? "none"}) in ${((this.now() - t0) / 1000).toFixed(1)} s`);
   }
 
   /** ENGINE = "sharded": the plan and header from R2, the layers in shard Workers (docs/sharding.md). */
   private async loadSharded(env: Env, t0: number): Promise<void> {
-    this.current = { status: "loading", message: `reading the shard plan and header of ${this.cfg.modelKey}`, progress: 0 };
     const { engine, metadata, admit } = await loadShardedEngine(env, this.cfg.modelKey, this.cfg.prefillChunkTokens, this.log);
     const model = this.served(metadata, { engine, source: "r2 (sharded)", loadMs: this.now() - t0, admit });
     // Read live by /health (spread copies a getter's current value): invocations and subrequests so far.
     Object.defineProperty(model.info!, "sharding", { enumerable: true, get: () => shardCounters(engine) });
-    this.current = { status: "ready", model };
-    this.log(`edgelm: ${model.id} ready (sharded engine, chat template ${model.chatTemplate ?? "none"}) in ${((this.now() - t0) / 1000).toFixed(1)} s`);
+    this.ready(model, "sharded", t0);
   }
 
   private served(metadata: Metadata, loaded: Omit<LoadedModel, "file" | "id">): ServedModel {

@@ -16,6 +16,7 @@ import type { ShardPlan } from "../shard/plan";
 import type { Env } from "./env";
 import type { Admission, AdmitResult } from "../api/deps";
 import { parseShardLimits, shardAdmissionCheck } from "./shard-admission";
+import { ObjectUnavailableError } from "./source";
 
 interface R2Ranged {
   get(key: string, opts?: { range?: { offset: number; length: number } }): Promise<{ size: number; arrayBuffer(): Promise<ArrayBuffer>; text(): Promise<string> } | null>;
@@ -36,19 +37,35 @@ class HeaderBytes extends BufferSource {
   }
 }
 
+/** The plan's object key: PLAN_KEY, else next to the GGUF. */
+export function planKeyFor(env: Env, modelKey: string): string {
+  const key = (env as unknown as Record<string, unknown>).PLAN_KEY;
+  return typeof key === "string" && key ? key : `${modelKey}.plan.json`;
+}
+
+/** An R2 call that throws is storage trouble (retried by the loader), not a bad plan or file. */
+async function fromR2<T>(what: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    throw new ObjectUnavailableError(`${what} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
+
 export async function loadShardedEngine(env: Env, modelKey: string, prefillChunk: number, log: (line: string) => void): Promise<{ engine: ShardedEngine; metadata: Metadata; admit: (a: Admission) => AdmitResult }> {
   const vars = env as unknown as Record<string, unknown>;
   const bucket = env.MODELS as unknown as R2Ranged | undefined;
   if (!bucket) throw new Error("sharded mode reads the plan, header and embedding rows from R2: bind the bucket as MODELS");
-  const planKey = typeof vars.PLAN_KEY === "string" && vars.PLAN_KEY ? vars.PLAN_KEY : `${modelKey}.plan.json`;
-  const planObj = await bucket.get(planKey);
-  if (!planObj) throw new Error(`the shard plan "${planKey}" is not in the R2 bucket bound as MODELS (write it with edgelm shard-plan --out, then upload plan.json under that key)`);
-  const plan = JSON.parse(await planObj.text()) as ShardPlan;
+  const planKey = planKeyFor(env, modelKey);
+  const planText = await fromR2(`reading the shard plan "${planKey}"`, async () => (await bucket.get(planKey))?.text());
+  // Not there yet is the usual state between `wrangler deploy` and the upload: the loader retries it.
+  if (planText === undefined) throw new ObjectUnavailableError(`the shard plan "${planKey}" is not in the R2 bucket bound as MODELS (write it with edgelm shard-plan --out, then upload plan.json under that key)`);
+  const plan = JSON.parse(planText) as ShardPlan;
   if (plan.model.key !== modelKey) throw new Error(`the plan "${planKey}" is for "${plan.model.key}", MODEL_KEY is "${modelKey}"`);
 
   const read = async (offset: number, length: number): Promise<Uint8Array> => {
-    const obj = await bucket.get(modelKey, { range: { offset, length } });
-    if (!obj) throw new Error(`the object "${modelKey}" is not in the R2 bucket bound as MODELS`);
+    const obj = await fromR2(`reading ${length} bytes of "${modelKey}" at ${offset}`, () => bucket.get(modelKey, { range: { offset, length } }));
+    if (!obj) throw new ObjectUnavailableError(`the object "${modelKey}" is not in the R2 bucket bound as MODELS`);
     if (obj.size !== plan.model.size) throw new Error(`"${modelKey}" is ${obj.size} bytes, the plan was made for ${plan.model.size}: re-run edgelm shard-plan`);
     return new Uint8Array(await obj.arrayBuffer());
   };

@@ -37,6 +37,8 @@ export interface ShardedOptions {
   /** Extra vars for one shard (by index), e.g. TEST_CRASH_AFTER_FRAMES. */
   shardVars?: Record<number, Record<string, string>>;
   port?: number;
+  /** Leave the plan out of R2 (the test uploads it, as an operator would after deploying). */
+  withholdPlan?: boolean;
 }
 
 export async function planForFile(model: string, key: string, budgetMb: number, context: number, sequences = 1): Promise<ShardPlan> {
@@ -84,7 +86,7 @@ export async function startSharded(o: ShardedOptions): Promise<ShardedUnderTest>
   const url = (await mf.ready).toString().replace(/\/$/, "");
   const bucket = await mf.getR2Bucket("MODELS", "edgelm");
   await putFile(bucket, o.key, o.model);
-  await bucket.put(planKeyOf(o.key), JSON.stringify(plan));
+  if (!o.withholdPlan) await bucket.put(planKeyOf(o.key), JSON.stringify(plan));
   return { mf, url, plan, logs: () => output, close: () => mf.dispose() };
 }
 

@@ -1,5 +1,5 @@
 /** GET /health and GET /v1/models: what is served, or how far loading got. */
-import type { ModelState } from "../deps";
+import type { LoadRetry, ModelState } from "../deps";
 import type { GenerationQueue } from "../queue";
 
 export function health(state: ModelState, queue?: GenerationQueue): Response {
@@ -14,8 +14,26 @@ export function health(state: ModelState, queue?: GenerationQueue): Response {
   const body =
     state.status === "loading"
       ? { status: "loading", reason: state.message, progress: state.progress ?? null }
-      : { status: "failed", reason: state.message, progress: null };
-  return Response.json(body, { status: 503, headers: { "retry-after": state.status === "loading" ? "2" : "30" } });
+      : { status: "failed", reason: state.message, progress: null, ...retryFields(state.retry) };
+  return Response.json(body, { status: 503, headers: { "retry-after": String(retryAfterSeconds(state)) } });
+}
+
+/** Seconds a client should wait before asking again: until the next load attempt when one is due. */
+export function retryAfterSeconds(state: ModelState, now = Date.now()): number {
+  if (state.status === "loading") return 2;
+  if (state.status === "failed" && state.retry?.at !== undefined) return Math.max(1, Math.ceil((state.retry.at - now) / 1000));
+  return 30;
+}
+
+function retryFields(retry: LoadRetry | undefined, now = Date.now()) {
+  if (!retry) return {};
+  const at = retry.at;
+  return {
+    attempts: retry.attempts,
+    retry: retry.mode,
+    next_attempt_at: at === undefined ? null : new Date(at).toISOString(),
+    next_attempt_in_s: at === undefined ? null : Math.max(0, Math.ceil((at - now) / 1000)),
+  };
 }
 
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
