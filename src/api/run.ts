@@ -59,7 +59,6 @@ async function* tracked(events: AsyncGenerator<GenerateEvent, void, undefined>, 
     else if (ev.type === "token") {
       s.prefilled = s.promptTokens;
       s.completionTokens++;
-      s.firstTokenAt ??= Date.now();
     } else s.outcome = "done";
     yield ev;
   }

@@ -5,7 +5,6 @@
  */
 import type { Prices, Route } from "./config";
 import { costUsd, roundUsd } from "./cost";
-import type { RouteReport } from "./context";
 import type { RoutingMetrics } from "./metrics";
 import type { CostUsage, Usage } from "./shapes";
 
@@ -27,7 +26,6 @@ export class Accounting {
     private readonly t0: number,
     /** Hears the tokens used when the request ends (the rate limit's refund). */
     private readonly onEnd?: (usedTokens: number) => void,
-    private readonly report?: (e: RouteReport) => void,
   ) {}
 
   /** A chunk with content went out (the first one sets time to first token). */
@@ -75,6 +73,5 @@ export class Accounting {
     // An error answer with nothing generated processed no prompt either (refused before the engine or the origin took it).
     const served = status < 400 || this.usage !== undefined || this.chunks > 0;
     this.onEnd?.(served ? c.promptTokens + c.completionTokens : 0);
-    this.report?.({ route, status, errorKind, ...c, firstTokenAt: this.firstAt });
   }
 }

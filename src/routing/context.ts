@@ -52,20 +52,6 @@ export type LimitAnswer =
 export interface RouteCall extends RouteContext {
   tier: string;
   log(line: string): void;
-  /** Once per path that answered, when its accounting ends: what the host's request log needs of it. */
-  report?(e: RouteReport): void;
-}
-
-/** One path's account of a request, as it ended. */
-export interface RouteReport {
-  route: Route;
-  status: number;
-  /** Set when it ended in an error (an event mid-stream, or the status's kind). */
-  errorKind?: string;
-  promptTokens: number;
-  completionTokens: number;
-  /** Epoch ms (deps.now) of its first content chunk; absent when none went out. */
-  firstTokenAt?: number;
 }
 
 /** A request the policy gave a path to. */

@@ -29,7 +29,7 @@ export function routeHeaders(decision: RouteDecision, route: Route, fallback: Fa
 
 export function accountingFor(r: RoutedRequest, route: Route): Accounting {
   const { deps } = r;
-  return new Accounting(route, r.call.endpoint, estimateFor(r.decision, route), r.promptTokens, deps.cfg.prices, deps.metrics, deps.now, r.t0, r.settle, r.call.report?.bind(r.call));
+  return new Accounting(route, r.call.endpoint, estimateFor(r.decision, route), r.promptTokens, deps.cfg.prices, deps.metrics, deps.now, r.t0, r.settle);
 }
 
 /** Turned away before any path was tried (invalid, unknown model, or no route allowed). */

@@ -12,7 +12,7 @@ import type { Attempt, Fallback, RouteCall, RoutedRequest, RouterDeps } from "./
 import { decide } from "./decide";
 import { failed, refused } from "./respond";
 
-export type { EdgeView, RouteCall, RouteReport, RouterDeps } from "./context";
+export type { EdgeView, RouteCall, RouterDeps } from "./context";
 
 export async function routeRequest(call: RouteCall, deps: RouterDeps): Promise<Response> {
   const decided = decide(call, deps);

@@ -1,9 +1,8 @@
 /**
  * One isolate's Worker: config parsed once, the model loader, the fair queue, the origin's circuit
  * breaker and the metrics, and the per-request wrapper around the platform-neutral API (auth,
- * request id, route headers, one JSON log line per request: request-log.ts). Isolate state lives
- * here, so each isolate loads the weights once, serialises its own generations and learns the
- * origin's health on its own.
+ * request id, route headers, one log line). Isolate state lives here, so each isolate loads the
+ * weights once, serialises its own generations and learns the origin's health on its own.
  */
 import { corsHeaders } from "../api/cors";
 import type { ApiDeps } from "../api/deps";
@@ -24,9 +23,15 @@ import playground from "../../build/playground/index.html";
 import { localPageAssets } from "./page-assets";
 import { WorkerQueue } from "./queue";
 import { requestIdOf } from "./request-id";
-import { RequestLog } from "./request-log";
 import { parseRoutingConfig } from "./routing-env";
 import { rateLimitHook } from "./rate-limit";
+
+/** The routing headers, as they appear in the per-request log line. */
+const ROUTE_LOG_HEADERS = [
+  ["route", "x-edgelm-route"],
+  ["reason", "x-edgelm-route-reason"],
+  ["fallback", "x-edgelm-fallback"],
+] as const;
 
 /** How an aborted generation's log line says what ended it. */
 const ABORTED_BY = { signal: "client disconnect (request.signal)", cancelled: "response stream cancelled", stalled: "a client that took no data for STREAM_STALL_MS" } as const;
@@ -41,7 +46,6 @@ export class WorkerApp {
   readonly queue: WorkerQueue;
   readonly breaker: CircuitBreaker;
   readonly metrics: RoutingMetrics;
-  private readonly requests: RequestLog;
   private readonly deps: ApiDeps;
   /** Request → its x-request-id and tier, for log lines and routing decisions made inside the API layer. */
   private readonly ids = new WeakMap<Request, string>();
@@ -56,7 +60,6 @@ export class WorkerApp {
     env: Env = {},
   ) {
     this.loader = new ModelLoader(cfg, log);
-    this.requests = new RequestLog(log);
     this.queue = new WorkerQueue(cfg.queueDepth, 1);
     this.breaker = new CircuitBreaker(routing.breaker, () => Date.now(), (state, why) => log(`edgelm: origin circuit breaker ${state}: ${why}`));
     this.metrics = new RoutingMetrics(Date.now());
@@ -85,19 +88,15 @@ export class WorkerApp {
       // (Miniflare's entry Worker loses them; workerd itself does when the disconnect shows up as
       // a failed write) takes the generation's timers with it: the generation never runs again, so
       // not even the stalled-reader fallback could free the queue.
-      onGenerationStart: (req, finished) => {
-        this.requests.generationStarted(req);
-        this.contexts.get(req)?.waitUntil(finished);
-      },
+      onGenerationStart: (req, finished) => this.contexts.get(req)?.waitUntil(finished),
       onGenerationEnd: (req, s) => {
         const where = s.prefilled < s.promptTokens ? `during prefill (${s.prefilled} of ${s.promptTokens} prompt tokens)` : `after ${s.completionTokens} tokens (prompt ${s.promptTokens})`;
         const by = s.outcome === "aborted" && s.abortedBy ? `; by ${ABORTED_BY[s.abortedBy]}` : "";
         this.log(`${this.ids.get(req) ?? "-"} generation ${s.outcome} ${where}${by}`);
-        this.requests.generationEnded(req, s);
       },
       route: (ctx) =>
         routeRequest(
-          { ...ctx, tier: this.tiers.get(ctx.req) ?? "open", log: (line) => this.log(`${this.ids.get(ctx.req) ?? "-"} ${line}`), report: (e) => this.requests.routed(ctx.req, e) },
+          { ...ctx, tier: this.tiers.get(ctx.req) ?? "open", log: (line) => this.log(`${this.ids.get(ctx.req) ?? "-"} ${line}`) },
           {
             cfg: routing,
             modelId: cfg.modelId,
@@ -112,11 +111,12 @@ export class WorkerApp {
   }
 
   async fetch(req: Request, env: Env, ctx: ExecutionContextLike): Promise<Response> {
+    const t0 = Date.now();
     const id = requestIdOf(req);
     this.ids.set(req, id);
     this.contexts.set(req, ctx);
+    req.signal.addEventListener("abort", () => this.log(`${id} client disconnected`), { once: true });
     const path = new URL(req.url).pathname.replace(/\/+$/, "") || "/";
-    this.requests.begin(req, id, path);
     // Any request (a health check included) starts the load, so the weights are in by the first completion.
     this.loader.start(env, ctx);
     let tier = "-";
@@ -124,16 +124,19 @@ export class WorkerApp {
     try {
       if (req.method !== "OPTIONS" && !isOpen(path)) tier = authorize(req, this.keys);
       this.tiers.set(req, tier);
-      this.requests.tier(req, tier);
       res = path === "/metrics" && req.method === "GET" ? withCors(this.metricsResponse(), req, this.cfg) : await handleRequest(req, this.deps);
     } catch (err) {
       res = withCors(errorResponse(toApiError(err), err instanceof ApiError && err.status === 401 ? { "www-authenticate": "Bearer" } : {}), req, this.cfg);
     }
     res.headers.set("x-request-id", id);
-    // Read before the default below: the log's route is "none" for what the router did not route.
-    this.requests.responded(req, res.status, res.headers);
     // Generation requests carry the router's answer; everything else is answered by the edge Worker itself.
     if (!res.headers.has("x-edgelm-route")) res.headers.set("x-edgelm-route", "edge");
+    const routeLog = ROUTE_LOG_HEADERS.flatMap(([k, h]) => {
+      const v = res.headers.get(h);
+      return v === null ? [] : [`${k}=${k === "fallback" ? JSON.stringify(v) : v}`];
+    }).join(" ");
+    // Never the Authorization header or the key: the tier is enough to follow a client.
+    this.log(`${id} ${req.method} ${path} ${res.status} ${Date.now() - t0}ms tier=${tier} ${routeLog}`);
     return res;
   }
 

@@ -155,6 +155,6 @@ describe("rate limits across two isolates", () => {
       expect(output).not.toContain(key);
       for (const b of bodies) expect(b).not.toContain(key);
     }
-    expect(output).toMatch(/"path":"\/v1\/completions","status":429,.*"tier":"free"/);
+    expect(output).toMatch(/POST \/v1\/completions 429 .*tier=free/);
   });
 });
