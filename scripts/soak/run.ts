@@ -26,6 +26,8 @@ export interface SoakOptions {
   maxRequests?: number;
   /** How long the engine may take to let go of everything once the traffic stopped. */
   settleMs?: number;
+  /** Node flags for the `edgelm serve` child. */
+  serveNodeFlags?: string[];
   /** Progress lines (default: none). */
   log?: (line: string) => void;
 }
@@ -69,6 +71,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakRun> {
     streamStallMs: 3_000,
     maxRequests: 200_000,
     settleMs: 20_000,
+    serveNodeFlags: [],
     ...opts,
   };
   delete (o as SoakOptions).log;
@@ -76,7 +79,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakRun> {
   const durationMs = o.minutes * 60_000;
   const model = await synthGGUF("tiny", "q4_0");
   log(`soak ${o.target}: starting (${o.minutes} min, ${o.concurrency} clients, seed ${o.seed})`);
-  const target = await startTarget(o.target, { model, queueDepth: o.queueDepth, maxBatch: o.maxBatch, streamStallMs: o.streamStallMs });
+  const target = await startTarget(o.target, { model, queueDepth: o.queueDepth, maxBatch: o.maxBatch, streamStallMs: o.streamStallMs, nodeFlags: o.serveNodeFlags });
   const t0 = performance.now();
   const run: SoakRun = {
     target: o.target,

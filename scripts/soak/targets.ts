@@ -23,6 +23,8 @@ export interface TargetOptions {
   maxBatch: number;
   /** A client that reads nothing for this long is treated as gone (the fallback for a disconnect workerd did not report). */
   streamStallMs: number;
+  /** Node flags for the `edgelm serve` child (e.g. V8's heap sizing). */
+  nodeFlags?: string[];
 }
 
 export interface Target {
@@ -76,6 +78,7 @@ async function startWorkerTarget(opts: TargetOptions): Promise<Target> {
 
 async function startServeTarget(opts: TargetOptions): Promise<Target> {
   const args = [
+    ...(opts.nodeFlags ?? []),
     join(root, "bin/edgelm.mjs"), "serve", "--model", opts.model, "--port", "0", "--host", "127.0.0.1", "--model-id", MODEL_ID,
     // One engine thread: the machines this runs on are small and shared; batching is what is under test.
     "--threads", "1", "--max-batch", String(opts.maxBatch), "--queue-depth", String(opts.queueDepth),
