@@ -7,7 +7,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exchange } from "../../scripts/soak/exchange";
-import { summarize, slope } from "../../scripts/soak/report";
+import { fit, summarize, slope } from "../../scripts/soak/report";
 import type { SoakRun } from "../../scripts/soak/run";
 import type { Plan } from "../../scripts/soak/traffic";
 
@@ -165,6 +165,16 @@ describe("summarize: the checks", () => {
     const run = cleanRun();
     run.probes[30] = { t: 30_000, ms: 2_500, status: 200 };
     expect(failing(run)).toEqual(["/health answered every probe within 2 s"]);
+  });
+
+  it("the slope test reads through a GC sawtooth but not through a leak", () => {
+    const MiB = 2 ** 20;
+    // One sample a second for a minute; a 6 MiB sawtooth with a 17 s period.
+    const series = (leakPerMin: number) => Array.from({ length: 60 }, (_, i) => ({ x: i / 60, y: 150 * MiB + ((i % 17) / 17) * 6 * MiB + leakPerMin * (i / 60) }));
+    const flat = fit(series(0));
+    expect(flat.slope - 2 * flat.se).toBeLessThanOrEqual(MiB);
+    const leak = fit(series(8 * MiB));
+    expect(leak.slope - 2 * leak.se).toBeGreaterThan(MiB);
   });
 
   it("least squares: the slope of a line is its slope", () => {
