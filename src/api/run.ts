@@ -21,7 +21,14 @@ export async function startRun(deps: ApiDeps, model: ServedModel, opts: Omit<Gen
   const controller = new AbortController();
   let released = false;
   let finished!: () => void;
+  // Settles once the slot is released AND the generator has run its finally (which frees the
+  // sequence's KV blocks): a host keeps the request alive until then (workerd drops a dropped
+  // request's timers, and a generator parked on one would never free its sequence).
   const freed = new Promise<void>((r) => (finished = r));
+  const gen = { started: false, ended: false };
+  const settle = () => {
+    if (released && (!gen.started || gen.ended)) finished();
+  };
   deps.onGenerationStart?.(req, freed, model);
   const summary: GenerationSummary = { outcome: "error", promptTokens: opts.prompt.length, prefilled: 0, completionTokens: 0 };
   const release = () => {
@@ -31,7 +38,7 @@ export async function startRun(deps: ApiDeps, model: ServedModel, opts: Omit<Gen
     releaseSlot();
     if (summary.outcome !== "done" && controller.signal.aborted) summary.outcome = "aborted";
     deps.onGenerationEnd?.(req, summary);
-    finished();
+    settle();
   };
   // A disconnect frees the engine at once. The generator is parked at an await (it yields to the
   // event loop between every step), and it checks the signal before any further forward pass.
@@ -41,15 +48,28 @@ export async function startRun(deps: ApiDeps, model: ServedModel, opts: Omit<Gen
     summary.abortedBy ??= "signal";
     controller.abort(signal.reason);
     release();
+    // Nobody may pull the stream again: end the generator here, so its finally frees the sequence.
+    if (gen.started) void events.return(undefined).catch(() => {});
   };
-  if (signal.aborted) onAbort();
-  else signal.addEventListener("abort", onAbort, { once: true });
-  const events = generate(model.engine, model.tokenizer, { prefillChunkTokens: deps.prefillChunkTokens, clock: deps.clock, ...opts, signal: controller.signal });
+  const events = watched(tracked(generate(model.engine, model.tokenizer, { prefillChunkTokens: deps.prefillChunkTokens, clock: deps.clock, ...opts, signal: controller.signal }), summary), gen, settle);
   const abort = (why: "cancelled" | "stalled" = "cancelled") => {
     summary.abortedBy ??= why;
     controller.abort();
   };
-  return { events: tracked(events, summary), abort, release, stallMs: deps.streamStallMs };
+  if (signal.aborted) onAbort();
+  else signal.addEventListener("abort", onAbort, { once: true });
+  return { events, abort, release, stallMs: deps.streamStallMs };
+}
+
+/** Marks when the generator starts and when it has finished (its finally has run). */
+async function* watched(events: AsyncGenerator<GenerateEvent, void, undefined>, gen: { started: boolean; ended: boolean }, settle: () => void): AsyncGenerator<GenerateEvent, void, undefined> {
+  gen.started = true;
+  try {
+    yield* events;
+  } finally {
+    gen.ended = true;
+    settle();
+  }
 }
 
 /** Passes events through, noting how far the generation got (for onGenerationEnd). */

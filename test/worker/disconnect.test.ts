@@ -67,6 +67,9 @@ describe("client disconnect in workerd (no Miniflare)", () => {
     expect(linesOf(idA)).toMatch(/; by (client disconnect \(request\.signal\)|response stream cancelled|a client that took no data)/);
     const tokens = Number(linesOf(idA).match(/generation aborted after (\d+) tokens/)![1]);
     expect(tokens).toBeLessThan(4000);
+    // The aborted generation's sequence is freed too, not only its queue slot: no KV block stays held.
+    const used = async () => Number(/^edgelm_kv_blocks_used (\d+)/m.exec(await (await fetch(`${w.url}/metrics`)).text())?.[1] ?? NaN);
+    await vi.waitFor(async () => expect(await used()).toBe(0), { timeout: 10_000, interval: 50 });
   }, 30_000);
 
   it("during prefill: the generation stops between prefill chunks, and the isolate keeps serving", async () => {
