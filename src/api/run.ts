@@ -51,7 +51,7 @@ export async function startRun(deps: ApiDeps, model: ServedModel, opts: Omit<Gen
     // Nobody may pull the stream again: end the generator here, so its finally frees the sequence.
     if (gen.started) void events.return(undefined).catch(() => {});
   };
-  const events = watched(tracked(generate(model.engine, model.tokenizer, { prefillChunkTokens: deps.prefillChunkTokens, clock: deps.clock, ...opts, signal: controller.signal }), summary), gen, settle);
+  const events = tracked(generate(model.engine, model.tokenizer, { prefillChunkTokens: deps.prefillChunkTokens, clock: deps.clock, ...opts, signal: controller.signal }), summary, gen, settle);
   const abort = (why: "cancelled" | "stalled" = "cancelled") => {
     summary.abortedBy ??= why;
     controller.abort();
@@ -61,26 +61,29 @@ export async function startRun(deps: ApiDeps, model: ServedModel, opts: Omit<Gen
   return { events, abort, release, stallMs: deps.streamStallMs };
 }
 
-/** Marks when the generator starts and when it has finished (its finally has run). */
-async function* watched(events: AsyncGenerator<GenerateEvent, void, undefined>, gen: { started: boolean; ended: boolean }, settle: () => void): AsyncGenerator<GenerateEvent, void, undefined> {
+/**
+ * Passes events through, noting how far the generation got (for onGenerationEnd), when it started,
+ * and when it has finished (the generator's finally, which frees the sequence, has run).
+ */
+async function* tracked(
+  events: AsyncGenerator<GenerateEvent, void, undefined>,
+  s: GenerationSummary,
+  gen: { started: boolean; ended: boolean },
+  settle: () => void,
+): AsyncGenerator<GenerateEvent, void, undefined> {
   gen.started = true;
   try {
-    yield* events;
+    for await (const ev of events) {
+      if (ev.type === "prefill") s.prefilled = ev.done;
+      else if (ev.type === "token") {
+        s.prefilled = s.promptTokens;
+        s.completionTokens++;
+      } else s.outcome = "done";
+      yield ev;
+    }
   } finally {
     gen.ended = true;
     settle();
-  }
-}
-
-/** Passes events through, noting how far the generation got (for onGenerationEnd). */
-async function* tracked(events: AsyncGenerator<GenerateEvent, void, undefined>, s: GenerationSummary): AsyncGenerator<GenerateEvent, void, undefined> {
-  for await (const ev of events) {
-    if (ev.type === "prefill") s.prefilled = ev.done;
-    else if (ev.type === "token") {
-      s.prefilled = s.promptTokens;
-      s.completionTokens++;
-    } else s.outcome = "done";
-    yield ev;
   }
 }
 

@@ -3,7 +3,7 @@
  * `parallel_tool_calls`. Schemas are compiled here, so an unsupported keyword is a 400 naming its
  * path before any work is queued, on the edge and before a request is sent to the origin.
  */
-import { compileSchema, SchemaError, type OutputSpec, type ToolChoice } from "../generate/index";
+import { compileSchema, SchemaError, type JsonSpec, type OutputSpec, type ToolChoice } from "../generate/index";
 import type { ChatTool } from "../tokenizer/index";
 import { invalid } from "./errors";
 import { Fields, isObject, type JsonObject } from "./fields";
@@ -114,9 +114,15 @@ export function parseStructured(f: Fields): StructuredParams {
   return { responseFormat, tools, toolChoice, parallelToolCalls };
 }
 
+/** The JSON a response_format asks for; undefined for text. */
+export function jsonSpec(rf: ResponseFormat): JsonSpec | undefined {
+  if (rf.type === "text") return undefined;
+  return rf.type === "json_object" ? { kind: "json_object" } : { kind: "json_schema", schema: rf.schema };
+}
+
 /** What the generation must produce, for the constraint engine; undefined when output is free text. */
 export function outputSpec(s: StructuredParams): OutputSpec | undefined {
-  const json = s.responseFormat.type === "text" ? undefined : s.responseFormat.type === "json_object" ? ({ kind: "json_object" } as const) : ({ kind: "json_schema", schema: s.responseFormat.schema } as const);
+  const json = jsonSpec(s.responseFormat);
   if (s.toolChoice === "none" || !s.tools.length) return json && { text: json };
   const tools = typeof s.toolChoice === "object" ? s.tools.filter((t) => t.name === (s.toolChoice as { name: string }).name) : s.tools;
   // A named choice asks for that one call, as OpenAI answers it.

@@ -26,7 +26,6 @@ export class ToolCallReader {
   private mode: "start" | "text" | "calls" = "start";
   /** Within a call: where the reader is. */
   private part: "head" | "name" | "args-key" | "args" | "tail" | "sep" = "head";
-  private name = "";
   private depth = 0;
   private inString = false;
   private escaped = false;
@@ -42,7 +41,8 @@ export class ToolCallReader {
     this.buf += text;
     const out: ToolCallOutput = { content: "", calls: [] };
     if (this.mode === "start") {
-      if (HEAD.startsWith(this.buf.slice(0, HEAD.length)) && this.buf.length < TOOL_CALL_OPEN.length) return out;
+      // Held while the text so far could still become the opening tag.
+      if (this.buf.length < TOOL_CALL_OPEN.length && TOOL_CALL_OPEN.startsWith(this.buf)) return out;
       this.mode = this.buf.startsWith(TOOL_CALL_OPEN) ? "calls" : "text";
     }
     if (this.mode === "text") {
@@ -75,15 +75,14 @@ export class ToolCallReader {
           if (b.length - this.at < HEAD.length) return;
           this.at += HEAD.length;
           this.part = "name";
-          this.name = "";
           break;
         case "name": {
           const q = b.indexOf('"', this.at);
           if (q < 0) return;
-          this.name = b.slice(this.at, q);
+          const name = b.slice(this.at, q);
           this.at = q + 1;
-          this.current = { id: `call_${randomId()}`, type: "function", function: { name: this.name, arguments: "" } };
-          out.calls.push({ index: this.done.length, id: this.current.id, type: "function", function: { name: this.name, arguments: "" } });
+          this.current = { id: `call_${randomId()}`, type: "function", function: { name, arguments: "" } };
+          out.calls.push({ index: this.done.length, id: this.current.id, type: "function", function: { name, arguments: "" } });
           this.part = "args-key";
           break;
         }

@@ -160,18 +160,9 @@ export class TokenIndex {
         const inner = this.innerUpTo(f.n.max - f.c);
         for (let i = 0; i < out.length; i++) out[i] |= inner[i];
         this.walk(this.exits, 0, [s], out);
-      } else if (f.t === "text" && f.k < 0) {
-        out.fill(0xffffffff);
-        this.clearNonText(out);
-        return;
       } else general.push(s);
     }
     if (general.length) this.walk(this.all, 0, general, out);
-  }
-
-  /** Ids that are not text (specials, padding) stay out of an all-tokens mask; stop tokens are added by the caller. */
-  private clearNonText(out: Bits): void {
-    for (let id = 0; id < out.length * 32; id++) if (id >= this.vocabSize || !this.bytes[id]?.length) out[id >>> 5] &= ~(1 << (id & 31));
   }
 
   private walk(t: Trie, nodeId: number, stacks: readonly S[], out: Bits): void {
@@ -210,12 +201,15 @@ export function tokenIndex(tok: Tokenizer): TokenIndex {
 }
 
 export interface Mask {
+  /** The allowed tokens; empty when `free`. */
   bits: Bits;
   /** Whether the output may end here. */
   end: boolean;
   /** Whether every text token is allowed (the mask need not be applied). */
   free: boolean;
 }
+
+const NONE: Bits = new Uint32Array(0);
 
 /** Most recently used masks by state key; a 100k-token mask is 12.5 KB, so this holds about 3 MB. */
 const cache = new Map<string, Mask>();
@@ -230,9 +224,10 @@ export function maskFor(index: TokenIndex, stacks: readonly S[]): Mask {
     cache.set(key, m);
     return m;
   }
-  const bits = index.newBits();
-  index.allowed(stacks, bits);
+  // Free text from here on: anything may follow, so there is nothing to compute.
   const free = stacks.some((s) => s !== null && s.f.t === "text" && s.f.k < 0);
+  const bits = free ? NONE : index.newBits();
+  if (!free) index.allowed(stacks, bits);
   m = { bits, end: stacks.some(canEnd), free };
   cache.set(key, m);
   if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value!);

@@ -7,14 +7,15 @@ import { responseId, unixNow } from "../ids";
 import { admit, checkContext, checkPromptIds } from "../prompt";
 import { respond, startRun } from "../run";
 import { invalid } from "../errors";
-import { outputSpec } from "../structured-request";
+import { jsonSpec } from "../structured-request";
 import { checkModelName } from "./model";
 
 export async function completions(req: Request, body: unknown, deps: ApiDeps, model: ServedModel): Promise<Response> {
   const r = parseCompletionRequest(body);
   checkModelName(r.model, model);
   const { tokenizer, engine } = model;
-  const spec = outputSpec({ responseFormat: r.responseFormat, tools: [], toolChoice: "none", parallelToolCalls: false });
+  const json = jsonSpec(r.responseFormat);
+  const spec = json && { text: json };
   if (spec && r.stop.length) throw invalid("stop", "stop cannot be combined with response_format json_object/json_schema: the answer ends when the JSON value is complete");
   const ids = typeof r.prompt === "string" ? tokenizer.encode(r.prompt, { allowSpecial: r.allowSpecialTokens }) : r.prompt;
   checkPromptIds(ids, engine.config.vocabSize);
