@@ -9,6 +9,7 @@ import { basename, join, resolve } from "node:path";
 import { tensorByteLength } from "../src/gguf/quant";
 import type { GGUFSpec } from "../src/gguf/writer";
 import { writeGGUFFile } from "../src/gguf/node";
+import { removeManifest, writeManifest } from "./manifest";
 import { checkSource, expectedHFTensors, ggufTensors, modelMetadata, planTensors, type OutType, isOutType, OUT_TYPES } from "./mapping";
 import { SafetensorsCheckpoint, type TensorSource } from "./safetensors";
 import { parseStableLMConfig, type StableLMParams } from "./stablelm-config";
@@ -72,11 +73,13 @@ export async function writeStableLMGGUF(hp: StableLMParams, src: TensorSource, o
   const totalBytes = sizes.reduce((a, b) => a + b, 0);
   let done = 0;
   let bytes = 0;
+  await removeManifest(outPath);
   await writeGGUFFile(outPath, spec, (i, total, name, written) => {
     bytes = written;
     done += sizes[i - 1];
     opts.onProgress?.({ tensor: i, tensors: total, name, bytes: done, totalBytes });
   });
+  await writeManifest(outPath);
   return { path: outPath, tensors: tensors.length, bytes, seconds: (Date.now() - started) / 1000, warnings };
 }
 

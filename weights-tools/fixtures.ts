@@ -10,6 +10,7 @@ import { mkdir, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { manifestPathFor } from "../src/gguf/manifest";
 import { isOutType } from "./mapping";
 import { isPresetName, writeSynthGGUF } from "./synth";
 
@@ -56,9 +57,12 @@ export async function synthGGUF(preset: string, type: string, seed = 0): Promise
       const tmp = `${path}.${process.pid}-${Math.random().toString(36).slice(2)}.tmp`;
       try {
         await writeSynthGGUF(preset, tmp, type, seed, { onWarning: () => {} });
+        // The manifest first: a fixture that exists always has its manifest beside it.
+        await rename(manifestPathFor(tmp), manifestPathFor(path));
         await rename(tmp, path);
       } finally {
         await rm(tmp, { force: true });
+        await rm(manifestPathFor(tmp), { force: true });
       }
       return path;
     })();
