@@ -84,7 +84,7 @@ export function toHex(bytes: ArrayBuffer | Uint8Array): string {
 
 /** sha256 of `bytes`, hex. WebCrypto copies its input when called, so the caller may reuse the bytes once this returns a promise. */
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  return toHex(await crypto.subtle.digest("SHA-256", bytes));
+  return toHex(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
 }
 
 /** A hash in log lines and errors: enough to tell two apart, short enough to read. */
