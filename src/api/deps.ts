@@ -24,7 +24,7 @@ export interface ServedModel {
 export type ModelState =
   | { status: "ready"; model: ServedModel }
   | { status: "loading"; message: string; /** 0..1 when known */ progress?: number }
-  | { status: "failed"; message: string; retry?: LoadRetry };
+  | { status: "failed"; message: string; retry?: LoadRetry; /** Set when the load failed its integrity check or lacked a required manifest. */ integrity?: "failed" | "unverified" };
 
 /** How a host that retries failed loads will try again (the Worker's loader; docs/worker.md, "Loading"). */
 export interface LoadRetry {

@@ -90,6 +90,8 @@ export interface LoadedModel {
   source?: string;
   loadMs?: number;
   admit?: ServedModel["admit"];
+  /** Whether the weights were checked against the model's manifest as they loaded (docs/operations.md, "Integrity"). */
+  integrity?: "verified" | "unverified";
 }
 
 export function buildServedModel(facts: ModelFacts, loaded: LoadedModel): ServedModel {
@@ -112,5 +114,6 @@ function servedInfo(facts: ModelFacts, loaded: LoadedModel): Record<string, unkn
   info.general_name = facts.generalName ?? null;
   info.synthetic = facts.synthetic;
   if (loaded.loadMs !== undefined) info.load_ms = Math.round(loaded.loadMs);
+  if (loaded.integrity !== undefined) info.integrity = loaded.integrity;
   return info;
 }

@@ -6,6 +6,7 @@
  * files through ./node.ts.
  */
 import { readGGUFStream, type GGUFHeader } from "../gguf/reader";
+import type { ManifestCheck } from "../gguf/manifest";
 import type { TensorInfo } from "../gguf/types";
 import type { StableLMConfig } from "../model/config";
 import { configFromGGUF } from "../model/config";
@@ -43,6 +44,8 @@ export interface StreamLoadOptions extends KernelChoice, WasmEngineOptions {
   onProgress?: (bytesRead: number, total: number) => void;
   /** Called once with the parsed header (hosts build the tokenizer from its metadata). */
   onHeader?: (header: GGUFHeader) => void;
+  /** Check the bytes against the file's manifest as they arrive, each tensor before it is repacked. */
+  verify?: ManifestCheck;
 }
 
 /** A fresh memory (up to the 4 GiB wasm32 limit, committed only as touched) with the kernels in it. */
@@ -111,7 +114,7 @@ export async function loadWasmEngineFromStream(stream: ReadableStream<Uint8Array
     pending = p.finalize;
     return p.dest();
   };
-  await readGGUFStream(stream, place, { size: opts.size, onProgress: opts.onProgress });
+  await readGGUFStream(stream, place, { size: opts.size, onProgress: opts.onProgress, verify: opts.verify });
   pending?.();
   if (!prepared) throw new Error("the GGUF has no tensors");
   for (const name of prepared.placements.keys()) if (!seen.has(name)) throw new Error(`tensor ${name} was not read`);

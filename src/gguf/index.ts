@@ -4,3 +4,4 @@ export * from "./metadata";
 export * from "./reader";
 export * from "./source";
 export { encodeGGUF, writeGGUF, type ByteSink, type GGUFSpec, type TensorProgress, type TensorSpec } from "./writer";
+export * from "./manifest";

@@ -115,11 +115,16 @@ export class ManifestCheck {
     if (bytes > want) this.fail(`the file is ${bytes} bytes, the manifest says ${want}`);
   }
 
+  /** The header's length (the file's data offset). */
+  headerLength(bytes: number): void {
+    const want = this.manifest.header.bytes;
+    if (bytes !== want) this.fail(`the header is ${bytes} bytes, the manifest says ${want}`);
+  }
+
   /** The header's bytes, [0, data offset). */
   async header(bytes: Uint8Array): Promise<void> {
-    const want = this.manifest.header;
-    if (bytes.length !== want.bytes) this.fail(`the header is ${bytes.length} bytes, the manifest says ${want.bytes}`);
-    this.compare("the header", want.sha256, await sha256Hex(bytes));
+    this.headerLength(bytes.length);
+    this.compare("the header", this.manifest.header.sha256, await sha256Hex(bytes));
   }
 
   /** The digest the manifest gives a tensor at `offset` (absolute): it must list it, at that place. */

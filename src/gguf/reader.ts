@@ -3,6 +3,7 @@
  * of tensor data. Hostile input fails with an error naming the problem; every
  * count and length is bounded before anything is allocated for it.
  */
+import type { ManifestCheck } from "./manifest";
 import { storageLayout, tensorByteLength, typeName } from "./quant";
 import { BufferSource, StreamSource, type ByteSource } from "./source";
 import { DEFAULT_ALIGNMENT, GGUF_MAGIC, ValueType, type MetaValue, type Metadata, type Scalar, type TensorInfo } from "./types";
@@ -319,24 +320,47 @@ export async function parseHeader(src: ByteSource, opts: { skipArrays?: boolean 
  * Reads a whole GGUF from a stream (an R2 object body) in one pass: the header,
  * then each tensor in file order into the buffer `place` returns for it (e.g. a
  * view of WASM memory). Tensors for which `place` returns undefined are skipped.
+ *
+ * With `verify`, the bytes are checked against the file's manifest as they pass:
+ * the size before anything is parsed, the header before any tensor is placed, and
+ * each tensor once it has arrived and before `place` is called again (the caller
+ * finalizes, i.e. rewrites, a tensor only then). A mismatch throws an IntegrityError.
  */
 export async function readGGUFStream(
   stream: ReadableStream<Uint8Array>,
   place: (info: TensorInfo, header: GGUFHeader) => Uint8Array | undefined | Promise<Uint8Array | undefined>,
-  options: { size?: number; onProgress?: (bytesRead: number, total: number) => void } = {},
+  options: { size?: number; onProgress?: (bytesRead: number, total: number) => void; verify?: ManifestCheck } = {},
 ): Promise<GGUFHeader> {
-  const src = new StreamSource(stream, options.size);
+  const check = options.verify;
+  if (check && options.size !== undefined) check.size(options.size);
+  const headerBytes = check ? new Uint8Array(check.manifest.header.bytes) : undefined;
+  let captured = 0;
+  const tap = headerBytes
+    ? (chunk: Uint8Array) => {
+        const n = Math.min(chunk.length, headerBytes.length - captured);
+        if (n > 0) headerBytes.set(chunk.subarray(0, n), captured);
+        captured += Math.max(0, n);
+      }
+    : undefined;
+  const src = new StreamSource(stream, options.size, tap);
   const header = await parseHeader(src);
   await src.skip(header.dataOffset - src.position);
+  if (check) {
+    check.headerLength(header.dataOffset);
+    await check.header(headerBytes!);
+  }
   const order = [...header.tensors].sort((a, b) => a.offset - b.offset);
   for (const info of order) {
     await src.skip(header.dataOffset + info.offset - src.position);
     const dest = await place(info, header);
     if (dest === undefined) {
-      await src.skip(info.byteLength);
+      // Unused by the caller, still part of the model the manifest vouches for: read aside to check it.
+      if (check) await check.tensor(info.name, header.dataOffset + info.offset, await src.read(info.byteLength));
+      else await src.skip(info.byteLength);
     } else {
       if (dest.length !== info.byteLength) throw new Error(`place(${info.name}) gave ${dest.length} bytes, the tensor has ${info.byteLength}`);
       await src.readInto(dest);
+      if (check) await check.tensor(info.name, header.dataOffset + info.offset, dest);
     }
     options.onProgress?.(src.position, header.totalSize);
   }

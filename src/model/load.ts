@@ -1,4 +1,5 @@
 /** A GGUF stream (an R2 object body, a fetch body) as a reference model, in one pass. */
+import type { ManifestCheck } from "../gguf/manifest";
 import { readGGUFStream, type GGUFHeader } from "../gguf/reader";
 import { configFromGGUF } from "./config";
 import { ReferenceModel } from "./reference";
@@ -7,7 +8,7 @@ import { loadWeights } from "./weights";
 /** Each tensor lands in its own buffer; nothing else of the stream is kept. */
 export async function loadReferenceModelFromStream(
   stream: ReadableStream<Uint8Array>,
-  options: { size?: number; onProgress?: (bytesRead: number, total: number) => void } = {},
+  options: { size?: number; onProgress?: (bytesRead: number, total: number) => void; verify?: ManifestCheck } = {},
 ): Promise<{ model: ReferenceModel; header: GGUFHeader }> {
   const buffers = new Map<string, Uint8Array>();
   const header = await readGGUFStream(stream, (info) => {

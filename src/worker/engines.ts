@@ -11,6 +11,7 @@ import scalarKernels from "../../build/kernels-scalar.wasm";
 import simdKernels from "../../build/kernels-simd.wasm";
 import { loadWasmEngineFromStream } from "../engine/index";
 import type { BuildKind, KernelModules } from "../engine/kernels";
+import type { ManifestCheck } from "../gguf/manifest";
 import type { GGUFHeader } from "../gguf/reader";
 import type { Metadata } from "../gguf/types";
 import { referenceEngine, type Engine } from "../model/engine";
@@ -26,6 +27,8 @@ export interface LoadOptions {
   /** The build the KERNELS var forces (default: the first that passes the self-test). */
   kernels?: BuildKind;
   onProgress?: (bytesRead: number, total: number) => void;
+  /** Check the stream against the model's manifest as it is read (src/gguf/manifest.ts). */
+  verify?: ManifestCheck;
 }
 
 export interface LoadedEngine {
@@ -64,6 +67,7 @@ async function loadWasm(stream: ReadableStream<Uint8Array>, opts: LoadOptions): 
     choose: "first",
     size: opts.size,
     onProgress: opts.onProgress,
+    verify: opts.verify,
     onHeader: (h) => (header = h),
   });
   return { engine, metadata: header!.metadata };

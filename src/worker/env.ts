@@ -67,6 +67,8 @@ export interface Env {
   STREAM_STALL_MS?: Var;
   /** "true": GET /v1/models/{id}/file serves the GGUF from MODELS (redistribution: docs/worker.md). Default off. */
   SERVE_MODEL_FILE?: Var;
+  /** "true": a model without a manifest (sharded: a plan without hashes) is refused, not served unverified. Default off. */
+  REQUIRE_MANIFEST?: Var;
   /** Secret: JSON object {"<key>": "<tier>"}. Unset or empty: no auth. */
   API_KEYS?: Var;
   /** JSON {"<tier>": {"rpm": n, "tpm": n, "slice": f}}: per-key rate limits (docs/worker.md, "Rate limits"). Unset: none. */
@@ -116,6 +118,7 @@ export interface WorkerConfig {
   prefillChunkTokens: number;
   streamStallMs: number;
   serveModelFile: boolean;
+  requireManifest: boolean;
 }
 
 export const DEFAULT_MODEL_KEY = "stablelm-2-1_6b-q4_0.gguf";
@@ -164,6 +167,7 @@ export function parseConfig(env: Env): WorkerConfig {
     prefillChunkTokens: num("PREFILL_CHUNK_TOKENS", env.PREFILL_CHUNK_TOKENS, 32, { min: 1, integer: true }),
     streamStallMs: num("STREAM_STALL_MS", env.STREAM_STALL_MS, DEFAULT_STALL_MS, { min: 1 }),
     serveModelFile: flag("SERVE_MODEL_FILE", env.SERVE_MODEL_FILE),
+    requireManifest: flag("REQUIRE_MANIFEST", env.REQUIRE_MANIFEST),
   };
 }
 

@@ -9,9 +9,10 @@
  * found invalid is tried again only once a cheap head() shows a new upload (load-retry.ts says why).
  */
 import { buildServedModel, readModelFacts, type LoadedModel, type LoadRetry, type ModelState, type ServedModel } from "../api/index";
-import type { Metadata } from "../gguf/index";
+import { manifestPathFor, type Metadata } from "../gguf/index";
 import { loadEngineFromStream } from "./engines";
 import type { Env, ExecutionContextLike, WorkerConfig } from "./env";
+import { integrityOfFailure, manifestCheckFor } from "./integrity";
 import { backoffMs, retriesOnItsOwn } from "./load-retry";
 import { loadShardedEngine, planKeyFor, shardCounters } from "./sharded";
 import { objectVersion, openModelObject } from "./source";
@@ -95,7 +96,11 @@ export class ModelLoader {
   /** The upload(s) a load would read now: the GGUF, and in sharded mode its plan too. */
   private async version(env: Env): Promise<string | null> {
     const { modelKey, engine } = this.cfg;
-    if (engine !== "sharded") return objectVersion(env, modelKey);
+    // A new manifest is a reason to try again as much as a new GGUF is.
+    if (engine !== "sharded") {
+      const [model, manifest] = await Promise.all([objectVersion(env, modelKey), objectVersion(env, manifestPathFor(modelKey))]);
+      return model === null && manifest === null ? null : `${model} + ${manifest}`;
+    }
     const [plan, model] = await Promise.all([objectVersion(env, planKeyFor(env, modelKey)), objectVersion(env, modelKey)]);
     return plan === null && model === null ? null : `${plan} + ${model}`;
   }
@@ -112,13 +117,16 @@ export class ModelLoader {
         return await this.loadSharded(env, t0);
       }
       this.current = { status: "loading", message: `opening ${modelKey}`, progress: 0 };
+      version = await this.version(env);
+      const check = await manifestCheckFor(env, modelKey, this.cfg.requireManifest);
       const obj = await openModelObject(env, modelKey);
-      version = obj.version ?? null;
-      this.log(`edgelm: loading ${modelKey}${obj.size ? ` (${mb(obj.size)})` : ""} from ${obj.source} into the ${engine} engine`);
+      const verifying = check ? `verifying against ${check.where}` : "no manifest: unverified";
+      this.log(`edgelm: loading ${modelKey}${obj.size ? ` (${mb(obj.size)})` : ""} from ${obj.source} into the ${engine} engine (${verifying})`);
       let nextLog = 0.1;
       const loaded = await loadEngineFromStream(engine, obj.body, {
         size: obj.size,
         kernels: this.cfg.kernels,
+        verify: check,
         onProgress: (read, total) => {
           const f = total > 0 ? Math.min(1, read / total) : 0;
           this.current = { status: "loading", message: `reading the weights: ${mb(read)} of ${mb(total)}`, progress: Math.round(WEIGHTS_SHARE * f * 1000) / 1000 };
@@ -129,7 +137,7 @@ export class ModelLoader {
         },
       });
       this.current = { status: "loading", message: "building the tokenizer from the GGUF vocabulary", progress: WEIGHTS_SHARE };
-      const model = this.served(loaded.metadata, { engine: loaded.engine, source: obj.source, loadMs: this.now() - t0 });
+      const model = this.served(loaded.metadata, { engine: loaded.engine, source: obj.source, loadMs: this.now() - t0, integrity: check ? "verified" : "unverified" });
       this.ready(model, engine, t0);
     } catch (err) {
       this.failed(err, version);
@@ -145,7 +153,8 @@ export class ModelLoader {
       ? { mode: "backoff", attempts: this.attempts, at: this.now() + wait, streak, version }
       : { mode: "object_change", attempts: this.attempts, streak, version };
     const { mode, attempts, at } = this.failure;
-    this.current = { status: "failed", message, retry: { mode, attempts, ...(at === undefined ? {} : { at }) } };
+    const integrity = integrityOfFailure(err);
+    this.current = { status: "failed", message, retry: { mode, attempts, ...(at === undefined ? {} : { at }) }, ...(integrity ? { integrity } : {}) };
     const next = again ? `next attempt in ${(wait / 1000).toFixed(1)} s` : "the file is invalid: not retried until the object changes";
     this.log(`edgelm: loading ${this.cfg.modelKey} failed (attempt ${this.attempts}; ${next}): ${message}`);
   }

@@ -35,10 +35,10 @@ const filesVersion = (h: Headers): string | undefined => {
   const tag = h.get("etag") ?? h.get("last-modified");
   return tag === null ? undefined : `${tag}/${h.get("content-length") ?? "-"}`;
 };
-const filesUrl = (key: string) => `http://model-files/${key.split("/").map(encodeURIComponent).join("/")}`;
+export const filesUrl = (key: string) => `http://model-files/${key.split("/").map(encodeURIComponent).join("/")}`;
 
 /** Storage calls that throw (network, R2 internal errors) are a reason to retry, not a bad file. */
-async function reach<T>(what: string, call: () => Promise<T>): Promise<T> {
+export async function reach<T>(what: string, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (err) {

@@ -14,7 +14,7 @@ export function health(state: ModelState, queue?: GenerationQueue): Response {
   const body =
     state.status === "loading"
       ? { status: "loading", reason: state.message, progress: state.progress ?? null }
-      : { status: "failed", reason: state.message, progress: null, ...retryFields(state.retry) };
+      : { status: "failed", reason: state.message, progress: null, ...(state.integrity ? { integrity: state.integrity } : {}), ...retryFields(state.retry) };
   return Response.json(body, { status: 503, headers: { "retry-after": String(retryAfterSeconds(state)) } });
 }
 
