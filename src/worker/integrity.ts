@@ -5,7 +5,7 @@
  */
 import { IntegrityError, ManifestCheck, manifestPathFor, parseManifest } from "../gguf/manifest";
 import type { Env } from "./env";
-import { filesUrl, ObjectUnavailableError, reach } from "./source";
+import { ObjectUnavailableError, openObjectIfAny } from "./source";
 
 export type Integrity = "verified" | "unverified" | "failed";
 
@@ -24,31 +24,22 @@ export function integrityOfFailure(err: unknown): Exclude<Integrity, "verified">
   return undefined;
 }
 
-/** The manifest's text, or null when there is none. */
-async function readManifest(env: Env, key: string): Promise<string | null> {
-  if (env.MODEL_FILES) {
-    const files = env.MODEL_FILES;
-    const res = await reach(`fetching "${key}" from MODEL_FILES`, () => files.fetch(filesUrl(key)));
-    if (res.status === 404) {
-      await res.body?.cancel();
-      return null;
-    }
-    if (!res.ok) throw new ObjectUnavailableError(`MODEL_FILES answered ${res.status} for "${key}"`);
-    return reach(`reading "${key}" from MODEL_FILES`, () => res.text());
-  }
-  const bucket = env.MODELS;
-  if (!bucket) return null;
-  const obj = await reach(`reading "${key}" from R2`, () => bucket.get(key));
-  return obj ? reach(`reading "${key}" from R2`, () => new Response(obj.body).text()) : null;
-}
-
-/** The check a load of `modelKey` runs, or undefined to load it unverified. */
-export async function manifestCheckFor(env: Env, modelKey: string, require: boolean): Promise<ManifestCheck | undefined> {
+/**
+ * The check a load of `modelKey` runs (undefined: load it unverified), and which upload of the
+ * manifest it came from (null: none), so that a new manifest is noticed like a new GGUF.
+ */
+export async function manifestCheckFor(env: Env, modelKey: string, require: boolean): Promise<{ check?: ManifestCheck; version: string | null }> {
   const key = manifestPathFor(modelKey);
-  const text = await readManifest(env, key);
-  if (text === null) {
+  const obj = await openObjectIfAny(env, key);
+  if (!obj) {
     if (require) throw new ManifestMissingError(`REQUIRE_MANIFEST is true and there is no manifest "${key}" beside the model: edgelm convert, synth and download write it; upload it next to the GGUF`);
-    return undefined;
+    return { version: null };
   }
-  return new ManifestCheck(parseManifest(text, key), key);
+  let text: string;
+  try {
+    text = await new Response(obj.body).text();
+  } catch (err) {
+    throw new ObjectUnavailableError(`reading "${key}" failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  return { check: new ManifestCheck(parseManifest(text, key), key), version: obj.version ?? null };
 }

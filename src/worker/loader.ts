@@ -24,6 +24,9 @@ const WEIGHTS_SHARE = 0.9;
 
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
+/** The GGUF's upload and its manifest's, as one version (null: neither is there). */
+const uploads = (model: string | null, manifest: string | null): string | null => (model === null && manifest === null ? null : `${model} + ${manifest}`);
+
 /** The last failure, and what brings the next attempt. */
 interface Failure extends LoadRetry {
   /** Failures in a row: the backoff grows with them. */
@@ -97,10 +100,7 @@ export class ModelLoader {
   private async version(env: Env): Promise<string | null> {
     const { modelKey, engine } = this.cfg;
     // A new manifest is a reason to try again as much as a new GGUF is.
-    if (engine !== "sharded") {
-      const [model, manifest] = await Promise.all([objectVersion(env, modelKey), objectVersion(env, manifestPathFor(modelKey))]);
-      return model === null && manifest === null ? null : `${model} + ${manifest}`;
-    }
+    if (engine !== "sharded") return uploads(await objectVersion(env, modelKey), await objectVersion(env, manifestPathFor(modelKey)));
     const [plan, model] = await Promise.all([objectVersion(env, planKeyFor(env, modelKey)), objectVersion(env, modelKey)]);
     return plan === null && model === null ? null : `${plan} + ${model}`;
   }
@@ -117,9 +117,9 @@ export class ModelLoader {
         return await this.loadSharded(env, t0);
       }
       this.current = { status: "loading", message: `opening ${modelKey}`, progress: 0 };
-      version = await this.version(env);
-      const check = await manifestCheckFor(env, modelKey, this.cfg.requireManifest);
+      const { check, version: manifestVersion } = await manifestCheckFor(env, modelKey, this.cfg.requireManifest);
       const obj = await openModelObject(env, modelKey);
+      version = uploads(obj.version ?? null, manifestVersion);
       const verifying = check ? `verifying against ${check.where}` : "no manifest: unverified";
       this.log(`edgelm: loading ${modelKey}${obj.size ? ` (${mb(obj.size)})` : ""} from ${obj.source} into the ${engine} engine (${verifying})`);
       let nextLog = 0.1;

@@ -35,10 +35,10 @@ const filesVersion = (h: Headers): string | undefined => {
   const tag = h.get("etag") ?? h.get("last-modified");
   return tag === null ? undefined : `${tag}/${h.get("content-length") ?? "-"}`;
 };
-export const filesUrl = (key: string) => `http://model-files/${key.split("/").map(encodeURIComponent).join("/")}`;
+const filesUrl = (key: string) => `http://model-files/${key.split("/").map(encodeURIComponent).join("/")}`;
 
 /** Storage calls that throw (network, R2 internal errors) are a reason to retry, not a bad file. */
-export async function reach<T>(what: string, call: () => Promise<T>): Promise<T> {
+async function reach<T>(what: string, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (err) {
@@ -47,11 +47,22 @@ export async function reach<T>(what: string, call: () => Promise<T>): Promise<T>
 }
 
 export async function openModelObject(env: Env, key: string): Promise<ModelObject> {
+  const obj = await openObjectIfAny(env, key);
+  if (obj) return obj;
+  if (env.MODEL_FILES) throw new ObjectUnavailableError(`the model file "${key}" is not in the MODEL_FILES folder binding`);
+  throw new ObjectUnavailableError(`the object "${key}" is not in the R2 bucket bound as MODELS; upload it with: wrangler r2 object put <bucket>/${key} --file <model.gguf> (see docs/worker.md)`);
+}
+
+/** The object, or null when it is not there (an optional one: the model's manifest). */
+export async function openObjectIfAny(env: Env, key: string): Promise<ModelObject | null> {
   if (env.MODEL_FILES) {
     const files = env.MODEL_FILES;
     // The host part is ignored by service bindings; the path is the key.
     const res = await reach(`fetching "${key}" from MODEL_FILES`, () => files.fetch(filesUrl(key)));
-    if (res.status === 404) throw new ObjectUnavailableError(`the model file "${key}" is not in the MODEL_FILES folder binding`);
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return null;
+    }
     if (!res.ok || !res.body) throw new ObjectUnavailableError(`MODEL_FILES answered ${res.status} for "${key}"`);
     const length = Number(res.headers.get("content-length") ?? NaN);
     return { body: res.body, size: Number.isFinite(length) ? length : undefined, source: "files", version: filesVersion(res.headers) };
@@ -59,10 +70,7 @@ export async function openModelObject(env: Env, key: string): Promise<ModelObjec
   if (!env.MODELS) throw new Error("no model source: bind an R2 bucket as MODELS (wrangler.toml [[r2_buckets]]) or a folder as MODEL_FILES");
   const bucket = env.MODELS;
   const obj = await reach(`reading "${key}" from R2`, () => bucket.get(key));
-  if (!obj) {
-    throw new ObjectUnavailableError(`the object "${key}" is not in the R2 bucket bound as MODELS; upload it with: wrangler r2 object put <bucket>/${key} --file <model.gguf> (see docs/worker.md)`);
-  }
-  return { body: obj.body, size: obj.size, source: "r2", version: r2Version(obj) };
+  return obj ? { body: obj.body, size: obj.size, source: "r2", version: r2Version(obj) } : null;
 }
 
 /**

@@ -113,7 +113,10 @@ describe("Worker: a transfer cut short is the source's fault, not the file's", (
     w = await startWorker({
       vars: { MODEL_KEY: "cut.gguf", MODEL_ID: "cut", LOAD_RETRY_MS: "100" },
       serviceBindings: {
-        MODEL_FILES: async () => {
+        MODEL_FILES: async (req: Request) => {
+          const { Response } = await import("miniflare");
+          // A folder with the model alone: no manifest beside it.
+          if (!new URL(req.url).pathname.endsWith("/cut.gguf")) return new Response(null, { status: 404 });
           served++;
           const whole = served > 1;
           const body = new ReadableStream<Uint8Array>({
@@ -122,7 +125,6 @@ describe("Worker: a transfer cut short is the source's fault, not the file's", (
               c.close();
             },
           });
-          const { Response } = await import("miniflare");
           return new Response(body as any, { headers: { "content-length": String(bytes.length) } });
         },
       },

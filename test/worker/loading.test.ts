@@ -22,8 +22,8 @@ beforeAll(async () => {
   // A plain HTTP file server bound as an external service: workerd streams from it directly
   // (a Node-function binding goes through Miniflare's proxy, which buffers the whole body).
   files = createServer((req, res) => {
-    opened++;
     if (req.url !== "/tiny.gguf") return void res.writeHead(404).end("not found");
+    opened++;
     res.writeHead(200, { "content-length": String(bytes.length), "content-type": "application/octet-stream" });
     feed = res;
   });
