@@ -20,7 +20,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { Worker } from "node:worker_threads";
-import { openModelFile } from "../gguf/node";
+import { createHash } from "node:crypto";
+import type { ManifestCheck } from "../gguf/manifest";
+import { checkFileHeader, openModelFile } from "../gguf/node";
 import { prepareEngine, type KernelChoice } from "./index";
 import { loadKernels, parseBuildKind, PREFERENCE, type BuildKind, type KernelModules, type Kernels, type LoadKernelsOptions } from "./kernels";
 import { parseHeader } from "../gguf/reader";
@@ -132,6 +134,8 @@ export interface FileLoadOptions extends WasmEngineOptions, ThreadOptions, Pick<
   onProgress?: (bytesRead: number, total: number) => void;
   /** Bytes per positioned read (default 8 MiB; tests use tiny pieces to exercise the piecewise repack). */
   readChunkBytes?: number;
+  /** Check the file against its manifest as it is read (each tensor hashed before it is repacked). */
+  verify?: ManifestCheck;
   // threads (ThreadOptions): default os.availableParallelism(); 1 runs everything on the calling thread.
 }
 
@@ -167,14 +171,29 @@ export async function loadWasmEngine(path: string, opts: FileLoadOptions = {}): 
     } catch (e) {
       throw Object.assign(e as Error, { message: `${path}: ${(e as Error).message}` });
     }
+    const check = opts.verify;
+    if (check) await checkFileHeader(path, size, header.dataOffset, check);
     const { engine, placements } = prepareEngine(header, { modules, unavailable, force, warmup: opts.warmup, shared: threads > 1 }, { ...opts, threads });
     if (threadNote) engine.noteThreads(threadNote);
     // The threads start (tens of ms each) while the file is read.
     const starting = threads > 1 ? startThreads(engine).then((pool) => ({ pool }), (error: Error) => ({ error })) : undefined;
     const order = [...placements.values()].sort((a, b) => a.info.offset - b.info.offset);
     try {
-      await readPipelined(order, header.dataOffset, opts.readChunkBytes ?? READ_CHUNK, (d, p) => handle.read(d, 0, d.length, p).then((r) => r.bytesRead), (p) =>
-        opts.onProgress?.(header.dataOffset + p.info.offset + p.info.byteLength, header.totalSize),
+      const hashOf = check
+        ? (p: Placement): TensorHash => {
+            const { name, offset, byteLength } = p.info;
+            const want = check.expect(name, header.dataOffset + offset, byteLength);
+            const h = createHash("sha256");
+            return { update: (b) => h.update(b), done: () => check.tensorHash(name, want, h.digest("hex")) };
+          }
+        : undefined;
+      await readPipelined(
+        order,
+        header.dataOffset,
+        opts.readChunkBytes ?? READ_CHUNK,
+        (d, p) => handle.read(d, 0, d.length, p).then((r) => r.bytesRead),
+        (p) => opts.onProgress?.(header.dataOffset + p.info.offset + p.info.byteLength, header.totalSize),
+        hashOf,
       );
     } catch (e) {
       const started = await starting;
@@ -242,12 +261,19 @@ async function startThreads(engine: WasmEngine): Promise<ThreadPool> {
   return pool;
 }
 
+/** A tensor's running hash: its bytes in order, then `done` checks the digest (throws on a mismatch). */
+interface TensorHash {
+  update(bytes: Uint8Array): void;
+  done(): void;
+}
+
 /**
  * Reads every placement's bytes (READ_CHUNK pieces, IN_FLIGHT at a time, in
  * file order). A piece of a matrix that repacks in 4-row groups is repacked
- * as soon as it arrives (the next reads already issued); any other tensor is
- * finalized once all its bytes are in. `ready` is called for each placement,
- * in order, once it is complete.
+ * as soon as it and the pieces before it have arrived (the next reads already
+ * issued), right after `hashOf`'s hash has taken its bytes; any other tensor is
+ * finalized once all its bytes are in and its hash is checked. `ready` is called
+ * for each placement, in order, once it is complete.
  */
 async function readPipelined(
   order: Placement[],
@@ -255,6 +281,7 @@ async function readPipelined(
   chunk: number,
   read: (dest: Uint8Array, position: number) => Promise<number>,
   ready: (p: Placement) => void,
+  hashOf?: (p: Placement) => TensorHash,
 ): Promise<void> {
   interface Piece { dest: Uint8Array; pos: number; tensor: number; start: number }
   const pieces: Piece[] = [];
@@ -269,6 +296,21 @@ async function readPipelined(
       remaining[i]++;
     }
   });
+  const hashes = hashOf ? order.map(hashOf) : undefined;
+  // Reads finish out of order; a tensor's pieces are hashed and repacked in order (a hash needs its bytes in sequence).
+  const taken = new Float64Array(order.length);
+  const early = order.map(() => new Map<number, Piece>());
+  const take = (piece: Piece) => {
+    const t = piece.tensor;
+    early[t].set(piece.start, piece);
+    for (let q = early[t].get(taken[t]); q; q = early[t].get(taken[t])) {
+      early[t].delete(q.start);
+      hashes?.[t].update(q.dest);
+      order[t].finalizePart?.(q.start, q.start + q.dest.length);
+      taken[t] += q.dest.length;
+      remaining[t]--;
+    }
+  };
   const waiters: (() => void)[] = new Array(order.length);
   let failure: unknown;
   let next = 0;
@@ -290,16 +332,15 @@ async function readPipelined(
         () => {
           active--;
           pump(); // the next read starts before this piece is repacked
-          const p = order[piece.tensor];
-          if (p.finalizePart && failure === undefined) {
+          if (failure === undefined) {
             try {
-              p.finalizePart(piece.start, piece.start + piece.dest.length);
+              take(piece);
             } catch (e) {
               failure ??= e;
               waiters.forEach((w) => w?.());
             }
           }
-          if (--remaining[piece.tensor] === 0) waiters[piece.tensor]?.();
+          if (remaining[piece.tensor] === 0) waiters[piece.tensor]?.();
           if (active === 0) settle?.();
         },
         (e) => {
@@ -317,6 +358,7 @@ async function readPipelined(
     for (let i = 0; i < order.length; i++) {
       if (remaining[i] > 0 && failure === undefined) await new Promise<void>((res) => (waiters[i] = res));
       if (failure !== undefined) throw failure;
+      hashes?.[i].done();
       if (!order[i].finalizePart) order[i].finalize();
       ready(order[i]);
     }

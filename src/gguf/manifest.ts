@@ -38,6 +38,21 @@ export class IntegrityError extends Error {
   override name = "IntegrityError";
 }
 
+/**
+ * The host requires a manifest (REQUIRE_MANIFEST, --require-manifest) and there is none. Unlike
+ * a mismatch this fixes itself once the manifest is uploaded, so the Worker retries it.
+ */
+export class ManifestMissingError extends IntegrityError {
+  override name = "ManifestMissingError";
+}
+
+/** What /health says of a load that failed for `err`; undefined when integrity had no part in it. */
+export function integrityOfFailure(err: unknown): "failed" | "unverified" | undefined {
+  if (err instanceof ManifestMissingError) return "unverified";
+  if (err instanceof IntegrityError) return "failed";
+  return undefined;
+}
+
 /** Where the manifest of a model file or object key lives. */
 export const manifestPathFor = (model: string): string => `${model}.manifest.json`;
 

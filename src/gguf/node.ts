@@ -2,7 +2,8 @@
  * GGUF files on disk (Node): the header parsed once, tensors read by offset on
  * demand; and files written whole or not at all (a temporary name, then a rename).
  */
-import { open, rename, rm, type FileHandle } from "node:fs/promises";
+import { open, readFile, rename, rm, type FileHandle } from "node:fs/promises";
+import { ManifestCheck, manifestPathFor, parseManifest } from "./manifest";
 import { parseHeader, type GGUFHeader } from "./reader";
 import { FileSource } from "./source";
 import type { TensorInfo } from "./types";
@@ -61,6 +62,34 @@ export async function openGGUF(path: string): Promise<GGUFFile> {
   } catch (e) {
     await handle.close();
     throw e instanceof Error && !e.message.includes(path) ? Object.assign(e, { message: `${path}: ${e.message}` }) : e;
+  }
+}
+
+/** The manifest beside a model file, as the check to load it against; undefined when there is none. */
+export async function manifestCheckBeside(path: string): Promise<ManifestCheck | undefined> {
+  const where = manifestPathFor(path);
+  let text: string;
+  try {
+    text = await readFile(where, "utf8");
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === "ENOENT") return undefined;
+    throw new Error(`cannot read ${where}: ${err.message}`);
+  }
+  return new ManifestCheck(parseManifest(text, where), where);
+}
+
+/** A model file's size and header against its manifest, before any tensor is read. */
+export async function checkFileHeader(path: string, size: number, dataOffset: number, check: ManifestCheck): Promise<void> {
+  check.size(size);
+  check.headerLength(dataOffset);
+  const { handle } = await openModelFile(path);
+  try {
+    const bytes = new Uint8Array(dataOffset);
+    await new FileSource(handle, size).readAt(bytes, 0);
+    await check.header(bytes);
+  } finally {
+    await handle.close();
   }
 }
 

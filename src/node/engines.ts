@@ -12,6 +12,6 @@ export type NodeEngineName = (typeof NODE_ENGINES)[number];
 
 export async function loadEngine(path: string, name: NodeEngineName, wasmOptions: FileLoadOptions = {}): Promise<Engine> {
   if (name === "wasm") return loadWasmEngine(path, wasmOptions);
-  const { model } = await loadReferenceModel(path);
+  const { model } = await loadReferenceModel(path, wasmOptions.verify);
   return referenceEngine(model);
 }

@@ -4,10 +4,12 @@
  * is loaded so /health can report progress, and a client disconnect aborts that client's generation.
  */
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
+import { stat } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { basename } from "node:path";
 import { buildServedModel, chooseEngine, modelIdFromFile, GenerationQueue, handleRequest, queueCapacity, readModelFacts, withBatching, type ApiDeps, type BatchingOptions, type ModelState, type ServedModel } from "../api/index";
-import { openGGUF } from "../gguf/node";
+import { integrityOfFailure, ManifestMissingError, manifestPathFor } from "../gguf/manifest";
+import { manifestCheckBeside, openGGUF } from "../gguf/node";
 import type { ChatTemplateName } from "../tokenizer/node";
 import { loadEngine, NODE_ENGINES, type NodeEngineName } from "./engines";
 import { diskModelFile } from "./model-file";
@@ -39,6 +41,8 @@ export interface ServeOptions {
   kvBudgetMB?: number;
   /** Serve the GGUF at GET /v1/models/{id}/file (redistribution: docs/api.md). Default off. */
   serveModelFile?: boolean;
+  /** Refuse a model without a manifest beside it (`<model>.gguf.manifest.json`), rather than serve it unverified. Default off. */
+  requireManifest?: boolean;
   /** One line per request and lifecycle messages; default stderr. */
   log?: (line: string) => void;
 }
@@ -63,7 +67,7 @@ export interface RunningServer {
 /** Generations `edgelm serve` decodes together by default. */
 export const DEFAULT_MAX_BATCH = 4;
 
-type LoadOptions = { engine?: NodeEngineName; threads?: number; modelId?: string; chatTemplate?: ChatTemplateName; log?: (line: string) => void } & Partial<BatchingOptions> & { kvBudgetMB?: number };
+type LoadOptions = { engine?: NodeEngineName; threads?: number; modelId?: string; chatTemplate?: ChatTemplateName; log?: (line: string) => void; requireManifest?: boolean } & Partial<BatchingOptions> & { kvBudgetMB?: number };
 
 /**
  * Reads the tokenizer and chat template from the GGUF header, then loads the weights into the
@@ -76,14 +80,19 @@ export async function loadServedModel(
 ): Promise<ServedModel> {
   const engineName = chooseEngine(opts.engine, NODE_ENGINES);
   progress("reading the GGUF header", 0);
+  // The manifest first: a truncated file is then refused as such, not as a header that points past its end.
+  const verify = await manifestCheckBeside(path);
+  if (!verify && opts.requireManifest) throw new ManifestMissingError(`--require-manifest: there is no manifest ${manifestPathFor(path)} beside the model (edgelm convert, synth and download write one)`);
+  if (verify) verify.size((await stat(path)).size);
   const header = await openGGUF(path);
   await header.close();
   progress("building the tokenizer", 0.1);
   const facts = readModelFacts(header.metadata, { override: opts.chatTemplate, hint: "pass --chat-template", log: opts.log });
+  opts.log?.(`edgelm serve: ${verify ? `verifying ${basename(path)} against ${verify.where}` : `no manifest beside ${basename(path)}: serving it unverified`}`);
   progress("loading the weights", 0.3);
   const batching: BatchingOptions = { maxBatch: opts.maxBatch ?? 1, maxBatchTokens: opts.maxBatchTokens };
-  const engine = await loadEngine(path, engineName, { threads: opts.threads, maxBatch: batching.maxBatch, kvBudgetMB: opts.kvBudgetMB });
-  return buildServedModel(facts, { engine: withBatching(engine, batching), file: basename(path), id: opts.modelId });
+  const engine = await loadEngine(path, engineName, { threads: opts.threads, maxBatch: batching.maxBatch, kvBudgetMB: opts.kvBudgetMB, verify });
+  return buildServedModel(facts, { engine: withBatching(engine, batching), file: basename(path), id: opts.modelId, integrity: verify ? "verified" : "unverified" });
 }
 
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
@@ -120,7 +129,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       return model;
     },
     (err: Error) => {
-      state = { status: "failed", message: err.message };
+      const integrity = integrityOfFailure(err);
+      state = { status: "failed", message: err.message, ...(integrity ? { integrity } : {}) };
       throw err;
     },
   );

@@ -3,26 +3,9 @@
  * wherever the GGUF itself comes from) before the weights stream in, so the load verifies as it
  * reads. No manifest: the model is served as "unverified", or refused under REQUIRE_MANIFEST.
  */
-import { IntegrityError, ManifestCheck, manifestPathFor, parseManifest } from "../gguf/manifest";
+import { ManifestCheck, ManifestMissingError, manifestPathFor, parseManifest } from "../gguf/manifest";
 import type { Env } from "./env";
 import { ObjectUnavailableError, openObjectIfAny } from "./source";
-
-export type Integrity = "verified" | "unverified" | "failed";
-
-/**
- * REQUIRE_MANIFEST is set and there is no manifest (or no hashes in the shard plan). Not the
- * file's fault: uploading the manifest fixes it, so the loader retries with its backoff.
- */
-export class ManifestMissingError extends ObjectUnavailableError {
-  override name = "ManifestMissingError";
-}
-
-/** What /health says of a load that failed for this error; undefined when integrity had no part in it. */
-export function integrityOfFailure(err: unknown): Exclude<Integrity, "verified"> | undefined {
-  if (err instanceof IntegrityError) return "failed";
-  if (err instanceof ManifestMissingError) return "unverified";
-  return undefined;
-}
 
 /**
  * The check a load of `modelKey` runs (undefined: load it unverified), and which upload of the

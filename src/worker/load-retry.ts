@@ -4,11 +4,12 @@
  * a file that was read and found wrong stays wrong until someone replaces it, so retrying it would
  * only burn CPU and R2 reads: that one waits for the object to change.
  */
-import { SourceReadError } from "../gguf/index";
+import { ManifestMissingError, SourceReadError } from "../gguf/index";
 import { ObjectUnavailableError } from "./source";
 
 export function retriesOnItsOwn(err: unknown): boolean {
-  return err instanceof ObjectUnavailableError || err instanceof SourceReadError;
+  // A required manifest not there yet is like the model not there yet: the upload fixes it.
+  return err instanceof ObjectUnavailableError || err instanceof SourceReadError || err instanceof ManifestMissingError;
 }
 
 /** The pause after the `failures`-th failure in a row: base, 2·base, 4·base … at most max. */

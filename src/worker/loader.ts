@@ -9,10 +9,10 @@
  * found invalid is tried again only once a cheap head() shows a new upload (load-retry.ts says why).
  */
 import { buildServedModel, readModelFacts, type LoadedModel, type LoadRetry, type ModelState, type ServedModel } from "../api/index";
-import { manifestPathFor, type Metadata } from "../gguf/index";
+import { integrityOfFailure, manifestPathFor, type Metadata } from "../gguf/index";
 import { loadEngineFromStream } from "./engines";
 import type { Env, ExecutionContextLike, WorkerConfig } from "./env";
-import { integrityOfFailure, manifestCheckFor } from "./integrity";
+import { manifestCheckFor } from "./integrity";
 import { backoffMs, retriesOnItsOwn } from "./load-retry";
 import { loadShardedEngine, planKeyFor, shardCounters } from "./sharded";
 import { objectVersion, openModelObject } from "./source";

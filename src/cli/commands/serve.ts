@@ -7,7 +7,7 @@ import { engineOption, threadsOption } from "./logits";
 const spec = {
   name: "serve",
   summary: "Serve the OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models, /health) over HTTP.",
-  usage: "serve --model FILE.gguf [--port 8000] [--host 127.0.0.1] [--model-id NAME] [--engine ref|wasm] [--threads N] [--chat-template zephyr|chatml] [--cors-origin ORIGINS] [--queue-depth N] [--max-batch N] [--max-batch-tokens N] [--kv-budget-mb MB] [--serve-model-file]",
+  usage: "serve --model FILE.gguf [--port 8000] [--host 127.0.0.1] [--model-id NAME] [--engine ref|wasm] [--threads N] [--chat-template zephyr|chatml] [--cors-origin ORIGINS] [--queue-depth N] [--max-batch N] [--max-batch-tokens N] [--kv-budget-mb MB] [--serve-model-file] [--require-manifest]",
   details: `
   --model FILE          a stablelm GGUF
   --port N              default 8000 (0: any free port, printed on start)
@@ -29,6 +29,9 @@ const spec = {
   --serve-model-file    serve the GGUF itself at GET /v1/models/{id}/file (ranges, ETag), for browsers that run the
                         model on their own device; off by default: serving the weights redistributes them under the
                         model's licence (Stability AI's, for Stable LM 2)
+  --require-manifest    refuse a model without its manifest (FILE.gguf.manifest.json, written by convert, synth and
+                        download) instead of serving it as "unverified"; also EDGELM_REQUIRE_MANIFEST=true. With a
+                        manifest the weights are always checked as they load, and a mismatch is never served
 
 The playground page is at / (build/playground/, made by npm run build).
 
@@ -52,8 +55,17 @@ See docs/api.md for the endpoints and fields.`,
     "max-batch-tokens": { type: "string" },
     "kv-budget-mb": { type: "string" },
     "serve-model-file": { type: "boolean" },
+    "require-manifest": { type: "boolean" },
   },
 } as const;
+
+/** EDGELM_REQUIRE_MANIFEST: "true" or "false" (unset: false), so a deployment can insist without changing its command line. */
+function requireManifestEnv(cmd: string): boolean {
+  const v = process.env.EDGELM_REQUIRE_MANIFEST?.trim().toLowerCase();
+  if (v === undefined || v === "" || v === "false") return false;
+  if (v === "true") return true;
+  throw new UsageError(`${cmd}: EDGELM_REQUIRE_MANIFEST must be "true" or "false", got "${v}"`);
+}
 
 export async function run(argv: string[]): Promise<number> {
   const opts = parseCommand(spec, argv);
@@ -85,6 +97,7 @@ export async function run(argv: string[]): Promise<number> {
     maxBatchTokens: intOption(cmd, opts["max-batch-tokens"], "max-batch-tokens", DEFAULT_MAX_BATCH_TOKENS, maxBatch, 4096),
     kvBudgetMB: opts["kv-budget-mb"] === undefined ? undefined : intOption(cmd, opts["kv-budget-mb"], "kv-budget-mb", 0, 1, 4096),
     serveModelFile: opts["serve-model-file"] === true,
+    requireManifest: opts["require-manifest"] === true || requireManifestEnv(cmd),
   });
   process.stderr.write(`edgelm serve: listening on ${server.url}, loading ${modelPath} …\n`);
   const stop = () => {
