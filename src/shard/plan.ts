@@ -51,6 +51,8 @@ export interface TensorRef {
   dims: number[];
   offset: number;
   byteLength: number;
+  /** sha256 (hex) of exactly these bytes, when the plan was made from the file (edgelm shard-plan): the shard checks what it loads against it. */
+  sha256?: string;
 }
 
 export interface ShardMemory {
@@ -93,6 +95,8 @@ export interface ShardPlan {
     /** File size and data offset: a shard checks the object it opens against them. */
     size: number;
     dataOffset: number;
+    /** sha256 (hex) of the header, bytes [0, dataOffset), when the plan was made from the file: the coordinator checks the header it reads. */
+    headerSha256?: string;
     config: StableLMConfig;
   };
   /** token_embd.weight: the coordinator reads row t at offset + t × rowBytes. */

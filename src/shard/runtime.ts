@@ -14,7 +14,8 @@ import { placeEngine, SequenceEvictedError, type KernelChoice, type WasmEngine, 
 import { loadKernels } from "../engine/kernels";
 import { Arena, WASM_PAGE } from "../engine/arena";
 import { StreamSource } from "../gguf/source";
-import type { ShardPlan, ShardSpec } from "./plan";
+import { hashPrefix, IntegrityError, ManifestMissingError, sha256Hex } from "../gguf/manifest";
+import type { ShardPlan, ShardSpec, TensorRef } from "./plan";
 import { shardPart } from "./shard-part";
 import { decodeFrame, encodeFrame, type ShardInfo, type ShardReply, type ShardRequest } from "./protocol";
 
@@ -34,6 +35,16 @@ const MAX_GAP = 1 << 20;
 export interface ShardLoadOptions extends KernelChoice {
   /** Called as bytes arrive. */
   onProgress?: (done: number, total: number) => void;
+  /** Refuse a plan without hashes for this shard's ranges (REQUIRE_MANIFEST), rather than load them unverified. */
+  requireHashes?: boolean;
+}
+
+/** One of the shard's ranges, as read, against the plan's hash: a mismatch names the shard and the range. */
+async function checkRange(what: string, r: TensorRef, bytes: Uint8Array): Promise<void> {
+  const got = await sha256Hex(bytes);
+  if (got !== r.sha256) {
+    throw new IntegrityError(`integrity check failed: ${what}: ${r.name} (${r.byteLength} bytes at ${r.offset}): sha256 ${hashPrefix(got)} does not match the plan's ${hashPrefix(r.sha256!)}; the shard is not loaded`);
+  }
 }
 
 export class ShardRuntime {
@@ -74,7 +85,12 @@ export class ShardRuntime {
       throw e;
     }
 
-    // Real tensors in file order, fetched in runs of nearby tensors; each finalized (repacked) on arrival.
+    const what = `shard ${index} (${spec.script})`;
+    const unhashed = spec.tensors.filter((r) => !r.sha256);
+    if (opts.requireHashes && unhashed.length) {
+      throw new ManifestMissingError(`${what}: REQUIRE_MANIFEST is true and the plan has no hash for ${unhashed[0].name}${unhashed.length > 1 ? ` and ${unhashed.length - 1} more` : ""}: re-run edgelm shard-plan on the file and upload its plan.json`);
+    }
+    // Real tensors in file order, fetched in runs of nearby tensors; each checked against the plan's hash, then finalized (repacked) on arrival.
     const order = spec.tensors.map((r) => [r.name, r] as const).sort((a, b) => a[1].offset - b[1].offset);
     const total = order.reduce((a, [, r]) => a + r.byteLength, 0);
     let done = 0;
@@ -89,7 +105,9 @@ export class ShardRuntime {
         const p = placements.get(name);
         if (!p) throw new Error(`shard ${index}: the engine has no place for ${name}`);
         await src.skip(r.offset - start - src.position);
-        await src.readInto(p.dest());
+        const dest = p.dest();
+        await src.readInto(dest);
+        if (r.sha256) await checkRange(what, r, dest);
         p.finalize();
         done += r.byteLength;
         opts.onProgress?.(done, total);

@@ -34,6 +34,8 @@ export interface ShardEnv {
   SHARD_INDEX: string;
   /** auto (default) | relaxed-fused | relaxed | simd | scalar, as the edge Worker's KERNELS. */
   KERNELS?: string;
+  /** "true": refuse a plan without hashes for this shard's ranges (as the edge Worker's REQUIRE_MANIFEST). */
+  REQUIRE_MANIFEST?: string;
   /** Tests only: after this many frames, the object is reset by the platform (ctx.abort), once. */
   TEST_CRASH_AFTER_FRAMES?: string;
   /** Tests only: every load first waits this long (a slow cold start). */
@@ -74,6 +76,7 @@ async function loadRuntime(env: ShardEnv): Promise<ShardRuntime> {
     modules: { "relaxed-fused": fusedKernels, relaxed: relaxedKernels, simd: simdKernels, scalar: scalarKernels },
     force: parseBuildKind(env.KERNELS, "var KERNELS"),
     choose: "first",
+    requireHashes: env.REQUIRE_MANIFEST?.trim().toLowerCase() === "true",
   });
   const i = rt.info();
   console.log(`edgelm shard ${index} (${i.script}): loaded in ${i.loadMs} ms, wasm ${(i.memoryBytes / 2 ** 20).toFixed(1)} of ${(i.maxBytes / 2 ** 20).toFixed(1)} MiB, ${i.kernels} kernels`);

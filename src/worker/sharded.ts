@@ -6,6 +6,7 @@
  * embedding rows are range-read on demand. Nothing here is big: the isolate stays well under
  * 128 MB (header + tokenizer + a bounded row cache).
  */
+import { hashPrefix, IntegrityError, ManifestMissingError, sha256Hex } from "../gguf/manifest";
 import { parseHeader } from "../gguf/reader";
 import { BufferSource } from "../gguf/source";
 import type { Metadata } from "../gguf/types";
@@ -52,7 +53,24 @@ async function fromR2<T>(what: string, call: () => Promise<T>): Promise<T> {
   }
 }
 
-export async function loadShardedEngine(env: Env, modelKey: string, prefillChunk: number, log: (line: string) => void): Promise<{ engine: ShardedEngine; metadata: Metadata; admit: (a: Admission) => AdmitResult }> {
+/**
+ * "verified" when the plan carries the header's hash and one for every shard range: the header is
+ * checked here, and each shard checks its own ranges as it loads. A plan without them (made before
+ * hashes, or by hand) is "unverified", refused when `requireHashes` (REQUIRE_MANIFEST) is set.
+ */
+function planIntegrity(plan: ShardPlan, planKey: string, requireHashes: boolean): "verified" | "unverified" {
+  const hashed = plan.model.headerSha256 !== undefined && plan.shards.every((s) => s.tensors.every((r) => r.sha256 !== undefined));
+  if (!hashed && requireHashes) throw new ManifestMissingError(`REQUIRE_MANIFEST is true and the shard plan "${planKey}" has no hashes: re-run edgelm shard-plan on the file and upload its plan.json`);
+  return hashed ? "verified" : "unverified";
+}
+
+export async function loadShardedEngine(
+  env: Env,
+  modelKey: string,
+  prefillChunk: number,
+  log: (line: string) => void,
+  requireHashes = false,
+): Promise<{ engine: ShardedEngine; metadata: Metadata; admit: (a: Admission) => AdmitResult; integrity: "verified" | "unverified" }> {
   const vars = env as unknown as Record<string, unknown>;
   const bucket = env.MODELS as unknown as R2Ranged | undefined;
   if (!bucket) throw new Error("sharded mode reads the plan, header and embedding rows from R2: bind the bucket as MODELS");
@@ -69,7 +87,14 @@ export async function loadShardedEngine(env: Env, modelKey: string, prefillChunk
     if (obj.size !== plan.model.size) throw new Error(`"${modelKey}" is ${obj.size} bytes, the plan was made for ${plan.model.size}: re-run edgelm shard-plan`);
     return new Uint8Array(await obj.arrayBuffer());
   };
-  const header = await parseHeader(new HeaderBytes(await read(0, plan.model.dataOffset), plan.model.size));
+  const integrity = planIntegrity(plan, planKey, requireHashes);
+  const headerBytes = await read(0, plan.model.dataOffset);
+  const want = plan.model.headerSha256;
+  if (want !== undefined) {
+    const got = await sha256Hex(headerBytes);
+    if (got !== want) throw new IntegrityError(`integrity check failed: the header of "${modelKey}": sha256 ${hashPrefix(got)} does not match the plan's ${hashPrefix(want)}; the model is not served`);
+  }
+  const header = await parseHeader(new HeaderBytes(headerBytes, plan.model.size));
   if (header.dataOffset !== plan.model.dataOffset) throw new Error(`"${modelKey}" has its data at ${header.dataOffset}, the plan says ${plan.model.dataOffset}: re-run edgelm shard-plan`);
 
   const transport = typeof vars.SHARD_TRANSPORT === "string" && vars.SHARD_TRANSPORT ? vars.SHARD_TRANSPORT : "stream";
@@ -89,7 +114,7 @@ export async function loadShardedEngine(env: Env, modelKey: string, prefillChunk
   const limits = parseShardLimits(vars);
   log(`edgelm: sharded model ${modelKey}: ${plan.shards.length} shards (${transport} transport), context ${plan.contextLength}, at most ${limits.subrequests} subrequests and ${limits.invocations} invocations per request`);
   const admit = shardAdmissionCheck({ shards: plan.shards.length, transport, prefillChunk }, limits);
-  return { engine: new ShardedEngine(plan, links, new RangeEmbedding(plan, read)), metadata: header.metadata, admit };
+  return { engine: new ShardedEngine(plan, links, new RangeEmbedding(plan, read)), metadata: header.metadata, admit, integrity };
 }
 
 /** Counters for /health: what the platform bills and limits (invocations, subrequests). */

@@ -9,6 +9,7 @@ import { Miniflare, type WorkerOptions } from "miniflare";
 import { openGGUF } from "../../src/gguf/node";
 import { planKeyOf } from "../../src/shard/deploy";
 import { planShards, type ShardPlan } from "../../src/shard/plan";
+import { addRangeHashes } from "../../weights-tools/shard-plan";
 import { bundleEntry, bundleWorker, wranglerCompat, type WorkerModule } from "../worker/bundle";
 import { parseSSE, putFile } from "../worker/harness";
 import { localWorkerdV8Flags, useWorkerdV8Flags } from "../worker/v8-flags";
@@ -39,6 +40,8 @@ export interface ShardedOptions {
   port?: number;
   /** Leave the plan out of R2 (the test uploads it, as an operator would after deploying). */
   withholdPlan?: boolean;
+  /** Put the hashes of edgelm shard-plan into the plan, taken from this file (default: no hashes). */
+  hashesFrom?: string;
 }
 
 export async function planForFile(model: string, key: string, budgetMb: number, context: number, sequences = 1): Promise<ShardPlan> {
@@ -51,6 +54,7 @@ export async function startSharded(o: ShardedOptions): Promise<ShardedUnderTest>
   // Seven and more isolates in one workerd: without this, one start in ~8 livelocks on 2 cores (v8-flags.ts).
   useWorkerdV8Flags(localWorkerdV8Flags());
   const plan = await planForFile(o.model, o.key, o.budgetMb, o.context, o.sequences ?? 1);
+  if (o.hashesFrom) await addRangeHashes(plan, o.hashesFrom);
   const [coordinator, shard] = await Promise.all([bundleWorker(), bundleShard()]);
   const compat = wranglerCompat();
   const r2 = { MODELS: "edgelm-models" };
