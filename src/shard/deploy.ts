@@ -72,6 +72,8 @@ new_sqlite_classes = ["Shard"]
 MODEL_KEY = ${q(plan.model.key)}
 PLAN_KEY = ${q(planKeyOf(plan.model.key))}
 SHARD_INDEX = "${index}"
+# "true": refuse to load ranges the plan has no hash for (edgelm shard-plan writes them; docs/sharding.md).
+REQUIRE_MANIFEST = "false"
 `;
 }
 
@@ -91,6 +93,8 @@ PLAN_KEY = ${q(planKeyOf(plan.model.key))}
 # Mirror of limits.cpu_ms and the subrequest cap of your plan (Cloudflare's limits page, 2026-11: 50 Free, 10000 Paid).
 CPU_BUDGET_MS = "${o.cpuMs ?? 30000}"
 SUBREQUEST_LIMIT = "10000"
+# "true": refuse a plan without hashes instead of serving it as integrity "unverified" (docs/sharding.md).
+REQUIRE_MANIFEST = "false"
 `;
 }
 

@@ -44,6 +44,14 @@ export interface ShardEnv {
   TEST_LOAD_FAILURES?: string;
 }
 
+/** "true" or "false" (unset: false), as the edge Worker reads it; anything else names the var. */
+function requireManifestVar(v: string | undefined): boolean {
+  const s = v?.trim().toLowerCase();
+  if (!s || s === "false") return false;
+  if (s === "true") return true;
+  throw new Error(`var REQUIRE_MANIFEST must be "true" or "false", got ${JSON.stringify(v)}`);
+}
+
 async function loadRuntime(env: ShardEnv): Promise<ShardRuntime> {
   const planKey = env.PLAN_KEY || `${env.MODEL_KEY}.plan.json`;
   const planObj = await env.MODELS.get(planKey);
@@ -76,7 +84,7 @@ async function loadRuntime(env: ShardEnv): Promise<ShardRuntime> {
     modules: { "relaxed-fused": fusedKernels, relaxed: relaxedKernels, simd: simdKernels, scalar: scalarKernels },
     force: parseBuildKind(env.KERNELS, "var KERNELS"),
     choose: "first",
-    requireHashes: env.REQUIRE_MANIFEST?.trim().toLowerCase() === "true",
+    requireHashes: requireManifestVar(env.REQUIRE_MANIFEST),
   });
   const i = rt.info();
   console.log(`edgelm shard ${index} (${i.script}): loaded in ${i.loadMs} ms, wasm ${(i.memoryBytes / 2 ** 20).toFixed(1)} of ${(i.maxBytes / 2 ** 20).toFixed(1)} MiB, ${i.kernels} kernels`);
