@@ -99,6 +99,8 @@ if (model.synthetic) {
   );
 }
 seedLocalR2(model.path, key);
+// The manifest beside the model, when there is one (synth, convert and download write it): the Worker verifies the weights against it.
+if (existsSync(`${model.path}.manifest.json`)) seedLocalR2(`${model.path}.manifest.json`, `${key}.manifest.json`);
 
 const vars = { MODEL_KEY: key, MODEL_ID: key.replace(/\.gguf$/i, "") };
 if (model.synthetic) {

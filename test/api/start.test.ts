@@ -41,7 +41,7 @@ describe("scripts/start.mjs", () => {
       },
       { timeout: 120_000, interval: 250 },
     );
-    expect(health).toMatchObject({ status: "ok", model: "edgelm-synth-tiny", synthetic: true, chat_template: "zephyr", source: "r2" });
+    expect(health).toMatchObject({ status: "ok", model: "edgelm-synth-tiny", synthetic: true, chat_template: "zephyr", source: "r2", integrity: "verified" });
     expect(health.engine).toMatch(/^wasm /);
     expect(existsSync(join(dir, "models", "default-tiny-q8_0.gguf"))).toBe(true);
     expect(output).toMatch(/SYNTHETIC model with RANDOM WEIGHTS/);
