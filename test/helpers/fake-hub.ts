@@ -16,6 +16,8 @@ export interface FakeHubMode {
   /** The next `drops` GETs of a file send `dropAfter` body bytes, then the socket is destroyed. */
   drops: number;
   dropAfter: number;
+  /** Instead of destroying the socket, a dropped GET goes silent (a stalled connection). */
+  stall: boolean;
   /** The sha256 in x-linked-etag and paths-info is wrong. */
   lieSha: boolean;
   /** Range is ignored: every GET is a 200 with the whole file. */
@@ -65,7 +67,7 @@ export async function startFakeHub(files: Record<string, string>): Promise<FakeH
     blobs.set(spec, { spec, body, sha256: createHash("sha256").update(body).digest("hex") });
   }
   const bySha = new Map([...blobs.values()].map((b) => [b.sha256, b]));
-  const mode: FakeHubMode = { drops: 0, dropAfter: 0, lieSha: false, ignoreRange: false, viaCdn: false, linkedHeaders: true, hideSize: false, etag: '"v1"' };
+  const mode: FakeHubMode = { drops: 0, dropAfter: 0, stall: false, lieSha: false, ignoreRange: false, viaCdn: false, linkedHeaders: true, hideSize: false, etag: '"v1"' };
   const requests: LoggedRequest[] = [];
   const log = (server: LoggedRequest["server"], req: IncomingMessage) =>
     requests.push({ server, method: req.method ?? "", url: req.url ?? "", range: req.headers.range, ifRange: req.headers["if-range"] as string | undefined, auth: req.headers.authorization });
@@ -92,7 +94,9 @@ export async function startFakeHub(files: Record<string, string>): Promise<FakeH
     if (mode.drops > 0) {
       mode.drops--;
       // The pause lets the client read what was sent: a stream that errors drops what it still buffers.
-      res.write(body.subarray(start, Math.min(body.length, start + mode.dropAfter)), () => setTimeout(() => res.socket?.destroy(), 100));
+      const sent = body.subarray(start, Math.min(body.length, start + mode.dropAfter));
+      if (mode.stall) res.write(sent);
+      else res.write(sent, () => setTimeout(() => res.socket?.destroy(), 100));
       return;
     }
     res.end(body.subarray(start));

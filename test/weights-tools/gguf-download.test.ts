@@ -32,7 +32,7 @@ afterAll(async () => {
 });
 
 beforeEach(() => {
-  Object.assign(hub.mode, { drops: 0, dropAfter: 0, lieSha: false, ignoreRange: false, viaCdn: false, linkedHeaders: true, hideSize: false, etag: '"v1"' });
+  Object.assign(hub.mode, { drops: 0, dropAfter: 0, stall: false, lieSha: false, ignoreRange: false, viaCdn: false, linkedHeaders: true, hideSize: false, etag: '"v1"' });
   hub.requests.length = 0;
 });
 
@@ -70,6 +70,16 @@ describe("download --gguf (library)", () => {
     expect(g[1].ifRange).toBe('"v1"');
     expect(infos.filter((m) => /connection dropped.*retry/.test(m))).toHaveLength(2);
   });
+
+  it("drops a connection that goes silent and resumes it", async () => {
+    const dir = outDir();
+    Object.assign(hub.mode, { drops: 1, dropAfter: 200_000, stall: true });
+    const infos: string[] = [];
+    const r = await downloadGGUF({ spec: SPEC, out: dir, endpoint: hub.url, ...fast, idleTimeoutMs: 300, onInfo: (m) => infos.push(m) });
+    expect(readFileSync(r.path).equals(model)).toBe(true);
+    expect(gets().map((q) => q.range)).toEqual([undefined, "bytes=200000-"]);
+    expect(infos.some((m) => /no data for 0\.3 s; retry 1 of 5/.test(m))).toBe(true);
+  }, 30_000);
 
   it("gives up after the retries without progress, keeps the part, and the next run resumes it (hashing the part first)", async () => {
     const dir = outDir();
