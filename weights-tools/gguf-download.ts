@@ -13,7 +13,7 @@ import { typeName } from "../src/gguf/quant";
 import type { GGUFHeader } from "../src/gguf/reader";
 import { DEFAULT_ENDPOINT, fileURL, REPO_ID } from "./download";
 import { hubFileInfo, type HubFileInfo } from "./hub-file-info";
-import { downloadPart, removePart } from "./resumable-download";
+import { downloadPart, removePart, type RetryOptions } from "./resumable-download";
 
 export interface GGUFRef {
   /** "owner/name". */
@@ -22,7 +22,7 @@ export interface GGUFRef {
   path: string;
 }
 
-export interface GGUFDownloadOptions {
+export interface GGUFDownloadOptions extends RetryOptions {
   /** "OWNER/REPO/PATH.gguf". */
   spec: string;
   /** A folder (the file keeps its name) or a path ending in .gguf. Default "models". */
@@ -31,11 +31,6 @@ export interface GGUFDownloadOptions {
   revision?: string;
   /** Sent as a Bearer token to the Hub's own origin only; defaults to $HF_TOKEN. */
   token?: string;
-  retries?: number;
-  retryDelayMs?: number;
-  idleTimeoutMs?: number;
-  onProgress?: (bytes: number, total: number | undefined) => void;
-  onInfo?: (msg: string) => void;
 }
 
 export interface GGUFDownloadResult {
@@ -137,7 +132,8 @@ export async function downloadGGUF(opts: GGUFDownloadOptions): Promise<GGUFDownl
   const part = `${dest}.part`;
   // Pinned to the commit the HEAD saw, so a push in the middle cannot mix two versions.
   const url = fileURL(endpoint, ref.repo, hub.commit ?? revision, ref.path);
-  const got = await downloadPart({ url, part, sha256: hub.sha256, size: hub.size, token: token || undefined, retries: opts.retries, retryDelayMs: opts.retryDelayMs, idleTimeoutMs: opts.idleTimeoutMs, onProgress: opts.onProgress, onInfo: info });
+  const { retries, retryDelayMs, idleTimeoutMs, onProgress } = opts;
+  const got = await downloadPart({ url, part, sha256: hub.sha256, size: hub.size, token: token || undefined, retries, retryDelayMs, idleTimeoutMs, onProgress, onInfo: info });
   if (got.sha256 !== hub.sha256) {
     await removePart(part);
     throw new Error(`${ref.repo}/${ref.path}: sha256 mismatch: the download's is ${got.sha256}, the Hub says ${hub.sha256}; the partial file was deleted (run again to download it afresh)`);

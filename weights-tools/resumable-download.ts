@@ -13,15 +13,8 @@ import { createReadStream } from "node:fs";
 import { open, readFile, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
 import { hubRequest, networkMessage } from "./hub-request";
 
-export interface ResumableDownload {
-  url: string;
-  /** The partial file; `<part>.json` goes beside it. */
-  part: string;
-  /** The content the part must end up holding (recorded beside the part). */
-  sha256: string;
-  /** Expected length, when known: a body that ends short is retried, not accepted. */
-  size?: number;
-  token?: string;
+/** How hard to try, and what to tell the user: the knobs a caller passes through. */
+export interface RetryOptions {
   /** Failed attempts in a row (no byte gained) before giving up; default 5. */
   retries?: number;
   /** First backoff; doubled per failure in a row, at most 30 s. Default 1000 ms. */
@@ -30,6 +23,17 @@ export interface ResumableDownload {
   idleTimeoutMs?: number;
   onProgress?: (bytes: number, total: number | undefined) => void;
   onInfo?: (msg: string) => void;
+}
+
+export interface ResumableDownload extends RetryOptions {
+  url: string;
+  /** The partial file; `<part>.json` goes beside it. */
+  part: string;
+  /** The content the part must end up holding (recorded beside the part). */
+  sha256: string;
+  /** Expected length, when known: a body that ends short is retried, not accepted. */
+  size?: number;
+  token?: string;
 }
 
 export interface DownloadedPart {

@@ -37,6 +37,13 @@ beforeEach(() => {
 });
 
 const gets = () => hub.requests.filter((r) => r.method === "GET");
+/** A part of `bytes` random bytes (and its record, when given) as an earlier run might have left. */
+function leavePart(dir: string, bytes: number, record?: { sha256: string; etag: string }): void {
+  mkdirSync(dir, { recursive: true });
+  const part = join(dir, "stablelm-2-zephyr-1_6b-Q4_0.gguf.part");
+  writeFileSync(part, randomBytes(bytes));
+  if (record) writeFileSync(partRecordPath(part), JSON.stringify(record));
+}
 const leftovers = (dir: string) => ["stablelm-2-zephyr-1_6b-Q4_0.gguf.part", "stablelm-2-zephyr-1_6b-Q4_0.gguf.part.json"].filter((f) => existsSync(join(dir, f)));
 
 describe("download --gguf (library)", () => {
@@ -114,10 +121,8 @@ describe("download --gguf (library)", () => {
 
   it("starts over when the server answers 200 to a Range request", async () => {
     const dir = outDir();
-    mkdirSync(dir);
-    const part = join(dir, "stablelm-2-zephyr-1_6b-Q4_0.gguf.part");
     // A part whose bytes are wrong: resuming onto it would fail the sha256; starting over must not.
-    writeFileSync(part, randomBytes(5000));
+    leavePart(dir, 5000);
     hub.mode.ignoreRange = true;
     const r = await downloadGGUF({ spec: SPEC, out: dir, endpoint: hub.url, ...fast });
     expect(gets().map((q) => q.range)).toEqual(["bytes=5000-"]);
@@ -126,10 +131,7 @@ describe("download --gguf (library)", () => {
 
   it("starts over when the file's ETag changed since the part was written (If-Range)", async () => {
     const dir = outDir();
-    mkdirSync(dir);
-    const part = join(dir, "stablelm-2-zephyr-1_6b-Q4_0.gguf.part");
-    writeFileSync(part, randomBytes(5000));
-    writeFileSync(partRecordPath(part), JSON.stringify({ sha256: hub.sha256(SPEC), etag: '"v0"' }));
+    leavePart(dir, 5000, { sha256: hub.sha256(SPEC), etag: '"v0"' });
     const infos: string[] = [];
     const r = await downloadGGUF({ spec: SPEC, out: dir, endpoint: hub.url, ...fast, onInfo: (m) => infos.push(m) });
     expect(gets().map((q) => [q.range, q.ifRange])).toEqual([["bytes=5000-", '"v0"']]);
@@ -139,10 +141,7 @@ describe("download --gguf (library)", () => {
 
   it("drops a part recorded for another sha256 without asking for a range", async () => {
     const dir = outDir();
-    mkdirSync(dir);
-    const part = join(dir, "stablelm-2-zephyr-1_6b-Q4_0.gguf.part");
-    writeFileSync(part, randomBytes(5000));
-    writeFileSync(partRecordPath(part), JSON.stringify({ sha256: "a".repeat(64), etag: '"v1"' }));
+    leavePart(dir, 5000, { sha256: "a".repeat(64), etag: '"v1"' });
     const r = await downloadGGUF({ spec: SPEC, out: dir, endpoint: hub.url, ...fast });
     expect(gets().map((q) => q.range)).toEqual([undefined]);
     expect(readFileSync(r.path).equals(model)).toBe(true);
