@@ -11,6 +11,7 @@ import { openGGUF } from "../src/gguf/node";
 import { metaNumber, metaString } from "../src/gguf/metadata";
 import { typeName } from "../src/gguf/quant";
 import type { GGUFHeader } from "../src/gguf/reader";
+import { GGUF_MAGIC } from "../src/gguf/types";
 import { DEFAULT_ENDPOINT, fileURL, REPO_ID } from "./download";
 import { hubFileInfo, type HubFileInfo } from "./hub-file-info";
 import { downloadPart, removePart, type RetryOptions } from "./resumable-download";
@@ -79,12 +80,31 @@ export function ggufSummary(h: GGUFHeader): string {
   return [arch, name && `"${name}"`, layers !== undefined && `${layers} layers`, `${h.tensors.length} tensors (${byCount.join(", ")})`].filter(Boolean).join(", ");
 }
 
-/** Parses the header (magic, version, tensor table): a file that is not a GGUF never gets its name. */
-async function checkGGUF(path: string): Promise<string> {
-  const g = await openGGUF(path);
-  await g.close();
-  if (g.totalSize > g.size) throw new Error(`its tensors need ${g.totalSize} bytes, the file has ${g.size}`);
-  return ggufSummary(g);
+/** The magic decides what is a GGUF: a file that is not one never gets the final name. */
+async function hasGGUFMagic(path: string): Promise<boolean> {
+  const fh = await open(path, "r");
+  try {
+    const b = Buffer.alloc(4);
+    const { bytesRead } = await fh.read(b, 0, 4, 0);
+    return bytesRead === 4 && b.readUInt32LE(0) === GGUF_MAGIC;
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * The summary from the parsed header. A header edgelm cannot parse (a tensor type it does not
+ * know) does not make the Hub's verified file wrong, so it is kept and the reason reported.
+ */
+async function describeGGUF(path: string): Promise<string> {
+  try {
+    const g = await openGGUF(path);
+    await g.close();
+    if (g.totalSize > g.size) return `truncated? its tensors need ${g.totalSize} bytes, the file has ${g.size}`;
+    return ggufSummary(g);
+  } catch (e) {
+    return `a GGUF edgelm cannot read (${(e as Error).message.replace(`${path}: `, "")})`;
+  }
 }
 
 /** The renamed file survives a crash only once its folder's entry is on disk too. */
@@ -121,8 +141,8 @@ export async function downloadGGUF(opts: GGUFDownloadOptions): Promise<GGUFDownl
   const existing = await stat(dest).then((s) => s.size, () => undefined);
   if (existing !== undefined && (hub.size === undefined || existing === hub.size)) {
     info(`${dest} exists: checking its sha256`);
-    if ((await sha256Of(dest)) === hub.sha256) {
-      const summary = await checkGGUF(dest);
+    if ((await sha256Of(dest)) === hub.sha256 && (await hasGGUFMagic(dest))) {
+      const summary = await describeGGUF(dest);
       await afterVerifiedDownload(dest);
       return { path: dest, sha256: hub.sha256, bytes: existing, skipped: true, commit: hub.commit, summary };
     }
@@ -138,13 +158,11 @@ export async function downloadGGUF(opts: GGUFDownloadOptions): Promise<GGUFDownl
     await removePart(part);
     throw new Error(`${ref.repo}/${ref.path}: sha256 mismatch: the download's is ${got.sha256}, the Hub says ${hub.sha256}; the partial file was deleted (run again to download it afresh)`);
   }
-  let summary: string;
-  try {
-    summary = await checkGGUF(part);
-  } catch (e) {
+  if (!(await hasGGUFMagic(part))) {
     await removePart(part);
-    throw new Error(`${ref.repo}/${ref.path} is not a usable GGUF file (${(e as Error).message.replace(`${part}: `, "")}); the download was deleted`);
+    throw new Error(`${ref.repo}/${ref.path} is not a GGUF file (it does not start with "GGUF"); the download was deleted`);
   }
+  const summary = await describeGGUF(part);
   await rename(part, dest);
   await syncDir(dirname(dest));
   await removePart(part);

@@ -11,6 +11,7 @@ import { tempDir } from "./helpers";
 
 const SPEC = "stabilityai/stablelm-2-zephyr-1_6b/stablelm-2-zephyr-1_6b-Q4_0.gguf";
 const NOT_GGUF = "someone/not-a-model/weights/model.gguf";
+const ODD_GGUF = "someone/odd-model/odd.gguf";
 const root = tempDir("gguf-download");
 let hub: FakeHub;
 let model: Buffer;
@@ -23,7 +24,10 @@ beforeAll(async () => {
   model = readFileSync(gguf);
   const junk = join(root, "junk.gguf");
   writeFileSync(junk, randomBytes(4096));
-  hub = await startFakeHub({ [SPEC]: gguf, [NOT_GGUF]: junk });
+  // The magic and version of a GGUF, then bytes no reader can make a header of.
+  const odd = join(root, "odd.gguf");
+  writeFileSync(odd, Buffer.concat([Buffer.from("GGUF"), Buffer.from([3, 0, 0, 0]), Buffer.alloc(16, 0xff), randomBytes(2000)]));
+  hub = await startFakeHub({ [SPEC]: gguf, [NOT_GGUF]: junk, [ODD_GGUF]: odd });
 });
 
 afterAll(async () => {
@@ -207,9 +211,15 @@ describe("download --gguf (library)", () => {
 
   it("refuses a file that is not a GGUF even when its sha256 matches", async () => {
     const dir = outDir();
-    await expect(downloadGGUF({ spec: NOT_GGUF, out: dir, endpoint: hub.url, ...fast })).rejects.toThrow(/is not a usable GGUF file \(not a GGUF file: bad magic .*\); the download was deleted/);
+    await expect(downloadGGUF({ spec: NOT_GGUF, out: dir, endpoint: hub.url, ...fast })).rejects.toThrow(/model\.gguf is not a GGUF file \(it does not start with "GGUF"\); the download was deleted/);
     expect(existsSync(join(dir, "model.gguf"))).toBe(false);
     expect(existsSync(join(dir, "model.gguf.part"))).toBe(false);
+  });
+
+  it("keeps a verified GGUF whose header edgelm cannot parse, and says so", async () => {
+    const r = await downloadGGUF({ spec: ODD_GGUF, out: outDir(), endpoint: hub.url, ...fast });
+    expect(existsSync(r.path)).toBe(true);
+    expect(r.summary).toMatch(/^a GGUF edgelm cannot read \(.+\)$/);
   });
 
   it("names what is missing, and rejects malformed specs", async () => {

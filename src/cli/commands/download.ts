@@ -2,10 +2,10 @@
  * `edgelm download`: fetch a Stable LM 2 checkpoint from the Hugging Face Hub and convert it to
  * GGUF, or (--gguf) fetch a ready-made GGUF and check it against the Hub's sha256.
  */
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { convertHF } from "../../../weights-tools/convert";
 import { DEFAULT_ENDPOINT, downloadModel, KNOWN_MODELS } from "../../../weights-tools/download";
-import { downloadGGUF } from "../../../weights-tools/gguf-download";
+import { downloadGGUF, parseGGUFRef } from "../../../weights-tools/gguf-download";
 import { isOutType, OUT_TYPES } from "../../../weights-tools/mapping";
 import { formatBytes, progressBar } from "../../../weights-tools/progress";
 import { parseCommand, required, UsageError } from "../args";
@@ -100,15 +100,17 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 async function downloadOneGGUF(spec: string, out: string | undefined, endpoint: string, revision: string | undefined): Promise<number> {
-  const bar = progressBar(`download ${spec.split("/").pop()}`);
+  let file: string;
+  try {
+    file = basename(parseGGUFRef(spec).path);
+  } catch (e) {
+    throw new UsageError(`download: ${(e as Error).message}`);
+  }
+  const bar = progressBar(`download ${file}`);
   const r = await downloadGGUF({
     spec, out, endpoint, revision,
     onInfo: (msg) => bar.log(msg),
     onProgress: (bytes, total) => bar.update(bytes, total ?? 0),
-  }).catch((e: Error) => {
-    // A bad spec is the caller's mistake (exit 2), not a failed download.
-    if (e.message.startsWith("--gguf")) throw new UsageError(`download: ${e.message}`);
-    throw e;
   });
   const what = r.skipped ? "already there with the Hub's sha256" : `downloaded ${formatBytes(r.bytes)}, sha256 matches the Hub`;
   bar.finish(`download: ${r.path} (${what}): ${r.summary}`);
