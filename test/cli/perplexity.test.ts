@@ -55,13 +55,13 @@ describe("edgelm perplexity", async () => {
     expect(edgelm("--help").stdout).toMatch(/perplexity +measure perplexity/);
   });
 
-  it("--json with the reference engine: PPL equals a direct float64 log-softmax over its logits", () => {
+  it("--json with the reference engine: PPL equals a direct float64 log-softmax over its logits", async () => {
     const r = run("--model", f32, "--engine", "ref", "--chunks", "3", "--json");
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(Object.keys(j)).toEqual(["model", "text", "text_tokens", "bos", "method", "context", "chunks", "scored_per_chunk", "scored", "ppl", "ppl_uncertainty", "mean_nll", "mean_nll_uncertainty", "running_ppl", "timings"]);
     expect(j).toMatchObject({ model: f32, text, text_tokens: tokens.length, bos: false, method: "llama-perplexity", context: 16, chunks: 3, scored_per_chunk: 7, scored: 21 });
-    const want = directPerplexity(ref, tokens, 16, 3);
+    const want = await directPerplexity(ref, tokens, 16, 3);
     expect(Math.abs(j.ppl - want)).toBeLessThanOrEqual(1e-12 * want);
     expect(j.ppl_uncertainty).toBeGreaterThan(0);
     expect(Math.exp(j.mean_nll)).toBeCloseTo(j.ppl, 6);
@@ -72,14 +72,14 @@ describe("edgelm perplexity", async () => {
     expect(r.stderr).toBe("perplexity: 3 chunks of 16 in " + r.stderr.split(" in ")[1]);
   });
 
-  it("the wasm engine by default, as a report: the reference's PPL within the kernels' rounding", () => {
+  it("the wasm engine by default, as a report: the reference's PPL within the kernels' rounding", async () => {
     const r = run("--model", f32, "--threads", "1");
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^engine +wasm/m);
     const chunks = Math.floor(tokens.length / 16);
     expect(r.stdout).toContain(`chunks   ${chunks} of 16 tokens; positions 8..14 of each scored: ${chunks * 7} predictions`);
     const ppl = Number(/^PPL +([\d.]+) ± [\d.]+/m.exec(r.stdout)![1]);
-    const want = directPerplexity(ref, tokens, 16, chunks);
+    const want = await directPerplexity(ref, tokens, 16, chunks);
     expect(Math.abs(ppl - want) / want).toBeLessThan(1e-3);
   });
 
@@ -96,7 +96,7 @@ describe("edgelm perplexity", async () => {
     expect(r.code, r.stderr).toBe(0);
     const { kl } = JSON.parse(r.stdout);
     const { model: refQ8 } = await loadReferenceModel(q8);
-    const want = directKl(refQ8, ref, tokens, 16, 2);
+    const want = await directKl(refQ8, ref, tokens, 16, 2);
     const klds = want.map((w) => w.kl).sort((a, b) => a - b);
     const mean = klds.reduce((s, x) => s + x, 0) / klds.length;
     expect(kl.kld.mean).toBeGreaterThan(0);

@@ -1,9 +1,11 @@
 /**
  * The oracle for the perplexity tests: llama-perplexity's method written out plainly over the
  * reference model — whole chunks fed at once with every position's logits, log-softmax in
- * float64 — sharing no code with src/generate/perplexity.ts.
+ * float64 — sharing no code with src/generate/perplexity.ts. `logProbs` may come from another
+ * engine (llama.cpp) instead.
  */
 import type { ReferenceModel } from "../../src/model/reference";
+import { logSoftmax } from "../helpers/llama";
 
 /** Arbitrary English, long enough for a few chunks of 16 tokens; fixed so runs compare. */
 export const TEXT =
@@ -13,36 +15,35 @@ export const TEXT =
   "had never once seen a storm break over the rocks. At night the lamp turned slowly, sweeping " +
   "its long white arm across the water, and somewhere out there a ship counted the flashes.";
 
-export function logSoftmax64(logits: ArrayLike<number>): Float64Array {
-  let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]);
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
-  const logZ = max + Math.log(sum);
-  return Float64Array.from(logits, (x) => x - logZ);
+/** Every position's log-probabilities for one chunk fed from position 0. */
+export type ChunkLogProbs = (chunk: number[]) => Float64Array[] | Promise<Float64Array[]>;
+
+function source(model: ReferenceModel | ChunkLogProbs): ChunkLogProbs {
+  if (typeof model === "function") return model;
+  return (chunk) => model.forward(model.newSequence(), chunk, 0, { allLogits: true }).map(logSoftmax);
 }
 
 /** Log-softmax of the scored positions (context/2 … context−2) of each chunk, and the tokens they predict. */
-export function scoredLogProbs(model: ReferenceModel, tokens: readonly number[], context: number, chunks: number, bos?: number) {
+export async function scoredLogProbs(model: ReferenceModel | ChunkLogProbs, tokens: readonly number[], context: number, chunks: number, bos?: number) {
   const out: { logp: Float64Array; target: number }[] = [];
   for (let c = 0; c < chunks; c++) {
     const chunk = tokens.slice(c * context, (c + 1) * context);
     if (bos !== undefined) chunk[0] = bos;
-    const all = model.forward(model.newSequence(), chunk, 0, { allLogits: true });
-    for (let p = context / 2; p <= context - 2; p++) out.push({ logp: logSoftmax64(all[p]), target: chunk[p + 1] });
+    const all = await source(model)(chunk);
+    for (let p = context / 2; p <= context - 2; p++) out.push({ logp: all[p], target: chunk[p + 1] });
   }
   return out;
 }
 
-export function directPerplexity(model: ReferenceModel, tokens: readonly number[], context: number, chunks: number, bos?: number): number {
-  const scored = scoredLogProbs(model, tokens, context, chunks, bos);
+export async function directPerplexity(model: ReferenceModel | ChunkLogProbs, tokens: readonly number[], context: number, chunks: number, bos?: number): Promise<number> {
+  const scored = await scoredLogProbs(model, tokens, context, chunks, bos);
   return Math.exp(-scored.reduce((s, { logp, target }) => s + logp[target], 0) / scored.length);
 }
 
 /** Per scored position: KL(base ‖ model) as Σ p_base·ln(p_base/p), and whether both argmaxes agree. */
-export function directKl(model: ReferenceModel, base: ReferenceModel, tokens: readonly number[], context: number, chunks: number) {
-  const q = scoredLogProbs(model, tokens, context, chunks);
-  const b = scoredLogProbs(base, tokens, context, chunks);
+export async function directKl(model: ReferenceModel, base: ReferenceModel, tokens: readonly number[], context: number, chunks: number) {
+  const q = await scoredLogProbs(model, tokens, context, chunks);
+  const b = await scoredLogProbs(base, tokens, context, chunks);
   const top = (a: Float64Array) => a.reduce((best, x, i) => (x > a[best] ? i : best), 0);
   return q.map(({ logp }, i) => {
     const pb = b[i].logp;

@@ -6,6 +6,7 @@ import { referenceEngine } from "../../src/model/engine";
 import { loadReferenceModel } from "../../src/model/node";
 import { Tokenizer } from "../../src/tokenizer/node";
 import { synthGGUF } from "../../weights-tools/fixtures";
+import { llamaLogProbs } from "../helpers/llama";
 import { TEXT, directKl, directPerplexity } from "./perplexity-direct";
 
 /** Relative agreement with the oracle: both are float64 over the same reference logits, differing only in summation order. */
@@ -55,18 +56,26 @@ describe("perplexity over the reference engine equals a direct float64 computati
     const r = await perplexity(referenceEngine(model), tokens, { context, maxChunks: 3, piece: 3, onChunk: (d, t) => chunks.push([d, t]) });
     expect(chunks).toEqual([[1, 3], [2, 3], [3, 3]]);
     expect(r.nll.length).toBe(3 * 7);
-    close(r.ppl.value, directPerplexity(model, tokens, context, 3));
-    close(r.runningPpl[0], directPerplexity(model, tokens, context, 1));
+    close(r.ppl.value, await directPerplexity(model, tokens, context, 3));
+    close(r.runningPpl[0], await directPerplexity(model, tokens, context, 1));
     expect(r.runningPpl[2]).toBe(r.ppl.value);
     expect(r.ppl.uncertainty).toBeGreaterThan(0);
     expect(r.kl).toBeUndefined();
   });
 
+  it("llama.cpp's log-probs (node-llama-cpp) over the same chunks give the same PPL, within its f32 rounding", async () => {
+    const r = await perplexity(referenceEngine(model), tokens, { context, maxChunks: 2 });
+    const theirs = await directPerplexity((chunk) => llamaLogProbs(f32, chunk, model.config.vocabSize), tokens, context, 2);
+    // Their log-probs agree with the reference's within 1e-4 per token (test/model/llama-crosscheck.test.ts), so exp(mean) within ~1e-4.
+    console.log(`[perplexity vs llama.cpp] ours ${r.ppl.value}, theirs ${theirs}, relative difference ${(Math.abs(r.ppl.value - theirs) / theirs).toExponential(2)}`);
+    expect(Math.abs(r.ppl.value - theirs) / theirs).toBeLessThan(1e-4);
+  });
+
   it("a BOS id replaces each chunk's first token, and changes the result", async () => {
     const bos = 100257;
     const r = await perplexity(referenceEngine(model), tokens, { context, maxChunks: 2, bos });
-    close(r.ppl.value, directPerplexity(model, tokens, context, 2, bos));
-    expect(Math.abs(r.ppl.value - directPerplexity(model, tokens, context, 2))).toBeGreaterThan(1e-6 * r.ppl.value);
+    close(r.ppl.value, await directPerplexity(model, tokens, context, 2, bos));
+    expect(Math.abs(r.ppl.value - await directPerplexity(model, tokens, context, 2))).toBeGreaterThan(1e-6 * r.ppl.value);
   });
 
   it("a model against itself: KL 0 everywhere, 100% top-1 agreement, the same PPL", async () => {
@@ -85,7 +94,7 @@ describe("perplexity over the reference engine equals a direct float64 computati
   it("Q8_0 against its F32 source: KL > 0 and small, equal to Σ p_base·ln(p_base/p) per position", async () => {
     const r = await perplexity(referenceEngine(q8), tokens, { context, maxChunks: 2, base: referenceEngine(model), piece: 5 });
     const kl = r.kl!;
-    const want = directKl(q8, model, tokens, context, 2);
+    const want = await directKl(q8, model, tokens, context, 2);
     expect(kl.positions).toBe(want.length);
     const mean = want.reduce((s, w) => s + w.kl, 0) / want.length;
     close(kl.kld.mean.value, mean, 1e-9);
@@ -95,8 +104,8 @@ describe("perplexity over the reference engine equals a direct float64 computati
     close(kl.kld.percentiles.p99, percentile(sorted, 0.99), 1e-9);
     close(kl.kld.percentiles.max, sorted[sorted.length - 1], 1e-9);
     expect(kl.sameTop.value).toBe(want.filter((w) => w.sameTop).length / want.length);
-    close(r.ppl.value, directPerplexity(q8, tokens, context, 2));
-    close(kl.pplBase.value, directPerplexity(model, tokens, context, 2));
+    close(r.ppl.value, await directPerplexity(q8, tokens, context, 2));
+    close(kl.pplBase.value, await directPerplexity(model, tokens, context, 2));
   });
 
   it("refuses a base of another vocabulary size, a context beyond the model's, and ids outside the vocabulary", async () => {
