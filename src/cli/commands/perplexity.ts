@@ -103,7 +103,8 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const t0 = performance.now();
-  const engineOpts = { threads, contextLength: context, sequences: 1 };
+  // One sequence at a time; the head takes a scored piece (64 positions) in one matrix product.
+  const engineOpts = { threads, contextLength: context, sequences: 1, maxBatch: 64 };
   const engines: Engine[] = [];
   try {
     engines.push(await loadEngine(modelPath, engineName, engineOpts));
