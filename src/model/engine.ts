@@ -45,6 +45,8 @@ export interface EngineStats {
     /** Prompt positions served from the prefix cache, and prompts that found any. */
     reusedPositions: number;
     prefixHits: number;
+    /** The weights' identity the prefix cache is keyed by, when the host gave one. */
+    modelIdentity?: string;
   };
   batch?: {
     steps: number;

@@ -119,6 +119,7 @@ export class ModelLoader {
       const loaded = await loadEngineFromStream(engine, obj.body, {
         size: obj.size,
         kernels: this.cfg.kernels,
+        modelIdentity: obj.version,
         onProgress: (read, total) => {
           const f = total > 0 ? Math.min(1, read / total) : 0;
           this.current = { status: "loading", message: `reading the weights: ${mb(read)} of ${mb(total)}`, progress: Math.round(WEIGHTS_SHARE * f * 1000) / 1000 };

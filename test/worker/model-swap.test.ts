@@ -4,7 +4,8 @@
  * model B's; the old engine is let go only after that stream; POST /admin/reload needs ADMIN_KEY;
  * a change behind MODEL_POINTER (or a new upload of the object it names) is picked up by polling;
  * and where MEMORY_LIMIT_MB cannot hold both engines, the Worker drains (503 meanwhile) before it
- * loads. The expected answers are greedy runs of each file alone, in `edgelm serve`.
+ * loads; the new engine's prefix cache starts empty and is keyed by the new object's version.
+ * The expected answers are greedy runs of each file alone, in `edgelm serve`.
  */
 import { readFileSync } from "node:fs";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
@@ -92,6 +93,8 @@ describe("Worker: swapping the model in place", () => {
       return h;
     });
     expect(before).toMatchObject({ model: "tiny", model_key: "a.gguf", swap: { state: "idle", last: null, memory_limit_mb: 128 } });
+    // The prefix cache's keys carry the weights' identity: the object's version.
+    expect(before.kv.modelIdentity).toBe(before.model_version);
 
     // The key is checked before anything else: missing → 401, wrong → 403, GET → 405.
     const missing = await reload({ key: "b.gguf" }, null);
@@ -118,6 +121,7 @@ describe("Worker: swapping the model in place", () => {
     expect(after.queue.running).toBe(true);
     expect(after).toMatchObject({ model_key: "b.gguf", model_version: result.model_version, kv: { used: 0, cached: 0 }, swap: { state: "idle", last: { ok: true, trigger: "admin", mode: "side_by_side" } } });
     expect(after.model_version).not.toBe(before.model_version);
+    expect(after.kv.modelIdentity).toBe(after.model_version);
     expect(w.logs()).not.toMatch(/its engine is let go/);
 
     const next = complete(); // queues behind the stream, and chose B
