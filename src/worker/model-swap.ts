@@ -46,12 +46,10 @@ export class SwapInProgressError extends Error {
   override name = "SwapInProgressError";
 }
 
-/** One model: its loader and which object (and upload of it) it was loaded from. */
+/** One model: its loader and which object it is loaded from (the loader knows which upload). */
 interface Slot {
   loader: ModelLoader;
   key: string;
-  /** undefined: not looked up yet. */
-  version: string | null | undefined;
 }
 
 export class ModelSwap {
@@ -69,7 +67,6 @@ export class ModelSwap {
   private polling = false;
   private first?: Promise<void>;
   private firstFailure?: { message: string; attempts: number; at: number };
-  private lookingUpVersion = false;
 
   constructor(
     private readonly cfg: WorkerConfig,
@@ -77,7 +74,7 @@ export class ModelSwap {
     private readonly log: (line: string) => void = (l) => console.log(l),
     private readonly now: () => number = () => Date.now(),
   ) {
-    if (!cfg.modelPointer) this.active = this.slot(cfg.modelKey, undefined);
+    if (!cfg.modelPointer) this.active = this.slot(cfg.modelKey);
   }
 
   /** What requests see: the serving model, its load, a drain, or the pointer's first read. */
@@ -98,11 +95,6 @@ export class ModelSwap {
     const slot = this.active;
     if (!slot) return this.readFirstPointer(env, ctx);
     slot.loader.start(env, ctx);
-    if (slot.version === undefined && !this.lookingUpVersion && slot.loader.state.status === "ready") {
-      // For /health: which upload serves (a swap learns it before loading; the first load did not).
-      this.lookingUpVersion = true;
-      ctx.waitUntil(objectVersion(env, slot.key).then((v) => void (slot.version ??= v), () => {}).finally(() => (this.lookingUpVersion = false)));
-    }
     this.poll(env, ctx);
   }
 
@@ -154,7 +146,7 @@ export class ModelSwap {
       version = await objectVersion(env, key);
       if (version === null) return done(false, `there is no object "${key}" in the model bucket; ${old ? `${old.key} keeps serving` : "nothing changed"}`);
       const fit = swapFit(await engineBytesAt(env, key, this.cfg), oldModel?.engine, this.cfg.memoryLimitMB);
-      const next = this.slot(key, version);
+      const next = this.slot(key);
       mode = oldModel && !fit.fits ? "drain_first" : "side_by_side";
       if (oldModel && mode === "drain_first") {
         this.log(`edgelm: swap to ${key}: the new engine needs ${mib(fit.needBytes)} beside the serving ${mib(fit.heldBytes)}, over MEMORY_LIMIT_MB (${mib(fit.limitBytes)}): draining the old model first; new requests get 503 meanwhile`);
@@ -173,6 +165,7 @@ export class ModelSwap {
         const after = mode === "drain_first" ? "the old model was already let go; requests retry the new one" : `${old?.key ?? "the old model"} keeps serving`;
         return done(false, `loading failed (${after}): ${s.status === "failed" ? s.message : "it did not finish"}`);
       }
+      version = next.loader.loadedVersion; // the upload read, should it have changed since the look above
       if (mode === "side_by_side") {
         // Requests already queued chose the old model: it stays until they have started and ended.
         const queuedBefore = this.queue.entered;
@@ -214,10 +207,10 @@ export class ModelSwap {
     const check = async () => {
       const key = await readModelPointer(env, pointer);
       const version = await objectVersion(env, key);
-      if (key === slot.key && version === slot.version) return;
+      if (key === slot.key && version === slot.loader.loadedVersion) return;
       if (version === null) return this.log(`edgelm: MODEL_POINTER "${pointer}" names "${key}", which is not in the bucket: ${slot.key} keeps serving`);
       if (this.swapping || this.active !== slot) return;
-      this.log(`edgelm: MODEL_POINTER "${pointer}" now names ${key} (${version}); serving ${slot.key} (${slot.version ?? "version unknown"}): swapping`);
+      this.log(`edgelm: MODEL_POINTER "${pointer}" now names ${key} (${version}); serving ${slot.key} (${slot.loader.loadedVersion ?? "version unknown"}): swapping`);
       await this.reload(env, ctx, key, "pointer");
     };
     ctx.waitUntil(
@@ -234,11 +227,10 @@ export class ModelSwap {
     const read = async () => {
       try {
         const key = await readModelPointer(env, pointer);
-        const version = await objectVersion(env, key).catch(() => null);
         this.firstFailure = undefined;
         this.polledAt = this.now();
         this.log(`edgelm: MODEL_POINTER "${pointer}" names ${key}`);
-        this.active = this.slot(key, version);
+        this.active = this.slot(key);
         this.active.loader.start(env, ctx);
       } catch (err) {
         const attempts = (this.firstFailure?.attempts ?? 0) + 1;
@@ -250,8 +242,8 @@ export class ModelSwap {
     ctx.waitUntil((this.first = read().finally(() => (this.first = undefined))));
   }
 
-  private slot(key: string, version: string | null | undefined): Slot {
-    return { loader: new ModelLoader({ ...this.cfg, modelKey: key }, this.log, this.now), key, version };
+  private slot(key: string): Slot {
+    return { loader: new ModelLoader({ ...this.cfg, modelKey: key }, this.log, this.now), key };
   }
 
   /** /health's view of the model's identity and of swaps, read live from the served model's info. */
@@ -261,7 +253,7 @@ export class ModelSwap {
     const info = (model.info ??= {});
     Object.defineProperties(info, {
       model_key: { enumerable: true, value: slot.key },
-      model_version: { enumerable: true, get: () => slot.version ?? null },
+      model_version: { enumerable: true, value: slot.loader.loadedVersion },
       swap: { enumerable: true, get: () => this.report() },
     });
   }
