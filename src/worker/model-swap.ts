@@ -121,6 +121,8 @@ export class ModelSwap {
    */
   reload(env: Env, ctx: ExecutionContextLike, key: string | undefined, trigger: SwapResult["trigger"]): Promise<SwapResult> {
     if (this.swapping || this.first) throw new SwapInProgressError("a model swap is already under way; try again when it has ended (see /health, swap)");
+    // Two loads at once could hold three models' memory (the one loading is dropped, not stopped).
+    if (this.active?.loader.state.status === "loading") throw new SwapInProgressError("the model is still loading; try again once /health is 200 (or has failed)");
     if (this.cfg.engine === "sharded") throw new Error("swapping the model in place is not supported with ENGINE = sharded: redeploy the shard Workers (docs/sharding.md)");
     const target = key ?? this.active?.key ?? this.cfg.modelKey;
     this.swapping = this.swap(env, ctx, target, trigger).finally(() => {
