@@ -165,6 +165,17 @@ describe("Worker: swapping the model in place", () => {
     await swappedTo("b.gguf", onB.model_version);
     expect(await textOf(await complete())).toBe(wantA);
     expect(w.logs()).toMatch(/MODEL_POINTER "serving" now names b\.gguf/);
+
+    // A pointer that is not one key is logged and ignored: the model keeps serving.
+    await put("serving", "a.gguf\nb.gguf");
+    await vi.waitFor(
+      async () => {
+        await health();
+        expect(w!.logs()).toMatch(/the pointer object "serving" must hold one model key[^\n]*b\.gguf keeps serving/);
+      },
+      { timeout: 30_000, interval: 200 },
+    );
+    expect((await health()).model_key).toBe("b.gguf");
   }, 180_000);
 
   it("without memory for both engines: says so, answers 503 while it drains, lets the old engine go, then loads", async () => {
