@@ -46,6 +46,19 @@ export class SwapInProgressError extends Error {
   override name = "SwapInProgressError";
 }
 
+/**
+ * A swap waiting for the old model's work to end before it may load. Any request carries it on
+ * once that work has ended: the one that started it may be gone by then (a client that hung up,
+ * or a platform that ends its waitUntil), and an isolate must not stay draining forever.
+ */
+interface Drain {
+  old: ServedModel;
+  next: Slot;
+  continued: boolean;
+  finish(ok: boolean, message: string): SwapResult;
+  result?: SwapResult;
+}
+
 /** One model: its loader and which object it is loaded from (the loader knows which upload). */
 interface Slot {
   loader: ModelLoader;
@@ -58,6 +71,7 @@ export class ModelSwap {
   private swapping?: Promise<SwapResult>;
   /** Set while draining for lack of memory: new requests see "loading" and get 503. */
   private draining?: string;
+  private drain?: Drain;
   private last?: SwapResult;
   /** Generations running, by the model they run on. */
   private readonly running = new Map<ServedModel, number>();
@@ -95,6 +109,7 @@ export class ModelSwap {
     const slot = this.active;
     if (!slot) return this.readFirstPointer(env, ctx);
     slot.loader.start(env, ctx);
+    this.continueDrain(env, ctx);
     this.poll(env, ctx);
   }
 
@@ -125,11 +140,14 @@ export class ModelSwap {
     if (this.active?.loader.state.status === "loading") throw new SwapInProgressError("the model is still loading; try again once /health is 200 (or has failed)");
     if (this.cfg.engine === "sharded") throw new Error("swapping the model in place is not supported with ENGINE = sharded: redeploy the shard Workers (docs/sharding.md)");
     const target = key ?? this.active?.key ?? this.cfg.modelKey;
-    this.swapping = this.swap(env, ctx, target, trigger).finally(() => {
+    const swapping: Promise<SwapResult> = this.swap(env, ctx, target, trigger).finally(() => {
+      // A drain carried on by another request has already cleared these, and another swap may run.
+      if (this.swapping !== swapping) return;
       this.swapping = undefined;
       this.phase = "idle";
     });
-    return this.swapping;
+    ctx.waitUntil(swapping);
+    return (this.swapping = swapping);
   }
 
   private async swap(env: Env, ctx: ExecutionContextLike, key: string, trigger: SwapResult["trigger"]): Promise<SwapResult> {
@@ -154,31 +172,54 @@ export class ModelSwap {
         this.log(`edgelm: swap to ${key}: the new engine needs ${mib(fit.needBytes)} beside the serving ${mib(fit.heldBytes)}, over MEMORY_LIMIT_MB (${mib(fit.limitBytes)}): draining the old model first; new requests get 503 meanwhile`);
         this.phase = "draining";
         this.draining = `swapping the model: draining the old one before loading ${key} (both do not fit in MEMORY_LIMIT_MB)`;
-        // Nobody new is admitted while draining, so the queue empties: what waits in it chose the old model.
-        await until(() => !this.running.has(oldModel) && this.queue.depth === 0 && !this.queue.running);
-        await this.letGo(oldModel);
-        this.active = next;
-        this.draining = undefined;
+        const drain: Drain = (this.drain = { old: oldModel, next, continued: false, finish: (ok, message) => ((version = next.loader.loadedVersion ?? version), done(ok, message)) });
+        // This request ticks until the swap is over, carrying it on itself unless another request did.
+        while (!drain.result) {
+          this.continueDrain(env, ctx);
+          await tick();
+        }
+        return drain.result;
       }
       this.phase = "loading";
       await this.load(next, env, ctx);
       const s = next.loader.state;
-      if (s.status !== "ready") {
-        const after = mode === "drain_first" ? "the old model was already let go; requests retry the new one" : `${old?.key ?? "the old model"} keeps serving`;
-        return done(false, `loading failed (${after}): ${s.status === "failed" ? s.message : "it did not finish"}`);
-      }
+      if (s.status !== "ready") return done(false, `loading failed (${old?.key ?? "the old model"} keeps serving): ${s.status === "failed" ? s.message : "it did not finish"}`);
       version = next.loader.loadedVersion; // the upload read, should it have changed since the look above
-      if (mode === "side_by_side") {
-        // Requests already queued chose the old model: it stays until they have started and ended.
-        const queuedBefore = this.queue.entered;
-        this.active = next;
-        if (oldModel) ctx.waitUntil(until(() => this.queue.passed >= queuedBefore && !this.running.has(oldModel)).then(() => this.letGo(oldModel)));
-      }
-      return done(true, `${s.model.id} now serves new requests from ${key} (${mode === "drain_first" ? "drained first: two engines do not fit in MEMORY_LIMIT_MB" : `beside the old one: ${mib(fit.heldBytes + fit.needBytes)} of ${mib(fit.limitBytes)}`})`);
+      // Requests already queued chose the old model: it stays until they have started and ended.
+      const queuedBefore = this.queue.entered;
+      this.active = next;
+      if (oldModel) ctx.waitUntil(until(() => this.queue.passed >= queuedBefore && !this.running.has(oldModel)).then(() => this.letGo(oldModel)));
+      return done(true, `${s.model.id} now serves new requests from ${key} (beside the old one: ${mib(fit.heldBytes + fit.needBytes)} of ${mib(fit.limitBytes)})`);
     } catch (err) {
-      this.draining = undefined;
-      return done(false, `${err instanceof Error ? err.message : String(err)}; ${this.active === old && old ? `${old.key} keeps serving` : "nothing serves until a load succeeds"}`);
+      return done(false, `${err instanceof Error ? err.message : String(err)}; ${old ? `${old.key} keeps serving` : "nothing changed"}`);
     }
+  }
+
+  /** Once the old model's work has ended (nobody new is admitted while draining, so the queue empties): let it go, then load. */
+  private continueDrain(env: Env, ctx: ExecutionContextLike): void {
+    const d = this.drain;
+    if (!d || d.continued || this.running.has(d.old) || this.queue.depth > 0 || this.queue.running) return;
+    d.continued = true;
+    const loadNext = async () => {
+      try {
+        await this.letGo(d.old);
+      } catch (err) {
+        this.log(`edgelm: swap: closing the old engine failed (${err instanceof Error ? err.message : String(err)}); loading the new one anyway`);
+      }
+      this.active = d.next;
+      this.draining = undefined;
+      this.phase = "loading";
+      await this.load(d.next, env, ctx);
+      const s = d.next.loader.state;
+      d.result =
+        s.status === "ready"
+          ? d.finish(true, `${s.model.id} now serves new requests from ${d.next.key} (drained first: two engines do not fit in MEMORY_LIMIT_MB)`)
+          : d.finish(false, `loading failed (the old model was already let go; requests retry the new one): ${s.status === "failed" ? s.message : "it did not finish"}`);
+      this.drain = undefined;
+      this.swapping = undefined;
+      this.phase = "idle";
+    };
+    ctx.waitUntil(loadNext());
   }
 
   /** The model's own loader, run to its end inside this request (it is kept alive with waitUntil as well). */

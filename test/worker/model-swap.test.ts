@@ -61,9 +61,13 @@ const textOf = async (res: Response) => {
 const reload = (body?: unknown, key: string | null = ADMIN_KEY) =>
   fetch(`${w!.url}/admin/reload`, { method: "POST", headers: key === null ? {} : { authorization: `Bearer ${key}` }, body: body === undefined ? undefined : JSON.stringify(body) });
 
-/** A long greedy stream on whatever serves now, its first event read: the rest waits unread (backpressure) until `finish`. */
+/**
+ * A long greedy stream on whatever serves now, its first event read. Socket buffers take a whole
+ * stream this size without the client reading, so it is long in time instead: 2000 tokens take
+ * several times as long as loading the tiny model, and the tests check it still runs at the swap.
+ */
 async function longStream() {
-  const res = await complete({ stream: true, max_tokens: 800 });
+  const res = await complete({ stream: true, max_tokens: 2000 });
   expect(res.status).toBe(200);
   const reader = res.body!.getReader();
   const decoder = new TextDecoder();
