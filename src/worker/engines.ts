@@ -26,6 +26,8 @@ export interface LoadOptions {
   /** The build the KERNELS var forces (default: the first that passes the self-test). */
   kernels?: BuildKind;
   onProgress?: (bytesRead: number, total: number) => void;
+  /** The object's version: the wasm engine keys its prefix cache by it (src/engine/kv-cache.ts). */
+  modelIdentity?: string;
 }
 
 export interface LoadedEngine {
@@ -64,6 +66,7 @@ async function loadWasm(stream: ReadableStream<Uint8Array>, opts: LoadOptions): 
     choose: "first",
     size: opts.size,
     onProgress: opts.onProgress,
+    modelIdentity: opts.modelIdentity,
     onHeader: (h) => (header = h),
   });
   return { engine, metadata: header!.metadata };

@@ -39,6 +39,8 @@ export class ModelLoader {
   /** The object-change check: one at a time, and not more often than LOAD_RETRY_MS. */
   private checking = false;
   private checkedAt = -Infinity;
+  /** Which upload of the object the last load read (null: the source cannot tell): /health and model swaps compare it. */
+  loadedVersion: string | null = null;
 
   constructor(
     private readonly cfg: WorkerConfig,
@@ -108,17 +110,18 @@ export class ModelLoader {
     try {
       if (engine === "sharded") {
         this.current = { status: "loading", message: `reading the shard plan and header of ${modelKey}`, progress: 0 };
-        version = await this.version(env);
+        version = this.loadedVersion = await this.version(env);
         return await this.loadSharded(env, t0);
       }
       this.current = { status: "loading", message: `opening ${modelKey}`, progress: 0 };
       const obj = await openModelObject(env, modelKey);
-      version = obj.version ?? null;
+      version = this.loadedVersion = obj.version ?? null;
       this.log(`edgelm: loading ${modelKey}${obj.size ? ` (${mb(obj.size)})` : ""} from ${obj.source} into the ${engine} engine`);
       let nextLog = 0.1;
       const loaded = await loadEngineFromStream(engine, obj.body, {
         size: obj.size,
         kernels: this.cfg.kernels,
+        modelIdentity: obj.version,
         onProgress: (read, total) => {
           const f = total > 0 ? Math.min(1, read / total) : 0;
           this.current = { status: "loading", message: `reading the weights: ${mb(read)} of ${mb(total)}`, progress: Math.round(WEIGHTS_SHARE * f * 1000) / 1000 };
