@@ -6,6 +6,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
+import { hubRequest, networkMessage } from "./hub-request";
 
 export const DEFAULT_ENDPOINT = "https://huggingface.co";
 
@@ -33,7 +34,7 @@ export interface DownloadOptions {
 
 class NotFound extends Error {}
 
-const REPO = /^[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+export const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 export function fileURL(endpoint: string, model: string, revision: string, file: string): string {
   return `${endpoint.replace(/\/+$/, "")}/${model}/resolve/${encodeURIComponent(revision)}/${file.split("/").map(encodeURIComponent).join("/")}`;
@@ -56,16 +57,14 @@ async function fetchFile(opts: DownloadOptions, file: string): Promise<void> {
   }
   const part = `${dest}.part`;
   const have = (await sizeOf(part)) ?? 0;
-  const headers: Record<string, string> = { "user-agent": "edgelm-download" };
-  const token = opts.token ?? process.env.HF_TOKEN;
-  if (token) headers.authorization = `Bearer ${token}`;
+  const headers: Record<string, string> = {};
   if (have > 0) headers.range = `bytes=${have}-`;
   const url = fileURL(opts.endpoint ?? DEFAULT_ENDPOINT, opts.model, opts.revision ?? "main", file);
   let res: Response;
   try {
-    res = await fetch(url, { headers, redirect: "follow" });
+    res = await hubRequest(url, { headers, token: opts.token ?? process.env.HF_TOKEN });
   } catch (e) {
-    throw new Error(`cannot fetch ${url}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
+    throw new Error(`cannot fetch ${url}: ${networkMessage(e)}`);
   }
   if (res.status === 404) {
     await res.body?.cancel();
@@ -108,7 +107,7 @@ async function fetchFile(opts: DownloadOptions, file: string): Promise<void> {
 
 /** The files a StableLM conversion needs; returns the folder. */
 export async function downloadModel(opts: DownloadOptions): Promise<string> {
-  if (!REPO.test(opts.model) || opts.model.includes("..")) throw new Error(`model must be "owner/name", got ${JSON.stringify(opts.model)}`);
+  if (!REPO_ID.test(opts.model) || opts.model.includes("..")) throw new Error(`model must be "owner/name", got ${JSON.stringify(opts.model)}`);
   await mkdir(opts.dir, { recursive: true });
   const optional = async (file: string) => {
     try {

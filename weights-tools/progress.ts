@@ -17,7 +17,8 @@ export function formatBytes(n: number): string {
   return `${n} B`;
 }
 
-export function progressBar(prefix: string, stream: NodeJS.WriteStream = process.stderr): Progress {
+/** `format` writes the done/total figures (bytes by default; a count of chunks for `edgelm perplexity`). */
+export function progressBar(prefix: string, stream: NodeJS.WriteStream = process.stderr, format: (n: number) => string = formatBytes): Progress {
   const tty = stream.isTTY === true;
   let last = 0;
   let drawn = false;
@@ -32,7 +33,7 @@ export function progressBar(prefix: string, stream: NodeJS.WriteStream = process
       const width = 30;
       const fill = Math.round(frac * width);
       const cols = stream.columns ?? 100;
-      const line = `${prefix} [${"#".repeat(fill)}${"-".repeat(width - fill)}] ${(frac * 100).toFixed(0).padStart(3)}% ${formatBytes(done)}/${formatBytes(total)} ${label}`;
+      const line = `${prefix} [${"#".repeat(fill)}${"-".repeat(width - fill)}] ${(frac * 100).toFixed(0).padStart(3)}% ${format(done)}/${format(total)} ${label}`;
       stream.write(`\r${line.slice(0, cols - 1).padEnd(cols - 1)}`);
       drawn = true;
     },

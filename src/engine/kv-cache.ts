@@ -105,6 +105,11 @@ export interface KVLayout {
   blockPositions: number;
   /** Blocks in the pool: the budget. */
   blocks: number;
+  /**
+   * What the weights are (their file's version or hash), when the host knows: every prefix-cache key
+   * carries it, so a cached block can only ever be found for the weights that computed it.
+   */
+  modelIdentity?: string;
 }
 
 /** Bytes of one block. */
@@ -149,7 +154,8 @@ export class KVPool {
 
   get stats(): KVStats {
     const used = this.layout.blocks - this.free.length - this.idle.size;
-    return { blocks: this.layout.blocks, blockPositions: this.layout.blockPositions, used, cached: this.idle.size, free: this.free.length, reusedPositions: this.reused.positions, prefixHits: this.reused.hits };
+    const identity = this.layout.modelIdentity === undefined ? {} : { modelIdentity: this.layout.modelIdentity };
+    return { blocks: this.layout.blocks, blockPositions: this.layout.blockPositions, used, cached: this.idle.size, free: this.free.length, reusedPositions: this.reused.positions, prefixHits: this.reused.hits, ...identity };
   }
 
   /** Blocks a new request could get now without evicting anyone. */
@@ -281,7 +287,7 @@ export class KVPool {
 
   private keyFor(parent: number, tokens: readonly number[], block: number): string {
     const P = this.layout.blockPositions;
-    return `${parent}:${tokens.slice(block * P, block * P + P).join(",")}`;
+    return `${this.layout.modelIdentity ?? ""}|${parent}:${tokens.slice(block * P, block * P + P).join(",")}`;
   }
 
   private hold(b: number): void {

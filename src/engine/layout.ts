@@ -48,6 +48,8 @@ export interface WasmEngineOptions {
   maxBatch?: number;
   /** Positions per prefill matrix-matrix step; default 64 (the matmul kernels' own tile). */
   prefillChunk?: number;
+  /** What the weights are (a file version or hash): prefix-cache keys carry it (kv-cache.ts). */
+  modelIdentity?: string;
 }
 
 /** The part of the model an engine holds: all of it by default, one shard's share in a shard. */
@@ -254,7 +256,7 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
     opts.kvBudgetMB === undefined ? sequences * Math.ceil(contextLength / P) : Math.floor((opts.kvBudgetMB * 2 ** 20) / Math.max(1, kvBlockBytes(blockShape)));
   if (opts.kvBudgetMB !== undefined && !(opts.kvBudgetMB > 0)) throw new RangeError(`kvBudgetMB must be a positive number, got ${opts.kvBudgetMB}`);
   if (blocks < 1) throw new RangeError(`a KV budget of ${opts.kvBudgetMB} MiB holds no block of ${P} positions (${(kvBlockBytes(blockShape) / 2 ** 20).toFixed(2)} MiB)`);
-  const kvLayout: KVLayout = { ...blockShape, contextLength, blocks };
+  const kvLayout: KVLayout = { ...blockShape, contextLength, blocks, ...(opts.modelIdentity === undefined ? {} : { modelIdentity: opts.modelIdentity }) };
   const kv = { ...region(kvBytes(kvLayout)), layout: kvLayout };
 
   return {

@@ -204,6 +204,10 @@ export class WasmEngine implements Engine {
     return { kv: this.pool.stats };
   }
 
+  memoryBytes(): number {
+    return this.memory.buffer.byteLength;
+  }
+
   releaseSequence(seq: unknown): void {
     if (seq instanceof WasmSequence && seq.pool === this.pool) seq.release();
   }

@@ -5,3 +5,5 @@ export * from "./generator";
 export * from "./output-spec";
 export { compileSchema, SchemaError } from "./json-schema";
 export { buildGrammar, createConstraint, type TokenConstraint } from "./constraint";
+export { perplexity, planChunks, type ChunkPlan, type PerplexityOptions, type PerplexityResult } from "./perplexity";
+export { comparePosition, type KlDivergence, type PositionComparison } from "./kl-divergence";

@@ -3,6 +3,7 @@
  * quantize/dequantize for every type we read or write. Plain scalar code: this
  * is the reference the WASM kernels are checked against.
  */
+import { dequantizeQ2_K, dequantizeQ3_K, dequantizeQ4_K, dequantizeQ5_0, dequantizeQ5_1, dequantizeQ5_K } from "./dequant-blocks";
 import { TensorType } from "./types";
 
 export interface TypeLayout {
@@ -20,18 +21,18 @@ const TYPE_LAYOUT: Partial<Record<TensorType, TypeLayout>> = {
   [TensorType.Q4_0]: { name: "Q4_0", blockSize: 32, blockBytes: 18 },
   [TensorType.Q4_1]: { name: "Q4_1", blockSize: 32, blockBytes: 20 },
   [TensorType.Q8_0]: { name: "Q8_0", blockSize: 32, blockBytes: 34 },
+  [TensorType.Q5_0]: { name: "Q5_0", blockSize: 32, blockBytes: 22 },
+  [TensorType.Q5_1]: { name: "Q5_1", blockSize: 32, blockBytes: 24 },
+  [TensorType.Q2_K]: { name: "Q2_K", blockSize: 256, blockBytes: 84 },
+  [TensorType.Q3_K]: { name: "Q3_K", blockSize: 256, blockBytes: 110 },
+  [TensorType.Q4_K]: { name: "Q4_K", blockSize: 256, blockBytes: 144 },
+  [TensorType.Q5_K]: { name: "Q5_K", blockSize: 256, blockBytes: 176 },
   [TensorType.Q6_K]: { name: "Q6_K", blockSize: 256, blockBytes: 210 },
 };
 
 /** Types we can place and measure (so `inspect` shows any llama.cpp file) but not compute with. */
 const KNOWN_ONLY: Partial<Record<TensorType, TypeLayout>> = {
-  [TensorType.Q5_0]: { name: "Q5_0", blockSize: 32, blockBytes: 22 },
-  [TensorType.Q5_1]: { name: "Q5_1", blockSize: 32, blockBytes: 24 },
   [TensorType.Q8_1]: { name: "Q8_1", blockSize: 32, blockBytes: 36 },
-  [TensorType.Q2_K]: { name: "Q2_K", blockSize: 256, blockBytes: 84 },
-  [TensorType.Q3_K]: { name: "Q3_K", blockSize: 256, blockBytes: 110 },
-  [TensorType.Q4_K]: { name: "Q4_K", blockSize: 256, blockBytes: 144 },
-  [TensorType.Q5_K]: { name: "Q5_K", blockSize: 256, blockBytes: 176 },
   [TensorType.Q8_K]: { name: "Q8_K", blockSize: 256, blockBytes: 292 },
 };
 
@@ -344,6 +345,24 @@ export function dequantize(type: TensorType, bytes: Uint8Array, count: number, o
           }
         }
       }
+      break;
+    case TensorType.Q5_0:
+      dequantizeQ5_0(bytes, count, out);
+      break;
+    case TensorType.Q5_1:
+      dequantizeQ5_1(bytes, count, out);
+      break;
+    case TensorType.Q2_K:
+      dequantizeQ2_K(bytes, count, out);
+      break;
+    case TensorType.Q3_K:
+      dequantizeQ3_K(bytes, count, out);
+      break;
+    case TensorType.Q4_K:
+      dequantizeQ4_K(bytes, count, out);
+      break;
+    case TensorType.Q5_K:
+      dequantizeQ5_K(bytes, count, out);
       break;
     default:
       throw new Error(`dequantizing ${typeName(type)} is not supported`);

@@ -28,6 +28,8 @@ export interface Engine {
   releaseSequence?(seq: unknown): void;
   /** Live figures for /health and /metrics: the KV cache's blocks and the batching scheduler's steps, where the engine has them. */
   liveStats?(): EngineStats;
+  /** Bytes of memory the engine holds, where it can tell (the wasm engine: its WebAssembly memory); a host swapping models checks a second one fits beside it. */
+  memoryBytes?(): number;
   /** Releases what the engine holds beyond memory (the wasm engine's threads in Node); the hosts call it when they stop. */
   close?(): Promise<void>;
 }
@@ -43,6 +45,8 @@ export interface EngineStats {
     /** Prompt positions served from the prefix cache, and prompts that found any. */
     reusedPositions: number;
     prefixHits: number;
+    /** The weights' identity the prefix cache is keyed by, when the host gave one. */
+    modelIdentity?: string;
   };
   batch?: {
     steps: number;

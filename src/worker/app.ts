@@ -17,7 +17,8 @@ import { routeRequest } from "../routing/router";
 import { cpuAdmission } from "./budget";
 import { edgeView } from "./edge-view";
 import { parseConfig, type Env, type ExecutionContextLike, type WorkerConfig } from "./env";
-import { ModelLoader } from "./loader";
+import { ModelSwap } from "./model-swap";
+import { ADMIN_RELOAD_PATH, adminReload } from "./admin-reload";
 import { r2ModelFile } from "./model-file";
 import playground from "../../build/playground/index.html";
 import { localPageAssets } from "./page-assets";
@@ -42,7 +43,8 @@ const OPEN_PATHS = new Set(["/health", "/"]);
 const isOpen = (path: string) => OPEN_PATHS.has(path) || path.startsWith("/local/");
 
 export class WorkerApp {
-  readonly loader: ModelLoader;
+  /** The served model: its loader, and replacing it in place (model-swap.ts). */
+  readonly models: ModelSwap;
   readonly queue: WorkerQueue;
   readonly breaker: CircuitBreaker;
   readonly metrics: RoutingMetrics;
@@ -59,8 +61,8 @@ export class WorkerApp {
     private readonly log: (line: string) => void = (l) => console.log(l),
     env: Env = {},
   ) {
-    this.loader = new ModelLoader(cfg, log);
     this.queue = new WorkerQueue(cfg.queueDepth, 1);
+    this.models = new ModelSwap(cfg, this.queue, log);
     this.breaker = new CircuitBreaker(routing.breaker, () => Date.now(), (state, why) => log(`edgelm: origin circuit breaker ${state}: ${why}`));
     this.metrics = new RoutingMetrics(Date.now());
     const breakerStates = { closed: 0, open: 1, "half-open": 2 } as const;
@@ -68,13 +70,13 @@ export class WorkerApp {
     this.metrics.gauge("edgelm_origin_consecutive_failures", "Consecutive origin failures seen by the breaker.", () => this.breaker.failures);
     this.metrics.gauge("edgelm_edge_queue_waiting", "Requests waiting for this isolate's engine.", () => this.queue.depth);
     this.metrics.gauge("edgelm_edge_queue_running", "1 while a generation runs on this isolate's engine.", () => (this.queue.running ? 1 : 0));
-    this.metrics.gauge("edgelm_edge_model_ready", "1 once the edge model is loaded in this isolate.", () => (this.loader.state.status === "ready" ? 1 : 0));
+    this.metrics.gauge("edgelm_edge_model_ready", "1 once the edge model is loaded in this isolate.", () => (this.models.state.status === "ready" ? 1 : 0));
     const limit = rateLimitHook(env, log, (req) => this.contexts.get(req));
     this.deps = {
-      model: () => this.loader.state,
+      model: () => this.models.state,
       queue: this.queue,
       corsOrigins: cfg.corsOrigins,
-      awaitModel: (signal) => this.loader.waitReady(cfg.loadWaitMs, signal),
+      awaitModel: (signal) => this.models.waitReady(cfg.loadWaitMs, signal),
       admit: cpuAdmission(cfg),
       prefillChunkTokens: cfg.prefillChunkTokens,
       streamStallMs: cfg.streamStallMs,
@@ -88,7 +90,11 @@ export class WorkerApp {
       // (Miniflare's entry Worker loses them; workerd itself does when the disconnect shows up as
       // a failed write) takes the generation's timers with it: the generation never runs again, so
       // not even the stalled-reader fallback could free the queue.
-      onGenerationStart: (req, finished) => this.contexts.get(req)?.waitUntil(finished),
+      // A swap also counts each generation against its model, to let the old one go after its last.
+      onGenerationStart: (req, finished, model) => {
+        this.contexts.get(req)?.waitUntil(finished);
+        this.models.track(model, finished);
+      },
       onGenerationEnd: (req, s) => {
         const where = s.prefilled < s.promptTokens ? `during prefill (${s.prefilled} of ${s.promptTokens} prompt tokens)` : `after ${s.completionTokens} tokens (prompt ${s.promptTokens})`;
         const by = s.outcome === "aborted" && s.abortedBy ? `; by ${ABORTED_BY[s.abortedBy]}` : "";
@@ -102,7 +108,7 @@ export class WorkerApp {
             modelId: cfg.modelId,
             breaker: this.breaker,
             metrics: this.metrics,
-            edge: () => edgeView(this.loader.state, this.queue, cfg),
+            edge: () => edgeView(this.models.state, this.queue, cfg),
             now: () => Date.now(),
             limit,
           },
@@ -117,14 +123,21 @@ export class WorkerApp {
     this.contexts.set(req, ctx);
     req.signal.addEventListener("abort", () => this.log(`${id} client disconnected`), { once: true });
     const path = new URL(req.url).pathname.replace(/\/+$/, "") || "/";
-    // Any request (a health check included) starts the load, so the weights are in by the first completion.
-    this.loader.start(env, ctx);
+    // Any request (a health check included) starts the load, so the weights are in by the first
+    // completion; it also looks at MODEL_POINTER when a look is due.
+    this.models.start(env, ctx);
     let tier = "-";
     let res: Response;
     try {
-      if (req.method !== "OPTIONS" && !isOpen(path)) tier = authorize(req, this.keys);
-      this.tiers.set(req, tier);
-      res = path === "/metrics" && req.method === "GET" ? withCors(this.metricsResponse(), req, this.cfg) : await handleRequest(req, this.deps);
+      if (path === ADMIN_RELOAD_PATH) {
+        // Its own key (ADMIN_KEY), not an API key: the admin route authorizes itself.
+        tier = "admin";
+        res = await adminReload(req, env, ctx, this.models);
+      } else {
+        if (req.method !== "OPTIONS" && !isOpen(path)) tier = authorize(req, this.keys);
+        this.tiers.set(req, tier);
+        res = path === "/metrics" && req.method === "GET" ? withCors(this.metricsResponse(), req, this.cfg) : await handleRequest(req, this.deps);
+      }
     } catch (err) {
       res = withCors(errorResponse(toApiError(err), err instanceof ApiError && err.status === 401 ? { "www-authenticate": "Bearer" } : {}), req, this.cfg);
     }

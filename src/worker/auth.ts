@@ -27,7 +27,7 @@ export function parseApiKeys(raw: string | number | undefined): Keys {
 }
 
 /** Compares without an early exit, so response time says nothing about how much of a key matched. */
-function sameKey(a: string, b: string): boolean {
+export function sameKey(a: string, b: string): boolean {
   let diff = a.length ^ b.length;
   for (let i = 0; i < Math.max(a.length, b.length); i++) diff |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
   return diff === 0;

@@ -29,6 +29,8 @@ export interface LoadOptions {
   onProgress?: (bytesRead: number, total: number) => void;
   /** Check the stream against the model's manifest as it is read (src/gguf/manifest.ts). */
   verify?: ManifestCheck;
+  /** The object's version: the wasm engine keys its prefix cache by it (src/engine/kv-cache.ts). */
+  modelIdentity?: string;
 }
 
 export interface LoadedEngine {
@@ -68,6 +70,7 @@ async function loadWasm(stream: ReadableStream<Uint8Array>, opts: LoadOptions): 
     size: opts.size,
     onProgress: opts.onProgress,
     verify: opts.verify,
+    modelIdentity: opts.modelIdentity,
     onHeader: (h) => (header = h),
   });
   return { engine, metadata: header!.metadata };

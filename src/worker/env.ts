@@ -71,6 +71,14 @@ export interface Env {
   REQUIRE_MANIFEST?: Var;
   /** Secret: JSON object {"<key>": "<tier>"}. Unset or empty: no auth. */
   API_KEYS?: Var;
+  /** Secret: the bearer key of POST /admin/reload (docs/worker.md, "Swapping the model"). Unset: that route is off. */
+  ADMIN_KEY?: Var;
+  /** Key of an object (in MODELS or MODEL_FILES) whose text is the model object's key: the served model follows it. Unset: MODEL_KEY. */
+  MODEL_POINTER?: Var;
+  /** Seconds between looks at MODEL_POINTER (and at the model object's version), made by requests. Default 30. */
+  MODEL_POINTER_POLL_S?: Var;
+  /** The isolate's memory, MiB: two engines side by side must fit in it during a swap, else the old one is drained first. Default 128. */
+  MEMORY_LIMIT_MB?: Var;
   /** JSON {"<tier>": {"rpm": n, "tpm": n, "slice": f}}: per-key rate limits (docs/worker.md, "Rate limits"). Unset: none. */
   RATE_LIMITS?: Var;
   /** The RateLimiter Durable Object namespace; needed when RATE_LIMITS is set. */
@@ -119,6 +127,10 @@ export interface WorkerConfig {
   streamStallMs: number;
   serveModelFile: boolean;
   requireManifest: boolean;
+  /** MODEL_POINTER: when set, the model object's key is read from this object instead of MODEL_KEY. */
+  modelPointer?: string;
+  modelPointerPollS: number;
+  memoryLimitMB: number;
 }
 
 export const DEFAULT_MODEL_KEY = "stablelm-2-1_6b-q4_0.gguf";
@@ -168,6 +180,9 @@ export function parseConfig(env: Env): WorkerConfig {
     streamStallMs: num("STREAM_STALL_MS", env.STREAM_STALL_MS, DEFAULT_STALL_MS, { min: 1 }),
     serveModelFile: flag("SERVE_MODEL_FILE", env.SERVE_MODEL_FILE),
     requireManifest: flag("REQUIRE_MANIFEST", env.REQUIRE_MANIFEST),
+    modelPointer: text(env.MODEL_POINTER),
+    modelPointerPollS: num("MODEL_POINTER_POLL_S", env.MODEL_POINTER_POLL_S, 30, { min: 1 }),
+    memoryLimitMB: num("MEMORY_LIMIT_MB", env.MEMORY_LIMIT_MB, 128, { min: 1 }),
   };
 }
 

@@ -43,6 +43,8 @@ export class ModelLoader {
   /** The object-change check: one at a time, and not more often than LOAD_RETRY_MS. */
   private checking = false;
   private checkedAt = -Infinity;
+  /** Which upload of the object the last load read (null: the source cannot tell): /health and model swaps compare it. */
+  loadedVersion: string | null = null;
 
   constructor(
     private readonly cfg: WorkerConfig,
@@ -113,13 +115,15 @@ export class ModelLoader {
     try {
       if (engine === "sharded") {
         this.current = { status: "loading", message: `reading the shard plan and header of ${modelKey}`, progress: 0 };
-        version = await this.version(env);
+        version = this.loadedVersion = await this.version(env);
         return await this.loadSharded(env, t0);
       }
       this.current = { status: "loading", message: `opening ${modelKey}`, progress: 0 };
       const { check, version: manifestVersion } = await manifestCheckFor(env, modelKey, this.cfg.requireManifest);
       const obj = await openModelObject(env, modelKey);
-      version = uploads(obj.version ?? null, manifestVersion);
+      // The model's own upload is what a swap compares; a failure waits for it or the manifest to change.
+      this.loadedVersion = obj.version ?? null;
+      version = uploads(this.loadedVersion, manifestVersion);
       const verifying = check ? `verifying against ${check.where}` : "no manifest: unverified";
       this.log(`edgelm: loading ${modelKey}${obj.size ? ` (${mb(obj.size)})` : ""} from ${obj.source} into the ${engine} engine (${verifying})`);
       let nextLog = 0.1;
@@ -127,6 +131,7 @@ export class ModelLoader {
         size: obj.size,
         kernels: this.cfg.kernels,
         verify: check,
+        modelIdentity: obj.version,
         onProgress: (read, total) => {
           const f = total > 0 ? Math.min(1, read / total) : 0;
           this.current = { status: "loading", message: `reading the weights: ${mb(read)} of ${mb(total)}`, progress: Math.round(WEIGHTS_SHARE * f * 1000) / 1000 };

@@ -21,6 +21,7 @@ export const commands: Record<string, Command> = {
   download: lazy("download", "download a Stable LM 2 checkpoint from Hugging Face and convert it"),
   logits: lazy("logits", "print the next-token logits for a token sequence"),
   generate: lazy("generate", "generate tokens from a prompt"),
+  perplexity: lazy("perplexity", "measure perplexity over a text, and KL divergence from a base model"),
   serve: lazy("serve", "serve the OpenAI-compatible API over HTTP (Node)"),
   tokenize: lazy("tokenize", "text → Arcade100k token ids"),
   detokenize: lazy("detokenize", "token ids → text"),
