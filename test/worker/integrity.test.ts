@@ -115,6 +115,22 @@ describe("Worker: model integrity", () => {
     expect(fixed.body.integrity).toBe("verified");
   }, 90_000);
 
+  it("an in-place swap to a model that fails its check is refused naming the tensor; the old model serves on", async () => {
+    const model = await testModelPath();
+    w = await start(model, manifestPathFor(model), { ADMIN_KEY: "integrity-admin-key" });
+    expect((await settled(w)).status).toBe(200);
+    const bucket = await w.mf.getR2Bucket("MODELS");
+    await putFile(bucket, manifestPathFor("bad.gguf"), manifestPathFor(model));
+    await putFile(bucket, "bad.gguf", await flipped("blk.0.attn_q.weight"));
+    const res = await fetch(`${w.url}/admin/reload`, { method: "POST", headers: { authorization: "Bearer integrity-admin-key" }, body: JSON.stringify({ key: "bad.gguf" }) });
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(res.status).toBe(502);
+    expect(body.error).toMatchObject({ code: "swap_failed", message: expect.stringContaining("tensor blk.0.attn_q.weight: sha256") });
+    const h = await health(w);
+    expect(h).toMatchObject({ status: 200, body: { integrity: "verified", model_key: KEY } });
+    expect((await complete(w)).status).toBe(200);
+  }, 90_000);
+
   it("a truncated object is refused", async () => {
     const model = await testModelPath();
     const bytes = readFileSync(model);
