@@ -63,7 +63,7 @@ export async function computeManifest(ggufPath: string): Promise<Manifest> {
       }
       pos = end;
     }
-    const tensors: Record<string, TensorDigest> = {};
+    const tensors: Record<string, TensorDigest> = Object.create(null);
     for (const t of gguf.tensors) {
       const s = byName.get(t.name)!;
       tensors[t.name] = { offset: s.start, bytes: s.end - s.start, sha256: s.hash.digest("hex") };

@@ -85,7 +85,8 @@ export function parseManifest(text: string, where: string): Manifest {
   if (typeof o !== "object" || o === null) throw new IntegrityError(`the manifest ${where} is not a JSON object`);
   if (o.format !== MANIFEST_FORMAT) throw new IntegrityError(`the manifest ${where} has format ${JSON.stringify(o.format)}, expected "${MANIFEST_FORMAT}"`);
   if (typeof o.tensors !== "object" || o.tensors === null || Array.isArray(o.tensors)) throw new IntegrityError(`the manifest ${where}: "tensors" must be an object`);
-  const tensors: Record<string, TensorDigest> = {};
+  // Tensor names are the file's: no prototype, so a tensor called "__proto__" or "constructor" is just a name.
+  const tensors: Record<string, TensorDigest> = Object.create(null);
   for (const [name, t] of Object.entries(o.tensors)) tensors[name] = digestOf(t, `tensors["${name}"]`, true);
   return { format: MANIFEST_FORMAT, file: digestOf(o.file, "file", false), header: digestOf(o.header, "header", false), tensors };
 }
@@ -97,7 +98,7 @@ export function toHex(bytes: ArrayBuffer | Uint8Array): string {
   return s;
 }
 
-/** sha256 of `bytes`, hex. WebCrypto copies its input when called, so the caller may reuse the bytes once this returns a promise. */
+/** sha256 of `bytes`, hex. Await it before the bytes are rewritten (a tensor repacked in place). */
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
   return toHex(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
 }
@@ -110,9 +111,6 @@ export const hashPrefix = (hex: string): string => `${hex.slice(0, 12)}…`;
  * (the tensor, expected and actual hash prefixes) and the manifest it came from.
  */
 export class ManifestCheck {
-  /** Tensors checked so far. */
-  checked = 0;
-
   constructor(
     readonly manifest: Manifest,
     /** The manifest's path or key, for messages. */
@@ -144,7 +142,7 @@ export class ManifestCheck {
 
   /** The digest the manifest gives a tensor at `offset` (absolute): it must list it, at that place. */
   expect(name: string, offset: number, bytes: number): TensorDigest {
-    const want = this.manifest.tensors[name];
+    const want = Object.hasOwn(this.manifest.tensors, name) ? this.manifest.tensors[name] : undefined;
     if (!want) this.fail(`tensor ${name} is not in the manifest`);
     if (want.offset !== offset || want.bytes !== bytes) this.fail(`tensor ${name} is ${bytes} bytes at offset ${offset}, the manifest says ${want.bytes} at ${want.offset}`);
     return want;
@@ -159,7 +157,6 @@ export class ManifestCheck {
   /** A tensor hashed by the caller (Node hashes piece by piece as a file is read). */
   tensorHash(name: string, want: TensorDigest, got: string): void {
     this.compare(`tensor ${name}`, want.sha256, got);
-    this.checked++;
   }
 
   private compare(what: string, want: string, got: string): void {

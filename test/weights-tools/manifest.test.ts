@@ -92,4 +92,12 @@ describe("the manifest beside a GGUF", () => {
     expect(() => parseManifest(JSON.stringify({ ...good, tensors: { t: { offset: -1, bytes: 1, sha256: "c".repeat(64) } } }), "x")).toThrow(/tensors\["t"\]\.offset/);
     expect(() => parseManifest(JSON.stringify({ ...good, header: { bytes: 1, sha256: "XYZ" } }), "x")).toThrow(/header\.sha256/);
   });
+
+  it("tensor names are only names: __proto__ is a tensor, constructor is not in an empty manifest", () => {
+    const entry = { offset: 64, bytes: 32, sha256: "d".repeat(64) };
+    const text = `{"format":"edgelm-manifest/1","file":{"bytes":96,"sha256":"${"a".repeat(64)}"},"header":{"bytes":64,"sha256":"${"b".repeat(64)}"},"tensors":{"__proto__":${JSON.stringify(entry)}}}`;
+    const check = new ManifestCheck(parseManifest(text, "x"), "x");
+    expect(check.expect("__proto__", 64, 32)).toEqual(entry);
+    expect(() => check.expect("constructor", 64, 32)).toThrow(/tensor constructor is not in the manifest/);
+  });
 });
