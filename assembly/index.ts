@@ -1,11 +1,18 @@
 // Kernel entry point. The same sources compile to four builds; each kernel
 // picks its implementation with the compile-time constants ASC_FEATURE_SIMD /
 // ASC_FEATURE_RELAXED_SIMD / FUSED, so the untaken branches are never compiled.
+// The kernels are listed by name: quant.ts also exports helpers that kquant.ts
+// shares, and those must not become module exports.
 
 import { defaultScratch, FUSED, SCRATCH_BYTES } from "./common";
 
 export { set_scratch } from "./common";
-export * from "./quant";
+export {
+  q8a_bytes, q4r_bytes, quantize_q8a, repack_q4_0, matvec_q4r_q8a, matvec_q8_0_q8a,
+  matvec_q6k_q8a, q6r_bytes, repack_q6_k, matvec_q6r_q8a, dequant_q4_0, dequant_q8_0, dequant_q6_k,
+  q8b_bytes, quantize_q8b, matmul_q4r_q8b, matmul_q8_0_q8b,
+} from "./quant";
+export * from "./kquant";
 export * from "./float";
 
 // First byte the host may use: after static data and the default scratch.

@@ -49,6 +49,16 @@ export interface KernelExports {
   q6r_bytes(rows: number, cols: number): number;
   repack_q6_k(src: number, dst: number, rows: number, cols: number): void;
   matvec_q6r_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  q4kr_bytes(rows: number, cols: number): number;
+  q5kr_bytes(rows: number, cols: number): number;
+  repack_q4_k(src: number, dst: number, rows: number, cols: number): void;
+  repack_q5_k(src: number, dst: number, rows: number, cols: number): void;
+  matvec_q4kr_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matvec_q5kr_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matmul_q4kr_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  matmul_q5kr_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  dequant_q4_k(src: number, dst: number, n: number): void;
+  dequant_q5_k(src: number, dst: number, n: number): void;
   dequant_q4_0(src: number, dst: number, n: number): void;
   dequant_q8_0(src: number, dst: number, n: number): void;
   dequant_q6_k(src: number, dst: number, n: number): void;

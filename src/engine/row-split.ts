@@ -17,6 +17,7 @@
  * copies the rows into place.
  */
 import { layoutOf } from "../gguf/quant";
+import { isQuantized, rowOffset } from "./kernel-sizes";
 import type { WasmMatrix } from "./load";
 import { TILE, type Chunk } from "./thread-pool";
 
@@ -65,9 +66,8 @@ export function splitProducts(products: readonly Product[], input: ProductInput,
   const chunks: Chunk[] = [];
   for (const { w, out } of products) {
     const { blockSize, blockBytes } = layoutOf(w.type);
-    // Bytes per row as stored; for Q4R/Q6R, 4 rows take 4 stored rows' bytes, so this also finds a group's start.
     const rowBytes = (w.cols / blockSize) * blockBytes;
-    const quantized = w.kind === "q4r" || w.kind === "q8_0" || w.kind === "q6r";
+    const quantized = isQuantized(w.kind);
     if (w.kind === "q6r" && m > 1) throw new Error(`${w.name}: Q6R products run one position at a time`);
     const groups = Math.ceil(w.rows / 4);
     let shares = Math.min(groups, threads * CHUNKS_PER_THREAD);
@@ -79,11 +79,11 @@ export function splitProducts(products: readonly Product[], input: ProductInput,
     for (let i = 0; i < shares; i++) {
       const [r0, r1] = shareRows(w.rows, shares, i);
       const n = r1 - r0;
-      const wp = w.ptr + r0 * rowBytes;
+      const wp = w.ptr + rowOffset(w.kind, r0, w.cols, rowBytes);
       if (m === 1) {
         chunks.push([{ op: matvecOp(w), args: [wp, n, w.cols, quantized ? xq : x, out + r0 * F32] }]);
       } else if (quantized) {
-        const op = w.kind === "q4r" ? "matmul_q4r_q8b" : "matmul_q8_0_q8b";
+        const op = matmulOp(w);
         chunks.push([
           { op, args: [wp, n, w.cols, xq, m, TILE] },
           { op: "copy", args: [TILE, out + r0 * F32, n * F32, m, n * F32, w.rows * F32] },
@@ -96,9 +96,21 @@ export function splitProducts(products: readonly Product[], input: ProductInput,
   return chunks;
 }
 
+function matmulOp(w: WasmMatrix): Chunk[number]["op"] {
+  switch (w.kind) {
+    case "q4r": return "matmul_q4r_q8b";
+    case "q8_0": return "matmul_q8_0_q8b";
+    case "q4kr": return "matmul_q4kr_q8b";
+    case "q5kr": return "matmul_q5kr_q8b";
+    default: throw new Error(`${w.name}: no matrix-matrix kernel for ${w.kind}`);
+  }
+}
+
 function matvecOp(w: WasmMatrix): Chunk[number]["op"] {
   switch (w.kind) {
     case "q4r": return "matvec_q4r_q8a";
+    case "q4kr": return "matvec_q4kr_q8a";
+    case "q5kr": return "matvec_q5kr_q8a";
     case "q8_0": return "matvec_q8_0_q8a";
     case "q6r": return "matvec_q6r_q8a";
     case "f32": return "matvec_f32";

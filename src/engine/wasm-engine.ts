@@ -34,7 +34,7 @@ import { layoutOf } from "../gguf/quant";
 import { TensorType } from "../gguf/types";
 import type { KernelExports, Kernels } from "./kernels";
 import { KVPool, WasmSequence } from "./kv-cache";
-import type { EngineLayout } from "./layout";
+import { isQuantized, type EngineLayout } from "./layout";
 import type { WasmMatrix, WasmWeights } from "./load";
 import { attentionChunks, positionRanges, quantizeCalls, type AttentionSegment, type Q8Target } from "./position-split";
 import { splitProducts, type Product } from "./row-split";
@@ -43,7 +43,7 @@ import { runChunk, ThreadError, type Call, type Chunk, type ThreadPool } from ".
 const F32 = 4;
 
 /**
- * From this many positions the Q4R and Q8_0 products run as one matmul call:
+ * From this many positions the Q4R, Q8_0, Q4KR and Q5KR products run as one matmul call:
  * the kernel takes up to six positions (and a prompt's last ntok % 8) on its
  * small-batch path, one pass over the weights for up to four of them, so
  * even a step of two decoding streams costs no more than two matrix-vector
@@ -375,6 +375,8 @@ export class WasmEngine implements Engine {
       case TensorType.Q8_0: k.dequant_q8_0(src, dst, H); break;
       case TensorType.Q4_0: k.dequant_q4_0(src, dst, H); break;
       case TensorType.Q6_K: k.dequant_q6_k(src, dst, H); break;
+      case TensorType.Q4_K: k.dequant_q4_k(src, dst, H); break;
+      case TensorType.Q5_K: k.dequant_q5_k(src, dst, H); break;
       default: throw new Error(`embedding type ${e.type} unsupported`);
     }
   }
@@ -545,7 +547,7 @@ export class WasmEngine implements Engine {
       for (const p of products) this.linear(p.w, x, m, p.out);
       return;
     }
-    const perPosition = m > 1 ? products.filter((p) => p.w.kind === "q6r" || (m < MATMUL_MIN_ROWS && (p.w.kind === "q4r" || p.w.kind === "q8_0"))) : [];
+    const perPosition = m > 1 ? products.filter((p) => p.w.kind === "q6r" || (m < MATMUL_MIN_ROWS && isQuantized(p.w.kind))) : [];
     const together = products.filter((p) => !perPosition.includes(p));
     const { tileBytes } = this.threadMemory;
     if (together.length) this.dispatch(splitProducts(together, { x, xq: this.Q8, m, tileBytes }, pool.size));
@@ -565,11 +567,21 @@ export class WasmEngine implements Engine {
     switch (w.kind) {
       case "q4r":
       case "q8_0":
-      case "q6r": {
-        const matvec = w.kind === "q4r" ? k.matvec_q4r_q8a : w.kind === "q8_0" ? k.matvec_q8_0_q8a : k.matvec_q6r_q8a;
+      case "q6r":
+      case "q4kr":
+      case "q5kr": {
+        type Matvec = KernelExports["matvec_q4r_q8a"];
+        type Matmul = KernelExports["matmul_q4r_q8b"];
+        const kernels: Record<typeof w.kind, [Matvec, Matmul | undefined]> = {
+          q4r: [k.matvec_q4r_q8a, k.matmul_q4r_q8b],
+          q8_0: [k.matvec_q8_0_q8a, k.matmul_q8_0_q8b],
+          q6r: [k.matvec_q6r_q8a, undefined],
+          q4kr: [k.matvec_q4kr_q8a, k.matmul_q4kr_q8b],
+          q5kr: [k.matvec_q5kr_q8a, k.matmul_q5kr_q8b],
+        };
+        const [matvec, matmul] = kernels[w.kind];
         if (m === 1) matvec(ptr, rows, cols, this.Q8, out);
-        else if (w.kind === "q4r" && m >= MATMUL_MIN_ROWS) k.matmul_q4r_q8b(ptr, rows, cols, this.Q8, m, out);
-        else if (w.kind === "q8_0" && m >= MATMUL_MIN_ROWS) k.matmul_q8_0_q8b(ptr, rows, cols, this.Q8, m, out);
+        else if (matmul && m >= MATMUL_MIN_ROWS) matmul(ptr, rows, cols, this.Q8, m, out);
         else {
           // Q6R has no matrix-matrix kernel (only llama.cpp's output head is Q6_K, run once per prompt).
           for (let t = 0; t < m; t++) {
