@@ -92,7 +92,7 @@ export function planModel(layout: EngineLayout, base: number, kernels: Kernels):
       held = ptr;
     } else {
       const placement: Placement = { info, dest: view(ptr, info.byteLength), finalize: () => {} };
-      if (kind === "q4kr" || kind === "q5kr") {
+      if (p.repack && (kind === "q4kr" || kind === "q5kr")) {
         const repack = kind === "q4kr" ? k.repack_q4_k : k.repack_q5_k;
         placement.finalize = () => repack(ptr, ptr, t.rows, t.cols);
       } else if (p.repack) {
