@@ -12,29 +12,14 @@
 import { describe, expect, it } from "vitest";
 import { loadReferenceModelFromStream } from "../../src/model/load";
 import { TensorType } from "../../src/gguf/types";
-import { seededRandom } from "../../src/util/random";
-import { randK, type KType } from "../kernels/kquant-blocks";
-import { BUILDS, agreement, engineFromBytes, randomTokens, relErr, smallGGUF, streamOf, type SmallModelSpec } from "./helpers";
+import { kQuantTensors, type KType } from "../kernels/kquant-blocks";
+import { BUILDS, agreement, engineFromBytes, randomTokens, relErr, smallGGUF, streamOf } from "./helpers";
 
 const H = 256, F = 512, L = 2, V = 510;
 
-/** Every matrix of a small model (hidden 256, ffn 512, 2 layers, 510-row vocabulary) as random K-quant blocks. */
+/** A small model (hidden 256, ffn 512, 2 layers, 510-row vocabulary) whose matrices are random K-quant blocks. */
 function kModel(layers: KType, embed: KType, output: TensorType, seed: number): Promise<Uint8Array> {
-  const r = seededRandom(seed);
-  const raw: NonNullable<SmallModelSpec["raw"]> = {};
-  // Values d·sc·q − dmin·m with sc, m, q uniform: dmin = 7.5·d (Q5_K: 15.5·d) centres them, and their
-  // spread is ~260·d (~515·d), so d = scale/450 (scale/900) matches smallGGUF's other matrices (uniform in ±scale).
-  const mat = (name: string, type: KType, rows: number, cols: number, scale: number) => {
-    const five = type === TensorType.Q5_K;
-    raw[name] = { type, bytes: randK(type, r, rows, cols, { d: scale / (five ? 900 : 450), minRatio: five ? 15.5 : 7.5 }).bytes };
-  };
-  mat("token_embd.weight", embed, V, H, 1);
-  for (let i = 0; i < L; i++) {
-    for (const [m, rows, cols] of [["attn_q", H, H], ["attn_k", H, H], ["attn_v", H, H], ["attn_output", H, H], ["ffn_gate", F, H], ["ffn_up", F, H], ["ffn_down", H, F]] as const) {
-      mat(`blk.${i}.${m}.weight`, layers, rows, cols, 1.7 / Math.sqrt(cols));
-    }
-  }
-  if (output === TensorType.Q4_K || output === TensorType.Q5_K) mat("output.weight", output, V, H, 1.7 / Math.sqrt(H));
+  const raw = kQuantTensors({ hidden: H, ffn: F, layers: L, vocab: V }, layers, embed, output, seed);
   return smallGGUF({ hidden: H, ffn: F, layers: L, vocab: V, heads: 4, matrix: TensorType.Q4_0, output, seed, raw });
 }
 

@@ -4,6 +4,7 @@
 // K-quant quantizer exists. Weights come from src/gguf's reference dequantize.
 import { dequantize } from "../../src/gguf/quant";
 import { TensorType } from "../../src/gguf/types";
+import { seededRandom } from "../../src/util/random";
 
 export type KType = TensorType.Q4_K | TensorType.Q5_K;
 
@@ -45,4 +46,40 @@ export function randK(type: KType, r: () => number, rows: number, cols: number, 
   const w32 = new Float32Array(rows * cols);
   dequantize(type, bytes, rows * cols, w32);
   return { bytes, w: Float64Array.from(w32) };
+}
+
+export interface KModelShape {
+  hidden: number;
+  ffn: number;
+  layers: number;
+  vocab: number;
+  /** Rows of attn_k / attn_v (numKVHeads · headDim); default hidden. */
+  kvDim?: number;
+}
+
+/**
+ * Random K-quant bytes for a StableLM's matrices (for smallGGUF's `raw`): the
+ * layers' as `layers`, the embedding as `embed`, output.weight as `output`
+ * when that is a K-quant (else left to smallGGUF). Values d·sc·q − dmin·m
+ * with sc, m, q uniform: dmin = 7.5·d (Q5_K: 15.5·d) centres them and their
+ * spread is ~260·d (~515·d), so d = scale/450 (scale/900) matches the spread
+ * of smallGGUF's other matrices (uniform in ±scale).
+ */
+export function kQuantTensors(s: KModelShape, layers: KType, embed: KType, output: TensorType, seed: number): Record<string, { type: KType; bytes: Uint8Array }> {
+  const r = seededRandom(seed);
+  const raw: Record<string, { type: KType; bytes: Uint8Array }> = {};
+  const mat = (name: string, type: KType, rows: number, cols: number, scale: number) => {
+    const five = type === TensorType.Q5_K;
+    raw[name] = { type, bytes: randK(type, r, rows, cols, { d: scale / (five ? 900 : 450), minRatio: five ? 15.5 : 7.5 }).bytes };
+  };
+  const { hidden: H, ffn: F } = s;
+  const kv = s.kvDim ?? H;
+  mat("token_embd.weight", embed, s.vocab, H, 1);
+  for (let i = 0; i < s.layers; i++) {
+    for (const [m, rows, cols] of [["attn_q", H, H], ["attn_k", kv, H], ["attn_v", kv, H], ["attn_output", H, H], ["ffn_gate", F, H], ["ffn_up", F, H], ["ffn_down", H, F]] as const) {
+      mat(`blk.${i}.${m}.weight`, layers, rows, cols, 1.7 / Math.sqrt(cols));
+    }
+  }
+  if (output === TensorType.Q4_K || output === TensorType.Q5_K) mat("output.weight", output, s.vocab, H, 1.7 / Math.sqrt(H));
+  return raw;
 }
