@@ -22,7 +22,9 @@
 //   [16, 48)   scale of sub-block j, row r at 16 + 4j + r (u8, 0..63)
 //   [48, 80)   min of sub-block j, row r at 48 + 4j + r
 //   [80, 592)  row r's 128 nibble bytes at 80 + 128r (GGUF order)
-//   [592, 720) Q5KR only: row r's 32 fifth-bit bytes at 592 + 32r
+//   [592, 720) Q5KR only: row r's 32 fifth-bit bytes at 592 + 32r, each
+//              rotated by four (sub-block j's bit at bit (j+4) & 7), so
+//              that one shift moves it to 0x10
 // The scales are unpacked once at load instead of per row and superblock in
 // every product; the four rows' scales and mins are then one vector load
 // each, and the rows' data one sequential stream (as Q6R).
@@ -106,7 +108,12 @@ function repackK(src: usize, dst: usize, rows: i32, cols: i32, five: bool): void
           store<u8>(o + K_M + (j << 2) + r, <u8>m);
         }
         memory.copy(o + K_QS + (r << 7), s + (five ? 48 : 16), 128);
-        if (five) memory.copy(o + K_QH + (r << 5), s + 16, 32);
+        if (five) {
+          for (let l: usize = 0; l < 32; l++) {
+            const h = <u32>load<u8>(s + 16 + l);
+            store<u8>(o + K_QH + (r << 5) + l, <u8>((h << 4) | (h >> 4)));
+          }
+        }
       }
       o += outB;
     }
@@ -125,11 +132,12 @@ export function matvec_q5kr_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: 
   else matvecKScalar(w, rows, cols, xa, out, true);
 }
 
-// Value l (0..31) of sub-block j of one row: qs at q, fifth bits at qh.
-@inline function kValue(q: usize, qh: usize, j: usize, l: usize, five: bool): i32 {
+// Value l (0..31) of sub-block j of one row: qs at q, fifth bits at qh
+// (rotated: as in Q5KR, else as in the file).
+@inline function kValue(q: usize, qh: usize, j: usize, l: usize, five: bool, rotated: bool): i32 {
   const v = <i32>load<u8>(q + ((j >> 1) << 5) + l);
   let x = j & 1 ? v >> 4 : v & 15;
-  if (five) x |= ((<i32>load<u8>(qh + l) >> <i32>j) & 1) << 4;
+  if (five) x |= ((<i32>load<u8>(qh + l) >> <i32>(rotated ? (j + 4) & 7 : j)) & 1) << 4;
   return x;
 }
 
@@ -151,7 +159,7 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
       for (let j: usize = 0; j < 8; j++) {
         const b = (sb << 3) + j;
         let dot: i32 = 0;
-        for (let l: usize = 0; l < 32; l++) dot += kValue(q, qh, j, l, five) * <i32>load<i8>(x8 + (b << 5) + l);
+        for (let l: usize = 0; l < 32; l++) dot += kValue(q, qh, j, l, five, true) * <i32>load<i8>(x8 + (b << 5) + l);
         const sd = dot * <i32>load<u8>(p + K_SC + (j << 2) + lane);
         const sm = load<i32>(xs + (b << 2)) * <i32>load<u8>(p + K_M + (j << 2) + lane);
         acc += (<f32>sd * d - <f32>sm * dm) * load<f32>(xa + (b << 2));
@@ -162,10 +170,13 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   }
 }
 
-// Fifth bit j of every byte of v, moved to bit 4 (0x10 per byte). The 16-bit
-// shifts move no bit across a byte boundary into bit 4 for j in 0..7.
+// Sub-block j's fifth bit of every byte of v (Q5KR's rotated bytes: at bit
+// (j+4) & 7) at bit 4, 0x10 per byte: one 16-bit shift, which carries no bit
+// across a byte boundary into bit 4 for these shift counts (at most 3 right,
+// 4 left).
 @inline function fifth(v: v128, j: i32, m5: v128): v128 {
-  return v128.and(i16x8.shl(i16x8.shr_u(v, j), 4), m5);
+  if (j < 4) return v128.and(i16x8.shr_u(v, j), m5);
+  return v128.and(i16x8.shl(v, 8 - j), m5);
 }
 
 // acc + (f32(sd)*d - f32(sm)*dmin) * d_x: the scalar twin's fold, four lanes.
@@ -173,35 +184,36 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   return f32x4.add(acc, f32x4.mul(f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(sd), d), f32x4.mul(f32x4.convert_i32x4_s(sm), dm)), dx));
 }
 
-// Scratch of the SIMD matvec: the four rows' int16 (relaxed) or int32 (SIMD)
-// partials of the current sub-block pair, [0, 128); storing them orders the
-// next row's loads after them (see q6Step in quant.ts).
+// Scratch of the plain SIMD matvec: the four rows' int32 partials of the
+// current sub-block pair, [0, 128); storing them orders the next row's loads
+// after them (see q6Step in quant.ts). The relaxed one keeps them in
+// registers: passing them through scratch measured ~15% slower there.
 
-// Relaxed: one row's two sub-blocks (2c: low nibbles, 2c+1: high nibbles) of
-// chunk c against their activations, left in int16: lane i holds two pairs'
-// dots of both 16-wide halves, |lane| <= 2*2*15*127 = 7620 (Q5: 15748).
-@inline function kRowRelaxed(t: usize, q: usize, qh: usize, c: i32, five: bool, x0l: v128, x0h: v128, x1l: v128, x1h: v128, m: v128, m5: v128): void {
-  const a = v128.load(q + (<usize>c << 5));
-  const b = v128.load(q + (<usize>c << 5), 16);
-  let la = v128.and(a, m), lb = v128.and(b, m);
-  let ha = v128.and(i16x8.shr_u(a, 4), m), hb = v128.and(i16x8.shr_u(b, 4), m);
-  if (five) {
-    const ua = v128.load(qh), ub = v128.load(qh, 16);
-    la = v128.or(la, fifth(ua, c << 1, m5));
-    lb = v128.or(lb, fifth(ub, c << 1, m5));
-    ha = v128.or(ha, fifth(ua, (c << 1) + 1, m5));
-    hb = v128.or(hb, fifth(ub, (c << 1) + 1, m5));
+// Relaxed: one row's sub-block j (chunk c = j >> 1: low nibbles for even j,
+// high for odd) against its activations, left in int16: lane i holds two
+// pairs' dots of both 16-wide halves, |lane| <= 2*2*15*127 = 7620 (Q5:
+// 15748).
+@inline function kRowRelaxed(q: usize, qh: usize, j: i32, five: bool, xl: v128, xh: v128, m: v128, m5: v128): v128 {
+  let a = v128.load(q + (<usize>(j >> 1) << 5));
+  let b = v128.load(q + (<usize>(j >> 1) << 5), 16);
+  if (j & 1) {
+    a = i16x8.shr_u(a, 4);
+    b = i16x8.shr_u(b, 4);
   }
-  v128.store(t, i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0l, la), i16x8.relaxed_dot_i8x16_i7x16_s(x0h, lb)));
-  v128.store(t, i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x1l, ha), i16x8.relaxed_dot_i8x16_i7x16_s(x1h, hb)), 64);
+  a = v128.and(a, m);
+  b = v128.and(b, m);
+  if (five) {
+    a = v128.or(a, fifth(v128.load(qh), j, m5));
+    b = v128.or(b, fifth(v128.load(qh, 16), j, m5));
+  }
+  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, a), i16x8.relaxed_dot_i8x16_i7x16_s(xh, b));
 }
 
-// [sc_r * sum(p_r)] for four rows' int16 partials at t (row r at t + 16r):
-// transpose-and-add in int16, then one dot with [sc0, sc0, sc1, sc1, ...]
-// widens and scales at once. Q4_K: sums of 8 lanes <= 30480 stay exact in
-// int16; Q5_K's (<= 62992) would not, so its last add is done in int32.
-@inline function kReduceScaled(t: usize, sc: v128, five: bool): v128 {
-  const p0 = v128.load(t), p1 = v128.load(t, 16), p2 = v128.load(t, 32), p3 = v128.load(t, 48);
+// [sc_r * sum(p_r)] for four rows' int16 partials: transpose-and-add in
+// int16, then one dot with [sc0, sc0, sc1, sc1, ...] widens and scales at
+// once. Q4_K: sums of 8 lanes <= 30480 stay exact in int16; Q5_K's (<= 62992)
+// would not, so its last add is done in int32.
+@inline function kReduceScaled(p0: v128, p1: v128, p2: v128, p3: v128, sc: v128, five: bool): v128 {
   const a = i16x8.add(i32x4.shuffle(p0, p1, 0, 4, 1, 5), i32x4.shuffle(p0, p1, 2, 6, 3, 7));
   const c = i16x8.add(i32x4.shuffle(p2, p3, 0, 4, 1, 5), i32x4.shuffle(p2, p3, 2, 6, 3, 7));
   const lo = i32x4.shuffle(a, c, 0, 1, 4, 5);
@@ -222,7 +234,7 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   if (five) {
     const ua = v128.load(qh), ub = v128.load(qh, 16);
     const one = i16x8.splat(1);
-    const s0 = c << 1, s1 = s0 + 1;
+    const s0 = ((c << 1) + 4) & 7, s1 = ((c << 1) + 5) & 7;
     e0 = v128.or(e0, i16x8.shl(v128.and(i16x8.shr_u(ua, s0), one), 4));
     e1 = v128.or(e1, i16x8.shl(v128.and(i16x8.shr_u(ua, s0 + 8), one), 4));
     e2 = v128.or(e2, i16x8.shl(v128.and(i16x8.shr_u(ub, s0), one), 4));
@@ -266,14 +278,7 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   d: v128, dm: v128, S: v128, M: v128, m: v128, m5: v128): v128 {
   const t = scratchBase();
   const q = p + K_QS, qh = p + K_QH;
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    const x0 = xq + (b << 5), x1 = x0 + 32;
-    const x0l = v128.load(x0), x0h = v128.load(x0, 16), x1l = v128.load(x1), x1h = v128.load(x1, 16);
-    kRowRelaxed(t, q, qh, c, five, x0l, x0h, x1l, x1h, m, m5);
-    kRowRelaxed(t + 16, q + 128, qh + 32, c, five, x0l, x0h, x1l, x1h, m, m5);
-    kRowRelaxed(t + 32, q + 256, qh + 64, c, five, x0l, x0h, x1l, x1h, m, m5);
-    kRowRelaxed(t + 48, q + 384, qh + 96, c, five, x0l, x0h, x1l, x1h, m, m5);
-  } else {
+  if (!ASC_FEATURE_RELAXED_SIMD) {
     const x0 = xq + (b << 6), x1 = x0 + 64;
     kRowSimd(t, q, qh, c, five, x0, x1);
     kRowSimd(t + 16, q + 128, qh + 32, c, five, x0, x1);
@@ -284,8 +289,20 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   const o0 = (c & 1) << 3, o1 = o0 + 4;
   let sd0: v128, sd1: v128;
   if (ASC_FEATURE_RELAXED_SIMD) {
-    sd0 = kReduceScaled(t, pairLanes(S, o0), five);
-    sd1 = kReduceScaled(t + 64, pairLanes(S, o1), five);
+    // Each sub-block's four rows straight into the reduction (reloading the
+    // chunk's bytes for the odd one is cheaper than keeping them live).
+    const j0 = c << 1, j1 = j0 + 1;
+    let xl = v128.load(xq + (b << 5)), xh = v128.load(xq + (b << 5), 16);
+    sd0 = kReduceScaled(
+      kRowRelaxed(q, qh, j0, five, xl, xh, m, m5), kRowRelaxed(q + 128, qh + 32, j0, five, xl, xh, m, m5),
+      kRowRelaxed(q + 256, qh + 64, j0, five, xl, xh, m, m5), kRowRelaxed(q + 384, qh + 96, j0, five, xl, xh, m, m5),
+      pairLanes(S, o0), five);
+    xl = v128.load(xq + (b << 5), 32);
+    xh = v128.load(xq + (b << 5), 48);
+    sd1 = kReduceScaled(
+      kRowRelaxed(q, qh, j1, five, xl, xh, m, m5), kRowRelaxed(q + 128, qh + 32, j1, five, xl, xh, m, m5),
+      kRowRelaxed(q + 256, qh + 64, j1, five, xl, xh, m, m5), kRowRelaxed(q + 384, qh + 96, j1, five, xl, xh, m, m5),
+      pairLanes(S, o1), five);
   } else {
     sd0 = i32x4.mul(reduce4(v128.load(t), v128.load(t, 16), v128.load(t, 32), v128.load(t, 48)), wordLanes(S, o0));
     sd1 = i32x4.mul(reduce4(v128.load(t, 64), v128.load(t, 80), v128.load(t, 96), v128.load(t, 112)), wordLanes(S, o1));
@@ -394,8 +411,10 @@ function matmulKMatvecs(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: 
     let lo = v128.and(i16x8.shr_u(a, sh), m);
     let hi = v128.and(i16x8.shr_u(b, sh), m);
     if (five) {
-      lo = v128.or(lo, fifth(v128.load(p + K_QH + (r << 5)), j, m5));
-      hi = v128.or(hi, fifth(v128.load(p + K_QH + (r << 5), 16), j, m5));
+      // j is not a constant here: the shift's direction is chosen at run time (fifth's two cases).
+      const u = v128.load(p + K_QH + (r << 5)), v = v128.load(p + K_QH + (r << 5), 16);
+      lo = v128.or(lo, v128.and(j < 4 ? i16x8.shr_u(u, j) : i16x8.shl(u, 8 - j), m5));
+      hi = v128.or(hi, v128.and(j < 4 ? i16x8.shr_u(v, j) : i16x8.shl(v, 8 - j), m5));
     }
     v128.store(ws + (r << 5), lo);
     v128.store(ws + (r << 5), hi, 16);
@@ -702,7 +721,7 @@ function dequantK(src: usize, dst: usize, n: i32, five: bool): void {
       }
       const ds = d * <f32>sc, mm = dm * <f32>m;
       const o = dst + (sb << 10) + (j << 7);
-      for (let l: usize = 0; l < 32; l++) store<f32>(o + (l << 2), ds * <f32>kValue(q, qh, j, l, five) - mm);
+      for (let l: usize = 0; l < 32; l++) store<f32>(o + (l << 2), ds * <f32>kValue(q, qh, j, l, five, false) - mm);
     }
   }
 }
