@@ -587,7 +587,7 @@ export function matvec_q6r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: u
   return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), scale));
 }
 
-function matvecQ6kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, interleaved: bool): void {
+export function matvecQ6kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, interleaved: bool): void {
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
   const x16 = xa + q8aQ16Off(nb);
@@ -651,7 +651,7 @@ function matvecQ6kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, in
   return (lo | (((qhb >> (<i32>k << 1)) & 3) << 4)) - 32;
 }
 
-function matvecQ6kScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, interleaved: bool): void {
+export function matvecQ6kScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, interleaved: bool): void {
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
   const x8 = xa + q8aQ8Off(nb);

@@ -49,6 +49,7 @@ export interface KernelExports {
   q6r_bytes(rows: number, cols: number): number;
   repack_q6_k(src: number, dst: number, rows: number, cols: number): void;
   matvec_q6r_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matmul_q6r_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
   q4kr_bytes(rows: number, cols: number): number;
   q5kr_bytes(rows: number, cols: number): number;
   repack_q4_k(src: number, dst: number, rows: number, cols: number): void;
@@ -198,7 +199,7 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
     { bytes: 144, w: alloc(e.q4kr_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q4_k, matvec: e.matvec_q4kr_q8a, matmul: e.matmul_q4kr_q8b },
     { bytes: 176, w: alloc(e.q5kr_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q5_k, matvec: e.matvec_q5kr_q8a, matmul: e.matmul_q5kr_q8b },
   ];
-  const kOut = kMats.length * s.kRows * (counts.reduce((a, n) => a + n, 0) + 1);
+  const kOut = kMats.length * s.kRows * (counts.reduce((a, n) => a + n, 0) + 1) + s.q6Rows * counts.reduce((a, n) => a + n, 0);
   const outN = (s.q4Rows + s.q8Rows) * counts.reduce((a, n) => a + n, 0) + s.q4Rows + s.q8Rows + 2 * s.q6Rows + kOut;
   const out = alloc(outN * 4);
   const buf = memory.buffer;
@@ -274,6 +275,12 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
     if (round === 0 || rounds > 1) e.repack_q6_k(q6, q6r, s.q6Rows, q6cols);
     e.matvec_q6r_q8a(q6r, s.q6Rows, q6cols, xa6, o);
     o += s.q6Rows * 4;
+    // The Q6R matmul over the K-quants' activations (256 columns; tokens 1 and 2 all +-127).
+    for (const n of counts) {
+      e.quantize_q8b(xk, kCols, n, xkb);
+      e.matmul_q6r_q8b(q6r, s.q6Rows, kCols, xkb, n, o);
+      o += s.q6Rows * n * 4;
+    }
     e.quantize_q8a(xk, kCols, xka);
     for (const m of kMats) {
       for (const n of counts) {

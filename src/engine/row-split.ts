@@ -4,7 +4,7 @@
  * own slice of the weights, so every row's arithmetic — and every bit of the
  * result — is what one thread computes, whichever thread runs the chunk, and
  * the threads stream disjoint parts of the weights (decode is limited by
- * reading them). Chunks are whole 4-row groups: Q4R and Q6R interleave four
+ * reading them). Chunks are whole 4-row groups: Q4R, Q6R, Q4KR and Q5KR interleave four
  * rows, and the kernels handle rows four at a time, so a chunk that starts
  * on a group boundary groups every row exactly as one call over all rows
  * does. A few chunks per thread and product, claimed as the threads come
@@ -57,9 +57,7 @@ export interface ProductInput {
 
 /**
  * The chunks of the products for `threads` threads: each a kernel call on a
- * range of rows (a matmul's followed by the copy out of the tile). Q6R with
- * m > 1 has no matrix-matrix kernel and needs one Q8A per position: the
- * caller runs those a position at a time with m = 1.
+ * range of rows (a matmul's followed by the copy out of the tile).
  */
 export function splitProducts(products: readonly Product[], input: ProductInput, threads: number): Chunk[] {
   const { x, xq, m, tileBytes } = input;
@@ -68,7 +66,6 @@ export function splitProducts(products: readonly Product[], input: ProductInput,
     const { blockSize, blockBytes } = layoutOf(w.type);
     const rowBytes = (w.cols / blockSize) * blockBytes;
     const quantized = isQuantized(w.kind);
-    if (w.kind === "q6r" && m > 1) throw new Error(`${w.name}: Q6R products run one position at a time`);
     const groups = Math.ceil(w.rows / 4);
     let shares = Math.min(groups, threads * CHUNKS_PER_THREAD);
     if (m > 1 && quantized) {
@@ -100,6 +97,7 @@ function matmulOp(w: WasmMatrix): Chunk[number]["op"] {
   switch (w.kind) {
     case "q4r": return "matmul_q4r_q8b";
     case "q8_0": return "matmul_q8_0_q8b";
+    case "q6r": return "matmul_q6r_q8b";
     case "q4kr": return "matmul_q4kr_q8b";
     case "q5kr": return "matmul_q5kr_q8b";
     default: throw new Error(`${w.name}: no matrix-matrix kernel for ${w.kind}`);

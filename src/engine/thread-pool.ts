@@ -55,6 +55,7 @@ export const OPS = {
   matvec_q8_0_q8a: "uuuuu",
   matmul_q8_0_q8b: "uuuuuu",
   matvec_q6r_q8a: "uuuuu",
+  matmul_q6r_q8b: "uuuuuu",
   matvec_q4kr_q8a: "uuuuu",
   matmul_q4kr_q8b: "uuuuuu",
   matvec_q5kr_q8a: "uuuuu",

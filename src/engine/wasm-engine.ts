@@ -103,7 +103,7 @@ export class WasmEngine implements Engine {
   private readonly U: number; //      [C × F]  f32  up projection
   private readonly D: number; //      [C × H]  f32  down projection
   private readonly Q8: number; //     Q8B of [C × max(H, F)] (or Q8A of one row): quantized input of the next products
-  private readonly Q8ROW: number; //  Q8A of one [max(H, F)] row: per-position products (Q6R in prefill, the head)
+  private readonly Q8ROW: number; //  Q8A of one [max(H, F)] row: per-position products (below MATMUL_MIN_ROWS positions)
   private readonly SCORES: number; // [ctx] f32  attention scores of one head (the main thread's; each other thread has its own)
   private readonly TABLE: number; //  [C × ctx/P] u32  addresses of each segment's KV blocks (P = positions per block)
   private readonly XN: number; //     [B × H] f32  final LayerNorm of the positions whose logits are wanted (B = logitsBatch)
@@ -547,7 +547,7 @@ export class WasmEngine implements Engine {
       for (const p of products) this.linear(p.w, x, m, p.out);
       return;
     }
-    const perPosition = m > 1 ? products.filter((p) => p.w.kind === "q6r" || (m < MATMUL_MIN_ROWS && isQuantized(p.w.kind))) : [];
+    const perPosition = m > 1 && m < MATMUL_MIN_ROWS ? products.filter((p) => isQuantized(p.w.kind)) : [];
     const together = products.filter((p) => !perPosition.includes(p));
     const { tileBytes } = this.threadMemory;
     if (together.length) this.dispatch(splitProducts(together, { x, xq: this.Q8, m, tileBytes }, pool.size));
@@ -575,7 +575,7 @@ export class WasmEngine implements Engine {
         const kernels: Record<typeof w.kind, [Matvec, Matmul | undefined]> = {
           q4r: [k.matvec_q4r_q8a, k.matmul_q4r_q8b],
           q8_0: [k.matvec_q8_0_q8a, k.matmul_q8_0_q8b],
-          q6r: [k.matvec_q6r_q8a, undefined],
+          q6r: [k.matvec_q6r_q8a, k.matmul_q6r_q8b],
           q4kr: [k.matvec_q4kr_q8a, k.matmul_q4kr_q8b],
           q5kr: [k.matvec_q5kr_q8a, k.matmul_q5kr_q8b],
         };
@@ -583,7 +583,7 @@ export class WasmEngine implements Engine {
         if (m === 1) matvec(ptr, rows, cols, this.Q8, out);
         else if (matmul && m >= MATMUL_MIN_ROWS) matmul(ptr, rows, cols, this.Q8, m, out);
         else {
-          // Q6R has no matrix-matrix kernel (only llama.cpp's output head is Q6_K, run once per prompt).
+          // Fewer positions than MATMUL_MIN_ROWS: a matrix-vector product per position.
           for (let t = 0; t < m; t++) {
             k.quantize_q8a(x + t * cols * F32, cols, this.Q8ROW);
             matvec(ptr, rows, cols, this.Q8ROW, out + t * rows * F32);
