@@ -35,7 +35,7 @@ import {
 } from "./common";
 import {
   reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, q8bToQ8a, quadsToQ8a,
-  transposeQuads, smallTail, SMALL_X,
+  transposeQuads, smallTail, SMALL_X, matvecQ6kSimd, matvecQ6kScalar,
 } from "./quant";
 
 // @ts-ignore: decorator
@@ -75,6 +75,18 @@ export function repack_q5_k(src: usize, dst: usize, rows: i32, cols: i32): void 
   repackK(src, dst, rows, cols, true);
 }
 
+// Sub-block j's six-bit scale | min << 8 from the 12 packed bytes at s:
+// sub-blocks 0..3 keep theirs in the low six bits of bytes j and j+4; 4..7
+// take a nibble of byte j+4 and the top two bits of bytes j-4 (scale) and j
+// (min).
+@inline function scaleMin(s: usize, j: usize): u32 {
+  const a = <u32>load<u8>(s + j);
+  const b = <u32>load<u8>(s + ((j + 4) & 7));
+  if (j < 4) return (a & 63) | ((b & 63) << 8);
+  const c = <u32>load<u8>(s + j + 4);
+  return ((c & 15) | ((b >> 6) << 4)) | (((c >> 4) | ((a >> 6) << 4)) << 8);
+}
+
 function repackK(src: usize, dst: usize, rows: i32, cols: i32, five: bool): void {
   const nsb = <usize>cols >> 8;
   const inB: usize = five ? 176 : 144;
@@ -92,20 +104,9 @@ function repackK(src: usize, dst: usize, rows: i32, cols: i32, five: bool): void
         store<u16>(o + (r << 1), load<u16>(s));
         store<u16>(o + 8 + (r << 1), load<u16>(s, 2));
         for (let j: usize = 0; j < 8; j++) {
-          const a = <u32>load<u8>(s + 4 + j);
-          const b = <u32>load<u8>(s + 4 + ((j + 4) & 7));
-          let sc: u32, m: u32;
-          if (j < 4) {
-            sc = a & 63;
-            m = b & 63;
-          } else {
-            // Sub-blocks 4..7: a nibble of byte j+4 and the top two bits of bytes j-4 (scale) and j (min).
-            const c = <u32>load<u8>(s + 4 + j + 4);
-            sc = (c & 15) | ((b >> 6) << 4);
-            m = (c >> 4) | ((a >> 6) << 4);
-          }
-          store<u8>(o + K_SC + (j << 2) + r, <u8>sc);
-          store<u8>(o + K_M + (j << 2) + r, <u8>m);
+          const sm = scaleMin(s + 4, j);
+          store<u8>(o + K_SC + (j << 2) + r, <u8>sm);
+          store<u8>(o + K_M + (j << 2) + r, <u8>(sm >> 8));
         }
         memory.copy(o + K_QS + (r << 7), s + (five ? 48 : 16), 128);
         if (five) {
@@ -358,7 +359,7 @@ export function matmul_q5kr_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok:
 
 function matmulK(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize, five: bool): void {
   if (!ASC_FEATURE_RELAXED_SIMD) {
-    matmulKMatvecs(w, rows, cols, xb, 0, ntok, out, five);
+    matvecsPerToken(w, rows, cols, xb, 0, ntok, out, five ? 5 : 4);
     return;
   }
   const tiled = ntok - smallTail(ntok);
@@ -366,19 +367,23 @@ function matmulK(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usiz
     if (FUSED) matmulKFused(w, rows, cols, xb, tiled, out, five);
     else matmulKRelaxed(w, rows, cols, xb + q8bPlainBytes(<usize>cols >> 5, ntok), tiled, out, five);
   }
-  if (tiled < ntok) matmulKMatvecs(w, rows, cols, xb, tiled, ntok, out, five);
+  if (tiled < ntok) matvecsPerToken(w, rows, cols, xb, tiled, ntok, out, five ? 5 : 4);
 }
 
-// Tokens [t0, t1) one matvec each, on their Q8A images made from the Q8B.
-function matmulKMatvecs(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize, five: bool): void {
+// Tokens [t0, t1) of Q8B xb one matvec each, on their Q8A images: kind 4
+// Q4KR, 5 Q5KR, 6 Q6R (q6matmul.ts).
+export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize, kind: i32): void {
   const nb = <usize>cols >> 5;
   const xa = scratchBase() + SMALL_X;
   for (let t = t0; t < t1; t++) {
     if (FUSED) quadsToQ8a(xb, nb, t, xa);
     else q8bToQ8a(xb, nb, t, xa);
     const o = out + <usize>t * (<usize>rows << 2);
-    if (ASC_FEATURE_SIMD) matvecKSimd(w, rows, cols, xa, o, five);
-    else matvecKScalar(w, rows, cols, xa, o, five);
+    if (kind == 6) {
+      if (ASC_FEATURE_SIMD) matvecQ6kSimd(w, rows, cols, xa, o, true);
+      else matvecQ6kScalar(w, rows, cols, xa, o, true);
+    } else if (ASC_FEATURE_SIMD) matvecKSimd(w, rows, cols, xa, o, kind == 5);
+    else matvecKScalar(w, rows, cols, xa, o, kind == 5);
   }
 }
 
@@ -708,18 +713,8 @@ function dequantK(src: usize, dst: usize, n: i32, five: bool): void {
     const q = p + (five ? 48 : 16);
     const qh = p + 16;
     for (let j: usize = 0; j < 8; j++) {
-      const a = <u32>load<u8>(p + 4 + j);
-      const b = <u32>load<u8>(p + 4 + ((j + 4) & 7));
-      let sc: u32, m: u32;
-      if (j < 4) {
-        sc = a & 63;
-        m = b & 63;
-      } else {
-        const c = <u32>load<u8>(p + 4 + j + 4);
-        sc = (c & 15) | ((b >> 6) << 4);
-        m = (c >> 4) | ((a >> 6) << 4);
-      }
-      const ds = d * <f32>sc, mm = dm * <f32>m;
+      const sm = scaleMin(p + 4, j);
+      const ds = d * <f32>(sm & 255), mm = dm * <f32>(sm >> 8);
       const o = dst + (sb << 10) + (j << 7);
       for (let l: usize = 0; l < 32; l++) store<f32>(o + (l << 2), ds * <f32>kValue(q, qh, j, l, five, false) - mm);
     }

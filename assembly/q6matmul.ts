@@ -14,15 +14,13 @@
 // chains per 16-wide half from -32 * sum(x) of the half, times the half's
 // scale. Few tokens (and the SIMD and scalar builds): one matvec per token.
 
-import { FUSED, scratchBase, h2f, VCONST, VC_Q6M4, VC_Q6M2, VC_EVEN16, VC_ODD16 } from "./common";
-import {
-  MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, q8bToQ8a, quadsToQ8a, transposeQuads, smallTail, SMALL_X,
-  matvecQ6kSimd, matvecQ6kScalar,
-} from "./quant";
+import { FUSED, scratchBase, h2f, VCONST, VC_Q6M4, VC_Q6M2 } from "./common";
+import { MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, transposeQuads, smallTail } from "./quant";
+import { matvecsPerToken } from "./kquant";
 
 export function matmul_q6r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
   if (!ASC_FEATURE_RELAXED_SIMD) {
-    q6Matvecs(w, rows, cols, xb, 0, ntok, out);
+    matvecsPerToken(w, rows, cols, xb, 0, ntok, out, 6);
     return;
   }
   const tiled = ntok - smallTail(ntok);
@@ -30,20 +28,7 @@ export function matmul_q6r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: 
     if (FUSED) matmulQ6Fused(w, rows, cols, xb, tiled, out);
     else matmulQ6Relaxed(w, rows, cols, xb + q8bPlainBytes(<usize>cols >> 5, ntok), tiled, out);
   }
-  if (tiled < ntok) q6Matvecs(w, rows, cols, xb, tiled, ntok, out);
-}
-
-// Tokens [t0, t1) one matvec each, on their Q8A images made from the Q8B.
-function q6Matvecs(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize): void {
-  const nb = <usize>cols >> 5;
-  const xa = scratchBase() + SMALL_X;
-  for (let t = t0; t < t1; t++) {
-    if (FUSED) quadsToQ8a(xb, nb, t, xa);
-    else q8bToQ8a(xb, nb, t, xa);
-    const o = out + <usize>t * (<usize>rows << 2);
-    if (ASC_FEATURE_SIMD) matvecQ6kSimd(w, rows, cols, xa, o, true);
-    else matvecQ6kScalar(w, rows, cols, xa, o, true);
-  }
+  if (tiled < ntok) matvecsPerToken(w, rows, cols, xb, tiled, ntok, out, 6);
 }
 
 // Scratch: [0, 128) the current 32-block's six-bit values of rows 0..3
