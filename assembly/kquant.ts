@@ -34,7 +34,7 @@ import {
   q8aSumOff, q8aQ8Off, q8aQ16Off,
 } from "./common";
 import {
-  reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, q8bToQ8a, quadsToQ8a,
+  reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, q8bToQ8a, quadsToQ8a,
   transposeQuads, smallTail, SMALL_X, matvecQ6kSimd, matvecQ6kScalar,
 } from "./quant";
 
@@ -364,8 +364,7 @@ function matmulK(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usiz
   }
   const tiled = ntok - smallTail(ntok);
   if (tiled > 0) {
-    if (FUSED) matmulKFused(w, rows, cols, xb, tiled, out, five);
-    else matmulKRelaxed(w, rows, cols, xb + q8bPlainBytes(<usize>cols >> 5, ntok), tiled, out, five);
+    matmulKTiled(w, rows, cols, FUSED ? xb : xb + q8bPlainBytes(<usize>cols >> 5, ntok), tiled, out, five);
   }
   if (tiled < ntok) matvecsPerToken(w, rows, cols, xb, tiled, ntok, out, five ? 5 : 4);
 }
@@ -557,55 +556,6 @@ function kHalfTable(xg0: usize, gStride: usize, ng: i32, nb: usize, tab: usize):
   }
 }
 
-function matmulKRelaxed(w: usize, rows: i32, cols: i32, x8b: usize, ntok: i32, out: usize, five: bool): void {
-  const nsb = <usize>cols >> 8;
-  const nb = nsb << 3;
-  const ws = scratchBase();
-  const tab = ws + K_TAB;
-  const gStride = nb * Q8B_PAIRS;
-  const m = v128.load(VCONST + VC_NIB8);
-  const m5 = i8x16.splat(0x10);
-  const B = kBytes(five);
-  for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
-    const tn = min(MM_TOK, ntok - t0);
-    const ng = (tn + 7) >> 3;
-    const xg0 = x8b + <usize>(t0 >> 3) * gStride;
-    if (five) kHalfTable(xg0, gStride, ng, nb, tab);
-    for (let r0 = 0; r0 < rows; r0 += 4) {
-      memory.fill(ws + MM_ACC, 0, <usize>ng << 7);
-      let p = w + <usize>(r0 >> 2) * nsb * B;
-      for (let sb: usize = 0; sb < nsb; sb++) {
-        kScales(ws, p);
-        for (let j = 0; j < 8; j++) {
-          kUnpack(ws, p, j, five, m, m5);
-          const b = (sb << 3) + <usize>j;
-          let xg = xg0 + b * Q8B_PAIRS;
-          let tg = tab + (b << 5);
-          const tStride = nb << 5;
-          let g = 0;
-          for (; g + 2 <= ng; g += 2) {
-            if (five) kPairs2Q5(ws, ws + MM_ACC + (<usize>g << 7), xg, xg + gStride, tg, tg + tStride);
-            else kPairs2Q4(ws, ws + MM_ACC + (<usize>g << 7), xg, xg + gStride);
-            xg += gStride << 1;
-            tg += tStride << 1;
-          }
-          if (g < ng) {
-            if (five) kPairs1Q5(ws, ws + MM_ACC + (<usize>g << 7), xg, tg);
-            else kPairs1Q4(ws, ws + MM_ACC + (<usize>g << 7), xg);
-          }
-        }
-        p += B;
-      }
-      const nr = min(4, rows - r0);
-      for (let t = 0; t < tn; t++) {
-        const src = ws + MM_ACC + (<usize>(t >> 3) << 7) + (<usize>(t & 1) << 4) + (<usize>((t >> 1) & 3) << 2);
-        const dst = out + (<usize>(t0 + t) * <usize>rows + <usize>r0) * 4;
-        for (let r = 0; r < nr; r++) store<f32>(dst + (<usize>r << 2), load<f32>(src + (<usize>r << 5)));
-      }
-    }
-  }
-}
-
 // --- relaxed-fused build: quads (four tokens per group), int32 from zero
 // (the raw dot, |.| <= 32*31*127, needs no offset); sum(x) from Q8B's
 // -8*sum(x).
@@ -656,37 +606,57 @@ function kQuads1(ws: usize, ap: usize, xg: usize): void {
   kQuadsFold(ws, ap, xg, a0, a1, a2, a3);
 }
 
-function matmulKFused(w: usize, rows: i32, cols: i32, xq: usize, ntok: i32, out: usize, five: bool): void {
+// Tiles of four rows, every token group of a 64-token chunk per sub-block,
+// in block order (the matvec's fold order per output). x: the pairs section
+// (relaxed) or the quads (relaxed-fused); groups of 8 or 4 tokens.
+function matmulKTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize, five: bool): void {
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
   const ws = scratchBase();
-  const gStride = nb * Q8B_QUAD;
+  const tab = ws + K_TAB;
+  const gTok = FUSED ? 4 : 8;
+  const gBytes: usize = FUSED ? Q8B_QUAD : Q8B_PAIRS;
+  const gStride = nb * gBytes;
+  const tStride = nb << 5;
   const m = v128.load(VCONST + VC_NIB8);
   const m5 = i8x16.splat(0x10);
   const B = kBytes(five);
   for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
     const tn = min(MM_TOK, ntok - t0);
-    const ng = (tn + 3) >> 2;
-    const xg0 = xq + <usize>(t0 >> 2) * gStride;
+    const ng = (tn + gTok - 1) / gTok;
+    const xg0 = x + <usize>(t0 / gTok) * gStride;
+    if (!FUSED && five) kHalfTable(xg0, gStride, ng, nb, tab);
     for (let r0 = 0; r0 < rows; r0 += 4) {
-      memory.fill(ws + MM_ACC, 0, <usize>ng << 6);
+      memory.fill(ws + MM_ACC, 0, <usize>ng << (FUSED ? 6 : 7));
       let p = w + <usize>(r0 >> 2) * nsb * B;
       for (let sb: usize = 0; sb < nsb; sb++) {
         kScales(ws, p);
         for (let j = 0; j < 8; j++) {
           kUnpack(ws, p, j, five, m, m5);
-          transposeQuads(ws);
-          let xg = xg0 + ((sb << 3) + <usize>j) * Q8B_QUAD;
+          if (FUSED) transposeQuads(ws);
+          const b = (sb << 3) + <usize>j;
+          let xg = xg0 + b * gBytes;
+          let tg = tab + (b << 5);
           let g = 0;
           for (; g + 2 <= ng; g += 2) {
-            kQuads2(ws, ws + MM_ACC + (<usize>g << 6), xg, xg + gStride);
+            const ap = ws + MM_ACC + (<usize>g << (FUSED ? 6 : 7));
+            if (FUSED) kQuads2(ws, ap, xg, xg + gStride);
+            else if (five) kPairs2Q5(ws, ap, xg, xg + gStride, tg, tg + tStride);
+            else kPairs2Q4(ws, ap, xg, xg + gStride);
             xg += gStride << 1;
+            tg += tStride << 1;
           }
-          if (g < ng) kQuads1(ws, ws + MM_ACC + (<usize>g << 6), xg);
+          if (g < ng) {
+            const ap = ws + MM_ACC + (<usize>g << (FUSED ? 6 : 7));
+            if (FUSED) kQuads1(ws, ap, xg);
+            else if (five) kPairs1Q5(ws, ap, xg, tg);
+            else kPairs1Q4(ws, ap, xg);
+          }
         }
         p += B;
       }
-      mmStore(ws, out, rows, r0, t0, tn);
+      if (FUSED) mmStore(ws, out, rows, r0, t0, tn);
+      else storePairsAcc(ws, out, rows, r0, t0, tn);
     }
   }
 }

@@ -15,7 +15,7 @@
 // scale. Few tokens (and the SIMD and scalar builds): one matvec per token.
 
 import { FUSED, scratchBase, h2f, VCONST, VC_Q6M4, VC_Q6M2 } from "./common";
-import { MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, transposeQuads, smallTail } from "./quant";
+import { MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, transposeQuads, smallTail } from "./quant";
 import { matvecsPerToken } from "./kquant";
 
 export function matmul_q6r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
@@ -25,8 +25,7 @@ export function matmul_q6r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: 
   }
   const tiled = ntok - smallTail(ntok);
   if (tiled > 0) {
-    if (FUSED) matmulQ6Fused(w, rows, cols, xb, tiled, out);
-    else matmulQ6Relaxed(w, rows, cols, xb + q8bPlainBytes(<usize>cols >> 5, ntok), tiled, out);
+    matmulQ6Tiled(w, rows, cols, FUSED ? xb : xb + q8bPlainBytes(<usize>cols >> 5, ntok), tiled, out);
   }
   if (tiled < ntok) matvecsPerToken(w, rows, cols, xb, tiled, ntok, out, 6);
 }
@@ -140,47 +139,6 @@ function q6PairsGroup(ws: usize, ap: usize, xg: usize, tg: usize): void {
   }
 }
 
-function matmulQ6Relaxed(w: usize, rows: i32, cols: i32, x8b: usize, ntok: i32, out: usize): void {
-  const nsb = <usize>cols >> 8;
-  const nb = nsb << 3;
-  const ws = scratchBase();
-  const tab = ws + Q6_TAB;
-  const gStride = nb * Q8B_PAIRS;
-  const m4 = v128.load(VCONST + VC_Q6M4);
-  const m2 = v128.load(VCONST + VC_Q6M2);
-  for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
-    const tn = min(MM_TOK, ntok - t0);
-    const ng = (tn + 7) >> 3;
-    const xg0 = x8b + <usize>(t0 >> 3) * gStride;
-    q6PairsTable(xg0, gStride, ng, nb, tab);
-    for (let r0 = 0; r0 < rows; r0 += 4) {
-      memory.fill(ws + MM_ACC, 0, <usize>ng << 7);
-      let p = w + <usize>(r0 >> 2) * nsb * 840;
-      for (let sb: usize = 0; sb < nsb; sb++) {
-        for (let r: usize = 0; r < 4; r++) store<f32>(ws + MM_DW + (r << 2), h2f(load<u16>(p + r * 210, 208)));
-        for (let k = 0; k < 8; k++) {
-          q6Unpack(ws, p, k, m4, m2, true);
-          const b = (sb << 3) + <usize>k;
-          let xg = xg0 + b * Q8B_PAIRS;
-          let tg = tab + (b << 6);
-          for (let g = 0; g < ng; g++) {
-            q6PairsGroup(ws, ws + MM_ACC + (<usize>g << 7), xg, tg);
-            xg += gStride;
-            tg += nb << 6;
-          }
-        }
-        p += 840;
-      }
-      const nr = min(4, rows - r0);
-      for (let t = 0; t < tn; t++) {
-        const src = ws + MM_ACC + (<usize>(t >> 3) << 7) + (<usize>(t & 1) << 4) + (<usize>((t >> 1) & 3) << 2);
-        const dst = out + (<usize>(t0 + t) * <usize>rows + <usize>r0) * 4;
-        for (let r = 0; r < nr; r++) store<f32>(dst + (<usize>r << 2), load<f32>(src + (<usize>r << 5)));
-      }
-    }
-  }
-}
-
 // ---------------------------------------------------------------- relaxed-fused
 
 // -32 * sum(x) of each 16-wide half of every block of the chunk's groups (quads section): two i32x4 per group and block.
@@ -238,39 +196,49 @@ function q6Quads(ws: usize, ap: usize, xg: usize, tg: usize): void {
   v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load32_splat(ws + MM_DW + (r << 2)), dx))));
 }
 
-function matmulQ6Fused(w: usize, rows: i32, cols: i32, xq: usize, ntok: i32, out: usize): void {
+// ---------------------------------------------------------------- the driver
+
+// Tiles of four rows, every token group of a 64-token chunk per block, in
+// block order (the matvec's fold order per output). x: the pairs section
+// (relaxed) or the quads (relaxed-fused); groups of 8 or 4 tokens.
+function matmulQ6Tiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize): void {
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
   const ws = scratchBase();
   const tab = ws + Q6_TAB;
-  const gStride = nb * Q8B_QUAD;
+  const gTok = FUSED ? 4 : 8;
+  const gStride = nb * (FUSED ? Q8B_QUAD : Q8B_PAIRS);
+  const tStride = nb << (FUSED ? 5 : 6);
   const m4 = v128.load(VCONST + VC_Q6M4);
   const m2 = v128.load(VCONST + VC_Q6M2);
   for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
     const tn = min(MM_TOK, ntok - t0);
-    const ng = (tn + 3) >> 2;
-    const xg0 = xq + <usize>(t0 >> 2) * gStride;
-    q6QuadsTable(xg0, gStride, ng, nb, tab);
+    const ng = (tn + gTok - 1) / gTok;
+    const xg0 = x + <usize>(t0 / gTok) * gStride;
+    if (FUSED) q6QuadsTable(xg0, gStride, ng, nb, tab);
+    else q6PairsTable(xg0, gStride, ng, nb, tab);
     for (let r0 = 0; r0 < rows; r0 += 4) {
-      memory.fill(ws + MM_ACC, 0, <usize>ng << 6);
+      memory.fill(ws + MM_ACC, 0, <usize>ng << (FUSED ? 6 : 7));
       let p = w + <usize>(r0 >> 2) * nsb * 840;
       for (let sb: usize = 0; sb < nsb; sb++) {
         for (let r: usize = 0; r < 4; r++) store<f32>(ws + MM_DW + (r << 2), h2f(load<u16>(p + r * 210, 208)));
         for (let k = 0; k < 8; k++) {
-          q6Unpack(ws, p, k, m4, m2, false);
-          transposeQuads(ws);
+          q6Unpack(ws, p, k, m4, m2, !FUSED);
+          if (FUSED) transposeQuads(ws);
           const b = (sb << 3) + <usize>k;
-          let xg = xg0 + b * Q8B_QUAD;
-          let tg = tab + (b << 5);
+          let xg = xg0 + b * (FUSED ? Q8B_QUAD : Q8B_PAIRS);
+          let tg = tab + b * (tStride / nb);
           for (let g = 0; g < ng; g++) {
-            q6Quads(ws, ws + MM_ACC + (<usize>g << 6), xg, tg);
+            if (FUSED) q6Quads(ws, ws + MM_ACC + (<usize>g << 6), xg, tg);
+            else q6PairsGroup(ws, ws + MM_ACC + (<usize>g << 7), xg, tg);
             xg += gStride;
-            tg += nb << 5;
+            tg += tStride;
           }
         }
         p += 840;
       }
-      mmStore(ws, out, rows, r0, t0, tn);
+      if (FUSED) mmStore(ws, out, rows, r0, t0, tn);
+      else storePairsAcc(ws, out, rows, r0, t0, tn);
     }
   }
 }

@@ -1263,13 +1263,19 @@ function matmulQ4rRelaxed(w: usize, rows: i32, cols: i32, x8b: usize, ntok: i32,
         if (g < ng) mmPairs1(ws, ws + MM_ACC + (<usize>g << 7), xg);
         p += 72;
       }
-      const nr = min(4, rows - r0);
-      for (let t = 0; t < tn; t++) {
-        const src = ws + MM_ACC + (<usize>(t >> 3) << 7) + (<usize>(t & 1) << 4) + (<usize>((t >> 1) & 3) << 2);
-        const dst = out + (<usize>(t0 + t) * <usize>rows + <usize>r0) * 4;
-        for (let r = 0; r < nr; r++) store<f32>(dst + (<usize>r << 2), load<f32>(src + (<usize>r << 5)));
-      }
+      storePairsAcc(ws, out, rows, r0, t0, tn);
     }
+  }
+}
+
+// Writes the relaxed tiles' accumulators of one chunk (per 8-token group
+// 128 bytes: row r at 32r, even tokens then odd) to out[t*rows + r0 + r].
+export function storePairsAcc(ws: usize, out: usize, rows: i32, r0: i32, t0: i32, tn: i32): void {
+  const nr = min(4, rows - r0);
+  for (let t = 0; t < tn; t++) {
+    const src = ws + MM_ACC + (<usize>(t >> 3) << 7) + (<usize>(t & 1) << 4) + (<usize>((t >> 1) & 3) << 2);
+    const dst = out + (<usize>(t0 + t) * <usize>rows + <usize>r0) * 4;
+    for (let r = 0; r < nr; r++) store<f32>(dst + (<usize>r << 2), load<f32>(src + (<usize>r << 5)));
   }
 }
 
