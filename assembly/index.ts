@@ -1,11 +1,22 @@
 // Kernel entry point. The same sources compile to four builds; each kernel
 // picks its implementation with the compile-time constants ASC_FEATURE_SIMD /
 // ASC_FEATURE_RELAXED_SIMD / FUSED, so the untaken branches are never compiled.
+// The kernels are listed by name: quant.ts and kquant.ts also export helpers
+// the other kernel files share, and those must not become module exports.
 
 import { defaultScratch, FUSED, SCRATCH_BYTES } from "./common";
 
 export { set_scratch } from "./common";
-export * from "./quant";
+export {
+  q8a_bytes, q4r_bytes, quantize_q8a, repack_q4_0, matvec_q4r_q8a, matvec_q8_0_q8a,
+  matvec_q6k_q8a, q6r_bytes, repack_q6_k, matvec_q6r_q8a, dequant_q4_0, dequant_q8_0, dequant_q6_k,
+  q8b_bytes, quantize_q8b, matmul_q4r_q8b, matmul_q8_0_q8b,
+} from "./quant";
+export {
+  q4kr_bytes, q5kr_bytes, repack_q4_k, repack_q5_k, matvec_q4kr_q8a, matvec_q5kr_q8a, matmul_q4kr_q8b, matmul_q5kr_q8b,
+  dequant_q4_k, dequant_q5_k,
+} from "./kquant";
+export { matmul_q6r_q8b } from "./q6matmul";
 export * from "./float";
 
 // First byte the host may use: after static data and the default scratch.

@@ -216,7 +216,7 @@ export function repack_q4_0(src: usize, dst: usize, rows: i32, cols: i32): void 
 }
 
 // [sum(r0), sum(r1), sum(r2), sum(r3)] from four int32x4 partial sums.
-@inline function reduce4(r0: v128, r1: v128, r2: v128, r3: v128): v128 {
+@inline export function reduce4(r0: v128, r1: v128, r2: v128, r3: v128): v128 {
   const a = i32x4.add(i32x4.shuffle(r0, r1, 0, 1, 4, 5), i32x4.shuffle(r0, r1, 2, 3, 6, 7));
   const c = i32x4.add(i32x4.shuffle(r2, r3, 0, 1, 4, 5), i32x4.shuffle(r2, r3, 2, 3, 6, 7));
   return i32x4.add(i32x4.shuffle(a, c, 0, 2, 4, 6), i32x4.shuffle(a, c, 1, 3, 5, 7));
@@ -226,7 +226,7 @@ export function repack_q4_0(src: usize, dst: usize, rows: i32, cols: i32): void 
   return f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(a), 1, b), 2, c), 3, d);
 }
 
-@inline function storeRows(out: usize, r0: i32, rows: i32, acc: v128): void {
+@inline export function storeRows(out: usize, r0: i32, rows: i32, acc: v128): void {
   if (r0 + 4 <= rows) {
     v128.store(out + (<usize>r0 << 2), acc);
   } else {
@@ -587,7 +587,7 @@ export function matvec_q6r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: u
   return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), scale));
 }
 
-function matvecQ6kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, interleaved: bool): void {
+export function matvecQ6kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, interleaved: bool): void {
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
   const x16 = xa + q8aQ16Off(nb);
@@ -651,7 +651,7 @@ function matvecQ6kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, in
   return (lo | (((qhb >> (<i32>k << 1)) & 3) << 4)) - 32;
 }
 
-function matvecQ6kScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, interleaved: bool): void {
+export function matvecQ6kScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, interleaved: bool): void {
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
   const x8 = xa + q8aQ8Off(nb);
@@ -767,10 +767,10 @@ export function q8b_bytes(n: i32, ntok: i32): usize {
   return plain;
 }
 
-const Q8B_PAIRS: usize = 320;
-const Q8B_QUAD: usize = 416;
+export const Q8B_PAIRS: usize = 320;
+export const Q8B_QUAD: usize = 416;
 
-@inline function q8bPlainBytes(nb: usize, ntok: i32): usize {
+@inline export function q8bPlainBytes(nb: usize, ntok: i32): usize {
   return <usize>((ntok + 3) >> 2) * nb * 288;
 }
 
@@ -905,12 +905,12 @@ function quantizeQ8bQuads(x: usize, nb: usize, ntok: i32, dst: usize): void {
 // vectors: that fits V8's 15 usable xmm registers, so the inner loop does not
 // spill (8 rows x 1 group did).
 const MM_ROWS: i32 = 4;
-const MM_TOK: i32 = 64;
+export const MM_TOK: i32 = 64;
 // Scratch (SIMD build): [0, 1024) splatted weight pairs of 4 rows for one
 // block, [2048, 2064) their f32 scales, [4096, 6144) f32 accumulators
 // [group][row]; the relaxed builds share MM_DW and MM_ACC (see below).
-const MM_DW: usize = 2048;
-const MM_ACC: usize = 4096;
+export const MM_DW: usize = 2048;
+export const MM_ACC: usize = 4096;
 
 // One block row, unpacked to signed int16 weights in natural order and
 // stored as 16 splatted (w[2p], w[2p+1]) pairs.
@@ -1006,7 +1006,7 @@ function mmBlock(ws: usize, xg0: usize, gStride: usize, ng: i32): void {
 }
 
 // Writes acc[g][r] lanes (tokens) of one chunk to out[t*rows + r0 + r].
-function mmStore(ws: usize, out: usize, rows: i32, r0: i32, t0: i32, tn: i32): void {
+export function mmStore(ws: usize, out: usize, rows: i32, r0: i32, t0: i32, tn: i32): void {
   const nr = min(MM_ROWS, rows - r0);
   for (let t = 0; t < tn; t++) {
     const src = ws + MM_ACC + (<usize>(t >> 2) << 6) + (<usize>(t & 3) << 2);
@@ -1113,7 +1113,7 @@ function matmulQ8Plain(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out
 // Token t of a Q8B batch (its plain section) -> Q8A, for the matvecs that
 // stand in for the matmul: the sections they read, d, sum and int8, and in
 // the plain SIMD build the permuted int16 as well. O(cols) per token.
-function q8bToQ8a(xb: usize, nb: usize, t: i32, xa: usize): void {
+export function q8bToQ8a(xb: usize, nb: usize, t: i32, xa: usize): void {
   const lane = <usize>(t & 3);
   let o = xb + <usize>(t >> 2) * nb * 288;
   const sOff = q8aSumOff(nb);
@@ -1135,7 +1135,7 @@ function q8bToQ8a(xb: usize, nb: usize, t: i32, xa: usize): void {
 
 // The same from the quads section (relaxed-fused build): d, sum (from its
 // -8*sum) and int8; the relaxed matvecs read no more.
-function quadsToQ8a(xq: usize, nb: usize, t: i32, xa: usize): void {
+export function quadsToQ8a(xq: usize, nb: usize, t: i32, xa: usize): void {
   let o = xq + <usize>(t >> 2) * nb * Q8B_QUAD + (<usize>(t & 3) << 2);
   const sOff = q8aSumOff(nb);
   const q8 = xa + q8aQ8Off(nb);
@@ -1263,13 +1263,19 @@ function matmulQ4rRelaxed(w: usize, rows: i32, cols: i32, x8b: usize, ntok: i32,
         if (g < ng) mmPairs1(ws, ws + MM_ACC + (<usize>g << 7), xg);
         p += 72;
       }
-      const nr = min(4, rows - r0);
-      for (let t = 0; t < tn; t++) {
-        const src = ws + MM_ACC + (<usize>(t >> 3) << 7) + (<usize>(t & 1) << 4) + (<usize>((t >> 1) & 3) << 2);
-        const dst = out + (<usize>(t0 + t) * <usize>rows + <usize>r0) * 4;
-        for (let r = 0; r < nr; r++) store<f32>(dst + (<usize>r << 2), load<f32>(src + (<usize>r << 5)));
-      }
+      storePairsAcc(ws, out, rows, r0, t0, tn);
     }
+  }
+}
+
+// Writes the relaxed tiles' accumulators of one chunk (per 8-token group
+// 128 bytes: row r at 32r, even tokens then odd) to out[t*rows + r0 + r].
+export function storePairsAcc(ws: usize, out: usize, rows: i32, r0: i32, t0: i32, tn: i32): void {
+  const nr = min(4, rows - r0);
+  for (let t = 0; t < tn; t++) {
+    const src = ws + MM_ACC + (<usize>(t >> 3) << 7) + (<usize>(t & 1) << 4) + (<usize>((t >> 1) & 3) << 2);
+    const dst = out + (<usize>(t0 + t) * <usize>rows + <usize>r0) * 4;
+    for (let r = 0; r < nr; r++) store<f32>(dst + (<usize>r << 2), load<f32>(src + (<usize>r << 5)));
   }
 }
 
@@ -1308,10 +1314,10 @@ function mmQuads2(ws: usize, ap: usize, xg: usize, xh: usize): void {
 }
 
 // Scratch offset of the transposed block: quad k of rows 0..3 side by side at MM_QT + 16k.
-const MM_QT: usize = 256;
+export const MM_QT: usize = 256;
 
 // The unpacked block (row r's 32 bytes at 32r) transposed by quads: two 4x4 transposes of int32 lanes.
-@inline function transposeQuads(ws: usize): void {
+@inline export function transposeQuads(ws: usize): void {
   let r0 = v128.load(ws), r1 = v128.load(ws, 32), r2 = v128.load(ws, 64), r3 = v128.load(ws, 96);
   let t0 = i32x4.shuffle(r0, r1, 0, 4, 1, 5), t1 = i32x4.shuffle(r0, r1, 2, 6, 3, 7);
   let t2 = i32x4.shuffle(r2, r3, 0, 4, 1, 5), t3 = i32x4.shuffle(r2, r3, 2, 6, 3, 7);
@@ -1473,7 +1479,7 @@ function matmulQ8Fused(w: usize, rows: i32, cols: i32, xq: usize, ntok: i32, out
 // last ntok % 8 unless that is 7 (then one more 8-token group costs less).
 const SMALL_MAX: i32 = 6;
 
-@inline function smallTail(ntok: i32): i32 {
+@inline export function smallTail(ntok: i32): i32 {
   if (ntok <= SMALL_MAX) return ntok;
   const r = ntok & 7;
   return r <= SMALL_MAX ? r : 0;
@@ -1481,7 +1487,7 @@ const SMALL_MAX: i32 = 6;
 
 // Scratch offset of the (up to four) tokens' Q8A images: clear of the tiles'
 // scratch and of the relaxed Q8_0 matvec's table at MV_X (nb*64 bytes).
-const SMALL_X: usize = 128 * 1024;
+export const SMALL_X: usize = 128 * 1024;
 
 @inline function smallStride(nb: usize): usize {
   return (q8aBytes(nb) + 63) & ~(<usize>63);

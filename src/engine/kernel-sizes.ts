@@ -2,8 +2,8 @@
  * Byte sizes of the kernels' memory layouts (docs/kernels.md) as pure
  * functions, so the engine's memory can be laid out (./layout.ts) without
  * instantiating wasm — the shard planner never does. They restate
- * assembly/'s `q8a_bytes`, `q8b_bytes`, `q4r_bytes`, `q6r_bytes` and
- * `scratch_bytes`, and are the only statement of them on the TypeScript side;
+ * assembly/'s `q8a_bytes`, `q8b_bytes`, `q4r_bytes`, `q6r_bytes`,
+ * `q4kr_bytes`, `q5kr_bytes` and `scratch_bytes`, and are the only statement of them on the TypeScript side;
  * test/engine/layout.test.ts checks they agree with every build's exports.
  */
 import type { BuildKind } from "./kernels";
@@ -56,4 +56,37 @@ export function q4rBytes(rows: number, cols: number): number {
 /** Q6R (4-row interleaved Q6_K): 4-row groups (the last zero-padded) of 840 B per 256-column superblock. */
 export function q6rBytes(rows: number, cols: number): number {
   return Math.ceil(rows / 4) * (cols >>> 8) * 840;
+}
+
+/** Q4KR (Q4_K, 4-row groups, scales unpacked to bytes): 592 B per 4 rows and 256 columns, 16 more than the file's. */
+export function q4krBytes(rows: number, cols: number): number {
+  return Math.ceil(rows / 4) * (cols >>> 8) * 592;
+}
+
+/** Q5KR (Q5_K likewise): 720 B per 4 rows and 256 columns. */
+export function q5krBytes(rows: number, cols: number): number {
+  return Math.ceil(rows / 4) * (cols >>> 8) * 720;
+}
+
+/** Matrix kinds whose products take int8-quantized activations (Q8A, Q8B). */
+export const isQuantized = (kind: string | undefined) => kind === "q4r" || kind === "q8_0" || kind === "q6r" || kind === "q4kr" || kind === "q5kr";
+
+/** Bytes of a matrix placed in a repacked layout (4-row groups, the last padded); 0 for kinds read as stored. */
+export function repackedBytes(kind: string, rows: number, cols: number): number {
+  switch (kind) {
+    case "q4r": return q4rBytes(rows, cols);
+    case "q6r": return q6rBytes(rows, cols);
+    case "q4kr": return q4krBytes(rows, cols);
+    case "q5kr": return q5krBytes(rows, cols);
+    default: return 0;
+  }
+}
+
+/**
+ * Where rows r0.. (r0 a multiple of 4) of a placed matrix begin, in bytes
+ * from its start: whole 4-row groups of a repacked kind, else r0 stored rows
+ * of `rowBytes`.
+ */
+export function rowOffset(kind: string, r0: number, cols: number, rowBytes: number): number {
+  return repackedBytes(kind, r0, cols) || r0 * rowBytes;
 }

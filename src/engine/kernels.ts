@@ -49,6 +49,17 @@ export interface KernelExports {
   q6r_bytes(rows: number, cols: number): number;
   repack_q6_k(src: number, dst: number, rows: number, cols: number): void;
   matvec_q6r_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matmul_q6r_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  q4kr_bytes(rows: number, cols: number): number;
+  q5kr_bytes(rows: number, cols: number): number;
+  repack_q4_k(src: number, dst: number, rows: number, cols: number): void;
+  repack_q5_k(src: number, dst: number, rows: number, cols: number): void;
+  matvec_q4kr_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matvec_q5kr_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matmul_q4kr_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  matmul_q5kr_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  dequant_q4_k(src: number, dst: number, n: number): void;
+  dequant_q5_k(src: number, dst: number, n: number): void;
   dequant_q4_0(src: number, dst: number, n: number): void;
   dequant_q8_0(src: number, dst: number, n: number): void;
   dequant_q6_k(src: number, dst: number, n: number): void;
@@ -139,12 +150,14 @@ interface ProbeSizes {
   few: number[];
   q8Rows: number;
   q6Rows: number;
+  /** Rows of each K-quant matrix (Q4_K, Q5_K; 256 columns). */
+  kRows: number;
 }
 
 // 27 tokens: the tiles' two-group and one-group passes (24) and a small tail of 3; then 2 and 4
 // tokens: the small-batch path alone (docs/kernels.md, Small batches), each of its token counts.
-const PROBE: ProbeSizes = { q4Rows: 7, q4Cols: 96, ntok: 27, few: [2, 4], q8Rows: 6, q6Rows: 5 };
-const WARM: ProbeSizes = { q4Rows: 64, q4Cols: 256, ntok: 27, few: [2, 4], q8Rows: 16, q6Rows: 8 };
+const PROBE: ProbeSizes = { q4Rows: 7, q4Cols: 96, ntok: 27, few: [2, 4], q8Rows: 6, q6Rows: 5, kRows: 6 };
+const WARM: ProbeSizes = { q4Rows: 64, q4Cols: 256, ntok: 27, few: [2, 4], q8Rows: 16, q6Rows: 8, kRows: 16 };
 
 /**
  * Runs the quantized kernels on deterministic data in a private memory and
@@ -176,7 +189,18 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
   const xa6 = alloc(e.q8a_bytes(q6cols) >>> 0);
   const q6r = alloc(e.q6r_bytes(s.q6Rows, 256) >>> 0);
   const counts = [ntok, ...s.few];
-  const outN = (s.q4Rows + s.q8Rows) * counts.reduce((a, n) => a + n, 0) + s.q4Rows + s.q8Rows + 2 * s.q6Rows;
+  // Q4_K and Q5_K, 256 columns: row 0 all values at their max against tokens 1 and 2 (all +-127),
+  // every scale and min 63 — the relaxed tiles' int16 chains and the matvec's int16 sums at their limits.
+  const kCols = 256;
+  const xk = alloc(ntok * kCols * 4);
+  const xka = alloc(e.q8a_bytes(kCols) >>> 0);
+  const xkb = alloc(e.q8b_bytes(kCols, ntok) >>> 0);
+  const kMats = [
+    { bytes: 144, w: alloc(e.q4kr_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q4_k, matvec: e.matvec_q4kr_q8a, matmul: e.matmul_q4kr_q8b },
+    { bytes: 176, w: alloc(e.q5kr_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q5_k, matvec: e.matvec_q5kr_q8a, matmul: e.matmul_q5kr_q8b },
+  ];
+  const kOut = kMats.length * s.kRows * (counts.reduce((a, n) => a + n, 0) + 1) + s.q6Rows * counts.reduce((a, n) => a + n, 0);
+  const outN = (s.q4Rows + s.q8Rows) * counts.reduce((a, n) => a + n, 0) + s.q4Rows + s.q8Rows + 2 * s.q6Rows + kOut;
   const out = alloc(outN * 4);
   const buf = memory.buffer;
   const xf = new Float32Array(buf, x, ntok * cols);
@@ -212,6 +236,22 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
     for (let j = 0; j < 16; j++) dv.setInt8(o + 192 + j, row === 0 ? -128 : Math.floor(r() * 256) - 128);
     dv.setUint16(o + 208, randHalf(r), true);
   }
+  const xkf = new Float32Array(buf, xk, ntok * kCols);
+  for (let i = 0; i < xkf.length; i++) xkf[i] = (r() - 0.5) * 8;
+  if (ntok > 2) {
+    xkf.fill(3, kCols, 2 * kCols);
+    xkf.fill(-3, 2 * kCols, 3 * kCols);
+  }
+  for (const m of kMats) {
+    // In place, as the loader does (the repacked rows are larger, so the file's bytes sit at the start).
+    for (let row = 0; row < s.kRows; row++) {
+      const o = m.w + row * m.bytes;
+      for (let j = 4; j < m.bytes; j++) dv.setUint8(o + j, row === 0 ? 0xff : Math.floor(r() * 256));
+      dv.setUint16(o, randHalf(r) & 0x7fff, true);
+      dv.setUint16(o + 2, randHalf(r) & 0x7fff, true);
+    }
+    m.repack(m.w, m.w, s.kRows, kCols);
+  }
   const outF = new Float32Array(buf, out, outN);
   for (let round = 0; round < rounds; round++) {
     e.quantize_q8a(x, cols, xa);
@@ -234,6 +274,23 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
     o += s.q6Rows * 4;
     if (round === 0 || rounds > 1) e.repack_q6_k(q6, q6r, s.q6Rows, q6cols);
     e.matvec_q6r_q8a(q6r, s.q6Rows, q6cols, xa6, o);
+    o += s.q6Rows * 4;
+    // The Q6R matmul over the K-quants' activations (256 columns; tokens 1 and 2 all +-127).
+    for (const n of counts) {
+      e.quantize_q8b(xk, kCols, n, xkb);
+      e.matmul_q6r_q8b(q6r, s.q6Rows, kCols, xkb, n, o);
+      o += s.q6Rows * n * 4;
+    }
+    e.quantize_q8a(xk, kCols, xka);
+    for (const m of kMats) {
+      for (const n of counts) {
+        e.quantize_q8b(xk, kCols, n, xkb);
+        m.matmul(m.w, s.kRows, kCols, xkb, n, o);
+        o += s.kRows * n * 4;
+      }
+      m.matvec(m.w, s.kRows, kCols, xka, o);
+      o += s.kRows * 4;
+    }
   }
   return new Uint32Array(outF.buffer.slice(out, out + outN * 4));
 }
@@ -282,7 +339,7 @@ function selfTestBothTiers(candidate: WebAssembly.Module, reference: WebAssembly
   return { ok: true, detail: `${cold.detail}, on first calls and after warm-up` };
 }
 
-const TIMED: ProbeSizes = { q4Rows: 256, q4Cols: 1024, ntok: 32, few: [], q8Rows: 4, q6Rows: 4 };
+const TIMED: ProbeSizes = { q4Rows: 256, q4Cols: 1024, ntok: 32, few: [], q8Rows: 4, q6Rows: 4, kRows: 4 };
 
 /**
  * Seconds for one prefill-and-decode-shaped probe (a Q4R matmul of 32 tokens

@@ -12,6 +12,8 @@
  *
  *   Q4_0 matrices  → Q4R (4-row interleave, repacked in place; a last partial group is padded)
  *   Q6_K matrices  → Q6R (likewise)
+ *   Q4_K, Q5_K matrices → Q4KR, Q5KR (4-row groups with the scales unpacked: 16 B more per
+ *                    group and 256 columns than the file, repacked in place from the last group)
  *   Q8_0/F32/F16/BF16 matrices, and the embedding table of any type: as stored
  *   1-D tensors (norms, biases) → f32
  */
@@ -20,7 +22,9 @@ import { TensorType, type TensorInfo } from "../gguf/types";
 import type { StableLMConfig } from "../model/config";
 import { embeddingTensor, findTensor, headTensors, layerTensors, type ModelTensor } from "../model/tensors";
 import type { BuildKind } from "./kernels";
-import { BUILD_KINDS, q4rBytes, q6rBytes, q8aBytes, q8bBytes, SCRATCH_BYTES } from "./kernel-sizes";
+import { BUILD_KINDS, isQuantized, q8aBytes, q8bBytes, repackedBytes, SCRATCH_BYTES } from "./kernel-sizes";
+
+export { isQuantized };
 import { kvBlockBytes, kvBytes, type KVLayout } from "./kv-cache";
 import { MAX_CHUNK_POSITIONS } from "./position-split";
 import { shareRowsMax } from "./row-split";
@@ -73,12 +77,14 @@ export interface LayoutOptions extends WasmEngineOptions, PartOptions, ThreadOpt
 }
 
 /** How the kernels read a matrix. */
-export type MatrixKind = "q4r" | "q8_0" | "q6r" | "f32" | "f16" | "bf16";
+export type MatrixKind = "q4r" | "q8_0" | "q6r" | "q4kr" | "q5kr" | "f32" | "f16" | "bf16";
 
 const MATRIX_KINDS: Partial<Record<TensorType, MatrixKind>> = {
   [TensorType.Q4_0]: "q4r",
   [TensorType.Q8_0]: "q8_0",
   [TensorType.Q6_K]: "q6r",
+  [TensorType.Q4_K]: "q4kr",
+  [TensorType.Q5_K]: "q5kr",
   [TensorType.F32]: "f32",
   [TensorType.F16]: "f16",
   [TensorType.BF16]: "bf16",
@@ -96,7 +102,7 @@ export interface PlacedTensor extends Region {
   info: TensorInfo;
   /** Matrices: how the kernels read it (the embedding is read a row at a time by its type instead). */
   kind?: MatrixKind;
-  /** Repacked in place once its bytes are in (Q4R, Q6R). */
+  /** Repacked in place once its bytes are in (Q4R, Q6R, Q4KR, Q5KR). */
   repack: boolean;
 }
 
@@ -143,7 +149,6 @@ export interface EngineLayout {
 }
 
 const align = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
-const isQuantized = (k: MatrixKind | undefined) => k === "q4r" || k === "q8_0" || k === "q6r";
 
 /** Throws, naming the tensor, on a missing tensor, a wrong shape or a type the kernels cannot read. */
 export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string, TensorInfo>, opts: LayoutOptions): EngineLayout {
@@ -199,12 +204,12 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
     if (isQuantized(kind) && t.cols % 32 !== 0) throw new Error(`tensor ${t.name}: ${t.cols} columns`);
     if (t.role === "embed") {
       // Read a row at a time by the dequantize kernels, which want the file layout.
-      if (kind === "q6r" && H % 256 !== 0) throw new Error(`token_embd.weight: Q6_K rows of ${H}`);
+      if ((kind === "q6r" || kind === "q4kr" || kind === "q5kr") && H % 256 !== 0) throw new Error(`token_embd.weight: ${typeName(info.type)} rows of ${H}`);
       placed.set(t.name, { tensor: t, info, kind, repack: false, ...region(info.byteLength) });
       continue;
     }
-    // Q4R and Q6R have the file's bytes per 4-row group; only a last partial group needs padding.
-    const repacked = kind === "q4r" ? q4rBytes(t.rows, t.cols) : kind === "q6r" ? q6rBytes(t.rows, t.cols) : 0;
+    // Q4R and Q6R have the file's bytes per 4-row group (only a last partial group needs padding); Q4KR and Q5KR a little more.
+    const repacked = repackedBytes(kind, t.rows, t.cols);
     placed.set(t.name, { tensor: t, info, kind, repack: repacked > 0, ...region(Math.max(repacked, info.byteLength)) });
   }
   const weightBytes = align(top);

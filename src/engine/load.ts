@@ -8,14 +8,16 @@
  * writes its bytes straight there, so the weights never exist as a second full
  * copy in the JS heap. After a tensor has arrived it is finalized in place:
  * Q4_0 → Q4R (`repack_q4_0(p, p)`), Q6_K → Q6R (`repack_q6_k(p, p)`), the
- * same bytes per 4-row group; vectors not stored as F32 are read into a small
+ * same bytes per 4-row group; Q4_K → Q4KR, Q5_K → Q5KR (`repack_q4_k`,
+ * `repack_q5_k`), a little larger, so from the last group to the first once
+ * the whole tensor is in; vectors not stored as F32 are read into a small
  * JS buffer first and converted (a few KiB each).
  */
 import { dequantize, typeName } from "../gguf/quant";
 import { TensorType, type TensorInfo } from "../gguf/types";
 import { headOf, layerOf, type Layer, type NormParams, type TensorRole } from "../model/tensors";
 import type { Kernels } from "./kernels";
-import type { EngineLayout, MatrixKind } from "./layout";
+import { isQuantized, type EngineLayout, type MatrixKind } from "./layout";
 
 /** A row-major [rows × cols] matrix at `ptr` in WASM memory. */
 export interface WasmMatrix {
@@ -90,7 +92,10 @@ export function planModel(layout: EngineLayout, base: number, kernels: Kernels):
       held = ptr;
     } else {
       const placement: Placement = { info, dest: view(ptr, info.byteLength), finalize: () => {} };
-      if (p.repack) {
+      if (p.repack && (kind === "q4kr" || kind === "q5kr")) {
+        const repack = kind === "q4kr" ? k.repack_q4_k : k.repack_q5_k;
+        placement.finalize = () => repack(ptr, ptr, t.rows, t.cols);
+      } else if (p.repack) {
         // A 4-row group's bytes are the same in the file and in Q4R/Q6R, so a range of whole groups repacks alone.
         const repack = kind === "q4r" ? k.repack_q4_0 : k.repack_q6_k;
         const groupBytes = 4 * (kind === "q4r" ? (t.cols / 32) * 18 : (t.cols / 256) * 210);
@@ -108,7 +113,7 @@ export function planModel(layout: EngineLayout, base: number, kernels: Kernels):
         embed = held;
         continue;
       }
-      quantized ||= kind === "q4r" || kind === "q8_0" || kind === "q6r";
+      quantized ||= isQuantized(kind);
     }
     let roles = byRole.get(t.layer);
     if (!roles) byRole.set(t.layer, (roles = new Map()));

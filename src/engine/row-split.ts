@@ -4,7 +4,7 @@
  * own slice of the weights, so every row's arithmetic — and every bit of the
  * result — is what one thread computes, whichever thread runs the chunk, and
  * the threads stream disjoint parts of the weights (decode is limited by
- * reading them). Chunks are whole 4-row groups: Q4R and Q6R interleave four
+ * reading them). Chunks are whole 4-row groups: Q4R, Q6R, Q4KR and Q5KR interleave four
  * rows, and the kernels handle rows four at a time, so a chunk that starts
  * on a group boundary groups every row exactly as one call over all rows
  * does. A few chunks per thread and product, claimed as the threads come
@@ -17,6 +17,7 @@
  * copies the rows into place.
  */
 import { layoutOf } from "../gguf/quant";
+import { isQuantized, rowOffset } from "./kernel-sizes";
 import type { WasmMatrix } from "./load";
 import { TILE, type Chunk } from "./thread-pool";
 
@@ -56,19 +57,15 @@ export interface ProductInput {
 
 /**
  * The chunks of the products for `threads` threads: each a kernel call on a
- * range of rows (a matmul's followed by the copy out of the tile). Q6R with
- * m > 1 has no matrix-matrix kernel and needs one Q8A per position: the
- * caller runs those a position at a time with m = 1.
+ * range of rows (a matmul's followed by the copy out of the tile).
  */
 export function splitProducts(products: readonly Product[], input: ProductInput, threads: number): Chunk[] {
   const { x, xq, m, tileBytes } = input;
   const chunks: Chunk[] = [];
   for (const { w, out } of products) {
     const { blockSize, blockBytes } = layoutOf(w.type);
-    // Bytes per row as stored; for Q4R/Q6R, 4 rows take 4 stored rows' bytes, so this also finds a group's start.
     const rowBytes = (w.cols / blockSize) * blockBytes;
-    const quantized = w.kind === "q4r" || w.kind === "q8_0" || w.kind === "q6r";
-    if (w.kind === "q6r" && m > 1) throw new Error(`${w.name}: Q6R products run one position at a time`);
+    const quantized = isQuantized(w.kind);
     const groups = Math.ceil(w.rows / 4);
     let shares = Math.min(groups, threads * CHUNKS_PER_THREAD);
     if (m > 1 && quantized) {
@@ -79,11 +76,11 @@ export function splitProducts(products: readonly Product[], input: ProductInput,
     for (let i = 0; i < shares; i++) {
       const [r0, r1] = shareRows(w.rows, shares, i);
       const n = r1 - r0;
-      const wp = w.ptr + r0 * rowBytes;
+      const wp = w.ptr + rowOffset(w.kind, r0, w.cols, rowBytes);
       if (m === 1) {
         chunks.push([{ op: matvecOp(w), args: [wp, n, w.cols, quantized ? xq : x, out + r0 * F32] }]);
       } else if (quantized) {
-        const op = w.kind === "q4r" ? "matmul_q4r_q8b" : "matmul_q8_0_q8b";
+        const op = matmulOp(w);
         chunks.push([
           { op, args: [wp, n, w.cols, xq, m, TILE] },
           { op: "copy", args: [TILE, out + r0 * F32, n * F32, m, n * F32, w.rows * F32] },
@@ -96,9 +93,22 @@ export function splitProducts(products: readonly Product[], input: ProductInput,
   return chunks;
 }
 
+function matmulOp(w: WasmMatrix): Chunk[number]["op"] {
+  switch (w.kind) {
+    case "q4r": return "matmul_q4r_q8b";
+    case "q8_0": return "matmul_q8_0_q8b";
+    case "q6r": return "matmul_q6r_q8b";
+    case "q4kr": return "matmul_q4kr_q8b";
+    case "q5kr": return "matmul_q5kr_q8b";
+    default: throw new Error(`${w.name}: no matrix-matrix kernel for ${w.kind}`);
+  }
+}
+
 function matvecOp(w: WasmMatrix): Chunk[number]["op"] {
   switch (w.kind) {
     case "q4r": return "matvec_q4r_q8a";
+    case "q4kr": return "matvec_q4kr_q8a";
+    case "q5kr": return "matvec_q5kr_q8a";
     case "q8_0": return "matvec_q8_0_q8a";
     case "q6r": return "matvec_q6r_q8a";
     case "f32": return "matvec_f32";

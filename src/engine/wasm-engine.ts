@@ -34,7 +34,7 @@ import { layoutOf } from "../gguf/quant";
 import { TensorType } from "../gguf/types";
 import type { KernelExports, Kernels } from "./kernels";
 import { KVPool, WasmSequence } from "./kv-cache";
-import type { EngineLayout } from "./layout";
+import { isQuantized, type EngineLayout } from "./layout";
 import type { WasmMatrix, WasmWeights } from "./load";
 import { attentionChunks, positionRanges, quantizeCalls, type AttentionSegment, type Q8Target } from "./position-split";
 import { splitProducts, type Product } from "./row-split";
@@ -43,7 +43,7 @@ import { runChunk, ThreadError, type Call, type Chunk, type ThreadPool } from ".
 const F32 = 4;
 
 /**
- * From this many positions the Q4R and Q8_0 products run as one matmul call:
+ * From this many positions the Q4R, Q8_0, Q4KR and Q5KR products run as one matmul call:
  * the kernel takes up to six positions (and a prompt's last ntok % 8) on its
  * small-batch path, one pass over the weights for up to four of them, so
  * even a step of two decoding streams costs no more than two matrix-vector
@@ -103,7 +103,7 @@ export class WasmEngine implements Engine {
   private readonly U: number; //      [C × F]  f32  up projection
   private readonly D: number; //      [C × H]  f32  down projection
   private readonly Q8: number; //     Q8B of [C × max(H, F)] (or Q8A of one row): quantized input of the next products
-  private readonly Q8ROW: number; //  Q8A of one [max(H, F)] row: per-position products (Q6R in prefill, the head)
+  private readonly Q8ROW: number; //  Q8A of one [max(H, F)] row: per-position products (below MATMUL_MIN_ROWS positions)
   private readonly SCORES: number; // [ctx] f32  attention scores of one head (the main thread's; each other thread has its own)
   private readonly TABLE: number; //  [C × ctx/P] u32  addresses of each segment's KV blocks (P = positions per block)
   private readonly XN: number; //     [B × H] f32  final LayerNorm of the positions whose logits are wanted (B = logitsBatch)
@@ -379,6 +379,8 @@ export class WasmEngine implements Engine {
       case TensorType.Q8_0: k.dequant_q8_0(src, dst, H); break;
       case TensorType.Q4_0: k.dequant_q4_0(src, dst, H); break;
       case TensorType.Q6_K: k.dequant_q6_k(src, dst, H); break;
+      case TensorType.Q4_K: k.dequant_q4_k(src, dst, H); break;
+      case TensorType.Q5_K: k.dequant_q5_k(src, dst, H); break;
       default: throw new Error(`embedding type ${e.type} unsupported`);
     }
   }
@@ -549,7 +551,7 @@ export class WasmEngine implements Engine {
       for (const p of products) this.linear(p.w, x, m, p.out);
       return;
     }
-    const perPosition = m > 1 ? products.filter((p) => p.w.kind === "q6r" || (m < MATMUL_MIN_ROWS && (p.w.kind === "q4r" || p.w.kind === "q8_0"))) : [];
+    const perPosition = m > 1 && m < MATMUL_MIN_ROWS ? products.filter((p) => isQuantized(p.w.kind)) : [];
     const together = products.filter((p) => !perPosition.includes(p));
     const { tileBytes } = this.threadMemory;
     if (together.length) this.dispatch(splitProducts(together, { x, xq: this.Q8, m, tileBytes }, pool.size));
@@ -569,13 +571,23 @@ export class WasmEngine implements Engine {
     switch (w.kind) {
       case "q4r":
       case "q8_0":
-      case "q6r": {
-        const matvec = w.kind === "q4r" ? k.matvec_q4r_q8a : w.kind === "q8_0" ? k.matvec_q8_0_q8a : k.matvec_q6r_q8a;
+      case "q6r":
+      case "q4kr":
+      case "q5kr": {
+        type Matvec = KernelExports["matvec_q4r_q8a"];
+        type Matmul = KernelExports["matmul_q4r_q8b"];
+        const kernels: Record<typeof w.kind, [Matvec, Matmul | undefined]> = {
+          q4r: [k.matvec_q4r_q8a, k.matmul_q4r_q8b],
+          q8_0: [k.matvec_q8_0_q8a, k.matmul_q8_0_q8b],
+          q6r: [k.matvec_q6r_q8a, k.matmul_q6r_q8b],
+          q4kr: [k.matvec_q4kr_q8a, k.matmul_q4kr_q8b],
+          q5kr: [k.matvec_q5kr_q8a, k.matmul_q5kr_q8b],
+        };
+        const [matvec, matmul] = kernels[w.kind];
         if (m === 1) matvec(ptr, rows, cols, this.Q8, out);
-        else if (w.kind === "q4r" && m >= MATMUL_MIN_ROWS) k.matmul_q4r_q8b(ptr, rows, cols, this.Q8, m, out);
-        else if (w.kind === "q8_0" && m >= MATMUL_MIN_ROWS) k.matmul_q8_0_q8b(ptr, rows, cols, this.Q8, m, out);
+        else if (matmul && m >= MATMUL_MIN_ROWS) matmul(ptr, rows, cols, this.Q8, m, out);
         else {
-          // Q6R has no matrix-matrix kernel (only llama.cpp's output head is Q6_K, run once per prompt).
+          // Fewer positions than MATMUL_MIN_ROWS: a matrix-vector product per position.
           for (let t = 0; t < m; t++) {
             k.quantize_q8a(x + t * cols * F32, cols, this.Q8ROW);
             matvec(ptr, rows, cols, this.Q8ROW, out + t * rows * F32);

@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { GGUFHeader } from "../../src/gguf/reader";
 import { TensorType } from "../../src/gguf/types";
 import { engineLayout, newKernels, placeEngine, type LayoutOptions, type PartOptions, type ThreadOptions, type WasmEngineOptions } from "../../src/engine/index";
-import { q4rBytes, q6rBytes, q8aBytes, q8bBytes, q8bPieces, SCRATCH_BYTES } from "../../src/engine/kernel-sizes";
+import { q4krBytes, q4rBytes, q5krBytes, q6rBytes, q8aBytes, q8bBytes, q8bPieces, SCRATCH_BYTES } from "../../src/engine/kernel-sizes";
 import type { BuildKind, KernelExports, KernelModules } from "../../src/engine/kernels";
 import { compileKernelModules, enableRelaxedSimd } from "../../src/engine/node";
 import { openGGUF } from "../../src/gguf/node";
@@ -48,7 +48,7 @@ function allocated(header: Header, build: BuildKind, opts: WasmEngineOptions & P
 }
 
 describe("kernel sizes", () => {
-  it("equal every build's q8a_bytes, q8b_bytes, q4r_bytes, q6r_bytes and scratch_bytes, shared-memory builds too", () => {
+  it("equal every build's q8a_bytes, q8b_bytes, q4r_bytes, q6r_bytes, q4kr_bytes, q5kr_bytes and scratch_bytes, shared-memory builds too", () => {
     const instances = BUILDS.flatMap((build) => [
       [build, new WebAssembly.Instance(modules[build]!, { env: { memory: new WebAssembly.Memory({ initial: 16 }) } })],
       [`${build} shared`, new WebAssembly.Instance(sharedModules[build]!, { env: { memory: new WebAssembly.Memory({ initial: 16, maximum: 16, shared: true }) } })],
@@ -63,6 +63,8 @@ describe("kernel sizes", () => {
         for (const rows of [1, 3, 4, 5, 510, 2048, 100352]) {
           expect(q4rBytes(rows, n), `${name} q4r ${rows} × ${n}`).toBe(e.q4r_bytes(rows, n) >>> 0);
           if (n % 256 === 0) expect(q6rBytes(rows, n), `${name} q6r ${rows} × ${n}`).toBe(e.q6r_bytes(rows, n) >>> 0);
+          if (n % 256 === 0) expect(q4krBytes(rows, n), `${name} q4kr ${rows} × ${n}`).toBe(e.q4kr_bytes(rows, n) >>> 0);
+          if (n % 256 === 0) expect(q5krBytes(rows, n), `${name} q5kr ${rows} × ${n}`).toBe(e.q5kr_bytes(rows, n) >>> 0);
         }
       }
     }
@@ -112,6 +114,7 @@ describe("the layout's total is what a placed engine allocates", () => {
     ["tiny F16, chunk 1", shape({ ...SHAPES.tiny, type: TensorType.F16 }), { prefillChunk: 1 }],
     ["510-row vocabulary, hidden 256, Q4_0 + Q6_K head (padded 4-row groups)", shape({ vocab: 510, hidden: 256, ffn: 512, layers: 2, heads: 4, type: TensorType.Q4_0, outputType: TensorType.Q6_K }), { contextLength: 64 }],
     ["full2l Q4_0 + Q6_K head, context 256, 1 sequence, chunk 32", shape({ ...SHAPES.full2l, outputType: TensorType.Q6_K }), { contextLength: 256, sequences: 1, prefillChunk: 32 }],
+    ["510-row vocabulary, hidden 256, Q4_K layers + Q5_K head (repacked larger than the file), 2 threads", shape({ vocab: 510, hidden: 256, ffn: 512, layers: 2, heads: 4, type: TensorType.Q4_K, outputType: TensorType.Q5_K }), { contextLength: 64, threads: 2 }],
     ["full2l Q4_0, layer 1 only (a layer shard)", shape(SHAPES.full2l), { contextLength: 256, sequences: 2, prefillChunk: 32, layers: [1, 2], logitsRows: 0, embedding: false }],
     ["full2l Q4_0, 50176 head rows only (a head shard)", async () => headSlice(stablelmHeader(SHAPES.full2l), 50176), { contextLength: 256, layers: [0, 0], logitsRows: 50176, embedding: false }],
     ["1.6B Q4_0, context 64, 1 sequence", shape(SHAPES["1_6b"]), { contextLength: 64, sequences: 1 }],
@@ -148,6 +151,7 @@ describe("shard plans cover the engine's layout of every shard, for every build"
     ["full2l, 80 MiB, context 256", SHAPES.full2l, 80, 256, 1],
     ["1.6B, 120 MiB, context 2048", SHAPES["1_6b"], 120, 2048, 1],
     ["1.6B with a Q6_K head, 120 MiB, context 512", { ...SHAPES["1_6b"], outputType: TensorType.Q6_K }, 120, 512, 1],
+    ["1.6B Q5_K layers, Q6_K head, 120 MiB, context 512", { ...SHAPES["1_6b"], type: TensorType.Q5_K, outputType: TensorType.Q6_K }, 120, 512, 1],
   ];
   for (const [name, s, budgetMb, contextLength, sequences] of plans) {
     it(name, () => {

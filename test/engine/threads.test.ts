@@ -26,6 +26,7 @@ import type { WasmMatrix } from "../../src/engine/load";
 import { attentionChunks, MAX_CHUNK_POSITIONS, positionRanges } from "../../src/engine/position-split";
 import { shareRows, shareRowsMax, splitProducts } from "../../src/engine/row-split";
 import { controlBytes, TILE, type Arg } from "../../src/engine/thread-pool";
+import { kQuantTensors } from "../kernels/kquant-blocks";
 import { argmax, engineFor, randomTokens, sameBits, tempModels, type SmallModelSpec } from "./helpers";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -38,8 +39,12 @@ const MODELS: [string, SmallModelSpec][] = [
   ["Q8_0", { ...odd, matrix: TensorType.Q8_0, seed: 22 }],
   ["F16 layers, F32 head", { ...odd, matrix: TensorType.F16, output: TensorType.F32, seed: 23 }],
   ["BF16, parallel residual with qk-norm", { ...odd, matrix: TensorType.BF16, parallel: true, seed: 24 }],
-  // Q6_K layers have no matmul kernel: prefill runs them a position at a time.
   ["Q6_K layers and head", { vocab: VOCAB, ffn: 768, kvHeads: 2, matrix: TensorType.Q6_K, seed: 25 }],
+  // Q4KR/Q5KR groups are larger than four stored rows: each chunk must start at its group's repacked offset.
+  ["Q4_K layers and embedding, Q5_K head", {
+    vocab: VOCAB, ffn: 768, kvHeads: 2, output: TensorType.Q5_K, seed: 26,
+    raw: kQuantTensors({ hidden: 256, ffn: 768, layers: 2, vocab: VOCAB, kvDim: 128 }, TensorType.Q4_K, TensorType.Q4_K, TensorType.Q5_K, 26),
+  }],
 ];
 
 const models = tempModels("threads");

@@ -14,12 +14,12 @@ import { compileKernelModules, DEFAULT_BUILD_DIR, kernelsFromEnv, loadKernelsNod
 import { Arena } from "../../src/engine/arena";
 import { emulateFusedDot } from "./fused-emulation";
 
-/** The SIMD build with matvec_q4r_q8a wrapped so that it corrupts out[rows-1] by one ulp. */
-function sabotagedSimd(): WebAssembly.Module {
+/** The SIMD build with a matvec (default matvec_q4r_q8a) wrapped so that it corrupts out[rows-1] by one ulp. */
+function sabotagedSimd(matvec = "matvec_q4r_q8a"): WebAssembly.Module {
   const m = binaryen.readBinary(readFileSync(join(DEFAULT_BUILD_DIR, "kernels-simd.wasm")));
   m.setFeatures(binaryen.Features.All);
-  const target = binaryen.getExportInfo(m.getExport("matvec_q4r_q8a")).value;
-  m.removeExport("matvec_q4r_q8a");
+  const target = binaryen.getExportInfo(m.getExport(matvec)).value;
+  m.removeExport(matvec);
   const i32 = binaryen.i32;
   const get = (i: number) => m.local.get(i, i32);
   // addr = out + 4*(rows-1); store(addr, bits(load(addr)) + 1)
@@ -34,7 +34,7 @@ function sabotagedSimd(): WebAssembly.Module {
       m.i32.store(0, 4, addr, m.i32.add(m.i32.load(0, 4, addr), m.i32.const(1))),
     ]),
   );
-  m.addFunctionExport("sabotaged", "matvec_q4r_q8a");
+  m.addFunctionExport("sabotaged", matvec);
   const bytes = m.emitBinary();
   m.dispose();
   return new WebAssembly.Module(new Uint8Array(bytes));
@@ -58,7 +58,7 @@ describe("kernel selection", () => {
     const k = loadKernelsNode({ memory, warmup: false });
     if (process.execArgv.includes("--experimental-wasm-relaxed-simd")) expect(["relaxed", "simd"]).toContain(k.kind);
     else expect(k.kind).toBe("simd");
-    expect(k.reason).toMatch(/self-test passed \(452 outputs bit-identical to scalar, on first calls and after warm-up\)/);
+    expect(k.reason).toMatch(/self-test passed \(1025 outputs bit-identical to scalar, on first calls and after warm-up\)/);
     // It imports a shared memory: a plain one does not link.
     expect(() => new WebAssembly.Instance(k.module, { env: { memory: new WebAssembly.Memory({ initial: 16 }) } })).toThrow();
     const shared = compileKernelModules(undefined, true).modules;
@@ -77,6 +77,15 @@ describe("kernel selection", () => {
     expect(k.kind).toBe("scalar");
     expect(k.reason).toMatch(/simd: self-test FAILED on first calls: .* differ/);
     expect(() => loadKernels({ memory, modules: { simd: bad }, warmup: false })).toThrow(/no usable kernel build/);
+  });
+
+  it("the probe covers the K-quant kernels: a Q4_K or Q5_K matvec off by one ulp fails the self-test", () => {
+    const { modules } = compileKernelModules();
+    for (const name of ["matvec_q4kr_q8a", "matvec_q5kr_q8a"]) {
+      const t = selfTest(sabotagedSimd(name), modules.scalar!);
+      expect(t.ok, name).toBe(false);
+      expect(t.detail).toMatch(/1\/1025 outputs differ/);
+    }
   });
 
   it("force restricts the choice (falling back to scalar), and the override's names are checked", () => {
@@ -179,12 +188,12 @@ describe("kernel selection", () => {
 describe("relaxed builds, full kernel suite", () => {
   // relaxed-fused-emulated: the relaxed-fused build with its fused dot computed by instructions
   // Node 20 gets right (fused-emulation.ts): its layouts, tiles and arithmetic, bit for bit.
-  it.each(["relaxed", "relaxed-fused-emulated"])("quant + float tests pass against the %s build (child vitest with the flag)", (build) => {
+  it.each(["relaxed", "relaxed-fused-emulated"])("quant, K-quant and float tests pass against the %s build (child vitest with the flag)", (build) => {
     const root = join(DEFAULT_BUILD_DIR, "..");
     const res = spawnSync(
       process.execPath,
       ["--experimental-wasm-relaxed-simd", join(root, "node_modules/vitest/vitest.mjs"), "run", "--pool=threads",
-        "test/kernels/quant.test.ts", "test/kernels/float.test.ts"],
+        "test/kernels/quant.test.ts", "test/kernels/kquant.test.ts", "test/kernels/q6matmul.test.ts", "test/kernels/float.test.ts"],
       { cwd: root, encoding: "utf8", timeout: 120_000, env: { ...process.env, KERNELS_SIMD_BUILD: build, NO_COLOR: "1" } },
     );
     expect(res.status, res.stdout + res.stderr).toBe(0);

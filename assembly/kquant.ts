@@ -1,0 +1,692 @@
+// The K-quants Q4_K and Q5_K: repack to Q4KR / Q5KR, matrix-vector (decode)
+// and matrix-matrix (prefill) products against Q8A / Q8B activations, and
+// row dequantization (embedding lookup).
+//
+// GGUF Q4_K (144 B per 256 values): f16 d, f16 dmin, 12 bytes of packed
+// six-bit scales and mins of eight 32-wide sub-blocks, 128 nibble bytes (the
+// 32 bytes of chunk c hold sub-block 2c in their low nibbles and 2c+1 in
+// their high ones). Q5_K (176 B) adds 32 bytes of fifth bits before the
+// nibbles (bit j of byte l is element l of sub-block j). A value is
+// d*sc*q - dmin*m with q unsigned (0..15, 0..31).
+//
+// The sub-blocks are 32 wide, Q8A/Q8B's blocks, so per sub-block j of a row:
+//   sd = sc_j * sum_l q_l x_l          exact int32 (|.| <= 63*32*31*127 < 2^23)
+//   sm = m_j * sum_l x_l               exact int32 (Q8A/Q8B carry sum x)
+//   acc = acc + (f32(sd)*d - f32(sm)*dmin) * d_x
+// in that order of f32 operations in every build (the scalar twin defines
+// it), so all builds agree bit for bit.
+//
+// Q4KR / Q5KR: groups of four rows (the last zero-padded); group g at
+// g*nsb*B (B = 592 / 720), per superblock column B bytes:
+//   [0, 8)     d of rows 0..3 (f16)         [8, 16)   dmin of rows 0..3 (f16)
+//   [16, 48)   scale of sub-block j, row r at 16 + 4j + r (u8, 0..63)
+//   [48, 80)   min of sub-block j, row r at 48 + 4j + r
+//   [80, 592)  row r's 128 nibble bytes at 80 + 128r (GGUF order)
+//   [592, 720) Q5KR only: row r's 32 fifth-bit bytes at 592 + 32r, each
+//              rotated by four (sub-block j's bit at bit (j+4) & 7), so
+//              that one shift moves it to 0x10
+// The scales are unpacked once at load instead of per row and superblock in
+// every product; the four rows' scales and mins are then one vector load
+// each, and the rows' data one sequential stream (as Q6R).
+
+import {
+  FUSED, scratchBase, h2f, h2f_x4c, VCONST, VC_NIB8, VC_NIB16, VC_HMASK, VC_HMUL, VC_EVEN16, VC_ODD16,
+  q8aSumOff, q8aQ8Off, q8aQ16Off,
+} from "./common";
+import {
+  reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, q8bToQ8a, quadsToQ8a,
+  transposeQuads, smallTail, SMALL_X, matvecQ6kSimd, matvecQ6kScalar,
+} from "./quant";
+
+// @ts-ignore: decorator
+@inline const K_SC: usize = 16;
+// @ts-ignore: decorator
+@inline const K_M: usize = 48;
+// @ts-ignore: decorator
+@inline const K_QS: usize = 80;
+// @ts-ignore: decorator
+@inline const K_QH: usize = 592;
+
+@inline function kBytes(five: bool): usize {
+  return five ? 720 : 592;
+}
+
+// ---------------------------------------------------------------- sizes and repack
+
+export function q4kr_bytes(rows: i32, cols: i32): usize {
+  return <usize>((rows + 3) >> 2) * (<usize>cols >> 8) * 592;
+}
+
+export function q5kr_bytes(rows: i32, cols: i32): usize {
+  return <usize>((rows + 3) >> 2) * (<usize>cols >> 8) * 720;
+}
+
+// GGUF rows -> Q4KR / Q5KR. A group takes 16 bytes more per superblock column
+// than its four GGUF rows, so an in-place repack (dst == src, sized
+// q4kr_bytes / q5kr_bytes) goes from the last group to the first: group g's
+// destination starts at or after its source and ends before group g+1's
+// destination, so only sources already copied are overwritten. Otherwise src
+// and dst must not overlap. Uses the scratch region (4 rows).
+export function repack_q4_k(src: usize, dst: usize, rows: i32, cols: i32): void {
+  repackK(src, dst, rows, cols, false);
+}
+
+export function repack_q5_k(src: usize, dst: usize, rows: i32, cols: i32): void {
+  repackK(src, dst, rows, cols, true);
+}
+
+// Sub-block j's six-bit scale | min << 8 from the 12 packed bytes at s:
+// sub-blocks 0..3 keep theirs in the low six bits of bytes j and j+4; 4..7
+// take a nibble of byte j+4 and the top two bits of bytes j-4 (scale) and j
+// (min).
+@inline function scaleMin(s: usize, j: usize): u32 {
+  const a = <u32>load<u8>(s + j);
+  const b = <u32>load<u8>(s + ((j + 4) & 7));
+  if (j < 4) return (a & 63) | ((b & 63) << 8);
+  const c = <u32>load<u8>(s + j + 4);
+  return ((c & 15) | ((b >> 6) << 4)) | (((c >> 4) | ((a >> 6) << 4)) << 8);
+}
+
+function repackK(src: usize, dst: usize, rows: i32, cols: i32, five: bool): void {
+  const nsb = <usize>cols >> 8;
+  const inB: usize = five ? 176 : 144;
+  const outB = kBytes(five);
+  const rowBytes = nsb * inB;
+  const tmp = scratchBase();
+  for (let g = ((rows + 3) >> 2) - 1; g >= 0; g--) {
+    const nr = min(4, rows - (g << 2));
+    memory.copy(tmp, src + <usize>(g << 2) * rowBytes, <usize>nr * rowBytes);
+    if (nr < 4) memory.fill(tmp + <usize>nr * rowBytes, 0, <usize>(4 - nr) * rowBytes);
+    let o = dst + <usize>g * nsb * outB;
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      for (let r: usize = 0; r < 4; r++) {
+        const s = tmp + r * rowBytes + sb * inB;
+        store<u16>(o + (r << 1), load<u16>(s));
+        store<u16>(o + 8 + (r << 1), load<u16>(s, 2));
+        for (let j: usize = 0; j < 8; j++) {
+          const sm = scaleMin(s + 4, j);
+          store<u8>(o + K_SC + (j << 2) + r, <u8>sm);
+          store<u8>(o + K_M + (j << 2) + r, <u8>(sm >> 8));
+        }
+        memory.copy(o + K_QS + (r << 7), s + (five ? 48 : 16), 128);
+        if (five) {
+          for (let l: usize = 0; l < 32; l++) {
+            const h = <u32>load<u8>(s + 16 + l);
+            store<u8>(o + K_QH + (r << 5) + l, <u8>((h << 4) | (h >> 4)));
+          }
+        }
+      }
+      o += outB;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- matvec (Q8A)
+
+export function matvec_q4kr_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  if (ASC_FEATURE_SIMD) matvecKSimd(w, rows, cols, xa, out, false);
+  else matvecKScalar(w, rows, cols, xa, out, false);
+}
+
+export function matvec_q5kr_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  if (ASC_FEATURE_SIMD) matvecKSimd(w, rows, cols, xa, out, true);
+  else matvecKScalar(w, rows, cols, xa, out, true);
+}
+
+// Value l (0..31) of sub-block j of one row: qs at q, fifth bits at qh
+// (rotated: as in Q5KR, else as in the file).
+@inline function kValue(q: usize, qh: usize, j: usize, l: usize, five: bool, rotated: bool): i32 {
+  const v = <i32>load<u8>(q + ((j >> 1) << 5) + l);
+  let x = j & 1 ? v >> 4 : v & 15;
+  if (five) x |= ((<i32>load<u8>(qh + l) >> <i32>(rotated ? (j + 4) & 7 : j)) & 1) << 4;
+  return x;
+}
+
+function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, five: bool): void {
+  const nsb = <usize>cols >> 8;
+  const nb = nsb << 3;
+  const xs = xa + q8aSumOff(nb);
+  const x8 = xa + q8aQ8Off(nb);
+  const B = kBytes(five);
+  for (let r = 0; r < rows; r++) {
+    const lane = <usize>(r & 3);
+    let p = w + <usize>(r >> 2) * nsb * B;
+    let acc: f32 = 0;
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      const d = h2f(load<u16>(p + (lane << 1)));
+      const dm = h2f(load<u16>(p + 8 + (lane << 1)));
+      const q = p + K_QS + (lane << 7);
+      const qh = p + K_QH + (lane << 5);
+      for (let j: usize = 0; j < 8; j++) {
+        const b = (sb << 3) + j;
+        let dot: i32 = 0;
+        for (let l: usize = 0; l < 32; l++) dot += kValue(q, qh, j, l, five, true) * <i32>load<i8>(x8 + (b << 5) + l);
+        const sd = dot * <i32>load<u8>(p + K_SC + (j << 2) + lane);
+        const sm = load<i32>(xs + (b << 2)) * <i32>load<u8>(p + K_M + (j << 2) + lane);
+        acc += (<f32>sd * d - <f32>sm * dm) * load<f32>(xa + (b << 2));
+      }
+      p += B;
+    }
+    store<f32>(out + (<usize>r << 2), acc);
+  }
+}
+
+// Sub-block j's fifth bit of every byte of v (Q5KR's rotated bytes: at bit
+// (j+4) & 7) at bit 4, 0x10 per byte: one 16-bit shift, which carries no bit
+// across a byte boundary into bit 4 for these shift counts (at most 3 right,
+// 4 left).
+@inline function fifth(v: v128, j: i32, m5: v128): v128 {
+  if (j < 4) return v128.and(i16x8.shr_u(v, j), m5);
+  return v128.and(i16x8.shl(v, 8 - j), m5);
+}
+
+// acc + (f32(sd)*d - f32(sm)*dmin) * d_x: the scalar twin's fold, four lanes.
+@inline function kFold(acc: v128, sd: v128, sm: v128, d: v128, dm: v128, dx: v128): v128 {
+  return f32x4.add(acc, f32x4.mul(f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(sd), d), f32x4.mul(f32x4.convert_i32x4_s(sm), dm)), dx));
+}
+
+// Scratch of the plain SIMD matvec: the four rows' int32 partials of the
+// current sub-block pair, [0, 128); storing them orders the next row's loads
+// after them (see q6Step in quant.ts). The relaxed one keeps them in
+// registers: passing them through scratch measured ~15% slower there.
+
+// Relaxed: one row's sub-block j (chunk c = j >> 1: low nibbles for even j,
+// high for odd) against its activations, left in int16: lane i holds two
+// pairs' dots of both 16-wide halves, |lane| <= 2*2*15*127 = 7620 (Q5:
+// 15748).
+@inline function kRowRelaxed(q: usize, qh: usize, j: i32, five: bool, xl: v128, xh: v128, m: v128, m5: v128): v128 {
+  let a = v128.load(q + (<usize>(j >> 1) << 5));
+  let b = v128.load(q + (<usize>(j >> 1) << 5), 16);
+  if (j & 1) {
+    a = i16x8.shr_u(a, 4);
+    b = i16x8.shr_u(b, 4);
+  }
+  a = v128.and(a, m);
+  b = v128.and(b, m);
+  if (five) {
+    a = v128.or(a, fifth(v128.load(qh), j, m5));
+    b = v128.or(b, fifth(v128.load(qh, 16), j, m5));
+  }
+  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, a), i16x8.relaxed_dot_i8x16_i7x16_s(xh, b));
+}
+
+// [sc_r * sum(p_r)] for four rows' int16 partials: transpose-and-add in
+// int16, then one dot with [sc0, sc0, sc1, sc1, ...] widens and scales at
+// once. Q4_K: sums of 8 lanes <= 30480 stay exact in int16; Q5_K's (<= 62992)
+// would not, so its last add is done in int32.
+@inline function kReduceScaled(p0: v128, p1: v128, p2: v128, p3: v128, sc: v128, five: bool): v128 {
+  const a = i16x8.add(i32x4.shuffle(p0, p1, 0, 4, 1, 5), i32x4.shuffle(p0, p1, 2, 6, 3, 7));
+  const c = i16x8.add(i32x4.shuffle(p2, p3, 0, 4, 1, 5), i32x4.shuffle(p2, p3, 2, 6, 3, 7));
+  const lo = i32x4.shuffle(a, c, 0, 1, 4, 5);
+  const hi = i32x4.shuffle(a, c, 2, 3, 6, 7);
+  if (five) return i32x4.add(i32x4.dot_i16x8_s(lo, sc), i32x4.dot_i16x8_s(hi, sc));
+  return i32x4.dot_i16x8_s(i16x8.add(lo, hi), sc);
+}
+
+// SIMD build: one row's two sub-blocks as int32 sums, from the int16
+// activations (Q8A's permuted section: a vector of weight bytes viewed as
+// int16 lanes holds the even elements in its low bytes, the odd in its high).
+@inline function kRowSimd(t: usize, q: usize, qh: usize, c: i32, five: bool, x0: usize, x1: usize): void {
+  const a = v128.load(q + (<usize>c << 5));
+  const b = v128.load(q + (<usize>c << 5), 16);
+  const m = i16x8.splat(0x0f);
+  let e0 = v128.and(a, m), e1 = v128.and(i16x8.shr_u(a, 8), m), e2 = v128.and(b, m), e3 = v128.and(i16x8.shr_u(b, 8), m);
+  let o0 = v128.and(i16x8.shr_u(a, 4), m), o1 = i16x8.shr_u(a, 12), o2 = v128.and(i16x8.shr_u(b, 4), m), o3 = i16x8.shr_u(b, 12);
+  if (five) {
+    const ua = v128.load(qh), ub = v128.load(qh, 16);
+    const one = i16x8.splat(1);
+    const s0 = ((c << 1) + 4) & 7, s1 = ((c << 1) + 5) & 7;
+    e0 = v128.or(e0, i16x8.shl(v128.and(i16x8.shr_u(ua, s0), one), 4));
+    e1 = v128.or(e1, i16x8.shl(v128.and(i16x8.shr_u(ua, s0 + 8), one), 4));
+    e2 = v128.or(e2, i16x8.shl(v128.and(i16x8.shr_u(ub, s0), one), 4));
+    e3 = v128.or(e3, i16x8.shl(v128.and(i16x8.shr_u(ub, s0 + 8), one), 4));
+    o0 = v128.or(o0, i16x8.shl(v128.and(i16x8.shr_u(ua, s1), one), 4));
+    o1 = v128.or(o1, i16x8.shl(v128.and(i16x8.shr_u(ua, s1 + 8), one), 4));
+    o2 = v128.or(o2, i16x8.shl(v128.and(i16x8.shr_u(ub, s1), one), 4));
+    o3 = v128.or(o3, i16x8.shl(v128.and(i16x8.shr_u(ub, s1 + 8), one), 4));
+  }
+  v128.store(t, i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(e0, v128.load(x0)), i32x4.dot_i16x8_s(e1, v128.load(x0, 16))),
+    i32x4.add(i32x4.dot_i16x8_s(e2, v128.load(x0, 32)), i32x4.dot_i16x8_s(e3, v128.load(x0, 48))),
+  ));
+  v128.store(t, i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(o0, v128.load(x1)), i32x4.dot_i16x8_s(o1, v128.load(x1, 16))),
+    i32x4.add(i32x4.dot_i16x8_s(o2, v128.load(x1, 32)), i32x4.dot_i16x8_s(o3, v128.load(x1, 48))),
+  ), 64);
+}
+
+// Bytes o..o+3 of v (one sub-block's four rows) as int16 pairs [b0, b0, b1,
+// b1, ...] (the scale vector of kReduceScaled) and as int32 lanes. The lanes
+// of a shuffle must be literals, hence one per offset (o is a constant).
+@inline function pairLanes(v: v128, o: i32): v128 {
+  const z = i32x4.splat(0);
+  if (o == 0) return i8x16.shuffle(v, z, 0, 16, 0, 16, 1, 16, 1, 16, 2, 16, 2, 16, 3, 16, 3, 16);
+  if (o == 4) return i8x16.shuffle(v, z, 4, 16, 4, 16, 5, 16, 5, 16, 6, 16, 6, 16, 7, 16, 7, 16);
+  if (o == 8) return i8x16.shuffle(v, z, 8, 16, 8, 16, 9, 16, 9, 16, 10, 16, 10, 16, 11, 16, 11, 16);
+  return i8x16.shuffle(v, z, 12, 16, 12, 16, 13, 16, 13, 16, 14, 16, 14, 16, 15, 16, 15, 16);
+}
+
+@inline function wordLanes(v: v128, o: i32): v128 {
+  const z = i32x4.splat(0);
+  if (o == 0) return i8x16.shuffle(v, z, 0, 16, 16, 16, 1, 16, 16, 16, 2, 16, 16, 16, 3, 16, 16, 16);
+  if (o == 4) return i8x16.shuffle(v, z, 4, 16, 16, 16, 5, 16, 16, 16, 6, 16, 16, 16, 7, 16, 16, 16);
+  if (o == 8) return i8x16.shuffle(v, z, 8, 16, 16, 16, 9, 16, 16, 16, 10, 16, 16, 16, 11, 16, 16, 16);
+  return i8x16.shuffle(v, z, 12, 16, 16, 16, 13, 16, 16, 16, 14, 16, 16, 16, 15, 16, 16, 16);
+}
+
+// Chunk c (sub-blocks 2c, 2c+1) of one superblock, four rows: the two folds.
+@inline function kChunk(acc: v128, p: usize, c: i32, five: bool, b: usize, xa: usize, xs: usize, xq: usize,
+  d: v128, dm: v128, S: v128, M: v128, m: v128, m5: v128): v128 {
+  const t = scratchBase();
+  const q = p + K_QS, qh = p + K_QH;
+  if (!ASC_FEATURE_RELAXED_SIMD) {
+    const x0 = xq + (b << 6), x1 = x0 + 64;
+    kRowSimd(t, q, qh, c, five, x0, x1);
+    kRowSimd(t + 16, q + 128, qh + 32, c, five, x0, x1);
+    kRowSimd(t + 32, q + 256, qh + 64, c, five, x0, x1);
+    kRowSimd(t + 48, q + 384, qh + 96, c, five, x0, x1);
+  }
+  // Scales and mins of sub-blocks j = 2c, 2c+1: S/M hold j = 4h..4h+3 (h = c >> 1), row r at 4(j & 3) + r.
+  const o0 = (c & 1) << 3, o1 = o0 + 4;
+  let sd0: v128, sd1: v128;
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    // Each sub-block's four rows straight into the reduction (reloading the
+    // chunk's bytes for the odd one is cheaper than keeping them live).
+    const j0 = c << 1, j1 = j0 + 1;
+    let xl = v128.load(xq + (b << 5)), xh = v128.load(xq + (b << 5), 16);
+    sd0 = kReduceScaled(
+      kRowRelaxed(q, qh, j0, five, xl, xh, m, m5), kRowRelaxed(q + 128, qh + 32, j0, five, xl, xh, m, m5),
+      kRowRelaxed(q + 256, qh + 64, j0, five, xl, xh, m, m5), kRowRelaxed(q + 384, qh + 96, j0, five, xl, xh, m, m5),
+      pairLanes(S, o0), five);
+    xl = v128.load(xq + (b << 5), 32);
+    xh = v128.load(xq + (b << 5), 48);
+    sd1 = kReduceScaled(
+      kRowRelaxed(q, qh, j1, five, xl, xh, m, m5), kRowRelaxed(q + 128, qh + 32, j1, five, xl, xh, m, m5),
+      kRowRelaxed(q + 256, qh + 64, j1, five, xl, xh, m, m5), kRowRelaxed(q + 384, qh + 96, j1, five, xl, xh, m, m5),
+      pairLanes(S, o1), five);
+  } else {
+    sd0 = i32x4.mul(reduce4(v128.load(t), v128.load(t, 16), v128.load(t, 32), v128.load(t, 48)), wordLanes(S, o0));
+    sd1 = i32x4.mul(reduce4(v128.load(t, 64), v128.load(t, 80), v128.load(t, 96), v128.load(t, 112)), wordLanes(S, o1));
+  }
+  const m0 = wordLanes(M, o0), m1 = wordLanes(M, o1);
+  acc = kFold(acc, sd0, i32x4.mul(m0, v128.load32_splat(xs + (b << 2))), d, dm, v128.load32_splat(xa + (b << 2)));
+  return kFold(acc, sd1, i32x4.mul(m1, v128.load32_splat(xs + (b << 2), 4)), d, dm, v128.load32_splat(xa + (b << 2), 4));
+}
+
+function matvecKSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, five: bool): void {
+  const nsb = <usize>cols >> 8;
+  const nb = nsb << 3;
+  const xs = xa + q8aSumOff(nb);
+  const xq = ASC_FEATURE_RELAXED_SIMD ? xa + q8aQ8Off(nb) : xa + q8aQ16Off(nb);
+  const m = v128.load(VCONST + VC_NIB8);
+  const m5 = i8x16.splat(0x10);
+  const hmask = v128.load(VCONST + VC_HMASK);
+  const hmul = v128.load(VCONST + VC_HMUL);
+  const B = kBytes(five);
+  let p = w;
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    let acc = f32x4.splat(0);
+    let b: usize = 0;
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      const d = h2f_x4c(p, hmask, hmul);
+      const dm = h2f_x4c(p + 8, hmask, hmul);
+      const S0 = v128.load(p, K_SC), S1 = v128.load(p, K_SC + 16);
+      const M0 = v128.load(p, K_M), M1 = v128.load(p, K_M + 16);
+      acc = kChunk(acc, p, 0, five, b, xa, xs, xq, d, dm, S0, M0, m, m5);
+      acc = kChunk(acc, p, 1, five, b + 2, xa, xs, xq, d, dm, S0, M0, m, m5);
+      acc = kChunk(acc, p, 2, five, b + 4, xa, xs, xq, d, dm, S1, M1, m, m5);
+      acc = kChunk(acc, p, 3, five, b + 6, xa, xs, xq, d, dm, S1, M1, m, m5);
+      b += 8;
+      p += B;
+    }
+    storeRows(out, r0, rows, acc);
+  }
+}
+
+// ---------------------------------------------------------------- matmul (Q8B)
+
+// out[t*rows + r] for ntok tokens (Q8B, q8b_bytes(cols, ntok)); bit-identical
+// to ntok matvec calls. The relaxed builds run tiles over whole groups of
+// eight tokens (few tokens and a short tail: one matvec per token, from the
+// tokens' Q8A images); the SIMD and scalar builds run a matvec per token.
+export function matmul_q4kr_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
+  matmulK(w, rows, cols, xb, ntok, out, false);
+}
+
+export function matmul_q5kr_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
+  matmulK(w, rows, cols, xb, ntok, out, true);
+}
+
+function matmulK(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize, five: bool): void {
+  if (!ASC_FEATURE_RELAXED_SIMD) {
+    matvecsPerToken(w, rows, cols, xb, 0, ntok, out, five ? 5 : 4);
+    return;
+  }
+  const tiled = ntok - smallTail(ntok);
+  if (tiled > 0) {
+    matmulKTiled(w, rows, cols, FUSED ? xb : xb + q8bPlainBytes(<usize>cols >> 5, ntok), tiled, out, five);
+  }
+  if (tiled < ntok) matvecsPerToken(w, rows, cols, xb, tiled, ntok, out, five ? 5 : 4);
+}
+
+// Tokens [t0, t1) of Q8B xb one matvec each, on their Q8A images: kind 4
+// Q4KR, 5 Q5KR, 6 Q6R (q6matmul.ts).
+export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize, kind: i32): void {
+  const nb = <usize>cols >> 5;
+  const xa = scratchBase() + SMALL_X;
+  for (let t = t0; t < t1; t++) {
+    if (FUSED) quadsToQ8a(xb, nb, t, xa);
+    else q8bToQ8a(xb, nb, t, xa);
+    const o = out + <usize>t * (<usize>rows << 2);
+    if (kind == 6) {
+      if (ASC_FEATURE_SIMD) matvecQ6kSimd(w, rows, cols, xa, o, true);
+      else matvecQ6kScalar(w, rows, cols, xa, o, true);
+    } else if (ASC_FEATURE_SIMD) matvecKSimd(w, rows, cols, xa, o, kind == 5);
+    else matvecKScalar(w, rows, cols, xa, o, kind == 5);
+  }
+}
+
+// Scratch of the tiles: [0, 128) the current sub-block's 32 values of rows
+// 0..3 (row r at 32r, bytes 0..31), [MM_QT, MM_QT + 128) the same transposed
+// by quads (fused build); at MM_DW: f32 d[4], f32 dmin[4], i32 sc[4], i32
+// m[4] of the rows; K_A: Q5's first-half int16 sums of a tile pass; MM_ACC
+// the f32 accumulators. K_TAB (relaxed Q5): per token group and block the
+// int16 starting values -16*sum(x) of the block's two 16-wide halves.
+// @ts-ignore: decorator
+@inline const K_A: usize = 3072;
+// @ts-ignore: decorator
+@inline const K_TAB: usize = 256 * 1024;
+
+// The four rows' d and dmin of superblock column p to MM_DW.
+@inline function kScales(ws: usize, p: usize): void {
+  for (let r: usize = 0; r < 4; r++) {
+    store<f32>(ws + MM_DW + (r << 2), h2f(load<u16>(p + (r << 1))));
+    store<f32>(ws + MM_DW + 16 + (r << 2), h2f(load<u16>(p + 8 + (r << 1))));
+  }
+}
+
+// Sub-block j of the four rows: values (0..15 / 0..31) to ws, scales and mins to MM_DW.
+@inline function kUnpack(ws: usize, p: usize, j: i32, five: bool, m: v128, m5: v128): void {
+  const q = p + K_QS + (<usize>(j >> 1) << 5);
+  const sh = (j & 1) << 2;
+  for (let r: usize = 0; r < 4; r++) {
+    const a = v128.load(q + (r << 7));
+    const b = v128.load(q + (r << 7), 16);
+    let lo = v128.and(i16x8.shr_u(a, sh), m);
+    let hi = v128.and(i16x8.shr_u(b, sh), m);
+    if (five) {
+      // j is not a constant here: the shift's direction is chosen at run time (fifth's two cases).
+      const u = v128.load(p + K_QH + (r << 5)), v = v128.load(p + K_QH + (r << 5), 16);
+      lo = v128.or(lo, v128.and(j < 4 ? i16x8.shr_u(u, j) : i16x8.shl(u, 8 - j), m5));
+      hi = v128.or(hi, v128.and(j < 4 ? i16x8.shr_u(v, j) : i16x8.shl(v, 8 - j), m5));
+    }
+    v128.store(ws + (r << 5), lo);
+    v128.store(ws + (r << 5), hi, 16);
+    store<i32>(ws + MM_DW + 32 + (r << 2), <i32>load<u8>(p + K_SC + (<usize>j << 2) + r));
+    store<i32>(ws + MM_DW + 48 + (r << 2), <i32>load<u8>(p + K_M + (<usize>j << 2) + r));
+  }
+}
+
+// The f32 accumulators at pa (four tokens in lanes) of row r += the fold of
+// its raw integer dots with the tokens' sums of x.
+@inline function kFoldRow(pa: usize, ws: usize, r: usize, raw: v128, sx: v128, dx: v128): void {
+  const sd = i32x4.mul(raw, v128.load32_splat(ws + MM_DW + 32 + (r << 2)));
+  const sm = i32x4.mul(sx, v128.load32_splat(ws + MM_DW + 48 + (r << 2)));
+  v128.store(pa, kFold(v128.load(pa), sd, sm, v128.load32_splat(ws + MM_DW + (r << 2)), v128.load32_splat(ws + MM_DW + 16 + (r << 2)), dx));
+}
+
+// --- relaxed build: pairs (eight tokens per group), accumulation in int16.
+//
+// Q4_K: each lane starts at -8*sum(x) (Q8B's offset) and adds the 16 pairs'
+// products, so it ends at sum (q-8)*x, |.| <= 32*8*127 = 32512: the wrapped
+// int16 value is exact, and the raw dot is that plus 8*sum(x) in int32.
+// Q5_K (q up to 31): sum (q-16)*x over 32 values can reach 65024, so each
+// 16-wide half runs its own chain from -16*sum(x) of the half (K_TAB),
+// |.| <= 16*16*127 = 32512, and the halves are added in int32.
+
+// acc += fold for 4 rows x 8 tokens (row r at ap + 32r: even tokens, then
+// odd, the order the dots with (1,0,...) / (0,1,...) widen them in).
+@inline function kPairsFold(ws: usize, ap: usize, xg: usize, s0: v128, s1: v128, s2: v128, s3: v128, five: bool, a: usize): void {
+  const ev = v128.load(VCONST + VC_EVEN16);
+  const od = v128.load(VCONST + VC_ODD16);
+  const off = v128.load(xg, 288);
+  const ne = i32x4.dot_i16x8_s(off, ev), no = i32x4.dot_i16x8_s(off, od); // -8*sum(x)
+  const sxe = i32x4.neg(i32x4.shr_s(ne, 3)), sxo = i32x4.neg(i32x4.shr_s(no, 3));
+  const ce = five ? i32x4.shl(sxe, 4) : i32x4.neg(ne), co = five ? i32x4.shl(sxo, 4) : i32x4.neg(no);
+  const de = v128.load(xg, 256), dd = v128.load(xg, 272);
+  kPairsFoldRow(ap, ws, 0, s0, ce, co, sxe, sxo, de, dd, ev, od, five, a);
+  kPairsFoldRow(ap + 32, ws, 1, s1, ce, co, sxe, sxo, de, dd, ev, od, five, a + 16);
+  kPairsFoldRow(ap + 64, ws, 2, s2, ce, co, sxe, sxo, de, dd, ev, od, five, a + 32);
+  kPairsFoldRow(ap + 96, ws, 3, s3, ce, co, sxe, sxo, de, dd, ev, od, five, a + 48);
+}
+
+@inline function kPairsFoldRow(pa: usize, ws: usize, r: usize, s: v128, ce: v128, co: v128, sxe: v128, sxo: v128,
+  de: v128, dd: v128, ev: v128, od: v128, five: bool, a: usize): void {
+  let re = i32x4.add(i32x4.dot_i16x8_s(s, ev), ce);
+  let ro = i32x4.add(i32x4.dot_i16x8_s(s, od), co);
+  if (five) {
+    const h = v128.load(a);
+    re = i32x4.add(re, i32x4.dot_i16x8_s(h, ev));
+    ro = i32x4.add(ro, i32x4.dot_i16x8_s(h, od));
+  }
+  kFoldRow(pa, ws, r, re, sxe, de);
+  kFoldRow(pa + 16, ws, r, ro, sxo, dd);
+}
+
+// Four rows x sixteen tokens (two groups of eight) of one sub-block; see
+// mmPairs2 in quant.ts for why one pair per loop pass. p0..p1: the pairs of
+// one chain (Q4: 0..32, Q5: 0..16 then 16..32); starts: int16 vectors at sg / sh.
+@inline function kPairsChain2(ws: usize, xg: usize, xh: usize, p0: usize, p1: usize, sg: usize, sh: usize, ap: usize, five: bool, first: bool): void {
+  let s0 = v128.load(sg), u0 = v128.load(sh);
+  let s1 = s0, s2 = s0, s3 = s0, u1 = u0, u2 = u0, u3 = u0;
+  for (let p = p0; p < p1; p += 2) {
+    const x = v128.load(xg + (p << 3));
+    const y = v128.load(xh + (p << 3));
+    const w0 = v128.load16_splat(ws + p), w1 = v128.load16_splat(ws + p, 32), w2 = v128.load16_splat(ws + p, 64), w3 = v128.load16_splat(ws + p, 96);
+    s0 = i16x8.add(s0, i16x8.relaxed_dot_i8x16_i7x16_s(x, w0));
+    s1 = i16x8.add(s1, i16x8.relaxed_dot_i8x16_i7x16_s(x, w1));
+    s2 = i16x8.add(s2, i16x8.relaxed_dot_i8x16_i7x16_s(x, w2));
+    s3 = i16x8.add(s3, i16x8.relaxed_dot_i8x16_i7x16_s(x, w3));
+    u0 = i16x8.add(u0, i16x8.relaxed_dot_i8x16_i7x16_s(y, w0));
+    u1 = i16x8.add(u1, i16x8.relaxed_dot_i8x16_i7x16_s(y, w1));
+    u2 = i16x8.add(u2, i16x8.relaxed_dot_i8x16_i7x16_s(y, w2));
+    u3 = i16x8.add(u3, i16x8.relaxed_dot_i8x16_i7x16_s(y, w3));
+  }
+  if (five && first) {
+    const a = ws + K_A;
+    v128.store(a, s0, 0); v128.store(a, s1, 16); v128.store(a, s2, 32); v128.store(a, s3, 48);
+    v128.store(a, u0, 64); v128.store(a, u1, 80); v128.store(a, u2, 96); v128.store(a, u3, 112);
+    return;
+  }
+  kPairsFold(ws, ap, xg, s0, s1, s2, s3, five, ws + K_A);
+  kPairsFold(ws, ap + 128, xh, u0, u1, u2, u3, five, ws + K_A + 64);
+}
+
+@inline function kPairsChain1(ws: usize, xg: usize, p0: usize, p1: usize, sg: usize, ap: usize, five: bool, first: bool): void {
+  let s0 = v128.load(sg);
+  let s1 = s0, s2 = s0, s3 = s0;
+  for (let p = p0; p < p1; p += 2) {
+    const x = v128.load(xg + (p << 3));
+    s0 = i16x8.add(s0, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load16_splat(ws + p)));
+    s1 = i16x8.add(s1, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load16_splat(ws + p, 32)));
+    s2 = i16x8.add(s2, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load16_splat(ws + p, 64)));
+    s3 = i16x8.add(s3, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load16_splat(ws + p, 96)));
+  }
+  if (five && first) {
+    const a = ws + K_A;
+    v128.store(a, s0, 0); v128.store(a, s1, 16); v128.store(a, s2, 32); v128.store(a, s3, 48);
+    return;
+  }
+  kPairsFold(ws, ap, xg, s0, s1, s2, s3, five, ws + K_A);
+}
+
+function kPairs2Q4(ws: usize, ap: usize, xg: usize, xh: usize): void {
+  kPairsChain2(ws, xg, xh, 0, 32, xg + 288, xh + 288, ap, false, false);
+}
+function kPairs1Q4(ws: usize, ap: usize, xg: usize): void {
+  kPairsChain1(ws, xg, 0, 32, xg + 288, ap, false, false);
+}
+function kPairs2Q5(ws: usize, ap: usize, xg: usize, xh: usize, tg: usize, th: usize): void {
+  kPairsChain2(ws, xg, xh, 0, 16, tg, th, ap, true, true);
+  kPairsChain2(ws, xg, xh, 16, 32, tg + 16, th + 16, ap, true, false);
+}
+function kPairs1Q5(ws: usize, ap: usize, xg: usize, tg: usize): void {
+  kPairsChain1(ws, xg, 0, 16, tg, ap, true, true);
+  kPairsChain1(ws, xg, 16, 32, tg + 16, ap, true, false);
+}
+
+// K_TAB for the ng groups of a chunk: -16*sum(x) of each block's first half
+// (eight pairs, each token's pair sum by one relaxed dot with ones), and of
+// the second half as 2*(-8*sum(x)) minus that (exact after int16 wrap: the
+// result is within +-32512).
+function kHalfTable(xg0: usize, gStride: usize, ng: i32, nb: usize, tab: usize): void {
+  const ones = i8x16.splat(1);
+  for (let g = 0; g < ng; g++) {
+    let xg = xg0 + <usize>g * gStride;
+    let o = tab + <usize>g * nb * 32;
+    for (let b: usize = 0; b < nb; b++) {
+      let s = i16x8.splat(0);
+      for (let p: usize = 0; p < 128; p += 16) s = i16x8.add(s, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xg + p), ones));
+      const lo = i16x8.neg(i16x8.shl(s, 4));
+      v128.store(o, lo);
+      v128.store(o, i16x8.sub(i16x8.shl(v128.load(xg, 288), 1), lo), 16);
+      xg += Q8B_PAIRS;
+      o += 32;
+    }
+  }
+}
+
+// --- relaxed-fused build: quads (four tokens per group), int32 from zero
+// (the raw dot, |.| <= 32*31*127, needs no offset); sum(x) from Q8B's
+// -8*sum(x).
+
+@inline function kQuadsFold(ws: usize, ap: usize, xg: usize, a0: v128, a1: v128, a2: v128, a3: v128): void {
+  const dx = v128.load(xg, 384);
+  const sx = i32x4.neg(i32x4.shr_s(v128.load(xg, 400), 3));
+  kFoldRow(ap, ws, 0, a0, sx, dx);
+  kFoldRow(ap + 16, ws, 1, a1, sx, dx);
+  kFoldRow(ap + 32, ws, 2, a2, sx, dx);
+  kFoldRow(ap + 48, ws, 3, a3, sx, dx);
+}
+
+// Four rows x eight tokens; see mmQuads2 in quant.ts.
+function kQuads2(ws: usize, ap: usize, xg: usize, xh: usize): void {
+  let a0 = i32x4.splat(0), b0 = a0;
+  let a1 = a0, a2 = a0, a3 = a0, b1 = b0, b2 = b0, b3 = b0;
+  for (let k: usize = 0; k < 32; k += 4) {
+    const x = v128.load(xg + (k << 2));
+    const y = v128.load(xh + (k << 2));
+    const q = v128.load(ws + MM_QT + (k << 2));
+    const w0 = i32x4.shuffle(q, q, 0, 0, 0, 0), w1 = i32x4.shuffle(q, q, 1, 1, 1, 1);
+    const w2 = i32x4.shuffle(q, q, 2, 2, 2, 2), w3 = i32x4.shuffle(q, q, 3, 3, 3, 3);
+    a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, w0, a0);
+    a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, w1, a1);
+    a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, w2, a2);
+    a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, w3, a3);
+    b0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(y, w0, b0);
+    b1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(y, w1, b1);
+    b2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(y, w2, b2);
+    b3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(y, w3, b3);
+  }
+  kQuadsFold(ws, ap, xg, a0, a1, a2, a3);
+  kQuadsFold(ws, ap + 64, xh, b0, b1, b2, b3);
+}
+
+function kQuads1(ws: usize, ap: usize, xg: usize): void {
+  let a0 = i32x4.splat(0);
+  let a1 = a0, a2 = a0, a3 = a0;
+  for (let k: usize = 0; k < 32; k += 4) {
+    const x = v128.load(xg + (k << 2));
+    const q = v128.load(ws + MM_QT + (k << 2));
+    a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 0, 0, 0, 0), a0);
+    a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 1, 1, 1, 1), a1);
+    a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 2, 2, 2, 2), a2);
+    a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 3, 3, 3, 3), a3);
+  }
+  kQuadsFold(ws, ap, xg, a0, a1, a2, a3);
+}
+
+// Tiles of four rows, every token group of a 64-token chunk per sub-block,
+// in block order (the matvec's fold order per output). x: the pairs section
+// (relaxed) or the quads (relaxed-fused); groups of 8 or 4 tokens.
+function matmulKTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize, five: bool): void {
+  const nsb = <usize>cols >> 8;
+  const nb = nsb << 3;
+  const ws = scratchBase();
+  const tab = ws + K_TAB;
+  const gTok = FUSED ? 4 : 8;
+  const gBytes: usize = FUSED ? Q8B_QUAD : Q8B_PAIRS;
+  const gStride = nb * gBytes;
+  const tStride = nb << 5;
+  const m = v128.load(VCONST + VC_NIB8);
+  const m5 = i8x16.splat(0x10);
+  const B = kBytes(five);
+  for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
+    const tn = min(MM_TOK, ntok - t0);
+    const ng = (tn + gTok - 1) / gTok;
+    const xg0 = x + <usize>(t0 / gTok) * gStride;
+    if (!FUSED && five) kHalfTable(xg0, gStride, ng, nb, tab);
+    for (let r0 = 0; r0 < rows; r0 += 4) {
+      memory.fill(ws + MM_ACC, 0, <usize>ng << (FUSED ? 6 : 7));
+      let p = w + <usize>(r0 >> 2) * nsb * B;
+      for (let sb: usize = 0; sb < nsb; sb++) {
+        kScales(ws, p);
+        for (let j = 0; j < 8; j++) {
+          kUnpack(ws, p, j, five, m, m5);
+          if (FUSED) transposeQuads(ws);
+          const b = (sb << 3) + <usize>j;
+          let xg = xg0 + b * gBytes;
+          let tg = tab + (b << 5);
+          let g = 0;
+          for (; g + 2 <= ng; g += 2) {
+            const ap = ws + MM_ACC + (<usize>g << (FUSED ? 6 : 7));
+            if (FUSED) kQuads2(ws, ap, xg, xg + gStride);
+            else if (five) kPairs2Q5(ws, ap, xg, xg + gStride, tg, tg + tStride);
+            else kPairs2Q4(ws, ap, xg, xg + gStride);
+            xg += gStride << 1;
+            tg += tStride << 1;
+          }
+          if (g < ng) {
+            const ap = ws + MM_ACC + (<usize>g << (FUSED ? 6 : 7));
+            if (FUSED) kQuads1(ws, ap, xg);
+            else if (five) kPairs1Q5(ws, ap, xg, tg);
+            else kPairs1Q4(ws, ap, xg);
+          }
+        }
+        p += B;
+      }
+      if (FUSED) mmStore(ws, out, rows, r0, t0, tn);
+      else storePairsAcc(ws, out, rows, r0, t0, tn);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- dequantize (embedding rows)
+
+// n values (a multiple of 256) of GGUF Q4_K / Q5_K at src -> f32 at dst:
+// (d*sc)*q - dmin*m, each product exact in f32, one rounding.
+export function dequant_q4_k(src: usize, dst: usize, n: i32): void {
+  dequantK(src, dst, n, false);
+}
+
+export function dequant_q5_k(src: usize, dst: usize, n: i32): void {
+  dequantK(src, dst, n, true);
+}
+
+function dequantK(src: usize, dst: usize, n: i32, five: bool): void {
+  const nsb = <usize>n >> 8;
+  const inB: usize = five ? 176 : 144;
+  for (let sb: usize = 0; sb < nsb; sb++) {
+    const p = src + sb * inB;
+    const d = h2f(load<u16>(p));
+    const dm = h2f(load<u16>(p, 2));
+    const q = p + (five ? 48 : 16);
+    const qh = p + 16;
+    for (let j: usize = 0; j < 8; j++) {
+      const sm = scaleMin(p + 4, j);
+      const ds = d * <f32>(sm & 255), mm = dm * <f32>(sm >> 8);
+      const o = dst + (sb << 10) + (j << 7);
+      for (let l: usize = 0; l < 32; l++) store<f32>(o + (l << 2), ds * <f32>kValue(q, qh, j, l, five, false) - mm);
+    }
+  }
+}

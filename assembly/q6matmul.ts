@@ -1,0 +1,244 @@
+// Prefill matmul for Q6R (repacked Q6_K, see repack_q6_k in quant.ts):
+// out[t*rows + r] for ntok tokens of Q8B, bit-identical to ntok
+// matvec_q6r_q8a calls. Per 32-block of a row the matvec forms
+//   s = sc0 * sum_{l<16} (q_l - 32) x_l + sc1 * sum_{l>=16} (q_l - 32) x_l
+// exactly in integers and folds acc + f32(s) * (d_w * d_x); so does every
+// tile here.
+//
+// Relaxed build (pairs, eight tokens in lanes, int16): a sum of 16 values
+// (q - 32) x reaches 32*127*16 = 65024, past int16, so each quarter block
+// (four pairs, eight values, |.| <= 32512) runs its own chain from
+// -32 * sum(x) of the quarter (a per-call table) and is widened and scaled
+// at once by a dot with [sc, 0, sc, 0, ...] / [0, sc, 0, sc, ...] into int32
+// sums kept in scratch. Relaxed-fused build (quads, four tokens): int32
+// chains per 16-wide half from -32 * sum(x) of the half, times the half's
+// scale. Few tokens (and the SIMD and scalar builds): one matvec per token.
+
+import { FUSED, scratchBase, h2f, VCONST, VC_Q6M4, VC_Q6M2 } from "./common";
+import { MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, transposeQuads, smallTail } from "./quant";
+import { matvecsPerToken } from "./kquant";
+
+export function matmul_q6r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
+  if (!ASC_FEATURE_RELAXED_SIMD) {
+    matvecsPerToken(w, rows, cols, xb, 0, ntok, out, 6);
+    return;
+  }
+  const tiled = ntok - smallTail(ntok);
+  if (tiled > 0) {
+    matmulQ6Tiled(w, rows, cols, FUSED ? xb : xb + q8bPlainBytes(<usize>cols >> 5, ntok), tiled, out);
+  }
+  if (tiled < ntok) matvecsPerToken(w, rows, cols, xb, tiled, ntok, out, 6);
+}
+
+// Scratch: [0, 128) the current 32-block's six-bit values of rows 0..3
+// (row r at 32r), [MM_QT, +128) transposed by quads (fused); at MM_DW: f32
+// d[4], then per row and half the scale: fused i32 sc[r][h] at +16 + 8r + 4h,
+// relaxed the int16 widening vectors [sc,0,..] / [0,sc,..] at Q6_SC + 64r +
+// 32h (+16 odd); Q6_S the relaxed tile's int32 sums (row r at 32r: even
+// tokens, odd tokens); MM_ACC the f32 accumulators; Q6_TAB the chains'
+// starting values per token group and block.
+// @ts-ignore: decorator
+@inline const Q6_SC: usize = 2304;
+// @ts-ignore: decorator
+@inline const Q6_S: usize = 3072;
+// @ts-ignore: decorator
+@inline const Q6_TAB: usize = 256 * 1024;
+
+// Block k (0..7) of superblock column p of the four rows: values (0..63) to
+// ws, scales to MM_DW (the GGUF block's own unpacking, as q6Bytes in quant.ts).
+@inline function q6Unpack(ws: usize, p: usize, k: i32, m4: v128, m2: v128, relaxed: bool): void {
+  const h = <usize>(k >> 2), kk = k & 3;
+  for (let r: usize = 0; r < 4; r++) {
+    const b = p + r * 210;
+    const ql = b + (h << 6) + (<usize>(kk & 1) << 5);
+    const qh = b + 128 + (h << 5);
+    for (let half: usize = 0; half < 2; half++) {
+      const L = v128.load(ql + (half << 4));
+      const H = v128.load(qh + (half << 4));
+      const lo = v128.and(kk >= 2 ? i16x8.shr_u(L, 4) : L, m4);
+      const hi = v128.and(kk < 2 ? i16x8.shl(H, 4 - (kk << 1)) : i16x8.shr_u(H, (kk << 1) - 4), m2);
+      v128.store(ws + (r << 5) + (half << 4), v128.or(lo, hi));
+      const sc = <i32>load<i8>(b + 192 + (h << 3) + (<usize>kk << 1) + half);
+      if (relaxed) {
+        const o = ws + Q6_SC + (r << 6) + (half << 5);
+        v128.store(o, i32x4.splat(sc & 0xffff));
+        v128.store(o, i32x4.splat(sc << 16), 16);
+      } else {
+        store<i32>(ws + MM_DW + 16 + (r << 3) + (half << 2), sc);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- relaxed
+
+// -32 * sum(x) of each quarter block (four pairs) of the chunk's groups: per
+// group and block four int16 vectors (tokens in lanes).
+function q6PairsTable(xg0: usize, gStride: usize, ng: i32, nb: usize, tab: usize): void {
+  const ones = i8x16.splat(1);
+  for (let g = 0; g < ng; g++) {
+    let xg = xg0 + <usize>g * gStride;
+    let o = tab + <usize>g * nb * 64;
+    for (let b: usize = 0; b < nb; b++) {
+      for (let qt: usize = 0; qt < 4; qt++) {
+        let s = i16x8.splat(0);
+        for (let p: usize = 0; p < 4; p++) s = i16x8.add(s, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xg + (qt << 6) + (p << 4)), ones));
+        v128.store(o + (qt << 4), i16x8.neg(i16x8.shl(s, 5)));
+      }
+      xg += Q8B_PAIRS;
+      o += 64;
+    }
+  }
+}
+
+// One quarter (pairs 4qt..4qt+3) of four rows x eight tokens: the int16
+// chains, then widened, scaled and added to the int32 sums at Q6_S.
+@inline function q6Quarter(ws: usize, xg: usize, start: usize, qt: usize): void {
+  let s0 = v128.load(start);
+  let s1 = s0, s2 = s0, s3 = s0;
+  for (let p = qt << 3; p < (qt << 3) + 8; p += 2) {
+    const x = v128.load(xg + (p << 3));
+    s0 = i16x8.add(s0, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load16_splat(ws + p)));
+    s1 = i16x8.add(s1, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load16_splat(ws + p, 32)));
+    s2 = i16x8.add(s2, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load16_splat(ws + p, 64)));
+    s3 = i16x8.add(s3, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load16_splat(ws + p, 96)));
+  }
+  const half = qt >> 1;
+  q6Widen(ws, 0, half, s0);
+  q6Widen(ws, 1, half, s1);
+  q6Widen(ws, 2, half, s2);
+  q6Widen(ws, 3, half, s3);
+}
+
+@inline function q6Widen(ws: usize, r: usize, half: usize, s: v128): void {
+  const a = ws + Q6_S + (r << 5);
+  const sc = ws + Q6_SC + (r << 6) + (half << 5);
+  v128.store(a, i32x4.add(v128.load(a), i32x4.dot_i16x8_s(s, v128.load(sc))));
+  v128.store(a, i32x4.add(v128.load(a, 16), i32x4.dot_i16x8_s(s, v128.load(sc, 16))), 16);
+}
+
+// acc[r] += f32(s) * (d_w * d_x) for one group of eight tokens (row r at ap
+// + 32r: even tokens, then odd, as Q8B's d), then the sums are cleared.
+function q6PairsGroup(ws: usize, ap: usize, xg: usize, tg: usize): void {
+  const z = i32x4.splat(0);
+  for (let r: usize = 0; r < 4; r++) {
+    v128.store(ws + Q6_S + (r << 5), z);
+    v128.store(ws + Q6_S + (r << 5), z, 16);
+  }
+  q6Quarter(ws, xg, tg, 0);
+  q6Quarter(ws, xg, tg + 16, 1);
+  q6Quarter(ws, xg, tg + 32, 2);
+  q6Quarter(ws, xg, tg + 48, 3);
+  const de = v128.load(xg, 256), dd = v128.load(xg, 272);
+  for (let r: usize = 0; r < 4; r++) {
+    const dw = v128.load32_splat(ws + MM_DW + (r << 2));
+    const pa = ap + (r << 5);
+    const s = ws + Q6_S + (r << 5);
+    v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.convert_i32x4_s(v128.load(s)), f32x4.mul(dw, de))));
+    v128.store(pa, f32x4.add(v128.load(pa, 16), f32x4.mul(f32x4.convert_i32x4_s(v128.load(s, 16)), f32x4.mul(dw, dd))), 16);
+  }
+}
+
+// ---------------------------------------------------------------- relaxed-fused
+
+// -32 * sum(x) of each 16-wide half of every block of the chunk's groups (quads section): two i32x4 per group and block.
+function q6QuadsTable(xg0: usize, gStride: usize, ng: i32, nb: usize, tab: usize): void {
+  for (let g = 0; g < ng; g++) {
+    let xg = xg0 + <usize>g * gStride;
+    let o = tab + <usize>g * nb * 32;
+    for (let b: usize = 0; b < nb; b++) {
+      for (let half: usize = 0; half < 2; half++) {
+        let s = i32x4.splat(0);
+        for (let k: usize = 0; k < 4; k++) s = i32x4.add(s, i32x4.extadd_pairwise_i16x8_s(i16x8.extadd_pairwise_i8x16_s(v128.load(xg + (half << 6) + (k << 4)))));
+        v128.store(o + (half << 4), i32x4.neg(i32x4.shl(s, 5)));
+      }
+      xg += Q8B_QUAD;
+      o += 32;
+    }
+  }
+}
+
+// Four rows x four tokens of one block: per half an int32 chain from -32*sum(x), times the half's scale.
+function q6Quads(ws: usize, ap: usize, xg: usize, tg: usize): void {
+  let a0 = v128.load(tg);
+  let a1 = a0, a2 = a0, a3 = a0;
+  for (let k: usize = 0; k < 16; k += 4) {
+    const x = v128.load(xg + (k << 2));
+    const q = v128.load(ws + MM_QT + (k << 2));
+    a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 0, 0, 0, 0), a0);
+    a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 1, 1, 1, 1), a1);
+    a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 2, 2, 2, 2), a2);
+    a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 3, 3, 3, 3), a3);
+  }
+  const sc = ws + MM_DW + 16;
+  a0 = i32x4.mul(a0, v128.load32_splat(sc));
+  a1 = i32x4.mul(a1, v128.load32_splat(sc, 8));
+  a2 = i32x4.mul(a2, v128.load32_splat(sc, 16));
+  a3 = i32x4.mul(a3, v128.load32_splat(sc, 24));
+  let b0 = v128.load(tg, 16);
+  let b1 = b0, b2 = b0, b3 = b0;
+  for (let k: usize = 16; k < 32; k += 4) {
+    const x = v128.load(xg + (k << 2));
+    const q = v128.load(ws + MM_QT + (k << 2));
+    b0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 0, 0, 0, 0), b0);
+    b1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 1, 1, 1, 1), b1);
+    b2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 2, 2, 2, 2), b2);
+    b3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 3, 3, 3, 3), b3);
+  }
+  const dx = v128.load(xg, 384);
+  q6QuadsFold(ap, ws, 0, i32x4.add(a0, i32x4.mul(b0, v128.load32_splat(sc, 4))), dx);
+  q6QuadsFold(ap + 16, ws, 1, i32x4.add(a1, i32x4.mul(b1, v128.load32_splat(sc, 12))), dx);
+  q6QuadsFold(ap + 32, ws, 2, i32x4.add(a2, i32x4.mul(b2, v128.load32_splat(sc, 20))), dx);
+  q6QuadsFold(ap + 48, ws, 3, i32x4.add(a3, i32x4.mul(b3, v128.load32_splat(sc, 28))), dx);
+}
+
+@inline function q6QuadsFold(pa: usize, ws: usize, r: usize, s: v128, dx: v128): void {
+  v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load32_splat(ws + MM_DW + (r << 2)), dx))));
+}
+
+// ---------------------------------------------------------------- the driver
+
+// Tiles of four rows, every token group of a 64-token chunk per block, in
+// block order (the matvec's fold order per output). x: the pairs section
+// (relaxed) or the quads (relaxed-fused); groups of 8 or 4 tokens.
+function matmulQ6Tiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize): void {
+  const nsb = <usize>cols >> 8;
+  const nb = nsb << 3;
+  const ws = scratchBase();
+  const tab = ws + Q6_TAB;
+  const gTok = FUSED ? 4 : 8;
+  const gStride = nb * (FUSED ? Q8B_QUAD : Q8B_PAIRS);
+  const tStride = nb << (FUSED ? 5 : 6);
+  const m4 = v128.load(VCONST + VC_Q6M4);
+  const m2 = v128.load(VCONST + VC_Q6M2);
+  for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
+    const tn = min(MM_TOK, ntok - t0);
+    const ng = (tn + gTok - 1) / gTok;
+    const xg0 = x + <usize>(t0 / gTok) * gStride;
+    if (FUSED) q6QuadsTable(xg0, gStride, ng, nb, tab);
+    else q6PairsTable(xg0, gStride, ng, nb, tab);
+    for (let r0 = 0; r0 < rows; r0 += 4) {
+      memory.fill(ws + MM_ACC, 0, <usize>ng << (FUSED ? 6 : 7));
+      let p = w + <usize>(r0 >> 2) * nsb * 840;
+      for (let sb: usize = 0; sb < nsb; sb++) {
+        for (let r: usize = 0; r < 4; r++) store<f32>(ws + MM_DW + (r << 2), h2f(load<u16>(p + r * 210, 208)));
+        for (let k = 0; k < 8; k++) {
+          q6Unpack(ws, p, k, m4, m2, !FUSED);
+          if (FUSED) transposeQuads(ws);
+          const b = (sb << 3) + <usize>k;
+          let xg = xg0 + b * (FUSED ? Q8B_QUAD : Q8B_PAIRS);
+          let tg = tab + b * (tStride / nb);
+          for (let g = 0; g < ng; g++) {
+            if (FUSED) q6Quads(ws, ws + MM_ACC + (<usize>g << 6), xg, tg);
+            else q6PairsGroup(ws, ws + MM_ACC + (<usize>g << 7), xg, tg);
+            xg += gStride;
+            tg += tStride;
+          }
+        }
+        p += 840;
+      }
+      if (FUSED) mmStore(ws, out, rows, r0, t0, tn);
+      else storePairsAcc(ws, out, rows, r0, t0, tn);
+    }
+  }
+}
