@@ -62,8 +62,8 @@ export async function writeStableLMGGUF(hp: StableLMParams, src: TensorSource, o
 
   const plan = planTensors(hp, (n) => src.has(n));
   const notes: string[] = [];
-  const tensors = ggufTensors(plan, type, src, (n) => notes.push(n));
-  if (notes.length) warn(notes.length === 1 ? notes[0] : `${notes.length} tensors have rows that are not a multiple of 32 and are stored as F16 (e.g. ${notes[0]})`);
+  const tensors = ggufTensors(plan, type, hp, src, (n) => notes.push(n));
+  if (notes.length) warn(notes.length === 1 ? notes[0] : `${notes.length} tensors have rows that are not whole blocks of their type and fall back to another (e.g. ${notes[0]})`);
 
   const metadata = modelMetadata(hp, type, opts.name);
   for (const [k, v] of await tokenizerMetadata(opts.tokenizerDir, hp, warn)) metadata.set(k, v);
