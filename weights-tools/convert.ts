@@ -7,6 +7,7 @@
 import { readFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { tensorByteLength } from "../src/gguf/quant";
+import type { Metadata } from "../src/gguf/types";
 import type { GGUFSpec } from "../src/gguf/writer";
 import { writeGGUFFile } from "../src/gguf/node";
 import { checkSource, expectedHFTensors, ggufTensors, modelMetadata, planTensors, type OutType, isOutType, OUT_TYPES } from "./mapping";
@@ -32,6 +33,8 @@ export interface WriteOptions {
   onProgress?: (p: ConvertProgress) => void;
   /** Defaults to one "warning: …" line on stderr each. */
   onWarning?: (msg: string) => void;
+  /** Rewrites the finished metadata (fixtures that mimic files of older converters). */
+  rewriteMetadata?: (m: Metadata) => Metadata;
 }
 
 export interface ConvertResult {
@@ -67,7 +70,7 @@ export async function writeStableLMGGUF(hp: StableLMParams, src: TensorSource, o
 
   const metadata = modelMetadata(hp, type, opts.name);
   for (const [k, v] of await tokenizerMetadata(opts.tokenizerDir, hp, warn)) metadata.set(k, v);
-  const spec: GGUFSpec = { metadata, tensors };
+  const spec: GGUFSpec = { metadata: opts.rewriteMetadata?.(metadata) ?? metadata, tensors };
   const sizes = tensors.map((t) => tensorByteLength(t.type, t.dims));
   const totalBytes = sizes.reduce((a, b) => a + b, 0);
   let done = 0;

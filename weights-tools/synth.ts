@@ -8,7 +8,7 @@
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { writeStableLMGGUF, type ConvertProgress, type ConvertResult } from "./convert";
+import { writeStableLMGGUF, type ConvertProgress, type ConvertResult, type WriteOptions } from "./convert";
 import { expectedHFTensors, type OutType } from "./mapping";
 import { hashString, seedKeys, Xoshiro128 } from "./prng";
 import { rowsOf, writeSafetensors, type TensorSource } from "./safetensors";
@@ -204,9 +204,9 @@ export async function writeSynthHF(preset: PresetName, dir: string, seed = 0, hf
 }
 
 /** Writes a preset's GGUF (no tokenizer files: vocab 100352 gets the built-in Arcade100k vocabulary). */
-export async function writeSynthGGUF(preset: PresetName, out: string, type: OutType = defaultSynthType(preset), seed = 0, opts: Pick<SynthOptions, "onWarning"> & { onProgress?: (p: ConvertProgress) => void } = {}): Promise<ConvertResult> {
+export async function writeSynthGGUF(preset: PresetName, out: string, type: OutType = defaultSynthType(preset), seed = 0, opts: Pick<SynthOptions, "onWarning"> & Pick<WriteOptions, "onProgress" | "rewriteMetadata"> = {}): Promise<ConvertResult> {
   const hp = presetParams(preset);
-  return writeStableLMGGUF(hp, synthSource(hp, seed), out, type, { name: synthModelName(preset), onProgress: opts.onProgress, onWarning: opts.onWarning });
+  return writeStableLMGGUF(hp, synthSource(hp, seed), out, type, { name: synthModelName(preset), ...opts });
 }
 
 export async function synth(opts: SynthOptions): Promise<{ gguf?: ConvertResult }> {
