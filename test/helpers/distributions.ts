@@ -4,7 +4,8 @@
  * reports nothing): the KL divergence from the oracle's, the largest
  * log-probability gap, and top-1 agreement where our top token is clear.
  */
-import { top2 } from "./llama";
+import { loadReferenceModel } from "../../src/model/node";
+import { llamaLogProbs, logSoftmax, top2 } from "./llama";
 
 export interface DistributionGap {
   /** KL(theirs ‖ ours) in nats: mean and largest over positions. */
@@ -37,4 +38,12 @@ export function compareDistributions(ours: Float64Array[], theirs: Float64Array[
     }
   }
   return { meanKL: sumKL / ours.length, maxKL, maxDiff, clear, agree };
+}
+
+/** Our reference pass and llama.cpp on the same GGUF, teacher-forced over `tokens`. */
+export async function crosscheckFile(path: string, tokens: number[], margin?: number): Promise<DistributionGap> {
+  const { model } = await loadReferenceModel(path);
+  const ours = model.forward(model.newSequence(), tokens, 0, { allLogits: true }).map(logSoftmax);
+  const theirs = await llamaLogProbs(path, tokens, model.config.vocabSize);
+  return compareDistributions(ours, theirs, margin);
 }
