@@ -189,38 +189,42 @@ function packScaleMin12(sc: Uint8Array, mn: Uint8Array, out: Uint8Array, o: numb
   }
 }
 
-/** Q4_K (144 B): d, dmin, 12 scale bytes, 128 nibble bytes (64-element chunk c: sub-block 2c low, 2c + 1 high). */
-export function quantizeQ4_K(x: Float32Array, out: Uint8Array): void {
-  const blk = newScaleMinBlock(8);
-  for (let b = 0; b < x.length / 256; b++) {
-    const o = b * 144;
-    scaleMinBlock(x, b * 256, 8, 15, 63, blk);
-    setHalf(out, o, blk.d);
-    setHalf(out, o + 2, blk.dmin);
-    packScaleMin12(blk.sc, blk.mn, out, o + 4);
-    for (let c = 0; c < 4; c++) {
-      for (let l = 0; l < 32; l++) out[o + 16 + 32 * c + l] = blk.q[64 * c + l] | (blk.q[64 * c + 32 + l] << 4);
-    }
+/** Q4_K/Q5_K's 16-byte head (d, dmin, packed scales and mins) for block b at out[o]; the values land in blk.q. */
+function kBlockHead(x: Float32Array, b: number, levels: number, blk: ScaleMinBlock, out: Uint8Array, o: number): void {
+  scaleMinBlock(x, b * 256, 8, levels, 63, blk);
+  setHalf(out, o, blk.d);
+  setHalf(out, o + 2, blk.dmin);
+  packScaleMin12(blk.sc, blk.mn, out, o + 4);
+}
+
+/** Q4_K/Q5_K's 128 nibble bytes (the low four bits): 64-element chunk c holds sub-block 2c low, 2c + 1 high. */
+function packKNibbles(q: Uint8Array, out: Uint8Array, o: number): void {
+  for (let c = 0; c < 4; c++) {
+    for (let l = 0; l < 32; l++) out[o + 32 * c + l] = (q[64 * c + l] & 0xf) | ((q[64 * c + 32 + l] & 0xf) << 4);
   }
 }
 
-/** Q5_K (176 B): Q4_K's header, 32 bytes of fifth bits (sub-block k's element l: bit k of byte l), 128 nibble bytes. */
+/** Q4_K (144 B): the head, then 128 nibble bytes. */
+export function quantizeQ4_K(x: Float32Array, out: Uint8Array): void {
+  const blk = newScaleMinBlock(8);
+  for (let b = 0; b < x.length / 256; b++) {
+    kBlockHead(x, b, 15, blk, out, b * 144);
+    packKNibbles(blk.q, out, b * 144 + 16);
+  }
+}
+
+/** Q5_K (176 B): the head, 32 bytes of fifth bits (sub-block k's element l: bit k of byte l), 128 nibble bytes. */
 export function quantizeQ5_K(x: Float32Array, out: Uint8Array): void {
   const blk = newScaleMinBlock(8);
   for (let b = 0; b < x.length / 256; b++) {
     const o = b * 176;
-    scaleMinBlock(x, b * 256, 8, 31, 63, blk);
-    setHalf(out, o, blk.d);
-    setHalf(out, o + 2, blk.dmin);
-    packScaleMin12(blk.sc, blk.mn, out, o + 4);
+    kBlockHead(x, b, 31, blk, out, o);
     for (let l = 0; l < 32; l++) {
       let h = 0;
       for (let k = 0; k < 8; k++) h |= (blk.q[32 * k + l] >> 4) << k;
       out[o + 16 + l] = h;
     }
-    for (let c = 0; c < 4; c++) {
-      for (let l = 0; l < 32; l++) out[o + 48 + 32 * c + l] = (blk.q[64 * c + l] & 0xf) | ((blk.q[64 * c + 32 + l] & 0xf) << 4);
-    }
+    packKNibbles(blk.q, out, o + 48);
   }
 }
 
