@@ -7,6 +7,7 @@
 import { readFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { tensorByteLength } from "../src/gguf/quant";
+import type { Metadata } from "../src/gguf/types";
 import type { GGUFSpec } from "../src/gguf/writer";
 import { writeGGUFFile } from "../src/gguf/node";
 import { removeManifest, writeManifest } from "./manifest";
@@ -33,6 +34,8 @@ export interface WriteOptions {
   onProgress?: (p: ConvertProgress) => void;
   /** Defaults to one "warning: …" line on stderr each. */
   onWarning?: (msg: string) => void;
+  /** Rewrites the finished metadata (fixtures that mimic files of older converters). */
+  rewriteMetadata?: (m: Metadata) => Metadata;
 }
 
 export interface ConvertResult {
@@ -63,12 +66,12 @@ export async function writeStableLMGGUF(hp: StableLMParams, src: TensorSource, o
 
   const plan = planTensors(hp, (n) => src.has(n));
   const notes: string[] = [];
-  const tensors = ggufTensors(plan, type, src, (n) => notes.push(n));
-  if (notes.length) warn(notes.length === 1 ? notes[0] : `${notes.length} tensors have rows that are not a multiple of 32 and are stored as F16 (e.g. ${notes[0]})`);
+  const tensors = ggufTensors(plan, type, hp, src, (n) => notes.push(n));
+  if (notes.length) warn(notes.length === 1 ? notes[0] : `${notes.length} tensors have rows that are not whole blocks of their type and fall back to another (e.g. ${notes[0]})`);
 
   const metadata = modelMetadata(hp, type, opts.name);
   for (const [k, v] of await tokenizerMetadata(opts.tokenizerDir, hp, warn)) metadata.set(k, v);
-  const spec: GGUFSpec = { metadata, tensors };
+  const spec: GGUFSpec = { metadata: opts.rewriteMetadata?.(metadata) ?? metadata, tensors };
   const sizes = tensors.map((t) => tensorByteLength(t.type, t.dims));
   const totalBytes = sizes.reduce((a, b) => a + b, 0);
   let done = 0;

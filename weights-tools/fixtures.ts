@@ -11,8 +11,9 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { manifestPathFor } from "../src/gguf/manifest";
-import { isOutType } from "./mapping";
-import { isPresetName, writeSynthGGUF } from "./synth";
+import { jan2024Metadata, type Jan2024Variant } from "./jan2024";
+import { isOutType, type OutType } from "./mapping";
+import { isPresetName, writeSynthGGUF, type PresetName } from "./synth";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -46,8 +47,23 @@ const pending = new Map<string, Promise<string>>();
 export async function synthGGUF(preset: string, type: string, seed = 0): Promise<string> {
   if (!isPresetName(preset)) throw new Error(`synthGGUF: unknown preset ${JSON.stringify(preset)}`);
   if (!isOutType(type)) throw new Error(`synthGGUF: unknown type ${JSON.stringify(type)}`);
+  return cached(`synth-${preset}-${type}-seed${seed}`, (tmp) => writeSynthGGUF(preset, tmp, type, seed, { onWarning: () => {} }));
+}
+
+/**
+ * Path of a synthetic `preset` model under the metadata Stability's January
+ * 2024 GGUFs of `variant` carry (./jan2024.ts), generated on first use.
+ */
+export async function jan2024GGUF(variant: Jan2024Variant, preset: PresetName = "tiny", type: OutType = "q4_0"): Promise<string> {
+  return cached(`jan2024-${variant}-${preset}-${type}`, (tmp) =>
+    writeSynthGGUF(preset, tmp, type, 0, { onWarning: () => {}, rewriteMetadata: (m) => jan2024Metadata(m, variant) }),
+  );
+}
+
+/** The file `name` in the fixture folder, written by `write` (to a temporary path) unless it is there. */
+async function cached(name: string, write: (tmp: string) => Promise<unknown>): Promise<string> {
   const dir = join(tmpdir(), "edgelm-fixtures");
-  const path = join(dir, `synth-${preset}-${type}-seed${seed}-${generatorHash()}.gguf`);
+  const path = join(dir, `${name}-${generatorHash()}.gguf`);
   if (existsSync(path)) return path;
   let p = pending.get(path);
   if (!p) {
@@ -56,7 +72,7 @@ export async function synthGGUF(preset: string, type: string, seed = 0): Promise
       // Each writer has its own temporary name; rename is atomic, so racing workers all end with one whole file.
       const tmp = `${path}.${process.pid}-${Math.random().toString(36).slice(2)}.tmp`;
       try {
-        await writeSynthGGUF(preset, tmp, type, seed, { onWarning: () => {} });
+        await write(tmp);
         // The manifest first: a fixture that exists always has its manifest beside it.
         await rename(manifestPathFor(tmp), manifestPathFor(path));
         await rename(tmp, path);

@@ -7,26 +7,11 @@ import { bool, f32, str, u32 } from "../src/gguf/metadata";
 import { quantize, tensorByteLength } from "../src/gguf/quant";
 import { TensorType, type Metadata } from "../src/gguf/types";
 import type { TensorSpec } from "../src/gguf/writer";
+import { fileTypeOf, isQuantizedOutType, tensorTypes, type OutType, type TypeChoice } from "./quant-mix";
 import type { TensorSource } from "./safetensors";
 import type { StableLMParams } from "./stablelm-config";
 
-export type OutType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0";
-export const OUT_TYPES: readonly OutType[] = ["f32", "f16", "bf16", "q8_0", "q4_0"];
-
-const TENSOR_TYPE: Record<OutType, TensorType> = {
-  f32: TensorType.F32,
-  f16: TensorType.F16,
-  bf16: TensorType.BF16,
-  q8_0: TensorType.Q8_0,
-  q4_0: TensorType.Q4_0,
-};
-
-/** llama_ftype values (docs/model.md, Container). */
-const FILE_TYPE: Record<OutType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, bf16: 32 };
-
-export function isOutType(s: string): s is OutType {
-  return (OUT_TYPES as readonly string[]).includes(s);
-}
+export { isOutType, OUT_TYPES, type OutType } from "./quant-mix";
 
 /** How a GGUF tensor's values are obtained from HF tensors. */
 export type Origin =
@@ -131,15 +116,10 @@ export function planTensors(hp: StableLMParams, present: (hfName: string) => boo
   return out;
 }
 
-/** The element type a planned tensor gets in a file of `type`, and why it differs when it does. */
-export function tensorTypeFor(t: PlannedTensor, type: OutType): { type: TensorType; note?: string } {
-  if (t.keepF32) return { type: TensorType.F32 };
-  const want = TENSOR_TYPE[type];
-  const rowLength = t.shape[t.shape.length - 1];
-  if ((want === TensorType.Q4_0 || want === TensorType.Q8_0) && rowLength % 32 !== 0) {
-    return { type: TensorType.F16, note: `${t.name}: row length ${rowLength} is not a multiple of 32, stored as F16 instead of ${type.toUpperCase()}` };
-  }
-  return { type: want };
+/** The element type of each planned tensor in a file of `type` (./quant-mix.ts), and why it differs from the mix's choice when it does. */
+export function planTypes(plan: readonly PlannedTensor[], type: OutType, hp: StableLMParams): TypeChoice[] {
+  const tensors = plan.map((t) => ({ name: t.name, rowLength: t.shape[t.shape.length - 1], keepF32: t.keepF32 }));
+  return tensorTypes(tensors, type, hp);
 }
 
 /** The general.* and stablelm.* keys, in the order llama.cpp's converter writes them. */
@@ -156,8 +136,8 @@ export function modelMetadata(hp: StableLMParams, type: OutType, name: string): 
   m.set("stablelm.attention.head_count_kv", u32(hp.numKVHeads));
   m.set("stablelm.use_parallel_residual", bool(hp.parallelResidualKey));
   m.set("stablelm.attention.layer_norm_epsilon", f32(hp.layerNormEps));
-  m.set("general.file_type", u32(FILE_TYPE[type]));
-  if (type === "q4_0" || type === "q8_0") m.set("general.quantization_version", u32(2));
+  m.set("general.file_type", u32(fileTypeOf(type)));
+  if (isQuantizedOutType(type)) m.set("general.quantization_version", u32(2));
   return m;
 }
 
@@ -199,9 +179,10 @@ export async function encodeTensor(t: PlannedTensor, type: TensorType, src: Tens
 }
 
 /** The GGUF tensor list with lazy data: the writer pulls one tensor at a time. */
-export function ggufTensors(plan: PlannedTensor[], type: OutType, src: TensorSource, warn: (msg: string) => void): TensorSpec[] {
-  return plan.map((t) => {
-    const { type: tt, note } = tensorTypeFor(t, type);
+export function ggufTensors(plan: PlannedTensor[], type: OutType, hp: StableLMParams, src: TensorSource, warn: (msg: string) => void): TensorSpec[] {
+  const types = planTypes(plan, type, hp);
+  return plan.map((t, i) => {
+    const { type: tt, note } = types[i];
     if (note) warn(note);
     return { name: t.name, type: tt, dims: [...t.shape].reverse(), data: () => encodeTensor(t, tt, src) };
   });

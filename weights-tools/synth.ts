@@ -8,13 +8,13 @@
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { writeStableLMGGUF, type ConvertProgress, type ConvertResult } from "./convert";
+import { writeStableLMGGUF, type ConvertProgress, type ConvertResult, type WriteOptions } from "./convert";
 import { expectedHFTensors, type OutType } from "./mapping";
 import { hashString, seedKeys, Xoshiro128 } from "./prng";
 import { rowsOf, writeSafetensors, type TensorSource } from "./safetensors";
 import { parseStableLMConfig, type StableLMParams } from "./stablelm-config";
 
-export type PresetName = "tiny" | "tiny-parallel" | "full2l" | "1_6b";
+export type PresetName = "tiny" | "tiny-parallel" | "small" | "full2l" | "1_6b";
 
 interface PresetShape {
   vocab_size: number;
@@ -44,6 +44,16 @@ const PRESETS: Record<PresetName, PresetShape> = {
     vocab_size: ARCADE_ROWS, hidden_size: 64, intermediate_size: 160, num_hidden_layers: 2,
     num_attention_heads: 4, num_key_value_heads: 2, partial_rotary_factor: 0.25,
     use_qkv_bias: false, qk_layernorm: true, use_parallel_residual: true, max_position_embeddings: 4096,
+  },
+  /**
+   * The 1.6B layout at the smallest size whose rows are whole K-quant blocks
+   * (256): hidden 256 and ffn 768, so a q4_k_m file holds real Q4_K/Q6_K
+   * matrices where `tiny` falls back to 32-element types.
+   */
+  small: {
+    vocab_size: ARCADE_ROWS, hidden_size: 256, intermediate_size: 768, num_hidden_layers: 2,
+    num_attention_heads: 4, num_key_value_heads: 4, partial_rotary_factor: 0.25,
+    use_qkv_bias: true, qk_layernorm: false, use_parallel_residual: false, max_position_embeddings: 4096,
   },
   /** Every tensor shape of Stable LM 2 1.6B (docs/model.md, Hyper-parameters), two layers. */
   full2l: {
@@ -163,7 +173,7 @@ export interface SynthOptions {
   seed?: number;
   /** GGUF output path. */
   out?: string;
-  /** GGUF type; default f32 for the tiny presets, q4_0 for the 1.6B-shaped ones. */
+  /** GGUF type; default f32 for the tiny presets, q4_k_m for small, q4_0 for the 1.6B-shaped ones. */
   type?: OutType;
   /** HF folder output (config.json, generation_config.json, model.safetensors). */
   hfOut?: string;
@@ -173,7 +183,8 @@ export interface SynthOptions {
 }
 
 export function defaultSynthType(preset: PresetName): OutType {
-  return preset === "tiny" || preset === "tiny-parallel" ? "f32" : "q4_0";
+  if (preset === "tiny" || preset === "tiny-parallel") return "f32";
+  return preset === "small" ? "q4_k_m" : "q4_0";
 }
 
 /** Writes a preset's HF folder. */
@@ -193,9 +204,9 @@ export async function writeSynthHF(preset: PresetName, dir: string, seed = 0, hf
 }
 
 /** Writes a preset's GGUF (no tokenizer files: vocab 100352 gets the built-in Arcade100k vocabulary). */
-export async function writeSynthGGUF(preset: PresetName, out: string, type: OutType = defaultSynthType(preset), seed = 0, opts: Pick<SynthOptions, "onWarning"> & { onProgress?: (p: ConvertProgress) => void } = {}): Promise<ConvertResult> {
+export async function writeSynthGGUF(preset: PresetName, out: string, type: OutType = defaultSynthType(preset), seed = 0, opts: Pick<SynthOptions, "onWarning"> & Pick<WriteOptions, "onProgress" | "rewriteMetadata"> = {}): Promise<ConvertResult> {
   const hp = presetParams(preset);
-  return writeStableLMGGUF(hp, synthSource(hp, seed), out, type, { name: synthModelName(preset), onProgress: opts.onProgress, onWarning: opts.onWarning });
+  return writeStableLMGGUF(hp, synthSource(hp, seed), out, type, { name: synthModelName(preset), ...opts });
 }
 
 export async function synth(opts: SynthOptions): Promise<{ gguf?: ConvertResult }> {

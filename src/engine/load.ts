@@ -13,7 +13,8 @@
  * the whole tensor is in; vectors not stored as F32 are read into a small
  * JS buffer first and converted (a few KiB each).
  */
-import { dequantize, typeName } from "../gguf/quant";
+import { dequantize, layoutOf, typeName } from "../gguf/quant";
+import { checkBlockScales } from "../gguf/scale-check";
 import { TensorType, type TensorInfo } from "../gguf/types";
 import { headOf, layerOf, type Layer, type NormParams, type TensorRole } from "../model/tensors";
 import type { Kernels } from "./kernels";
@@ -107,7 +108,7 @@ export function planModel(layout: EngineLayout, base: number, kernels: Kernels):
           repack(ptr + start, ptr + start, r1 - r0, t.cols);
         };
       }
-      placements.set(t.name, placement);
+      placements.set(t.name, scannedOnArrival(placement));
       held = { name: t.name, type: info.type, kind: kind!, ptr, rows: t.rows, cols: t.cols };
       if (t.role === "embed") {
         embed = held;
@@ -125,6 +126,23 @@ export function planModel(layout: EngineLayout, base: number, kernels: Kernels):
   for (let l = layout.layers[0]; l < layout.layers[1]; l++) layers[l] = layerOf<WasmMatrix, number>(byRole.get(l)!, zeros);
   const head = layout.logitsRows > 0 ? headOf<WasmMatrix, number>(byRole.get(undefined)!, zeros) : {};
   return { weights: { embed, layers, ...head, zeros, quantized }, placements };
+}
+
+/** A matrix's block scales are checked as its bytes arrive, before a repack moves them (src/gguf/scale-check.ts). */
+function scannedOnArrival(p: Placement): Placement {
+  const { finalize, finalizePart } = p;
+  const blockBytes = layoutOf(p.info.type).blockBytes;
+  return {
+    ...p,
+    finalize: () => {
+      checkBlockScales(p.info, p.dest());
+      finalize();
+    },
+    finalizePart: finalizePart && ((start, end) => {
+      checkBlockScales(p.info, p.dest().subarray(start, end), start / blockBytes);
+      finalizePart(start, end);
+    }),
+  };
 }
 
 /** A vector as f32 at ptr: F32 bytes land there directly; other types are converted on arrival. */

@@ -4,6 +4,7 @@
  * is the reference the WASM kernels are checked against.
  */
 import { dequantizeQ2_K, dequantizeQ3_K, dequantizeQ4_K, dequantizeQ5_0, dequantizeQ5_1, dequantizeQ5_K } from "./dequant-blocks";
+import { quantizeQ2_K, quantizeQ3_K, quantizeQ4_1, quantizeQ4_K, quantizeQ5_0, quantizeQ5_1, quantizeQ5_K } from "./quantize-blocks";
 import { TensorType } from "./types";
 
 export interface TypeLayout {
@@ -261,6 +262,27 @@ export function quantize(type: TensorType, x: Float32Array): Uint8Array {
       break;
     case TensorType.Q6_K:
       quantizeQ6_K(x, out);
+      break;
+    case TensorType.Q4_1:
+      quantizeQ4_1(x, out);
+      break;
+    case TensorType.Q5_0:
+      quantizeQ5_0(x, out);
+      break;
+    case TensorType.Q5_1:
+      quantizeQ5_1(x, out);
+      break;
+    case TensorType.Q2_K:
+      quantizeQ2_K(x, out);
+      break;
+    case TensorType.Q3_K:
+      quantizeQ3_K(x, out);
+      break;
+    case TensorType.Q4_K:
+      quantizeQ4_K(x, out);
+      break;
+    case TensorType.Q5_K:
+      quantizeQ5_K(x, out);
       break;
     default:
       throw new Error(`quantizing to ${typeName(type)} is not supported`);

@@ -54,7 +54,7 @@ export class ReferenceModel {
     tokens.forEach((t, i) => hidden.set(this.embed(t), i * H));
     this.forwardLayers(seq, startPos, hidden, 0, numLayers);
     const wanted = opts.allLogits ? [...tokens.keys()] : [n - 1];
-    return wanted.map((i) => this.logits(hidden.subarray(i * H, (i + 1) * H)));
+    return this.logitsOf(wanted.map((i) => hidden.subarray(i * H, (i + 1) * H)));
   }
 
   /** token id → its embedding row [H]. */
@@ -66,8 +66,13 @@ export class ReferenceModel {
 
   /** Final LayerNorm and the LM head: hidden [H] → logits [vocabSize]. */
   logits(h: Float64Array): Float32Array {
-    const x = layerNorm(h, this.weights.outputNorm, this.config.layerNormEps);
-    return Float32Array.from(matvec(this.weights.output, x));
+    return this.logitsOf([h])[0];
+  }
+
+  /** logits() of several positions in one pass over the head, so each of its rows is dequantized once. */
+  private logitsOf(hs: Float64Array[]): Float32Array[] {
+    const xs = hs.map((h) => layerNorm(h, this.weights.outputNorm, this.config.layerNormEps));
+    return matvecs(this.weights.output, xs).map((l) => Float32Array.from(l));
   }
 
   /**
@@ -154,7 +159,12 @@ function headNorm(x: Float64Array, heads: number, headDim: number, weight: Float
 
 /** W·x (+ b), W row-major [rows × cols], x [cols] → [rows]. */
 function matvec(m: Matrix, x: Float64Array, bias?: Float32Array): Float64Array {
-  const out = new Float64Array(m.rows);
+  return matvecs(m, [x], bias)[0];
+}
+
+/** matvec for each x, reading (dequantizing) each row of W once. */
+function matvecs(m: Matrix, xs: Float64Array[], bias?: Float32Array): Float64Array[] {
+  const outs = xs.map(() => new Float64Array(m.rows));
   const { rows, cols } = m;
   // F32 weights are read in place; other types are dequantized a row at a time.
   const direct = m.type === TensorType.F32 && m.bytes.byteOffset % 4 === 0 ? new Float32Array(m.bytes.buffer, m.bytes.byteOffset, rows * cols) : undefined;
@@ -162,11 +172,14 @@ function matvec(m: Matrix, x: Float64Array, bias?: Float32Array): Float64Array {
   for (let r = 0; r < rows; r++) {
     const w = direct ?? matrixRow(m, r, row);
     const base = direct ? r * cols : 0;
-    let s = 0;
-    for (let c = 0; c < cols; c++) s += w[base + c] * x[c];
-    out[r] = bias ? s + bias[r] : s;
+    for (let k = 0; k < xs.length; k++) {
+      const x = xs[k];
+      let s = 0;
+      for (let c = 0; c < cols; c++) s += w[base + c] * x[c];
+      outs[k][r] = bias ? s + bias[r] : s;
+    }
   }
-  return out;
+  return outs;
 }
 
 /**

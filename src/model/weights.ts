@@ -4,6 +4,7 @@
  * vectors are f32.
  */
 import { dequantize, layoutOf, typeName } from "../gguf/quant";
+import { checkBlockScales } from "../gguf/scale-check";
 import type { TensorInfo, TensorType } from "../gguf/types";
 import type { StableLMConfig } from "./config";
 import { embeddingTensor, findTensor, headOf, headTensors, layerOf, layerTensors, type Layer, type ModelTensor, type NormParams, type TensorRole } from "./tensors";
@@ -44,12 +45,16 @@ export async function loadWeights(
   const load = async (t: ModelTensor): Promise<Matrix | Float32Array | undefined> => {
     const info = findTensor(tensors, t);
     if (!info) return undefined;
-    if (t.kind === "matrix") {
-      layoutOf(info.type); // unsupported types fail here, by name
-      return { name: t.name, type: info.type, rows: t.rows, cols: t.cols, bytes: await read(info) };
-    }
     try {
-      return dequantize(info.type, await read(info), t.length);
+      layoutOf(info.type); // unsupported types fail here, before a byte is read
+    } catch (e) {
+      throw new Error(`tensor ${t.name}: ${(e as Error).message}`);
+    }
+    const bytes = await read(info);
+    checkBlockScales(info, bytes);
+    if (t.kind === "matrix") return { name: t.name, type: info.type, rows: t.rows, cols: t.cols, bytes };
+    try {
+      return dequantize(info.type, bytes, t.length);
     } catch (e) {
       throw new Error(`tensor ${t.name} (${typeName(info.type)}): ${(e as Error).message}`);
     }

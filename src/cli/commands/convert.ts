@@ -15,9 +15,13 @@ Options:
                   model.safetensors.index.json + shards), optionally tokenizer.json
                   and tokenizer_config.json (chat template)
   --out FILE      output GGUF path
-  --type T        ${OUT_TYPES.join(" | ")} (default q4_0: the type the edge runtime
-                  serves; every 2-D weight incl. output.weight is Q4_0, norms and
-                  biases stay F32)
+  --type T        ${OUT_TYPES.slice(0, 7).join(" | ")}
+                  | ${OUT_TYPES.slice(7).join(" | ")}
+                  (default q4_0: the type the edge runtime serves; every 2-D
+                  weight incl. output.weight is Q4_0, norms and biases stay F32).
+                  The other quantized types use llama-quantize's per-tensor mix,
+                  e.g. q4_k_m: Q4_K with Q6_K for output.weight and some
+                  attn_v/ffn_down (docs/quantization.md)
   --name NAME     general.name (default: the model's repo or folder name)
 
 Without tokenizer.json the built-in Arcade100k vocabulary is written when

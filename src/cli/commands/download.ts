@@ -29,7 +29,8 @@ A checkpoint to convert (--model):
   --dir DIR        where the Hugging Face files go (config.json, tokenizer files,
                    model.safetensors or its shards); files already there are skipped,
                    interrupted downloads resume
-  --type T         GGUF type: ${OUT_TYPES.join(" | ")} (default q4_0)
+  --type T         GGUF type: ${OUT_TYPES.slice(0, 7).join(" | ")}
+                   | ${OUT_TYPES.slice(7).join(" | ")} (default q4_0)
   --out FILE       GGUF path (default DIR/<name>-<type>.gguf)
   --no-convert     only download
 

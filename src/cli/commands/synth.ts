@@ -15,10 +15,14 @@ Options:
                                    vocab 100352 so the real Arcade100k tokenizer applies)
                     tiny-parallel  12B layout at toy size (GQA 4/2 heads, per-head q/k
                                    LayerNorm, parallel residual, no qkv bias)
+                    small          1.6B layout, hidden 256, ffn 768, 2 layers: the
+                                   smallest whose rows are whole K-quant blocks
                     full2l         every 1.6B tensor shape, 2 layers
                     1_6b           the full 1.6B shape, 24 layers (~0.93 GB as q4_0)
   --out FILE      GGUF output path
-  --type T        ${OUT_TYPES.join(" | ")} (default f32 for tiny*, q4_0 for full2l/1_6b)
+  --type T        ${OUT_TYPES.slice(0, 7).join(" | ")}
+                  | ${OUT_TYPES.slice(7).join(" | ")}
+                  (default f32 for tiny*, q4_k_m for small, q4_0 for full2l/1_6b)
   --seed N        random seed (default 0); the same seed gives the same bytes everywhere
   --hf-out DIR    also (or only) write a Hugging Face folder: config.json,
                   generation_config.json, model.safetensors
