@@ -20,6 +20,8 @@
  *                with as many sequences, at 1, 2, 4 and 8 streams, and the prefix-reuse case)
  *   --structured instead: what structured output costs (bench/structured.ts: mask time per token
  *                against the decode step, first-token latency with a new schema)
+ *   --quants     instead: the quant types people download (bench/quants.ts: Q4_K_M, Q5_K_M, Q4_1, Q8_0
+ *                files vs llama.cpp on each, one thread, alternating runs; a Q6_K head vs all Q4_0)
  *   --browser    instead: edgelm/local in headless Chromium vs the engine in Node (bench/browser.ts:
  *                decode tok/s at one thread, first-visit vs cached load time)
  *
@@ -34,10 +36,10 @@ import { parseArgs } from "node:util";
 import { benchModel, engineChild, root, type EngineResult } from "./common";
 import { enableRelaxedSimd } from "../src/engine/node";
 
-const { values: cli } = parseArgs({ options: { quick: { type: "boolean" }, all: { type: "boolean" }, threads: { type: "string" }, concurrency: { type: "boolean" }, structured: { type: "boolean" }, browser: { type: "boolean" } } });
+const { values: cli } = parseArgs({ options: { quick: { type: "boolean" }, all: { type: "boolean" }, threads: { type: "string" }, concurrency: { type: "boolean" }, structured: { type: "boolean" }, browser: { type: "boolean" }, quants: { type: "boolean" } } });
 const quick = cli.quick ?? false;
-if (cli.concurrency || cli.structured || cli.browser) {
-  const script = cli.concurrency ? "bench/concurrency.ts" : cli.structured ? "bench/structured.ts" : "bench/browser.ts";
+if (cli.concurrency || cli.structured || cli.browser || cli.quants) {
+  const script = cli.concurrency ? "bench/concurrency.ts" : cli.structured ? "bench/structured.ts" : cli.browser ? "bench/browser.ts" : "bench/quants.ts";
   const r = spawnSync(process.execPath, ["--import", "tsx", join(root, script), ...(quick ? ["--quick"] : [])], { cwd: root, stdio: "inherit" });
   process.exit(r.status ?? 1);
 }
