@@ -13,6 +13,7 @@ export {
   q8b_bytes, quantize_q8b, matmul_q4r_q8b, matmul_q8_0_q8b,
 } from "./quant";
 export * from "./kquant";
+export * from "./kquant-low";
 export * from "./float";
 
 // First byte the host may use: after static data and the default scratch.

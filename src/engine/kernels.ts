@@ -59,6 +59,12 @@ export interface KernelExports {
   matmul_q5kr_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
   dequant_q4_k(src: number, dst: number, n: number): void;
   dequant_q5_k(src: number, dst: number, n: number): void;
+  matvec_q2_k_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matvec_q3_k_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matmul_q2_k_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  matmul_q3_k_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  dequant_q2_k(src: number, dst: number, n: number): void;
+  dequant_q3_k(src: number, dst: number, n: number): void;
   dequant_q4_0(src: number, dst: number, n: number): void;
   dequant_q8_0(src: number, dst: number, n: number): void;
   dequant_q6_k(src: number, dst: number, n: number): void;
