@@ -24,7 +24,7 @@
 // activations in the kernel: per pair by extadd_pairwise, the one
 // instruction every SIMD build has, so Q8A and Q8B stay as they are.
 
-import { FUSED, scratchBase, h2f, q8aQ8Off, q8aQ16Off } from "./common";
+import { FUSED, scratchBase, h2f, q8aQ8Off, q8aQ16Off, q8aBytes } from "./common";
 import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X } from "./quant";
 
 @inline function lowBytes(three: bool): usize {
@@ -104,6 +104,19 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
   }
 }
 
+// Relaxed: the 16 values of block b at byte offset o (0: sub-block 2b, 16:
+// 2b+1) of the superblock at p, as unsigned bytes (0..3, Q3_K's u 0..7).
+@inline function lowValues(p: usize, b: i32, o: usize, three: bool): v128 {
+  const q = p + lowQs(three) + (<usize>(b >> 2) << 5);
+  let a = v128.and(i16x8.shr_u(v128.load(q + o), (b & 3) << 1), i8x16.splat(3));
+  if (three) {
+    // Bit b of every byte to bit 2: a 16-bit shift carries no bit of one byte into bit 2 of the other.
+    const h = v128.load(p + o);
+    a = v128.or(a, v128.and(b >= 2 ? i16x8.shr_u(h, b - 2) : i16x8.shl(h, 2 - b), i8x16.splat(4)));
+  }
+  return a;
+}
+
 // One row's block b (superblock at p) against the block's activations: the
 // int32 partials of sd to t and (Q2_K) of sm to t + 64; the lanes' sum is
 // the value. pl / ph: the activations' pair sums of the two sub-blocks.
@@ -117,26 +130,16 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
 @inline function lowRow(t: usize, p: usize, b: i32, x8: usize, x16: usize, pl: v128, ph: v128, three: bool): void {
   const q = p + lowQs(three) + (<usize>(b >> 2) << 5);
   const shift = (b & 3) << 1;
-  const v = v128.load(q), w = v128.load(q, 16);
   let dl: v128, dh: v128;
   if (ASC_FEATURE_RELAXED_SIMD) {
-    const m3 = i8x16.splat(3);
-    let a = v128.and(i16x8.shr_u(v, shift), m3);
-    let c = v128.and(i16x8.shr_u(w, shift), m3);
-    if (three) {
-      // Bit b of every byte to bit 2: a 16-bit shift carries no bit of one byte into bit 2 of the other.
-      const m4 = i8x16.splat(4);
-      const hl = v128.load(p), hh = v128.load(p, 16);
-      a = v128.or(a, v128.and(b >= 2 ? i16x8.shr_u(hl, b - 2) : i16x8.shl(hl, 2 - b), m4));
-      c = v128.or(c, v128.and(b >= 2 ? i16x8.shr_u(hh, b - 2) : i16x8.shl(hh, 2 - b), m4));
-    }
-    dl = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), a);
-    dh = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), c);
+    dl = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), lowValues(p, b, 0, three));
+    dh = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), lowValues(p, b, 16, three));
     if (three) {
       dl = i16x8.sub(dl, i16x8.shl(pl, 2));
       dh = i16x8.sub(dh, i16x8.shl(ph, 2));
     }
   } else {
+    const v = v128.load(q), w = v128.load(q, 16);
     const m3 = i16x8.splat(3);
     let e0 = v128.and(i16x8.shr_u(v, shift), m3), o0 = v128.and(i16x8.shr_u(v, shift + 8), m3);
     let e1 = v128.and(i16x8.shr_u(w, shift), m3), o1 = v128.and(i16x8.shr_u(w, shift + 8), m3);
@@ -229,9 +232,12 @@ function matvecLowSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, th
 
 // ---------------------------------------------------------------- matmul (Q8B)
 
-// out[t*rows + r] for ntok tokens (Q8B, q8b_bytes(cols, ntok)): one matvec
-// per token on its Q8A image made from the Q8B (O(cols) per token), so the
-// bits are the matvec's by construction, in every build.
+// out[t*rows + r] for ntok tokens (Q8B, q8b_bytes(cols, ntok)), from the
+// tokens' Q8A images made from the Q8B (O(cols) per token). Relaxed builds:
+// up to four tokens per pass over the weights, each block of four rows
+// unpacked once into scratch for them, then per token the matvec's integer
+// sums and fold; plain SIMD and scalar: one matvec per token. Bit-identical
+// to the matvecs in every build.
 export function matmul_q2_k_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
   matmulLow(w, rows, cols, xb, ntok, out, false);
 }
@@ -243,12 +249,113 @@ export function matmul_q3_k_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok:
 function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize, three: bool): void {
   const nb = <usize>cols >> 5;
   const xa = scratchBase() + SMALL_X;
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const stride = (q8aBytes(nb) + 63) & ~(<usize>63);
+    for (let t = 0; t < ntok; t += 4) {
+      const n = min(4, ntok - t);
+      for (let i = 0; i < n; i++) {
+        if (FUSED) quadsToQ8a(xb, nb, t + i, xa + <usize>i * stride);
+        else q8bToQ8a(xb, nb, t + i, xa + <usize>i * stride);
+      }
+      matmulLowFew(w, rows, cols, xa, stride, out + <usize>t * (<usize>rows << 2), n, three);
+    }
+    return;
+  }
   for (let t = 0; t < ntok; t++) {
     if (FUSED) quadsToQ8a(xb, nb, t, xa);
     else q8bToQ8a(xb, nb, t, xa);
     const o = out + <usize>t * (<usize>rows << 2);
     if (ASC_FEATURE_SIMD) matvecLowSimd(w, rows, cols, xa, o, three);
     else matvecLowScalar(w, rows, cols, xa, o, three);
+  }
+}
+
+// Scratch of the few-token pass: at LW + 96r, row r's block: its two
+// sub-blocks' values (0, 16), the splatted int16 scales (32, 48) and, Q2_K,
+// mins (64, 80); at LA + 16k token k's f32 accumulators (rows in lanes).
+// @ts-ignore: decorator
+@inline const LW: usize = 1024;
+// @ts-ignore: decorator
+@inline const LA: usize = 2048;
+
+@inline function lowUnpack(o: usize, p: usize, b: i32, three: bool): void {
+  v128.store(o, lowValues(p, b, 0, three));
+  v128.store(o, lowValues(p, b, 16, three), 16);
+  const i = <usize>b << 1;
+  if (three) {
+    v128.store(o, i16x8.splat(<i16>q3Scale(p + 96, i)), 32);
+    v128.store(o, i16x8.splat(<i16>q3Scale(p + 96, i + 1)), 48);
+    return;
+  }
+  const s = <i32>load<u16>(p + i);
+  v128.store(o, i16x8.splat(<i16>(s & 15)), 32);
+  v128.store(o, i16x8.splat(<i16>((s >> 8) & 15)), 48);
+  v128.store(o, i16x8.splat(<i16>((s >> 4) & 15)), 64);
+  v128.store(o, i16x8.splat(<i16>(s >> 12)), 80);
+}
+
+// One unpacked row against one token's block: sd's int32 partials (lowRow's arithmetic).
+@inline function lowDot(o: usize, x8: usize, pl: v128, ph: v128, three: bool): v128 {
+  let dl = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), v128.load(o));
+  let dh = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), v128.load(o, 16));
+  if (three) {
+    dl = i16x8.sub(dl, i16x8.shl(pl, 2));
+    dh = i16x8.sub(dh, i16x8.shl(ph, 2));
+  }
+  return i32x4.add(i32x4.dot_i16x8_s(dl, v128.load(o, 32)), i32x4.dot_i16x8_s(dh, v128.load(o, 48)));
+}
+
+@inline function lowMinDot(o: usize, pl: v128, ph: v128): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(pl, v128.load(o, 64)), i32x4.dot_i16x8_s(ph, v128.load(o, 80)));
+}
+
+// n (1..4) tokens' Q8A images at xa + k*stride; out[k*rows + r].
+function matmulLowFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32, three: bool): void {
+  const nsb = <usize>cols >> 8;
+  const x8 = q8aQ8Off(nsb << 3);
+  const B = lowBytes(three);
+  const rowBytes = nsb * B;
+  const ws = scratchBase();
+  const u = ws + LW;
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    let p0 = w + <usize>r0 * rowBytes;
+    let p1 = w + <usize>min(r0 + 1, rows - 1) * rowBytes;
+    let p2 = w + <usize>min(r0 + 2, rows - 1) * rowBytes;
+    let p3 = w + <usize>min(r0 + 3, rows - 1) * rowBytes;
+    for (let k = 0; k < n; k++) v128.store(ws + LA + (<usize>k << 4), f32x4.splat(0));
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      const d = halves4(p0, p1, p2, p3, lowD(three));
+      const dm = three ? d : halves4(p0, p1, p2, p3, 82);
+      for (let b = 0; b < 8; b++) {
+        const bg = (sb << 3) + <usize>b;
+        lowUnpack(u, p0, b, three);
+        lowUnpack(u + 96, p1, b, three);
+        lowUnpack(u + 192, p2, b, three);
+        lowUnpack(u + 288, p3, b, three);
+        for (let k = 0; k < n; k++) {
+          const xk = xa + <usize>k * stride;
+          const xb = xk + x8 + (bg << 5);
+          const pl = i16x8.extadd_pairwise_i8x16_s(v128.load(xb));
+          const ph = i16x8.extadd_pairwise_i8x16_s(v128.load(xb, 16));
+          const sd = f32x4.convert_i32x4_s(reduce4(
+            lowDot(u, xb, pl, ph, three), lowDot(u + 96, xb, pl, ph, three),
+            lowDot(u + 192, xb, pl, ph, three), lowDot(u + 288, xb, pl, ph, three)));
+          const dx = v128.load32_splat(xk + (bg << 2));
+          const pa = ws + LA + (<usize>k << 4);
+          if (three) {
+            v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.mul(sd, d), dx)));
+          } else {
+            const sm = f32x4.convert_i32x4_s(reduce4(lowMinDot(u, pl, ph), lowMinDot(u + 96, pl, ph), lowMinDot(u + 192, pl, ph), lowMinDot(u + 288, pl, ph)));
+            v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.sub(f32x4.mul(sd, d), f32x4.mul(sm, dm)), dx)));
+          }
+        }
+      }
+      p0 += B;
+      p1 += B;
+      p2 += B;
+      p3 += B;
+    }
+    for (let k = 0; k < n; k++) storeRows(out + <usize>k * (<usize>rows << 2), r0, rows, v128.load(ws + LA + (<usize>k << 4)));
   }
 }
 
