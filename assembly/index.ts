@@ -17,6 +17,7 @@ export {
   dequant_q4_k, dequant_q5_k,
 } from "./kquant";
 export { matmul_q6r_q8b } from "./q6matmul";
+export { matvec_q2_k_q8a, matvec_q3_k_q8a, matmul_q2_k_q8b, matmul_q3_k_q8b, dequant_q2_k, dequant_q3_k } from "./kquant-low";
 export * from "./float";
 
 // First byte the host may use: after static data and the default scratch.

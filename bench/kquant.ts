@@ -1,11 +1,11 @@
 /**
  * The K-quant kernels against the Q4R kernels they stand beside, per weight:
  * matvec (decode) and matmul (prefill, 128 tokens by default) of Q4R, Q4KR,
- * Q5KR and Q6R at the 1.6B's FFN shapes, one thread. Not a test.
+ * Q5KR, Q6R, Q2_K and Q3_K (rows as stored) at the 1.6B's FFN shapes, one thread. Not a test.
  *
  *   node --experimental-wasm-relaxed-simd --import tsx bench/kquant.ts [--builds relaxed,relaxed-fused,simd] [--ntok 128] [--turns 6]
  *
- * The three formats are measured in turn, `turns` times, for ~150 ms each,
+ * The formats are measured in turn, `turns` times, for ~150 ms each,
  * and the best CPU time per call is kept (the machine is shared: turns even
  * out a noisy neighbour). Reported: ms per call, G multiply-adds/s, GB/s of
  * placed weights, and the ratio to Q4R's time per weight.
@@ -85,6 +85,8 @@ for (const build of builds) {
       { name: "Q4KR", w: place(144, 256, [0, 2], (p) => e.repack_q4_k(p, p, rows, cols), e.q4kr_bytes(rows, cols) >>> 0), mv: e.matvec_q4kr_q8a, mm: e.matmul_q4kr_q8b },
       { name: "Q5KR", w: place(176, 256, [0, 2], (p) => e.repack_q5_k(p, p, rows, cols), e.q5kr_bytes(rows, cols) >>> 0), mv: e.matvec_q5kr_q8a, mm: e.matmul_q5kr_q8b },
       { name: "Q6R", w: place(210, 256, [208], (p) => e.repack_q6_k(p, p, rows, cols), e.q6r_bytes(rows, cols) >>> 0), mv: e.matvec_q6r_q8a, mm: e.matmul_q6r_q8b },
+      { name: "Q2_K", w: place(84, 256, [80, 82], () => {}, (rows * cols / 256) * 84), mv: e.matvec_q2_k_q8a, mm: e.matmul_q2_k_q8b },
+      { name: "Q3_K", w: place(110, 256, [108], () => {}, (rows * cols / 256) * 110), mv: e.matvec_q3_k_q8a, mm: e.matmul_q3_k_q8b },
     ];
     e.quantize_q8a(x, cols, xa);
     e.quantize_q8b(x, cols, NTOK, xb);

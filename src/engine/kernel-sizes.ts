@@ -69,7 +69,7 @@ export function q5krBytes(rows: number, cols: number): number {
 }
 
 /** Matrix kinds whose products take int8-quantized activations (Q8A, Q8B). */
-export const isQuantized = (kind: string | undefined) => kind === "q4r" || kind === "q8_0" || kind === "q6r" || kind === "q4kr" || kind === "q5kr";
+export const isQuantized = (kind: string | undefined) => kind === "q4r" || kind === "q8_0" || kind === "q6r" || kind === "q4kr" || kind === "q5kr" || kind === "q2_k" || kind === "q3_k";
 
 /** Bytes of a matrix placed in a repacked layout (4-row groups, the last padded); 0 for kinds read as stored. */
 export function repackedBytes(kind: string, rows: number, cols: number): number {

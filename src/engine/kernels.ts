@@ -60,6 +60,12 @@ export interface KernelExports {
   matmul_q5kr_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
   dequant_q4_k(src: number, dst: number, n: number): void;
   dequant_q5_k(src: number, dst: number, n: number): void;
+  matvec_q2_k_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matvec_q3_k_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matmul_q2_k_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  matmul_q3_k_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  dequant_q2_k(src: number, dst: number, n: number): void;
+  dequant_q3_k(src: number, dst: number, n: number): void;
   dequant_q4_0(src: number, dst: number, n: number): void;
   dequant_q8_0(src: number, dst: number, n: number): void;
   dequant_q6_k(src: number, dst: number, n: number): void;
@@ -150,7 +156,7 @@ interface ProbeSizes {
   few: number[];
   q8Rows: number;
   q6Rows: number;
-  /** Rows of each K-quant matrix (Q4_K, Q5_K; 256 columns). */
+  /** Rows of each K-quant matrix (Q4_K, Q5_K, Q2_K, Q3_K; 256 columns). */
   kRows: number;
 }
 
@@ -199,7 +205,13 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
     { bytes: 144, w: alloc(e.q4kr_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q4_k, matvec: e.matvec_q4kr_q8a, matmul: e.matmul_q4kr_q8b },
     { bytes: 176, w: alloc(e.q5kr_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q5_k, matvec: e.matvec_q5kr_q8a, matmul: e.matmul_q5kr_q8b },
   ];
-  const kOut = kMats.length * s.kRows * (counts.reduce((a, n) => a + n, 0) + 1) + s.q6Rows * counts.reduce((a, n) => a + n, 0);
+  // Q2_K and Q3_K (rows as stored), 256 columns: row 0 all 0xff bytes (values at their max, scales
+  // and mins 15 / Q3_K scale 31), row 1 all zeros (Q3_K: values -4 under scale -32).
+  const lowMats = [
+    { bytes: 84, halves: [80, 82], w: alloc(s.kRows * 84), matvec: e.matvec_q2_k_q8a, matmul: e.matmul_q2_k_q8b },
+    { bytes: 110, halves: [108], w: alloc(s.kRows * 110), matvec: e.matvec_q3_k_q8a, matmul: e.matmul_q3_k_q8b },
+  ];
+  const kOut = (kMats.length + lowMats.length) * s.kRows * (counts.reduce((a, n) => a + n, 0) + 1) + s.q6Rows * counts.reduce((a, n) => a + n, 0);
   const outN = (s.q4Rows + s.q8Rows) * counts.reduce((a, n) => a + n, 0) + s.q4Rows + s.q8Rows + 2 * s.q6Rows + kOut;
   const out = alloc(outN * 4);
   const buf = memory.buffer;
@@ -252,6 +264,13 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
     }
     m.repack(m.w, m.w, s.kRows, kCols);
   }
+  for (const m of lowMats) {
+    for (let row = 0; row < s.kRows; row++) {
+      const o = m.w + row * m.bytes;
+      for (let j = 0; j < m.bytes; j++) dv.setUint8(o + j, row === 0 ? 0xff : row === 1 ? 0 : Math.floor(r() * 256));
+      for (const h of m.halves) dv.setUint16(o + h, randHalf(r) & 0x7fff, true);
+    }
+  }
   const outF = new Float32Array(buf, out, outN);
   for (let round = 0; round < rounds; round++) {
     e.quantize_q8a(x, cols, xa);
@@ -282,7 +301,7 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
       o += s.q6Rows * n * 4;
     }
     e.quantize_q8a(xk, kCols, xka);
-    for (const m of kMats) {
+    for (const m of [...kMats, ...lowMats]) {
       for (const n of counts) {
         e.quantize_q8b(xk, kCols, n, xkb);
         m.matmul(m.w, s.kRows, kCols, xkb, n, o);

@@ -14,7 +14,7 @@
  *   Q6_K matrices  → Q6R (likewise)
  *   Q4_K, Q5_K matrices → Q4KR, Q5KR (4-row groups with the scales unpacked: 16 B more per
  *                    group and 256 columns than the file, repacked in place from the last group)
- *   Q8_0/F32/F16/BF16 matrices, and the embedding table of any type: as stored
+ *   Q2_K, Q3_K, Q8_0/F32/F16/BF16 matrices, and the embedding table of any type: as stored
  *   1-D tensors (norms, biases) → f32
  */
 import { layoutOf, typeName } from "../gguf/quant";
@@ -77,7 +77,7 @@ export interface LayoutOptions extends WasmEngineOptions, PartOptions, ThreadOpt
 }
 
 /** How the kernels read a matrix. */
-export type MatrixKind = "q4r" | "q8_0" | "q6r" | "q4kr" | "q5kr" | "f32" | "f16" | "bf16";
+export type MatrixKind = "q4r" | "q8_0" | "q6r" | "q4kr" | "q5kr" | "q2_k" | "q3_k" | "f32" | "f16" | "bf16";
 
 const MATRIX_KINDS: Partial<Record<TensorType, MatrixKind>> = {
   [TensorType.Q4_0]: "q4r",
@@ -85,6 +85,8 @@ const MATRIX_KINDS: Partial<Record<TensorType, MatrixKind>> = {
   [TensorType.Q6_K]: "q6r",
   [TensorType.Q4_K]: "q4kr",
   [TensorType.Q5_K]: "q5kr",
+  [TensorType.Q2_K]: "q2_k",
+  [TensorType.Q3_K]: "q3_k",
   [TensorType.F32]: "f32",
   [TensorType.F16]: "f16",
   [TensorType.BF16]: "bf16",
@@ -204,7 +206,7 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
     if (isQuantized(kind) && t.cols % 32 !== 0) throw new Error(`tensor ${t.name}: ${t.cols} columns`);
     if (t.role === "embed") {
       // Read a row at a time by the dequantize kernels, which want the file layout.
-      if ((kind === "q6r" || kind === "q4kr" || kind === "q5kr") && H % 256 !== 0) throw new Error(`token_embd.weight: ${typeName(info.type)} rows of ${H}`);
+      if ((kind === "q6r" || kind === "q4kr" || kind === "q5kr" || kind === "q2_k" || kind === "q3_k") && H % 256 !== 0) throw new Error(`token_embd.weight: ${typeName(info.type)} rows of ${H}`);
       placed.set(t.name, { tensor: t, info, kind, repack: false, ...region(info.byteLength) });
       continue;
     }

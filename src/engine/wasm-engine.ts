@@ -381,6 +381,8 @@ export class WasmEngine implements Engine {
       case TensorType.Q6_K: k.dequant_q6_k(src, dst, H); break;
       case TensorType.Q4_K: k.dequant_q4_k(src, dst, H); break;
       case TensorType.Q5_K: k.dequant_q5_k(src, dst, H); break;
+      case TensorType.Q2_K: k.dequant_q2_k(src, dst, H); break;
+      case TensorType.Q3_K: k.dequant_q3_k(src, dst, H); break;
       default: throw new Error(`embedding type ${e.type} unsupported`);
     }
   }
@@ -573,7 +575,9 @@ export class WasmEngine implements Engine {
       case "q8_0":
       case "q6r":
       case "q4kr":
-      case "q5kr": {
+      case "q5kr":
+      case "q2_k":
+      case "q3_k": {
         type Matvec = KernelExports["matvec_q4r_q8a"];
         type Matmul = KernelExports["matmul_q4r_q8b"];
         const kernels: Record<typeof w.kind, [Matvec, Matmul | undefined]> = {
@@ -582,6 +586,8 @@ export class WasmEngine implements Engine {
           q6r: [k.matvec_q6r_q8a, k.matmul_q6r_q8b],
           q4kr: [k.matvec_q4kr_q8a, k.matmul_q4kr_q8b],
           q5kr: [k.matvec_q5kr_q8a, k.matmul_q5kr_q8b],
+          q2_k: [k.matvec_q2_k_q8a, k.matmul_q2_k_q8b],
+          q3_k: [k.matvec_q3_k_q8a, k.matmul_q3_k_q8b],
         };
         const [matvec, matmul] = kernels[w.kind];
         if (m === 1) matvec(ptr, rows, cols, this.Q8, out);

@@ -1,0 +1,408 @@
+// The low-bit K-quants Q2_K and Q3_K: matrix-vector (decode) and
+// matrix-matrix (prefill) products against Q8A / Q8B activations, and row
+// dequantization (embedding lookup). Rows are read as stored (no repack).
+//
+// GGUF Q2_K (84 B per 256 values): 16 scale bytes (sub-block i of 16 values:
+// scale in the low nibble, min in the high one), 64 bytes of 2-bit values,
+// f16 d, f16 dmin. Q3_K (110 B): 32 bytes of high bits, 64 bytes of 2-bit
+// values, 12 bytes of packed 6-bit scales (stored +32), f16 d. In both the 32
+// values of 32-block b (b = 4n + j within the superblock) are bits 2j..2j+1
+// of the 32 value bytes of half n; its sub-blocks are 2b (bytes 0..15) and
+// 2b+1 (bytes 16..31); Q3_K's high bit of value e of block b is bit b of
+// high-bit byte e (e = 0..31). A Q2_K value is d*sc*q - dmin*m, a Q3_K value
+// d*s*(u - 4) with u = q + 4*high in 0..7 and s the signed scale.
+//
+// A sub-block is half a Q8A block, so per 32-block b of a row (two
+// sub-blocks h = 0, 1; x the int8 activations, sx_h their sum over the 16):
+//   Q2_K: sd = sum_h sc_h * sum q*x         sm = sum_h m_h * sx_h
+//         acc = acc + (f32(sd)*d - f32(sm)*dmin) * d_x
+//   Q3_K: sd = sum_h s_h * (sum u*x - 4*sx_h)
+//         acc = acc + (f32(sd)*d) * d_x
+// all integers exact in int32 (|sd| <= 2*32*16*4*127 < 2^20), the f32
+// operations in that order in every build (the scalar twin defines it), so
+// the builds agree bit for bit. The 16-value sums sx_h come from the int8
+// activations in the kernel: per pair by extadd_pairwise, the one
+// instruction every SIMD build has, so Q8A and Q8B stay as they are.
+
+import { FUSED, scratchBase, h2f, q8aQ8Off, q8aQ16Off, q8aBytes } from "./common";
+import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X } from "./quant";
+
+@inline function lowBytes(three: bool): usize {
+  return three ? 110 : 84;
+}
+
+// Offsets within a block: the 2-bit values, the f16 d.
+@inline function lowQs(three: bool): usize {
+  return three ? 32 : 16;
+}
+@inline function lowD(three: bool): usize {
+  return three ? 108 : 80;
+}
+
+// Q3_K's signed scale of sub-block i (0..15) from the 12 packed bytes at sc:
+// a low nibble (byte i for i < 8, the high nibble of byte i - 8 beyond) and
+// bits 2(i >> 2)..+1 of byte 8 + (i & 3) on top.
+@inline function q3Scale(sc: usize, i: usize): i32 {
+  const low = i < 8 ? <i32>load<u8>(sc + i) & 15 : <i32>load<u8>(sc + i - 8) >> 4;
+  const high = (<i32>load<u8>(sc + 8 + (i & 3)) >> <i32>((i >> 2) << 1)) & 3;
+  return (low | (high << 4)) - 32;
+}
+
+// ---------------------------------------------------------------- matvec (Q8A)
+
+// out[r] for rows x cols stored Q2_K / Q3_K rows at w (cols a multiple of 256).
+export function matvec_q2_k_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  if (ASC_FEATURE_SIMD) matvecLowSimd(w, rows, cols, xa, out, false);
+  else matvecLowScalar(w, rows, cols, xa, out, false);
+}
+
+export function matvec_q3_k_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  if (ASC_FEATURE_SIMD) matvecLowSimd(w, rows, cols, xa, out, true);
+  else matvecLowScalar(w, rows, cols, xa, out, true);
+}
+
+function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, three: bool): void {
+  const nsb = <usize>cols >> 8;
+  const x8 = xa + q8aQ8Off(nsb << 3);
+  const B = lowBytes(three);
+  for (let r = 0; r < rows; r++) {
+    let p = w + <usize>r * nsb * B;
+    let acc: f32 = 0;
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      const d = h2f(load<u16>(p + lowD(three)));
+      const dm = three ? <f32>0 : h2f(load<u16>(p + 82));
+      for (let b: usize = 0; b < 8; b++) {
+        const q = p + lowQs(three) + ((b >> 2) << 5);
+        const shift = <i32>((b & 3) << 1);
+        const xb = x8 + (((sb << 3) + b) << 5);
+        let sd: i32 = 0, sm: i32 = 0;
+        for (let h: usize = 0; h < 2; h++) {
+          let dot: i32 = 0, sx: i32 = 0;
+          for (let e = h << 4; e < (h << 4) + 16; e++) {
+            let u = (<i32>load<u8>(q + e) >> shift) & 3;
+            if (three) u |= ((<i32>load<u8>(p + e) >> <i32>b) & 1) << 2;
+            const x = <i32>load<i8>(xb + e);
+            dot += u * x;
+            sx += x;
+          }
+          const i = (b << 1) + h;
+          if (three) {
+            sd += q3Scale(p + 96, i) * (dot - (sx << 2));
+          } else {
+            const s = <i32>load<u8>(p + i);
+            sd += (s & 15) * dot;
+            sm += (s >> 4) * sx;
+          }
+        }
+        const dx = load<f32>(xa + (((sb << 3) + b) << 2));
+        if (three) acc += <f32>sd * d * dx;
+        else acc += (<f32>sd * d - <f32>sm * dm) * dx;
+      }
+      p += B;
+    }
+    store<f32>(out + (<usize>r << 2), acc);
+  }
+}
+
+// Relaxed: the 16 values of block b at byte offset o (0: sub-block 2b, 16:
+// 2b+1) of the superblock at p, as unsigned bytes (0..3, Q3_K's u 0..7).
+@inline function lowValues(p: usize, b: i32, o: usize, three: bool): v128 {
+  const q = p + lowQs(three) + (<usize>(b >> 2) << 5);
+  let a = v128.and(i16x8.shr_u(v128.load(q + o), (b & 3) << 1), i8x16.splat(3));
+  if (three) {
+    // Bit b of every byte to bit 2: a 16-bit shift carries no bit of one byte into bit 2 of the other.
+    const h = v128.load(p + o);
+    a = v128.or(a, v128.and(b >= 2 ? i16x8.shr_u(h, b - 2) : i16x8.shl(h, 2 - b), i8x16.splat(4)));
+  }
+  return a;
+}
+
+// One row's block b (superblock at p) against the block's activations: the
+// int32 partials of sd to t and (Q2_K) of sm to t + 64; the lanes' sum is
+// the value. pl / ph: the activations' pair sums of the two sub-blocks.
+//
+// Relaxed: the unsigned values (0..3, Q3_K's u 0..7) are the 7-bit operand;
+// each pair's dot |.| <= 2*7*127 fits int16, and Q3_K's offset is applied
+// per pair (u*x - 4*x, |.| <= 2*4*127) before one dot_i16x8_s with the
+// splatted scale widens and scales at once. Plain SIMD: the values widened
+// to int16 by mask and shift (even elements from the low bytes, odd from the
+// high, the order of Q8A's int16 section), Q3_K's already signed.
+@inline function lowRow(t: usize, p: usize, b: i32, x8: usize, x16: usize, pl: v128, ph: v128, three: bool): void {
+  const q = p + lowQs(three) + (<usize>(b >> 2) << 5);
+  const shift = (b & 3) << 1;
+  let dl: v128, dh: v128;
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    dl = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), lowValues(p, b, 0, three));
+    dh = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), lowValues(p, b, 16, three));
+    if (three) {
+      dl = i16x8.sub(dl, i16x8.shl(pl, 2));
+      dh = i16x8.sub(dh, i16x8.shl(ph, 2));
+    }
+  } else {
+    const v = v128.load(q), w = v128.load(q, 16);
+    const m3 = i16x8.splat(3);
+    let e0 = v128.and(i16x8.shr_u(v, shift), m3), o0 = v128.and(i16x8.shr_u(v, shift + 8), m3);
+    let e1 = v128.and(i16x8.shr_u(w, shift), m3), o1 = v128.and(i16x8.shr_u(w, shift + 8), m3);
+    if (three) {
+      const one = i16x8.splat(1), four = i16x8.splat(4);
+      const hl = v128.load(p), hh = v128.load(p, 16);
+      e0 = i16x8.sub(v128.or(e0, i16x8.shl(v128.and(i16x8.shr_u(hl, b), one), 2)), four);
+      o0 = i16x8.sub(v128.or(o0, i16x8.shl(v128.and(i16x8.shr_u(hl, b + 8), one), 2)), four);
+      e1 = i16x8.sub(v128.or(e1, i16x8.shl(v128.and(i16x8.shr_u(hh, b), one), 2)), four);
+      o1 = i16x8.sub(v128.or(o1, i16x8.shl(v128.and(i16x8.shr_u(hh, b + 8), one), 2)), four);
+    }
+    dl = i32x4.add(i32x4.dot_i16x8_s(e0, v128.load(x16)), i32x4.dot_i16x8_s(o0, v128.load(x16, 16)));
+    dh = i32x4.add(i32x4.dot_i16x8_s(e1, v128.load(x16, 32)), i32x4.dot_i16x8_s(o1, v128.load(x16, 48)));
+  }
+  const i = <usize>b << 1;
+  if (three) {
+    const s0 = q3Scale(p + 96, i), s1 = q3Scale(p + 96, i + 1);
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      v128.store(t, i32x4.add(i32x4.dot_i16x8_s(dl, i16x8.splat(<i16>s0)), i32x4.dot_i16x8_s(dh, i16x8.splat(<i16>s1))));
+    } else {
+      v128.store(t, i32x4.add(i32x4.mul(dl, i32x4.splat(s0)), i32x4.mul(dh, i32x4.splat(s1))));
+    }
+    return;
+  }
+  const s = <i32>load<u16>(p + i);
+  const sc0 = s & 15, m0 = (s >> 4) & 15, sc1 = (s >> 8) & 15, m1 = s >> 12;
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    v128.store(t, i32x4.add(i32x4.dot_i16x8_s(dl, i16x8.splat(<i16>sc0)), i32x4.dot_i16x8_s(dh, i16x8.splat(<i16>sc1))));
+  } else {
+    v128.store(t, i32x4.add(i32x4.mul(dl, i32x4.splat(sc0)), i32x4.mul(dh, i32x4.splat(sc1))));
+  }
+  v128.store(t, i32x4.add(i32x4.dot_i16x8_s(pl, i16x8.splat(<i16>m0)), i32x4.dot_i16x8_s(ph, i16x8.splat(<i16>m1))), 64);
+}
+
+// The four rows' f16 at offset o of their blocks as f32x4.
+@inline function halves4(p0: usize, p1: usize, p2: usize, p3: usize, o: usize): v128 {
+  let v = f32x4.splat(h2f(load<u16>(p0 + o)));
+  v = f32x4.replace_lane(v, 1, h2f(load<u16>(p1 + o)));
+  v = f32x4.replace_lane(v, 2, h2f(load<u16>(p2 + o)));
+  return f32x4.replace_lane(v, 3, h2f(load<u16>(p3 + o)));
+}
+
+// Four rows per pass (a last partial group repeats the last row; storeRows
+// writes only the real ones), the rows' accumulators in the lanes of one
+// f32x4. Each row's partials pass through scratch [0, 128), which keeps the
+// live set small (see q6Step in quant.ts).
+function matvecLowSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, three: bool): void {
+  const nsb = <usize>cols >> 8;
+  const nb = nsb << 3;
+  const x8 = xa + q8aQ8Off(nb);
+  const x16 = xa + q8aQ16Off(nb);
+  const B = lowBytes(three);
+  const rowBytes = nsb * B;
+  const t = scratchBase();
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    let p0 = w + <usize>r0 * rowBytes;
+    let p1 = w + <usize>min(r0 + 1, rows - 1) * rowBytes;
+    let p2 = w + <usize>min(r0 + 2, rows - 1) * rowBytes;
+    let p3 = w + <usize>min(r0 + 3, rows - 1) * rowBytes;
+    let acc = f32x4.splat(0);
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      const d = halves4(p0, p1, p2, p3, lowD(three));
+      const dm = three ? d : halves4(p0, p1, p2, p3, 82);
+      for (let b = 0; b < 8; b++) {
+        const bg = (sb << 3) + <usize>b;
+        const xb = x8 + (bg << 5), xw = x16 + (bg << 6);
+        const pl = i16x8.extadd_pairwise_i8x16_s(v128.load(xb));
+        const ph = i16x8.extadd_pairwise_i8x16_s(v128.load(xb, 16));
+        lowRow(t, p0, b, xb, xw, pl, ph, three);
+        lowRow(t + 16, p1, b, xb, xw, pl, ph, three);
+        lowRow(t + 32, p2, b, xb, xw, pl, ph, three);
+        lowRow(t + 48, p3, b, xb, xw, pl, ph, three);
+        const sd = f32x4.convert_i32x4_s(reduce4(v128.load(t), v128.load(t, 16), v128.load(t, 32), v128.load(t, 48)));
+        const dx = v128.load32_splat(xa + (bg << 2));
+        if (three) {
+          acc = f32x4.add(acc, f32x4.mul(f32x4.mul(sd, d), dx));
+        } else {
+          const sm = f32x4.convert_i32x4_s(reduce4(v128.load(t, 64), v128.load(t, 80), v128.load(t, 96), v128.load(t, 112)));
+          acc = f32x4.add(acc, f32x4.mul(f32x4.sub(f32x4.mul(sd, d), f32x4.mul(sm, dm)), dx));
+        }
+      }
+      p0 += B;
+      p1 += B;
+      p2 += B;
+      p3 += B;
+    }
+    storeRows(out, r0, rows, acc);
+  }
+}
+
+// ---------------------------------------------------------------- matmul (Q8B)
+
+// out[t*rows + r] for ntok tokens (Q8B, q8b_bytes(cols, ntok)), from the
+// tokens' Q8A images made from the Q8B (O(cols) per token). Relaxed builds:
+// up to four tokens per pass over the weights, each block of four rows
+// unpacked once into scratch for them, then per token the matvec's integer
+// sums and fold; plain SIMD and scalar: one matvec per token. Bit-identical
+// to the matvecs in every build.
+export function matmul_q2_k_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
+  matmulLow(w, rows, cols, xb, ntok, out, false);
+}
+
+export function matmul_q3_k_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
+  matmulLow(w, rows, cols, xb, ntok, out, true);
+}
+
+function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize, three: bool): void {
+  const nb = <usize>cols >> 5;
+  const xa = scratchBase() + SMALL_X;
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const stride = (q8aBytes(nb) + 63) & ~(<usize>63);
+    for (let t = 0; t < ntok; t += 4) {
+      const n = min(4, ntok - t);
+      for (let i = 0; i < n; i++) {
+        if (FUSED) quadsToQ8a(xb, nb, t + i, xa + <usize>i * stride);
+        else q8bToQ8a(xb, nb, t + i, xa + <usize>i * stride);
+      }
+      matmulLowFew(w, rows, cols, xa, stride, out + <usize>t * (<usize>rows << 2), n, three);
+    }
+    return;
+  }
+  for (let t = 0; t < ntok; t++) {
+    if (FUSED) quadsToQ8a(xb, nb, t, xa);
+    else q8bToQ8a(xb, nb, t, xa);
+    const o = out + <usize>t * (<usize>rows << 2);
+    if (ASC_FEATURE_SIMD) matvecLowSimd(w, rows, cols, xa, o, three);
+    else matvecLowScalar(w, rows, cols, xa, o, three);
+  }
+}
+
+// Scratch of the few-token pass: at LW + 96r, row r's block: its two
+// sub-blocks' values (0, 16), the splatted int16 scales (32, 48) and, Q2_K,
+// mins (64, 80); at LA + 16k token k's f32 accumulators (rows in lanes).
+// @ts-ignore: decorator
+@inline const LW: usize = 1024;
+// @ts-ignore: decorator
+@inline const LA: usize = 2048;
+
+@inline function lowUnpack(o: usize, p: usize, b: i32, three: bool): void {
+  v128.store(o, lowValues(p, b, 0, three));
+  v128.store(o, lowValues(p, b, 16, three), 16);
+  const i = <usize>b << 1;
+  if (three) {
+    v128.store(o, i16x8.splat(<i16>q3Scale(p + 96, i)), 32);
+    v128.store(o, i16x8.splat(<i16>q3Scale(p + 96, i + 1)), 48);
+    return;
+  }
+  const s = <i32>load<u16>(p + i);
+  v128.store(o, i16x8.splat(<i16>(s & 15)), 32);
+  v128.store(o, i16x8.splat(<i16>((s >> 8) & 15)), 48);
+  v128.store(o, i16x8.splat(<i16>((s >> 4) & 15)), 64);
+  v128.store(o, i16x8.splat(<i16>(s >> 12)), 80);
+}
+
+// One unpacked row against one token's block: sd's int32 partials (lowRow's arithmetic).
+@inline function lowDot(o: usize, x8: usize, pl: v128, ph: v128, three: bool): v128 {
+  let dl = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), v128.load(o));
+  let dh = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), v128.load(o, 16));
+  if (three) {
+    dl = i16x8.sub(dl, i16x8.shl(pl, 2));
+    dh = i16x8.sub(dh, i16x8.shl(ph, 2));
+  }
+  return i32x4.add(i32x4.dot_i16x8_s(dl, v128.load(o, 32)), i32x4.dot_i16x8_s(dh, v128.load(o, 48)));
+}
+
+@inline function lowMinDot(o: usize, pl: v128, ph: v128): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(pl, v128.load(o, 64)), i32x4.dot_i16x8_s(ph, v128.load(o, 80)));
+}
+
+// n (1..4) tokens' Q8A images at xa + k*stride; out[k*rows + r].
+function matmulLowFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32, three: bool): void {
+  const nsb = <usize>cols >> 8;
+  const x8 = q8aQ8Off(nsb << 3);
+  const B = lowBytes(three);
+  const rowBytes = nsb * B;
+  const ws = scratchBase();
+  const u = ws + LW;
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    let p0 = w + <usize>r0 * rowBytes;
+    let p1 = w + <usize>min(r0 + 1, rows - 1) * rowBytes;
+    let p2 = w + <usize>min(r0 + 2, rows - 1) * rowBytes;
+    let p3 = w + <usize>min(r0 + 3, rows - 1) * rowBytes;
+    for (let k = 0; k < n; k++) v128.store(ws + LA + (<usize>k << 4), f32x4.splat(0));
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      const d = halves4(p0, p1, p2, p3, lowD(three));
+      const dm = three ? d : halves4(p0, p1, p2, p3, 82);
+      for (let b = 0; b < 8; b++) {
+        const bg = (sb << 3) + <usize>b;
+        lowUnpack(u, p0, b, three);
+        lowUnpack(u + 96, p1, b, three);
+        lowUnpack(u + 192, p2, b, three);
+        lowUnpack(u + 288, p3, b, three);
+        for (let k = 0; k < n; k++) {
+          const xk = xa + <usize>k * stride;
+          const xb = xk + x8 + (bg << 5);
+          const pl = i16x8.extadd_pairwise_i8x16_s(v128.load(xb));
+          const ph = i16x8.extadd_pairwise_i8x16_s(v128.load(xb, 16));
+          const sd = f32x4.convert_i32x4_s(reduce4(
+            lowDot(u, xb, pl, ph, three), lowDot(u + 96, xb, pl, ph, three),
+            lowDot(u + 192, xb, pl, ph, three), lowDot(u + 288, xb, pl, ph, three)));
+          const dx = v128.load32_splat(xk + (bg << 2));
+          const pa = ws + LA + (<usize>k << 4);
+          if (three) {
+            v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.mul(sd, d), dx)));
+          } else {
+            const sm = f32x4.convert_i32x4_s(reduce4(lowMinDot(u, pl, ph), lowMinDot(u + 96, pl, ph), lowMinDot(u + 192, pl, ph), lowMinDot(u + 288, pl, ph)));
+            v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.sub(f32x4.mul(sd, d), f32x4.mul(sm, dm)), dx)));
+          }
+        }
+      }
+      p0 += B;
+      p1 += B;
+      p2 += B;
+      p3 += B;
+    }
+    for (let k = 0; k < n; k++) storeRows(out + <usize>k * (<usize>rows << 2), r0, rows, v128.load(ws + LA + (<usize>k << 4)));
+  }
+}
+
+// ---------------------------------------------------------------- dequantize (embedding rows)
+
+// n values (a multiple of 256) of GGUF Q2_K / Q3_K at src -> f32 at dst:
+// Q2_K (d*sc)*q - dmin*m (each product exact in f32, one rounding), Q3_K
+// (d*s)*(u - 4) (exact).
+export function dequant_q2_k(src: usize, dst: usize, n: i32): void {
+  dequantLow(src, dst, n, false);
+}
+
+export function dequant_q3_k(src: usize, dst: usize, n: i32): void {
+  dequantLow(src, dst, n, true);
+}
+
+function dequantLow(src: usize, dst: usize, n: i32, three: bool): void {
+  const nsb = <usize>n >> 8;
+  const B = lowBytes(three);
+  for (let sb: usize = 0; sb < nsb; sb++) {
+    const p = src + sb * B;
+    const d = h2f(load<u16>(p + lowD(three)));
+    const dm = three ? <f32>0 : h2f(load<u16>(p + 82));
+    for (let b: usize = 0; b < 8; b++) {
+      const q = p + lowQs(three) + ((b >> 2) << 5);
+      const shift = <i32>((b & 3) << 1);
+      for (let h: usize = 0; h < 2; h++) {
+        const i = (b << 1) + h;
+        let ds: f32, mm: f32 = 0;
+        if (three) {
+          ds = d * <f32>q3Scale(p + 96, i);
+        } else {
+          const s = <i32>load<u8>(p + i);
+          ds = d * <f32>(s & 15);
+          mm = dm * <f32>(s >> 4);
+        }
+        for (let e = h << 4; e < (h << 4) + 16; e++) {
+          let u = (<i32>load<u8>(q + e) >> shift) & 3;
+          const o = dst + (((sb << 8) + (b << 5) + e) << 2);
+          if (three) {
+            u |= ((<i32>load<u8>(p + e) >> <i32>b) & 1) << 2;
+            store<f32>(o, ds * <f32>(u - 4));
+          } else {
+            store<f32>(o, ds * <f32>u - mm);
+          }
+        }
+      }
+    }
+  }
+}

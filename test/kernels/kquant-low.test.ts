@@ -1,0 +1,160 @@
+// The low-bit K-quant kernels (Q2_K, Q3_K: matvec, matmul, row dequantize on
+// rows as stored), checked as the other quantized kernels are:
+//  1. SIMD build == scalar build, bit for bit;
+//  2. == a plain-TS emulation of the integer sub-block sums and the f32 fold
+//     (exact), written from the GGUF block layout (docs/kernels.md);
+//  3. within quantBound() of float64 math on src/gguf's dequantized weights.
+// Run against the relaxed builds by select.test.ts (KERNELS_SIMD_BUILD).
+import { describe, expect, it } from "vitest";
+import { TensorType } from "../../src/gguf/types";
+import { type Harness, both, rng, randVec, quantRef, quantBound, bitsEqual, halfToF64 } from "./harness";
+import { LOW_BLOCK_BYTES, type LowType, randLow } from "./kquant-low-blocks";
+
+const f = Math.fround;
+const TYPES: [string, LowType][] = [["Q2_K", TensorType.Q2_K], ["Q3_K", TensorType.Q3_K]];
+
+function ops(h: Harness, type: LowType) {
+  const k = h.k;
+  return type === TensorType.Q2_K
+    ? { matvec: k.matvec_q2_k_q8a, matmul: k.matmul_q2_k_q8b, dequant: k.dequant_q2_k }
+    : { matvec: k.matvec_q3_k_q8a, matmul: k.matmul_q3_k_q8b, dequant: k.dequant_q3_k };
+}
+
+/** Q3_K's signed scale of sub-block i from the 12 packed bytes at o. */
+function q3Scale(bytes: Uint8Array, o: number, i: number): number {
+  const low = i < 8 ? bytes[o + i] & 15 : bytes[o + i - 8] >> 4;
+  return (low | (((bytes[o + 8 + (i & 3)] >> (2 * (i >> 2))) & 3) << 4)) - 32;
+}
+
+/** Per row and 32-block b: integer sub-block sums sd (and Q2_K's sm), then acc = f32(acc + f32(f32(f32(sd)·d) − f32(sm·dmin))·d_x). */
+function lowEmulate(type: LowType, bytes: Uint8Array, rows: number, cols: number, x: Float32Array): Float32Array {
+  const { d: dx, q: xq } = quantRef(x);
+  const B = LOW_BLOCK_BYTES[type];
+  const three = type === TensorType.Q3_K;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset);
+  const nsb = cols / 256;
+  const out = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let acc = 0;
+    for (let sb = 0; sb < nsb; sb++) {
+      const o = (r * nsb + sb) * B;
+      const d = halfToF64(dv.getUint16(o + (three ? 108 : 80), true));
+      const dmin = three ? 0 : halfToF64(dv.getUint16(o + 82, true));
+      for (let b = 0; b < 8; b++) {
+        const g = sb * 8 + b;
+        let sd = 0, sm = 0;
+        for (let h = 0; h < 2; h++) {
+          let dot = 0, sx = 0;
+          for (let l = 0; l < 16; l++) {
+            const e = 16 * h + l;
+            let q = (bytes[o + (three ? 32 : 16) + 32 * (b >> 2) + e] >> (2 * (b & 3))) & 3;
+            if (three) q = q + 4 * ((bytes[o + e] >> b) & 1) - 4;
+            dot += q * xq[g * 32 + e];
+            sx += xq[g * 32 + e];
+          }
+          const i = 2 * b + h;
+          if (three) sd += q3Scale(bytes, o + 96, i) * dot;
+          else {
+            sd += (bytes[o + i] & 15) * dot;
+            sm += (bytes[o + i] >> 4) * sx;
+          }
+        }
+        acc = three ? f(acc + f(f(sd * d) * dx[g])) : f(acc + f(f(f(sd * d) - f(sm * dmin)) * dx[g]));
+      }
+    }
+    out[r] = acc;
+  }
+  return out;
+}
+
+function place(h: Harness, bytes: Uint8Array): number {
+  return h.putU8(bytes);
+}
+
+function matvecOf(h: Harness, type: LowType, w: number, rows: number, cols: number, x: Float32Array): Float32Array {
+  const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
+  h.k.quantize_q8a(h.putF32(x), cols, xa);
+  const out = h.alloc(rows * 4);
+  ops(h, type).matvec(w, rows, cols, xa, out);
+  return h.f32(out, rows);
+}
+
+function matmulAndMatvecs(h: Harness, type: LowType, w: number, rows: number, cols: number, xs: Float32Array, ntok: number) {
+  const xb = h.alloc(h.k.q8b_bytes(cols, ntok) >>> 0);
+  h.k.quantize_q8b(h.putF32(xs), cols, ntok, xb);
+  const mm = h.alloc(rows * ntok * 4);
+  ops(h, type).matmul(w, rows, cols, xb, ntok, mm);
+  const matvecs = Array.from({ length: ntok }, (_, t) => matvecOf(h, type, w, rows, cols, xs.subarray(t * cols, (t + 1) * cols)));
+  return { matmul: h.f32(mm, rows * ntok), matvecs };
+}
+
+describe.each(TYPES)("%s: matvec", (_name, type) => {
+  it.each([[1, 256], [5, 512], [13, 768], [8, 2048]])("rows=%i cols=%i: simd == scalar == TS emulation, within the quantization bound", (rows, cols) => {
+    const r = rng(rows * 991 + cols + type);
+    const { bytes, w } = randLow(type, r, rows, cols);
+    const x = randVec(r, cols, 2);
+    const want = lowEmulate(type, bytes, rows, cols, x);
+    const outs = both().map((h) => matvecOf(h, type, place(h, bytes), rows, cols, x));
+    expect(bitsEqual(outs[0], outs[1])).toBe(true);
+    expect(bitsEqual(outs[1], want)).toBe(true);
+    for (let row = 0; row < rows; row++) {
+      let ref = 0;
+      for (let j = 0; j < cols; j++) ref += w[row * cols + j] * x[j];
+      const bound = quantBound(w, row * cols, x);
+      expect(Math.abs(outs[0][row] - ref), `row ${row}: ${outs[0][row]} vs ${ref}`).toBeLessThanOrEqual(bound);
+    }
+  });
+
+  it("dequantize rows: equal to src/gguf's reference dequantize", () => {
+    const n = 768;
+    const { bytes, w } = randLow(type, rng(8 + type), 1, n);
+    for (const h of both()) {
+      const out = h.alloc(n * 4);
+      ops(h, type).dequant(h.putU8(bytes), out, n);
+      expect(Array.from(h.f32(out, n))).toEqual(Array.from(w));
+    }
+  });
+});
+
+describe.each(TYPES)("%s: matmul", (_name, type) => {
+  it("every ntok 1..12: matmul == one matvec per token, bit for bit, == scalar, == TS emulation", () => {
+    const rows = 7, cols = 512;
+    const r = rng(41 + type);
+    const { bytes } = randLow(type, r, rows, cols);
+    const xs = randVec(r, 12 * cols, 1.5);
+    for (let ntok = 1; ntok <= 12; ntok++) {
+      const res = both().map((h) => {
+        const { matmul, matvecs } = matmulAndMatvecs(h, type, place(h, bytes), rows, cols, xs.subarray(0, ntok * cols), ntok);
+        for (let t = 0; t < ntok; t++) expect(bitsEqual(matmul.subarray(t * rows, (t + 1) * rows), matvecs[t]), `${h.kind}, ${ntok} tokens: token ${t}`).toBe(true);
+        return matmul;
+      });
+      expect(bitsEqual(res[0], res[1]), `${ntok} tokens: vs scalar`).toBe(true);
+      const t = ntok - 1;
+      expect(bitsEqual(res[0].subarray(t * rows, (t + 1) * rows), lowEmulate(type, bytes, rows, cols, xs.subarray(t * cols, (t + 1) * cols)))).toBe(true);
+    }
+  });
+
+  it("extreme blocks (values all max or all min, scales at their extremes, activations all ±127): matvec and matmul == exact emulation", () => {
+    // All-0xff bytes: Q2_K values 3 with scale and min 15; Q3_K u = 7 (value 3) with scale 31. All-0x00:
+    // Q2_K values 0 and scale 0; Q3_K u = 0 (value −4) with scale −32 — a pair's dot at its limit
+    // 2·4·127 and, times −32, the widest scaled pair. Against x = ±127 these reach every bound.
+    const cols = 512, NTOK = 6, rows = 6;
+    const blocks = [
+      randLow(type, rng(1), 2, cols, { fill: { scales: 0xff, qs: 0xff, hmask: 0xff } }),
+      randLow(type, rng(2), 2, cols, { fill: { scales: 0x00, qs: 0x00, hmask: 0x00 } }),
+      randLow(type, rng(3), 2, cols, { fill: { scales: 0xf0, qs: 0xe4, hmask: 0x55 } }),
+    ];
+    const bytes = new Uint8Array(blocks.reduce((a, b) => a + b.bytes.length, 0));
+    blocks.reduce((o, b) => (bytes.set(b.bytes, o), o + b.bytes.length), 0);
+    const xs = new Float32Array(NTOK * cols);
+    for (let t = 0; t < NTOK; t++) for (let j = 0; j < cols; j++) xs[t * cols + j] = t % 3 === 0 ? 1 : t % 3 === 1 ? -1 : j % 5 ? 1 : -1;
+    for (const h of both()) {
+      const { matmul, matvecs } = matmulAndMatvecs(h, type, place(h, bytes), rows, cols, xs, NTOK);
+      for (let t = 0; t < NTOK; t++) {
+        const want = lowEmulate(type, bytes, rows, cols, xs.subarray(t * cols, (t + 1) * cols));
+        expect(bitsEqual(matvecs[t], want), `${h.kind}: matvec token ${t}`).toBe(true);
+        expect(bitsEqual(matmul.subarray(t * rows, (t + 1) * rows), want), `${h.kind}: matmul token ${t}`).toBe(true);
+      }
+    }
+  });
+});
