@@ -17,6 +17,7 @@ export {
   dequant_q4_k, dequant_q5_k,
 } from "./kquant";
 export { matmul_q6r_q8b } from "./q6matmul";
+export { q41r_bytes, repack_q4_1, matvec_q41r_q8a, matmul_q41r_q8b, dequant_q4_1 } from "./q41quant";
 export * from "./float";
 
 // First byte the host may use: after static data and the default scratch.

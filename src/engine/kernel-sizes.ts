@@ -68,6 +68,11 @@ export function q5krBytes(rows: number, cols: number): number {
   return Math.ceil(rows / 4) * (cols >>> 8) * 720;
 }
 
+/** Q41R (Q4_1, 4-row groups with the four rows' d and m first): 80 B per 4 rows and 32 columns, the file's bytes. */
+export function q41rBytes(rows: number, cols: number): number {
+  return Math.ceil(rows / 4) * (cols >>> 5) * 80;
+}
+
 /** Matrix kinds whose products take int8-quantized activations (Q8A, Q8B). */
 export const isQuantized = (kind: string | undefined) => kind === "q4r" || kind === "q8_0" || kind === "q6r" || kind === "q4kr" || kind === "q5kr";
 

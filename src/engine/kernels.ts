@@ -60,6 +60,11 @@ export interface KernelExports {
   matmul_q5kr_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
   dequant_q4_k(src: number, dst: number, n: number): void;
   dequant_q5_k(src: number, dst: number, n: number): void;
+  q41r_bytes(rows: number, cols: number): number;
+  repack_q4_1(src: number, dst: number, rows: number, cols: number): void;
+  matvec_q41r_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matmul_q41r_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  dequant_q4_1(src: number, dst: number, n: number): void;
   dequant_q4_0(src: number, dst: number, n: number): void;
   dequant_q8_0(src: number, dst: number, n: number): void;
   dequant_q6_k(src: number, dst: number, n: number): void;
