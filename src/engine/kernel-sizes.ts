@@ -74,7 +74,7 @@ export function q41rBytes(rows: number, cols: number): number {
 }
 
 /** Matrix kinds whose products take int8-quantized activations (Q8A, Q8B). */
-export const isQuantized = (kind: string | undefined) => kind === "q4r" || kind === "q8_0" || kind === "q6r" || kind === "q4kr" || kind === "q5kr";
+export const isQuantized = (kind: string | undefined) => kind === "q4r" || kind === "q8_0" || kind === "q6r" || kind === "q4kr" || kind === "q5kr" || kind === "q41r";
 
 /** Bytes of a matrix placed in a repacked layout (4-row groups, the last padded); 0 for kinds read as stored. */
 export function repackedBytes(kind: string, rows: number, cols: number): number {
@@ -83,6 +83,7 @@ export function repackedBytes(kind: string, rows: number, cols: number): number 
     case "q6r": return q6rBytes(rows, cols);
     case "q4kr": return q4krBytes(rows, cols);
     case "q5kr": return q5krBytes(rows, cols);
+    case "q41r": return q41rBytes(rows, cols);
     default: return 0;
   }
 }

@@ -194,7 +194,7 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
   const xa6 = alloc(e.q8a_bytes(q6cols) >>> 0);
   const q6r = alloc(e.q6r_bytes(s.q6Rows, 256) >>> 0);
   const counts = [ntok, ...s.few];
-  // Q4_K and Q5_K, 256 columns: row 0 all values at their max against tokens 1 and 2 (all +-127),
+  // Q4_K, Q5_K and Q4_1, 256 columns: row 0 all values at their max against tokens 1 and 2 (all +-127),
   // every scale and min 63 — the relaxed tiles' int16 chains and the matvec's int16 sums at their limits.
   const kCols = 256;
   const xk = alloc(ntok * kCols * 4);
@@ -203,6 +203,8 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
   const kMats = [
     { bytes: 144, w: alloc(e.q4kr_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q4_k, matvec: e.matvec_q4kr_q8a, matmul: e.matmul_q4kr_q8b },
     { bytes: 176, w: alloc(e.q5kr_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q5_k, matvec: e.matvec_q5kr_q8a, matmul: e.matmul_q5kr_q8b },
+    // Q4_1: eight 20-byte blocks (f16 d, f16 m, nibbles) per row; row 0's nibbles all 15.
+    { bytes: 160, block: 20, w: alloc(e.q41r_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q4_1, matvec: e.matvec_q41r_q8a, matmul: e.matmul_q41r_q8b },
   ];
   const kOut = kMats.length * s.kRows * (counts.reduce((a, n) => a + n, 0) + 1) + s.q6Rows * counts.reduce((a, n) => a + n, 0);
   const outN = (s.q4Rows + s.q8Rows) * counts.reduce((a, n) => a + n, 0) + s.q4Rows + s.q8Rows + 2 * s.q6Rows + kOut;
@@ -249,9 +251,10 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
   }
   for (const m of kMats) {
     // In place, as the loader does (the repacked rows are larger, so the file's bytes sit at the start).
-    for (let row = 0; row < s.kRows; row++) {
-      const o = m.w + row * m.bytes;
-      for (let j = 4; j < m.bytes; j++) dv.setUint8(o + j, row === 0 ? 0xff : Math.floor(r() * 256));
+    const block = m.block ?? m.bytes;
+    for (let o = m.w; o < m.w + s.kRows * m.bytes; o += block) {
+      const row0 = o < m.w + m.bytes;
+      for (let j = 4; j < block; j++) dv.setUint8(o + j, row0 ? 0xff : Math.floor(r() * 256));
       dv.setUint16(o, randHalf(r) & 0x7fff, true);
       dv.setUint16(o + 2, randHalf(r) & 0x7fff, true);
     }

@@ -77,7 +77,7 @@ export interface LayoutOptions extends WasmEngineOptions, PartOptions, ThreadOpt
 }
 
 /** How the kernels read a matrix. */
-export type MatrixKind = "q4r" | "q8_0" | "q6r" | "q4kr" | "q5kr" | "f32" | "f16" | "bf16";
+export type MatrixKind = "q4r" | "q8_0" | "q6r" | "q4kr" | "q5kr" | "q41r" | "f32" | "f16" | "bf16";
 
 const MATRIX_KINDS: Partial<Record<TensorType, MatrixKind>> = {
   [TensorType.Q4_0]: "q4r",
@@ -85,6 +85,7 @@ const MATRIX_KINDS: Partial<Record<TensorType, MatrixKind>> = {
   [TensorType.Q6_K]: "q6r",
   [TensorType.Q4_K]: "q4kr",
   [TensorType.Q5_K]: "q5kr",
+  [TensorType.Q4_1]: "q41r",
   [TensorType.F32]: "f32",
   [TensorType.F16]: "f16",
   [TensorType.BF16]: "bf16",
@@ -102,7 +103,7 @@ export interface PlacedTensor extends Region {
   info: TensorInfo;
   /** Matrices: how the kernels read it (the embedding is read a row at a time by its type instead). */
   kind?: MatrixKind;
-  /** Repacked in place once its bytes are in (Q4R, Q6R, Q4KR, Q5KR). */
+  /** Repacked in place once its bytes are in (Q4R, Q6R, Q4KR, Q5KR, Q41R). */
   repack: boolean;
 }
 

@@ -60,6 +60,8 @@ export const OPS = {
   matmul_q4kr_q8b: "uuuuuu",
   matvec_q5kr_q8a: "uuuuu",
   matmul_q5kr_q8b: "uuuuuu",
+  matvec_q41r_q8a: "uuuuu",
+  matmul_q41r_q8b: "uuuuuu",
   matvec_f32: "uuuuu",
   matvec_f16: "uuuuu",
   matvec_bf16: "uuuuu",

@@ -7,26 +7,10 @@
 // Run against the relaxed builds by select.test.ts (KERNELS_SIMD_BUILD).
 import { describe, expect, it } from "vitest";
 import { q41rBytes } from "../../src/engine/kernel-sizes";
-import { dequantize } from "../../src/gguf/quant";
-import { TensorType } from "../../src/gguf/types";
-import { type Harness, both, rng, randVec, quantRef, quantBound, bitsEqual, halfToF64, randScaleHalf } from "./harness";
+import { type Harness, both, rng, randVec, quantRef, quantBound, bitsEqual, halfToF64 } from "./harness";
+import { randQ4_1 } from "./q41-blocks";
 
 const f = Math.fround;
-
-/** Random GGUF Q4_1 rows (any nibbles; d and m random finite halves, m of either sign), or every byte of the nibbles `fill`. */
-function randQ4_1(r: () => number, rows: number, cols: number, fill?: number): { bytes: Uint8Array; w: Float64Array } {
-  const n = (rows * cols) / 32;
-  const bytes = new Uint8Array(n * 20);
-  const dv = new DataView(bytes.buffer);
-  for (let i = 0; i < n; i++) {
-    dv.setUint16(i * 20, randScaleHalf(r) & 0x7fff, true);
-    dv.setUint16(i * 20 + 2, randScaleHalf(r) + (3 << 10), true);
-    for (let j = 0; j < 16; j++) bytes[i * 20 + 4 + j] = fill ?? Math.floor(r() * 256);
-  }
-  const w32 = new Float32Array(rows * cols);
-  dequantize(TensorType.Q4_1, bytes, rows * cols, w32);
-  return { bytes, w: Float64Array.from(w32) };
-}
 
 /** Per row and block: s = Σq·x, sx = Σx (integers), acc = f32(acc + f32(f32(s·f32(d·d_x)) + f32(sx·f32(m·d_x)))). */
 function q41Emulate(bytes: Uint8Array, rows: number, cols: number, x: Float32Array): Float32Array {
@@ -77,7 +61,7 @@ function matmulOf(h: Harness, w: number, rows: number, cols: number, xs: Float32
 describe("Q4_1: repack + matvec", () => {
   it.each([[1, 32], [5, 256], [13, 768], [8, 2048]])("rows=%i cols=%i: simd == scalar == TS emulation, within the quantization bound", (rows, cols) => {
     const r = rng(rows * 977 + cols);
-    const { bytes, w } = randQ4_1(r, rows, cols);
+    const { bytes, w } = randQ4_1(r, rows, cols, 1 / 16, { anySign: true });
     const x = randVec(r, cols, 2);
     const want = q41Emulate(bytes, rows, cols, x);
     const outs = both().map((h) => matvecOf(h, place(h, bytes, rows, cols), rows, cols, x));
@@ -92,7 +76,7 @@ describe("Q4_1: repack + matvec", () => {
 
   it("repack in place == out of place, sizes as kernel-sizes.ts states, padding rows compute 0", () => {
     const rows = 6, cols = 256;
-    const { bytes } = randQ4_1(rng(5), rows, cols);
+    const { bytes } = randQ4_1(rng(5), rows, cols, 1 / 16, { anySign: true });
     const x = randVec(rng(6), cols);
     for (const h of both()) {
       const size = h.k.q41r_bytes(rows, cols) >>> 0;
@@ -109,7 +93,7 @@ describe("Q4_1: repack + matvec", () => {
 
   it("dequantize rows: equal to src/gguf's reference dequantize", () => {
     const n = 768;
-    const { bytes, w } = randQ4_1(rng(8), 1, n);
+    const { bytes, w } = randQ4_1(rng(8), 1, n, 1 / 16, { anySign: true });
     for (const h of both()) {
       const out = h.alloc(n * 4);
       h.k.dequant_q4_1(h.putU8(bytes), out, n);
@@ -121,7 +105,7 @@ describe("Q4_1: repack + matvec", () => {
 describe("Q4_1: matmul", () => {
   it("every ntok 1..20, random and extreme blocks (nibbles all 15 / all 0 against activations all ±127): == the emulation per token, == scalar", () => {
     const rows = 7, cols = 256, NTOK = 20;
-    const parts = [randQ4_1(rng(31), 3, cols), randQ4_1(rng(32), 2, cols, 0xff), randQ4_1(rng(33), 2, cols, 0x00)];
+    const parts = [randQ4_1(rng(31), 3, cols, 1 / 16, { anySign: true }), randQ4_1(rng(32), 2, cols, 1 / 16, { anySign: true, fill: 0xff }), randQ4_1(rng(33), 2, cols, 1 / 16, { anySign: true, fill: 0x00 })];
     const bytes = new Uint8Array(parts.reduce((a, p) => a + p.bytes.length, 0));
     parts.reduce((o, p) => (bytes.set(p.bytes, o), o + p.bytes.length), 0);
     const xs = randVec(rng(34), NTOK * cols, 1.5);
