@@ -27,6 +27,7 @@ import { attentionChunks, MAX_CHUNK_POSITIONS, positionRanges } from "../../src/
 import { shareRows, shareRowsMax, splitProducts } from "../../src/engine/row-split";
 import { controlBytes, TILE, type Arg } from "../../src/engine/thread-pool";
 import { kQuantTensors } from "../kernels/kquant-blocks";
+import { q41Tensors } from "../kernels/q41-blocks";
 import { argmax, engineFor, randomTokens, sameBits, tempModels, type SmallModelSpec } from "./helpers";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -44,6 +45,10 @@ const MODELS: [string, SmallModelSpec][] = [
   ["Q4_K layers and embedding, Q5_K head", {
     vocab: VOCAB, ffn: 768, kvHeads: 2, output: TensorType.Q5_K, seed: 26,
     raw: kQuantTensors({ hidden: 256, ffn: 768, layers: 2, vocab: VOCAB, kvDim: 128 }, TensorType.Q4_K, TensorType.Q4_K, TensorType.Q5_K, 26),
+  }],
+  ["Q4_1 layers, embedding and head", {
+    vocab: VOCAB, ffn: 768, kvHeads: 2, seed: 27,
+    raw: q41Tensors({ hidden: 256, ffn: 768, layers: 2, vocab: VOCAB, kvDim: 128 }, 27),
   }],
 ];
 
