@@ -12,6 +12,7 @@
  *
  *   Q4_0 matrices  → Q4R (4-row interleave, repacked in place; a last partial group is padded)
  *   Q6_K matrices  → Q6R (likewise)
+ *   Q4_1 matrices  → Q41R (likewise, with the four rows' mins beside their scales)
  *   Q4_K, Q5_K matrices → Q4KR, Q5KR (4-row groups with the scales unpacked: 16 B more per
  *                    group and 256 columns than the file, repacked in place from the last group)
  *   Q8_0/F32/F16/BF16 matrices, and the embedding table of any type: as stored
