@@ -1,7 +1,7 @@
 // Kernel entry point. The same sources compile to four builds; each kernel
 // picks its implementation with the compile-time constants ASC_FEATURE_SIMD /
 // ASC_FEATURE_RELAXED_SIMD / FUSED, so the untaken branches are never compiled.
-// The kernels are listed by name: quant.ts, kquant.ts and q41quant.ts export helpers
+// The kernels are listed by name: quant.ts and kquant.ts also export helpers
 // the other kernel files share, and those must not become module exports.
 
 import { defaultScratch, FUSED, SCRATCH_BYTES } from "./common";
