@@ -18,7 +18,7 @@
 // and the nibble dots are Q4R's (quant.ts), unsigned with no offset.
 
 import { FUSED, scratchBase, h2f, h2f_x4c, VCONST, VC_NIB8, VC_NIB16, VC_ONES16, VC_HMASK, VC_HMUL, q8aSumOff, q8aQ8Off, q8aQ16Off } from "./common";
-import { dotNib16, nibRelaxed16, reduce4, reduce4i16, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X } from "./quant";
+import { dotNib16, nibRelaxed16, q4rBlockDot, reduce4, reduce4i16, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X } from "./quant";
 
 // ---------------------------------------------------------------- size and repack
 
@@ -67,13 +67,7 @@ function matvecQ41Scalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize):
     let p = w + <usize>(r >> 2) * gBytes;
     let acc: f32 = 0;
     for (let b: usize = 0; b < nb; b++) {
-      const q = p + 16 + (lane << 4);
-      const xb = x8 + (b << 5);
-      let s: i32 = 0;
-      for (let j: usize = 0; j < 16; j++) {
-        const v = <i32>load<u8>(q + j);
-        s += (v & 15) * <i32>load<i8>(xb + j) + (v >> 4) * <i32>load<i8>(xb + j + 16);
-      }
+      const s = q4rBlockDot(p + 16 + (lane << 4), x8 + (b << 5));
       const dx = load<f32>(xa + (b << 2));
       const d = h2f(load<u16>(p + (lane << 1)));
       const m = h2f(load<u16>(p + 8 + (lane << 1)));

@@ -308,7 +308,7 @@ function matvecQ4rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   }
 }
 
-@inline function q4rBlockDot(q: usize, x8: usize): i32 {
+@inline export function q4rBlockDot(q: usize, x8: usize): i32 {
   let s: i32 = 0;
   for (let j: usize = 0; j < 16; j++) {
     const v = <i32>load<u8>(q + j);
