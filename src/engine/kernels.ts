@@ -65,6 +65,16 @@ export interface KernelExports {
   matvec_q41r_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
   matmul_q41r_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
   dequant_q4_1(src: number, dst: number, n: number): void;
+  q50r_bytes(rows: number, cols: number): number;
+  q51r_bytes(rows: number, cols: number): number;
+  repack_q5_0(src: number, dst: number, rows: number, cols: number): void;
+  repack_q5_1(src: number, dst: number, rows: number, cols: number): void;
+  matvec_q50r_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matvec_q51r_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matmul_q50r_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  matmul_q51r_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  dequant_q5_0(src: number, dst: number, n: number): void;
+  dequant_q5_1(src: number, dst: number, n: number): void;
   dequant_q4_0(src: number, dst: number, n: number): void;
   dequant_q8_0(src: number, dst: number, n: number): void;
   dequant_q6_k(src: number, dst: number, n: number): void;
