@@ -215,6 +215,9 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
     { bytes: 176, w: alloc(e.q5kr_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q5_k, matvec: e.matvec_q5kr_q8a, matmul: e.matmul_q5kr_q8b },
     // Q4_1: eight 20-byte blocks (f16 d, f16 m, nibbles) per row; row 0's nibbles all 15.
     { bytes: 160, block: 20, w: alloc(e.q41r_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q4_1, matvec: e.matvec_q41r_q8a, matmul: e.matmul_q41r_q8b },
+    // Q5_0 (d, fifth bits, nibbles: the random half at 2 is part of the bits) and Q5_1 (d, m, bits, nibbles); row 0's bytes past offset 4 all 0xff.
+    { bytes: 176, block: 22, w: alloc(e.q50r_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q5_0, matvec: e.matvec_q50r_q8a, matmul: e.matmul_q50r_q8b },
+    { bytes: 192, block: 24, w: alloc(e.q51r_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q5_1, matvec: e.matvec_q51r_q8a, matmul: e.matmul_q51r_q8b },
   ];
   const kOut = kMats.length * s.kRows * (counts.reduce((a, n) => a + n, 0) + 1) + s.q6Rows * counts.reduce((a, n) => a + n, 0);
   const outN = (s.q4Rows + s.q8Rows) * counts.reduce((a, n) => a + n, 0) + s.q4Rows + s.q8Rows + 2 * s.q6Rows + kOut;

@@ -101,6 +101,8 @@ function matmulOp(w: WasmMatrix): Chunk[number]["op"] {
     case "q4kr": return "matmul_q4kr_q8b";
     case "q5kr": return "matmul_q5kr_q8b";
     case "q41r": return "matmul_q41r_q8b";
+    case "q50r": return "matmul_q50r_q8b";
+    case "q51r": return "matmul_q51r_q8b";
     default: throw new Error(`${w.name}: no matrix-matrix kernel for ${w.kind}`);
   }
 }
@@ -111,6 +113,8 @@ function matvecOp(w: WasmMatrix): Chunk[number]["op"] {
     case "q4kr": return "matvec_q4kr_q8a";
     case "q5kr": return "matvec_q5kr_q8a";
     case "q41r": return "matvec_q41r_q8a";
+    case "q50r": return "matvec_q50r_q8a";
+    case "q51r": return "matvec_q51r_q8a";
     case "q8_0": return "matvec_q8_0_q8a";
     case "q6r": return "matvec_q6r_q8a";
     case "f32": return "matvec_f32";

@@ -382,6 +382,8 @@ export class WasmEngine implements Engine {
       case TensorType.Q4_K: k.dequant_q4_k(src, dst, H); break;
       case TensorType.Q5_K: k.dequant_q5_k(src, dst, H); break;
       case TensorType.Q4_1: k.dequant_q4_1(src, dst, H); break;
+      case TensorType.Q5_0: k.dequant_q5_0(src, dst, H); break;
+      case TensorType.Q5_1: k.dequant_q5_1(src, dst, H); break;
       default: throw new Error(`embedding type ${e.type} unsupported`);
     }
   }
@@ -575,7 +577,9 @@ export class WasmEngine implements Engine {
       case "q6r":
       case "q4kr":
       case "q5kr":
-      case "q41r": {
+      case "q41r":
+      case "q50r":
+      case "q51r": {
         type Matvec = KernelExports["matvec_q4r_q8a"];
         type Matmul = KernelExports["matmul_q4r_q8b"];
         const kernels: Record<typeof w.kind, [Matvec, Matmul | undefined]> = {
@@ -585,6 +589,8 @@ export class WasmEngine implements Engine {
           q4kr: [k.matvec_q4kr_q8a, k.matmul_q4kr_q8b],
           q5kr: [k.matvec_q5kr_q8a, k.matmul_q5kr_q8b],
           q41r: [k.matvec_q41r_q8a, k.matmul_q41r_q8b],
+          q50r: [k.matvec_q50r_q8a, k.matmul_q50r_q8b],
+          q51r: [k.matvec_q51r_q8a, k.matmul_q51r_q8b],
         };
         const [matvec, matmul] = kernels[w.kind];
         if (m === 1) matvec(ptr, rows, cols, this.Q8, out);

@@ -50,6 +50,10 @@ const MODELS: [string, SmallModelSpec][] = [
     vocab: VOCAB, ffn: 768, kvHeads: 2, seed: 27,
     raw: q41Tensors({ hidden: 256, ffn: 768, layers: 2, vocab: VOCAB, kvDim: 128 }, 27),
   }],
+  ["Q5_1 layers, embedding and head", {
+    vocab: VOCAB, ffn: 768, kvHeads: 2, seed: 28,
+    raw: q41Tensors({ hidden: 256, ffn: 768, layers: 2, vocab: VOCAB, kvDim: 128 }, 28, TensorType.Q5_1),
+  }],
 ];
 
 const models = tempModels("threads");

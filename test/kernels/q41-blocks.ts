@@ -6,6 +6,7 @@ import { dequantize } from "../../src/gguf/quant";
 import { TensorType } from "../../src/gguf/types";
 import { seededRandom } from "../../src/util/random";
 import { halfBits, type KModelShape } from "./kquant-blocks";
+import { type Q5Type, randQ5 } from "./q5-blocks";
 
 /**
  * rows × cols of Q4_1 blocks: d about `scale`/7.5 and m about −7.5·d (values
@@ -29,12 +30,15 @@ export function randQ4_1(r: () => number, rows: number, cols: number, scale = 1 
   return { bytes, w: Float64Array.from(w32) };
 }
 
-/** Random Q4_1 bytes for every matrix of a StableLM (for smallGGUF's `raw`), spread as smallGGUF's own (uniform in ±scale). */
-export function q41Tensors(s: KModelShape, seed: number): Record<string, { type: TensorType; bytes: Uint8Array }> {
+/**
+ * Random Q4_1 (or Q5_0 / Q5_1) bytes for every matrix of a StableLM (for
+ * smallGGUF's `raw`), spread as smallGGUF's own (uniform in ±scale).
+ */
+export function q41Tensors(s: KModelShape, seed: number, type: TensorType.Q4_1 | Q5Type = TensorType.Q4_1): Record<string, { type: TensorType; bytes: Uint8Array }> {
   const r = seededRandom(seed);
   const raw: Record<string, { type: TensorType; bytes: Uint8Array }> = {};
   const mat = (name: string, rows: number, cols: number, scale: number) => {
-    raw[name] = { type: TensorType.Q4_1, bytes: randQ4_1(r, rows, cols, scale).bytes };
+    raw[name] = { type, bytes: (type === TensorType.Q4_1 ? randQ4_1(r, rows, cols, scale) : randQ5(type, r, rows, cols, scale)).bytes };
   };
   const { hidden: H, ffn: F } = s;
   const kv = s.kvDim ?? H;

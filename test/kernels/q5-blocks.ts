@@ -11,11 +11,12 @@ export type Q5Type = TensorType.Q5_0 | TensorType.Q5_1;
 export const Q5_BLOCK_BYTES: Record<Q5Type, number> = { [TensorType.Q5_0]: 22, [TensorType.Q5_1]: 24 };
 
 /**
- * rows × cols of blocks with d about `scale`/16 (Q5_1: m of either sign up to
- * `scale`); `fill`: every nibble byte and every fifth-bit byte this value
- * (extreme blocks).
+ * rows × cols of blocks with d about `scale`/16 (Q5_1: m about −15.5·d, so
+ * values centred, spread over about ±scale). Options: `anySign`, Q5_1's m of
+ * either sign and any size up to `scale` (the kernels' arithmetic); `fill`,
+ * every nibble byte and every fifth-bit byte this value (extreme blocks).
  */
-export function randQ5(type: Q5Type, r: () => number, rows: number, cols: number, scale = 1 / 16, fill?: number): { bytes: Uint8Array; w: Float64Array } {
+export function randQ5(type: Q5Type, r: () => number, rows: number, cols: number, scale = 1 / 16, opts: { anySign?: boolean; fill?: number } = {}): { bytes: Uint8Array; w: Float64Array } {
   const B = Q5_BLOCK_BYTES[type];
   const n = (rows * cols) / 32;
   const bytes = new Uint8Array(n * B);
@@ -23,9 +24,13 @@ export function randQ5(type: Q5Type, r: () => number, rows: number, cols: number
   const withMin = type === TensorType.Q5_1;
   for (let i = 0; i < n; i++) {
     const o = i * B;
-    dv.setUint16(o, halfBits((scale / 16) * (0.5 + r())) | (!withMin && r() < 0.5 ? 0x8000 : 0), true);
-    if (withMin) dv.setUint16(o + 2, halfBits(scale * (0.5 + r())) | (r() < 0.5 ? 0x8000 : 0), true);
-    for (let j = withMin ? 4 : 2; j < B; j++) bytes[o + j] = fill ?? Math.floor(r() * 256);
+    const d = (scale / 16) * (0.5 + r());
+    dv.setUint16(o, halfBits(d) | (!withMin && r() < 0.5 ? 0x8000 : 0), true);
+    if (withMin) {
+      const m = opts.anySign ? halfBits(scale * (0.5 + r())) | (r() < 0.5 ? 0x8000 : 0) : halfBits(15.5 * d * (0.9 + 0.2 * r())) | 0x8000;
+      dv.setUint16(o + 2, m, true);
+    }
+    for (let j = withMin ? 4 : 2; j < B; j++) bytes[o + j] = opts.fill ?? Math.floor(r() * 256);
   }
   const w32 = new Float32Array(rows * cols);
   dequantize(type, bytes, rows * cols, w32);

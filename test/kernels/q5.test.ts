@@ -77,7 +77,7 @@ function matmulOf(h: Harness, type: Q5Type, w: number, rows: number, cols: numbe
 describe.each(TYPES)("%s: repack + matvec", (_name, type) => {
   it.each([[1, 32], [5, 256], [13, 768], [8, 2048]])("rows=%i cols=%i: simd == scalar == TS emulation, within the quantization bound", (rows, cols) => {
     const r = rng(rows * 977 + cols + type);
-    const { bytes, w } = randQ5(type, r, rows, cols);
+    const { bytes, w } = randQ5(type, r, rows, cols, 1 / 16, { anySign: true });
     const x = randVec(r, cols, 2);
     const want = q5Emulate(type, bytes, rows, cols, x);
     const outs = both().map((h) => matvecOf(h, type, place(h, type, bytes, rows, cols), rows, cols, x));
@@ -92,7 +92,7 @@ describe.each(TYPES)("%s: repack + matvec", (_name, type) => {
 
   it("repack in place == out of place, sizes as stated, padding rows compute 0", () => {
     const rows = 6, cols = 256;
-    const { bytes } = randQ5(type, rng(5), rows, cols);
+    const { bytes } = randQ5(type, rng(5), rows, cols, 1 / 16, { anySign: true });
     const x = randVec(rng(6), cols);
     for (const h of both()) {
       const o = ops(h, type);
@@ -110,7 +110,7 @@ describe.each(TYPES)("%s: repack + matvec", (_name, type) => {
 
   it("dequantize rows: equal to src/gguf's reference dequantize", () => {
     const n = 768;
-    const { bytes, w } = randQ5(type, rng(8), 1, n);
+    const { bytes, w } = randQ5(type, rng(8), 1, n, 1 / 16, { anySign: true });
     for (const h of both()) {
       const out = h.alloc(n * 4);
       ops(h, type).dequant(h.putU8(bytes), out, n);
@@ -122,7 +122,7 @@ describe.each(TYPES)("%s: repack + matvec", (_name, type) => {
 describe.each(TYPES)("%s: matmul", (_name, type) => {
   it("every ntok 1..20, random and extreme blocks (values all 31 / all 0 against activations all ±127): == the emulation per token, == scalar", () => {
     const rows = 7, cols = 256, NTOK = 20;
-    const parts = [randQ5(type, rng(31), 3, cols), randQ5(type, rng(32), 2, cols, 1 / 16, 0xff), randQ5(type, rng(33), 2, cols, 1 / 16, 0x00)];
+    const parts = [randQ5(type, rng(31), 3, cols, 1 / 16, { anySign: true }), randQ5(type, rng(32), 2, cols, 1 / 16, { anySign: true, fill: 0xff }), randQ5(type, rng(33), 2, cols, 1 / 16, { anySign: true, fill: 0x00 })];
     const bytes = new Uint8Array(parts.reduce((a, p) => a + p.bytes.length, 0));
     parts.reduce((o, p) => (bytes.set(p.bytes, o), o + p.bytes.length), 0);
     const xs = randVec(rng(34), NTOK * cols, 1.5);

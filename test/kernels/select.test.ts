@@ -58,7 +58,7 @@ describe("kernel selection", () => {
     const k = loadKernelsNode({ memory, warmup: false });
     if (process.execArgv.includes("--experimental-wasm-relaxed-simd")) expect(["relaxed", "simd"]).toContain(k.kind);
     else expect(k.kind).toBe("simd");
-    expect(k.reason).toMatch(/self-test passed \(1229 outputs bit-identical to scalar, on first calls and after warm-up\)/);
+    expect(k.reason).toMatch(/self-test passed \(1637 outputs bit-identical to scalar, on first calls and after warm-up\)/);
     // It imports a shared memory: a plain one does not link.
     expect(() => new WebAssembly.Instance(k.module, { env: { memory: new WebAssembly.Memory({ initial: 16 }) } })).toThrow();
     const shared = compileKernelModules(undefined, true).modules;
@@ -79,12 +79,12 @@ describe("kernel selection", () => {
     expect(() => loadKernels({ memory, modules: { simd: bad }, warmup: false })).toThrow(/no usable kernel build/);
   });
 
-  it("the probe covers the K-quant and Q4_1 kernels: a Q4_K, Q5_K or Q4_1 matvec off by one ulp fails the self-test", () => {
+  it("the probe covers the K-quant, Q4_1, Q5_0 and Q5_1 kernels: any of their matvecs off by one ulp fails the self-test", () => {
     const { modules } = compileKernelModules();
-    for (const name of ["matvec_q4kr_q8a", "matvec_q5kr_q8a", "matvec_q41r_q8a"]) {
+    for (const name of ["matvec_q4kr_q8a", "matvec_q5kr_q8a", "matvec_q41r_q8a", "matvec_q50r_q8a", "matvec_q51r_q8a"]) {
       const t = selfTest(sabotagedSimd(name), modules.scalar!);
       expect(t.ok, name).toBe(false);
-      expect(t.detail).toMatch(/1\/1229 outputs differ/);
+      expect(t.detail).toMatch(/1\/1637 outputs differ/);
     }
   });
 
