@@ -8,7 +8,7 @@ import { halfBits } from "./kquant-blocks";
 
 export type Q5Type = TensorType.Q5_0 | TensorType.Q5_1;
 
-export const Q5_BLOCK_BYTES: Record<Q5Type, number> = { [TensorType.Q5_0]: 22, [TensorType.Q5_1]: 24 };
+const Q5_BLOCK_BYTES: Record<Q5Type, number> = { [TensorType.Q5_0]: 22, [TensorType.Q5_1]: 24 };
 
 /**
  * rows × cols of blocks with d about `scale`/16 (Q5_1: m about −15.5·d, so

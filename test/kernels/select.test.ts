@@ -193,7 +193,7 @@ describe("relaxed builds, full kernel suite", () => {
     const res = spawnSync(
       process.execPath,
       ["--experimental-wasm-relaxed-simd", join(root, "node_modules/vitest/vitest.mjs"), "run", "--pool=threads",
-        "test/kernels/quant.test.ts", "test/kernels/kquant.test.ts", "test/kernels/q41.test.ts", "test/kernels/q5.test.ts", "test/kernels/q6matmul.test.ts", "test/kernels/float.test.ts"],
+        "test/kernels/quant.test.ts", "test/kernels/kquant.test.ts", "test/kernels/q4_1-q5.test.ts", "test/kernels/q6matmul.test.ts", "test/kernels/float.test.ts"],
       { cwd: root, encoding: "utf8", timeout: 120_000, env: { ...process.env, KERNELS_SIMD_BUILD: build, NO_COLOR: "1" } },
     );
     expect(res.status, res.stdout + res.stderr).toBe(0);
