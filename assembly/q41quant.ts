@@ -18,6 +18,7 @@
 // and the nibble dots are Q4R's (quant.ts), unsigned with no offset.
 
 import { FUSED, scratchBase, h2f, h2f_x4c, VCONST, VC_NIB8, VC_NIB16, VC_ONES16, VC_HMASK, VC_HMUL, q8aSumOff, q8aQ8Off, q8aQ16Off } from "./common";
+import { matvec_q50r_q8a, matvec_q51r_q8a } from "./q5quant";
 import { dotNib16, nibRelaxed16, q4rBlockDot, reduce4, reduce4i16, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X } from "./quant";
 
 // ---------------------------------------------------------------- size and repack
@@ -127,12 +128,20 @@ function matvecQ41Simd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
 // out[t*rows + r] for ntok tokens (Q8B, q8b_bytes(cols, ntok)): one matvec
 // per token on its Q8A image, hence bit-identical to ntok matvec calls.
 export function matmul_q41r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
+  matvecsPerToken32(w, rows, cols, xb, ntok, out, 0);
+}
+
+// The same for kind 0 Q41R, 1 Q50R, 2 Q51R (q5quant.ts).
+export function matvecsPerToken32(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize, kind: i32): void {
   const nb = <usize>cols >> 5;
   const xa = scratchBase() + SMALL_X;
   for (let t = 0; t < ntok; t++) {
     if (FUSED) quadsToQ8a(xb, nb, t, xa);
     else q8bToQ8a(xb, nb, t, xa);
-    matvec_q41r_q8a(w, rows, cols, xa, out + <usize>t * (<usize>rows << 2));
+    const o = out + <usize>t * (<usize>rows << 2);
+    if (kind == 0) matvec_q41r_q8a(w, rows, cols, xa, o);
+    else if (kind == 1) matvec_q50r_q8a(w, rows, cols, xa, o);
+    else matvec_q51r_q8a(w, rows, cols, xa, o);
   }
 }
 

@@ -19,8 +19,9 @@
 //   fifth bits at H = 8 / 16 | row r's 16 nibble bytes at H + 16 + 16r
 // The four rows' scales are one load each and their data one stream (as Q4R).
 
-import { FUSED, scratchBase, h2f, h2f_x4c, VCONST, VC_HMASK, VC_HMUL, q8aSumOff, q8aQ8Off, q8aQ16Off } from "./common";
-import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X } from "./quant";
+import { scratchBase, h2f, h2f_x4c, VCONST, VC_HMASK, VC_HMUL, q8aSumOff, q8aQ8Off, q8aQ16Off } from "./common";
+import { reduce4, storeRows } from "./quant";
+import { matvecsPerToken32 } from "./q41quant";
 
 @inline function hOff(withMin: bool): usize { return withMin ? 16 : 8; }
 @inline function outBytes(withMin: bool): usize { return withMin ? 96 : 88; }
@@ -199,23 +200,11 @@ function matvec5Simd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, with
 // out[t*rows + r] for ntok tokens (Q8B, q8b_bytes(cols, ntok)): one matvec
 // per token on its Q8A image, hence bit-identical to ntok matvec calls.
 export function matmul_q50r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
-  matmul5(w, rows, cols, xb, ntok, out, false);
+  matvecsPerToken32(w, rows, cols, xb, ntok, out, 1);
 }
 
 export function matmul_q51r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
-  matmul5(w, rows, cols, xb, ntok, out, true);
-}
-
-function matmul5(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize, withMin: bool): void {
-  const nb = <usize>cols >> 5;
-  const xa = scratchBase() + SMALL_X;
-  for (let t = 0; t < ntok; t++) {
-    if (FUSED) quadsToQ8a(xb, nb, t, xa);
-    else q8bToQ8a(xb, nb, t, xa);
-    const o = out + <usize>t * (<usize>rows << 2);
-    if (ASC_FEATURE_SIMD) matvec5Simd(w, rows, cols, xa, o, withMin);
-    else matvec5Scalar(w, rows, cols, xa, o, withMin);
-  }
+  matvecsPerToken32(w, rows, cols, xb, ntok, out, 2);
 }
 
 // ---------------------------------------------------------------- dequantize (embedding rows)
