@@ -18,6 +18,11 @@ export {
 } from "./kquant";
 export { matmul_q6r_q8b } from "./q6matmul";
 export { matvec_q2_k_q8a, matvec_q3_k_q8a, matmul_q2_k_q8b, matmul_q3_k_q8b, dequant_q2_k, dequant_q3_k } from "./kquant-low";
+export { q41r_bytes, repack_q4_1, matvec_q41r_q8a, matmul_q41r_q8b, dequant_q4_1 } from "./q41quant";
+export {
+  q50r_bytes, q51r_bytes, repack_q5_0, repack_q5_1, matvec_q50r_q8a, matvec_q51r_q8a, matmul_q50r_q8b, matmul_q51r_q8b,
+  dequant_q5_0, dequant_q5_1,
+} from "./q5quant";
 export * from "./float";
 
 // First byte the host may use: after static data and the default scratch.

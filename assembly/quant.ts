@@ -164,7 +164,7 @@ export function repack_q4_0(src: usize, dst: usize, rows: i32, cols: i32): void 
 // One Q4_0 block row (16 nibble bytes as 8 int16 lanes) dotted with the
 // permuted int16 activations; nibbles are unsigned (0..15), the -8 offset is
 // applied once per block through the activation block sum.
-@inline function dotNib16(v: v128, x0: v128, x1: v128, x2: v128, x3: v128, m: v128): v128 {
+@inline export function dotNib16(v: v128, x0: v128, x1: v128, x2: v128, x3: v128, m: v128): v128 {
   return i32x4.add(
     i32x4.add(i32x4.dot_i16x8_s(v128.and(v, m), x0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 8), m), x1)),
     i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 4), m), x2), i32x4.dot_i16x8_s(i16x8.shr_u(v, 12), x3)),
@@ -184,7 +184,7 @@ export function repack_q4_0(src: usize, dst: usize, rows: i32, cols: i32): void 
 
 // Relaxed, one row, left in int16: lane i holds x-pair dots of both nibble
 // halves, |lane| <= 2*2*15*127 = 7620.
-@inline function nibRelaxed16(v: v128, xlo: v128, xhi: v128, m: v128): v128 {
+@inline export function nibRelaxed16(v: v128, xlo: v128, xhi: v128, m: v128): v128 {
   return i16x8.add(
     i16x8.relaxed_dot_i8x16_i7x16_s(xlo, v128.and(v, m)),
     i16x8.relaxed_dot_i8x16_i7x16_s(xhi, v128.and(i16x8.shr_u(v, 4), m)),
@@ -196,7 +196,7 @@ export function repack_q4_0(src: usize, dst: usize, rows: i32, cols: i32): void 
 // sums of four, <= 30480: still exact), then one widening pairwise add (a dot
 // with ones). 5 shuffles, 3 adds and 1 pmaddwd instead of 4 widenings and
 // the 32-bit reduce4.
-@inline function reduce4i16(p0: v128, p1: v128, p2: v128, p3: v128, ones: v128): v128 {
+@inline export function reduce4i16(p0: v128, p1: v128, p2: v128, p3: v128, ones: v128): v128 {
   const a = i16x8.add(i32x4.shuffle(p0, p1, 0, 4, 1, 5), i32x4.shuffle(p0, p1, 2, 6, 3, 7));
   const c = i16x8.add(i32x4.shuffle(p2, p3, 0, 4, 1, 5), i32x4.shuffle(p2, p3, 2, 6, 3, 7));
   return i32x4.dot_i16x8_s(i16x8.add(i32x4.shuffle(a, c, 0, 1, 4, 5), i32x4.shuffle(a, c, 2, 3, 6, 7)), ones);
@@ -308,7 +308,7 @@ function matvecQ4rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   }
 }
 
-@inline function q4rBlockDot(q: usize, x8: usize): i32 {
+@inline export function q4rBlockDot(q: usize, x8: usize): i32 {
   let s: i32 = 0;
   for (let j: usize = 0; j < 16; j++) {
     const v = <i32>load<u8>(q + j);

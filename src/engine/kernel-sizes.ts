@@ -68,8 +68,18 @@ export function q5krBytes(rows: number, cols: number): number {
   return Math.ceil(rows / 4) * (cols >>> 8) * 720;
 }
 
+/** Q41R (Q4_1, 4-row groups with the four rows' d and m first): 80 B per 4 rows and 32 columns, the file's bytes. */
+export function q41rBytes(rows: number, cols: number): number {
+  return Math.ceil(rows / 4) * (cols >>> 5) * 80;
+}
+
+/** Q50R / Q51R (Q5_0 / Q5_1, 4-row groups): 88 / 96 B per 4 rows and 32 columns, the file's bytes. */
+export function q5rBytes(rows: number, cols: number, withMin: boolean): number {
+  return Math.ceil(rows / 4) * (cols >>> 5) * (withMin ? 96 : 88);
+}
+
 /** Matrix kinds whose products take int8-quantized activations (Q8A, Q8B). */
-export const isQuantized = (kind: string | undefined) => kind === "q4r" || kind === "q8_0" || kind === "q6r" || kind === "q4kr" || kind === "q5kr" || kind === "q2_k" || kind === "q3_k";
+export const isQuantized = (kind: string | undefined) => kind === "q4r" || kind === "q8_0" || kind === "q6r" || kind === "q4kr" || kind === "q5kr" || kind === "q2_k" || kind === "q3_k" || kind === "q41r" || kind === "q50r" || kind === "q51r";
 
 /** Bytes of a matrix placed in a repacked layout (4-row groups, the last padded); 0 for kinds read as stored. */
 export function repackedBytes(kind: string, rows: number, cols: number): number {
@@ -78,6 +88,9 @@ export function repackedBytes(kind: string, rows: number, cols: number): number 
     case "q6r": return q6rBytes(rows, cols);
     case "q4kr": return q4krBytes(rows, cols);
     case "q5kr": return q5krBytes(rows, cols);
+    case "q41r": return q41rBytes(rows, cols);
+    case "q50r": return q5rBytes(rows, cols, false);
+    case "q51r": return q5rBytes(rows, cols, true);
     default: return 0;
   }
 }

@@ -66,6 +66,21 @@ export interface KernelExports {
   matmul_q3_k_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
   dequant_q2_k(src: number, dst: number, n: number): void;
   dequant_q3_k(src: number, dst: number, n: number): void;
+  q41r_bytes(rows: number, cols: number): number;
+  repack_q4_1(src: number, dst: number, rows: number, cols: number): void;
+  matvec_q41r_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matmul_q41r_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  dequant_q4_1(src: number, dst: number, n: number): void;
+  q50r_bytes(rows: number, cols: number): number;
+  q51r_bytes(rows: number, cols: number): number;
+  repack_q5_0(src: number, dst: number, rows: number, cols: number): void;
+  repack_q5_1(src: number, dst: number, rows: number, cols: number): void;
+  matvec_q50r_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matvec_q51r_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matmul_q50r_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  matmul_q51r_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  dequant_q5_0(src: number, dst: number, n: number): void;
+  dequant_q5_1(src: number, dst: number, n: number): void;
   dequant_q4_0(src: number, dst: number, n: number): void;
   dequant_q8_0(src: number, dst: number, n: number): void;
   dequant_q6_k(src: number, dst: number, n: number): void;
@@ -195,7 +210,7 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
   const xa6 = alloc(e.q8a_bytes(q6cols) >>> 0);
   const q6r = alloc(e.q6r_bytes(s.q6Rows, 256) >>> 0);
   const counts = [ntok, ...s.few];
-  // Q4_K and Q5_K, 256 columns: row 0 all values at their max against tokens 1 and 2 (all +-127),
+  // Q4_K, Q5_K and Q4_1, 256 columns: row 0 all values at their max against tokens 1 and 2 (all +-127),
   // every scale and min 63 — the relaxed tiles' int16 chains and the matvec's int16 sums at their limits.
   const kCols = 256;
   const xk = alloc(ntok * kCols * 4);
@@ -204,6 +219,11 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
   const kMats = [
     { bytes: 144, w: alloc(e.q4kr_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q4_k, matvec: e.matvec_q4kr_q8a, matmul: e.matmul_q4kr_q8b },
     { bytes: 176, w: alloc(e.q5kr_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q5_k, matvec: e.matvec_q5kr_q8a, matmul: e.matmul_q5kr_q8b },
+    // Q4_1: eight 20-byte blocks (f16 d, f16 m, nibbles) per row; row 0's nibbles all 15.
+    { bytes: 160, block: 20, w: alloc(e.q41r_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q4_1, matvec: e.matvec_q41r_q8a, matmul: e.matmul_q41r_q8b },
+    // Q5_0 (d, fifth bits, nibbles: the random half at 2 is part of the bits) and Q5_1 (d, m, bits, nibbles); row 0's bytes past offset 4 all 0xff.
+    { bytes: 176, block: 22, w: alloc(e.q50r_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q5_0, matvec: e.matvec_q50r_q8a, matmul: e.matmul_q50r_q8b },
+    { bytes: 192, block: 24, w: alloc(e.q51r_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q5_1, matvec: e.matvec_q51r_q8a, matmul: e.matmul_q51r_q8b },
   ];
   // Q2_K and Q3_K (rows as stored), 256 columns: row 0 all 0xff bytes (values at their max, scales
   // and mins 15 / Q3_K scale 31), row 1 all zeros (Q3_K: values -4 under scale -32).
@@ -256,9 +276,10 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
   }
   for (const m of kMats) {
     // In place, as the loader does (the repacked rows are larger, so the file's bytes sit at the start).
-    for (let row = 0; row < s.kRows; row++) {
-      const o = m.w + row * m.bytes;
-      for (let j = 4; j < m.bytes; j++) dv.setUint8(o + j, row === 0 ? 0xff : Math.floor(r() * 256));
+    const block = m.block ?? m.bytes;
+    for (let o = m.w; o < m.w + s.kRows * m.bytes; o += block) {
+      const row0 = o < m.w + m.bytes;
+      for (let j = 4; j < block; j++) dv.setUint8(o + j, row0 ? 0xff : Math.floor(r() * 256));
       dv.setUint16(o, randHalf(r) & 0x7fff, true);
       dv.setUint16(o + 2, randHalf(r) & 0x7fff, true);
     }

@@ -12,6 +12,8 @@
  *
  *   Q4_0 matrices  → Q4R (4-row interleave, repacked in place; a last partial group is padded)
  *   Q6_K matrices  → Q6R (likewise)
+ *   Q4_1 matrices  → Q41R (likewise, with the four rows' mins beside their scales)
+ *   Q5_0, Q5_1 matrices → Q50R, Q51R (likewise, with the rows' fifth-bit words)
  *   Q4_K, Q5_K matrices → Q4KR, Q5KR (4-row groups with the scales unpacked: 16 B more per
  *                    group and 256 columns than the file, repacked in place from the last group)
  *   Q2_K, Q3_K, Q8_0/F32/F16/BF16 matrices, and the embedding table of any type: as stored
@@ -77,7 +79,7 @@ export interface LayoutOptions extends WasmEngineOptions, PartOptions, ThreadOpt
 }
 
 /** How the kernels read a matrix. */
-export type MatrixKind = "q4r" | "q8_0" | "q6r" | "q4kr" | "q5kr" | "q2_k" | "q3_k" | "f32" | "f16" | "bf16";
+export type MatrixKind = "q4r" | "q8_0" | "q6r" | "q4kr" | "q5kr" | "q2_k" | "q3_k" | "q41r" | "q50r" | "q51r" | "f32" | "f16" | "bf16";
 
 const MATRIX_KINDS: Partial<Record<TensorType, MatrixKind>> = {
   [TensorType.Q4_0]: "q4r",
@@ -87,6 +89,9 @@ const MATRIX_KINDS: Partial<Record<TensorType, MatrixKind>> = {
   [TensorType.Q5_K]: "q5kr",
   [TensorType.Q2_K]: "q2_k",
   [TensorType.Q3_K]: "q3_k",
+  [TensorType.Q4_1]: "q41r",
+  [TensorType.Q5_0]: "q50r",
+  [TensorType.Q5_1]: "q51r",
   [TensorType.F32]: "f32",
   [TensorType.F16]: "f16",
   [TensorType.BF16]: "bf16",
@@ -104,7 +109,7 @@ export interface PlacedTensor extends Region {
   info: TensorInfo;
   /** Matrices: how the kernels read it (the embedding is read a row at a time by its type instead). */
   kind?: MatrixKind;
-  /** Repacked in place once its bytes are in (Q4R, Q6R, Q4KR, Q5KR). */
+  /** Repacked in place once its bytes are in (Q4R, Q6R, Q4KR, Q5KR, Q41R, Q50R, Q51R). */
   repack: boolean;
 }
 

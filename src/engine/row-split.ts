@@ -102,6 +102,9 @@ function matmulOp(w: WasmMatrix): Chunk[number]["op"] {
     case "q5kr": return "matmul_q5kr_q8b";
     case "q2_k": return "matmul_q2_k_q8b";
     case "q3_k": return "matmul_q3_k_q8b";
+    case "q41r": return "matmul_q41r_q8b";
+    case "q50r": return "matmul_q50r_q8b";
+    case "q51r": return "matmul_q51r_q8b";
     default: throw new Error(`${w.name}: no matrix-matrix kernel for ${w.kind}`);
   }
 }
@@ -113,6 +116,9 @@ function matvecOp(w: WasmMatrix): Chunk[number]["op"] {
     case "q5kr": return "matvec_q5kr_q8a";
     case "q2_k": return "matvec_q2_k_q8a";
     case "q3_k": return "matvec_q3_k_q8a";
+    case "q41r": return "matvec_q41r_q8a";
+    case "q50r": return "matvec_q50r_q8a";
+    case "q51r": return "matvec_q51r_q8a";
     case "q8_0": return "matvec_q8_0_q8a";
     case "q6r": return "matvec_q6r_q8a";
     case "f32": return "matvec_f32";

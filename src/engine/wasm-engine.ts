@@ -383,6 +383,9 @@ export class WasmEngine implements Engine {
       case TensorType.Q5_K: k.dequant_q5_k(src, dst, H); break;
       case TensorType.Q2_K: k.dequant_q2_k(src, dst, H); break;
       case TensorType.Q3_K: k.dequant_q3_k(src, dst, H); break;
+      case TensorType.Q4_1: k.dequant_q4_1(src, dst, H); break;
+      case TensorType.Q5_0: k.dequant_q5_0(src, dst, H); break;
+      case TensorType.Q5_1: k.dequant_q5_1(src, dst, H); break;
       default: throw new Error(`embedding type ${e.type} unsupported`);
     }
   }
@@ -577,7 +580,10 @@ export class WasmEngine implements Engine {
       case "q4kr":
       case "q5kr":
       case "q2_k":
-      case "q3_k": {
+      case "q3_k":
+      case "q41r":
+      case "q50r":
+      case "q51r": {
         type Matvec = KernelExports["matvec_q4r_q8a"];
         type Matmul = KernelExports["matmul_q4r_q8b"];
         const kernels: Record<typeof w.kind, [Matvec, Matmul | undefined]> = {
@@ -588,6 +594,9 @@ export class WasmEngine implements Engine {
           q5kr: [k.matvec_q5kr_q8a, k.matmul_q5kr_q8b],
           q2_k: [k.matvec_q2_k_q8a, k.matmul_q2_k_q8b],
           q3_k: [k.matvec_q3_k_q8a, k.matmul_q3_k_q8b],
+          q41r: [k.matvec_q41r_q8a, k.matmul_q41r_q8b],
+          q50r: [k.matvec_q50r_q8a, k.matmul_q50r_q8b],
+          q51r: [k.matvec_q51r_q8a, k.matmul_q51r_q8b],
         };
         const [matvec, matmul] = kernels[w.kind];
         if (m === 1) matvec(ptr, rows, cols, this.Q8, out);

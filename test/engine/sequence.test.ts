@@ -140,8 +140,8 @@ describe("wasm engine slots, errors and loading", () => {
   });
 
   it("unsupported tensor types and bad shapes fail at load, naming the tensor", async () => {
-    const q41 = await smallGGUF({ raw: { "blk.1.ffn_up.weight": { type: TensorType.Q4_1, bytes: new Uint8Array((512 * 256 / 32) * 20) } } });
-    await expect(engineFromBytes(q41, build)).rejects.toThrow(/blk\.1\.ffn_up\.weight: unsupported tensor type Q4_1 \(the wasm engine supports/);
+    const q81 = await smallGGUF({ raw: { "blk.1.ffn_up.weight": { type: TensorType.Q8_1, bytes: new Uint8Array((512 * 256 / 32) * 36) } } });
+    await expect(engineFromBytes(q81, build)).rejects.toThrow(/blk\.1\.ffn_up\.weight: unsupported tensor type Q8_1 \(the wasm engine supports/);
     const shape = await smallGGUF({ raw: { "blk.0.attn_norm.bias": { type: TensorType.F32, bytes: new Uint8Array(512 * 4), dims: [512] } } });
     await expect(engineFromBytes(shape, build)).rejects.toThrow(/blk\.0\.attn_norm\.bias has 512 elements, expected 256/);
   });

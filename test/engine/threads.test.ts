@@ -28,6 +28,7 @@ import { shareRows, shareRowsMax, splitProducts } from "../../src/engine/row-spl
 import { controlBytes, TILE, type Arg } from "../../src/engine/thread-pool";
 import { kQuantTensors } from "../kernels/kquant-blocks";
 import { lowQuantTensors } from "../kernels/kquant-low-blocks";
+import { q41Tensors } from "../kernels/q41-blocks";
 import { argmax, engineFor, randomTokens, sameBits, tempModels, type SmallModelSpec } from "./helpers";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -50,6 +51,14 @@ const MODELS: [string, SmallModelSpec][] = [
   ["Q3_K layers, Q2_K attn_v, ffn_down and embedding, Q6_K head", {
     vocab: VOCAB, ffn: 768, kvHeads: 2, output: TensorType.Q6_K, seed: 27,
     raw: lowQuantTensors({ hidden: 256, ffn: 768, layers: 2, vocab: VOCAB, kvDim: 128 }, { layers: TensorType.Q3_K, vDown: TensorType.Q2_K, embed: TensorType.Q2_K }, 27),
+  }],
+  ["Q4_1 layers, embedding and head", {
+    vocab: VOCAB, ffn: 768, kvHeads: 2, seed: 29,
+    raw: q41Tensors({ hidden: 256, ffn: 768, layers: 2, vocab: VOCAB, kvDim: 128 }, 29),
+  }],
+  ["Q5_1 layers, embedding and head", {
+    vocab: VOCAB, ffn: 768, kvHeads: 2, seed: 30,
+    raw: q41Tensors({ hidden: 256, ffn: 768, layers: 2, vocab: VOCAB, kvDim: 128 }, 30, TensorType.Q5_1),
   }],
 ];
 

@@ -19,7 +19,7 @@ export interface KBlockOptions {
 }
 
 /** Nearest f16 bits of a positive normal value (the test needs no rounding subtleties). */
-function halfBits(x: number): number {
+export function halfBits(x: number): number {
   const e = Math.floor(Math.log2(x));
   const m = Math.round((x / 2 ** e - 1) * 1024);
   return m === 1024 ? ((e + 16) << 10) : ((e + 15) << 10) | m;

@@ -58,7 +58,7 @@ describe("kernel selection", () => {
     const k = loadKernelsNode({ memory, warmup: false });
     if (process.execArgv.includes("--experimental-wasm-relaxed-simd")) expect(["relaxed", "simd"]).toContain(k.kind);
     else expect(k.kind).toBe("simd");
-    expect(k.reason).toMatch(/self-test passed \(1433 outputs bit-identical to scalar, on first calls and after warm-up\)/);
+    expect(k.reason).toMatch(/self-test passed \(2045 outputs bit-identical to scalar, on first calls and after warm-up\)/);
     // It imports a shared memory: a plain one does not link.
     expect(() => new WebAssembly.Instance(k.module, { env: { memory: new WebAssembly.Memory({ initial: 16 }) } })).toThrow();
     const shared = compileKernelModules(undefined, true).modules;
@@ -79,12 +79,12 @@ describe("kernel selection", () => {
     expect(() => loadKernels({ memory, modules: { simd: bad }, warmup: false })).toThrow(/no usable kernel build/);
   });
 
-  it("the probe covers the K-quant kernels: a Q4_K, Q5_K, Q2_K or Q3_K matvec off by one ulp fails the self-test", () => {
+  it("the probe covers the K-quant (Q2_K to Q5_K), Q4_1, Q5_0 and Q5_1 kernels: any of their matvecs off by one ulp fails the self-test", () => {
     const { modules } = compileKernelModules();
-    for (const name of ["matvec_q4kr_q8a", "matvec_q5kr_q8a", "matvec_q2_k_q8a", "matvec_q3_k_q8a"]) {
+    for (const name of ["matvec_q4kr_q8a", "matvec_q5kr_q8a", "matvec_q41r_q8a", "matvec_q50r_q8a", "matvec_q51r_q8a", "matvec_q2_k_q8a", "matvec_q3_k_q8a"]) {
       const t = selfTest(sabotagedSimd(name), modules.scalar!);
       expect(t.ok, name).toBe(false);
-      expect(t.detail).toMatch(/1\/1433 outputs differ/);
+      expect(t.detail).toMatch(/1\/2045 outputs differ/);
     }
   });
 
@@ -188,12 +188,12 @@ describe("kernel selection", () => {
 describe("relaxed builds, full kernel suite", () => {
   // relaxed-fused-emulated: the relaxed-fused build with its fused dot computed by instructions
   // Node 20 gets right (fused-emulation.ts): its layouts, tiles and arithmetic, bit for bit.
-  it.each(["relaxed", "relaxed-fused-emulated"])("quant, K-quant and float tests pass against the %s build (child vitest with the flag)", (build) => {
+  it.each(["relaxed", "relaxed-fused-emulated"])("quant, K-quant, Q4_1, Q5_0, Q5_1 and float tests pass against the %s build (child vitest with the flag)", (build) => {
     const root = join(DEFAULT_BUILD_DIR, "..");
     const res = spawnSync(
       process.execPath,
       ["--experimental-wasm-relaxed-simd", join(root, "node_modules/vitest/vitest.mjs"), "run", "--pool=threads",
-        "test/kernels/quant.test.ts", "test/kernels/kquant.test.ts", "test/kernels/q6matmul.test.ts", "test/kernels/kquant-low.test.ts", "test/kernels/float.test.ts"],
+        "test/kernels/quant.test.ts", "test/kernels/kquant.test.ts", "test/kernels/q6matmul.test.ts", "test/kernels/kquant-low.test.ts", "test/kernels/q4_1-q5.test.ts", "test/kernels/float.test.ts"],
       { cwd: root, encoding: "utf8", timeout: 120_000, env: { ...process.env, KERNELS_SIMD_BUILD: build, NO_COLOR: "1" } },
     );
     expect(res.status, res.stdout + res.stderr).toBe(0);

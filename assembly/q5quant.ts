@@ -1,0 +1,244 @@
+// Q5_0 and Q5_1: repack to Q50R / Q51R, matrix-vector (decode) and
+// matrix-matrix (prefill) products against Q8A / Q8B activations, and row
+// dequantization.
+//
+// GGUF Q5_0 (22 B per 32 values): f16 d, u32 fifth bits (bit j: element j),
+// 16 nibble bytes (byte j: element j low, j+16 high); a value is (q-16)*d
+// with q = nibble | fifth bit << 4 (0..31). Q5_1 (24 B) has f16 d, f16 m
+// before the fifth bits; a value is q*d + m. Per 32-block of a row:
+//   s  = sum_j q_j x_j                 exact int32 (|.| <= 32*31*127)
+//   sx = sum_j x_j                     exact int32 (Q8A/Q8B carry it)
+//   Q5_0: acc = acc + f32(s - 16*sx) * (d*d_x)
+//   Q5_1: acc = acc + (f32(s)*(d*d_x) + f32(sx)*(m*d_x))
+// in that order of f32 operations in every build (the scalar twin defines
+// it), so all builds agree bit for bit.
+//
+// Q50R / Q51R: groups of four rows (the last zero-padded), per block column
+// of a group 88 / 96 bytes, the four GGUF blocks' bytes regrouped:
+//   d of rows 0..3 (f16) at 0 | Q51R: m of rows 0..3 at 8 | the rows' u32
+//   fifth bits at H = 8 / 16 | row r's 16 nibble bytes at H + 16 + 16r
+// The four rows' scales are one load each and their data one stream (as Q4R).
+
+import { scratchBase, h2f, h2f_x4c, VCONST, VC_HMASK, VC_HMUL, q8aSumOff, q8aQ8Off, q8aQ16Off } from "./common";
+import { reduce4, storeRows } from "./quant";
+import { matvecsPerToken32 } from "./q41quant";
+
+@inline function hOff(withMin: bool): usize { return withMin ? 16 : 8; }
+@inline function outBytes(withMin: bool): usize { return withMin ? 96 : 88; }
+@inline function inBytes(withMin: bool): usize { return withMin ? 24 : 22; }
+
+// ---------------------------------------------------------------- sizes and repack
+
+export function q50r_bytes(rows: i32, cols: i32): usize {
+  return <usize>((rows + 3) >> 2) * (<usize>cols >> 5) * 88;
+}
+
+export function q51r_bytes(rows: i32, cols: i32): usize {
+  return <usize>((rows + 3) >> 2) * (<usize>cols >> 5) * 96;
+}
+
+// GGUF rows -> Q50R / Q51R. A group occupies exactly the bytes of its four
+// source rows, so dst == src (in place) works; otherwise src and dst must not
+// overlap. Uses the scratch region (4 rows).
+export function repack_q5_0(src: usize, dst: usize, rows: i32, cols: i32): void {
+  repack5(src, dst, rows, cols, false);
+}
+
+export function repack_q5_1(src: usize, dst: usize, rows: i32, cols: i32): void {
+  repack5(src, dst, rows, cols, true);
+}
+
+function repack5(src: usize, dst: usize, rows: i32, cols: i32, withMin: bool): void {
+  const nb = <usize>cols >> 5;
+  const inB = inBytes(withMin);
+  const outB = outBytes(withMin);
+  const h = hOff(withMin);
+  const rowBytes = nb * inB;
+  const tmp = scratchBase();
+  for (let g = 0; g < (rows + 3) >> 2; g++) {
+    const nr = min(4, rows - (g << 2));
+    memory.copy(tmp, src + <usize>(g << 2) * rowBytes, <usize>nr * rowBytes);
+    if (nr < 4) memory.fill(tmp + <usize>nr * rowBytes, 0, <usize>(4 - nr) * rowBytes);
+    let o = dst + <usize>g * nb * outB;
+    for (let b: usize = 0; b < nb; b++) {
+      for (let r: usize = 0; r < 4; r++) {
+        const s = tmp + r * rowBytes + b * inB;
+        store<u16>(o + (r << 1), load<u16>(s));
+        if (withMin) store<u16>(o + 8 + (r << 1), load<u16>(s, 2));
+        const sh = s + (withMin ? 4 : 2);
+        store<u32>(o + h + (r << 2), load<u32>(sh));
+        memory.copy(o + h + 16 + (r << 4), sh + 4, 16);
+      }
+      o += outB;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- matvec (Q8A)
+
+export function matvec_q50r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  if (ASC_FEATURE_SIMD) matvec5Simd(w, rows, cols, xa, out, false);
+  else matvec5Scalar(w, rows, cols, xa, out, false);
+}
+
+export function matvec_q51r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  if (ASC_FEATURE_SIMD) matvec5Simd(w, rows, cols, xa, out, true);
+  else matvec5Scalar(w, rows, cols, xa, out, true);
+}
+
+function matvec5Scalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, withMin: bool): void {
+  const nb = <usize>cols >> 5;
+  const xs = xa + q8aSumOff(nb);
+  const x8 = xa + q8aQ8Off(nb);
+  const outB = outBytes(withMin);
+  const h = hOff(withMin);
+  const gBytes = nb * outB;
+  for (let r = 0; r < rows; r++) {
+    const lane = <usize>(r & 3);
+    let p = w + <usize>(r >> 2) * gBytes;
+    let acc: f32 = 0;
+    for (let b: usize = 0; b < nb; b++) {
+      const q = p + h + 16 + (lane << 4);
+      const qh = load<u32>(p + h + (lane << 2));
+      const xb = x8 + (b << 5);
+      let s: i32 = 0;
+      for (let j: usize = 0; j < 16; j++) {
+        const v = <i32>load<u8>(q + j);
+        const lo = (v & 15) | (<i32>((qh >> <u32>j) & 1) << 4);
+        const hi = (v >> 4) | (<i32>((qh >> <u32>(j + 16)) & 1) << 4);
+        s += lo * <i32>load<i8>(xb + j) + hi * <i32>load<i8>(xb + j + 16);
+      }
+      const dx = load<f32>(xa + (b << 2));
+      const sx = load<i32>(xs + (b << 2));
+      const d = h2f(load<u16>(p + (lane << 1)));
+      if (withMin) acc += <f32>s * (d * dx) + <f32>sx * (h2f(load<u16>(p + 8 + (lane << 1))) * dx);
+      else acc += <f32>(s - (sx << 4)) * (d * dx);
+      p += outB;
+    }
+    store<f32>(out + (<usize>r << 2), acc);
+  }
+}
+
+// One row's 32 values (0..31) as bytes: elements 0..15 in lo, 16..31 in hi.
+// The fifth bits: byte i of the splatted u32 spread over eight lanes, each
+// lane testing its own bit.
+@inline function values5(q: usize, qh: usize, bits: v128, m4: v128, b5: v128): v128 {
+  const v = v128.load(q);
+  const hb = v128.load32_splat(qh);
+  const lo = v128.or(v128.and(v, m4), v128.and(i8x16.eq(v128.and(i8x16.shuffle(hb, hb, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), bits), bits), b5));
+  return lo;
+}
+
+@inline function values5hi(q: usize, qh: usize, bits: v128, m4: v128, b5: v128): v128 {
+  const v = v128.load(q);
+  const hb = v128.load32_splat(qh);
+  return v128.or(v128.and(i16x8.shr_u(v, 4), m4), v128.and(i8x16.eq(v128.and(i8x16.shuffle(hb, hb, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3), bits), bits), b5));
+}
+
+// One row's integer dot sum_j q_j x_j as four int32 partials. Relaxed: the
+// values (0..31) are the 7-bit operand; pair sums of both halves fit int16
+// (2*2*31*127 = 15748) and are widened before the rows are added. Plain:
+// Q8A's permuted int16 activations (even elements, then odd, per half).
+@inline function dot5(q: usize, qh: usize, xq: usize, bits: v128, m4: v128, b5: v128): v128 {
+  const lo = values5(q, qh, bits, m4, b5);
+  const hi = values5hi(q, qh, bits, m4, b5);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return i32x4.extadd_pairwise_i16x8_s(i16x8.add(
+      i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xq), lo),
+      i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xq, 16), hi),
+    ));
+  }
+  const lane = i16x8.splat(0xff);
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(lo, lane), v128.load(xq)), i32x4.dot_i16x8_s(i16x8.shr_u(lo, 8), v128.load(xq, 16))),
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(hi, lane), v128.load(xq, 32)), i32x4.dot_i16x8_s(i16x8.shr_u(hi, 8), v128.load(xq, 48))),
+  );
+}
+
+function matvec5Simd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, withMin: bool): void {
+  const nb = <usize>cols >> 5;
+  const xq0 = ASC_FEATURE_RELAXED_SIMD ? xa + q8aQ8Off(nb) : xa + q8aQ16Off(nb);
+  const xqStep: usize = ASC_FEATURE_RELAXED_SIMD ? 32 : 64;
+  const bits = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  const m4 = i8x16.splat(0x0f);
+  const b5 = i8x16.splat(0x10);
+  const hmask = v128.load(VCONST + VC_HMASK);
+  const hmul = v128.load(VCONST + VC_HMUL);
+  const h = hOff(withMin);
+  const outB = outBytes(withMin);
+  const xs0 = xa + q8aSumOff(nb);
+  const xEnd = xa + (nb << 2);
+  let p = w;
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    let acc = f32x4.splat(0);
+    let xq = xq0, xs = xs0;
+    for (let xd = xa; xd < xEnd; xd += 4) {
+      const q = p + h + 16;
+      let s = reduce4(
+        dot5(q, p + h, xq, bits, m4, b5), dot5(q + 16, p + h + 4, xq, bits, m4, b5),
+        dot5(q + 32, p + h + 8, xq, bits, m4, b5), dot5(q + 48, p + h + 12, xq, bits, m4, b5),
+      );
+      const dx = v128.load32_splat(xd);
+      const dd = f32x4.mul(h2f_x4c(p, hmask, hmul), dx);
+      if (withMin) {
+        const md = f32x4.mul(h2f_x4c(p + 8, hmask, hmul), dx);
+        acc = f32x4.add(acc, f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(s), dd), f32x4.mul(f32x4.convert_i32x4_s(v128.load32_splat(xs)), md)));
+      } else {
+        s = i32x4.sub(s, i32x4.shl(v128.load32_splat(xs), 4));
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), dd));
+      }
+      p += outB;
+      xq += xqStep;
+      xs += 4;
+    }
+    storeRows(out, r0, rows, acc);
+  }
+}
+
+// ---------------------------------------------------------------- matmul (Q8B)
+
+// out[t*rows + r] for ntok tokens (Q8B, q8b_bytes(cols, ntok)): one matvec
+// per token on its Q8A image, hence bit-identical to ntok matvec calls.
+export function matmul_q50r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
+  matvecsPerToken32(w, rows, cols, xb, ntok, out, 1);
+}
+
+export function matmul_q51r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
+  matvecsPerToken32(w, rows, cols, xb, ntok, out, 2);
+}
+
+// ---------------------------------------------------------------- dequantize (embedding rows)
+
+// n values (a multiple of 32) at src -> f32 at dst: (q-16)*d or q*d + m,
+// each product exact in f32, one rounding, as src/gguf's reference.
+export function dequant_q5_0(src: usize, dst: usize, n: i32): void {
+  dequant5(src, dst, n, false);
+}
+
+export function dequant_q5_1(src: usize, dst: usize, n: i32): void {
+  dequant5(src, dst, n, true);
+}
+
+function dequant5(src: usize, dst: usize, n: i32, withMin: bool): void {
+  const inB = inBytes(withMin);
+  for (let b: usize = 0; b < (<usize>n >> 5); b++) {
+    const s = src + b * inB;
+    const d = h2f(load<u16>(s));
+    const m: f32 = withMin ? h2f(load<u16>(s, 2)) : 0;
+    const sh = s + (withMin ? 4 : 2);
+    const qh = load<u32>(sh);
+    const o = dst + (b << 7);
+    for (let j: usize = 0; j < 16; j++) {
+      const v = <i32>load<u8>(sh + 4 + j);
+      const lo = (v & 15) | (<i32>((qh >> <u32>j) & 1) << 4);
+      const hi = (v >> 4) | (<i32>((qh >> <u32>(j + 16)) & 1) << 4);
+      if (withMin) {
+        store<f32>(o + (j << 2), <f32>lo * d + m);
+        store<f32>(o + ((j + 16) << 2), <f32>hi * d + m);
+      } else {
+        store<f32>(o + (j << 2), <f32>(lo - 16) * d);
+        store<f32>(o + ((j + 16) << 2), <f32>(hi - 16) * d);
+      }
+    }
+  }
+}
