@@ -18,6 +18,7 @@ import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { engineChild, root, type EngineResult } from "./common";
 import { enableRelaxedSimd } from "../src/engine/node";
+import { percentiles } from "../src/generate/eval-stats";
 import { openGGUF, writeGGUFFile } from "../src/gguf/node";
 import { dequantize, quantize } from "../src/gguf/quant";
 import { TensorType } from "../src/gguf/types";
@@ -69,10 +70,7 @@ async function withQ6Head(src: string): Promise<string> {
   return path;
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
+const median = (xs: number[]) => percentiles(xs).median;
 const run = (path: string, engine: string[]) => {
   const r = engineChild(["--model", path, ...engine, "--threads", "1"], PROMPT, DECODE);
   if ("error" in r) throw new Error(`${engine.join(" ")} on ${path}: ${r.error}`);

@@ -5,6 +5,7 @@
 import { dequantize } from "../../src/gguf/quant";
 import { TensorType } from "../../src/gguf/types";
 import { seededRandom } from "../../src/util/random";
+import { f64ToHalf as halfBits } from "./harness";
 
 export type KType = TensorType.Q4_K | TensorType.Q5_K;
 
@@ -18,12 +19,6 @@ export interface KBlockOptions {
   fill?: { scales?: number; qs?: number; qh?: number };
 }
 
-/** Nearest f16 bits of a positive normal value (the test needs no rounding subtleties). */
-export function halfBits(x: number): number {
-  const e = Math.floor(Math.log2(x));
-  const m = Math.round((x / 2 ** e - 1) * 1024);
-  return m === 1024 ? ((e + 16) << 10) : ((e + 15) << 10) | m;
-}
 
 /** A rows × cols matrix of random blocks: its bytes and its weights (float64 of the reference's f32). */
 export function randK(type: KType, r: () => number, rows: number, cols: number, opts: KBlockOptions = {}): { bytes: Uint8Array; w: Float64Array } {

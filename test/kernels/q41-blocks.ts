@@ -5,7 +5,8 @@
 import { dequantize } from "../../src/gguf/quant";
 import { TensorType } from "../../src/gguf/types";
 import { seededRandom } from "../../src/util/random";
-import { halfBits, type KModelShape } from "./kquant-blocks";
+import { f64ToHalf as halfBits } from "./harness";
+import type { KModelShape } from "./kquant-blocks";
 import { type Q5Type, randQ5 } from "./q5-blocks";
 
 /**

@@ -4,7 +4,7 @@
 // from src/gguf's reference dequantize.
 import { dequantize } from "../../src/gguf/quant";
 import { TensorType } from "../../src/gguf/types";
-import { halfBits } from "./kquant-blocks";
+import { f64ToHalf as halfBits } from "./harness";
 
 export type Q5Type = TensorType.Q5_0 | TensorType.Q5_1;
 
