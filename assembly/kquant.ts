@@ -35,8 +35,9 @@ import {
 } from "./common";
 import {
   reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, q8bToQ8a, quadsToQ8a,
-  transposeQuads, smallTail, SMALL_X, matvecQ6kSimd, matvecQ6kScalar,
+  transposeQuads, smallTail, SMALL_X,
 } from "./quant";
+import { matvec_q6r_q8a } from "./q6matvec";
 
 // @ts-ignore: decorator
 @inline const K_SC: usize = 16;
@@ -378,10 +379,8 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
     if (FUSED) quadsToQ8a(xb, nb, t, xa);
     else q8bToQ8a(xb, nb, t, xa);
     const o = out + <usize>t * (<usize>rows << 2);
-    if (kind == 6) {
-      if (ASC_FEATURE_SIMD) matvecQ6kSimd(w, rows, cols, xa, o, true);
-      else matvecQ6kScalar(w, rows, cols, xa, o, true);
-    } else if (ASC_FEATURE_SIMD) matvecKSimd(w, rows, cols, xa, o, kind == 5);
+    if (kind == 6) matvec_q6r_q8a(w, rows, cols, xa, o);
+    else if (ASC_FEATURE_SIMD) matvecKSimd(w, rows, cols, xa, o, kind == 5);
     else matvecKScalar(w, rows, cols, xa, o, kind == 5);
   }
 }

@@ -1,4 +1,4 @@
-// Prefill matmul for Q6R (repacked Q6_K, see repack_q6_k in quant.ts):
+// Prefill matmul for Q6R (repacked Q6_K, see q6matvec.ts):
 // out[t*rows + r] for ntok tokens of Q8B, bit-identical to ntok
 // matvec_q6r_q8a calls. Per 32-block of a row the matvec forms
 //   s = sc0 * sum_{l<16} (q_l - 32) x_l + sc1 * sum_{l>=16} (q_l - 32) x_l
@@ -14,9 +14,10 @@
 // chains per 16-wide half from -32 * sum(x) of the half, times the half's
 // scale. Few tokens (and the SIMD and scalar builds): one matvec per token.
 
-import { FUSED, scratchBase, h2f, VCONST, VC_Q6M4, VC_Q6M2 } from "./common";
+import { FUSED, scratchBase, h2f } from "./common";
 import { MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, transposeQuads, smallTail } from "./quant";
 import { matvecsPerToken } from "./kquant";
+import { Q6R_SC, Q6R_Q, q6rTop } from "./q6matvec";
 
 export function matmul_q6r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
   if (!ASC_FEATURE_RELAXED_SIMD) {
@@ -44,21 +45,21 @@ export function matmul_q6r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: 
 // @ts-ignore: decorator
 @inline const Q6_TAB: usize = 256 * 1024;
 
-// Block k (0..7) of superblock column p of the four rows: values (0..63) to
-// ws, scales to MM_DW (the GGUF block's own unpacking, as q6Bytes in quant.ts).
-@inline function q6Unpack(ws: usize, p: usize, k: i32, m4: v128, m2: v128, relaxed: bool): void {
-  const h = <usize>(k >> 2), kk = k & 3;
+// Block k (0..7) of Q6R superblock column p of the four rows: values
+// (0..63) to ws, scales to MM_DW (q6matvec.ts's layout and unpacking).
+@inline function q6Unpack(ws: usize, p: usize, k: i32, m6: v128, mc: v128, relaxed: bool): void {
+  const q = p + Q6R_Q + <usize>(k >> 1) * 192;
   for (let r: usize = 0; r < 4; r++) {
-    const b = p + r * 210;
-    const ql = b + (h << 6) + (<usize>(kk & 1) << 5);
-    const qh = b + 128 + (h << 5);
+    const v = q + r * 48;
+    if ((k & 1) == 0) {
+      v128.store(ws + (r << 5), v128.and(v128.load(v), m6));
+      v128.store(ws + (r << 5), v128.and(v128.load(v, 16), m6), 16);
+    } else {
+      v128.store(ws + (r << 5), v128.and(v128.load(v, 32), m6));
+      v128.store(ws + (r << 5), q6rTop(v128.load(v), v128.load(v, 16), v128.load(v, 32), mc), 16);
+    }
     for (let half: usize = 0; half < 2; half++) {
-      const L = v128.load(ql + (half << 4));
-      const H = v128.load(qh + (half << 4));
-      const lo = v128.and(kk >= 2 ? i16x8.shr_u(L, 4) : L, m4);
-      const hi = v128.and(kk < 2 ? i16x8.shl(H, 4 - (kk << 1)) : i16x8.shr_u(H, (kk << 1) - 4), m2);
-      v128.store(ws + (r << 5) + (half << 4), v128.or(lo, hi));
-      const sc = <i32>load<i8>(b + 192 + (h << 3) + (<usize>kk << 1) + half);
+      const sc = <i32>load<i8>(p + Q6R_SC + ((<usize>(k << 1) + half) << 2) + r);
       if (relaxed) {
         const o = ws + Q6_SC + (r << 6) + (half << 5);
         v128.store(o, i32x4.splat(sc & 0xffff));
@@ -209,8 +210,8 @@ function matmulQ6Tiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out:
   const gTok = FUSED ? 4 : 8;
   const gStride = nb * (FUSED ? Q8B_QUAD : Q8B_PAIRS);
   const tStride = nb << (FUSED ? 5 : 6);
-  const m4 = v128.load(VCONST + VC_Q6M4);
-  const m2 = v128.load(VCONST + VC_Q6M2);
+  const m6 = i8x16.splat(0x3f);
+  const mc = i8x16.splat(<i8>0xc0);
   for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
     const tn = min(MM_TOK, ntok - t0);
     const ng = (tn + gTok - 1) / gTok;
@@ -221,9 +222,9 @@ function matmulQ6Tiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out:
       memory.fill(ws + MM_ACC, 0, <usize>ng << (FUSED ? 6 : 7));
       let p = w + <usize>(r0 >> 2) * nsb * 840;
       for (let sb: usize = 0; sb < nsb; sb++) {
-        for (let r: usize = 0; r < 4; r++) store<f32>(ws + MM_DW + (r << 2), h2f(load<u16>(p + r * 210, 208)));
+        for (let r: usize = 0; r < 4; r++) store<f32>(ws + MM_DW + (r << 2), h2f(load<u16>(p + (r << 1))));
         for (let k = 0; k < 8; k++) {
-          q6Unpack(ws, p, k, m4, m2, !FUSED);
+          q6Unpack(ws, p, k, m6, mc, !FUSED);
           if (FUSED) transposeQuads(ws);
           const b = (sb << 3) + <usize>k;
           let xg = xg0 + b * (FUSED ? Q8B_QUAD : Q8B_PAIRS);

@@ -1,6 +1,6 @@
 // Quantized matrix-vector (decode) and matrix-matrix (prefill) kernels.
-// Weights: Q4R (repacked Q4_0, see repack_q4_0), GGUF Q8_0, GGUF Q6_K and
-// Q6R (row-interleaved Q6_K, see repack_q6_k).
+// Weights: Q4R (repacked Q4_0, see repack_q4_0), GGUF Q8_0 and GGUF Q6_K
+// (Q6R, the repacked Q6_K, is in q6matvec.ts).
 // Activations: Q8A (see common.ts) for matvecs, Q8B (see quantize_q8b) for
 // the prefill matmuls; both carry the same int8 values and scales.
 //
@@ -466,39 +466,8 @@ function matvecQ8Relaxed(w: usize, rows: i32, cols: i32, xa: usize, out: usize):
 //   int = sc[2k]*dot16(q, x[0..15]) + sc[2k+1]*dot16(q, x[16..31])
 // with q in -32..31; |int| < 2^24, so f32(int) is exact.
 export function matvec_q6k_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
-  if (ASC_FEATURE_SIMD) matvecQ6kSimd(w, rows, cols, xa, out, false);
-  else matvecQ6kScalar(w, rows, cols, xa, out, false);
-}
-
-// Q6R: Q6_K with the superblocks of each group of four rows interleaved
-// (row0 sb0, row1 sb0, row2 sb0, row3 sb0, row0 sb1, ...; 840 bytes per
-// superblock column; last group zero-padded). The 4-row kernel then reads one
-// sequential stream instead of four short ones 1.6 KiB apart, which the
-// hardware prefetcher handles far better (about 2x on the output head).
-export function q6r_bytes(rows: i32, cols: i32): usize {
-  return <usize>((rows + 3) >> 2) * (<usize>cols >> 8) * 840;
-}
-
-// GGUF Q6_K rows -> Q6R; dst == src (in place, dst sized q6r_bytes) or disjoint.
-export function repack_q6_k(src: usize, dst: usize, rows: i32, cols: i32): void {
-  const nsb = <usize>cols >> 8;
-  const rowBytes = nsb * 210;
-  const groups = (rows + 3) >> 2;
-  const tmp = scratchBase();
-  for (let g = 0; g < groups; g++) {
-    const nr = min(4, rows - (g << 2));
-    memory.copy(tmp, src + <usize>(g << 2) * rowBytes, <usize>nr * rowBytes);
-    if (nr < 4) memory.fill(tmp + <usize>nr * rowBytes, 0, <usize>(4 - nr) * rowBytes);
-    const o = dst + <usize>g * nsb * 840;
-    for (let sb: usize = 0; sb < nsb; sb++) {
-      for (let r: usize = 0; r < 4; r++) memory.copy(o + sb * 840 + r * 210, tmp + r * rowBytes + sb * 210, 210);
-    }
-  }
-}
-
-export function matvec_q6r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
-  if (ASC_FEATURE_SIMD) matvecQ6kSimd(w, rows, cols, xa, out, true);
-  else matvecQ6kScalar(w, rows, cols, xa, out, true);
+  if (ASC_FEATURE_SIMD) matvecQ6kSimd(w, rows, cols, xa, out);
+  else matvecQ6kScalar(w, rows, cols, xa, out);
 }
 
 // Six-bit values of one 16-wide sub-block as int16 pairs (low byte, high byte)
@@ -587,7 +556,7 @@ export function matvec_q6r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: u
   return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), scale));
 }
 
-export function matvecQ6kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, interleaved: bool): void {
+function matvecQ6kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
   const x16 = xa + q8aQ16Off(nb);
@@ -600,21 +569,12 @@ export function matvecQ6kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: us
   }
   const rowBytes = nsb * 210;
   const last = rows - 1;
-  const step: usize = interleaved ? 840 : 210;
   for (let r0 = 0; r0 < rows; r0 += 4) {
-    let p0: usize, p1: usize, p2: usize, p3: usize;
-    if (interleaved) {
-      p0 = w + <usize>(r0 >> 2) * nsb * 840;
-      p1 = p0 + 210;
-      p2 = p0 + 420;
-      p3 = p0 + 630;
-    } else {
-      // Rows past the end re-read the last row; their lanes are not stored.
-      p0 = w + <usize>r0 * rowBytes;
-      p1 = w + <usize>min(r0 + 1, last) * rowBytes;
-      p2 = w + <usize>min(r0 + 2, last) * rowBytes;
-      p3 = w + <usize>min(r0 + 3, last) * rowBytes;
-    }
+    // Rows past the end re-read the last row; their lanes are not stored.
+    let p0 = w + <usize>r0 * rowBytes;
+    let p1 = w + <usize>min(r0 + 1, last) * rowBytes;
+    let p2 = w + <usize>min(r0 + 2, last) * rowBytes;
+    let p3 = w + <usize>min(r0 + 3, last) * rowBytes;
     let acc = f32x4.splat(0);
     let xb: usize = 0;
     for (let sb: usize = 0; sb < nsb; sb++) {
@@ -634,7 +594,7 @@ export function matvecQ6kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: us
         }
         xb += 4;
       }
-      p0 += step; p1 += step; p2 += step; p3 += step;
+      p0 += 210; p1 += 210; p2 += 210; p3 += 210;
     }
     storeRows(out, r0, rows, acc);
   }
@@ -651,14 +611,13 @@ export function matvecQ6kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: us
   return (lo | (((qhb >> (<i32>k << 1)) & 3) << 4)) - 32;
 }
 
-export function matvecQ6kScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, interleaved: bool): void {
+function matvecQ6kScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
   const x8 = xa + q8aQ8Off(nb);
   const rowBytes = nsb * 210;
-  const step: usize = interleaved ? 840 : 210;
   for (let r = 0; r < rows; r++) {
-    let p = interleaved ? w + <usize>(r >> 2) * nsb * 840 + <usize>(r & 3) * 210 : w + <usize>r * rowBytes;
+    let p = w + <usize>r * rowBytes;
     let acc: f32 = 0;
     let xb: usize = 0;
     for (let sb: usize = 0; sb < nsb; sb++) {
@@ -679,7 +638,7 @@ export function matvecQ6kScalar(w: usize, rows: i32, cols: i32, xa: usize, out: 
         acc += <f32>s * (d * load<f32>(xa + (xb << 2)));
         xb++;
       }
-      p += step;
+      p += 210;
     }
     store<f32>(out + (<usize>r << 2), acc);
   }

@@ -1,0 +1,269 @@
+// Q6R: Q6_K repacked for the 4-row kernels (the output head of most
+// published files, and the Q6_K layer matrices of K-quant files), and its
+// matvec. Per 32-block of activations a row's integer is
+//   s = sc[2b] * sum_{l<16} (q_l - 32) x_l + sc[2b+1] * sum_{l>=16} (q_l - 32) x_l
+// exactly (|s| < 2^24), folded as acc + f32(s) * (d_w * d_x), block after
+// block: the scalar twin's order, so every build gives the same bits, and
+// the same bits as the GGUF-layout matvec (matvec_q6k_q8a in quant.ts).
+//
+// Layout (q6r_bytes; docs/kernels.md "Memory layouts"): groups of four rows
+// (the last zero-padded), group g at g*nsb*840, then per superblock column
+// 840 bytes, the four GGUF blocks' bytes rearranged:
+//   [0, 8)     d of rows 0..3 (f16)
+//   [8, 72)    scale of 16-wide sub-block j, row r at 8 + 4j + r (int8)
+//   [72, 840)  the six-bit values: per pair of 32-blocks (2m, 2m+1) 192
+//              bytes, row r's 48 at 72 + 192m + 48r as three vectors
+//              V1, V2, V3: byte i of V1 = q[2m][i], of V2 = q[2m][16+i],
+//              of V3 = q[2m+1][i] in bits 0..5; q[2m+1][16+i] split over
+//              their bits 6..7 (bits 0-1 in V1, 2-3 in V2, 4-5 in V3).
+// Why: a 32-block's values unpack with 2 ANDs (even block) or 1 AND and 8
+// operations (odd block) instead of ~9 operations and 4 loads from the GGUF
+// ql/qh split, and the four rows' scales of a 32-block are one 8-byte load.
+// The same 840 bytes per group as the four GGUF rows, so a range of whole
+// groups repacks in place on its own (the loader repacks as bytes arrive).
+
+import { scratchBase, h2f, h2f_x4c, VCONST, VC_HMASK, VC_HMUL, q8aQ8Off, q8aQ16Off } from "./common";
+import { storeRows, reduce4 } from "./quant";
+
+// @ts-ignore: decorator
+@inline export const Q6R_SC: usize = 8;
+// @ts-ignore: decorator
+@inline export const Q6R_Q: usize = 72;
+
+// Scratch: the per-call activation table (32 bytes per 32-block, see
+// q6rTable). The relaxed Q8_0 matvec keeps its own per-call table in the
+// same region; only one matvec runs at a time per instance.
+// @ts-ignore: decorator
+@inline const Q6R_XT: usize = 16384;
+
+export function q6r_bytes(rows: i32, cols: i32): usize {
+  return <usize>((rows + 3) >> 2) * (<usize>cols >> 8) * 840;
+}
+
+// ---------------------------------------------------------------- repack
+
+// @ts-ignore: decorator
+@inline const NIB8: u64 = 0x0f0f0f0f0f0f0f0f;
+// @ts-ignore: decorator
+@inline const LOW2: u64 = 0x0303030303030303;
+
+// Eight six-bit values (elements 32b + l .. + 7 of a GGUF Q6_K block at p) in
+// eight bytes: the low nibble from ql, the bit pair from qh.
+@inline function ggufQ6x8(p: usize, b: usize, l: usize): u64 {
+  const h = b >> 2, k = b & 3;
+  const L = load<u64>(p + (h << 6) + ((k & 1) << 5) + l);
+  const H = load<u64>(p + 128 + (h << 5) + l);
+  const lo = (k >= 2 ? L >> 4 : L) & NIB8;
+  return lo | (((H >> (<u64>k << 1)) & LOW2) << 4);
+}
+
+// GGUF Q6_K rows -> Q6R; dst == src (in place, dst sized q6r_bytes) or
+// disjoint. Eight values at a time in 64-bit words, the same code in every
+// build.
+export function repack_q6_k(src: usize, dst: usize, rows: i32, cols: i32): void {
+  const nsb = <usize>cols >> 8;
+  const rowBytes = nsb * 210;
+  const groups = (rows + 3) >> 2;
+  const tmp = scratchBase();
+  for (let g = 0; g < groups; g++) {
+    const nr = min(4, rows - (g << 2));
+    memory.copy(tmp, src + <usize>(g << 2) * rowBytes, <usize>nr * rowBytes);
+    if (nr < 4) memory.fill(tmp + <usize>nr * rowBytes, 0, <usize>(4 - nr) * rowBytes);
+    let o = dst + <usize>g * nsb * 840;
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      for (let r: usize = 0; r < 4; r++) {
+        const p = tmp + r * rowBytes + sb * 210;
+        store<u16>(o + (r << 1), load<u16>(p, 208));
+        for (let j: usize = 0; j < 16; j++) store<i8>(o + Q6R_SC + (j << 2) + r, load<i8>(p + 192 + j));
+        for (let m: usize = 0; m < 4; m++) {
+          const v = o + Q6R_Q + m * 192 + r * 48;
+          const b = m << 1;
+          for (let w: usize = 0; w < 2; w++) {
+            const l = w << 3;
+            const e = ggufQ6x8(p, b + 1, 16 + l);
+            store<u64>(v + l, ggufQ6x8(p, b, l) | ((e & LOW2) << 6));
+            store<u64>(v + 16 + l, ggufQ6x8(p, b, 16 + l) | (((e >> 2) & LOW2) << 6));
+            store<u64>(v + 32 + l, ggufQ6x8(p, b + 1, l) | (((e >> 4) & LOW2) << 6));
+          }
+        }
+      }
+      o += 840;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- matvec
+
+// w: Q6R (rows x cols), xa: Q8A of cols values (cols % 256 = 0), out: f32[rows].
+export function matvec_q6r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  if (ASC_FEATURE_SIMD) matvecQ6rSimd(w, rows, cols, xa, out);
+  else matvecQ6rScalar(w, rows, cols, xa, out);
+}
+
+// Value l (0..31) of 32-block b (0..7) of row r in the Q6R superblock
+// column at p, minus 32.
+@inline function q6rAt(p: usize, r: usize, b: usize, l: usize): i32 {
+  const v = p + Q6R_Q + (b >> 1) * 192 + r * 48;
+  if ((b & 1) == 0) return (<i32>load<u8>(v + l) & 63) - 32;
+  if (l < 16) return (<i32>load<u8>(v + 32 + l) & 63) - 32;
+  const i = l - 16;
+  return ((<i32>load<u8>(v + i) >> 6) | ((<i32>load<u8>(v + 16 + i) >> 6) << 2) | ((<i32>load<u8>(v + 32 + i) >> 6) << 4)) - 32;
+}
+
+export function matvecQ6rScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  const nsb = <usize>cols >> 8;
+  const x8 = xa + q8aQ8Off(nsb << 3);
+  for (let r = 0; r < rows; r++) {
+    const rr = <usize>(r & 3);
+    let p = w + <usize>(r >> 2) * nsb * 840;
+    let acc: f32 = 0;
+    let xb: usize = 0;
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      const d = h2f(load<u16>(p + (rr << 1)));
+      for (let b: usize = 0; b < 8; b++) {
+        let s: i32 = 0;
+        for (let half: usize = 0; half < 2; half++) {
+          let t: i32 = 0;
+          for (let l = half << 4; l < (half << 4) + 16; l++) t += q6rAt(p, rr, b, l) * <i32>load<i8>(x8 + (xb << 5) + l);
+          s += t * <i32>load<i8>(p + Q6R_SC + (((b << 1) + half) << 2) + rr);
+        }
+        acc += <f32>s * (d * load<f32>(xa + (xb << 2)));
+        xb++;
+      }
+      p += 840;
+    }
+    store<f32>(out + (<usize>r << 2), acc);
+  }
+}
+
+// Bits 6..7 of V1, V2, V3 -> the odd block's second 16 values (0..63).
+@inline export function q6rTop(v1: v128, v2: v128, v3: v128, mc: v128): v128 {
+  return v128.or(
+    v128.or(i16x8.shr_u(v128.and(v1, mc), 6), i16x8.shr_u(v128.and(v2, mc), 4)),
+    i16x8.shr_u(v128.and(v3, mc), 2),
+  );
+}
+
+// Per-call table of 32*sum(x) per 32-block and 16-wide half, two vectors per
+// block. Relaxed: int16 lanes [e, o, e, o, ...], e over the pairs 0, 2, 4, 6
+// and o over 1, 3, 5, 7 (what q6rReduce's lanes sum); SIMD: the half's whole
+// sum in every int32 lane.
+function q6rTable(x8: usize, nb: usize, xt: usize): void {
+  for (let j: usize = 0; j < (nb << 5); j += 16) {
+    const p = i16x8.extadd_pairwise_i8x16_s(v128.load(x8 + j));
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      const t = i16x8.add(p, i32x4.shuffle(p, p, 2, 3, 0, 1));
+      v128.store(xt + j, i16x8.shl(i16x8.add(t, i32x4.shuffle(t, t, 1, 0, 3, 2)), 5));
+    } else {
+      const q = i32x4.extadd_pairwise_i16x8_s(p);
+      const t = i32x4.add(q, i32x4.shuffle(q, q, 2, 3, 0, 1));
+      v128.store(xt + j, i32x4.shl(i32x4.add(t, i32x4.shuffle(t, t, 1, 0, 3, 2)), 5));
+    }
+  }
+}
+
+// Two rows' int16 pair sums -> [r0: p0+p4, r1: p0+p4, r0: p2+p6, r1: p2+p6] in
+// int16 pairs (the first step of reduce4i16 in quant.ts).
+@inline function q6rPair(a: v128, b: v128): v128 {
+  return i16x8.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
+}
+
+// Relaxed builds, one 32-block of four rows: each row's two 16-wide halves
+// are relaxed dots (values 0..63, the 7-bit operand; |pair| <= 2*63*127),
+// the four rows' halves are added in wrapping int16 to
+// [r0e, r0o, r1e, r1o, r2e, r2o, r3e, r3o] (eight values each), and the
+// table's 32*sum(x) of the same eight values is subtracted: the result,
+// sum (q - 32) x over eight values, is at most 8*32*127 = 32512, so the
+// wrapped int16 lanes are exact. One dot with the rows' scales
+// [s0, s0, s1, s1, ...] per half widens and scales them. The four rows'
+// halves: lo0/hi0 .. lo3/hi3 (already unpacked).
+@inline function q6rBlockRelaxed(
+  xb: usize, xt: usize, sc: usize,
+  l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128,
+): v128 {
+  const xl = v128.load(xb), xh = v128.load(xb, 16);
+  const a0 = q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l0), i16x8.relaxed_dot_i8x16_i7x16_s(xl, l1));
+  const a1 = q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xh, h0), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h1));
+  const c0 = q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l2), i16x8.relaxed_dot_i8x16_i7x16_s(xl, l3));
+  const c1 = q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xh, h2), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h3));
+  const s0 = i16x8.sub(i16x8.add(i32x4.shuffle(a0, c0, 0, 1, 4, 5), i32x4.shuffle(a0, c0, 2, 3, 6, 7)), v128.load(xt));
+  const s1 = i16x8.sub(i16x8.add(i32x4.shuffle(a1, c1, 0, 1, 4, 5), i32x4.shuffle(a1, c1, 2, 3, 6, 7)), v128.load(xt, 16));
+  const sv = v128.load8x8_s(sc);
+  return i32x4.add(
+    i32x4.dot_i16x8_s(s0, i16x8.shuffle(sv, sv, 0, 0, 1, 1, 2, 2, 3, 3)),
+    i32x4.dot_i16x8_s(s1, i16x8.shuffle(sv, sv, 4, 4, 5, 5, 6, 6, 7, 7)),
+  );
+}
+
+// SIMD build, one 32-block of four rows: the values widened to int16 against
+// Q8A's permuted int16 section (even bytes: x0, x2, ..; odd: x1, x3, ..),
+// each half's raw sum q*x in int32 (|.| <= 16*63*127), the four rows reduced,
+// the table's 32*sum(x) subtracted, times the int32 scales.
+@inline function q6rHalfSimd(q: v128, xe: v128, xo: v128, m8: v128): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(v128.and(q, m8), xe), i32x4.dot_i16x8_s(i16x8.shr_u(q, 8), xo));
+}
+
+@inline function q6rBlockSimd(
+  x16: usize, xt: usize, sc: usize, m8: v128,
+  l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128,
+): v128 {
+  const x0 = v128.load(x16), x1 = v128.load(x16, 16), x2 = v128.load(x16, 32), x3 = v128.load(x16, 48);
+  const s0 = i32x4.sub(reduce4(q6rHalfSimd(l0, x0, x1, m8), q6rHalfSimd(l1, x0, x1, m8), q6rHalfSimd(l2, x0, x1, m8), q6rHalfSimd(l3, x0, x1, m8)), v128.load(xt));
+  const s1 = i32x4.sub(reduce4(q6rHalfSimd(h0, x2, x3, m8), q6rHalfSimd(h1, x2, x3, m8), q6rHalfSimd(h2, x2, x3, m8), q6rHalfSimd(h3, x2, x3, m8)), v128.load(xt, 16));
+  const sv = v128.load8x8_s(sc);
+  return i32x4.add(i32x4.mul(s0, i32x4.extend_low_i16x8_s(sv)), i32x4.mul(s1, i32x4.extend_high_i16x8_s(sv)));
+}
+
+@inline function q6rBlock(
+  xb: usize, x16: usize, xt: usize, sc: usize, m8: v128,
+  l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128,
+): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return q6rBlockRelaxed(xb, xt, sc, l0, h0, l1, h1, l2, h2, l3, h3);
+  return q6rBlockSimd(x16, xt, sc, m8, l0, h0, l1, h1, l2, h2, l3, h3);
+}
+
+export function matvecQ6rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  const nsb = <usize>cols >> 8;
+  const nb = nsb << 3;
+  const x8 = xa + q8aQ8Off(nb);
+  const x16 = xa + q8aQ16Off(nb);
+  const xt = scratchBase() + Q6R_XT;
+  q6rTable(x8, nb, xt);
+  const m6 = i8x16.splat(0x3f);
+  const mc = i8x16.splat(<i8>0xc0);
+  const m8 = i16x8.splat(0xff);
+  const hmask = v128.load(VCONST + VC_HMASK), hmul = v128.load(VCONST + VC_HMUL);
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    let p = w + <usize>(r0 >> 2) * nsb * 840;
+    let acc = f32x4.splat(0);
+    let b: usize = 0;
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      const dd = h2f_x4c(p, hmask, hmul);
+      for (let m: usize = 0; m < 4; m++) {
+        const v = p + Q6R_Q + m * 192;
+        // Even block: V1 and V2 of each row.
+        let s = q6rBlock(
+          x8 + (b << 5), x16 + (b << 6), xt + (b << 5), p + Q6R_SC + ((b & 7) << 3), m8,
+          v128.and(v128.load(v), m6), v128.and(v128.load(v, 16), m6),
+          v128.and(v128.load(v, 48), m6), v128.and(v128.load(v, 64), m6),
+          v128.and(v128.load(v, 96), m6), v128.and(v128.load(v, 112), m6),
+          v128.and(v128.load(v, 144), m6), v128.and(v128.load(v, 160), m6),
+        );
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dd, v128.load32_splat(xa + (b << 2)))));
+        b++;
+        // Odd block: V3, and the bits 6..7 of all three.
+        s = q6rBlock(
+          x8 + (b << 5), x16 + (b << 6), xt + (b << 5), p + Q6R_SC + ((b & 7) << 3), m8,
+          v128.and(v128.load(v, 32), m6), q6rTop(v128.load(v), v128.load(v, 16), v128.load(v, 32), mc),
+          v128.and(v128.load(v, 80), m6), q6rTop(v128.load(v, 48), v128.load(v, 64), v128.load(v, 80), mc),
+          v128.and(v128.load(v, 128), m6), q6rTop(v128.load(v, 96), v128.load(v, 112), v128.load(v, 128), mc),
+          v128.and(v128.load(v, 176), m6), q6rTop(v128.load(v, 144), v128.load(v, 160), v128.load(v, 176), mc),
+        );
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dd, v128.load32_splat(xa + (b << 2)))));
+        b++;
+      }
+      p += 840;
+    }
+    storeRows(out, r0, rows, acc);
+  }
+}
