@@ -168,6 +168,33 @@ function q6rTable(x8: usize, nb: usize, xt: usize): void {
   return i16x8.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
 }
 
+// Masks in static memory: loaded once per call they stay in registers
+// (written inline, V8 rematerializes them in the loop: docs/kernels.md,
+// Memory layouts, Constants).
+// @ts-ignore: decorator
+@inline const M6: usize = 0;
+// @ts-ignore: decorator
+@inline const MC: usize = 16;
+// @ts-ignore: decorator
+@inline const M8: usize = 32;
+const Q6R_CONST: usize = memory.data<u8>([
+  0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f,
+  0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0,
+  0xff, 0, 0xff, 0, 0xff, 0, 0xff, 0, 0xff, 0, 0xff, 0, 0xff, 0, 0xff, 0,
+], 16);
+
+// Row r's two 16-wide halves of 32-block b (0..7) of the Q6R superblock
+// column at p: lo = values 0..15, hi = 16..31 (0..63 each).
+@inline function q6rLo(p: usize, b: usize, r: usize, m6: v128): v128 {
+  const v = p + Q6R_Q + (b >> 1) * 192 + r * 48;
+  return v128.and(v128.load(v + ((b & 1) << 5)), m6);
+}
+@inline function q6rHi(p: usize, b: usize, r: usize, m6: v128, mc: v128): v128 {
+  const v = p + Q6R_Q + (b >> 1) * 192 + r * 48;
+  if ((b & 1) == 0) return v128.and(v128.load(v, 16), m6);
+  return q6rTop(v128.load(v), v128.load(v, 16), v128.load(v, 32), mc);
+}
+
 // Relaxed builds, one 32-block of four rows: each row's two 16-wide halves
 // are relaxed dots (values 0..63, the 7-bit operand; |pair| <= 2*63*127),
 // the four rows' halves are added in wrapping int16 to
@@ -175,20 +202,19 @@ function q6rTable(x8: usize, nb: usize, xt: usize): void {
 // table's 32*sum(x) of the same eight values is subtracted: the result,
 // sum (q - 32) x over eight values, is at most 8*32*127 = 32512, so the
 // wrapped int16 lanes are exact. One dot with the rows' scales
-// [s0, s0, s1, s1, ...] per half widens and scales them. The four rows'
-// halves: lo0/hi0 .. lo3/hi3 (already unpacked).
-@inline function q6rBlockRelaxed(
-  xb: usize, xt: usize, sc: usize,
-  l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128,
-): v128 {
+// [s0, s0, s1, s1, ...] per half widens and scales them. Rows 0-1's partial
+// sums pass through scratch t: the stores keep V8 from hoisting rows 2-3's
+// (and the next block's) loads above them and spilling.
+@inline function q6rBlockRelaxed(p: usize, b: usize, xb: usize, xt: usize, t: usize, m6: v128, mc: v128): v128 {
   const xl = v128.load(xb), xh = v128.load(xb, 16);
-  const a0 = q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l0), i16x8.relaxed_dot_i8x16_i7x16_s(xl, l1));
-  const a1 = q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xh, h0), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h1));
-  const c0 = q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l2), i16x8.relaxed_dot_i8x16_i7x16_s(xl, l3));
-  const c1 = q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xh, h2), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h3));
+  v128.store(t, q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xl, q6rLo(p, b, 0, m6)), i16x8.relaxed_dot_i8x16_i7x16_s(xl, q6rLo(p, b, 1, m6))));
+  v128.store(t, q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xh, q6rHi(p, b, 0, m6, mc)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, q6rHi(p, b, 1, m6, mc))), 16);
+  const c0 = q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xl, q6rLo(p, b, 2, m6)), i16x8.relaxed_dot_i8x16_i7x16_s(xl, q6rLo(p, b, 3, m6)));
+  const c1 = q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xh, q6rHi(p, b, 2, m6, mc)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, q6rHi(p, b, 3, m6, mc)));
+  const a0 = v128.load(t), a1 = v128.load(t, 16);
   const s0 = i16x8.sub(i16x8.add(i32x4.shuffle(a0, c0, 0, 1, 4, 5), i32x4.shuffle(a0, c0, 2, 3, 6, 7)), v128.load(xt));
   const s1 = i16x8.sub(i16x8.add(i32x4.shuffle(a1, c1, 0, 1, 4, 5), i32x4.shuffle(a1, c1, 2, 3, 6, 7)), v128.load(xt, 16));
-  const sv = v128.load8x8_s(sc);
+  const sv = v128.load8x8_s(p + Q6R_SC + (b << 3));
   return i32x4.add(
     i32x4.dot_i16x8_s(s0, i16x8.shuffle(sv, sv, 0, 0, 1, 1, 2, 2, 3, 3)),
     i32x4.dot_i16x8_s(s1, i16x8.shuffle(sv, sv, 4, 4, 5, 5, 6, 6, 7, 7)),
@@ -198,28 +224,36 @@ function q6rTable(x8: usize, nb: usize, xt: usize): void {
 // SIMD build, one 32-block of four rows: the values widened to int16 against
 // Q8A's permuted int16 section (even bytes: x0, x2, ..; odd: x1, x3, ..),
 // each half's raw sum q*x in int32 (|.| <= 16*63*127), the four rows reduced,
-// the table's 32*sum(x) subtracted, times the int32 scales.
+// the table's 32*sum(x) subtracted, times the int32 scales. Rows 0-1 through
+// scratch as above.
 @inline function q6rHalfSimd(q: v128, xe: v128, xo: v128, m8: v128): v128 {
   return i32x4.add(i32x4.dot_i16x8_s(v128.and(q, m8), xe), i32x4.dot_i16x8_s(i16x8.shr_u(q, 8), xo));
 }
 
-@inline function q6rBlockSimd(
-  x16: usize, xt: usize, sc: usize, m8: v128,
-  l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128,
-): v128 {
+@inline function q6rBlockSimd(p: usize, b: usize, x16: usize, xt: usize, t: usize, m6: v128, mc: v128, m8: v128): v128 {
   const x0 = v128.load(x16), x1 = v128.load(x16, 16), x2 = v128.load(x16, 32), x3 = v128.load(x16, 48);
-  const s0 = i32x4.sub(reduce4(q6rHalfSimd(l0, x0, x1, m8), q6rHalfSimd(l1, x0, x1, m8), q6rHalfSimd(l2, x0, x1, m8), q6rHalfSimd(l3, x0, x1, m8)), v128.load(xt));
-  const s1 = i32x4.sub(reduce4(q6rHalfSimd(h0, x2, x3, m8), q6rHalfSimd(h1, x2, x3, m8), q6rHalfSimd(h2, x2, x3, m8), q6rHalfSimd(h3, x2, x3, m8)), v128.load(xt, 16));
-  const sv = v128.load8x8_s(sc);
+  v128.store(t, q6rHalfSimd(q6rLo(p, b, 0, m6), x0, x1, m8));
+  v128.store(t, q6rHalfSimd(q6rLo(p, b, 1, m6), x0, x1, m8), 16);
+  v128.store(t, q6rHalfSimd(q6rHi(p, b, 0, m6, mc), x2, x3, m8), 32);
+  v128.store(t, q6rHalfSimd(q6rHi(p, b, 1, m6, mc), x2, x3, m8), 48);
+  const l2 = q6rHalfSimd(q6rLo(p, b, 2, m6), x0, x1, m8), l3 = q6rHalfSimd(q6rLo(p, b, 3, m6), x0, x1, m8);
+  const h2 = q6rHalfSimd(q6rHi(p, b, 2, m6, mc), x2, x3, m8), h3 = q6rHalfSimd(q6rHi(p, b, 3, m6, mc), x2, x3, m8);
+  const s0 = i32x4.sub(reduce4(v128.load(t), v128.load(t, 16), l2, l3), v128.load(xt));
+  const s1 = i32x4.sub(reduce4(v128.load(t, 32), v128.load(t, 48), h2, h3), v128.load(xt, 16));
+  const sv = v128.load8x8_s(p + Q6R_SC + (b << 3));
   return i32x4.add(i32x4.mul(s0, i32x4.extend_low_i16x8_s(sv)), i32x4.mul(s1, i32x4.extend_high_i16x8_s(sv)));
 }
 
-@inline function q6rBlock(
-  xb: usize, x16: usize, xt: usize, sc: usize, m8: v128,
-  l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128,
-): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return q6rBlockRelaxed(xb, xt, sc, l0, h0, l1, h1, l2, h2, l3, h3);
-  return q6rBlockSimd(x16, xt, sc, m8, l0, h0, l1, h1, l2, h2, l3, h3);
+// acc + f32(s) * (d_w * d_x) for block b (0..7) of the superblock column at p;
+// the store of acc orders the next block's loads after this block's work.
+@inline function q6rStep(acc: v128, p: usize, b: usize, dd: v128, xa: usize, xb: usize, x8: usize, x16: usize, xt: usize, t: usize, m6: v128, mc: v128, m8: v128): v128 {
+  const g = xb + b;
+  const s = ASC_FEATURE_RELAXED_SIMD
+    ? q6rBlockRelaxed(p, b, x8 + (g << 5), xt + (g << 5), t, m6, mc)
+    : q6rBlockSimd(p, b, x16 + (g << 6), xt + (g << 5), t, m6, mc, m8);
+  const a = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dd, v128.load32_splat(xa + (g << 2)))));
+  v128.store(t, a, 64);
+  return a;
 }
 
 export function matvecQ6rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
@@ -227,41 +261,25 @@ export function matvecQ6rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: us
   const nb = nsb << 3;
   const x8 = xa + q8aQ8Off(nb);
   const x16 = xa + q8aQ16Off(nb);
-  const xt = scratchBase() + Q6R_XT;
+  const t = scratchBase();
+  const xt = t + Q6R_XT;
   q6rTable(x8, nb, xt);
-  const m6 = i8x16.splat(0x3f);
-  const mc = i8x16.splat(<i8>0xc0);
-  const m8 = i16x8.splat(0xff);
+  const m6 = v128.load(Q6R_CONST + M6), mc = v128.load(Q6R_CONST + MC), m8 = v128.load(Q6R_CONST + M8);
   const hmask = v128.load(VCONST + VC_HMASK), hmul = v128.load(VCONST + VC_HMUL);
   for (let r0 = 0; r0 < rows; r0 += 4) {
     let p = w + <usize>(r0 >> 2) * nsb * 840;
     let acc = f32x4.splat(0);
-    let b: usize = 0;
-    for (let sb: usize = 0; sb < nsb; sb++) {
+    for (let xb: usize = 0; xb < nb; xb += 8) {
       const dd = h2f_x4c(p, hmask, hmul);
-      for (let m: usize = 0; m < 4; m++) {
-        const v = p + Q6R_Q + m * 192;
-        // Even block: V1 and V2 of each row.
-        let s = q6rBlock(
-          x8 + (b << 5), x16 + (b << 6), xt + (b << 5), p + Q6R_SC + ((b & 7) << 3), m8,
-          v128.and(v128.load(v), m6), v128.and(v128.load(v, 16), m6),
-          v128.and(v128.load(v, 48), m6), v128.and(v128.load(v, 64), m6),
-          v128.and(v128.load(v, 96), m6), v128.and(v128.load(v, 112), m6),
-          v128.and(v128.load(v, 144), m6), v128.and(v128.load(v, 160), m6),
-        );
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dd, v128.load32_splat(xa + (b << 2)))));
-        b++;
-        // Odd block: V3, and the bits 6..7 of all three.
-        s = q6rBlock(
-          x8 + (b << 5), x16 + (b << 6), xt + (b << 5), p + Q6R_SC + ((b & 7) << 3), m8,
-          v128.and(v128.load(v, 32), m6), q6rTop(v128.load(v), v128.load(v, 16), v128.load(v, 32), mc),
-          v128.and(v128.load(v, 80), m6), q6rTop(v128.load(v, 48), v128.load(v, 64), v128.load(v, 80), mc),
-          v128.and(v128.load(v, 128), m6), q6rTop(v128.load(v, 96), v128.load(v, 112), v128.load(v, 128), mc),
-          v128.and(v128.load(v, 176), m6), q6rTop(v128.load(v, 144), v128.load(v, 160), v128.load(v, 176), mc),
-        );
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dd, v128.load32_splat(xa + (b << 2)))));
-        b++;
-      }
+      // Unrolled so that each block's offsets are constants.
+      acc = q6rStep(acc, p, 0, dd, xa, xb, x8, x16, xt, t, m6, mc, m8);
+      acc = q6rStep(acc, p, 1, dd, xa, xb, x8, x16, xt, t, m6, mc, m8);
+      acc = q6rStep(acc, p, 2, dd, xa, xb, x8, x16, xt, t, m6, mc, m8);
+      acc = q6rStep(acc, p, 3, dd, xa, xb, x8, x16, xt, t, m6, mc, m8);
+      acc = q6rStep(acc, p, 4, dd, xa, xb, x8, x16, xt, t, m6, mc, m8);
+      acc = q6rStep(acc, p, 5, dd, xa, xb, x8, x16, xt, t, m6, mc, m8);
+      acc = q6rStep(acc, p, 6, dd, xa, xb, x8, x16, xt, t, m6, mc, m8);
+      acc = q6rStep(acc, p, 7, dd, xa, xb, x8, x16, xt, t, m6, mc, m8);
       p += 840;
     }
     storeRows(out, r0, rows, acc);
