@@ -184,15 +184,18 @@ const Q6R_CONST: usize = memory.data<u8>([
 ], 16);
 
 // Row r's two 16-wide halves of 32-block b (0..7) of the Q6R superblock
-// column at p: lo = values 0..15, hi = 16..31 (0..63 each).
-@inline function q6rLo(p: usize, b: usize, r: usize, m6: v128): v128 {
-  const v = p + Q6R_Q + (b >> 1) * 192 + r * 48;
-  return v128.and(v128.load(v + ((b & 1) << 5)), m6);
+// column at p: lo = values 0..15, hi = 16..31 (0..63 each). An odd block
+// reads V3 once for both: u = q6rRaw(...), lo = q6rLo(u), hi = q6rHi(..., u).
+@inline function q6rRaw(p: usize, b: usize, r: usize): v128 {
+  return v128.load(p + Q6R_Q + (b >> 1) * 192 + r * 48 + ((b & 1) << 5));
 }
-@inline function q6rHi(p: usize, b: usize, r: usize, m6: v128, mc: v128): v128 {
+@inline function q6rLo(u: v128, m6: v128): v128 {
+  return v128.and(u, m6);
+}
+@inline function q6rHi(p: usize, b: usize, r: usize, u: v128, m6: v128, mc: v128): v128 {
   const v = p + Q6R_Q + (b >> 1) * 192 + r * 48;
   if ((b & 1) == 0) return v128.and(v128.load(v, 16), m6);
-  return q6rTop(v128.load(v), v128.load(v, 16), v128.load(v, 32), mc);
+  return q6rTop(v128.load(v), v128.load(v, 16), u, mc);
 }
 
 // Relaxed builds, one 32-block of four rows: each row's two 16-wide halves
@@ -207,10 +210,12 @@ const Q6R_CONST: usize = memory.data<u8>([
 // (and the next block's) loads above them and spilling.
 @inline function q6rBlockRelaxed(p: usize, b: usize, xb: usize, xt: usize, t: usize, m6: v128, mc: v128): v128 {
   const xl = v128.load(xb), xh = v128.load(xb, 16);
-  v128.store(t, q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xl, q6rLo(p, b, 0, m6)), i16x8.relaxed_dot_i8x16_i7x16_s(xl, q6rLo(p, b, 1, m6))));
-  v128.store(t, q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xh, q6rHi(p, b, 0, m6, mc)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, q6rHi(p, b, 1, m6, mc))), 16);
-  const c0 = q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xl, q6rLo(p, b, 2, m6)), i16x8.relaxed_dot_i8x16_i7x16_s(xl, q6rLo(p, b, 3, m6)));
-  const c1 = q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xh, q6rHi(p, b, 2, m6, mc)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, q6rHi(p, b, 3, m6, mc)));
+  const u0 = q6rRaw(p, b, 0), u1 = q6rRaw(p, b, 1);
+  v128.store(t, q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xl, q6rLo(u0, m6)), i16x8.relaxed_dot_i8x16_i7x16_s(xl, q6rLo(u1, m6))));
+  v128.store(t, q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xh, q6rHi(p, b, 0, u0, m6, mc)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, q6rHi(p, b, 1, u1, m6, mc))), 16);
+  const u2 = q6rRaw(p, b, 2), u3 = q6rRaw(p, b, 3);
+  const c0 = q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xl, q6rLo(u2, m6)), i16x8.relaxed_dot_i8x16_i7x16_s(xl, q6rLo(u3, m6)));
+  const c1 = q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xh, q6rHi(p, b, 2, u2, m6, mc)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, q6rHi(p, b, 3, u3, m6, mc)));
   const a0 = v128.load(t), a1 = v128.load(t, 16);
   const s0 = i16x8.sub(i16x8.add(i32x4.shuffle(a0, c0, 0, 1, 4, 5), i32x4.shuffle(a0, c0, 2, 3, 6, 7)), v128.load(xt));
   const s1 = i16x8.sub(i16x8.add(i32x4.shuffle(a1, c1, 0, 1, 4, 5), i32x4.shuffle(a1, c1, 2, 3, 6, 7)), v128.load(xt, 16));
@@ -232,12 +237,14 @@ const Q6R_CONST: usize = memory.data<u8>([
 
 @inline function q6rBlockSimd(p: usize, b: usize, x16: usize, xt: usize, t: usize, m6: v128, mc: v128, m8: v128): v128 {
   const x0 = v128.load(x16), x1 = v128.load(x16, 16), x2 = v128.load(x16, 32), x3 = v128.load(x16, 48);
-  v128.store(t, q6rHalfSimd(q6rLo(p, b, 0, m6), x0, x1, m8));
-  v128.store(t, q6rHalfSimd(q6rLo(p, b, 1, m6), x0, x1, m8), 16);
-  v128.store(t, q6rHalfSimd(q6rHi(p, b, 0, m6, mc), x2, x3, m8), 32);
-  v128.store(t, q6rHalfSimd(q6rHi(p, b, 1, m6, mc), x2, x3, m8), 48);
-  const l2 = q6rHalfSimd(q6rLo(p, b, 2, m6), x0, x1, m8), l3 = q6rHalfSimd(q6rLo(p, b, 3, m6), x0, x1, m8);
-  const h2 = q6rHalfSimd(q6rHi(p, b, 2, m6, mc), x2, x3, m8), h3 = q6rHalfSimd(q6rHi(p, b, 3, m6, mc), x2, x3, m8);
+  const u0 = q6rRaw(p, b, 0), u1 = q6rRaw(p, b, 1);
+  v128.store(t, q6rHalfSimd(q6rLo(u0, m6), x0, x1, m8));
+  v128.store(t, q6rHalfSimd(q6rLo(u1, m6), x0, x1, m8), 16);
+  v128.store(t, q6rHalfSimd(q6rHi(p, b, 0, u0, m6, mc), x2, x3, m8), 32);
+  v128.store(t, q6rHalfSimd(q6rHi(p, b, 1, u1, m6, mc), x2, x3, m8), 48);
+  const u2 = q6rRaw(p, b, 2), u3 = q6rRaw(p, b, 3);
+  const l2 = q6rHalfSimd(q6rLo(u2, m6), x0, x1, m8), l3 = q6rHalfSimd(q6rLo(u3, m6), x0, x1, m8);
+  const h2 = q6rHalfSimd(q6rHi(p, b, 2, u2, m6, mc), x2, x3, m8), h3 = q6rHalfSimd(q6rHi(p, b, 3, u3, m6, mc), x2, x3, m8);
   const s0 = i32x4.sub(reduce4(v128.load(t), v128.load(t, 16), l2, l3), v128.load(xt));
   const s1 = i32x4.sub(reduce4(v128.load(t, 32), v128.load(t, 48), h2, h3), v128.load(xt, 16));
   const sv = v128.load8x8_s(p + Q6R_SC + (b << 3));
