@@ -15,9 +15,9 @@
 // scale. Few tokens (and the SIMD and scalar builds): one matvec per token.
 
 import { FUSED, scratchBase, h2f } from "./common";
-import { MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, transposeQuads, smallTail } from "./quant";
+import { MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, smallTail } from "./quant";
 import { matvecsPerToken } from "./kquant";
-import { Q6R_SC, Q6R_Q, q6rTop } from "./q6matvec";
+import { Q6R_SC, q6rQuads } from "./q6matvec";
 
 export function matmul_q6r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
   if (!ASC_FEATURE_RELAXED_SIMD) {
@@ -46,18 +46,30 @@ export function matmul_q6r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: 
 @inline const Q6_TAB: usize = 256 * 1024;
 
 // Block k (0..7) of Q6R superblock column p of the four rows: values
-// (0..63) to ws, scales to MM_DW (q6matvec.ts's layout and unpacking).
+// (0..63) to ws (relaxed: row r's 32 at 32r, the quads transposed back) or
+// to MM_QT (fused: Q6R's quads are already the four rows side by side),
+// scales to MM_DW (q6matvec.ts's layout and unpacking).
 @inline function q6Unpack(ws: usize, p: usize, k: i32, m6: v128, mc: v128, relaxed: bool): void {
-  const q = p + Q6R_Q + <usize>(k >> 1) * 192;
-  for (let r: usize = 0; r < 4; r++) {
-    const v = q + r * 48;
-    if ((k & 1) == 0) {
-      v128.store(ws + (r << 5), v128.and(v128.load(v), m6));
-      v128.store(ws + (r << 5), v128.and(v128.load(v, 16), m6), 16);
+  for (let h: usize = 0; h < 2; h++) {
+    const q0 = q6rQuads(p, k, h, 0, m6, mc), q1 = q6rQuads(p, k, h, 1, m6, mc);
+    const q2 = q6rQuads(p, k, h, 2, m6, mc), q3 = q6rQuads(p, k, h, 3, m6, mc);
+    if (relaxed) {
+      const t0 = i32x4.shuffle(q0, q1, 0, 4, 1, 5), t1 = i32x4.shuffle(q0, q1, 2, 6, 3, 7);
+      const t2 = i32x4.shuffle(q2, q3, 0, 4, 1, 5), t3 = i32x4.shuffle(q2, q3, 2, 6, 3, 7);
+      const o = ws + (h << 4);
+      v128.store(o, i64x2.shuffle(t0, t2, 0, 2));
+      v128.store(o, i64x2.shuffle(t0, t2, 1, 3), 32);
+      v128.store(o, i64x2.shuffle(t1, t3, 0, 2), 64);
+      v128.store(o, i64x2.shuffle(t1, t3, 1, 3), 96);
     } else {
-      v128.store(ws + (r << 5), v128.and(v128.load(v, 32), m6));
-      v128.store(ws + (r << 5), q6rTop(v128.load(v), v128.load(v, 16), v128.load(v, 32), mc), 16);
+      const o = ws + MM_QT + (h << 6);
+      v128.store(o, q0);
+      v128.store(o, q1, 16);
+      v128.store(o, q2, 32);
+      v128.store(o, q3, 48);
     }
+  }
+  for (let r: usize = 0; r < 4; r++) {
     for (let half: usize = 0; half < 2; half++) {
       const sc = <i32>load<i8>(p + Q6R_SC + ((<usize>(k << 1) + half) << 2) + r);
       if (relaxed) {
@@ -225,7 +237,6 @@ function matmulQ6Tiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out:
         for (let r: usize = 0; r < 4; r++) store<f32>(ws + MM_DW + (r << 2), h2f(load<u16>(p + (r << 1))));
         for (let k = 0; k < 8; k++) {
           q6Unpack(ws, p, k, m6, mc, !FUSED);
-          if (FUSED) transposeQuads(ws);
           const b = (sb << 3) + <usize>k;
           let xg = xg0 + b * (FUSED ? Q8B_QUAD : Q8B_PAIRS);
           let tg = tab + b * (tStride / nb);

@@ -11,19 +11,27 @@
 // 840 bytes, the four GGUF blocks' bytes rearranged:
 //   [0, 8)     d of rows 0..3 (f16)
 //   [8, 72)    scale of 16-wide sub-block j, row r at 8 + 4j + r (int8)
-//   [72, 840)  the six-bit values: per pair of 32-blocks (2m, 2m+1) 192
-//              bytes, row r's 48 at 72 + 192m + 48r as three vectors
-//              V1, V2, V3: byte i of V1 = q[2m][i], of V2 = q[2m][16+i],
-//              of V3 = q[2m+1][i] in bits 0..5; q[2m+1][16+i] split over
-//              their bits 6..7 (bits 0-1 in V1, 2-3 in V2, 4-5 in V3).
-// Why: a 32-block's values unpack with 2 ANDs (even block) or 1 AND and 8
-// operations (odd block) instead of ~9 operations and 4 loads from the GGUF
-// ql/qh split, and the four rows' scales of a 32-block are one 8-byte load.
-// The same 840 bytes per group as the four GGUF rows, so a range of whole
-// groups repacks in place on its own (the loader repacks as bytes arrive).
+//   [72, 840)  the six-bit values, per pair of 32-blocks (2m, 2m+1) 192
+//              bytes at 72 + 192m: twelve vectors S(k, j) at + 64k + 16j
+//              (k = 0..2, j = 0..3). Bytes 4r..4r+3 of S(k, j) hold, in
+//              bits 0..5, values 4j..4j+3 of row r in the 16-wide half
+//              k = 0: block 2m's first half, 1: its second, 2: block
+//              2m+1's first; their bits 6..7 hold block 2m+1's second
+//              half at the same place (value bits 0-1 in S(0, j), 2-3 in
+//              S(1, j), 4-5 in S(2, j)).
+// Why: a half's four vectors S(k, 0..3) are four rows side by side by
+// quads, so a relaxed dot of one with a splatted activation quad puts two
+// rows' pair sums in its lanes, and adding the four dots leaves each lane
+// the sum over one row's even or odd pairs: the 4-row reduction costs 3 adds
+// per half instead of 9 shuffles and adds. A block's values unpack with one
+// AND per vector (the odd block's second half: 8 operations), the four rows'
+// scales are one 8-byte load, and the fused matmul's block transposed by
+// quads is the layout itself. The same 840 bytes per group as the four GGUF
+// rows, so a range of whole groups repacks in place on its own (the loader
+// repacks as bytes arrive).
 
 import { scratchBase, h2f, h2f_x4c, VCONST, VC_HMASK, VC_HMUL, q8aQ8Off, q8aQ16Off } from "./common";
-import { storeRows, reduce4 } from "./quant";
+import { storeRows } from "./quant";
 
 // @ts-ignore: decorator
 @inline export const Q6R_SC: usize = 8;
@@ -57,6 +65,12 @@ export function q6r_bytes(rows: i32, cols: i32): usize {
   return lo | (((H >> (<u64>k << 1)) & LOW2) << 4);
 }
 
+// Eight values (two quads) of one row: quad 2w to S(k, 2w), 2w+1 to S(k, 2w+1).
+@inline function q6rStoreQuads(p: usize, v: u64): void {
+  store<u32>(p, <u32>v);
+  store<u32>(p + 16, <u32>(v >> 32));
+}
+
 // GGUF Q6_K rows -> Q6R; dst == src (in place, dst sized q6r_bytes) or
 // disjoint. Eight values at a time in 64-bit words, the same code in every
 // build.
@@ -76,14 +90,14 @@ export function repack_q6_k(src: usize, dst: usize, rows: i32, cols: i32): void 
         store<u16>(o + (r << 1), load<u16>(p, 208));
         for (let j: usize = 0; j < 16; j++) store<i8>(o + Q6R_SC + (j << 2) + r, load<i8>(p + 192 + j));
         for (let m: usize = 0; m < 4; m++) {
-          const v = o + Q6R_Q + m * 192 + r * 48;
+          const v = o + Q6R_Q + m * 192 + (r << 2);
           const b = m << 1;
           for (let w: usize = 0; w < 2; w++) {
             const l = w << 3;
             const e = ggufQ6x8(p, b + 1, 16 + l);
-            store<u64>(v + l, ggufQ6x8(p, b, l) | ((e & LOW2) << 6));
-            store<u64>(v + 16 + l, ggufQ6x8(p, b, 16 + l) | (((e >> 2) & LOW2) << 6));
-            store<u64>(v + 32 + l, ggufQ6x8(p, b + 1, l) | (((e >> 4) & LOW2) << 6));
+            q6rStoreQuads(v + (w << 5), ggufQ6x8(p, b, l) | ((e & LOW2) << 6));
+            q6rStoreQuads(v + 64 + (w << 5), ggufQ6x8(p, b, 16 + l) | (((e >> 2) & LOW2) << 6));
+            q6rStoreQuads(v + 128 + (w << 5), ggufQ6x8(p, b + 1, l) | (((e >> 4) & LOW2) << 6));
           }
         }
       }
@@ -103,11 +117,11 @@ export function matvec_q6r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: u
 // Value l (0..31) of 32-block b (0..7) of row r in the Q6R superblock
 // column at p, minus 32.
 @inline function q6rAt(p: usize, r: usize, b: usize, l: usize): i32 {
-  const v = p + Q6R_Q + (b >> 1) * 192 + r * 48;
-  if ((b & 1) == 0) return (<i32>load<u8>(v + l) & 63) - 32;
-  if (l < 16) return (<i32>load<u8>(v + 32 + l) & 63) - 32;
-  const i = l - 16;
-  return ((<i32>load<u8>(v + i) >> 6) | ((<i32>load<u8>(v + 16 + i) >> 6) << 2) | ((<i32>load<u8>(v + 32 + i) >> 6) << 4)) - 32;
+  const i = l & 15;
+  const v = p + Q6R_Q + (b >> 1) * 192 + ((i >> 2) << 4) + (r << 2) + (i & 3);
+  if ((b & 1) == 0) return (<i32>load<u8>(v + ((l >> 4) << 6)) & 63) - 32;
+  if (l < 16) return (<i32>load<u8>(v + 128) & 63) - 32;
+  return ((<i32>load<u8>(v) >> 6) | ((<i32>load<u8>(v + 64) >> 6) << 2) | ((<i32>load<u8>(v + 128) >> 6) << 4)) - 32;
 }
 
 export function matvecQ6rScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
@@ -136,7 +150,7 @@ export function matvecQ6rScalar(w: usize, rows: i32, cols: i32, xa: usize, out: 
   }
 }
 
-// Bits 6..7 of V1, V2, V3 -> the odd block's second 16 values (0..63).
+// Bits 6..7 of S(0, j), S(1, j), S(2, j) -> the odd block's second half (0..63).
 @inline export function q6rTop(v1: v128, v2: v128, v3: v128, mc: v128): v128 {
   return v128.or(
     v128.or(i16x8.shr_u(v128.and(v1, mc), 6), i16x8.shr_u(v128.and(v2, mc), 4)),
@@ -144,10 +158,19 @@ export function matvecQ6rScalar(w: usize, rows: i32, cols: i32, xa: usize, out: 
   );
 }
 
+// The four rows' values 4j..4j+3 of half h of block b (0..7) of the Q6R
+// superblock column at p, side by side (row r at bytes 4r..4r+3).
+@inline export function q6rQuads(p: usize, b: usize, h: usize, j: usize, m6: v128, mc: v128): v128 {
+  const v = p + Q6R_Q + (b >> 1) * 192 + (j << 4);
+  if ((b & 1) == 0) return v128.and(v128.load(v + (h << 6)), m6);
+  if (h == 0) return v128.and(v128.load(v, 128), m6);
+  return q6rTop(v128.load(v), v128.load(v, 64), v128.load(v, 128), mc);
+}
+
 // Per-call table of 32*sum(x) per 32-block and 16-wide half, two vectors per
 // block. Relaxed: int16 lanes [e, o, e, o, ...], e over the pairs 0, 2, 4, 6
-// and o over 1, 3, 5, 7 (what q6rReduce's lanes sum); SIMD: the half's whole
-// sum in every int32 lane.
+// and o over 1, 3, 5, 7 (what q6rHalfRelaxed's lanes sum); SIMD: the half's
+// whole sum in every int32 lane.
 function q6rTable(x8: usize, nb: usize, xt: usize): void {
   for (let j: usize = 0; j < (nb << 5); j += 16) {
     const p = i16x8.extadd_pairwise_i8x16_s(v128.load(x8 + j));
@@ -160,12 +183,6 @@ function q6rTable(x8: usize, nb: usize, xt: usize): void {
       v128.store(xt + j, i32x4.shl(i32x4.add(t, i32x4.shuffle(t, t, 1, 0, 3, 2)), 5));
     }
   }
-}
-
-// Two rows' int16 pair sums -> [r0: p0+p4, r1: p0+p4, r0: p2+p6, r1: p2+p6] in
-// int16 pairs (the first step of reduce4i16 in quant.ts).
-@inline function q6rPair(a: v128, b: v128): v128 {
-  return i16x8.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
 }
 
 // Masks in static memory: loaded once per call they stay in registers
@@ -183,42 +200,33 @@ const Q6R_CONST: usize = memory.data<u8>([
   0xff, 0, 0xff, 0, 0xff, 0, 0xff, 0, 0xff, 0, 0xff, 0, 0xff, 0, 0xff, 0,
 ], 16);
 
-// Row r's two 16-wide halves of 32-block b (0..7) of the Q6R superblock
-// column at p: lo = values 0..15, hi = 16..31 (0..63 each). An odd block
-// reads V3 once for both: u = q6rRaw(...), lo = q6rLo(u), hi = q6rHi(..., u).
-@inline function q6rRaw(p: usize, b: usize, r: usize): v128 {
-  return v128.load(p + Q6R_Q + (b >> 1) * 192 + r * 48 + ((b & 1) << 5));
-}
-@inline function q6rLo(u: v128, m6: v128): v128 {
-  return v128.and(u, m6);
-}
-@inline function q6rHi(p: usize, b: usize, r: usize, u: v128, m6: v128, mc: v128): v128 {
-  const v = p + Q6R_Q + (b >> 1) * 192 + r * 48;
-  if ((b & 1) == 0) return v128.and(v128.load(v, 16), m6);
-  return q6rTop(v128.load(v), v128.load(v, 16), u, mc);
+// Relaxed builds, half h of block b, four rows: quad j of the activations
+// (x[4j..4j+3] splatted) against S(., j), whose lanes are then
+// [r0: pair 2j, r0: pair 2j+1, r1: ..., r3: pair 2j+1] (values 0..63, the
+// 7-bit operand; |pair| <= 2*63*127); the four dots added in wrapping int16
+// give [r0e, r0o, r1e, ..., r3o], the sums over each row's even and odd
+// pairs, and subtracting the table's 32*sum(x) of the same eight values
+// leaves sum (q - 32) x over eight values, at most 8*32*127 = 32512: the
+// wrapped lanes are exact.
+@inline function q6rHalfRelaxed(p: usize, b: usize, h: usize, xq: usize, xt: usize, t: usize, m6: v128, mc: v128): v128 {
+  const d0 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq), q6rQuads(p, b, h, 0, m6, mc));
+  const d1 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 4), q6rQuads(p, b, h, 1, m6, mc));
+  // Stores to scratch order the loads after them: V8 would otherwise load
+  // all of a block's quads first and spill them.
+  const a = i16x8.add(d0, d1);
+  v128.store(t, a, 16);
+  const d2 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 8), q6rQuads(p, b, h, 2, m6, mc));
+  const d3 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 12), q6rQuads(p, b, h, 3, m6, mc));
+  const s = i16x8.sub(i16x8.add(a, i16x8.add(d2, d3)), v128.load(xt));
+  v128.store(t, s, 32);
+  return s;
 }
 
-// Relaxed builds, one 32-block of four rows: each row's two 16-wide halves
-// are relaxed dots (values 0..63, the 7-bit operand; |pair| <= 2*63*127),
-// the four rows' halves are added in wrapping int16 to
-// [r0e, r0o, r1e, r1o, r2e, r2o, r3e, r3o] (eight values each), and the
-// table's 32*sum(x) of the same eight values is subtracted: the result,
-// sum (q - 32) x over eight values, is at most 8*32*127 = 32512, so the
-// wrapped int16 lanes are exact. One dot with the rows' scales
-// [s0, s0, s1, s1, ...] per half widens and scales them. Rows 0-1's partial
-// sums pass through scratch t: the stores keep V8 from hoisting rows 2-3's
-// (and the next block's) loads above them and spilling.
-@inline function q6rBlockRelaxed(p: usize, b: usize, xb: usize, xt: usize, t: usize, m6: v128, mc: v128): v128 {
-  const xl = v128.load(xb), xh = v128.load(xb, 16);
-  const u0 = q6rRaw(p, b, 0), u1 = q6rRaw(p, b, 1);
-  v128.store(t, q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xl, q6rLo(u0, m6)), i16x8.relaxed_dot_i8x16_i7x16_s(xl, q6rLo(u1, m6))));
-  v128.store(t, q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xh, q6rHi(p, b, 0, u0, m6, mc)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, q6rHi(p, b, 1, u1, m6, mc))), 16);
-  const u2 = q6rRaw(p, b, 2), u3 = q6rRaw(p, b, 3);
-  const c0 = q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xl, q6rLo(u2, m6)), i16x8.relaxed_dot_i8x16_i7x16_s(xl, q6rLo(u3, m6)));
-  const c1 = q6rPair(i16x8.relaxed_dot_i8x16_i7x16_s(xh, q6rHi(p, b, 2, u2, m6, mc)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, q6rHi(p, b, 3, u3, m6, mc)));
-  const a0 = v128.load(t), a1 = v128.load(t, 16);
-  const s0 = i16x8.sub(i16x8.add(i32x4.shuffle(a0, c0, 0, 1, 4, 5), i32x4.shuffle(a0, c0, 2, 3, 6, 7)), v128.load(xt));
-  const s1 = i16x8.sub(i16x8.add(i32x4.shuffle(a1, c1, 0, 1, 4, 5), i32x4.shuffle(a1, c1, 2, 3, 6, 7)), v128.load(xt, 16));
+// One dot per half with the rows' scales [s0, s0, s1, s1, ...] widens and
+// scales the eight-value sums: [s_r] per row in int32.
+@inline function q6rBlockRelaxed(p: usize, b: usize, xq: usize, xt: usize, t: usize, m6: v128, mc: v128): v128 {
+  const s0 = q6rHalfRelaxed(p, b, 0, xq, xt, t, m6, mc);
+  const s1 = q6rHalfRelaxed(p, b, 1, xq + 16, xt + 16, t, m6, mc);
   const sv = v128.load8x8_s(p + Q6R_SC + (b << 3));
   return i32x4.add(
     i32x4.dot_i16x8_s(s0, i16x8.shuffle(sv, sv, 0, 0, 1, 1, 2, 2, 3, 3)),
@@ -226,40 +234,40 @@ const Q6R_CONST: usize = memory.data<u8>([
   );
 }
 
-// SIMD build, one 32-block of four rows: the values widened to int16 against
-// Q8A's permuted int16 section (even bytes: x0, x2, ..; odd: x1, x3, ..),
-// each half's raw sum q*x in int32 (|.| <= 16*63*127), the four rows reduced,
-// the table's 32*sum(x) subtracted, times the int32 scales. Rows 0-1 through
-// scratch as above.
-@inline function q6rHalfSimd(q: v128, xe: v128, xo: v128, m8: v128): v128 {
-  return i32x4.add(i32x4.dot_i16x8_s(v128.and(q, m8), xe), i32x4.dot_i16x8_s(i16x8.shr_u(q, 8), xo));
+// SIMD build, half h: the quads' even bytes (values 4j, 4j+2 of each row) and
+// odd bytes (4j+1, 4j+3) as int16 against Q8A's permuted int16 section
+// (x0, x2, .. | x1, x3, ..: x[4j], x[4j+2] are one int32 there, splatted):
+// each dot's int32 lanes are the four rows, so the rows need no reduction.
+// Raw sum q*x per row (|.| <= 16*63*127), minus the table's 32*sum(x).
+@inline function q6rHalfSimd(p: usize, b: usize, h: usize, xs: usize, xt: usize, m6: v128, mc: v128, m8: v128): v128 {
+  let s = i32x4.splat(0);
+  for (let j: usize = 0; j < 4; j++) {
+    const q = q6rQuads(p, b, h, j, m6, mc);
+    s = i32x4.add(s, i32x4.add(
+      i32x4.dot_i16x8_s(v128.and(q, m8), v128.load32_splat(xs + (j << 2))),
+      i32x4.dot_i16x8_s(i16x8.shr_u(q, 8), v128.load32_splat(xs + 16 + (j << 2))),
+    ));
+  }
+  return i32x4.sub(s, v128.load(xt));
 }
 
-@inline function q6rBlockSimd(p: usize, b: usize, x16: usize, xt: usize, t: usize, m6: v128, mc: v128, m8: v128): v128 {
-  const x0 = v128.load(x16), x1 = v128.load(x16, 16), x2 = v128.load(x16, 32), x3 = v128.load(x16, 48);
-  const u0 = q6rRaw(p, b, 0), u1 = q6rRaw(p, b, 1);
-  v128.store(t, q6rHalfSimd(q6rLo(u0, m6), x0, x1, m8));
-  v128.store(t, q6rHalfSimd(q6rLo(u1, m6), x0, x1, m8), 16);
-  v128.store(t, q6rHalfSimd(q6rHi(p, b, 0, u0, m6, mc), x2, x3, m8), 32);
-  v128.store(t, q6rHalfSimd(q6rHi(p, b, 1, u1, m6, mc), x2, x3, m8), 48);
-  const u2 = q6rRaw(p, b, 2), u3 = q6rRaw(p, b, 3);
-  const l2 = q6rHalfSimd(q6rLo(u2, m6), x0, x1, m8), l3 = q6rHalfSimd(q6rLo(u3, m6), x0, x1, m8);
-  const h2 = q6rHalfSimd(q6rHi(p, b, 2, u2, m6, mc), x2, x3, m8), h3 = q6rHalfSimd(q6rHi(p, b, 3, u3, m6, mc), x2, x3, m8);
-  const s0 = i32x4.sub(reduce4(v128.load(t), v128.load(t, 16), l2, l3), v128.load(xt));
-  const s1 = i32x4.sub(reduce4(v128.load(t, 32), v128.load(t, 48), h2, h3), v128.load(xt, 16));
+@inline function q6rBlockSimd(p: usize, b: usize, x16: usize, xt: usize, m6: v128, mc: v128, m8: v128): v128 {
+  const s0 = q6rHalfSimd(p, b, 0, x16, xt, m6, mc, m8);
+  const s1 = q6rHalfSimd(p, b, 1, x16 + 32, xt + 16, m6, mc, m8);
   const sv = v128.load8x8_s(p + Q6R_SC + (b << 3));
   return i32x4.add(i32x4.mul(s0, i32x4.extend_low_i16x8_s(sv)), i32x4.mul(s1, i32x4.extend_high_i16x8_s(sv)));
 }
 
-// acc + f32(s) * (d_w * d_x) for block b (0..7) of the superblock column at p;
-// the store of acc orders the next block's loads after this block's work.
+// acc + f32(s) * (d_w * d_x) for block b (0..7) of the superblock column at
+// p; the store of acc to scratch orders the next block's loads after this
+// block's work (V8 would hoist them and spill).
 @inline function q6rStep(acc: v128, p: usize, b: usize, dd: v128, xa: usize, xb: usize, x8: usize, x16: usize, xt: usize, t: usize, m6: v128, mc: v128, m8: v128): v128 {
   const g = xb + b;
   const s = ASC_FEATURE_RELAXED_SIMD
     ? q6rBlockRelaxed(p, b, x8 + (g << 5), xt + (g << 5), t, m6, mc)
-    : q6rBlockSimd(p, b, x16 + (g << 6), xt + (g << 5), t, m6, mc, m8);
+    : q6rBlockSimd(p, b, x16 + (g << 6), xt + (g << 5), m6, mc, m8);
   const a = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dd, v128.load32_splat(xa + (g << 2)))));
-  v128.store(t, a, 64);
+  v128.store(t, a);
   return a;
 }
 
