@@ -239,21 +239,25 @@ const Q6R_CONST: usize = memory.data<u8>([
 // (x0, x2, .. | x1, x3, ..: x[4j], x[4j+2] are one int32 there, splatted):
 // each dot's int32 lanes are the four rows, so the rows need no reduction.
 // Raw sum q*x per row (|.| <= 16*63*127), minus the table's 32*sum(x).
-@inline function q6rHalfSimd(p: usize, b: usize, h: usize, xs: usize, xt: usize, m6: v128, mc: v128, m8: v128): v128 {
-  let s = i32x4.splat(0);
-  for (let j: usize = 0; j < 4; j++) {
-    const q = q6rQuads(p, b, h, j, m6, mc);
-    s = i32x4.add(s, i32x4.add(
-      i32x4.dot_i16x8_s(v128.and(q, m8), v128.load32_splat(xs + (j << 2))),
-      i32x4.dot_i16x8_s(i16x8.shr_u(q, 8), v128.load32_splat(xs + 16 + (j << 2))),
-    ));
-  }
-  return i32x4.sub(s, v128.load(xt));
+@inline function q6rQuadSimd(p: usize, b: usize, h: usize, j: usize, xs: usize, m6: v128, mc: v128, m8: v128): v128 {
+  const q = q6rQuads(p, b, h, j, m6, mc);
+  return i32x4.add(
+    i32x4.dot_i16x8_s(v128.and(q, m8), v128.load32_splat(xs + (j << 2))),
+    i32x4.dot_i16x8_s(i16x8.shr_u(q, 8), v128.load32_splat(xs + 16 + (j << 2))),
+  );
 }
 
-@inline function q6rBlockSimd(p: usize, b: usize, x16: usize, xt: usize, m6: v128, mc: v128, m8: v128): v128 {
-  const s0 = q6rHalfSimd(p, b, 0, x16, xt, m6, mc, m8);
-  const s1 = q6rHalfSimd(p, b, 1, x16 + 32, xt + 16, m6, mc, m8);
+@inline function q6rHalfSimd(p: usize, b: usize, h: usize, xs: usize, xt: usize, t: usize, m6: v128, mc: v128, m8: v128): v128 {
+  const a = i32x4.add(q6rQuadSimd(p, b, h, 0, xs, m6, mc, m8), q6rQuadSimd(p, b, h, 1, xs, m6, mc, m8));
+  v128.store(t, a, 16); // orders the loads after it, as in q6rHalfRelaxed
+  const s = i32x4.sub(i32x4.add(a, i32x4.add(q6rQuadSimd(p, b, h, 2, xs, m6, mc, m8), q6rQuadSimd(p, b, h, 3, xs, m6, mc, m8))), v128.load(xt));
+  v128.store(t, s, 32);
+  return s;
+}
+
+@inline function q6rBlockSimd(p: usize, b: usize, x16: usize, xt: usize, t: usize, m6: v128, mc: v128, m8: v128): v128 {
+  const s0 = q6rHalfSimd(p, b, 0, x16, xt, t, m6, mc, m8);
+  const s1 = q6rHalfSimd(p, b, 1, x16 + 32, xt + 16, t, m6, mc, m8);
   const sv = v128.load8x8_s(p + Q6R_SC + (b << 3));
   return i32x4.add(i32x4.mul(s0, i32x4.extend_low_i16x8_s(sv)), i32x4.mul(s1, i32x4.extend_high_i16x8_s(sv)));
 }
@@ -265,7 +269,7 @@ const Q6R_CONST: usize = memory.data<u8>([
   const g = xb + b;
   const s = ASC_FEATURE_RELAXED_SIMD
     ? q6rBlockRelaxed(p, b, x8 + (g << 5), xt + (g << 5), t, m6, mc)
-    : q6rBlockSimd(p, b, x16 + (g << 6), xt + (g << 5), m6, mc, m8);
+    : q6rBlockSimd(p, b, x16 + (g << 6), xt + (g << 5), t, m6, mc, m8);
   const a = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dd, v128.load32_splat(xa + (g << 2)))));
   v128.store(t, a);
   return a;
