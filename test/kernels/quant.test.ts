@@ -440,6 +440,28 @@ describe("Q8_0 extremes", () => {
   });
 });
 
+/** Six-bit value (0..63) of element e of row r's superblock sb, from the GGUF Q6_K block (docs/model.md). */
+function ggufQ6Value(bytes: Uint8Array, nsb: number, r: number, sb: number, e: number): number {
+  const o = (r * nsb + sb) * 210;
+  const h = e >> 7, k = (e >> 5) & 3, l = e & 31;
+  const qlb = bytes[o + h * 64 + (k & 1) * 32 + l];
+  const qhb = bytes[o + 128 + h * 32 + l];
+  return (k >= 2 ? qlb >> 4 : qlb & 15) | (((qhb >> (2 * k)) & 3) << 4);
+}
+
+/**
+ * The same element read from Q6R bytes as docs/kernels.md (Memory layouts, Q6R) describes them:
+ * group g, superblock column sb at (g*nsb + sb)*840; in it, block pair m at 72 + 192m, vector
+ * S(k, j) at + 64k + 16j, row r's quad at bytes 4r..4r+3.
+ */
+function q6rValue(q6r: Uint8Array, nsb: number, r: number, sb: number, e: number): number {
+  const blk = e >> 5, l = e & 31, half = l >> 4, i = l & 15;
+  const at = (k: number) => q6r[((r >> 2) * nsb + sb) * 840 + 72 + 192 * (blk >> 1) + 64 * k + 16 * (i >> 2) + 4 * (r & 3) + (i & 3)];
+  if (blk % 2 === 0) return at(half) & 63;
+  if (half === 0) return at(2) & 63;
+  return (at(0) >> 6) | ((at(1) >> 6) << 2) | ((at(2) >> 6) << 4);
+}
+
 describe("Q6_K matvec (GGUF layout and Q6R)", () => {
   it("extremes (six-bit values 0 and 63, scales -128 and 127, activations +-127) == exact TS emulation in every build", () => {
     const rows = 5, cols = 512;
@@ -498,6 +520,72 @@ describe("Q6_K matvec (GGUF layout and Q6R)", () => {
     expect(bitsEqual(outs[0], outs[1])).toBe(true);
     expect(bitsEqual(outs[1], q6Emulate(bytes, rows, cols, x))).toBe(true);
     expectWithinQuantBound(outs[0], w, rows, cols, x);
+  });
+
+  it("Q6R bytes are the documented layout (values, scales, d; a zero-padded last group), the same from every build", () => {
+    const rows = 7, cols = 512, nsb = cols / 256;
+    const { bytes } = randQ6K(rng(61), rows, cols);
+    const dv = new DataView(bytes.buffer);
+    const repacked = both().map((h) => {
+      const size = h.k.q6r_bytes(rows, cols) >>> 0;
+      const q6r = h.alloc(size);
+      h.k.repack_q6_k(h.putU8(bytes), q6r, rows, cols);
+      return h.u8(q6r, size);
+    });
+    expect(repacked[0]).toEqual(repacked[1]);
+    const q6r = repacked[0];
+    const qv = new DataView(q6r.buffer);
+    for (let r = 0; r < 8; r++) {
+      for (let sb = 0; sb < nsb; sb++) {
+        const o = ((r >> 2) * nsb + sb) * 840;
+        expect(qv.getUint16(o + 2 * (r & 3), true)).toBe(r < rows ? dv.getUint16((r * nsb + sb) * 210 + 208, true) : 0);
+        for (let j = 0; j < 16; j++) expect(qv.getInt8(o + 8 + 4 * j + (r & 3))).toBe(r < rows ? dv.getInt8((r * nsb + sb) * 210 + 192 + j) : 0);
+        for (let e = 0; e < 256; e++) expect(q6rValue(q6r, nsb, r, sb, e)).toBe(r < rows ? ggufQ6Value(bytes, nsb, r, sb, e) : 0);
+      }
+    }
+  });
+
+  it("a range of whole 4-row groups repacks in place on its own (as the loader repacks arriving bytes)", () => {
+    const rows = 11, cols = 768;
+    const { bytes } = randQ6K(rng(62), rows, cols);
+    const groupBytes = 4 * (cols / 256) * 210;
+    for (const h of both()) {
+      const size = h.k.q6r_bytes(rows, cols) >>> 0;
+      const whole = h.alloc(size);
+      h.k.repack_q6_k(h.putU8(bytes), whole, rows, cols);
+      const parts = h.alloc(size);
+      h.arena.u8(parts, bytes.length).set(bytes);
+      h.k.repack_q6_k(parts + groupBytes, parts + groupBytes, 4, cols); // group 1 first
+      h.k.repack_q6_k(parts + 2 * groupBytes, parts + 2 * groupBytes, rows - 8, cols); // the padded last group
+      h.k.repack_q6_k(parts, parts, 4, cols);
+      expect(h.u8(parts, size)).toEqual(h.u8(whole, size));
+    }
+  });
+
+  it("random extremes (values 0 or 63 and some between, scales -128 / 127 / any, activations +-127), 7 rows: == exact TS emulation in every build", () => {
+    const rows = 7, cols = 768;
+    const r = rng(63);
+    const bytes = new Uint8Array(rows * (cols / 256) * 210);
+    const dv = new DataView(bytes.buffer);
+    for (let i = 0; i < rows * (cols / 256); i++) {
+      const o = i * 210;
+      // Bytes 0x00 / 0xff give values 0 / 63 in every place; one byte in eight is anything.
+      for (let j = 0; j < 192; j++) bytes[o + j] = r() < 0.125 ? Math.floor(r() * 256) : r() < 0.5 ? 0 : 0xff;
+      for (let j = 0; j < 16; j++) dv.setInt8(o + 192 + j, [-128, 127, Math.floor(r() * 256) - 128][Math.floor(r() * 3)]);
+      dv.setUint16(o + 208, 0x2000 + Math.floor(r() * 512), true);
+    }
+    const x = new Float32Array(cols);
+    for (let j = 0; j < cols; j++) x[j] = r() < 0.5 ? 1 : -1; // every block's d is 1/127: all +-127
+    const want = q6Emulate(bytes, rows, cols, x);
+    for (const h of both()) {
+      const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
+      h.k.quantize_q8a(h.putF32(x), cols, xa);
+      const q6r = h.alloc(h.k.q6r_bytes(rows, cols) >>> 0);
+      h.k.repack_q6_k(h.putU8(bytes), q6r, rows, cols);
+      const out = h.alloc(rows * 4);
+      h.k.matvec_q6r_q8a(q6r, rows, cols, xa, out);
+      expect(bitsEqual(h.f32(out, rows), want), h.kind).toBe(true);
+    }
   });
 });
 
