@@ -30,7 +30,7 @@
 // rows, so a range of whole groups repacks in place on its own (the loader
 // repacks as bytes arrive).
 
-import { scratchBase, h2f, h2f_x4c, VCONST, VC_HMASK, VC_HMUL, q8aQ8Off, q8aQ16Off } from "./common";
+import { FUSED, scratchBase, h2f, h2f_x4c, VCONST, VC_HMASK, VC_HMUL, q8aQ8Off, q8aQ16Off } from "./common";
 import { storeRows } from "./quant";
 
 // @ts-ignore: decorator
@@ -167,20 +167,20 @@ export function matvecQ6rScalar(w: usize, rows: i32, cols: i32, xa: usize, out: 
   return q6rTop(v128.load(v), v128.load(v, 64), v128.load(v, 128), mc);
 }
 
-// Per-call table of 32*sum(x) per 32-block and 16-wide half, two vectors per
-// block. Relaxed: int16 lanes [e, o, e, o, ...], e over the pairs 0, 2, 4, 6
-// and o over 1, 3, 5, 7 (what q6rHalfRelaxed's lanes sum); SIMD: the half's
-// whole sum in every int32 lane.
+// Per-call table of the offset per 32-block and 16-wide half, two vectors
+// per block. Relaxed: 32*sum(x) in int16 lanes [e, o, e, o, ...], e over the
+// pairs 0, 2, 4, 6 and o over 1, 3, 5, 7 (what q6rHalfRelaxed's lanes sum);
+// SIMD and relaxed-fused: -32*sum(x) of the half in every int32 lane.
 function q6rTable(x8: usize, nb: usize, xt: usize): void {
   for (let j: usize = 0; j < (nb << 5); j += 16) {
     const p = i16x8.extadd_pairwise_i8x16_s(v128.load(x8 + j));
-    if (ASC_FEATURE_RELAXED_SIMD) {
+    if (ASC_FEATURE_RELAXED_SIMD && !FUSED) {
       const t = i16x8.add(p, i32x4.shuffle(p, p, 2, 3, 0, 1));
       v128.store(xt + j, i16x8.shl(i16x8.add(t, i32x4.shuffle(t, t, 1, 0, 3, 2)), 5));
     } else {
       const q = i32x4.extadd_pairwise_i16x8_s(p);
       const t = i32x4.add(q, i32x4.shuffle(q, q, 2, 3, 0, 1));
-      v128.store(xt + j, i32x4.shl(i32x4.add(t, i32x4.shuffle(t, t, 1, 0, 3, 2)), 5));
+      v128.store(xt + j, i32x4.neg(i32x4.shl(i32x4.add(t, i32x4.shuffle(t, t, 1, 0, 3, 2)), 5)));
     }
   }
 }
@@ -234,11 +234,32 @@ const Q6R_CONST: usize = memory.data<u8>([
   );
 }
 
+// Relaxed-fused build, half h: the fused dot of quad j's splat with S(., j)
+// adds each row's four products to its int32 lane, so four fused dots from
+// the table's -32*sum(x) give sum (q - 32) x per row, exact, with no
+// reduction at all (workerd: one AVX-VNNI instruction each).
+@inline function q6rHalfFused(p: usize, b: usize, h: usize, xq: usize, xt: usize, t: usize, m6: v128, mc: v128): v128 {
+  let a = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq), q6rQuads(p, b, h, 0, m6, mc), v128.load(xt));
+  a = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq, 4), q6rQuads(p, b, h, 1, m6, mc), a);
+  v128.store(t, a, 16); // orders the loads after it, as in q6rHalfRelaxed
+  a = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq, 8), q6rQuads(p, b, h, 2, m6, mc), a);
+  a = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq, 12), q6rQuads(p, b, h, 3, m6, mc), a);
+  v128.store(t, a, 32);
+  return a;
+}
+
+@inline function q6rBlockFused(p: usize, b: usize, xq: usize, xt: usize, t: usize, m6: v128, mc: v128): v128 {
+  const s0 = q6rHalfFused(p, b, 0, xq, xt, t, m6, mc);
+  const s1 = q6rHalfFused(p, b, 1, xq + 16, xt + 16, t, m6, mc);
+  const sv = v128.load8x8_s(p + Q6R_SC + (b << 3));
+  return i32x4.add(i32x4.mul(s0, i32x4.extend_low_i16x8_s(sv)), i32x4.mul(s1, i32x4.extend_high_i16x8_s(sv)));
+}
+
 // SIMD build, half h: the quads' even bytes (values 4j, 4j+2 of each row) and
 // odd bytes (4j+1, 4j+3) as int16 against Q8A's permuted int16 section
 // (x0, x2, .. | x1, x3, ..: x[4j], x[4j+2] are one int32 there, splatted):
 // each dot's int32 lanes are the four rows, so the rows need no reduction.
-// Raw sum q*x per row (|.| <= 16*63*127), minus the table's 32*sum(x).
+// Raw sum q*x per row (|.| <= 16*63*127), plus the table's -32*sum(x).
 @inline function q6rQuadSimd(p: usize, b: usize, h: usize, j: usize, xs: usize, m6: v128, mc: v128, m8: v128): v128 {
   const q = q6rQuads(p, b, h, j, m6, mc);
   return i32x4.add(
@@ -250,7 +271,7 @@ const Q6R_CONST: usize = memory.data<u8>([
 @inline function q6rHalfSimd(p: usize, b: usize, h: usize, xs: usize, xt: usize, t: usize, m6: v128, mc: v128, m8: v128): v128 {
   const a = i32x4.add(q6rQuadSimd(p, b, h, 0, xs, m6, mc, m8), q6rQuadSimd(p, b, h, 1, xs, m6, mc, m8));
   v128.store(t, a, 16); // orders the loads after it, as in q6rHalfRelaxed
-  const s = i32x4.sub(i32x4.add(a, i32x4.add(q6rQuadSimd(p, b, h, 2, xs, m6, mc, m8), q6rQuadSimd(p, b, h, 3, xs, m6, mc, m8))), v128.load(xt));
+  const s = i32x4.add(i32x4.add(a, i32x4.add(q6rQuadSimd(p, b, h, 2, xs, m6, mc, m8), q6rQuadSimd(p, b, h, 3, xs, m6, mc, m8))), v128.load(xt));
   v128.store(t, s, 32);
   return s;
 }
@@ -267,9 +288,11 @@ const Q6R_CONST: usize = memory.data<u8>([
 // block's work (V8 would hoist them and spill).
 @inline function q6rStep(acc: v128, p: usize, b: usize, dd: v128, xa: usize, xb: usize, x8: usize, x16: usize, xt: usize, t: usize, m6: v128, mc: v128, m8: v128): v128 {
   const g = xb + b;
-  const s = ASC_FEATURE_RELAXED_SIMD
-    ? q6rBlockRelaxed(p, b, x8 + (g << 5), xt + (g << 5), t, m6, mc)
-    : q6rBlockSimd(p, b, x16 + (g << 6), xt + (g << 5), t, m6, mc, m8);
+  const s = FUSED
+    ? q6rBlockFused(p, b, x8 + (g << 5), xt + (g << 5), t, m6, mc)
+    : ASC_FEATURE_RELAXED_SIMD
+      ? q6rBlockRelaxed(p, b, x8 + (g << 5), xt + (g << 5), t, m6, mc)
+      : q6rBlockSimd(p, b, x16 + (g << 6), xt + (g << 5), t, m6, mc, m8);
   const a = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dd, v128.load32_splat(xa + (g << 2)))));
   v128.store(t, a);
   return a;
