@@ -31,7 +31,7 @@
 // repacks as bytes arrive).
 
 import { FUSED, scratchBase, h2f, h2f_x4c, VCONST, VC_HMASK, VC_HMUL, q8aQ8Off, q8aQ16Off } from "./common";
-import { storeRows } from "./quant";
+import { storeRows, groupToScratch } from "./quant";
 
 // @ts-ignore: decorator
 @inline export const Q6R_SC: usize = 8;
@@ -77,12 +77,8 @@ export function q6r_bytes(rows: i32, cols: i32): usize {
 export function repack_q6_k(src: usize, dst: usize, rows: i32, cols: i32): void {
   const nsb = <usize>cols >> 8;
   const rowBytes = nsb * 210;
-  const groups = (rows + 3) >> 2;
-  const tmp = scratchBase();
-  for (let g = 0; g < groups; g++) {
-    const nr = min(4, rows - (g << 2));
-    memory.copy(tmp, src + <usize>(g << 2) * rowBytes, <usize>nr * rowBytes);
-    if (nr < 4) memory.fill(tmp + <usize>nr * rowBytes, 0, <usize>(4 - nr) * rowBytes);
+  for (let g = 0; g < ((rows + 3) >> 2); g++) {
+    const tmp = groupToScratch(src, rows, g, rowBytes);
     let o = dst + <usize>g * nsb * 840;
     for (let sb: usize = 0; sb < nsb; sb++) {
       for (let r: usize = 0; r < 4; r++) {
@@ -167,16 +163,16 @@ export function matvecQ6rScalar(w: usize, rows: i32, cols: i32, xa: usize, out: 
   return q6rTop(v128.load(v), v128.load(v, 64), v128.load(v, 128), mc);
 }
 
-// Per-call table of the offset per 32-block and 16-wide half, two vectors
-// per block. Relaxed: 32*sum(x) in int16 lanes [e, o, e, o, ...], e over the
-// pairs 0, 2, 4, 6 and o over 1, 3, 5, 7 (what q6rHalfRelaxed's lanes sum);
-// SIMD and relaxed-fused: -32*sum(x) of the half in every int32 lane.
+// Per-call table of -32*sum(x) per 32-block and 16-wide half, two vectors
+// per block. Relaxed: int16 lanes [e, o, e, o, ...], e over the pairs 0, 2,
+// 4, 6 and o over 1, 3, 5, 7 (what q6rHalfRelaxed's lanes sum); SIMD and
+// relaxed-fused: the half's in every int32 lane.
 function q6rTable(x8: usize, nb: usize, xt: usize): void {
   for (let j: usize = 0; j < (nb << 5); j += 16) {
     const p = i16x8.extadd_pairwise_i8x16_s(v128.load(x8 + j));
     if (ASC_FEATURE_RELAXED_SIMD && !FUSED) {
       const t = i16x8.add(p, i32x4.shuffle(p, p, 2, 3, 0, 1));
-      v128.store(xt + j, i16x8.shl(i16x8.add(t, i32x4.shuffle(t, t, 1, 0, 3, 2)), 5));
+      v128.store(xt + j, i16x8.neg(i16x8.shl(i16x8.add(t, i32x4.shuffle(t, t, 1, 0, 3, 2)), 5)));
     } else {
       const q = i32x4.extadd_pairwise_i16x8_s(p);
       const t = i32x4.add(q, i32x4.shuffle(q, q, 2, 3, 0, 1));
@@ -203,56 +199,41 @@ const Q6R_CONST: usize = memory.data<u8>([
 // Relaxed builds, half h of block b, four rows: quad j of the activations
 // (x[4j..4j+3] splatted) against S(., j), whose lanes are then
 // [r0: pair 2j, r0: pair 2j+1, r1: ..., r3: pair 2j+1] (values 0..63, the
-// 7-bit operand; |pair| <= 2*63*127); the four dots added in wrapping int16
-// give [r0e, r0o, r1e, ..., r3o], the sums over each row's even and odd
-// pairs, and subtracting the table's 32*sum(x) of the same eight values
-// leaves sum (q - 32) x over eight values, at most 8*32*127 = 32512: the
-// wrapped lanes are exact.
+// 7-bit operand; |pair| <= 2*63*127). Relaxed: the four dots added in
+// wrapping int16 to the table's -32*sum(x) of the same eight values leave
+// [r0e, r0o, r1e, ..., r3o], each sum (q - 32) x over one row's even or odd
+// pairs, |.| <= 8*32*127 = 32512: the wrapped lanes are exact.
+// Relaxed-fused: the fused dot adds each row's four products to its int32
+// lane, so four fused dots from -32*sum(x) of the half give the row's exact
+// sum with no reduction at all (workerd: one AVX-VNNI instruction each).
+@inline function q6rDot(x: v128, q: v128, acc: v128): v128 {
+  if (FUSED) return i32x4.relaxed_dot_i8x16_i7x16_add_s(x, q, acc);
+  return i16x8.add(acc, i16x8.relaxed_dot_i8x16_i7x16_s(x, q));
+}
+
 @inline function q6rHalfRelaxed(p: usize, b: usize, h: usize, xq: usize, xt: usize, t: usize, m6: v128, mc: v128): v128 {
-  const d0 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq), q6rQuads(p, b, h, 0, m6, mc));
-  const d1 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 4), q6rQuads(p, b, h, 1, m6, mc));
+  let a = q6rDot(v128.load32_splat(xq), q6rQuads(p, b, h, 0, m6, mc), v128.load(xt));
+  a = q6rDot(v128.load32_splat(xq, 4), q6rQuads(p, b, h, 1, m6, mc), a);
   // Stores to scratch order the loads after them: V8 would otherwise load
   // all of a block's quads first and spill them.
-  const a = i16x8.add(d0, d1);
   v128.store(t, a, 16);
-  const d2 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 8), q6rQuads(p, b, h, 2, m6, mc));
-  const d3 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 12), q6rQuads(p, b, h, 3, m6, mc));
-  const s = i16x8.sub(i16x8.add(a, i16x8.add(d2, d3)), v128.load(xt));
-  v128.store(t, s, 32);
-  return s;
-}
-
-// One dot per half with the rows' scales [s0, s0, s1, s1, ...] widens and
-// scales the eight-value sums: [s_r] per row in int32.
-@inline function q6rBlockRelaxed(p: usize, b: usize, xq: usize, xt: usize, t: usize, m6: v128, mc: v128): v128 {
-  const s0 = q6rHalfRelaxed(p, b, 0, xq, xt, t, m6, mc);
-  const s1 = q6rHalfRelaxed(p, b, 1, xq + 16, xt + 16, t, m6, mc);
-  const sv = v128.load8x8_s(p + Q6R_SC + (b << 3));
-  return i32x4.add(
-    i32x4.dot_i16x8_s(s0, i16x8.shuffle(sv, sv, 0, 0, 1, 1, 2, 2, 3, 3)),
-    i32x4.dot_i16x8_s(s1, i16x8.shuffle(sv, sv, 4, 4, 5, 5, 6, 6, 7, 7)),
-  );
-}
-
-// Relaxed-fused build, half h: the fused dot of quad j's splat with S(., j)
-// adds each row's four products to its int32 lane, so four fused dots from
-// the table's -32*sum(x) give sum (q - 32) x per row, exact, with no
-// reduction at all (workerd: one AVX-VNNI instruction each).
-@inline function q6rHalfFused(p: usize, b: usize, h: usize, xq: usize, xt: usize, t: usize, m6: v128, mc: v128): v128 {
-  let a = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq), q6rQuads(p, b, h, 0, m6, mc), v128.load(xt));
-  a = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq, 4), q6rQuads(p, b, h, 1, m6, mc), a);
-  v128.store(t, a, 16); // orders the loads after it, as in q6rHalfRelaxed
-  a = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq, 8), q6rQuads(p, b, h, 2, m6, mc), a);
-  a = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq, 12), q6rQuads(p, b, h, 3, m6, mc), a);
+  a = q6rDot(v128.load32_splat(xq, 8), q6rQuads(p, b, h, 2, m6, mc), a);
+  a = q6rDot(v128.load32_splat(xq, 12), q6rQuads(p, b, h, 3, m6, mc), a);
   v128.store(t, a, 32);
   return a;
 }
 
-@inline function q6rBlockFused(p: usize, b: usize, xq: usize, xt: usize, t: usize, m6: v128, mc: v128): v128 {
-  const s0 = q6rHalfFused(p, b, 0, xq, xt, t, m6, mc);
-  const s1 = q6rHalfFused(p, b, 1, xq + 16, xt + 16, t, m6, mc);
+// Both halves times the rows' scales, [s_r] per row in int32. Relaxed: one
+// dot per half with [s0, s0, s1, s1, ...] widens and scales the int16 sums.
+@inline function q6rBlockRelaxed(p: usize, b: usize, xq: usize, xt: usize, t: usize, m6: v128, mc: v128): v128 {
+  const s0 = q6rHalfRelaxed(p, b, 0, xq, xt, t, m6, mc);
+  const s1 = q6rHalfRelaxed(p, b, 1, xq + 16, xt + 16, t, m6, mc);
   const sv = v128.load8x8_s(p + Q6R_SC + (b << 3));
-  return i32x4.add(i32x4.mul(s0, i32x4.extend_low_i16x8_s(sv)), i32x4.mul(s1, i32x4.extend_high_i16x8_s(sv)));
+  if (FUSED) return i32x4.add(i32x4.mul(s0, i32x4.extend_low_i16x8_s(sv)), i32x4.mul(s1, i32x4.extend_high_i16x8_s(sv)));
+  return i32x4.add(
+    i32x4.dot_i16x8_s(s0, i16x8.shuffle(sv, sv, 0, 0, 1, 1, 2, 2, 3, 3)),
+    i32x4.dot_i16x8_s(s1, i16x8.shuffle(sv, sv, 4, 4, 5, 5, 6, 6, 7, 7)),
+  );
 }
 
 // SIMD build, half h: the quads' even bytes (values 4j, 4j+2 of each row) and
@@ -288,11 +269,9 @@ const Q6R_CONST: usize = memory.data<u8>([
 // block's work (V8 would hoist them and spill).
 @inline function q6rStep(acc: v128, p: usize, b: usize, dd: v128, xa: usize, xb: usize, x8: usize, x16: usize, xt: usize, t: usize, m6: v128, mc: v128, m8: v128): v128 {
   const g = xb + b;
-  const s = FUSED
-    ? q6rBlockFused(p, b, x8 + (g << 5), xt + (g << 5), t, m6, mc)
-    : ASC_FEATURE_RELAXED_SIMD
-      ? q6rBlockRelaxed(p, b, x8 + (g << 5), xt + (g << 5), t, m6, mc)
-      : q6rBlockSimd(p, b, x16 + (g << 6), xt + (g << 5), t, m6, mc, m8);
+  const s = ASC_FEATURE_RELAXED_SIMD
+    ? q6rBlockRelaxed(p, b, x8 + (g << 5), xt + (g << 5), t, m6, mc)
+    : q6rBlockSimd(p, b, x16 + (g << 6), xt + (g << 5), t, m6, mc, m8);
   const a = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dd, v128.load32_splat(xa + (g << 2)))));
   v128.store(t, a);
   return a;

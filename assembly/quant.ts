@@ -115,6 +115,16 @@ const Q8T: usize = 8192;
 
 // ---------------------------------------------------------------- Q4_0 repack
 
+// Rows 4g..4g+3 of src (rowBytes each) copied to scratch, rows past the end
+// zeroed: a repack reads its group from there, so it may write over src.
+@inline export function groupToScratch(src: usize, rows: i32, g: i32, rowBytes: usize): usize {
+  const tmp = scratchBase();
+  const nr = min(4, rows - (g << 2));
+  memory.copy(tmp, src + <usize>(g << 2) * rowBytes, <usize>nr * rowBytes);
+  if (nr < 4) memory.fill(tmp + <usize>nr * rowBytes, 0, <usize>(4 - nr) * rowBytes);
+  return tmp;
+}
+
 // GGUF Q4_0 rows (18-byte blocks: f16 d, 16 nibble bytes) -> Q4R.
 // Q4R: groups of 4 rows (the last group zero-padded); group g starts at
 // dst + g*nb*72 and holds, for each column block b, 72 bytes:
@@ -127,11 +137,8 @@ export function repack_q4_0(src: usize, dst: usize, rows: i32, cols: i32): void 
   const nb = <usize>cols >> 5;
   const rowBytes = nb * 18;
   const groups = (rows + 3) >> 2;
-  const tmp = scratchBase();
   for (let g = 0; g < groups; g++) {
-    const nr = min(4, rows - (g << 2));
-    memory.copy(tmp, src + <usize>(g << 2) * rowBytes, <usize>nr * rowBytes);
-    if (nr < 4) memory.fill(tmp + <usize>nr * rowBytes, 0, <usize>(4 - nr) * rowBytes);
+    const tmp = groupToScratch(src, rows, g, rowBytes);
     let o = dst + <usize>g * nb * 72;
     let s = tmp;
     for (let b: usize = 0; b < nb; b++) {
