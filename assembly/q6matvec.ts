@@ -120,7 +120,7 @@ export function matvec_q6r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: u
   return ((<i32>load<u8>(v) >> 6) | ((<i32>load<u8>(v + 64) >> 6) << 2) | ((<i32>load<u8>(v + 128) >> 6) << 4)) - 32;
 }
 
-export function matvecQ6rScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+function matvecQ6rScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
   const nsb = <usize>cols >> 8;
   const x8 = xa + q8aQ8Off(nsb << 3);
   for (let r = 0; r < rows; r++) {
@@ -277,7 +277,7 @@ const Q6R_CONST: usize = memory.data<u8>([
   return a;
 }
 
-export function matvecQ6rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+function matvecQ6rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
   const x8 = xa + q8aQ8Off(nb);
