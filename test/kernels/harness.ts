@@ -296,3 +296,25 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-30
   }
   return m / s;
 }
+
+/** Float64 W·x over dequantized weights and the unquantized activations. */
+export function refMatvec(w: Float64Array, rows: number, cols: number, x: Float32Array): Float64Array {
+  const out = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let s = 0;
+    for (let j = 0; j < cols; j++) s += w[r * cols + j] * x[j];
+    out[r] = s;
+  }
+  return out;
+}
+
+/** Throws unless every row of a quantized product is within quantBound of the float64 product. */
+export function expectWithinQuantBound(got: Float32Array, w: Float64Array, rows: number, cols: number, x: Float32Array) {
+  const ref = refMatvec(w, rows, cols, x);
+  for (let r = 0; r < rows; r++) {
+    const bound = quantBound(w, r * cols, x);
+    if (!(Math.abs(got[r] - ref[r]) <= bound)) {
+      throw new Error(`row ${r}: |${got[r]} - ${ref[r]}| > bound ${bound}`);
+    }
+  }
+}
