@@ -129,43 +129,53 @@ function matvecQ8rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   }
 }
 
-// Relaxed builds: the int8 weights are the signed operand and the
-// activations' two halves, max(x,0) and max(-x,0) (both 0..127: the
-// quantizer never makes -128), the 7-bit one: sum w*x = sum w*x+ - sum w*x-,
-// with w = -128 exact because it sits on the full-range side. Fused: four
-// dots into two int32 accumulators. Two-step: each pair's w*x+ - w*x- is the
-// exact pair dot (|.| <= 2*128*127 < 2^15) in int16, widened by a dot with
-// ones.
-@inline function q8rRowRelaxed(q: usize, xpl: v128, xnl: v128, xph: v128, xnh: v128, ones: v128): v128 {
-  const a = v128.load(q);
-  const b = v128.load(q, 16);
-  if (FUSED) {
-    const z = i32x4.splat(0);
-    return i32x4.sub(
-      i32x4.relaxed_dot_i8x16_i7x16_add_s(b, xph, i32x4.relaxed_dot_i8x16_i7x16_add_s(a, xpl, z)),
-      i32x4.relaxed_dot_i8x16_i7x16_add_s(b, xnh, i32x4.relaxed_dot_i8x16_i7x16_add_s(a, xnl, z)),
-    );
-  }
+// Relaxed builds: the 7-bit operand is |x| (0..127: the quantizer never
+// makes -128) and the signed one the weights with x's sign folded in as a
+// one's complement, w' = w ^ m (m = 0 where x >= 0, -1 where x < 0): w' = w
+// or -w - 1, always in -128..127, so w = -128 needs no special case. Then
+//   sum w' * |x| = sum w * x - sum_{x<0} |x|
+// and the block's sum of |x| over its negative values, C (a per-call table,
+// as |x| and m), puts the dot back: dot = sum w' * |x| + C. Two-step: each
+// pair's dot fits int16 (|.| <= 2*128*127), widened by a dot with ones; C is
+// added to the four rows' sums at once. Fused: C starts lane 0 of the int32
+// chain, so the 4-row reduction adds it. Per row and block 2 xors and 2
+// relaxed dots where the split activations, max(x,0) and max(-x,0), took 4
+// dots and 2 subtractions.
+@inline function q8rRowRelaxed(q: usize, xl: v128, ml: v128, xh: v128, mh: v128, c: v128, ones: v128): v128 {
+  const a = v128.xor(v128.load(q), ml);
+  const b = v128.xor(v128.load(q, 16), mh);
+  if (FUSED) return i32x4.relaxed_dot_i8x16_i7x16_add_s(b, xh, i32x4.relaxed_dot_i8x16_i7x16_add_s(a, xl, c));
   return i32x4.add(
-    i32x4.dot_i16x8_s(i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(a, xpl), i16x8.relaxed_dot_i8x16_i7x16_s(a, xnl)), ones),
-    i32x4.dot_i16x8_s(i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(b, xph), i16x8.relaxed_dot_i8x16_i7x16_s(b, xnh)), ones),
+    i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(a, xl), ones),
+    i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(b, xh), ones),
   );
 }
+
+// Per-call table at MV_X: per block 80 bytes, |x| (32), the sign masks m
+// (32), then C as an i32 in lane 0 of 16 bytes (the fused chain's start).
+// It ends below SMALL_X, where the matmul's small path keeps the Q8A it
+// passes in, for cols up to 45856 (nb*80 <= SMALL_X - MV_X).
+const MV_BLOCK: usize = 80;
 
 function matvecQ8rRelaxed(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
   const nb = <usize>cols >> 5;
   const x8 = xa + q8aQ8Off(nb);
-  // Per call: each block's max(x,0) and max(-x,0), 64 bytes, read by every row group.
   const t = scratchBase() + MV_X;
   const zero = i8x16.splat(0);
   for (let b: usize = 0; b < nb; b++) {
     const lo = v128.load(x8 + (b << 5));
     const hi = v128.load(x8 + (b << 5), 16);
-    const o = t + (b << 6);
-    v128.store(o, i8x16.max_s(lo, zero));
-    v128.store(o, i8x16.max_s(i8x16.neg(lo), zero), 16);
-    v128.store(o, i8x16.max_s(hi, zero), 32);
-    v128.store(o, i8x16.max_s(i8x16.neg(hi), zero), 48);
+    const o = t + b * MV_BLOCK;
+    v128.store(o, i8x16.abs(lo));
+    v128.store(o, i8x16.abs(hi), 16);
+    v128.store(o, i8x16.lt_s(lo, zero), 32);
+    v128.store(o, i8x16.lt_s(hi, zero), 48);
+    const n = i32x4.extadd_pairwise_i16x8_u(i16x8.add(
+      i16x8.extadd_pairwise_i8x16_u(i8x16.max_s(i8x16.neg(lo), zero)),
+      i16x8.extadd_pairwise_i8x16_u(i8x16.max_s(i8x16.neg(hi), zero)),
+    ));
+    const c = (i32x4.extract_lane(n, 0) + i32x4.extract_lane(n, 1)) + (i32x4.extract_lane(n, 2) + i32x4.extract_lane(n, 3));
+    v128.store(o, i32x4.replace_lane(i32x4.splat(0), 0, c), 64);
   }
   const ones = v128.load(VCONST + VC_ONES16);
   const xEnd = xa + (nb << 2);
@@ -174,16 +184,18 @@ function matvecQ8rRelaxed(w: usize, rows: i32, cols: i32, xa: usize, out: usize)
     let acc = f32x4.splat(0);
     let xp = t;
     for (let xd = xa; xd < xEnd; xd += 4) {
-      const xpl = v128.load(xp), xnl = v128.load(xp, 16), xph = v128.load(xp, 32), xnh = v128.load(xp, 48);
-      const s = reduce4(
-        q8rRowRelaxed(p + 16, xpl, xnl, xph, xnh, ones),
-        q8rRowRelaxed(p + 48, xpl, xnl, xph, xnh, ones),
-        q8rRowRelaxed(p + 80, xpl, xnl, xph, xnh, ones),
-        q8rRowRelaxed(p + 112, xpl, xnl, xph, xnh, ones),
+      const xl = v128.load(xp), xh = v128.load(xp, 16), ml = v128.load(xp, 32), mh = v128.load(xp, 48);
+      const c = v128.load(xp, 64);
+      let s = reduce4(
+        q8rRowRelaxed(p + 16, xl, ml, xh, mh, c, ones),
+        q8rRowRelaxed(p + 48, xl, ml, xh, mh, c, ones),
+        q8rRowRelaxed(p + 80, xl, ml, xh, mh, c, ones),
+        q8rRowRelaxed(p + 112, xl, ml, xh, mh, c, ones),
       );
+      if (!FUSED) s = i32x4.add(s, v128.load32_splat(xp, 64));
       acc = q8rFold(acc, s, p, xd);
       p += Q8R_BLOCK;
-      xp += 64;
+      xp += MV_BLOCK;
     }
     storeRows(out, r0, rows, acc);
   }

@@ -323,8 +323,8 @@ function matvecQ4rScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize):
 }
 
 // Scratch of the relaxed Q8R and Q6R matvecs: a per-call table derived
-// from the activations, read by every row (Q8R: max(x,0) and max(-x,0) per
-// block; Q6R: 32 * (x[2i] + x[2i+1]) as int16). Clear of the 4-row partials
+// from the activations, read by every row (Q8R: |x|, x's sign masks and the
+// sum of |x| over its negative values per block, 80 bytes; Q6R: 32 * (x[2i] + x[2i+1]) as int16). Clear of the 4-row partials
 // the Q6 kernels pass through scratch [0, 64).
 export const MV_X: usize = 16384;
 
@@ -1232,7 +1232,7 @@ const SMALL_MAX: i32 = 6;
 }
 
 // Scratch offset of the (up to four) tokens' Q8A images: clear of the tiles'
-// scratch and of the relaxed Q8R matvec's table at MV_X (nb*64 bytes).
+// scratch and of the relaxed Q8R matvec's table at MV_X (nb*80 bytes).
 export const SMALL_X: usize = 128 * 1024;
 
 @inline function smallStride(nb: usize): usize {
