@@ -318,3 +318,27 @@ export function expectWithinQuantBound(got: Float32Array, w: Float64Array, rows:
     }
   }
 }
+
+type Matmul = (w: number, rows: number, cols: number, xb: number, ntok: number, out: number) => void;
+type Matvec = (w: number, rows: number, cols: number, xa: number, out: number) => void;
+
+/**
+ * In harness h, over weights w already in its memory: the prefill matmul of the ntok activation
+ * rows xs, and each token's matvec on its own Q8A, which it must equal.
+ */
+export function matmulAndMatvecs(h: Harness, matmul: Matmul, matvec: Matvec, w: number, rows: number, cols: number, xs: Float32Array, ntok: number): { matmul: Float32Array; matvecs: Float32Array[] } {
+  const xp = h.putF32(xs);
+  const xb = h.alloc(h.k.q8b_bytes(cols, ntok) >>> 0);
+  h.k.quantize_q8b(xp, cols, ntok, xb);
+  const mm = h.alloc(rows * ntok * 4);
+  matmul(w, rows, cols, xb, ntok, mm);
+  const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
+  const mv = h.alloc(rows * 4);
+  const matvecs: Float32Array[] = [];
+  for (let t = 0; t < ntok; t++) {
+    h.k.quantize_q8a(xp + t * cols * 4, cols, xa);
+    matvec(w, rows, cols, xa, mv);
+    matvecs.push(h.f32(mv, rows));
+  }
+  return { matmul: h.f32(mm, rows * ntok), matvecs };
+}

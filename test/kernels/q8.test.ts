@@ -6,7 +6,7 @@
 // Run against the relaxed builds by select.test.ts (KERNELS_SIMD_BUILD).
 import { describe, expect, it } from "vitest";
 import { q8rBytes } from "../../src/engine/kernel-sizes";
-import { type Harness, both, rng, randVec, randQ8_0, quantRef, bitsEqual, halfToF64, expectWithinQuantBound } from "./harness";
+import { type Harness, both, rng, randVec, randQ8_0, quantRef, bitsEqual, halfToF64, expectWithinQuantBound, matmulAndMatvecs } from "./harness";
 
 const f = Math.fround;
 
@@ -37,22 +37,18 @@ function q8Emulate(bytes: Uint8Array, rows: number, cols: number, x: Float32Arra
   return out;
 }
 
-/** The prefill matmul of the ntok rows xs over Q8R w, and each token's matvec on its own Q8A. */
-function matmulAndMatvecs(h: Harness, w: number, rows: number, cols: number, xs: Float32Array, ntok: number): { matmul: Float32Array; matvecs: Float32Array[] } {
-  const xp = h.putF32(xs);
-  const xb = h.alloc(h.k.q8b_bytes(cols, ntok) >>> 0);
-  h.k.quantize_q8b(xp, cols, ntok, xb);
-  const mm = h.alloc(rows * ntok * 4);
-  h.k.matmul_q8r_q8b(w, rows, cols, xb, ntok, mm);
+/** The Q8R matmul of xs and each token's Q8R matvec (harness.ts). */
+const q8rProducts = (h: Harness, w: number, rows: number, cols: number, xs: Float32Array, ntok: number) =>
+  matmulAndMatvecs(h, h.k.matmul_q8r_q8b, h.k.matvec_q8r_q8a, w, rows, cols, xs, ntok);
+
+/** The Q8R matvec of x over the GGUF Q8_0 rows in bytes, placed in h. */
+function q8rMatvec(h: Harness, bytes: Uint8Array, rows: number, cols: number, x: Float32Array): Float32Array {
+  const wp = placeQ8r(h, bytes, rows, cols);
   const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
-  const mv = h.alloc(rows * 4);
-  const matvecs: Float32Array[] = [];
-  for (let t = 0; t < ntok; t++) {
-    h.k.quantize_q8a(xp + t * cols * 4, cols, xa);
-    h.k.matvec_q8r_q8a(w, rows, cols, xa, mv);
-    matvecs.push(h.f32(mv, rows));
-  }
-  return { matmul: h.f32(mm, rows * ntok), matvecs };
+  h.k.quantize_q8a(h.putF32(x), cols, xa);
+  const out = h.alloc(rows * 4);
+  h.k.matvec_q8r_q8a(wp, rows, cols, xa, out);
+  return h.f32(out, rows);
 }
 
 /** Q8_0 blocks whose row r holds pattern[r % patterns](j) and scale half `scale(r, b)`. */
@@ -111,14 +107,7 @@ describe("Q8R matvec", () => {
     const x = randVec(r, cols);
     const want = q8Emulate(bytes, rows, cols, x);
     const outs: Float32Array[] = [];
-    for (const h of both()) {
-      const wp = placeQ8r(h, bytes, rows, cols);
-      const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
-      h.k.quantize_q8a(h.putF32(x), cols, xa);
-      const out = h.alloc(rows * 4);
-      h.k.matvec_q8r_q8a(wp, rows, cols, xa, out);
-      outs.push(h.f32(out, rows));
-    }
+    for (const h of both()) outs.push(q8rMatvec(h, bytes, rows, cols, x));
     expect(bitsEqual(outs[0], outs[1])).toBe(true);
     expect(bitsEqual(outs[1], want)).toBe(true);
     expectWithinQuantBound(outs[0], w, rows, cols, x);
@@ -131,14 +120,7 @@ describe("Q8R matvec", () => {
     const bytes = patternQ8_0(rows, cols, [() => Math.floor(r() * 256) - 128], (row, b) => halves[(row + b) % halves.length]);
     const x = randVec(r, cols, 3);
     const want = q8Emulate(bytes, rows, cols, x);
-    for (const h of both()) {
-      const wp = placeQ8r(h, bytes, rows, cols);
-      const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
-      h.k.quantize_q8a(h.putF32(x), cols, xa);
-      const out = h.alloc(rows * 4);
-      h.k.matvec_q8r_q8a(wp, rows, cols, xa, out);
-      expect(bitsEqual(h.f32(out, rows), want), h.kind).toBe(true);
-    }
+    for (const h of both()) expect(bitsEqual(q8rMatvec(h, bytes, rows, cols, x), want), h.kind).toBe(true);
   });
 });
 
@@ -149,7 +131,7 @@ describe("Q8R matmul", () => {
     const xs = randVec(r, ntok * cols, 1.5);
     const res: Float32Array[] = [];
     for (const h of both()) {
-      const { matmul, matvecs } = matmulAndMatvecs(h, placeQ8r(h, bytes, rows, cols), rows, cols, xs, ntok);
+      const { matmul, matvecs } = q8rProducts(h, placeQ8r(h, bytes, rows, cols), rows, cols, xs, ntok);
       for (let t = 0; t < ntok; t++) expect(bitsEqual(matmul.subarray(t * rows, (t + 1) * rows), matvecs[t]), `${h.kind} token ${t}`).toBe(true);
       res.push(matmul);
     }
@@ -165,7 +147,7 @@ describe("Q8R matmul", () => {
       for (let ntok = 1; ntok <= 20; ntok++) {
         const res: Float32Array[] = [];
         for (const h of both()) {
-          const { matmul, matvecs } = matmulAndMatvecs(h, placeQ8r(h, bytes, rows, cols), rows, cols, xs.subarray(0, ntok * cols), ntok);
+          const { matmul, matvecs } = q8rProducts(h, placeQ8r(h, bytes, rows, cols), rows, cols, xs.subarray(0, ntok * cols), ntok);
           for (let t = 0; t < ntok; t++) {
             expect(bitsEqual(matmul.subarray(t * rows, (t + 1) * rows), matvecs[t]), `${rows}x${cols}, ${ntok} tokens: token ${t}`).toBe(true);
           }
@@ -189,7 +171,7 @@ describe("Q8R extremes", () => {
     for (let ntok = 1; ntok <= NTOK; ntok++) {
       const res: Float32Array[] = [];
       for (const h of both()) {
-        const { matmul, matvecs } = matmulAndMatvecs(h, placeQ8r(h, bytes, rows, cols), rows, cols, xs.subarray(0, ntok * cols), ntok);
+        const { matmul, matvecs } = q8rProducts(h, placeQ8r(h, bytes, rows, cols), rows, cols, xs.subarray(0, ntok * cols), ntok);
         for (let t = 0; t < ntok; t++) {
           expect(bitsEqual(matvecs[t], wants[t]), `${ntok} tokens: matvec token ${t}`).toBe(true);
           expect(bitsEqual(matmul.subarray(t * rows, (t + 1) * rows), wants[t]), `${ntok} tokens: matmul token ${t}`).toBe(true);

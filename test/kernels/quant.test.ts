@@ -9,33 +9,16 @@ import { describe, expect, it } from "vitest";
 import { q8bBytes } from "../../src/engine/kernel-sizes";
 import type { BuildKind } from "../../src/engine/kernels";
 import {
-  type Harness, both, rng, randVec, randQ4_0, randQ8_0, randQ6K, dequantQ6K, quantRef, quantBound, bitsEqual, halfToF64, expectWithinQuantBound,
+  type Harness, both, rng, randVec, randQ4_0, randQ8_0, randQ6K, dequantQ6K, quantRef, quantBound, bitsEqual, halfToF64, expectWithinQuantBound, matmulAndMatvecs,
 } from "./harness";
 
 const BUILD_OF: Record<number, BuildKind> = { 3: "relaxed-fused", 2: "relaxed", 1: "simd", 0: "scalar" };
 
 const f = Math.fround;
 
-/**
- * In harness h, over Q4R weights w already in its memory: the prefill matmul of the ntok
- * activation rows xs, and each token's matvec on its own Q8A, which it must equal.
- */
-function matmulAndMatvecs(h: Harness, w: number, rows: number, cols: number, xs: Float32Array, ntok: number): { matmul: Float32Array; matvecs: Float32Array[] } {
-  const xp = h.putF32(xs);
-  const xb = h.alloc(h.k.q8b_bytes(cols, ntok) >>> 0);
-  h.k.quantize_q8b(xp, cols, ntok, xb);
-  const mm = h.alloc(rows * ntok * 4);
-  h.k.matmul_q4r_q8b(w, rows, cols, xb, ntok, mm);
-  const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
-  const mv = h.alloc(rows * 4);
-  const matvecs: Float32Array[] = [];
-  for (let t = 0; t < ntok; t++) {
-    h.k.quantize_q8a(xp + t * cols * 4, cols, xa);
-    h.k.matvec_q4r_q8a(w, rows, cols, xa, mv);
-    matvecs.push(h.f32(mv, rows));
-  }
-  return { matmul: h.f32(mm, rows * ntok), matvecs };
-}
+/** The Q4R matmul of xs and each token's Q4R matvec (harness.ts). */
+const q4rProducts = (h: Harness, w: number, rows: number, cols: number, xs: Float32Array, ntok: number) =>
+  matmulAndMatvecs(h, h.k.matmul_q4r_q8b, h.k.matvec_q4r_q8a, w, rows, cols, xs, ntok);
 
 function q4Emulate(bytes: Uint8Array, rows: number, cols: number, x: Float32Array): Float32Array {
   const { d, q } = quantRef(x);
@@ -196,7 +179,7 @@ describe("Q4_0 repack + matvec / matmul", () => {
         const wr = h.alloc(h.k.q4r_bytes(rows, cols) >>> 0);
         h.k.repack_q4_0(h.putU8(q4.bytes), wr, rows, cols);
         expect(h.k.q8b_bytes(cols, ntok) >>> 0).toBe(q8bBytes(BUILD_OF[h.k.build_kind()], cols, ntok));
-        const q4r = matmulAndMatvecs(h, wr, rows, cols, xs, ntok);
+        const q4r = q4rProducts(h, wr, rows, cols, xs, ntok);
         const got = q4r.matmul;
         for (let t = 0; t < ntok; t++) {
           expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), q4r.matvecs[t]), `q4 token ${t}`).toBe(true);
@@ -289,7 +272,7 @@ describe("Q4_0 repack + matvec / matmul", () => {
       for (const h of both()) {
         const wr = h.alloc(h.k.q4r_bytes(rows, cols) >>> 0);
         h.k.repack_q4_0(h.putU8(bytes), wr, rows, cols);
-        const { matmul: got, matvecs } = matmulAndMatvecs(h, wr, rows, cols, xs.subarray(0, ntok * cols), ntok);
+        const { matmul: got, matvecs } = q4rProducts(h, wr, rows, cols, xs.subarray(0, ntok * cols), ntok);
         for (let t = 0; t < ntok; t++) {
           expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), matvecs[t]), `${ntok} tokens: token ${t}`).toBe(true);
           for (let r = 0; r < rows; r++) expect(got[t * rows + r]).toBeCloseTo(want(r, t), 3);
@@ -312,7 +295,7 @@ describe("Q4_0 repack + matvec / matmul", () => {
           const wr = h.alloc(h.k.q4r_bytes(rows, cols) >>> 0);
           h.k.repack_q4_0(h.putU8(q4.bytes), wr, rows, cols);
           const x = xs.subarray(0, ntok * cols);
-          const q4r = matmulAndMatvecs(h, wr, rows, cols, x, ntok);
+          const q4r = q4rProducts(h, wr, rows, cols, x, ntok);
           for (let t = 0; t < ntok; t++) {
             expect(bitsEqual(q4r.matmul.subarray(t * rows, (t + 1) * rows), q4r.matvecs[t]), `${rows}x${cols}, ${ntok} tokens: q4 token ${t}`).toBe(true);
           }
