@@ -342,3 +342,25 @@ export function matmulAndMatvecs(h: Harness, matmul: Matmul, matvec: Matvec, w: 
   }
   return { matmul: h.f32(mm, rows * ntok), matvecs };
 }
+
+/**
+ * The kernels' arithmetic for 32-value blocks with an f16 scale at the block's start: per row and
+ * block the exact integer dot (from `dot(o, b, q)`: the block at byte o, activation block b, Q8A
+ * values q), folded as acc + f32(s) · (d_w · d_x), blocks in order.
+ */
+export function emulateBlocks(bytes: Uint8Array, rows: number, cols: number, x: Float32Array, blockBytes: number, dot: (o: number, b: number, q: Int8Array) => number): Float32Array {
+  const f = Math.fround;
+  const { d, q } = quantRef(x);
+  const nb = cols / 32;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset);
+  const out = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let acc = 0;
+    for (let b = 0; b < nb; b++) {
+      const o = (r * nb + b) * blockBytes;
+      acc = f(acc + f(dot(o, b, q) * f(f(halfToF64(dv.getUint16(o, true))) * d[b])));
+    }
+    out[r] = acc;
+  }
+  return out;
+}

@@ -6,9 +6,8 @@
 // Run against the relaxed builds by select.test.ts (KERNELS_SIMD_BUILD).
 import { describe, expect, it } from "vitest";
 import { q8rBytes } from "../../src/engine/kernel-sizes";
-import { type Harness, both, rng, randVec, randQ8_0, quantRef, bitsEqual, halfToF64, expectWithinQuantBound, matmulAndMatvecs } from "./harness";
+import { type Harness, both, rng, randVec, randQ8_0, bitsEqual, halfToF64, expectWithinQuantBound, matmulAndMatvecs, emulateBlocks } from "./harness";
 
-const f = Math.fround;
 
 /** GGUF Q8_0 bytes placed in a region of q8r_bytes and repacked in place, as the loader does. */
 function placeQ8r(h: Harness, bytes: Uint8Array, rows: number, cols: number): number {
@@ -18,23 +17,14 @@ function placeQ8r(h: Harness, bytes: Uint8Array, rows: number, cols: number): nu
   return p;
 }
 
-/** Per row and block: the exact integer dot of the GGUF int8 weights and Q8A values, folded as acc + f32(s) · (d_w · d_x). */
+/** Per row and block: the exact integer dot of the GGUF int8 weights and Q8A values, then the kernels' fold. */
 function q8Emulate(bytes: Uint8Array, rows: number, cols: number, x: Float32Array): Float32Array {
-  const { d, q } = quantRef(x);
-  const nb = cols / 32;
-  const dv = new DataView(bytes.buffer, bytes.byteOffset);
-  const out = new Float32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let acc = 0;
-    for (let b = 0; b < nb; b++) {
-      const o = (r * nb + b) * 34;
-      let s = 0;
-      for (let j = 0; j < 32; j++) s += dv.getInt8(o + 2 + j) * q[b * 32 + j];
-      acc = f(acc + f(s * f(f(halfToF64(dv.getUint16(o, true))) * d[b])));
-    }
-    out[r] = acc;
-  }
-  return out;
+  const w = new Int8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+  return emulateBlocks(bytes, rows, cols, x, 34, (o, b, q) => {
+    let s = 0;
+    for (let j = 0; j < 32; j++) s += w[o + 2 + j] * q[b * 32 + j];
+    return s;
+  });
 }
 
 /** The Q8R matmul of xs and each token's Q8R matvec (harness.ts). */

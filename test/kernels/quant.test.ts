@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { q8bBytes } from "../../src/engine/kernel-sizes";
 import type { BuildKind } from "../../src/engine/kernels";
 import {
-  type Harness, both, rng, randVec, randQ4_0, randQ8_0, randQ6K, dequantQ6K, quantRef, quantBound, bitsEqual, halfToF64, expectWithinQuantBound, matmulAndMatvecs,
+  type Harness, both, rng, randVec, randQ4_0, randQ8_0, randQ6K, dequantQ6K, quantRef, quantBound, bitsEqual, halfToF64, expectWithinQuantBound, matmulAndMatvecs, emulateBlocks,
 } from "./harness";
 
 const BUILD_OF: Record<number, BuildKind> = { 3: "relaxed-fused", 2: "relaxed", 1: "simd", 0: "scalar" };
@@ -21,24 +21,14 @@ const q4rProducts = (h: Harness, w: number, rows: number, cols: number, xs: Floa
   matmulAndMatvecs(h, h.k.matmul_q4r_q8b, h.k.matvec_q4r_q8a, w, rows, cols, xs, ntok);
 
 function q4Emulate(bytes: Uint8Array, rows: number, cols: number, x: Float32Array): Float32Array {
-  const { d, q } = quantRef(x);
-  const nb = cols / 32;
-  const dv = new DataView(bytes.buffer, bytes.byteOffset);
-  const out = new Float32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let acc = 0;
-    for (let b = 0; b < nb; b++) {
-      const o = (r * nb + b) * 18;
-      let s = 0;
-      for (let j = 0; j < 16; j++) {
-        const v = bytes[o + 2 + j];
-        s += ((v & 15) - 8) * q[b * 32 + j] + ((v >> 4) - 8) * q[b * 32 + j + 16];
-      }
-      acc = f(acc + f(s * f(f(halfToF64(dv.getUint16(o, true))) * d[b])));
+  return emulateBlocks(bytes, rows, cols, x, 18, (o, b, q) => {
+    let s = 0;
+    for (let j = 0; j < 16; j++) {
+      const v = bytes[o + 2 + j];
+      s += ((v & 15) - 8) * q[b * 32 + j] + ((v >> 4) - 8) * q[b * 32 + j + 16];
     }
-    out[r] = acc;
-  }
-  return out;
+    return s;
+  });
 }
 
 /** Q6_K: per 32-block, int = sum over its two 16-wide sub-blocks of sc * sum (q - 32) x, then the same f32 fold. */
