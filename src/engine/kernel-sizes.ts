@@ -58,6 +58,13 @@ export function q8rBytes(rows: number, cols: number): number {
   return Math.ceil(rows / 4) * (cols >>> 5) * 144;
 }
 
+/**
+ * The most columns a Q8R matrix may have: the relaxed matvec's per-call table (80 B per
+ * 32 columns) must end below the scratch offset where the matmul's small path keeps its
+ * activations (assembly/q8quant.ts). The 1.6B's widest matrix has 5632.
+ */
+export const Q8R_MAX_COLS = 45856;
+
 /** Q6R (4-row interleaved Q6_K): 4-row groups (the last zero-padded) of 840 B per 256-column superblock. */
 export function q6rBytes(rows: number, cols: number): number {
   return Math.ceil(rows / 4) * (cols >>> 8) * 840;

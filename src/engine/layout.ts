@@ -26,7 +26,7 @@ import { TensorType, type TensorInfo } from "../gguf/types";
 import type { StableLMConfig } from "../model/config";
 import { embeddingTensor, findTensor, headTensors, layerTensors, type ModelTensor } from "../model/tensors";
 import type { BuildKind } from "./kernels";
-import { BUILD_KINDS, isQuantized, q8aBytes, q8bBytes, repackedBytes, SCRATCH_BYTES } from "./kernel-sizes";
+import { BUILD_KINDS, isQuantized, q8aBytes, q8bBytes, Q8R_MAX_COLS, repackedBytes, SCRATCH_BYTES } from "./kernel-sizes";
 
 export { isQuantized };
 import { kvBlockBytes, kvBytes, type KVLayout } from "./kv-cache";
@@ -217,6 +217,7 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
       placed.set(t.name, { tensor: t, info, kind, repack: false, ...region(info.byteLength) });
       continue;
     }
+    if (kind === "q8r" && t.cols > Q8R_MAX_COLS) throw new Error(`tensor ${t.name}: ${t.cols} columns of Q8_0; the wasm engine's Q8_0 kernels take at most ${Q8R_MAX_COLS}`);
     // Q4R and Q6R have the file's bytes per 4-row group (only a last partial group needs padding); Q4KR, Q5KR and Q8R a little more.
     const repacked = repackedBytes(kind, t.rows, t.cols);
     placed.set(t.name, { tensor: t, info, kind, repack: repacked > 0, ...region(Math.max(repacked, info.byteLength)) });

@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { GGUFHeader } from "../../src/gguf/reader";
 import { TensorType } from "../../src/gguf/types";
 import { engineLayout, newKernels, placeEngine, type LayoutOptions, type PartOptions, type ThreadOptions, type WasmEngineOptions } from "../../src/engine/index";
-import { q4krBytes, q4rBytes, q5krBytes, q6rBytes, q8rBytes, q8aBytes, q8bBytes, q8bPieces, SCRATCH_BYTES } from "../../src/engine/kernel-sizes";
+import { q4krBytes, q4rBytes, q5krBytes, q6rBytes, q8rBytes, Q8R_MAX_COLS, q8aBytes, q8bBytes, q8bPieces, SCRATCH_BYTES } from "../../src/engine/kernel-sizes";
 import type { BuildKind, KernelExports, KernelModules } from "../../src/engine/kernels";
 import { compileKernelModules, enableRelaxedSimd } from "../../src/engine/node";
 import { openGGUF } from "../../src/gguf/node";
@@ -69,6 +69,17 @@ describe("kernel sizes", () => {
         }
       }
     }
+  });
+});
+
+describe("refused shapes", () => {
+  it("a Q8_0 matrix wider than the Q8R kernels take is refused, naming the tensor and the limit", () => {
+    const ok = stablelmHeader({ vocab: 512, hidden: 64, ffn: Q8R_MAX_COLS, layers: 1, heads: 4, type: TensorType.Q8_0 });
+    expect(() => engineLayout(configFromGGUF(ok.metadata, ok.tensorByName), ok.tensorByName, { build: "max" })).not.toThrow();
+    const wide = stablelmHeader({ vocab: 512, hidden: 64, ffn: Q8R_MAX_COLS + 32, layers: 1, heads: 4, type: TensorType.Q8_0 });
+    expect(() => engineLayout(configFromGGUF(wide.metadata, wide.tensorByName), wide.tensorByName, { build: "max" })).toThrow(
+      `tensor blk.0.ffn_down.weight: ${Q8R_MAX_COLS + 32} columns of Q8_0; the wasm engine's Q8_0 kernels take at most ${Q8R_MAX_COLS}`,
+    );
   });
 });
 

@@ -5,7 +5,7 @@
 // quantBound of float64 math; the matmul == one matvec per token, bit for bit.
 // Run against the relaxed builds by select.test.ts (KERNELS_SIMD_BUILD).
 import { describe, expect, it } from "vitest";
-import { q8rBytes } from "../../src/engine/kernel-sizes";
+import { q8rBytes, Q8R_MAX_COLS } from "../../src/engine/kernel-sizes";
 import { type Harness, both, rng, randVec, randQ8_0, bitsEqual, halfToF64, expectWithinQuantBound, matmulAndMatvecs, emulateBlocks } from "./harness";
 
 
@@ -145,6 +145,19 @@ describe("Q8R matmul", () => {
         }
         expect(bitsEqual(res[0], res[1]), `${rows}x${cols}, ${ntok} tokens: SIMD vs scalar`).toBe(true);
       }
+    }
+  });
+});
+
+describe("Q8R at its widest", () => {
+  it("Q8R_MAX_COLS columns: the small path's activations survive the relaxed matvec's per-call table (matmul == matvecs)", () => {
+    const rows = 5, cols = Q8R_MAX_COLS, ntok = 3;
+    const r = rng(45);
+    const { bytes } = randQ8_0(r, rows, cols);
+    const xs = randVec(r, ntok * cols);
+    for (const h of both()) {
+      const { matmul, matvecs } = q8rProducts(h, placeQ8r(h, bytes, rows, cols), rows, cols, xs, ntok);
+      for (let t = 0; t < ntok; t++) expect(bitsEqual(matmul.subarray(t * rows, (t + 1) * rows), matvecs[t]), `${h.kind} token ${t}`).toBe(true);
     }
   });
 });
