@@ -12,12 +12,12 @@
  *
  *   Q4_0 matrices  → Q4R (4-row interleave, repacked in place; a last partial group is padded)
  *   Q6_K matrices  → Q6R (likewise)
- *   Q8_0 matrices  → Q8R (4-row groups with the rows' scales as f32: 8 B more per group and
- *                    32 columns than the file, repacked in place from the last group)
  *   Q4_1 matrices  → Q41R (likewise, with the four rows' mins beside their scales)
  *   Q5_0, Q5_1 matrices → Q50R, Q51R (likewise, with the rows' fifth-bit words)
  *   Q4_K, Q5_K matrices → Q4KR, Q5KR (4-row groups with the scales unpacked: 16 B more per
  *                    group and 256 columns than the file, repacked in place from the last group)
+ *   Q8_0 matrices  → Q8R (4-row groups with the rows' scales as f32: 8 B more per group and
+ *                    32 columns than the file, repacked in place from the last group)
  *   Q2_K, Q3_K, F32/F16/BF16 matrices, and the embedding table of any type: as stored
  *   1-D tensors (norms, biases) → f32
  */
