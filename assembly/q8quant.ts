@@ -220,10 +220,7 @@ export function matmul_q8r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: 
     return;
   }
   const tiled = ntok - smallTail(ntok);
-  if (tiled > 0) {
-    if (FUSED) matmulQ8rFused(w, rows, cols, xb, tiled, out);
-    else matmulQ8rPlain(w, rows, cols, xb, tiled, out);
-  }
+  if (tiled > 0) matmulQ8rTiles(w, rows, cols, xb, tiled, out);
   const xa = scratchBase() + SMALL_X;
   for (let t = tiled; t < ntok; t++) {
     if (FUSED) quadsToQ8a(xb, nb, t, xa);
@@ -239,40 +236,10 @@ export function matmul_q8r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: 
   splatPairs(ws, r, i16x8.extend_low_i8x16_s(a), i16x8.extend_high_i8x16_s(a), i16x8.extend_low_i8x16_s(b), i16x8.extend_high_i8x16_s(b));
 }
 
-// SIMD and relaxed builds: the 16-bit tile (mmBlock). The relaxed build keeps
-// dot_i16x8_s here: signed weights times signed activations need two 8-bit
-// dots per pair, and widening their int16 results costs more than the 16-bit
-// dot saves (docs/kernels.md).
-function matmulQ8rPlain(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
-  const nb = <usize>cols >> 5;
-  const ws = scratchBase();
-  const gStride = nb * 288;
-  const gBytes = nb * Q8R_BLOCK;
-  for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
-    const tn = min(MM_TOK, ntok - t0);
-    const ng = (tn + 3) >> 2;
-    const xg0 = xb + <usize>(t0 >> 2) * gStride;
-    for (let r0 = 0; r0 < rows; r0 += 4) {
-      memory.fill(ws + MM_ACC, 0, <usize>ng << 6);
-      let p = w + <usize>(r0 >> 2) * gBytes;
-      for (let b: usize = 0; b < nb; b++) {
-        v128.store(ws + MM_DW, v128.load(p));
-        unpackQ8rRow(ws, 0, p + 16);
-        unpackQ8rRow(ws, 1, p + 48);
-        unpackQ8rRow(ws, 2, p + 80);
-        unpackQ8rRow(ws, 3, p + 112);
-        mmBlock(ws, xg0 + b * 288, gStride, ng);
-        p += Q8R_BLOCK;
-      }
-      mmStore(ws, out, rows, r0, t0, tn);
-    }
-  }
-}
-
-// Fused build: the weights are the signed operand (the block's four rows
-// copied to scratch and transposed by quads, as for Q4R); the activations'
-// halves max(x,0) and max(-x,0) in Q8B's quads are the 7-bit ones: dot =
-// sum w*x+ - sum w*x-, two fused dots per quad, both exact in int32.
+// Fused build, one token group: the weights (transposed by quads) are the
+// signed operand, the activations' halves max(x,0) and max(-x,0) in Q8B's
+// quads the 7-bit ones: dot = sum w*x+ - sum w*x-, two fused dots per quad,
+// both exact in int32.
 function mmQ8rQuads(ws: usize, ap: usize, xg: usize): void {
   let a0 = i32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
   let n0 = a0, n1 = a0, n2 = a0, n3 = a0;
@@ -296,27 +263,41 @@ function mmQ8rQuads(ws: usize, ap: usize, xg: usize): void {
   mmQuadsFold(ws, ap, xg, i32x4.sub(a0, n0), i32x4.sub(a1, n1), i32x4.sub(a2, n2), i32x4.sub(a3, n3));
 }
 
-function matmulQ8rFused(w: usize, rows: i32, cols: i32, xq: usize, ntok: i32, out: usize): void {
+// The tiles, 4 rows x the chunk's tokens per pass. SIMD and relaxed builds:
+// the 16-bit tile (mmBlock), the block's rows unpacked to splatted int16
+// pairs; the relaxed build keeps it because signed weights times signed
+// activations need two 8-bit dots per pair, and widening their int16 results
+// costs more than the 16-bit dot saves (docs/kernels.md). Fused build: the
+// block's rows (already 32 bytes apart, as transposeQuads reads them) copied
+// to scratch and transposed by quads, then mmQ8rQuads per token group.
+function matmulQ8rTiles(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
   const nb = <usize>cols >> 5;
   const ws = scratchBase();
-  const gStride = nb * Q8B_QUAD;
+  const gStride = nb * (FUSED ? Q8B_QUAD : 288);
   const gBytes = nb * Q8R_BLOCK;
   for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
     const tn = min(MM_TOK, ntok - t0);
     const ng = (tn + 3) >> 2;
-    const xg0 = xq + <usize>(t0 >> 2) * gStride;
+    const xg0 = xb + <usize>(t0 >> 2) * gStride;
     for (let r0 = 0; r0 < rows; r0 += 4) {
       memory.fill(ws + MM_ACC, 0, <usize>ng << 6);
       let p = w + <usize>(r0 >> 2) * gBytes;
       for (let b: usize = 0; b < nb; b++) {
         v128.store(ws + MM_DW, v128.load(p));
-        // The block's rows already lie 32 bytes apart, as transposeQuads reads them.
-        for (let o: usize = 0; o < 128; o += 16) v128.store(ws + o, v128.load(p + 16 + o));
-        transposeQuads(ws);
-        let xg = xg0 + b * Q8B_QUAD;
-        for (let g = 0; g < ng; g++) {
-          mmQ8rQuads(ws, ws + MM_ACC + (<usize>g << 6), xg);
-          xg += gStride;
+        if (FUSED) {
+          for (let o: usize = 0; o < 128; o += 16) v128.store(ws + o, v128.load(p + 16 + o));
+          transposeQuads(ws);
+          let xg = xg0 + b * Q8B_QUAD;
+          for (let g = 0; g < ng; g++) {
+            mmQ8rQuads(ws, ws + MM_ACC + (<usize>g << 6), xg);
+            xg += gStride;
+          }
+        } else {
+          unpackQ8rRow(ws, 0, p + 16);
+          unpackQ8rRow(ws, 1, p + 48);
+          unpackQ8rRow(ws, 2, p + 80);
+          unpackQ8rRow(ws, 3, p + 112);
+          mmBlock(ws, xg0 + b * 288, gStride, ng);
         }
         p += Q8R_BLOCK;
       }
