@@ -69,8 +69,7 @@ export function repack_q8_0(src: usize, dst: usize, rows: i32, cols: i32): void 
 // out[r] = sum_b d_w[r,b] * d_x[b] * sum_j w[r,b,j] * x[b,j]
 // w: Q8R (rows x cols), xa: Q8A of cols values, out: f32[rows].
 export function matvec_q8r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
-  if (ASC_FEATURE_RELAXED_SIMD) matvecQ8rRelaxed(w, rows, cols, xa, out);
-  else if (ASC_FEATURE_SIMD) matvecQ8rSimd(w, rows, cols, xa, out);
+  if (ASC_FEATURE_SIMD) matvecQ8rSimd(w, rows, cols, xa, out);
   else matvecQ8rScalar(w, rows, cols, xa, out);
 }
 
@@ -110,25 +109,6 @@ function matvecQ8rScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize):
   );
 }
 
-function matvecQ8rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
-  const nb = <usize>cols >> 5;
-  const xq = xa + q8aQ16Off(nb);
-  const xEnd = xa + (nb << 2);
-  let p = w;
-  for (let r0 = 0; r0 < rows; r0 += 4) {
-    let acc = f32x4.splat(0);
-    let xp = xq;
-    for (let xd = xa; xd < xEnd; xd += 4) {
-      const x0 = v128.load(xp), x1 = v128.load(xp, 16), x2 = v128.load(xp, 32), x3 = v128.load(xp, 48);
-      const s = reduce4(q8rRow16(p + 16, x0, x1, x2, x3), q8rRow16(p + 48, x0, x1, x2, x3), q8rRow16(p + 80, x0, x1, x2, x3), q8rRow16(p + 112, x0, x1, x2, x3));
-      acc = q8rFold(acc, s, p, xd);
-      p += Q8R_BLOCK;
-      xp += 64;
-    }
-    storeRows(out, r0, rows, acc);
-  }
-}
-
 // Relaxed builds: the 7-bit operand is |x| (0..127: the quantizer never
 // makes -128) and the signed one the weights with x's sign folded in as a
 // one's complement, w' = w ^ m (m = 0 where x >= 0, -1 where x < 0): w' = w
@@ -157,10 +137,9 @@ function matvecQ8rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
 // passes in, for cols up to 45856 (nb*80 <= SMALL_X - MV_X).
 const MV_BLOCK: usize = 80;
 
-function matvecQ8rRelaxed(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
-  const nb = <usize>cols >> 5;
+// The relaxed builds' per-call table for the Q8A at xa (nb blocks), at t.
+function q8rTable(xa: usize, nb: usize, t: usize): void {
   const x8 = xa + q8aQ8Off(nb);
-  const t = scratchBase() + MV_X;
   const zero = i8x16.splat(0);
   for (let b: usize = 0; b < nb; b++) {
     const lo = v128.load(x8 + (b << 5));
@@ -177,25 +156,44 @@ function matvecQ8rRelaxed(w: usize, rows: i32, cols: i32, xa: usize, out: usize)
     const c = (i32x4.extract_lane(n, 0) + i32x4.extract_lane(n, 1)) + (i32x4.extract_lane(n, 2) + i32x4.extract_lane(n, 3));
     v128.store(o, i32x4.replace_lane(i32x4.splat(0), 0, c), 64);
   }
+}
+
+// The four rows' integer dots of the block at p; xp: the block's entry in
+// the relaxed table, or its permuted int16 activations in Q8A (plain SIMD).
+@inline function q8rBlockSimd(p: usize, xp: usize, ones: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const xl = v128.load(xp), xh = v128.load(xp, 16), ml = v128.load(xp, 32), mh = v128.load(xp, 48);
+    const c = v128.load(xp, 64);
+    const s = reduce4(
+      q8rRowRelaxed(p + 16, xl, ml, xh, mh, c, ones),
+      q8rRowRelaxed(p + 48, xl, ml, xh, mh, c, ones),
+      q8rRowRelaxed(p + 80, xl, ml, xh, mh, c, ones),
+      q8rRowRelaxed(p + 112, xl, ml, xh, mh, c, ones),
+    );
+    return FUSED ? s : i32x4.add(s, v128.load32_splat(xp, 64));
+  }
+  const x0 = v128.load(xp), x1 = v128.load(xp, 16), x2 = v128.load(xp, 32), x3 = v128.load(xp, 48);
+  return reduce4(q8rRow16(p + 16, x0, x1, x2, x3), q8rRow16(p + 48, x0, x1, x2, x3), q8rRow16(p + 80, x0, x1, x2, x3), q8rRow16(p + 112, x0, x1, x2, x3));
+}
+
+function matvecQ8rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  const nb = <usize>cols >> 5;
+  let x0 = xa + q8aQ16Off(nb);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    x0 = scratchBase() + MV_X;
+    q8rTable(xa, nb, x0);
+  }
+  const xStep: usize = ASC_FEATURE_RELAXED_SIMD ? MV_BLOCK : 64;
   const ones = v128.load(VCONST + VC_ONES16);
   const xEnd = xa + (nb << 2);
   let p = w;
   for (let r0 = 0; r0 < rows; r0 += 4) {
     let acc = f32x4.splat(0);
-    let xp = t;
+    let xp = x0;
     for (let xd = xa; xd < xEnd; xd += 4) {
-      const xl = v128.load(xp), xh = v128.load(xp, 16), ml = v128.load(xp, 32), mh = v128.load(xp, 48);
-      const c = v128.load(xp, 64);
-      let s = reduce4(
-        q8rRowRelaxed(p + 16, xl, ml, xh, mh, c, ones),
-        q8rRowRelaxed(p + 48, xl, ml, xh, mh, c, ones),
-        q8rRowRelaxed(p + 80, xl, ml, xh, mh, c, ones),
-        q8rRowRelaxed(p + 112, xl, ml, xh, mh, c, ones),
-      );
-      if (!FUSED) s = i32x4.add(s, v128.load32_splat(xp, 64));
-      acc = q8rFold(acc, s, p, xd);
+      acc = q8rFold(acc, q8rBlockSimd(p, xp, ones), p, xd);
       p += Q8R_BLOCK;
-      xp += MV_BLOCK;
+      xp += xStep;
     }
     storeRows(out, r0, rows, acc);
   }
