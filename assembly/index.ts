@@ -8,9 +8,9 @@ import { defaultScratch, FUSED, SCRATCH_BYTES } from "./common";
 
 export { set_scratch } from "./common";
 export {
-  q8a_bytes, q4r_bytes, quantize_q8a, repack_q4_0, matvec_q4r_q8a, matvec_q8_0_q8a,
+  q8a_bytes, q4r_bytes, quantize_q8a, repack_q4_0, matvec_q4r_q8a,
   matvec_q6k_q8a, dequant_q4_0, dequant_q8_0, dequant_q6_k,
-  q8b_bytes, quantize_q8b, matmul_q4r_q8b, matmul_q8_0_q8b,
+  q8b_bytes, quantize_q8b, matmul_q4r_q8b,
 } from "./quant";
 export {
   q4kr_bytes, q5kr_bytes, repack_q4_k, repack_q5_k, matvec_q4kr_q8a, matvec_q5kr_q8a, matmul_q4kr_q8b, matmul_q5kr_q8b,
@@ -18,6 +18,7 @@ export {
 } from "./kquant";
 export { q6r_bytes, repack_q6_k, matvec_q6r_q8a } from "./q6matvec";
 export { matmul_q6r_q8b } from "./q6matmul";
+export { q8r_bytes, repack_q8_0, matvec_q8r_q8a, matmul_q8r_q8b } from "./q8quant";
 export { matvec_q2_k_q8a, matvec_q3_k_q8a, matmul_q2_k_q8b, matmul_q3_k_q8b, dequant_q2_k, dequant_q3_k } from "./kquant-low";
 export { q41r_bytes, repack_q4_1, matvec_q41r_q8a, matmul_q41r_q8b, dequant_q4_1 } from "./q41quant";
 export {

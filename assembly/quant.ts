@@ -1,6 +1,6 @@
 // Quantized matrix-vector (decode) and matrix-matrix (prefill) kernels.
-// Weights: Q4R (repacked Q4_0, see repack_q4_0), GGUF Q8_0 and GGUF Q6_K
-// (Q6R, the repacked Q6_K, is in q6matvec.ts).
+// Weights: Q4R (repacked Q4_0, see repack_q4_0) and GGUF Q6_K. Q6R, the
+// repacked Q6_K, is in q6matvec.ts; Q8_0 (Q8R) is in q8quant.ts.
 // Activations: Q8A (see common.ts) for matvecs, Q8B (see quantize_q8b) for
 // the prefill matmuls; both carry the same int8 values and scales.
 //
@@ -209,19 +209,6 @@ export function repack_q4_0(src: usize, dst: usize, rows: i32, cols: i32): void 
   return i32x4.dot_i16x8_s(i16x8.add(i32x4.shuffle(a, c, 0, 1, 4, 5), i32x4.shuffle(a, c, 2, 3, 6, 7)), ones);
 }
 
-// Sign-extend the low / high byte of every int16 lane (int8 weight pairs).
-@inline function evenI8(v: v128): v128 { return i16x8.shr_s(i16x8.shl(v, 8), 8); }
-@inline function oddI8(v: v128): v128 { return i16x8.shr_s(v, 8); }
-
-@inline function dotQ8Row(p: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
-  const a = v128.load(p, 2);
-  const b = v128.load(p, 18);
-  return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(evenI8(a), x0), i32x4.dot_i16x8_s(oddI8(a), x1)),
-    i32x4.add(i32x4.dot_i16x8_s(evenI8(b), x2), i32x4.dot_i16x8_s(oddI8(b), x3)),
-  );
-}
-
 // [sum(r0), sum(r1), sum(r2), sum(r3)] from four int32x4 partial sums.
 @inline export function reduce4(r0: v128, r1: v128, r2: v128, r3: v128): v128 {
   const a = i32x4.add(i32x4.shuffle(r0, r1, 0, 1, 4, 5), i32x4.shuffle(r0, r1, 2, 3, 6, 7));
@@ -342,129 +329,11 @@ function matvecQ4rScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize):
   }
 }
 
-// ---------------------------------------------------------------- Q8_0 x Q8A
-
-// w: GGUF Q8_0 rows (34-byte blocks: f16 d, 32 x int8), row stride cols/32*34.
-export function matvec_q8_0_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
-  if (ASC_FEATURE_SIMD) matvecQ8Simd(w, rows, cols, xa, out);
-  else matvecQ8Scalar(w, rows, cols, xa, out);
-}
-
-function matvecQ8Scalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
-  const nb = <usize>cols >> 5;
-  const x8 = xa + q8aQ8Off(nb);
-  const rowBytes = nb * 34;
-  for (let r = 0; r < rows; r++) {
-    let p = w + <usize>r * rowBytes;
-    let acc: f32 = 0;
-    for (let b: usize = 0; b < nb; b++) {
-      let s: i32 = 0;
-      const xb = x8 + (b << 5);
-      for (let j: usize = 0; j < 32; j++) s += <i32>load<i8>(p + 2 + j) * <i32>load<i8>(xb + j);
-      acc += <f32>s * (h2f(load<u16>(p)) * load<f32>(xa + (b << 2)));
-      p += 34;
-    }
-    store<f32>(out + (<usize>r << 2), acc);
-  }
-}
-
-// Scratch of the relaxed Q8_0 and Q6R matvecs: a per-call table derived
-// from the activations, read by every row (Q8_0: max(x,0) and max(-x,0) per
-// block; Q6R: 32 * (x[2i] + x[2i+1]) as int16). Clear of the 4-row partials
+// Scratch of the relaxed Q8R and Q6R matvecs: a per-call table derived
+// from the activations, read by every row (Q8R: |x|, x's sign masks and the
+// sum of |x| over its negative values per block, 80 bytes; Q6R: 32 * (x[2i] + x[2i+1]) as int16). Clear of the 4-row partials
 // the Q6 kernels pass through scratch [0, 64).
-const MV_X: usize = 16384;
-
-// Relaxed builds: the Q8_0 weights are the signed operand and the
-// activations' two halves, max(x,0) and max(-x,0) (both 0..127), the 7-bit
-// one: sum w*x = sum w*x+ - sum w*x-. Fused: four dots into two int32
-// accumulators. Two-step: each pair's w*x+ - w*x- is the exact pair dot
-// (|.| <= 2*128*127 < 2^15) in int16, widened by a dot with ones.
-@inline function q8RowRelaxed(p: usize, xpl: v128, xnl: v128, xph: v128, xnh: v128, ones: v128): v128 {
-  const a = v128.load(p, 2);
-  const b = v128.load(p, 18);
-  if (FUSED) {
-    const z = i32x4.splat(0);
-    return i32x4.sub(
-      i32x4.relaxed_dot_i8x16_i7x16_add_s(b, xph, i32x4.relaxed_dot_i8x16_i7x16_add_s(a, xpl, z)),
-      i32x4.relaxed_dot_i8x16_i7x16_add_s(b, xnh, i32x4.relaxed_dot_i8x16_i7x16_add_s(a, xnl, z)),
-    );
-  }
-  return i32x4.add(
-    i32x4.dot_i16x8_s(i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(a, xpl), i16x8.relaxed_dot_i8x16_i7x16_s(a, xnl)), ones),
-    i32x4.dot_i16x8_s(i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(b, xph), i16x8.relaxed_dot_i8x16_i7x16_s(b, xnh)), ones),
-  );
-}
-
-function matvecQ8Simd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    matvecQ8Relaxed(w, rows, cols, xa, out);
-    return;
-  }
-  const nb = <usize>cols >> 5;
-  const x16 = xa + q8aQ16Off(nb);
-  const rowBytes = nb * 34;
-  const last = rows - 1;
-  for (let r0 = 0; r0 < rows; r0 += 4) {
-    // Rows past the end re-read the last row; their lanes are not stored.
-    let p0 = w + <usize>r0 * rowBytes;
-    let p1 = w + <usize>min(r0 + 1, last) * rowBytes;
-    let p2 = w + <usize>min(r0 + 2, last) * rowBytes;
-    let p3 = w + <usize>min(r0 + 3, last) * rowBytes;
-    let acc = f32x4.splat(0);
-    for (let b: usize = 0; b < nb; b++) {
-      const dw = f32x4of(h2f(load<u16>(p0)), h2f(load<u16>(p1)), h2f(load<u16>(p2)), h2f(load<u16>(p3)));
-      const xp = x16 + (b << 6);
-      const x0 = v128.load(xp), x1 = v128.load(xp, 16), x2 = v128.load(xp, 32), x3 = v128.load(xp, 48);
-      const s = reduce4(dotQ8Row(p0, x0, x1, x2, x3), dotQ8Row(p1, x0, x1, x2, x3), dotQ8Row(p2, x0, x1, x2, x3), dotQ8Row(p3, x0, x1, x2, x3));
-      const scale = f32x4.mul(dw, f32x4.splat(load<f32>(xa + (b << 2))));
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), scale));
-      p0 += 34; p1 += 34; p2 += 34; p3 += 34;
-    }
-    storeRows(out, r0, rows, acc);
-  }
-}
-
-function matvecQ8Relaxed(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
-  const nb = <usize>cols >> 5;
-  const x8 = xa + q8aQ8Off(nb);
-  const t = scratchBase() + MV_X;
-  const zero = i8x16.splat(0);
-  for (let b: usize = 0; b < nb; b++) {
-    const lo = v128.load(x8 + (b << 5));
-    const hi = v128.load(x8 + (b << 5), 16);
-    const o = t + (b << 6);
-    v128.store(o, i8x16.max_s(lo, zero));
-    v128.store(o, i8x16.max_s(i8x16.neg(lo), zero), 16);
-    v128.store(o, i8x16.max_s(hi, zero), 32);
-    v128.store(o, i8x16.max_s(i8x16.neg(hi), zero), 48);
-  }
-  const ones = v128.load(VCONST + VC_ONES16);
-  const rowBytes = nb * 34;
-  const last = rows - 1;
-  for (let r0 = 0; r0 < rows; r0 += 4) {
-    // Rows past the end re-read the last row; their lanes are not stored.
-    let p0 = w + <usize>r0 * rowBytes;
-    let p1 = w + <usize>min(r0 + 1, last) * rowBytes;
-    let p2 = w + <usize>min(r0 + 2, last) * rowBytes;
-    let p3 = w + <usize>min(r0 + 3, last) * rowBytes;
-    let acc = f32x4.splat(0);
-    for (let b: usize = 0; b < nb; b++) {
-      const dw = f32x4of(h2f(load<u16>(p0)), h2f(load<u16>(p1)), h2f(load<u16>(p2)), h2f(load<u16>(p3)));
-      const xp = t + (b << 6);
-      const xpl = v128.load(xp), xnl = v128.load(xp, 16), xph = v128.load(xp, 32), xnh = v128.load(xp, 48);
-      const s = reduce4(
-        q8RowRelaxed(p0, xpl, xnl, xph, xnh, ones),
-        q8RowRelaxed(p1, xpl, xnl, xph, xnh, ones),
-        q8RowRelaxed(p2, xpl, xnl, xph, xnh, ones),
-        q8RowRelaxed(p3, xpl, xnl, xph, xnh, ones),
-      );
-      const scale = f32x4.mul(dw, f32x4.splat(load<f32>(xa + (b << 2))));
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), scale));
-      p0 += 34; p1 += 34; p2 += 34; p3 += 34;
-    }
-    storeRows(out, r0, rows, acc);
-  }
-}
+export const MV_X: usize = 16384;
 
 // ---------------------------------------------------------------- Q6_K x Q8A
 
@@ -880,7 +749,7 @@ export const MM_ACC: usize = 4096;
 
 // One block row, unpacked to signed int16 weights in natural order and
 // stored as 16 splatted (w[2p], w[2p+1]) pairs.
-@inline function splatPairs(ws: usize, r: usize, w0: v128, w1: v128, w2: v128, w3: v128): void {
+@inline export function splatPairs(ws: usize, r: usize, w0: v128, w1: v128, w2: v128, w3: v128): void {
   const o = ws + (r << 8);
   v128.store(o, i32x4.shuffle(w0, w0, 0, 0, 0, 0), 0);
   v128.store(o, i32x4.shuffle(w0, w0, 1, 1, 1, 1), 16);
@@ -911,12 +780,6 @@ export const MM_ACC: usize = 4096;
     i16x8.sub(i16x8.extend_low_i8x16_u(hi), c8), i16x8.sub(i16x8.extend_high_i8x16_u(hi), c8));
 }
 
-@inline function unpackQ8Row(ws: usize, r: usize, q: usize): void {
-  const a = v128.load(q);
-  const b = v128.load(q, 16);
-  splatPairs(ws, r, i16x8.extend_low_i8x16_s(a), i16x8.extend_high_i8x16_s(a), i16x8.extend_low_i8x16_s(b), i16x8.extend_high_i8x16_s(b));
-}
-
 // acc[g][r] += f32(dot) * (d_w[r] * d_x[t]) for one token group (lanes = tokens).
 @inline function mmFold(ws: usize, g: i32, xg: usize, a0: v128, a1: v128, a2: v128, a3: v128): void {
   const dx = v128.load(xg, 256);
@@ -932,7 +795,7 @@ export const MM_ACC: usize = 4096;
 // the chunk: exact int32 dots of 4 rows x 4 tokens per group, two groups at
 // a time, then folded into the f32 accumulators in block order (the
 // matvec's per-row order, hence bit-identical results).
-function mmBlock(ws: usize, xg0: usize, gStride: usize, ng: i32): void {
+export function mmBlock(ws: usize, xg0: usize, gStride: usize, ng: i32): void {
   let xg = xg0;
   let g = 0;
   for (; g + 2 <= ng; g += 2) {
@@ -1002,7 +865,7 @@ export function matmul_q4r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: 
     else if (ASC_FEATURE_RELAXED_SIMD) matmulQ4rRelaxed(w, rows, cols, xb + q8bPlainBytes(nb, ntok), tiled, out);
     else matmulQ4rPlain(w, rows, cols, xb, tiled, out);
   }
-  if (tiled < ntok) matmulSmall(w, rows, cols, xb, tiled, ntok, out, true);
+  if (tiled < ntok) matmulSmall(w, rows, cols, xb, tiled, ntok, out);
 }
 
 function matmulQ4rPlain(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
@@ -1024,52 +887,6 @@ function matmulQ4rPlain(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, ou
         unpackQ4Row(ws, 3, p + 56);
         mmBlock(ws, xg0 + b * 288, gStride, ng);
         p += 72;
-      }
-      mmStore(ws, out, rows, r0, t0, tn);
-    }
-  }
-}
-
-// Same for GGUF Q8_0 weights.
-export function matmul_q8_0_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
-  const nb = <usize>cols >> 5;
-  if (!ASC_FEATURE_SIMD) {
-    const xa = scratchBase();
-    for (let t = 0; t < ntok; t++) {
-      q8bToQ8a(xb, nb, t, xa);
-      matvecQ8Scalar(w, rows, cols, xa, out + <usize>t * (<usize>rows << 2));
-    }
-    return;
-  }
-  const tiled = ntok - smallTail(ntok);
-  if (tiled > 0) {
-    if (FUSED) matmulQ8Fused(w, rows, cols, xb, tiled, out);
-    else matmulQ8Plain(w, rows, cols, xb, tiled, out);
-  }
-  if (tiled < ntok) matmulSmall(w, rows, cols, xb, tiled, ntok, out, false);
-}
-
-// The relaxed build keeps dot_i16x8_s here: signed weights times signed
-// activations need two 8-bit dots per pair (docs/kernels.md), and widening
-// their int16 results costs more than the 16-bit dot saves.
-function matmulQ8Plain(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
-  const nb = <usize>cols >> 5;
-  const ws = scratchBase();
-  const gStride = nb * 288;
-  const rowBytes = nb * 34;
-  for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
-    const tn = min(MM_TOK, ntok - t0);
-    const ng = (tn + 3) >> 2;
-    const xg0 = xb + <usize>(t0 >> 2) * gStride;
-    for (let r0 = 0; r0 < rows; r0 += MM_ROWS) {
-      memory.fill(ws + MM_ACC, 0, <usize>ng << 6);
-      for (let b: usize = 0; b < nb; b++) {
-        for (let r = 0; r < MM_ROWS; r++) {
-          const q = w + <usize>min(r0 + r, rows - 1) * rowBytes + b * 34;
-          store<f32>(ws + MM_DW + (<usize>r << 2), h2f(load<u16>(q)));
-          unpackQ8Row(ws, <usize>r, q + 2);
-        }
-        mmBlock(ws, xg0 + b * 288, gStride, ng);
       }
       mmStore(ws, out, rows, r0, t0, tn);
     }
@@ -1126,7 +943,7 @@ export function quadsToQ8a(xq: usize, nb: usize, t: i32, xa: usize): void {
 
 // Scratch of the relaxed matmuls: [0, 128) the tile's four rows of unpacked
 // weight bytes for the current block (row r at 32r: low nibbles, then high
-// nibbles; Q8_0: the row's 32 bytes), [MM_QT, MM_QT + 128) the same
+// nibbles; Q8R: the row's 32 bytes), [MM_QT, MM_QT + 128) the same
 // transposed by quads (fused build), MM_DW their f32 scales, MM_ACC the f32
 // accumulators of the chunk's outputs.
 
@@ -1315,7 +1132,7 @@ function mmQuads1(ws: usize, ap: usize, xg: usize): void {
 }
 
 // acc[r] += f32(dot) * (d_w[r] * d_x) for one group of four tokens (row r at ap + 16r).
-@inline function mmQuadsFold(ws: usize, ap: usize, xg: usize, a0: v128, a1: v128, a2: v128, a3: v128): void {
+@inline export function mmQuadsFold(ws: usize, ap: usize, xg: usize, a0: v128, a1: v128, a2: v128, a3: v128): void {
   const dx = v128.load(xg, 384);
   v128.store(ap, f32x4.add(v128.load(ap), f32x4.mul(f32x4.convert_i32x4_s(a0), f32x4.mul(v128.load32_splat(ws + MM_DW), dx))));
   v128.store(ap, f32x4.add(v128.load(ap, 16), f32x4.mul(f32x4.convert_i32x4_s(a1), f32x4.mul(v128.load32_splat(ws + MM_DW, 4), dx))), 16);
@@ -1353,77 +1170,6 @@ function matmulQ4rFused(w: usize, rows: i32, cols: i32, xq: usize, ntok: i32, ou
   }
 }
 
-// Q8_0: the weights are the signed operand (copied from the GGUF blocks and
-// transposed by quads, as for Q4R); the activations' halves max(x,0) and
-// max(-x,0) are the 7-bit ones: dot = sum w*x+ - sum w*x-, two fused dots
-// per quad, both exact in int32.
-function mmQ8Quads(ws: usize, ap: usize, xg: usize): void {
-  let a0 = i32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-  let n0 = a0, n1 = a0, n2 = a0, n3 = a0;
-  for (let k: usize = 0; k < 32; k += 4) {
-    const xp = v128.load(xg + (k << 2), 128);
-    const xn = v128.load(xg + (k << 2), 256);
-    const q = v128.load(ws + MM_QT + (k << 2));
-    let w = i32x4.shuffle(q, q, 0, 0, 0, 0);
-    a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xp, a0);
-    n0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xn, n0);
-    w = i32x4.shuffle(q, q, 1, 1, 1, 1);
-    a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xp, a1);
-    n1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xn, n1);
-    w = i32x4.shuffle(q, q, 2, 2, 2, 2);
-    a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xp, a2);
-    n2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xn, n2);
-    w = i32x4.shuffle(q, q, 3, 3, 3, 3);
-    a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xp, a3);
-    n3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xn, n3);
-  }
-  mmQuadsFold(ws, ap, xg, i32x4.sub(a0, n0), i32x4.sub(a1, n1), i32x4.sub(a2, n2), i32x4.sub(a3, n3));
-}
-
-function matmulQ8Fused(w: usize, rows: i32, cols: i32, xq: usize, ntok: i32, out: usize): void {
-  const nb = <usize>cols >> 5;
-  const ws = scratchBase();
-  const gStride = nb * Q8B_QUAD;
-  const rowBytes = nb * 34;
-  const last = rows - 1;
-  for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
-    const tn = min(MM_TOK, ntok - t0);
-    const ng = (tn + 3) >> 2;
-    const xg0 = xq + <usize>(t0 >> 2) * gStride;
-    for (let r0 = 0; r0 < rows; r0 += 4) {
-      memory.fill(ws + MM_ACC, 0, <usize>ng << 6);
-      // Rows past the end re-read the last row; their outputs are not stored.
-      let p0 = w + <usize>r0 * rowBytes;
-      let p1 = w + <usize>min(r0 + 1, last) * rowBytes;
-      let p2 = w + <usize>min(r0 + 2, last) * rowBytes;
-      let p3 = w + <usize>min(r0 + 3, last) * rowBytes;
-      for (let b: usize = 0; b < nb; b++) {
-        store<f32>(ws + MM_DW, h2f(load<u16>(p0)));
-        store<f32>(ws + MM_DW, h2f(load<u16>(p1)), 4);
-        store<f32>(ws + MM_DW, h2f(load<u16>(p2)), 8);
-        store<f32>(ws + MM_DW, h2f(load<u16>(p3)), 12);
-        // The four rows' 32 int8 weights side by side, then transposed by quads (as for Q4R).
-        v128.store(ws, v128.load(p0, 2), 0);
-        v128.store(ws, v128.load(p0, 18), 16);
-        v128.store(ws, v128.load(p1, 2), 32);
-        v128.store(ws, v128.load(p1, 18), 48);
-        v128.store(ws, v128.load(p2, 2), 64);
-        v128.store(ws, v128.load(p2, 18), 80);
-        v128.store(ws, v128.load(p3, 2), 96);
-        v128.store(ws, v128.load(p3, 18), 112);
-        transposeQuads(ws);
-        let xg = xg0 + b * Q8B_QUAD;
-        for (let g = 0; g < ng; g++) {
-          mmQ8Quads(ws, ws + MM_ACC + (<usize>g << 6), xg);
-          xg += gStride;
-        }
-        p0 += 34; p1 += 34; p2 += 34; p3 += 34;
-      }
-      mmStore(ws, out, rows, r0, t0, tn);
-    }
-  }
-}
-
 // ---------------------------------------------------------------- small batches
 //
 // A decode step of a few streams multiplies each matrix by a few token rows,
@@ -1436,9 +1182,9 @@ function matmulQ8Fused(w: usize, rows: i32, cols: i32, xq: usize, ntok: i32, out
 // tokens: per 4 rows and block the nibbles are split once (4 loads, 12
 // instructions) and each token costs the matvec's own arithmetic (2 loads, 8
 // relaxed dots and 4 adds, the 4-row int16 reduction, the fold: ~30
-// instructions) — bit for bit one matvec per token. Q8_0 weights (and the
-// plain SIMD build, whose tiles cost more than per-token matvecs below eight
-// tokens) run the matvec per token on the images. docs/kernels.md, "Small
+// instructions) — bit for bit one matvec per token. The plain SIMD build,
+// whose tiles cost more than per-token matvecs below eight tokens, runs the
+// matvec per token on the images (as the Q8R matmul does in every build). docs/kernels.md, "Small
 // batches", has the measurements and the designs that lost.
 
 // Tokens that take the small path: all of them up to SMALL_MAX, else the
@@ -1452,7 +1198,7 @@ const SMALL_MAX: i32 = 6;
 }
 
 // Scratch offset of the (up to four) tokens' Q8A images: clear of the tiles'
-// scratch and of the relaxed Q8_0 matvec's table at MV_X (nb*64 bytes).
+// scratch and of the relaxed Q8R matvec's table at MV_X (nb*80 bytes).
 export const SMALL_X: usize = 128 * 1024;
 
 @inline function smallStride(nb: usize): usize {
@@ -1460,7 +1206,7 @@ export const SMALL_X: usize = 128 * 1024;
 }
 
 // out[t*rows + r] for tokens [t0, t1) of Q8B xb, four at a time.
-function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize, q4: bool): void {
+function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize): void {
   const nb = <usize>cols >> 5;
   const stride = smallStride(nb);
   const xa = scratchBase() + SMALL_X;
@@ -1473,17 +1219,14 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
     }
     const o = out + <usize>t * outStride;
     if (ASC_FEATURE_RELAXED_SIMD) {
-      if (q4 && n > 1) {
+      if (n > 1) {
         if (n == 2) matmulQ4rFew2(w, rows, cols, xa, stride, o);
         else if (n == 3) matmulQ4rFew3(w, rows, cols, xa, stride, o);
         else matmulQ4rFew4(w, rows, cols, xa, stride, o);
         continue;
       }
     }
-    for (let i = 0; i < n; i++) {
-      if (q4) matvecQ4rSimd(w, rows, cols, xa + <usize>i * stride, o + <usize>i * outStride);
-      else matvecQ8Simd(w, rows, cols, xa + <usize>i * stride, o + <usize>i * outStride);
-    }
+    for (let i = 0; i < n; i++) matvecQ4rSimd(w, rows, cols, xa + <usize>i * stride, o + <usize>i * outStride);
   }
 }
 

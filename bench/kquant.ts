@@ -1,10 +1,12 @@
 /**
  * The K-quant kernels against the Q4R kernels they stand beside, per weight:
- * matvec (decode) and matmul (prefill, 128 tokens by default) of Q4R, Q4KR,
- * Q5KR, Q6R, Q2_K and Q3_K (rows as stored), Q41R, Q50R and Q51R (Q4_1, Q5_0,
+ * matvec (decode) and matmul (prefill, 128 tokens by default) of Q4R, Q8R,
+ * Q4KR, Q5KR, Q6R, Q2_K and Q3_K (rows as stored), Q41R, Q50R and Q51R (Q4_1, Q5_0,
  * Q5_1) at the 1.6B's FFN shapes, one thread. Not a test.
  *
- *   node --experimental-wasm-relaxed-simd --import tsx bench/kquant.ts [--builds relaxed,relaxed-fused,simd] [--ntok 128] [--turns 6]
+ *   node --experimental-wasm-relaxed-simd --import tsx bench/kquant.ts [--builds relaxed,relaxed-fused,simd] [--formats Q8R,Q6R] [--ntok 128] [--turns 6]
+ *
+ * `--formats` measures only the named formats (and Q4R, the yardstick).
  *
  * The formats are measured in turn, `turns` times, for ~150 ms each,
  * and the best CPU time per call is kept (the machine is shared: turns even
@@ -22,6 +24,7 @@ const arg = (name: string, def: string) => {
 const builds = arg("--builds", "relaxed,relaxed-fused,simd").split(",") as BuildKind[];
 const NTOK = Number(arg("--ntok", "128"));
 const TURNS = Number(arg("--turns", "6"));
+const only = process.argv.includes("--formats") ? new Set(["Q4R", ...arg("--formats", "").split(",")]) : undefined;
 
 /** CPU seconds per call, best of the turns: fn runs for ~150 ms per turn. */
 function timer(): { run(fn: () => void): number } {
@@ -83,6 +86,7 @@ for (const build of builds) {
     };
     const formats = [
       { name: "Q4R", w: place(18, 32, [0], (p) => e.repack_q4_0(p, p, rows, cols), e.q4r_bytes(rows, cols) >>> 0), mv: e.matvec_q4r_q8a, mm: e.matmul_q4r_q8b },
+      { name: "Q8R", w: place(34, 32, [0], (p) => e.repack_q8_0(p, p, rows, cols), e.q8r_bytes(rows, cols) >>> 0), mv: e.matvec_q8r_q8a, mm: e.matmul_q8r_q8b },
       { name: "Q4KR", w: place(144, 256, [0, 2], (p) => e.repack_q4_k(p, p, rows, cols), e.q4kr_bytes(rows, cols) >>> 0), mv: e.matvec_q4kr_q8a, mm: e.matmul_q4kr_q8b },
       { name: "Q5KR", w: place(176, 256, [0, 2], (p) => e.repack_q5_k(p, p, rows, cols), e.q5kr_bytes(rows, cols) >>> 0), mv: e.matvec_q5kr_q8a, mm: e.matmul_q5kr_q8b },
       { name: "Q6R", w: place(210, 256, [208], (p) => e.repack_q6_k(p, p, rows, cols), e.q6r_bytes(rows, cols) >>> 0), mv: e.matvec_q6r_q8a, mm: e.matmul_q6r_q8b },
@@ -91,7 +95,7 @@ for (const build of builds) {
       { name: "Q41R", w: place(20, 32, [0, 2], (p) => e.repack_q4_1(p, p, rows, cols), e.q41r_bytes(rows, cols) >>> 0), mv: e.matvec_q41r_q8a, mm: e.matmul_q41r_q8b },
       { name: "Q50R", w: place(22, 32, [0], (p) => e.repack_q5_0(p, p, rows, cols), e.q50r_bytes(rows, cols) >>> 0), mv: e.matvec_q50r_q8a, mm: e.matmul_q50r_q8b },
       { name: "Q51R", w: place(24, 32, [0, 2], (p) => e.repack_q5_1(p, p, rows, cols), e.q51r_bytes(rows, cols) >>> 0), mv: e.matvec_q51r_q8a, mm: e.matmul_q51r_q8b },
-    ];
+    ].filter((f) => !only || only.has(f.name));
     e.quantize_q8a(x, cols, xa);
     e.quantize_q8b(x, cols, NTOK, xb);
     const best = formats.map(() => ({ mv: Infinity, mm: Infinity }));

@@ -2,7 +2,7 @@
  * Byte sizes of the kernels' memory layouts (docs/kernels.md) as pure
  * functions, so the engine's memory can be laid out (./layout.ts) without
  * instantiating wasm — the shard planner never does. They restate
- * assembly/'s `q8a_bytes`, `q8b_bytes`, `q4r_bytes`, `q6r_bytes`,
+ * assembly/'s `q8a_bytes`, `q8b_bytes`, `q4r_bytes`, `q8r_bytes`, `q6r_bytes`,
  * `q4kr_bytes`, `q5kr_bytes` and `scratch_bytes`, and are the only statement of them on the TypeScript side;
  * test/engine/layout.test.ts checks they agree with every build's exports.
  */
@@ -53,6 +53,18 @@ export function q4rBytes(rows: number, cols: number): number {
   return Math.ceil(rows / 4) * (cols >>> 5) * 72;
 }
 
+/** Q8R (Q8_0, 4-row groups with the rows' scales as f32): 144 B per 4 rows and 32 columns, 8 more than the file's. */
+export function q8rBytes(rows: number, cols: number): number {
+  return Math.ceil(rows / 4) * (cols >>> 5) * 144;
+}
+
+/**
+ * The most columns a Q8R matrix may have: the relaxed matvec's per-call table (80 B per
+ * 32 columns) must end below the scratch offset where the matmul's small path keeps its
+ * activations (assembly/q8quant.ts). The 1.6B's widest matrix has 5632.
+ */
+export const Q8R_MAX_COLS = 45856;
+
 /** Q6R (4-row interleaved Q6_K): 4-row groups (the last zero-padded) of 840 B per 256-column superblock. */
 export function q6rBytes(rows: number, cols: number): number {
   return Math.ceil(rows / 4) * (cols >>> 8) * 840;
@@ -79,12 +91,13 @@ export function q5rBytes(rows: number, cols: number, withMin: boolean): number {
 }
 
 /** Matrix kinds whose products take int8-quantized activations (Q8A, Q8B). */
-export const isQuantized = (kind: string | undefined) => kind === "q4r" || kind === "q8_0" || kind === "q6r" || kind === "q4kr" || kind === "q5kr" || kind === "q2_k" || kind === "q3_k" || kind === "q41r" || kind === "q50r" || kind === "q51r";
+export const isQuantized = (kind: string | undefined) => kind === "q4r" || kind === "q8r" || kind === "q6r" || kind === "q4kr" || kind === "q5kr" || kind === "q2_k" || kind === "q3_k" || kind === "q41r" || kind === "q50r" || kind === "q51r";
 
 /** Bytes of a matrix placed in a repacked layout (4-row groups, the last padded); 0 for kinds read as stored. */
 export function repackedBytes(kind: string, rows: number, cols: number): number {
   switch (kind) {
     case "q4r": return q4rBytes(rows, cols);
+    case "q8r": return q8rBytes(rows, cols);
     case "q6r": return q6rBytes(rows, cols);
     case "q4kr": return q4krBytes(rows, cols);
     case "q5kr": return q5krBytes(rows, cols);

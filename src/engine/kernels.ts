@@ -43,8 +43,10 @@ export interface KernelExports {
   q8b_bytes(n: number, ntok: number): number;
   quantize_q8b(x: number, n: number, ntok: number, dst: number): void;
   matmul_q4r_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
-  matvec_q8_0_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
-  matmul_q8_0_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  q8r_bytes(rows: number, cols: number): number;
+  repack_q8_0(src: number, dst: number, rows: number, cols: number): void;
+  matvec_q8r_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matmul_q8r_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
   matvec_q6k_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
   q6r_bytes(rows: number, cols: number): number;
   repack_q6_k(src: number, dst: number, rows: number, cols: number): void;
@@ -204,7 +206,7 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
   const xa = alloc(e.q8a_bytes(cols) >>> 0);
   const xb = alloc(e.q8b_bytes(cols, ntok) >>> 0);
   const q4 = alloc(e.q4r_bytes(s.q4Rows, cols) >>> 0);
-  const q8 = alloc(s.q8Rows * nb * 34);
+  const q8 = alloc(e.q8r_bytes(s.q8Rows, cols) >>> 0);
   const q6cols = 256;
   const q6 = alloc(s.q6Rows * 210);
   const xa6 = alloc(e.q8a_bytes(q6cols) >>> 0);
@@ -298,17 +300,20 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
     e.quantize_q8a(x, q6cols <= ntok * cols ? q6cols : 0, xa6);
     // Warm-up (rounds > 1) repacks every round, so the loader's repacks run optimized code.
     if (round === 0 || rounds > 1) e.repack_q4_0(q4, q4, s.q4Rows, cols);
+    // In place from the file's bytes, as the loader does; on later rounds q8 holds the first
+    // round's Q8R, so it is repacked only once.
+    if (round === 0) e.repack_q8_0(q8, q8, s.q8Rows, cols);
     let o = out;
     for (const n of counts) {
       e.quantize_q8b(x, cols, n, xb);
       e.matmul_q4r_q8b(q4, s.q4Rows, cols, xb, n, o);
       o += s.q4Rows * n * 4;
-      e.matmul_q8_0_q8b(q8, s.q8Rows, cols, xb, n, o);
+      e.matmul_q8r_q8b(q8, s.q8Rows, cols, xb, n, o);
       o += s.q8Rows * n * 4;
     }
     e.matvec_q4r_q8a(q4, s.q4Rows, cols, xa, o);
     o += s.q4Rows * 4;
-    e.matvec_q8_0_q8a(q8, s.q8Rows, cols, xa, o);
+    e.matvec_q8r_q8a(q8, s.q8Rows, cols, xa, o);
     o += s.q8Rows * 4;
     e.matvec_q6k_q8a(q6, s.q6Rows, q6cols, xa6, o);
     o += s.q6Rows * 4;

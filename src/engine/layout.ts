@@ -16,7 +16,9 @@
  *   Q5_0, Q5_1 matrices → Q50R, Q51R (likewise, with the rows' fifth-bit words)
  *   Q4_K, Q5_K matrices → Q4KR, Q5KR (4-row groups with the scales unpacked: 16 B more per
  *                    group and 256 columns than the file, repacked in place from the last group)
- *   Q2_K, Q3_K, Q8_0/F32/F16/BF16 matrices, and the embedding table of any type: as stored
+ *   Q8_0 matrices  → Q8R (4-row groups with the rows' scales as f32: 8 B more per group and
+ *                    32 columns than the file, repacked in place from the last group)
+ *   Q2_K, Q3_K, F32/F16/BF16 matrices, and the embedding table of any type: as stored
  *   1-D tensors (norms, biases) → f32
  */
 import { layoutOf, typeName } from "../gguf/quant";
@@ -24,7 +26,7 @@ import { TensorType, type TensorInfo } from "../gguf/types";
 import type { StableLMConfig } from "../model/config";
 import { embeddingTensor, findTensor, headTensors, layerTensors, type ModelTensor } from "../model/tensors";
 import type { BuildKind } from "./kernels";
-import { BUILD_KINDS, isQuantized, q8aBytes, q8bBytes, repackedBytes, SCRATCH_BYTES } from "./kernel-sizes";
+import { BUILD_KINDS, isQuantized, q8aBytes, q8bBytes, Q8R_MAX_COLS, repackedBytes, SCRATCH_BYTES } from "./kernel-sizes";
 
 export { isQuantized };
 import { kvBlockBytes, kvBytes, type KVLayout } from "./kv-cache";
@@ -79,11 +81,11 @@ export interface LayoutOptions extends WasmEngineOptions, PartOptions, ThreadOpt
 }
 
 /** How the kernels read a matrix. */
-export type MatrixKind = "q4r" | "q8_0" | "q6r" | "q4kr" | "q5kr" | "q2_k" | "q3_k" | "q41r" | "q50r" | "q51r" | "f32" | "f16" | "bf16";
+export type MatrixKind = "q4r" | "q8r" | "q6r" | "q4kr" | "q5kr" | "q2_k" | "q3_k" | "q41r" | "q50r" | "q51r" | "f32" | "f16" | "bf16";
 
 const MATRIX_KINDS: Partial<Record<TensorType, MatrixKind>> = {
   [TensorType.Q4_0]: "q4r",
-  [TensorType.Q8_0]: "q8_0",
+  [TensorType.Q8_0]: "q8r",
   [TensorType.Q6_K]: "q6r",
   [TensorType.Q4_K]: "q4kr",
   [TensorType.Q5_K]: "q5kr",
@@ -109,7 +111,7 @@ export interface PlacedTensor extends Region {
   info: TensorInfo;
   /** Matrices: how the kernels read it (the embedding is read a row at a time by its type instead). */
   kind?: MatrixKind;
-  /** Repacked in place once its bytes are in (Q4R, Q6R, Q4KR, Q5KR, Q41R, Q50R, Q51R). */
+  /** Repacked in place once its bytes are in (Q4R, Q8R, Q6R, Q4KR, Q5KR, Q41R, Q50R, Q51R). */
   repack: boolean;
 }
 
@@ -215,7 +217,8 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
       placed.set(t.name, { tensor: t, info, kind, repack: false, ...region(info.byteLength) });
       continue;
     }
-    // Q4R and Q6R have the file's bytes per 4-row group (only a last partial group needs padding); Q4KR and Q5KR a little more.
+    if (kind === "q8r" && t.cols > Q8R_MAX_COLS) throw new Error(`tensor ${t.name}: ${t.cols} columns of Q8_0; the wasm engine's Q8_0 kernels take at most ${Q8R_MAX_COLS}`);
+    // Q4R and Q6R have the file's bytes per 4-row group (only a last partial group needs padding); Q4KR, Q5KR and Q8R a little more.
     const repacked = repackedBytes(kind, t.rows, t.cols);
     placed.set(t.name, { tensor: t, info, kind, repack: repacked > 0, ...region(Math.max(repacked, info.byteLength)) });
   }

@@ -8,10 +8,11 @@
  * writes its bytes straight there, so the weights never exist as a second full
  * copy in the JS heap. After a tensor has arrived it is finalized in place:
  * Q4_0 → Q4R (`repack_q4_0(p, p)`), Q6_K → Q6R (`repack_q6_k(p, p)`), the
- * same bytes per 4-row group; Q4_K → Q4KR, Q5_K → Q5KR (`repack_q4_k`,
- * `repack_q5_k`), a little larger, so from the last group to the first once
- * the whole tensor is in; vectors not stored as F32 are read into a small
- * JS buffer first and converted (a few KiB each).
+ * same bytes per 4-row group; Q4_K → Q4KR, Q5_K → Q5KR, Q8_0 → Q8R
+ * (`repack_q4_k`, `repack_q5_k`, `repack_q8_0`), a little larger, so from
+ * the last group to the first once the whole tensor is in; vectors not
+ * stored as F32 are read into a small JS buffer first and converted (a few
+ * KiB each).
  */
 import { dequantize, layoutOf, typeName } from "../gguf/quant";
 import { checkBlockScales } from "../gguf/scale-check";
@@ -93,8 +94,8 @@ export function planModel(layout: EngineLayout, base: number, kernels: Kernels):
       held = ptr;
     } else {
       const placement: Placement = { info, dest: view(ptr, info.byteLength), finalize: () => {} };
-      if (p.repack && (kind === "q4kr" || kind === "q5kr")) {
-        const repack = kind === "q4kr" ? k.repack_q4_k : k.repack_q5_k;
+      if (p.repack && (kind === "q4kr" || kind === "q5kr" || kind === "q8r")) {
+        const repack = kind === "q4kr" ? k.repack_q4_k : kind === "q5kr" ? k.repack_q5_k : k.repack_q8_0;
         placement.finalize = () => repack(ptr, ptr, t.rows, t.cols);
       } else if (p.repack) {
         // A 4-row group's bytes are the same in the file and in Q4R/Q6R/Q41R/Q50R/Q51R, so a range of whole groups repacks alone.

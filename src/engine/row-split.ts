@@ -96,7 +96,7 @@ export function splitProducts(products: readonly Product[], input: ProductInput,
 function matmulOp(w: WasmMatrix): Chunk[number]["op"] {
   switch (w.kind) {
     case "q4r": return "matmul_q4r_q8b";
-    case "q8_0": return "matmul_q8_0_q8b";
+    case "q8r": return "matmul_q8r_q8b";
     case "q6r": return "matmul_q6r_q8b";
     case "q4kr": return "matmul_q4kr_q8b";
     case "q5kr": return "matmul_q5kr_q8b";
@@ -119,7 +119,7 @@ function matvecOp(w: WasmMatrix): Chunk[number]["op"] {
     case "q41r": return "matvec_q41r_q8a";
     case "q50r": return "matvec_q50r_q8a";
     case "q51r": return "matvec_q51r_q8a";
-    case "q8_0": return "matvec_q8_0_q8a";
+    case "q8r": return "matvec_q8r_q8a";
     case "q6r": return "matvec_q6r_q8a";
     case "f32": return "matvec_f32";
     case "f16": return "matvec_f16";

@@ -575,7 +575,7 @@ export class WasmEngine implements Engine {
     const { rows, cols, ptr } = w;
     switch (w.kind) {
       case "q4r":
-      case "q8_0":
+      case "q8r":
       case "q6r":
       case "q4kr":
       case "q5kr":
@@ -588,7 +588,7 @@ export class WasmEngine implements Engine {
         type Matmul = KernelExports["matmul_q4r_q8b"];
         const kernels: Record<typeof w.kind, [Matvec, Matmul | undefined]> = {
           q4r: [k.matvec_q4r_q8a, k.matmul_q4r_q8b],
-          q8_0: [k.matvec_q8_0_q8a, k.matmul_q8_0_q8b],
+          q8r: [k.matvec_q8r_q8a, k.matmul_q8r_q8b],
           q6r: [k.matvec_q6r_q8a, k.matmul_q6r_q8b],
           q4kr: [k.matvec_q4kr_q8a, k.matmul_q4kr_q8b],
           q5kr: [k.matvec_q5kr_q8a, k.matmul_q5kr_q8b],

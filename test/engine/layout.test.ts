@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { GGUFHeader } from "../../src/gguf/reader";
 import { TensorType } from "../../src/gguf/types";
 import { engineLayout, newKernels, placeEngine, type LayoutOptions, type PartOptions, type ThreadOptions, type WasmEngineOptions } from "../../src/engine/index";
-import { q4krBytes, q4rBytes, q5krBytes, q6rBytes, q8aBytes, q8bBytes, q8bPieces, SCRATCH_BYTES } from "../../src/engine/kernel-sizes";
+import { q4krBytes, q4rBytes, q5krBytes, q6rBytes, q8rBytes, Q8R_MAX_COLS, q8aBytes, q8bBytes, q8bPieces, SCRATCH_BYTES } from "../../src/engine/kernel-sizes";
 import type { BuildKind, KernelExports, KernelModules } from "../../src/engine/kernels";
 import { compileKernelModules, enableRelaxedSimd } from "../../src/engine/node";
 import { openGGUF } from "../../src/gguf/node";
@@ -48,7 +48,7 @@ function allocated(header: Header, build: BuildKind, opts: WasmEngineOptions & P
 }
 
 describe("kernel sizes", () => {
-  it("equal every build's q8a_bytes, q8b_bytes, q4r_bytes, q6r_bytes, q4kr_bytes, q5kr_bytes and scratch_bytes, shared-memory builds too", () => {
+  it("equal every build's q8a_bytes, q8b_bytes, q4r_bytes, q8r_bytes, q6r_bytes, q4kr_bytes, q5kr_bytes and scratch_bytes, shared-memory builds too", () => {
     const instances = BUILDS.flatMap((build) => [
       [build, new WebAssembly.Instance(modules[build]!, { env: { memory: new WebAssembly.Memory({ initial: 16 }) } })],
       [`${build} shared`, new WebAssembly.Instance(sharedModules[build]!, { env: { memory: new WebAssembly.Memory({ initial: 16, maximum: 16, shared: true }) } })],
@@ -62,12 +62,24 @@ describe("kernel sizes", () => {
         for (const ntok of [1, 2, 3, 4, 5, 7, 8, 9, 16, 19, 32, 33, 64]) expect(q8bBytes(build, n, ntok), `${name} q8b ${n} × ${ntok}`).toBe(e.q8b_bytes(n, ntok) >>> 0);
         for (const rows of [1, 3, 4, 5, 510, 2048, 100352]) {
           expect(q4rBytes(rows, n), `${name} q4r ${rows} × ${n}`).toBe(e.q4r_bytes(rows, n) >>> 0);
+          expect(q8rBytes(rows, n), `${name} q8r ${rows} × ${n}`).toBe(e.q8r_bytes(rows, n) >>> 0);
           if (n % 256 === 0) expect(q6rBytes(rows, n), `${name} q6r ${rows} × ${n}`).toBe(e.q6r_bytes(rows, n) >>> 0);
           if (n % 256 === 0) expect(q4krBytes(rows, n), `${name} q4kr ${rows} × ${n}`).toBe(e.q4kr_bytes(rows, n) >>> 0);
           if (n % 256 === 0) expect(q5krBytes(rows, n), `${name} q5kr ${rows} × ${n}`).toBe(e.q5kr_bytes(rows, n) >>> 0);
         }
       }
     }
+  });
+});
+
+describe("refused shapes", () => {
+  it("a Q8_0 matrix wider than the Q8R kernels take is refused, naming the tensor and the limit", () => {
+    const ok = stablelmHeader({ vocab: 512, hidden: 64, ffn: Q8R_MAX_COLS, layers: 1, heads: 4, type: TensorType.Q8_0 });
+    expect(() => engineLayout(configFromGGUF(ok.metadata, ok.tensorByName), ok.tensorByName, { build: "max" })).not.toThrow();
+    const wide = stablelmHeader({ vocab: 512, hidden: 64, ffn: Q8R_MAX_COLS + 32, layers: 1, heads: 4, type: TensorType.Q8_0 });
+    expect(() => engineLayout(configFromGGUF(wide.metadata, wide.tensorByName), wide.tensorByName, { build: "max" })).toThrow(
+      `tensor blk.0.ffn_down.weight: ${Q8R_MAX_COLS + 32} columns of Q8_0; the wasm engine's Q8_0 kernels take at most ${Q8R_MAX_COLS}`,
+    );
   });
 });
 

@@ -296,3 +296,71 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-30
   }
   return m / s;
 }
+
+/** Float64 W·x over dequantized weights and the unquantized activations. */
+export function refMatvec(w: Float64Array, rows: number, cols: number, x: Float32Array): Float64Array {
+  const out = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let s = 0;
+    for (let j = 0; j < cols; j++) s += w[r * cols + j] * x[j];
+    out[r] = s;
+  }
+  return out;
+}
+
+/** Throws unless every row of a quantized product is within quantBound of the float64 product. */
+export function expectWithinQuantBound(got: Float32Array, w: Float64Array, rows: number, cols: number, x: Float32Array) {
+  const ref = refMatvec(w, rows, cols, x);
+  for (let r = 0; r < rows; r++) {
+    const bound = quantBound(w, r * cols, x);
+    if (!(Math.abs(got[r] - ref[r]) <= bound)) {
+      throw new Error(`row ${r}: |${got[r]} - ${ref[r]}| > bound ${bound}`);
+    }
+  }
+}
+
+type Matmul = (w: number, rows: number, cols: number, xb: number, ntok: number, out: number) => void;
+type Matvec = (w: number, rows: number, cols: number, xa: number, out: number) => void;
+
+/**
+ * In harness h, over weights w already in its memory: the prefill matmul of the ntok activation
+ * rows xs, and each token's matvec on its own Q8A, which it must equal.
+ */
+export function matmulAndMatvecs(h: Harness, matmul: Matmul, matvec: Matvec, w: number, rows: number, cols: number, xs: Float32Array, ntok: number): { matmul: Float32Array; matvecs: Float32Array[] } {
+  const xp = h.putF32(xs);
+  const xb = h.alloc(h.k.q8b_bytes(cols, ntok) >>> 0);
+  h.k.quantize_q8b(xp, cols, ntok, xb);
+  const mm = h.alloc(rows * ntok * 4);
+  matmul(w, rows, cols, xb, ntok, mm);
+  const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
+  const mv = h.alloc(rows * 4);
+  const matvecs: Float32Array[] = [];
+  for (let t = 0; t < ntok; t++) {
+    h.k.quantize_q8a(xp + t * cols * 4, cols, xa);
+    matvec(w, rows, cols, xa, mv);
+    matvecs.push(h.f32(mv, rows));
+  }
+  return { matmul: h.f32(mm, rows * ntok), matvecs };
+}
+
+/**
+ * The kernels' arithmetic for 32-value blocks with an f16 scale at the block's start: per row and
+ * block the exact integer dot (from `dot(o, b, q)`: the block at byte o, activation block b, Q8A
+ * values q), folded as acc + f32(s) · (d_w · d_x), blocks in order.
+ */
+export function emulateBlocks(bytes: Uint8Array, rows: number, cols: number, x: Float32Array, blockBytes: number, dot: (o: number, b: number, q: Int8Array) => number): Float32Array {
+  const f = Math.fround;
+  const { d, q } = quantRef(x);
+  const nb = cols / 32;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset);
+  const out = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let acc = 0;
+    for (let b = 0; b < nb; b++) {
+      const o = (r * nb + b) * blockBytes;
+      acc = f(acc + f(dot(o, b, q) * f(f(halfToF64(dv.getUint16(o, true))) * d[b])));
+    }
+    out[r] = acc;
+  }
+  return out;
+}

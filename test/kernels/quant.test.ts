@@ -1,5 +1,5 @@
-// Quantized kernels: Q8A activation quantization, Q4_0 repack, Q4_0/Q8_0/Q6_K
-// matvec and the prefill matmul. Each is checked three ways:
+// Quantized kernels: Q8A activation quantization, Q4_0 repack, Q4_0/Q6_K
+// matvec and the prefill matmul (Q8_0: q8.test.ts). Each is checked three ways:
 //  1. SIMD build == scalar build, bit for bit (the kernels are written so the
 //     per-row f32 operation order is the same in every build);
 //  2. == a plain-TS emulation of the integer dot + f32 accumulation (exact);
@@ -9,71 +9,26 @@ import { describe, expect, it } from "vitest";
 import { q8bBytes } from "../../src/engine/kernel-sizes";
 import type { BuildKind } from "../../src/engine/kernels";
 import {
-  type Harness, both, rng, randVec, randQ4_0, randQ8_0, randQ6K, dequantQ6K, quantRef, quantBound, bitsEqual, halfToF64,
+  type Harness, both, rng, randVec, randQ4_0, randQ8_0, randQ6K, dequantQ6K, quantRef, quantBound, bitsEqual, halfToF64, expectWithinQuantBound, matmulAndMatvecs, emulateBlocks,
 } from "./harness";
 
 const BUILD_OF: Record<number, BuildKind> = { 3: "relaxed-fused", 2: "relaxed", 1: "simd", 0: "scalar" };
 
 const f = Math.fround;
 
-/**
- * In harness h, over weights w already in its memory (Q4R or GGUF Q8_0): the prefill matmul of
- * the ntok activation rows xs, and each token's matvec on its own Q8A, which it must equal.
- */
-function matmulAndMatvecs(h: Harness, kind: "q4r" | "q8_0", w: number, rows: number, cols: number, xs: Float32Array, ntok: number): { matmul: Float32Array; matvecs: Float32Array[] } {
-  const xp = h.putF32(xs);
-  const xb = h.alloc(h.k.q8b_bytes(cols, ntok) >>> 0);
-  h.k.quantize_q8b(xp, cols, ntok, xb);
-  const mm = h.alloc(rows * ntok * 4);
-  (kind === "q4r" ? h.k.matmul_q4r_q8b : h.k.matmul_q8_0_q8b)(w, rows, cols, xb, ntok, mm);
-  const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
-  const mv = h.alloc(rows * 4);
-  const matvecs: Float32Array[] = [];
-  for (let t = 0; t < ntok; t++) {
-    h.k.quantize_q8a(xp + t * cols * 4, cols, xa);
-    (kind === "q4r" ? h.k.matvec_q4r_q8a : h.k.matvec_q8_0_q8a)(w, rows, cols, xa, mv);
-    matvecs.push(h.f32(mv, rows));
-  }
-  return { matmul: h.f32(mm, rows * ntok), matvecs };
-}
+/** The Q4R matmul of xs and each token's Q4R matvec (harness.ts). */
+const q4rProducts = (h: Harness, w: number, rows: number, cols: number, xs: Float32Array, ntok: number) =>
+  matmulAndMatvecs(h, h.k.matmul_q4r_q8b, h.k.matvec_q4r_q8a, w, rows, cols, xs, ntok);
 
 function q4Emulate(bytes: Uint8Array, rows: number, cols: number, x: Float32Array): Float32Array {
-  const { d, q } = quantRef(x);
-  const nb = cols / 32;
-  const dv = new DataView(bytes.buffer, bytes.byteOffset);
-  const out = new Float32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let acc = 0;
-    for (let b = 0; b < nb; b++) {
-      const o = (r * nb + b) * 18;
-      let s = 0;
-      for (let j = 0; j < 16; j++) {
-        const v = bytes[o + 2 + j];
-        s += ((v & 15) - 8) * q[b * 32 + j] + ((v >> 4) - 8) * q[b * 32 + j + 16];
-      }
-      acc = f(acc + f(s * f(f(halfToF64(dv.getUint16(o, true))) * d[b])));
+  return emulateBlocks(bytes, rows, cols, x, 18, (o, b, q) => {
+    let s = 0;
+    for (let j = 0; j < 16; j++) {
+      const v = bytes[o + 2 + j];
+      s += ((v & 15) - 8) * q[b * 32 + j] + ((v >> 4) - 8) * q[b * 32 + j + 16];
     }
-    out[r] = acc;
-  }
-  return out;
-}
-
-function q8Emulate(bytes: Uint8Array, rows: number, cols: number, x: Float32Array): Float32Array {
-  const { d, q } = quantRef(x);
-  const nb = cols / 32;
-  const dv = new DataView(bytes.buffer, bytes.byteOffset);
-  const out = new Float32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let acc = 0;
-    for (let b = 0; b < nb; b++) {
-      const o = (r * nb + b) * 34;
-      let s = 0;
-      for (let j = 0; j < 32; j++) s += dv.getInt8(o + 2 + j) * q[b * 32 + j];
-      acc = f(acc + f(s * f(f(halfToF64(dv.getUint16(o, true))) * d[b])));
-    }
-    out[r] = acc;
-  }
-  return out;
+    return s;
+  });
 }
 
 /** Q6_K: per 32-block, int = sum over its two 16-wide sub-blocks of sc * sum (q - 32) x, then the same f32 fold. */
@@ -106,26 +61,6 @@ function q6Emulate(bytes: Uint8Array, rows: number, cols: number, x: Float32Arra
     out[r] = acc;
   }
   return out;
-}
-
-function refMatvec(w: Float64Array, rows: number, cols: number, x: Float32Array): Float64Array {
-  const out = new Float64Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let s = 0;
-    for (let j = 0; j < cols; j++) s += w[r * cols + j] * x[j];
-    out[r] = s;
-  }
-  return out;
-}
-
-function expectWithinQuantBound(got: Float32Array, w: Float64Array, rows: number, cols: number, x: Float32Array) {
-  const ref = refMatvec(w, rows, cols, x);
-  for (let r = 0; r < rows; r++) {
-    const bound = quantBound(w, r * cols, x);
-    if (!(Math.abs(got[r] - ref[r]) <= bound)) {
-      throw new Error(`row ${r}: |${got[r]} - ${ref[r]}| > bound ${bound}`);
-    }
-  }
 }
 
 describe("quantize_q8a", () => {
@@ -228,24 +163,20 @@ describe("Q4_0 repack + matvec / matmul", () => {
     (ntok, rows, cols) => {
       const r = rng(99 + ntok);
       const q4 = randQ4_0(r, rows, cols, 7);
-      const q8 = randQ8_0(r, rows, cols);
       const xs = randVec(r, ntok * cols, 1.5);
       const res: Float32Array[] = [];
       for (const h of both()) {
         const wr = h.alloc(h.k.q4r_bytes(rows, cols) >>> 0);
         h.k.repack_q4_0(h.putU8(q4.bytes), wr, rows, cols);
         expect(h.k.q8b_bytes(cols, ntok) >>> 0).toBe(q8bBytes(BUILD_OF[h.k.build_kind()], cols, ntok));
-        const q4r = matmulAndMatvecs(h, "q4r", wr, rows, cols, xs, ntok);
-        const q80 = matmulAndMatvecs(h, "q8_0", h.putU8(q8.bytes), rows, cols, xs, ntok);
-        const got = q4r.matmul, got8 = q80.matmul;
+        const q4r = q4rProducts(h, wr, rows, cols, xs, ntok);
+        const got = q4r.matmul;
         for (let t = 0; t < ntok; t++) {
           expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), q4r.matvecs[t]), `q4 token ${t}`).toBe(true);
-          expect(bitsEqual(got8.subarray(t * rows, (t + 1) * rows), q80.matvecs[t]), `q8 token ${t}`).toBe(true);
         }
-        res.push(got, got8);
+        res.push(got);
       }
-      expect(bitsEqual(res[0], res[2])).toBe(true);
-      expect(bitsEqual(res[1], res[3])).toBe(true);
+      expect(bitsEqual(res[0], res[1])).toBe(true);
     },
   );
 
@@ -331,7 +262,7 @@ describe("Q4_0 repack + matvec / matmul", () => {
       for (const h of both()) {
         const wr = h.alloc(h.k.q4r_bytes(rows, cols) >>> 0);
         h.k.repack_q4_0(h.putU8(bytes), wr, rows, cols);
-        const { matmul: got, matvecs } = matmulAndMatvecs(h, "q4r", wr, rows, cols, xs.subarray(0, ntok * cols), ntok);
+        const { matmul: got, matvecs } = q4rProducts(h, wr, rows, cols, xs.subarray(0, ntok * cols), ntok);
         for (let t = 0; t < ntok; t++) {
           expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), matvecs[t]), `${ntok} tokens: token ${t}`).toBe(true);
           for (let r = 0; r < rows; r++) expect(got[t * rows + r]).toBeCloseTo(want(r, t), 3);
@@ -342,12 +273,11 @@ describe("Q4_0 repack + matvec / matmul", () => {
     }
   });
 
-  it("every ntok 1..20 (small batches, tiles, tiles with a tail): matmul == one matvec per token, bit for bit, Q4_0 and Q8_0", () => {
+  it("every ntok 1..20 (small batches, tiles, tiles with a tail): matmul == one matvec per token, bit for bit", () => {
     // Rows not a multiple of four (a padded last group) and a single 4-row group.
     for (const [rows, cols] of [[13, 96], [4, 256]]) {
       const r = rng(rows * 131 + cols);
       const q4 = randQ4_0(r, rows, cols, 7);
-      const q8 = randQ8_0(r, rows, cols);
       const xs = randVec(r, 20 * cols, 1.5);
       for (let ntok = 1; ntok <= 20; ntok++) {
         const res: Float32Array[] = [];
@@ -355,16 +285,13 @@ describe("Q4_0 repack + matvec / matmul", () => {
           const wr = h.alloc(h.k.q4r_bytes(rows, cols) >>> 0);
           h.k.repack_q4_0(h.putU8(q4.bytes), wr, rows, cols);
           const x = xs.subarray(0, ntok * cols);
-          const q4r = matmulAndMatvecs(h, "q4r", wr, rows, cols, x, ntok);
-          const q80 = matmulAndMatvecs(h, "q8_0", h.putU8(q8.bytes), rows, cols, x, ntok);
+          const q4r = q4rProducts(h, wr, rows, cols, x, ntok);
           for (let t = 0; t < ntok; t++) {
             expect(bitsEqual(q4r.matmul.subarray(t * rows, (t + 1) * rows), q4r.matvecs[t]), `${rows}x${cols}, ${ntok} tokens: q4 token ${t}`).toBe(true);
-            expect(bitsEqual(q80.matmul.subarray(t * rows, (t + 1) * rows), q80.matvecs[t]), `${rows}x${cols}, ${ntok} tokens: q8 token ${t}`).toBe(true);
           }
-          res.push(q4r.matmul, q80.matmul);
+          res.push(q4r.matmul);
         }
-        expect(bitsEqual(res[0], res[2]), `${rows}x${cols}, ${ntok} tokens: q4 vs scalar`).toBe(true);
-        expect(bitsEqual(res[1], res[3]), `${rows}x${cols}, ${ntok} tokens: q8 vs scalar`).toBe(true);
+        expect(bitsEqual(res[0], res[1]), `${rows}x${cols}, ${ntok} tokens: q4 vs scalar`).toBe(true);
       }
     }
   });
@@ -383,59 +310,6 @@ describe("Q4_0 repack + matvec / matmul", () => {
       h.arena.u8(wr, h.k.q4r_bytes(rows, cols) >>> 0).fill(0x3f);
       h.k.matvec_q4r_q8a(wr, rows, cols, xa, out);
       expect(Array.from(h.f32(out, rows)).every((v) => v === 0)).toBe(true);
-    }
-  });
-});
-
-describe("Q8_0 matvec / matmul", () => {
-  it.each([[1, 32], [5, 96], [9, 256], [33, 1024]])("rows=%i cols=%i", (rows, cols) => {
-    const r = rng(rows * 7 + cols);
-    const { bytes, w } = randQ8_0(r, rows, cols);
-    const x = randVec(r, cols);
-    const want = q8Emulate(bytes, rows, cols, x);
-    const outs: Float32Array[] = [];
-    for (const h of both()) {
-      const wp = h.putU8(bytes);
-      const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
-      h.k.quantize_q8a(h.putF32(x), cols, xa);
-      const out = h.alloc(rows * 4);
-      h.k.matvec_q8_0_q8a(wp, rows, cols, xa, out);
-      outs.push(h.f32(out, rows));
-    }
-    expect(bitsEqual(outs[0], outs[1])).toBe(true);
-    expect(bitsEqual(outs[1], want)).toBe(true);
-    expectWithinQuantBound(outs[0], w, rows, cols, x);
-  });
-});
-
-describe("Q8_0 extremes", () => {
-  it("weights -128 and 127 against activations +-127: matvec == matmul == exact TS emulation in every build, every ntok 1..20", () => {
-    // w = -128 with x = -127 (one half of the activation split at its largest) and pair dots at
-    // 2*128*127, the largest the two-step relaxed matvec holds in int16.
-    const rows = 6, cols = 96, NTOK = 20, nb = cols / 32;
-    const bytes = new Uint8Array(rows * nb * 34);
-    const dv = new DataView(bytes.buffer);
-    const pattern = [(j: number) => -128, (j: number) => 127, (j: number) => (j % 2 ? 127 : -128), (j: number) => (j % 3 ? -128 : 127), (j: number) => 0, (j: number) => (j * 37) % 256 - 128];
-    for (let r = 0; r < rows; r++) {
-      for (let b = 0; b < nb; b++) {
-        dv.setUint16((r * nb + b) * 34, 0x3c00 + r, true);
-        for (let j = 0; j < 32; j++) dv.setInt8((r * nb + b) * 34 + 2 + j, pattern[r](j));
-      }
-    }
-    const xs = new Float32Array(NTOK * cols);
-    for (let t = 0; t < NTOK; t++) for (let j = 0; j < cols; j++) xs[t * cols + j] = t % 3 === 0 ? 1 : t % 3 === 1 ? -1 : j % 2 ? 1 : -1;
-    const wants = Array.from({ length: NTOK }, (_, t) => q8Emulate(bytes, rows, cols, xs.subarray(t * cols, (t + 1) * cols)));
-    for (let ntok = 1; ntok <= NTOK; ntok++) {
-      const res: Float32Array[] = [];
-      for (const h of both()) {
-        const { matmul: got, matvecs } = matmulAndMatvecs(h, "q8_0", h.putU8(bytes), rows, cols, xs.subarray(0, ntok * cols), ntok);
-        for (let t = 0; t < ntok; t++) {
-          expect(bitsEqual(matvecs[t], wants[t]), `${ntok} tokens: matvec token ${t}`).toBe(true);
-          expect(bitsEqual(got.subarray(t * rows, (t + 1) * rows), wants[t]), `${ntok} tokens: matmul token ${t}`).toBe(true);
-        }
-        res.push(got);
-      }
-      expect(bitsEqual(res[0], res[1]), `${ntok} tokens`).toBe(true);
     }
   });
 });

@@ -188,12 +188,12 @@ describe("kernel selection", () => {
 describe("relaxed builds, full kernel suite", () => {
   // relaxed-fused-emulated: the relaxed-fused build with its fused dot computed by instructions
   // Node 20 gets right (fused-emulation.ts): its layouts, tiles and arithmetic, bit for bit.
-  it.each(["relaxed", "relaxed-fused-emulated"])("quant, K-quant, Q4_1, Q5_0, Q5_1 and float tests pass against the %s build (child vitest with the flag)", (build) => {
+  it.each(["relaxed", "relaxed-fused-emulated"])("quant, Q8R, K-quant, Q4_1, Q5_0, Q5_1 and float tests pass against the %s build (child vitest with the flag)", (build) => {
     const root = join(DEFAULT_BUILD_DIR, "..");
     const res = spawnSync(
       process.execPath,
       ["--experimental-wasm-relaxed-simd", join(root, "node_modules/vitest/vitest.mjs"), "run", "--pool=threads",
-        "test/kernels/quant.test.ts", "test/kernels/kquant.test.ts", "test/kernels/q6matmul.test.ts", "test/kernels/kquant-low.test.ts", "test/kernels/q4_1-q5.test.ts", "test/kernels/float.test.ts"],
+        "test/kernels/quant.test.ts", "test/kernels/q8.test.ts", "test/kernels/kquant.test.ts", "test/kernels/q6matmul.test.ts", "test/kernels/kquant-low.test.ts", "test/kernels/q4_1-q5.test.ts", "test/kernels/float.test.ts"],
       { cwd: root, encoding: "utf8", timeout: 120_000, env: { ...process.env, KERNELS_SIMD_BUILD: build, NO_COLOR: "1" } },
     );
     expect(res.status, res.stdout + res.stderr).toBe(0);

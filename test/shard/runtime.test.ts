@@ -150,3 +150,29 @@ describe("shards of tiny (Q4_0) in Node", () => {
     expect(shards.runtimes.length).toBe(plan.shards.length);
   });
 });
+
+describe("shards of tiny (Q8_0: placed as Q8R, larger than the file) in Node", () => {
+  it("each shard allocates the engine's layout of its part, and the sharded logits equal the single engine's bit for bit", async () => {
+    const path = await synthGGUF("tiny", "q8_0");
+    const single = await loadWasmEngine(path, { contextLength: 256, sequences: 2, threads: 1 });
+    // 24 MiB: one layer shard and two head slices, each repacking its rows of output.weight.
+    const plan = await planFor(path, 24, 256);
+    expect(plan.shards.filter((s) => s.kind === "head").length).toBe(2);
+    const shards = await loadLocalShards(plan, path);
+    for (const r of shards.runtimes) {
+      const part = shardPart(plan, r.spec);
+      const { kernels } = r.engine;
+      expect(r.info().allocatedBytes, r.spec.script).toBe(kernels.heapBase + engineLayout(plan.model.config, part.tensors, { ...part.options, build: kernels.kind }).total);
+      expect(r.info().allocatedBytes).toBeLessThanOrEqual(r.info().maxBytes);
+    }
+    const prompt = [9906, 11, 358, 1097, 264, 1296, 13, 578, 4062];
+    const a = single.newSequence();
+    const b = shards.engine.newSequence();
+    const la = single.forward(a, prompt, 0, { allLogits: true });
+    const lb = await shards.engine.forward(b, prompt, 0, { allLogits: true });
+    lb.forEach((l, i) => expect(Buffer.from(l.buffer).equals(Buffer.from(la[i].buffer)), `position ${i}`).toBe(true));
+    const [x] = single.forward(a, [17], prompt.length);
+    const [y] = await shards.engine.forward(b, [17], prompt.length);
+    expect(Buffer.from(y.buffer).equals(Buffer.from(x.buffer)), "decode").toBe(true);
+  });
+});

@@ -1,7 +1,7 @@
 /**
  * The files people download run at the edge too, not only in Node: a Q4_K_M file of the `small`
- * preset (Q4_K layers, Q6_K attn_v / ffn_down in the "more bits" layers and head) and a Q4_1 file
- * are served by the Worker in workerd and by a sharded deployment, and both give the same greedy
+ * preset (Q4_K layers, Q6_K attn_v / ffn_down in the "more bits" layers and head), a Q4_1 file and
+ * a Q8_0 file (its matrices repacked to Q8R) are served by the Worker in workerd and by a sharded deployment, and both give the same greedy
  * text as `edgelm serve` on the same file (the same kernels: the bits agree, so the tokens do).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -27,7 +27,7 @@ async function alone(file: string): Promise<string> {
   }
 }
 
-describe.each([["q4_k_m"], ["q4_1"]])("a %s file of the small preset", (type) => {
+describe.each([["q4_k_m"], ["q4_1"], ["q8_0"]])("a %s file of the small preset", (type) => {
   let file: string;
   let want: string;
   let single: WorkerUnderTest | undefined;

@@ -1,0 +1,305 @@
+// Q8_0 weights: the Q8R layout (repack_q8_0), its matvec (decode) and its
+// matmul (prefill, batched decode), bit-identical to one matvec per token.
+//
+// Q8R: groups of four rows (the last zero-padded); group g at g*nb*144, then
+// per 32-column block 144 bytes:
+//   d[r0] d[r1] d[r2] d[r3] (4 x f32, the f16 scales converted at load) |
+//   qs[r0] (32 x int8) | qs[r1] | qs[r2] | qs[r3]
+// The GGUF rows are four short streams 1.6 KiB+ apart, 34-byte blocks read
+// unaligned, with four scalar f16 conversions per block; here the kernel
+// reads one sequential stream of aligned vectors, and the four scales are one
+// load. 8 bytes more per group and block than the file (5.9%), so the repack
+// runs in place only from the last group to the first.
+//
+// The arithmetic is the GGUF kernels': per row and block the exact integer
+// dot of the int8 weights and activations, folded as
+//   acc += f32(dot) * (d_w * d_x)
+// in block order (d_w is h2f of the file's half, exactly), so every build
+// agrees with the scalar twin bit for bit.
+
+import { FUSED, scratchBase, h2f, VCONST, VC_ONES16, q8aQ8Off, q8aQ16Off } from "./common";
+import {
+  MV_X, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_QUAD, SMALL_X, reduce4, storeRows, mmBlock, mmStore, splatPairs, mmQuadsFold,
+  transposeQuads, q8bToQ8a, quadsToQ8a, smallTail,
+} from "./quant";
+
+// Bytes per group of four rows and 32-column block.
+const Q8R_BLOCK: usize = 144;
+
+export function q8r_bytes(rows: i32, cols: i32): usize {
+  return <usize>((rows + 3) >> 2) * (<usize>cols >> 5) * Q8R_BLOCK;
+}
+
+// GGUF Q8_0 rows (34-byte blocks: f16 d, 32 x int8) -> Q8R. dst == src (in
+// place, dst sized q8r_bytes) or disjoint. Each group's source rows are
+// copied to scratch first (4 * cols/32 * 34 bytes <= SCRATCH_BYTES: cols up
+// to 123360), then written; groups go from the last to the first, so a
+// group's destination, which starts at or after its source, only ever
+// overwrites bytes already copied.
+export function repack_q8_0(src: usize, dst: usize, rows: i32, cols: i32): void {
+  const nb = <usize>cols >> 5;
+  const rowBytes = nb * 34;
+  const tmp = scratchBase();
+  for (let g = ((rows + 3) >> 2) - 1; g >= 0; g--) {
+    const nr = <usize>min(4, rows - (g << 2));
+    memory.copy(tmp, src + <usize>(g << 2) * rowBytes, nr * rowBytes);
+    let o = dst + <usize>g * nb * Q8R_BLOCK;
+    for (let b: usize = 0; b < nb; b++) {
+      for (let r: usize = 0; r < 4; r++) {
+        const q = o + 16 + (r << 5);
+        if (r < nr) {
+          const s = tmp + r * rowBytes + b * 34;
+          store<f32>(o + (r << 2), h2f(load<u16>(s)));
+          store<u64>(q, load<u64>(s, 2), 0);
+          store<u64>(q, load<u64>(s, 10), 8);
+          store<u64>(q, load<u64>(s, 18), 16);
+          store<u64>(q, load<u64>(s, 26), 24);
+        } else {
+          store<f32>(o + (r << 2), 0);
+          memory.fill(q, 0, 32);
+        }
+      }
+      o += Q8R_BLOCK;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- matvec
+
+// out[r] = sum_b d_w[r,b] * d_x[b] * sum_j w[r,b,j] * x[b,j]
+// w: Q8R (rows x cols), xa: Q8A of cols values, out: f32[rows].
+export function matvec_q8r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  if (ASC_FEATURE_SIMD) matvecQ8rSimd(w, rows, cols, xa, out);
+  else matvecQ8rScalar(w, rows, cols, xa, out);
+}
+
+function matvecQ8rScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  const nb = <usize>cols >> 5;
+  const x8 = xa + q8aQ8Off(nb);
+  const gBytes = nb * Q8R_BLOCK;
+  for (let r = 0; r < rows; r++) {
+    const lane = <usize>(r & 3);
+    let p = w + <usize>(r >> 2) * gBytes;
+    let acc: f32 = 0;
+    for (let b: usize = 0; b < nb; b++) {
+      const q = p + 16 + (lane << 5);
+      const xb = x8 + (b << 5);
+      let s: i32 = 0;
+      for (let j: usize = 0; j < 32; j++) s += <i32>load<i8>(q + j) * <i32>load<i8>(xb + j);
+      acc += <f32>s * (load<f32>(p + (lane << 2)) * load<f32>(xa + (b << 2)));
+      p += Q8R_BLOCK;
+    }
+    store<f32>(out + (<usize>r << 2), acc);
+  }
+}
+
+// acc + f32(s) * (d_w * d_x) for the four rows of the block at p.
+@inline function q8rFold(acc: v128, s: v128, p: usize, xd: usize): v128 {
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load(p), v128.load32_splat(xd))));
+}
+
+// Plain SIMD: a row's 32 int8 weights sign-extended to int16 in lane pairs
+// (even bytes, odd bytes), against Q8A's permuted int16 activations.
+@inline function q8rRow16(q: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const a = v128.load(q);
+  const b = v128.load(q, 16);
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.shr_s(i16x8.shl(a, 8), 8), x0), i32x4.dot_i16x8_s(i16x8.shr_s(a, 8), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.shr_s(i16x8.shl(b, 8), 8), x2), i32x4.dot_i16x8_s(i16x8.shr_s(b, 8), x3)),
+  );
+}
+
+// Relaxed builds: the 7-bit operand is |x| (0..127: the quantizer never
+// makes -128) and the signed one the weights with x's sign folded in as a
+// one's complement, w' = w ^ m (m = 0 where x >= 0, -1 where x < 0): w' = w
+// or -w - 1, always in -128..127, so w = -128 needs no special case. Then
+//   sum w' * |x| = sum w * x - sum_{x<0} |x|
+// and the block's sum of |x| over its negative values, C (a per-call table,
+// as |x| and m), puts the dot back: dot = sum w' * |x| + C. Two-step: each
+// pair's dot fits int16 (|.| <= 2*128*127), widened by a dot with ones; C is
+// added to the four rows' sums at once. Fused: C starts lane 0 of the int32
+// chain, so the 4-row reduction adds it. Per row and block 2 xors and 2
+// relaxed dots where the split activations, max(x,0) and max(-x,0), took 4
+// dots and 2 subtractions.
+@inline function q8rRowRelaxed(q: usize, xl: v128, ml: v128, xh: v128, mh: v128, c: v128, ones: v128): v128 {
+  const a = v128.xor(v128.load(q), ml);
+  const b = v128.xor(v128.load(q, 16), mh);
+  if (FUSED) return i32x4.relaxed_dot_i8x16_i7x16_add_s(b, xh, i32x4.relaxed_dot_i8x16_i7x16_add_s(a, xl, c));
+  return i32x4.add(
+    i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(a, xl), ones),
+    i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(b, xh), ones),
+  );
+}
+
+// Per-call table at MV_X: per block 80 bytes, |x| (32), the sign masks m
+// (32), then C as an i32 in lane 0 of 16 bytes (the fused chain's start).
+// It ends below SMALL_X, where the matmul's small path keeps the Q8A it
+// passes in, for cols up to 45856 (nb*80 <= SMALL_X - MV_X).
+const MV_BLOCK: usize = 80;
+
+// The relaxed builds' per-call table for the Q8A at xa (nb blocks), at t.
+function q8rTable(xa: usize, nb: usize, t: usize): void {
+  const x8 = xa + q8aQ8Off(nb);
+  const zero = i8x16.splat(0);
+  for (let b: usize = 0; b < nb; b++) {
+    const lo = v128.load(x8 + (b << 5));
+    const hi = v128.load(x8 + (b << 5), 16);
+    const o = t + b * MV_BLOCK;
+    v128.store(o, i8x16.abs(lo));
+    v128.store(o, i8x16.abs(hi), 16);
+    v128.store(o, i8x16.lt_s(lo, zero), 32);
+    v128.store(o, i8x16.lt_s(hi, zero), 48);
+    const n = i32x4.extadd_pairwise_i16x8_u(i16x8.add(
+      i16x8.extadd_pairwise_i8x16_u(i8x16.max_s(i8x16.neg(lo), zero)),
+      i16x8.extadd_pairwise_i8x16_u(i8x16.max_s(i8x16.neg(hi), zero)),
+    ));
+    const c = (i32x4.extract_lane(n, 0) + i32x4.extract_lane(n, 1)) + (i32x4.extract_lane(n, 2) + i32x4.extract_lane(n, 3));
+    v128.store(o, i32x4.replace_lane(i32x4.splat(0), 0, c), 64);
+  }
+}
+
+// The four rows' integer dots of the block at p; xp: the block's entry in
+// the relaxed table, or its permuted int16 activations in Q8A (plain SIMD).
+@inline function q8rBlockSimd(p: usize, xp: usize, ones: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const xl = v128.load(xp), xh = v128.load(xp, 16), ml = v128.load(xp, 32), mh = v128.load(xp, 48);
+    const c = v128.load(xp, 64);
+    const s = reduce4(
+      q8rRowRelaxed(p + 16, xl, ml, xh, mh, c, ones),
+      q8rRowRelaxed(p + 48, xl, ml, xh, mh, c, ones),
+      q8rRowRelaxed(p + 80, xl, ml, xh, mh, c, ones),
+      q8rRowRelaxed(p + 112, xl, ml, xh, mh, c, ones),
+    );
+    return FUSED ? s : i32x4.add(s, v128.load32_splat(xp, 64));
+  }
+  const x0 = v128.load(xp), x1 = v128.load(xp, 16), x2 = v128.load(xp, 32), x3 = v128.load(xp, 48);
+  return reduce4(q8rRow16(p + 16, x0, x1, x2, x3), q8rRow16(p + 48, x0, x1, x2, x3), q8rRow16(p + 80, x0, x1, x2, x3), q8rRow16(p + 112, x0, x1, x2, x3));
+}
+
+function matvecQ8rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  const nb = <usize>cols >> 5;
+  let x0 = xa + q8aQ16Off(nb);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    x0 = scratchBase() + MV_X;
+    q8rTable(xa, nb, x0);
+  }
+  const xStep: usize = ASC_FEATURE_RELAXED_SIMD ? MV_BLOCK : 64;
+  const ones = v128.load(VCONST + VC_ONES16);
+  const xEnd = xa + (nb << 2);
+  let p = w;
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    let acc = f32x4.splat(0);
+    let xp = x0;
+    for (let xd = xa; xd < xEnd; xd += 4) {
+      acc = q8rFold(acc, q8rBlockSimd(p, xp, ones), p, xd);
+      p += Q8R_BLOCK;
+      xp += xStep;
+    }
+    storeRows(out, r0, rows, acc);
+  }
+}
+
+// ---------------------------------------------------------------- matmul
+
+// Prefill and batched decode: out[t*rows + r] for ntok tokens given as Q8B
+// (q8b_bytes(cols, ntok)); w is Q8R. Bit-identical to ntok calls of
+// matvec_q8r_q8a on the same tokens' Q8A. The tiles take whole groups of
+// eight tokens; a few tokens (up to 6, or the last ntok % 8 unless 7) run
+// one matvec per token on their Q8A images, which costs less than a tile.
+export function matmul_q8r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
+  const nb = <usize>cols >> 5;
+  const outStride = <usize>rows << 2;
+  if (!ASC_FEATURE_SIMD) {
+    const xa = scratchBase();
+    for (let t = 0; t < ntok; t++) {
+      q8bToQ8a(xb, nb, t, xa);
+      matvecQ8rScalar(w, rows, cols, xa, out + <usize>t * outStride);
+    }
+    return;
+  }
+  const tiled = ntok - smallTail(ntok);
+  if (tiled > 0) matmulQ8rTiles(w, rows, cols, xb, tiled, out);
+  const xa = scratchBase() + SMALL_X;
+  for (let t = tiled; t < ntok; t++) {
+    if (FUSED) quadsToQ8a(xb, nb, t, xa);
+    else q8bToQ8a(xb, nb, t, xa);
+    matvec_q8r_q8a(w, rows, cols, xa, out + <usize>t * outStride);
+  }
+}
+
+// One block row sign-extended to int16 and stored as 16 splatted pairs.
+@inline function unpackQ8rRow(ws: usize, r: usize, q: usize): void {
+  const a = v128.load(q);
+  const b = v128.load(q, 16);
+  splatPairs(ws, r, i16x8.extend_low_i8x16_s(a), i16x8.extend_high_i8x16_s(a), i16x8.extend_low_i8x16_s(b), i16x8.extend_high_i8x16_s(b));
+}
+
+// Fused build, one token group: the weights (transposed by quads) are the
+// signed operand, the activations' halves max(x,0) and max(-x,0) in Q8B's
+// quads the 7-bit ones: dot = sum w*x+ - sum w*x-, two fused dots per quad,
+// both exact in int32.
+function mmQ8rQuads(ws: usize, ap: usize, xg: usize): void {
+  let a0 = i32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  let n0 = a0, n1 = a0, n2 = a0, n3 = a0;
+  for (let k: usize = 0; k < 32; k += 4) {
+    const xp = v128.load(xg + (k << 2), 128);
+    const xn = v128.load(xg + (k << 2), 256);
+    const q = v128.load(ws + MM_QT + (k << 2));
+    let w = i32x4.shuffle(q, q, 0, 0, 0, 0);
+    a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xp, a0);
+    n0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xn, n0);
+    w = i32x4.shuffle(q, q, 1, 1, 1, 1);
+    a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xp, a1);
+    n1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xn, n1);
+    w = i32x4.shuffle(q, q, 2, 2, 2, 2);
+    a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xp, a2);
+    n2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xn, n2);
+    w = i32x4.shuffle(q, q, 3, 3, 3, 3);
+    a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xp, a3);
+    n3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xn, n3);
+  }
+  mmQuadsFold(ws, ap, xg, i32x4.sub(a0, n0), i32x4.sub(a1, n1), i32x4.sub(a2, n2), i32x4.sub(a3, n3));
+}
+
+// The tiles, 4 rows x the chunk's tokens per pass. SIMD and relaxed builds:
+// the 16-bit tile (mmBlock), the block's rows unpacked to splatted int16
+// pairs; the relaxed build keeps it because signed weights times signed
+// activations need two 8-bit dots per pair, and widening their int16 results
+// costs more than the 16-bit dot saves (docs/kernels.md). Fused build: the
+// block's rows (already 32 bytes apart, as transposeQuads reads them) copied
+// to scratch and transposed by quads, then mmQ8rQuads per token group.
+function matmulQ8rTiles(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
+  const nb = <usize>cols >> 5;
+  const ws = scratchBase();
+  const gStride = nb * (FUSED ? Q8B_QUAD : 288);
+  const gBytes = nb * Q8R_BLOCK;
+  for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
+    const tn = min(MM_TOK, ntok - t0);
+    const ng = (tn + 3) >> 2;
+    const xg0 = xb + <usize>(t0 >> 2) * gStride;
+    for (let r0 = 0; r0 < rows; r0 += 4) {
+      memory.fill(ws + MM_ACC, 0, <usize>ng << 6);
+      let p = w + <usize>(r0 >> 2) * gBytes;
+      for (let b: usize = 0; b < nb; b++) {
+        v128.store(ws + MM_DW, v128.load(p));
+        if (FUSED) {
+          for (let o: usize = 0; o < 128; o += 16) v128.store(ws + o, v128.load(p + 16 + o));
+          transposeQuads(ws);
+          let xg = xg0 + b * Q8B_QUAD;
+          for (let g = 0; g < ng; g++) {
+            mmQ8rQuads(ws, ws + MM_ACC + (<usize>g << 6), xg);
+            xg += gStride;
+          }
+        } else {
+          unpackQ8rRow(ws, 0, p + 16);
+          unpackQ8rRow(ws, 1, p + 48);
+          unpackQ8rRow(ws, 2, p + 80);
+          unpackQ8rRow(ws, 3, p + 112);
+          mmBlock(ws, xg0 + b * 288, gStride, ng);
+        }
+        p += Q8R_BLOCK;
+      }
+      mmStore(ws, out, rows, r0, t0, tn);
+    }
+  }
+}
