@@ -21,13 +21,18 @@
 //   [0, 8)     d of rows 0..3 (f16)         [8, 16)   dmin of rows 0..3 (f16)
 //   [16, 48)   scale of sub-block j, row r at 16 + 4j + r (u8, 0..63)
 //   [48, 80)   min of sub-block j, row r at 48 + 4j + r
-//   [80, 592)  row r's 128 nibble bytes at 80 + 128r (GGUF order)
-//   [592, 720) Q5KR only: row r's 32 fifth-bit bytes at 592 + 32r, each
-//              rotated by four (sub-block j's bit at bit (j+4) & 7), so
-//              that one shift moves it to 0x10
+//   [80, 592)  sub-block j of row r at 80 + 64j + 16r: 16 bytes, byte l
+//              holding values l and l+16: Q4KR q_l | q_{l+16} << 4 (Q4R's
+//              order); Q5KR q_l | (q_{l+16} & 7) << 5
+//   [592, 720) Q5KR only: the top two bits of q_{l+16}: sub-blocks 4h..4h+3
+//              of row r at 592 + 64h + 16r, byte l, sub-block j's at bits
+//              2(j & 3) and 2(j & 3) + 1
 // The scales are unpacked once at load instead of per row and superblock in
 // every product; the four rows' scales and mins are then one vector load
-// each, and the rows' data one sequential stream (as Q6R).
+// each, and the rows' data one sequential stream (as Q6R). One vector holds
+// a row's sub-block, so the matvec reads each byte once and splits it with
+// Q4R's three operations (Q5KR: six; five bits or-ed from GGUF's fifth-bit
+// bytes took nine).
 
 import {
   FUSED, scratchBase, h2f, h2f_x4c, VCONST, VC_NIB8, VC_NIB16, VC_HMASK, VC_HMUL, VC_EVEN16, VC_ODD16,
@@ -35,7 +40,7 @@ import {
 } from "./common";
 import {
   reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, q8bToQ8a, quadsToQ8a,
-  transposeQuads, smallTail, SMALL_X, matvecQ6kSimd, matvecQ6kScalar,
+  transposeQuads, smallTail, SMALL_X, matvecQ6kSimd, matvecQ6kScalar, nibRelaxed16, dotNib16,
 } from "./quant";
 
 // @ts-ignore: decorator
@@ -45,11 +50,45 @@ import {
 // @ts-ignore: decorator
 @inline const K_QS: usize = 80;
 // @ts-ignore: decorator
-@inline const K_QH: usize = 592;
+@inline const K_E: usize = 592;
 
 @inline function kBytes(five: bool): usize {
   return five ? 720 : 592;
 }
+
+// Sub-block j of row r of the superblock column at p (Q4KR / Q5KR).
+@inline function kSubAt(p: usize, j: i32, r: i32): usize {
+  return p + K_QS + (<usize>j << 6) + (<usize>r << 4);
+}
+
+// Q5KR's top-bit vector of sub-block j of row r.
+@inline function kTopAt(p: usize, j: i32, r: i32): usize {
+  return p + K_E + (<usize>(j >> 2) << 6) + (<usize>r << 4);
+}
+
+// Masks of Q5KR's values (see VCONST in common.ts for why in memory): per
+// byte 0x1f (q_l), 0x07 (low bits of q_{l+16}), 0x18 (its top two, moved to
+// bits 3-4); the same per int16 lane for the SIMD build.
+// @ts-ignore: decorator
+@inline const KC_LO8: usize = 0;
+// @ts-ignore: decorator
+@inline const KC_HI8: usize = 16;
+// @ts-ignore: decorator
+@inline const KC_TOP8: usize = 32;
+// @ts-ignore: decorator
+@inline const KC_LO16: usize = 48;
+// @ts-ignore: decorator
+@inline const KC_HI16: usize = 64;
+// @ts-ignore: decorator
+@inline const KC_TOP16: usize = 80;
+const KCONST: usize = memory.data<u32>([
+  0x1f1f1f1f, 0x1f1f1f1f, 0x1f1f1f1f, 0x1f1f1f1f,
+  0x07070707, 0x07070707, 0x07070707, 0x07070707,
+  0x18181818, 0x18181818, 0x18181818, 0x18181818,
+  0x001f001f, 0x001f001f, 0x001f001f, 0x001f001f,
+  0x00070007, 0x00070007, 0x00070007, 0x00070007,
+  0x00180018, 0x00180018, 0x00180018, 0x00180018,
+], 16);
 
 // ---------------------------------------------------------------- sizes and repack
 
@@ -87,6 +126,14 @@ export function repack_q5_k(src: usize, dst: usize, rows: i32, cols: i32): void 
   return ((c & 15) | ((b >> 6) << 4)) | (((c >> 4) | ((a >> 6) << 4)) << 8);
 }
 
+// Value l (0..31) of sub-block j of a GGUF block: nibbles at q, fifth bits at qh.
+@inline function ggufValue(q: usize, qh: usize, j: usize, l: usize, five: bool): i32 {
+  const v = <i32>load<u8>(q + ((j >> 1) << 5) + l);
+  let x = j & 1 ? v >> 4 : v & 15;
+  if (five) x |= ((<i32>load<u8>(qh + l) >> <i32>j) & 1) << 4;
+  return x;
+}
+
 function repackK(src: usize, dst: usize, rows: i32, cols: i32, five: bool): void {
   const nsb = <usize>cols >> 8;
   const inB: usize = five ? 176 : 144;
@@ -99,20 +146,29 @@ function repackK(src: usize, dst: usize, rows: i32, cols: i32, five: bool): void
     if (nr < 4) memory.fill(tmp + <usize>nr * rowBytes, 0, <usize>(4 - nr) * rowBytes);
     let o = dst + <usize>g * nsb * outB;
     for (let sb: usize = 0; sb < nsb; sb++) {
-      for (let r: usize = 0; r < 4; r++) {
-        const s = tmp + r * rowBytes + sb * inB;
-        store<u16>(o + (r << 1), load<u16>(s));
-        store<u16>(o + 8 + (r << 1), load<u16>(s, 2));
+      for (let r = 0; r < 4; r++) {
+        const s = tmp + <usize>r * rowBytes + sb * inB;
+        store<u16>(o + (<usize>r << 1), load<u16>(s));
+        store<u16>(o + 8 + (<usize>r << 1), load<u16>(s, 2));
         for (let j: usize = 0; j < 8; j++) {
           const sm = scaleMin(s + 4, j);
-          store<u8>(o + K_SC + (j << 2) + r, <u8>sm);
-          store<u8>(o + K_M + (j << 2) + r, <u8>(sm >> 8));
+          store<u8>(o + K_SC + (j << 2) + <usize>r, <u8>sm);
+          store<u8>(o + K_M + (j << 2) + <usize>r, <u8>(sm >> 8));
         }
-        memory.copy(o + K_QS + (r << 7), s + (five ? 48 : 16), 128);
+        const q = s + (five ? 48 : 16), qh = s + 16;
+        for (let j = 0; j < 8; j++) {
+          for (let l: usize = 0; l < 16; l++) {
+            const lo = ggufValue(q, qh, j, l, five), hi = ggufValue(q, qh, j, l + 16, five);
+            store<u8>(kSubAt(o, j, r) + l, <u8>(five ? lo | ((hi & 7) << 5) : lo | (hi << 4)));
+          }
+        }
         if (five) {
-          for (let l: usize = 0; l < 32; l++) {
-            const h = <u32>load<u8>(s + 16 + l);
-            store<u8>(o + K_QH + (r << 5) + l, <u8>((h << 4) | (h >> 4)));
+          for (let h = 0; h < 8; h += 4) {
+            for (let l: usize = 0; l < 16; l++) {
+              let e = 0;
+              for (let k = 0; k < 4; k++) e |= (ggufValue(q, qh, h + k, l + 16, true) >> 3) << (k << 1);
+              store<u8>(kTopAt(o, h, r) + l, <u8>e);
+            }
           }
         }
       }
@@ -133,13 +189,13 @@ export function matvec_q5kr_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: 
   else matvecKScalar(w, rows, cols, xa, out, true);
 }
 
-// Value l (0..31) of sub-block j of one row: qs at q, fifth bits at qh
-// (rotated: as in Q5KR, else as in the file).
-@inline function kValue(q: usize, qh: usize, j: usize, l: usize, five: bool, rotated: bool): i32 {
-  const v = <i32>load<u8>(q + ((j >> 1) << 5) + l);
-  let x = j & 1 ? v >> 4 : v & 15;
-  if (five) x |= ((<i32>load<u8>(qh + l) >> <i32>(rotated ? (j + 4) & 7 : j)) & 1) << 4;
-  return x;
+// Value l (0..31) of sub-block j of row r in the Q4KR / Q5KR superblock column at p.
+@inline function krValue(p: usize, r: i32, j: i32, l: usize, five: bool): i32 {
+  const v = <i32>load<u8>(kSubAt(p, j, r) + (l & 15));
+  if (!five) return l < 16 ? v & 15 : v >> 4;
+  if (l < 16) return v & 31;
+  const e = <i32>load<u8>(kTopAt(p, j, r) + (l & 15));
+  return (v >> 5) | (((e >> ((j & 3) << 1)) & 3) << 3);
 }
 
 function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, five: bool): void {
@@ -149,20 +205,18 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   const x8 = xa + q8aQ8Off(nb);
   const B = kBytes(five);
   for (let r = 0; r < rows; r++) {
-    const lane = <usize>(r & 3);
+    const lane = r & 3;
     let p = w + <usize>(r >> 2) * nsb * B;
     let acc: f32 = 0;
     for (let sb: usize = 0; sb < nsb; sb++) {
-      const d = h2f(load<u16>(p + (lane << 1)));
-      const dm = h2f(load<u16>(p + 8 + (lane << 1)));
-      const q = p + K_QS + (lane << 7);
-      const qh = p + K_QH + (lane << 5);
-      for (let j: usize = 0; j < 8; j++) {
-        const b = (sb << 3) + j;
+      const d = h2f(load<u16>(p + (<usize>lane << 1)));
+      const dm = h2f(load<u16>(p + 8 + (<usize>lane << 1)));
+      for (let j = 0; j < 8; j++) {
+        const b = (sb << 3) + <usize>j;
         let dot: i32 = 0;
-        for (let l: usize = 0; l < 32; l++) dot += kValue(q, qh, j, l, five, true) * <i32>load<i8>(x8 + (b << 5) + l);
-        const sd = dot * <i32>load<u8>(p + K_SC + (j << 2) + lane);
-        const sm = load<i32>(xs + (b << 2)) * <i32>load<u8>(p + K_M + (j << 2) + lane);
+        for (let l: usize = 0; l < 32; l++) dot += krValue(p, lane, j, l, five) * <i32>load<i8>(x8 + (b << 5) + l);
+        const sd = dot * <i32>load<u8>(p + K_SC + (<usize>j << 2) + <usize>lane);
+        const sm = load<i32>(xs + (b << 2)) * <i32>load<u8>(p + K_M + (<usize>j << 2) + <usize>lane);
         acc += (<f32>sd * d - <f32>sm * dm) * load<f32>(xa + (b << 2));
       }
       p += B;
@@ -171,13 +225,12 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   }
 }
 
-// Sub-block j's fifth bit of every byte of v (Q5KR's rotated bytes: at bit
-// (j+4) & 7) at bit 4, 0x10 per byte: one 16-bit shift, which carries no bit
-// across a byte boundary into bit 4 for these shift counts (at most 3 right,
-// 4 left).
-@inline function fifth(v: v128, j: i32, m5: v128): v128 {
-  if (j < 4) return v128.and(i16x8.shr_u(v, j), m5);
-  return v128.and(i16x8.shl(v, 8 - j), m5);
+// Q5KR: a top-bit vector's pair of sub-block k (0..3 of its four), bits 2k
+// and 2k+1 of every byte, moved to bits 3-4 by one 16-bit shift (left by
+// 3 - 2k or right by 2k - 3; neither pulls a bit across a byte boundary into
+// bits 3-4 for counts up to 3). Unmasked.
+@inline function topBits(e: v128, k: i32): v128 {
+  return k < 2 ? i16x8.shl(e, 3 - (k << 1)) : i16x8.shr_u(e, (k << 1) - 3);
 }
 
 // acc + (f32(sd)*d - f32(sm)*dmin) * d_x: the scalar twin's fold, four lanes.
@@ -185,29 +238,14 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   return f32x4.add(acc, f32x4.mul(f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(sd), d), f32x4.mul(f32x4.convert_i32x4_s(sm), dm)), dx));
 }
 
-// Scratch of the plain SIMD matvec: the four rows' int32 partials of the
-// current sub-block pair, [0, 128); storing them orders the next row's loads
-// after them (see q6Step in quant.ts). The relaxed one keeps them in
-// registers: passing them through scratch measured ~15% slower there.
-
-// Relaxed: one row's sub-block j (chunk c = j >> 1: low nibbles for even j,
-// high for odd) against its activations, left in int16: lane i holds two
-// pairs' dots of both 16-wide halves, |lane| <= 2*2*15*127 = 7620 (Q5:
-// 15748).
-@inline function kRowRelaxed(q: usize, qh: usize, j: i32, five: bool, xl: v128, xh: v128, m: v128, m5: v128): v128 {
-  let a = v128.load(q + (<usize>(j >> 1) << 5));
-  let b = v128.load(q + (<usize>(j >> 1) << 5), 16);
-  if (j & 1) {
-    a = i16x8.shr_u(a, 4);
-    b = i16x8.shr_u(b, 4);
-  }
-  a = v128.and(a, m);
-  b = v128.and(b, m);
-  if (five) {
-    a = v128.or(a, fifth(v128.load(qh), j, m5));
-    b = v128.or(b, fifth(v128.load(qh, 16), j, m5));
-  }
-  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, a), i16x8.relaxed_dot_i8x16_i7x16_s(xh, b));
+// Relaxed: row r's sub-block j against its activations, left in int16: lane
+// i holds two pairs' dots of both 16-wide halves, |lane| <= 2*2*15*127 = 7620
+// (Q5: 15748). m: 0x0f (Q4KR) or 0x1f (Q5KR) per byte.
+@inline function kRowRelaxed(p: usize, j: i32, r: i32, five: bool, xl: v128, xh: v128, m: v128, m3: v128, mt: v128): v128 {
+  const v = v128.load(kSubAt(p, j, r));
+  if (!five) return nibRelaxed16(v, xl, xh, m);
+  const hi = v128.or(v128.and(i16x8.shr_u(v, 5), m3), v128.and(topBits(v128.load(kTopAt(p, j, r)), j & 3), mt));
+  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.and(v, m)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi));
 }
 
 // [sc_r * sum(p_r)] for four rows' int16 partials: transpose-and-add in
@@ -223,36 +261,20 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   return i32x4.dot_i16x8_s(i16x8.add(lo, hi), sc);
 }
 
-// SIMD build: one row's two sub-blocks as int32 sums, from the int16
-// activations (Q8A's permuted section: a vector of weight bytes viewed as
-// int16 lanes holds the even elements in its low bytes, the odd in its high).
-@inline function kRowSimd(t: usize, q: usize, qh: usize, c: i32, five: bool, x0: usize, x1: usize): void {
-  const a = v128.load(q + (<usize>c << 5));
-  const b = v128.load(q + (<usize>c << 5), 16);
-  const m = i16x8.splat(0x0f);
-  let e0 = v128.and(a, m), e1 = v128.and(i16x8.shr_u(a, 8), m), e2 = v128.and(b, m), e3 = v128.and(i16x8.shr_u(b, 8), m);
-  let o0 = v128.and(i16x8.shr_u(a, 4), m), o1 = i16x8.shr_u(a, 12), o2 = v128.and(i16x8.shr_u(b, 4), m), o3 = i16x8.shr_u(b, 12);
-  if (five) {
-    const ua = v128.load(qh), ub = v128.load(qh, 16);
-    const one = i16x8.splat(1);
-    const s0 = ((c << 1) + 4) & 7, s1 = ((c << 1) + 5) & 7;
-    e0 = v128.or(e0, i16x8.shl(v128.and(i16x8.shr_u(ua, s0), one), 4));
-    e1 = v128.or(e1, i16x8.shl(v128.and(i16x8.shr_u(ua, s0 + 8), one), 4));
-    e2 = v128.or(e2, i16x8.shl(v128.and(i16x8.shr_u(ub, s0), one), 4));
-    e3 = v128.or(e3, i16x8.shl(v128.and(i16x8.shr_u(ub, s0 + 8), one), 4));
-    o0 = v128.or(o0, i16x8.shl(v128.and(i16x8.shr_u(ua, s1), one), 4));
-    o1 = v128.or(o1, i16x8.shl(v128.and(i16x8.shr_u(ua, s1 + 8), one), 4));
-    o2 = v128.or(o2, i16x8.shl(v128.and(i16x8.shr_u(ub, s1), one), 4));
-    o3 = v128.or(o3, i16x8.shl(v128.and(i16x8.shr_u(ub, s1 + 8), one), 4));
-  }
-  v128.store(t, i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(e0, v128.load(x0)), i32x4.dot_i16x8_s(e1, v128.load(x0, 16))),
-    i32x4.add(i32x4.dot_i16x8_s(e2, v128.load(x0, 32)), i32x4.dot_i16x8_s(e3, v128.load(x0, 48))),
-  ));
-  v128.store(t, i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(o0, v128.load(x1)), i32x4.dot_i16x8_s(o1, v128.load(x1, 16))),
-    i32x4.add(i32x4.dot_i16x8_s(o2, v128.load(x1, 32)), i32x4.dot_i16x8_s(o3, v128.load(x1, 48))),
-  ), 64);
+// SIMD build: row r's sub-block j as int32 sums against Q8A's permuted int16
+// activations (a vector of weight bytes viewed as int16 lanes holds the even
+// elements in its low bytes, the odd in its high). m: 0x000f per lane.
+@inline function kRowSimd(p: usize, j: i32, r: i32, five: bool, x0: v128, x1: v128, x2: v128, x3: v128, m: v128, m5: v128, m3: v128, mt: v128): v128 {
+  const v = v128.load(kSubAt(p, j, r));
+  if (!five) return dotNib16(v, x0, x1, x2, x3, m);
+  const e = v128.load(kTopAt(p, j, r));
+  const k = j & 3;
+  const h0 = v128.or(v128.and(i16x8.shr_u(v, 5), m3), v128.and(topBits(e, k), mt));
+  const h1 = v128.or(i16x8.shr_u(v, 13), v128.and(i16x8.shr_u(e, 5 + (k << 1)), mt));
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(v, m5), x0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 8), m5), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(h0, x2), i32x4.dot_i16x8_s(h1, x3)),
+  );
 }
 
 // Bytes o..o+3 of v (one sub-block's four rows) as int16 pairs [b0, b0, b1,
@@ -274,69 +296,63 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   return i8x16.shuffle(v, z, 12, 16, 16, 16, 13, 16, 16, 16, 14, 16, 16, 16, 15, 16, 16, 16);
 }
 
-// Chunk c (sub-blocks 2c, 2c+1) of one superblock, four rows: the two folds.
-@inline function kChunk(acc: v128, p: usize, c: i32, five: bool, b: usize, xa: usize, xs: usize, xq: usize,
-  d: v128, dm: v128, S: v128, M: v128, m: v128, m5: v128): v128 {
-  const t = scratchBase();
-  const q = p + K_QS, qh = p + K_QH;
-  if (!ASC_FEATURE_RELAXED_SIMD) {
-    const x0 = xq + (b << 6), x1 = x0 + 64;
-    kRowSimd(t, q, qh, c, five, x0, x1);
-    kRowSimd(t + 16, q + 128, qh + 32, c, five, x0, x1);
-    kRowSimd(t + 32, q + 256, qh + 64, c, five, x0, x1);
-    kRowSimd(t + 48, q + 384, qh + 96, c, five, x0, x1);
-  }
-  // Scales and mins of sub-blocks j = 2c, 2c+1: S/M hold j = 4h..4h+3 (h = c >> 1), row r at 4(j & 3) + r.
-  const o0 = (c & 1) << 3, o1 = o0 + 4;
-  let sd0: v128, sd1: v128;
+// Sub-block j (a constant) of one superblock column at p, four rows, against
+// activation block b (int8 at x8, int16 at x16, sum at xs, d at xd): the fold.
+// S / M: the four rows' scales / mins of sub-blocks j & ~3 .. (j & ~3) + 3.
+@inline function kSub(acc: v128, p: usize, j: i32, five: bool, xq: usize, xs: usize, xd: usize,
+  d: v128, dm: v128, S: v128, M: v128, m: v128, m5: v128, m3: v128, mt: v128): v128 {
+  const o = (j & 3) << 2;
+  let sd: v128;
   if (ASC_FEATURE_RELAXED_SIMD) {
-    // Each sub-block's four rows straight into the reduction (reloading the
-    // chunk's bytes for the odd one is cheaper than keeping them live).
-    const j0 = c << 1, j1 = j0 + 1;
-    let xl = v128.load(xq + (b << 5)), xh = v128.load(xq + (b << 5), 16);
-    sd0 = kReduceScaled(
-      kRowRelaxed(q, qh, j0, five, xl, xh, m, m5), kRowRelaxed(q + 128, qh + 32, j0, five, xl, xh, m, m5),
-      kRowRelaxed(q + 256, qh + 64, j0, five, xl, xh, m, m5), kRowRelaxed(q + 384, qh + 96, j0, five, xl, xh, m, m5),
-      pairLanes(S, o0), five);
-    xl = v128.load(xq + (b << 5), 32);
-    xh = v128.load(xq + (b << 5), 48);
-    sd1 = kReduceScaled(
-      kRowRelaxed(q, qh, j1, five, xl, xh, m, m5), kRowRelaxed(q + 128, qh + 32, j1, five, xl, xh, m, m5),
-      kRowRelaxed(q + 256, qh + 64, j1, five, xl, xh, m, m5), kRowRelaxed(q + 384, qh + 96, j1, five, xl, xh, m, m5),
-      pairLanes(S, o1), five);
+    const xl = v128.load(xq), xh = v128.load(xq, 16);
+    sd = kReduceScaled(
+      kRowRelaxed(p, j, 0, five, xl, xh, m, m3, mt), kRowRelaxed(p, j, 1, five, xl, xh, m, m3, mt),
+      kRowRelaxed(p, j, 2, five, xl, xh, m, m3, mt), kRowRelaxed(p, j, 3, five, xl, xh, m, m3, mt),
+      pairLanes(S, o), five);
   } else {
-    sd0 = i32x4.mul(reduce4(v128.load(t), v128.load(t, 16), v128.load(t, 32), v128.load(t, 48)), wordLanes(S, o0));
-    sd1 = i32x4.mul(reduce4(v128.load(t, 64), v128.load(t, 80), v128.load(t, 96), v128.load(t, 112)), wordLanes(S, o1));
+    const x0 = v128.load(xq), x1 = v128.load(xq, 16), x2 = v128.load(xq, 32), x3 = v128.load(xq, 48);
+    sd = i32x4.mul(reduce4(
+      kRowSimd(p, j, 0, five, x0, x1, x2, x3, m, m5, m3, mt), kRowSimd(p, j, 1, five, x0, x1, x2, x3, m, m5, m3, mt),
+      kRowSimd(p, j, 2, five, x0, x1, x2, x3, m, m5, m3, mt), kRowSimd(p, j, 3, five, x0, x1, x2, x3, m, m5, m3, mt),
+    ), wordLanes(S, o));
   }
-  const m0 = wordLanes(M, o0), m1 = wordLanes(M, o1);
-  acc = kFold(acc, sd0, i32x4.mul(m0, v128.load32_splat(xs + (b << 2))), d, dm, v128.load32_splat(xa + (b << 2)));
-  return kFold(acc, sd1, i32x4.mul(m1, v128.load32_splat(xs + (b << 2), 4)), d, dm, v128.load32_splat(xa + (b << 2), 4));
+  return kFold(acc, sd, i32x4.mul(wordLanes(M, o), v128.load32_splat(xs)), d, dm, v128.load32_splat(xd));
 }
 
 function matvecKSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, five: bool): void {
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
-  const xs = xa + q8aSumOff(nb);
-  const xq = ASC_FEATURE_RELAXED_SIMD ? xa + q8aQ8Off(nb) : xa + q8aQ16Off(nb);
-  const m = v128.load(VCONST + VC_NIB8);
-  const m5 = i8x16.splat(0x10);
+  const xs0 = xa + q8aSumOff(nb);
+  const xq0 = ASC_FEATURE_RELAXED_SIMD ? xa + q8aQ8Off(nb) : xa + q8aQ16Off(nb);
+  const xqStep: usize = ASC_FEATURE_RELAXED_SIMD ? 32 : 64;
+  // Relaxed: byte masks; SIMD: int16 lane masks (m the nibble one).
+  const m = ASC_FEATURE_RELAXED_SIMD ? v128.load(five ? KCONST + KC_LO8 : VCONST + VC_NIB8) : v128.load(VCONST + VC_NIB16);
+  const m5 = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_LO8 : KC_LO16));
+  const m3 = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_HI8 : KC_HI16));
+  const mt = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_TOP8 : KC_TOP16));
   const hmask = v128.load(VCONST + VC_HMASK);
   const hmul = v128.load(VCONST + VC_HMUL);
   const B = kBytes(five);
   let p = w;
   for (let r0 = 0; r0 < rows; r0 += 4) {
     let acc = f32x4.splat(0);
-    let b: usize = 0;
+    let xq = xq0, xs = xs0, xd = xa;
     for (let sb: usize = 0; sb < nsb; sb++) {
       const d = h2f_x4c(p, hmask, hmul);
       const dm = h2f_x4c(p + 8, hmask, hmul);
       const S0 = v128.load(p, K_SC), S1 = v128.load(p, K_SC + 16);
       const M0 = v128.load(p, K_M), M1 = v128.load(p, K_M + 16);
-      acc = kChunk(acc, p, 0, five, b, xa, xs, xq, d, dm, S0, M0, m, m5);
-      acc = kChunk(acc, p, 1, five, b + 2, xa, xs, xq, d, dm, S0, M0, m, m5);
-      acc = kChunk(acc, p, 2, five, b + 4, xa, xs, xq, d, dm, S1, M1, m, m5);
-      acc = kChunk(acc, p, 3, five, b + 6, xa, xs, xq, d, dm, S1, M1, m, m5);
-      b += 8;
+      acc = kSub(acc, p, 0, five, xq, xs, xd, d, dm, S0, M0, m, m5, m3, mt);
+      acc = kSub(acc, p, 1, five, xq + xqStep, xs + 4, xd + 4, d, dm, S0, M0, m, m5, m3, mt);
+      acc = kSub(acc, p, 2, five, xq + 2 * xqStep, xs + 8, xd + 8, d, dm, S0, M0, m, m5, m3, mt);
+      acc = kSub(acc, p, 3, five, xq + 3 * xqStep, xs + 12, xd + 12, d, dm, S0, M0, m, m5, m3, mt);
+      acc = kSub(acc, p, 4, five, xq + 4 * xqStep, xs + 16, xd + 16, d, dm, S1, M1, m, m5, m3, mt);
+      acc = kSub(acc, p, 5, five, xq + 5 * xqStep, xs + 20, xd + 20, d, dm, S1, M1, m, m5, m3, mt);
+      acc = kSub(acc, p, 6, five, xq + 6 * xqStep, xs + 24, xd + 24, d, dm, S1, M1, m, m5, m3, mt);
+      acc = kSub(acc, p, 7, five, xq + 7 * xqStep, xs + 28, xd + 28, d, dm, S1, M1, m, m5, m3, mt);
+      xq += xqStep << 3;
+      xs += 32;
+      xd += 32;
       p += B;
     }
     storeRows(out, r0, rows, acc);
@@ -405,29 +421,20 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
   }
 }
 
-// Sub-block j of the four rows: values (0..15 / 0..31) to ws, scales and mins to MM_DW.
-@inline function kUnpack(ws: usize, p: usize, j: i32, five: bool, m: v128, m5: v128): void {
-  const q = p + K_QS + (<usize>(j >> 1) << 5);
-  const sh = (j & 1) << 2;
-  for (let r: usize = 0; r < 4; r++) {
-    const a = v128.load(q + (r << 7));
-    const b = v128.load(q + (r << 7), 16);
-    let lo = v128.and(i16x8.shr_u(a, sh), m);
-    let hi = v128.and(i16x8.shr_u(b, sh), m);
-    if (five) {
-      // j is not a constant here: the shift's direction is chosen at run time (fifth's two cases).
-      const u = v128.load(p + K_QH + (r << 5)), v = v128.load(p + K_QH + (r << 5), 16);
-      lo = v128.or(lo, v128.and(j < 4 ? i16x8.shr_u(u, j) : i16x8.shl(u, 8 - j), m5));
-      hi = v128.or(hi, v128.and(j < 4 ? i16x8.shr_u(v, j) : i16x8.shl(v, 8 - j), m5));
-    }
-    v128.store(ws + (r << 5), lo);
-    v128.store(ws + (r << 5), hi, 16);
-    store<i32>(ws + MM_DW + 32 + (r << 2), <i32>load<u8>(p + K_SC + (<usize>j << 2) + r));
-    store<i32>(ws + MM_DW + 48 + (r << 2), <i32>load<u8>(p + K_M + (<usize>j << 2) + r));
+// Sub-block j of the four rows: values (0..15 / 0..31) to ws, scales and mins
+// to MM_DW. m: 0x0f per byte (Q4KR) or 0x1f (Q5KR).
+@inline function kUnpack(ws: usize, p: usize, j: i32, five: bool, m: v128, m3: v128, mt: v128): void {
+  for (let r = 0; r < 4; r++) {
+    const v = v128.load(kSubAt(p, j, r));
+    const o = ws + (<usize>r << 5);
+    v128.store(o, v128.and(v, m));
+    if (five) v128.store(o, v128.or(v128.and(i16x8.shr_u(v, 5), m3), v128.and(topBits(v128.load(kTopAt(p, j, r)), j & 3), mt)), 16);
+    else v128.store(o, v128.and(i16x8.shr_u(v, 4), m), 16);
+    store<i32>(ws + MM_DW + 32 + (<usize>r << 2), <i32>load<u8>(p + K_SC + (<usize>j << 2) + <usize>r));
+    store<i32>(ws + MM_DW + 48 + (<usize>r << 2), <i32>load<u8>(p + K_M + (<usize>j << 2) + <usize>r));
   }
 }
 
-// The f32 accumulators at pa (four tokens in lanes) of row r += the fold of
 // its raw integer dots with the tokens' sums of x.
 @inline function kFoldRow(pa: usize, ws: usize, r: usize, raw: v128, sx: v128, dx: v128): void {
   const sd = i32x4.mul(raw, v128.load32_splat(ws + MM_DW + 32 + (r << 2)));
@@ -618,8 +625,9 @@ function matmulKTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: 
   const gBytes: usize = FUSED ? Q8B_QUAD : Q8B_PAIRS;
   const gStride = nb * gBytes;
   const tStride = nb << 5;
-  const m = v128.load(VCONST + VC_NIB8);
-  const m5 = i8x16.splat(0x10);
+  const m = v128.load(five ? KCONST + KC_LO8 : VCONST + VC_NIB8);
+  const m3 = v128.load(KCONST + KC_HI8);
+  const mt = v128.load(KCONST + KC_TOP8);
   const B = kBytes(five);
   for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
     const tn = min(MM_TOK, ntok - t0);
@@ -632,7 +640,7 @@ function matmulKTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: 
       for (let sb: usize = 0; sb < nsb; sb++) {
         kScales(ws, p);
         for (let j = 0; j < 8; j++) {
-          kUnpack(ws, p, j, five, m, m5);
+          kUnpack(ws, p, j, five, m, m3, mt);
           if (FUSED) transposeQuads(ws);
           const b = (sb << 3) + <usize>j;
           let xg = xg0 + b * gBytes;
@@ -686,7 +694,7 @@ function dequantK(src: usize, dst: usize, n: i32, five: bool): void {
       const sm = scaleMin(p + 4, j);
       const ds = d * <f32>(sm & 255), mm = dm * <f32>(sm >> 8);
       const o = dst + (sb << 10) + (j << 7);
-      for (let l: usize = 0; l < 32; l++) store<f32>(o + (l << 2), ds * <f32>kValue(q, qh, j, l, five, false) - mm);
+      for (let l: usize = 0; l < 32; l++) store<f32>(o + (l << 2), ds * <f32>ggufValue(q, qh, j, l, five) - mm);
     }
   }
 }
