@@ -9,18 +9,21 @@
 // nibbles (bit j of byte l is element l of sub-block j). A value is
 // d*sc*q - dmin*m with q unsigned (0..15, 0..31).
 //
-// The sub-blocks are 32 wide, Q8A/Q8B's blocks, so per sub-block j of a row:
+// The sub-blocks are 32 wide, Q8A/Q8B's blocks (block b: d_x, sum x), so
+// per superblock of a row, sub-blocks j = 0..7 in order:
 //   sd = sc_j * sum_l q_l x_l          exact int32 (|.| <= 63*32*31*127 < 2^23)
-//   sm = m_j * sum_l x_l               exact int32 (Q8A/Q8B carry sum x)
-//   acc = acc + (f32(sd)*d - f32(sm)*dmin) * d_x
-// in that order of f32 operations in every build (the scalar twin defines
-// it), so all builds agree bit for bit.
+//   aq = aq + f32(sd) * d_x
+//   am = am + f32(m_j) * (f32(sum x) * d_x)
+// from aq = am = 0, then acc = acc + (aq*d - am*dmin): in that order of f32
+// operations in every build (the scalar twin defines it), so all builds agree
+// bit for bit. d and dmin, per superblock, stay out of the sub-block loop,
+// and the mins' factor f32(sum x) * d_x is a per-call table.
 //
 // Q4KR / Q5KR: groups of four rows (the last zero-padded); group g at
 // g*nsb*B (B = 592 / 720), per superblock column B bytes:
 //   [0, 8)     d of rows 0..3 (f16)         [8, 16)   dmin of rows 0..3 (f16)
-//   [16, 48)   scale of sub-block j, row r at 16 + 4j + r (u8, 0..63)
-//   [48, 80)   min of sub-block j, row r at 48 + 4j + r
+//   [16, 80)   sub-block j at 16 + 8j: the scales of rows 0..3, then their
+//              mins (u8, 0..63)
 //   [80, 592)  sub-block j of row r at 80 + 64j + 16r: 16 bytes, byte l
 //              holding values l and l+16: Q4KR q_l | q_{l+16} << 4 (Q4R's
 //              order); Q5KR q_l | (q_{l+16} & 7) << 5
@@ -28,25 +31,24 @@
 //              of row r at 592 + 64h + 16r, byte l, sub-block j's at bits
 //              2(j & 3) and 2(j & 3) + 1
 // The scales are unpacked once at load instead of per row and superblock in
-// every product; the four rows' scales and mins are then one vector load
-// each, and the rows' data one sequential stream (as Q6R). One vector holds
-// a row's sub-block, so the matvec reads each byte once and splits it with
-// Q4R's three operations (Q5KR: six; five bits or-ed from GGUF's fifth-bit
-// bytes took nine).
+// every product: a sub-block's four scales and four mins are one widening
+// load (shuffling them out of a wider vector cost V8 a rebuilt mask per
+// shuffle), and the rows' data one sequential stream (as Q6R). One vector
+// holds a row's sub-block, so the matvec reads each byte once and splits it
+// with Q4R's three operations (Q5KR: seven; five bits or-ed from GGUF's
+// fifth-bit bytes took nine).
 
 import {
-  FUSED, scratchBase, h2f, h2f_x4c, VCONST, VC_NIB8, VC_NIB16, VC_HMASK, VC_HMUL, VC_EVEN16, VC_ODD16,
+  FUSED, scratchBase, h2f, h2f_x4c, VCONST, VC_NIB8, VC_NIB16, VC_ONES16, VC_HMASK, VC_HMUL, VC_EVEN16, VC_ODD16,
   q8aSumOff, q8aQ8Off, q8aQ16Off,
 } from "./common";
 import {
   reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, q8bToQ8a, quadsToQ8a,
-  transposeQuads, smallTail, SMALL_X, matvecQ6kSimd, matvecQ6kScalar, nibRelaxed16, dotNib16,
+  transposeQuads, smallTail, SMALL_X, matvecQ6kSimd, matvecQ6kScalar, nibRelaxed16, dotNib16, reduce4i16,
 } from "./quant";
 
 // @ts-ignore: decorator
 @inline const K_SC: usize = 16;
-// @ts-ignore: decorator
-@inline const K_M: usize = 48;
 // @ts-ignore: decorator
 @inline const K_QS: usize = 80;
 // @ts-ignore: decorator
@@ -61,26 +63,37 @@ import {
   return p + K_QS + (<usize>j << 6) + (<usize>r << 4);
 }
 
+// The scales (then mins) of sub-block j's four rows.
+@inline function kScAt(p: usize, j: i32): usize {
+  return p + K_SC + (<usize>j << 3);
+}
+
 // Q5KR's top-bit vector of sub-block j of row r.
 @inline function kTopAt(p: usize, j: i32, r: i32): usize {
   return p + K_E + (<usize>(j >> 2) << 6) + (<usize>r << 4);
 }
 
-// Masks of Q5KR's values (see VCONST in common.ts for why in memory): per
-// byte 0x1f (q_l), 0x07 (low bits of q_{l+16}), 0x18 (its top two, moved to
-// bits 3-4); the same per int16 lane for the SIMD build.
+// Constants of Q5KR's values (see VCONST in common.ts for why in memory):
+// masks per byte 0x1f (q_l), 0x07 (the low three bits of q_{l+16}), 0x18
+// (its top two, moved to bits 3-4); the same per int16 lane for the SIMD
+// build; the multipliers 2^(6-2k) of kHigh5 per int16 lane.
 // @ts-ignore: decorator
-@inline const KC_LO8: usize = 0;
+@inline const KC_LO: usize = 0;
 // @ts-ignore: decorator
-@inline const KC_HI8: usize = 16;
+@inline const KC_HI3: usize = 16;
 // @ts-ignore: decorator
-@inline const KC_TOP8: usize = 32;
+@inline const KC_HI2: usize = 32;
 // @ts-ignore: decorator
 @inline const KC_LO16: usize = 48;
 // @ts-ignore: decorator
-@inline const KC_HI16: usize = 64;
+@inline const KC_HI3_16: usize = 64;
 // @ts-ignore: decorator
-@inline const KC_TOP16: usize = 80;
+@inline const KC_HI2_16: usize = 80;
+// @ts-ignore: decorator
+@inline const KC_MUL: usize = 96;
+// Scratch of the matvecs: the per-call table of f32(sum x) * d_x per block.
+// @ts-ignore: decorator
+@inline const K_SX: usize = 16384;
 const KCONST: usize = memory.data<u32>([
   0x1f1f1f1f, 0x1f1f1f1f, 0x1f1f1f1f, 0x1f1f1f1f,
   0x07070707, 0x07070707, 0x07070707, 0x07070707,
@@ -88,6 +101,10 @@ const KCONST: usize = memory.data<u32>([
   0x001f001f, 0x001f001f, 0x001f001f, 0x001f001f,
   0x00070007, 0x00070007, 0x00070007, 0x00070007,
   0x00180018, 0x00180018, 0x00180018, 0x00180018,
+  0x00400040, 0x00400040, 0x00400040, 0x00400040,
+  0x00100010, 0x00100010, 0x00100010, 0x00100010,
+  0x00040004, 0x00040004, 0x00040004, 0x00040004,
+  0x00010001, 0x00010001, 0x00010001, 0x00010001,
 ], 16);
 
 // ---------------------------------------------------------------- sizes and repack
@@ -152,8 +169,8 @@ function repackK(src: usize, dst: usize, rows: i32, cols: i32, five: bool): void
         store<u16>(o + 8 + (<usize>r << 1), load<u16>(s, 2));
         for (let j: usize = 0; j < 8; j++) {
           const sm = scaleMin(s + 4, j);
-          store<u8>(o + K_SC + (j << 2) + <usize>r, <u8>sm);
-          store<u8>(o + K_M + (j << 2) + <usize>r, <u8>(sm >> 8));
+          store<u8>(kScAt(o, <i32>j) + <usize>r, <u8>sm);
+          store<u8>(kScAt(o, <i32>j) + 4 + <usize>r, <u8>(sm >> 8));
         }
         const q = s + (five ? 48 : 16), qh = s + 16;
         for (let j = 0; j < 8; j++) {
@@ -180,12 +197,12 @@ function repackK(src: usize, dst: usize, rows: i32, cols: i32, five: bool): void
 // ---------------------------------------------------------------- matvec (Q8A)
 
 export function matvec_q4kr_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
-  if (ASC_FEATURE_SIMD) matvecKSimd(w, rows, cols, xa, out, false);
+  if (ASC_FEATURE_SIMD) matvecQ4kSimd(w, rows, cols, xa, out);
   else matvecKScalar(w, rows, cols, xa, out, false);
 }
 
 export function matvec_q5kr_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
-  if (ASC_FEATURE_SIMD) matvecKSimd(w, rows, cols, xa, out, true);
+  if (ASC_FEATURE_SIMD) matvecQ5kSimd(w, rows, cols, xa, out);
   else matvecKScalar(w, rows, cols, xa, out, true);
 }
 
@@ -209,49 +226,57 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
     let p = w + <usize>(r >> 2) * nsb * B;
     let acc: f32 = 0;
     for (let sb: usize = 0; sb < nsb; sb++) {
-      const d = h2f(load<u16>(p + (<usize>lane << 1)));
-      const dm = h2f(load<u16>(p + 8 + (<usize>lane << 1)));
+      let aq: f32 = 0, am: f32 = 0;
       for (let j = 0; j < 8; j++) {
         const b = (sb << 3) + <usize>j;
         let dot: i32 = 0;
         for (let l: usize = 0; l < 32; l++) dot += krValue(p, lane, j, l, five) * <i32>load<i8>(x8 + (b << 5) + l);
-        const sd = dot * <i32>load<u8>(p + K_SC + (<usize>j << 2) + <usize>lane);
-        const sm = load<i32>(xs + (b << 2)) * <i32>load<u8>(p + K_M + (<usize>j << 2) + <usize>lane);
-        acc += (<f32>sd * d - <f32>sm * dm) * load<f32>(xa + (b << 2));
+        const sd = dot * <i32>load<u8>(kScAt(p, j) + <usize>lane);
+        const dx = load<f32>(xa + (b << 2));
+        aq += <f32>sd * dx;
+        am += <f32>load<u8>(kScAt(p, j) + 4 + <usize>lane) * (<f32>load<i32>(xs + (b << 2)) * dx);
       }
+      acc += aq * h2f(load<u16>(p + (<usize>lane << 1))) - am * h2f(load<u16>(p + 8 + (<usize>lane << 1)));
       p += B;
     }
     store<f32>(out + (<usize>r << 2), acc);
   }
 }
 
-// Q5KR: a top-bit vector's pair of sub-block k (0..3 of its four), bits 2k
-// and 2k+1 of every byte, moved to bits 3-4 by one 16-bit shift (left by
-// 3 - 2k or right by 2k - 3; neither pulls a bit across a byte boundary into
-// bits 3-4 for counts up to 3). Unmasked.
-@inline function topBits(e: v128, k: i32): v128 {
-  return k < 2 ? i16x8.shl(e, 3 - (k << 1)) : i16x8.shr_u(e, (k << 1) - 3);
+// Q5KR's values l+16 per byte from a sub-block vector v and its top-bit
+// vector e: the low three bits from v's bits 5-7; the top two, at bits 2k and
+// 2k+1 of e for the k-th sub-block of its four, moved to bits 3-4 by a
+// multiply with mk = 2^(6-2k) per int16 lane and a right shift by 3 (a shift
+// by a count known only at run time costs V8 three more instructions, and
+// the count differs in direction between k; the multiply's carries from the
+// low byte reach the high byte's bits 3-4 only from bits 5-7 of the low one
+// shifted by 6, which the shift by 3 leaves at bits 0-1 of the high byte).
+@inline function kHigh5(v: v128, e: v128, mk: v128, mh: v128, ml: v128): v128 {
+  return v128.or(v128.and(i16x8.shr_u(v, 5), mh), v128.and(i16x8.shr_u(i16x8.mul(e, mk), 3), ml));
 }
 
-// acc + (f32(sd)*d - f32(sm)*dmin) * d_x: the scalar twin's fold, four lanes.
-@inline function kFold(acc: v128, sd: v128, sm: v128, d: v128, dm: v128, dx: v128): v128 {
-  return f32x4.add(acc, f32x4.mul(f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(sd), d), f32x4.mul(f32x4.convert_i32x4_s(sm), dm)), dx));
+// acc + (aq*d - am*dmin): the scalar twin's fold of one superblock, four lanes.
+@inline function kFoldSuper(acc: v128, aq: v128, am: v128, d: v128, dm: v128): v128 {
+  return f32x4.add(acc, f32x4.sub(f32x4.mul(aq, d), f32x4.mul(am, dm)));
 }
 
-// Relaxed: row r's sub-block j against its activations, left in int16: lane
-// i holds two pairs' dots of both 16-wide halves, |lane| <= 2*2*15*127 = 7620
-// (Q5: 15748). m: 0x0f (Q4KR) or 0x1f (Q5KR) per byte.
-@inline function kRowRelaxed(p: usize, j: i32, r: i32, five: bool, xl: v128, xh: v128, m: v128, m3: v128, mt: v128): v128 {
-  const v = v128.load(kSubAt(p, j, r));
+// Relaxed: one row's sub-block (at q; Q5KR's top bits at e) against its
+// activations, left in int16: lane i holds two pairs' dots of both 16-wide
+// halves, |lane| <= 2*2*15*127 = 7620 (Q5: 15748). m: 0x0f (Q4KR) or 0x1f
+// (Q5KR) per byte.
+@inline function kRowRelaxed(q: usize, e: usize, mk: v128, five: bool, xl: v128, xh: v128, m: v128, mh: v128, ml: v128): v128 {
+  const v = v128.load(q);
   if (!five) return nibRelaxed16(v, xl, xh, m);
-  const hi = v128.or(v128.and(i16x8.shr_u(v, 5), m3), v128.and(topBits(v128.load(kTopAt(p, j, r)), j & 3), mt));
-  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.and(v, m)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi));
+  return i16x8.add(
+    i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.and(v, m)),
+    i16x8.relaxed_dot_i8x16_i7x16_s(xh, kHigh5(v, v128.load(e), mk, mh, ml)),
+  );
 }
 
 // [sc_r * sum(p_r)] for four rows' int16 partials: transpose-and-add in
 // int16, then one dot with [sc0, sc0, sc1, sc1, ...] widens and scales at
 // once. Q4_K: sums of 8 lanes <= 30480 stay exact in int16; Q5_K's (<= 62992)
-// would not, so its last add is done in int32.
+// would not, so its last add is done after two scaled widenings.
 @inline function kReduceScaled(p0: v128, p1: v128, p2: v128, p3: v128, sc: v128, five: bool): v128 {
   const a = i16x8.add(i32x4.shuffle(p0, p1, 0, 4, 1, 5), i32x4.shuffle(p0, p1, 2, 6, 3, 7));
   const c = i16x8.add(i32x4.shuffle(p2, p3, 0, 4, 1, 5), i32x4.shuffle(p2, p3, 2, 6, 3, 7));
@@ -261,98 +286,89 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   return i32x4.dot_i16x8_s(i16x8.add(lo, hi), sc);
 }
 
-// SIMD build: row r's sub-block j as int32 sums against Q8A's permuted int16
+// SIMD build: one row's sub-block as int32 sums against Q8A's permuted int16
 // activations (a vector of weight bytes viewed as int16 lanes holds the even
-// elements in its low bytes, the odd in its high). m: 0x000f per lane.
-@inline function kRowSimd(p: usize, j: i32, r: i32, five: bool, x0: v128, x1: v128, x2: v128, x3: v128, m: v128, m5: v128, m3: v128, mt: v128): v128 {
-  const v = v128.load(kSubAt(p, j, r));
+// elements in its low bytes, the odd in its high). Lane masks: m 0x000f,
+// m5 0x001f, mh 0x0007, ml 0x0018.
+@inline function kRowSimd(q: usize, e: usize, mk: v128, five: bool, x0: v128, x1: v128, x2: v128, x3: v128, m: v128, m5: v128, mh: v128, ml: v128): v128 {
+  const v = v128.load(q);
   if (!five) return dotNib16(v, x0, x1, x2, x3, m);
-  const e = v128.load(kTopAt(p, j, r));
-  const k = j & 3;
-  const h0 = v128.or(v128.and(i16x8.shr_u(v, 5), m3), v128.and(topBits(e, k), mt));
-  const h1 = v128.or(i16x8.shr_u(v, 13), v128.and(i16x8.shr_u(e, 5 + (k << 1)), mt));
+  const t = i16x8.mul(v128.load(e), mk);
+  const h0 = v128.or(v128.and(i16x8.shr_u(v, 5), mh), v128.and(i16x8.shr_u(t, 3), ml));
+  const h1 = v128.or(i16x8.shr_u(v, 13), v128.and(i16x8.shr_u(t, 11), ml));
   return i32x4.add(
     i32x4.add(i32x4.dot_i16x8_s(v128.and(v, m5), x0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 8), m5), x1)),
     i32x4.add(i32x4.dot_i16x8_s(h0, x2), i32x4.dot_i16x8_s(h1, x3)),
   );
 }
 
-// Bytes o..o+3 of v (one sub-block's four rows) as int16 pairs [b0, b0, b1,
-// b1, ...] (the scale vector of kReduceScaled) and as int32 lanes. The lanes
-// of a shuffle must be literals, hence one per offset (o is a constant).
-@inline function pairLanes(v: v128, o: i32): v128 {
-  const z = i32x4.splat(0);
-  if (o == 0) return i8x16.shuffle(v, z, 0, 16, 0, 16, 1, 16, 1, 16, 2, 16, 2, 16, 3, 16, 3, 16);
-  if (o == 4) return i8x16.shuffle(v, z, 4, 16, 4, 16, 5, 16, 5, 16, 6, 16, 6, 16, 7, 16, 7, 16);
-  if (o == 8) return i8x16.shuffle(v, z, 8, 16, 8, 16, 9, 16, 9, 16, 10, 16, 10, 16, 11, 16, 11, 16);
-  return i8x16.shuffle(v, z, 12, 16, 12, 16, 13, 16, 13, 16, 14, 16, 14, 16, 15, 16, 15, 16);
-}
-
-@inline function wordLanes(v: v128, o: i32): v128 {
-  const z = i32x4.splat(0);
-  if (o == 0) return i8x16.shuffle(v, z, 0, 16, 16, 16, 1, 16, 16, 16, 2, 16, 16, 16, 3, 16, 16, 16);
-  if (o == 4) return i8x16.shuffle(v, z, 4, 16, 16, 16, 5, 16, 16, 16, 6, 16, 16, 16, 7, 16, 16, 16);
-  if (o == 8) return i8x16.shuffle(v, z, 8, 16, 16, 16, 9, 16, 16, 16, 10, 16, 16, 16, 11, 16, 16, 16);
-  return i8x16.shuffle(v, z, 12, 16, 16, 16, 13, 16, 16, 16, 14, 16, 16, 16, 15, 16, 16, 16);
-}
-
-// Sub-block j (a constant) of one superblock column at p, four rows, against
-// activation block b (int8 at x8, int16 at x16, sum at xs, d at xd): the fold.
-// S / M: the four rows' scales / mins of sub-blocks j & ~3 .. (j & ~3) + 3.
-@inline function kSub(acc: v128, p: usize, j: i32, five: bool, xq: usize, xs: usize, xd: usize,
-  d: v128, dm: v128, S: v128, M: v128, m: v128, m5: v128, m3: v128, mt: v128): v128 {
-  const o = (j & 3) << 2;
-  let sd: v128;
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    const xl = v128.load(xq), xh = v128.load(xq, 16);
-    sd = kReduceScaled(
-      kRowRelaxed(p, j, 0, five, xl, xh, m, m3, mt), kRowRelaxed(p, j, 1, five, xl, xh, m, m3, mt),
-      kRowRelaxed(p, j, 2, five, xl, xh, m, m3, mt), kRowRelaxed(p, j, 3, five, xl, xh, m, m3, mt),
-      pairLanes(S, o), five);
-  } else {
-    const x0 = v128.load(xq), x1 = v128.load(xq, 16), x2 = v128.load(xq, 32), x3 = v128.load(xq, 48);
-    sd = i32x4.mul(reduce4(
-      kRowSimd(p, j, 0, five, x0, x1, x2, x3, m, m5, m3, mt), kRowSimd(p, j, 1, five, x0, x1, x2, x3, m, m5, m3, mt),
-      kRowSimd(p, j, 2, five, x0, x1, x2, x3, m, m5, m3, mt), kRowSimd(p, j, 3, five, x0, x1, x2, x3, m, m5, m3, mt),
-    ), wordLanes(S, o));
+// Per call: sxd[b] = f32(sum x_b) * d_x[b], the mins' activation factor, to
+// scratch at K_SX (the scalar twin computes the same product inline).
+@inline function kSumTable(xa: usize, nb: usize): usize {
+  const tab = scratchBase() + K_SX;
+  const xs = xa + q8aSumOff(nb);
+  for (let b: usize = 0; b < nb; b += 4) {
+    v128.store(tab + (b << 2), f32x4.mul(f32x4.convert_i32x4_s(v128.load(xs + (b << 2))), v128.load(xa + (b << 2))));
   }
-  return kFold(acc, sd, i32x4.mul(wordLanes(M, o), v128.load32_splat(xs)), d, dm, v128.load32_splat(xd));
+  return tab;
 }
 
-function matvecKSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, five: bool): void {
+// One copy per type, so that no test of `five` is left in the loop.
+function matvecQ4kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  matvecKSimd(w, rows, cols, xa, out, false);
+}
+
+function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  matvecKSimd(w, rows, cols, xa, out, true);
+}
+
+@inline function matvecKSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, five: bool): void {
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
-  const xs0 = xa + q8aSumOff(nb);
   const xq0 = ASC_FEATURE_RELAXED_SIMD ? xa + q8aQ8Off(nb) : xa + q8aQ16Off(nb);
   const xqStep: usize = ASC_FEATURE_RELAXED_SIMD ? 32 : 64;
-  // Relaxed: byte masks; SIMD: int16 lane masks (m the nibble one).
-  const m = ASC_FEATURE_RELAXED_SIMD ? v128.load(five ? KCONST + KC_LO8 : VCONST + VC_NIB8) : v128.load(VCONST + VC_NIB16);
-  const m5 = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_LO8 : KC_LO16));
-  const m3 = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_HI8 : KC_HI16));
-  const mt = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_TOP8 : KC_TOP16));
+  const sx0 = kSumTable(xa, nb);
+  // Relaxed: byte masks (m the values' low one); SIMD: int16 lane masks (m the nibble one).
+  const m = ASC_FEATURE_RELAXED_SIMD ? v128.load(five ? KCONST + KC_LO : VCONST + VC_NIB8) : v128.load(VCONST + VC_NIB16);
+  const m5 = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_LO : KC_LO16));
+  const mh = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_HI3 : KC_HI3_16));
+  const ml = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_HI2 : KC_HI2_16));
   const hmask = v128.load(VCONST + VC_HMASK);
   const hmul = v128.load(VCONST + VC_HMUL);
   const B = kBytes(five);
   let p = w;
   for (let r0 = 0; r0 < rows; r0 += 4) {
     let acc = f32x4.splat(0);
-    let xq = xq0, xs = xs0, xd = xa;
+    let xq = xq0, sx = sx0, xd = xa;
     for (let sb: usize = 0; sb < nsb; sb++) {
-      const d = h2f_x4c(p, hmask, hmul);
-      const dm = h2f_x4c(p + 8, hmask, hmul);
-      const S0 = v128.load(p, K_SC), S1 = v128.load(p, K_SC + 16);
-      const M0 = v128.load(p, K_M), M1 = v128.load(p, K_M + 16);
-      acc = kSub(acc, p, 0, five, xq, xs, xd, d, dm, S0, M0, m, m5, m3, mt);
-      acc = kSub(acc, p, 1, five, xq + xqStep, xs + 4, xd + 4, d, dm, S0, M0, m, m5, m3, mt);
-      acc = kSub(acc, p, 2, five, xq + 2 * xqStep, xs + 8, xd + 8, d, dm, S0, M0, m, m5, m3, mt);
-      acc = kSub(acc, p, 3, five, xq + 3 * xqStep, xs + 12, xd + 12, d, dm, S0, M0, m, m5, m3, mt);
-      acc = kSub(acc, p, 4, five, xq + 4 * xqStep, xs + 16, xd + 16, d, dm, S1, M1, m, m5, m3, mt);
-      acc = kSub(acc, p, 5, five, xq + 5 * xqStep, xs + 20, xd + 20, d, dm, S1, M1, m, m5, m3, mt);
-      acc = kSub(acc, p, 6, five, xq + 6 * xqStep, xs + 24, xd + 24, d, dm, S1, M1, m, m5, m3, mt);
-      acc = kSub(acc, p, 7, five, xq + 7 * xqStep, xs + 28, xd + 28, d, dm, S1, M1, m, m5, m3, mt);
-      xq += xqStep << 3;
-      xs += 32;
-      xd += 32;
+      // Per superblock: aq = sum_j f32(sd_j) * d_x, am = sum_j f32(m_j) * sxd_j.
+      let aq = f32x4.splat(0), am = f32x4.splat(0);
+      for (let j = 0; j < 8; j++) {
+        const q = kSubAt(p, j, 0), e = kTopAt(p, j, 0);
+        const mk = five ? v128.load(KCONST + KC_MUL + (<usize>(j & 3) << 4)) : m;
+        // The four scales, then the four mins, as int16 lanes.
+        const sc = v128.load8x8_u(kScAt(p, j));
+        let sd: v128;
+        if (ASC_FEATURE_RELAXED_SIMD) {
+          const xl = v128.load(xq), xh = v128.load(xq, 16);
+          sd = kReduceScaled(
+            kRowRelaxed(q, e, mk, five, xl, xh, m, mh, ml), kRowRelaxed(q + 16, e + 16, mk, five, xl, xh, m, mh, ml),
+            kRowRelaxed(q + 32, e + 32, mk, five, xl, xh, m, mh, ml), kRowRelaxed(q + 48, e + 48, mk, five, xl, xh, m, mh, ml),
+            i16x8.shuffle(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3), five);
+        } else {
+          const x0 = v128.load(xq), x1 = v128.load(xq, 16), x2 = v128.load(xq, 32), x3 = v128.load(xq, 48);
+          sd = i32x4.mul(reduce4(
+            kRowSimd(q, e, mk, five, x0, x1, x2, x3, m, m5, mh, ml), kRowSimd(q + 16, e + 16, mk, five, x0, x1, x2, x3, m, m5, mh, ml),
+            kRowSimd(q + 32, e + 32, mk, five, x0, x1, x2, x3, m, m5, mh, ml), kRowSimd(q + 48, e + 48, mk, five, x0, x1, x2, x3, m, m5, mh, ml),
+          ), i32x4.extend_low_i16x8_u(sc));
+        }
+        aq = f32x4.add(aq, f32x4.mul(f32x4.convert_i32x4_s(sd), v128.load32_splat(xd)));
+        am = f32x4.add(am, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(sc)), v128.load32_splat(sx)));
+        xq += xqStep;
+        sx += 4;
+        xd += 4;
+      }
+      acc = kFoldSuper(acc, aq, am, h2f_x4c(p, hmask, hmul), h2f_x4c(p + 8, hmask, hmul));
       p += B;
     }
     storeRows(out, r0, rows, acc);
@@ -397,19 +413,26 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
     if (kind == 6) {
       if (ASC_FEATURE_SIMD) matvecQ6kSimd(w, rows, cols, xa, o, true);
       else matvecQ6kScalar(w, rows, cols, xa, o, true);
-    } else if (ASC_FEATURE_SIMD) matvecKSimd(w, rows, cols, xa, o, kind == 5);
-    else matvecKScalar(w, rows, cols, xa, o, kind == 5);
+    } else if (!ASC_FEATURE_SIMD) matvecKScalar(w, rows, cols, xa, o, kind == 5);
+    else if (kind == 5) matvecQ5kSimd(w, rows, cols, xa, o);
+    else matvecQ4kSimd(w, rows, cols, xa, o);
   }
 }
 
 // Scratch of the tiles: [0, 128) the current sub-block's 32 values of rows
 // 0..3 (row r at 32r, bytes 0..31), [MM_QT, MM_QT + 128) the same transposed
-// by quads (fused build); at MM_DW: f32 d[4], f32 dmin[4], i32 sc[4], i32
+// by quads (fused build); at MM_DW: f32 d[4], f32 dmin[4], i32 sc[4], f32
 // m[4] of the rows; K_A: Q5's first-half int16 sums of a tile pass; MM_ACC
-// the f32 accumulators. K_TAB (relaxed Q5): per token group and block the
-// int16 starting values -16*sum(x) of the block's two 16-wide halves.
+// the f32 accumulators, K_AQ and K_AM the superblock's aq and am beside them
+// (same layout, at most 1 KiB each). K_TAB (relaxed Q5): per token group and
+// block the int16 starting values -16*sum(x) of the block's two 16-wide
+// halves.
 // @ts-ignore: decorator
 @inline const K_A: usize = 3072;
+// @ts-ignore: decorator
+@inline const K_AQ: usize = 6144;
+// @ts-ignore: decorator
+@inline const K_AM: usize = 7168;
 // @ts-ignore: decorator
 @inline const K_TAB: usize = 256 * 1024;
 
@@ -423,23 +446,42 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
 
 // Sub-block j of the four rows: values (0..15 / 0..31) to ws, scales and mins
 // to MM_DW. m: 0x0f per byte (Q4KR) or 0x1f (Q5KR).
-@inline function kUnpack(ws: usize, p: usize, j: i32, five: bool, m: v128, m3: v128, mt: v128): void {
+@inline function kUnpack(ws: usize, p: usize, j: i32, five: bool, m: v128, mh: v128, ml: v128): void {
+  const mk = v128.load(KCONST + KC_MUL + (<usize>(j & 3) << 4));
   for (let r = 0; r < 4; r++) {
     const v = v128.load(kSubAt(p, j, r));
     const o = ws + (<usize>r << 5);
     v128.store(o, v128.and(v, m));
-    if (five) v128.store(o, v128.or(v128.and(i16x8.shr_u(v, 5), m3), v128.and(topBits(v128.load(kTopAt(p, j, r)), j & 3), mt)), 16);
+    if (five) v128.store(o, kHigh5(v, v128.load(kTopAt(p, j, r)), mk, mh, ml), 16);
     else v128.store(o, v128.and(i16x8.shr_u(v, 4), m), 16);
-    store<i32>(ws + MM_DW + 32 + (<usize>r << 2), <i32>load<u8>(p + K_SC + (<usize>j << 2) + <usize>r));
-    store<i32>(ws + MM_DW + 48 + (<usize>r << 2), <i32>load<u8>(p + K_M + (<usize>j << 2) + <usize>r));
+    store<i32>(ws + MM_DW + 32 + (<usize>r << 2), <i32>load<u8>(kScAt(p, j) + <usize>r));
+    store<f32>(ws + MM_DW + 48 + (<usize>r << 2), <f32>load<u8>(kScAt(p, j) + 4 + <usize>r));
   }
 }
 
-// its raw integer dots with the tokens' sums of x.
+// Row r's aq and am beside the f32 accumulators at pa (four tokens in
+// lanes): the matvec's sub-block step, from the raw integer dots and the
+// tokens' sums of x.
 @inline function kFoldRow(pa: usize, ws: usize, r: usize, raw: v128, sx: v128, dx: v128): void {
   const sd = i32x4.mul(raw, v128.load32_splat(ws + MM_DW + 32 + (r << 2)));
-  const sm = i32x4.mul(sx, v128.load32_splat(ws + MM_DW + 48 + (r << 2)));
-  v128.store(pa, kFold(v128.load(pa), sd, sm, v128.load32_splat(ws + MM_DW + (r << 2)), v128.load32_splat(ws + MM_DW + 16 + (r << 2)), dx));
+  const q = pa + (K_AQ - MM_ACC), n = pa + (K_AM - MM_ACC);
+  v128.store(q, f32x4.add(v128.load(q), f32x4.mul(f32x4.convert_i32x4_s(sd), dx)));
+  v128.store(n, f32x4.add(v128.load(n), f32x4.mul(v128.load32_splat(ws + MM_DW + 48 + (r << 2)), f32x4.mul(f32x4.convert_i32x4_s(sx), dx))));
+}
+
+// End of a superblock: every accumulator += aq*d - am*dmin of its row, aq
+// and am back to 0. bytes: the accumulators in use; a 16-byte vector of them
+// is one row's (row (o >> 4) & 3 in the fused layout, (o >> 5) & 3 in the
+// pairs one).
+@inline function kFoldSupers(ws: usize, bytes: usize): void {
+  for (let o: usize = 0; o < bytes; o += 16) {
+    const r = FUSED ? (o >> 4) & 3 : (o >> 5) & 3;
+    const a = ws + MM_ACC + o;
+    v128.store(a, kFoldSuper(v128.load(a), v128.load(ws + K_AQ + o), v128.load(ws + K_AM + o),
+      v128.load32_splat(ws + MM_DW + (r << 2)), v128.load32_splat(ws + MM_DW + 16 + (r << 2))));
+  }
+  memory.fill(ws + K_AQ, 0, bytes);
+  memory.fill(ws + K_AM, 0, bytes);
 }
 
 // --- relaxed build: pairs (eight tokens per group), accumulation in int16.
@@ -625,9 +667,9 @@ function matmulKTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: 
   const gBytes: usize = FUSED ? Q8B_QUAD : Q8B_PAIRS;
   const gStride = nb * gBytes;
   const tStride = nb << 5;
-  const m = v128.load(five ? KCONST + KC_LO8 : VCONST + VC_NIB8);
-  const m3 = v128.load(KCONST + KC_HI8);
-  const mt = v128.load(KCONST + KC_TOP8);
+  const m = v128.load(five ? KCONST + KC_LO : VCONST + VC_NIB8);
+  const mh = v128.load(KCONST + KC_HI3);
+  const ml = v128.load(KCONST + KC_HI2);
   const B = kBytes(five);
   for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
     const tn = min(MM_TOK, ntok - t0);
@@ -635,12 +677,15 @@ function matmulKTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: 
     const xg0 = x + <usize>(t0 / gTok) * gStride;
     if (!FUSED && five) kHalfTable(xg0, gStride, ng, nb, tab);
     for (let r0 = 0; r0 < rows; r0 += 4) {
-      memory.fill(ws + MM_ACC, 0, <usize>ng << (FUSED ? 6 : 7));
+      const accBytes = <usize>ng << (FUSED ? 6 : 7);
+      memory.fill(ws + MM_ACC, 0, accBytes);
+      memory.fill(ws + K_AQ, 0, accBytes);
+      memory.fill(ws + K_AM, 0, accBytes);
       let p = w + <usize>(r0 >> 2) * nsb * B;
       for (let sb: usize = 0; sb < nsb; sb++) {
         kScales(ws, p);
         for (let j = 0; j < 8; j++) {
-          kUnpack(ws, p, j, five, m, m3, mt);
+          kUnpack(ws, p, j, five, m, mh, ml);
           if (FUSED) transposeQuads(ws);
           const b = (sb << 3) + <usize>j;
           let xg = xg0 + b * gBytes;
@@ -661,6 +706,7 @@ function matmulKTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: 
             else kPairs1Q4(ws, ap, xg);
           }
         }
+        kFoldSupers(ws, accBytes);
         p += B;
       }
       if (FUSED) mmStore(ws, out, rows, r0, t0, tn);
