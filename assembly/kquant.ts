@@ -27,9 +27,8 @@
 //   [80, 592)  sub-block j of row r at 80 + 64j + 16r: 16 bytes, byte l
 //              holding values l and l+16: Q4KR q_l | q_{l+16} << 4 (Q4R's
 //              order); Q5KR q_l | (q_{l+16} & 7) << 5
-//   [592, 720) Q5KR only: the top two bits of q_{l+16}: sub-blocks 4h..4h+3
-//              of row r at 592 + 64h + 16r, byte l, sub-block j's at bits
-//              2(j & 3) and 2(j & 3) + 1
+//   [592, 720) Q5KR only: the top two bits of q_{l+16}: sub-block j at
+//              592 + 16j, byte l, row r's at bits 2r and 2r + 1
 // The scales are unpacked once at load instead of per row and superblock in
 // every product: a sub-block's four scales and four mins are one widening
 // load (shuffling them out of a wider vector cost V8 a rebuilt mask per
@@ -68,15 +67,15 @@ import {
   return p + K_SC + (<usize>j << 3);
 }
 
-// Q5KR's top-bit vector of sub-block j of row r.
-@inline function kTopAt(p: usize, j: i32, r: i32): usize {
-  return p + K_E + (<usize>(j >> 2) << 6) + (<usize>r << 4);
+// Q5KR's top-bit vector of sub-block j (all four rows).
+@inline function kTopAt(p: usize, j: i32): usize {
+  return p + K_E + (<usize>j << 4);
 }
 
 // Constants of Q5KR's values (see VCONST in common.ts for why in memory):
 // masks per byte 0x1f (q_l), 0x07 (the low three bits of q_{l+16}), 0x18
 // (its top two, moved to bits 3-4); the same per int16 lane for the SIMD
-// build; the multipliers 2^(6-2k) of kHigh5 per int16 lane.
+// build; the multipliers 2^(6-2r) of kHigh5 per int16 lane.
 // @ts-ignore: decorator
 @inline const KC_LO: usize = 0;
 // @ts-ignore: decorator
@@ -163,6 +162,7 @@ function repackK(src: usize, dst: usize, rows: i32, cols: i32, five: bool): void
     if (nr < 4) memory.fill(tmp + <usize>nr * rowBytes, 0, <usize>(4 - nr) * rowBytes);
     let o = dst + <usize>g * nsb * outB;
     for (let sb: usize = 0; sb < nsb; sb++) {
+      if (five) memory.fill(o + K_E, 0, 128);
       for (let r = 0; r < 4; r++) {
         const s = tmp + <usize>r * rowBytes + sb * inB;
         store<u16>(o + (<usize>r << 1), load<u16>(s));
@@ -180,11 +180,10 @@ function repackK(src: usize, dst: usize, rows: i32, cols: i32, five: bool): void
           }
         }
         if (five) {
-          for (let h = 0; h < 8; h += 4) {
+          for (let j = 0; j < 8; j++) {
             for (let l: usize = 0; l < 16; l++) {
-              let e = 0;
-              for (let k = 0; k < 4; k++) e |= (ggufValue(q, qh, h + k, l + 16, true) >> 3) << (k << 1);
-              store<u8>(kTopAt(o, h, r) + l, <u8>e);
+              const t = kTopAt(o, j) + l;
+              store<u8>(t, load<u8>(t) | <u8>((ggufValue(q, qh, j, l + 16, true) >> 3) << (r << 1)));
             }
           }
         }
@@ -211,8 +210,8 @@ export function matvec_q5kr_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: 
   const v = <i32>load<u8>(kSubAt(p, j, r) + (l & 15));
   if (!five) return l < 16 ? v & 15 : v >> 4;
   if (l < 16) return v & 31;
-  const e = <i32>load<u8>(kTopAt(p, j, r) + (l & 15));
-  return (v >> 5) | (((e >> ((j & 3) << 1)) & 3) << 3);
+  const e = <i32>load<u8>(kTopAt(p, j) + (l & 15));
+  return (v >> 5) | (((e >> (r << 1)) & 3) << 3);
 }
 
 function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, five: bool): void {
@@ -243,16 +242,26 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   }
 }
 
-// Q5KR's values l+16 per byte from a sub-block vector v and its top-bit
-// vector e: the low three bits from v's bits 5-7; the top two, at bits 2k and
-// 2k+1 of e for the k-th sub-block of its four, moved to bits 3-4 by a
-// multiply with mk = 2^(6-2k) per int16 lane and a right shift by 3 (a shift
-// by a count known only at run time costs V8 three more instructions, and
-// the count differs in direction between k; the multiply's carries from the
-// low byte reach the high byte's bits 3-4 only from bits 5-7 of the low one
-// shifted by 6, which the shift by 3 leaves at bits 0-1 of the high byte).
-@inline function kHigh5(v: v128, e: v128, mk: v128, mh: v128, ml: v128): v128 {
-  return v128.or(v128.and(i16x8.shr_u(v, 5), mh), v128.and(i16x8.shr_u(i16x8.mul(e, mk), 3), ml));
+// Q5KR: row r's top-bit pair, bits 2r and 2r+1 of every byte of a top-bit
+// vector e, moved to bits 3-4 by one 16-bit shift (left by 3 - 2r or right
+// by 2r - 3: counts up to 3 pull no bit across a byte boundary into bits
+// 3-4). Unmasked. r: a constant.
+@inline function topBits(e: v128, r: i32): v128 {
+  if (r == 0) return i16x8.shl(e, 3);
+  if (r == 1) return i16x8.shl(e, 1);
+  if (r == 2) return i16x8.shr_u(e, 1);
+  return i16x8.shr_u(e, 3);
+}
+
+// Q5KR's values l+16 per byte of row r from its sub-block vector v and the
+// top-bit vector e: the low three bits from v's bits 5-7, the top two from
+// e. r a constant (topBits), or the multiplier mk = 2^(6-2r) per int16 lane
+// (r < 0): the pair moved to bits 3-4 by the multiply and a right shift by 3
+// (the carries from the low byte reach the high byte's bits 3-4 only from
+// bits 5-7 of the low one, which land at bits 0-1 of the high byte).
+@inline function kHigh5(v: v128, e: v128, r: i32, mk: v128, mh: v128, ml: v128): v128 {
+  const t = r >= 0 ? topBits(e, r) : i16x8.shr_u(i16x8.mul(e, mk), 3);
+  return v128.or(v128.and(i16x8.shr_u(v, 5), mh), v128.and(t, ml));
 }
 
 // acc + (aq*d - am*dmin): the scalar twin's fold of one superblock, four lanes.
@@ -260,16 +269,16 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   return f32x4.add(acc, f32x4.sub(f32x4.mul(aq, d), f32x4.mul(am, dm)));
 }
 
-// Relaxed: one row's sub-block (at q; Q5KR's top bits at e) against its
+// Relaxed: row r's sub-block (at q; Q5KR's top bits in e) against its
 // activations, left in int16: lane i holds two pairs' dots of both 16-wide
 // halves, |lane| <= 2*2*15*127 = 7620 (Q5: 15748). m: 0x0f (Q4KR) or 0x1f
 // (Q5KR) per byte.
-@inline function kRowRelaxed(q: usize, e: usize, mk: v128, five: bool, xl: v128, xh: v128, m: v128, mh: v128, ml: v128): v128 {
+@inline function kRowRelaxed(q: usize, e: v128, r: i32, five: bool, xl: v128, xh: v128, m: v128, mh: v128, ml: v128): v128 {
   const v = v128.load(q);
   if (!five) return nibRelaxed16(v, xl, xh, m);
   return i16x8.add(
     i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.and(v, m)),
-    i16x8.relaxed_dot_i8x16_i7x16_s(xh, kHigh5(v, v128.load(e), mk, mh, ml)),
+    i16x8.relaxed_dot_i8x16_i7x16_s(xh, kHigh5(v, e, r, m, mh, ml)),
   );
 }
 
@@ -286,16 +295,15 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   return i32x4.dot_i16x8_s(i16x8.add(lo, hi), sc);
 }
 
-// SIMD build: one row's sub-block as int32 sums against Q8A's permuted int16
+// SIMD build: row r's sub-block as int32 sums against Q8A's permuted int16
 // activations (a vector of weight bytes viewed as int16 lanes holds the even
 // elements in its low bytes, the odd in its high). Lane masks: m 0x000f,
 // m5 0x001f, mh 0x0007, ml 0x0018.
-@inline function kRowSimd(q: usize, e: usize, mk: v128, five: bool, x0: v128, x1: v128, x2: v128, x3: v128, m: v128, m5: v128, mh: v128, ml: v128): v128 {
+@inline function kRowSimd(q: usize, e: v128, r: i32, five: bool, x0: v128, x1: v128, x2: v128, x3: v128, m: v128, m5: v128, mh: v128, ml: v128): v128 {
   const v = v128.load(q);
   if (!five) return dotNib16(v, x0, x1, x2, x3, m);
-  const t = i16x8.mul(v128.load(e), mk);
-  const h0 = v128.or(v128.and(i16x8.shr_u(v, 5), mh), v128.and(i16x8.shr_u(t, 3), ml));
-  const h1 = v128.or(i16x8.shr_u(v, 13), v128.and(i16x8.shr_u(t, 11), ml));
+  const h0 = kHigh5(v, e, r, m, mh, ml);
+  const h1 = v128.or(i16x8.shr_u(v, 13), v128.and(i16x8.shr_u(e, 5 + (r << 1)), ml));
   return i32x4.add(
     i32x4.add(i32x4.dot_i16x8_s(v128.and(v, m5), x0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 8), m5), x1)),
     i32x4.add(i32x4.dot_i16x8_s(h0, x2), i32x4.dot_i16x8_s(h1, x3)),
@@ -344,22 +352,22 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
       // Per superblock: aq = sum_j f32(sd_j) * d_x, am = sum_j f32(m_j) * sxd_j.
       let aq = f32x4.splat(0), am = f32x4.splat(0);
       for (let j = 0; j < 8; j++) {
-        const q = kSubAt(p, j, 0), e = kTopAt(p, j, 0);
-        const mk = five ? v128.load(KCONST + KC_MUL + (<usize>(j & 3) << 4)) : m;
+        const q = kSubAt(p, j, 0);
+        const e = five ? v128.load(kTopAt(p, j)) : m;
         // The four scales, then the four mins, as int16 lanes.
         const sc = v128.load8x8_u(kScAt(p, j));
         let sd: v128;
         if (ASC_FEATURE_RELAXED_SIMD) {
           const xl = v128.load(xq), xh = v128.load(xq, 16);
           sd = kReduceScaled(
-            kRowRelaxed(q, e, mk, five, xl, xh, m, mh, ml), kRowRelaxed(q + 16, e + 16, mk, five, xl, xh, m, mh, ml),
-            kRowRelaxed(q + 32, e + 32, mk, five, xl, xh, m, mh, ml), kRowRelaxed(q + 48, e + 48, mk, five, xl, xh, m, mh, ml),
+            kRowRelaxed(q, e, 0, five, xl, xh, m, mh, ml), kRowRelaxed(q + 16, e, 1, five, xl, xh, m, mh, ml),
+            kRowRelaxed(q + 32, e, 2, five, xl, xh, m, mh, ml), kRowRelaxed(q + 48, e, 3, five, xl, xh, m, mh, ml),
             i16x8.shuffle(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3), five);
         } else {
           const x0 = v128.load(xq), x1 = v128.load(xq, 16), x2 = v128.load(xq, 32), x3 = v128.load(xq, 48);
           sd = i32x4.mul(reduce4(
-            kRowSimd(q, e, mk, five, x0, x1, x2, x3, m, m5, mh, ml), kRowSimd(q + 16, e + 16, mk, five, x0, x1, x2, x3, m, m5, mh, ml),
-            kRowSimd(q + 32, e + 32, mk, five, x0, x1, x2, x3, m, m5, mh, ml), kRowSimd(q + 48, e + 48, mk, five, x0, x1, x2, x3, m, m5, mh, ml),
+            kRowSimd(q, e, 0, five, x0, x1, x2, x3, m, m5, mh, ml), kRowSimd(q + 16, e, 1, five, x0, x1, x2, x3, m, m5, mh, ml),
+            kRowSimd(q + 32, e, 2, five, x0, x1, x2, x3, m, m5, mh, ml), kRowSimd(q + 48, e, 3, five, x0, x1, x2, x3, m, m5, mh, ml),
           ), i32x4.extend_low_i16x8_u(sc));
         }
         aq = f32x4.add(aq, f32x4.mul(f32x4.convert_i32x4_s(sd), v128.load32_splat(xd)));
@@ -447,12 +455,12 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
 // Sub-block j of the four rows: values (0..15 / 0..31) to ws, scales and mins
 // to MM_DW. m: 0x0f per byte (Q4KR) or 0x1f (Q5KR).
 @inline function kUnpack(ws: usize, p: usize, j: i32, five: bool, m: v128, mh: v128, ml: v128): void {
-  const mk = v128.load(KCONST + KC_MUL + (<usize>(j & 3) << 4));
+  const e = five ? v128.load(kTopAt(p, j)) : m;
   for (let r = 0; r < 4; r++) {
     const v = v128.load(kSubAt(p, j, r));
     const o = ws + (<usize>r << 5);
     v128.store(o, v128.and(v, m));
-    if (five) v128.store(o, kHigh5(v, v128.load(kTopAt(p, j, r)), mk, mh, ml), 16);
+    if (five) v128.store(o, kHigh5(v, e, -1, v128.load(KCONST + KC_MUL + (<usize>r << 4)), mh, ml), 16);
     else v128.store(o, v128.and(i16x8.shr_u(v, 4), m), 16);
     store<i32>(ws + MM_DW + 32 + (<usize>r << 2), <i32>load<u8>(kScAt(p, j) + <usize>r));
     store<f32>(ws + MM_DW + 48 + (<usize>r << 2), <f32>load<u8>(kScAt(p, j) + 4 + <usize>r));
