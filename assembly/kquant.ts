@@ -90,7 +90,10 @@ import {
 @inline const KC_HI2_16: usize = 80;
 // @ts-ignore: decorator
 @inline const KC_MUL: usize = 96;
-// Scratch of the matvecs: the per-call table of f32(sum x) * d_x per block.
+// Scratch of the matvecs: [K_T, K_T + 32) two rows' partials in passing
+// (kSubRelaxed); the per-call table of f32(sum x) * d_x per block at K_SX.
+// @ts-ignore: decorator
+@inline const K_T: usize = 0;
 // @ts-ignore: decorator
 @inline const K_SX: usize = 16384;
 const KCONST: usize = memory.data<u32>([
@@ -282,17 +285,42 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   );
 }
 
-// [sc_r * sum(p_r)] for four rows' int16 partials: transpose-and-add in
-// int16, then one dot with [sc0, sc0, sc1, sc1, ...] widens and scales at
-// once. Q4_K: sums of 8 lanes <= 30480 stay exact in int16; Q5_K's (<= 62992)
-// would not, so its last add is done after two scaled widenings.
-@inline function kReduceScaled(p0: v128, p1: v128, p2: v128, p3: v128, sc: v128, five: bool): v128 {
-  const a = i16x8.add(i32x4.shuffle(p0, p1, 0, 4, 1, 5), i32x4.shuffle(p0, p1, 2, 6, 3, 7));
-  const c = i16x8.add(i32x4.shuffle(p2, p3, 0, 4, 1, 5), i32x4.shuffle(p2, p3, 2, 6, 3, 7));
-  const lo = i32x4.shuffle(a, c, 0, 1, 4, 5);
-  const hi = i32x4.shuffle(a, c, 2, 3, 6, 7);
-  if (five) return i32x4.add(i32x4.dot_i16x8_s(lo, sc), i32x4.dot_i16x8_s(hi, sc));
-  return i32x4.dot_i16x8_s(i16x8.add(lo, hi), sc);
+// Two rows' int16 partials transposed and added (reduce4i16's first step):
+// lanes 0-1 row 0's, 2-3 row 1's, 4-5 row 0's, 6-7 row 1's.
+@inline function kPairAdd(p0: v128, p1: v128): v128 {
+  return i16x8.add(i32x4.shuffle(p0, p1, 0, 4, 1, 5), i32x4.shuffle(p0, p1, 2, 6, 3, 7));
+}
+
+// Relaxed: sub-block j of the four rows of the superblock column at p
+// against its activations at xq: [sc_r * sum_l q_l x_l]. The four rows'
+// int16 partials are transposed and added in int16, then one dot with [sc0,
+// sc0, sc1, sc1, ...] widens and scales at once. Q4_K: sums of 8 lanes
+// <= 30480 stay exact in int16; Q5_K's (<= 62992) would not, so its last
+// add is done after two scaled widenings. Q5KR: rows 0-1 and 2-3 are
+// ordered by stores to scratch: without them V8 loads all four rows' data,
+// the scales and the activations' factors first and spills (16 of 96
+// instructions per sub-block; ~8% of the time). Q4KR, which spills one
+// value, measured ~4% slower with them.
+@inline function kSubRelaxed(p: usize, j: i32, five: bool, xq: usize, e: v128, m: v128, mh: v128, ml: v128): v128 {
+  const q = kSubAt(p, j, 0);
+  const t = scratchBase() + K_T;
+  const xl = v128.load(xq), xh = v128.load(xq, 16);
+  let a: v128, c: v128, sc: v128;
+  if (five) {
+    v128.store(t, kPairAdd(kRowRelaxed(q, e, 0, five, xl, xh, m, mh, ml), kRowRelaxed(q + 16, e, 1, five, xl, xh, m, mh, ml)));
+    c = kPairAdd(kRowRelaxed(q + 32, e, 2, five, xl, xh, m, mh, ml), kRowRelaxed(q + 48, e, 3, five, xl, xh, m, mh, ml));
+    v128.store(t, c, 16);
+    a = v128.load(t);
+    sc = v128.load8x8_u(kScAt(p, j));
+  } else {
+    sc = v128.load8x8_u(kScAt(p, j));
+    a = kPairAdd(kRowRelaxed(q, e, 0, five, xl, xh, m, mh, ml), kRowRelaxed(q + 16, e, 1, five, xl, xh, m, mh, ml));
+    c = kPairAdd(kRowRelaxed(q + 32, e, 2, five, xl, xh, m, mh, ml), kRowRelaxed(q + 48, e, 3, five, xl, xh, m, mh, ml));
+  }
+  const pr = i16x8.shuffle(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3);
+  const lo = i32x4.shuffle(a, c, 0, 1, 4, 5), hi = i32x4.shuffle(a, c, 2, 3, 6, 7);
+  if (five) return i32x4.add(i32x4.dot_i16x8_s(lo, pr), i32x4.dot_i16x8_s(hi, pr));
+  return i32x4.dot_i16x8_s(i16x8.add(lo, hi), pr);
 }
 
 // SIMD build: row r's sub-block as int32 sums against Q8A's permuted int16
@@ -352,26 +380,21 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
       // Per superblock: aq = sum_j f32(sd_j) * d_x, am = sum_j f32(m_j) * sxd_j.
       let aq = f32x4.splat(0), am = f32x4.splat(0);
       for (let j = 0; j < 8; j++) {
-        const q = kSubAt(p, j, 0);
         const e = five ? v128.load(kTopAt(p, j)) : m;
-        // The four scales, then the four mins, as int16 lanes.
-        const sc = v128.load8x8_u(kScAt(p, j));
         let sd: v128;
         if (ASC_FEATURE_RELAXED_SIMD) {
-          const xl = v128.load(xq), xh = v128.load(xq, 16);
-          sd = kReduceScaled(
-            kRowRelaxed(q, e, 0, five, xl, xh, m, mh, ml), kRowRelaxed(q + 16, e, 1, five, xl, xh, m, mh, ml),
-            kRowRelaxed(q + 32, e, 2, five, xl, xh, m, mh, ml), kRowRelaxed(q + 48, e, 3, five, xl, xh, m, mh, ml),
-            i16x8.shuffle(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3), five);
+          sd = kSubRelaxed(p, j, five, xq, e, m, mh, ml);
         } else {
+          const q = kSubAt(p, j, 0);
           const x0 = v128.load(xq), x1 = v128.load(xq, 16), x2 = v128.load(xq, 32), x3 = v128.load(xq, 48);
           sd = i32x4.mul(reduce4(
             kRowSimd(q, e, 0, five, x0, x1, x2, x3, m, m5, mh, ml), kRowSimd(q + 16, e, 1, five, x0, x1, x2, x3, m, m5, mh, ml),
             kRowSimd(q + 32, e, 2, five, x0, x1, x2, x3, m, m5, mh, ml), kRowSimd(q + 48, e, 3, five, x0, x1, x2, x3, m, m5, mh, ml),
-          ), i32x4.extend_low_i16x8_u(sc));
+          ), i32x4.extend_low_i16x8_u(v128.load8x8_u(kScAt(p, j))));
         }
         aq = f32x4.add(aq, f32x4.mul(f32x4.convert_i32x4_s(sd), v128.load32_splat(xd)));
-        am = f32x4.add(am, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(sc)), v128.load32_splat(sx)));
+        // The mins: the high half of the four scales and four mins as int16 lanes.
+        am = f32x4.add(am, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(v128.load8x8_u(kScAt(p, j)))), v128.load32_splat(sx)));
         xq += xqStep;
         sx += 4;
         xd += 4;
