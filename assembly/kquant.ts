@@ -301,19 +301,20 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
 // the scales and the activations' factors first and spills (16 of 96
 // instructions per sub-block; ~8% of the time). Q4KR, which spills one
 // value, measured ~4% slower with them.
-@inline function kSubRelaxed(p: usize, j: i32, five: bool, xq: usize, e: v128, m: v128, mh: v128, ml: v128): v128 {
-  const q = kSubAt(p, j, 0);
+// i: 8j, the one offset every address of the loop over j derives from.
+@inline function kSubRelaxed(p: usize, i: usize, five: bool, xq: usize, e: v128, m: v128, mh: v128, ml: v128): v128 {
+  const q = p + K_QS + (i << 3);
   const t = scratchBase() + K_T;
-  const xl = v128.load(xq), xh = v128.load(xq, 16);
+  const xl = v128.load(xq + (i << 2)), xh = v128.load(xq + (i << 2), 16);
   let a: v128, c: v128, sc: v128;
   if (five) {
     v128.store(t, kPairAdd(kRowRelaxed(q, e, 0, five, xl, xh, m, mh, ml), kRowRelaxed(q + 16, e, 1, five, xl, xh, m, mh, ml)));
     c = kPairAdd(kRowRelaxed(q + 32, e, 2, five, xl, xh, m, mh, ml), kRowRelaxed(q + 48, e, 3, five, xl, xh, m, mh, ml));
     v128.store(t, c, 16);
     a = v128.load(t);
-    sc = v128.load8x8_u(kScAt(p, j));
+    sc = v128.load8x8_u(p + K_SC + i);
   } else {
-    sc = v128.load8x8_u(kScAt(p, j));
+    sc = v128.load8x8_u(p + K_SC + i);
     a = kPairAdd(kRowRelaxed(q, e, 0, five, xl, xh, m, mh, ml), kRowRelaxed(q + 16, e, 1, five, xl, xh, m, mh, ml));
     c = kPairAdd(kRowRelaxed(q + 32, e, 2, five, xl, xh, m, mh, ml), kRowRelaxed(q + 48, e, 3, five, xl, xh, m, mh, ml));
   }
@@ -338,13 +339,17 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   );
 }
 
-// Per call: sxd[b] = f32(sum x_b) * d_x[b], the mins' activation factor, to
-// scratch at K_SX (the scalar twin computes the same product inline).
+// Per call, to scratch at K_SX: per block b the pair d_x[b], sxd[b] =
+// f32(sum x_b) * d_x[b] (the mins' activation factor; the scalar twin
+// computes the same product inline), so that one offset reaches both.
 @inline function kSumTable(xa: usize, nb: usize): usize {
   const tab = scratchBase() + K_SX;
   const xs = xa + q8aSumOff(nb);
   for (let b: usize = 0; b < nb; b += 4) {
-    v128.store(tab + (b << 2), f32x4.mul(f32x4.convert_i32x4_s(v128.load(xs + (b << 2))), v128.load(xa + (b << 2))));
+    const d = v128.load(xa + (b << 2));
+    const sxd = f32x4.mul(f32x4.convert_i32x4_s(v128.load(xs + (b << 2))), d);
+    v128.store(tab + (b << 3), i32x4.shuffle(d, sxd, 0, 4, 1, 5));
+    v128.store(tab + (b << 3), i32x4.shuffle(d, sxd, 2, 6, 3, 7), 16);
   }
   return tab;
 }
@@ -362,8 +367,7 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
   const xq0 = ASC_FEATURE_RELAXED_SIMD ? xa + q8aQ8Off(nb) : xa + q8aQ16Off(nb);
-  const xqStep: usize = ASC_FEATURE_RELAXED_SIMD ? 32 : 64;
-  const sx0 = kSumTable(xa, nb);
+  const tab0 = kSumTable(xa, nb);
   // Relaxed: byte masks (m the values' low one); SIMD: int16 lane masks (m the nibble one).
   const m = ASC_FEATURE_RELAXED_SIMD ? v128.load(five ? KCONST + KC_LO : VCONST + VC_NIB8) : v128.load(VCONST + VC_NIB16);
   const m5 = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_LO : KC_LO16));
@@ -375,31 +379,33 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   let p = w;
   for (let r0 = 0; r0 < rows; r0 += 4) {
     let acc = f32x4.splat(0);
-    let xq = xq0, sx = sx0, xd = xa;
+    let xq = xq0, tab = tab0;
     for (let sb: usize = 0; sb < nsb; sb++) {
       // Per superblock: aq = sum_j f32(sd_j) * d_x, am = sum_j f32(m_j) * sxd_j.
       let aq = f32x4.splat(0), am = f32x4.splat(0);
-      for (let j = 0; j < 8; j++) {
-        const e = five ? v128.load(kTopAt(p, j)) : m;
+      // i = 8j: every address below is a base plus i times 1, 2, 4 or 8 (V8 then
+      // spends one add per sub-block on the loop, not one per pointer).
+      for (let i: usize = 0; i < 64; i += 8) {
+        const e = five ? v128.load(p + K_E + (i << 1)) : m;
         let sd: v128;
         if (ASC_FEATURE_RELAXED_SIMD) {
-          sd = kSubRelaxed(p, j, five, xq, e, m, mh, ml);
+          sd = kSubRelaxed(p, i, five, xq, e, m, mh, ml);
         } else {
-          const q = kSubAt(p, j, 0);
-          const x0 = v128.load(xq), x1 = v128.load(xq, 16), x2 = v128.load(xq, 32), x3 = v128.load(xq, 48);
+          const q = p + K_QS + (i << 3);
+          const x = xq + (i << 3);
+          const x0 = v128.load(x), x1 = v128.load(x, 16), x2 = v128.load(x, 32), x3 = v128.load(x, 48);
           sd = i32x4.mul(reduce4(
             kRowSimd(q, e, 0, five, x0, x1, x2, x3, m, m5, mh, ml), kRowSimd(q + 16, e, 1, five, x0, x1, x2, x3, m, m5, mh, ml),
             kRowSimd(q + 32, e, 2, five, x0, x1, x2, x3, m, m5, mh, ml), kRowSimd(q + 48, e, 3, five, x0, x1, x2, x3, m, m5, mh, ml),
-          ), i32x4.extend_low_i16x8_u(v128.load8x8_u(kScAt(p, j))));
+          ), i32x4.extend_low_i16x8_u(v128.load8x8_u(p + K_SC + i)));
         }
-        aq = f32x4.add(aq, f32x4.mul(f32x4.convert_i32x4_s(sd), v128.load32_splat(xd)));
+        aq = f32x4.add(aq, f32x4.mul(f32x4.convert_i32x4_s(sd), v128.load32_splat(tab + i)));
         // The mins: the high half of the four scales and four mins as int16 lanes.
-        am = f32x4.add(am, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(v128.load8x8_u(kScAt(p, j)))), v128.load32_splat(sx)));
-        xq += xqStep;
-        sx += 4;
-        xd += 4;
+        am = f32x4.add(am, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(v128.load8x8_u(p + K_SC + i))), v128.load32_splat(tab + i, 4)));
       }
       acc = kFoldSuper(acc, aq, am, h2f_x4c(p, hmask, hmul), h2f_x4c(p + 8, hmask, hmul));
+      xq += ASC_FEATURE_RELAXED_SIMD ? 256 : 512;
+      tab += 64;
       p += B;
     }
     storeRows(out, r0, rows, acc);
