@@ -17,7 +17,7 @@
 // from aq = am = 0, then acc = acc + (aq*d - am*dmin): in that order of f32
 // operations in every build (the scalar twin defines it), so all builds agree
 // bit for bit. d and dmin, per superblock, stay out of the sub-block loop,
-// and the mins' factor f32(sum x) * d_x is a per-call table.
+// and the mins' factor f32(sum x) * d_x is a per-call table (beside d_x).
 //
 // Q4KR / Q5KR: groups of four rows (the last zero-padded); group g at
 // g*nsb*B (B = 592 / 720), per superblock column B bytes:
@@ -34,16 +34,16 @@
 // load (shuffling them out of a wider vector cost V8 a rebuilt mask per
 // shuffle), and the rows' data one sequential stream (as Q6R). One vector
 // holds a row's sub-block, so the matvec reads each byte once and splits it
-// with Q4R's three operations (Q5KR: seven; five bits or-ed from GGUF's
-// fifth-bit bytes took nine).
+// with Q4R's three operations (Q5KR: six, the top bits of the four rows one
+// load; five bits or-ed from GGUF's fifth-bit bytes took nine).
 
 import {
-  FUSED, scratchBase, h2f, h2f_x4c, VCONST, VC_NIB8, VC_NIB16, VC_ONES16, VC_HMASK, VC_HMUL, VC_EVEN16, VC_ODD16,
+  FUSED, scratchBase, h2f, h2f_x4c, VCONST, VC_NIB8, VC_NIB16, VC_HMASK, VC_HMUL, VC_EVEN16, VC_ODD16,
   q8aSumOff, q8aQ8Off, q8aQ16Off,
 } from "./common";
 import {
   reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, q8bToQ8a, quadsToQ8a,
-  transposeQuads, smallTail, SMALL_X, matvecQ6kSimd, matvecQ6kScalar, nibRelaxed16, dotNib16, reduce4i16,
+  transposeQuads, smallTail, SMALL_X, matvecQ6kSimd, matvecQ6kScalar, nibRelaxed16, dotNib16,
 } from "./quant";
 
 // @ts-ignore: decorator
@@ -90,8 +90,9 @@ import {
 @inline const KC_HI2_16: usize = 80;
 // @ts-ignore: decorator
 @inline const KC_MUL: usize = 96;
-// Scratch of the matvecs: [K_T, K_T + 32) two rows' partials in passing
-// (kSubRelaxed); the per-call table of f32(sum x) * d_x per block at K_SX.
+// Scratch of the matvecs: [K_T, K_T + 32) rows' partials in passing
+// (kSubRelaxed); at K_SX the per-call table of d_x, f32(sum x) * d_x per
+// block (kSumTable).
 // @ts-ignore: decorator
 @inline const K_T: usize = 0;
 // @ts-ignore: decorator
@@ -291,8 +292,8 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   return i16x8.add(i32x4.shuffle(p0, p1, 0, 4, 1, 5), i32x4.shuffle(p0, p1, 2, 6, 3, 7));
 }
 
-// Relaxed: sub-block j of the four rows of the superblock column at p
-// against its activations at xq: [sc_r * sum_l q_l x_l]. The four rows'
+// Relaxed: sub-block j = i/8 of the four rows of the superblock column at
+// p against its activations (xq: the superblock's): [sc_r * sum_l q_l x_l]. The four rows'
 // int16 partials are transposed and added in int16, then one dot with [sc0,
 // sc0, sc1, sc1, ...] widens and scales at once. Q4_K: sums of 8 lanes
 // <= 30480 stay exact in int16; Q5_K's (<= 62992) would not, so its last
@@ -301,7 +302,6 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
 // the scales and the activations' factors first and spills (16 of 96
 // instructions per sub-block; ~8% of the time). Q4KR, which spills one
 // value, measured ~4% slower with them.
-// i: 8j, the one offset every address of the loop over j derives from.
 @inline function kSubRelaxed(p: usize, i: usize, five: bool, xq: usize, e: v128, m: v128, mh: v128, ml: v128): v128 {
   const q = p + K_QS + (i << 3);
   const t = scratchBase() + K_T;
