@@ -9,25 +9,33 @@
 // nibbles (bit j of byte l is element l of sub-block j). A value is
 // d*sc*q - dmin*m with q unsigned (0..15, 0..31).
 //
-// The sub-blocks are 32 wide, Q8A/Q8B's blocks, so per sub-block j of a row:
+// The sub-blocks are 32 wide, Q8A/Q8B's blocks (block b: d_x, sum x), so
+// per superblock of a row, sub-blocks j = 0..7 in order:
 //   sd = sc_j * sum_l q_l x_l          exact int32 (|.| <= 63*32*31*127 < 2^23)
-//   sm = m_j * sum_l x_l               exact int32 (Q8A/Q8B carry sum x)
-//   acc = acc + (f32(sd)*d - f32(sm)*dmin) * d_x
-// in that order of f32 operations in every build (the scalar twin defines
-// it), so all builds agree bit for bit.
+//   aq = aq + f32(sd) * d_x
+//   am = am + f32(m_j) * (f32(sum x) * d_x)
+// from aq = am = 0, then acc = acc + (aq*d - am*dmin): in that order of f32
+// operations in every build (the scalar twin defines it), so all builds agree
+// bit for bit. d and dmin, per superblock, stay out of the sub-block loop,
+// and the mins' factor f32(sum x) * d_x is a per-call table (beside d_x).
 //
 // Q4KR / Q5KR: groups of four rows (the last zero-padded); group g at
 // g*nsb*B (B = 592 / 720), per superblock column B bytes:
 //   [0, 8)     d of rows 0..3 (f16)         [8, 16)   dmin of rows 0..3 (f16)
-//   [16, 48)   scale of sub-block j, row r at 16 + 4j + r (u8, 0..63)
-//   [48, 80)   min of sub-block j, row r at 48 + 4j + r
-//   [80, 592)  row r's 128 nibble bytes at 80 + 128r (GGUF order)
-//   [592, 720) Q5KR only: row r's 32 fifth-bit bytes at 592 + 32r, each
-//              rotated by four (sub-block j's bit at bit (j+4) & 7), so
-//              that one shift moves it to 0x10
+//   [16, 80)   sub-block j at 16 + 8j: the scales of rows 0..3, then their
+//              mins (u8, 0..63)
+//   [80, 592)  sub-block j of row r at 80 + 64j + 16r: 16 bytes, byte l
+//              holding values l and l+16: Q4KR q_l | q_{l+16} << 4 (Q4R's
+//              order); Q5KR q_l | (q_{l+16} & 7) << 5
+//   [592, 720) Q5KR only: the top two bits of q_{l+16}: sub-block j at
+//              592 + 16j, byte l, row r's at bits 2r and 2r + 1
 // The scales are unpacked once at load instead of per row and superblock in
-// every product; the four rows' scales and mins are then one vector load
-// each, and the rows' data one sequential stream (as Q6R).
+// every product: a sub-block's four scales and four mins are one widening
+// load (shuffling them out of a wider vector cost V8 a rebuilt mask per
+// shuffle), and the rows' data one sequential stream (as Q6R). One vector
+// holds a row's sub-block, so the matvec reads each byte once and splits it
+// with Q4R's three operations (Q5KR: six, the top bits of the four rows one
+// load; five bits or-ed from GGUF's fifth-bit bytes took nine).
 
 import {
   FUSED, scratchBase, h2f, h2f_x4c, VCONST, VC_NIB8, VC_NIB16, VC_HMASK, VC_HMUL, VC_EVEN16, VC_ODD16,
@@ -35,22 +43,74 @@ import {
 } from "./common";
 import {
   reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, q8bToQ8a, quadsToQ8a,
-  transposeQuads, smallTail, SMALL_X,
+  transposeQuads, smallTail, SMALL_X, nibRelaxed16, dotNib16,
 } from "./quant";
 import { matvec_q6r_q8a } from "./q6matvec";
 
 // @ts-ignore: decorator
 @inline const K_SC: usize = 16;
 // @ts-ignore: decorator
-@inline const K_M: usize = 48;
-// @ts-ignore: decorator
 @inline const K_QS: usize = 80;
 // @ts-ignore: decorator
-@inline const K_QH: usize = 592;
+@inline const K_E: usize = 592;
 
 @inline function kBytes(five: bool): usize {
   return five ? 720 : 592;
 }
+
+// Sub-block j of row r of the superblock column at p (Q4KR / Q5KR).
+@inline function kSubAt(p: usize, j: i32, r: i32): usize {
+  return p + K_QS + (<usize>j << 6) + (<usize>r << 4);
+}
+
+// The scales (then mins) of sub-block j's four rows.
+@inline function kScAt(p: usize, j: i32): usize {
+  return p + K_SC + (<usize>j << 3);
+}
+
+// Q5KR's top-bit vector of sub-block j (all four rows).
+@inline function kTopAt(p: usize, j: i32): usize {
+  return p + K_E + (<usize>j << 4);
+}
+
+// Constants of Q5KR's values (see VCONST in common.ts for why in memory):
+// masks per byte 0x1f (q_l), 0x07 (the low three bits of q_{l+16}), 0x18
+// (its top two, moved to bits 3-4); the same per int16 lane for the SIMD
+// build; the multipliers 2^(6-2r) of kHigh5 per int16 lane.
+// @ts-ignore: decorator
+@inline const KC_LO: usize = 0;
+// @ts-ignore: decorator
+@inline const KC_HI3: usize = 16;
+// @ts-ignore: decorator
+@inline const KC_HI2: usize = 32;
+// @ts-ignore: decorator
+@inline const KC_LO16: usize = 48;
+// @ts-ignore: decorator
+@inline const KC_HI3_16: usize = 64;
+// @ts-ignore: decorator
+@inline const KC_HI2_16: usize = 80;
+// @ts-ignore: decorator
+@inline const KC_MUL: usize = 96;
+// Scratch of the matvecs: [K_T, K_T + 32) rows' partials in passing
+// (kSubRelaxed); at K_SX the per-call table of d_x, f32(sum x) * d_x per
+// block (kSumTable: 8 bytes a block, clear of the Q8A images at SMALL_X up
+// to 14336 blocks, 458752 columns).
+// @ts-ignore: decorator
+@inline const K_T: usize = 0;
+// @ts-ignore: decorator
+@inline const K_SX: usize = 16384;
+const KCONST: usize = memory.data<u32>([
+  0x1f1f1f1f, 0x1f1f1f1f, 0x1f1f1f1f, 0x1f1f1f1f,
+  0x07070707, 0x07070707, 0x07070707, 0x07070707,
+  0x18181818, 0x18181818, 0x18181818, 0x18181818,
+  0x001f001f, 0x001f001f, 0x001f001f, 0x001f001f,
+  0x00070007, 0x00070007, 0x00070007, 0x00070007,
+  0x00180018, 0x00180018, 0x00180018, 0x00180018,
+  0x00400040, 0x00400040, 0x00400040, 0x00400040,
+  0x00100010, 0x00100010, 0x00100010, 0x00100010,
+  0x00040004, 0x00040004, 0x00040004, 0x00040004,
+  0x00010001, 0x00010001, 0x00010001, 0x00010001,
+], 16);
 
 // ---------------------------------------------------------------- sizes and repack
 
@@ -88,6 +148,14 @@ export function repack_q5_k(src: usize, dst: usize, rows: i32, cols: i32): void 
   return ((c & 15) | ((b >> 6) << 4)) | (((c >> 4) | ((a >> 6) << 4)) << 8);
 }
 
+// Value l (0..31) of sub-block j of a GGUF block: nibbles at q, fifth bits at qh.
+@inline function ggufValue(q: usize, qh: usize, j: usize, l: usize, five: bool): i32 {
+  const v = <i32>load<u8>(q + ((j >> 1) << 5) + l);
+  let x = j & 1 ? v >> 4 : v & 15;
+  if (five) x |= ((<i32>load<u8>(qh + l) >> <i32>j) & 1) << 4;
+  return x;
+}
+
 function repackK(src: usize, dst: usize, rows: i32, cols: i32, five: bool): void {
   const nsb = <usize>cols >> 8;
   const inB: usize = five ? 176 : 144;
@@ -100,20 +168,29 @@ function repackK(src: usize, dst: usize, rows: i32, cols: i32, five: bool): void
     if (nr < 4) memory.fill(tmp + <usize>nr * rowBytes, 0, <usize>(4 - nr) * rowBytes);
     let o = dst + <usize>g * nsb * outB;
     for (let sb: usize = 0; sb < nsb; sb++) {
-      for (let r: usize = 0; r < 4; r++) {
-        const s = tmp + r * rowBytes + sb * inB;
-        store<u16>(o + (r << 1), load<u16>(s));
-        store<u16>(o + 8 + (r << 1), load<u16>(s, 2));
+      if (five) memory.fill(o + K_E, 0, 128);
+      for (let r = 0; r < 4; r++) {
+        const s = tmp + <usize>r * rowBytes + sb * inB;
+        store<u16>(o + (<usize>r << 1), load<u16>(s));
+        store<u16>(o + 8 + (<usize>r << 1), load<u16>(s, 2));
         for (let j: usize = 0; j < 8; j++) {
           const sm = scaleMin(s + 4, j);
-          store<u8>(o + K_SC + (j << 2) + r, <u8>sm);
-          store<u8>(o + K_M + (j << 2) + r, <u8>(sm >> 8));
+          store<u8>(kScAt(o, <i32>j) + <usize>r, <u8>sm);
+          store<u8>(kScAt(o, <i32>j) + 4 + <usize>r, <u8>(sm >> 8));
         }
-        memory.copy(o + K_QS + (r << 7), s + (five ? 48 : 16), 128);
+        const q = s + (five ? 48 : 16), qh = s + 16;
+        for (let j = 0; j < 8; j++) {
+          for (let l: usize = 0; l < 16; l++) {
+            const lo = ggufValue(q, qh, j, l, five), hi = ggufValue(q, qh, j, l + 16, five);
+            store<u8>(kSubAt(o, j, r) + l, <u8>(five ? lo | ((hi & 7) << 5) : lo | (hi << 4)));
+          }
+        }
         if (five) {
-          for (let l: usize = 0; l < 32; l++) {
-            const h = <u32>load<u8>(s + 16 + l);
-            store<u8>(o + K_QH + (r << 5) + l, <u8>((h << 4) | (h >> 4)));
+          for (let j = 0; j < 8; j++) {
+            for (let l: usize = 0; l < 16; l++) {
+              const t = kTopAt(o, j) + l;
+              store<u8>(t, load<u8>(t) | <u8>((ggufValue(q, qh, j, l + 16, true) >> 3) << (r << 1)));
+            }
           }
         }
       }
@@ -125,22 +202,22 @@ function repackK(src: usize, dst: usize, rows: i32, cols: i32, five: bool): void
 // ---------------------------------------------------------------- matvec (Q8A)
 
 export function matvec_q4kr_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
-  if (ASC_FEATURE_SIMD) matvecKSimd(w, rows, cols, xa, out, false);
+  if (ASC_FEATURE_SIMD) matvecQ4kSimd(w, rows, cols, xa, out);
   else matvecKScalar(w, rows, cols, xa, out, false);
 }
 
 export function matvec_q5kr_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
-  if (ASC_FEATURE_SIMD) matvecKSimd(w, rows, cols, xa, out, true);
+  if (ASC_FEATURE_SIMD) matvecQ5kSimd(w, rows, cols, xa, out);
   else matvecKScalar(w, rows, cols, xa, out, true);
 }
 
-// Value l (0..31) of sub-block j of one row: qs at q, fifth bits at qh
-// (rotated: as in Q5KR, else as in the file).
-@inline function kValue(q: usize, qh: usize, j: usize, l: usize, five: bool, rotated: bool): i32 {
-  const v = <i32>load<u8>(q + ((j >> 1) << 5) + l);
-  let x = j & 1 ? v >> 4 : v & 15;
-  if (five) x |= ((<i32>load<u8>(qh + l) >> <i32>(rotated ? (j + 4) & 7 : j)) & 1) << 4;
-  return x;
+// Value l (0..31) of sub-block j of row r in the Q4KR / Q5KR superblock column at p.
+@inline function krValue(p: usize, r: i32, j: i32, l: usize, five: bool): i32 {
+  const v = <i32>load<u8>(kSubAt(p, j, r) + (l & 15));
+  if (!five) return l < 16 ? v & 15 : v >> 4;
+  if (l < 16) return v & 31;
+  const e = <i32>load<u8>(kTopAt(p, j) + (l & 15));
+  return (v >> 5) | (((e >> (r << 1)) & 3) << 3);
 }
 
 function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, five: bool): void {
@@ -150,194 +227,187 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   const x8 = xa + q8aQ8Off(nb);
   const B = kBytes(five);
   for (let r = 0; r < rows; r++) {
-    const lane = <usize>(r & 3);
+    const lane = r & 3;
     let p = w + <usize>(r >> 2) * nsb * B;
     let acc: f32 = 0;
     for (let sb: usize = 0; sb < nsb; sb++) {
-      const d = h2f(load<u16>(p + (lane << 1)));
-      const dm = h2f(load<u16>(p + 8 + (lane << 1)));
-      const q = p + K_QS + (lane << 7);
-      const qh = p + K_QH + (lane << 5);
-      for (let j: usize = 0; j < 8; j++) {
-        const b = (sb << 3) + j;
+      let aq: f32 = 0, am: f32 = 0;
+      for (let j = 0; j < 8; j++) {
+        const b = (sb << 3) + <usize>j;
         let dot: i32 = 0;
-        for (let l: usize = 0; l < 32; l++) dot += kValue(q, qh, j, l, five, true) * <i32>load<i8>(x8 + (b << 5) + l);
-        const sd = dot * <i32>load<u8>(p + K_SC + (j << 2) + lane);
-        const sm = load<i32>(xs + (b << 2)) * <i32>load<u8>(p + K_M + (j << 2) + lane);
-        acc += (<f32>sd * d - <f32>sm * dm) * load<f32>(xa + (b << 2));
+        for (let l: usize = 0; l < 32; l++) dot += krValue(p, lane, j, l, five) * <i32>load<i8>(x8 + (b << 5) + l);
+        const sd = dot * <i32>load<u8>(kScAt(p, j) + <usize>lane);
+        const dx = load<f32>(xa + (b << 2));
+        aq += <f32>sd * dx;
+        am += <f32>load<u8>(kScAt(p, j) + 4 + <usize>lane) * (<f32>load<i32>(xs + (b << 2)) * dx);
       }
+      acc += aq * h2f(load<u16>(p + (<usize>lane << 1))) - am * h2f(load<u16>(p + 8 + (<usize>lane << 1)));
       p += B;
     }
     store<f32>(out + (<usize>r << 2), acc);
   }
 }
 
-// Sub-block j's fifth bit of every byte of v (Q5KR's rotated bytes: at bit
-// (j+4) & 7) at bit 4, 0x10 per byte: one 16-bit shift, which carries no bit
-// across a byte boundary into bit 4 for these shift counts (at most 3 right,
-// 4 left).
-@inline function fifth(v: v128, j: i32, m5: v128): v128 {
-  if (j < 4) return v128.and(i16x8.shr_u(v, j), m5);
-  return v128.and(i16x8.shl(v, 8 - j), m5);
+// Q5KR: row r's top-bit pair, bits 2r and 2r+1 of every byte of a top-bit
+// vector e, moved to bits 3-4 by one 16-bit shift (left by 3 - 2r or right
+// by 2r - 3: counts up to 3 pull no bit across a byte boundary into bits
+// 3-4). Unmasked. r: a constant.
+@inline function topBits(e: v128, r: i32): v128 {
+  if (r == 0) return i16x8.shl(e, 3);
+  if (r == 1) return i16x8.shl(e, 1);
+  if (r == 2) return i16x8.shr_u(e, 1);
+  return i16x8.shr_u(e, 3);
 }
 
-// acc + (f32(sd)*d - f32(sm)*dmin) * d_x: the scalar twin's fold, four lanes.
-@inline function kFold(acc: v128, sd: v128, sm: v128, d: v128, dm: v128, dx: v128): v128 {
-  return f32x4.add(acc, f32x4.mul(f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(sd), d), f32x4.mul(f32x4.convert_i32x4_s(sm), dm)), dx));
+// Q5KR's values l+16 per byte of row r from its sub-block vector v and the
+// top-bit vector e: the low three bits from v's bits 5-7, the top two from
+// e. r a constant (topBits), or the multiplier mk = 2^(6-2r) per int16 lane
+// (r < 0): the pair moved to bits 3-4 by the multiply and a right shift by 3
+// (the carries from the low byte reach the high byte's bits 3-4 only from
+// bits 5-7 of the low one, which land at bits 0-1 of the high byte).
+@inline function kHigh5(v: v128, e: v128, r: i32, mk: v128, mh: v128, ml: v128): v128 {
+  const t = r >= 0 ? topBits(e, r) : i16x8.shr_u(i16x8.mul(e, mk), 3);
+  return v128.or(v128.and(i16x8.shr_u(v, 5), mh), v128.and(t, ml));
 }
 
-// Scratch of the plain SIMD matvec: the four rows' int32 partials of the
-// current sub-block pair, [0, 128); storing them orders the next row's loads
-// after them (see q6Step in quant.ts). The relaxed one keeps them in
-// registers: passing them through scratch measured ~15% slower there.
+// acc + (aq*d - am*dmin): the scalar twin's fold of one superblock, four lanes.
+@inline function kFoldSuper(acc: v128, aq: v128, am: v128, d: v128, dm: v128): v128 {
+  return f32x4.add(acc, f32x4.sub(f32x4.mul(aq, d), f32x4.mul(am, dm)));
+}
 
-// Relaxed: one row's sub-block j (chunk c = j >> 1: low nibbles for even j,
-// high for odd) against its activations, left in int16: lane i holds two
-// pairs' dots of both 16-wide halves, |lane| <= 2*2*15*127 = 7620 (Q5:
-// 15748).
-@inline function kRowRelaxed(q: usize, qh: usize, j: i32, five: bool, xl: v128, xh: v128, m: v128, m5: v128): v128 {
-  let a = v128.load(q + (<usize>(j >> 1) << 5));
-  let b = v128.load(q + (<usize>(j >> 1) << 5), 16);
-  if (j & 1) {
-    a = i16x8.shr_u(a, 4);
-    b = i16x8.shr_u(b, 4);
-  }
-  a = v128.and(a, m);
-  b = v128.and(b, m);
+// Relaxed: row r's sub-block (at q; Q5KR's top bits in e) against its
+// activations, left in int16: lane i holds two pairs' dots of both 16-wide
+// halves, |lane| <= 2*2*15*127 = 7620 (Q5: 15748). m: 0x0f (Q4KR) or 0x1f
+// (Q5KR) per byte.
+@inline function kRowRelaxed(q: usize, e: v128, r: i32, five: bool, xl: v128, xh: v128, m: v128, mh: v128, ml: v128): v128 {
+  const v = v128.load(q);
+  if (!five) return nibRelaxed16(v, xl, xh, m);
+  return i16x8.add(
+    i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.and(v, m)),
+    i16x8.relaxed_dot_i8x16_i7x16_s(xh, kHigh5(v, e, r, m, mh, ml)),
+  );
+}
+
+// Two rows' int16 partials transposed and added (reduce4i16's first step):
+// lanes 0-1 row 0's, 2-3 row 1's, 4-5 row 0's, 6-7 row 1's.
+@inline function kPairAdd(p0: v128, p1: v128): v128 {
+  return i16x8.add(i32x4.shuffle(p0, p1, 0, 4, 1, 5), i32x4.shuffle(p0, p1, 2, 6, 3, 7));
+}
+
+// Relaxed: sub-block j = i/8 of the four rows of the superblock column at
+// p against its activations (xq: the superblock's): [sc_r * sum_l q_l x_l]. The four rows'
+// int16 partials are transposed and added in int16, then one dot with [sc0,
+// sc0, sc1, sc1, ...] widens and scales at once. Q4_K: sums of 8 lanes
+// <= 30480 stay exact in int16; Q5_K's (<= 62992) would not, so its last
+// add is done after two scaled widenings. Q5KR: rows 0-1 and 2-3 are
+// ordered by stores to scratch: without them V8 loads all four rows' data,
+// the scales and the activations' factors first and spills (16 of 96
+// instructions per sub-block; ~8% of the time). Q4KR, which spills one
+// value, measured ~4% slower with them.
+@inline function kSubRelaxed(p: usize, i: usize, five: bool, xq: usize, e: v128, m: v128, mh: v128, ml: v128): v128 {
+  const q = p + K_QS + (i << 3);
+  const t = scratchBase() + K_T;
+  const xl = v128.load(xq + (i << 2)), xh = v128.load(xq + (i << 2), 16);
+  let a: v128, c: v128, sc: v128;
   if (five) {
-    a = v128.or(a, fifth(v128.load(qh), j, m5));
-    b = v128.or(b, fifth(v128.load(qh, 16), j, m5));
-  }
-  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, a), i16x8.relaxed_dot_i8x16_i7x16_s(xh, b));
-}
-
-// [sc_r * sum(p_r)] for four rows' int16 partials: transpose-and-add in
-// int16, then one dot with [sc0, sc0, sc1, sc1, ...] widens and scales at
-// once. Q4_K: sums of 8 lanes <= 30480 stay exact in int16; Q5_K's (<= 62992)
-// would not, so its last add is done in int32.
-@inline function kReduceScaled(p0: v128, p1: v128, p2: v128, p3: v128, sc: v128, five: bool): v128 {
-  const a = i16x8.add(i32x4.shuffle(p0, p1, 0, 4, 1, 5), i32x4.shuffle(p0, p1, 2, 6, 3, 7));
-  const c = i16x8.add(i32x4.shuffle(p2, p3, 0, 4, 1, 5), i32x4.shuffle(p2, p3, 2, 6, 3, 7));
-  const lo = i32x4.shuffle(a, c, 0, 1, 4, 5);
-  const hi = i32x4.shuffle(a, c, 2, 3, 6, 7);
-  if (five) return i32x4.add(i32x4.dot_i16x8_s(lo, sc), i32x4.dot_i16x8_s(hi, sc));
-  return i32x4.dot_i16x8_s(i16x8.add(lo, hi), sc);
-}
-
-// SIMD build: one row's two sub-blocks as int32 sums, from the int16
-// activations (Q8A's permuted section: a vector of weight bytes viewed as
-// int16 lanes holds the even elements in its low bytes, the odd in its high).
-@inline function kRowSimd(t: usize, q: usize, qh: usize, c: i32, five: bool, x0: usize, x1: usize): void {
-  const a = v128.load(q + (<usize>c << 5));
-  const b = v128.load(q + (<usize>c << 5), 16);
-  const m = i16x8.splat(0x0f);
-  let e0 = v128.and(a, m), e1 = v128.and(i16x8.shr_u(a, 8), m), e2 = v128.and(b, m), e3 = v128.and(i16x8.shr_u(b, 8), m);
-  let o0 = v128.and(i16x8.shr_u(a, 4), m), o1 = i16x8.shr_u(a, 12), o2 = v128.and(i16x8.shr_u(b, 4), m), o3 = i16x8.shr_u(b, 12);
-  if (five) {
-    const ua = v128.load(qh), ub = v128.load(qh, 16);
-    const one = i16x8.splat(1);
-    const s0 = ((c << 1) + 4) & 7, s1 = ((c << 1) + 5) & 7;
-    e0 = v128.or(e0, i16x8.shl(v128.and(i16x8.shr_u(ua, s0), one), 4));
-    e1 = v128.or(e1, i16x8.shl(v128.and(i16x8.shr_u(ua, s0 + 8), one), 4));
-    e2 = v128.or(e2, i16x8.shl(v128.and(i16x8.shr_u(ub, s0), one), 4));
-    e3 = v128.or(e3, i16x8.shl(v128.and(i16x8.shr_u(ub, s0 + 8), one), 4));
-    o0 = v128.or(o0, i16x8.shl(v128.and(i16x8.shr_u(ua, s1), one), 4));
-    o1 = v128.or(o1, i16x8.shl(v128.and(i16x8.shr_u(ua, s1 + 8), one), 4));
-    o2 = v128.or(o2, i16x8.shl(v128.and(i16x8.shr_u(ub, s1), one), 4));
-    o3 = v128.or(o3, i16x8.shl(v128.and(i16x8.shr_u(ub, s1 + 8), one), 4));
-  }
-  v128.store(t, i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(e0, v128.load(x0)), i32x4.dot_i16x8_s(e1, v128.load(x0, 16))),
-    i32x4.add(i32x4.dot_i16x8_s(e2, v128.load(x0, 32)), i32x4.dot_i16x8_s(e3, v128.load(x0, 48))),
-  ));
-  v128.store(t, i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(o0, v128.load(x1)), i32x4.dot_i16x8_s(o1, v128.load(x1, 16))),
-    i32x4.add(i32x4.dot_i16x8_s(o2, v128.load(x1, 32)), i32x4.dot_i16x8_s(o3, v128.load(x1, 48))),
-  ), 64);
-}
-
-// Bytes o..o+3 of v (one sub-block's four rows) as int16 pairs [b0, b0, b1,
-// b1, ...] (the scale vector of kReduceScaled) and as int32 lanes. The lanes
-// of a shuffle must be literals, hence one per offset (o is a constant).
-@inline function pairLanes(v: v128, o: i32): v128 {
-  const z = i32x4.splat(0);
-  if (o == 0) return i8x16.shuffle(v, z, 0, 16, 0, 16, 1, 16, 1, 16, 2, 16, 2, 16, 3, 16, 3, 16);
-  if (o == 4) return i8x16.shuffle(v, z, 4, 16, 4, 16, 5, 16, 5, 16, 6, 16, 6, 16, 7, 16, 7, 16);
-  if (o == 8) return i8x16.shuffle(v, z, 8, 16, 8, 16, 9, 16, 9, 16, 10, 16, 10, 16, 11, 16, 11, 16);
-  return i8x16.shuffle(v, z, 12, 16, 12, 16, 13, 16, 13, 16, 14, 16, 14, 16, 15, 16, 15, 16);
-}
-
-@inline function wordLanes(v: v128, o: i32): v128 {
-  const z = i32x4.splat(0);
-  if (o == 0) return i8x16.shuffle(v, z, 0, 16, 16, 16, 1, 16, 16, 16, 2, 16, 16, 16, 3, 16, 16, 16);
-  if (o == 4) return i8x16.shuffle(v, z, 4, 16, 16, 16, 5, 16, 16, 16, 6, 16, 16, 16, 7, 16, 16, 16);
-  if (o == 8) return i8x16.shuffle(v, z, 8, 16, 16, 16, 9, 16, 16, 16, 10, 16, 16, 16, 11, 16, 16, 16);
-  return i8x16.shuffle(v, z, 12, 16, 16, 16, 13, 16, 16, 16, 14, 16, 16, 16, 15, 16, 16, 16);
-}
-
-// Chunk c (sub-blocks 2c, 2c+1) of one superblock, four rows: the two folds.
-@inline function kChunk(acc: v128, p: usize, c: i32, five: bool, b: usize, xa: usize, xs: usize, xq: usize,
-  d: v128, dm: v128, S: v128, M: v128, m: v128, m5: v128): v128 {
-  const t = scratchBase();
-  const q = p + K_QS, qh = p + K_QH;
-  if (!ASC_FEATURE_RELAXED_SIMD) {
-    const x0 = xq + (b << 6), x1 = x0 + 64;
-    kRowSimd(t, q, qh, c, five, x0, x1);
-    kRowSimd(t + 16, q + 128, qh + 32, c, five, x0, x1);
-    kRowSimd(t + 32, q + 256, qh + 64, c, five, x0, x1);
-    kRowSimd(t + 48, q + 384, qh + 96, c, five, x0, x1);
-  }
-  // Scales and mins of sub-blocks j = 2c, 2c+1: S/M hold j = 4h..4h+3 (h = c >> 1), row r at 4(j & 3) + r.
-  const o0 = (c & 1) << 3, o1 = o0 + 4;
-  let sd0: v128, sd1: v128;
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    // Each sub-block's four rows straight into the reduction (reloading the
-    // chunk's bytes for the odd one is cheaper than keeping them live).
-    const j0 = c << 1, j1 = j0 + 1;
-    let xl = v128.load(xq + (b << 5)), xh = v128.load(xq + (b << 5), 16);
-    sd0 = kReduceScaled(
-      kRowRelaxed(q, qh, j0, five, xl, xh, m, m5), kRowRelaxed(q + 128, qh + 32, j0, five, xl, xh, m, m5),
-      kRowRelaxed(q + 256, qh + 64, j0, five, xl, xh, m, m5), kRowRelaxed(q + 384, qh + 96, j0, five, xl, xh, m, m5),
-      pairLanes(S, o0), five);
-    xl = v128.load(xq + (b << 5), 32);
-    xh = v128.load(xq + (b << 5), 48);
-    sd1 = kReduceScaled(
-      kRowRelaxed(q, qh, j1, five, xl, xh, m, m5), kRowRelaxed(q + 128, qh + 32, j1, five, xl, xh, m, m5),
-      kRowRelaxed(q + 256, qh + 64, j1, five, xl, xh, m, m5), kRowRelaxed(q + 384, qh + 96, j1, five, xl, xh, m, m5),
-      pairLanes(S, o1), five);
+    v128.store(t, kPairAdd(kRowRelaxed(q, e, 0, five, xl, xh, m, mh, ml), kRowRelaxed(q + 16, e, 1, five, xl, xh, m, mh, ml)));
+    c = kPairAdd(kRowRelaxed(q + 32, e, 2, five, xl, xh, m, mh, ml), kRowRelaxed(q + 48, e, 3, five, xl, xh, m, mh, ml));
+    v128.store(t, c, 16);
+    a = v128.load(t);
+    sc = v128.load8x8_u(p + K_SC + i);
   } else {
-    sd0 = i32x4.mul(reduce4(v128.load(t), v128.load(t, 16), v128.load(t, 32), v128.load(t, 48)), wordLanes(S, o0));
-    sd1 = i32x4.mul(reduce4(v128.load(t, 64), v128.load(t, 80), v128.load(t, 96), v128.load(t, 112)), wordLanes(S, o1));
+    sc = v128.load8x8_u(p + K_SC + i);
+    a = kPairAdd(kRowRelaxed(q, e, 0, five, xl, xh, m, mh, ml), kRowRelaxed(q + 16, e, 1, five, xl, xh, m, mh, ml));
+    c = kPairAdd(kRowRelaxed(q + 32, e, 2, five, xl, xh, m, mh, ml), kRowRelaxed(q + 48, e, 3, five, xl, xh, m, mh, ml));
   }
-  const m0 = wordLanes(M, o0), m1 = wordLanes(M, o1);
-  acc = kFold(acc, sd0, i32x4.mul(m0, v128.load32_splat(xs + (b << 2))), d, dm, v128.load32_splat(xa + (b << 2)));
-  return kFold(acc, sd1, i32x4.mul(m1, v128.load32_splat(xs + (b << 2), 4)), d, dm, v128.load32_splat(xa + (b << 2), 4));
+  const pr = i16x8.shuffle(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3);
+  const lo = i32x4.shuffle(a, c, 0, 1, 4, 5), hi = i32x4.shuffle(a, c, 2, 3, 6, 7);
+  if (five) return i32x4.add(i32x4.dot_i16x8_s(lo, pr), i32x4.dot_i16x8_s(hi, pr));
+  return i32x4.dot_i16x8_s(i16x8.add(lo, hi), pr);
 }
 
-function matvecKSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, five: bool): void {
+// SIMD build: row r's sub-block as int32 sums against Q8A's permuted int16
+// activations (a vector of weight bytes viewed as int16 lanes holds the even
+// elements in its low bytes, the odd in its high). Lane masks: m 0x000f,
+// m5 0x001f, mh 0x0007, ml 0x0018.
+@inline function kRowSimd(q: usize, e: v128, r: i32, five: bool, x0: v128, x1: v128, x2: v128, x3: v128, m: v128, m5: v128, mh: v128, ml: v128): v128 {
+  const v = v128.load(q);
+  if (!five) return dotNib16(v, x0, x1, x2, x3, m);
+  const h0 = kHigh5(v, e, r, m, mh, ml);
+  const h1 = v128.or(i16x8.shr_u(v, 13), v128.and(i16x8.shr_u(e, 5 + (r << 1)), ml));
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(v, m5), x0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 8), m5), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(h0, x2), i32x4.dot_i16x8_s(h1, x3)),
+  );
+}
+
+// Per call, to scratch at K_SX: per block b the pair d_x[b], sxd[b] =
+// f32(sum x_b) * d_x[b] (the mins' activation factor; the scalar twin
+// computes the same product inline), so that one offset reaches both.
+@inline function kSumTable(xa: usize, nb: usize): usize {
+  const tab = scratchBase() + K_SX;
+  const xs = xa + q8aSumOff(nb);
+  for (let b: usize = 0; b < nb; b += 4) {
+    const d = v128.load(xa + (b << 2));
+    const sxd = f32x4.mul(f32x4.convert_i32x4_s(v128.load(xs + (b << 2))), d);
+    v128.store(tab + (b << 3), i32x4.shuffle(d, sxd, 0, 4, 1, 5));
+    v128.store(tab + (b << 3), i32x4.shuffle(d, sxd, 2, 6, 3, 7), 16);
+  }
+  return tab;
+}
+
+// One copy per type, so that no test of `five` is left in the loop.
+function matvecQ4kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  matvecKSimd(w, rows, cols, xa, out, false);
+}
+
+function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  matvecKSimd(w, rows, cols, xa, out, true);
+}
+
+@inline function matvecKSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, five: bool): void {
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
-  const xs = xa + q8aSumOff(nb);
-  const xq = ASC_FEATURE_RELAXED_SIMD ? xa + q8aQ8Off(nb) : xa + q8aQ16Off(nb);
-  const m = v128.load(VCONST + VC_NIB8);
-  const m5 = i8x16.splat(0x10);
+  const xq0 = ASC_FEATURE_RELAXED_SIMD ? xa + q8aQ8Off(nb) : xa + q8aQ16Off(nb);
+  const tab0 = kSumTable(xa, nb);
+  // Relaxed: byte masks (m the values' low one); SIMD: int16 lane masks (m the nibble one).
+  const m = ASC_FEATURE_RELAXED_SIMD ? v128.load(five ? KCONST + KC_LO : VCONST + VC_NIB8) : v128.load(VCONST + VC_NIB16);
+  const m5 = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_LO : KC_LO16));
+  const mh = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_HI3 : KC_HI3_16));
+  const ml = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_HI2 : KC_HI2_16));
   const hmask = v128.load(VCONST + VC_HMASK);
   const hmul = v128.load(VCONST + VC_HMUL);
   const B = kBytes(five);
   let p = w;
   for (let r0 = 0; r0 < rows; r0 += 4) {
     let acc = f32x4.splat(0);
-    let b: usize = 0;
+    let xq = xq0, tab = tab0;
     for (let sb: usize = 0; sb < nsb; sb++) {
-      const d = h2f_x4c(p, hmask, hmul);
-      const dm = h2f_x4c(p + 8, hmask, hmul);
-      const S0 = v128.load(p, K_SC), S1 = v128.load(p, K_SC + 16);
-      const M0 = v128.load(p, K_M), M1 = v128.load(p, K_M + 16);
-      acc = kChunk(acc, p, 0, five, b, xa, xs, xq, d, dm, S0, M0, m, m5);
-      acc = kChunk(acc, p, 1, five, b + 2, xa, xs, xq, d, dm, S0, M0, m, m5);
-      acc = kChunk(acc, p, 2, five, b + 4, xa, xs, xq, d, dm, S1, M1, m, m5);
-      acc = kChunk(acc, p, 3, five, b + 6, xa, xs, xq, d, dm, S1, M1, m, m5);
-      b += 8;
+      // Per superblock: aq = sum_j f32(sd_j) * d_x, am = sum_j f32(m_j) * sxd_j.
+      let aq = f32x4.splat(0), am = f32x4.splat(0);
+      // i = 8j: every address below is a base plus i times 1, 2, 4 or 8 (V8 then
+      // spends one add per sub-block on the loop, not one per pointer).
+      for (let i: usize = 0; i < 64; i += 8) {
+        const e = five ? v128.load(p + K_E + (i << 1)) : m;
+        let sd: v128;
+        if (ASC_FEATURE_RELAXED_SIMD) {
+          sd = kSubRelaxed(p, i, five, xq, e, m, mh, ml);
+        } else {
+          const q = p + K_QS + (i << 3);
+          const x = xq + (i << 3);
+          const x0 = v128.load(x), x1 = v128.load(x, 16), x2 = v128.load(x, 32), x3 = v128.load(x, 48);
+          sd = i32x4.mul(reduce4(
+            kRowSimd(q, e, 0, five, x0, x1, x2, x3, m, m5, mh, ml), kRowSimd(q + 16, e, 1, five, x0, x1, x2, x3, m, m5, mh, ml),
+            kRowSimd(q + 32, e, 2, five, x0, x1, x2, x3, m, m5, mh, ml), kRowSimd(q + 48, e, 3, five, x0, x1, x2, x3, m, m5, mh, ml),
+          ), i32x4.extend_low_i16x8_u(v128.load8x8_u(p + K_SC + i)));
+        }
+        aq = f32x4.add(aq, f32x4.mul(f32x4.convert_i32x4_s(sd), v128.load32_splat(tab + i)));
+        // The mins: the high half of the four scales and four mins as int16 lanes.
+        am = f32x4.add(am, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(v128.load8x8_u(p + K_SC + i))), v128.load32_splat(tab + i, 4)));
+      }
+      acc = kFoldSuper(acc, aq, am, h2f_x4c(p, hmask, hmul), h2f_x4c(p + 8, hmask, hmul));
+      xq += ASC_FEATURE_RELAXED_SIMD ? 256 : 512;
+      tab += 64;
       p += B;
     }
     storeRows(out, r0, rows, acc);
@@ -380,19 +450,26 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
     else q8bToQ8a(xb, nb, t, xa);
     const o = out + <usize>t * (<usize>rows << 2);
     if (kind == 6) matvec_q6r_q8a(w, rows, cols, xa, o);
-    else if (ASC_FEATURE_SIMD) matvecKSimd(w, rows, cols, xa, o, kind == 5);
-    else matvecKScalar(w, rows, cols, xa, o, kind == 5);
+    else if (!ASC_FEATURE_SIMD) matvecKScalar(w, rows, cols, xa, o, kind == 5);
+    else if (kind == 5) matvecQ5kSimd(w, rows, cols, xa, o);
+    else matvecQ4kSimd(w, rows, cols, xa, o);
   }
 }
 
 // Scratch of the tiles: [0, 128) the current sub-block's 32 values of rows
 // 0..3 (row r at 32r, bytes 0..31), [MM_QT, MM_QT + 128) the same transposed
-// by quads (fused build); at MM_DW: f32 d[4], f32 dmin[4], i32 sc[4], i32
+// by quads (fused build); at MM_DW: f32 d[4], f32 dmin[4], i32 sc[4], f32
 // m[4] of the rows; K_A: Q5's first-half int16 sums of a tile pass; MM_ACC
-// the f32 accumulators. K_TAB (relaxed Q5): per token group and block the
-// int16 starting values -16*sum(x) of the block's two 16-wide halves.
+// the f32 accumulators, K_AQ and K_AM the superblock's aq and am beside them
+// (same layout, at most 1 KiB each). K_TAB (relaxed Q5): per token group and
+// block the int16 starting values -16*sum(x) of the block's two 16-wide
+// halves.
 // @ts-ignore: decorator
 @inline const K_A: usize = 3072;
+// @ts-ignore: decorator
+@inline const K_AQ: usize = 6144;
+// @ts-ignore: decorator
+@inline const K_AM: usize = 7168;
 // @ts-ignore: decorator
 @inline const K_TAB: usize = 256 * 1024;
 
@@ -404,34 +481,44 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
   }
 }
 
-// Sub-block j of the four rows: values (0..15 / 0..31) to ws, scales and mins to MM_DW.
-@inline function kUnpack(ws: usize, p: usize, j: i32, five: bool, m: v128, m5: v128): void {
-  const q = p + K_QS + (<usize>(j >> 1) << 5);
-  const sh = (j & 1) << 2;
-  for (let r: usize = 0; r < 4; r++) {
-    const a = v128.load(q + (r << 7));
-    const b = v128.load(q + (r << 7), 16);
-    let lo = v128.and(i16x8.shr_u(a, sh), m);
-    let hi = v128.and(i16x8.shr_u(b, sh), m);
-    if (five) {
-      // j is not a constant here: the shift's direction is chosen at run time (fifth's two cases).
-      const u = v128.load(p + K_QH + (r << 5)), v = v128.load(p + K_QH + (r << 5), 16);
-      lo = v128.or(lo, v128.and(j < 4 ? i16x8.shr_u(u, j) : i16x8.shl(u, 8 - j), m5));
-      hi = v128.or(hi, v128.and(j < 4 ? i16x8.shr_u(v, j) : i16x8.shl(v, 8 - j), m5));
-    }
-    v128.store(ws + (r << 5), lo);
-    v128.store(ws + (r << 5), hi, 16);
-    store<i32>(ws + MM_DW + 32 + (r << 2), <i32>load<u8>(p + K_SC + (<usize>j << 2) + r));
-    store<i32>(ws + MM_DW + 48 + (r << 2), <i32>load<u8>(p + K_M + (<usize>j << 2) + r));
+// Sub-block j of the four rows: values (0..15 / 0..31) to ws, scales and mins
+// to MM_DW. m: 0x0f per byte (Q4KR) or 0x1f (Q5KR).
+@inline function kUnpack(ws: usize, p: usize, j: i32, five: bool, m: v128, mh: v128, ml: v128): void {
+  const e = five ? v128.load(kTopAt(p, j)) : m;
+  for (let r = 0; r < 4; r++) {
+    const v = v128.load(kSubAt(p, j, r));
+    const o = ws + (<usize>r << 5);
+    v128.store(o, v128.and(v, m));
+    if (five) v128.store(o, kHigh5(v, e, -1, v128.load(KCONST + KC_MUL + (<usize>r << 4)), mh, ml), 16);
+    else v128.store(o, v128.and(i16x8.shr_u(v, 4), m), 16);
+    store<i32>(ws + MM_DW + 32 + (<usize>r << 2), <i32>load<u8>(kScAt(p, j) + <usize>r));
+    store<f32>(ws + MM_DW + 48 + (<usize>r << 2), <f32>load<u8>(kScAt(p, j) + 4 + <usize>r));
   }
 }
 
-// The f32 accumulators at pa (four tokens in lanes) of row r += the fold of
-// its raw integer dots with the tokens' sums of x.
+// Row r's aq and am beside the f32 accumulators at pa (four tokens in
+// lanes): the matvec's sub-block step, from the raw integer dots and the
+// tokens' sums of x.
 @inline function kFoldRow(pa: usize, ws: usize, r: usize, raw: v128, sx: v128, dx: v128): void {
   const sd = i32x4.mul(raw, v128.load32_splat(ws + MM_DW + 32 + (r << 2)));
-  const sm = i32x4.mul(sx, v128.load32_splat(ws + MM_DW + 48 + (r << 2)));
-  v128.store(pa, kFold(v128.load(pa), sd, sm, v128.load32_splat(ws + MM_DW + (r << 2)), v128.load32_splat(ws + MM_DW + 16 + (r << 2)), dx));
+  const q = pa + (K_AQ - MM_ACC), n = pa + (K_AM - MM_ACC);
+  v128.store(q, f32x4.add(v128.load(q), f32x4.mul(f32x4.convert_i32x4_s(sd), dx)));
+  v128.store(n, f32x4.add(v128.load(n), f32x4.mul(v128.load32_splat(ws + MM_DW + 48 + (r << 2)), f32x4.mul(f32x4.convert_i32x4_s(sx), dx))));
+}
+
+// End of a superblock: every accumulator += aq*d - am*dmin of its row, aq
+// and am back to 0. bytes: the accumulators in use; a 16-byte vector of them
+// is one row's (row (o >> 4) & 3 in the fused layout, (o >> 5) & 3 in the
+// pairs one).
+@inline function kFoldSupers(ws: usize, bytes: usize): void {
+  for (let o: usize = 0; o < bytes; o += 16) {
+    const r = FUSED ? (o >> 4) & 3 : (o >> 5) & 3;
+    const a = ws + MM_ACC + o;
+    v128.store(a, kFoldSuper(v128.load(a), v128.load(ws + K_AQ + o), v128.load(ws + K_AM + o),
+      v128.load32_splat(ws + MM_DW + (r << 2)), v128.load32_splat(ws + MM_DW + 16 + (r << 2))));
+  }
+  memory.fill(ws + K_AQ, 0, bytes);
+  memory.fill(ws + K_AM, 0, bytes);
 }
 
 // --- relaxed build: pairs (eight tokens per group), accumulation in int16.
@@ -617,8 +704,9 @@ function matmulKTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: 
   const gBytes: usize = FUSED ? Q8B_QUAD : Q8B_PAIRS;
   const gStride = nb * gBytes;
   const tStride = nb << 5;
-  const m = v128.load(VCONST + VC_NIB8);
-  const m5 = i8x16.splat(0x10);
+  const m = v128.load(five ? KCONST + KC_LO : VCONST + VC_NIB8);
+  const mh = v128.load(KCONST + KC_HI3);
+  const ml = v128.load(KCONST + KC_HI2);
   const B = kBytes(five);
   for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
     const tn = min(MM_TOK, ntok - t0);
@@ -626,12 +714,15 @@ function matmulKTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: 
     const xg0 = x + <usize>(t0 / gTok) * gStride;
     if (!FUSED && five) kHalfTable(xg0, gStride, ng, nb, tab);
     for (let r0 = 0; r0 < rows; r0 += 4) {
-      memory.fill(ws + MM_ACC, 0, <usize>ng << (FUSED ? 6 : 7));
+      const accBytes = <usize>ng << (FUSED ? 6 : 7);
+      memory.fill(ws + MM_ACC, 0, accBytes);
+      memory.fill(ws + K_AQ, 0, accBytes);
+      memory.fill(ws + K_AM, 0, accBytes);
       let p = w + <usize>(r0 >> 2) * nsb * B;
       for (let sb: usize = 0; sb < nsb; sb++) {
         kScales(ws, p);
         for (let j = 0; j < 8; j++) {
-          kUnpack(ws, p, j, five, m, m5);
+          kUnpack(ws, p, j, five, m, mh, ml);
           if (FUSED) transposeQuads(ws);
           const b = (sb << 3) + <usize>j;
           let xg = xg0 + b * gBytes;
@@ -652,6 +743,7 @@ function matmulKTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: 
             else kPairs1Q4(ws, ap, xg);
           }
         }
+        kFoldSupers(ws, accBytes);
         p += B;
       }
       if (FUSED) mmStore(ws, out, rows, r0, t0, tn);
@@ -685,7 +777,7 @@ function dequantK(src: usize, dst: usize, n: i32, five: bool): void {
       const sm = scaleMin(p + 4, j);
       const ds = d * <f32>(sm & 255), mm = dm * <f32>(sm >> 8);
       const o = dst + (sb << 10) + (j << 7);
-      for (let l: usize = 0; l < 32; l++) store<f32>(o + (l << 2), ds * <f32>kValue(q, qh, j, l, five, false) - mm);
+      for (let l: usize = 0; l < 32; l++) store<f32>(o + (l << 2), ds * <f32>ggufValue(q, qh, j, l, five) - mm);
     }
   }
 }
