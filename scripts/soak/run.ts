@@ -7,7 +7,7 @@
 import { synthGGUF } from "../../weights-tools/fixtures";
 import { exchange, type Outcome } from "./exchange";
 import { Monitor, readGauges, type Gauges, type Probe, type Sample } from "./monitor";
-import { startTarget, type TargetName } from "./targets";
+import { SOAK_V8_FLAGS, startTarget, type TargetName } from "./targets";
 import { burstPlan, fillPlan, nextPlan, randFor } from "./traffic";
 
 export interface SoakOptions {
@@ -26,8 +26,8 @@ export interface SoakOptions {
   maxRequests?: number;
   /** How long the engine may take to let go of everything once the traffic stopped. */
   settleMs?: number;
-  /** Node flags for the `edgelm serve` child. */
-  serveNodeFlags?: string[];
+  /** V8 flags for the server (default: the target's SOAK_V8_FLAGS). */
+  v8Flags?: string[];
   /** Progress lines (default: none). */
   log?: (line: string) => void;
 }
@@ -71,7 +71,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakRun> {
     streamStallMs: 3_000,
     maxRequests: 200_000,
     settleMs: 20_000,
-    serveNodeFlags: [],
+    v8Flags: [...SOAK_V8_FLAGS[opts.target]],
     ...opts,
   };
   delete (o as SoakOptions).log;
@@ -79,7 +79,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakRun> {
   const durationMs = o.minutes * 60_000;
   const model = await synthGGUF("tiny", "q4_0");
   log(`soak ${o.target}: starting (${o.minutes} min, ${o.concurrency} clients, seed ${o.seed})`);
-  const target = await startTarget(o.target, { model, queueDepth: o.queueDepth, maxBatch: o.maxBatch, streamStallMs: o.streamStallMs, nodeFlags: o.serveNodeFlags });
+  const target = await startTarget(o.target, { model, queueDepth: o.queueDepth, maxBatch: o.maxBatch, streamStallMs: o.streamStallMs, v8Flags: o.v8Flags });
   const t0 = performance.now();
   const run: SoakRun = {
     target: o.target,

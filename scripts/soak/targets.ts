@@ -8,6 +8,7 @@ import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startBareWorkerd } from "../../test/worker/bare-workerd";
+import { localWorkerdV8Flags } from "../../test/worker/v8-flags";
 import { childrenNamed } from "./proc";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -23,8 +24,11 @@ export interface TargetOptions {
   maxBatch: number;
   /** A client that reads nothing for this long is treated as gone (the fallback for a disconnect workerd did not report). */
   streamStallMs: number;
-  /** Node flags for the `edgelm serve` child (e.g. V8's heap sizing). */
-  nodeFlags?: string[];
+  /**
+   * V8 flags for the server (heap sizing, docs/soak.md "Memory bounds"): Node's for the `edgelm
+   * serve` child, workerd's config for the Worker (beside the repository's own workerd flags).
+   */
+  v8Flags?: string[];
 }
 
 export interface Target {
@@ -42,6 +46,20 @@ export interface Target {
 
 export const MODEL_ID = "edgelm-tiny";
 
+/**
+ * V8's heap sizing for a soak (docs/soak.md, "In CI"): with the defaults, V8 grows its reserved
+ * heap in steps and saws through it, tens of MiB either way, which hides a leak from any run
+ * shorter than an hour. `edgelm serve` runs sized for memory. workerd (1.20260426) still stepped up
+ * through a 3-minute run with that flag alone (6.6 ± 0.7 MiB/min), so the Worker's young generation
+ * is held at 1 MiB and its old generation at 24 MiB, about twice the ~11 MB the Worker keeps live:
+ * RSS is then flat from ~10 s on. A leak raises RSS and, past the cap, ends the isolate; the soak
+ * sees either.
+ */
+export const SOAK_V8_FLAGS: Record<TargetName, readonly string[]> = {
+  serve: ["--optimize-for-size"],
+  worker: ["--optimize-for-size", "--max-semi-space-size=1", "--max-old-space-size=24"],
+};
+
 export async function startTarget(name: TargetName, opts: TargetOptions): Promise<Target> {
   const target = name === "worker" ? await startWorkerTarget(opts) : await startServeTarget(opts);
   try {
@@ -57,6 +75,7 @@ async function startWorkerTarget(opts: TargetOptions): Promise<Target> {
   const before = new Set(childrenNamed(process.pid, "workerd"));
   const w = await startBareWorkerd({
     model: opts.model,
+    v8Flags: [...localWorkerdV8Flags(), ...(opts.v8Flags ?? [])],
     vars: {
       MODEL_KEY: "models/tiny-q4_0.gguf",
       MODEL_ID,
@@ -78,7 +97,7 @@ async function startWorkerTarget(opts: TargetOptions): Promise<Target> {
 
 async function startServeTarget(opts: TargetOptions): Promise<Target> {
   const args = [
-    ...(opts.nodeFlags ?? []),
+    ...(opts.v8Flags ?? []),
     join(root, "bin/edgelm.mjs"), "serve", "--model", opts.model, "--port", "0", "--host", "127.0.0.1", "--model-id", MODEL_ID,
     // One engine thread: the machines this runs on are small and shared; batching is what is under test.
     "--threads", "1", "--max-batch", String(opts.maxBatch), "--queue-depth", String(opts.queueDepth),

@@ -134,6 +134,8 @@ export interface GenerationSummary {
   /** Prompt tokens in the KV cache when it ended (all of them once decoding started). */
   prefilled: number;
   completionTokens: number;
+  /** Epoch ms (Date.now) when the first token came out; absent when none did. */
+  firstTokenAt?: number;
 }
 
 /** Admission's answer: nothing (go on as asked), or a smaller max_tokens (only when not given by the client). */

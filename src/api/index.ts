@@ -1,5 +1,6 @@
 /** The platform-neutral OpenAI-compatible API (no Node imports): hosts call handleRequest. */
 export { handleRequest } from "./handle-request";
+export { RequestLines, pathOf, type RequestLine } from "./request-line";
 export { GenerationQueue, type KVBudget, type QueueCapacity, type Release } from "./queue";
 export { DEFAULT_MAX_BATCH_TOKENS, queueCapacity, withBatching, type BatchingOptions } from "./batching";
 export { StepScheduler } from "./step-scheduler";

@@ -76,6 +76,7 @@ async function* tracked(
     for await (const ev of events) {
       if (ev.type === "prefill") s.prefilled = ev.done;
       else if (ev.type === "token") {
+        s.firstTokenAt ??= Date.now();
         s.prefilled = s.promptTokens;
         s.completionTokens++;
       } else s.outcome = "done";

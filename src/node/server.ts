@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type RequestListener, type Server, 
 import { stat } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { basename } from "node:path";
-import { buildServedModel, chooseEngine, modelIdFromFile, GenerationQueue, handleRequest, queueCapacity, readModelFacts, withBatching, type ApiDeps, type BatchingOptions, type ModelState, type ServedModel } from "../api/index";
+import { buildServedModel, chooseEngine, modelIdFromFile, GenerationQueue, handleRequest, queueCapacity, readModelFacts, RequestLines, withBatching, type ApiDeps, type BatchingOptions, type ModelState, type ServedModel } from "../api/index";
 import { integrityOfFailure, ManifestMissingError, manifestPathFor } from "../gguf/manifest";
 import { manifestCheckBeside, openGGUF } from "../gguf/node";
 import type { ChatTemplateName } from "../tokenizer/node";
@@ -101,17 +101,30 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   let state: ModelState = { status: "loading", message: "starting", progress: 0 };
   const queue = new GenerationQueue(opts.queueDepth ?? 16);
   const inflight = new InFlight();
+  const lines = new RequestLines(log);
   const deps: ApiDeps = {
     model: () => state,
     queue,
     // Each generation is counted against the model it runs on, so a reload can wait for it.
-    onGenerationStart: (_req, finished, model) => inflight.add(model, finished),
+    onGenerationStart: (req, finished, model) => {
+      lines.generationStarted(req);
+      inflight.add(model, finished);
+    },
+    onGenerationEnd: (req, summary) => lines.generationEnded(req, summary),
     corsOrigins: opts.corsOrigins ?? "*",
     modelFile: opts.serveModelFile ? diskModelFile(opts.modelPath, opts.modelId ?? modelIdFromFile(basename(opts.modelPath))) : undefined,
     page: playgroundPage(log),
     pageAssets: localPageAssets(),
   };
-  const server = createServer(nodeListener((req) => handleRequest(req, deps), log));
+  const server = createServer(
+    nodeListener(async (req) => {
+      const id = lines.begin(req);
+      const res = await handleRequest(req, deps);
+      res.headers.set("x-request-id", id);
+      lines.responded(req, res);
+      return res;
+    }, log),
+  );
   await listen(server, opts.port ?? 8000, host);
   const port = (server.address() as AddressInfo).port;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
@@ -186,23 +199,21 @@ function listen(server: Server, port: number, host: string): Promise<void> {
   });
 }
 
-/** A node:http listener around a web-standard handler (reusable for any Request → Response function). */
+/**
+ * A node:http listener around a web-standard handler (reusable for any Request → Response function).
+ * A client that leaves before the response is written aborts the Request's signal; the handler
+ * logs requests, this only what fails in writing.
+ */
 export function nodeListener(handler: (req: Request) => Promise<Response>, log: (line: string) => void = () => {}): RequestListener {
   return (req, res) => {
-    const t0 = performance.now();
     const disconnect = new AbortController();
-    let status = 0;
     res.on("close", () => {
-      const aborted = !res.writableFinished;
-      if (aborted) disconnect.abort(new Error("client disconnected"));
-      const ms = Math.round(performance.now() - t0);
-      log(`${new Date().toISOString()} ${req.method} ${req.url} ${status || "-"} ${ms}ms${aborted ? " (client disconnected)" : ""}`);
+      if (!res.writableFinished) disconnect.abort(new Error("client disconnected"));
     });
-    serve(req, res, handler, disconnect.signal, (s) => (status = s)).catch((err: Error) => {
+    serve(req, res, handler, disconnect.signal).catch((err: Error) => {
       // Only reached if writing itself failed; the handler turns its own errors into responses.
       log(`error serving ${req.method} ${req.url}: ${err.message}`);
       if (!res.headersSent) {
-        status = 500;
         res.writeHead(500, { "content-type": "application/json" });
         res.end(JSON.stringify({ error: { message: "internal error", type: "server_error", param: null, code: null } }));
       } else res.destroy();
@@ -210,7 +221,7 @@ export function nodeListener(handler: (req: Request) => Promise<Response>, log: 
   };
 }
 
-async function serve(req: IncomingMessage, res: ServerResponse, handler: (req: Request) => Promise<Response>, signal: AbortSignal, setStatus: (s: number) => void): Promise<void> {
+async function serve(req: IncomingMessage, res: ServerResponse, handler: (req: Request) => Promise<Response>, signal: AbortSignal): Promise<void> {
   const body = requestBody(req);
   const headers = new Headers();
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i], req.rawHeaders[i + 1]);
@@ -228,13 +239,11 @@ async function serve(req: IncomingMessage, res: ServerResponse, handler: (req: R
     } as RequestInit);
   } catch (err) {
     // e.g. a method fetch forbids (TRACE, CONNECT): a client error, not a crash.
-    setStatus(400);
     res.writeHead(400, { "content-type": "application/json", connection: "close" });
     res.end(JSON.stringify({ error: { message: `bad request: ${(err as Error).message}`, type: "invalid_request_error", param: null, code: null } }));
     return;
   }
   const response = await handler(request);
-  setStatus(response.status);
   if (res.destroyed) {
     // The client left while the request waited or ran: nothing to write, but free the body's resources.
     await response.body?.cancel().catch(() => {});

@@ -23,19 +23,10 @@ import { r2ModelFile } from "./model-file";
 import playground from "../../build/playground/index.html";
 import { localPageAssets } from "./page-assets";
 import { WorkerQueue } from "./queue";
-import { requestIdOf } from "./request-id";
+import { pathOf, RequestLines } from "../api/request-line";
 import { parseRoutingConfig } from "./routing-env";
 import { rateLimitHook } from "./rate-limit";
 
-/** The routing headers, as they appear in the per-request log line. */
-const ROUTE_LOG_HEADERS = [
-  ["route", "x-edgelm-route"],
-  ["reason", "x-edgelm-route-reason"],
-  ["fallback", "x-edgelm-fallback"],
-] as const;
-
-/** How an aborted generation's log line says what ended it. */
-const ABORTED_BY = { signal: "client disconnect (request.signal)", cancelled: "response stream cancelled", stalled: "a client that took no data for STREAM_STALL_MS" } as const;
 
 /** Paths anyone may call: load balancers and uptime checks carry no key; the playground page asks for one itself. */
 const OPEN_PATHS = new Set(["/health", "/"]);
@@ -49,10 +40,10 @@ export class WorkerApp {
   readonly breaker: CircuitBreaker;
   readonly metrics: RoutingMetrics;
   private readonly deps: ApiDeps;
-  /** Request → its x-request-id and tier, for log lines and routing decisions made inside the API layer. */
-  private readonly ids = new WeakMap<Request, string>();
+  /** Request → its tier, for routing decisions made inside the API layer. */
   private readonly tiers = new WeakMap<Request, string>();
   private readonly contexts = new WeakMap<Request, ExecutionContextLike>();
+  private readonly lines: RequestLines;
 
   constructor(
     readonly cfg: WorkerConfig,
@@ -61,6 +52,7 @@ export class WorkerApp {
     private readonly log: (line: string) => void = (l) => console.log(l),
     env: Env = {},
   ) {
+    this.lines = new RequestLines(log);
     this.queue = new WorkerQueue(cfg.queueDepth, 1);
     this.models = new ModelSwap(cfg, this.queue, log);
     this.breaker = new CircuitBreaker(routing.breaker, () => Date.now(), (state, why) => log(`edgelm: origin circuit breaker ${state}: ${why}`));
@@ -92,17 +84,14 @@ export class WorkerApp {
       // not even the stalled-reader fallback could free the queue.
       // A swap also counts each generation against its model, to let the old one go after its last.
       onGenerationStart: (req, finished, model) => {
+        this.lines.generationStarted(req);
         this.contexts.get(req)?.waitUntil(finished);
         this.models.track(model, finished);
       },
-      onGenerationEnd: (req, s) => {
-        const where = s.prefilled < s.promptTokens ? `during prefill (${s.prefilled} of ${s.promptTokens} prompt tokens)` : `after ${s.completionTokens} tokens (prompt ${s.promptTokens})`;
-        const by = s.outcome === "aborted" && s.abortedBy ? `; by ${ABORTED_BY[s.abortedBy]}` : "";
-        this.log(`${this.ids.get(req) ?? "-"} generation ${s.outcome} ${where}${by}`);
-      },
+      onGenerationEnd: (req, s) => this.lines.generationEnded(req, s),
       route: (ctx) =>
         routeRequest(
-          { ...ctx, tier: this.tiers.get(ctx.req) ?? "open", log: (line) => this.log(`${this.ids.get(ctx.req) ?? "-"} ${line}`) },
+          { ...ctx, tier: this.tiers.get(ctx.req) ?? "open", log: (line) => this.lines.note(ctx.req, line) },
           {
             cfg: routing,
             modelId: cfg.modelId,
@@ -117,12 +106,9 @@ export class WorkerApp {
   }
 
   async fetch(req: Request, env: Env, ctx: ExecutionContextLike): Promise<Response> {
-    const t0 = Date.now();
-    const id = requestIdOf(req);
-    this.ids.set(req, id);
     this.contexts.set(req, ctx);
-    req.signal.addEventListener("abort", () => this.log(`${id} client disconnected`), { once: true });
-    const path = new URL(req.url).pathname.replace(/\/+$/, "") || "/";
+    const path = pathOf(req);
+    const id = this.lines.begin(req, path);
     // Any request (a health check included) starts the load, so the weights are in by the first
     // completion; it also looks at MODEL_POINTER when a look is due.
     this.models.start(env, ctx);
@@ -144,12 +130,7 @@ export class WorkerApp {
     res.headers.set("x-request-id", id);
     // Generation requests carry the router's answer; everything else is answered by the edge Worker itself.
     if (!res.headers.has("x-edgelm-route")) res.headers.set("x-edgelm-route", "edge");
-    const routeLog = ROUTE_LOG_HEADERS.flatMap(([k, h]) => {
-      const v = res.headers.get(h);
-      return v === null ? [] : [`${k}=${k === "fallback" ? JSON.stringify(v) : v}`];
-    }).join(" ");
-    // Never the Authorization header or the key: the tier is enough to follow a client.
-    this.log(`${id} ${req.method} ${path} ${res.status} ${Date.now() - t0}ms tier=${tier} ${routeLog}`);
+    this.lines.responded(req, res, tier);
     return res;
   }
 

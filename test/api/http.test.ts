@@ -7,6 +7,8 @@ import { parseSSE, sseEvents } from "./helpers";
 
 let server: RunningServer;
 const lines: string[] = [];
+/** The server's per-request JSON lines (src/api/request-line.ts) so far. */
+const requestLines = () => lines.filter((l) => l.startsWith('{"request_id"')).map((l) => JSON.parse(l) as Record<string, unknown>);
 
 beforeAll(async () => {
   const path = await synthGGUF("tiny", "f32");
@@ -16,8 +18,8 @@ beforeAll(async () => {
 });
 afterAll(() => server?.close());
 
-const completions = (body: unknown, init: RequestInit = {}) =>
-  fetch(`${server.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), ...init });
+const completions = (body: unknown, init: { signal?: AbortSignal; headers?: Record<string, string> } = {}) =>
+  fetch(`${server.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json", ...init.headers }, body: JSON.stringify(body), signal: init.signal });
 
 describe("edgelm serve over HTTP", { timeout: 30_000 }, () => {
   it("binds to 127.0.0.1 by default on the chosen port", () => {
@@ -75,7 +77,7 @@ describe("edgelm serve over HTTP", { timeout: 30_000 }, () => {
     const next = await (await completions({ prompt: "y", max_tokens: 2, temperature: 0 })).json();
     expect(next.usage.completion_tokens).toBe(2);
     expect(server.queue.running).toBe(false);
-    expect(lines.some((l) => l.includes("POST /v1/completions 200") && l.includes("client disconnected"))).toBe(true);
+    await vi.waitFor(() => expect(requestLines().some((l) => l.path === "/v1/completions" && l.status === 200 && l.outcome === "aborted" && l.client_disconnected === true)).toBe(true));
   });
 
   it("a client disconnect during a non-streamed generation stops it too", async () => {
@@ -127,7 +129,18 @@ describe("edgelm serve over HTTP", { timeout: 30_000 }, () => {
     expect((await fetch(`${server.url}/health`)).status).toBe(200);
   });
 
-  it("logs one line per request", () => {
-    expect(lines.filter((l) => / GET \/health 200 /.test(l)).length).toBeGreaterThanOrEqual(1);
+  it("logs one JSON line per request: its id (sent back as x-request-id), outcome, tokens and timings", async () => {
+    const res = await completions({ prompt: "x", max_tokens: 3, temperature: 0, stream: true }, { headers: { "x-request-id": "serve-line-1" } });
+    expect(res.headers.get("x-request-id")).toBe("serve-line-1");
+    await res.text();
+    await vi.waitFor(() => expect(requestLines().find((l) => l.request_id === "serve-line-1")).toBeDefined());
+    const line = requestLines().find((l) => l.request_id === "serve-line-1")!;
+    expect(line).toMatchObject({ method: "POST", path: "/v1/completions", status: 200, outcome: "done", prompt_tokens: 1, prefilled_tokens: 1, completion_tokens: 3 });
+    expect(line.first_token_ms).toBeGreaterThanOrEqual(0);
+    expect(line.total_ms).toBeGreaterThanOrEqual(line.first_token_ms as number);
+    expect(requestLines().filter((l) => l.path === "/health" && l.status === 200).length).toBeGreaterThanOrEqual(1);
+    // Exactly one line per request.
+    const ids = requestLines().map((l) => l.request_id);
+    expect(new Set(ids).size).toBe(ids.length);
   });
 });

@@ -7,7 +7,7 @@
  */
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { parseSSE, startWorker, testModelPath, type WorkerUnderTest, waitHealthy } from "../worker/harness";
+import { parseSSE, requestLine, startWorker, testModelPath, type WorkerUnderTest, waitHealthy } from "../worker/harness";
 import { ORIGIN_MODEL, startFaultOrigin, type FaultOrigin } from "./fault-origin";
 
 const SECRET = "origin-secret-7f3a9c1e5b2d";
@@ -204,7 +204,7 @@ describe("routing per tier, request and load", () => {
     await reader.cancel().catch(() => {});
     // The edge's own log says when the aborted generation let go of the engine; then the edge takes requests again.
     const id = busy.headers.get("x-request-id")!;
-    await vi.waitFor(() => expect(w.logs()).toMatch(new RegExp(`${id} generation aborted`)), { timeout: 30_000, interval: 50 });
+    await vi.waitFor(() => expect(requestLine(w.logs(), id)).toMatchObject({ outcome: "aborted" }), { timeout: 30_000, interval: 50 });
     expect(route((await post({ prompt: "C", max_tokens: 1 })).res).route).toBe("edge");
   });
 });
@@ -223,7 +223,9 @@ describe("the origin fails before the first token → the edge serves", () => {
       expect(route(res)).toEqual({ route: "edge", reason: "prefer_origin", fallback: `origin->edge; cause=${cause}` });
       expect(data.at(-1)).toBe("[DONE]");
       expect(JSON.parse(data.at(-2)!).usage).toMatchObject({ completion_tokens: 3, edgelm_route: "edge" });
-      expect(w.logs()).toMatch(new RegExp(`origin failed before the first token \\(${cause}\\): falling back to edge`));
+      // The router's note is on the request's own log line.
+      const id = res.headers.get("x-request-id")!;
+      await vi.waitFor(() => expect(requestLine(w.logs(), id)?.notes).toContainEqual(expect.stringMatching(new RegExp(`origin failed before the first token \\(${cause}\\): falling back to edge`))));
     } finally {
       await origin.accept().catch(() => {});
     }

@@ -110,7 +110,7 @@ function cleanRun(): SoakRun {
   const idle = { edgelm_generations_running: 0, edgelm_generations_waiting: 0, edgelm_kv_blocks_reserved: 0, edgelm_kv_blocks_used: 0, edgelm_batch_live_sequences: 0 };
   return {
     target: "serve",
-    options: { target: "serve", minutes: 1, concurrency: 1, seed: 1, warmupFraction: 1 / 3, burstEveryS: 10, queueDepth: 4, maxBatch: 4, streamStallMs: 3000, maxRequests: 10, settleMs: 1000, serveNodeFlags: [] },
+    options: { target: "serve", minutes: 1, concurrency: 1, seed: 1, warmupFraction: 1 / 3, burstEveryS: 10, queueDepth: 4, maxBatch: 4, streamStallMs: 3000, maxRequests: 10, settleMs: 1000, v8Flags: [] },
     startedAt: "2026-01-01T00:00:00Z",
     pid: 1,
     outcomes: [

@@ -126,3 +126,19 @@ export async function waitHealthy(w: Pick<WorkerUnderTest, "url">, timeout = 60_
     { timeout, interval: 100 },
   );
 }
+
+/** The Worker's per-request JSON log lines (src/api/request-line.ts) in captured output, parsed. */
+export function requestLines(output: string): Record<string, unknown>[] {
+  return output.split("\n").flatMap((l) => {
+    const at = l.indexOf('{"request_id"');
+    if (at < 0) return [];
+    try {
+      return [JSON.parse(l.slice(at)) as Record<string, unknown>];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/** The JSON line of request `id`, once written. */
+export const requestLine = (output: string, id: string) => requestLines(output).find((l) => l.request_id === id && "status" in l);
