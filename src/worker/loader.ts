@@ -14,7 +14,7 @@ import { loadEngineFromStream } from "./engines";
 import type { Env, ExecutionContextLike, WorkerConfig } from "./env";
 import { manifestCheckFor } from "./integrity";
 import { backoffMs, retriesOnItsOwn } from "./load-retry";
-import { loadShardedEngine, planKeyFor, shardCounters } from "./sharded";
+import { liveShardInfo, loadShardedEngine, planKeyFor } from "./sharded";
 import { objectVersion, openModelObject } from "./source";
 
 /** How often a waiting request looks at the state (polling keeps each request in its own I/O context). */
@@ -174,8 +174,8 @@ export class ModelLoader {
   private async loadSharded(env: Env, t0: number): Promise<void> {
     const { engine, metadata, admit, integrity } = await loadShardedEngine(env, this.cfg.modelKey, this.cfg.prefillChunkTokens, this.log, this.cfg.requireManifest);
     const model = this.served(metadata, { engine, source: "r2 (sharded)", loadMs: this.now() - t0, admit, integrity });
-    // Read live by /health (spread copies a getter's current value): invocations and subrequests so far.
-    Object.defineProperty(model.info!, "sharding", { enumerable: true, get: () => shardCounters(engine) });
+    // Read live by /health (spread copies a getter's current value).
+    liveShardInfo(model.info!, engine);
     this.ready(model, "sharded", t0);
   }
 

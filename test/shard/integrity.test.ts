@@ -34,7 +34,7 @@ let target: { shard: number; name: string };
 
 beforeAll(async () => {
   model = await synthGGUF("tiny", "q4_0");
-  plan = await planFile(model, { key: KEY, budgetBytes: BUDGET_MB * 2 ** 20, contextLength: CONTEXT, sequences: 1 });
+  ({ plan } = await planFile(model, { key: KEY, budgetBytes: BUDGET_MB * 2 ** 20, contextLength: CONTEXT, sequences: 1 }));
   const last = plan.shards[plan.shards.length - 1];
   const ref = last.tensors.find((r) => r.name === "output.weight")!;
   target = { shard: last.index, name: ref.name };
