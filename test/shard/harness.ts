@@ -94,7 +94,8 @@ export async function startSharded(o: ShardedOptions): Promise<ShardedUnderTest>
   const bucket = await mf.getR2Bucket("MODELS", "edgelm");
   await putFile(bucket, o.key, o.model);
   if (!o.withholdPlan) await bucket.put(planKeyOf(o.key), JSON.stringify(plan));
-  if (embeddingHashes && plan.embedding.hashes) await bucket.put(plan.embedding.hashes.key, embeddingHashes);
+  // A plain ArrayBuffer: Miniflare's proxy serialiser takes no typed arrays.
+  if (embeddingHashes && plan.embedding.hashes) await bucket.put(plan.embedding.hashes.key, embeddingHashes.slice().buffer);
   return { mf, url, plan, logs: () => output, close: () => mf.dispose() };
 }
 
