@@ -38,8 +38,8 @@ export class RangeEmbedding implements EmbeddingRows {
   hits = 0;
   /** Rows checked against the plan's hashes. */
   verified = 0;
-  /** The last row that failed its check, for /health. */
-  failure?: { message: string; at: number };
+  /** The last row that failed its check, for /health; cleared when that row, read again, matches (the file was uploaded again). */
+  failure?: { message: string; at: number; token: number };
 
   constructor(
     private readonly plan: ShardPlan,
@@ -85,13 +85,16 @@ export class RangeEmbedding implements EmbeddingRows {
     const want = hashes.entry(token);
     const got = await rowDigest(row, want.length);
     this.verified++;
-    if (got.every((b, i) => b === want[i])) return;
+    if (got.every((b, i) => b === want[i])) {
+      if (this.failure?.token === token) this.failure = undefined;
+      return;
+    }
     const { name, offset, rowBytes } = this.plan.embedding;
     const err = new IntegrityError(
       `integrity check failed: embedding row ${token} (token id ${token}) of ${name} (${rowBytes} bytes at ${offset + token * rowBytes}): ` +
         `sha256 ${hashPrefix(toHex(got))} does not match the plan's ${hashPrefix(toHex(want))}; the row is not served`,
     );
-    this.failure = { message: err.message, at: Date.now() };
+    this.failure = { message: err.message, at: Date.now(), token };
     this.opts.onIntegrityFailure?.(err);
     throw err;
   }

@@ -90,7 +90,8 @@ describe("RangeEmbedding (Node): every row read is checked before it is used", (
   it("a flipped row is refused, naming the token id, the tensor and both hashes; other rows are served; nothing bad is cached", async () => {
     const hashes = await RowHashes.verify(rowHashes, plan.embedding.hashes!, plan.model.config.vocabSize);
     const failures: string[] = [];
-    const embd = new RangeEmbedding(plan, fileRanges(flipped).bytes, { hashes, onIntegrityFailure: (e) => failures.push(e.message) });
+    let file = flipped;
+    const embd = new RangeEmbedding(plan, (offset, length) => fileRanges(file).bytes(offset, length), { hashes, onIntegrityFailure: (e) => failures.push(e.message) });
     const other = row === 0 ? 1 : 0;
     const want = new RangeEmbedding(plan, fileRanges(model).bytes);
     expect(await embd.rows([other])).toEqual(await want.rows([other]));
@@ -102,7 +103,11 @@ describe("RangeEmbedding (Node): every row read is checked before it is used", (
     const reads = embd.reads;
     await expect(embd.rows([row])).rejects.toThrow(IntegrityError);
     expect(embd.reads).toBe(reads + 1);
-    // Without hashes the same bytes would be served.
+    // The file uploaded again: the row is served, and the failure is over.
+    file = model;
+    expect(await embd.rows([row])).toEqual(await want.rows([row]));
+    expect(embd.failure).toBeUndefined();
+    // Without hashes the flipped bytes would be served.
     await new RangeEmbedding(plan, fileRanges(flipped).bytes).rows([row]);
   });
 });
