@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { IntegrityError, ManifestMissingError } from "../../src/gguf/manifest";
 import { openGGUF } from "../../src/gguf/node";
 import { RangeEmbedding } from "../../src/shard/embedding";
@@ -21,7 +21,7 @@ import { Tokenizer } from "../../src/tokenizer/tokenizer";
 import { planIntegrity } from "../../src/worker/sharded";
 import { synthGGUF } from "../../weights-tools/fixtures";
 import { planFile } from "../../weights-tools/shard-plan";
-import { complete, startSharded, type ShardedUnderTest } from "./harness";
+import { complete, health, settledHealth as settled, startSharded, type ShardedUnderTest } from "./harness";
 
 const dir = mkdtempSync(join(tmpdir(), "edgelm-embd-integrity-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -118,19 +118,6 @@ describe("sharded Worker (workerd)", () => {
     await w?.close();
     w = undefined;
   });
-  const health = async (url: string) => {
-    const res = await fetch(`${url}/health`);
-    return { status: res.status, body: (await res.json()) as Record<string, any> };
-  };
-  const settled = (url: string) =>
-    vi.waitFor(
-      async () => {
-        const h = await health(url);
-        expect(h.body.status).not.toBe("loading");
-        return h;
-      },
-      { timeout: 60_000, interval: 100 },
-    );
 
   it("a flipped byte in an embedding row: requests using it fail naming the row and tensor, /health says integrity failed, other prompts are served", async () => {
     w = await startSharded({ model: flipped, key: KEY, budgetMb: BUDGET_MB, context: CONTEXT, vars: VARS, hashesFrom: model });

@@ -110,3 +110,20 @@ export async function complete(url: string, model: string, body: Record<string, 
   const events = parseSSE(raw).data.filter((d) => d !== "[DONE]").map((d) => JSON.parse(d));
   return { status: res.status, text: events.map((e) => e.choices?.[0]?.text ?? "").join(""), json: events };
 }
+
+/** GET /health: its status and body. */
+export async function health(url: string): Promise<{ status: number; body: Record<string, any> }> {
+  const res = await fetch(`${url}/health`);
+  return { status: res.status, body: (await res.json()) as Record<string, any> };
+}
+
+/** /health once the load has ended, either way (no vitest here: scripts/shards-dev.mjs imports this file). */
+export async function settledHealth(url: string, timeoutMs = 60_000): Promise<{ status: number; body: Record<string, any> }> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const h = await health(url);
+    if (h.body.status !== "loading") return h;
+    if (Date.now() > end) throw new Error(`${url}/health still says loading after ${timeoutMs} ms: ${JSON.stringify(h.body)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { IntegrityError, ManifestMissingError } from "../../src/gguf/manifest";
 import type { ShardPlan } from "../../src/shard/plan";
 import { fileRanges, nodeKernels } from "../../src/shard/node";
@@ -16,7 +16,7 @@ import { ShardRuntime } from "../../src/shard/runtime";
 import { synthGGUF } from "../../weights-tools/fixtures";
 import { planFile } from "../../weights-tools/shard-plan";
 import { putFile } from "../worker/harness";
-import { complete, startSharded, type ShardedUnderTest } from "./harness";
+import { complete, health, settledHealth as settled, startSharded, type ShardedUnderTest } from "./harness";
 
 const dir = mkdtempSync(join(tmpdir(), "edgelm-shard-integrity-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -83,19 +83,6 @@ describe("sharded Worker (workerd)", () => {
     await w?.close();
     w = undefined;
   });
-  const health = async (url: string) => {
-    const res = await fetch(`${url}/health`);
-    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-  };
-  const settled = (url: string) =>
-    vi.waitFor(
-      async () => {
-        const h = await health(url);
-        expect(h.body.status).not.toBe("loading");
-        return h;
-      },
-      { timeout: 60_000, interval: 100 },
-    );
 
   it("a shard whose range has a flipped byte refuses to load: the request fails naming it, nothing is generated", async () => {
     w = await startSharded({ model: flipped, key: KEY, budgetMb: BUDGET_MB, context: CONTEXT, vars: { MODEL_ID: "tiny", LOAD_WAIT_MS: "60000", CPU_BUDGET_MS: "0" }, hashesFrom: model });
@@ -124,7 +111,7 @@ describe("sharded Worker (workerd)", () => {
     const script = w.plan.shards[target.shard].script;
     // One load in three requests (each sends the shard a session and several frames): the failure is remembered, not re-read.
     expect(h.body.sharding).toMatchObject({ shard_failures: [{ shard: target.shard, script, attempts: 1, reason: expect.stringMatching(/integrity check failed: .*output\.weight.*does not match the plan's/) }] });
-    expect(new Date((h.body.sharding as any).shard_failures[0].at).getTime()).toBeGreaterThan(Date.now() - 120_000);
+    expect(new Date(h.body.sharding.shard_failures[0].at).getTime()).toBeGreaterThan(Date.now() - 120_000);
     expect(w.logs().match(failed)).toHaveLength(1);
     expect(w.logs()).toContain(`edgelm shard ${target.shard}: not loaded again until ${KEY} or its plan is replaced`);
 
@@ -133,7 +120,7 @@ describe("sharded Worker (workerd)", () => {
     await new Promise((r) => setTimeout(r, 1600));
     const ok = await complete(w.url, "tiny", { prompt: "hello", max_tokens: 2 });
     expect(ok.status, ok.text).toBe(200);
-    expect(((await health(w.url)).body.sharding as any).shard_failures).toEqual([]);
+    expect((await health(w.url)).body.sharding.shard_failures).toEqual([]);
     expect(w.logs()).toContain(`edgelm shard ${target.shard}: ${KEY} or its plan was replaced since it was found invalid: loading it again`);
   }, 180_000);
 
