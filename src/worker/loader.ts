@@ -14,6 +14,7 @@ import { loadEngineFromStream } from "./engines";
 import type { Env, ExecutionContextLike, WorkerConfig } from "./env";
 import { manifestCheckFor } from "./integrity";
 import { backoffMs, retriesOnItsOwn } from "./load-retry";
+import { embeddingHashesKeyOf } from "../shard/deploy";
 import { liveShardInfo, loadShardedEngine, planKeyFor } from "./sharded";
 import { objectVersion, openModelObject } from "./source";
 
@@ -98,13 +99,14 @@ export class ModelLoader {
     ctx.waitUntil(check.finally(() => (this.checking = false)));
   }
 
-  /** The upload(s) a load would read now: the GGUF, and in sharded mode its plan too. */
+  /** The upload(s) a load would read now: the GGUF, and in sharded mode its plan and embedding row hashes too. */
   private async version(env: Env): Promise<string | null> {
     const { modelKey, engine } = this.cfg;
     // A new manifest is a reason to try again as much as a new GGUF is.
     if (engine !== "sharded") return uploads(await objectVersion(env, modelKey), await objectVersion(env, manifestPathFor(modelKey)));
-    const [plan, model] = await Promise.all([objectVersion(env, planKeyFor(env, modelKey)), objectVersion(env, modelKey)]);
-    return plan === null && model === null ? null : `${plan} + ${model}`;
+    // The row hashes' key as edgelm shard-plan names it: a fresh upload of them alone (after a tampered one) is a reason to try again too.
+    const [plan, model, rows] = await Promise.all([objectVersion(env, planKeyFor(env, modelKey)), objectVersion(env, modelKey), objectVersion(env, embeddingHashesKeyOf(modelKey))]);
+    return plan === null && model === null ? null : `${plan} + ${model} + ${rows}`;
   }
 
   private async load(env: Env): Promise<void> {

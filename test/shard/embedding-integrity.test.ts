@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { IntegrityError, ManifestMissingError } from "../../src/gguf/manifest";
 import { openGGUF } from "../../src/gguf/node";
 import { RangeEmbedding } from "../../src/shard/embedding";
@@ -144,13 +144,13 @@ describe("sharded Worker (workerd)", () => {
     expect(w.logs()).toMatch(new RegExp(`edgelm: ${KEY.replace(".", "\\.")}: ${named.source}`));
   }, 180_000);
 
-  it("a tampered hashes object is refused at load: integrity failed, nothing served", async () => {
+  it("a tampered hashes object is refused at load: integrity failed, nothing served, until the right one is uploaded", async () => {
     w = await startSharded({
       model,
       key: KEY,
       budgetMb: BUDGET_MB,
       context: CONTEXT,
-      vars: VARS,
+      vars: { ...VARS, LOAD_RETRY_MS: "200" },
       hashesFrom: model,
       edit: (_, hashes) => {
         const t = hashes!.slice();
@@ -160,7 +160,15 @@ describe("sharded Worker (workerd)", () => {
     });
     await complete(w.url, "tiny", { prompt: GOOD_PROMPT, max_tokens: 1 });
     const h = await settled(w.url);
-    expect(h).toMatchObject({ status: 503, body: { status: "failed", integrity: "failed", reason: expect.stringMatching(/the embedding hashes "tiny\.gguf\.embedding\.hashes": sha256 [0-9a-f]{12}… does not match the plan's/) } });
+    expect(h).toMatchObject({ status: 503, body: { status: "failed", integrity: "failed", retry: "object_change", reason: expect.stringMatching(/the embedding hashes "tiny\.gguf\.embedding\.hashes": sha256 [0-9a-f]{12}… does not match the plan's/) } });
+    expect((await complete(w.url, "tiny", { prompt: GOOD_PROMPT, max_tokens: 1 })).status).toBe(503);
+
+    // Only the hashes object uploaded again: the coordinator sees the new upload and loads.
+    await (await w.mf.getR2Bucket("MODELS", "edgelm")).put(plan.embedding.hashes!.key, rowHashes.slice().buffer);
+    await new Promise((r) => setTimeout(r, 300));
+    await complete(w.url, "tiny", { prompt: GOOD_PROMPT, max_tokens: 1 });
+    await vi.waitFor(async () => expect(await health(w!.url)).toMatchObject({ status: 200, body: { integrity: "verified" } }), { timeout: 60_000, interval: 200 });
+    expect((await complete(w.url, "tiny", { prompt: GOOD_PROMPT, max_tokens: 2 })).status).toBe(200);
   }, 180_000);
 
   const withoutRowHashes = (p: ShardPlan) => {
