@@ -67,6 +67,14 @@ async function uploadsVersion(env: ShardEnv): Promise<string> {
 /** Default of LOAD_RETRY_MS: the shard has no request of its own to wait in, so a cheap head() per 10 s at most. */
 const DEFAULT_RECHECK_MS = 10_000;
 
+/** LOAD_RETRY_MS, milliseconds ≥ 0 (unset: the default); anything else names the var. */
+function recheckMsVar(v: string | undefined): number {
+  if (v === undefined || v.trim() === "") return DEFAULT_RECHECK_MS;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`var LOAD_RETRY_MS must be a number of milliseconds ≥ 0, got ${JSON.stringify(v)}`);
+  return n;
+}
+
 async function loadRuntime(env: ShardEnv): Promise<ShardRuntime> {
   const planKey = planKeyOf(env);
   const planObj = await env.MODELS.get(planKey);
@@ -162,7 +170,7 @@ export class Shard extends DurableObject<ShardEnv> {
 
   /** Throws the remembered failure while the uploads are those it was found in; looks (head(), no ranges) at most once per LOAD_RETRY_MS. */
   private async stillBad(bad: KnownBad): Promise<void> {
-    const recheck = Number(this.env.LOAD_RETRY_MS ?? DEFAULT_RECHECK_MS);
+    const recheck = recheckMsVar(this.env.LOAD_RETRY_MS);
     if (Date.now() - bad.checkedAt < recheck) throw bad.error;
     bad.checkedAt = Date.now();
     const now = await uploadsVersion(this.env).catch(() => bad.version);
