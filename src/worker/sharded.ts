@@ -101,6 +101,7 @@ export async function loadShardedEngine(
     if (got !== want) throw new IntegrityError(`integrity check failed: the header of "${modelKey}": sha256 ${hashPrefix(got)} does not match the plan's ${hashPrefix(want)}; the model is not served`);
   }
   const header = await parseHeader(new HeaderBytes(headerBytes, plan.model.size));
+  if (header.dataOffset !== plan.model.dataOffset) throw new Error(`"${modelKey}" has its data at ${header.dataOffset}, the plan says ${plan.model.dataOffset}: re-run edgelm shard-plan`);
   const ref = plan.embedding.hashes;
   let hashes: RowHashes | undefined;
   if (ref) {
@@ -111,7 +112,6 @@ export async function loadShardedEngine(
     if (!bytes) throw new ObjectUnavailableError(`the embedding hashes "${ref.key}" named by the plan are not in the R2 bucket bound as MODELS (edgelm shard-plan --out writes them as embedding.hashes; upload them under that key)`);
     hashes = await RowHashes.verify(bytes, ref, plan.model.config.vocabSize);
   }
-  if (header.dataOffset !== plan.model.dataOffset) throw new Error(`"${modelKey}" has its data at ${header.dataOffset}, the plan says ${plan.model.dataOffset}: re-run edgelm shard-plan`);
 
   const transport = typeof vars.SHARD_TRANSPORT === "string" && vars.SHARD_TRANSPORT ? vars.SHARD_TRANSPORT : "stream";
   if (transport !== "stream" && transport !== "rpc") throw new Error(`var SHARD_TRANSPORT must be "stream" or "rpc", got ${JSON.stringify(transport)}`);
