@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The sharded deployment on this machine, one command: plans the model's shards, starts the
 // coordinator (src/worker.ts, ENGINE=sharded) and one Worker per shard (src/shard/worker.ts, each
-// with its own Durable Object class) in workerd through Miniflare, puts the GGUF and its plan in
+// with its own Durable Object class) in workerd through Miniflare, puts the GGUF, its plan and row hashes in
 // local R2, waits until every shard has loaded, and serves http://127.0.0.1:8787 until Ctrl-C.
 // Offline; everything listens on 127.0.0.1. docs/sharding.md explains the pieces.
 //
@@ -18,7 +18,7 @@ import { tsImport } from "tsx/esm/api";
 const USAGE = `usage: node scripts/shards-dev.mjs [--model FILE.gguf | --preset tiny|full2l|1_6b] [--budget-mb MB]
                                  [--context N] [--sequences N] [--port 8787] [--transport stream|rpc] [--wrangler]
 Plans the shards, starts the coordinator and every shard Worker in workerd (Miniflare) on
-127.0.0.1, puts the GGUF and plan into local R2, and serves until Ctrl-C (docs/sharding.md).
+127.0.0.1, puts the GGUF, plan and row hashes into local R2, and serves until Ctrl-C (docs/sharding.md).
 Defaults: synthetic tiny Q4_0, 19 MiB budget, context 512; other models: 120 MiB, context 2048.
 --wrangler: run the configs \`edgelm shard-plan --out\` writes under \`wrangler dev -c … -c …\` instead
   (state in .wrangler/shards-dev; files up to wrangler's 300 MiB local put; on a 2-core machine a
@@ -81,6 +81,8 @@ const dep = await startSharded({
   sequences: Number(o.sequences),
   port: Number(o.port),
   vars: { MODEL_ID: "edgelm-sharded", CPU_BUDGET_MS: "0", LOAD_WAIT_MS: "600000", SHARD_TRANSPORT: o.transport },
+  // Hashed as edgelm shard-plan does (the row hashes uploaded beside the plan): served as a deployment is, verified.
+  hashesFrom: model,
 });
 console.log(formatPlan(dep.plan));
 let shown = 0;

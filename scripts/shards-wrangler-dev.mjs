@@ -2,7 +2,7 @@
 // together by `wrangler dev -c coordinator -c shard-0 …` (one local workerd), with the GGUF and its
 // plan put into wrangler's local R2 first. Resolves when wrangler exits.
 import { spawn, spawnSync } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { tsImport } from "tsx/esm/api";
@@ -39,8 +39,10 @@ export async function runWranglerDev(o) {
   const configs = readdirSync(out).filter((f) => /^wrangler\..*\.toml$/.test(f));
   const coordinator = join(out, "wrangler.coordinator.toml");
   const shards = configs.filter((f) => f.startsWith("wrangler.shard-")).sort((a, b) => Number(a.match(/\d+/)[0]) - Number(b.match(/\d+/)[0]));
-  const key = JSON.parse(spawnSync(process.execPath, ["-e", `process.stdout.write(JSON.stringify(require(${JSON.stringify(join(out, "plan.json"))}).model.key))`]).stdout);
-  for (const [object, file] of [[key, model], [`${key}.plan.json`, join(out, "plan.json")]]) {
+  const planned = JSON.parse(readFileSync(join(out, "plan.json"), "utf8"));
+  const key = planned.model.key;
+  // The GGUF, its plan and the embedding's row hashes, where the coordinator and shards look for them.
+  for (const [object, file] of [[key, model], [`${key}.plan.json`, join(out, "plan.json")], [planned.embedding.hashes.key, join(out, "embedding.hashes")]]) {
     must(spawnSync(process.execPath, [wrangler, "r2", "object", "put", `edgelm-models/${object}`, "--file", file, "--local", "--persist-to", state, "-c", coordinator], { stdio: "inherit", env }), "wrangler r2 object put");
   }
   const args = [wrangler, "dev", "-c", coordinator, ...shards.flatMap((f) => ["-c", join(out, f)]), "--ip", "127.0.0.1", "--port", String(o.port), "--persist-to", state, "--show-interactive-dev-session=false", "--var", `SHARD_TRANSPORT:${o.transport}`, "--var", "CPU_BUDGET_MS:0"];

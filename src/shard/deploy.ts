@@ -2,6 +2,7 @@
  * What deploying a shard plan needs, as file contents (pure; the CLI writes them):
  *
  *   plan.json                    the plan; uploaded to R2 next to the GGUF (shards and coordinator read it)
+ *   embedding.hashes             a hash per embedding row (the CLI writes it: it is binary), beside the plan
  *   wrangler.shard-<i>.toml      one Worker script per shard, each with its own Durable Object class
  *   wrangler.coordinator.toml    the edge Worker with ENGINE = "sharded" and a binding per shard
  *   deploy.sh                    R2 uploads, then `wrangler deploy` per shard, then the coordinator
@@ -30,6 +31,10 @@ export interface DeployOptions {
 }
 
 export const planKeyOf = (modelKey: string) => `${modelKey}.plan.json`;
+/** The embedding's per-row hashes object, beside the plan (./row-hashes.ts). */
+export const embeddingHashesKeyOf = (modelKey: string) => `${modelKey}.embedding.hashes`;
+/** The file `edgelm shard-plan --out` writes the row hashes to, beside plan.json. */
+export const EMBEDDING_HASHES_FILE = "embedding.hashes";
 
 const q = (s: string) => JSON.stringify(s);
 
@@ -107,6 +112,7 @@ export function deployScript(plan: ShardPlan, o: DeployOptions): string {
     `npx wrangler r2 bucket create ${o.bucket} || true`,
     `npx wrangler r2 object put ${q(`${o.bucket}/${plan.model.key}`)} --file ${q(o.modelFile)} --remote`,
     `npx wrangler r2 object put ${q(`${o.bucket}/${planKeyOf(plan.model.key)}`)} --file plan.json --content-type application/json --remote`,
+    ...(plan.embedding.hashes ? [`npx wrangler r2 object put ${q(`${o.bucket}/${plan.embedding.hashes.key}`)} --file ${EMBEDDING_HASHES_FILE} --content-type application/octet-stream --remote`] : []),
     ...plan.shards.map((s) => `npx wrangler deploy --config wrangler.shard-${s.index}.toml`),
     "npx wrangler deploy --config wrangler.coordinator.toml",
     "",

@@ -51,12 +51,25 @@ export interface ShardedStats {
   recoveries: number;
 }
 
+/** A shard's last failed load, as its reply told it (/health: sharding.shard_failures). */
+export interface ShardFailure {
+  shard: number;
+  script: string;
+  reason: string;
+  /** Loads that shard's instance has made (a shard that remembers an integrity failure makes no more until its objects change). */
+  attempts: number;
+  /** When the coordinator was told (ms since the epoch). */
+  at: number;
+}
+
 const MAX_RECOVERIES = 3;
 
 export class ShardedEngine implements Engine {
   readonly name: string;
   readonly config: { vocabSize: number; contextLength: number; hiddenSize: number };
   readonly stats: ShardedStats = { forwards: 0, frames: 0, recoveries: 0 };
+  /** Per shard index, the last load failure it reported; dropped when it answers again. */
+  readonly shardFailures = new Map<number, ShardFailure>();
   private readonly layerLinks: ShardLink[];
   private readonly headLinks: { link: ShardLink; rows: [number, number] }[];
   private counter = 0;
@@ -160,7 +173,11 @@ export class ShardedEngine implements Engine {
       }
     }
     const { head, payload: out } = decodeFrame<ShardReply>(raw);
-    if (!head.ok && "error" in head) throw new ShardError(head.error);
+    if (!head.ok && "error" in head) {
+      if (head.load) this.shardFailures.set(which, { shard: which, script: this.plan.shards[which].script, reason: head.error, attempts: head.load.attempts, at: Date.now() });
+      throw new ShardError(head.error);
+    }
+    this.shardFailures.delete(which);
     return { reply: head, payload: out };
   }
 }

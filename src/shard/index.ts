@@ -5,4 +5,5 @@ export * from "./runtime";
 export * from "./engine";
 export * from "./links";
 export * from "./embedding";
+export * from "./row-hashes";
 export * from "./protocol";

@@ -21,6 +21,7 @@ import { typeName } from "../gguf/quant";
 import type { TensorInfo, TensorType } from "../gguf/types";
 import { configFromGGUF, type StableLMConfig } from "../model/config";
 import { embeddingTensor, findTensor, headTensors, layerTensors, type ModelTensor } from "../model/tensors";
+import type { EmbeddingHashesRef } from "./row-hashes";
 import { shardPart } from "./shard-part";
 
 export const PLAN_VERSION = 1;
@@ -99,8 +100,11 @@ export interface ShardPlan {
     headerSha256?: string;
     config: StableLMConfig;
   };
-  /** token_embd.weight: the coordinator reads row t at offset + t × rowBytes. */
-  embedding: TensorRef & { rowBytes: number };
+  /**
+   * token_embd.weight: the coordinator reads row t at offset + t × rowBytes. `hashes`, when the plan
+   * was made from the file: the per-row hashes object the coordinator checks each row against.
+   */
+  embedding: TensorRef & { rowBytes: number; hashes?: EmbeddingHashesRef };
   budgetBytes: number;
   overheadBytes: number;
   contextLength: number;

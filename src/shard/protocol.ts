@@ -35,7 +35,8 @@ export type ShardReply =
   | { ok: true; n?: number; info?: ShardInfo }
   /** `unknown`: this shard does not hold `seq` up to `pos` (isolate recycled, LRU-evicted): re-run the prefix. */
   | { ok: false; unknown: true; have: number }
-  | { ok: false; error: string };
+  /** `load`: the shard could not load its part (and how many loads this instance has made): the coordinator's /health shows it. */
+  | { ok: false; error: string; load?: { attempts: number } };
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

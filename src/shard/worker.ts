@@ -16,12 +16,14 @@ import relaxedKernels from "../../build/kernels-relaxed.wasm";
 import scalarKernels from "../../build/kernels-scalar.wasm";
 import simdKernels from "../../build/kernels-simd.wasm";
 import { parseBuildKind } from "../engine/kernels";
+import { integrityOfFailure } from "../gguf/manifest";
 import type { ShardPlan } from "./plan";
 import { encodeFrame, FrameReader } from "./protocol";
 import { ShardRuntime, type RangeSource } from "./runtime";
 
 interface R2Range {
   get(key: string, opts?: { range?: { offset: number; length: number } }): Promise<{ size: number; text(): Promise<string>; arrayBuffer(): Promise<ArrayBuffer> } | null>;
+  head(key: string): Promise<{ etag: string } | null>;
 }
 
 /** Bytes per R2 range read while loading (each one is a subrequest of the shard's invocation). */
@@ -36,6 +38,8 @@ export interface ShardEnv {
   KERNELS?: string;
   /** "true": refuse a plan without hashes for this shard's ranges (as the edge Worker's REQUIRE_MANIFEST). */
   REQUIRE_MANIFEST?: string;
+  /** After a load found the file or plan wrong, how often (ms) a frame may look whether either was replaced (default 10000). */
+  LOAD_RETRY_MS?: string;
   /** Tests only: after this many frames, the object is reset by the platform (ctx.abort), once. */
   TEST_CRASH_AFTER_FRAMES?: string;
   /** Tests only: every load first waits this long (a slow cold start). */
@@ -52,8 +56,27 @@ function requireManifestVar(v: string | undefined): boolean {
   throw new Error(`var REQUIRE_MANIFEST must be "true" or "false", got ${JSON.stringify(v)}`);
 }
 
+const planKeyOf = (env: ShardEnv) => env.PLAN_KEY || `${env.MODEL_KEY}.plan.json`;
+
+/** Which uploads of the GGUF and the plan a load reads now (their etags): a failure found in them lasts until this changes. */
+async function uploadsVersion(env: ShardEnv): Promise<string> {
+  const [model, plan] = await Promise.all([env.MODELS.head(env.MODEL_KEY), env.MODELS.head(planKeyOf(env))]);
+  return `${model?.etag ?? "none"} + ${plan?.etag ?? "none"}`;
+}
+
+/** Default of LOAD_RETRY_MS: the shard has no request of its own to wait in, so a cheap head() per 10 s at most. */
+const DEFAULT_RECHECK_MS = 10_000;
+
+/** LOAD_RETRY_MS, milliseconds ≥ 0 (unset: the default); anything else names the var. */
+function recheckMsVar(v: string | undefined): number {
+  if (v === undefined || v.trim() === "") return DEFAULT_RECHECK_MS;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`var LOAD_RETRY_MS must be a number of milliseconds ≥ 0, got ${JSON.stringify(v)}`);
+  return n;
+}
+
 async function loadRuntime(env: ShardEnv): Promise<ShardRuntime> {
-  const planKey = env.PLAN_KEY || `${env.MODEL_KEY}.plan.json`;
+  const planKey = planKeyOf(env);
   const planObj = await env.MODELS.get(planKey);
   if (!planObj) throw new Error(`the shard plan "${planKey}" is not in the R2 bucket bound as MODELS (edgelm shard-plan --out writes it; upload plan.json there)`);
   const plan = JSON.parse(await planObj.text()) as ShardPlan;
@@ -99,18 +122,61 @@ async function injectedLoadFault(env: ShardEnv, attempt: number): Promise<void> 
   if (failures && (failures === "always" || attempt <= Number(failures))) throw new Error(`load ${attempt} failed (TEST_LOAD_FAILURES=${failures})`);
 }
 
+/**
+ * A load that found the file or the plan wrong (an integrity failure): reading the same uploads
+ * again cannot succeed, so, as the edge Worker does with an invalid file, the shard answers with
+ * this failure — without reading its ranges again — until the GGUF or the plan is replaced.
+ */
+interface KnownBad {
+  error: Error;
+  /** uploadsVersion() when the failed load began. */
+  version: string;
+  checkedAt: number;
+}
+
 export class Shard extends DurableObject<ShardEnv> {
   private runtime?: Promise<ShardRuntime>;
+  private bad?: KnownBad;
   private frames = 0;
   private loads = 0;
 
   private ready(): Promise<ShardRuntime> {
-    this.runtime ??= injectedLoadFault(this.env, ++this.loads).then(() => loadRuntime(this.env)).catch((e) => {
-      console.log(`edgelm shard ${this.env.SHARD_INDEX}: load failed: ${(e as Error).message}`);
-      this.runtime = undefined; // the next frame tries again (e.g. after the object is uploaded)
-      throw e;
-    });
+    this.runtime ??= this.load();
     return this.runtime;
+  }
+
+  private async load(): Promise<ShardRuntime> {
+    const env = this.env;
+    try {
+      if (this.bad) await this.stillBad(this.bad);
+      // The version before the read: an upload that lands during the load is then seen as a change.
+      const version = await uploadsVersion(env).catch(() => undefined);
+      try {
+        await injectedLoadFault(env, ++this.loads);
+        return await loadRuntime(env);
+      } catch (e) {
+        console.log(`edgelm shard ${env.SHARD_INDEX}: load failed: ${(e as Error).message}`);
+        if (integrityOfFailure(e) === "failed" && version !== undefined) {
+          this.bad = { error: e as Error, version, checkedAt: Date.now() };
+          console.log(`edgelm shard ${env.SHARD_INDEX}: not loaded again until ${env.MODEL_KEY} or its plan is replaced`);
+        }
+        throw e;
+      }
+    } catch (e) {
+      this.runtime = undefined; // the next frame tries again (e.g. after the object is uploaded), unless the uploads are known bad
+      throw e;
+    }
+  }
+
+  /** Throws the remembered failure while the uploads are those it was found in; looks (head(), no ranges) at most once per LOAD_RETRY_MS. */
+  private async stillBad(bad: KnownBad): Promise<void> {
+    const recheck = recheckMsVar(this.env.LOAD_RETRY_MS);
+    if (Date.now() - bad.checkedAt < recheck) throw bad.error;
+    bad.checkedAt = Date.now();
+    const now = await uploadsVersion(this.env).catch(() => bad.version);
+    if (now === bad.version) throw bad.error;
+    console.log(`edgelm shard ${this.env.SHARD_INDEX}: ${this.env.MODEL_KEY} or its plan was replaced since it was found invalid: loading it again`);
+    this.bad = undefined;
   }
 
   /** One frame; load failures become error replies, as runtime errors do. */
@@ -119,7 +185,7 @@ export class Shard extends DurableObject<ShardEnv> {
     try {
       rt = await this.ready();
     } catch (e) {
-      return encodeFrame({ ok: false, error: `shard ${this.env.SHARD_INDEX} failed to load: ${(e as Error).message}` });
+      return encodeFrame({ ok: false, error: `shard ${this.env.SHARD_INDEX} failed to load: ${(e as Error).message}`, load: { attempts: this.loads } });
     }
     const out = rt.handle(frame);
     await this.maybeCrash();

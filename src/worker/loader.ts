@@ -14,7 +14,8 @@ import { loadEngineFromStream } from "./engines";
 import type { Env, ExecutionContextLike, WorkerConfig } from "./env";
 import { manifestCheckFor } from "./integrity";
 import { backoffMs, retriesOnItsOwn } from "./load-retry";
-import { loadShardedEngine, planKeyFor, shardCounters } from "./sharded";
+import { embeddingHashesKeyOf } from "../shard/deploy";
+import { liveShardInfo, loadShardedEngine, planKeyFor } from "./sharded";
 import { objectVersion, openModelObject } from "./source";
 
 /** How often a waiting request looks at the state (polling keeps each request in its own I/O context). */
@@ -98,13 +99,14 @@ export class ModelLoader {
     ctx.waitUntil(check.finally(() => (this.checking = false)));
   }
 
-  /** The upload(s) a load would read now: the GGUF, and in sharded mode its plan too. */
+  /** The upload(s) a load would read now: the GGUF, and in sharded mode its plan and embedding row hashes too. */
   private async version(env: Env): Promise<string | null> {
     const { modelKey, engine } = this.cfg;
     // A new manifest is a reason to try again as much as a new GGUF is.
     if (engine !== "sharded") return uploads(await objectVersion(env, modelKey), await objectVersion(env, manifestPathFor(modelKey)));
-    const [plan, model] = await Promise.all([objectVersion(env, planKeyFor(env, modelKey)), objectVersion(env, modelKey)]);
-    return plan === null && model === null ? null : `${plan} + ${model}`;
+    // The row hashes' key as edgelm shard-plan names it: a fresh upload of them alone (after a tampered one) is a reason to try again too.
+    const [plan, model, rows] = await Promise.all([objectVersion(env, planKeyFor(env, modelKey)), objectVersion(env, modelKey), objectVersion(env, embeddingHashesKeyOf(modelKey))]);
+    return plan === null && model === null ? null : `${plan} + ${model} + ${rows}`;
   }
 
   private async load(env: Env): Promise<void> {
@@ -174,8 +176,8 @@ export class ModelLoader {
   private async loadSharded(env: Env, t0: number): Promise<void> {
     const { engine, metadata, admit, integrity } = await loadShardedEngine(env, this.cfg.modelKey, this.cfg.prefillChunkTokens, this.log, this.cfg.requireManifest);
     const model = this.served(metadata, { engine, source: "r2 (sharded)", loadMs: this.now() - t0, admit, integrity });
-    // Read live by /health (spread copies a getter's current value): invocations and subrequests so far.
-    Object.defineProperty(model.info!, "sharding", { enumerable: true, get: () => shardCounters(engine) });
+    // Read live by /health (spread copies a getter's current value).
+    liveShardInfo(model.info!, engine);
     this.ready(model, "sharded", t0);
   }
 

@@ -12,6 +12,7 @@ import { BufferSource } from "../gguf/source";
 import type { Metadata } from "../gguf/types";
 import { ShardedEngine } from "../shard/engine";
 import { RangeEmbedding } from "../shard/embedding";
+import { RowHashes } from "../shard/row-hashes";
 import { RpcLink, StreamLink, type ShardStub } from "../shard/links";
 import type { ShardPlan } from "../shard/plan";
 import type { Env } from "./env";
@@ -54,14 +55,19 @@ async function fromR2<T>(what: string, call: () => Promise<T>): Promise<T> {
 }
 
 /**
- * "verified" when the plan carries the header's hash and one for every shard range: the header is
- * checked here, and each shard checks its own ranges as it loads. A plan without them (made before
- * hashes, or by hand) is "unverified", refused when `requireHashes` (REQUIRE_MANIFEST) is set.
+ * "verified" when the plan carries the header's hash, one for every shard range and the embedding's
+ * row hashes: the header is checked here, each shard checks its own ranges as it loads, and each
+ * embedding row is checked as it is read. A plan without them (made before hashes, or by hand) is
+ * "unverified", refused when `requireHashes` (REQUIRE_MANIFEST) is set.
  */
-function planIntegrity(plan: ShardPlan, planKey: string, requireHashes: boolean): "verified" | "unverified" {
+export function planIntegrity(plan: ShardPlan, planKey: string, requireHashes: boolean): "verified" | "unverified" {
   const hashed = plan.model.headerSha256 !== undefined && plan.shards.every((s) => s.tensors.every((r) => r.sha256 !== undefined));
-  if (!hashed && requireHashes) throw new ManifestMissingError(`REQUIRE_MANIFEST is true and the shard plan "${planKey}" has no hashes: re-run edgelm shard-plan on the file and upload its plan.json`);
-  return hashed ? "verified" : "unverified";
+  const rows = plan.embedding.hashes !== undefined;
+  if (requireHashes && !(hashed && rows)) {
+    const what = hashed ? "no hashes of the embedding rows (embedding.hashes)" : "no hashes";
+    throw new ManifestMissingError(`REQUIRE_MANIFEST is true and the shard plan "${planKey}" has ${what}: re-run edgelm shard-plan on the file and upload its plan.json and embedding.hashes`);
+  }
+  return hashed && rows ? "verified" : "unverified";
 }
 
 export async function loadShardedEngine(
@@ -96,6 +102,16 @@ export async function loadShardedEngine(
   }
   const header = await parseHeader(new HeaderBytes(headerBytes, plan.model.size));
   if (header.dataOffset !== plan.model.dataOffset) throw new Error(`"${modelKey}" has its data at ${header.dataOffset}, the plan says ${plan.model.dataOffset}: re-run edgelm shard-plan`);
+  const ref = plan.embedding.hashes;
+  let hashes: RowHashes | undefined;
+  if (ref) {
+    const bytes = await fromR2(`reading the embedding hashes "${ref.key}"`, async () => {
+      const obj = await bucket.get(ref.key);
+      return obj ? new Uint8Array(await obj.arrayBuffer()) : undefined;
+    });
+    if (!bytes) throw new ObjectUnavailableError(`the embedding hashes "${ref.key}" named by the plan are not in the R2 bucket bound as MODELS (edgelm shard-plan --out writes them as embedding.hashes; upload them under that key)`);
+    hashes = await RowHashes.verify(bytes, ref, plan.model.config.vocabSize);
+  }
 
   const transport = typeof vars.SHARD_TRANSPORT === "string" && vars.SHARD_TRANSPORT ? vars.SHARD_TRANSPORT : "stream";
   if (transport !== "stream" && transport !== "rpc") throw new Error(`var SHARD_TRANSPORT must be "stream" or "rpc", got ${JSON.stringify(transport)}`);
@@ -114,11 +130,29 @@ export async function loadShardedEngine(
   const limits = parseShardLimits(vars);
   log(`edgelm: sharded model ${modelKey}: ${plan.shards.length} shards (${transport} transport), context ${plan.contextLength}, at most ${limits.subrequests} subrequests and ${limits.invocations} invocations per request`);
   const admit = shardAdmissionCheck({ shards: plan.shards.length, transport, prefillChunk }, limits);
-  return { engine: new ShardedEngine(plan, links, new RangeEmbedding(plan, read)), metadata: header.metadata, admit, integrity };
+  const embedding = new RangeEmbedding(plan, read, { hashes, onIntegrityFailure: (e) => log(`edgelm: ${modelKey}: ${e.message}`) });
+  return { engine: new ShardedEngine(plan, links, embedding), metadata: header.metadata, admit, integrity };
 }
 
-/** Counters for /health: what the platform bills and limits (invocations, subrequests). */
-export function shardCounters(engine: ShardedEngine): Record<string, number> {
-  const reads = (engine.embedding as Partial<RangeEmbedding>).reads ?? 0;
-  return { shard_invocations: engine.invocations, shard_frames: engine.stats.frames, prefix_reruns: engine.stats.recoveries, embedding_reads: reads };
+/**
+ * What /health says of a sharded model beyond the usual, read live: `sharding` (what the platform
+ * bills and limits — invocations, subrequests — and each shard's last load failure), and, once an
+ * embedding row failed its check, `integrity: "failed"` with `integrity_reason` naming the row.
+ */
+export function liveShardInfo(info: Record<string, unknown>, engine: ShardedEngine): void {
+  const embedding = engine.embedding as Partial<RangeEmbedding>;
+  const integrity = info.integrity;
+  Object.defineProperty(info, "sharding", {
+    enumerable: true,
+    get: () => ({
+      shard_invocations: engine.invocations,
+      shard_frames: engine.stats.frames,
+      prefix_reruns: engine.stats.recoveries,
+      embedding_reads: embedding.reads ?? 0,
+      embedding_rows_verified: embedding.verified ?? 0,
+      shard_failures: [...engine.shardFailures.values()].map((f) => ({ shard: f.shard, script: f.script, reason: f.reason, attempts: f.attempts, at: new Date(f.at).toISOString() })),
+    }),
+  });
+  Object.defineProperty(info, "integrity", { enumerable: true, get: () => (embedding.failure ? "failed" : integrity) });
+  Object.defineProperty(info, "integrity_reason", { enumerable: true, get: () => embedding.failure?.message });
 }

@@ -6,6 +6,7 @@
  * `wrangler dev -c … -c …` works too — docs/sharding.md — but is left out of CI: seven isolates in
  * one workerd can livelock on 2 cores, and wrangler offers no V8 flags to prevent it.)
  */
+import { createHash } from "node:crypto";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -29,7 +30,11 @@ describe("edgelm shard-plan --out → wrangler deploy --dry-run", () => {
     const model = await synthGGUF("tiny", "q4_0");
     const plan = run("bin/edgelm.mjs", ["shard-plan", "--model", model, "--budget-mb", "19", "--context", "512", "--out", join(dir, "shards")]);
     expect(plan.code, plan.out).toBe(0);
-    expect(readdirSync(join(dir, "shards")).sort()).toEqual(["deploy.sh", "plan.json", ...Array.from({ length: 6 }, (_, i) => `wrangler.shard-${i}.toml`), "wrangler.coordinator.toml"].sort());
+    expect(readdirSync(join(dir, "shards")).sort()).toEqual(["deploy.sh", "embedding.hashes", "plan.json", ...Array.from({ length: 6 }, (_, i) => `wrangler.shard-${i}.toml`), "wrangler.coordinator.toml"].sort());
+    // The row hashes are the object plan.json names and hashes, and deploy.sh uploads them there.
+    const written = JSON.parse(readFileSync(join(dir, "shards", "plan.json"), "utf8"));
+    expect(createHash("sha256").update(readFileSync(join(dir, "shards", "embedding.hashes"))).digest("hex")).toBe(written.embedding.hashes.sha256);
+    expect(readFileSync(join(dir, "shards", "deploy.sh"), "utf8")).toContain(`r2 object put "edgelm-models/${written.embedding.hashes.key}" --file embedding.hashes`);
 
     for (const [config, main] of [
       ["wrangler.coordinator.toml", "ENGINE"],

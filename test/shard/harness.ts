@@ -40,8 +40,10 @@ export interface ShardedOptions {
   port?: number;
   /** Leave the plan out of R2 (the test uploads it, as an operator would after deploying). */
   withholdPlan?: boolean;
-  /** Put the hashes of edgelm shard-plan into the plan, taken from this file (default: no hashes). */
+  /** Put the hashes of edgelm shard-plan into the plan, taken from this file (default: no hashes), and upload the embedding's row hashes beside it. */
   hashesFrom?: string;
+  /** Changes the plan and row hashes before they are uploaded (a plan made without row hashes, a tampered hashes object). */
+  edit?: (plan: ShardPlan, embeddingHashes: Uint8Array | undefined) => Uint8Array | undefined;
 }
 
 export async function planForFile(model: string, key: string, budgetMb: number, context: number, sequences = 1): Promise<ShardPlan> {
@@ -54,7 +56,8 @@ export async function startSharded(o: ShardedOptions): Promise<ShardedUnderTest>
   // Seven and more isolates in one workerd: without this, one start in ~8 livelocks on 2 cores (v8-flags.ts).
   useWorkerdV8Flags(localWorkerdV8Flags());
   const plan = await planForFile(o.model, o.key, o.budgetMb, o.context, o.sequences ?? 1);
-  if (o.hashesFrom) await addRangeHashes(plan, o.hashesFrom);
+  let embeddingHashes = o.hashesFrom ? await addRangeHashes(plan, o.hashesFrom) : undefined;
+  if (o.edit) embeddingHashes = o.edit(plan, embeddingHashes);
   const [coordinator, shard] = await Promise.all([bundleWorker(), bundleShard()]);
   const compat = wranglerCompat();
   const r2 = { MODELS: "edgelm-models" };
@@ -91,6 +94,8 @@ export async function startSharded(o: ShardedOptions): Promise<ShardedUnderTest>
   const bucket = await mf.getR2Bucket("MODELS", "edgelm");
   await putFile(bucket, o.key, o.model);
   if (!o.withholdPlan) await bucket.put(planKeyOf(o.key), JSON.stringify(plan));
+  // A plain ArrayBuffer: Miniflare's proxy serialiser takes no typed arrays.
+  if (embeddingHashes && plan.embedding.hashes) await bucket.put(plan.embedding.hashes.key, embeddingHashes.slice().buffer);
   return { mf, url, plan, logs: () => output, close: () => mf.dispose() };
 }
 
@@ -104,4 +109,21 @@ export async function complete(url: string, model: string, body: Record<string, 
   }
   const events = parseSSE(raw).data.filter((d) => d !== "[DONE]").map((d) => JSON.parse(d));
   return { status: res.status, text: events.map((e) => e.choices?.[0]?.text ?? "").join(""), json: events };
+}
+
+/** GET /health: its status and body. */
+export async function health(url: string): Promise<{ status: number; body: Record<string, any> }> {
+  const res = await fetch(`${url}/health`);
+  return { status: res.status, body: (await res.json()) as Record<string, any> };
+}
+
+/** /health once the load has ended, either way (no vitest here: scripts/shards-dev.mjs imports this file). */
+export async function settledHealth(url: string, timeoutMs = 60_000): Promise<{ status: number; body: Record<string, any> }> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const h = await health(url);
+    if (h.body.status !== "loading") return h;
+    if (Date.now() > end) throw new Error(`${url}/health still says loading after ${timeoutMs} ms: ${JSON.stringify(h.body)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }

@@ -8,14 +8,15 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { IntegrityError, ManifestMissingError } from "../../src/gguf/manifest";
 import type { ShardPlan } from "../../src/shard/plan";
 import { fileRanges, nodeKernels } from "../../src/shard/node";
 import { ShardRuntime } from "../../src/shard/runtime";
 import { synthGGUF } from "../../weights-tools/fixtures";
 import { planFile } from "../../weights-tools/shard-plan";
-import { complete, startSharded, type ShardedUnderTest } from "./harness";
+import { putFile } from "../worker/harness";
+import { complete, health, settledHealth as settled, startSharded, type ShardedUnderTest } from "./harness";
 
 const dir = mkdtempSync(join(tmpdir(), "edgelm-shard-integrity-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -34,7 +35,7 @@ let target: { shard: number; name: string };
 
 beforeAll(async () => {
   model = await synthGGUF("tiny", "q4_0");
-  plan = await planFile(model, { key: KEY, budgetBytes: BUDGET_MB * 2 ** 20, contextLength: CONTEXT, sequences: 1 });
+  ({ plan } = await planFile(model, { key: KEY, budgetBytes: BUDGET_MB * 2 ** 20, contextLength: CONTEXT, sequences: 1 }));
   const last = plan.shards[plan.shards.length - 1];
   const ref = last.tensors.find((r) => r.name === "output.weight")!;
   target = { shard: last.index, name: ref.name };
@@ -82,19 +83,6 @@ describe("sharded Worker (workerd)", () => {
     await w?.close();
     w = undefined;
   });
-  const health = async (url: string) => {
-    const res = await fetch(`${url}/health`);
-    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-  };
-  const settled = (url: string) =>
-    vi.waitFor(
-      async () => {
-        const h = await health(url);
-        expect(h.body.status).not.toBe("loading");
-        return h;
-      },
-      { timeout: 60_000, interval: 100 },
-    );
 
   it("a shard whose range has a flipped byte refuses to load: the request fails naming it, nothing is generated", async () => {
     w = await startSharded({ model: flipped, key: KEY, budgetMb: BUDGET_MB, context: CONTEXT, vars: { MODEL_ID: "tiny", LOAD_WAIT_MS: "60000", CPU_BUDGET_MS: "0" }, hashesFrom: model });
@@ -105,6 +93,35 @@ describe("sharded Worker (workerd)", () => {
     expect(r.json?.choices).toBeUndefined();
     expect(r.text).toMatch(new RegExp(`shard ${target.shard}.*integrity check failed`));
     expect(w.logs()).toMatch(new RegExp(`edgelm shard ${target.shard}: load failed: integrity check failed: .*output\\.weight.*does not match the plan's`));
+  }, 180_000);
+
+  it("the coordinator's /health names the failed shard; the shard does not read its ranges again until the file is replaced", async () => {
+    const failed = new RegExp(`edgelm shard ${target.shard}: load failed:`, "g");
+    w = await startSharded({
+      model: flipped,
+      key: KEY,
+      budgetMb: BUDGET_MB,
+      context: CONTEXT,
+      vars: { MODEL_ID: "tiny", LOAD_WAIT_MS: "60000", CPU_BUDGET_MS: "0" },
+      hashesFrom: model,
+      shardVars: { [target.shard]: { LOAD_RETRY_MS: "1500" } },
+    });
+    for (let i = 0; i < 3; i++) expect((await complete(w.url, "tiny", { prompt: "hello", max_tokens: 2 })).status).toBeGreaterThanOrEqual(500);
+    const h = await health(w.url);
+    const script = w.plan.shards[target.shard].script;
+    // One load in three requests (each sends the shard a session and several frames): the failure is remembered, not re-read.
+    expect(h.body.sharding).toMatchObject({ shard_failures: [{ shard: target.shard, script, attempts: 1, reason: expect.stringMatching(/integrity check failed: .*output\.weight.*does not match the plan's/) }] });
+    expect(new Date(h.body.sharding.shard_failures[0].at).getTime()).toBeGreaterThan(Date.now() - 120_000);
+    expect(w.logs().match(failed)).toHaveLength(1);
+    expect(w.logs()).toContain(`edgelm shard ${target.shard}: not loaded again until ${KEY} or its plan is replaced`);
+
+    // The good file uploaded: once LOAD_RETRY_MS has passed, the shard sees the new upload, loads it, and the coordinator's /health forgets the failure.
+    await putFile(await w.mf.getR2Bucket("MODELS", "edgelm"), KEY, model);
+    await new Promise((r) => setTimeout(r, 1600));
+    const ok = await complete(w.url, "tiny", { prompt: "hello", max_tokens: 2 });
+    expect(ok.status, ok.text).toBe(200);
+    expect((await health(w.url)).body.sharding.shard_failures).toEqual([]);
+    expect(w.logs()).toContain(`edgelm shard ${target.shard}: ${KEY} or its plan was replaced since it was found invalid: loading it again`);
   }, 180_000);
 
   it("REQUIRE_MANIFEST=true refuses a plan without hashes at the coordinator", async () => {

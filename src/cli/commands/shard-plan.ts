@@ -3,7 +3,7 @@ import { mkdir, writeFile, chmod } from "node:fs/promises";
 import { readFileSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { formatPlan, planFile, renderDeployment } from "../../../weights-tools/shard-plan";
+import { EMBEDDING_HASHES_FILE, formatPlan, planFile, renderDeployment } from "../../../weights-tools/shard-plan";
 import { floatOption, intOption, parseCommand, required, UsageError } from "../args";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
@@ -13,7 +13,7 @@ const spec = {
   summary: "plan layer/head shards of a GGUF that each fit a Worker's memory, and write their wrangler configs",
   usage: "shard-plan --model FILE.gguf [--budget-mb 120] [--context 2048] [--sequences 1] [--out DIR] [--json]",
   details: `
-  --model FILE        the GGUF (only its header is read)
+  --model FILE        the GGUF (its header plans; every range is read once to hash it)
   --budget-mb N       memory per shard isolate, MiB (default 120; production isolates have 128 MB)
   --context N         positions per sequence in each shard's KV cache (default 2048)
   --sequences N       KV budget per shard in full-context sequences (shared by as
@@ -22,7 +22,8 @@ const spec = {
   --overhead-mb N     JS/isolate memory assumed per shard beside WASM memory (default 16)
   --key KEY           the GGUF's R2 object key (default the file name)
   --bucket NAME       R2 bucket (default edgelm-models)
-  --out DIR           write plan.json, wrangler.shard-<i>.toml, wrangler.coordinator.toml, deploy.sh
+  --out DIR           write plan.json, embedding.hashes (a hash per embedding row, uploaded
+                      beside plan.json), wrangler.shard-<i>.toml, wrangler.coordinator.toml, deploy.sh
   --json              print the plan as JSON instead of the table`,
   options: {
     model: { type: "string" },
@@ -43,16 +44,16 @@ export async function run(argv: string[]): Promise<number> {
   if (!o) return 0;
   const model = required("shard-plan", o.model, "model");
   const MiB = 2 ** 20;
-  let plan;
+  let plan, embeddingHashes;
   try {
-    plan = await planFile(model, {
+    ({ plan, embeddingHashes } = await planFile(model, {
       key: o.key ?? basename(model),
       budgetBytes: Math.floor(floatOption("shard-plan", o["budget-mb"], "budget-mb", 120, 1) * MiB),
       contextLength: intOption("shard-plan", o.context, "context", 2048, 1),
       sequences: intOption("shard-plan", o.sequences, "sequences", 1, 1),
       prefillChunk: intOption("shard-plan", o["prefill-chunk"], "prefill-chunk", 32, 1),
       overheadBytes: Math.floor(floatOption("shard-plan", o["overhead-mb"], "overhead-mb", 16, 0) * MiB),
-    });
+    }));
   } catch (e) {
     if ((e as Error).name === "ShardPlanError") throw new UsageError(`shard-plan: ${(e as Error).message}`);
     throw e;
@@ -72,8 +73,9 @@ export async function run(argv: string[]): Promise<number> {
     });
     await mkdir(dir, { recursive: true });
     for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);
+    await writeFile(join(dir, EMBEDDING_HASHES_FILE), embeddingHashes);
     await chmod(join(dir, "deploy.sh"), 0o755);
-    process.stderr.write(`wrote ${Object.keys(files).length} files to ${dir}\n`);
+    process.stderr.write(`wrote ${Object.keys(files).length + 1} files to ${dir}\n`);
   }
   return 0;
 }
