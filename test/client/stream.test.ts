@@ -35,7 +35,9 @@ describe("edgelm/client against the Node server", { timeout: 60_000 }, () => {
     expect(await stream.text()).toBe(whole.text);
     expect(stream.finishReason).toBe("length");
     expect(stream.usage).toEqual({ prompt_tokens: 1, completion_tokens: 8, total_tokens: 9 });
-    expect(stream.requestId).toMatch(/^cmpl-/);
+    // The server sends x-request-id (the id its log line carries); the client reports that, not the chunks' id.
+    expect(stream.requestId).toBe(stream.response?.headers.get("x-request-id"));
+    expect(stream.requestId).toMatch(/^[0-9a-f-]{36}$/);
     expect(stream.response?.status).toBe(200);
     expect(stream.response?.headers.get("content-type")).toMatch(/^text\/event-stream/);
     expect(stream.attempts).toBe(1);
@@ -144,7 +146,7 @@ describe("edgelm/client against the Node server", { timeout: 60_000 }, () => {
     expect(whole.data.choices[0].message.content).toBe(whole.text);
     expect(stream.finishReason).toBe("length");
     expect(stream.usage?.completion_tokens).toBe(6);
-    expect(stream.requestId).toMatch(/^chatcmpl-/);
+    expect(stream.requestId).toBe(stream.response?.headers.get("x-request-id"));
   });
 
   it("survives a server that writes one byte at a time (multi-byte characters split too)", async () => {
