@@ -38,7 +38,7 @@
 // load; five bits or-ed from GGUF's fifth-bit bytes took nine).
 
 import {
-  FUSED, scratchBase, h2f, h2f_x4c, VCONST, VC_NIB8, VC_NIB16, VC_HMASK, VC_HMUL, VC_EVEN16, VC_ODD16,
+  FUSED, scratchBase, h2f, h2f_nodenorm, h2f_x4_nodenorm, VCONST, VC_NIB8, VC_NIB16, VC_EVEN16, VC_ODD16,
   q8aSumOff, q8aQ8Off, q8aQ16Off,
 } from "./common";
 import {
@@ -375,8 +375,6 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   const m5 = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_LO : KC_LO16));
   const mh = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_HI3 : KC_HI3_16));
   const ml = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_HI2 : KC_HI2_16));
-  const hmask = v128.load(VCONST + VC_HMASK);
-  const hmul = v128.load(VCONST + VC_HMUL);
   const B = kBytes(five);
   let p = w;
   for (let r0 = 0; r0 < rows; r0 += 4) {
@@ -405,7 +403,7 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
         // The mins: the high half of the four scales and four mins as int16 lanes.
         am = f32x4.add(am, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(v128.load8x8_u(p + K_SC + i))), v128.load32_splat(tab + i, 4)));
       }
-      acc = kFoldSuper(acc, aq, am, h2f_x4c(p, hmask, hmul), h2f_x4c(p + 8, hmask, hmul));
+      acc = kFoldSuper(acc, aq, am, h2f_x4_nodenorm(p), h2f_x4_nodenorm(p + 8));
       xq += ASC_FEATURE_RELAXED_SIMD ? 256 : 512;
       tab += 64;
       p += B;
@@ -476,8 +474,8 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
 // The four rows' d and dmin of superblock column p to MM_DW.
 @inline function kScales(ws: usize, p: usize): void {
   for (let r: usize = 0; r < 4; r++) {
-    store<f32>(ws + MM_DW + (r << 2), h2f(load<u16>(p + (r << 1))));
-    store<f32>(ws + MM_DW + 16 + (r << 2), h2f(load<u16>(p + 8 + (r << 1))));
+    store<f32>(ws + MM_DW + (r << 2), h2f_nodenorm(load<u16>(p + (r << 1))));
+    store<f32>(ws + MM_DW + 16 + (r << 2), h2f_nodenorm(load<u16>(p + 8 + (r << 1))));
   }
 }
 

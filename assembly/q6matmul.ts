@@ -14,7 +14,7 @@
 // chains per 16-wide half from -32 * sum(x) of the half, times the half's
 // scale. Few tokens (and the SIMD and scalar builds): one matvec per token.
 
-import { FUSED, scratchBase, h2f } from "./common";
+import { FUSED, scratchBase, h2f_nodenorm } from "./common";
 import { MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, smallTail } from "./quant";
 import { matvecsPerToken } from "./kquant";
 import { Q6R_SC, q6rQuads } from "./q6matvec";
@@ -234,7 +234,7 @@ function matmulQ6Tiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out:
       memory.fill(ws + MM_ACC, 0, <usize>ng << (FUSED ? 6 : 7));
       let p = w + <usize>(r0 >> 2) * nsb * 840;
       for (let sb: usize = 0; sb < nsb; sb++) {
-        for (let r: usize = 0; r < 4; r++) store<f32>(ws + MM_DW + (r << 2), h2f(load<u16>(p + (r << 1))));
+        for (let r: usize = 0; r < 4; r++) store<f32>(ws + MM_DW + (r << 2), h2f_nodenorm(load<u16>(p + (r << 1))));
         for (let k = 0; k < 8; k++) {
           q6Unpack(ws, p, k, m6, mc, !FUSED);
           const b = (sb << 3) + <usize>k;

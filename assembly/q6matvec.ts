@@ -30,7 +30,7 @@
 // rows, so a range of whole groups repacks in place on its own (the loader
 // repacks as bytes arrive).
 
-import { FUSED, scratchBase, h2f, h2f_x4c, VCONST, VC_HMASK, VC_HMUL, q8aQ8Off, q8aQ16Off } from "./common";
+import { FUSED, scratchBase, h2f, h2f_x4_nodenorm, q8aQ8Off, q8aQ16Off } from "./common";
 import { storeRows, groupToScratch } from "./quant";
 
 // @ts-ignore: decorator
@@ -286,12 +286,11 @@ function matvecQ6rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   const xt = t + Q6R_XT;
   q6rTable(x8, nb, xt);
   const m6 = v128.load(Q6R_CONST + M6), mc = v128.load(Q6R_CONST + MC), m8 = v128.load(Q6R_CONST + M8);
-  const hmask = v128.load(VCONST + VC_HMASK), hmul = v128.load(VCONST + VC_HMUL);
   for (let r0 = 0; r0 < rows; r0 += 4) {
     let p = w + <usize>(r0 >> 2) * nsb * 840;
     let acc = f32x4.splat(0);
     for (let xb: usize = 0; xb < nb; xb += 8) {
-      const dd = h2f_x4c(p, hmask, hmul);
+      const dd = h2f_x4_nodenorm(p);
       // Unrolled so that each block's offsets are constants.
       acc = q6rStep(acc, p, 0, dd, xa, xb, x8, x16, xt, t, m6, mc, m8);
       acc = q6rStep(acc, p, 1, dd, xa, xb, x8, x16, xt, t, m6, mc, m8);

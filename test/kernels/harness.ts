@@ -364,3 +364,13 @@ export function emulateBlocks(bytes: Uint8Array, rows: number, cols: number, x: 
   }
   return out;
 }
+
+/** Halves that a kernel must convert exactly and without an f32 denormal: subnormals of both signs, ±0, the smallest normal and one more. */
+export const AWKWARD_HALVES = [0x0001, 0x03ff, 0x8123, 0x0000, 0x0200, 0x8001, 0x0400, 0x8000, 0x1c00];
+
+/** Writes AWKWARD_HALVES, in turn, over the half at each of `offsets` in every block of `blockBytes`. */
+export function withHalves(bytes: Uint8Array, blockBytes: number, offsets: number[]): void {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let i = 0;
+  for (let b = 0; b < bytes.length / blockBytes; b++) for (const o of offsets) dv.setUint16(b * blockBytes + o, AWKWARD_HALVES[i++ % AWKWARD_HALVES.length], true);
+}

@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { q4krBytes, q5krBytes } from "../../src/engine/kernel-sizes";
 import { kScaleMin } from "../../src/gguf/dequant-blocks";
 import { TensorType } from "../../src/gguf/types";
-import { type Harness, both, rng, randVec, quantRef, quantBound, bitsEqual, halfToF64 } from "./harness";
+import { type Harness, both, rng, randVec, quantRef, quantBound, bitsEqual, halfToF64, withHalves } from "./harness";
 import { K_BLOCK_BYTES, type KType, randK } from "./kquant-blocks";
 
 const f = Math.fround;
@@ -153,6 +153,24 @@ describe.each(TYPES)("%s: repack + matvec", (_name, type) => {
 });
 
 describe.each(TYPES)("%s: matmul", (_name, type) => {
+  it("d and dmin that are f16 subnormals, negative or zero (real Q4_K/Q5_K files have subnormal d): matvec and matmul == exact emulation, every ntok 1..9", () => {
+    const rows = 7, cols = 512, NTOK = 9;
+    const r = rng(93 + type);
+    const { bytes } = randK(type, r, rows, cols);
+    withHalves(bytes, K_BLOCK_BYTES[type], [0, 2]);
+    const xs = randVec(r, NTOK * cols, 2);
+    const wants = Array.from({ length: NTOK }, (_, t) => kEmulate(type, bytes, rows, cols, xs.subarray(t * cols, (t + 1) * cols)));
+    for (let ntok = 1; ntok <= NTOK; ntok++) {
+      for (const h of both()) {
+        const { matmul, matvecs } = matmulAndMatvecs(h, type, placeK(h, type, bytes, rows, cols), rows, cols, xs.subarray(0, ntok * cols), ntok);
+        for (let t = 0; t < ntok; t++) {
+          expect(bitsEqual(matvecs[t], wants[t]), `${h.kind}, ${ntok} tokens: matvec token ${t}`).toBe(true);
+          expect(bitsEqual(matmul.subarray(t * rows, (t + 1) * rows), wants[t]), `${h.kind}, ${ntok} tokens: matmul token ${t}`).toBe(true);
+        }
+      }
+    }
+  });
+
   it("every ntok 1..20 (per-token matvecs, tiles, tiles with a tail): matmul == one matvec per token, bit for bit, == scalar", () => {
     // Rows not a multiple of four (a padded last group), two superblocks.
     const rows = 13, cols = 512;

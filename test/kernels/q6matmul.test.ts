@@ -6,7 +6,7 @@
 // integer limits (six-bit values 0 / 63, scales -128 / 127, activations ±127:
 // a quarter's chain reaches ±32512, a 16-wide half's sum 65024).
 import { describe, expect, it } from "vitest";
-import { type Harness, both, rng, randVec, randQ6K, bitsEqual } from "./harness";
+import { type Harness, both, rng, randVec, randQ6K, bitsEqual, withHalves } from "./harness";
 
 function q6r(h: Harness, bytes: Uint8Array, rows: number, cols: number): number {
   const w = h.alloc(h.k.q6r_bytes(rows, cols) >>> 0);
@@ -71,4 +71,13 @@ describe("Q6R matmul", () => {
     for (let t = 0; t < 20; t++) for (let j = 0; j < cols; j++) xs[t * cols + j] = t % 3 === 0 ? 1 : t % 3 === 1 ? -1 : j % 5 ? 1 : -1;
     check(bytes, rows, cols, xs, upTo20);
   });
+
+  it("superblock scales d that are f16 subnormals, negative or zero (the Q6_K d of most real files is a subnormal half): == one matvec per token, == scalar, every ntok 1..20", () => {
+    const rows = 9, cols = 512;
+    const r = rng(608);
+    const { bytes } = randQ6K(r, rows, cols);
+    withHalves(bytes, 210, [208]);
+    check(bytes, rows, cols, randVec(r, 20 * cols, 1.5), upTo20);
+  });
 });
+

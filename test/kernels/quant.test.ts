@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { q8bBytes } from "../../src/engine/kernel-sizes";
 import type { BuildKind } from "../../src/engine/kernels";
 import {
-  type Harness, both, rng, randVec, randQ4_0, randQ8_0, randQ6K, dequantQ6K, quantRef, quantBound, bitsEqual, halfToF64, expectWithinQuantBound, matmulAndMatvecs, emulateBlocks,
+  type Harness, both, rng, randVec, randQ4_0, randQ8_0, randQ6K, dequantQ6K, withHalves, quantRef, quantBound, bitsEqual, halfToF64, expectWithinQuantBound, matmulAndMatvecs, emulateBlocks,
 } from "./harness";
 
 const BUILD_OF: Record<number, BuildKind> = { 3: "relaxed-fused", 2: "relaxed", 1: "simd", 0: "scalar" };
@@ -337,6 +337,28 @@ function q6rValue(q6r: Uint8Array, nsb: number, r: number, sb: number, e: number
 }
 
 describe("Q6_K matvec (GGUF layout and Q6R)", () => {
+  it("superblock scales d that are f16 subnormals, negative or zero: GGUF layout == Q6R == exact TS emulation in every build", () => {
+    // Q6_K's d is about max|w|/4096, below the smallest normal half for ordinary weights: the
+    // kernels convert it without an f32 denormal (an x86 microcode assist per superblock otherwise).
+    const rows = 9, cols = 512;
+    const r = rng(64);
+    const { bytes } = randQ6K(r, rows, cols);
+    withHalves(bytes, 210, [208]);
+    const x = randVec(r, cols, 2);
+    const want = q6Emulate(bytes, rows, cols, x);
+    for (const h of both()) {
+      const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
+      h.k.quantize_q8a(h.putF32(x), cols, xa);
+      const gguf = h.alloc(rows * 4), q6r = h.alloc(rows * 4);
+      h.k.matvec_q6k_q8a(h.putU8(bytes), rows, cols, xa, gguf);
+      const w = h.alloc(h.k.q6r_bytes(rows, cols) >>> 0);
+      h.k.repack_q6_k(h.putU8(bytes), w, rows, cols);
+      h.k.matvec_q6r_q8a(w, rows, cols, xa, q6r);
+      expect(bitsEqual(h.f32(gguf, rows), want), `${h.kind}: GGUF layout`).toBe(true);
+      expect(bitsEqual(h.f32(q6r, rows), want), `${h.kind}: Q6R`).toBe(true);
+    }
+  });
+
   it("extremes (six-bit values 0 and 63, scales -128 and 127, activations +-127) == exact TS emulation in every build", () => {
     const rows = 5, cols = 512;
     const bytes = new Uint8Array(rows * (cols / 256) * 210);
