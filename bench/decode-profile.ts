@@ -4,7 +4,7 @@
  * attributed to their weight's role and kind (q, k, v, o, gate, up, down,
  * output; q4r, q4kr, q6r, ...). One thread. Not a test.
  *
- *   node --experimental-wasm-relaxed-simd --import tsx bench/decode-profile.ts [--model file.gguf]... [--context 128] [--steps 8] [--turns 2]
+ *   node --experimental-wasm-relaxed-simd --import tsx bench/decode-profile.ts [--model file.gguf]... [--context 128] [--steps 8] [--turns 2] [--build-dir build]
  *
  * Per call, per group, the best step over steps × turns is kept per group (sum of
  * the group's calls within one step), and the wall time of the whole step.
@@ -20,11 +20,12 @@ const { values: args } = parseArgs({
     context: { type: "string", default: "128" },
     steps: { type: "string", default: "8" },
     turns: { type: "string", default: "2" },
+    "build-dir": { type: "string" },
     help: { type: "boolean" },
   },
 });
 if (args.help) {
-  console.log("usage: bench/decode-profile.ts [--model file.gguf]... [--context 128] [--steps 8] [--turns 2]");
+  console.log("usage: bench/decode-profile.ts [--model file.gguf]... [--context 128] [--steps 8] [--turns 2] [--build-dir build]");
   process.exit(0);
 }
 const ctx = Number(args.context), steps = Number(args.steps), turns = Number(args.turns);
@@ -35,7 +36,7 @@ const results = new Map<string, { best: Map<string, number>; step: number; info:
 
 for (let turn = 0; turn < turns; turn++) {
   for (const model of models) {
-    const e = await loadWasmEngine(model, { force: "relaxed", relaxed: true, threads: 1, maxBatch: 1, sequences: 1, contextLength: ctx + steps + 1 });
+    const e = await loadWasmEngine(model, { force: "relaxed", relaxed: true, buildDir: args["build-dir"], threads: 1, maxBatch: 1, sequences: 1, contextLength: ctx + steps + 1 });
     try {
       const eng = e as unknown as { k: Record<string, unknown>; weights: { layers: Record<string, unknown>[]; output?: WasmMatrix; embed?: WasmMatrix } };
       const byPtr = new Map<number, { role: string; m: WasmMatrix }>();
