@@ -192,7 +192,7 @@ describe("routing per tier, request and load", () => {
     const busy = await fetch(`${w.url}/v1/completions`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization: `Bearer ${PRO}`, "x-edgelm-prefer-route": "edge" },
-      body: JSON.stringify({ prompt: "A", max_tokens: 2000, stream: true }),
+      body: JSON.stringify({ prompt: "A", max_tokens: 600, stream: true }),
       signal: a.signal,
     });
     expect(route(busy).route).toBe("edge");
@@ -202,9 +202,13 @@ describe("routing per tier, request and load", () => {
     expect(route(res)).toEqual({ route: "origin", reason: "edge_queue_full", fallback: null });
     a.abort();
     await reader.cancel().catch(() => {});
-    // The edge's own log says when the aborted generation let go of the engine; then the edge takes requests again.
+    // The edge's own log line says when the generation let go of the engine; then the edge takes
+    // requests again. Usually it ends "aborted"; but workerd now and then learns of a disconnect as a
+    // failed write and reads the body on to its end (docs/worker.md, "Disconnects in workerd
+    // itself"), so here it may also end "done". That the abort itself frees the engine is
+    // test/worker/disconnect.test.ts's subject; this one is about routing.
     const id = busy.headers.get("x-request-id")!;
-    await vi.waitFor(() => expect(requestLine(w.logs(), id)).toMatchObject({ outcome: "aborted" }), { timeout: 30_000, interval: 50 });
+    await vi.waitFor(() => expect(["aborted", "done"]).toContain(requestLine(w.logs(), id)?.outcome), { timeout: 60_000, interval: 50 });
     expect(route((await post({ prompt: "C", max_tokens: 1 })).res).route).toBe("edge");
   });
 });
