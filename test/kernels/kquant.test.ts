@@ -97,6 +97,20 @@ function matmulAndMatvecs(h: Harness, type: KType, w: number, rows: number, cols
   return { matmul: h.f32(mm, rows * ntok), matvecs };
 }
 
+/** Matvec and matmul of every ntok 1..maxTok, in every build, == the exact emulation per token, bit for bit. */
+function expectExact(type: KType, bytes: Uint8Array, rows: number, cols: number, xs: Float32Array, maxTok: number): void {
+  const wants = Array.from({ length: maxTok }, (_, t) => kEmulate(type, bytes, rows, cols, xs.subarray(t * cols, (t + 1) * cols)));
+  for (let ntok = 1; ntok <= maxTok; ntok++) {
+    for (const h of both()) {
+      const { matmul, matvecs } = matmulAndMatvecs(h, type, placeK(h, type, bytes, rows, cols), rows, cols, xs.subarray(0, ntok * cols), ntok);
+      for (let t = 0; t < ntok; t++) {
+        expect(bitsEqual(matvecs[t], wants[t]), `${h.kind}, ${ntok} tokens: matvec token ${t}`).toBe(true);
+        expect(bitsEqual(matmul.subarray(t * rows, (t + 1) * rows), wants[t]), `${h.kind}, ${ntok} tokens: matmul token ${t}`).toBe(true);
+      }
+    }
+  }
+}
+
 function refMatvec(w: Float64Array, rows: number, cols: number, x: Float32Array): Float64Array {
   const out = new Float64Array(rows);
   for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) out[r] += w[r * cols + j] * x[j];
@@ -159,16 +173,7 @@ describe.each(TYPES)("%s: matmul", (_name, type) => {
     const { bytes } = randK(type, r, rows, cols);
     withHalves(bytes, K_BLOCK_BYTES[type], [0, 2]);
     const xs = randVec(r, NTOK * cols, 2);
-    const wants = Array.from({ length: NTOK }, (_, t) => kEmulate(type, bytes, rows, cols, xs.subarray(t * cols, (t + 1) * cols)));
-    for (let ntok = 1; ntok <= NTOK; ntok++) {
-      for (const h of both()) {
-        const { matmul, matvecs } = matmulAndMatvecs(h, type, placeK(h, type, bytes, rows, cols), rows, cols, xs.subarray(0, ntok * cols), ntok);
-        for (let t = 0; t < ntok; t++) {
-          expect(bitsEqual(matvecs[t], wants[t]), `${h.kind}, ${ntok} tokens: matvec token ${t}`).toBe(true);
-          expect(bitsEqual(matmul.subarray(t * rows, (t + 1) * rows), wants[t]), `${h.kind}, ${ntok} tokens: matmul token ${t}`).toBe(true);
-        }
-      }
-    }
+    expectExact(type, bytes, rows, cols, xs, NTOK);
   });
 
   it("every ntok 1..20 (per-token matvecs, tiles, tiles with a tail): matmul == one matvec per token, bit for bit, == scalar", () => {
@@ -214,15 +219,6 @@ describe.each(TYPES)("%s: matmul", (_name, type) => {
     const rows = 6;
     const xs = new Float32Array(NTOK * cols);
     for (let t = 0; t < NTOK; t++) for (let j = 0; j < cols; j++) xs[t * cols + j] = t % 3 === 0 ? 1 : t % 3 === 1 ? -1 : j % 5 ? 1 : -1;
-    const wants = Array.from({ length: NTOK }, (_, t) => kEmulate(type, bytes, rows, cols, xs.subarray(t * cols, (t + 1) * cols)));
-    for (let ntok = 1; ntok <= NTOK; ntok++) {
-      for (const h of both()) {
-        const { matmul, matvecs } = matmulAndMatvecs(h, type, placeK(h, type, bytes, rows, cols), rows, cols, xs.subarray(0, ntok * cols), ntok);
-        for (let t = 0; t < ntok; t++) {
-          expect(bitsEqual(matvecs[t], wants[t]), `${h.kind}, ${ntok} tokens: matvec token ${t}`).toBe(true);
-          expect(bitsEqual(matmul.subarray(t * rows, (t + 1) * rows), wants[t]), `${h.kind}, ${ntok} tokens: matmul token ${t}`).toBe(true);
-        }
-      }
-    }
+    expectExact(type, bytes, rows, cols, xs, NTOK);
   });
 });
