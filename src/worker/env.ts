@@ -175,7 +175,9 @@ export function parseConfig(env: Env): WorkerConfig {
   if (chat !== undefined && chat !== "zephyr" && chat !== "chatml") throw new ConfigError(`var CHAT_TEMPLATE must be "zephyr", "chatml" or empty, got ${JSON.stringify(chat)}`);
   const cors = text(env.CORS_ORIGINS) ?? "*";
   const maxBatch = num("MAX_BATCH", env.MAX_BATCH, DEFAULT_WORKER_MAX_BATCH, { min: 1, integer: true });
-  const maxBatchTokens = num("MAX_BATCH_TOKENS", env.MAX_BATCH_TOKENS, Math.max(DEFAULT_MAX_BATCH_TOKENS, maxBatch), { min: maxBatch, integer: true });
+  const maxBatchTokens = num("MAX_BATCH_TOKENS", env.MAX_BATCH_TOKENS, Math.max(DEFAULT_MAX_BATCH_TOKENS, maxBatch), { min: 1, integer: true });
+  // Every sequence of a step needs a row.
+  if (maxBatchTokens < maxBatch) throw new ConfigError(`var MAX_BATCH_TOKENS must be at least MAX_BATCH (${maxBatch}), got ${maxBatchTokens}`);
   const kvBudget = text(env.KV_BUDGET_MB);
   if (kvBudget !== undefined && !(Number(kvBudget) > 0)) throw new ConfigError(`var KV_BUDGET_MB must be a number of MiB > 0, got ${JSON.stringify(kvBudget)}`);
   return {
