@@ -10,7 +10,7 @@ import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { sseEventsOf } from "../helpers/sse";
 import { startBareWorkerd, type BareWorkerd } from "./bare-workerd";
-import { parseSSE, testModelPath, waitHealthy } from "./harness";
+import { parseSSE, requestLine, testModelPath, waitHealthy } from "./harness";
 
 const VARS = {
   MODEL_KEY: "models/tiny-q4_0.gguf",
@@ -56,11 +56,11 @@ const PROMPTS = ["The quick brown fox", "Once upon a time", "In a hole in the gr
 const body = (i: number, n = 12) => ({ prompt: PROMPTS[i], max_tokens: n, seed: 70 + i, temperature: 0.7, top_p: 0.95, stream: true });
 
 /** A streaming completion whose socket the test can destroy, as a closed tab does (disconnect.test.ts says why not fetch's abort). */
-function openStream(w: BareWorkerd, payload: unknown): Promise<{ disconnect: () => void }> {
+function openStream(w: BareWorkerd, payload: unknown): Promise<{ id: string; disconnect: () => void }> {
   const json = JSON.stringify(payload);
   return new Promise((resolve, reject) => {
     const req = httpRequest(`${w.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json", "content-length": Buffer.byteLength(json) } }, (res) => {
-      res.once("data", () => resolve({ disconnect: () => req.destroy() }));
+      res.once("data", () => resolve({ id: String(res.headers["x-request-id"]), disconnect: () => req.destroy() }));
     });
     req.on("error", reject);
     req.end(json);
@@ -83,6 +83,16 @@ describe("batching in one Worker isolate (bare workerd)", { timeout: 120_000 }, 
     // Shared steps: on average well over one sequence per step.
     expect((h1.batch.sequences - h0.batch.sequences) / (h1.batch.steps - h0.batch.steps)).toBeGreaterThan(2);
     await idle(batched);
+    // The engine's gauges, named as edgelm serve names them, beside the Worker's own.
+    const metrics = await (await fetch(`${batched.url}/metrics`)).text();
+    const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1]);
+    expect(value("edgelm_batch_steps_total")).toBeGreaterThanOrEqual(h1.batch.steps);
+    expect(value("edgelm_batch_sequences_total")).toBeGreaterThanOrEqual(h1.batch.sequences);
+    expect(value("edgelm_batch_rows_total")).toBeGreaterThanOrEqual(h1.batch.rows);
+    expect(value("edgelm_batch_max_sequences")).toBe(4);
+    for (const idle of ["edgelm_batch_live_sequences", "edgelm_generations_running", "edgelm_kv_blocks_used", "edgelm_kv_blocks_reserved", "edgelm_edge_queue_running"]) expect(value(idle)).toBe(0);
+    expect(value("edgelm_kv_blocks_free") + value("edgelm_kv_blocks_cached")).toBe(value("edgelm_kv_blocks"));
+    expect(value("edgelm_prefix_cache_hits_total")).toBeGreaterThanOrEqual(0);
   });
 
   it("a long prompt is fed in parts beside a decoding stream, and that stream has a row in each of its steps", async () => {
@@ -106,7 +116,7 @@ describe("batching in one Worker isolate (bare workerd)", { timeout: 120_000 }, 
     await idle(batched);
   });
 
-  it("a client that disconnects mid-batch frees its rows and KV blocks; the others finish with their own text", async () => {
+  it("a client that disconnects mid-batch frees its rows and KV blocks; the others finish with their own text, though its request may have been running their steps", async () => {
     const alone = await Promise.all([1, 2].map(async (i) => textOf(await post(single, body(i, 40)))));
     const victim = await openStream(batched, body(0, 3000));
     const others = [1, 2].map(async (i) => textOf(await post(batched, body(i, 40))));
@@ -114,6 +124,8 @@ describe("batching in one Worker isolate (bare workerd)", { timeout: 120_000 }, 
     victim.disconnect();
     expect(await Promise.all(others)).toEqual(alone);
     await idle(batched);
+    expect(requestLine(batched.logs(), victim.id)).toMatchObject({ outcome: "aborted" });
+    expect(requestLine(batched.logs(), victim.id)!.completion_tokens).toBeLessThan(3000);
   });
 
   it("past MAX_BATCH running and QUEUE_DEPTH waiting, a request gets 429 queue_full", async () => {
