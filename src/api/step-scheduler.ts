@@ -90,6 +90,8 @@ export class StepScheduler implements Engine {
   private readonly releaseAfterStep = new Set<unknown>();
   private stepSeqs = new Set<unknown>();
   private lostLooks = 0;
+  /** The step running now (a step taken as lost and ending after all must not touch the calls). */
+  private stepNo = 0;
   private running = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly gatherMs: number;
@@ -175,7 +177,10 @@ export class StepScheduler implements Engine {
   private look(call: Call): void {
     if (this.running) {
       // With a synchronous engine a look never finds a step running unless its driver was stopped mid-step.
-      if (++this.lostLooks >= LOST_STEP_LOOKS) this.running = false;
+      if (++this.lostLooks >= LOST_STEP_LOOKS) {
+        this.stepNo++;
+        this.endStep();
+      }
       return;
     }
     if (call.seenSteps !== this.counts.steps) [call.seenSteps, call.idle] = [this.counts.steps, 0];
@@ -247,6 +252,7 @@ export class StepScheduler implements Engine {
   }
 
   private async step(rows = this.plan()): Promise<void> {
+    const no = ++this.stepNo;
     this.running = true;
     this.lostLooks = 0;
     this.stepSeqs = new Set(rows.map((r) => r.call.seq));
@@ -265,6 +271,7 @@ export class StepScheduler implements Engine {
         if (entries.length === 1) results = [{ error: e }];
         else results = await Promise.all(entries.map((entry) => this.alone(entry)));
       }
+      if (no !== this.stepNo) return;
       this.counts.steps++;
       this.counts.sequences += rows.length;
       this.counts.rows += entries.reduce((n, e) => n + e.tokens.length, 0);
@@ -280,12 +287,16 @@ export class StepScheduler implements Engine {
         if (last) this.end(call, { logits: call.logits });
       });
     } finally {
-      this.running = false;
-      for (const seq of this.releaseAfterStep) this.engine.releaseSequence?.(seq);
-      this.releaseAfterStep.clear();
-      this.stepSeqs.clear();
-      if (this.opts.pollMs === undefined) this.schedule();
+      if (no === this.stepNo) this.endStep();
     }
+  }
+
+  private endStep(): void {
+    this.running = false;
+    for (const seq of this.releaseAfterStep) this.engine.releaseSequence?.(seq);
+    this.releaseAfterStep.clear();
+    this.stepSeqs.clear();
+    if (this.opts.pollMs === undefined) this.schedule();
   }
 
   /** One entry as a step of its own; its failure as a value. */
