@@ -35,21 +35,29 @@ async function collect(e: Engine, opts: GenerateOptions): Promise<GenerateEvent[
   return out;
 }
 
-/** The engine with every step's entries recorded (and a token that makes any step containing it fail). */
-function recording(inner: WasmEngine, poison = -1) {
-  const steps: { seq: unknown; rows: number; startPos: number }[][] = [];
-  const e: Engine & Required<Pick<Engine, "forwardBatch">> = {
+type Stepper = Engine & Required<Pick<Engine, "forwardBatch">>;
+
+/** `inner` with its batched step (and any of `over`) replaced, the rest passed through. */
+function wrapped(inner: WasmEngine, forwardBatch: Stepper["forwardBatch"], over: Partial<Engine> = {}): Stepper {
+  return {
     name: inner.name,
     config: inner.config,
     newSequence: () => inner.newSequence(),
     releaseSequence: (s) => inner.releaseSequence(s),
     forward: (s, t, p, o) => inner.forward(s, t, p, o),
-    forwardBatch(entries: readonly BatchEntry[]) {
-      if (entries.some((x) => x.tokens.includes(poison))) throw new Error("poisoned step");
-      steps.push(entries.map((x) => ({ seq: x.seq, rows: x.tokens.length, startPos: x.startPos ?? -1 })));
-      return inner.forwardBatch(entries);
-    },
+    forwardBatch,
+    ...over,
   };
+}
+
+/** The engine with every step's entries recorded (and a token that makes any step containing it fail). */
+function recording(inner: WasmEngine, poison = -1) {
+  const steps: { seq: unknown; rows: number; startPos: number }[][] = [];
+  const e = wrapped(inner, (entries: readonly BatchEntry[]) => {
+    if (entries.some((x) => x.tokens.includes(poison))) throw new Error("poisoned step");
+    steps.push(entries.map((x) => ({ seq: x.seq, rows: x.tokens.length, startPos: x.startPos ?? -1 })));
+    return inner.forwardBatch(entries);
+  });
   return { engine: e, steps };
 }
 
@@ -154,9 +162,15 @@ function contexts(inner: WasmEngine, als: AsyncLocalStorage<number>, stepDelayMs
   const steps: { driver: number | undefined; rows: { owner: number; rows: number }[] }[] = [];
   const released: { owner: number; during: boolean }[] = [];
   let inStep = false;
-  const e: Engine & Required<Pick<Engine, "forwardBatch">> = {
-    name: inner.name,
-    config: inner.config,
+  const step = async (entries: readonly BatchEntry[]) => {
+    steps.push({ driver: als.getStore(), rows: entries.map((x) => ({ owner: owner.get(x.seq)!, rows: x.tokens.length })) });
+    if (stepDelayMs === 0) return inner.forwardBatch(entries);
+    inStep = true;
+    await new Promise((r) => setTimeout(r, stepDelayMs));
+    inStep = false;
+    return inner.forwardBatch(entries);
+  };
+  const e = wrapped(inner, step, {
     newSequence: () => {
       const seq = inner.newSequence();
       owner.set(seq, als.getStore()!);
@@ -166,16 +180,7 @@ function contexts(inner: WasmEngine, als: AsyncLocalStorage<number>, stepDelayMs
       released.push({ owner: owner.get(seq)!, during: inStep });
       inner.releaseSequence(seq);
     },
-    forward: (seq, t, p, o) => inner.forward(seq, t, p, o),
-    async forwardBatch(entries: readonly BatchEntry[]) {
-      steps.push({ driver: als.getStore(), rows: entries.map((x) => ({ owner: owner.get(x.seq)!, rows: x.tokens.length })) });
-      if (stepDelayMs === 0) return inner.forwardBatch(entries);
-      inStep = true;
-      await new Promise((r) => setTimeout(r, stepDelayMs));
-      inStep = false;
-      return inner.forwardBatch(entries);
-    },
-  };
+  });
   return { engine: e, steps, released };
 }
 
@@ -254,15 +259,8 @@ describe("StepScheduler, polled (each caller looks for its own outcome: the Work
   it("a step whose driver never comes back (stopped mid-step) is taken as lost, and the next look runs it again", async () => {
     const want = idsOf(await collect(engine, request(3, { maxTokens: 4 })));
     let calls = 0;
-    const stuck: Engine & Required<Pick<Engine, "forwardBatch">> = {
-      name: engine.name,
-      config: engine.config,
-      newSequence: () => engine.newSequence(),
-      releaseSequence: (seq) => engine.releaseSequence(seq),
-      forward: (seq, t, p, o) => engine.forward(seq, t, p, o),
-      // The second step never ends, as when the platform stops the request running it.
-      forwardBatch: (entries) => (++calls === 2 ? new Promise<never>(() => {}) : Promise.resolve(engine.forwardBatch(entries))),
-    };
+    // The second step never ends, as when the platform stops the request running it.
+    const stuck = wrapped(engine, (entries) => (++calls === 2 ? new Promise<never>(() => {}) : Promise.resolve(engine.forwardBatch(entries))));
     const s = new StepScheduler(stuck, { maxBatch: 4, maxBatchTokens: 16, pollMs: 1 });
     expect(idsOf(await collect(s, request(3, { maxTokens: 4 })))).toEqual(want);
     expect(calls).toBe(5);
