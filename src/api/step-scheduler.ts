@@ -22,7 +22,9 @@
  * - direct (the default, Node): the step resolves each call's promise.
  * - polled (`pollMs`, workerd): a promise resolved in one request's context
  *   runs its continuation, and so its stream's writes, in that context, where
- *   workerd drops them; and a request's timers die with it. So the step only
+ *   workerd drops them; a request's timers die with it, and clearTimeout
+ *   reaches only the current request's timers (a gather timer set in one
+ *   request fires even after a step in another "cleared" it). So the step only
  *   records each outcome, and every waiting call looks for its own on a timer
  *   of its own, every `pollMs`. The same look runs a step that is due, so the
  *   steps need no timer of the scheduler's and go on whichever request ends.
@@ -107,6 +109,7 @@ export class StepScheduler implements Engine {
     if (!Number.isInteger(maxBatchTokens) || maxBatchTokens < maxBatch) {
       throw new RangeError(`maxBatchTokens must be an integer ≥ maxBatch (${maxBatch}), got ${maxBatchTokens}`);
     }
+    if (opts.pollMs !== undefined && !(opts.pollMs > 0)) throw new RangeError(`pollMs must be a positive number of ms, got ${opts.pollMs}`);
     this.gatherMs = opts.gatherMs ?? DEFAULT_GATHER_MS;
     this.config = engine.config;
   }

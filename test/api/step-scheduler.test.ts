@@ -147,6 +147,7 @@ describe("StepScheduler", () => {
   it("plans decode rows first, then prompt rows, within maxBatch and maxBatchTokens; refuses bad options and calls", async () => {
     expect(() => new StepScheduler(engine, { maxBatch: 0, maxBatchTokens: 8 })).toThrow(/maxBatch must be a positive integer/);
     expect(() => new StepScheduler(engine, { maxBatch: 4, maxBatchTokens: 2 })).toThrow(/maxBatchTokens must be an integer ≥ maxBatch \(4\)/);
+    expect(() => new StepScheduler(engine, { maxBatch: 4, maxBatchTokens: 8, pollMs: 0 })).toThrow(/pollMs must be a positive number of ms, got 0/);
     const s = new StepScheduler(engine, { maxBatch: 2, maxBatchTokens: 8 });
     await expect(s.forward(engine.newSequence(), [1])).rejects.toThrow(/not a live sequence/);
     const seq = s.newSequence();
