@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { EMBEDDING_HASHES_FILE, formatPlan, planFile, renderDeployment } from "../../../weights-tools/shard-plan";
-import { checkDeployment, formatDeployment, type Deployment } from "../../shard/replicas";
+import { checkDeployment, formatDeployment, MAX_SHARD_CLASSES, type Deployment } from "../../shard/replicas";
 import { floatOption, intOption, parseCommand, required, UsageError } from "../args";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
@@ -54,7 +54,7 @@ export async function run(argv: string[]): Promise<number> {
   const MiB = 2 ** 20;
   const sequences = intOption("shard-plan", o.sequences, "sequences", 1, 1);
   const deployment: Deployment = {
-    replicas: intOption("shard-plan", o.replicas, "replicas", 1, 1),
+    replicas: intOption("shard-plan", o.replicas, "replicas", 1, 1, MAX_SHARD_CLASSES),
     maxBatch: intOption("shard-plan", o["max-batch"], "max-batch", sequences, 1),
   };
   let plan, embeddingHashes;
