@@ -92,6 +92,15 @@ describe("replicated shard pipelines (SHARD_REPLICAS = 2) in workerd", () => {
     for (const s of dep.plan.shards) expect(dep.logs().match(new RegExp(`edgelm shard ${s.index} \\(${s.script}\\): loaded in`, "g"))).toHaveLength(2);
     // The request's log line names its replica and why.
     expect(dep.logs()).toContain(`"notes":["replica 1 by header"]`);
+    // A page may read the header (and send the affinity header: the preflight allows what it is asked for).
+    const res = await fetch(`${dep.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", origin: "https://page.example", "x-session-affinity": sessions[1] },
+      body: JSON.stringify({ model: MODEL, prompt: "Hi", max_tokens: 1 }),
+    });
+    await res.text();
+    expect(res.headers.get("x-edgelm-replica")).toBe("1");
+    expect(res.headers.get("access-control-expose-headers")?.split(/,\s*/)).toContain("x-edgelm-replica");
   });
 
   it("the same user field lands on the same replica every time (streamed or not)", async () => {
