@@ -60,20 +60,21 @@ export interface DeploymentMemory {
   total: number;
 }
 
-export function deploymentMemory(plan: ShardPlan, d: Deployment): DeploymentMemory {
+export function deploymentMemory(plan: ShardPlan, replicas: number): DeploymentMemory {
   const perReplica = plan.shards.reduce((a, s) => a + s.memory.total, 0);
-  return { isolates: plan.shards.length, perReplica, total: d.replicas * perReplica };
+  return { isolates: plan.shards.length, perReplica, total: replicas * perReplica };
 }
 
-/** The deployment's lines under the plan's table (edgelm shard-plan). */
-export function formatDeployment(plan: ShardPlan, d: Deployment): string {
+/** The deployment's lines under the plan's table (edgelm shard-plan); without `maxBatch`, the replicas' line only. */
+export function formatDeployment(plan: ShardPlan, d: Pick<Deployment, "replicas"> & Partial<Deployment>): string {
   const size = (n: number) => (n < 2 ** 30 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 2 ** 30).toFixed(2)} GiB`);
-  const m = deploymentMemory(plan, d);
+  const m = deploymentMemory(plan, d.replicas);
   const lines = [
     `replicas: ${d.replicas} independent pipeline(s) (SHARD_REPLICAS), each ${m.isolates} isolates, ${size(m.perReplica)} planned; ` +
       `all replicas ${d.replicas * m.isolates} isolates, ${size(m.total)}; ${plan.shards.length * d.replicas} Durable Object classes (at most ${MAX_SHARD_CLASSES} per account).`,
-    `batch: up to ${d.maxBatch} sequence(s) per step in each replica (MAX_BATCH); each shard holds KV for ${plan.sequences} full-context sequence(s) of ${plan.contextLength} positions.`,
   ];
+  if (d.maxBatch === undefined) return lines.join("\n");
+  lines.push(`batch: up to ${d.maxBatch} sequence(s) per step in each replica (MAX_BATCH); each shard holds KV for ${plan.sequences} full-context sequence(s) of ${plan.contextLength} positions.`);
   if (d.maxBatch > plan.sequences) lines.push(`note: a batch of ${d.maxBatch} sequences at full context needs --sequences ${d.maxBatch}; with ${plan.sequences}, only shorter sequences share the KV.`);
   return lines.join("\n");
 }
