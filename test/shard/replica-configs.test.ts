@@ -5,23 +5,15 @@
  * config (`wrangler deploy --dry-run`), and that a deployment past the account's Durable Object
  * classes is refused before anything is written.
  */
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { synthGGUF } from "../../weights-tools/fixtures";
+import { runNode as run, WRANGLER as wrangler } from "./node-run";
 
 const dir = mkdtempSync(join(tmpdir(), "edgelm-replicas-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const env = { ...process.env, WRANGLER_SEND_METRICS: "false", WRANGLER_HIDE_BANNER: "true" };
-const wrangler = join(process.cwd(), "node_modules", "wrangler", "bin", "wrangler.js");
-
-function run(cmd: string, args: string[]) {
-  const r = spawnSync(process.execPath, [cmd, ...args], { encoding: "utf8", timeout: 120_000, env, maxBuffer: 16 << 20 });
-  return { code: r.status, stdout: r.stdout, out: `${r.stdout}\n${r.stderr}` };
-}
 
 let model: string;
 beforeAll(async () => {
