@@ -66,8 +66,7 @@ export async function run(argv: string[]): Promise<number> {
       sequences,
       prefillChunk: intOption("shard-plan", o["prefill-chunk"], "prefill-chunk", 32, 1),
       overheadBytes: Math.floor(floatOption("shard-plan", o["overhead-mb"], "overhead-mb", 16, 0) * MiB),
-    }));
-    checkDeployment(plan, deployment);
+    }, (p) => checkDeployment(p, deployment)));
   } catch (e) {
     if ((e as Error).name === "ShardPlanError") throw new UsageError(`shard-plan: ${(e as Error).message}`);
     throw e;
