@@ -140,3 +140,23 @@ describe("replicated shard pipelines (SHARD_REPLICAS = 2) in workerd", () => {
     expect(b.json.choices[0].logprobs.token_logprobs).toEqual(a.json.choices[0].logprobs.token_logprobs);
   });
 });
+
+describe("SHARD_REPLICAS misconfigured (workerd)", () => {
+  const cases: [string, Record<string, string>, string][] = [
+    ["a value that is not a whole number ≥ 1", { SHARD_REPLICAS: "two" }, `var SHARD_REPLICAS must be an integer ≥ 1, got "two"`],
+    ["more replicas than the coordinator has bindings for", { SHARD_REPLICAS: "2" }, "the Durable Object binding SHARD_0_R1 (script edgelm-shard-0-r1) is missing: SHARD_REPLICAS is 2: use the wrangler.coordinator.toml that edgelm shard-plan --replicas 2 wrote"],
+  ];
+  for (const [name, vars, reason] of cases) {
+    it(`${name}: /health says failed, naming the var or the binding`, async () => {
+      const model = await synthGGUF("tiny", "q4_0");
+      const bad = await startSharded({ model, key: KEY, budgetMb: BUDGET_MB, context: CONTEXT, vars: { ...VARS, ...vars } });
+      try {
+        const h = await settledHealth(bad.url);
+        expect(h.status).toBe(503);
+        expect(h.body).toMatchObject({ status: "failed", reason });
+      } finally {
+        await bad.close();
+      }
+    }, 60_000);
+  }
+});
