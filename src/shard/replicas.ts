@@ -19,9 +19,10 @@ export interface Deployment {
 }
 
 /**
- * Durable Object classes (one script each) an account may have on the Workers Paid plan, from the
- * Durable Objects limits page (developers.cloudflare.com/durable-objects/platform/limits, 2026-12;
- * 100 on Free): shards × replicas must stay within it.
+ * Workers, and Durable Object classes, an account may have on the Workers Paid plan (100 of each
+ * on Free), from the Workers and the Durable Objects limits pages
+ * (developers.cloudflare.com/workers/platform/limits, …/durable-objects/platform/limits, 2026-12):
+ * every shard replica is one of each, and the coordinator is one more Worker.
  */
 export const MAX_SHARD_CLASSES = 500;
 
@@ -44,9 +45,10 @@ export function checkDeployment(plan: ShardPlan, d: Deployment): void {
   positive(d.replicas, "replicas");
   positive(d.maxBatch, "max batch");
   const classes = plan.shards.length * d.replicas;
-  if (classes > MAX_SHARD_CLASSES) {
+  if (classes + 1 > MAX_SHARD_CLASSES) {
     throw new ShardPlanError(
-      `${d.replicas} replicas of ${plan.shards.length} shards are ${classes} Durable Object classes (one script each); an account may have ${MAX_SHARD_CLASSES} on the Workers Paid plan: use at most ${Math.floor(MAX_SHARD_CLASSES / plan.shards.length)} replicas`,
+      `${d.replicas} replicas of ${plan.shards.length} shards are ${classes} Workers with a Durable Object class each, and the coordinator one more Worker; ` +
+        `an account may have ${MAX_SHARD_CLASSES} of each on the Workers Paid plan: use at most ${Math.floor((MAX_SHARD_CLASSES - 1) / plan.shards.length)} replicas`,
     );
   }
 }
@@ -71,7 +73,7 @@ export function formatDeployment(plan: ShardPlan, d: Pick<Deployment, "replicas"
   const m = deploymentMemory(plan, d.replicas);
   const lines = [
     `replicas: ${d.replicas} independent pipeline(s) (SHARD_REPLICAS), each ${m.isolates} isolates, ${size(m.perReplica)} planned; ` +
-      `all replicas ${d.replicas * m.isolates} isolates, ${size(m.total)}; ${plan.shards.length * d.replicas} Durable Object classes (at most ${MAX_SHARD_CLASSES} per account).`,
+      `all replicas ${d.replicas * m.isolates} isolates, ${size(m.total)}; ${plan.shards.length * d.replicas + 1} Workers and ${plan.shards.length * d.replicas} Durable Object classes (an account may have ${MAX_SHARD_CLASSES} of each).`,
   ];
   if (d.maxBatch === undefined) return lines.join("\n");
   lines.push(`batch: up to ${d.maxBatch} sequence(s) per step in each replica (MAX_BATCH); each shard holds KV for ${plan.sequences} full-context sequence(s) of ${plan.contextLength} positions.`);

@@ -34,7 +34,7 @@ describe("edgelm shard-plan --replicas", () => {
     expect(r.code, r.out).toBe(0);
     // 6 shards of 18.4–18.9 MiB planned each (the table above these lines), twice.
     const perReplica = [...r.stdout.matchAll(/^edgelm-shard-\d+ .* ([\d.]+)$/gm)].reduce((a, m) => a + Number(m[1]), 0);
-    const line = /replicas: 2 independent pipeline\(s\) \(SHARD_REPLICAS\), each 6 isolates, ([\d.]+) MiB planned; all replicas 12 isolates, ([\d.]+) MiB; 12 Durable Object classes/.exec(r.stdout);
+    const line = /replicas: 2 independent pipeline\(s\) \(SHARD_REPLICAS\), each 6 isolates, ([\d.]+) MiB planned; all replicas 12 isolates, ([\d.]+) MiB; 13 Workers and 12 Durable Object classes/.exec(r.stdout);
     expect(line, r.stdout).not.toBeNull();
     expect(Number(line![1])).toBeCloseTo(perReplica, 0);
     expect(Number(line![2])).toBeCloseTo(2 * Number(line![1]), 0);
@@ -86,7 +86,9 @@ describe("edgelm shard-plan --replicas", () => {
     const out = join(dir, "refused");
     const many = run("bin/edgelm.mjs", ["shard-plan", "--model", model, "--budget-mb", "19", "--context", "512", "--replicas", "84", "--out", out]);
     expect(many.code).toBe(2);
-    expect(many.out).toContain("84 replicas of 6 shards are 504 Durable Object classes (one script each); an account may have 500 on the Workers Paid plan: use at most 83 replicas");
+    expect(many.out).toContain(
+      "84 replicas of 6 shards are 504 Workers with a Durable Object class each, and the coordinator one more Worker; an account may have 500 of each on the Workers Paid plan: use at most 83 replicas",
+    );
     expect(existsSync(out)).toBe(false);
     const zero = run("bin/edgelm.mjs", ["shard-plan", "--model", model, "--replicas", "0"]);
     expect(zero.code).toBe(2);
