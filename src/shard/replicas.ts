@@ -60,11 +60,15 @@ export interface DeploymentMemory {
   perReplica: number;
   /** N × perReplica, over N × isolates isolates. */
   total: number;
+  /** The same with each shard at its full budget (--budget-mb): what the isolates may grow to. */
+  perReplicaBudget: number;
+  totalBudget: number;
 }
 
 export function deploymentMemory(plan: ShardPlan, replicas: number): DeploymentMemory {
   const perReplica = plan.shards.reduce((a, s) => a + s.memory.total, 0);
-  return { isolates: plan.shards.length, perReplica, total: replicas * perReplica };
+  const perReplicaBudget = plan.shards.length * plan.budgetBytes;
+  return { isolates: plan.shards.length, perReplica, total: replicas * perReplica, perReplicaBudget, totalBudget: replicas * perReplicaBudget };
 }
 
 /** The deployment's lines under the plan's table (edgelm shard-plan); without `maxBatch`, the replicas' line only. */
@@ -72,8 +76,8 @@ export function formatDeployment(plan: ShardPlan, d: Pick<Deployment, "replicas"
   const size = (n: number) => (n < 2 ** 30 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 2 ** 30).toFixed(2)} GiB`);
   const m = deploymentMemory(plan, d.replicas);
   const lines = [
-    `replicas: ${d.replicas} independent pipeline(s) (SHARD_REPLICAS), each ${m.isolates} isolates, ${size(m.perReplica)} planned; ` +
-      `all replicas ${d.replicas * m.isolates} isolates, ${size(m.total)}; ${plan.shards.length * d.replicas + 1} Workers and ${plan.shards.length * d.replicas} Durable Object classes (an account may have ${MAX_SHARD_CLASSES} of each).`,
+    `replicas: ${d.replicas} independent pipeline(s) (SHARD_REPLICAS), each ${m.isolates} isolates: ${size(m.perReplica)} planned, ${size(m.perReplicaBudget)} of budgets; ` +
+      `all replicas ${d.replicas * m.isolates} isolates: ${size(m.total)} planned, ${size(m.totalBudget)} of budgets; ${plan.shards.length * d.replicas + 1} Workers and ${plan.shards.length * d.replicas} Durable Object classes (an account may have ${MAX_SHARD_CLASSES} of each).`,
   ];
   if (d.maxBatch === undefined) return lines.join("\n");
   lines.push(`batch: up to ${d.maxBatch} sequence(s) per step in each replica (MAX_BATCH); each shard holds KV for ${plan.sequences} full-context sequence(s) of ${plan.contextLength} positions.`);

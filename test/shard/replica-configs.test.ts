@@ -34,10 +34,13 @@ describe("edgelm shard-plan --replicas", () => {
     expect(r.code, r.out).toBe(0);
     // 6 shards of 18.4–18.9 MiB planned each (the table above these lines), twice.
     const perReplica = [...r.stdout.matchAll(/^edgelm-shard-\d+ .* ([\d.]+)$/gm)].reduce((a, m) => a + Number(m[1]), 0);
-    const line = /replicas: 2 independent pipeline\(s\) \(SHARD_REPLICAS\), each 6 isolates, ([\d.]+) MiB planned; all replicas 12 isolates, ([\d.]+) MiB; 13 Workers and 12 Durable Object classes/.exec(r.stdout);
+    const line = /replicas: 2 independent pipeline\(s\) \(SHARD_REPLICAS\), each 6 isolates: ([\d.]+) MiB planned, ([\d.]+) MiB of budgets; all replicas 12 isolates: ([\d.]+) MiB planned, ([\d.]+) MiB of budgets; 13 Workers and 12 Durable Object classes/.exec(r.stdout);
     expect(line, r.stdout).not.toBeNull();
-    expect(Number(line![1])).toBeCloseTo(perReplica, 0);
-    expect(Number(line![2])).toBeCloseTo(2 * Number(line![1]), 0);
+    const [planned, budgets, total, totalBudgets] = line!.slice(1).map(Number);
+    expect(planned).toBeCloseTo(perReplica, 0);
+    expect(budgets).toBe(6 * 19);
+    expect(total).toBeCloseTo(2 * planned, 0);
+    expect(totalBudgets).toBe(2 * 6 * 19);
     expect(r.stdout).toContain("batch: up to 4 sequence(s) per step in each replica (MAX_BATCH); each shard holds KV for 1 full-context sequence(s) of 512 positions.");
     expect(r.stdout).toContain("note: a batch of 4 sequences at full context needs --sequences 4");
 
