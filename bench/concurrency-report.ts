@@ -114,7 +114,7 @@ export function targets(run: ConcurrencyRun): Target[] {
 export function report(run: ConcurrencyRun): string[] {
   const llama1 = at(run.llama, 1);
   const lines = [
-    `model: ${run.model} (Node and Worker rows, llama.cpp); sharded: the synthetic ${run.shardedPreset} Q4_0 file`,
+    [run.model && `model: ${run.model} (Node and Worker rows, llama.cpp)`, run.hosts.some((h) => h.host === "sharded") && `sharded: the synthetic ${run.shardedPreset} Q4_0 file`].filter(Boolean).join("; "),
     `${run.requests} requests per level, prompt ${run.prompt} token ids, ${run.decode} generated (temperature 0.7, top_p 0.95); closed-loop clients; one thread each; batches of up to ${run.maxBatch} sequences, ${run.maxBatchTokens} rows`,
     "aggregate: generated tokens (stream events with a token) of all requests over the level's wall time, prompts included",
     "",

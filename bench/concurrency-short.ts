@@ -84,8 +84,8 @@ export async function shortRequestCase(url: string, s: ShortSpec): Promise<Short
     const deadline = performance.now() + waitMs;
     let allFrom = NaN;
     for (;;) {
-      if (ended) return result({ note: ended });
       const started = arrivals.filter((a) => a.length > 0).length;
+      if (ended) return result({ note: started < LONG_STREAMS ? `the host did not decode ${LONG_STREAMS} streams at once: ${ended} while ${LONG_STREAMS - started} had no token yet` : ended });
       if (started === LONG_STREAMS && Number.isNaN(allFrom)) allFrom = Math.max(...arrivals.map((a) => a[0]));
       if (started === LONG_STREAMS && arrivals.every((a) => a.filter((t) => t > allFrom).length >= CALM_TOKENS)) break;
       if (performance.now() > deadline) return result({ note: `the host did not decode ${LONG_STREAMS} streams at once (${started} of ${LONG_STREAMS} had a token within ${Math.round(waitMs / 1000)} s)` });

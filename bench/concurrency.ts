@@ -166,7 +166,7 @@ async function runHost(name: HostName, start: () => Promise<Host>, extra: (h: Ho
   return run;
 }
 
-const model = cli.model ?? (await benchModel());
+const model = withLlama ? (cli.model ?? (await benchModel())) : "";
 const t0 = performance.now();
 process.stderr.write(
   `bench/concurrency: hosts ${HOSTS_RUN.join(", ")}${withLlama ? " + llama.cpp" : ""}; levels ${LEVELS.join(",")}; ${REQUESTS} requests each; ` +
