@@ -44,7 +44,7 @@ const USAGE = `usage: npm run bench -- --concurrency [options]   (or: node --imp
   --quick                      12 requests per level, levels 1,4, 16 generated, 5 short trials
   --help                       this text
 Progress goes to stderr; the table and the targets to stdout; the figures to bench/results/concurrency-<time>.json.
-The default run takes ~40 min on a quiet 2-core machine (the estimate is printed at start).`;
+The default run takes ~55 min on a quiet 2-core machine (an estimate is printed at start).`;
 
 let cli;
 try {
