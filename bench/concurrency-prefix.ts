@@ -4,8 +4,7 @@
  * whole history again plus a new 20-token user turn, and should prefill only what is new. Each
  * turn's prefill time is its time to first token at the client, on an idle server.
  */
-import { promptTokens } from "./common";
-import { streamCompletion } from "./concurrency-client";
+import { promptOf, streamCompletion } from "./concurrency-client";
 
 export interface PrefixCase {
   first_ms: number;
@@ -21,13 +20,13 @@ const SYSTEM = 500;
 const TURN = 20;
 const REPLY = 32;
 
-export async function prefixReuseCase(url: string): Promise<PrefixCase> {
-  const system = promptTokens(SYSTEM + TURN).slice(TURN);
-  const turn1 = [...system, ...promptTokens(TURN)];
+/** `first`: the request index the case's prompts start from; no other request of the run may start with the same tokens, or the first turn would find its start cached. */
+export async function prefixReuseCase(url: string, first: number): Promise<PrefixCase> {
+  const turn1 = [...promptOf(first, SYSTEM), ...promptOf(first + 1, TURN)];
   const a = await streamCompletion(url, turn1, REPLY, 1, { temperature: 0 });
   // Stands in for the reply's token ids: the API takes ids, not the sampled text.
-  const reply = promptTokens(TURN + REPLY).slice(TURN);
-  const turn2 = [...turn1, ...reply, ...promptTokens(2 * TURN).slice(TURN)];
+  const reply = promptOf(first + 2, REPLY);
+  const turn2 = [...turn1, ...reply, ...promptOf(first + 3, TURN)];
   const b = await streamCompletion(url, turn2, 1, 2, { temperature: 0 });
   return { first_ms: a.tokens[0] - a.start, second_ms: b.tokens[0] - b.start, first_tokens: turn1.length, second_tokens: turn2.length, cached: b.cached ?? 0 };
 }

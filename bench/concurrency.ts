@@ -134,13 +134,21 @@ function llamaLevel(path: string, c: number, first: number): ConcurrencyFigures 
   }
 }
 
-/** Request indices of level i start here, the same for every host and llama.cpp, and no two levels share a prompt. */
+/**
+ * Request indices of level i start here, the same for every host and llama.cpp, so no two levels
+ * share a prompt (request r's prompt is a window of one token stream starting at r: windows at
+ * different starts differ from their first token); the short and prefix cases come after the levels.
+ */
 const firstOf = (i: number) => i * REQUESTS;
+/** The short case takes 5 + 3 + --short-trials requests, the prefix case 4. */
+const SHORT_FROM = firstOf(LEVELS.length);
+const PREFIX_FROM = SHORT_FROM + SHORT_TRIALS + 10;
+const WARM_UP_FROM = PREFIX_FROM + 10;
 
 /** First-call costs (JIT, the batched step's code, a sharded deployment's shard loads) are not the steady state: every level's stream count once, 4 tokens each. */
 async function warmUp(url: string): Promise<void> {
   const c = Math.max(...LEVELS);
-  await Promise.all(Array.from({ length: c }, (_, i) => streamCompletion(url, promptOf(10_000 + i, PROMPT), 4, i)));
+  await Promise.all(Array.from({ length: c }, (_, i) => streamCompletion(url, promptOf(WARM_UP_FROM + i, PROMPT), 4, i)));
 }
 
 async function runHost(name: HostName, start: () => Promise<Host>, extra: (h: Host, run: HostRun) => Promise<void>): Promise<HostRun> {
@@ -187,7 +195,7 @@ if (withLlama) {
     process.stderr.write(`llama.cpp: FAILED: ${run.llamaError}\n`);
   }
 }
-const shortSpec = (label: string) => ({ prompt: PROMPT, trials: SHORT_TRIALS, first: firstOf(LEVELS.length), label });
+const shortSpec = (label: string) => ({ prompt: PROMPT, trials: SHORT_TRIALS, first: SHORT_FROM, label });
 if (HOSTS_RUN.includes("node")) {
   let build = "simd";
   run.hosts.push(
@@ -197,7 +205,7 @@ if (HOSTS_RUN.includes("node")) {
       async (h, r) => {
         build = /^wasm \((\S+) kernels/.exec(h.engine)?.[1] ?? build;
         process.stderr.write("node: prefix-reuse case …\n");
-        r.prefix = await prefixReuseCase(h.url);
+        r.prefix = await prefixReuseCase(h.url, PREFIX_FROM);
         process.stderr.write("node: short-request case …\n");
         r.short = await shortRequestCase(h.url, shortSpec("node"));
       },
