@@ -145,7 +145,7 @@ const SHORT_FROM = firstOf(LEVELS.length);
 const PREFIX_FROM = SHORT_FROM + SHORT_TRIALS + 10;
 const WARM_UP_FROM = PREFIX_FROM + 10;
 
-/** First-call costs (JIT, the batched step's code, a sharded deployment's shard loads) are not the steady state: every level's stream count once, 4 tokens each. */
+/** First-call costs (JIT, the batched step's code, a sharded deployment's shard loads) are not the steady state: as many streams as the largest level, 4 tokens each, once. */
 async function warmUp(url: string): Promise<void> {
   const c = Math.max(...LEVELS);
   await Promise.all(Array.from({ length: c }, (_, i) => streamCompletion(url, promptOf(WARM_UP_FROM + i, PROMPT), 4, i)));
