@@ -43,6 +43,19 @@ export interface EngineResult {
   baseline_rss_mb: number;
 }
 
+/** Polls `url`/health until the model serves (200); a failed load, or none within `timeoutMs`, throws with its reason. */
+export async function waitReady(url: string, timeoutMs: number): Promise<{ load_ms: number; engine: string }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await fetch(`${url}/health`).catch(() => undefined);
+    const h = res ? ((await res.json().catch(() => ({}))) as { status?: string; load_ms?: number; engine?: string; reason?: string }) : {};
+    if (res?.status === 200) return { load_ms: h.load_ms ?? NaN, engine: h.engine ?? "?" };
+    if (h.status === "failed") throw new Error(`${url}: loading the model failed: ${h.reason}`);
+    if (Date.now() > deadline) throw new Error(`${url}: the model did not load within ${timeoutMs / 1000} s: ${h.reason ?? h.status ?? "no answer"}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 /** Runs bench/engine-child.ts with `args` in its own process and returns its JSON line (or the error). */
 export function engineChild(args: string[], prompt: number, decode: number): EngineResult | { engine: string; error: string } {
   const r = spawnSync(process.execPath, ["--import", "tsx", join(root, "bench/engine-child.ts"), ...args, "--prompt", String(prompt), "--decode", String(decode)], {

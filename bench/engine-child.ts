@@ -2,6 +2,7 @@
  * One engine, one process (so peak RSS is that engine's alone), run by
  * bench/run.ts:  node --import tsx bench/engine-child.ts --model F.gguf --engine edgelm|llama.cpp [--build relaxed-fused|relaxed|simd] [--threads N]
  * [--build-dir folder] (another set of kernel builds, e.g. a copy of build/ from before a change, for A/B runs)
+ * [--warmup] (edgelm: the prompt once before the timed prefill, so its first-call costs are not timed)
  * Prints one JSON line: load time, prefill and decode throughput, peak RSS.
  * Both engines get the same prompt ids and decode greedily, then decode the same
  * positions again sampling with the model card's settings (temperature 0.7,
@@ -25,6 +26,7 @@ const { values: args } = parseArgs({
     "build-dir": { type: "string" },
     prompt: { type: "string", default: "128" },
     decode: { type: "string", default: "64" },
+    warmup: { type: "boolean" },
   },
 });
 const PROMPT = Number(args.prompt);
@@ -59,6 +61,10 @@ async function edgelm(path: string, build: BuildKind): Promise<EngineResult> {
   if (e.threads !== THREADS) throw new Error(`wanted ${THREADS} threads, got ${e.threads}: ${e.name}`);
   const seq = e.newSequence();
   const prompt = promptTokens(PROMPT);
+  if (args.warmup) {
+    e.forward(seq, prompt);
+    seq.truncate(0);
+  }
   const t2 = performance.now();
   let logits = e.forward(seq, prompt)[0];
   const t3 = performance.now();

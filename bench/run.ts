@@ -10,14 +10,15 @@
  * thread count and against the same engine at one thread, and writes
  * bench/results/engines-<time>.json.
  *
- *   npm run bench [-- --quick] [-- --threads N] [-- --all] [-- --concurrency]
+ *   npm run bench [-- --quick] [-- --threads N] [-- --all] [-- --concurrency [options]]
  *   --quick      32-token prompt, 16 decoded tokens
  *   --threads N  the multi-threaded rows' thread count (default: the cores, os.availableParallelism());
  *                1 leaves them out
  *   --all        also run bench/kernels.ts (per-kernel GB/s, G mult-adds/s), bench/tokenizer.ts and
  *                bench/worker.ts (the Worker in workerd vs the engine in Node)
- *   --concurrency  instead: many users at once (bench/concurrency.ts: edgelm serve batching vs llama.cpp
- *                with as many sequences, at 1, 2, 4 and 8 streams, and the prefix-reuse case)
+ *   --concurrency  instead: many users at once (bench/concurrency.ts: edgelm serve, the Worker in workerd and
+ *                the sharded full2l deployment at 1, 2, 4 and 8 streams, llama.cpp with as many sequences,
+ *                the prefix-reuse and short-request cases; the options after it are its own: --help lists them)
  *   --structured instead: what structured output costs (bench/structured.ts: mask time per token
  *                against the decode step, first-token latency with a new schema)
  *   --quants     instead: the quant types people download (bench/quants.ts: Q4_K_M, Q5_K_M, Q4_1, Q8_0
@@ -36,10 +37,20 @@ import { parseArgs } from "node:util";
 import { benchModel, engineChild, root, type EngineResult } from "./common";
 import { enableRelaxedSimd } from "../src/engine/node";
 
-const { values: cli } = parseArgs({ options: { quick: { type: "boolean" }, all: { type: "boolean" }, threads: { type: "string" }, concurrency: { type: "boolean" }, structured: { type: "boolean" }, browser: { type: "boolean" }, quants: { type: "boolean" } } });
+// The concurrency bench has options of its own: everything after --concurrency goes to it as given.
+if (process.argv.includes("--concurrency")) {
+  const r = spawnSync(process.execPath, ["--import", "tsx", join(root, "bench/concurrency.ts"), ...process.argv.slice(2).filter((a) => a !== "--concurrency")], { cwd: root, stdio: "inherit" });
+  process.exit(r.status ?? 1);
+}
+const USAGE = "usage: npm run bench [-- --quick] [-- --threads N] [-- --all] [-- --concurrency [its options; --concurrency --help lists them]] [-- --structured] [-- --quants] [-- --browser]";
+const { values: cli } = parseArgs({ options: { quick: { type: "boolean" }, all: { type: "boolean" }, threads: { type: "string" }, structured: { type: "boolean" }, browser: { type: "boolean" }, quants: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
+if (cli.help) {
+  console.log(`${USAGE}\n  (bench/run.ts's header comment says what each runs)`);
+  process.exit(0);
+}
 const quick = cli.quick ?? false;
-if (cli.concurrency || cli.structured || cli.browser || cli.quants) {
-  const script = cli.concurrency ? "bench/concurrency.ts" : cli.structured ? "bench/structured.ts" : cli.browser ? "bench/browser.ts" : "bench/quants.ts";
+if (cli.structured || cli.browser || cli.quants) {
+  const script = cli.structured ? "bench/structured.ts" : cli.browser ? "bench/browser.ts" : "bench/quants.ts";
   const r = spawnSync(process.execPath, ["--import", "tsx", join(root, script), ...(quick ? ["--quick"] : [])], { cwd: root, stdio: "inherit" });
   process.exit(r.status ?? 1);
 }

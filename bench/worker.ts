@@ -19,7 +19,7 @@ import { cpus } from "node:os";
 import { join } from "node:path";
 import { sseEventsOf } from "../test/helpers/sse";
 import { startBareWorkerd } from "../test/worker/bare-workerd";
-import { benchModel, engineChild, promptTokens, root, type EngineResult } from "./common";
+import { benchModel, engineChild, promptTokens, root, waitReady, type EngineResult } from "./common";
 
 const quick = process.argv.includes("--quick");
 const arg = (name: string) => {
@@ -45,18 +45,6 @@ interface WorkerResult {
   tokens: number;
   /** The same prompt, sampled with the model card's settings (client-side decode tok/s). */
   sampled_decode_tok_s: number;
-}
-
-async function waitReady(url: string, timeoutMs: number): Promise<{ load_ms: number; engine: string }> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const res = await fetch(`${url}/health`);
-    const h = (await res.json()) as { status: string; load_ms?: number; engine?: string; reason?: string };
-    if (res.status === 200) return { load_ms: h.load_ms ?? NaN, engine: h.engine ?? "?" };
-    if (h.status === "failed") throw new Error(`the Worker failed to load the model: ${h.reason}`);
-    if (Date.now() > deadline) throw new Error(`the Worker did not load within ${timeoutMs / 1000} s: ${h.reason}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 /** The model card's settings; a fixed seed so every run draws the same tokens. */

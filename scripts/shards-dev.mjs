@@ -6,7 +6,7 @@
 // Offline; everything listens on 127.0.0.1. docs/sharding.md explains the pieces.
 //
 //   node scripts/shards-dev.mjs [--model FILE.gguf | --preset tiny|full2l|1_6b] [--budget-mb 120]
-//                               [--context 2048] [--sequences 1] [--port 8787] [--transport stream|rpc]
+//                               [--context 2048] [--sequences 1] [--replicas 1] [--port 8787] [--transport stream|rpc]
 //
 // Default: the synthetic tiny model (Q4_0) with a 19 MiB budget, which still cuts its head into
 // five slices. --preset 1_6b makes the synthetic full-size model once (~1 min) and puts 0.93 GB
@@ -16,10 +16,12 @@ import { parseArgs } from "node:util";
 import { tsImport } from "tsx/esm/api";
 
 const USAGE = `usage: node scripts/shards-dev.mjs [--model FILE.gguf | --preset tiny|full2l|1_6b] [--budget-mb MB]
-                                 [--context N] [--sequences N] [--port 8787] [--transport stream|rpc] [--wrangler]
+                                 [--context N] [--sequences N] [--replicas N] [--port 8787] [--transport stream|rpc] [--wrangler]
 Plans the shards, starts the coordinator and every shard Worker in workerd (Miniflare) on
 127.0.0.1, puts the GGUF, plan and row hashes into local R2, and serves until Ctrl-C (docs/sharding.md).
 Defaults: synthetic tiny Q4_0, 19 MiB budget, context 512; other models: 120 MiB, context 2048.
+--replicas N: N independent shard pipelines (SHARD_REPLICAS), each replica of a shard its own
+  script; responses name theirs in x-edgelm-replica; send x-session-affinity to choose by session.
 --wrangler: run the configs \`edgelm shard-plan --out\` writes under \`wrangler dev -c … -c …\` instead
   (state in .wrangler/shards-dev; files up to wrangler's 300 MiB local put; on a 2-core machine a
   start can livelock in V8's GC, which only the default mode can prevent).`;
@@ -32,6 +34,7 @@ try {
       "budget-mb": { type: "string" },
       context: { type: "string" },
       sequences: { type: "string", default: "1" },
+      replicas: { type: "string", default: "1" },
       port: { type: "string", default: process.env.PORT ?? "8787" },
       transport: { type: "string", default: "stream" },
       help: { type: "boolean", short: "h" },
@@ -51,6 +54,14 @@ if (badNumber) {
   console.error(`shards-dev: --${badNumber} must be a positive number, got ${JSON.stringify(o[badNumber])}`);
   process.exit(2);
 }
+if (!/^\d+$/.test(o.replicas) || Number(o.replicas) < 1) {
+  console.error(`shards-dev: --replicas must be a whole number ≥ 1, got ${JSON.stringify(o.replicas)}`);
+  process.exit(2);
+}
+if (o.wrangler && o.replicas !== "1") {
+  console.error("shards-dev: --wrangler runs one pipeline; for --replicas use the default (Miniflare) mode");
+  process.exit(2);
+}
 if (!["tiny", "full2l", "1_6b"].includes(o.preset) || !["stream", "rpc"].includes(o.transport)) {
   console.error(`shards-dev: --preset must be tiny, full2l or 1_6b and --transport stream or rpc\n${USAGE}`);
   process.exit(2);
@@ -67,6 +78,7 @@ if (o.wrangler) {
 const { startSharded } = await tsImport("../test/shard/harness.ts", import.meta.url);
 const { synthGGUF } = await tsImport("../weights-tools/fixtures.ts", import.meta.url);
 const { formatPlan } = await tsImport("../src/shard/plan.ts", import.meta.url);
+const { formatDeployment } = await tsImport("../src/shard/replicas.ts", import.meta.url);
 
 const tiny = !o.model && o.preset === "tiny";
 const model = o.model ?? (await synthGGUF(o.preset, "q4_0"));
@@ -79,12 +91,14 @@ const dep = await startSharded({
   budgetMb: Number(o["budget-mb"] ?? (tiny ? 19 : 120)),
   context: Number(o.context ?? (tiny ? 512 : 2048)),
   sequences: Number(o.sequences),
+  replicas: Number(o.replicas),
   port: Number(o.port),
   vars: { MODEL_ID: "edgelm-sharded", CPU_BUDGET_MS: "0", LOAD_WAIT_MS: "600000", SHARD_TRANSPORT: o.transport },
   // Hashed as edgelm shard-plan does (the row hashes uploaded beside the plan): served as a deployment is, verified.
   hashesFrom: model,
 });
 console.log(formatPlan(dep.plan));
+console.log(formatDeployment(dep.plan, { replicas: Number(o.replicas) }));
 let shown = 0;
 const flush = () => {
   const logs = dep.logs();

@@ -21,12 +21,14 @@ export interface HashedPlan {
 /**
  * Plans the shards of the GGUF at `path`, with the sha256 of the header and of every range a
  * shard reads, so each shard can verify its own part as it loads, and a hash per embedding row
- * for the coordinator (the ranges are read once, to hash them).
+ * for the coordinator (the ranges are read once, to hash them). `check` may refuse the plan first.
  */
-export async function planFile(path: string, opts: Omit<PlanOptions, "size">): Promise<HashedPlan> {
+export async function planFile(path: string, opts: Omit<PlanOptions, "size">, check?: (plan: ShardPlan) => void): Promise<HashedPlan> {
   const file = await openGGUF(path);
   await file.close();
   const plan = planShards(file, { ...opts, size: file.size });
+  // A plan refused for its deployment is refused before the whole file is read to hash it.
+  check?.(plan);
   return { plan, embeddingHashes: await addRangeHashes(plan, path) };
 }
 

@@ -17,11 +17,11 @@ export function corsHeaders(req: Request, allowed: "*" | readonly string[]): Hea
   if (allowed !== "*") h.set("vary", "origin");
   if (origin === undefined) return h;
   h.set("access-control-allow-origin", origin);
-  // Browser code may read only exposed headers: the retry hint, the request id and the route taken (and why, and its cost);
+  // Browser code may read only exposed headers: the retry hint, the request id and the route taken (and why, and its cost, and the shard replica);
   // for the model file, what a ranged, resumable download needs; the rate limits, so a page can pace itself.
   h.set(
     "access-control-expose-headers",
-    "retry-after, x-request-id, x-edgelm-route, x-edgelm-route-reason, x-edgelm-fallback, x-edgelm-estimated-cost-usd, x-edgelm-cost-usd, content-range, etag, accept-ranges, content-length, " +
+    "retry-after, x-request-id, x-edgelm-route, x-edgelm-route-reason, x-edgelm-fallback, x-edgelm-estimated-cost-usd, x-edgelm-cost-usd, x-edgelm-replica, content-range, etag, accept-ranges, content-length, " +
       "x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens",
   );
   return h;

@@ -19,6 +19,12 @@ export interface ServedModel {
   info?: Record<string, unknown>;
   /** The engine's own per-request limits, checked after the host's ApiDeps.admit (same contract). */
   admit?(request: Admission): AdmitResult | Promise<AdmitResult>;
+  /**
+   * A model served by several equal engines (replicated shard pipelines, docs/sharding.md
+   * "Replicas") picks the one for this generation, from the request (its headers, its validated
+   * JSON body) and its prompt's token ids. Absent: every generation runs on `engine`.
+   */
+  engineFor?(req: Request, body: unknown, prompt: readonly number[]): Engine;
 }
 
 export type ModelState =

@@ -15,7 +15,7 @@ export interface Run {
   stallMs?: number;
 }
 
-export async function startRun(deps: ApiDeps, model: ServedModel, opts: Omit<GenerateOptions, "signal">, req: Request): Promise<Run> {
+export async function startRun(deps: ApiDeps, model: ServedModel, opts: Omit<GenerateOptions, "signal">, req: Request, body?: unknown): Promise<Run> {
   const signal = req.signal;
   const releaseSlot = deps.queue ? await deps.queue.acquire(signal, opts.prompt.length + opts.maxTokens) : () => {};
   const controller = new AbortController();
@@ -51,7 +51,8 @@ export async function startRun(deps: ApiDeps, model: ServedModel, opts: Omit<Gen
     // Nobody may pull the stream again: end the generator here, so its finally frees the sequence.
     if (gen.started) void events.return(undefined).catch(() => {});
   };
-  const events = tracked(generate(model.engine, model.tokenizer, { prefillChunkTokens: deps.prefillChunkTokens, clock: deps.clock, ...opts, signal: controller.signal }), summary, gen, settle);
+  const engine = model.engineFor?.(req, body, opts.prompt) ?? model.engine;
+  const events = tracked(generate(engine, model.tokenizer, { prefillChunkTokens: deps.prefillChunkTokens, clock: deps.clock, ...opts, signal: controller.signal }), summary, gen, settle);
   const abort = (why: "cancelled" | "stalled" = "cancelled") => {
     summary.abortedBy ??= why;
     controller.abort();

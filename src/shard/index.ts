@@ -6,4 +6,5 @@ export * from "./engine";
 export * from "./links";
 export * from "./embedding";
 export * from "./row-hashes";
+export * from "./replicas";
 export * from "./protocol";

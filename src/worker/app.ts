@@ -28,6 +28,7 @@ import { WorkerQueue } from "./queue";
 import { pathOf, RequestLines } from "../api/request-line";
 import { parseRoutingConfig } from "./routing-env";
 import { rateLimitHook } from "./rate-limit";
+import { nameReplica } from "./shard-replicas";
 
 
 /** Paths anyone may call: load balancers and uptime checks carry no key; the playground page asks for one itself. */
@@ -136,6 +137,7 @@ export class WorkerApp {
       res = withCors(errorResponse(toApiError(err), err instanceof ApiError && err.status === 401 ? { "www-authenticate": "Bearer" } : {}), req, this.cfg);
     }
     res.headers.set("x-request-id", id);
+    nameReplica(req, res, this.lines);
     // Generation requests carry the router's answer; everything else is answered by the edge Worker itself.
     if (!res.headers.has("x-edgelm-route")) res.headers.set("x-edgelm-route", "edge");
     this.lines.responded(req, res, tier);

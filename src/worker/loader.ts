@@ -16,6 +16,7 @@ import { manifestCheckFor } from "./integrity";
 import { backoffMs, retriesOnItsOwn } from "./load-retry";
 import { embeddingHashesKeyOf } from "../shard/deploy";
 import { liveShardInfo, loadShardedEngine, planKeyFor } from "./sharded";
+import { replicaChooser } from "./shard-replicas";
 import { objectVersion, openModelObject } from "./source";
 
 /** How often a waiting request looks at the state (polling keeps each request in its own I/O context). */
@@ -184,10 +185,12 @@ export class ModelLoader {
 
   /** ENGINE = "sharded": the plan and header from R2, the layers in shard Workers (docs/sharding.md). */
   private async loadSharded(env: Env, t0: number): Promise<void> {
-    const { engine, metadata, admit, integrity } = await loadShardedEngine(env, this.cfg.modelKey, this.cfg.prefillChunkTokens, this.log, this.cfg.requireManifest);
+    const { engine, engines, metadata, admit, integrity } = await loadShardedEngine(env, this.cfg.modelKey, this.cfg.prefillChunkTokens, this.log, this.cfg.requireManifest);
     const model = this.served(metadata, { engine, source: "r2 (sharded)", loadMs: this.now() - t0, admit, integrity });
+    // Each generation goes through one replica's pipeline, chosen by its session affinity.
+    if (engines.length > 1) model.engineFor = replicaChooser(engines);
     // Read live by /health (spread copies a getter's current value).
-    liveShardInfo(model.info!, engine);
+    liveShardInfo(model.info!, engines);
     this.ready(model, "sharded", t0);
   }
 

@@ -13,20 +13,16 @@ import type { Metadata } from "../gguf/types";
 import { ShardedEngine } from "../shard/engine";
 import { RangeEmbedding } from "../shard/embedding";
 import { RowHashes } from "../shard/row-hashes";
-import { RpcLink, StreamLink, type ShardStub } from "../shard/links";
+import { RpcLink, StreamLink } from "../shard/links";
 import type { ShardPlan } from "../shard/plan";
 import type { Env } from "./env";
 import type { Admission, AdmitResult } from "../api/deps";
 import { parseShardLimits, shardAdmissionCheck } from "./shard-admission";
 import { ObjectUnavailableError } from "./source";
+import { parseShardReplicas, replicaStubs } from "./shard-replicas";
 
 interface R2Ranged {
   get(key: string, opts?: { range?: { offset: number; length: number } }): Promise<{ size: number; arrayBuffer(): Promise<ArrayBuffer>; text(): Promise<string> } | null>;
-}
-
-interface DurableObjectNamespaceLike {
-  idFromName(name: string): unknown;
-  get(id: unknown): ShardStub;
 }
 
 /** The header bytes of a file of `fileSize` bytes: parseHeader checks tensor bounds against the whole file. */
@@ -76,7 +72,7 @@ export async function loadShardedEngine(
   prefillChunk: number,
   log: (line: string) => void,
   requireHashes = false,
-): Promise<{ engine: ShardedEngine; metadata: Metadata; admit: (a: Admission) => AdmitResult; integrity: "verified" | "unverified" }> {
+): Promise<{ engine: ShardedEngine; engines: ShardedEngine[]; metadata: Metadata; admit: (a: Admission) => AdmitResult; integrity: "verified" | "unverified" }> {
   const vars = env as unknown as Record<string, unknown>;
   const bucket = env.MODELS as unknown as R2Ranged | undefined;
   if (!bucket) throw new Error("sharded mode reads the plan, header and embedding rows from R2: bind the bucket as MODELS");
@@ -115,44 +111,49 @@ export async function loadShardedEngine(
 
   const transport = typeof vars.SHARD_TRANSPORT === "string" && vars.SHARD_TRANSPORT ? vars.SHARD_TRANSPORT : "stream";
   if (transport !== "stream" && transport !== "rpc") throw new Error(`var SHARD_TRANSPORT must be "stream" or "rpc", got ${JSON.stringify(transport)}`);
-  const links = plan.shards.map((s) => {
-    const ns = vars[s.binding] as DurableObjectNamespaceLike | undefined;
-    if (!ns || typeof ns.idFromName !== "function") {
-      throw new Error(`the Durable Object binding ${s.binding} (script ${s.script}) is missing: use the wrangler.coordinator.toml that edgelm shard-plan wrote`);
-    }
-    // One instance per shard script: every coordinator isolate reaches the same KV caches.
-    const stub = () => ns.get(ns.idFromName("shard"));
-    return transport === "stream" ? new StreamLink(stub) : new RpcLink(stub);
-  });
+  const replicas = parseShardReplicas(vars);
+  const stubs = Array.from({ length: replicas }, (_, r) => replicaStubs(plan, vars, r, replicas));
   // Shards load inside their first session() call, made by the first generation request (which
   // stays open while they load): this loader runs in the waitUntil of whichever request started
   // it, where a shard's load would count against that unrelated request's 30 s after-response cap.
   const limits = parseShardLimits(vars);
-  log(`edgelm: sharded model ${modelKey}: ${plan.shards.length} shards (${transport} transport), context ${plan.contextLength}, at most ${limits.subrequests} subrequests and ${limits.invocations} invocations per request`);
+  log(`edgelm: sharded model ${modelKey}: ${plan.shards.length} shards × ${replicas} replica(s) (${transport} transport), context ${plan.contextLength}, at most ${limits.subrequests} subrequests and ${limits.invocations} invocations per request`);
   const admit = shardAdmissionCheck({ shards: plan.shards.length, transport, prefillChunk }, limits);
   const embedding = new RangeEmbedding(plan, read, { hashes, onIntegrityFailure: (e) => log(`edgelm: ${modelKey}: ${e.message}`) });
-  return { engine: new ShardedEngine(plan, links, embedding), metadata: header.metadata, admit, integrity };
+  // The replicas share this isolate's embedding rows: only the shards are replicated.
+  const engines = stubs.map((s) => new ShardedEngine(plan, s.map((stub) => (transport === "stream" ? new StreamLink(stub) : new RpcLink(stub))), embedding));
+  return { engine: engines[0], engines, metadata: header.metadata, admit, integrity };
 }
 
 /**
  * What /health says of a sharded model beyond the usual, read live: `sharding` (what the platform
- * bills and limits — invocations, subrequests — and each shard's last load failure), and, once an
- * embedding row failed its check, `integrity: "failed"` with `integrity_reason` naming the row.
+ * bills and limits — invocations, subrequests — summed over the replicas, each replica's own
+ * counts, and each shard's last load failure), and, once an embedding row failed its check,
+ * `integrity: "failed"` with `integrity_reason` naming the row.
  */
-export function liveShardInfo(info: Record<string, unknown>, engine: ShardedEngine): void {
-  const embedding = engine.embedding as Partial<RangeEmbedding>;
+export function liveShardInfo(info: Record<string, unknown>, engines: readonly ShardedEngine[]): void {
+  const embedding = engines[0].embedding as Partial<RangeEmbedding>;
   const integrity = info.integrity;
+  const sum = (f: (e: ShardedEngine) => number) => engines.reduce((a, e) => a + f(e), 0);
   Object.defineProperty(info, "sharding", {
     enumerable: true,
     get: () => ({
-      shard_invocations: engine.invocations,
-      shard_frames: engine.stats.frames,
-      prefix_reruns: engine.stats.recoveries,
+      shard_invocations: sum((e) => e.invocations),
+      shard_frames: sum((e) => e.stats.frames),
+      prefix_reruns: sum((e) => e.stats.recoveries),
       embedding_reads: embedding.reads ?? 0,
       embedding_rows_verified: embedding.verified ?? 0,
-      shard_failures: [...engine.shardFailures.values()].map((f) => ({ shard: f.shard, script: f.script, reason: f.reason, attempts: f.attempts, at: new Date(f.at).toISOString() })),
+      shard_failures: engines.flatMap((e, replica) =>
+        [...e.shardFailures.values()].map((f) => ({ shard: f.shard, script: f.script, ...(engines.length > 1 ? { replica } : {}), reason: f.reason, attempts: f.attempts, at: new Date(f.at).toISOString() })),
+      ),
+      replicas: replicaInfo(engines),
     }),
   });
   Object.defineProperty(info, "integrity", { enumerable: true, get: () => (embedding.failure ? "failed" : integrity) });
   Object.defineProperty(info, "integrity_reason", { enumerable: true, get: () => embedding.failure?.message });
+}
+
+/** Each replica's own counts: which pipelines the traffic went through. */
+function replicaInfo(engines: readonly ShardedEngine[]): { replica: number; forwards: number; shard_frames: number; shard_invocations: number }[] {
+  return engines.map((e, replica) => ({ replica, forwards: e.stats.forwards, shard_frames: e.stats.frames, shard_invocations: e.invocations }));
 }

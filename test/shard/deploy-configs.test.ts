@@ -7,23 +7,15 @@
  * one workerd can livelock on 2 cores, and wrangler offers no V8 flags to prevent it.)
  */
 import { createHash } from "node:crypto";
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { synthGGUF } from "../../weights-tools/fixtures";
+import { runNode as run, WRANGLER as wrangler } from "./node-run";
 
 const dir = mkdtempSync(join(tmpdir(), "edgelm-deploy-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const env = { ...process.env, WRANGLER_SEND_METRICS: "false", WRANGLER_HIDE_BANNER: "true" };
-const wrangler = join(process.cwd(), "node_modules", "wrangler", "bin", "wrangler.js");
-
-function run(cmd: string, args: string[]) {
-  const r = spawnSync(process.execPath, [cmd, ...args], { encoding: "utf8", timeout: 120_000, env, maxBuffer: 16 << 20 });
-  return { code: r.status, out: `${r.stdout}\n${r.stderr}` };
-}
 
 describe("edgelm shard-plan --out → wrangler deploy --dry-run", () => {
   it("the coordinator's and a shard's configs validate and bundle, with the kernels as wasm modules", async () => {

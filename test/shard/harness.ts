@@ -9,6 +9,7 @@ import { Miniflare, type WorkerOptions } from "miniflare";
 import { openGGUF } from "../../src/gguf/node";
 import { planKeyOf } from "../../src/shard/deploy";
 import { planShards, type ShardPlan } from "../../src/shard/plan";
+import { replicaBinding, replicaScript } from "../../src/shard/replicas";
 import { addRangeHashes } from "../../weights-tools/shard-plan";
 import { bundleEntry, bundleWorker, wranglerCompat, type WorkerModule } from "../worker/bundle";
 import { parseSSE, putFile } from "../worker/harness";
@@ -35,7 +36,9 @@ export interface ShardedOptions {
   sequences?: number;
   /** Coordinator vars (MODEL_KEY, ENGINE and PLAN_KEY are set here). */
   vars?: Record<string, string>;
-  /** Extra vars for one shard (by index), e.g. TEST_CRASH_AFTER_FRAMES. */
+  /** Independent shard pipelines (SHARD_REPLICAS): every shard runs this many times, each replica its own script. Default 1. */
+  replicas?: number;
+  /** Extra vars for one shard (by index, in every replica), e.g. TEST_CRASH_AFTER_FRAMES. */
   shardVars?: Record<number, Record<string, string>>;
   port?: number;
   /** Leave the plan out of R2 (the test uploads it, as an operator would after deploying). */
@@ -61,6 +64,7 @@ export async function startSharded(o: ShardedOptions): Promise<ShardedUnderTest>
   const [coordinator, shard] = await Promise.all([bundleWorker(), bundleShard()]);
   const compat = wranglerCompat();
   const r2 = { MODELS: "edgelm-models" };
+  const replicas = Array.from({ length: o.replicas ?? 1 }, (_, r) => plan.shards.map((s) => ({ s, r }))).flat();
   let output = "";
   const capture = (s: Readable) => s.on("data", (d) => (output += String(d)));
   const workers: WorkerOptions[] = [
@@ -69,11 +73,11 @@ export async function startSharded(o: ShardedOptions): Promise<ShardedUnderTest>
       modules: coordinator,
       ...compat,
       r2Buckets: r2,
-      bindings: { ...o.vars, ENGINE: "sharded", MODEL_KEY: o.key, PLAN_KEY: planKeyOf(o.key) },
-      durableObjects: Object.fromEntries(plan.shards.map((s) => [s.binding, { className: "Shard", scriptName: s.script }])),
+      bindings: { ...o.vars, ENGINE: "sharded", MODEL_KEY: o.key, PLAN_KEY: planKeyOf(o.key), ...(o.replicas ? { SHARD_REPLICAS: String(o.replicas) } : {}) },
+      durableObjects: Object.fromEntries(replicas.map(({ s, r }) => [replicaBinding(s, r), { className: "Shard", scriptName: replicaScript(s, r) }])),
     },
-    ...plan.shards.map((s) => ({
-      name: s.script,
+    ...replicas.map(({ s, r }) => ({
+      name: replicaScript(s, r),
       modules: shard,
       ...compat,
       r2Buckets: r2,

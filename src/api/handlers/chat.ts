@@ -38,7 +38,7 @@ export async function chatCompletions(req: Request, body: unknown, deps: ApiDeps
   // The template's end-of-turn tokens end the answer (ChatML's <|im_end|>, and eos for both).
   const stopTokenIds = [tokenizer.eosId, chatTemplate === "chatml" ? tokenizer.specialId("<|im_end|>") : undefined].filter((t): t is number => t !== undefined);
   const constraint = spec && createConstraint(spec, tokenizer);
-  const run = await startRun(deps, model, { prompt: ids, maxTokens, sampling: r.sampling, seed: r.seed, stop: r.stop, stopTokenIds, logprobs: r.logprobs, constraint }, req);
+  const run = await startRun(deps, model, { prompt: ids, maxTokens, sampling: r.sampling, seed: r.seed, stop: r.stop, stopTokenIds, logprobs: r.logprobs, constraint }, req, body);
   const ctx: ChatFormatContext = {
     id: responseId("chatcmpl"),
     created: unixNow(),

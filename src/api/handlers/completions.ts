@@ -23,7 +23,7 @@ export async function completions(req: Request, body: unknown, deps: ApiDeps, mo
   const maxTokens = await admit(deps, model, { endpoint: "completions", promptTokens: ids.length, maxTokens: r.maxTokens, maxTokensParam: "max_tokens", maxTokensGiven: r.maxTokensGiven });
 
   const constraint = spec && createConstraint(spec, tokenizer);
-  const run = await startRun(deps, model, { prompt: ids, maxTokens, sampling: r.sampling, seed: r.seed, stop: r.stop, logprobs: r.logprobs, constraint }, req);
+  const run = await startRun(deps, model, { prompt: ids, maxTokens, sampling: r.sampling, seed: r.seed, stop: r.stop, logprobs: r.logprobs, constraint }, req, body);
   const ctx: FormatContext = {
     id: responseId("cmpl"),
     created: unixNow(),

@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { EMBEDDING_HASHES_FILE, formatPlan, planFile, renderDeployment } from "../../../weights-tools/shard-plan";
+import { checkDeployment, formatDeployment, MAX_SHARD_CLASSES, type Deployment } from "../../shard/replicas";
 import { floatOption, intOption, parseCommand, required, UsageError } from "../args";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
@@ -11,7 +12,7 @@ const root = fileURLToPath(new URL("../../../", import.meta.url));
 const spec = {
   name: "shard-plan",
   summary: "plan layer/head shards of a GGUF that each fit a Worker's memory, and write their wrangler configs",
-  usage: "shard-plan --model FILE.gguf [--budget-mb 120] [--context 2048] [--sequences 1] [--out DIR] [--json]",
+  usage: "shard-plan --model FILE.gguf [--budget-mb 120] [--context 2048] [--sequences 1] [--replicas 1] [--max-batch N] [--out DIR] [--json]",
   details: `
   --model FILE        the GGUF (its header plans; every range is read once to hash it)
   --budget-mb N       memory per shard isolate, MiB (default 120; production isolates have 128 MB)
@@ -19,6 +20,11 @@ const spec = {
   --sequences N       KV budget per shard in full-context sequences (shared by as
                       many shorter ones as fit; least recently used evicted; default 1)
   --prefill-chunk N   positions per prefill pass in a shard (default 32; buffers scale with it)
+  --replicas N        independent shard pipelines (default 1): every shard deployed N times, each
+                      replica its own script (SHARD_REPLICAS; the output adds memory per replica
+                      and in total)
+  --max-batch N       sequences one replica runs per batched step (MAX_BATCH; default --sequences,
+                      the most that fit each shard's KV at full context)
   --overhead-mb N     JS/isolate memory assumed per shard beside WASM memory (default 16)
   --key KEY           the GGUF's R2 object key (default the file name)
   --bucket NAME       R2 bucket (default edgelm-models)
@@ -31,6 +37,8 @@ const spec = {
     context: { type: "string" },
     sequences: { type: "string" },
     "prefill-chunk": { type: "string" },
+    replicas: { type: "string" },
+    "max-batch": { type: "string" },
     "overhead-mb": { type: "string" },
     key: { type: "string" },
     bucket: { type: "string" },
@@ -44,21 +52,26 @@ export async function run(argv: string[]): Promise<number> {
   if (!o) return 0;
   const model = required("shard-plan", o.model, "model");
   const MiB = 2 ** 20;
+  const sequences = intOption("shard-plan", o.sequences, "sequences", 1, 1);
+  const deployment: Deployment = {
+    replicas: intOption("shard-plan", o.replicas, "replicas", 1, 1, MAX_SHARD_CLASSES),
+    maxBatch: intOption("shard-plan", o["max-batch"], "max-batch", sequences, 1),
+  };
   let plan, embeddingHashes;
   try {
     ({ plan, embeddingHashes } = await planFile(model, {
       key: o.key ?? basename(model),
       budgetBytes: Math.floor(floatOption("shard-plan", o["budget-mb"], "budget-mb", 120, 1) * MiB),
       contextLength: intOption("shard-plan", o.context, "context", 2048, 1),
-      sequences: intOption("shard-plan", o.sequences, "sequences", 1, 1),
+      sequences,
       prefillChunk: intOption("shard-plan", o["prefill-chunk"], "prefill-chunk", 32, 1),
       overheadBytes: Math.floor(floatOption("shard-plan", o["overhead-mb"], "overhead-mb", 16, 0) * MiB),
-    }));
+    }, (p) => checkDeployment(p, deployment)));
   } catch (e) {
     if ((e as Error).name === "ShardPlanError") throw new UsageError(`shard-plan: ${(e as Error).message}`);
     throw e;
   }
-  process.stdout.write(o.json ? `${JSON.stringify(plan)}\n` : `${formatPlan(plan)}\n`);
+  process.stdout.write(o.json ? `${JSON.stringify(plan)}\n` : `${formatPlan(plan)}\n${formatDeployment(plan, deployment)}\n`);
   if (o.out) {
     const dir = resolve(o.out);
     const toml = readFileSync(join(root, "wrangler.toml"), "utf8");
@@ -70,6 +83,7 @@ export async function run(argv: string[]): Promise<number> {
       shardMain: relative(dir, join(root, "src/shard/worker.ts")),
       coordinatorMain: relative(dir, join(root, "src/worker.ts")),
       modelFile: resolve(model),
+      deployment,
     });
     await mkdir(dir, { recursive: true });
     for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);

@@ -1,0 +1,147 @@
+/**
+ * bench/concurrency.ts's table and targets, from one run's figures only: every ratio and every
+ * ✓/✗ is computed from numbers measured in the same run, never from remembered ones.
+ */
+import type { ConcurrencyFigures } from "./concurrency-stats";
+import type { PrefixCase } from "./concurrency-prefix";
+import type { ShortCase } from "./concurrency-short";
+
+export const HOSTS = ["node", "worker", "sharded"] as const;
+export type HostName = (typeof HOSTS)[number];
+
+export interface LevelFigures {
+  streams: number;
+  figures: ConcurrencyFigures;
+}
+
+export interface HostRun {
+  host: HostName;
+  /** What served (the engine /health names, the settings). */
+  detail: string;
+  levels: LevelFigures[];
+  short?: ShortCase;
+  prefix?: PrefixCase;
+  /** Why the host's run stopped, when it failed: the figures up to there stand. */
+  error?: string;
+}
+
+export interface ConcurrencyRun {
+  model: string;
+  shardedPreset: string;
+  requests: number;
+  prompt: number;
+  decode: number;
+  maxBatch: number;
+  maxBatchTokens: number;
+  /** The Node engine's prefill on a 128-token prompt, one thread, warmed up: the decode ceiling's base. */
+  prefill?: { tok_s: number; detail: string };
+  /** llama.cpp with as many sequences in one context as streams, on the same file (the Node and Worker rows' peer). */
+  llama: LevelFigures[];
+  llamaDetail?: string;
+  llamaError?: string;
+  hosts: HostRun[];
+}
+
+/** The targets' ceiling for batched decode, as a share of the engine's prefill tok/s: a step's rows share each weight block as a prompt's rows do, so prefill's rate bounds what batching can reach. */
+export const CEILING_OF_PREFILL = 0.857;
+
+export interface Target {
+  what: string;
+  /** The measured side, in words and numbers. */
+  measured: string;
+  /** undefined: not measured in this run (measured says why). */
+  pass?: boolean;
+}
+
+const f = (x: number | undefined, d = 1) => (x !== undefined && Number.isFinite(x) ? x.toFixed(d) : "—");
+const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && Number.isFinite(a / b) ? `${f(a / b, 2)}×` : "—");
+
+const LABELS: Record<HostName, (run: ConcurrencyRun) => string> = {
+  node: () => "Node (edgelm serve, 1 thread)",
+  worker: () => "Worker (bare workerd, 1 isolate)",
+  sharded: (run) => `sharded ${run.shardedPreset} (workerd)`,
+};
+
+const at = (levels: LevelFigures[] | undefined, streams: number) => levels?.find((l) => l.streams === streams)?.figures;
+const hostRun = (run: ConcurrencyRun, host: HostName) => run.hosts.find((h) => h.host === host);
+
+function tableRow(label: string, l: LevelFigures, single: ConcurrencyFigures | undefined, peer: ConcurrencyFigures | undefined): string {
+  const x = l.figures;
+  return `| ${label} | ${l.streams} | ${f(x.aggregate_tok_s)} | ${ratio(x.aggregate_tok_s, single?.aggregate_tok_s)} | ${f(peer?.aggregate_tok_s)} | ${ratio(x.aggregate_tok_s, peer?.aggregate_tok_s)} | ${f(x.ttft_p50_ms, 0)} / ${f(x.ttft_p99_ms, 0)} | ${f(x.itl_p50_ms, 0)} / ${f(x.itl_p99_ms, 0)} | ${x.requests} |`;
+}
+
+export function targets(run: ConcurrencyRun): Target[] {
+  const node = hostRun(run, "node");
+  const n1 = at(node?.levels, 1)?.aggregate_tok_s;
+  const n4 = at(node?.levels, 4)?.aggregate_tok_s;
+  const n8 = at(node?.levels, 8)?.aggregate_tok_s;
+  const l4 = at(run.llama, 4)?.aggregate_tok_s;
+  const ceiling = run.prefill ? CEILING_OF_PREFILL * run.prefill.tok_s : undefined;
+  const missing = (what: string) => ({ measured: `not measured in this run (${what})` });
+  const atLeast = (what: string, value: number | undefined, base: number | undefined, factor: number, measured: (v: number, b: number) => string, why: string): Target =>
+    value === undefined || base === undefined ? { what, ...missing(why) } : { what, measured: measured(value, base), pass: value >= factor * base };
+
+  const out: Target[] = [
+    atLeast("Node, 4 streams: aggregate decode ≥ 0.75 × ceiling", n4, ceiling, 0.75, (v, c) => `${f(v)} tok/s = ${f(v / c, 2)} × ceiling ${f(c)} (${CEILING_OF_PREFILL} × prefill ${f(run.prefill?.tok_s)} tok/s)`, "needs the node host at 4 streams and the prefill measurement"),
+    atLeast("Node, 8 streams: aggregate decode ≥ 0.85 × ceiling", n8, ceiling, 0.85, (v, c) => `${f(v)} tok/s = ${f(v / c, 2)} × ceiling ${f(c)}`, "needs the node host at 8 streams and the prefill measurement"),
+    atLeast("Node, 4 streams ≥ 1.5 × its own single stream", n4, n1, 1.5, (v, b) => `${f(v)} / ${f(b)} tok/s = ${f(v / b, 2)}×`, "needs the node host at 1 and 4 streams"),
+    atLeast("Node, 4 streams ≥ 1.3 × llama.cpp's aggregate at 4 sequences", n4, l4, 1.3, (v, b) => `${f(v)} / ${f(b)} tok/s = ${f(v / b, 2)}×`, "needs the node host and llama.cpp at 4 streams"),
+  ];
+  const p = node?.prefix;
+  out.push(
+    p
+      ? { what: "Node, second chat turn's prefill ≤ 20% of the first's", measured: `${f(p.second_ms, 0)} / ${f(p.first_ms, 0)} ms = ${f((100 * p.second_ms) / p.first_ms, 0)}%`, pass: p.second_ms <= 0.2 * p.first_ms }
+      : { what: "Node, second chat turn's prefill ≤ 20% of the first's", ...missing("needs the node host") },
+  );
+  const sharded = hostRun(run, "sharded");
+  const s1 = at(sharded?.levels, 1)?.aggregate_tok_s;
+  const s4 = at(sharded?.levels, 4)?.aggregate_tok_s;
+  out.push(atLeast(`sharded ${run.shardedPreset}, 4 streams ≥ 2.0 × its own single stream`, s4, s1, 2.0, (v, b) => `${f(v)} / ${f(b)} events/s = ${f(v / b, 2)}×`, "needs the sharded host at 1 and 4 streams"));
+  for (const h of run.hosts.filter((h) => h.short)) {
+    const s = h.short!;
+    const what = `${LABELS[h.host](run)}: a short request while 3 streams decode gets its first token within its prefill alone + 2 decode steps`;
+    if (s.ttft_ms.length === 0) out.push({ what, measured: `not measured: ${s.note}`, pass: false });
+    else
+      out.push({
+        what,
+        measured: `${s.within}/${s.ttft_ms.length} within ${f(s.bound_ms, 0)} ms (alone ${f(s.alone_ms, 0)} + 2 × step ${f(s.step_ms, 0)}); worst ${f(Math.max(...s.ttft_ms), 0)} ms${s.note ? `; ${s.note}` : ""}`,
+        pass: s.within === s.ttft_ms.length,
+      });
+  }
+  return out;
+}
+
+export function report(run: ConcurrencyRun): string[] {
+  const llama1 = at(run.llama, 1);
+  const lines = [
+    [run.model && `model: ${run.model} (Node and Worker rows, llama.cpp)`, run.hosts.some((h) => h.host === "sharded") && `sharded: the synthetic ${run.shardedPreset} Q4_0 file`].filter(Boolean).join("; "),
+    `${run.requests} requests per level, prompt ${run.prompt} token ids, ${run.decode} generated (temperature 0.7, top_p 0.95); closed-loop clients; one thread each; batches of up to ${run.maxBatch} sequences, ${run.maxBatchTokens} rows`,
+    "aggregate: generated tokens (stream events with a token) of all requests over the level's wall time, prompts included",
+    "",
+    "| host | streams | aggregate tok/s | vs its 1 stream | llama.cpp aggregate tok/s (as many sequences) | vs llama.cpp | TTFT p50 / p99 ms | inter-token p50 / p99 ms | requests |",
+    "|---|---|---|---|---|---|---|---|---|",
+    ...run.llama.map((l) => tableRow("llama.cpp (node-llama-cpp, 1 thread)", l, llama1, undefined)),
+    ...run.hosts.flatMap((h) => h.levels.map((l) => tableRow(LABELS[h.host](run), l, at(h.levels, 1), h.host === "sharded" ? undefined : at(run.llama, l.streams)))),
+    "",
+    ...(run.prefill ? [`prefill (the Node engine alone, 128-token prompt, warmed up): ${f(run.prefill.tok_s)} tok/s → decode ceiling ${CEILING_OF_PREFILL} × ${f(run.prefill.tok_s)} = ${f(CEILING_OF_PREFILL * run.prefill.tok_s)} tok/s`] : []),
+    ...run.hosts.filter((h) => h.prefix).map((h) => {
+      const p = h.prefix!;
+      return `prefix reuse (${LABELS[h.host](run)}): first turn (${p.first_tokens}-token prompt) first token after ${f(p.first_ms, 0)} ms; second turn (${p.second_tokens} tokens, ${p.cached} from the prefix cache) after ${f(p.second_ms, 0)} ms: ${f((100 * p.second_ms) / p.first_ms, 0)}% of the first`;
+    }),
+    ...run.hosts.filter((h) => h.short).map((h) => {
+      const s = h.short!;
+      const ttft = s.ttft_ms.length ? `; while 3 streams decode: ${s.ttft_ms.map((t) => f(t, 0)).join(", ")} ms` : "";
+      return `short request (${LABELS[h.host](run)}): alone ${f(s.alone_ms, 0)} ms to first token; decode step at 3 streams ${f(s.step_ms, 0)} ms${ttft}${s.note ? ` (${s.note})` : ""}`;
+    }),
+    "",
+    "targets (this run's numbers):",
+    ...targets(run).map((t) => `  ${t.pass === undefined ? "—" : t.pass ? "✓" : "✗"} ${t.what}: ${t.measured}`),
+    "",
+    ...(run.llamaDetail ? [`llama.cpp: ${run.llamaDetail}`] : []),
+    ...(run.prefill ? [`prefill: ${run.prefill.detail}`] : []),
+    ...run.hosts.map((h) => `${LABELS[h.host](run)}: ${h.detail || "did not start"}`),
+    ...(run.llamaError ? [`FAILED llama.cpp: ${run.llamaError}`] : []),
+    ...run.hosts.filter((h) => h.error).map((h) => `FAILED ${LABELS[h.host](run)}: ${h.error}`),
+  ];
+  return lines;
+}
