@@ -13,6 +13,8 @@ export interface BatchingOptions {
   maxBatch: number;
   /** Token rows per step, prompt parts included (MAX_BATCH_TOKENS, --max-batch-tokens); default 64. */
   maxBatchTokens?: number;
+  /** How waiting calls learn their outcome: StepSchedulerOptions.pollMs (the Worker sets it; Node leaves it unset). */
+  pollMs?: number;
 }
 
 export const DEFAULT_MAX_BATCH_TOKENS = 64;
@@ -20,7 +22,7 @@ export const DEFAULT_MAX_BATCH_TOKENS = 64;
 /** The engine to serve with: the scheduler over `engine` when it batches and more than one may run. */
 export function withBatching(engine: Engine, opts: BatchingOptions): Engine {
   if (opts.maxBatch <= 1 || !engine.forwardBatch) return engine;
-  return new StepScheduler(engine, { maxBatch: opts.maxBatch, maxBatchTokens: opts.maxBatchTokens ?? DEFAULT_MAX_BATCH_TOKENS });
+  return new StepScheduler(engine, { maxBatch: opts.maxBatch, maxBatchTokens: opts.maxBatchTokens ?? DEFAULT_MAX_BATCH_TOKENS, pollMs: opts.pollMs });
 }
 
 /** What the queue may admit to `engine` (served through withBatching with the same options). */

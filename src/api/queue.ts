@@ -78,6 +78,12 @@ export class GenerationQueue {
     return this.active >= this.maxRunning || this.waiting.length > 0;
   }
 
+  /** Whether a request that may write `positions` KV positions would be refused now with 429 (all generations running, the queue full). */
+  wouldRefuse(positions = 0): boolean {
+    const cost = this.kv ? Math.ceil(positions / this.kv.blockPositions) : 0;
+    return (this.waiting.length > 0 || !this.fits(cost)) && this.waiting.length >= this.maxWaiting;
+  }
+
   /**
    * Resolves with a release function once this request may use the engine.
    * `positions` (prompt + max_tokens) is what it may write to the KV cache.

@@ -18,6 +18,22 @@
  * passed since the first call arrived: a stream whose client reads slowly
  * does not hold the others up for longer than that.
  *
+ * Two ways to hand a call its outcome, chosen by the host:
+ * - direct (the default, Node): the step resolves each call's promise.
+ * - polled (`pollMs`, workerd): a promise resolved in one request's context
+ *   runs its continuation, and so its stream's writes, in that context, where
+ *   workerd drops them; a request's timers die with it, and clearTimeout
+ *   reaches only the current request's timers (a gather timer set in one
+ *   request fires even after a step in another "cleared" it). So the step only
+ *   records each outcome, and every waiting call looks for its own on a timer
+ *   of its own, every `pollMs`. The same look runs a step that is due, so the
+ *   steps need no timer of the scheduler's and go on whichever request ends.
+ *   The step is run by one of its own members (never on behalf of a request
+ *   with no row in it), the one that has run the fewest rows beyond its own:
+ *   each caller's CPU time then stays near its own rows' share, within one
+ *   step. The gather deadline counts the caller's looks, not the clock: a
+ *   Worker's clock stands still while it computes.
+ *
  * Host-neutral: no Node or Workers APIs beyond setTimeout. A step that fails
  * is re-run one entry at a time, so only the calls that fail alone are
  * rejected (the engine refuses a bad batch before it touches any cache, and a
@@ -32,6 +48,8 @@ export interface StepSchedulerOptions {
   maxBatchTokens: number;
   /** Longest wait for live sequences to submit before a step runs without them (ms). */
   gatherMs?: number;
+  /** Polled outcomes (above): each waiting call looks for its outcome, and runs a due step, every `pollMs`. Unset: direct. */
+  pollMs?: number;
 }
 
 export type StepStats = Required<EngineStats>["batch"];
@@ -45,17 +63,37 @@ interface Call {
   /** Tokens already fed by earlier steps (a prompt split over steps). */
   done: number;
   logits: Float32Array[];
-  resolve(logits: Float32Array[]): void;
-  reject(e: unknown): void;
+  /** Set by the step that ends the call. */
+  outcome?: { logits: Float32Array[] } | { error: unknown };
+  /** Direct mode: wakes the caller. */
+  settle?: () => void;
+  /** Polled mode: the step count at this call's last look, looks since it changed, and looks that left a due step to its driver. */
+  seenSteps: number;
+  idle: number;
+  deferred: number;
 }
 
-
 const DEFAULT_GATHER_MS = 5;
+/** Polled mode: looks a member leaves a due step to the member chosen to run it, before running it itself (that one's request may be gone). */
+const HANDOVER_LOOKS = 2;
+/** Polled mode: looks that find the same step still running before it is taken as lost (its driver was stopped mid-step). */
+const LOST_STEP_LOOKS = 500;
 
 export class StepScheduler implements Engine {
   readonly config: Engine["config"];
   private readonly waiting: Call[] = [];
   private readonly live = new Set<unknown>();
+  /** Live sequences that have called forward (those a step waits for), and those that missed a gather deadline (not waited for until they call again). */
+  private readonly active = new Set<unknown>();
+  private readonly stalled = new Set<unknown>();
+  /** Polled mode: rows each sequence's caller has run beyond its own rows (who runs the next step). */
+  private readonly debt = new Map<unknown, number>();
+  /** Sequences released during the step that holds them: freed in the engine once it ends. */
+  private readonly releaseAfterStep = new Set<unknown>();
+  private stepSeqs = new Set<unknown>();
+  private lostLooks = 0;
+  /** The step running now (a step taken as lost and ending after all must not touch the calls). */
+  private stepNo = 0;
   private running = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly gatherMs: number;
@@ -71,6 +109,7 @@ export class StepScheduler implements Engine {
     if (!Number.isInteger(maxBatchTokens) || maxBatchTokens < maxBatch) {
       throw new RangeError(`maxBatchTokens must be an integer ≥ maxBatch (${maxBatch}), got ${maxBatchTokens}`);
     }
+    if (opts.pollMs !== undefined && !(opts.pollMs > 0)) throw new RangeError(`pollMs must be a positive number of ms, got ${opts.pollMs}`);
     this.gatherMs = opts.gatherMs ?? DEFAULT_GATHER_MS;
     this.config = engine.config;
   }
@@ -98,22 +137,80 @@ export class StepScheduler implements Engine {
     return this.engine.reusePrefix?.(seq, prompt) ?? 0;
   }
 
+  /** Safe at any time: a call of the sequence still waiting fails, and a step that holds it frees it when it ends. */
   releaseSequence(seq: unknown): void {
-    this.live.delete(seq);
-    this.engine.releaseSequence?.(seq);
-    this.schedule(); // the others may now be complete
+    if (!this.live.delete(seq)) return;
+    this.active.delete(seq);
+    this.stalled.delete(seq);
+    this.debt.delete(seq);
+    for (const call of this.waiting.filter((c) => c.seq === seq)) this.end(call, { error: new Error("the sequence was released while its forward call waited") });
+    if (this.running && this.stepSeqs.has(seq)) this.releaseAfterStep.add(seq);
+    else this.engine.releaseSequence?.(seq);
+    if (this.opts.pollMs === undefined) this.schedule(); // the others may now be complete
   }
 
   forward(seq: unknown, tokens: number[], startPos?: number, opts: { allLogits?: boolean } = {}): Promise<Float32Array[]> {
     if (!this.live.has(seq)) return Promise.reject(new TypeError("not a live sequence of this scheduler (use newSequence(), and not after releaseSequence())"));
     if (this.waiting.some((c) => c.seq === seq)) return Promise.reject(new Error("this sequence already has a forward call waiting"));
     if (tokens.length === 0) return Promise.reject(new RangeError("forward: no tokens"));
-    return new Promise((resolve, reject) => {
-      const pos = startPos ?? (seq as { length?: (l: number) => number }).length?.(0);
-      if (pos === undefined) return reject(new TypeError("forward through the scheduler needs startPos for this engine's sequences"));
-      this.waiting.push({ seq, tokens, startPos: pos, allLogits: opts.allLogits ?? false, done: 0, logits: [], resolve, reject });
+    const pos = startPos ?? (seq as { length?: (l: number) => number }).length?.(0);
+    if (pos === undefined) return Promise.reject(new TypeError("forward through the scheduler needs startPos for this engine's sequences"));
+    const call: Call = { seq, tokens, startPos: pos, allLogits: opts.allLogits ?? false, done: 0, logits: [], seenSteps: this.counts.steps, idle: 0, deferred: 0 };
+    this.active.add(seq);
+    this.stalled.delete(seq);
+    this.waiting.push(call);
+    if (this.opts.pollMs !== undefined) return this.poll(call, this.opts.pollMs);
+    return new Promise<void>((settle) => {
+      call.settle = settle;
       this.schedule();
-    });
+    }).then(() => outcomeOf(call));
+  }
+
+  /** Polled mode: look now (the step may be due with this call), then every `ms`, in this caller's own context. */
+  private async poll(call: Call, ms: number): Promise<Float32Array[]> {
+    this.look(call);
+    while (!call.outcome) {
+      await new Promise((r) => setTimeout(r, ms));
+      if (!call.outcome) this.look(call);
+    }
+    return outcomeOf(call);
+  }
+
+  /** One look of a waiting call: runs the next step when it is due, this call is in it, and it is this call's turn to run one. */
+  private look(call: Call): void {
+    if (this.running) {
+      // With a synchronous engine a look never finds a step running unless its driver was stopped mid-step.
+      if (++this.lostLooks >= LOST_STEP_LOOKS) {
+        this.stepNo++;
+        this.endStep();
+      }
+      return;
+    }
+    if (call.seenSteps !== this.counts.steps) [call.seenSteps, call.idle] = [this.counts.steps, 0];
+    else call.idle++;
+    if (!this.ready()) {
+      if (call.idle * this.opts.pollMs! < this.gatherMs) return;
+      this.markStalled();
+    }
+    const rows = this.plan();
+    if (!rows.some((r) => r.call === call)) return;
+    const debtOf = (c: Call) => this.debt.get(c.seq) ?? 0;
+    const driver = rows.reduce((a, b) => (debtOf(b.call) < debtOf(a.call) ? b : a)).call;
+    if (driver !== call && call.deferred++ < HANDOVER_LOOKS) return;
+    const total = rows.reduce((n, r) => n + r.take, 0);
+    this.debt.set(call.seq, debtOf(call) + total);
+    for (const r of rows) this.debt.set(r.call.seq, debtOf(r.call) - r.take);
+    void this.step(rows);
+  }
+
+  /** Every sequence that has called is back with its next call (or stalled), or the step is full. */
+  private ready(): boolean {
+    return this.waiting.length >= this.opts.maxBatch || [...this.active].every((s) => this.stalled.has(s) || this.waiting.some((c) => c.seq === s));
+  }
+
+  /** The gather deadline passed: those not back are not waited for until they call again. */
+  private markStalled(): void {
+    for (const s of this.active) if (!this.waiting.some((c) => c.seq === s)) this.stalled.add(s);
   }
 
   /** Entries for other batching callers: each as a call of its own. */
@@ -125,6 +222,7 @@ export class StepScheduler implements Engine {
     await this.engine.close?.();
   }
 
+  /** Direct mode: runs the next step now if it is due, or when the gather deadline passes. */
   private schedule(): void {
     if (this.running || this.waiting.length === 0) return;
     const ready = [...this.live].every((s) => this.waiting.some((c) => c.seq === s)) || this.waiting.length >= this.opts.maxBatch;
@@ -156,10 +254,13 @@ export class StepScheduler implements Engine {
     return rows;
   }
 
-  private async step(): Promise<void> {
+  private async step(rows = this.plan()): Promise<void> {
+    const no = ++this.stepNo;
     this.running = true;
+    this.lostLooks = 0;
+    this.stepSeqs = new Set(rows.map((r) => r.call.seq));
+    for (const c of this.waiting) c.deferred = 0;
     try {
-      const rows = this.plan();
       const entries: BatchEntry[] = rows.map(({ call, take }) => ({
         seq: call.seq,
         tokens: call.tokens.slice(call.done, call.done + take),
@@ -173,29 +274,32 @@ export class StepScheduler implements Engine {
         if (entries.length === 1) results = [{ error: e }];
         else results = await Promise.all(entries.map((entry) => this.alone(entry)));
       }
+      if (no !== this.stepNo) return;
       this.counts.steps++;
       this.counts.sequences += rows.length;
       this.counts.rows += entries.reduce((n, e) => n + e.tokens.length, 0);
       rows.forEach(({ call, take }, i) => {
         const r = results[i];
-        if (!Array.isArray(r)) {
-          this.settle(call);
-          call.reject(r.error);
-          return;
-        }
+        // Released during the step: its call has already failed.
+        if (call.outcome) return;
+        if (!Array.isArray(r)) return this.end(call, { error: r.error });
         call.done += take;
         const last = call.done === call.tokens.length;
         // A part that does not end the call: its last row's logits are not the call's.
         if (call.allLogits || last) call.logits.push(...r);
-        if (last) {
-          this.settle(call);
-          call.resolve(call.logits);
-        }
+        if (last) this.end(call, { logits: call.logits });
       });
     } finally {
-      this.running = false;
-      this.schedule();
+      if (no === this.stepNo) this.endStep();
     }
+  }
+
+  private endStep(): void {
+    this.running = false;
+    for (const seq of this.releaseAfterStep) this.engine.releaseSequence?.(seq);
+    this.releaseAfterStep.clear();
+    this.stepSeqs.clear();
+    if (this.opts.pollMs === undefined) this.schedule();
   }
 
   /** One entry as a step of its own; its failure as a value. */
@@ -207,7 +311,16 @@ export class StepScheduler implements Engine {
     }
   }
 
-  private settle(call: Call): void {
-    this.waiting.splice(this.waiting.indexOf(call), 1);
+  private end(call: Call, outcome: NonNullable<Call["outcome"]>): void {
+    const i = this.waiting.indexOf(call);
+    if (i >= 0) this.waiting.splice(i, 1);
+    call.outcome = outcome;
+    call.settle?.();
   }
+}
+
+function outcomeOf(call: Call): Float32Array[] {
+  const o = call.outcome!;
+  if ("error" in o) throw o.error;
+  return o.logits;
 }

@@ -8,6 +8,8 @@ import { corsHeaders } from "../api/cors";
 import type { ApiDeps } from "../api/deps";
 import { ApiError, errorResponse, toApiError } from "../api/errors";
 import { handleRequest } from "../api/handle-request";
+import { queueCapacity } from "../api/batching";
+import type { Engine } from "../model/engine";
 import { engineMetrics } from "../api/handlers/info";
 import { authorize, parseApiKeys, type Keys } from "./auth";
 import { CircuitBreaker } from "../routing/breaker";
@@ -45,6 +47,8 @@ export class WorkerApp {
   private readonly tiers = new WeakMap<Request, string>();
   private readonly contexts = new WeakMap<Request, ExecutionContextLike>();
   private readonly lines: RequestLines;
+  /** The engine the queue's capacity was last taken from (a swap brings another). */
+  private sizedFor: Engine | undefined;
 
   constructor(
     readonly cfg: WorkerConfig,
@@ -62,14 +66,17 @@ export class WorkerApp {
     this.metrics.gauge("edgelm_origin_breaker_state", "The origin's circuit breaker: 0 closed, 1 open, 2 half-open.", () => breakerStates[this.breaker.state]);
     this.metrics.gauge("edgelm_origin_consecutive_failures", "Consecutive origin failures seen by the breaker.", () => this.breaker.failures);
     this.metrics.gauge("edgelm_edge_queue_waiting", "Requests waiting for this isolate's engine.", () => this.queue.depth);
-    this.metrics.gauge("edgelm_edge_queue_running", "1 while a generation runs on this isolate's engine.", () => (this.queue.running ? 1 : 0));
+    this.metrics.gauge("edgelm_edge_queue_running", "Generations running on this isolate's engine (up to MAX_BATCH).", () => this.queue.load.running);
     this.metrics.gauge("edgelm_edge_model_ready", "1 once the edge model is loaded in this isolate.", () => (this.models.state.status === "ready" ? 1 : 0));
     const limit = rateLimitHook(env, log, (req) => this.contexts.get(req));
     this.deps = {
       model: () => this.models.state,
       queue: this.queue,
       corsOrigins: cfg.corsOrigins,
-      awaitModel: (signal) => this.models.waitReady(cfg.loadWaitMs, signal),
+      awaitModel: async (signal) => {
+        await this.models.waitReady(cfg.loadWaitMs, signal);
+        this.sizeQueue();
+      },
       admit: cpuAdmission(cfg),
       prefillChunkTokens: cfg.prefillChunkTokens,
       streamStallMs: cfg.streamStallMs,
@@ -113,6 +120,7 @@ export class WorkerApp {
     // Any request (a health check included) starts the load, so the weights are in by the first
     // completion; it also looks at MODEL_POINTER when a look is due.
     this.models.start(env, ctx);
+    this.sizeQueue();
     let tier = "-";
     let res: Response;
     try {
@@ -134,6 +142,15 @@ export class WorkerApp {
     if (!res.headers.has("x-edgelm-route")) res.headers.set("x-edgelm-route", "edge");
     this.lines.responded(req, res, tier);
     return res;
+  }
+
+  /** Once a model serves, the queue admits MAX_BATCH generations against its engine's KV budget. */
+  private sizeQueue(): void {
+    const state = this.models.state;
+    // Sharded engines admit by their own rules (shard-admission.ts), one generation at a time.
+    if (state.status !== "ready" || state.model.engine === this.sizedFor || this.cfg.engine === "sharded") return;
+    this.sizedFor = state.model.engine;
+    this.queue.configure(queueCapacity(state.model.engine, { maxBatch: this.cfg.maxBatch }));
   }
 
   private metricsResponse(): Response {

@@ -23,7 +23,9 @@ const TOKENS_PER_TOOL = 26;
 export function edgeView(state: ModelState, queue: GenerationQueue, cfg: WorkerConfig): EdgeView {
   return {
     state: state.status,
-    queueFull: queue.running && queue.depth >= queue.maxWaiting,
+    // Up to MAX_BATCH generations run at once: full only when they all run (or the KV budget is
+    // reserved: any request needs a block) and QUEUE_DEPTH already wait.
+    queueFull: queue.wouldRefuse(1),
     countPromptTokens(endpoint, r) {
       const model = state.status === "ready" ? state.model : undefined;
       if (endpoint === "completions") {

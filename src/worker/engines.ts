@@ -31,6 +31,9 @@ export interface LoadOptions {
   verify?: ManifestCheck;
   /** The object's version: the wasm engine keys its prefix cache by it (src/engine/kv-cache.ts). */
   modelIdentity?: string;
+  /** The wasm engine's KV budget (KV_BUDGET_MB; default two full contexts) and its largest batched step (MAX_BATCH). */
+  kvBudgetMB?: number;
+  maxBatch?: number;
 }
 
 export interface LoadedEngine {
@@ -71,6 +74,8 @@ async function loadWasm(stream: ReadableStream<Uint8Array>, opts: LoadOptions): 
     onProgress: opts.onProgress,
     verify: opts.verify,
     modelIdentity: opts.modelIdentity,
+    kvBudgetMB: opts.kvBudgetMB,
+    maxBatch: opts.maxBatch,
     onHeader: (h) => (header = h),
   });
   return { engine, metadata: header!.metadata };

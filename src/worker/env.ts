@@ -3,7 +3,7 @@
  * types are the few members we use, declared structurally, so this code type-checks with the
  * project's DOM/Node types and needs no ambient @cloudflare/workers-types globals.
  */
-import { chooseEngine, ENGINE_NAMES, modelIdFromFile, type EngineName } from "../api/index";
+import { chooseEngine, DEFAULT_MAX_BATCH_TOKENS, ENGINE_NAMES, modelIdFromFile, type EngineName } from "../api/index";
 import { parseBuildKind, type BuildKind } from "../engine/kernels";
 import { DEFAULT_STALL_MS } from "../api/sse";
 import type { ChatTemplateName } from "../tokenizer/index";
@@ -51,6 +51,12 @@ export interface Env {
   CORS_ORIGINS?: Var;
   /** Requests that may wait for the engine in one isolate; more get 429. */
   QUEUE_DEPTH?: Var;
+  /** Generations decoding together in batched steps in one isolate (default 4; 1: one at a time). docs/worker.md, "Batching". */
+  MAX_BATCH?: Var;
+  /** Token rows per batched step, prompt parts included (default 64, at least MAX_BATCH). */
+  MAX_BATCH_TOKENS?: Var;
+  /** The wasm engine's KV cache in MiB, shared by the running generations (default: two full contexts of the model). */
+  KV_BUDGET_MB?: Var;
   /** How long a generation request waits for the weights to load before 503. */
   LOAD_WAIT_MS?: Var;
   /** First pause before a load that could not read its object is tried again; doubles per failure up to LOAD_RETRY_MAX_MS. */
@@ -116,6 +122,10 @@ export interface WorkerConfig {
   kernels?: BuildKind;
   corsOrigins: "*" | string[];
   queueDepth: number;
+  maxBatch: number;
+  maxBatchTokens: number;
+  /** Undefined: the engine's default (two full contexts). */
+  kvBudgetMB?: number;
   loadWaitMs: number;
   /** Backoff of a load that could not read its object: the first pause, and the most it grows to. */
   loadRetryMs: number;
@@ -134,6 +144,8 @@ export interface WorkerConfig {
 }
 
 export const DEFAULT_MODEL_KEY = "stablelm-2-1_6b-q4_0.gguf";
+/** Generations one isolate decodes together unless MAX_BATCH says otherwise (docs/worker.md, "Batching in the Worker", says why 4). */
+export const DEFAULT_WORKER_MAX_BATCH = 4;
 
 /** A misconfigured deployment: every request answers 500 with this message (it names vars, never secrets). */
 export class ConfigError extends Error {
@@ -162,6 +174,12 @@ export function parseConfig(env: Env): WorkerConfig {
   const chat = text(env.CHAT_TEMPLATE);
   if (chat !== undefined && chat !== "zephyr" && chat !== "chatml") throw new ConfigError(`var CHAT_TEMPLATE must be "zephyr", "chatml" or empty, got ${JSON.stringify(chat)}`);
   const cors = text(env.CORS_ORIGINS) ?? "*";
+  const maxBatch = num("MAX_BATCH", env.MAX_BATCH, DEFAULT_WORKER_MAX_BATCH, { min: 1, integer: true });
+  const maxBatchTokens = num("MAX_BATCH_TOKENS", env.MAX_BATCH_TOKENS, Math.max(DEFAULT_MAX_BATCH_TOKENS, maxBatch), { min: 1, integer: true });
+  // Every sequence of a step needs a row.
+  if (maxBatchTokens < maxBatch) throw new ConfigError(`var MAX_BATCH_TOKENS must be at least MAX_BATCH (${maxBatch}), got ${maxBatchTokens}`);
+  const kvBudget = text(env.KV_BUDGET_MB);
+  if (kvBudget !== undefined && !(Number(kvBudget) > 0)) throw new ConfigError(`var KV_BUDGET_MB must be a number of MiB > 0, got ${JSON.stringify(kvBudget)}`);
   return {
     modelKey,
     modelId: text(env.MODEL_ID) ?? modelIdFromFile(modelKey),
@@ -170,6 +188,9 @@ export function parseConfig(env: Env): WorkerConfig {
     kernels: kernelsVar(env.KERNELS),
     corsOrigins: cors === "*" ? "*" : cors.split(",").map((s) => s.trim()).filter(Boolean),
     queueDepth: num("QUEUE_DEPTH", env.QUEUE_DEPTH, 16, { min: 0, integer: true }),
+    maxBatch,
+    maxBatchTokens,
+    kvBudgetMB: kvBudget === undefined ? undefined : Number(kvBudget),
     loadWaitMs: num("LOAD_WAIT_MS", env.LOAD_WAIT_MS, 30_000, { min: 0 }),
     loadRetryMs: num("LOAD_RETRY_MS", env.LOAD_RETRY_MS, 1_000, { min: 1 }),
     loadRetryMaxMs: num("LOAD_RETRY_MAX_MS", env.LOAD_RETRY_MAX_MS, 60_000, { min: 1 }),

@@ -8,7 +8,7 @@
  * by the first request after a doubling pause (LOAD_RETRY_MS, at most LOAD_RETRY_MAX_MS); a file
  * found invalid is tried again only once a cheap head() shows a new upload (load-retry.ts says why).
  */
-import { buildServedModel, readModelFacts, type LoadedModel, type LoadRetry, type ModelState, type ServedModel } from "../api/index";
+import { buildServedModel, readModelFacts, withBatching, type LoadedModel, type LoadRetry, type ModelState, type ServedModel } from "../api/index";
 import { integrityOfFailure, manifestPathFor, type Metadata } from "../gguf/index";
 import { loadEngineFromStream } from "./engines";
 import type { Env, ExecutionContextLike, WorkerConfig } from "./env";
@@ -21,6 +21,12 @@ import { objectVersion, openModelObject } from "./source";
 
 /** How often a waiting request looks at the state (polling keeps each request in its own I/O context). */
 const WAIT_POLL_MS = 25;
+/**
+ * How often a generation waiting for a batched step looks for its outcome (and runs the step when
+ * it is due): the scheduler's polled mode, because workerd runs a continuation in the context of
+ * the request that resolved it (src/api/step-scheduler.ts). A look costs microseconds.
+ */
+export const STEP_POLL_MS = 1;
 /** Share of the progress bar that reading the weights takes; the tokenizer is the rest. */
 const WEIGHTS_SHARE = 0.9;
 
@@ -135,6 +141,8 @@ export class ModelLoader {
         kernels: this.cfg.kernels,
         verify: check,
         modelIdentity: obj.version,
+        kvBudgetMB: this.cfg.kvBudgetMB,
+        maxBatch: this.cfg.maxBatch,
         onProgress: (read, total) => {
           const f = total > 0 ? Math.min(1, read / total) : 0;
           this.current = { status: "loading", message: `reading the weights: ${mb(read)} of ${mb(total)}`, progress: Math.round(WEIGHTS_SHARE * f * 1000) / 1000 };
@@ -145,7 +153,9 @@ export class ModelLoader {
         },
       });
       this.current = { status: "loading", message: "building the tokenizer from the GGUF vocabulary", progress: WEIGHTS_SHARE };
-      const model = this.served(loaded.metadata, { engine: loaded.engine, source: obj.source, loadMs: this.now() - t0, integrity: check ? "verified" : "unverified" });
+      // Never the sharded engine (loadSharded): its steps would do I/O to the shards on behalf of every request in them.
+      const served = withBatching(loaded.engine, { maxBatch: this.cfg.maxBatch, maxBatchTokens: this.cfg.maxBatchTokens, pollMs: STEP_POLL_MS });
+      const model = this.served(loaded.metadata, { engine: served, source: obj.source, loadMs: this.now() - t0, integrity: check ? "verified" : "unverified" });
       this.ready(model, engine, t0);
     } catch (err) {
       this.failed(err, version);

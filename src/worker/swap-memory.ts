@@ -25,14 +25,14 @@ const MIB = 2 ** 20;
 export const mib = (bytes: number) => `${(bytes / MIB).toFixed(1)} MiB`;
 
 /** Bytes the wasm engine will take for the model at `key`, from its header alone (the rest of the object is not read). */
-export async function engineBytesAt(env: Env, key: string, cfg: Pick<WorkerConfig, "kernels">): Promise<number> {
+export async function engineBytesAt(env: Env, key: string, cfg: Pick<WorkerConfig, "kernels" | "kvBudgetMB" | "maxBatch">): Promise<number> {
   const obj = await openModelObject(env, key);
   const src = new StreamSource(obj.body, obj.size);
   try {
     // The vocabulary arrays are the bulk of a header and say nothing about sizes.
     const header = await parseHeader(src, { skipArrays: true });
     const config = configFromGGUF(header.metadata, header.tensorByName);
-    return engineLayout(config, header.tensorByName, { build: cfg.kernels ?? "max" }).total;
+    return engineLayout(config, header.tensorByName, { build: cfg.kernels ?? "max", kvBudgetMB: cfg.kvBudgetMB, maxBatch: cfg.maxBatch }).total;
   } finally {
     await src.cancel();
   }

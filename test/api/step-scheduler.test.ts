@@ -4,8 +4,12 @@
  * they get alone (seeded sampling), in shared steps; a long prompt is fed over
  * several steps while the others decode in every one of them (checked from
  * the plans the engine was given, not by timing); an abort or a failing
- * sequence leaves the rest untouched.
+ * sequence leaves the rest untouched. The polled mode (the Worker's) is run
+ * with each generation in an AsyncLocalStorage context of its own, standing
+ * for a workerd request context: every step must be run from the context of
+ * one of its own members, and each member must run about its own rows' worth.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { beforeAll, describe, expect, it } from "vitest";
 import { StepScheduler } from "../../src/api/step-scheduler";
 import type { ServedModel } from "../../src/api/deps";
@@ -31,21 +35,29 @@ async function collect(e: Engine, opts: GenerateOptions): Promise<GenerateEvent[
   return out;
 }
 
-/** The engine with every step's entries recorded (and a token that makes any step containing it fail). */
-function recording(inner: WasmEngine, poison = -1) {
-  const steps: { seq: unknown; rows: number; startPos: number }[][] = [];
-  const e: Engine & Required<Pick<Engine, "forwardBatch">> = {
+type Stepper = Engine & Required<Pick<Engine, "forwardBatch">>;
+
+/** `inner` with its batched step (and any of `over`) replaced, the rest passed through. */
+function wrapped(inner: WasmEngine, forwardBatch: Stepper["forwardBatch"], over: Partial<Engine> = {}): Stepper {
+  return {
     name: inner.name,
     config: inner.config,
     newSequence: () => inner.newSequence(),
     releaseSequence: (s) => inner.releaseSequence(s),
     forward: (s, t, p, o) => inner.forward(s, t, p, o),
-    forwardBatch(entries: readonly BatchEntry[]) {
-      if (entries.some((x) => x.tokens.includes(poison))) throw new Error("poisoned step");
-      steps.push(entries.map((x) => ({ seq: x.seq, rows: x.tokens.length, startPos: x.startPos ?? -1 })));
-      return inner.forwardBatch(entries);
-    },
+    forwardBatch,
+    ...over,
   };
+}
+
+/** The engine with every step's entries recorded (and a token that makes any step containing it fail). */
+function recording(inner: WasmEngine, poison = -1) {
+  const steps: { seq: unknown; rows: number; startPos: number }[][] = [];
+  const e = wrapped(inner, (entries: readonly BatchEntry[]) => {
+    if (entries.some((x) => x.tokens.includes(poison))) throw new Error("poisoned step");
+    steps.push(entries.map((x) => ({ seq: x.seq, rows: x.tokens.length, startPos: x.startPos ?? -1 })));
+    return inner.forwardBatch(entries);
+  });
   return { engine: e, steps };
 }
 
@@ -135,11 +147,123 @@ describe("StepScheduler", () => {
   it("plans decode rows first, then prompt rows, within maxBatch and maxBatchTokens; refuses bad options and calls", async () => {
     expect(() => new StepScheduler(engine, { maxBatch: 0, maxBatchTokens: 8 })).toThrow(/maxBatch must be a positive integer/);
     expect(() => new StepScheduler(engine, { maxBatch: 4, maxBatchTokens: 2 })).toThrow(/maxBatchTokens must be an integer ≥ maxBatch \(4\)/);
+    expect(() => new StepScheduler(engine, { maxBatch: 4, maxBatchTokens: 8, pollMs: 0 })).toThrow(/pollMs must be a positive number of ms, got 0/);
     const s = new StepScheduler(engine, { maxBatch: 2, maxBatchTokens: 8 });
     await expect(s.forward(engine.newSequence(), [1])).rejects.toThrow(/not a live sequence/);
     const seq = s.newSequence();
     await expect(s.forward(seq, [])).rejects.toThrow(/no tokens/);
     s.releaseSequence(seq);
     await expect(s.forward(seq, [1], 0)).rejects.toThrow(/not a live sequence/);
+  });
+});
+
+/** The engine with each step's driver (the context it ran in) and each sequence's owner recorded. */
+function contexts(inner: WasmEngine, als: AsyncLocalStorage<number>, stepDelayMs = 0) {
+  const owner = new Map<unknown, number>();
+  const steps: { driver: number | undefined; rows: { owner: number; rows: number }[] }[] = [];
+  const released: { owner: number; during: boolean }[] = [];
+  let inStep = false;
+  const step = async (entries: readonly BatchEntry[]) => {
+    steps.push({ driver: als.getStore(), rows: entries.map((x) => ({ owner: owner.get(x.seq)!, rows: x.tokens.length })) });
+    if (stepDelayMs === 0) return inner.forwardBatch(entries);
+    inStep = true;
+    await new Promise((r) => setTimeout(r, stepDelayMs));
+    inStep = false;
+    return inner.forwardBatch(entries);
+  };
+  const e = wrapped(inner, step, {
+    newSequence: () => {
+      const seq = inner.newSequence();
+      owner.set(seq, als.getStore()!);
+      return seq;
+    },
+    releaseSequence: (seq) => {
+      released.push({ owner: owner.get(seq)!, during: inStep });
+      inner.releaseSequence(seq);
+    },
+  });
+  return { engine: e, steps, released };
+}
+
+describe("StepScheduler, polled (each caller looks for its own outcome: the Worker's mode)", () => {
+  it("8 generations in contexts of their own: the tokens they get alone; each step run from one of its members' contexts, each member running about its own rows", async () => {
+    const alone = [];
+    for (let i = 0; i < 8; i++) alone.push(idsOf(await collect(engine, request(i))));
+    const als = new AsyncLocalStorage<number>();
+    const rec = contexts(engine, als);
+    const s = new StepScheduler(rec.engine, { maxBatch: 4, maxBatchTokens: 16, pollMs: 1 });
+    const together = await Promise.all(PROMPTS.map((_, i) => als.run(i, () => collect(s, request(i)).then(idsOf))));
+    expect(together).toEqual(alone);
+    expect(rec.steps.length).toBeLessThan(alone.reduce((n, ids) => n + ids.length, 0) / 2);
+    for (const st of rec.steps) expect(st.rows.map((r) => r.owner)).toContain(st.driver);
+    for (let i = 0; i < 8; i++) {
+      const own = rec.steps.reduce((n, st) => n + st.rows.filter((r) => r.owner === i).reduce((k, r) => k + r.rows, 0), 0);
+      const ran = rec.steps.filter((st) => st.driver === i).reduce((n, st) => n + st.rows.reduce((k, r) => k + r.rows, 0), 0);
+      // Within one step's rows of its own share.
+      expect(Math.abs(ran - own)).toBeLessThanOrEqual(16);
+    }
+    expect(s.batchStats).toMatchObject({ live: 0, waiting: 0 });
+  });
+
+  it("a long prompt is fed over several steps, and a stream already decoding has a row in each of them", async () => {
+    const als = new AsyncLocalStorage<number>();
+    const rec = contexts(engine, als);
+    const s = new StepScheduler(rec.engine, { maxBatch: 4, maxBatchTokens: 8, pollMs: 1 });
+    const decoder = als.run(0, () => collect(s, request(0, { maxTokens: 40 })));
+    while (rec.steps.length < 3) await new Promise((r) => setTimeout(r, 1));
+    const before = rec.steps.length;
+    const long = Array.from({ length: 60 }, (_, i) => 10 + ((i * 7) % 200));
+    await als.run(1, () => collect(s, { prompt: long, maxTokens: 1, seed: 1, stopTokenIds: [], prefillChunkTokens: 60 }));
+    const withLong = rec.steps.slice(before).filter((st) => st.rows.some((r) => r.owner === 1));
+    expect(withLong.length).toBeGreaterThanOrEqual(Math.ceil(60 / 7));
+    for (const st of withLong) expect(st.rows.map((r) => r.owner)).toEqual([0, 1]);
+    expect(idsOf(await decoder)).toHaveLength(40);
+    // The decoder completes the step's set every time, yet it does not run the long prompt's rows:
+    // each runs about its own rows (its CPU time, in a Worker), within one step's 8 rows.
+    for (const who of [0, 1]) {
+      const own = rec.steps.reduce((n, st) => n + st.rows.filter((r) => r.owner === who).reduce((k, r) => k + r.rows, 0), 0);
+      const ran = rec.steps.filter((st) => st.driver === who).reduce((n, st) => n + st.rows.reduce((k, r) => k + r.rows, 0), 0);
+      expect(Math.abs(ran - own)).toBeLessThanOrEqual(8);
+    }
+  });
+
+  it("a generation whose consumer stops pulling holds the others up only until the gather deadline (counted in looks), and goes on when pulled again", async () => {
+    const als = new AsyncLocalStorage<number>();
+    const rec = contexts(engine, als);
+    const s = new StepScheduler(rec.engine, { maxBatch: 4, maxBatchTokens: 16, pollMs: 1, gatherMs: 20 });
+    const want = idsOf(await collect(engine, request(1, { maxTokens: 10 })));
+    const slow = als.run(1, () => generate(s, m.tokenizer, request(1, { maxTokens: 10 })));
+    const first = await slow.next();
+    expect(first.value).toMatchObject({ type: "token" });
+    // The slow one is parked after its first token; the other runs its 30 tokens without it.
+    const other = await als.run(0, () => collect(s, request(0, { maxTokens: 30 })));
+    expect(idsOf(other)).toHaveLength(30);
+    const rest = [];
+    for await (const ev of { [Symbol.asyncIterator]: () => slow }) rest.push(ev);
+    expect([first.value as GenerateEvent, ...rest].flatMap((e) => (e.type === "token" ? [e.id] : []))).toEqual(want);
+  });
+
+  it("a sequence released while its step runs is freed in the engine only once the step has ended", async () => {
+    const als = new AsyncLocalStorage<number>();
+    const rec = contexts(engine, als, 20);
+    const s = new StepScheduler(rec.engine, { maxBatch: 4, maxBatchTokens: 16, pollMs: 1 });
+    const seq = als.run(7, () => s.newSequence());
+    const call = s.forward(seq, [1, 2, 3], 0);
+    while (rec.steps.length === 0) await new Promise((r) => setTimeout(r, 1));
+    s.releaseSequence(seq);
+    await expect(call).rejects.toThrow(/released while its forward call waited/);
+    await new Promise((r) => setTimeout(r, 40));
+    expect(rec.released).toEqual([{ owner: 7, during: false }]);
+    expect(s.batchStats).toMatchObject({ live: 0, waiting: 0 });
+  });
+
+  it("a step whose driver never comes back (stopped mid-step) is taken as lost, and the next look runs it again", async () => {
+    const want = idsOf(await collect(engine, request(3, { maxTokens: 4 })));
+    let calls = 0;
+    // The second step never ends, as when the platform stops the request running it.
+    const stuck = wrapped(engine, (entries) => (++calls === 2 ? new Promise<never>(() => {}) : Promise.resolve(engine.forwardBatch(entries))));
+    const s = new StepScheduler(stuck, { maxBatch: 4, maxBatchTokens: 16, pollMs: 1 });
+    expect(idsOf(await collect(s, request(3, { maxTokens: 4 })))).toEqual(want);
+    expect(calls).toBe(5);
   });
 });

@@ -31,6 +31,8 @@ beforeAll(async () => {
       MODEL_ID: MODEL,
       CHAT_TEMPLATE: "zephyr",
       QUEUE_DEPTH: "0",
+      // One generation at a time, so one running stream makes the edge busy.
+      MAX_BATCH: "1",
       LOAD_WAIT_MS: "60000",
       // 0.8 × 30 s × 100 tok/s: 2400 new tokens fit on the edge.
       CPU_BUDGET_MS: "30000",

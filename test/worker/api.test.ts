@@ -15,6 +15,8 @@ const VARS = {
   MODEL_KEY: "models/tiny-q4_0.gguf",
   MODEL_ID: MODEL,
   QUEUE_DEPTH: "1",
+  // One generation at a time: these tests are about the queue in front of a single engine slot (batching.test.ts runs MAX_BATCH 4).
+  MAX_BATCH: "1",
   LOAD_WAIT_MS: "60000",
   CPU_BUDGET_MS: "30000",
   PREFILL_TOKENS_PER_S: "1000000",

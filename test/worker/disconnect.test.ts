@@ -20,6 +20,8 @@ const VARS = {
   MODEL_ID: "edgelm-tiny",
   ENGINE: "wasm",
   QUEUE_DEPTH: "1",
+  // One generation at a time: these tests are about the queue in front of a single engine slot (batching.test.ts runs MAX_BATCH 4).
+  MAX_BATCH: "1",
   CPU_BUDGET_MS: "0",
   PREFILL_CHUNK_TOKENS: "8",
   STREAM_STALL_MS: "2000",
