@@ -16,6 +16,8 @@ const VARS = {
   CHAT_TEMPLATE: "zephyr",
   // No waiting room: a second request while one generates gets 429 with retry-after at once.
   QUEUE_DEPTH: "0",
+  // One generation at a time, so a second request finds the engine busy.
+  MAX_BATCH: "1",
   LOAD_WAIT_MS: "60000",
   CPU_BUDGET_MS: "30000",
   PREFILL_TOKENS_PER_S: "1000000",
