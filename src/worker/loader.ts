@@ -174,8 +174,8 @@ export class ModelLoader {
 
   /** ENGINE = "sharded": the plan and header from R2, the layers in shard Workers (docs/sharding.md). */
   private async loadSharded(env: Env, t0: number): Promise<void> {
-    const { engine, metadata, admit, integrity } = await loadShardedEngine(env, this.cfg.modelKey, this.cfg.prefillChunkTokens, this.log, this.cfg.requireManifest);
-    const model = this.served(metadata, { engine, source: "r2 (sharded)", loadMs: this.now() - t0, admit, integrity });
+    const { engine, served, metadata, admit, integrity } = await loadShardedEngine(env, this.cfg.modelKey, this.cfg.prefillChunkTokens, this.log, this.cfg.requireManifest);
+    const model = this.served(metadata, { engine: served, source: "r2 (sharded)", loadMs: this.now() - t0, admit, integrity });
     // Read live by /health (spread copies a getter's current value).
     liveShardInfo(model.info!, engine);
     this.ready(model, "sharded", t0);

@@ -14,6 +14,9 @@ import { ShardedEngine } from "../shard/engine";
 import { RangeEmbedding } from "../shard/embedding";
 import { RowHashes } from "../shard/row-hashes";
 import { RpcLink, StreamLink, type ShardStub } from "../shard/links";
+import { contextRunner } from "../shard/request-runner";
+import { DEFAULT_MAX_BATCH_TOKENS, withBatching, type BatchingOptions } from "../api/batching";
+import type { Engine } from "../model/engine";
 import type { ShardPlan } from "../shard/plan";
 import type { Env } from "./env";
 import type { Admission, AdmitResult } from "../api/deps";
@@ -70,13 +73,29 @@ export function planIntegrity(plan: ShardPlan, planKey: string, requireHashes: b
   return hashed && rows ? "verified" : "unverified";
 }
 
+/** Generations of this isolate decoding together by default: each step is one frame per shard for all of them. */
+export const DEFAULT_SHARDED_MAX_BATCH = 4;
+
+/** MAX_BATCH and MAX_BATCH_TOKENS (the single-isolate Worker's vars) for the coordinator's step scheduler; a bad value names the var. */
+export function shardedBatching(vars: Record<string, unknown>): Required<BatchingOptions> {
+  const int = (name: string, def: number, min: number): number => {
+    const v = vars[name];
+    if (v === undefined || v === "") return def;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new Error(`var ${name} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+    return n;
+  };
+  const maxBatch = int("MAX_BATCH", DEFAULT_SHARDED_MAX_BATCH, 1);
+  return { maxBatch, maxBatchTokens: int("MAX_BATCH_TOKENS", Math.max(DEFAULT_MAX_BATCH_TOKENS, maxBatch), maxBatch) };
+}
+
 export async function loadShardedEngine(
   env: Env,
   modelKey: string,
   prefillChunk: number,
   log: (line: string) => void,
   requireHashes = false,
-): Promise<{ engine: ShardedEngine; metadata: Metadata; admit: (a: Admission) => AdmitResult; integrity: "verified" | "unverified" }> {
+): Promise<{ engine: ShardedEngine; served: Engine; metadata: Metadata; admit: (a: Admission) => AdmitResult; integrity: "verified" | "unverified" }> {
   const vars = env as unknown as Record<string, unknown>;
   const bucket = env.MODELS as unknown as R2Ranged | undefined;
   if (!bucket) throw new Error("sharded mode reads the plan, header and embedding rows from R2: bind the bucket as MODELS");
@@ -128,10 +147,13 @@ export async function loadShardedEngine(
   // stays open while they load): this loader runs in the waitUntil of whichever request started
   // it, where a shard's load would count against that unrelated request's 30 s after-response cap.
   const limits = parseShardLimits(vars);
-  log(`edgelm: sharded model ${modelKey}: ${plan.shards.length} shards (${transport} transport), context ${plan.contextLength}, at most ${limits.subrequests} subrequests and ${limits.invocations} invocations per request`);
+  const batching = shardedBatching(vars);
+  log(`edgelm: sharded model ${modelKey}: ${plan.shards.length} shards (${transport} transport), context ${plan.contextLength}, at most ${limits.subrequests} subrequests and ${limits.invocations} invocations per request, batches of up to ${batching.maxBatch} sequences`);
   const admit = shardAdmissionCheck({ shards: plan.shards.length, transport, prefillChunk }, limits);
   const embedding = new RangeEmbedding(plan, read, { hashes, onIntegrityFailure: (e) => log(`edgelm: ${modelKey}: ${e.message}`) });
-  return { engine: new ShardedEngine(plan, links, embedding), metadata: header.metadata, admit, integrity };
+  // Each sequence's runner belongs to its request: the steps' frames go out from a live request's context (request-runner.ts).
+  const engine = new ShardedEngine(plan, links, embedding, { runner: contextRunner });
+  return { engine, served: withBatching(engine, batching), metadata: header.metadata, admit, integrity };
 }
 
 /**
