@@ -33,7 +33,7 @@ import type { Head } from "../model/tensors";
 import { layoutOf } from "../gguf/quant";
 import { TensorType } from "../gguf/types";
 import type { KernelExports, Kernels } from "./kernels";
-import { KVPool, WasmSequence } from "./kv-cache";
+import { KVBudgetError, KVPool, WasmSequence } from "./kv-cache";
 import { isQuantized, type EngineLayout } from "./layout";
 import type { WasmMatrix, WasmWeights } from "./load";
 import { attentionChunks, positionRanges, quantizeCalls, type AttentionSegment, type Q8Target } from "./position-split";
@@ -320,6 +320,11 @@ export class WasmEngine implements Engine {
       return { seq, pos0: p.startPos, n: p.n };
     });
     if (hidden.length !== rows * H) throw new RangeError(`hidden has ${hidden.length} values for ${rows} positions of ${H}`);
+    // A step that cannot fit even alone is refused before it evicts anyone to make room.
+    const need = plan.reduce((a, p) => a + this.pool.blocksFor(p.pos0 + p.n), 0);
+    if (need > this.pool.layout.blocks) {
+      throw new KVBudgetError(`the KV cache is too small for this step: its ${plan.length} sequences need ${need} blocks of ${this.pool.layout.blockPositions} positions and the pool has ${this.pool.layout.blocks} (raise the KV budget or run fewer at once)`);
+    }
     for (const p of plan) this.pool.prepareWrite(p.seq, p.pos0, p.n, seqs);
     for (const p of plan) p.seq.tokens = null; // hidden states, not tokens: nothing here can key the prefix cache
     const C = this.prefillChunk;
