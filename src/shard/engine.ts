@@ -102,6 +102,8 @@ export class ShardedEngine implements Engine {
   private counter = 0;
   /** The live sequence whose request runs the steps (and holds the sessions) until it is released. */
   private driver?: ShardedSequence;
+  /** Sequences made and not released: their requests are alive. */
+  private readonly live = new Set<ShardedSequence>();
 
   constructor(
     readonly plan: ShardPlan,
@@ -126,12 +128,27 @@ export class ShardedEngine implements Engine {
   newSequence(): ShardedSequence {
     // Unique across coordinator isolates: shards are shared by all of them.
     const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}-${++this.counter}`;
-    return { id, tokens: [], runner: this.makeRunner() };
+    const seq = { id, tokens: [], runner: this.makeRunner() };
+    this.live.add(seq);
+    return seq;
+  }
+
+  /**
+   * Runs `work` in the request of a live sequence other than `except` (the driver's when it can),
+   * or here when there is none. A request that has released its sequence is about to end, and in
+   * workerd what it starts (a step a scheduler runs when told of the release) would end with it.
+   */
+  inLiveRequest(work: () => void, except?: unknown): void {
+    const usable = (s: ShardedSequence | undefined) => s && s !== except && !s.runner.closed;
+    const other = usable(this.driver) ? this.driver : [...this.live].find(usable);
+    if (!other) return work();
+    other.runner.run(async () => work()).catch(() => work());
   }
 
   /** Its request is done with it: the next step is driven by another's. The shards keep its KV until their LRU reclaims it. */
   releaseSequence(seqArg: unknown): void {
     const seq = seqArg as ShardedSequence;
+    this.live.delete(seq);
     seq?.runner?.close();
     if (this.driver === seq) this.driver = undefined;
   }
@@ -164,20 +181,28 @@ export class ShardedEngine implements Engine {
       return { seq, tokens: e.tokens, pos, allLogits: e.allLogits ?? false, from: pos, feed: e.tokens, hidden: new Float32Array(0) };
     });
     this.stats.forwards += parts.length;
-    this.stats.steps++;
-    if (this.driver?.runner.closed || (this.driver && !this.driver.runner)) this.driver = undefined;
-    const driver = (this.driver ??= parts[0].seq);
-    try {
-      return await driver.runner.run(() => this.step(parts, driver.id));
-    } catch (e) {
-      // The driving request ended under the step: the next step (the scheduler re-runs this one entry by entry) picks another.
-      if (e instanceof RunnerClosedError && this.driver === driver) this.driver = undefined;
-      throw e;
+    for (;;) {
+      const usable = (s: ShardedSequence | undefined) => s && !s.runner.closed;
+      if (!usable(this.driver)) this.driver = parts.map((p) => p.seq).find(usable) ?? [...this.live].find(usable);
+      const driver = this.driver;
+      if (!driver) throw new RunnerClosedError("no live request is left to run the step in");
+      let started = false;
+      try {
+        return await driver.runner.run(() => {
+          started = true;
+          return this.step(parts, driver.id);
+        });
+      } catch (e) {
+        // The driving request ended before the step started in it: another live one runs it.
+        if (started || !(e instanceof RunnerClosedError)) throw e;
+        if (this.driver === driver) this.driver = undefined;
+      }
     }
   }
 
   /** The step itself, in the driver's request: `scope` names the sessions its frames go on. */
   private async step(parts: StepPart[], scope: string): Promise<Float32Array[][]> {
+    this.stats.steps++;
     // Each sequence's embedding reads in its own request: they are its subrequests.
     await Promise.all(parts.map(async (p) => (p.hidden = await p.seq.runner.run(() => this.embedding.rows(p.feed)))));
     let pending = parts;

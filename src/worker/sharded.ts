@@ -153,7 +153,29 @@ export async function loadShardedEngine(
   const embedding = new RangeEmbedding(plan, read, { hashes, onIntegrityFailure: (e) => log(`edgelm: ${modelKey}: ${e.message}`) });
   // Each sequence's runner belongs to its request: the steps' frames go out from a live request's context (request-runner.ts).
   const engine = new ShardedEngine(plan, links, embedding, { runner: contextRunner });
-  return { engine, served: withBatching(engine, batching), metadata: header.metadata, admit, integrity };
+  return { engine, served: releasedInLiveRequests(withBatching(engine, batching), engine), metadata: header.metadata, admit, integrity };
+}
+
+/**
+ * `served` (the step scheduler over `engine`) with each release handed to a live request: a
+ * scheduler told of a release may start the next step there and then, and the request that
+ * released its sequence is ending, taking that step's I/O with it (request-runner.ts).
+ */
+export function releasedInLiveRequests(served: Engine, engine: ShardedEngine): Engine {
+  if (served === engine) return engine;
+  return {
+    get name() {
+      return served.name;
+    },
+    config: served.config,
+    newSequence: () => served.newSequence(),
+    forward: (seq, tokens, startPos, opts) => served.forward(seq, tokens, startPos, opts),
+    forwardBatch: served.forwardBatch && ((entries) => served.forwardBatch!(entries)),
+
+    releaseSequence: (seq) => engine.inLiveRequest(() => served.releaseSequence?.(seq), seq),
+    liveStats: served.liveStats && (() => served.liveStats!()),
+    close: served.close && (() => served.close!()),
+  };
 }
 
 /**
@@ -169,6 +191,9 @@ export function liveShardInfo(info: Record<string, unknown>, engine: ShardedEngi
     get: () => ({
       shard_invocations: engine.invocations,
       shard_frames: engine.stats.frames,
+      // Steps and the sequences they carried (÷ steps: the mean batch).
+      shard_steps: engine.stats.steps,
+      sequence_steps: engine.stats.forwards,
       prefix_reruns: engine.stats.recoveries,
       embedding_reads: embedding.reads ?? 0,
       embedding_rows_verified: embedding.verified ?? 0,
