@@ -25,7 +25,7 @@ beforeAll(async () => {
   const model = await synthGGUF("tiny", "q4_0");
   [single, sharded] = await Promise.all([
     startWorker({ vars: { ...VARS, MODEL_KEY: KEY, ENGINE: "wasm" }, r2Model: model }),
-    // 19 MiB: 1 layer shard + 5 head shards; KV for 4 × 128 positions; the layer shard forgets a sequence in its 3rd batched run frame.
+    // 19 MiB: 1 layer shard + 6 head shards; KV for 4 × 128 positions; the layer shard forgets a sequence in its 3rd batched run frame.
     startSharded({ model, key: KEY, budgetMb: 19, context: 128, sequences: 4, vars: { ...VARS, MAX_BATCH: "4" }, shardVars: { 0: { TEST_FORGET_AT_RUN: "3" } } }),
   ]);
   await Promise.all([waitHealthy({ url: single.url }), waitHealthy({ url: sharded.url }).catch((e) => { console.log(sharded.logs()); throw e; })]);

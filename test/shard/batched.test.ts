@@ -27,7 +27,7 @@ beforeAll(async () => {
   single = await loadWasmEngine(path, { contextLength: 256, sequences: 4, threads: 1 });
   const f = await openGGUF(path);
   await f.close();
-  // 19 MiB: one layer shard and five head slices; KV for 2 × 256 positions (32 blocks of 16).
+  // 19 MiB: one layer shard and six head slices; KV for 2 × 256 positions (32 blocks of 16).
   plan = planShards(f, { budgetBytes: 19 * 2 ** 20, contextLength: 256, sequences: 2, key: "m.gguf", size: f.size });
   shards = await loadLocalShards(plan, path);
 });

@@ -54,7 +54,7 @@ describe("shards of tiny (Q4_0) in Node", () => {
   beforeAll(async () => {
     path = await synthGGUF("tiny", "q4_0");
     single = await loadWasmEngine(path, { contextLength: 256, sequences: 2, threads: 1 });
-    // 19 MiB: one layer shard and five head slices, so the logits are gathered from several shards.
+    // 19 MiB: one layer shard and six head slices, so the logits are gathered from several shards.
     plan = await planFor(path, 19, 256);
     shards = await loadLocalShards(plan, path);
   });
