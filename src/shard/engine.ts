@@ -100,10 +100,8 @@ export class ShardedEngine implements Engine {
   private readonly headLinks: { link: ShardLink; rows: [number, number] }[];
   private readonly makeRunner: () => RequestRunner;
   private counter = 0;
-  /** The live sequence whose request runs the steps (and holds the sessions) until it is released. */
+  /** The sequence whose request runs the steps (and holds the sessions) while it is in them. */
   private driver?: ShardedSequence;
-  /** Sequences made and not released: their requests are alive. */
-  private readonly live = new Set<ShardedSequence>();
 
   constructor(
     readonly plan: ShardPlan,
@@ -128,27 +126,13 @@ export class ShardedEngine implements Engine {
   newSequence(): ShardedSequence {
     // Unique across coordinator isolates: shards are shared by all of them.
     const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}-${++this.counter}`;
-    const seq = { id, tokens: [], runner: this.makeRunner() };
-    this.live.add(seq);
-    return seq;
+    return { id, tokens: [], runner: this.makeRunner() };
   }
 
-  /**
-   * Runs `work` in the request of a live sequence other than `except` (the driver's when it can),
-   * or here when there is none. A request that has released its sequence is about to end, and in
-   * workerd what it starts (a step a scheduler runs when told of the release) would end with it.
-   */
-  inLiveRequest(work: () => void, except?: unknown): void {
-    const usable = (s: ShardedSequence | undefined) => s && s !== except && !s.runner.closed;
-    const other = usable(this.driver) ? this.driver : [...this.live].find(usable);
-    if (!other) return work();
-    other.runner.run(async () => work()).catch(() => work());
-  }
 
   /** Its request is done with it: the next step is driven by another's. The shards keep its KV until their LRU reclaims it. */
   releaseSequence(seqArg: unknown): void {
     const seq = seqArg as ShardedSequence;
-    this.live.delete(seq);
     seq?.runner?.close();
     if (this.driver === seq) this.driver = undefined;
   }
@@ -163,10 +147,29 @@ export class ShardedEngine implements Engine {
    * a shard lost is re-run from position 0 alone (the others go on); each entry gets what
    * forward() would give it alone. Everything is checked before any frame is sent.
    */
-  async forwardBatch(entries: readonly BatchEntry[]): Promise<Float32Array[][]> {
+  forwardBatch(entries: readonly BatchEntry[]): Promise<Float32Array[][]> {
+    let parts: StepPart[];
+    try {
+      parts = this.parts(entries);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    this.stats.forwards += parts.length;
+    // The driver is one of the step's own sequences: its request waits for this step, so it is
+    // alive until the step ends; the step's sessions are its own, and whoever awaits the step
+    // continues in it (runOwned), even when the request that started the step has ended since.
+    const open = (s: ShardedSequence | undefined) => s !== undefined && !s.runner.closed && parts.some((p) => p.seq === s);
+    if (!open(this.driver)) this.driver = parts.map((p) => p.seq).find(open);
+    const driver = this.driver;
+    if (!driver) return Promise.reject(new RunnerClosedError("every sequence of the step was released"));
+    return driver.runner.runOwned(() => this.step(parts, driver.id));
+  }
+
+  /** The entries as parts of a step, each checked (before any frame is sent). */
+  private parts(entries: readonly BatchEntry[]): StepPart[] {
     const { vocabSize, contextLength } = this.config;
     const seen = new Set<ShardedSequence>();
-    const parts = entries.map((e, i): StepPart => {
+    return entries.map((e, i): StepPart => {
       const seq = e.seq as ShardedSequence;
       const at = entries.length > 1 ? `batch entry ${i}: ` : "";
       if (!seq || typeof seq.id !== "string" || !Array.isArray(seq.tokens) || !seq.runner) throw new TypeError(`${at}not a sequence of this engine (use engine.newSequence())`);
@@ -180,24 +183,6 @@ export class ShardedEngine implements Engine {
       if (pos + n > contextLength) throw new RangeError(`${at}positions up to ${pos + n} exceed the context length ${contextLength}`);
       return { seq, tokens: e.tokens, pos, allLogits: e.allLogits ?? false, from: pos, feed: e.tokens, hidden: new Float32Array(0) };
     });
-    this.stats.forwards += parts.length;
-    for (;;) {
-      const usable = (s: ShardedSequence | undefined) => s && !s.runner.closed;
-      if (!usable(this.driver)) this.driver = parts.map((p) => p.seq).find(usable) ?? [...this.live].find(usable);
-      const driver = this.driver;
-      if (!driver) throw new RunnerClosedError("no live request is left to run the step in");
-      let started = false;
-      try {
-        return await driver.runner.run(() => {
-          started = true;
-          return this.step(parts, driver.id);
-        });
-      } catch (e) {
-        // The driving request ended before the step started in it: another live one runs it.
-        if (started || !(e instanceof RunnerClosedError)) throw e;
-        if (this.driver === driver) this.driver = undefined;
-      }
-    }
   }
 
   /** The step itself, in the driver's request: `scope` names the sessions its frames go on. */

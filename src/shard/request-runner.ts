@@ -15,8 +15,19 @@
  */
 
 export interface RequestRunner {
-  /** Runs `task` in this runner's request; rejects at once once closed. */
+  /** Runs `task` in this runner's request; rejects at once once closed. What awaits the result continues in its own request. */
   run<T>(task: () => Promise<T>): Promise<T>;
+  /**
+   * As run, but the promise belongs to this runner's request, so what awaits it continues there:
+   * a scheduler whose step was started by a request that has since ended goes on in this one.
+   */
+  runOwned<T>(task: () => Promise<T>): Promise<T>;
+  /**
+   * Runs `work` in this runner's request, or `orElse` where this runner is closed (at once, or
+   * inside close() for work still queued): never a rejection delivered to the poster's request,
+   * which may have ended.
+   */
+  post(work: () => void, orElse: () => void): void;
   /** The request is done with its sequence: queued and later tasks are refused. */
   close(): void;
   readonly closed: boolean;
@@ -32,6 +43,8 @@ export function directRunner(): RequestRunner {
   let closed = false;
   return {
     run: (task) => (closed ? Promise.reject(new RunnerClosedError("the sequence was released")) : task()),
+    runOwned: (task) => (closed ? Promise.reject(new RunnerClosedError("the sequence was released")) : task()),
+    post: (work, orElse) => (closed ? orElse() : work()),
     close: () => void (closed = true),
     get closed() {
       return closed;
@@ -45,13 +58,25 @@ const KEEPALIVE_MS = 10_000;
 /** A runner bound to the request that calls this (workerd); see the file's comment. */
 export function contextRunner(): RequestRunner {
   type Job = { start(): void; refuse(e: Error): void };
+  const ended = () => new RunnerClosedError("the request that held this sequence has ended");
+  type Deferred = { promise: Promise<unknown>; resolve(v: unknown): void; reject(e: unknown): void };
   const queue: Job[] = [];
+  /** Promises made in this request, for runOwned: made by the loop, which runs here. */
+  const spares: Deferred[] = [];
+  const SPARES = 4;
+  const deferred = (): Deferred => {
+    let resolve!: (v: unknown) => void;
+    let reject!: (e: unknown) => void;
+    const promise = new Promise<unknown>((res, rej) => ((resolve = res), (reject = rej)));
+    return { promise, resolve, reject };
+  };
   let wake: (() => void) | undefined;
   let closed = false;
   const keepAlive = setInterval(() => {}, KEEPALIVE_MS);
   (keepAlive as { unref?: () => void }).unref?.(); // Node: never what keeps a process up
   const loop = async () => {
     while (!closed) {
+      while (spares.length < SPARES) spares.push(deferred());
       // Started here, in this request: the tasks' I/O is this request's.
       while (queue.length) queue.shift()!.start();
       await new Promise<void>((r) => (wake = r));
@@ -60,17 +85,30 @@ export function contextRunner(): RequestRunner {
   void loop();
   return {
     run<T>(task: () => Promise<T>): Promise<T> {
-      if (closed) return Promise.reject(new RunnerClosedError("the request that held this sequence has ended"));
+      if (closed) return Promise.reject(ended());
       return new Promise<T>((resolve, reject) => {
         queue.push({ start: () => void task().then(resolve, reject), refuse: reject });
         wake?.();
       });
     },
+    runOwned<T>(task: () => Promise<T>): Promise<T> {
+      if (closed) return Promise.reject(ended());
+      // Past the spares (several calls before the loop came round): a promise of the caller's, as run makes.
+      const d = spares.shift() ?? deferred();
+      queue.push({ start: () => void task().then(d.resolve, d.reject), refuse: d.reject });
+      wake?.();
+      return d.promise as Promise<T>;
+    },
+    post(work, orElse) {
+      if (closed) return orElse();
+      queue.push({ start: work, refuse: orElse });
+      wake?.();
+    },
     close() {
       if (closed) return;
       closed = true;
       clearInterval(keepAlive);
-      for (const job of queue.splice(0)) job.refuse(new RunnerClosedError("the request that held this sequence has ended"));
+      for (const job of queue.splice(0)) job.refuse(ended());
       wake?.();
     },
     get closed() {

@@ -10,7 +10,7 @@ import { hashPrefix, IntegrityError, ManifestMissingError, sha256Hex } from "../
 import { parseHeader } from "../gguf/reader";
 import { BufferSource } from "../gguf/source";
 import type { Metadata } from "../gguf/types";
-import { ShardedEngine } from "../shard/engine";
+import { ShardedEngine, type ShardedSequence } from "../shard/engine";
 import { RangeEmbedding } from "../shard/embedding";
 import { RowHashes } from "../shard/row-hashes";
 import { RpcLink, StreamLink, type ShardStub } from "../shard/links";
@@ -153,30 +153,46 @@ export async function loadShardedEngine(
   const embedding = new RangeEmbedding(plan, read, { hashes, onIntegrityFailure: (e) => log(`edgelm: ${modelKey}: ${e.message}`) });
   // Each sequence's runner belongs to its request: the steps' frames go out from a live request's context (request-runner.ts).
   const engine = new ShardedEngine(plan, links, embedding, { runner: contextRunner });
-  return { engine, served: releasedInLiveRequests(withBatching(engine, batching), engine), metadata: header.metadata, admit, integrity };
+  return { engine, served: releasedWhereAStepWaits(withBatching(engine, batching)), metadata: header.metadata, admit, integrity };
 }
 
 /**
- * `served` (the step scheduler over `engine`) with each release handed to a live request: a
- * scheduler told of a release may start the next step there and then, and the request that
- * released its sequence is ending, taking that step's I/O with it (request-runner.ts).
+ * `served` (the step scheduler over the sharded engine) with each release run in the request of
+ * a sequence whose forward call is waiting. Told of a release, the scheduler may start the next
+ * step there and then, and what awaits that step belongs to the request it started in: the
+ * releasing request is ending and would take the step with it, a waiting one lives until its call
+ * is answered, which that step does (request-runner.ts).
  */
-export function releasedInLiveRequests(served: Engine, engine: ShardedEngine): Engine {
-  if (served === engine) return engine;
+export function releasedWhereAStepWaits(served: Engine): Engine {
+  if (!served.forwardBatch || served instanceof ShardedEngine) return served;
+  const waiting = new Set<ShardedSequence>();
+  const release = (seq: unknown): void => {
+    const host = [...waiting].find((w) => w !== seq && !w.runner.closed);
+    if (!host) return served.releaseSequence?.(seq);
+    // Should that request end first, its runner hands the release on from inside its close().
+    host.runner.post(() => served.releaseSequence?.(seq), () => release(seq));
+  };
   return {
     get name() {
       return served.name;
     },
     config: served.config,
     newSequence: () => served.newSequence(),
-    forward: (seq, tokens, startPos, opts) => served.forward(seq, tokens, startPos, opts),
-    forwardBatch: served.forwardBatch && ((entries) => served.forwardBatch!(entries)),
-
-    releaseSequence: (seq) => engine.inLiveRequest(() => served.releaseSequence?.(seq), seq),
+    async forward(seq, tokens, startPos, opts) {
+      waiting.add(seq as ShardedSequence);
+      try {
+        return await served.forward(seq, tokens, startPos, opts);
+      } finally {
+        waiting.delete(seq as ShardedSequence);
+      }
+    },
+    forwardBatch: (entries) => served.forwardBatch!(entries),
+    releaseSequence: release,
     liveStats: served.liveStats && (() => served.liveStats!()),
     close: served.close && (() => served.close!()),
   };
 }
+
 
 /**
  * What /health says of a sharded model beyond the usual, read live: `sharding` (what the platform

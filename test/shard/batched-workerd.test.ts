@@ -66,7 +66,6 @@ describe("batched frames in workerd (coordinator + shard Durable Objects)", () =
 
   it("again with no fault, not streamed: same tokens, no re-run; a request alone still works", async () => {
     const bodies = streams.map((b) => ({ ...b, stream: false }));
-    const dbg = setTimeout(() => console.log("LOGS", sharded.logs().slice(-6000)), 40000);
     const want: Awaited<ReturnType<typeof complete>>[] = [];
     for (const body of bodies) want.push(await complete(single.url, body));
     const before = (await health(sharded.url)).body.sharding;
