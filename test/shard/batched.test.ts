@@ -5,31 +5,23 @@
  * batch beyond a shard's KV budget is a clear error that leaves the held sequences intact.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { openGGUF } from "../../src/gguf/node";
-import { loadWasmEngine } from "../../src/engine/node";
 import type { WasmEngine } from "../../src/engine/index";
 import { decodeFrame, encodeFrame, type ShardReply } from "../../src/shard/protocol";
-import { planShards, type ShardPlan } from "../../src/shard/plan";
-import { loadLocalShards, type LocalShards } from "../../src/shard/node";
+import type { ShardPlan } from "../../src/shard/plan";
+import type { LocalShards } from "../../src/shard/node";
+import { tinyShards } from "./local-tiny";
 import { contextRunner } from "../../src/shard/request-runner";
 import { ShardedEngine, type ShardedSequence } from "../../src/shard/engine";
-import { synthGGUF } from "../../weights-tools/fixtures";
 
 const same = (a: Float32Array, b: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
-let path: string;
 let single: WasmEngine;
 let plan: ShardPlan;
 let shards: LocalShards;
 
 beforeAll(async () => {
-  path = await synthGGUF("tiny", "q4_0");
-  single = await loadWasmEngine(path, { contextLength: 256, sequences: 4, threads: 1 });
-  const f = await openGGUF(path);
-  await f.close();
   // 19 MiB: one layer shard and six head slices; KV for 2 × 256 positions (32 blocks of 16).
-  plan = planShards(f, { budgetBytes: 19 * 2 ** 20, contextLength: 256, sequences: 2, key: "m.gguf", size: f.size });
-  shards = await loadLocalShards(plan, path);
+  ({ single, plan, shards } = await tinyShards(2, 4));
 });
 
 const prompts = [

@@ -5,24 +5,18 @@
  * a plan whose page maximum is too small fails at load, naming the shard and its budget.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openGGUF } from "../../src/gguf/node";
 import { loadWasmEngine } from "../../src/engine/node";
 import type { WasmEngine } from "../../src/engine/index";
 import { decodeFrame, encodeFrame, FrameReader, type ShardReply } from "../../src/shard/protocol";
-import { planShards, type ShardPlan } from "../../src/shard/plan";
+import type { ShardPlan } from "../../src/shard/plan";
 import { fileRanges, loadLocalShards, nodeKernels, type LocalShards } from "../../src/shard/node";
 import { ShardBudgetError, ShardRuntime } from "../../src/shard/runtime";
 import { shardPart } from "../../src/shard/shard-part";
 import { engineLayout } from "../../src/engine/index";
 import { synthGGUF } from "../../weights-tools/fixtures";
+import { planFor, tinyShards } from "./local-tiny";
 
 const MiB = 2 ** 20;
-
-async function planFor(path: string, budgetMb: number, context: number, sequences = 2): Promise<ShardPlan> {
-  const f = await openGGUF(path);
-  await f.close();
-  return planShards(f, { budgetBytes: budgetMb * MiB, contextLength: context, sequences, key: "m.gguf", size: f.size });
-}
 
 describe("protocol frames", () => {
   it("round-trip a head and a payload, whatever the stream's chunking", async () => {
@@ -52,11 +46,8 @@ describe("shards of tiny (Q4_0) in Node", () => {
   let shards: LocalShards;
 
   beforeAll(async () => {
-    path = await synthGGUF("tiny", "q4_0");
-    single = await loadWasmEngine(path, { contextLength: 256, sequences: 2, threads: 1 });
     // 19 MiB: one layer shard and six head slices, so the logits are gathered from several shards.
-    plan = await planFor(path, 19, 256);
-    shards = await loadLocalShards(plan, path);
+    ({ path, single, plan, shards } = await tinyShards());
   });
 
   it("the plan cuts the head into slices and every shard stays inside its page maximum", () => {
