@@ -102,6 +102,8 @@ export class ShardedEngine implements Engine {
   private counter = 0;
   /** The sequence whose request runs the steps (and holds the sessions) while it is in them. */
   private driver?: ShardedSequence;
+  /** Sequences whose request has a forward call waiting for a step (told by the host's scheduler wrapper): alive until it is answered. */
+  readonly waiting = new Set<ShardedSequence>();
 
   constructor(
     readonly plan: ShardPlan,
@@ -158,7 +160,8 @@ export class ShardedEngine implements Engine {
     // The driver is one of the step's own sequences: its request waits for this step, so it is
     // alive until the step ends; the step's sessions are its own, and whoever awaits the step
     // continues in it (runOwned), even when the request that started the step has ended since.
-    const open = (s: ShardedSequence | undefined) => s !== undefined && !s.runner.closed && parts.some((p) => p.seq === s);
+    // The driver is kept while its call waits outside this step (no other step can answer it meanwhile): its sessions stay open.
+    const open = (s: ShardedSequence | undefined) => s !== undefined && !s.runner.closed && (this.waiting.has(s) || parts.some((p) => p.seq === s));
     if (!open(this.driver)) this.driver = parts.map((p) => p.seq).find(open);
     const driver = this.driver;
     if (!driver) return Promise.reject(new RunnerClosedError("every sequence of the step was released"));

@@ -153,7 +153,7 @@ export async function loadShardedEngine(
   const embedding = new RangeEmbedding(plan, read, { hashes, onIntegrityFailure: (e) => log(`edgelm: ${modelKey}: ${e.message}`) });
   // Each sequence's runner belongs to its request: the steps' frames go out from a live request's context (request-runner.ts).
   const engine = new ShardedEngine(plan, links, embedding, { runner: contextRunner });
-  return { engine, served: releasedWhereAStepWaits(withBatching(engine, batching)), metadata: header.metadata, admit, integrity };
+  return { engine, served: releasedWhereAStepWaits(withBatching(engine, batching), engine.waiting), metadata: header.metadata, admit, integrity };
 }
 
 /**
@@ -161,11 +161,11 @@ export async function loadShardedEngine(
  * a sequence whose forward call is waiting. Told of a release, the scheduler may start the next
  * step there and then, and what awaits that step belongs to the request it started in: the
  * releasing request is ending and would take the step with it, a waiting one lives until its call
- * is answered, which that step does (request-runner.ts).
+ * is answered, which that step does (request-runner.ts). `waiting` (the engine's) is kept as calls
+ * come and go: the engine keeps a driver whose call waits.
  */
-export function releasedWhereAStepWaits(served: Engine): Engine {
+export function releasedWhereAStepWaits(served: Engine, waiting: Set<ShardedSequence>): Engine {
   if (!served.forwardBatch || served instanceof ShardedEngine) return served;
-  const waiting = new Set<ShardedSequence>();
   const release = (seq: unknown): void => {
     const host = [...waiting].find((w) => w !== seq && !w.runner.closed);
     if (!host) return served.releaseSequence?.(seq);
