@@ -9,7 +9,7 @@ import { startSharded } from "../test/shard/harness";
 import { synthGGUF } from "../weights-tools/fixtures";
 
 const preset = process.argv[2] ?? "tiny";
-// Per preset: the budget and context that cut the model (tiny: 1 layer + 5 head shards; full2l:
+// Per preset: the budget and context that cut the model (tiny: 1 layer + 6 head shards; full2l:
 // 2 layer + 2 head shards, the plan of test/shard/full2l.test.ts), and the tokens to time.
 const SETUPS: Record<string, { budget: number; context: number; tokens: number }> = {
   tiny: { budget: 19, context: 512, tokens: 64 },

@@ -9,7 +9,7 @@
 //                               [--context 2048] [--sequences 1] [--replicas 1] [--port 8787] [--transport stream|rpc]
 //
 // Default: the synthetic tiny model (Q4_0) with a 19 MiB budget, which still cuts its head into
-// five slices. --preset 1_6b makes the synthetic full-size model once (~1 min) and puts 0.93 GB
+// six slices. --preset 1_6b makes the synthetic full-size model once (~1 min) and puts 0.93 GB
 // into local R2 (a minute or more).
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";

@@ -33,7 +33,7 @@ import type { Head } from "../model/tensors";
 import { layoutOf } from "../gguf/quant";
 import { TensorType } from "../gguf/types";
 import type { KernelExports, Kernels } from "./kernels";
-import { KVPool, WasmSequence } from "./kv-cache";
+import { KVBudgetError, KVPool, WasmSequence } from "./kv-cache";
 import { isQuantized, type EngineLayout } from "./layout";
 import type { WasmMatrix, WasmWeights } from "./load";
 import { attentionChunks, positionRanges, quantizeCalls, type AttentionSegment, type Q8Target } from "./position-split";
@@ -291,18 +291,60 @@ export class WasmEngine implements Engine {
    * startPos, then extended by n. For layer-range shards (docs/sharding.md).
    */
   forwardLayers(seqArg: unknown, startPos: number, hidden: Float32Array, firstLayer: number, endLayer: number): void {
-    const seq = this.pool.use(seqArg);
     const H = this.config.hiddenSize;
     if (hidden.length === 0 || hidden.length % H !== 0) throw new RangeError(`hidden has ${hidden.length} values, not a positive multiple of ${H}`);
-    const n = hidden.length / H;
-    this.checkRange(seq, startPos, n, firstLayer, endLayer);
-    this.pool.prepareWrite(seq, startPos, n, new Set([seq]));
-    seq.tokens = null; // hidden states, not tokens: nothing here can key the prefix cache
-    for (let c0 = 0; c0 < n; c0 += this.prefillChunk) {
-      const m = Math.min(this.prefillChunk, n - c0);
-      this.mem().set(hidden.subarray(c0 * H, (c0 + m) * H), this.X / F32);
-      this.layers([{ seq, pos0: startPos + c0, row: 0, m }], m, firstLayer, endLayer);
-      hidden.set(this.mem().subarray(this.X / F32, this.X / F32 + m * H), c0 * H);
+    this.forwardLayersBatch([{ seq: seqArg, startPos, n: hidden.length / H }], hidden, firstLayer, endLayer);
+  }
+
+  /**
+   * forwardLayers for several sequences in one pass, so a layer shard reads
+   * its weights once per step for all of them: hidden is the parts' rows one
+   * after the other ([Σn × H]), part i at positions startPos.. of its own
+   * sequence. The rows of all parts share every product (chunks of up to
+   * prefillChunk rows, as forwardBatch does); each part's bits are those it
+   * gets alone. Everything is checked, and every KV block the parts need is
+   * taken, before any cache is written: a KVBudgetError leaves every
+   * sequence as it was.
+   */
+  forwardLayersBatch(parts: readonly { seq: unknown; startPos: number; n: number }[], hidden: Float32Array, firstLayer: number, endLayer: number): void {
+    const H = this.config.hiddenSize;
+    const seqs = new Set<WasmSequence>();
+    let rows = 0;
+    const plan = parts.map((p, i) => {
+      const seq = this.pool.use(p.seq);
+      if (seqs.has(seq)) throw new RangeError(`part ${i}: the same sequence twice in one step`);
+      seqs.add(seq);
+      if (!Number.isInteger(p.n) || p.n < 1) throw new RangeError(`part ${i}: ${p.n} positions`);
+      this.checkRange(seq, p.startPos, p.n, firstLayer, endLayer);
+      rows += p.n;
+      return { seq, pos0: p.startPos, n: p.n };
+    });
+    if (hidden.length !== rows * H) throw new RangeError(`hidden has ${hidden.length} values for ${rows} positions of ${H}`);
+    // A step that cannot fit even alone is refused before it evicts anyone to make room.
+    const need = plan.reduce((a, p) => a + this.pool.blocksFor(p.pos0 + p.n), 0);
+    if (need > this.pool.layout.blocks) {
+      throw new KVBudgetError(`the KV cache is too small for this step: its ${plan.length} sequences need ${need} blocks of ${this.pool.layout.blockPositions} positions and the pool has ${this.pool.layout.blocks} (raise the KV budget or run fewer at once)`);
+    }
+    for (const p of plan) this.pool.prepareWrite(p.seq, p.pos0, p.n, seqs);
+    for (const p of plan) p.seq.tokens = null; // hidden states, not tokens: nothing here can key the prefix cache
+    const C = this.prefillChunk;
+    let part = 0; // the part whose next position is the next row
+    let done = 0; //  positions of it already run
+    for (let row0 = 0; row0 < rows; ) {
+      const segments: Segment[] = [];
+      let m = 0;
+      while (m < C && part < plan.length) {
+        const p = plan[part];
+        const take = Math.min(C - m, p.n - done);
+        segments.push({ seq: p.seq, pos0: p.pos0 + done, row: m, m: take });
+        m += take;
+        done += take;
+        if (done === p.n) [part, done] = [part + 1, 0];
+      }
+      this.mem().set(hidden.subarray(row0 * H, (row0 + m) * H), this.X / F32);
+      this.layers(segments, m, firstLayer, endLayer);
+      hidden.set(this.mem().subarray(this.X / F32, this.X / F32 + m * H), row0 * H);
+      row0 += m;
     }
   }
 
@@ -322,8 +364,21 @@ export class WasmEngine implements Engine {
   logitsOf(hidden: Float32Array): Float32Array {
     const H = this.config.hiddenSize;
     if (hidden.length !== H) throw new RangeError(`hidden has ${hidden.length} values, expected ${H}`);
-    this.mem().set(hidden, this.X / F32);
-    return this.logits([this.X])[0];
+    return this.logitsOfRows(hidden)[0];
+  }
+
+  /** logitsOf for hidden [n × H], n ≥ 1: up to logitsBatch rows share each head product (a head shard serves a batched step's rows at once). */
+  logitsOfRows(hidden: Float32Array): Float32Array[] {
+    const H = this.config.hiddenSize;
+    if (hidden.length === 0 || hidden.length % H !== 0) throw new RangeError(`hidden has ${hidden.length} values, not a positive multiple of ${H}`);
+    const n = hidden.length / H;
+    const out: Float32Array[] = [];
+    for (let r0 = 0; r0 < n; r0 += this.prefillChunk) {
+      const m = Math.min(this.prefillChunk, n - r0);
+      this.mem().set(hidden.subarray(r0 * H, (r0 + m) * H), this.X / F32);
+      out.push(...this.logits(Array.from({ length: m }, (_, i) => this.X + i * H * F32)));
+    }
+    return out;
   }
 
   // ------------------------------------------------------------------ internals

@@ -2,12 +2,14 @@
  * Embedding rows on demand: the coordinator never holds token_embd (116 MB as Q4_0); it reads
  * the rows a request needs by range from the one GGUF, dequantizes them (src/gguf/quant, exact
  * for Q4_0/Q8_0/F16/BF16/F32: the same values the engine's kernels produce) and keeps a bounded
- * LRU of rows per isolate. Rows that lie close together in the file are fetched by one read, and
- * every read is counted: each is a subrequest of the request that made it.
+ * LRU of rows per isolate (in the file's bytes). A miss reads its row's aligned block of
+ * BLOCK_ROWS rows, consecutive missing blocks in one read, and every read is counted: each is a
+ * subrequest of the request that made it.
  *
  * When the plan carries per-row hashes (edgelm shard-plan writes them: ./row-hashes.ts), every
- * row is checked as it is read, before it is dequantized; a row that does not match fails the
- * request and is never cached, so it is never served. A cached row was checked when it was read.
+ * row is checked before its first use, before it is dequantized (a row that only came along with
+ * its block is checked when a token first needs it); a row that does not match fails the request
+ * and is dropped from the cache, so it is never served and is read again next time.
  */
 import { dequantize } from "../gguf/quant";
 import { hashPrefix, IntegrityError, toHex } from "../gguf/manifest";
@@ -18,20 +20,28 @@ import { rowDigest, type RowHashes } from "./row-hashes";
 /** Bytes at an absolute offset of the GGUF. */
 export type ReadBytes = (offset: number, length: number) => Promise<Uint8Array>;
 
-/** Two missing rows at most this far apart (in rows) are fetched by one read, the rows between included. */
-const COALESCE_ROWS = 8;
+/**
+ * Rows are read in aligned blocks of this many: a miss reads its row's block, and the neighbours
+ * come along for the same subrequest. BPE vocabularies give frequent tokens nearby ids, so text
+ * keeps hitting blocks already read (measured in docs/sharding.md). 16 rows of Q4_0 at the 1.6B
+ * width are 18 KiB per read.
+ */
+export const BLOCK_ROWS = 16;
 
 export interface RangeEmbeddingOptions {
-  /** Rows kept (default 1024: 8 MiB of f32 at the 1.6B width). */
+  /** Rows kept, in the file's bytes (default 8192: 9 MiB of Q4_0 at the 1.6B width). */
   maxRows?: number;
-  /** The plan's per-row hashes, already checked against the plan: every row read is verified against them. */
+  /** The plan's per-row hashes, already checked against the plan: every row is verified against them before its first use. */
   hashes?: RowHashes;
   /** Told of a row that failed its check (after which the request fails): the host logs it and reports it in /health. */
   onIntegrityFailure?: (err: IntegrityError) => void;
 }
 
 export class RangeEmbedding implements EmbeddingRows {
-  private readonly cache = new Map<number, Float32Array>();
+  /** Token → its row's bytes as read (quantized: a few times smaller than f32), least recently used first. */
+  private readonly cache = new Map<number, Uint8Array>();
+  /** Rows whose hash was checked: a row is checked before its first use, not when it merely came along with its block. */
+  private readonly checked = new Set<number>();
   private readonly maxRows: number;
   /** Range reads made (subrequests). */
   reads = 0;
@@ -46,49 +56,76 @@ export class RangeEmbedding implements EmbeddingRows {
     private readonly read: ReadBytes,
     private readonly opts: RangeEmbeddingOptions = {},
   ) {
-    this.maxRows = opts.maxRows ?? 1024;
+    this.maxRows = opts.maxRows ?? 8192;
   }
 
   async rows(tokens: readonly number[]): Promise<Float32Array> {
     const H = this.plan.model.config.hiddenSize;
-    const missing = [...new Set(tokens.filter((t) => !this.cache.has(t)))].sort((a, b) => a - b);
-    this.hits += tokens.length - missing.length;
-    const fetched = new Map<number, Float32Array>();
+    const V = this.plan.model.config.vocabSize;
+    const { offset, rowBytes, type } = this.plan.embedding;
+    const missing = [...new Set(tokens.filter((t) => !this.cache.has(t)).map((t) => Math.floor(t / BLOCK_ROWS)))].sort((a, b) => a - b);
+    this.hits += tokens.filter((t) => this.cache.has(t)).length;
+    const got = new Map<number, Uint8Array>();
+    // Consecutive missing blocks in one read.
     for (let i = 0; i < missing.length; ) {
       let j = i + 1;
-      while (j < missing.length && missing[j] - missing[j - 1] <= COALESCE_ROWS) j++;
-      const first = missing[i];
-      const last = missing[j - 1];
-      const { offset, rowBytes, type } = this.plan.embedding;
+      while (j < missing.length && missing[j] === missing[j - 1] + 1) j++;
+      const first = missing[i] * BLOCK_ROWS;
+      const end = Math.min(V, (missing[j - 1] + 1) * BLOCK_ROWS);
       this.reads++;
-      const bytes = await this.read(offset + first * rowBytes, (last - first + 1) * rowBytes);
-      for (let k = i; k < j; k++) {
-        const t = missing[k];
-        const row = bytes.subarray((t - first) * rowBytes, (t - first + 1) * rowBytes);
-        if (this.opts.hashes) await this.check(t, row, this.opts.hashes);
-        fetched.set(t, dequantize(type, row, H));
-      }
+      const bytes = await this.read(offset + first * rowBytes, (end - first) * rowBytes);
+      for (let t = first; t < end; t++) got.set(t, bytes.slice((t - first) * rowBytes, (t - first + 1) * rowBytes));
       i = j;
     }
     const out = new Float32Array(tokens.length * H);
-    tokens.forEach((t, i) => {
-      const row = fetched.get(t) ?? this.cache.get(t)!;
-      out.set(row, i * H);
+    for (let i = 0; i < tokens.length; i++) {
+      const t = tokens[i];
+      const row = got.get(t) ?? this.cache.get(t)!;
+      if (this.opts.hashes && !this.checked.has(t)) {
+        // A row that does not match is never cached: the next use reads it again.
+        const bad = await this.mismatch(t, row, this.opts.hashes);
+        if (bad) {
+          this.cache.delete(t);
+          got.delete(t);
+          this.keep(got);
+          throw this.refuse(t, bad);
+        }
+        this.checked.add(t);
+      }
+      out.set(dequantize(type, row, H), i * H);
+    }
+    this.keep(got);
+    for (const t of tokens) {
+      const row = this.cache.get(t);
+      if (!row) continue;
       this.cache.delete(t); // re-insert: the map's order is recency
       this.cache.set(t, row);
-    });
-    while (this.cache.size > this.maxRows) this.cache.delete(this.cache.keys().next().value!);
+    }
     return out;
   }
 
-  private async check(token: number, row: Uint8Array, hashes: RowHashes): Promise<void> {
+  /** Rows just read join the cache; the least recently used beyond maxRows leave it (and must be checked again when read again). */
+  private keep(rows: Map<number, Uint8Array>): void {
+    for (const [t, row] of rows) if (!this.cache.has(t)) this.cache.set(t, row);
+    while (this.cache.size > this.maxRows) {
+      const t = this.cache.keys().next().value!;
+      this.cache.delete(t);
+      this.checked.delete(t);
+    }
+  }
+
+  /** The row's digest when it does not match the plan's; undefined when it does. */
+  private async mismatch(token: number, row: Uint8Array, hashes: RowHashes): Promise<Uint8Array | undefined> {
     const want = hashes.entry(token);
     const got = await rowDigest(row, want.length);
     this.verified++;
-    if (got.every((b, i) => b === want[i])) {
-      if (this.failure?.token === token) this.failure = undefined;
-      return;
-    }
+    if (!got.every((b, i) => b === want[i])) return got;
+    if (this.failure?.token === token) this.failure = undefined;
+    return undefined;
+  }
+
+  private refuse(token: number, got: Uint8Array): IntegrityError {
+    const want = this.opts.hashes!.entry(token);
     const { name, offset, rowBytes } = this.plan.embedding;
     const err = new IntegrityError(
       `integrity check failed: embedding row ${token} (token id ${token}) of ${name} (${rowBytes} bytes at ${offset + token * rowBytes}): ` +
@@ -96,6 +133,6 @@ export class RangeEmbedding implements EmbeddingRows {
     );
     this.failure = { message: err.message, at: Date.now(), token };
     this.opts.onIntegrityFailure?.(err);
-    throw err;
+    return err;
   }
 }

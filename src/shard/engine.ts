@@ -1,19 +1,24 @@
 /**
  * The coordinator's engine: the same `Engine` the API and the generator use, with
- * the forward pass done by shards. forward(seq, tokens, startPos):
+ * the forward pass done by shards. A step (forwardBatch: one or many sequences, each its own
+ * tokens and positions):
  *
- *   embedding rows (EmbeddingRows: range reads, cached) → hidden [n × H]
- *   → each layer shard in order (hub and spoke: the coordinator sends, the shard answers)
- *   → the head shards in parallel, on the positions whose logits are wanted → logits, concatenated
+ *   embedding rows (EmbeddingRows: range reads, cached) → hidden [Σn × H]
+ *   → each layer shard in order, one `run` frame with every sequence's rows (hub and spoke: the
+ *     coordinator sends, the shard answers; the shard reads its weights once for all of them)
+ *   → the head shards in parallel, one `logits` frame with the rows whose logits are wanted
+ *   → logits, concatenated and handed back per sequence
  *
- * A shard that lost the sequence (isolate recycled, LRU-evicted, link broken and reopened)
- * answers "unknown"; the coordinator then re-runs the sequence's whole prefix from position 0
- * through every layer shard (rewinding costs nothing: forwardLayers rewrites positions from
- * startPos) — the client only sees latency. The sequence keeps its token history for that.
+ * A shard that lost a sequence (isolate recycled, LRU-evicted, link broken and reopened) answers
+ * "unknown" for that part; the coordinator then re-runs that sequence's whole prefix from
+ * position 0 through every layer shard (rewinding costs nothing: the shard rewrites positions from
+ * its start) while the other sequences go on — the client only sees latency. Each sequence keeps
+ * its token history for that.
  */
-import type { Engine } from "../model/engine";
+import type { BatchEntry, Engine } from "../model/engine";
 import type { ShardPlan } from "./plan";
 import { decodeFrame, encodeFrame, type ShardReply, type ShardRequest } from "./protocol";
+import { directRunner, RunnerClosedError, type RequestRunner } from "./request-runner";
 
 /** One shard, as the coordinator reaches it. */
 export interface ShardLink {
@@ -42,13 +47,16 @@ export interface ShardedSequence {
   readonly id: string;
   /** Tokens fed so far, by position (for re-running the prefix). */
   tokens: number[];
+  /** Runs work in the request that made the sequence (its embedding reads; the steps, while it drives). */
+  readonly runner: RequestRunner;
 }
 
 export interface ShardedStats {
-  /** forward() calls, frames sent, prefix re-runs. */
+  /** Sequences fed (one per batch entry), frames sent, prefix re-runs, batched steps. */
   forwards: number;
   frames: number;
   recoveries: number;
+  steps: number;
 }
 
 /** A shard's last failed load, as its reply told it (/health: sharding.shard_failures). */
@@ -64,26 +72,51 @@ export interface ShardFailure {
 
 const MAX_RECOVERIES = 3;
 
+export interface ShardedEngineOptions {
+  /** A runner for the request that makes a sequence (newSequence); default: run in place (Node). The Worker passes contextRunner. */
+  runner?: () => RequestRunner;
+}
+
+/** One sequence's part of a step, as the coordinator feeds it. */
+interface StepPart {
+  seq: ShardedSequence;
+  /** The caller's tokens and their first position. */
+  tokens: number[];
+  pos: number;
+  allLogits: boolean;
+  /** What is fed to the layer shards: the caller's tokens from `pos`, or after a lost sequence its whole prefix from 0. */
+  from: number;
+  feed: number[];
+  hidden: Float32Array;
+}
+
 export class ShardedEngine implements Engine {
   readonly name: string;
   readonly config: { vocabSize: number; contextLength: number; hiddenSize: number };
-  readonly stats: ShardedStats = { forwards: 0, frames: 0, recoveries: 0 };
+  readonly stats: ShardedStats = { forwards: 0, frames: 0, recoveries: 0, steps: 0 };
   /** Per shard index, the last load failure it reported; dropped when it answers again. */
   readonly shardFailures = new Map<number, ShardFailure>();
   private readonly layerLinks: ShardLink[];
   private readonly headLinks: { link: ShardLink; rows: [number, number] }[];
+  private readonly makeRunner: () => RequestRunner;
   private counter = 0;
+  /** The sequence whose request runs the steps (and holds the sessions) while it is in them. */
+  private driver?: ShardedSequence;
+  /** Sequences whose request has a forward call waiting for a step (told by the host's scheduler wrapper): alive until it is answered. */
+  readonly waiting = new Set<ShardedSequence>();
 
   constructor(
     readonly plan: ShardPlan,
     readonly links: ShardLink[],
     readonly embedding: EmbeddingRows,
+    opts: ShardedEngineOptions = {},
   ) {
     if (links.length !== plan.shards.length) throw new Error(`${links.length} links for ${plan.shards.length} shards`);
     const c = plan.model.config;
     this.config = { vocabSize: c.vocabSize, contextLength: plan.contextLength, hiddenSize: c.hiddenSize };
     this.layerLinks = plan.shards.filter((s) => s.kind === "layers").map((s) => links[s.index]);
     this.headLinks = plan.shards.filter((s) => s.kind === "head").map((s) => ({ link: links[s.index], rows: s.rows! }));
+    this.makeRunner = opts.runner ?? directRunner;
     this.name = `sharded (${this.layerLinks.length} layer + ${this.headLinks.length} head shards, budget ${(plan.budgetBytes / 2 ** 20).toFixed(0)} MiB each)`;
   }
 
@@ -95,85 +128,168 @@ export class ShardedEngine implements Engine {
   newSequence(): ShardedSequence {
     // Unique across coordinator isolates: shards are shared by all of them.
     const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}-${++this.counter}`;
-    return { id, tokens: [] };
+    return { id, tokens: [], runner: this.makeRunner() };
   }
 
-  async forward(seqArg: unknown, tokens: number[], startPos?: number, opts: { allLogits?: boolean } = {}): Promise<Float32Array[]> {
+
+  /** Its request is done with it: the next step is driven by another's. The shards keep its KV until their LRU reclaims it. */
+  releaseSequence(seqArg: unknown): void {
     const seq = seqArg as ShardedSequence;
-    if (!seq || typeof seq.id !== "string" || !Array.isArray(seq.tokens)) throw new TypeError("not a sequence of this engine (use engine.newSequence())");
+    seq?.runner?.close();
+    if (this.driver === seq) this.driver = undefined;
+  }
+
+  async forward(seq: unknown, tokens: number[], startPos?: number, opts: { allLogits?: boolean } = {}): Promise<Float32Array[]> {
+    return (await this.forwardBatch([{ seq, tokens, startPos, allLogits: opts.allLogits }]))[0];
+  }
+
+  /**
+   * One step for several sequences: one `run` frame per layer shard carrying every sequence's
+   * rows, then one `logits` frame per head shard with the rows whose logits are wanted. A sequence
+   * a shard lost is re-run from position 0 alone (the others go on); each entry gets what
+   * forward() would give it alone. Everything is checked before any frame is sent.
+   */
+  forwardBatch(entries: readonly BatchEntry[]): Promise<Float32Array[][]> {
+    let parts: StepPart[];
+    try {
+      parts = this.parts(entries);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    this.stats.forwards += parts.length;
+    // The driver is one of the step's own sequences: its request waits for this step, so it is
+    // alive until the step ends; the step's sessions are its own, and whoever awaits the step
+    // continues in it (runOwned), even when the request that started the step has ended since.
+    // The driver is kept while its call waits outside this step (no other step can answer it meanwhile): its sessions stay open.
+    const open = (s: ShardedSequence | undefined) => s !== undefined && !s.runner.closed && (this.waiting.has(s) || parts.some((p) => p.seq === s));
+    if (!open(this.driver)) this.driver = parts.map((p) => p.seq).find(open);
+    const driver = this.driver;
+    if (!driver) return Promise.reject(new RunnerClosedError("every sequence of the step was released"));
+    return driver.runner.runOwned(() => this.step(parts, driver.id));
+  }
+
+  /** The entries as parts of a step, each checked (before any frame is sent). */
+  private parts(entries: readonly BatchEntry[]): StepPart[] {
     const { vocabSize, contextLength } = this.config;
-    const n = tokens.length;
-    if (n === 0) throw new RangeError("forward: no tokens");
-    for (const t of tokens) if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new RangeError(`token id ${t} is outside the vocabulary (0..${vocabSize - 1})`);
-    const pos = startPos ?? seq.tokens.length;
-    if (pos > seq.tokens.length) throw new RangeError(`startPos ${pos} is past the ${seq.tokens.length} positions fed`);
-    if (pos + n > contextLength) throw new RangeError(`positions up to ${pos + n} exceed the context length ${contextLength}`);
-    this.stats.forwards++;
+    const seen = new Set<ShardedSequence>();
+    return entries.map((e, i): StepPart => {
+      const seq = e.seq as ShardedSequence;
+      const at = entries.length > 1 ? `batch entry ${i}: ` : "";
+      if (!seq || typeof seq.id !== "string" || !Array.isArray(seq.tokens) || !seq.runner) throw new TypeError(`${at}not a sequence of this engine (use engine.newSequence())`);
+      if (seen.has(seq)) throw new RangeError(`${at}the same sequence twice in one step`);
+      seen.add(seq);
+      const n = e.tokens.length;
+      if (n === 0) throw new RangeError(`${at || "forward: "}no tokens`);
+      for (const t of e.tokens) if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new RangeError(`token id ${t} is outside the vocabulary (0..${vocabSize - 1})`);
+      const pos = e.startPos ?? seq.tokens.length;
+      if (pos > seq.tokens.length) throw new RangeError(`${at}startPos ${pos} is past the ${seq.tokens.length} positions fed`);
+      if (pos + n > contextLength) throw new RangeError(`${at}positions up to ${pos + n} exceed the context length ${contextLength}`);
+      return { seq, tokens: e.tokens, pos, allLogits: e.allLogits ?? false, from: pos, feed: e.tokens, hidden: new Float32Array(0) };
+    });
+  }
 
-    let hidden: Float32Array | undefined;
-    let from = pos;
-    let feed = tokens;
-    for (let attempt = 0; ; attempt++) {
-      hidden = await this.embedding.rows(feed);
-      const lost = await this.runLayers(seq.id, from, feed.length, hidden);
-      if (lost === undefined) break;
-      if (attempt >= MAX_RECOVERIES) throw new ShardError(`shard ${lost} keeps losing sequence ${seq.id}; gave up after ${MAX_RECOVERIES} prefix re-runs`);
-      // Re-run everything before `pos` plus the new tokens, from position 0.
-      this.stats.recoveries++;
-      from = 0;
-      feed = [...seq.tokens.slice(0, pos), ...tokens];
+  /** The step itself, in the driver's request: `scope` names the sessions its frames go on. */
+  private async step(parts: StepPart[], scope: string): Promise<Float32Array[][]> {
+    this.stats.steps++;
+    // Each sequence's embedding reads in its own request: they are its subrequests.
+    await Promise.all(parts.map(async (p) => (p.hidden = await p.seq.runner.run(() => this.embedding.rows(p.feed)))));
+    let pending = parts;
+    for (let attempt = 0; pending.length; attempt++) {
+      const lost = await this.runLayers(pending, scope);
+      if (lost.length && attempt >= MAX_RECOVERIES) throw new ShardError(`shard ${lost[0].shard} keeps losing sequence ${lost[0].part.seq.id}; gave up after ${MAX_RECOVERIES} prefix re-runs`);
+      // Re-run everything before `pos` plus the new tokens, from position 0, for the lost sequences only.
+      for (const { part: p } of lost) {
+        this.stats.recoveries++;
+        p.from = 0;
+        p.feed = [...p.seq.tokens.slice(0, p.pos), ...p.tokens];
+      }
+      await Promise.all(lost.map(async ({ part: p }) => (p.hidden = await p.seq.runner.run(() => this.embedding.rows(p.feed)))));
+      pending = lost.map((l) => l.part);
     }
-    seq.tokens.length = pos;
-    seq.tokens.push(...tokens);
+    for (const p of parts) {
+      p.seq.tokens.length = p.pos;
+      p.seq.tokens.push(...p.tokens);
+    }
 
+    // The rows whose logits are wanted, every sequence's together: one logits frame per head shard.
     const H = this.config.hiddenSize;
-    const offset = feed.length - n; // the caller's positions within what was fed
-    const wanted = opts.allLogits ? Array.from({ length: n }, (_, i) => offset + i) : [offset + n - 1];
+    const wanted = parts.flatMap((p, i) => {
+      const offset = p.feed.length - p.tokens.length; // the caller's positions within what was fed
+      const rows = p.allLogits ? p.tokens.map((_, k) => offset + k) : [offset + p.tokens.length - 1];
+      return rows.map((row) => ({ entry: i, row }));
+    });
     const h = new Float32Array(wanted.length * H);
-    wanted.forEach((p, i) => h.set(hidden.subarray(p * H, (p + 1) * H), i * H));
-    return this.logits(seq.id, h, wanted.length);
+    wanted.forEach((w, k) => h.set(parts[w.entry].hidden.subarray(w.row * H, (w.row + 1) * H), k * H));
+    const logits = await this.logits(scope, h, wanted.length);
+    const out: Float32Array[][] = parts.map(() => []);
+    wanted.forEach((w, k) => out[w.entry].push(logits[k]));
+    return out;
   }
 
-  /** Runs every layer shard in order; returns the index of a shard that lost the sequence, else undefined. */
-  private async runLayers(seq: string, pos: number, n: number, hidden: Float32Array): Promise<number | undefined> {
-    for (let i = 0; i < this.layerLinks.length; i++) {
-      const { reply, payload } = await this.call(this.layerLinks[i], seq, { op: "run", seq, pos, n }, hidden, i);
-      if (!reply.ok && "unknown" in reply) return i;
-      hidden.set(payload);
+  /** Every layer shard in order, each one frame for all pending parts; returns the parts a shard lost (left out of the shards after it). */
+  private async runLayers(pending: StepPart[], scope: string): Promise<{ part: StepPart; shard: number }[]> {
+    const H = this.config.hiddenSize;
+    const lost: { part: StepPart; shard: number }[] = [];
+    let active = pending;
+    for (let i = 0; i < this.layerLinks.length && active.length; i++) {
+      const req: ShardRequest = { op: "run", parts: active.map((p) => ({ seq: p.seq.id, pos: p.from, n: p.feed.length })) };
+      const payload = new Float32Array(active.reduce((a, p) => a + p.feed.length, 0) * H);
+      let at = 0;
+      for (const p of active) {
+        payload.set(p.hidden, at);
+        at += p.hidden.length;
+      }
+      const { reply, payload: out } = await this.call(this.layerLinks[i], scope, req, payload, i);
+      const answers = reply.ok ? reply.parts : undefined;
+      if (!answers || answers.length !== active.length || answers.some((a, k) => a.seq !== active[k].seq.id)) {
+        throw new ShardError(`shard ${i} answered a run of ${active.length} sequences with ${answers ? `${answers.length} parts` : "no parts"}`);
+      }
+      const kept: StepPart[] = [];
+      at = 0;
+      answers.forEach((a, k) => {
+        const p = active[k];
+        if (!a.ok) return void lost.push({ part: p, shard: i });
+        p.hidden.set(out.subarray(at, at + p.hidden.length));
+        at += p.hidden.length;
+        kept.push(p);
+      });
+      if (at !== out.length) throw new ShardError(`shard ${i} sent ${out.length} values for ${at / H} positions`);
+      active = kept;
     }
-    return undefined;
+    return lost;
   }
 
-  private async logits(seq: string, hidden: Float32Array, n: number): Promise<Float32Array[]> {
+  private async logits(scope: string, hidden: Float32Array, n: number): Promise<Float32Array[]> {
     const V = this.config.vocabSize;
-    const parts = await Promise.all(this.headLinks.map(({ link }, i) => this.call(link, seq, { op: "logits", n }, hidden, this.layerLinks.length + i)));
+    const parts = await Promise.all(this.headLinks.map(({ link }, i) => this.call(link, scope, { op: "logits", n }, hidden, this.layerLinks.length + i)));
     const out = Array.from({ length: n }, () => new Float32Array(V));
     parts.forEach(({ payload }, i) => {
       const [r0, r1] = this.headLinks[i].rows;
       const rows = r1 - r0;
+      if (payload.length !== n * rows) throw new ShardError(`shard ${this.layerLinks.length + i} sent ${payload.length} logits for ${n} positions of ${rows} rows`);
       for (let p = 0; p < n; p++) out[p].set(payload.subarray(p * rows, (p + 1) * rows), r0);
     });
     return out;
   }
 
   /** One frame to one shard. A broken link is reopened once (a new session); the shard then says what it lost. */
-  private async call(link: ShardLink, seq: string, req: ShardRequest, payload: Float32Array | undefined, which: number): Promise<{ reply: ShardReply; payload: Float32Array }> {
+  private async call(link: ShardLink, scope: string, req: ShardRequest, payload: Float32Array | undefined, which: number): Promise<{ reply: ShardReply; payload: Float32Array }> {
     const frame = encodeFrame(req, payload);
     let raw: Uint8Array;
     try {
       this.stats.frames++;
-      raw = await link.call(frame, seq);
+      raw = await link.call(frame, scope);
     } catch (first) {
       link.close();
       try {
         this.stats.frames++;
-        raw = await link.call(frame, seq);
+        raw = await link.call(frame, scope);
       } catch (e) {
         throw new ShardError(`shard ${which} is unreachable: ${(e as Error).message} (first try: ${(first as Error).message})`);
       }
     }
     const { head, payload: out } = decodeFrame<ShardReply>(raw);
-    if (!head.ok && "error" in head) {
+    if (!head.ok) {
       if (head.load) this.shardFailures.set(which, { shard: which, script: this.plan.shards[which].script, reason: head.error, attempts: head.load.attempts, at: Date.now() });
       throw new ShardError(head.error);
     }

@@ -5,18 +5,37 @@
  *   [u32 frame bytes][u32 json bytes][json, zero-padded to 4][f32 payload]     little-endian
  *
  * The JSON head names the operation; the payload is hidden states [n × H] (or logits
- * [n × rows]). Binary floats: JSON would cost ~3× the bytes and a parse per value per hop.
+ * [n × rows]). A `run` frame carries a batched step: the rows of several sequences, each named
+ * with its positions in `parts`, so the shard reads its weights once for all of them. Binary floats: JSON would cost ~3× the bytes and a parse per value per hop.
  * Frames are self-delimiting so a byte stream may split or merge them freely.
  */
 
+/** One sequence's rows in a batched `run` frame: positions pos..pos+n−1 of `seq`. */
+export interface RunPart {
+  seq: string;
+  pos: number;
+  n: number;
+}
+
 export type ShardRequest =
-  /** Layer shard: run its layers over hidden [n × H] (payload) at positions pos..pos+n−1 of `seq`. */
-  | { op: "run"; seq: string; pos: number; n: number }
-  /** Head shard: final LayerNorm + its vocabulary slice for hidden [n × H] → logits [n × rows]. */
+  /**
+   * Layer shard: run its layers once over the rows of every part (payload: the parts' hidden
+   * states one after the other, [Σn × H]), each part at its own sequence's positions.
+   */
+  | { op: "run"; parts: RunPart[] }
+  /** Head shard: final LayerNorm + its vocabulary slice for hidden [n × H] → logits [n × rows] (rows of any sequences). */
   | { op: "logits"; n: number }
   | { op: "truncate"; seq: string; n: number }
   | { op: "drop"; seq: string }
   | { op: "info" };
+
+/**
+ * A `run` reply's word on each part, in the request's order. The reply's payload holds the rows of
+ * the parts that ran, in order; a part the shard does not hold up to `pos` (isolate recycled,
+ * LRU-evicted) is `unknown` and has no rows there: the coordinator re-runs that sequence's prefix,
+ * and the other parts go on.
+ */
+export type PartReply = { seq: string; ok: true } | { seq: string; ok: false; unknown: true; have: number };
 
 export interface ShardInfo {
   index: number;
@@ -32,9 +51,7 @@ export interface ShardInfo {
 }
 
 export type ShardReply =
-  | { ok: true; n?: number; info?: ShardInfo }
-  /** `unknown`: this shard does not hold `seq` up to `pos` (isolate recycled, LRU-evicted): re-run the prefix. */
-  | { ok: false; unknown: true; have: number }
+  | { ok: true; n?: number; parts?: PartReply[]; info?: ShardInfo }
   /** `load`: the shard could not load its part (and how many loads this instance has made): the coordinator's /health shows it. */
   | { ok: false; error: string; load?: { attempts: number } };
 
@@ -59,11 +76,43 @@ export function decodeFrame<H>(frame: Uint8Array): { head: H; payload: Float32Ar
   if (frame.length < 8 || dv.getUint32(0, true) !== frame.length) throw new Error(`bad shard frame: ${frame.length} bytes, header says ${frame.length >= 4 ? dv.getUint32(0, true) : "?"}`);
   const jsonLen = dv.getUint32(4, true);
   const start = 8 + Math.ceil(jsonLen / 4) * 4;
-  const head = JSON.parse(dec.decode(frame.subarray(8, 8 + jsonLen))) as H;
+  if (start > frame.length) throw new Error(`bad shard frame: a ${jsonLen}-byte head does not fit in ${frame.length} bytes`);
+  if ((frame.length - start) % 4 !== 0) throw new Error(`bad shard frame: ${frame.length - start} payload bytes are not whole f32 values`);
+  let head: H;
+  try {
+    head = JSON.parse(dec.decode(frame.subarray(8, 8 + jsonLen))) as H;
+  } catch (e) {
+    throw new Error(`bad shard frame: its head is not JSON (${(e as Error).message})`);
+  }
+  if (typeof head !== "object" || head === null) throw new Error("bad shard frame: its head is not an object");
   // A copy when the frame is not 4-byte aligned in its buffer (RPC may hand over any view).
   const bytes = frame.subarray(start);
   const payload = (frame.byteOffset + start) % 4 === 0 ? new Float32Array(frame.buffer, frame.byteOffset + start, bytes.length / 4) : new Float32Array(bytes.slice().buffer);
   return { head, payload };
+}
+
+/**
+ * A `run` frame's parts, checked against its payload of `values` f32 for width `H`: a non-empty list of
+ * distinct sequences, each with whole positions, whose rows add up to the payload. Returns each
+ * part with the offset (in values) of its rows in the payload.
+ */
+export function runParts(parts: unknown, values: number, H: number): (RunPart & { offset: number })[] {
+  if (!Array.isArray(parts) || parts.length === 0) throw new Error("run: parts must be a non-empty list of {seq, pos, n}");
+  const seen = new Set<string>();
+  let offset = 0;
+  const out = parts.map((p: Partial<RunPart> | null, i) => {
+    const { seq, pos, n } = p ?? {};
+    if (typeof seq !== "string" || seq === "") throw new Error(`run: part ${i} has no sequence id`);
+    if (seen.has(seq)) throw new Error(`run: sequence ${seq} appears twice in one frame`);
+    seen.add(seq);
+    if (!Number.isInteger(pos) || pos! < 0) throw new Error(`run: part ${i} (${seq}): pos must be an integer ≥ 0, got ${JSON.stringify(pos)}`);
+    if (!Number.isInteger(n) || n! < 1) throw new Error(`run: part ${i} (${seq}): n must be an integer ≥ 1, got ${JSON.stringify(n)}`);
+    const part = { seq, pos: pos!, n: n!, offset };
+    offset += n! * H;
+    return part;
+  });
+  if (offset !== values) throw new Error(`run: ${values} values for ${offset / H} positions of ${H}`);
+  return out;
 }
 
 /** Reads whole frames from a byte stream, however its chunks are cut. */

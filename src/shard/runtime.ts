@@ -2,7 +2,8 @@
  * One shard of a plan, host-neutral (a Durable Object in workerd, or in-process in Node): loads
  * only its tensors, by range, into a WebAssembly.Memory whose maximum is the plan's page budget,
  * keeps per-sequence KV for its layers (paged blocks under the plan's budget; the least recently
- * used sequence gives way when they run out), and answers protocol frames.
+ * used sequence outside the step gives way when they run out), and answers protocol frames. A
+ * `run` frame is a batched step: one pass of the layers over the rows of all its sequences.
  *
  * The forward pass is the engine's own (src/engine): the shard's engine is the single-isolate
  * engine placing only the shard's part of the model (./shard-part.ts: its layers, or the final
@@ -17,7 +18,7 @@ import { StreamSource } from "../gguf/source";
 import { hashPrefix, IntegrityError, ManifestMissingError, sha256Hex } from "../gguf/manifest";
 import type { ShardPlan, ShardSpec, TensorRef } from "./plan";
 import { shardPart } from "./shard-part";
-import { decodeFrame, encodeFrame, type ShardInfo, type ShardReply, type ShardRequest } from "./protocol";
+import { decodeFrame, encodeFrame, runParts, type PartReply, type ShardInfo, type ShardReply, type ShardRequest } from "./protocol";
 
 /** Byte ranges of the one GGUF: R2 `get(key, {range})` in a Worker, a file in Node. */
 export interface RangeSource {
@@ -152,20 +153,15 @@ export class ShardRuntime {
         return [{ ok: true, info: this.info() }];
       case "run": {
         if (this.spec.kind !== "layers") throw new Error("run: this is a head shard");
-        if (input.length !== req.n * H) throw new Error(`run: ${input.length} values for ${req.n} positions of ${H}`);
-        const seq = this.sequence(req.seq, req.pos);
-        if (!seq) return [{ ok: false, unknown: true, have: this.have(req.seq) }];
-        // The payload is this frame's own copy: run in place and send it back.
-        this.engine.forwardLayers(seq, req.pos, input, ...this.engine.heldLayers);
-        return [{ ok: true, n: req.n }, input];
+        return this.run(runParts(req.parts, input.length, H), input);
       }
       case "logits": {
         if (this.spec.kind !== "head") throw new Error("logits: this is a layer shard");
-        if (input.length !== req.n * H) throw new Error(`logits: ${input.length} values for ${req.n} positions of ${H}`);
+        if (!Number.isInteger(req.n) || req.n < 1 || input.length !== req.n * H) throw new Error(`logits: ${input.length} values for ${req.n} positions of ${H}`);
         const [r0, r1] = this.spec.rows!;
         const rows = r1 - r0;
         const out = new Float32Array(req.n * rows);
-        for (let i = 0; i < req.n; i++) out.set(this.engine.logitsOf(input.subarray(i * H, (i + 1) * H)), i * rows);
+        this.engine.logitsOfRows(input).forEach((l, i) => out.set(l, i * rows));
         return [{ ok: true, n: req.n }, out];
       }
       case "truncate": {
@@ -179,6 +175,39 @@ export class ShardRuntime {
         return [{ ok: true }];
       }
     }
+  }
+
+  /**
+   * One pass of this shard's layers over every part it holds (one read of its weights for all of
+   * them); a part it does not hold is answered `unknown` and left out of the pass and the reply's
+   * rows. Running out of KV blocks for the parts of this step is an error reply (KVBudgetError,
+   * before any cache is written), never a half-written step.
+   */
+  private run(parts: ReturnType<typeof runParts>, input: Float32Array): [ShardReply, Float32Array?] {
+    const H = this.plan.model.config.hiddenSize;
+    const replies: PartReply[] = [];
+    const held: { part: (typeof parts)[number]; seq: WasmSequence }[] = [];
+    for (const part of parts) {
+      const seq = this.sequence(part.seq, part.pos);
+      if (seq) {
+        held.push({ part, seq });
+        replies.push({ seq: part.seq, ok: true });
+      } else replies.push({ seq: part.seq, ok: false, unknown: true, have: this.have(part.seq) });
+    }
+    if (held.length === 0) return [{ ok: true, parts: replies }];
+    // The payload is this frame's own copy: when every part runs, run it in place and send it back.
+    let hidden = input;
+    if (held.length < parts.length) {
+      hidden = new Float32Array(held.reduce((a, h) => a + h.part.n, 0) * H);
+      let at = 0;
+      for (const { part } of held) {
+        hidden.set(input.subarray(part.offset, part.offset + part.n * H), at);
+        at += part.n * H;
+      }
+    }
+    const [first, end] = this.engine.heldLayers;
+    this.engine.forwardLayersBatch(held.map(({ part, seq }) => ({ seq, startPos: part.pos, n: part.n })), hidden, first, end);
+    return [{ ok: true, parts: replies }, hidden];
   }
 
   private have(id: string): number {

@@ -11,6 +11,13 @@ import type { TensorInfo } from "../gguf/types";
 import type { PartOptions, WasmEngineOptions } from "../engine/index";
 import type { ShardSpec } from "./plan";
 
+/**
+ * Rows of one head product on a head shard: a batched step's logits rows (one per decoding
+ * sequence) share one read of the head's weights up to this many; more take another pass. The
+ * coordinator's default MAX_BATCH. Costs B × (H + rows) f32 of buffers per head shard.
+ */
+export const SHARD_LOGITS_BATCH = 4;
+
 export interface ShardPart {
   /** By name. `offset` is the absolute file offset (the runtime reads by TensorRef, not by it). */
   tensors: Map<string, TensorInfo>;
@@ -30,6 +37,7 @@ export function shardPart(
       contextLength: run.contextLength,
       sequences: run.sequences,
       prefillChunk: run.prefillChunk,
+      maxBatch: Math.max(run.sequences, SHARD_LOGITS_BATCH),
       embedding: false,
       layers: spec.kind === "layers" ? spec.layers! : [0, 0],
       logitsRows: spec.kind === "head" ? r1 - r0 : 0,

@@ -18,7 +18,7 @@ import simdKernels from "../../build/kernels-simd.wasm";
 import { parseBuildKind } from "../engine/kernels";
 import { integrityOfFailure } from "../gguf/manifest";
 import type { ShardPlan } from "./plan";
-import { encodeFrame, FrameReader } from "./protocol";
+import { decodeFrame, encodeFrame, FrameReader, type ShardRequest } from "./protocol";
 import { ShardRuntime, type RangeSource } from "./runtime";
 
 interface R2Range {
@@ -42,6 +42,8 @@ export interface ShardEnv {
   LOAD_RETRY_MS?: string;
   /** Tests only: after this many frames, the object is reset by the platform (ctx.abort), once. */
   TEST_CRASH_AFTER_FRAMES?: string;
+  /** Tests only: the Nth run frame that carries several sequences finds its first sequence forgotten (as if evicted), once per instance. */
+  TEST_FORGET_AT_RUN?: string;
   /** Tests only: every load first waits this long (a slow cold start). */
   TEST_LOAD_DELAY_MS?: string;
   /** Tests only: this many loads of the instance fail before one succeeds ("always": none does). */
@@ -138,6 +140,7 @@ export class Shard extends DurableObject<ShardEnv> {
   private runtime?: Promise<ShardRuntime>;
   private bad?: KnownBad;
   private frames = 0;
+  private batchedRuns = 0;
   private loads = 0;
 
   private ready(): Promise<ShardRuntime> {
@@ -187,9 +190,20 @@ export class Shard extends DurableObject<ShardEnv> {
     } catch (e) {
       return encodeFrame({ ok: false, error: `shard ${this.env.SHARD_INDEX} failed to load: ${(e as Error).message}`, load: { attempts: this.loads } });
     }
+    this.maybeForget(rt, frame);
     const out = rt.handle(frame);
     await this.maybeCrash();
     return out;
+  }
+
+  /** Tests: one sequence of a batched run frame is dropped before the frame runs (TEST_FORGET_AT_RUN); the shard then answers it unknown. */
+  private maybeForget(rt: ShardRuntime, frame: Uint8Array): void {
+    const at = Number(this.env.TEST_FORGET_AT_RUN ?? 0);
+    if (!at || this.batchedRuns >= at) return;
+    const { head } = decodeFrame<ShardRequest>(frame);
+    if (head.op !== "run" || !Array.isArray(head.parts) || head.parts.length < 2 || ++this.batchedRuns !== at) return;
+    rt.handle(encodeFrame({ op: "drop", seq: head.parts[0].seq }));
+    console.log(`edgelm shard ${this.env.SHARD_INDEX}: forgot sequence ${head.parts[0].seq} (TEST_FORGET_AT_RUN=${at})`);
   }
 
   /**

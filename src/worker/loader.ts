@@ -185,10 +185,11 @@ export class ModelLoader {
 
   /** ENGINE = "sharded": the plan and header from R2, the layers in shard Workers (docs/sharding.md). */
   private async loadSharded(env: Env, t0: number): Promise<void> {
-    const { engine, engines, metadata, admit, integrity } = await loadShardedEngine(env, this.cfg.modelKey, this.cfg.prefillChunkTokens, this.log, this.cfg.requireManifest);
-    const model = this.served(metadata, { engine, source: "r2 (sharded)", loadMs: this.now() - t0, admit, integrity });
+    const batching = { maxBatch: this.cfg.maxBatch, maxBatchTokens: this.cfg.maxBatchTokens };
+    const { engines, served, metadata, admit, integrity } = await loadShardedEngine(env, this.cfg.modelKey, this.cfg.prefillChunkTokens, this.log, this.cfg.requireManifest, batching);
+    const model = this.served(metadata, { engine: served[0], source: "r2 (sharded)", loadMs: this.now() - t0, admit, integrity });
     // Each generation goes through one replica's pipeline, chosen by its session affinity.
-    if (engines.length > 1) model.engineFor = replicaChooser(engines);
+    if (served.length > 1) model.engineFor = replicaChooser(served);
     // Read live by /health (spread copies a getter's current value).
     liveShardInfo(model.info!, engines);
     this.ready(model, "sharded", t0);

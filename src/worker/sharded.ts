@@ -10,10 +10,13 @@ import { hashPrefix, IntegrityError, ManifestMissingError, sha256Hex } from "../
 import { parseHeader } from "../gguf/reader";
 import { BufferSource } from "../gguf/source";
 import type { Metadata } from "../gguf/types";
-import { ShardedEngine } from "../shard/engine";
+import { ShardedEngine, type ShardedSequence } from "../shard/engine";
 import { RangeEmbedding } from "../shard/embedding";
 import { RowHashes } from "../shard/row-hashes";
 import { RpcLink, StreamLink } from "../shard/links";
+import { contextRunner } from "../shard/request-runner";
+import { withBatching, type BatchingOptions } from "../api/batching";
+import type { Engine } from "../model/engine";
 import type { ShardPlan } from "../shard/plan";
 import type { Env } from "./env";
 import type { Admission, AdmitResult } from "../api/deps";
@@ -71,8 +74,9 @@ export async function loadShardedEngine(
   modelKey: string,
   prefillChunk: number,
   log: (line: string) => void,
-  requireHashes = false,
-): Promise<{ engine: ShardedEngine; engines: ShardedEngine[]; metadata: Metadata; admit: (a: Admission) => AdmitResult; integrity: "verified" | "unverified" }> {
+  requireHashes: boolean,
+  batching: BatchingOptions,
+): Promise<{ engines: ShardedEngine[]; served: Engine[]; metadata: Metadata; admit: (a: Admission) => AdmitResult; integrity: "verified" | "unverified" }> {
   const vars = env as unknown as Record<string, unknown>;
   const bucket = env.MODELS as unknown as R2Ranged | undefined;
   if (!bucket) throw new Error("sharded mode reads the plan, header and embedding rows from R2: bind the bucket as MODELS");
@@ -117,13 +121,54 @@ export async function loadShardedEngine(
   // stays open while they load): this loader runs in the waitUntil of whichever request started
   // it, where a shard's load would count against that unrelated request's 30 s after-response cap.
   const limits = parseShardLimits(vars);
-  log(`edgelm: sharded model ${modelKey}: ${plan.shards.length} shards × ${replicas} replica(s) (${transport} transport), context ${plan.contextLength}, at most ${limits.subrequests} subrequests and ${limits.invocations} invocations per request`);
+  log(`edgelm: sharded model ${modelKey}: ${plan.shards.length} shards × ${replicas} replica(s) (${transport} transport), context ${plan.contextLength}, at most ${limits.subrequests} subrequests and ${limits.invocations} invocations per request, batches of up to ${batching.maxBatch} sequences`);
   const admit = shardAdmissionCheck({ shards: plan.shards.length, transport, prefillChunk }, limits);
   const embedding = new RangeEmbedding(plan, read, { hashes, onIntegrityFailure: (e) => log(`edgelm: ${modelKey}: ${e.message}`) });
-  // The replicas share this isolate's embedding rows: only the shards are replicated.
-  const engines = stubs.map((s) => new ShardedEngine(plan, s.map((stub) => (transport === "stream" ? new StreamLink(stub) : new RpcLink(stub))), embedding));
-  return { engine: engines[0], engines, metadata: header.metadata, admit, integrity };
+  // The replicas share this isolate's embedding rows: only the shards are replicated. Each
+  // sequence's runner belongs to its request: the steps' frames go out from a live request's
+  // context (request-runner.ts). Each replica batches its own steps.
+  const engines = stubs.map((s) => new ShardedEngine(plan, s.map((stub) => (transport === "stream" ? new StreamLink(stub) : new RpcLink(stub))), embedding, { runner: contextRunner }));
+  const served = engines.map((e) => releasedWhereAStepWaits(withBatching(e, batching), e.waiting));
+  return { engines, served, metadata: header.metadata, admit, integrity };
 }
+
+/**
+ * `served` (the step scheduler over the sharded engine) with each release run in the request of
+ * a sequence whose forward call is waiting. Told of a release, the scheduler may start the next
+ * step there and then, and what awaits that step belongs to the request it started in: the
+ * releasing request is ending and would take the step with it, a waiting one lives until its call
+ * is answered, which that step does (request-runner.ts). `waiting` (the engine's) is kept as calls
+ * come and go: the engine keeps a driver whose call waits.
+ */
+export function releasedWhereAStepWaits(served: Engine, waiting: Set<ShardedSequence>): Engine {
+  if (!served.forwardBatch || served instanceof ShardedEngine) return served;
+  const release = (seq: unknown): void => {
+    const host = [...waiting].find((w) => w !== seq && !w.runner.closed);
+    if (!host) return served.releaseSequence?.(seq);
+    // Should that request end first, its runner hands the release on from inside its close().
+    host.runner.post(() => served.releaseSequence?.(seq), () => release(seq));
+  };
+  return {
+    get name() {
+      return served.name;
+    },
+    config: served.config,
+    newSequence: () => served.newSequence(),
+    async forward(seq, tokens, startPos, opts) {
+      waiting.add(seq as ShardedSequence);
+      try {
+        return await served.forward(seq, tokens, startPos, opts);
+      } finally {
+        waiting.delete(seq as ShardedSequence);
+      }
+    },
+    forwardBatch: (entries) => served.forwardBatch!(entries),
+    releaseSequence: release,
+    liveStats: served.liveStats && (() => served.liveStats!()),
+    close: served.close && (() => served.close!()),
+  };
+}
+
 
 /**
  * What /health says of a sharded model beyond the usual, read live: `sharding` (what the platform
@@ -140,6 +185,9 @@ export function liveShardInfo(info: Record<string, unknown>, engines: readonly S
     get: () => ({
       shard_invocations: sum((e) => e.invocations),
       shard_frames: sum((e) => e.stats.frames),
+      // Steps and the sequences they carried (÷ steps: the mean batch).
+      shard_steps: sum((e) => e.stats.steps),
+      sequence_steps: sum((e) => e.stats.forwards),
       prefix_reruns: sum((e) => e.stats.recoveries),
       embedding_reads: embedding.reads ?? 0,
       embedding_rows_verified: embedding.verified ?? 0,

@@ -22,7 +22,7 @@ describe("edgelm shard-plan --out → wrangler deploy --dry-run", () => {
     const model = await synthGGUF("tiny", "q4_0");
     const plan = run("bin/edgelm.mjs", ["shard-plan", "--model", model, "--budget-mb", "19", "--context", "512", "--out", join(dir, "shards")]);
     expect(plan.code, plan.out).toBe(0);
-    expect(readdirSync(join(dir, "shards")).sort()).toEqual(["deploy.sh", "embedding.hashes", "plan.json", ...Array.from({ length: 6 }, (_, i) => `wrangler.shard-${i}.toml`), "wrangler.coordinator.toml"].sort());
+    expect(readdirSync(join(dir, "shards")).sort()).toEqual(["deploy.sh", "embedding.hashes", "plan.json", ...Array.from({ length: 7 }, (_, i) => `wrangler.shard-${i}.toml`), "wrangler.coordinator.toml"].sort());
     // The row hashes are the object plan.json names and hashes, and deploy.sh uploads them there.
     const written = JSON.parse(readFileSync(join(dir, "shards", "plan.json"), "utf8"));
     expect(createHash("sha256").update(readFileSync(join(dir, "shards", "embedding.hashes"))).digest("hex")).toBe(written.embedding.hashes.sha256);
@@ -44,6 +44,6 @@ describe("edgelm shard-plan --out → wrangler deploy --dry-run", () => {
       expect(readdirSync(out).filter((f) => f.endsWith(".wasm"))).toHaveLength(4);
     }
     const coordinator = readFileSync(join(dir, "shards", "wrangler.coordinator.toml"), "utf8");
-    expect(coordinator.match(/script_name = "edgelm-shard-\d"/g)).toHaveLength(6);
+    expect(coordinator.match(/script_name = "edgelm-shard-\d"/g)).toHaveLength(7);
   });
 });

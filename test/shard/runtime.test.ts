@@ -5,28 +5,22 @@
  * a plan whose page maximum is too small fails at load, naming the shard and its budget.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openGGUF } from "../../src/gguf/node";
 import { loadWasmEngine } from "../../src/engine/node";
 import type { WasmEngine } from "../../src/engine/index";
 import { decodeFrame, encodeFrame, FrameReader, type ShardReply } from "../../src/shard/protocol";
-import { planShards, type ShardPlan } from "../../src/shard/plan";
+import type { ShardPlan } from "../../src/shard/plan";
 import { fileRanges, loadLocalShards, nodeKernels, type LocalShards } from "../../src/shard/node";
 import { ShardBudgetError, ShardRuntime } from "../../src/shard/runtime";
 import { shardPart } from "../../src/shard/shard-part";
 import { engineLayout } from "../../src/engine/index";
 import { synthGGUF } from "../../weights-tools/fixtures";
+import { planFor, tinyShards } from "./local-tiny";
 
 const MiB = 2 ** 20;
 
-async function planFor(path: string, budgetMb: number, context: number, sequences = 2): Promise<ShardPlan> {
-  const f = await openGGUF(path);
-  await f.close();
-  return planShards(f, { budgetBytes: budgetMb * MiB, contextLength: context, sequences, key: "m.gguf", size: f.size });
-}
-
 describe("protocol frames", () => {
   it("round-trip a head and a payload, whatever the stream's chunking", async () => {
-    const a = encodeFrame({ op: "run", seq: "s", pos: 3, n: 2 }, new Float32Array([1, 2.5, -3, 4]));
+    const a = encodeFrame({ op: "run", parts: [{ seq: "s", pos: 3, n: 2 }] }, new Float32Array([1, 2.5, -3, 4]));
     const b = encodeFrame({ ok: true });
     const bytes = new Uint8Array([...a, ...b]);
     // Chunks of 3 bytes: frames straddle chunk boundaries.
@@ -38,7 +32,7 @@ describe("protocol frames", () => {
     });
     const r = new FrameReader(stream);
     const f1 = decodeFrame<{ op: string; pos: number }>((await r.next())!);
-    expect(f1.head).toEqual({ op: "run", seq: "s", pos: 3, n: 2 });
+    expect(f1.head).toEqual({ op: "run", parts: [{ seq: "s", pos: 3, n: 2 }] });
     expect([...f1.payload]).toEqual([1, 2.5, -3, 4]);
     expect(decodeFrame((await r.next())!).head).toEqual({ ok: true });
     expect(await r.next()).toBeUndefined();
@@ -52,11 +46,8 @@ describe("shards of tiny (Q4_0) in Node", () => {
   let shards: LocalShards;
 
   beforeAll(async () => {
-    path = await synthGGUF("tiny", "q4_0");
-    single = await loadWasmEngine(path, { contextLength: 256, sequences: 2, threads: 1 });
-    // 19 MiB: one layer shard and five head slices, so the logits are gathered from several shards.
-    plan = await planFor(path, 19, 256);
-    shards = await loadLocalShards(plan, path);
+    // 19 MiB: one layer shard and six head slices, so the logits are gathered from several shards.
+    ({ path, single, plan, shards } = await tinyShards());
   });
 
   it("the plan cuts the head into slices and every shard stays inside its page maximum", () => {
@@ -105,8 +96,8 @@ describe("shards of tiny (Q4_0) in Node", () => {
     const layer = shards.runtimes.find((r) => r.spec.kind === "layers")!;
     const reply = decodeFrame<ShardReply>(layer.handle(encodeFrame({ op: "drop", seq: b.id }))).head;
     expect(reply.ok).toBe(true);
-    const unknown = decodeFrame<ShardReply>(layer.handle(encodeFrame({ op: "run", seq: b.id, pos: 5, n: 1 }, new Float32Array(64)))).head;
-    expect(unknown).toEqual({ ok: false, unknown: true, have: 0 });
+    const unknown = decodeFrame<ShardReply>(layer.handle(encodeFrame({ op: "run", parts: [{ seq: b.id, pos: 5, n: 1 }] }, new Float32Array(64)))).head;
+    expect(unknown).toEqual({ ok: true, parts: [{ seq: b.id, ok: false, unknown: true, have: 0 }] });
     const before = shards.engine.stats.recoveries;
     const [x] = single.forward(a, [77], 5);
     const [y] = await shards.engine.forward(b, [77], 5);
@@ -116,12 +107,15 @@ describe("shards of tiny (Q4_0) in Node", () => {
 
   it("the KV blocks are shared under the plan's budget (2 × 256 positions): three 160-position sequences fit; a fourth evicts the least recently used, which then reports unknown", async () => {
     const layer = shards.runtimes.find((r) => r.spec.kind === "layers")!;
-    const run = (seq: string, pos: number, n = 1) => decodeFrame<ShardReply>(layer.handle(encodeFrame({ op: "run", seq, pos, n }, new Float32Array(64 * n).fill(0.1)))).head;
+    const run = (seq: string, pos: number, n = 1) => {
+      const head = decodeFrame<ShardReply>(layer.handle(encodeFrame({ op: "run", parts: [{ seq, pos, n }] }, new Float32Array(64 * n).fill(0.1)))).head;
+      return head.ok ? head.parts![0] : head;
+    };
     for (const s of ["lru-a", "lru-b", "lru-c"]) expect(run(s, 0, 160).ok).toBe(true);
     expect(run("lru-a", 160).ok).toBe(true); // all three held: 30 of 32 blocks
     expect(run("lru-b", 160).ok).toBe(true);
     expect(run("lru-d", 0, 48).ok).toBe(true); // 3 more blocks: lru-c, least recently used, gives its 10
-    expect(run("lru-c", 160)).toEqual({ ok: false, unknown: true, have: 0 });
+    expect(run("lru-c", 160)).toEqual({ seq: "lru-c", ok: false, unknown: true, have: 0 });
     expect(run("lru-a", 161).ok).toBe(true);
     expect(layer.info().sequences).not.toContain("lru-c");
   });
@@ -129,8 +123,8 @@ describe("shards of tiny (Q4_0) in Node", () => {
   it("errors come back as replies, not exceptions: wrong op for the shard kind, bad sizes", () => {
     const head = shards.runtimes.find((r) => r.spec.kind === "head")!;
     const layer = shards.runtimes.find((r) => r.spec.kind === "layers")!;
-    expect(decodeFrame<ShardReply>(head.handle(encodeFrame({ op: "run", seq: "x", pos: 0, n: 1 }, new Float32Array(64)))).head).toMatchObject({ ok: false, error: /head shard/ });
-    expect(decodeFrame<ShardReply>(layer.handle(encodeFrame({ op: "run", seq: "x", pos: 0, n: 2 }, new Float32Array(64)))).head).toMatchObject({ ok: false, error: /64 values for 2 positions/ });
+    expect(decodeFrame<ShardReply>(head.handle(encodeFrame({ op: "run", parts: [{ seq: "x", pos: 0, n: 1 }] }, new Float32Array(64)))).head).toMatchObject({ ok: false, error: /head shard/ });
+    expect(decodeFrame<ShardReply>(layer.handle(encodeFrame({ op: "run", parts: [{ seq: "x", pos: 0, n: 2 }] }, new Float32Array(64)))).head).toMatchObject({ ok: false, error: /64 values for 2 positions/ });
   });
 
   it("loading over budget fails clearly: a plan with too few pages for shard 0", async () => {

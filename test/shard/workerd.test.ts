@@ -49,7 +49,7 @@ describe("sharded Worker (workerd) vs single-isolate Worker", () => {
     expect((await complete(sharded.url, { prompt: "warm", max_tokens: 1 })).status).toBe(200);
     const h = await health(sharded.url);
     expect(h).toMatchObject({ status: "ok", model: "edgelm-tiny", source: "r2 (sharded)", context_length: CONTEXT });
-    expect(h.engine).toMatch(/^sharded \(1 layer \+ 5 head shards/);
+    expect(h.engine).toMatch(/^sharded \(1 layer \+ 6 head shards/);
     for (const s of sharded.plan.shards) expect(sharded.logs()).toMatch(new RegExp(`edgelm shard ${s.index} \\(${s.script}\\): loaded in \\d+ ms, wasm [\\d.]+ of [\\d.]+ MiB`));
   });
 
