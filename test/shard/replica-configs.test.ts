@@ -32,22 +32,25 @@ describe("edgelm shard-plan --replicas", () => {
     const out = join(dir, "two");
     const r = run("bin/edgelm.mjs", ["shard-plan", "--model", model, "--budget-mb", "19", "--context", "512", "--replicas", "2", "--max-batch", "4", "--out", out]);
     expect(r.code, r.out).toBe(0);
-    // 6 shards of 18.4–18.9 MiB planned each (the table above these lines), twice.
-    const perReplica = [...r.stdout.matchAll(/^edgelm-shard-\d+ .* ([\d.]+)$/gm)].reduce((a, m) => a + Number(m[1]), 0);
-    const line = /replicas: 2 independent pipeline\(s\) \(SHARD_REPLICAS\), each 6 isolates: ([\d.]+) MiB planned, ([\d.]+) MiB of budgets; all replicas 12 isolates: ([\d.]+) MiB planned, ([\d.]+) MiB of budgets; 13 Workers and 12 Durable Object classes/.exec(r.stdout);
+    // S shards of ~19 MiB planned each (the table above these lines), twice.
+    const rowsOfTable = [...r.stdout.matchAll(/^edgelm-shard-\d+ .* ([\d.]+)$/gm)];
+    const S = rowsOfTable.length;
+    expect(S).toBeGreaterThan(2);
+    const perReplica = rowsOfTable.reduce((a, m) => a + Number(m[1]), 0);
+    const line = new RegExp(`replicas: 2 independent pipeline\\(s\\) \\(SHARD_REPLICAS\\), each ${S} isolates: ([\\d.]+) MiB planned, ([\\d.]+) MiB of budgets; all replicas ${2 * S} isolates: ([\\d.]+) MiB planned, ([\\d.]+) MiB of budgets; ${2 * S + 1} Workers and ${2 * S} Durable Object classes`).exec(r.stdout);
     expect(line, r.stdout).not.toBeNull();
     const [planned, budgets, total, totalBudgets] = line!.slice(1).map(Number);
     expect(planned).toBeCloseTo(perReplica, 0);
-    expect(budgets).toBe(6 * 19);
+    expect(budgets).toBe(S * 19);
     expect(total).toBeCloseTo(2 * planned, 0);
-    expect(totalBudgets).toBe(2 * 6 * 19);
+    expect(totalBudgets).toBe(2 * S * 19);
     expect(r.stdout).toContain("batch: up to 4 sequence(s) per step in each replica (MAX_BATCH); each shard holds KV for 1 full-context sequence(s) of 512 positions.");
     expect(r.stdout).toContain("note: a batch of 4 sequences at full context needs --sequences 4");
 
-    const shardFiles = Array.from({ length: 6 }, (_, i) => [`wrangler.shard-${i}.toml`, `wrangler.shard-${i}-r1.toml`]).flat();
+    const shardFiles = Array.from({ length: S }, (_, i) => [`wrangler.shard-${i}.toml`, `wrangler.shard-${i}-r1.toml`]).flat();
     expect(readdirSync(out).sort()).toEqual(["deploy.sh", "embedding.hashes", "plan.json", "wrangler.coordinator.toml", ...shardFiles].sort());
     const coordinator = readFileSync(join(out, "wrangler.coordinator.toml"), "utf8");
-    for (let i = 0; i < 6; i++) {
+    for (let i = 0; i < S; i++) {
       expect(coordinator).toContain(`name = "SHARD_${i}"\nclass_name = "Shard"\nscript_name = "edgelm-shard-${i}"\n`);
       expect(coordinator).toContain(`name = "SHARD_${i}_R1"\nclass_name = "Shard"\nscript_name = "edgelm-shard-${i}-r1"\n`);
       const replica = readFileSync(join(out, `wrangler.shard-${i}-r1.toml`), "utf8");
@@ -58,9 +61,9 @@ describe("edgelm shard-plan --replicas", () => {
     expect(coordinator).toContain(`MAX_BATCH = "4"`);
     // Every shard script of both replicas is deployed before the coordinator that binds to them.
     const deploys = readFileSync(join(out, "deploy.sh"), "utf8").split("\n").filter((l) => l.startsWith("npx wrangler deploy"));
-    expect(deploys).toHaveLength(13);
+    expect(deploys).toHaveLength(2 * S + 1);
     expect(deploys.at(-1)).toBe("npx wrangler deploy --config wrangler.coordinator.toml");
-    expect(deploys.filter((l) => l.includes("-r1.toml"))).toHaveLength(6);
+    expect(deploys.filter((l) => l.includes("-r1.toml"))).toHaveLength(S);
 
     for (const [config, main] of [
       ["wrangler.coordinator.toml", "SHARD_REPLICAS"],
@@ -86,11 +89,16 @@ describe("edgelm shard-plan --replicas", () => {
   });
 
   it("refuses more Durable Object classes than an account may have, and a replica count that is not a positive integer, before writing", () => {
+    const one = run("bin/edgelm.mjs", ["shard-plan", "--model", model, "--budget-mb", "19", "--context", "512", "--out", join(dir, "one")]);
+    expect(one.code, one.out).toBe(0);
+    const S = [...one.stdout.matchAll(/^edgelm-shard-\d+ /gm)].length;
+    // The fewest replicas whose scripts pass 500, and the most that stay within it with the coordinator.
+    const over = Math.floor(500 / S) + 1;
     const out = join(dir, "refused");
-    const many = run("bin/edgelm.mjs", ["shard-plan", "--model", model, "--budget-mb", "19", "--context", "512", "--replicas", "84", "--out", out]);
+    const many = run("bin/edgelm.mjs", ["shard-plan", "--model", model, "--budget-mb", "19", "--context", "512", "--replicas", String(over), "--out", out]);
     expect(many.code).toBe(2);
     expect(many.out).toContain(
-      "84 replicas of 6 shards are 504 Workers with a Durable Object class each, and the coordinator one more Worker; an account may have 500 of each on the Workers Paid plan: use at most 83 replicas",
+      `${over} replicas of ${S} shards are ${over * S} Workers with a Durable Object class each, and the coordinator one more Worker; an account may have 500 of each on the Workers Paid plan: use at most ${Math.floor(499 / S)} replicas`,
     );
     expect(existsSync(out)).toBe(false);
     const zero = run("bin/edgelm.mjs", ["shard-plan", "--model", model, "--replicas", "0"]);
