@@ -96,6 +96,23 @@ export function fit(points: { x: number; y: number }[]): { slope: number; se: nu
   return { slope: k, se: n > 2 ? Math.sqrt(resid / (n - 2) / den) : Infinity };
 }
 
+/**
+ * The series with its largest rise between two samples taken out (every later sample lowered by
+ * it). A server that touches new memory once (V8 growing a space, workerd a buffer) rises by a step
+ * of a few MiB at some moment and is flat after; over a two-minute window that one step reads as
+ * more than 1 MiB/min. A leak rises a little at every sample, and losing one sample's rise leaves
+ * its slope: over an hour nothing changes, over two minutes at most the largest single rise.
+ */
+export function withoutLargestStep(points: { x: number; y: number }[]): { x: number; y: number }[] {
+  let at = -1;
+  let step = 0;
+  for (let i = 1; i < points.length; i++) {
+    const rise = points[i].y - points[i - 1].y;
+    if (rise > step) [at, step] = [i, rise];
+  }
+  return at < 0 ? points : points.map((p, i) => (i >= at ? { x: p.x, y: p.y - step } : p));
+}
+
 const median = (xs: number[]) => percentiles(xs).p50;
 const count = <K extends string>(m: Partial<Record<K, number>>, k: K) => (m[k] = (m[k] ?? 0) + 1);
 
@@ -128,7 +145,7 @@ export function summarize(run: SoakRun): Summary {
     rss.warmupBytes = median((warm.length ? warm : [measured[0]]).map((s) => s.rss));
     rss.endBytes = median(measured.filter((s) => s.t >= last - BOUNDS.rssWindowMs).map((s) => s.rss));
     if (last > first) {
-      const f = fit(measured.map((s) => ({ x: s.t / 60_000, y: s.rss })));
+      const f = fit(withoutLargestStep(measured.map((s) => ({ x: s.t / 60_000, y: s.rss }))));
       rss.slopeBytesPerMin = f.slope;
       rss.slopeSeBytesPerMin = f.se;
     }

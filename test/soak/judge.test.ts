@@ -7,7 +7,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exchange } from "../../scripts/soak/exchange";
-import { fit, summarize, slope } from "../../scripts/soak/report";
+import { fit, summarize, slope, withoutLargestStep } from "../../scripts/soak/report";
 import type { SoakRun } from "../../scripts/soak/run";
 import type { Plan } from "../../scripts/soak/traffic";
 
@@ -174,6 +174,19 @@ describe("summarize: the checks", () => {
     const flat = fit(series(0));
     expect(flat.slope - 2 * flat.se).toBeLessThanOrEqual(MiB);
     const leak = fit(series(8 * MiB));
+    expect(leak.slope - 2 * leak.se).toBeGreaterThan(MiB);
+  });
+
+  it("one step of new memory is not a slope, a leak with a step in it still is", () => {
+    const MiB = 2 ** 20;
+    // Two minutes of one sample a second: ±0.3 MiB of noise, a 2.5 MiB step at 75 s, and a leak.
+    const series = (leakPerMin: number) =>
+      Array.from({ length: 120 }, (_, i) => ({ x: i / 60, y: 115 * MiB + (((i * 7) % 5) - 2) * 0.15 * MiB + (i >= 75 ? 2.5 * MiB : 0) + leakPerMin * (i / 60) }));
+    const raw = fit(series(0));
+    expect(raw.slope - 2 * raw.se).toBeGreaterThan(MiB); // what the plain fit says of the step
+    const stepped = fit(withoutLargestStep(series(0)));
+    expect(stepped.slope - 2 * stepped.se).toBeLessThanOrEqual(MiB);
+    const leak = fit(withoutLargestStep(series(3 * MiB)));
     expect(leak.slope - 2 * leak.se).toBeGreaterThan(MiB);
   });
 
