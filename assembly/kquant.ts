@@ -20,22 +20,26 @@
 // and the mins' factor f32(sum x) * d_x is a per-call table (beside d_x).
 //
 // Q4KR / Q5KR: groups of four rows (the last zero-padded); group g at
-// g*nsb*B (B = 592 / 720), per superblock column B bytes:
+// g*nsb*B (B = 592 / 1104), per superblock column B bytes:
 //   [0, 8)     d of rows 0..3 (f16)         [8, 16)   dmin of rows 0..3 (f16)
 //   [16, 80)   sub-block j at 16 + 8j: the scales of rows 0..3, then their
 //              mins (u8, 0..63)
-//   [80, 592)  sub-block j of row r at 80 + 64j + 16r: 16 bytes, byte l
-//              holding values l and l+16: Q4KR q_l | q_{l+16} << 4 (Q4R's
-//              order); Q5KR q_l | (q_{l+16} & 7) << 5
-//   [592, 720) Q5KR only: the top two bits of q_{l+16}: sub-block j at
-//              592 + 16j, byte l, row r's at bits 2r and 2r + 1
+//   Q4KR [80, 592): sub-block j of row r at 80 + 64j + 16r: 16 bytes, byte
+//              l holding q_l | q_{l+16} << 4 (Q4R's order)
+//   Q5KR [80, 1104): sub-block j of row r at 80 + 128j + 32r: 32 bytes,
+//              byte l holding q_l (0..31)
 // The scales are unpacked once at load instead of per row and superblock in
 // every product: a sub-block's four scales and four mins are one widening
 // load (shuffling them out of a wider vector cost V8 a rebuilt mask per
-// shuffle), and the rows' data one sequential stream (as Q6R). One vector
-// holds a row's sub-block, so the matvec reads each byte once and splits it
-// with Q4R's three operations (Q5KR: six, the top bits of the four rows one
-// load; five bits or-ed from GGUF's fifth-bit bytes took nine).
+// shuffle), and the rows' data one sequential stream (as Q6R). Q4KR: one
+// vector holds a row's sub-block, split with Q4R's three operations. Q5KR
+// spends a byte per value (1.078 B per weight in memory, 1.57x the file's
+// 0.6875), so a row's sub-block is two loads and two relaxed dots with no
+// bit work at all: five bits packed beside others (the layout before this
+// one: the low five bits and three of value l+16 in a byte, the four rows'
+// top pairs in a shared vector) took nine operations per row and sub-block
+// to unpack, and kept the matvec compute-bound at 1.38x Q4R per weight;
+// read as bytes it is bound by memory, as Q8R.
 
 import {
   FUSED, scratchBase, h2f, h2f_nodenorm, h2f_x4_nodenorm, VCONST, VC_NIB8, VC_NIB16, VC_EVEN16, VC_ODD16,
@@ -51,16 +55,14 @@ import { matvec_q6r_q8a } from "./q6matvec";
 @inline const K_SC: usize = 16;
 // @ts-ignore: decorator
 @inline const K_QS: usize = 80;
-// @ts-ignore: decorator
-@inline const K_E: usize = 592;
 
 @inline function kBytes(five: bool): usize {
-  return five ? 720 : 592;
+  return five ? 1104 : 592;
 }
 
-// Sub-block j of row r of the superblock column at p (Q4KR / Q5KR).
-@inline function kSubAt(p: usize, j: i32, r: i32): usize {
-  return p + K_QS + (<usize>j << 6) + (<usize>r << 4);
+// Sub-block j of row r of the superblock column at p (Q4KR: 16 bytes; Q5KR: 32).
+@inline function kSubAt(p: usize, j: i32, r: i32, five: bool): usize {
+  return five ? p + K_QS + (<usize>j << 7) + (<usize>r << 5) : p + K_QS + (<usize>j << 6) + (<usize>r << 4);
 }
 
 // The scales (then mins) of sub-block j's four rows.
@@ -68,49 +70,14 @@ import { matvec_q6r_q8a } from "./q6matvec";
   return p + K_SC + (<usize>j << 3);
 }
 
-// Q5KR's top-bit vector of sub-block j (all four rows).
-@inline function kTopAt(p: usize, j: i32): usize {
-  return p + K_E + (<usize>j << 4);
-}
-
-// Constants of Q5KR's values (see VCONST in common.ts for why in memory):
-// masks per byte 0x1f (q_l), 0x07 (the low three bits of q_{l+16}), 0x18
-// (its top two, moved to bits 3-4); the same per int16 lane for the SIMD
-// build; the multipliers 2^(6-2r) of kHigh5 per int16 lane.
-// @ts-ignore: decorator
-@inline const KC_LO: usize = 0;
-// @ts-ignore: decorator
-@inline const KC_HI3: usize = 16;
-// @ts-ignore: decorator
-@inline const KC_HI2: usize = 32;
-// @ts-ignore: decorator
-@inline const KC_LO16: usize = 48;
-// @ts-ignore: decorator
-@inline const KC_HI3_16: usize = 64;
-// @ts-ignore: decorator
-@inline const KC_HI2_16: usize = 80;
-// @ts-ignore: decorator
-@inline const KC_MUL: usize = 96;
-// Scratch of the matvecs: [K_T, K_T + 32) rows' partials in passing
-// (kSubRelaxed); at K_SX the per-call table of d_x, f32(sum x) * d_x per
-// block (kSumTable: 8 bytes a block, clear of the Q8A images at SMALL_X up
-// to 14336 blocks, 458752 columns).
-// @ts-ignore: decorator
-@inline const K_T: usize = 0;
+// Scratch of the matvecs: at K_SX the per-call table of d_x, f32(sum x) *
+// d_x per block (kSumTable: 8 bytes a block, clear of the Q8A images at
+// SMALL_X up to 14336 blocks, 458752 columns).
 // @ts-ignore: decorator
 @inline const K_SX: usize = 16384;
-const KCONST: usize = memory.data<u32>([
-  0x1f1f1f1f, 0x1f1f1f1f, 0x1f1f1f1f, 0x1f1f1f1f,
-  0x07070707, 0x07070707, 0x07070707, 0x07070707,
-  0x18181818, 0x18181818, 0x18181818, 0x18181818,
-  0x001f001f, 0x001f001f, 0x001f001f, 0x001f001f,
-  0x00070007, 0x00070007, 0x00070007, 0x00070007,
-  0x00180018, 0x00180018, 0x00180018, 0x00180018,
-  0x00400040, 0x00400040, 0x00400040, 0x00400040,
-  0x00100010, 0x00100010, 0x00100010, 0x00100010,
-  0x00040004, 0x00040004, 0x00040004, 0x00040004,
-  0x00010001, 0x00010001, 0x00010001, 0x00010001,
-], 16);
+// The SIMD build's mask of the low byte of every int16 lane (Q5KR's even
+// values; see VCONST in common.ts for why in memory).
+const K_LOW8: usize = memory.data<u32>([0x00ff00ff, 0x00ff00ff, 0x00ff00ff, 0x00ff00ff], 16);
 
 // ---------------------------------------------------------------- sizes and repack
 
@@ -119,15 +86,17 @@ export function q4kr_bytes(rows: i32, cols: i32): usize {
 }
 
 export function q5kr_bytes(rows: i32, cols: i32): usize {
-  return <usize>((rows + 3) >> 2) * (<usize>cols >> 8) * 720;
+  return <usize>((rows + 3) >> 2) * (<usize>cols >> 8) * 1104;
 }
 
-// GGUF rows -> Q4KR / Q5KR. A group takes 16 bytes more per superblock column
-// than its four GGUF rows, so an in-place repack (dst == src, sized
-// q4kr_bytes / q5kr_bytes) goes from the last group to the first: group g's
-// destination starts at or after its source and ends before group g+1's
-// destination, so only sources already copied are overwritten. Otherwise src
-// and dst must not overlap. Uses the scratch region (4 rows).
+// GGUF rows -> Q4KR / Q5KR. A group takes more bytes per superblock column
+// than its four GGUF rows (Q4KR 16 more, Q5KR 400: 1104 against 704), so an
+// in-place repack (dst == src, sized q4kr_bytes / q5kr_bytes) goes from the
+// last group to the first, each group's rows copied to scratch first: group
+// g's destination starts at or after its source and ends where group g+1's
+// destination begins, so only sources already copied are overwritten.
+// Otherwise src and dst must not overlap. Uses the scratch region (4 rows:
+// Q5_K cols up to 190464).
 export function repack_q4_k(src: usize, dst: usize, rows: i32, cols: i32): void {
   repackK(src, dst, rows, cols, false);
 }
@@ -168,7 +137,6 @@ function repackK(src: usize, dst: usize, rows: i32, cols: i32, five: bool): void
     if (nr < 4) memory.fill(tmp + <usize>nr * rowBytes, 0, <usize>(4 - nr) * rowBytes);
     let o = dst + <usize>g * nsb * outB;
     for (let sb: usize = 0; sb < nsb; sb++) {
-      if (five) memory.fill(o + K_E, 0, 128);
       for (let r = 0; r < 4; r++) {
         const s = tmp + <usize>r * rowBytes + sb * inB;
         store<u16>(o + (<usize>r << 1), load<u16>(s));
@@ -180,17 +148,11 @@ function repackK(src: usize, dst: usize, rows: i32, cols: i32, five: bool): void
         }
         const q = s + (five ? 48 : 16), qh = s + 16;
         for (let j = 0; j < 8; j++) {
-          for (let l: usize = 0; l < 16; l++) {
-            const lo = ggufValue(q, qh, j, l, five), hi = ggufValue(q, qh, j, l + 16, five);
-            store<u8>(kSubAt(o, j, r) + l, <u8>(five ? lo | ((hi & 7) << 5) : lo | (hi << 4)));
-          }
-        }
-        if (five) {
-          for (let j = 0; j < 8; j++) {
-            for (let l: usize = 0; l < 16; l++) {
-              const t = kTopAt(o, j) + l;
-              store<u8>(t, load<u8>(t) | <u8>((ggufValue(q, qh, j, l + 16, true) >> 3) << (r << 1)));
-            }
+          const v = kSubAt(o, j, r, five);
+          if (five) {
+            for (let l: usize = 0; l < 32; l++) store<u8>(v + l, <u8>ggufValue(q, qh, j, l, true));
+          } else {
+            for (let l: usize = 0; l < 16; l++) store<u8>(v + l, <u8>(ggufValue(q, qh, j, l, false) | (ggufValue(q, qh, j, l + 16, false) << 4)));
           }
         }
       }
@@ -213,11 +175,9 @@ export function matvec_q5kr_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: 
 
 // Value l (0..31) of sub-block j of row r in the Q4KR / Q5KR superblock column at p.
 @inline function krValue(p: usize, r: i32, j: i32, l: usize, five: bool): i32 {
-  const v = <i32>load<u8>(kSubAt(p, j, r) + (l & 15));
-  if (!five) return l < 16 ? v & 15 : v >> 4;
-  if (l < 16) return v & 31;
-  const e = <i32>load<u8>(kTopAt(p, j) + (l & 15));
-  return (v >> 5) | (((e >> (r << 1)) & 3) << 3);
+  if (five) return <i32>load<u8>(kSubAt(p, j, r, true) + l);
+  const v = <i32>load<u8>(kSubAt(p, j, r, false) + (l & 15));
+  return l < 16 ? v & 15 : v >> 4;
 }
 
 function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, five: bool): void {
@@ -248,43 +208,20 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   }
 }
 
-// Q5KR: row r's top-bit pair, bits 2r and 2r+1 of every byte of a top-bit
-// vector e, moved to bits 3-4 by one 16-bit shift (left by 3 - 2r or right
-// by 2r - 3: counts up to 3 pull no bit across a byte boundary into bits
-// 3-4). Unmasked. r: a constant.
-@inline function topBits(e: v128, r: i32): v128 {
-  if (r == 0) return i16x8.shl(e, 3);
-  if (r == 1) return i16x8.shl(e, 1);
-  if (r == 2) return i16x8.shr_u(e, 1);
-  return i16x8.shr_u(e, 3);
-}
-
-// Q5KR's values l+16 per byte of row r from its sub-block vector v and the
-// top-bit vector e: the low three bits from v's bits 5-7, the top two from
-// e. r a constant (topBits), or the multiplier mk = 2^(6-2r) per int16 lane
-// (r < 0): the pair moved to bits 3-4 by the multiply and a right shift by 3
-// (the carries from the low byte reach the high byte's bits 3-4 only from
-// bits 5-7 of the low one, which land at bits 0-1 of the high byte).
-@inline function kHigh5(v: v128, e: v128, r: i32, mk: v128, mh: v128, ml: v128): v128 {
-  const t = r >= 0 ? topBits(e, r) : i16x8.shr_u(i16x8.mul(e, mk), 3);
-  return v128.or(v128.and(i16x8.shr_u(v, 5), mh), v128.and(t, ml));
-}
-
 // acc + (aq*d - am*dmin): the scalar twin's fold of one superblock, four lanes.
 @inline function kFoldSuper(acc: v128, aq: v128, am: v128, d: v128, dm: v128): v128 {
   return f32x4.add(acc, f32x4.sub(f32x4.mul(aq, d), f32x4.mul(am, dm)));
 }
 
-// Relaxed: row r's sub-block (at q; Q5KR's top bits in e) against its
-// activations, left in int16: lane i holds two pairs' dots of both 16-wide
-// halves, |lane| <= 2*2*15*127 = 7620 (Q5: 15748). m: 0x0f (Q4KR) or 0x1f
-// (Q5KR) per byte.
-@inline function kRowRelaxed(q: usize, e: v128, r: i32, five: bool, xl: v128, xh: v128, m: v128, mh: v128, ml: v128): v128 {
-  const v = v128.load(q);
-  if (!five) return nibRelaxed16(v, xl, xh, m);
+// Relaxed: a row's sub-block (at q) against its activations, left in int16:
+// lane i holds two pairs' dots of both 16-wide halves, |lane| <= 2*2*15*127
+// = 7620 (Q5: 2*2*31*127 = 15748). Q4KR: m 0x0f per byte; Q5KR's values
+// (0..31) are the 7-bit operand as they lie.
+@inline function kRowRelaxed(q: usize, five: bool, xl: v128, xh: v128, m: v128): v128 {
+  if (!five) return nibRelaxed16(v128.load(q), xl, xh, m);
   return i16x8.add(
-    i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.and(v, m)),
-    i16x8.relaxed_dot_i8x16_i7x16_s(xh, kHigh5(v, e, r, m, mh, ml)),
+    i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(q)),
+    i16x8.relaxed_dot_i8x16_i7x16_s(xh, v128.load(q, 16)),
   );
 }
 
@@ -294,50 +231,43 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   return i16x8.add(i32x4.shuffle(p0, p1, 0, 4, 1, 5), i32x4.shuffle(p0, p1, 2, 6, 3, 7));
 }
 
+// Row 0's sub-block j = i/8 of the superblock column at p, and the stride
+// from one row's to the next.
+@inline function kSubOf(p: usize, i: usize, five: bool): usize {
+  return five ? p + K_QS + (i << 4) : p + K_QS + (i << 3);
+}
+@inline function kRowStride(five: bool): usize {
+  return five ? 32 : 16;
+}
+
 // Relaxed: sub-block j = i/8 of the four rows of the superblock column at
-// p against its activations (xq: the superblock's): [sc_r * sum_l q_l x_l]. The four rows'
-// int16 partials are transposed and added in int16, then one dot with [sc0,
-// sc0, sc1, sc1, ...] widens and scales at once. Q4_K: sums of 8 lanes
-// <= 30480 stay exact in int16; Q5_K's (<= 62992) would not, so its last
-// add is done after two scaled widenings. Q5KR: rows 0-1 and 2-3 are
-// ordered by stores to scratch: without them V8 loads all four rows' data,
-// the scales and the activations' factors first and spills (16 of 96
-// instructions per sub-block; ~8% of the time). Q4KR, which spills one
-// value, measured ~4% slower with them.
-@inline function kSubRelaxed(p: usize, i: usize, five: bool, xq: usize, e: v128, m: v128, mh: v128, ml: v128): v128 {
-  const q = p + K_QS + (i << 3);
-  const t = scratchBase() + K_T;
+// p against its activations (xq: the superblock's): [sc_r * sum_l q_l x_l].
+// The four rows' int16 partials are transposed and added in int16, then one
+// dot with [sc0, sc0, sc1, sc1, ...] widens and scales at once. Q4_K: sums
+// of 8 lanes <= 30480 stay exact in int16; Q5_K's (<= 62992) would not, so
+// its last add is done after two scaled widenings.
+@inline function kSubRelaxed(p: usize, i: usize, five: bool, xq: usize, m: v128): v128 {
+  const q = kSubOf(p, i, five), rs = kRowStride(five);
   const xl = v128.load(xq + (i << 2)), xh = v128.load(xq + (i << 2), 16);
-  let a: v128, c: v128, sc: v128;
-  if (five) {
-    v128.store(t, kPairAdd(kRowRelaxed(q, e, 0, five, xl, xh, m, mh, ml), kRowRelaxed(q + 16, e, 1, five, xl, xh, m, mh, ml)));
-    c = kPairAdd(kRowRelaxed(q + 32, e, 2, five, xl, xh, m, mh, ml), kRowRelaxed(q + 48, e, 3, five, xl, xh, m, mh, ml));
-    v128.store(t, c, 16);
-    a = v128.load(t);
-    sc = v128.load8x8_u(p + K_SC + i);
-  } else {
-    sc = v128.load8x8_u(p + K_SC + i);
-    a = kPairAdd(kRowRelaxed(q, e, 0, five, xl, xh, m, mh, ml), kRowRelaxed(q + 16, e, 1, five, xl, xh, m, mh, ml));
-    c = kPairAdd(kRowRelaxed(q + 32, e, 2, five, xl, xh, m, mh, ml), kRowRelaxed(q + 48, e, 3, five, xl, xh, m, mh, ml));
-  }
+  const sc = v128.load8x8_u(p + K_SC + i);
+  const a = kPairAdd(kRowRelaxed(q, five, xl, xh, m), kRowRelaxed(q + rs, five, xl, xh, m));
+  const c = kPairAdd(kRowRelaxed(q + 2 * rs, five, xl, xh, m), kRowRelaxed(q + 3 * rs, five, xl, xh, m));
   const pr = i16x8.shuffle(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3);
   const lo = i32x4.shuffle(a, c, 0, 1, 4, 5), hi = i32x4.shuffle(a, c, 2, 3, 6, 7);
   if (five) return i32x4.add(i32x4.dot_i16x8_s(lo, pr), i32x4.dot_i16x8_s(hi, pr));
   return i32x4.dot_i16x8_s(i16x8.add(lo, hi), pr);
 }
 
-// SIMD build: row r's sub-block as int32 sums against Q8A's permuted int16
+// SIMD build: a row's sub-block as int32 sums against Q8A's permuted int16
 // activations (a vector of weight bytes viewed as int16 lanes holds the even
-// elements in its low bytes, the odd in its high). Lane masks: m 0x000f,
-// m5 0x001f, mh 0x0007, ml 0x0018.
-@inline function kRowSimd(q: usize, e: v128, r: i32, five: bool, x0: v128, x1: v128, x2: v128, x3: v128, m: v128, m5: v128, mh: v128, ml: v128): v128 {
-  const v = v128.load(q);
-  if (!five) return dotNib16(v, x0, x1, x2, x3, m);
-  const h0 = kHigh5(v, e, r, m, mh, ml);
-  const h1 = v128.or(i16x8.shr_u(v, 13), v128.and(i16x8.shr_u(e, 5 + (r << 1)), ml));
+// elements in its low bytes, the odd in its high). m: the lane mask, 0x000f
+// (Q4KR's nibbles) or 0x00ff (Q5KR's bytes).
+@inline function kRowSimd(q: usize, five: bool, x0: v128, x1: v128, x2: v128, x3: v128, m: v128): v128 {
+  if (!five) return dotNib16(v128.load(q), x0, x1, x2, x3, m);
+  const a = v128.load(q), b = v128.load(q, 16);
   return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(v128.and(v, m5), x0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 8), m5), x1)),
-    i32x4.add(i32x4.dot_i16x8_s(h0, x2), i32x4.dot_i16x8_s(h1, x3)),
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(a, m), x0), i32x4.dot_i16x8_s(i16x8.shr_u(a, 8), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(b, m), x2), i32x4.dot_i16x8_s(i16x8.shr_u(b, 8), x3)),
   );
 }
 
@@ -370,12 +300,10 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   const nb = nsb << 3;
   const xq0 = ASC_FEATURE_RELAXED_SIMD ? xa + q8aQ8Off(nb) : xa + q8aQ16Off(nb);
   const tab0 = kSumTable(xa, nb);
-  // Relaxed: byte masks (m the values' low one); SIMD: int16 lane masks (m the nibble one).
-  const m = ASC_FEATURE_RELAXED_SIMD ? v128.load(five ? KCONST + KC_LO : VCONST + VC_NIB8) : v128.load(VCONST + VC_NIB16);
-  const m5 = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_LO : KC_LO16));
-  const mh = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_HI3 : KC_HI3_16));
-  const ml = v128.load(KCONST + (ASC_FEATURE_RELAXED_SIMD ? KC_HI2 : KC_HI2_16));
+  // Relaxed: Q4KR's nibble mask per byte; SIMD: the lane mask of kRowSimd.
+  const m = v128.load(ASC_FEATURE_RELAXED_SIMD ? VCONST + VC_NIB8 : five ? K_LOW8 : VCONST + VC_NIB16);
   const B = kBytes(five);
+  const rs = kRowStride(five);
   let p = w;
   for (let r0 = 0; r0 < rows; r0 += 4) {
     let acc = f32x4.splat(0);
@@ -383,20 +311,19 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
     for (let sb: usize = 0; sb < nsb; sb++) {
       // Per superblock: aq = sum_j f32(sd_j) * d_x, am = sum_j f32(m_j) * sxd_j.
       let aq = f32x4.splat(0), am = f32x4.splat(0);
-      // i = 8j: every address below is a base plus i times 1, 2, 4 or 8 (V8 then
-      // spends one add per sub-block on the loop, not one per pointer).
+      // i = 8j: every address below is a base plus i times a power of two
+      // (V8 then spends one add per sub-block on the loop, not one per pointer).
       for (let i: usize = 0; i < 64; i += 8) {
-        const e = five ? v128.load(p + K_E + (i << 1)) : m;
         let sd: v128;
         if (ASC_FEATURE_RELAXED_SIMD) {
-          sd = kSubRelaxed(p, i, five, xq, e, m, mh, ml);
+          sd = kSubRelaxed(p, i, five, xq, m);
         } else {
-          const q = p + K_QS + (i << 3);
+          const q = kSubOf(p, i, five);
           const x = xq + (i << 3);
           const x0 = v128.load(x), x1 = v128.load(x, 16), x2 = v128.load(x, 32), x3 = v128.load(x, 48);
           sd = i32x4.mul(reduce4(
-            kRowSimd(q, e, 0, five, x0, x1, x2, x3, m, m5, mh, ml), kRowSimd(q + 16, e, 1, five, x0, x1, x2, x3, m, m5, mh, ml),
-            kRowSimd(q + 32, e, 2, five, x0, x1, x2, x3, m, m5, mh, ml), kRowSimd(q + 48, e, 3, five, x0, x1, x2, x3, m, m5, mh, ml),
+            kRowSimd(q, five, x0, x1, x2, x3, m), kRowSimd(q + rs, five, x0, x1, x2, x3, m),
+            kRowSimd(q + 2 * rs, five, x0, x1, x2, x3, m), kRowSimd(q + 3 * rs, five, x0, x1, x2, x3, m),
           ), i32x4.extend_low_i16x8_u(v128.load8x8_u(p + K_SC + i)));
         }
         aq = f32x4.add(aq, f32x4.mul(f32x4.convert_i32x4_s(sd), v128.load32_splat(tab + i)));
@@ -480,15 +407,19 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
 }
 
 // Sub-block j of the four rows: values (0..15 / 0..31) to ws, scales and mins
-// to MM_DW. m: 0x0f per byte (Q4KR) or 0x1f (Q5KR).
-@inline function kUnpack(ws: usize, p: usize, j: i32, five: bool, m: v128, mh: v128, ml: v128): void {
-  const e = five ? v128.load(kTopAt(p, j)) : m;
+// to MM_DW. m: 0x0f per byte (Q4KR's nibbles; Q5KR's bytes are copied).
+@inline function kUnpack(ws: usize, p: usize, j: i32, five: bool, m: v128): void {
   for (let r = 0; r < 4; r++) {
-    const v = v128.load(kSubAt(p, j, r));
+    const q = kSubAt(p, j, r, five);
     const o = ws + (<usize>r << 5);
-    v128.store(o, v128.and(v, m));
-    if (five) v128.store(o, kHigh5(v, e, -1, v128.load(KCONST + KC_MUL + (<usize>r << 4)), mh, ml), 16);
-    else v128.store(o, v128.and(i16x8.shr_u(v, 4), m), 16);
+    if (five) {
+      v128.store(o, v128.load(q));
+      v128.store(o, v128.load(q, 16), 16);
+    } else {
+      const v = v128.load(q);
+      v128.store(o, v128.and(v, m));
+      v128.store(o, v128.and(i16x8.shr_u(v, 4), m), 16);
+    }
     store<i32>(ws + MM_DW + 32 + (<usize>r << 2), <i32>load<u8>(kScAt(p, j) + <usize>r));
     store<f32>(ws + MM_DW + 48 + (<usize>r << 2), <f32>load<u8>(kScAt(p, j) + 4 + <usize>r));
   }
@@ -702,9 +633,7 @@ function matmulKTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: 
   const gBytes: usize = FUSED ? Q8B_QUAD : Q8B_PAIRS;
   const gStride = nb * gBytes;
   const tStride = nb << 5;
-  const m = v128.load(five ? KCONST + KC_LO : VCONST + VC_NIB8);
-  const mh = v128.load(KCONST + KC_HI3);
-  const ml = v128.load(KCONST + KC_HI2);
+  const m = v128.load(VCONST + VC_NIB8);
   const B = kBytes(five);
   for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
     const tn = min(MM_TOK, ntok - t0);
@@ -720,7 +649,7 @@ function matmulKTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: 
       for (let sb: usize = 0; sb < nsb; sb++) {
         kScales(ws, p);
         for (let j = 0; j < 8; j++) {
-          kUnpack(ws, p, j, five, m, mh, ml);
+          kUnpack(ws, p, j, five, m);
           if (FUSED) transposeQuads(ws);
           const b = (sb << 3) + <usize>j;
           let xg = xg0 + b * gBytes;

@@ -75,9 +75,9 @@ export function q4krBytes(rows: number, cols: number): number {
   return Math.ceil(rows / 4) * (cols >>> 8) * 592;
 }
 
-/** Q5KR (Q5_K likewise): 720 B per 4 rows and 256 columns. */
+/** Q5KR (Q5_K, 4-row groups, scales unpacked, one byte per value): 1104 B per 4 rows and 256 columns, 1.57× the file's 704. */
 export function q5krBytes(rows: number, cols: number): number {
-  return Math.ceil(rows / 4) * (cols >>> 8) * 720;
+  return Math.ceil(rows / 4) * (cols >>> 8) * 1104;
 }
 
 /** Q41R (Q4_1, 4-row groups with the four rows' d and m first): 80 B per 4 rows and 32 columns, the file's bytes. */
