@@ -134,24 +134,29 @@ describe.each(TYPES)("%s: repack + matvec", (_name, type) => {
     }
   });
 
-  it("repack in place == out of place, sizes as kernel-sizes.ts states, padding rows compute 0", () => {
-    const rows = 6, cols = 512;
-    const { bytes } = randK(type, rng(5 + type), rows, cols);
+  // Q5KR is 1.57× the file (1104 B against 704 per 4 rows and 256 columns), Q4KR 1.03×: the in-place
+  // repack runs from the last group, each group's rows copied aside first. Several groups, the last
+  // partial, so a group written over a source not yet copied would show; a guard past the end.
+  it.each([[6, 512], [13, 1280], [4, 256]])("rows=%i cols=%i: repack in place == out of place, sizes as kernel-sizes.ts states, nothing written past them, padding rows compute 0", (rows, cols) => {
+    const { bytes } = randK(type, rng(5 + type + rows), rows, cols);
     const x = randVec(rng(6), cols);
+    const padded = Math.ceil(rows / 4) * 4;
     for (const h of both()) {
       const o = ops(h, type);
       const size = o.bytes(rows, cols) >>> 0;
       expect(size).toBe(type === TensorType.Q4_K ? q4krBytes(rows, cols) : q5krBytes(rows, cols));
       expect(size).toBeGreaterThan(bytes.length);
-      const a = h.alloc(size);
+      const a = h.alloc(size + 64);
+      h.arena.u8(a, size + 64).fill(0xa5);
       h.arena.u8(a, bytes.length).set(bytes);
       o.repack(a, a, rows, cols);
       const b = placeK(h, type, bytes, rows, cols);
       expect(h.u8(a, size)).toEqual(h.u8(b, size));
-      // The padded group's rows 6 and 7 are zeros: d = dmin = 0, so their outputs are exactly 0.
-      const out8 = matvecOf(h, type, a, 8, cols, x);
-      expect(Array.from(out8.subarray(6))).toEqual([0, 0]);
-      expect(bitsEqual(out8.subarray(0, 6), kEmulate(type, bytes, rows, cols, x))).toBe(true);
+      expect(h.u8(a + size, 64).every((v) => v === 0xa5), "bytes past the repacked matrix").toBe(true);
+      // The padded group's rows are zeros: d = dmin = 0, so their outputs are exactly 0.
+      const out = matvecOf(h, type, a, padded, cols, x);
+      expect(Array.from(out.subarray(rows))).toEqual(new Array(padded - rows).fill(0));
+      expect(bitsEqual(out.subarray(0, rows), kEmulate(type, bytes, rows, cols, x))).toBe(true);
     }
   });
 
@@ -220,5 +225,31 @@ describe.each(TYPES)("%s: matmul", (_name, type) => {
     const xs = new Float32Array(NTOK * cols);
     for (let t = 0; t < NTOK; t++) for (let j = 0; j < cols; j++) xs[t * cols + j] = t % 3 === 0 ? 1 : t % 3 === 1 ? -1 : j % 5 ? 1 : -1;
     expectExact(type, bytes, rows, cols, xs, NTOK);
+  });
+});
+
+describe("Q5KR layout (docs/kernels.md, Memory layouts)", () => {
+  it("per 4 rows and superblock column: d, dmin, the unpacked scales and mins, then sub-block j of row r at 80 + 128j + 32r, one value (0..31) a byte", () => {
+    const rows = 7, cols = 512, nsb = cols / 256, B = 1104;
+    const type = TensorType.Q5_K;
+    const { bytes } = randK(type, rng(404), rows, cols);
+    for (const h of both()) {
+      const q = h.u8(placeK(h, type, bytes, rows, cols), q5krBytes(rows, cols));
+      for (let r = 0; r < 8; r++) {
+        for (let sb = 0; sb < nsb; sb++) {
+          const p = (Math.floor(r / 4) * nsb + sb) * B, lane = r % 4;
+          const o = (r * nsb + sb) * 176;
+          const src = (i: number) => (r < rows ? bytes[o + i] : 0);
+          expect([q[p + 2 * lane], q[p + 2 * lane + 1], q[p + 8 + 2 * lane], q[p + 9 + 2 * lane]], `${h.kind} row ${r} superblock ${sb}: d, dmin`).toEqual([src(0), src(1), src(2), src(3)]);
+          for (let j = 0; j < 8; j++) {
+            const [sc, m] = r < rows ? kScaleMin(bytes, o + 4, j) : [0, 0];
+            expect([q[p + 16 + 8 * j + lane], q[p + 20 + 8 * j + lane]], `${h.kind} row ${r} sb ${sb} sub-block ${j}: scale, min`).toEqual([sc, m]);
+            const want = Array.from({ length: 32 }, (_, l) => (r < rows ? ((bytes[o + 48 + 32 * (j >> 1) + l] >> (4 * (j & 1))) & 15) | (((bytes[o + 16 + l] >> j) & 1) << 4) : 0));
+            const at = p + 80 + 128 * j + 32 * lane;
+            expect(Array.from(q.subarray(at, at + 32)), `${h.kind} row ${r} sb ${sb} sub-block ${j}: values`).toEqual(want);
+          }
+        }
+      }
+    }
   });
 });
