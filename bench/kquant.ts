@@ -4,9 +4,11 @@
  * Q4KR, Q5KR, Q6R, Q2_K and Q3_K (rows as stored), Q41R, Q50R and Q51R (Q4_1, Q5_0,
  * Q5_1) at the 1.6B's FFN shapes, one thread. Not a test.
  *
- *   node --experimental-wasm-relaxed-simd --import tsx bench/kquant.ts [--builds relaxed,relaxed-fused,simd] [--formats Q8R,Q6R] [--ntok 128] [--turns 6]
+ *   node --experimental-wasm-relaxed-simd --import tsx bench/kquant.ts [--builds relaxed,relaxed-fused,simd] [--formats Q8R,Q6R] [--ntok 128] [--turns 6] [--build-dir build]
  *
- * `--formats` measures only the named formats (and Q4R, the yardstick).
+ * `--formats` measures only the named formats (and Q4R, the yardstick);
+ * `--build-dir` reads the kernel builds from another folder (a copy of
+ * build/ from before a change: the before and after of a layout).
  *
  * The formats are measured in turn, `turns` times, for ~150 ms each,
  * and the best CPU time per call is kept (the machine is shared: turns even
@@ -52,7 +54,7 @@ function fillRandom(u8: Uint8Array, seed: number): void {
   }
 }
 
-const { modules, unavailable } = compileKernelModules();
+const { modules, unavailable } = compileKernelModules(process.argv.includes("--build-dir") ? arg("--build-dir", "") : undefined);
 const H = 2048, FF = 5632;
 
 for (const build of builds) {
