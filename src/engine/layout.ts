@@ -14,8 +14,9 @@
  *   Q6_K matrices  → Q6R (likewise)
  *   Q4_1 matrices  → Q41R (likewise, with the four rows' mins beside their scales)
  *   Q5_0, Q5_1 matrices → Q50R, Q51R (likewise, with the rows' fifth-bit words)
- *   Q4_K, Q5_K matrices → Q4KR, Q5KR (4-row groups with the scales unpacked: 16 B more per
- *                    group and 256 columns than the file, repacked in place from the last group)
+ *   Q4_K, Q5_K matrices → Q4KR, Q5KR (4-row groups with the scales unpacked: Q4KR 16 B more per
+ *                    group and 256 columns than the file, Q5KR a byte per value, 1.57× the file;
+ *                    repacked in place from the last group)
  *   Q8_0 matrices  → Q8R (4-row groups with the rows' scales as f32: 8 B more per group and
  *                    32 columns than the file, repacked in place from the last group)
  *   Q2_K, Q3_K, F32/F16/BF16 matrices, and the embedding table of any type: as stored
@@ -218,7 +219,7 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
       continue;
     }
     if (kind === "q8r" && t.cols > Q8R_MAX_COLS) throw new Error(`tensor ${t.name}: ${t.cols} columns of Q8_0; the wasm engine's Q8_0 kernels take at most ${Q8R_MAX_COLS}`);
-    // Q4R and Q6R have the file's bytes per 4-row group (only a last partial group needs padding); Q4KR, Q5KR and Q8R a little more.
+    // Q4R and Q6R have the file's bytes per 4-row group (only a last partial group needs padding); Q4KR and Q8R a little more, Q5KR 1.57×.
     const repacked = repackedBytes(kind, t.rows, t.cols);
     placed.set(t.name, { tensor: t, info, kind, repack: repacked > 0, ...region(Math.max(repacked, info.byteLength)) });
   }

@@ -9,8 +9,9 @@
  * copy in the JS heap. After a tensor has arrived it is finalized in place:
  * Q4_0 → Q4R (`repack_q4_0(p, p)`), Q6_K → Q6R (`repack_q6_k(p, p)`), the
  * same bytes per 4-row group; Q4_K → Q4KR, Q5_K → Q5KR, Q8_0 → Q8R
- * (`repack_q4_k`, `repack_q5_k`, `repack_q8_0`), a little larger, so from
- * the last group to the first once the whole tensor is in; vectors not
+ * (`repack_q4_k`, `repack_q5_k`, `repack_q8_0`), larger (Q5KR 1.57×: a
+ * byte per value), so from the last group to the first once the whole
+ * tensor is in; vectors not
  * stored as F32 are read into a small JS buffer first and converted (a few
  * KiB each).
  */
