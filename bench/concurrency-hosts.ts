@@ -8,6 +8,7 @@ import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { startBareWorkerd } from "../test/worker/bare-workerd";
 import { startSharded } from "../test/shard/harness";
+import { SHARDED_PRESETS } from "../test/shard/presets";
 import { synthGGUF } from "../weights-tools/fixtures";
 import { root, waitReady } from "./common";
 
@@ -97,11 +98,6 @@ export async function startWorker(model: string, b: BatchSettings): Promise<Host
  * batching vars added: the coordinator and one Worker per shard in workerd, the GGUF, its plan
  * and row hashes in local R2.
  */
-export const SHARDED_PRESETS: Record<string, { budgetMb: number; context: number }> = {
-  tiny: { budgetMb: 19, context: 512 },
-  full2l: { budgetMb: 120, context: 2048 },
-};
-
 export async function startShardedHost(preset: string, b: BatchSettings): Promise<Host> {
   const setup = SHARDED_PRESETS[preset];
   if (!setup) throw new Error(`no sharded preset ${JSON.stringify(preset)}: one of ${Object.keys(SHARDED_PRESETS).join(", ")}`);

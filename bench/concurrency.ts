@@ -25,8 +25,9 @@ import { parseArgs } from "node:util";
 import { spawnSync } from "node:child_process";
 import { benchModel, engineChild, root } from "./common";
 import { closedLoop, streamCompletion, promptOf } from "./concurrency-client";
-import { SHARDED_PRESETS, startServe, startShardedHost, startWorker, type BatchSettings, type Host } from "./concurrency-hosts";
+import { startServe, startShardedHost, startWorker, type BatchSettings, type Host } from "./concurrency-hosts";
 import { prefixReuseCase } from "./concurrency-prefix";
+import { SHARDED_PRESETS } from "../test/shard/presets";
 import { HOSTS, report, type ConcurrencyRun, type HostName, type HostRun, type LevelFigures } from "./concurrency-report";
 import { shortRequestCase } from "./concurrency-short";
 import type { ConcurrencyFigures } from "./concurrency-stats";
@@ -40,7 +41,7 @@ const USAGE = `usage: npm run bench -- --concurrency [options]   (or: node --imp
   --short-trials N             short requests sent while 3 streams decode (default 10)
   --model FILE.gguf            the Node and Worker rows' (and llama.cpp's) file (default the synthetic 1.6B Q4_0
                                in models/bench/, made once)
-  --sharded-preset full2l|tiny the sharded deployment's synthetic model (default full2l)
+  --sharded-preset full2l|tiny|1_6b  the sharded deployment's synthetic model (default full2l)
   --quick                      12 requests per level, levels 1,4, 16 generated, 5 short trials
   --help                       this text
 Progress goes to stderr; the table and the targets to stdout; the figures to bench/results/concurrency-<time>.json.

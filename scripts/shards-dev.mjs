@@ -62,7 +62,8 @@ if (o.wrangler && o.replicas !== "1") {
   console.error("shards-dev: --wrangler runs one pipeline; for --replicas use the default (Miniflare) mode");
   process.exit(2);
 }
-if (!["tiny", "full2l", "1_6b"].includes(o.preset) || !["stream", "rpc"].includes(o.transport)) {
+const { SHARDED_PRESETS, FILE_PRESET } = await tsImport("../test/shard/presets.ts", import.meta.url);
+if (!SHARDED_PRESETS[o.preset] || !["stream", "rpc"].includes(o.transport)) {
   console.error(`shards-dev: --preset must be tiny, full2l or 1_6b and --transport stream or rpc\n${USAGE}`);
   process.exit(2);
 }
@@ -70,6 +71,9 @@ if (o.model && !existsSync(o.model)) {
   console.error(`shards-dev: no such file: ${o.model}`);
   process.exit(1);
 }
+const preset = o.model ? FILE_PRESET : SHARDED_PRESETS[o.preset];
+o["budget-mb"] ??= String(preset.budgetMb);
+o.context ??= String(preset.context);
 if (o.wrangler) {
   const { runWranglerDev } = await import("./shards-wrangler-dev.mjs");
   await runWranglerDev(o);
@@ -80,7 +84,6 @@ const { synthGGUF } = await tsImport("../weights-tools/fixtures.ts", import.meta
 const { formatPlan } = await tsImport("../src/shard/plan.ts", import.meta.url);
 const { formatDeployment } = await tsImport("../src/shard/replicas.ts", import.meta.url);
 
-const tiny = !o.model && o.preset === "tiny";
 const model = o.model ?? (await synthGGUF(o.preset, "q4_0"));
 const key = `models/${model.split("/").pop()}`;
 console.log(`shards-dev: ${model}`);
@@ -88,8 +91,8 @@ const t0 = Date.now();
 const dep = await startSharded({
   model,
   key,
-  budgetMb: Number(o["budget-mb"] ?? (tiny ? 19 : 120)),
-  context: Number(o.context ?? (tiny ? 512 : 2048)),
+  budgetMb: Number(o["budget-mb"]),
+  context: Number(o.context),
   sequences: Number(o.sequences),
   replicas: Number(o.replicas),
   port: Number(o.port),

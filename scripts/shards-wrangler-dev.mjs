@@ -22,7 +22,6 @@ function must(r, what) {
 
 export async function runWranglerDev(o) {
   const { synthGGUF } = await tsImport("../weights-tools/fixtures.ts", import.meta.url);
-  const tiny = !o.model && o.preset === "tiny";
   const model = resolve(o.model ?? (await synthGGUF(o.preset, "q4_0")));
   if (statSync(model).size > PUT_MAX) {
     console.error(`shards-dev: ${model} is over wrangler's ${PUT_MAX / 2 ** 20} MiB local put; run without --wrangler (Miniflare, multipart upload)`);
@@ -32,7 +31,7 @@ export async function runWranglerDev(o) {
   const out = join(state, "configs");
   const plan = spawnSync(
     process.execPath,
-    [join(root, "bin", "edgelm.mjs"), "shard-plan", "--model", model, "--budget-mb", String(o["budget-mb"] ?? (tiny ? 19 : 120)), "--context", String(o.context ?? (tiny ? 512 : 2048)), "--sequences", String(o.sequences), "--out", out],
+    [join(root, "bin", "edgelm.mjs"), "shard-plan", "--model", model, "--budget-mb", o["budget-mb"], "--context", o.context, "--sequences", String(o.sequences), "--out", out],
     { stdio: "inherit", env },
   );
   must(plan, "edgelm shard-plan");

@@ -15,6 +15,8 @@ export interface BatchingOptions {
   maxBatchTokens?: number;
   /** How waiting calls learn their outcome: StepSchedulerOptions.pollMs (the Worker sets it; Node leaves it unset). */
   pollMs?: number;
+  /** StepSchedulerOptions.keepDriver (the sharded coordinator sets it). */
+  keepDriver?: boolean;
 }
 
 export const DEFAULT_MAX_BATCH_TOKENS = 64;
@@ -22,7 +24,7 @@ export const DEFAULT_MAX_BATCH_TOKENS = 64;
 /** The engine to serve with: the scheduler over `engine` when it batches and more than one may run. */
 export function withBatching(engine: Engine, opts: BatchingOptions): Engine {
   if (opts.maxBatch <= 1 || !engine.forwardBatch) return engine;
-  return new StepScheduler(engine, { maxBatch: opts.maxBatch, maxBatchTokens: opts.maxBatchTokens ?? DEFAULT_MAX_BATCH_TOKENS, pollMs: opts.pollMs });
+  return new StepScheduler(engine, { maxBatch: opts.maxBatch, maxBatchTokens: opts.maxBatchTokens ?? DEFAULT_MAX_BATCH_TOKENS, pollMs: opts.pollMs, keepDriver: opts.keepDriver });
 }
 
 /** What the queue may admit to `engine` (served through withBatching with the same options). */

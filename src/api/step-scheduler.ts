@@ -31,15 +31,31 @@
  *   The step is run by one of its own members (never on behalf of a request
  *   with no row in it), the one that has run the fewest rows beyond its own:
  *   each caller's CPU time then stays near its own rows' share, within one
- *   step. The gather deadline counts the caller's looks, not the clock: a
- *   Worker's clock stands still while it computes.
+ *   step. With `keepDriver` (an engine whose step does I/O over sessions of
+ *   the driver's request: the sharded coordinator) the last step's driver runs
+ *   the next while it has a row in it, so its sessions stay open. The gather
+ *   deadline counts the caller's looks, not the clock: a Worker's clock stands
+ *   still while it computes.
+ *
+ *   The lost-step rule. A step may await I/O (frames to the shards) for as
+ *   long as it takes, and the others keep looking meanwhile. Its driver keeps
+ *   looking too, on its own timer in its own request, even once its own call
+ *   has ended (released mid-step), until the step ends: so while the driver
+ *   looks its request lives and the step's I/O can still complete, and the
+ *   step is never taken as lost. A request that is stopped (its invocation
+ *   killed, cancelled) loses its timers, so its looks stop: once
+ *   LOST_STEP_LOOKS looks of the others have found the step running with no
+ *   look of its driver between, the step is given up (a late end of it is
+ *   ignored) and run again by the next look. A step that fails after its
+ *   driver's sequence was released is given up the same way, not blamed on
+ *   its entries: the failure may be that request's I/O being cancelled.
  *
  * Host-neutral: no Node or Workers APIs beyond setTimeout. A step that fails
  * is re-run one entry at a time, so only the calls that fail alone are
  * rejected (the engine refuses a bad batch before it touches any cache, and a
  * re-run rewinds each sequence to its own start).
  */
-import type { BatchEntry, Engine, EngineStats } from "../model/engine";
+import type { BatchEntry, Engine, EngineStats, StepOptions } from "../model/engine";
 
 export interface StepSchedulerOptions {
   /** Sequences per step (and the live sequences the host should allow). */
@@ -50,6 +66,8 @@ export interface StepSchedulerOptions {
   gatherMs?: number;
   /** Polled outcomes (above): each waiting call looks for its outcome, and runs a due step, every `pollMs`. Unset: direct. */
   pollMs?: number;
+  /** Polled mode: the last step's driver runs the next while it has a row in it (above). */
+  keepDriver?: boolean;
 }
 
 export type StepStats = Required<EngineStats>["batch"];
@@ -76,7 +94,7 @@ interface Call {
 const DEFAULT_GATHER_MS = 5;
 /** Polled mode: looks a member leaves a due step to the member chosen to run it, before running it itself (that one's request may be gone). */
 const HANDOVER_LOOKS = 2;
-/** Polled mode: looks that find the same step still running before it is taken as lost (its driver was stopped mid-step). */
+/** Polled mode: looks of the others that find the same step running, with none of its driver's between, before it is taken as lost (the lost-step rule above). */
 const LOST_STEP_LOOKS = 500;
 
 export class StepScheduler implements Engine {
@@ -90,14 +108,19 @@ export class StepScheduler implements Engine {
   private readonly debt = new Map<unknown, number>();
   /** Sequences released during the step that holds them: freed in the engine once it ends. */
   private readonly releaseAfterStep = new Set<unknown>();
+  /** Sequences whose call is in the engine's prepare (not yet waiting). */
+  private readonly preparing = new Set<unknown>();
   private stepSeqs = new Set<unknown>();
+  /** Polled mode: the call whose look runs the step now, and the sequence of the last step's driver. */
+  private driverCall?: Call;
+  private lastDriver?: unknown;
   private lostLooks = 0;
   /** The step running now (a step taken as lost and ending after all must not touch the calls). */
   private stepNo = 0;
   private running = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly gatherMs: number;
-  private counts = { steps: 0, rows: 0, sequences: 0 };
+  private counts = { steps: 0, rows: 0, sequences: 0, lost: 0 };
 
   constructor(
     readonly engine: Engine,
@@ -151,11 +174,26 @@ export class StepScheduler implements Engine {
 
   forward(seq: unknown, tokens: number[], startPos?: number, opts: { allLogits?: boolean } = {}): Promise<Float32Array[]> {
     if (!this.live.has(seq)) return Promise.reject(new TypeError("not a live sequence of this scheduler (use newSequence(), and not after releaseSequence())"));
-    if (this.waiting.some((c) => c.seq === seq)) return Promise.reject(new Error("this sequence already has a forward call waiting"));
+    if (this.waiting.some((c) => c.seq === seq) || this.preparing.has(seq)) return Promise.reject(new Error("this sequence already has a forward call waiting"));
     if (tokens.length === 0) return Promise.reject(new RangeError("forward: no tokens"));
     const pos = startPos ?? (seq as { length?: (l: number) => number }).length?.(0);
     if (pos === undefined) return Promise.reject(new TypeError("forward through the scheduler needs startPos for this engine's sequences"));
     const call: Call = { seq, tokens, startPos: pos, allLogits: opts.allLogits ?? false, done: 0, logits: [], seenSteps: this.counts.steps, idle: 0, deferred: 0 };
+    if (!this.engine.prepare) return this.enter(call);
+    // The caller's own part, here in its own context, before the call can be in a step.
+    this.preparing.add(seq);
+    return this.engine
+      .prepare(seq, tokens)
+      .finally(() => this.preparing.delete(seq))
+      .then(() => {
+        if (!this.live.has(seq)) throw new Error("the sequence was released while its forward call waited");
+        return this.enter(call);
+      });
+  }
+
+  private enter(call: Call): Promise<Float32Array[]> {
+    const { seq } = call;
+    call.seenSteps = this.counts.steps;
     this.active.add(seq);
     this.stalled.delete(seq);
     this.waiting.push(call);
@@ -169,9 +207,10 @@ export class StepScheduler implements Engine {
   /** Polled mode: look now (the step may be due with this call), then every `ms`, in this caller's own context. */
   private async poll(call: Call, ms: number): Promise<Float32Array[]> {
     this.look(call);
-    while (!call.outcome) {
+    // A driver whose own call ended mid-step (released) still looks until its step ends: the lost-step rule.
+    while (!call.outcome || this.driverCall === call) {
       await new Promise((r) => setTimeout(r, ms));
-      if (!call.outcome) this.look(call);
+      if (!call.outcome || this.driverCall === call) this.look(call);
     }
     return outcomeOf(call);
   }
@@ -179,13 +218,12 @@ export class StepScheduler implements Engine {
   /** One look of a waiting call: runs the next step when it is due, this call is in it, and it is this call's turn to run one. */
   private look(call: Call): void {
     if (this.running) {
-      // With a synchronous engine a look never finds a step running unless its driver was stopped mid-step.
-      if (++this.lostLooks >= LOST_STEP_LOOKS) {
-        this.stepNo++;
-        this.endStep();
-      }
+      // The driver's look: its request lives, and so may the step's I/O. Only the others' looks count.
+      if (call === this.driverCall) this.lostLooks = 0;
+      else if (++this.lostLooks >= LOST_STEP_LOOKS) this.giveUp();
       return;
     }
+    if (call.outcome) return;
     if (call.seenSteps !== this.counts.steps) [call.seenSteps, call.idle] = [this.counts.steps, 0];
     else call.idle++;
     if (!this.ready()) {
@@ -195,12 +233,20 @@ export class StepScheduler implements Engine {
     const rows = this.plan();
     if (!rows.some((r) => r.call === call)) return;
     const debtOf = (c: Call) => this.debt.get(c.seq) ?? 0;
-    const driver = rows.reduce((a, b) => (debtOf(b.call) < debtOf(a.call) ? b : a)).call;
+    const kept = this.opts.keepDriver ? rows.find((r) => r.call.seq === this.lastDriver) : undefined;
+    const driver = (kept ?? rows.reduce((a, b) => (debtOf(b.call) < debtOf(a.call) ? b : a))).call;
     if (driver !== call && call.deferred++ < HANDOVER_LOOKS) return;
     const total = rows.reduce((n, r) => n + r.take, 0);
     this.debt.set(call.seq, debtOf(call) + total);
     for (const r of rows) this.debt.set(r.call.seq, debtOf(r.call) - r.take);
-    void this.step(rows);
+    void this.step(rows, call);
+  }
+
+  /** The running step is taken as lost: its calls stay waiting for the next step, a late end of it is ignored. */
+  private giveUp(): void {
+    this.stepNo++;
+    this.counts.lost++;
+    this.endStep();
   }
 
   /** Every sequence that has called is back with its next call (or stalled), or the step is full. */
@@ -254,9 +300,12 @@ export class StepScheduler implements Engine {
     return rows;
   }
 
-  private async step(rows = this.plan()): Promise<void> {
+  /** Runs `rows` as one step; `driver` (polled mode) is the call whose look runs it, in its caller's context. */
+  private async step(rows = this.plan(), driver?: Call): Promise<void> {
     const no = ++this.stepNo;
     this.running = true;
+    this.driverCall = driver;
+    this.lastDriver = driver?.seq;
     this.lostLooks = 0;
     this.stepSeqs = new Set(rows.map((r) => r.call.seq));
     for (const c of this.waiting) c.deferred = 0;
@@ -267,12 +316,15 @@ export class StepScheduler implements Engine {
         startPos: call.startPos + call.done,
         allLogits: call.allLogits,
       }));
+      const opts = driver && { driver: driver.seq };
       let results: (Float32Array[] | { error: unknown })[];
       try {
-        results = await this.engine.forwardBatch!(entries);
+        results = await this.engine.forwardBatch!(entries, opts);
       } catch (e) {
+        if (no !== this.stepNo) return;
+        if (driver && !this.live.has(driver.seq)) return this.giveUp();
         if (entries.length === 1) results = [{ error: e }];
-        else results = await Promise.all(entries.map((entry) => this.alone(entry)));
+        else results = await Promise.all(entries.map((entry) => this.alone(entry, opts)));
       }
       if (no !== this.stepNo) return;
       this.counts.steps++;
@@ -296,6 +348,7 @@ export class StepScheduler implements Engine {
 
   private endStep(): void {
     this.running = false;
+    this.driverCall = undefined;
     for (const seq of this.releaseAfterStep) this.engine.releaseSequence?.(seq);
     this.releaseAfterStep.clear();
     this.stepSeqs.clear();
@@ -303,9 +356,9 @@ export class StepScheduler implements Engine {
   }
 
   /** One entry as a step of its own; its failure as a value. */
-  private async alone(entry: BatchEntry): Promise<Float32Array[] | { error: unknown }> {
+  private async alone(entry: BatchEntry, opts: StepOptions | undefined): Promise<Float32Array[] | { error: unknown }> {
     try {
-      return (await this.engine.forwardBatch!([entry]))[0];
+      return (await this.engine.forwardBatch!([entry], opts))[0];
     } catch (error) {
       return { error };
     }

@@ -21,7 +21,13 @@ export interface Engine {
    * weight reads between the rows implement it; the others are fed one
    * sequence at a time (forwardEach).
    */
-  forwardBatch?(entries: readonly BatchEntry[]): Float32Array[][] | Promise<Float32Array[][]>;
+  forwardBatch?(entries: readonly BatchEntry[], opts?: StepOptions): Float32Array[][] | Promise<Float32Array[][]>;
+  /**
+   * Work of one forward call that belongs to its caller, done by a batching scheduler in the
+   * caller's own context before the call joins a step: I/O that must be the caller's (the sharded
+   * coordinator's embedding reads are its request's subrequests), not the step's driver's.
+   */
+  prepare?(seq: unknown, tokens: readonly number[]): Promise<void>;
   /** A new sequence takes what the engine has cached of the start of `prompt`; returns the positions it holds (at most prompt.length − 1). */
   reusePrefix?(seq: unknown, prompt: readonly number[]): number;
   /** The sequence is finished: its KV may go to another (without it, engines reuse the least recently used). */
@@ -58,7 +64,19 @@ export interface EngineStats {
     waiting: number;
     maxBatch: number;
     maxBatchTokens: number;
+    /** Steps given up as lost (their driver stopped mid-step) and run again. */
+    lost: number;
   };
+}
+
+/** How a batched step is run. */
+export interface StepOptions {
+  /**
+   * The sequence whose caller runs the step (one of its entries, or of the step a re-run entry came
+   * from): an engine whose step does I/O does it as that caller's (the sharded coordinator's shard
+   * sessions are that request's).
+   */
+  driver?: unknown;
 }
 
 /** One sequence's part of a batched step: its new tokens at positions startPos.. (default: after what it caches). */

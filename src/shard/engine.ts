@@ -15,10 +15,9 @@
  * its start) while the other sequences go on — the client only sees latency. Each sequence keeps
  * its token history for that.
  */
-import type { BatchEntry, Engine } from "../model/engine";
+import type { BatchEntry, Engine, StepOptions } from "../model/engine";
 import type { ShardPlan } from "./plan";
 import { decodeFrame, encodeFrame, type ShardReply, type ShardRequest } from "./protocol";
-import { directRunner, RunnerClosedError, type RequestRunner } from "./request-runner";
 
 /** One shard, as the coordinator reaches it. */
 export interface ShardLink {
@@ -47,8 +46,6 @@ export interface ShardedSequence {
   readonly id: string;
   /** Tokens fed so far, by position (for re-running the prefix). */
   tokens: number[];
-  /** Runs work in the request that made the sequence (its embedding reads; the steps, while it drives). */
-  readonly runner: RequestRunner;
 }
 
 export interface ShardedStats {
@@ -72,11 +69,6 @@ export interface ShardFailure {
 
 const MAX_RECOVERIES = 3;
 
-export interface ShardedEngineOptions {
-  /** A runner for the request that makes a sequence (newSequence); default: run in place (Node). The Worker passes contextRunner. */
-  runner?: () => RequestRunner;
-}
-
 /** One sequence's part of a step, as the coordinator feeds it. */
 interface StepPart {
   seq: ShardedSequence;
@@ -98,25 +90,18 @@ export class ShardedEngine implements Engine {
   readonly shardFailures = new Map<number, ShardFailure>();
   private readonly layerLinks: ShardLink[];
   private readonly headLinks: { link: ShardLink; rows: [number, number] }[];
-  private readonly makeRunner: () => RequestRunner;
   private counter = 0;
-  /** The sequence whose request runs the steps (and holds the sessions) while it is in them. */
-  private driver?: ShardedSequence;
-  /** Sequences whose request has a forward call waiting for a step (told by the host's scheduler wrapper): alive until it is answered. */
-  readonly waiting = new Set<ShardedSequence>();
 
   constructor(
     readonly plan: ShardPlan,
     readonly links: ShardLink[],
     readonly embedding: EmbeddingRows,
-    opts: ShardedEngineOptions = {},
   ) {
     if (links.length !== plan.shards.length) throw new Error(`${links.length} links for ${plan.shards.length} shards`);
     const c = plan.model.config;
     this.config = { vocabSize: c.vocabSize, contextLength: plan.contextLength, hiddenSize: c.hiddenSize };
     this.layerLinks = plan.shards.filter((s) => s.kind === "layers").map((s) => links[s.index]);
     this.headLinks = plan.shards.filter((s) => s.kind === "head").map((s) => ({ link: links[s.index], rows: s.rows! }));
-    this.makeRunner = opts.runner ?? directRunner;
     this.name = `sharded (${this.layerLinks.length} layer + ${this.headLinks.length} head shards, budget ${(plan.budgetBytes / 2 ** 20).toFixed(0)} MiB each)`;
   }
 
@@ -128,15 +113,16 @@ export class ShardedEngine implements Engine {
   newSequence(): ShardedSequence {
     // Unique across coordinator isolates: shards are shared by all of them.
     const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}-${++this.counter}`;
-    return { id, tokens: [], runner: this.makeRunner() };
+    return { id, tokens: [] };
   }
 
-
-  /** Its request is done with it: the next step is driven by another's. The shards keep its KV until their LRU reclaims it. */
-  releaseSequence(seqArg: unknown): void {
-    const seq = seqArg as ShardedSequence;
-    seq?.runner?.close();
-    if (this.driver === seq) this.driver = undefined;
+  /**
+   * The caller's own embedding reads, in its own request (a batching scheduler calls this there
+   * before the call joins a step): they are its subrequests. The rows land in the isolate's cache,
+   * where the step, run in the driver's request, finds them.
+   */
+  async prepare(_seq: unknown, tokens: readonly number[]): Promise<void> {
+    await this.embedding.rows(tokens);
   }
 
   async forward(seq: unknown, tokens: number[], startPos?: number, opts: { allLogits?: boolean } = {}): Promise<Float32Array[]> {
@@ -149,23 +135,13 @@ export class ShardedEngine implements Engine {
    * a shard lost is re-run from position 0 alone (the others go on); each entry gets what
    * forward() would give it alone. Everything is checked before any frame is sent.
    */
-  forwardBatch(entries: readonly BatchEntry[]): Promise<Float32Array[][]> {
-    let parts: StepPart[];
-    try {
-      parts = this.parts(entries);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+  async forwardBatch(entries: readonly BatchEntry[], opts: StepOptions = {}): Promise<Float32Array[][]> {
+    const parts = this.parts(entries);
     this.stats.forwards += parts.length;
-    // The driver is one of the step's own sequences: its request waits for this step, so it is
-    // alive until the step ends; the step's sessions are its own, and whoever awaits the step
-    // continues in it (runOwned), even when the request that started the step has ended since.
-    // The driver is kept while its call waits outside this step (no other step can answer it meanwhile): its sessions stay open.
-    const open = (s: ShardedSequence | undefined) => s !== undefined && !s.runner.closed && (this.waiting.has(s) || parts.some((p) => p.seq === s));
-    if (!open(this.driver)) this.driver = parts.map((p) => p.seq).find(open);
-    const driver = this.driver;
-    if (!driver) return Promise.reject(new RunnerClosedError("every sequence of the step was released"));
-    return driver.runner.runOwned(() => this.step(parts, driver.id));
+    // The step runs where it is called, in the driver's request (the scheduler's polled mode), and
+    // its frames go on that request's sessions, named by the driver.
+    const driver = (opts.driver ?? parts[0].seq) as ShardedSequence;
+    return this.step(parts, driver.id);
   }
 
   /** The entries as parts of a step, each checked (before any frame is sent). */
@@ -175,7 +151,7 @@ export class ShardedEngine implements Engine {
     return entries.map((e, i): StepPart => {
       const seq = e.seq as ShardedSequence;
       const at = entries.length > 1 ? `batch entry ${i}: ` : "";
-      if (!seq || typeof seq.id !== "string" || !Array.isArray(seq.tokens) || !seq.runner) throw new TypeError(`${at}not a sequence of this engine (use engine.newSequence())`);
+      if (!seq || typeof seq.id !== "string" || !Array.isArray(seq.tokens)) throw new TypeError(`${at}not a sequence of this engine (use engine.newSequence())`);
       if (seen.has(seq)) throw new RangeError(`${at}the same sequence twice in one step`);
       seen.add(seq);
       const n = e.tokens.length;
@@ -191,8 +167,8 @@ export class ShardedEngine implements Engine {
   /** The step itself, in the driver's request: `scope` names the sessions its frames go on. */
   private async step(parts: StepPart[], scope: string): Promise<Float32Array[][]> {
     this.stats.steps++;
-    // Each sequence's embedding reads in its own request: they are its subrequests.
-    await Promise.all(parts.map(async (p) => (p.hidden = await p.seq.runner.run(() => this.embedding.rows(p.feed)))));
+    // Read by each caller already (prepare), so cached: no I/O here but on a cache miss.
+    await Promise.all(parts.map(async (p) => (p.hidden = await this.embedding.rows(p.feed))));
     let pending = parts;
     for (let attempt = 0; pending.length; attempt++) {
       const lost = await this.runLayers(pending, scope);
@@ -203,7 +179,8 @@ export class ShardedEngine implements Engine {
         p.from = 0;
         p.feed = [...p.seq.tokens.slice(0, p.pos), ...p.tokens];
       }
-      await Promise.all(lost.map(async ({ part: p }) => (p.hidden = await p.seq.runner.run(() => this.embedding.rows(p.feed)))));
+      // The prefix's rows are read in the driver's request: a rare re-run, mostly cached rows.
+      await Promise.all(lost.map(async ({ part: p }) => (p.hidden = await this.embedding.rows(p.feed))));
       pending = lost.map((l) => l.part);
     }
     for (const p of parts) {

@@ -115,10 +115,16 @@ export function runParts(parts: unknown, values: number, H: number): (RunPart & 
   return out;
 }
 
-/** Reads whole frames from a byte stream, however its chunks are cut. */
+/**
+ * Reads whole frames from a byte stream, however its chunks are cut. The chunks of a frame are
+ * kept as they come and copied once, when the frame is whole: a batched step's logits reply is
+ * hundreds of KiB in many chunks, and joining each chunk onto what came before copied it again
+ * and again (quadratic in the rows of the step).
+ */
 export class FrameReader {
   private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
-  private buf = new Uint8Array(0);
+  private readonly chunks: Uint8Array[] = [];
+  private have = 0;
 
   constructor(stream: ReadableStream<Uint8Array>) {
     this.reader = stream.getReader();
@@ -127,25 +133,40 @@ export class FrameReader {
   /** The next frame, or undefined when the stream ended cleanly between frames. */
   async next(): Promise<Uint8Array | undefined> {
     for (;;) {
-      if (this.buf.length >= 4) {
-        const size = new DataView(this.buf.buffer, this.buf.byteOffset, 4).getUint32(0, true);
-        if (size < 8) throw new Error(`bad shard frame size ${size}`);
-        if (this.buf.length >= size) {
-          const frame = this.buf.slice(0, size); // own buffer, aligned
-          this.buf = this.buf.subarray(size);
-          return frame;
+      if (this.have >= 4) {
+        if (this.chunks[0].length < 4) {
+          const all = this.take(this.have);
+          this.chunks.unshift(all);
+          this.have = all.length;
         }
+        const size = new DataView(this.chunks[0].buffer, this.chunks[0].byteOffset, 4).getUint32(0, true);
+        if (size < 8) throw new Error(`bad shard frame size ${size}`);
+        if (this.have >= size) return this.take(size);
       }
       const { done, value } = await this.reader.read();
       if (done) {
-        if (this.buf.length) throw new Error(`shard stream ended inside a frame (${this.buf.length} bytes pending)`);
+        if (this.have) throw new Error(`shard stream ended inside a frame (${this.have} bytes pending)`);
         return undefined;
       }
-      const joined = new Uint8Array(this.buf.length + value.length);
-      joined.set(this.buf);
-      joined.set(value, this.buf.length);
-      this.buf = joined;
+      if (value.length === 0) continue;
+      this.chunks.push(value);
+      this.have += value.length;
     }
+  }
+
+  /** The first `n` bytes pending, in a buffer of their own (aligned), taken off the chunks. */
+  private take(n: number): Uint8Array {
+    const out = new Uint8Array(n);
+    for (let at = 0; at < n; ) {
+      const c = this.chunks[0];
+      const k = Math.min(c.length, n - at);
+      out.set(c.subarray(0, k), at);
+      at += k;
+      if (k === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(k);
+    }
+    this.have -= n;
+    return out;
   }
 
   cancel(reason?: unknown): Promise<void> {

@@ -48,6 +48,8 @@ export interface ShardEnv {
   TEST_LOAD_DELAY_MS?: string;
   /** Tests only: this many loads of the instance fail before one succeeds ("always": none does). */
   TEST_LOAD_FAILURES?: string;
+  /** Tests only: every run frame is answered this long after it ran (a slow shard: a coordinator's step spends its time awaiting I/O). */
+  TEST_RUN_DELAY_MS?: string;
 }
 
 /** "true" or "false" (unset: false), as the edge Worker reads it; anything else names the var. */
@@ -193,7 +195,14 @@ export class Shard extends DurableObject<ShardEnv> {
     this.maybeForget(rt, frame);
     const out = rt.handle(frame);
     await this.maybeCrash();
+    await this.maybeDelay(frame);
     return out;
+  }
+
+  /** Tests: a slow shard (TEST_RUN_DELAY_MS). */
+  private async maybeDelay(frame: Uint8Array): Promise<void> {
+    const ms = Number(this.env.TEST_RUN_DELAY_MS ?? 0);
+    if (ms > 0 && decodeFrame<ShardRequest>(frame).head.op === "run") await new Promise((r) => setTimeout(r, ms));
   }
 
   /** Tests: one sequence of a batched run frame is dropped before the frame runs (TEST_FORGET_AT_RUN); the shard then answers it unknown. */

@@ -147,7 +147,7 @@ export class WorkerApp {
   /** Once a model serves, the queue admits MAX_BATCH generations against its engine's KV budget. */
   private sizeQueue(): void {
     const state = this.models.state;
-    // Sharded engines admit by their own rules (shard-admission.ts), one generation at a time.
+    // A sharded model holds no KV here: its queue is sized by its step scheduler's batch (model-swap.ts, describe).
     if (state.status !== "ready" || state.model.engine === this.sizedFor || this.cfg.engine === "sharded") return;
     this.sizedFor = state.model.engine;
     this.queue.configure(queueCapacity(state.model.engine, { maxBatch: this.cfg.maxBatch }));

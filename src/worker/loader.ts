@@ -153,7 +153,6 @@ export class ModelLoader {
         },
       });
       this.current = { status: "loading", message: "building the tokenizer from the GGUF vocabulary", progress: WEIGHTS_SHARE };
-      // Never the sharded engine (loadSharded): its steps would do I/O to the shards on behalf of every request in them.
       const served = withBatching(loaded.engine, { maxBatch: this.cfg.maxBatch, maxBatchTokens: this.cfg.maxBatchTokens, pollMs: STEP_POLL_MS });
       const model = this.served(loaded.metadata, { engine: served, source: obj.source, loadMs: this.now() - t0, integrity: check ? "verified" : "unverified" });
       this.ready(model, engine, t0);
@@ -185,7 +184,7 @@ export class ModelLoader {
 
   /** ENGINE = "sharded": the plan and header from R2, the layers in shard Workers (docs/sharding.md). */
   private async loadSharded(env: Env, t0: number): Promise<void> {
-    const batching = { maxBatch: this.cfg.maxBatch, maxBatchTokens: this.cfg.maxBatchTokens };
+    const batching = { maxBatch: this.cfg.maxBatch, maxBatchTokens: this.cfg.maxBatchTokens, pollMs: STEP_POLL_MS };
     const { engines, served, metadata, admit, integrity } = await loadShardedEngine(env, this.cfg.modelKey, this.cfg.prefillChunkTokens, this.log, this.cfg.requireManifest, batching);
     const model = this.served(metadata, { engine: served[0], source: "r2 (sharded)", loadMs: this.now() - t0, admit, integrity });
     // Each generation goes through one replica's pipeline, chosen by its session affinity.

@@ -10,11 +10,10 @@ import { hashPrefix, IntegrityError, ManifestMissingError, sha256Hex } from "../
 import { parseHeader } from "../gguf/reader";
 import { BufferSource } from "../gguf/source";
 import type { Metadata } from "../gguf/types";
-import { ShardedEngine, type ShardedSequence } from "../shard/engine";
+import { ShardedEngine } from "../shard/engine";
 import { RangeEmbedding } from "../shard/embedding";
 import { RowHashes } from "../shard/row-hashes";
 import { RpcLink, StreamLink } from "../shard/links";
-import { contextRunner } from "../shard/request-runner";
 import { withBatching, type BatchingOptions } from "../api/batching";
 import type { Engine } from "../model/engine";
 import type { ShardPlan } from "../shard/plan";
@@ -124,51 +123,14 @@ export async function loadShardedEngine(
   log(`edgelm: sharded model ${modelKey}: ${plan.shards.length} shards × ${replicas} replica(s) (${transport} transport), context ${plan.contextLength}, at most ${limits.subrequests} subrequests and ${limits.invocations} invocations per request, batches of up to ${batching.maxBatch} sequences`);
   const admit = shardAdmissionCheck({ shards: plan.shards.length, transport, prefillChunk }, limits);
   const embedding = new RangeEmbedding(plan, read, { hashes, onIntegrityFailure: (e) => log(`edgelm: ${modelKey}: ${e.message}`) });
-  // The replicas share this isolate's embedding rows: only the shards are replicated. Each
-  // sequence's runner belongs to its request: the steps' frames go out from a live request's
-  // context (request-runner.ts). Each replica batches its own steps.
-  const engines = stubs.map((s) => new ShardedEngine(plan, s.map((stub) => (transport === "stream" ? new StreamLink(stub) : new RpcLink(stub))), embedding, { runner: contextRunner }));
-  const served = engines.map((e) => releasedWhereAStepWaits(withBatching(e, batching), e.waiting));
+  // The replicas share this isolate's embedding rows: only the shards are replicated. Each replica
+  // batches its own steps, on the polled scheduler (as the single-isolate Worker): a step is run
+  // from the look of a waiting call whose request has a row in it, so its frames go on that
+  // request's sessions; the same driver is kept while it is in the steps, so they stay open.
+  const engines = stubs.map((s) => new ShardedEngine(plan, s.map((stub) => (transport === "stream" ? new StreamLink(stub) : new RpcLink(stub))), embedding));
+  const served = engines.map((e) => withBatching(e, { ...batching, keepDriver: true }));
   return { engines, served, metadata: header.metadata, admit, integrity };
 }
-
-/**
- * `served` (the step scheduler over the sharded engine) with each release run in the request of
- * a sequence whose forward call is waiting. Told of a release, the scheduler may start the next
- * step there and then, and what awaits that step belongs to the request it started in: the
- * releasing request is ending and would take the step with it, a waiting one lives until its call
- * is answered, which that step does (request-runner.ts). `waiting` (the engine's) is kept as calls
- * come and go: the engine keeps a driver whose call waits.
- */
-export function releasedWhereAStepWaits(served: Engine, waiting: Set<ShardedSequence>): Engine {
-  if (!served.forwardBatch || served instanceof ShardedEngine) return served;
-  const release = (seq: unknown): void => {
-    const host = [...waiting].find((w) => w !== seq && !w.runner.closed);
-    if (!host) return served.releaseSequence?.(seq);
-    // Should that request end first, its runner hands the release on from inside its close().
-    host.runner.post(() => served.releaseSequence?.(seq), () => release(seq));
-  };
-  return {
-    get name() {
-      return served.name;
-    },
-    config: served.config,
-    newSequence: () => served.newSequence(),
-    async forward(seq, tokens, startPos, opts) {
-      waiting.add(seq as ShardedSequence);
-      try {
-        return await served.forward(seq, tokens, startPos, opts);
-      } finally {
-        waiting.delete(seq as ShardedSequence);
-      }
-    },
-    forwardBatch: (entries) => served.forwardBatch!(entries),
-    releaseSequence: release,
-    liveStats: served.liveStats && (() => served.liveStats!()),
-    close: served.close && (() => served.close!()),
-  };
-}
-
 
 /**
  * What /health says of a sharded model beyond the usual, read live: `sharding` (what the platform

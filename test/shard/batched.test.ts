@@ -10,8 +10,7 @@ import { decodeFrame, encodeFrame, type ShardReply } from "../../src/shard/proto
 import type { ShardPlan } from "../../src/shard/plan";
 import type { LocalShards } from "../../src/shard/node";
 import { tinyShards } from "./local-tiny";
-import { contextRunner } from "../../src/shard/request-runner";
-import { ShardedEngine, type ShardedSequence } from "../../src/shard/engine";
+import { ShardedEngine, type ShardLink, type ShardedSequence } from "../../src/shard/engine";
 
 const same = (a: Float32Array, b: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
@@ -111,20 +110,30 @@ describe("ShardedEngine.forwardBatch", () => {
   });
 });
 
-describe("request runners", () => {
-  it("a released sequence's runner refuses work, and the next step is driven by another live sequence", async () => {
-    const e = new ShardedEngine(plan, shards.links, shards.embedding, { runner: contextRunner });
+describe("whose request a step's I/O belongs to", () => {
+  it("every frame of a step goes on the driver's sessions; each caller's prepare reads its own embedding rows, so the step reads none", async () => {
+    const scopes: string[] = [];
+    const links: ShardLink[] = (shards.links as ShardLink[]).map((l) => ({ call: (f, scope) => (scopes.push(scope), l.call(f, scope)), close: () => l.close(), invocations: 0 }));
+    const e = new ShardedEngine(plan, links, shards.embedding);
     const [a, b] = [e.newSequence(), e.newSequence()] as ShardedSequence[];
     const wantA = single.newSequence();
     const wantB = single.newSequence();
-    await e.forwardBatch([{ seq: a, tokens: [1, 2, 3], startPos: 0 }, { seq: b, tokens: [4, 5], startPos: 0 }]);
-    single.forward(wantA, [1, 2, 3], 0);
-    single.forward(wantB, [4, 5], 0);
-    e.releaseSequence(a); // the driver so far
-    expect(a.runner.closed).toBe(true);
-    await expect(a.runner.run(async () => 1)).rejects.toThrow(/has ended/);
-    const [[y]] = await e.forwardBatch([{ seq: b, tokens: [6], startPos: 2 }]);
-    expect(same(y, single.forward(wantB, [6], 2)[0])).toBe(true);
-    e.releaseSequence(b);
+    // Tokens no other test here has read: their rows are not cached yet.
+    const [ta, tb] = [[901, 902, 903], [1901, 1902]];
+    const reads = shards.embedding.reads;
+    await e.prepare(a, ta);
+    await e.prepare(b, tb);
+    const prepared = shards.embedding.reads;
+    expect(prepared).toBeGreaterThan(reads);
+    const [[xa], [xb]] = await e.forwardBatch([{ seq: a, tokens: ta, startPos: 0 }, { seq: b, tokens: tb, startPos: 0 }], { driver: b });
+    expect(shards.embedding.reads).toBe(prepared);
+    expect(scopes.length).toBe(plan.shards.length);
+    expect(new Set(scopes)).toEqual(new Set([b.id]));
+    expect(same(xa, single.forward(wantA, ta, 0)[0])).toBe(true);
+    expect(same(xb, single.forward(wantB, tb, 0)[0])).toBe(true);
+    // Without a driver named (a caller alone, Node): the first entry's.
+    scopes.length = 0;
+    await e.forwardBatch([{ seq: a, tokens: [7], startPos: 3 }]);
+    expect(new Set(scopes)).toEqual(new Set([a.id]));
   });
 });

@@ -77,13 +77,18 @@ describe("edgelm shard-plan --replicas", () => {
     }
   }, 180_000);
 
-  it("--max-batch defaults to --sequences; one replica writes no replica scripts", () => {
+  it("--max-batch defaults to the head shards' logits batch (4), or --sequences when larger; one replica writes no replica scripts", () => {
     const out = join(dir, "one");
     const r = run("bin/edgelm.mjs", ["shard-plan", "--model", model, "--budget-mb", "19", "--context", "512", "--sequences", "2", "--out", out]);
     expect(r.code, r.out).toBe(0);
     expect(r.stdout).toContain("replicas: 1 independent pipeline(s)");
-    expect(r.stdout).toContain("batch: up to 2 sequence(s) per step in each replica");
-    expect(r.stdout).not.toContain("note:");
+    expect(r.stdout).toContain("batch: up to 4 sequence(s) per step in each replica");
+    expect(r.stdout).toContain("note: a batch of 4 sequences at full context needs --sequences 4; with 2, only shorter sequences share the KV.");
+    expect(readFileSync(join(out, "wrangler.coordinator.toml"), "utf8")).toContain(`MAX_BATCH = "4"`);
+    const more = run("bin/edgelm.mjs", ["shard-plan", "--model", model, "--budget-mb", "19", "--context", "128", "--sequences", "6"]);
+    expect(more.code, more.out).toBe(0);
+    expect(more.stdout).toContain("batch: up to 6 sequence(s) per step in each replica");
+    expect(more.stdout).not.toContain("note:");
     expect(readdirSync(out).filter((f) => f.includes("-r"))).toEqual([]);
     expect(readFileSync(join(out, "wrangler.coordinator.toml"), "utf8")).toContain(`SHARD_REPLICAS = "1"`);
   });

@@ -5,6 +5,7 @@ import { basename, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { EMBEDDING_HASHES_FILE, formatPlan, planFile, renderDeployment } from "../../../weights-tools/shard-plan";
 import { checkDeployment, formatDeployment, MAX_SHARD_CLASSES, type Deployment } from "../../shard/replicas";
+import { SHARD_LOGITS_BATCH } from "../../shard/shard-part";
 import { floatOption, intOption, parseCommand, required, UsageError } from "../args";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
@@ -23,8 +24,9 @@ const spec = {
   --replicas N        independent shard pipelines (default 1): every shard deployed N times, each
                       replica its own script (SHARD_REPLICAS; the output adds memory per replica
                       and in total)
-  --max-batch N       sequences one replica runs per batched step (MAX_BATCH; default --sequences,
-                      the most that fit each shard's KV at full context)
+  --max-batch N       sequences one replica runs per batched step (MAX_BATCH; default 4, the logits
+                      rows a head shard computes in one pass, or --sequences if larger; beyond
+                      --sequences, only sequences shorter than the context share the KV)
   --overhead-mb N     JS/isolate memory assumed per shard beside WASM memory (default 16)
   --key KEY           the GGUF's R2 object key (default the file name)
   --bucket NAME       R2 bucket (default edgelm-models)
@@ -55,7 +57,8 @@ export async function run(argv: string[]): Promise<number> {
   const sequences = intOption("shard-plan", o.sequences, "sequences", 1, 1);
   const deployment: Deployment = {
     replicas: intOption("shard-plan", o.replicas, "replicas", 1, 1, MAX_SHARD_CLASSES),
-    maxBatch: intOption("shard-plan", o["max-batch"], "max-batch", sequences, 1),
+    // Batched steps raise the sharded aggregate (docs/sharding.md, "Batching"), up to the head shards' logits batch.
+    maxBatch: intOption("shard-plan", o["max-batch"], "max-batch", Math.max(sequences, SHARD_LOGITS_BATCH), 1),
   };
   let plan, embeddingHashes;
   try {
