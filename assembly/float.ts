@@ -192,7 +192,8 @@ export function attention_f16kv(q: usize, table: usize, block_pos: i32, k_off: u
   for (let h = 0; h < n_heads; h++) {
     const qh = q + <usize>h * hdB;
     const oh = out + <usize>h * hdB;
-    if (ASC_FEATURE_SIMD) attnHeadSimd(qh, table, block_pos, k_off, v_off, oh, n_past, head_dim, scale, scores);
+    if (ASC_FEATURE_SIMD && head_dim == 64 && qFolds(qh)) attnHead64(qh, table, block_pos, k_off, v_off, oh, n_past, scale, scores);
+    else if (ASC_FEATURE_SIMD) attnHeadSimd(qh, table, block_pos, k_off, v_off, oh, n_past, head_dim, scale, scores);
     else attnHeadScalar(qh, table, block_pos, k_off, v_off, oh, n_past, head_dim, scale, scores);
   }
 }
@@ -351,6 +352,140 @@ function attnHeadSimd(qh: usize, table: usize, block_pos: i32, k_off: usize, v_o
     v128.store(oh + d, f32x4.mul(o0, inv));
     v128.store(oh + d, f32x4.mul(o1, inv), 16);
   }
+}
+
+// Whether the 2^112 of h2f can move from each key onto the query: q' = q·2^112
+// is exact for finite |q| < 2^16, and then q'·kbits, kbits the half's bits in
+// f32 position (the key times 2^-112), is the exact product q·k rounded once,
+// the same bits as q·h2f(k). Writes q' for head_dim 64 to scratch. A NaN or a
+// larger q fails the test and takes the general path.
+function qFolds(qh: usize): bool {
+  const hmul = v128.load(VCONST + VC_HMUL);
+  const lim = f32x4.splat(65536);
+  const qs = scratchBase();
+  let ok = i32x4.splat(-1);
+  for (let d: usize = 0; d < 256; d += 16) {
+    const v = v128.load(qh + d);
+    ok = v128.and(ok, f32x4.lt(f32x4.abs(v), lim));
+    v128.store(qs + d, f32x4.mul(v, hmul));
+  }
+  return i32x4.all_true(ok);
+}
+
+// Key or value bits of four halves (sign-extended to i32 lanes) in f32
+// position: h2f without its multiply by 2^112, which the other factor
+// carries. Callers load with literal offsets, which V8 folds into the
+// instruction's address (an added constant costs an lea per load).
+@inline function hb(h: v128, hmask: v128): v128 {
+  return v128.and(i32x4.shl(h, 13), hmask);
+}
+
+// One head of head_dim 64, the same f32 operations as the scalar twin: the
+// 2^112 rides on the query (qFolds) and on each weight (e·2^112 is exact for
+// every e in (0, 1]), so a half costs three vector operations, not four, and
+// no f32 multiply ever reads a tiny e. q·k for four positions per pass with
+// the dims unrolled (q' loads shared), the running max kept in lanes (pmax
+// skips a NaN like the scalar >; which of +0/-0 wins changes no later bit),
+// the weighted sum in two passes of 32 dims, eight accumulators each, the
+// softmax sum (position order) riding on the first.
+function attnHead64(qh: usize, table: usize, block_pos: i32, k_off: usize, v_off: usize, oh: usize, n_past: i32, scale: f32, scores: usize): void {
+  const hmask = v128.load(VCONST + VC_HMASK);
+  const hmul = v128.load(VCONST + VC_HMUL);
+  const qs = scratchBase();
+  const sc = f32x4.splat(scale);
+  let mxv = f32x4.splat(-Infinity);
+  let mx: f32 = -Infinity;
+  for (let p = 0, blk: usize = table; p < n_past; blk += 4) {
+    const end = min(p + block_pos, n_past);
+    const b0 = <usize>load<u32>(blk);
+    let kp = b0 + k_off;
+    for (; p + 4 <= end; p += 4) {
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      for (let kq = kp, qq = qs; kq < kp + 128; kq += 16, qq += 32) {
+        const q0 = v128.load(qq, 0);
+        a0 = f32x4.add(a0, f32x4.mul(q0, hb(v128.load16x4_s(kq, 0), hmask)));
+        a1 = f32x4.add(a1, f32x4.mul(q0, hb(v128.load16x4_s(kq, 128), hmask)));
+        a2 = f32x4.add(a2, f32x4.mul(q0, hb(v128.load16x4_s(kq, 256), hmask)));
+        a3 = f32x4.add(a3, f32x4.mul(q0, hb(v128.load16x4_s(kq, 384), hmask)));
+        const q1 = v128.load(qq, 16);
+        a0 = f32x4.add(a0, f32x4.mul(q1, hb(v128.load16x4_s(kq, 8), hmask)));
+        a1 = f32x4.add(a1, f32x4.mul(q1, hb(v128.load16x4_s(kq, 136), hmask)));
+        a2 = f32x4.add(a2, f32x4.mul(q1, hb(v128.load16x4_s(kq, 264), hmask)));
+        a3 = f32x4.add(a3, f32x4.mul(q1, hb(v128.load16x4_s(kq, 392), hmask)));
+      }
+      const t0 = i32x4.shuffle(a0, a1, 0, 4, 1, 5);
+      const t1 = i32x4.shuffle(a0, a1, 2, 6, 3, 7);
+      const t2 = i32x4.shuffle(a2, a3, 0, 4, 1, 5);
+      const t3 = i32x4.shuffle(a2, a3, 2, 6, 3, 7);
+      const l01 = f32x4.add(i32x4.shuffle(t0, t2, 0, 1, 4, 5), i32x4.shuffle(t0, t2, 2, 3, 6, 7));
+      const l23 = f32x4.add(i32x4.shuffle(t1, t3, 0, 1, 4, 5), i32x4.shuffle(t1, t3, 2, 3, 6, 7));
+      const s4 = f32x4.mul(f32x4.add(l01, l23), sc);
+      v128.store(scores + (<usize>p << 2), s4);
+      mxv = f32x4.pmax(mxv, s4);
+      kp += 512;
+    }
+    for (; p < end; p++) {
+      let a = f32x4.splat(0);
+      for (let d: usize = 0; d < 128; d += 8) a = f32x4.add(a, f32x4.mul(v128.load(qs + (d << 1)), hb(v128.load16x4_s(kp + d), hmask)));
+      const s = hsum_f32x4(a) * scale;
+      store<f32>(scores + (<usize>p << 2), s);
+      if (s > mx) mx = s;
+      kp += 128;
+    }
+  }
+  mxv = f32x4.pmax(mxv, i32x4.shuffle(mxv, mxv, 2, 3, 0, 1));
+  mxv = f32x4.pmax(mxv, i32x4.shuffle(mxv, mxv, 1, 0, 3, 2));
+  const m4 = f32x4.extract_lane(mxv, 0);
+  if (m4 > mx) mx = m4;
+  const mxs = f32x4.splat(mx);
+  let i = 0;
+  for (; i + 4 <= n_past; i += 4) {
+    const sp = scores + (<usize>i << 2);
+    v128.store(sp, expf4(f32x4.sub(v128.load(sp), mxs)));
+  }
+  for (; i < n_past; i++) store<f32>(scores + (<usize>i << 2), expf(load<f32>(scores + (<usize>i << 2)) - mx));
+  const sum = vHalf64(table, block_pos, v_off, oh, n_past, scores, 0, hmask, hmul, 0);
+  vHalf64(table, block_pos, v_off, oh, n_past, scores, 64, hmask, hmul, sum);
+}
+
+// attnHead64's weighted sum over 32 of the 64 dims (bytes half..half+63 of a
+// value row): returns the softmax sum when given none (the first half), so
+// its chain of adds runs beside the products.
+@inline function vHalf64(table: usize, block_pos: i32, v_off: usize, oh: usize, n_past: i32, scores: usize, half: usize, hmask: v128, hmul: v128, sum0: f32): f32 {
+  const blockB = <usize>block_pos << 2;
+  const allB = <usize>n_past << 2;
+  let sum: f32 = 0;
+  let o0 = f32x4.splat(0), o1 = f32x4.splat(0), o2 = f32x4.splat(0), o3 = f32x4.splat(0);
+  let o4 = f32x4.splat(0), o5 = f32x4.splat(0), o6 = f32x4.splat(0), o7 = f32x4.splat(0);
+  for (let s0: usize = 0, blk: usize = table; s0 < allB; s0 += blockB, blk += 4) {
+    let vp = <usize>load<u32>(blk) + v_off + half;
+    const end = scores + min(s0 + blockB, allB);
+    for (let sp = scores + s0; sp < end; sp += 4) {
+      if (half == 0) sum += load<f32>(sp);
+      const e = f32x4.mul(v128.load32_splat(sp), hmul);
+      o0 = f32x4.add(o0, f32x4.mul(e, hb(v128.load16x4_s(vp, 0), hmask)));
+      o1 = f32x4.add(o1, f32x4.mul(e, hb(v128.load16x4_s(vp, 8), hmask)));
+      o2 = f32x4.add(o2, f32x4.mul(e, hb(v128.load16x4_s(vp, 16), hmask)));
+      o3 = f32x4.add(o3, f32x4.mul(e, hb(v128.load16x4_s(vp, 24), hmask)));
+      o4 = f32x4.add(o4, f32x4.mul(e, hb(v128.load16x4_s(vp, 32), hmask)));
+      o5 = f32x4.add(o5, f32x4.mul(e, hb(v128.load16x4_s(vp, 40), hmask)));
+      o6 = f32x4.add(o6, f32x4.mul(e, hb(v128.load16x4_s(vp, 48), hmask)));
+      o7 = f32x4.add(o7, f32x4.mul(e, hb(v128.load16x4_s(vp, 56), hmask)));
+      vp += 128;
+    }
+  }
+  if (half != 0) sum = sum0;
+  const inv = f32x4.splat(<f32>1 / sum);
+  const op = oh + (half << 1);
+  v128.store(op, f32x4.mul(o0, inv));
+  v128.store(op, f32x4.mul(o1, inv), 16);
+  v128.store(op, f32x4.mul(o2, inv), 32);
+  v128.store(op, f32x4.mul(o3, inv), 48);
+  v128.store(op, f32x4.mul(o4, inv), 64);
+  v128.store(op, f32x4.mul(o5, inv), 80);
+  v128.store(op, f32x4.mul(o6, inv), 96);
+  v128.store(op, f32x4.mul(o7, inv), 112);
+  return sum;
 }
 
 // ---------------------------------------------------------------- elementwise
