@@ -405,6 +405,7 @@ function qFolds(q: usize, nh: i32): bool {
 function attnHeads64(q: usize, table: usize, block_pos: i32, k_off: usize, v_off: usize, head_bytes: usize, out: usize, n_past: i32, n_kv: i32, group: i32, scale: f32, scores: usize): void {
   const hmask = v128.load(VCONST + VC_HMASK);
   const hmul = v128.load(VCONST + VC_HMUL);
+  const m16 = i16x8.splat(<i16>0x8fff);
   const nh = n_kv * group;
   const qs = scratchBase();
   const sums = qs + (<usize>nh << 8);
@@ -417,8 +418,9 @@ function attnHeads64(q: usize, table: usize, block_pos: i32, k_off: usize, v_off
       for (let i: usize = 0; i < g; i++) scoresBlock64(qs + ((h + i) << 8), kb, cnt, scores + (h + i) * rowsB + (<usize>p0 << 2), hmask, scale);
     }
   }
-  for (let h: usize = 0; h < <usize>nh; h++) store<f32>(sums + (h << 2), softmax64(scores + h * rowsB, n_past, hmul));
+  for (let h: usize = 0; h < <usize>nh; h++) softmax64(scores + h * rowsB, n_past, hmul);
   memory.fill(out, 0, <usize>nh << 8);
+  memory.fill(sums, 0, <usize>nh << 2);
   for (let p0 = 0, blk: usize = table; p0 < n_past; p0 += block_pos, blk += 4) {
     const cnt = min(block_pos, n_past - p0);
     let vb = <usize>load<u32>(blk) + v_off;
@@ -426,13 +428,15 @@ function attnHeads64(q: usize, table: usize, block_pos: i32, k_off: usize, v_off
       for (let i: usize = 0; i < g; i++) {
         const sp = scores + (h + i) * rowsB + (<usize>p0 << 2);
         const op = out + ((h + i) << 8);
-        vBlock64(vb, cnt, sp, op, hmask);
-        vBlock64(vb + 64, cnt, sp, op + 128, hmask);
+        const sh = sums + ((h + i) << 2);
+        store<f32>(sh, sumBlock(sp, cnt, load<f32>(sh)));
+        vBlock64(vb, cnt, sp, op, m16);
+        vBlock64(vb + 64, cnt, sp, op + 128, m16);
       }
     }
   }
   for (let h: usize = 0; h < <usize>nh; h++) {
-    const inv = f32x4.splat(<f32>1 / load<f32>(sums + (h << 2)));
+    const inv = f32x4.splat(<f32>1 / (load<f32>(sums + (h << 2)) * <f32>1.925929944387236e-34));
     const op = out + (h << 8);
     for (let d: usize = 0; d < 256; d += 16) v128.store(op + d, f32x4.mul(v128.load(op + d), inv));
   }
@@ -477,9 +481,8 @@ function attnHeads64(q: usize, table: usize, block_pos: i32, k_off: usize, v_off
 }
 
 // One head's softmax numerators in place, times 2^112 (exact; vBlock64's
-// factor), as the scalar twin computes them: e = expf(s - max). Returns their
-// sum in position order.
-function softmax64(sp: usize, n: i32, hmul: v128): f32 {
+// factor), as the scalar twin computes them: e = expf(s - max).
+function softmax64(sp: usize, n: i32, hmul: v128): void {
   let mxv = f32x4.splat(-Infinity);
   let i = 0;
   for (; i + 4 <= n; i += 4) mxv = f32x4.pmax(mxv, v128.load(sp + (<usize>i << 2)));
@@ -491,39 +494,59 @@ function softmax64(sp: usize, n: i32, hmul: v128): f32 {
     if (s > mx) mx = s;
   }
   const mxs = f32x4.splat(mx);
-  let sum: f32 = 0;
   i = 0;
   for (; i + 4 <= n; i += 4) {
     const p = sp + (<usize>i << 2);
-    const e = expf4(f32x4.sub(v128.load(p), mxs));
-    sum = (((sum + f32x4.extract_lane(e, 0)) + f32x4.extract_lane(e, 1)) + f32x4.extract_lane(e, 2)) + f32x4.extract_lane(e, 3);
-    v128.store(p, f32x4.mul(e, hmul));
+    v128.store(p, f32x4.mul(expf4(f32x4.sub(v128.load(p), mxs)), hmul));
   }
   for (; i < n; i++) {
     const p = sp + (<usize>i << 2);
-    const e = expf(load<f32>(p) - mx);
-    sum += e;
-    store<f32>(p, e * <f32>5.192296858534828e33);
+    store<f32>(p, expf(load<f32>(p) - mx) * <f32>5.192296858534828e33);
   }
+}
+
+// sum + the cnt numerators at sp, in position order. They carry 2^112, and
+// so does every partial sum, exactly: each unscaled sum is either rounded to
+// 24 bits as its scaled twin is, or an exact sum of denormals; the total is
+// at least 2^112 (the maximum's e is exactly 1), so times 2^-112 it is the
+// scalar twin's sum, bit for bit. Called beside vBlock64, whose products
+// hide this chain of dependent adds.
+@inline function sumBlock(sp: usize, cnt: i32, sum: f32): f32 {
+  const end = sp + (<usize>cnt << 2);
+  for (; sp < end; sp += 4) sum += load<f32>(sp);
   return sum;
+}
+
+// Eight halves (a v128 of them) in f32 position, h2f's bits without its
+// 2^112, as two f32x4 (halves 0..3, 4..7): the high 16 bits of a lane are
+// sign | 000 | (h & 0x7fff) >> 3 (an arithmetic shift copies the sign, the
+// mask clears the copies), the low 16 bits h << 13. One load and five
+// operations per eight halves; only a quarter as many loaded vectors stay
+// live as with four-half loads, which V8 hoists to the loop's top.
+@inline function hb8lo(v: v128, m16: v128): v128 {
+  return i16x8.shuffle(i16x8.shl(v, 13), v128.and(i16x8.shr_s(v, 3), m16), 0, 8, 1, 9, 2, 10, 3, 11);
+}
+@inline function hb8hi(v: v128, m16: v128): v128 {
+  return i16x8.shuffle(i16x8.shl(v, 13), v128.and(i16x8.shr_s(v, 3), m16), 4, 12, 5, 13, 6, 14, 7, 15);
 }
 
 // 32 of the 64 output dims (the value bytes at vp..vp+63 of each row) over cnt
 // positions of one block: op[d] += e'·vbits in position order, e' from sp.
-@inline function vBlock64(vp: usize, cnt: i32, sp: usize, op: usize, hmask: v128): void {
+@inline function vBlock64(vp: usize, cnt: i32, sp: usize, op: usize, m16: v128): void {
   let o0 = v128.load(op), o1 = v128.load(op, 16), o2 = v128.load(op, 32), o3 = v128.load(op, 48);
   let o4 = v128.load(op, 64), o5 = v128.load(op, 80), o6 = v128.load(op, 96), o7 = v128.load(op, 112);
   const end = sp + (<usize>cnt << 2);
   for (; sp < end; sp += 4) {
     const e = v128.load32_splat(sp);
-    o0 = f32x4.add(o0, f32x4.mul(e, hb(v128.load16x4_s(vp, 0), hmask)));
-    o1 = f32x4.add(o1, f32x4.mul(e, hb(v128.load16x4_s(vp, 8), hmask)));
-    o2 = f32x4.add(o2, f32x4.mul(e, hb(v128.load16x4_s(vp, 16), hmask)));
-    o3 = f32x4.add(o3, f32x4.mul(e, hb(v128.load16x4_s(vp, 24), hmask)));
-    o4 = f32x4.add(o4, f32x4.mul(e, hb(v128.load16x4_s(vp, 32), hmask)));
-    o5 = f32x4.add(o5, f32x4.mul(e, hb(v128.load16x4_s(vp, 40), hmask)));
-    o6 = f32x4.add(o6, f32x4.mul(e, hb(v128.load16x4_s(vp, 48), hmask)));
-    o7 = f32x4.add(o7, f32x4.mul(e, hb(v128.load16x4_s(vp, 56), hmask)));
+    const v0 = v128.load(vp), v1 = v128.load(vp, 16), v2 = v128.load(vp, 32), v3 = v128.load(vp, 48);
+    o0 = f32x4.add(o0, f32x4.mul(e, hb8lo(v0, m16)));
+    o1 = f32x4.add(o1, f32x4.mul(e, hb8hi(v0, m16)));
+    o2 = f32x4.add(o2, f32x4.mul(e, hb8lo(v1, m16)));
+    o3 = f32x4.add(o3, f32x4.mul(e, hb8hi(v1, m16)));
+    o4 = f32x4.add(o4, f32x4.mul(e, hb8lo(v2, m16)));
+    o5 = f32x4.add(o5, f32x4.mul(e, hb8hi(v2, m16)));
+    o6 = f32x4.add(o6, f32x4.mul(e, hb8lo(v3, m16)));
+    o7 = f32x4.add(o7, f32x4.mul(e, hb8hi(v3, m16)));
     vp += 128;
   }
   v128.store(op, o0);
