@@ -397,11 +397,11 @@ function qFolds(q: usize, nh: i32): bool {
 // hardware prefetcher does not follow across pages. The 2^112 rides on the
 // query (qFolds) and on each weight (e·2^112 is exact for every e in (0, 1]),
 // so a half costs three vector operations, and no multiply reads a tiny e.
-// Passes: scores (q·k for four positions at a time, dims unrolled); per head
-// the max (pmax in lanes skips a NaN like the scalar >; which of +0/-0 wins
-// changes no later bit), exp, and the sum in position order; the weighted
-// sums into out, block after block (the same adds in the same order as
-// registers held across blocks); out times 1/sum.
+// Passes: scores (q·k for four positions at a time); per head the max (pmax
+// in lanes skips a NaN like the scalar >; which of +0/-0 wins changes no later
+// bit) and the numerators; the weighted sums into out, block after block (the
+// same adds in the same order as registers held across blocks), each head's
+// softmax sum beside them; out times 1/sum.
 function attnHeads64(q: usize, table: usize, block_pos: i32, k_off: usize, v_off: usize, head_bytes: usize, out: usize, n_past: i32, n_kv: i32, group: i32, scale: f32, scores: usize): void {
   const hmask = v128.load(VCONST + VC_HMASK);
   const hmul = v128.load(VCONST + VC_HMUL);
