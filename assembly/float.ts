@@ -3,7 +3,7 @@
 // the scalar twins keep four explicit lane accumulators and combine them in
 // the same order, so the builds agree bit for bit.
 
-import { scratchBase, SCRATCH_BYTES, h2f, f2h, f2h_x8, h2f_lo, h2f_hi, hsum_f32x4, VCONST, VC_HMASK, VC_HMUL, expf, expf4 } from "./common";
+import { scratchBase, SCRATCH_BYTES, h2f, f2h, f2h_x8, h2f_lo, h2f_hi, hsum_f32x4, VCONST, VC_HMASK, VC_HMUL, VC_H16, expf, expf4 } from "./common";
 
 // ---------------------------------------------------------------- float matvecs
 
@@ -405,7 +405,7 @@ function qFolds(q: usize, nh: i32): bool {
 function attnHeads64(q: usize, table: usize, block_pos: i32, k_off: usize, v_off: usize, head_bytes: usize, out: usize, n_past: i32, n_kv: i32, group: i32, scale: f32, scores: usize): void {
   const hmask = v128.load(VCONST + VC_HMASK);
   const hmul = v128.load(VCONST + VC_HMUL);
-  const m16 = i16x8.splat(<i16>0x8fff);
+  const m16 = v128.load(VCONST + VC_H16);
   const nh = n_kv * group;
   const qs = scratchBase();
   const sums = qs + (<usize>nh << 8);
@@ -415,7 +415,7 @@ function attnHeads64(q: usize, table: usize, block_pos: i32, k_off: usize, v_off
     const cnt = min(block_pos, n_past - p0);
     let kb = <usize>load<u32>(blk) + k_off;
     for (let h: usize = 0; h < <usize>nh; h += g, kb += head_bytes) {
-      for (let i: usize = 0; i < g; i++) scoresBlock64(qs + ((h + i) << 8), kb, cnt, scores + (h + i) * rowsB + (<usize>p0 << 2), hmask, scale);
+      for (let i: usize = 0; i < g; i++) scoresBlock64(qs + ((h + i) << 8), kb, cnt, scores + (h + i) * rowsB + (<usize>p0 << 2), hmask, m16, scale);
     }
   }
   for (let h: usize = 0; h < <usize>nh; h++) softmax64(scores + h * rowsB, n_past, hmul);
@@ -446,22 +446,18 @@ function attnHeads64(q: usize, table: usize, block_pos: i32, k_off: usize, v_off
 // q' at qs, to sp: ((l0+l1)+(l2+l3))*scale per position, l_i the sum over
 // d = i mod 4 in d order (the scalar twin's a_i). Four positions per pass:
 // independent accumulator chains, and a 4x4 transpose for their sums.
-@inline function scoresBlock64(qs: usize, kp: usize, cnt: i32, sp: usize, hmask: v128, scale: f32): void {
+@inline function scoresBlock64(qs: usize, kp: usize, cnt: i32, sp: usize, hmask: v128, m16: v128, scale: f32): void {
   const sc = f32x4.splat(scale);
   let p = 0;
   for (; p + 4 <= cnt; p += 4) {
     let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
     for (let kq = kp, qq = qs; kq < kp + 128; kq += 16, qq += 32) {
-      const q0 = v128.load(qq, 0);
-      a0 = f32x4.add(a0, f32x4.mul(q0, hb(v128.load16x4_s(kq, 0), hmask)));
-      a1 = f32x4.add(a1, f32x4.mul(q0, hb(v128.load16x4_s(kq, 128), hmask)));
-      a2 = f32x4.add(a2, f32x4.mul(q0, hb(v128.load16x4_s(kq, 256), hmask)));
-      a3 = f32x4.add(a3, f32x4.mul(q0, hb(v128.load16x4_s(kq, 384), hmask)));
-      const q1 = v128.load(qq, 16);
-      a0 = f32x4.add(a0, f32x4.mul(q1, hb(v128.load16x4_s(kq, 8), hmask)));
-      a1 = f32x4.add(a1, f32x4.mul(q1, hb(v128.load16x4_s(kq, 136), hmask)));
-      a2 = f32x4.add(a2, f32x4.mul(q1, hb(v128.load16x4_s(kq, 264), hmask)));
-      a3 = f32x4.add(a3, f32x4.mul(q1, hb(v128.load16x4_s(kq, 392), hmask)));
+      const q0 = v128.load(qq, 0), q1 = v128.load(qq, 16);
+      const k0 = v128.load(kq, 0), k1 = v128.load(kq, 128), k2 = v128.load(kq, 256), k3 = v128.load(kq, 384);
+      a0 = f32x4.add(f32x4.add(a0, f32x4.mul(q0, hb8lo(k0, m16))), f32x4.mul(q1, hb8hi(k0, m16)));
+      a1 = f32x4.add(f32x4.add(a1, f32x4.mul(q0, hb8lo(k1, m16))), f32x4.mul(q1, hb8hi(k1, m16)));
+      a2 = f32x4.add(f32x4.add(a2, f32x4.mul(q0, hb8lo(k2, m16))), f32x4.mul(q1, hb8hi(k2, m16)));
+      a3 = f32x4.add(f32x4.add(a3, f32x4.mul(q0, hb8lo(k3, m16))), f32x4.mul(q1, hb8hi(k3, m16)));
     }
     const t0 = i32x4.shuffle(a0, a1, 0, 4, 1, 5);
     const t1 = i32x4.shuffle(a0, a1, 2, 6, 3, 7);
