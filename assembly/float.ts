@@ -274,6 +274,18 @@ function attnHeadScalar(qh: usize, table: usize, block_pos: i32, k_off: usize, v
   return acc;
 }
 
+// Lane i: (a_i[0]+a_i[1])+(a_i[2]+a_i[3]), hsum_f32x4 of each of four
+// vectors at once (a 4x4 transpose, then the same two rounds of adds).
+@inline function hsum4(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const t0 = i32x4.shuffle(a0, a1, 0, 4, 1, 5);
+  const t1 = i32x4.shuffle(a0, a1, 2, 6, 3, 7);
+  const t2 = i32x4.shuffle(a2, a3, 0, 4, 1, 5);
+  const t3 = i32x4.shuffle(a2, a3, 2, 6, 3, 7);
+  const l01 = f32x4.add(i32x4.shuffle(t0, t2, 0, 1, 4, 5), i32x4.shuffle(t0, t2, 2, 3, 6, 7));
+  const l23 = f32x4.add(i32x4.shuffle(t1, t3, 0, 1, 4, 5), i32x4.shuffle(t1, t3, 2, 3, 6, 7));
+  return f32x4.add(l01, l23);
+}
+
 // One head, SIMD: same f32 operations per output as the scalar twin above.
 // Scores four positions at a time (independent accumulator chains instead of
 // one 16-add chain per position, and a 4x4 transpose instead of four
@@ -294,13 +306,7 @@ function attnHeadSimd(qh: usize, table: usize, block_pos: i32, k_off: usize, v_o
       const a1 = qkLanes(qh, kp + rowB, hdB, hmask, hmul);
       const a2 = qkLanes(qh, kp + rowB * 2, hdB, hmask, hmul);
       const a3 = qkLanes(qh, kp + rowB * 3, hdB, hmask, hmul);
-      const t0 = i32x4.shuffle(a0, a1, 0, 4, 1, 5);
-      const t1 = i32x4.shuffle(a0, a1, 2, 6, 3, 7);
-      const t2 = i32x4.shuffle(a2, a3, 0, 4, 1, 5);
-      const t3 = i32x4.shuffle(a2, a3, 2, 6, 3, 7);
-      const l01 = f32x4.add(i32x4.shuffle(t0, t2, 0, 1, 4, 5), i32x4.shuffle(t0, t2, 2, 3, 6, 7));
-      const l23 = f32x4.add(i32x4.shuffle(t1, t3, 0, 1, 4, 5), i32x4.shuffle(t1, t3, 2, 3, 6, 7));
-      v128.store(scores + (<usize>p << 2), f32x4.mul(f32x4.add(l01, l23), sc));
+      v128.store(scores + (<usize>p << 2), f32x4.mul(hsum4(a0, a1, a2, a3), sc));
       kp += rowB << 2;
     }
     for (; p < end; p++) {
@@ -459,13 +465,7 @@ function attnHeads64(q: usize, table: usize, block_pos: i32, k_off: usize, v_off
       a2 = f32x4.add(f32x4.add(a2, f32x4.mul(q0, hb8lo(k2, m16))), f32x4.mul(q1, hb8hi(k2, m16)));
       a3 = f32x4.add(f32x4.add(a3, f32x4.mul(q0, hb8lo(k3, m16))), f32x4.mul(q1, hb8hi(k3, m16)));
     }
-    const t0 = i32x4.shuffle(a0, a1, 0, 4, 1, 5);
-    const t1 = i32x4.shuffle(a0, a1, 2, 6, 3, 7);
-    const t2 = i32x4.shuffle(a2, a3, 0, 4, 1, 5);
-    const t3 = i32x4.shuffle(a2, a3, 2, 6, 3, 7);
-    const l01 = f32x4.add(i32x4.shuffle(t0, t2, 0, 1, 4, 5), i32x4.shuffle(t0, t2, 2, 3, 6, 7));
-    const l23 = f32x4.add(i32x4.shuffle(t1, t3, 0, 1, 4, 5), i32x4.shuffle(t1, t3, 2, 3, 6, 7));
-    v128.store(sp + (<usize>p << 2), f32x4.mul(f32x4.add(l01, l23), sc));
+    v128.store(sp + (<usize>p << 2), f32x4.mul(hsum4(a0, a1, a2, a3), sc));
     kp += 512;
   }
   for (; p < cnt; p++) {
