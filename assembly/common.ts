@@ -143,6 +143,7 @@ export const VC_EVEN16: usize = 80; // i16x8 1, 0, 1, 0, ... (dot: the even lane
 export const VC_ODD16: usize = 96; //  i16x8 0, 1, 0, 1, ... (dot: the odd lanes widened)
 export const VC_Q6M4: usize = 112; //  i16x8 0x0f0f (Q6_K: low nibbles of ql)
 export const VC_Q6M2: usize = 128; //  i16x8 0x3030 (Q6_K: bit pair of qh)
+export const VC_H16: usize = 144; //   i16x8 0x8fff (attention: eight halves to f32 bits)
 export const VCONST: usize = memory.data<u32>([
   0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f,
   0x00010001, 0x00010001, 0x00010001, 0x00010001,
@@ -153,6 +154,7 @@ export const VCONST: usize = memory.data<u32>([
   0x00010000, 0x00010000, 0x00010000, 0x00010000,
   0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f,
   0x30303030, 0x30303030, 0x30303030, 0x30303030,
+  0x8fff8fff, 0x8fff8fff, 0x8fff8fff, 0x8fff8fff,
 ], 16);
 
 // h2f_x4 with its two constants passed in (loaded once per call from VCONST).
@@ -198,8 +200,14 @@ export const VCONST: usize = memory.data<u32>([
   return y * reinterpret<f32>((<i32>n + 127) << 23);
 }
 
+// The clamp with pmax/pmin, x first: one instruction each where V8 spends
+// seven on max/min, and the same result for every x (a NaN x is returned by
+// both, like max/min; -0 and the bounds compare as max/min choose them).
+// n is integral in [-126, 127], so adding 1.5·2^23 leaves n + 0x4b400000 in
+// its bits: exactly the scalar's <i32>n, without V8's eight-instruction
+// trunc_sat.
 @inline export function expf4(x0: v128): v128 {
-  const x = f32x4.min(f32x4.max(x0, f32x4.splat(EXP_LO)), f32x4.splat(EXP_HI));
+  const x = f32x4.pmin(f32x4.pmax(x0, f32x4.splat(EXP_LO)), f32x4.splat(EXP_HI));
   const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(LOG2E)));
   const r = f32x4.sub(f32x4.sub(x, f32x4.mul(n, f32x4.splat(LN2_HI))), f32x4.mul(n, f32x4.splat(LN2_LO)));
   let p = f32x4.add(f32x4.mul(f32x4.splat(P0), r), f32x4.splat(P1));
@@ -208,7 +216,7 @@ export const VCONST: usize = memory.data<u32>([
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(P4));
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(P5));
   const y = f32x4.add(f32x4.add(f32x4.mul(p, f32x4.mul(r, r)), r), f32x4.splat(1));
-  return f32x4.mul(y, i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23));
+  return f32x4.mul(y, i32x4.shl(i32x4.add(f32x4.add(n, f32x4.splat(12582912.0)), i32x4.splat(127 - 0x4b400000)), 23));
 }
 
 // Lane sum in a fixed order ((l0+l1)+(l2+l3)); scalar twins use the same order

@@ -3,7 +3,7 @@
 // the scalar twins keep four explicit lane accumulators and combine them in
 // the same order, so the builds agree bit for bit.
 
-import { scratchBase, h2f, f2h, f2h_x8, h2f_lo, h2f_hi, hsum_f32x4, VCONST, VC_HMASK, VC_HMUL, expf, expf4 } from "./common";
+import { scratchBase, SCRATCH_BYTES, h2f, f2h, f2h_x8, h2f_lo, h2f_hi, hsum_f32x4, VCONST, VC_HMASK, VC_HMUL, VC_H16, expf, expf4 } from "./common";
 
 // ---------------------------------------------------------------- float matvecs
 
@@ -177,34 +177,43 @@ export function rope_neox(x: usize, row_stride: i32, ntok: i32, n_heads: i32, he
 
 // ---------------------------------------------------------------- attention
 
-// One position's queries against one KV head's cache of n_past positions
-// (keys 0..n_past-1; the caller has already written the current position).
-// q, out: n_heads*head_dim f32, the query heads that share this KV head. The
-// cache is paged: position p's key is [head_dim] f16 at
-//   load<u32>(table + 4*(p / block_pos)) + k_off + (p % block_pos)*head_dim*2
+// One position's queries against n_kv KV heads' caches of n_past positions
+// each (keys 0..n_past-1; the caller has already written the current
+// position). KV head j has the `group` query heads j*group..j*group+group-1
+// of q and out (head_dim f32 each, heads side by side). The cache is paged:
+// position p's key of KV head j is [head_dim] f16 at
+//   load<u32>(table + 4*(p / block_pos)) + k_off + j*head_bytes + (p % block_pos)*head_dim*2
 // and its value likewise at v_off (one block holds block_pos positions of
-// every layer and head; a contiguous cache is one block at address 0 with
-// k_off, v_off its K and V). head_dim a multiple of 8. scores: n_past f32 of
-// scratch. Softmax subtracts the max, so huge scores do not overflow.
-export function attention_f16kv(q: usize, table: usize, block_pos: i32, k_off: usize, v_off: usize, out: usize, n_past: i32, n_heads: i32, head_dim: i32, scores: usize): void {
+// every layer and head; a contiguous cache is one block at address 0).
+// head_dim a multiple of 8. scores: n_kv*group*n_past f32 of scratch.
+// Softmax subtracts the max, so huge scores do not overflow. Every query head
+// gets the same bits as if it were alone; several KV heads in one call let
+// the head_dim-64 path read each block's heads as one run (attnHeads64).
+export function attention_f16kv(q: usize, table: usize, block_pos: i32, k_off: usize, v_off: usize, head_bytes: usize, out: usize, n_past: i32, n_kv: i32, group: i32, head_dim: i32, scores: usize): void {
   const hdB = <usize>head_dim << 2;
   const scale: f32 = <f32>1 / sqrt<f32>(<f32>head_dim);
-  for (let h = 0; h < n_heads; h++) {
+  const nh = n_kv * group;
+  if (ASC_FEATURE_SIMD && head_dim == 64 && qFolds(q, nh)) {
+    attnHeads64(q, table, block_pos, k_off, v_off, head_bytes, out, n_past, n_kv, group, scale, scores);
+    return;
+  }
+  for (let h = 0; h < nh; h++) {
     const qh = q + <usize>h * hdB;
     const oh = out + <usize>h * hdB;
-    if (ASC_FEATURE_SIMD) attnHeadSimd(qh, table, block_pos, k_off, v_off, oh, n_past, head_dim, scale, scores);
-    else attnHeadScalar(qh, table, block_pos, k_off, v_off, oh, n_past, head_dim, scale, scores);
+    const hk = <usize>(h / group) * head_bytes;
+    if (ASC_FEATURE_SIMD) attnHeadSimd(qh, table, block_pos, k_off + hk, v_off + hk, oh, n_past, head_dim, scale, scores);
+    else attnHeadScalar(qh, table, block_pos, k_off + hk, v_off + hk, oh, n_past, head_dim, scale, scores);
   }
 }
 
-// Causal attention of ntok consecutive positions of one KV head: query t, at
-// q + t*row_stride floats, sees positions 0..n_past+t-1 and writes out +
+// Causal attention of ntok consecutive positions over n_kv KV heads: query t,
+// at q + t*row_stride floats, sees positions 0..n_past+t-1 and writes out +
 // t*row_stride floats. Exactly ntok attention_f16kv calls; one call for a
-// head's positions keeps a thread's share of prefill attention one call.
-export function attention_f16kv_causal(q: usize, table: usize, block_pos: i32, k_off: usize, v_off: usize, out: usize, ntok: i32, n_past: i32, n_heads: i32, head_dim: i32, row_stride: i32, scores: usize): void {
+// range of positions and heads keeps a thread's share of attention one call.
+export function attention_f16kv_causal(q: usize, table: usize, block_pos: i32, k_off: usize, v_off: usize, head_bytes: usize, out: usize, ntok: i32, n_past: i32, n_kv: i32, group: i32, head_dim: i32, row_stride: i32, scores: usize): void {
   const strideB = <usize>row_stride << 2;
   for (let t = 0; t < ntok; t++) {
-    attention_f16kv(q + <usize>t * strideB, table, block_pos, k_off, v_off, out + <usize>t * strideB, n_past + t, n_heads, head_dim, scores);
+    attention_f16kv(q + <usize>t * strideB, table, block_pos, k_off, v_off, head_bytes, out + <usize>t * strideB, n_past + t, n_kv, group, head_dim, scores);
   }
 }
 
@@ -265,6 +274,18 @@ function attnHeadScalar(qh: usize, table: usize, block_pos: i32, k_off: usize, v
   return acc;
 }
 
+// Lane i: (a_i[0]+a_i[1])+(a_i[2]+a_i[3]), hsum_f32x4 of each of four
+// vectors at once (a 4x4 transpose, then the same two rounds of adds).
+@inline function hsum4(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const t0 = i32x4.shuffle(a0, a1, 0, 4, 1, 5);
+  const t1 = i32x4.shuffle(a0, a1, 2, 6, 3, 7);
+  const t2 = i32x4.shuffle(a2, a3, 0, 4, 1, 5);
+  const t3 = i32x4.shuffle(a2, a3, 2, 6, 3, 7);
+  const l01 = f32x4.add(i32x4.shuffle(t0, t2, 0, 1, 4, 5), i32x4.shuffle(t0, t2, 2, 3, 6, 7));
+  const l23 = f32x4.add(i32x4.shuffle(t1, t3, 0, 1, 4, 5), i32x4.shuffle(t1, t3, 2, 3, 6, 7));
+  return f32x4.add(l01, l23);
+}
+
 // One head, SIMD: same f32 operations per output as the scalar twin above.
 // Scores four positions at a time (independent accumulator chains instead of
 // one 16-add chain per position, and a 4x4 transpose instead of four
@@ -285,13 +306,7 @@ function attnHeadSimd(qh: usize, table: usize, block_pos: i32, k_off: usize, v_o
       const a1 = qkLanes(qh, kp + rowB, hdB, hmask, hmul);
       const a2 = qkLanes(qh, kp + rowB * 2, hdB, hmask, hmul);
       const a3 = qkLanes(qh, kp + rowB * 3, hdB, hmask, hmul);
-      const t0 = i32x4.shuffle(a0, a1, 0, 4, 1, 5);
-      const t1 = i32x4.shuffle(a0, a1, 2, 6, 3, 7);
-      const t2 = i32x4.shuffle(a2, a3, 0, 4, 1, 5);
-      const t3 = i32x4.shuffle(a2, a3, 2, 6, 3, 7);
-      const l01 = f32x4.add(i32x4.shuffle(t0, t2, 0, 1, 4, 5), i32x4.shuffle(t0, t2, 2, 3, 6, 7));
-      const l23 = f32x4.add(i32x4.shuffle(t1, t3, 0, 1, 4, 5), i32x4.shuffle(t1, t3, 2, 3, 6, 7));
-      v128.store(scores + (<usize>p << 2), f32x4.mul(f32x4.add(l01, l23), sc));
+      v128.store(scores + (<usize>p << 2), f32x4.mul(hsum4(a0, a1, a2, a3), sc));
       kp += rowB << 2;
     }
     for (; p < end; p++) {
@@ -351,6 +366,193 @@ function attnHeadSimd(qh: usize, table: usize, block_pos: i32, k_off: usize, v_o
     v128.store(oh + d, f32x4.mul(o0, inv));
     v128.store(oh + d, f32x4.mul(o1, inv), 16);
   }
+}
+
+// Whether the 2^112 of h2f can move from each key onto the query: q' = q·2^112
+// is exact for finite |q| < 2^16, and then q'·kbits, kbits the half's bits in
+// f32 position (the key times 2^-112), is the exact product q·k rounded once,
+// the same bits as q·h2f(k). Writes q' of nh heads of 64 to scratch. A NaN or
+// a larger q fails the test and takes the general path.
+function qFolds(q: usize, nh: i32): bool {
+  const hmul = v128.load(VCONST + VC_HMUL);
+  const lim = f32x4.splat(65536);
+  const qs = scratchBase();
+  const n = <usize>nh << 8;
+  if (n + (<usize>nh << 2) > SCRATCH_BYTES) return false;
+  let ok = i32x4.splat(-1);
+  for (let d: usize = 0; d < n; d += 16) {
+    const v = v128.load(q + d);
+    ok = v128.and(ok, f32x4.lt(f32x4.abs(v), lim));
+    v128.store(qs + d, f32x4.mul(v, hmul));
+  }
+  return i32x4.all_true(ok);
+}
+
+// Key or value bits of four halves (sign-extended to i32 lanes) in f32
+// position: h2f without its multiply by 2^112, which the other factor
+// carries. Callers load with literal offsets, which V8 folds into the
+// instruction's address (an added constant costs an lea per load).
+@inline function hb(h: v128, hmask: v128): v128 {
+  return v128.and(i32x4.shl(h, 13), hmask);
+}
+
+// head_dim 64, every query head of n_kv KV heads, the same f32 operations per
+// head as the scalar twin. Block by block, each pass reads a block's heads in
+// address order (one run of n_kv*head_bytes when heads are adjacent, as in
+// the engine's cache) instead of one short run per block and head, which the
+// hardware prefetcher does not follow across pages. The 2^112 rides on the
+// query (qFolds) and on each weight (e·2^112 is exact for every e in (0, 1]),
+// so a half costs three vector operations, and no multiply reads a tiny e.
+// Passes: scores (q·k for four positions at a time); per head the max (pmax
+// in lanes skips a NaN like the scalar >; which of +0/-0 wins changes no later
+// bit) and the numerators; the weighted sums into out, block after block (the
+// same adds in the same order as registers held across blocks), each head's
+// softmax sum beside them; out times 1/sum.
+function attnHeads64(q: usize, table: usize, block_pos: i32, k_off: usize, v_off: usize, head_bytes: usize, out: usize, n_past: i32, n_kv: i32, group: i32, scale: f32, scores: usize): void {
+  const hmask = v128.load(VCONST + VC_HMASK);
+  const hmul = v128.load(VCONST + VC_HMUL);
+  const m16 = v128.load(VCONST + VC_H16);
+  const nh = n_kv * group;
+  const qs = scratchBase();
+  const sums = qs + (<usize>nh << 8);
+  const rowsB = <usize>n_past << 2;
+  const g = <usize>group;
+  for (let p0 = 0, blk: usize = table; p0 < n_past; p0 += block_pos, blk += 4) {
+    const cnt = min(block_pos, n_past - p0);
+    let kb = <usize>load<u32>(blk) + k_off;
+    for (let h: usize = 0; h < <usize>nh; h += g, kb += head_bytes) {
+      for (let i: usize = 0; i < g; i++) scoresBlock64(qs + ((h + i) << 8), kb, cnt, scores + (h + i) * rowsB + (<usize>p0 << 2), hmask, m16, scale);
+    }
+  }
+  for (let h: usize = 0; h < <usize>nh; h++) softmax64(scores + h * rowsB, n_past, hmul);
+  memory.fill(out, 0, <usize>nh << 8);
+  memory.fill(sums, 0, <usize>nh << 2);
+  for (let p0 = 0, blk: usize = table; p0 < n_past; p0 += block_pos, blk += 4) {
+    const cnt = min(block_pos, n_past - p0);
+    let vb = <usize>load<u32>(blk) + v_off;
+    for (let h: usize = 0; h < <usize>nh; h += g, vb += head_bytes) {
+      for (let i: usize = 0; i < g; i++) {
+        const sp = scores + (h + i) * rowsB + (<usize>p0 << 2);
+        const op = out + ((h + i) << 8);
+        const sh = sums + ((h + i) << 2);
+        store<f32>(sh, sumBlock(sp, cnt, load<f32>(sh)));
+        vBlock64(vb, cnt, sp, op, m16);
+        vBlock64(vb + 64, cnt, sp, op + 128, m16);
+      }
+    }
+  }
+  for (let h: usize = 0; h < <usize>nh; h++) {
+    const inv = f32x4.splat(<f32>1 / (load<f32>(sums + (h << 2)) * <f32>1.925929944387236e-34));
+    const op = out + (h << 8);
+    for (let d: usize = 0; d < 256; d += 16) v128.store(op + d, f32x4.mul(v128.load(op + d), inv));
+  }
+}
+
+// Scores of cnt positions of one block (keys from kp, 128 bytes each) against
+// q' at qs, to sp: ((l0+l1)+(l2+l3))*scale per position, l_i the sum over
+// d = i mod 4 in d order (the scalar twin's a_i). Four positions per pass:
+// independent accumulator chains, and a 4x4 transpose for their sums.
+@inline function scoresBlock64(qs: usize, kp: usize, cnt: i32, sp: usize, hmask: v128, m16: v128, scale: f32): void {
+  const sc = f32x4.splat(scale);
+  let p = 0;
+  for (; p + 4 <= cnt; p += 4) {
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    for (let kq = kp, qq = qs; kq < kp + 128; kq += 16, qq += 32) {
+      const q0 = v128.load(qq, 0), q1 = v128.load(qq, 16);
+      const k0 = v128.load(kq, 0), k1 = v128.load(kq, 128), k2 = v128.load(kq, 256), k3 = v128.load(kq, 384);
+      a0 = f32x4.add(f32x4.add(a0, f32x4.mul(q0, hb8lo(k0, m16))), f32x4.mul(q1, hb8hi(k0, m16)));
+      a1 = f32x4.add(f32x4.add(a1, f32x4.mul(q0, hb8lo(k1, m16))), f32x4.mul(q1, hb8hi(k1, m16)));
+      a2 = f32x4.add(f32x4.add(a2, f32x4.mul(q0, hb8lo(k2, m16))), f32x4.mul(q1, hb8hi(k2, m16)));
+      a3 = f32x4.add(f32x4.add(a3, f32x4.mul(q0, hb8lo(k3, m16))), f32x4.mul(q1, hb8hi(k3, m16)));
+    }
+    v128.store(sp + (<usize>p << 2), f32x4.mul(hsum4(a0, a1, a2, a3), sc));
+    kp += 512;
+  }
+  for (; p < cnt; p++) {
+    let a = f32x4.splat(0);
+    for (let d: usize = 0; d < 128; d += 8) a = f32x4.add(a, f32x4.mul(v128.load(qs + (d << 1)), hb(v128.load16x4_s(kp + d), hmask)));
+    store<f32>(sp + (<usize>p << 2), hsum_f32x4(a) * scale);
+    kp += 128;
+  }
+}
+
+// One head's softmax numerators in place, times 2^112 (exact; vBlock64's
+// factor), as the scalar twin computes them: e = expf(s - max).
+function softmax64(sp: usize, n: i32, hmul: v128): void {
+  let mxv = f32x4.splat(-Infinity);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) mxv = f32x4.pmax(mxv, v128.load(sp + (<usize>i << 2)));
+  mxv = f32x4.pmax(mxv, i32x4.shuffle(mxv, mxv, 2, 3, 0, 1));
+  mxv = f32x4.pmax(mxv, i32x4.shuffle(mxv, mxv, 1, 0, 3, 2));
+  let mx = f32x4.extract_lane(mxv, 0);
+  for (; i < n; i++) {
+    const s = load<f32>(sp + (<usize>i << 2));
+    if (s > mx) mx = s;
+  }
+  const mxs = f32x4.splat(mx);
+  i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const p = sp + (<usize>i << 2);
+    v128.store(p, f32x4.mul(expf4(f32x4.sub(v128.load(p), mxs)), hmul));
+  }
+  for (; i < n; i++) {
+    const p = sp + (<usize>i << 2);
+    store<f32>(p, expf(load<f32>(p) - mx) * <f32>5.192296858534828e33);
+  }
+}
+
+// sum + the cnt numerators at sp, in position order. They carry 2^112, and
+// so does every partial sum, exactly: each unscaled sum is either rounded to
+// 24 bits as its scaled twin is, or an exact sum of denormals; the total is
+// at least 2^112 (the maximum's e is exactly 1), so times 2^-112 it is the
+// scalar twin's sum, bit for bit. Called beside vBlock64, whose products
+// hide this chain of dependent adds.
+@inline function sumBlock(sp: usize, cnt: i32, sum: f32): f32 {
+  const end = sp + (<usize>cnt << 2);
+  for (; sp < end; sp += 4) sum += load<f32>(sp);
+  return sum;
+}
+
+// Eight halves (a v128 of them) in f32 position, h2f's bits without its
+// 2^112, as two f32x4 (halves 0..3, 4..7): the high 16 bits of a lane are
+// sign | 000 | (h & 0x7fff) >> 3 (an arithmetic shift copies the sign, the
+// mask clears the copies), the low 16 bits h << 13. One load and five
+// operations per eight halves; only a quarter as many loaded vectors stay
+// live as with four-half loads, which V8 hoists to the loop's top.
+@inline function hb8lo(v: v128, m16: v128): v128 {
+  return i16x8.shuffle(i16x8.shl(v, 13), v128.and(i16x8.shr_s(v, 3), m16), 0, 8, 1, 9, 2, 10, 3, 11);
+}
+@inline function hb8hi(v: v128, m16: v128): v128 {
+  return i16x8.shuffle(i16x8.shl(v, 13), v128.and(i16x8.shr_s(v, 3), m16), 4, 12, 5, 13, 6, 14, 7, 15);
+}
+
+// 32 of the 64 output dims (the value bytes at vp..vp+63 of each row) over cnt
+// positions of one block: op[d] += e'·vbits in position order, e' from sp.
+@inline function vBlock64(vp: usize, cnt: i32, sp: usize, op: usize, m16: v128): void {
+  let o0 = v128.load(op), o1 = v128.load(op, 16), o2 = v128.load(op, 32), o3 = v128.load(op, 48);
+  let o4 = v128.load(op, 64), o5 = v128.load(op, 80), o6 = v128.load(op, 96), o7 = v128.load(op, 112);
+  const end = sp + (<usize>cnt << 2);
+  for (; sp < end; sp += 4) {
+    const e = v128.load32_splat(sp);
+    const v0 = v128.load(vp), v1 = v128.load(vp, 16), v2 = v128.load(vp, 32), v3 = v128.load(vp, 48);
+    o0 = f32x4.add(o0, f32x4.mul(e, hb8lo(v0, m16)));
+    o1 = f32x4.add(o1, f32x4.mul(e, hb8hi(v0, m16)));
+    o2 = f32x4.add(o2, f32x4.mul(e, hb8lo(v1, m16)));
+    o3 = f32x4.add(o3, f32x4.mul(e, hb8hi(v1, m16)));
+    o4 = f32x4.add(o4, f32x4.mul(e, hb8lo(v2, m16)));
+    o5 = f32x4.add(o5, f32x4.mul(e, hb8hi(v2, m16)));
+    o6 = f32x4.add(o6, f32x4.mul(e, hb8lo(v3, m16)));
+    o7 = f32x4.add(o7, f32x4.mul(e, hb8hi(v3, m16)));
+    vp += 128;
+  }
+  v128.store(op, o0);
+  v128.store(op, o1, 16);
+  v128.store(op, o2, 32);
+  v128.store(op, o3, 48);
+  v128.store(op, o4, 64);
+  v128.store(op, o5, 80);
+  v128.store(op, o6, 96);
+  v128.store(op, o7, 112);
 }
 
 // ---------------------------------------------------------------- elementwise

@@ -6,18 +6,24 @@
  *
  *   node --experimental-wasm-relaxed-simd --import tsx bench/decode-ab.ts A_DIR B_DIR
  *        [--model file.gguf] [--build relaxed|relaxed-fused|simd|scalar] [--context 128]
- *        [--steps 8] [--turns 3]
+ *        [--steps 8] [--turns 3] [--engine-a TREE]
+ *
+ * --engine-a: A's engine comes from the checkout at TREE (its src/engine/node.ts), for a change
+ * that alters a kernel's arguments, where the old builds need the old engine: e.g. `git archive`
+ * the base commit into TREE with its own build/ and pass TREE/build as A_DIR.
  *
  * Default model: the synthetic 1.6B Q4_0 file (bench/common.ts). One thread. Each turn loads the
  * file with A's builds, then B's, and keeps each one's best CPU time of `steps` steps; the best
  * per folder over the turns is printed, with B / A (the machine is shared: compare within a run).
  */
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import type { BuildKind } from "../src/engine/kernels";
 import { loadWasmEngine } from "../src/engine/node";
 import { benchModel, promptTokens } from "./common";
 
-const USAGE = "usage: bench/decode-ab.ts A_DIR B_DIR [--model file.gguf] [--build relaxed] [--context 128] [--steps 8] [--turns 3]";
+const USAGE = "usage: bench/decode-ab.ts A_DIR B_DIR [--model file.gguf] [--build relaxed] [--context 128] [--steps 8] [--turns 3] [--engine-a TREE]";
 const { values: args, positionals } = parseArgs({
   allowPositionals: true,
   options: {
@@ -26,6 +32,7 @@ const { values: args, positionals } = parseArgs({
     context: { type: "string", default: "128" },
     steps: { type: "string", default: "8" },
     turns: { type: "string", default: "3" },
+    "engine-a": { type: "string" },
     help: { type: "boolean" },
   },
 });
@@ -42,9 +49,11 @@ const [ctx, steps, turns] = [args.context, args.steps, args.turns].map((v, i) =>
 });
 const model = args.model ?? (await benchModel());
 
-/** Best CPU ms of `steps` decode steps with the builds in `dir`. */
-async function stepMs(dir: string): Promise<number> {
-  const e = await loadWasmEngine(model, { force: build, relaxed: build.startsWith("relaxed"), buildDir: dir, threads: 1, maxBatch: 1, sequences: 1, contextLength: ctx + steps + 1 });
+const engineA: typeof loadWasmEngine = args["engine-a"] ? (await import(pathToFileURL(resolve(args["engine-a"], "src/engine/node.ts")).href)).loadWasmEngine : loadWasmEngine;
+
+/** Best CPU ms of `steps` decode steps with the builds in `dir` (A's engine for the first folder). */
+async function stepMs(dir: string, load: typeof loadWasmEngine): Promise<number> {
+  const e = await load(model, { force: build, relaxed: build.startsWith("relaxed"), buildDir: dir, threads: 1, maxBatch: 1, sequences: 1, contextLength: ctx + steps + 1 });
   try {
     if (e.kernels.kind !== build) throw new Error(`${dir}: wanted the ${build} build, got ${e.kernels.kind}: ${e.kernels.reason}`);
     const seq = e.newSequence();
@@ -63,7 +72,7 @@ async function stepMs(dir: string): Promise<number> {
 }
 
 const best = [Infinity, Infinity];
-for (let t = 0; t < turns; t++) for (const i of [0, 1]) best[i] = Math.min(best[i], await stepMs(positionals[i]));
+for (let t = 0; t < turns; t++) for (const i of [0, 1]) best[i] = Math.min(best[i], await stepMs(positionals[i], i === 0 ? engineA : loadWasmEngine));
 console.log(`${model}, ${build} build, one thread, context ${ctx}; best of ${turns} turns × ${steps} steps`);
 console.log(`A ${positionals[0]}: ${best[0].toFixed(1)} ms/token`);
 console.log(`B ${positionals[1]}: ${best[1].toFixed(1)} ms/token (B / A ${(best[1] / best[0]).toFixed(3)})`);

@@ -176,11 +176,11 @@ for (const kind of kinds) {
     for (let i = 0; i < 32 * ctx * hd; i++) u16[i] = 0x3000 + ((i * 37) & 0x3ff); // every half set: old arena bytes could be NaN or subnormal
     const v16 = arena.u16(vc, 32 * ctx * hd);
     for (let i = 0; i < 32 * ctx * hd; i++) v16[i] = 0xb000 + ((i * 11) & 0x3ff);
-    const qp = arena.alloc(32 * hd * 4), op = arena.alloc(32 * hd * 4), sc = arena.alloc(ctx * 4), table = arena.alloc(4);
+    const qp = arena.alloc(32 * hd * 4), op = arena.alloc(32 * hd * 4), sc = arena.alloc(32 * ctx * 4), table = arena.alloc(4);
     arena.u32(table, 1)[0] = 0;
     arena.f32(qp, 32 * hd).forEach((_, i, a) => (a[i] = Math.sin(i))); // finite, normal (old arena bytes could be denormals)
     const s = time(() => {
-      for (let l = 0; l < 24; l++) for (let j = 0; j < 32; j++) e.attention_f16kv(qp + j * hd * 4, table, ctx, kc + j * ctx * hd * 2, vc + j * ctx * hd * 2, op + j * hd * 4, np, 1, hd, sc);
+      for (let l = 0; l < 24; l++) e.attention_f16kv(qp, table, ctx, kc, vc, ctx * hd * 2, op, np, 32, 1, hd, sc);
     });
     row(kind, "attention per decoded token (24 x 32 heads x 160 pos)", `${(s * 1e3).toFixed(3)} ms`, "-", "-");
     arena.reset(mark);

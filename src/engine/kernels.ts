@@ -91,8 +91,8 @@ export interface KernelExports {
   matvec_bf16(w: number, rows: number, cols: number, x: number, out: number): void;
   layernorm(x: number, w: number, b: number, out: number, n: number, rows: number, eps: number): void;
   rope_neox(x: number, rowStride: number, ntok: number, nHeads: number, headDim: number, rotaryDim: number, pos0: number, base: number): void;
-  attention_f16kv(q: number, table: number, blockPos: number, kOff: number, vOff: number, out: number, nPast: number, nHeads: number, headDim: number, scores: number): void;
-  attention_f16kv_causal(q: number, table: number, blockPos: number, kOff: number, vOff: number, out: number, ntok: number, nPast: number, nHeads: number, headDim: number, rowStride: number, scores: number): void;
+  attention_f16kv(q: number, table: number, blockPos: number, kOff: number, vOff: number, headBytes: number, out: number, nPast: number, nKV: number, group: number, headDim: number, scores: number): void;
+  attention_f16kv_causal(q: number, table: number, blockPos: number, kOff: number, vOff: number, headBytes: number, out: number, ntok: number, nPast: number, nKV: number, group: number, headDim: number, rowStride: number, scores: number): void;
   silu_mul(g: number, u: number, out: number, n: number): void;
   add_f32(a: number, b: number, out: number, n: number): void;
   f16_to_f32(src: number, dst: number, n: number): void;
@@ -445,8 +445,8 @@ export function warmUp(module: WebAssembly.Module, rounds = 40, shared = false):
     e.rope_neox(a, 256, 2, 4, 64, 16, i, 10000);
     // Blocks of 16 positions, both at kv (the table's two entries are zero-memory words).
     new Uint32Array(memory.buffer, table, 2).fill(kv);
-    e.attention_f16kv(a, table, 16, 0, 0, d, 32, 4, 64, sc);
-    e.attention_f16kv_causal(a, table, 16, 0, 0, d, 4, 28, 2, 64, 256, sc);
+    e.attention_f16kv(a, table, 16, 0, 0, 2048, d, 32, 2, 2, 64, sc);
+    e.attention_f16kv_causal(a, table, 16, 0, 0, 2048, d, 4, 28, 1, 2, 64, 256, sc);
     e.silu_mul(a, b, c, 1024);
     e.add_f32(a, b, c, 1024);
   }

@@ -162,7 +162,7 @@ const align = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
 
 /** Throws, naming the tensor, on a missing tensor, a wrong shape or a type the kernels cannot read. */
 export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string, TensorInfo>, opts: LayoutOptions): EngineLayout {
-  const { hiddenSize: H, intermediateSize: F, numLayers: L, numKVHeads, headDim } = config;
+  const { hiddenSize: H, intermediateSize: F, numLayers: L, numHeads, numKVHeads, headDim } = config;
   const contextLength = opts.contextLength ?? Math.min(config.contextLength, DEFAULT_CONTEXT);
   if (!Number.isInteger(contextLength) || contextLength < 1 || contextLength > config.contextLength) {
     throw new RangeError(`contextLength must be an integer in 1..${config.contextLength} (the model's), got ${opts.contextLength}`);
@@ -244,7 +244,7 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
     D: region(C * H * F32),
     Q8: region(overBuilds((b) => Math.max(q8bBytes(b, maxCols, C), q8aBytes(maxCols)))),
     Q8ROW: region(q8aBytes(maxCols)),
-    SCORES: region(contextLength * F32),
+    SCORES: region(numHeads * contextLength * F32),
     TABLE: region(C * Math.ceil(contextLength / P) * 4),
     XN: region(B * H * F32),
     LOGITS: region(B * logitsRows * F32),
@@ -261,7 +261,7 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
           count: threads,
           control: region(controlBytes(threads)),
           scratch: Array.from({ length: threads - 1 }, () => region(SCRATCH_BYTES)),
-          scores: Array.from({ length: threads - 1 }, () => region(contextLength * F32)),
+          scores: Array.from({ length: threads - 1 }, () => region(numHeads * contextLength * F32)),
           tiles: Array.from({ length: threads }, () => region(tileBytes)),
         };
   const bufferBytes = align(top) - weightBytes;

@@ -1,15 +1,15 @@
 /**
  * How the work between a layer's matrix products is shared between threads
  * (./thread-pool.ts): by rows of the chunk (positions, of one sequence or of
- * several in a batched step), and attention by sequence and KV head.
+ * several in a batched step), and attention by sequence and KV heads.
  * LayerNorm, the biases, rotary, the KV store, SiLU, the residual adds and
  * quantizing the next product's input each compute a row from that row
  * alone, so a chunk of whole rows gives the bits one call over all of them
  * gives, whichever thread runs it and however the rows are cut. Attention
  * reads every cached position up to its own, so it runs after the KV store
- * (a job of its own) and is cut by sequence and KV head and, where there are
- * fewer of those than chunks wanted, by positions, each chunk with the
- * running thread's scores buffer.
+ * (a job of its own) and is cut by sequence and ranges of KV heads and,
+ * where there are fewer heads than chunks wanted, by positions, each chunk
+ * with the running thread's scores buffer.
  *
  * Row ranges are whole groups of 8: Q8B keeps rows in groups of 4 (the
  * relaxed build's second copy in groups of 8), so a chunk quantizes its rows
@@ -78,31 +78,36 @@ export interface AttentionInput {
 }
 
 /**
- * The attention's chunks for `threads` threads: per segment and KV head (and
- * the query heads of its group), one call over a range of the segment's
- * positions. With fewer (segment, head) pairs than chunks wanted, each
- * segment's positions are cut where the cached positions read (pos0 + t + 1
- * for position t) are about even.
+ * The attention's chunks for `threads` threads: per segment, one call over a
+ * range of KV heads (and the query heads of their groups) and a range of the
+ * segment's positions. One thread: one call per segment over every head (the
+ * kernel then reads each cache block's heads as one run). More: each
+ * segment's heads are cut into ranges for the chunks wanted; with fewer
+ * heads than that, each head alone and its positions cut where the cached
+ * positions read (pos0 + t + 1 for position t) are about even.
  */
 export function attentionChunks(a: AttentionInput, threads: number): Chunk[] {
   const { numHeads, numKVHeads, headDim, segments } = a;
   const group = numHeads / numKVHeads;
   const rowFloats = numHeads * headDim;
-  const heads = Array.from({ length: numKVHeads }, (_, j) => j);
-  const call = (s: AttentionSegment, j: number, t0: number, t1: number): Call => {
-    const off = ((s.row + t0) * rowFloats + j * group * headDim) * F32;
-    const head = j * a.headBytes;
+  const call = (s: AttentionSegment, j0: number, j1: number, t0: number, t1: number): Call => {
+    const off = ((s.row + t0) * rowFloats + j0 * group * headDim) * F32;
+    const head = j0 * a.headBytes;
     return {
       op: "attention_f16kv_causal",
-      args: [a.q + off, s.table, a.blockPositions, a.kOff + head, a.vOff + head, a.out + off, t1 - t0, s.pos0 + t0 + 1, group, headDim, rowFloats, SCORES],
+      args: [a.q + off, s.table, a.blockPositions, a.kOff + head, a.vOff + head, a.headBytes, a.out + off, t1 - t0, s.pos0 + t0 + 1, j1 - j0, group, headDim, rowFloats, SCORES],
     };
   };
-  if (threads === 1) return [segments.flatMap((s) => heads.map((j) => call(s, j, 0, s.m)))];
-  const wanted = Math.ceil((threads * CHUNKS_PER_THREAD) / (segments.length * numKVHeads));
+  if (threads === 1) return [segments.map((s) => call(s, 0, numKVHeads, 0, s.m))];
+  const wanted = Math.ceil((threads * CHUNKS_PER_THREAD) / segments.length);
+  if (wanted <= numKVHeads) {
+    return segments.flatMap((s) => Array.from({ length: wanted }, (_, i) => [call(s, shareRows(numKVHeads, wanted, i, 1)[0], shareRows(numKVHeads, wanted, i, 1)[1], 0, s.m)]));
+  }
+  const perHead = Math.ceil(wanted / numKVHeads);
   return segments.flatMap((s) => {
-    const ranges = evenCost(s.m, Math.min(s.m, wanted), (t) => s.pos0 + t + 1);
-    return heads.flatMap((j) => ranges.map(([t0, t1]) => [call(s, j, t0, t1)]));
-  });
+    const ranges = evenCost(s.m, Math.min(s.m, perHead), (t) => s.pos0 + t + 1);
+    return Array.from({ length: numKVHeads }, (_, j) => ranges.map(([t0, t1]) => [call(s, j, j + 1, t0, t1)]));
+  }).flat();
 }
 
 /** [0, m) cut into at most `parts` non-empty ranges of about even summed cost (costs rising with t): each cut at the position boundary nearest the next even share. */

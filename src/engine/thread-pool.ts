@@ -78,7 +78,7 @@ export const OPS = {
   layernorm: "uuuuuuf",
   rope_neox: "uuuuuuuf",
   store_kv_f16: "uuuuuuu",
-  attention_f16kv_causal: "uuuuuuuuuuuu",
+  attention_f16kv_causal: "uuuuuuuuuuuuuu",
   silu_mul: "uuuu",
   add_f32: "uuuu",
 } as const;
@@ -111,7 +111,7 @@ const OWN_CODE = { tile: 1, scores: 2 } as const;
 export interface OwnRegions {
   /** [C × share] f32 (its rows of a product) or its positions' Q8B (./layout.ts); absent with one thread. */
   tile?: number;
-  /** [ctx] f32: one head's attention scores. */
+  /** [numHeads × ctx] f32: attention scores, a row per query head of a call. */
   scores: number;
 }
 

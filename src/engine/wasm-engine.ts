@@ -104,7 +104,7 @@ export class WasmEngine implements Engine {
   private readonly D: number; //      [C × H]  f32  down projection
   private readonly Q8: number; //     Q8B of [C × max(H, F)] (or Q8A of one row): quantized input of the next products
   private readonly Q8ROW: number; //  Q8A of one [max(H, F)] row: per-position products (below MATMUL_MIN_ROWS positions)
-  private readonly SCORES: number; // [ctx] f32  attention scores of one head (the main thread's; each other thread has its own)
+  private readonly SCORES: number; // [numHeads × ctx] f32  attention scores, a row per query head (the main thread's; each other thread has its own)
   private readonly TABLE: number; //  [C × ctx/P] u32  addresses of each segment's KV blocks (P = positions per block)
   private readonly XN: number; //     [B × H] f32  final LayerNorm of the positions whose logits are wanted (B = logitsBatch)
   private readonly LOGITS: number; // [B × R] f32  their logits

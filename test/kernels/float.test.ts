@@ -4,7 +4,7 @@
 // thousand terms, so 2e-5 of the output scale (or of sum |terms|) is ample
 // while any indexing mistake is off by O(1).
 import { describe, expect, it } from "vitest";
-import { both, rng, randVec, bitsEqual, relErr, halfToF64, f64ToHalf, bf16ToF64, Harness } from "./harness";
+import { both, rng, randn, randVec, bitsEqual, relErr, halfToF64, f64ToHalf, bf16ToF64, Harness } from "./harness";
 
 function refMatvec(w: ArrayLike<number>, rows: number, cols: number, x: Float32Array) {
   const out = new Float64Array(rows);
@@ -168,19 +168,27 @@ function paged(h: { alloc(n: number): number; arena: { u16(p: number, n: number)
       h.arena.u16(blk + ((nkv + j) * P + (p % P)) * hd * 2, hd).set(v.subarray(src, src + hd));
     }
   }
-  return { table, kOff: (j: number) => j * P * hd * 2, vOff: (j: number) => (nkv + j) * P * hd * 2 };
+  return { table, kOff: (j: number) => j * P * hd * 2, vOff: (j: number) => (nkv + j) * P * hd * 2, headBytes: P * hd * 2 };
+}
+
+/** Attention over the paged cache of `paged`, every KV head in one call. */
+function attendAll(h: Harness, c: ReturnType<typeof paged>, qp: number, out: number, nPast: number, nkv: number, group: number, hd: number, P: number) {
+  h.k.attention_f16kv(qp, c.table, P, c.kOff(0), c.vOff(0), c.headBytes, out, nPast, nkv, group, hd, h.alloc(nkv * group * nPast * 4));
 }
 
 describe("attention over a paged f16 KV cache", () => {
   it.each([
     [1, 4, 4, 64, 1],
+    [3, 4, 4, 64, 1],
+    [17, 2, 2, 64, 1],
     [37, 4, 4, 64, 1],
+    [130, 3, 3, 64, 1],
     [50, 8, 2, 64, 1], // GQA: 4 query heads per KV head
     [19, 6, 3, 32, 1],
     [23, 4, 2, 64, 300], // huge scores: softmax must subtract the max
     [6, 2, 1, 24, 1], // head_dim not a multiple of 16: the SIMD kernel's 8-wide tail
     [9, 2, 2, 40, 1],
-  ])("n_past=%i heads=%i kv=%i head_dim=%i qscale=%i; blocks of 4, 5, 16 and one block: the same bits", (nPast, nh, nkv, hd, qscale) => {
+  ])("n_past=%i heads=%i kv=%i head_dim=%i qscale=%i; blocks of 1, 3, 4, 5, 16 and one block, all KV heads in one call or one each: the same bits", (nPast, nh, nkv, hd, qscale) => {
     const r = rng(nPast * 13 + nh + nkv + qscale);
     const q = randVec(r, nh * hd, qscale);
     const kf = randVec(r, nPast * nkv * hd);
@@ -197,11 +205,15 @@ describe("attention over a paged f16 KV cache", () => {
       kq ??= Float64Array.from(k16, halfToF64);
       vq ??= Float64Array.from(v16, halfToF64);
       const qp = h.putF32(q);
-      for (const P of [4, 5, 16, nPast + 3]) {
+      for (const P of [1, 3, 4, 5, 16, nPast + 3]) {
         const c = paged(h, k16, v16, nPast, nkv, hd, P);
         const out = h.alloc(nh * hd * 4);
-        for (let j = 0; j < nkv; j++) h.k.attention_f16kv(qp + j * group * hd * 4, c.table, P, c.kOff(j), c.vOff(j), out + j * group * hd * 4, nPast, group, hd, h.alloc(nPast * 4));
+        attendAll(h, c, qp, out, nPast, nkv, group, hd, P);
         outs.push(h.f32(out, nh * hd));
+        if (P !== 5) continue;
+        const each = h.alloc(nh * hd * 4);
+        for (let j = 0; j < nkv; j++) h.k.attention_f16kv(qp + j * group * hd * 4, c.table, P, c.kOff(j), c.vOff(j), c.headBytes, each + j * group * hd * 4, nPast, 1, group, hd, h.alloc(group * nPast * 4));
+        outs.push(h.f32(each, nh * hd));
       }
     }
     for (const o of outs.slice(1)) expect(bitsEqual(o, outs[0])).toBe(true);
@@ -211,30 +223,74 @@ describe("attention over a paged f16 KV cache", () => {
     // amplifies it, hence the scaled tolerance.
     expect(relErr(outs[0], ref)).toBeLessThan(2e-5 * qscale);
   });
+
+  // Halves at the ends of the format and queries on both sides of the SIMD
+  // path's 2^16 limit: zero and subnormal keys and values (their products are
+  // tiny or denormal f32), the largest half, scores far apart (weights that
+  // underflow to denormals or zero); with `big`, one query element at 2^16
+  // sends the call down the general path.
+  it.each([
+    [67, 4, 5, false],
+    [130, 2, 16, false],
+    [9, 3, 4, false],
+    [67, 4, 5, true],
+    [9, 3, 4, true],
+  ])("special halves and large queries, n_past=%i kv=%i blocks of %i, a query at 2^16 %s: SIMD and scalar agree bit for bit, and with float64", (nPast, nkv, P, big) => {
+    const hd = 64;
+    const r = rng(nPast * 7 + nkv);
+    const special = [0x0000, 0x8000, 0x0001, 0x8001, 0x03ff, 0x83ff, 0x0400, 0x8400, 0x7bff, 0xfbff, 0x0200, 0x3c00];
+    const halves = (n: number) => {
+      const a = new Uint16Array(n);
+      for (let i = 0; i < n; i++) a[i] = r() < 0.3 ? special[Math.floor(r() * special.length)] : f64ToHalf(randn(r) * (r() < 0.1 ? 1e-5 : 1));
+      return a;
+    };
+    const k16 = halves(nPast * nkv * hd), v16 = halves(nPast * nkv * hd);
+    const q = randVec(r, nkv * hd, 0.05);
+    q[0] = 1.5e-40; // a denormal query element
+    q[1] = 65535; // just under 2^16: still the folded path
+    q[hd + 5] = big ? -65536 : -65535.99;
+    q[2 * hd - 1] = 3e-3;
+    const outs: Float32Array[] = [];
+    for (const h of both()) {
+      const c = paged(h, k16, v16, nPast, nkv, hd, P);
+      const out = h.alloc(nkv * hd * 4);
+      attendAll(h, c, h.putF32(q), out, nPast, nkv, 1, hd, P);
+      outs.push(h.f32(out, nkv * hd));
+    }
+    expect(bitsEqual(outs[0], outs[1])).toBe(true);
+    expect(outs[0].every(Number.isFinite)).toBe(true);
+    const ref = attnRef(q, Float64Array.from(k16, halfToF64), Float64Array.from(v16, halfToF64), nPast, nkv, nkv, hd);
+    for (let j = 0; j < nkv; j++) {
+      // Scores of |q|·|k| up to ~4e9 carry f32 rounding of ~1e3 in absolute terms: a softmax that picks the same maximum agrees closely.
+      expect(relErr(outs[0].subarray(j * hd, (j + 1) * hd), ref.subarray(j * hd, (j + 1) * hd)), `head ${j}`).toBeLessThan(j === 0 || j === 1 ? 0.05 : 1e-4);
+    }
+  });
 });
 
-describe("causal attention over one KV head's positions", () => {
+describe("causal attention over KV heads' positions", () => {
   it.each([
-    [1, 4, 1, 64, 512], // one position, a group of 4 query heads
-    [7, 0, 2, 64, 256],
-    [5, 30, 1, 24, 96], // head_dim not a multiple of 16
-  ])("ntok=%i after %i cached positions, %i query heads, head_dim=%i, row stride %i: ntok attention_f16kv calls, bit for bit", (ntok, past, nh, hd, stride) => {
+    [1, 4, 1, 1, 64, 512], // one position, a group of 4 query heads
+    [7, 0, 1, 2, 64, 256],
+    [6, 11, 2, 2, 64, 512], // two KV heads per call, four query heads
+    [5, 30, 1, 1, 24, 96], // head_dim not a multiple of 16
+  ])("ntok=%i after %i cached positions, %i KV heads of %i query heads, head_dim=%i, row stride %i: ntok attention_f16kv calls, bit for bit", (ntok, past, nkv, group, hd, stride) => {
     const r = rng(ntok * 7 + past + hd);
     const positions = past + ntok;
+    const nh = nkv * group;
     const q = randVec(r, ntok * stride);
-    const kf = randVec(r, positions * hd);
-    const vf = randVec(r, positions * hd);
+    const kf = randVec(r, positions * nkv * hd);
+    const vf = randVec(r, positions * nkv * hd);
     const outs: Float32Array[] = [];
     for (const h of both()) {
       const kc = h.alloc(kf.length * 2), vc = h.alloc(vf.length * 2);
       h.k.f32_to_f16(h.putF32(kf), kc, kf.length);
       h.k.f32_to_f16(h.putF32(vf), vc, vf.length);
-      const c = paged(h, h.arena.u16(kc, kf.length).slice(), h.arena.u16(vc, vf.length).slice(), positions, 1, hd, 4);
+      const c = paged(h, h.arena.u16(kc, kf.length).slice(), h.arena.u16(vc, vf.length).slice(), positions, nkv, hd, 4);
       const qp = h.putF32(q);
-      const scores = h.alloc(positions * 4);
+      const scores = h.alloc(nh * positions * 4);
       const one = h.putF32(new Float32Array(ntok * stride)), rows = h.putF32(new Float32Array(ntok * stride));
-      h.k.attention_f16kv_causal(qp, c.table, 4, c.kOff(0), c.vOff(0), rows, ntok, past + 1, nh, hd, stride, scores);
-      for (let t = 0; t < ntok; t++) h.k.attention_f16kv(qp + t * stride * 4, c.table, 4, c.kOff(0), c.vOff(0), one + t * stride * 4, past + t + 1, nh, hd, scores);
+      h.k.attention_f16kv_causal(qp, c.table, 4, c.kOff(0), c.vOff(0), c.headBytes, rows, ntok, past + 1, nkv, group, hd, stride, scores);
+      for (let t = 0; t < ntok; t++) h.k.attention_f16kv(qp + t * stride * 4, c.table, 4, c.kOff(0), c.vOff(0), c.headBytes, one + t * stride * 4, past + t + 1, nkv, group, hd, scores);
       const got = h.f32(rows, ntok * stride);
       expect(bitsEqual(got, h.f32(one, ntok * stride))).toBe(true);
       // Only each position's nh heads are written.
