@@ -131,6 +131,11 @@ export class ReplicaSet implements Engine {
     };
   }
 
+  /** Every replica's scheduler stops (a model swap closes the old model's engine). */
+  async close(): Promise<void> {
+    await Promise.all(this.served.map((e) => e.close?.()));
+  }
+
   private handle(ranking: readonly number[], signal?: AbortSignal, onRoute?: OnRoute): Handle {
     return { ranking, signal, onRoute, opened: false };
   }
