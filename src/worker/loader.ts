@@ -185,12 +185,12 @@ export class ModelLoader {
   /** ENGINE = "sharded": the plan and header from R2, the layers in shard Workers (docs/sharding.md). */
   private async loadSharded(env: Env, t0: number): Promise<void> {
     const batching = { maxBatch: this.cfg.maxBatch, maxBatchTokens: this.cfg.maxBatchTokens, pollMs: STEP_POLL_MS };
-    const { engines, served, metadata, admit, integrity } = await loadShardedEngine(env, this.cfg.modelKey, this.cfg.prefillChunkTokens, this.log, this.cfg.requireManifest, batching);
-    const model = this.served(metadata, { engine: served[0], source: "r2 (sharded)", loadMs: this.now() - t0, admit, integrity });
-    // Each generation goes through one replica's pipeline, chosen by its session affinity.
-    if (served.length > 1) model.engineFor = replicaChooser(served);
+    const { engines, served, replicaSet, metadata, admit, integrity } = await loadShardedEngine(env, this.cfg.modelKey, this.cfg.prefillChunkTokens, this.log, this.cfg.requireManifest, batching);
+    const model = this.served(metadata, { engine: served, source: "r2 (sharded)", loadMs: this.now() - t0, admit, integrity });
+    // Each generation goes through one replica's pipeline, chosen by its session affinity (and health).
+    if (replicaSet) model.engineFor = replicaChooser(replicaSet);
     // Read live by /health (spread copies a getter's current value).
-    liveShardInfo(model.info!, engines);
+    liveShardInfo(model.info!, engines, replicaSet);
     this.ready(model, "sharded", t0);
   }
 

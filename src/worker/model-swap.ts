@@ -293,7 +293,7 @@ export class ModelSwap {
   private describe(model: ServedModel, slot: Slot): void {
     if (this.described.has(model)) return;
     this.described.add(model);
-    // A batching engine (the sharded coordinator's step scheduler) runs up to its batch at once.
+    // A batching engine (the sharded coordinator's step scheduler) runs up to its batch at once; replicas, MAX_BATCH each (replica-set.ts).
     this.queue.configure({ maxRunning: model.engine.liveStats?.().batch?.maxBatch ?? 1 });
     const info = (model.info ??= {});
     Object.defineProperties(info, {

@@ -65,19 +65,27 @@ function mix(h: number): number {
   return h >>> 0;
 }
 
-/** The replica in 0..replicas−1 that serves `key`. */
-export function replicaFor(key: string, replicas: number): number {
+/** Every replica in 0..replicas−1, best first for `key`: the first serves it, the rest are its fallbacks in order. */
+export function replicaRanking(key: string, replicas: number): number[] {
   if (!Number.isInteger(replicas) || replicas < 1) throw new RangeError(`replicas must be a positive integer, got ${replicas}`);
   const h = fnv1a(key);
-  let best = 0;
-  let top = -1;
-  for (let r = 0; r < replicas; r++) {
-    // The golden-ratio multiple gives each replica its own, well-separated salt.
-    const score = mix(h ^ Math.imul(r + 1, 0x9e3779b9));
-    if (score > top) {
-      top = score;
-      best = r;
-    }
-  }
-  return best;
+  // The golden-ratio multiple gives each replica its own, well-separated salt.
+  const scores = Array.from({ length: replicas }, (_, r) => mix(h ^ Math.imul(r + 1, 0x9e3779b9)));
+  // Ties (rare) go to the lower replica, as a stable order.
+  return scores.map((_, r) => r).sort((a, b) => scores[b] - scores[a] || a - b);
+}
+
+/** The replica in 0..replicas−1 that serves `key`. */
+export function replicaFor(key: string, replicas: number): number {
+  return replicaRanking(key, replicas)[0];
+}
+
+/**
+ * The order in which a key's replicas are tried: the healthy ones in the key's ranking, then the
+ * unhealthy ones in the same ranking (when every healthy one fails too, an unhealthy one may have
+ * recovered; when none serves, the request fails with the error of the first tried). Each key falls
+ * back along its own ranking, so the keys of a failed replica spread evenly over the others.
+ */
+export function failoverOrder(ranking: readonly number[], healthy: (replica: number) => boolean): number[] {
+  return [...ranking.filter((r) => healthy(r)), ...ranking.filter((r) => !healthy(r))];
 }

@@ -1,8 +1,9 @@
 /**
  * The coordinator's side of replicated shard pipelines (docs/sharding.md, "Replicas"):
  * SHARD_REPLICAS, the Durable Object stubs of each replica, and the per-request choice of the
- * replica's engine (the served model's `engineFor`), remembered per request so the host can name
- * it in the `x-edgelm-replica` response header and the request's log line.
+ * replica set for the request (the served model's `engineFor`), its replica remembered per request
+ * (and updated when it fails over) so the host can name it in the `x-edgelm-replica` response
+ * header and the request's log line.
  */
 import type { RequestLines } from "../api/request-line";
 import type { Engine } from "../model/engine";
@@ -10,7 +11,8 @@ import type { ShardStub } from "../shard/links";
 import type { ShardPlan } from "../shard/plan";
 import { replicaBinding, replicaInstance, replicaScript } from "../shard/replicas";
 import { num, type Var } from "./env";
-import { affinityOf, replicaFor, type AffinitySource } from "./shard-affinity";
+import type { ReplicaSet } from "./replica-set";
+import { affinityOf, replicaRanking, type AffinitySource } from "./shard-affinity";
 
 /** The response header naming the replica that served a generation. */
 export const REPLICA_HEADER = "x-edgelm-replica";
@@ -43,24 +45,37 @@ export function replicaStubs(plan: ShardPlan, vars: Record<string, unknown>, r: 
 export interface ReplicaChoice {
   replica: number;
   by: AffinitySource;
+  /** Replicas ranked above it for the key, passed over (unhealthy) or failed at session open. */
+  from: readonly number[];
+  /** The request's log, once its response named the replica: a stream's session opens after its headers left. */
+  lines?: Pick<RequestLines, "note">;
 }
 
 const chosen = new WeakMap<Request, ReplicaChoice>();
 
-/** The served model's `engineFor`: replica `replicaFor(affinity)` of `engines`. */
-export function replicaChooser(engines: readonly Engine[]): (req: Request, body: unknown, prompt: readonly number[]) => Engine {
+/** The served model's `engineFor`: `set` for the request, trying its replicas from `replicaRanking(affinity)` on. */
+export function replicaChooser(set: ReplicaSet): (req: Request, body: unknown, prompt: readonly number[]) => Engine {
   return (req, body, prompt) => {
     const a = affinityOf(req.headers, body, prompt);
-    const replica = replicaFor(a.key, engines.length);
-    chosen.set(req, { replica, by: a.by });
-    return engines[replica];
+    const ranking = replicaRanking(a.key, set.served.length);
+    const c: ReplicaChoice = { ...set.firstChoice(ranking), by: a.by };
+    chosen.set(req, c);
+    return set.forRequest(ranking, req.signal, (replica, from) => {
+      if (replica === c.replica && from.length === c.from.length) return;
+      Object.assign(c, { replica, from });
+      // After the headers: only the log line can say where the stream went.
+      c.lines?.note(req, failoverNote(c));
+    });
   };
 }
 
-/** A sharded generation's replica, on its response (`x-edgelm-replica`) and its request's log line (`replica 1 by user`). */
+const failoverNote = (c: ReplicaChoice) => `replica ${c.replica} by ${c.by}, failover from ${c.from.join(", ")}`;
+
+/** A sharded generation's replica, on its response (`x-edgelm-replica`) and its request's log line (`replica 1 by user`, or `replica 1 by user, failover from 0`). */
 export function nameReplica(req: Request, res: Response, lines: Pick<RequestLines, "note">): void {
   const c = chosen.get(req);
   if (!c) return;
+  c.lines = lines;
   res.headers.set(REPLICA_HEADER, String(c.replica));
-  lines.note(req, `replica ${c.replica} by ${c.by}`);
+  lines.note(req, c.from.length ? failoverNote(c) : `replica ${c.replica} by ${c.by}`);
 }

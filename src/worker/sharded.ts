@@ -22,6 +22,7 @@ import type { Admission, AdmitResult } from "../api/deps";
 import { parseShardLimits, shardAdmissionCheck } from "./shard-admission";
 import { ObjectUnavailableError } from "./source";
 import { parseShardReplicas, replicaStubs } from "./shard-replicas";
+import { ReplicaSet } from "./replica-set";
 
 interface R2Ranged {
   get(key: string, opts?: { range?: { offset: number; length: number } }): Promise<{ size: number; arrayBuffer(): Promise<ArrayBuffer>; text(): Promise<string> } | null>;
@@ -75,7 +76,7 @@ export async function loadShardedEngine(
   log: (line: string) => void,
   requireHashes: boolean,
   batching: BatchingOptions,
-): Promise<{ engines: ShardedEngine[]; served: Engine[]; metadata: Metadata; admit: (a: Admission) => AdmitResult; integrity: "verified" | "unverified" }> {
+): Promise<{ engines: ShardedEngine[]; served: Engine; replicaSet?: ReplicaSet; metadata: Metadata; admit: (a: Admission) => AdmitResult; integrity: "verified" | "unverified" }> {
   const vars = env as unknown as Record<string, unknown>;
   const bucket = env.MODELS as unknown as R2Ranged | undefined;
   if (!bucket) throw new Error("sharded mode reads the plan, header and embedding rows from R2: bind the bucket as MODELS");
@@ -129,7 +130,9 @@ export async function loadShardedEngine(
   // request's sessions; the same driver is kept while it is in the steps, so they stay open.
   const engines = stubs.map((s) => new ShardedEngine(plan, s.map((stub) => (transport === "stream" ? new StreamLink(stub) : new RpcLink(stub))), embedding));
   const served = engines.map((e) => withBatching(e, { ...batching, keepDriver: true }));
-  return { engines, served, metadata: header.metadata, admit, integrity };
+  // With replicas, one engine over them admits MAX_BATCH per replica and fails over at session open.
+  const replicaSet = replicas > 1 ? new ReplicaSet(engines, served, batching.maxBatch) : undefined;
+  return { engines, served: replicaSet ?? served[0], replicaSet, metadata: header.metadata, admit, integrity };
 }
 
 /**
@@ -138,7 +141,7 @@ export async function loadShardedEngine(
  * counts, and each shard's last load failure), and, once an embedding row failed its check,
  * `integrity: "failed"` with `integrity_reason` naming the row.
  */
-export function liveShardInfo(info: Record<string, unknown>, engines: readonly ShardedEngine[]): void {
+export function liveShardInfo(info: Record<string, unknown>, engines: readonly ShardedEngine[], replicaSet?: ReplicaSet): void {
   const embedding = engines[0].embedding as Partial<RangeEmbedding>;
   const integrity = info.integrity;
   const sum = (f: (e: ShardedEngine) => number) => engines.reduce((a, e) => a + f(e), 0);
@@ -156,14 +159,20 @@ export function liveShardInfo(info: Record<string, unknown>, engines: readonly S
       shard_failures: engines.flatMap((e, replica) =>
         [...e.shardFailures.values()].map((f) => ({ shard: f.shard, script: f.script, ...(engines.length > 1 ? { replica } : {}), reason: f.reason, attempts: f.attempts, at: new Date(f.at).toISOString() })),
       ),
-      replicas: replicaInfo(engines),
+      replicas: replicaInfo(engines, replicaSet),
     }),
   });
   Object.defineProperty(info, "integrity", { enumerable: true, get: () => (embedding.failure ? "failed" : integrity) });
   Object.defineProperty(info, "integrity_reason", { enumerable: true, get: () => embedding.failure?.message });
 }
 
-/** Each replica's own counts: which pipelines the traffic went through. */
-function replicaInfo(engines: readonly ShardedEngine[]): { replica: number; forwards: number; shard_frames: number; shard_invocations: number }[] {
-  return engines.map((e, replica) => ({ replica, forwards: e.stats.forwards, shard_frames: e.stats.frames, shard_invocations: e.invocations }));
+/** Each replica's own counts (which pipelines the traffic went through), whether new requests go to it, and its sequences running and waiting for it. */
+function replicaInfo(engines: readonly ShardedEngine[], set?: ReplicaSet): Record<string, unknown>[] {
+  return engines.map((e, replica) => ({
+    replica,
+    forwards: e.stats.forwards,
+    shard_frames: e.stats.frames,
+    shard_invocations: e.invocations,
+    ...(set ? { healthy: set.healthy(replica), ...set.occupancy(replica) } : {}),
+  }));
 }

@@ -5,7 +5,9 @@
  */
 import { describe, expect, it } from "vitest";
 import { affinityOf, PROMPT_PREFIX_TOKENS, replicaFor } from "../../src/worker/shard-affinity";
-import { parseShardReplicas, replicaChooser, replicaStubs } from "../../src/worker/shard-replicas";
+import { nameReplica, parseShardReplicas, replicaChooser, replicaStubs } from "../../src/worker/shard-replicas";
+import { ReplicaSet } from "../../src/worker/replica-set";
+import type { ShardedEngine } from "../../src/shard/engine";
 import type { Engine } from "../../src/model/engine";
 import type { ShardPlan } from "../../src/shard/plan";
 
@@ -119,12 +121,16 @@ describe("SHARD_REPLICAS", () => {
     );
   });
 
-  it("the served model's engineFor gives each request its key's replica's engine", () => {
-    const engines = [{ name: "r0" }, { name: "r1" }, { name: "r2" }] as unknown as Engine[];
-    const engineFor = replicaChooser(engines);
+  it("the served model's engineFor names each request's key's replica (x-edgelm-replica) before any work", () => {
+    const served = [0, 1, 2].map((r) => ({ name: `r${r}`, config: { vocabSize: 4, contextLength: 8 }, newSequence: () => ({}), forward: () => [] })) as unknown as Engine[];
+    const pipelines = served.map(() => ({ shardFailures: new Map() })) as unknown as ShardedEngine[];
+    const engineFor = replicaChooser(new ReplicaSet(pipelines, served, 1));
     for (const key of ["a", "b", "c", "d", "e", "f"]) {
       const req = new Request("http://x/v1/completions", { method: "POST", headers: { "x-session-affinity": key } });
-      expect(engineFor(req, {}, [1, 2, 3])).toBe(engines[replicaFor(key, 3)]);
+      engineFor(req, {}, [1, 2, 3]);
+      const res = new Response("");
+      nameReplica(req, res, { note: () => {} });
+      expect(res.headers.get("x-edgelm-replica")).toBe(String(replicaFor(key, 3)));
     }
   });
 });

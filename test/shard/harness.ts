@@ -40,6 +40,8 @@ export interface ShardedOptions {
   replicas?: number;
   /** Extra vars for one shard (by index, in every replica), e.g. TEST_CRASH_AFTER_FRAMES. */
   shardVars?: Record<number, Record<string, string>>;
+  /** Extra vars for one replica's shards: by replica, then by shard index (a fault in one pipeline only). */
+  replicaShardVars?: Record<number, Record<number, Record<string, string>>>;
   port?: number;
   /** Leave the plan out of R2 (the test uploads it, as an operator would after deploying). */
   withholdPlan?: boolean;
@@ -81,7 +83,7 @@ export async function startSharded(o: ShardedOptions): Promise<ShardedUnderTest>
       modules: shard,
       ...compat,
       r2Buckets: r2,
-      bindings: { MODEL_KEY: o.key, PLAN_KEY: planKeyOf(o.key), SHARD_INDEX: String(s.index), ...o.shardVars?.[s.index] },
+      bindings: { MODEL_KEY: o.key, PLAN_KEY: planKeyOf(o.key), SHARD_INDEX: String(s.index), ...o.shardVars?.[s.index], ...o.replicaShardVars?.[r]?.[s.index] },
       durableObjects: { SHARD: "Shard" },
     })),
   ];
