@@ -6,6 +6,7 @@ import type { FinishReason, GenerateEvent, TokenEvent } from "../generate/genera
 import type { Tokenizer } from "../tokenizer/index";
 import { usageOf, type Usage } from "./completion-format";
 import { KEEP_ALIVE } from "./sse";
+import { TokenIdTracker } from "./token-ids";
 import { ToolCallReader } from "./tool-calls";
 
 export interface ChatTokenLogprob {
@@ -56,8 +57,10 @@ export interface ChatChunk {
   object: "chat.completion.chunk";
   created: number;
   model: string;
-  choices: { index: number; delta: ChatDelta; logprobs: ChatLogprobs | null; finish_reason: ChatFinishReason | null }[];
+  choices: { index: number; delta: ChatDelta; logprobs: ChatLogprobs | null; finish_reason: ChatFinishReason | null; token_ids?: number[] }[];
   usage?: Usage | null;
+  /** return_token_ids: the prompt's ids (the template applied), on the first chunk only. */
+  prompt_token_ids?: number[];
 }
 
 export interface ChatCompletion {
@@ -65,8 +68,9 @@ export interface ChatCompletion {
   object: "chat.completion";
   created: number;
   model: string;
-  choices: { index: number; message: ChatMessageOut; logprobs: ChatLogprobs | null; finish_reason: ChatFinishReason }[];
+  choices: { index: number; message: ChatMessageOut; logprobs: ChatLogprobs | null; finish_reason: ChatFinishReason; token_ids?: number[] }[];
   usage: Usage;
+  prompt_token_ids?: number[];
 }
 
 export interface ChatFormatContext {
@@ -79,6 +83,8 @@ export interface ChatFormatContext {
   tokenizer: Tokenizer;
   /** Tools were offered: calls in the text become `tool_calls`. */
   tools?: boolean;
+  /** return_token_ids: the prompt's ids; the answer's ids then ride with their text. */
+  promptIds?: readonly number[];
 }
 
 function bytesOf(tok: Tokenizer, id: number): number[] | null {
@@ -104,12 +110,20 @@ export async function* chatChunks(events: AsyncIterable<GenerateEvent>, ctx: Cha
   const base = { id: ctx.id, object: "chat.completion.chunk" as const, created: ctx.created, model: ctx.model };
   const usageField = ctx.includeUsage ? { usage: null } : {};
   const reader = ctx.tools ? new ToolCallReader() : undefined;
-  const chunk = (delta: ChatDelta, logprobs: ChatLogprobs | null = null, finish: ChatFinishReason | null = null): ChatChunk => ({ ...base, choices: [{ index: 0, delta, logprobs, finish_reason: finish }], ...usageField });
-  yield chunk({ role: "assistant", content: "" });
+  const tracker = ctx.promptIds && new TokenIdTracker(ctx.tokenizer);
+  // Ids released by text that makes no chunk (tool-call text still being read) go with the next chunk.
+  let owed: number[] = [];
+  const chunk = (delta: ChatDelta, logprobs: ChatLogprobs | null = null, finish: ChatFinishReason | null = null): ChatChunk => {
+    const ids = tracker ? { token_ids: owed } : {};
+    owed = [];
+    return { ...base, choices: [{ index: 0, delta, logprobs, finish_reason: finish, ...ids }], ...usageField };
+  };
+  yield { ...chunk({ role: "assistant", content: "" }), ...(ctx.promptIds ? { prompt_token_ids: [...ctx.promptIds] } : {}) };
   for await (const ev of events) {
     if (ev.type === "prefill") {
       yield KEEP_ALIVE;
     } else if (ev.type === "token") {
+      if (tracker) owed.push(...tracker.push(ev));
       const logprobs = ctx.logprobs ? { content: [entry(ev, ctx.tokenizer)], refusal: null } : null;
       if (!reader) {
         if (ev.text === "" && !ctx.logprobs) continue;
@@ -122,6 +136,7 @@ export async function* chatChunks(events: AsyncIterable<GenerateEvent>, ctx: Cha
     } else {
       const rest = reader?.flush();
       if (rest?.content) yield chunk({ content: rest.content });
+      if (tracker) owed.push(...tracker.finish(ev));
       yield chunk({}, null, finishOf(ev.finishReason, reader));
       if (ctx.includeUsage) yield { ...base, choices: [], usage: usageOf(ev.usage, ev.timing) };
     }
@@ -132,11 +147,15 @@ export async function collectChat(events: AsyncIterable<GenerateEvent>, ctx: Cha
   let content = "";
   const lps: ChatTokenLogprob[] = [];
   const reader = ctx.tools ? new ToolCallReader() : undefined;
+  const tracker = ctx.promptIds && new TokenIdTracker(ctx.tokenizer);
+  const ids: number[] = [];
   for await (const ev of events) {
     if (ev.type === "token") {
       content += reader ? reader.push(ev.text).content : ev.text;
       if (ctx.logprobs) lps.push(entry(ev, ctx.tokenizer));
+      if (tracker) ids.push(...tracker.push(ev));
     } else if (ev.type === "done") {
+      const tokenIds = tracker ? { token_ids: [...ids, ...tracker.finish(ev)] } : {};
       if (reader) content += reader.flush().content;
       const calls = reader?.toolCalls ?? [];
       const message: ChatMessageOut = calls.length ? { role: "assistant", content: content || null, refusal: null, tool_calls: calls } : { role: "assistant", content, refusal: null };
@@ -145,8 +164,9 @@ export async function collectChat(events: AsyncIterable<GenerateEvent>, ctx: Cha
         object: "chat.completion",
         created: ctx.created,
         model: ctx.model,
-        choices: [{ index: 0, message, logprobs: ctx.logprobs ? { content: lps, refusal: null } : null, finish_reason: finishOf(ev.finishReason, reader) }],
+        choices: [{ index: 0, message, logprobs: ctx.logprobs ? { content: lps, refusal: null } : null, finish_reason: finishOf(ev.finishReason, reader), ...tokenIds }],
         usage: usageOf(ev.usage, ev.timing),
+        ...(ctx.promptIds ? { prompt_token_ids: [...ctx.promptIds] } : {}),
       };
     }
   }

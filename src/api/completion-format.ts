@@ -3,7 +3,9 @@
  * the same shape (as in the OpenAI SDK); finish_reason is null until the final chunk, and always present.
  */
 import type { FinishReason, GenerateEvent, Timing, TokenEvent } from "../generate/generator";
+import type { Tokenizer } from "../tokenizer/index";
 import { KEEP_ALIVE } from "./sse";
+import { TokenIdTracker } from "./token-ids";
 
 /** OpenAI's usage, plus our timing fields when the host asked for them (clients ignore extra keys). */
 export interface Usage extends Partial<Timing> {
@@ -26,6 +28,10 @@ export interface CompletionChoice {
   index: number;
   logprobs: CompletionLogprobs | null;
   finish_reason: FinishReason | null;
+  /** return_token_ids: the prompt's ids (the first chunk only, when streamed). */
+  prompt_token_ids?: number[];
+  /** return_token_ids: the ids of the tokens whose text this choice carries. */
+  token_ids?: number[];
 }
 
 export interface CompletionObject {
@@ -45,6 +51,8 @@ export interface FormatContext {
   echo?: string;
   logprobs: boolean;
   includeUsage: boolean;
+  /** return_token_ids: the prompt's ids, and the tokenizer that says where each generated token's text starts. */
+  tokenIds?: { prompt: readonly number[]; tokenizer: Tokenizer };
 }
 
 export function usageOf(u: { prompt_tokens: number; completion_tokens: number; cached_tokens?: number }, timing?: Timing): Usage {
@@ -74,11 +82,13 @@ function mergeLogprobs(all: CompletionLogprobs[]): CompletionLogprobs {
 export async function* completionChunks(events: AsyncIterable<GenerateEvent>, ctx: FormatContext): AsyncGenerator<CompletionObject | typeof KEEP_ALIVE> {
   const base = { id: ctx.id, object: "text_completion" as const, created: ctx.created, model: ctx.model };
   const usageField = ctx.includeUsage ? { usage: null } : {};
-  const chunk = (text: string, logprobs: CompletionLogprobs | null, finish: FinishReason | null): CompletionObject => ({
-    ...base,
-    choices: [{ text, index: 0, logprobs, finish_reason: finish }],
-    ...usageField,
-  });
+  const tracker = ctx.tokenIds && new TokenIdTracker(ctx.tokenIds.tokenizer);
+  let promptIds = ctx.tokenIds && { prompt_token_ids: [...ctx.tokenIds.prompt] };
+  const chunk = (text: string, logprobs: CompletionLogprobs | null, finish: FinishReason | null, ids: number[] = []): CompletionObject => {
+    const extra = tracker ? { ...promptIds, token_ids: ids } : {};
+    promptIds = undefined;
+    return { ...base, choices: [{ text, index: 0, logprobs, finish_reason: finish, ...extra }], ...usageField };
+  };
   let offset = 0;
   if (ctx.echo) {
     yield chunk(ctx.echo, null, null);
@@ -88,12 +98,14 @@ export async function* completionChunks(events: AsyncIterable<GenerateEvent>, ct
     if (ev.type === "prefill") {
       yield KEEP_ALIVE;
     } else if (ev.type === "token") {
+      // A held-back token releases no text and so no id: the ids wait for the text that flushes them.
+      const ids = tracker?.push(ev);
       // Held-back tokens (text "") make no chunk unless the client asked for per-token logprobs.
       if (ev.text === "" && !ctx.logprobs) continue;
-      yield chunk(ev.text, ctx.logprobs ? tokenLogprobs(ev, offset) : null, null);
+      yield chunk(ev.text, ctx.logprobs ? tokenLogprobs(ev, offset) : null, null, ids);
       offset += ev.text.length;
     } else {
-      yield chunk("", null, ev.finishReason);
+      yield chunk("", null, ev.finishReason, tracker?.finish(ev));
       if (ctx.includeUsage) yield { ...base, choices: [], usage: usageOf(ev.usage, ev.timing) };
     }
   }
@@ -102,17 +114,21 @@ export async function* completionChunks(events: AsyncIterable<GenerateEvent>, ct
 export async function collectCompletion(events: AsyncIterable<GenerateEvent>, ctx: FormatContext): Promise<CompletionObject> {
   let text = ctx.echo ?? "";
   const lps: CompletionLogprobs[] = [];
+  const tracker = ctx.tokenIds && new TokenIdTracker(ctx.tokenIds.tokenizer);
+  const ids: number[] = [];
   for await (const ev of events) {
     if (ev.type === "token") {
       if (ctx.logprobs) lps.push(tokenLogprobs(ev, text.length));
       text += ev.text;
+      if (tracker) ids.push(...tracker.push(ev));
     } else if (ev.type === "done") {
+      const extra = tracker && ctx.tokenIds ? { prompt_token_ids: [...ctx.tokenIds.prompt], token_ids: [...ids, ...tracker.finish(ev)] } : {};
       return {
         id: ctx.id,
         object: "text_completion",
         created: ctx.created,
         model: ctx.model,
-        choices: [{ text, index: 0, logprobs: ctx.logprobs ? mergeLogprobs(lps) : null, finish_reason: ev.finishReason }],
+        choices: [{ text, index: 0, logprobs: ctx.logprobs ? mergeLogprobs(lps) : null, finish_reason: ev.finishReason, ...extra }],
         usage: usageOf(ev.usage, ev.timing),
       };
     }

@@ -21,6 +21,8 @@ export interface CommonParams {
   /** stream_options.include_usage: an extra usage chunk before [DONE]. */
   includeUsage: boolean;
   user?: string;
+  /** vLLM's return_token_ids: send the prompt's and the answer's token ids back. */
+  returnTokenIds: boolean;
 }
 
 /** Reads the common fields; the caller reads its own and then calls `f.finish()`. */
@@ -44,12 +46,13 @@ export function parseCommon(f: Fields, maxTokensKey = "max_tokens"): CommonParam
   const stream = f.boolean("stream") ?? false;
   const includeUsage = parseStreamOptions(f.raw("stream_options"), stream);
   const user = f.string("user");
+  const returnTokenIds = f.boolean("return_token_ids") ?? false;
 
   const n = f.integer("n");
   if (n !== undefined && n < 1) throw invalid("n", `n must be ≥ 1, got ${n}`);
   if (n !== undefined && n > 1) throw invalid("n", "n > 1 is not supported: this server generates one choice per request (send n requests instead)", "unsupported_parameter");
   f.unsupported("logit_bias", (v) => isObject(v) && Object.keys(v).length === 0, "logit_bias is not implemented");
-  return { model, maxTokens, sampling, seed, stop, stream, includeUsage, user };
+  return { model, maxTokens, sampling, seed, stop, stream, includeUsage, user, returnTokenIds };
 }
 
 function parseStop(v: unknown): string[] {

@@ -47,6 +47,7 @@ export async function chatCompletions(req: Request, body: unknown, deps: ApiDeps
     includeUsage: r.includeUsage,
     tokenizer,
     tools: spec?.tools !== undefined,
+    promptIds: r.returnTokenIds ? ids : undefined,
   };
   return respond(run, r.stream, (ev) => chatChunks(ev, ctx), (ev) => collectChat(ev, ctx));
 }

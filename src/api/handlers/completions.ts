@@ -31,6 +31,7 @@ export async function completions(req: Request, body: unknown, deps: ApiDeps, mo
     echo: r.echo ? (typeof r.prompt === "string" ? r.prompt : tokenizer.decode(ids)) : undefined,
     logprobs: r.logprobs !== undefined,
     includeUsage: r.includeUsage,
+    tokenIds: r.returnTokenIds ? { prompt: ids, tokenizer } : undefined,
   };
   return respond(run, r.stream, (ev) => completionChunks(ev, ctx), (ev) => collectCompletion(ev, ctx));
 }
