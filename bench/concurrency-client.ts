@@ -10,6 +10,11 @@ import { summarize, type ConcurrencyFigures, type RequestTiming } from "./concur
 export interface StreamTiming extends RequestTiming {
   /** Prompt tokens the server took from its prefix cache (usage.prompt_tokens_details). */
   cached?: number;
+  /** Prompt tokens (usage). */
+  promptTokens?: number;
+  /** The answer's text, and its token ids when the request asked for them (return_token_ids). */
+  text: string;
+  tokenIds: number[];
 }
 
 export interface StreamOptions {
@@ -18,49 +23,73 @@ export interface StreamOptions {
   signal?: AbortSignal;
   /** Called at each token event's arrival (ms, performance.now()). */
   onToken?: (at: number) => void;
+  /** Ask for the answer's token ids (vLLM's return_token_ids). */
+  returnTokenIds?: boolean;
 }
 
 /** The token-id prompt of request `r`: prompts of different r differ from their first token, so none shares a prefix with another. */
 export const promptOf = (r: number, length: number): number[] => promptTokens(length + r).slice(r);
 
+interface Chunk {
+  error?: { message: string };
+  choices: { finish_reason: string | null; text?: string; delta?: { content?: string | null }; token_ids?: number[] }[];
+  usage?: { prompt_tokens: number; prompt_tokens_details?: { cached_tokens: number } };
+}
+
 /**
  * One streamed completion. An abort through `signal` ends it quietly: the timing holds the tokens
  * that had arrived.
  */
-export async function streamCompletion(url: string, prompt: number[], maxTokens: number, seed: number, o: StreamOptions = {}): Promise<StreamTiming> {
+export function streamCompletion(url: string, prompt: number[], maxTokens: number, seed: number, o: StreamOptions = {}): Promise<StreamTiming> {
+  return streamRequest(`${url}/v1/completions`, { prompt, max_tokens: maxTokens, seed }, o);
+}
+
+/** One streamed chat turn, as a client that sends the conversation as text does. */
+export function streamChat(url: string, messages: { role: string; content: string }[], maxTokens: number, seed: number, o: StreamOptions = {}): Promise<StreamTiming> {
+  return streamRequest(`${url}/v1/chat/completions`, { messages, max_tokens: maxTokens, seed }, o);
+}
+
+async function streamRequest(endpoint: string, fields: Record<string, unknown>, o: StreamOptions): Promise<StreamTiming> {
   const start = performance.now();
+  const ids = o.returnTokenIds ? { return_token_ids: true } : {};
   const send = () =>
-    fetch(`${url}/v1/completions`, {
+    fetch(endpoint, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ prompt, max_tokens: maxTokens, temperature: o.temperature ?? 0.7, top_p: 0.95, seed, stream: true, stream_options: { include_usage: true } }),
+      body: JSON.stringify({ ...fields, temperature: o.temperature ?? 0.7, top_p: 0.95, stream: true, stream_options: { include_usage: true }, ...ids }),
       signal: o.signal,
     });
-  const tokens: number[] = [];
-  let cached: number | undefined;
+  const out: StreamTiming = { start, tokens: [], text: "", tokenIds: [] };
   try {
     // Kept-alive connections the server closed while a peer ran are not retried by fetch for a POST: retry on a new one.
     const res = await send()
       .catch((e) => (o.signal?.aborted ? Promise.reject(e) : send()))
       .catch((e) => (o.signal?.aborted ? Promise.reject(e) : send()));
-    if (res.status !== 200) throw new Error(`completion: HTTP ${res.status}: ${await res.text()}`);
+    if (res.status !== 200) throw new Error(`${endpoint}: HTTP ${res.status}: ${await res.text()}`);
     for await (const event of sseEventsOf(res)) {
       const block = event.trimEnd();
       if (!block.startsWith("data: ") || block === "data: [DONE]") continue;
-      const ev = JSON.parse(block.slice(6)) as { error?: { message: string }; choices: { finish_reason: string | null }[]; usage?: { prompt_tokens_details?: { cached_tokens: number } } };
-      if (ev.error) throw new Error(`completion: error event after ${tokens.length} tokens: ${ev.error.message}`);
-      // A token's chunk; the closing chunk (finish_reason) and the usage chunk carry none.
-      if (ev.choices[0]?.finish_reason === null) {
+      const ev = JSON.parse(block.slice(6)) as Chunk;
+      if (ev.error) throw new Error(`${endpoint}: error event after ${out.tokens.length} tokens: ${ev.error.message}`);
+      const choice = ev.choices[0];
+      // A token's chunk carries text; chat's role chunk, the closing chunk (finish_reason) and the usage chunk carry none.
+      const text = choice?.text ?? choice?.delta?.content ?? "";
+      if (choice?.finish_reason === null && (text !== "" || choice.delta === undefined)) {
         const at = performance.now();
-        tokens.push(at);
+        out.tokens.push(at);
         o.onToken?.(at);
       }
-      if (ev.usage) cached = ev.usage.prompt_tokens_details?.cached_tokens;
+      out.text += text;
+      out.tokenIds.push(...(choice?.token_ids ?? []));
+      if (ev.usage) {
+        out.cached = ev.usage.prompt_tokens_details?.cached_tokens;
+        out.promptTokens = ev.usage.prompt_tokens;
+      }
     }
   } catch (e) {
     if (!o.signal?.aborted) throw e;
   }
-  return { start, tokens, cached };
+  return out;
 }
 
 export interface LoadSpec {

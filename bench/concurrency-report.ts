@@ -3,7 +3,7 @@
  * ✓/✗ is computed from numbers measured in the same run, never from remembered ones.
  */
 import type { ConcurrencyFigures } from "./concurrency-stats";
-import type { PrefixCase } from "./concurrency-prefix";
+import type { PrefixCase, TurnPair } from "./concurrency-prefix";
 import type { ShortCase } from "./concurrency-short";
 
 export const HOSTS = ["node", "worker", "sharded"] as const;
@@ -124,9 +124,15 @@ export function report(run: ConcurrencyRun): string[] {
     ...run.hosts.flatMap((h) => h.levels.map((l) => tableRow(LABELS[h.host](run), l, at(h.levels, 1), h.host === "sharded" ? undefined : at(run.llama, l.streams)))),
     "",
     ...(run.prefill ? [`prefill (the Node engine alone, 128-token prompt, warmed up): ${f(run.prefill.tok_s)} tok/s → decode ceiling ${CEILING_OF_PREFILL} × ${f(run.prefill.tok_s)} = ${f(CEILING_OF_PREFILL * run.prefill.tok_s)} tok/s`] : []),
-    ...run.hosts.filter((h) => h.prefix).map((h) => {
+    ...run.hosts.filter((h) => h.prefix).flatMap((h) => {
       const p = h.prefix!;
-      return `prefix reuse (${LABELS[h.host](run)}): first turn (${p.first_tokens}-token prompt) first token after ${f(p.first_ms, 0)} ms; second turn (${p.second_tokens} tokens, ${p.cached} from the prefix cache) after ${f(p.second_ms, 0)} ms: ${f((100 * p.second_ms) / p.first_ms, 0)}% of the first`;
+      const turns = (t: TurnPair) =>
+        `first turn (${t.first_tokens}-token prompt) first token after ${f(t.first_ms, 0)} ms; second turn (${t.second_tokens} tokens, ${t.cached} from the prefix cache) after ${f(t.second_ms, 0)} ms: ${f((100 * t.second_ms) / t.first_ms, 0)}% of the first`;
+      const chat = p.chat && ("error" in p.chat ? `not measured: ${p.chat.error}` : turns(p.chat));
+      return [
+        `prefix reuse (${LABELS[h.host](run)}), token ids with the reply's own ids: ${turns(p)}`,
+        ...(chat ? [`prefix reuse (${LABELS[h.host](run)}), chat messages with the reply's text: ${chat}`] : []),
+      ];
     }),
     ...run.hosts.filter((h) => h.short).map((h) => {
       const s = h.short!;

@@ -43,6 +43,7 @@ const USAGE = `usage: npm run bench -- --concurrency [options]   (or: node --imp
                                in models/bench/, made once)
   --sharded-preset full2l|tiny|1_6b  the sharded deployment's synthetic model (default full2l)
   --quick                      12 requests per level, levels 1,4, 16 generated, 5 short trials
+  --only prefix                only the prefix-reuse case on the node host (no levels, llama.cpp or short case; ~2 min)
   --help                       this text
 Progress goes to stderr; the table and the targets to stdout; the figures to bench/results/concurrency-<time>.json.
 The default run takes ~55 min on a quiet 2-core machine (an estimate is printed at start).`;
@@ -60,6 +61,7 @@ try {
       model: { type: "string" },
       "sharded-preset": { type: "string" },
       quick: { type: "boolean" },
+      only: { type: "string" },
       help: { type: "boolean", short: "h" },
       // `npm run bench -- --concurrency` passes its own flag along.
       concurrency: { type: "boolean" },
@@ -88,7 +90,10 @@ const PROMPT = positive("prompt", cli.prompt, 16);
 const DECODE = positive("decode", cli.decode, quick ? 16 : 32);
 const SHORT_TRIALS = positive("short-trials", cli["short-trials"], quick ? 5 : 10);
 const LEVELS = [...new Set((cli.levels ?? (quick ? "1,4" : "1,2,4,8")).split(",").map((s) => positive("levels", s.trim(), 1)))].sort((a, b) => a - b);
-const HOSTS_RUN = (cli.hosts ?? HOSTS.join(",")).split(",").map((s) => s.trim()) as HostName[];
+if (cli.only !== undefined && cli.only !== "prefix") fail(`--only takes "prefix", got ${JSON.stringify(cli.only)}`);
+const ONLY_PREFIX = cli.only === "prefix";
+if (ONLY_PREFIX && cli.hosts !== undefined && cli.hosts !== "node") fail("--only prefix runs on the node host only: leave out --hosts or pass --hosts node");
+const HOSTS_RUN = (ONLY_PREFIX ? "node" : (cli.hosts ?? HOSTS.join(","))).split(",").map((s) => s.trim()) as HostName[];
 const unknownHost = HOSTS_RUN.find((h) => !HOSTS.includes(h));
 if (unknownHost !== undefined || HOSTS_RUN.length === 0) fail(`--hosts takes a comma-separated list of ${HOSTS.join(", ")}, got ${JSON.stringify(cli.hosts)}`);
 const SHARDED_PRESET = cli["sharded-preset"] ?? "full2l";
@@ -100,7 +105,8 @@ const BATCH: BatchSettings = {
   queueDepth: Math.max(64, 2 * Math.max(...LEVELS)),
 };
 if (cli.model !== undefined && !existsSync(cli.model)) fail(`--model: no such file: ${cli.model}`);
-const withLlama = HOSTS_RUN.includes("node") || HOSTS_RUN.includes("worker");
+const needsModel = HOSTS_RUN.includes("node") || HOSTS_RUN.includes("worker");
+const withLlama = needsModel && !ONLY_PREFIX;
 
 /**
  * A rough start-time estimate from nominal rates on a quiet 2-core machine (aggregate tok/s: the
@@ -108,6 +114,7 @@ const withLlama = HOSTS_RUN.includes("node") || HOSTS_RUN.includes("worker");
  * the issue's sharded full2l baseline), prefill ~28 tok/s, plus start-up and the cases.
  */
 function estimateSeconds(): number {
+  if (ONLY_PREFIX) return 15 + 90;
   const nodeRate = (c: number) => (c >= 8 ? 27.5 : c >= 4 ? 24 : c >= 2 ? 22 : 20);
   const perLevel = (rate: number) => REQUESTS * (DECODE / rate + PROMPT / 28);
   let s = 0;
@@ -160,7 +167,7 @@ async function runHost(name: HostName, start: () => Promise<Host>, extra: (h: Ho
     host = await start();
     run.detail = host.detail;
     await warmUp(host.url);
-    for (const [i, c] of LEVELS.entries()) {
+    for (const [i, c] of (ONLY_PREFIX ? [] : LEVELS).entries()) {
       const figures = await closedLoop(host.url, { clients: c, requests: REQUESTS, prompt: PROMPT, decode: DECODE, first: firstOf(i), label: `${name} ×${c}` });
       run.levels.push({ streams: c, figures });
       process.stderr.write(`${name} ×${c}: ${figures.aggregate_tok_s} tok/s aggregate in ${figures.wall_s} s\n`);
@@ -175,7 +182,7 @@ async function runHost(name: HostName, start: () => Promise<Host>, extra: (h: Ho
   return run;
 }
 
-const model = withLlama ? (cli.model ?? (await benchModel())) : "";
+const model = needsModel ? (cli.model ?? (await benchModel())) : "";
 const t0 = performance.now();
 process.stderr.write(
   `bench/concurrency: hosts ${HOSTS_RUN.join(", ")}${withLlama ? " + llama.cpp" : ""}; levels ${LEVELS.join(",")}; ${REQUESTS} requests each; ` +
@@ -207,16 +214,19 @@ if (HOSTS_RUN.includes("node")) {
         build = /^wasm \((\S+) kernels/.exec(h.engine)?.[1] ?? build;
         process.stderr.write("node: prefix-reuse case …\n");
         r.prefix = await prefixReuseCase(h.url, PREFIX_FROM);
+        if (ONLY_PREFIX) return;
         process.stderr.write("node: short-request case …\n");
         r.short = await shortRequestCase(h.url, shortSpec("node"));
       },
     ),
   );
-  // After the server has gone: the engine alone, the build the server chose, nothing else on the CPUs.
-  process.stderr.write(`node: the engine's prefill alone (${build} build, 128-token prompt) …\n`);
-  const p = engineChild(["--model", model, "--engine", "edgelm", "--build", build, "--threads", "1", "--warmup"], 128, 1);
-  if ("error" in p) process.stderr.write(`node: prefill measurement FAILED: ${p.error}\n`);
-  else run.prefill = { tok_s: p.prefill_tok_s, detail: p.detail };
+  if (!ONLY_PREFIX) {
+    // After the server has gone: the engine alone, the build the server chose, nothing else on the CPUs.
+    process.stderr.write(`node: the engine's prefill alone (${build} build, 128-token prompt) …\n`);
+    const p = engineChild(["--model", model, "--engine", "edgelm", "--build", build, "--threads", "1", "--warmup"], 128, 1);
+    if ("error" in p) process.stderr.write(`node: prefill measurement FAILED: ${p.error}\n`);
+    else run.prefill = { tok_s: p.prefill_tok_s, detail: p.detail };
+  }
 }
 if (HOSTS_RUN.includes("worker")) {
   run.hosts.push(
