@@ -185,7 +185,7 @@ async function runHost(name: HostName, start: () => Promise<Host>, extra: (h: Ho
 const model = needsModel ? (cli.model ?? (await benchModel())) : "";
 const t0 = performance.now();
 process.stderr.write(
-  `bench/concurrency: hosts ${HOSTS_RUN.join(", ")}${withLlama ? " + llama.cpp" : ""}; levels ${LEVELS.join(",")}; ${REQUESTS} requests each; ` +
+  `bench/concurrency: hosts ${HOSTS_RUN.join(", ")}${withLlama ? " + llama.cpp" : ""}; ${ONLY_PREFIX ? "the prefix-reuse case only" : `levels ${LEVELS.join(",")}; ${REQUESTS} requests each`}; ` +
     `estimated ~${Math.round(estimateSeconds() / 60)} min${cli.model ? " (the estimate assumes the 1.6B file)" : ""}\n`,
 );
 
