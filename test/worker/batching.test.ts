@@ -155,4 +155,21 @@ describe("batching in one Worker isolate (bare workerd)", { timeout: 120_000 }, 
     expect((await ask("What is a fox?")).usage.prompt_tokens_details?.cached_tokens ?? 0).toBe(0);
     expect((await ask("What is a dog?")).usage.prompt_tokens_details.cached_tokens).toBeGreaterThanOrEqual(32);
   });
+
+  it("return_token_ids: a second turn of prompt + the streamed reply's ids is served from the cache past the first prompt", async () => {
+    const first = { prompt: "In a hole in the ground there lived a hobbit. Not a nasty, dirty, wet hole.", max_tokens: 24, seed: 9, temperature: 0.9, return_token_ids: true };
+    const res = await post(batched, { ...first, stream: true });
+    expect(res.status).toBe(200);
+    const chunks = parseSSE(await res.text())
+      .data.slice(0, -1)
+      .map((d) => JSON.parse(d) as { choices: { prompt_token_ids?: number[]; token_ids: number[] }[] })
+      .filter((c) => c.choices.length === 1);
+    const prompt = chunks[0].choices[0].prompt_token_ids!;
+    const reply = chunks.flatMap((c) => c.choices[0].token_ids);
+    expect(reply).toHaveLength(24);
+    const whole = await (await post(batched, first)).json();
+    expect(whole.choices[0].token_ids).toEqual(reply);
+    const second = await (await post(batched, { prompt: [...prompt, ...reply, ...prompt.slice(0, 5)], max_tokens: 2, temperature: 0 })).json();
+    expect(second.usage.prompt_tokens_details.cached_tokens).toBeGreaterThanOrEqual(Math.floor((prompt.length + reply.length - 1) / 16) * 16);
+  });
 });
