@@ -1,7 +1,8 @@
 /**
  * Upstream (vLLM) chunks → our chunk shape, so a client cannot tell the origin's stream from the
  * edge's except by the x-edgelm-route header: our response id, `created` and model name, only the
- * fields we document (vLLM's stop_reason, token_ids, system_fingerprint … are dropped), `usage`
+ * fields we document (vLLM's stop_reason, system_fingerprint … are dropped; token_ids and
+ * prompt_token_ids, asked for with return_token_ids, are kept where ours put them), `usage`
  * per our include_usage rules. Tool calls stream as OpenAI's deltas: the first piece of a call
  * has its index, id, type and name, later pieces only more `arguments` text. Also collects a
  * whole (non-streamed) response from the chunks.
@@ -29,6 +30,18 @@ function finish<R extends string>(v: unknown, documented: readonly R[]): R | nul
   return documented.find((r) => r === v) ?? ("stop" as R);
 }
 
+const ids = (v: unknown): number[] | undefined => (Array.isArray(v) && v.every((x) => Number.isInteger(x)) ? (v as number[]) : undefined);
+
+/** return_token_ids' fields of an upstream object, present only when upstream sent them. */
+function idFields(o: Obj, keys: readonly ("token_ids" | "prompt_token_ids")[]): { token_ids?: number[]; prompt_token_ids?: number[] } {
+  const out: { token_ids?: number[]; prompt_token_ids?: number[] } = {};
+  for (const k of keys) {
+    const v = ids(o[k]);
+    if (v) out[k] = v;
+  }
+  return out;
+}
+
 /** The upstream usage as ours (the three OpenAI counts only); undefined when absent. */
 export function upstreamUsage(chunk: Obj): Usage | undefined {
   const u = chunk.usage;
@@ -48,7 +61,7 @@ export function normalizeChunk(chunk: Obj, ctx: NormalizeContext): CompletionChu
       object: "text_completion",
       created: ctx.created,
       model: ctx.model,
-      choices: [{ text: typeof c.text === "string" ? c.text : "", index: 0, logprobs: (c.logprobs as CompletionLogprobs | null) ?? null, finish_reason: finish(c.finish_reason, COMPLETION_FINISH) }],
+      choices: [{ text: typeof c.text === "string" ? c.text : "", index: 0, logprobs: (c.logprobs as CompletionLogprobs | null) ?? null, finish_reason: finish(c.finish_reason, COMPLETION_FINISH), ...idFields(c, ["prompt_token_ids", "token_ids"]) }],
     };
   }
   const d = (c.delta ?? {}) as Obj;
@@ -63,7 +76,8 @@ export function normalizeChunk(chunk: Obj, ctx: NormalizeContext): CompletionChu
     object: "chat.completion.chunk",
     created: ctx.created,
     model: ctx.model,
-    choices: [{ index: 0, delta, logprobs: (c.logprobs as ChatLogprobs | null) ?? null, finish_reason: finish(c.finish_reason, CHAT_FINISH) }],
+    choices: [{ index: 0, delta, logprobs: (c.logprobs as ChatLogprobs | null) ?? null, finish_reason: finish(c.finish_reason, CHAT_FINISH), ...idFields(c, ["token_ids"]) }],
+    ...idFields(chunk, ["prompt_token_ids"]),
   };
 }
 
@@ -105,9 +119,13 @@ export function collect(chunks: (CompletionChunk | ChatChunk)[], usage: Usage, c
   let reason: ChatFinishReason | null = null;
   if (ctx.endpoint === "completions") {
     const lps: CompletionLogprobs[] = [];
+    let promptIds: number[] | undefined;
+    let tokenIds: number[] | undefined;
     for (const ch of chunks as CompletionChunk[]) {
       const c = ch.choices[0];
       text += c.text;
+      promptIds ??= c.prompt_token_ids;
+      if (c.token_ids) tokenIds = [...(tokenIds ?? []), ...c.token_ids];
       if (c.logprobs) lps.push(c.logprobs);
       reason = c.finish_reason ?? reason;
     }
@@ -119,14 +137,18 @@ export function collect(chunks: (CompletionChunk | ChatChunk)[], usage: Usage, c
           text_offset: lps.flatMap((l) => l.text_offset ?? []),
         }
       : null;
-    return { id: ctx.id, object: "text_completion", created: ctx.created, model: ctx.model, choices: [{ text, index: 0, logprobs, finish_reason: (reason ?? "stop") as FinishReason }], usage };
+    return { id: ctx.id, object: "text_completion", created: ctx.created, model: ctx.model, choices: [{ text, index: 0, logprobs, finish_reason: (reason ?? "stop") as FinishReason, ...present({ prompt_token_ids: promptIds, token_ids: tokenIds }) }], usage };
   }
   const content: ChatLogprobs["content"] = [];
   let anyLogprobs = false;
   const calls = new Map<number, { id?: string; name?: string; arguments: string }>();
+  let promptIds: number[] | undefined;
+  let tokenIds: number[] | undefined;
   for (const ch of chunks as ChatChunk[]) {
     const c = ch.choices[0];
     text += c.delta.content ?? "";
+    promptIds ??= ch.prompt_token_ids;
+    if (c.token_ids) tokenIds = [...(tokenIds ?? []), ...c.token_ids];
     for (const t of c.delta.tool_calls ?? []) {
       const call = calls.get(t.index) ?? { arguments: "" };
       // The first piece names the call; vLLM repeats nothing later, but a repeat must not concatenate.
@@ -152,7 +174,13 @@ export function collect(chunks: (CompletionChunk | ChatChunk)[], usage: Usage, c
     object: "chat.completion",
     created: ctx.created,
     model: ctx.model,
-    choices: [{ index: 0, message, logprobs: anyLogprobs ? { content, refusal: null } : null, finish_reason: reason ?? "stop" }],
+    choices: [{ index: 0, message, logprobs: anyLogprobs ? { content, refusal: null } : null, finish_reason: reason ?? "stop", ...present({ token_ids: tokenIds }) }],
     usage,
+    ...present({ prompt_token_ids: promptIds }),
   };
+}
+
+/** Only the fields that have a value: a response without return_token_ids keeps its usual keys. */
+function present<T extends Record<string, unknown>>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
