@@ -83,6 +83,18 @@ describe("return_token_ids", { timeout: 60_000 }, () => {
     expect(chunks.flatMap((c) => c.choices[0].token_ids)).toEqual(ids);
   });
 
+  it("chat with a tool call: ids of text that became tool_calls still arrive, streamed as whole", async () => {
+    const tools = [{ type: "function", function: { name: "add", parameters: { type: "object", properties: { a: { type: "integer", minimum: 0, maximum: 99 }, b: { type: "integer", minimum: 0, maximum: 99 } }, required: ["a", "b"] } } }];
+    const body = { messages: [{ role: "user", content: "2+3?" }], max_tokens: 200, seed: 7, tools, tool_choice: { type: "function", function: { name: "add" } }, return_token_ids: true };
+    const whole = await json("/v1/chat/completions", body);
+    expect(whole.choices[0].message.tool_calls).toHaveLength(1);
+    const ids: number[] = whole.choices[0].token_ids;
+    expect(ids.length).toBeGreaterThan(0);
+    expect(ids.length).toBeLessThanOrEqual(whole.usage.completion_tokens);
+    const chunks = await stream("/v1/chat/completions", body);
+    expect(chunks.flatMap((c) => c.choices[0].token_ids)).toEqual(ids);
+  });
+
   it("is off by default, and a value that is not a boolean is a 400 naming the field", async () => {
     const plain = await json("/v1/completions", { ...base, return_token_ids: undefined });
     expect(plain.choices[0].token_ids).toBeUndefined();
