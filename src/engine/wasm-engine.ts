@@ -684,10 +684,12 @@ export class WasmEngine implements Engine {
   /** Rows t0..t1−1 of x [m × n] += b [n] (none without a bias). */
   private addRows(x: number, b: number | undefined, t0: number, t1: number, n: number): Call[] {
     if (b === undefined) return [];
-    return Array.from({ length: t1 - t0 }, (_, i): Call => {
-      const row = x + (t0 + i) * n * F32;
-      return { op: "add_f32", args: [row, b, row, n] };
-    });
+    const calls: Call[] = [];
+    for (let t = t0; t < t1; t++) {
+      const row = x + t * n * F32;
+      calls.push({ op: "add_f32", args: [row, b, row, n] });
+    }
+    return calls;
   }
 
   /** 12B qk-norm, rows t0..t1−1: each head vector [headDim] of x [m × heads × headDim] normalised alone, times its head's weights, no bias. */
