@@ -15,6 +15,9 @@ import { parseArgs } from "node:util";
 import type { BuildKind } from "../src/engine/kernels";
 import { loadWasmEngine } from "../src/engine/node";
 import { benchModel, promptTokens } from "./common";
+import { exitOnHelp } from "./usage";
+
+exitOnHelp("usage: node --import tsx bench/batch-step.ts [--build relaxed|relaxed-fused|simd|scalar] [--threads 1] [--batches 1,2,4,8] [--context 128] [--rounds 8] [--build-dir folder]");
 
 const { values: args } = parseArgs({
   options: {

@@ -25,6 +25,9 @@ import { startGGUFServer } from "../test/helpers/gguf-static-server";
 import { buildLocalBundles, LOCAL_TEST_PAGE } from "../test/helpers/local-page";
 import { synthGGUF } from "../weights-tools/fixtures";
 import { promptTokens, root } from "./common";
+import { exitOnHelp } from "./usage";
+
+exitOnHelp("usage: node --import tsx bench/browser.ts [--quick]     (npm run bench -- --browser)");
 
 const { values: cli } = parseArgs({ options: { quick: { type: "boolean" } } });
 const PROMPT = 32;

@@ -26,6 +26,9 @@ import binaryen from "binaryen";
 import { freePort } from "../test/helpers/ports";
 import { wranglerCompat } from "../test/worker/bundle";
 import { root } from "./common";
+import { exitOnHelp } from "./usage";
+
+exitOnHelp("usage: node --import tsx bench/dot-probe.ts [--hosts node,workerd] [--v8-flags \"--no-liftoff ...\"] [--memory imported|internal] [--cold] [--reps N] [--check-only] [--json]");
 
 interface Args {
   hosts: string[];

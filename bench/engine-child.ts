@@ -16,6 +16,9 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import type { BuildKind } from "../src/engine/kernels";
 import { promptTokens, type EngineResult } from "./common";
+import { exitOnHelp } from "./usage";
+
+exitOnHelp("usage: node --import tsx bench/engine-child.ts --model F.gguf --engine edgelm|llama.cpp [--build relaxed-fused|relaxed|simd] [--threads N] [--build-dir folder] [--prompt 128] [--decode 64] [--warmup]");
 
 const { values: args } = parseArgs({
   options: {

@@ -22,6 +22,9 @@ import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { freePort } from "../test/helpers/ports";
 import { wranglerCompat } from "../test/worker/bundle";
+import { exitOnHelp } from "./usage";
+
+exitOnHelp("usage: node --experimental-wasm-relaxed-simd --import tsx bench/kernels-ab.ts A.wasm B.wasm [--kernel matmul_q4r_q8b] [--shape 5632,2048,64] [--host node|workerd] [--n 10] [--v8-flags \"...\"]");
 
 const argv = process.argv.slice(2);
 const opt = (name: string, def: string) => {

@@ -13,6 +13,9 @@
 import { compileKernelModules } from "../src/engine/node";
 import { warmUp, type BuildKind, type KernelExports } from "../src/engine/kernels";
 import { Arena } from "../src/engine/arena";
+import { exitOnHelp } from "./usage";
+
+exitOnHelp("usage: node --experimental-wasm-relaxed-simd --import tsx bench/kernels.ts [--quick] [--builds relaxed-fused,relaxed,simd,scalar] [--dir build-folder] [--only matmul]");
 
 const quick = process.argv.includes("--quick");
 const arg = (name: string) => {

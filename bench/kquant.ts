@@ -18,6 +18,9 @@
 import { compileKernelModules } from "../src/engine/node";
 import { warmUp, type BuildKind, type KernelExports } from "../src/engine/kernels";
 import { Arena } from "../src/engine/arena";
+import { exitOnHelp } from "./usage";
+
+exitOnHelp("usage: node --experimental-wasm-relaxed-simd --import tsx bench/kquant.ts [--builds relaxed,relaxed-fused,simd] [--formats Q8R,Q6R] [--ntok 128] [--turns 6] [--build-dir build]");
 
 const arg = (name: string, def: string) => {
   const i = process.argv.indexOf(name);

@@ -24,6 +24,9 @@ import { dequantize, quantize } from "../src/gguf/quant";
 import { TensorType } from "../src/gguf/types";
 import { isOutType, type OutType } from "../weights-tools/mapping";
 import { writeSynthGGUF } from "../weights-tools/synth";
+import { exitOnHelp } from "./usage";
+
+exitOnHelp("usage: npm run bench -- --quants [--quick] [--rounds N] [--types q4_k_m,q5_k_m,q4_1,q8_0]");
 
 const { values: cli } = parseArgs({ options: { quick: { type: "boolean" }, rounds: { type: "string" }, types: { type: "string" } } });
 const quick = cli.quick ?? false;

@@ -12,6 +12,9 @@ import { cpus } from "node:os";
 import { DEFAULT_SAMPLING, sample, seededRandom, type SamplingOptions } from "../src/generate/sampler";
 import * as reference from "../test/generate/reference-sampler";
 import { V, logitsFor, type Shape } from "../test/generate/sampler-harness";
+import { exitOnHelp } from "./usage";
+
+exitOnHelp("usage: node --import tsx bench/sampler.ts [--quick]");
 
 const quick = process.argv.includes("--quick");
 const PENALTIES = { repetitionPenalty: 1.1, presencePenalty: 0.5, frequencyPenalty: 0.3 };

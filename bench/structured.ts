@@ -21,6 +21,9 @@ import { tokenIndex } from "../src/generate/token-mask";
 import { loadWasmEngine } from "../src/engine/node";
 import { loadTokenizer } from "../src/tokenizer/node";
 import { SCHEMAS } from "../test/generate/schemas";
+import { exitOnHelp } from "./usage";
+
+exitOnHelp("usage: node --import tsx bench/structured.ts [--quick] [--tokens N]");
 
 const { values: cli } = parseArgs({ options: { quick: { type: "boolean" }, tokens: { type: "string" } } });
 const TOKENS = Number(cli.tokens ?? (cli.quick ? 24 : 64));

@@ -20,6 +20,9 @@ import { resolve } from "node:path";
 import { benchModel, promptTokens, root } from "./common";
 import type { BuildKind } from "../src/engine/kernels";
 import type { loadWasmEngine as LoadWasmEngine } from "../src/engine/node";
+import { exitOnHelp } from "./usage";
+
+exitOnHelp("usage: node --import tsx bench/threads.ts [--rounds 12] [--threads 1,2] [--build relaxed] [--baseline DIR]");
 
 const { values: cli } = parseArgs({
   options: { rounds: { type: "string", default: "12" }, threads: { type: "string", default: "1,2" }, build: { type: "string", default: "relaxed" }, baseline: { type: "string" } },

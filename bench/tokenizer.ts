@@ -8,6 +8,9 @@ import { join } from "node:path";
 import { Tiktoken } from "tiktoken/lite";
 import cl100k from "tiktoken/encoders/cl100k_base.json" with { type: "json" };
 import { ARCADE_PATTERN_ORIGINAL, ARCADE_SPECIAL_START, ARCADE_SPECIAL_TOKENS, Tokenizer } from "../src/tokenizer/node";
+import { exitOnHelp } from "./usage";
+
+exitOnHelp("usage: npx tsx bench/tokenizer.ts [--mb 2]");
 
 const mbArg = process.argv.indexOf("--mb");
 const targetBytes = (mbArg > 0 ? Number(process.argv[mbArg + 1]) : 2) * 1e6;

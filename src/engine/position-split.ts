@@ -29,6 +29,8 @@ export const MAX_CHUNK_POSITIONS = 16;
 
 /** Ranges [t0, t1) covering rows [0, m) for `threads` threads: whole 8-row groups, at most MAX_CHUNK_POSITIONS each. */
 export function positionRanges(m: number, threads: number): [number, number][] {
+  // One thread (every decode step there): the one range, without the share arithmetic; it runs several times a layer.
+  if (threads === 1) return [[0, m]];
   const groups = Math.ceil(m / GROUP);
   const shares = threads === 1 ? 1 : Math.min(groups, Math.max(threads * CHUNKS_PER_THREAD, Math.ceil(m / MAX_CHUNK_POSITIONS)));
   return Array.from({ length: shares }, (_, i) => shareRows(m, shares, i, GROUP));

@@ -119,7 +119,8 @@ export interface OwnRegions {
 export function runChunk(k: KernelExports, memory: WebAssembly.Memory, chunk: Chunk, own: OwnRegions): void {
   for (const { op, args } of chunk) {
     checkArity(op, args);
-    const a = args.map((x) => (typeof x === "number" ? x : ownBase(own, x.region) + x.offset));
+    // Most calls name no region of the thread's own: those pass their arguments as they are, with no copy per call.
+    const a = args.every((x) => typeof x === "number") ? (args as number[]) : args.map((x) => (typeof x === "number" ? x : ownBase(own, x.region) + x.offset));
     if (op === "copy") {
       const [src, dst, bytes, count, ss, ds] = a;
       const u8 = new Uint8Array(memory.buffer);

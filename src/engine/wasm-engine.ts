@@ -51,6 +51,24 @@ const F32 = 4;
  */
 const MATMUL_MIN_ROWS = 2;
 
+/**
+ * Each quantized kind's matrix-vector and matrix-matrix kernels, by export
+ * name: a constant, so a product allocates no table, and looked up on the
+ * engine's exports at each call, so a profiler that wraps them sees every call.
+ */
+const QUANT_KERNELS = {
+  q4r: ["matvec_q4r_q8a", "matmul_q4r_q8b"],
+  q8r: ["matvec_q8r_q8a", "matmul_q8r_q8b"],
+  q6r: ["matvec_q6r_q8a", "matmul_q6r_q8b"],
+  q4kr: ["matvec_q4kr_q8a", "matmul_q4kr_q8b"],
+  q5kr: ["matvec_q5kr_q8a", "matmul_q5kr_q8b"],
+  q2_k: ["matvec_q2_k_q8a", "matmul_q2_k_q8b"],
+  q3_k: ["matvec_q3_k_q8a", "matmul_q3_k_q8b"],
+  q41r: ["matvec_q41r_q8a", "matmul_q41r_q8b"],
+  q50r: ["matvec_q50r_q8a", "matmul_q50r_q8b"],
+  q51r: ["matvec_q51r_q8a", "matmul_q51r_q8b"],
+} as const satisfies Record<Exclude<WasmMatrix["kind"], "f32" | "f16" | "bf16">, readonly [keyof KernelExports, keyof KernelExports]>;
+
 /** Absolute addresses of the layout's ThreadRegions: what the host hands each thread it starts. */
 export interface ThreadMemory {
   count: number;
@@ -639,21 +657,9 @@ export class WasmEngine implements Engine {
       case "q41r":
       case "q50r":
       case "q51r": {
-        type Matvec = KernelExports["matvec_q4r_q8a"];
-        type Matmul = KernelExports["matmul_q4r_q8b"];
-        const kernels: Record<typeof w.kind, [Matvec, Matmul | undefined]> = {
-          q4r: [k.matvec_q4r_q8a, k.matmul_q4r_q8b],
-          q8r: [k.matvec_q8r_q8a, k.matmul_q8r_q8b],
-          q6r: [k.matvec_q6r_q8a, k.matmul_q6r_q8b],
-          q4kr: [k.matvec_q4kr_q8a, k.matmul_q4kr_q8b],
-          q5kr: [k.matvec_q5kr_q8a, k.matmul_q5kr_q8b],
-          q2_k: [k.matvec_q2_k_q8a, k.matmul_q2_k_q8b],
-          q3_k: [k.matvec_q3_k_q8a, k.matmul_q3_k_q8b],
-          q41r: [k.matvec_q41r_q8a, k.matmul_q41r_q8b],
-          q50r: [k.matvec_q50r_q8a, k.matmul_q50r_q8b],
-          q51r: [k.matvec_q51r_q8a, k.matmul_q51r_q8b],
-        };
-        const [matvec, matmul] = kernels[w.kind];
+        const [mv, mm] = QUANT_KERNELS[w.kind];
+        const matvec: KernelExports["matvec_q4r_q8a"] = k[mv];
+        const matmul: KernelExports["matmul_q4r_q8b"] | undefined = k[mm];
         if (m === 1) matvec(ptr, rows, cols, this.Q8, out);
         else if (matmul && m >= MATMUL_MIN_ROWS) matmul(ptr, rows, cols, this.Q8, m, out);
         else {
@@ -678,10 +684,12 @@ export class WasmEngine implements Engine {
   /** Rows t0..t1−1 of x [m × n] += b [n] (none without a bias). */
   private addRows(x: number, b: number | undefined, t0: number, t1: number, n: number): Call[] {
     if (b === undefined) return [];
-    return Array.from({ length: t1 - t0 }, (_, i): Call => {
-      const row = x + (t0 + i) * n * F32;
-      return { op: "add_f32", args: [row, b, row, n] };
-    });
+    const calls: Call[] = [];
+    for (let t = t0; t < t1; t++) {
+      const row = x + t * n * F32;
+      calls.push({ op: "add_f32", args: [row, b, row, n] });
+    }
+    return calls;
   }
 
   /** 12B qk-norm, rows t0..t1−1: each head vector [headDim] of x [m × heads × headDim] normalised alone, times its head's weights, no bias. */
