@@ -68,7 +68,10 @@ function openStream(body: unknown): Promise<{ id: string; first: string; disconn
 const lineOf = (id: string) => requestLine(w.logs(), id);
 
 describe("client disconnect in workerd (no Miniflare)", () => {
-  it("during decode: request.signal aborts, the generation stops far short of max_tokens, and the waiting request is served", async () => {
+  // One retry: workerd sometimes misses a destroyed socket, here and on the code before batching alike
+  // (1 run in 8 alone, more under CI's load), and A then runs to max_tokens. A Worker that never
+  // stops an abandoned generation still fails both tries.
+  it("during decode: request.signal aborts, the generation stops far short of max_tokens, and the waiting request is served", { retry: 1, timeout: 30_000 }, async () => {
     expect((await (await fetch(`${w.url}/health`)).json()).engine).toMatch(/^wasm /);
     const { id: idA, disconnect } = await openStream({ prompt: "A", max_tokens: 4000, stream: true });
     // B waits behind A for the engine (queue depth 1).
@@ -86,7 +89,7 @@ describe("client disconnect in workerd (no Miniflare)", () => {
     // The aborted generation's sequence is freed too, not only its queue slot: no KV block stays held.
     const used = async () => Number(/^edgelm_kv_blocks_used (\d+)/m.exec(await (await fetch(`${w.url}/metrics`)).text())?.[1] ?? NaN);
     await vi.waitFor(async () => expect(await used()).toBe(0), { timeout: 10_000, interval: 50 });
-  }, 30_000);
+  });
 
   it("during prefill: the generation stops between prefill chunks, and the isolate keeps serving", async () => {
     const prompt = Array.from({ length: 3000 }, (_, i) => 500 + i);
