@@ -125,7 +125,7 @@ export function collect(chunks: (CompletionChunk | ChatChunk)[], usage: Usage, c
       const c = ch.choices[0];
       text += c.text;
       promptIds ??= c.prompt_token_ids;
-      if (c.token_ids) tokenIds = [...(tokenIds ?? []), ...c.token_ids];
+      if (c.token_ids) (tokenIds ??= []).push(...c.token_ids);
       if (c.logprobs) lps.push(c.logprobs);
       reason = c.finish_reason ?? reason;
     }
@@ -148,7 +148,7 @@ export function collect(chunks: (CompletionChunk | ChatChunk)[], usage: Usage, c
     const c = ch.choices[0];
     text += c.delta.content ?? "";
     promptIds ??= ch.prompt_token_ids;
-    if (c.token_ids) tokenIds = [...(tokenIds ?? []), ...c.token_ids];
+    if (c.token_ids) (tokenIds ??= []).push(...c.token_ids);
     for (const t of c.delta.tool_calls ?? []) {
       const call = calls.get(t.index) ?? { arguments: "" };
       // The first piece names the call; vLLM repeats nothing later, but a repeat must not concatenate.
