@@ -32,7 +32,7 @@ export function positionRanges(m: number, threads: number): [number, number][] {
   // One thread (every decode step there): the one range, without the share arithmetic; it runs several times a layer.
   if (threads === 1) return [[0, m]];
   const groups = Math.ceil(m / GROUP);
-  const shares = threads === 1 ? 1 : Math.min(groups, Math.max(threads * CHUNKS_PER_THREAD, Math.ceil(m / MAX_CHUNK_POSITIONS)));
+  const shares = Math.min(groups, Math.max(threads * CHUNKS_PER_THREAD, Math.ceil(m / MAX_CHUNK_POSITIONS)));
   return Array.from({ length: shares }, (_, i) => shareRows(m, shares, i, GROUP));
 }
 
@@ -103,7 +103,12 @@ export function attentionChunks(a: AttentionInput, threads: number): Chunk[] {
   if (threads === 1) return [segments.map((s) => call(s, 0, numKVHeads, 0, s.m))];
   const wanted = Math.ceil((threads * CHUNKS_PER_THREAD) / segments.length);
   if (wanted <= numKVHeads) {
-    return segments.flatMap((s) => Array.from({ length: wanted }, (_, i) => [call(s, shareRows(numKVHeads, wanted, i, 1)[0], shareRows(numKVHeads, wanted, i, 1)[1], 0, s.m)]));
+    return segments.flatMap((s) =>
+      Array.from({ length: wanted }, (_, i) => {
+        const [j0, j1] = shareRows(numKVHeads, wanted, i, 1);
+        return [call(s, j0, j1, 0, s.m)];
+      }),
+    );
   }
   const perHead = Math.ceil(wanted / numKVHeads);
   return segments.flatMap((s) => {
