@@ -43,7 +43,8 @@ const USAGE = `usage: npm run bench -- --concurrency [options]   (or: node --imp
                                in models/bench/, made once)
   --sharded-preset full2l|tiny|1_6b  the sharded deployment's synthetic model (default full2l)
   --quick                      12 requests per level, levels 1,4, 16 generated, 5 short trials
-  --only prefix                only the prefix-reuse case on the node host (no levels, llama.cpp or short case; ~2 min)
+  --only prefix                only the prefix-reuse case on the node host (no levels, llama.cpp or short case; ~2 min);
+                               the report then holds only that case and its target
   --help                       this text
 Progress goes to stderr; the table and the targets to stdout; the figures to bench/results/concurrency-<time>.json.
 The default run takes ~55 min on a quiet 2-core machine (an estimate is printed at start).`;
@@ -189,7 +190,7 @@ process.stderr.write(
     `estimated ~${Math.round(estimateSeconds() / 60)} min${cli.model ? " (the estimate assumes the 1.6B file)" : ""}\n`,
 );
 
-const run: ConcurrencyRun = { model, shardedPreset: SHARDED_PRESET, requests: REQUESTS, prompt: PROMPT, decode: DECODE, maxBatch: BATCH.maxBatch, maxBatchTokens: BATCH.maxBatchTokens, llama: [], hosts: [] };
+const run: ConcurrencyRun = { model, shardedPreset: SHARDED_PRESET, requests: REQUESTS, prompt: PROMPT, decode: DECODE, maxBatch: BATCH.maxBatch, maxBatchTokens: BATCH.maxBatchTokens, llama: [], hosts: [], ...(ONLY_PREFIX ? { only: "prefix" as const } : {}) };
 if (withLlama) {
   try {
     for (const [i, c] of LEVELS.entries()) {

@@ -1,0 +1,38 @@
+// The concurrency bench's report from given figures (no timing here): a run limited to the
+// prefix-reuse case reports that case and its target only, and a full run still has its table.
+import { describe, expect, it } from "vitest";
+import { report, targets, type ConcurrencyRun } from "../../bench/concurrency-report";
+
+const prefix = { first_ms: 1000, second_ms: 150, first_tokens: 520, second_tokens: 572, cached: 544 };
+const base: ConcurrencyRun = { model: "m.gguf", shardedPreset: "full2l", requests: 100, prompt: 16, decode: 32, maxBatch: 8, maxBatchTokens: 64, llama: [], hosts: [] };
+const figures = { requests: 4, tokens: 128, wall_s: 2, aggregate_tok_s: 64, ttft_p50_ms: 10, ttft_p99_ms: 20, itl_p50_ms: 30, itl_p99_ms: 40 };
+
+describe("concurrency report", () => {
+  it("--only prefix: only the prefix-reuse section and its target, no levels table, nothing 'not measured'", () => {
+    const run: ConcurrencyRun = { ...base, only: "prefix", hosts: [{ host: "node", detail: "wasm (simd kernels)", levels: [], prefix }] };
+    const text = report(run).join("\n");
+    expect(text).not.toContain("| host | streams |");
+    expect(text).not.toContain("requests per level");
+    expect(text).not.toContain("not measured");
+    expect(text).toContain("prefix reuse (Node (edgelm serve, 1 thread)), token ids with the reply's own ids");
+    const t = targets(run);
+    expect(t.map((x) => x.what)).toEqual(["Node, second chat turn's prefill ≤ 20% of the first's"]);
+    expect(t[0].pass).toBe(true);
+    expect(text).toContain("✓ Node, second chat turn's prefill ≤ 20% of the first's: 150 / 1000 ms = 15%");
+  });
+
+  it("--only prefix whose node host failed: the one target says it was not measured", () => {
+    const run: ConcurrencyRun = { ...base, only: "prefix", hosts: [{ host: "node", detail: "", levels: [], error: "boom" }] };
+    expect(targets(run)).toEqual([{ what: "Node, second chat turn's prefill ≤ 20% of the first's", measured: "not measured in this run (needs the node host)" }]);
+    expect(report(run).join("\n")).toContain("FAILED Node (edgelm serve, 1 thread): boom");
+  });
+
+  it("a full run keeps the levels table and lists every target", () => {
+    const run: ConcurrencyRun = { ...base, hosts: [{ host: "node", detail: "d", levels: [{ streams: 1, figures }], prefix }] };
+    const text = report(run).join("\n");
+    expect(text).toContain("| host | streams |");
+    expect(text).toContain("| Node (edgelm serve, 1 thread) | 1 | 64.0 |");
+    expect(targets(run).length).toBeGreaterThan(1);
+    expect(text).toContain("not measured in this run (needs the node host at 4 streams");
+  });
+});
