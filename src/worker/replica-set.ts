@@ -116,12 +116,19 @@ export class ReplicaSet implements Engine {
     const parts = this.served.map((e) => e.liveStats?.().batch);
     const sum = (f: (b: NonNullable<EngineStats["batch"]>) => number) => parts.reduce((a, b) => a + (b ? f(b) : 0), 0);
     const gates = this.served.map((_, r) => this.occupancy(r));
+    let steps: number, rows: number, sequences: number;
+    if (parts[0]) [steps, rows, sequences] = [sum((b) => b.steps), sum((b) => b.rows), sum((b) => b.sequences)];
+    else {
+      // Without a scheduler (MAX_BATCH 1) every forward is a step of one sequence: its rows and sequences are the forwards.
+      steps = rows = 0;
+      for (const p of this.pipelines) [steps, rows] = [steps + p.stats.steps, rows + p.stats.forwards];
+      sequences = rows;
+    }
     return {
       batch: {
-        // Without a scheduler (MAX_BATCH 1) every forward is a step of one sequence.
-        steps: parts[0] ? sum((b) => b.steps) : this.pipelines.reduce((a, p) => a + p.stats.steps, 0),
-        rows: parts[0] ? sum((b) => b.rows) : this.pipelines.reduce((a, p) => a + p.stats.forwards, 0),
-        sequences: parts[0] ? sum((b) => b.sequences) : this.pipelines.reduce((a, p) => a + p.stats.forwards, 0),
+        steps,
+        rows,
+        sequences,
         live: gates.reduce((a, g) => a + g.running, 0),
         waiting: gates.reduce((a, g) => a + g.waiting, 0) + sum((b) => b.waiting),
         maxBatch: this.maxBatch * this.served.length,

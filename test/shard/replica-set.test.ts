@@ -168,4 +168,15 @@ describe("ReplicaSet", () => {
     expect(fakes[0].state.maxLive).toBe(2);
     expect(set.occupancy(0)).toEqual({ running: 0, waiting: 0 });
   });
+
+  it("without a scheduler, the batch figures are the pipelines' own: each forward a step of one sequence", () => {
+    const { set, fakes } = replicaSet(3);
+    const counts = [
+      { steps: 5, forwards: 7 },
+      { steps: 2, forwards: 3 },
+      { steps: 0, forwards: 0 },
+    ];
+    fakes.forEach((f, r) => Object.assign((f.pipeline as unknown as { stats: object }).stats, counts[r]));
+    expect(set.liveStats().batch).toMatchObject({ steps: 7, rows: 10, sequences: 10, live: 0, waiting: 0, maxBatch: 3, lost: 0 });
+  });
 });
