@@ -28,7 +28,7 @@ import { WorkerQueue } from "./queue";
 import { pathOf, RequestLines } from "../api/request-line";
 import { parseRoutingConfig } from "./routing-env";
 import { rateLimitHook } from "./rate-limit";
-import { nameReplica } from "./shard-replicas";
+import { generationEnded, nameReplica } from "./shard-replicas";
 
 
 /** Paths anyone may call: load balancers and uptime checks carry no key; the playground page asks for one itself. */
@@ -96,7 +96,10 @@ export class WorkerApp {
         this.contexts.get(req)?.waitUntil(finished);
         this.models.track(model, finished);
       },
-      onGenerationEnd: (req, s) => this.lines.generationEnded(req, s),
+      onGenerationEnd: (req, s) => {
+        this.lines.generationEnded(req, s);
+        generationEnded(req);
+      },
       route: (ctx) =>
         routeRequest(
           { ...ctx, tier: this.tiers.get(ctx.req) ?? "open", log: (line) => this.lines.note(ctx.req, line) },
@@ -137,7 +140,7 @@ export class WorkerApp {
       res = withCors(errorResponse(toApiError(err), err instanceof ApiError && err.status === 401 ? { "www-authenticate": "Bearer" } : {}), req, this.cfg);
     }
     res.headers.set("x-request-id", id);
-    nameReplica(req, res, this.lines);
+    await nameReplica(req, res, this.lines);
     // Generation requests carry the router's answer; everything else is answered by the edge Worker itself.
     if (!res.headers.has("x-edgelm-route")) res.headers.set("x-edgelm-route", "edge");
     this.lines.responded(req, res, tier);

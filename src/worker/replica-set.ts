@@ -27,10 +27,15 @@ export const REPLICA_RETRY_MS = 30_000;
 /** Where a sequence went: its replica, and the replicas ranked above it for its key that it passed over or failed on. */
 export type OnRoute = (replica: number, from: readonly number[]) => void;
 
-interface Handle {
-  ranking: readonly number[];
+/** A request's view of its sequences: `signal` ends a wait at a gate; `onRoute` is told each replica tried; `onOpen`, once, how the session open ended (served: on the last replica routed to; or not, on none). */
+export interface RequestHooks {
   signal?: AbortSignal;
   onRoute?: OnRoute;
+  onOpen?: (served: boolean) => void;
+}
+
+interface Handle extends RequestHooks {
+  ranking: readonly number[];
   replica?: number;
   inner?: unknown;
   release?: Release;
@@ -79,12 +84,12 @@ export class ReplicaSet implements Engine {
     return { running: this.gates[r].load.running, waiting: this.gates[r].depth };
   }
 
-  /** This engine for one request: its sequences try the replicas in `ranking`'s failover order, waiting (until `signal`) for a place in one. */
-  forRequest(ranking: readonly number[], signal?: AbortSignal, onRoute?: OnRoute): Engine {
+  /** This engine for one request: its sequences try the replicas in `ranking`'s failover order, waiting (until `hooks.signal`) for a place in one. */
+  forRequest(ranking: readonly number[], hooks: RequestHooks = {}): Engine {
     return {
       name: this.name,
       config: this.config,
-      newSequence: () => this.handle(ranking, signal, onRoute),
+      newSequence: () => this.handle(ranking, hooks),
       forward: (seq, tokens, startPos, opts) => this.forward(seq, tokens, startPos, opts),
       ...(this.reusePrefix ? { reusePrefix: this.reusePrefix } : {}),
       releaseSequence: (seq) => this.releaseSequence(seq),
@@ -99,7 +104,7 @@ export class ReplicaSet implements Engine {
   }
 
   newSequence(): unknown {
-    return this.handle(this.everyReplica);
+    return this.handle(this.everyReplica, {});
   }
 
   forward(seq: unknown, tokens: number[], startPos?: number, opts?: { allLogits?: boolean }): Promise<Float32Array[]> {
@@ -143,11 +148,22 @@ export class ReplicaSet implements Engine {
     await Promise.all(this.served.map((e) => e.close?.()));
   }
 
-  private handle(ranking: readonly number[], signal?: AbortSignal, onRoute?: OnRoute): Handle {
-    return { ranking, signal, onRoute, opened: false };
+  private handle(ranking: readonly number[], hooks: RequestHooks): Handle {
+    return { ...hooks, ranking, opened: false };
   }
 
   private async open(h: Handle, tokens: number[], startPos?: number, opts?: { allLogits?: boolean }): Promise<Float32Array[]> {
+    try {
+      const out = await this.failover(h, tokens, startPos, opts);
+      h.onOpen?.(true);
+      return out;
+    } catch (err) {
+      h.onOpen?.(false);
+      throw err;
+    }
+  }
+
+  private async failover(h: Handle, tokens: number[], startPos?: number, opts?: { allLogits?: boolean }): Promise<Float32Array[]> {
     const order = failoverOrder(h.ranking, (r) => this.healthy(r));
     let first: unknown;
     for (const [i, r] of order.entries()) {

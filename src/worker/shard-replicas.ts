@@ -3,7 +3,7 @@
  * SHARD_REPLICAS, the Durable Object stubs of each replica, and the per-request choice of the
  * replica set for the request (the served model's `engineFor`), its replica remembered per request
  * (and updated when it fails over) so the host can name it in the `x-edgelm-replica` response
- * header and the request's log line.
+ * header and the request's log line once it is final.
  */
 import type { RequestLines } from "../api/request-line";
 import type { Engine } from "../model/engine";
@@ -47,8 +47,13 @@ export interface ReplicaChoice {
   by: AffinitySource;
   /** Replicas ranked above it for the key, passed over (unhealthy) or failed at session open. */
   from: readonly number[];
-  /** The request's log, once its response named the replica: a stream's session opens after its headers left. */
-  lines?: Pick<RequestLines, "note">;
+  /** Set once known: true when the session opened on `replica`, false when it failed on every replica tried (`tried`) or the generation ended first. */
+  served?: boolean;
+  /** Whether the session open reached a replica (waited for its gate, sent it a frame). */
+  tried: boolean;
+  /** Settles once the replica is final: the session opened (or failed on every replica), or the generation ended without opening one. */
+  final: Promise<void>;
+  settle(): void;
 }
 
 const chosen = new WeakMap<Request, ReplicaChoice>();
@@ -58,24 +63,44 @@ export function replicaChooser(set: ReplicaSet): (req: Request, body: unknown, p
   return (req, body, prompt) => {
     const a = affinityOf(req.headers, body, prompt);
     const ranking = replicaRanking(a.key, set.served.length);
-    const c: ReplicaChoice = { ...set.firstChoice(ranking), by: a.by };
+    let settle!: () => void;
+    const final = new Promise<void>((resolve) => (settle = resolve));
+    const c: ReplicaChoice = { ...set.firstChoice(ranking), by: a.by, tried: false, final, settle };
     chosen.set(req, c);
-    return set.forRequest(ranking, req.signal, (replica, from) => {
-      if (replica === c.replica && from.length === c.from.length) return;
-      Object.assign(c, { replica, from });
-      // After the headers: only the log line can say where the stream went.
-      c.lines?.note(req, failoverNote(c));
+    return set.forRequest(ranking, {
+      signal: req.signal,
+      onRoute: (replica, from) => Object.assign(c, { replica, from, tried: true }),
+      onOpen: (served) => {
+        c.served = served;
+        settle();
+      },
     });
   };
 }
 
-const failoverNote = (c: ReplicaChoice) => `replica ${c.replica} by ${c.by}, failover from ${c.from.join(", ")}`;
-
-/** A sharded generation's replica, on its response (`x-edgelm-replica`) and its request's log line (`replica 1 by user`, or `replica 1 by user, failover from 0`). */
-export function nameReplica(req: Request, res: Response, lines: Pick<RequestLines, "note">): void {
+/** The generation of `req` has ended: if it never reached a session open, its replica is as final as it gets. */
+export function generationEnded(req: Request): void {
   const c = chosen.get(req);
   if (!c) return;
-  c.lines = lines;
+  c.served ??= false;
+  c.settle();
+}
+
+const aborted = (signal: AbortSignal) => new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true })));
+
+/**
+ * A sharded generation's replica, on its response (`x-edgelm-replica`) and its request's log line
+ * (`replica 1 by user`, or `replica 1 by user, failover from 0`). The response waits until the
+ * replica is final: a stream's first forward call is where its session opens and where it may
+ * fail over, and the headers must name the replica that serves it. The first token needs that call
+ * anyway, so it is not delayed.
+ */
+export async function nameReplica(req: Request, res: Response, lines: Pick<RequestLines, "note">): Promise<void> {
+  const c = chosen.get(req);
+  if (!c) return;
+  await Promise.race([c.final, aborted(req.signal)]);
+  // A request cancelled during its session open, or a generation that ended before one, was served by none.
+  if (c.served !== true) return lines.note(req, `no replica served (by ${c.by}${c.tried ? `; tried ${[...c.from, c.replica].join(", ")}` : ""})`);
   res.headers.set(REPLICA_HEADER, String(c.replica));
-  lines.note(req, c.from.length ? failoverNote(c) : `replica ${c.replica} by ${c.by}`);
+  lines.note(req, `replica ${c.replica} by ${c.by}${c.from.length ? `, failover from ${c.from.join(", ")}` : ""}`);
 }

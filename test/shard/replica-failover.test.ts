@@ -2,8 +2,9 @@
  * Replicas that fail over, and admission per replica, in real workerd (SHARD_REPLICAS = 2, the tiny
  * model in one layer shard and one head shard per replica):
  *   - replica 1's head shard never loads: keys of replica 1 are served by replica 0 with the tokens
- *     replica 0 gives its own keys, `x-edgelm-replica` and the log line say so, /health marks
- *     replica 1 unhealthy; with both replicas broken, a clear error and no hang;
+ *     replica 0 gives its own keys, `x-edgelm-replica` (of the very first stream that fails over
+ *     too) and the log line say so, /health marks replica 1 unhealthy; with both replicas broken, a
+ *     clear error, no replica named, and no hang;
  *   - MAX_BATCH = 1: streams on different replicas decode at once, two on one replica take turns.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -75,9 +76,15 @@ describe("a replica whose shard cannot load (workerd)", () => {
   it("its keys are served by the next replica in their ranking, with the same tokens; /health marks it unhealthy", async () => {
     const own = await post(half.url, S0, BODY);
     expect(own).toMatchObject({ status: 200, replica: "0", done: true });
-    // The first request of replica 1 meets the failed load at session open and moves before any token.
-    const moved = await post(half.url, S1, BODY);
-    expect(moved, moved.error).toMatchObject({ status: 200, replica: "0", done: true, text: own.text });
+    // The first request of replica 1, streamed, meets the failed load at session open and moves
+    // before any token; its headers wait for that, so they name the replica that served it: the one
+    // whose forward calls are the stream's (one prefill chunk, then one per token after the first).
+    const forwards = async () => (await health(half.url)).body.sharding.replicas.map((r: any) => r.forwards as number);
+    const before = await forwards();
+    const moved = await post(half.url, S1, { ...BODY, stream: true });
+    const calls = (await forwards()).map((n: number, r: number) => n - before[r]);
+    expect(calls, JSON.stringify(calls)).toEqual([BODY.max_tokens, 1]);
+    expect(moved, moved.error).toMatchObject({ status: 200, replica: String(calls.indexOf(BODY.max_tokens)), done: true, text: own.text });
     expect(half.logs()).toContain(`"notes":["replica 0 by header, failover from 1"]`);
     const h = (await health(half.url)).body.sharding;
     expect(h.replicas.map((r: any) => r.healthy)).toEqual([true, false]);
@@ -96,6 +103,9 @@ describe("a replica whose shard cannot load (workerd)", () => {
     const streamed = await post(none.url, S0, { ...BODY, stream: true });
     expect(streamed.done).toBe(false);
     expect(`${streamed.error}`).toMatch(/shard 1 failed to load/);
+    // No replica served either: no header names one, and the log line says which were tried.
+    expect([whole.replica, streamed.replica]).toEqual([null, null]);
+    expect(none.logs()).toContain(`"notes":["no replica served (by header; tried 0, 1)"]`);
     const h = await health(none.url);
     expect(h.status).toBe(200);
     expect(h.body.sharding.replicas.map((r: any) => r.healthy)).toEqual([false, false]);

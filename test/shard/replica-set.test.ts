@@ -85,9 +85,9 @@ function replicaSet(n: number, maxBatch = 1) {
   return { set, fakes, clock };
 }
 
-/** One sequence through `set` for a request ranked `ranking`: the replica that answered its first call (its logits name it). */
-async function openOn(set: ReplicaSet, ranking: number[], routes: [number, readonly number[]][] = []): Promise<number> {
-  const e = set.forRequest(ranking, undefined, (r, from) => routes.push([r, from]));
+/** One sequence through `set` for a request ranked `ranking`: the replica that answered its first call (its logits name it). `routes` gets each replica tried, `opens` how the session open ended. */
+async function openOn(set: ReplicaSet, ranking: number[], routes: [number, readonly number[]][] = [], opens: boolean[] = []): Promise<number> {
+  const e = set.forRequest(ranking, { onRoute: (r, from) => routes.push([r, from]), onOpen: (served) => opens.push(served) });
   const seq = e.newSequence();
   try {
     return (await e.forward(seq, [1], 0))[0][0];
@@ -101,11 +101,14 @@ describe("ReplicaSet", () => {
     const { set, fakes } = replicaSet(3);
     fakes[2].state.broken = true;
     const routes: [number, readonly number[]][] = [];
-    expect(await openOn(set, [2, 0, 1], routes)).toBe(0);
+    const opens: boolean[] = [];
+    expect(await openOn(set, [2, 0, 1], routes, opens)).toBe(0);
     expect(routes).toEqual([
       [2, []],
       [0, [2]],
     ]);
+    // Told once, after the move: the host names the replica only then.
+    expect(opens).toEqual([true]);
     expect(set.healthy(2)).toBe(false);
     // Its sequence on the failed replica was released.
     expect(fakes[2].state.live.size).toBe(0);
@@ -138,11 +141,13 @@ describe("ReplicaSet", () => {
   it("every replica failing: the first one's error; an error that is not the pipeline's own does not move the sequence", async () => {
     const { set, fakes } = replicaSet(2);
     for (const f of fakes) f.state.broken = true;
-    await expect(openOn(set, [1, 0])).rejects.toThrow("shard 1 failed to load (replica 1)");
+    const opens: boolean[] = [];
+    await expect(openOn(set, [1, 0], [], opens)).rejects.toThrow("shard 1 failed to load (replica 1)");
     const other = replicaSet(2);
     other.fakes[0].state.broken = true;
     other.fakes[0].state.fail = () => new RangeError("bad input");
-    await expect(openOn(other.set, [0, 1])).rejects.toThrow("bad input");
+    await expect(openOn(other.set, [0, 1], [], opens)).rejects.toThrow("bad input");
+    expect(opens).toEqual([false, false]);
     expect(other.fakes[1].state.forwards).toBe(0);
   });
 
