@@ -110,7 +110,7 @@ export async function* chatChunks(events: AsyncIterable<GenerateEvent>, ctx: Cha
   const base = { id: ctx.id, object: "chat.completion.chunk" as const, created: ctx.created, model: ctx.model };
   const usageField = ctx.includeUsage ? { usage: null } : {};
   const reader = ctx.tools ? new ToolCallReader() : undefined;
-  const tracker = ctx.promptIds && new TokenIdTracker(ctx.tokenizer);
+  const tracker = ctx.promptIds && new TokenIdTracker();
   // Ids released by text that makes no chunk (tool-call text still being read) go with the next chunk.
   let owed: number[] = [];
   const chunk = (delta: ChatDelta, logprobs: ChatLogprobs | null = null, finish: ChatFinishReason | null = null): ChatChunk => {
@@ -147,7 +147,7 @@ export async function collectChat(events: AsyncIterable<GenerateEvent>, ctx: Cha
   let content = "";
   const lps: ChatTokenLogprob[] = [];
   const reader = ctx.tools ? new ToolCallReader() : undefined;
-  const tracker = ctx.promptIds && new TokenIdTracker(ctx.tokenizer);
+  const tracker = ctx.promptIds && new TokenIdTracker();
   const ids: number[] = [];
   for await (const ev of events) {
     if (ev.type === "token") {

@@ -82,7 +82,7 @@ function mergeLogprobs(all: CompletionLogprobs[]): CompletionLogprobs {
 export async function* completionChunks(events: AsyncIterable<GenerateEvent>, ctx: FormatContext): AsyncGenerator<CompletionObject | typeof KEEP_ALIVE> {
   const base = { id: ctx.id, object: "text_completion" as const, created: ctx.created, model: ctx.model };
   const usageField = ctx.includeUsage ? { usage: null } : {};
-  const tracker = ctx.tokenIds && new TokenIdTracker(ctx.tokenIds.tokenizer);
+  const tracker = ctx.tokenIds && new TokenIdTracker();
   let promptIds = ctx.tokenIds && { prompt_token_ids: [...ctx.tokenIds.prompt] };
   const chunk = (text: string, logprobs: CompletionLogprobs | null, finish: FinishReason | null, ids: number[] = []): CompletionObject => {
     const extra = tracker ? { ...promptIds, token_ids: ids } : {};
@@ -114,7 +114,7 @@ export async function* completionChunks(events: AsyncIterable<GenerateEvent>, ct
 export async function collectCompletion(events: AsyncIterable<GenerateEvent>, ctx: FormatContext): Promise<CompletionObject> {
   let text = ctx.echo ?? "";
   const lps: CompletionLogprobs[] = [];
-  const tracker = ctx.tokenIds && new TokenIdTracker(ctx.tokenIds.tokenizer);
+  const tracker = ctx.tokenIds && new TokenIdTracker();
   const ids: number[] = [];
   for await (const ev of events) {
     if (ev.type === "token") {

@@ -10,23 +10,16 @@
  * engine has in its KV cache.
  */
 import type { DoneEvent, TokenEvent } from "../generate/generator";
-import type { Tokenizer } from "../tokenizer/index";
 
 export class TokenIdTracker {
-  // Mirrors the generator's detokenizer (same skipSpecial default) to learn where each token starts.
-  private readonly decoder = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
-  /** Characters (UTF-16 units) decoded so far, and released to the client so far. */
-  private decoded = 0;
+  /** Characters (UTF-16 units) released to the client so far. */
   private released = 0;
-  /** Ids not yet released, with the offset of the first character each one starts. */
+  /** Ids not yet released, with the offset of the first character each one starts (the generator's `start`). */
   private pending: { id: number; start: number }[] = [];
-
-  constructor(private readonly tokenizer: Tokenizer) {}
 
   /** One token event → the ids whose text this event releases (often its own id, sometimes none or several). */
   push(ev: TokenEvent): number[] {
-    this.pending.push({ id: ev.id, start: this.decoded });
-    this.decoded += this.decoder.decode(this.tokenizer.decodeBytes([ev.id], { skipSpecial: true }), { stream: true }).length;
+    this.pending.push({ id: ev.id, start: ev.start });
     this.released += ev.text.length;
     const n = this.pending.findIndex((p) => p.start >= this.released);
     return this.pending.splice(0, n < 0 ? this.pending.length : n).map((p) => p.id);

@@ -44,6 +44,12 @@ export interface TokenEvent {
   id: number;
   /** Text that is now final for the client (may be "": held back for UTF-8 or a possible stop string). */
   text: string;
+  /**
+   * Where this token's own text begins in the generation's decoded text (UTF-16 units, text held
+   * back or cut by a stop string included): the event whose text first reaches past it releases
+   * this token's text (return_token_ids pairs ids with text by it).
+   */
+  start: number;
   /** With `logprobs`: the token's own text (raw, may be a partial character) and probabilities. */
   token?: string;
   logprob?: number;
@@ -150,7 +156,7 @@ export async function* generate(engine: Engine, tokenizer: Tokenizer, opts: Gene
       const complete = opts.constraint?.complete ?? false;
       const last = ev.stop !== undefined || complete || generated.length === maxTokens;
       const text = last && !ev.stop ? ev.text + detok.flush().text : ev.text;
-      yield { type: "token", id, text, ...(opts.logprobs !== undefined ? tokenLogprobs(tokenizer, logits, id, opts.logprobs) : {}) };
+      yield { type: "token", id, text, start: ev.start, ...(opts.logprobs !== undefined ? tokenLogprobs(tokenizer, logits, id, opts.logprobs) : {}) };
       if (last) {
         yield {
           type: "done",

@@ -26,6 +26,16 @@ export interface StreamEvent {
   stop?: StopReason;
 }
 
+/** One token's event: the text it makes final, and where its own text begins. */
+export interface TokenText extends StreamEvent {
+  /**
+   * Offset (UTF-16 units) in all the text decoded so far, held and stop-matched text included,
+   * where this token's own characters begin: the first character it starts or completes. Text
+   * released up to past it carries this token (return_token_ids).
+   */
+  start: number;
+}
+
 export class StreamDetokenizer {
   private readonly decoder = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
   private readonly stops: string[];
@@ -33,6 +43,8 @@ export class StreamDetokenizer {
   private readonly skipSpecial: boolean;
   private held = "";
   private done = false;
+  /** UTF-16 units decoded so far, whether released, held or cut by a stop. */
+  private decoded = 0;
 
   constructor(
     private readonly tokenizer: Tokenizer,
@@ -48,11 +60,14 @@ export class StreamDetokenizer {
   }
 
   /** Feeds one generated token. Out-of-range ids throw. */
-  push(id: number): StreamEvent {
+  push(id: number): TokenText {
     if (this.done) throw new Error("StreamDetokenizer: push() after the stream ended");
     const bytes = this.tokenizer.decodeBytes([id], { skipSpecial: this.skipSpecial });
-    if (this.stopIds.has(id)) return this.finish({ kind: "token", id });
-    return this.take(this.decoder.decode(bytes, { stream: true }), false);
+    const start = this.decoded;
+    if (this.stopIds.has(id)) return { ...this.finish({ kind: "token", id }), start };
+    const fresh = this.decoder.decode(bytes, { stream: true });
+    this.decoded += fresh.length;
+    return { ...this.take(fresh, false), start };
   }
 
   /** End of generation: releases everything held (an unfinished character becomes U+FFFD). */
