@@ -3,7 +3,6 @@
  * the same shape (as in the OpenAI SDK); finish_reason is null until the final chunk, and always present.
  */
 import type { FinishReason, GenerateEvent, Timing, TokenEvent } from "../generate/generator";
-import type { Tokenizer } from "../tokenizer/index";
 import { KEEP_ALIVE } from "./sse";
 import { TokenIdTracker } from "./token-ids";
 
@@ -51,8 +50,8 @@ export interface FormatContext {
   echo?: string;
   logprobs: boolean;
   includeUsage: boolean;
-  /** return_token_ids: the prompt's ids, and the tokenizer that says where each generated token's text starts. */
-  tokenIds?: { prompt: readonly number[]; tokenizer: Tokenizer };
+  /** return_token_ids: the prompt's ids; the answer's ids then ride with their text. */
+  promptIds?: readonly number[];
 }
 
 export function usageOf(u: { prompt_tokens: number; completion_tokens: number; cached_tokens?: number }, timing?: Timing): Usage {
@@ -82,8 +81,8 @@ function mergeLogprobs(all: CompletionLogprobs[]): CompletionLogprobs {
 export async function* completionChunks(events: AsyncIterable<GenerateEvent>, ctx: FormatContext): AsyncGenerator<CompletionObject | typeof KEEP_ALIVE> {
   const base = { id: ctx.id, object: "text_completion" as const, created: ctx.created, model: ctx.model };
   const usageField = ctx.includeUsage ? { usage: null } : {};
-  const tracker = ctx.tokenIds && new TokenIdTracker();
-  let promptIds = ctx.tokenIds && { prompt_token_ids: [...ctx.tokenIds.prompt] };
+  const tracker = ctx.promptIds && new TokenIdTracker();
+  let promptIds = ctx.promptIds && { prompt_token_ids: [...ctx.promptIds] };
   const chunk = (text: string, logprobs: CompletionLogprobs | null, finish: FinishReason | null, ids: number[] = []): CompletionObject => {
     const extra = tracker ? { ...promptIds, token_ids: ids } : {};
     promptIds = undefined;
@@ -114,7 +113,7 @@ export async function* completionChunks(events: AsyncIterable<GenerateEvent>, ct
 export async function collectCompletion(events: AsyncIterable<GenerateEvent>, ctx: FormatContext): Promise<CompletionObject> {
   let text = ctx.echo ?? "";
   const lps: CompletionLogprobs[] = [];
-  const tracker = ctx.tokenIds && new TokenIdTracker();
+  const tracker = ctx.promptIds && new TokenIdTracker();
   const ids: number[] = [];
   for await (const ev of events) {
     if (ev.type === "token") {
@@ -122,7 +121,7 @@ export async function collectCompletion(events: AsyncIterable<GenerateEvent>, ct
       text += ev.text;
       if (tracker) ids.push(...tracker.push(ev));
     } else if (ev.type === "done") {
-      const extra = tracker && ctx.tokenIds ? { prompt_token_ids: [...ctx.tokenIds.prompt], token_ids: [...ids, ...tracker.finish(ev)] } : {};
+      const extra = tracker && ctx.promptIds ? { prompt_token_ids: [...ctx.promptIds], token_ids: [...ids, ...tracker.finish(ev)] } : {};
       return {
         id: ctx.id,
         object: "text_completion",

@@ -31,7 +31,7 @@ export async function completions(req: Request, body: unknown, deps: ApiDeps, mo
     echo: r.echo ? (typeof r.prompt === "string" ? r.prompt : tokenizer.decode(ids)) : undefined,
     logprobs: r.logprobs !== undefined,
     includeUsage: r.includeUsage,
-    tokenIds: r.returnTokenIds ? { prompt: ids, tokenizer } : undefined,
+    promptIds: r.returnTokenIds ? ids : undefined,
   };
   return respond(run, r.stream, (ev) => completionChunks(ev, ctx), (ev) => collectCompletion(ev, ctx));
 }
