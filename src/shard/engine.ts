@@ -27,8 +27,10 @@ export interface ShardLink {
    * stream session) is opened, used and closed by one request only.
    */
   call(frame: Uint8Array, scope: string): Promise<Uint8Array>;
-  /** Ends what this link holds open; called only from the request that is using it (recovery). */
-  close(): void;
+  /** Ends what this link holds open for `scope`; called only from the request that is using it (recovery). */
+  close(scope: string): void;
+  /** `scope`'s sequence is released: drop what is held for it without touching it (it may be another request's I/O object). */
+  forget?(scope: string): void;
   /** Transport invocations made so far (RPC calls / sessions opened): what the platform counts. */
   readonly invocations: number;
 }
@@ -114,6 +116,12 @@ export class ShardedEngine implements Engine {
     // Unique across coordinator isolates: shards are shared by all of them.
     const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}-${++this.counter}`;
     return { id, tokens: [] };
+  }
+
+  /** Its request no longer drives steps: the links drop the sessions it opened (workerd ends them with the request). */
+  releaseSequence(seq: unknown): void {
+    const id = (seq as ShardedSequence | undefined)?.id;
+    if (typeof id === "string") for (const l of this.links) l.forget?.(id);
   }
 
   /**
@@ -257,7 +265,7 @@ export class ShardedEngine implements Engine {
       this.stats.frames++;
       raw = await link.call(frame, scope);
     } catch (first) {
-      link.close();
+      link.close(scope);
       try {
         this.stats.frames++;
         raw = await link.call(frame, scope);

@@ -26,37 +26,61 @@ export class RpcLink implements ShardLink {
   close(): void {}
 }
 
+/**
+ * Sessions a link keeps open for scopes that may drive again. A request that drives a step again
+ * after others did finds its own session and opens none (its invocations stay one per shard, as
+ * admission counts them); past this many, the least recently used is dropped and reopened if that
+ * request drives again, as every one was before.
+ */
+export const MAX_SESSIONS = 16;
+
+interface Session {
+  writer: WritableStreamDefaultWriter<Uint8Array>;
+  reader: FrameReader;
+}
+
 export class StreamLink implements ShardLink {
   invocations = 0;
-  private session?: { scope: string; writer: WritableStreamDefaultWriter<Uint8Array>; reader: FrameReader };
+  /** By scope, least recently used first. */
+  private readonly sessions = new Map<string, Session>();
 
   constructor(private readonly stub: () => ShardStub) {}
 
   async call(frame: Uint8Array, scope: string): Promise<Uint8Array> {
-    if (this.session?.scope !== scope) {
-      // A session of another sequence was opened by an earlier request: workerd ended it with
-      // that request, and its streams are that request's I/O objects, which this request must
-      // not touch (not even to close them). Drop the reference only.
-      this.session = undefined;
+    let s = this.sessions.get(scope);
+    if (s) this.sessions.delete(scope);
+    else {
       const pipe = new IdentityTransformStream();
       this.invocations++;
       const replies = await this.stub().session(pipe.readable);
-      this.session = { scope, writer: pipe.writable.getWriter(), reader: new FrameReader(replies) };
+      s = { writer: pipe.writable.getWriter(), reader: new FrameReader(replies) };
+      // Another request's session is that request's I/O object, which this request must not
+      // touch (not even to close it): an evicted one's reference is only dropped.
+      if (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
     }
-    const s = this.session;
+    this.sessions.set(scope, s);
     // An identity stream has no buffer: the write completes as the shard reads it, so wait for both.
     const [, reply] = await Promise.all([s.writer.write(frame), s.reader.next()]);
     if (!reply) throw new Error("the shard closed the session");
     return reply;
   }
 
-  close(): void {
-    const s = this.session;
-    this.session = undefined;
+  close(scope: string): void {
+    const s = this.sessions.get(scope);
+    this.sessions.delete(scope);
     if (!s) return;
     // Only reached from the request that opened it, after a call failed: the pair may already be
     // broken, so failures to close are expected and carry no news.
     s.writer.close().catch(() => {});
     s.reader.cancel().catch(() => {});
+  }
+
+  forget(scope: string): void {
+    this.sessions.delete(scope);
+  }
+
+  /** Sessions held now (for tests). */
+  get open(): number {
+    return this.sessions.size;
   }
 }

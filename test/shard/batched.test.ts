@@ -113,7 +113,7 @@ describe("ShardedEngine.forwardBatch", () => {
 describe("whose request a step's I/O belongs to", () => {
   it("every frame of a step goes on the driver's sessions; each caller's prepare reads its own embedding rows, so the step reads none", async () => {
     const scopes: string[] = [];
-    const links: ShardLink[] = (shards.links as ShardLink[]).map((l) => ({ call: (f, scope) => (scopes.push(scope), l.call(f, scope)), close: () => l.close(), invocations: 0 }));
+    const links: ShardLink[] = (shards.links as ShardLink[]).map((l) => ({ call: (f, scope) => (scopes.push(scope), l.call(f, scope)), close: (scope) => l.close(scope), invocations: 0 }));
     const e = new ShardedEngine(plan, links, shards.embedding);
     const [a, b] = [e.newSequence(), e.newSequence()] as ShardedSequence[];
     const wantA = single.newSequence();
@@ -135,5 +135,16 @@ describe("whose request a step's I/O belongs to", () => {
     scopes.length = 0;
     await e.forwardBatch([{ seq: a, tokens: [7], startPos: 3 }]);
     expect(new Set(scopes)).toEqual(new Set([a.id]));
+  });
+
+  it("a released sequence's sessions are dropped on every link (its request drives no more)", () => {
+    const forgotten: string[][] = plan.shards.map(() => []);
+    const links: ShardLink[] = (shards.links as ShardLink[]).map((l, i) => ({ call: (f, scope) => l.call(f, scope), close: (scope) => l.close(scope), forget: (scope) => void forgotten[i].push(scope), invocations: 0 }));
+    const e = new ShardedEngine(plan, links, shards.embedding);
+    const [a, b] = [e.newSequence(), e.newSequence()];
+    e.releaseSequence(a);
+    expect(forgotten).toEqual(plan.shards.map(() => [a.id]));
+    e.releaseSequence(b);
+    expect(forgotten.every((f) => f.at(-1) === b.id)).toBe(true);
   });
 });
