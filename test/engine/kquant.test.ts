@@ -61,7 +61,7 @@ describe.each(BUILDS)("wasm engine (%s kernels), K-quant matrices, vs reference"
       report(`${build} ${name}`, `top-1 agrees at ${a.agree}/${a.clear} clear positions (of ${a.total}); max rel err ${worst.toExponential(2)}`);
       expect(a.clear).toBeGreaterThan(a.total / 2);
       expect(a.agree).toBeGreaterThanOrEqual(Math.ceil(0.99 * a.clear));
-      expect(worst).toBeLessThan(0.05); // measured ≤ 2.1e-2
+      expect(worst).toBeLessThan(0.05); // measured ≤ 3.2e-2 (one activation scale per 256 values; ≤ 2.1e-2 with one per 32)
       // The metric can fail: logits one position off are far outside it.
       expect(relErr(ours[1], ref[0])).toBeGreaterThan(0.1);
       const prompt = tokens.slice(0, 20);
