@@ -10,7 +10,7 @@ export { set_scratch } from "./common";
 export {
   q8a_bytes, q4r_bytes, quantize_q8a, repack_q4_0, matvec_q4r_q8a,
   matvec_q6k_q8a, dequant_q4_0, dequant_q8_0, dequant_q6_k,
-  q8b_bytes, quantize_q8b, matmul_q4r_q8b,
+  q8b_bytes, quantize_q8b, matmul_q4r_q8b, quantize_q8a_k, quantize_q8b_k,
 } from "./quant";
 export {
   q4kr_bytes, q5kr_bytes, repack_q4_k, repack_q5_k, matvec_q4kr_q8a, matvec_q5kr_q8a, matmul_q4kr_q8b, matmul_q5kr_q8b,

@@ -9,16 +9,18 @@
 // nibbles (bit j of byte l is element l of sub-block j). A value is
 // d*sc*q - dmin*m with q unsigned (0..15, 0..31).
 //
-// The sub-blocks are 32 wide, Q8A/Q8B's blocks (block b: d_x, sum x), so
-// per superblock of a row, sub-blocks j = 0..7 in order:
-//   sd = sc_j * sum_l q_l x_l          exact int32 (|.| <= 63*32*31*127 < 2^23)
-//   aq = aq + f32(sd) * d_x
-//   am = am + f32(m_j) * (f32(sum x) * d_x)
-// from aq = am = 0, then acc = acc + (aq*d - am*dmin): in that order of f32
-// operations in every build (the scalar twin defines it), so all builds agree
-// bit for bit. d and dmin, per superblock, stay out of the sub-block loop,
-// and the mins' factor f32(sum x) * d_x is a per-call table (beside d_x).
-//
+// The sub-blocks are 32 wide, Q8A/Q8B's blocks (block b: d_x, sum x). The
+// activations must come from quantize_q8a_k / quantize_q8b_k: one d_x per
+// 256 values, so a superblock's sums stay integer. Per superblock of a row,
+// sub-blocks j = 0..7 (from isq = ism = 0):
+//   isq += sc_j * sum_l q_l x_l        exact int32, |isq| <= 8*63*32*31*127 < 2^26
+//   ism += m_j * sum x_j               exact int32, |ism| <= 8*63*32*127 < 2^21
+// then, with d_x that of the superblock's first block,
+//   acc = acc + (f32(isq)*(d*d_x) - f32(ism)*(dmin*d_x))
+// in that order of f32 operations in every build (the scalar twin defines
+// it), so all builds agree bit for bit. One f32 fold per superblock instead
+// of two per sub-block (llama.cpp's Q8_K does the same).
+
 // Q4KR / Q5KR: groups of four rows (the last zero-padded); group g at
 // g*nsb*B (B = 592 / 1104), per superblock column B bytes:
 //   [0, 8)     d of rows 0..3 (f16)         [8, 16)   dmin of rows 0..3 (f16)
@@ -70,11 +72,6 @@ import { matvec_q6r_q8a } from "./q6matvec";
   return p + K_SC + (<usize>j << 3);
 }
 
-// Scratch of the matvecs: at K_SX the per-call table of d_x, f32(sum x) *
-// d_x per block (kSumTable: 8 bytes a block, clear of the Q8A images at
-// SMALL_X up to 14336 blocks, 458752 columns).
-// @ts-ignore: decorator
-@inline const K_SX: usize = 16384;
 // The SIMD build's mask of the low byte of every int16 lane (Q5KR's even
 // values; see VCONST in common.ts for why in memory).
 const K_LOW8: usize = memory.data<u32>([0x00ff00ff, 0x00ff00ff, 0x00ff00ff, 0x00ff00ff], 16);
@@ -191,26 +188,36 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
     let p = w + <usize>(r >> 2) * nsb * B;
     let acc: f32 = 0;
     for (let sb: usize = 0; sb < nsb; sb++) {
-      let aq: f32 = 0, am: f32 = 0;
+      let isq: i32 = 0, ism: i32 = 0;
       for (let j = 0; j < 8; j++) {
         const b = (sb << 3) + <usize>j;
         let dot: i32 = 0;
         for (let l: usize = 0; l < 32; l++) dot += krValue(p, lane, j, l, five) * <i32>load<i8>(x8 + (b << 5) + l);
-        const sd = dot * <i32>load<u8>(kScAt(p, j) + <usize>lane);
-        const dx = load<f32>(xa + (b << 2));
-        aq += <f32>sd * dx;
-        am += <f32>load<u8>(kScAt(p, j) + 4 + <usize>lane) * (<f32>load<i32>(xs + (b << 2)) * dx);
+        isq += dot * <i32>load<u8>(kScAt(p, j) + <usize>lane);
+        ism += <i32>load<u8>(kScAt(p, j) + 4 + <usize>lane) * load<i32>(xs + (b << 2));
       }
-      acc += aq * h2f(load<u16>(p + (<usize>lane << 1))) - am * h2f(load<u16>(p + 8 + (<usize>lane << 1)));
+      acc = kFold(acc, isq, ism, h2f(load<u16>(p + (<usize>lane << 1))), h2f(load<u16>(p + 8 + (<usize>lane << 1))), load<f32>(xa + (sb << 5)));
       p += B;
     }
     store<f32>(out + (<usize>r << 2), acc);
   }
 }
 
-// acc + (aq*d - am*dmin): the scalar twin's fold of one superblock, four lanes.
-@inline function kFoldSuper(acc: v128, aq: v128, am: v128, d: v128, dm: v128): v128 {
-  return f32x4.add(acc, f32x4.sub(f32x4.mul(aq, d), f32x4.mul(am, dm)));
+// One superblock of a row: acc + (f32(isq)*(d*dx) - f32(ism)*(dmin*dx)), dx
+// the superblock's activation scale (Q8A from quantize_q8a_k: the same for
+// its eight blocks). isq = sum_j sc_j * sum_l q_l x_l and ism = sum_j m_j *
+// sum x_j are exact int32: |isq| <= 8*63*32*31*127 < 2^26 (Q4_K: 15 for 31),
+// |ism| <= 8*63*32*127 < 2^21.
+@inline function kFold(acc: f32, isq: i32, ism: i32, d: f32, dm: f32, dx: f32): f32 {
+  return acc + (<f32>isq * (d * dx) - <f32>ism * (dm * dx));
+}
+
+// The same fold, four lanes.
+@inline function kFoldSuper(acc: v128, isq: v128, ism: v128, d: v128, dm: v128, dx: v128): v128 {
+  return f32x4.add(acc, f32x4.sub(
+    f32x4.mul(f32x4.convert_i32x4_s(isq), f32x4.mul(d, dx)),
+    f32x4.mul(f32x4.convert_i32x4_s(ism), f32x4.mul(dm, dx)),
+  ));
 }
 
 // Relaxed: a row's sub-block (at q) against its activations, left in int16:
@@ -271,21 +278,6 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   );
 }
 
-// Per call, to scratch at K_SX: per block b the pair d_x[b], sxd[b] =
-// f32(sum x_b) * d_x[b] (the mins' activation factor; the scalar twin
-// computes the same product inline), so that one offset reaches both.
-@inline function kSumTable(xa: usize, nb: usize): usize {
-  const tab = scratchBase() + K_SX;
-  const xs = xa + q8aSumOff(nb);
-  for (let b: usize = 0; b < nb; b += 4) {
-    const d = v128.load(xa + (b << 2));
-    const sxd = f32x4.mul(f32x4.convert_i32x4_s(v128.load(xs + (b << 2))), d);
-    v128.store(tab + (b << 3), i32x4.shuffle(d, sxd, 0, 4, 1, 5));
-    v128.store(tab + (b << 3), i32x4.shuffle(d, sxd, 2, 6, 3, 7), 16);
-  }
-  return tab;
-}
-
 // One copy per type, so that no test of `five` is left in the loop.
 function matvecQ4kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
   matvecKSimd(w, rows, cols, xa, out, false);
@@ -299,7 +291,7 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
   const xq0 = ASC_FEATURE_RELAXED_SIMD ? xa + q8aQ8Off(nb) : xa + q8aQ16Off(nb);
-  const tab0 = kSumTable(xa, nb);
+  const xs0 = xa + q8aSumOff(nb);
   // Relaxed: Q4KR's nibble mask per byte; SIMD: the lane mask of kRowSimd.
   const m = v128.load(ASC_FEATURE_RELAXED_SIMD ? VCONST + VC_NIB8 : five ? K_LOW8 : VCONST + VC_NIB16);
   const B = kBytes(five);
@@ -307,10 +299,10 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   let p = w;
   for (let r0 = 0; r0 < rows; r0 += 4) {
     let acc = f32x4.splat(0);
-    let xq = xq0, tab = tab0;
+    let xq = xq0, xs = xs0, xd = xa;
     for (let sb: usize = 0; sb < nsb; sb++) {
-      // Per superblock: aq = sum_j f32(sd_j) * d_x, am = sum_j f32(m_j) * sxd_j.
-      let aq = f32x4.splat(0), am = f32x4.splat(0);
+      // Per superblock, exact in int32: isq = sum_j sd_j, ism = sum_j m_j * sum x_j.
+      let isq = i32x4.splat(0), ism = i32x4.splat(0);
       // i = 8j: every address below is a base plus i times a power of two
       // (V8 then spends one add per sub-block on the loop, not one per pointer).
       for (let i: usize = 0; i < 64; i += 8) {
@@ -326,13 +318,16 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
             kRowSimd(q + 2 * rs, five, x0, x1, x2, x3, m), kRowSimd(q + 3 * rs, five, x0, x1, x2, x3, m),
           ), i32x4.extend_low_i16x8_u(v128.load8x8_u(p + K_SC + i)));
         }
-        aq = f32x4.add(aq, f32x4.mul(f32x4.convert_i32x4_s(sd), v128.load32_splat(tab + i)));
-        // The mins: the high half of the four scales and four mins as int16 lanes.
-        am = f32x4.add(am, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(v128.load8x8_u(p + K_SC + i))), v128.load32_splat(tab + i, 4)));
+        isq = i32x4.add(isq, sd);
+        // The mins, the high half of the four scales and four mins as int16
+        // lanes, widened to int32 lanes (m, 0); sum x (|.| <= 4064) is exact
+        // in the low int16 of its int32, so one dot is m * sum x.
+        ism = i32x4.add(ism, i32x4.dot_i16x8_s(i32x4.extend_high_i16x8_u(v128.load8x8_u(p + K_SC + i)), v128.load32_splat(xs + (i >> 1))));
       }
-      acc = kFoldSuper(acc, aq, am, h2f_x4_nodenorm(p), h2f_x4_nodenorm(p + 8));
+      acc = kFoldSuper(acc, isq, ism, h2f_x4_nodenorm(p), h2f_x4_nodenorm(p + 8), v128.load32_splat(xd));
       xq += ASC_FEATURE_RELAXED_SIMD ? 256 : 512;
-      tab += 64;
+      xs += 32;
+      xd += 32;
       p += B;
     }
     storeRows(out, r0, rows, acc);
@@ -383,9 +378,9 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
 
 // Scratch of the tiles: [0, 128) the current sub-block's 32 values of rows
 // 0..3 (row r at 32r, bytes 0..31), [MM_QT, MM_QT + 128) the same transposed
-// by quads (fused build); at MM_DW: f32 d[4], f32 dmin[4], i32 sc[4], f32
+// by quads (fused build); at MM_DW: f32 d[4], f32 dmin[4], i32 sc[4], i32
 // m[4] of the rows; K_A: Q5's first-half int16 sums of a tile pass; MM_ACC
-// the f32 accumulators, K_AQ and K_AM the superblock's aq and am beside them
+// the f32 accumulators, K_AQ and K_AM the superblock's int32 isq and ism beside them
 // (same layout, at most 1 KiB each). K_TAB (relaxed Q5): per token group and
 // block the int16 starting values -16*sum(x) of the block's two 16-wide
 // halves.
@@ -421,30 +416,33 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
       v128.store(o, v128.and(i16x8.shr_u(v, 4), m), 16);
     }
     store<i32>(ws + MM_DW + 32 + (<usize>r << 2), <i32>load<u8>(kScAt(p, j) + <usize>r));
-    store<f32>(ws + MM_DW + 48 + (<usize>r << 2), <f32>load<u8>(kScAt(p, j) + 4 + <usize>r));
+    store<i32>(ws + MM_DW + 48 + (<usize>r << 2), <i32>load<u8>(kScAt(p, j) + 4 + <usize>r));
   }
 }
 
-// Row r's aq and am beside the f32 accumulators at pa (four tokens in
-// lanes): the matvec's sub-block step, from the raw integer dots and the
+// Row r's isq and ism beside the accumulators at pa (four tokens in lanes):
+// the matvec's sub-block step in int32, from the raw integer dots and the
 // tokens' sums of x.
-@inline function kFoldRow(pa: usize, ws: usize, r: usize, raw: v128, sx: v128, dx: v128): void {
-  const sd = i32x4.mul(raw, v128.load32_splat(ws + MM_DW + 32 + (r << 2)));
+@inline function kFoldRow(pa: usize, ws: usize, r: usize, raw: v128, sx: v128): void {
   const q = pa + (K_AQ - MM_ACC), n = pa + (K_AM - MM_ACC);
-  v128.store(q, f32x4.add(v128.load(q), f32x4.mul(f32x4.convert_i32x4_s(sd), dx)));
-  v128.store(n, f32x4.add(v128.load(n), f32x4.mul(v128.load32_splat(ws + MM_DW + 48 + (r << 2)), f32x4.mul(f32x4.convert_i32x4_s(sx), dx))));
+  v128.store(q, i32x4.add(v128.load(q), i32x4.mul(raw, v128.load32_splat(ws + MM_DW + 32 + (r << 2)))));
+  v128.store(n, i32x4.add(v128.load(n), i32x4.mul(sx, v128.load32_splat(ws + MM_DW + 48 + (r << 2)))));
 }
 
-// End of a superblock: every accumulator += aq*d - am*dmin of its row, aq
-// and am back to 0. bytes: the accumulators in use; a 16-byte vector of them
-// is one row's (row (o >> 4) & 3 in the fused layout, (o >> 5) & 3 in the
-// pairs one).
-@inline function kFoldSupers(ws: usize, bytes: usize): void {
+// End of superblock column sb: every accumulator folds its row's isq and
+// ism with its tokens' d_x of the superblock (that of its first block, b =
+// 8sb), then isq and ism back to 0. bytes: the accumulators in use; a 16-byte
+// vector of them is one row's (fused: group o >> 6, row (o >> 4) & 3; pairs:
+// group o >> 7, row (o >> 5) & 3, even tokens then odd, as Q8B's pairs
+// section stores their d).
+@inline function kFoldSupers(ws: usize, bytes: usize, xg0: usize, gStride: usize, gBytes: usize, sb: usize): void {
+  const xs = xg0 + (sb << 3) * gBytes;
   for (let o: usize = 0; o < bytes; o += 16) {
     const r = FUSED ? (o >> 4) & 3 : (o >> 5) & 3;
+    const dx = FUSED ? xs + (o >> 6) * gStride + 384 : xs + (o >> 7) * gStride + 256 + (o & 16);
     const a = ws + MM_ACC + o;
     v128.store(a, kFoldSuper(v128.load(a), v128.load(ws + K_AQ + o), v128.load(ws + K_AM + o),
-      v128.load32_splat(ws + MM_DW + (r << 2)), v128.load32_splat(ws + MM_DW + 16 + (r << 2))));
+      v128.load32_splat(ws + MM_DW + (r << 2)), v128.load32_splat(ws + MM_DW + 16 + (r << 2)), v128.load(dx)));
   }
   memory.fill(ws + K_AQ, 0, bytes);
   memory.fill(ws + K_AM, 0, bytes);
@@ -468,15 +466,14 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
   const ne = i32x4.dot_i16x8_s(off, ev), no = i32x4.dot_i16x8_s(off, od); // -8*sum(x)
   const sxe = i32x4.neg(i32x4.shr_s(ne, 3)), sxo = i32x4.neg(i32x4.shr_s(no, 3));
   const ce = five ? i32x4.shl(sxe, 4) : i32x4.neg(ne), co = five ? i32x4.shl(sxo, 4) : i32x4.neg(no);
-  const de = v128.load(xg, 256), dd = v128.load(xg, 272);
-  kPairsFoldRow(ap, ws, 0, s0, ce, co, sxe, sxo, de, dd, ev, od, five, a);
-  kPairsFoldRow(ap + 32, ws, 1, s1, ce, co, sxe, sxo, de, dd, ev, od, five, a + 16);
-  kPairsFoldRow(ap + 64, ws, 2, s2, ce, co, sxe, sxo, de, dd, ev, od, five, a + 32);
-  kPairsFoldRow(ap + 96, ws, 3, s3, ce, co, sxe, sxo, de, dd, ev, od, five, a + 48);
+  kPairsFoldRow(ap, ws, 0, s0, ce, co, sxe, sxo, ev, od, five, a);
+  kPairsFoldRow(ap + 32, ws, 1, s1, ce, co, sxe, sxo, ev, od, five, a + 16);
+  kPairsFoldRow(ap + 64, ws, 2, s2, ce, co, sxe, sxo, ev, od, five, a + 32);
+  kPairsFoldRow(ap + 96, ws, 3, s3, ce, co, sxe, sxo, ev, od, five, a + 48);
 }
 
 @inline function kPairsFoldRow(pa: usize, ws: usize, r: usize, s: v128, ce: v128, co: v128, sxe: v128, sxo: v128,
-  de: v128, dd: v128, ev: v128, od: v128, five: bool, a: usize): void {
+  ev: v128, od: v128, five: bool, a: usize): void {
   let re = i32x4.add(i32x4.dot_i16x8_s(s, ev), ce);
   let ro = i32x4.add(i32x4.dot_i16x8_s(s, od), co);
   if (five) {
@@ -484,8 +481,8 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
     re = i32x4.add(re, i32x4.dot_i16x8_s(h, ev));
     ro = i32x4.add(ro, i32x4.dot_i16x8_s(h, od));
   }
-  kFoldRow(pa, ws, r, re, sxe, de);
-  kFoldRow(pa + 16, ws, r, ro, sxo, dd);
+  kFoldRow(pa, ws, r, re, sxe);
+  kFoldRow(pa + 16, ws, r, ro, sxo);
 }
 
 // Four rows x sixteen tokens (two groups of eight) of one sub-block; see
@@ -576,12 +573,11 @@ function kHalfTable(xg0: usize, gStride: usize, ng: i32, nb: usize, tab: usize):
 // -8*sum(x).
 
 @inline function kQuadsFold(ws: usize, ap: usize, xg: usize, a0: v128, a1: v128, a2: v128, a3: v128): void {
-  const dx = v128.load(xg, 384);
   const sx = i32x4.neg(i32x4.shr_s(v128.load(xg, 400), 3));
-  kFoldRow(ap, ws, 0, a0, sx, dx);
-  kFoldRow(ap + 16, ws, 1, a1, sx, dx);
-  kFoldRow(ap + 32, ws, 2, a2, sx, dx);
-  kFoldRow(ap + 48, ws, 3, a3, sx, dx);
+  kFoldRow(ap, ws, 0, a0, sx);
+  kFoldRow(ap + 16, ws, 1, a1, sx);
+  kFoldRow(ap + 32, ws, 2, a2, sx);
+  kFoldRow(ap + 48, ws, 3, a3, sx);
 }
 
 // Four rows x eight tokens; see mmQuads2 in quant.ts.
@@ -670,7 +666,7 @@ function matmulKTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: 
             else kPairs1Q4(ws, ap, xg);
           }
         }
-        kFoldSupers(ws, accBytes);
+        kFoldSupers(ws, accBytes, xg0, gStride, gBytes, sb);
         p += B;
       }
       if (FUSED) mmStore(ws, out, rows, r0, t0, tn);

@@ -35,14 +35,48 @@ export function q4r_bytes(rows: i32, cols: i32): usize {
 // tests compare them with a TS reference per build). Was scalar: 1.5 ms per
 // decoded token, 1.3 ms per prompt token on the 1.6B shape.
 export function quantize_q8a(x: usize, n: i32, dst: usize): void {
+  quantizeQ8a(x, n, dst, false);
+}
+
+// The same bytes with one d per 256 values (n % 256 = 0): d = max|x| over the
+// block's superblock / 127, written for each of its eight blocks, so the
+// K-quant kernels keep a superblock's sums in int32 (docs/kernels.md, "The
+// K-quants"); every other kernel reads it as ordinary Q8A.
+export function quantize_q8a_k(x: usize, n: i32, dst: usize): void {
+  quantizeQ8a(x, n, dst, true);
+}
+
+// max|x| over the block of b (32 values) or, with `sb`, over its superblock
+// (256 values) of the row at x. A NaN is skipped (the scalar `>`, pmax).
+@inline function blockAmax(x: usize, b: usize, sb: bool): f32 {
+  const p = sb ? x + ((b >> 3) << 10) : x + (b << 7);
+  const bytes: usize = sb ? 1024 : 128;
+  if (ASC_FEATURE_SIMD) {
+    let m = f32x4.splat(0);
+    for (let j: usize = 0; j < bytes; j += 16) m = f32x4.pmax(m, f32x4.abs(v128.load(p + j)));
+    m = f32x4.pmax(m, i32x4.shuffle(m, m, 2, 3, 0, 1));
+    m = f32x4.pmax(m, i32x4.shuffle(m, m, 1, 0, 3, 2));
+    return f32x4.extract_lane(m, 0);
+  }
+  let amax: f32 = 0;
+  for (let j: usize = 0; j < bytes; j += 4) {
+    const a = abs<f32>(load<f32>(p + j));
+    if (a > amax) amax = a;
+  }
+  return amax;
+}
+
+@inline function quantizeQ8a(x: usize, n: i32, dst: usize, sb: bool): void {
   const nb = <usize>n >> 5;
   const sOff = q8aSumOff(nb);
   const q8 = dst + q8aQ8Off(nb);
   const q16 = dst + q8aQ16Off(nb);
+  let amax: f32 = 0;
   for (let b: usize = 0; b < nb; b++) {
     const xb = x + (b << 7);
+    if (!sb || (b & 7) == 0) amax = blockAmax(x, b, sb);
     if (ASC_FEATURE_SIMD) {
-      const d = q8BlockSimd(xb);
+      const d = q8BlockSimd(xb, amax);
       store<f32>(dst + (b << 2), d);
       const t = scratchBase() + Q8T;
       const v0 = v128.load(t), v1 = v128.load(t, 16), v2 = v128.load(t, 32), v3 = v128.load(t, 48);
@@ -55,11 +89,6 @@ export function quantize_q8a(x: usize, n: i32, dst: usize): void {
       v128.store(o16, i16x8.shuffle(v2, v3, 1, 3, 5, 7, 9, 11, 13, 15), 48);
       store<i32>(dst + sOff + (b << 2), load<i32>(t, 64));
       continue;
-    }
-    let amax: f32 = 0;
-    for (let j: usize = 0; j < 32; j++) {
-      const a = abs<f32>(load<f32>(xb + (j << 2)));
-      if (a > amax) amax = a;
     }
     const d = amax / <f32>127;
     const id: f32 = d != 0 ? <f32>1 / d : <f32>0;
@@ -82,15 +111,10 @@ export function quantize_q8a(x: usize, n: i32, dst: usize): void {
 const Q8T: usize = 8192;
 
 // SIMD twin of one block of the scalar quantizer above (same d, same q, same
-// sum, bit for bit): amax with pmax (a NaN is skipped, like the scalar `>`),
-// q = trunc(nearest(x * id)). Writes q as int16 (natural order) and the sum
-// to scratch at Q8T; returns d.
-@inline function q8BlockSimd(xb: usize): f32 {
-  let m = f32x4.splat(0);
-  for (let j: usize = 0; j < 128; j += 16) m = f32x4.pmax(m, f32x4.abs(v128.load(xb + j)));
-  m = f32x4.pmax(m, i32x4.shuffle(m, m, 2, 3, 0, 1));
-  m = f32x4.pmax(m, i32x4.shuffle(m, m, 1, 0, 3, 2));
-  const amax = f32x4.extract_lane(m, 0);
+// sum, bit for bit), given the block's amax (blockAmax): q =
+// trunc(nearest(x * id)). Writes q as int16 (natural order) and the sum to
+// scratch at Q8T; returns d.
+@inline function q8BlockSimd(xb: usize, amax: f32): f32 {
   const d = amax / <f32>127;
   const id = f32x4.splat(d != 0 ? <f32>1 / d : <f32>0);
   const q0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(xb), id)));
@@ -615,9 +639,18 @@ export const Q8B_QUAD: usize = 416;
 
 // ntok rows of n floats (row stride n) -> Q8B.
 export function quantize_q8b(x: usize, n: i32, ntok: i32, dst: usize): void {
+  quantizeQ8b(x, n, ntok, dst, false);
+}
+
+// The same with one d per 256 values per token, as quantize_q8a_k.
+export function quantize_q8b_k(x: usize, n: i32, ntok: i32, dst: usize): void {
+  quantizeQ8b(x, n, ntok, dst, true);
+}
+
+@inline function quantizeQ8b(x: usize, n: i32, ntok: i32, dst: usize, sb: bool): void {
   const nb = <usize>n >> 5;
   if (FUSED) {
-    quantizeQ8bQuads(x, nb, ntok, dst);
+    quantizeQ8bQuads(x, nb, ntok, dst, sb);
     return;
   }
   const groups = <usize>((ntok + 3) >> 2);
@@ -632,10 +665,12 @@ export function quantize_q8b(x: usize, n: i32, ntok: i32, dst: usize): void {
     const lane8 = <usize>(t & 7);
     let o8 = dst8 + <usize>(t >> 3) * nb * Q8B_PAIRS;
     let o = dst + <usize>(t >> 2) * nb * 288;
+    let amax: f32 = 0;
     for (let b: usize = 0; b < nb; b++) {
       const xb = xt + (b << 7);
+      if (!sb || (b & 7) == 0) amax = blockAmax(xt, b, sb);
       if (ASC_FEATURE_SIMD) {
-        const d = q8BlockSimd(xb);
+        const d = q8BlockSimd(xb, amax);
         const tq = scratchBase() + Q8T;
         // Pair p = (q[2p], q[2p+1]) is one i32 lane of the int16 vectors: lane p&3 of vector p>>2.
         const ol = o + (lane << 2);
@@ -678,11 +713,6 @@ export function quantize_q8b(x: usize, n: i32, ntok: i32, dst: usize): void {
         o8 += Q8B_PAIRS;
         continue;
       }
-      let amax: f32 = 0;
-      for (let j: usize = 0; j < 32; j++) {
-        const a = abs<f32>(load<f32>(xb + (j << 2)));
-        if (a > amax) amax = a;
-      }
       const d = amax / <f32>127;
       const id: f32 = d != 0 ? <f32>1 / d : <f32>0;
       let sum: i32 = 0;
@@ -700,7 +730,7 @@ export function quantize_q8b(x: usize, n: i32, ntok: i32, dst: usize): void {
 }
 
 // The quads section (relaxed-fused build).
-function quantizeQ8bQuads(x: usize, nb: usize, ntok: i32, dst: usize): void {
+@inline function quantizeQ8bQuads(x: usize, nb: usize, ntok: i32, dst: usize, sb: bool): void {
   const gBytes = nb * Q8B_QUAD;
   if (ntok & 3) memory.fill(dst + <usize>((ntok - 1) >> 2) * gBytes, 0, gBytes);
   const zero = i8x16.splat(0);
@@ -708,8 +738,10 @@ function quantizeQ8bQuads(x: usize, nb: usize, ntok: i32, dst: usize): void {
     const xt = x + <usize>t * (nb << 7);
     const lane = <usize>(t & 3) << 2;
     let o = dst + <usize>(t >> 2) * gBytes + lane;
+    let amax: f32 = 0;
     for (let b: usize = 0; b < nb; b++) {
-      const d = q8BlockSimd(xt + (b << 7));
+      if (!sb || (b & 7) == 0) amax = blockAmax(xt, b, sb);
+      const d = q8BlockSimd(xt + (b << 7), amax);
       const tq = scratchBase() + Q8T;
       const lo = i8x16.narrow_i16x8_s(v128.load(tq), v128.load(tq, 16));
       const hi = i8x16.narrow_i16x8_s(v128.load(tq, 32), v128.load(tq, 48));

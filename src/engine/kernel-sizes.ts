@@ -93,6 +93,14 @@ export function q5rBytes(rows: number, cols: number, withMin: boolean): number {
 /** Matrix kinds whose products take int8-quantized activations (Q8A, Q8B). */
 export const isQuantized = (kind: string | undefined) => kind === "q4r" || kind === "q8r" || kind === "q6r" || kind === "q4kr" || kind === "q5kr" || kind === "q2_k" || kind === "q3_k" || kind === "q41r" || kind === "q50r" || kind === "q51r";
 
+/**
+ * Matrix kinds whose products need activations with one scale per 256 values
+ * (quantize_q8a_k / quantize_q8b_k): their kernels keep a superblock's sums in
+ * int32 and fold them with the superblock's one d_x (docs/kernels.md, "The
+ * K-quants"). Every other quantized kind reads such activations correctly too.
+ */
+export const needsGrain256 = (kind: string | undefined) => kind === "q4kr" || kind === "q5kr";
+
 /** Bytes of a matrix placed in a repacked layout (4-row groups, the last padded); 0 for kinds read as stored. */
 export function repackedBytes(kind: string, rows: number, cols: number): number {
   switch (kind) {

@@ -42,6 +42,9 @@ export interface KernelExports {
   matvec_q4r_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
   q8b_bytes(n: number, ntok: number): number;
   quantize_q8b(x: number, n: number, ntok: number, dst: number): void;
+  /** As quantize_q8a / quantize_q8b with one scale per 256 values (n % 256 = 0): the input of the Q4_K / Q5_K products. */
+  quantize_q8a_k(x: number, n: number, dst: number): void;
+  quantize_q8b_k(x: number, n: number, ntok: number, dst: number): void;
   matmul_q4r_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
   q8r_bytes(rows: number, cols: number): number;
   repack_q8_0(src: number, dst: number, rows: number, cols: number): void;
@@ -219,8 +222,9 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
   const xka = alloc(e.q8a_bytes(kCols) >>> 0);
   const xkb = alloc(e.q8b_bytes(kCols, ntok) >>> 0);
   const kMats = [
-    { bytes: 144, w: alloc(e.q4kr_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q4_k, matvec: e.matvec_q4kr_q8a, matmul: e.matmul_q4kr_q8b },
-    { bytes: 176, w: alloc(e.q5kr_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q5_k, matvec: e.matvec_q5kr_q8a, matmul: e.matmul_q5kr_q8b },
+    // Q4_K and Q5_K read activations with one scale per 256 values (quantize_q8a_k).
+    { bytes: 144, grain256: true, w: alloc(e.q4kr_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q4_k, matvec: e.matvec_q4kr_q8a, matmul: e.matmul_q4kr_q8b },
+    { bytes: 176, grain256: true, w: alloc(e.q5kr_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q5_k, matvec: e.matvec_q5kr_q8a, matmul: e.matmul_q5kr_q8b },
     // Q4_1: eight 20-byte blocks (f16 d, f16 m, nibbles) per row; row 0's nibbles all 15.
     { bytes: 160, block: 20, w: alloc(e.q41r_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q4_1, matvec: e.matvec_q41r_q8a, matmul: e.matmul_q41r_q8b },
     // Q5_0 (d, fifth bits, nibbles: the random half at 2 is part of the bits) and Q5_1 (d, m, bits, nibbles); row 0's bytes past offset 4 all 0xff.
@@ -326,13 +330,14 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
       e.matmul_q6r_q8b(q6r, s.q6Rows, kCols, xkb, n, o);
       o += s.q6Rows * n * 4;
     }
-    e.quantize_q8a(xk, kCols, xka);
     for (const m of [...kMats, ...lowMats]) {
+      const grain256 = "grain256" in m && m.grain256;
       for (const n of counts) {
-        e.quantize_q8b(xk, kCols, n, xkb);
+        (grain256 ? e.quantize_q8b_k : e.quantize_q8b)(xk, kCols, n, xkb);
         m.matmul(m.w, s.kRows, kCols, xkb, n, o);
         o += s.kRows * n * 4;
       }
+      (grain256 ? e.quantize_q8a_k : e.quantize_q8a)(xk, kCols, xka);
       m.matvec(m.w, s.kRows, kCols, xka, o);
       o += s.kRows * 4;
     }

@@ -45,12 +45,14 @@ export interface Q8Target {
 /**
  * x [m × cols] rows t0..t1−1 → their place in the Q8B of all m rows at
  * target.dst: straight into place when they are all the rows, otherwise into
- * the running thread's tile, then copied.
+ * the running thread's tile, then copied. grain: values per activation scale
+ * (256: quantize_q8b_k, for Q4_K / Q5_K products).
  */
-export function quantizeCalls(x: number, cols: number, m: number, t0: number, t1: number, target: Q8Target): Call[] {
-  if (t0 === 0 && t1 === m) return [{ op: "quantize_q8b", args: [x, cols, m, target.dst] }];
+export function quantizeCalls(x: number, cols: number, m: number, t0: number, t1: number, target: Q8Target, grain: 32 | 256): Call[] {
+  const op = grain === 256 ? "quantize_q8b_k" : "quantize_q8b";
+  if (t0 === 0 && t1 === m) return [{ op, args: [x, cols, m, target.dst] }];
   return [
-    { op: "quantize_q8b", args: [x + t0 * cols * F32, cols, t1 - t0, TILE] },
+    { op, args: [x + t0 * cols * F32, cols, t1 - t0, TILE] },
     ...q8bPieces(target.build, cols, m, t0, t1).map(([from, to, bytes]): Call => ({ op: "copy", args: [inTile(from), target.dst + to, bytes, 1, 0, 0] })),
   ];
 }

@@ -75,6 +75,8 @@ export const OPS = {
   matvec_bf16: "uuuuu",
   quantize_q8a: "uuu",
   quantize_q8b: "uuuu",
+  quantize_q8a_k: "uuu",
+  quantize_q8b_k: "uuuu",
   layernorm: "uuuuuuf",
   rope_neox: "uuuuuuuf",
   store_kv_f16: "uuuuuuu",

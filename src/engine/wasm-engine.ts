@@ -10,7 +10,9 @@
  * products (each weight block is unpacked once per chunk and used for every
  * position in it); decode (one position) runs as matrix-vector products.
  * Activations entering a quantized matrix are rounded to int8 per 32-block
- * (Q8A for one position, Q8B for a chunk), as llama.cpp does.
+ * (Q8A for one position, Q8B for a chunk), as llama.cpp does, with one scale
+ * per block, or per 256 values when a Q4_K / Q5_K matrix reads them (all of
+ * that activation's products then read the 256 grain: llama.cpp's Q8_K).
  *
  * A batched step (forwardBatch) puts several sequences' positions in one
  * chunk: the rows of every matrix product are all of them, so each weight
@@ -34,6 +36,7 @@ import { layoutOf } from "../gguf/quant";
 import { TensorType } from "../gguf/types";
 import type { KernelExports, Kernels } from "./kernels";
 import { KVBudgetError, KVPool, WasmSequence } from "./kv-cache";
+import { needsGrain256 } from "./kernel-sizes";
 import { isQuantized, type EngineLayout } from "./layout";
 import type { WasmMatrix, WasmWeights } from "./load";
 import { attentionChunks, positionRanges, quantizeCalls, type AttentionSegment, type Q8Target } from "./position-split";
@@ -106,6 +109,8 @@ export class WasmEngine implements Engine {
   readonly threadMemory: ThreadMemory;
   /** Where quantizeCalls put a chunk's Q8B. */
   private readonly q8: Q8Target;
+  /** Values per activation scale of what Q8 holds now: a Q4_K / Q5_K product refuses anything but 256. */
+  private q8Grain: 32 | 256 = 32;
 
   // Work buffers (byte offsets in WASM memory). C = prefillChunk, H = hidden,
   // KV = numKVHeads·headDim, F = intermediate, R = logitsRows (V unless a head shard).
@@ -483,7 +488,7 @@ export class WasmEngine implements Engine {
       const w = this.weights.layers[l];
 
       // Attention block.
-      this.positions(m, (t0, t1) => [...(l > first ? residual(l - 1, t0, t1) : []), norm(X, w.attnNorm, A, t0, t1), ...this.quantizeCalls(A, H, m, t0, t1)]);
+      this.positions(m, (t0, t1) => [...(l > first ? residual(l - 1, t0, t1) : []), norm(X, w.attnNorm, A, t0, t1), ...this.quantizeCalls(A, H, m, t0, t1, [w.q, w.k, w.v])]);
       this.products(A, m, { w: w.q, out: Q }, { w: w.k, out: K }, { w: w.v, out: Vv });
       this.positions(m, (t0, t1) => [
         ...this.addRows(Q, w.qBias, t0, t1, H),
@@ -496,17 +501,17 @@ export class WasmEngine implements Engine {
       const { pool } = this;
       const kv = { kOff: pool.offset(l, 0), vOff: pool.offset(l, 1), headBytes: pool.headBytes, blockPositions: pool.layout.blockPositions };
       this.dispatch(attentionChunks({ q: Q, out: ATT, ...kv, numHeads, numKVHeads, headDim, segments: tables }, this.threads));
-      this.positions(m, (t0, t1) => this.quantizeCalls(ATT, H, m, t0, t1));
+      this.positions(m, (t0, t1) => this.quantizeCalls(ATT, H, m, t0, t1, [w.o]));
       this.products(ATT, m, { w: w.o, out: O });
 
       // MLP block: sequential (1.6B) reads LayerNorm(h + attn); parallel (12B) reads A.
       const ffnNorm = w.ffnNorm;
       const mlpIn = ffnNorm ? M : A;
-      this.positions(m, (t0, t1) => [...(ffnNorm ? [add(X, O, t0, t1), norm(X, ffnNorm, M, t0, t1)] : []), ...this.quantizeCalls(mlpIn, H, m, t0, t1)]);
+      this.positions(m, (t0, t1) => [...(ffnNorm ? [add(X, O, t0, t1), norm(X, ffnNorm, M, t0, t1)] : []), ...this.quantizeCalls(mlpIn, H, m, t0, t1, [w.gate, w.up])]);
       this.products(mlpIn, m, { w: w.gate, out: G }, { w: w.up, out: U });
       this.positions(m, (t0, t1) => [
         { op: "silu_mul", args: [at(G, F, t0), at(U, F, t0), at(G, F, t0), (t1 - t0) * F] },
-        ...this.quantizeCalls(G, F, m, t0, t1),
+        ...this.quantizeCalls(G, F, m, t0, t1, [w.down]),
       ]);
       this.products(G, m, { w: w.down, out: D });
     }
@@ -571,25 +576,44 @@ export class WasmEngine implements Engine {
     for (let i0 = 0; i0 < rows.length; i0 += this.logitsBatch) {
       const b = Math.min(this.logitsBatch, rows.length - i0);
       for (let i = 0; i < b; i++) this.k.layernorm(rows[i0 + i], outputNorm.weight, outputNorm.bias, this.XN + i * H * F32, H, 1, layerNormEps);
-      this.quantize(this.XN, b, H);
+      this.quantize(this.XN, b, H, [output]);
       this.products(this.XN, b, { w: output, out: this.LOGITS });
       for (let i = 0; i < b; i++) out.push(this.mem().slice(this.LOGITS / F32 + i * R, this.LOGITS / F32 + (i + 1) * R));
     }
     return out;
   }
 
-  /** x [m × cols] → Q8 (Q8A when m = 1, else Q8B), for the quantized products that follow. */
-  private quantize(x: number, m: number, cols: number): void {
+  /** x [m × cols] → Q8 (Q8A when m = 1, else Q8B), for the quantized products that follow (the matrices that read it). */
+  private quantize(x: number, m: number, cols: number, readers: readonly WasmMatrix[]): void {
     if (!this.weights.quantized) return;
-    if (m === 1) this.k.quantize_q8a(x, cols, this.Q8);
-    else this.k.quantize_q8b(x, cols, m, this.Q8);
+    const k = this.grainFor(readers) === 256;
+    if (m === 1) (k ? this.k.quantize_q8a_k : this.k.quantize_q8a)(x, cols, this.Q8);
+    else (k ? this.k.quantize_q8b_k : this.k.quantize_q8b)(x, cols, m, this.Q8);
   }
 
-  /** Rows t0..t1−1 of x [m × cols] → their part of Q8 (Q8A when m = 1, else Q8B), for the quantized products that follow. */
-  private quantizeCalls(x: number, cols: number, m: number, t0: number, t1: number): Call[] {
+  /** Rows t0..t1−1 of x [m × cols] → their part of Q8 (Q8A when m = 1, else Q8B), for the quantized products that follow (the matrices that read it). */
+  private quantizeCalls(x: number, cols: number, m: number, t0: number, t1: number, readers: readonly WasmMatrix[]): Call[] {
     if (!this.weights.quantized) return [];
-    if (m === 1) return [{ op: "quantize_q8a", args: [x, cols, this.Q8] }];
-    return quantizeCalls(x, cols, m, t0, t1, this.q8);
+    const grain = this.grainFor(readers);
+    if (m === 1) return [{ op: grain === 256 ? "quantize_q8a_k" : "quantize_q8a", args: [x, cols, this.Q8] }];
+    return quantizeCalls(x, cols, m, t0, t1, this.q8, grain);
+  }
+
+  /**
+   * The activation grain for these readers, which Q8 then holds: 256 when
+   * any of them is a Q4_K / Q5_K matrix (the others read it as well), else
+   * 32, so the files without those kinds keep their activations bit for bit.
+   */
+  private grainFor(readers: readonly WasmMatrix[]): 32 | 256 {
+    this.q8Grain = readers.some((w) => needsGrain256(w.kind)) ? 256 : 32;
+    return this.q8Grain;
+  }
+
+  /** A Q4_K / Q5_K product over Q8 that was quantized for other readers would be silently wrong: refuse it. */
+  private checkGrain(w: WasmMatrix): void {
+    if (needsGrain256(w.kind) && this.q8Grain !== 256) {
+      throw new Error(`internal: a ${w.kind} product over activations with one scale per ${this.q8Grain} values (it needs 256)`);
+    }
   }
 
   /**
@@ -632,11 +656,12 @@ export class WasmEngine implements Engine {
     const perPosition = m > 1 && m < MATMUL_MIN_ROWS ? products.filter((p) => isQuantized(p.w.kind)) : [];
     const together = products.filter((p) => !perPosition.includes(p));
     const { tileBytes } = this.threadMemory;
+    for (const p of together) this.checkGrain(p.w);
     if (together.length) this.dispatch(splitProducts(together, { x, xq: this.Q8, m, tileBytes }, pool.size));
     for (const { w, out } of perPosition) {
       for (let t = 0; t < m; t++) {
         const xt = x + t * w.cols * F32;
-        this.k.quantize_q8a(xt, w.cols, this.Q8ROW);
+        (needsGrain256(w.kind) ? this.k.quantize_q8a_k : this.k.quantize_q8a)(xt, w.cols, this.Q8ROW);
         this.dispatch(splitProducts([{ w, out: out + t * w.rows * F32 }], { x: xt, xq: this.Q8ROW, m: 1, tileBytes }, pool.size));
       }
     }
@@ -660,12 +685,13 @@ export class WasmEngine implements Engine {
         const [mv, mm] = QUANT_KERNELS[w.kind];
         const matvec: KernelExports["matvec_q4r_q8a"] = k[mv];
         const matmul: KernelExports["matmul_q4r_q8b"] | undefined = k[mm];
+        if (m === 1 || m >= MATMUL_MIN_ROWS) this.checkGrain(w);
         if (m === 1) matvec(ptr, rows, cols, this.Q8, out);
         else if (matmul && m >= MATMUL_MIN_ROWS) matmul(ptr, rows, cols, this.Q8, m, out);
         else {
           // Fewer positions than MATMUL_MIN_ROWS: a matrix-vector product per position.
           for (let t = 0; t < m; t++) {
-            k.quantize_q8a(x + t * cols * F32, cols, this.Q8ROW);
+            (needsGrain256(w.kind) ? k.quantize_q8a_k : k.quantize_q8a)(x + t * cols * F32, cols, this.Q8ROW);
             matvec(ptr, rows, cols, this.Q8ROW, out + t * rows * F32);
           }
         }

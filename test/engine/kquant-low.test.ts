@@ -36,7 +36,7 @@ describe.each(BUILDS)("wasm engine (%s kernels), Q2_K / Q3_K matrices, vs refere
     ["Q2_K's types", { layers: TensorType.Q2_K, vDown: TensorType.Q3_K, embed: TensorType.Q2_K }],
   ];
   for (const [name, mix] of cases) {
-    it(`${name}: same greedy tokens; top-1 agrees at ≥ 99% of clear positions over 96 (prefill in chunks of 40)`, async () => {
+    it(`${name}: same greedy tokens; top-1 agrees at ≥ 99% (Q3_K_M: 97%) of clear positions over 96 (prefill in chunks of 40)`, async () => {
       const raw = lowQuantTensors({ hidden: H, ffn: F, layers: L, vocab: V }, mix, 40 + mix.layers);
       const bytes = await smallGGUF({ hidden: H, ffn: F, layers: L, vocab: V, heads: 4, matrix: TensorType.Q4_0, output: TensorType.Q6_K, seed: 7, raw });
       const { model } = await loadReferenceModelFromStream(streamOf(bytes));
@@ -51,8 +51,11 @@ describe.each(BUILDS)("wasm engine (%s kernels), Q2_K / Q3_K matrices, vs refere
       const worst = Math.max(...ours.map((o, i) => relErr(o, ref[i])));
       console.log(`[engine ${build} ${name}] top-1 agrees at ${a.agree}/${a.clear} clear positions (of ${a.total}); max rel err ${worst.toExponential(2)}`);
       expect(a.clear).toBeGreaterThan(a.total / 2);
-      expect(a.agree).toBeGreaterThanOrEqual(Math.ceil(0.99 * a.clear));
-      expect(worst).toBeLessThan(0.05); // measured ≤ 2.8e-2 (every build)
+      // Q3_K_M's q and k (Q3_K) read the activations of its Q4_K v, quantized with one scale per 256
+      // values for all three (as llama.cpp's Q8_K): coarser, so 89/91 agree (91/91 with the 32 grain).
+      const minAgree = mix.vDown === TensorType.Q4_K ? 0.97 : 0.99;
+      expect(a.agree).toBeGreaterThanOrEqual(Math.ceil(minAgree * a.clear));
+      expect(worst).toBeLessThan(0.05); // measured ≤ 4.3e-2 (Q3_K_M's: 2.8e-2 with the 32 grain), every build
       // The metric can fail: logits one position off are far outside it.
       expect(relErr(ours[1], ref[0])).toBeGreaterThan(0.1);
       const prompt = tokens.slice(0, 20);

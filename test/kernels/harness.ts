@@ -235,7 +235,8 @@ export function randQ6K(r: () => number, rows: number, cols: number): { bytes: U
 // ------------------------------------------------------------------ activation quantization reference
 
 /** Reference Q8 quantization of one vector: per 32-block d = max|x|/127 (f32), q = nearest-even(x * (1/d)). */
-export function quantRef(x: Float32Array): { d: Float32Array; q: Int8Array; sum: Int32Array } {
+/** Q8A's values: d = max|x|/127 per block of `grain` (32, or 256 for quantize_q8a_k), q and Σq per 32-block. */
+export function quantRef(x: Float32Array, grain: 32 | 256 = 32): { d: Float32Array; q: Int8Array; sum: Int32Array } {
   const f = Math.fround;
   const nb = x.length / 32;
   const d = new Float32Array(nb);
@@ -243,7 +244,8 @@ export function quantRef(x: Float32Array): { d: Float32Array; q: Int8Array; sum:
   const sum = new Int32Array(nb);
   for (let b = 0; b < nb; b++) {
     let amax = 0;
-    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[b * 32 + j]));
+    const g0 = Math.floor((b * 32) / grain) * grain;
+    for (let j = g0; j < g0 + grain; j++) amax = Math.max(amax, Math.abs(x[j]));
     const db = f(amax / 127);
     const id = db !== 0 ? f(1 / db) : 0;
     d[b] = db;
@@ -259,20 +261,20 @@ export function quantRef(x: Float32Array): { d: Float32Array; q: Int8Array; sum:
 /**
  * Bound on |kernel - exact| for a quantized matvec row against float64 math on
  * dequantized weights and unquantized activations: activation rounding moves
- * each x_j by at most d_x/2 = amax_b/254, so the dot moves by at most
+ * each x_j by at most d_x/2 = amax_b/254 (amax over its block of `grain`), so the dot moves by at most
  * sum_j |w_j| * amax_b/254; f32 accumulation adds at most ~nb*2^-23 relative
  * of sum |w_j x_j| (plus the same for the quantized terms), covered by 1e-5.
  */
-export function quantBound(w: Float64Array, off: number, x: Float32Array): number {
+export function quantBound(w: Float64Array, off: number, x: Float32Array, grain: 32 | 256 = 32): number {
   let b = 0;
   let mag = 0;
-  for (let blk = 0; blk < x.length / 32; blk++) {
+  for (let blk = 0; blk < x.length / grain; blk++) {
     let amax = 0;
-    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[blk * 32 + j]));
-    for (let j = 0; j < 32; j++) {
-      const wj = Math.abs(w[off + blk * 32 + j]);
+    for (let j = 0; j < grain; j++) amax = Math.max(amax, Math.abs(x[blk * grain + j]));
+    for (let j = 0; j < grain; j++) {
+      const wj = Math.abs(w[off + blk * grain + j]);
       b += (wj * amax) / 254;
-      mag += wj * (Math.abs(x[blk * 32 + j]) + amax / 254);
+      mag += wj * (Math.abs(x[blk * grain + j]) + amax / 254);
     }
   }
   return b * (1 + 1e-6) + mag * 1e-5 + 1e-30;

@@ -27,8 +27,8 @@ function q3Scale(bytes: Uint8Array, o: number, i: number): number {
 }
 
 /** Per row and 32-block b: integer sub-block sums sd (and Q2_K's sm), then acc = f32(acc + f32(f32(f32(sd)·d) − f32(sm·dmin))·d_x). */
-function lowEmulate(type: LowType, bytes: Uint8Array, rows: number, cols: number, x: Float32Array): Float32Array {
-  const { d: dx, q: xq } = quantRef(x);
+function lowEmulate(type: LowType, bytes: Uint8Array, rows: number, cols: number, x: Float32Array, grain: 32 | 256 = 32): Float32Array {
+  const { d: dx, q: xq } = quantRef(x, grain);
   const B = LOW_BLOCK_BYTES[type];
   const three = type === TensorType.Q3_K;
   const dv = new DataView(bytes.buffer, bytes.byteOffset);
@@ -71,20 +71,21 @@ function place(h: Harness, bytes: Uint8Array): number {
   return h.putU8(bytes);
 }
 
-function matvecOf(h: Harness, type: LowType, w: number, rows: number, cols: number, x: Float32Array): Float32Array {
+/** grain 256: activations from quantize_q8a_k / quantize_q8b_k, as the engine gives a Q3_K matrix that shares them with a Q4_K one. */
+function matvecOf(h: Harness, type: LowType, w: number, rows: number, cols: number, x: Float32Array, grain: 32 | 256 = 32): Float32Array {
   const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
-  h.k.quantize_q8a(h.putF32(x), cols, xa);
+  (grain === 256 ? h.k.quantize_q8a_k : h.k.quantize_q8a)(h.putF32(x), cols, xa);
   const out = h.alloc(rows * 4);
   ops(h, type).matvec(w, rows, cols, xa, out);
   return h.f32(out, rows);
 }
 
-function matmulAndMatvecs(h: Harness, type: LowType, w: number, rows: number, cols: number, xs: Float32Array, ntok: number) {
+function matmulAndMatvecs(h: Harness, type: LowType, w: number, rows: number, cols: number, xs: Float32Array, ntok: number, grain: 32 | 256 = 32) {
   const xb = h.alloc(h.k.q8b_bytes(cols, ntok) >>> 0);
-  h.k.quantize_q8b(h.putF32(xs), cols, ntok, xb);
+  (grain === 256 ? h.k.quantize_q8b_k : h.k.quantize_q8b)(h.putF32(xs), cols, ntok, xb);
   const mm = h.alloc(rows * ntok * 4);
   ops(h, type).matmul(w, rows, cols, xb, ntok, mm);
-  const matvecs = Array.from({ length: ntok }, (_, t) => matvecOf(h, type, w, rows, cols, xs.subarray(t * cols, (t + 1) * cols)));
+  const matvecs = Array.from({ length: ntok }, (_, t) => matvecOf(h, type, w, rows, cols, xs.subarray(t * cols, (t + 1) * cols), grain));
   return { matmul: h.f32(mm, rows * ntok), matvecs };
 }
 
@@ -102,6 +103,25 @@ describe.each(TYPES)("%s: matvec", (_name, type) => {
       for (let j = 0; j < cols; j++) ref += w[row * cols + j] * x[j];
       const bound = quantBound(w, row * cols, x);
       expect(Math.abs(outs[0][row] - ref), `row ${row}: ${outs[0][row]} vs ${ref}`).toBeLessThanOrEqual(bound);
+    }
+  });
+
+  it("activations with one scale per 256 values (quantize_q8a_k / q8b_k): matvec and matmul, every ntok 1..12, == the emulation on those activations, every build", () => {
+    const rows = 7, cols = 768, NTOK = 12;
+    const r = rng(57 + type);
+    const { bytes } = randLow(type, r, rows, cols);
+    const xs = randVec(r, NTOK * cols, 2);
+    xs[300] = 25; // superblock 1 of token 0 scaled by one value
+    const wants = Array.from({ length: NTOK }, (_, t) => lowEmulate(type, bytes, rows, cols, xs.subarray(t * cols, (t + 1) * cols), 256));
+    expect(bitsEqual(wants[0], lowEmulate(type, bytes, rows, cols, xs.subarray(0, cols))), "the grains differ here").toBe(false);
+    for (let ntok = 1; ntok <= NTOK; ntok++) {
+      for (const h of both()) {
+        const { matmul, matvecs } = matmulAndMatvecs(h, type, place(h, bytes), rows, cols, xs.subarray(0, ntok * cols), ntok, 256);
+        for (let t = 0; t < ntok; t++) {
+          expect(bitsEqual(matvecs[t], wants[t]), `${h.kind}, ${ntok} tokens: matvec token ${t}`).toBe(true);
+          expect(bitsEqual(matmul.subarray(t * rows, (t + 1) * rows), wants[t]), `${h.kind}, ${ntok} tokens: matmul token ${t}`).toBe(true);
+        }
+      }
     }
   });
 

@@ -40,11 +40,12 @@ function placeK(h: Harness, type: KType, bytes: Uint8Array, rows: number, cols: 
 }
 
 /**
- * Per row and superblock, its 32-blocks b in order: sd = sc·Σq·x (an integer), aq = f32(aq + f32(sd·d_x)),
- * am = f32(am + f32(m·f32(Σx·d_x))) from 0; then acc = f32(acc + f32(f32(aq·d) − f32(am·dmin))).
+ * Per row and superblock, its 32-blocks b in order: isq += sc·Σq·x, ism += m·Σx (exact integers, as
+ * int32), from 0; then acc = f32(acc + f32(f32(isq·f32(d·d_x)) − f32(ism·f32(dmin·d_x)))) with d_x
+ * the superblock's (one per 256 values: quantize_q8a_k).
  */
 function kEmulate(type: KType, bytes: Uint8Array, rows: number, cols: number, x: Float32Array): Float32Array {
-  const { d: dx, q: xq, sum } = quantRef(x);
+  const { d: dx, q: xq, sum } = quantRef(x, 256);
   const B = K_BLOCK_BYTES[type];
   const five = type === TensorType.Q5_K;
   const dv = new DataView(bytes.buffer, bytes.byteOffset);
@@ -57,7 +58,7 @@ function kEmulate(type: KType, bytes: Uint8Array, rows: number, cols: number, x:
       const d = halfToF64(dv.getUint16(o, true));
       const dmin = halfToF64(dv.getUint16(o + 2, true));
       const qs = o + (five ? 48 : 16);
-      let aq = 0, am = 0;
+      let isq = 0, ism = 0;
       for (let j = 0; j < 8; j++) {
         const [sc, m] = kScaleMin(bytes, o + 4, j);
         const b = sb * 8 + j;
@@ -68,10 +69,12 @@ function kEmulate(type: KType, bytes: Uint8Array, rows: number, cols: number, x:
           if (five) v |= ((bytes[o + 16 + l] >> j) & 1) << 4;
           dot += v * xq[b * 32 + l];
         }
-        aq = f(aq + f(sc * dot * dx[b]));
-        am = f(am + f(m * f(sum[b] * dx[b])));
+        isq += sc * dot;
+        ism += m * sum[b];
       }
-      acc = f(acc + f(f(aq * d) - f(am * dmin)));
+      expect(Math.max(Math.abs(isq), Math.abs(ism))).toBeLessThan(2 ** 31);
+      const x0 = dx[sb * 8];
+      acc = f(acc + f(f(f(isq) * f(d * x0)) - f(f(ism) * f(dmin * x0))));
     }
     out[r] = acc;
   }
@@ -80,7 +83,7 @@ function kEmulate(type: KType, bytes: Uint8Array, rows: number, cols: number, x:
 
 function matvecOf(h: Harness, type: KType, w: number, rows: number, cols: number, x: Float32Array): Float32Array {
   const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
-  h.k.quantize_q8a(h.putF32(x), cols, xa);
+  h.k.quantize_q8a_k(h.putF32(x), cols, xa);
   const out = h.alloc(rows * 4);
   ops(h, type).matvec(w, rows, cols, xa, out);
   return h.f32(out, rows);
@@ -90,7 +93,7 @@ function matvecOf(h: Harness, type: KType, w: number, rows: number, cols: number
 function matmulAndMatvecs(h: Harness, type: KType, w: number, rows: number, cols: number, xs: Float32Array, ntok: number): { matmul: Float32Array; matvecs: Float32Array[] } {
   const xp = h.putF32(xs);
   const xb = h.alloc(h.k.q8b_bytes(cols, ntok) >>> 0);
-  h.k.quantize_q8b(xp, cols, ntok, xb);
+  h.k.quantize_q8b_k(xp, cols, ntok, xb);
   const mm = h.alloc(rows * ntok * 4);
   ops(h, type).matmul(w, rows, cols, xb, ntok, mm);
   const matvecs = Array.from({ length: ntok }, (_, t) => matvecOf(h, type, w, rows, cols, xs.subarray(t * cols, (t + 1) * cols)));
@@ -129,7 +132,7 @@ describe.each(TYPES)("%s: repack + matvec", (_name, type) => {
     expect(bitsEqual(outs[1], want)).toBe(true);
     const ref = refMatvec(w, rows, cols, x);
     for (let row = 0; row < rows; row++) {
-      const bound = quantBound(w, row * cols, x);
+      const bound = quantBound(w, row * cols, x, 256);
       expect(Math.abs(outs[0][row] - ref[row]), `row ${row}: ${outs[0][row]} vs ${ref[row]}`).toBeLessThanOrEqual(bound);
     }
   });
@@ -225,6 +228,37 @@ describe.each(TYPES)("%s: matmul", (_name, type) => {
     const xs = new Float32Array(NTOK * cols);
     for (let t = 0; t < NTOK; t++) for (let j = 0; j < cols; j++) xs[t * cols + j] = t % 3 === 0 ? 1 : t % 3 === 1 ? -1 : j % 5 ? 1 : -1;
     expectExact(type, bytes, rows, cols, xs, NTOK);
+  });
+});
+
+describe("quantize_q8a_k / quantize_q8b_k (one activation scale per 256 values)", () => {
+  it("d_x equal for the eight blocks of a superblock (max|x| over its 256 / 127), q and Σq as the reference; q·d_x within d_x/2 of x (the Q8B: quant.test.ts)", () => {
+    const n = 768;
+    const xs = randVec(rng(21), n, 3);
+    xs[300] = 40; // one large value in superblock 1: its d_x is 40/127 for all eight blocks
+    xs.fill(0, 512, 768); // an all-zero superblock: d_x = 0, q = 0
+    for (const h of both()) {
+      const xa = h.alloc(h.k.q8a_bytes(n) >>> 0);
+      h.k.quantize_q8a_k(h.putF32(xs.subarray(0, n)), n, xa);
+      const nb = n / 32, S = Math.ceil((4 * nb) / 16) * 16;
+      const dv = new DataView(h.u8(xa, h.k.q8a_bytes(n) >>> 0).slice().buffer);
+      const ref = quantRef(xs.subarray(0, n), 256);
+      for (let b = 0; b < nb; b++) {
+        const d = dv.getFloat32(4 * b, true);
+        let amax = 0;
+        for (let j = (b >> 3) * 256; j < (b >> 3) * 256 + 256; j++) amax = Math.max(amax, Math.abs(xs[j]));
+        expect(d, `${h.kind} block ${b}`).toBe(Math.fround(amax / 127));
+        expect(d).toBe(dv.getFloat32(4 * (b & ~7), true));
+        expect(dv.getInt32(S + 4 * b, true)).toBe(ref.sum[b]);
+        for (let j = 0; j < 32; j++) {
+          const q = dv.getInt8(2 * S + 32 * b + j);
+          expect(q).toBe(ref.q[32 * b + j]);
+          expect(Math.abs(q * d - xs[32 * b + j]), `${h.kind} x[${32 * b + j}]`).toBeLessThanOrEqual(d / 2 * (1 + 1e-6));
+        }
+      }
+      expect(dv.getFloat32(4 * 8, true)).toBe(Math.fround(40 / 127));
+      expect(dv.getFloat32(4 * 16, true)).toBe(0);
+    }
   });
 });
 

@@ -180,19 +180,20 @@ describe("Q4_0 repack + matvec / matmul", () => {
     },
   );
 
-  it("quantize_q8b lays out the reference quantization in each build's sections (docs/kernels.md, Q8B)", () => {
+  it.each([[32, 64], [256, 512]] as const)("quantize_q8b (one scale per 32 values) and quantize_q8b_k (per 256) lay out the reference quantization in each build's sections (docs/kernels.md, Q8B): grain %i, n = %i", (grain, n) => {
     const r = rng(17);
-    const ntok = 6, n = 64, nb = 2;
+    const ntok = 6, nb = n / 32;
     const xs = randVec(r, ntok * n, 2);
+    if (grain === 256) xs[ntok * n - 300] = 30; // the last token's superblock 0 scaled by one value
     const refs = Array.from({ length: 8 }, (_, t) =>
-      t < ntok ? quantRef(xs.subarray(t * n, (t + 1) * n)) : { d: new Float32Array(nb), q: new Int8Array(n), sum: new Int32Array(nb) },
+      t < ntok ? quantRef(xs.subarray(t * n, (t + 1) * n), grain) : { d: new Float32Array(nb), q: new Int8Array(n), sum: new Int32Array(nb) },
     );
     for (const h of both()) {
       const build = BUILD_OF[h.k.build_kind()];
       const size = h.k.q8b_bytes(n, ntok) >>> 0;
       const xb = h.alloc(size);
       h.arena.u8(xb, size).fill(0xaa); // padding tokens must be zeroed
-      h.k.quantize_q8b(h.putF32(xs), n, ntok, xb);
+      (grain === 32 ? h.k.quantize_q8b : h.k.quantize_q8b_k)(h.putF32(xs), n, ntok, xb);
       const dv = new DataView(h.u8(xb, size).buffer);
       if (build === "relaxed-fused") {
         // Quads: x, max(x,0), max(-x,0) of tokens in groups of four, then d and -8*sum.
