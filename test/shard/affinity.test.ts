@@ -121,16 +121,25 @@ describe("SHARD_REPLICAS", () => {
     );
   });
 
-  it("the served model's engineFor names each request's key's replica (x-edgelm-replica) before any work", () => {
-    const served = [0, 1, 2].map((r) => ({ name: `r${r}`, config: { vocabSize: 4, contextLength: 8 }, newSequence: () => ({}), forward: () => [] })) as unknown as Engine[];
+  it("the served model's engineFor sends each request to its key's replica, and names it (x-edgelm-replica) once the session has opened there", async () => {
+    const served = [0, 1, 2].map((r) => ({ name: `r${r}`, config: { vocabSize: 4, contextLength: 8 }, newSequence: () => ({ r }), forward: () => [] })) as unknown as Engine[];
     const pipelines = served.map(() => ({ shardFailures: new Map() })) as unknown as ShardedEngine[];
     const engineFor = replicaChooser(new ReplicaSet(pipelines, served, 1));
     for (const key of ["a", "b", "c", "d", "e", "f"]) {
       const req = new Request("http://x/v1/completions", { method: "POST", headers: { "x-session-affinity": key } });
-      engineFor(req, {}, [1, 2, 3]);
+      const engine = engineFor(req, {}, [1, 2, 3]);
       const res = new Response("");
-      nameReplica(req, res, { note: () => {} });
+      let named = false;
+      const naming = nameReplica(req, res, { note: () => {} }).then(() => (named = true));
+      await new Promise((r) => setTimeout(r, 5));
+      // The headers wait for the session open: the replica may still fail over there.
+      expect(named).toBe(false);
+      const seq = engine.newSequence();
+      await engine.forward(seq, [1, 2, 3]);
+      await naming;
       expect(res.headers.get("x-edgelm-replica")).toBe(String(replicaFor(key, 3)));
+      // Each replica admits one sequence here: free its place for the next key.
+      engine.releaseSequence?.(seq);
     }
   });
 });
