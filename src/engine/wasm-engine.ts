@@ -609,6 +609,11 @@ export class WasmEngine implements Engine {
     return this.q8Grain;
   }
 
+  /** One position x [cols] → Q8ROW, in the grain w's own product needs (the per-position fallbacks, which quantize for one matrix). */
+  private quantizeRow(w: WasmMatrix, x: number): void {
+    (needsGrain256(w.kind) ? this.k.quantize_q8a_k : this.k.quantize_q8a)(x, w.cols, this.Q8ROW);
+  }
+
   /** A Q4_K / Q5_K product over Q8 that was quantized for other readers would be silently wrong: refuse it. */
   private checkGrain(w: WasmMatrix): void {
     if (needsGrain256(w.kind) && this.q8Grain !== 256) {
@@ -661,7 +666,7 @@ export class WasmEngine implements Engine {
     for (const { w, out } of perPosition) {
       for (let t = 0; t < m; t++) {
         const xt = x + t * w.cols * F32;
-        (needsGrain256(w.kind) ? this.k.quantize_q8a_k : this.k.quantize_q8a)(xt, w.cols, this.Q8ROW);
+        this.quantizeRow(w, xt);
         this.dispatch(splitProducts([{ w, out: out + t * w.rows * F32 }], { x: xt, xq: this.Q8ROW, m: 1, tileBytes }, pool.size));
       }
     }
@@ -691,7 +696,7 @@ export class WasmEngine implements Engine {
         else {
           // Fewer positions than MATMUL_MIN_ROWS: a matrix-vector product per position.
           for (let t = 0; t < m; t++) {
-            (needsGrain256(w.kind) ? k.quantize_q8a_k : k.quantize_q8a)(x + t * cols * F32, cols, this.Q8ROW);
+            this.quantizeRow(w, x + t * cols * F32);
             matvec(ptr, rows, cols, this.Q8ROW, out + t * rows * F32);
           }
         }
