@@ -267,10 +267,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, handler: (req: R
       const { done, value } = await reader.read();
       if (done || res.destroyed) break;
       // Respect backpressure: a slow client should not make the server buffer the whole stream.
-      if (!res.write(value)) await new Promise<void>((resolve) => {
-        res.once("drain", resolve);
-        res.once("close", resolve);
-      });
+      if (!res.write(value)) await drainOrClose(res);
     }
   } finally {
     res.off("close", onClose);
@@ -306,4 +303,20 @@ function requestBody(req: IncomingMessage): { stream: ReadableStream<Uint8Array>
     },
   });
   return { stream, abandoned: () => abandoned };
+}
+
+/**
+ * Resolves on whichever comes first and removes the other listener: left behind, one `close`
+ * listener per backpressured write piled up on a long stream (Node warns at 11).
+ */
+export function drainOrClose(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.once("drain", done);
+    res.once("close", done);
+  });
 }

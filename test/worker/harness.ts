@@ -88,7 +88,7 @@ export async function putFile(bucket: LocalBucket, key: string, path: string): P
       const buf = new ArrayBuffer(Math.min(PART, size - at));
       const { bytesRead } = await fh.read(new Uint8Array(buf), 0, buf.byteLength, at);
       if (bytesRead !== buf.byteLength) throw new Error(`${path}: short read at ${at}`);
-      parts.push(await upload.uploadPart(n, buf));
+      parts.push(await uploadPartRetrying(upload, n, buf));
     }
     await upload.complete(parts);
   } catch (e) {
@@ -96,6 +96,24 @@ export async function putFile(bucket: LocalBucket, key: string, path: string): P
     throw e;
   } finally {
     await fh.close();
+  }
+}
+
+type MultipartUpload = Awaited<ReturnType<LocalBucket["createMultipartUpload"]>>;
+
+/**
+ * Under CI's load the proxy's socket to workerd has dropped mid-part (`fetch failed … write EPIPE`).
+ * R2 lets a part number be uploaded again (the last upload wins), so a failed part is retried twice
+ * before the setup gives up.
+ */
+async function uploadPartRetrying(upload: MultipartUpload, n: number, buf: ArrayBuffer) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await upload.uploadPart(n, buf);
+    } catch (e) {
+      if (attempt === 3) throw e;
+      await new Promise((r) => setTimeout(r, 500 * attempt));
+    }
   }
 }
 
