@@ -40,15 +40,24 @@ export function checkBlockScales(info: Pick<TensorInfo, "name" | "type" | "dims"
   const fields = SCALES[info.type];
   if (!fields) return;
   const { blockBytes } = layoutOf(info.type);
-  const blocks = Math.floor(bytes.length / blockBytes);
-  for (let b = 0; b < blocks; b++) {
-    for (const [field, at] of fields) {
-      const o = b * blockBytes + at;
-      // f16 exponent all ones: infinity or NaN.
-      if ((bytes[o + 1] & 0x7c) === 0x7c) {
-        const kind = bytes[o] | (bytes[o + 1] & 0x03) ? "NaN" : "infinite";
-        throw new Error(`${what}: block ${(firstBlock ?? 0) + b} has a ${kind} scale ${field} (f16 0x${(bytes[o] | (bytes[o + 1] << 8)).toString(16).padStart(4, "0")})`);
+  const end = Math.floor(bytes.length / blockBytes) * blockBytes;
+  // One tight pass per field (a load took seconds with the fields looped inside each block); the
+  // first bad block wins, and within it the first field.
+  let bad = -1;
+  let badField = "";
+  for (const [field, at] of fields) {
+    const stop = bad < 0 ? end : bad * blockBytes;
+    for (let o = at + 1; o < stop; o += blockBytes) {
+      // f16 exponent all ones (high byte 0x7c): infinity or NaN.
+      if ((bytes[o] & 0x7c) === 0x7c) {
+        bad = (o - at - 1) / blockBytes;
+        badField = field;
+        break;
       }
     }
   }
+  if (bad < 0) return;
+  const o = bad * blockBytes + fields.find(([f]) => f === badField)![1];
+  const kind = bytes[o] | (bytes[o + 1] & 0x03) ? "a NaN" : "an infinite";
+  throw new Error(`${what}: block ${(firstBlock ?? 0) + bad} has ${kind} scale ${badField} (f16 0x${(bytes[o] | (bytes[o + 1] << 8)).toString(16).padStart(4, "0")})`);
 }

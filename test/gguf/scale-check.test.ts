@@ -54,10 +54,20 @@ describe("checkBlockScales", () => {
         for (const [bits, kind] of [[0x7e00, "NaN"], [0x7c00, "infinite"], [0xfc00, "infinite"], [0x7c01, "NaN"]] as const) {
           const bad = good.slice();
           setHalf(bad, (blocks - 1) * blockBytes + at, bits);
-          expect(() => checkBlockScales(info, bad)).toThrow(`tensor blk.0.attn_q.weight (${TensorType[type]}): block ${blocks - 1} has a ${kind} scale ${field}`);
+          expect(() => checkBlockScales(info, bad)).toThrow(`tensor blk.0.attn_q.weight (${TensorType[type]}): block ${blocks - 1} has ${kind === "NaN" ? "a" : "an"} ${kind} scale ${field}`);
           // A run of blocks (a piece of a tensor as it arrives) counts blocks from its first.
           expect(() => checkBlockScales(info, bad.subarray(blockBytes), 1)).toThrow(`block ${blocks - 1} has`);
         }
+      }
+      if (fields.length === 2) {
+        // The first bad block is named, and within one block the first field.
+        const [[at0, f0], [at1, f1]] = fields;
+        const both = good.slice();
+        setHalf(both, blockBytes + at0, 0x7c00);
+        setHalf(both, at1, 0x7e00);
+        expect(() => checkBlockScales(info, both)).toThrow(`block 0 has a NaN scale ${f1}`);
+        setHalf(both, at0, 0x7c00);
+        expect(() => checkBlockScales(info, both)).toThrow(`block 0 has an infinite scale ${f0}`);
       }
       expect(() => checkBlockScales(info, good.subarray(0, good.length - 1))).toThrow(
         `tensor blk.0.attn_q.weight (${TensorType[type]}) is truncated: ${good.length - 1} of ${good.length} bytes, block ${blocks - 1} of ${blocks} incomplete`,
