@@ -13,6 +13,14 @@
  * step's part in place, so a long prompt never holds up the streams already
  * decoding: they get a row in every step of it.
  *
+ * One exception, for time to first token: prompts whose rest fits in one step
+ * (a new request's short prompt, a long one's last part) run in a step of
+ * their own, before the decode rows. Beside them the decode rows would make
+ * that step a decode step longer, and would get their tokens only at its end
+ * anyway; alone, the prompts' first tokens come one decode step sooner. The
+ * decode rows then get the next step whatever is waiting, so prompts arriving
+ * one after another cannot starve them.
+ *
  * Before a step, the scheduler waits until every live sequence (made by
  * newSequence, not yet released) has a call waiting, or `gatherMs` have
  * passed since the first call arrived: a stream whose client reads slowly
@@ -115,6 +123,8 @@ export class StepScheduler implements Engine {
   private driverCall?: Call;
   private lastDriver?: unknown;
   private lostLooks = 0;
+  /** The last step left waiting decode rows out for prompts (the next one takes them). */
+  private lastPromptsOnly = false;
   /** The step running now (a step taken as lost and ending after all must not touch the calls). */
   private stepNo = 0;
   private running = false;
@@ -287,11 +297,14 @@ export class StepScheduler implements Engine {
   /** The next step's rows: decode calls first, then prompt parts, each call at most once. */
   plan(): { call: Call; take: number }[] {
     const { maxBatch, maxBatchTokens } = this.opts;
-    const decode = this.waiting.filter((c) => c.tokens.length - c.done === 1);
-    const prompt = this.waiting.filter((c) => c.tokens.length - c.done > 1);
+    const rest = (c: Call) => c.tokens.length - c.done;
+    const decode = this.waiting.filter((c) => rest(c) === 1);
+    const prompt = this.waiting.filter((c) => rest(c) > 1);
+    const ending = prompt.filter((c) => rest(c) <= maxBatchTokens);
+    const promptsFirst = decode.length > 0 && ending.length > 0 && !this.lastPromptsOnly;
     const rows: { call: Call; take: number }[] = [];
     let left = maxBatchTokens;
-    for (const call of [...decode, ...prompt]) {
+    for (const call of promptsFirst ? ending : [...decode, ...prompt]) {
       if (rows.length === maxBatch || left === 0) break;
       const take = Math.min(left, call.tokens.length - call.done);
       rows.push({ call, take });
@@ -308,6 +321,8 @@ export class StepScheduler implements Engine {
     this.lastDriver = driver?.seq;
     this.lostLooks = 0;
     this.stepSeqs = new Set(rows.map((r) => r.call.seq));
+    // Recorded once the step ends, so a step given up as lost is planned again the same way.
+    const promptsOnly = rows.every((r) => r.call.tokens.length - r.call.done > 1) && this.waiting.some((c) => c.tokens.length - c.done === 1);
     for (const c of this.waiting) c.deferred = 0;
     try {
       const entries: BatchEntry[] = rows.map(({ call, take }) => ({
@@ -342,7 +357,10 @@ export class StepScheduler implements Engine {
         if (last) this.end(call, { logits: call.logits });
       });
     } finally {
-      if (no === this.stepNo) this.endStep();
+      if (no === this.stepNo) {
+        this.lastPromptsOnly = promptsOnly;
+        this.endStep();
+      }
     }
   }
 

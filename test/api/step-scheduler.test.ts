@@ -99,9 +99,13 @@ describe("StepScheduler", () => {
     const [a, b, l] = await Promise.all([...decoders, longRun]);
     expect(idsOf(l)).toEqual(idsOf(await collect(engine, { prompt: long, maxTokens: 2, seed: 1, stopTokenIds: [] })));
     const withLong = rec.steps.slice(before).filter((st) => st.some((x) => x.rows > 1));
-    // 60 rows at most 8 − 2 a step (the two decode rows come first).
+    // 60 rows at most 8 − 2 a step (the two decode rows come first); the last part, which fits in
+    // a step, runs alone (its first token sooner), and the decoders have the step after it.
     expect(withLong.length).toBeGreaterThanOrEqual(10);
-    for (const st of withLong) {
+    const last = withLong.at(-1)!;
+    expect(last).toHaveLength(1);
+    expect(rec.steps[rec.steps.indexOf(last) + 1].filter((x) => x.rows === 1).length).toBeGreaterThanOrEqual(2);
+    for (const st of withLong.slice(0, -1)) {
       expect(st).toHaveLength(3);
       expect(st.filter((x) => x.rows === 1)).toHaveLength(2);
       expect(st.reduce((n, x) => n + x.rows, 0)).toBeLessThanOrEqual(8);
@@ -111,6 +115,38 @@ describe("StepScheduler", () => {
     parts.slice(1).forEach((p, i) => expect(p.startPos).toBe(parts[i].startPos + parts[i].rows));
     expect(idsOf(a)).toHaveLength(40);
     expect(idsOf(b)).toHaveLength(40);
+  });
+
+  it("a prompt that fits in a step runs before the waiting decode rows, in a step of prompts only; the decode rows always get the next step", async () => {
+    const rec = recording(engine);
+    const s = new StepScheduler(rec.engine, { maxBatch: 6, maxBatchTokens: 64, gatherMs: 2000 });
+    const decoders = [0, 1].map((i) => collect(s, request(i, { maxTokens: 30 })));
+    while (rec.steps.length < 3) await new Promise((r) => setTimeout(r, 1));
+    // Prompts arriving one after another: each while the previous one's step runs.
+    const shorts = [];
+    for (const i of [2, 4, 6]) {
+      const n = rec.steps.length;
+      shorts.push(collect(s, request(i, { maxTokens: 3 })));
+      while (rec.steps.length === n) await new Promise((r) => setTimeout(r, 0));
+    }
+    const alone = [];
+    for (const i of [2, 4, 6]) alone.push(idsOf(await collect(engine, request(i, { maxTokens: 3 }))));
+    expect((await Promise.all(shorts)).map(idsOf)).toEqual(alone);
+    await Promise.all(decoders);
+    const [d0, d1] = rec.steps[2].map((x) => x.seq);
+    const promptSteps = rec.steps.slice(3).filter((st) => st.some((x) => x.rows > 1));
+    expect(promptSteps.length).toBeGreaterThan(0);
+    for (const st of promptSteps) {
+      const i = rec.steps.indexOf(st);
+      // A step with a prompt holds prompts only, unless the step before it already did.
+      const afterPromptsOnly = rec.steps[i - 1].every((x) => x.rows > 1);
+      if (!afterPromptsOnly) expect(st.every((x) => x.rows > 1)).toBe(true);
+      // While both decode, neither misses two steps in a row.
+      if (i + 1 < rec.steps.length && rec.steps.slice(i + 1).some((n) => n.some((x) => x.seq === d0) && n.some((x) => x.seq === d1))) {
+        const next = rec.steps[i + 1];
+        if (st.every((x) => x.rows > 1)) expect(next.map((x) => x.seq)).toEqual(expect.arrayContaining([d0, d1]));
+      }
+    }
   });
 
   it("an aborted generation leaves the batch at once; the others finish with their own tokens", async () => {
@@ -216,7 +252,9 @@ describe("StepScheduler, polled (each caller looks for its own outcome: the Work
     await als.run(1, () => collect(s, { prompt: long, maxTokens: 1, seed: 1, stopTokenIds: [], prefillChunkTokens: 60 }));
     const withLong = rec.steps.slice(before).filter((st) => st.rows.some((r) => r.owner === 1));
     expect(withLong.length).toBeGreaterThanOrEqual(Math.ceil(60 / 7));
-    for (const st of withLong) expect(st.rows.map((r) => r.owner)).toEqual([0, 1]);
+    // Its last part fits in a step and runs alone (the prompts-first rule).
+    for (const st of withLong.slice(0, -1)) expect(st.rows.map((r) => r.owner)).toEqual([0, 1]);
+    expect(withLong.at(-1)!.rows.map((r) => r.owner)).toEqual([1]);
     expect(idsOf(await decoder)).toHaveLength(40);
     // The decoder completes the step's set every time, yet it does not run the long prompt's rows:
     // each runs about its own rows (its CPU time, in a Worker), within one step's 8 rows.
