@@ -40,8 +40,8 @@ export interface ConcurrencyRun {
   llamaDetail?: string;
   llamaError?: string;
   hosts: HostRun[];
-  /** `--only prefix`: only the prefix-reuse case ran, so only it and its target are reported (no levels, llama.cpp or short case). */
-  only?: "prefix";
+  /** `--only prefix` / `--only short`: only that case ran, so only it and its target are reported (no levels, llama.cpp or other case). */
+  only?: "prefix" | "short";
 }
 
 /** The targets' ceiling for batched decode, as a share of the engine's prefill tok/s: a step's rows share each weight block as a prompt's rows do, so prefill's rate bounds what batching can reach. */
@@ -91,17 +91,17 @@ export function targets(run: ConcurrencyRun): Target[] {
   const atLeast = (what: string, value: number | undefined, base: number | undefined, factor: number, measured: (v: number, b: number) => string, why: string): Target =>
     value === undefined || base === undefined ? { what, ...missing(why) } : { what, measured: measured(value, base), pass: value >= factor * base };
 
-  const out: Target[] = [
+  const out: Target[] = [];
+  if (run.only === undefined) out.push(
     atLeast("Node, 4 streams: aggregate decode ≥ 0.75 × ceiling", n4, ceiling, 0.75, (v, c) => `${f(v)} tok/s = ${f(v / c, 2)} × ceiling ${f(c)} (${CEILING_OF_PREFILL} × prefill ${f(run.prefill?.tok_s)} tok/s)`, "needs the node host at 4 streams and the prefill measurement"),
     atLeast("Node, 8 streams: aggregate decode ≥ 0.85 × ceiling", n8, ceiling, 0.85, (v, c) => `${f(v)} tok/s = ${f(v / c, 2)} × ceiling ${f(c)}`, "needs the node host at 8 streams and the prefill measurement"),
     atLeast("Node, 4 streams ≥ 1.5 × its own single stream", n4, n1, 1.5, (v, b) => `${f(v)} / ${f(b)} tok/s = ${f(v / b, 2)}×`, "needs the node host at 1 and 4 streams"),
     atLeast("Node, 4 streams ≥ 1.3 × llama.cpp's aggregate at 4 sequences", n4, l4, 1.3, (v, b) => `${f(v)} / ${f(b)} tok/s = ${f(v / b, 2)}×`, "needs the node host and llama.cpp at 4 streams"),
-  ];
-  out.push(prefixTarget(run));
+  );
   const sharded = hostRun(run, "sharded");
   const s1 = at(sharded?.levels, 1)?.aggregate_tok_s;
   const s4 = at(sharded?.levels, 4)?.aggregate_tok_s;
-  out.push(atLeast(`sharded ${run.shardedPreset}, 4 streams ≥ 2.0 × its own single stream`, s4, s1, 2.0, (v, b) => `${f(v)} / ${f(b)} events/s = ${f(v / b, 2)}×`, "needs the sharded host at 1 and 4 streams"));
+  if (run.only === undefined) out.push(prefixTarget(run), atLeast(`sharded ${run.shardedPreset}, 4 streams ≥ 2.0 × its own single stream`, s4, s1, 2.0, (v, b) => `${f(v)} / ${f(b)} events/s = ${f(v / b, 2)}×`, "needs the sharded host at 1 and 4 streams"));
   for (const h of run.hosts.filter((h) => h.short)) {
     const s = h.short!;
     const what = `${LABELS[h.host](run)}: a short request while 3 streams decode gets its first token within its prefill alone + 2 decode steps`;
@@ -121,6 +121,8 @@ export function report(run: ConcurrencyRun): string[] {
   const levels =
     run.only === "prefix"
       ? ["the prefix-reuse case only (--only prefix): no concurrency levels, llama.cpp or short-request case in this run", ""]
+      : run.only === "short"
+      ? ["the short-request case only (--only short): no concurrency levels, llama.cpp or prefix case in this run", ""]
       : [
           `${run.requests} requests per level, prompt ${run.prompt} token ids, ${run.decode} generated (temperature 0.7, top_p 0.95); closed-loop clients; one thread each; batches of up to ${run.maxBatch} sequences, ${run.maxBatchTokens} rows`,
           "aggregate: generated tokens (stream events with a token) of all requests over the level's wall time, prompts included",
@@ -132,7 +134,7 @@ export function report(run: ConcurrencyRun): string[] {
           "",
         ];
   const lines = [
-    [run.model && `model: ${run.model} (${run.only === "prefix" ? "the node host" : "Node and Worker rows, llama.cpp"})`, run.hosts.some((h) => h.host === "sharded") && `sharded: the synthetic ${run.shardedPreset} Q4_0 file`].filter(Boolean).join("; "),
+    [run.model && `model: ${run.model} (${run.only === "prefix" ? "the node host" : run.only === "short" ? "the short-request case" : "Node and Worker rows, llama.cpp"})`, run.hosts.some((h) => h.host === "sharded") && `sharded: the synthetic ${run.shardedPreset} Q4_0 file`].filter(Boolean).join("; "),
     ...levels,
     ...(run.prefill ? [`prefill (the Node engine alone, 128-token prompt, warmed up): ${f(run.prefill.tok_s)} tok/s → decode ceiling ${CEILING_OF_PREFILL} × ${f(run.prefill.tok_s)} = ${f(CEILING_OF_PREFILL * run.prefill.tok_s)} tok/s`] : []),
     ...run.hosts.filter((h) => h.prefix).flatMap((h) => {

@@ -45,6 +45,8 @@ const USAGE = `usage: npm run bench -- --concurrency [options]   (or: node --imp
   --quick                      12 requests per level, levels 1,4, 16 generated, 5 short trials
   --only prefix                only the prefix-reuse case on the node host (no levels, llama.cpp or short case; ~2 min);
                                the report then holds only that case and its target
+  --only short                 only the short-request case, on the node and worker hosts (or --hosts node / worker;
+                               no levels, llama.cpp or prefix case; ~3 min a host)
   --help                       this text
 Progress goes to stderr; the table and the targets to stdout; the figures to bench/results/concurrency-<time>.json.
 The default run takes ~55 min on a quiet 2-core machine (an estimate is printed at start).`;
@@ -91,10 +93,12 @@ const PROMPT = positive("prompt", cli.prompt, 16);
 const DECODE = positive("decode", cli.decode, quick ? 16 : 32);
 const SHORT_TRIALS = positive("short-trials", cli["short-trials"], quick ? 5 : 10);
 const LEVELS = [...new Set((cli.levels ?? (quick ? "1,4" : "1,2,4,8")).split(",").map((s) => positive("levels", s.trim(), 1)))].sort((a, b) => a - b);
-if (cli.only !== undefined && cli.only !== "prefix") fail(`--only takes "prefix", got ${JSON.stringify(cli.only)}`);
+if (cli.only !== undefined && cli.only !== "prefix" && cli.only !== "short") fail(`--only takes "prefix" or "short", got ${JSON.stringify(cli.only)}`);
 const ONLY_PREFIX = cli.only === "prefix";
+const ONLY_SHORT = cli.only === "short";
 if (ONLY_PREFIX && cli.hosts !== undefined && cli.hosts !== "node") fail("--only prefix runs on the node host only: leave out --hosts or pass --hosts node");
-const HOSTS_RUN = (ONLY_PREFIX ? "node" : (cli.hosts ?? HOSTS.join(","))).split(",").map((s) => s.trim()) as HostName[];
+const HOSTS_RUN = (ONLY_PREFIX ? "node" : (cli.hosts ?? (ONLY_SHORT ? "node,worker" : HOSTS.join(",")))).split(",").map((s) => s.trim()) as HostName[];
+if (ONLY_SHORT && HOSTS_RUN.includes("sharded")) fail("--only short runs on the node and worker hosts: the sharded host has no short-request case");
 const unknownHost = HOSTS_RUN.find((h) => !HOSTS.includes(h));
 if (unknownHost !== undefined || HOSTS_RUN.length === 0) fail(`--hosts takes a comma-separated list of ${HOSTS.join(", ")}, got ${JSON.stringify(cli.hosts)}`);
 const SHARDED_PRESET = cli["sharded-preset"] ?? "full2l";
@@ -107,7 +111,7 @@ const BATCH: BatchSettings = {
 };
 if (cli.model !== undefined && !existsSync(cli.model)) fail(`--model: no such file: ${cli.model}`);
 const needsModel = HOSTS_RUN.includes("node") || HOSTS_RUN.includes("worker");
-const withLlama = needsModel && !ONLY_PREFIX;
+const withLlama = needsModel && !ONLY_PREFIX && !ONLY_SHORT;
 
 /**
  * A rough start-time estimate from nominal rates on a quiet 2-core machine (aggregate tok/s: the
@@ -116,6 +120,7 @@ const withLlama = needsModel && !ONLY_PREFIX;
  */
 function estimateSeconds(): number {
   if (ONLY_PREFIX) return 15 + 90;
+  if (ONLY_SHORT) return HOSTS_RUN.length * 150;
   const nodeRate = (c: number) => (c >= 8 ? 27.5 : c >= 4 ? 24 : c >= 2 ? 22 : 20);
   const perLevel = (rate: number) => REQUESTS * (DECODE / rate + PROMPT / 28);
   let s = 0;
@@ -168,7 +173,7 @@ async function runHost(name: HostName, start: () => Promise<Host>, extra: (h: Ho
     host = await start();
     run.detail = host.detail;
     await warmUp(host.url);
-    for (const [i, c] of (ONLY_PREFIX ? [] : LEVELS).entries()) {
+    for (const [i, c] of (ONLY_PREFIX || ONLY_SHORT ? [] : LEVELS).entries()) {
       const figures = await closedLoop(host.url, { clients: c, requests: REQUESTS, prompt: PROMPT, decode: DECODE, first: firstOf(i), label: `${name} ×${c}` });
       run.levels.push({ streams: c, figures });
       process.stderr.write(`${name} ×${c}: ${figures.aggregate_tok_s} tok/s aggregate in ${figures.wall_s} s\n`);
@@ -186,11 +191,11 @@ async function runHost(name: HostName, start: () => Promise<Host>, extra: (h: Ho
 const model = needsModel ? (cli.model ?? (await benchModel())) : "";
 const t0 = performance.now();
 process.stderr.write(
-  `bench/concurrency: hosts ${HOSTS_RUN.join(", ")}${withLlama ? " + llama.cpp" : ""}; ${ONLY_PREFIX ? "the prefix-reuse case only" : `levels ${LEVELS.join(",")}; ${REQUESTS} requests each`}; ` +
+  `bench/concurrency: hosts ${HOSTS_RUN.join(", ")}${withLlama ? " + llama.cpp" : ""}; ${ONLY_PREFIX ? "the prefix-reuse case only" : ONLY_SHORT ? "the short-request case only" : `levels ${LEVELS.join(",")}; ${REQUESTS} requests each`}; ` +
     `estimated ~${Math.round(estimateSeconds() / 60)} min${cli.model ? " (the estimate assumes the 1.6B file)" : ""}\n`,
 );
 
-const run: ConcurrencyRun = { model, shardedPreset: SHARDED_PRESET, requests: REQUESTS, prompt: PROMPT, decode: DECODE, maxBatch: BATCH.maxBatch, maxBatchTokens: BATCH.maxBatchTokens, llama: [], hosts: [], ...(ONLY_PREFIX ? { only: "prefix" as const } : {}) };
+const run: ConcurrencyRun = { model, shardedPreset: SHARDED_PRESET, requests: REQUESTS, prompt: PROMPT, decode: DECODE, maxBatch: BATCH.maxBatch, maxBatchTokens: BATCH.maxBatchTokens, llama: [], hosts: [], ...(ONLY_PREFIX ? { only: "prefix" as const } : ONLY_SHORT ? { only: "short" as const } : {}) };
 if (withLlama) {
   try {
     for (const [i, c] of LEVELS.entries()) {
@@ -213,15 +218,17 @@ if (HOSTS_RUN.includes("node")) {
       () => startServe(model, BATCH),
       async (h, r) => {
         build = /^wasm \((\S+) kernels/.exec(h.engine)?.[1] ?? build;
-        process.stderr.write("node: prefix-reuse case …\n");
-        r.prefix = await prefixReuseCase(h.url, PREFIX_FROM);
-        if (ONLY_PREFIX) return;
+        if (!ONLY_SHORT) {
+          process.stderr.write("node: prefix-reuse case …\n");
+          r.prefix = await prefixReuseCase(h.url, PREFIX_FROM);
+          if (ONLY_PREFIX) return;
+        }
         process.stderr.write("node: short-request case …\n");
         r.short = await shortRequestCase(h.url, shortSpec("node"));
       },
     ),
   );
-  if (!ONLY_PREFIX) {
+  if (!ONLY_PREFIX && !ONLY_SHORT) {
     // After the server has gone: the engine alone, the build the server chose, nothing else on the CPUs.
     process.stderr.write(`node: the engine's prefill alone (${build} build, 128-token prompt) …\n`);
     const p = engineChild(["--model", model, "--engine", "edgelm", "--build", build, "--threads", "1", "--warmup"], 128, 1);

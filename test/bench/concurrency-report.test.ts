@@ -1,5 +1,6 @@
 // The concurrency bench's report from given figures (no timing here): a run limited to the
-// prefix-reuse case reports that case and its target only, and a full run still has its table.
+// prefix-reuse or the short-request case reports that case and its targets only, and a full run
+// still has its table.
 import { describe, expect, it } from "vitest";
 import { report, targets, type ConcurrencyRun } from "../../bench/concurrency-report";
 
@@ -25,6 +26,19 @@ describe("concurrency report", () => {
     const run: ConcurrencyRun = { ...base, only: "prefix", hosts: [{ host: "node", detail: "", levels: [], error: "boom" }] };
     expect(targets(run)).toEqual([{ what: "Node, second chat turn's prefill ≤ 20% of the first's", measured: "not measured in this run (needs the node host)" }]);
     expect(report(run).join("\n")).toContain("FAILED Node (edgelm serve, 1 thread): boom");
+  });
+
+  it("--only short: only the short-request targets, one per host, no levels table, nothing 'not measured'", () => {
+    const short = { alone_ms: 400, step_ms: 150, bound_ms: 700, ttft_ms: [500, 650, 720], within: 2 };
+    const run: ConcurrencyRun = { ...base, only: "short", hosts: [{ host: "node", detail: "d", levels: [], short }, { host: "worker", detail: "d", levels: [], short: { ...short, ttft_ms: [500], within: 1 } }] };
+    const text = report(run).join("\n");
+    expect(text).not.toContain("| host | streams |");
+    expect(text).not.toContain("not measured");
+    expect(text).toContain("the short-request case only (--only short)");
+    const t = targets(run);
+    expect(t).toHaveLength(2);
+    expect(t.map((x) => x.pass)).toEqual([false, true]);
+    expect(t[0].measured).toBe("2/3 within 700 ms (alone 400 + 2 × step 150); worst 720 ms");
   });
 
   it("a full run keeps the levels table and lists every target", () => {
