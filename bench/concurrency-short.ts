@@ -5,8 +5,10 @@
  *   2. three long streams start; once all three decode, the decode step is their inter-token p50;
  *   3. while they decode, short requests are sent one at a time, each at a random point of a step,
  *      and each one's time to first token is compared with alone + 2 steps.
- * Why 2 steps: the request may arrive just after a step began (up to one step's wait), and its
- * prompt then rides in a step beside the three decode rows (a step's cost on top of its prefill).
+ * Why 2 steps: the request may arrive just after a step began (up to one step's wait), and a
+ * prompt that rode in a step beside the three decode rows would pay a step's cost on top of its
+ * prefill. The scheduler runs a prompt that fits in a step ahead of the decode rows instead
+ * (docs/engine.md, "Batching (many users at once)"), so the wait is the one step at most.
  */
 import { seededRandom } from "../src/util/index";
 import { promptOf, streamCompletion, type StreamTiming } from "./concurrency-client";
