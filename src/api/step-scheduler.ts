@@ -19,7 +19,9 @@
  * that step a decode step longer, and would get their tokens only at its end
  * anyway; alone, the prompts' first tokens come one decode step sooner. The
  * decode rows then get the next step whatever is waiting, so prompts arriving
- * one after another cannot starve them.
+ * one after another cannot starve them. Not with `keepDriver` (below): a step
+ * of prompts only would be driven by a new request, which would open sessions
+ * (one invocation per shard) that the decoding driver's steps need not.
  *
  * Before a step, the scheduler waits until every live sequence (made by
  * newSequence, not yet released) has a call waiting, or `gatherMs` have
@@ -301,7 +303,7 @@ export class StepScheduler implements Engine {
     const decode = this.waiting.filter((c) => rest(c) === 1);
     const prompt = this.waiting.filter((c) => rest(c) > 1);
     const ending = prompt.filter((c) => rest(c) <= maxBatchTokens);
-    const promptsFirst = decode.length > 0 && ending.length > 0 && !this.lastPromptsOnly;
+    const promptsFirst = decode.length > 0 && ending.length > 0 && !this.lastPromptsOnly && !this.opts.keepDriver;
     const rows: { call: Call; take: number }[] = [];
     let left = maxBatchTokens;
     for (const call of promptsFirst ? ending : [...decode, ...prompt]) {
