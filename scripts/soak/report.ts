@@ -253,6 +253,10 @@ function judge(run: SoakRun, s: Summary, answered: number): Check[] {
     `${s.health.probes} probes, ${answered} answered 200, ${s.health.failures} late or failed, max ${s.health.maxMs.toFixed(0)} ms`,
   );
   add("bursts reached the queue bound (429 queue_full)", s.queueFull > 0, `${s.queueFull} refused over ${s.bursts} bursts`);
+  if (run.target === "serve") {
+    const w = run.warnings ?? [];
+    add("no process warnings from the server", w.length === 0, w.length ? `${w.length}${w.length === 50 ? "+" : ""}, first: ${w[0]}` : "none");
+  }
   return checks;
 }
 

@@ -51,6 +51,8 @@ export interface SoakRun {
   failure?: string;
   /** The server's last output, kept when something failed. */
   serverLog?: string;
+  /** Node's process warnings the server printed (serve only; none is expected). */
+  warnings?: string[];
 }
 
 /** Ms a single exchange may take before it counts as a timeout (a stuck stream must not hold the soak). */
@@ -178,6 +180,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakRun> {
     run.samples = monitor.samples;
     run.probes = monitor.probes;
     if (run.failure) run.serverLog = target.logTail();
+    run.warnings = target.warnings();
     await target.close();
   }
   return run;

@@ -41,6 +41,11 @@ export interface Target {
   queueDepth: number;
   /** The server's own output, its last 64 KiB (a failed run names what the server said). */
   logTail(): string;
+  /**
+   * Node's process warnings the server printed (`(node:PID) SomeWarning: …`), all of them, up to
+   * 50: a listener or timer leak shows there long before it shows in RSS. Empty for workerd.
+   */
+  warnings(): string[];
   close(): Promise<void>;
 }
 
@@ -92,7 +97,7 @@ async function startWorkerTarget(opts: TargetOptions): Promise<Target> {
     await w.close();
     throw new Error(`worker: expected one new workerd child of process ${process.pid}, found ${started.length ? started.join(", ") : "none"}: cannot read workerd's RSS`);
   }
-  return { name: "worker", url: w.url, pid: started[0], maxRunning: 1, queueDepth: opts.queueDepth, logTail: () => w.logs().slice(-65536), close: () => w.close() };
+  return { name: "worker", url: w.url, pid: started[0], maxRunning: 1, queueDepth: opts.queueDepth, logTail: () => w.logs().slice(-65536), warnings: () => [], close: () => w.close() };
 }
 
 async function startServeTarget(opts: TargetOptions): Promise<Target> {
@@ -109,6 +114,7 @@ async function startServeTarget(opts: TargetOptions): Promise<Target> {
   };
   child.stdout.on("data", keep);
   child.stderr.on("data", keep);
+  const warnings = nodeWarnings(child.stderr);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const url = await new Promise<string>((resolve, reject) => {
     const onData = () => {
@@ -128,6 +134,7 @@ async function startServeTarget(opts: TargetOptions): Promise<Target> {
     maxRunning: opts.maxBatch,
     queueDepth: opts.queueDepth,
     logTail: () => tail,
+    warnings: () => [...warnings],
     close: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
       const killer = setTimeout(() => child.kill("SIGKILL"), 5_000);
@@ -151,4 +158,18 @@ async function waitHealthy(url: string, timeoutMs: number): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`/health was not 200 within ${timeoutMs / 1000} s (last: ${last.slice(0, 300)})`);
+}
+
+/** Node's `(node:PID) NameWarning: text` lines on a stream, as they arrive (split chunks joined), up to 50. */
+export function nodeWarnings(stream: NodeJS.ReadableStream): string[] {
+  const found: string[] = [];
+  let partial = "";
+  stream.on("data", (d: Buffer | string) => {
+    const lines = (partial + d.toString()).split("\n");
+    partial = lines.pop() ?? "";
+    for (const line of lines) {
+      if (found.length < 50 && /^\(node:\d+\) \w*Warning: /.test(line)) found.push(line);
+    }
+  });
+  return found;
 }

@@ -5,10 +5,12 @@
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exchange } from "../../scripts/soak/exchange";
 import { fit, summarize, slope, withoutLargestStep } from "../../scripts/soak/report";
 import type { SoakRun } from "../../scripts/soak/run";
+import { nodeWarnings } from "../../scripts/soak/targets";
 import type { Plan } from "../../scripts/soak/traffic";
 
 const chunk = (text: string, finish: string | null = null) => `data: ${JSON.stringify({ choices: [{ index: 0, text, finish_reason: finish }] })}\n\n`;
@@ -159,6 +161,21 @@ describe("summarize: the checks", () => {
     const unfilled = cleanRun();
     unfilled.kvFilledMs = undefined;
     expect(failing(unfilled)).toEqual(["RSS at the end within the warm-up's + max(5%, 16 MiB)", "RSS slope after warm-up ≤ 1 MiB/min"]);
+  });
+
+  it("a Node process warning from serve (e.g. a listener leak) fails its check", () => {
+    const run = cleanRun();
+    run.warnings = ["(node:123) MaxListenersExceededWarning: Possible EventEmitter memory leak detected. 11 close listeners added to [ServerResponse]."];
+    expect(failing(run)).toEqual(["no process warnings from the server"]);
+    expect(summarize(run).checks.find((c) => !c.ok)!.detail).toMatch(/^1, first: \(node:123\) MaxListenersExceededWarning/);
+  });
+
+  it("the warnings on a stream are Node's own lines, whole, however the chunks split them", () => {
+    const stream = new PassThrough();
+    const found = nodeWarnings(stream);
+    stream.write("edgelm serve: listening on http://127.0.0.1:1, model x\n(node:42) MaxListenersEx");
+    stream.write("ceededWarning: 11 close listeners\nnot (node:1) Warning: inside a line\n(node:42) DeprecationWarning: old\n");
+    expect(found).toEqual(["(node:42) MaxListenersExceededWarning: 11 close listeners", "(node:42) DeprecationWarning: old"]);
   });
 
   it("one /health probe over 2 s fails availability", () => {
