@@ -60,11 +60,13 @@
  *   driver's sequence was released is given up the same way, not blamed on
  *   its entries: the failure may be that request's I/O being cancelled.
  *
- * Host-neutral: no Node or Workers APIs beyond setTimeout. A step that fails
+ * Host-neutral: no Node or Workers APIs beyond setTimeout (and setImmediate
+ * where the host has it, through yieldToEventLoop). A step that fails
  * is re-run one entry at a time, so only the calls that fail alone are
  * rejected (the engine refuses a bad batch before it touches any cache, and a
  * re-run rewinds each sequence to its own start).
  */
+import { yieldToEventLoop } from "../generate/yield";
 import type { BatchEntry, Engine, EngineStats, StepOptions } from "../model/engine";
 
 export interface StepSchedulerOptions {
@@ -127,6 +129,8 @@ export class StepScheduler implements Engine {
   private lostLooks = 0;
   /** The last step left waiting decode rows out for prompts (the next one takes them). */
   private lastPromptsOnly = false;
+  /** Direct mode: a step is due and starts at the next macrotask. */
+  private starting = false;
   /** The step running now (a step taken as lost and ending after all must not touch the calls). */
   private stepNo = 0;
   private running = false;
@@ -282,12 +286,19 @@ export class StepScheduler implements Engine {
 
   /** Direct mode: runs the next step now if it is due, or when the gather deadline passes. */
   private schedule(): void {
-    if (this.running || this.waiting.length === 0) return;
+    if (this.running || this.starting || this.waiting.length === 0) return;
     const ready = [...this.live].every((s) => this.waiting.some((c) => c.seq === s)) || this.waiting.length >= this.opts.maxBatch;
     if (ready) {
       clearTimeout(this.timer);
       this.timer = undefined;
-      void this.step();
+      // Not in this call's own stack: a step computes synchronously for its whole length, and
+      // what the caller has queued (another stream's SSE write, a token just made) would wait it
+      // out. One macrotask later the step takes whatever has arrived by then.
+      this.starting = true;
+      yieldToEventLoop().then(() => {
+        this.starting = false;
+        if (!this.running && this.waiting.length) void this.step();
+      });
     } else if (this.timer === undefined) {
       this.timer = setTimeout(() => {
         this.timer = undefined;

@@ -122,13 +122,15 @@ export async function* generate(engine: Engine, tokenizer: Tokenizer, opts: Gene
   const prompt = [...opts.prompt];
   const generated: number[] = [];
 
-  // Yield before prefill: a request that was aborted while it waited in a queue stops here.
-  await yieldToEventLoop();
-  checkAbort(signal);
-  const clock = opts.clock;
-  const t0 = clock?.() ?? 0;
+  // The sequence exists before the yield below: a batching engine then waits for this prompt
+  // (its gather) instead of starting a step without it while this generation yields.
   const seq = engine.newSequence();
   try {
+    // Yield before prefill: a request that was aborted while it waited in a queue stops here.
+    await yieldToEventLoop();
+    checkAbort(signal);
+    const clock = opts.clock;
+    const t0 = clock?.() ?? 0;
     const chunk = opts.prefillChunkTokens ?? DEFAULT_PREFILL_CHUNK_TOKENS;
     // The start of the prompt may already be in the engine's KV cache (a shared system prompt, the previous turn).
     const cached = engine.reusePrefix?.(seq, prompt);

@@ -149,6 +149,28 @@ describe("StepScheduler", () => {
     }
   });
 
+  it("a step made due by a call starts one macrotask later, never inside that call (what the caller queued is not held up by the step)", async () => {
+    let inCall = false;
+    let stepsInsideACall = 0;
+    const e = wrapped(engine, (entries) => {
+      if (inCall) stepsInsideACall++;
+      return engine.forwardBatch(entries);
+    });
+    const s = new StepScheduler(e, { maxBatch: 2, maxBatchTokens: 16, gatherMs: 2000 });
+    const [a, b] = [s.newSequence(), s.newSequence()];
+    const first = s.forward(a, [1, 2, 3], 0);
+    inCall = true;
+    // b's call completes the gather: the step is due now.
+    const second = s.forward(b, [4, 5], 0);
+    inCall = false;
+    expect(stepsInsideACall).toBe(0);
+    const [la, lb] = await Promise.all([first, second]);
+    expect([la.length, lb.length]).toEqual([1, 1]);
+    expect(s.batchStats.steps).toBe(1);
+    s.releaseSequence(a);
+    s.releaseSequence(b);
+  });
+
   it("an aborted generation leaves the batch at once; the others finish with their own tokens", async () => {
     const alone = [0, 2].map(async (i) => idsOf(await collect(engine, request(i, { maxTokens: 12 }))));
     const want = await Promise.all(alone);
