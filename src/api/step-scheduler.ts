@@ -319,7 +319,7 @@ export class StepScheduler implements Engine {
     let left = maxBatchTokens;
     for (const call of promptsFirst ? ending : [...decode, ...prompt]) {
       if (rows.length === maxBatch || left === 0) break;
-      const take = Math.min(left, call.tokens.length - call.done);
+      const take = Math.min(left, rest(call));
       rows.push({ call, take });
       left -= take;
     }
