@@ -45,19 +45,20 @@ export function checkBlockScales(info: Pick<TensorInfo, "name" | "type" | "dims"
   // first bad block wins, and within it the first field.
   let bad = -1;
   let badField = "";
+  let o = 0;
   for (const [field, at] of fields) {
     const stop = bad < 0 ? end : bad * blockBytes;
-    for (let o = at + 1; o < stop; o += blockBytes) {
+    for (let hi = at + 1; hi < stop; hi += blockBytes) {
       // f16 exponent all ones (high byte 0x7c): infinity or NaN.
-      if ((bytes[o] & 0x7c) === 0x7c) {
-        bad = (o - at - 1) / blockBytes;
+      if ((bytes[hi] & 0x7c) === 0x7c) {
+        o = hi - 1;
+        bad = (o - at) / blockBytes;
         badField = field;
         break;
       }
     }
   }
   if (bad < 0) return;
-  const o = bad * blockBytes + fields.find(([f]) => f === badField)![1];
   const kind = bytes[o] | (bytes[o + 1] & 0x03) ? "a NaN" : "an infinite";
   throw new Error(`${what}: block ${(firstBlock ?? 0) + bad} has ${kind} scale ${badField} (f16 0x${(bytes[o] | (bytes[o + 1] << 8)).toString(16).padStart(4, "0")})`);
 }
