@@ -310,16 +310,15 @@ export class StepScheduler implements Engine {
   /** The next step's rows: decode calls first, then prompt parts, each call at most once. */
   plan(): { call: Call; take: number }[] {
     const { maxBatch, maxBatchTokens } = this.opts;
-    const rest = (c: Call) => c.tokens.length - c.done;
-    const decode = this.waiting.filter((c) => rest(c) === 1);
-    const prompt = this.waiting.filter((c) => rest(c) > 1);
-    const ending = prompt.filter((c) => rest(c) <= maxBatchTokens);
+    const decode = this.waiting.filter((c) => restOf(c) === 1);
+    const prompt = this.waiting.filter((c) => restOf(c) > 1);
+    const ending = prompt.filter((c) => restOf(c) <= maxBatchTokens);
     const promptsFirst = decode.length > 0 && ending.length > 0 && !this.lastPromptsOnly && !this.opts.keepDriver;
     const rows: { call: Call; take: number }[] = [];
     let left = maxBatchTokens;
     for (const call of promptsFirst ? ending : [...decode, ...prompt]) {
       if (rows.length === maxBatch || left === 0) break;
-      const take = Math.min(left, rest(call));
+      const take = Math.min(left, restOf(call));
       rows.push({ call, take });
       left -= take;
     }
@@ -335,7 +334,7 @@ export class StepScheduler implements Engine {
     this.lostLooks = 0;
     this.stepSeqs = new Set(rows.map((r) => r.call.seq));
     // Recorded once the step ends, so a step given up as lost is planned again the same way.
-    const promptsOnly = rows.every((r) => r.call.tokens.length - r.call.done > 1) && this.waiting.some((c) => c.tokens.length - c.done === 1);
+    const promptsOnly = rows.every((r) => restOf(r.call) > 1) && this.waiting.some((c) => restOf(c) === 1);
     for (const c of this.waiting) c.deferred = 0;
     try {
       const entries: BatchEntry[] = rows.map(({ call, take }) => ({
@@ -401,6 +400,11 @@ export class StepScheduler implements Engine {
     call.outcome = outcome;
     call.settle?.();
   }
+}
+
+/** Rows of a call not yet fed: 1 for a decode call, more for a prompt (or its rest). */
+function restOf(call: Call): number {
+  return call.tokens.length - call.done;
 }
 
 function outcomeOf(call: Call): Float32Array[] {
