@@ -10,7 +10,7 @@
  * thread count and against the same engine at one thread, and writes
  * bench/results/engines-<time>.json.
  *
- *   npm run bench [-- --quick] [-- --threads N] [-- --all] [-- --concurrency [options]]
+ *   npm run bench [-- --quick] [-- --threads N] [-- --all] [-- --concurrency|--structured|--quants|--browser [options]]
  *   --quick      32-token prompt, 16 decoded tokens
  *   --threads N  the multi-threaded rows' thread count (default: the cores, os.availableParallelism());
  *                1 leaves them out
@@ -26,6 +26,9 @@
  *   --browser    instead: edgelm/local in headless Chromium vs the engine in Node (bench/browser.ts:
  *                decode tok/s at one thread, first-visit vs cached load time)
  *
+ * With --concurrency, --structured, --quants or --browser, every other argument goes to that bench
+ * (e.g. `npm run bench -- --quants --rounds 5 --types q4_k_m`; `--help` after it lists its options).
+ *
  * Timings only here, never in tests. The machine is shared and noisy: compare
  * ratios within one run.
  */
@@ -37,23 +40,26 @@ import { parseArgs } from "node:util";
 import { benchModel, engineChild, root, type EngineResult } from "./common";
 import { enableRelaxedSimd } from "../src/engine/node";
 
-// The concurrency bench has options of its own: everything after --concurrency goes to it as given.
-if (process.argv.includes("--concurrency")) {
-  const r = spawnSync(process.execPath, ["--import", "tsx", join(root, "bench/concurrency.ts"), ...process.argv.slice(2).filter((a) => a !== "--concurrency")], { cwd: root, stdio: "inherit" });
+// The other benches have options of their own: with one of their flags, every other argument goes to
+// that bench as given (its --help lists them).
+const SUB_BENCHES: Record<string, string> = {
+  "--concurrency": "bench/concurrency.ts",
+  "--structured": "bench/structured.ts",
+  "--quants": "bench/quants.ts",
+  "--browser": "bench/browser.ts",
+};
+const sub = process.argv.slice(2).find((a) => a in SUB_BENCHES);
+if (sub) {
+  const r = spawnSync(process.execPath, ["--import", "tsx", join(root, SUB_BENCHES[sub]), ...process.argv.slice(2).filter((a) => a !== sub)], { cwd: root, stdio: "inherit" });
   process.exit(r.status ?? 1);
 }
-const USAGE = "usage: npm run bench [-- --quick] [-- --threads N] [-- --all] [-- --concurrency [its options; --concurrency --help lists them]] [-- --structured] [-- --quants] [-- --browser]";
-const { values: cli } = parseArgs({ options: { quick: { type: "boolean" }, all: { type: "boolean" }, threads: { type: "string" }, structured: { type: "boolean" }, browser: { type: "boolean" }, quants: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
+const USAGE = "usage: npm run bench [-- --quick] [-- --threads N] [-- --all] [-- --concurrency | --structured | --quants | --browser [that bench's options; add --help to list them]]";
+const { values: cli } = parseArgs({ options: { quick: { type: "boolean" }, all: { type: "boolean" }, threads: { type: "string" }, help: { type: "boolean", short: "h" } } });
 if (cli.help) {
   console.log(`${USAGE}\n  (bench/run.ts's header comment says what each runs)`);
   process.exit(0);
 }
 const quick = cli.quick ?? false;
-if (cli.structured || cli.browser || cli.quants) {
-  const script = cli.structured ? "bench/structured.ts" : cli.browser ? "bench/browser.ts" : "bench/quants.ts";
-  const r = spawnSync(process.execPath, ["--import", "tsx", join(root, script), ...(quick ? ["--quick"] : [])], { cwd: root, stdio: "inherit" });
-  process.exit(r.status ?? 1);
-}
 const all = cli.all ?? false;
 const THREADS = Number(cli.threads ?? availableParallelism());
 if (!Number.isInteger(THREADS) || THREADS < 1) throw new Error(`--threads must be a positive integer, got ${cli.threads}`);
