@@ -26,15 +26,21 @@
 //   [0, 8)     d of rows 0..3 (f16)         [8, 16)   dmin of rows 0..3 (f16)
 //   [16, 80)   sub-block j at 16 + 8j: the scales of rows 0..3, then their
 //              mins (u8, 0..63)
-//   Q4KR [80, 592): sub-block j of row r at 80 + 64j + 16r: 16 bytes, byte
-//              l holding q_l | q_{l+16} << 4 (Q4R's order)
+//   Q4KR [80, 592): sub-block j at 80 + 64j, four vectors V(k) at + 16k
+//              (k = 0..3): bytes 4r..4r+3 of V(k) are row r's nibble bytes
+//              4k..4k+3, byte l holding q_l | q_{l+16} << 4 (the GGUF order
+//              within a row; the four rows side by side by quads)
 //   Q5KR [80, 1104): sub-block j of row r at 80 + 128j + 32r: 32 bytes,
 //              byte l holding q_l (0..31)
 // The scales are unpacked once at load instead of per row and superblock in
 // every product: a sub-block's four scales and four mins are one widening
 // load (shuffling them out of a wider vector cost V8 a rebuilt mask per
-// shuffle), and the rows' data one sequential stream (as Q6R). Q4KR: one
-// vector holds a row's sub-block, split with Q4R's three operations. Q5KR
+// shuffle), and the rows' data one sequential stream (as Q6R). Q4KR: the
+// four rows side by side by quads (as Q6R), so a relaxed dot of a vector's
+// nibbles with a splatted activation quad puts two rows' pair sums in its
+// int16 lanes, and the eight dots of a sub-block add up to each row's even
+// and odd pairs with no 4-row reduction (the rows one vector each, before
+// this, took 10 shuffles and adds per sub-block to reduce). Q5KR
 // spends a byte per value (1.078 B per weight in memory, 1.57x the file's
 // 0.6875), so a row's sub-block is two loads and two relaxed dots with no
 // bit work at all: five bits packed beside others (the layout before this
@@ -49,7 +55,7 @@ import {
 } from "./common";
 import {
   reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, q8bToQ8a, quadsToQ8a,
-  transposeQuads, smallTail, SMALL_X, nibRelaxed16, dotNib16,
+  transposeQuads, smallTail, SMALL_X, nibRelaxed16, dotNib16, rowOfQuads,
 } from "./quant";
 import { matvec_q6r_q8a } from "./q6matvec";
 
@@ -62,9 +68,14 @@ import { matvec_q6r_q8a } from "./q6matvec";
   return five ? 1104 : 592;
 }
 
-// Sub-block j of row r of the superblock column at p (Q4KR: 16 bytes; Q5KR: 32).
-@inline function kSubAt(p: usize, j: i32, r: i32, five: bool): usize {
-  return five ? p + K_QS + (<usize>j << 7) + (<usize>r << 5) : p + K_QS + (<usize>j << 6) + (<usize>r << 4);
+// Q5KR: sub-block j of row r of the superblock column at p (32 bytes).
+@inline function kSubAt(p: usize, j: i32, r: i32): usize {
+  return p + K_QS + (<usize>j << 7) + (<usize>r << 5);
+}
+
+// Q4KR: nibble byte l (0..15) of row r in sub-block j of the superblock column at p.
+@inline function kNibAt(p: usize, j: usize, r: usize, l: usize): usize {
+  return p + K_QS + (j << 6) + ((l >> 2) << 4) + (r << 2) + (l & 3);
 }
 
 // The scales (then mins) of sub-block j's four rows.
@@ -145,11 +156,11 @@ function repackK(src: usize, dst: usize, rows: i32, cols: i32, five: bool): void
         }
         const q = s + (five ? 48 : 16), qh = s + 16;
         for (let j = 0; j < 8; j++) {
-          const v = kSubAt(o, j, r, five);
           if (five) {
+            const v = kSubAt(o, j, r);
             for (let l: usize = 0; l < 32; l++) store<u8>(v + l, <u8>ggufValue(q, qh, j, l, true));
           } else {
-            for (let l: usize = 0; l < 16; l++) store<u8>(v + l, <u8>(ggufValue(q, qh, j, l, false) | (ggufValue(q, qh, j, l + 16, false) << 4)));
+            for (let l: usize = 0; l < 16; l++) store<u8>(kNibAt(o, j, r, l), <u8>(ggufValue(q, qh, j, l, false) | (ggufValue(q, qh, j, l + 16, false) << 4)));
           }
         }
       }
@@ -172,8 +183,8 @@ export function matvec_q5kr_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: 
 
 // Value l (0..31) of sub-block j of row r in the Q4KR / Q5KR superblock column at p.
 @inline function krValue(p: usize, r: i32, j: i32, l: usize, five: bool): i32 {
-  if (five) return <i32>load<u8>(kSubAt(p, j, r, true) + l);
-  const v = <i32>load<u8>(kSubAt(p, j, r, false) + (l & 15));
+  if (five) return <i32>load<u8>(kSubAt(p, j, r) + l);
+  const v = <i32>load<u8>(kNibAt(p, <usize>j, <usize>r, l & 15));
   return l < 16 ? v & 15 : v >> 4;
 }
 
@@ -253,16 +264,38 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
 // dot with [sc0, sc0, sc1, sc1, ...] widens and scales at once. Q4_K: sums
 // of 8 lanes <= 30480 stay exact in int16; Q5_K's (<= 62992) would not, so
 // its last add is done after two scaled widenings.
-@inline function kSubRelaxed(p: usize, i: usize, five: bool, xq: usize, m: v128): v128 {
-  const q = kSubOf(p, i, five), rs = kRowStride(five);
-  const xl = v128.load(xq + (i << 2)), xh = v128.load(xq + (i << 2), 16);
+@inline function kSubRelaxed(p: usize, i: usize, five: bool, xq: usize, m: v128, t: usize): v128 {
+  const q = kSubOf(p, i, five);
   const sc = v128.load8x8_u(p + K_SC + i);
+  const pr = i16x8.shuffle(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3);
+  if (!five) return i32x4.dot_i16x8_s(kQuadsRelaxed(q, xq + (i << 2), m, t), pr);
+  const rs = kRowStride(five);
+  const xl = v128.load(xq + (i << 2)), xh = v128.load(xq + (i << 2), 16);
   const a = kPairAdd(kRowRelaxed(q, five, xl, xh, m), kRowRelaxed(q + rs, five, xl, xh, m));
   const c = kPairAdd(kRowRelaxed(q + 2 * rs, five, xl, xh, m), kRowRelaxed(q + 3 * rs, five, xl, xh, m));
-  const pr = i16x8.shuffle(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3);
   const lo = i32x4.shuffle(a, c, 0, 1, 4, 5), hi = i32x4.shuffle(a, c, 2, 3, 6, 7);
-  if (five) return i32x4.add(i32x4.dot_i16x8_s(lo, pr), i32x4.dot_i16x8_s(hi, pr));
-  return i32x4.dot_i16x8_s(i16x8.add(lo, hi), pr);
+  return i32x4.add(i32x4.dot_i16x8_s(lo, pr), i32x4.dot_i16x8_s(hi, pr));
+}
+
+// Relaxed, Q4KR: the sub-block whose quads are at q against its 32
+// activations at x: int16 lanes [r0 even pairs, r0 odd pairs, r1 ..., r3
+// odd], each the sum over eight pairs of q*x, |.| <= 8*2*15*127 = 30480
+// (exact: no wrap). Quad k's low nibbles are values 4k..4k+3 of each row,
+// its high ones 16+4k..16+4k+3. The store to scratch t orders the last two
+// quads' loads after it (V8 would load all eight activation splats and four
+// weight vectors first and spill).
+@inline function kQuadsRelaxed(q: usize, x: usize, m: v128, t: usize): v128 {
+  const v0 = v128.load(q), v1 = v128.load(q, 16);
+  let a = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x), v128.and(v0, m));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 16), v128.and(i16x8.shr_u(v0, 4), m)));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 4), v128.and(v1, m)));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 20), v128.and(i16x8.shr_u(v1, 4), m)));
+  v128.store(t, a);
+  const v2 = v128.load(q, 32), v3 = v128.load(q, 48);
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 8), v128.and(v2, m)));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 24), v128.and(i16x8.shr_u(v2, 4), m)));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 12), v128.and(v3, m)));
+  return i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 28), v128.and(i16x8.shr_u(v3, 4), m)));
 }
 
 // SIMD build: a row's sub-block as int32 sums against Q8A's permuted int16
@@ -270,7 +303,6 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
 // elements in its low bytes, the odd in its high). m: the lane mask, 0x000f
 // (Q4KR's nibbles) or 0x00ff (Q5KR's bytes).
 @inline function kRowSimd(q: usize, five: bool, x0: v128, x1: v128, x2: v128, x3: v128, m: v128): v128 {
-  if (!five) return dotNib16(v128.load(q), x0, x1, x2, x3, m);
   const a = v128.load(q), b = v128.load(q, 16);
   return i32x4.add(
     i32x4.add(i32x4.dot_i16x8_s(v128.and(a, m), x0), i32x4.dot_i16x8_s(i16x8.shr_u(a, 8), x1)),
@@ -296,6 +328,7 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   const m = v128.load(ASC_FEATURE_RELAXED_SIMD ? VCONST + VC_NIB8 : five ? K_LOW8 : VCONST + VC_NIB16);
   const B = kBytes(five);
   const rs = kRowStride(five);
+  const t = scratchBase();
   let p = w;
   for (let r0 = 0; r0 < rows; r0 += 4) {
     let acc = f32x4.splat(0);
@@ -308,15 +341,26 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
       for (let i: usize = 0; i < 64; i += 8) {
         let sd: v128;
         if (ASC_FEATURE_RELAXED_SIMD) {
-          sd = kSubRelaxed(p, i, five, xq, m);
+          sd = kSubRelaxed(p, i, five, xq, m, t);
         } else {
           const q = kSubOf(p, i, five);
           const x = xq + (i << 3);
           const x0 = v128.load(x), x1 = v128.load(x, 16), x2 = v128.load(x, 32), x3 = v128.load(x, 48);
-          sd = i32x4.mul(reduce4(
-            kRowSimd(q, five, x0, x1, x2, x3, m), kRowSimd(q + rs, five, x0, x1, x2, x3, m),
-            kRowSimd(q + 2 * rs, five, x0, x1, x2, x3, m), kRowSimd(q + 3 * rs, five, x0, x1, x2, x3, m),
-          ), i32x4.extend_low_i16x8_u(v128.load8x8_u(p + K_SC + i)));
+          let rs4: v128;
+          if (five) {
+            rs4 = reduce4(
+              kRowSimd(q, five, x0, x1, x2, x3, m), kRowSimd(q + rs, five, x0, x1, x2, x3, m),
+              kRowSimd(q + 2 * rs, five, x0, x1, x2, x3, m), kRowSimd(q + 3 * rs, five, x0, x1, x2, x3, m),
+            );
+          } else {
+            // Q4KR: the rows back from the quads (the plain build's dots want one row per vector).
+            const v0 = v128.load(q), v1 = v128.load(q, 16), v2 = v128.load(q, 32), v3 = v128.load(q, 48);
+            rs4 = reduce4(
+              dotNib16(rowOfQuads(v0, v1, v2, v3, 0), x0, x1, x2, x3, m), dotNib16(rowOfQuads(v0, v1, v2, v3, 1), x0, x1, x2, x3, m),
+              dotNib16(rowOfQuads(v0, v1, v2, v3, 2), x0, x1, x2, x3, m), dotNib16(rowOfQuads(v0, v1, v2, v3, 3), x0, x1, x2, x3, m),
+            );
+          }
+          sd = i32x4.mul(rs4, i32x4.extend_low_i16x8_u(v128.load8x8_u(p + K_SC + i)));
         }
         isq = i32x4.add(isq, sd);
         // The mins, the high half of the four scales and four mins as int16
@@ -401,19 +445,29 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
   }
 }
 
+// A row's 16 nibble bytes split into its 32 values (0..15) at o.
+@inline function kNibRow(o: usize, v: v128, m: v128): void {
+  v128.store(o, v128.and(v, m));
+  v128.store(o, v128.and(i16x8.shr_u(v, 4), m), 16);
+}
+
 // Sub-block j of the four rows: values (0..15 / 0..31) to ws, scales and mins
 // to MM_DW. m: 0x0f per byte (Q4KR's nibbles; Q5KR's bytes are copied).
 @inline function kUnpack(ws: usize, p: usize, j: i32, five: bool, m: v128): void {
+  if (!five) {
+    const q = p + K_QS + (<usize>j << 6);
+    const v0 = v128.load(q), v1 = v128.load(q, 16), v2 = v128.load(q, 32), v3 = v128.load(q, 48);
+    kNibRow(ws, rowOfQuads(v0, v1, v2, v3, 0), m);
+    kNibRow(ws + 32, rowOfQuads(v0, v1, v2, v3, 1), m);
+    kNibRow(ws + 64, rowOfQuads(v0, v1, v2, v3, 2), m);
+    kNibRow(ws + 96, rowOfQuads(v0, v1, v2, v3, 3), m);
+  }
   for (let r = 0; r < 4; r++) {
-    const q = kSubAt(p, j, r, five);
-    const o = ws + (<usize>r << 5);
     if (five) {
+      const q = kSubAt(p, j, r);
+      const o = ws + (<usize>r << 5);
       v128.store(o, v128.load(q));
       v128.store(o, v128.load(q, 16), 16);
-    } else {
-      const v = v128.load(q);
-      v128.store(o, v128.and(v, m));
-      v128.store(o, v128.and(i16x8.shr_u(v, 4), m), 16);
     }
     store<i32>(ws + MM_DW + 32 + (<usize>r << 2), <i32>load<u8>(kScAt(p, j) + <usize>r));
     store<i32>(ws + MM_DW + 48 + (<usize>r << 2), <i32>load<u8>(kScAt(p, j) + 4 + <usize>r));

@@ -149,11 +149,24 @@ const Q8T: usize = 8192;
   return tmp;
 }
 
+// Row k of four rows side by side by quads (v_j: the rows' quads j, row r
+// at bytes 4r..4r+3): the rows' 4x4 transpose of 32-bit words. Pure, so V8
+// shares the shuffles between the four calls on the same vectors.
+@inline export function rowOfQuads(v0: v128, v1: v128, v2: v128, v3: v128, k: i32): v128 {
+  if (k == 0) return i32x4.shuffle(i32x4.shuffle(v0, v1, 0, 4, 1, 5), i32x4.shuffle(v2, v3, 0, 4, 1, 5), 0, 1, 4, 5);
+  if (k == 1) return i32x4.shuffle(i32x4.shuffle(v0, v1, 0, 4, 1, 5), i32x4.shuffle(v2, v3, 0, 4, 1, 5), 2, 3, 6, 7);
+  if (k == 2) return i32x4.shuffle(i32x4.shuffle(v0, v1, 2, 6, 3, 7), i32x4.shuffle(v2, v3, 2, 6, 3, 7), 0, 1, 4, 5);
+  return i32x4.shuffle(i32x4.shuffle(v0, v1, 2, 6, 3, 7), i32x4.shuffle(v2, v3, 2, 6, 3, 7), 2, 3, 6, 7);
+}
+
 // GGUF Q4_0 rows (18-byte blocks: f16 d, 16 nibble bytes) -> Q4R.
 // Q4R: groups of 4 rows (the last group zero-padded); group g starts at
 // dst + g*nb*72 and holds, for each column block b, 72 bytes:
-//   d[r0] d[r1] d[r2] d[r3] (4 x f16) | qs[r0] (16 B) | qs[r1] | qs[r2] | qs[r3]
-// with qs in GGUF nibble order. A group occupies exactly the bytes its four
+//   d[r0] d[r1] d[r2] d[r3] (4 x f16) | V(0) | V(1) | V(2) | V(3)
+// where bytes 4r..4r+3 of V(k) (16 B) are row r's GGUF nibble bytes
+// 4k..4k+3 (byte l holds q_l | q_{l+16} << 4): the four rows side by side by
+// quads, so the relaxed matvec's dots land in row lanes with no 4-row
+// reduction (docs/kernels.md, Memory layouts). A group occupies exactly the bytes its four
 // source rows did, so dst == src (in place) works; otherwise src and dst must
 // not overlap. dst needs q4r_bytes(rows, cols). Uses the scratch region
 // (4 rows: cols/32*72 bytes <= SCRATCH_BYTES).
@@ -167,21 +180,22 @@ export function repack_q4_0(src: usize, dst: usize, rows: i32, cols: i32): void 
     let s = tmp;
     for (let b: usize = 0; b < nb; b++) {
       if (ASC_FEATURE_SIMD) {
-        // Same bytes, fewer moves: one 16-byte load/store per row's nibbles.
+        // Same bytes, fewer moves: 16-byte loads and stores.
         store<u16>(o, load<u16>(s));
         store<u16>(o, load<u16>(s + rowBytes), 2);
         store<u16>(o, load<u16>(s + rowBytes * 2), 4);
         store<u16>(o, load<u16>(s + rowBytes * 3), 6);
-        v128.store(o, v128.load(s, 2), 8);
-        v128.store(o, v128.load(s + rowBytes, 2), 24);
-        v128.store(o, v128.load(s + rowBytes * 2, 2), 40);
-        v128.store(o, v128.load(s + rowBytes * 3, 2), 56);
+        // The rows' nibbles transposed by quads (the same transpose turns quads back into rows).
+        const R0 = v128.load(s, 2), R1 = v128.load(s + rowBytes, 2), R2 = v128.load(s + rowBytes * 2, 2), R3 = v128.load(s + rowBytes * 3, 2);
+        v128.store(o, rowOfQuads(R0, R1, R2, R3, 0), 8);
+        v128.store(o, rowOfQuads(R0, R1, R2, R3, 1), 24);
+        v128.store(o, rowOfQuads(R0, R1, R2, R3, 2), 40);
+        v128.store(o, rowOfQuads(R0, R1, R2, R3, 3), 56);
       } else {
         for (let r: usize = 0; r < 4; r++) {
           const sr = s + r * rowBytes;
           store<u16>(o + (r << 1), load<u16>(sr));
-          store<u64>(o + 8 + (r << 4), load<u64>(sr + 2));
-          store<u64>(o + 16 + (r << 4), load<u64>(sr + 10));
+          for (let k: usize = 0; k < 4; k++) store<u32>(o + 8 + (k << 4) + (r << 2), load<u32>(sr + 2 + (k << 2)));
         }
       }
       s += 18;
@@ -268,28 +282,44 @@ export function matvec_q4r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: u
 // integer dots in the four lanes, minus 8*sum(x), folded into acc in f32 as
 // acc + f32(s) * (d_w * d_x) (the scalar twin's order). Constants come in as
 // registers (see VCONST).
-@inline function q4rBlockSimd(p: usize, xq: usize, xs: usize, xd: usize, acc: v128, m: v128, ones: v128, hmask: v128, hmul: v128): v128 {
+// Relaxed: the block's quads at p + 8 (V(k): the four rows' nibble bytes
+// 4k..4k+3) against its 32 activations at xq: a relaxed dot of V(k)'s low
+// nibbles with x[4k..4k+3] splatted puts row r's two pair sums in lanes 2r,
+// 2r+1 (high nibbles: x[16+4k..]), so the eight dots add up in row lanes:
+// [r0 even pairs, r0 odd pairs, r1 ..., r3 odd], each the sum of eight pairs
+// of q*x, |.| <= 8*2*15*127 = 30480 (no wrap). The store to scratch t orders
+// the last two quads' loads after it (V8 would load all four weight vectors
+// and eight activation splats first, and spill).
+@inline function q4rQuadsRelaxed(p: usize, xq: usize, m: v128, t: usize): v128 {
+  const v0 = v128.load(p, 8), v1 = v128.load(p, 24);
+  let a = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq), v128.and(v0, m));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 16), v128.and(i16x8.shr_u(v0, 4), m)));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 4), v128.and(v1, m)));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 20), v128.and(i16x8.shr_u(v1, 4), m)));
+  v128.store(t, a);
+  const v2 = v128.load(p, 40), v3 = v128.load(p, 56);
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 8), v128.and(v2, m)));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 24), v128.and(i16x8.shr_u(v2, 4), m)));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 12), v128.and(v3, m)));
+  return i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 28), v128.and(i16x8.shr_u(v3, 4), m)));
+}
+
+@inline function q4rBlockSimd(p: usize, xq: usize, xs: usize, xd: usize, acc: v128, m: v128, ones: v128, hmask: v128, hmul: v128, t: usize): v128 {
   let s: v128;
   if (ASC_FEATURE_RELAXED_SIMD) {
-    const xl = v128.load(xq);
-    const xh = v128.load(xq, 16);
-    s = reduce4i16(
-      nibRelaxed16(v128.load(p, 8), xl, xh, m),
-      nibRelaxed16(v128.load(p, 24), xl, xh, m),
-      nibRelaxed16(v128.load(p, 40), xl, xh, m),
-      nibRelaxed16(v128.load(p, 56), xl, xh, m),
-      ones,
-    );
+    s = i32x4.dot_i16x8_s(q4rQuadsRelaxed(p, xq, m, t), ones);
   } else {
     const x0 = v128.load(xq);
     const x1 = v128.load(xq, 16);
     const x2 = v128.load(xq, 32);
     const x3 = v128.load(xq, 48);
+    // The rows back from the quads (the plain build's dots want one row per vector).
+    const v0 = v128.load(p, 8), v1 = v128.load(p, 24), v2 = v128.load(p, 40), v3 = v128.load(p, 56);
     s = reduce4(
-      dotNib16(v128.load(p, 8), x0, x1, x2, x3, m),
-      dotNib16(v128.load(p, 24), x0, x1, x2, x3, m),
-      dotNib16(v128.load(p, 40), x0, x1, x2, x3, m),
-      dotNib16(v128.load(p, 56), x0, x1, x2, x3, m),
+      dotNib16(rowOfQuads(v0, v1, v2, v3, 0), x0, x1, x2, x3, m),
+      dotNib16(rowOfQuads(v0, v1, v2, v3, 1), x0, x1, x2, x3, m),
+      dotNib16(rowOfQuads(v0, v1, v2, v3, 2), x0, x1, x2, x3, m),
+      dotNib16(rowOfQuads(v0, v1, v2, v3, 3), x0, x1, x2, x3, m),
     );
   }
   return q4rFold(s, xs, xd, h2f_x4c(p, hmask, hmul), acc);
@@ -311,13 +341,14 @@ function matvecQ4rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   const ones = v128.load(VCONST + VC_ONES16);
   const hmask = v128.load(VCONST + VC_HMASK);
   const hmul = v128.load(VCONST + VC_HMUL);
+  const t = scratchBase();
   let p = w;
   const xEnd = xa + (nb << 2);
   for (let r0 = 0; r0 < rows; r0 += 4) {
     let acc = f32x4.splat(0);
     let xq = xq0, xs = xs0;
     for (let xd = xa; xd < xEnd; xd += 4) {
-      acc = q4rBlockSimd(p, xq, xs, xd, acc, m, ones, hmask, hmul);
+      acc = q4rBlockSimd(p, xq, xs, xd, acc, m, ones, hmask, hmul, t);
       p += 72;
       xq += xqStep;
       xs += 4;
@@ -326,10 +357,23 @@ function matvecQ4rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   }
 }
 
+// The integer dot sum_j q_j x_j of a row's 16 nibble bytes at q (byte j
+// holding q_j | q_{j+16} << 4) with its block's 32 int8 activations.
 @inline export function q4rBlockDot(q: usize, x8: usize): i32 {
+  return nibRowDot(q, 1, x8);
+}
+
+// The same for Q4R's quads: row r's byte j at q + 16*(j >> 2) + (j & 3), q
+// its first quad (block + 8 + 4r).
+@inline function q4rQuadsDot(q: usize, x8: usize): i32 {
+  return nibRowDot(q, 4, x8);
+}
+
+// Byte j of the row at q + 16*(j >> 2) + (j & 3) when quads (q4 = 4), else q + j.
+@inline function nibRowDot(q: usize, q4: usize, x8: usize): i32 {
   let s: i32 = 0;
   for (let j: usize = 0; j < 16; j++) {
-    const v = <i32>load<u8>(q + j);
+    const v = <i32>load<u8>(q4 == 4 ? q + ((j >> 2) << 4) + (j & 3) : q + j);
     s += (v & 15) * <i32>load<i8>(x8 + j) + (v >> 4) * <i32>load<i8>(x8 + j + 16);
   }
   return s;
@@ -345,7 +389,7 @@ function matvecQ4rScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize):
     let p = w + <usize>(r >> 2) * gBytes;
     let acc: f32 = 0;
     for (let b: usize = 0; b < nb; b++) {
-      const s = q4rBlockDot(p + 8 + (lane << 4), x8 + (b << 5)) - (load<i32>(xs + (b << 2)) << 3);
+      const s = q4rQuadsDot(p + 8 + (lane << 2), x8 + (b << 5)) - (load<i32>(xs + (b << 2)) << 3);
       acc += <f32>s * (h2f(load<u16>(p + (lane << 1))) * load<f32>(xa + (b << 2)));
       p += 72;
     }
@@ -801,8 +845,7 @@ export const MM_ACC: usize = 4096;
   v128.store(o, i32x4.shuffle(w3, w3, 3, 3, 3, 3), 240);
 }
 
-@inline function unpackQ4Row(ws: usize, r: usize, q: usize): void {
-  const v = v128.load(q);
+@inline function unpackQ4Row(ws: usize, r: usize, v: v128): void {
   const m = i8x16.splat(0x0f);
   const c8 = i16x8.splat(8);
   const lo = v128.and(v, m);
@@ -913,10 +956,11 @@ function matmulQ4rPlain(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, ou
       let p = w + <usize>(r0 >> 2) * nb * 72;
       for (let b: usize = 0; b < nb; b++) {
         v128.store(ws + MM_DW, h2f_x4(p));
-        unpackQ4Row(ws, 0, p + 8);
-        unpackQ4Row(ws, 1, p + 24);
-        unpackQ4Row(ws, 2, p + 40);
-        unpackQ4Row(ws, 3, p + 56);
+        const v0 = v128.load(p, 8), v1 = v128.load(p, 24), v2 = v128.load(p, 40), v3 = v128.load(p, 56);
+        unpackQ4Row(ws, 0, rowOfQuads(v0, v1, v2, v3, 0));
+        unpackQ4Row(ws, 1, rowOfQuads(v0, v1, v2, v3, 1));
+        unpackQ4Row(ws, 2, rowOfQuads(v0, v1, v2, v3, 2));
+        unpackQ4Row(ws, 3, rowOfQuads(v0, v1, v2, v3, 3));
         mmBlock(ws, xg0 + b * 288, gStride, ng);
         p += 72;
       }
@@ -981,7 +1025,9 @@ export function quadsToQ8a(xq: usize, nb: usize, t: i32, xa: usize): void {
 
 // Low and high nibbles of four Q4R rows, 32 bytes per row (pair p of row r at 32r + 2p, quad k at 32r + 4k).
 @inline function unpackNib4(ws: usize, p: usize, m: v128): void {
-  const v0 = v128.load(p, 8), v1 = v128.load(p, 24), v2 = v128.load(p, 40), v3 = v128.load(p, 56);
+  const q0 = v128.load(p, 8), q1 = v128.load(p, 24), q2 = v128.load(p, 40), q3 = v128.load(p, 56);
+  const v0 = rowOfQuads(q0, q1, q2, q3, 0), v1 = rowOfQuads(q0, q1, q2, q3, 1);
+  const v2 = rowOfQuads(q0, q1, q2, q3, 2), v3 = rowOfQuads(q0, q1, q2, q3, 3);
   v128.store(ws, v128.and(v0, m), 0);
   v128.store(ws, v128.and(i16x8.shr_u(v0, 4), m), 16);
   v128.store(ws, v128.and(v1, m), 32);
@@ -1272,6 +1318,7 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
   const hmask = v128.load(VCONST + VC_HMASK);
   const hmul = v128.load(VCONST + VC_HMUL);
   const s2 = stride << 1, s3 = stride * 3;
+  const t = scratchBase();
   const outStride = <usize>rows << 2;
   const xEnd = xa + (nb << 2);
   let p = w;
@@ -1279,15 +1326,25 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
     let xq = xa + q8aQ8Off(nb), xs = xa + q8aSumOff(nb);
     for (let xd = xa; xd < xEnd; xd += 4) {
+      // Quad k of the four rows: low nibbles l_k (values 4k..4k+3), high h_k (16+4k..).
       const v0 = v128.load(p, 8), v1 = v128.load(p, 24), v2 = v128.load(p, 40), v3 = v128.load(p, 56);
       const l0 = v128.and(v0, m), h0 = v128.and(i16x8.shr_u(v0, 4), m);
       const l1 = v128.and(v1, m), h1 = v128.and(i16x8.shr_u(v1, 4), m);
       const l2 = v128.and(v2, m), h2 = v128.and(i16x8.shr_u(v2, 4), m);
       const l3 = v128.and(v3, m), h3 = v128.and(i16x8.shr_u(v3, 4), m);
       const dw = h2f_x4c(p, hmask, hmul);
+      // A store after each token orders the next token's activation loads after it (V8 would hoist
+      // all of them to the top of the block and spill).
       a0 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq, ones), xs, xd, dw, a0);
-      if (n > 1) a1 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride, ones), xs + stride, xd + stride, dw, a1);
-      if (n > 2) a2 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + s2, ones), xs + s2, xd + s2, dw, a2);
+      v128.store(t, a0);
+      if (n > 1) {
+        a1 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride, ones), xs + stride, xd + stride, dw, a1);
+        v128.store(t, a1);
+      }
+      if (n > 2) {
+        a2 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + s2, ones), xs + s2, xd + s2, dw, a2);
+        v128.store(t, a2);
+      }
       if (n > 3) a3 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + s3, ones), xs + s3, xd + s3, dw, a3);
       p += 72;
       xq += 32;
@@ -1301,17 +1358,17 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
 }
 
 // One token's four row sums of a block, as the relaxed matvec forms them
-// (q4rBlockSimd), from the nibbles already split: exact, see reduce4i16.
+// (q4rQuadsRelaxed), from the quads' nibbles already split: exact, no wrap.
 @inline function q4rFewDot(l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128, xq: usize, ones: v128): v128 {
-  const xl = v128.load(xq);
-  const xh = v128.load(xq, 16);
-  return reduce4i16(
-    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l0), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h0)),
-    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l1), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h1)),
-    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l2), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h2)),
-    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l3), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h3)),
-    ones,
-  );
+  let a = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq), l0);
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 16), h0));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 4), l1));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 20), h1));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 8), l2));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 24), h2));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 12), l3));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 28), h3));
+  return i32x4.dot_i16x8_s(a, ones);
 }
 
 function matmulQ4rFew2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {

@@ -287,3 +287,31 @@ describe("Q5KR layout (docs/kernels.md, Memory layouts)", () => {
     }
   });
 });
+
+describe("Q4KR layout (docs/kernels.md, Memory layouts)", () => {
+  it("per 4 rows and superblock column: d, dmin, the unpacked scales and mins, then sub-block j's four rows side by side by quads: row r's nibble byte l at 80 + 64j + 16·(l >> 2) + 4r + (l & 3)", () => {
+    const rows = 7, cols = 512, nsb = cols / 256, B = 592;
+    const type = TensorType.Q4_K;
+    const { bytes } = randK(type, rng(405), rows, cols);
+    for (const h of both()) {
+      const q = h.u8(placeK(h, type, bytes, rows, cols), q4krBytes(rows, cols));
+      for (let r = 0; r < 8; r++) {
+        for (let sb = 0; sb < nsb; sb++) {
+          const p = (Math.floor(r / 4) * nsb + sb) * B, lane = r % 4;
+          const o = (r * nsb + sb) * 144;
+          const src = (i: number) => (r < rows ? bytes[o + i] : 0);
+          expect([q[p + 2 * lane], q[p + 2 * lane + 1], q[p + 8 + 2 * lane], q[p + 9 + 2 * lane]], `${h.kind} row ${r} superblock ${sb}: d, dmin`).toEqual([src(0), src(1), src(2), src(3)]);
+          for (let j = 0; j < 8; j++) {
+            const [sc, m] = r < rows ? kScaleMin(bytes, o + 4, j) : [0, 0];
+            expect([q[p + 16 + 8 * j + lane], q[p + 20 + 8 * j + lane]], `${h.kind} row ${r} sb ${sb} sub-block ${j}: scale, min`).toEqual([sc, m]);
+            // GGUF: the 32 bytes of chunk j >> 1 hold sub-block j's values in their low (even j) or high nibbles.
+            const value = (l: number) => (r < rows ? (bytes[o + 16 + 32 * (j >> 1) + l] >> (4 * (j & 1))) & 15 : 0);
+            const want = Array.from({ length: 16 }, (_, l) => value(l) | (value(l + 16) << 4));
+            const got = Array.from({ length: 16 }, (_, l) => q[p + 80 + 64 * j + 16 * (l >> 2) + 4 * lane + (l & 3)]);
+            expect(got, `${h.kind} row ${r} sb ${sb} sub-block ${j}: nibbles`).toEqual(want);
+          }
+        }
+      }
+    }
+  });
+});

@@ -144,7 +144,8 @@ describe("Q4_0 repack + matvec / matmul", () => {
           const o = (row >> 2) * nb * 72 + blk * 72;
           const d = halfToF64(dv.getUint16(o + 2 * (row & 3), true));
           for (let j = 0; j < 16; j++) {
-            const v = A[o + 8 + 16 * (row & 3) + j];
+            // The four rows side by side by quads: row r's nibble byte j in quad j >> 2 (docs/kernels.md, Q4R).
+            const v = A[o + 8 + 16 * (j >> 2) + 4 * (row & 3) + (j & 3)];
             const lo = ((v & 15) - 8) * d, hi = ((v >> 4) - 8) * d;
             if (row < rows) {
               expect(lo).toBe(w[row * cols + blk * 32 + j]);
