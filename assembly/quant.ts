@@ -304,10 +304,30 @@ export function matvec_q4r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: u
   return i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 28), v128.and(i16x8.shr_u(v3, 4), m)));
 }
 
+// Relaxed-fused (workerd, where every load is bounds-checked): the
+// activations as two checked loads, each quad splatted in registers, and
+// the fused dot adds each row's four products to its int32 lane: the rows'
+// sums of q*x with no widening.
+@inline function q4rQuadsFused(p: usize, xq: usize, m: v128): v128 {
+  const xl = v128.load(xq), xh = v128.load(xq, 16);
+  const v0 = v128.load(p, 8), v1 = v128.load(p, 24), v2 = v128.load(p, 40), v3 = v128.load(p, 56);
+  // Two chains, low and high nibbles, so that the fused dots' latency overlaps.
+  const z = i32x4.splat(0);
+  let a = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xl, xl, 0, 0, 0, 0), v128.and(v0, m), z);
+  let b = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xh, xh, 0, 0, 0, 0), v128.and(i16x8.shr_u(v0, 4), m), z);
+  a = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xl, xl, 1, 1, 1, 1), v128.and(v1, m), a);
+  b = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xh, xh, 1, 1, 1, 1), v128.and(i16x8.shr_u(v1, 4), m), b);
+  a = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xl, xl, 2, 2, 2, 2), v128.and(v2, m), a);
+  b = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xh, xh, 2, 2, 2, 2), v128.and(i16x8.shr_u(v2, 4), m), b);
+  a = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xl, xl, 3, 3, 3, 3), v128.and(v3, m), a);
+  b = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xh, xh, 3, 3, 3, 3), v128.and(i16x8.shr_u(v3, 4), m), b);
+  return i32x4.add(a, b);
+}
+
 @inline function q4rBlockSimd(p: usize, xq: usize, xs: usize, xd: usize, acc: v128, m: v128, ones: v128, hmask: v128, hmul: v128, t: usize): v128 {
   let s: v128;
   if (ASC_FEATURE_RELAXED_SIMD) {
-    s = i32x4.dot_i16x8_s(q4rQuadsRelaxed(p, xq, m, t), ones);
+    s = FUSED ? q4rQuadsFused(p, xq, m) : i32x4.dot_i16x8_s(q4rQuadsRelaxed(p, xq, m, t), ones);
   } else {
     const x0 = v128.load(xq);
     const x1 = v128.load(xq, 16);
