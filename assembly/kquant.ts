@@ -55,7 +55,7 @@ import {
 } from "./common";
 import {
   reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, q8bToQ8a, quadsToQ8a,
-  transposeQuads, smallTail, SMALL_X, nibRelaxed16, dotNib16, rowOfQuads,
+  transposeQuads, smallTail, SMALL_X, rowOfQuads, quadsNibSimd,
 } from "./quant";
 import { matvec_q6r_q8a } from "./q6matvec";
 
@@ -231,12 +231,10 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   ));
 }
 
-// Relaxed: a row's sub-block (at q) against its activations, left in int16:
-// lane i holds two pairs' dots of both 16-wide halves, |lane| <= 2*2*15*127
-// = 7620 (Q5: 2*2*31*127 = 15748). Q4KR: m 0x0f per byte; Q5KR's values
-// (0..31) are the 7-bit operand as they lie.
-@inline function kRowRelaxed(q: usize, five: bool, xl: v128, xh: v128, m: v128): v128 {
-  if (!five) return nibRelaxed16(v128.load(q), xl, xh, m);
+// Relaxed, Q5KR: a row's sub-block (at q) against its activations, left in
+// int16: lane i holds two pairs' dots of both 16-wide halves, |lane| <=
+// 2*2*31*127 = 15748. The values (0..31) are the 7-bit operand as they lie.
+@inline function kRow5Relaxed(q: usize, xl: v128, xh: v128): v128 {
   return i16x8.add(
     i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(q)),
     i16x8.relaxed_dot_i8x16_i7x16_s(xh, v128.load(q, 16)),
@@ -271,8 +269,8 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   if (!five) return i32x4.dot_i16x8_s(kQuadsRelaxed(q, xq + (i << 2), m, t), pr);
   const rs = kRowStride(five);
   const xl = v128.load(xq + (i << 2)), xh = v128.load(xq + (i << 2), 16);
-  const a = kPairAdd(kRowRelaxed(q, five, xl, xh, m), kRowRelaxed(q + rs, five, xl, xh, m));
-  const c = kPairAdd(kRowRelaxed(q + 2 * rs, five, xl, xh, m), kRowRelaxed(q + 3 * rs, five, xl, xh, m));
+  const a = kPairAdd(kRow5Relaxed(q, xl, xh), kRow5Relaxed(q + rs, xl, xh));
+  const c = kPairAdd(kRow5Relaxed(q + 2 * rs, xl, xh), kRow5Relaxed(q + 3 * rs, xl, xh));
   const lo = i32x4.shuffle(a, c, 0, 1, 4, 5), hi = i32x4.shuffle(a, c, 2, 3, 6, 7);
   return i32x4.add(i32x4.dot_i16x8_s(lo, pr), i32x4.dot_i16x8_s(hi, pr));
 }
@@ -298,11 +296,10 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   return i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 28), v128.and(i16x8.shr_u(v3, 4), m)));
 }
 
-// SIMD build: a row's sub-block as int32 sums against Q8A's permuted int16
-// activations (a vector of weight bytes viewed as int16 lanes holds the even
-// elements in its low bytes, the odd in its high). m: the lane mask, 0x000f
-// (Q4KR's nibbles) or 0x00ff (Q5KR's bytes).
-@inline function kRowSimd(q: usize, five: bool, x0: v128, x1: v128, x2: v128, x3: v128, m: v128): v128 {
+// SIMD build, Q5KR: a row's sub-block as int32 sums against Q8A's permuted
+// int16 activations (a vector of weight bytes viewed as int16 lanes holds the
+// even elements in its low bytes, the odd in its high). m: 0x00ff per lane.
+@inline function kRow5Simd(q: usize, x0: v128, x1: v128, x2: v128, x3: v128, m: v128): v128 {
   const a = v128.load(q), b = v128.load(q, 16);
   return i32x4.add(
     i32x4.add(i32x4.dot_i16x8_s(v128.and(a, m), x0), i32x4.dot_i16x8_s(i16x8.shr_u(a, 8), x1)),
@@ -324,7 +321,7 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   const nb = nsb << 3;
   const xq0 = ASC_FEATURE_RELAXED_SIMD ? xa + q8aQ8Off(nb) : xa + q8aQ16Off(nb);
   const xs0 = xa + q8aSumOff(nb);
-  // Relaxed: Q4KR's nibble mask per byte; SIMD: the lane mask of kRowSimd.
+  // Relaxed: Q4KR's nibble mask per byte; SIMD: 0x000f (Q4KR's nibbles) or 0x00ff (Q5KR's bytes) per int16 lane.
   const m = v128.load(ASC_FEATURE_RELAXED_SIMD ? VCONST + VC_NIB8 : five ? K_LOW8 : VCONST + VC_NIB16);
   const B = kBytes(five);
   const rs = kRowStride(five);
@@ -345,20 +342,15 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
         } else {
           const q = kSubOf(p, i, five);
           const x = xq + (i << 3);
-          const x0 = v128.load(x), x1 = v128.load(x, 16), x2 = v128.load(x, 32), x3 = v128.load(x, 48);
           let rs4: v128;
           if (five) {
+            const x0 = v128.load(x), x1 = v128.load(x, 16), x2 = v128.load(x, 32), x3 = v128.load(x, 48);
             rs4 = reduce4(
-              kRowSimd(q, five, x0, x1, x2, x3, m), kRowSimd(q + rs, five, x0, x1, x2, x3, m),
-              kRowSimd(q + 2 * rs, five, x0, x1, x2, x3, m), kRowSimd(q + 3 * rs, five, x0, x1, x2, x3, m),
+              kRow5Simd(q, x0, x1, x2, x3, m), kRow5Simd(q + rs, x0, x1, x2, x3, m),
+              kRow5Simd(q + 2 * rs, x0, x1, x2, x3, m), kRow5Simd(q + 3 * rs, x0, x1, x2, x3, m),
             );
           } else {
-            // Q4KR: the rows back from the quads (the plain build's dots want one row per vector).
-            const v0 = v128.load(q), v1 = v128.load(q, 16), v2 = v128.load(q, 32), v3 = v128.load(q, 48);
-            rs4 = reduce4(
-              dotNib16(rowOfQuads(v0, v1, v2, v3, 0), x0, x1, x2, x3, m), dotNib16(rowOfQuads(v0, v1, v2, v3, 1), x0, x1, x2, x3, m),
-              dotNib16(rowOfQuads(v0, v1, v2, v3, 2), x0, x1, x2, x3, m), dotNib16(rowOfQuads(v0, v1, v2, v3, 3), x0, x1, x2, x3, m),
-            );
+            rs4 = quadsNibSimd(q, x, m, t); // Q4KR's quads: the rows' sums in row lanes (quant.ts)
           }
           sd = i32x4.mul(rs4, i32x4.extend_low_i16x8_u(v128.load8x8_u(p + K_SC + i)));
         }

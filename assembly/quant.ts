@@ -304,6 +304,22 @@ export function matvec_q4r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: u
   return i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 28), v128.and(i16x8.shr_u(v3, 4), m)));
 }
 
+// Plain SIMD build: the four rows' quads at q (V(k) at q + 16k) against a
+// block's permuted int16 activations at x (Q8A: each 16-value half's even
+// elements, then its odd ones). V(k) as int16 lanes holds, per row, values
+// (4k, 4k+1) and (4k+2, 4k+3) with 16 added in the high nibbles, so
+// dotNib16's four masks pair each lane with x[4k], x[4k+2] (one int32 of the
+// even section, splatted), x[4k+1], x[4k+3], and the same at 16 + 4k: every
+// dot lands in the row's int32 lane, with no 4-row reduction. Exact row sums
+// of q*x. The store to scratch t orders the last two quads' loads after it.
+@inline export function quadsNibSimd(q: usize, x: usize, m: v128, t: usize): v128 {
+  let a = dotNib16(v128.load(q), v128.load32_splat(x), v128.load32_splat(x, 16), v128.load32_splat(x, 32), v128.load32_splat(x, 48), m);
+  a = i32x4.add(a, dotNib16(v128.load(q, 16), v128.load32_splat(x, 4), v128.load32_splat(x, 20), v128.load32_splat(x, 36), v128.load32_splat(x, 52), m));
+  v128.store(t, a);
+  a = i32x4.add(a, dotNib16(v128.load(q, 32), v128.load32_splat(x, 8), v128.load32_splat(x, 24), v128.load32_splat(x, 40), v128.load32_splat(x, 56), m));
+  return i32x4.add(a, dotNib16(v128.load(q, 48), v128.load32_splat(x, 12), v128.load32_splat(x, 28), v128.load32_splat(x, 44), v128.load32_splat(x, 60), m));
+}
+
 // Relaxed-fused (workerd, where every load is bounds-checked): the
 // activations as two checked loads, each quad splatted in registers, and
 // the fused dot adds each row's four products to its int32 lane: the rows'
@@ -329,18 +345,7 @@ export function matvec_q4r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: u
   if (ASC_FEATURE_RELAXED_SIMD) {
     s = FUSED ? q4rQuadsFused(p, xq, m) : i32x4.dot_i16x8_s(q4rQuadsRelaxed(p, xq, m, t), ones);
   } else {
-    const x0 = v128.load(xq);
-    const x1 = v128.load(xq, 16);
-    const x2 = v128.load(xq, 32);
-    const x3 = v128.load(xq, 48);
-    // The rows back from the quads (the plain build's dots want one row per vector).
-    const v0 = v128.load(p, 8), v1 = v128.load(p, 24), v2 = v128.load(p, 40), v3 = v128.load(p, 56);
-    s = reduce4(
-      dotNib16(rowOfQuads(v0, v1, v2, v3, 0), x0, x1, x2, x3, m),
-      dotNib16(rowOfQuads(v0, v1, v2, v3, 1), x0, x1, x2, x3, m),
-      dotNib16(rowOfQuads(v0, v1, v2, v3, 2), x0, x1, x2, x3, m),
-      dotNib16(rowOfQuads(v0, v1, v2, v3, 3), x0, x1, x2, x3, m),
-    );
+    s = quadsNibSimd(p + 8, xq, m, t);
   }
   return q4rFold(s, xs, xd, h2f_x4c(p, hmask, hmul), acc);
 }
