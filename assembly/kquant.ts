@@ -55,7 +55,7 @@ import {
 } from "./common";
 import {
   reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, q8bToQ8a, quadsToQ8a,
-  transposeQuads, smallTail, SMALL_X, rowOfQuads, quadsNibSimd,
+  transposeQuads, smallTail, SMALL_X, rowOfQuads, quadsNibRelaxed, quadsNibSimd,
 } from "./quant";
 import { matvec_q6r_q8a } from "./q6matvec";
 
@@ -266,34 +266,14 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   const q = kSubOf(p, i, five);
   const sc = v128.load8x8_u(p + K_SC + i);
   const pr = i16x8.shuffle(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3);
-  if (!five) return i32x4.dot_i16x8_s(kQuadsRelaxed(q, xq + (i << 2), m, t), pr);
+  // Q4KR: the quads' dots in int16 row lanes (quant.ts), widened and scaled at once.
+  if (!five) return i32x4.dot_i16x8_s(quadsNibRelaxed(q, xq + (i << 2), m, t), pr);
   const rs = kRowStride(five);
   const xl = v128.load(xq + (i << 2)), xh = v128.load(xq + (i << 2), 16);
   const a = kPairAdd(kRow5Relaxed(q, xl, xh), kRow5Relaxed(q + rs, xl, xh));
   const c = kPairAdd(kRow5Relaxed(q + 2 * rs, xl, xh), kRow5Relaxed(q + 3 * rs, xl, xh));
   const lo = i32x4.shuffle(a, c, 0, 1, 4, 5), hi = i32x4.shuffle(a, c, 2, 3, 6, 7);
   return i32x4.add(i32x4.dot_i16x8_s(lo, pr), i32x4.dot_i16x8_s(hi, pr));
-}
-
-// Relaxed, Q4KR: the sub-block whose quads are at q against its 32
-// activations at x: int16 lanes [r0 even pairs, r0 odd pairs, r1 ..., r3
-// odd], each the sum over eight pairs of q*x, |.| <= 8*2*15*127 = 30480
-// (exact: no wrap). Quad k's low nibbles are values 4k..4k+3 of each row,
-// its high ones 16+4k..16+4k+3. The store to scratch t orders the last two
-// quads' loads after it (V8 would load all eight activation splats and four
-// weight vectors first and spill).
-@inline function kQuadsRelaxed(q: usize, x: usize, m: v128, t: usize): v128 {
-  const v0 = v128.load(q), v1 = v128.load(q, 16);
-  let a = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x), v128.and(v0, m));
-  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 16), v128.and(i16x8.shr_u(v0, 4), m)));
-  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 4), v128.and(v1, m)));
-  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 20), v128.and(i16x8.shr_u(v1, 4), m)));
-  v128.store(t, a);
-  const v2 = v128.load(q, 32), v3 = v128.load(q, 48);
-  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 8), v128.and(v2, m)));
-  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 24), v128.and(i16x8.shr_u(v2, 4), m)));
-  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 12), v128.and(v3, m)));
-  return i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 28), v128.and(i16x8.shr_u(v3, 4), m)));
 }
 
 // SIMD build, Q5KR: a row's sub-block as int32 sums against Q8A's permuted

@@ -278,30 +278,27 @@ export function matvec_q4r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: u
   else matvecQ4rScalar(w, rows, cols, xa, out);
 }
 
-// One Q4R block (4 rows x 32 columns) of the SIMD matvec: the four rows'
-// integer dots in the four lanes, minus 8*sum(x), folded into acc in f32 as
-// acc + f32(s) * (d_w * d_x) (the scalar twin's order). Constants come in as
-// registers (see VCONST).
-// Relaxed: the block's quads at p + 8 (V(k): the four rows' nibble bytes
-// 4k..4k+3) against its 32 activations at xq: a relaxed dot of V(k)'s low
-// nibbles with x[4k..4k+3] splatted puts row r's two pair sums in lanes 2r,
-// 2r+1 (high nibbles: x[16+4k..]), so the eight dots add up in row lanes:
-// [r0 even pairs, r0 odd pairs, r1 ..., r3 odd], each the sum of eight pairs
-// of q*x, |.| <= 8*2*15*127 = 30480 (no wrap). The store to scratch t orders
-// the last two quads' loads after it (V8 would load all four weight vectors
-// and eight activation splats first, and spill).
-@inline function q4rQuadsRelaxed(p: usize, xq: usize, m: v128, t: usize): v128 {
-  const v0 = v128.load(p, 8), v1 = v128.load(p, 24);
-  let a = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq), v128.and(v0, m));
-  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 16), v128.and(i16x8.shr_u(v0, 4), m)));
-  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 4), v128.and(v1, m)));
-  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 20), v128.and(i16x8.shr_u(v1, 4), m)));
+// Relaxed: four rows side by side by quads at q (V(k) at q + 16k: the rows'
+// nibble bytes 4k..4k+3; Q4R's block, a Q4KR sub-block) against their 32
+// activations at x: a relaxed dot of V(k)'s low nibbles with x[4k..4k+3]
+// splatted puts row r's two pair sums in lanes 2r, 2r+1 (high nibbles:
+// x[16+4k..]), so the eight dots add up in row lanes: [r0 even pairs, r0 odd
+// pairs, r1 ..., r3 odd], each the sum of eight pairs of q*x, |.| <=
+// 8*2*15*127 = 30480 (no wrap). The store to scratch t orders the last two
+// quads' loads after it (V8 would load all four weight vectors and eight
+// activation splats first, and spill).
+@inline export function quadsNibRelaxed(q: usize, x: usize, m: v128, t: usize): v128 {
+  const v0 = v128.load(q), v1 = v128.load(q, 16);
+  let a = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x), v128.and(v0, m));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 16), v128.and(i16x8.shr_u(v0, 4), m)));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 4), v128.and(v1, m)));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 20), v128.and(i16x8.shr_u(v1, 4), m)));
   v128.store(t, a);
-  const v2 = v128.load(p, 40), v3 = v128.load(p, 56);
-  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 8), v128.and(v2, m)));
-  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 24), v128.and(i16x8.shr_u(v2, 4), m)));
-  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 12), v128.and(v3, m)));
-  return i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 28), v128.and(i16x8.shr_u(v3, 4), m)));
+  const v2 = v128.load(q, 32), v3 = v128.load(q, 48);
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 8), v128.and(v2, m)));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 24), v128.and(i16x8.shr_u(v2, 4), m)));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 12), v128.and(v3, m)));
+  return i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 28), v128.and(i16x8.shr_u(v3, 4), m)));
 }
 
 // Plain SIMD build: the four rows' quads at q (V(k) at q + 16k) against a
@@ -340,10 +337,14 @@ export function matvec_q4r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: u
   return i32x4.add(a, b);
 }
 
+// One Q4R block (4 rows x 32 columns) of the SIMD matvec: the four rows'
+// integer dots in the four lanes, minus 8*sum(x), folded into acc in f32 as
+// acc + f32(s) * (d_w * d_x) (the scalar twin's order). Constants come in as
+// registers (see VCONST); t: this instance's scratch, for the ordering stores.
 @inline function q4rBlockSimd(p: usize, xq: usize, xs: usize, xd: usize, acc: v128, m: v128, ones: v128, hmask: v128, hmul: v128, t: usize): v128 {
   let s: v128;
   if (ASC_FEATURE_RELAXED_SIMD) {
-    s = FUSED ? q4rQuadsFused(p, xq, m) : i32x4.dot_i16x8_s(q4rQuadsRelaxed(p, xq, m, t), ones);
+    s = FUSED ? q4rQuadsFused(p, xq, m) : i32x4.dot_i16x8_s(quadsNibRelaxed(p + 8, xq, m, t), ones);
   } else {
     s = quadsNibSimd(p + 8, xq, m, t);
   }
@@ -959,7 +960,7 @@ export function matmul_q4r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: 
     }
     return;
   }
-  const tiled = ntok - smallTail(ntok);
+  const tiled = ntok - (ASC_FEATURE_RELAXED_SIMD && !FUSED ? q4rSmallTail(ntok) : smallTail(ntok));
   if (tiled > 0) {
     if (FUSED) matmulQ4rFused(w, rows, cols, xb, tiled, out);
     else if (ASC_FEATURE_RELAXED_SIMD) matmulQ4rRelaxed(w, rows, cols, xb + q8bPlainBytes(nb, ntok), tiled, out);
@@ -1300,6 +1301,14 @@ const SMALL_MAX: i32 = 6;
   return r <= SMALL_MAX ? r : 0;
 }
 
+// The relaxed build's Q4R: its small-batch pass on the quads layout costs
+// less per token than an 8-token tile (4 + 4 tokens 1.94 ms against the
+// tile's 2.10 at 5632x2048), so up to eight tokens take the small path, and
+// any tail of a longer batch does.
+@inline function q4rSmallTail(ntok: i32): i32 {
+  return ntok <= 8 ? ntok : ntok & 7;
+}
+
 // Scratch offset of the (up to four) tokens' Q8A images: clear of the tiles'
 // scratch and of the relaxed Q8R matvec's table at MV_X (nb*80 bytes).
 export const SMALL_X: usize = 128 * 1024;
@@ -1383,7 +1392,7 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
 }
 
 // One token's four row sums of a block, as the relaxed matvec forms them
-// (q4rQuadsRelaxed), from the quads' nibbles already split: exact, no wrap.
+// (quadsNibRelaxed), from the quads' nibbles already split: exact, no wrap.
 @inline function q4rFewDot(l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128, xq: usize, ones: v128): v128 {
   let a = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq), l0);
   a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 16), h0));
