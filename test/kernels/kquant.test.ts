@@ -262,56 +262,50 @@ describe("quantize_q8a_k / quantize_q8b_k (one activation scale per 256 values)"
   });
 });
 
-describe("Q5KR layout (docs/kernels.md, Memory layouts)", () => {
-  it("per 4 rows and superblock column: d, dmin, the unpacked scales and mins, then sub-block j of row r at 80 + 128j + 32r, one value (0..31) a byte", () => {
-    const rows = 7, cols = 512, nsb = cols / 256, B = 1104;
-    const type = TensorType.Q5_K;
-    const { bytes } = randK(type, rng(404), rows, cols);
-    for (const h of both()) {
-      const q = h.u8(placeK(h, type, bytes, rows, cols), q5krBytes(rows, cols));
-      for (let r = 0; r < 8; r++) {
-        for (let sb = 0; sb < nsb; sb++) {
-          const p = (Math.floor(r / 4) * nsb + sb) * B, lane = r % 4;
-          const o = (r * nsb + sb) * 176;
-          const src = (i: number) => (r < rows ? bytes[o + i] : 0);
-          expect([q[p + 2 * lane], q[p + 2 * lane + 1], q[p + 8 + 2 * lane], q[p + 9 + 2 * lane]], `${h.kind} row ${r} superblock ${sb}: d, dmin`).toEqual([src(0), src(1), src(2), src(3)]);
-          for (let j = 0; j < 8; j++) {
-            const [sc, m] = r < rows ? kScaleMin(bytes, o + 4, j) : [0, 0];
-            expect([q[p + 16 + 8 * j + lane], q[p + 20 + 8 * j + lane]], `${h.kind} row ${r} sb ${sb} sub-block ${j}: scale, min`).toEqual([sc, m]);
-            const want = Array.from({ length: 32 }, (_, l) => (r < rows ? ((bytes[o + 48 + 32 * (j >> 1) + l] >> (4 * (j & 1))) & 15) | (((bytes[o + 16 + l] >> j) & 1) << 4) : 0));
-            const at = p + 80 + 128 * j + 32 * lane;
-            expect(Array.from(q.subarray(at, at + 32)), `${h.kind} row ${r} sb ${sb} sub-block ${j}: values`).toEqual(want);
-          }
+/**
+ * The repacked bytes of 7 rows (a zero-padded last group) read as docs/kernels.md (Memory layouts)
+ * describes them: per 4 rows and superblock column, d, dmin, the unpacked scales and mins, then the
+ * values, whose reading `values` gives against the GGUF block (row r's sub-block j, `want`).
+ */
+function checkKLayout(type: KType, seed: number, values: (q: Uint8Array, p: number, lane: number, j: number) => number[], want: (bytes: Uint8Array, o: number, j: number) => number[]) {
+  const rows = 7, cols = 512, nsb = cols / 256;
+  const B = type === TensorType.Q4_K ? 592 : 1104, inB = K_BLOCK_BYTES[type];
+  const { bytes } = randK(type, rng(seed), rows, cols);
+  for (const h of both()) {
+    const q = h.u8(placeK(h, type, bytes, rows, cols), type === TensorType.Q4_K ? q4krBytes(rows, cols) : q5krBytes(rows, cols));
+    for (let r = 0; r < 8; r++) {
+      for (let sb = 0; sb < nsb; sb++) {
+        const p = (Math.floor(r / 4) * nsb + sb) * B, lane = r % 4;
+        const o = (r * nsb + sb) * inB;
+        const src = (i: number) => (r < rows ? bytes[o + i] : 0);
+        expect([q[p + 2 * lane], q[p + 2 * lane + 1], q[p + 8 + 2 * lane], q[p + 9 + 2 * lane]], `${h.kind} row ${r} superblock ${sb}: d, dmin`).toEqual([src(0), src(1), src(2), src(3)]);
+        for (let j = 0; j < 8; j++) {
+          const [sc, m] = r < rows ? kScaleMin(bytes, o + 4, j) : [0, 0];
+          expect([q[p + 16 + 8 * j + lane], q[p + 20 + 8 * j + lane]], `${h.kind} row ${r} sb ${sb} sub-block ${j}: scale, min`).toEqual([sc, m]);
+          const expected = want(bytes, o, j).map((v) => (r < rows ? v : 0));
+          expect(values(q, p, lane, j), `${h.kind} row ${r} sb ${sb} sub-block ${j}: values`).toEqual(expected);
         }
       }
     }
-  });
-});
+  }
+}
 
-describe("Q4KR layout (docs/kernels.md, Memory layouts)", () => {
-  it("per 4 rows and superblock column: d, dmin, the unpacked scales and mins, then sub-block j's four rows side by side by quads: row r's nibble byte l at 80 + 64j + 16·(l >> 2) + 4r + (l & 3)", () => {
-    const rows = 7, cols = 512, nsb = cols / 256, B = 592;
-    const type = TensorType.Q4_K;
-    const { bytes } = randK(type, rng(405), rows, cols);
-    for (const h of both()) {
-      const q = h.u8(placeK(h, type, bytes, rows, cols), q4krBytes(rows, cols));
-      for (let r = 0; r < 8; r++) {
-        for (let sb = 0; sb < nsb; sb++) {
-          const p = (Math.floor(r / 4) * nsb + sb) * B, lane = r % 4;
-          const o = (r * nsb + sb) * 144;
-          const src = (i: number) => (r < rows ? bytes[o + i] : 0);
-          expect([q[p + 2 * lane], q[p + 2 * lane + 1], q[p + 8 + 2 * lane], q[p + 9 + 2 * lane]], `${h.kind} row ${r} superblock ${sb}: d, dmin`).toEqual([src(0), src(1), src(2), src(3)]);
-          for (let j = 0; j < 8; j++) {
-            const [sc, m] = r < rows ? kScaleMin(bytes, o + 4, j) : [0, 0];
-            expect([q[p + 16 + 8 * j + lane], q[p + 20 + 8 * j + lane]], `${h.kind} row ${r} sb ${sb} sub-block ${j}: scale, min`).toEqual([sc, m]);
-            // GGUF: the 32 bytes of chunk j >> 1 hold sub-block j's values in their low (even j) or high nibbles.
-            const value = (l: number) => (r < rows ? (bytes[o + 16 + 32 * (j >> 1) + l] >> (4 * (j & 1))) & 15 : 0);
-            const want = Array.from({ length: 16 }, (_, l) => value(l) | (value(l + 16) << 4));
-            const got = Array.from({ length: 16 }, (_, l) => q[p + 80 + 64 * j + 16 * (l >> 2) + 4 * lane + (l & 3)]);
-            expect(got, `${h.kind} row ${r} sb ${sb} sub-block ${j}: nibbles`).toEqual(want);
-          }
-        }
-      }
-    }
+describe("Q4KR / Q5KR layouts (docs/kernels.md, Memory layouts)", () => {
+  it("Q5KR: sub-block j of row r at 80 + 128j + 32r, one value (0..31) a byte", () => {
+    checkKLayout(
+      TensorType.Q5_K, 404,
+      (q, p, lane, j) => Array.from(q.subarray(p + 80 + 128 * j + 32 * lane, p + 80 + 128 * j + 32 * lane + 32)),
+      (bytes, o, j) => Array.from({ length: 32 }, (_, l) => ((bytes[o + 48 + 32 * (j >> 1) + l] >> (4 * (j & 1))) & 15) | (((bytes[o + 16 + l] >> j) & 1) << 4)),
+    );
+  });
+
+  it("Q4KR: sub-block j's four rows side by side by quads, row r's nibble byte l (q_l | q_l+16 << 4) at 80 + 64j + 16·(l >> 2) + 4r + (l & 3)", () => {
+    // GGUF: the 32 bytes of chunk j >> 1 hold sub-block j's values in their low (even j) or high nibbles.
+    const value = (bytes: Uint8Array, o: number, j: number, l: number) => (bytes[o + 16 + 32 * (j >> 1) + l] >> (4 * (j & 1))) & 15;
+    checkKLayout(
+      TensorType.Q4_K, 405,
+      (q, p, lane, j) => Array.from({ length: 16 }, (_, l) => q[p + 80 + 64 * j + 16 * (l >> 2) + 4 * lane + (l & 3)]),
+      (bytes, o, j) => Array.from({ length: 16 }, (_, l) => value(bytes, o, j, l) | (value(bytes, o, j, l + 16) << 4)),
+    );
   });
 });
