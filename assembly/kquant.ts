@@ -55,7 +55,7 @@ import {
 } from "./common";
 import {
   reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, q8bToQ8a, quadsToQ8a,
-  transposeQuads, smallTail, SMALL_X, rowOfQuads, quadsNibRelaxed, quadsNibSimd,
+  transposeQuads, smallTail, SMALL_X, unpackNib4, quadsNibRelaxed, quadsNibSimd,
 } from "./quant";
 import { matvec_q6r_q8a } from "./q6matvec";
 
@@ -417,23 +417,10 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
   }
 }
 
-// A row's 16 nibble bytes split into its 32 values (0..15) at o.
-@inline function kNibRow(o: usize, v: v128, m: v128): void {
-  v128.store(o, v128.and(v, m));
-  v128.store(o, v128.and(i16x8.shr_u(v, 4), m), 16);
-}
-
 // Sub-block j of the four rows: values (0..15 / 0..31) to ws, scales and mins
 // to MM_DW. m: 0x0f per byte (Q4KR's nibbles; Q5KR's bytes are copied).
 @inline function kUnpack(ws: usize, p: usize, j: i32, five: bool, m: v128): void {
-  if (!five) {
-    const q = p + K_QS + (<usize>j << 6);
-    const v0 = v128.load(q), v1 = v128.load(q, 16), v2 = v128.load(q, 32), v3 = v128.load(q, 48);
-    kNibRow(ws, rowOfQuads(v0, v1, v2, v3, 0), m);
-    kNibRow(ws + 32, rowOfQuads(v0, v1, v2, v3, 1), m);
-    kNibRow(ws + 64, rowOfQuads(v0, v1, v2, v3, 2), m);
-    kNibRow(ws + 96, rowOfQuads(v0, v1, v2, v3, 3), m);
-  }
+  if (!five) unpackNib4(ws, p + K_QS + (<usize>j << 6), m);
   for (let r = 0; r < 4; r++) {
     if (five) {
       const q = kSubAt(p, j, r);

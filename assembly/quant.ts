@@ -1049,9 +1049,11 @@ export function quadsToQ8a(xq: usize, nb: usize, t: i32, xa: usize): void {
 // transposed by quads (fused build), MM_DW their f32 scales, MM_ACC the f32
 // accumulators of the chunk's outputs.
 
-// Low and high nibbles of four Q4R rows, 32 bytes per row (pair p of row r at 32r + 2p, quad k at 32r + 4k).
-@inline function unpackNib4(ws: usize, p: usize, m: v128): void {
-  const q0 = v128.load(p, 8), q1 = v128.load(p, 24), q2 = v128.load(p, 40), q3 = v128.load(p, 56);
+// Low and high nibbles of four rows side by side by quads at q (Q4R's block
+// at + 8, a Q4KR sub-block), back in rows: 32 bytes per row (pair p of row r
+// at 32r + 2p, quad k at 32r + 4k).
+@inline export function unpackNib4(ws: usize, q: usize, m: v128): void {
+  const q0 = v128.load(q), q1 = v128.load(q, 16), q2 = v128.load(q, 32), q3 = v128.load(q, 48);
   const v0 = rowOfQuads(q0, q1, q2, q3, 0), v1 = rowOfQuads(q0, q1, q2, q3, 1);
   const v2 = rowOfQuads(q0, q1, q2, q3, 2), v3 = rowOfQuads(q0, q1, q2, q3, 3);
   v128.store(ws, v128.and(v0, m), 0);
@@ -1140,7 +1142,7 @@ function matmulQ4rRelaxed(w: usize, rows: i32, cols: i32, x8b: usize, ntok: i32,
       let p = w + <usize>(r0 >> 2) * nb * 72;
       for (let b: usize = 0; b < nb; b++) {
         v128.store(ws + MM_DW, h2f_x4(p));
-        unpackNib4(ws, p, m);
+        unpackNib4(ws, p + 8, m);
         let xg = xg0 + b * Q8B_PAIRS;
         let g = 0;
         for (; g + 2 <= ng; g += 2) {
@@ -1258,7 +1260,7 @@ function matmulQ4rFused(w: usize, rows: i32, cols: i32, xq: usize, ntok: i32, ou
       let p = w + <usize>(r0 >> 2) * nb * 72;
       for (let b: usize = 0; b < nb; b++) {
         v128.store(ws + MM_DW, h2f_x4(p));
-        unpackNib4(ws, p, m);
+        unpackNib4(ws, p + 8, m);
         transposeQuads(ws);
         let xg = xg0 + b * Q8B_QUAD;
         let g = 0;
