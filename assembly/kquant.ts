@@ -55,12 +55,14 @@ import {
 } from "./common";
 import {
   reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, q8bToQ8a, quadsToQ8a,
-  transposeQuads, smallTail, SMALL_X, unpackNib4, quadsNibRelaxed, quadsNibSimd,
+  transposeQuads, smallTail, SMALL_X, MV_X, unpackNib4, quadsNibRelaxed, quadsNibSimd,
 } from "./quant";
 import { matvec_q6r_q8a } from "./q6matvec";
 
 // @ts-ignore: decorator
 @inline const K_SC: usize = 16;
+// @ts-ignore: decorator
+@inline const K_MIN: usize = 48;
 // @ts-ignore: decorator
 @inline const K_QS: usize = 80;
 
@@ -78,9 +80,15 @@ import { matvec_q6r_q8a } from "./q6matvec";
   return p + K_QS + (j << 6) + ((l >> 2) << 4) + (r << 2) + (l & 3);
 }
 
-// The scales (then mins) of sub-block j's four rows.
+// The scales of sub-block j's four rows.
 @inline function kScAt(p: usize, j: i32): usize {
-  return p + K_SC + (<usize>j << 3);
+  return p + K_SC + (<usize>j << 2);
+}
+
+// Row r's min of sub-block j: per pair of sub-blocks (j, j+1) eight bytes,
+// the rows' two mins side by side.
+@inline function kMinAt(p: usize, j: i32, r: i32): usize {
+  return p + K_MIN + (<usize>(j >> 1) << 3) + (<usize>r << 1) + <usize>(j & 1);
 }
 
 // The SIMD build's mask of the low byte of every int16 lane (Q5KR's even
@@ -152,7 +160,7 @@ function repackK(src: usize, dst: usize, rows: i32, cols: i32, five: bool): void
         for (let j: usize = 0; j < 8; j++) {
           const sm = scaleMin(s + 4, j);
           store<u8>(kScAt(o, <i32>j) + <usize>r, <u8>sm);
-          store<u8>(kScAt(o, <i32>j) + 4 + <usize>r, <u8>(sm >> 8));
+          store<u8>(kMinAt(o, <i32>j, r), <u8>(sm >> 8));
         }
         const q = s + (five ? 48 : 16), qh = s + 16;
         for (let j = 0; j < 8; j++) {
@@ -205,7 +213,7 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
         let dot: i32 = 0;
         for (let l: usize = 0; l < 32; l++) dot += krValue(p, lane, j, l, five) * <i32>load<i8>(x8 + (b << 5) + l);
         isq += dot * <i32>load<u8>(kScAt(p, j) + <usize>lane);
-        ism += <i32>load<u8>(kScAt(p, j) + 4 + <usize>lane) * load<i32>(xs + (b << 2));
+        ism += <i32>load<u8>(kMinAt(p, j, lane)) * load<i32>(xs + (b << 2));
       }
       acc = kFold(acc, isq, ism, h2f(load<u16>(p + (<usize>lane << 1))), h2f(load<u16>(p + 8 + (<usize>lane << 1))), load<f32>(xa + (sb << 5)));
       p += B;
@@ -264,7 +272,7 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
 // its last add is done after two scaled widenings.
 @inline function kSubRelaxed(p: usize, i: usize, five: bool, xq: usize, m: v128, t: usize): v128 {
   const q = kSubOf(p, i, five);
-  const sc = v128.load8x8_u(p + K_SC + i);
+  const sc = v128.load8x8_u(p + K_SC + (i >> 1));
   const pr = i16x8.shuffle(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3);
   // Q4KR: the quads' dots in int16 row lanes (quant.ts), widened and scaled at once.
   if (!five) return i32x4.dot_i16x8_s(quadsNibRelaxed(q, xq + (i << 2), m, t), pr);
@@ -287,6 +295,34 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   );
 }
 
+// Per call, the blocks' sums of x as int16 (|.| <= 32*127 = 4064) at tab,
+// so that two sub-blocks' sums are one 32-bit splat (kMinSums). Scratch at
+// MV_X, as the other matvecs' per-call tables: one matvec at a time per
+// instance.
+@inline function kSumTable(xs: usize, nb: usize, tab: usize): void {
+  for (let b: usize = 0; b < nb; b += 8) {
+    v128.store(tab + (b << 1), i16x8.narrow_i32x4_s(v128.load(xs + (b << 2)), v128.load(xs + (b << 2), 16)));
+  }
+}
+
+// A superblock's ism = sum_j m_j * sum x_j for the four rows: per pair of
+// sub-blocks (j, j+1) the rows' mins (kMinAt) widened to int16 lanes
+// [m_j r0, m_j+1 r0, m_j r1, ...], and one dot with the pair's two sums
+// splatted puts row r's m_j sx_j + m_j+1 sx_j+1 in lane r. Exact: |.| <=
+// 8*63*4064 < 2^21. Four dots a superblock, where one per sub-block with the
+// mins beside the scales took five operations each.
+@inline function kMinSums(p: usize, sx: usize): v128 {
+  const a = i32x4.add(
+    i32x4.dot_i16x8_s(v128.load8x8_u(p + K_MIN), v128.load32_splat(sx)),
+    i32x4.dot_i16x8_s(v128.load8x8_u(p + K_MIN + 8), v128.load32_splat(sx, 4)),
+  );
+  const b = i32x4.add(
+    i32x4.dot_i16x8_s(v128.load8x8_u(p + K_MIN + 16), v128.load32_splat(sx, 8)),
+    i32x4.dot_i16x8_s(v128.load8x8_u(p + K_MIN + 24), v128.load32_splat(sx, 12)),
+  );
+  return i32x4.add(a, b);
+}
+
 // One copy per type, so that no test of `five` is left in the loop.
 function matvecQ4kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
   matvecKSimd(w, rows, cols, xa, out, false);
@@ -300,7 +336,8 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
   const xq0 = ASC_FEATURE_RELAXED_SIMD ? xa + q8aQ8Off(nb) : xa + q8aQ16Off(nb);
-  const xs0 = xa + q8aSumOff(nb);
+  const xm0 = scratchBase() + MV_X;
+  kSumTable(xa + q8aSumOff(nb), nb, xm0);
   // Relaxed: Q4KR's nibble mask per byte; SIMD: 0x000f (Q4KR's nibbles) or 0x00ff (Q5KR's bytes) per int16 lane.
   const m = v128.load(ASC_FEATURE_RELAXED_SIMD ? VCONST + VC_NIB8 : five ? K_LOW8 : VCONST + VC_NIB16);
   const B = kBytes(five);
@@ -309,10 +346,10 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   let p = w;
   for (let r0 = 0; r0 < rows; r0 += 4) {
     let acc = f32x4.splat(0);
-    let xq = xq0, xs = xs0, xd = xa;
+    let xq = xq0, xm = xm0, xd = xa;
     for (let sb: usize = 0; sb < nsb; sb++) {
-      // Per superblock, exact in int32: isq = sum_j sd_j, ism = sum_j m_j * sum x_j.
-      let isq = i32x4.splat(0), ism = i32x4.splat(0);
+      // Per superblock, exact in int32: isq = sum_j sd_j (ism: kMinSums).
+      let isq = i32x4.splat(0);
       // i = 8j: every address below is a base plus i times a power of two
       // (V8 then spends one add per sub-block on the loop, not one per pointer).
       for (let i: usize = 0; i < 64; i += 8) {
@@ -332,17 +369,13 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
           } else {
             rs4 = quadsNibSimd(q, x, m, t); // Q4KR's quads: the rows' sums in row lanes (quant.ts)
           }
-          sd = i32x4.mul(rs4, i32x4.extend_low_i16x8_u(v128.load8x8_u(p + K_SC + i)));
+          sd = i32x4.mul(rs4, i32x4.extend_low_i16x8_u(v128.load8x8_u(p + K_SC + (i >> 1))));
         }
         isq = i32x4.add(isq, sd);
-        // The mins, the high half of the four scales and four mins as int16
-        // lanes, widened to int32 lanes (m, 0); sum x (|.| <= 4064) is exact
-        // in the low int16 of its int32, so one dot is m * sum x.
-        ism = i32x4.add(ism, i32x4.dot_i16x8_s(i32x4.extend_high_i16x8_u(v128.load8x8_u(p + K_SC + i)), v128.load32_splat(xs + (i >> 1))));
       }
-      acc = kFoldSuper(acc, isq, ism, h2f_x4_nodenorm(p), h2f_x4_nodenorm(p + 8), v128.load32_splat(xd));
+      acc = kFoldSuper(acc, isq, kMinSums(p, xm), h2f_x4_nodenorm(p), h2f_x4_nodenorm(p + 8), v128.load32_splat(xd));
       xq += ASC_FEATURE_RELAXED_SIMD ? 256 : 512;
-      xs += 32;
+      xm += 16;
       xd += 32;
       p += B;
     }
@@ -429,7 +462,7 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
       v128.store(o, v128.load(q, 16), 16);
     }
     store<i32>(ws + MM_DW + 32 + (<usize>r << 2), <i32>load<u8>(kScAt(p, j) + <usize>r));
-    store<i32>(ws + MM_DW + 48 + (<usize>r << 2), <i32>load<u8>(kScAt(p, j) + 4 + <usize>r));
+    store<i32>(ws + MM_DW + 48 + (<usize>r << 2), <i32>load<u8>(kMinAt(p, j, r)));
   }
 }
 

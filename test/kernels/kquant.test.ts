@@ -264,7 +264,8 @@ describe("quantize_q8a_k / quantize_q8b_k (one activation scale per 256 values)"
 
 /**
  * The repacked bytes of 7 rows (a zero-padded last group) read as docs/kernels.md (Memory layouts)
- * describes them: per 4 rows and superblock column, d, dmin, the unpacked scales and mins, then the
+ * describes them: per 4 rows and superblock column, d, dmin, the unpacked scales (sub-block j's rows at
+ * 16 + 4j), the mins (per pair of sub-blocks eight bytes at 48 + 8·(j >> 1), row r's two at 2r), then the
  * values, whose reading `values` gives against the GGUF block (row r's sub-block j, `want`).
  */
 function checkKLayout(type: KType, seed: number, values: (q: Uint8Array, p: number, lane: number, j: number) => number[], want: (bytes: Uint8Array, o: number, j: number) => number[]) {
@@ -281,7 +282,7 @@ function checkKLayout(type: KType, seed: number, values: (q: Uint8Array, p: numb
         expect([q[p + 2 * lane], q[p + 2 * lane + 1], q[p + 8 + 2 * lane], q[p + 9 + 2 * lane]], `${h.kind} row ${r} superblock ${sb}: d, dmin`).toEqual([src(0), src(1), src(2), src(3)]);
         for (let j = 0; j < 8; j++) {
           const [sc, m] = r < rows ? kScaleMin(bytes, o + 4, j) : [0, 0];
-          expect([q[p + 16 + 8 * j + lane], q[p + 20 + 8 * j + lane]], `${h.kind} row ${r} sb ${sb} sub-block ${j}: scale, min`).toEqual([sc, m]);
+          expect([q[p + 16 + 4 * j + lane], q[p + 48 + 8 * (j >> 1) + 2 * lane + (j & 1)]], `${h.kind} row ${r} sb ${sb} sub-block ${j}: scale, min`).toEqual([sc, m]);
           const expected = want(bytes, o, j).map((v) => (r < rows ? v : 0));
           expect(values(q, p, lane, j), `${h.kind} row ${r} sb ${sb} sub-block ${j}: values`).toEqual(expected);
         }
