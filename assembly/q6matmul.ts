@@ -35,13 +35,12 @@ export function matmul_q6r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: 
 // (row r at 32r), [MM_QT, +128) transposed by quads (fused); at MM_DW: f32
 // d[4], then per row and half the scale: fused i32 sc[r][h] at +16 + 8r + 4h,
 // relaxed the int16 widening vectors [sc,0,..] / [0,sc,..] at Q6_SC + 64r +
-// 32h (+16 odd); Q6_S the relaxed tile's int32 sums (row r at 32r: even
-// tokens, odd tokens); MM_ACC the f32 accumulators; Q6_TAB the chains'
+// 32h (+16 odd); MM_ACC the f32 accumulators; Q6_TAB the chains'
 // starting values per token group and block.
 // @ts-ignore: decorator
 @inline const Q6_SC: usize = 2304;
 // @ts-ignore: decorator
-@inline const Q6_S: usize = 3072;
+@inline const Q6_T: usize = 3072;
 // @ts-ignore: decorator
 @inline const Q6_TAB: usize = 256 * 1024;
 
@@ -104,51 +103,47 @@ function q6PairsTable(xg0: usize, gStride: usize, ng: i32, nb: usize, tab: usize
   }
 }
 
-// One quarter (pairs 4qt..4qt+3) of four rows x eight tokens: the int16
-// chains, then widened, scaled and added to the int32 sums at Q6_S.
-@inline function q6Quarter(ws: usize, xg: usize, start: usize, qt: usize): void {
-  let s0 = v128.load(start);
-  let s1 = s0, s2 = s0, s3 = s0;
-  for (let p = qt << 3; p < (qt << 3) + 8; p += 2) {
-    const x = v128.load(xg + (p << 3));
-    s0 = i16x8.add(s0, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load16_splat(ws + p)));
-    s1 = i16x8.add(s1, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load16_splat(ws + p, 32)));
-    s2 = i16x8.add(s2, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load16_splat(ws + p, 64)));
-    s3 = i16x8.add(s3, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load16_splat(ws + p, 96)));
-  }
-  const half = qt >> 1;
-  q6Widen(ws, 0, half, s0);
-  q6Widen(ws, 1, half, s1);
-  q6Widen(ws, 2, half, s2);
-  q6Widen(ws, 3, half, s3);
-}
-
-@inline function q6Widen(ws: usize, r: usize, half: usize, s: v128): void {
-  const a = ws + Q6_S + (r << 5);
-  const sc = ws + Q6_SC + (r << 6) + (half << 5);
-  v128.store(a, i32x4.add(v128.load(a), i32x4.dot_i16x8_s(s, v128.load(sc))));
-  v128.store(a, i32x4.add(v128.load(a, 16), i32x4.dot_i16x8_s(s, v128.load(sc, 16))), 16);
+// One quarter (pairs 4qt..4qt+3, from pair p = 8qt) of a row's eight tokens:
+// its int16 chain from the table's -32 * sum(x) of the quarter (s).
+@inline function q6QuarterRow(w: usize, xg: usize, s: v128, p: usize): v128 {
+  s = i16x8.add(s, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xg + (p << 3)), v128.load16_splat(w + p)));
+  s = i16x8.add(s, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xg + (p << 3), 16), v128.load16_splat(w + p, 2)));
+  s = i16x8.add(s, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xg + (p << 3), 32), v128.load16_splat(w + p, 4)));
+  return i16x8.add(s, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xg + (p << 3), 48), v128.load16_splat(w + p, 6)));
 }
 
 // acc[r] += f32(s) * (d_w * d_x) for one group of eight tokens (row r at ap
-// + 32r: even tokens, then odd, as Q8B's d), then the sums are cleared.
+// + 32r: even tokens, then odd, as Q8B's d). A row at a time: its four
+// quarter chains, each widened and scaled at once (a dot with [sc,0,..] /
+// [0,sc,..]) into the row's even- and odd-token int32 sums, which stay in
+// registers. Four rows at a time (the x vectors loaded once for four dots,
+// as in the Q4R tile) the sums did not fit the registers: kept in scratch,
+// each quarter's widening was a load, add and store per row and parity, at
+// 0.92-0.94x of this; two rows or two token groups at a time, 0.9x.
 function q6PairsGroup(ws: usize, ap: usize, xg: usize, tg: usize): void {
-  const z = i32x4.splat(0);
-  for (let r: usize = 0; r < 4; r++) {
-    v128.store(ws + Q6_S + (r << 5), z);
-    v128.store(ws + Q6_S + (r << 5), z, 16);
-  }
-  q6Quarter(ws, xg, tg, 0);
-  q6Quarter(ws, xg, tg + 16, 1);
-  q6Quarter(ws, xg, tg + 32, 2);
-  q6Quarter(ws, xg, tg + 48, 3);
   const de = v128.load(xg, 256), dd = v128.load(xg, 272);
+  const t = ws + Q6_T;
   for (let r: usize = 0; r < 4; r++) {
+    const w = ws + (r << 5);
+    const lo = ws + Q6_SC + (r << 6), hi = lo + 32;
+    // Each chain's store to scratch orders the next chain's loads after it (V8 would load all
+    // four chains' operands first and spill, at 0.7x).
+    const s0 = q6QuarterRow(w, xg, v128.load(tg), 0);
+    v128.store(t, s0);
+    const s1 = q6QuarterRow(w, xg, v128.load(tg, 16), 8);
+    v128.store(t, s1, 16);
+    let e = i32x4.add(i32x4.dot_i16x8_s(s0, v128.load(lo)), i32x4.dot_i16x8_s(s1, v128.load(lo)));
+    let o = i32x4.add(i32x4.dot_i16x8_s(s0, v128.load(lo, 16)), i32x4.dot_i16x8_s(s1, v128.load(lo, 16)));
+    const s2 = q6QuarterRow(w, xg, v128.load(tg, 32), 16);
+    v128.store(t, s2, 32);
+    const s3 = q6QuarterRow(w, xg, v128.load(tg, 48), 24);
+    v128.store(t, s3, 48);
+    e = i32x4.add(e, i32x4.add(i32x4.dot_i16x8_s(s2, v128.load(hi)), i32x4.dot_i16x8_s(s3, v128.load(hi))));
+    o = i32x4.add(o, i32x4.add(i32x4.dot_i16x8_s(s2, v128.load(hi, 16)), i32x4.dot_i16x8_s(s3, v128.load(hi, 16))));
     const dw = v128.load32_splat(ws + MM_DW + (r << 2));
     const pa = ap + (r << 5);
-    const s = ws + Q6_S + (r << 5);
-    v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.convert_i32x4_s(v128.load(s)), f32x4.mul(dw, de))));
-    v128.store(pa, f32x4.add(v128.load(pa, 16), f32x4.mul(f32x4.convert_i32x4_s(v128.load(s, 16)), f32x4.mul(dw, dd))), 16);
+    v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.convert_i32x4_s(e), f32x4.mul(dw, de))));
+    v128.store(pa, f32x4.add(v128.load(pa, 16), f32x4.mul(f32x4.convert_i32x4_s(o), f32x4.mul(dw, dd))), 16);
   }
 }
 
