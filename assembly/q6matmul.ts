@@ -35,8 +35,9 @@ export function matmul_q6r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: 
 // (row r at 32r), [MM_QT, +128) transposed by quads (fused); at MM_DW: f32
 // d[4], then per row and half the scale: fused i32 sc[r][h] at +16 + 8r + 4h,
 // relaxed the int16 widening vectors [sc,0,..] / [0,sc,..] at Q6_SC + 64r +
-// 32h (+16 odd); MM_ACC the f32 accumulators; Q6_TAB the chains'
-// starting values per token group and block.
+// 32h (+16 odd); [Q6_T, +64) the relaxed row pass's ordering stores; MM_ACC
+// the f32 accumulators; Q6_TAB the chains' starting values per token group
+// and block.
 // @ts-ignore: decorator
 @inline const Q6_SC: usize = 2304;
 // @ts-ignore: decorator
@@ -119,7 +120,8 @@ function q6PairsTable(xg0: usize, gStride: usize, ng: i32, nb: usize, tab: usize
 // registers. Four rows at a time (the x vectors loaded once for four dots,
 // as in the Q4R tile) the sums did not fit the registers: kept in scratch,
 // each quarter's widening was a load, add and store per row and parity, at
-// 0.92-0.94x of this; two rows or two token groups at a time, 0.9x.
+// 0.88-0.94x of this; two rows or two token groups at a time ran no faster
+// than that (0.87-0.99x of it).
 function q6PairsGroup(ws: usize, ap: usize, xg: usize, tg: usize): void {
   const de = v128.load(xg, 256), dd = v128.load(xg, 272);
   const t = ws + Q6_T;
