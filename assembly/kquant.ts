@@ -24,8 +24,9 @@
 // Q4KR / Q5KR: groups of four rows (the last zero-padded); group g at
 // g*nsb*B (B = 592 / 1104), per superblock column B bytes:
 //   [0, 8)     d of rows 0..3 (f16)         [8, 16)   dmin of rows 0..3 (f16)
-//   [16, 80)   sub-block j at 16 + 8j: the scales of rows 0..3, then their
-//              mins (u8, 0..63)
+//   [16, 48)   sub-block j at 16 + 4j: the scales of rows 0..3 (u8, 0..63)
+//   [48, 80)   the mins (u8, 0..63), per pair of sub-blocks (j, j+1) eight
+//              bytes at 48 + 8*(j >> 1): row r's m_j, m_j+1 at + 2r, + 2r + 1
 //   Q4KR [80, 592): sub-block j at 80 + 64j, four vectors V(k) at + 16k
 //              (k = 0..3): bytes 4r..4r+3 of V(k) are row r's nibble bytes
 //              4k..4k+3, byte l holding q_l | q_{l+16} << 4 (the GGUF order
@@ -33,9 +34,10 @@
 //   Q5KR [80, 1104): sub-block j of row r at 80 + 128j + 32r: 32 bytes,
 //              byte l holding q_l (0..31)
 // The scales are unpacked once at load instead of per row and superblock in
-// every product: a sub-block's four scales and four mins are one widening
-// load (shuffling them out of a wider vector cost V8 a rebuilt mask per
-// shuffle), and the rows' data one sequential stream (as Q6R). Q4KR: the
+// every product: a sub-block's four scales are one widening load (shuffling
+// them out of a wider vector cost V8 a rebuilt mask per shuffle), two
+// sub-blocks' mins one widening load and one dot (kMinSums), and the rows'
+// data one sequential stream (as Q6R). Q4KR: the
 // four rows side by side by quads (as Q6R), so a relaxed dot of a vector's
 // nibbles with a splatted activation quad puts two rows' pair sums in its
 // int16 lanes, and the eight dots of a sub-block add up to each row's even
