@@ -216,18 +216,8 @@ export function repack_q4_0(src: usize, dst: usize, rows: i32, cols: i32): void 
   );
 }
 
-// Relaxed: nibbles (0..15) are a valid 7-bit operand, activations the signed
-// one; pair sums fit int16 (2*15*127) and so does the sum of the two halves.
-@inline function dotNibRelaxed(v: v128, xlo: v128, xhi: v128, m: v128): v128 {
-  return i32x4.extadd_pairwise_i16x8_s(
-    i16x8.add(
-      i16x8.relaxed_dot_i8x16_i7x16_s(xlo, v128.and(v, m)),
-      i16x8.relaxed_dot_i8x16_i7x16_s(xhi, v128.and(i16x8.shr_u(v, 4), m)),
-    ),
-  );
-}
-
-// Relaxed, one row, left in int16: lane i holds x-pair dots of both nibble
+// Relaxed: nibbles (0..15) are a valid 7-bit operand, activations the
+// signed one. One row, left in int16: lane i holds x-pair dots of both nibble
 // halves, |lane| <= 2*2*15*127 = 7620.
 @inline export function nibRelaxed16(v: v128, xlo: v128, xhi: v128, m: v128): v128 {
   return i16x8.add(
