@@ -33,7 +33,11 @@ export interface EngineResult {
   threads: number;
   detail: string;
   load_s: number;
+  /** The median over the reps (bench/engine-child.ts --reps), as decode_tok_s and decode_sampled_tok_s. */
   prefill_tok_s: number;
+  /** The first rep's prefill: in edgelm, the first write to each of its KV pages. */
+  prefill_first_tok_s?: number;
+  reps?: number;
   decode_tok_s: number;
   /** The same decode again, sampling with temperature 0.7, top_p 0.95 (the model card's settings) instead of argmax. */
   decode_sampled_tok_s?: number;

@@ -136,7 +136,7 @@ export function report(run: ConcurrencyRun): string[] {
   const lines = [
     [run.model && `model: ${run.model} (${run.only === "prefix" ? "the node host" : run.only === "short" ? "the short-request case" : "Node and Worker rows, llama.cpp"})`, run.hosts.some((h) => h.host === "sharded") && `sharded: the synthetic ${run.shardedPreset} Q4_0 file`].filter(Boolean).join("; "),
     ...levels,
-    ...(run.prefill ? [`prefill (the Node engine alone, 128-token prompt, warmed up): ${f(run.prefill.tok_s)} tok/s → decode ceiling ${CEILING_OF_PREFILL} × ${f(run.prefill.tok_s)} = ${f(CEILING_OF_PREFILL * run.prefill.tok_s)} tok/s`] : []),
+    ...(run.prefill ? [`prefill (the Node engine alone, 128-token prompt, warmed up, median of 3): ${f(run.prefill.tok_s)} tok/s → decode ceiling ${CEILING_OF_PREFILL} × ${f(run.prefill.tok_s)} = ${f(CEILING_OF_PREFILL * run.prefill.tok_s)} tok/s`] : []),
     ...run.hosts.filter((h) => h.prefix).flatMap((h) => {
       const p = h.prefix!;
       const turns = (t: TurnPair) =>

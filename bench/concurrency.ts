@@ -231,7 +231,7 @@ if (HOSTS_RUN.includes("node")) {
   if (!ONLY_PREFIX && !ONLY_SHORT) {
     // After the server has gone: the engine alone, the build the server chose, nothing else on the CPUs.
     process.stderr.write(`node: the engine's prefill alone (${build} build, 128-token prompt) …\n`);
-    const p = engineChild(["--model", model, "--engine", "edgelm", "--build", build, "--threads", "1", "--warmup"], 128, 1);
+    const p = engineChild(["--model", model, "--engine", "edgelm", "--build", build, "--threads", "1", "--reps", "3"], 128, 1);
     if ("error" in p) process.stderr.write(`node: prefill measurement FAILED: ${p.error}\n`);
     else run.prefill = { tok_s: p.prefill_tok_s, detail: p.detail };
   }

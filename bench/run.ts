@@ -3,15 +3,22 @@
  * CPU binary) on the synthetic Stable LM 2 1.6B-shaped Q4_0 GGUF, same file,
  * each engine in its own child process (bench/engine-child.ts), hosted by
  * Node: both at one thread (edgelm's relaxed and plain SIMD builds), then
- * both at N threads. Measures load time, prefill tok/s (128-token prompt),
+ * both at N threads. Each engine is warmed up the same way (a short prompt
+ * and one token, as llama-bench does) and then timed R times over in its
+ * process (--reps, default 3), and the medians are reported, as llama-bench
+ * reports the mean of its repetitions; edgelm's first prefill, which writes
+ * fresh KV pages, is printed as well. Measures load time, prefill tok/s (128-token prompt),
  * decode tok/s (64 greedy tokens after it, then the same positions again
  * sampled with the model card's temperature 0.7, top_p 0.95: a row of its own)
  * and peak RSS; prints a table with ratios against llama.cpp at the same
  * thread count and against the same engine at one thread, and writes
  * bench/results/engines-<time>.json.
  *
- *   npm run bench [-- --quick] [-- --threads N] [-- --all] [-- --concurrency|--structured|--quants|--browser [options]]
- *   --quick      32-token prompt, 16 decoded tokens
+ *   npm run bench [-- --quick] [-- --threads N] [-- --reps R] [-- --rounds N] [-- --all] [-- --concurrency|--structured|--quants|--browser [options]]
+ *   --quick      32-token prompt, 16 decoded tokens, one rep
+ *   --reps R     timed repetitions per engine process (default 3; the medians are reported)
+ *   --rounds N   every engine N times in turn, each in a fresh process (default 1; the medians over
+ *                the rounds are reported): on a noisy machine a slow spell then falls on all engines
  *   --threads N  the multi-threaded rows' thread count (default: the cores, os.availableParallelism());
  *                1 leaves them out
  *   --all        also run bench/kernels.ts (per-kernel GB/s, G mult-adds/s), bench/tokenizer.ts and
@@ -53,8 +60,8 @@ if (sub) {
   const r = spawnSync(process.execPath, ["--import", "tsx", join(root, SUB_BENCHES[sub]), ...process.argv.slice(2).filter((a) => a !== sub)], { cwd: root, stdio: "inherit" });
   process.exit(r.status ?? 1);
 }
-const USAGE = "usage: npm run bench [-- --quick] [-- --threads N] [-- --all] [-- --concurrency | --structured | --quants | --browser [that bench's options; add --help to list them]]";
-const { values: cli } = parseArgs({ options: { quick: { type: "boolean" }, all: { type: "boolean" }, threads: { type: "string" }, help: { type: "boolean", short: "h" } } });
+const USAGE = "usage: npm run bench [-- --quick] [-- --threads N] [-- --reps R] [-- --rounds N] [-- --all] [-- --concurrency | --structured | --quants | --browser [that bench's options; add --help to list them]]";
+const { values: cli } = parseArgs({ options: { quick: { type: "boolean" }, all: { type: "boolean" }, threads: { type: "string" }, reps: { type: "string" }, rounds: { type: "string" }, help: { type: "boolean", short: "h" } } });
 if (cli.help) {
   console.log(`${USAGE}\n  (bench/run.ts's header comment says what each runs)`);
   process.exit(0);
@@ -63,8 +70,29 @@ const quick = cli.quick ?? false;
 const all = cli.all ?? false;
 const THREADS = Number(cli.threads ?? availableParallelism());
 if (!Number.isInteger(THREADS) || THREADS < 1) throw new Error(`--threads must be a positive integer, got ${cli.threads}`);
+const REPS = Number(cli.reps ?? (quick ? 1 : 3));
+const ROUNDS = Number(cli.rounds ?? 1);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`--rounds must be a positive integer, got ${cli.rounds}`);
+if (!Number.isInteger(REPS) || REPS < 1) throw new Error(`--reps must be a positive integer, got ${cli.reps}`);
 const PROMPT = quick ? 32 : 128;
 const DECODE = quick ? 16 : 64;
+
+/** One engine's rounds as one result: the median of each figure over the rounds, the first round's first prefill, the highest peak RSS. */
+function mergeRounds(rs: ReturnType<typeof child>[]): ReturnType<typeof child> {
+  const failed = rs.find((r) => "error" in r);
+  if (failed) return failed;
+  const ok = rs as EngineResult[];
+  const median = (xs: number[]) => [...xs].sort((p, q) => p - q)[xs.length >> 1];
+  const med = (k: "load_s" | "prefill_tok_s" | "decode_tok_s" | "decode_sampled_tok_s") => median(ok.map((r) => r[k] ?? NaN));
+  return {
+    ...ok[0],
+    load_s: med("load_s"),
+    prefill_tok_s: med("prefill_tok_s"),
+    decode_tok_s: med("decode_tok_s"),
+    decode_sampled_tok_s: med("decode_sampled_tok_s"),
+    peak_rss_mb: Math.max(...ok.map((r) => r.peak_rss_mb)),
+  };
+}
 
 /** Seconds to read the file front to back once (4 MiB reads into one reused buffer): the floor for any loader. */
 function readTime(path: string): number {
@@ -82,13 +110,20 @@ const size = statSync(path).size;
 readTime(path); // once to settle the page cache, then best of 2
 const fileRead = Math.min(readTime(path), readTime(path));
 const builds: ("relaxed" | "simd")[] = enableRelaxedSimd() ? ["relaxed", "simd"] : ["simd"];
-const child = (engine: string[], threads: number) => engineChild(["--model", path, ...engine, "--threads", String(threads)], PROMPT, DECODE);
-const results = [
-  ...builds.map((b) => child(["--engine", "edgelm", "--build", b], 1)),
-  child(["--engine", "llama.cpp"], 1),
+const child = (engine: string[], threads: number) => engineChild(["--model", path, ...engine, "--threads", String(threads), "--reps", String(REPS)], PROMPT, DECODE);
+const runs: [string[], number][] = [
+  ...builds.map((b): [string[], number] => [["--engine", "edgelm", "--build", b], 1]),
+  [["--engine", "llama.cpp"], 1],
   // At N threads, the faster build only.
-  ...(THREADS > 1 ? [child(["--engine", "edgelm", "--build", builds[0]], THREADS), child(["--engine", "llama.cpp"], THREADS)] : []),
+  ...(THREADS > 1 ? ([[["--engine", "edgelm", "--build", builds[0]], THREADS], [["--engine", "llama.cpp"], THREADS]] as [string[], number][]) : []),
 ];
+// Rounds run every engine in turn, so that a slow spell of the machine falls on all of them alike.
+const rounds = runs.map(() => [] as ReturnType<typeof child>[]);
+for (let r = 0; r < ROUNDS; r++) {
+  runs.forEach(([engine, threads], i) => rounds[i].push(child(engine, threads)));
+  if (ROUNDS > 1) process.stderr.write(`round ${r + 1} of ${ROUNDS} done\n`);
+}
+const results = rounds.map(mergeRounds);
 
 const ok = results.filter((r): r is EngineResult => !("error" in r));
 const llamaAt = (threads: number) => ok.find((r) => r.engine === "llama.cpp" && r.threads === threads);
@@ -99,7 +134,7 @@ const kvMB = (24 * 2 * 2048 * 2 * (PROMPT + DECODE)) / 2 ** 20;
 const weightsMB = size / 2 ** 20;
 
 const lines = [
-  `model: ${path} (${f(size / 1e9, 2)} GB, synthetic Stable LM 2 1.6B shape, Q4_0); prompt ${PROMPT} tokens, decode ${DECODE}; 1 and ${THREADS} threads`,
+  `model: ${path} (${f(size / 1e9, 2)} GB, synthetic Stable LM 2 1.6B shape, Q4_0); prompt ${PROMPT} tokens, decode ${DECODE}; 1 and ${THREADS} threads; each engine warmed up (8 tokens + 1), then the median of ${REPS} rep${REPS > 1 ? "s" : ""}${ROUNDS > 1 ? ` per process, and of ${ROUNDS} rounds of fresh processes run in turn` : ""}`,
   `machine: ${cpus()[0]?.model ?? "?"} × ${cpus().length}, Node ${process.version}; reading the file into a reused 4 MiB buffer: ${f(fileRead, 2)} s (page cache warm, best of 2)`,
   "",
   "| engine | host | threads | load s | prefill tok/s | decode tok/s | peak RSS MB | RSS above node's baseline MB | load / file read | prefill vs llama.cpp (same threads) | decode vs llama.cpp | RSS vs llama.cpp | prefill vs its 1 thread | decode vs its 1 thread |",
@@ -113,6 +148,9 @@ const lines = [
     .filter((r) => r.decode_sampled_tok_s !== undefined)
     .map((r) => `| ${r.engine}, sampled (temperature 0.7, top_p 0.95) | ${r.host} | ${r.threads} | — | — | ${f(r.decode_sampled_tok_s!)} | — | — | — | — | ${ratio(r.decode_sampled_tok_s!, llamaAt(r.threads)?.decode_sampled_tok_s)} | — | — | ${r.threads > 1 ? ratio(r.decode_sampled_tok_s!, oneThread(r)?.decode_sampled_tok_s) : "—"} |`),
   "",
+  ...(REPS > 1
+    ? [`first prefill of the ${REPS} reps (edgelm's writes its KV pages for the first time; llama.cpp cleared its KV buffer at load): ${ok.map((r) => `${r.engine} ${r.threads}T ${f(r.prefill_first_tok_s ?? NaN)}`).join(", ")} tok/s`, ""]
+    : []),
   "sampled rows: the decode again over the same positions, sampling each token instead of taking the argmax:",
   ...ok.filter((r) => r.sampled_detail && r.threads === 1).map((r) => `  ${r.engine}: ${r.sampled_detail}`),
   "",
@@ -128,7 +166,7 @@ mkdirSync(join(root, "bench/results"), { recursive: true });
 const out = join(root, "bench/results", `engines-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
 writeFileSync(
   out,
-  JSON.stringify({ date: new Date().toISOString(), model: path, size, prompt: PROMPT, decode: DECODE, threads: THREADS, fileRead_s: fileRead, machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version }, results }, null, 2),
+  JSON.stringify({ date: new Date().toISOString(), model: path, size, prompt: PROMPT, decode: DECODE, threads: THREADS, reps: REPS, rounds: ROUNDS, fileRead_s: fileRead, machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version }, results, perRound: rounds }, null, 2),
 );
 console.log(`\nwrote ${out}`);
 

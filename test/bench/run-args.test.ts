@@ -39,8 +39,16 @@ describe("bench/run.ts passes a sub-bench's options through", () => {
   });
 
   it("its own flags are still checked: an unknown one without a sub-bench is refused", () => {
-    const { status, out } = bench("--rounds", "5");
+    const { status, out } = bench("--types", "q4_k_m");
     expect(status).not.toBe(0);
-    expect(out).toContain("Unknown option '--rounds'");
+    expect(out).toContain("Unknown option '--types'");
+  });
+
+  it("its own --reps and --rounds refuse a value that is not a positive integer, before any engine runs", () => {
+    for (const flag of ["--reps", "--rounds"]) {
+      const { status, out } = bench(flag, "0");
+      expect(status).not.toBe(0);
+      expect(out).toContain(`${flag} must be a positive integer, got 0`);
+    }
   });
 });
