@@ -20,6 +20,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import type { BuildKind } from "../src/engine/kernels";
+import { percentiles } from "../src/generate/eval-stats";
 import { promptTokens, type EngineResult } from "./common";
 import { exitOnHelp } from "./usage";
 
@@ -71,7 +72,7 @@ interface Rep {
 
 /** The medians over the reps, and the first rep's prefill (the one that writes fresh KV pages). */
 function summary(reps: Rep[]) {
-  const median = (xs: number[]) => [...xs].sort((p, q) => p - q)[xs.length >> 1];
+  const median = (xs: number[]) => percentiles(xs).median;
   return {
     prefill_tok_s: median(reps.map((r) => r.prefill)),
     decode_tok_s: median(reps.map((r) => r.decode)),

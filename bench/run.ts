@@ -46,6 +46,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { benchModel, engineChild, root, type EngineResult } from "./common";
 import { enableRelaxedSimd } from "../src/engine/node";
+import { percentiles } from "../src/generate/eval-stats";
 
 // The other benches have options of their own: with one of their flags, every other argument goes to
 // that bench as given (its --help lists them).
@@ -82,7 +83,7 @@ function mergeRounds(rs: ReturnType<typeof child>[]): ReturnType<typeof child> {
   const failed = rs.find((r) => "error" in r);
   if (failed) return failed;
   const ok = rs as EngineResult[];
-  const median = (xs: number[]) => [...xs].sort((p, q) => p - q)[xs.length >> 1];
+  const median = (xs: number[]) => percentiles(xs).median;
   const med = (k: "load_s" | "prefill_tok_s" | "decode_tok_s" | "decode_sampled_tok_s") => median(ok.map((r) => r[k] ?? NaN));
   return {
     ...ok[0],
