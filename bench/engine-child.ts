@@ -109,7 +109,7 @@ async function edgelm(path: string, build: BuildKind): Promise<EngineResult> {
     const t2 = performance.now();
     let logits = e.forward(seq, prompt)[0];
     const t3 = performance.now();
-    const afterPrompt = logits.slice(); // forward's result is overwritten by the next forward
+    const afterPrompt = logits; // forward returns an array of its own (copied out of WASM memory): kept for the sampled pass
     let pos = PROMPT;
     for (let i = 0; i < DECODE; i++) logits = e.forward(seq, [argmax(logits)], pos++)[0];
     const t4 = performance.now();
