@@ -116,22 +116,32 @@ export function runParts(parts: unknown, values: number, H: number): (RunPart & 
 }
 
 /**
- * Reads whole frames from a byte stream, however its chunks are cut. The chunks of a frame are
- * kept as they come and copied once, when the frame is whole: a batched step's logits reply is
- * hundreds of KiB in many chunks, and joining each chunk onto what came before copied it again
- * and again (quadratic in the rows of the step).
+ * Reads whole frames from a byte stream, however its chunks are cut.
+ *
+ * Where the stream is a byte stream (workerd's pipes and RPC streams), frames are read with a BYOB
+ * reader straight into a buffer of the frame's own size: a default reader gets workerd's pipes in
+ * chunks of ~4 KiB, so a batched step's logits reply (hundreds of KiB) came as ~50 reads per row,
+ * each an await across the isolates. Other streams (Node's, in tests) are read chunk by chunk; a
+ * frame's chunks are kept as they come and copied once, when it is whole (joining each chunk onto
+ * what came before copied it again and again: quadratic in the rows of the step).
  */
 export class FrameReader {
-  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly byob?: ReadableStreamBYOBReader;
+  private readonly reader?: ReadableStreamDefaultReader<Uint8Array>;
   private readonly chunks: Uint8Array[] = [];
   private have = 0;
 
   constructor(stream: ReadableStream<Uint8Array>) {
-    this.reader = stream.getReader();
+    try {
+      this.byob = stream.getReader({ mode: "byob" });
+    } catch {
+      this.reader = stream.getReader();
+    }
   }
 
   /** The next frame, or undefined when the stream ended cleanly between frames. */
   async next(): Promise<Uint8Array | undefined> {
+    if (this.byob) return this.nextWhole(this.byob);
     for (;;) {
       if (this.have >= 4) {
         if (this.chunks[0].length < 4) {
@@ -143,7 +153,7 @@ export class FrameReader {
         if (size < 8) throw new Error(`bad shard frame size ${size}`);
         if (this.have >= size) return this.take(size);
       }
-      const { done, value } = await this.reader.read();
+      const { done, value } = await this.reader!.read();
       if (done) {
         if (this.have) throw new Error(`shard stream ended inside a frame (${this.have} bytes pending)`);
         return undefined;
@@ -152,6 +162,20 @@ export class FrameReader {
       this.chunks.push(value);
       this.have += value.length;
     }
+  }
+
+  /** A frame read with a BYOB reader: its size word, then the rest into a buffer of its size. */
+  private async nextWhole(r: ReadableStreamBYOBReader): Promise<Uint8Array | undefined> {
+    const word = await fill(r, new ArrayBuffer(4), 0);
+    if (word.got === 0) return undefined;
+    if (word.got < 4) throw new Error(`shard stream ended inside a frame (${word.got} bytes pending)`);
+    const size = new DataView(word.buf).getUint32(0, true);
+    if (size < 8) throw new Error(`bad shard frame size ${size}`);
+    const frame = new Uint8Array(size);
+    frame.set(new Uint8Array(word.buf));
+    const rest = await fill(r, frame.buffer, 4);
+    if (rest.got < size) throw new Error(`shard stream ended inside a frame (${rest.got} bytes pending)`);
+    return new Uint8Array(rest.buf);
   }
 
   /** The first `n` bytes pending, in a buffer of their own (aligned), taken off the chunks. */
@@ -170,6 +194,20 @@ export class FrameReader {
   }
 
   cancel(reason?: unknown): Promise<void> {
-    return this.reader.cancel(reason).catch(() => {});
+    return (this.byob ?? this.reader!).cancel(reason).catch(() => {});
   }
+}
+
+/**
+ * Reads into buf from byte `at` until it is full or the stream ends. A BYOB read hands the buffer
+ * over and back (the old ArrayBuffer is detached), hence the buffer returned with the bytes it holds.
+ */
+async function fill(r: ReadableStreamBYOBReader, buf: ArrayBuffer, at: number): Promise<{ buf: ArrayBuffer; got: number }> {
+  while (at < buf.byteLength) {
+    const { done, value } = await r.read(new Uint8Array(buf, at, buf.byteLength - at));
+    if (value) buf = value.buffer;
+    if (done || !value) break;
+    at += value.byteLength;
+  }
+  return { buf, got: at };
 }

@@ -37,6 +37,53 @@ describe("protocol frames", () => {
     expect(decodeFrame((await r.next())!).head).toEqual({ ok: true });
     expect(await r.next()).toBeUndefined();
   });
+
+  /** A byte stream (as workerd's are) serving `bytes` in pieces of at most `piece`; counts the reads that came with a caller's buffer. */
+  function byteStream(bytes: Uint8Array, piece: number) {
+    let at = 0;
+    const seen = { byob: 0 };
+    const stream = new ReadableStream({
+      type: "bytes",
+      pull(c) {
+        const req = c.byobRequest;
+        if (at >= bytes.length) {
+          c.close();
+          return req?.respond(0); // a read waiting with its buffer is answered at the close
+        }
+        if (req?.view) {
+          seen.byob++;
+          const n = Math.min(piece, req.view.byteLength, bytes.length - at);
+          new Uint8Array(req.view.buffer, req.view.byteOffset, n).set(bytes.subarray(at, at + n));
+          req.respond(n);
+          at += n;
+        } else {
+          c.enqueue(bytes.slice(at, at + piece));
+          at += piece;
+        }
+      },
+    });
+    return { stream: stream as ReadableStream<Uint8Array>, seen };
+  }
+
+  it("reads a byte stream into whole frames with a BYOB reader, however it is cut, and a frame cut short is an error", async () => {
+    const big = Float32Array.from({ length: 10_000 }, (_, i) => Math.sin(i));
+    const frames = [encodeFrame({ op: "logits", n: 1 }, big), encodeFrame({ ok: true }), encodeFrame({ op: "run", parts: [{ seq: "s", pos: 0, n: 1 }] }, new Float32Array([7, -1]))];
+    const bytes = new Uint8Array(frames.reduce((a, f) => a + f.length, 0));
+    frames.reduce((at, f) => (bytes.set(f, at), at + f.length), 0);
+    for (const piece of [3, 4096, bytes.length]) {
+      const { stream, seen } = byteStream(bytes, piece);
+      const r = new FrameReader(stream);
+      for (const f of frames) expect(await r.next(), `pieces of ${piece}`).toEqual(f);
+      expect(await r.next()).toBeUndefined();
+      expect(seen.byob).toBeGreaterThan(0);
+    }
+    // The first frame's last byte never comes.
+    const { stream } = byteStream(bytes.subarray(0, frames[0].length - 1), 4096);
+    await expect(new FrameReader(stream).next()).rejects.toThrow(/ended inside a frame/);
+    // The payload of a frame read this way sits aligned at the start of its own buffer.
+    const { payload } = decodeFrame(frames[0]);
+    expect(payload).toEqual(big);
+  }, 20_000);
 });
 
 describe("shards of tiny (Q4_0) in Node", () => {
