@@ -220,29 +220,19 @@ export class StepScheduler implements Engine {
     }).then(() => outcomeOf(call));
   }
 
-  /**
-   * Polled mode: look now (the step may be due with this call), then every `ms`, in this caller's
-   * own context. A call that runs a step also wakes when that step ends (the step's promise was
-   * made in this request): a lone stream would otherwise wait for a timer after every token. It
-   * still looks every `ms` meanwhile, which is what tells the others that its step is not lost.
-   */
+  /** Polled mode: look now (the step may be due with this call), then every `ms`, in this caller's own context. */
   private async poll(call: Call, ms: number): Promise<Float32Array[]> {
-    let driving = this.look(call);
+    this.look(call);
     // A driver whose own call ended mid-step (released) still looks until its step ends: the lost-step rule.
     while (!call.outcome || this.driverCall === call) {
-      const tick = new Promise<void>((r) => setTimeout(r, ms));
-      await (driving ? Promise.race([driving, tick]) : tick);
-      if (call.outcome && this.driverCall !== call) break;
-      driving = this.look(call) ?? (this.driverCall === call ? driving : undefined);
+      await new Promise((r) => setTimeout(r, ms));
+      if (!call.outcome || this.driverCall === call) this.look(call);
     }
     return outcomeOf(call);
   }
 
-  /**
-   * One look of a waiting call: runs the next step when it is due, this call is in it, and it is
-   * this call's turn to run one. Returns that step, when it runs one.
-   */
-  private look(call: Call): Promise<void> | undefined {
+  /** One look of a waiting call: runs the next step when it is due, this call is in it, and it is this call's turn to run one. */
+  private look(call: Call): void {
     if (this.running) {
       // The driver's look: its request lives, and so may the step's I/O. Only the others' looks count.
       if (call === this.driverCall) this.lostLooks = 0;
@@ -265,7 +255,7 @@ export class StepScheduler implements Engine {
     const total = rows.reduce((n, r) => n + r.take, 0);
     this.debt.set(call.seq, debtOf(call) + total);
     for (const r of rows) this.debt.set(r.call.seq, debtOf(r.call) - r.take);
-    return this.step(rows, call);
+    void this.step(rows, call);
   }
 
   /** The running step is taken as lost: its calls stay waiting for the next step, a late end of it is ignored. */

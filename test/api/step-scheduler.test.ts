@@ -303,18 +303,6 @@ describe("StepScheduler, polled (each caller looks for its own outcome: the Work
     expect([first.value as GenerateEvent, ...rest].flatMap((e) => (e.type === "token" ? [e.id] : []))).toEqual(want);
   });
 
-  it("a call that runs its own step has its outcome when the step ends, not at its next look", async () => {
-    // A look a minute: a lone stream that waited for its next look after every step would stall here.
-    const s = new StepScheduler(engine, { maxBatch: 4, maxBatchTokens: 16, pollMs: 60_000 });
-    const stalled = new Promise((r) => setTimeout(() => r("waited for a look"), 5_000).unref());
-    const ids = Promise.all([collect(s, request(2, { maxTokens: 6 })), collect(engine, request(2, { maxTokens: 6 }))]).then(([a, b]) => [idsOf(a), idsOf(b)]);
-    const raced = await Promise.race([ids, stalled]);
-    expect(raced).not.toBe("waited for a look");
-    const [got, alone] = raced as number[][];
-    expect(got).toHaveLength(6);
-    expect(got).toEqual(alone);
-  });
-
   it("a sequence released while its step runs is freed in the engine only once the step has ended", async () => {
     const als = new AsyncLocalStorage<number>();
     const rec = contexts(engine, als, 20);
