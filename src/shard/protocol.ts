@@ -149,13 +149,12 @@ export class FrameReader {
           this.chunks.unshift(all);
           this.have = all.length;
         }
-        const size = new DataView(this.chunks[0].buffer, this.chunks[0].byteOffset, 4).getUint32(0, true);
-        if (size < 8) throw new Error(`bad shard frame size ${size}`);
+        const size = frameSize(this.chunks[0]);
         if (this.have >= size) return this.take(size);
       }
       const { done, value } = await this.reader!.read();
       if (done) {
-        if (this.have) throw new Error(`shard stream ended inside a frame (${this.have} bytes pending)`);
+        if (this.have) throw cutShort(this.have);
         return undefined;
       }
       if (value.length === 0) continue;
@@ -168,13 +167,12 @@ export class FrameReader {
   private async nextWhole(r: ReadableStreamBYOBReader): Promise<Uint8Array | undefined> {
     const word = await fill(r, new ArrayBuffer(4), 0);
     if (word.got === 0) return undefined;
-    if (word.got < 4) throw new Error(`shard stream ended inside a frame (${word.got} bytes pending)`);
-    const size = new DataView(word.buf).getUint32(0, true);
-    if (size < 8) throw new Error(`bad shard frame size ${size}`);
+    if (word.got < 4) throw cutShort(word.got);
+    const size = frameSize(new Uint8Array(word.buf));
     const frame = new Uint8Array(size);
     frame.set(new Uint8Array(word.buf));
     const rest = await fill(r, frame.buffer, 4);
-    if (rest.got < size) throw new Error(`shard stream ended inside a frame (${rest.got} bytes pending)`);
+    if (rest.got < size) throw cutShort(rest.got);
     return new Uint8Array(rest.buf);
   }
 
@@ -197,6 +195,15 @@ export class FrameReader {
     return (this.byob ?? this.reader!).cancel(reason).catch(() => {});
   }
 }
+
+/** The size word at the start of `bytes` (at least 4 of them), checked. */
+function frameSize(bytes: Uint8Array): number {
+  const size = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true);
+  if (size < 8) throw new Error(`bad shard frame size ${size}`);
+  return size;
+}
+
+const cutShort = (pending: number) => new Error(`shard stream ended inside a frame (${pending} bytes pending)`);
 
 /**
  * Reads into buf from byte `at` until it is full or the stream ends. A BYOB read hands the buffer
