@@ -8,7 +8,7 @@
  * Range, If-Range and Authorization, so a test can check what went where.
  */
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
@@ -18,6 +18,13 @@ export interface FakeHubMode {
   dropAfter: number;
   /** Instead of destroying the socket, a dropped GET goes silent (a stalled connection). */
   stall: boolean;
+  /**
+   * The client's part file. A client's body stream that errors drops what it still buffers, so a
+   * drop that came too soon would lose bytes the client had been sent, and the range it resumes
+   * from would depend on the machine's load. When this is set, the socket is destroyed only once
+   * the part holds every byte sent; otherwise after a 100 ms pause.
+   */
+  partFile: string | undefined;
   /** The sha256 in x-linked-etag and paths-info is wrong. */
   lieSha: boolean;
   /** Range is ignored: every GET is a 200 with the whole file. */
@@ -53,6 +60,8 @@ export interface FakeHub {
 
 const WRONG_SHA = "0".repeat(64);
 
+const sizeOf = (path: string) => statSync(path, { throwIfNoEntry: false })?.size ?? 0;
+
 async function listen(server: Server): Promise<string> {
   await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -67,7 +76,7 @@ export async function startFakeHub(files: Record<string, string>): Promise<FakeH
     blobs.set(spec, { spec, body, sha256: createHash("sha256").update(body).digest("hex") });
   }
   const bySha = new Map([...blobs.values()].map((b) => [b.sha256, b]));
-  const mode: FakeHubMode = { drops: 0, dropAfter: 0, stall: false, lieSha: false, ignoreRange: false, viaCdn: false, linkedHeaders: true, hideSize: false, etag: '"v1"' };
+  const mode: FakeHubMode = { drops: 0, dropAfter: 0, stall: false, partFile: undefined, lieSha: false, ignoreRange: false, viaCdn: false, linkedHeaders: true, hideSize: false, etag: '"v1"' };
   const requests: LoggedRequest[] = [];
   const log = (server: LoggedRequest["server"], req: IncomingMessage) =>
     requests.push({ server, method: req.method ?? "", url: req.url ?? "", range: req.headers.range, ifRange: req.headers["if-range"] as string | undefined, auth: req.headers.authorization });
@@ -93,13 +102,24 @@ export async function startFakeHub(files: Record<string, string>): Promise<FakeH
     }
     if (mode.drops > 0) {
       mode.drops--;
-      // The pause lets the client read what was sent: a stream that errors drops what it still buffers.
       const sent = body.subarray(start, Math.min(body.length, start + mode.dropAfter));
       if (mode.stall) res.write(sent);
-      else res.write(sent, () => setTimeout(() => res.socket?.destroy(), 100));
+      else res.write(sent, () => dropOnceRead(res, start + sent.length));
       return;
     }
     res.end(body.subarray(start));
+  }
+
+  function dropOnceRead(res: ServerResponse, end: number): void {
+    const since = Date.now();
+    const look = () => {
+      const waited = Date.now() - since;
+      const read = mode.partFile === undefined ? waited >= 100 : sizeOf(mode.partFile) >= end;
+      // Past 10 s the client is not reading at all; dropping then lets its test fail on the range.
+      if (read || waited > 10_000) res.socket?.destroy();
+      else setTimeout(look, 5);
+    };
+    look();
   }
 
   function hubMetadata(b: { body: Buffer; sha256: string }): Record<string, string | number> {

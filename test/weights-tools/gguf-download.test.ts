@@ -40,15 +40,16 @@ afterAll(async () => {
 });
 
 beforeEach(() => {
-  Object.assign(hub.mode, { drops: 0, dropAfter: 0, stall: false, lieSha: false, ignoreRange: false, viaCdn: false, linkedHeaders: true, hideSize: false, etag: '"v1"' });
+  Object.assign(hub.mode, { drops: 0, dropAfter: 0, stall: false, partFile: undefined, lieSha: false, ignoreRange: false, viaCdn: false, linkedHeaders: true, hideSize: false, etag: '"v1"' });
   hub.requests.length = 0;
 });
 
+const partOf = (dir: string) => join(dir, "stablelm-2-zephyr-1_6b-Q4_0.gguf.part");
 const gets = () => hub.requests.filter((r) => r.method === "GET");
 /** A part of `bytes` random bytes (and its record, when given) as an earlier run might have left. */
 function leavePart(dir: string, bytes: number, record?: { sha256: string; etag: string }): void {
   mkdirSync(dir, { recursive: true });
-  const part = join(dir, "stablelm-2-zephyr-1_6b-Q4_0.gguf.part");
+  const part = partOf(dir);
   writeFileSync(part, randomBytes(bytes));
   if (record) writeFileSync(partRecordPath(part), JSON.stringify(record));
 }
@@ -74,7 +75,7 @@ describe("download --gguf (library)", () => {
 
   it("resumes after dropped connections and still hashes right", async () => {
     const dir = outDir();
-    Object.assign(hub.mode, { drops: 2, dropAfter: Math.floor(model.length / 3) });
+    Object.assign(hub.mode, { drops: 2, dropAfter: Math.floor(model.length / 3), partFile: partOf(dir) });
     const infos: string[] = [];
     const r = await downloadGGUF({ spec: SPEC, out: dir, endpoint: hub.url, ...fast, onInfo: (m) => infos.push(m) });
     expect(readFileSync(r.path).equals(model)).toBe(true);
@@ -99,8 +100,8 @@ describe("download --gguf (library)", () => {
 
   it("gives up after the retries without progress, keeps the part, and the next run resumes it (hashing the part first)", async () => {
     const dir = outDir();
-    const part = join(dir, "stablelm-2-zephyr-1_6b-Q4_0.gguf.part");
-    Object.assign(hub.mode, { drops: 1, dropAfter: 300_000 });
+    const part = partOf(dir);
+    Object.assign(hub.mode, { drops: 1, dropAfter: 300_000, partFile: part });
     await expect(downloadGGUF({ spec: SPEC, out: dir, endpoint: hub.url, ...fast, retries: 0 })).rejects.toThrow(/connection dropped.*gave up after 0 retries at byte 300000 of \d+ \(run the same command again to resume\)/);
     expect(statSync(part).size).toBe(300_000);
     // A failure that gains no byte counts against the retries; one that gains some starts the count again.
@@ -175,7 +176,7 @@ describe("download --gguf (library)", () => {
 
   it("follows the redirect to the CDN without the Authorization header", async () => {
     const dir = outDir();
-    Object.assign(hub.mode, { viaCdn: true, drops: 1, dropAfter: 50_000 });
+    Object.assign(hub.mode, { viaCdn: true, drops: 1, dropAfter: 50_000, partFile: partOf(dir) });
     const r = await downloadGGUF({ spec: SPEC, out: dir, endpoint: hub.url, ...fast });
     expect(readFileSync(r.path).equals(model)).toBe(true);
     const hubSide = hub.requests.filter((q) => q.server === "hub");
@@ -251,7 +252,7 @@ function edgelm(args: string[], env: Record<string, string> = {}): Promise<{ cod
 describe("edgelm download --gguf (CLI)", () => {
   it("downloads through a dropped connection and the CDN, HF_TOKEN only to the Hub, and prints what it got", async () => {
     const out = join(outDir(), "zephyr-q4_0.gguf");
-    Object.assign(hub.mode, { viaCdn: true, drops: 1, dropAfter: 1_000_000 });
+    Object.assign(hub.mode, { viaCdn: true, drops: 1, dropAfter: 1_000_000, partFile: `${out}.part` });
     const r = await edgelm(["download", "--gguf", SPEC, "--out", out, "--endpoint", hub.url], { HF_TOKEN: "hf_cli" });
     expect(r.stderr).toMatch(/connection dropped.*retry 1 of 5/);
     expect(r.stderr).toMatch(/^download: .*zephyr-q4_0\.gguf \(downloaded 10\.\d MiB, sha256 matches the Hub\): stablelm, "edgelm-synth-tiny \(random weights\)", 2 layers/m);
