@@ -328,43 +328,74 @@ export function matvec_q4r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: u
 }
 
 // One Q4R block (4 rows x 32 columns) of the SIMD matvec: the four rows'
-// integer dots in the four lanes, minus 8*sum(x), folded into acc in f32 as
-// acc + f32(s) * (d_w * d_x) (the scalar twin's order). Constants come in as
+// integer dots in the four lanes, folded into acc (q4rFold). xs, xd: the
+// block's entries in a fold table (q4rFoldTable). Constants come in as
 // registers (see VCONST); t: this instance's scratch, for the ordering stores.
-@inline function q4rBlockSimd(p: usize, xq: usize, xs: usize, xd: usize, acc: v128, m: v128, ones: v128, hmask: v128, hmul: v128, t: usize): v128 {
+@inline function q4rBlockSimd(p: usize, xq: usize, xs: usize, xd: usize, acc: v128, m: v128, ones: v128, hmask: v128, t: usize): v128 {
   let s: v128;
   if (ASC_FEATURE_RELAXED_SIMD) {
     s = FUSED ? q4rQuadsFused(p, xq, m) : i32x4.dot_i16x8_s(quadsNibRelaxed(p + 8, xq, m, t), ones);
   } else {
     s = quadsNibSimd(p + 8, xq, m, t);
   }
-  return q4rFold(s, xs, xd, h2f_x4c(p, hmask, hmul), acc);
+  return q4rFold(s, xs, xd, q4rScaleBits(p, hmask), acc);
 }
 
-// acc + f32(s - 8*sum(x)) * (d_w * d_x): the scalar twin's fold of one block, four rows.
+// The four rows' f16 scales at p as f32 bits, without h2f's multiply by
+// 2^112: the fold table's d_x carries that factor (q4rFoldTable).
+@inline function q4rScaleBits(p: usize, hmask: v128): v128 {
+  return v128.and(i32x4.shl(v128.load16x4_s(p), 13), hmask);
+}
+
+// acc + f32(s - 8*sum(x)) * (d_w * d_x), the scalar twin's fold of one block,
+// four rows, from a fold table: xs holds 8*sum(x) and xd holds d_x * 2^112,
+// so dw is q4rScaleBits'. d_w = dw * 2^112 exactly, and dw * (d_x * 2^112) is
+// the same real number as d_w * d_x, rounded once: the same bits, for two
+// vector operations fewer per block (of ~38).
 @inline function q4rFold(s: v128, xs: usize, xd: usize, dw: v128, acc: v128): v128 {
-  s = i32x4.sub(s, i32x4.shl(v128.load32_splat(xs), 3));
+  s = i32x4.sub(s, v128.load32_splat(xs));
   return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dw, v128.load32_splat(xd))));
+}
+
+// The fold table of the Q8A at xa (nb blocks) at dst, laid out as the Q8A's
+// first two sections: d_x * 2^112 (f32) at dst + 4b, 8 * sum(x) (i32) at
+// dst + q8aSumOff(nb) + 4b. d_x * 2^112 is exact while d_x < 2^16 (|x| below
+// ~8.3e6); false when some block's is not, and the caller then folds with
+// the scalar twin.
+@inline function q4rFoldTable(xa: usize, nb: usize, dst: usize): bool {
+  const so = q8aSumOff(nb);
+  let ok = true;
+  for (let b: usize = 0; b < nb; b++) {
+    const d = load<f32>(xa + (b << 2));
+    if (!(d < <f32>65536)) ok = false;
+    store<f32>(dst + (b << 2), d * <f32>5.192296858534828e33); // 2^112
+    store<i32>(dst + so + (b << 2), load<i32>(xa + so + (b << 2)) << 3);
+  }
+  return ok;
 }
 
 function matvecQ4rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
   const nb = <usize>cols >> 5;
-  const xs0 = xa + q8aSumOff(nb);
+  const ft = scratchBase() + MV_X;
+  if (!q4rFoldTable(xa, nb, ft)) {
+    matvecQ4rScalar(w, rows, cols, xa, out);
+    return;
+  }
+  const xs0 = ft + q8aSumOff(nb);
   // Relaxed path: int8 activations, byte mask 0x0f; plain path: permuted int16, lane mask 0x000f.
   const xq0 = ASC_FEATURE_RELAXED_SIMD ? xa + q8aQ8Off(nb) : xa + q8aQ16Off(nb);
   const xqStep: usize = ASC_FEATURE_RELAXED_SIMD ? 32 : 64;
   const m = v128.load(VCONST + (ASC_FEATURE_RELAXED_SIMD ? VC_NIB8 : VC_NIB16));
   const ones = v128.load(VCONST + VC_ONES16);
   const hmask = v128.load(VCONST + VC_HMASK);
-  const hmul = v128.load(VCONST + VC_HMUL);
   const t = scratchBase();
   let p = w;
-  const xEnd = xa + (nb << 2);
+  const xEnd = ft + (nb << 2);
   for (let r0 = 0; r0 < rows; r0 += 4) {
     let acc = f32x4.splat(0);
     let xq = xq0, xs = xs0;
-    for (let xd = xa; xd < xEnd; xd += 4) {
-      acc = q4rBlockSimd(p, xq, xs, xd, acc, m, ones, hmask, hmul, t);
+    for (let xd = ft; xd < xEnd; xd += 4) {
+      acc = q4rBlockSimd(p, xq, xs, xd, acc, m, ones, hmask, t);
       p += 72;
       xq += xqStep;
       xs += 4;
@@ -1336,42 +1367,52 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
 
 // One pass for n = 2..4 tokens (a constant: each caller below gets its own
 // copy with the other tokens' code removed, so the accumulators stay in
-// registers). Q8A images at xa + i*stride; out[i*rows + r].
+// registers). Q8A images at xa + i*stride; out[i*rows + r]. Each token's
+// fold table (q4rFoldTable) goes to MV_X; a token whose table cannot be made
+// takes the matvec (and so the scalar twin), as do the others then.
 @inline function matmulQ4rFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32): void {
   const nb = <usize>cols >> 5;
+  const outStride = <usize>rows << 2;
+  const ft = scratchBase() + MV_X;
+  const fs = q8aSumOff(nb) << 1;
+  let ok = true;
+  for (let i = 0; i < n; i++) ok = q4rFoldTable(xa + <usize>i * stride, nb, ft + <usize>i * fs) && ok;
+  if (!ok) {
+    for (let i = 0; i < n; i++) matvecQ4rSimd(w, rows, cols, xa + <usize>i * stride, out + <usize>i * outStride);
+    return;
+  }
   const m = v128.load(VCONST + VC_NIB8);
   const ones = v128.load(VCONST + VC_ONES16);
   const hmask = v128.load(VCONST + VC_HMASK);
-  const hmul = v128.load(VCONST + VC_HMUL);
   const s2 = stride << 1, s3 = stride * 3;
+  const f2 = fs << 1, f3 = fs * 3;
   const t = scratchBase();
-  const outStride = <usize>rows << 2;
-  const xEnd = xa + (nb << 2);
+  const xEnd = ft + (nb << 2);
   let p = w;
   for (let r0 = 0; r0 < rows; r0 += 4) {
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-    let xq = xa + q8aQ8Off(nb), xs = xa + q8aSumOff(nb);
-    for (let xd = xa; xd < xEnd; xd += 4) {
+    let xq = xa + q8aQ8Off(nb), xs = ft + q8aSumOff(nb);
+    for (let xd = ft; xd < xEnd; xd += 4) {
       // Quad k of the four rows: low nibbles l_k (values 4k..4k+3), high h_k (16+4k..).
       const v0 = v128.load(p, 8), v1 = v128.load(p, 24), v2 = v128.load(p, 40), v3 = v128.load(p, 56);
       const l0 = v128.and(v0, m), h0 = v128.and(i16x8.shr_u(v0, 4), m);
       const l1 = v128.and(v1, m), h1 = v128.and(i16x8.shr_u(v1, 4), m);
       const l2 = v128.and(v2, m), h2 = v128.and(i16x8.shr_u(v2, 4), m);
       const l3 = v128.and(v3, m), h3 = v128.and(i16x8.shr_u(v3, 4), m);
-      const dw = h2f_x4c(p, hmask, hmul);
+      const dw = q4rScaleBits(p, hmask);
       // A store after each token orders the next token's activation loads after it (V8 would hoist
       // all of them to the top of the block and spill).
       a0 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq, ones), xs, xd, dw, a0);
       v128.store(t, a0);
       if (n > 1) {
-        a1 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride, ones), xs + stride, xd + stride, dw, a1);
+        a1 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride, ones), xs + fs, xd + fs, dw, a1);
         v128.store(t, a1);
       }
       if (n > 2) {
-        a2 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + s2, ones), xs + s2, xd + s2, dw, a2);
+        a2 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + s2, ones), xs + f2, xd + f2, dw, a2);
         v128.store(t, a2);
       }
-      if (n > 3) a3 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + s3, ones), xs + s3, xd + s3, dw, a3);
+      if (n > 3) a3 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + s3, ones), xs + f3, xd + f3, dw, a3);
       p += 72;
       xq += 32;
       xs += 4;

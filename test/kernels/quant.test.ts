@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { q8bBytes } from "../../src/engine/kernel-sizes";
 import type { BuildKind } from "../../src/engine/kernels";
 import {
-  type Harness, both, rng, randVec, randQ4_0, randQ8_0, randQ6K, dequantQ6K, withHalves, quantRef, quantBound, bitsEqual, halfToF64, expectWithinQuantBound, matmulAndMatvecs, emulateBlocks,
+  type Harness, both, rng, randVec, randQ4_0, randQ8_0, randQ6K, dequantQ6K, withHalves, AWKWARD_HALVES, quantRef, quantBound, bitsEqual, halfToF64, expectWithinQuantBound, matmulAndMatvecs, emulateBlocks,
 } from "./harness";
 
 const BUILD_OF: Record<number, BuildKind> = { 3: "relaxed-fused", 2: "relaxed", 1: "simd", 0: "scalar" };
@@ -270,6 +270,43 @@ describe("Q4_0 repack + matvec / matmul", () => {
           for (let r = 0; r < rows; r++) expect(got[t * rows + r]).toBeCloseTo(want(r, t), 3);
         }
         res.push(got);
+      }
+      expect(bitsEqual(res[0], res[1]), `${ntok} tokens`).toBe(true);
+    }
+  });
+
+  it("f16 scales at their edges and activations at the fold table's limit: matvec and small batches == scalar == TS emulation", () => {
+    // The SIMD folds take d_w as the f16's f32 bits and d_x · 2^112 from a per-call table, exact
+    // while d_x < 2^16 (max |x| below 127 · 2^16 ≈ 8.32e6); past it a call folds with the scalar
+    // twin. Token 1 sits just under the limit, token 2 past it (in its last block only), so the
+    // small-batch pass of 2..4 tokens meets a token it must hand to the matvecs.
+    const rows = 9, cols = 128, nb = cols / 32;
+    const halves = [...AWKWARD_HALVES, 0x7bff, 0xfbff, 0x3c00];
+    const q4 = randQ4_0(rng(77), rows, cols);
+    const dv = new DataView(q4.bytes.buffer);
+    for (let i = 0; i < rows * nb; i++) dv.setUint16(i * 18, halves[i % halves.length], true);
+    const r = rng(78);
+    const tokens = [1, 8.3e6, 1e7, 3].map((peak) => {
+      const x = randVec(r, cols, 1);
+      x[cols - 5] = peak; // the last block's max |x|
+      return x;
+    });
+    const xs = new Float32Array(tokens.length * cols);
+    tokens.forEach((x, t) => xs.set(x, t * cols));
+    expect(quantRef(tokens[1]).d[nb - 1]).toBeLessThan(2 ** 16);
+    expect(quantRef(tokens[2]).d[nb - 1]).toBeGreaterThan(2 ** 16);
+    for (let ntok = 1; ntok <= tokens.length; ntok++) {
+      const res: Float32Array[] = [];
+      for (const h of both()) {
+        const wr = h.alloc(h.k.q4r_bytes(rows, cols) >>> 0);
+        h.k.repack_q4_0(h.putU8(q4.bytes), wr, rows, cols);
+        const got = q4rProducts(h, wr, rows, cols, xs.subarray(0, ntok * cols), ntok);
+        for (let t = 0; t < ntok; t++) {
+          const want = q4Emulate(q4.bytes, rows, cols, tokens[t]);
+          expect(bitsEqual(got.matvecs[t], want), `matvec, token ${t}`).toBe(true);
+          expect(bitsEqual(got.matmul.subarray(t * rows, (t + 1) * rows), want), `${ntok} tokens: token ${t}`).toBe(true);
+        }
+        res.push(got.matmul);
       }
       expect(bitsEqual(res[0], res[1]), `${ntok} tokens`).toBe(true);
     }
