@@ -159,7 +159,14 @@ export const VCONST: usize = memory.data<u32>([
 
 // h2f_x4 with its two constants passed in (loaded once per call from VCONST).
 @inline export function h2f_x4c(p: usize, hmask: v128, hmul: v128): v128 {
-  return f32x4.mul(v128.and(i32x4.shl(v128.load16x4_s(p), 13), hmask), hmul);
+  return f32x4.mul(h2fBits_x4c(p, hmask), hmul);
+}
+
+// h2f_x4c before its multiply by 2^112: the halves' f32 bits, each value
+// 2^-112 times the half's. A caller that puts the 2^112 on the other factor
+// of a product saves the multiply (the Q4R fold table).
+@inline export function h2fBits_x4c(p: usize, hmask: v128): v128 {
+  return v128.and(i32x4.shl(v128.load16x4_s(p), 13), hmask);
 }
 
 // exp(x) in f32 (Cephes expf: range reduction by ln 2 in two parts, degree-5

@@ -13,7 +13,7 @@
 // twins: all builds agree bit for bit, which the start-up self-test relies on.
 
 import {
-  FUSED, scratchBase, h2f, h2f_x4, h2f_x4c, VCONST, VC_NIB8, VC_NIB16, VC_ONES16, VC_HMASK, VC_HMUL, VC_EVEN16, VC_ODD16, VC_Q6M4, VC_Q6M2,
+  FUSED, scratchBase, h2f, h2f_x4, h2fBits_x4c, VCONST, VC_NIB8, VC_NIB16, VC_ONES16, VC_HMASK, VC_EVEN16, VC_ODD16, VC_Q6M4, VC_Q6M2,
   q8aSumOff, q8aQ8Off, q8aQ16Off, q8aBytes,
 } from "./common";
 
@@ -338,18 +338,12 @@ export function matvec_q4r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: u
   } else {
     s = quadsNibSimd(p + 8, xq, m, t);
   }
-  return q4rFold(s, xs, xd, q4rScaleBits(p, hmask), acc);
-}
-
-// The four rows' f16 scales at p as f32 bits, without h2f's multiply by
-// 2^112: the fold table's d_x carries that factor (q4rFoldTable).
-@inline function q4rScaleBits(p: usize, hmask: v128): v128 {
-  return v128.and(i32x4.shl(v128.load16x4_s(p), 13), hmask);
+  return q4rFold(s, xs, xd, h2fBits_x4c(p, hmask), acc);
 }
 
 // acc + f32(s - 8*sum(x)) * (d_w * d_x), the scalar twin's fold of one block,
 // four rows, from a fold table: xs holds 8*sum(x) and xd holds d_x * 2^112,
-// so dw is q4rScaleBits'. d_w = dw * 2^112 exactly, and dw * (d_x * 2^112) is
+// so dw is the scales' h2fBits_x4c. d_w = dw * 2^112 exactly, and dw * (d_x * 2^112) is
 // the same real number as d_w * d_x, rounded once: the same bits, for two
 // vector operations fewer per block (of ~38).
 @inline function q4rFold(s: v128, xs: usize, xd: usize, dw: v128, acc: v128): v128 {
@@ -1399,7 +1393,7 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
       const l1 = v128.and(v1, m), h1 = v128.and(i16x8.shr_u(v1, 4), m);
       const l2 = v128.and(v2, m), h2 = v128.and(i16x8.shr_u(v2, 4), m);
       const l3 = v128.and(v3, m), h3 = v128.and(i16x8.shr_u(v3, 4), m);
-      const dw = q4rScaleBits(p, hmask);
+      const dw = h2fBits_x4c(p, hmask);
       // A store after each token orders the next token's activation loads after it (V8 would hoist
       // all of them to the top of the block and spill).
       a0 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq, ones), xs, xd, dw, a0);
