@@ -351,6 +351,11 @@ export function matvec_q4r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: u
   return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dw, v128.load32_splat(xd))));
 }
 
+// q4rFold with the table's entries already splatted (sx, dx).
+@inline function q4rFoldWith(s: v128, sx: v128, dx: v128, dw: v128, acc: v128): v128 {
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(s, sx)), f32x4.mul(dw, dx)));
+}
+
 // The fold table of the Q8A at xa (nb blocks) at dst, laid out as the Q8A's
 // first two sections: d_x * 2^112 (f32) at dst + 4b, 8 * sum(x) (i32) at
 // dst + q8aSumOff(nb) + 4b. d_x * 2^112 is exact while d_x < 2^16 (|x| below
@@ -368,6 +373,87 @@ export function matvec_q4r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: u
   return ok;
 }
 
+// Relaxed-fused (workerd): four groups of four rows a quarter of the matrix
+// apart, against one block of activations at a time. workerd checks the
+// bounds of every load, so the activations, their splats and the fold
+// table's entries are read once for the four groups (per block: 6 checked
+// loads and 2 shuffles per group instead of 9 and 8). The groups are far
+// apart, not adjacent: four streams from DRAM run faster than one, while two
+// streams one group (4.6 KB) apart ran at half speed. Each group's lanes see
+// the operations of q4rQuadsFused and q4rFold, so the bits are the same.
+// Returns the rows done (whole sets of four groups); the rest go one group
+// at a time.
+function matvecQ4rFused4(w: usize, rows: i32, nb: usize, xq0: usize, ft: usize, out: usize): i32 {
+  const m = v128.load(VCONST + VC_NIB8);
+  const hmask = v128.load(VCONST + VC_HMASK);
+  const z = i32x4.splat(0);
+  const gBytes = nb * 72;
+  const xs0 = ft + q8aSumOff(nb);
+  const xEnd = ft + (nb << 2);
+  const quarter = ((rows + 3) >> 2) >> 2; // groups per stream
+  const far = <usize>quarter * gBytes;
+  for (let g = 0; g < quarter; g++) {
+    let pA = w + <usize>g * gBytes;
+    let accA = f32x4.splat(0), accB = f32x4.splat(0), accC = f32x4.splat(0), accD = f32x4.splat(0);
+    let xq = xq0, xs = xs0;
+    for (let xd = ft; xd < xEnd; xd += 4) {
+      const pB = pA + far, pC = pB + far, pD = pC + far;
+      const xl = v128.load(xq), xh = v128.load(xq, 16);
+      // Quad k: each group's low nibbles against x[4k..4k+3], high against x[16+4k..]; chains a and b per group.
+      let l = i32x4.shuffle(xl, xl, 0, 0, 0, 0); let h = i32x4.shuffle(xh, xh, 0, 0, 0, 0);
+      let vA = v128.load(pA, 8);
+      let aA = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vA, m), z); let bA = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vA, 4), m), z);
+      let vB = v128.load(pB, 8);
+      let aB = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vB, m), z); let bB = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vB, 4), m), z);
+      let vC = v128.load(pC, 8);
+      let aC = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vC, m), z); let bC = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vC, 4), m), z);
+      let vD = v128.load(pD, 8);
+      let aD = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vD, m), z); let bD = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vD, 4), m), z);
+      l = i32x4.shuffle(xl, xl, 1, 1, 1, 1); h = i32x4.shuffle(xh, xh, 1, 1, 1, 1);
+      vA = v128.load(pA, 24);
+      aA = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vA, m), aA); bA = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vA, 4), m), bA);
+      vB = v128.load(pB, 24);
+      aB = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vB, m), aB); bB = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vB, 4), m), bB);
+      vC = v128.load(pC, 24);
+      aC = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vC, m), aC); bC = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vC, 4), m), bC);
+      vD = v128.load(pD, 24);
+      aD = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vD, m), aD); bD = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vD, 4), m), bD);
+      l = i32x4.shuffle(xl, xl, 2, 2, 2, 2); h = i32x4.shuffle(xh, xh, 2, 2, 2, 2);
+      vA = v128.load(pA, 40);
+      aA = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vA, m), aA); bA = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vA, 4), m), bA);
+      vB = v128.load(pB, 40);
+      aB = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vB, m), aB); bB = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vB, 4), m), bB);
+      vC = v128.load(pC, 40);
+      aC = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vC, m), aC); bC = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vC, 4), m), bC);
+      vD = v128.load(pD, 40);
+      aD = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vD, m), aD); bD = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vD, 4), m), bD);
+      l = i32x4.shuffle(xl, xl, 3, 3, 3, 3); h = i32x4.shuffle(xh, xh, 3, 3, 3, 3);
+      vA = v128.load(pA, 56);
+      aA = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vA, m), aA); bA = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vA, 4), m), bA);
+      vB = v128.load(pB, 56);
+      aB = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vB, m), aB); bB = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vB, 4), m), bB);
+      vC = v128.load(pC, 56);
+      aC = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vC, m), aC); bC = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vC, 4), m), bC);
+      vD = v128.load(pD, 56);
+      aD = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vD, m), aD); bD = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vD, 4), m), bD);
+      const sx = v128.load32_splat(xs), dx = v128.load32_splat(xd);
+      accA = q4rFoldWith(i32x4.add(aA, bA), sx, dx, h2fBits_x4c(pA, hmask), accA);
+      accB = q4rFoldWith(i32x4.add(aB, bB), sx, dx, h2fBits_x4c(pB, hmask), accB);
+      accC = q4rFoldWith(i32x4.add(aC, bC), sx, dx, h2fBits_x4c(pC, hmask), accC);
+      accD = q4rFoldWith(i32x4.add(aD, bD), sx, dx, h2fBits_x4c(pD, hmask), accD);
+      pA += 72;
+      xq += 32;
+      xs += 4;
+    }
+    const r0 = g << 2, q = quarter << 2;
+    storeRows(out, r0, rows, accA);
+    storeRows(out, r0 + q, rows, accB);
+    storeRows(out, r0 + 2 * q, rows, accC);
+    storeRows(out, r0 + 3 * q, rows, accD);
+  }
+  return quarter << 4;
+}
+
 function matvecQ4rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
   const nb = <usize>cols >> 5;
   const ft = scratchBase() + MV_X;
@@ -383,9 +469,10 @@ function matvecQ4rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   const ones = v128.load(VCONST + VC_ONES16);
   const hmask = v128.load(VCONST + VC_HMASK);
   const t = scratchBase();
-  let p = w;
+  const rStart = FUSED ? matvecQ4rFused4(w, rows, nb, xq0, ft, out) : 0;
+  let p = w + <usize>(rStart >> 2) * nb * 72;
   const xEnd = ft + (nb << 2);
-  for (let r0 = 0; r0 < rows; r0 += 4) {
+  for (let r0 = rStart; r0 < rows; r0 += 4) {
     let acc = f32x4.splat(0);
     let xq = xq0, xs = xs0;
     for (let xd = ft; xd < xEnd; xd += 4) {

@@ -99,7 +99,7 @@ describe("quantize_q8a", () => {
 });
 
 describe("Q4_0 repack + matvec / matmul", () => {
-  const shapes: Array<[number, number]> = [[1, 32], [3, 64], [7, 96], [13, 256], [64, 512], [37, 2048]];
+  const shapes: Array<[number, number]> = [[1, 32], [3, 64], [7, 96], [11, 64], [13, 256], [17, 128], [64, 512], [37, 2048]];
 
   it.each(shapes)("rows=%i cols=%i: simd == scalar == TS emulation, within the quantization bound", (rows, cols) => {
     const r = rng(rows * 1000 + cols);
