@@ -314,27 +314,117 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
 // 8*63*4064 < 2^21. Four dots a superblock, where one per sub-block with the
 // mins beside the scales took five operations each.
 @inline function kMinSums(p: usize, sx: usize): v128 {
-  const a = i32x4.add(
-    i32x4.dot_i16x8_s(v128.load8x8_u(p + K_MIN), v128.load32_splat(sx)),
-    i32x4.dot_i16x8_s(v128.load8x8_u(p + K_MIN + 8), v128.load32_splat(sx, 4)),
-  );
-  const b = i32x4.add(
-    i32x4.dot_i16x8_s(v128.load8x8_u(p + K_MIN + 16), v128.load32_splat(sx, 8)),
-    i32x4.dot_i16x8_s(v128.load8x8_u(p + K_MIN + 24), v128.load32_splat(sx, 12)),
-  );
+  return kMinSumsWith(p, v128.load32_splat(sx), v128.load32_splat(sx, 4), v128.load32_splat(sx, 8), v128.load32_splat(sx, 12));
+}
+
+// kMinSums with the four pairs of sums already splatted.
+@inline function kMinSumsWith(p: usize, s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  const a = i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_u(p + K_MIN), s0), i32x4.dot_i16x8_s(v128.load8x8_u(p + K_MIN + 8), s1));
+  const b = i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_u(p + K_MIN + 16), s2), i32x4.dot_i16x8_s(v128.load8x8_u(p + K_MIN + 24), s3));
   return i32x4.add(a, b);
+}
+
+// Relaxed-fused (workerd), Q4KR: 4 groups of four rows, 1/4 of the matrix
+// apart, against one superblock of activations at a time, as matvecQ4rFused4
+// in quant.ts does for Q4R: the bounds-checked loads of the activations, their
+// sums and scale are shared, and the streams are far apart. Per group, the
+// integer sums are exact (sc_j * sum q*x, summed over the sub-blocks as
+// matvecKSimd does), then one kFoldSuper per superblock: the same bits.
+// Returns the rows done; the rest go one group at a time.
+function matvecQ4kFused(w: usize, rows: i32, cols: i32, xa: usize, out: usize): i32 {
+  const nsb = <usize>cols >> 8;
+  const nb = nsb << 3;
+  const xq0 = xa + q8aQ8Off(nb);
+  const xm0 = scratchBase() + MV_X;
+  kSumTable(xa + q8aSumOff(nb), nb, xm0);
+  const m = v128.load(VCONST + VC_NIB8);
+  const z = i32x4.splat(0);
+  const gBytes = nsb * kBytes(false);
+  const per = ((rows + 3) >> 2) / 4; // groups per stream
+  const far = <usize>per * gBytes;
+  for (let g = 0; g < per; g++) {
+    let pA = w + <usize>g * gBytes;
+    let accA = f32x4.splat(0), accB = f32x4.splat(0), accC = f32x4.splat(0), accD = f32x4.splat(0);
+    let xq = xq0, xm = xm0, xd = xa;
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      const pB = pA + far;
+      const pC = pB + far;
+      const pD = pC + far;
+      let isqA = z, isqB = z, isqC = z, isqD = z;
+      for (let i: usize = 0; i < 64; i += 8) {
+        const xl = v128.load(xq + (i << 2)), xh = v128.load(xq + (i << 2), 16);
+        let l = i32x4.shuffle(xl, xl, 0, 0, 0, 0); let h = i32x4.shuffle(xh, xh, 0, 0, 0, 0);
+        let vA = v128.load(pA + (i << 3), 80);
+        let aA = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vA, m), z); let bA = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vA, 4), m), z);
+        let vB = v128.load(pB + (i << 3), 80);
+        let aB = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vB, m), z); let bB = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vB, 4), m), z);
+        let vC = v128.load(pC + (i << 3), 80);
+        let aC = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vC, m), z); let bC = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vC, 4), m), z);
+        let vD = v128.load(pD + (i << 3), 80);
+        let aD = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vD, m), z); let bD = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vD, 4), m), z);
+        l = i32x4.shuffle(xl, xl, 1, 1, 1, 1); h = i32x4.shuffle(xh, xh, 1, 1, 1, 1);
+        vA = v128.load(pA + (i << 3), 96);
+        aA = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vA, m), aA); bA = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vA, 4), m), bA);
+        vB = v128.load(pB + (i << 3), 96);
+        aB = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vB, m), aB); bB = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vB, 4), m), bB);
+        vC = v128.load(pC + (i << 3), 96);
+        aC = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vC, m), aC); bC = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vC, 4), m), bC);
+        vD = v128.load(pD + (i << 3), 96);
+        aD = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vD, m), aD); bD = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vD, 4), m), bD);
+        l = i32x4.shuffle(xl, xl, 2, 2, 2, 2); h = i32x4.shuffle(xh, xh, 2, 2, 2, 2);
+        vA = v128.load(pA + (i << 3), 112);
+        aA = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vA, m), aA); bA = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vA, 4), m), bA);
+        vB = v128.load(pB + (i << 3), 112);
+        aB = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vB, m), aB); bB = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vB, 4), m), bB);
+        vC = v128.load(pC + (i << 3), 112);
+        aC = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vC, m), aC); bC = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vC, 4), m), bC);
+        vD = v128.load(pD + (i << 3), 112);
+        aD = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vD, m), aD); bD = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vD, 4), m), bD);
+        l = i32x4.shuffle(xl, xl, 3, 3, 3, 3); h = i32x4.shuffle(xh, xh, 3, 3, 3, 3);
+        vA = v128.load(pA + (i << 3), 128);
+        aA = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vA, m), aA); bA = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vA, 4), m), bA);
+        vB = v128.load(pB + (i << 3), 128);
+        aB = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vB, m), aB); bB = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vB, 4), m), bB);
+        vC = v128.load(pC + (i << 3), 128);
+        aC = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vC, m), aC); bC = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vC, 4), m), bC);
+        vD = v128.load(pD + (i << 3), 128);
+        aD = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vD, m), aD); bD = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vD, 4), m), bD);
+        isqA = i32x4.add(isqA, i32x4.mul(i32x4.add(aA, bA), i32x4.extend_low_i16x8_u(v128.load8x8_u(pA + (i >> 1), K_SC))));
+        isqB = i32x4.add(isqB, i32x4.mul(i32x4.add(aB, bB), i32x4.extend_low_i16x8_u(v128.load8x8_u(pB + (i >> 1), K_SC))));
+        isqC = i32x4.add(isqC, i32x4.mul(i32x4.add(aC, bC), i32x4.extend_low_i16x8_u(v128.load8x8_u(pC + (i >> 1), K_SC))));
+        isqD = i32x4.add(isqD, i32x4.mul(i32x4.add(aD, bD), i32x4.extend_low_i16x8_u(v128.load8x8_u(pD + (i >> 1), K_SC))));
+      }
+      const s0 = v128.load32_splat(xm), s1 = v128.load32_splat(xm, 4), s2 = v128.load32_splat(xm, 8), s3 = v128.load32_splat(xm, 12);
+      const dx = v128.load32_splat(xd);
+      accA = kFoldSuper(accA, isqA, kMinSumsWith(pA, s0, s1, s2, s3), h2f_x4_nodenorm(pA), h2f_x4_nodenorm(pA + 8), dx);
+      accB = kFoldSuper(accB, isqB, kMinSumsWith(pB, s0, s1, s2, s3), h2f_x4_nodenorm(pB), h2f_x4_nodenorm(pB + 8), dx);
+      accC = kFoldSuper(accC, isqC, kMinSumsWith(pC, s0, s1, s2, s3), h2f_x4_nodenorm(pC), h2f_x4_nodenorm(pC + 8), dx);
+      accD = kFoldSuper(accD, isqD, kMinSumsWith(pD, s0, s1, s2, s3), h2f_x4_nodenorm(pD), h2f_x4_nodenorm(pD + 8), dx);
+      xq += 256;
+      xm += 16;
+      xd += 32;
+      pA += kBytes(false);
+    }
+    const r0 = g << 2, q = per << 2;
+    storeRows(out, r0 + 0 * q, rows, accA);
+    storeRows(out, r0 + 1 * q, rows, accB);
+    storeRows(out, r0 + 2 * q, rows, accC);
+    storeRows(out, r0 + 3 * q, rows, accD);
+  }
+  return per * 16;
 }
 
 // One copy per type, so that no test of `five` is left in the loop.
 function matvecQ4kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
-  matvecKSimd(w, rows, cols, xa, out, false);
+  matvecKSimd(w, rows, cols, xa, out, false, FUSED ? matvecQ4kFused(w, rows, cols, xa, out) : 0);
 }
 
 function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
-  matvecKSimd(w, rows, cols, xa, out, true);
+  matvecKSimd(w, rows, cols, xa, out, true, 0);
 }
 
-@inline function matvecKSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, five: bool): void {
+// Rows rStart.. (a multiple of 4; the rows before are done).
+@inline function matvecKSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, five: bool, rStart: i32): void {
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
   const xq0 = ASC_FEATURE_RELAXED_SIMD ? xa + q8aQ8Off(nb) : xa + q8aQ16Off(nb);
@@ -345,8 +435,8 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   const B = kBytes(five);
   const rs = kRowStride(five);
   const t = scratchBase();
-  let p = w;
-  for (let r0 = 0; r0 < rows; r0 += 4) {
+  let p = w + <usize>(rStart >> 2) * nsb * B;
+  for (let r0 = rStart; r0 < rows; r0 += 4) {
     let acc = f32x4.splat(0);
     let xq = xq0, xm = xm0, xd = xa;
     for (let sb: usize = 0; sb < nsb; sb++) {

@@ -122,7 +122,7 @@ function refMatvec(w: Float64Array, rows: number, cols: number, x: Float32Array)
 
 describe.each(TYPES)("%s: repack + matvec", (_name, type) => {
   // Rows not a multiple of four (a padded group), several superblocks (aq and am restart per superblock).
-  it.each([[1, 256], [5, 512], [13, 768], [8, 2048], [7, 1280]])("rows=%i cols=%i: simd == scalar == TS emulation, within the quantization bound", (rows, cols) => {
+  it.each([[1, 256], [5, 512], [13, 768], [8, 2048], [7, 1280], [23, 512], [37, 256]])("rows=%i cols=%i: simd == scalar == TS emulation, within the quantization bound", (rows, cols) => {
     const r = rng(rows * 977 + cols + type);
     const { bytes, w } = randK(type, r, rows, cols);
     const x = randVec(r, cols, 2);
