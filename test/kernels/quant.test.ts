@@ -428,7 +428,7 @@ describe("Q6_K matvec (GGUF layout and Q6R)", () => {
     }
   });
 
-  it.each([[1, 256], [6, 512], [11, 2048], [16, 256]])("rows=%i cols=%i", (rows, cols) => {
+  it.each([[1, 256], [6, 512], [11, 2048], [16, 256], [23, 512], [37, 256]])("rows=%i cols=%i", (rows, cols) => {
     const r = rng(rows + cols * 3);
     const { bytes, w } = randQ6K(r, rows, cols);
     const x = randVec(r, cols);
