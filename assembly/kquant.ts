@@ -347,13 +347,12 @@ function matvecQ4kFused(w: usize, rows: i32, cols: i32, xa: usize, out: usize): 
     let accA = f32x4.splat(0), accB = f32x4.splat(0), accC = f32x4.splat(0), accD = f32x4.splat(0);
     let xq = xq0, xm = xm0, xd = xa;
     for (let sb: usize = 0; sb < nsb; sb++) {
-      const pB = pA + far;
-      const pC = pB + far;
-      const pD = pC + far;
+      const pB = pA + far, pC = pB + far, pD = pC + far;
       let isqA = z, isqB = z, isqC = z, isqD = z;
       for (let i: usize = 0; i < 64; i += 8) {
         const xl = v128.load(xq + (i << 2)), xh = v128.load(xq + (i << 2), 16);
-        let l = i32x4.shuffle(xl, xl, 0, 0, 0, 0); let h = i32x4.shuffle(xh, xh, 0, 0, 0, 0);
+        // Quad k of each group against x[4k..4k+3] (low nibbles) and x[16+4k..] (high); chains a and b per group.
+        let l = i32x4.shuffle(xl, xl, 0, 0, 0, 0), h = i32x4.shuffle(xh, xh, 0, 0, 0, 0);
         let vA = v128.load(pA + (i << 3), 80);
         let aA = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vA, m), z); let bA = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vA, 4), m), z);
         let vB = v128.load(pB + (i << 3), 80);
@@ -406,8 +405,8 @@ function matvecQ4kFused(w: usize, rows: i32, cols: i32, xa: usize, out: usize): 
       pA += kBytes(false);
     }
     const r0 = g << 2, q = per << 2;
-    storeRows(out, r0 + 0 * q, rows, accA);
-    storeRows(out, r0 + 1 * q, rows, accB);
+    storeRows(out, r0, rows, accA);
+    storeRows(out, r0 + q, rows, accB);
     storeRows(out, r0 + 2 * q, rows, accC);
     storeRows(out, r0 + 3 * q, rows, accD);
   }

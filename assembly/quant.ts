@@ -400,7 +400,7 @@ function matvecQ4rFused4(w: usize, rows: i32, nb: usize, xq0: usize, ft: usize, 
       const pB = pA + far, pC = pB + far, pD = pC + far;
       const xl = v128.load(xq), xh = v128.load(xq, 16);
       // Quad k: each group's low nibbles against x[4k..4k+3], high against x[16+4k..]; chains a and b per group.
-      let l = i32x4.shuffle(xl, xl, 0, 0, 0, 0); let h = i32x4.shuffle(xh, xh, 0, 0, 0, 0);
+      let l = i32x4.shuffle(xl, xl, 0, 0, 0, 0), h = i32x4.shuffle(xh, xh, 0, 0, 0, 0);
       let vA = v128.load(pA, 8);
       let aA = i32x4.relaxed_dot_i8x16_i7x16_add_s(l, v128.and(vA, m), z); let bA = i32x4.relaxed_dot_i8x16_i7x16_add_s(h, v128.and(i16x8.shr_u(vA, 4), m), z);
       let vB = v128.load(pB, 8);
