@@ -8,7 +8,7 @@
  *
  * A and B are kernel builds (e.g. a copy of build/kernels-relaxed.wasm from before a change, and
  * the current one). Kernels: matmul_q4r_q8b, matmul_q8r_q8b, matmul_q4kr_q8b (shape
- * rows,cols,tokens), matvec_q4r_q8a, matvec_q8r_q8a, matvec_q6r_q8a, matvec_q4kr_q8a (shape
+ * rows,cols,tokens), matvec_q4r_q8a, matvec_q8r_q8a, matvec_q6r_q8a, matvec_q4kr_q8a, matvec_q5kr_q8a (shape
  * rows,cols). Node: each build is called
  * for 150 ms at a time, twelve times in turn, and the best CPU time per call is kept. workerd (the
  * bare binary): a Worker runs n calls per request, timed from outside the process (a Worker's
@@ -48,8 +48,8 @@ export function setup(module, fn, rows, cols, ntok) {
   const e = new WebAssembly.Instance(module, { env: { memory } }).exports;
   let top = e.heap_base() >>> 0;
   const alloc = (n) => { const p = Math.ceil(top / 64) * 64; top = p + n; if (top > memory.buffer.byteLength) memory.grow(Math.ceil((top - memory.buffer.byteLength) / 65536)); return p; };
-  const q8 = fn.includes("q8r"), q6 = fn.includes("q6r"), q4k = fn.includes("q4kr");
-  const wb = q8 ? e.q8r_bytes(rows, cols) >>> 0 : q6 ? e.q6r_bytes(rows, cols) >>> 0 : q4k ? e.q4kr_bytes(rows, cols) >>> 0 : e.q4r_bytes(rows, cols) >>> 0;
+  const q8 = fn.includes("q8r"), q6 = fn.includes("q6r"), q4k = fn.includes("q4kr"), q5k = fn.includes("q5kr");
+  const wb = q8 ? e.q8r_bytes(rows, cols) >>> 0 : q6 ? e.q6r_bytes(rows, cols) >>> 0 : q4k ? e.q4kr_bytes(rows, cols) >>> 0 : q5k ? e.q5kr_bytes(rows, cols) >>> 0 : e.q4r_bytes(rows, cols) >>> 0;
   const w = alloc(wb), x = alloc(ntok * cols * 4), xb = alloc(Math.max(e.q8b_bytes(cols, ntok) >>> 0, e.q8a_bytes(cols) >>> 0)), out = alloc(rows * ntok * 4);
   let s = 1;
   const u8 = new Uint8Array(memory.buffer, w, wb);
@@ -57,13 +57,14 @@ export function setup(module, fn, rows, cols, ntok) {
   const dv = new DataView(memory.buffer);
   if (q8) { for (let i = 0; i < rows * cols / 32; i++) dv.setUint16(w + i * 34, 0x2c00, true); e.repack_q8_0(w, w, rows, cols); }
   else if (q4k) { for (let i = 0; i < rows * cols / 256; i++) dv.setUint32(w + i * 144, 0x18002c00, true); e.repack_q4_k(w, w, rows, cols); }
+  else if (q5k) { for (let i = 0; i < rows * cols / 256; i++) dv.setUint32(w + i * 176, 0x18002c00, true); e.repack_q5_k(w, w, rows, cols); }
   else if (q6) for (let i = 0; i < wb / 210; i++) dv.setUint16(w + i * 210 + 208, 0x1800, true);
   else for (let i = 0; i < wb; i += 72) { dv.setUint32(w + i, 0x2c002c00, true); dv.setUint32(w + i + 4, 0x2c002c00, true); }
   const xf = new Float32Array(memory.buffer, x, ntok * cols);
   for (let i = 0; i < xf.length; i++) xf[i] = Math.sin(i * 0.37) * 2;
   let call;
-  if (fn.startsWith("matmul")) { (q4k ? e.quantize_q8b_k : e.quantize_q8b)(x, cols, ntok, xb); call = () => e[fn](w, rows, cols, xb, ntok, out); }
-  else { (q4k ? e.quantize_q8a_k : e.quantize_q8a)(x, cols, xb); call = () => e[fn](w, rows, cols, xb, out); }
+  if (fn.startsWith("matmul")) { (q4k || q5k ? e.quantize_q8b_k : e.quantize_q8b)(x, cols, ntok, xb); call = () => e[fn](w, rows, cols, xb, ntok, out); }
+  else { (q4k || q5k ? e.quantize_q8a_k : e.quantize_q8a)(x, cols, xb); call = () => e[fn](w, rows, cols, xb, out); }
   for (let i = 0; i < 30; i++) call();
   return { call, out: () => Array.from(new Uint32Array(memory.buffer, out, Math.min(256, rows * ntok))) };
 }
