@@ -330,13 +330,9 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
 // sums and scale are shared, and the streams are far apart. Per group, the
 // integer sums are exact (sc_j * sum q*x, summed over the sub-blocks as
 // matvecKSimd does), then one kFoldSuper per superblock: the same bits.
-// Returns the rows done; the rest go one group at a time.
-function matvecQ4kFused(w: usize, rows: i32, cols: i32, xa: usize, out: usize): i32 {
-  const nsb = <usize>cols >> 8;
-  const nb = nsb << 3;
-  const xq0 = xa + q8aQ8Off(nb);
-  const xm0 = scratchBase() + MV_X;
-  kSumTable(xa + q8aSumOff(nb), nb, xm0);
+// xq0: the activations' int8 section, xm0: their kSumTable. Returns the
+// rows done; the rest go one group at a time.
+function matvecQ4kFused(w: usize, rows: i32, nsb: usize, xa: usize, xq0: usize, xm0: usize, out: usize): i32 {
   const m = v128.load(VCONST + VC_NIB8);
   const z = i32x4.splat(0);
   const gBytes = nsb * kBytes(false);
@@ -415,15 +411,14 @@ function matvecQ4kFused(w: usize, rows: i32, cols: i32, xa: usize, out: usize): 
 
 // One copy per type, so that no test of `five` is left in the loop.
 function matvecQ4kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
-  matvecKSimd(w, rows, cols, xa, out, false, FUSED ? matvecQ4kFused(w, rows, cols, xa, out) : 0);
+  matvecKSimd(w, rows, cols, xa, out, false);
 }
 
 function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
-  matvecKSimd(w, rows, cols, xa, out, true, 0);
+  matvecKSimd(w, rows, cols, xa, out, true);
 }
 
-// Rows rStart.. (a multiple of 4; the rows before are done).
-@inline function matvecKSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, five: bool, rStart: i32): void {
+@inline function matvecKSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, five: bool): void {
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
   const xq0 = ASC_FEATURE_RELAXED_SIMD ? xa + q8aQ8Off(nb) : xa + q8aQ16Off(nb);
@@ -434,6 +429,7 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
   const B = kBytes(five);
   const rs = kRowStride(five);
   const t = scratchBase();
+  const rStart = FUSED && !five ? matvecQ4kFused(w, rows, nsb, xa, xq0, xm0, out) : 0;
   let p = w + <usize>(rStart >> 2) * nsb * B;
   for (let r0 = rStart; r0 < rows; r0 += 4) {
     let acc = f32x4.splat(0);

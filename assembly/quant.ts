@@ -347,8 +347,7 @@ export function matvec_q4r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: u
 // the same real number as d_w * d_x, rounded once: the same bits, for two
 // vector operations fewer per block (of ~38).
 @inline function q4rFold(s: v128, xs: usize, xd: usize, dw: v128, acc: v128): v128 {
-  s = i32x4.sub(s, v128.load32_splat(xs));
-  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dw, v128.load32_splat(xd))));
+  return q4rFoldWith(s, v128.load32_splat(xs), v128.load32_splat(xd), dw, acc);
 }
 
 // q4rFold with the table's entries already splatted (sx, dx).
