@@ -52,12 +52,12 @@
 // read as bytes it is bound by memory, as Q8R.
 
 import {
-  FUSED, scratchBase, h2f, h2f_nodenorm, h2f_x4_nodenorm, VCONST, VC_NIB8, VC_NIB16, VC_EVEN16, VC_ODD16,
+  FUSED, SCRATCH_BYTES, scratchBase, h2f, h2f_nodenorm, h2f_x4_nodenorm, VCONST, VC_NIB8, VC_NIB16, VC_EVEN16, VC_ODD16,
   q8aSumOff, q8aQ8Off, q8aQ16Off,
 } from "./common";
 import {
   reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, q8bToQ8a, quadsToQ8a,
-  transposeQuads, smallTail, SMALL_X, MV_X, unpackNib4, quadsNibRelaxed, quadsNibSimd,
+  transposeQuads, smallTail, SMALL_X, MV_X, unpackNib4, quadsNibRelaxed, quadsNibSimd, q4rFewFusedDot, smallStride,
 } from "./quant";
 import { matvec_q6r_q8a } from "./q6matvec";
 
@@ -489,12 +489,111 @@ function matmulK(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usiz
     matvecsPerToken(w, rows, cols, xb, 0, ntok, out, five ? 5 : 4);
     return;
   }
-  const tiled = ntok - smallTail(ntok);
+  const fewPass = FUSED && !five;
+  const tiled = ntok - (fewPass && ntok <= 16 ? ntok : smallTail(ntok));
   if (tiled > 0) {
     matmulKTiled(w, rows, cols, FUSED ? xb : xb + q8bPlainBytes(<usize>cols >> 5, ntok), tiled, out, five);
   }
-  if (tiled < ntok) matvecsPerToken(w, rows, cols, xb, tiled, ntok, out, five ? 5 : 4);
+  if (tiled < ntok) {
+    if (fewPass) matmulQ4kSmall(w, rows, cols, xb, tiled, ntok, out);
+    else matvecsPerToken(w, rows, cols, xb, tiled, ntok, out, five ? 5 : 4);
+  }
 }
+
+// Relaxed-fused (workerd), Q4KR: tokens [t0, t1) of Q8B xb up to eight at a
+// time (four where eight images do not fit in scratch) in one pass over the
+// weights (matmulQ4kFew); a lone token takes the matvec.
+function matmulQ4kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize): void {
+  const nb = <usize>cols >> 5;
+  const stride = smallStride(nb);
+  const xa = scratchBase() + SMALL_X;
+  const outStride = <usize>rows << 2;
+  const most = SMALL_X + stride * 8 <= SCRATCH_BYTES ? 8 : 4;
+  for (let t = t0; t < t1; t += most) {
+    const n = min(most, t1 - t);
+    for (let i = 0; i < n; i++) quadsToQ8a(xb, nb, t + i, xa + <usize>i * stride);
+    const o = out + <usize>t * outStride;
+    if (n == 1) matvecQ4kSimd(w, rows, cols, xa, o);
+    else if (n == 2) matmulQ4kFew2(w, rows, cols, xa, stride, o);
+    else if (n == 3) matmulQ4kFew3(w, rows, cols, xa, stride, o);
+    else if (n == 4) matmulQ4kFew4(w, rows, cols, xa, stride, o);
+    else if (n == 5) matmulQ4kFew5(w, rows, cols, xa, stride, o);
+    else if (n == 6) matmulQ4kFew6(w, rows, cols, xa, stride, o);
+    else if (n == 7) matmulQ4kFew7(w, rows, cols, xa, stride, o);
+    else matmulQ4kFew8(w, rows, cols, xa, stride, o);
+  }
+}
+
+// n = 2..8 tokens' Q8A images at xa + i*stride, one pass (a constant: each
+// caller below gets its own copy). Per four rows and sub-block the quads are
+// loaded and split once, and each token costs the fused matvec's own work on
+// them (q4rFewFusedDot, times the scales into its isq), then per superblock
+// its kFoldSuper: integer sums and the same fold, so the matvec's bits.
+@inline function matmulQ4kFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32): void {
+  const nsb = <usize>cols >> 8;
+  const nb = nsb << 3;
+  const outStride = <usize>rows << 2;
+  // Each token's block sums as int16 (kSumTable), one table after another.
+  const tab = scratchBase() + MV_X;
+  const ts = ((nb << 1) + 15) & ~(<usize>15);
+  for (let i = 0; i < n; i++) kSumTable(xa + <usize>i * stride + q8aSumOff(nb), nb, tab + <usize>i * ts);
+  const m = v128.load(VCONST + VC_NIB8);
+  const z = i32x4.splat(0);
+  const xq0 = xa + q8aQ8Off(nb);
+  let p = w;
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      let q0 = z, q1 = z, q2 = z, q3 = z, q4 = z, q5 = z, q6 = z, q7 = z;
+      const xq = xq0 + (sb << 8);
+      for (let i: usize = 0; i < 64; i += 8) {
+        const v0 = v128.load(p + (i << 3), 80), v1 = v128.load(p + (i << 3), 96);
+        const v2 = v128.load(p + (i << 3), 112), v3 = v128.load(p + (i << 3), 128);
+        const l0 = v128.and(v0, m), h0 = v128.and(i16x8.shr_u(v0, 4), m);
+        const l1 = v128.and(v1, m), h1 = v128.and(i16x8.shr_u(v1, 4), m);
+        const l2 = v128.and(v2, m), h2 = v128.and(i16x8.shr_u(v2, 4), m);
+        const l3 = v128.and(v3, m), h3 = v128.and(i16x8.shr_u(v3, 4), m);
+        const sc = i32x4.extend_low_i16x8_u(v128.load8x8_u(p + (i >> 1), K_SC));
+        const x = xq + (i << 2);
+        q0 = i32x4.add(q0, i32x4.mul(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, x, z), sc));
+        q1 = i32x4.add(q1, i32x4.mul(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, x + stride, z), sc));
+        if (n > 2) q2 = i32x4.add(q2, i32x4.mul(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 2, z), sc));
+        if (n > 3) q3 = i32x4.add(q3, i32x4.mul(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 3, z), sc));
+        if (n > 4) q4 = i32x4.add(q4, i32x4.mul(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 4, z), sc));
+        if (n > 5) q5 = i32x4.add(q5, i32x4.mul(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 5, z), sc));
+        if (n > 6) q6 = i32x4.add(q6, i32x4.mul(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 6, z), sc));
+        if (n > 7) q7 = i32x4.add(q7, i32x4.mul(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 7, z), sc));
+      }
+      const d = h2f_x4_nodenorm(p), dm = h2f_x4_nodenorm(p + 8);
+      const xm = tab + (sb << 4), xd = xa + (sb << 5);
+      a0 = kFoldSuper(a0, q0, kMinSums(p, xm), d, dm, v128.load32_splat(xd));
+      a1 = kFoldSuper(a1, q1, kMinSums(p, xm + ts), d, dm, v128.load32_splat(xd + stride));
+      if (n > 2) a2 = kFoldSuper(a2, q2, kMinSums(p, xm + ts * 2), d, dm, v128.load32_splat(xd + stride * 2));
+      if (n > 3) a3 = kFoldSuper(a3, q3, kMinSums(p, xm + ts * 3), d, dm, v128.load32_splat(xd + stride * 3));
+      if (n > 4) a4 = kFoldSuper(a4, q4, kMinSums(p, xm + ts * 4), d, dm, v128.load32_splat(xd + stride * 4));
+      if (n > 5) a5 = kFoldSuper(a5, q5, kMinSums(p, xm + ts * 5), d, dm, v128.load32_splat(xd + stride * 5));
+      if (n > 6) a6 = kFoldSuper(a6, q6, kMinSums(p, xm + ts * 6), d, dm, v128.load32_splat(xd + stride * 6));
+      if (n > 7) a7 = kFoldSuper(a7, q7, kMinSums(p, xm + ts * 7), d, dm, v128.load32_splat(xd + stride * 7));
+      p += kBytes(false);
+    }
+    storeRows(out, r0, rows, a0);
+    storeRows(out + outStride, r0, rows, a1);
+    if (n > 2) storeRows(out + outStride * 2, r0, rows, a2);
+    if (n > 3) storeRows(out + outStride * 3, r0, rows, a3);
+    if (n > 4) storeRows(out + outStride * 4, r0, rows, a4);
+    if (n > 5) storeRows(out + outStride * 5, r0, rows, a5);
+    if (n > 6) storeRows(out + outStride * 6, r0, rows, a6);
+    if (n > 7) storeRows(out + outStride * 7, r0, rows, a7);
+  }
+}
+
+function matmulQ4kFew2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ4kFew(w, rows, cols, xa, stride, out, 2); }
+function matmulQ4kFew3(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ4kFew(w, rows, cols, xa, stride, out, 3); }
+function matmulQ4kFew4(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ4kFew(w, rows, cols, xa, stride, out, 4); }
+function matmulQ4kFew5(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ4kFew(w, rows, cols, xa, stride, out, 5); }
+function matmulQ4kFew6(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ4kFew(w, rows, cols, xa, stride, out, 6); }
+function matmulQ4kFew7(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ4kFew(w, rows, cols, xa, stride, out, 7); }
+function matmulQ4kFew8(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ4kFew(w, rows, cols, xa, stride, out, 8); }
 
 // Tokens [t0, t1) of Q8B xb one matvec each, on their Q8A images: kind 4
 // Q4KR, 5 Q5KR, 6 Q6R (q6matmul.ts).

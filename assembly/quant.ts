@@ -13,7 +13,7 @@
 // twins: all builds agree bit for bit, which the start-up self-test relies on.
 
 import {
-  FUSED, scratchBase, h2f, h2f_x4, h2fBits_x4c, VCONST, VC_NIB8, VC_NIB16, VC_ONES16, VC_HMASK, VC_EVEN16, VC_ODD16, VC_Q6M4, VC_Q6M2,
+  FUSED, SCRATCH_BYTES, scratchBase, h2f, h2f_x4, h2fBits_x4c, VCONST, VC_NIB8, VC_NIB16, VC_ONES16, VC_HMASK, VC_EVEN16, VC_ODD16, VC_Q6M4, VC_Q6M2,
   q8aSumOff, q8aQ8Off, q8aQ16Off, q8aBytes,
 } from "./common";
 
@@ -1061,7 +1061,7 @@ export function matmul_q4r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: 
     }
     return;
   }
-  const tiled = ntok - (ASC_FEATURE_RELAXED_SIMD && !FUSED ? q4rSmallTail(ntok) : smallTail(ntok));
+  const tiled = ntok - (ASC_FEATURE_RELAXED_SIMD ? q4rSmallTail(ntok) : smallTail(ntok));
   if (tiled > 0) {
     if (FUSED) matmulQ4rFused(w, rows, cols, xb, tiled, out);
     else if (ASC_FEATURE_RELAXED_SIMD) matmulQ4rRelaxed(w, rows, cols, xb + q8bPlainBytes(nb, ntok), tiled, out);
@@ -1409,40 +1409,48 @@ const SMALL_MAX: i32 = 6;
 // tile's 2.10 at 5632x2048), so up to eight tokens take the small path, and
 // any tail of a longer batch does.
 @inline function q4rSmallTail(ntok: i32): i32 {
-  return ntok <= 8 ? ntok : ntok & 7;
+  if (ntok <= 8 || (FUSED && ntok <= 16)) return ntok;
+  return FUSED ? smallTail(ntok) : ntok & 7;
 }
 
 // Scratch offset of the (up to four) tokens' Q8A images: clear of the tiles'
 // scratch and of the relaxed Q8R matvec's table at MV_X (nb*80 bytes).
 export const SMALL_X: usize = 128 * 1024;
 
-@inline function smallStride(nb: usize): usize {
+@inline export function smallStride(nb: usize): usize {
   return (q8aBytes(nb) + 63) & ~(<usize>63);
 }
 
-// out[t*rows + r] for tokens [t0, t1) of Q8B xb, four at a time.
+// out[t*rows + r] for tokens [t0, t1) of Q8B xb, four at a time (the
+// relaxed-fused build: eight, where their images fit in scratch).
 function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize): void {
   const nb = <usize>cols >> 5;
   const stride = smallStride(nb);
   const xa = scratchBase() + SMALL_X;
   const outStride = <usize>rows << 2;
-  for (let t = t0; t < t1; t += 4) {
-    const n = min(4, t1 - t);
+  const most = FUSED && SMALL_X + stride * 8 <= SCRATCH_BYTES ? 8 : 4;
+  for (let t = t0; t < t1; t += most) {
+    const n = min(most, t1 - t);
     for (let i = 0; i < n; i++) {
       if (FUSED) quadsToQ8a(xb, nb, t + i, xa + <usize>i * stride);
       else q8bToQ8a(xb, nb, t + i, xa + <usize>i * stride);
     }
     const o = out + <usize>t * outStride;
-    // The relaxed-fused build's matvec runs four groups per pass (matvecQ4rFused4), which beats
-    // the two-token pass in workerd (0.535 against 0.631 ms at 5632x2048); three and four
-    // tokens still gain from the pass.
-    if (ASC_FEATURE_RELAXED_SIMD && !(FUSED && n == 2)) {
-      if (n > 1) {
-        if (n == 2) matmulQ4rFew2(w, rows, cols, xa, stride, o);
-        else if (n == 3) matmulQ4rFew3(w, rows, cols, xa, stride, o);
-        else matmulQ4rFew4(w, rows, cols, xa, stride, o);
-        continue;
-      }
+    if (FUSED && n > 1) {
+      if (n == 2) matmulQ4rFewFused2(w, rows, cols, xa, stride, o);
+      else if (n == 3) matmulQ4rFewFused3(w, rows, cols, xa, stride, o);
+      else if (n == 4) matmulQ4rFewFused4(w, rows, cols, xa, stride, o);
+      else if (n == 5) matmulQ4rFewFused5(w, rows, cols, xa, stride, o);
+      else if (n == 6) matmulQ4rFewFused6(w, rows, cols, xa, stride, o);
+      else if (n == 7) matmulQ4rFewFused7(w, rows, cols, xa, stride, o);
+      else matmulQ4rFewFused8(w, rows, cols, xa, stride, o);
+      continue;
+    }
+    if (ASC_FEATURE_RELAXED_SIMD && n > 1) {
+      if (n == 2) matmulQ4rFew2(w, rows, cols, xa, stride, o);
+      else if (n == 3) matmulQ4rFew3(w, rows, cols, xa, stride, o);
+      else matmulQ4rFew4(w, rows, cols, xa, stride, o);
+      continue;
     }
     for (let i = 0; i < n; i++) matvecQ4rSimd(w, rows, cols, xa + <usize>i * stride, o + <usize>i * outStride);
   }
@@ -1519,6 +1527,101 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
   a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 12), l3));
   a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 28), h3));
   return i32x4.dot_i16x8_s(a, ones);
+}
+
+// Relaxed-fused (workerd): the same pass with the fused dot. Per 4 rows and
+// block the quads are loaded and split once; each token then costs what the
+// four-group matvec (matvecQ4rFused4) spends on one group: its two
+// activation loads, eight splat shuffles, eight fused dots and the fold. One
+// chain per token: the tokens' chains are independent, so their latencies
+// overlap without a second chain each (integer sums, so the bits are the
+// matvec's).
+@inline function matmulQ4rFewFused(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32): void {
+  const nb = <usize>cols >> 5;
+  const outStride = <usize>rows << 2;
+  const ft = scratchBase() + MV_X;
+  const fs = q8aSumOff(nb) << 1;
+  let ok = true;
+  for (let i = 0; i < n; i++) ok = q4rFoldTable(xa + <usize>i * stride, nb, ft + <usize>i * fs) && ok;
+  if (!ok) {
+    for (let i = 0; i < n; i++) matvecQ4rSimd(w, rows, cols, xa + <usize>i * stride, out + <usize>i * outStride);
+    return;
+  }
+  const m = v128.load(VCONST + VC_NIB8);
+  const hmask = v128.load(VCONST + VC_HMASK);
+  const z = i32x4.splat(0);
+  const s2 = stride << 1, s3 = stride * 3;
+  const f2 = fs << 1, f3 = fs * 3;
+  const xEnd = ft + (nb << 2);
+  let p = w;
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    let xq = xa + q8aQ8Off(nb), xs = ft + q8aSumOff(nb);
+    for (let xd = ft; xd < xEnd; xd += 4) {
+      const v0 = v128.load(p, 8), v1 = v128.load(p, 24), v2 = v128.load(p, 40), v3 = v128.load(p, 56);
+      const l0 = v128.and(v0, m), h0 = v128.and(i16x8.shr_u(v0, 4), m);
+      const l1 = v128.and(v1, m), h1 = v128.and(i16x8.shr_u(v1, 4), m);
+      const l2 = v128.and(v2, m), h2 = v128.and(i16x8.shr_u(v2, 4), m);
+      const l3 = v128.and(v3, m), h3 = v128.and(i16x8.shr_u(v3, 4), m);
+      const dw = h2fBits_x4c(p, hmask);
+      a0 = q4rFoldWith(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, xq, z), v128.load32_splat(xs), v128.load32_splat(xd), dw, a0);
+      if (n > 1) a1 = q4rFoldWith(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride, z), v128.load32_splat(xs + fs), v128.load32_splat(xd + fs), dw, a1);
+      if (n > 2) a2 = q4rFoldWith(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + s2, z), v128.load32_splat(xs + f2), v128.load32_splat(xd + f2), dw, a2);
+      if (n > 3) a3 = q4rFoldWith(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + s3, z), v128.load32_splat(xs + f3), v128.load32_splat(xd + f3), dw, a3);
+      if (n > 4) a4 = q4rFoldWith(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 4, z), v128.load32_splat(xs + fs * 4), v128.load32_splat(xd + fs * 4), dw, a4);
+      if (n > 5) a5 = q4rFoldWith(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 5, z), v128.load32_splat(xs + fs * 5), v128.load32_splat(xd + fs * 5), dw, a5);
+      if (n > 6) a6 = q4rFoldWith(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 6, z), v128.load32_splat(xs + fs * 6), v128.load32_splat(xd + fs * 6), dw, a6);
+      if (n > 7) a7 = q4rFoldWith(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 7, z), v128.load32_splat(xs + fs * 7), v128.load32_splat(xd + fs * 7), dw, a7);
+      p += 72;
+      xq += 32;
+      xs += 4;
+    }
+    storeRows(out, r0, rows, a0);
+    if (n > 1) storeRows(out + outStride, r0, rows, a1);
+    if (n > 2) storeRows(out + (outStride << 1), r0, rows, a2);
+    if (n > 3) storeRows(out + outStride * 3, r0, rows, a3);
+    if (n > 4) storeRows(out + outStride * 4, r0, rows, a4);
+    if (n > 5) storeRows(out + outStride * 5, r0, rows, a5);
+    if (n > 6) storeRows(out + outStride * 6, r0, rows, a6);
+    if (n > 7) storeRows(out + outStride * 7, r0, rows, a7);
+  }
+}
+
+// One token's four row sums of a block with the fused dot, from the split
+// quads: its 32 activations as two loads, each quad splatted by a shuffle.
+@inline export function q4rFewFusedDot(l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128, xq: usize, z: v128): v128 {
+  const xl = v128.load(xq), xh = v128.load(xq, 16);
+  let a = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xl, xl, 0, 0, 0, 0), l0, z);
+  let b = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xh, xh, 0, 0, 0, 0), h0, z);
+  a = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xl, xl, 1, 1, 1, 1), l1, a);
+  b = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xh, xh, 1, 1, 1, 1), h1, b);
+  a = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xl, xl, 2, 2, 2, 2), l2, a);
+  b = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xh, xh, 2, 2, 2, 2), h2, b);
+  a = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xl, xl, 3, 3, 3, 3), l3, a);
+  b = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xh, xh, 3, 3, 3, 3), h3, b);
+  return i32x4.add(a, b);
+}
+
+function matmulQ4rFewFused2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
+  matmulQ4rFewFused(w, rows, cols, xa, stride, out, 2);
+}
+function matmulQ4rFewFused3(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
+  matmulQ4rFewFused(w, rows, cols, xa, stride, out, 3);
+}
+function matmulQ4rFewFused4(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
+  matmulQ4rFewFused(w, rows, cols, xa, stride, out, 4);
+}
+function matmulQ4rFewFused5(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
+  matmulQ4rFewFused(w, rows, cols, xa, stride, out, 5);
+}
+function matmulQ4rFewFused6(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
+  matmulQ4rFewFused(w, rows, cols, xa, stride, out, 6);
+}
+function matmulQ4rFewFused7(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
+  matmulQ4rFewFused(w, rows, cols, xa, stride, out, 7);
+}
+function matmulQ4rFewFused8(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
+  matmulQ4rFewFused(w, rows, cols, xa, stride, out, 8);
 }
 
 function matmulQ4rFew2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {

@@ -278,15 +278,15 @@ describe("Q4_0 repack + matvec / matmul", () => {
   it("f16 scales at their edges and activations at the fold table's limit: matvec and small batches == scalar == TS emulation", () => {
     // The SIMD folds take d_w as the f16's f32 bits and d_x · 2^112 from a per-call table, exact
     // while d_x < 2^16 (max |x| below 127 · 2^16 ≈ 8.32e6); past it a call folds with the scalar
-    // twin. Token 1 sits just under the limit, token 2 past it (in its last block only), so the
-    // small-batch pass of 2..4 tokens meets a token it must hand to the matvecs.
+    // twin. Token 1 sits just under the limit, tokens 2 and 7 past it (in their last block only),
+    // so the small-batch passes of 2..8 tokens meet a token they must hand to the matvecs.
     const rows = 9, cols = 128, nb = cols / 32;
     const halves = [...AWKWARD_HALVES, 0x7bff, 0xfbff, 0x3c00];
     const q4 = randQ4_0(rng(77), rows, cols);
     const dv = new DataView(q4.bytes.buffer);
     for (let i = 0; i < rows * nb; i++) dv.setUint16(i * 18, halves[i % halves.length], true);
     const r = rng(78);
-    const tokens = [1, 8.3e6, 1e7, 3].map((peak) => {
+    const tokens = [1, 8.3e6, 1e7, 3, 2, 5, 8.3e6, 1e7].map((peak) => {
       const x = randVec(r, cols, 1);
       x[cols - 5] = peak; // the last block's max |x|
       return x;
