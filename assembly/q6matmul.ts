@@ -12,24 +12,132 @@
 // at once by a dot with [sc, 0, sc, 0, ...] / [0, sc, 0, sc, ...] into int32
 // sums kept in scratch. Relaxed-fused build (quads, four tokens): int32
 // chains per 16-wide half from -32 * sum(x) of the half, times the half's
-// scale. Few tokens (and the SIMD and scalar builds): one matvec per token.
+// scale, for more than 16 tokens; up to 16 (and a tail of up to 6) run in
+// passes of up to eight tokens (matmulQ6Few). The relaxed build's few
+// tokens (and the SIMD and scalar builds): one matvec per token.
 
-import { FUSED, scratchBase, h2f_nodenorm } from "./common";
-import { MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, smallTail } from "./quant";
+import { FUSED, SCRATCH_BYTES, scratchBase, h2f_nodenorm, h2f_x4_nodenorm, q8aQ8Off } from "./common";
+import { MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, smallTail, SMALL_X, smallStride, quadsToQ8a, storeRows } from "./quant";
 import { matvecsPerToken } from "./kquant";
-import { Q6R_SC, q6rQuads } from "./q6matvec";
+import { Q6R_SC, Q6R_XT, Q6R_CONST, M6, MC, q6rQuads, q6rTable, matvec_q6r_q8a } from "./q6matvec";
 
 export function matmul_q6r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
   if (!ASC_FEATURE_RELAXED_SIMD) {
     matvecsPerToken(w, rows, cols, xb, 0, ntok, out, 6);
     return;
   }
-  const tiled = ntok - smallTail(ntok);
+  const tiled = ntok - (FUSED && ntok <= 16 ? ntok : smallTail(ntok));
   if (tiled > 0) {
     matmulQ6Tiled(w, rows, cols, FUSED ? xb : xb + q8bPlainBytes(<usize>cols >> 5, ntok), tiled, out);
   }
-  if (tiled < ntok) matvecsPerToken(w, rows, cols, xb, tiled, ntok, out, 6);
+  if (tiled < ntok) {
+    if (FUSED) matmulQ6Small(w, rows, cols, xb, tiled, ntok, out);
+    else matvecsPerToken(w, rows, cols, xb, tiled, ntok, out, 6);
+  }
 }
+
+// Relaxed-fused (workerd): tokens [t0, t1) of Q8B xb up to eight at a time
+// (four where eight images or tables do not fit in scratch) in one pass over
+// the weights (matmulQ6Few); a lone token takes the matvec.
+function matmulQ6Small(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize): void {
+  const nb = <usize>cols >> 5;
+  const stride = smallStride(nb);
+  const xa = scratchBase() + SMALL_X;
+  const outStride = <usize>rows << 2;
+  const most = SMALL_X + stride * 8 <= SCRATCH_BYTES && Q6R_XT + (nb << 8) <= SMALL_X ? 8 : 4;
+  for (let t = t0; t < t1; t += most) {
+    const n = min(most, t1 - t);
+    for (let i = 0; i < n; i++) quadsToQ8a(xb, nb, t + i, xa + <usize>i * stride);
+    const o = out + <usize>t * outStride;
+    if (n == 1) matvec_q6r_q8a(w, rows, cols, xa, o);
+    else if (n == 2) matmulQ6Few2(w, rows, cols, xa, stride, o);
+    else if (n == 3) matmulQ6Few3(w, rows, cols, xa, stride, o);
+    else if (n == 4) matmulQ6Few4(w, rows, cols, xa, stride, o);
+    else if (n == 5) matmulQ6Few5(w, rows, cols, xa, stride, o);
+    else if (n == 6) matmulQ6Few6(w, rows, cols, xa, stride, o);
+    else if (n == 7) matmulQ6Few7(w, rows, cols, xa, stride, o);
+    else matmulQ6Few8(w, rows, cols, xa, stride, o);
+  }
+}
+
+// n = 2..8 tokens' Q8A images at xa + i*stride, one pass (a constant: each
+// caller below gets its own copy). Per four rows and 32-block the eight
+// quad vectors are unpacked once (q6rQuads) with the rows' scales, and each
+// token costs the fused matvec's own work on them: its 32 activations as two
+// loads and eight splat shuffles, four fused dots per half from its table's
+// -32 * sum(x), the halves times their scales, and the fold acc + f32(s) *
+// (d_w * d_x): integer sums and the same fold, so the matvec's bits.
+@inline function matmulQ6Few(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32): void {
+  const nb = <usize>cols >> 5;
+  const outStride = <usize>rows << 2;
+  const ts = nb << 5;
+  const xt = scratchBase() + Q6R_XT;
+  for (let i = 0; i < n; i++) q6rTable(xa + <usize>i * stride + q8aQ8Off(nb), nb, xt + <usize>i * ts);
+  const m6 = v128.load(Q6R_CONST + M6), mc = v128.load(Q6R_CONST + MC);
+  const x8 = xa + q8aQ8Off(nb);
+  let p = w;
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (let xb: usize = 0; xb < nb; xb += 8) {
+      const dd = h2f_x4_nodenorm(p);
+      for (let b: usize = 0; b < 8; b++) {
+        const l0 = q6rQuads(p, b, 0, 0, m6, mc), l1 = q6rQuads(p, b, 0, 1, m6, mc);
+        const l2 = q6rQuads(p, b, 0, 2, m6, mc), l3 = q6rQuads(p, b, 0, 3, m6, mc);
+        const h0 = q6rQuads(p, b, 1, 0, m6, mc), h1 = q6rQuads(p, b, 1, 1, m6, mc);
+        const h2 = q6rQuads(p, b, 1, 2, m6, mc), h3 = q6rQuads(p, b, 1, 3, m6, mc);
+        const sv = v128.load8x8_s(p + Q6R_SC + (b << 3));
+        const sc0 = i32x4.extend_low_i16x8_s(sv), sc1 = i32x4.extend_high_i16x8_s(sv);
+        const g = xb + b;
+        const x = x8 + (g << 5), t = xt + (g << 5), d = xa + (g << 2);
+        a0 = q6rFewFold(a0, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x, t), dd, d);
+        a1 = q6rFewFold(a1, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride, t + ts), dd, d + stride);
+        if (n > 2) a2 = q6rFewFold(a2, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 2, t + ts * 2), dd, d + stride * 2);
+        if (n > 3) a3 = q6rFewFold(a3, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 3, t + ts * 3), dd, d + stride * 3);
+        if (n > 4) a4 = q6rFewFold(a4, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 4, t + ts * 4), dd, d + stride * 4);
+        if (n > 5) a5 = q6rFewFold(a5, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 5, t + ts * 5), dd, d + stride * 5);
+        if (n > 6) a6 = q6rFewFold(a6, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 6, t + ts * 6), dd, d + stride * 6);
+        if (n > 7) a7 = q6rFewFold(a7, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 7, t + ts * 7), dd, d + stride * 7);
+      }
+      p += 840;
+    }
+    storeRows(out, r0, rows, a0);
+    storeRows(out + outStride, r0, rows, a1);
+    if (n > 2) storeRows(out + outStride * 2, r0, rows, a2);
+    if (n > 3) storeRows(out + outStride * 3, r0, rows, a3);
+    if (n > 4) storeRows(out + outStride * 4, r0, rows, a4);
+    if (n > 5) storeRows(out + outStride * 5, r0, rows, a5);
+    if (n > 6) storeRows(out + outStride * 6, r0, rows, a6);
+    if (n > 7) storeRows(out + outStride * 7, r0, rows, a7);
+  }
+}
+
+// One token's block: s_r = sc0_r * sum (q - 32) x over the first half +
+// sc1_r * the same over the second, exact in int32 (q6rBlockRelaxed's sums).
+@inline function q6rFewBlock(l0: v128, l1: v128, l2: v128, l3: v128, h0: v128, h1: v128, h2: v128, h3: v128, sc0: v128, sc1: v128, x: usize, t: usize): v128 {
+  const xl = v128.load(x), xh = v128.load(x, 16);
+  let a = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xl, xl, 0, 0, 0, 0), l0, v128.load(t));
+  let b = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xh, xh, 0, 0, 0, 0), h0, v128.load(t, 16));
+  a = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xl, xl, 1, 1, 1, 1), l1, a);
+  b = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xh, xh, 1, 1, 1, 1), h1, b);
+  a = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xl, xl, 2, 2, 2, 2), l2, a);
+  b = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xh, xh, 2, 2, 2, 2), h2, b);
+  a = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xl, xl, 3, 3, 3, 3), l3, a);
+  b = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xh, xh, 3, 3, 3, 3), h3, b);
+  return i32x4.add(i32x4.mul(a, sc0), i32x4.mul(b, sc1));
+}
+
+// acc + f32(s) * (d_w * d_x), d_x the f32 at d (q6rStep's fold).
+@inline function q6rFewFold(acc: v128, s: v128, dd: v128, d: usize): v128 {
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dd, v128.load32_splat(d))));
+}
+
+function matmulQ6Few2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ6Few(w, rows, cols, xa, stride, out, 2); }
+function matmulQ6Few3(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ6Few(w, rows, cols, xa, stride, out, 3); }
+function matmulQ6Few4(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ6Few(w, rows, cols, xa, stride, out, 4); }
+function matmulQ6Few5(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ6Few(w, rows, cols, xa, stride, out, 5); }
+function matmulQ6Few6(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ6Few(w, rows, cols, xa, stride, out, 6); }
+function matmulQ6Few7(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ6Few(w, rows, cols, xa, stride, out, 7); }
+function matmulQ6Few8(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ6Few(w, rows, cols, xa, stride, out, 8); }
 
 // Scratch: [0, 128) the current 32-block's six-bit values of rows 0..3
 // (row r at 32r), [MM_QT, +128) transposed by quads (fused); at MM_DW: f32

@@ -42,7 +42,7 @@ import { storeRows, groupToScratch } from "./quant";
 // q6rTable). The relaxed Q8_0 matvec keeps its own per-call table in the
 // same region; only one matvec runs at a time per instance.
 // @ts-ignore: decorator
-@inline const Q6R_XT: usize = 16384;
+@inline export const Q6R_XT: usize = 16384;
 
 export function q6r_bytes(rows: i32, cols: i32): usize {
   return <usize>((rows + 3) >> 2) * (<usize>cols >> 8) * 840;
@@ -167,7 +167,7 @@ function matvecQ6rScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize):
 // per block. Relaxed: int16 lanes [e, o, e, o, ...], e over the pairs 0, 2,
 // 4, 6 and o over 1, 3, 5, 7 (what q6rHalfRelaxed's lanes sum); SIMD and
 // relaxed-fused: the half's in every int32 lane.
-function q6rTable(x8: usize, nb: usize, xt: usize): void {
+export function q6rTable(x8: usize, nb: usize, xt: usize): void {
   for (let j: usize = 0; j < (nb << 5); j += 16) {
     const p = i16x8.extadd_pairwise_i8x16_s(v128.load(x8 + j));
     if (ASC_FEATURE_RELAXED_SIMD && !FUSED) {
@@ -185,12 +185,12 @@ function q6rTable(x8: usize, nb: usize, xt: usize): void {
 // (written inline, V8 rematerializes them in the loop: docs/kernels.md,
 // Memory layouts, Constants).
 // @ts-ignore: decorator
-@inline const M6: usize = 0;
+@inline export const M6: usize = 0;
 // @ts-ignore: decorator
-@inline const MC: usize = 16;
+@inline export const MC: usize = 16;
 // @ts-ignore: decorator
 @inline const M8: usize = 32;
-const Q6R_CONST: usize = memory.data<u8>([
+export const Q6R_CONST: usize = memory.data<u8>([
   0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f,
   0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0,
   0xff, 0, 0xff, 0, 0xff, 0, 0xff, 0, 0xff, 0, 0xff, 0, 0xff, 0, 0xff, 0,
