@@ -57,7 +57,7 @@ import {
 } from "./common";
 import {
   reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, q8bToQ8a, quadsToQ8a,
-  transposeQuads, smallTail, SMALL_X, MV_X, unpackNib4, quadsNibRelaxed, quadsNibSimd, q4rFewFusedDot, smallStride,
+  transposeQuads, smallTail, SMALL_X, MV_X, unpackNib4, quadsNibRelaxed, quadsNibSimd, q4rFewFusedDot, q4rFewDot16, smallStride,
 } from "./quant";
 import { matvec_q6r_q8a } from "./q6matvec";
 
@@ -489,8 +489,8 @@ function matmulK(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usiz
     matvecsPerToken(w, rows, cols, xb, 0, ntok, out, five ? 5 : 4);
     return;
   }
-  const fewPass = FUSED && !five;
-  const tiled = ntok - (fewPass && ntok <= 16 ? ntok : smallTail(ntok));
+  const fewPass = !five;
+  const tiled = fewPass ? 0 : ntok - smallTail(ntok);
   if (tiled > 0) {
     matmulKTiled(w, rows, cols, FUSED ? xb : xb + q8bPlainBytes(<usize>cols >> 5, ntok), tiled, out, five);
   }
@@ -500,23 +500,27 @@ function matmulK(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usiz
   }
 }
 
-// Relaxed-fused (workerd), Q4KR: tokens [t0, t1) of Q8B xb up to eight at a
-// time (four where eight images do not fit in scratch) in one pass over the
-// weights (matmulQ4kFew); a lone token takes the matvec.
+// Q4KR's few tokens, relaxed builds: tokens [t0, t1) of Q8B xb in one pass
+// over the weights (matmulQ4kFew), up to eight at a time in the
+// relaxed-fused build (four where eight images do not fit in scratch), four
+// in the relaxed one; a lone token takes the matvec.
 function matmulQ4kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize): void {
   const nb = <usize>cols >> 5;
   const stride = smallStride(nb);
   const xa = scratchBase() + SMALL_X;
   const outStride = <usize>rows << 2;
-  const most = SMALL_X + stride * 8 <= SCRATCH_BYTES ? 8 : 4;
+  const most = FUSED && SMALL_X + stride * 8 <= SCRATCH_BYTES ? 8 : 4;
   for (let t = t0; t < t1; t += most) {
     const n = min(most, t1 - t);
-    for (let i = 0; i < n; i++) quadsToQ8a(xb, nb, t + i, xa + <usize>i * stride);
+    for (let i = 0; i < n; i++) {
+      if (FUSED) quadsToQ8a(xb, nb, t + i, xa + <usize>i * stride);
+      else q8bToQ8a(xb, nb, t + i, xa + <usize>i * stride);
+    }
     const o = out + <usize>t * outStride;
     if (n == 1) matvecQ4kSimd(w, rows, cols, xa, o);
     else if (n == 2) matmulQ4kFew2(w, rows, cols, xa, stride, o);
     else if (n == 3) matmulQ4kFew3(w, rows, cols, xa, stride, o);
-    else if (n == 4) matmulQ4kFew4(w, rows, cols, xa, stride, o);
+    else if (n == 4 || !FUSED) matmulQ4kFew4(w, rows, cols, xa, stride, o);
     else if (n == 5) matmulQ4kFew5(w, rows, cols, xa, stride, o);
     else if (n == 6) matmulQ4kFew6(w, rows, cols, xa, stride, o);
     else if (n == 7) matmulQ4kFew7(w, rows, cols, xa, stride, o);
@@ -526,9 +530,12 @@ function matmulQ4kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: 
 
 // n = 2..8 tokens' Q8A images at xa + i*stride, one pass (a constant: each
 // caller below gets its own copy). Per four rows and sub-block the quads are
-// loaded and split once, and each token costs the fused matvec's own work on
-// them (q4rFewFusedDot, times the scales into its isq), then per superblock
-// its kFoldSuper: integer sums and the same fold, so the matvec's bits.
+// loaded and split once, and each token costs the matvec's own work on them
+// into its isq (relaxed-fused: q4rFewFusedDot times the scales; relaxed:
+// q4rFewDot16 widened by a dot with the scales, as kSubRelaxed, and a store
+// after it that keeps V8 from hoisting the next token's loads), then per
+// superblock its kFoldSuper: integer sums and the same fold, so the matvec's
+// bits.
 @inline function matmulQ4kFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32): void {
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
@@ -540,6 +547,7 @@ function matmulQ4kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: 
   const m = v128.load(VCONST + VC_NIB8);
   const z = i32x4.splat(0);
   const xq0 = xa + q8aQ8Off(nb);
+  const t = scratchBase();
   let p = w;
   for (let r0 = 0; r0 < rows; r0 += 4) {
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
@@ -553,16 +561,17 @@ function matmulQ4kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: 
         const l1 = v128.and(v1, m), h1 = v128.and(i16x8.shr_u(v1, 4), m);
         const l2 = v128.and(v2, m), h2 = v128.and(i16x8.shr_u(v2, 4), m);
         const l3 = v128.and(v3, m), h3 = v128.and(i16x8.shr_u(v3, 4), m);
-        const sc = i32x4.extend_low_i16x8_u(v128.load8x8_u(p + (i >> 1), K_SC));
+        const sc8 = v128.load8x8_u(p + (i >> 1), K_SC);
+        const sc = FUSED ? i32x4.extend_low_i16x8_u(sc8) : i16x8.shuffle(sc8, sc8, 0, 0, 1, 1, 2, 2, 3, 3);
         const x = xq + (i << 2);
-        q0 = i32x4.add(q0, i32x4.mul(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, x, z), sc));
-        q1 = i32x4.add(q1, i32x4.mul(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, x + stride, z), sc));
-        if (n > 2) q2 = i32x4.add(q2, i32x4.mul(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 2, z), sc));
-        if (n > 3) q3 = i32x4.add(q3, i32x4.mul(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 3, z), sc));
-        if (n > 4) q4 = i32x4.add(q4, i32x4.mul(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 4, z), sc));
-        if (n > 5) q5 = i32x4.add(q5, i32x4.mul(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 5, z), sc));
-        if (n > 6) q6 = i32x4.add(q6, i32x4.mul(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 6, z), sc));
-        if (n > 7) q7 = i32x4.add(q7, i32x4.mul(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 7, z), sc));
+        q0 = i32x4.add(q0, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x, z, sc, t));
+        q1 = i32x4.add(q1, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride, z, sc, t));
+        if (n > 2) q2 = i32x4.add(q2, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 2, z, sc, t));
+        if (n > 3) q3 = i32x4.add(q3, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 3, z, sc, t));
+        if (n > 4) q4 = i32x4.add(q4, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 4, z, sc, t));
+        if (n > 5) q5 = i32x4.add(q5, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 5, z, sc, t));
+        if (n > 6) q6 = i32x4.add(q6, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 6, z, sc, t));
+        if (n > 7) q7 = i32x4.add(q7, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 7, z, sc, t));
       }
       const d = h2f_x4_nodenorm(p), dm = h2f_x4_nodenorm(p + 8);
       const xm = tab + (sb << 4), xd = xa + (sb << 5);
@@ -585,6 +594,16 @@ function matmulQ4kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: 
     if (n > 6) storeRows(out + outStride * 6, r0, rows, a6);
     if (n > 7) storeRows(out + outStride * 7, r0, rows, a7);
   }
+}
+
+// One token's sub-block of the four rows, sc_r * sum q*x in lane r: fused,
+// the dots times the widened scales sc; relaxed, the int16 row lanes widened
+// by a dot with sc = [sc0, sc0, sc1, sc1, ...], then stored to t.
+@inline function kFewSub(l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128, x: usize, z: v128, sc: v128, t: usize): v128 {
+  if (FUSED) return i32x4.mul(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, x, z), sc);
+  const s = i32x4.dot_i16x8_s(q4rFewDot16(l0, h0, l1, h1, l2, h2, l3, h3, x), sc);
+  v128.store(t, s);
+  return s;
 }
 
 function matmulQ4kFew2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ4kFew(w, rows, cols, xa, stride, out, 2); }

@@ -26,7 +26,7 @@ export function matmul_q6r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: 
     matvecsPerToken(w, rows, cols, xb, 0, ntok, out, 6);
     return;
   }
-  const tiled = ntok - (FUSED && ntok <= 16 ? ntok : smallTail(ntok));
+  const tiled = FUSED ? 0 : ntok - smallTail(ntok);
   if (tiled > 0) {
     matmulQ6Tiled(w, rows, cols, FUSED ? xb : xb + q8bPlainBytes(<usize>cols >> 5, ntok), tiled, out);
   }

@@ -1518,6 +1518,13 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
 // One token's four row sums of a block, as the relaxed matvec forms them
 // (quadsNibRelaxed), from the quads' nibbles already split: exact, no wrap.
 @inline function q4rFewDot(l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128, xq: usize, ones: v128): v128 {
+  return i32x4.dot_i16x8_s(q4rFewDot16(l0, h0, l1, h1, l2, h2, l3, h3, xq), ones);
+}
+
+// The same before its widening: the eight dots' int16 row lanes [r0 even
+// pairs, r0 odd, r1 ..., r3 odd] (quadsNibRelaxed's), for a caller that
+// widens them with other weights (Q4KR's scales).
+@inline export function q4rFewDot16(l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128, xq: usize): v128 {
   let a = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq), l0);
   a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 16), h0));
   a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 4), l1));
@@ -1525,8 +1532,7 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
   a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 8), l2));
   a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 24), h2));
   a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 12), l3));
-  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 28), h3));
-  return i32x4.dot_i16x8_s(a, ones);
+  return i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 28), h3));
 }
 
 // Relaxed-fused (workerd): the same pass with the fused dot. Per 4 rows and

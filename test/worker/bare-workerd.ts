@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { freePort } from "../helpers/ports";
 import { bundleWorker, wranglerCompat } from "./bundle";
 import { localWorkerdV8Flags } from "./v8-flags";
@@ -49,7 +49,8 @@ export async function startBareWorkerd(opts: BareWorkerdOptions): Promise<BareWo
   if (!key) throw new Error("startBareWorkerd: vars.MODEL_KEY is required");
   const modelLink = join(dir, "models", key);
   mkdirSync(dirname(modelLink), { recursive: true });
-  symlinkSync(opts.model, modelLink);
+  // A relative target would resolve against the link's own folder, not the caller's.
+  symlinkSync(resolve(opts.model), modelLink);
 
   const { compatibilityDate, compatibilityFlags } = wranglerCompat();
   const bindings = [...Object.entries(opts.vars).map(([k, v]) => `(name = ${capnpString(k)}, text = ${capnpString(v)})`), `(name = "MODEL_FILES", service = "model-files")`];
