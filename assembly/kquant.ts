@@ -57,7 +57,7 @@ import {
 } from "./common";
 import {
   reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, q8bToQ8a, quadsToQ8a,
-  transposeQuads, smallTail, SMALL_X, MV_X, unpackNib4, quadsNibRelaxed, quadsNibSimd, q4rFewFusedDot, q4rFewDot16, smallStride,
+  transposeQuads, smallTail, SMALL_X, MV_X, quadsNibRelaxed, quadsNibSimd, q4rFewFusedDot, q4rFewDot16, smallStride,
 } from "./quant";
 import { matvec_q6r_q8a } from "./q6matvec";
 
@@ -473,9 +473,11 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
 // ---------------------------------------------------------------- matmul (Q8B)
 
 // out[t*rows + r] for ntok tokens (Q8B, q8b_bytes(cols, ntok)); bit-identical
-// to ntok matvec calls. The relaxed builds run tiles over whole groups of
-// eight tokens (few tokens and a short tail: one matvec per token, from the
-// tokens' Q8A images); the SIMD and scalar builds run a matvec per token.
+// to ntok matvec calls. Relaxed builds: Q4KR in passes over the weights for up
+// to four (relaxed) or eight (relaxed-fused) tokens at a time, from the tokens'
+// Q8A images (matmulQ4kSmall); Q5KR in tiles over whole groups of eight
+// tokens (few tokens and a short tail: one matvec per token). The SIMD and
+// scalar builds run a matvec per token.
 export function matmul_q4kr_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
   matmulK(w, rows, cols, xb, ntok, out, false);
 }
@@ -489,15 +491,14 @@ function matmulK(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usiz
     matvecsPerToken(w, rows, cols, xb, 0, ntok, out, five ? 5 : 4);
     return;
   }
-  const fewPass = !five;
-  const tiled = fewPass ? 0 : ntok - smallTail(ntok);
-  if (tiled > 0) {
-    matmulKTiled(w, rows, cols, FUSED ? xb : xb + q8bPlainBytes(<usize>cols >> 5, ntok), tiled, out, five);
+  if (!five) {
+    // Q4KR: passes over the weights for a few tokens at a time beat its tiles at every count measured.
+    matmulQ4kSmall(w, rows, cols, xb, 0, ntok, out);
+    return;
   }
-  if (tiled < ntok) {
-    if (fewPass) matmulQ4kSmall(w, rows, cols, xb, tiled, ntok, out);
-    else matvecsPerToken(w, rows, cols, xb, tiled, ntok, out, five ? 5 : 4);
-  }
+  const tiled = ntok - smallTail(ntok);
+  if (tiled > 0) matmulQ5kTiled(w, rows, cols, FUSED ? xb : xb + q8bPlainBytes(<usize>cols >> 5, ntok), tiled, out);
+  if (tiled < ntok) matvecsPerToken(w, rows, cols, xb, tiled, ntok, out, 5);
 }
 
 // Q4KR's few tokens, relaxed builds: tokens [t0, t1) of Q8B xb in one pass
@@ -655,17 +656,14 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
   }
 }
 
-// Sub-block j of the four rows: values (0..15 / 0..31) to ws, scales and mins
-// to MM_DW. m: 0x0f per byte (Q4KR's nibbles; Q5KR's bytes are copied).
-@inline function kUnpack(ws: usize, p: usize, j: i32, five: bool, m: v128): void {
-  if (!five) unpackNib4(ws, p + K_QS + (<usize>j << 6), m);
+// Sub-block j of the four Q5KR rows: values (0..31) to ws, scales and mins
+// to MM_DW.
+@inline function kUnpack(ws: usize, p: usize, j: i32): void {
   for (let r = 0; r < 4; r++) {
-    if (five) {
-      const q = kSubAt(p, j, r);
-      const o = ws + (<usize>r << 5);
-      v128.store(o, v128.load(q));
-      v128.store(o, v128.load(q, 16), 16);
-    }
+    const q = kSubAt(p, j, r);
+    const o = ws + (<usize>r << 5);
+    v128.store(o, v128.load(q));
+    v128.store(o, v128.load(q, 16), 16);
     store<i32>(ws + MM_DW + 32 + (<usize>r << 2), <i32>load<u8>(kScAt(p, j) + <usize>r));
     store<i32>(ws + MM_DW + 48 + (<usize>r << 2), <i32>load<u8>(kMinAt(p, j, r)));
   }
@@ -701,45 +699,40 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
 
 // --- relaxed build: pairs (eight tokens per group), accumulation in int16.
 //
-// Q4_K: each lane starts at -8*sum(x) (Q8B's offset) and adds the 16 pairs'
-// products, so it ends at sum (q-8)*x, |.| <= 32*8*127 = 32512: the wrapped
-// int16 value is exact, and the raw dot is that plus 8*sum(x) in int32.
 // Q5_K (q up to 31): sum (q-16)*x over 32 values can reach 65024, so each
 // 16-wide half runs its own chain from -16*sum(x) of the half (K_TAB),
 // |.| <= 16*16*127 = 32512, and the halves are added in int32.
 
 // acc += fold for 4 rows x 8 tokens (row r at ap + 32r: even tokens, then
 // odd, the order the dots with (1,0,...) / (0,1,...) widen them in).
-@inline function kPairsFold(ws: usize, ap: usize, xg: usize, s0: v128, s1: v128, s2: v128, s3: v128, five: bool, a: usize): void {
+@inline function kPairsFold(ws: usize, ap: usize, xg: usize, s0: v128, s1: v128, s2: v128, s3: v128, a: usize): void {
   const ev = v128.load(VCONST + VC_EVEN16);
   const od = v128.load(VCONST + VC_ODD16);
   const off = v128.load(xg, 288);
   const ne = i32x4.dot_i16x8_s(off, ev), no = i32x4.dot_i16x8_s(off, od); // -8*sum(x)
   const sxe = i32x4.neg(i32x4.shr_s(ne, 3)), sxo = i32x4.neg(i32x4.shr_s(no, 3));
-  const ce = five ? i32x4.shl(sxe, 4) : i32x4.neg(ne), co = five ? i32x4.shl(sxo, 4) : i32x4.neg(no);
-  kPairsFoldRow(ap, ws, 0, s0, ce, co, sxe, sxo, ev, od, five, a);
-  kPairsFoldRow(ap + 32, ws, 1, s1, ce, co, sxe, sxo, ev, od, five, a + 16);
-  kPairsFoldRow(ap + 64, ws, 2, s2, ce, co, sxe, sxo, ev, od, five, a + 32);
-  kPairsFoldRow(ap + 96, ws, 3, s3, ce, co, sxe, sxo, ev, od, five, a + 48);
+  const ce = i32x4.shl(sxe, 4), co = i32x4.shl(sxo, 4);
+  kPairsFoldRow(ap, ws, 0, s0, ce, co, sxe, sxo, ev, od, a);
+  kPairsFoldRow(ap + 32, ws, 1, s1, ce, co, sxe, sxo, ev, od, a + 16);
+  kPairsFoldRow(ap + 64, ws, 2, s2, ce, co, sxe, sxo, ev, od, a + 32);
+  kPairsFoldRow(ap + 96, ws, 3, s3, ce, co, sxe, sxo, ev, od, a + 48);
 }
 
+// Row r: the second half's chain (s) and the first's (at a) widened, plus 16*sum(x).
 @inline function kPairsFoldRow(pa: usize, ws: usize, r: usize, s: v128, ce: v128, co: v128, sxe: v128, sxo: v128,
-  ev: v128, od: v128, five: bool, a: usize): void {
-  let re = i32x4.add(i32x4.dot_i16x8_s(s, ev), ce);
-  let ro = i32x4.add(i32x4.dot_i16x8_s(s, od), co);
-  if (five) {
-    const h = v128.load(a);
-    re = i32x4.add(re, i32x4.dot_i16x8_s(h, ev));
-    ro = i32x4.add(ro, i32x4.dot_i16x8_s(h, od));
-  }
+  ev: v128, od: v128, a: usize): void {
+  const h = v128.load(a);
+  const re = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(s, ev), ce), i32x4.dot_i16x8_s(h, ev));
+  const ro = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(s, od), co), i32x4.dot_i16x8_s(h, od));
   kFoldRow(pa, ws, r, re, sxe);
   kFoldRow(pa + 16, ws, r, ro, sxo);
 }
 
 // Four rows x sixteen tokens (two groups of eight) of one sub-block; see
 // mmPairs2 in quant.ts for why one pair per loop pass. p0..p1: the pairs of
-// one chain (Q4: 0..32, Q5: 0..16 then 16..32); starts: int16 vectors at sg / sh.
-@inline function kPairsChain2(ws: usize, xg: usize, xh: usize, p0: usize, p1: usize, sg: usize, sh: usize, ap: usize, five: bool, first: bool): void {
+// one chain (0..16, then 16..32: the first half's chains wait in K_A);
+// starts: int16 vectors at sg / sh.
+@inline function kPairsChain2(ws: usize, xg: usize, xh: usize, p0: usize, p1: usize, sg: usize, sh: usize, ap: usize, first: bool): void {
   let s0 = v128.load(sg), u0 = v128.load(sh);
   let s1 = s0, s2 = s0, s3 = s0, u1 = u0, u2 = u0, u3 = u0;
   for (let p = p0; p < p1; p += 2) {
@@ -755,17 +748,17 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
     u2 = i16x8.add(u2, i16x8.relaxed_dot_i8x16_i7x16_s(y, w2));
     u3 = i16x8.add(u3, i16x8.relaxed_dot_i8x16_i7x16_s(y, w3));
   }
-  if (five && first) {
+  if (first) {
     const a = ws + K_A;
     v128.store(a, s0, 0); v128.store(a, s1, 16); v128.store(a, s2, 32); v128.store(a, s3, 48);
     v128.store(a, u0, 64); v128.store(a, u1, 80); v128.store(a, u2, 96); v128.store(a, u3, 112);
     return;
   }
-  kPairsFold(ws, ap, xg, s0, s1, s2, s3, five, ws + K_A);
-  kPairsFold(ws, ap + 128, xh, u0, u1, u2, u3, five, ws + K_A + 64);
+  kPairsFold(ws, ap, xg, s0, s1, s2, s3, ws + K_A);
+  kPairsFold(ws, ap + 128, xh, u0, u1, u2, u3, ws + K_A + 64);
 }
 
-@inline function kPairsChain1(ws: usize, xg: usize, p0: usize, p1: usize, sg: usize, ap: usize, five: bool, first: bool): void {
+@inline function kPairsChain1(ws: usize, xg: usize, p0: usize, p1: usize, sg: usize, ap: usize, first: bool): void {
   let s0 = v128.load(sg);
   let s1 = s0, s2 = s0, s3 = s0;
   for (let p = p0; p < p1; p += 2) {
@@ -775,27 +768,21 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
     s2 = i16x8.add(s2, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load16_splat(ws + p, 64)));
     s3 = i16x8.add(s3, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load16_splat(ws + p, 96)));
   }
-  if (five && first) {
+  if (first) {
     const a = ws + K_A;
     v128.store(a, s0, 0); v128.store(a, s1, 16); v128.store(a, s2, 32); v128.store(a, s3, 48);
     return;
   }
-  kPairsFold(ws, ap, xg, s0, s1, s2, s3, five, ws + K_A);
+  kPairsFold(ws, ap, xg, s0, s1, s2, s3, ws + K_A);
 }
 
-function kPairs2Q4(ws: usize, ap: usize, xg: usize, xh: usize): void {
-  kPairsChain2(ws, xg, xh, 0, 32, xg + 288, xh + 288, ap, false, false);
-}
-function kPairs1Q4(ws: usize, ap: usize, xg: usize): void {
-  kPairsChain1(ws, xg, 0, 32, xg + 288, ap, false, false);
-}
 function kPairs2Q5(ws: usize, ap: usize, xg: usize, xh: usize, tg: usize, th: usize): void {
-  kPairsChain2(ws, xg, xh, 0, 16, tg, th, ap, true, true);
-  kPairsChain2(ws, xg, xh, 16, 32, tg + 16, th + 16, ap, true, false);
+  kPairsChain2(ws, xg, xh, 0, 16, tg, th, ap, true);
+  kPairsChain2(ws, xg, xh, 16, 32, tg + 16, th + 16, ap, false);
 }
 function kPairs1Q5(ws: usize, ap: usize, xg: usize, tg: usize): void {
-  kPairsChain1(ws, xg, 0, 16, tg, ap, true, true);
-  kPairsChain1(ws, xg, 16, 32, tg + 16, ap, true, false);
+  kPairsChain1(ws, xg, 0, 16, tg, ap, true);
+  kPairsChain1(ws, xg, 16, 32, tg + 16, ap, false);
 }
 
 // K_TAB for the ng groups of a chunk: -16*sum(x) of each block's first half
@@ -868,10 +855,11 @@ function kQuads1(ws: usize, ap: usize, xg: usize): void {
   kQuadsFold(ws, ap, xg, a0, a1, a2, a3);
 }
 
-// Tiles of four rows, every token group of a 64-token chunk per sub-block,
-// in block order (the matvec's fold order per output). x: the pairs section
-// (relaxed) or the quads (relaxed-fused); groups of 8 or 4 tokens.
-function matmulKTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize, five: bool): void {
+// Q5KR's tiles of four rows, every token group of a 64-token chunk per
+// sub-block, in block order (the matvec's fold order per output). x: the
+// pairs section (relaxed) or the quads (relaxed-fused); groups of 8 or 4
+// tokens.
+function matmulQ5kTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize): void {
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
   const ws = scratchBase();
@@ -880,13 +868,12 @@ function matmulKTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: 
   const gBytes: usize = FUSED ? Q8B_QUAD : Q8B_PAIRS;
   const gStride = nb * gBytes;
   const tStride = nb << 5;
-  const m = v128.load(VCONST + VC_NIB8);
-  const B = kBytes(five);
+  const B = kBytes(true);
   for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
     const tn = min(MM_TOK, ntok - t0);
     const ng = (tn + gTok - 1) / gTok;
     const xg0 = x + <usize>(t0 / gTok) * gStride;
-    if (!FUSED && five) kHalfTable(xg0, gStride, ng, nb, tab);
+    if (!FUSED) kHalfTable(xg0, gStride, ng, nb, tab);
     for (let r0 = 0; r0 < rows; r0 += 4) {
       const accBytes = <usize>ng << (FUSED ? 6 : 7);
       memory.fill(ws + MM_ACC, 0, accBytes);
@@ -896,7 +883,7 @@ function matmulKTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: 
       for (let sb: usize = 0; sb < nsb; sb++) {
         kScales(ws, p);
         for (let j = 0; j < 8; j++) {
-          kUnpack(ws, p, j, five, m);
+          kUnpack(ws, p, j);
           if (FUSED) transposeQuads(ws);
           const b = (sb << 3) + <usize>j;
           let xg = xg0 + b * gBytes;
@@ -905,16 +892,14 @@ function matmulKTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: 
           for (; g + 2 <= ng; g += 2) {
             const ap = ws + MM_ACC + (<usize>g << (FUSED ? 6 : 7));
             if (FUSED) kQuads2(ws, ap, xg, xg + gStride);
-            else if (five) kPairs2Q5(ws, ap, xg, xg + gStride, tg, tg + tStride);
-            else kPairs2Q4(ws, ap, xg, xg + gStride);
+            else kPairs2Q5(ws, ap, xg, xg + gStride, tg, tg + tStride);
             xg += gStride << 1;
             tg += tStride << 1;
           }
           if (g < ng) {
             const ap = ws + MM_ACC + (<usize>g << (FUSED ? 6 : 7));
             if (FUSED) kQuads1(ws, ap, xg);
-            else if (five) kPairs1Q5(ws, ap, xg, tg);
-            else kPairs1Q4(ws, ap, xg);
+            else kPairs1Q5(ws, ap, xg, tg);
           }
         }
         kFoldSupers(ws, accBytes, xg0, gStride, gBytes, sb);

@@ -10,14 +10,15 @@
 // (four pairs, eight values, |.| <= 32512) runs its own chain from
 // -32 * sum(x) of the quarter (a per-call table) and is widened and scaled
 // at once by a dot with [sc, 0, sc, 0, ...] / [0, sc, 0, sc, ...] into int32
-// sums kept in scratch. Relaxed-fused build (quads, four tokens): int32
-// chains per 16-wide half from -32 * sum(x) of the half, times the half's
-// scale, for more than 16 tokens; up to 16 (and a tail of up to 6) run in
-// passes of up to eight tokens (matmulQ6Few). The relaxed build's few
-// tokens (and the SIMD and scalar builds): one matvec per token.
+// sums kept in scratch; its few tokens (and the SIMD and scalar builds' every
+// token): one matvec per token. Relaxed-fused build: every token count in
+// passes of up to eight tokens over the weights (matmulQ6Few), which beat its
+// four-token tile (int32 chains per 16-wide half, the fused dot) at every
+// count measured, 64 tokens included (docs/kernels.md, "Small batches in
+// workerd").
 
 import { FUSED, SCRATCH_BYTES, scratchBase, h2f_nodenorm, h2f_x4_nodenorm, q8aQ8Off } from "./common";
-import { MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, smallTail, SMALL_X, smallStride, quadsToQ8a, storeRows } from "./quant";
+import { MM_TOK, MM_DW, MM_ACC, Q8B_PAIRS, q8bPlainBytes, storePairsAcc, smallTail, SMALL_X, smallStride, quadsToQ8a, storeRows } from "./quant";
 import { matvecsPerToken } from "./kquant";
 import { Q6R_SC, Q6R_XT, Q6R_CONST, M6, MC, q6rQuads, q6rTable, matvec_q6r_q8a } from "./q6matvec";
 
@@ -27,9 +28,7 @@ export function matmul_q6r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: 
     return;
   }
   const tiled = FUSED ? 0 : ntok - smallTail(ntok);
-  if (tiled > 0) {
-    matmulQ6Tiled(w, rows, cols, FUSED ? xb : xb + q8bPlainBytes(<usize>cols >> 5, ntok), tiled, out);
-  }
+  if (tiled > 0) matmulQ6Tiled(w, rows, cols, xb + q8bPlainBytes(<usize>cols >> 5, ntok), tiled, out);
   if (tiled < ntok) {
     if (FUSED) matmulQ6Small(w, rows, cols, xb, tiled, ntok, out);
     else matvecsPerToken(w, rows, cols, xb, tiled, ntok, out, 6);
@@ -139,13 +138,12 @@ function matmulQ6Few6(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, 
 function matmulQ6Few7(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ6Few(w, rows, cols, xa, stride, out, 7); }
 function matmulQ6Few8(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ6Few(w, rows, cols, xa, stride, out, 8); }
 
-// Scratch: [0, 128) the current 32-block's six-bit values of rows 0..3
-// (row r at 32r), [MM_QT, +128) transposed by quads (fused); at MM_DW: f32
-// d[4], then per row and half the scale: fused i32 sc[r][h] at +16 + 8r + 4h,
-// relaxed the int16 widening vectors [sc,0,..] / [0,sc,..] at Q6_SC + 64r +
-// 32h (+16 odd); [Q6_T, +64) the relaxed row pass's ordering stores; MM_ACC
-// the f32 accumulators; Q6_TAB the chains' starting values per token group
-// and block.
+// The relaxed tile's scratch: [0, 128) the current 32-block's six-bit values
+// of rows 0..3 (row r at 32r); at MM_DW: f32 d[4]; per row and half the
+// int16 widening vectors [sc,0,..] / [0,sc,..] at Q6_SC + 64r + 32h (+16
+// odd); [Q6_T, +64) the row pass's ordering stores; MM_ACC the f32
+// accumulators; Q6_TAB the chains' starting values per token group and
+// block.
 // @ts-ignore: decorator
 @inline const Q6_SC: usize = 2304;
 // @ts-ignore: decorator
@@ -154,39 +152,26 @@ function matmulQ6Few8(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, 
 @inline const Q6_TAB: usize = 256 * 1024;
 
 // Block k (0..7) of Q6R superblock column p of the four rows: values
-// (0..63) to ws (relaxed: row r's 32 at 32r, the quads transposed back) or
-// to MM_QT (fused: Q6R's quads are already the four rows side by side),
-// scales to MM_DW (q6matvec.ts's layout and unpacking).
-@inline function q6Unpack(ws: usize, p: usize, k: i32, m6: v128, mc: v128, relaxed: bool): void {
+// (0..63) to ws (row r's 32 at 32r, the quads transposed back), scales to
+// Q6_SC (q6matvec.ts's layout and unpacking).
+@inline function q6Unpack(ws: usize, p: usize, k: i32, m6: v128, mc: v128): void {
   for (let h: usize = 0; h < 2; h++) {
     const q0 = q6rQuads(p, k, h, 0, m6, mc), q1 = q6rQuads(p, k, h, 1, m6, mc);
     const q2 = q6rQuads(p, k, h, 2, m6, mc), q3 = q6rQuads(p, k, h, 3, m6, mc);
-    if (relaxed) {
-      const t0 = i32x4.shuffle(q0, q1, 0, 4, 1, 5), t1 = i32x4.shuffle(q0, q1, 2, 6, 3, 7);
-      const t2 = i32x4.shuffle(q2, q3, 0, 4, 1, 5), t3 = i32x4.shuffle(q2, q3, 2, 6, 3, 7);
-      const o = ws + (h << 4);
-      v128.store(o, i64x2.shuffle(t0, t2, 0, 2));
-      v128.store(o, i64x2.shuffle(t0, t2, 1, 3), 32);
-      v128.store(o, i64x2.shuffle(t1, t3, 0, 2), 64);
-      v128.store(o, i64x2.shuffle(t1, t3, 1, 3), 96);
-    } else {
-      const o = ws + MM_QT + (h << 6);
-      v128.store(o, q0);
-      v128.store(o, q1, 16);
-      v128.store(o, q2, 32);
-      v128.store(o, q3, 48);
-    }
+    const t0 = i32x4.shuffle(q0, q1, 0, 4, 1, 5), t1 = i32x4.shuffle(q0, q1, 2, 6, 3, 7);
+    const t2 = i32x4.shuffle(q2, q3, 0, 4, 1, 5), t3 = i32x4.shuffle(q2, q3, 2, 6, 3, 7);
+    const o = ws + (h << 4);
+    v128.store(o, i64x2.shuffle(t0, t2, 0, 2));
+    v128.store(o, i64x2.shuffle(t0, t2, 1, 3), 32);
+    v128.store(o, i64x2.shuffle(t1, t3, 0, 2), 64);
+    v128.store(o, i64x2.shuffle(t1, t3, 1, 3), 96);
   }
   for (let r: usize = 0; r < 4; r++) {
     for (let half: usize = 0; half < 2; half++) {
       const sc = <i32>load<i8>(p + Q6R_SC + ((<usize>(k << 1) + half) << 2) + r);
-      if (relaxed) {
-        const o = ws + Q6_SC + (r << 6) + (half << 5);
-        v128.store(o, i32x4.splat(sc & 0xffff));
-        v128.store(o, i32x4.splat(sc << 16), 16);
-      } else {
-        store<i32>(ws + MM_DW + 16 + (r << 3) + (half << 2), sc);
-      }
+      const o = ws + Q6_SC + (r << 6) + (half << 5);
+      v128.store(o, i32x4.splat(sc & 0xffff));
+      v128.store(o, i32x4.splat(sc << 16), 16);
     }
   }
 }
@@ -257,105 +242,45 @@ function q6PairsGroup(ws: usize, ap: usize, xg: usize, tg: usize): void {
   }
 }
 
-// ---------------------------------------------------------------- relaxed-fused
-
-// -32 * sum(x) of each 16-wide half of every block of the chunk's groups (quads section): two i32x4 per group and block.
-function q6QuadsTable(xg0: usize, gStride: usize, ng: i32, nb: usize, tab: usize): void {
-  for (let g = 0; g < ng; g++) {
-    let xg = xg0 + <usize>g * gStride;
-    let o = tab + <usize>g * nb * 32;
-    for (let b: usize = 0; b < nb; b++) {
-      for (let half: usize = 0; half < 2; half++) {
-        let s = i32x4.splat(0);
-        for (let k: usize = 0; k < 4; k++) s = i32x4.add(s, i32x4.extadd_pairwise_i16x8_s(i16x8.extadd_pairwise_i8x16_s(v128.load(xg + (half << 6) + (k << 4)))));
-        v128.store(o + (half << 4), i32x4.neg(i32x4.shl(s, 5)));
-      }
-      xg += Q8B_QUAD;
-      o += 32;
-    }
-  }
-}
-
-// Four rows x four tokens of one block: per half an int32 chain from -32*sum(x), times the half's scale.
-function q6Quads(ws: usize, ap: usize, xg: usize, tg: usize): void {
-  let a0 = v128.load(tg);
-  let a1 = a0, a2 = a0, a3 = a0;
-  for (let k: usize = 0; k < 16; k += 4) {
-    const x = v128.load(xg + (k << 2));
-    const q = v128.load(ws + MM_QT + (k << 2));
-    a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 0, 0, 0, 0), a0);
-    a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 1, 1, 1, 1), a1);
-    a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 2, 2, 2, 2), a2);
-    a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 3, 3, 3, 3), a3);
-  }
-  const sc = ws + MM_DW + 16;
-  a0 = i32x4.mul(a0, v128.load32_splat(sc));
-  a1 = i32x4.mul(a1, v128.load32_splat(sc, 8));
-  a2 = i32x4.mul(a2, v128.load32_splat(sc, 16));
-  a3 = i32x4.mul(a3, v128.load32_splat(sc, 24));
-  let b0 = v128.load(tg, 16);
-  let b1 = b0, b2 = b0, b3 = b0;
-  for (let k: usize = 16; k < 32; k += 4) {
-    const x = v128.load(xg + (k << 2));
-    const q = v128.load(ws + MM_QT + (k << 2));
-    b0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 0, 0, 0, 0), b0);
-    b1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 1, 1, 1, 1), b1);
-    b2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 2, 2, 2, 2), b2);
-    b3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 3, 3, 3, 3), b3);
-  }
-  const dx = v128.load(xg, 384);
-  q6QuadsFold(ap, ws, 0, i32x4.add(a0, i32x4.mul(b0, v128.load32_splat(sc, 4))), dx);
-  q6QuadsFold(ap + 16, ws, 1, i32x4.add(a1, i32x4.mul(b1, v128.load32_splat(sc, 12))), dx);
-  q6QuadsFold(ap + 32, ws, 2, i32x4.add(a2, i32x4.mul(b2, v128.load32_splat(sc, 20))), dx);
-  q6QuadsFold(ap + 48, ws, 3, i32x4.add(a3, i32x4.mul(b3, v128.load32_splat(sc, 28))), dx);
-}
-
-@inline function q6QuadsFold(pa: usize, ws: usize, r: usize, s: v128, dx: v128): void {
-  v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load32_splat(ws + MM_DW + (r << 2)), dx))));
-}
-
 // ---------------------------------------------------------------- the driver
 
-// Tiles of four rows, every token group of a 64-token chunk per block, in
-// block order (the matvec's fold order per output). x: the pairs section
-// (relaxed) or the quads (relaxed-fused); groups of 8 or 4 tokens.
+// The relaxed build's tiles of four rows, every 8-token group of a 64-token
+// chunk per block, in block order (the matvec's fold order per output). x:
+// Q8B's pairs section.
 function matmulQ6Tiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize): void {
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
   const ws = scratchBase();
   const tab = ws + Q6_TAB;
-  const gTok = FUSED ? 4 : 8;
-  const gStride = nb * (FUSED ? Q8B_QUAD : Q8B_PAIRS);
-  const tStride = nb << (FUSED ? 5 : 6);
+  const gTok = 8;
+  const gStride = nb * Q8B_PAIRS;
+  const tStride = nb << 6;
   const m6 = i8x16.splat(0x3f);
   const mc = i8x16.splat(<i8>0xc0);
   for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
     const tn = min(MM_TOK, ntok - t0);
     const ng = (tn + gTok - 1) / gTok;
     const xg0 = x + <usize>(t0 / gTok) * gStride;
-    if (FUSED) q6QuadsTable(xg0, gStride, ng, nb, tab);
-    else q6PairsTable(xg0, gStride, ng, nb, tab);
+    q6PairsTable(xg0, gStride, ng, nb, tab);
     for (let r0 = 0; r0 < rows; r0 += 4) {
-      memory.fill(ws + MM_ACC, 0, <usize>ng << (FUSED ? 6 : 7));
+      memory.fill(ws + MM_ACC, 0, <usize>ng << 7);
       let p = w + <usize>(r0 >> 2) * nsb * 840;
       for (let sb: usize = 0; sb < nsb; sb++) {
         for (let r: usize = 0; r < 4; r++) store<f32>(ws + MM_DW + (r << 2), h2f_nodenorm(load<u16>(p + (r << 1))));
         for (let k = 0; k < 8; k++) {
-          q6Unpack(ws, p, k, m6, mc, !FUSED);
+          q6Unpack(ws, p, k, m6, mc);
           const b = (sb << 3) + <usize>k;
-          let xg = xg0 + b * (FUSED ? Q8B_QUAD : Q8B_PAIRS);
+          let xg = xg0 + b * Q8B_PAIRS;
           let tg = tab + b * (tStride / nb);
           for (let g = 0; g < ng; g++) {
-            if (FUSED) q6Quads(ws, ws + MM_ACC + (<usize>g << 6), xg, tg);
-            else q6PairsGroup(ws, ws + MM_ACC + (<usize>g << 7), xg, tg);
+            q6PairsGroup(ws, ws + MM_ACC + (<usize>g << 7), xg, tg);
             xg += gStride;
             tg += tStride;
           }
         }
         p += 840;
       }
-      if (FUSED) mmStore(ws, out, rows, r0, t0, tn);
-      else storePairsAcc(ws, out, rows, r0, t0, tn);
+      storePairsAcc(ws, out, rows, r0, t0, tn);
     }
   }
 }
