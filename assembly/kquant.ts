@@ -52,12 +52,12 @@
 // read as bytes it is bound by memory, as Q8R.
 
 import {
-  FUSED, SCRATCH_BYTES, scratchBase, h2f, h2f_nodenorm, h2f_x4_nodenorm, VCONST, VC_NIB8, VC_NIB16, VC_EVEN16, VC_ODD16,
+  FUSED, scratchBase, h2f, h2f_nodenorm, h2f_x4_nodenorm, VCONST, VC_NIB8, VC_NIB16, VC_EVEN16, VC_ODD16,
   q8aSumOff, q8aQ8Off, q8aQ16Off,
 } from "./common";
 import {
   reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, q8bToQ8a, quadsToQ8a,
-  transposeQuads, smallTail, SMALL_X, MV_X, quadsNibRelaxed, quadsNibSimd, q4rFewFusedDot, q4rFewDot16, smallStride,
+  transposeQuads, smallTail, SMALL_X, MV_X, quadsNibRelaxed, quadsNibSimd, q4rFewFusedDot, q4rFewDot16, smallStride, smallMost, smallImages,
 } from "./quant";
 import { matvec_q6r_q8a } from "./q6matvec";
 
@@ -510,13 +510,10 @@ function matmulQ4kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: 
   const stride = smallStride(nb);
   const xa = scratchBase() + SMALL_X;
   const outStride = <usize>rows << 2;
-  const most = FUSED && SMALL_X + stride * 8 <= SCRATCH_BYTES ? 8 : 4;
+  const most = smallMost(stride);
   for (let t = t0; t < t1; t += most) {
     const n = min(most, t1 - t);
-    for (let i = 0; i < n; i++) {
-      if (FUSED) quadsToQ8a(xb, nb, t + i, xa + <usize>i * stride);
-      else q8bToQ8a(xb, nb, t + i, xa + <usize>i * stride);
-    }
+    smallImages(xb, nb, t, n, xa, stride);
     const o = out + <usize>t * outStride;
     if (n == 1) matvecQ4kSimd(w, rows, cols, xa, o);
     else if (n == 2) matmulQ4kFew2(w, rows, cols, xa, stride, o);

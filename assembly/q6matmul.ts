@@ -17,8 +17,8 @@
 // count measured, 64 tokens included (docs/kernels.md, "Small batches in
 // workerd").
 
-import { FUSED, SCRATCH_BYTES, scratchBase, h2f_nodenorm, h2f_x4_nodenorm, q8aQ8Off } from "./common";
-import { MM_TOK, MM_DW, MM_ACC, Q8B_PAIRS, q8bPlainBytes, storePairsAcc, smallTail, SMALL_X, smallStride, quadsToQ8a, storeRows } from "./quant";
+import { FUSED, scratchBase, h2f_nodenorm, h2f_x4_nodenorm, q8aQ8Off } from "./common";
+import { MM_TOK, MM_DW, MM_ACC, Q8B_PAIRS, q8bPlainBytes, storePairsAcc, smallTail, SMALL_X, smallStride, smallMost, smallImages, storeRows } from "./quant";
 import { matvecsPerToken } from "./kquant";
 import { Q6R_SC, Q6R_XT, Q6R_CONST, M6, MC, q6rQuads, q6rTable, matvec_q6r_q8a } from "./q6matvec";
 
@@ -43,10 +43,11 @@ function matmulQ6Small(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i
   const stride = smallStride(nb);
   const xa = scratchBase() + SMALL_X;
   const outStride = <usize>rows << 2;
-  const most = SMALL_X + stride * 8 <= SCRATCH_BYTES && Q6R_XT + (nb << 8) <= SMALL_X ? 8 : 4;
+  // Eight tokens' tables of -32 * sum(x) must fit below the images too.
+  const most = Q6R_XT + (nb << 8) <= SMALL_X ? smallMost(stride) : 4;
   for (let t = t0; t < t1; t += most) {
     const n = min(most, t1 - t);
-    for (let i = 0; i < n; i++) quadsToQ8a(xb, nb, t + i, xa + <usize>i * stride);
+    smallImages(xb, nb, t, n, xa, stride);
     const o = out + <usize>t * outStride;
     if (n == 1) matvec_q6r_q8a(w, rows, cols, xa, o);
     else if (n == 2) matmulQ6Few2(w, rows, cols, xa, stride, o);

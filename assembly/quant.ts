@@ -1421,6 +1421,21 @@ export const SMALL_X: usize = 128 * 1024;
   return (q8aBytes(nb) + 63) & ~(<usize>63);
 }
 
+// Tokens a small-batch pass takes at once: eight in the relaxed-fused build
+// where their Q8A images fit in scratch, else four.
+@inline export function smallMost(stride: usize): i32 {
+  return FUSED && SMALL_X + stride * 8 <= SCRATCH_BYTES ? 8 : 4;
+}
+
+// The Q8A images of tokens [t, t + n) of Q8B xb at xa + i*stride (from the
+// quads in the relaxed-fused build, the plain section otherwise).
+@inline export function smallImages(xb: usize, nb: usize, t: i32, n: i32, xa: usize, stride: usize): void {
+  for (let i = 0; i < n; i++) {
+    if (FUSED) quadsToQ8a(xb, nb, t + i, xa + <usize>i * stride);
+    else q8bToQ8a(xb, nb, t + i, xa + <usize>i * stride);
+  }
+}
+
 // out[t*rows + r] for tokens [t0, t1) of Q8B xb, four at a time (the
 // relaxed-fused build: eight, where their images fit in scratch).
 function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize): void {
@@ -1428,13 +1443,10 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
   const stride = smallStride(nb);
   const xa = scratchBase() + SMALL_X;
   const outStride = <usize>rows << 2;
-  const most = FUSED && SMALL_X + stride * 8 <= SCRATCH_BYTES ? 8 : 4;
+  const most = smallMost(stride);
   for (let t = t0; t < t1; t += most) {
     const n = min(most, t1 - t);
-    for (let i = 0; i < n; i++) {
-      if (FUSED) quadsToQ8a(xb, nb, t + i, xa + <usize>i * stride);
-      else q8bToQ8a(xb, nb, t + i, xa + <usize>i * stride);
-    }
+    smallImages(xb, nb, t, n, xa, stride);
     const o = out + <usize>t * outStride;
     if (FUSED && n > 1) {
       if (n == 2) matmulQ4rFewFused2(w, rows, cols, xa, stride, o);
