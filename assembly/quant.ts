@@ -1404,17 +1404,20 @@ const SMALL_MAX: i32 = 6;
   return r <= SMALL_MAX ? r : 0;
 }
 
-// The relaxed build's Q4R: its small-batch pass on the quads layout costs
-// less per token than an 8-token tile (4 + 4 tokens 1.94 ms against the
-// tile's 2.10 at 5632x2048), so up to eight tokens take the small path, and
-// any tail of a longer batch does.
+// Q4R's small-batch pass on the quads layout costs less per token than an
+// 8-token tile (relaxed: 4 + 4 tokens 1.94 ms against the tile's 2.10 at
+// 5632x2048), so up to eight tokens take the small path, and in the relaxed
+// build any tail of a longer batch does. The relaxed-fused build's pass (eight
+// tokens at once) beats its tile up to 16 tokens; past that the tile takes
+// the whole groups and gives the pass a tail of up to six (smallTail).
 @inline function q4rSmallTail(ntok: i32): i32 {
   if (ntok <= 8 || (FUSED && ntok <= 16)) return ntok;
   return FUSED ? smallTail(ntok) : ntok & 7;
 }
 
-// Scratch offset of the (up to four) tokens' Q8A images: clear of the tiles'
-// scratch and of the relaxed Q8R matvec's table at MV_X (nb*80 bytes).
+// Scratch offset of the (up to eight) tokens' Q8A images: clear of the tiles'
+// scratch and of the per-call tables at MV_X (the relaxed Q8R matvec's nb*80
+// bytes, the small passes' fold and sum tables).
 export const SMALL_X: usize = 128 * 1024;
 
 @inline export function smallStride(nb: usize): usize {
@@ -1448,31 +1451,28 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
     const n = min(most, t1 - t);
     smallImages(xb, nb, t, n, xa, stride);
     const o = out + <usize>t * outStride;
-    if (FUSED && n > 1) {
-      if (n == 2) matmulQ4rFewFused2(w, rows, cols, xa, stride, o);
-      else if (n == 3) matmulQ4rFewFused3(w, rows, cols, xa, stride, o);
-      else if (n == 4) matmulQ4rFewFused4(w, rows, cols, xa, stride, o);
-      else if (n == 5) matmulQ4rFewFused5(w, rows, cols, xa, stride, o);
-      else if (n == 6) matmulQ4rFewFused6(w, rows, cols, xa, stride, o);
-      else if (n == 7) matmulQ4rFewFused7(w, rows, cols, xa, stride, o);
-      else matmulQ4rFewFused8(w, rows, cols, xa, stride, o);
-      continue;
-    }
     if (ASC_FEATURE_RELAXED_SIMD && n > 1) {
       if (n == 2) matmulQ4rFew2(w, rows, cols, xa, stride, o);
       else if (n == 3) matmulQ4rFew3(w, rows, cols, xa, stride, o);
-      else matmulQ4rFew4(w, rows, cols, xa, stride, o);
+      else if (n == 4 || !FUSED) matmulQ4rFew4(w, rows, cols, xa, stride, o);
+      else if (n == 5) matmulQ4rFew5(w, rows, cols, xa, stride, o);
+      else if (n == 6) matmulQ4rFew6(w, rows, cols, xa, stride, o);
+      else if (n == 7) matmulQ4rFew7(w, rows, cols, xa, stride, o);
+      else matmulQ4rFew8(w, rows, cols, xa, stride, o);
       continue;
     }
     for (let i = 0; i < n; i++) matvecQ4rSimd(w, rows, cols, xa + <usize>i * stride, o + <usize>i * outStride);
   }
 }
 
-// One pass for n = 2..4 tokens (a constant: each caller below gets its own
+// One pass for n = 2..8 tokens (a constant: each caller below gets its own
 // copy with the other tokens' code removed, so the accumulators stay in
-// registers). Q8A images at xa + i*stride; out[i*rows + r]. Each token's
-// fold table (q4rFoldTable) goes to MV_X; a token whose table cannot be made
-// takes the matvec (and so the scalar twin), as do the others then.
+// registers; the relaxed build takes up to four). Q8A images at xa +
+// i*stride; out[i*rows + r]. Per 4 rows and block the quads are loaded and
+// split once, and each token costs the matvec's own dot and fold on them
+// (q4rFewToken). Each token's fold table (q4rFoldTable) goes to MV_X; a
+// token whose table cannot be made takes the matvec (and so the scalar
+// twin), as do the others then.
 @inline function matmulQ4rFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32): void {
   const nb = <usize>cols >> 5;
   const outStride = <usize>rows << 2;
@@ -1485,15 +1485,14 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
     return;
   }
   const m = v128.load(VCONST + VC_NIB8);
-  const ones = v128.load(VCONST + VC_ONES16);
+  // The fused dot's chains start from zero; the two-step dot's int16 lanes are widened by a dot with ones.
+  const c = FUSED ? i32x4.splat(0) : v128.load(VCONST + VC_ONES16);
   const hmask = v128.load(VCONST + VC_HMASK);
-  const s2 = stride << 1, s3 = stride * 3;
-  const f2 = fs << 1, f3 = fs * 3;
   const t = scratchBase();
   const xEnd = ft + (nb << 2);
   let p = w;
   for (let r0 = 0; r0 < rows; r0 += 4) {
-    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     let xq = xa + q8aQ8Off(nb), xs = ft + q8aSumOff(nb);
     for (let xd = ft; xd < xEnd; xd += 4) {
       // Quad k of the four rows: low nibbles l_k (values 4k..4k+3), high h_k (16+4k..).
@@ -1503,28 +1502,41 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
       const l2 = v128.and(v2, m), h2 = v128.and(i16x8.shr_u(v2, 4), m);
       const l3 = v128.and(v3, m), h3 = v128.and(i16x8.shr_u(v3, 4), m);
       const dw = h2fBits_x4c(p, hmask);
-      // A store after each token orders the next token's activation loads after it (V8 would hoist
-      // all of them to the top of the block and spill).
-      a0 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq, ones), xs, xd, dw, a0);
-      v128.store(t, a0);
-      if (n > 1) {
-        a1 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride, ones), xs + fs, xd + fs, dw, a1);
-        v128.store(t, a1);
-      }
-      if (n > 2) {
-        a2 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + s2, ones), xs + f2, xd + f2, dw, a2);
-        v128.store(t, a2);
-      }
-      if (n > 3) a3 = q4rFold(q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + s3, ones), xs + f3, xd + f3, dw, a3);
+      a0 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq, xs, xd, dw, a0, c, t);
+      a1 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride, xs + fs, xd + fs, dw, a1, c, t);
+      if (n > 2) a2 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 2, xs + fs * 2, xd + fs * 2, dw, a2, c, t);
+      if (n > 3) a3 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 3, xs + fs * 3, xd + fs * 3, dw, a3, c, t);
+      if (n > 4) a4 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 4, xs + fs * 4, xd + fs * 4, dw, a4, c, t);
+      if (n > 5) a5 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 5, xs + fs * 5, xd + fs * 5, dw, a5, c, t);
+      if (n > 6) a6 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 6, xs + fs * 6, xd + fs * 6, dw, a6, c, t);
+      if (n > 7) a7 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 7, xs + fs * 7, xd + fs * 7, dw, a7, c, t);
       p += 72;
       xq += 32;
       xs += 4;
     }
     storeRows(out, r0, rows, a0);
-    if (n > 1) storeRows(out + outStride, r0, rows, a1);
-    if (n > 2) storeRows(out + (outStride << 1), r0, rows, a2);
+    storeRows(out + outStride, r0, rows, a1);
+    if (n > 2) storeRows(out + outStride * 2, r0, rows, a2);
     if (n > 3) storeRows(out + outStride * 3, r0, rows, a3);
+    if (n > 4) storeRows(out + outStride * 4, r0, rows, a4);
+    if (n > 5) storeRows(out + outStride * 5, r0, rows, a5);
+    if (n > 6) storeRows(out + outStride * 6, r0, rows, a6);
+    if (n > 7) storeRows(out + outStride * 7, r0, rows, a7);
   }
+}
+
+// One token's block of the pass: its four row sums (relaxed-fused: the fused
+// dot, q4rFewFusedDot, c zero; relaxed: the two-step dot, q4rFewDot, c the
+// widening ones) folded into acc. In the relaxed build a store to t then
+// orders the next token's activation loads after it (V8 would hoist all of
+// them to the top of the block and spill); the relaxed-fused pass was
+// measured without one.
+@inline function q4rFewToken(l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128,
+  xq: usize, xs: usize, xd: usize, dw: v128, acc: v128, c: v128, t: usize): v128 {
+  const s = FUSED ? q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, xq, c) : q4rFewDot(l0, h0, l1, h1, l2, h2, l3, h3, xq, c);
+  const a = q4rFold(s, xs, xd, dw, acc);
+  if (!FUSED) v128.store(t, a);
+  return a;
 }
 
 // One token's four row sums of a block, as the relaxed matvec forms them
@@ -1547,64 +1559,6 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
   return i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 28), h3));
 }
 
-// Relaxed-fused (workerd): the same pass with the fused dot. Per 4 rows and
-// block the quads are loaded and split once; each token then costs what the
-// four-group matvec (matvecQ4rFused4) spends on one group: its two
-// activation loads, eight splat shuffles, eight fused dots and the fold. One
-// chain per token: the tokens' chains are independent, so their latencies
-// overlap without a second chain each (integer sums, so the bits are the
-// matvec's).
-@inline function matmulQ4rFewFused(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32): void {
-  const nb = <usize>cols >> 5;
-  const outStride = <usize>rows << 2;
-  const ft = scratchBase() + MV_X;
-  const fs = q8aSumOff(nb) << 1;
-  let ok = true;
-  for (let i = 0; i < n; i++) ok = q4rFoldTable(xa + <usize>i * stride, nb, ft + <usize>i * fs) && ok;
-  if (!ok) {
-    for (let i = 0; i < n; i++) matvecQ4rSimd(w, rows, cols, xa + <usize>i * stride, out + <usize>i * outStride);
-    return;
-  }
-  const m = v128.load(VCONST + VC_NIB8);
-  const hmask = v128.load(VCONST + VC_HMASK);
-  const z = i32x4.splat(0);
-  const s2 = stride << 1, s3 = stride * 3;
-  const f2 = fs << 1, f3 = fs * 3;
-  const xEnd = ft + (nb << 2);
-  let p = w;
-  for (let r0 = 0; r0 < rows; r0 += 4) {
-    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-    let xq = xa + q8aQ8Off(nb), xs = ft + q8aSumOff(nb);
-    for (let xd = ft; xd < xEnd; xd += 4) {
-      const v0 = v128.load(p, 8), v1 = v128.load(p, 24), v2 = v128.load(p, 40), v3 = v128.load(p, 56);
-      const l0 = v128.and(v0, m), h0 = v128.and(i16x8.shr_u(v0, 4), m);
-      const l1 = v128.and(v1, m), h1 = v128.and(i16x8.shr_u(v1, 4), m);
-      const l2 = v128.and(v2, m), h2 = v128.and(i16x8.shr_u(v2, 4), m);
-      const l3 = v128.and(v3, m), h3 = v128.and(i16x8.shr_u(v3, 4), m);
-      const dw = h2fBits_x4c(p, hmask);
-      a0 = q4rFoldWith(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, xq, z), v128.load32_splat(xs), v128.load32_splat(xd), dw, a0);
-      if (n > 1) a1 = q4rFoldWith(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride, z), v128.load32_splat(xs + fs), v128.load32_splat(xd + fs), dw, a1);
-      if (n > 2) a2 = q4rFoldWith(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + s2, z), v128.load32_splat(xs + f2), v128.load32_splat(xd + f2), dw, a2);
-      if (n > 3) a3 = q4rFoldWith(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + s3, z), v128.load32_splat(xs + f3), v128.load32_splat(xd + f3), dw, a3);
-      if (n > 4) a4 = q4rFoldWith(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 4, z), v128.load32_splat(xs + fs * 4), v128.load32_splat(xd + fs * 4), dw, a4);
-      if (n > 5) a5 = q4rFoldWith(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 5, z), v128.load32_splat(xs + fs * 5), v128.load32_splat(xd + fs * 5), dw, a5);
-      if (n > 6) a6 = q4rFoldWith(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 6, z), v128.load32_splat(xs + fs * 6), v128.load32_splat(xd + fs * 6), dw, a6);
-      if (n > 7) a7 = q4rFoldWith(q4rFewFusedDot(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 7, z), v128.load32_splat(xs + fs * 7), v128.load32_splat(xd + fs * 7), dw, a7);
-      p += 72;
-      xq += 32;
-      xs += 4;
-    }
-    storeRows(out, r0, rows, a0);
-    if (n > 1) storeRows(out + outStride, r0, rows, a1);
-    if (n > 2) storeRows(out + (outStride << 1), r0, rows, a2);
-    if (n > 3) storeRows(out + outStride * 3, r0, rows, a3);
-    if (n > 4) storeRows(out + outStride * 4, r0, rows, a4);
-    if (n > 5) storeRows(out + outStride * 5, r0, rows, a5);
-    if (n > 6) storeRows(out + outStride * 6, r0, rows, a6);
-    if (n > 7) storeRows(out + outStride * 7, r0, rows, a7);
-  }
-}
-
 // One token's four row sums of a block with the fused dot, from the split
 // quads: its 32 activations as two loads, each quad splatted by a shuffle.
 @inline export function q4rFewFusedDot(l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128, xq: usize, z: v128): v128 {
@@ -1620,28 +1574,6 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
   return i32x4.add(a, b);
 }
 
-function matmulQ4rFewFused2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
-  matmulQ4rFewFused(w, rows, cols, xa, stride, out, 2);
-}
-function matmulQ4rFewFused3(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
-  matmulQ4rFewFused(w, rows, cols, xa, stride, out, 3);
-}
-function matmulQ4rFewFused4(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
-  matmulQ4rFewFused(w, rows, cols, xa, stride, out, 4);
-}
-function matmulQ4rFewFused5(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
-  matmulQ4rFewFused(w, rows, cols, xa, stride, out, 5);
-}
-function matmulQ4rFewFused6(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
-  matmulQ4rFewFused(w, rows, cols, xa, stride, out, 6);
-}
-function matmulQ4rFewFused7(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
-  matmulQ4rFewFused(w, rows, cols, xa, stride, out, 7);
-}
-function matmulQ4rFewFused8(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
-  matmulQ4rFewFused(w, rows, cols, xa, stride, out, 8);
-}
-
 function matmulQ4rFew2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
   matmulQ4rFew(w, rows, cols, xa, stride, out, 2);
 }
@@ -1650,4 +1582,16 @@ function matmulQ4rFew3(w: usize, rows: i32, cols: i32, xa: usize, stride: usize,
 }
 function matmulQ4rFew4(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
   matmulQ4rFew(w, rows, cols, xa, stride, out, 4);
+}
+function matmulQ4rFew5(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
+  matmulQ4rFew(w, rows, cols, xa, stride, out, 5);
+}
+function matmulQ4rFew6(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
+  matmulQ4rFew(w, rows, cols, xa, stride, out, 6);
+}
+function matmulQ4rFew7(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
+  matmulQ4rFew(w, rows, cols, xa, stride, out, 7);
+}
+function matmulQ4rFew8(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void {
+  matmulQ4rFew(w, rows, cols, xa, stride, out, 8);
 }
