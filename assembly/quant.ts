@@ -312,19 +312,12 @@ export function matvec_q4r_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: u
 // the fused dot adds each row's four products to its int32 lane: the rows'
 // sums of q*x with no widening.
 @inline function q4rQuadsFused(p: usize, xq: usize, m: v128): v128 {
-  const xl = v128.load(xq), xh = v128.load(xq, 16);
   const v0 = v128.load(p, 8), v1 = v128.load(p, 24), v2 = v128.load(p, 40), v3 = v128.load(p, 56);
-  // Two chains, low and high nibbles, so that the fused dots' latency overlaps.
-  const z = i32x4.splat(0);
-  let a = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xl, xl, 0, 0, 0, 0), v128.and(v0, m), z);
-  let b = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xh, xh, 0, 0, 0, 0), v128.and(i16x8.shr_u(v0, 4), m), z);
-  a = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xl, xl, 1, 1, 1, 1), v128.and(v1, m), a);
-  b = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xh, xh, 1, 1, 1, 1), v128.and(i16x8.shr_u(v1, 4), m), b);
-  a = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xl, xl, 2, 2, 2, 2), v128.and(v2, m), a);
-  b = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xh, xh, 2, 2, 2, 2), v128.and(i16x8.shr_u(v2, 4), m), b);
-  a = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xl, xl, 3, 3, 3, 3), v128.and(v3, m), a);
-  b = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(xh, xh, 3, 3, 3, 3), v128.and(i16x8.shr_u(v3, 4), m), b);
-  return i32x4.add(a, b);
+  return q4rFewFusedDot(
+    v128.and(v0, m), v128.and(i16x8.shr_u(v0, 4), m), v128.and(v1, m), v128.and(i16x8.shr_u(v1, 4), m),
+    v128.and(v2, m), v128.and(i16x8.shr_u(v2, 4), m), v128.and(v3, m), v128.and(i16x8.shr_u(v3, 4), m),
+    xq, i32x4.splat(0),
+  );
 }
 
 // One Q4R block (4 rows x 32 columns) of the SIMD matvec: the four rows'
