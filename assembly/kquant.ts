@@ -56,7 +56,7 @@ import {
   q8aSumOff, q8aQ8Off, q8aQ16Off,
 } from "./common";
 import {
-  reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc, q8bToQ8a, quadsToQ8a,
+  reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc,
   transposeQuads, smallTail, SMALL_X, MV_X, quadsNibRelaxed, quadsNibSimd, q4rFewFusedDot, q4rFewDot16, smallStride, smallMost, smallImages,
 } from "./quant";
 import { matvec_q6r_q8a } from "./q6matvec";
@@ -618,8 +618,7 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
   const nb = <usize>cols >> 5;
   const xa = scratchBase() + SMALL_X;
   for (let t = t0; t < t1; t++) {
-    if (FUSED) quadsToQ8a(xb, nb, t, xa);
-    else q8bToQ8a(xb, nb, t, xa);
+    smallImages(xb, nb, t, 1, xa, 0);
     const o = out + <usize>t * (<usize>rows << 2);
     if (kind == 6) matvec_q6r_q8a(w, rows, cols, xa, o);
     else if (!ASC_FEATURE_SIMD) matvecKScalar(w, rows, cols, xa, o, kind == 5);
