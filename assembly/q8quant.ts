@@ -238,7 +238,7 @@ export function matmul_q8r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: 
 // signed operand, the activations' halves max(x,0) and max(-x,0) in Q8B's
 // quads the 7-bit ones: dot = sum w*x+ - sum w*x-, two fused dots per quad,
 // both exact in int32.
-function mmQ8rQuads(ws: usize, ap: usize, xg: usize): void {
+function mmQ8rQuads(ws: usize, ap: usize, xg: usize, d0: v128, d1: v128, d2: v128, d3: v128): void {
   let a0 = i32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
   let n0 = a0, n1 = a0, n2 = a0, n3 = a0;
   for (let k: usize = 0; k < 32; k += 4) {
@@ -258,7 +258,7 @@ function mmQ8rQuads(ws: usize, ap: usize, xg: usize): void {
     a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xp, a3);
     n3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xn, n3);
   }
-  mmQuadsFold(ws, ap, xg, i32x4.sub(a0, n0), i32x4.sub(a1, n1), i32x4.sub(a2, n2), i32x4.sub(a3, n3));
+  mmQuadsFold(ap, xg, i32x4.sub(a0, n0), i32x4.sub(a1, n1), i32x4.sub(a2, n2), i32x4.sub(a3, n3), d0, d1, d2, d3);
 }
 
 // The tiles, 4 rows x the chunk's tokens per pass. SIMD and relaxed builds:
@@ -281,16 +281,19 @@ function matmulQ8rTiles(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, ou
       memory.fill(ws + MM_ACC, 0, <usize>ng << 6);
       let p = w + <usize>(r0 >> 2) * gBytes;
       for (let b: usize = 0; b < nb; b++) {
-        v128.store(ws + MM_DW, v128.load(p));
         if (FUSED) {
           for (let o: usize = 0; o < 128; o += 16) v128.store(ws + o, v128.load(p + 16 + o));
           transposeQuads(ws);
+          const dw = v128.load(p);
+          const d0 = i32x4.shuffle(dw, dw, 0, 0, 0, 0), d1 = i32x4.shuffle(dw, dw, 1, 1, 1, 1);
+          const d2 = i32x4.shuffle(dw, dw, 2, 2, 2, 2), d3 = i32x4.shuffle(dw, dw, 3, 3, 3, 3);
           let xg = xg0 + b * Q8B_QUAD;
           for (let g = 0; g < ng; g++) {
-            mmQ8rQuads(ws, ws + MM_ACC + (<usize>g << 6), xg);
+            mmQ8rQuads(ws, ws + MM_ACC + (<usize>g << 6), xg, d0, d1, d2, d3);
             xg += gStride;
           }
         } else {
+          v128.store(ws + MM_DW, v128.load(p));
           unpackQ8rRow(ws, 0, p + 16);
           unpackQ8rRow(ws, 1, p + 48);
           unpackQ8rRow(ws, 2, p + 80);
