@@ -1,9 +1,9 @@
 /**
  * Batched decode steps (not a test): the time of one forwardBatch of B sequences, one new token
- * each, on the synthetic 1.6B file, for several B in turn.
+ * each, on the synthetic 1.6B Q4_0 file (or --model), for several B in turn.
  *
  *   node --import tsx bench/batch-step.ts [--build relaxed|relaxed-fused|simd|scalar] [--threads 1]
- *        [--batches 1,2,4,8] [--context 128] [--rounds 8] [--build-dir folder]
+ *        [--batches 1,2,4,8] [--context 128] [--rounds 8] [--build-dir folder] [--model file.gguf]
  *
  * Every sequence holds the same `context` positions (one prompt, the rest of the sequences take
  * its cached blocks), and every step rewrites position `context` (startPos), so each step attends
@@ -17,7 +17,7 @@ import { loadWasmEngine } from "../src/engine/node";
 import { benchModel, promptTokens } from "./common";
 import { exitOnHelp } from "./usage";
 
-exitOnHelp("usage: node --import tsx bench/batch-step.ts [--build relaxed|relaxed-fused|simd|scalar] [--threads 1] [--batches 1,2,4,8] [--context 128] [--rounds 8] [--build-dir folder]");
+exitOnHelp("usage: node --import tsx bench/batch-step.ts [--build relaxed|relaxed-fused|simd|scalar] [--threads 1] [--batches 1,2,4,8] [--context 128] [--rounds 8] [--build-dir folder] [--model file.gguf]");
 
 const { values: args } = parseArgs({
   options: {
@@ -27,6 +27,7 @@ const { values: args } = parseArgs({
     context: { type: "string", default: "128" },
     rounds: { type: "string", default: "8" },
     "build-dir": { type: "string" },
+    model: { type: "string" },
   },
 });
 const build = args.build as BuildKind;
@@ -34,7 +35,7 @@ const batches = args.batches!.split(",").map(Number);
 const CTX = Number(args.context);
 const maxB = Math.max(...batches);
 
-const e = await loadWasmEngine(await benchModel(), {
+const e = await loadWasmEngine(args.model ?? (await benchModel()), {
   force: build,
   relaxed: build.startsWith("relaxed"),
   buildDir: args["build-dir"],
