@@ -52,9 +52,20 @@ const EXACT_MAX = 2048;
 
 let compact = new Float32Array(0);
 
+/** The first index of the largest entry (0 for an empty array or when every entry is NaN). */
 export function argmax(logits: ArrayLike<number>): number {
+  // Length and best value in locals: callers pass several array kinds, and a
+  // polymorphic `.length` per element cost as much as the comparisons.
+  const n = logits.length;
   let best = 0;
-  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+  let top = logits[0];
+  for (let i = 1; i < n; i++) {
+    const v = logits[i];
+    if (v > top) {
+      top = v;
+      best = i;
+    }
+  }
   return best;
 }
 

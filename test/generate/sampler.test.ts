@@ -32,6 +32,30 @@ function randomLogits(n: number, seed: number, scale: number): Float32Array {
 }
 
 describe("sampler", () => {
+  it("argmax is the first index of the largest entry, for typed arrays and plain ones", () => {
+    // The reference: a plain scan that re-reads the best entry each time.
+    const naive = (x: ArrayLike<number>) => {
+      let b = 0;
+      for (let i = 1; i < x.length; i++) if (x[i] > x[b]) b = i;
+      return b;
+    };
+    const rand = seededRandom(11);
+    const cases: ArrayLike<number>[] = [
+      [],
+      [3],
+      [1, 5, 5, 2],
+      new Float32Array([-3, -1, -1, -2]),
+      new Float32Array([NaN, 2, 7, 7]),
+      [2, NaN, 9, NaN, 9],
+      new Float32Array([-Infinity, -Infinity]),
+      Float32Array.from({ length: 100352 }, () => Math.fround(rand() * 8 - 4)),
+      Array.from({ length: 5000 }, (_, i) => (i * 7919) % 4093),
+    ];
+    for (const x of cases) expect(argmax(x)).toBe(naive(x));
+    expect(argmax(new Float32Array([1, 5, 5, 2]))).toBe(1);
+    expect(argmax([NaN, 2, 7, 7])).toBe(0); // NaN first: nothing compares above it
+  });
+
   it("warpedDistribution equals the naive HF order (temperature → top-k → top-p → min-p)", () => {
     const combos: Partial<SamplingOptions>[] = [
       { temperature: 0.7, topP: 0.95, topK: 50 },
