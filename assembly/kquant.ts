@@ -52,12 +52,11 @@
 // read as bytes it is bound by memory, as Q8R.
 
 import {
-  FUSED, scratchBase, h2f, h2f_nodenorm, h2f_x4_nodenorm, VCONST, VC_NIB8, VC_NIB16, VC_EVEN16, VC_ODD16,
+  FUSED, scratchBase, h2f, h2f_x4_nodenorm, VCONST, VC_NIB8, VC_NIB16,
   q8aSumOff, q8aQ8Off, q8aQ16Off,
 } from "./common";
 import {
-  reduce4, storeRows, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_PAIRS, Q8B_QUAD, q8bPlainBytes, mmStore, storePairsAcc,
-  transposeQuads, smallTail, SMALL_X, MV_X, quadsNibRelaxed, quadsNibSimd, q4rFewFusedDot, q4rFewDot16, smallStride, smallMost, smallImages,
+  reduce4, storeRows, storeFew, SMALL_X, MV_X, quadsNibRelaxed, quadsNibSimd, q4rFewFusedDot, q4rFewDot16, smallStride, smallMost, smallImages,
 } from "./quant";
 import { matvec_q6r_q8a } from "./q6matvec";
 
@@ -244,10 +243,10 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
 // Relaxed, Q5KR: a row's sub-block (at q) against its activations, left in
 // int16: lane i holds two pairs' dots of both 16-wide halves, |lane| <=
 // 2*2*31*127 = 15748. The values (0..31) are the 7-bit operand as they lie.
-@inline function kRow5Relaxed(q: usize, xl: v128, xh: v128): v128 {
+@inline function kRow5Relaxed(q0: v128, q1: v128, xl: v128, xh: v128): v128 {
   return i16x8.add(
-    i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(q)),
-    i16x8.relaxed_dot_i8x16_i7x16_s(xh, v128.load(q, 16)),
+    i16x8.relaxed_dot_i8x16_i7x16_s(xl, q0),
+    i16x8.relaxed_dot_i8x16_i7x16_s(xh, q1),
   );
 }
 
@@ -278,10 +277,17 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   const pr = i16x8.shuffle(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3);
   // Q4KR: the quads' dots in int16 row lanes (quant.ts), widened and scaled at once.
   if (!five) return i32x4.dot_i16x8_s(quadsNibRelaxed(q, xq + (i << 2), m, t), pr);
-  const rs = kRowStride(five);
-  const xl = v128.load(xq + (i << 2)), xh = v128.load(xq + (i << 2), 16);
-  const a = kPairAdd(kRow5Relaxed(q, xl, xh), kRow5Relaxed(q + rs, xl, xh));
-  const c = kPairAdd(kRow5Relaxed(q + 2 * rs, xl, xh), kRow5Relaxed(q + 3 * rs, xl, xh));
+  return kSub5(v128.load(q), v128.load(q, 16), v128.load(q, 32), v128.load(q, 48),
+    v128.load(q, 64), v128.load(q, 80), v128.load(q, 96), v128.load(q, 112), xq + (i << 2), pr);
+}
+
+// Relaxed, Q5KR: a sub-block of the four rows (row r's halves q_2r, q_2r+1,
+// 32 bytes apart in a row's 32; the rows 32 apart) against its activations
+// at x, [sc_r * sum_l q_l x_l] as kSubRelaxed describes.
+@inline function kSub5(q0: v128, q1: v128, q2: v128, q3: v128, q4: v128, q5: v128, q6: v128, q7: v128, x: usize, pr: v128): v128 {
+  const xl = v128.load(x), xh = v128.load(x, 16);
+  const a = kPairAdd(kRow5Relaxed(q0, q1, xl, xh), kRow5Relaxed(q2, q3, xl, xh));
+  const c = kPairAdd(kRow5Relaxed(q4, q5, xl, xh), kRow5Relaxed(q6, q7, xl, xh));
   const lo = i32x4.shuffle(a, c, 0, 1, 4, 5), hi = i32x4.shuffle(a, c, 2, 3, 6, 7);
   return i32x4.add(i32x4.dot_i16x8_s(lo, pr), i32x4.dot_i16x8_s(hi, pr));
 }
@@ -473,11 +479,10 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
 // ---------------------------------------------------------------- matmul (Q8B)
 
 // out[t*rows + r] for ntok tokens (Q8B, q8b_bytes(cols, ntok)); bit-identical
-// to ntok matvec calls. Relaxed builds: Q4KR in passes over the weights for up
+// to ntok matvec calls. Relaxed builds: Q4KR and Q5KR in passes over the weights for up
 // to four (relaxed) or eight (relaxed-fused) tokens at a time, from the tokens'
-// Q8A images (matmulQ4kSmall); Q5KR in tiles over whole groups of eight
-// tokens (few tokens and a short tail: one matvec per token). The SIMD and
-// scalar builds run a matvec per token.
+// Q8A images (matmulQ4kSmall, matmulQ5kSmall). The SIMD and scalar builds run
+// a matvec per token.
 export function matmul_q4kr_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
   matmulK(w, rows, cols, xb, ntok, out, false);
 }
@@ -491,21 +496,25 @@ function matmulK(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usiz
     matvecsPerToken(w, rows, cols, xb, 0, ntok, out, five ? 5 : 4);
     return;
   }
-  if (!five) {
-    // Q4KR: passes over the weights for a few tokens at a time beat its tiles at every count measured.
-    matmulQ4kSmall(w, rows, cols, xb, 0, ntok, out);
-    return;
-  }
-  const tiled = ntok - smallTail(ntok);
-  if (tiled > 0) matmulQ5kTiled(w, rows, cols, FUSED ? xb : xb + q8bPlainBytes(<usize>cols >> 5, ntok), tiled, out);
-  if (tiled < ntok) matvecsPerToken(w, rows, cols, xb, tiled, ntok, out, 5);
+  // Passes over the weights for a few tokens at a time beat the tiles these
+  // kinds had at every count measured, 64 tokens included (docs/kernels.md).
+  if (five) matmulQ5kSmall(w, rows, cols, xb, 0, ntok, out);
+  else matmulQ4kSmall(w, rows, cols, xb, 0, ntok, out);
 }
 
-// Q4KR's few tokens, relaxed builds: tokens [t0, t1) of Q8B xb in one pass
-// over the weights (matmulQ4kFew), up to eight at a time in the
-// relaxed-fused build (four where eight images do not fit in scratch), four
-// in the relaxed one; a lone token takes the matvec.
+// The K-quants' few tokens, relaxed builds: tokens [t0, t1) of Q8B xb in one
+// pass over the weights (matmulQ4kFew, matmulQ5kFew), up to eight at a time in
+// the relaxed-fused build (four where eight images do not fit in scratch),
+// four in the relaxed one; a lone token takes the matvec.
 function matmulQ4kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize): void {
+  matmulKSmall(w, rows, cols, xb, t0, t1, out, false);
+}
+
+function matmulQ5kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize): void {
+  matmulKSmall(w, rows, cols, xb, t0, t1, out, true);
+}
+
+@inline function matmulKSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize, five: bool): void {
   const nb = <usize>cols >> 5;
   const stride = smallStride(nb);
   const xa = scratchBase() + SMALL_X;
@@ -515,14 +524,26 @@ function matmulQ4kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: 
     const n = min(most, t1 - t);
     smallImages(xb, nb, t, n, xa, stride);
     const o = out + <usize>t * outStride;
-    if (n == 1) matvecQ4kSimd(w, rows, cols, xa, o);
-    else if (n == 2) matmulQ4kFew2(w, rows, cols, xa, stride, o);
-    else if (n == 3) matmulQ4kFew3(w, rows, cols, xa, stride, o);
-    else if (n == 4 || !FUSED) matmulQ4kFew4(w, rows, cols, xa, stride, o);
-    else if (n == 5) matmulQ4kFew5(w, rows, cols, xa, stride, o);
-    else if (n == 6) matmulQ4kFew6(w, rows, cols, xa, stride, o);
-    else if (n == 7) matmulQ4kFew7(w, rows, cols, xa, stride, o);
-    else matmulQ4kFew8(w, rows, cols, xa, stride, o);
+    if (n == 1) {
+      if (five) matvecQ5kSimd(w, rows, cols, xa, o);
+      else matvecQ4kSimd(w, rows, cols, xa, o);
+    } else if (five) {
+      if (n == 2) matmulQ5kFew2(w, rows, cols, xa, stride, o);
+      else if (n == 3) matmulQ5kFew3(w, rows, cols, xa, stride, o);
+      else if (n == 4 || !FUSED) matmulQ5kFew4(w, rows, cols, xa, stride, o);
+      else if (n == 5) matmulQ5kFew5(w, rows, cols, xa, stride, o);
+      else if (n == 6) matmulQ5kFew6(w, rows, cols, xa, stride, o);
+      else if (n == 7) matmulQ5kFew7(w, rows, cols, xa, stride, o);
+      else matmulQ5kFew8(w, rows, cols, xa, stride, o);
+    } else {
+      if (n == 2) matmulQ4kFew2(w, rows, cols, xa, stride, o);
+      else if (n == 3) matmulQ4kFew3(w, rows, cols, xa, stride, o);
+      else if (n == 4 || !FUSED) matmulQ4kFew4(w, rows, cols, xa, stride, o);
+      else if (n == 5) matmulQ4kFew5(w, rows, cols, xa, stride, o);
+      else if (n == 6) matmulQ4kFew6(w, rows, cols, xa, stride, o);
+      else if (n == 7) matmulQ4kFew7(w, rows, cols, xa, stride, o);
+      else matmulQ4kFew8(w, rows, cols, xa, stride, o);
+    }
   }
 }
 
@@ -583,14 +604,7 @@ function matmulQ4kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: 
       if (n > 7) a7 = kFoldSuper(a7, q7, kMinSums(p, xm + ts * 7), d, dm, v128.load32_splat(xd + stride * 7));
       p += kBytes(false);
     }
-    storeRows(out, r0, rows, a0);
-    storeRows(out + outStride, r0, rows, a1);
-    if (n > 2) storeRows(out + outStride * 2, r0, rows, a2);
-    if (n > 3) storeRows(out + outStride * 3, r0, rows, a3);
-    if (n > 4) storeRows(out + outStride * 4, r0, rows, a4);
-    if (n > 5) storeRows(out + outStride * 5, r0, rows, a5);
-    if (n > 6) storeRows(out + outStride * 6, r0, rows, a6);
-    if (n > 7) storeRows(out + outStride * 7, r0, rows, a7);
+    storeFew(out, outStride, r0, rows, n, a0, a1, a2, a3, a4, a5, a6, a7);
   }
 }
 
@@ -612,6 +626,75 @@ function matmulQ4kFew6(w: usize, rows: i32, cols: i32, xa: usize, stride: usize,
 function matmulQ4kFew7(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ4kFew(w, rows, cols, xa, stride, out, 7); }
 function matmulQ4kFew8(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ4kFew(w, rows, cols, xa, stride, out, 8); }
 
+// Q5KR: n = 2..8 tokens' Q8A images at xa + i*stride, one pass (a constant:
+// each caller below gets its own copy), as matmulQ4kFew: per four rows and
+// sub-block the rows' 128 bytes are loaded once, and each token costs the
+// matvec's own work on them (kSub5, and a store after it that keeps V8 from
+// hoisting the next token's loads), then per superblock its kFoldSuper. Q5KR
+// reads a byte per weight, so its matvec is bound by memory: here the weights
+// are read once for all n tokens.
+@inline function matmulQ5kFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32): void {
+  const nsb = <usize>cols >> 8;
+  const nb = nsb << 3;
+  const outStride = <usize>rows << 2;
+  const tab = scratchBase() + MV_X;
+  const ts = ((nb << 1) + 15) & ~(<usize>15);
+  for (let i = 0; i < n; i++) kSumTable(xa + <usize>i * stride + q8aSumOff(nb), nb, tab + <usize>i * ts);
+  const z = i32x4.splat(0);
+  const xq0 = xa + q8aQ8Off(nb);
+  const t = scratchBase();
+  let p = w;
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      let q0 = z, q1 = z, q2 = z, q3 = z, q4 = z, q5 = z, q6 = z, q7 = z;
+      const xq = xq0 + (sb << 8);
+      for (let i: usize = 0; i < 64; i += 8) {
+        const q = kSubOf(p, i, true);
+        const w0 = v128.load(q), w1 = v128.load(q, 16), w2 = v128.load(q, 32), w3 = v128.load(q, 48);
+        const w4 = v128.load(q, 64), w5 = v128.load(q, 80), w6 = v128.load(q, 96), w7 = v128.load(q, 112);
+        const sc = v128.load8x8_u(p + K_SC + (i >> 1));
+        const pr = i16x8.shuffle(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3);
+        const x = xq + (i << 2);
+        q0 = i32x4.add(q0, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x, pr, t));
+        q1 = i32x4.add(q1, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride, pr, t));
+        if (n > 2) q2 = i32x4.add(q2, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride * 2, pr, t));
+        if (n > 3) q3 = i32x4.add(q3, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride * 3, pr, t));
+        if (n > 4) q4 = i32x4.add(q4, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride * 4, pr, t));
+        if (n > 5) q5 = i32x4.add(q5, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride * 5, pr, t));
+        if (n > 6) q6 = i32x4.add(q6, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride * 6, pr, t));
+        if (n > 7) q7 = i32x4.add(q7, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride * 7, pr, t));
+      }
+      const d = h2f_x4_nodenorm(p), dm = h2f_x4_nodenorm(p + 8);
+      const xm = tab + (sb << 4), xd = xa + (sb << 5);
+      a0 = kFoldSuper(a0, q0, kMinSums(p, xm), d, dm, v128.load32_splat(xd));
+      a1 = kFoldSuper(a1, q1, kMinSums(p, xm + ts), d, dm, v128.load32_splat(xd + stride));
+      if (n > 2) a2 = kFoldSuper(a2, q2, kMinSums(p, xm + ts * 2), d, dm, v128.load32_splat(xd + stride * 2));
+      if (n > 3) a3 = kFoldSuper(a3, q3, kMinSums(p, xm + ts * 3), d, dm, v128.load32_splat(xd + stride * 3));
+      if (n > 4) a4 = kFoldSuper(a4, q4, kMinSums(p, xm + ts * 4), d, dm, v128.load32_splat(xd + stride * 4));
+      if (n > 5) a5 = kFoldSuper(a5, q5, kMinSums(p, xm + ts * 5), d, dm, v128.load32_splat(xd + stride * 5));
+      if (n > 6) a6 = kFoldSuper(a6, q6, kMinSums(p, xm + ts * 6), d, dm, v128.load32_splat(xd + stride * 6));
+      if (n > 7) a7 = kFoldSuper(a7, q7, kMinSums(p, xm + ts * 7), d, dm, v128.load32_splat(xd + stride * 7));
+      p += kBytes(true);
+    }
+    storeFew(out, outStride, r0, rows, n, a0, a1, a2, a3, a4, a5, a6, a7);
+  }
+}
+
+@inline function kFew5(w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, x: usize, pr: v128, t: usize): v128 {
+  const s = kSub5(w0, w1, w2, w3, w4, w5, w6, w7, x, pr);
+  v128.store(t, s);
+  return s;
+}
+
+function matmulQ5kFew2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ5kFew(w, rows, cols, xa, stride, out, 2); }
+function matmulQ5kFew3(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ5kFew(w, rows, cols, xa, stride, out, 3); }
+function matmulQ5kFew4(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ5kFew(w, rows, cols, xa, stride, out, 4); }
+function matmulQ5kFew5(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ5kFew(w, rows, cols, xa, stride, out, 5); }
+function matmulQ5kFew6(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ5kFew(w, rows, cols, xa, stride, out, 6); }
+function matmulQ5kFew7(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ5kFew(w, rows, cols, xa, stride, out, 7); }
+function matmulQ5kFew8(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ5kFew(w, rows, cols, xa, stride, out, 8); }
+
 // Tokens [t0, t1) of Q8B xb one matvec each, on their Q8A images: kind 4
 // Q4KR, 5 Q5KR, 6 Q6R (q6matmul.ts).
 export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize, kind: i32): void {
@@ -624,286 +707,6 @@ export function matvecsPerToken(w: usize, rows: i32, cols: i32, xb: usize, t0: i
     else if (!ASC_FEATURE_SIMD) matvecKScalar(w, rows, cols, xa, o, kind == 5);
     else if (kind == 5) matvecQ5kSimd(w, rows, cols, xa, o);
     else matvecQ4kSimd(w, rows, cols, xa, o);
-  }
-}
-
-// Scratch of the tiles: [0, 128) the current sub-block's 32 values of rows
-// 0..3 (row r at 32r, bytes 0..31), [MM_QT, MM_QT + 128) the same transposed
-// by quads (fused build); at MM_DW: f32 d[4], f32 dmin[4], i32 sc[4], i32
-// m[4] of the rows; K_A: Q5's first-half int16 sums of a tile pass; MM_ACC
-// the f32 accumulators, K_AQ and K_AM the superblock's int32 isq and ism beside them
-// (same layout, at most 1 KiB each). K_TAB (relaxed Q5): per token group and
-// block the int16 starting values -16*sum(x) of the block's two 16-wide
-// halves.
-// @ts-ignore: decorator
-@inline const K_A: usize = 3072;
-// @ts-ignore: decorator
-@inline const K_AQ: usize = 6144;
-// @ts-ignore: decorator
-@inline const K_AM: usize = 7168;
-// @ts-ignore: decorator
-@inline const K_TAB: usize = 256 * 1024;
-
-// The four rows' d and dmin of superblock column p to MM_DW.
-@inline function kScales(ws: usize, p: usize): void {
-  for (let r: usize = 0; r < 4; r++) {
-    store<f32>(ws + MM_DW + (r << 2), h2f_nodenorm(load<u16>(p + (r << 1))));
-    store<f32>(ws + MM_DW + 16 + (r << 2), h2f_nodenorm(load<u16>(p + 8 + (r << 1))));
-  }
-}
-
-// Sub-block j of the four Q5KR rows: values (0..31) to ws, scales and mins
-// to MM_DW.
-@inline function kUnpack(ws: usize, p: usize, j: i32): void {
-  for (let r = 0; r < 4; r++) {
-    const q = kSubAt(p, j, r);
-    const o = ws + (<usize>r << 5);
-    v128.store(o, v128.load(q));
-    v128.store(o, v128.load(q, 16), 16);
-    store<i32>(ws + MM_DW + 32 + (<usize>r << 2), <i32>load<u8>(kScAt(p, j) + <usize>r));
-    store<i32>(ws + MM_DW + 48 + (<usize>r << 2), <i32>load<u8>(kMinAt(p, j, r)));
-  }
-}
-
-// Row r's isq and ism beside the accumulators at pa (four tokens in lanes):
-// the matvec's sub-block step in int32, from the raw integer dots and the
-// tokens' sums of x.
-@inline function kFoldRow(pa: usize, ws: usize, r: usize, raw: v128, sx: v128): void {
-  const q = pa + (K_AQ - MM_ACC), n = pa + (K_AM - MM_ACC);
-  v128.store(q, i32x4.add(v128.load(q), i32x4.mul(raw, v128.load32_splat(ws + MM_DW + 32 + (r << 2)))));
-  v128.store(n, i32x4.add(v128.load(n), i32x4.mul(sx, v128.load32_splat(ws + MM_DW + 48 + (r << 2)))));
-}
-
-// End of superblock column sb: every accumulator folds its row's isq and
-// ism with its tokens' d_x of the superblock (that of its first block, b =
-// 8sb), then isq and ism back to 0. bytes: the accumulators in use; a 16-byte
-// vector of them is one row's (fused: group o >> 6, row (o >> 4) & 3; pairs:
-// group o >> 7, row (o >> 5) & 3, even tokens then odd, as Q8B's pairs
-// section stores their d).
-@inline function kFoldSupers(ws: usize, bytes: usize, xg0: usize, gStride: usize, gBytes: usize, sb: usize): void {
-  const xs = xg0 + (sb << 3) * gBytes;
-  for (let o: usize = 0; o < bytes; o += 16) {
-    const r = FUSED ? (o >> 4) & 3 : (o >> 5) & 3;
-    const dx = FUSED ? xs + (o >> 6) * gStride + 384 : xs + (o >> 7) * gStride + 256 + (o & 16);
-    const a = ws + MM_ACC + o;
-    v128.store(a, kFoldSuper(v128.load(a), v128.load(ws + K_AQ + o), v128.load(ws + K_AM + o),
-      v128.load32_splat(ws + MM_DW + (r << 2)), v128.load32_splat(ws + MM_DW + 16 + (r << 2)), v128.load(dx)));
-  }
-  memory.fill(ws + K_AQ, 0, bytes);
-  memory.fill(ws + K_AM, 0, bytes);
-}
-
-// --- relaxed build: pairs (eight tokens per group), accumulation in int16.
-//
-// Q5_K (q up to 31): sum (q-16)*x over 32 values can reach 65024, so each
-// 16-wide half runs its own chain from -16*sum(x) of the half (K_TAB),
-// |.| <= 16*16*127 = 32512, and the halves are added in int32.
-
-// acc += fold for 4 rows x 8 tokens (row r at ap + 32r: even tokens, then
-// odd, the order the dots with (1,0,...) / (0,1,...) widen them in).
-@inline function kPairsFold(ws: usize, ap: usize, xg: usize, s0: v128, s1: v128, s2: v128, s3: v128, a: usize): void {
-  const ev = v128.load(VCONST + VC_EVEN16);
-  const od = v128.load(VCONST + VC_ODD16);
-  const off = v128.load(xg, 288);
-  const ne = i32x4.dot_i16x8_s(off, ev), no = i32x4.dot_i16x8_s(off, od); // -8*sum(x)
-  const sxe = i32x4.neg(i32x4.shr_s(ne, 3)), sxo = i32x4.neg(i32x4.shr_s(no, 3));
-  const ce = i32x4.shl(sxe, 4), co = i32x4.shl(sxo, 4);
-  kPairsFoldRow(ap, ws, 0, s0, ce, co, sxe, sxo, ev, od, a);
-  kPairsFoldRow(ap + 32, ws, 1, s1, ce, co, sxe, sxo, ev, od, a + 16);
-  kPairsFoldRow(ap + 64, ws, 2, s2, ce, co, sxe, sxo, ev, od, a + 32);
-  kPairsFoldRow(ap + 96, ws, 3, s3, ce, co, sxe, sxo, ev, od, a + 48);
-}
-
-// Row r: the second half's chain (s) and the first's (at a) widened, plus 16*sum(x).
-@inline function kPairsFoldRow(pa: usize, ws: usize, r: usize, s: v128, ce: v128, co: v128, sxe: v128, sxo: v128,
-  ev: v128, od: v128, a: usize): void {
-  const h = v128.load(a);
-  const re = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(s, ev), ce), i32x4.dot_i16x8_s(h, ev));
-  const ro = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(s, od), co), i32x4.dot_i16x8_s(h, od));
-  kFoldRow(pa, ws, r, re, sxe);
-  kFoldRow(pa + 16, ws, r, ro, sxo);
-}
-
-// Four rows x sixteen tokens (two groups of eight) of one sub-block; see
-// mmPairs2 in quant.ts for why one pair per loop pass. p0..p1: the pairs of
-// one chain (0..16, then 16..32: the first half's chains wait in K_A);
-// starts: int16 vectors at sg / sh.
-@inline function kPairsChain2(ws: usize, xg: usize, xh: usize, p0: usize, p1: usize, sg: usize, sh: usize, ap: usize, first: bool): void {
-  let s0 = v128.load(sg), u0 = v128.load(sh);
-  let s1 = s0, s2 = s0, s3 = s0, u1 = u0, u2 = u0, u3 = u0;
-  for (let p = p0; p < p1; p += 2) {
-    const x = v128.load(xg + (p << 3));
-    const y = v128.load(xh + (p << 3));
-    const w0 = v128.load16_splat(ws + p), w1 = v128.load16_splat(ws + p, 32), w2 = v128.load16_splat(ws + p, 64), w3 = v128.load16_splat(ws + p, 96);
-    s0 = i16x8.add(s0, i16x8.relaxed_dot_i8x16_i7x16_s(x, w0));
-    s1 = i16x8.add(s1, i16x8.relaxed_dot_i8x16_i7x16_s(x, w1));
-    s2 = i16x8.add(s2, i16x8.relaxed_dot_i8x16_i7x16_s(x, w2));
-    s3 = i16x8.add(s3, i16x8.relaxed_dot_i8x16_i7x16_s(x, w3));
-    u0 = i16x8.add(u0, i16x8.relaxed_dot_i8x16_i7x16_s(y, w0));
-    u1 = i16x8.add(u1, i16x8.relaxed_dot_i8x16_i7x16_s(y, w1));
-    u2 = i16x8.add(u2, i16x8.relaxed_dot_i8x16_i7x16_s(y, w2));
-    u3 = i16x8.add(u3, i16x8.relaxed_dot_i8x16_i7x16_s(y, w3));
-  }
-  if (first) {
-    const a = ws + K_A;
-    v128.store(a, s0, 0); v128.store(a, s1, 16); v128.store(a, s2, 32); v128.store(a, s3, 48);
-    v128.store(a, u0, 64); v128.store(a, u1, 80); v128.store(a, u2, 96); v128.store(a, u3, 112);
-    return;
-  }
-  kPairsFold(ws, ap, xg, s0, s1, s2, s3, ws + K_A);
-  kPairsFold(ws, ap + 128, xh, u0, u1, u2, u3, ws + K_A + 64);
-}
-
-@inline function kPairsChain1(ws: usize, xg: usize, p0: usize, p1: usize, sg: usize, ap: usize, first: bool): void {
-  let s0 = v128.load(sg);
-  let s1 = s0, s2 = s0, s3 = s0;
-  for (let p = p0; p < p1; p += 2) {
-    const x = v128.load(xg + (p << 3));
-    s0 = i16x8.add(s0, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load16_splat(ws + p)));
-    s1 = i16x8.add(s1, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load16_splat(ws + p, 32)));
-    s2 = i16x8.add(s2, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load16_splat(ws + p, 64)));
-    s3 = i16x8.add(s3, i16x8.relaxed_dot_i8x16_i7x16_s(x, v128.load16_splat(ws + p, 96)));
-  }
-  if (first) {
-    const a = ws + K_A;
-    v128.store(a, s0, 0); v128.store(a, s1, 16); v128.store(a, s2, 32); v128.store(a, s3, 48);
-    return;
-  }
-  kPairsFold(ws, ap, xg, s0, s1, s2, s3, ws + K_A);
-}
-
-function kPairs2Q5(ws: usize, ap: usize, xg: usize, xh: usize, tg: usize, th: usize): void {
-  kPairsChain2(ws, xg, xh, 0, 16, tg, th, ap, true);
-  kPairsChain2(ws, xg, xh, 16, 32, tg + 16, th + 16, ap, false);
-}
-function kPairs1Q5(ws: usize, ap: usize, xg: usize, tg: usize): void {
-  kPairsChain1(ws, xg, 0, 16, tg, ap, true);
-  kPairsChain1(ws, xg, 16, 32, tg + 16, ap, false);
-}
-
-// K_TAB for the ng groups of a chunk: -16*sum(x) of each block's first half
-// (eight pairs, each token's pair sum by one relaxed dot with ones), and of
-// the second half as 2*(-8*sum(x)) minus that (exact after int16 wrap: the
-// result is within +-32512).
-function kHalfTable(xg0: usize, gStride: usize, ng: i32, nb: usize, tab: usize): void {
-  const ones = i8x16.splat(1);
-  for (let g = 0; g < ng; g++) {
-    let xg = xg0 + <usize>g * gStride;
-    let o = tab + <usize>g * nb * 32;
-    for (let b: usize = 0; b < nb; b++) {
-      let s = i16x8.splat(0);
-      for (let p: usize = 0; p < 128; p += 16) s = i16x8.add(s, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xg + p), ones));
-      const lo = i16x8.neg(i16x8.shl(s, 4));
-      v128.store(o, lo);
-      v128.store(o, i16x8.sub(i16x8.shl(v128.load(xg, 288), 1), lo), 16);
-      xg += Q8B_PAIRS;
-      o += 32;
-    }
-  }
-}
-
-// --- relaxed-fused build: quads (four tokens per group), int32 from zero
-// (the raw dot, |.| <= 32*31*127, needs no offset); sum(x) from Q8B's
-// -8*sum(x).
-
-@inline function kQuadsFold(ws: usize, ap: usize, xg: usize, a0: v128, a1: v128, a2: v128, a3: v128): void {
-  const sx = i32x4.neg(i32x4.shr_s(v128.load(xg, 400), 3));
-  kFoldRow(ap, ws, 0, a0, sx);
-  kFoldRow(ap + 16, ws, 1, a1, sx);
-  kFoldRow(ap + 32, ws, 2, a2, sx);
-  kFoldRow(ap + 48, ws, 3, a3, sx);
-}
-
-// Four rows x eight tokens; see mmQuads2 in quant.ts.
-function kQuads2(ws: usize, ap: usize, xg: usize, xh: usize): void {
-  let a0 = i32x4.splat(0), b0 = a0;
-  let a1 = a0, a2 = a0, a3 = a0, b1 = b0, b2 = b0, b3 = b0;
-  for (let k: usize = 0; k < 32; k += 4) {
-    const x = v128.load(xg + (k << 2));
-    const y = v128.load(xh + (k << 2));
-    const q = v128.load(ws + MM_QT + (k << 2));
-    const w0 = i32x4.shuffle(q, q, 0, 0, 0, 0), w1 = i32x4.shuffle(q, q, 1, 1, 1, 1);
-    const w2 = i32x4.shuffle(q, q, 2, 2, 2, 2), w3 = i32x4.shuffle(q, q, 3, 3, 3, 3);
-    a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, w0, a0);
-    a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, w1, a1);
-    a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, w2, a2);
-    a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, w3, a3);
-    b0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(y, w0, b0);
-    b1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(y, w1, b1);
-    b2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(y, w2, b2);
-    b3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(y, w3, b3);
-  }
-  kQuadsFold(ws, ap, xg, a0, a1, a2, a3);
-  kQuadsFold(ws, ap + 64, xh, b0, b1, b2, b3);
-}
-
-function kQuads1(ws: usize, ap: usize, xg: usize): void {
-  let a0 = i32x4.splat(0);
-  let a1 = a0, a2 = a0, a3 = a0;
-  for (let k: usize = 0; k < 32; k += 4) {
-    const x = v128.load(xg + (k << 2));
-    const q = v128.load(ws + MM_QT + (k << 2));
-    a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 0, 0, 0, 0), a0);
-    a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 1, 1, 1, 1), a1);
-    a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 2, 2, 2, 2), a2);
-    a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, i32x4.shuffle(q, q, 3, 3, 3, 3), a3);
-  }
-  kQuadsFold(ws, ap, xg, a0, a1, a2, a3);
-}
-
-// Q5KR's tiles of four rows, every token group of a 64-token chunk per
-// sub-block, in block order (the matvec's fold order per output). x: the
-// pairs section (relaxed) or the quads (relaxed-fused); groups of 8 or 4
-// tokens.
-function matmulQ5kTiled(w: usize, rows: i32, cols: i32, x: usize, ntok: i32, out: usize): void {
-  const nsb = <usize>cols >> 8;
-  const nb = nsb << 3;
-  const ws = scratchBase();
-  const tab = ws + K_TAB;
-  const gTok = FUSED ? 4 : 8;
-  const gBytes: usize = FUSED ? Q8B_QUAD : Q8B_PAIRS;
-  const gStride = nb * gBytes;
-  const tStride = nb << 5;
-  const B = kBytes(true);
-  for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
-    const tn = min(MM_TOK, ntok - t0);
-    const ng = (tn + gTok - 1) / gTok;
-    const xg0 = x + <usize>(t0 / gTok) * gStride;
-    if (!FUSED) kHalfTable(xg0, gStride, ng, nb, tab);
-    for (let r0 = 0; r0 < rows; r0 += 4) {
-      const accBytes = <usize>ng << (FUSED ? 6 : 7);
-      memory.fill(ws + MM_ACC, 0, accBytes);
-      memory.fill(ws + K_AQ, 0, accBytes);
-      memory.fill(ws + K_AM, 0, accBytes);
-      let p = w + <usize>(r0 >> 2) * nsb * B;
-      for (let sb: usize = 0; sb < nsb; sb++) {
-        kScales(ws, p);
-        for (let j = 0; j < 8; j++) {
-          kUnpack(ws, p, j);
-          if (FUSED) transposeQuads(ws);
-          const b = (sb << 3) + <usize>j;
-          let xg = xg0 + b * gBytes;
-          let tg = tab + (b << 5);
-          let g = 0;
-          for (; g + 2 <= ng; g += 2) {
-            const ap = ws + MM_ACC + (<usize>g << (FUSED ? 6 : 7));
-            if (FUSED) kQuads2(ws, ap, xg, xg + gStride);
-            else kPairs2Q5(ws, ap, xg, xg + gStride, tg, tg + tStride);
-            xg += gStride << 1;
-            tg += tStride << 1;
-          }
-          if (g < ng) {
-            const ap = ws + MM_ACC + (<usize>g << (FUSED ? 6 : 7));
-            if (FUSED) kQuads1(ws, ap, xg);
-            else kPairs1Q5(ws, ap, xg, tg);
-          }
-        }
-        kFoldSupers(ws, accBytes, xg0, gStride, gBytes, sb);
-        p += B;
-      }
-      if (FUSED) mmStore(ws, out, rows, r0, t0, tn);
-      else storePairsAcc(ws, out, rows, r0, t0, tn);
-    }
   }
 }
 

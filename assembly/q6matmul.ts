@@ -18,7 +18,7 @@
 // workerd").
 
 import { FUSED, scratchBase, h2f_nodenorm, h2f_x4_nodenorm, q8aQ8Off } from "./common";
-import { MM_TOK, MM_DW, MM_ACC, Q8B_PAIRS, q8bPlainBytes, storePairsAcc, smallTail, SMALL_X, smallStride, smallMost, smallImages, storeRows } from "./quant";
+import { MM_TOK, MM_DW, MM_ACC, Q8B_PAIRS, q8bPlainBytes, storePairsAcc, smallTail, SMALL_X, smallStride, smallMost, smallImages, storeFew } from "./quant";
 import { matvecsPerToken } from "./kquant";
 import { Q6R_SC, Q6R_XT, Q6R_CONST, M6, MC, q6rQuads, q6rTable, q6rFold, matvec_q6r_q8a } from "./q6matvec";
 
@@ -100,14 +100,7 @@ function matmulQ6Small(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i
       }
       p += 840;
     }
-    storeRows(out, r0, rows, a0);
-    storeRows(out + outStride, r0, rows, a1);
-    if (n > 2) storeRows(out + outStride * 2, r0, rows, a2);
-    if (n > 3) storeRows(out + outStride * 3, r0, rows, a3);
-    if (n > 4) storeRows(out + outStride * 4, r0, rows, a4);
-    if (n > 5) storeRows(out + outStride * 5, r0, rows, a5);
-    if (n > 6) storeRows(out + outStride * 6, r0, rows, a6);
-    if (n > 7) storeRows(out + outStride * 7, r0, rows, a7);
+    storeFew(out, outStride, r0, rows, n, a0, a1, a2, a3, a4, a5, a6, a7);
   }
 }
 

@@ -259,6 +259,20 @@ export function repack_q4_0(src: usize, dst: usize, rows: i32, cols: i32): void 
   }
 }
 
+// A few-token pass's rows r0..r0+3 of its n (2..8, a constant where it is
+// inlined) tokens: accumulator a_i to out + i*outStride.
+@inline export function storeFew(out: usize, outStride: usize, r0: i32, rows: i32, n: i32,
+  a0: v128, a1: v128, a2: v128, a3: v128, a4: v128, a5: v128, a6: v128, a7: v128): void {
+  storeRows(out, r0, rows, a0);
+  storeRows(out + outStride, r0, rows, a1);
+  if (n > 2) storeRows(out + outStride * 2, r0, rows, a2);
+  if (n > 3) storeRows(out + outStride * 3, r0, rows, a3);
+  if (n > 4) storeRows(out + outStride * 4, r0, rows, a4);
+  if (n > 5) storeRows(out + outStride * 5, r0, rows, a5);
+  if (n > 6) storeRows(out + outStride * 6, r0, rows, a6);
+  if (n > 7) storeRows(out + outStride * 7, r0, rows, a7);
+}
+
 // ---------------------------------------------------------------- Q4R x Q8A
 
 // out[r] = sum_b d_w[r,b] * d_x[b] * sum_j (q[r,b,j] - 8) * x[b,j]
@@ -1519,14 +1533,7 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
       xq += 32;
       xs += 4;
     }
-    storeRows(out, r0, rows, a0);
-    storeRows(out + outStride, r0, rows, a1);
-    if (n > 2) storeRows(out + outStride * 2, r0, rows, a2);
-    if (n > 3) storeRows(out + outStride * 3, r0, rows, a3);
-    if (n > 4) storeRows(out + outStride * 4, r0, rows, a4);
-    if (n > 5) storeRows(out + outStride * 5, r0, rows, a5);
-    if (n > 6) storeRows(out + outStride * 6, r0, rows, a6);
-    if (n > 7) storeRows(out + outStride * 7, r0, rows, a7);
+    storeFew(out, outStride, r0, rows, n, a0, a1, a2, a3, a4, a5, a6, a7);
   }
 }
 
