@@ -19,8 +19,8 @@
 
 import { FUSED, scratchBase, h2f, VCONST, VC_ONES16, q8aQ8Off, q8aQ16Off } from "./common";
 import {
-  MV_X, MM_TOK, MM_DW, MM_ACC, MM_QT, Q8B_QUAD, SMALL_X, reduce4, storeRows, mmBlock, mmStore, splatPairs, mmQuadsFold,
-  transposeQuads, q8bToQ8a, quadsToQ8a, smallTail,
+  MV_X, MM_TOK, MM_DW, MM_ACC, SMALL_X, reduce4, storeRows, storeFew, mmBlock, mmStore, splatPairs,
+  q8bToQ8a, smallTail, smallStride, smallMost, smallImages,
 } from "./quant";
 
 // Bytes per group of four rows and 32-column block.
@@ -95,7 +95,12 @@ function matvecQ8rScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize):
 
 // acc + f32(s) * (d_w * d_x) for the four rows of the block at p.
 @inline function q8rFold(acc: v128, s: v128, p: usize, xd: usize): v128 {
-  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load(p), v128.load32_splat(xd))));
+  return q8rFoldWith(acc, s, v128.load(p), xd);
+}
+
+// The same with the rows' d_w already loaded.
+@inline function q8rFoldWith(acc: v128, s: v128, dw: v128, xd: usize): v128 {
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dw, v128.load32_splat(xd))));
 }
 
 // Plain SIMD: a row's 32 int8 weights sign-extended to int16 in lane pairs
@@ -121,9 +126,9 @@ function matvecQ8rScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize):
 // chain, so the 4-row reduction adds it. Per row and block 2 xors and 2
 // relaxed dots where the split activations, max(x,0) and max(-x,0), took 4
 // dots and 2 subtractions.
-@inline function q8rRowRelaxed(q: usize, xl: v128, ml: v128, xh: v128, mh: v128, c: v128, ones: v128): v128 {
-  const a = v128.xor(v128.load(q), ml);
-  const b = v128.xor(v128.load(q, 16), mh);
+@inline function q8rRowRelaxed(qa: v128, qb: v128, xl: v128, ml: v128, xh: v128, mh: v128, c: v128, ones: v128): v128 {
+  const a = v128.xor(qa, ml);
+  const b = v128.xor(qb, mh);
   if (FUSED) return i32x4.relaxed_dot_i8x16_i7x16_add_s(b, xh, i32x4.relaxed_dot_i8x16_i7x16_add_s(a, xl, c));
   return i32x4.add(
     i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(a, xl), ones),
@@ -162,18 +167,27 @@ function q8rTable(xa: usize, nb: usize, t: usize): void {
 // the relaxed table, or its permuted int16 activations in Q8A (plain SIMD).
 @inline function q8rBlockSimd(p: usize, xp: usize, ones: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
-    const xl = v128.load(xp), xh = v128.load(xp, 16), ml = v128.load(xp, 32), mh = v128.load(xp, 48);
-    const c = v128.load(xp, 64);
-    const s = reduce4(
-      q8rRowRelaxed(p + 16, xl, ml, xh, mh, c, ones),
-      q8rRowRelaxed(p + 48, xl, ml, xh, mh, c, ones),
-      q8rRowRelaxed(p + 80, xl, ml, xh, mh, c, ones),
-      q8rRowRelaxed(p + 112, xl, ml, xh, mh, c, ones),
+    return q8rBlockRelaxed(
+      v128.load(p, 16), v128.load(p, 32), v128.load(p, 48), v128.load(p, 64),
+      v128.load(p, 80), v128.load(p, 96), v128.load(p, 112), v128.load(p, 128), xp, ones,
     );
-    return FUSED ? s : i32x4.add(s, v128.load32_splat(xp, 64));
   }
   const x0 = v128.load(xp), x1 = v128.load(xp, 16), x2 = v128.load(xp, 32), x3 = v128.load(xp, 48);
   return reduce4(q8rRow16(p + 16, x0, x1, x2, x3), q8rRow16(p + 48, x0, x1, x2, x3), q8rRow16(p + 80, x0, x1, x2, x3), q8rRow16(p + 112, x0, x1, x2, x3));
+}
+
+// Relaxed builds: the four rows' integer dots of a block whose weights are
+// loaded (row r's halves q_2r, q_2r+1) against its table entry at xp.
+@inline function q8rBlockRelaxed(q0: v128, q1: v128, q2: v128, q3: v128, q4: v128, q5: v128, q6: v128, q7: v128, xp: usize, ones: v128): v128 {
+  const xl = v128.load(xp), xh = v128.load(xp, 16), ml = v128.load(xp, 32), mh = v128.load(xp, 48);
+  const c = v128.load(xp, 64);
+  const s = reduce4(
+    q8rRowRelaxed(q0, q1, xl, ml, xh, mh, c, ones),
+    q8rRowRelaxed(q2, q3, xl, ml, xh, mh, c, ones),
+    q8rRowRelaxed(q4, q5, xl, ml, xh, mh, c, ones),
+    q8rRowRelaxed(q6, q7, xl, ml, xh, mh, c, ones),
+  );
+  return FUSED ? s : i32x4.add(s, v128.load32_splat(xp, 64));
 }
 
 function matvecQ8rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
@@ -203,9 +217,11 @@ function matvecQ8rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
 
 // Prefill and batched decode: out[t*rows + r] for ntok tokens given as Q8B
 // (q8b_bytes(cols, ntok)); w is Q8R. Bit-identical to ntok calls of
-// matvec_q8r_q8a on the same tokens' Q8A. The tiles take whole groups of
-// eight tokens; a few tokens (up to 6, or the last ntok % 8 unless 7) run
-// one matvec per token on their Q8A images, which costs less than a tile.
+// matvec_q8r_q8a on the same tokens' Q8A. Relaxed-fused build: every token
+// count in passes over the weights for up to eight tokens (matmulQ8rSmall).
+// SIMD and relaxed builds: the tile takes whole groups of eight tokens, and a
+// few tokens (up to 6, or the last ntok % 8 unless 7) one matvec each on
+// their Q8A images (in Node's relaxed build the pass ran 0.98x of those).
 export function matmul_q8r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
   const nb = <usize>cols >> 5;
   const outStride = <usize>rows << 2;
@@ -217,15 +233,95 @@ export function matmul_q8r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: 
     }
     return;
   }
+  if (FUSED) {
+    // Passes over the weights for a few tokens at a time beat the fused tile
+    // at every count measured, 64 tokens included (docs/kernels.md).
+    matmulQ8rSmall(w, rows, cols, xb, 0, ntok, out);
+    return;
+  }
   const tiled = ntok - smallTail(ntok);
   if (tiled > 0) matmulQ8rTiles(w, rows, cols, xb, tiled, out);
   const xa = scratchBase() + SMALL_X;
   for (let t = tiled; t < ntok; t++) {
-    if (FUSED) quadsToQ8a(xb, nb, t, xa);
-    else q8bToQ8a(xb, nb, t, xa);
+    smallImages(xb, nb, t, 1, xa, 0);
     matvec_q8r_q8a(w, rows, cols, xa, out + <usize>t * outStride);
   }
 }
+
+// Relaxed-fused build: tokens [t0, t1) of Q8B xb on their Q8A images, in
+// passes over the weights for up to eight tokens at a time (matmulQ8rFew), as
+// many as their per-call tables fit below SMALL_X (two or more up to 22,937
+// columns; wider, one matvec per token); a lone token takes the matvec.
+function matmulQ8rSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize): void {
+  const nb = <usize>cols >> 5;
+  const stride = smallStride(nb);
+  const xa = scratchBase() + SMALL_X;
+  const outStride = <usize>rows << 2;
+  const step = max(1, min(smallMost(stride), <i32>((SMALL_X - MV_X) / (nb * MV_BLOCK))));
+  for (let t = t0; t < t1; t += step) {
+    const n = min(step, t1 - t);
+    smallImages(xb, nb, t, n, xa, stride);
+    const o = out + <usize>t * outStride;
+    if (n == 1) matvec_q8r_q8a(w, rows, cols, xa, o);
+    else if (n == 2) matmulQ8rFew2(w, rows, cols, xa, stride, o);
+    else if (n == 3) matmulQ8rFew3(w, rows, cols, xa, stride, o);
+    else if (n == 4) matmulQ8rFew4(w, rows, cols, xa, stride, o);
+    else if (n == 5) matmulQ8rFew5(w, rows, cols, xa, stride, o);
+    else if (n == 6) matmulQ8rFew6(w, rows, cols, xa, stride, o);
+    else if (n == 7) matmulQ8rFew7(w, rows, cols, xa, stride, o);
+    else matmulQ8rFew8(w, rows, cols, xa, stride, o);
+  }
+}
+
+// n = 2..8 tokens' Q8A images at xa + i*stride, one pass (a constant: each
+// caller below gets its own copy). Each token's table (q8rTable) first, one
+// after another at MV_X; then per four rows and block the rows' 128 weight
+// bytes are loaded once and each token costs the matvec's own work on them
+// (q8rBlockRelaxed, q8rFoldWith): the matvec's bits. Q8R's matvec is bound by
+// reading the weights; here they are read once for all n tokens.
+@inline function matmulQ8rFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32): void {
+  const nb = <usize>cols >> 5;
+  const outStride = <usize>rows << 2;
+  const tab = scratchBase() + MV_X;
+  const ts = nb * MV_BLOCK;
+  for (let i = 0; i < n; i++) q8rTable(xa + <usize>i * stride, nb, tab + <usize>i * ts);
+  const ones = v128.load(VCONST + VC_ONES16);
+  let p = w;
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    let xp = tab, xd = xa;
+    for (let b: usize = 0; b < nb; b++) {
+      const q0 = v128.load(p, 16), q1 = v128.load(p, 32), q2 = v128.load(p, 48), q3 = v128.load(p, 64);
+      const q4 = v128.load(p, 80), q5 = v128.load(p, 96), q6 = v128.load(p, 112), q7 = v128.load(p, 128);
+      const dw = v128.load(p);
+      a0 = q8rFewToken(a0, q0, q1, q2, q3, q4, q5, q6, q7, xp, ones, dw, xd);
+      a1 = q8rFewToken(a1, q0, q1, q2, q3, q4, q5, q6, q7, xp + ts, ones, dw, xd + stride);
+      if (n > 2) a2 = q8rFewToken(a2, q0, q1, q2, q3, q4, q5, q6, q7, xp + ts * 2, ones, dw, xd + stride * 2);
+      if (n > 3) a3 = q8rFewToken(a3, q0, q1, q2, q3, q4, q5, q6, q7, xp + ts * 3, ones, dw, xd + stride * 3);
+      if (n > 4) a4 = q8rFewToken(a4, q0, q1, q2, q3, q4, q5, q6, q7, xp + ts * 4, ones, dw, xd + stride * 4);
+      if (n > 5) a5 = q8rFewToken(a5, q0, q1, q2, q3, q4, q5, q6, q7, xp + ts * 5, ones, dw, xd + stride * 5);
+      if (n > 6) a6 = q8rFewToken(a6, q0, q1, q2, q3, q4, q5, q6, q7, xp + ts * 6, ones, dw, xd + stride * 6);
+      if (n > 7) a7 = q8rFewToken(a7, q0, q1, q2, q3, q4, q5, q6, q7, xp + ts * 7, ones, dw, xd + stride * 7);
+      p += Q8R_BLOCK;
+      xp += MV_BLOCK;
+      xd += 4;
+    }
+    storeFew(out, outStride, r0, rows, n, a0, a1, a2, a3, a4, a5, a6, a7);
+  }
+}
+
+@inline function q8rFewToken(acc: v128, q0: v128, q1: v128, q2: v128, q3: v128, q4: v128, q5: v128, q6: v128, q7: v128,
+  xp: usize, ones: v128, dw: v128, xd: usize): v128 {
+  return q8rFoldWith(acc, q8rBlockRelaxed(q0, q1, q2, q3, q4, q5, q6, q7, xp, ones), dw, xd);
+}
+
+function matmulQ8rFew2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ8rFew(w, rows, cols, xa, stride, out, 2); }
+function matmulQ8rFew3(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ8rFew(w, rows, cols, xa, stride, out, 3); }
+function matmulQ8rFew4(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ8rFew(w, rows, cols, xa, stride, out, 4); }
+function matmulQ8rFew5(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ8rFew(w, rows, cols, xa, stride, out, 5); }
+function matmulQ8rFew6(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ8rFew(w, rows, cols, xa, stride, out, 6); }
+function matmulQ8rFew7(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ8rFew(w, rows, cols, xa, stride, out, 7); }
+function matmulQ8rFew8(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ8rFew(w, rows, cols, xa, stride, out, 8); }
 
 // One block row sign-extended to int16 and stored as 16 splatted pairs.
 @inline function unpackQ8rRow(ws: usize, r: usize, q: usize): void {
@@ -234,44 +330,15 @@ export function matmul_q8r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: 
   splatPairs(ws, r, i16x8.extend_low_i8x16_s(a), i16x8.extend_high_i8x16_s(a), i16x8.extend_low_i8x16_s(b), i16x8.extend_high_i8x16_s(b));
 }
 
-// Fused build, one token group: the weights (transposed by quads) are the
-// signed operand, the activations' halves max(x,0) and max(-x,0) in Q8B's
-// quads the 7-bit ones: dot = sum w*x+ - sum w*x-, two fused dots per quad,
-// both exact in int32.
-function mmQ8rQuads(ws: usize, ap: usize, xg: usize, d0: v128, d1: v128, d2: v128, d3: v128): void {
-  let a0 = i32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-  let n0 = a0, n1 = a0, n2 = a0, n3 = a0;
-  for (let k: usize = 0; k < 32; k += 4) {
-    const xp = v128.load(xg + (k << 2), 128);
-    const xn = v128.load(xg + (k << 2), 256);
-    const q = v128.load(ws + MM_QT + (k << 2));
-    let w = i32x4.shuffle(q, q, 0, 0, 0, 0);
-    a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xp, a0);
-    n0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xn, n0);
-    w = i32x4.shuffle(q, q, 1, 1, 1, 1);
-    a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xp, a1);
-    n1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xn, n1);
-    w = i32x4.shuffle(q, q, 2, 2, 2, 2);
-    a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xp, a2);
-    n2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xn, n2);
-    w = i32x4.shuffle(q, q, 3, 3, 3, 3);
-    a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xp, a3);
-    n3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, xn, n3);
-  }
-  mmQuadsFold(ap, xg, i32x4.sub(a0, n0), i32x4.sub(a1, n1), i32x4.sub(a2, n2), i32x4.sub(a3, n3), d0, d1, d2, d3);
-}
-
-// The tiles, 4 rows x the chunk's tokens per pass. SIMD and relaxed builds:
-// the 16-bit tile (mmBlock), the block's rows unpacked to splatted int16
-// pairs; the relaxed build keeps it because signed weights times signed
+// The tile of the SIMD and relaxed builds, 4 rows x the chunk's tokens per
+// pass: the 16-bit tile (mmBlock), the block's rows unpacked to splatted
+// int16 pairs; the relaxed build keeps it because signed weights times signed
 // activations need two 8-bit dots per pair, and widening their int16 results
-// costs more than the 16-bit dot saves (docs/kernels.md). Fused build: the
-// block's rows (already 32 bytes apart, as transposeQuads reads them) copied
-// to scratch and transposed by quads, then mmQ8rQuads per token group.
+// costs more than the 16-bit dot saves (docs/kernels.md).
 function matmulQ8rTiles(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
   const nb = <usize>cols >> 5;
   const ws = scratchBase();
-  const gStride = nb * (FUSED ? Q8B_QUAD : 288);
+  const gStride = nb * 288;
   const gBytes = nb * Q8R_BLOCK;
   for (let t0 = 0; t0 < ntok; t0 += MM_TOK) {
     const tn = min(MM_TOK, ntok - t0);
@@ -281,25 +348,12 @@ function matmulQ8rTiles(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, ou
       memory.fill(ws + MM_ACC, 0, <usize>ng << 6);
       let p = w + <usize>(r0 >> 2) * gBytes;
       for (let b: usize = 0; b < nb; b++) {
-        if (FUSED) {
-          for (let o: usize = 0; o < 128; o += 16) v128.store(ws + o, v128.load(p + 16 + o));
-          transposeQuads(ws);
-          const dw = v128.load(p);
-          const d0 = i32x4.shuffle(dw, dw, 0, 0, 0, 0), d1 = i32x4.shuffle(dw, dw, 1, 1, 1, 1);
-          const d2 = i32x4.shuffle(dw, dw, 2, 2, 2, 2), d3 = i32x4.shuffle(dw, dw, 3, 3, 3, 3);
-          let xg = xg0 + b * Q8B_QUAD;
-          for (let g = 0; g < ng; g++) {
-            mmQ8rQuads(ws, ws + MM_ACC + (<usize>g << 6), xg, d0, d1, d2, d3);
-            xg += gStride;
-          }
-        } else {
-          v128.store(ws + MM_DW, v128.load(p));
-          unpackQ8rRow(ws, 0, p + 16);
-          unpackQ8rRow(ws, 1, p + 48);
-          unpackQ8rRow(ws, 2, p + 80);
-          unpackQ8rRow(ws, 3, p + 112);
-          mmBlock(ws, xg0 + b * 288, gStride, ng);
-        }
+        v128.store(ws + MM_DW, v128.load(p));
+        unpackQ8rRow(ws, 0, p + 16);
+        unpackQ8rRow(ws, 1, p + 48);
+        unpackQ8rRow(ws, 2, p + 80);
+        unpackQ8rRow(ws, 3, p + 112);
+        mmBlock(ws, xg0 + b * 288, gStride, ng);
         p += Q8R_BLOCK;
       }
       mmStore(ws, out, rows, r0, t0, tn);
