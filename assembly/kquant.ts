@@ -503,7 +503,7 @@ function matmulK(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usiz
 }
 
 // The K-quants' few tokens, relaxed builds: tokens [t0, t1) of Q8B xb in one
-// pass over the weights (matmulQ4kFew, matmulQ5kFew), up to eight at a time in
+// pass over the weights (matmulKFew), up to eight at a time in
 // the relaxed-fused build (four where eight images do not fit in scratch),
 // four in the relaxed one; a lone token takes the matvec.
 function matmulQ4kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize): void {
@@ -547,15 +547,18 @@ function matmulQ5kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: 
   }
 }
 
-// n = 2..8 tokens' Q8A images at xa + i*stride, one pass (a constant: each
-// caller below gets its own copy). Per four rows and sub-block the quads are
-// loaded and split once, and each token costs the matvec's own work on them
-// into its isq (relaxed-fused: q4rFewFusedDot times the scales; relaxed:
-// q4rFewDot16 widened by a dot with the scales, as kSubRelaxed, and a store
-// after it that keeps V8 from hoisting the next token's loads), then per
-// superblock its kFoldSuper: integer sums and the same fold, so the matvec's
-// bits.
-@inline function matmulQ4kFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32): void {
+// n = 2..8 tokens' Q8A images at xa + i*stride, one pass (n and five are
+// constants: each caller below gets its own copy). Per four rows and
+// sub-block the weights are loaded once, and each token costs the matvec's
+// own work on them into its isq, then per superblock its kFoldSuper: integer
+// sums and the same fold, so the matvec's bits. Q4KR: the quads split once;
+// per token q4rFewFusedDot times the scales (relaxed-fused) or q4rFewDot16
+// widened by a dot with the scales, as kSubRelaxed (relaxed). Q5KR: the
+// rows' 128 bytes in eight registers; per token kSub5. Relaxed Q4KR and both
+// Q5KR builds store each token's sums, which keeps V8 from hoisting the next
+// token's loads. Q5KR reads a byte per weight, so its matvec is bound by
+// memory: here the weights are read once for all n tokens.
+@inline function matmulKFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32, five: bool): void {
   const nsb = <usize>cols >> 8;
   const nb = nsb << 3;
   const outStride = <usize>rows << 2;
@@ -574,23 +577,40 @@ function matmulQ5kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: 
       let q0 = z, q1 = z, q2 = z, q3 = z, q4 = z, q5 = z, q6 = z, q7 = z;
       const xq = xq0 + (sb << 8);
       for (let i: usize = 0; i < 64; i += 8) {
-        const v0 = v128.load(p + (i << 3), 80), v1 = v128.load(p + (i << 3), 96);
-        const v2 = v128.load(p + (i << 3), 112), v3 = v128.load(p + (i << 3), 128);
-        const l0 = v128.and(v0, m), h0 = v128.and(i16x8.shr_u(v0, 4), m);
-        const l1 = v128.and(v1, m), h1 = v128.and(i16x8.shr_u(v1, 4), m);
-        const l2 = v128.and(v2, m), h2 = v128.and(i16x8.shr_u(v2, 4), m);
-        const l3 = v128.and(v3, m), h3 = v128.and(i16x8.shr_u(v3, 4), m);
-        const sc8 = v128.load8x8_u(p + (i >> 1), K_SC);
-        const sc = FUSED ? i32x4.extend_low_i16x8_u(sc8) : i16x8.shuffle(sc8, sc8, 0, 0, 1, 1, 2, 2, 3, 3);
-        const x = xq + (i << 2);
-        q0 = i32x4.add(q0, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x, z, sc, t));
-        q1 = i32x4.add(q1, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride, z, sc, t));
-        if (n > 2) q2 = i32x4.add(q2, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 2, z, sc, t));
-        if (n > 3) q3 = i32x4.add(q3, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 3, z, sc, t));
-        if (n > 4) q4 = i32x4.add(q4, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 4, z, sc, t));
-        if (n > 5) q5 = i32x4.add(q5, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 5, z, sc, t));
-        if (n > 6) q6 = i32x4.add(q6, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 6, z, sc, t));
-        if (n > 7) q7 = i32x4.add(q7, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 7, z, sc, t));
+        if (five) {
+          const q = kSubOf(p, i, true);
+          const w0 = v128.load(q), w1 = v128.load(q, 16), w2 = v128.load(q, 32), w3 = v128.load(q, 48);
+          const w4 = v128.load(q, 64), w5 = v128.load(q, 80), w6 = v128.load(q, 96), w7 = v128.load(q, 112);
+          const sc = v128.load8x8_u(p + K_SC + (i >> 1));
+          const pr = i16x8.shuffle(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3);
+          const x = xq + (i << 2);
+          q0 = i32x4.add(q0, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x, pr, t));
+          q1 = i32x4.add(q1, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride, pr, t));
+          if (n > 2) q2 = i32x4.add(q2, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride * 2, pr, t));
+          if (n > 3) q3 = i32x4.add(q3, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride * 3, pr, t));
+          if (n > 4) q4 = i32x4.add(q4, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride * 4, pr, t));
+          if (n > 5) q5 = i32x4.add(q5, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride * 5, pr, t));
+          if (n > 6) q6 = i32x4.add(q6, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride * 6, pr, t));
+          if (n > 7) q7 = i32x4.add(q7, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride * 7, pr, t));
+        } else {
+          const v0 = v128.load(p + (i << 3), 80), v1 = v128.load(p + (i << 3), 96);
+          const v2 = v128.load(p + (i << 3), 112), v3 = v128.load(p + (i << 3), 128);
+          const l0 = v128.and(v0, m), h0 = v128.and(i16x8.shr_u(v0, 4), m);
+          const l1 = v128.and(v1, m), h1 = v128.and(i16x8.shr_u(v1, 4), m);
+          const l2 = v128.and(v2, m), h2 = v128.and(i16x8.shr_u(v2, 4), m);
+          const l3 = v128.and(v3, m), h3 = v128.and(i16x8.shr_u(v3, 4), m);
+          const sc8 = v128.load8x8_u(p + (i >> 1), K_SC);
+          const sc = FUSED ? i32x4.extend_low_i16x8_u(sc8) : i16x8.shuffle(sc8, sc8, 0, 0, 1, 1, 2, 2, 3, 3);
+          const x = xq + (i << 2);
+          q0 = i32x4.add(q0, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x, z, sc, t));
+          q1 = i32x4.add(q1, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride, z, sc, t));
+          if (n > 2) q2 = i32x4.add(q2, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 2, z, sc, t));
+          if (n > 3) q3 = i32x4.add(q3, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 3, z, sc, t));
+          if (n > 4) q4 = i32x4.add(q4, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 4, z, sc, t));
+          if (n > 5) q5 = i32x4.add(q5, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 5, z, sc, t));
+          if (n > 6) q6 = i32x4.add(q6, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 6, z, sc, t));
+          if (n > 7) q7 = i32x4.add(q7, kFewSub(l0, h0, l1, h1, l2, h2, l3, h3, x + stride * 7, z, sc, t));
+        }
       }
       const d = h2f_x4_nodenorm(p), dm = h2f_x4_nodenorm(p + 8);
       const xm = tab + (sb << 4), xd = xa + (sb << 5);
@@ -602,7 +622,7 @@ function matmulQ5kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: 
       if (n > 5) a5 = kFoldSuper(a5, q5, kMinSums(p, xm + ts * 5), d, dm, v128.load32_splat(xd + stride * 5));
       if (n > 6) a6 = kFoldSuper(a6, q6, kMinSums(p, xm + ts * 6), d, dm, v128.load32_splat(xd + stride * 6));
       if (n > 7) a7 = kFoldSuper(a7, q7, kMinSums(p, xm + ts * 7), d, dm, v128.load32_splat(xd + stride * 7));
-      p += kBytes(false);
+      p += kBytes(five);
     }
     storeFew(out, outStride, r0, rows, n, a0, a1, a2, a3, a4, a5, a6, a7);
   }
@@ -618,82 +638,28 @@ function matmulQ5kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: 
   return s;
 }
 
-function matmulQ4kFew2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ4kFew(w, rows, cols, xa, stride, out, 2); }
-function matmulQ4kFew3(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ4kFew(w, rows, cols, xa, stride, out, 3); }
-function matmulQ4kFew4(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ4kFew(w, rows, cols, xa, stride, out, 4); }
-function matmulQ4kFew5(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ4kFew(w, rows, cols, xa, stride, out, 5); }
-function matmulQ4kFew6(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ4kFew(w, rows, cols, xa, stride, out, 6); }
-function matmulQ4kFew7(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ4kFew(w, rows, cols, xa, stride, out, 7); }
-function matmulQ4kFew8(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ4kFew(w, rows, cols, xa, stride, out, 8); }
+function matmulQ4kFew2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulKFew(w, rows, cols, xa, stride, out, 2, false); }
+function matmulQ4kFew3(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulKFew(w, rows, cols, xa, stride, out, 3, false); }
+function matmulQ4kFew4(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulKFew(w, rows, cols, xa, stride, out, 4, false); }
+function matmulQ4kFew5(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulKFew(w, rows, cols, xa, stride, out, 5, false); }
+function matmulQ4kFew6(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulKFew(w, rows, cols, xa, stride, out, 6, false); }
+function matmulQ4kFew7(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulKFew(w, rows, cols, xa, stride, out, 7, false); }
+function matmulQ4kFew8(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulKFew(w, rows, cols, xa, stride, out, 8, false); }
 
-// Q5KR: n = 2..8 tokens' Q8A images at xa + i*stride, one pass (a constant:
-// each caller below gets its own copy), as matmulQ4kFew: per four rows and
-// sub-block the rows' 128 bytes are loaded once, and each token costs the
-// matvec's own work on them (kSub5, and a store after it that keeps V8 from
-// hoisting the next token's loads), then per superblock its kFoldSuper. Q5KR
-// reads a byte per weight, so its matvec is bound by memory: here the weights
-// are read once for all n tokens.
-@inline function matmulQ5kFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32): void {
-  const nsb = <usize>cols >> 8;
-  const nb = nsb << 3;
-  const outStride = <usize>rows << 2;
-  const tab = scratchBase() + MV_X;
-  const ts = ((nb << 1) + 15) & ~(<usize>15);
-  for (let i = 0; i < n; i++) kSumTable(xa + <usize>i * stride + q8aSumOff(nb), nb, tab + <usize>i * ts);
-  const z = i32x4.splat(0);
-  const xq0 = xa + q8aQ8Off(nb);
-  const t = scratchBase();
-  let p = w;
-  for (let r0 = 0; r0 < rows; r0 += 4) {
-    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-    for (let sb: usize = 0; sb < nsb; sb++) {
-      let q0 = z, q1 = z, q2 = z, q3 = z, q4 = z, q5 = z, q6 = z, q7 = z;
-      const xq = xq0 + (sb << 8);
-      for (let i: usize = 0; i < 64; i += 8) {
-        const q = kSubOf(p, i, true);
-        const w0 = v128.load(q), w1 = v128.load(q, 16), w2 = v128.load(q, 32), w3 = v128.load(q, 48);
-        const w4 = v128.load(q, 64), w5 = v128.load(q, 80), w6 = v128.load(q, 96), w7 = v128.load(q, 112);
-        const sc = v128.load8x8_u(p + K_SC + (i >> 1));
-        const pr = i16x8.shuffle(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3);
-        const x = xq + (i << 2);
-        q0 = i32x4.add(q0, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x, pr, t));
-        q1 = i32x4.add(q1, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride, pr, t));
-        if (n > 2) q2 = i32x4.add(q2, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride * 2, pr, t));
-        if (n > 3) q3 = i32x4.add(q3, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride * 3, pr, t));
-        if (n > 4) q4 = i32x4.add(q4, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride * 4, pr, t));
-        if (n > 5) q5 = i32x4.add(q5, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride * 5, pr, t));
-        if (n > 6) q6 = i32x4.add(q6, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride * 6, pr, t));
-        if (n > 7) q7 = i32x4.add(q7, kFew5(w0, w1, w2, w3, w4, w5, w6, w7, x + stride * 7, pr, t));
-      }
-      const d = h2f_x4_nodenorm(p), dm = h2f_x4_nodenorm(p + 8);
-      const xm = tab + (sb << 4), xd = xa + (sb << 5);
-      a0 = kFoldSuper(a0, q0, kMinSums(p, xm), d, dm, v128.load32_splat(xd));
-      a1 = kFoldSuper(a1, q1, kMinSums(p, xm + ts), d, dm, v128.load32_splat(xd + stride));
-      if (n > 2) a2 = kFoldSuper(a2, q2, kMinSums(p, xm + ts * 2), d, dm, v128.load32_splat(xd + stride * 2));
-      if (n > 3) a3 = kFoldSuper(a3, q3, kMinSums(p, xm + ts * 3), d, dm, v128.load32_splat(xd + stride * 3));
-      if (n > 4) a4 = kFoldSuper(a4, q4, kMinSums(p, xm + ts * 4), d, dm, v128.load32_splat(xd + stride * 4));
-      if (n > 5) a5 = kFoldSuper(a5, q5, kMinSums(p, xm + ts * 5), d, dm, v128.load32_splat(xd + stride * 5));
-      if (n > 6) a6 = kFoldSuper(a6, q6, kMinSums(p, xm + ts * 6), d, dm, v128.load32_splat(xd + stride * 6));
-      if (n > 7) a7 = kFoldSuper(a7, q7, kMinSums(p, xm + ts * 7), d, dm, v128.load32_splat(xd + stride * 7));
-      p += kBytes(true);
-    }
-    storeFew(out, outStride, r0, rows, n, a0, a1, a2, a3, a4, a5, a6, a7);
-  }
-}
-
+// Q5KR: one token's sub-block of the four rows, then stored to t.
 @inline function kFew5(w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, x: usize, pr: v128, t: usize): v128 {
   const s = kSub5(w0, w1, w2, w3, w4, w5, w6, w7, x, pr);
   v128.store(t, s);
   return s;
 }
 
-function matmulQ5kFew2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ5kFew(w, rows, cols, xa, stride, out, 2); }
-function matmulQ5kFew3(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ5kFew(w, rows, cols, xa, stride, out, 3); }
-function matmulQ5kFew4(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ5kFew(w, rows, cols, xa, stride, out, 4); }
-function matmulQ5kFew5(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ5kFew(w, rows, cols, xa, stride, out, 5); }
-function matmulQ5kFew6(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ5kFew(w, rows, cols, xa, stride, out, 6); }
-function matmulQ5kFew7(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ5kFew(w, rows, cols, xa, stride, out, 7); }
-function matmulQ5kFew8(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ5kFew(w, rows, cols, xa, stride, out, 8); }
+function matmulQ5kFew2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulKFew(w, rows, cols, xa, stride, out, 2, true); }
+function matmulQ5kFew3(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulKFew(w, rows, cols, xa, stride, out, 3, true); }
+function matmulQ5kFew4(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulKFew(w, rows, cols, xa, stride, out, 4, true); }
+function matmulQ5kFew5(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulKFew(w, rows, cols, xa, stride, out, 5, true); }
+function matmulQ5kFew6(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulKFew(w, rows, cols, xa, stride, out, 6, true); }
+function matmulQ5kFew7(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulKFew(w, rows, cols, xa, stride, out, 7, true); }
+function matmulQ5kFew8(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulKFew(w, rows, cols, xa, stride, out, 8, true); }
 
 // Tokens [t0, t1) of Q8B xb one matvec each, on their Q8A images: kind 4
 // Q4KR, 5 Q5KR, 6 Q6R (q6matmul.ts).
