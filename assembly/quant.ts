@@ -790,12 +790,8 @@ export function dequant_q6_k(src: usize, dst: usize, n: i32): void {
 // Quads (relaxed-fused build, the only section): groups of four tokens,
 // block b of group g at (g*nb + b)*416:
 //   [0, 128)    8 x 16 bytes: quad k = x[4k..4k+3] of t0..t3 (one i32 lane each)
-//   [128, 256)  the same quads of max(x, 0)
-//   [256, 384)  the same quads of max(-x, 0)   (x = max(x,0) - max(-x,0), both in 0..127)
-//   [384, 400)  f32 d of t0..t3
-//   [400, 416)  i32 -8*sum(q) of t0..t3
-// q is never -128 (|x/d| <= 127), so -x is exact and both halves are valid
-// 7-bit operands.
+//   [128, 144)  f32 d of t0..t3
+//   [144, 160)  i32 -8*sum(q) of t0..t3
 export function q8b_bytes(n: i32, ntok: i32): usize {
   const nb = <usize>n >> 5;
   if (FUSED) return q8bQuadBytes(nb, ntok);
@@ -805,7 +801,7 @@ export function q8b_bytes(n: i32, ntok: i32): usize {
 }
 
 export const Q8B_PAIRS: usize = 320;
-export const Q8B_QUAD: usize = 416;
+export const Q8B_QUAD: usize = 160;
 
 @inline export function q8bPlainBytes(nb: usize, ntok: i32): usize {
   return <usize>((ntok + 3) >> 2) * nb * 288;
@@ -911,7 +907,6 @@ export function quantize_q8b_k(x: usize, n: i32, ntok: i32, dst: usize): void {
 @inline function quantizeQ8bQuads(x: usize, nb: usize, ntok: i32, dst: usize, sb: bool): void {
   const gBytes = nb * Q8B_QUAD;
   if (ntok & 3) memory.fill(dst + <usize>((ntok - 1) >> 2) * gBytes, 0, gBytes);
-  const zero = i8x16.splat(0);
   for (let t = 0; t < ntok; t++) {
     const xt = x + <usize>t * (nb << 7);
     const lane = <usize>(t & 3) << 2;
@@ -924,10 +919,8 @@ export function quantize_q8b_k(x: usize, n: i32, ntok: i32, dst: usize): void {
       const lo = i8x16.narrow_i16x8_s(v128.load(tq), v128.load(tq, 16));
       const hi = i8x16.narrow_i16x8_s(v128.load(tq, 32), v128.load(tq, 48));
       storeQuads(o, lo, hi);
-      storeQuads(o + 128, i8x16.max_s(lo, zero), i8x16.max_s(hi, zero));
-      storeQuads(o + 256, i8x16.max_s(i8x16.neg(lo), zero), i8x16.max_s(i8x16.neg(hi), zero));
-      store<f32>(o, d, 384);
-      store<i32>(o, -(load<i32>(tq, 64) << 3), 400);
+      store<f32>(o, d, 128);
+      store<i32>(o, -(load<i32>(tq, 64) << 3), 144);
       o += Q8B_QUAD;
     }
   }
@@ -1133,8 +1126,8 @@ export function quadsToQ8a(xq: usize, nb: usize, t: i32, xa: usize): void {
   const sOff = q8aSumOff(nb);
   const q8 = xa + q8aQ8Off(nb);
   for (let b: usize = 0; b < nb; b++) {
-    store<f32>(xa + (b << 2), load<f32>(o, 384));
-    store<i32>(xa + sOff + (b << 2), -(load<i32>(o, 400) >> 3));
+    store<f32>(xa + (b << 2), load<f32>(o, 128));
+    store<i32>(xa + sOff + (b << 2), -(load<i32>(o, 144) >> 3));
     for (let k: usize = 0; k < 8; k++) store<u32>(q8 + (b << 5) + (k << 2), load<u32>(o + (k << 4)));
     o += Q8B_QUAD;
   }
@@ -1307,7 +1300,7 @@ function mmQuadsBlock(ws: usize, xg: usize, gStride: usize, ng: i32, dw: v128): 
 // with explicit bounds checks, and there three fewer checked loads per pass
 // were +9–13%.
 function mmQuads2(ws: usize, ap: usize, xg: usize, xh: usize, d0: v128, d1: v128, d2: v128, d3: v128): void {
-  let a0 = v128.load(xg, 400), b0 = v128.load(xh, 400);
+  let a0 = v128.load(xg, 144), b0 = v128.load(xh, 144);
   let a1 = a0, a2 = a0, a3 = a0, b1 = b0, b2 = b0, b3 = b0;
   for (let k: usize = 0; k < 32; k += 4) {
     const x = v128.load(xg + (k << 2));
@@ -1350,7 +1343,7 @@ export const MM_QT: usize = 256;
 }
 
 function mmQuads1(ws: usize, ap: usize, xg: usize, d0: v128, d1: v128, d2: v128, d3: v128): void {
-  let a0 = v128.load(xg, 400);
+  let a0 = v128.load(xg, 144);
   let a1 = a0, a2 = a0, a3 = a0;
   for (let k: usize = 0; k < 32; k += 4) {
     const x = v128.load(xg + (k << 2));
@@ -1366,7 +1359,7 @@ function mmQuads1(ws: usize, ap: usize, xg: usize, d0: v128, d1: v128, d2: v128,
 // acc[r] += f32(dot) * (d_w[r] * d_x) for one group of four tokens (row r at
 // ap + 16r); d_r is d_w[r] in every lane.
 @inline export function mmQuadsFold(ap: usize, xg: usize, a0: v128, a1: v128, a2: v128, a3: v128, d0: v128, d1: v128, d2: v128, d3: v128): void {
-  const dx = v128.load(xg, 384);
+  const dx = v128.load(xg, 128);
   v128.store(ap, f32x4.add(v128.load(ap), f32x4.mul(f32x4.convert_i32x4_s(a0), f32x4.mul(d0, dx))));
   v128.store(ap, f32x4.add(v128.load(ap, 16), f32x4.mul(f32x4.convert_i32x4_s(a1), f32x4.mul(d1, dx))), 16);
   v128.store(ap, f32x4.add(v128.load(ap, 32), f32x4.mul(f32x4.convert_i32x4_s(a2), f32x4.mul(d2, dx))), 32);

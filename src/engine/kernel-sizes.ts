@@ -23,11 +23,11 @@ export function q8aBytes(n: number): number {
 
 /**
  * Q8B of ntok n-vectors: 4-token groups of 288 B per block; the relaxed build appends 8-token
- * groups of 320 B per block; the relaxed-fused build has only 4-token groups of 416 B per block.
+ * groups of 320 B per block; the relaxed-fused build has only 4-token groups of 160 B per block.
  */
 export function q8bBytes(build: BuildKind, n: number, ntok: number): number {
   const nb = n >>> 5;
-  if (build === "relaxed-fused") return Math.ceil(ntok / 4) * nb * 416;
+  if (build === "relaxed-fused") return Math.ceil(ntok / 4) * nb * 160;
   const plain = Math.ceil(ntok / 4) * nb * 288;
   return build === "relaxed" ? plain + Math.ceil(ntok / 8) * nb * 320 : plain;
 }
@@ -41,7 +41,7 @@ export function q8bBytes(build: BuildKind, n: number, ntok: number): number {
 export function q8bPieces(build: BuildKind, n: number, ntok: number, t0: number, t1: number): [number, number, number][] {
   if (t0 % 8 !== 0 || t0 < 0 || t1 <= t0 || t1 > ntok) throw new RangeError(`positions [${t0}, ${t1}) of ${ntok} are not whole 8-position groups`);
   const nb = n >>> 5;
-  const group4 = build === "relaxed-fused" ? 416 : 288;
+  const group4 = build === "relaxed-fused" ? 160 : 288;
   const first = Math.ceil((t1 - t0) / 4) * nb * group4;
   const pieces: [number, number, number][] = [[0, (t0 / 4) * nb * group4, first]];
   if (build === "relaxed") pieces.push([first, Math.ceil(ntok / 4) * nb * 288 + (t0 / 8) * nb * 320, Math.ceil((t1 - t0) / 8) * nb * 320]);
