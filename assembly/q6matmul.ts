@@ -18,9 +18,9 @@
 // workerd").
 
 import { FUSED, scratchBase, h2f_nodenorm, h2f_x4_nodenorm, q8aQ8Off } from "./common";
-import { MM_TOK, MM_DW, MM_ACC, Q8B_PAIRS, q8bPlainBytes, storePairsAcc, smallTail, SMALL_X, smallStride, smallMost, smallImages, storeFew } from "./quant";
+import { MM_TOK, MM_DW, MM_ACC, Q8B_PAIRS, q8bPlainBytes, storePairsAcc, smallTail, SMALL_X, smallStride, smallMost, smallImages, storeFew, foldRows } from "./quant";
 import { matvecsPerToken } from "./kquant";
-import { Q6R_SC, Q6R_XT, Q6R_CONST, M6, MC, q6rQuads, q6rTable, q6rFold, matvec_q6r_q8a } from "./q6matvec";
+import { Q6R_SC, Q6R_XT, Q6R_CONST, M6, MC, q6rQuads, q6rTable, matvec_q6r_q8a } from "./q6matvec";
 
 export function matmul_q6r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
   if (!ASC_FEATURE_RELAXED_SIMD) {
@@ -89,14 +89,14 @@ function matmulQ6Small(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i
         const sc0 = i32x4.extend_low_i16x8_s(sv), sc1 = i32x4.extend_high_i16x8_s(sv);
         const g = xb + b;
         const x = x8 + (g << 5), t = xt + (g << 5), d = xa + (g << 2);
-        a0 = q6rFold(a0, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x, t), dd, d);
-        a1 = q6rFold(a1, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride, t + ts), dd, d + stride);
-        if (n > 2) a2 = q6rFold(a2, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 2, t + ts * 2), dd, d + stride * 2);
-        if (n > 3) a3 = q6rFold(a3, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 3, t + ts * 3), dd, d + stride * 3);
-        if (n > 4) a4 = q6rFold(a4, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 4, t + ts * 4), dd, d + stride * 4);
-        if (n > 5) a5 = q6rFold(a5, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 5, t + ts * 5), dd, d + stride * 5);
-        if (n > 6) a6 = q6rFold(a6, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 6, t + ts * 6), dd, d + stride * 6);
-        if (n > 7) a7 = q6rFold(a7, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 7, t + ts * 7), dd, d + stride * 7);
+        a0 = foldRows(a0, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x, t), dd, d);
+        a1 = foldRows(a1, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride, t + ts), dd, d + stride);
+        if (n > 2) a2 = foldRows(a2, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 2, t + ts * 2), dd, d + stride * 2);
+        if (n > 3) a3 = foldRows(a3, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 3, t + ts * 3), dd, d + stride * 3);
+        if (n > 4) a4 = foldRows(a4, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 4, t + ts * 4), dd, d + stride * 4);
+        if (n > 5) a5 = foldRows(a5, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 5, t + ts * 5), dd, d + stride * 5);
+        if (n > 6) a6 = foldRows(a6, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 6, t + ts * 6), dd, d + stride * 6);
+        if (n > 7) a7 = foldRows(a7, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 7, t + ts * 7), dd, d + stride * 7);
       }
       p += 840;
     }

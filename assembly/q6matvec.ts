@@ -31,7 +31,7 @@
 // repacks as bytes arrive).
 
 import { FUSED, scratchBase, h2f, h2f_x4_nodenorm, q8aQ8Off, q8aQ16Off } from "./common";
-import { storeRows, groupToScratch } from "./quant";
+import { storeRows, groupToScratch, foldRows } from "./quant";
 
 // @ts-ignore: decorator
 @inline export const Q6R_SC: usize = 8;
@@ -272,15 +272,11 @@ export const Q6R_CONST: usize = memory.data<u8>([
   const s = ASC_FEATURE_RELAXED_SIMD
     ? q6rBlockRelaxed(p, b, x8 + (g << 5), xt + (g << 5), t, m6, mc)
     : q6rBlockSimd(p, b, x16 + (g << 6), xt + (g << 5), t, m6, mc, m8);
-  const a = q6rFold(acc, s, dd, xa + (g << 2));
+  const a = foldRows(acc, s, dd, xa + (g << 2));
   v128.store(t, a);
   return a;
 }
 
-// acc + f32(s) * (d_w * d_x), dd the rows' d_w, d_x the f32 at d.
-@inline export function q6rFold(acc: v128, s: v128, dd: v128, d: usize): v128 {
-  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dd, v128.load32_splat(d))));
-}
 
 function matvecQ6rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
   const nsb = <usize>cols >> 8;

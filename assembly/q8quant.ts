@@ -20,7 +20,7 @@
 import { FUSED, scratchBase, h2f, VCONST, VC_ONES16, q8aQ8Off, q8aQ16Off } from "./common";
 import {
   MV_X, MM_TOK, MM_DW, MM_ACC, SMALL_X, reduce4, storeRows, storeFew, mmBlock, mmStore, splatPairs,
-  q8bToQ8a, smallTail, smallStride, smallMost, smallImages,
+  q8bToQ8a, smallTail, smallStride, smallMost, smallImages, foldRows,
 } from "./quant";
 
 // Bytes per group of four rows and 32-column block.
@@ -95,12 +95,7 @@ function matvecQ8rScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize):
 
 // acc + f32(s) * (d_w * d_x) for the four rows of the block at p.
 @inline function q8rFold(acc: v128, s: v128, p: usize, xd: usize): v128 {
-  return q8rFoldWith(acc, s, v128.load(p), xd);
-}
-
-// The same with the rows' d_w already loaded.
-@inline function q8rFoldWith(acc: v128, s: v128, dw: v128, xd: usize): v128 {
-  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dw, v128.load32_splat(xd))));
+  return foldRows(acc, s, v128.load(p), xd);
 }
 
 // Plain SIMD: a row's 32 int8 weights sign-extended to int16 in lane pairs
@@ -277,7 +272,7 @@ function matmulQ8rSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: 
 // caller below gets its own copy). Each token's table (q8rTable) first, one
 // after another at MV_X; then per four rows and block the rows' 128 weight
 // bytes are loaded once and each token costs the matvec's own work on them
-// (q8rBlockRelaxed, q8rFoldWith): the matvec's bits. Q8R's matvec is bound by
+// (q8rBlockRelaxed, foldRows): the matvec's bits. Q8R's matvec is bound by
 // reading the weights; here they are read once for all n tokens.
 @inline function matmulQ8rFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32): void {
   const nb = <usize>cols >> 5;
@@ -312,7 +307,7 @@ function matmulQ8rSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: 
 
 @inline function q8rFewToken(acc: v128, q0: v128, q1: v128, q2: v128, q3: v128, q4: v128, q5: v128, q6: v128, q7: v128,
   xp: usize, ones: v128, dw: v128, xd: usize): v128 {
-  return q8rFoldWith(acc, q8rBlockRelaxed(q0, q1, q2, q3, q4, q5, q6, q7, xp, ones), dw, xd);
+  return foldRows(acc, q8rBlockRelaxed(q0, q1, q2, q3, q4, q5, q6, q7, xp, ones), dw, xd);
 }
 
 function matmulQ8rFew2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulQ8rFew(w, rows, cols, xa, stride, out, 2); }

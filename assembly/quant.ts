@@ -273,6 +273,13 @@ export function repack_q4_0(src: usize, dst: usize, rows: i32, cols: i32): void 
   if (n > 7) storeRows(out + outStride * 7, r0, rows, a7);
 }
 
+// acc + f32(s) * (d_w * d_x) for four rows' exact integer sums s of one
+// block, d_w the rows' scales, d_x the f32 at d: the scalar twins' order (the
+// Q6R and Q8R kernels' fold).
+@inline export function foldRows(acc: v128, s: v128, dw: v128, d: usize): v128 {
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dw, v128.load32_splat(d))));
+}
+
 // ---------------------------------------------------------------- Q4R x Q8A
 
 // out[r] = sum_b d_w[r,b] * d_x[b] * sum_j (q[r,b,j] - 8) * x[b,j]
@@ -788,7 +795,7 @@ export function dequant_q6_k(src: usize, dst: usize, n: i32): void {
 //   [304, 320)  zero
 //
 // Quads (relaxed-fused build, the only section): groups of four tokens,
-// block b of group g at (g*nb + b)*416:
+// block b of group g at (g*nb + b)*160:
 //   [0, 128)    8 x 16 bytes: quad k = x[4k..4k+3] of t0..t3 (one i32 lane each)
 //   [128, 144)  f32 d of t0..t3
 //   [144, 160)  i32 -8*sum(q) of t0..t3
@@ -1325,7 +1332,7 @@ function mmQuads2(ws: usize, ap: usize, xg: usize, xh: usize, d0: v128, d1: v128
 export const MM_QT: usize = 256;
 
 // The unpacked block (row r's 32 bytes at 32r) transposed by quads: two 4x4 transposes of int32 lanes.
-@inline export function transposeQuads(ws: usize): void {
+@inline function transposeQuads(ws: usize): void {
   let r0 = v128.load(ws), r1 = v128.load(ws, 32), r2 = v128.load(ws, 64), r3 = v128.load(ws, 96);
   let t0 = i32x4.shuffle(r0, r1, 0, 4, 1, 5), t1 = i32x4.shuffle(r0, r1, 2, 6, 3, 7);
   let t2 = i32x4.shuffle(r2, r3, 0, 4, 1, 5), t3 = i32x4.shuffle(r2, r3, 2, 6, 3, 7);
@@ -1358,7 +1365,7 @@ function mmQuads1(ws: usize, ap: usize, xg: usize, d0: v128, d1: v128, d2: v128,
 
 // acc[r] += f32(dot) * (d_w[r] * d_x) for one group of four tokens (row r at
 // ap + 16r); d_r is d_w[r] in every lane.
-@inline export function mmQuadsFold(ap: usize, xg: usize, a0: v128, a1: v128, a2: v128, a3: v128, d0: v128, d1: v128, d2: v128, d3: v128): void {
+@inline function mmQuadsFold(ap: usize, xg: usize, a0: v128, a1: v128, a2: v128, a3: v128, d0: v128, d1: v128, d2: v128, d3: v128): void {
   const dx = v128.load(xg, 128);
   v128.store(ap, f32x4.add(v128.load(ap), f32x4.mul(f32x4.convert_i32x4_s(a0), f32x4.mul(d0, dx))));
   v128.store(ap, f32x4.add(v128.load(ap, 16), f32x4.mul(f32x4.convert_i32x4_s(a1), f32x4.mul(d1, dx))), 16);
