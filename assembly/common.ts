@@ -44,21 +44,15 @@ export function set_scratch(ptr: usize): void {
   return reinterpret<f32>(((h & 0x8000) << 16) | ((h & 0x7fff) << 13)) * <f32>5.192296858534828e33;
 }
 
-// h2f without a float operation on a subnormal half. h2f's multiply, given the
-// bits of a subnormal half shifted into f32 position (an f32 denormal), takes
-// an x86 microcode assist of ~150 cycles; the superblock scales of Q6_K (and,
-// from real weights, Q4_K/Q5_K) are subnormal halves in most files, which
-// made the Q6R matvec 2.5x slower per weight. Normal halves rebias the
-// exponent with an integer add, subnormal ones scale their mantissa by 2^-24;
-// both exact, so the same bits as h2f for every input. For per-superblock
-// scales only: on Q4_0's per-block scales the select costs more than it saves.
-@inline export function h2f_nodenorm(h: u32): f32 {
-  const mag = h & 0x7fff;
-  const v = mag < 0x400 ? <f32>mag * <f32>5.960464477539063e-8 : reinterpret<f32>((mag << 13) + (112 << 23));
-  return reinterpret<f32>(reinterpret<u32>(v) | ((h & 0x8000) << 16));
-}
-
-// Four of h2f_nodenorm, from four halves at p.
+// Four halves at p as f32 without a float operation on a normal one. h2f's
+// multiply, given the bits of a subnormal half shifted into f32 position (an
+// f32 denormal), takes an x86 microcode assist of ~150 cycles; the
+// superblock scales of Q6_K (and, from real weights, Q4_K/Q5_K) are
+// subnormal halves in most files, which made the Q6R matvec 2.5x slower per
+// weight. Normal halves rebias the exponent with an integer add, subnormal
+// ones scale their mantissa by 2^-24 (a normal f32 product); both exact, so
+// the same bits as h2f for every input. For per-superblock scales only: on
+// Q4_0's per-block scales the select costs more than it saves.
 @inline export function h2f_x4_nodenorm(p: usize): v128 {
   const h = v128.load16x4_s(p);
   const mag = v128.and(h, i32x4.splat(0x7fff));

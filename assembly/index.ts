@@ -20,11 +20,12 @@ export { q6r_bytes, repack_q6_k, matvec_q6r_q8a } from "./q6matvec";
 export { matmul_q6r_q8b } from "./q6matmul";
 export { q8r_bytes, repack_q8_0, matvec_q8r_q8a, matmul_q8r_q8b } from "./q8quant";
 export { matvec_q2_k_q8a, matvec_q3_k_q8a, matmul_q2_k_q8b, matmul_q3_k_q8b, dequant_q2_k, dequant_q3_k } from "./kquant-low";
-export { q41r_bytes, repack_q4_1, matvec_q41r_q8a, matmul_q41r_q8b, dequant_q4_1 } from "./q41quant";
+export { q41r_bytes, repack_q4_1, matvec_q41r_q8a, dequant_q4_1 } from "./q41quant";
 export {
-  q50r_bytes, q51r_bytes, repack_q5_0, repack_q5_1, matvec_q50r_q8a, matvec_q51r_q8a, matmul_q50r_q8b, matmul_q51r_q8b,
+  q50r_bytes, q51r_bytes, repack_q5_0, repack_q5_1, matvec_q50r_q8a, matvec_q51r_q8a,
   dequant_q5_0, dequant_q5_1,
 } from "./q5quant";
+export { matmul_q41r_q8b, matmul_q50r_q8b, matmul_q51r_q8b } from "./q41q5matmul";
 export * from "./float";
 
 // First byte the host may use: after static data and the default scratch.

@@ -503,9 +503,8 @@ function matmulK(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usiz
 }
 
 // The K-quants' few tokens, relaxed builds: tokens [t0, t1) of Q8B xb in one
-// pass over the weights (matmulKFew), up to eight at a time in
-// the relaxed-fused build (four where eight images do not fit in scratch),
-// four in the relaxed one; a lone token takes the matvec.
+// pass over the weights (matmulKFew), up to eight at a time (four where
+// eight images do not fit in scratch); a lone token takes the matvec.
 function matmulQ4kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize): void {
   matmulKSmall(w, rows, cols, xb, t0, t1, out, false);
 }
@@ -530,7 +529,7 @@ function matmulQ5kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: 
     } else if (five) {
       if (n == 2) matmulQ5kFew2(w, rows, cols, xa, stride, o);
       else if (n == 3) matmulQ5kFew3(w, rows, cols, xa, stride, o);
-      else if (n == 4 || !FUSED) matmulQ5kFew4(w, rows, cols, xa, stride, o);
+      else if (n == 4) matmulQ5kFew4(w, rows, cols, xa, stride, o);
       else if (n == 5) matmulQ5kFew5(w, rows, cols, xa, stride, o);
       else if (n == 6) matmulQ5kFew6(w, rows, cols, xa, stride, o);
       else if (n == 7) matmulQ5kFew7(w, rows, cols, xa, stride, o);
@@ -538,7 +537,7 @@ function matmulQ5kSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: 
     } else {
       if (n == 2) matmulQ4kFew2(w, rows, cols, xa, stride, o);
       else if (n == 3) matmulQ4kFew3(w, rows, cols, xa, stride, o);
-      else if (n == 4 || !FUSED) matmulQ4kFew4(w, rows, cols, xa, stride, o);
+      else if (n == 4) matmulQ4kFew4(w, rows, cols, xa, stride, o);
       else if (n == 5) matmulQ4kFew5(w, rows, cols, xa, stride, o);
       else if (n == 6) matmulQ4kFew6(w, rows, cols, xa, stride, o);
       else if (n == 7) matmulQ4kFew7(w, rows, cols, xa, stride, o);

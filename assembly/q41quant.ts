@@ -1,5 +1,6 @@
-// Q4_1: repack to Q41R, matrix-vector (decode) and matrix-matrix (prefill)
-// products against Q8A / Q8B activations, and row dequantization.
+// Q4_1: repack to Q41R, matrix-vector (decode) products against Q8A
+// activations, and row dequantization (the matrix-matrix products are in
+// q41q5matmul.ts).
 //
 // GGUF Q4_1 (20 B per 32 values): f16 d, f16 m, 16 nibble bytes (byte j
 // holds value j in its low nibble, j+16 in its high one). A value is q*d + m
@@ -126,12 +127,8 @@ function matvecQ41Simd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
 // ---------------------------------------------------------------- matmul (Q8B)
 
 // out[t*rows + r] for ntok tokens (Q8B, q8b_bytes(cols, ntok)): one matvec
-// per token on its Q8A image, hence bit-identical to ntok matvec calls.
-export function matmul_q41r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
-  matvecsPerToken32(w, rows, cols, xb, ntok, out, 0);
-}
-
-// The same for kind 0 Q41R, 1 Q50R, 2 Q51R (q5quant.ts).
+// per token on its Q8A image, for kind 0 Q41R, 1 Q50R, 2 Q51R (the plain
+// SIMD and scalar builds' matmul, q41q5matmul.ts).
 export function matvecsPerToken32(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize, kind: i32): void {
   const nb = <usize>cols >> 5;
   const xa = scratchBase() + SMALL_X;

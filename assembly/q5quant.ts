@@ -1,6 +1,6 @@
-// Q5_0 and Q5_1: repack to Q50R / Q51R, matrix-vector (decode) and
-// matrix-matrix (prefill) products against Q8A / Q8B activations, and row
-// dequantization.
+// Q5_0 and Q5_1: repack to Q50R / Q51R, matrix-vector (decode) products
+// against Q8A activations, and row dequantization (the matrix-matrix products
+// are in q41q5matmul.ts).
 //
 // GGUF Q5_0 (22 B per 32 values): f16 d, u32 fifth bits (bit j: element j),
 // 16 nibble bytes (byte j: element j low, j+16 high); a value is (q-16)*d
@@ -21,7 +21,6 @@
 
 import { scratchBase, h2f, h2f_x4c, VCONST, VC_HMASK, VC_HMUL, q8aSumOff, q8aQ8Off, q8aQ16Off } from "./common";
 import { reduce4, storeRows } from "./quant";
-import { matvecsPerToken32 } from "./q41quant";
 
 @inline function hOff(withMin: bool): usize { return withMin ? 16 : 8; }
 @inline function outBytes(withMin: bool): usize { return withMin ? 96 : 88; }
@@ -122,14 +121,14 @@ function matvec5Scalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, wi
 // One row's 32 values (0..31) as bytes: elements 0..15 in lo, 16..31 in hi.
 // The fifth bits: byte i of the splatted u32 spread over eight lanes, each
 // lane testing its own bit.
-@inline function values5(q: usize, qh: usize, bits: v128, m4: v128, b5: v128): v128 {
+@inline export function values5(q: usize, qh: usize, bits: v128, m4: v128, b5: v128): v128 {
   const v = v128.load(q);
   const hb = v128.load32_splat(qh);
   const lo = v128.or(v128.and(v, m4), v128.and(i8x16.eq(v128.and(i8x16.shuffle(hb, hb, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), bits), bits), b5));
   return lo;
 }
 
-@inline function values5hi(q: usize, qh: usize, bits: v128, m4: v128, b5: v128): v128 {
+@inline export function values5hi(q: usize, qh: usize, bits: v128, m4: v128, b5: v128): v128 {
   const v = v128.load(q);
   const hb = v128.load32_splat(qh);
   return v128.or(v128.and(i16x8.shr_u(v, 4), m4), v128.and(i8x16.eq(v128.and(i8x16.shuffle(hb, hb, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3), bits), bits), b5));
@@ -193,18 +192,6 @@ function matvec5Simd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, with
     }
     storeRows(out, r0, rows, acc);
   }
-}
-
-// ---------------------------------------------------------------- matmul (Q8B)
-
-// out[t*rows + r] for ntok tokens (Q8B, q8b_bytes(cols, ntok)): one matvec
-// per token on its Q8A image, hence bit-identical to ntok matvec calls.
-export function matmul_q50r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
-  matvecsPerToken32(w, rows, cols, xb, ntok, out, 1);
-}
-
-export function matmul_q51r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
-  matvecsPerToken32(w, rows, cols, xb, ntok, out, 2);
 }
 
 // ---------------------------------------------------------------- dequantize (embedding rows)

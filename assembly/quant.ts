@@ -1404,11 +1404,12 @@ function matmulQ4rFused(w: usize, rows: i32, cols: i32, xq: usize, ntok: i32, ou
 // tile whatever the count (a group of 8 costs about 5.8 matvecs in the
 // relaxed build); one matvec per token pays for the weights' loads and
 // nibble split again per token. Here the tokens' Q8A images (made from the
-// Q8B, O(cols) each) are read by one pass over the weights for up to four
-// tokens: per 4 rows and block the nibbles are split once (4 loads, 12
-// instructions) and each token costs the matvec's own arithmetic (2 loads, 8
-// relaxed dots and 4 adds, the 4-row int16 reduction, the fold: ~30
-// instructions) — bit for bit one matvec per token. The plain SIMD build,
+// Q8B, O(cols) each) are read by one pass over the weights for up to eight
+// tokens: per 4 rows and block the quads are split once (4 loads, 12
+// instructions) and each token costs the matvec's own arithmetic (8
+// broadcast loads, 8 relaxed dots and 7 adds in int16 row lanes, one
+// widening dot, the fold: ~22 vector operations) — bit for bit one matvec
+// per token. The plain SIMD build,
 // whose tiles cost more than per-token matvecs below eight tokens, runs the
 // matvec per token on the images (as the Q8R matmul does in every build). docs/kernels.md, "Small
 // batches", has the measurements and the designs that lost.
@@ -1423,14 +1424,13 @@ const SMALL_MAX: i32 = 6;
   return r <= SMALL_MAX ? r : 0;
 }
 
-// Q4R's small-batch pass on the quads layout costs less per token than an
-// 8-token tile (relaxed: 4 + 4 tokens 1.94 ms against the tile's 2.10 at
-// 5632x2048), so up to eight tokens take the small path, and in the relaxed
-// build any tail of a longer batch does. The relaxed-fused build's pass (eight
-// tokens at once) beats its tile up to 16 tokens; past that the tile takes
-// the whole groups and gives the pass a tail of up to six (smallTail).
+// Q4R's small-batch pass (eight tokens at once) beats the tiles up to 16
+// tokens in both relaxed builds (relaxed, 5632x2048: 8 tokens 1.35 ms against
+// the 8-token tile's ~2.1, 12 tokens 1.12x tile + pass, 16 tokens 0.97x the
+// tile); past that the tile takes the whole 8-token groups and gives the pass
+// the rest (relaxed) or a tail of up to six (relaxed-fused, smallTail).
 @inline function q4rSmallTail(ntok: i32): i32 {
-  if (ntok <= 8 || (FUSED && ntok <= 16)) return ntok;
+  if (ntok <= 16) return ntok;
   return FUSED ? smallTail(ntok) : ntok & 7;
 }
 
@@ -1443,10 +1443,10 @@ export const SMALL_X: usize = 128 * 1024;
   return (q8aBytes(nb) + 63) & ~(<usize>63);
 }
 
-// Tokens a small-batch pass takes at once: eight in the relaxed-fused build
-// where their Q8A images fit in scratch, else four.
+// Tokens a small-batch pass takes at once: eight where their Q8A images fit
+// in scratch, else four.
 @inline export function smallMost(stride: usize): i32 {
-  return FUSED && SMALL_X + stride * 8 <= SCRATCH_BYTES ? 8 : 4;
+  return SMALL_X + stride * 8 <= SCRATCH_BYTES ? 8 : 4;
 }
 
 // The Q8A images of tokens [t, t + n) of Q8B xb at xa + i*stride (from the
@@ -1458,8 +1458,8 @@ export const SMALL_X: usize = 128 * 1024;
   }
 }
 
-// out[t*rows + r] for tokens [t0, t1) of Q8B xb, four at a time (the
-// relaxed-fused build: eight, where their images fit in scratch).
+// out[t*rows + r] for tokens [t0, t1) of Q8B xb, eight at a time where
+// their images fit in scratch, else four.
 function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32, out: usize): void {
   const nb = <usize>cols >> 5;
   const stride = smallStride(nb);
@@ -1473,7 +1473,7 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
     if (ASC_FEATURE_RELAXED_SIMD && n > 1) {
       if (n == 2) matmulQ4rFew2(w, rows, cols, xa, stride, o);
       else if (n == 3) matmulQ4rFew3(w, rows, cols, xa, stride, o);
-      else if (n == 4 || !FUSED) matmulQ4rFew4(w, rows, cols, xa, stride, o);
+      else if (n == 4) matmulQ4rFew4(w, rows, cols, xa, stride, o);
       else if (n == 5) matmulQ4rFew5(w, rows, cols, xa, stride, o);
       else if (n == 6) matmulQ4rFew6(w, rows, cols, xa, stride, o);
       else if (n == 7) matmulQ4rFew7(w, rows, cols, xa, stride, o);
@@ -1486,7 +1486,8 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
 
 // One pass for n = 2..8 tokens (a constant: each caller below gets its own
 // copy with the other tokens' code removed, so the accumulators stay in
-// registers; the relaxed build takes up to four). Q8A images at xa +
+// registers; eight per pass ran 1.08-1.10x passes of four at 5-8 tokens in
+// the relaxed build). Q8A images at xa +
 // i*stride; out[i*rows + r]. Per 4 rows and block the quads are loaded and
 // split once, and each token costs the matvec's own dot and fold on them
 // (q4rFewToken). Each token's fold table (q4rFoldTable) goes to MV_X; a

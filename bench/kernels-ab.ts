@@ -9,7 +9,7 @@
  * A and B are kernel builds (e.g. a copy of build/kernels-relaxed.wasm from before a change, and
  * the current one). Kernels: matmul_q4r_q8b, matmul_q8r_q8b, matmul_q4kr_q8b (shape
  * rows,cols,tokens), matvec_q4r_q8a, matvec_q8r_q8a, matvec_q6r_q8a, matvec_q4kr_q8a, matvec_q5kr_q8a (shape
- * rows,cols). Node: each build is called
+ * rows,cols); the Q4_1 / Q5_0 / Q5_1 ones (q41r, q50r, q51r) too. Node: each build is called
  * for 150 ms at a time, twelve times in turn, and the best CPU time per call is kept. workerd (the
  * bare binary): a Worker runs n calls per request, timed from outside the process (a Worker's
  * clock does not advance while it computes): (best of 6 requests of 2n calls − best of 6 of n) / n.
@@ -44,18 +44,23 @@ const host = opt("--host", "node");
  */
 const SETUP = String.raw`
 export function setup(module, fn, rows, cols, ntok) {
-  const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536 });
+  // A shared-memory build (kernels-*-shared.wasm) links only to a shared memory.
+  const shared = WebAssembly.Module.imports(module).length > 0 && (() => { try { new WebAssembly.Instance(module, { env: { memory: new WebAssembly.Memory({ initial: 1, maximum: 65536 }) } }); return false; } catch { return true; } })();
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared });
   const e = new WebAssembly.Instance(module, { env: { memory } }).exports;
   let top = e.heap_base() >>> 0;
   const alloc = (n) => { const p = Math.ceil(top / 64) * 64; top = p + n; if (top > memory.buffer.byteLength) memory.grow(Math.ceil((top - memory.buffer.byteLength) / 65536)); return p; };
   const q8 = fn.includes("q8r"), q6 = fn.includes("q6r"), q4k = fn.includes("q4kr"), q5k = fn.includes("q5kr");
-  const wb = q8 ? e.q8r_bytes(rows, cols) >>> 0 : q6 ? e.q6r_bytes(rows, cols) >>> 0 : q4k ? e.q4kr_bytes(rows, cols) >>> 0 : q5k ? e.q5kr_bytes(rows, cols) >>> 0 : e.q4r_bytes(rows, cols) >>> 0;
+  // Q41R, Q50R, Q51R: per 4-row group and block, f16 d of the four rows at 0 (and Q41R's, Q51R's mins at 8).
+  const r32 = ["q41r", "q50r", "q51r"].find((k) => fn.includes(k));
+  const wb = r32 ? e[r32 + "_bytes"](rows, cols) >>> 0 : q8 ? e.q8r_bytes(rows, cols) >>> 0 : q6 ? e.q6r_bytes(rows, cols) >>> 0 : q4k ? e.q4kr_bytes(rows, cols) >>> 0 : q5k ? e.q5kr_bytes(rows, cols) >>> 0 : e.q4r_bytes(rows, cols) >>> 0;
   const w = alloc(wb), x = alloc(ntok * cols * 4), xb = alloc(Math.max(e.q8b_bytes(cols, ntok) >>> 0, e.q8a_bytes(cols) >>> 0)), out = alloc(rows * ntok * 4);
   let s = 1;
   const u8 = new Uint8Array(memory.buffer, w, wb);
   for (let i = 0; i < u8.length; i++) { s = (Math.imul(s, 1103515245) + 12345) >>> 0; u8[i] = s >>> 24; }
   const dv = new DataView(memory.buffer);
-  if (q8) { for (let i = 0; i < rows * cols / 32; i++) dv.setUint16(w + i * 34, 0x2c00, true); e.repack_q8_0(w, w, rows, cols); }
+  if (r32) { const bb = { q41r: 80, q50r: 88, q51r: 96 }[r32]; for (let i = 0; i < wb; i += bb) for (let j = 0; j < (r32 === "q50r" ? 8 : 16); j += 2) dv.setUint16(w + i + j, 0x2c00, true); }
+  else if (q8) { for (let i = 0; i < rows * cols / 32; i++) dv.setUint16(w + i * 34, 0x2c00, true); e.repack_q8_0(w, w, rows, cols); }
   else if (q4k) { for (let i = 0; i < rows * cols / 256; i++) dv.setUint32(w + i * 144, 0x18002c00, true); e.repack_q4_k(w, w, rows, cols); }
   else if (q5k) { for (let i = 0; i < rows * cols / 256; i++) dv.setUint32(w + i * 176, 0x18002c00, true); e.repack_q5_k(w, w, rows, cols); }
   else if (q6) for (let i = 0; i < wb / 210; i++) dv.setUint16(w + i * 210 + 208, 0x1800, true);

@@ -1,10 +1,11 @@
 // The Q6R prefill matmul (assembly/q6matmul.ts): equal bit for bit to one
 // Q6R matvec per token (which quant.test.ts checks against the exact TS
 // emulation and float64 math) in every build, and to the scalar build, for
-// every path: one matvec per token (up to 6 tokens and a short tail), the
-// tiles, two chunks of 64 tokens; on random blocks and on blocks at the
-// integer limits (six-bit values 0 / 63, scales -128 / 127, activations ±127:
-// a quarter's chain reaches ±32512, a 16-wide half's sum 65024).
+// every path: the passes of 3 to 8 tokens, the 1- and 2-token ones that take
+// matvecs, 70 tokens (passes of eight and a remainder); on random blocks and
+// on blocks at the integer limits (six-bit values 0 / 63, scales -128 / 127,
+// activations ±127: the relaxed build's int16 chains wrap on the way, a
+// 16-wide half's sum reaches 65024).
 import { describe, expect, it } from "vitest";
 import { type Harness, both, rng, randVec, randQ6K, bitsEqual, withHalves } from "./harness";
 
