@@ -15,7 +15,7 @@
 import { FUSED, scratchBase, h2f_x4c, VCONST, VC_NIB8, VC_ONES16, VC_HMASK, VC_HMUL, q8aSumOff, q8aQ8Off } from "./common";
 import { reduce4, reduce4i16, storeFew, smallImages, smallStride, smallMost, SMALL_X } from "./quant";
 import { matvecsPerToken32, matvec_q41r_q8a } from "./q41quant";
-import { matvec_q50r_q8a, matvec_q51r_q8a, values5, values5hi } from "./q5quant";
+import { matvec_q50r_q8a, matvec_q51r_q8a, values5, values5hi, rowDot16, rowDot32 } from "./q5quant";
 
 // Which layout a call is for (compile-time constants in the passes below).
 const Q41: i32 = 0;
@@ -87,13 +87,12 @@ export function matmul_q51r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok:
   const nb = <usize>cols >> 5;
   const outStride = <usize>rows << 2;
   const blockBytes: usize = kind == Q41 ? 80 : kind == Q50 ? 88 : 96;
-  // Q5: the rows' fifth-bit words, then their nibble bytes.
+  // Q5: the rows' fifth-bit plane, then their nibble bytes.
   const h: usize = kind == Q51 ? 16 : 8;
   const m = v128.load(VCONST + VC_NIB8);
   const ones = v128.load(VCONST + VC_ONES16);
   const hmask = v128.load(VCONST + VC_HMASK);
   const hmul = v128.load(VCONST + VC_HMUL);
-  const bits = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
   const b5 = i8x16.splat(0x10);
   const x8 = xa + q8aQ8Off(nb), xs0 = xa + q8aSumOff(nb);
   let p = w;
@@ -110,10 +109,11 @@ export function matmul_q51r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok:
         l3 = v128.and(v3, m); h3 = v128.and(i16x8.shr_u(v3, 4), m);
       } else {
         const q = p + h + 16;
-        l0 = values5(q, p + h, bits, m, b5); h0 = values5hi(q, p + h, bits, m, b5);
-        l1 = values5(q + 16, p + h + 4, bits, m, b5); h1 = values5hi(q + 16, p + h + 4, bits, m, b5);
-        l2 = values5(q + 32, p + h + 8, bits, m, b5); h2 = values5hi(q + 32, p + h + 8, bits, m, b5);
-        l3 = values5(q + 48, p + h + 12, bits, m, b5); h3 = values5hi(q + 48, p + h + 12, bits, m, b5);
+        const P = v128.load(p + h);
+        l0 = values5(q, P, 0, m, b5); h0 = values5hi(q, P, 0, m, b5);
+        l1 = values5(q + 16, P, 1, m, b5); h1 = values5hi(q + 16, P, 1, m, b5);
+        l2 = values5(q + 32, P, 2, m, b5); h2 = values5hi(q + 32, P, 2, m, b5);
+        l3 = values5(q + 48, P, 3, m, b5); h3 = values5hi(q + 48, P, 3, m, b5);
       }
       const dW = h2f_x4c(p, hmask, hmul);
       const mW = kind == Q51 || kind == Q41 ? h2f_x4c(p + 8, hmask, hmul) : dW;
@@ -153,18 +153,6 @@ export function matmul_q51r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok:
   }
   const sx = f32x4.convert_i32x4_s(v128.load32_splat(xs));
   return f32x4.add(acc, f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(dW, dx)), f32x4.mul(sx, f32x4.mul(mW, dx))));
-}
-
-// A row's int16 pair sums of its 32 values against the token's (values <= 15: |lane| <= 2*2*15*127).
-@inline function rowDot16(xl: v128, xh: v128, lo: v128, hi: v128): v128 {
-  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi));
-}
-
-// A row's int32 partial sums (values <= 31): one fused chain where the host
-// has it, else the int16 pair sums (|lane| <= 15748) widened.
-@inline function rowDot32(xl: v128, xh: v128, lo: v128, hi: v128): v128 {
-  if (FUSED) return i32x4.relaxed_dot_i8x16_i7x16_add_s(xh, hi, i32x4.relaxed_dot_i8x16_i7x16_add_s(xl, lo, i32x4.splat(0)));
-  return i32x4.extadd_pairwise_i16x8_s(rowDot16(xl, xh, lo, hi));
 }
 
 function q41Few2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { few32(w, rows, cols, xa, stride, out, 2, Q41); }

@@ -19,7 +19,7 @@
 // and the nibble dots are Q4R's (quant.ts), unsigned with no offset.
 
 import { FUSED, scratchBase, h2f, h2f_x4c, VCONST, VC_NIB8, VC_NIB16, VC_ONES16, VC_HMASK, VC_HMUL, q8aSumOff, q8aQ8Off, q8aQ16Off } from "./common";
-import { matvec_q50r_q8a, matvec_q51r_q8a } from "./q5quant";
+import { matvec_q50r_q8a, matvec_q51r_q8a, rowDot32 } from "./q5quant";
 import { dotNib16, nibRelaxed16, q4rBlockDot, reduce4, reduce4i16, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X } from "./quant";
 
 // ---------------------------------------------------------------- size and repack
@@ -100,7 +100,9 @@ function matvecQ41Simd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
       if (ASC_FEATURE_RELAXED_SIMD) {
         const xl = v128.load(xq);
         const xh = v128.load(xq, 16);
-        s = reduce4i16(
+        // The fused dot sums each row in int32 (two dots), so the rows reduce as int32.
+        if (FUSED) s = reduce4(nib32(v128.load(p, 16), xl, xh, m), nib32(v128.load(p, 32), xl, xh, m), nib32(v128.load(p, 48), xl, xh, m), nib32(v128.load(p, 64), xl, xh, m));
+        else s = reduce4i16(
           nibRelaxed16(v128.load(p, 16), xl, xh, m), nibRelaxed16(v128.load(p, 32), xl, xh, m),
           nibRelaxed16(v128.load(p, 48), xl, xh, m), nibRelaxed16(v128.load(p, 64), xl, xh, m), ones,
         );
@@ -122,6 +124,11 @@ function matvecQ41Simd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
     }
     storeRows(out, r0, rows, acc);
   }
+}
+
+// A row's 16 nibble bytes v against xl, xh as int32 partial sums.
+@inline function nib32(v: v128, xl: v128, xh: v128, m: v128): v128 {
+  return rowDot32(xl, xh, v128.and(v, m), v128.and(i16x8.shr_u(v, 4), m));
 }
 
 // ---------------------------------------------------------------- matmul (Q8B)

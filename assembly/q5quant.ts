@@ -15,11 +15,16 @@
 //
 // Q50R / Q51R: groups of four rows (the last zero-padded), per block column
 // of a group 88 / 96 bytes, the four GGUF blocks' bytes regrouped:
-//   d of rows 0..3 (f16) at 0 | Q51R: m of rows 0..3 at 8 | the rows' u32
-//   fifth bits at H = 8 / 16 | row r's 16 nibble bytes at H + 16 + 16r
-// The four rows' scales are one load each and their data one stream (as Q4R).
+//   d of rows 0..3 (f16) at 0 | Q51R: m of rows 0..3 at 8 | the rows' fifth
+//   bits as one 16-byte plane at H = 8 / 16 | row r's 16 nibble bytes at
+//   H + 16 + 16r
+// Plane byte i holds element i's fifth bit of row r at bit 2r and element
+// 16 + i's at bit 2r + 1, so a row's fifth bits line up with its nibble
+// bytes: one shift and one AND put them at 0x10 (GGUF's u32 per row needed a
+// splat, a byte shuffle, an AND and a compare per half). The four rows'
+// scales are one load each and their data one stream (as Q4R).
 
-import { scratchBase, h2f, h2f_x4c, VCONST, VC_HMASK, VC_HMUL, q8aSumOff, q8aQ8Off, q8aQ16Off } from "./common";
+import { FUSED, scratchBase, h2f, h2f_x4c, VCONST, VC_HMASK, VC_HMUL, q8aSumOff, q8aQ8Off, q8aQ16Off } from "./common";
 import { reduce4, storeRows } from "./quant";
 
 @inline function hOff(withMin: bool): usize { return withMin ? 16 : 8; }
@@ -47,6 +52,14 @@ export function repack_q5_1(src: usize, dst: usize, rows: i32, cols: i32): void 
   repack5(src, dst, rows, cols, true);
 }
 
+// Bit i of the byte b to bit 0 of byte i of the result.
+@inline function spread8(b: u32): u64 {
+  let x = <u64>b;
+  x = (x | (x << 28)) & 0x0000000F0000000F;
+  x = (x | (x << 14)) & 0x0003000300030003;
+  return (x | (x << 7)) & 0x0101010101010101;
+}
+
 function repack5(src: usize, dst: usize, rows: i32, cols: i32, withMin: bool): void {
   const nb = <usize>cols >> 5;
   const inB = inBytes(withMin);
@@ -60,14 +73,21 @@ function repack5(src: usize, dst: usize, rows: i32, cols: i32, withMin: bool): v
     if (nr < 4) memory.fill(tmp + <usize>nr * rowBytes, 0, <usize>(4 - nr) * rowBytes);
     let o = dst + <usize>g * nb * outB;
     for (let b: usize = 0; b < nb; b++) {
+      // The plane's bytes 0..7 (elements 0..7 and 16..23) and 8..15 (8..15 and 24..31).
+      let p0: u64 = 0, p1: u64 = 0;
       for (let r: usize = 0; r < 4; r++) {
         const s = tmp + r * rowBytes + b * inB;
         store<u16>(o + (r << 1), load<u16>(s));
         if (withMin) store<u16>(o + 8 + (r << 1), load<u16>(s, 2));
         const sh = s + (withMin ? 4 : 2);
-        store<u32>(o + h + (r << 2), load<u32>(sh));
+        const qh = load<u32>(sh);
+        const k = <u64>(r << 1);
+        p0 |= (spread8(qh & 0xff) << k) | (spread8((qh >> 16) & 0xff) << (k + 1));
+        p1 |= (spread8((qh >> 8) & 0xff) << k) | (spread8(qh >> 24) << (k + 1));
         memory.copy(o + h + 16 + (r << 4), sh + 4, 16);
       }
+      store<u64>(o + h, p0);
+      store<u64>(o + h + 8, p1);
       o += outB;
     }
   }
@@ -98,13 +118,13 @@ function matvec5Scalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, wi
     let acc: f32 = 0;
     for (let b: usize = 0; b < nb; b++) {
       const q = p + h + 16 + (lane << 4);
-      const qh = load<u32>(p + h + (lane << 2));
       const xb = x8 + (b << 5);
       let s: i32 = 0;
       for (let j: usize = 0; j < 16; j++) {
         const v = <i32>load<u8>(q + j);
-        const lo = (v & 15) | (<i32>((qh >> <u32>j) & 1) << 4);
-        const hi = (v >> 4) | (<i32>((qh >> <u32>(j + 16)) & 1) << 4);
+        const f = <i32>load<u8>(p + h + j) >> <i32>(lane << 1);
+        const lo = (v & 15) | ((f & 1) << 4);
+        const hi = (v >> 4) | ((f & 2) << 3);
         s += lo * <i32>load<i8>(xb + j) + hi * <i32>load<i8>(xb + j + 16);
       }
       const dx = load<f32>(xa + (b << 2));
@@ -118,35 +138,32 @@ function matvec5Scalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, wi
   }
 }
 
-// One row's 32 values (0..31) as bytes: elements 0..15 in lo, 16..31 in hi.
-// The fifth bits: byte i of the splatted u32 spread over eight lanes, each
-// lane testing its own bit.
-@inline export function values5(q: usize, qh: usize, bits: v128, m4: v128, b5: v128): v128 {
-  const v = v128.load(q);
-  const hb = v128.load32_splat(qh);
-  const lo = v128.or(v128.and(v, m4), v128.and(i8x16.eq(v128.and(i8x16.shuffle(hb, hb, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), bits), bits), b5));
-  return lo;
+// Row r's 32 values (0..31) as bytes: elements 0..15 (values5) and 16..31
+// (values5hi), from its nibble bytes at q and the group's fifth-bit plane P
+// (bit 2r, resp. 2r + 1, of each byte), shifted to 0x10 in int16 lanes:
+// within each byte, since only bit 4 is kept.
+@inline export function values5(q: usize, P: v128, r: i32, m4: v128, b5: v128): v128 {
+  return v128.or(v128.and(v128.load(q), m4), fifthAt4(P, r << 1, b5));
 }
 
-@inline export function values5hi(q: usize, qh: usize, bits: v128, m4: v128, b5: v128): v128 {
-  const v = v128.load(q);
-  const hb = v128.load32_splat(qh);
-  return v128.or(v128.and(i16x8.shr_u(v, 4), m4), v128.and(i8x16.eq(v128.and(i8x16.shuffle(hb, hb, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3), bits), bits), b5));
+@inline export function values5hi(q: usize, P: v128, r: i32, m4: v128, b5: v128): v128 {
+  return v128.or(v128.and(i16x8.shr_u(v128.load(q), 4), m4), fifthAt4(P, (r << 1) + 1, b5));
+}
+
+@inline function fifthAt4(P: v128, k: i32, b5: v128): v128 {
+  if (k < 4) return v128.and(i16x8.shl(P, 4 - k), b5);
+  if (k > 4) return v128.and(i16x8.shr_u(P, k - 4), b5);
+  return v128.and(P, b5);
 }
 
 // One row's integer dot sum_j q_j x_j as four int32 partials. Relaxed: the
-// values (0..31) are the 7-bit operand; pair sums of both halves fit int16
-// (2*2*31*127 = 15748) and are widened before the rows are added. Plain:
+// values (0..31) are the 7-bit operand (rowDot32: the fused dot, or pair
+// sums of both halves in int16, widened before the rows are added). Plain:
 // Q8A's permuted int16 activations (even elements, then odd, per half).
-@inline function dot5(q: usize, qh: usize, xq: usize, bits: v128, m4: v128, b5: v128): v128 {
-  const lo = values5(q, qh, bits, m4, b5);
-  const hi = values5hi(q, qh, bits, m4, b5);
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    return i32x4.extadd_pairwise_i16x8_s(i16x8.add(
-      i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xq), lo),
-      i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xq, 16), hi),
-    ));
-  }
+@inline function dot5(q: usize, P: v128, r: i32, xq: usize, m4: v128, b5: v128): v128 {
+  const lo = values5(q, P, r, m4, b5);
+  const hi = values5hi(q, P, r, m4, b5);
+  if (ASC_FEATURE_RELAXED_SIMD) return rowDot32(v128.load(xq), v128.load(xq, 16), lo, hi);
   const lane = i16x8.splat(0xff);
   return i32x4.add(
     i32x4.add(i32x4.dot_i16x8_s(v128.and(lo, lane), v128.load(xq)), i32x4.dot_i16x8_s(i16x8.shr_u(lo, 8), v128.load(xq, 16))),
@@ -154,11 +171,23 @@ function matvec5Scalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, wi
   );
 }
 
+// A row's int16 pair sums of its 32 values (lo, hi: bytes 0..15, the 7-bit
+// operand) against activations xl, xh (|lane| <= 2*2*v*127 for values <= v).
+@inline export function rowDot16(xl: v128, xh: v128, lo: v128, hi: v128): v128 {
+  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi));
+}
+
+// The same as int32 partial sums (values <= 31): one fused chain where the
+// build has it, else the int16 pair sums (|lane| <= 15748) widened.
+@inline export function rowDot32(xl: v128, xh: v128, lo: v128, hi: v128): v128 {
+  if (FUSED) return i32x4.relaxed_dot_i8x16_i7x16_add_s(xh, hi, i32x4.relaxed_dot_i8x16_i7x16_add_s(xl, lo, i32x4.splat(0)));
+  return i32x4.extadd_pairwise_i16x8_s(rowDot16(xl, xh, lo, hi));
+}
+
 function matvec5Simd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, withMin: bool): void {
   const nb = <usize>cols >> 5;
   const xq0 = ASC_FEATURE_RELAXED_SIMD ? xa + q8aQ8Off(nb) : xa + q8aQ16Off(nb);
   const xqStep: usize = ASC_FEATURE_RELAXED_SIMD ? 32 : 64;
-  const bits = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
   const m4 = i8x16.splat(0x0f);
   const b5 = i8x16.splat(0x10);
   const hmask = v128.load(VCONST + VC_HMASK);
@@ -173,9 +202,10 @@ function matvec5Simd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, with
     let xq = xq0, xs = xs0;
     for (let xd = xa; xd < xEnd; xd += 4) {
       const q = p + h + 16;
+      const P = v128.load(p + h);
       let s = reduce4(
-        dot5(q, p + h, xq, bits, m4, b5), dot5(q + 16, p + h + 4, xq, bits, m4, b5),
-        dot5(q + 32, p + h + 8, xq, bits, m4, b5), dot5(q + 48, p + h + 12, xq, bits, m4, b5),
+        dot5(q, P, 0, xq, m4, b5), dot5(q + 16, P, 1, xq, m4, b5),
+        dot5(q + 32, P, 2, xq, m4, b5), dot5(q + 48, P, 3, xq, m4, b5),
       );
       const dx = v128.load32_splat(xd);
       const dd = f32x4.mul(h2f_x4c(p, hmask, hmul), dx);
