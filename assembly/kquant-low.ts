@@ -24,8 +24,8 @@
 // activations in the kernel: per pair by extadd_pairwise, the one
 // instruction every SIMD build has, so Q8A and Q8B stay as they are.
 
-import { FUSED, scratchBase, h2f, q8aQ8Off, q8aQ16Off, q8aBytes } from "./common";
-import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X } from "./quant";
+import { FUSED, scratchBase, h2f, q8aQ8Off, q8aQ16Off } from "./common";
+import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X, smallStride, smallMost } from "./quant";
 
 @inline function lowBytes(three: bool): usize {
   return three ? 110 : 84;
@@ -234,7 +234,7 @@ function matvecLowSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, th
 
 // out[t*rows + r] for ntok tokens (Q8B, q8b_bytes(cols, ntok)), from the
 // tokens' Q8A images made from the Q8B (O(cols) per token). Relaxed builds:
-// up to four tokens per pass over the weights, each block of four rows
+// up to eight tokens per pass over the weights (smallMost), each block of four rows
 // unpacked once into scratch for them, then per token the matvec's integer
 // sums and fold; plain SIMD and scalar: one matvec per token. Bit-identical
 // to the matvecs in every build.
@@ -250,9 +250,10 @@ function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: us
   const nb = <usize>cols >> 5;
   const xa = scratchBase() + SMALL_X;
   if (ASC_FEATURE_RELAXED_SIMD) {
-    const stride = (q8aBytes(nb) + 63) & ~(<usize>63);
-    for (let t = 0; t < ntok; t += 4) {
-      const n = min(4, ntok - t);
+    const stride = smallStride(nb);
+    const most = smallMost(stride);
+    for (let t = 0; t < ntok; t += most) {
+      const n = min(most, ntok - t);
       for (let i = 0; i < n; i++) {
         if (FUSED) quadsToQ8a(xb, nb, t + i, xa + <usize>i * stride);
         else q8bToQ8a(xb, nb, t + i, xa + <usize>i * stride);
@@ -309,7 +310,7 @@ function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: us
   return i32x4.add(i32x4.dot_i16x8_s(pl, v128.load(o, 64)), i32x4.dot_i16x8_s(ph, v128.load(o, 80)));
 }
 
-// n (1..4) tokens' Q8A images at xa + k*stride; out[k*rows + r].
+// n (1..8) tokens' Q8A images at xa + k*stride; out[k*rows + r].
 function matmulLowFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32, three: bool): void {
   const nsb = <usize>cols >> 8;
   const x8 = q8aQ8Off(nsb << 3);
