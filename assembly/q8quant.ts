@@ -20,7 +20,7 @@
 import { FUSED, scratchBase, h2f, VCONST, VC_ONES16, q8aQ8Off, q8aQ16Off } from "./common";
 import {
   MV_X, MM_TOK, MM_DW, MM_ACC, SMALL_X, reduce4, storeRows, storeFew, mmBlock, mmStore, splatPairs,
-  q8bToQ8a, smallTail, smallStride, smallMost, smallImages, foldRows,
+  q8bToQ8a, smallStride, smallMost, smallImages, foldRows,
 } from "./quant";
 
 // Bytes per group of four rows and 32-column block.
@@ -234,7 +234,11 @@ export function matmul_q8r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: 
     matmulQ8rSmall(w, rows, cols, xb, 0, ntok, out);
     return;
   }
-  const tiled = ntok - smallTail(ntok);
+  // One matvec per token beats the 8-token tile below 16 tokens (7 tokens:
+  // 1.99 against 2.76 ms at 5632x2048, 8: 2.27 against 2.74, 12: 3.41
+  // against 3.82 with a tile; 16: 4.54 against the tile's 4.33), so the tile
+  // takes whole 8-token groups from 16 tokens on and the matvecs the rest.
+  const tiled = ntok < 16 ? 0 : ntok & ~7;
   if (tiled > 0) matmulQ8rTiles(w, rows, cols, xb, tiled, out);
   const xa = scratchBase() + SMALL_X;
   for (let t = tiled; t < ntok; t++) {
