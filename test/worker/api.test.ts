@@ -257,7 +257,15 @@ describe("Worker: streaming, queue, abort", () => {
     await stillServes();
   });
 
-  it("sends keep-alive comments during a long prefill, and an abort during prefill stops it there", async () => {
+  // Whether the abort reaches the Worker here is Miniflare's race, not ours: its entry Worker often
+  // loses the disconnect, and the stall fallback needs backpressure, which ~5 KB of keep-alives do
+  // not make. The whole 3000-token prefill of the tiny model takes ~0.4 s on a fast machine, so in
+  // about 1 run in 3 it ended before either path fired and the 5 tokens were generated (measured
+  // with the kernels of 2026-12-06 and those before them alike). That a disconnect the Worker sees
+  // stops the prefill between chunks is checked in bare workerd, where it is seen every time
+  // (disconnect.test.ts); here: keep-alives flow, the generation ends either way, and the engine is
+  // free after it.
+  it("sends keep-alive comments during a long prefill; a client leaving mid-prefill never holds the engine", async () => {
     const prompt = Array.from({ length: 3000 }, (_, i) => 500 + i);
     const a = new AbortController();
     const res = await post("/v1/completions", { prompt, max_tokens: 5, stream: true }, {}, a.signal);
@@ -268,8 +276,17 @@ describe("Worker: streaming, queue, abort", () => {
     // Prefill runs in chunks of 8 tokens; between chunks the stream carries comments, not data.
     expect(new TextDecoder().decode(value)).toMatch(/^: keep-alive\n\n/);
     a.abort();
-    await vi.waitFor(() => expect(requestLine(w.logs(), id)).toMatchObject({ outcome: "aborted", prompt_tokens: 3000, completion_tokens: 0 }), { timeout: 10_000 });
-    expect(requestLine(w.logs(), id)!.prefilled_tokens).toBeLessThan(3000);
+    await vi.waitFor(() => expect(requestLine(w.logs(), id)?.outcome).toMatch(/^(aborted|done)$/), { timeout: 10_000 });
+    const line = requestLine(w.logs(), id)!;
+    expect(line.prompt_tokens).toBe(3000);
+    if (line.outcome === "aborted") {
+      // Seen: stopped between prefill chunks, nothing generated.
+      expect(line.prefilled_tokens).toBeLessThan(3000);
+      expect(line.completion_tokens).toBe(0);
+    } else {
+      expect(line.completion_tokens).toBe(5);
+    }
+    await vi.waitFor(async () => expect((await health()).queue).toMatchObject({ running: false, waiting: 0 }), { timeout: 10_000 });
     await stillServes();
   });
 });
