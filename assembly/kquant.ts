@@ -56,7 +56,7 @@ import {
   q8aSumOff, q8aQ8Off, q8aQ16Off,
 } from "./common";
 import {
-  reduce4, storeRows, storeFew, SMALL_X, MV_X, quadsNibRelaxed, quadsNibSimd, q4rFewFusedDot, q4rFewDot16, smallStride, smallMost, smallImages,
+  reduce4, rowDot16, storeRows, storeFew, SMALL_X, MV_X, quadsNibRelaxed, quadsNibSimd, q4rFewFusedDot, q4rFewDot16, smallStride, smallMost, smallImages,
 } from "./quant";
 import { matvec_q6r_q8a } from "./q6matvec";
 
@@ -240,16 +240,6 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
   ));
 }
 
-// Relaxed, Q5KR: a row's sub-block (at q) against its activations, left in
-// int16: lane i holds two pairs' dots of both 16-wide halves, |lane| <=
-// 2*2*31*127 = 15748. The values (0..31) are the 7-bit operand as they lie.
-@inline function kRow5Relaxed(q0: v128, q1: v128, xl: v128, xh: v128): v128 {
-  return i16x8.add(
-    i16x8.relaxed_dot_i8x16_i7x16_s(xl, q0),
-    i16x8.relaxed_dot_i8x16_i7x16_s(xh, q1),
-  );
-}
-
 // Two rows' int16 partials transposed and added (reduce4i16's first step):
 // lanes 0-1 row 0's, 2-3 row 1's, 4-5 row 0's, 6-7 row 1's.
 @inline function kPairAdd(p0: v128, p1: v128): v128 {
@@ -286,8 +276,9 @@ function matvecKScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, fi
 // at x, [sc_r * sum_l q_l x_l] as kSubRelaxed describes.
 @inline function kSub5(q0: v128, q1: v128, q2: v128, q3: v128, q4: v128, q5: v128, q6: v128, q7: v128, x: usize, pr: v128): v128 {
   const xl = v128.load(x), xh = v128.load(x, 16);
-  const a = kPairAdd(kRow5Relaxed(q0, q1, xl, xh), kRow5Relaxed(q2, q3, xl, xh));
-  const c = kPairAdd(kRow5Relaxed(q4, q5, xl, xh), kRow5Relaxed(q6, q7, xl, xh));
+  // A row's sub-block (values 0..31, the 7-bit operand as they lie) in int16 pair sums, |lane| <= 15748.
+  const a = kPairAdd(rowDot16(xl, xh, q0, q1), rowDot16(xl, xh, q2, q3));
+  const c = kPairAdd(rowDot16(xl, xh, q4, q5), rowDot16(xl, xh, q6, q7));
   const lo = i32x4.shuffle(a, c, 0, 1, 4, 5), hi = i32x4.shuffle(a, c, 2, 3, 6, 7);
   return i32x4.add(i32x4.dot_i16x8_s(lo, pr), i32x4.dot_i16x8_s(hi, pr));
 }
@@ -479,9 +470,9 @@ function matvecQ5kSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
 // ---------------------------------------------------------------- matmul (Q8B)
 
 // out[t*rows + r] for ntok tokens (Q8B, q8b_bytes(cols, ntok)); bit-identical
-// to ntok matvec calls. Relaxed builds: Q4KR and Q5KR in passes over the weights for up
-// to four (relaxed) or eight (relaxed-fused) tokens at a time, from the tokens'
-// Q8A images (matmulQ4kSmall, matmulQ5kSmall). The SIMD and scalar builds run
+// to ntok matvec calls. Relaxed builds: Q4KR and Q5KR in passes over the
+// weights for up to eight tokens at a time, from the tokens' Q8A images
+// (matmulQ4kSmall, matmulQ5kSmall). The SIMD and scalar builds run
 // a matvec per token.
 export function matmul_q4kr_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
   matmulK(w, rows, cols, xb, ntok, out, false);

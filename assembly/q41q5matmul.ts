@@ -13,9 +13,9 @@
 // docs/kernels.md ("Q4_1, Q5_0, Q5_1") has the measurements.
 
 import { FUSED, scratchBase, h2f_x4c, VCONST, VC_NIB8, VC_ONES16, VC_HMASK, VC_HMUL, q8aSumOff, q8aQ8Off } from "./common";
-import { reduce4, reduce4i16, storeFew, smallImages, smallStride, smallMost, SMALL_X } from "./quant";
+import { reduce4, reduce4i16, rowDot16, rowDot32, storeFew, smallImages, smallStride, smallMost, SMALL_X } from "./quant";
 import { matvecsPerToken32, matvec_q41r_q8a } from "./q41quant";
-import { matvec_q50r_q8a, matvec_q51r_q8a, values5, values5hi, rowDot16, rowDot32 } from "./q5quant";
+import { matvec_q50r_q8a, matvec_q51r_q8a, values5, values5hi } from "./q5quant";
 
 // Which layout a call is for (compile-time constants in the passes below).
 const Q41: i32 = 0;

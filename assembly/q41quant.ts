@@ -19,8 +19,8 @@
 // and the nibble dots are Q4R's (quant.ts), unsigned with no offset.
 
 import { FUSED, scratchBase, h2f, h2f_x4c, VCONST, VC_NIB8, VC_NIB16, VC_ONES16, VC_HMASK, VC_HMUL, q8aSumOff, q8aQ8Off, q8aQ16Off } from "./common";
-import { matvec_q50r_q8a, matvec_q51r_q8a, rowDot32 } from "./q5quant";
-import { dotNib16, nibRelaxed16, q4rBlockDot, reduce4, reduce4i16, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X } from "./quant";
+import { matvec_q50r_q8a, matvec_q51r_q8a } from "./q5quant";
+import { dotNib16, nibRelaxed16, rowDot32, q4rBlockDot, reduce4, reduce4i16, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X } from "./quant";
 
 // ---------------------------------------------------------------- size and repack
 

@@ -24,8 +24,8 @@
 // splat, a byte shuffle, an AND and a compare per half). The four rows'
 // scales are one load each and their data one stream (as Q4R).
 
-import { FUSED, scratchBase, h2f, h2f_x4c, VCONST, VC_HMASK, VC_HMUL, q8aSumOff, q8aQ8Off, q8aQ16Off } from "./common";
-import { reduce4, storeRows } from "./quant";
+import { scratchBase, h2f, h2f_x4c, VCONST, VC_HMASK, VC_HMUL, q8aSumOff, q8aQ8Off, q8aQ16Off } from "./common";
+import { reduce4, storeRows, rowDot32 } from "./quant";
 
 @inline function hOff(withMin: bool): usize { return withMin ? 16 : 8; }
 @inline function outBytes(withMin: bool): usize { return withMin ? 96 : 88; }
@@ -169,19 +169,6 @@ function matvec5Scalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, wi
     i32x4.add(i32x4.dot_i16x8_s(v128.and(lo, lane), v128.load(xq)), i32x4.dot_i16x8_s(i16x8.shr_u(lo, 8), v128.load(xq, 16))),
     i32x4.add(i32x4.dot_i16x8_s(v128.and(hi, lane), v128.load(xq, 32)), i32x4.dot_i16x8_s(i16x8.shr_u(hi, 8), v128.load(xq, 48))),
   );
-}
-
-// A row's int16 pair sums of its 32 values (lo, hi: bytes 0..15, the 7-bit
-// operand) against activations xl, xh (|lane| <= 2*2*v*127 for values <= v).
-@inline export function rowDot16(xl: v128, xh: v128, lo: v128, hi: v128): v128 {
-  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi));
-}
-
-// The same as int32 partial sums (values <= 31): one fused chain where the
-// build has it, else the int16 pair sums (|lane| <= 15748) widened.
-@inline export function rowDot32(xl: v128, xh: v128, lo: v128, hi: v128): v128 {
-  if (FUSED) return i32x4.relaxed_dot_i8x16_i7x16_add_s(xh, hi, i32x4.relaxed_dot_i8x16_i7x16_add_s(xl, lo, i32x4.splat(0)));
-  return i32x4.extadd_pairwise_i16x8_s(rowDot16(xl, xh, lo, hi));
 }
 
 function matvec5Simd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, withMin: bool): void {

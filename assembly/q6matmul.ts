@@ -90,19 +90,28 @@ function matmulQ6Passes(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, ou
         const sc1 = FUSED ? i32x4.extend_high_i16x8_s(sv) : i16x8.shuffle(sv, sv, 4, 4, 5, 5, 6, 6, 7, 7);
         const g = xb + b;
         const x = x8 + (g << 5), t = xt + (g << 5), d = xa + (g << 2);
-        { a0 = foldRows(a0, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x, t), dd, d); if (!FUSED) v128.store(ord, a0); }
-        { a1 = foldRows(a1, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride, t + ts), dd, d + stride); if (!FUSED) v128.store(ord, a1); }
-        if (n > 2) { a2 = foldRows(a2, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 2, t + ts * 2), dd, d + stride * 2); if (!FUSED) v128.store(ord, a2); }
-        if (n > 3) { a3 = foldRows(a3, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 3, t + ts * 3), dd, d + stride * 3); if (!FUSED) v128.store(ord, a3); }
-        if (n > 4) { a4 = foldRows(a4, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 4, t + ts * 4), dd, d + stride * 4); if (!FUSED) v128.store(ord, a4); }
-        if (n > 5) { a5 = foldRows(a5, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 5, t + ts * 5), dd, d + stride * 5); if (!FUSED) v128.store(ord, a5); }
-        if (n > 6) { a6 = foldRows(a6, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 6, t + ts * 6), dd, d + stride * 6); if (!FUSED) v128.store(ord, a6); }
-        if (n > 7) { a7 = foldRows(a7, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 7, t + ts * 7), dd, d + stride * 7); if (!FUSED) v128.store(ord, a7); }
+        a0 = q6rFewToken(a0, l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x, t, dd, d, ord);
+        a1 = q6rFewToken(a1, l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride, t + ts, dd, d + stride, ord);
+        if (n > 2) a2 = q6rFewToken(a2, l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 2, t + ts * 2, dd, d + stride * 2, ord);
+        if (n > 3) a3 = q6rFewToken(a3, l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 3, t + ts * 3, dd, d + stride * 3, ord);
+        if (n > 4) a4 = q6rFewToken(a4, l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 4, t + ts * 4, dd, d + stride * 4, ord);
+        if (n > 5) a5 = q6rFewToken(a5, l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 5, t + ts * 5, dd, d + stride * 5, ord);
+        if (n > 6) a6 = q6rFewToken(a6, l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 6, t + ts * 6, dd, d + stride * 6, ord);
+        if (n > 7) a7 = q6rFewToken(a7, l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x + stride * 7, t + ts * 7, dd, d + stride * 7, ord);
       }
       p += 840;
     }
     storeFew(out, outStride, r0, rows, n, a0, a1, a2, a3, a4, a5, a6, a7);
   }
+}
+
+// One token's block folded into acc; in the relaxed build acc is then stored
+// to ord, which orders the next token's loads after this token's work.
+@inline function q6rFewToken(acc: v128, l0: v128, l1: v128, l2: v128, l3: v128, h0: v128, h1: v128, h2: v128, h3: v128,
+  sc0: v128, sc1: v128, x: usize, t: usize, dd: v128, d: usize, ord: usize): v128 {
+  const a = foldRows(acc, q6rFewBlock(l0, l1, l2, l3, h0, h1, h2, h3, sc0, sc1, x, t), dd, d);
+  if (!FUSED) v128.store(ord, a);
+  return a;
 }
 
 // One token's block: s_r = sc0_r * sum (q - 32) x over the first half +

@@ -214,9 +214,10 @@ function matvecQ8rSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize): v
 // (q8b_bytes(cols, ntok)); w is Q8R. Bit-identical to ntok calls of
 // matvec_q8r_q8a on the same tokens' Q8A. Relaxed-fused build: every token
 // count in passes over the weights for up to eight tokens (matmulQ8rSmall).
-// SIMD and relaxed builds: the tile takes whole groups of eight tokens, and a
-// few tokens (up to 6, or the last ntok % 8 unless 7) one matvec each on
-// their Q8A images (in Node's relaxed build the pass ran 0.98x of those).
+// SIMD and relaxed builds: one matvec per token on its Q8A image below 16
+// tokens, and past that the tile for whole groups of eight tokens and a
+// matvec for each of the rest (in Node's relaxed build the pass ran 0.98x of
+// the matvecs).
 export function matmul_q8r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
   const nb = <usize>cols >> 5;
   const outStride = <usize>rows << 2;

@@ -216,14 +216,24 @@ export function repack_q4_0(src: usize, dst: usize, rows: i32, cols: i32): void 
   );
 }
 
-// Relaxed: nibbles (0..15) are a valid 7-bit operand, activations the
-// signed one. One row, left in int16: lane i holds x-pair dots of both nibble
-// halves, |lane| <= 2*2*15*127 = 7620.
+// Relaxed: a row's 32 values as bytes (lo: elements 0..15, hi: 16..31; the
+// 7-bit operand, so 0..127) against its activations xl, xh (the signed one),
+// left in int16: lane i holds two pairs' dots of both halves, |lane| <=
+// 2*2*v*127 for values <= v (Q4_0/Q4_1 nibbles 7620, five-bit values 15748).
+@inline export function rowDot16(xl: v128, xh: v128, lo: v128, hi: v128): v128 {
+  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi));
+}
+
+// The same as int32 partial sums (values <= 31): one fused chain where the
+// build has it, else the int16 pair sums widened.
+@inline export function rowDot32(xl: v128, xh: v128, lo: v128, hi: v128): v128 {
+  if (FUSED) return i32x4.relaxed_dot_i8x16_i7x16_add_s(xh, hi, i32x4.relaxed_dot_i8x16_i7x16_add_s(xl, lo, i32x4.splat(0)));
+  return i32x4.extadd_pairwise_i16x8_s(rowDot16(xl, xh, lo, hi));
+}
+
+// rowDot16 of a row's 16 nibble bytes v (nibbles 0..15: a valid 7-bit operand).
 @inline export function nibRelaxed16(v: v128, xlo: v128, xhi: v128, m: v128): v128 {
-  return i16x8.add(
-    i16x8.relaxed_dot_i8x16_i7x16_s(xlo, v128.and(v, m)),
-    i16x8.relaxed_dot_i8x16_i7x16_s(xhi, v128.and(i16x8.shr_u(v, 4), m)),
-  );
+  return rowDot16(xlo, xhi, v128.and(v, m), v128.and(i16x8.shr_u(v, 4), m));
 }
 
 // [sum(r0), sum(r1), sum(r2), sum(r3)] from four rows' int16x8 partials
@@ -1411,7 +1421,8 @@ function matmulQ4rFused(w: usize, rows: i32, cols: i32, xq: usize, ntok: i32, ou
 // widening dot, the fold: ~22 vector operations) — bit for bit one matvec
 // per token. The plain SIMD build,
 // whose tiles cost more than per-token matvecs below eight tokens, runs the
-// matvec per token on the images (as the Q8R matmul does in every build). docs/kernels.md, "Small
+// matvec per token on the images (as the Q8R matmul does below 16 tokens in
+// the SIMD and relaxed builds). docs/kernels.md, "Small
 // batches", has the measurements and the designs that lost.
 
 // Tokens that take the small path: all of them up to SMALL_MAX, else the
