@@ -54,7 +54,12 @@ export function set_scratch(ptr: usize): void {
 // the same bits as h2f for every input. For per-superblock scales only: on
 // Q4_0's per-block scales the select costs more than it saves.
 @inline export function h2f_x4_nodenorm(p: usize): v128 {
-  const h = v128.load16x4_s(p);
+  return h2fLanes_nodenorm(v128.load16x4_s(p));
+}
+
+// The same for four halves already in the low 16 bits of h's int32 lanes
+// (from four places: the rows of a matrix read as stored).
+@inline export function h2fLanes_nodenorm(h: v128): v128 {
   const mag = v128.and(h, i32x4.splat(0x7fff));
   const normal = i32x4.add(i32x4.shl(mag, 13), i32x4.splat(112 << 23));
   const sub = f32x4.mul(f32x4.convert_i32x4_s(mag), f32x4.splat(<f32>5.960464477539063e-8));

@@ -24,7 +24,7 @@
 // activations in the kernel: per pair by extadd_pairwise, the one
 // instruction every SIMD build has, so Q8A and Q8B stay as they are.
 
-import { FUSED, scratchBase, h2f, q8aQ8Off, q8aQ16Off } from "./common";
+import { FUSED, scratchBase, h2f, h2fLanes_nodenorm, q8aQ8Off, q8aQ16Off } from "./common";
 import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X, smallStride, smallMost } from "./quant";
 
 @inline function lowBytes(three: bool): usize {
@@ -46,6 +46,41 @@ import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X, smallStride, smallMo
   const low = i < 8 ? <i32>load<u8>(sc + i) & 15 : <i32>load<u8>(sc + i - 8) >> 4;
   const high = (<i32>load<u8>(sc + 8 + (i & 3)) >> <i32>((i >> 2) << 1)) & 3;
   return (low | (high << 4)) - 32;
+}
+
+// Where a 4-row group's decoded scales live in scratch (both products):
+// row k's 16 sub-block scales as int16 at LS + 64k, Q2_K's 16 mins at
+// LS + 64k + 32.
+// @ts-ignore: decorator
+@inline const LS: usize = 256;
+
+// The sub-block scales (Q2_K: and mins) of the superblock at p, decoded once
+// for its eight blocks into o as int16 (the layout of LS), in vector
+// operations: per block the kernels then load a scale where they decoded it
+// with ~7 scalar operations (Q3_K's six bits from two bytes, Q2_K's nibbles
+// from a u16) and splatted it. Q3_K's scale i is its low nibble (byte i, or
+// the high nibble of byte i - 8) with bits 2(i >> 2)..+1 of byte 8 + (i & 3)
+// on top, less 32: the four high-bit bytes shifted by 0, 2, 4, 6 in the four
+// int32 lanes put exactly those bits at the bottom of byte lane i.
+@inline function lowScales(o: usize, p: usize, three: bool): void {
+  const m4 = i8x16.splat(15);
+  if (three) {
+    const v = v128.load64_zero(p + 96);
+    const low = i8x16.shuffle(v128.and(v, m4), v128.and(i16x8.shr_u(v, 4), m4), 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+    const hb = load<u32>(p + 104);
+    let h = i32x4.replace_lane(i32x4.splat(hb), 1, hb >> 2);
+    h = i32x4.replace_lane(i32x4.replace_lane(h, 2, hb >> 4), 3, hb >> 6);
+    const s = i8x16.sub(v128.or(low, i8x16.shl(v128.and(h, i8x16.splat(3)), 4)), i8x16.splat(32));
+    v128.store(o, i16x8.extend_low_i8x16_s(s));
+    v128.store(o, i16x8.extend_high_i8x16_s(s), 16);
+    return;
+  }
+  const v = v128.load(p);
+  const sc = v128.and(v, m4), mn = v128.and(i16x8.shr_u(v, 4), m4);
+  v128.store(o, i16x8.extend_low_i8x16_u(sc));
+  v128.store(o, i16x8.extend_high_i8x16_u(sc), 16);
+  v128.store(o, i16x8.extend_low_i8x16_u(mn), 32);
+  v128.store(o, i16x8.extend_high_i8x16_u(mn), 48);
 }
 
 // ---------------------------------------------------------------- matvec (Q8A)
@@ -117,9 +152,10 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
   return a;
 }
 
-// One row's block b (superblock at p) against the block's activations: the
-// int32 partials of sd to t and (Q2_K) of sm to t + 64; the lanes' sum is
-// the value. pl / ph: the activations' pair sums of the two sub-blocks.
+// One row's block b (superblock at p; its decoded scales at sc, lowScales)
+// against the block's activations: the int32 partials of sd to t and (Q2_K)
+// of sm to t + 64; the lanes' sum is the value. pl / ph: the activations'
+// pair sums of the two sub-blocks (Q3_K: times 4, its offset).
 //
 // Relaxed: the unsigned values (0..3, Q3_K's u 0..7) are the 7-bit operand;
 // each pair's dot |.| <= 2*7*127 fits int16, and Q3_K's offset is applied
@@ -127,107 +163,141 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
 // splatted scale widens and scales at once. Plain SIMD: the values widened
 // to int16 by mask and shift (even elements from the low bytes, odd from the
 // high, the order of Q8A's int16 section), Q3_K's already signed.
-@inline function lowRow(t: usize, p: usize, b: i32, x8: usize, x16: usize, pl: v128, ph: v128, three: bool): void {
+@inline function lowRow(t: usize, p: usize, b: i32, x8: usize, x16: usize, pl: v128, ph: v128, sc: usize, three: bool): void {
   const q = p + lowQs(three) + (<usize>(b >> 2) << 5);
   const shift = (b & 3) << 1;
+  const si = sc + (<usize>b << 2);
   let dl: v128, dh: v128;
   if (ASC_FEATURE_RELAXED_SIMD) {
     dl = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), lowValues(p, b, 0, three));
     dh = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), lowValues(p, b, 16, three));
     if (three) {
-      dl = i16x8.sub(dl, i16x8.shl(pl, 2));
-      dh = i16x8.sub(dh, i16x8.shl(ph, 2));
+      dl = i16x8.sub(dl, pl);
+      dh = i16x8.sub(dh, ph);
     }
-  } else {
-    const v = v128.load(q), w = v128.load(q, 16);
-    const m3 = i16x8.splat(3);
-    let e0 = v128.and(i16x8.shr_u(v, shift), m3), o0 = v128.and(i16x8.shr_u(v, shift + 8), m3);
-    let e1 = v128.and(i16x8.shr_u(w, shift), m3), o1 = v128.and(i16x8.shr_u(w, shift + 8), m3);
-    if (three) {
-      const one = i16x8.splat(1), four = i16x8.splat(4);
-      const hl = v128.load(p), hh = v128.load(p, 16);
-      e0 = i16x8.sub(v128.or(e0, i16x8.shl(v128.and(i16x8.shr_u(hl, b), one), 2)), four);
-      o0 = i16x8.sub(v128.or(o0, i16x8.shl(v128.and(i16x8.shr_u(hl, b + 8), one), 2)), four);
-      e1 = i16x8.sub(v128.or(e1, i16x8.shl(v128.and(i16x8.shr_u(hh, b), one), 2)), four);
-      o1 = i16x8.sub(v128.or(o1, i16x8.shl(v128.and(i16x8.shr_u(hh, b + 8), one), 2)), four);
-    }
-    dl = i32x4.add(i32x4.dot_i16x8_s(e0, v128.load(x16)), i32x4.dot_i16x8_s(o0, v128.load(x16, 16)));
-    dh = i32x4.add(i32x4.dot_i16x8_s(e1, v128.load(x16, 32)), i32x4.dot_i16x8_s(o1, v128.load(x16, 48)));
-  }
-  const i = <usize>b << 1;
-  if (three) {
-    const s0 = q3Scale(p + 96, i), s1 = q3Scale(p + 96, i + 1);
-    if (ASC_FEATURE_RELAXED_SIMD) {
-      v128.store(t, i32x4.add(i32x4.dot_i16x8_s(dl, i16x8.splat(<i16>s0)), i32x4.dot_i16x8_s(dh, i16x8.splat(<i16>s1))));
-    } else {
-      v128.store(t, i32x4.add(i32x4.mul(dl, i32x4.splat(s0)), i32x4.mul(dh, i32x4.splat(s1))));
-    }
+    v128.store(t, i32x4.add(i32x4.dot_i16x8_s(dl, v128.load16_splat(si)), i32x4.dot_i16x8_s(dh, v128.load16_splat(si, 2))));
+    if (!three) v128.store(t, i32x4.add(i32x4.dot_i16x8_s(pl, v128.load16_splat(si, 32)), i32x4.dot_i16x8_s(ph, v128.load16_splat(si, 34))), 64);
     return;
   }
-  const s = <i32>load<u16>(p + i);
-  const sc0 = s & 15, m0 = (s >> 4) & 15, sc1 = (s >> 8) & 15, m1 = s >> 12;
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    v128.store(t, i32x4.add(i32x4.dot_i16x8_s(dl, i16x8.splat(<i16>sc0)), i32x4.dot_i16x8_s(dh, i16x8.splat(<i16>sc1))));
-  } else {
-    v128.store(t, i32x4.add(i32x4.mul(dl, i32x4.splat(sc0)), i32x4.mul(dh, i32x4.splat(sc1))));
+  const v = v128.load(q), w = v128.load(q, 16);
+  const m3 = i16x8.splat(3);
+  let e0 = v128.and(i16x8.shr_u(v, shift), m3), o0 = v128.and(i16x8.shr_u(v, shift + 8), m3);
+  let e1 = v128.and(i16x8.shr_u(w, shift), m3), o1 = v128.and(i16x8.shr_u(w, shift + 8), m3);
+  if (three) {
+    const one = i16x8.splat(1), four = i16x8.splat(4);
+    const hl = v128.load(p), hh = v128.load(p, 16);
+    e0 = i16x8.sub(v128.or(e0, i16x8.shl(v128.and(i16x8.shr_u(hl, b), one), 2)), four);
+    o0 = i16x8.sub(v128.or(o0, i16x8.shl(v128.and(i16x8.shr_u(hl, b + 8), one), 2)), four);
+    e1 = i16x8.sub(v128.or(e1, i16x8.shl(v128.and(i16x8.shr_u(hh, b), one), 2)), four);
+    o1 = i16x8.sub(v128.or(o1, i16x8.shl(v128.and(i16x8.shr_u(hh, b + 8), one), 2)), four);
   }
-  v128.store(t, i32x4.add(i32x4.dot_i16x8_s(pl, i16x8.splat(<i16>m0)), i32x4.dot_i16x8_s(ph, i16x8.splat(<i16>m1))), 64);
+  dl = i32x4.add(i32x4.dot_i16x8_s(e0, v128.load(x16)), i32x4.dot_i16x8_s(o0, v128.load(x16, 16)));
+  dh = i32x4.add(i32x4.dot_i16x8_s(e1, v128.load(x16, 32)), i32x4.dot_i16x8_s(o1, v128.load(x16, 48)));
+  v128.store(t, i32x4.add(i32x4.mul(dl, i32x4.splat(<i32>load<i16>(si))), i32x4.mul(dh, i32x4.splat(<i32>load<i16>(si, 2)))));
+  if (!three) v128.store(t, i32x4.add(i32x4.dot_i16x8_s(pl, v128.load16_splat(si, 32)), i32x4.dot_i16x8_s(ph, v128.load16_splat(si, 34))), 64);
 }
 
-// The four rows' f16 at offset o of their blocks as f32x4.
+// A sub-block's 16 activations as the pair sums lowRow takes: Q3_K's times 4.
+@inline function lowPairs(x: v128, three: bool): v128 {
+  const s = i16x8.extadd_pairwise_i8x16_s(x);
+  return three ? i16x8.shl(s, 2) : s;
+}
+
+// The four rows' f16 at offset o of their blocks as f32x4, exactly h2f's
+// values, converted without a float operation on a subnormal half: d is
+// about max|w|/128 (Q3_K) or /96 (Q2_K), a subnormal half for ordinary
+// weights, and h2f's multiply on the denormal it makes costs an x86 microcode
+// assist (docs/kernels.md, "Subnormal scales").
 @inline function halves4(p0: usize, p1: usize, p2: usize, p3: usize, o: usize): v128 {
-  let v = f32x4.splat(h2f(load<u16>(p0 + o)));
-  v = f32x4.replace_lane(v, 1, h2f(load<u16>(p1 + o)));
-  v = f32x4.replace_lane(v, 2, h2f(load<u16>(p2 + o)));
-  return f32x4.replace_lane(v, 3, h2f(load<u16>(p3 + o)));
+  let h = i32x4.splat(<i32>load<u16>(p0 + o));
+  h = i32x4.replace_lane(h, 1, <i32>load<u16>(p1 + o));
+  h = i32x4.replace_lane(h, 2, <i32>load<u16>(p2 + o));
+  return h2fLanes_nodenorm(i32x4.replace_lane(h, 3, <i32>load<u16>(p3 + o)));
 }
 
-// Four rows per pass (a last partial group repeats the last row; storeRows
-// writes only the real ones), the rows' accumulators in the lanes of one
-// f32x4. Each row's partials pass through scratch [0, 128), which keeps the
-// live set small (see q6Step in quant.ts).
+// Block b of a superblock of four rows (p0..p3; their scales decoded at
+// ls) against the activations of its superblock (x8: int8, x16: the plain
+// SIMD build's int16, xs: d_x), folded into acc.
+@inline function lowBlock(acc: v128, t: usize, p0: usize, p1: usize, p2: usize, p3: usize, b: i32,
+  x8: usize, x16: usize, xs: usize, ls: usize, d: v128, dm: v128, three: bool): v128 {
+  const xb = x8 + (<usize>b << 5), xw = x16 + (<usize>b << 6);
+  const pl = lowPairs(v128.load(xb), three), ph = lowPairs(v128.load(xb, 16), three);
+  lowRow(t, p0, b, xb, xw, pl, ph, ls, three);
+  lowRow(t + 16, p1, b, xb, xw, pl, ph, ls + 64, three);
+  lowRow(t + 32, p2, b, xb, xw, pl, ph, ls + 128, three);
+  lowRow(t + 48, p3, b, xb, xw, pl, ph, ls + 192, three);
+  const sd = f32x4.convert_i32x4_s(reduce4(v128.load(t), v128.load(t, 16), v128.load(t, 32), v128.load(t, 48)));
+  const dx = v128.load32_splat(xs + (<usize>b << 2));
+  if (three) return f32x4.add(acc, f32x4.mul(f32x4.mul(sd, d), dx));
+  const sm = f32x4.convert_i32x4_s(reduce4(v128.load(t, 64), v128.load(t, 80), v128.load(t, 96), v128.load(t, 112)));
+  return f32x4.add(acc, f32x4.mul(f32x4.sub(f32x4.mul(sd, d), f32x4.mul(sm, dm)), dx));
+}
+
+// Four rows per pass, the rows' accumulators in the lanes of one f32x4.
+// Lane k takes row i + k*q of the first 4q rows (q = rows / 4): each lane
+// then reads its quarter of the matrix front to back, four long streams
+// that the hardware prefetches, where four adjacent rows (each 880 B at
+// 2048 columns) are four short ones it does not, and the matvec waited on
+// memory (lowStreams). The last rows % 4 are one group, its last row
+// repeated and only the real ones stored. Each row's partials pass through
+// scratch [0, 128), which keeps the live set small (see q6Step in quant.ts).
 function matvecLowSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, three: bool): void {
   const nsb = <usize>cols >> 8;
+  const rowBytes = nsb * lowBytes(three);
+  const q = rows >> 2;
+  const qBytes = <usize>q * rowBytes;
+  for (let i = 0; i < q; i++) {
+    const p = w + <usize>i * rowBytes;
+    lowStore4(out, i, q, matvecLow4(p, p + qBytes, p + 2 * qBytes, p + 3 * qBytes, nsb, xa, three));
+  }
+  const r0 = q << 2;
+  if (r0 < rows) {
+    const p = w + <usize>r0 * rowBytes, last = w + <usize>(rows - 1) * rowBytes;
+    storeRows(out, r0, rows, matvecLow4(p, <usize>min(p + rowBytes, last), <usize>min(p + 2 * rowBytes, last), last, nsb, xa, three));
+  }
+}
+
+// Rows i, q + i, 2q + i, 3q + i of out from the lanes of acc.
+@inline function lowStore4(out: usize, i: i32, q: i32, acc: v128): void {
+  const o = out + (<usize>i << 2), qo = <usize>q << 2;
+  store<f32>(o, f32x4.extract_lane(acc, 0));
+  store<f32>(o + qo, f32x4.extract_lane(acc, 1));
+  store<f32>(o + 2 * qo, f32x4.extract_lane(acc, 2));
+  store<f32>(o + 3 * qo, f32x4.extract_lane(acc, 3));
+}
+
+// The four rows at p0..p3 against the activations (Q8A at xa): their sums in the lanes.
+function matvecLow4(p0: usize, p1: usize, p2: usize, p3: usize, nsb: usize, xa: usize, three: bool): v128 {
   const nb = nsb << 3;
   const x8 = xa + q8aQ8Off(nb);
   const x16 = xa + q8aQ16Off(nb);
   const B = lowBytes(three);
-  const rowBytes = nsb * B;
   const t = scratchBase();
-  for (let r0 = 0; r0 < rows; r0 += 4) {
-    let p0 = w + <usize>r0 * rowBytes;
-    let p1 = w + <usize>min(r0 + 1, rows - 1) * rowBytes;
-    let p2 = w + <usize>min(r0 + 2, rows - 1) * rowBytes;
-    let p3 = w + <usize>min(r0 + 3, rows - 1) * rowBytes;
-    let acc = f32x4.splat(0);
-    for (let sb: usize = 0; sb < nsb; sb++) {
-      const d = halves4(p0, p1, p2, p3, lowD(three));
-      const dm = three ? d : halves4(p0, p1, p2, p3, 82);
-      for (let b = 0; b < 8; b++) {
-        const bg = (sb << 3) + <usize>b;
-        const xb = x8 + (bg << 5), xw = x16 + (bg << 6);
-        const pl = i16x8.extadd_pairwise_i8x16_s(v128.load(xb));
-        const ph = i16x8.extadd_pairwise_i8x16_s(v128.load(xb, 16));
-        lowRow(t, p0, b, xb, xw, pl, ph, three);
-        lowRow(t + 16, p1, b, xb, xw, pl, ph, three);
-        lowRow(t + 32, p2, b, xb, xw, pl, ph, three);
-        lowRow(t + 48, p3, b, xb, xw, pl, ph, three);
-        const sd = f32x4.convert_i32x4_s(reduce4(v128.load(t), v128.load(t, 16), v128.load(t, 32), v128.load(t, 48)));
-        const dx = v128.load32_splat(xa + (bg << 2));
-        if (three) {
-          acc = f32x4.add(acc, f32x4.mul(f32x4.mul(sd, d), dx));
-        } else {
-          const sm = f32x4.convert_i32x4_s(reduce4(v128.load(t, 64), v128.load(t, 80), v128.load(t, 96), v128.load(t, 112)));
-          acc = f32x4.add(acc, f32x4.mul(f32x4.sub(f32x4.mul(sd, d), f32x4.mul(sm, dm)), dx));
-        }
-      }
-      p0 += B;
-      p1 += B;
-      p2 += B;
-      p3 += B;
-    }
-    storeRows(out, r0, rows, acc);
+  const ls = t + LS;
+  let acc = f32x4.splat(0);
+  for (let sb: usize = 0; sb < nsb; sb++) {
+    const d = halves4(p0, p1, p2, p3, lowD(three));
+    const dm = three ? d : halves4(p0, p1, p2, p3, 82);
+    lowScales(ls, p0, three);
+    lowScales(ls + 64, p1, three);
+    lowScales(ls + 128, p2, three);
+    lowScales(ls + 192, p3, three);
+    // The eight blocks written out: b is then a constant in each, and so are its shifts.
+    const xb = x8 + (sb << 8), xw = x16 + (sb << 9), xs = xa + (sb << 5);
+    acc = lowBlock(acc, t, p0, p1, p2, p3, 0, xb, xw, xs, ls, d, dm, three);
+    acc = lowBlock(acc, t, p0, p1, p2, p3, 1, xb, xw, xs, ls, d, dm, three);
+    acc = lowBlock(acc, t, p0, p1, p2, p3, 2, xb, xw, xs, ls, d, dm, three);
+    acc = lowBlock(acc, t, p0, p1, p2, p3, 3, xb, xw, xs, ls, d, dm, three);
+    acc = lowBlock(acc, t, p0, p1, p2, p3, 4, xb, xw, xs, ls, d, dm, three);
+    acc = lowBlock(acc, t, p0, p1, p2, p3, 5, xb, xw, xs, ls, d, dm, three);
+    acc = lowBlock(acc, t, p0, p1, p2, p3, 6, xb, xw, xs, ls, d, dm, three);
+    acc = lowBlock(acc, t, p0, p1, p2, p3, 7, xb, xw, xs, ls, d, dm, three);
+    p0 += B;
+    p1 += B;
+    p2 += B;
+    p3 += B;
   }
+  return acc;
 }
 
 // ---------------------------------------------------------------- matmul (Q8B)
@@ -271,28 +341,32 @@ function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: us
   }
 }
 
-// Scratch of the few-token pass: at LW + 96r, row r's block: its two
-// sub-blocks' values (0, 16), the splatted int16 scales (32, 48) and, Q2_K,
-// mins (64, 80); at LA + 16k token k's f32 accumulators (rows in lanes).
+// Scratch of the few-token pass: at LW + 384b + 96r, row r's block b of the
+// superblock: its two sub-blocks' values (0, 16), the splatted int16 scales
+// (32, 48) and, Q2_K, mins (64, 80); at LA + 16k token k's f32 accumulators
+// (rows in lanes).
 // @ts-ignore: decorator
 @inline const LW: usize = 1024;
 // @ts-ignore: decorator
-@inline const LA: usize = 2048;
+@inline const LA: usize = 4096;
 
-@inline function lowUnpack(o: usize, p: usize, b: i32, three: bool): void {
+@inline function lowUnpack(o: usize, p: usize, b: i32, sc: usize, three: bool): void {
   v128.store(o, lowValues(p, b, 0, three));
   v128.store(o, lowValues(p, b, 16, three), 16);
-  const i = <usize>b << 1;
-  if (three) {
-    v128.store(o, i16x8.splat(<i16>q3Scale(p + 96, i)), 32);
-    v128.store(o, i16x8.splat(<i16>q3Scale(p + 96, i + 1)), 48);
-    return;
-  }
-  const s = <i32>load<u16>(p + i);
-  v128.store(o, i16x8.splat(<i16>(s & 15)), 32);
-  v128.store(o, i16x8.splat(<i16>((s >> 8) & 15)), 48);
-  v128.store(o, i16x8.splat(<i16>((s >> 4) & 15)), 64);
-  v128.store(o, i16x8.splat(<i16>(s >> 12)), 80);
+  const si = sc + (<usize>b << 2);
+  v128.store(o, v128.load16_splat(si), 32);
+  v128.store(o, v128.load16_splat(si, 2), 48);
+  if (three) return;
+  v128.store(o, v128.load16_splat(si, 32), 64);
+  v128.store(o, v128.load16_splat(si, 34), 80);
+}
+
+// Block b of four rows unpacked to o (row k at o + 96k).
+@inline function lowUnpack4(o: usize, p0: usize, p1: usize, p2: usize, p3: usize, b: i32, ls: usize, three: bool): void {
+  lowUnpack(o, p0, b, ls, three);
+  lowUnpack(o + 96, p1, b, ls + 64, three);
+  lowUnpack(o + 192, p2, b, ls + 128, three);
+  lowUnpack(o + 288, p3, b, ls + 192, three);
 }
 
 // One unpacked row against one token's block: sd's int32 partials (lowRow's arithmetic).
@@ -300,8 +374,8 @@ function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: us
   let dl = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), v128.load(o));
   let dh = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), v128.load(o, 16));
   if (three) {
-    dl = i16x8.sub(dl, i16x8.shl(pl, 2));
-    dh = i16x8.sub(dh, i16x8.shl(ph, 2));
+    dl = i16x8.sub(dl, pl);
+    dh = i16x8.sub(dh, ph);
   }
   return i32x4.add(i32x4.dot_i16x8_s(dl, v128.load(o, 32)), i32x4.dot_i16x8_s(dh, v128.load(o, 48)));
 }
@@ -310,53 +384,76 @@ function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: us
   return i32x4.add(i32x4.dot_i16x8_s(pl, v128.load(o, 64)), i32x4.dot_i16x8_s(ph, v128.load(o, 80)));
 }
 
-// n (1..8) tokens' Q8A images at xa + k*stride; out[k*rows + r].
+// n (1..8) tokens' Q8A images at xa + k*stride; out[k*rows + r]. Rows as
+// the matvec takes them (matvecLowSimd): lane k row i + k*q, then the last
+// rows % 4 as one group.
 function matmulLowFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32, three: bool): void {
   const nsb = <usize>cols >> 8;
+  const rowBytes = nsb * lowBytes(three);
+  const la = scratchBase() + LA;
+  const q = rows >> 2;
+  const qBytes = <usize>q * rowBytes;
+  for (let i = 0; i < q; i++) {
+    const p = w + <usize>i * rowBytes;
+    matmulLow4(p, p + qBytes, p + 2 * qBytes, p + 3 * qBytes, nsb, xa, stride, n, three);
+    for (let k = 0; k < n; k++) lowStore4(out + <usize>k * (<usize>rows << 2), i, q, v128.load(la + (<usize>k << 4)));
+  }
+  const r0 = q << 2;
+  if (r0 < rows) {
+    const p = w + <usize>r0 * rowBytes, last = w + <usize>(rows - 1) * rowBytes;
+    matmulLow4(p, <usize>min(p + rowBytes, last), <usize>min(p + 2 * rowBytes, last), last, nsb, xa, stride, n, three);
+    for (let k = 0; k < n; k++) storeRows(out + <usize>k * (<usize>rows << 2), r0, rows, v128.load(la + (<usize>k << 4)));
+  }
+}
+
+// The four rows at p0..p3 against the n tokens: token k's sums to LA + 16k (rows in lanes).
+function matmulLow4(p0: usize, p1: usize, p2: usize, p3: usize, nsb: usize, xa: usize, stride: usize, n: i32, three: bool): void {
   const x8 = q8aQ8Off(nsb << 3);
   const B = lowBytes(three);
-  const rowBytes = nsb * B;
   const ws = scratchBase();
   const u = ws + LW;
-  for (let r0 = 0; r0 < rows; r0 += 4) {
-    let p0 = w + <usize>r0 * rowBytes;
-    let p1 = w + <usize>min(r0 + 1, rows - 1) * rowBytes;
-    let p2 = w + <usize>min(r0 + 2, rows - 1) * rowBytes;
-    let p3 = w + <usize>min(r0 + 3, rows - 1) * rowBytes;
-    for (let k = 0; k < n; k++) v128.store(ws + LA + (<usize>k << 4), f32x4.splat(0));
-    for (let sb: usize = 0; sb < nsb; sb++) {
-      const d = halves4(p0, p1, p2, p3, lowD(three));
-      const dm = three ? d : halves4(p0, p1, p2, p3, 82);
-      for (let b = 0; b < 8; b++) {
-        const bg = (sb << 3) + <usize>b;
-        lowUnpack(u, p0, b, three);
-        lowUnpack(u + 96, p1, b, three);
-        lowUnpack(u + 192, p2, b, three);
-        lowUnpack(u + 288, p3, b, three);
-        for (let k = 0; k < n; k++) {
-          const xk = xa + <usize>k * stride;
-          const xb = xk + x8 + (bg << 5);
-          const pl = i16x8.extadd_pairwise_i8x16_s(v128.load(xb));
-          const ph = i16x8.extadd_pairwise_i8x16_s(v128.load(xb, 16));
-          const sd = f32x4.convert_i32x4_s(reduce4(
-            lowDot(u, xb, pl, ph, three), lowDot(u + 96, xb, pl, ph, three),
-            lowDot(u + 192, xb, pl, ph, three), lowDot(u + 288, xb, pl, ph, three)));
-          const dx = v128.load32_splat(xk + (bg << 2));
-          const pa = ws + LA + (<usize>k << 4);
-          if (three) {
-            v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.mul(sd, d), dx)));
-          } else {
-            const sm = f32x4.convert_i32x4_s(reduce4(lowMinDot(u, pl, ph), lowMinDot(u + 96, pl, ph), lowMinDot(u + 192, pl, ph), lowMinDot(u + 288, pl, ph)));
-            v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.sub(f32x4.mul(sd, d), f32x4.mul(sm, dm)), dx)));
-          }
+  const ls = ws + LS;
+  for (let k = 0; k < n; k++) v128.store(ws + LA + (<usize>k << 4), f32x4.splat(0));
+  for (let sb: usize = 0; sb < nsb; sb++) {
+    const d = halves4(p0, p1, p2, p3, lowD(three));
+    const dm = three ? d : halves4(p0, p1, p2, p3, 82);
+    lowScales(ls, p0, three);
+    lowScales(ls + 64, p1, three);
+    lowScales(ls + 128, p2, three);
+    lowScales(ls + 192, p3, three);
+    // The eight blocks' unpacking written out, so that each one's shifts are constants.
+    lowUnpack4(u, p0, p1, p2, p3, 0, ls, three);
+    lowUnpack4(u + 384, p0, p1, p2, p3, 1, ls, three);
+    lowUnpack4(u + 768, p0, p1, p2, p3, 2, ls, three);
+    lowUnpack4(u + 1152, p0, p1, p2, p3, 3, ls, three);
+    lowUnpack4(u + 1536, p0, p1, p2, p3, 4, ls, three);
+    lowUnpack4(u + 1920, p0, p1, p2, p3, 5, ls, three);
+    lowUnpack4(u + 2304, p0, p1, p2, p3, 6, ls, three);
+    lowUnpack4(u + 2688, p0, p1, p2, p3, 7, ls, three);
+    for (let b = 0; b < 8; b++) {
+      const bg = (sb << 3) + <usize>b;
+      const ub = u + <usize>b * 384;
+      for (let k = 0; k < n; k++) {
+        const xk = xa + <usize>k * stride;
+        const xb = xk + x8 + (bg << 5);
+        const pl = lowPairs(v128.load(xb), three), ph = lowPairs(v128.load(xb, 16), three);
+        const sd = f32x4.convert_i32x4_s(reduce4(
+          lowDot(ub, xb, pl, ph, three), lowDot(ub + 96, xb, pl, ph, three),
+          lowDot(ub + 192, xb, pl, ph, three), lowDot(ub + 288, xb, pl, ph, three)));
+        const dx = v128.load32_splat(xk + (bg << 2));
+        const pa = ws + LA + (<usize>k << 4);
+        if (three) {
+          v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.mul(sd, d), dx)));
+        } else {
+          const sm = f32x4.convert_i32x4_s(reduce4(lowMinDot(ub, pl, ph), lowMinDot(ub + 96, pl, ph), lowMinDot(ub + 192, pl, ph), lowMinDot(ub + 288, pl, ph)));
+          v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.sub(f32x4.mul(sd, d), f32x4.mul(sm, dm)), dx)));
         }
       }
-      p0 += B;
-      p1 += B;
-      p2 += B;
-      p3 += B;
     }
-    for (let k = 0; k < n; k++) storeRows(out + <usize>k * (<usize>rows << 2), r0, rows, v128.load(ws + LA + (<usize>k << 4)));
+    p0 += B;
+    p1 += B;
+    p2 += B;
+    p3 += B;
   }
 }
 

@@ -154,6 +154,30 @@ describe.each(TYPES)("%s: matmul", (_name, type) => {
     }
   });
 
+  it("subnormal, negative and zero superblock scales (d, Q2_K's dmin): matvec and matmul == exact emulation, every build", () => {
+    // d ≈ max|w|/128 is a subnormal half for small weights; the kernels convert it without a float
+    // operation on the denormal (a microcode assist on x86), and must give h2f's exact value.
+    const cols = 512, rows = 9, NTOK = 5;
+    const r = rng(77 + type);
+    const parts = [randLow(type, r, 3, cols, { d: 3e-6 }), randLow(type, r, 3, cols, { d: -3e-6 }), randLow(type, r, 3, cols, { d: 0 })];
+    const bytes = new Uint8Array(parts.reduce((a, b) => a + b.bytes.length, 0));
+    parts.reduce((o, b) => (bytes.set(b.bytes, o), o + b.bytes.length), 0);
+    const dv = new DataView(bytes.buffer);
+    const dOff = type === TensorType.Q3_K ? 108 : 80;
+    const halves = Array.from({ length: bytes.length / LOW_BLOCK_BYTES[type] }, (_, i) => dv.getUint16(i * LOW_BLOCK_BYTES[type] + dOff, true));
+    expect(halves.some((h) => (h & 0x7c00) === 0 && (h & 0x3ff) !== 0 && !(h & 0x8000)), "a positive subnormal d").toBe(true);
+    expect(halves.some((h) => (h & 0x7c00) === 0 && (h & 0x3ff) !== 0 && h & 0x8000), "a negative subnormal d").toBe(true);
+    const xs = randVec(r, NTOK * cols, 2);
+    for (const h of both()) {
+      const { matmul, matvecs } = matmulAndMatvecs(h, type, place(h, bytes), rows, cols, xs, NTOK);
+      for (let t = 0; t < NTOK; t++) {
+        const want = lowEmulate(type, bytes, rows, cols, xs.subarray(t * cols, (t + 1) * cols));
+        expect(bitsEqual(matvecs[t], want), `${h.kind}: matvec token ${t}`).toBe(true);
+        expect(bitsEqual(matmul.subarray(t * rows, (t + 1) * rows), want), `${h.kind}: matmul token ${t}`).toBe(true);
+      }
+    }
+  });
+
   it("extreme blocks (values all max or all min, scales at their extremes, activations all ±127): matvec and matmul == exact emulation", () => {
     // All-0xff bytes: Q2_K values 3 with scale and min 15; Q3_K u = 7 (value 3) with scale 31. All-0x00:
     // Q2_K values 0 and scale 0; Q3_K u = 0 (value −4) with scale −32 — a pair's dot at its limit
