@@ -83,6 +83,48 @@ import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X, smallStride, smallMo
   v128.store(o, i16x8.extend_high_i8x16_u(mn), 48);
 }
 
+// The four rows' scales of the superblocks at p0..p3 to ls (Q2_K: and the min table).
+@inline function lowScales4(ls: usize, p0: usize, p1: usize, p2: usize, p3: usize, three: bool): void {
+  lowScales(ls, p0, three);
+  lowScales(ls + 64, p1, three);
+  lowScales(ls + 128, p2, three);
+  lowScales(ls + 192, p3, three);
+  if (!three) lowMinTable(ls);
+}
+
+// Q2_K's min term, sm = sum_h m_h * sx_h per row, for the four rows at once:
+// per block b the rows' min pairs (m_2b, m_2b+1) side by side as int16 at
+// LS + LMT + 16b (lowMinTable, a 4x4 transpose of the rows' pairs once per
+// superblock), and one dot_i16x8_s with the sub-blocks' activation sums
+// (sx_0, sx_1) in every lane pair gives each row's sm in its int32 lane:
+// the same integers as one min dot per row and a reduce4.
+// @ts-ignore: decorator
+@inline const LMT: usize = 256;
+
+@inline function lowMinTable(ls: usize): void {
+  lowMinT(ls + LMT, v128.load(ls, 32), v128.load(ls + 64, 32), v128.load(ls + 128, 32), v128.load(ls + 192, 32));
+  lowMinT(ls + LMT + 64, v128.load(ls, 48), v128.load(ls + 64, 48), v128.load(ls + 128, 48), v128.load(ls + 192, 48));
+}
+
+// Rows a..d's four min pairs (int32 lanes) to o as four vectors of one pair per row.
+@inline function lowMinT(o: usize, a: v128, b: v128, c: v128, d: v128): void {
+  const t0 = i32x4.shuffle(a, b, 0, 4, 1, 5), t1 = i32x4.shuffle(c, d, 0, 4, 1, 5);
+  const t2 = i32x4.shuffle(a, b, 2, 6, 3, 7), t3 = i32x4.shuffle(c, d, 2, 6, 3, 7);
+  v128.store(o, i32x4.shuffle(t0, t1, 0, 1, 4, 5));
+  v128.store(o, i32x4.shuffle(t0, t1, 2, 3, 6, 7), 16);
+  v128.store(o, i32x4.shuffle(t2, t3, 0, 1, 4, 5), 32);
+  v128.store(o, i32x4.shuffle(t2, t3, 2, 3, 6, 7), 48);
+}
+
+// Block b's sm of the four rows (int32 lanes) from the min table at mt and
+// the sub-blocks' pair sums pl, ph (|sx| <= 16*128: int16).
+@inline function lowMins(mt: usize, b: i32, pl: v128, ph: v128): v128 {
+  let s = i16x8.add(i16x8.shuffle(pl, ph, 0, 8, 1, 9, 2, 10, 3, 11), i16x8.shuffle(pl, ph, 4, 12, 5, 13, 6, 14, 7, 15));
+  s = i16x8.add(s, i16x8.shuffle(s, s, 4, 5, 6, 7, 0, 1, 2, 3));
+  s = i16x8.add(s, i16x8.shuffle(s, s, 2, 3, 0, 1, 6, 7, 4, 5));
+  return i32x4.dot_i16x8_s(v128.load(mt + (<usize>b << 4)), s);
+}
+
 // ---------------------------------------------------------------- matvec (Q8A)
 
 // out[r] for rows x cols stored Q2_K / Q3_K rows at w (cols a multiple of 256).
@@ -153,9 +195,9 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
 }
 
 // One row's block b (superblock at p; its decoded scales at sc, lowScales)
-// against the block's activations: the int32 partials of sd to t and (Q2_K)
-// of sm to t + 64; the lanes' sum is the value. pl / ph: the activations'
-// pair sums of the two sub-blocks (Q3_K: times 4, its offset).
+// against the block's activations: the int32 partials of sd to t; the
+// lanes' sum is the value. pl / ph: the activations' pair sums of the two
+// sub-blocks (Q3_K: times 4, its offset).
 //
 // Relaxed: the unsigned values (0..3, Q3_K's u 0..7) are the 7-bit operand;
 // each pair's dot |.| <= 2*7*127 fits int16, and Q3_K's offset is applied
@@ -176,7 +218,6 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
       dh = i16x8.sub(dh, ph);
     }
     v128.store(t, i32x4.add(i32x4.dot_i16x8_s(dl, v128.load16_splat(si)), i32x4.dot_i16x8_s(dh, v128.load16_splat(si, 2))));
-    if (!three) v128.store(t, i32x4.add(i32x4.dot_i16x8_s(pl, v128.load16_splat(si, 32)), i32x4.dot_i16x8_s(ph, v128.load16_splat(si, 34))), 64);
     return;
   }
   const v = v128.load(q), w = v128.load(q, 16);
@@ -194,7 +235,6 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
   dl = i32x4.add(i32x4.dot_i16x8_s(e0, v128.load(x16)), i32x4.dot_i16x8_s(o0, v128.load(x16, 16)));
   dh = i32x4.add(i32x4.dot_i16x8_s(e1, v128.load(x16, 32)), i32x4.dot_i16x8_s(o1, v128.load(x16, 48)));
   v128.store(t, i32x4.add(i32x4.mul(dl, i32x4.splat(<i32>load<i16>(si))), i32x4.mul(dh, i32x4.splat(<i32>load<i16>(si, 2)))));
-  if (!three) v128.store(t, i32x4.add(i32x4.dot_i16x8_s(pl, v128.load16_splat(si, 32)), i32x4.dot_i16x8_s(ph, v128.load16_splat(si, 34))), 64);
 }
 
 // A sub-block's 16 activations as the pair sums lowRow takes: Q3_K's times 4.
@@ -229,7 +269,7 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
   const sd = f32x4.convert_i32x4_s(reduce4(v128.load(t), v128.load(t, 16), v128.load(t, 32), v128.load(t, 48)));
   const dx = v128.load32_splat(xs + (<usize>b << 2));
   if (three) return f32x4.add(acc, f32x4.mul(f32x4.mul(sd, d), dx));
-  const sm = f32x4.convert_i32x4_s(reduce4(v128.load(t, 64), v128.load(t, 80), v128.load(t, 96), v128.load(t, 112)));
+  const sm = f32x4.convert_i32x4_s(lowMins(ls + LMT, b, pl, ph));
   return f32x4.add(acc, f32x4.mul(f32x4.sub(f32x4.mul(sd, d), f32x4.mul(sm, dm)), dx));
 }
 
@@ -278,10 +318,7 @@ function matvecLow4(p0: usize, p1: usize, p2: usize, p3: usize, nsb: usize, xa: 
   for (let sb: usize = 0; sb < nsb; sb++) {
     const d = halves4(p0, p1, p2, p3, lowD(three));
     const dm = three ? d : halves4(p0, p1, p2, p3, 82);
-    lowScales(ls, p0, three);
-    lowScales(ls + 64, p1, three);
-    lowScales(ls + 128, p2, three);
-    lowScales(ls + 192, p3, three);
+    lowScales4(ls, p0, p1, p2, p3, three);
     // The eight blocks written out: b is then a constant in each, and so are its shifts.
     const xb = x8 + (sb << 8), xw = x16 + (sb << 9), xs = xa + (sb << 5);
     acc = lowBlock(acc, t, p0, p1, p2, p3, 0, xb, xw, xs, ls, d, dm, three);
@@ -342,9 +379,8 @@ function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: us
 }
 
 // Scratch of the few-token pass: at LW + 384b + 96r, row r's block b of the
-// superblock: its two sub-blocks' values (0, 16), the splatted int16 scales
-// (32, 48) and, Q2_K, mins (64, 80); at LA + 16k token k's f32 accumulators
-// (rows in lanes).
+// superblock: its two sub-blocks' values (0, 16) and the splatted int16
+// scales (32, 48); at LA + 16k token k's f32 accumulators (rows in lanes).
 // @ts-ignore: decorator
 @inline const LW: usize = 1024;
 // @ts-ignore: decorator
@@ -356,9 +392,6 @@ function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: us
   const si = sc + (<usize>b << 2);
   v128.store(o, v128.load16_splat(si), 32);
   v128.store(o, v128.load16_splat(si, 2), 48);
-  if (three) return;
-  v128.store(o, v128.load16_splat(si, 32), 64);
-  v128.store(o, v128.load16_splat(si, 34), 80);
 }
 
 // Block b of four rows unpacked to o (row k at o + 96k).
@@ -378,10 +411,6 @@ function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: us
     dh = i16x8.sub(dh, ph);
   }
   return i32x4.add(i32x4.dot_i16x8_s(dl, v128.load(o, 32)), i32x4.dot_i16x8_s(dh, v128.load(o, 48)));
-}
-
-@inline function lowMinDot(o: usize, pl: v128, ph: v128): v128 {
-  return i32x4.add(i32x4.dot_i16x8_s(pl, v128.load(o, 64)), i32x4.dot_i16x8_s(ph, v128.load(o, 80)));
 }
 
 // n (1..8) tokens' Q8A images at xa + k*stride; out[k*rows + r]. Rows as
@@ -417,10 +446,7 @@ function matmulLow4(p0: usize, p1: usize, p2: usize, p3: usize, nsb: usize, xa: 
   for (let sb: usize = 0; sb < nsb; sb++) {
     const d = halves4(p0, p1, p2, p3, lowD(three));
     const dm = three ? d : halves4(p0, p1, p2, p3, 82);
-    lowScales(ls, p0, three);
-    lowScales(ls + 64, p1, three);
-    lowScales(ls + 128, p2, three);
-    lowScales(ls + 192, p3, three);
+    lowScales4(ls, p0, p1, p2, p3, three);
     // The eight blocks' unpacking written out, so that each one's shifts are constants.
     lowUnpack4(u, p0, p1, p2, p3, 0, ls, three);
     lowUnpack4(u + 384, p0, p1, p2, p3, 1, ls, three);
@@ -445,7 +471,7 @@ function matmulLow4(p0: usize, p1: usize, p2: usize, p3: usize, nsb: usize, xa: 
         if (three) {
           v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.mul(sd, d), dx)));
         } else {
-          const sm = f32x4.convert_i32x4_s(reduce4(lowMinDot(ub, pl, ph), lowMinDot(ub + 96, pl, ph), lowMinDot(ub + 192, pl, ph), lowMinDot(ub + 288, pl, ph)));
+          const sm = f32x4.convert_i32x4_s(lowMins(ls + LMT, b, pl, ph));
           v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.sub(f32x4.mul(sd, d), f32x4.mul(sm, dm)), dx)));
         }
       }

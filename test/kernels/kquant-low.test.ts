@@ -89,6 +89,24 @@ function matmulAndMatvecs(h: Harness, type: LowType, w: number, rows: number, co
   return { matmul: h.f32(mm, rows * ntok), matvecs };
 }
 
+function concat(parts: { bytes: Uint8Array }[]): Uint8Array {
+  const bytes = new Uint8Array(parts.reduce((a, b) => a + b.bytes.length, 0));
+  parts.reduce((o, b) => (bytes.set(b.bytes, o), o + b.bytes.length), 0);
+  return bytes;
+}
+
+/** Every build's matvec and matmul of ntok tokens equal the exact emulation, token by token. */
+function expectEmulated(type: LowType, bytes: Uint8Array, rows: number, cols: number, xs: Float32Array, ntok: number): void {
+  for (const h of both()) {
+    const { matmul, matvecs } = matmulAndMatvecs(h, type, place(h, bytes), rows, cols, xs, ntok);
+    for (let t = 0; t < ntok; t++) {
+      const want = lowEmulate(type, bytes, rows, cols, xs.subarray(t * cols, (t + 1) * cols));
+      expect(bitsEqual(matvecs[t], want), `${h.kind}: matvec token ${t}`).toBe(true);
+      expect(bitsEqual(matmul.subarray(t * rows, (t + 1) * rows), want), `${h.kind}: matmul token ${t}`).toBe(true);
+    }
+  }
+}
+
 describe.each(TYPES)("%s: matvec", (_name, type) => {
   it.each([[1, 256], [5, 512], [13, 768], [8, 2048]])("rows=%i cols=%i: simd == scalar == TS emulation, within the quantization bound", (rows, cols) => {
     const r = rng(rows * 991 + cols + type);
@@ -160,22 +178,14 @@ describe.each(TYPES)("%s: matmul", (_name, type) => {
     const cols = 512, rows = 9, NTOK = 5;
     const r = rng(77 + type);
     const parts = [randLow(type, r, 3, cols, { d: 3e-6 }), randLow(type, r, 3, cols, { d: -3e-6 }), randLow(type, r, 3, cols, { d: 0 })];
-    const bytes = new Uint8Array(parts.reduce((a, b) => a + b.bytes.length, 0));
-    parts.reduce((o, b) => (bytes.set(b.bytes, o), o + b.bytes.length), 0);
+    const bytes = concat(parts);
     const dv = new DataView(bytes.buffer);
     const dOff = type === TensorType.Q3_K ? 108 : 80;
     const halves = Array.from({ length: bytes.length / LOW_BLOCK_BYTES[type] }, (_, i) => dv.getUint16(i * LOW_BLOCK_BYTES[type] + dOff, true));
     expect(halves.some((h) => (h & 0x7c00) === 0 && (h & 0x3ff) !== 0 && !(h & 0x8000)), "a positive subnormal d").toBe(true);
     expect(halves.some((h) => (h & 0x7c00) === 0 && (h & 0x3ff) !== 0 && h & 0x8000), "a negative subnormal d").toBe(true);
     const xs = randVec(r, NTOK * cols, 2);
-    for (const h of both()) {
-      const { matmul, matvecs } = matmulAndMatvecs(h, type, place(h, bytes), rows, cols, xs, NTOK);
-      for (let t = 0; t < NTOK; t++) {
-        const want = lowEmulate(type, bytes, rows, cols, xs.subarray(t * cols, (t + 1) * cols));
-        expect(bitsEqual(matvecs[t], want), `${h.kind}: matvec token ${t}`).toBe(true);
-        expect(bitsEqual(matmul.subarray(t * rows, (t + 1) * rows), want), `${h.kind}: matmul token ${t}`).toBe(true);
-      }
-    }
+    expectEmulated(type, bytes, rows, cols, xs, NTOK);
   });
 
   it("extreme blocks (values all max or all min, scales at their extremes, activations all ±127): matvec and matmul == exact emulation", () => {
@@ -188,17 +198,9 @@ describe.each(TYPES)("%s: matmul", (_name, type) => {
       randLow(type, rng(2), 2, cols, { fill: { scales: 0x00, qs: 0x00, hmask: 0x00 } }),
       randLow(type, rng(3), 2, cols, { fill: { scales: 0xf0, qs: 0xe4, hmask: 0x55 } }),
     ];
-    const bytes = new Uint8Array(blocks.reduce((a, b) => a + b.bytes.length, 0));
-    blocks.reduce((o, b) => (bytes.set(b.bytes, o), o + b.bytes.length), 0);
+    const bytes = concat(blocks);
     const xs = new Float32Array(NTOK * cols);
     for (let t = 0; t < NTOK; t++) for (let j = 0; j < cols; j++) xs[t * cols + j] = t % 3 === 0 ? 1 : t % 3 === 1 ? -1 : j % 5 ? 1 : -1;
-    for (const h of both()) {
-      const { matmul, matvecs } = matmulAndMatvecs(h, type, place(h, bytes), rows, cols, xs, NTOK);
-      for (let t = 0; t < NTOK; t++) {
-        const want = lowEmulate(type, bytes, rows, cols, xs.subarray(t * cols, (t + 1) * cols));
-        expect(bitsEqual(matvecs[t], want), `${h.kind}: matvec token ${t}`).toBe(true);
-        expect(bitsEqual(matmul.subarray(t * rows, (t + 1) * rows), want), `${h.kind}: matmul token ${t}`).toBe(true);
-      }
-    }
+    expectEmulated(type, bytes, rows, cols, xs, NTOK);
   });
 });
