@@ -143,6 +143,9 @@ export const VC_ODD16: usize = 96; //  i16x8 0, 1, 0, 1, ... (dot: the odd lanes
 export const VC_Q6M4: usize = 112; //  i16x8 0x0f0f (Q6_K: low nibbles of ql)
 export const VC_Q6M2: usize = 128; //  i16x8 0x3030 (Q6_K: bit pair of qh)
 export const VC_H16: usize = 144; //   i16x8 0x8fff (attention: eight halves to f32 bits)
+export const VC_B3: usize = 160; //    i8x16 0x03 (Q2_K/Q3_K: a 2-bit field)
+export const VC_B4: usize = 176; //    i8x16 0x04 (Q3_K: the high bit at bit 2)
+export const VC_B32: usize = 192; //   i8x16 0x20 (Q3_K: its scales' bias)
 export const VCONST: usize = memory.data<u32>([
   0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f,
   0x00010001, 0x00010001, 0x00010001, 0x00010001,
@@ -154,6 +157,9 @@ export const VCONST: usize = memory.data<u32>([
   0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f,
   0x30303030, 0x30303030, 0x30303030, 0x30303030,
   0x8fff8fff, 0x8fff8fff, 0x8fff8fff, 0x8fff8fff,
+  0x03030303, 0x03030303, 0x03030303, 0x03030303,
+  0x04040404, 0x04040404, 0x04040404, 0x04040404,
+  0x20202020, 0x20202020, 0x20202020, 0x20202020,
 ], 16);
 
 // h2f_x4 with its two constants passed in (loaded once per call from VCONST).

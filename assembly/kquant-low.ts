@@ -24,7 +24,7 @@
 // activations in the kernel: per pair by extadd_pairwise, the one
 // instruction every SIMD build has, so Q8A and Q8B stay as they are.
 
-import { FUSED, scratchBase, h2f, h2fLanes_nodenorm, q8aQ8Off, q8aQ16Off } from "./common";
+import { FUSED, scratchBase, h2f, h2fLanes_nodenorm, q8aQ8Off, q8aQ16Off, VCONST, VC_NIB8, VC_B3, VC_B4, VC_B32 } from "./common";
 import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X, smallStride, smallMost } from "./quant";
 
 @inline function lowBytes(three: bool): usize {
@@ -62,15 +62,14 @@ import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X, smallStride, smallMo
 // the high nibble of byte i - 8) with bits 2(i >> 2)..+1 of byte 8 + (i & 3)
 // on top, less 32: the four high-bit bytes shifted by 0, 2, 4, 6 in the four
 // int32 lanes put exactly those bits at the bottom of byte lane i.
-@inline function lowScales(o: usize, p: usize, three: bool): void {
-  const m4 = i8x16.splat(15);
+@inline function lowScales(o: usize, p: usize, m4: v128, b3: v128, b32: v128, three: bool): void {
   if (three) {
     const v = v128.load64_zero(p + 96);
     const low = i8x16.shuffle(v128.and(v, m4), v128.and(i16x8.shr_u(v, 4), m4), 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
     const hb = load<u32>(p + 104);
     let h = i32x4.replace_lane(i32x4.splat(hb), 1, hb >> 2);
     h = i32x4.replace_lane(i32x4.replace_lane(h, 2, hb >> 4), 3, hb >> 6);
-    const s = i8x16.sub(v128.or(low, i8x16.shl(v128.and(h, i8x16.splat(3)), 4)), i8x16.splat(32));
+    const s = i8x16.sub(v128.or(low, i8x16.shl(v128.and(h, b3), 4)), b32);
     v128.store(o, i16x8.extend_low_i8x16_s(s));
     v128.store(o, i16x8.extend_high_i8x16_s(s), 16);
     return;
@@ -83,12 +82,15 @@ import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X, smallStride, smallMo
   v128.store(o, i16x8.extend_high_i8x16_u(mn), 48);
 }
 
-// The four rows' scales of the superblocks at p0..p3 to ls (Q2_K: and the min table).
+// The four rows' scales of the superblocks at p0..p3 to ls (Q2_K: and the
+// min table). The constants are loaded here, once per superblock, not
+// rematerialized for every row (VCONST).
 @inline function lowScales4(ls: usize, p0: usize, p1: usize, p2: usize, p3: usize, three: bool): void {
-  lowScales(ls, p0, three);
-  lowScales(ls + 64, p1, three);
-  lowScales(ls + 128, p2, three);
-  lowScales(ls + 192, p3, three);
+  const m4 = v128.load(VCONST + VC_NIB8), b3 = v128.load(VCONST + VC_B3), b32 = v128.load(VCONST + VC_B32);
+  lowScales(ls, p0, m4, b3, b32, three);
+  lowScales(ls + 64, p1, m4, b3, b32, three);
+  lowScales(ls + 128, p2, m4, b3, b32, three);
+  lowScales(ls + 192, p3, m4, b3, b32, three);
   if (!three) lowMinTable(ls);
 }
 
@@ -183,13 +185,14 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
 
 // Relaxed: the 16 values of block b at byte offset o (0: sub-block 2b, 16:
 // 2b+1) of the superblock at p, as unsigned bytes (0..3, Q3_K's u 0..7).
-@inline function lowValues(p: usize, b: i32, o: usize, three: bool): v128 {
+// m3, m4: bytes 3 and 4 (VC_B3, VC_B4), loaded once per call of the product.
+@inline function lowValues(p: usize, b: i32, o: usize, m3: v128, m4: v128, three: bool): v128 {
   const q = p + lowQs(three) + (<usize>(b >> 2) << 5);
-  let a = v128.and(i16x8.shr_u(v128.load(q + o), (b & 3) << 1), i8x16.splat(3));
+  let a = v128.and(i16x8.shr_u(v128.load(q + o), (b & 3) << 1), m3);
   if (three) {
     // Bit b of every byte to bit 2: a 16-bit shift carries no bit of one byte into bit 2 of the other.
     const h = v128.load(p + o);
-    a = v128.or(a, v128.and(b >= 2 ? i16x8.shr_u(h, b - 2) : i16x8.shl(h, 2 - b), i8x16.splat(4)));
+    a = v128.or(a, v128.and(b >= 2 ? i16x8.shr_u(h, b - 2) : i16x8.shl(h, 2 - b), m4));
   }
   return a;
 }
@@ -205,14 +208,14 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
 // splatted scale widens and scales at once. Plain SIMD: the values widened
 // to int16 by mask and shift (even elements from the low bytes, odd from the
 // high, the order of Q8A's int16 section), Q3_K's already signed.
-@inline function lowRow(t: usize, p: usize, b: i32, x8: usize, x16: usize, pl: v128, ph: v128, sc: usize, three: bool): void {
+@inline function lowRow(t: usize, p: usize, b: i32, xl: v128, xh: v128, x16: usize, pl: v128, ph: v128, sc: usize, m3: v128, m4: v128, three: bool): void {
   const q = p + lowQs(three) + (<usize>(b >> 2) << 5);
   const shift = (b & 3) << 1;
   const si = sc + (<usize>b << 2);
   let dl: v128, dh: v128;
   if (ASC_FEATURE_RELAXED_SIMD) {
-    dl = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), lowValues(p, b, 0, three));
-    dh = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), lowValues(p, b, 16, three));
+    dl = i16x8.relaxed_dot_i8x16_i7x16_s(xl, lowValues(p, b, 0, m3, m4, three));
+    dh = i16x8.relaxed_dot_i8x16_i7x16_s(xh, lowValues(p, b, 16, m3, m4, three));
     if (three) {
       dl = i16x8.sub(dl, pl);
       dh = i16x8.sub(dh, ph);
@@ -221,9 +224,9 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
     return;
   }
   const v = v128.load(q), w = v128.load(q, 16);
-  const m3 = i16x8.splat(3);
-  let e0 = v128.and(i16x8.shr_u(v, shift), m3), o0 = v128.and(i16x8.shr_u(v, shift + 8), m3);
-  let e1 = v128.and(i16x8.shr_u(w, shift), m3), o1 = v128.and(i16x8.shr_u(w, shift + 8), m3);
+  const k3 = i16x8.splat(3);
+  let e0 = v128.and(i16x8.shr_u(v, shift), k3), o0 = v128.and(i16x8.shr_u(v, shift + 8), k3);
+  let e1 = v128.and(i16x8.shr_u(w, shift), k3), o1 = v128.and(i16x8.shr_u(w, shift + 8), k3);
   if (three) {
     const one = i16x8.splat(1), four = i16x8.splat(4);
     const hl = v128.load(p), hh = v128.load(p, 16);
@@ -259,13 +262,14 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
 // ls) against the activations of its superblock (x8: int8, x16: the plain
 // SIMD build's int16, xs: d_x), folded into acc.
 @inline function lowBlock(acc: v128, t: usize, p0: usize, p1: usize, p2: usize, p3: usize, b: i32,
-  x8: usize, x16: usize, xs: usize, ls: usize, d: v128, dm: v128, three: bool): v128 {
+  x8: usize, x16: usize, xs: usize, ls: usize, d: v128, dm: v128, m3: v128, m4: v128, three: bool): v128 {
   const xb = x8 + (<usize>b << 5), xw = x16 + (<usize>b << 6);
-  const pl = lowPairs(v128.load(xb), three), ph = lowPairs(v128.load(xb, 16), three);
-  lowRow(t, p0, b, xb, xw, pl, ph, ls, three);
-  lowRow(t + 16, p1, b, xb, xw, pl, ph, ls + 64, three);
-  lowRow(t + 32, p2, b, xb, xw, pl, ph, ls + 128, three);
-  lowRow(t + 48, p3, b, xb, xw, pl, ph, ls + 192, three);
+  const xl = v128.load(xb), xh = v128.load(xb, 16);
+  const pl = lowPairs(xl, three), ph = lowPairs(xh, three);
+  lowRow(t, p0, b, xl, xh, xw, pl, ph, ls, m3, m4, three);
+  lowRow(t + 16, p1, b, xl, xh, xw, pl, ph, ls + 64, m3, m4, three);
+  lowRow(t + 32, p2, b, xl, xh, xw, pl, ph, ls + 128, m3, m4, three);
+  lowRow(t + 48, p3, b, xl, xh, xw, pl, ph, ls + 192, m3, m4, three);
   const sd = f32x4.convert_i32x4_s(reduce4(v128.load(t), v128.load(t, 16), v128.load(t, 32), v128.load(t, 48)));
   const dx = v128.load32_splat(xs + (<usize>b << 2));
   if (three) return f32x4.add(acc, f32x4.mul(f32x4.mul(sd, d), dx));
@@ -314,6 +318,7 @@ function matvecLow4(p0: usize, p1: usize, p2: usize, p3: usize, nsb: usize, xa: 
   const B = lowBytes(three);
   const t = scratchBase();
   const ls = t + LS;
+  const m3 = v128.load(VCONST + VC_B3), m4 = v128.load(VCONST + VC_B4);
   let acc = f32x4.splat(0);
   for (let sb: usize = 0; sb < nsb; sb++) {
     const d = halves4(p0, p1, p2, p3, lowD(three));
@@ -321,14 +326,14 @@ function matvecLow4(p0: usize, p1: usize, p2: usize, p3: usize, nsb: usize, xa: 
     lowScales4(ls, p0, p1, p2, p3, three);
     // The eight blocks written out: b is then a constant in each, and so are its shifts.
     const xb = x8 + (sb << 8), xw = x16 + (sb << 9), xs = xa + (sb << 5);
-    acc = lowBlock(acc, t, p0, p1, p2, p3, 0, xb, xw, xs, ls, d, dm, three);
-    acc = lowBlock(acc, t, p0, p1, p2, p3, 1, xb, xw, xs, ls, d, dm, three);
-    acc = lowBlock(acc, t, p0, p1, p2, p3, 2, xb, xw, xs, ls, d, dm, three);
-    acc = lowBlock(acc, t, p0, p1, p2, p3, 3, xb, xw, xs, ls, d, dm, three);
-    acc = lowBlock(acc, t, p0, p1, p2, p3, 4, xb, xw, xs, ls, d, dm, three);
-    acc = lowBlock(acc, t, p0, p1, p2, p3, 5, xb, xw, xs, ls, d, dm, three);
-    acc = lowBlock(acc, t, p0, p1, p2, p3, 6, xb, xw, xs, ls, d, dm, three);
-    acc = lowBlock(acc, t, p0, p1, p2, p3, 7, xb, xw, xs, ls, d, dm, three);
+    acc = lowBlock(acc, t, p0, p1, p2, p3, 0, xb, xw, xs, ls, d, dm, m3, m4, three);
+    acc = lowBlock(acc, t, p0, p1, p2, p3, 1, xb, xw, xs, ls, d, dm, m3, m4, three);
+    acc = lowBlock(acc, t, p0, p1, p2, p3, 2, xb, xw, xs, ls, d, dm, m3, m4, three);
+    acc = lowBlock(acc, t, p0, p1, p2, p3, 3, xb, xw, xs, ls, d, dm, m3, m4, three);
+    acc = lowBlock(acc, t, p0, p1, p2, p3, 4, xb, xw, xs, ls, d, dm, m3, m4, three);
+    acc = lowBlock(acc, t, p0, p1, p2, p3, 5, xb, xw, xs, ls, d, dm, m3, m4, three);
+    acc = lowBlock(acc, t, p0, p1, p2, p3, 6, xb, xw, xs, ls, d, dm, m3, m4, three);
+    acc = lowBlock(acc, t, p0, p1, p2, p3, 7, xb, xw, xs, ls, d, dm, m3, m4, three);
     p0 += B;
     p1 += B;
     p2 += B;
@@ -386,26 +391,26 @@ function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: us
 // @ts-ignore: decorator
 @inline const LA: usize = 4096;
 
-@inline function lowUnpack(o: usize, p: usize, b: i32, sc: usize, three: bool): void {
-  v128.store(o, lowValues(p, b, 0, three));
-  v128.store(o, lowValues(p, b, 16, three), 16);
+@inline function lowUnpack(o: usize, p: usize, b: i32, sc: usize, m3: v128, m4: v128, three: bool): void {
+  v128.store(o, lowValues(p, b, 0, m3, m4, three));
+  v128.store(o, lowValues(p, b, 16, m3, m4, three), 16);
   const si = sc + (<usize>b << 2);
   v128.store(o, v128.load16_splat(si), 32);
   v128.store(o, v128.load16_splat(si, 2), 48);
 }
 
 // Block b of four rows unpacked to o (row k at o + 96k).
-@inline function lowUnpack4(o: usize, p0: usize, p1: usize, p2: usize, p3: usize, b: i32, ls: usize, three: bool): void {
-  lowUnpack(o, p0, b, ls, three);
-  lowUnpack(o + 96, p1, b, ls + 64, three);
-  lowUnpack(o + 192, p2, b, ls + 128, three);
-  lowUnpack(o + 288, p3, b, ls + 192, three);
+@inline function lowUnpack4(o: usize, p0: usize, p1: usize, p2: usize, p3: usize, b: i32, ls: usize, m3: v128, m4: v128, three: bool): void {
+  lowUnpack(o, p0, b, ls, m3, m4, three);
+  lowUnpack(o + 96, p1, b, ls + 64, m3, m4, three);
+  lowUnpack(o + 192, p2, b, ls + 128, m3, m4, three);
+  lowUnpack(o + 288, p3, b, ls + 192, m3, m4, three);
 }
 
 // One unpacked row against one token's block: sd's int32 partials (lowRow's arithmetic).
-@inline function lowDot(o: usize, x8: usize, pl: v128, ph: v128, three: bool): v128 {
-  let dl = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), v128.load(o));
-  let dh = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), v128.load(o, 16));
+@inline function lowDot(o: usize, xl: v128, xh: v128, pl: v128, ph: v128, three: bool): v128 {
+  let dl = i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(o));
+  let dh = i16x8.relaxed_dot_i8x16_i7x16_s(xh, v128.load(o, 16));
   if (three) {
     dl = i16x8.sub(dl, pl);
     dh = i16x8.sub(dh, ph);
@@ -442,30 +447,32 @@ function matmulLow4(p0: usize, p1: usize, p2: usize, p3: usize, nsb: usize, xa: 
   const ws = scratchBase();
   const u = ws + LW;
   const ls = ws + LS;
+  const m3 = v128.load(VCONST + VC_B3), m4 = v128.load(VCONST + VC_B4);
   for (let k = 0; k < n; k++) v128.store(ws + LA + (<usize>k << 4), f32x4.splat(0));
   for (let sb: usize = 0; sb < nsb; sb++) {
     const d = halves4(p0, p1, p2, p3, lowD(three));
     const dm = three ? d : halves4(p0, p1, p2, p3, 82);
     lowScales4(ls, p0, p1, p2, p3, three);
     // The eight blocks' unpacking written out, so that each one's shifts are constants.
-    lowUnpack4(u, p0, p1, p2, p3, 0, ls, three);
-    lowUnpack4(u + 384, p0, p1, p2, p3, 1, ls, three);
-    lowUnpack4(u + 768, p0, p1, p2, p3, 2, ls, three);
-    lowUnpack4(u + 1152, p0, p1, p2, p3, 3, ls, three);
-    lowUnpack4(u + 1536, p0, p1, p2, p3, 4, ls, three);
-    lowUnpack4(u + 1920, p0, p1, p2, p3, 5, ls, three);
-    lowUnpack4(u + 2304, p0, p1, p2, p3, 6, ls, three);
-    lowUnpack4(u + 2688, p0, p1, p2, p3, 7, ls, three);
+    lowUnpack4(u, p0, p1, p2, p3, 0, ls, m3, m4, three);
+    lowUnpack4(u + 384, p0, p1, p2, p3, 1, ls, m3, m4, three);
+    lowUnpack4(u + 768, p0, p1, p2, p3, 2, ls, m3, m4, three);
+    lowUnpack4(u + 1152, p0, p1, p2, p3, 3, ls, m3, m4, three);
+    lowUnpack4(u + 1536, p0, p1, p2, p3, 4, ls, m3, m4, three);
+    lowUnpack4(u + 1920, p0, p1, p2, p3, 5, ls, m3, m4, three);
+    lowUnpack4(u + 2304, p0, p1, p2, p3, 6, ls, m3, m4, three);
+    lowUnpack4(u + 2688, p0, p1, p2, p3, 7, ls, m3, m4, three);
     for (let b = 0; b < 8; b++) {
       const bg = (sb << 3) + <usize>b;
       const ub = u + <usize>b * 384;
       for (let k = 0; k < n; k++) {
         const xk = xa + <usize>k * stride;
         const xb = xk + x8 + (bg << 5);
-        const pl = lowPairs(v128.load(xb), three), ph = lowPairs(v128.load(xb, 16), three);
+        const xl = v128.load(xb), xh = v128.load(xb, 16);
+        const pl = lowPairs(xl, three), ph = lowPairs(xh, three);
         const sd = f32x4.convert_i32x4_s(reduce4(
-          lowDot(ub, xb, pl, ph, three), lowDot(ub + 96, xb, pl, ph, three),
-          lowDot(ub + 192, xb, pl, ph, three), lowDot(ub + 288, xb, pl, ph, three)));
+          lowDot(ub, xl, xh, pl, ph, three), lowDot(ub + 96, xl, xh, pl, ph, three),
+          lowDot(ub + 192, xl, xh, pl, ph, three), lowDot(ub + 288, xl, xh, pl, ph, three)));
         const dx = v128.load32_splat(xk + (bg << 2));
         const pa = ws + LA + (<usize>k << 4);
         if (three) {
