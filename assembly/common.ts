@@ -59,12 +59,14 @@ export function set_scratch(ptr: usize): void {
 
 // The same for four halves already in the low 16 bits of h's int32 lanes
 // (from four places: the rows of a matrix read as stored).
+// Its five constants are loads from VCONST (one instruction each) where a
+// constant written here would cost three at every call inside a loop.
 @inline export function h2fLanes_nodenorm(h: v128): v128 {
-  const mag = v128.and(h, i32x4.splat(0x7fff));
-  const normal = i32x4.add(i32x4.shl(mag, 13), i32x4.splat(112 << 23));
-  const sub = f32x4.mul(f32x4.convert_i32x4_s(mag), f32x4.splat(<f32>5.960464477539063e-8));
-  const sign = i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16);
-  return v128.or(v128.bitselect(sub, normal, i32x4.lt_s(mag, i32x4.splat(0x400))), sign);
+  const mag = v128.and(h, v128.load(VCONST + VC_HN)); // 0x7fff
+  const normal = i32x4.add(i32x4.shl(mag, 13), v128.load(VCONST + VC_HN, 16)); // 112 << 23
+  const sub = f32x4.mul(f32x4.convert_i32x4_s(mag), v128.load(VCONST + VC_HN, 32)); // 2^-24
+  const sign = i32x4.shl(v128.and(h, v128.load(VCONST + VC_HN, 48)), 16); // 0x8000
+  return v128.or(v128.bitselect(sub, normal, i32x4.lt_s(mag, v128.load(VCONST + VC_HN, 64))), sign); // 0x400
 }
 
 // f32 -> f16 bits, round to nearest even; saturates to +-65504 instead of
@@ -146,6 +148,7 @@ export const VC_H16: usize = 144; //   i16x8 0x8fff (attention: eight halves to 
 export const VC_B3: usize = 160; //    i8x16 0x03 (Q2_K/Q3_K: a 2-bit field)
 export const VC_B4: usize = 176; //    i8x16 0x04 (Q3_K: the high bit at bit 2)
 export const VC_B32: usize = 192; //   i8x16 0x20 (Q3_K: its scales' bias)
+export const VC_HN: usize = 208; //    i32x4 0x7fff, 112 << 23, f32 2^-24, 0x8000, 0x400 (h2fLanes_nodenorm; five vectors)
 export const VCONST: usize = memory.data<u32>([
   0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f,
   0x00010001, 0x00010001, 0x00010001, 0x00010001,
@@ -160,6 +163,11 @@ export const VCONST: usize = memory.data<u32>([
   0x03030303, 0x03030303, 0x03030303, 0x03030303,
   0x04040404, 0x04040404, 0x04040404, 0x04040404,
   0x20202020, 0x20202020, 0x20202020, 0x20202020,
+  0x00007fff, 0x00007fff, 0x00007fff, 0x00007fff,
+  0x38000000, 0x38000000, 0x38000000, 0x38000000,
+  0x33800000, 0x33800000, 0x33800000, 0x33800000,
+  0x00008000, 0x00008000, 0x00008000, 0x00008000,
+  0x00000400, 0x00000400, 0x00000400, 0x00000400,
 ], 16);
 
 // h2f_x4 with its two constants passed in (loaded once per call from VCONST).
