@@ -148,6 +148,7 @@ export const VC_H16: usize = 144; //   i16x8 0x8fff (attention: eight halves to 
 export const VC_B3: usize = 160; //    i8x16 0x03 (Q2_K/Q3_K: a 2-bit field)
 export const VC_B4: usize = 176; //    i8x16 0x04 (Q3_K: the high bit at bit 2)
 export const VC_B32: usize = 192; //   i8x16 0x20 (Q3_K: its scales' bias)
+export const VC_B16: usize = 288; //   i8x16 0x10 (Q5_0/Q5_1: the fifth bit)
 export const VC_HN: usize = 208; //    i32x4 0x7fff, 112 << 23, f32 2^-24, 0x8000, 0x400 (h2fLanes_nodenorm; five vectors)
 export const VCONST: usize = memory.data<u32>([
   0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f,
@@ -168,6 +169,7 @@ export const VCONST: usize = memory.data<u32>([
   0x33800000, 0x33800000, 0x33800000, 0x33800000,
   0x00008000, 0x00008000, 0x00008000, 0x00008000,
   0x00000400, 0x00000400, 0x00000400, 0x00000400,
+  0x10101010, 0x10101010, 0x10101010, 0x10101010,
 ], 16);
 
 // h2f_x4 with its two constants passed in (loaded once per call from VCONST).

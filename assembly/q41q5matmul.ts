@@ -12,7 +12,7 @@
 // per token. The plain SIMD and scalar builds run one matvec per token.
 // docs/kernels.md ("Q4_1, Q5_0, Q5_1") has the measurements.
 
-import { FUSED, scratchBase, h2f_x4c, VCONST, VC_NIB8, VC_ONES16, VC_HMASK, VC_HMUL, q8aSumOff, q8aQ8Off } from "./common";
+import { FUSED, scratchBase, h2f_x4c, VCONST, VC_NIB8, VC_B16, VC_ONES16, VC_HMASK, VC_HMUL, q8aSumOff, q8aQ8Off } from "./common";
 import { reduce4, reduce4i16, rowDot16, rowDot32, storeFew, smallImages, smallStride, smallMost, SMALL_X } from "./quant";
 import { matvecsPerToken32, matvec_q41r_q8a } from "./q41quant";
 import { matvec_q50r_q8a, matvec_q51r_q8a, values5, values5hi } from "./q5quant";
@@ -93,7 +93,7 @@ export function matmul_q51r_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok:
   const ones = v128.load(VCONST + VC_ONES16);
   const hmask = v128.load(VCONST + VC_HMASK);
   const hmul = v128.load(VCONST + VC_HMUL);
-  const b5 = i8x16.splat(0x10);
+  const b5 = v128.load(VCONST + VC_B16);
   const x8 = xa + q8aQ8Off(nb), xs0 = xa + q8aSumOff(nb);
   let p = w;
   for (let r0 = 0; r0 < rows; r0 += 4) {

@@ -24,7 +24,7 @@
 // splat, a byte shuffle, an AND and a compare per half). The four rows'
 // scales are one load each and their data one stream (as Q4R).
 
-import { scratchBase, h2f, h2f_x4c, VCONST, VC_HMASK, VC_HMUL, q8aSumOff, q8aQ8Off, q8aQ16Off } from "./common";
+import { scratchBase, h2f, h2f_x4c, VCONST, VC_NIB8, VC_B16, VC_HMASK, VC_HMUL, q8aSumOff, q8aQ8Off, q8aQ16Off } from "./common";
 import { reduce4, storeRows, rowDot32 } from "./quant";
 
 @inline function hOff(withMin: bool): usize { return withMin ? 16 : 8; }
@@ -175,8 +175,8 @@ function matvec5Simd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, with
   const nb = <usize>cols >> 5;
   const xq0 = ASC_FEATURE_RELAXED_SIMD ? xa + q8aQ8Off(nb) : xa + q8aQ16Off(nb);
   const xqStep: usize = ASC_FEATURE_RELAXED_SIMD ? 32 : 64;
-  const m4 = i8x16.splat(0x0f);
-  const b5 = i8x16.splat(0x10);
+  const m4 = v128.load(VCONST + VC_NIB8);
+  const b5 = v128.load(VCONST + VC_B16);
   const hmask = v128.load(VCONST + VC_HMASK);
   const hmul = v128.load(VCONST + VC_HMUL);
   const h = hOff(withMin);
