@@ -104,12 +104,14 @@ import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X, smallStride, smallMo
 @inline const LMT: usize = 256;
 
 @inline function lowMinTable(ls: usize): void {
-  lowMinT(ls + LMT, v128.load(ls, 32), v128.load(ls + 64, 32), v128.load(ls + 128, 32), v128.load(ls + 192, 32));
-  lowMinT(ls + LMT + 64, v128.load(ls, 48), v128.load(ls + 64, 48), v128.load(ls + 128, 48), v128.load(ls + 192, 48));
+  lowQuadsT(ls + LMT, v128.load(ls, 32), v128.load(ls + 64, 32), v128.load(ls + 128, 32), v128.load(ls + 192, 32));
+  lowQuadsT(ls + LMT + 64, v128.load(ls, 48), v128.load(ls + 64, 48), v128.load(ls + 128, 48), v128.load(ls + 192, 48));
 }
 
-// Rows a..d's four min pairs (int32 lanes) to o as four vectors of one pair per row.
-@inline function lowMinT(o: usize, a: v128, b: v128, c: v128, d: v128): void {
+// Four vectors' int32 lanes transposed to o: vector j at o + 16j holds lane
+// j of a, b, c, d (four rows' min or scale pairs of a block side by side;
+// the quads of four rows).
+@inline function lowQuadsT(o: usize, a: v128, b: v128, c: v128, d: v128): void {
   const t0 = i32x4.shuffle(a, b, 0, 4, 1, 5), t1 = i32x4.shuffle(c, d, 0, 4, 1, 5);
   const t2 = i32x4.shuffle(a, b, 2, 6, 3, 7), t3 = i32x4.shuffle(c, d, 2, 6, 3, 7);
   v128.store(o, i32x4.shuffle(t0, t1, 0, 1, 4, 5));
@@ -119,12 +121,16 @@ import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X, smallStride, smallMo
 }
 
 // Block b's sm of the four rows (int32 lanes) from the min table at mt and
-// the sub-blocks' pair sums pl, ph (|sx| <= 16*128: int16).
-@inline function lowMins(mt: usize, b: i32, pl: v128, ph: v128): v128 {
+// the sub-blocks' sums s (subSums).
+@inline function lowMins(mt: usize, b: i32, s: v128): v128 {
+  return i32x4.dot_i16x8_s(v128.load(mt + (<usize>b << 4)), s);
+}
+
+// (sx_0, sx_1) in every lane pair, from the sub-blocks' pair sums pl, ph (|sx| <= 16*128: int16).
+@inline function subSums(pl: v128, ph: v128): v128 {
   let s = i16x8.add(i16x8.shuffle(pl, ph, 0, 8, 1, 9, 2, 10, 3, 11), i16x8.shuffle(pl, ph, 4, 12, 5, 13, 6, 14, 7, 15));
   s = i16x8.add(s, i16x8.shuffle(s, s, 4, 5, 6, 7, 0, 1, 2, 3));
-  s = i16x8.add(s, i16x8.shuffle(s, s, 2, 3, 0, 1, 6, 7, 4, 5));
-  return i32x4.dot_i16x8_s(v128.load(mt + (<usize>b << 4)), s);
+  return i16x8.add(s, i16x8.shuffle(s, s, 2, 3, 0, 1, 6, 7, 4, 5));
 }
 
 // ---------------------------------------------------------------- matvec (Q8A)
@@ -273,7 +279,7 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
   const sd = f32x4.convert_i32x4_s(reduce4(v128.load(t), v128.load(t, 16), v128.load(t, 32), v128.load(t, 48)));
   const dx = v128.load32_splat(xs + (<usize>b << 2));
   if (three) return f32x4.add(acc, f32x4.mul(f32x4.mul(sd, d), dx));
-  const sm = f32x4.convert_i32x4_s(lowMins(ls + LMT, b, pl, ph));
+  const sm = f32x4.convert_i32x4_s(lowMins(ls + LMT, b, subSums(pl, ph)));
   return f32x4.add(acc, f32x4.mul(f32x4.sub(f32x4.mul(sd, d), f32x4.mul(sm, dm)), dx));
 }
 
@@ -347,9 +353,10 @@ function matvecLow4(p0: usize, p1: usize, p2: usize, p3: usize, nsb: usize, xa: 
 // out[t*rows + r] for ntok tokens (Q8B, q8b_bytes(cols, ntok)), from the
 // tokens' Q8A images made from the Q8B (O(cols) per token). Relaxed builds:
 // up to eight tokens per pass over the weights (smallMost), each block of four rows
-// unpacked once into scratch for them, then per token the matvec's integer
-// sums and fold; plain SIMD and scalar: one matvec per token. Bit-identical
-// to the matvecs in every build.
+// unpacked once into scratch for them as quads (four rows side by side, as
+// Q4R's), then per token the matvec's integer sums, rows in lanes with no
+// reduce4, and its fold; plain SIMD and scalar: one matvec per token.
+// Bit-identical to the matvecs in every build.
 export function matmul_q2_k_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
   matmulLow(w, rows, cols, xb, ntok, out, false);
 }
@@ -361,14 +368,17 @@ export function matmul_q3_k_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok:
 function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize, three: bool): void {
   const nb = <usize>cols >> 5;
   const xa = scratchBase() + SMALL_X;
-  if (ASC_FEATURE_RELAXED_SIMD) {
+  // The pass needs a token's activation table to fit (cols up to ~114,000): wider rows take the matvecs.
+  if (ASC_FEATURE_RELAXED_SIMD && (nb << 5) <= LT_BYTES) {
     const stride = smallStride(nb);
-    const most = smallMost(stride);
+    const most = min(smallMost(stride), <i32>(LT_BYTES / (nb << 5)));
     for (let t = 0; t < ntok; t += most) {
       const n = min(most, ntok - t);
       for (let i = 0; i < n; i++) {
-        if (FUSED) quadsToQ8a(xb, nb, t + i, xa + <usize>i * stride);
-        else q8bToQ8a(xb, nb, t + i, xa + <usize>i * stride);
+        const xi = xa + <usize>i * stride;
+        if (FUSED) quadsToQ8a(xb, nb, t + i, xi);
+        else q8bToQ8a(xb, nb, t + i, xi);
+        lowActTable(xi, nb, scratchBase() + LT + <usize>i * (nb << 5), three);
       }
       matmulLowFew(w, rows, cols, xa, stride, out + <usize>t * (<usize>rows << 2), n, three);
     }
@@ -383,39 +393,71 @@ function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: us
   }
 }
 
-// Scratch of the few-token pass: at LW + 384b + 96r, row r's block b of the
-// superblock: its two sub-blocks' values (0, 16) and the splatted int16
-// scales (32, 48); at LA + 16k token k's f32 accumulators (rows in lanes).
+// Scratch of the few-token pass: at LW + 128b, block b of the superblock as
+// eight quad vectors of the four rows (quad k at + 16k: byte 4r + e is row
+// r's value 4k + e); at LS + LST + 16b, block b's scale pairs of the four
+// rows (as the min table); at LA + 16k token k's f32 accumulators (rows in
+// lanes); at LT, per token and activation block, what the activations bring
+// to every row group (lowActTable).
 // @ts-ignore: decorator
 @inline const LW: usize = 1024;
 // @ts-ignore: decorator
+@inline const LST: usize = 384;
+// @ts-ignore: decorator
 @inline const LA: usize = 4096;
+// @ts-ignore: decorator
+@inline const LT: usize = 16384;
+// @ts-ignore: decorator
+@inline const LT_BYTES: usize = SMALL_X - LT;
 
-@inline function lowUnpack(o: usize, p: usize, b: i32, sc: usize, m3: v128, m4: v128, three: bool): void {
-  v128.store(o, lowValues(p, b, 0, m3, m4, three));
-  v128.store(o, lowValues(p, b, 16, m3, m4, three), 16);
-  const si = sc + (<usize>b << 2);
-  v128.store(o, v128.load16_splat(si), 32);
-  v128.store(o, v128.load16_splat(si, 2), 48);
-}
-
-// Block b of four rows unpacked to o (row k at o + 96k).
-@inline function lowUnpack4(o: usize, p0: usize, p1: usize, p2: usize, p3: usize, b: i32, ls: usize, m3: v128, m4: v128, three: bool): void {
-  lowUnpack(o, p0, b, ls, m3, m4, three);
-  lowUnpack(o + 96, p1, b, ls + 64, m3, m4, three);
-  lowUnpack(o + 192, p2, b, ls + 128, m3, m4, three);
-  lowUnpack(o + 288, p3, b, ls + 192, m3, m4, three);
-}
-
-// One unpacked row against one token's block: sd's int32 partials (lowRow's arithmetic).
-@inline function lowDot(o: usize, xl: v128, xh: v128, pl: v128, ph: v128, three: bool): v128 {
-  let dl = i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(o));
-  let dh = i16x8.relaxed_dot_i8x16_i7x16_s(xh, v128.load(o, 16));
-  if (three) {
-    dl = i16x8.sub(dl, pl);
-    dh = i16x8.sub(dh, ph);
+// Per activation block of the Q8A at xa, 32 bytes at t. Q3_K: its two
+// sub-blocks' offsets as the quads' int16 lanes see them, times 4 (even lanes
+// sum x[4k] + x[4k+1], odd lanes x[4k+2] + x[4k+3], over the sub-block's four
+// quads; |.| <= 4*8*128). Q2_K: the sub-blocks' sums in every lane pair
+// (subSums). Made once per token and pass, not per row group.
+function lowActTable(xa: usize, nb: usize, t: usize, three: bool): void {
+  const x8 = xa + q8aQ8Off(nb);
+  for (let b: usize = 0; b < nb; b++) {
+    const pl = i16x8.extadd_pairwise_i8x16_s(v128.load(x8 + (b << 5)));
+    const ph = i16x8.extadd_pairwise_i8x16_s(v128.load(x8 + (b << 5), 16));
+    const o = t + (b << 5);
+    if (three) {
+      v128.store(o, i16x8.shl(quadPairs(pl), 2));
+      v128.store(o, i16x8.shl(quadPairs(ph), 2), 16);
+    } else {
+      v128.store(o, subSums(pl, ph));
+    }
   }
-  return i32x4.add(i32x4.dot_i16x8_s(dl, v128.load(o, 32)), i32x4.dot_i16x8_s(dh, v128.load(o, 48)));
+}
+
+// [E, O] in every lane pair: E the sum of p's even lanes, O of its odd ones.
+@inline function quadPairs(p: v128): v128 {
+  const v = i16x8.add(p, i16x8.shuffle(p, p, 4, 5, 6, 7, 0, 1, 2, 3));
+  return i16x8.add(v, i16x8.shuffle(v, v, 2, 3, 0, 1, 6, 7, 4, 5));
+}
+
+// Block b of the four rows (p0..p3) as eight quad vectors at o: each row's
+// two value vectors (lowValues) with their int32 lanes (quads) transposed
+// four rows by four.
+@inline function lowUnpackQuads(o: usize, p0: usize, p1: usize, p2: usize, p3: usize, b: i32, m3: v128, m4: v128, three: bool): void {
+  lowQuadsT(o, lowValues(p0, b, 0, m3, m4, three), lowValues(p1, b, 0, m3, m4, three),
+    lowValues(p2, b, 0, m3, m4, three), lowValues(p3, b, 0, m3, m4, three));
+  lowQuadsT(o + 64, lowValues(p0, b, 16, m3, m4, three), lowValues(p1, b, 16, m3, m4, three),
+    lowValues(p2, b, 16, m3, m4, three), lowValues(p3, b, 16, m3, m4, three));
+}
+
+// One token's sub-block of the four rows from its quads at u: the four
+// quads' dots against the splatted activation quads at xq, added in int16
+// (|.| <= 4*2*7*128), less Q3_K's offset off, widened and scaled by the
+// rows' scales sp (lane pair r: row r's scale twice): each row's integer in
+// its int32 lane, the one lowRow's dot and reduce4 give.
+@inline function lowQuadsDot(u: usize, xq: usize, off: v128, sp: v128, three: bool): v128 {
+  let a = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq), v128.load(u));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 4), v128.load(u, 16)));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 8), v128.load(u, 32)));
+  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 12), v128.load(u, 48)));
+  if (three) a = i16x8.sub(a, off);
+  return i32x4.dot_i16x8_s(a, sp);
 }
 
 // n (1..8) tokens' Q8A images at xa + k*stride; out[k*rows + r]. Rows as
@@ -440,45 +482,55 @@ function matmulLowFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, 
   }
 }
 
-// The four rows at p0..p3 against the n tokens: token k's sums to LA + 16k (rows in lanes).
+// The four rows at p0..p3 against the n tokens: token k's sums to LA + 16k
+// (rows in lanes). Per superblock the rows' scales are decoded and each
+// block's values unpacked to quads once for the n tokens; per block and
+// token the sub-blocks' quads dots (lowQuadsDot) and the fold.
 function matmulLow4(p0: usize, p1: usize, p2: usize, p3: usize, nsb: usize, xa: usize, stride: usize, n: i32, three: bool): void {
-  const x8 = q8aQ8Off(nsb << 3);
+  const nb = nsb << 3;
+  const x8 = q8aQ8Off(nb);
   const B = lowBytes(three);
   const ws = scratchBase();
   const u = ws + LW;
   const ls = ws + LS;
+  const lt = ws + LT;
+  const tb = nb << 5;
   const m3 = v128.load(VCONST + VC_B3), m4 = v128.load(VCONST + VC_B4);
   for (let k = 0; k < n; k++) v128.store(ws + LA + (<usize>k << 4), f32x4.splat(0));
   for (let sb: usize = 0; sb < nsb; sb++) {
     const d = halves4(p0, p1, p2, p3, lowD(three));
     const dm = three ? d : halves4(p0, p1, p2, p3, 82);
     lowScales4(ls, p0, p1, p2, p3, three);
+    lowQuadsT(ls + LST, v128.load(ls), v128.load(ls + 64), v128.load(ls + 128), v128.load(ls + 192));
+    lowQuadsT(ls + LST + 64, v128.load(ls, 16), v128.load(ls + 64, 16), v128.load(ls + 128, 16), v128.load(ls + 192, 16));
     // The eight blocks' unpacking written out, so that each one's shifts are constants.
-    lowUnpack4(u, p0, p1, p2, p3, 0, ls, m3, m4, three);
-    lowUnpack4(u + 384, p0, p1, p2, p3, 1, ls, m3, m4, three);
-    lowUnpack4(u + 768, p0, p1, p2, p3, 2, ls, m3, m4, three);
-    lowUnpack4(u + 1152, p0, p1, p2, p3, 3, ls, m3, m4, three);
-    lowUnpack4(u + 1536, p0, p1, p2, p3, 4, ls, m3, m4, three);
-    lowUnpack4(u + 1920, p0, p1, p2, p3, 5, ls, m3, m4, three);
-    lowUnpack4(u + 2304, p0, p1, p2, p3, 6, ls, m3, m4, three);
-    lowUnpack4(u + 2688, p0, p1, p2, p3, 7, ls, m3, m4, three);
+    lowUnpackQuads(u, p0, p1, p2, p3, 0, m3, m4, three);
+    lowUnpackQuads(u + 128, p0, p1, p2, p3, 1, m3, m4, three);
+    lowUnpackQuads(u + 256, p0, p1, p2, p3, 2, m3, m4, three);
+    lowUnpackQuads(u + 384, p0, p1, p2, p3, 3, m3, m4, three);
+    lowUnpackQuads(u + 512, p0, p1, p2, p3, 4, m3, m4, three);
+    lowUnpackQuads(u + 640, p0, p1, p2, p3, 5, m3, m4, three);
+    lowUnpackQuads(u + 768, p0, p1, p2, p3, 6, m3, m4, three);
+    lowUnpackQuads(u + 896, p0, p1, p2, p3, 7, m3, m4, three);
     for (let b = 0; b < 8; b++) {
       const bg = (sb << 3) + <usize>b;
-      const ub = u + <usize>b * 384;
+      const ub = u + (<usize>b << 7);
+      // The rows' scale pairs of sub-blocks 2b and 2b + 1, each scale twice (one per int16 lane of its row).
+      const sp = v128.load(ls + LST + (<usize>b << 4));
+      const s0 = i16x8.shuffle(sp, sp, 0, 0, 2, 2, 4, 4, 6, 6), s1 = i16x8.shuffle(sp, sp, 1, 1, 3, 3, 5, 5, 7, 7);
       for (let k = 0; k < n; k++) {
         const xk = xa + <usize>k * stride;
-        const xb = xk + x8 + (bg << 5);
-        const xl = v128.load(xb), xh = v128.load(xb, 16);
-        const pl = lowPairs(xl, three), ph = lowPairs(xh, three);
-        const sd = f32x4.convert_i32x4_s(reduce4(
-          lowDot(ub, xl, xh, pl, ph, three), lowDot(ub + 96, xl, xh, pl, ph, three),
-          lowDot(ub + 192, xl, xh, pl, ph, three), lowDot(ub + 288, xl, xh, pl, ph, three)));
+        const xq = xk + x8 + (bg << 5);
+        const at = lt + <usize>k * tb + (bg << 5);
+        const sd = f32x4.convert_i32x4_s(i32x4.add(
+          lowQuadsDot(ub, xq, v128.load(at), s0, three),
+          lowQuadsDot(ub + 64, xq + 16, v128.load(at, 16), s1, three)));
         const dx = v128.load32_splat(xk + (bg << 2));
         const pa = ws + LA + (<usize>k << 4);
         if (three) {
           v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.mul(sd, d), dx)));
         } else {
-          const sm = f32x4.convert_i32x4_s(lowMins(ls + LMT, b, pl, ph));
+          const sm = f32x4.convert_i32x4_s(lowMins(ls + LMT, b, v128.load(at)));
           v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.sub(f32x4.mul(sd, d), f32x4.mul(sm, dm)), dx)));
         }
       }
