@@ -115,22 +115,6 @@ export function f2h(f: f32): u32 {
   return f32x4.mul(bits, f32x4.splat(<f32>5.192296858534828e33));
 }
 
-// Eight halves at p -> two f32x4 (low four, high four).
-@inline export function h2f_lo(v: v128): v128 {
-  const h = i32x4.extend_low_i16x8_u(v);
-  return f32x4.mul(
-    v128.or(i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16), i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13)),
-    f32x4.splat(<f32>5.192296858534828e33),
-  );
-}
-@inline export function h2f_hi(v: v128): v128 {
-  const h = i32x4.extend_high_i16x8_u(v);
-  return f32x4.mul(
-    v128.or(i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16), i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13)),
-    f32x4.splat(<f32>5.192296858534828e33),
-  );
-}
-
 // Constant vectors in static memory. A v128 constant written in a kernel is
 // rematerialized by V8 at every use inside a loop (a 64-bit immediate move and
 // a broadcast, 3 instructions each); loading it once before the loop keeps it

@@ -3,7 +3,7 @@
 // the scalar twins keep four explicit lane accumulators and combine them in
 // the same order, so the builds agree bit for bit.
 
-import { scratchBase, SCRATCH_BYTES, h2f, f2h, f2h_x8, h2f_lo, h2f_hi, hsum_f32x4, VCONST, VC_HMASK, VC_HMUL, VC_H16, expf, expf4 } from "./common";
+import { scratchBase, SCRATCH_BYTES, h2f, f2h, f2h_x8, hsum_f32x4, VCONST, VC_HMASK, VC_HMUL, VC_H16, expf, expf4 } from "./common";
 
 // ---------------------------------------------------------------- float matvecs
 
@@ -31,31 +31,42 @@ export function matvec_f32(w: usize, rows: i32, cols: i32, x: usize, out: usize)
   }
 }
 
-// W row-major f16 (IEEE half), cols a multiple of 8.
+// W row-major f16 (IEEE half), cols a multiple of 8. Eight weights a step,
+// in two accumulators (elements 8i..8i+3 and 8i+4..8i+7): with one, the
+// chain of f32 adds (two per step) bounded the kernel well below the memory
+// reads. The scalar twin keeps the eight lane sums apart and adds them as
+// hsum_f32x4 of the two vectors' sum does. Each half converted as h2f_x4c does.
 export function matvec_f16(w: usize, rows: i32, cols: i32, x: usize, out: usize): void {
   const rowBytes = <usize>cols << 1;
   for (let r = 0; r < rows; r++) {
     const p = w + <usize>r * rowBytes;
     let res: f32;
     if (ASC_FEATURE_SIMD) {
-      let acc = f32x4.splat(0);
+      const hmask = v128.load(VCONST + VC_HMASK), hmul = v128.load(VCONST + VC_HMUL);
+      let acc0 = f32x4.splat(0), acc1 = acc0;
       for (let i: usize = 0; i < rowBytes; i += 16) {
         const v = v128.load(p + i);
         const xp = x + (i << 1);
-        acc = f32x4.add(acc, f32x4.mul(h2f_lo(v), v128.load(xp)));
-        acc = f32x4.add(acc, f32x4.mul(h2f_hi(v), v128.load(xp, 16)));
+        const lo = f32x4.mul(v128.and(i32x4.shl(i32x4.extend_low_i16x8_s(v), 13), hmask), hmul);
+        const hi = f32x4.mul(v128.and(i32x4.shl(i32x4.extend_high_i16x8_s(v), 13), hmask), hmul);
+        acc0 = f32x4.add(acc0, f32x4.mul(lo, v128.load(xp)));
+        acc1 = f32x4.add(acc1, f32x4.mul(hi, v128.load(xp, 16)));
       }
-      res = hsum_f32x4(acc);
+      res = hsum_f32x4(f32x4.add(acc0, acc1));
     } else {
-      let a0: f32 = 0, a1: f32 = 0, a2: f32 = 0, a3: f32 = 0;
-      for (let i: usize = 0; i < rowBytes; i += 8) {
+      let a0: f32 = 0, a1: f32 = 0, a2: f32 = 0, a3: f32 = 0, a4: f32 = 0, a5: f32 = 0, a6: f32 = 0, a7: f32 = 0;
+      for (let i: usize = 0; i < rowBytes; i += 16) {
         const xp = x + (i << 1);
         a0 += h2f(load<u16>(p + i)) * load<f32>(xp);
         a1 += h2f(load<u16>(p + i, 2)) * load<f32>(xp, 4);
         a2 += h2f(load<u16>(p + i, 4)) * load<f32>(xp, 8);
         a3 += h2f(load<u16>(p + i, 6)) * load<f32>(xp, 12);
+        a4 += h2f(load<u16>(p + i, 8)) * load<f32>(xp, 16);
+        a5 += h2f(load<u16>(p + i, 10)) * load<f32>(xp, 20);
+        a6 += h2f(load<u16>(p + i, 12)) * load<f32>(xp, 24);
+        a7 += h2f(load<u16>(p + i, 14)) * load<f32>(xp, 28);
       }
-      res = (a0 + a1) + (a2 + a3);
+      res = ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7));
     }
     store<f32>(out + (<usize>r << 2), res);
   }
@@ -63,31 +74,35 @@ export function matvec_f16(w: usize, rows: i32, cols: i32, x: usize, out: usize)
 
 @inline function bf2f(h: u32): f32 { return reinterpret<f32>(h << 16); }
 
-// W row-major bf16, cols a multiple of 8.
+// W row-major bf16, cols a multiple of 8; two accumulators as matvec_f16.
 export function matvec_bf16(w: usize, rows: i32, cols: i32, x: usize, out: usize): void {
   const rowBytes = <usize>cols << 1;
   for (let r = 0; r < rows; r++) {
     const p = w + <usize>r * rowBytes;
     let res: f32;
     if (ASC_FEATURE_SIMD) {
-      let acc = f32x4.splat(0);
+      let acc0 = f32x4.splat(0), acc1 = acc0;
       for (let i: usize = 0; i < rowBytes; i += 16) {
         const v = v128.load(p + i);
         const xp = x + (i << 1);
-        acc = f32x4.add(acc, f32x4.mul(i32x4.shl(i32x4.extend_low_i16x8_u(v), 16), v128.load(xp)));
-        acc = f32x4.add(acc, f32x4.mul(i32x4.shl(i32x4.extend_high_i16x8_u(v), 16), v128.load(xp, 16)));
+        acc0 = f32x4.add(acc0, f32x4.mul(i32x4.shl(i32x4.extend_low_i16x8_u(v), 16), v128.load(xp)));
+        acc1 = f32x4.add(acc1, f32x4.mul(i32x4.shl(i32x4.extend_high_i16x8_u(v), 16), v128.load(xp, 16)));
       }
-      res = hsum_f32x4(acc);
+      res = hsum_f32x4(f32x4.add(acc0, acc1));
     } else {
-      let a0: f32 = 0, a1: f32 = 0, a2: f32 = 0, a3: f32 = 0;
-      for (let i: usize = 0; i < rowBytes; i += 8) {
+      let a0: f32 = 0, a1: f32 = 0, a2: f32 = 0, a3: f32 = 0, a4: f32 = 0, a5: f32 = 0, a6: f32 = 0, a7: f32 = 0;
+      for (let i: usize = 0; i < rowBytes; i += 16) {
         const xp = x + (i << 1);
         a0 += bf2f(load<u16>(p + i)) * load<f32>(xp);
         a1 += bf2f(load<u16>(p + i, 2)) * load<f32>(xp, 4);
         a2 += bf2f(load<u16>(p + i, 4)) * load<f32>(xp, 8);
         a3 += bf2f(load<u16>(p + i, 6)) * load<f32>(xp, 12);
+        a4 += bf2f(load<u16>(p + i, 8)) * load<f32>(xp, 16);
+        a5 += bf2f(load<u16>(p + i, 10)) * load<f32>(xp, 20);
+        a6 += bf2f(load<u16>(p + i, 12)) * load<f32>(xp, 24);
+        a7 += bf2f(load<u16>(p + i, 14)) * load<f32>(xp, 28);
       }
-      res = (a0 + a1) + (a2 + a3);
+      res = ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7));
     }
     store<f32>(out + (<usize>r << 2), res);
   }

@@ -9,7 +9,7 @@
  * A and B are kernel builds (e.g. a copy of build/kernels-relaxed.wasm from before a change, and
  * the current one). Kernels: matmul_q4r_q8b, matmul_q8r_q8b, matmul_q4kr_q8b (shape
  * rows,cols,tokens), matvec_q4r_q8a, matvec_q8r_q8a, matvec_q6r_q8a, matvec_q4kr_q8a, matvec_q5kr_q8a (shape
- * rows,cols); the Q4_1 / Q5_0 / Q5_1 ones (q41r, q50r, q51r) and Q2_K / Q3_K's (rows as stored, cols a multiple of 256) too. Node: each build is called
+ * rows,cols); the Q4_1 / Q5_0 / Q5_1 ones (q41r, q50r, q51r) and Q2_K / Q3_K's (rows as stored, cols a multiple of 256) and matvec_f16 / matvec_bf16 too. Node: each build is called
  * for 150 ms at a time, twelve times in turn, and the best CPU time per call is kept. workerd (the
  * bare binary): a Worker runs n calls per request, timed from outside the process (a Worker's
  * clock does not advance while it computes): (best of 6 requests of 2n calls − best of 6 of n) / n.
@@ -55,13 +55,17 @@ export function setup(module, fn, rows, cols, ntok) {
   const r32 = ["q41r", "q50r", "q51r"].find((k) => fn.includes(k));
   // Q2_K and Q3_K rows as stored: 84 / 110 bytes per 256 values, f16 d (and Q2_K's dmin) at 80 (82) / 108.
   const low = fn.includes("q2_k") ? 84 : fn.includes("q3_k") ? 110 : 0;
-  const wb = low ? (rows * cols / 256) * low : r32 ? e[r32 + "_bytes"](rows, cols) >>> 0 : q8 ? e.q8r_bytes(rows, cols) >>> 0 : q6 ? e.q6r_bytes(rows, cols) >>> 0 : q4k ? e.q4kr_bytes(rows, cols) >>> 0 : q5k ? e.q5kr_bytes(rows, cols) >>> 0 : e.q4r_bytes(rows, cols) >>> 0;
+  // F16 rows: halves of magnitude 0.008..0.06, and 1 in 512 a subnormal half (a real model has about 1 in 400 below 6.1e-5).
+  const f16 = fn === "matvec_f16", bf16 = fn === "matvec_bf16";
+  const wb = f16 || bf16 ? rows * cols * 2 : low ? (rows * cols / 256) * low : r32 ? e[r32 + "_bytes"](rows, cols) >>> 0 : q8 ? e.q8r_bytes(rows, cols) >>> 0 : q6 ? e.q6r_bytes(rows, cols) >>> 0 : q4k ? e.q4kr_bytes(rows, cols) >>> 0 : q5k ? e.q5kr_bytes(rows, cols) >>> 0 : e.q4r_bytes(rows, cols) >>> 0;
   const w = alloc(wb), x = alloc(ntok * cols * 4), xb = alloc(Math.max(e.q8b_bytes(cols, ntok) >>> 0, e.q8a_bytes(cols) >>> 0)), out = alloc(rows * ntok * 4);
   let s = 1;
   const u8 = new Uint8Array(memory.buffer, w, wb);
   for (let i = 0; i < u8.length; i++) { s = (Math.imul(s, 1103515245) + 12345) >>> 0; u8[i] = s >>> 24; }
   const dv = new DataView(memory.buffer);
-  if (low) { for (let i = 0; i < wb; i += low) for (const o of low === 84 ? [80, 82] : [108]) dv.setUint16(w + i + o, 0x2c00, true); }
+  if (f16) { for (let i = 0; i < wb; i += 2) { s = (Math.imul(s, 1103515245) + 12345) >>> 0; const m = s >>> 22; dv.setUint16(w + i, (s & 0x8000) | (m < 2 ? (m + 1) << 8 : 0x2000 + ((s >>> 8) % 0xa00)), true); } }
+  else if (bf16) { for (let i = 0; i < wb; i += 2) { s = (Math.imul(s, 1103515245) + 12345) >>> 0; dv.setUint16(w + i, (s & 0x8000) | (0x3c00 + ((s >>> 8) % 0x180)), true); } }
+  else if (low) { for (let i = 0; i < wb; i += low) for (const o of low === 84 ? [80, 82] : [108]) dv.setUint16(w + i + o, 0x2c00, true); }
   else if (r32) { const bb = { q41r: 80, q50r: 88, q51r: 96 }[r32]; for (let i = 0; i < wb; i += bb) for (let j = 0; j < (r32 === "q50r" ? 8 : 16); j += 2) dv.setUint16(w + i + j, 0x2c00, true); }
   else if (q8) { for (let i = 0; i < rows * cols / 32; i++) dv.setUint16(w + i * 34, 0x2c00, true); e.repack_q8_0(w, w, rows, cols); }
   else if (q4k) { for (let i = 0; i < rows * cols / 256; i++) dv.setUint32(w + i * 144, 0x18002c00, true); e.repack_q4_k(w, w, rows, cols); }
@@ -72,6 +76,7 @@ export function setup(module, fn, rows, cols, ntok) {
   for (let i = 0; i < xf.length; i++) xf[i] = Math.sin(i * 0.37) * 2;
   let call;
   if (fn.startsWith("matmul")) { (q4k || q5k ? e.quantize_q8b_k : e.quantize_q8b)(x, cols, ntok, xb); call = () => e[fn](w, rows, cols, xb, ntok, out); }
+  else if (f16 || bf16) call = () => e[fn](w, rows, cols, x, out);
   else { (q4k || q5k ? e.quantize_q8a_k : e.quantize_q8a)(x, cols, xb); call = () => e[fn](w, rows, cols, xb, out); }
   for (let i = 0; i < 30; i++) call();
   return { call, out: () => Array.from(new Uint32Array(memory.buffer, out, Math.min(256, rows * ntok))) };
