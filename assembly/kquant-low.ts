@@ -254,9 +254,9 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
 
 // The four rows' f16 at offset o of their blocks as f32x4, exactly h2f's
 // values, converted without a float operation on a subnormal half: d is
-// about max|w|/128 (Q3_K) or /96 (Q2_K), a subnormal half for ordinary
-// weights, and h2f's multiply on the denormal it makes costs an x86 microcode
-// assist (docs/kernels.md, "Subnormal scales").
+// about max|w|/128 (Q3_K), a subnormal half for a superblock whose weights
+// stay below ~0.008, and h2f's multiply on the denormal it makes costs an
+// x86 microcode assist (docs/kernels.md, "Subnormal scales").
 @inline function halves4(p0: usize, p1: usize, p2: usize, p3: usize, o: usize): v128 {
   let h = i32x4.splat(<i32>load<u16>(p0 + o));
   h = i32x4.replace_lane(h, 1, <i32>load<u16>(p1 + o));
@@ -288,7 +288,7 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
 // then reads its quarter of the matrix front to back, four long streams
 // that the hardware prefetches, where four adjacent rows (each 880 B at
 // 2048 columns) are four short ones it does not, and the matvec waited on
-// memory (lowStreams). The last rows % 4 are one group, its last row
+// memory (docs/kernels.md, "The low-bit K-quants"). The last rows % 4 are one group, its last row
 // repeated and only the real ones stored. Each row's partials pass through
 // scratch [0, 128), which keeps the live set small (see q6Step in quant.ts).
 function matvecLowSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, three: bool): void {
