@@ -132,8 +132,8 @@ export const VC_H16: usize = 144; //   i16x8 0x8fff (attention: eight halves to 
 export const VC_B3: usize = 160; //    i8x16 0x03 (Q2_K/Q3_K: a 2-bit field)
 export const VC_B4: usize = 176; //    i8x16 0x04 (Q3_K: the high bit at bit 2)
 export const VC_B32: usize = 192; //   i8x16 0x20 (Q3_K: its scales' bias)
-export const VC_B16: usize = 288; //   i8x16 0x10 (Q5_0/Q5_1: the fifth bit)
 export const VC_HN: usize = 208; //    i32x4 0x7fff, 112 << 23, f32 2^-24, 0x8000, 0x400 (h2fLanes_nodenorm; five vectors)
+export const VC_B16: usize = 288; //   i8x16 0x10 (Q5_0/Q5_1: the fifth bit)
 export const VCONST: usize = memory.data<u32>([
   0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f,
   0x00010001, 0x00010001, 0x00010001, 0x00010001,
@@ -158,7 +158,13 @@ export const VCONST: usize = memory.data<u32>([
 
 // h2f_x4 with its two constants passed in (loaded once per call from VCONST).
 @inline export function h2f_x4c(p: usize, hmask: v128, hmul: v128): v128 {
-  return f32x4.mul(h2fBits_x4c(p, hmask), hmul);
+  return h2fLanes_c(v128.load16x4_s(p), hmask, hmul);
+}
+
+// The same for four halves sign-extended into h's int32 lanes (eight halves
+// of a vector: its extend_low / extend_high).
+@inline export function h2fLanes_c(h: v128, hmask: v128, hmul: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shl(h, 13), hmask), hmul);
 }
 
 // h2f_x4c before its multiply by 2^112: the halves' f32 bits, each value

@@ -3,7 +3,7 @@
 // the scalar twins keep four explicit lane accumulators and combine them in
 // the same order, so the builds agree bit for bit.
 
-import { scratchBase, SCRATCH_BYTES, h2f, f2h, f2h_x8, hsum_f32x4, VCONST, VC_HMASK, VC_HMUL, VC_H16, expf, expf4 } from "./common";
+import { scratchBase, SCRATCH_BYTES, h2f, f2h, f2h_x8, h2fLanes_c, hsum_f32x4, VCONST, VC_HMASK, VC_HMUL, VC_H16, expf, expf4 } from "./common";
 
 // ---------------------------------------------------------------- float matvecs
 
@@ -35,7 +35,7 @@ export function matvec_f32(w: usize, rows: i32, cols: i32, x: usize, out: usize)
 // in two accumulators (elements 8i..8i+3 and 8i+4..8i+7): with one, the
 // chain of f32 adds (two per step) bounded the kernel well below the memory
 // reads. The scalar twin keeps the eight lane sums apart and adds them as
-// hsum_f32x4 of the two vectors' sum does. Each half converted as h2f_x4c does.
+// hsum_f32x4 of the two vectors' sum does. Halves convert by h2fLanes_c.
 export function matvec_f16(w: usize, rows: i32, cols: i32, x: usize, out: usize): void {
   const rowBytes = <usize>cols << 1;
   for (let r = 0; r < rows; r++) {
@@ -47,10 +47,8 @@ export function matvec_f16(w: usize, rows: i32, cols: i32, x: usize, out: usize)
       for (let i: usize = 0; i < rowBytes; i += 16) {
         const v = v128.load(p + i);
         const xp = x + (i << 1);
-        const lo = f32x4.mul(v128.and(i32x4.shl(i32x4.extend_low_i16x8_s(v), 13), hmask), hmul);
-        const hi = f32x4.mul(v128.and(i32x4.shl(i32x4.extend_high_i16x8_s(v), 13), hmask), hmul);
-        acc0 = f32x4.add(acc0, f32x4.mul(lo, v128.load(xp)));
-        acc1 = f32x4.add(acc1, f32x4.mul(hi, v128.load(xp, 16)));
+        acc0 = f32x4.add(acc0, f32x4.mul(h2fLanes_c(i32x4.extend_low_i16x8_s(v), hmask, hmul), v128.load(xp)));
+        acc1 = f32x4.add(acc1, f32x4.mul(h2fLanes_c(i32x4.extend_high_i16x8_s(v), hmask, hmul), v128.load(xp, 16)));
       }
       res = hsum_f32x4(f32x4.add(acc0, acc1));
     } else {

@@ -25,7 +25,7 @@
 // instruction every SIMD build has, so Q8A and Q8B stay as they are.
 
 import { FUSED, scratchBase, h2f, h2fLanes_nodenorm, q8aQ8Off, q8aQ16Off, VCONST, VC_NIB8, VC_B3, VC_B4, VC_B32 } from "./common";
-import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X, smallStride, smallMost } from "./quant";
+import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X, MV_X, smallStride, smallMost } from "./quant";
 
 @inline function lowBytes(three: bool): usize {
   return three ? 110 : 84;
@@ -91,21 +91,24 @@ import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X, smallStride, smallMo
   lowScales(ls + 64, p1, m4, b3, b32, three);
   lowScales(ls + 128, p2, m4, b3, b32, three);
   lowScales(ls + 192, p3, m4, b3, b32, three);
-  if (!three) lowMinTable(ls);
+  if (!three) lowPairTable(ls, ls + LMT, 32);
 }
 
 // Q2_K's min term, sm = sum_h m_h * sx_h per row, for the four rows at once:
 // per block b the rows' min pairs (m_2b, m_2b+1) side by side as int16 at
-// LS + LMT + 16b (lowMinTable, a 4x4 transpose of the rows' pairs once per
+// LS + LMT + 16b (lowPairTable, a 4x4 transpose of the rows' pairs once per
 // superblock), and one dot_i16x8_s with the sub-blocks' activation sums
 // (sx_0, sx_1) in every lane pair gives each row's sm in its int32 lane:
 // the same integers as one min dot per row and a reduce4.
 // @ts-ignore: decorator
 @inline const LMT: usize = 256;
 
-@inline function lowMinTable(ls: usize): void {
-  lowQuadsT(ls + LMT, v128.load(ls, 32), v128.load(ls + 64, 32), v128.load(ls + 128, 32), v128.load(ls + 192, 32));
-  lowQuadsT(ls + LMT + 64, v128.load(ls, 48), v128.load(ls + 64, 48), v128.load(ls + 128, 48), v128.load(ls + 192, 48));
+// The four rows' int16 values at ls + at (16 per row, rows 64 bytes apart:
+// their scales at 0, Q2_K's mins at 32) as pairs by block: at o + 16b the
+// four rows' pairs (2b, 2b + 1) side by side.
+@inline function lowPairTable(ls: usize, o: usize, at: usize): void {
+  lowQuadsT(o, v128.load(ls + at), v128.load(ls + 64 + at), v128.load(ls + 128 + at), v128.load(ls + 192 + at));
+  lowQuadsT(o + 64, v128.load(ls + at, 16), v128.load(ls + 64 + at, 16), v128.load(ls + 128 + at, 16), v128.load(ls + 192 + at, 16));
 }
 
 // Four vectors' int32 lanes transposed to o: vector j at o + 16j holds lane
@@ -396,7 +399,7 @@ function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: us
 // Scratch of the few-token pass: at LW + 128b, block b of the superblock as
 // eight quad vectors of the four rows (quad k at + 16k: byte 4r + e is row
 // r's value 4k + e); at LS + LST + 16b, block b's scale pairs of the four
-// rows (as the min table); at LA + 16k token k's f32 accumulators (rows in
+// rows (lowPairTable, as Q2_K's mins); at LA + 16k token k's f32 accumulators (rows in
 // lanes); at LT, per token and activation block, what the activations bring
 // to every row group (lowActTable).
 // @ts-ignore: decorator
@@ -406,7 +409,7 @@ function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: us
 // @ts-ignore: decorator
 @inline const LA: usize = 4096;
 // @ts-ignore: decorator
-@inline const LT: usize = 16384;
+@inline const LT: usize = MV_X;
 // @ts-ignore: decorator
 @inline const LT_BYTES: usize = SMALL_X - LT;
 
@@ -501,8 +504,7 @@ function matmulLow4(p0: usize, p1: usize, p2: usize, p3: usize, nsb: usize, xa: 
     const d = halves4(p0, p1, p2, p3, lowD(three));
     const dm = three ? d : halves4(p0, p1, p2, p3, 82);
     lowScales4(ls, p0, p1, p2, p3, three);
-    lowQuadsT(ls + LST, v128.load(ls), v128.load(ls + 64), v128.load(ls + 128), v128.load(ls + 192));
-    lowQuadsT(ls + LST + 64, v128.load(ls, 16), v128.load(ls + 64, 16), v128.load(ls + 128, 16), v128.load(ls + 192, 16));
+    lowPairTable(ls, ls + LST, 0);
     // The eight blocks' unpacking written out, so that each one's shifts are constants.
     lowUnpackQuads(u, p0, p1, p2, p3, 0, m3, m4, three);
     lowUnpackQuads(u + 128, p0, p1, p2, p3, 1, m3, m4, three);
