@@ -134,6 +134,7 @@ export const VC_B4: usize = 176; //    i8x16 0x04 (Q3_K: the high bit at bit 2)
 export const VC_B32: usize = 192; //   i8x16 0x20 (Q3_K: its scales' bias)
 export const VC_HN: usize = 208; //    i32x4 0x7fff, 112 << 23, f32 2^-24, 0x8000, 0x400 (h2fLanes_nodenorm; five vectors)
 export const VC_B16: usize = 288; //   i8x16 0x10 (Q5_0/Q5_1: the fifth bit)
+export const VC_B7: usize = 304; //    i8x16 0x07 (Q3KR: a 3-bit value)
 export const VCONST: usize = memory.data<u32>([
   0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f,
   0x00010001, 0x00010001, 0x00010001, 0x00010001,
@@ -154,6 +155,7 @@ export const VCONST: usize = memory.data<u32>([
   0x00008000, 0x00008000, 0x00008000, 0x00008000,
   0x00000400, 0x00000400, 0x00000400, 0x00000400,
   0x10101010, 0x10101010, 0x10101010, 0x10101010,
+  0x07070707, 0x07070707, 0x07070707, 0x07070707,
 ], 16);
 
 // h2f_x4 with its two constants passed in (loaded once per call from VCONST).

@@ -19,7 +19,10 @@ export {
 export { q6r_bytes, repack_q6_k, matvec_q6r_q8a } from "./q6matvec";
 export { matmul_q6r_q8b } from "./q6matmul";
 export { q8r_bytes, repack_q8_0, matvec_q8r_q8a, matmul_q8r_q8b } from "./q8quant";
-export { matvec_q2_k_q8a, matvec_q3_k_q8a, matmul_q2_k_q8b, matmul_q3_k_q8b, dequant_q2_k, dequant_q3_k } from "./kquant-low";
+export {
+  matvec_q2_k_q8a, matvec_q3_k_q8a, matmul_q2_k_q8b, matmul_q3_k_q8b, dequant_q2_k, dequant_q3_k,
+  q3kr_bytes, repack_q3_k, matvec_q3kr_q8a, matmul_q3kr_q8b,
+} from "./kquant-low";
 export { q41r_bytes, repack_q4_1, matvec_q41r_q8a, dequant_q4_1 } from "./q41quant";
 export {
   q50r_bytes, q51r_bytes, repack_q5_0, repack_q5_1, matvec_q50r_q8a, matvec_q51r_q8a,

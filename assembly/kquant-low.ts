@@ -24,8 +24,8 @@
 // activations in the kernel: per pair by extadd_pairwise, the one
 // instruction every SIMD build has, so Q8A and Q8B stay as they are.
 
-import { FUSED, scratchBase, h2f, h2fLanes_nodenorm, q8aQ8Off, q8aQ16Off, VCONST, VC_NIB8, VC_B3, VC_B4, VC_B32 } from "./common";
-import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X, MV_X, smallStride, smallMost } from "./quant";
+import { FUSED, scratchBase, h2f, h2fLanes_nodenorm, h2f_x4_nodenorm, q8aQ8Off, q8aQ16Off, VCONST, VC_NIB8, VC_B3, VC_B4, VC_B7, VC_B32 } from "./common";
+import { reduce4, storeRows, groupToScratch, q8bToQ8a, quadsToQ8a, SMALL_X, MV_X, smallStride, smallMost } from "./quant";
 
 @inline function lowBytes(three: bool): usize {
   return three ? 110 : 84;
@@ -54,7 +54,8 @@ import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X, MV_X, smallStride, s
 // @ts-ignore: decorator
 @inline const LS: usize = 256;
 
-// The sub-block scales (Q2_K: and mins) of the superblock at p, decoded once
+// The sub-block scales (Q2_K: and mins) of a superblock, from its scale
+// bytes at sc (Q2_K: the block's start; Q3_K: its 12 packed bytes), decoded once
 // for its eight blocks into o as int16 (the layout of LS), in vector
 // operations: per block the kernels then load a scale where they decoded it
 // with ~7 scalar operations (Q3_K's six bits from two bytes, Q2_K's nibbles
@@ -62,11 +63,11 @@ import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X, MV_X, smallStride, s
 // the high nibble of byte i - 8) with bits 2(i >> 2)..+1 of byte 8 + (i & 3)
 // on top, less 32: the four high-bit bytes shifted by 0, 2, 4, 6 in the four
 // int32 lanes put exactly those bits at the bottom of byte lane i.
-@inline function lowScales(o: usize, p: usize, m4: v128, b3: v128, b32: v128, three: bool): void {
+@inline function lowScales(o: usize, sc: usize, m4: v128, b3: v128, b32: v128, three: bool): void {
   if (three) {
-    const v = v128.load64_zero(p + 96);
+    const v = v128.load64_zero(sc);
     const low = i8x16.shuffle(v128.and(v, m4), v128.and(i16x8.shr_u(v, 4), m4), 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
-    const hb = load<u32>(p + 104);
+    const hb = load<u32>(sc + 8);
     let h = i32x4.replace_lane(i32x4.splat(hb), 1, hb >> 2);
     h = i32x4.replace_lane(i32x4.replace_lane(h, 2, hb >> 4), 3, hb >> 6);
     const s = i8x16.sub(v128.or(low, i8x16.shl(v128.and(h, b3), 4)), b32);
@@ -74,10 +75,10 @@ import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X, MV_X, smallStride, s
     v128.store(o, i16x8.extend_high_i8x16_s(s), 16);
     return;
   }
-  const v = v128.load(p);
-  const sc = v128.and(v, m4), mn = v128.and(i16x8.shr_u(v, 4), m4);
-  v128.store(o, i16x8.extend_low_i8x16_u(sc));
-  v128.store(o, i16x8.extend_high_i8x16_u(sc), 16);
+  const v = v128.load(sc);
+  const s = v128.and(v, m4), mn = v128.and(i16x8.shr_u(v, 4), m4);
+  v128.store(o, i16x8.extend_low_i8x16_u(s));
+  v128.store(o, i16x8.extend_high_i8x16_u(s), 16);
   v128.store(o, i16x8.extend_low_i8x16_u(mn), 32);
   v128.store(o, i16x8.extend_high_i8x16_u(mn), 48);
 }
@@ -87,10 +88,11 @@ import { reduce4, storeRows, q8bToQ8a, quadsToQ8a, SMALL_X, MV_X, smallStride, s
 // rematerialized for every row (VCONST).
 @inline function lowScales4(ls: usize, p0: usize, p1: usize, p2: usize, p3: usize, three: bool): void {
   const m4 = v128.load(VCONST + VC_NIB8), b3 = v128.load(VCONST + VC_B3), b32 = v128.load(VCONST + VC_B32);
-  lowScales(ls, p0, m4, b3, b32, three);
-  lowScales(ls + 64, p1, m4, b3, b32, three);
-  lowScales(ls + 128, p2, m4, b3, b32, three);
-  lowScales(ls + 192, p3, m4, b3, b32, three);
+  const o = three ? 96 : 0;
+  lowScales(ls, p0 + o, m4, b3, b32, three);
+  lowScales(ls + 64, p1 + o, m4, b3, b32, three);
+  lowScales(ls + 128, p2 + o, m4, b3, b32, three);
+  lowScales(ls + 192, p3 + o, m4, b3, b32, three);
   if (!three) lowPairTable(ls, ls + LMT, 32);
 }
 
@@ -361,14 +363,15 @@ function matvecLow4(p0: usize, p1: usize, p2: usize, p3: usize, nsb: usize, xa: 
 // reduce4, and its fold; plain SIMD and scalar: one matvec per token.
 // Bit-identical to the matvecs in every build.
 export function matmul_q2_k_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
-  matmulLow(w, rows, cols, xb, ntok, out, false);
+  matmulLow(w, rows, cols, xb, ntok, out, false, false);
 }
 
 export function matmul_q3_k_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
-  matmulLow(w, rows, cols, xb, ntok, out, true);
+  matmulLow(w, rows, cols, xb, ntok, out, true, false);
 }
 
-function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize, three: bool): void {
+// q3kr: the rows are Q3KR (three is then true).
+function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize, three: bool, q3kr: bool): void {
   const nb = <usize>cols >> 5;
   const xa = scratchBase() + SMALL_X;
   // The pass needs a token's activation table to fit (cols up to ~114,000): wider rows take the matvecs.
@@ -383,7 +386,9 @@ function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: us
         else q8bToQ8a(xb, nb, t + i, xi);
         lowActTable(xi, nb, scratchBase() + LT + <usize>i * (nb << 5), three);
       }
-      matmulLowFew(w, rows, cols, xa, stride, out + <usize>t * (<usize>rows << 2), n, three);
+      const o = out + <usize>t * (<usize>rows << 2);
+      if (q3kr) matmulQ3krFew(w, rows, cols, xa, stride, o, n);
+      else matmulLowFew(w, rows, cols, xa, stride, o, n, three);
     }
     return;
   }
@@ -391,7 +396,8 @@ function matmulLow(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: us
     if (FUSED) quadsToQ8a(xb, nb, t, xa);
     else q8bToQ8a(xb, nb, t, xa);
     const o = out + <usize>t * (<usize>rows << 2);
-    if (ASC_FEATURE_SIMD) matvecLowSimd(w, rows, cols, xa, o, three);
+    if (q3kr) matvec_q3kr_q8a(w, rows, cols, xa, o);
+    else if (ASC_FEATURE_SIMD) matvecLowSimd(w, rows, cols, xa, o, three);
     else matvecLowScalar(w, rows, cols, xa, o, three);
   }
 }
@@ -491,13 +497,10 @@ function matmulLowFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, 
 // token the sub-blocks' quads dots (lowQuadsDot) and the fold.
 function matmulLow4(p0: usize, p1: usize, p2: usize, p3: usize, nsb: usize, xa: usize, stride: usize, n: i32, three: bool): void {
   const nb = nsb << 3;
-  const x8 = q8aQ8Off(nb);
   const B = lowBytes(three);
   const ws = scratchBase();
   const u = ws + LW;
   const ls = ws + LS;
-  const lt = ws + LT;
-  const tb = nb << 5;
   const m3 = v128.load(VCONST + VC_B3), m4 = v128.load(VCONST + VC_B4);
   for (let k = 0; k < n; k++) v128.store(ws + LA + (<usize>k << 4), f32x4.splat(0));
   for (let sb: usize = 0; sb < nsb; sb++) {
@@ -514,33 +517,341 @@ function matmulLow4(p0: usize, p1: usize, p2: usize, p3: usize, nsb: usize, xa: 
     lowUnpackQuads(u + 640, p0, p1, p2, p3, 5, m3, m4, three);
     lowUnpackQuads(u + 768, p0, p1, p2, p3, 6, m3, m4, three);
     lowUnpackQuads(u + 896, p0, p1, p2, p3, 7, m3, m4, three);
-    for (let b = 0; b < 8; b++) {
-      const bg = (sb << 3) + <usize>b;
-      const ub = u + (<usize>b << 7);
-      // The rows' scale pairs of sub-blocks 2b and 2b + 1, each scale twice (one per int16 lane of its row).
-      const sp = v128.load(ls + LST + (<usize>b << 4));
-      const s0 = i16x8.shuffle(sp, sp, 0, 0, 2, 2, 4, 4, 6, 6), s1 = i16x8.shuffle(sp, sp, 1, 1, 3, 3, 5, 5, 7, 7);
-      for (let k = 0; k < n; k++) {
-        const xk = xa + <usize>k * stride;
-        const xq = xk + x8 + (bg << 5);
-        const at = lt + <usize>k * tb + (bg << 5);
-        const sd = f32x4.convert_i32x4_s(i32x4.add(
-          lowQuadsDot(ub, xq, v128.load(at), s0, three),
-          lowQuadsDot(ub + 64, xq + 16, v128.load(at, 16), s1, three)));
-        const dx = v128.load32_splat(xk + (bg << 2));
-        const pa = ws + LA + (<usize>k << 4);
-        if (three) {
-          v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.mul(sd, d), dx)));
-        } else {
-          const sm = f32x4.convert_i32x4_s(lowMins(ls + LMT, b, v128.load(at)));
-          v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.sub(f32x4.mul(sd, d), f32x4.mul(sm, dm)), dx)));
-        }
-      }
-    }
+    lowPassTokens(ws, sb, nb, xa, stride, n, d, dm, three);
     p0 += B;
     p1 += B;
     p2 += B;
     p3 += B;
+  }
+}
+
+// The n tokens' part of superblock sb (of nb activation blocks in all) of a
+// 4-row group whose eight blocks are unpacked to quads at ws + LW and whose
+// scale pairs are at ws + LS + LST (Q2_K: its min table at ws + LS + LMT):
+// per block and token the sub-blocks' quads dots (lowQuadsDot) and the
+// fold, into token k's accumulators at ws + LA + 16k. Shared by the pass on
+// stored rows (matmulLow4) and on Q3KR (matmulQ3kr4).
+@inline function lowPassTokens(ws: usize, sb: usize, nb: usize, xa: usize, stride: usize, n: i32, d: v128, dm: v128, three: bool): void {
+  const x8 = q8aQ8Off(nb);
+  const tb = nb << 5;
+  const u = ws + LW, ls = ws + LS, lt = ws + LT;
+  for (let b = 0; b < 8; b++) {
+    const bg = (sb << 3) + <usize>b;
+    const ub = u + (<usize>b << 7);
+    // The rows' scale pairs of sub-blocks 2b and 2b + 1, each scale twice (one per int16 lane of its row).
+    const sp = v128.load(ls + LST + (<usize>b << 4));
+    const s0 = i16x8.shuffle(sp, sp, 0, 0, 2, 2, 4, 4, 6, 6), s1 = i16x8.shuffle(sp, sp, 1, 1, 3, 3, 5, 5, 7, 7);
+    // Per token the pointers step (V8 would multiply for each).
+    let xk = xa, at = lt + (bg << 5), pa = ws + LA;
+    const paEnd = pa + (<usize>n << 4);
+    for (; pa < paEnd; pa += 16) {
+      const xq = xk + x8 + (bg << 5);
+      const sd = f32x4.convert_i32x4_s(i32x4.add(
+        lowQuadsDot(ub, xq, v128.load(at), s0, three),
+        lowQuadsDot(ub + 64, xq + 16, v128.load(at, 16), s1, three)));
+      const dx = v128.load32_splat(xk + (bg << 2));
+      // Where the steps go changes V8's schedule: these places measured fastest for each type.
+      if (three) {
+        xk += stride;
+        at += tb;
+        v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.mul(sd, d), dx)));
+      } else {
+        const sm = f32x4.convert_i32x4_s(lowMins(ls + LMT, b, v128.load(at)));
+        v128.store(pa, f32x4.add(v128.load(pa), f32x4.mul(f32x4.sub(f32x4.mul(sd, d), f32x4.mul(sm, dm)), dx)));
+        xk += stride;
+        at += tb;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- Q3KR (Q3_K matrices, repacked)
+
+// Q3_K layer matrices are repacked at load into Q3KR, which reads like Q4R:
+// four rows side by side by quads, so a block's products land in row lanes
+// with no 4-row reduction, and a block's values come from three loads for
+// the four rows instead of four per row. Groups of 4 rows (the last
+// zero-padded); group g starts at g*nsb*440 and holds per superblock 440
+// bytes, the four rows' 4*110 (so in place, dst == src, works):
+//   [0, 8)     d of rows 0..3 (f16)
+//   [8, 56)    the rows' 12 packed scale bytes, row r at 8 + 12r (as stored)
+//   [56, 440)  block b (0..7) at 56 + 48b: V0, V1, V2 of 16 bytes each
+// Quad k of a block is its values 4k..4k+3 of the four rows (byte 4r + j:
+// row r's value 4k + j, Q4R's arrangement); u_k = q + 4*high (0..7) its
+// 3-bit values. Byte 4r + j of
+//   V0 = u0 | u1 << 3 | (u6 & 3) << 6
+//   V1 = u2 | u3 << 3 | (u7 & 3) << 6
+//   V2 = u4 | u5 << 3 | (u6 >> 2) << 6 | (u7 >> 2) << 7
+// so six quads are one mask (or a shift and a mask) of one vector, and the
+// other two five operations: 19 for the block's eight, where the stored
+// rows' split of the two low bits and the high bit took 37 in this
+// arrangement. The bits of every product are those of the stored rows'
+// (the same integers, the same fold).
+// @ts-ignore: decorator
+@inline const Q3KR_SB: usize = 440;
+
+export function q3kr_bytes(rows: i32, cols: i32): usize {
+  return <usize>((rows + 3) >> 2) * (<usize>cols >> 8) * Q3KR_SB;
+}
+
+// GGUF Q3_K rows -> Q3KR (above); dst needs q3kr_bytes(rows, cols). Uses
+// the scratch region (four rows of cols/256*110 bytes <= SCRATCH_BYTES).
+export function repack_q3_k(src: usize, dst: usize, rows: i32, cols: i32): void {
+  const nsb = <usize>cols >> 8;
+  const rowBytes = nsb * 110;
+  const groups = (rows + 3) >> 2;
+  for (let g = 0; g < groups; g++) {
+    const tmp = groupToScratch(src, rows, g, rowBytes);
+    let o = dst + <usize>g * nsb * Q3KR_SB;
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      for (let r: usize = 0; r < 4; r++) {
+        const p = tmp + r * rowBytes + sb * 110;
+        store<u16>(o + (r << 1), load<u16>(p + 108));
+        memory.copy(o + 8 + r * 12, p + 96, 12);
+        for (let b: usize = 0; b < 8; b++) {
+          // Quad k's u, four rows' bytes in a word: value e of block b is bits 2(b & 3).. of value
+          // byte 32(b >> 2) + e, with bit b of high-bit byte e on top.
+          const q = p + 32 + ((b >> 2) << 5);
+          const s = <u32>((b & 3) << 1);
+          const u = tmp + rowBytes * 4; // eight words past the group's rows
+          for (let k: usize = 0; k < 8; k++) {
+            store<u32>(u + (k << 2), ((load<u32>(q + (k << 2)) >> s) & 0x03030303) | (((load<u32>(p + (k << 2)) >> <u32>b) & 0x01010101) << 2));
+          }
+          const u6 = load<u32>(u, 24), u7 = load<u32>(u, 28);
+          const v = o + 56 + b * 48 + (r << 2);
+          store<u32>(v, load<u32>(u) | (load<u32>(u, 4) << 3) | ((u6 & 0x03030303) << 6));
+          store<u32>(v + 16, load<u32>(u, 8) | (load<u32>(u, 12) << 3) | ((u7 & 0x03030303) << 6));
+          store<u32>(v + 32, load<u32>(u, 16) | (load<u32>(u, 20) << 3) | (((u6 >> 2) & 0x01010101) << 6) | (((u7 >> 2) & 0x01010101) << 7));
+        }
+      }
+      o += Q3KR_SB;
+    }
+  }
+}
+
+// out[r] for rows x cols Q3KR at w against the Q8A at xa.
+export function matvec_q3kr_q8a(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    // The offsets' table must fit (cols up to ~114,000); wider rows make them per block.
+    if (<usize>cols <= LT_BYTES) matvecQ3krSimd(w, rows, cols, xa, out, true);
+    else matvecQ3krSimd(w, rows, cols, xa, out, false);
+  } else if (ASC_FEATURE_SIMD) {
+    matvecQ3krSimd(w, rows, cols, xa, out, false);
+  } else {
+    matvecQ3krScalar(w, rows, cols, xa, out);
+  }
+}
+
+// The scalar twin: the stored rows' arithmetic (matvecLowScalar) on Q3KR.
+function matvecQ3krScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize): void {
+  const nsb = <usize>cols >> 8;
+  const x8 = xa + q8aQ8Off(nsb << 3);
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    for (let r = 0; r < 4 && r0 + r < rows; r++) {
+      let p = w + <usize>(r0 >> 2) * nsb * Q3KR_SB;
+      let acc: f32 = 0;
+      for (let sb: usize = 0; sb < nsb; sb++) {
+        const d = h2f(load<u16>(p + (<usize>r << 1)));
+        for (let b: usize = 0; b < 8; b++) {
+          const v = p + 56 + b * 48 + (<usize>r << 2);
+          const xb = x8 + (((sb << 3) + b) << 5);
+          let sd: i32 = 0;
+          for (let h: usize = 0; h < 2; h++) {
+            let dot: i32 = 0, sx: i32 = 0;
+            for (let e = h << 4; e < (h << 4) + 16; e++) {
+              const u = q3krValue(v + (e & 3), <i32>(e >> 2));
+              const x = <i32>load<i8>(xb + e);
+              dot += u * x;
+              sx += x;
+            }
+            sd += q3Scale(p + 8 + 12 * <usize>r, (b << 1) + h) * (dot - (sx << 2));
+          }
+          const dx = load<f32>(xa + (((sb << 3) + b) << 2));
+          acc += <f32>sd * d * dx;
+        }
+        p += Q3KR_SB;
+      }
+      store<f32>(out + (<usize>(r0 + r) << 2), acc);
+    }
+  }
+}
+
+// u_k of the byte at v of a block's V0 (V1, V2 at + 16, + 32): the scalar twin's.
+@inline function q3krValue(v: usize, k: i32): i32 {
+  const v0 = <i32>load<u8>(v), v1 = <i32>load<u8>(v, 16), v2 = <i32>load<u8>(v, 32);
+  if (k == 0) return v0 & 7;
+  if (k == 1) return (v0 >> 3) & 7;
+  if (k == 2) return v1 & 7;
+  if (k == 3) return (v1 >> 3) & 7;
+  if (k == 4) return v2 & 7;
+  if (k == 5) return (v2 >> 3) & 7;
+  if (k == 6) return (v0 >> 6) | ((v2 >> 4) & 4);
+  return (v1 >> 6) | ((v2 >> 5) & 4);
+}
+
+// Quad k (0..7) of a block, its four rows' u as bytes, from the block's
+// vectors x, y, z (V0, V1, V2; k a constant, so the branches fold away). A
+// 16-bit shift carries no bit of one byte into the bits the masks keep.
+@inline function q3krQuad(x: v128, y: v128, z: v128, k: i32, m3: v128, m4: v128, m7: v128): v128 {
+  if (k == 0) return v128.and(x, m7);
+  if (k == 1) return v128.and(i16x8.shr_u(x, 3), m7);
+  if (k == 2) return v128.and(y, m7);
+  if (k == 3) return v128.and(i16x8.shr_u(y, 3), m7);
+  if (k == 4) return v128.and(z, m7);
+  if (k == 5) return v128.and(i16x8.shr_u(z, 3), m7);
+  if (k == 6) return v128.or(v128.and(i16x8.shr_u(x, 6), m3), v128.and(i16x8.shr_u(z, 4), m4));
+  return v128.or(v128.and(i16x8.shr_u(y, 6), m3), v128.and(i16x8.shr_u(z, 5), m4));
+}
+
+// Block b's eight quads (Q3KR at v) to o + 16k: the few-token pass's scratch.
+@inline function q3krUnpack(o: usize, v: usize, m3: v128, m4: v128, m7: v128): void {
+  const x = v128.load(v), y = v128.load(v, 16), z = v128.load(v, 32);
+  v128.store(o, q3krQuad(x, y, z, 0, m3, m4, m7));
+  v128.store(o, q3krQuad(x, y, z, 1, m3, m4, m7), 16);
+  v128.store(o, q3krQuad(x, y, z, 2, m3, m4, m7), 32);
+  v128.store(o, q3krQuad(x, y, z, 3, m3, m4, m7), 48);
+  v128.store(o, q3krQuad(x, y, z, 4, m3, m4, m7), 64);
+  v128.store(o, q3krQuad(x, y, z, 5, m3, m4, m7), 80);
+  v128.store(o, q3krQuad(x, y, z, 6, m3, m4, m7), 96);
+  v128.store(o, q3krQuad(x, y, z, 7, m3, m4, m7), 112);
+}
+
+// The scales of a group's superblock at p to ls (lowScales' layout) and its
+// blocks' scale pairs to ls + LST (lowPairTable).
+@inline function q3krScales(ls: usize, p: usize): void {
+  const m4 = v128.load(VCONST + VC_NIB8), b3 = v128.load(VCONST + VC_B3), b32 = v128.load(VCONST + VC_B32);
+  lowScales(ls, p + 8, m4, b3, b32, true);
+  lowScales(ls + 64, p + 20, m4, b3, b32, true);
+  lowScales(ls + 128, p + 32, m4, b3, b32, true);
+  lowScales(ls + 192, p + 44, m4, b3, b32, true);
+  lowPairTable(ls, ls + LST, 0);
+}
+
+// Relaxed: one sub-block of one token, quads k0..k0 + 3 of the block (x, y,
+// z) against the splatted activation quads at xq, added in int16
+// (|.| <= 4*2*7*128), less the offsets off (lowActTable's), widened and
+// scaled by the rows' scales sp: lowQuadsDot on quads in registers.
+@inline function q3krHalfRelaxed(x: v128, y: v128, z: v128, k0: i32, xq: usize, off: v128, sp: v128, m3: v128, m4: v128, m7: v128): v128 {
+  let s = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq), q3krQuad(x, y, z, k0, m3, m4, m7));
+  s = i16x8.add(s, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 4), q3krQuad(x, y, z, k0 + 1, m3, m4, m7)));
+  s = i16x8.add(s, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 8), q3krQuad(x, y, z, k0 + 2, m3, m4, m7)));
+  s = i16x8.add(s, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 12), q3krQuad(x, y, z, k0 + 3, m3, m4, m7)));
+  return i32x4.dot_i16x8_s(i16x8.sub(s, off), sp);
+}
+
+// Plain SIMD: quad k's products as int32 row lanes. A quad's int16 lanes hold
+// its bytes in pairs, so its u widened to int16 and made signed (u - 4) are
+// the even bytes (values 4k, 4k + 2 of each row) and the odd ones (4k + 1,
+// 4k + 3), dotted with the splatted int16 pairs of Q8A's permuted section
+// that hold those activations: at xw + 4i for the even ones, xw + 16 + 4i for
+// the odd ones (xw: the sub-block's section, i = k & 3).
+@inline function q3krQuadSimd(u: v128, xw: usize, i: i32, lo: v128, four: v128): v128 {
+  return i32x4.add(
+    i32x4.dot_i16x8_s(i16x8.sub(v128.and(u, lo), four), v128.load32_splat(xw + (<usize>i << 2))),
+    i32x4.dot_i16x8_s(i16x8.sub(i16x8.shr_u(u, 8), four), v128.load32_splat(xw + 16 + (<usize>i << 2))));
+}
+
+// Plain SIMD: one sub-block's four quads, times the rows' scales s (int32 lanes).
+@inline function q3krHalfSimd(x: v128, y: v128, z: v128, k0: i32, xw: usize, s: v128, m3: v128, m4: v128, m7: v128): v128 {
+  const lo = i16x8.splat(0xff), four = i16x8.splat(4);
+  let acc = q3krQuadSimd(q3krQuad(x, y, z, k0, m3, m4, m7), xw, 0, lo, four);
+  acc = i32x4.add(acc, q3krQuadSimd(q3krQuad(x, y, z, k0 + 1, m3, m4, m7), xw, 1, lo, four));
+  acc = i32x4.add(acc, q3krQuadSimd(q3krQuad(x, y, z, k0 + 2, m3, m4, m7), xw, 2, lo, four));
+  acc = i32x4.add(acc, q3krQuadSimd(q3krQuad(x, y, z, k0 + 3, m3, m4, m7), xw, 3, lo, four));
+  return i32x4.mul(acc, s);
+}
+
+// Block b of a Q3KR superblock at p (its scale pairs at sp, lowPairTable's)
+// against the token's activations: the four rows' sd in the int32 lanes.
+// The first half's sum is stored to t before the second half's quads are
+// made: V8 would otherwise schedule all sixteen dots' operands first and spill.
+@inline function q3krBlock(p: usize, b: usize, xa: usize, bg: usize, nb: usize, lt: usize, sp: v128, m3: v128, m4: v128, m7: v128, t: usize, tabled: bool): v128 {
+  const v = p + 56 + b * 48;
+  const x = v128.load(v), y = v128.load(v, 16), z = v128.load(v, 32);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const xq = xa + q8aQ8Off(nb) + (bg << 5);
+    let offL: v128, offH: v128;
+    if (tabled) {
+      offL = v128.load(lt + (bg << 5));
+      offH = v128.load(lt + (bg << 5), 16);
+    } else {
+      offL = i16x8.shl(quadPairs(i16x8.extadd_pairwise_i8x16_s(v128.load(xq))), 2);
+      offH = i16x8.shl(quadPairs(i16x8.extadd_pairwise_i8x16_s(v128.load(xq, 16))), 2);
+    }
+    const s0 = q3krHalfRelaxed(x, y, z, 0, xq, offL, i16x8.shuffle(sp, sp, 0, 0, 2, 2, 4, 4, 6, 6), m3, m4, m7);
+    v128.store(t, s0);
+    return i32x4.add(s0, q3krHalfRelaxed(x, y, z, 4, xq + 16, offH, i16x8.shuffle(sp, sp, 1, 1, 3, 3, 5, 5, 7, 7), m3, m4, m7));
+  }
+  // sp's int32 lane r is row r's (s_2b, s_2b+1) as two int16.
+  const xw = xa + q8aQ16Off(nb) + (bg << 6);
+  const s0 = q3krHalfSimd(x, y, z, 0, xw, i32x4.shr_s(i32x4.shl(sp, 16), 16), m3, m4, m7);
+  v128.store(t, s0);
+  return i32x4.add(s0, q3krHalfSimd(x, y, z, 4, xw + 32, i32x4.shr_s(sp, 16), m3, m4, m7));
+}
+
+// acc + (f32(sd) * d) * d_x for block b of superblock sb: the stored rows' fold.
+@inline function q3krFold(acc: v128, p: usize, b: usize, sb: usize, xa: usize, nb: usize, lt: usize, ls: usize, d: v128, m3: v128, m4: v128, m7: v128, t: usize, tabled: bool): v128 {
+  const bg = (sb << 3) + b;
+  const sd = q3krBlock(p, b, xa, bg, nb, lt, v128.load(ls + LST + (b << 4)), m3, m4, m7, t, tabled);
+  return f32x4.add(acc, f32x4.mul(f32x4.mul(f32x4.convert_i32x4_s(sd), d), v128.load32_splat(xa + (bg << 2))));
+}
+
+// SIMD builds: a group's four rows in the lanes, its blocks' products
+// against the token's Q8A. tabled (relaxed): Q3_K's offsets from a table
+// made once per call (lowActTable at LT), else per block.
+@inline function matvecQ3krSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, tabled: bool): void {
+  const nsb = <usize>cols >> 8, nb = nsb << 3;
+  const t = scratchBase(), ls = t + LS, lt = t + LT;
+  if (tabled) lowActTable(xa, nb, lt, true);
+  const m3 = v128.load(VCONST + VC_B3), m4 = v128.load(VCONST + VC_B4), m7 = v128.load(VCONST + VC_B7);
+  let p = w;
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    let acc = f32x4.splat(0);
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      // d through scratch: V8 would otherwise convert it again in every pass of the block loop.
+      v128.store(t, h2f_x4_nodenorm(p), 16);
+      q3krScales(ls, p);
+      for (let b: usize = 0; b < 8; b++) acc = q3krFold(acc, p, b, sb, xa, nb, lt, ls, v128.load(t, 16), m3, m4, m7, t, tabled);
+      p += Q3KR_SB;
+    }
+    storeRows(out, r0, rows, acc);
+  }
+}
+
+// out[t*rows + r] for ntok tokens (Q8B) against Q3KR at w: the stored rows'
+// driver (matmulLow) with the pass on Q3KR.
+export function matmul_q3kr_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
+  matmulLow(w, rows, cols, xb, ntok, out, true, true);
+}
+
+// The few-token pass on Q3KR, a group at a time (matmulQ3kr4).
+function matmulQ3krFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32): void {
+  const nsb = <usize>cols >> 8;
+  const la = scratchBase() + LA;
+  let p = w;
+  for (let r0 = 0; r0 < rows; r0 += 4) {
+    matmulQ3kr4(p, nsb, xa, stride, n);
+    for (let k = 0; k < n; k++) storeRows(out + <usize>k * (<usize>rows << 2), r0, rows, v128.load(la + (<usize>k << 4)));
+    p += nsb * Q3KR_SB;
+  }
+}
+
+// The group at p against the n tokens: token k's sums to LA + 16k (rows in
+// lanes). Per superblock the scales are decoded and the eight blocks
+// unpacked to quads once (q3krUnpack: the layout of lowUnpackQuads), then
+// the stored rows' token loop (lowPassTokens).
+function matmulQ3kr4(p: usize, nsb: usize, xa: usize, stride: usize, n: i32): void {
+  const ws = scratchBase(), u = ws + LW, ls = ws + LS;
+  for (let k = 0; k < n; k++) v128.store(ws + LA + (<usize>k << 4), f32x4.splat(0));
+  for (let sb: usize = 0; sb < nsb; sb++) {
+    // d through scratch, as in the matvec; the masks loaded here, not kept in registers over the token loop.
+    v128.store(ws, h2f_x4_nodenorm(p), 32);
+    q3krScales(ls, p);
+    const m3 = v128.load(VCONST + VC_B3), m4 = v128.load(VCONST + VC_B4), m7 = v128.load(VCONST + VC_B7);
+    for (let b: usize = 0; b < 8; b++) q3krUnpack(u + (b << 7), p + 56 + b * 48, m3, m4, m7);
+    const d = v128.load(ws, 32);
+    lowPassTokens(ws, sb, nsb << 3, xa, stride, n, d, d, true);
+    p += Q3KR_SB;
   }
 }
 

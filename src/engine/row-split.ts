@@ -101,7 +101,7 @@ function matmulOp(w: WasmMatrix): Chunk[number]["op"] {
     case "q4kr": return "matmul_q4kr_q8b";
     case "q5kr": return "matmul_q5kr_q8b";
     case "q2_k": return "matmul_q2_k_q8b";
-    case "q3_k": return "matmul_q3_k_q8b";
+    case "q3kr": return "matmul_q3kr_q8b";
     case "q41r": return "matmul_q41r_q8b";
     case "q50r": return "matmul_q50r_q8b";
     case "q51r": return "matmul_q51r_q8b";
@@ -115,7 +115,7 @@ function matvecOp(w: WasmMatrix): Chunk[number]["op"] {
     case "q4kr": return "matvec_q4kr_q8a";
     case "q5kr": return "matvec_q5kr_q8a";
     case "q2_k": return "matvec_q2_k_q8a";
-    case "q3_k": return "matvec_q3_k_q8a";
+    case "q3kr": return "matvec_q3kr_q8a";
     case "q41r": return "matvec_q41r_q8a";
     case "q50r": return "matvec_q50r_q8a";
     case "q51r": return "matvec_q51r_q8a";

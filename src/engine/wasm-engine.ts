@@ -66,7 +66,7 @@ const QUANT_KERNELS = {
   q4kr: ["matvec_q4kr_q8a", "matmul_q4kr_q8b"],
   q5kr: ["matvec_q5kr_q8a", "matmul_q5kr_q8b"],
   q2_k: ["matvec_q2_k_q8a", "matmul_q2_k_q8b"],
-  q3_k: ["matvec_q3_k_q8a", "matmul_q3_k_q8b"],
+  q3kr: ["matvec_q3kr_q8a", "matmul_q3kr_q8b"],
   q41r: ["matvec_q41r_q8a", "matmul_q41r_q8b"],
   q50r: ["matvec_q50r_q8a", "matmul_q50r_q8b"],
   q51r: ["matvec_q51r_q8a", "matmul_q51r_q8b"],
@@ -683,7 +683,7 @@ export class WasmEngine implements Engine {
       case "q4kr":
       case "q5kr":
       case "q2_k":
-      case "q3_k":
+      case "q3kr":
       case "q41r":
       case "q50r":
       case "q51r": {

@@ -1,8 +1,10 @@
 // The low-bit K-quant kernels (Q2_K, Q3_K: matvec, matmul, row dequantize on
-// rows as stored), checked as the other quantized kernels are:
+// rows as stored; Q3KR, the Q3_K rows repacked at load), checked as the other
+// quantized kernels are:
 //  1. SIMD build == scalar build, bit for bit;
 //  2. == a plain-TS emulation of the integer sub-block sums and the f32 fold
-//     (exact), written from the GGUF block layout (docs/kernels.md);
+//     (exact), written from the GGUF block layout (docs/kernels.md), on the
+//     rows as stored (Q3KR too: its kernels see the repacked rows);
 //  3. within quantBound() of float64 math on src/gguf's dequantized weights.
 // Run against the relaxed builds by select.test.ts (KERNELS_SIMD_BUILD).
 import { describe, expect, it } from "vitest";
@@ -11,11 +13,18 @@ import { type Harness, both, rng, randVec, quantRef, quantBound, bitsEqual, half
 import { LOW_BLOCK_BYTES, type LowType, randLow } from "./kquant-low-blocks";
 
 const f = Math.fround;
-const TYPES: [string, LowType][] = [["Q2_K", TensorType.Q2_K], ["Q3_K", TensorType.Q3_K]];
+/** Q3KR: a Q3_K type whose rows the kernels see repacked (repack_q3_k, in place as the loader does). */
+type Kind = { type: LowType; q3kr: boolean };
+const TYPES: [string, Kind][] = [
+  ["Q2_K", { type: TensorType.Q2_K, q3kr: false }],
+  ["Q3_K", { type: TensorType.Q3_K, q3kr: false }],
+  ["Q3KR", { type: TensorType.Q3_K, q3kr: true }],
+];
 
-function ops(h: Harness, type: LowType) {
+function ops(h: Harness, kind: Kind) {
   const k = h.k;
-  return type === TensorType.Q2_K
+  if (kind.q3kr) return { matvec: k.matvec_q3kr_q8a, matmul: k.matmul_q3kr_q8b, dequant: k.dequant_q3_k };
+  return kind.type === TensorType.Q2_K
     ? { matvec: k.matvec_q2_k_q8a, matmul: k.matmul_q2_k_q8b, dequant: k.dequant_q2_k }
     : { matvec: k.matvec_q3_k_q8a, matmul: k.matmul_q3_k_q8b, dequant: k.dequant_q3_k };
 }
@@ -67,25 +76,32 @@ function lowEmulate(type: LowType, bytes: Uint8Array, rows: number, cols: number
   return out;
 }
 
-function place(h: Harness, bytes: Uint8Array): number {
-  return h.putU8(bytes);
+/** The stored rows in the harness's memory, repacked in place for Q3KR (its last group padded past them). */
+function place(h: Harness, kind: Kind, bytes: Uint8Array, rows: number, cols: number): number {
+  if (!kind.q3kr) return h.putU8(bytes);
+  const need = h.k.q3kr_bytes(rows, cols) >>> 0;
+  expect(need).toBe(Math.ceil(rows / 4) * (cols / 256) * 440);
+  const w = h.alloc(Math.max(need, bytes.length));
+  new Uint8Array(h.memory.buffer, w, bytes.length).set(bytes);
+  h.k.repack_q3_k(w, w, rows, cols);
+  return w;
 }
 
 /** grain 256: activations from quantize_q8a_k / quantize_q8b_k, as the engine gives a Q3_K matrix that shares them with a Q4_K one. */
-function matvecOf(h: Harness, type: LowType, w: number, rows: number, cols: number, x: Float32Array, grain: 32 | 256 = 32): Float32Array {
+function matvecOf(h: Harness, kind: Kind, w: number, rows: number, cols: number, x: Float32Array, grain: 32 | 256 = 32): Float32Array {
   const xa = h.alloc(h.k.q8a_bytes(cols) >>> 0);
   (grain === 256 ? h.k.quantize_q8a_k : h.k.quantize_q8a)(h.putF32(x), cols, xa);
   const out = h.alloc(rows * 4);
-  ops(h, type).matvec(w, rows, cols, xa, out);
+  ops(h, kind).matvec(w, rows, cols, xa, out);
   return h.f32(out, rows);
 }
 
-function matmulAndMatvecs(h: Harness, type: LowType, w: number, rows: number, cols: number, xs: Float32Array, ntok: number, grain: 32 | 256 = 32) {
+function matmulAndMatvecs(h: Harness, kind: Kind, w: number, rows: number, cols: number, xs: Float32Array, ntok: number, grain: 32 | 256 = 32) {
   const xb = h.alloc(h.k.q8b_bytes(cols, ntok) >>> 0);
   (grain === 256 ? h.k.quantize_q8b_k : h.k.quantize_q8b)(h.putF32(xs), cols, ntok, xb);
   const mm = h.alloc(rows * ntok * 4);
-  ops(h, type).matmul(w, rows, cols, xb, ntok, mm);
-  const matvecs = Array.from({ length: ntok }, (_, t) => matvecOf(h, type, w, rows, cols, xs.subarray(t * cols, (t + 1) * cols), grain));
+  ops(h, kind).matmul(w, rows, cols, xb, ntok, mm);
+  const matvecs = Array.from({ length: ntok }, (_, t) => matvecOf(h, kind, w, rows, cols, xs.subarray(t * cols, (t + 1) * cols), grain));
   return { matmul: h.f32(mm, rows * ntok), matvecs };
 }
 
@@ -96,24 +112,25 @@ function concat(parts: { bytes: Uint8Array }[]): Uint8Array {
 }
 
 /** Every build's matvec and matmul of ntok tokens equal the exact emulation, token by token. */
-function expectEmulated(type: LowType, bytes: Uint8Array, rows: number, cols: number, xs: Float32Array, ntok: number): void {
+function expectEmulated(kind: Kind, bytes: Uint8Array, rows: number, cols: number, xs: Float32Array, ntok: number): void {
   for (const h of both()) {
-    const { matmul, matvecs } = matmulAndMatvecs(h, type, place(h, bytes), rows, cols, xs, ntok);
+    const { matmul, matvecs } = matmulAndMatvecs(h, kind, place(h, kind, bytes, rows, cols), rows, cols, xs, ntok);
     for (let t = 0; t < ntok; t++) {
-      const want = lowEmulate(type, bytes, rows, cols, xs.subarray(t * cols, (t + 1) * cols));
+      const want = lowEmulate(kind.type, bytes, rows, cols, xs.subarray(t * cols, (t + 1) * cols));
       expect(bitsEqual(matvecs[t], want), `${h.kind}: matvec token ${t}`).toBe(true);
       expect(bitsEqual(matmul.subarray(t * rows, (t + 1) * rows), want), `${h.kind}: matmul token ${t}`).toBe(true);
     }
   }
 }
 
-describe.each(TYPES)("%s: matvec", (_name, type) => {
+describe.each(TYPES)("%s: matvec", (_name, kind) => {
+  const type = kind.type;
   it.each([[1, 256], [5, 512], [13, 768], [8, 2048]])("rows=%i cols=%i: simd == scalar == TS emulation, within the quantization bound", (rows, cols) => {
     const r = rng(rows * 991 + cols + type);
     const { bytes, w } = randLow(type, r, rows, cols);
     const x = randVec(r, cols, 2);
     const want = lowEmulate(type, bytes, rows, cols, x);
-    const outs = both().map((h) => matvecOf(h, type, place(h, bytes), rows, cols, x));
+    const outs = both().map((h) => matvecOf(h, kind, place(h, kind, bytes, rows, cols), rows, cols, x));
     expect(bitsEqual(outs[0], outs[1])).toBe(true);
     expect(bitsEqual(outs[1], want)).toBe(true);
     for (let row = 0; row < rows; row++) {
@@ -134,7 +151,7 @@ describe.each(TYPES)("%s: matvec", (_name, type) => {
     expect(bitsEqual(wants[0], lowEmulate(type, bytes, rows, cols, xs.subarray(0, cols))), "the grains differ here").toBe(false);
     for (let ntok = 1; ntok <= NTOK; ntok++) {
       for (const h of both()) {
-        const { matmul, matvecs } = matmulAndMatvecs(h, type, place(h, bytes), rows, cols, xs.subarray(0, ntok * cols), ntok, 256);
+        const { matmul, matvecs } = matmulAndMatvecs(h, kind, place(h, kind, bytes, rows, cols), rows, cols, xs.subarray(0, ntok * cols), ntok, 256);
         for (let t = 0; t < ntok; t++) {
           expect(bitsEqual(matvecs[t], wants[t]), `${h.kind}, ${ntok} tokens: matvec token ${t}`).toBe(true);
           expect(bitsEqual(matmul.subarray(t * rows, (t + 1) * rows), wants[t]), `${h.kind}, ${ntok} tokens: matmul token ${t}`).toBe(true);
@@ -148,13 +165,14 @@ describe.each(TYPES)("%s: matvec", (_name, type) => {
     const { bytes, w } = randLow(type, rng(8 + type), 1, n);
     for (const h of both()) {
       const out = h.alloc(n * 4);
-      ops(h, type).dequant(h.putU8(bytes), out, n);
+      ops(h, kind).dequant(h.putU8(bytes), out, n);
       expect(Array.from(h.f32(out, n))).toEqual(Array.from(w));
     }
   });
 });
 
-describe.each(TYPES)("%s: matmul", (_name, type) => {
+describe.each(TYPES)("%s: matmul", (_name, kind) => {
+  const type = kind.type;
   it("every ntok 1..12: matmul == one matvec per token, bit for bit, == scalar, == TS emulation", () => {
     const rows = 7, cols = 512;
     const r = rng(41 + type);
@@ -162,7 +180,7 @@ describe.each(TYPES)("%s: matmul", (_name, type) => {
     const xs = randVec(r, 12 * cols, 1.5);
     for (let ntok = 1; ntok <= 12; ntok++) {
       const res = both().map((h) => {
-        const { matmul, matvecs } = matmulAndMatvecs(h, type, place(h, bytes), rows, cols, xs.subarray(0, ntok * cols), ntok);
+        const { matmul, matvecs } = matmulAndMatvecs(h, kind, place(h, kind, bytes, rows, cols), rows, cols, xs.subarray(0, ntok * cols), ntok);
         for (let t = 0; t < ntok; t++) expect(bitsEqual(matmul.subarray(t * rows, (t + 1) * rows), matvecs[t]), `${h.kind}, ${ntok} tokens: token ${t}`).toBe(true);
         return matmul;
       });
@@ -185,7 +203,7 @@ describe.each(TYPES)("%s: matmul", (_name, type) => {
     expect(halves.some((h) => (h & 0x7c00) === 0 && (h & 0x3ff) !== 0 && !(h & 0x8000)), "a positive subnormal d").toBe(true);
     expect(halves.some((h) => (h & 0x7c00) === 0 && (h & 0x3ff) !== 0 && h & 0x8000), "a negative subnormal d").toBe(true);
     const xs = randVec(r, NTOK * cols, 2);
-    expectEmulated(type, bytes, rows, cols, xs, NTOK);
+    expectEmulated(kind, bytes, rows, cols, xs, NTOK);
   });
 
   it("extreme blocks (values all max or all min, scales at their extremes, activations all ±127): matvec and matmul == exact emulation", () => {
@@ -201,6 +219,6 @@ describe.each(TYPES)("%s: matmul", (_name, type) => {
     const bytes = concat(blocks);
     const xs = new Float32Array(NTOK * cols);
     for (let t = 0; t < NTOK; t++) for (let j = 0; j < cols; j++) xs[t * cols + j] = t % 3 === 0 ? 1 : t % 3 === 1 ? -1 : j % 5 ? 1 : -1;
-    expectEmulated(type, bytes, rows, cols, xs, NTOK);
+    expectEmulated(kind, bytes, rows, cols, xs, NTOK);
   });
 });
