@@ -20,8 +20,8 @@ export { q6r_bytes, repack_q6_k, matvec_q6r_q8a } from "./q6matvec";
 export { matmul_q6r_q8b } from "./q6matmul";
 export { q8r_bytes, repack_q8_0, matvec_q8r_q8a, matmul_q8r_q8b } from "./q8quant";
 export {
-  matvec_q2_k_q8a, matvec_q3_k_q8a, matmul_q2_k_q8b, matmul_q3_k_q8b, dequant_q2_k, dequant_q3_k,
-  q3kr_bytes, repack_q3_k, matvec_q3kr_q8a, matmul_q3kr_q8b,
+  q2kr_bytes, q3kr_bytes, repack_q2_k, repack_q3_k, matvec_q2kr_q8a, matvec_q3kr_q8a, matmul_q2kr_q8b, matmul_q3kr_q8b,
+  dequant_q2_k, dequant_q3_k,
 } from "./kquant-low";
 export { q41r_bytes, repack_q4_1, matvec_q41r_q8a, dequant_q4_1 } from "./q41quant";
 export {

@@ -53,12 +53,12 @@ export function setup(module, fn, rows, cols, ntok) {
   const q8 = fn.includes("q8r"), q6 = fn.includes("q6r"), q4k = fn.includes("q4kr"), q5k = fn.includes("q5kr");
   // Q41R, Q50R, Q51R: per 4-row group and block, f16 d of the four rows at 0 (and Q41R's, Q51R's mins at 8).
   const r32 = ["q41r", "q50r", "q51r"].find((k) => fn.includes(k));
-  // Q2_K and Q3_K rows as stored: 84 / 110 bytes per 256 values, f16 d (and Q2_K's dmin) at 80 (82) / 108; Q3KR: Q3_K's repacked.
-  const q3kr = fn.includes("q3kr");
-  const low = fn.includes("q2_k") ? 84 : fn.includes("q3_k") || q3kr ? 110 : 0;
+  // Q2KR and Q3KR: Q2_K and Q3_K rows (84 / 110 bytes per 256 values, f16 d and Q2_K's dmin at 80 and 82 / 108) repacked.
+  const low = fn.includes("q2kr") ? 84 : fn.includes("q3kr") ? 110 : 0;
+  const lowBytes = low === 84 ? e.q2kr_bytes : e.q3kr_bytes;
   // F16 rows: halves of magnitude 0.008..0.06, and 1 in 512 a subnormal half (a real model has about 1 in 400 below 6.1e-5).
   const f16 = fn === "matvec_f16", bf16 = fn === "matvec_bf16";
-  const wb = f16 || bf16 ? rows * cols * 2 : low ? (rows * cols / 256) * low : r32 ? e[r32 + "_bytes"](rows, cols) >>> 0 : q8 ? e.q8r_bytes(rows, cols) >>> 0 : q6 ? e.q6r_bytes(rows, cols) >>> 0 : q4k ? e.q4kr_bytes(rows, cols) >>> 0 : q5k ? e.q5kr_bytes(rows, cols) >>> 0 : e.q4r_bytes(rows, cols) >>> 0;
+  const wb = f16 || bf16 ? rows * cols * 2 : low ? Math.max((rows * cols / 256) * low, lowBytes(rows, cols) >>> 0) : r32 ? e[r32 + "_bytes"](rows, cols) >>> 0 : q8 ? e.q8r_bytes(rows, cols) >>> 0 : q6 ? e.q6r_bytes(rows, cols) >>> 0 : q4k ? e.q4kr_bytes(rows, cols) >>> 0 : q5k ? e.q5kr_bytes(rows, cols) >>> 0 : e.q4r_bytes(rows, cols) >>> 0;
   const w = alloc(wb), x = alloc(ntok * cols * 4), xb = alloc(Math.max(e.q8b_bytes(cols, ntok) >>> 0, e.q8a_bytes(cols) >>> 0)), out = alloc(rows * ntok * 4);
   let s = 1;
   const u8 = new Uint8Array(memory.buffer, w, wb);
@@ -66,7 +66,7 @@ export function setup(module, fn, rows, cols, ntok) {
   const dv = new DataView(memory.buffer);
   if (f16) { for (let i = 0; i < wb; i += 2) { s = (Math.imul(s, 1103515245) + 12345) >>> 0; const m = s >>> 22; dv.setUint16(w + i, (s & 0x8000) | (m < 2 ? (m + 1) << 8 : 0x2000 + ((s >>> 8) % 0xa00)), true); } }
   else if (bf16) { for (let i = 0; i < wb; i += 2) { s = (Math.imul(s, 1103515245) + 12345) >>> 0; dv.setUint16(w + i, (s & 0x8000) | (0x3c00 + ((s >>> 8) % 0x180)), true); } }
-  else if (low) { for (let i = 0; i < wb; i += low) for (const o of low === 84 ? [80, 82] : [108]) dv.setUint16(w + i + o, 0x2c00, true); if (q3kr) e.repack_q3_k(w, w, rows, cols); }
+  else if (low) { for (let i = 0; i + low <= (rows * cols / 256) * low; i += low) for (const o of low === 84 ? [80, 82] : [108]) dv.setUint16(w + i + o, 0x2c00, true); (low === 84 ? e.repack_q2_k : e.repack_q3_k)(w, w, rows, cols); }
   else if (r32) { const bb = { q41r: 80, q50r: 88, q51r: 96 }[r32]; for (let i = 0; i < wb; i += bb) for (let j = 0; j < (r32 === "q50r" ? 8 : 16); j += 2) dv.setUint16(w + i + j, 0x2c00, true); }
   else if (q8) { for (let i = 0; i < rows * cols / 32; i++) dv.setUint16(w + i * 34, 0x2c00, true); e.repack_q8_0(w, w, rows, cols); }
   else if (q4k) { for (let i = 0; i < rows * cols / 256; i++) dv.setUint32(w + i * 144, 0x18002c00, true); e.repack_q4_k(w, w, rows, cols); }

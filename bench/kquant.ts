@@ -1,7 +1,7 @@
 /**
  * The K-quant kernels against the Q4R kernels they stand beside, per weight:
  * matvec (decode) and matmul (prefill, 128 tokens by default) of Q4R, Q8R,
- * Q4KR, Q5KR, Q6R, Q2_K and Q3_K (rows as stored), Q41R, Q50R and Q51R (Q4_1, Q5_0,
+ * Q4KR, Q5KR, Q6R, Q2KR and Q3KR (Q2_K, Q3_K), Q41R, Q50R and Q51R (Q4_1, Q5_0,
  * Q5_1) at the 1.6B's FFN shapes, one thread. Not a test.
  *
  *   node --experimental-wasm-relaxed-simd --import tsx bench/kquant.ts [--builds relaxed,relaxed-fused,simd] [--formats Q8R,Q6R] [--ntok 128] [--turns 6] [--build-dir build]
@@ -99,8 +99,8 @@ for (const build of builds) {
       { name: "Q4KR", w: place(144, 256, [0, 2], (p) => e.repack_q4_k(p, p, rows, cols), e.q4kr_bytes(rows, cols) >>> 0), mv: e.matvec_q4kr_q8a, mm: e.matmul_q4kr_q8b },
       { name: "Q5KR", w: place(176, 256, [0, 2], (p) => e.repack_q5_k(p, p, rows, cols), e.q5kr_bytes(rows, cols) >>> 0), mv: e.matvec_q5kr_q8a, mm: e.matmul_q5kr_q8b },
       { name: "Q6R", w: place(210, 256, [208], (p) => e.repack_q6_k(p, p, rows, cols), e.q6r_bytes(rows, cols) >>> 0), mv: e.matvec_q6r_q8a, mm: e.matmul_q6r_q8b },
-      { name: "Q2_K", w: place(84, 256, [80, 82], () => {}, (rows * cols / 256) * 84), mv: e.matvec_q2_k_q8a, mm: e.matmul_q2_k_q8b },
-      { name: "Q3_K", w: place(110, 256, [108], () => {}, (rows * cols / 256) * 110), mv: e.matvec_q3_k_q8a, mm: e.matmul_q3_k_q8b },
+      { name: "Q2KR", w: place(84, 256, [80, 82], (p) => e.repack_q2_k(p, p, rows, cols), e.q2kr_bytes(rows, cols) >>> 0), mv: e.matvec_q2kr_q8a, mm: e.matmul_q2kr_q8b },
+      { name: "Q3KR", w: place(110, 256, [108], (p) => e.repack_q3_k(p, p, rows, cols), e.q3kr_bytes(rows, cols) >>> 0), mv: e.matvec_q3kr_q8a, mm: e.matmul_q3kr_q8b },
       { name: "Q41R", w: place(20, 32, [0, 2], (p) => e.repack_q4_1(p, p, rows, cols), e.q41r_bytes(rows, cols) >>> 0), mv: e.matvec_q41r_q8a, mm: e.matmul_q41r_q8b },
       { name: "Q50R", w: place(22, 32, [0], (p) => e.repack_q5_0(p, p, rows, cols), e.q50r_bytes(rows, cols) >>> 0), mv: e.matvec_q50r_q8a, mm: e.matmul_q50r_q8b },
       { name: "Q51R", w: place(24, 32, [0, 2], (p) => e.repack_q5_1(p, p, rows, cols), e.q51r_bytes(rows, cols) >>> 0), mv: e.matvec_q51r_q8a, mm: e.matmul_q51r_q8b },

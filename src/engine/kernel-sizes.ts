@@ -3,7 +3,7 @@
  * functions, so the engine's memory can be laid out (./layout.ts) without
  * instantiating wasm — the shard planner never does. They restate
  * assembly/'s `q8a_bytes`, `q8b_bytes`, `q4r_bytes`, `q8r_bytes`, `q6r_bytes`,
- * `q4kr_bytes`, `q5kr_bytes`, `q3kr_bytes` and `scratch_bytes`, and are the only statement of them on the TypeScript side;
+ * `q4kr_bytes`, `q5kr_bytes`, `q2kr_bytes`, `q3kr_bytes` and `scratch_bytes`, and are the only statement of them on the TypeScript side;
  * test/engine/layout.test.ts checks they agree with every build's exports.
  */
 import type { BuildKind } from "./kernels";
@@ -80,6 +80,11 @@ export function q5krBytes(rows: number, cols: number): number {
   return Math.ceil(rows / 4) * (cols >>> 8) * 1104;
 }
 
+/** Q2KR (Q2_K, 4-row groups side by side by quads, a block's 2-bit values in two vectors): 336 B per 4 rows and 256 columns, the file's bytes. */
+export function q2krBytes(rows: number, cols: number): number {
+  return Math.ceil(rows / 4) * (cols >>> 8) * 336;
+}
+
 /** Q3KR (Q3_K, 4-row groups side by side by quads, the 3-bit values in three vectors per block): 440 B per 4 rows and 256 columns, the file's bytes. */
 export function q3krBytes(rows: number, cols: number): number {
   return Math.ceil(rows / 4) * (cols >>> 8) * 440;
@@ -96,7 +101,7 @@ export function q5rBytes(rows: number, cols: number, withMin: boolean): number {
 }
 
 /** Matrix kinds whose products take int8-quantized activations (Q8A, Q8B). */
-export const isQuantized = (kind: string | undefined) => kind === "q4r" || kind === "q8r" || kind === "q6r" || kind === "q4kr" || kind === "q5kr" || kind === "q2_k" || kind === "q3kr" || kind === "q41r" || kind === "q50r" || kind === "q51r";
+export const isQuantized = (kind: string | undefined) => kind === "q4r" || kind === "q8r" || kind === "q6r" || kind === "q4kr" || kind === "q5kr" || kind === "q2kr" || kind === "q3kr" || kind === "q41r" || kind === "q50r" || kind === "q51r";
 
 /**
  * Matrix kinds whose products need activations with one scale per 256 values
@@ -114,6 +119,7 @@ export function repackedBytes(kind: string, rows: number, cols: number): number 
     case "q6r": return q6rBytes(rows, cols);
     case "q4kr": return q4krBytes(rows, cols);
     case "q5kr": return q5krBytes(rows, cols);
+    case "q2kr": return q2krBytes(rows, cols);
     case "q3kr": return q3krBytes(rows, cols);
     case "q41r": return q41rBytes(rows, cols);
     case "q50r": return q5rBytes(rows, cols, false);

@@ -65,16 +65,16 @@ export interface KernelExports {
   matmul_q5kr_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
   dequant_q4_k(src: number, dst: number, n: number): void;
   dequant_q5_k(src: number, dst: number, n: number): void;
-  matvec_q2_k_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
-  matvec_q3_k_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
-  matmul_q2_k_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
-  matmul_q3_k_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  q2kr_bytes(rows: number, cols: number): number;
+  q3kr_bytes(rows: number, cols: number): number;
+  repack_q2_k(src: number, dst: number, rows: number, cols: number): void;
+  repack_q3_k(src: number, dst: number, rows: number, cols: number): void;
+  matvec_q2kr_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matvec_q3kr_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
+  matmul_q2kr_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
+  matmul_q3kr_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
   dequant_q2_k(src: number, dst: number, n: number): void;
   dequant_q3_k(src: number, dst: number, n: number): void;
-  q3kr_bytes(rows: number, cols: number): number;
-  repack_q3_k(src: number, dst: number, rows: number, cols: number): void;
-  matvec_q3kr_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
-  matmul_q3kr_q8b(w: number, rows: number, cols: number, xb: number, ntok: number, out: number): void;
   q41r_bytes(rows: number, cols: number): number;
   repack_q4_1(src: number, dst: number, rows: number, cols: number): void;
   matvec_q41r_q8a(w: number, rows: number, cols: number, xa: number, out: number): void;
@@ -235,11 +235,11 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
     { bytes: 176, block: 22, w: alloc(e.q50r_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q5_0, matvec: e.matvec_q50r_q8a, matmul: e.matmul_q50r_q8b },
     { bytes: 192, block: 24, w: alloc(e.q51r_bytes(s.kRows, kCols) >>> 0), repack: e.repack_q5_1, matvec: e.matvec_q51r_q8a, matmul: e.matmul_q51r_q8b },
   ];
-  // Q2_K (rows as stored) and Q3_K (repacked to Q3KR in place, its last group padded past the rows), 256 columns:
+  // Q2_K and Q3_K, 256 columns, repacked in place to Q2KR / Q3KR (the last group padded past the rows):
   // row 0 all 0xff bytes (values at their max, scales and mins 15 / Q3_K scale 31), row 1 all zeros
   // (Q3_K: values -4 under scale -32).
   const lowMats = [
-    { bytes: 84, halves: [80, 82], w: alloc(s.kRows * 84), matvec: e.matvec_q2_k_q8a, matmul: e.matmul_q2_k_q8b },
+    { bytes: 84, halves: [80, 82], w: alloc(Math.max(s.kRows * 84, e.q2kr_bytes(s.kRows, kCols) >>> 0)), repack: e.repack_q2_k, matvec: e.matvec_q2kr_q8a, matmul: e.matmul_q2kr_q8b },
     { bytes: 110, halves: [108], w: alloc(Math.max(s.kRows * 110, e.q3kr_bytes(s.kRows, kCols) >>> 0)), repack: e.repack_q3_k, matvec: e.matvec_q3kr_q8a, matmul: e.matmul_q3kr_q8b },
   ];
   const kOut = (kMats.length + lowMats.length) * s.kRows * (counts.reduce((a, n) => a + n, 0) + 1) + s.q6Rows * counts.reduce((a, n) => a + n, 0);
@@ -302,7 +302,7 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
       for (let j = 0; j < m.bytes; j++) dv.setUint8(o + j, row === 0 ? 0xff : row === 1 ? 0 : Math.floor(r() * 256));
       for (const h of m.halves) dv.setUint16(o + h, randHalf(r) & 0x7fff, true);
     }
-    m.repack?.(m.w, m.w, s.kRows, kCols);
+    m.repack(m.w, m.w, s.kRows, kCols);
   }
   const outF = new Float32Array(buf, out, outN);
   for (let round = 0; round < rounds; round++) {

@@ -82,7 +82,7 @@ export interface LayoutOptions extends WasmEngineOptions, PartOptions, ThreadOpt
 }
 
 /** How the kernels read a matrix. */
-export type MatrixKind = "q4r" | "q8r" | "q6r" | "q4kr" | "q5kr" | "q2_k" | "q3kr" | "q41r" | "q50r" | "q51r" | "f32" | "f16" | "bf16";
+export type MatrixKind = "q4r" | "q8r" | "q6r" | "q4kr" | "q5kr" | "q2kr" | "q3kr" | "q41r" | "q50r" | "q51r" | "f32" | "f16" | "bf16";
 
 const MATRIX_KINDS: Partial<Record<TensorType, MatrixKind>> = {
   [TensorType.Q4_0]: "q4r",
@@ -90,7 +90,7 @@ const MATRIX_KINDS: Partial<Record<TensorType, MatrixKind>> = {
   [TensorType.Q6_K]: "q6r",
   [TensorType.Q4_K]: "q4kr",
   [TensorType.Q5_K]: "q5kr",
-  [TensorType.Q2_K]: "q2_k",
+  [TensorType.Q2_K]: "q2kr",
   [TensorType.Q3_K]: "q3kr",
   [TensorType.Q4_1]: "q41r",
   [TensorType.Q5_0]: "q50r",
@@ -214,7 +214,7 @@ export function engineLayout(config: StableLMConfig, tensors: ReadonlyMap<string
     if (isQuantized(kind) && t.cols % 32 !== 0) throw new Error(`tensor ${t.name}: ${t.cols} columns`);
     if (t.role === "embed") {
       // Read a row at a time by the dequantize kernels, which want the file layout.
-      if ((kind === "q6r" || kind === "q4kr" || kind === "q5kr" || kind === "q2_k" || kind === "q3kr") && H % 256 !== 0) throw new Error(`token_embd.weight: ${typeName(info.type)} rows of ${H}`);
+      if ((kind === "q6r" || kind === "q4kr" || kind === "q5kr" || kind === "q2kr" || kind === "q3kr") && H % 256 !== 0) throw new Error(`token_embd.weight: ${typeName(info.type)} rows of ${H}`);
       placed.set(t.name, { tensor: t, info, kind, repack: false, ...region(info.byteLength) });
       continue;
     }

@@ -99,10 +99,10 @@ export function planModel(layout: EngineLayout, base: number, kernels: Kernels):
         const repack = kind === "q4kr" ? k.repack_q4_k : kind === "q5kr" ? k.repack_q5_k : k.repack_q8_0;
         placement.finalize = () => repack(ptr, ptr, t.rows, t.cols);
       } else if (p.repack) {
-        // A 4-row group's bytes are the same in the file and in Q4R/Q6R/Q3KR/Q41R/Q50R/Q51R, so a range of whole groups repacks alone.
+        // A 4-row group's bytes are the same in the file and in Q4R/Q6R/Q2KR/Q3KR/Q41R/Q50R/Q51R, so a range of whole groups repacks alone.
         const [repack, blockBytes, blockSize] = ({
-          q4r: [k.repack_q4_0, 18, 32], q41r: [k.repack_q4_1, 20, 32], q50r: [k.repack_q5_0, 22, 32], q51r: [k.repack_q5_1, 24, 32], q6r: [k.repack_q6_k, 210, 256], q3kr: [k.repack_q3_k, 110, 256],
-        } as const)[kind as "q4r" | "q41r" | "q50r" | "q51r" | "q6r" | "q3kr"];
+          q4r: [k.repack_q4_0, 18, 32], q41r: [k.repack_q4_1, 20, 32], q50r: [k.repack_q5_0, 22, 32], q51r: [k.repack_q5_1, 24, 32], q6r: [k.repack_q6_k, 210, 256], q2kr: [k.repack_q2_k, 84, 256], q3kr: [k.repack_q3_k, 110, 256],
+        } as const)[kind as "q4r" | "q41r" | "q50r" | "q51r" | "q6r" | "q2kr" | "q3kr"];
         const groupBytes = 4 * (t.cols / blockSize) * blockBytes;
         placement.finalize = () => repack(ptr, ptr, t.rows, t.cols);
         placement.partBytes = groupBytes;

@@ -100,7 +100,7 @@ function matmulOp(w: WasmMatrix): Chunk[number]["op"] {
     case "q6r": return "matmul_q6r_q8b";
     case "q4kr": return "matmul_q4kr_q8b";
     case "q5kr": return "matmul_q5kr_q8b";
-    case "q2_k": return "matmul_q2_k_q8b";
+    case "q2kr": return "matmul_q2kr_q8b";
     case "q3kr": return "matmul_q3kr_q8b";
     case "q41r": return "matmul_q41r_q8b";
     case "q50r": return "matmul_q50r_q8b";
@@ -114,7 +114,7 @@ function matvecOp(w: WasmMatrix): Chunk[number]["op"] {
     case "q4r": return "matvec_q4r_q8a";
     case "q4kr": return "matvec_q4kr_q8a";
     case "q5kr": return "matvec_q5kr_q8a";
-    case "q2_k": return "matvec_q2_k_q8a";
+    case "q2kr": return "matvec_q2kr_q8a";
     case "q3kr": return "matvec_q3kr_q8a";
     case "q41r": return "matvec_q41r_q8a";
     case "q50r": return "matvec_q50r_q8a";

@@ -65,7 +65,7 @@ const QUANT_KERNELS = {
   q6r: ["matvec_q6r_q8a", "matmul_q6r_q8b"],
   q4kr: ["matvec_q4kr_q8a", "matmul_q4kr_q8b"],
   q5kr: ["matvec_q5kr_q8a", "matmul_q5kr_q8b"],
-  q2_k: ["matvec_q2_k_q8a", "matmul_q2_k_q8b"],
+  q2kr: ["matvec_q2kr_q8a", "matmul_q2kr_q8b"],
   q3kr: ["matvec_q3kr_q8a", "matmul_q3kr_q8b"],
   q41r: ["matvec_q41r_q8a", "matmul_q41r_q8b"],
   q50r: ["matvec_q50r_q8a", "matmul_q50r_q8b"],
@@ -682,7 +682,7 @@ export class WasmEngine implements Engine {
       case "q6r":
       case "q4kr":
       case "q5kr":
-      case "q2_k":
+      case "q2kr":
       case "q3kr":
       case "q41r":
       case "q50r":

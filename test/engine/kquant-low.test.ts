@@ -41,7 +41,7 @@ describe.each(BUILDS)("wasm engine (%s kernels), Q2_K / Q3_K matrices, vs refere
       const bytes = await smallGGUF({ hidden: H, ffn: F, layers: L, vocab: V, heads: 4, matrix: TensorType.Q4_0, output: TensorType.Q6_K, seed: 7, raw });
       const { model } = await loadReferenceModelFromStream(streamOf(bytes));
       const e = await engineFromBytes(bytes, build, { prefillChunk: 40 });
-      const kind = mix.layers === TensorType.Q2_K ? "q2_k" : "q3kr";
+      const kind = mix.layers === TensorType.Q2_K ? "q2kr" : "q3kr";
       expect(e.weights.layers[0].q.kind).toBe(kind);
       expect(e.weights.layers[1].v.kind).toBe(mix.vDown === TensorType.Q4_K ? "q4kr" : "q3kr");
       const tokens = randomTokens(96, V, 23);

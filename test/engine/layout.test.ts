@@ -127,7 +127,7 @@ describe("the layout's total is what a placed engine allocates", () => {
     ["510-row vocabulary, hidden 256, Q4_0 + Q6_K head (padded 4-row groups)", shape({ vocab: 510, hidden: 256, ffn: 512, layers: 2, heads: 4, type: TensorType.Q4_0, outputType: TensorType.Q6_K }), { contextLength: 64 }],
     ["full2l Q4_0 + Q6_K head, context 256, 1 sequence, chunk 32", shape({ ...SHAPES.full2l, outputType: TensorType.Q6_K }), { contextLength: 256, sequences: 1, prefillChunk: 32 }],
     ["510-row vocabulary, hidden 256, Q4_K layers + Q5_K head (repacked larger than the file), 2 threads", shape({ vocab: 510, hidden: 256, ffn: 512, layers: 2, heads: 4, type: TensorType.Q4_K, outputType: TensorType.Q5_K }), { contextLength: 64, threads: 2 }],
-    ["510-row vocabulary, hidden 256, Q3_K layers + Q2_K head (as stored), 2 threads", shape({ vocab: 510, hidden: 256, ffn: 512, layers: 2, heads: 4, type: TensorType.Q3_K, outputType: TensorType.Q2_K }), { contextLength: 64, threads: 2 }],
+    ["510-row vocabulary, hidden 256, Q3_K layers + Q2_K head (Q3KR, Q2KR: 510 rows, a partial last group), 2 threads", shape({ vocab: 510, hidden: 256, ffn: 512, layers: 2, heads: 4, type: TensorType.Q3_K, outputType: TensorType.Q2_K }), { contextLength: 64, threads: 2 }],
     ["full2l Q4_0, layer 1 only (a layer shard)", shape(SHAPES.full2l), { contextLength: 256, sequences: 2, prefillChunk: 32, layers: [1, 2], logitsRows: 0, embedding: false }],
     ["full2l Q4_0, 50176 head rows only (a head shard)", async () => headSlice(stablelmHeader(SHAPES.full2l), 50176), { contextLength: 256, layers: [0, 0], logitsRows: 50176, embedding: false }],
     ["1.6B Q4_0, context 64, 1 sequence", shape(SHAPES["1_6b"]), { contextLength: 64, sequences: 1 }],

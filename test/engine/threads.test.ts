@@ -47,7 +47,7 @@ const MODELS: [string, SmallModelSpec][] = [
     vocab: VOCAB, ffn: 768, kvHeads: 2, output: TensorType.Q5_K, seed: 26,
     raw: kQuantTensors({ hidden: 256, ffn: 768, layers: 2, vocab: VOCAB, kvDim: 128 }, TensorType.Q4_K, TensorType.Q4_K, TensorType.Q5_K, 26),
   }],
-  // Q2_K and Q3_K rows are read as stored: each chunk starts r0 stored rows in.
+  // Q2KR and Q3KR: each chunk starts at its 4-row group (the embedding, read as stored, is Q2_K).
   ["Q3_K layers, Q2_K attn_v, ffn_down and embedding, Q6_K head", {
     vocab: VOCAB, ffn: 768, kvHeads: 2, output: TensorType.Q6_K, seed: 27,
     raw: lowQuantTensors({ hidden: 256, ffn: 768, layers: 2, vocab: VOCAB, kvDim: 128 }, { layers: TensorType.Q3_K, vDown: TensorType.Q2_K, embed: TensorType.Q2_K }, 27),

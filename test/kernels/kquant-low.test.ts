@@ -1,10 +1,10 @@
-// The low-bit K-quant kernels (Q2_K, Q3_K: matvec, matmul, row dequantize on
-// rows as stored; Q3KR, the Q3_K rows repacked at load), checked as the other
-// quantized kernels are:
+// The low-bit K-quant kernels (Q2_K, Q3_K: matvec and matmul on the rows
+// repacked at load, Q2KR and Q3KR; row dequantize on rows as stored),
+// checked as the other quantized kernels are:
 //  1. SIMD build == scalar build, bit for bit;
 //  2. == a plain-TS emulation of the integer sub-block sums and the f32 fold
 //     (exact), written from the GGUF block layout (docs/kernels.md), on the
-//     rows as stored (Q3KR too: its kernels see the repacked rows);
+//     rows as stored (the kernels see them repacked);
 //  3. within quantBound() of float64 math on src/gguf's dequantized weights.
 // Run against the relaxed builds by select.test.ts (KERNELS_SIMD_BUILD).
 import { describe, expect, it } from "vitest";
@@ -13,20 +13,18 @@ import { type Harness, both, rng, randVec, quantRef, quantBound, bitsEqual, half
 import { LOW_BLOCK_BYTES, type LowType, randLow } from "./kquant-low-blocks";
 
 const f = Math.fround;
-/** Q3KR: a Q3_K type whose rows the kernels see repacked (repack_q3_k, in place as the loader does). */
-type Kind = { type: LowType; q3kr: boolean };
+/** The rows are repacked (repack_q2_k / repack_q3_k, in place as the loader does) before the products. */
+type Kind = { type: LowType };
 const TYPES: [string, Kind][] = [
-  ["Q2_K", { type: TensorType.Q2_K, q3kr: false }],
-  ["Q3_K", { type: TensorType.Q3_K, q3kr: false }],
-  ["Q3KR", { type: TensorType.Q3_K, q3kr: true }],
+  ["Q2_K", { type: TensorType.Q2_K }],
+  ["Q3_K", { type: TensorType.Q3_K }],
 ];
 
 function ops(h: Harness, kind: Kind) {
   const k = h.k;
-  if (kind.q3kr) return { matvec: k.matvec_q3kr_q8a, matmul: k.matmul_q3kr_q8b, dequant: k.dequant_q3_k };
   return kind.type === TensorType.Q2_K
-    ? { matvec: k.matvec_q2_k_q8a, matmul: k.matmul_q2_k_q8b, dequant: k.dequant_q2_k }
-    : { matvec: k.matvec_q3_k_q8a, matmul: k.matmul_q3_k_q8b, dequant: k.dequant_q3_k };
+    ? { matvec: k.matvec_q2kr_q8a, matmul: k.matmul_q2kr_q8b, dequant: k.dequant_q2_k, repack: k.repack_q2_k, bytes: k.q2kr_bytes, group: 336 }
+    : { matvec: k.matvec_q3kr_q8a, matmul: k.matmul_q3kr_q8b, dequant: k.dequant_q3_k, repack: k.repack_q3_k, bytes: k.q3kr_bytes, group: 440 };
 }
 
 /** Q3_K's signed scale of sub-block i from the 12 packed bytes at o. */
@@ -76,14 +74,14 @@ function lowEmulate(type: LowType, bytes: Uint8Array, rows: number, cols: number
   return out;
 }
 
-/** The stored rows in the harness's memory, repacked in place for Q3KR (its last group padded past them). */
+/** The stored rows in the harness's memory, repacked in place (the last group padded past them). */
 function place(h: Harness, kind: Kind, bytes: Uint8Array, rows: number, cols: number): number {
-  if (!kind.q3kr) return h.putU8(bytes);
-  const need = h.k.q3kr_bytes(rows, cols) >>> 0;
-  expect(need).toBe(Math.ceil(rows / 4) * (cols / 256) * 440);
+  const o = ops(h, kind);
+  const need = o.bytes(rows, cols) >>> 0;
+  expect(need).toBe(Math.ceil(rows / 4) * (cols / 256) * o.group);
   const w = h.alloc(Math.max(need, bytes.length));
   new Uint8Array(h.memory.buffer, w, bytes.length).set(bytes);
-  h.k.repack_q3_k(w, w, rows, cols);
+  o.repack(w, w, rows, cols);
   return w;
 }
 
