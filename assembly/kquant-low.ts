@@ -47,7 +47,7 @@
 // the two low bits and the high bit takes 37 in this arrangement).
 
 import { FUSED, scratchBase, h2f, h2f_x4_nodenorm, q8aQ8Off, q8aQ16Off, VCONST, VC_NIB8, VC_B3, VC_B4, VC_B7, VC_B32 } from "./common";
-import { storeRows, groupToScratch, q8bToQ8a, quadsToQ8a, SMALL_X, MV_X, smallStride, smallMost } from "./quant";
+import { storeRows, storeFew, groupToScratch, q8bToQ8a, quadsToQ8a, SMALL_X, MV_X, smallStride, smallMost } from "./quant";
 
 // ---------------------------------------------------------------- the file's blocks
 
@@ -304,20 +304,15 @@ function lowActTable(xa: usize, nb: usize, t: usize, three: bool): void {
   for (let b: usize = 0; b < nb; b++) lowActBlock(t + (b << 5), x8 + (b << 5), three);
 }
 
-// Scratch of both products: at T + 16 (T + 32: Q2_K's dmin) the group's
-// superblock d as f32 (V8 would convert it again in every block otherwise);
-// at LW + 128b, block b's eight quad vectors (the pass); at LA + 16k token
-// k's f32 accumulators (the pass, rows in lanes); at LT, per token and
-// activation block, lowActBlock's 32 bytes; at LX, a block's
-// lowActBlock when the table would not fit.
+// Scratch of both products (T its start): at T the ordering stores; at T +
+// LD (+ 16: Q2_K's dmin) the group's superblock d as f32 (V8 would convert
+// it again in every block otherwise); at T + LT, per token and activation
+// block, lowActBlock's 32 bytes; at T + LX, a block's lowActBlock when the
+// table would not fit.
 // @ts-ignore: decorator
 @inline const LD: usize = 16;
 // @ts-ignore: decorator
 @inline const LX: usize = 64;
-// @ts-ignore: decorator
-@inline const LW: usize = 1024;
-// @ts-ignore: decorator
-@inline const LA: usize = 4096;
 // @ts-ignore: decorator
 @inline const LT: usize = MV_X;
 // @ts-ignore: decorator
@@ -532,93 +527,112 @@ export function matmul_q3kr_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok:
   }
 }
 
-// n (1..8) tokens' Q8A images at xa + k*stride; out[k*rows + r]; a group at a time.
+// n (1..8) tokens' Q8A images at xa + k*stride; out[k*rows + r]. One token
+// is the matvec; from two on, a pass specialized for the count, so that
+// every token's accumulator stays in a register (as Q4R's pass).
 @inline function matmulLowFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32, three: bool): void {
-  const nsb = <usize>cols >> 8;
-  const la = scratchBase() + LA;
+  if (n == 1) {
+    if (three) matvec_q3kr_q8a(w, rows, cols, xa, out);
+    else matvec_q2kr_q8a(w, rows, cols, xa, out);
+  } else if (three) {
+    if (n == 2) matmulQ3krFew2(w, rows, cols, xa, stride, out);
+    else if (n == 3) matmulQ3krFew3(w, rows, cols, xa, stride, out);
+    else if (n == 4) matmulQ3krFew4(w, rows, cols, xa, stride, out);
+    else if (n == 5) matmulQ3krFew5(w, rows, cols, xa, stride, out);
+    else if (n == 6) matmulQ3krFew6(w, rows, cols, xa, stride, out);
+    else if (n == 7) matmulQ3krFew7(w, rows, cols, xa, stride, out);
+    else matmulQ3krFew8(w, rows, cols, xa, stride, out);
+  } else {
+    if (n == 2) matmulQ2krFew2(w, rows, cols, xa, stride, out);
+    else if (n == 3) matmulQ2krFew3(w, rows, cols, xa, stride, out);
+    else if (n == 4) matmulQ2krFew4(w, rows, cols, xa, stride, out);
+    else if (n == 5) matmulQ2krFew5(w, rows, cols, xa, stride, out);
+    else if (n == 6) matmulQ2krFew6(w, rows, cols, xa, stride, out);
+    else if (n == 7) matmulQ2krFew7(w, rows, cols, xa, stride, out);
+    else matmulQ2krFew8(w, rows, cols, xa, stride, out);
+  }
+}
+
+function matmulQ2krFew2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulLowN(w, rows, cols, xa, stride, out, 2, false); }
+function matmulQ2krFew3(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulLowN(w, rows, cols, xa, stride, out, 3, false); }
+function matmulQ2krFew4(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulLowN(w, rows, cols, xa, stride, out, 4, false); }
+function matmulQ2krFew5(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulLowN(w, rows, cols, xa, stride, out, 5, false); }
+function matmulQ2krFew6(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulLowN(w, rows, cols, xa, stride, out, 6, false); }
+function matmulQ2krFew7(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulLowN(w, rows, cols, xa, stride, out, 7, false); }
+function matmulQ2krFew8(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulLowN(w, rows, cols, xa, stride, out, 8, false); }
+function matmulQ3krFew2(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulLowN(w, rows, cols, xa, stride, out, 2, true); }
+function matmulQ3krFew3(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulLowN(w, rows, cols, xa, stride, out, 3, true); }
+function matmulQ3krFew4(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulLowN(w, rows, cols, xa, stride, out, 4, true); }
+function matmulQ3krFew5(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulLowN(w, rows, cols, xa, stride, out, 5, true); }
+function matmulQ3krFew6(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulLowN(w, rows, cols, xa, stride, out, 6, true); }
+function matmulQ3krFew7(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulLowN(w, rows, cols, xa, stride, out, 7, true); }
+function matmulQ3krFew8(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize): void { matmulLowN(w, rows, cols, xa, stride, out, 8, true); }
+
+// n (2..8, a constant) tokens against every group: per group and block the
+// quads are made once, in registers, and each token costs the matvec's dots
+// and fold on them (lowFewToken), its accumulator a register across the
+// group's blocks.
+@inline function matmulLowN(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32, three: bool): void {
+  const nsb = <usize>cols >> 8, nb = nsb << 3;
+  const t = scratchBase(), ls = t + LS, lt = t + LT;
+  const x8 = q8aQ8Off(nb), tb = nb << 5;
+  const outStride = <usize>rows << 2;
   let p = w;
   for (let r0 = 0; r0 < rows; r0 += 4) {
-    if (three) matmulQ3kr4(p, nsb, xa, stride, n);
-    else matmulQ2kr4(p, nsb, xa, stride, n);
-    for (let k = 0; k < n; k++) storeRows(out + <usize>k * (<usize>rows << 2), r0, rows, v128.load(la + (<usize>k << 4)));
-    p += nsb * lowSB(three);
-  }
-}
-
-function matmulQ2kr4(p: usize, nsb: usize, xa: usize, stride: usize, n: i32): void {
-  matmulLow4(p, nsb, xa, stride, n, false);
-}
-
-function matmulQ3kr4(p: usize, nsb: usize, xa: usize, stride: usize, n: i32): void {
-  matmulLow4(p, nsb, xa, stride, n, true);
-}
-
-// The group at p against the n tokens: token k's sums to LA + 16k (rows in
-// lanes). Per superblock the scales are decoded and the eight blocks
-// unpacked to quads once for the n tokens (the masks loaded there, not kept
-// in registers over the token loop); per block and token the sub-blocks'
-// quads dots (lowQuadsDot) and the fold.
-@inline function matmulLow4(p: usize, nsb: usize, xa: usize, stride: usize, n: i32, three: bool): void {
-  const nb = nsb << 3;
-  const ws = scratchBase(), u = ws + LW, ls = ws + LS, lt = ws + LT;
-  const x8 = q8aQ8Off(nb), tb = nb << 5;
-  for (let k = 0; k < n; k++) v128.store(ws + LA + (<usize>k << 4), f32x4.splat(0));
-  for (let sb: usize = 0; sb < nsb; sb++) {
-    lowGroupD(ws, p, three);
-    lowGroupScales(ls, p, three);
-    const m3 = v128.load(VCONST + VC_B3), m4 = v128.load(VCONST + VC_B4), m7 = v128.load(VCONST + VC_B7);
-    for (let b: usize = 0; b < 8; b++) lowUnpack(u + (b << 7), p + lowV(three) + b * lowVB(three), m3, m4, m7, three);
-    for (let b: usize = 0; b < 8; b++) {
-      const bg = (sb << 3) + b;
-      const ub = u + (b << 7);
-      // The rows' scale pairs of sub-blocks 2b and 2b + 1, each scale twice (one per int16 lane of its row).
-      const sp = v128.load(ls + LST + (b << 4));
-      const s0 = i16x8.shuffle(sp, sp, 0, 0, 2, 2, 4, 4, 6, 6), s1 = i16x8.shuffle(sp, sp, 1, 1, 3, 3, 5, 5, 7, 7);
-      // Per token the pointers step (V8 would multiply for each).
-      let xk = xa, at = lt + (bg << 5), pa = ws + LA;
-      const paEnd = pa + (<usize>n << 4);
-      for (; pa < paEnd; pa += 16) {
-        const xq = xk + x8 + (bg << 5);
-        const sd = i32x4.add(lowQuadsDot(ub, xq, three ? v128.load(at) : s0, s0, three), lowQuadsDot(ub + 64, xq + 16, three ? v128.load(at, 16) : s1, s1, three));
-        const dx = v128.load32_splat(xk + (bg << 2));
-        // Where the steps go changes V8's schedule: these places measured fastest for each type.
-        if (three) {
-          xk += stride;
-          at += tb;
-          v128.store(pa, lowFold(v128.load(pa), sd, v128.load(ws + LD), sd, ls + LMT, b, sd, dx, true));
-        } else {
-          v128.store(pa, lowFold(v128.load(pa), sd, v128.load(ws + LD), v128.load(ws + LD, 16), ls + LMT, b, v128.load(at), dx, false));
-          xk += stride;
-          at += tb;
-        }
+    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      lowGroupD(t, p, three);
+      lowGroupScales(ls, p, three);
+      const m3 = v128.load(VCONST + VC_B3), m4 = v128.load(VCONST + VC_B4), m7 = v128.load(VCONST + VC_B7);
+      for (let b: usize = 0; b < 8; b++) {
+        const bg = (sb << 3) + b;
+        const v = p + lowV(three) + b * lowVB(three);
+        const x = v128.load(v), y = v128.load(v, 16), z = three ? v128.load(v, 32) : x;
+        const q0 = lowQuad(x, y, z, 0, m3, m4, m7, three), q1 = lowQuad(x, y, z, 1, m3, m4, m7, three);
+        const q2 = lowQuad(x, y, z, 2, m3, m4, m7, three), q3 = lowQuad(x, y, z, 3, m3, m4, m7, three);
+        const q4 = lowQuad(x, y, z, 4, m3, m4, m7, three), q5 = lowQuad(x, y, z, 5, m3, m4, m7, three);
+        const q6 = lowQuad(x, y, z, 6, m3, m4, m7, three), q7 = lowQuad(x, y, z, 7, m3, m4, m7, three);
+        // The rows' scale pairs of sub-blocks 2b and 2b + 1, each scale twice (one per int16 lane of its row).
+        const sp = v128.load(ls + LST + (b << 4));
+        const s0 = i16x8.shuffle(sp, sp, 0, 0, 2, 2, 4, 4, 6, 6), s1 = i16x8.shuffle(sp, sp, 1, 1, 3, 3, 5, 5, 7, 7);
+        const xq = xa + x8 + (bg << 5), at = lt + (bg << 5), xd = xa + (bg << 2);
+        a0 = lowFewToken(q0, q1, q2, q3, q4, q5, q6, q7, xq, at, xd, s0, s1, t, ls, b, a0, three);
+        a1 = lowFewToken(q0, q1, q2, q3, q4, q5, q6, q7, xq + stride, at + tb, xd + stride, s0, s1, t, ls, b, a1, three);
+        if (n > 2) a2 = lowFewToken(q0, q1, q2, q3, q4, q5, q6, q7, xq + stride * 2, at + tb * 2, xd + stride * 2, s0, s1, t, ls, b, a2, three);
+        if (n > 3) a3 = lowFewToken(q0, q1, q2, q3, q4, q5, q6, q7, xq + stride * 3, at + tb * 3, xd + stride * 3, s0, s1, t, ls, b, a3, three);
+        if (n > 4) a4 = lowFewToken(q0, q1, q2, q3, q4, q5, q6, q7, xq + stride * 4, at + tb * 4, xd + stride * 4, s0, s1, t, ls, b, a4, three);
+        if (n > 5) a5 = lowFewToken(q0, q1, q2, q3, q4, q5, q6, q7, xq + stride * 5, at + tb * 5, xd + stride * 5, s0, s1, t, ls, b, a5, three);
+        if (n > 6) a6 = lowFewToken(q0, q1, q2, q3, q4, q5, q6, q7, xq + stride * 6, at + tb * 6, xd + stride * 6, s0, s1, t, ls, b, a6, three);
+        if (n > 7) a7 = lowFewToken(q0, q1, q2, q3, q4, q5, q6, q7, xq + stride * 7, at + tb * 7, xd + stride * 7, s0, s1, t, ls, b, a7, three);
       }
+      p += lowSB(three);
     }
-    p += lowSB(three);
+    storeFew(out, outStride, r0, rows, n, a0, a1, a2, a3, a4, a5, a6, a7);
   }
 }
 
-// Block b's eight quads (at v) to o + 16k: the pass's scratch.
-@inline function lowUnpack(o: usize, v: usize, m3: v128, m4: v128, m7: v128, three: bool): void {
-  const x = v128.load(v), y = v128.load(v, 16), z = three ? v128.load(v, 32) : x;
-  v128.store(o, lowQuad(x, y, z, 0, m3, m4, m7, three));
-  v128.store(o, lowQuad(x, y, z, 1, m3, m4, m7, three), 16);
-  v128.store(o, lowQuad(x, y, z, 2, m3, m4, m7, three), 32);
-  v128.store(o, lowQuad(x, y, z, 3, m3, m4, m7, three), 48);
-  v128.store(o, lowQuad(x, y, z, 4, m3, m4, m7, three), 64);
-  v128.store(o, lowQuad(x, y, z, 5, m3, m4, m7, three), 80);
-  v128.store(o, lowQuad(x, y, z, 6, m3, m4, m7, three), 96);
-  v128.store(o, lowQuad(x, y, z, 7, m3, m4, m7, three), 112);
-}
-
-// One token's sub-block of the four rows from its quads at u: lowHalfRelaxed
-// on the quads in scratch.
-@inline function lowQuadsDot(u: usize, xq: usize, off: v128, sp: v128, three: bool): v128 {
-  let a = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq), v128.load(u));
-  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 4), v128.load(u, 16)));
-  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 8), v128.load(u, 32)));
-  a = i16x8.add(a, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 12), v128.load(u, 48)));
-  if (three) a = i16x8.sub(a, off);
-  return i32x4.dot_i16x8_s(a, sp);
+// One token's block b from the quads q0..q7 (its activation quads at xq, its
+// lowActBlock at at, its d_x at xd): the matvec's sub-block dots and fold,
+// into acc. A store to scratch then orders the next token's activation loads
+// after it (V8 would hoist all of them to the top of the block and spill).
+@inline function lowFewToken(q0: v128, q1: v128, q2: v128, q3: v128, q4: v128, q5: v128, q6: v128, q7: v128,
+  xq: usize, at: usize, xd: usize, s0: v128, s1: v128, t: usize, ls: usize, b: usize, acc: v128, three: bool): v128 {
+  let h0 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq), q0);
+  h0 = i16x8.add(h0, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 4), q1));
+  h0 = i16x8.add(h0, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 8), q2));
+  h0 = i16x8.add(h0, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 12), q3));
+  let h1 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 16), q4);
+  h1 = i16x8.add(h1, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 20), q5));
+  h1 = i16x8.add(h1, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 24), q6));
+  h1 = i16x8.add(h1, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 28), q7));
+  if (three) {
+    h0 = i16x8.sub(h0, v128.load(at));
+    h1 = i16x8.sub(h1, v128.load(at, 16));
+  }
+  const sd = i32x4.add(i32x4.dot_i16x8_s(h0, s0), i32x4.dot_i16x8_s(h1, s1));
+  const a = lowFold(acc, sd, v128.load(t + LD), three ? sd : v128.load(t + LD, 16), ls + LMT, b, three ? sd : v128.load(at), v128.load32_splat(xd), three);
+  v128.store(t, a);
+  return a;
 }
 
 // ---------------------------------------------------------------- dequantize (embedding rows)
