@@ -411,19 +411,24 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
 // (4k + 1, 4k + 3), dotted with the splatted int16 pairs of Q8A's permuted
 // section that hold those activations: at xw + 4i for the even ones, xw + 16
 // + 4i for the odd ones (xw: the sub-block's section, i = k & 3).
-@inline function lowQuadSimd(u: v128, xw: usize, i: i32, lo: v128, off: v128): v128 {
+@inline function lowQuadSimd(u: v128, xw: usize, i: i32, lo: v128, four: v128, three: bool): v128 {
+  let e = v128.and(u, lo), o = i16x8.shr_u(u, 8);
+  if (three) {
+    e = i16x8.sub(e, four);
+    o = i16x8.sub(o, four);
+  }
   return i32x4.add(
-    i32x4.dot_i16x8_s(i16x8.sub(v128.and(u, lo), off), v128.load32_splat(xw + (<usize>i << 2))),
-    i32x4.dot_i16x8_s(i16x8.sub(i16x8.shr_u(u, 8), off), v128.load32_splat(xw + 16 + (<usize>i << 2))));
+    i32x4.dot_i16x8_s(e, v128.load32_splat(xw + (<usize>i << 2))),
+    i32x4.dot_i16x8_s(o, v128.load32_splat(xw + 16 + (<usize>i << 2))));
 }
 
 // Plain SIMD: one sub-block's four quads, times the rows' scales s (int32 lanes).
 @inline function lowHalfSimd(x: v128, y: v128, z: v128, k0: i32, xw: usize, s: v128, m3: v128, m4: v128, m7: v128, three: bool): v128 {
-  const lo = i16x8.splat(0xff), off = i16x8.splat(three ? 4 : 0);
-  let acc = lowQuadSimd(lowQuad(x, y, z, k0, m3, m4, m7, three), xw, 0, lo, off);
-  acc = i32x4.add(acc, lowQuadSimd(lowQuad(x, y, z, k0 + 1, m3, m4, m7, three), xw, 1, lo, off));
-  acc = i32x4.add(acc, lowQuadSimd(lowQuad(x, y, z, k0 + 2, m3, m4, m7, three), xw, 2, lo, off));
-  acc = i32x4.add(acc, lowQuadSimd(lowQuad(x, y, z, k0 + 3, m3, m4, m7, three), xw, 3, lo, off));
+  const lo = i16x8.splat(0xff), four = i16x8.splat(4);
+  let acc = lowQuadSimd(lowQuad(x, y, z, k0, m3, m4, m7, three), xw, 0, lo, four, three);
+  acc = i32x4.add(acc, lowQuadSimd(lowQuad(x, y, z, k0 + 1, m3, m4, m7, three), xw, 1, lo, four, three));
+  acc = i32x4.add(acc, lowQuadSimd(lowQuad(x, y, z, k0 + 2, m3, m4, m7, three), xw, 2, lo, four, three));
+  acc = i32x4.add(acc, lowQuadSimd(lowQuad(x, y, z, k0 + 3, m3, m4, m7, three), xw, 3, lo, four, three));
   return i32x4.mul(acc, s);
 }
 
