@@ -284,12 +284,18 @@ function repackLow(src: usize, dst: usize, rows: i32, cols: i32, three: bool): v
 // What the 32 activations at xq bring to every row group, 32 bytes at o.
 // Q3_K: its two sub-blocks' offsets as the quads' int16 lanes see them,
 // times 4 (even lanes sum x[4k] + x[4k+1], odd lanes x[4k+2] + x[4k+3], over
-// the sub-block's four quads; |.| <= 4*8*128). Q2_K: the sub-blocks' sums in
-// every lane pair (subSums).
+// the sub-block's four quads; |.| <= 4*8*128), or with the fused dot 4*sx_h
+// in every int32 lane. Q2_K: the sub-blocks' sums in every lane pair
+// (subSums).
 @inline function lowActBlock(o: usize, xq: usize, three: bool): void {
   const pl = i16x8.extadd_pairwise_i8x16_s(v128.load(xq));
   const ph = i16x8.extadd_pairwise_i8x16_s(v128.load(xq, 16));
-  if (three) {
+  if (three && FUSED) {
+    // The fused dots sum each row's 16 products in int32: the offsets 4*sx_h as int32 in every lane.
+    const ss = subSums(pl, ph);
+    v128.store(o, i32x4.shl(i32x4.shr_s(i32x4.shl(ss, 16), 16), 2));
+    v128.store(o, i32x4.shl(i32x4.shr_s(ss, 16), 2), 16);
+  } else if (three) {
     v128.store(o, i16x8.shl(quadPairs(pl), 2));
     v128.store(o, i16x8.shl(quadPairs(ph), 2), 16);
   } else {
@@ -391,18 +397,38 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
   }
 }
 
-// Relaxed: one sub-block of one token, quads k0..k0 + 3 of the block (x, y,
-// z) against the splatted activation quads at xq, added in int16 (|.| <=
-// 4*2*7*128), less Q3_K's offsets off, widened and scaled by the rows'
-// scales sp (lane pair r: row r's scale twice): each row's integer in its
-// int32 lane.
-@inline function lowHalfRelaxed(x: v128, y: v128, z: v128, k0: i32, xq: usize, off: v128, sp: v128, m3: v128, m4: v128, m7: v128, three: bool): v128 {
-  let s = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq), lowQuad(x, y, z, k0, m3, m4, m7, three));
-  s = i16x8.add(s, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 4), lowQuad(x, y, z, k0 + 1, m3, m4, m7, three)));
-  s = i16x8.add(s, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 8), lowQuad(x, y, z, k0 + 2, m3, m4, m7, three)));
-  s = i16x8.add(s, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 12), lowQuad(x, y, z, k0 + 3, m3, m4, m7, three)));
+// Relaxed builds: one sub-block of one token, its four quads qa..qd against
+// the splatted activation quads at xq, each row's integer in its int32
+// lane. Two-step dot: added in int16 (|.| <= 4*2*7*128), less Q3_K's offsets
+// off (int16 lanes), widened and scaled by the rows' scales sc (lane pair r:
+// row r's scale twice) in one dot_i16x8_s. Fused dot (workerd): each row's
+// sum straight into its int32 lane in two chains (so that the dots' latency
+// overlaps), less off (int32), times sc (int32 lane r: row r's scale).
+@inline function lowHalfDot(qa: v128, qb: v128, qc: v128, qd: v128, xq: usize, off: v128, sc: v128, three: bool): v128 {
+  if (FUSED) {
+    // One checked load and four splats in registers, not four checked splat loads (workerd checks the bounds of every load).
+    const z = i32x4.splat(0), x = v128.load(xq);
+    let a = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(x, x, 0, 0, 0, 0), qa, z);
+    let b = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(x, x, 1, 1, 1, 1), qb, z);
+    a = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(x, x, 2, 2, 2, 2), qc, a);
+    b = i32x4.relaxed_dot_i8x16_i7x16_add_s(i32x4.shuffle(x, x, 3, 3, 3, 3), qd, b);
+    let s = i32x4.add(a, b);
+    if (three) s = i32x4.sub(s, off);
+    return i32x4.mul(s, sc);
+  }
+  let s = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq), qa);
+  s = i16x8.add(s, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 4), qb));
+  s = i16x8.add(s, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 8), qc));
+  s = i16x8.add(s, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 12), qd));
   if (three) s = i16x8.sub(s, off);
-  return i32x4.dot_i16x8_s(s, sp);
+  return i32x4.dot_i16x8_s(s, sc);
+}
+
+// The rows' scales of sub-block 2b + h from the block's scale pairs sp
+// (lowPairTable), as lowHalfDot takes them.
+@inline function lowScaleOf(sp: v128, h: i32): v128 {
+  if (FUSED) return h == 0 ? i32x4.shr_s(i32x4.shl(sp, 16), 16) : i32x4.shr_s(sp, 16);
+  return h == 0 ? i16x8.shuffle(sp, sp, 0, 0, 2, 2, 4, 4, 6, 6) : i16x8.shuffle(sp, sp, 1, 1, 3, 3, 5, 5, 7, 7);
 }
 
 // Plain SIMD: quad k's products as int32 row lanes. A quad's int16 lanes hold
@@ -444,9 +470,13 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
   let sd: v128;
   if (ASC_FEATURE_RELAXED_SIMD) {
     const xq = xa + q8aQ8Off(nb) + (bg << 5);
-    const s0 = lowHalfRelaxed(x, y, z, 0, xq, three ? v128.load(ab) : sp, i16x8.shuffle(sp, sp, 0, 0, 2, 2, 4, 4, 6, 6), m3, m4, m7, three);
+    const s0 = lowHalfDot(lowQuad(x, y, z, 0, m3, m4, m7, three), lowQuad(x, y, z, 1, m3, m4, m7, three),
+      lowQuad(x, y, z, 2, m3, m4, m7, three), lowQuad(x, y, z, 3, m3, m4, m7, three),
+      xq, three ? v128.load(ab) : sp, lowScaleOf(sp, 0), three);
     v128.store(t, s0);
-    sd = i32x4.add(s0, lowHalfRelaxed(x, y, z, 4, xq + 16, three ? v128.load(ab, 16) : sp, i16x8.shuffle(sp, sp, 1, 1, 3, 3, 5, 5, 7, 7), m3, m4, m7, three));
+    sd = i32x4.add(s0, lowHalfDot(lowQuad(x, y, z, 4, m3, m4, m7, three), lowQuad(x, y, z, 5, m3, m4, m7, three),
+      lowQuad(x, y, z, 6, m3, m4, m7, three), lowQuad(x, y, z, 7, m3, m4, m7, three),
+      xq + 16, three ? v128.load(ab, 16) : sp, lowScaleOf(sp, 1), three));
   } else {
     // sp's int32 lane r is row r's (s_2b, s_2b+1) as two int16.
     const xw = xa + q8aQ16Off(nb) + (bg << 6);
@@ -597,9 +627,9 @@ function matmulQ3krFew8(w: usize, rows: i32, cols: i32, xa: usize, stride: usize
         const q2 = lowQuad(x, y, z, 2, m3, m4, m7, three), q3 = lowQuad(x, y, z, 3, m3, m4, m7, three);
         const q4 = lowQuad(x, y, z, 4, m3, m4, m7, three), q5 = lowQuad(x, y, z, 5, m3, m4, m7, three);
         const q6 = lowQuad(x, y, z, 6, m3, m4, m7, three), q7 = lowQuad(x, y, z, 7, m3, m4, m7, three);
-        // The rows' scale pairs of sub-blocks 2b and 2b + 1, each scale twice (one per int16 lane of its row).
+        // The rows' scales of sub-blocks 2b and 2b + 1.
         const sp = v128.load(ls + LST + (b << 4));
-        const s0 = i16x8.shuffle(sp, sp, 0, 0, 2, 2, 4, 4, 6, 6), s1 = i16x8.shuffle(sp, sp, 1, 1, 3, 3, 5, 5, 7, 7);
+        const s0 = lowScaleOf(sp, 0), s1 = lowScaleOf(sp, 1);
         const xq = xa + x8 + (bg << 5), at = lt + (bg << 5), xd = xa + (bg << 2);
         a0 = lowFewToken(q0, q1, q2, q3, q4, q5, q6, q7, xq, at, xd, s0, s1, t, ls, b, a0, three);
         a1 = lowFewToken(q0, q1, q2, q3, q4, q5, q6, q7, xq + stride, at + tb, xd + stride, s0, s1, t, ls, b, a1, three);
@@ -622,19 +652,8 @@ function matmulQ3krFew8(w: usize, rows: i32, cols: i32, xa: usize, stride: usize
 // after it (V8 would hoist all of them to the top of the block and spill).
 @inline function lowFewToken(q0: v128, q1: v128, q2: v128, q3: v128, q4: v128, q5: v128, q6: v128, q7: v128,
   xq: usize, at: usize, xd: usize, s0: v128, s1: v128, t: usize, ls: usize, b: usize, acc: v128, three: bool): v128 {
-  let h0 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq), q0);
-  h0 = i16x8.add(h0, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 4), q1));
-  h0 = i16x8.add(h0, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 8), q2));
-  h0 = i16x8.add(h0, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 12), q3));
-  let h1 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 16), q4);
-  h1 = i16x8.add(h1, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 20), q5));
-  h1 = i16x8.add(h1, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 24), q6));
-  h1 = i16x8.add(h1, i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 28), q7));
-  if (three) {
-    h0 = i16x8.sub(h0, v128.load(at));
-    h1 = i16x8.sub(h1, v128.load(at, 16));
-  }
-  const sd = i32x4.add(i32x4.dot_i16x8_s(h0, s0), i32x4.dot_i16x8_s(h1, s1));
+  const sd = i32x4.add(lowHalfDot(q0, q1, q2, q3, xq, three ? v128.load(at) : s0, s0, three),
+    lowHalfDot(q4, q5, q6, q7, xq + 16, three ? v128.load(at, 16) : s1, s1, three));
   const a = lowFold(acc, sd, v128.load(t + LD), three ? sd : v128.load(t + LD, 16), ls + LMT, b, three ? sd : v128.load(at), v128.load32_splat(xd), three);
   v128.store(t, a);
   return a;
