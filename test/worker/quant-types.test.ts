@@ -1,7 +1,8 @@
 /**
  * The files people download run at the edge too, not only in Node: a Q4_K_M file of the `small`
- * preset (Q4_K layers, Q6_K attn_v / ffn_down in the "more bits" layers and head), a Q4_1 file and
- * a Q8_0 file (its matrices repacked to Q8R) are served by the Worker in workerd and by a sharded deployment, and both give the same greedy
+ * preset (Q4_K layers, Q6_K attn_v / ffn_down in the "more bits" layers and head), a Q4_1 file,
+ * a Q8_0 file (its matrices repacked to Q8R) and a Q2_K file (Q2_K and Q3_K matrices, repacked to
+ * Q2KR and Q3KR) are served by the Worker in workerd and by a sharded deployment, and both give the same greedy
  * text as `edgelm serve` on the same file (the same kernels: the bits agree, so the tokens do).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -27,7 +28,7 @@ async function alone(file: string): Promise<string> {
   }
 }
 
-describe.each([["q4_k_m"], ["q4_1"], ["q8_0"]])("a %s file of the small preset", (type) => {
+describe.each([["q4_k_m"], ["q4_1"], ["q8_0"], ["q2_k"]])("a %s file of the small preset", (type) => {
   let file: string;
   let want: string;
   let single: WorkerUnderTest | undefined;
