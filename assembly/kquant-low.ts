@@ -425,9 +425,12 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
 }
 
 // The rows' scales of sub-block 2b + h from the block's scale pairs sp
-// (lowPairTable), as lowHalfDot takes them.
+// (lowPairTable, whose int32 lane r is row r's (s_2b, s_2b+1) as two
+// int16), as the products take them: int32 lanes for the fused dot and the
+// plain SIMD build, each scale twice in its row's int16 lane pair for the
+// two-step dot's widening.
 @inline function lowScaleOf(sp: v128, h: i32): v128 {
-  if (FUSED) return h == 0 ? i32x4.shr_s(i32x4.shl(sp, 16), 16) : i32x4.shr_s(sp, 16);
+  if (FUSED || !ASC_FEATURE_RELAXED_SIMD) return h == 0 ? i32x4.shr_s(i32x4.shl(sp, 16), 16) : i32x4.shr_s(sp, 16);
   return h == 0 ? i16x8.shuffle(sp, sp, 0, 0, 2, 2, 4, 4, 6, 6) : i16x8.shuffle(sp, sp, 1, 1, 3, 3, 5, 5, 7, 7);
 }
 
@@ -478,11 +481,10 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
       lowQuad(x, y, z, 6, m3, m4, m7, three), lowQuad(x, y, z, 7, m3, m4, m7, three),
       xq + 16, three ? v128.load(ab, 16) : sp, lowScaleOf(sp, 1), three));
   } else {
-    // sp's int32 lane r is row r's (s_2b, s_2b+1) as two int16.
     const xw = xa + q8aQ16Off(nb) + (bg << 6);
-    const s0 = lowHalfSimd(x, y, z, 0, xw, i32x4.shr_s(i32x4.shl(sp, 16), 16), m3, m4, m7, three);
+    const s0 = lowHalfSimd(x, y, z, 0, xw, lowScaleOf(sp, 0), m3, m4, m7, three);
     v128.store(t, s0);
-    sd = i32x4.add(s0, lowHalfSimd(x, y, z, 4, xw + 32, i32x4.shr_s(sp, 16), m3, m4, m7, three));
+    sd = i32x4.add(s0, lowHalfSimd(x, y, z, 4, xw + 32, lowScaleOf(sp, 1), m3, m4, m7, three));
   }
   return lowFold(acc, sd, v128.load(t + LD), three ? sd : v128.load(t + LD, 16), ls + LMT, b, three ? sd : v128.load(ab), v128.load32_splat(xa + (bg << 2)), three);
 }
