@@ -53,15 +53,10 @@ export function set_scratch(ptr: usize): void {
 // ones scale their mantissa by 2^-24 (a normal f32 product); both exact, so
 // the same bits as h2f for every input. For per-superblock scales only: on
 // Q4_0's per-block scales the select costs more than it saves.
-@inline export function h2f_x4_nodenorm(p: usize): v128 {
-  return h2fLanes_nodenorm(v128.load16x4_s(p));
-}
-
-// The same for four halves already in the low 16 bits of h's int32 lanes
-// (from four places: the rows of a matrix read as stored).
 // Its five constants are loads from VCONST (one instruction each) where a
 // constant written here would cost three at every call inside a loop.
-@inline export function h2fLanes_nodenorm(h: v128): v128 {
+@inline export function h2f_x4_nodenorm(p: usize): v128 {
+  const h = v128.load16x4_s(p);
   const mag = v128.and(h, v128.load(VCONST + VC_HN)); // 0x7fff
   const normal = i32x4.add(i32x4.shl(mag, 13), v128.load(VCONST + VC_HN, 16)); // 112 << 23
   const sub = f32x4.mul(f32x4.convert_i32x4_s(mag), v128.load(VCONST + VC_HN, 32)); // 2^-24
@@ -132,7 +127,7 @@ export const VC_H16: usize = 144; //   i16x8 0x8fff (attention: eight halves to 
 export const VC_B3: usize = 160; //    i8x16 0x03 (Q2_K/Q3_K: a 2-bit field)
 export const VC_B4: usize = 176; //    i8x16 0x04 (Q3_K: the high bit at bit 2)
 export const VC_B32: usize = 192; //   i8x16 0x20 (Q3_K: its scales' bias)
-export const VC_HN: usize = 208; //    i32x4 0x7fff, 112 << 23, f32 2^-24, 0x8000, 0x400 (h2fLanes_nodenorm; five vectors)
+export const VC_HN: usize = 208; //    i32x4 0x7fff, 112 << 23, f32 2^-24, 0x8000, 0x400 (h2f_x4_nodenorm; five vectors)
 export const VC_B16: usize = 288; //   i8x16 0x10 (Q5_0/Q5_1: the fifth bit)
 export const VC_B7: usize = 304; //    i8x16 0x07 (Q3KR: a 3-bit value)
 export const VCONST: usize = memory.data<u32>([

@@ -74,9 +74,17 @@ import { storeRows, storeFew, groupToScratch, q8bToQ8a, quadsToQ8a, SMALL_X, MV_
 
 // ---------------------------------------------------------------- the repacked layouts
 
-// Bytes of a 4-row group's superblock; where its blocks start, and their bytes.
+// Bytes of a 4-row group's superblock; where its rows' scale bytes start
+// (after d, and Q2_K's dmin at 8) and each row's share of them; where its
+// blocks start, and their bytes.
 @inline function lowSB(three: bool): usize {
   return three ? 440 : 336;
+}
+@inline function lowSc(three: bool): usize {
+  return three ? 8 : 16;
+}
+@inline function lowScRow(three: bool): usize {
+  return three ? 12 : 16;
 }
 @inline function lowV(three: bool): usize {
   return three ? 56 : 80;
@@ -117,12 +125,8 @@ function repackLow(src: usize, dst: usize, rows: i32, cols: i32, three: bool): v
       for (let r: usize = 0; r < 4; r++) {
         const p = tmp + r * rowBytes + sb * B;
         store<u16>(o + (r << 1), load<u16>(p + lowD(three)));
-        if (three) {
-          memory.copy(o + 8 + r * 12, p + 96, 12);
-        } else {
-          store<u16>(o + 8 + (r << 1), load<u16>(p + 82));
-          memory.copy(o + 16 + (r << 4), p, 16);
-        }
+        if (!three) store<u16>(o + 8 + (r << 1), load<u16>(p + 82));
+        memory.copy(o + lowSc(three) + r * lowScRow(three), p + (three ? 96 : 0), lowScRow(three));
         for (let b: usize = 0; b < 8; b++) {
           // Quad k's values, the four bytes of a word: value e of block b is bits 2(b & 3).. of
           // value byte 32(b >> 2) + e (Q3_K: with bit b of high-bit byte e on top).
@@ -198,11 +202,11 @@ function repackLow(src: usize, dst: usize, rows: i32, cols: i32, three: bool): v
 // operations. Q3_K's scale i is its low nibble (byte i, or the high nibble of
 // byte i - 8) with bits 2(i >> 2)..+1 of byte 8 + (i & 3) on top, less 32:
 // the four high-bit bytes shifted by 0, 2, 4, 6 in the four int32 lanes put
-// exactly those bits at the bottom of byte lane i.
-@inline function lowScales(o: usize, sc: usize, m4: v128, b3: v128, b32: v128, three: bool): void {
+// exactly those bits at the bottom of byte lane i. nib: bytes 0x0f.
+@inline function lowScales(o: usize, sc: usize, nib: v128, b3: v128, b32: v128, three: bool): void {
   if (three) {
     const v = v128.load64_zero(sc);
-    const low = i8x16.shuffle(v128.and(v, m4), v128.and(i16x8.shr_u(v, 4), m4), 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+    const low = i8x16.shuffle(v128.and(v, nib), v128.and(i16x8.shr_u(v, 4), nib), 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
     const hb = load<u32>(sc + 8);
     let h = i32x4.replace_lane(i32x4.splat(hb), 1, hb >> 2);
     h = i32x4.replace_lane(i32x4.replace_lane(h, 2, hb >> 4), 3, hb >> 6);
@@ -212,7 +216,7 @@ function repackLow(src: usize, dst: usize, rows: i32, cols: i32, three: bool): v
     return;
   }
   const v = v128.load(sc);
-  const s = v128.and(v, m4), mn = v128.and(i16x8.shr_u(v, 4), m4);
+  const s = v128.and(v, nib), mn = v128.and(i16x8.shr_u(v, 4), nib);
   v128.store(o, i16x8.extend_low_i8x16_u(s));
   v128.store(o, i16x8.extend_high_i8x16_u(s), 16);
   v128.store(o, i16x8.extend_low_i8x16_u(mn), 32);
@@ -233,12 +237,12 @@ function repackLow(src: usize, dst: usize, rows: i32, cols: i32, three: bool): v
 // The scales (Q2_K: and mins) of a group's superblock at p to LS, and the
 // tables of pairs by block (scales at LS + LST; Q2_K's mins at LS + LMT).
 @inline function lowGroupScales(ls: usize, p: usize, three: bool): void {
-  const m4 = v128.load(VCONST + VC_NIB8), b3 = v128.load(VCONST + VC_B3), b32 = v128.load(VCONST + VC_B32);
-  const sc = p + (three ? 8 : 16), step: usize = three ? 12 : 16;
-  lowScales(ls, sc, m4, b3, b32, three);
-  lowScales(ls + 64, sc + step, m4, b3, b32, three);
-  lowScales(ls + 128, sc + 2 * step, m4, b3, b32, three);
-  lowScales(ls + 192, sc + 3 * step, m4, b3, b32, three);
+  const nib = v128.load(VCONST + VC_NIB8), b3 = v128.load(VCONST + VC_B3), b32 = v128.load(VCONST + VC_B32);
+  const sc = p + lowSc(three), step = lowScRow(three);
+  lowScales(ls, sc, nib, b3, b32, three);
+  lowScales(ls + 64, sc + step, nib, b3, b32, three);
+  lowScales(ls + 128, sc + 2 * step, nib, b3, b32, three);
+  lowScales(ls + 192, sc + 3 * step, nib, b3, b32, three);
   lowPairTable(ls, ls + LST, 0);
   if (!three) lowPairTable(ls, ls + LMT, 32);
 }
@@ -378,10 +382,11 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
               sx += x;
             }
             const i = (b << 1) + h;
+            const sc = p + lowSc(three) + <usize>r * lowScRow(three);
             if (three) {
-              sd += q3Scale(p + 8 + 12 * <usize>r, i) * (dot - (sx << 2));
+              sd += q3Scale(sc, i) * (dot - (sx << 2));
             } else {
-              const s = <i32>load<u8>(p + 16 + (<usize>r << 4) + i);
+              const s = <i32>load<u8>(sc + i);
               sd += (s & 15) * dot;
               sm += (s >> 4) * sx;
             }
@@ -491,12 +496,14 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
 
 // SIMD builds: a group's four rows in the lanes, the token's lowActBlocks
 // made once per call (LT) where they fit (cols up to ~114,000), else per
-// block (at LX, for every group: only such wide rows pay it).
+// block (at LX, for every group: only such wide rows pay it). The plain SIMD
+// build's Q3_K makes its values signed instead, and needs none.
 @inline function matvecLowSimd(w: usize, rows: i32, cols: i32, xa: usize, out: usize, three: bool): void {
   const nsb = <usize>cols >> 8, nb = nsb << 3;
   const t = scratchBase(), ls = t + LS;
+  const acts = ASC_FEATURE_RELAXED_SIMD || !three;
   const tabled = (nb << 5) <= LT_BYTES;
-  if (tabled) lowActTable(xa, nb, t + LT, three);
+  if (acts && tabled) lowActTable(xa, nb, t + LT, three);
   const m3 = v128.load(VCONST + VC_B3), m4 = v128.load(VCONST + VC_B4), m7 = v128.load(VCONST + VC_B7);
   let p = w;
   for (let r0 = 0; r0 < rows; r0 += 4) {
@@ -507,7 +514,7 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
       for (let b: usize = 0; b < 8; b++) {
         const bg = (sb << 3) + b;
         let ab = t + LT + (bg << 5);
-        if (!tabled) {
+        if (acts && !tabled) {
           ab = t + LX;
           lowActBlock(ab, xa + q8aQ8Off(nb) + (bg << 5), three);
         }
@@ -524,9 +531,9 @@ function matvecLowScalar(w: usize, rows: i32, cols: i32, xa: usize, out: usize, 
 // out[t*rows + r] for ntok tokens (Q8B, q8b_bytes(cols, ntok)) against Q2KR /
 // Q3KR at w, from the tokens' Q8A images made from the Q8B (O(cols) per
 // token). Relaxed builds: up to eight tokens per pass over the weights
-// (smallMost), each block of a group unpacked once into scratch for them as
-// quads, then per token the matvec's integer sums and its fold; plain SIMD
-// and scalar: one matvec per token. Bit-identical to the matvecs in every
+// (smallMost), each block of a group unpacked once for them as quads in
+// registers, then per token the matvec's integer sums and its fold; plain
+// SIMD and scalar: one matvec per token. Bit-identical to the matvecs in every
 // build.
 export function matmul_q2kr_q8b(w: usize, rows: i32, cols: i32, xb: usize, ntok: i32, out: usize): void {
   matmulLow(w, rows, cols, xb, ntok, out, false);
@@ -673,6 +680,7 @@ export function dequant_q2_k(src: usize, dst: usize, n: i32): void {
 export function dequant_q3_k(src: usize, dst: usize, n: i32): void {
   dequantLow(src, dst, n, true);
 }
+
 function dequantLow(src: usize, dst: usize, n: i32, three: bool): void {
   const nsb = <usize>n >> 8;
   const B = lowBytes(three);

@@ -9,7 +9,7 @@
  * A and B are kernel builds (e.g. a copy of build/kernels-relaxed.wasm from before a change, and
  * the current one). Kernels: matmul_q4r_q8b, matmul_q8r_q8b, matmul_q4kr_q8b (shape
  * rows,cols,tokens), matvec_q4r_q8a, matvec_q8r_q8a, matvec_q6r_q8a, matvec_q4kr_q8a, matvec_q5kr_q8a (shape
- * rows,cols); the Q4_1 / Q5_0 / Q5_1 ones (q41r, q50r, q51r) and Q2_K / Q3_K's (rows as stored, cols a multiple of 256) and matvec_f16 / matvec_bf16 too. Node: each build is called
+ * rows,cols); the Q4_1 / Q5_0 / Q5_1 ones (q41r, q50r, q51r) and Q2KR / Q3KR's (Q2_K / Q3_K rows repacked, cols a multiple of 256) and matvec_f16 / matvec_bf16 too. Node: each build is called
  * for 150 ms at a time, twelve times in turn, and the best CPU time per call is kept. workerd (the
  * bare binary): a Worker runs n calls per request, timed from outside the process (a Worker's
  * clock does not advance while it computes): (best of 6 requests of 2n calls − best of 6 of n) / n.

@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { GGUFHeader } from "../../src/gguf/reader";
 import { TensorType } from "../../src/gguf/types";
 import { engineLayout, newKernels, placeEngine, type LayoutOptions, type PartOptions, type ThreadOptions, type WasmEngineOptions } from "../../src/engine/index";
-import { q4krBytes, q4rBytes, q5krBytes, q6rBytes, q8rBytes, Q8R_MAX_COLS, q8aBytes, q8bBytes, q8bPieces, SCRATCH_BYTES } from "../../src/engine/kernel-sizes";
+import { q2krBytes, q3krBytes, q4krBytes, q4rBytes, q5krBytes, q6rBytes, q8rBytes, Q8R_MAX_COLS, q8aBytes, q8bBytes, q8bPieces, SCRATCH_BYTES } from "../../src/engine/kernel-sizes";
 import type { BuildKind, KernelExports, KernelModules } from "../../src/engine/kernels";
 import { compileKernelModules, enableRelaxedSimd } from "../../src/engine/node";
 import { openGGUF } from "../../src/gguf/node";
@@ -48,7 +48,7 @@ function allocated(header: Header, build: BuildKind, opts: WasmEngineOptions & P
 }
 
 describe("kernel sizes", () => {
-  it("equal every build's q8a_bytes, q8b_bytes, q4r_bytes, q8r_bytes, q6r_bytes, q4kr_bytes, q5kr_bytes and scratch_bytes, shared-memory builds too", () => {
+  it("equal every build's q8a_bytes, q8b_bytes, q4r_bytes, q8r_bytes, q6r_bytes, q4kr_bytes, q5kr_bytes, q2kr_bytes, q3kr_bytes and scratch_bytes, shared-memory builds too", () => {
     const instances = BUILDS.flatMap((build) => [
       [build, new WebAssembly.Instance(modules[build]!, { env: { memory: new WebAssembly.Memory({ initial: 16 }) } })],
       [`${build} shared`, new WebAssembly.Instance(sharedModules[build]!, { env: { memory: new WebAssembly.Memory({ initial: 16, maximum: 16, shared: true }) } })],
@@ -66,6 +66,8 @@ describe("kernel sizes", () => {
           if (n % 256 === 0) expect(q6rBytes(rows, n), `${name} q6r ${rows} × ${n}`).toBe(e.q6r_bytes(rows, n) >>> 0);
           if (n % 256 === 0) expect(q4krBytes(rows, n), `${name} q4kr ${rows} × ${n}`).toBe(e.q4kr_bytes(rows, n) >>> 0);
           if (n % 256 === 0) expect(q5krBytes(rows, n), `${name} q5kr ${rows} × ${n}`).toBe(e.q5kr_bytes(rows, n) >>> 0);
+          if (n % 256 === 0) expect(q2krBytes(rows, n), `${name} q2kr ${rows} × ${n}`).toBe(e.q2kr_bytes(rows, n) >>> 0);
+          if (n % 256 === 0) expect(q3krBytes(rows, n), `${name} q3kr ${rows} × ${n}`).toBe(e.q3kr_bytes(rows, n) >>> 0);
         }
       }
     }
