@@ -1501,7 +1501,12 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
 // the relaxed build). Q8A images at xa +
 // i*stride; out[i*rows + r]. Per 4 rows and block the quads are loaded and
 // split once, and each token costs the matvec's own dot and fold on them
-// (q4rFewToken). Each token's fold table (q4rFoldTable) goes to MV_X; a
+// (q4rFewToken). In the relaxed build up to four tokens go quad by quad
+// instead (one quad split, then its two dots for every token): the eight
+// split vectors are never live at once, so V8 spills less (1.04-1.06x at 2-4
+// tokens); with more tokens their int16 sums outgrow the registers (0.69x at
+// 8), so those go token by token. int16 adds wrap, so either order gives the
+// same row sums. Each token's fold table (q4rFoldTable) goes to MV_X; a
 // token whose table cannot be made takes the matvec (and so the scalar
 // twin), as do the others then.
 @inline function matmulQ4rFew(w: usize, rows: i32, cols: i32, xa: usize, stride: usize, out: usize, n: i32): void {
@@ -1526,6 +1531,32 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     let xq = xa + q8aQ8Off(nb), xs = ft + q8aSumOff(nb);
     for (let xd = ft; xd < xEnd; xd += 4) {
+      if (!FUSED && n <= 4) {
+        let v = v128.load(p, 8);
+        let l = v128.and(v, m), h = v128.and(i16x8.shr_u(v, 4), m);
+        let s0 = q4rQuadDot(l, h, xq), s1 = q4rQuadDot(l, h, xq + stride), s2 = s0, s3 = s0;
+        if (n > 2) s2 = q4rQuadDot(l, h, xq + stride * 2);
+        if (n > 3) s3 = q4rQuadDot(l, h, xq + stride * 3);
+        for (let k: usize = 1; k < 4; k++) {
+          v = v128.load(p + 8 + (k << 4));
+          l = v128.and(v, m);
+          h = v128.and(i16x8.shr_u(v, 4), m);
+          const x = xq + (k << 2);
+          s0 = i16x8.add(s0, q4rQuadDot(l, h, x));
+          s1 = i16x8.add(s1, q4rQuadDot(l, h, x + stride));
+          if (n > 2) s2 = i16x8.add(s2, q4rQuadDot(l, h, x + stride * 2));
+          if (n > 3) s3 = i16x8.add(s3, q4rQuadDot(l, h, x + stride * 3));
+        }
+        const dw = h2fBits_x4c(p, hmask);
+        a0 = q4rFold(i32x4.dot_i16x8_s(s0, c), xs, xd, dw, a0);
+        a1 = q4rFold(i32x4.dot_i16x8_s(s1, c), xs + fs, xd + fs, dw, a1);
+        if (n > 2) a2 = q4rFold(i32x4.dot_i16x8_s(s2, c), xs + fs * 2, xd + fs * 2, dw, a2);
+        if (n > 3) a3 = q4rFold(i32x4.dot_i16x8_s(s3, c), xs + fs * 3, xd + fs * 3, dw, a3);
+        p += 72;
+        xq += 32;
+        xs += 4;
+        continue;
+      }
       // Quad k of the four rows: low nibbles l_k (values 4k..4k+3), high h_k (16+4k..).
       const v0 = v128.load(p, 8), v1 = v128.load(p, 24), v2 = v128.load(p, 40), v3 = v128.load(p, 56);
       const l0 = v128.and(v0, m), h0 = v128.and(i16x8.shr_u(v0, 4), m);
@@ -1547,6 +1578,13 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
     }
     storeFew(out, outStride, r0, rows, n, a0, a1, a2, a3, a4, a5, a6, a7);
   }
+}
+
+// One quad's split nibbles (l: values 4k..4k+3 of the four rows, h: 16+4k..)
+// against one token's activations at x (x = the block's + 4k): two of
+// quadsNibRelaxed's eight dots, in its int16 row lanes.
+@inline function q4rQuadDot(l: v128, h: v128, x: usize): v128 {
+  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x), l), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(x, 16), h));
 }
 
 // One token's block of the pass: its four row sums (relaxed-fused: the fused
