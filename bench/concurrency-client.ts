@@ -120,7 +120,7 @@ export async function closedLoop(url: string, s: LoadSpec): Promise<ConcurrencyF
       }
     }),
   );
-  return summarize(timings, (performance.now() - t0) / 1000);
+  return summarize(timings, (performance.now() - t0) / 1000, s.clients);
 }
 
 /** "node ×4: 40/100 requests, 52 s, ~78 s left" every PROGRESS_EVERY requests. */

@@ -74,6 +74,6 @@ await Promise.all(
   }),
 );
 const wall = (performance.now() - t0) / 1000;
-console.log(JSON.stringify({ engine: "llama.cpp", detail: `node-llama-cpp prebuilt, ${C} sequences in one context, threads ${context.currentThreads}`, ...summarize(timings, wall) }));
+console.log(JSON.stringify({ engine: "llama.cpp", detail: `node-llama-cpp prebuilt, ${C} sequences in one context, threads ${context.currentThreads}`, ...summarize(timings, wall, C) }));
 await context.dispose();
 await model.dispose();

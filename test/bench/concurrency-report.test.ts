@@ -6,7 +6,7 @@ import { report, targets, type ConcurrencyRun } from "../../bench/concurrency-re
 
 const prefix = { first_ms: 1000, second_ms: 150, first_tokens: 520, second_tokens: 572, cached: 544 };
 const base: ConcurrencyRun = { model: "m.gguf", shardedPreset: "full2l", requests: 100, prompt: 16, decode: 32, maxBatch: 8, maxBatchTokens: 64, llama: [], hosts: [] };
-const figures = { requests: 4, tokens: 128, wall_s: 2, aggregate_tok_s: 64, ttft_p50_ms: 10, ttft_p99_ms: 20, itl_p50_ms: 30, itl_p99_ms: 40 };
+const figures = { requests: 4, tokens: 128, wall_s: 2, aggregate_tok_s: 64, decode_tok_s: 80, decode_s: 1.2, ttft_p50_ms: 10, ttft_p99_ms: 20, itl_p50_ms: 30, itl_p99_ms: 40 };
 
 describe("concurrency report", () => {
   it("--only prefix: only the prefix-reuse section and its target, no levels table, nothing 'not measured'", () => {
@@ -45,7 +45,7 @@ describe("concurrency report", () => {
     const run: ConcurrencyRun = { ...base, hosts: [{ host: "node", detail: "d", levels: [{ streams: 1, figures }], prefix }] };
     const text = report(run).join("\n");
     expect(text).toContain("| host | streams |");
-    expect(text).toContain("| Node (edgelm serve, 1 thread) | 1 | 64.0 |");
+    expect(text).toContain("| Node (edgelm serve, 1 thread) | 1 | 80.0 | 1.00× | — | — | 64.0 |");
     expect(targets(run).length).toBeGreaterThan(1);
     expect(text).toContain("not measured in this run (needs the node host at 4 streams");
   });
