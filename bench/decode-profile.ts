@@ -2,9 +2,10 @@
  * Where a decode step's time goes: every kernel call of one-token steps is
  * timed (the engine's kernel exports wrapped), and matrix-vector products are
  * attributed to their weight's role and kind (q, k, v, o, gate, up, down,
- * output; q4r, q4kr, q6r, ...). One thread. Not a test.
+ * output; q4r, q4kr, q6r, ...). One thread. Not a test. With --batch B, each step is a batched
+ * decode step of B sequences (one token each, all at the same position, as bench/batch-step.ts).
  *
- *   node --experimental-wasm-relaxed-simd --import tsx bench/decode-profile.ts [--model file.gguf]... [--context 128] [--steps 8] [--turns 2] [--build-dir build]
+ *   node --experimental-wasm-relaxed-simd --import tsx bench/decode-profile.ts [--model file.gguf]... [--context 128] [--steps 8] [--turns 2] [--batch 1] [--build-dir build]
  *
  * Per call, per group, the best step over steps × turns is kept per group (sum of
  * the group's calls within one step), and the wall time of the whole step.
@@ -20,15 +21,20 @@ const { values: args } = parseArgs({
     context: { type: "string", default: "128" },
     steps: { type: "string", default: "8" },
     turns: { type: "string", default: "2" },
+    batch: { type: "string", default: "1" },
     "build-dir": { type: "string" },
     help: { type: "boolean" },
   },
 });
 if (args.help) {
-  console.log("usage: bench/decode-profile.ts [--model file.gguf]... [--context 128] [--steps 8] [--turns 2] [--build-dir build]");
+  console.log("usage: bench/decode-profile.ts [--model file.gguf]... [--context 128] [--steps 8] [--turns 2] [--batch 1] [--build-dir build]");
   process.exit(0);
 }
-const ctx = Number(args.context), steps = Number(args.steps), turns = Number(args.turns);
+const ctx = Number(args.context), steps = Number(args.steps), turns = Number(args.turns), batch = Number(args.batch);
+if (!(Number.isInteger(batch) && batch >= 1)) {
+  console.error(`bench/decode-profile: --batch must be a positive integer, got ${args.batch}`);
+  process.exit(2);
+}
 const models = args.model ?? [await benchModel()];
 
 type Group = { ms: number; calls: number; weights: number; bytes: number };
@@ -36,7 +42,7 @@ const results = new Map<string, { best: Map<string, number>; step: number; info:
 
 for (let turn = 0; turn < turns; turn++) {
   for (const model of models) {
-    const e = await loadWasmEngine(model, { force: "relaxed", relaxed: true, buildDir: args["build-dir"], threads: 1, maxBatch: 1, sequences: 1, contextLength: ctx + steps + 1 });
+    const e = await loadWasmEngine(model, { force: "relaxed", relaxed: true, buildDir: args["build-dir"], threads: 1, maxBatch: batch, sequences: batch, contextLength: ctx + steps + 1 });
     try {
       const eng = e as unknown as { k: Record<string, unknown>; weights: { layers: Record<string, unknown>[]; output?: WasmMatrix; embed?: WasmMatrix } };
       const byPtr = new Map<number, { role: string; m: WasmMatrix }>();
@@ -65,14 +71,20 @@ for (let turn = 0; turn < turns; turn++) {
         };
       }
       eng.k = wrapped;
-      const seq = e.newSequence();
-      e.forward(seq, promptTokens(ctx), 0);
+      // B sequences over one prompt (the later ones take its cached blocks).
+      const prompt = promptTokens(ctx);
+      const seqs = Array.from({ length: batch }, () => e.newSequence());
+      for (const s of seqs) {
+        const held = e.reusePrefix(s, prompt);
+        e.forward(s, prompt.slice(held), held);
+      }
       const r = results.get(model) ?? { best: new Map(), step: Infinity, info };
       results.set(model, r);
       for (let i = 0; i < steps; i++) {
         acc = new Map();
         const t0 = performance.now();
-        e.forward(seq, [1000 + i], ctx + i);
+        if (batch === 1) e.forward(seqs[0], [1000 + i], ctx + i);
+        else e.forwardBatch(seqs.map((seq, j) => ({ seq, tokens: [1000 + i + j], startPos: ctx + i })));
         const dt = performance.now() - t0;
         r.step = Math.min(r.step, dt);
         for (const [k, v] of acc) r.best.set(k, Math.min(r.best.get(k) ?? Infinity, v));
@@ -94,7 +106,7 @@ for (let turn = 0; turn < turns; turn++) {
 }
 
 for (const [model, r] of results) {
-  console.log(`\n${model}: best step ${r.step.toFixed(1)} ms (wall, one thread, context ${ctx})`);
+  console.log(`\n${model}: best step ${r.step.toFixed(1)} ms (wall, one thread, context ${ctx}${batch > 1 ? `, ${batch} sequences a step` : ""})`);
   const rows = [...r.best.entries()].sort((a, b) => b[1] - a[1]);
   let sum = 0;
   for (const [k, ms] of rows) {
