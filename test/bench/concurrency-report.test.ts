@@ -41,6 +41,26 @@ describe("concurrency report", () => {
     expect(t[0].measured).toBe("2/3 within 700 ms (alone 400 + 2 × step 150); worst 720 ms");
   });
 
+  it("the Node targets are read on aggregate decode, with the served rate (prompts included) beside it", () => {
+    const lvl = (streams: number, decode: number, served: number) => ({ streams, figures: { ...figures, decode_tok_s: decode, aggregate_tok_s: served } });
+    const run: ConcurrencyRun = {
+      ...base,
+      prefill: { tok_s: 50, detail: "d" },
+      llama: [lvl(4, 25, 22)],
+      hosts: [{ host: "node", detail: "d", levels: [lvl(1, 28, 22), lvl(4, 43, 29), lvl(8, 36, 28)] }],
+    };
+    const t = Object.fromEntries(targets(run).map((x) => [x.what, x]));
+    // Ceiling 0.857 × 50 = 42.85: decode 43 at four is ≥ 0.75 × it (served 29 would not be); 36 at eight is 0.84 × it.
+    expect(t["Node, 4 streams: aggregate decode ≥ 0.75 × ceiling"]).toMatchObject({ pass: true, measured: "43.0 tok/s = 1.00 × ceiling 42.9 (0.857 × prefill 50.0 tok/s); served, prompts included: 29.0 tok/s" });
+    expect(t["Node, 8 streams: aggregate decode ≥ 0.85 × ceiling"].pass).toBe(false);
+    expect(t["Node, 4 streams ≥ 1.5 × its own single stream (aggregate decode)"]).toMatchObject({ pass: true, measured: "43.0 / 28.0 tok/s = 1.54×; served 1.32×" });
+    expect(t["Node, 4 streams ≥ 1.3 × llama.cpp's aggregate decode at 4 sequences"]).toMatchObject({ pass: true, measured: "43.0 / 25.0 tok/s = 1.72×; served 1.32×" });
+    // A level with no pure decode time (decode_tok_s absent) is not measured, not judged on the served rate.
+    const { decode_tok_s: _, ...noDecode } = lvl(4, 43, 29).figures;
+    const none: ConcurrencyRun = { ...run, hosts: [{ host: "node", detail: "d", levels: [lvl(1, 28, 22), { streams: 4, figures: noDecode }] }] };
+    expect(targets(none).find((x) => x.what.startsWith("Node, 4 streams ≥ 1.5"))!.pass).toBeUndefined();
+  });
+
   it("a full run keeps the levels table and lists every target", () => {
     const run: ConcurrencyRun = { ...base, hosts: [{ host: "node", detail: "d", levels: [{ streams: 1, figures }], prefix }] };
     const text = report(run).join("\n");
