@@ -1552,26 +1552,23 @@ function matmulSmall(w: usize, rows: i32, cols: i32, xb: usize, t0: i32, t1: i32
         a1 = q4rFold(i32x4.dot_i16x8_s(s1, c), xs + fs, xd + fs, dw, a1);
         if (n > 2) a2 = q4rFold(i32x4.dot_i16x8_s(s2, c), xs + fs * 2, xd + fs * 2, dw, a2);
         if (n > 3) a3 = q4rFold(i32x4.dot_i16x8_s(s3, c), xs + fs * 3, xd + fs * 3, dw, a3);
-        p += 72;
-        xq += 32;
-        xs += 4;
-        continue;
+      } else {
+        // Quad k of the four rows: low nibbles l_k (values 4k..4k+3), high h_k (16+4k..).
+        const v0 = v128.load(p, 8), v1 = v128.load(p, 24), v2 = v128.load(p, 40), v3 = v128.load(p, 56);
+        const l0 = v128.and(v0, m), h0 = v128.and(i16x8.shr_u(v0, 4), m);
+        const l1 = v128.and(v1, m), h1 = v128.and(i16x8.shr_u(v1, 4), m);
+        const l2 = v128.and(v2, m), h2 = v128.and(i16x8.shr_u(v2, 4), m);
+        const l3 = v128.and(v3, m), h3 = v128.and(i16x8.shr_u(v3, 4), m);
+        const dw = h2fBits_x4c(p, hmask);
+        a0 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq, xs, xd, dw, a0, c, t);
+        a1 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride, xs + fs, xd + fs, dw, a1, c, t);
+        if (n > 2) a2 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 2, xs + fs * 2, xd + fs * 2, dw, a2, c, t);
+        if (n > 3) a3 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 3, xs + fs * 3, xd + fs * 3, dw, a3, c, t);
+        if (n > 4) a4 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 4, xs + fs * 4, xd + fs * 4, dw, a4, c, t);
+        if (n > 5) a5 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 5, xs + fs * 5, xd + fs * 5, dw, a5, c, t);
+        if (n > 6) a6 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 6, xs + fs * 6, xd + fs * 6, dw, a6, c, t);
+        if (n > 7) a7 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 7, xs + fs * 7, xd + fs * 7, dw, a7, c, t);
       }
-      // Quad k of the four rows: low nibbles l_k (values 4k..4k+3), high h_k (16+4k..).
-      const v0 = v128.load(p, 8), v1 = v128.load(p, 24), v2 = v128.load(p, 40), v3 = v128.load(p, 56);
-      const l0 = v128.and(v0, m), h0 = v128.and(i16x8.shr_u(v0, 4), m);
-      const l1 = v128.and(v1, m), h1 = v128.and(i16x8.shr_u(v1, 4), m);
-      const l2 = v128.and(v2, m), h2 = v128.and(i16x8.shr_u(v2, 4), m);
-      const l3 = v128.and(v3, m), h3 = v128.and(i16x8.shr_u(v3, 4), m);
-      const dw = h2fBits_x4c(p, hmask);
-      a0 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq, xs, xd, dw, a0, c, t);
-      a1 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride, xs + fs, xd + fs, dw, a1, c, t);
-      if (n > 2) a2 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 2, xs + fs * 2, xd + fs * 2, dw, a2, c, t);
-      if (n > 3) a3 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 3, xs + fs * 3, xd + fs * 3, dw, a3, c, t);
-      if (n > 4) a4 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 4, xs + fs * 4, xd + fs * 4, dw, a4, c, t);
-      if (n > 5) a5 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 5, xs + fs * 5, xd + fs * 5, dw, a5, c, t);
-      if (n > 6) a6 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 6, xs + fs * 6, xd + fs * 6, dw, a6, c, t);
-      if (n > 7) a7 = q4rFewToken(l0, h0, l1, h1, l2, h2, l3, h3, xq + stride * 7, xs + fs * 7, xd + fs * 7, dw, a7, c, t);
       p += 72;
       xq += 32;
       xs += 4;
