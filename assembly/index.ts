@@ -48,3 +48,25 @@ export function build_kind(): i32 {
   if (ASC_FEATURE_SIMD) return 1;
   return 0;
 }
+
+// The fused dot past the kernels' operand range, as a capability probe for
+// the self-test: p holds 16 signed bytes a, 16 bytes b (the 7-bit operand,
+// here up to 255) and four int32 accumulators c; the four lanes of
+// c + dot(a, b) go to p + 48. The relaxed-fused build uses the instruction;
+// every other build computes what one AVX-VNNI vpdpbusd gives (b read
+// unsigned, every sum exact). The kernels keep b in 0..127, where every host
+// agrees, but where the lowering differs it also costs: pmaddubsw pair sums
+// (saturating here), pmaddwd and paddd on x86 without VNNI, where the fused
+// matmuls ran at half the relaxed build's speed. So the relaxed-fused build
+// passes the self-test only where its dot is the one fast instruction.
+export function fused_dot_probe(p: usize): void {
+  if (FUSED) {
+    v128.store(p, i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(p), v128.load(p, 16), v128.load(p, 32)), 48);
+    return;
+  }
+  for (let l: usize = 0; l < 4; l++) {
+    let s = load<i32>(p + 32 + (l << 2));
+    for (let j: usize = 0; j < 4; j++) s += <i32>load<i8>(p + (l << 2) + j) * <i32>load<u8>(p + 16 + (l << 2) + j);
+    store<i32>(p + 48 + (l << 2), s);
+  }
+}

@@ -32,6 +32,7 @@ import { seededRandom } from "../util/random";
 export interface KernelExports {
   heap_base(): number;
   build_kind(): number;
+  fused_dot_probe(p: number): void;
   scratch_bytes(): number;
   /** Points this instance's scratch at a region of scratch_bytes() (every thread's instance needs its own). */
   set_scratch(ptr: number): void;
@@ -243,8 +244,10 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
     { bytes: 110, halves: [108], w: alloc(Math.max(s.kRows * 110, e.q3kr_bytes(s.kRows, kCols) >>> 0)), repack: e.repack_q3_k, matvec: e.matvec_q3kr_q8a, matmul: e.matmul_q3kr_q8b },
   ];
   const kOut = (kMats.length + lowMats.length) * s.kRows * (counts.reduce((a, n) => a + n, 0) + 1) + s.q6Rows * counts.reduce((a, n) => a + n, 0);
-  const outN = (s.q4Rows + s.q8Rows) * counts.reduce((a, n) => a + n, 0) + s.q4Rows + s.q8Rows + 2 * s.q6Rows + kOut;
+  // The last four outputs: the fused dot past the kernels' operand range (fused_dot_probe).
+  const outN = (s.q4Rows + s.q8Rows) * counts.reduce((a, n) => a + n, 0) + s.q4Rows + s.q8Rows + 2 * s.q6Rows + kOut + 4;
   const out = alloc(outN * 4);
+  const dot = alloc(64);
   const buf = memory.buffer;
   const xf = new Float32Array(buf, x, ntok * cols);
   for (let i = 0; i < xf.length; i++) xf[i] = (r() - 0.5) * 8;
@@ -348,6 +351,13 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
       o += s.kRows * 4;
     }
   }
+  // a: 127, -128 and mixed; b (the 7-bit operand): 255, 200, 128..255; c: non-zero. VNNI gives
+  // 4*127*255 + 1000 in lane 0; pmaddubsw's saturating pair sums give 2*32767 + 1000.
+  new Int8Array(buf, dot, 16).set([127, 127, 127, 127, -128, -128, -128, -128, 127, -128, 127, -128, 1, -2, 3, -4]);
+  new Uint8Array(buf, dot + 16, 16).set([255, 255, 255, 255, 255, 255, 255, 255, 200, 200, 130, 130, 129, 128, 255, 7]);
+  new Int32Array(buf, dot + 32, 4).set([1000, -1000, 0, 7]);
+  e.fused_dot_probe(dot);
+  new Uint32Array(buf, out + (outN - 4) * 4, 4).set(new Uint32Array(buf, dot + 48, 4));
   return new Uint32Array(outF.buffer.slice(out, out + outN * 4));
 }
 
