@@ -3,6 +3,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { percentiles } from "../src/generate/eval-stats";
 import { writeSynthGGUF } from "../weights-tools/synth";
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -74,4 +75,20 @@ export function engineChild(args: string[], prompt: number, decode: number): Eng
   } catch {
     return { engine: args.join(" "), error: (r.stderr || r.stdout || `exit ${r.status}`).trim().split("\n").slice(-3).join(" | ") };
   }
+}
+
+/** One engine's rounds as one result: the median of each figure over the rounds, the first round's first prefill, the highest peak RSS. */
+export function mergeRounds(rs: ReturnType<typeof engineChild>[]): ReturnType<typeof engineChild> {
+  const failed = rs.find((r) => "error" in r);
+  if (failed) return failed;
+  const ok = rs as EngineResult[];
+  const med = (k: "load_s" | "prefill_tok_s" | "decode_tok_s" | "decode_sampled_tok_s") => percentiles(ok.map((r) => r[k] ?? NaN)).median;
+  return {
+    ...ok[0],
+    load_s: med("load_s"),
+    prefill_tok_s: med("prefill_tok_s"),
+    decode_tok_s: med("decode_tok_s"),
+    decode_sampled_tok_s: med("decode_sampled_tok_s"),
+    peak_rss_mb: Math.max(...ok.map((r) => r.peak_rss_mb)),
+  };
 }

@@ -44,9 +44,8 @@ import { closeSync, mkdirSync, openSync, readSync, statSync, writeFileSync } fro
 import { availableParallelism, cpus } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { benchModel, engineChild, root, type EngineResult } from "./common";
+import { benchModel, engineChild, mergeRounds, root, type EngineResult } from "./common";
 import { enableRelaxedSimd } from "../src/engine/node";
-import { percentiles } from "../src/generate/eval-stats";
 
 // The other benches have options of their own: with one of their flags, every other argument goes to
 // that bench as given (its --help lists them).
@@ -77,23 +76,6 @@ if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`--rounds must be a
 if (!Number.isInteger(REPS) || REPS < 1) throw new Error(`--reps must be a positive integer, got ${cli.reps}`);
 const PROMPT = quick ? 32 : 128;
 const DECODE = quick ? 16 : 64;
-
-/** One engine's rounds as one result: the median of each figure over the rounds, the first round's first prefill, the highest peak RSS. */
-function mergeRounds(rs: ReturnType<typeof child>[]): ReturnType<typeof child> {
-  const failed = rs.find((r) => "error" in r);
-  if (failed) return failed;
-  const ok = rs as EngineResult[];
-  const median = (xs: number[]) => percentiles(xs).median;
-  const med = (k: "load_s" | "prefill_tok_s" | "decode_tok_s" | "decode_sampled_tok_s") => median(ok.map((r) => r[k] ?? NaN));
-  return {
-    ...ok[0],
-    load_s: med("load_s"),
-    prefill_tok_s: med("prefill_tok_s"),
-    decode_tok_s: med("decode_tok_s"),
-    decode_sampled_tok_s: med("decode_sampled_tok_s"),
-    peak_rss_mb: Math.max(...ok.map((r) => r.peak_rss_mb)),
-  };
-}
 
 /** Seconds to read the file front to back once (4 MiB reads into one reused buffer): the floor for any loader. */
 function readTime(path: string): number {

@@ -5,8 +5,13 @@
  * prompt and streams tokens over SSE, greedy and then with the model card's sampling settings
  * (temperature 0.7, top_p 0.95); the ratio to Node is what workerd, the API layer and SSE add.
  *
- *   node --import tsx bench/worker.ts [--quick] [--kernels relaxed-fused|relaxed|simd] [--v8-flags "..."]
+ *   node --import tsx bench/worker.ts [--quick] [--rounds 3] [--kernels relaxed-fused|relaxed|simd] [--v8-flags "..."]
  *   (also part of `npm run bench -- --all`)
+ *
+ * --rounds N (default 3; 1 with --quick): llama.cpp, the Node peer and the Worker N times in turn,
+ * each round a fresh child process per peer (3 reps each) and three greedy and two sampled streams
+ * from the Worker; the medians over the rounds are reported, and each round's ratios beside them,
+ * so that a slow spell of this machine falls on every host alike and shows as spread.
  *
  * --kernels sets the Worker's KERNELS var (default: its own choice, relaxed-fused where it passes
  * the self-test) and, for relaxed and simd, the Node peer's build (default relaxed: the fused dot
@@ -19,7 +24,8 @@ import { cpus } from "node:os";
 import { join } from "node:path";
 import { sseEventsOf } from "../test/helpers/sse";
 import { startBareWorkerd } from "../test/worker/bare-workerd";
-import { benchModel, engineChild, promptTokens, root, waitReady, type EngineResult } from "./common";
+import { percentiles } from "../src/generate/eval-stats";
+import { benchModel, engineChild, mergeRounds, promptTokens, root, waitReady, type EngineResult } from "./common";
 
 const quick = process.argv.includes("--quick");
 const arg = (name: string) => {
@@ -28,8 +34,13 @@ const arg = (name: string) => {
 };
 const kernels = arg("--kernels");
 if (process.argv.includes("--help")) {
-  console.log("usage: node --import tsx bench/worker.ts [--quick] [--kernels build] [--v8-flags flags]\n  the Worker in workerd vs the WASM engine in Node on the synthetic 1.6B Q4_0 model");
+  console.log("usage: node --import tsx bench/worker.ts [--quick] [--rounds N] [--kernels build] [--v8-flags flags]\n  the Worker in workerd vs the WASM engine in Node and llama.cpp on the synthetic 1.6B Q4_0 model, N rounds in turn (default 3)");
   process.exit(0);
+}
+const ROUNDS = Number(arg("--rounds") ?? (quick ? 1 : 3));
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
+  console.error(`bench/worker.ts: --rounds must be a positive integer, got ${arg("--rounds")}`);
+  process.exit(2);
 }
 const PROMPT = quick ? 32 : 128;
 const DECODE = quick ? 16 : 64;
@@ -84,10 +95,12 @@ async function streamOnce(url: string, sampling: Record<string, number> = { temp
 
 const path = await benchModel();
 const nodeBuild = kernels === "simd" ? "simd" : "relaxed";
-const node = engineChild(["--model", path, "--engine", "edgelm", "--build", nodeBuild], PROMPT, DECODE);
-if ("error" in node) throw new Error(`the Node peer failed: ${node.error}`);
-const llama = engineChild(["--model", path, "--engine", "llama.cpp"], PROMPT, DECODE);
-if ("error" in llama) throw new Error(`the llama.cpp peer failed: ${llama.error}`);
+const peer = (engine: string[]) => {
+  const r = engineChild(["--model", path, ...engine, "--reps", quick ? "1" : "3"], PROMPT, DECODE);
+  if ("error" in r) throw new Error(`the ${engine.join(" ")} peer failed: ${r.error}`);
+  return r;
+};
+const median = (xs: number[]) => percentiles(xs).median;
 
 const w = await startBareWorkerd({
   model: path,
@@ -95,24 +108,47 @@ const w = await startBareWorkerd({
   vars: { MODEL_KEY: "synth-1_6b-q4_0.gguf", MODEL_ID: "bench", ENGINE: "wasm", CPU_BUDGET_MS: "0", PREFILL_CHUNK_TOKENS: String(PROMPT), ...(kernels ? { KERNELS: kernels } : {}) },
   v8Flags: arg("--v8-flags")?.split(/\s+/).filter(Boolean),
 });
-let worker: WorkerResult;
+const llamaRounds: EngineResult[] = [], nodeRounds: EngineResult[] = [], workerRounds: WorkerResult[] = [];
 let engine: string;
 try {
   const ready = await waitReady(w.url, 300_000);
   engine = ready.engine;
   await streamOnce(w.url); // warm-up: first-call costs (tokenizer caches, JIT) are not the steady state
-  const runs = [await streamOnce(w.url), await streamOnce(w.url)];
-  const best = runs.reduce((a, b) => (b.decode_tok_s > a.decode_tok_s ? b : a));
-  const sampled = Math.max((await streamOnce(w.url, SAMPLED)).decode_tok_s, (await streamOnce(w.url, SAMPLED)).decode_tok_s);
   const weights = w.logs().match(/loading \S+: 100% \([^,]+, ([\d.]+) s\)/);
-  worker = { load_s: ready.load_ms / 1000, weights_s: weights ? Number(weights[1]) : NaN, ...best, sampled_decode_tok_s: sampled };
+  for (let r = 0; r < ROUNDS; r++) {
+    llamaRounds.push(peer(["--engine", "llama.cpp"]));
+    nodeRounds.push(peer(["--engine", "edgelm", "--build", nodeBuild]));
+    // The Worker's reps: three greedy streams and two sampled ones, their medians.
+    const greedy = [await streamOnce(w.url), await streamOnce(w.url), await streamOnce(w.url)];
+    const sampled = [await streamOnce(w.url, SAMPLED), await streamOnce(w.url, SAMPLED)];
+    workerRounds.push({
+      load_s: ready.load_ms / 1000,
+      weights_s: weights ? Number(weights[1]) : NaN,
+      ttft_ms: median(greedy.map((g) => g.ttft_ms)),
+      prefill_ms: median(greedy.map((g) => g.prefill_ms)),
+      decode_tok_s: median(greedy.map((g) => g.decode_tok_s)),
+      server_decode_tok_s: greedy.every((g) => g.server_decode_tok_s !== null) ? median(greedy.map((g) => g.server_decode_tok_s as number)) : null,
+      tokens: greedy[0].tokens,
+      sampled_decode_tok_s: median(sampled.map((g) => g.decode_tok_s)),
+    });
+    if (ROUNDS > 1) process.stderr.write(`round ${r + 1} of ${ROUNDS} done\n`);
+  }
 } finally {
   await w.close();
 }
+const node = mergeRounds(nodeRounds) as EngineResult;
+const ref = mergeRounds(llamaRounds) as EngineResult;
+const overRounds = (k: "ttft_ms" | "prefill_ms" | "decode_tok_s" | "server_decode_tok_s" | "sampled_decode_tok_s") => median(workerRounds.map((r) => r[k] ?? NaN));
+const worker: WorkerResult = {
+  ...workerRounds[0],
+  ttft_ms: overRounds("ttft_ms"),
+  prefill_ms: overRounds("prefill_ms"),
+  decode_tok_s: overRounds("decode_tok_s"),
+  server_decode_tok_s: workerRounds[0].server_decode_tok_s === null ? null : overRounds("server_decode_tok_s"),
+  sampled_decode_tok_s: overRounds("sampled_decode_tok_s"),
+};
 
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "—");
-const peer = node as EngineResult;
-const ref = llama as EngineResult;
 const vs = (x: number, y: number | undefined) => (y && Number.isFinite(x) ? `${f(x / y, 2)}×` : "—");
 const ms = (tokS: number) => (PROMPT * 1000) / tokS;
 const lines = [
@@ -122,14 +158,20 @@ const lines = [
   "| host | path | load s | prefill ms | first token ms (client) | decode tok/s (client) | decode tok/s (server) | sampled decode tok/s | prefill vs llama.cpp | decode vs llama.cpp | sampled vs llama.cpp |",
   "|---|---|---|---|---|---|---|---|---|---|---|",
   `| Node | llama.cpp (${ref.detail}) | ${f(ref.load_s, 2)} | ${f(ms(ref.prefill_tok_s), 0)} | — | ${f(ref.decode_tok_s)} | — | ${f(ref.decode_sampled_tok_s ?? NaN)} | 1× | 1× | 1× |`,
-  `| Node | edgelm engine in-process (${peer.engine}) | ${f(peer.load_s, 2)} | ${f(ms(peer.prefill_tok_s), 0)} | — | ${f(peer.decode_tok_s)} | — | ${f(peer.decode_sampled_tok_s ?? NaN)} | ${vs(peer.prefill_tok_s, ref.prefill_tok_s)} | ${vs(peer.decode_tok_s, ref.decode_tok_s)} | ${vs(peer.decode_sampled_tok_s ?? NaN, ref.decode_sampled_tok_s)} |`,
+  `| Node | edgelm engine in-process (${node.engine}) | ${f(node.load_s, 2)} | ${f(ms(node.prefill_tok_s), 0)} | — | ${f(node.decode_tok_s)} | — | ${f(node.decode_sampled_tok_s ?? NaN)} | ${vs(node.prefill_tok_s, ref.prefill_tok_s)} | ${vs(node.decode_tok_s, ref.decode_tok_s)} | ${vs(node.decode_sampled_tok_s ?? NaN, ref.decode_sampled_tok_s)} |`,
   `| workerd | edgelm Worker, SSE over HTTP (${worker.tokens} tokens) | ${f(worker.load_s, 2)} | ${f(worker.prefill_ms, 0)} | ${f(worker.ttft_ms, 0)} | ${f(worker.decode_tok_s)} | ${f(worker.server_decode_tok_s ?? NaN)} | ${f(worker.sampled_decode_tok_s)} | ${vs(ms(ref.prefill_tok_s), worker.prefill_ms)} | ${vs(worker.decode_tok_s, ref.decode_tok_s)} | ${vs(worker.sampled_decode_tok_s, ref.decode_sampled_tok_s)} |`,
   "",
   `Worker load: ${f(worker.weights_s, 1)} s streaming the weights from the folder binding, the rest building the tokenizer from the GGUF vocabulary (the Node peer loads weights only)`,
-  `Worker / Node: decode ${f(worker.decode_tok_s / peer.decode_tok_s, 2)}×, prefill ${f(((PROMPT * 1000) / peer.prefill_tok_s) / worker.prefill_ms, 2)}× (speed; > 1 = the Worker is faster)`,
+  `Worker / Node: decode ${f(worker.decode_tok_s / node.decode_tok_s, 2)}×, prefill ${f(((PROMPT * 1000) / node.prefill_tok_s) / worker.prefill_ms, 2)}× (speed; > 1 = the Worker is faster)`,
+  ...(ROUNDS > 1
+    ? [
+        `medians of ${ROUNDS} rounds (llama.cpp, Node, Worker in turn; each peer's figure the median of its 3 reps, the Worker's of 3 greedy and 2 sampled streams); the Worker / llama.cpp ratios round by round:`,
+        `  prefill ${workerRounds.map((r, i) => f(ms(llamaRounds[i].prefill_tok_s) / r.prefill_ms, 2)).join(", ")}; decode ${workerRounds.map((r, i) => f(r.decode_tok_s / llamaRounds[i].decode_tok_s, 2)).join(", ")}; sampled ${workerRounds.map((r, i) => f(r.sampled_decode_tok_s / (llamaRounds[i].decode_sampled_tok_s ?? NaN), 2)).join(", ")}`,
+      ]
+    : []),
 ];
 console.log(lines.join("\n"));
 mkdirSync(join(root, "bench/results"), { recursive: true });
 const out = join(root, "bench/results", `worker-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), model: path, prompt: PROMPT, decode: DECODE, machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version }, node: peer, llama: ref, worker, workerEngine: engine }, null, 2));
+writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), model: path, prompt: PROMPT, decode: DECODE, machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version }, rounds: ROUNDS, node, llama: ref, worker, workerEngine: engine, perRound: { llama: llamaRounds, node: nodeRounds, worker: workerRounds } }, null, 2));
 console.log(`\nwrote ${out}`);
