@@ -385,10 +385,11 @@ export function selfTest(candidate: WebAssembly.Module, reference: WebAssembly.M
   }
   if (bad === 0) return { ok: true, detail: `${want.length} outputs bit-identical to scalar` };
   const f = (u: number) => new Float32Array(new Uint32Array([u]).buffer)[0];
-  return {
-    ok: false,
-    detail: `${bad}/${want.length} outputs differ from scalar (first #${first}: ${f(got[first])} vs ${f(want[first])})`,
-  };
+  // The last four outputs are fused_dot_probe's int32 lanes (probe()).
+  const what = first >= want.length - 4
+    ? `the fused-dot probe: ${got[first] | 0} vs ${want[first] | 0}, this CPU's fused dot is not one AVX-VNNI instruction`
+    : `${f(got[first])} vs ${f(want[first])}`;
+  return { ok: false, detail: `${bad}/${want.length} outputs differ from scalar (first #${first}, ${what})` };
 }
 
 /**
