@@ -15,10 +15,12 @@
  * bench/results/engines-<time>.json.
  *
  *   npm run bench [-- --quick] [-- --threads N] [-- --reps R] [-- --rounds N] [-- --all] [-- --concurrency|--structured|--quants|--browser [options]]
- *   --quick      32-token prompt, 16 decoded tokens, one rep
+ *   --quick      32-token prompt, 16 decoded tokens, one rep, one round
  *   --reps R     timed repetitions per engine process (default 3; the medians are reported)
- *   --rounds N   every engine N times in turn, each in a fresh process (default 1; the medians over
- *                the rounds are reported): on a noisy machine a slow spell then falls on all engines
+ *   --rounds N   every engine N times in turn, each in a fresh process (default 3, 1 with --quick; the
+ *                medians over the rounds are reported): a slow spell of the machine then falls on
+ *                every engine alike, and the targets' ratios, which sit within a run's spread of
+ *                each other, are not read off one process each
  *   --threads N  the multi-threaded rows' thread count (default: the cores, os.availableParallelism());
  *                1 leaves them out
  *   --all        also run bench/kernels.ts (per-kernel GB/s, G mult-adds/s), bench/tokenizer.ts and
@@ -71,7 +73,7 @@ const all = cli.all ?? false;
 const THREADS = Number(cli.threads ?? availableParallelism());
 if (!Number.isInteger(THREADS) || THREADS < 1) throw new Error(`--threads must be a positive integer, got ${cli.threads}`);
 const REPS = Number(cli.reps ?? (quick ? 1 : 3));
-const ROUNDS = Number(cli.rounds ?? 1);
+const ROUNDS = Number(cli.rounds ?? (quick ? 1 : 3));
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`--rounds must be a positive integer, got ${cli.rounds}`);
 if (!Number.isInteger(REPS) || REPS < 1) throw new Error(`--reps must be a positive integer, got ${cli.reps}`);
 const PROMPT = quick ? 32 : 128;
