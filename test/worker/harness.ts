@@ -134,6 +134,18 @@ export function parseSSE(raw: string): { data: string[]; comments: string[] } {
   return { data, comments };
 }
 
+/**
+ * Whether this CPU has AVX-VNNI (the VEX form V8 emits for the fused 8-bit dot), from Linux's
+ * flags: where it has, workerd's self-test passes the relaxed-fused build, else relaxed is taken.
+ */
+export function cpuHasAvxVnni(): boolean {
+  try {
+    return /\bavx_vnni\b/.test(readFileSync("/proc/cpuinfo", "utf8"));
+  } catch {
+    return false;
+  }
+}
+
 /** Resolves once the Worker's /health answers 200 (the model loaded from R2). */
 export async function waitHealthy(w: Pick<WorkerUnderTest, "url">, timeout = 60_000): Promise<void> {
   await vi.waitFor(
