@@ -190,6 +190,9 @@ interface ProbeSizes {
 const PROBE: ProbeSizes = { q4Rows: 7, q4Cols: 96, ntok: 27, few: [2, 4], q8Rows: 6, q6Rows: 5, kRows: 6 };
 const WARM: ProbeSizes = { q4Rows: 64, q4Cols: 256, ntok: 27, few: [2, 4], q8Rows: 16, q6Rows: 8, kRows: 16 };
 
+/** The probe's last outputs: fused_dot_probe's int32 lanes, the fused dot past the kernels' operand range. */
+const DOT_PROBE_LANES = 4;
+
 /**
  * Runs the quantized kernels on deterministic data in a private memory and
  * returns every output float's bits. Extreme values are included on purpose
@@ -244,8 +247,7 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
     { bytes: 110, halves: [108], w: alloc(Math.max(s.kRows * 110, e.q3kr_bytes(s.kRows, kCols) >>> 0)), repack: e.repack_q3_k, matvec: e.matvec_q3kr_q8a, matmul: e.matmul_q3kr_q8b },
   ];
   const kOut = (kMats.length + lowMats.length) * s.kRows * (counts.reduce((a, n) => a + n, 0) + 1) + s.q6Rows * counts.reduce((a, n) => a + n, 0);
-  // The last four outputs: the fused dot past the kernels' operand range (fused_dot_probe).
-  const outN = (s.q4Rows + s.q8Rows) * counts.reduce((a, n) => a + n, 0) + s.q4Rows + s.q8Rows + 2 * s.q6Rows + kOut + 4;
+  const outN = (s.q4Rows + s.q8Rows) * counts.reduce((a, n) => a + n, 0) + s.q4Rows + s.q8Rows + 2 * s.q6Rows + kOut + DOT_PROBE_LANES;
   const out = alloc(outN * 4);
   const dot = alloc(64);
   const buf = memory.buffer;
@@ -357,7 +359,7 @@ function probe(module: WebAssembly.Module, s: ProbeSizes, rounds = 1, shared = f
   new Uint8Array(buf, dot + 16, 16).set([255, 255, 255, 255, 255, 255, 255, 255, 200, 200, 130, 130, 129, 128, 255, 7]);
   new Int32Array(buf, dot + 32, 4).set([1000, -1000, 0, 7]);
   e.fused_dot_probe(dot);
-  new Uint32Array(buf, out + (outN - 4) * 4, 4).set(new Uint32Array(buf, dot + 48, 4));
+  new Uint32Array(buf, out + (outN - DOT_PROBE_LANES) * 4, DOT_PROBE_LANES).set(new Uint32Array(buf, dot + 48, DOT_PROBE_LANES));
   return new Uint32Array(outF.buffer.slice(out, out + outN * 4));
 }
 
@@ -385,8 +387,7 @@ export function selfTest(candidate: WebAssembly.Module, reference: WebAssembly.M
   }
   if (bad === 0) return { ok: true, detail: `${want.length} outputs bit-identical to scalar` };
   const f = (u: number) => new Float32Array(new Uint32Array([u]).buffer)[0];
-  // The last four outputs are fused_dot_probe's int32 lanes (probe()).
-  const what = first >= want.length - 4
+  const what = first >= want.length - DOT_PROBE_LANES
     ? `the fused-dot probe: ${got[first] | 0} vs ${want[first] | 0}, this CPU's fused dot is not one AVX-VNNI instruction`
     : `${f(got[first])} vs ${f(want[first])}`;
   return { ok: false, detail: `${bad}/${want.length} outputs differ from scalar (first #${first}, ${what})` };
