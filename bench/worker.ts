@@ -101,6 +101,8 @@ const peer = (engine: string[]) => {
   return r;
 };
 const median = (xs: number[]) => percentiles(xs).median;
+/** The server's decode rate over streams or rounds: none where any of them went without it. */
+const medianOrNull = (xs: (number | null)[]) => (xs.every((x) => x !== null) ? median(xs as number[]) : null);
 
 const w = await startBareWorkerd({
   model: path,
@@ -127,7 +129,7 @@ try {
       ttft_ms: median(greedy.map((g) => g.ttft_ms)),
       prefill_ms: median(greedy.map((g) => g.prefill_ms)),
       decode_tok_s: median(greedy.map((g) => g.decode_tok_s)),
-      server_decode_tok_s: greedy.every((g) => g.server_decode_tok_s !== null) ? median(greedy.map((g) => g.server_decode_tok_s as number)) : null,
+      server_decode_tok_s: medianOrNull(greedy.map((g) => g.server_decode_tok_s)),
       tokens: greedy[0].tokens,
       sampled_decode_tok_s: median(sampled.map((g) => g.decode_tok_s)),
     });
@@ -138,13 +140,13 @@ try {
 }
 const node = mergeRounds(nodeRounds) as EngineResult;
 const ref = mergeRounds(llamaRounds) as EngineResult;
-const overRounds = (k: "ttft_ms" | "prefill_ms" | "decode_tok_s" | "server_decode_tok_s" | "sampled_decode_tok_s") => median(workerRounds.map((r) => r[k] ?? NaN));
+const overRounds = (k: "ttft_ms" | "prefill_ms" | "decode_tok_s" | "sampled_decode_tok_s") => median(workerRounds.map((r) => r[k]));
 const worker: WorkerResult = {
   ...workerRounds[0],
   ttft_ms: overRounds("ttft_ms"),
   prefill_ms: overRounds("prefill_ms"),
   decode_tok_s: overRounds("decode_tok_s"),
-  server_decode_tok_s: workerRounds[0].server_decode_tok_s === null ? null : overRounds("server_decode_tok_s"),
+  server_decode_tok_s: medianOrNull(workerRounds.map((r) => r.server_decode_tok_s)),
   sampled_decode_tok_s: overRounds("sampled_decode_tok_s"),
 };
 
