@@ -22,6 +22,7 @@
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { sseEventsOf } from "../test/helpers/sse";
 import { startBareWorkerd } from "../test/worker/bare-workerd";
 import { percentiles } from "../src/generate/eval-stats";
@@ -120,6 +121,10 @@ try {
   for (let r = 0; r < ROUNDS; r++) {
     llamaRounds.push(peer(["--engine", "llama.cpp"]));
     nodeRounds.push(peer(["--engine", "edgelm", "--build", nodeBuild]));
+    // The peers ran with this process's event loop stopped (spawnSync): let it pass a timer and an
+    // I/O poll, so that the kept-alive connection to workerd, closed meanwhile, is dropped before
+    // the next request is sent on it ("other side closed").
+    await sleep(10);
     // The Worker's reps: three greedy streams and two sampled ones, their medians.
     const greedy = [await streamOnce(w.url), await streamOnce(w.url), await streamOnce(w.url)];
     const sampled = [await streamOnce(w.url, SAMPLED), await streamOnce(w.url, SAMPLED)];
