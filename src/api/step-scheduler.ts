@@ -38,6 +38,9 @@
  *   records each outcome, and every waiting call looks for its own on a timer
  *   of its own, every `pollMs`. The same look runs a step that is due, so the
  *   steps need no timer of the scheduler's and go on whichever request ends.
+ *   The only live sequence, when it drove the step, takes its outcome as the
+ *   step ends instead: no other call can be waiting to look, and a look is a
+ *   timer (~1.1 ms in workerd, ~3% of a decode step on the 1.6B model).
  *   The step is run by one of its own members (never on behalf of a request
  *   with no row in it), the one that has run the fewest rows beyond its own:
  *   each caller's CPU time then stays near its own rows' share, within one
@@ -134,6 +137,8 @@ export class StepScheduler implements Engine {
   /** The step running now (a step taken as lost and ending after all must not touch the calls). */
   private stepNo = 0;
   private running = false;
+  /** The running step, for a driver that waits for it instead of polling (poll). */
+  private stepDone?: Promise<void>;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly gatherMs: number;
   private counts = { steps: 0, rows: 0, sequences: 0, lost: 0 };
@@ -225,7 +230,10 @@ export class StepScheduler implements Engine {
     this.look(call);
     // A driver whose own call ended mid-step (released) still looks until its step ends: the lost-step rule.
     while (!call.outcome || this.driverCall === call) {
-      await new Promise((r) => setTimeout(r, ms));
+      // The only live sequence drove this step: no other call can be waiting to look, so it takes
+      // its outcome when the step ends (the step is its own request's) rather than at its next look.
+      if (this.driverCall === call && this.live.size === 1 && this.stepDone) await this.stepDone;
+      else await new Promise((r) => setTimeout(r, ms));
       if (!call.outcome || this.driverCall === call) this.look(call);
     }
     return outcomeOf(call);
@@ -255,7 +263,7 @@ export class StepScheduler implements Engine {
     const total = rows.reduce((n, r) => n + r.take, 0);
     this.debt.set(call.seq, debtOf(call) + total);
     for (const r of rows) this.debt.set(r.call.seq, debtOf(r.call) - r.take);
-    void this.step(rows, call);
+    this.stepDone = this.step(rows, call);
   }
 
   /** The running step is taken as lost: its calls stay waiting for the next step, a late end of it is ignored. */

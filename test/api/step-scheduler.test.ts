@@ -10,7 +10,7 @@
  * one of its own members, and each member must run about its own rows' worth.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { StepScheduler } from "../../src/api/step-scheduler";
 import type { ServedModel } from "../../src/api/deps";
 import { loadWasmEngine } from "../../src/engine/node";
@@ -301,6 +301,36 @@ describe("StepScheduler, polled (each caller looks for its own outcome: the Work
     const rest = [];
     for await (const ev of { [Symbol.asyncIterator]: () => slow }) rest.push(ev);
     expect([first.value as GenerateEvent, ...rest].flatMap((e) => (e.type === "token" ? [e.id] : []))).toEqual(want);
+  });
+
+  it("the only live sequence takes its outcome when the step it drove ends, not at its next look; with another live, calls wait for looks", async () => {
+    const ref = engine.newSequence();
+    const alone = [...(await engine.forward(ref, [5, 6, 7], 0))];
+    engine.releaseSequence(ref);
+    const s = new StepScheduler(recording(engine).engine, { maxBatch: 4, maxBatchTokens: 16, pollMs: 1 });
+    vi.useFakeTimers();
+    try {
+      // No timer fires unless advanced: a call that waited for a look would not resolve here.
+      const seq = s.newSequence();
+      let done = false;
+      const first = s.forward(seq, [5, 6, 7], 0).finally(() => (done = true));
+      for (let i = 0; i < 50 && !done; i++) await Promise.resolve();
+      expect(done).toBe(true);
+      expect(await first).toEqual(alone);
+      const other = s.newSequence();
+      done = false;
+      const next = s.forward(seq, [8], 3).finally(() => (done = true));
+      for (let i = 0; i < 50; i++) await Promise.resolve();
+      expect(done).toBe(false);
+      // The other never calls: after the gather deadline (5 looks) the step runs without it.
+      await vi.advanceTimersByTimeAsync(10);
+      await next;
+      s.releaseSequence(other);
+      s.releaseSequence(seq);
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(s.batchStats).toMatchObject({ live: 0, waiting: 0 });
   });
 
   it("a sequence released while its step runs is freed in the engine only once the step has ended", async () => {
