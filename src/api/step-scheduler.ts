@@ -230,10 +230,15 @@ export class StepScheduler implements Engine {
     this.look(call);
     // A driver whose own call ended mid-step (released) still looks until its step ends: the lost-step rule.
     while (!call.outcome || this.driverCall === call) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const nextLook = new Promise((r) => (timer = setTimeout(r, ms)));
       // The only live sequence drove this step: no other call can be waiting to look, so it takes
-      // its outcome when the step ends (the step is its own request's) rather than at its next look.
-      if (this.driverCall === call && this.live.size === 1 && this.stepDone) await this.stepDone;
-      else await new Promise((r) => setTimeout(r, ms));
+      // its outcome when the step ends (the step is its own request's) if that comes before its next
+      // look. It still looks meanwhile: a request arriving during a step that awaits I/O counts the
+      // looks that keep the step from being taken as lost.
+      if (this.driverCall === call && this.live.size === 1 && this.stepDone) await Promise.race([this.stepDone, nextLook]);
+      else await nextLook;
+      clearTimeout(timer);
       if (!call.outcome || this.driverCall === call) this.look(call);
     }
     return outcomeOf(call);

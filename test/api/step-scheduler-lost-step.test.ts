@@ -105,6 +105,20 @@ describe("StepScheduler, polled, steps that await I/O: the lost-step rule", () =
     });
   }, 30_000);
 
+  it("a lone driver's step awaiting I/O is not taken as lost when another request arrives during it", async () => {
+    const want = await aloneIds();
+    // The first step (request 0's prompt, alone) waits 1.2 s: request 1, arriving meanwhile, makes
+    // well over LOST_STEP_LOOKS looks during it.
+    const rec = slowSteps((n) => io(n === 1 ? 1200 : 0));
+    const s = polled(rec.engine);
+    const first = als.run(0, () => ids(s, request(0)));
+    while (rec.steps.length === 0) await io(1);
+    const second = als.run(1, () => ids(s, request(1)));
+    expect([await first, await second]).toEqual(want.slice(0, 2));
+    expect(s.batchStats.lost).toBe(0);
+    expect(rec.steps.length).toBe(s.batchStats.steps);
+  }, 30_000);
+
   it("a step whose driver's request is stopped mid-step is taken as lost, and the others finish with their own tokens", async () => {
     const want = await aloneIds();
     let victim: number | undefined;
