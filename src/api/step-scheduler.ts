@@ -38,9 +38,9 @@
  *   records each outcome, and every waiting call looks for its own on a timer
  *   of its own, every `pollMs`. The same look runs a step that is due, so the
  *   steps need no timer of the scheduler's and go on whichever request ends.
- *   The only live sequence, when it drove the step, takes its outcome as the
- *   step ends instead: no other call can be waiting to look, and a look is a
- *   timer (~1.1 ms in workerd, ~3% of a decode step on the 1.6B model).
+ *   The only live sequence, when it drove the step, also wakes as the step
+ *   ends: no other call can be waiting to look, and a look is a timer (~1.1
+ *   ms in workerd, ~3% of a decode step on the 1.6B model).
  *   The step is run by one of its own members (never on behalf of a request
  *   with no row in it), the one that has run the fewest rows beyond its own:
  *   each caller's CPU time then stays near its own rows' share, within one
