@@ -137,7 +137,7 @@ export class StepScheduler implements Engine {
   /** The step running now (a step taken as lost and ending after all must not touch the calls). */
   private stepNo = 0;
   private running = false;
-  /** The running step, for a driver that waits for it instead of polling (poll). */
+  /** The running step, whose end a lone driver also waits for (poll). */
   private stepDone?: Promise<void>;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly gatherMs: number;
