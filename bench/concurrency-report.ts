@@ -5,6 +5,7 @@
 import type { ConcurrencyFigures } from "./concurrency-stats";
 import type { PrefixCase, TurnPair } from "./concurrency-prefix";
 import type { ShortCase } from "./concurrency-short";
+import { f, ratio, targetLines, type Target } from "./targets";
 
 export const HOSTS = ["node", "worker", "sharded"] as const;
 export type HostName = (typeof HOSTS)[number];
@@ -47,16 +48,6 @@ export interface ConcurrencyRun {
 /** The targets' ceiling for batched decode, as a share of the engine's prefill tok/s: a step's rows share each weight block as a prompt's rows do, so prefill's rate bounds what batching can reach. */
 export const CEILING_OF_PREFILL = 0.857;
 
-export interface Target {
-  what: string;
-  /** The measured side, in words and numbers. */
-  measured: string;
-  /** undefined: not measured in this run (measured says why). */
-  pass?: boolean;
-}
-
-const f = (x: number | undefined, d = 1) => (x !== undefined && Number.isFinite(x) ? x.toFixed(d) : "—");
-const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && Number.isFinite(a / b) ? `${f(a / b, 2)}×` : "—");
 
 const LABELS: Record<HostName, (run: ConcurrencyRun) => string> = {
   node: () => "Node (edgelm serve, 1 thread)",
@@ -159,8 +150,7 @@ export function report(run: ConcurrencyRun): string[] {
       return `short request (${LABELS[h.host](run)}): alone ${f(s.alone_ms, 0)} ms to first token; decode step at 3 streams ${f(s.step_ms, 0)} ms${ttft}${s.note ? ` (${s.note})` : ""}`;
     }),
     "",
-    "targets (this run's numbers):",
-    ...targets(run).map((t) => `  ${t.pass === undefined ? "—" : t.pass ? "✓" : "✗"} ${t.what}: ${t.measured}`),
+    ...targetLines(targets(run)),
     "",
     ...(run.llamaDetail ? [`llama.cpp: ${run.llamaDetail}`] : []),
     ...(run.prefill ? [`prefill: ${run.prefill.detail}`] : []),

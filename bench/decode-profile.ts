@@ -4,8 +4,9 @@
  * attributed to their weight's role and kind (q, k, v, o, gate, up, down,
  * output; q4r, q4kr, q6r, ...). One thread. Not a test. With --batch B, each step is a batched
  * decode step of B sequences (one token each, all at the same position, as bench/batch-step.ts).
+ * With --prefill P, each profiled step is instead a P-token prompt fed to an empty sequence (prefill).
  *
- *   node --experimental-wasm-relaxed-simd --import tsx bench/decode-profile.ts [--model file.gguf]... [--context 128] [--steps 8] [--turns 2] [--batch 1] [--build-dir build]
+ *   node --experimental-wasm-relaxed-simd --import tsx bench/decode-profile.ts [--model file.gguf]... [--context 128] [--steps 8] [--turns 2] [--batch 1] [--prefill P] [--build-dir build]
  *
  * Per call, per group, the best step over steps × turns is kept per group (sum of
  * the group's calls within one step), and the wall time of the whole step.
@@ -22,17 +23,23 @@ const { values: args } = parseArgs({
     steps: { type: "string", default: "8" },
     turns: { type: "string", default: "2" },
     batch: { type: "string", default: "1" },
+    prefill: { type: "string" },
     "build-dir": { type: "string" },
     help: { type: "boolean" },
   },
 });
 if (args.help) {
-  console.log("usage: bench/decode-profile.ts [--model file.gguf]... [--context 128] [--steps 8] [--turns 2] [--batch 1] [--build-dir build]");
+  console.log("usage: bench/decode-profile.ts [--model file.gguf]... [--context 128] [--steps 8] [--turns 2] [--batch 1] [--prefill P] [--build-dir build]");
   process.exit(0);
 }
 const ctx = Number(args.context), steps = Number(args.steps), turns = Number(args.turns), batch = Number(args.batch);
+const prefill = args.prefill === undefined ? 0 : Number(args.prefill);
 if (!(Number.isInteger(batch) && batch >= 1)) {
   console.error(`bench/decode-profile: --batch must be a positive integer, got ${args.batch}`);
+  process.exit(2);
+}
+if ((args.prefill !== undefined && !(Number.isInteger(prefill) && prefill >= 1)) || (prefill > 0 && batch > 1)) {
+  console.error(`bench/decode-profile: --prefill must be a positive integer, without --batch, got ${args.prefill}`);
   process.exit(2);
 }
 const models = args.model ?? [await benchModel()];
@@ -42,7 +49,7 @@ const results = new Map<string, { best: Map<string, number>; step: number; info:
 
 for (let turn = 0; turn < turns; turn++) {
   for (const model of models) {
-    const e = await loadWasmEngine(model, { force: "relaxed", relaxed: true, buildDir: args["build-dir"], threads: 1, maxBatch: batch, sequences: batch, contextLength: ctx + steps + 1 });
+    const e = await loadWasmEngine(model, { force: "relaxed", relaxed: true, buildDir: args["build-dir"], threads: 1, maxBatch: batch, sequences: batch, contextLength: Math.max(prefill, ctx + steps + 1) });
     try {
       const eng = e as unknown as { k: Record<string, unknown>; weights: { layers: Record<string, unknown>[]; output?: WasmMatrix; embed?: WasmMatrix } };
       const byPtr = new Map<number, { role: string; m: WasmMatrix }>();
@@ -74,7 +81,7 @@ for (let turn = 0; turn < turns; turn++) {
       // B sequences over one prompt (the later ones take its cached blocks).
       const prompt = promptTokens(ctx);
       const seqs = Array.from({ length: batch }, () => e.newSequence());
-      for (const s of seqs) {
+      for (const s of prefill ? [] : seqs) {
         const held = e.reusePrefix(s, prompt);
         e.forward(s, prompt.slice(held), held);
       }
@@ -83,7 +90,8 @@ for (let turn = 0; turn < turns; turn++) {
       for (let i = 0; i < steps; i++) {
         acc = new Map();
         const t0 = performance.now();
-        if (batch === 1) e.forward(seqs[0], [1000 + i], ctx + i);
+        if (prefill) e.forward(seqs[0], promptTokens(prefill), 0);
+        else if (batch === 1) e.forward(seqs[0], [1000 + i], ctx + i);
         else e.forwardBatch(seqs.map((seq, j) => ({ seq, tokens: [1000 + i + j], startPos: ctx + i })));
         const dt = performance.now() - t0;
         r.step = Math.min(r.step, dt);
@@ -106,13 +114,15 @@ for (let turn = 0; turn < turns; turn++) {
 }
 
 for (const [model, r] of results) {
-  console.log(`\n${model}: best step ${r.step.toFixed(1)} ms (wall, one thread, context ${ctx}${batch > 1 ? `, ${batch} sequences a step` : ""})`);
+  const what = prefill ? `a ${prefill}-token prompt from an empty sequence` : `context ${ctx}${batch > 1 ? `, ${batch} sequences a step` : ""}`;
+  console.log(`\n${model}: best step ${r.step.toFixed(1)} ms (wall, one thread, ${what})`);
   const rows = [...r.best.entries()].sort((a, b) => b[1] - a[1]);
   let sum = 0;
   for (const [k, ms] of rows) {
     sum += ms;
     const g = r.info.get(k);
-    const per = g ? ` | ${g.calls} mats, ${(g.weights / 1e6).toFixed(1)} M weights, ${((ms * 1e6) / g.weights).toFixed(3)} ns/weight` : "";
+    const perStep = prefill && !k.startsWith("output") ? prefill : batch; // a prompt's logits: its last position only
+    const per = g ? ` | ${g.calls} mats, ${(g.weights / 1e6).toFixed(1)} M weights, ${((ms * 1e6) / g.weights).toFixed(3)} ns/weight, ${((g.weights * perStep) / (ms * 1e6)).toFixed(1)} G mult-adds/s` : "";
     console.log(`  ${k.padEnd(34)} ${ms.toFixed(2).padStart(7)} ms${per}`);
   }
   console.log(`  ${"sum of kernel calls".padEnd(34)} ${sum.toFixed(2).padStart(7)} ms; outside kernels ${(r.step - sum).toFixed(2)} ms`);

@@ -15,15 +15,12 @@
  * clock does not advance while it computes): (best of 6 requests of 2n calls − best of 6 of n) / n.
  * Both warm each build up first, and print whether A's and B's outputs agree.
  */
-import { spawn } from "node:child_process";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
-import { freePort } from "../test/helpers/ports";
-import { wranglerCompat } from "../test/worker/bundle";
 import { exitOnHelp } from "./usage";
+import { perCall, startProbe, type ProbeModule } from "./workerd-probe";
 
 exitOnHelp("usage: node --experimental-wasm-relaxed-simd --import tsx bench/kernels-ab.ts A.wasm B.wasm [--kernel matmul_q4r_q8b] [--shape 5632,2048,64] [--host node|workerd] [--n 10] [--v8-flags \"...\"]");
 
@@ -134,54 +131,16 @@ async function inWorkerd(): Promise<Outcome> {
   copyFileSync(fileB, join(dir, "b.wasm"));
   writeFileSync(join(dir, "setup.js"), SETUP);
   writeFileSync(join(dir, "worker.js"), WORKER.replaceAll("FN, ROWS, COLS, NTOK", `${JSON.stringify(kernel)}, ${rows}, ${cols}, ${ntok}`));
-  const port = await freePort();
-  const modules = ['(name = "worker.js", esModule = embed "worker.js")', '(name = "setup.js", esModule = embed "setup.js")', '(name = "a.wasm", wasm = embed "a.wasm")', '(name = "b.wasm", wasm = embed "b.wasm")'];
-  writeFileSync(
-    join(dir, "config.capnp"),
-    `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [(name = "main", worker = (modules = [${modules.join(", ")}], compatibilityDate = ${JSON.stringify(wranglerCompat().compatibilityDate)}))],
-  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
-  v8Flags = [${opt("--v8-flags", "").split(/\s+/).filter(Boolean).map((f) => JSON.stringify(f)).join(", ")}],
-);
-`,
-  );
-  const binary = (createRequire(createRequire(import.meta.url).resolve("miniflare"))("workerd") as { default: string }).default;
-  const child = spawn(binary, ["serve", join(dir, "config.capnp")], { stdio: ["ignore", "inherit", "inherit"] });
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
-  const url = `http://127.0.0.1:${port}`;
+  const modules: ProbeModule[] = [{ name: "worker.js", kind: "esModule" }, { name: "setup.js", kind: "esModule" }, { name: "a.wasm", kind: "wasm" }, { name: "b.wasm", kind: "wasm" }];
+  const probe = await startProbe(dir, modules, "w=a&n=0", opt("--v8-flags", "").split(/\s+/).filter(Boolean));
   try {
-    for (let tries = 0; ; tries++) {
-      try {
-        await fetch(`${url}/?w=a&n=0`);
-        break;
-      } catch (e) {
-        if (tries > 300) throw e;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    const get = async (q: string) => {
-      const t0 = performance.now();
-      const res = await fetch(`${url}/?${q}`);
-      const body = await res.text();
-      if (res.status !== 200) throw new Error(`workerd: ${body}`);
-      return { ms: performance.now() - t0, body };
-    };
-    for (let i = 0; i < 30; i++) for (const w of ["a", "b"]) await get(`w=${w}&n=1`); // tier up
+    for (let i = 0; i < 30; i++) for (const w of ["a", "b"]) await probe.get(`w=${w}&n=1`); // tier up
     await new Promise((r) => setTimeout(r, 300));
-    const n = Number(opt("--n", "10"));
-    const best: Record<string, [number, number]> = { a: [Infinity, Infinity], b: [Infinity, Infinity] };
-    for (let round = 0; round < 6; round++) {
-      for (const w of ["a", "b"]) {
-        best[w][0] = Math.min(best[w][0], (await get(`w=${w}&n=${n}`)).ms);
-        best[w][1] = Math.min(best[w][1], (await get(`w=${w}&n=${2 * n}`)).ms);
-      }
-    }
-    const same = (await get("w=a&out=1")).body === (await get("w=b&out=1")).body;
-    return { a: (best.a[1] - best.a[0]) / n / 1000, b: (best.b[1] - best.b[0]) / n / 1000, same };
+    const t = await perCall(probe, ["a", "b"], (w, n) => `w=${w}&n=${n}`, Number(opt("--n", "10")));
+    const same = (await probe.get("w=a&out=1")).body === (await probe.get("w=b&out=1")).body;
+    return { a: t.a, b: t.b, same };
   } finally {
-    child.kill("SIGTERM");
-    await exited;
+    await probe.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }

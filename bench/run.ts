@@ -47,6 +47,8 @@ import { availableParallelism, cpus } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { benchModel, engineChild, mergeRounds, root, type EngineResult } from "./common";
+import { footprintTargets, nodeSpeedTargets, type EngineRounds } from "./engine-targets";
+import { f, ratio, targetLines } from "./targets";
 import { enableRelaxedSimd } from "../src/engine/node";
 
 // The other benches have options of their own: with one of their flags, every other argument goes to
@@ -111,11 +113,18 @@ for (let r = 0; r < ROUNDS; r++) {
 const results = rounds.map(mergeRounds);
 
 const ok = results.filter((r): r is EngineResult => !("error" in r));
+/** runs[i]'s figures round by round; undefined where a round failed. */
+const roundsOf = (i: number): EngineRounds | undefined => {
+  const rs = rounds[i];
+  if (i < 0 || rs.some((r) => "error" in r)) return undefined;
+  const e = rs as EngineResult[];
+  return { prefill_tok_s: e.map((r) => r.prefill_tok_s), decode_tok_s: e.map((r) => r.decode_tok_s), decode_sampled_tok_s: e.map((r) => r.decode_sampled_tok_s ?? NaN) };
+};
+const runIndex = (engine: string, threads: number) => runs.findIndex(([argv, t]) => t === threads && argv[1] === engine && (engine !== "edgelm" || argv[3] === builds[0]));
 const llamaAt = (threads: number) => ok.find((r) => r.engine === "llama.cpp" && r.threads === threads);
 const oneThread = (r: EngineResult) => ok.find((o) => o.engine === r.engine && o.threads === 1);
-const f = (x: number, d = 1) => x.toFixed(d);
-const ratio = (a: number, b: number | undefined) => (b ? `${f(a / b, 2)}×` : "—");
 const kvMB = (24 * 2 * 2048 * 2 * (PROMPT + DECODE)) / 2 ** 20;
+const fastest1 = ok.find((r) => r.engine === `edgelm ${builds[0]}` && r.threads === 1);
 const weightsMB = size / 2 ** 20;
 
 const lines = [
@@ -139,9 +148,16 @@ const lines = [
   "sampled rows: the decode again over the same positions, sampling each token instead of taking the argmax:",
   ...ok.filter((r) => r.sampled_detail && r.threads === 1).map((r) => `  ${r.engine}: ${r.sampled_detail}`),
   "",
-  `targets (edgelm, one thread): decode ≥ 12 tok/s, prefill ≥ 25 tok/s, load ≤ 1.5× file read, RSS ≤ weights + KV + 64 MB = ${f(weightsMB, 0)} + ${f(kvMB, 0)} + 64 = ${f(weightsMB + kvMB + 64, 0)} MB,`,
-  `  counted above node's own baseline (the child's RSS after node + tsx start, before the engine module loads: ${ok[0] ? f(ok[0].baseline_rss_mb, 0) : "?"} MB — not ours)`,
-  ...(THREADS > 1 ? [`targets (edgelm, ${THREADS} threads): decode ≥ 1.0× llama.cpp at ${THREADS} threads, prefill ≥ 1.8× its own one-thread prefill`] : []),
+  ...targetLines([
+    ...nodeSpeedTargets({
+      one: { ours: roundsOf(runIndex("edgelm", 1)), llama: roundsOf(runIndex("llama.cpp", 1)) },
+      ...(THREADS > 1 ? { many: { threads: THREADS, ours: roundsOf(runIndex("edgelm", THREADS)), llama: roundsOf(runIndex("llama.cpp", THREADS)) } } : {}),
+    }),
+    ...(fastest1 ? footprintTargets({ load_s: fastest1.load_s, rss_mb: fastest1.peak_rss_mb - fastest1.baseline_rss_mb }, fileRead, { weightsMB, kvMB }) : []),
+  ]),
+  `  (RSS is counted above Node's own baseline: the child's RSS after node + tsx start, before the engine module loads, ${ok[0] ? f(ok[0].baseline_rss_mb, 0) : "?"} MB, is not ours)`,
+  ...(quick ? ["  (--quick: a 32-token prompt, 16 tokens and one round; the targets are set for the default run)"] : []),
+  "",
   ...ok.map((r) => `  ${r.engine}, ${r.threads} thread${r.threads > 1 ? "s" : ""}: ${r.detail}`),
   ...results.filter((r) => "error" in r).map((r) => `  FAILED ${r.engine}: ${(r as { error: string }).error}`),
 ];

@@ -1,5 +1,5 @@
 /**
- * Sampler micro-benchmark (not a test): node --import tsx bench/sampler.ts [--quick]
+ * Sampler micro-benchmark (not a test): node --import tsx bench/sampler.ts [--quick] [--host node|workerd]
  *
  * Milliseconds per token for the reference sampler (test/generate/reference-sampler.ts,
  * the sampler before the fast one) and the production one, at Stable LM 2's vocabulary
@@ -7,16 +7,26 @@
  * case) and peaked ones (a few large values over noise), with a 200-token history that
  * the penalties act on. Median of many calls, each on one of 8 logit vectors; prints a
  * markdown table. The machine is shared and noisy: compare within one run.
+ *
+ * --host workerd: the production sampler only, inside the bare workerd binary (the Worker's
+ * host), timed from outside the process (bench/sampler-workerd.ts), beside the same in Node.
  */
 import { cpus } from "node:os";
 import { DEFAULT_SAMPLING, sample, seededRandom, type SamplingOptions } from "../src/generate/sampler";
 import * as reference from "../test/generate/reference-sampler";
+import { samplerInWorkerd } from "./sampler-workerd";
 import { V, logitsFor, type Shape } from "../test/generate/sampler-harness";
 import { exitOnHelp } from "./usage";
 
-exitOnHelp("usage: node --import tsx bench/sampler.ts [--quick]");
+exitOnHelp("usage: node --import tsx bench/sampler.ts [--quick] [--host node|workerd]");
 
 const quick = process.argv.includes("--quick");
+const hostAt = process.argv.indexOf("--host");
+const host = hostAt >= 0 ? process.argv[hostAt + 1] : "node";
+if (host !== "node" && host !== "workerd") {
+  console.error(`bench/sampler: --host must be node or workerd, got ${host}`);
+  process.exit(2);
+}
 const PENALTIES = { repetitionPenalty: 1.1, presencePenalty: 0.5, frequencyPenalty: 0.3 };
 const configs: [string, Partial<SamplingOptions>][] = [
   ["greedy", { temperature: 0 }],
@@ -44,6 +54,24 @@ function time(fn: Sample, inputs: Float32Array[], opts: SamplingOptions, context
   }
   times.sort((a, b) => a - b);
   return times[times.length >> 1];
+}
+
+if (host === "workerd") {
+  const inWorkerd = await samplerInWorkerd(configs.map(([, c]) => c), shapes, quick ? 40 : 100);
+  const rows = shapes.flatMap((shape, s) => {
+    const rng = seededRandom(shape === "flat" ? 11 : 12);
+    const context = Array.from({ length: 200 }, () => Math.floor(rng() * V));
+    const inputs = Array.from({ length: 8 }, () => logitsFor(shape, rng, context));
+    return configs.map(([name, sampling], c) => {
+      const node = time(sample, inputs, { ...DEFAULT_SAMPLING, ...sampling }, context, context.slice(100), quick ? 50 : 300, quick ? 300 : 1500);
+      return `| ${shape} | ${name} | ${node.toFixed(3)} | ${inWorkerd[s][c].toFixed(3)} |`;
+    });
+  });
+  console.log(`vocab ${V}; ${cpus()[0]?.model ?? "?"} × ${cpus().length}, Node ${process.version}; ms per token: Node the median of many calls, workerd (best of 6 requests of 2n calls − best of n) / n\n`);
+  console.log("| logits | sampling | Node ms | workerd ms |");
+  console.log("|---|---|---|---|");
+  console.log(rows.join("\n"));
+  process.exit(0);
 }
 
 const rows: string[] = [];

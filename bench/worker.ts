@@ -11,7 +11,9 @@
  * --rounds N (default 3; 1 with --quick): llama.cpp, the Node peer and the Worker N times in turn,
  * each round a fresh child process per peer (3 reps each) and three greedy and two sampled streams
  * from the Worker; the medians over the rounds are reported, and each round's ratios beside them,
- * so that a slow spell of this machine falls on every host alike and shows as spread.
+ * so that a slow spell of this machine falls on every host alike and shows as spread. Then the
+ * sampler alone in a bare workerd (bench/sampler-workerd.ts), and the Worker's targets judged from
+ * the run (bench/engine-targets.ts).
  *
  * --kernels sets the Worker's KERNELS var (default: its own choice, relaxed-fused where it passes
  * the self-test) and, for relaxed and simd, the Node peer's build (default relaxed: the fused dot
@@ -27,6 +29,9 @@ import { sseEventsOf } from "../test/helpers/sse";
 import { startBareWorkerd } from "../test/worker/bare-workerd";
 import { percentiles } from "../src/generate/eval-stats";
 import { benchModel, engineChild, mergeRounds, promptTokens, root, waitReady, type EngineResult } from "./common";
+import { workerSpeedTargets } from "./engine-targets";
+import { samplerInWorkerd } from "./sampler-workerd";
+import { f, ratio as vs, targetLines } from "./targets";
 
 const quick = process.argv.includes("--quick");
 const arg = (name: string) => {
@@ -143,6 +148,8 @@ try {
 } finally {
   await w.close();
 }
+// The sampler alone in workerd, on flat (random-weight) logits like this model's, for its share of a step.
+const samplerMs = (await samplerInWorkerd([{ temperature: SAMPLED.temperature, topP: SAMPLED.top_p }], ["flat"], quick ? 40 : 100))[0][0];
 const node = mergeRounds(nodeRounds) as EngineResult;
 const ref = mergeRounds(llamaRounds) as EngineResult;
 const overRounds = (k: "ttft_ms" | "prefill_ms" | "decode_tok_s" | "sampled_decode_tok_s") => median(workerRounds.map((r) => r[k]));
@@ -155,8 +162,6 @@ const worker: WorkerResult = {
   sampled_decode_tok_s: overRounds("sampled_decode_tok_s"),
 };
 
-const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "—");
-const vs = (x: number, y: number | undefined) => (y && Number.isFinite(x) ? `${f(x / y, 2)}×` : "—");
 const ms = (tokS: number) => (PROMPT * 1000) / tokS;
 const lines = [
   `model: ${path} (${f(statSync(path).size / 1e9, 2)} GB, synthetic 1.6B shape, Q4_0); prompt ${PROMPT} token ids, ${DECODE} tokens greedy, then sampled (temperature 0.7, top_p 0.95); one thread each`,
@@ -176,9 +181,19 @@ const lines = [
         `  prefill ${workerRounds.map((r, i) => f(ms(llamaRounds[i].prefill_tok_s) / r.prefill_ms, 2)).join(", ")}; decode ${workerRounds.map((r, i) => f(r.decode_tok_s / llamaRounds[i].decode_tok_s, 2)).join(", ")}; sampled ${workerRounds.map((r, i) => f(r.sampled_decode_tok_s / (llamaRounds[i].decode_sampled_tok_s ?? NaN), 2)).join(", ")}`,
       ]
     : []),
+  "",
+  ...targetLines(
+    workerSpeedTargets(
+      PROMPT,
+      { prefill_ms: workerRounds.map((r) => r.prefill_ms), decode_tok_s: workerRounds.map((r) => r.decode_tok_s) },
+      { prefill_tok_s: llamaRounds.map((r) => r.prefill_tok_s), decode_tok_s: llamaRounds.map((r) => r.decode_tok_s) },
+      samplerMs,
+    ),
+  ),
+  ...(quick ? ["  (--quick: a 32-token prompt, 16 tokens and one round; the targets are set for the default run)"] : []),
 ];
 console.log(lines.join("\n"));
 mkdirSync(join(root, "bench/results"), { recursive: true });
 const out = join(root, "bench/results", `worker-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), model: path, prompt: PROMPT, decode: DECODE, machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version }, rounds: ROUNDS, node, llama: ref, worker, workerEngine: engine, perRound: { llama: llamaRounds, node: nodeRounds, worker: workerRounds } }, null, 2));
+writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), model: path, prompt: PROMPT, decode: DECODE, machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version }, rounds: ROUNDS, node, llama: ref, worker, workerEngine: engine, samplerMs, perRound: { llama: llamaRounds, node: nodeRounds, worker: workerRounds } }, null, 2));
 console.log(`\nwrote ${out}`);
