@@ -33,7 +33,7 @@ export function atLeastPeer(what: string, r: Rounds | undefined, factor: number,
  * medians): the extra time per token over a greedy step must be ≤ maxShare of that step.
  */
 export function samplingCost(what: string, greedy: number[] | undefined, sampled: number[] | undefined, maxShare: number): Target {
-  if (!greedy?.length || !sampled?.length) return { what, measured: "not measured in this run" };
+  if (!greedy?.length || !sampled?.length || !Number.isFinite(median(greedy)) || !Number.isFinite(median(sampled))) return { what, measured: "not measured in this run" };
   const step = 1000 / median(greedy);
   const extra = 1000 / median(sampled) - step;
   return { what, measured: `${f(median(sampled))} tok/s sampled against ${f(median(greedy))} greedy: ${f(extra, 2)} ms more a token, ${f((100 * extra) / step)}% of a ${f(step)} ms step`, pass: extra <= maxShare * step };

@@ -60,6 +60,7 @@ describe("engine bench targets", () => {
     expect(miss.measured).toBe("24.0 tok/s sampled against 25.0 greedy: 1.67 ms more a token, 4.2% of a 40.0 ms step");
     expect(samplingCost("s", [25], [24.5], 0.03).pass).toBe(true); // 0.82 ms, 2.0%
     expect(samplingCost("s", [25], undefined, 0.03).pass).toBeUndefined();
+    expect(samplingCost("s", [25, 25, 25], [NaN, NaN, NaN], 0.03).pass).toBeUndefined(); // an engine without a sampled row
   });
 
   it("the Worker: prefill from its milliseconds for the prompt, against llama.cpp's tok/s", () => {
