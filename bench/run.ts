@@ -156,7 +156,7 @@ const lines = [
     ...(fastest1 ? footprintTargets({ load_s: fastest1.load_s, rss_mb: fastest1.peak_rss_mb - fastest1.baseline_rss_mb }, fileRead, { weightsMB, kvMB }) : []),
   ]),
   `  (RSS is counted above Node's own baseline: the child's RSS after node + tsx start, before the engine module loads, ${ok[0] ? f(ok[0].baseline_rss_mb, 0) : "?"} MB, is not ours)`,
-  ...(quick ? ["  (--quick: a 32-token prompt, 16 tokens and one round; the targets are set for the default run)"] : []),
+  ...(quick ? ["  (--quick: a 32-token prompt and 16 tokens; the targets are set for the default run)"] : []),
   "",
   ...ok.map((r) => `  ${r.engine}, ${r.threads} thread${r.threads > 1 ? "s" : ""}: ${r.detail}`),
   ...results.filter((r) => "error" in r).map((r) => `  FAILED ${r.engine}: ${(r as { error: string }).error}`),

@@ -1,8 +1,8 @@
 /**
  * The production sampler's milliseconds per token inside workerd, timed from outside the process
  * (bench/workerd-probe.ts): src/generate/sampler.ts bundled into a Worker with the sampler
- * bench's logits (8 vectors per shape, a 200-token history), as bench/sampler.ts measures it in
- * Node. Used by bench/sampler.ts --host workerd and by bench/worker.ts, which sets it against the
+ * bench's inputs (bench/sampler-cases.ts), as bench/sampler.ts measures it in Node. Used by
+ * bench/sampler.ts --host workerd and by bench/worker.ts, which sets it against the
  * Worker's decode step.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -16,14 +16,9 @@ import { perCall, startProbe } from "./workerd-probe";
 
 const ENTRY = (configs: Partial<SamplingOptions>[], shapes: Shape[]) => `
 import { DEFAULT_SAMPLING, sample, seededRandom } from ${JSON.stringify(join(root, "src/generate/sampler.ts"))};
-import { V, logitsFor } from ${JSON.stringify(join(root, "test/generate/sampler-harness.ts"))};
+import { samplerCase } from ${JSON.stringify(join(root, "bench/sampler-cases.ts"))};
 const configs = ${JSON.stringify(configs)}.map((c) => ({ ...DEFAULT_SAMPLING, ...c }));
-const shapes = ${JSON.stringify(shapes)};
-const cases = shapes.map((shape) => {
-  const rng = seededRandom(shape === "flat" ? 11 : 12);
-  const context = Array.from({ length: 200 }, () => Math.floor(rng() * V));
-  return { context, generated: context.slice(100), inputs: Array.from({ length: 8 }, () => logitsFor(shape, rng, context)) };
-});
+const cases = ${JSON.stringify(shapes)}.map(samplerCase);
 const rng = seededRandom(1);
 export default {
   async fetch(req) {

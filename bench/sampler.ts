@@ -14,8 +14,9 @@
 import { cpus } from "node:os";
 import { DEFAULT_SAMPLING, sample, seededRandom, type SamplingOptions } from "../src/generate/sampler";
 import * as reference from "../test/generate/reference-sampler";
+import { samplerCase } from "./sampler-cases";
 import { samplerInWorkerd } from "./sampler-workerd";
-import { V, logitsFor, type Shape } from "../test/generate/sampler-harness";
+import { V, type Shape } from "../test/generate/sampler-harness";
 import { exitOnHelp } from "./usage";
 
 exitOnHelp("usage: node --import tsx bench/sampler.ts [--quick] [--host node|workerd]");
@@ -56,39 +57,25 @@ function time(fn: Sample, inputs: Float32Array[], opts: SamplingOptions, context
   return times[times.length >> 1];
 }
 
-if (host === "workerd") {
-  const inWorkerd = await samplerInWorkerd(configs.map(([, c]) => c), shapes, quick ? 40 : 100);
-  const rows = shapes.flatMap((shape, s) => {
-    const rng = seededRandom(shape === "flat" ? 11 : 12);
-    const context = Array.from({ length: 200 }, () => Math.floor(rng() * V));
-    const inputs = Array.from({ length: 8 }, () => logitsFor(shape, rng, context));
-    return configs.map(([name, sampling], c) => {
-      const node = time(sample, inputs, { ...DEFAULT_SAMPLING, ...sampling }, context, context.slice(100), quick ? 50 : 300, quick ? 300 : 1500);
-      return `| ${shape} | ${name} | ${node.toFixed(3)} | ${inWorkerd[s][c].toFixed(3)} |`;
-    });
+const inWorkerd = host === "workerd" ? await samplerInWorkerd(configs.map(([, c]) => c), shapes, quick ? 40 : 100) : undefined;
+const rows = shapes.flatMap((shape, s) => {
+  const { context, generated, inputs } = samplerCase(shape);
+  return configs.map(([name, sampling], c) => {
+    const opts = { ...DEFAULT_SAMPLING, ...sampling };
+    const fast = time(sample, inputs, opts, context, generated, quick ? 50 : 300, quick ? 300 : 1500);
+    if (inWorkerd) return `| ${shape} | ${name} | ${fast.toFixed(3)} | ${inWorkerd[s][c].toFixed(3)} |`;
+    const ref = time(reference.sample, inputs, opts, context, generated, quick ? 3 : 8, quick ? 200 : 1000);
+    return `| ${shape} | ${name} | ${ref.toFixed(2)} | ${fast.toFixed(3)} | ${(ref / fast).toFixed(0)}× |`;
   });
+});
+
+if (inWorkerd) {
   console.log(`vocab ${V}; ${cpus()[0]?.model ?? "?"} × ${cpus().length}, Node ${process.version}; ms per token: Node the median of many calls, workerd (best of 6 requests of 2n calls − best of n) / n\n`);
   console.log("| logits | sampling | Node ms | workerd ms |");
   console.log("|---|---|---|---|");
-  console.log(rows.join("\n"));
-  process.exit(0);
+} else {
+  console.log(`vocab ${V}; ${cpus()[0]?.model ?? "?"} × ${cpus().length}, Node ${process.version}; median ms per token\n`);
+  console.log("| logits | sampling | reference ms | fast ms | speed-up |");
+  console.log("|---|---|---|---|---|");
 }
-
-const rows: string[] = [];
-for (const shape of shapes) {
-  const rng = seededRandom(shape === "flat" ? 11 : 12);
-  const context = Array.from({ length: 200 }, () => Math.floor(rng() * V));
-  const generated = context.slice(100);
-  const inputs = Array.from({ length: 8 }, () => logitsFor(shape, rng, context));
-  for (const [name, sampling] of configs) {
-    const opts = { ...DEFAULT_SAMPLING, ...sampling };
-    const ref = time(reference.sample, inputs, opts, context, generated, quick ? 3 : 8, quick ? 200 : 1000);
-    const fast = time(sample, inputs, opts, context, generated, quick ? 50 : 300, quick ? 300 : 1500);
-    rows.push(`| ${shape} | ${name} | ${ref.toFixed(2)} | ${fast.toFixed(3)} | ${(ref / fast).toFixed(0)}× |`);
-  }
-}
-
-console.log(`vocab ${V}; ${cpus()[0]?.model ?? "?"} × ${cpus().length}, Node ${process.version}; median ms per token\n`);
-console.log("| logits | sampling | reference ms | fast ms | speed-up |");
-console.log("|---|---|---|---|---|");
 console.log(rows.join("\n"));

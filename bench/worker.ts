@@ -177,8 +177,7 @@ const lines = [
   `Worker / Node: decode ${f(worker.decode_tok_s / node.decode_tok_s, 2)}×, prefill ${f(((PROMPT * 1000) / node.prefill_tok_s) / worker.prefill_ms, 2)}× (speed; > 1 = the Worker is faster)`,
   ...(ROUNDS > 1
     ? [
-        `medians of ${ROUNDS} rounds (llama.cpp, Node, Worker in turn; each peer's figure the median of its 3 reps, the Worker's of 3 greedy and 2 sampled streams); the Worker / llama.cpp ratios round by round:`,
-        `  prefill ${workerRounds.map((r, i) => f(ms(llamaRounds[i].prefill_tok_s) / r.prefill_ms, 2)).join(", ")}; decode ${workerRounds.map((r, i) => f(r.decode_tok_s / llamaRounds[i].decode_tok_s, 2)).join(", ")}; sampled ${workerRounds.map((r, i) => f(r.sampled_decode_tok_s / (llamaRounds[i].decode_sampled_tok_s ?? NaN), 2)).join(", ")}`,
+        `medians of ${ROUNDS} rounds (llama.cpp, Node, Worker in turn; each peer's figure the median of its 3 reps, the Worker's of 3 greedy and 2 sampled streams); the prefill and decode ratios round by round are in the targets below, the sampled decode's (Worker / llama.cpp): ${workerRounds.map((r, i) => f(r.sampled_decode_tok_s / (llamaRounds[i].decode_sampled_tok_s ?? NaN), 2)).join(", ")}`,
       ]
     : []),
   "",
@@ -190,7 +189,7 @@ const lines = [
       samplerMs,
     ),
   ),
-  ...(quick ? ["  (--quick: a 32-token prompt, 16 tokens and one round; the targets are set for the default run)"] : []),
+  ...(quick ? ["  (--quick: a 32-token prompt and 16 tokens; the targets are set for the default run)"] : []),
 ];
 console.log(lines.join("\n"));
 mkdirSync(join(root, "bench/results"), { recursive: true });
