@@ -92,6 +92,19 @@ interface Segment {
   m: number;
 }
 
+/** The segments of the chunk's rows `keep` (ascending), renumbered from row 0 as they are once moved there: a run of kept rows of one segment stays one segment. */
+function keptSegments(segments: readonly Segment[], keep: readonly number[]): Segment[] {
+  const out: Segment[] = [];
+  keep.forEach((r, i) => {
+    const s = segments.find((x) => r >= x.row && r < x.row + x.m);
+    if (!s) throw new Error(`internal: row ${r} belongs to no segment`);
+    const prev = out[out.length - 1];
+    if (prev && prev.seq === s.seq && prev.row + prev.m === i && prev.pos0 + prev.m === s.pos0 + (r - s.row)) prev.m++;
+    else out.push({ seq: s.seq, pos0: s.pos0 + (r - s.row), row: i, m: 1 });
+  });
+  return out;
+}
+
 export class WasmEngine implements Engine {
   readonly contextLength: number;
   readonly prefillChunk: number;
@@ -300,9 +313,10 @@ export class WasmEngine implements Engine {
         done += take;
         if (done === p.tokens.length) [entry, done] = [entry + 1, 0];
       }
-      this.layers(segments, m, 0, numLayers);
+      // The last layer runs only the rows whose logits are wanted past its keys and values; they end up first in X.
+      this.layers(segments, m, 0, numLayers, wanted.map((w) => w.row));
       for (const s of segments) this.pool.recordPrefix(s.seq, s.pos0 + s.m);
-      const logits = this.logits(wanted.map((w) => this.X + w.row * H * F32));
+      const logits = this.logits(wanted.map((_, i) => this.X + i * H * F32));
       wanted.forEach((w, i) => out[w.entry].push(logits[i]));
     }
     return out;
@@ -468,8 +482,14 @@ export class WasmEngine implements Engine {
     }
   }
 
-  /** The transformer layers [first, end) over the m ≤ C rows of X, which are the segments' positions of their sequences. */
-  private layers(segments: readonly Segment[], m: number, first: number, end: number): void {
+  /**
+   * The transformer layers [first, end) over the m ≤ C rows of X, which are the segments' positions of their sequences.
+   * With `keep` (rows of the chunk, ascending), the last layer computes every row's keys and values (the cache needs
+   * them) but the rest of the layer only for the kept rows, which it moves to rows 0.. of X first: only they feed the
+   * LM head, and no later layer reads the others (a prompt's rows but its last skip ~3% of its products). Each kept
+   * row's arithmetic is what it would get with all rows (a row's does not depend on the rows beside it).
+   */
+  private layers(segments: readonly Segment[], m: number, first: number, end: number, keep?: readonly number[]): void {
     const cfg = this.config;
     const { hiddenSize: H, intermediateSize: F, numHeads, numKVHeads, headDim, layerNormEps: eps } = cfg;
     const kvDim = numKVHeads * headDim;
@@ -482,22 +502,36 @@ export class WasmEngine implements Engine {
     const add = (a: number, b: number, t0: number, t1: number): Call => ({ op: "add_f32", args: [at(a, H, t0), at(b, H, t0), at(a, H, t0), (t1 - t0) * H] });
     // A layer's last step, run with the next layer's first: one job fewer per layer.
     const residual = (l: number, t0: number, t1: number): Call[] => [add(X, D, t0, t1), ...(this.weights.layers[l].ffnNorm ? [] : [add(X, O, t0, t1)])];
-    const tables = this.blockTables(segments);
+    let tables = this.blockTables(segments);
 
     for (let l = first; l < end; l++) {
       const w = this.weights.layers[l];
+      const qkv = [w.q, w.k, w.v];
+      // Whether this layer drops rows: only the kept ones need their queries and everything after them.
+      const prune = keep !== undefined && l === end - 1 && keep.length < m;
 
       // Attention block.
-      this.positions(m, (t0, t1) => [...(l > first ? residual(l - 1, t0, t1) : []), norm(X, w.attnNorm, A, t0, t1), ...this.quantizeCalls(A, H, m, t0, t1, [w.q, w.k, w.v])]);
-      this.products(A, m, { w: w.q, out: Q }, { w: w.k, out: K }, { w: w.v, out: Vv });
+      this.positions(m, (t0, t1) => [...(l > first ? residual(l - 1, t0, t1) : []), norm(X, w.attnNorm, A, t0, t1), ...this.quantizeCalls(A, H, m, t0, t1, qkv)]);
+      this.products(A, m, ...(prune ? [] : [{ w: w.q, out: Q }]), { w: w.k, out: K }, { w: w.v, out: Vv });
       this.positions(m, (t0, t1) => [
-        ...this.addRows(Q, w.qBias, t0, t1, H),
+        ...(prune ? [] : this.queryCalls(w, t0, t1)),
         ...this.addRows(K, w.kBias, t0, t1, kvDim),
         ...this.addRows(Vv, w.vBias, t0, t1, kvDim),
-        ...(w.qNorm !== undefined && w.kNorm !== undefined ? [...this.headNorm(Q, t0, t1, numHeads, w.qNorm), ...this.headNorm(K, t0, t1, numKVHeads, w.kNorm)] : []),
-        ...segments.flatMap((s) => this.ropeAndStore(s, l, Math.max(t0, s.row), Math.min(t1, s.row + s.m))),
+        ...(w.kNorm !== undefined ? this.headNorm(K, t0, t1, numKVHeads, w.kNorm) : []),
+        ...segments.flatMap((s) => this.ropeAndStore(s, l, Math.max(t0, s.row), Math.min(t1, s.row + s.m), !prune)),
       ]);
       for (const s of segments) s.seq.lengths[l] = s.pos0 + s.m;
+      if (prune) {
+        this.moveRows(keep, H, X, A); // A: the queries' input, and the MLP's in a parallel layer
+        segments = keptSegments(segments, keep);
+        m = keep.length;
+        if (m === 0) return;
+        tables = this.blockTables(segments);
+        // The same readers as above, so the activations are quantized to the same grain.
+        this.positions(m, (t0, t1) => this.quantizeCalls(A, H, m, t0, t1, qkv));
+        this.products(A, m, { w: w.q, out: Q });
+        this.positions(m, (t0, t1) => [...this.queryCalls(w, t0, t1), ...segments.flatMap((s) => this.ropeQueries(s, Math.max(t0, s.row), Math.min(t1, s.row + s.m)))]);
+      }
       const { pool } = this;
       const kv = { kOff: pool.offset(l, 0), vOff: pool.offset(l, 1), headBytes: pool.headBytes, blockPositions: pool.layout.blockPositions };
       this.dispatch(attentionChunks({ q: Q, out: ATT, ...kv, numHeads, numKVHeads, headDim, segments: tables }, this.threads));
@@ -518,6 +552,30 @@ export class WasmEngine implements Engine {
     this.positions(m, (t0, t1) => residual(end - 1, t0, t1));
   }
 
+  /** Rows `rows` (ascending) of each [C × cols] f32 buffer to rows 0.. of it; rows[i] ≥ i, so none is overwritten before it moves. */
+  private moveRows(rows: readonly number[], cols: number, ...buffers: number[]): void {
+    const f = this.mem();
+    for (const buf of buffers) {
+      rows.forEach((r, i) => {
+        if (r !== i) f.copyWithin(buf / F32 + i * cols, buf / F32 + r * cols, buf / F32 + (r + 1) * cols);
+      });
+    }
+  }
+
+  /** Rows t0..t1−1 of Q: the query bias, and the 12B's qk-norm. */
+  private queryCalls(w: WasmWeights["layers"][number], t0: number, t1: number): Call[] {
+    const { hiddenSize: H, numHeads } = this.config;
+    return [...this.addRows(this.Q, w.qBias, t0, t1, H), ...(w.qNorm !== undefined ? this.headNorm(this.Q, t0, t1, numHeads, w.qNorm) : [])];
+  }
+
+  /** Rotary on the queries of rows r0..r1−1 of the chunk, which are segment s's (none when r0 ≥ r1). */
+  private ropeQueries(s: Segment, r0: number, r1: number): Call[] {
+    if (r0 >= r1) return [];
+    const { hiddenSize: H, numHeads, headDim, rotaryDim, ropeTheta } = this.config;
+    const q = this.Q + r0 * H * F32; // [n × H] f32
+    return [{ op: "rope_neox", args: [q, H, r1 - r0, numHeads, headDim, rotaryDim, s.pos0 + (r0 - s.row), ropeTheta] }];
+  }
+
   /** Each segment's block table (the addresses of its sequence's KV blocks, [ctx/P] u32) into TABLE, one after the other. */
   private blockTables(segments: readonly Segment[]): AttentionSegment[] {
     const { pool } = this;
@@ -532,25 +590,22 @@ export class WasmEngine implements Engine {
 
   /**
    * Rows r0..r1−1 of the chunk, which are segment s's (none when r0 ≥ r1):
-   * rotary on their queries and keys at their positions, and their keys and
-   * values into the cache — positions pos0.. are (re)written: this is the
-   * rewind — a block's run of positions per call (./kv-cache.ts).
+   * rotary on their keys (and queries, unless the layer computes those apart)
+   * at their positions, and their keys and values into the cache — positions
+   * pos0.. are (re)written: this is the rewind — a block's run of positions
+   * per call (./kv-cache.ts).
    */
-  private ropeAndStore(s: Segment, l: number, r0: number, r1: number): Call[] {
+  private ropeAndStore(s: Segment, l: number, r0: number, r1: number, queries: boolean): Call[] {
     if (r0 >= r1) return [];
-    const { hiddenSize: H, numHeads, numKVHeads, headDim, rotaryDim, ropeTheta } = this.config;
+    const { numKVHeads, headDim, rotaryDim, ropeTheta } = this.config;
     const kvDim = numKVHeads * headDim;
     const { pool } = this;
     const P = pool.layout.blockPositions;
     const pos0 = s.pos0 + (r0 - s.row);
     const n = r1 - r0;
-    const q = this.Q + r0 * H * F32; //      [n × H] f32
     const kNew = this.K + r0 * kvDim * F32; //  [n × KV] f32
     const vNew = this.Vv + r0 * kvDim * F32; // [n × KV] f32
-    const calls: Call[] = [
-      { op: "rope_neox", args: [q, H, n, numHeads, headDim, rotaryDim, pos0, ropeTheta] },
-      { op: "rope_neox", args: [kNew, kvDim, n, numKVHeads, headDim, rotaryDim, pos0, ropeTheta] },
-    ];
+    const calls: Call[] = [...(queries ? this.ropeQueries(s, r0, r1) : []), { op: "rope_neox", args: [kNew, kvDim, n, numKVHeads, headDim, rotaryDim, pos0, ropeTheta] }];
     for (let p = pos0; p < pos0 + n; ) {
       const run = Math.min(P - (p % P), pos0 + n - p);
       const block = pool.blockAddr(s.seq.blocks[Math.floor(p / P)]);
