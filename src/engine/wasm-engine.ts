@@ -514,11 +514,11 @@ export class WasmEngine implements Engine {
       this.positions(m, (t0, t1) => [...(l > first ? residual(l - 1, t0, t1) : []), norm(X, w.attnNorm, A, t0, t1), ...this.quantizeCalls(A, H, m, t0, t1, qkv)]);
       this.products(A, m, ...(prune ? [] : [{ w: w.q, out: Q }]), { w: w.k, out: K }, { w: w.v, out: Vv });
       this.positions(m, (t0, t1) => [
-        ...(prune ? [] : this.queryCalls(w, t0, t1)),
+        ...(prune ? [] : this.queryCalls(w, segments, t0, t1)),
         ...this.addRows(K, w.kBias, t0, t1, kvDim),
         ...this.addRows(Vv, w.vBias, t0, t1, kvDim),
         ...(w.kNorm !== undefined ? this.headNorm(K, t0, t1, numKVHeads, w.kNorm) : []),
-        ...segments.flatMap((s) => this.ropeAndStore(s, l, Math.max(t0, s.row), Math.min(t1, s.row + s.m), !prune)),
+        ...segments.flatMap((s) => this.ropeAndStore(s, l, Math.max(t0, s.row), Math.min(t1, s.row + s.m))),
       ]);
       for (const s of segments) s.seq.lengths[l] = s.pos0 + s.m;
       if (prune) {
@@ -530,7 +530,7 @@ export class WasmEngine implements Engine {
         // The same readers as above, so the activations are quantized to the same grain.
         this.positions(m, (t0, t1) => this.quantizeCalls(A, H, m, t0, t1, qkv));
         this.products(A, m, { w: w.q, out: Q });
-        this.positions(m, (t0, t1) => [...this.queryCalls(w, t0, t1), ...segments.flatMap((s) => this.ropeQueries(s, Math.max(t0, s.row), Math.min(t1, s.row + s.m)))]);
+        this.positions(m, (t0, t1) => this.queryCalls(w, segments, t0, t1));
       }
       const { pool } = this;
       const kv = { kOff: pool.offset(l, 0), vOff: pool.offset(l, 1), headBytes: pool.headBytes, blockPositions: pool.layout.blockPositions };
@@ -562,18 +562,16 @@ export class WasmEngine implements Engine {
     }
   }
 
-  /** Rows t0..t1−1 of Q: the query bias, and the 12B's qk-norm. */
-  private queryCalls(w: WasmWeights["layers"][number], t0: number, t1: number): Call[] {
-    const { hiddenSize: H, numHeads } = this.config;
-    return [...this.addRows(this.Q, w.qBias, t0, t1, H), ...(w.qNorm !== undefined ? this.headNorm(this.Q, t0, t1, numHeads, w.qNorm) : [])];
-  }
-
-  /** Rotary on the queries of rows r0..r1−1 of the chunk, which are segment s's (none when r0 ≥ r1). */
-  private ropeQueries(s: Segment, r0: number, r1: number): Call[] {
-    if (r0 >= r1) return [];
+  /** Rows t0..t1−1 of Q, which are the segments' positions: the query bias, the 12B's qk-norm, and rotary at each row's position. */
+  private queryCalls(w: WasmWeights["layers"][number], segments: readonly Segment[], t0: number, t1: number): Call[] {
     const { hiddenSize: H, numHeads, headDim, rotaryDim, ropeTheta } = this.config;
-    const q = this.Q + r0 * H * F32; // [n × H] f32
-    return [{ op: "rope_neox", args: [q, H, r1 - r0, numHeads, headDim, rotaryDim, s.pos0 + (r0 - s.row), ropeTheta] }];
+    const rope = segments.flatMap((s): Call[] => {
+      const [r0, r1] = [Math.max(t0, s.row), Math.min(t1, s.row + s.m)];
+      if (r0 >= r1) return [];
+      const q = this.Q + r0 * H * F32; // [n × H] f32
+      return [{ op: "rope_neox", args: [q, H, r1 - r0, numHeads, headDim, rotaryDim, s.pos0 + (r0 - s.row), ropeTheta] }];
+    });
+    return [...this.addRows(this.Q, w.qBias, t0, t1, H), ...(w.qNorm !== undefined ? this.headNorm(this.Q, t0, t1, numHeads, w.qNorm) : []), ...rope];
   }
 
   /** Each segment's block table (the addresses of its sequence's KV blocks, [ctx/P] u32) into TABLE, one after the other. */
@@ -590,12 +588,12 @@ export class WasmEngine implements Engine {
 
   /**
    * Rows r0..r1−1 of the chunk, which are segment s's (none when r0 ≥ r1):
-   * rotary on their keys (and queries, unless the layer computes those apart)
-   * at their positions, and their keys and values into the cache — positions
-   * pos0.. are (re)written: this is the rewind — a block's run of positions
-   * per call (./kv-cache.ts).
+   * rotary on their keys at their positions (the queries' is in queryCalls),
+   * and their keys and values into the cache — positions pos0.. are
+   * (re)written: this is the rewind — a block's run of positions per call
+   * (./kv-cache.ts).
    */
-  private ropeAndStore(s: Segment, l: number, r0: number, r1: number, queries: boolean): Call[] {
+  private ropeAndStore(s: Segment, l: number, r0: number, r1: number): Call[] {
     if (r0 >= r1) return [];
     const { numKVHeads, headDim, rotaryDim, ropeTheta } = this.config;
     const kvDim = numKVHeads * headDim;
@@ -605,7 +603,7 @@ export class WasmEngine implements Engine {
     const n = r1 - r0;
     const kNew = this.K + r0 * kvDim * F32; //  [n × KV] f32
     const vNew = this.Vv + r0 * kvDim * F32; // [n × KV] f32
-    const calls: Call[] = [...(queries ? this.ropeQueries(s, r0, r1) : []), { op: "rope_neox", args: [kNew, kvDim, n, numKVHeads, headDim, rotaryDim, pos0, ropeTheta] }];
+    const calls: Call[] = [{ op: "rope_neox", args: [kNew, kvDim, n, numKVHeads, headDim, rotaryDim, pos0, ropeTheta] }];
     for (let p = pos0; p < pos0 + n; ) {
       const run = Math.min(P - (p % P), pos0 + n - p);
       const block = pool.blockAddr(s.seq.blocks[Math.floor(p / P)]);
