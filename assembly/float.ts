@@ -221,13 +221,206 @@ export function attention_f16kv(q: usize, table: usize, block_pos: i32, k_off: u
 
 // Causal attention of ntok consecutive positions over n_kv KV heads: query t,
 // at q + t*row_stride floats, sees positions 0..n_past+t-1 and writes out +
-// t*row_stride floats. Exactly ntok attention_f16kv calls; one call for a
+// t*row_stride floats: the bits of ntok attention_f16kv calls. One call for a
 // range of positions and heads keeps a thread's share of attention one call.
+// With head_dim 64 (SIMD builds) the rows go through attnRows64 several at a
+// time, so each cached half is converted once for all of them; `scores`
+// needs room for n_kv*group*(n_past+ntok-1) f32 either way.
 export function attention_f16kv_causal(q: usize, table: usize, block_pos: i32, k_off: usize, v_off: usize, head_bytes: usize, out: usize, ntok: i32, n_past: i32, n_kv: i32, group: i32, head_dim: i32, row_stride: i32, scores: usize): void {
   const strideB = <usize>row_stride << 2;
-  for (let t = 0; t < ntok; t++) {
+  let t = 0;
+  if (ASC_FEATURE_SIMD && head_dim == 64 && ntok > 1) {
+    const rows = rowsPerPass(n_past + ntok - 1, group);
+    if (rows >= 2) {
+      const hB = <usize>group << 8;
+      for (; t < ntok; t += rows) {
+        const r = min(rows, ntok - t);
+        for (let j = 0; j < n_kv; j++) {
+          const o = <usize>t * strideB + <usize>j * hB;
+          const kv = <usize>j * head_bytes;
+          attnRows64(q + o, table, block_pos, k_off + kv, v_off + kv, out + o, n_past + t, r, group, strideB, scores);
+        }
+      }
+      return;
+    }
+  }
+  for (; t < ntok; t++) {
     attention_f16kv(q + <usize>t * strideB, table, block_pos, k_off, v_off, head_bytes, out + <usize>t * strideB, n_past + t, n_kv, group, head_dim, scores);
   }
+}
+
+// attnRows64's scratch: a sub-block of ROWS_SUB positions' keys or values as
+// f32 bits (64 each), then per (row, query head) unit its q', its weighted
+// sum of values, its softmax sum, its fold flag and its scores row.
+const ROWS_SUB: i32 = 16;
+const ROWS_KV_BYTES: usize = <usize>ROWS_SUB << 8;
+const ROWS_MAX_UNITS: i32 = 32;
+
+// Rows attnRows64 takes at once for a last row that sees n_max positions:
+// as many (row, query head) units as the scratch holds, at most
+// ROWS_MAX_UNITS (32 ran 1.02-1.07x 16 and 1.06-1.12x 8 on 64-row chunks
+// after 448 and 1984 positions: each half is converted for more rows, while
+// the units' scores outgrow L1 either way).
+@inline function rowsPerPass(n_max: i32, group: i32): i32 {
+  const fit = <i32>((SCRATCH_BYTES - ROWS_KV_BYTES - 16) / ((<usize>n_max << 2) + 520));
+  return min(fit, ROWS_MAX_UNITS) / group;
+}
+
+// nrows consecutive query rows (row r at q + r*strideB sees n0 + r positions)
+// against one KV head (its cache at k_off, v_off) and its `group` query heads:
+// the bits attnHeads64 gives each (row, head) unit alone. Per sub-block of
+// the cache, its halves are converted to f32 bits (hb8lo/hb8hi, the 2^112 on
+// the other factor as there) once, and every unit that sees the position
+// reads them from scratch: per unit and position the scores and the weighted
+// sum are then 32 multiplies and adds each, against ~40 more operations to
+// convert 64 halves. The scores, softmax, sums and output are computed as
+// attnHeads64 does, position after position in the same order, so nothing
+// rounds differently. A unit whose query does not fold (qFoldHead) takes
+// attnHeadSimd, as attention_f16kv would; scores is its buffer then.
+function attnRows64(q: usize, table: usize, block_pos: i32, k_off: usize, v_off: usize, out: usize, n0: i32, nrows: i32, group: i32, strideB: usize, scores: usize): void {
+  const hmul = v128.load(VCONST + VC_HMUL);
+  const m16 = v128.load(VCONST + VC_H16);
+  const scale: f32 = <f32>1 / sqrt<f32>(<f32>64);
+  const units = nrows * group;
+  const nMax = n0 + nrows - 1;
+  const rowsB = <usize>nMax << 2;
+  const kv = scratchBase();
+  const qs = kv + ROWS_KV_BYTES;
+  const acc = qs + (<usize>units << 8);
+  const sums = acc + (<usize>units << 8);
+  const oks = sums + (<usize>units << 2);
+  const sc = (oks + (<usize>units << 2) + 15) & ~(<usize>15);
+  const g = <usize>group;
+  for (let u = 0; u < units; u++) {
+    const r = <usize>(u / group), i = <usize>u - r * g;
+    store<i32>(oks + (<usize>u << 2), qFoldHead(q + r * strideB + (i << 8), qs + (<usize>u << 8)) ? 1 : 0);
+  }
+  for (let p0 = 0, blk: usize = table; p0 < nMax; p0 += block_pos, blk += 4) {
+    const end = min(p0 + block_pos, nMax);
+    const kb = <usize>load<u32>(blk) + k_off;
+    for (let s = p0; s < end; s += ROWS_SUB) {
+      const cnt = min(ROWS_SUB, end - s);
+      halvesToBits(kb + (<usize>(s - p0) << 7), cnt, kv, m16);
+      for (let u = 0; u < units; u++) {
+        const c = min(cnt, n0 + u / group - s);
+        if (c > 0 && load<i32>(oks + (<usize>u << 2))) scoresBits64(qs + (<usize>u << 8), kv, c, sc + <usize>u * rowsB + (<usize>s << 2), scale);
+      }
+    }
+  }
+  for (let u = 0; u < units; u++) {
+    if (!load<i32>(oks + (<usize>u << 2))) continue;
+    softmax64(sc + <usize>u * rowsB, n0 + u / group, hmul);
+    memory.fill(acc + (<usize>u << 8), 0, 256);
+    store<f32>(sums + (<usize>u << 2), 0);
+  }
+  for (let p0 = 0, blk: usize = table; p0 < nMax; p0 += block_pos, blk += 4) {
+    const end = min(p0 + block_pos, nMax);
+    const vb = <usize>load<u32>(blk) + v_off;
+    for (let s = p0; s < end; s += ROWS_SUB) {
+      const cnt = min(ROWS_SUB, end - s);
+      halvesToBits(vb + (<usize>(s - p0) << 7), cnt, kv, m16);
+      for (let u = 0; u < units; u++) {
+        const c = min(cnt, n0 + u / group - s);
+        if (c <= 0 || !load<i32>(oks + (<usize>u << 2))) continue;
+        const sp = sc + <usize>u * rowsB + (<usize>s << 2);
+        const op = acc + (<usize>u << 8);
+        const sh = sums + (<usize>u << 2);
+        store<f32>(sh, sumBlock(sp, c, load<f32>(sh)));
+        vBits64(kv, c, sp, op);
+        vBits64(kv + 128, c, sp, op + 128);
+      }
+    }
+  }
+  for (let u = 0; u < units; u++) {
+    const r = <usize>(u / group), i = <usize>u - r * g;
+    const op = out + r * strideB + (i << 8);
+    if (load<i32>(oks + (<usize>u << 2))) {
+      const inv = f32x4.splat(<f32>1 / (load<f32>(sums + (<usize>u << 2)) * <f32>1.925929944387236e-34));
+      const ap = acc + (<usize>u << 8);
+      for (let d: usize = 0; d < 256; d += 16) v128.store(op + d, f32x4.mul(v128.load(ap + d), inv));
+    } else {
+      attnHeadSimd(q + r * strideB + (i << 8), table, block_pos, k_off, v_off, op, n0 + u / group, 64, scale, scores);
+    }
+  }
+}
+
+// qFolds for one head of 64: q' = q·2^112 to qs, and whether every |q| < 2^16.
+function qFoldHead(q: usize, qs: usize): bool {
+  const hmul = v128.load(VCONST + VC_HMUL);
+  const lim = f32x4.splat(65536);
+  let ok = i32x4.splat(-1);
+  for (let d: usize = 0; d < 256; d += 16) {
+    const v = v128.load(q + d);
+    ok = v128.and(ok, f32x4.lt(f32x4.abs(v), lim));
+    v128.store(qs + d, f32x4.mul(v, hmul));
+  }
+  return i32x4.all_true(ok);
+}
+
+// cnt cached rows of 64 halves (128 bytes apart) from src -> f32 bits without
+// the 2^112 (hb8lo/hb8hi), 64 floats a row in dim order, to dst.
+@inline function halvesToBits(src: usize, cnt: i32, dst: usize, m16: v128): void {
+  const end = src + (<usize>cnt << 7);
+  for (; src < end; src += 128, dst += 256) {
+    for (let k: usize = 0; k < 128; k += 16) {
+      const v = v128.load(src + k);
+      v128.store(dst + (k << 1), hb8lo(v, m16));
+      v128.store(dst + (k << 1), hb8hi(v, m16), 16);
+    }
+  }
+}
+
+// scoresBlock64 on keys already in f32 bits (kf, 256 bytes a position): the
+// same products and adds in the same order.
+@inline function scoresBits64(qs: usize, kf: usize, c: i32, sp: usize, scale: f32): void {
+  const sc = f32x4.splat(scale);
+  let p = 0;
+  for (; p + 4 <= c; p += 4) {
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    for (let d: usize = 0; d < 256; d += 32) {
+      const q0 = v128.load(qs + d), q1 = v128.load(qs + d, 16);
+      const k = kf + d;
+      a0 = f32x4.add(f32x4.add(a0, f32x4.mul(q0, v128.load(k))), f32x4.mul(q1, v128.load(k, 16)));
+      a1 = f32x4.add(f32x4.add(a1, f32x4.mul(q0, v128.load(k, 256))), f32x4.mul(q1, v128.load(k, 272)));
+      a2 = f32x4.add(f32x4.add(a2, f32x4.mul(q0, v128.load(k, 512))), f32x4.mul(q1, v128.load(k, 528)));
+      a3 = f32x4.add(f32x4.add(a3, f32x4.mul(q0, v128.load(k, 768))), f32x4.mul(q1, v128.load(k, 784)));
+    }
+    v128.store(sp + (<usize>p << 2), f32x4.mul(hsum4(a0, a1, a2, a3), sc));
+    kf += 1024;
+  }
+  for (; p < c; p++) {
+    let a = f32x4.splat(0);
+    for (let d: usize = 0; d < 256; d += 16) a = f32x4.add(a, f32x4.mul(v128.load(qs + d), v128.load(kf + d)));
+    store<f32>(sp + (<usize>p << 2), hsum_f32x4(a) * scale);
+    kf += 256;
+  }
+}
+
+// vBlock64 on values already in f32 bits (vf: this half's 32 dims, 256 bytes
+// a position): op[d] += e'·vbits in position order.
+@inline function vBits64(vf: usize, c: i32, sp: usize, op: usize): void {
+  let o0 = v128.load(op), o1 = v128.load(op, 16), o2 = v128.load(op, 32), o3 = v128.load(op, 48);
+  let o4 = v128.load(op, 64), o5 = v128.load(op, 80), o6 = v128.load(op, 96), o7 = v128.load(op, 112);
+  const end = sp + (<usize>c << 2);
+  for (; sp < end; sp += 4, vf += 256) {
+    const e = v128.load32_splat(sp);
+    o0 = f32x4.add(o0, f32x4.mul(e, v128.load(vf)));
+    o1 = f32x4.add(o1, f32x4.mul(e, v128.load(vf, 16)));
+    o2 = f32x4.add(o2, f32x4.mul(e, v128.load(vf, 32)));
+    o3 = f32x4.add(o3, f32x4.mul(e, v128.load(vf, 48)));
+    o4 = f32x4.add(o4, f32x4.mul(e, v128.load(vf, 64)));
+    o5 = f32x4.add(o5, f32x4.mul(e, v128.load(vf, 80)));
+    o6 = f32x4.add(o6, f32x4.mul(e, v128.load(vf, 96)));
+    o7 = f32x4.add(o7, f32x4.mul(e, v128.load(vf, 112)));
+  }
+  v128.store(op, o0);
+  v128.store(op, o1, 16);
+  v128.store(op, o2, 32);
+  v128.store(op, o3, 48);
+  v128.store(op, o4, 64);
+  v128.store(op, o5, 80);
+  v128.store(op, o6, 96);
+  v128.store(op, o7, 112);
 }
 
 // Address of position p's row at offset off of its block.

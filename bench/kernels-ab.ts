@@ -9,7 +9,8 @@
  * A and B are kernel builds (e.g. a copy of build/kernels-relaxed.wasm from before a change, and
  * the current one). Kernels: matmul_q4r_q8b, matmul_q8r_q8b, matmul_q4kr_q8b (shape
  * rows,cols,tokens), matvec_q4r_q8a, matvec_q8r_q8a, matvec_q6r_q8a, matvec_q4kr_q8a, matvec_q5kr_q8a (shape
- * rows,cols); the Q4_1 / Q5_0 / Q5_1 ones (q41r, q50r, q51r) and Q2KR / Q3KR's (Q2_K / Q3_K rows repacked, cols a multiple of 256) and matvec_f16 / matvec_bf16 too. Node: each build is called
+ * rows,cols); the Q4_1 / Q5_0 / Q5_1 ones (q41r, q50r, q51r) and Q2KR / Q3KR's (Q2_K / Q3_K rows repacked, cols a multiple of 256) and matvec_f16 / matvec_bf16 too;
+ * attention_f16kv_causal (shape past,tokens: a prompt chunk of `tokens` rows after `past` cached positions, 32 heads of 64). Node: each build is called
  * for 150 ms at a time, twelve times in turn, and the best CPU time per call is kept. workerd (the
  * bare binary): a Worker runs n calls per request, timed from outside the process (a Worker's
  * clock does not advance while it computes): (best of 6 requests of 2n calls − best of 6 of n) / n.
@@ -32,7 +33,8 @@ const opt = (name: string, def: string) => {
 const [fileA, fileB] = argv.filter((a, i) => !a.startsWith("--") && !argv[i - 1]?.startsWith("--"));
 if (!fileA || !fileB) throw new Error("usage: bench/kernels-ab.ts A.wasm B.wasm [--kernel name] [--shape rows,cols[,tokens]] [--host node|workerd] [--n calls]");
 const kernel = opt("--kernel", "matmul_q4r_q8b");
-const [rows, cols, ntok = 1] = opt("--shape", kernel.startsWith("matmul") ? "5632,2048,64" : "5632,2048").split(",").map(Number);
+const attention = kernel === "attention_f16kv_causal";
+const [rows, cols, ntok = 1] = opt("--shape", kernel.startsWith("matmul") ? "5632,2048,64" : attention ? "448,64" : "5632,2048").split(",").map(Number);
 const host = opt("--host", "node");
 
 /**
@@ -47,6 +49,7 @@ export function setup(module, fn, rows, cols, ntok) {
   const e = new WebAssembly.Instance(module, { env: { memory } }).exports;
   let top = e.heap_base() >>> 0;
   const alloc = (n) => { const p = Math.ceil(top / 64) * 64; top = p + n; if (top > memory.buffer.byteLength) memory.grow(Math.ceil((top - memory.buffer.byteLength) / 65536)); return p; };
+  if (fn === "attention_f16kv_causal") return setupAttention(e, memory, alloc, rows, cols);
   const q8 = fn.includes("q8r"), q6 = fn.includes("q6r"), q4k = fn.includes("q4kr"), q5k = fn.includes("q5kr");
   // Q41R, Q50R, Q51R: per 4-row group and block, f16 d of the four rows at 0 (and Q41R's, Q51R's mins at 8).
   const r32 = ["q41r", "q50r", "q51r"].find((k) => fn.includes(k));
@@ -78,6 +81,25 @@ export function setup(module, fn, rows, cols, ntok) {
   else { (q4k || q5k ? e.quantize_q8a_k : e.quantize_q8a)(x, cols, xb); call = () => e[fn](w, rows, cols, xb, out); }
   for (let i = 0; i < 30; i++) call();
   return { call, out: () => Array.from(new Uint32Array(memory.buffer, out, Math.min(256, rows * ntok))) };
+}
+
+// A prompt chunk's attention on the 1.6B's shape (32 heads of 64, blocks of 16 positions, K of every
+// head then V in a block, as the engine's cache): ntok rows after past cached positions.
+function setupAttention(e, memory, alloc, past, ntok) {
+  const nh = 32, hd = 64, bp = 16, n = past + ntok;
+  const nb = Math.ceil(n / bp), hb = bp * hd * 2, blockB = 2 * nh * hb;
+  const cache = alloc(nb * blockB), table = alloc(nb * 4), q = alloc(ntok * nh * hd * 4), out = alloc(ntok * nh * hd * 4), sc = alloc(nh * n * 4);
+  const tmp = alloc(nb * blockB * 2);
+  const f = new Float32Array(memory.buffer, tmp, nb * blockB / 2);
+  for (let i = 0; i < f.length; i++) f[i] = Math.sin(i * 0.37) * 2;
+  e.f32_to_f16(tmp, cache, f.length);
+  const t = new Uint32Array(memory.buffer, table, nb);
+  for (let i = 0; i < nb; i++) t[i] = cache + i * blockB;
+  const qf = new Float32Array(memory.buffer, q, ntok * nh * hd);
+  for (let i = 0; i < qf.length; i++) qf[i] = Math.sin(i * 0.11) * 0.5;
+  const call = () => e.attention_f16kv_causal(q, table, bp, 0, nh * hb, hb, out, ntok, past + 1, nh, 1, hd, nh * hd, sc);
+  for (let i = 0; i < 3; i++) call();
+  return { call, out: () => Array.from(new Uint32Array(memory.buffer, out, ntok * nh * hd)) };
 }
 `;
 
@@ -146,6 +168,8 @@ async function inWorkerd(): Promise<Outcome> {
 }
 
 const r = host === "workerd" ? await inWorkerd() : await inNode();
-const macs = rows * cols * ntok;
+// Attention: each row's q·k and weighted sum over the positions it sees, 32 heads of 64.
+const macs = attention ? cols * (rows + (cols + 1) / 2) * 32 * 64 * 2 : rows * cols * ntok;
 const g = (s: number) => `${(macs / s / 1e9).toFixed(1)} G MAC/s (${(s * 1e3).toFixed(3)} ms)`;
-console.log(`${host} ${kernel} ${rows}×${cols}${kernel.startsWith("matmul") ? `×${ntok}` : ""}: A ${g(r.a)}, B ${g(r.b)}, B/A ${(r.a / r.b).toFixed(3)}; outputs ${r.same ? "identical" : "DIFFER"}`);
+const shape = attention ? `${cols} rows after ${rows} cached positions` : `${rows}×${cols}${kernel.startsWith("matmul") ? `×${ntok}` : ""}`;
+console.log(`${host} ${kernel} ${shape}: A ${g(r.a)}, B ${g(r.b)}, B/A ${(r.a / r.b).toFixed(3)}; outputs ${r.same ? "identical" : "DIFFER"}`);

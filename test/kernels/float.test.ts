@@ -301,6 +301,62 @@ describe("causal attention over KV heads' positions", () => {
   });
 });
 
+// A prompt's rows, several at a time (head_dim 64 in the SIMD builds: each
+// cached half converted once for all rows of a pass): every row must get the
+// bits its own attention_f16kv call gives, whichever rows share a pass, where
+// the passes and the cache's blocks cut the positions, and when one (row,
+// head)'s query is too large for the folded path.
+describe("causal attention, rows several at a time", () => {
+  it.each([
+    // ntok, cached before, KV heads, query heads per KV head, positions per block, row stride (floats), the (row, head) with a query at 2^16
+    [40, 0, 2, 1, 16, 128, -1, -1], // from an empty cache: passes of 16, 16 and 8 rows
+    [33, 37, 1, 2, 16, 160, -1, -1], // two query heads per KV head: 8 rows a pass; padding after the heads
+    [17, 5, 3, 1, 5, 192, -1, -1], // blocks of 5 positions: each pass's rows end in different blocks
+    [20, 70, 2, 1, 100, 128, -1, -1], // one block of 100 positions, taken 16 at a time
+    [9, 3, 1, 4, 4, 256, -1, -1], // four query heads per KV head: four rows a pass
+    [12, 2, 2, 1, 1, 128, -1, -1], // a block per position
+    [21, 9, 2, 2, 16, 256, 13, 3], // one (row, head) with a query at 2^16: that one alone takes the general path
+    [18, 8300, 1, 1, 16, 64, -1, -1], // a long cache: 15 rows a pass fit the scratch
+    [3, 70000, 1, 1, 16, 64, -1, -1], // longer: one row a pass would fit, so the rows go one by one
+  ])("ntok=%i after %i cached, %i KV heads × %i, blocks of %i, row stride %i, a query at 2^16 in (row, head) (%i, %i): each row's own bits", (ntok, past, nkv, group, P, stride, bigRow, bigHead) => {
+    const hd = 64;
+    const r = rng(ntok * 31 + past + nkv * 7 + group + P);
+    const positions = past + ntok;
+    const nh = nkv * group;
+    const q = randVec(r, ntok * stride);
+    if (bigRow >= 0) q[bigRow * stride + bigHead * hd + 9] = 65536;
+    const special = [0x0000, 0x8000, 0x0001, 0x83ff, 0x0400, 0x7bff, 0xfbff, 0x3c00];
+    const halves = (n: number) => {
+      const a = new Uint16Array(n);
+      for (let i = 0; i < n; i++) a[i] = r() < 0.05 ? special[Math.floor(r() * special.length)] : f64ToHalf(randn(r));
+      return a;
+    };
+    const k16 = halves(positions * nkv * hd), v16 = halves(positions * nkv * hd);
+    const outs: Float32Array[] = [];
+    for (const h of both()) {
+      const c = paged(h, k16, v16, positions, nkv, hd, P);
+      const qp = h.putF32(q);
+      const scores = h.alloc(nh * positions * 4);
+      const rows = h.putF32(new Float32Array(ntok * stride)), one = h.putF32(new Float32Array(ntok * stride));
+      h.k.attention_f16kv_causal(qp, c.table, P, c.kOff(0), c.vOff(0), c.headBytes, rows, ntok, past + 1, nkv, group, hd, stride, scores);
+      for (let t = 0; t < ntok; t++) h.k.attention_f16kv(qp + t * stride * 4, c.table, P, c.kOff(0), c.vOff(0), c.headBytes, one + t * stride * 4, past + t + 1, nkv, group, hd, scores);
+      const got = h.f32(rows, ntok * stride);
+      const alone = h.f32(one, ntok * stride);
+      for (let t = 0; t < ntok; t++) expect(bitsEqual(got.subarray(t * stride, (t + 1) * stride), alone.subarray(t * stride, (t + 1) * stride)), `row ${t}`).toBe(true);
+      for (let t = 0; t < ntok; t++) expect(got.subarray(t * stride + nh * hd, (t + 1) * stride).every((x) => x === 0)).toBe(true);
+      outs.push(got);
+    }
+    expect(bitsEqual(outs[0], outs[1])).toBe(true);
+    // And against float64 for the last row (the longest), where the cache is short enough to compute it quickly.
+    if (positions <= 200) {
+      const t = ntok - 1;
+      const n = past + t + 1;
+      const ref = attnRef(q.subarray(t * stride, t * stride + nh * hd), Float64Array.from(k16.subarray(0, n * nkv * hd), halfToF64), Float64Array.from(v16.subarray(0, n * nkv * hd), halfToF64), n, nh, nkv, hd);
+      expect(relErr(outs[0].subarray(t * stride, t * stride + nh * hd), ref)).toBeLessThan(bigRow === t ? 0.05 : 2e-5);
+    }
+  });
+});
+
 describe("elementwise and conversions", () => {
   it("silu_mul and add_f32", () => {
     const r = rng(8);
