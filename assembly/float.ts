@@ -295,42 +295,14 @@ function attnRows64(q: usize, table: usize, block_pos: i32, k_off: usize, v_off:
     const r = <usize>(u / group), i = <usize>u - r * g;
     store<i32>(oks + (<usize>u << 2), qFoldHead(q + r * strideB + (i << 8), qs + (<usize>u << 8)) ? 1 : 0);
   }
-  for (let p0 = 0, blk: usize = table; p0 < nMax; p0 += block_pos, blk += 4) {
-    const end = min(p0 + block_pos, nMax);
-    const kb = <usize>load<u32>(blk) + k_off;
-    for (let s = p0; s < end; s += ROWS_SUB) {
-      const cnt = min(ROWS_SUB, end - s);
-      halvesToBits(kb + (<usize>(s - p0) << 7), cnt, kv, m16);
-      for (let u = 0; u < units; u++) {
-        const c = min(cnt, n0 + u / group - s);
-        if (c > 0 && load<i32>(oks + (<usize>u << 2))) scoresBits64(qs + (<usize>u << 8), kv, c, sc + <usize>u * rowsB + (<usize>s << 2), scale);
-      }
-    }
-  }
+  rowsWalk(false, table, block_pos, k_off, n0, nMax, group, units, qs, sc, rowsB, acc, sums, scale, m16);
   for (let u = 0; u < units; u++) {
     if (!load<i32>(oks + (<usize>u << 2))) continue;
     softmax64(sc + <usize>u * rowsB, n0 + u / group, hmul);
     memory.fill(acc + (<usize>u << 8), 0, 256);
     store<f32>(sums + (<usize>u << 2), 0);
   }
-  for (let p0 = 0, blk: usize = table; p0 < nMax; p0 += block_pos, blk += 4) {
-    const end = min(p0 + block_pos, nMax);
-    const vb = <usize>load<u32>(blk) + v_off;
-    for (let s = p0; s < end; s += ROWS_SUB) {
-      const cnt = min(ROWS_SUB, end - s);
-      halvesToBits(vb + (<usize>(s - p0) << 7), cnt, kv, m16);
-      for (let u = 0; u < units; u++) {
-        const c = min(cnt, n0 + u / group - s);
-        if (c <= 0 || !load<i32>(oks + (<usize>u << 2))) continue;
-        const sp = sc + <usize>u * rowsB + (<usize>s << 2);
-        const op = acc + (<usize>u << 8);
-        const sh = sums + (<usize>u << 2);
-        store<f32>(sh, sumBlock(sp, c, load<f32>(sh)));
-        vBits64(kv, c, sp, op);
-        vBits64(kv + 128, c, sp, op + 128);
-      }
-    }
-  }
+  rowsWalk(true, table, block_pos, v_off, n0, nMax, group, units, qs, sc, rowsB, acc, sums, scale, m16);
   for (let u = 0; u < units; u++) {
     const r = <usize>(u / group), i = <usize>u - r * g;
     const op = out + r * strideB + (i << 8);
@@ -340,6 +312,36 @@ function attnRows64(q: usize, table: usize, block_pos: i32, k_off: usize, v_off:
       for (let d: usize = 0; d < 256; d += 16) v128.store(op + d, f32x4.mul(v128.load(ap + d), inv));
     } else {
       attnHeadSimd(q + r * strideB + (i << 8), table, block_pos, k_off, v_off, op, n0 + u / group, 64, scale, scores);
+    }
+  }
+}
+
+// One walk of the cache for attnRows64: each sub-block's keys (values) are
+// converted to f32 bits once, then every unit that sees its positions takes
+// its scores (values: its softmax sum and weighted sums) over them.
+@inline function rowsWalk(values: bool, table: usize, block_pos: i32, off: usize, n0: i32, nMax: i32, group: i32, units: i32, qs: usize, sc: usize, rowsB: usize, acc: usize, sums: usize, scale: f32, m16: v128): void {
+  const kv = scratchBase();
+  const oks = sums + (<usize>units << 2);
+  for (let p0 = 0, blk: usize = table; p0 < nMax; p0 += block_pos, blk += 4) {
+    const end = min(p0 + block_pos, nMax);
+    const b = <usize>load<u32>(blk) + off;
+    for (let s = p0; s < end; s += ROWS_SUB) {
+      const cnt = min(ROWS_SUB, end - s);
+      halvesToBits(b + (<usize>(s - p0) << 7), cnt, kv, m16);
+      for (let u = 0; u < units; u++) {
+        const c = min(cnt, n0 + u / group - s);
+        if (c <= 0 || !load<i32>(oks + (<usize>u << 2))) continue;
+        const sp = sc + <usize>u * rowsB + (<usize>s << 2);
+        if (values) {
+          const op = acc + (<usize>u << 8);
+          const sh = sums + (<usize>u << 2);
+          store<f32>(sh, sumBlock(sp, c, load<f32>(sh)));
+          vBits64(kv, c, sp, op);
+          vBits64(kv + 128, c, sp, op + 128);
+        } else {
+          scoresBits64(qs + (<usize>u << 8), kv, c, sp, scale);
+        }
+      }
     }
   }
 }
@@ -413,14 +415,7 @@ function qFoldHead(q: usize, qs: usize): bool {
     o6 = f32x4.add(o6, f32x4.mul(e, v128.load(vf, 96)));
     o7 = f32x4.add(o7, f32x4.mul(e, v128.load(vf, 112)));
   }
-  v128.store(op, o0);
-  v128.store(op, o1, 16);
-  v128.store(op, o2, 32);
-  v128.store(op, o3, 48);
-  v128.store(op, o4, 64);
-  v128.store(op, o5, 80);
-  v128.store(op, o6, 96);
-  v128.store(op, o7, 112);
+  store8(op, o0, o1, o2, o3, o4, o5, o6, o7);
 }
 
 // Address of position p's row at offset off of its block.
@@ -751,6 +746,11 @@ function softmax64(sp: usize, n: i32, hmul: v128): void {
     o7 = f32x4.add(o7, f32x4.mul(e, hb8hi(v3, m16)));
     vp += 128;
   }
+  store8(op, o0, o1, o2, o3, o4, o5, o6, o7);
+}
+
+// 32 output floats at op from eight vectors (vBlock64's and vBits64's accumulators).
+@inline function store8(op: usize, o0: v128, o1: v128, o2: v128, o3: v128, o4: v128, o5: v128, o6: v128, o7: v128): void {
   v128.store(op, o0);
   v128.store(op, o1, 16);
   v128.store(op, o2, 32);
