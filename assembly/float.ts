@@ -295,14 +295,14 @@ function attnRows64(q: usize, table: usize, block_pos: i32, k_off: usize, v_off:
     const r = <usize>(u / group), i = <usize>u - r * g;
     store<i32>(oks + (<usize>u << 2), qFoldHead(q + r * strideB + (i << 8), qs + (<usize>u << 8)) ? 1 : 0);
   }
-  rowsWalk(false, table, block_pos, k_off, n0, nMax, group, units, qs, sc, rowsB, acc, sums, scale, m16);
+  rowsWalk(false, table, block_pos, k_off, n0, nMax, group, units, kv, qs, oks, sc, rowsB, acc, sums, scale, m16);
   for (let u = 0; u < units; u++) {
     if (!load<i32>(oks + (<usize>u << 2))) continue;
     softmax64(sc + <usize>u * rowsB, n0 + u / group, hmul);
     memory.fill(acc + (<usize>u << 8), 0, 256);
     store<f32>(sums + (<usize>u << 2), 0);
   }
-  rowsWalk(true, table, block_pos, v_off, n0, nMax, group, units, qs, sc, rowsB, acc, sums, scale, m16);
+  rowsWalk(true, table, block_pos, v_off, n0, nMax, group, units, kv, qs, oks, sc, rowsB, acc, sums, scale, m16);
   for (let u = 0; u < units; u++) {
     const r = <usize>(u / group), i = <usize>u - r * g;
     const op = out + r * strideB + (i << 8);
@@ -319,9 +319,7 @@ function attnRows64(q: usize, table: usize, block_pos: i32, k_off: usize, v_off:
 // One walk of the cache for attnRows64: each sub-block's keys (values) are
 // converted to f32 bits once, then every unit that sees its positions takes
 // its scores (values: its softmax sum and weighted sums) over them.
-@inline function rowsWalk(values: bool, table: usize, block_pos: i32, off: usize, n0: i32, nMax: i32, group: i32, units: i32, qs: usize, sc: usize, rowsB: usize, acc: usize, sums: usize, scale: f32, m16: v128): void {
-  const kv = scratchBase();
-  const oks = sums + (<usize>units << 2);
+@inline function rowsWalk(values: bool, table: usize, block_pos: i32, off: usize, n0: i32, nMax: i32, group: i32, units: i32, kv: usize, qs: usize, oks: usize, sc: usize, rowsB: usize, acc: usize, sums: usize, scale: f32, m16: v128): void {
   for (let p0 = 0, blk: usize = table; p0 < nMax; p0 += block_pos, blk += 4) {
     const end = min(p0 + block_pos, nMax);
     const b = <usize>load<u32>(blk) + off;
@@ -575,18 +573,11 @@ function attnHeadSimd(qh: usize, table: usize, block_pos: i32, k_off: usize, v_o
 // the same bits as q·h2f(k). Writes q' of nh heads of 64 to scratch. A NaN or
 // a larger q fails the test and takes the general path.
 function qFolds(q: usize, nh: i32): bool {
-  const hmul = v128.load(VCONST + VC_HMUL);
-  const lim = f32x4.splat(65536);
   const qs = scratchBase();
   const n = <usize>nh << 8;
   if (n + (<usize>nh << 2) > SCRATCH_BYTES) return false;
-  let ok = i32x4.splat(-1);
-  for (let d: usize = 0; d < n; d += 16) {
-    const v = v128.load(q + d);
-    ok = v128.and(ok, f32x4.lt(f32x4.abs(v), lim));
-    v128.store(qs + d, f32x4.mul(v, hmul));
-  }
-  return i32x4.all_true(ok);
+  for (let d: usize = 0; d < n; d += 256) if (!qFoldHead(q + d, qs + d)) return false;
+  return true;
 }
 
 // Key or value bits of four halves (sign-extended to i32 lanes) in f32
