@@ -51,7 +51,9 @@ for (const s of seqs) {
   const held = e.reusePrefix(s, prompt);
   e.forward(s, prompt.slice(held), held);
 }
-const step = (b: number) => e.forwardBatch(seqs.slice(0, b).map((seq, i) => ({ seq, tokens: [1000 + i], startPos: CTX })));
+// Each sequence's logits go to an array of its own, step after step, as in a generation loop.
+const into = seqs.map(() => new Float32Array(e.config.vocabSize));
+const step = (b: number) => e.forwardBatch(seqs.slice(0, b).map((seq, i) => ({ seq, tokens: [1000 + i], startPos: CTX, into: into[i] })));
 
 for (const b of batches) step(b); // warm-up
 const best = new Map(batches.map((b) => [b, Infinity]));

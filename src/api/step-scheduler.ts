@@ -70,7 +70,7 @@
  * re-run rewinds each sequence to its own start).
  */
 import { yieldToEventLoop } from "../generate/yield";
-import type { BatchEntry, Engine, EngineStats, StepOptions } from "../model/engine";
+import type { BatchEntry, Engine, EngineStats, ForwardOptions, StepOptions } from "../model/engine";
 
 export interface StepSchedulerOptions {
   /** Sequences per step (and the live sequences the host should allow). */
@@ -93,6 +93,7 @@ interface Call {
   /** Position of tokens[0]. */
   startPos: number;
   allLogits: boolean;
+  into?: Float32Array;
   /** Tokens already fed by earlier steps (a prompt split over steps). */
   done: number;
   logits: Float32Array[];
@@ -193,13 +194,13 @@ export class StepScheduler implements Engine {
     if (this.opts.pollMs === undefined) this.schedule(); // the others may now be complete
   }
 
-  forward(seq: unknown, tokens: number[], startPos?: number, opts: { allLogits?: boolean } = {}): Promise<Float32Array[]> {
+  forward(seq: unknown, tokens: number[], startPos?: number, opts: ForwardOptions = {}): Promise<Float32Array[]> {
     if (!this.live.has(seq)) return Promise.reject(new TypeError("not a live sequence of this scheduler (use newSequence(), and not after releaseSequence())"));
     if (this.waiting.some((c) => c.seq === seq) || this.preparing.has(seq)) return Promise.reject(new Error("this sequence already has a forward call waiting"));
     if (tokens.length === 0) return Promise.reject(new RangeError("forward: no tokens"));
     const pos = startPos ?? (seq as { length?: (l: number) => number }).length?.(0);
     if (pos === undefined) return Promise.reject(new TypeError("forward through the scheduler needs startPos for this engine's sequences"));
-    const call: Call = { seq, tokens, startPos: pos, allLogits: opts.allLogits ?? false, done: 0, logits: [], seenSteps: this.counts.steps, idle: 0, deferred: 0 };
+    const call: Call = { seq, tokens, startPos: pos, allLogits: opts.allLogits ?? false, into: opts.into, done: 0, logits: [], seenSteps: this.counts.steps, idle: 0, deferred: 0 };
     if (!this.engine.prepare) return this.enter(call);
     // The caller's own part, here in its own context, before the call can be in a step.
     this.preparing.add(seq);
@@ -290,7 +291,7 @@ export class StepScheduler implements Engine {
 
   /** Entries for other batching callers: each as a call of its own. */
   async forwardBatch(entries: readonly BatchEntry[]): Promise<Float32Array[][]> {
-    return Promise.all(entries.map((e) => this.forward(e.seq, e.tokens, e.startPos, { allLogits: e.allLogits })));
+    return Promise.all(entries.map((e) => this.forward(e.seq, e.tokens, e.startPos, { allLogits: e.allLogits, into: e.into })));
   }
 
   async close(): Promise<void> {
@@ -355,6 +356,7 @@ export class StepScheduler implements Engine {
         tokens: call.tokens.slice(call.done, call.done + take),
         startPos: call.startPos + call.done,
         allLogits: call.allLogits,
+        into: call.into,
       }));
       const opts = driver && { driver: driver.seq };
       let results: (Float32Array[] | { error: unknown })[];

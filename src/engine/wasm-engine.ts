@@ -29,7 +29,7 @@
  * rows of the chunk and by heads (./position-split.ts) between the threads,
  * bit-identical to one thread.
  */
-import type { BatchEntry, Engine, EngineStats } from "../model/engine";
+import type { BatchEntry, Engine, EngineStats, ForwardOptions } from "../model/engine";
 import type { StableLMConfig } from "../model/config";
 import type { Head } from "../model/tensors";
 import { layoutOf } from "../gguf/quant";
@@ -258,8 +258,8 @@ export class WasmEngine implements Engine {
    * startPos first, as the reference does) and returns the logits of the last
    * position, or of every position with `allLogits`.
    */
-  forward(seq: unknown, tokens: number[], startPos?: number, opts: { allLogits?: boolean } = {}): Float32Array[] {
-    return this.forwardBatch([{ seq, tokens, startPos, allLogits: opts.allLogits }])[0];
+  forward(seq: unknown, tokens: number[], startPos?: number, opts: ForwardOptions = {}): Float32Array[] {
+    return this.forwardBatch([{ seq, tokens, startPos, ...opts }])[0];
   }
 
   /**
@@ -284,7 +284,9 @@ export class WasmEngine implements Engine {
       this.checkTokens(e.tokens);
       const pos0 = e.startPos ?? seq.length(0);
       this.checkRange(seq, pos0, e.tokens.length, 0, numLayers);
-      return { seq, pos0, tokens: e.tokens, allLogits: e.allLogits ?? false };
+      const allLogits = e.allLogits ?? false;
+      const into = !allLogits && e.into?.length === this.head().output.rows ? e.into : undefined;
+      return { seq, pos0, tokens: e.tokens, allLogits, into };
     });
     for (const p of plan) this.pool.prepareWrite(p.seq, p.pos0, p.tokens.length, seqs);
     for (const p of plan) {
@@ -316,7 +318,7 @@ export class WasmEngine implements Engine {
       // The last layer runs only the rows whose logits are wanted past its keys and values; they end up first in X.
       this.layers(segments, m, 0, numLayers, wanted.map((w) => w.row));
       for (const s of segments) this.pool.recordPrefix(s.seq, s.pos0 + s.m);
-      const logits = this.logits(wanted.map((_, i) => this.X + i * H * F32));
+      const logits = this.logits(wanted.map((_, i) => this.X + i * H * F32), wanted.map((w) => plan[w.entry].into));
       wanted.forEach((w, i) => out[w.entry].push(logits[i]));
     }
     return out;
@@ -617,11 +619,12 @@ export class WasmEngine implements Engine {
   }
 
   /**
-   * Each hidden [H] at rows[i] → its logits [R], copied out of WASM memory;
+   * Each hidden [H] at rows[i] → its logits [R], copied out of WASM memory
+   * (into into[i] where the caller gave one, else a new array);
    * up to logitsBatch positions per head product, so the head's weights are
    * read once for all the sequences of a step.
    */
-  private logits(rows: readonly number[]): Float32Array[] {
+  private logits(rows: readonly number[], into: readonly (Float32Array | undefined)[] = []): Float32Array[] {
     const { hiddenSize: H, layerNormEps } = this.config;
     const { outputNorm, output } = this.head();
     const R = output.rows;
@@ -631,7 +634,11 @@ export class WasmEngine implements Engine {
       for (let i = 0; i < b; i++) this.k.layernorm(rows[i0 + i], outputNorm.weight, outputNorm.bias, this.XN + i * H * F32, H, 1, layerNormEps);
       this.quantize(this.XN, b, H, [output]);
       this.products(this.XN, b, { w: output, out: this.LOGITS });
-      for (let i = 0; i < b; i++) out.push(this.mem().slice(this.LOGITS / F32 + i * R, this.LOGITS / F32 + (i + 1) * R));
+      for (let i = 0; i < b; i++) {
+        const row = this.mem().subarray(this.LOGITS / F32 + i * R, this.LOGITS / F32 + (i + 1) * R);
+        const dst = into[i0 + i];
+        out.push(dst ? (dst.set(row), dst) : row.slice());
+      }
     }
     return out;
   }

@@ -134,6 +134,8 @@ export async function* generate(engine: Engine, tokenizer: Tokenizer, opts: Gene
     const chunk = opts.prefillChunkTokens ?? DEFAULT_PREFILL_CHUNK_TOKENS;
     // The start of the prompt may already be in the engine's KV cache (a shared system prompt, the previous turn).
     const cached = engine.reusePrefix?.(seq, prompt);
+    // One logits array for the whole generation, which each step may fill (the engine's choice).
+    const into = new Float32Array(engine.config.vocabSize);
     let logits: Float32Array | undefined;
     for (let at = cached ?? 0; at < prompt.length; at += chunk) {
       if (at > (cached ?? 0)) {
@@ -142,7 +144,7 @@ export async function* generate(engine: Engine, tokenizer: Tokenizer, opts: Gene
         await yieldToEventLoop();
         checkAbort(signal);
       }
-      logits = (await engine.forward(seq, prompt.slice(at, at + chunk), at))[0];
+      logits = (await engine.forward(seq, prompt.slice(at, at + chunk), at, { into }))[0];
     }
     if (!logits) throw new Error("generate: prefill produced no logits");
     const t1 = clock?.() ?? 0;
@@ -172,7 +174,7 @@ export async function* generate(engine: Engine, tokenizer: Tokenizer, opts: Gene
       // Yield between sampling and the next forward so a disconnect can stop the work, not just the output.
       await yieldToEventLoop();
       checkAbort(signal);
-      logits = (await engine.forward(seq, [id], prompt.length + generated.length - 1))[0];
+      logits = (await engine.forward(seq, [id], prompt.length + generated.length - 1, { into }))[0];
     }
   } finally {
     // However it ends (done, aborted, failed, or the consumer stopped pulling): the sequence's KV is free.

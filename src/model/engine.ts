@@ -13,8 +13,8 @@ export interface Engine {
   readonly config: Pick<StableLMConfig, "vocabSize" | "contextLength">;
   /** A fresh, empty KV sequence; opaque to callers, handed back to forward(). */
   newSequence(): unknown;
-  /** Feeds tokens at positions startPos.. and returns the last position's logits (or every position's). */
-  forward(seq: unknown, tokens: number[], startPos?: number, opts?: { allLogits?: boolean }): Float32Array[] | Promise<Float32Array[]>;
+  /** Feeds tokens at positions startPos.. and returns the last position's logits (or every position's): arrays the caller keeps. */
+  forward(seq: unknown, tokens: number[], startPos?: number, opts?: ForwardOptions): Float32Array[] | Promise<Float32Array[]>;
   /**
    * One step for several sequences (each its own tokens and position), giving
    * each entry what forward() would give it alone. Engines that share the
@@ -79,20 +79,31 @@ export interface StepOptions {
   driver?: unknown;
 }
 
+/** What a forward call returns. */
+export interface ForwardOptions {
+  /** Logits of every new position, not only the last. */
+  allLogits?: boolean;
+  /**
+   * An array of the vocabulary's length for the last position's logits, which the engine may
+   * fill and return instead of a new one: a generation loop hands the same array to every step
+   * of its sequence (a new 400 KB array per step often faults its pages in afresh: docs/engine.md).
+   * Not with allLogits.
+   */
+  into?: Float32Array;
+}
+
 /** One sequence's part of a batched step: its new tokens at positions startPos.. (default: after what it caches). */
-export interface BatchEntry {
+export interface BatchEntry extends ForwardOptions {
   seq: unknown;
   tokens: number[];
   startPos?: number;
-  /** Logits of every new position, not only the last. */
-  allLogits?: boolean;
 }
 
 /** A batched step on any engine: its forwardBatch, or forward() per entry. */
 export async function forwardEach(engine: Engine, entries: readonly BatchEntry[]): Promise<Float32Array[][]> {
   if (engine.forwardBatch) return engine.forwardBatch(entries);
   const out: Float32Array[][] = [];
-  for (const e of entries) out.push(await engine.forward(e.seq, e.tokens, e.startPos, { allLogits: e.allLogits }));
+  for (const e of entries) out.push(await engine.forward(e.seq, e.tokens, e.startPos, { allLogits: e.allLogits, into: e.into }));
   return out;
 }
 

@@ -15,7 +15,7 @@
  * its start) while the other sequences go on — the client only sees latency. Each sequence keeps
  * its token history for that.
  */
-import type { BatchEntry, Engine, StepOptions } from "../model/engine";
+import type { BatchEntry, Engine, ForwardOptions, StepOptions } from "../model/engine";
 import type { ShardPlan } from "./plan";
 import { decodeFrame, encodeFrame, type ShardReply, type ShardRequest } from "./protocol";
 
@@ -133,7 +133,7 @@ export class ShardedEngine implements Engine {
     await this.embedding.rows(tokens);
   }
 
-  async forward(seq: unknown, tokens: number[], startPos?: number, opts: { allLogits?: boolean } = {}): Promise<Float32Array[]> {
+  async forward(seq: unknown, tokens: number[], startPos?: number, opts: ForwardOptions = {}): Promise<Float32Array[]> {
     return (await this.forwardBatch([{ seq, tokens, startPos, allLogits: opts.allLogits }]))[0];
   }
 

@@ -16,7 +16,7 @@
  * have been streamed, and moving would re-run the prefix on another pipeline.
  */
 import type { Release } from "../api/queue";
-import type { Engine, EngineStats } from "../model/engine";
+import type { Engine, EngineStats, ForwardOptions } from "../model/engine";
 import { ShardError, type ShardedEngine } from "../shard/engine";
 import { failoverOrder } from "./shard-affinity";
 import { WorkerQueue } from "./queue";
@@ -107,7 +107,7 @@ export class ReplicaSet implements Engine {
     return this.handle(this.everyReplica, {});
   }
 
-  forward(seq: unknown, tokens: number[], startPos?: number, opts?: { allLogits?: boolean }): Promise<Float32Array[]> {
+  forward(seq: unknown, tokens: number[], startPos?: number, opts?: ForwardOptions): Promise<Float32Array[]> {
     const h = seq as Handle;
     if (h.opened) return Promise.resolve(this.served[h.replica!].forward(h.inner, tokens, startPos, opts));
     return this.open(h, tokens, startPos, opts);
@@ -152,7 +152,7 @@ export class ReplicaSet implements Engine {
     return { ...hooks, ranking, opened: false };
   }
 
-  private async open(h: Handle, tokens: number[], startPos?: number, opts?: { allLogits?: boolean }): Promise<Float32Array[]> {
+  private async open(h: Handle, tokens: number[], startPos?: number, opts?: ForwardOptions): Promise<Float32Array[]> {
     try {
       const out = await this.failover(h, tokens, startPos, opts);
       h.onOpen?.(true);
@@ -163,7 +163,7 @@ export class ReplicaSet implements Engine {
     }
   }
 
-  private async failover(h: Handle, tokens: number[], startPos?: number, opts?: { allLogits?: boolean }): Promise<Float32Array[]> {
+  private async failover(h: Handle, tokens: number[], startPos?: number, opts?: ForwardOptions): Promise<Float32Array[]> {
     const order = failoverOrder(h.ranking, (r) => this.healthy(r));
     let first: unknown;
     for (const [i, r] of order.entries()) {

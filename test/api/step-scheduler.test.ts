@@ -52,10 +52,10 @@ function wrapped(inner: WasmEngine, forwardBatch: Stepper["forwardBatch"], over:
 
 /** The engine with every step's entries recorded (and a token that makes any step containing it fail). */
 function recording(inner: WasmEngine, poison = -1) {
-  const steps: { seq: unknown; rows: number; startPos: number }[][] = [];
+  const steps: { seq: unknown; rows: number; startPos: number; into?: Float32Array }[][] = [];
   const e = wrapped(inner, (entries: readonly BatchEntry[]) => {
     if (entries.some((x) => x.tokens.includes(poison))) throw new Error("poisoned step");
-    steps.push(entries.map((x) => ({ seq: x.seq, rows: x.tokens.length, startPos: x.startPos ?? -1 })));
+    steps.push(entries.map((x) => ({ seq: x.seq, rows: x.tokens.length, startPos: x.startPos ?? -1, into: x.into })));
     return inner.forwardBatch(entries);
   });
   return { engine: e, steps };
@@ -83,6 +83,14 @@ describe("StepScheduler", () => {
     expect(s.batchStats.steps).toBe(rec.steps.length);
     expect(s.batchStats.steps).toBeLessThan(forwards / 3);
     expect(Math.max(...rec.steps.map((st) => st.length))).toBe(8);
+    // Each generation's logits array reaches the engine with every row of its own, one array per sequence.
+    for (const st of rec.steps) {
+      for (const x of st) expect(x.into?.length).toBe(engine.config.vocabSize);
+      expect(new Set(st.map((x) => x.into)).size).toBe(st.length);
+    }
+    const arrays = new Map<unknown, Set<Float32Array | undefined>>();
+    for (const x of rec.steps.flat()) arrays.set(x.seq, (arrays.get(x.seq) ?? new Set()).add(x.into));
+    expect([...arrays.values()].map((a) => a.size)).toEqual(Array(8).fill(1));
     expect(s.batchStats.live).toBe(0);
     expect(s.batchStats.waiting).toBe(0);
   });
