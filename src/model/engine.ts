@@ -79,7 +79,7 @@ export interface StepOptions {
   driver?: unknown;
 }
 
-/** What a forward call returns. */
+/** Which logits a forward call hands back, and where. */
 export interface ForwardOptions {
   /** Logits of every new position, not only the last. */
   allLogits?: boolean;
