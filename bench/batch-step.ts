@@ -14,7 +14,7 @@
 import { parseArgs } from "node:util";
 import type { BuildKind } from "../src/engine/kernels";
 import { loadWasmEngine } from "../src/engine/node";
-import { benchModel, promptTokens } from "./common";
+import { benchModel, promptedSequences } from "./common";
 import { exitOnHelp } from "./usage";
 
 exitOnHelp("usage: node --import tsx bench/batch-step.ts [--build relaxed|relaxed-fused|simd|scalar] [--threads 1] [--batches 1,2,4,8] [--context 128] [--rounds 8] [--build-dir folder] [--model file.gguf]");
@@ -45,12 +45,7 @@ const e = await loadWasmEngine(args.model ?? (await benchModel()), {
   contextLength: CTX + 16,
 });
 if (e.kernels.kind !== build) throw new Error(`wanted the ${build} build, got ${e.kernels.kind}: ${e.kernels.reason}`);
-const prompt = promptTokens(CTX);
-const seqs = Array.from({ length: maxB }, () => e.newSequence());
-for (const s of seqs) {
-  const held = e.reusePrefix(s, prompt);
-  e.forward(s, prompt.slice(held), held);
-}
+const seqs = promptedSequences(e, CTX, maxB);
 // Each sequence's logits go to an array of its own, step after step, as in a generation loop.
 const into = seqs.map(() => new Float32Array(e.config.vocabSize));
 const step = (b: number) => e.forwardBatch(seqs.slice(0, b).map((seq, i) => ({ seq, tokens: [1000 + i], startPos: CTX, into: into[i] })));

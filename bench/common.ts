@@ -3,6 +3,8 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { WasmSequence } from "../src/engine/kv-cache";
+import type { WasmEngine } from "../src/engine/wasm-engine";
 import { percentiles } from "../src/generate/eval-stats";
 import { writeSynthGGUF } from "../weights-tools/synth";
 
@@ -25,6 +27,17 @@ export function promptTokens(n: number): number[] {
     a = (Math.imul(a, 1103515245) + 12345) >>> 0;
     return a % 100000;
   });
+}
+
+/** n sequences holding the same `length`-token prompt: the first computes it, the others take its cached blocks. */
+export function promptedSequences(e: WasmEngine, length: number, n: number): WasmSequence[] {
+  const prompt = promptTokens(length);
+  const seqs = Array.from({ length: n }, () => e.newSequence());
+  for (const s of seqs) {
+    const held = e.reusePrefix(s, prompt);
+    e.forward(s, prompt.slice(held), held);
+  }
+  return seqs;
 }
 
 export interface EngineResult {

@@ -14,7 +14,7 @@
 import { parseArgs } from "node:util";
 import { loadWasmEngine } from "../src/engine/node";
 import type { WasmMatrix } from "../src/engine/load";
-import { benchModel, promptTokens } from "./common";
+import { benchModel, promptedSequences, promptTokens } from "./common";
 
 const { values: args } = parseArgs({
   options: {
@@ -79,12 +79,7 @@ for (let turn = 0; turn < turns; turn++) {
       }
       eng.k = wrapped;
       // B sequences over one prompt (the later ones take its cached blocks).
-      const prompt = promptTokens(ctx);
-      const seqs = Array.from({ length: batch }, () => e.newSequence());
-      for (const s of prefill ? [] : seqs) {
-        const held = e.reusePrefix(s, prompt);
-        e.forward(s, prompt.slice(held), held);
-      }
+      const seqs = prefill ? [e.newSequence()] : promptedSequences(e, ctx, batch);
       const r = results.get(model) ?? { best: new Map(), step: Infinity, info };
       results.set(model, r);
       for (let i = 0; i < steps; i++) {

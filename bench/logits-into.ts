@@ -12,7 +12,7 @@
 import { parseArgs } from "node:util";
 import { loadWasmEngine } from "../src/engine/node";
 import { percentiles } from "../src/generate/eval-stats";
-import { benchModel, promptTokens } from "./common";
+import { benchModel, promptedSequences } from "./common";
 import { exitOnHelp } from "./usage";
 
 const USAGE = "usage: node --experimental-wasm-relaxed-simd --import tsx bench/logits-into.ts [--batches 1,4] [--rounds 8] [--steps 16] [--model file.gguf]";
@@ -34,12 +34,7 @@ if (!batches.every((b) => Number.isInteger(b) && b >= 1) || !(rounds >= 1) || !(
 const PROMPT = 64;
 const maxB = Math.max(...batches);
 const e = await loadWasmEngine(args.model ?? (await benchModel()), { relaxed: true, threads: 1, maxBatch: maxB, sequences: maxB, contextLength: PROMPT + steps + 16 });
-const prompt = promptTokens(PROMPT);
-const seqs = Array.from({ length: maxB }, () => e.newSequence());
-for (const s of seqs) {
-  const held = e.reusePrefix(s, prompt);
-  e.forward(s, prompt.slice(held), held);
-}
+const seqs = promptedSequences(e, PROMPT, maxB);
 const arrays = seqs.map(() => new Float32Array(e.config.vocabSize));
 const argmax = (x: Float32Array) => {
   let b = 0;
