@@ -53,12 +53,6 @@ function rss(): { peak: number; now: number } {
   return { peak: kb("VmHWM"), now: kb("VmRSS") };
 }
 
-const argmax = (x: ArrayLike<number>) => {
-  let b = 0;
-  for (let i = 1; i < x.length; i++) if (x[i] > x[b]) b = i;
-  return b;
-};
-
 /** The model card's sampling settings. */
 const TEMPERATURE = 0.7;
 const TOP_P = 0.95;
@@ -85,7 +79,7 @@ function summary(reps: Rep[]) {
 async function edgelm(path: string, build: BuildKind): Promise<EngineResult> {
   const baseline = rss().now;
   const { loadWasmEngine } = await import("../src/engine/node");
-  const { DEFAULT_SAMPLING, sample, seededRandom } = await import("../src/generate/sampler");
+  const { DEFAULT_SAMPLING, argmax, sample, seededRandom } = await import("../src/generate/sampler");
   const t0 = performance.now();
   const e = await loadWasmEngine(path, { force: build, relaxed: build.startsWith("relaxed"), buildDir: args["build-dir"], threads: THREADS });
   const t1 = performance.now();

@@ -12,6 +12,7 @@
 import { parseArgs } from "node:util";
 import { loadWasmEngine } from "../src/engine/node";
 import { percentiles } from "../src/generate/eval-stats";
+import { argmax } from "../src/generate/sampler";
 import { benchModel, promptedSequences } from "./common";
 import { exitOnHelp } from "./usage";
 
@@ -36,11 +37,6 @@ const maxB = Math.max(...batches);
 const e = await loadWasmEngine(args.model ?? (await benchModel()), { relaxed: true, threads: 1, maxBatch: maxB, sequences: maxB, contextLength: PROMPT + steps + 16 });
 const seqs = promptedSequences(e, PROMPT, maxB);
 const arrays = seqs.map(() => new Float32Array(e.config.vocabSize));
-const argmax = (x: Float32Array) => {
-  let b = 0;
-  for (let i = 1; i < x.length; i++) if (x[i] > x[b]) b = i;
-  return b;
-};
 
 /** tok/s of `steps` greedy steps of b sequences from position PROMPT, with or without the arrays; adds the steps' minor page faults to faults[way]. */
 const faults = { fresh: 0, into: 0 };
