@@ -86,8 +86,14 @@ export function engineChild(args: string[], prompt: number, decode: number): Eng
   try {
     return JSON.parse(line) as EngineResult;
   } catch {
-    return { engine: args.join(" "), error: (r.stderr || r.stdout || `exit ${r.status}`).trim().split("\n").slice(-3).join(" | ") };
+    return { engine: args.join(" "), error: childError(r.stderr || r.stdout || `exit ${r.status}`) };
   }
+}
+
+/** What a failed child said: its thrown error's line (Node prints the source line and a caret first), else its last lines. */
+export function childError(output: string): string {
+  const lines = output.trim().split("\n");
+  return lines.find((l) => /^[A-Za-z]*Error\b/.test(l)) ?? lines.slice(-3).join(" | ");
 }
 
 /** One engine's rounds as one result: the median of each figure over the rounds, the first round's first prefill, the highest peak RSS. */

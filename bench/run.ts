@@ -170,6 +170,8 @@ writeFileSync(
   JSON.stringify({ date: new Date().toISOString(), model: path, size, prompt: PROMPT, decode: DECODE, threads: THREADS, reps: REPS, rounds: ROUNDS, fileRead_s: fileRead, machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version }, results, perRound: rounds }, null, 2),
 );
 console.log(`\nwrote ${out}`);
+// A failed engine leaves its rows and targets out: say so in the exit status too, for scripts.
+if (results.some((r) => "error" in r)) process.exitCode = 1;
 
 if (all) {
   for (const [what, argv] of [
